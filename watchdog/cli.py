@@ -1,0 +1,65 @@
+"""Command line: ``position-watchdog run | status | check | orphans | sim | demo | config``.
+
+This is the only module where errors become exit codes and user-facing one-line messages.
+Each command's work lives in the module that owns it; imports are local so that a command
+pulls in only what it needs (``config check`` must not import aiohttp or redis).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from watchdog import __version__
+from watchdog.errors import (
+    EXIT_CONFIG,
+    ConfigError,
+)
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="position-watchdog")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-json", is_flag=True, help="One JSON object per log line (journald, ingestion).")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, log_json: bool) -> None:
+    """Safety sidecar for trading bots on Binance USDⓈ-M futures."""
+    from watchdog.logs import configure_logging
+
+    configure_logging(level=log_level.upper(), json=log_json)
+    ctx.obj = {"log_json": log_json}
+
+
+# ---------------------------------------------------------------- config
+
+
+@cli.group()
+def config() -> None:
+    """Configuration helpers."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def config_check(path: str) -> None:
+    """Validate PATH; exit 0 when valid, 2 otherwise."""
+    from watchdog.config import load_config
+
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc))
+        sys.exit(2)
+    click.echo(f"{path}: ok")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="position-watchdog")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Value types shared by the core, the adapters and the store.
+
+Rules of this module:
+1. Every quantity and price is a ``Decimal``; never ``float``.
+2. Times: ``*_time_ms`` is an exchange epoch timestamp (Binance ``E``/``T``/``updateTime``);
+   ``now_ms`` and ``*_ms`` fields named ``verified_ms``/``received_ms`` are the watchdog's own wall
+   clock in epoch ms, injected by the shell (the core never reads a clock).
+3. Values are frozen and slotted: facts do not change after they are observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import NewType
+
+__all__ = [
+    "ZERO",
+    "AlgoStatus",
+    "Knowledge",
+    "OrderId",
+    "PositionKey",
+    "PositionSide",
+    "PositionState",
+    "PositionView",
+    "Source",
+    "Symbol",
+]
+
+Symbol = NewType("Symbol", str)
+# Binance order ids exceed 2**53: keep them as Python ints (arbitrary precision), never floats.
+OrderId = NewType("OrderId", int)
+
+ZERO = Decimal(0)
+
+
+class PositionSide(StrEnum):
+    """Binance ``positionSide``: BOTH in one-way mode, LONG/SHORT in hedge mode."""
+
+    BOTH = "BOTH"
+    LONG = "LONG"
+    SHORT = "SHORT"
+
+
+class Source(StrEnum):
+    """Where a position fact came from."""
+
+    STREAM = "stream"
+    REST = "rest"
+
+
+class PositionState(StrEnum):
+    """What is published for a position: the only three answers a bot can get."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    UNKNOWN = "unknown"
+
+
+class Knowledge(StrEnum):
+    """How much the watchdog trusts what it holds about a position (the freshness machine)."""
+
+    UNKNOWN = "unknown"      # never confirmed, or confirmation lost for good
+    CONFIRMED = "confirmed"  # backed by an authoritative fact newer than every known gap
+    SUSPECT = "suspect"      # a gap or failed read happened; waiting for a snapshot after it
+    EXPIRED = "expired"      # older than the age limit: reported as unknown, never as truth
+
+
+class AlgoStatus(StrEnum):
+    """``ALGO_UPDATE.o.X`` / REST ``algoStatus`` (BINANCE-API.md §2.9)."""
+
+    NEW = "NEW"
+    CANCELED = "CANCELED"
+    TRIGGERING = "TRIGGERING"
+    TRIGGERED = "TRIGGERED"
+    FINISHED = "FINISHED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PositionKey:
+    """A position is identified by symbol and position side."""
+
+    symbol: Symbol
+    side: PositionSide
+
+    def __str__(self) -> str:
+        return f"{self.symbol}:{self.side.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    """What the watchdog publishes about one position at one moment.
+
+    ``state`` is derived from ``knowledge`` and ``amount``: OPEN/CLOSED only while knowledge is
+    CONFIRMED; anything else is UNKNOWN (the last amount is kept for diagnosis, never as truth).
+    ``as_of_time_ms`` is the exchange time of the fact; ``verified_ms`` is when the watchdog last
+    confirmed this state from the exchange (freshness is measured on it); ``version`` increases
+    with every change so the store can refuse older writes.
+    """
+
+    key: PositionKey
+    state: PositionState
+    knowledge: Knowledge
+    amount: Decimal
+    entry_price: Decimal
+    source: Source
+    as_of_time_ms: int
+    verified_ms: int
+    version: int
+    reason: str = ""
