@@ -51,7 +51,7 @@ def config_check(path: str) -> None:
     try:
         load_config(path)
     except ConfigError as exc:
-        click.echo(str(exc))
+        click.echo(str(exc), err=True)  # exactly one line: PATH: [section] key: what is wrong
         sys.exit(2)
     click.echo(f"{path}: ok")
 
