@@ -59,3 +59,10 @@ def test_console_script_is_declared_and_resolves() -> None:
     target = {k.strip(): v.strip() for k, v in scripts.items()}["position-watchdog"]
     module, _, attr = target.partition(":")
     assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_config_check_on_a_directory_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["config", "check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{tmp_path}: cannot read the file:")
+    assert result.stderr.count("\n") == 1

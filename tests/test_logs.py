@@ -178,3 +178,13 @@ def test_level_filters(stderr_log: pytest.CaptureFixture[str]) -> None:
     err = stderr_log.readouterr().err
     assert "hidden" not in err
     assert "shown" in err
+
+
+def test_transient_secrets_are_capped_but_permanent_ones_stay() -> None:
+    register_secret("permanent-api-key-value")
+    keys = [f"listen{i:03d}key" for i in range(logs.MAX_TRANSIENT + 5)]
+    for key in keys:
+        register_secret(key, transient=True)
+    assert redact("permanent-api-key-value") == logs.MASK
+    assert redact(keys[-1]) == logs.MASK
+    assert redact(keys[0]) == keys[0]

@@ -43,7 +43,7 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path")
 def config_check(path: str) -> None:
     """Validate PATH; exit 0 when valid, 2 otherwise."""
     from watchdog.config import load_config

@@ -53,7 +53,9 @@ _TOKEN_AFTER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{32,}(?![A-Za-z0-9])")
 _LONG_TOKEN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{60,}(?![A-Za-z0-9])")
 
 _lock = threading.Lock()
-_secrets: frozenset[str] = frozenset()
+MAX_TRANSIENT = 32
+_permanent: set[str] = set()
+_transient: list[str] = []
 _secrets_re: re.Pattern[str] | None = None
 _handler_id: int | None = None
 
@@ -62,19 +64,29 @@ QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "websock
                  "aiohttp.access": logging.WARNING, "hpack": logging.WARNING}
 
 
-def register_secret(value: str) -> None:
-    """Mask ``value`` wherever it appears in any later log line (key, secret, listen key)."""
-    global _secrets, _secrets_re
+def register_secret(value: str, *, transient: bool = False) -> None:
+    """Mask ``value`` wherever it appears in any later log line.
+
+    Args:
+        value: the API key, the API secret, or a listen key.
+        transient: True for values that are replaced over time (listen keys): only the last
+            ``MAX_TRANSIENT`` of them are kept, so that a long uptime does not grow the pattern.
+    """
+    global _secrets_re
     value = value.strip()
     if not value:
         return
     with _lock:
-        if value in _secrets:
+        if value in _permanent or value in _transient:
             return
-        _secrets = _secrets | {value}
+        if transient:
+            _transient.append(value)
+            del _transient[:-MAX_TRANSIENT]
+        else:
+            _permanent.add(value)
         # Longest first so that a secret containing another is masked whole.
-        alternatives = "|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True))
-        _secrets_re = re.compile(alternatives)
+        everything = sorted(_permanent.union(_transient), key=len, reverse=True)
+        _secrets_re = re.compile("|".join(re.escape(s) for s in everything))
 
 
 def redact(text: str) -> str:
