@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from watchdog.errors import ConfigError
 
 __all__ = [
+    "SECTIONS",
     "BinanceConfig",
     "Config",
     "CoreConfig",
