@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from loguru import logger
 
 from watchdog import logs
@@ -16,6 +18,17 @@ LISTEN_KEY = "WsCMN0a4KHUPTQuX6IUnqEZfB1inxmv1qR4kbf1LuEjur5VdbzqvyxqG9TSjVVxv"
 SIGNATURE = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
 API_KEY = "Qx3kT9vLpW2mN8rY5zA1bC4dE7fG0hJ6kL9mN2pR5sT8uV1wX4yZ7aB0cD3eF6gH"
 SHORT_SECRET = "hunter2-only-the-daemon-knows"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_test_secrets() -> Iterator[None]:
+    """Secrets registered here (some random) must not mask other modules' log lines."""
+    saved = set(logs._permanent), list(logs._transient), logs._secrets_re
+    yield
+    logs._permanent.clear()
+    logs._permanent.update(saved[0])
+    logs._transient[:] = saved[1]
+    logs._secrets_re = saved[2]
 
 
 @pytest.fixture
@@ -188,3 +201,17 @@ def test_transient_secrets_are_capped_but_permanent_ones_stay() -> None:
     assert redact("permanent-api-key-value") == logs.MASK
     assert redact(keys[-1]) == logs.MASK
     assert redact(keys[0]) == keys[0]
+
+
+@given(secret=st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=8, max_size=80),
+       before=st.text(max_size=40), after=st.text(max_size=40))
+def test_a_registered_secret_never_survives_redaction(secret: str, before: str, after: str) -> None:
+    register_secret(secret, transient=True)
+    assert secret not in redact(before + secret + after)
+
+
+@given(key=st.text(st.sampled_from("ABCDEFabcdef0123456789xyzXYZ"), min_size=16, max_size=64),
+       form=st.sampled_from(["?listenKey={}&x=1", '"listenKey": "{}"', "listenKey: {}", "/ws/{}",
+                             "signature={}", "X-MBX-APIKEY: {}", "'X-MBX-APIKEY': '{}'"]))
+def test_labelled_tokens_never_survive_redaction(key: str, form: str) -> None:
+    assert key not in redact("prefix " + form.format(key) + " suffix")

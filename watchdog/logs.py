@@ -160,6 +160,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         json: one JSON object per line (``serialize=True``) for journald/ingestion.
     """
     global _handler_id
+    level = level.upper()
     logger.configure(patcher=_redact_record)
     with _lock:
         if _handler_id is None:
