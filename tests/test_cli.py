@@ -66,3 +66,13 @@ def test_config_check_on_a_directory_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith(f"{tmp_path}: cannot read the file:")
     assert result.stderr.count("\n") == 1
+
+
+def test_config_check_imports_no_network_libraries() -> None:
+    probe = ("import sys; from click.testing import CliRunner; from watchdog.cli import cli; "
+             "r = CliRunner().invoke(cli, ['config', 'check', 'config.example.toml']); "
+             "heavy = sorted({'aiohttp', 'redis', 'httpx', 'websockets', 'ccxt'} & set(sys.modules)); "
+             "print(r.exit_code, heavy)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "0 []", done.stderr
