@@ -94,6 +94,20 @@ def test_account_config_update_of_an_unknown_kind_still_says_config_changed() ->
     assert parse_user_event(payload) == (AccountConfigUpdate(2, 1, None, None, None),)
 
 
+@pytest.mark.parametrize("positions", [None, "absent"])
+def test_account_update_without_positions_lists_none(positions: object) -> None:
+    """Crossed FUNDING_FEE updates carry only balances (§2.1): no rows, which is not flatness."""
+    payload = doc("account_update.json")
+    payload["a"]["m"] = "FUNDING_FEE"
+    if positions == "absent":
+        del payload["a"]["P"]
+    else:
+        payload["a"]["P"] = positions
+    (event,) = parse_user_event(payload)  # type: ignore[misc]
+    assert isinstance(event, StreamPositions)
+    assert (event.reason, event.positions) == ("FUNDING_FEE", ())
+
+
 def test_margin_call_documented_example() -> None:
     assert parse_user_event(doc("margin_call.json")) == (MarginCall(1587727187525, (
         PositionAmount(key("ETHUSDT", PositionSide.LONG), Decimal("1.327"), Decimal(0), 1587727187525),)),)
@@ -289,6 +303,7 @@ MALFORMED = [
     ("trade_lite.json", ("i",), "12a", "TRADE_LITE", "i", "non-negative integer"),
     ("margin_call.json", ("p",), {}, "MARGIN_CALL", "p", "expected an array"),
     ("margin_call.json", ("p", 0, "s"), DELETE, "MARGIN_CALL", "p[0].s", "missing"),
+    ("margin_call.json", ("p", 0), 1, "MARGIN_CALL", "p[0]", "expected an object"),
     ("account_config_update_leverage.json", ("ac", "l"), "x", "ACCOUNT_CONFIG_UPDATE", "ac.l", "integer"),
     ("account_config_update_multi_assets.json", ("ai", "j"), DELETE, "ACCOUNT_CONFIG_UPDATE", "ai.j",
      "missing"),
@@ -322,6 +337,7 @@ def test_not_an_event_object(payload: object) -> None:
     (parse_open_orders, {}, "$"),
     (parse_open_orders, [[]], "[0]"),
     (parse_open_algo_orders, [{"symbol": "X"}], "[0].positionSide"),
+    (parse_open_orders, [{"symbol": "X", "positionSide": "LONG", "orderId": "1"}], "[0].type"),
 ])
 def test_malformed_rest_rows(parser: Any, rows: object, field: str) -> None:
     with pytest.raises(WireFormatError) as err:

@@ -83,11 +83,15 @@ def describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:40] + "…")
-    if isinstance(value, int | float):
-        text_ = repr(value) if not isinstance(value, int) or value.bit_length() < 256 else "<huge int>"
-        return text_
-    return type(value).__name__ if not isinstance(value, dict | list) else (
-        "object" if isinstance(value, dict) else "array")
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 256 else "<huge int>"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
 
 
 def _missing(key: str) -> BadField:
@@ -283,10 +287,8 @@ def excerpt(payload: object, limit: int = 200) -> str:
     """
     secrets: list[str] = []
     clean = _redacted(payload, secrets)
-    try:
-        out = json.dumps(clean, separators=(",", ":"), ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        out = f"<{type(payload).__name__}>"
+    # Cannot fail: ``_redacted`` bounds depth and big ints, ``default=repr`` covers non-JSON types.
+    out = json.dumps(clean, separators=(",", ":"), ensure_ascii=False, default=repr)
     for secret in secrets:
         if len(secret) >= 8:
             out = out.replace(secret, REDACTED)
