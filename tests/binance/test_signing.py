@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.signing import build_query, build_signed_query, sign_query
+from watchdog.binance.signing import ParamValue, build_query, build_signed_query, sign_query
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
 
@@ -42,8 +42,8 @@ def test_documented_spot_example() -> None:
 
 
 def test_build_signed_query_reproduces_the_documented_request() -> None:
-    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": 1, "price": Decimal("9000"),
-              "timeInForce": "GTC"}
+    params: dict[str, ParamValue] = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": 1,
+                                     "price": Decimal("9000"), "timeInForce": "GTC"}
     signed = build_signed_query(params, FUTURES_SECRET, timestamp_ms=1591702613943, recv_window_ms=5000)
     assert signed == f"{FUTURES_QUERY}&signature={FUTURES_SIGNATURE}"
 
@@ -65,8 +65,9 @@ def test_deterministic_and_secret_dependent() -> None:
 
 
 def test_values_are_encoded_as_sent() -> None:
-    assert build_query({"reduceOnly": True, "closePosition": False, "qty": Decimal("1E+1"),
-                        "clientAlgoId": "a:b/c"}) == (
+    params: dict[str, ParamValue] = {"reduceOnly": True, "closePosition": False,
+                                     "qty": Decimal("1E+1"), "clientAlgoId": "a:b/c"}
+    assert build_query(params) == (
         "reduceOnly=true&closePosition=false&qty=10&clientAlgoId=a%3Ab%2Fc")
     empty = build_signed_query({}, "s", timestamp_ms=1, recv_window_ms=2)
     assert empty.startswith("recvWindow=2&timestamp=1&")

@@ -259,6 +259,7 @@ def test_small_rest_bodies() -> None:
     assert parse_error_body({"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}) == (
         -2015, "Invalid API-key, IP, or permissions for action.")
     assert parse_error_body({"code": -1021}) == (-1021, "")
+    body: object
     for body in ("<html>", None, [], {"code": "x"}, {"code": True}, {"msg": "m"}):
         assert parse_error_body(body) is None
     with pytest.raises(WireFormatError) as err:

@@ -21,6 +21,7 @@ from watchdog.binance.wire import (
     parse_position_risk,
     parse_user_event,
 )
+from watchdog.core.events import TradeLite
 from watchdog.errors import WireFormatError
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
@@ -126,6 +127,7 @@ def test_numbers_and_ids_round_trip_exactly(amount: Decimal, order_id: int) -> N
     payload = {"e": "TRADE_LITE", "E": str(order_id), "T": order_id, "s": "X", "i": order_id, "c": "",
                "S": "BUY", "l": str(amount), "L": int(order_id)}
     (event,) = parse_user_event(payload)  # type: ignore[misc]
+    assert isinstance(event, TradeLite)
     assert event.last_filled_quantity == amount
     assert str(event.last_filled_quantity) == str(amount)
     assert event.order_id == order_id == event.event_time_ms

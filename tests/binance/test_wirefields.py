@@ -44,6 +44,7 @@ def test_required_readers_reject_missing() -> None:
 def test_numbers() -> None:
     assert f.number({"k": 0.1}, "k") == Decimal("0.1")
     assert f.number({"k": "-1.50"}, "k") == Decimal("-1.50")
+    bad: object
     for bad in ("Infinity", "-inf", "1..2", [], None, float("nan")):
         with pytest.raises(f.BadField):
             f.number({"k": bad}, "k")

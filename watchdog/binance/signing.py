@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from urllib.parse import quote
 
-__all__ = ["build_query", "build_signed_query", "sign_query"]
+__all__ = ["ParamValue", "Params", "build_query", "build_signed_query", "sign_query"]
 
 # Binance example values are plain ASCII; anything else is percent-encoded (RFC 3986 unreserved
 # characters stay as they are) so that the signed text equals the bytes on the wire.
