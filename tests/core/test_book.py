@@ -260,6 +260,20 @@ def test_pre_gap_snapshot_new_key_is_unknown(h: Harness) -> None:
     assert view.state is PositionState.UNKNOWN
 
 
+def test_pre_gap_snapshot_flat_within_lag_changes_nothing(h: Harness) -> None:
+    h.apply(stream(BTC, 1, 100), 100)
+    h.apply(requested(77, 150), 150)
+    h.apply(StreamLost(1, "1006"), 200)
+    assert h.apply(snapshot(77, 150), 250) == []
+    assert h.book.view(BTC).amount == 1  # type: ignore[union-attr]
+
+
+def test_repeated_doubt_with_same_reason_publishes_nothing(h: Harness) -> None:
+    h.apply(stream(BTC, 1, 100), 100)
+    assert publishes(h.apply(failed(1), 200)) != []
+    assert h.apply(failed(2), 300) == []
+
+
 def test_unrequested_snapshot_is_not_trusted(h: Harness) -> None:
     h.apply(snapshot(999, 100, amount(BTC, 1, 90)), 100)
     assert h.book.view(BTC).knowledge is Knowledge.UNKNOWN  # type: ignore[union-attr]
@@ -463,3 +477,12 @@ def test_pending_requests_are_bounded() -> None:
 def test_amounts_are_decimals(h: Harness) -> None:
     h.apply(stream(BTC, "0.001", 50), 50)
     assert h.book.view(BTC).amount == Decimal("0.001")  # type: ignore[union-attr]
+
+
+def test_out_of_order_rest_answer_is_ignored(h: Harness) -> None:
+    h.apply(stream(BTC, 1, 100), 100)
+    h.apply(requested(50, 3000), 3000)  # older read, answered late
+    h.poll(5100)  # newer read: flat, beyond lag of the open
+    assert state(h.book) is PositionState.CLOSED
+    assert h.apply(snapshot(50, 3000, amount(BTC, 1, 2500)), 5200) == []
+    assert state(h.book) is PositionState.CLOSED

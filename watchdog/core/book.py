@@ -9,6 +9,8 @@ Rules of this module:
    override it only if ``requested_time_ms - max_rest_lag_ms`` is after the held fact's time.
    Otherwise: a timed older row is REST lag and is ignored; an untimed flat row is ambiguous
    (REST lag can hide a fresh open), so the key becomes SUSPECT and a RequestSnapshot is emitted.
+   REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
+   was applied is ignored for the symbols the newer one covered (request ids increase).
 3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) every key is SUSPECT until a
    PositionSnapshot whose SnapshotRequested was seen after the gap is applied (request ids map
    to a gap epoch). Stream facts during the gap are applied by rule 1 but do not confirm. A key
@@ -117,6 +119,9 @@ class PositionBook:
         self._symbol_epoch: dict[Symbol, int] = {}  # epoch of the last trusted scoped snapshot
         self._requests: dict[int, _Request] = {}
         self._fills: dict[Symbol, int] = {}  # last fill time per symbol in this epoch
+        # (requested_time_ms, request_id) of the newest REST read applied, per symbol and overall
+        self._read_order: dict[Symbol, tuple[int, int]] = {}
+        self._read_order_all = (-1, -1)
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_verified_ms = 0
         self._dirty: set[PositionKey] = set()
@@ -204,7 +209,7 @@ class PositionBook:
                 self._on_snapshot_failed(event)
             case OrdersSnapshot() | Tick():
                 pass
-            case _:
+            case _:  # pragma: no cover - unreachable while every event type is handled
                 assert_never(event)
         return self._publish_dirty() + extra
 
@@ -283,10 +288,18 @@ class PositionBook:
         self.last_snapshot_ms = now_ms
         rows = {row.key: row for row in snap.positions}
         in_scope = {k for k in self._entries if snap.symbols is None or k.symbol in snap.symbols}
+        order = (snap.requested_time_ms, snap.request_id)
         effects: list[Effect] = []
         for key in sorted(in_scope | set(rows)):
+            newest = max(self._read_order_all, self._read_order.get(key.symbol, (-1, -1)))
+            if order < newest:
+                continue  # rule 2: requested before a read already applied for this symbol
             effects.extend(self._apply_rest_row(key, rows.get(key), snap, trusted, blind_watch,
                                                 now_ms))
+        if snap.symbols is None:
+            self._read_order_all = max(self._read_order_all, order)
+        for symbol in (snap.symbols or frozenset()) | {k.symbol for k in rows}:
+            self._read_order[symbol] = max(self._read_order.get(symbol, (-1, -1)), order)
         if trusted:
             if snap.symbols is None:
                 became_live = self._connected and self._reconciled_epoch != self._epoch
@@ -338,7 +351,6 @@ class PositionBook:
             if trusted:
                 self._move(entry, Evidence.REST_AMBIGUOUS, now_ms,
                            "REST shows flat within max_rest_lag_ms of a newer fact")
-                entry.flat_since_ms = None
                 effects.append(RequestSnapshot(reason=f"REST flat within lag on {key}",
                                                symbols=frozenset({key.symbol})))
             return effects
