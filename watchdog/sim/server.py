@@ -6,6 +6,8 @@ Binance-shaped ``{"code", "msg"}`` errors with Binance's HTTP statuses.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +27,8 @@ VENUE: web.AppKey[Venue] = web.AppKey("venue", Venue)
 NONE, USER_STREAM, SIGNED = "NONE", "USER_STREAM", "SIGNED"
 Handler = Callable[[Venue, str, Params], Any]
 Weight = int | Callable[[Params], int]
+# Binance sends compact JSON: {"code":-2021,"msg":"…"} (ccxt error strings quote it verbatim).
+_dumps = functools.partial(json.dumps, separators=(",", ":"))
 _CANCEL_ALL = {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 
@@ -68,9 +72,9 @@ def _endpoint(security: str, weight: Weight, fn: Handler, *, counts_order: bool 
             headers.update(exc.headers)
             headers.setdefault("X-MBX-USED-WEIGHT-1M", str(venue.weights.used))
             venue.flush()
-            return web.json_response(exc.body(), status=exc.status, headers=headers)
+            return web.json_response(exc.body(), status=exc.status, headers=headers, dumps=_dumps)
         venue.flush()
-        return web.json_response(result, headers=headers)
+        return web.json_response(result, headers=headers, dumps=_dumps)
 
     return handle
 
