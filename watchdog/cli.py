@@ -69,6 +69,35 @@ def demo() -> None:
     sys.exit(1)
 
 
+# ---------------------------------------------------------------- sim
+
+
+@cli.command("sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=0, show_default=True, type=int, help="TCP port; 0 picks a free one.")
+@click.option("--api-key", default="sim-key", show_default=True, help="The account's API key.")
+@click.option("--api-secret", default="sim-secret", show_default=True, help="The account's API secret.")
+@click.option("--symbols", default="BTCUSDT,ETHUSDT,BASUSDT", show_default=True,
+              help="Listed symbols, comma- or space-separated.")
+@click.option("--time-scale", default=1.0, show_default=True, type=float,
+              help="Divide Binance's long durations (listen key 60 min, 24 h cut, pings) by this.")
+@click.option("--dual-side", is_flag=True, help="Start the account in hedge mode.")
+def sim(host: str, port: int, api_key: str, api_secret: str, symbols: str, time_scale: float,
+        dual_side: bool) -> None:
+    """Run the Binance USDⓈ-M simulator; print one JSON line with its URLs once listening."""
+    from watchdog.sim.cli import serve
+
+    try:
+        serve(host=host, port=port, api_key=api_key, api_secret=api_secret, symbols=symbols,
+              time_scale=time_scale, dual_side=dual_side)
+    except OSError as exc:
+        click.echo(f"Error: simulator: cannot listen on {host}:{port}: {exc}", err=True)
+        sys.exit(71)
+    except ValueError as exc:
+        click.echo(f"Error: simulator: {exc}", err=True)
+        sys.exit(2)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="position-watchdog")
