@@ -1,3 +1,3 @@
 """Shared fixtures. Real parts only: a real redis-server on loopback, the simulator on real sockets."""
 
-pytest_plugins = ["tests.support.redis_server"]
+pytest_plugins = ["tests.support.redis_server", "tests.support.store"]
