@@ -32,8 +32,17 @@ from watchdog.store.connection import connect, connect_sync
 from watchdog.store.keys import AccountKeys
 from watchdog.store.scripts import BOT_SCRIPTS, script_source
 
-__all__ = ["AsyncWatchdogClient", "Ended", "Guard", "AsyncGuard", "Verdict", "Vetoed",
-           "WatchdogClient", "WatchdogEvent"]
+__all__ = [
+    "AsyncGuard",
+    "AsyncWatchdogClient",
+    "Ended",
+    "Guard",
+    "Verdict",
+    "Vetoed",
+    "WatchdogClient",
+    "WatchdogEvent",
+    "check_position",
+]
 
 _log = logging.getLogger("watchdog.client")
 DEFAULT_LEASE_TTL_MS = 10_000
@@ -83,6 +92,7 @@ class Vetoed(WatchdogError):
         super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms})")
 
 
+_Call = tuple[list[str], list[str | int]]
 _DOWN = Verdict(False, "watchdog_down", None)
 _ERRORS = (redis_errors.RedisError, WatchdogError, OSError)
 
@@ -97,20 +107,20 @@ class _Protocol:
     def _pos(self, symbol: str, side: str) -> PositionKey:
         return PositionKey(Symbol(symbol), PositionSide(side))
 
-    def check(self, symbol: str, side: str) -> tuple[list[str], list[object]]:
+    def check(self, symbol: str, side: str) -> _Call:
         p = self.keys.of(self._pos(symbol, side))
         return [self.keys.health, p.position, p.reaping, p.lease], [self.max_age]
 
-    def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> tuple[list[str], list[object]]:
+    def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> _Call:
         k, p = self.keys, self.keys.of(self._pos(symbol, side))
         return ([k.health, p.position, p.reaping, p.lease, k.lease_seq, k.leases, k.events],
                 [p.member, holder, ttl_ms, self.max_age, k.channel])
 
-    def confirm(self, symbol: str, side: str, lease: int) -> tuple[list[str], list[object]]:
+    def confirm(self, symbol: str, side: str, lease: int) -> _Call:
         k, p = self.keys, self.keys.of(self._pos(symbol, side))
         return [k.health, p.position, p.lease, k.events], [p.member, lease, self.max_age, k.channel]
 
-    def end(self, symbol: str, side: str, lease: int, outcome: str) -> tuple[list[str], list[object]]:
+    def end(self, symbol: str, side: str, lease: int, outcome: str) -> _Call:
         k, p = self.keys, self.keys.of(self._pos(symbol, side))
         return [k.health, p.lease, k.leases, k.windows, k.events], [p.member, lease, outcome, k.channel]
 
@@ -171,7 +181,7 @@ class WatchdogClient:
     def close(self) -> None:
         self.redis.close()
 
-    def _call(self, name: str, call: tuple[list[str], list[object]]) -> Any:
+    def _call(self, name: str, call: _Call) -> Any:
         keys, args = call
         return self._scripts[name](keys=keys, args=args)
 
@@ -282,7 +292,7 @@ class AsyncWatchdogClient:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def _call(self, name: str, call: tuple[list[str], list[object]]) -> Any:
+    async def _call(self, name: str, call: _Call) -> Any:
         keys, args = call
         return await self._scripts[name](keys=keys, args=args)
 
@@ -346,3 +356,20 @@ class AsyncWatchdogClient:
             for event in self._p.events(reply):
                 last_id = event.id
                 yield event
+
+
+def check_position(url: str, account: str, symbol: str, side: str = "BOTH", *,
+                   max_age_ms: int | None = None, socket_timeout_s: float = 2.0) -> Verdict:
+    """One-shot read-only verdict (``position-watchdog check``); unreachable Redis → ``watchdog_down``.
+
+    Raises:
+        ValueError: ``symbol``, ``side`` or ``account`` cannot be part of a key (a usage error).
+    """
+    protocol = _Protocol(account, max_age_ms)
+    protocol.check(symbol, side)  # validates before connecting
+    client = WatchdogClient.from_url(url, account, max_age_ms=max_age_ms, socket_timeout_s=socket_timeout_s,
+                                     client_name="position-watchdog-check")
+    try:
+        return client.check(symbol, side)
+    finally:
+        client.close()

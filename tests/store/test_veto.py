@@ -39,15 +39,20 @@ async def alive(publisher: RedisPublisher) -> RedisPublisher:
 
 async def test_open_and_fresh_is_allowed(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     verdict = await client.check("BTCUSDT")
-    assert verdict.allowed and verdict.reason == "ok" and verdict.lease is None
-    assert verdict.position["state"] == "open" and verdict.position["amt"] == "0.010"
-    assert verdict.age_ms is not None and 0 <= verdict.age_ms < MAX_AGE_MS
+    assert verdict.allowed
+    assert verdict.reason == "ok"
+    assert verdict.lease is None
+    assert verdict.position["state"] == "open"
+    assert verdict.position["amt"] == "0.010"
+    assert verdict.age_ms is not None
+    assert 0 <= verdict.age_ms < MAX_AGE_MS
 
 
 async def test_watchdog_down_without_health(publisher: RedisPublisher, client: AsyncWatchdogClient) -> None:
     await publisher.publish(make_view(BTC, version=1, verified_ms=now_ms()))
     for verdict in (await client.check("BTCUSDT"), await client.begin("BTCUSDT", holder="bot")):
-        assert not verdict.allowed and verdict.reason == "watchdog_down"
+        assert not verdict.allowed
+        assert verdict.reason == "watchdog_down"
 
 
 async def test_no_position(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
@@ -58,7 +63,8 @@ async def test_no_position(alive: RedisPublisher, client: AsyncWatchdogClient) -
 async def test_position_closed(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     await alive.publish(make_view(BTC, state=PositionState.CLOSED, version=2, verified_ms=now_ms()))
     verdict = await client.begin("BTCUSDT", holder="bot")
-    assert not verdict.allowed and verdict.reason == "position_closed"
+    assert not verdict.allowed
+    assert verdict.reason == "position_closed"
 
 
 @pytest.mark.parametrize("view_kwargs", [
@@ -69,7 +75,8 @@ async def test_stale(alive: RedisPublisher, client: AsyncWatchdogClient, view_kw
     delta = int(view_kwargs.pop("verified_ms_delta"))  # type: ignore[call-overload]
     await alive.publish(make_view(BTC, version=2, verified_ms=now_ms() + delta, **view_kwargs))  # type: ignore[arg-type]
     verdict = await client.begin("BTCUSDT", holder="bot")
-    assert not verdict.allowed and verdict.reason == "stale"
+    assert not verdict.allowed
+    assert verdict.reason == "stale"
 
 
 async def test_retracted_position_is_stale(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
@@ -94,14 +101,19 @@ async def test_reaping(alive: RedisPublisher, client: AsyncWatchdogClient) -> No
 async def test_two_holders_one_lease(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     first = await client.begin("BTCUSDT", holder="bot-a", ttl_ms=30_000)
     second = await client.begin("BTCUSDT", holder="bot-b", ttl_ms=30_000)
-    assert first.allowed and first.lease is not None
-    assert not second.allowed and second.reason == "lease_held"
+    assert first.allowed
+    assert first.lease is not None
+    assert not second.allowed
+    assert second.reason == "lease_held"
     assert (await client.check("BTCUSDT")).reason == "lease_held"
     assert await alive.leased_symbols() == frozenset({BTC})
     ended = await client.end("BTCUSDT", "BOTH", first.lease, "ok")
-    assert ended.released and ended.window_ms is not None
+    assert ended.released
+    assert ended.window_ms is not None
     third = await client.begin("BTCUSDT", holder="bot-b", ttl_ms=30_000)
-    assert third.allowed and third.lease is not None and third.lease > first.lease  # fencing token grows
+    assert third.allowed
+    assert third.lease is not None
+    assert third.lease > first.lease
     assert await client.end("BTCUSDT", "BOTH", first.lease, "late") == type(ended)(False, "lease_lost", None)
 
 
@@ -112,58 +124,72 @@ async def test_lease_expiry(alive: RedisPublisher, client: AsyncWatchdogClient) 
                               lambda v: v.allowed, what="lease expiry")
     assert second.lease != first.lease
     expired = [e for _, e in await alive._redis.xrange(KEYS.events) if e.get("action") == "expired"]
-    assert expired and expired[0]["token"] == str(first.lease)
+    assert expired
+    assert expired[0]["token"] == str(first.lease)
     late = await client.confirm("BTCUSDT", "BOTH", first.lease or 0)
-    assert late.allowed and late.reason == "lease_expired"
+    assert late.allowed
+    assert late.reason == "lease_expired"
 
 
 async def test_closure_between_begin_and_confirm_vetoes(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     begun = await client.begin("BTCUSDT", holder="bot")
-    assert begun.allowed and begun.lease is not None
+    assert begun.allowed
+    assert begun.lease is not None
     await alive.publish(make_view(BTC, state=PositionState.CLOSED, version=2, verified_ms=now_ms()))
     confirmed = await client.confirm("BTCUSDT", "BOTH", begun.lease)
-    assert not confirmed.allowed and confirmed.reason == "position_closed"
+    assert not confirmed.allowed
+    assert confirmed.reason == "position_closed"
     assert await alive.leased_symbols() == frozenset()  # the closure revoked the lease
     events = [e for _, e in await alive._redis.xrange(KEYS.events)]
     assert [e["action"] for e in events if e["kind"] == "lease"] == ["begin", "revoked"]
-    assert events[-1]["kind"] == "veto" and events[-1]["op"] == "confirm"
+    assert events[-1]["kind"] == "veto"
+    assert events[-1]["op"] == "confirm"
 
 
 async def test_revoked_lease_vetoes_confirm(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     begun = await client.begin("BTCUSDT", holder="bot")
     assert await alive.revoke_leases_for(BTC, "operator")
     confirmed = await client.confirm("BTCUSDT", "BOTH", begun.lease or 0)
-    assert not confirmed.allowed and confirmed.reason == "lease_revoked"
+    assert not confirmed.allowed
+    assert confirmed.reason == "lease_revoked"
 
 
 async def test_confirm_allows_unverified_when_unsure(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     begun = await client.begin("BTCUSDT", holder="bot")
     await alive.retract(BTC, "stream_lost")
     unsure = await client.confirm("BTCUSDT", "BOTH", begun.lease or 0)
-    assert unsure.allowed and unsure.reason == "unverified"
+    assert unsure.allowed
+    assert unsure.reason == "unverified"
     await alive._redis.delete(KEYS.health)   # the watchdog is gone
     down = await client.confirm("BTCUSDT", "BOTH", begun.lease or 0)
-    assert down.allowed and down.reason == "unverified"
+    assert down.allowed
+    assert down.reason == "unverified"
 
 
 async def test_confirm_ok_and_window_recorded(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
     async with client.guard_stop_update("BTCUSDT", holder="bot") as guard:
         verdict = await guard.confirm()
-        assert verdict.allowed and verdict.reason == "ok" and verdict.lease == guard.lease
+        assert verdict.allowed
+        assert verdict.reason == "ok"
+        assert verdict.lease == guard.lease
     windows = await alive.read_windows()
-    assert windows["BTCUSDT:BOTH:count"] == "1" and '"outcome":"ok"' in windows["BTCUSDT:BOTH"]
+    assert windows["BTCUSDT:BOTH:count"] == "1"
+    assert '"outcome":"ok"' in windows["BTCUSDT:BOTH"]
     assert await alive.leased_symbols() == frozenset()
 
 
 async def test_guard_raises_vetoed_and_ends(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:
-    with pytest.raises(Vetoed) as caught:
-        async with client.guard_stop_update("ETHUSDT", holder="bot"):
-            raise AssertionError("must not run")
-    assert caught.value.op == "begin" and caught.value.verdict.reason == "no_position"
-    with pytest.raises(Vetoed) as caught:
-        async with client.guard_stop_update("BTCUSDT", holder="bot") as guard:
+    async def update_stop(symbol: str) -> None:
+        async with client.guard_stop_update(symbol, holder="bot") as guard:
             await alive.publish(make_view(BTC, state=PositionState.CLOSED, version=2, verified_ms=now_ms()))
             await guard.confirm()
+
+    with pytest.raises(Vetoed) as caught:
+        await update_stop("ETHUSDT")
+    assert caught.value.op == "begin"
+    assert caught.value.verdict.reason == "no_position"
+    with pytest.raises(Vetoed) as caught:
+        await update_stop("BTCUSDT")
     assert caught.value.op == "confirm"
     assert '"outcome":"vetoed"' in (await alive.read_windows())["BTCUSDT:BOTH"]
 
@@ -205,5 +231,6 @@ async def test_async_subscribe_sees_closure(alive: RedisPublisher, client: Async
     await alive.publish(make_view(BTC, state=PositionState.CLOSED, version=2, verified_ms=now_ms()))
     await alive.emit("position_closed", {"position": "BTCUSDT:BOTH"})
     event = await anext(events)
-    assert event.kind == "position_closed" and event.fields["position"] == "BTCUSDT:BOTH"
+    assert event.kind == "position_closed"
+    assert event.fields["position"] == "BTCUSDT:BOTH"
     await events.aclose()

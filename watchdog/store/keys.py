@@ -31,14 +31,14 @@ SCHEMA = "wd:v1"
 
 # Hash-tag braces, ':' and whitespace in an account or symbol would break the schema (a '}' in
 # the account would move the hash tag); Binance symbols are upper-case alphanumerics.
-_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9_]{1,40}$")
 
 
 def validate_account(account: str) -> str:
     """Return ``account`` if it is usable inside a key, else raise ``ValueError`` saying why."""
     if not _ACCOUNT_RE.fullmatch(account):
-        raise ValueError(f"expected 1-64 characters of [A-Za-z0-9_.-], got {account!r}")
+        raise ValueError(f"expected 1-64 characters of [A-Za-z0-9_-], got {account!r}")
     return account
 
 

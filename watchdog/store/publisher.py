@@ -253,4 +253,5 @@ class RedisPublisher:
     async def read_windows(self) -> dict[str, str]:
         """The bots' unprotected windows per position (last window JSON, count, max)."""
         with map_redis_errors("read_windows", self._url):
-            return dict(await self._redis.hgetall(self.keys.windows))
+            raw = await self._redis.hgetall(self.keys.windows)
+        return {str(name): str(value) for name, value in raw.items()}
