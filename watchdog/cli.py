@@ -98,6 +98,45 @@ def sim(host: str, port: int, api_key: str, api_secret: str, symbols: str, time_
         sys.exit(2)
 
 
+# ---------------------------------------------------------------- check
+
+
+@cli.command("check")
+@click.argument("symbol")
+@click.option("--side", default="BOTH", show_default=True,
+              type=click.Choice(["BOTH", "LONG", "SHORT"], case_sensitive=False),
+              help="BOTH in one-way mode, LONG/SHORT in hedge mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line: verdict, reason, position, age_ms.")
+@click.option("--config", "config_path", default="/etc/position-watchdog/config.toml", show_default=True,
+              envvar="POSITION_WATCHDOG_CONFIG", type=click.Path(dir_okay=False),
+              help="Config file (needs [redis] url/account and [veto] max_age_ms).")
+def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
+    """May SYMBOL's stop be touched? Exit 0 allow, 1 veto (watchdog down is a veto), 2 usage/config error."""
+    import json
+
+    from watchdog.client import check_position
+    from watchdog.config import load_config
+
+    try:
+        cfg = load_config(config_path)
+        verdict = check_position(cfg.redis.url, cfg.redis.account, symbol.upper(), side.upper(),
+                                 max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s)
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:
+        click.echo(f"Error: {symbol}: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(verdict.as_json(), separators=(",", ":"), sort_keys=True))
+    else:
+        age = "unknown" if verdict.age_ms is None else f"{verdict.age_ms} ms"
+        state = verdict.position.get("state", "none")
+        click.echo(f"{'ALLOW' if verdict.allowed else 'VETO'} {symbol.upper()}:{side.upper()} "
+                   f"reason={verdict.reason} state={state} age={age}")
+    sys.exit(0 if verdict.allowed else 1)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="position-watchdog")
