@@ -4,15 +4,16 @@ For benchmarks (``bench/run.py``): ``POST /sim/v1/flood {"count": n, "rate_per_s
 "symbols": [...], "api_key"?}`` sends ``n`` frames alternating ``ACCOUNT_UPDATE`` (one position
 row, a new amount each time) and ``ORDER_TRADE_UPDATE`` (a NEW limit order, nothing filled) to
 every user-stream connection of the account's current listen key, then answers
-``{"sent", "connections", "elapsed_s", "rate_per_s", "first_event_ms", "last_event_ms"}``.
+``{"sent", "connections", "elapsed_s", "rate_per_s", "first_event_ms", "last_event_ms",
+"final_amounts": {symbol: amount}}``.
 
 Rules of this module:
 1. Frames are Binance-shaped (the same builders as the model's events) and serialised once per
    symbol into templates; only ``E``/``T`` (the send time in ms, never decreasing) and the order
    id are filled in per frame, so the simulator is not the bottleneck.
-2. ``rate_per_s`` null: the next frame goes out as soon as the socket accepts it (aiohttp waits
-   for the transport to drain), i.e. as fast as the client reads. A rate: frame ``k`` is due at
-   ``start + k / rate``.
+2. ``rate_per_s`` null: frames go out in chunks as fast as the client reads them (at most
+   ~1 MiB unread per connection; no queue grows in the simulator). A rate: frame ``k`` is due
+   at ``start + k / rate`` and is sent through aiohttp like every other event.
 3. Amounts move away from zero and alternate between two values per symbol (``A + 1 step``,
    ``A + 2 steps`` where ``A`` is the model's amount), so every ACCOUNT_UPDATE is a state change
    and a position never flips. When the flood ends the model holds each symbol's last amount (at
@@ -39,6 +40,9 @@ from watchdog.sim.orders import ZERO, Order
 __all__ = ["FloodError", "flood"]
 
 MAX_COUNT = 10_000_000
+_CHUNK = 128               # frames per transport write at full speed
+_HIGH_WATER = 1 << 20      # bytes the client may leave unread before we wait for it
+_DRAIN_POLL_S = 0.0005
 _TYPES = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE")
 # Placeholders replaced per frame (digits only, so the template stays valid JSON).
 _E, _ID = 1111111111111, 3333333333333
@@ -144,27 +148,76 @@ async def flood(venue: Any, api_key: str, doc: dict[str, Any]) -> dict[str, Any]
     frames = _Frames(venue, api_key, symbols)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    first_ms = last_ms = 0
-    sent = 0
+    stamps: list[int] = []
+    if rate is None:
+        await _burst(venue, targets, frames, count, stamps)
+    else:
+        await _paced(venue, targets, frames, count, rate, stamps)
+    elapsed = loop.time() - started
+    first_ms, last_ms = stamps[0], stamps[-1]
+    _settle(venue, api_key, frames, count, last_ms)
+    return {"sent": count, "connections": len(targets), "elapsed_s": round(elapsed, 6),
+            "rate_per_s": round(count / elapsed, 1) if elapsed > 0 else None,
+            "first_event_ms": first_ms, "last_event_ms": last_ms,
+            "final_amounts": {s: f"{a:f}" for s, a in frames.final_amounts(count).items()}}
+
+
+async def _paced(venue: Any, targets: list[Connection], frames: _Frames, count: int, rate: float,
+                 stamps: list[int]) -> None:
+    """Frame ``k`` at ``start + k / rate``, stamped with its own send time."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    last_ms = 0
     for k in range(count):
-        if rate is not None:
-            delay = started + k / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        now_ms = max(last_ms, int(time.time() * 1000))
-        event_type, text = frames.frame(k, now_ms)
-        first_ms = first_ms or now_ms
-        last_ms = now_ms
+        delay = started + k / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        last_ms = max(last_ms, int(time.time() * 1000))
+        event_type, text = frames.frame(k, last_ms)
         for conn in targets:
             if not conn.ws.closed:
                 await conn.ws.send_str(text)
         venue.hub.sent[event_type] += 1
-        sent += 1
-    elapsed = loop.time() - started
-    _settle(venue, api_key, frames, count, last_ms)
-    return {"sent": sent, "connections": len(targets), "elapsed_s": round(elapsed, 6),
-            "rate_per_s": round(sent / elapsed, 1) if elapsed > 0 else None,
-            "first_event_ms": first_ms, "last_event_ms": last_ms}
+        if not stamps:
+            stamps.append(last_ms)
+    stamps.append(last_ms)
+
+
+async def _burst(venue: Any, targets: list[Connection], frames: _Frames, count: int,
+                 stamps: list[int]) -> None:
+    """As fast as the client reads: frames are encoded here and written in chunks straight to
+    the transport (unmasked, uncompressed text frames — valid with or without permessage-deflate,
+    RFC 7692 §6), waiting while the client leaves more than ``_HIGH_WATER`` bytes unread."""
+    last_ms = 0
+    for start in range(0, count, _CHUNK):
+        last_ms = max(last_ms, int(time.time() * 1000))
+        if not stamps:
+            stamps.append(last_ms)
+        chunk = []
+        for k in range(start, min(count, start + _CHUNK)):
+            event_type, text = frames.frame(k, last_ms)
+            chunk.append(_ws_text_frame(text.encode()))
+            venue.hub.sent[event_type] += 1
+        data = b"".join(chunk)
+        for conn in targets:
+            transport = conn.request.transport
+            if transport is None or transport.is_closing():
+                continue
+            transport.write(data)
+            # A raw transport has no public drain(): poll its buffer (bounded, sub-ms).
+            while transport.get_write_buffer_size() > _HIGH_WATER and not transport.is_closing():  # noqa: ASYNC110
+                await asyncio.sleep(_DRAIN_POLL_S)
+    stamps.append(last_ms)
+
+
+def _ws_text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (server to client, RFC 6455 §5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
 
 
 def _settle(venue: Any, api_key: str, frames: _Frames, count: int, last_ms: int) -> None:
