@@ -480,9 +480,10 @@ def test_amounts_are_decimals(h: Harness) -> None:
 
 
 def test_out_of_order_rest_answer_is_ignored(h: Harness) -> None:
+    """Truth: open 1 at t=100 (streamed), 2 at t=3500 and flat at t=4500 (both unseen)."""
     h.apply(stream(BTC, 1, 100), 100)
-    h.apply(requested(50, 3000), 3000)  # older read, answered late
-    h.poll(5100)  # newer read: flat, beyond lag of the open
+    h.apply(requested(50, 4000), 4000)  # older read, answered late: shows 2 since 3500
+    h.poll(5100)  # newer read: flat; beyond lag of the open, so as_of = 5100 - 2000 = 3100
     assert state(h.book) is PositionState.CLOSED
-    assert h.apply(snapshot(50, 3000, amount(BTC, 1, 2500)), 5200) == []
+    assert h.apply(snapshot(50, 4000, amount(BTC, 2, 3500)), 5200) == []
     assert state(h.book) is PositionState.CLOSED
