@@ -167,7 +167,7 @@ def test_rest_flat_within_lag_makes_suspect_and_requests(h: Harness) -> None:
     assert view is not None and view.state is PositionState.UNKNOWN
     assert view.knowledge is Knowledge.SUSPECT and "lag" in view.reason
     assert view.amount == 1  # kept for diagnosis
-    assert requests(effects) == [RequestSnapshot(reason="REST flat within lag on BTCUSDT:BOTH",
+    assert requests(effects) == [RequestSnapshot(reason="REST ambiguous on BTCUSDT:BOTH",
                                                  symbols=frozenset({Symbol("BTCUSDT")}))]
     assert h.book.flat_since(BTC) is None
 
