@@ -109,7 +109,8 @@ class World:
             flat_ms = self.book.flat_since(k)
             if flat_ms is not None:
                 # the reaper's proof of flatness: post-gap, past, and true to the latest fact
-                assert reconciled and flat_ms <= self.now_ms
+                assert reconciled
+                assert flat_ms <= self.now_ms
                 assert self.last_fact.get(k, (0, ZERO))[1] == ZERO
             view = self.book.view(k)
             if view is None:

@@ -12,21 +12,26 @@ Rules of this module:
    a RequestSnapshot for its symbol is emitted.
    REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
    was applied is ignored for the symbols the newer one covered (request ids increase).
-3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) every key is SUSPECT until a
-   PositionSnapshot whose SnapshotRequested was seen after the gap is applied (request ids map
-   to a gap epoch). Stream facts during the gap are applied by rule 1 but do not confirm. A key
-   is trusted to the stream again once a post-gap snapshot covered it.
+3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) no key is CONFIRMED (the
+   confirmed ones turn SUSPECT) until a PositionSnapshot whose SnapshotRequested was seen after
+   the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
+   by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
+   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
 4. A failed or partial read never means flat: SnapshotFailed makes the keys it covered SUSPECT;
    a snapshot scoped to some symbols only speaks for keys of those symbols.
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
-   every apply, Tick included) and is published as UNKNOWN, never as the old value.
+   every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
+   as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change; a no-op publishes nothing. ``verified_ms`` is the
    ``now_ms`` at which an authoritative fact (post-gap REST, or a trusted stream fact)
-   confirmed the state.
+   confirmed the state. Notify ``position_opened``/``position_closed`` follows open↔closed
+   changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
 7. Stream blindness: when a trusted REST snapshot shows a change the live stream never reported
    (no position fact and no fill on that symbol since the held fact), the book raises
-   ``stream_blind``. The runtime then treats the stream as blind (the BASUSDT incident).
+   ``stream_blind`` (RaiseAlert and Notify). The runtime then treats the stream as blind (the
+   BASUSDT incident). A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its
+   symbol; MarginCall raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 """

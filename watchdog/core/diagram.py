@@ -64,6 +64,16 @@ Evidence:
 ## Fusion rules (`PositionBook`)
 
 {render_rules()}
+
+## Using the book (the shell's side of the contract)
+
+- One writer: `book.apply(event, now_ms)` from one task; run the returned effects in order.
+- Bracket every REST position read: `SnapshotRequested(request_id, requested_time_ms, symbols)`
+  *before* the HTTP call, then exactly one `PositionSnapshot` or `SnapshotFailed` with the same
+  id. Request ids increase; `requested_time_ms` is exchange time (server-time offset applied).
+- Send `Tick` periodically so that age is noticed when nothing else happens.
+- `flat_since(key)` is exchange time: compare it with order create times and with the exchange
+  clock, never with the local one.
 """
 
 
