@@ -150,7 +150,8 @@ class World:
     def gap(self, kind: int) -> None:
         self.gap_count += 1
         self.connected = kind == 1
-        self.apply([StreamLost(1, "1006"), StreamConnected(2), ListenKeyExpired(self.now_ms)][kind])
+        gaps: list[Event] = [StreamLost(1, "1006"), StreamConnected(2), ListenKeyExpired(self.now_ms)]
+        self.apply(gaps[kind])
 
     def request(self, scope_index: int, lag_ms: int, flat_style: int) -> None:
         self.now_ms += 1
