@@ -12,7 +12,8 @@ from tests.support.simulator import SimClient
 from watchdog.sim import Simulator
 
 
-async def _connect(sim: Simulator, sim_client: SimClient, events: list[str] | None = None) -> websockets.ClientConnection:
+async def _connect(sim: Simulator, sim_client: SimClient,
+                   events: list[str] | None = None) -> websockets.ClientConnection:
     key = await sim_client.listen_key()
     ws = await websockets.connect(sim_client.stream_url(key, events))
     await sim.wait_connections(1)
@@ -137,7 +138,8 @@ async def test_state_and_reset(sim: Simulator, sim_client: SimClient) -> None:
         assert account["positions"] == [{"symbol": "BASUSDT", "position_side": "BOTH", "amount": "1216",
                                          "entry_price": "0.00832653", "realized_pnl": "0",
                                          "update_time_ms": account["positions"][0]["update_time_ms"]}]
-        assert account["api_key"] == "sim-…" and account["listen_key"]["key"].endswith("…")
+        assert account["api_key"] == "sim-…"
+        assert account["listen_key"]["key"].endswith("…")
         assert state["connections"][0]["events"] == {account["listen_key"]["key"]: ["ACCOUNT_UPDATE"]}
         assert state["events"]["sent"] == {"ACCOUNT_UPDATE": 1}
         assert state["prices"]["BASUSDT"] == {"mark_price": "0.0083", "contract_price": "0.0083"}
@@ -145,5 +147,6 @@ async def test_state_and_reset(sim: Simulator, sim_client: SimClient) -> None:
         with pytest.raises(websockets.ConnectionClosed):
             await next_event(ws)
     state = (await sim_client.control("GET", "state")).json()
-    assert state["accounts"][0]["positions"] == [] and state["connections"] == []
+    assert state["accounts"][0]["positions"] == []
+    assert state["connections"] == []
     assert state["prices"]["BASUSDT"]["mark_price"] == "0.00832653"

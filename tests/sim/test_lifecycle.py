@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import httpx
+import pytest
 import websockets
 
 from tests.sim.streams import next_event
@@ -49,11 +50,10 @@ async def test_connection_is_cut_at_24h(sim_factory: object) -> None:
         async with httpx.AsyncClient() as h:
             key = await SimClient(sim, h).listen_key()
         async with websockets.connect(sim.user_stream_url(key, ["ACCOUNT_UPDATE"])) as ws:
-            try:
+            with pytest.raises(websockets.ConnectionClosed) as info:
                 await next_event(ws, timeout_s=10)
-                raise AssertionError("expected the server to close the connection")
-            except websockets.ConnectionClosed as exc:
-                assert exc.rcvd is not None and exc.rcvd.code == 1001
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1001
         await sim.wait_connections(0)
 
 

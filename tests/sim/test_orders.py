@@ -130,7 +130,8 @@ async def test_close_position_rules(sim: Simulator, sim_client: SimClient) -> No
     # A close-all stop with no position left is rejected when it triggers.
     orphan = (await _algo(sim_client, side="SELL", type="STOP_MARKET", triggerPrice="80000",
                           closePosition="true")).json()
-    assert orphan["closePosition"] is True and orphan["quantity"] == "0.000"
+    assert orphan["closePosition"] is True
+    assert orphan["quantity"] == "0.000"
     sim.set_mark_price("BTCUSDT", "79000")
     algo = sim.exchange.find_algo(sim.api_key, orphan["algoId"], None)
     assert (algo.status, algo.reject_reason) == ("REJECTED", "Reduce Only reject")
@@ -188,7 +189,8 @@ async def test_limit_rests_and_fills_when_crossed(sim: Simulator, sim_client: Si
                                     timeInForce="GTC", quantity="0.010", price="89000")).json()
     assert placed["status"] == "NEW"
     sim.set_mark_price("BTCUSDT", "89000.1")
-    assert (await sim_client.get("/fapi/v1/order", symbol="BTCUSDT", orderId=placed["orderId"])).json()["status"] == "NEW"
+    resting = await sim_client.get("/fapi/v1/order", symbol="BTCUSDT", orderId=placed["orderId"])
+    assert resting.json()["status"] == "NEW"
     sim.set_mark_price("BTCUSDT", "88950")
     filled = (await sim_client.get("/fapi/v1/order", symbol="BTCUSDT", orderId=placed["orderId"])).json()
     assert (filled["status"], filled["avgPrice"]) == ("FILLED", "89000.00")

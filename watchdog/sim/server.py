@@ -15,6 +15,7 @@ from aiohttp import web
 
 from watchdog.sim import rejections as rj
 from watchdog.sim import views
+from watchdog.sim.account import AccountView
 from watchdog.sim.auth import check_timestamp, merge_params, verify_signature
 from watchdog.sim.market import exchange_info, leverage_brackets
 from watchdog.sim.orders import algo_rest, order_rest
@@ -137,7 +138,7 @@ def _listen_key_delete(v: Venue, k: str, _p: Params) -> Any:
     return {}
 
 
-def _lag(v: Venue, k: str) -> views.AccountView:
+def _lag(v: Venue, k: str) -> AccountView:
     return v.exchange.view(k, v.faults.rest_lag_ms)
 
 
