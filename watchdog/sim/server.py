@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from watchdog.sim import rejections as rj
 from watchdog.sim import control, stream, views
+from watchdog.sim import rejections as rj
 from watchdog.sim.account import AccountView
 from watchdog.sim.auth import check_timestamp, merge_params, verify_signature
 from watchdog.sim.market import exchange_info, leverage_brackets
