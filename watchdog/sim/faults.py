@@ -15,7 +15,7 @@ Keys (public contract, names kept exactly):
                       as it was that long ago (Binance's REST lag)
     rest_errors       {"status": 503, "count": n[, "code": -1001, "msg": "…"]}: the next n
                       /fapi requests fail with that status and a Binance-shaped body
-    clock_skew_ms     the exchange clock runs this far ahead (+) or behind (−) wall time
+    clock_skew_ms     the exchange clock runs this far ahead (+) or behind (-) wall time
 """
 
 from __future__ import annotations
