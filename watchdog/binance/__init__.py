@@ -1,0 +1,1 @@
+"""Everything that knows Binance's paths, field names and error codes."""
