@@ -113,7 +113,8 @@ class StreamStats:
     connects: int = 0
     reconnects: int = 0
     rotations: int = 0
-    frames: int = 0
+    received: int = 0      # frames read off sockets (buffered or not)
+    frames: int = 0        # frames handled (delivered, dropped or malformed)
     events: int = 0
     malformed: int = 0
     ignored: int = 0
@@ -166,10 +167,15 @@ class UserDataStream:
 
     async def run(self, emit: Emit) -> None:
         """Connect, resync, deliver and reconnect forever; see the module rules."""
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
-            tg.create_task(self._keepalive_loop(), name="listen-key-keepalive")
-            await self._connection_loop(emit)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._keepalive_loop(), name="listen-key-keepalive")
+                await self._connection_loop(emit)
+        finally:
+            conn, self._current = self._current, None
+            if conn is not None:  # cancelled or failed: leave no socket behind
+                conn.ws.transport.abort()
 
     # -------------------------------------------------------------- connection lifecycle
 
@@ -229,6 +235,7 @@ class UserDataStream:
     async def _read(self, conn: _Connection) -> None:
         try:
             async for message in conn.ws:
+                self.stats.received += 1
                 conn.queue.put_nowait(message)
         except ConnectionClosed as exc:
             conn.queue.put_nowait(_End(f"closed: {_close_text(exc)}"))
