@@ -304,7 +304,8 @@ async def test_retry_waits_at_least_retry_after() -> None:
         server({"GET /fapi/v1/openAlgoOrders": route})))
     rest = BinanceRest(client, Creds(), clock=clock, sleep=sleep)
     assert await rest.fetch_open_algo_orders(Symbol("BTCUSDT")) == ()
-    assert sleeps and sleeps[0] >= 2
+    assert sleeps
+    assert sleeps[0] >= 2
 
 
 async def test_listen_key_calls_are_unsigned_and_never_delete() -> None:

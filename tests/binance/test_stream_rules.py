@@ -1,4 +1,4 @@
-"""Pure decisions of the adapters: backoff, dedupe, stream error classification, budget, schedule."""
+"""Pure adapter decisions: backoff, dedupe, stream errors, budget, poll schedule."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from watchdog.errors import (
     OutcomeUnknown,
 )
 
-
 # ---------------------------------------------------------------- backoff
 
 def test_backoff_is_bounded_jittered_and_resets() -> None:
@@ -39,7 +38,8 @@ def test_backoff_is_bounded_jittered_and_resets() -> None:
     delays = [b.next_delay_s() for _ in range(12)]
     assert all(0.5 <= d <= 8.0 for d in delays)
     assert delays[0] <= 0.5 * 1.0 + 1e-9 or delays[0] == 0.5
-    assert max(delays[6:]) <= 8.0 and min(delays[6:]) >= 4.0
+    assert max(delays[6:]) <= 8.0
+    assert min(delays[6:]) >= 4.0
     assert len(set(delays[6:])) > 1  # jittered
     b.reset()
     assert b.next_delay_s() == pytest.approx(0.5)
@@ -69,7 +69,8 @@ def test_event_identity_separates_fills_and_matches_copies() -> None:
 
 def test_recent_events_drops_duplicates_and_forgets_old_ones() -> None:
     recent = RecentEvents(capacity=2)
-    assert recent.first_time("a") and recent.first_time("b")
+    assert recent.first_time("a")
+    assert recent.first_time("b")
     assert not recent.first_time("a")
     assert recent.first_time("c")
     assert recent.first_time("a")  # forgotten after capacity
@@ -104,7 +105,8 @@ def test_stream_url_is_routed_with_explicit_events() -> None:
     url = user_stream_url("wss://fstream.binance.com/", "K+/=")
     assert url.startswith("wss://fstream.binance.com/private/ws?listenKey=K%2B%2F%3D&events=")
     assert url.endswith("/".join(STREAM_EVENTS))
-    assert "ALGO_UPDATE" in STREAM_EVENTS and "listenKeyExpired" in STREAM_EVENTS
+    assert "ALGO_UPDATE" in STREAM_EVENTS
+    assert "listenKeyExpired" in STREAM_EVENTS
 
 
 # ---------------------------------------------------------------- response classification
@@ -115,11 +117,15 @@ def test_classify_success_and_retry_after_parsing() -> None:
     assert parse_retry_after_s("soon") is None
     assert parse_retry_after_s(None) is None
     err = classify_response(429, b'{"code":-1003,"msg":"Too many"}', "GET /x")
-    assert isinstance(err, ExchangeUnavailable) and err.retry_after_s == 5.0
+    assert isinstance(err, ExchangeUnavailable)
+    assert err.retry_after_s == 5.0
     ban = classify_response(418, b"{}", "GET /x", retry_after="300")
-    assert isinstance(ban, ExchangeUnavailable) and ban.retry_after_s == 300
+    assert isinstance(ban, ExchangeUnavailable)
+    assert ban.retry_after_s == 300
     waf = classify_response(403, b"<html>forbidden</html>", "GET /x")
-    assert isinstance(waf, ExchangeRejected) and waf.code == 0 and "forbidden" in waf.msg
+    assert isinstance(waf, ExchangeRejected)
+    assert waf.code == 0
+    assert "forbidden" in waf.msg
 
 
 # ---------------------------------------------------------------- weight budget
@@ -133,7 +139,8 @@ def test_budget_sliding_window_and_block() -> None:
     assert b.wait_for_s(1, urgent=True, now_s=30.0) == 0
     assert b.wait_for_s(1, urgent=False, now_s=60.0) == 0
     b.block(7, 60.0)
-    assert b.degraded and b.wait_for_s(1, urgent=True, now_s=61.0) == pytest.approx(6.0)
+    assert b.degraded
+    assert b.wait_for_s(1, urgent=True, now_s=61.0) == pytest.approx(6.0)
     b.succeeded(66.0)
     assert b.degraded  # still inside the block
     b.succeeded(67.0)
@@ -161,10 +168,13 @@ def test_schedule_positions_every_interval_and_at_once_on_request() -> None:
     assert s.plan(0.0).read_positions
     assert s.positions_started(0.0) == "scheduled"
     plan = s.plan(0.5)
-    assert not plan.read_positions and plan.wake_in_s == pytest.approx(0.5)
+    assert not plan.read_positions
+    assert plan.wake_in_s == pytest.approx(0.5)
     s.snapshot_requested("stream gap", None)
     plan = s.plan(0.6)
-    assert plan.read_positions and plan.positions_urgent and plan.wake_in_s == 0
+    assert plan.read_positions
+    assert plan.positions_urgent
+    assert plan.wake_in_s == 0
     assert s.positions_started(0.6) == "stream gap"
     assert not s.plan(0.7).read_positions
 

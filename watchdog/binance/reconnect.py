@@ -45,9 +45,10 @@ class Backoff:
 
     def next_delay_s(self) -> float:
         """The wait before the next attempt; counts one more failure."""
-        cap_s = min(self.max_delay_s, self.min_delay_s * 2 ** min(self.failures, 30))
+        cap_s = min(self.max_delay_s, self.min_delay_s * 2.0 ** min(self.failures, 30))
         self.failures += 1
-        return max(self.min_delay_s, cap_s / 2 + self._rng.random() * cap_s / 2)
+        jitter_s: float = self._rng.random() * cap_s / 2
+        return max(self.min_delay_s, cap_s / 2 + jitter_s)
 
     def reset(self) -> None:
         """A connection was healthy: the next failure starts from the minimum again."""
