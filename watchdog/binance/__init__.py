@@ -1,1 +1,1 @@
-"""Everything that knows Binance's paths, field names and error codes."""
+"""Binance USDⓈ-M adapters: pure wire translation and signing, plus the REST/stream shells."""
