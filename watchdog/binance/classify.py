@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from watchdog.binance import wire
 from watchdog.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -62,15 +63,12 @@ def parse_error_body(body: bytes) -> ErrorBody:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return ErrorBody(None, body[:200].decode("utf-8", "replace"))
-    if isinstance(data, dict):
-        code = data.get("code")
-        msg = data.get("msg", "")
-        try:
-            code_int = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            code_int = None
-        return ErrorBody(code_int, str(msg))
-    return ErrorBody(None, str(data)[:200])
+    parsed = wire.parse_error_body(data)
+    if parsed is not None:
+        return ErrorBody(*parsed)
+    if isinstance(data, dict) and isinstance(data.get("msg"), str):
+        return ErrorBody(None, data["msg"])
+    return ErrorBody(None, body[:200].decode("utf-8", "replace"))
 
 
 def parse_retry_after_s(value: str | None) -> float | None:

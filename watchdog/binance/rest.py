@@ -16,13 +16,10 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 import httpx
 from loguru import logger
@@ -35,7 +32,8 @@ from watchdog.binance.classify import (
     classify_transport_error,
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
-from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount
+from watchdog.binance.signing import ParamValue, build_query, build_signed_query
+from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionSnapshot
 from watchdog.core.model import OrderId, Symbol
 from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
 from watchdog.runtime.clock import Clock
@@ -69,11 +67,6 @@ class Credentials(Protocol):
 
     @property
     def api_secret(self) -> str: ...
-
-
-def _sign(query: str, secret: str) -> str:
-    """HMAC-SHA256 hex of exactly the bytes sent (BINANCE-API.md §4.1)."""
-    return hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
 
 
 class BinanceRest:
@@ -135,8 +128,8 @@ class BinanceRest:
 
     async def server_time(self) -> int:
         """Binance's clock in epoch ms (unsigned, weight 1)."""
-        data = await self._get("/fapi/v1/time", signed=False, urgent=True)
-        return _int_field(data, "serverTime", "GET /fapi/v1/time")
+        return wire.parse_server_time(await self._get("/fapi/v1/time", signed=False,
+                                                      urgent=True))
 
     async def sync_time(self) -> int:
         """Measure and keep the offset between Binance's clock and ours; returns it in ms."""
@@ -151,29 +144,32 @@ class BinanceRest:
 
     async def position_mode(self) -> bool:
         """True in hedge mode (``dualSidePosition``); weight 30, so cache the answer."""
-        data = await self._get("/fapi/v1/positionSide/dual", urgent=True)
-        value = data.get("dualSidePosition") if isinstance(data, dict) else None
-        if not isinstance(value, bool):
-            raise WireFormatError("positionSide/dual", "dualSidePosition", "not a boolean",
-                                  repr(data))
-        return value
+        return wire.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
+                                                        urgent=True))
 
-    async def fetch_positions(self, *, urgent: bool = True) -> tuple[PositionAmount, ...]:
-        """All positions from ``GET /fapi/v3/positionRisk`` (weight 5; rows with size 0 kept)."""
+    async def fetch_positions(self, *, request_id: int, requested_time_ms: int,
+                              urgent: bool = True) -> PositionSnapshot:
+        """All positions from ``GET /fapi/v3/positionRisk`` (weight 5), as a core snapshot.
+
+        ``request_id``/``requested_time_ms`` are those of the ``SnapshotRequested`` the caller
+        emitted before calling (core/events.py rule 3); see ``snapshots.read_positions``.
+        """
         data = await self._get("/fapi/v3/positionRisk", urgent=urgent)
-        return tuple(wire.parse_position_risk(data))
+        return wire.parse_position_risk(data, request_id=request_id,
+                                        requested_time_ms=requested_time_ms,
+                                        received_time_ms=self.exchange_time_ms())
 
     async def fetch_open_orders(self, symbol: Symbol, *,
                                 urgent: bool = False) -> tuple[OpenOrder, ...]:
         """Open regular orders of one symbol (weight 1; algo orders are not in here)."""
         data = await self._get("/fapi/v1/openOrders", {"symbol": symbol}, urgent=urgent)
-        return tuple(wire.parse_open_orders(data))
+        return wire.parse_open_orders(data)
 
     async def fetch_open_algo_orders(self, symbol: Symbol, *,
                                      urgent: bool = False) -> tuple[OpenAlgoOrder, ...]:
         """Open algo (conditional) orders of one symbol (weight 1; BINANCE-API.md §3.2)."""
         data = await self._get("/fapi/v1/openAlgoOrders", {"symbol": symbol}, urgent=urgent)
-        return tuple(wire.parse_open_algo_orders(data))
+        return wire.parse_open_algo_orders(data)
 
     async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder:
         """One regular order, whatever its status: the re-query after ``OutcomeUnknown``."""
@@ -219,7 +215,7 @@ class BinanceRest:
 
     # -------------------------------------------------------------- plumbing
 
-    async def _get(self, path: str, params: Mapping[str, object] | None = None, *,
+    async def _get(self, path: str, params: Mapping[str, ParamValue] | None = None, *,
                    signed: bool = True, urgent: bool = False) -> Any:
         """An idempotent GET, retried on ``ExchangeUnavailable`` only."""
         async for attempt in retrying_for(self._retry_policy, sleep=self._sleep):
@@ -228,7 +224,7 @@ class BinanceRest:
                                         idempotent=True, api_key=signed)
         raise AssertionError("unreachable: retrying_for re-raises")  # pragma: no cover
 
-    async def _call(self, method: str, path: str, params: Mapping[str, object] | None, *,
+    async def _call(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
                     signed: bool, urgent: bool, idempotent: bool, api_key: bool = True) -> Any:
         if signed and (self._synced_at_s is None
                        or self._clock.monotonic() - self._synced_at_s > _TIME_RESYNC_EVERY_S):
@@ -246,7 +242,7 @@ class BinanceRest:
             return await self._send(method, path, params, signed=signed, urgent=urgent,
                                     idempotent=idempotent, api_key=api_key)
 
-    async def _send(self, method: str, path: str, params: Mapping[str, object] | None, *,
+    async def _send(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
                     signed: bool, urgent: bool, idempotent: bool, api_key: bool) -> Any:
         endpoint = f"{method} {path}"
         weight = WEIGHTS.get(endpoint, 1)
@@ -289,19 +285,9 @@ class BinanceRest:
             raise WireFormatError(endpoint, "body", "not JSON",
                                   response.content[:200].decode("utf-8", "replace")) from exc
 
-    def _query(self, params: Mapping[str, object] | None, *, signed: bool) -> str:
+    def _query(self, params: Mapping[str, ParamValue] | None, *, signed: bool) -> str:
         """The exact query string sent; signed ones end in ``signature`` over all before it."""
-        pairs: Sequence[tuple[str, object]] = list((params or {}).items())
         if not signed:
-            return urlencode(pairs)
-        pairs = [*pairs, ("recvWindow", self._recv_window_ms),
-                 ("timestamp", self.exchange_time_ms())]
-        query = urlencode(pairs)
-        return f"{query}&signature={_sign(query, self._credentials.api_secret)}"
-
-
-def _int_field(data: Any, field: str, endpoint: str) -> int:
-    value = data.get(field) if isinstance(data, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise WireFormatError(endpoint, field, "not an integer", repr(data)[:200])
-    return value
+            return build_query(params or {})
+        return build_signed_query(params or {}, self._credentials.api_secret,
+                                  self.exchange_time_ms(), self._recv_window_ms)

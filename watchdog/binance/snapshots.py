@@ -38,16 +38,16 @@ async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
     requested_ms = rest.exchange_time_ms()
     await emit(SnapshotRequested(request_id, requested_ms))
     try:
-        positions = await rest.fetch_positions(urgent=urgent)
+        snapshot = await rest.fetch_positions(request_id=request_id,
+                                              requested_time_ms=requested_ms, urgent=urgent)
     except ExchangeError as exc:
         logger.warning("position snapshot failed request_id={} reason={} error={}",
                        request_id, reason, exc)
         await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
         return None
-    snapshot = PositionSnapshot(request_id, requested_ms, rest.exchange_time_ms(), positions)
     await emit(snapshot)
     logger.debug("position snapshot request_id={} reason={} rows={}", request_id, reason,
-                 len(positions))
+                 len(snapshot.positions))
     return snapshot
 
 

@@ -8,9 +8,9 @@ Rules of this module:
    reader buffers frames while a positions snapshot *requested after the connect* is read; the
    core then gets ``StreamConnected → SnapshotRequested → PositionSnapshot|SnapshotFailed →
    buffered events in order``.
-3. Liveness: websockets pings every ``max_silence_s/3`` with a short pong timeout (its
-   defaults hide a stall for 50 s, NOTES.md), and any frame — data, ping or pong — proves the
-   link alive; ``max_silence_s`` without one ends the connection as "silent". A *muted* link
+3. Liveness: websockets pings every ``ping_interval_s`` (5 s, at most ``max_silence_s/3``) and
+   wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
+   (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the connection as "silent". A *muted* link
    (pongs but no events) is only provable by REST: the runtime calls ``request_reconnect``
    when the core reports ``stream_blind``.
 4. Before every connect we POST listenKey (the account's one active key, BINANCE-API.md §1.1);
@@ -68,6 +68,7 @@ STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_L
                  "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
 
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
+_PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
 def user_stream_url(ws_url: str, listen_key: str) -> str:
@@ -132,6 +133,7 @@ class UserDataStream:
                  keepalive_interval_s: float = 1800.0, rotate_after_s: float = 23 * 3600.0,
                  max_silence_s: float = 10.0, reconnect_min_delay_s: float = 0.2,
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
+                 ping_interval_s: float = _PING_INTERVAL_S,
                  rng: random.Random | None = None,
                  on_malformed: Callable[[str], None] | None = None) -> None:
         self._rest = rest
@@ -140,7 +142,9 @@ class UserDataStream:
         self._keepalive_interval_s = keepalive_interval_s
         self._rotate_after_s = rotate_after_s
         self._max_silence_s = max_silence_s
-        self._ping_interval_s = max_silence_s / 3
+        # Our own pings find a stall in at most two intervals, whatever max_silence_s is (a
+        # quiet Binance account may legitimately send nothing but a ping every 3 min).
+        self._ping_interval_s = min(ping_interval_s, max_silence_s / 3)
         self._open_timeout_s = open_timeout_s
         self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
                                 rng or random.Random())
@@ -329,20 +333,22 @@ class UserDataStream:
             logger.debug("user stream duplicate dropped e={} E={}", raw.get("e"), raw.get("E"))
             return False
         try:
-            event = wire.parse_user_event(raw)
+            events = wire.parse_user_event(raw)
         except WireFormatError as exc:
             self._malformed(str(exc), exc.excerpt)
             return False
-        if isinstance(event, wire.Ignored):
+        if isinstance(events, wire.Ignored):
             self.stats.ignored += 1
-            logger.debug("user stream event ignored e={}", raw.get("e"))
+            logger.debug("user stream event ignored e={}", events.event_type)
             return False
-        self.stats.events += 1
-        await emit(event)
-        if isinstance(event, ListenKeyExpired):
+        expired = False
+        for event in events:
+            self.stats.events += 1
+            await emit(event)
+            expired = expired or isinstance(event, ListenKeyExpired)
+        if expired:
             logger.warning("user stream listenKeyExpired: reconnecting with a fresh key")
-            return True
-        return False
+        return expired
 
     def _malformed(self, problem: str, excerpt: str) -> None:
         self.stats.malformed += 1
