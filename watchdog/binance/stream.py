@@ -11,8 +11,8 @@ Rules of this module:
 3. Liveness: websockets pings every ``ping_interval_s`` (5 s, at most ``max_silence_s/3``) and
    wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
    (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
-   connection as "silent". A *muted* link (pongs but no events) is only provable by REST: the runtime calls ``request_reconnect``
-   when the core reports ``stream_blind``.
+   connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
+   the runtime calls ``request_reconnect`` when the core reports ``stream_blind``.
 4. Before every connect we POST listenKey (the account's one active key, BINANCE-API.md §1.1);
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
    fresh POST. The key is never DELETEd (shared with the bot) and never logged.
