@@ -140,6 +140,13 @@ def test_no_view_at_all_is_unknown() -> None:
                            POLICY)) == {1: Why.KNOWLEDGE_UNKNOWN}
 
 
+def test_never_held_key_flat_by_the_all_symbols_run_is_reaped() -> None:
+    """PositionBook: a key it never held has no view but is covered by the all-symbols run."""
+    positions = StubPositions(flat={KEY: 1_000})
+    assert verdicts(decide(positions, book_of(algo_row(1)), frozenset(), 0, 10_000, POLICY)) == {
+        1: Why.ORPHAN}
+
+
 def test_open_position_keeps_its_stop() -> None:
     positions = StubPositions(views={KEY: view(amount=Decimal(1216))})
     assert verdicts(decide(positions, book_of(algo_row(1)), frozenset(), 0, 10_000, POLICY)) == {
@@ -295,15 +302,16 @@ def test_property_never_selects_an_unsafe_order(world: tuple[StubPositions, Orde
         order = book.get(cancel.order_id, is_algo=cancel.is_algo)
         assert order is not None and order.key == cancel.key
         v = positions.view(order.key)
-        assert v is not None and v.knowledge is Knowledge.CONFIRMED          # not suspect/unknown
-        assert v.state is PositionState.CLOSED and v.amount == 0             # not open
+        flat_since = positions.flat_since(order.key)
+        assert flat_since is not None                                        # flat by REST
+        if v is not None:  # None: never held, flat by the all-symbols REST run
+            assert v.knowledge is Knowledge.CONFIRMED                        # not suspect/unknown
+            assert v.state is PositionState.CLOSED and v.amount == 0         # not open
         assert order.reduce_only or order.close_position or (                # not an entry
             (order.key.side is PositionSide.LONG and order.side == "SELL")
             or (order.key.side is PositionSide.SHORT and order.side == "BUY"))
         assert not (order.is_algo and order.status in ("TRIGGERING", "TRIGGERED"))
         assert order.key not in leased
-        flat_since = positions.flat_since(order.key)
-        assert flat_since is not None
         assert now_ms - flat_since >= policy.grace_ms                        # grace over
         assert now_ms - order.create_time_ms >= policy.grace_ms
         assert order.client_id.startswith(policy.client_id_prefix)

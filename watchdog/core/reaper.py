@@ -168,19 +168,21 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
                           f"client id {order.client_id!r} lacks prefix "
                           f"{policy.client_id_prefix!r}")
     view = positions.view(order.key)
+    flat_since = positions.flat_since(order.key)
     if view is None:
-        return Assessment(order, Why.KNOWLEDGE_UNKNOWN, "no position fact for this key")
-    if view.knowledge is Knowledge.SUSPECT:
+        if flat_since is None:
+            return Assessment(order, Why.KNOWLEDGE_UNKNOWN, "no position fact for this key")
+        # Never held: flat by the unbroken run of all-symbols REST snapshots (book rule).
+    elif view.knowledge is Knowledge.SUSPECT:
         return Assessment(order, Why.KNOWLEDGE_SUSPECT, view.reason or "knowledge suspect")
-    if view.knowledge is Knowledge.EXPIRED:
+    elif view.knowledge is Knowledge.EXPIRED:
         return Assessment(order, Why.KNOWLEDGE_EXPIRED, view.reason or "knowledge expired")
-    if view.knowledge is not Knowledge.CONFIRMED:
+    elif view.knowledge is not Knowledge.CONFIRMED:
         return Assessment(order, Why.KNOWLEDGE_UNKNOWN, view.reason or "knowledge unknown")
-    if view.state is not PositionState.CLOSED or view.amount != ZERO:
+    elif view.state is not PositionState.CLOSED or view.amount != ZERO:
         return Assessment(order, Why.POSITION_OPEN, f"position {view.state} amount {view.amount}")
     if order.key in leased:
         return Assessment(order, Why.LEASE_HELD, "the bot holds a lease on this position")
-    flat_since = positions.flat_since(order.key)
     if flat_since is None:
         return Assessment(order, Why.NO_REST_CONFIRMATION,
                           "flat, but not by a REST snapshot in the current unbroken run")
