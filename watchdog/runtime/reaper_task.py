@@ -64,6 +64,7 @@ __all__ = [
     "ReaperSettings",
     "ReaperStore",
     "ReaperTask",
+    "bracketed_reader",
     "policy_from_config",
 ]
 
@@ -181,7 +182,7 @@ class ReaperTask:
         self._clock = clock
         self._enabled = config.enabled
         self._policy = policy_from_config(config)
-        self._read_positions = read_positions or _bracketed_reader(exchange, emit)
+        self._read_positions = read_positions or bracketed_reader(exchange, emit)
         self._lease_refresh_s = lease_refresh_s
         self._queue: asyncio.Queue[CancelOrder] = asyncio.Queue()
         self._pending: set[_Ident] = set()
@@ -422,7 +423,7 @@ class ReaperTask:
         return CancelResult(cancel, outcome, detail)
 
 
-def _bracketed_reader(exchange: ReaperExchange, emit: Emit) -> ReadPositions:
+def bracketed_reader(exchange: ReaperExchange, emit: Emit) -> ReadPositions:
     """Read every position, bracketed for the core (core/events.py rule 3), so the book learns
     from the re-check too; a failed read reaches the core as ``SnapshotFailed``."""
 
