@@ -43,7 +43,7 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path")
 def config_check(path: str) -> None:
     """Validate PATH; exit 0 when valid, 2 otherwise."""
     from watchdog.config import load_config
@@ -51,9 +51,90 @@ def config_check(path: str) -> None:
     try:
         load_config(path)
     except ConfigError as exc:
-        click.echo(str(exc))
+        click.echo(str(exc), err=True)  # exactly one line: PATH: [section] key: what is wrong
         sys.exit(2)
     click.echo(f"{path}: ok")
+
+
+# ---------------------------------------------------------------- demo (temporary)
+# Placeholder so that the README's first command fails with a clear message until the service
+# issue lands the BASUSDT incident replay; that issue replaces this whole block.
+
+
+@cli.command()
+def demo() -> None:
+    """Replay the BASUSDT incident on the built-in simulator (not built yet)."""
+    click.echo("position-watchdog demo: not built yet: the incident replay arrives with the service "
+               "issue (issue 7). Meanwhile `bash .ci/bootstrap test` runs the test suite.", err=True)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- sim
+
+
+@cli.command("sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=0, show_default=True, type=int, help="TCP port; 0 picks a free one.")
+@click.option("--api-key", default="sim-key", show_default=True, help="The account's API key.")
+@click.option("--api-secret", default="sim-secret", show_default=True, help="The account's API secret.")
+@click.option("--symbols", default="BTCUSDT,ETHUSDT,BASUSDT", show_default=True,
+              help="Listed symbols, comma- or space-separated.")
+@click.option("--time-scale", default=1.0, show_default=True, type=float,
+              help="Divide Binance's long durations (listen key 60 min, 24 h cut, pings) by this.")
+@click.option("--dual-side", is_flag=True, help="Start the account in hedge mode.")
+def sim(host: str, port: int, api_key: str, api_secret: str, symbols: str, time_scale: float,
+        dual_side: bool) -> None:
+    """Run the Binance USDⓈ-M simulator; print one JSON line with its URLs once listening."""
+    from watchdog.sim.cli import serve
+
+    try:
+        serve(host=host, port=port, api_key=api_key, api_secret=api_secret, symbols=symbols,
+              time_scale=time_scale, dual_side=dual_side)
+    except OSError as exc:
+        click.echo(f"Error: simulator: cannot listen on {host}:{port}: {exc}", err=True)
+        sys.exit(71)
+    except ValueError as exc:
+        click.echo(f"Error: simulator: {exc}", err=True)
+        sys.exit(2)
+
+
+# ---------------------------------------------------------------- check
+
+
+@cli.command("check")
+@click.argument("symbol")
+@click.option("--side", default="BOTH", show_default=True,
+              type=click.Choice(["BOTH", "LONG", "SHORT"], case_sensitive=False),
+              help="BOTH in one-way mode, LONG/SHORT in hedge mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line: verdict, reason, position, age_ms.")
+@click.option("--config", "config_path", default="/etc/position-watchdog/config.toml", show_default=True,
+              envvar="POSITION_WATCHDOG_CONFIG", type=click.Path(dir_okay=False),
+              help="Config file (needs [redis] url/account and [veto] max_age_ms).")
+def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
+    """May SYMBOL's stop be touched? Exit 0 allow, 1 veto (watchdog down is a veto), 2 usage/config error."""
+    import json
+
+    from watchdog.client import check_position
+    from watchdog.config import load_config
+
+    try:
+        cfg = load_config(config_path)
+        verdict = check_position(cfg.redis.url, cfg.redis.account, symbol.upper(), side.upper(),
+                                 max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s)
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:
+        click.echo(f"Error: {symbol}: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(verdict.as_json(), separators=(",", ":"), sort_keys=True))
+    else:
+        age = "unknown" if verdict.age_ms is None else f"{verdict.age_ms} ms"
+        state = verdict.position.get("state", "none")
+        click.echo(f"{'ALLOW' if verdict.allowed else 'VETO'} {symbol.upper()}:{side.upper()} "
+                   f"reason={verdict.reason} state={state} age={age}")
+    sys.exit(0 if verdict.allowed else 1)
 
 
 def main() -> None:

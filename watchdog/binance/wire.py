@@ -1,0 +1,468 @@
+"""Translate decoded Binance JSON into the core's events, once, at the edge (pure, no I/O).
+
+Everything the core knows about the exchange passes through here, so this module is strict
+where a wrong guess could hurt a position and lenient only where Binance itself omits a value.
+
+Rules of this module:
+1. Input is what ``json.loads``/``orjson.loads`` returned; output is ``watchdog.core.events``
+   values. Quantities and prices are ``Decimal`` (see ``wirefields``), ids are ints.
+2. A required field that is missing, null or malformed raises ``WireFormatError`` naming the
+   event type and the field path (``o.sp``, ``a.P[1].pa``, ``[3].positionAmt``) with a short,
+   listenKey-free excerpt. Required fields are never defaulted.
+3. Optional fields (listed per parser) default to Binance's own "none" value (``0``, ``""``,
+   false) — only where Binance documents or is observed to omit or null them.
+4. Unknown user-data event types return ``Ignored(event_type)``: the caller counts and logs
+   them; they are never an error (Binance adds event types without notice).
+5. Enumerations: order status, execution type, order type and side stay ``str`` (Binance adds
+   values such as ``NEW_ADL``/``NEW_INSURANCE``). ``positionSide`` must be BOTH/LONG/SHORT and the
+   algo status must be one of ``AlgoStatus``: an unknown algo status raises ``WireFormatError``
+   (field ``o.X``/``algoStatus``) rather than being guessed, because deciding whether a stop
+   still protects a position from a status we do not understand is exactly the guess that
+   must not be made (rule 1 of the product: when in doubt, wait and say why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from watchdog.binance.wirefields import (
+    BadField,
+    JsonObject,
+    describe,
+    excerpt,
+    flag,
+    number,
+    obj,
+    opt_flag,
+    opt_id,
+    opt_number,
+    opt_text,
+    opt_uint,
+    position_side,
+    rows,
+    symbol,
+    text,
+    uint,
+)
+from watchdog.core.events import (
+    AccountConfigUpdate,
+    AlgoUpdate,
+    Event,
+    ListenKeyExpired,
+    MarginCall,
+    OpenAlgoOrder,
+    OpenOrder,
+    OrderUpdate,
+    PositionAmount,
+    PositionSnapshot,
+    StreamPositions,
+    TradeLite,
+)
+from watchdog.core.model import ZERO, AlgoStatus, OrderId, PositionKey, Symbol
+from watchdog.errors import WireFormatError
+
+__all__ = [
+    "USER_EVENT_TYPES",
+    "Ignored",
+    "parse_error_body",
+    "parse_open_algo_orders",
+    "parse_open_orders",
+    "parse_position_mode",
+    "parse_position_risk",
+    "parse_server_time",
+    "parse_user_event",
+]
+
+_T = TypeVar("_T")
+_ROOT: Final = "$"
+_UNKNOWN_EVENT: Final = "user-data event"
+_ALGO_STATUSES: Final = {status.value: status for status in AlgoStatus}
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A well-formed user-data event of a type the watchdog does not use (count and log it)."""
+
+    event_type: str
+
+
+def _algo_status(parent: JsonObject, key: str) -> AlgoStatus:
+    value = parent.get(key)
+    status = _ALGO_STATUSES.get(value) if type(value) is str else None
+    if status is not None:
+        return status
+    if key not in parent:
+        raise BadField(key, "missing")
+    raise BadField(key, f"unknown algo status {describe(value)}")
+
+
+def _key(row: JsonObject, symbol_key: str, side_key: str) -> PositionKey:
+    return PositionKey(Symbol(symbol(row, symbol_key)), position_side(row, side_key))
+
+
+# ---------------------------------------------------------------- user-data stream events
+# Each parser takes the event object (wrapper removed) and returns a 1-tuple of events.
+
+
+def _account_update(event: JsonObject) -> tuple[Event, ...]:
+    """ACCOUNT_UPDATE (§2.1). Optional: ``a.P`` (absent in crossed FUNDING_FEE updates)."""
+    event_time_ms = uint(event, "E")
+    transaction_time_ms = uint(event, "T")
+    account = obj(event, "a")
+    reason = text(account, "m")
+    positions = []
+    for index, row in enumerate(rows(account, "P")):
+        try:
+            if type(row) is not dict:
+                raise BadField("", f"expected an object, got {describe(row)}")
+            positions.append(PositionAmount(
+                _key(row, "s", "ps"), number(row, "pa"), number(row, "ep"), transaction_time_ms))
+        except BadField as exc:
+            raise exc.within(f"a.P[{index}]") from None
+    return (StreamPositions(event_time_ms, transaction_time_ms, reason, tuple(positions)),)
+
+
+def _order_trade_update(event: JsonObject) -> tuple[Event, ...]:
+    """ORDER_TRADE_UPDATE (§2.2).
+
+    Optional: ``o.sp`` (null for MARKET/liquidation orders → 0, Binance's "no stop price"),
+    ``o.cp`` ("pushed with conditional order" only → false), ``o.ot`` (→ ``o.o``),
+    ``o.rp`` (→ 0).
+    """
+    event_time_ms = uint(event, "E")
+    transaction_time_ms = uint(event, "T")
+    order = obj(event, "o")
+    try:
+        order_type = text(order, "o")
+        update = OrderUpdate(
+            event_time_ms=event_time_ms,
+            transaction_time_ms=transaction_time_ms,
+            symbol=Symbol(symbol(order, "s")),
+            position_side=position_side(order, "ps"),
+            order_id=OrderId(uint(order, "i")),
+            client_order_id=text(order, "c"),
+            side=text(order, "S"),
+            order_type=order_type,
+            original_type=opt_text(order, "ot", order_type),
+            execution_type=text(order, "x"),
+            status=text(order, "X"),
+            reduce_only=flag(order, "R"),
+            close_position=opt_flag(order, "cp"),
+            stop_price=opt_number(order, "sp"),
+            quantity=number(order, "q"),
+            filled_quantity=number(order, "z"),
+            last_filled_quantity=number(order, "l"),
+            realized_profit=opt_number(order, "rp"),
+        )
+    except BadField as exc:
+        raise exc.within("o") from None
+    return (update,)
+
+
+def _algo_update(event: JsonObject) -> tuple[Event, ...]:
+    """ALGO_UPDATE (§2.9).
+
+    ``E`` → event time, ``T`` → transaction time, as for every other event (the documented
+    example's comments swap the labels; the values agree with this reading, E ≥ T).
+    Optional: ``o.ai`` ("" until triggered → None), ``o.tt`` (→ 0), ``o.rm`` (→ "").
+    """
+    event_time_ms = uint(event, "E")
+    transaction_time_ms = uint(event, "T")
+    order = obj(event, "o")
+    try:
+        update = AlgoUpdate(
+            event_time_ms=event_time_ms,
+            transaction_time_ms=transaction_time_ms,
+            symbol=Symbol(symbol(order, "s")),
+            position_side=position_side(order, "ps"),
+            algo_id=OrderId(uint(order, "aid")),
+            client_algo_id=text(order, "caid"),
+            side=text(order, "S"),
+            order_type=text(order, "o"),
+            status=_algo_status(order, "X"),
+            actual_order_id=_opt_order_id(order, "ai"),
+            reduce_only=flag(order, "R"),
+            close_position=flag(order, "cp"),
+            trigger_price=number(order, "tp"),
+            quantity=number(order, "q"),
+            trigger_time_ms=opt_uint(order, "tt"),
+            reject_reason=opt_text(order, "rm"),
+        )
+    except BadField as exc:
+        raise exc.within("o") from None
+    return (update,)
+
+
+def _opt_order_id(parent: JsonObject, key: str) -> OrderId | None:
+    value = opt_id(parent, key)
+    return None if value is None else OrderId(value)
+
+
+def _trade_lite(event: JsonObject) -> tuple[Event, ...]:
+    """TRADE_LITE (§2.3): all used fields required."""
+    return (TradeLite(
+        event_time_ms=uint(event, "E"),
+        transaction_time_ms=uint(event, "T"),
+        symbol=Symbol(symbol(event, "s")),
+        order_id=OrderId(uint(event, "i")),
+        client_order_id=text(event, "c"),
+        side=text(event, "S"),
+        last_filled_quantity=number(event, "l"),
+        last_filled_price=number(event, "L"),
+    ),)
+
+
+def _listen_key_expired(event: JsonObject) -> tuple[Event, ...]:
+    """listenKeyExpired (§1.5): ``E`` documented as a string, newer SDKs say int; both parse."""
+    return (ListenKeyExpired(uint(event, "E")),)
+
+
+def _account_config_update(event: JsonObject) -> tuple[Event, ...]:
+    """ACCOUNT_CONFIG_UPDATE (§2.4): ``ac`` (symbol leverage) and/or ``ai`` (multi-assets).
+
+    Neither present is accepted (all None): the event still means "account config changed",
+    which is what the caller acts on (refresh the position mode).
+    """
+    event_time_ms = uint(event, "E")
+    transaction_time_ms = uint(event, "T")
+    symbol_: Symbol | None = None
+    leverage: int | None = None
+    multi_assets: bool | None = None
+    if event.get("ac") is not None:
+        leverage_cfg = obj(event, "ac")
+        try:
+            symbol_ = Symbol(symbol(leverage_cfg, "s"))
+            leverage = uint(leverage_cfg, "l")
+        except BadField as exc:
+            raise exc.within("ac") from None
+    if event.get("ai") is not None:
+        assets_cfg = obj(event, "ai")
+        try:
+            multi_assets = flag(assets_cfg, "j")
+        except BadField as exc:
+            raise exc.within("ai") from None
+    return (AccountConfigUpdate(event_time_ms, transaction_time_ms, symbol_, leverage, multi_assets),)
+
+
+def _margin_call(event: JsonObject) -> tuple[Event, ...]:
+    """MARGIN_CALL (§2.5): rows carry no entry price (→ 0) and no ``T`` (row time = ``E``)."""
+    event_time_ms = uint(event, "E")
+    positions = []
+    for index, row in enumerate(rows(event, "p")):
+        try:
+            if type(row) is not dict:
+                raise BadField("", f"expected an object, got {describe(row)}")
+            positions.append(PositionAmount(_key(row, "s", "ps"), number(row, "pa"), ZERO, event_time_ms))
+        except BadField as exc:
+            raise exc.within(f"p[{index}]") from None
+    return (MarginCall(event_time_ms, tuple(positions)),)
+
+
+_USER_PARSERS: Final[dict[str, Callable[[JsonObject], tuple[Event, ...]]]] = {
+    "ACCOUNT_UPDATE": _account_update,
+    "ORDER_TRADE_UPDATE": _order_trade_update,
+    "ALGO_UPDATE": _algo_update,
+    "TRADE_LITE": _trade_lite,
+    "listenKeyExpired": _listen_key_expired,
+    "ACCOUNT_CONFIG_UPDATE": _account_config_update,
+    "MARGIN_CALL": _margin_call,
+}
+USER_EVENT_TYPES: Final = frozenset(_USER_PARSERS)
+"""The event types ``parse_user_event`` translates; use it for the stream's ``events=`` list."""
+
+
+def parse_user_event(payload: object) -> tuple[Event, ...] | Ignored:
+    """Translate one decoded user-data stream message.
+
+    Args:
+        payload: the decoded JSON frame, either the event object itself (``/private/ws``) or
+            the stream-mode wrapper ``{"stream": …, "data": {…}}`` (``/private/stream``).
+
+    Returns:
+        The events it carries (currently always one), or ``Ignored(event_type)`` for a
+        well-formed event of a type we do not use; the caller counts and logs those.
+
+    Raises:
+        WireFormatError: the frame is not an object, has no string ``e``, or a field of a known
+            event is missing or malformed. The excerpt never contains a listenKey.
+    """
+    event = payload
+    if type(event) is dict and "e" not in event and "data" in event:
+        event = event["data"]
+    if type(event) is not dict:
+        raise WireFormatError(_UNKNOWN_EVENT, "data" if event is not payload else _ROOT,
+                              f"expected an object, got {describe(event)}", excerpt(event))
+    event_type = event.get("e")
+    if type(event_type) is not str:
+        problem = "missing" if event_type is None else f"expected a string, got {describe(event_type)}"
+        raise WireFormatError(_UNKNOWN_EVENT, "e", problem, excerpt(event))
+    parser = _USER_PARSERS.get(event_type)
+    if parser is None:
+        return Ignored(event_type)
+    try:
+        return parser(event)
+    except BadField as exc:
+        raise WireFormatError(event_type, exc.field, exc.problem, excerpt(event)) from None
+
+
+# ---------------------------------------------------------------- REST responses
+
+
+def _each_row(endpoint: str, body: object) -> Iterable[tuple[int, JsonObject]]:
+    if type(body) is not list:
+        raise WireFormatError(endpoint, _ROOT, f"expected an array, got {describe(body)}", excerpt(body))
+    for index, row in enumerate(body):
+        if type(row) is not dict:
+            raise WireFormatError(endpoint, f"[{index}]", f"expected an object, got {describe(row)}",
+                                  excerpt(row))
+        yield index, row
+
+
+def parse_position_risk(
+    rows_: object,
+    *,
+    request_id: int,
+    requested_time_ms: int,
+    received_time_ms: int,
+    symbols: Iterable[str] | None = None,
+) -> PositionSnapshot:
+    """Translate a positionRisk answer (v2 or v3) or an account answer's ``positions``.
+
+    Every row is kept, flat ones included: v2 lists every symbol (``positionAmt`` "0",
+    ``updateTime`` 0), v3 only symbols with a position or open orders; either way a key the
+    answer does not list is flat within ``symbols`` (the request's scope; None = all symbols).
+
+    Args:
+        rows_: ``GET /fapi/v2|v3/positionRisk`` (a list), or ``GET /fapi/v2|v3/account`` (an
+            object; its ``positions`` list is used and ``entryPrice``, absent in v3, is 0).
+        request_id / requested_time_ms / received_time_ms: copied into the snapshot (see
+            ``SnapshotRequested``).
+        symbols: the scope of the request.
+
+    Raises:
+        WireFormatError: a row lacks symbol/positionSide/positionAmt/updateTime (or
+            entryPrice for positionRisk), or two rows name the same (symbol, positionSide).
+    """
+    endpoint = "positionRisk"
+    entry_required = True
+    body = rows_
+    if type(body) is dict:
+        endpoint, entry_required = "account", False
+        body = body.get("positions")
+        if type(body) is not list:
+            raise WireFormatError(endpoint, "positions", f"expected an array, got {describe(body)}",
+                                  excerpt(rows_))
+    seen: dict[PositionKey, int] = {}
+    positions = []
+    for index, row in _each_row(endpoint, body):
+        try:
+            key = _key(row, "symbol", "positionSide")
+            entry = number(row, "entryPrice") if entry_required else opt_number(row, "entryPrice")
+            amount = PositionAmount(key, number(row, "positionAmt"), entry, uint(row, "updateTime"))
+            if key in seen:
+                raise BadField("positionSide", f"duplicate row for {key} (first at [{seen[key]}])")
+        except BadField as exc:
+            raise WireFormatError(endpoint, exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+        seen[key] = index
+        positions.append(amount)
+    scope = None if symbols is None else frozenset(Symbol(s) for s in symbols)
+    return PositionSnapshot(request_id, requested_time_ms, received_time_ms, tuple(positions), scope)
+
+
+def parse_open_orders(rows_: object) -> tuple[OpenOrder, ...]:
+    """Translate ``GET /fapi/v1/openOrders`` (regular orders only; algo orders are separate).
+
+    Optional: ``origType`` (→ ``type``), ``stopPrice`` (→ 0).
+    """
+    orders = []
+    for index, row in _each_row("openOrders", rows_):
+        try:
+            order_type = text(row, "type")
+            orders.append(OpenOrder(
+                symbol=Symbol(symbol(row, "symbol")),
+                position_side=position_side(row, "positionSide"),
+                order_id=OrderId(uint(row, "orderId")),
+                client_order_id=text(row, "clientOrderId"),
+                side=text(row, "side"),
+                order_type=order_type,
+                original_type=opt_text(row, "origType", order_type),
+                status=text(row, "status"),
+                reduce_only=flag(row, "reduceOnly"),
+                close_position=flag(row, "closePosition"),
+                stop_price=opt_number(row, "stopPrice"),
+                quantity=number(row, "origQty"),
+                time_ms=uint(row, "time"),
+                update_time_ms=uint(row, "updateTime"),
+            ))
+        except BadField as exc:
+            raise WireFormatError("openOrders", exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+    return tuple(orders)
+
+
+def parse_open_algo_orders(rows_: object) -> tuple[OpenAlgoOrder, ...]:
+    """Translate ``GET /fapi/v1/openAlgoOrders`` (§3.4): the key is ``orderType``, not ``type``.
+
+    Optional: ``actualOrderId`` ("" until triggered → None).
+    """
+    orders = []
+    for index, row in _each_row("openAlgoOrders", rows_):
+        try:
+            orders.append(OpenAlgoOrder(
+                symbol=Symbol(symbol(row, "symbol")),
+                position_side=position_side(row, "positionSide"),
+                algo_id=OrderId(uint(row, "algoId")),
+                client_algo_id=text(row, "clientAlgoId"),
+                side=text(row, "side"),
+                order_type=text(row, "orderType"),
+                status=_algo_status(row, "algoStatus"),
+                actual_order_id=_opt_order_id(row, "actualOrderId"),
+                reduce_only=flag(row, "reduceOnly"),
+                close_position=flag(row, "closePosition"),
+                trigger_price=number(row, "triggerPrice"),
+                quantity=number(row, "quantity"),
+                create_time_ms=uint(row, "createTime"),
+                update_time_ms=uint(row, "updateTime"),
+            ))
+        except BadField as exc:
+            raise WireFormatError("openAlgoOrders", exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+    return tuple(orders)
+
+
+def _single(endpoint: str, body: object, read: Callable[[JsonObject], _T]) -> _T:
+    if type(body) is not dict:
+        raise WireFormatError(endpoint, _ROOT, f"expected an object, got {describe(body)}", excerpt(body))
+    try:
+        return read(body)
+    except BadField as exc:
+        raise WireFormatError(endpoint, exc.field, exc.problem, excerpt(body)) from None
+
+
+def parse_server_time(body: object) -> int:
+    """``GET /fapi/v1/time`` → server time in epoch ms."""
+    return _single("time", body, lambda b: uint(b, "serverTime"))
+
+
+def parse_position_mode(body: object) -> bool:
+    """``GET /fapi/v1/positionSide/dual`` → True in hedge mode (LONG/SHORT), False in one-way."""
+    return _single("positionSide/dual", body, lambda b: flag(b, "dualSidePosition"))
+
+
+def parse_error_body(body: object) -> tuple[int, str] | None:
+    """Binance's ``{"code": -2015, "msg": "…"}`` → ``(code, msg)``; anything else → None.
+
+    Never raises: it is used on bodies of failed requests, which may be HTML from a proxy.
+    Binance also answers some successes as ``{"code": 200, "msg": "…"}``; the HTTP status
+    decides which it is, not this function.
+    """
+    if type(body) is not dict:
+        return None
+    code = body.get("code")
+    if type(code) is not int:
+        return None
+    msg = body.get("msg")
+    return code, msg if type(msg) is str else ""
