@@ -24,8 +24,12 @@ def test_snapshot_lists_algo_and_regular_orders_with_create_times() -> None:
     book.apply(snapshot(algos=(algo_row(1, created_ms=900),), orders=(order_row(7, created_ms=950),)))
     algo = book.get(OrderId(1), is_algo=True)
     order = book.get(OrderId(7), is_algo=False)
-    assert algo is not None and algo.create_time_ms == 900 and algo.is_algo
-    assert order is not None and order.create_time_ms == 950 and not order.is_algo
+    assert algo is not None
+    assert algo.create_time_ms == 900
+    assert algo.is_algo
+    assert order is not None
+    assert order.create_time_ms == 950
+    assert not order.is_algo
     assert book.symbols() == frozenset({BAS})
     assert [o.order_id for o in book.orders_for(KEY)] == [1, 7]
 
@@ -66,7 +70,8 @@ def test_older_stream_fact_is_ignored() -> None:
     book.apply(algo_update(5, AlgoStatus.TRIGGERING, at_ms=2_000))
     book.apply(algo_update(5, AlgoStatus.NEW, at_ms=1_000))
     algo = book.get(OrderId(5), is_algo=True)
-    assert algo is not None and algo.status == "TRIGGERING"
+    assert algo is not None
+    assert algo.status == "TRIGGERING"
 
 
 def test_trigger_keeps_first_seen_time_and_links_child() -> None:
@@ -76,14 +81,20 @@ def test_trigger_keeps_first_seen_time_and_links_child() -> None:
     book.apply(snapshot(algos=(algo_row(5, status=AlgoStatus.TRIGGERING, created_ms=1_000,
                                         updated_ms=2_000),), at_ms=5_000))
     algo = book.get(OrderId(5), is_algo=True)
-    assert algo is not None and algo.status_since_ms == 2_000 and algo.in_trigger
+    assert algo is not None
+    assert algo.status_since_ms == 2_000
+    assert algo.in_trigger
     book.apply(algo_update(5, AlgoStatus.TRIGGERED, at_ms=6_000, child=77))
     book.apply(order_update(77, "NEW", at_ms=6_001, client_id="bot-sl"))
     algo = book.get(OrderId(5), is_algo=True)
     child = book.get(OrderId(77), is_algo=False)
-    assert algo is not None and algo.status == "TRIGGERED" and algo.status_since_ms == 6_000
+    assert algo is not None
+    assert algo.status == "TRIGGERED"
+    assert algo.status_since_ms == 6_000
     assert algo.child_order_id == 77
-    assert child is not None and child.parent_algo_id == 5 and child.create_time_ms == 6_001
+    assert child is not None
+    assert child.parent_algo_id == 5
+    assert child.create_time_ms == 6_001
 
 
 def test_child_fill_before_finished_ends_both() -> None:
@@ -101,7 +112,8 @@ def test_child_seen_before_triggered_is_linked_afterwards() -> None:
     book.apply(order_update(77, "NEW", at_ms=1_001))
     book.apply(algo_update(5, AlgoStatus.TRIGGERED, at_ms=1_000, child=77))
     child = book.get(OrderId(77), is_algo=False)
-    assert child is not None and child.parent_algo_id == 5
+    assert child is not None
+    assert child.parent_algo_id == 5
 
 
 def test_child_filled_before_triggered_arrives_finishes_the_algo() -> None:
@@ -118,7 +130,8 @@ def test_hedge_mode_sides_are_separate_keys_and_closing_sides_reduce() -> None:
                                algo_row(3, key=LONG, side="BUY", reduce_only=False))))
     by_id = {o.order_id: o for o in book.orders()}
     assert by_id[OrderId(1)].key == PositionKey(BTC, PositionSide.LONG)
-    assert by_id[OrderId(1)].reduces_only and by_id[OrderId(2)].reduces_only
+    assert by_id[OrderId(1)].reduces_only
+    assert by_id[OrderId(2)].reduces_only
     assert not by_id[OrderId(3)].reduces_only  # BUY on LONG opens: an entry
 
 
@@ -133,5 +146,6 @@ def test_one_way_entry_is_not_reducing() -> None:
 def test_unrelated_events_are_ignored() -> None:
     book = OrderBook()
     book.apply(StreamConnected(connection_id=1))
-    assert len(book) == 0 and book.symbols() == frozenset()
+    assert len(book) == 0
+    assert book.symbols() == frozenset()
     assert Symbol("X") not in book.symbols()

@@ -63,7 +63,8 @@ def test_incident_stop_for_closed_position_is_reaped_after_grace() -> None:
     ripe = decide(positions, book, frozenset(), 0, 3_500, POLICY)
     assert ripe.cancels == (CancelOrder(key=KEY, order_id=OrderId(9), is_algo=True,
                                         client_id="bot-sl", reason=ripe.cancels[0].reason),)
-    assert ripe.orphans[0].order.order_id == 9 and ripe.kept == ()
+    assert ripe.orphans[0].order.order_id == 9
+    assert ripe.kept == ()
 
 
 def test_grace_counts_from_flat_since_when_the_order_is_older() -> None:
@@ -82,7 +83,8 @@ def test_algo_in_trigger_is_never_cancelled(status: AlgoStatus) -> None:
     positions = StubPositions().set_flat(KEY, 1_000)
     book = book_of(algo_row(1, status=status, created_ms=500, updated_ms=90_000))
     decision = decide(positions, book, frozenset(), 0, 95_000, POLICY)
-    assert decision.cancels == () and verdicts(decision) == {1: Why.TRIGGERING}
+    assert decision.cancels == ()
+    assert verdicts(decision) == {1: Why.TRIGGERING}
     assert decision.alerts == ()  # 5 s in trigger: under the 10 s limit
 
 
@@ -92,7 +94,8 @@ def test_stuck_triggering_raises_an_alert_and_is_not_cancelled() -> None:
     decision = decide(positions, book, frozenset(), 0, 12_001, POLICY)
     assert decision.cancels == ()
     assert [a.code for a in decision.alerts] == ["algo_stuck_triggering"]
-    assert decision.alerts[0].key == KEY and "10001 ms" in decision.alerts[0].message
+    assert decision.alerts[0].key == KEY
+    assert "10001 ms" in decision.alerts[0].message
     assert decision.effects[0] == decision.alerts[0]
 
 
@@ -104,7 +107,8 @@ def test_triggered_with_a_resting_child_is_not_stuck_but_the_child_can_be_orphan
     decision = decide(positions, book, frozenset(), 0, 30_000, POLICY)
     assert decision.alerts == ()
     assert verdicts(decision) == {1: Why.TRIGGERING, 77: Why.ORPHAN}
-    assert decision.cancels[0].is_algo is False and decision.cancels[0].order_id == 77
+    assert decision.cancels[0].is_algo is False
+    assert decision.cancels[0].order_id == 77
 
 
 def test_triggered_without_child_for_too_long_alerts() -> None:
@@ -229,9 +233,9 @@ def test_every_order_gets_exactly_one_verdict() -> None:
 
 
 def test_policy_rejects_nonsense() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid reaper policy"):
         ReaperPolicy(grace_ms=-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid reaper policy"):
         ReaperPolicy(stuck_triggering_ms=0)
 
 
@@ -300,13 +304,15 @@ def test_property_never_selects_an_unsafe_order(world: tuple[StubPositions, Orde
     assert len(decision.cancels) == len(decision.orphans)
     for cancel in decision.cancels:
         order = book.get(cancel.order_id, is_algo=cancel.is_algo)
-        assert order is not None and order.key == cancel.key
+        assert order is not None
+        assert order.key == cancel.key
         v = positions.view(order.key)
         flat_since = positions.flat_since(order.key)
         assert flat_since is not None                                        # flat by REST
         if v is not None:  # None: never held, flat by the all-symbols REST run
             assert v.knowledge is Knowledge.CONFIRMED                        # not suspect/unknown
-            assert v.state is PositionState.CLOSED and v.amount == 0         # not open
+            assert v.state is PositionState.CLOSED
+            assert v.amount == 0
         assert order.reduce_only or order.close_position or (                # not an entry
             (order.key.side is PositionSide.LONG and order.side == "SELL")
             or (order.key.side is PositionSide.SHORT and order.side == "BUY"))

@@ -57,7 +57,7 @@ class PositionsReader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ReaperPolicy:
-    """Tunables of the reaper ([reaper] section of the config; ``stuck_triggering_s`` × 1000)."""
+    """Tunables of the reaper ([reaper] section of the config; ``stuck_triggering_s`` * 1000)."""
 
     grace_ms: int = 2000
     client_id_prefix: str = ""
