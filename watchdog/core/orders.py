@@ -12,6 +12,9 @@ Rules of this module:
    TRIGGERING/TRIGGERED status and the exchange time that status was first seen, so a stuck
    trigger (a known Binance failure, §3.6.5) can be told from a healthy one. When the child
    ends, the parent has finished too (§2.9 FINISHED), whatever order the events arrive in.
+   Whether ``openAlgoOrders`` lists an algo order once it is TRIGGERING/TRIGGERED is not
+   documented (the simulator lists only NEW ones), so a snapshot that omits it does not remove
+   it: only a terminal fact does (its own, or its child's). A stuck trigger stays visible.
 4. All times are exchange epoch ms. No clock is read here.
 """
 
@@ -216,7 +219,7 @@ class OrderBook:
                 continue
             self._orders[ident] = self._merge_order_row(self._orders.get(ident), row, s)
         for ident, order in list(self._orders.items()):
-            if (covered(order.key.symbol) and ident not in listed
+            if (covered(order.key.symbol) and ident not in listed and not order.in_trigger
                     and order.seen_time_ms < s.requested_time_ms):
                 del self._orders[ident]
         # A tombstone is needed only until a snapshot requested after the end has been applied.
