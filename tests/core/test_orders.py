@@ -157,6 +157,8 @@ def test_an_algo_in_trigger_survives_a_snapshot_that_omits_it() -> None:
     book.apply(algo_update(5, AlgoStatus.TRIGGERING, at_ms=1_000))
     book.apply(snapshot(algos=(), at_ms=5_000))
     algo = book.get(OrderId(5), is_algo=True)
-    assert algo is not None and algo.status == "TRIGGERING" and algo.status_since_ms == 1_000
+    assert algo is not None
+    assert algo.status == "TRIGGERING"
+    assert algo.status_since_ms == 1_000
     book.apply(algo_update(5, AlgoStatus.FINISHED, at_ms=6_000))
     assert book.get(OrderId(5), is_algo=True) is None

@@ -19,12 +19,14 @@ async def test_stuck_triggering_fault(sim: Simulator, sim_client: SimClient) -> 
                                        quantity="1216", reduceOnly="true")
         algo_id = placed.json()["algoId"]
         reply = await sim_client.control("POST", "faults", {"stuck_triggering": True})
-        assert reply.status_code == 200 and reply.json()["faults"]["stuck_triggering"] is True
+        assert reply.status_code == 200
+        assert reply.json()["faults"]["stuck_triggering"] is True
         sim.set_mark_price("BASUSDT", "0.0077")
         seen = await events_until(ws, lambda e: e.get("e") == "ALGO_UPDATE" and e["o"]["X"] == "TRIGGERING")
         assert seen[-1]["o"]["aid"] == algo_id
     queried = (await sim_client.get("/fapi/v1/algoOrder", algoId=algo_id)).json()
-    assert queried["algoStatus"] == "TRIGGERING" and queried["actualOrderId"] == ""
+    assert queried["algoStatus"] == "TRIGGERING"
+    assert queried["actualOrderId"] == ""
     cancel = await sim_client.delete("/fapi/v1/algoOrder", algoId=algo_id)
     assert cancel.json()["code"] == -2011
     positions = (await sim_client.get("/fapi/v2/positionRisk", symbol="BASUSDT")).json()
@@ -33,4 +35,5 @@ async def test_stuck_triggering_fault(sim: Simulator, sim_client: SimClient) -> 
 
 async def test_stuck_triggering_rejects_non_booleans(sim_client: SimClient) -> None:
     reply = await sim_client.control("POST", "faults", {"stuck_triggering": "yes"})
-    assert reply.status_code == 400 and "stuck_triggering" in reply.text
+    assert reply.status_code == 400
+    assert "stuck_triggering" in reply.text
