@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-from watchdog.core.model import Knowledge, OrderId, PositionKey, PositionSide, PositionState, Symbol
+from tests.support.reaper_rig import ReaperRig
+from tests.support.waiting import eventually
+from watchdog.core.model import OrderId, PositionKey, PositionSide, PositionState, Symbol
 from watchdog.core.reaper import Why
 from watchdog.runtime.reaper_task import Outcome, ReadPositions
 from watchdog.sim import Simulator
-
-from tests.support.reaper_rig import ReaperRig
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -185,15 +184,19 @@ async def test_a_held_lease_makes_the_reaper_wait(
     key = PositionKey(BAS, PositionSide.BOTH)
     async with reaper_rig(sim, redis_url, grace_ms=500) as rig:
         sim.fill(BAS, "BUY", "1216")
-        await until("position open and published", lambda: (v := rig.book.view(key)) is not None
-                    and v.state is PositionState.OPEN and v.knowledge is Knowledge.CONFIRMED)
-        await rig.publish_views()
+
+        async def check() -> Any:
+            return await rig.bot.veto.check(key.symbol, key.side.value)
+
+        await eventually(check, lambda v: v.allowed, what="open position published")
         lease = await rig.bot.begin(key)
-        sim.fill(BAS, "SELL", "1216")  # closed while the bot replaces its stop
+        # A closure that has not reached Redis yet (writes deferred) leaves the lease live.
+        rig.publishing = False
+        sim.fill(BAS, "SELL", "1216")
         stop = await rig.bot.place_stop(BAS, "SELL", price(sim, BAS, "0.95"), qty="1216")
         await flat_by_rest(rig, key)
         await kept_for(rig, stop, Why.LEASE_HELD, 1.0)
-        await rig.bot.end(lease)
+        await rig.bot.end(key, lease)
         await until("stop removed after the lease ended", lambda: not rig.algo_open(stop))
 
 
@@ -212,7 +215,8 @@ async def test_stuck_triggering_raises_an_alert_and_is_not_cancelled(
             o := rig.orders.get(OrderId(stop), is_algo=True)) is not None and o.in_trigger)
         alerts = await until("stuck alert", lambda: rig.alerts("algo_stuck_triggering"),
                              timeout_s=10)
-        assert alerts[0].key == key and str(stop) in alerts[0].message
+        assert alerts[0].key == key
+        assert str(stop) in alerts[0].message
         assert verdict(rig, stop) is Why.TRIGGERING
         assert all(r.cancel.order_id != stop for r in rig.reaper.results)
         assert sim.exchange.accounts[sim.api_key].algos[stop].status == "TRIGGERING"

@@ -1,9 +1,10 @@
 """A minimal watchdog around the reaper for integration tests: real adapters, sim, real Redis.
 
-``reaper_rig`` (async factory fixture): ``async with reaper_rig(sim, redis_url, grace_ms=…) as rig``
-starts the user stream, the poller, a core pump (PositionBook + OrderBook + ``ReaperTask.step`` on
-every Tick) and the reaper task, all on real sockets. ``rig.bot`` places orders and takes leases
-like a trading bot would (its own signed HTTP, the store's veto scripts).
+``reaper_rig`` (factory fixture): ``async with reaper_rig(sim, redis_url, grace_ms=…) as rig``
+starts the user stream, the poller, a core pump (OrderBook + PositionBook + ``ReaperTask.step``
+on every Tick), a store writer (views, events, alerts to Redis; a heartbeat) and the reaper
+task, all on real sockets. ``rig.bot`` places orders and takes leases as a trading bot would:
+its own signed HTTP, and the veto scripts through ``watchdog.client``.
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import redis.asyncio
+
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
+from watchdog.client import AsyncWatchdogClient
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.runtime.clock import SystemClock
-from watchdog.runtime.pump import CorePump
-from watchdog.sim import Simulator
-from watchdog.store.publisher import RedisPublisher
-
-from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
+from watchdog.core.effects import CancelOrder, Effect, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.events import Event, Tick
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
+from watchdog.runtime.clock import SystemClock
+from watchdog.runtime.pump import CorePump
 from watchdog.runtime.reaper_task import ReadPositions, ReaperTask, bracketed_reader
+from watchdog.sim import Simulator
+from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["Bot", "ReaperRig", "RigSettings", "reaper_rig"]
 
@@ -62,14 +65,13 @@ class RigSettings:
 class Bot:
     """What a trading bot does: signed REST orders on the simulator, leases through Redis."""
 
-    def __init__(self, sim: Simulator, http: httpx.AsyncClient, store: RedisPublisher) -> None:
+    def __init__(self, sim: Simulator, http: httpx.AsyncClient, veto: AsyncWatchdogClient) -> None:
         self._sim = sim
         self._http = http
-        self._store = store
+        self.veto = veto
 
     async def call(self, method: str, path: str, **params: Any) -> dict[str, Any]:
-        full = {**params, "timestamp": int(time.time() * 1000)}
-        query = urlencode(full)
+        query = urlencode({**params, "timestamp": int(time.time() * 1000)})
         signature = hmac.new(self._sim.api_secret.encode(), query.encode(),
                              hashlib.sha256).hexdigest()
         response = await self._http.request(
@@ -98,9 +100,16 @@ class Bot:
             params["clientAlgoId"] = client_id
         return int((await self.call("POST", "/fapi/v1/algoOrder", **params))["algoId"])
 
-    async def begin(self, key: PositionKey, ttl_ms: int = 10_000) -> Any:
-        """The veto protocol's ``begin`` (what the bot runs before cancelling its stop)."""
-        return await self._store.begin(key, holder="bot", ttl_ms=ttl_ms)
+    async def begin(self, key: PositionKey, ttl_ms: int = 30_000) -> int:
+        """The veto protocol's ``begin`` (run before cancelling a stop); returns the lease."""
+        verdict = await self.veto.begin(key.symbol, key.side.value, holder="bot", ttl_ms=ttl_ms)
+        assert verdict.allowed, verdict
+        assert verdict.lease is not None, verdict
+        return verdict.lease
+
+    async def end(self, key: PositionKey, lease: int) -> None:
+        ended = await self.veto.end(key.symbol, key.side.value, lease)
+        assert ended.released, ended
 
 
 @dataclass
@@ -115,7 +124,9 @@ class ReaperRig:
     reaper: ReaperTask
     pump: CorePump
     bot: Bot
+    redis: redis.asyncio.Redis
     effects: list[Effect] = field(default_factory=list)
+    publishing: bool = True  # False: views stop reaching Redis (as while writes are deferred)
 
     def alerts(self, code: str) -> list[RaiseAlert]:
         return [e for e in self.effects if isinstance(e, RaiseAlert) and e.code == code]
@@ -124,10 +135,11 @@ class ReaperRig:
         algo = self.sim.exchange.accounts[self.sim.api_key].algos.get(algo_id)
         return algo is not None and algo.is_open
 
-    async def events(self, kind: str) -> list[dict[str, str]]:
-        """Entries of the Redis events stream of this ``kind``."""
-        raw = await self.store.read_events()
-        return [fields for fields in raw if fields.get("kind") == kind]
+    async def events_of_kind(self, kind: str) -> list[dict[str, str]]:
+        """Entries of this account's Redis events stream with this ``kind``."""
+        entries = await self.redis.xrange(self.store.keys.events)
+        decoded = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        return [e for e in decoded if e.get("kind") == kind]
 
 
 class _Core:
@@ -150,13 +162,30 @@ async def _tick(pump: CorePump, interval_s: float) -> None:
         await pump.emit(Tick())
 
 
+async def _write(rig: ReaperRig, queue: asyncio.Queue[Publish | Retract | Notify | RaiseAlert]) -> None:
+    while True:
+        effect = await queue.get()
+        if isinstance(effect, Publish) and not rig.publishing:
+            continue
+        await rig.store.run(effect)
+
+
+async def _heartbeat(store: RedisPublisher, clock: SystemClock) -> None:
+    while True:
+        await store.heartbeat({"stream": "live"}, wall_ms=clock.wall_ms())
+        await asyncio.sleep(0.5)
+
+
 @contextlib.asynccontextmanager
 async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
                tick_interval_s: float = 0.05,
                wrap_reader: Callable[[ReadPositions], ReadPositions] | None = None,
                **reaper: Any) -> AsyncIterator[ReaperRig]:
     clock = SystemClock()
-    async with httpx.AsyncClient(base_url=sim.rest_url, timeout=5.0) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=sim.rest_url,
+                                                                 timeout=5.0))
+        bot_http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
         rest = BinanceRest(http, _Credentials(sim.api_key, sim.api_secret), clock=clock,
                            weight_budget_per_min=2000)
         await rest.sync_time()
@@ -164,9 +193,13 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
                                         closed_ttl_s=600, events_maxlen=1000,
                                         veto_max_age_ms=5000, socket_timeout_s=2.0)
         await store.start()
+        stack.push_async_callback(store.close)
+        veto = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
+        stack.push_async_callback(veto.close)
+        plain = redis.asyncio.from_url(redis_url)
+        stack.push_async_callback(plain.aclose)
         book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=500))
         orders = OrderBook()
-        effects: list[Effect] = []
 
         async def leased_symbols() -> list[str]:
             return [key.symbol for key in await store.leased_symbols()]
@@ -184,30 +217,37 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
         reader = bracketed_reader(rest, emit)
         task = ReaperTask(rest, store, emit, clock, RigSettings(**reaper),
                           read_positions=wrap_reader(reader) if wrap_reader else reader)
+        writes: asyncio.Queue[Publish | Retract | Notify | RaiseAlert] = asyncio.Queue()
+        effects: list[Effect] = []
 
         def route(effect: Effect) -> None:
             effects.append(effect)
             if isinstance(effect, CancelOrder):
                 task.submit(effect)
+            elif isinstance(effect, Publish | Retract | Notify | RaiseAlert):
+                writes.put_nowait(effect)
 
         pump = CorePump(_Core(book, orders, task), clock=clock, poller=poller, stream=stream,
                         tick_interval_s=tick_interval_s, on_effect=route)
         pumps.append(pump)
-        async with httpx.AsyncClient(timeout=5.0) as bot_http:
-            rig = ReaperRig(sim, rest, store, book, orders, task, pump,
-                            Bot(sim, bot_http, store), effects)
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(pump.run(), name="core"),
-                         tg.create_task(stream.run(pump.emit), name="stream"),
-                         tg.create_task(poller.run(pump.emit), name="poller"),
-                         tg.create_task(task.run(), name="reaper"),
-                         tg.create_task(_tick(pump, tick_interval_s), name="ticker")]
-                try:
-                    yield rig
-                finally:
-                    for t in tasks:
-                        t.cancel()
-        await store.close()
+        rig = ReaperRig(sim, rest, store, book, orders, task, pump, Bot(sim, bot_http, veto),
+                        plain, effects)
+        await store.heartbeat({"stream": "starting"}, wall_ms=clock.wall_ms())
+        runners = {"core": pump.run(), "stream": stream.run(pump.emit),
+                   "poller": poller.run(pump.emit), "reaper": task.run(),
+                   "ticker": _tick(pump, tick_interval_s), "store": _write(rig, writes),
+                   "heartbeat": _heartbeat(store, clock)}
+        tasks = [asyncio.create_task(coro, name=name) for name, coro in runners.items()]
+        try:
+            await sim.wait_connections(1)
+            yield rig
+        finally:
+            for t in tasks:
+                t.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        failed = [(t.get_name(), r) for t, r in zip(tasks, results, strict=True)
+                  if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+        assert not failed, f"rig tasks failed: {failed}"
 
 
 @pytest.fixture
