@@ -9,6 +9,7 @@ ages against their own clock (same host as the daemon, or NTP-synced).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -47,16 +48,16 @@ class Health:
     extra: tuple[tuple[str, str], ...] = field(default=())
 
     def to_fields(self) -> dict[str, str]:
-        """The hash fields (strings only; booleans as "1"/"0", problems ";"-separated)."""
+        """The hash fields, flattened as the store does: booleans "true"/"false", lists as JSON."""
         out: dict[str, str] = {}
         for item in fields(self):
             value = getattr(self, item.name)
             if item.name == "extra":
                 continue
             if isinstance(value, bool):
-                out[item.name] = "1" if value else "0"
+                out[item.name] = "true" if value else "false"
             elif isinstance(value, tuple):
-                out[item.name] = ";".join(value)
+                out[item.name] = json.dumps(list(value), separators=(",", ":"))
             else:
                 out[item.name] = str(value)
         out.update(self.extra)
@@ -77,11 +78,11 @@ class Health:
             text = raw[name]
             try:
                 if item.type == "bool":
-                    values[name] = text == "1"
+                    values[name] = text in ("true", "1")
                 elif item.type == "int":
                     values[name] = int(text)
                 elif item.type.startswith("tuple"):
-                    values[name] = tuple(part for part in text.split(";") if part)
+                    values[name] = tuple(str(part) for part in json.loads(text or "[]"))
                 else:
                     values[name] = text
             except ValueError as exc:

@@ -52,7 +52,7 @@ class Identity:
 
 @dataclass
 class Vitals:
-    """Counters and timestamps about the daemon; mutated only from the core loop.
+    """Counters and timestamps about the daemon, kept by the daemon's tasks on one event loop.
 
     ``*_ms`` are wall-clock epoch ms (published); ``*_at`` are monotonic seconds (local only).
     ``progress_limit_s`` is how long a loop may go without reporting before the systemd
@@ -65,6 +65,7 @@ class Vitals:
     weight_used: Callable[[], int] = lambda: 0
     reaper: str = "off"
     ready: bool = False
+    heartbeat_written: bool = False
     stream_state: str = StreamState.CONNECTING
     last_event_ms: int = 0
     last_snapshot_ms: int = 0
