@@ -1,9 +1,9 @@
-"""The shell's clocks, behind one small Protocol so tests can drive time.
+"""The shell's only source of time; the core receives ``now`` as an argument instead.
 
-Rules of this module:
-1. ``monotonic()`` (seconds, float) is for intervals, deadlines and ages inside this process.
-2. ``wall_ms()`` (epoch ms, int) is only for Binance ``timestamp`` parameters and for the
-   ``now_ms`` the core is given; it is never compared with ``monotonic()``.
+Two kinds of time, never compared with each other (STYLE.md §8.6):
+- ``monotonic()`` seconds, for intervals, deadlines and ages measured locally (``*_at``);
+- ``wall_ms()`` epoch milliseconds, for Binance ``timestamp`` parameters and for the
+  ``verified_ms``/``now_ms`` values the core and Redis readers compare with exchange times.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ __all__ = ["Clock", "SystemClock"]
 
 
 class Clock(Protocol):
-    """Where the shell reads time; the core never does."""
+    """What the shell needs from time; tests inject a fake one."""
 
     def monotonic(self) -> float:
-        """Seconds from an arbitrary origin; never goes backwards."""
+        """Seconds on a clock that never goes backwards (unrelated to the wall clock)."""
         ...
 
     def wall_ms(self) -> int:
-        """Epoch milliseconds of this machine (may be skewed from Binance's)."""
+        """Milliseconds since the Unix epoch, from the system clock."""
         ...
 
 
 class SystemClock:
-    """The real clocks of this machine."""
+    """The real clocks: ``time.monotonic`` (what asyncio's loop uses) and ``time.time_ns``."""
 
     def monotonic(self) -> float:
         return time.monotonic()
