@@ -56,17 +56,32 @@ def config_check(path: str) -> None:
     click.echo(f"{path}: ok")
 
 
-# ---------------------------------------------------------------- demo (temporary)
-# Placeholder so that the README's first command fails with a clear message until the service
-# issue lands the BASUSDT incident replay; that issue replaces this whole block.
+# ---------------------------------------------------------------- demo
 
 
 @cli.command()
-def demo() -> None:
-    """Replay the BASUSDT incident on the built-in simulator (not built yet)."""
-    click.echo("position-watchdog demo: not built yet: the incident replay arrives with the service "
-               "issue (issue 7). Meanwhile `bash .ci/bootstrap test` runs the test suite.", err=True)
-    sys.exit(1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one line) instead of the timeline.")
+def demo(as_json: bool) -> None:
+    """Replay the BASUSDT incident on the simulator: without, then with the watchdog."""
+    import asyncio
+    import json
+
+    from watchdog.demo.incident import render_summary, run_demo
+    from watchdog.demo.processes import DemoSetupError
+
+    try:
+        result = asyncio.run(run_demo(echo=not as_json))
+    except DemoSetupError as exc:
+        click.echo(f"Error: demo: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("demo interrupted; every process it started was stopped", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), separators=(",", ":")))
+    else:
+        click.echo(render_summary(result))
+    sys.exit(0 if result.incident_prevented else 1)
 
 
 # ---------------------------------------------------------------- sim
