@@ -92,18 +92,21 @@ def test_startup_snapshot_confirms_without_notify() -> None:
     effects = h.poll(1000, amount(BTC, 1, 900))
     view = h.book.view(BTC)
     assert view is not None
-    assert (view.state, view.knowledge, view.amount) == (PositionState.OPEN, Knowledge.CONFIRMED, 1)
+    assert (view.state, view.knowledge, view.amount) == (PositionState.OPEN, Knowledge.CONFIRMED,
+                                                         Decimal(1))
     assert (view.version, view.verified_ms, view.as_of_time_ms, view.source) == (1, 1000, 900,
                                                                                 Source.REST)
     assert publishes(effects) == [Publish(view)]
     assert kinds(effects) == []  # no open↔closed transition seen yet
-    assert h.book.stream_state == "down"
+    assert str(h.book.stream_state) == "down"
 
 
 def test_stream_open_on_live_stream_confirms_and_notifies(h: Harness) -> None:
     effects = h.apply(stream(BTC, "0.5", 100), 100)
     view = h.book.view(BTC)
-    assert view is not None and view.state is PositionState.OPEN and view.verified_ms == 100
+    assert view is not None
+    assert view.state is PositionState.OPEN
+    assert view.verified_ms == 100
     assert view.source is Source.STREAM
     assert kinds(effects) == ["position_opened"]
 
@@ -117,14 +120,16 @@ def test_older_stream_fact_is_ignored(h: Harness) -> None:
     h.apply(stream(BTC, 2, 200), 200)
     assert h.apply(stream(BTC, 1, 100), 210) == []
     view = h.book.view(BTC)
-    assert view is not None and view.amount == 2
+    assert view is not None
+    assert view.amount == 2
 
 
 def test_equal_time_stream_fact_with_other_amount_wins(h: Harness) -> None:
     h.apply(stream(BTC, 1, 100), 100)
     h.apply(stream(BTC, 3, 100), 101)
     view = h.book.view(BTC)
-    assert view is not None and view.amount == 3
+    assert view is not None
+    assert view.amount == 3
 
 
 def test_no_op_tick_publishes_nothing(h: Harness) -> None:
@@ -146,8 +151,11 @@ def test_late_timed_rest_row_never_overwrites_newer_stream_fact(h: Harness) -> N
     h.apply(stream(BTC, 2, 5000), 5000)
     effects = h.poll(5100, amount(BTC, 1, 4000))
     view = h.book.view(BTC)
-    assert view is not None and view.amount == 2 and view.state is PositionState.OPEN
-    assert publishes(effects) == [] and requests(effects) == []
+    assert view is not None
+    assert view.amount == 2
+    assert view.state is PositionState.OPEN
+    assert publishes(effects) == []
+    assert requests(effects) == []
 
 
 def test_newer_rest_row_overrides_stream_fact(h: Harness) -> None:
@@ -155,8 +163,8 @@ def test_newer_rest_row_overrides_stream_fact(h: Harness) -> None:
     h.apply(trade_lite("BTCUSDT", 1500), 1500)  # the stream did report a fill: not blind
     effects = h.poll(1600, amount(BTC, 3, 1500))
     view = h.book.view(BTC)
-    assert view is not None and (view.amount, view.as_of_time_ms, view.source) == (3, 1500,
-                                                                                   Source.REST)
+    assert view is not None
+    assert (view.amount, view.as_of_time_ms, view.source) == (Decimal(3), 1500, Source.REST)
     assert alerts(effects) == []
 
 
@@ -164,10 +172,12 @@ def test_rest_flat_within_lag_makes_suspect_and_requests(h: Harness) -> None:
     h.apply(stream(BTC, 1, 5000), 5000)
     effects = h.poll(6000)  # 6000 - 2000 < 5000: REST may not show the open yet
     view = h.book.view(BTC)
-    assert view is not None and view.state is PositionState.UNKNOWN
-    assert view.knowledge is Knowledge.SUSPECT and "lag" in view.reason
+    assert view is not None
+    assert view.state is PositionState.UNKNOWN
+    assert view.knowledge is Knowledge.SUSPECT
+    assert "lag" in view.reason
     assert view.amount == 1  # kept for diagnosis
-    assert requests(effects) == [RequestSnapshot(reason="REST flat within lag on BTCUSDT:BOTH",
+    assert requests(effects) == [RequestSnapshot(reason="REST ambiguous on BTCUSDT:BOTH",
                                                  symbols=frozenset({Symbol("BTCUSDT")}))]
     assert h.book.flat_since(BTC) is None
 
@@ -177,7 +187,8 @@ def test_rest_flat_beyond_lag_closes(h: Harness) -> None:
     h.apply(order_update("BTCUSDT", 6000, last_filled="1"), 6000)
     effects = h.poll(7100)
     view = h.book.view(BTC)
-    assert view is not None and view.state is PositionState.CLOSED
+    assert view is not None
+    assert view.state is PositionState.CLOSED
     assert view.as_of_time_ms == 7100 - 2000
     assert kinds(effects) == ["position_closed"]
     assert alerts(effects) == []
@@ -193,7 +204,9 @@ def test_rest_confirming_same_amount_refreshes_verified(h: Harness) -> None:
     h.apply(stream(BTC, 1, 100), 100)
     effects = h.poll(300, amount(BTC, 1, 100))
     view = h.book.view(BTC)
-    assert view is not None and view.verified_ms == 300 and view.source is Source.STREAM
+    assert view is not None
+    assert view.verified_ms == 300
+    assert view.source is Source.STREAM
     assert [p.view.version for p in publishes(effects)] == [2]
     h.poll(400, amount(BTC, 1, 350))
     assert h.book.view(BTC).source is Source.REST  # type: ignore[union-attr]
@@ -214,32 +227,35 @@ def test_gap_makes_every_key_suspect_and_requests(h: Harness, gap: object) -> No
     assert state(h.book) is PositionState.UNKNOWN
     assert h.book.view(BTC).knowledge is Knowledge.SUSPECT  # type: ignore[union-attr]
     assert kinds(effects) == ["stream_lost"]
-    assert len(requests(effects)) == 1 and requests(effects)[0].symbols is None
+    assert len(requests(effects)) == 1
+    assert requests(effects)[0].symbols is None
 
 
 def test_gap_lifecycle_and_stream_state() -> None:
     h = Harness()
-    assert h.book.stream_state == "down"
+    assert str(h.book.stream_state) == "down"
     assert kinds(h.apply(StreamConnected(1), 0)) == []  # never connected before: nothing lost
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     assert kinds(h.poll(10)) == ["stream_recovered"]
-    assert h.book.stream_state == "live"
+    assert str(h.book.stream_state) == "live"
     h.apply(stream(BTC, 1, 100), 100)
     h.apply(requested(50, 150), 150)  # requested before the gap
     h.apply(StreamLost(1, "1006"), 200)
-    assert h.book.stream_state == "down"
+    assert str(h.book.stream_state) == "down"
     assert kinds(h.apply(StreamLost(1, "again"), 201)) == []  # already down
     h.apply(StreamConnected(2), 300)
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     h.apply(stream(BTC, 2, 310), 310)  # applied, but does not confirm
     view = h.book.view(BTC)
-    assert view is not None and view.amount == 2 and view.state is PositionState.UNKNOWN
+    assert view is not None
+    assert view.amount == 2
+    assert view.state is PositionState.UNKNOWN
     h.apply(snapshot(50, 150, amount(BTC, 2, 310)), 320)  # pre-gap request: not trusted
     assert state(h.book) is PositionState.UNKNOWN
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     h.poll(400, amount(BTC, 2, 310))
     assert state(h.book) is PositionState.OPEN
-    assert h.book.stream_state == "live"
+    assert str(h.book.stream_state) == "live"
 
 
 def test_pre_gap_snapshot_with_newer_row_applies_but_does_not_confirm(h: Harness) -> None:
@@ -248,7 +264,9 @@ def test_pre_gap_snapshot_with_newer_row_applies_but_does_not_confirm(h: Harness
     h.apply(StreamLost(1, "1006"), 200)
     h.apply(snapshot(77, 150, amount(BTC, 3, 140)), 250)
     view = h.book.view(BTC)
-    assert view is not None and view.amount == 3 and view.knowledge is Knowledge.SUSPECT
+    assert view is not None
+    assert view.amount == 3
+    assert view.knowledge is Knowledge.SUSPECT
 
 
 def test_pre_gap_snapshot_new_key_is_unknown(h: Harness) -> None:
@@ -256,7 +274,8 @@ def test_pre_gap_snapshot_new_key_is_unknown(h: Harness) -> None:
     h.apply(StreamLost(1, "1006"), 200)
     h.apply(snapshot(77, 150, amount(ETH, 3, 140)), 250)
     view = h.book.view(ETH)
-    assert view is not None and view.knowledge is Knowledge.UNKNOWN
+    assert view is not None
+    assert view.knowledge is Knowledge.UNKNOWN
     assert view.state is PositionState.UNKNOWN
 
 
@@ -303,7 +322,9 @@ def test_failed_read_is_suspect_never_closed(h: Harness) -> None:
     h.apply(requested(9, 150), 150)
     h.apply(failed(9), 200)
     view = h.book.view(BTC)
-    assert view is not None and view.state is PositionState.UNKNOWN and view.amount == 1
+    assert view is not None
+    assert view.state is PositionState.UNKNOWN
+    assert view.amount == 1
     assert view.reason == "snapshot failed: HTTP 503"
     assert h.book.snapshots_failed == 1
 
@@ -339,7 +360,7 @@ def test_scoped_snapshot_only_confirms_its_symbols(h: Harness) -> None:
     h.poll(300, amount(BTC, 1, 100), symbols=("BTCUSDT",))
     assert state(h.book, BTC) is PositionState.OPEN
     assert state(h.book, ETH) is PositionState.UNKNOWN
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     h.apply(stream(BTC, 2, 310), 310)  # BTC is reconciled: its stream facts confirm again
     assert state(h.book, BTC) is PositionState.OPEN
     h.apply(stream(ETH, 2, 310), 310)
@@ -354,8 +375,11 @@ def test_knowledge_expires_then_returns_with_authoritative_fact(h: Harness) -> N
     assert h.apply(Tick(), 5100) == []  # exactly max_age: still fresh
     effects = h.apply(Tick(), 5101)
     view = h.book.view(BTC)
-    assert view is not None and view.state is PositionState.UNKNOWN
-    assert view.knowledge is Knowledge.EXPIRED and view.amount == 1 and "expired" in view.reason
+    assert view is not None
+    assert view.state is PositionState.UNKNOWN
+    assert view.knowledge is Knowledge.EXPIRED
+    assert view.amount == 1
+    assert "expired" in view.reason
     assert publishes(effects) == [Publish(view)]
     h.apply(stream(BTC, 2, 5200), 5200)  # a stream fact does not revive expired knowledge
     assert state(h.book) is PositionState.UNKNOWN
@@ -398,8 +422,10 @@ def test_incident_basusdt_stream_mute_rest_flat(h: Harness) -> None:
         h.poll(now, amount(bas, 1216, 1000))  # REST agrees; the stream stays silent
     effects = h.poll(5000)  # stop filled around 4500; no ACCOUNT_UPDATE, no fill notice
     view = h.book.view(bas)
-    assert view is not None and view.state is PositionState.CLOSED
-    assert view.knowledge is Knowledge.CONFIRMED and view.source is Source.REST
+    assert view is not None
+    assert view.state is PositionState.CLOSED
+    assert view.knowledge is Knowledge.CONFIRMED
+    assert view.source is Source.REST
     assert alerts(effects) == ["stream_blind"]
     assert kinds(effects) == ["position_closed", "stream_blind"]
     assert h.book.flat_since(bas) == 5000
@@ -414,7 +440,8 @@ def test_rest_open_never_streamed_is_blindness(h: Harness) -> None:
 def test_rest_open_after_streamed_fill_is_not_blindness(h: Harness) -> None:
     h.apply(trade_lite("ETHUSDT", 900), 900)
     effects = h.poll(1000, amount(ETH, 2, 900))
-    assert alerts(effects) == [] and kinds(effects) == ["position_opened"]
+    assert alerts(effects) == []
+    assert kinds(effects) == ["position_opened"]
 
 
 def test_no_blindness_across_a_gap(h: Harness) -> None:
@@ -457,7 +484,8 @@ def test_margin_call_alerts_without_state_change(h: Harness) -> None:
 
 
 def test_health_counters(h: Harness) -> None:
-    assert h.book.last_event_ms is None and h.book.last_snapshot_ms == 0
+    assert h.book.last_event_ms is None
+    assert h.book.last_snapshot_ms == 0
     h.apply(stream(BTC, 1, 50), 60)
     assert h.book.last_event_ms == 60
     assert h.book.events_applied == 4  # connected, requested, snapshot, stream
@@ -480,9 +508,10 @@ def test_amounts_are_decimals(h: Harness) -> None:
 
 
 def test_out_of_order_rest_answer_is_ignored(h: Harness) -> None:
+    """Truth: open 1 at t=100 (streamed), 2 at t=3500 and flat at t=4500 (both unseen)."""
     h.apply(stream(BTC, 1, 100), 100)
-    h.apply(requested(50, 3000), 3000)  # older read, answered late
-    h.poll(5100)  # newer read: flat, beyond lag of the open
+    h.apply(requested(50, 4000), 4000)  # older read, answered late: shows 2 since 3500
+    h.poll(5100)  # newer read: flat; beyond lag of the open, so as_of = 5100 - 2000 = 3100
     assert state(h.book) is PositionState.CLOSED
-    assert h.apply(snapshot(50, 3000, amount(BTC, 1, 2500)), 5200) == []
+    assert h.apply(snapshot(50, 4000, amount(BTC, 2, 3500)), 5200) == []
     assert state(h.book) is PositionState.CLOSED

@@ -16,6 +16,9 @@ Keys (public contract, names kept exactly):
     rest_errors       {"status": 503, "count": n[, "code": -1001, "msg": "…"]}: the next n
                       /fapi requests fail with that status and a Binance-shaped body
     clock_skew_ms     the exchange clock runs this far ahead (+) or behind (−) wall time
+    stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
+                      child order, openAlgoOrders stops listing it, cancel answers -2011), the
+                      known Binance failure of BINANCE-API.md §3.6.5
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Faults:
     rest_lag_ms: int = 0
     rest_errors: RestErrors | None = None
     clock_skew_ms: int = 0
+    stuck_triggering: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -68,7 +72,7 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
         ValueError: unknown key or bad value; the message names the key.
     """
     unknown = set(doc) - {"stream", "drop_events", "delay_events_ms", "rest_lag_ms", "rest_errors",
-                          "clock_skew_ms"}
+                          "clock_skew_ms", "stuck_triggering"}
     if unknown:
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
     changes: dict[str, Any] = {}
@@ -91,6 +95,10 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
             changes[name] = _int(doc, name)
     if "clock_skew_ms" in doc:
         changes["clock_skew_ms"] = _int(doc, "clock_skew_ms", minimum=None)
+    if "stuck_triggering" in doc:
+        if not isinstance(doc["stuck_triggering"], bool):
+            raise ValueError(f"stuck_triggering: expected true or false, got {doc['stuck_triggering']!r}")
+        changes["stuck_triggering"] = doc["stuck_triggering"]
     if "rest_errors" in doc:
         spec = doc["rest_errors"]
         if spec is None:

@@ -12,6 +12,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from aiohttp import web
+
 from watchdog.sim.auth import OrderCounter, WeightMeter
 from watchdog.sim.exchange import SimExchange
 from watchdog.sim.faults import Faults, apply_faults
@@ -19,7 +21,7 @@ from watchdog.sim.hub import StreamHub
 from watchdog.sim.market import default_specs
 from watchdog.sim.settings import SimSettings
 
-__all__ = ["Venue"]
+__all__ = ["VENUE", "Venue"]
 
 
 class Venue:
@@ -60,6 +62,7 @@ class Venue:
     def set_faults(self, doc: dict[str, Any]) -> list[str]:
         self.faults, actions = apply_faults(self.faults, doc)
         self.hub.faults = self.faults
+        self.exchange.stuck_triggering = self.faults.stuck_triggering
         if "disconnect" in actions:
             self.hub.drop_all()
         return actions
@@ -67,6 +70,7 @@ class Venue:
     def clear_faults(self) -> None:
         self.faults = Faults()
         self.hub.faults = self.faults
+        self.exchange.stuck_triggering = False
 
     def take_rest_error(self) -> tuple[int, int | None, str | None] | None:
         """Consume one injected REST failure, if any are left."""
@@ -88,3 +92,6 @@ class Venue:
         self.exchange = self._new_exchange()
         self.weights = WeightMeter(limit=self.settings.weight_limit)
         self.order_counter = OrderCounter()
+
+
+VENUE: web.AppKey[Venue] = web.AppKey("venue", Venue)
