@@ -149,8 +149,100 @@ def proc_stat(pid: int) -> ProcStat:
     return ProcStat(cpu_s, rss_kb / 1024, time.monotonic())
 
 
-def python_env() -> dict[str, str]:
-    """The environment for our Python subprocesses: the worktree first on the path."""
+def python_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment for our Python subprocesses: the checkout first on the path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+@dataclass
+class Consumer:
+    """A process reading the simulator's user stream (the daemon or the mini watchdog)."""
+
+    name: str
+    proc: subprocess.Popen[Any]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+DAEMON_CONFIG = """\
+[binance]
+rest_url = "{rest_url}"
+ws_url = "{ws_url}"
+{binance_extra}
+[redis]
+url = "{redis_url}"
+account = "{account}"
+
+[reaper]
+enabled = {reaper}
+"""
+
+
+@contextlib.contextmanager
+def daemon(sim: Sim, redis_url: str, account: str, *, reaper: bool = True, binance_extra: str = "",
+           ready_timeout_s: float = 60.0) -> Iterator[Consumer]:
+    """``python -m watchdog run --config TMP.toml`` against the simulator; ready when the health
+    hash says ``ready`` and the user stream is connected."""
+    import redis as redis_sync
+
+    with tempfile.TemporaryDirectory(prefix="wd-bench-daemon-") as tmp:
+        config = Path(tmp) / "config.toml"
+        config.write_text(DAEMON_CONFIG.format(
+            rest_url=sim.rest_url, ws_url=sim.ws_url, redis_url=redis_url, account=account,
+            reaper="true" if reaper else "false", binance_extra=binance_extra))
+        log_path = Path(tmp) / "daemon.log"
+        root = Path(os.environ.get("WD_BENCH_DAEMON_ROOT", ROOT))  # another checkout, for development
+        env = python_env(root)
+        env.update(BINANCE_API_KEY=sim.api_key, BINANCE_API_SECRET=sim.api_secret)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run",
+                                     "--config", str(config)],
+                                    cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        consumer = Consumer("daemon", proc, log_path)
+        r = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+        health = f"wd:v1:{{{account}}}:health"
+        try:
+            def ready() -> bool:
+                if not consumer.alive():
+                    raise RuntimeError(f"daemon exited ({proc.returncode}):\n{consumer.log_tail()}")
+                return r.hget(health, "ready") == "true" and sim.private_connections() > 0
+            wait_until(ready, timeout_s=ready_timeout_s, what="the daemon to be ready", interval_s=0.05)
+            yield consumer
+        finally:
+            r.close()
+            _stop(proc, timeout_s=10)
+
+
+@contextlib.contextmanager
+def mini_watchdog(sim: Sim, redis_url: str, account: str, *args: str) -> Iterator[Consumer]:
+    """bench/mini_watchdog.py (the ingest path without the daemon); ready when it says so."""
+    with tempfile.TemporaryDirectory(prefix="wd-bench-mini-") as tmp:
+        log_path = Path(tmp) / "mini.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([PYTHON, str(ROOT / "bench" / "mini_watchdog.py"), "--rest-url",
+                                     sim.rest_url, "--ws-url", sim.ws_url, "--redis-url", redis_url,
+                                     "--account", account, *args],
+                                    cwd=ROOT, env=python_env(), stdout=subprocess.PIPE, stderr=log,
+                                    text=True)
+        consumer = Consumer("mini", proc, log_path)
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"mini watchdog failed:\n{consumer.log_tail()}")
+            yield consumer
+        finally:
+            _stop(proc)

@@ -41,8 +41,12 @@ async def test_flood_sends_valid_alternating_frames(sim: Simulator, sim_client: 
     assert amounts[:4] == [("BTCUSDT", Decimal("0.001")), ("ETHUSDT", Decimal("-0.501")),
                            ("BTCUSDT", Decimal("0.002")), ("ETHUSDT", Decimal("-0.502"))]
     orders = [e for e in events if isinstance(e, OrderUpdate)]
-    assert all(o.last_filled_quantity == 0 and o.execution_type == "NEW" for o in orders)
-    assert len({o.order_id for o in orders}) == len(orders)
+    assert all(o.last_filled_quantity == 0 for o in orders)
+    # Each order is placed, then cancelled by the next order frame: none stays open.
+    assert [o.execution_type for o in orders] == ["NEW", "CANCELED"] * 3
+    assert [o.status for o in orders] == ["NEW", "CANCELED"] * 3
+    assert [o.order_id for o in orders[::2]] == [o.order_id for o in orders[1::2]]
+    assert len({o.order_id for o in orders}) == 3
     # Rule 3: REST ends where the stream left each symbol.
     rows = {r["symbol"]: r for r in (await sim_client.get("/fapi/v2/positionRisk")).json()}
     assert rows["BTCUSDT"]["positionAmt"] == "0.001"

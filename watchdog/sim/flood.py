@@ -2,7 +2,8 @@
 
 For benchmarks (``bench/run.py``): ``POST /sim/v1/flood {"count": n, "rate_per_s": r|null,
 "symbols": [...], "api_key"?}`` sends ``n`` frames alternating ``ACCOUNT_UPDATE`` (one position
-row, a new amount each time) and ``ORDER_TRADE_UPDATE`` (a NEW limit order, nothing filled) to
+row, a new amount each time) and ``ORDER_TRADE_UPDATE`` (a limit order far from the price placed
+(NEW), then cancelled (CANCELED) by the next one: nothing fills, no order stays open) to
 every user-stream connection of the account's current listen key, then answers
 ``{"sent", "connections", "elapsed_s", "rate_per_s", "first_event_ms", "last_event_ms",
 "final_amounts": {symbol: amount}}``.
@@ -25,7 +26,6 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from decimal import Decimal
@@ -46,6 +46,7 @@ _DRAIN_POLL_S = 0.0005
 _TYPES = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE")
 # Placeholders replaced per frame (digits only, so the template stays valid JSON).
 _E, _ID = 1111111111111, 3333333333333
+_ORDER_IDS = 9_000_000_000_000
 
 
 class FloodError(ValueError):
@@ -69,7 +70,7 @@ class _Frames:
         self.side = side
         self.amounts: list[tuple[Decimal, Decimal]] = []
         self.account_updates: list[list[str]] = []
-        self.order_updates: list[str] = []
+        self.order_updates: list[tuple[str, str]] = []
         for symbol in symbols:
             spec = exchange.specs[symbol]
             held = account.positions.get((symbol, side))
@@ -83,10 +84,11 @@ class _Frames:
                 rows.append(_template(ev.account_update("ORDER", account.wallet, ZERO, [row], _E)))
             self.account_updates.append(rows)
             order = Order(_ID, "flood", symbol, "BUY", "LIMIT", "GTC", spec.step_size,
-                          spec.price, side, False, False, _E, _E)
-            self.order_updates.append(_template(ev.order_trade_update(order, spec, execution="NEW",
-                                                                      now_ms=_E)))
-        self._ids = itertools.count(9_000_000_000_000)
+                          spec.price / 2, side, False, False, _E, _E)
+            placed = _template(ev.order_trade_update(order, spec, execution="NEW", now_ms=_E))
+            order.status = "CANCELED"
+            cancelled = _template(ev.order_trade_update(order, spec, execution="CANCELED", now_ms=_E))
+            self.order_updates.append((placed, cancelled))
 
     def frame(self, k: int, now_ms: int) -> tuple[str, str]:
         """(event type, text) of frame ``k``: even k ACCOUNT_UPDATE, odd ORDER_TRADE_UPDATE."""
@@ -94,7 +96,9 @@ class _Frames:
         index = (k // 2) % n
         if k % 2 == 0:
             return _TYPES[0], self.account_updates[index][(k // (2 * n)) % 2].format(now_ms)
-        return _TYPES[1], self.order_updates[index].format(now_ms, next(self._ids))
+        m = k // 2  # the m-th order frame: order m // 2 is placed, then cancelled
+        placed, cancelled = self.order_updates[(m // 2) % n]
+        return _TYPES[1], (cancelled if m % 2 else placed).format(now_ms, _ORDER_IDS + m // 2)
 
     def final_amounts(self, count: int) -> dict[str, Decimal]:
         """Each symbol's amount after ``count`` frames (symbols without a frame: absent)."""

@@ -13,14 +13,13 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import count
 
 import redis.asyncio
 from loguru import logger
-from redis import exceptions as redis_errors
 
 from watchdog import __version__
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
@@ -224,75 +223,6 @@ class RedisPublisher:
             case RaiseAlert(code=code, message=message, key=key):
                 await self.emit("alert", {"code": code, "message": message,
                                           **({"position": member_of(key)} if key else {})})
-
-    async def run_many(self, effects: Sequence[StoreEffect]) -> None:
-        """Run store effects in order in ONE pipelined round trip (same results as ``run`` each).
-
-        Why: at stream rates one round trip per published change caps ingest at Redis latency
-        (bench/run.py, docs/BENCHMARKS.md). Redis runs the pipelined scripts one after another,
-        in this order, so readers see exactly the writes ``run`` would have made, only sooner.
-        Not a transaction: on ``StoreUnavailable`` some writes may have landed; every write is
-        safe to repeat (CAS on version) except events, which may then appear twice.
-        """
-        if not effects:
-            return
-        if len(effects) == 1:
-            await self.run(effects[0])
-            return
-        calls: list[tuple[str, list[object], list[object]]] = []
-        for effect in effects:
-            match effect:
-                case Publish(view=view):
-                    held = self._held.get(view.key)
-                    if held is None or view.version > held.version:
-                        self._held[view.key] = view
-                    calls.append(("publish_position", *self._publish_call(view)))
-                case Retract(key=key, reason=reason):
-                    held = self._held.get(key)
-                    record = _Retracted(reason, held.version if held is not None else 0)
-                    self._held[key] = record
-                    calls.append(("retract_position",
-                                  [self.keys.position(key), self.keys.positions],
-                                  [member_of(key), record.reason, record.version, key.symbol,
-                                   key.side.value]))
-                case Notify(kind=kind, key=key, detail=detail):
-                    calls.append(("emit_event", *self._emit_call(
-                        kind, {**({"position": member_of(key)} if key else {}), **dict(detail)})))
-                case RaiseAlert(code=code, message=message, key=key):
-                    calls.append(("emit_event", *self._emit_call("alert", {
-                        "code": code, "message": message,
-                        **({"position": member_of(key)} if key else {})})))
-        with map_redis_errors("pipeline", self._url):
-            replies = await self._pipeline(calls)
-            if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
-                # SCRIPT FLUSH or a restart between batches: load again, redo only what failed.
-                await self._load_scripts()
-                redo = [c for c, r in zip(calls, replies, strict=True)
-                        if isinstance(r, redis_errors.NoScriptError)]
-                replies = await self._pipeline(redo)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                with map_redis_errors("pipeline", self._url):
-                    raise reply
-
-    async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
-        pipe = self._redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            # EVALSHA directly: redis-py's Script objects would add a SCRIPT EXISTS round trip.
-            pipe.evalsha(script_sha(name), len(keys), *keys, *args)  # type: ignore[arg-type]
-        return list(await pipe.execute(raise_on_error=False))
-
-    def _publish_call(self, view: PositionView) -> tuple[list[object], list[object]]:
-        k = self.keys
-        return ([k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
-                [member_of(view.key), view.version, view.state.value, view.knowledge.value,
-                 str(view.amount), str(view.entry_price), view.source.value, view.as_of_time_ms,
-                 view.verified_ms, view.reason, self._closed_ttl_ms, k.channel, view.key.symbol,
-                 view.key.side.value])
-
-    def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[list[object], list[object]]:
-        pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
-        return [self.keys.events, self.keys.health], [self.keys.channel, "kind", kind, *pairs]
 
     # ---------------------------------------------------------------- veto, watchdog side
 
