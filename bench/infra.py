@@ -169,7 +169,13 @@ class Consumer:
         return self.proc.pid
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        """Running and no task has failed (a failed task is fatal for the daemon)."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            return "| ERROR" not in self.log_path.read_text(errors="replace")
+        except OSError:
+            return True
 
     def log_tail(self, lines: int = 15) -> str:
         try:
