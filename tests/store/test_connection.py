@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def test_redact_url() -> None:
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
 
 
-async def test_unix_socket(tmp_path: Path) -> None:
+@pytest.fixture
+def unix_url(tmp_path: Path) -> Iterator[str]:
+    """A second redis-server listening on a unix socket only."""
     sock = tmp_path / "redis.sock"
     exe = shutil.which("redis-server")
     assert exe is not None
@@ -52,16 +55,19 @@ async def test_unix_socket(tmp_path: Path) -> None:
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
     try:
         eventually_sync(sock.exists, bool, what="redis unix socket")
-        url = f"unix://{sock}?db=0"
-        pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=5_000, closed_ttl_s=60,
-                                      events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=2.0)
-        await pub.start()
-        await pub.heartbeat({"stream": "live"})
-        await pub.publish(make_view(version=1, verified_ms=int(time.time() * 1000)))
-        await pub.close()
-        bot = WatchdogClient.from_url(url, ACCOUNT)
-        assert bot.check("BTCUSDT").reason == "ok"
-        bot.close()
+        yield f"unix://{sock}?db=0"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_unix_socket(unix_url: str) -> None:
+    pub = RedisPublisher.from_url(unix_url, account=ACCOUNT, health_ttl_ms=5_000, closed_ttl_s=60,
+                                  events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=2.0)
+    await pub.start()
+    await pub.heartbeat({"stream": "live"})
+    await pub.publish(make_view(version=1, verified_ms=int(time.time() * 1000)))
+    await pub.close()
+    bot = WatchdogClient.from_url(unix_url, ACCOUNT)
+    assert bot.check("BTCUSDT").reason == "ok"
+    bot.close()
