@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("watchdog.client")
-DEFAULT_LEASE_TTL_MS = 10_000
+DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 
 
 @dataclass(frozen=True, slots=True)

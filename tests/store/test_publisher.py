@@ -12,7 +12,7 @@ from tests.support.store import ACCOUNT, make_view, position_key
 from tests.support.waiting import eventually
 from watchdog.core.effects import Notify, RaiseAlert, Retract
 from watchdog.core.model import PositionState
-from watchdog.errors import InvariantViolation, StoreUnavailable
+from watchdog.errors import InvariantViolation, StoreError, StoreUnavailable
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
@@ -166,3 +166,24 @@ async def test_unreachable_redis_is_store_unavailable(redis_server: RedisServer)
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
         await pub.publish(make_view(version=1, verified_ms=now_ms()))
     await pub.close()
+
+
+async def test_failed_write_is_rewritten_by_the_next_heartbeat(redis_url: str, r: redis.asyncio.Redis) -> None:
+    """Redis keeps its data but refused one write (here: the watchdog's ACL user was deleted)."""
+    await r.acl_setuser("wd", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    url = redis_url.replace("redis://", "redis://wd:pw@")
+    pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=5_000, closed_ttl_s=60,
+                                  events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=2.0)
+    await pub.start()
+    await pub.publish(make_view(version=1, verified_ms=now_ms()))
+    await pub.heartbeat({})
+    await r.acl_deluser("wd")                      # disconnects the publisher; it cannot log in again
+    with pytest.raises(StoreError):
+        await pub.publish(make_view(state=PositionState.CLOSED, version=2, verified_ms=now_ms()))
+    await r.acl_setuser("wd", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    assert not await pub.heartbeat({})             # Redis kept its data: no full republish …
+    stored = await r.hgetall(KEYS.position(position_key()))
+    assert stored["version"] == "2"                # … but the failed write was made good
+    assert stored["state"] == "closed"
+    await pub.close()
+    await r.acl_deluser("wd")
