@@ -1,0 +1,131 @@
+"""Live user-stream connections and event delivery, with the stream faults applied.
+
+Delivery rules: an event goes to every connection subscribed to the account's *current* listen
+key (``listenKeyExpired`` only to the expired key's connections) whose ``events=`` filter
+names its type (no filter: everything, unless ``require_events_filter``). Fault ``mute`` and
+``stall`` drop events (counted), ``drop_events`` drops listed types, ``delay_events_ms`` holds
+each event back while keeping order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from watchdog.sim.exchange import Outgoing
+from watchdog.sim.faults import Faults
+
+__all__ = ["CLOSE", "Connection", "StreamHub"]
+
+CLOSE = "\x00close"  # queue sentinel: close the connection (payload: close code)
+
+
+@dataclass(eq=False)
+class Connection:
+    """One accepted WebSocket: its subscriptions (listen key → event filter or None)."""
+
+    id: int
+    ws: web.WebSocketResponse
+    request: web.Request
+    path: str
+    subscriptions: dict[str, frozenset[str] | None]
+    wrap: bool  # stream mode (/private/stream): {"stream": key, "data": event}
+    opened_at: float
+    last_pong_at: float
+    queue: asyncio.Queue[tuple[float, str, str]] = field(default_factory=asyncio.Queue)
+
+
+class StreamHub:
+    def __init__(self, *, require_events_filter: bool) -> None:
+        self.require_events_filter = require_events_filter
+        self.connections: set[Connection] = set()
+        self.sent: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self.faults = Faults()
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def add(self, conn: Connection) -> None:
+        async with self._changed:
+            self.connections.add(conn)
+            self._changed.notify_all()
+
+    async def remove(self, conn: Connection) -> None:
+        async with self._changed:
+            self.connections.discard(conn)
+            self._changed.notify_all()
+
+    async def wait_connections(self, n: int, timeout_s: float = 10.0) -> None:
+        """Wait until exactly ``n`` private connections are open."""
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: self.count_private() == n)
+
+    def count_private(self) -> int:
+        return sum(1 for c in self.connections if c.subscriptions)
+
+    def dispatch(self, item: Outgoing, current_key: str | None, now: float) -> None:
+        target = item.listen_key or current_key
+        if target is None:
+            return
+        event_type = str(item.event.get("e"))
+        for conn in list(self.connections):
+            if target not in conn.subscriptions:
+                continue
+            wanted = conn.subscriptions[target]
+            if wanted is None and self.require_events_filter:
+                continue
+            if wanted is not None and event_type not in wanted:
+                continue
+            if self.faults.stream in ("mute", "stall") or event_type in self.faults.drop_events:
+                self.dropped[event_type] += 1
+                continue
+            payload = {"stream": target, "data": item.event} if conn.wrap else item.event
+            due = now + self.faults.delay_events_ms / 1000
+            conn.queue.put_nowait((due, event_type, json.dumps(payload, separators=(",", ":"))))
+
+    async def send_loop(self, conn: Connection) -> None:
+        """Per-connection sender: keeps order, honours each event's due time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due, event_type, text = await conn.queue.get()
+            if event_type == CLOSE:
+                await conn.ws.close(code=int(text or 1000))
+                return
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if conn.ws.closed:
+                return
+            if self.faults.stream in ("mute", "stall"):  # held back by a delay, then muted
+                self.dropped[event_type] += 1
+                continue
+            await conn.ws.send_str(text)
+            self.sent[event_type] += 1
+
+    def close_key(self, listen_key: str) -> None:
+        """DELETE listenKey "will close the stream": a normal close after queued events."""
+        for conn in list(self.connections):
+            if listen_key in conn.subscriptions:
+                conn.queue.put_nowait((0.0, CLOSE, "1000"))
+
+    def drop_all(self) -> int:
+        """Fault ``disconnect``: abort every TCP connection (the client sees 1006)."""
+        count = 0
+        for conn in list(self.connections):
+            transport = conn.request.transport
+            if transport is not None:
+                transport.abort()
+                count += 1
+        return count
+
+    def counts(self) -> dict[str, object]:
+        return {"sent": dict(self.sent), "dropped": dict(self.dropped),
+                "sent_total": sum(self.sent.values()), "dropped_total": sum(self.dropped.values())}

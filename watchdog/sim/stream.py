@@ -1,0 +1,128 @@
+"""User-data WebSocket routes.
+
+- ``/private/ws?listenKey=K&events=E1/E2`` — ws mode, raw event frames (Binance since
+  2026-04-23, BINANCE-API.md §1.3). An unknown or expired key refuses the handshake with HTTP
+  400 ``{"code": -1125}``.
+- ``/private/stream?listenKey=K1&events=…&listenKey=K2&events=…`` — stream mode, frames
+  wrapped as ``{"stream": K, "data": event}``.
+- ``/ws/{anything}`` — the legacy path: connects, answers pings, delivers nothing (production
+  behaviour since 2026-04-23: un-routed connections "fail silently").
+
+The server pings every ``ping_interval_s`` and closes (1008) a connection whose pongs stop for
+``pong_timeout_s``; every connection is closed (1001) at the time-scaled 24 h mark. Fault
+``stall`` stops all outgoing frames, pongs and close replies included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import WSMsgType, web
+
+from watchdog.sim import rejections as rj
+from watchdog.sim.hub import CLOSE, Connection
+from watchdog.sim.venue import VENUE, Venue
+
+__all__ = ["add_routes"]
+
+Subscriptions = dict[str, frozenset[str] | None]
+
+
+def _subscriptions(request: web.Request, venue: Venue) -> Subscriptions:
+    """``listenKey``/``events`` pairs in query order; every key must be live (-1125)."""
+    subs: Subscriptions = {}
+    key: str | None = None
+    for name, value in request.query.items():
+        if name == "listenKey":
+            if venue.exchange.account_for_listen_key(value) is None:
+                raise rj.invalid_listen_key()
+            key = value
+            subs[key] = None
+        elif name == "events" and key is not None:
+            subs[key] = frozenset(e for e in value.split("/") if e)
+    if not subs:
+        raise rj.mandatory_param("listenKey")
+    return subs
+
+
+async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool) -> web.StreamResponse:
+    venue = request.app[VENUE]
+    hub = venue.hub
+    loop = asyncio.get_running_loop()
+    ws = web.WebSocketResponse(autoping=False, autoclose=False)
+    await ws.prepare(request)
+    now = loop.time()
+    conn = Connection(hub.next_id(), ws, request, request.path, subs, wrap, now, now)
+    await hub.add(conn)
+    tasks = [asyncio.create_task(hub.send_loop(conn), name=f"sim-send-{conn.id}"),
+             asyncio.create_task(_tick(conn, venue), name=f"sim-tick-{conn.id}")]
+    try:
+        async for msg in ws:
+            stalled = hub.faults.stream == "stall"
+            if msg.type == WSMsgType.PING and not stalled:
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                conn.last_pong_at = loop.time()
+            elif msg.type == WSMsgType.CLOSE:
+                if not stalled:
+                    await ws.close()
+                break
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await hub.remove(conn)
+    return ws
+
+
+async def _tick(conn: Connection, venue: Venue) -> None:
+    """Server pings, the pong deadline, and the 24 h cut (on the configured time scale)."""
+    settings = venue.settings
+    loop = asyncio.get_running_loop()
+    interval = settings.effective_ping_interval_s
+    deadline = conn.opened_at + settings.max_connection_age_s
+    while not conn.ws.closed:
+        await asyncio.sleep(max(0.0, min(interval, deadline - loop.time())))
+        now = loop.time()
+        if now >= deadline:
+            # "A single connection is only valid for 24 hours" (§1.4).
+            conn.queue.put_nowait((0.0, CLOSE, "1001"))
+            return
+        if venue.hub.faults.stream == "stall":
+            continue
+        if now - conn.last_pong_at > settings.effective_pong_timeout_s:
+            await conn.ws.close(code=1008, message=b"pong timeout")
+            return
+        await conn.ws.ping()
+
+
+async def _private(request: web.Request, *, wrap: bool) -> web.StreamResponse:
+    try:
+        subs = _subscriptions(request, request.app[VENUE])
+    except rj.Rejection as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    if not wrap:  # ws mode carries one listen key
+        subs = dict(list(subs.items())[:1])
+    return await _serve(request, subs, wrap=wrap)
+
+
+async def private_ws(request: web.Request) -> web.StreamResponse:
+    return await _private(request, wrap=False)
+
+
+async def private_stream(request: web.Request) -> web.StreamResponse:
+    return await _private(request, wrap=True)
+
+
+async def legacy_ws(request: web.Request) -> web.StreamResponse:
+    """Connects and delivers nothing: un-routed connections only get /public data."""
+    return await _serve(request, {}, wrap=False)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/private/ws", private_ws)
+    app.router.add_get("/private/stream", private_stream)
+    app.router.add_get("/ws/{path:.*}", legacy_ws)
