@@ -13,8 +13,6 @@ from tests.support.store import ACCOUNT, make_view, position_key
 from watchdog.cli import cli
 from watchdog.store.publisher import RedisPublisher
 
-pytest.importorskip("watchdog.config", reason="watchdog/config.py lands with the foundation issue")
-
 
 def write_config(tmp_path: Path, url: str) -> str:
     path = tmp_path / "config.toml"
