@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from decimal import Decimal
 
 import pytest
 import redis.asyncio
@@ -46,6 +48,13 @@ async def test_publish_writes_every_field(publisher: RedisPublisher, r: redis.as
     assert stored["side"] == "BOTH"
     assert await r.smembers(KEYS.positions) == {"BTCUSDT:BOTH"}
     assert await r.pttl(KEYS.position(view.key)) == -1
+
+
+async def test_amounts_are_plain_decimal_strings(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+    view = dataclasses.replace(make_view(version=1, verified_ms=now_ms()), amount=Decimal("-1E+1"),
+                               entry_price=Decimal("0E-8"))
+    await publisher.publish(view)
+    assert await r.hmget(KEYS.position(view.key), "amt", "entry") == ["-10", "0.00000000"]
 
 
 async def test_older_version_never_overwrites_newer(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:

@@ -43,9 +43,16 @@ def health_value(value: object) -> str:
         return "true" if value else "false"
     if value is None:
         return ""
-    if isinstance(value, str | int | float | Decimal):
+    if isinstance(value, Decimal):
+        return _plain(value)
+    if isinstance(value, str | int | float):
         return str(value)
     return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
+
+
+def _plain(number: Decimal) -> str:
+    """A Decimal as bots parse it: never exponent notation ('0E-8' → '0.00000000')."""
+    return format(number, "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +134,8 @@ class RedisPublisher:
         with map_redis_errors("publish_position", self._url):
             written, stored = await self._scripts["publish_position"](
                 keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
-                args=[member, view.version, view.state.value, view.knowledge.value, str(view.amount),
-                      str(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
+                args=[member, view.version, view.state.value, view.knowledge.value, _plain(view.amount),
+                      _plain(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
                       view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value])
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
