@@ -212,7 +212,8 @@ class WatchdogClient:
     def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
         """Before cancelling a stop: ALLOW with a lease, or VETO with a reason."""
         try:
-            return self._p.verdict(self._call("begin", self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)))
+            call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
+            return self._p.verdict(self._call("begin", call))
         except _ERRORS as exc:
             _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
             return _DOWN
@@ -324,10 +325,11 @@ class AsyncWatchdogClient:
             _log.warning("watchdog check %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
             return _DOWN
 
-    async def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
+    async def begin(self, symbol: str, side: str = "BOTH", *, holder: str,
+                    ttl_ms: int | None = None) -> Verdict:
         try:
-            return self._p.verdict(await self._call("begin", self._p.begin(symbol, side, holder,
-                                                                           ttl_ms or self._ttl_ms)))
+            call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
+            return self._p.verdict(await self._call("begin", call))
         except _ERRORS as exc:
             _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
             return _DOWN

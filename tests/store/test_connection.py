@@ -51,8 +51,8 @@ def unix_url(tmp_path: Path) -> Iterator[str]:
     sock = tmp_path / "redis.sock"
     exe = shutil.which("redis-server")
     assert exe is not None
-    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", str(sock), "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
     try:
         eventually_sync(sock.exists, bool, what="redis unix socket")
         yield f"unix://{sock}?db=0"

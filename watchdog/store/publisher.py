@@ -200,7 +200,8 @@ class RedisPublisher:
         """
         for field in health:
             if any(word in field.lower() for word in _SECRET_WORDS):
-                raise InvariantViolation(f"refusing to write health field {field!r} to Redis: looks like a secret")
+                raise InvariantViolation(
+                    f"refusing to write health field {field!r} to Redis: looks like a secret")
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         fields: dict[str, str] = {name: health_value(value) for name, value in health.items()}
         fields.update({
