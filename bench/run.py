@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["errors"] = errors
     result["machine"] = {**machine(), "loadavg_end": round(os.getloadavg()[0], 2)}
     result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["daemon_root"] = os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT))
     return result
 
 
@@ -234,8 +235,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="detection trials (>= 20)")
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
     parser.add_argument("--only", nargs="*", choices=["ingest", "peer", "veto", "detection", "footprint"])
+    parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
+                        "proposed patch applied); default: this one")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")
     args = parser.parse_args()
+    if args.daemon_root:
+        os.environ["WD_BENCH_DAEMON_ROOT"] = str(Path(args.daemon_root).resolve())
     result = run(args)
     if args.write_docs:
         write_docs(result, "python bench/run.py" + (" --json" if args.json else ""))
