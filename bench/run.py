@@ -61,8 +61,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "loadavg_start": round(os.getloadavg()[0], 2)}
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
 
 
 def _flush(url: str) -> None:
@@ -109,6 +108,7 @@ def section_peer(count: int, details: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
+    load_start = round(os.getloadavg()[0], 2)
     details: dict[str, Any] = {}
     errors: dict[str, str] = {}
     with redis_server() as rs:
@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = _summary(details)
     result["details"] = details
     result["errors"] = errors
-    result["machine"] = {**machine(), "loadavg_end": round(os.getloadavg()[0], 2)}
+    result["machine"] = {**machine(), "loadavg_start": load_start,
+                         "loadavg_end": round(os.getloadavg()[0], 2)}
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     result["daemon_root"] = os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT))
     return result
