@@ -197,7 +197,8 @@ class SimExchange:
 
     def _closable(self, account: Account, symbol: str, position_side: str, side: str) -> Decimal:
         """How much an order on ``side`` can reduce the position (0 if it would open/increase)."""
-        amount = account.position(symbol, position_side).amount
+        position = account.positions.get((symbol, position_side))
+        amount = position.amount if position is not None else ZERO
         if side == "SELL":
             return amount if amount > 0 else ZERO
         return -amount if amount < 0 else ZERO
