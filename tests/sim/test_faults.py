@@ -150,3 +150,14 @@ async def test_state_and_reset(sim: Simulator, sim_client: SimClient) -> None:
     assert state["accounts"][0]["positions"] == []
     assert state["connections"] == []
     assert state["prices"]["BASUSDT"]["mark_price"] == "0.00832653"
+
+
+async def test_ws_handshake_errors(sim: Simulator, sim_client: SimClient) -> None:
+    key = await sim_client.listen_key()
+    sim.set_faults(ws_handshake_errors={"status": 503, "count": 1})
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(sim_client.stream_url(key)):
+            pass
+    assert info.value.response.status_code == 503
+    async with websockets.connect(sim_client.stream_url(key)):
+        await sim.wait_connections(1)

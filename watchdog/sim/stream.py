@@ -100,10 +100,14 @@ async def _tick(conn: Connection, venue: Venue) -> None:
 
 
 async def _private(request: web.Request, *, wrap: bool) -> web.StreamResponse:
+    venue = request.app[VENUE]
     try:
-        subs = _subscriptions(request, request.app[VENUE])
+        injected = venue.take_handshake_error()
+        if injected is not None:
+            raise rj.server_error(*injected)
+        subs = _subscriptions(request, venue)
     except rj.Rejection as exc:
-        return web.json_response(exc.body(), status=exc.status)
+        return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
     if not wrap:  # ws mode carries one listen key
         subs = dict(list(subs.items())[:1])
     return await _serve(request, subs, wrap=wrap)
