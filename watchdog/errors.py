@@ -51,8 +51,9 @@ class ConfigError(WatchdogError):
         self.section = section
         self.key = key
         self.problem = problem
-        where = f"[{section}] {key}" if key else f"[{section}]"
-        super().__init__(f"{path}: {where}: {problem}")
+        # "[section] key", "[section]", "key" (outside any section) or nothing (file-level).
+        where = " ".join(part for part in (f"[{section}]" if section else "", key) if part)
+        super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
 
 
 class ExchangeError(WatchdogError):

@@ -1,15 +1,184 @@
-"""Logging configuration (placeholder until the foundation issue lands the full version)."""
+"""Logging, configured in one place: loguru to stderr (journald), with secrets redacted.
+
+Why each choice:
+- stderr only: systemd's journal captures it; no files to rotate, no second sink to forget.
+- ``diagnose=False``: loguru's default prints local variables in tracebacks, API secret included.
+  ``backtrace=False``: frames above the catch point add noise, not information.
+- stdlib loggers are routed into loguru (``InterceptHandler`` from loguru's README), then
+  quietened: httpx's INFO line prints full signed URLs (``signature=…``), httpcore's DEBUG prints
+  headers (``X-MBX-APIKEY``), websockets' DEBUG prints the request path with the listen key.
+- Redaction happens twice. A patcher masks the record's message and ``extra`` so that every
+  sink sees clean text; the stderr sink masks the final line again, because exception text and
+  JSON output are rendered after patchers run.
+
+Library modules only ``from loguru import logger``; nothing but ``configure_logging`` adds sinks.
+The daemon calls ``register_secret`` with the API key, the secret and every listen key it gets.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import logging
+import re
 import sys
+import threading
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-__all__ = ["configure_logging"]
+if TYPE_CHECKING:
+    from loguru import Record
+
+__all__ = ["InterceptHandler", "configure_logging", "redact", "register_secret"]
+
+MASK = "***"
+
+# Each pattern keeps group 1 (the label) and masks what follows. `\\?` lets them match inside
+# JSON-escaped text ("listenKey\": \"…\"") as rendered by serialize=True.
+_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"(signature\\?['\"]?\s*[=:]\s*\\?['\"]?)[^&\s\"'\\,}]+", re.IGNORECASE),
+    re.compile(r"(x-mbx-apikey\\?['\"]?\s*[:=,]\s*b?\\?['\"]?)[^\s\"'\\,}&]+", re.IGNORECASE),
+    re.compile(r"(listen_?key\\?['\"]?\s*[:=]\s*\\?['\"]?)[A-Za-z0-9]+", re.IGNORECASE),
+    # Path and combined-stream forms: /ws/<listenKey>, "stream":"<listenKey>", streams=<listenKey>.
+    re.compile(r"(/ws/)[A-Za-z0-9]{16,}"),
+    re.compile(r"(\"?stream\\?\"\s*:\s*\\?\")[A-Za-z0-9]{16,}"),
+    re.compile(r"(streams=)[A-Za-z0-9]{16,}"),
+)
+# A long base62 token anywhere after the word "listenKey" on the same line ("listenKey expired
+# WsCMN0a4…"), and any run of 60+ base62 characters at all: that is the length of Binance API
+# keys, secrets, hex signatures and listen keys, and nothing we log legitimately looks like it.
+_AFTER_LISTEN_KEY = re.compile(r"listen_?key[^\n]*", re.IGNORECASE)
+_TOKEN_AFTER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{32,}(?![A-Za-z0-9])")
+_LONG_TOKEN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{60,}(?![A-Za-z0-9])")
+
+_lock = threading.Lock()
+MAX_TRANSIENT = 32
+_permanent: set[str] = set()
+_transient: list[str] = []
+_secrets_re: re.Pattern[str] | None = None
+_handler_id: int | None = None
+
+# Third-party loggers that print secrets below this level (see the module docstring).
+QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "websockets": logging.INFO,
+                 "aiohttp.access": logging.WARNING, "hpack": logging.WARNING}
+
+
+def register_secret(value: str, *, transient: bool = False) -> None:
+    """Mask ``value`` wherever it appears in any later log line.
+
+    Args:
+        value: the API key, the API secret, or a listen key.
+        transient: True for values that are replaced over time (listen keys): only the last
+            ``MAX_TRANSIENT`` of them are kept, so that a long uptime does not grow the pattern.
+    """
+    global _secrets_re
+    value = value.strip()
+    if not value:
+        return
+    with _lock:
+        if value in _permanent or value in _transient:
+            return
+        if transient:
+            _transient.append(value)
+            del _transient[:-MAX_TRANSIENT]
+        else:
+            _permanent.add(value)
+        # Longest first so that a secret containing another is masked whole.
+        everything = sorted(_permanent.union(_transient), key=len, reverse=True)
+        _secrets_re = re.compile("|".join(re.escape(s) for s in everything))
+
+
+def redact(text: str) -> str:
+    """``text`` with signatures, API-key headers, listen keys and registered secrets masked."""
+    pattern = _secrets_re
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for rule in _PATTERNS:
+        text = rule.sub(lambda m: m.group(1) + MASK, text)
+    text = _AFTER_LISTEN_KEY.sub(lambda m: _TOKEN_AFTER.sub(MASK, m.group(0)), text)
+    return _LONG_TOKEN.sub(MASK, text)
+
+
+def _redact_record(record: Record) -> None:
+    """loguru patcher: clean the message and string ``extra`` values before any sink sees them."""
+    record["message"] = redact(record["message"])
+    extra = record["extra"]
+    for key, value in extra.items():
+        if isinstance(value, str):
+            extra[key] = redact(value)
+        elif not isinstance(value, int | float | bool) and value is not None:
+            text = str(value)
+            cleaned = redact(text)
+            if cleaned != text:  # keep types for JSON unless the value carried a secret
+                extra[key] = cleaned
+
+
+class _RedactingStderr:
+    """A stream sink: the rendered line (traceback and JSON included) is masked once more.
+
+    ``sys.stderr`` is looked up on every write so that test capture and re-opened streams work.
+    """
+
+    def write(self, message: str) -> None:
+        sys.stderr.write(redact(message))
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _format(record: Record) -> str:
+    """Readable line: UTC time (like exchange timestamps), level, origin, message, key=value context."""
+    context = " ".join(f"{k}={v}" for k, v in record["extra"].items())
+    context = context.replace("{", "{{").replace("}", "}}")
+    tail = f" | {context}" if context else ""
+    return ("{time:YYYY-MM-DD HH:mm:ss.SSS!UTC}Z | {level: <7} | {name}:{line} | {message}"
+            + tail + "\n{exception}")
+
+
+class InterceptHandler(logging.Handler):
+    """Route stdlib ``logging`` records into loguru (loguru README), keeping the caller's origin."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level: str | int
+        try:
+            level = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        frame, depth = inspect.currentframe(), 0
+        while frame is not None and (depth == 0 or frame.f_code.co_filename == logging.__file__):
+            frame = frame.f_back
+            depth += 1
+        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
-    """Configure loguru once: stderr only, diagnose off."""
-    logger.remove()
-    logger.add(sys.stderr, level=level, serialize=json, diagnose=False, backtrace=False)
+    """Configure loguru and stdlib logging for the whole process; safe to call again.
+
+    Args:
+        level: loguru level name (TRACE, DEBUG, INFO, WARNING, ERROR).
+        json: one JSON object per line (``serialize=True``) for journald/ingestion.
+    """
+    global _handler_id
+    level = level.upper()
+    logger.configure(patcher=_redact_record)
+    with _lock:
+        if _handler_id is None:
+            _remove_default_handler()
+        else:
+            logger.remove(_handler_id)
+        options: dict[str, Any] = {"level": level, "diagnose": False, "backtrace": False, "colorize": False}
+        if json:
+            _handler_id = logger.add(_RedactingStderr(), serialize=True, **options)
+        else:
+            _handler_id = logger.add(_RedactingStderr(), format=_format, **options)
+    logging.basicConfig(handlers=[InterceptHandler()], level=logger.level(level).no, force=True)
+    for name, quiet in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quiet)
+
+
+def _remove_default_handler() -> None:
+    # loguru installs handler 0 (stderr, diagnose=True) on import; other sinks (a test's) stay.
+    # ValueError means someone removed it already, which is what we want.
+    with contextlib.suppress(ValueError):
+        logger.remove(0)

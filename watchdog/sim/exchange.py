@@ -67,6 +67,7 @@ class SimExchange:
         self._next_trade_id = 4_467_432_000
         self._next_key = 0
         self._next_client = 0
+        self.stuck_triggering = False  # fault: triggers never leave TRIGGERING (§3.6.5)
 
     # ------------------------------------------------------------------ accounts
 
@@ -439,6 +440,8 @@ class SimExchange:
         algo.trigger_time_ms = now
         algo.update_time_ms = now
         self.outbox.append(Outgoing(account.api_key, ev.algo_update(algo, spec, now)))
+        if self.stuck_triggering:
+            return  # forwarded to the matching engine, never placed there (BINANCE-API.md §3.6.5)
         reducing = algo.reduce_only or algo.close_position
         closable = self._closable(account, algo.symbol, algo.position_side, algo.side)
         qty = algo.qty

@@ -18,6 +18,9 @@ Keys (public contract, names kept exactly):
     clock_skew_ms     the exchange clock runs this far ahead (+) or behind (-) wall time
     ws_handshake_errors  {"status": 503, "count": n}: the next n user-stream handshakes are
                       refused with that HTTP status (an addition to the issue's list)
+    stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
+                      child order, openAlgoOrders stops listing it, cancel answers -2011), the
+                      known Binance failure of BINANCE-API.md §3.6.5 (added by the reaper work)
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Faults:
     rest_errors: RestErrors | None = None
     clock_skew_ms: int = 0
     ws_handshake_errors: RestErrors | None = None
+    stuck_triggering: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -71,7 +75,7 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
         ValueError: unknown key or bad value; the message names the key.
     """
     unknown = set(doc) - {"stream", "drop_events", "delay_events_ms", "rest_lag_ms", "rest_errors",
-                          "clock_skew_ms", "ws_handshake_errors"}
+                          "clock_skew_ms", "ws_handshake_errors", "stuck_triggering"}
     if unknown:
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
     changes: dict[str, Any] = {}
@@ -94,6 +98,10 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
             changes[name] = _int(doc, name)
     if "clock_skew_ms" in doc:
         changes["clock_skew_ms"] = _int(doc, "clock_skew_ms", minimum=None)
+    if "stuck_triggering" in doc:
+        if not isinstance(doc["stuck_triggering"], bool):
+            raise ValueError(f"stuck_triggering: expected true or false, got {doc['stuck_triggering']!r}")
+        changes["stuck_triggering"] = doc["stuck_triggering"]
     for name in ("rest_errors", "ws_handshake_errors"):
         if name in doc:
             changes[name] = _errors(name, doc[name])

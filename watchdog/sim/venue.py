@@ -62,6 +62,7 @@ class Venue:
     def set_faults(self, doc: dict[str, Any]) -> list[str]:
         self.faults, actions = apply_faults(self.faults, doc)
         self.hub.faults = self.faults
+        self.exchange.stuck_triggering = self.faults.stuck_triggering
         if "disconnect" in actions:
             self.hub.drop_all()
         return actions
@@ -69,6 +70,7 @@ class Venue:
     def clear_faults(self) -> None:
         self.faults = Faults()
         self.hub.faults = self.faults
+        self.exchange.stuck_triggering = False
 
     def take_rest_error(self) -> tuple[int, int | None, str | None] | None:
         """Consume one injected REST failure, if any are left."""

@@ -1,0 +1,86 @@
+"""flat_since: the reaper's proof that a position has been flat, and since when."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.core.facts import BTC, ETH, amount, failed, requested, snapshot, stream
+from tests.core.test_book import Harness
+from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost, Tick
+
+
+@pytest.fixture
+def h() -> Harness:
+    harness = Harness()
+    harness.apply(StreamConnected(1), 0)
+    harness.poll(0, amount(BTC, 1, 0))
+    return harness
+
+
+def test_run_starts_at_first_flat_snapshot_and_continues(h: Harness) -> None:
+    assert h.book.flat_since(BTC) is None  # open
+    h.apply(stream(BTC, 0, 100), 100)
+    assert h.book.flat_since(BTC) is None  # flat by stream only: not yet proven by REST
+    h.poll(1000)
+    assert h.book.flat_since(BTC) == 1000
+    h.poll(2000, amount(BTC, 0, 100))
+    h.poll(3000, symbols=("BTCUSDT",))
+    assert h.book.flat_since(BTC) == 1000
+    h.poll(4000, symbols=("ETHUSDT",))  # does not speak for BTC, does not break the run
+    assert h.book.flat_since(BTC) == 1000
+
+
+@pytest.mark.parametrize("breaker", [
+    StreamLost(1, "1006"), StreamConnected(2), ListenKeyExpired(1500), failed(4242),
+])
+def test_run_is_broken_by_gaps_and_failures(h: Harness, breaker: object) -> None:
+    h.apply(stream(BTC, 0, 100), 100)
+    h.poll(1000)
+    h.apply(breaker, 1500)
+    assert h.book.flat_since(BTC) is None
+    assert h.book.flat_since(ETH) is None
+    h.poll(2000)
+    assert h.book.flat_since(BTC) == 2000
+    assert h.book.flat_since(ETH) == 2000
+
+
+def test_run_is_broken_by_an_open_fact(h: Harness) -> None:
+    h.apply(stream(BTC, 0, 100), 100)
+    h.poll(1000)
+    h.apply(stream(BTC, 1, 1100), 1100)
+    assert h.book.flat_since(BTC) is None
+    h.apply(stream(BTC, 0, 1200), 1200)
+    assert h.book.flat_since(BTC) is None  # a new run needs a new REST read
+    h.poll(3500)
+    assert h.book.flat_since(BTC) == 3500
+
+
+def test_run_is_broken_by_expiry(h: Harness) -> None:
+    h.apply(stream(BTC, 0, 100), 100)
+    h.poll(1000)
+    h.apply(Tick(), 6001)
+    assert h.book.flat_since(BTC) is None
+    assert h.book.flat_since(ETH) is None
+
+
+def test_run_is_broken_by_ambiguous_rest(h: Harness) -> None:
+    h.apply(stream(BTC, 0, 100), 100)
+    h.poll(1000)
+    h.apply(stream(BTC, 1, 1100), 1100)
+    h.poll(1200)  # flat within lag of the open: suspect
+    assert h.book.flat_since(BTC) is None
+
+
+def test_unseen_key_follows_all_symbols_run(h: Harness) -> None:
+    assert h.book.flat_since(ETH) == 0
+    h.poll(1000, symbols=("ETHUSDT",))
+    h.poll(2000)
+    assert h.book.flat_since(ETH) == 0
+
+
+def test_never_reconciled_book_has_no_flat_run() -> None:
+    harness = Harness()
+    assert harness.book.flat_since(ETH) is None
+    harness.apply(requested(1, 0), 0)
+    harness.apply(snapshot(1, 0), 10)
+    assert harness.book.flat_since(ETH) == 0

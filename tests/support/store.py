@@ -1,0 +1,43 @@
+"""Store fixtures: a started RedisPublisher on the session's real redis-server, and view builders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Source, Symbol
+from watchdog.store.publisher import RedisPublisher
+
+ACCOUNT = "test"
+HEALTH_TTL_MS = 10_000
+MAX_AGE_MS = 5_000
+
+
+def position_key(symbol: str = "BTCUSDT", side: str = "BOTH") -> PositionKey:
+    return PositionKey(Symbol(symbol), PositionSide(side))
+
+
+def make_view(key: PositionKey | None = None, *, state: PositionState = PositionState.OPEN,
+              version: int = 1, verified_ms: int, amount: str = "0.010",
+              knowledge: Knowledge | None = None, reason: str = "") -> PositionView:
+    """A view as the core would publish it; ``verified_ms`` is the watchdog's wall clock."""
+    if knowledge is None:
+        knowledge = Knowledge.UNKNOWN if state is PositionState.UNKNOWN else Knowledge.CONFIRMED
+    amt = Decimal(0) if state is PositionState.CLOSED else Decimal(amount)
+    return PositionView(key=key or position_key(), state=state, knowledge=knowledge, amount=amt,
+                        entry_price=Decimal("60000.5"), source=Source.STREAM,
+                        as_of_time_ms=verified_ms - 5, verified_ms=verified_ms, version=version,
+                        reason=reason)
+
+
+@pytest.fixture
+async def publisher(redis_url: str) -> AsyncIterator[RedisPublisher]:
+    pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=HEALTH_TTL_MS, closed_ttl_s=60,
+                                  events_maxlen=1000, veto_max_age_ms=MAX_AGE_MS, socket_timeout_s=2.0)
+    await pub.start()
+    try:
+        yield pub
+    finally:
+        await pub.close()

@@ -1,0 +1,78 @@
+"""The command line: `config check`, `python -m watchdog`, and the declared console script."""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from watchdog.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config.example.toml"
+
+
+def test_config_check_accepts_the_example() -> None:
+    result = CliRunner().invoke(cli, ["config", "check", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"{EXAMPLE}: ok"
+
+
+def test_config_check_names_a_misspelt_key_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert "\npoll_interval_s = " in text
+    bad.write_text(text.replace("\npoll_interval_s = ", "\npoll_intervall_s = "), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (f"{bad}: [binance] poll_intervall_s: unknown key; "
+                             "did you mean 'poll_interval_s'?\n")
+
+
+def test_config_check_reports_a_missing_file_with_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["config", "check", str(tmp_path / "absent.toml")])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+
+
+def test_python_dash_m_watchdog_runs_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "watchdog", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "config" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "watchdog", "config", "check", "config.example.toml"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "config.example.toml: ok\n"), done.stderr
+
+
+def test_console_script_is_declared_and_resolves() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg", encoding="utf-8")
+    assert setup["metadata"]["name"] == "binance-position-watchdog"
+    scripts = dict(line.split("=", 1) for line in setup["options.entry_points"]["console_scripts"].split("\n")
+                   if line.strip())
+    target = {k.strip(): v.strip() for k, v in scripts.items()}["position-watchdog"]
+    module, _, attr = target.partition(":")
+    assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_config_check_on_a_directory_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["config", "check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{tmp_path}: cannot read the file:")
+    assert result.stderr.count("\n") == 1
+
+
+def test_config_check_imports_no_network_libraries() -> None:
+    probe = ("import sys; from click.testing import CliRunner; from watchdog.cli import cli; "
+             "r = CliRunner().invoke(cli, ['config', 'check', 'config.example.toml']); "
+             "heavy = sorted({'aiohttp', 'redis', 'httpx', 'websockets', 'ccxt'} & set(sys.modules)); "
+             "print(r.exit_code, heavy)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "0 []", done.stderr

@@ -1,0 +1,1 @@
+"""Binance USDⓈ-M adapters: pure wire translation and signing, plus the REST/stream shells."""

@@ -1,0 +1,409 @@
+"""Configuration: one TOML file → frozen dataclasses, validated completely at startup.
+
+Why so strict: a typo that silently falls back to a default is how a safety sidecar ends up
+polling every 60 s instead of every 0.9 s. So unknown sections and keys are errors (with a
+"did you mean"), types are exact (a bool is not an int; an int is accepted where a float is
+expected), ranges and URL schemes are checked, and so are the relations between keys.
+Every error is a ``ConfigError`` whose text is one line: ``PATH: [section] key: what is wrong``.
+
+Secrets never live in the TOML; ``load_credentials`` reads them from the environment or from
+systemd's ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``).
+
+``config.example.toml`` at the repository root lists every key with its default; a test keeps
+it equal to the dataclass defaults below.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from watchdog.errors import ConfigError
+
+__all__ = [
+    "SECTIONS",
+    "BinanceConfig",
+    "Config",
+    "CoreConfig",
+    "Credentials",
+    "ReaperConfig",
+    "RedisConfig",
+    "ServiceConfig",
+    "VetoConfig",
+    "load_config",
+    "load_credentials",
+    "parse_config",
+    "redact_url",
+]
+
+_T = TypeVar("_T")
+
+# Binance IP weight limit per minute (BINANCE-API.md §4.2) and positionRisk's weight (§8.1).
+BINANCE_WEIGHT_PER_MIN = 2400
+POSITION_RISK_WEIGHT = 5
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _key(default: _T, *, ge: float | None = None, gt: float | None = None,
+         le: float | None = None, lt: float | None = None, why: str = "",
+         schemes: tuple[str, ...] = (), pattern: str = "") -> _T:
+    """A config key: its default plus the checks the loader applies (kept as field metadata)."""
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "why": why, "schemes": schemes, "pattern": pattern}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class BinanceConfig:
+    """Where and how often to talk to Binance (or the simulator, on a loopback URL)."""
+
+    rest_url: str = _key("https://fapi.binance.com", schemes=("http", "https"))
+    ws_url: str = _key("wss://fstream.binance.com", schemes=("ws", "wss"))
+    recv_window_ms: int = _key(5000, ge=1, le=60000, why="Binance rejects recvWindow above 60000")
+    request_timeout_s: float = _key(5.0, gt=0, le=60)
+    weight_budget_pct: int = _key(15, ge=1, le=100)
+    # 0.9 s: with the stream muted, REST alone still sees a closure within ~1 s p95, while
+    # positionRisk (weight 5) costs 60/0.9*5 = 333 weight/min, under 15% of Binance's 2400/min.
+    poll_interval_s: float = _key(0.9, ge=0.05, le=60)
+    orders_poll_interval_s: float = _key(5.0, ge=0.05, le=300)
+    fast_poll_interval_s: float = _key(0.25, ge=0.05, le=60)
+    keepalive_interval_s: float = _key(1800.0, gt=0, le=1800,
+                                       why="a listen key dies 60 min after its last keepalive; "
+                                           "Binance recommends one every 30 min at most")
+    rotate_after_s: float = _key(82800.0, gt=0, lt=86400,
+                                 why="Binance cuts every connection at 24 h; rotate before that")
+    max_silence_s: float = _key(200.0, gt=0, le=3600)
+    reconnect_min_delay_s: float = _key(0.5, gt=0, le=60)
+    reconnect_max_delay_s: float = _key(30.0, gt=0, le=600)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RedisConfig:
+    """Where positions, health and events are published; ``repr`` hides a URL password."""
+
+    url: str = _key("redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+    account: str = _key("main", pattern=r"[A-Za-z0-9_-]{1,64}",
+                        why="it is a Redis Cluster hash tag inside every key name")
+    heartbeat_interval_s: float = _key(1.0, gt=0, le=60)
+    health_ttl_ms: int = _key(5000, ge=100, le=600_000)
+    events_maxlen: int = _key(10000, ge=100, le=10_000_000)
+    closed_ttl_s: int = _key(86400, ge=1, le=30 * 86400)
+    socket_timeout_s: float = _key(2.0, gt=0, le=60)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{f.name}={redact_url(self.url) if f.name == 'url' else getattr(self, f.name)!r}"
+            for f in fields(self))
+        return f"RedisConfig({parts})"
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """How old knowledge may get before it is unknown, and how far REST may lag the stream."""
+
+    max_age_ms: int = _key(5000, ge=100, le=3_600_000)
+    max_rest_lag_ms: int = _key(2000, ge=0, le=600_000)
+
+
+@dataclass(frozen=True, slots=True)
+class VetoConfig:
+    """The veto protocol's freshness bar and lease length."""
+
+    max_age_ms: int = _key(3000, ge=100, le=3_600_000)
+    default_lease_ttl_ms: int = _key(5000, ge=100, le=600_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ReaperConfig:
+    """When a stop left behind by a closed position may be cancelled."""
+
+    enabled: bool = _key(True)
+    dry_run: bool = _key(False)
+    grace_ms: int = _key(2000, ge=0, le=3_600_000)
+    # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$ (BINANCE-API.md §3): a prefix is shorter.
+    client_id_prefix: str = _key("", pattern=r"[.A-Z:/a-z0-9_-]{0,35}")
+    max_cancels_per_min: int = _key(20, ge=1, le=1200)
+    stuck_triggering_s: float = _key(10.0, gt=0, le=3600)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The daemon's own cadence (expiry checks, systemd keepalive)."""
+
+    tick_interval_s: float = _key(0.25, ge=0.01, le=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; every section always present (missing ones take defaults)."""
+
+    binance: BinanceConfig = field(default_factory=BinanceConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    core: CoreConfig = field(default_factory=CoreConfig)
+    veto: VetoConfig = field(default_factory=VetoConfig)
+    reaper: ReaperConfig = field(default_factory=ReaperConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+
+
+SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+_SECRET_NAMES = frozenset({"apikey", "apisecret", "secret", "secretkey", "apisecretkey"})
+_SECRETS_HELP = ("secrets do not belong in the config file; set BINANCE_API_KEY/BINANCE_API_SECRET "
+                 "or systemd LoadCredential= binance_api_key/binance_api_secret")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for reprs, logs and error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the TOML file at ``path``.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error, or any invalid value; the message is one
+            line naming file, section and key.
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(name, "", "", f"cannot read the file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, "", "", f"not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(name, text, exc) from exc
+    return parse_config(data, name)
+
+
+def parse_config(data: Mapping[str, Any], path: str) -> Config:
+    """Validate an already-parsed TOML document; ``path`` only names it in errors."""
+    _reject_secrets(data, path, "")
+    for name, value in data.items():
+        if name not in SECTIONS:
+            if not isinstance(value, dict):
+                home = [s for s, cls in SECTIONS.items() if name in _field_names(cls)]
+                hint = f"; it belongs under [{home[0]}]" if home else ""
+                raise ConfigError(path, "", name, f"key outside any section{hint}")
+            raise ConfigError(path, name, "", f"unknown section{_suggest(name, SECTIONS, '[{}]')}")
+        if not isinstance(value, dict):
+            raise ConfigError(path, name, "", f"expected a table [{name}], got {_type_name(value)}")
+    built = {name: _build_section(path, name, cls, data.get(name, {})) for name, cls in SECTIONS.items()}
+    config = Config(**built)
+    _check_relations(config, path)
+    return config
+
+
+def _build_section(path: str, section: str, cls: type[_T], table: Mapping[str, Any]) -> _T:
+    hints = typing.get_type_hints(cls)
+    known = _field_names(cls)
+    for key in table:
+        if key not in known:
+            elsewhere = [s for s, other in SECTIONS.items() if s != section and key in _field_names(other)]
+            hint = f"; it belongs under [{elsewhere[0]}]" if elsewhere else _suggest(key, known, "'{}'")
+            raise ConfigError(path, section, key, f"unknown key{hint}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in table:
+            values[f.name] = _check_value(path, section, f.name, hints[f.name], table[f.name], f.metadata)
+    return cls(**values)
+
+
+def _check_value(path: str, section: str, key: str, kind: type, value: Any,
+                 meta: Mapping[str, Any]) -> Any:
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(path, section, key, problem)
+
+    shown = _show(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise fail(f"expected true or false, got {shown} ({_type_name(value)})")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"expected an integer, got {shown} ({_type_name(value)})")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(f"expected a number, got {shown} ({_type_name(value)})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise fail(f"expected a finite number, got {shown}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise fail(f"expected a string, got {shown} ({_type_name(value)})")
+        if meta["schemes"]:
+            value = _check_url(value, meta["schemes"], fail)
+        if meta["pattern"] and not re.fullmatch(meta["pattern"], value):
+            raise fail(f"must match {meta['pattern']}, got {shown}" + _why(meta))
+        return value
+    for bound, ok, word in (("ge", float.__ge__, ">="), ("gt", float.__gt__, ">"),
+                            ("le", float.__le__, "<="), ("lt", float.__lt__, "<")):
+        limit = meta[bound]
+        if limit is not None and not ok(float(value), float(limit)):
+            raise fail(f"must be {word} {limit:g}, got {value!r}" + _why(meta))
+    return value
+
+
+def _check_url(value: str, schemes: tuple[str, ...], fail: Any) -> str:
+    parts = urlsplit(value)
+    expected = " or ".join(f"{s}://" for s in schemes)
+    if parts.scheme not in schemes:
+        raise fail(f"expected a {expected} URL, got {_show(redact_url(value))}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise fail(f"a unix:// URL needs a socket path, got {_show(value)}")
+        return value
+    if not parts.hostname:
+        raise fail(f"the URL has no host: {_show(redact_url(value))}")
+    if parts.scheme in ("redis", "rediss"):
+        return value
+    if parts.query or parts.fragment or parts.path not in ("", "/") or parts.username:
+        raise fail(f"expected a bare base URL like {schemes[-1]}://host[:port], got {_show(value)}")
+    return value.rstrip("/")
+
+
+def _check_relations(config: Config, path: str) -> None:
+    """Checks that involve two keys; the error names the key an operator most likely changes."""
+    b, r = config.binance, config.redis
+    if r.heartbeat_interval_s * 1000 >= r.health_ttl_ms:
+        raise ConfigError(path, "redis", "health_ttl_ms",
+                          f"must exceed heartbeat_interval_s ({r.heartbeat_interval_s:g} s), "
+                          f"or health expires between heartbeats; got {r.health_ttl_ms} ms")
+    if config.veto.max_age_ms > config.core.max_age_ms:
+        raise ConfigError(path, "veto", "max_age_ms",
+                          f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "
+                          f"cannot trust what the core already calls unknown; got {config.veto.max_age_ms}")
+    if b.reconnect_min_delay_s > b.reconnect_max_delay_s:
+        raise ConfigError(path, "binance", "reconnect_min_delay_s",
+                          f"must be <= reconnect_max_delay_s ({b.reconnect_max_delay_s:g}); "
+                          f"got {b.reconnect_min_delay_s:g}")
+    if b.poll_interval_s * 1000 >= config.core.max_age_ms:
+        raise ConfigError(path, "binance", "poll_interval_s",
+                          f"must be shorter than [core] max_age_ms ({config.core.max_age_ms} ms), or a "
+                          f"quiet position expires between polls; got {b.poll_interval_s:g} s")
+    # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
+    if urlsplit(b.rest_url).hostname not in _LOOPBACK_HOSTS:
+        per_min = 60 / b.poll_interval_s * POSITION_RISK_WEIGHT
+        budget = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct / 100
+        if per_min > budget:
+            raise ConfigError(path, "binance", "poll_interval_s",
+                              f"{b.poll_interval_s:g} s costs {per_min:.0f} weight/min in positionRisk "
+                              f"alone, over weight_budget_pct {b.weight_budget_pct}% of 2400 "
+                              f"({budget:.0f}); raise the interval or the budget")
+
+
+def _reject_secrets(data: Mapping[str, Any], path: str, section: str) -> None:
+    for key, value in data.items():
+        if key.lower().replace("_", "").replace("-", "") in _SECRET_NAMES:
+            raise ConfigError(path, section, key, _SECRETS_HELP)
+        if isinstance(value, dict):
+            _reject_secrets(value, path, f"{section}.{key}" if section else key)
+
+
+def _syntax_error(path: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    """Name the section and key around the line tomllib complains about, when it can."""
+    # Python 3.11's TOMLDecodeError has no lineno/colno attributes: read them from the message.
+    match = re.search(r"line (\d+), column (\d+)", str(exc))
+    lineno = int(match.group(1)) if match else 0
+    colno = int(match.group(2)) if match else 0
+    section, key = "", ""
+    if lineno:
+        lines = text.splitlines()
+        for line in lines[:lineno]:
+            header = re.match(r"\s*\[+\s*([^\]]+?)\s*\]", line)
+            if header:
+                section = header.group(1)
+        here = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        assignment = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", here)
+        key = assignment.group(1) if assignment else ""
+    where = f"line {lineno}, column {colno}" if lineno else "an unknown line"
+    msg = re.sub(r" \(at .*\)$", "", str(exc))
+    return ConfigError(path, section, key, f"TOML syntax error at {where}: {msg}")
+
+
+def _field_names(cls: type[Any]) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _suggest(word: str, known: typing.Iterable[str], fmt: str) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {fmt.format(close[0])}?" if close else ""
+
+
+def _why(meta: Mapping[str, Any]) -> str:
+    return f" ({meta['why']})" if meta["why"] else ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+    return names.get(type(value), "date/time")
+
+
+# ---------------------------------------------------------------- credentials
+
+_ENV = {"api_key": "BINANCE_API_KEY", "api_secret": "BINANCE_API_SECRET"}
+_FILES = {"api_key": "binance_api_key", "api_secret": "binance_api_secret"}
+_CREDENTIALS_HELP = ("set BINANCE_API_KEY and BINANCE_API_SECRET in the environment, or give systemd "
+                     "LoadCredential=binance_api_key:/etc/… and LoadCredential=binance_api_secret:/etc/… "
+                     "(files in $CREDENTIALS_DIRECTORY)")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Credentials:
+    """The Binance API key and secret. ``repr``/``str`` never show the secret, nor most of the key."""
+
+    api_key: str
+    api_secret: str
+
+    def __repr__(self) -> str:
+        shown = self.api_key[: min(4, len(self.api_key) // 4)]
+        return f"Credentials(api_key='{shown}…', api_secret=***)"
+
+    __str__ = __repr__
+
+
+def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
+    """Read the API key and secret: environment first, then ``$CREDENTIALS_DIRECTORY`` files.
+
+    Raises:
+        ConfigError: a value is missing, empty, unreadable or contains whitespace; the message says
+            how to provide it (and never contains the value).
+    """
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    for name, var in _ENV.items():
+        value, source = env.get(var, "").strip(), var
+        if not value and env.get("CREDENTIALS_DIRECTORY"):
+            file = Path(env["CREDENTIALS_DIRECTORY"]) / _FILES[name]
+            source = str(file)
+            try:
+                value = file.read_text(encoding="utf-8").strip() if file.exists() else ""
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError("credentials", "binance", name,
+                                  f"cannot read {file}: {exc.__class__.__name__}") from exc
+        if not value:
+            raise ConfigError("credentials", "binance", name, f"not found; {_CREDENTIALS_HELP}")
+        if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):
+            raise ConfigError("credentials", "binance", name,
+                              f"the value from {source} contains whitespace or control characters")
+        found[name] = value
+    return Credentials(api_key=found["api_key"], api_secret=found["api_secret"])

@@ -1,0 +1,461 @@
+"""PositionBook: authoritative per-position state fused from stream and REST facts.
+
+Rules of this module:
+1. Per key, facts are ordered by exchange time. A fact older than the one held is ignored;
+   re-applying the same fact changes nothing (idempotent). Equal time with other values: a
+   stream fact wins (the stream is ordered per event type), a REST row goes through rule 2.
+2. A late REST snapshot never overwrites a newer stream fact (``fusion.judge_rest_row``). A
+   REST row older than the held fact, or a row without time (absent from an all-symbols read,
+   or ``updateTime`` 0), may override it only if ``requested_time_ms - max_rest_lag_ms`` is
+   after the held fact's time. Otherwise: a timed older row is REST lag and is ignored; an
+   untimed row is ambiguous (REST lag can hide a fresh open), so the key becomes SUSPECT and
+   a RequestSnapshot for its symbol is emitted.
+   REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
+   was applied is ignored for the symbols the newer one covered (request ids increase).
+3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) no key is CONFIRMED (the
+   confirmed ones turn SUSPECT) until a PositionSnapshot whose SnapshotRequested was seen after
+   the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
+   by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
+   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
+4. A failed or partial read never means flat: SnapshotFailed makes the keys it covered SUSPECT;
+   a snapshot scoped to some symbols only speaks for keys of those symbols.
+5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
+   every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
+   as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
+6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
+   per key on every published change; a no-op publishes nothing. ``verified_ms`` is the
+   ``now_ms`` at which an authoritative fact (post-gap REST, or a trusted stream fact)
+   confirmed the state. Notify ``position_opened``/``position_closed`` follows open↔closed
+   changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
+7. Stream blindness: when a trusted REST snapshot shows a change the live stream never reported
+   (no position fact and no fill on that symbol since the held fact), the book raises
+   ``stream_blind`` (RaiseAlert and Notify). The runtime then treats the stream as blind (the
+   BASUSDT incident). A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its
+   symbol; MarginCall raises ``margin_call``; other order facts leave positions alone.
+8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
+   The book never emits Retract: an UNKNOWN view is published with its reason instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, assert_never
+
+from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.events import (
+    AccountConfigUpdate,
+    AlgoUpdate,
+    Event,
+    ListenKeyExpired,
+    MarginCall,
+    OrdersSnapshot,
+    OrderUpdate,
+    PositionAmount,
+    PositionSnapshot,
+    SnapshotFailed,
+    SnapshotRequested,
+    StreamConnected,
+    StreamLost,
+    StreamPositions,
+    Tick,
+    TradeLite,
+)
+from watchdog.core.freshness import Evidence, transition
+from watchdog.core.fusion import Held, Verdict, judge_rest_row
+from watchdog.core.model import (
+    ZERO,
+    Knowledge,
+    PositionKey,
+    PositionState,
+    PositionView,
+    Source,
+    Symbol,
+)
+
+__all__ = ["BookPolicy", "PositionBook", "StreamState"]
+
+StreamState = Literal["live", "gap", "down"]
+
+# Requests whose outcome never arrives are forgotten beyond this many (a shell bug, not a leak).
+_MAX_PENDING_REQUESTS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BookPolicy:
+    """Limits of trust. ``max_age_ms``: knowledge older than this is unknown.
+    ``max_rest_lag_ms``: how far behind the stream a REST answer may legitimately be."""
+
+    max_age_ms: int = 5000
+    max_rest_lag_ms: int = 2000
+
+
+@dataclass(slots=True)
+class _Entry:
+    """Mutable bookkeeping for one key; only ``PositionView`` leaves the book."""
+
+    key: PositionKey
+    amount: Decimal
+    entry_price: Decimal
+    source: Source
+    as_of_time_ms: int
+    fact_epoch: int
+    knowledge: Knowledge = Knowledge.UNKNOWN
+    verified_ms: int = 0
+    reason: str = "never confirmed by an authoritative fact"
+    confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
+    flat_since_ms: int | None = None
+    published: PositionView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    epoch: int
+    symbols: frozenset[Symbol] | None
+
+
+class PositionBook:
+    """Fuses position facts into published views. Single writer: call ``apply`` from one task."""
+
+    def __init__(self, policy: BookPolicy | None = None) -> None:
+        self._policy = policy or BookPolicy()
+        self._entries: dict[PositionKey, _Entry] = {}
+        self._epoch = 0                  # +1 on every stream gap
+        self._connected = False
+        self._reconciled_epoch = -1      # epoch of the last trusted all-symbols snapshot
+        self._symbol_epoch: dict[Symbol, int] = {}  # epoch of the last trusted scoped snapshot
+        self._requests: dict[int, _Request] = {}
+        self._fills: dict[Symbol, int] = {}  # last fill time per symbol in this epoch
+        # (requested_time_ms, request_id) of the newest REST read applied, per symbol and overall
+        self._read_order: dict[Symbol, tuple[int, int]] = {}
+        self._read_order_all = (-1, -1)
+        self._all_flat_since_ms: int | None = None  # flat run for keys never seen
+        self._all_verified_ms = 0
+        self._dirty: set[PositionKey] = set()
+        self.last_event_ms: int | None = None
+        self.last_snapshot_ms: int | None = None
+        self.snapshots_failed = 0
+        self.events_applied = 0
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def policy(self) -> BookPolicy:
+        return self._policy
+
+    @property
+    def stream_state(self) -> StreamState:
+        """``down``: not connected; ``gap``: connected, not yet reconciled by REST; ``live``."""
+        if not self._connected:
+            return "down"
+        return "live" if self._reconciled_epoch == self._epoch else "gap"
+
+    def view(self, key: PositionKey) -> PositionView | None:
+        """The last published view of ``key``, or None if the book never held a fact for it."""
+        entry = self._entries.get(key)
+        return entry.published if entry is not None else None
+
+    def views(self) -> list[PositionView]:
+        """Every published view, sorted by key."""
+        return [e.published for _, e in sorted(self._entries.items()) if e.published is not None]
+
+    def flat_since(self, key: PositionKey) -> int | None:
+        """``requested_time_ms`` of the first REST snapshot of the current unbroken run that
+        showed ``key`` flat while confirmed; None unless the key is flat and confirmed by REST.
+
+        A key the book never held is covered by the run of all-symbols snapshots.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            return self._all_flat_since_ms
+        if entry.knowledge is not Knowledge.CONFIRMED or entry.amount != ZERO:
+            return None
+        return entry.flat_since_ms
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, event: Event, now_ms: int) -> list[Effect]:
+        """Fold one event into the book.
+
+        Returns:
+            Effects to run in order: Publish/Notify for every changed view (sorted by key), then
+            alerts, stream notifications and snapshot requests.
+        """
+        self.events_applied += 1
+        extra: list[Effect] = []
+        self._age(now_ms)
+        match event:
+            case StreamPositions():
+                self.last_event_ms = now_ms
+                for row in event.positions:
+                    self._apply_stream_row(row, now_ms)
+            case OrderUpdate():
+                self.last_event_ms = now_ms
+                if event.last_filled_quantity != ZERO:
+                    extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
+            case TradeLite():
+                self.last_event_ms = now_ms
+                extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
+            case AlgoUpdate() | AccountConfigUpdate():
+                self.last_event_ms = now_ms  # order lifecycle: the reaper's business, not ours
+            case MarginCall():
+                self.last_event_ms = now_ms
+                extra.extend(self._on_margin_call(event))
+            case ListenKeyExpired():
+                self.last_event_ms = now_ms
+                extra.extend(self._on_gap(connected=False, reason="listen key expired"))
+            case StreamLost():
+                extra.extend(self._on_gap(connected=False, reason=f"stream lost: {event.reason}"))
+            case StreamConnected():
+                extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
+            case SnapshotRequested():
+                self._remember_request(event)
+            case PositionSnapshot():
+                extra.extend(self._apply_snapshot(event, now_ms))
+            case SnapshotFailed():
+                self._on_snapshot_failed(event)
+            case OrdersSnapshot() | Tick():
+                pass
+            case _:  # pragma: no cover - unreachable while every event type is handled
+                assert_never(event)
+        return self._publish_dirty() + extra
+
+    # ------------------------------------------------------------------ stream
+
+    def _apply_stream_row(self, row: PositionAmount, now_ms: int) -> None:
+        key = row.key
+        entry = self._entries.get(key)
+        if entry is not None:
+            if row.update_time_ms < entry.as_of_time_ms:
+                return  # rule 1: older than held
+            if (row.update_time_ms == entry.as_of_time_ms and row.amount == entry.amount
+                    and row.entry_price == entry.entry_price):
+                return  # rule 1: the same fact again
+        entry = self._store_fact(key, row.amount, row.entry_price, Source.STREAM,
+                                 row.update_time_ms, self._epoch)
+        trusted = self._connected and self._covered(key)
+        if trusted:
+            self._move(entry, Evidence.STREAM_FACT, now_ms, "")
+        else:
+            self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
+                       "stream fact during a gap: awaiting a snapshot requested after it")
+
+    def _on_fill(self, symbol: Symbol, time_ms: int) -> RequestSnapshot:
+        """A fill may have changed a position the stream may not report: ask REST."""
+        self._fills[symbol] = max(time_ms, self._fills.get(symbol, time_ms))
+        return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
+
+    def _on_margin_call(self, event: MarginCall) -> list[Effect]:
+        effects: list[Effect] = [
+            RaiseAlert("margin_call", f"margin call on {row.key} amount={row.amount}", row.key)
+            for row in event.positions
+        ]
+        symbols = frozenset(row.key.symbol for row in event.positions)
+        if symbols:
+            effects.append(RequestSnapshot(reason="margin call", symbols=symbols))
+        return effects
+
+    def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
+        was_connected = self._connected
+        self._connected = connected
+        self._epoch += 1
+        self._fills.clear()
+        self._all_flat_since_ms = None
+        for entry in self._entries.values():
+            self._move(entry, Evidence.STREAM_GAP, 0,
+                       f"{reason}: awaiting a snapshot requested after it")
+        effects: list[Effect] = []
+        if was_connected:
+            effects.append(Notify("stream_lost", detail=(("reason", reason),)))
+        effects.append(RequestSnapshot(reason=reason))
+        return effects
+
+    # ------------------------------------------------------------------ REST
+
+    def _remember_request(self, event: SnapshotRequested) -> None:
+        if len(self._requests) >= _MAX_PENDING_REQUESTS:
+            del self._requests[next(iter(self._requests))]
+        self._requests[event.request_id] = _Request(self._epoch, event.symbols)
+
+    def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
+        self.snapshots_failed += 1
+        request = self._requests.pop(event.request_id, None)
+        scope = request.symbols if request is not None else None
+        self._all_flat_since_ms = None
+        for entry in self._entries.values():
+            if scope is None or entry.key.symbol in scope:
+                self._move(entry, Evidence.READ_FAILED, 0, f"snapshot failed: {event.reason}")
+
+    def _apply_snapshot(self, snap: PositionSnapshot, now_ms: int) -> list[Effect]:
+        request = self._requests.pop(snap.request_id, None)
+        trusted = request is not None and request.epoch == self._epoch
+        blind_watch = trusted and self.stream_state == "live"
+        self.last_snapshot_ms = now_ms
+        rows = {row.key: row for row in snap.positions}
+        in_scope = {k for k in self._entries if snap.symbols is None or k.symbol in snap.symbols}
+        order = (snap.requested_time_ms, snap.request_id)
+        effects: list[Effect] = []
+        for key in sorted(in_scope | set(rows)):
+            newest = max(self._read_order_all, self._read_order.get(key.symbol, (-1, -1)))
+            if order < newest:
+                continue  # rule 2: requested before a read already applied for this symbol
+            effects.extend(self._apply_rest_row(key, rows.get(key), snap, trusted, blind_watch,
+                                                now_ms))
+        if snap.symbols is None:
+            self._read_order_all = max(self._read_order_all, order)
+        for symbol in (snap.symbols or frozenset()) | {k.symbol for k in rows}:
+            self._read_order[symbol] = max(self._read_order.get(symbol, (-1, -1)), order)
+        if trusted:
+            if snap.symbols is None:
+                became_live = self._connected and self._reconciled_epoch != self._epoch
+                self._reconciled_epoch = self._epoch
+                if self._all_flat_since_ms is None:
+                    self._all_flat_since_ms = snap.requested_time_ms
+                self._all_verified_ms = now_ms
+                if became_live:
+                    effects.append(Notify("stream_recovered"))
+            else:
+                for symbol in snap.symbols:
+                    self._symbol_epoch[symbol] = self._epoch
+        return effects
+
+    def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
+                        trusted: bool, blind_watch: bool, now_ms: int) -> list[Effect]:
+        amount = row.amount if row is not None else ZERO
+        price = row.entry_price if row is not None else ZERO
+        row_time_ms = row.update_time_ms if row is not None else 0
+        fact_epoch = self._epoch if trusted else -1
+        entry = self._entries.get(key)
+        effects: list[Effect] = []
+        if entry is None:
+            if amount == ZERO:
+                return effects  # flat and never held: covered by the all-symbols flat run
+            # A key covered by an earlier trusted read was flat then: this open is news.
+            if blind_watch and self._covered(key) and key.symbol not in self._fills:
+                effects.extend(self._blind(key, "REST shows an open the stream never reported"))
+            lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
+            entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
+                                     fact_epoch)
+        else:
+            held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
+            judged = judge_rest_row(held, amount, price, row_time_ms, snap.requested_time_ms,
+                                    self._policy.max_rest_lag_ms)
+            match judged.verdict:
+                case Verdict.SAME:
+                    if judged.time_ms > entry.as_of_time_ms:
+                        entry.as_of_time_ms, entry.source = judged.time_ms, Source.REST
+                case Verdict.NEWER | Verdict.OVERRIDE:
+                    if (blind_watch and entry.fact_epoch == self._epoch
+                            and self._fills.get(key.symbol, -1) < entry.as_of_time_ms):
+                        effects.extend(self._blind(key, f"REST shows amount {amount} but the "
+                                                        f"stream last reported {entry.amount}"))
+                    self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    if not trusted:
+                        self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
+                                   "snapshot requested before the last stream gap")
+                case Verdict.LAGGING:
+                    return effects  # REST has not caught up with the newer held fact
+                case Verdict.AMBIGUOUS:
+                    if trusted:
+                        self._move(entry, Evidence.REST_AMBIGUOUS, now_ms,
+                                   f"REST shows {amount} without time within max_rest_lag_ms "
+                                   "of a newer fact")
+                        effects.append(RequestSnapshot(reason=f"REST ambiguous on {key}",
+                                                       symbols=frozenset({key.symbol})))
+                    return effects
+                case _:  # pragma: no cover - unreachable while every verdict is handled
+                    assert_never(judged.verdict)
+        if trusted:
+            self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
+            if entry.amount == ZERO and entry.flat_since_ms is None:
+                entry.flat_since_ms = snap.requested_time_ms
+        return effects
+
+    def _blind(self, key: PositionKey, message: str) -> list[Effect]:
+        return [RaiseAlert("stream_blind", f"{key}: {message}", key),
+                Notify("stream_blind", key, (("message", message),))]
+
+    # ------------------------------------------------------------------ knowledge
+
+    def _covered(self, key: PositionKey) -> bool:
+        """A trusted REST read covered this key since the last gap."""
+        return (self._reconciled_epoch == self._epoch
+                or self._symbol_epoch.get(key.symbol) == self._epoch)
+
+    def _store_fact(self, key: PositionKey, amount: Decimal, price: Decimal, source: Source,
+                    time_ms: int, epoch: int) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = _Entry(key, amount, price, source, time_ms, epoch)
+            if self._covered(key):
+                entry.confirmed_state = PositionState.CLOSED
+            self._entries[key] = entry
+        else:
+            entry.amount, entry.entry_price, entry.source = amount, price, source
+            entry.as_of_time_ms, entry.fact_epoch = time_ms, epoch
+        if amount != ZERO:
+            entry.flat_since_ms = None
+        self._dirty.add(key)
+        return entry
+
+    def _move(self, entry: _Entry, evidence: Evidence, now_ms: int, reason: str) -> None:
+        """Run the knowledge machine; ``reason`` explains a non-confirmed result."""
+        before = entry.knowledge
+        entry.knowledge = transition(before, evidence)
+        if entry.knowledge is Knowledge.CONFIRMED:
+            entry.verified_ms = now_ms  # only AUTHORITATIVE_FACT/STREAM_FACT lead here
+            entry.reason = ""
+        else:
+            entry.flat_since_ms = None
+            if entry.knowledge is not before or before is not Knowledge.EXPIRED:
+                entry.reason = reason  # an expired key keeps saying why it expired
+        self._dirty.add(entry.key)
+
+    def _age(self, now_ms: int) -> None:
+        limit_ms = self._policy.max_age_ms
+        for entry in self._entries.values():
+            if (entry.knowledge in (Knowledge.CONFIRMED, Knowledge.SUSPECT)
+                    and now_ms - entry.verified_ms > limit_ms):
+                self._move(entry, Evidence.AGED, now_ms,
+                           f"expired: not verified for more than {limit_ms} ms")
+        if self._all_flat_since_ms is not None and now_ms - self._all_verified_ms > limit_ms:
+            self._all_flat_since_ms = None
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish_dirty(self) -> list[Effect]:
+        effects: list[Effect] = []
+        for key in sorted(self._dirty):
+            entry = self._entries[key]
+            old = entry.published
+            if old is not None and old == _view_of(entry, old.version):
+                continue  # no-op: nothing the store would see changed
+            entry.published = view = _view_of(entry, (old.version if old else 0) + 1)
+            effects.append(Publish(view))
+            if view.state is not PositionState.UNKNOWN:
+                if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
+                    kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
+                    effects.append(Notify(kind, key, (("amount", str(view.amount)),)))
+                entry.confirmed_state = view.state
+        self._dirty.clear()
+        return effects
+
+
+def _view_of(entry: _Entry, version: int) -> PositionView:
+    """Derive the published view of an entry (rule 6)."""
+    if entry.knowledge is Knowledge.CONFIRMED:
+        state = PositionState.OPEN if entry.amount != ZERO else PositionState.CLOSED
+    else:
+        state = PositionState.UNKNOWN
+    return PositionView(
+        key=entry.key,
+        state=state,
+        knowledge=entry.knowledge,
+        amount=entry.amount,
+        entry_price=entry.entry_price,
+        source=entry.source,
+        as_of_time_ms=entry.as_of_time_ms,
+        verified_ms=entry.verified_ms,
+        version=version,
+        reason="" if entry.knowledge is Knowledge.CONFIRMED else entry.reason,
+    )

@@ -1,0 +1,298 @@
+"""Open orders per position: the reaper's view of what could be orphaned.
+
+Rules of this module:
+1. Terminal is final. Once a stream fact says an order ended (CANCELED, FILLED, FINISHED, …) it
+   is remembered as a tombstone and never resurrected by a lagging REST snapshot (REST can lag,
+   BINANCE-API.md §6; an order cannot come back from a terminal state).
+2. An ``OrdersSnapshot`` is authoritative for the symbols it covers, but only for what happened
+   before it was requested: an order first seen on the stream at or after ``requested_time_ms``
+   is kept even when the snapshot does not list it.
+3. A triggered algo order becomes a regular child order with a new id (``actual_order_id``,
+   §3.6). The child is tracked as a regular order linked to its parent; the parent keeps its
+   TRIGGERING/TRIGGERED status and the exchange time that status was first seen, so a stuck
+   trigger (a known Binance failure, §3.6.5) can be told from a healthy one. When the child
+   ends, the parent has finished too (§2.9 FINISHED), whatever order the events arrive in.
+   Whether ``openAlgoOrders`` lists an algo order once it is TRIGGERING/TRIGGERED is not
+   documented (the simulator lists only NEW ones), so a snapshot that omits it does not remove
+   it: only a terminal fact does (its own, or its child's). A stuck trigger stays visible.
+4. All times are exchange epoch ms. No clock is read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from watchdog.core.events import (
+    AlgoUpdate,
+    Event,
+    OpenAlgoOrder,
+    OpenOrder,
+    OrdersSnapshot,
+    OrderUpdate,
+)
+from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+
+__all__ = [
+    "ALGO_TERMINAL",
+    "ORDER_TERMINAL",
+    "OrderBook",
+    "TrackedOrder",
+]
+
+ALGO_TERMINAL = frozenset({AlgoStatus.CANCELED, AlgoStatus.FINISHED, AlgoStatus.REJECTED,
+                           AlgoStatus.EXPIRED})
+ALGO_IN_TRIGGER = frozenset({AlgoStatus.TRIGGERING, AlgoStatus.TRIGGERED})
+ORDER_TERMINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"})
+MAX_TOMBSTONES = 10_000
+
+_Ident = tuple[bool, OrderId]  # (is_algo, id): algo ids and order ids are separate spaces
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedOrder:
+    """One open order as the reaper sees it.
+
+    ``create_time_ms`` is the exchange creation time (REST ``createTime``/``time``; for an order
+    first seen on the stream, the time of that first fact: never earlier than the real one).
+    ``status_since_ms`` is the exchange time the current ``status`` was first seen.
+    ``seen_time_ms`` is the exchange time of the newest fact applied (older facts are ignored).
+    """
+
+    key: PositionKey
+    order_id: OrderId
+    is_algo: bool
+    client_id: str
+    side: str
+    order_type: str
+    status: str
+    reduce_only: bool
+    close_position: bool
+    create_time_ms: int
+    status_since_ms: int
+    seen_time_ms: int
+    child_order_id: OrderId | None = None   # algo: the regular order it became when triggered
+    parent_algo_id: OrderId | None = None   # regular: the algo order it is the child of
+
+    @property
+    def in_trigger(self) -> bool:
+        """An algo order handed to the matching engine: it may be what is closing the position."""
+        return self.is_algo and self.status in ALGO_IN_TRIGGER
+
+    @property
+    def reduces_only(self) -> bool:
+        """True when the order can only shrink its position, never open or grow one.
+
+        reduceOnly and closePosition say so explicitly. In hedge mode Binance forbids
+        ``reduceOnly`` (§3.3), but a SELL on LONG or a BUY on SHORT can only close that side.
+        """
+        if self.reduce_only or self.close_position:
+            return True
+        if self.key.side is PositionSide.LONG:
+            return self.side == "SELL"
+        if self.key.side is PositionSide.SHORT:
+            return self.side == "BUY"
+        return False
+
+    def describe(self) -> str:
+        """Short human label for logs and the CLI."""
+        kind = "algo" if self.is_algo else "order"
+        return f"{kind} {self.order_id} {self.order_type} {self.side} on {self.key} [{self.status}]"
+
+
+class OrderBook:
+    """Open regular and algo orders per position key, fused from REST and the stream."""
+
+    def __init__(self) -> None:
+        self._orders: dict[_Ident, TrackedOrder] = {}
+        self._tombstones: dict[_Ident, tuple[Symbol, int]] = {}
+
+    # ------------------------------------------------------------ reading
+
+    def orders(self) -> tuple[TrackedOrder, ...]:
+        """Every open order, oldest first (stable order for decisions and listings)."""
+        return tuple(sorted(self._orders.values(),
+                            key=lambda o: (o.create_time_ms, o.key, not o.is_algo, o.order_id)))
+
+    def orders_for(self, key: PositionKey) -> tuple[TrackedOrder, ...]:
+        """Open orders on one (symbol, position side)."""
+        return tuple(o for o in self.orders() if o.key == key)
+
+    def get(self, order_id: OrderId, *, is_algo: bool) -> TrackedOrder | None:
+        """One open order, or None when it is not (or no longer) known open."""
+        return self._orders.get((is_algo, order_id))
+
+    def symbols(self) -> frozenset[Symbol]:
+        """Symbols with at least one open order (what a per-symbol REST read must cover)."""
+        return frozenset(o.key.symbol for o in self._orders.values())
+
+    def is_gone(self, order_id: OrderId, *, is_algo: bool) -> bool:
+        """True when a terminal fact for this order has been seen."""
+        return (is_algo, order_id) in self._tombstones
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    # ------------------------------------------------------------ applying facts
+
+    def apply(self, event: Event) -> None:
+        """Apply one input event; events that say nothing about orders are ignored."""
+        match event:
+            case AlgoUpdate():
+                self._apply_algo_update(event)
+            case OrderUpdate():
+                self._apply_order_update(event)
+            case OrdersSnapshot():
+                self._apply_snapshot(event)
+            case _:
+                return
+
+    def _apply_algo_update(self, u: AlgoUpdate) -> None:
+        ident: _Ident = (True, u.algo_id)
+        # ALGO_UPDATE's E/T labels are swapped in Binance's own example (§1.6): take the later.
+        t = max(u.event_time_ms, u.transaction_time_ms)
+        current = self._orders.get(ident)
+        if current is not None and current.seen_time_ms > t:
+            return
+        if u.status in ALGO_TERMINAL:
+            self._end(ident, Symbol(u.symbol), t)
+            return
+        if ident in self._tombstones:
+            return
+        status = u.status.value
+        if current is None:
+            self._orders[ident] = TrackedOrder(
+                key=PositionKey(u.symbol, u.position_side), order_id=u.algo_id, is_algo=True,
+                client_id=u.client_algo_id, side=u.side, order_type=u.order_type, status=status,
+                reduce_only=u.reduce_only, close_position=u.close_position, create_time_ms=t,
+                status_since_ms=t, seen_time_ms=t, child_order_id=u.actual_order_id)
+        else:
+            self._orders[ident] = replace(
+                current, status=status, seen_time_ms=t,
+                status_since_ms=current.status_since_ms if current.status == status else t,
+                child_order_id=u.actual_order_id or current.child_order_id)
+        if u.actual_order_id is not None:
+            self._link_child(u.algo_id, u.actual_order_id, u.client_algo_id)
+
+    def _apply_order_update(self, u: OrderUpdate) -> None:
+        ident: _Ident = (False, u.order_id)
+        t = max(u.event_time_ms, u.transaction_time_ms)
+        current = self._orders.get(ident)
+        if current is not None and current.seen_time_ms > t:
+            return
+        if u.status in ORDER_TERMINAL:
+            parent = current.parent_algo_id if current else self._parent_of(u.order_id,
+                                                                            u.client_order_id)
+            self._end(ident, Symbol(u.symbol), t)
+            if parent is not None:
+                self._end((True, parent), Symbol(u.symbol), t)
+            return
+        if ident in self._tombstones:
+            return
+        if current is None:
+            self._orders[ident] = TrackedOrder(
+                key=PositionKey(u.symbol, u.position_side), order_id=u.order_id, is_algo=False,
+                client_id=u.client_order_id, side=u.side, order_type=u.order_type,
+                status=u.status, reduce_only=u.reduce_only, close_position=u.close_position,
+                create_time_ms=t, status_since_ms=t, seen_time_ms=t,
+                parent_algo_id=self._parent_of(u.order_id, u.client_order_id))
+        else:
+            self._orders[ident] = replace(
+                current, status=u.status, seen_time_ms=t,
+                status_since_ms=current.status_since_ms if current.status == u.status else t)
+
+    def _apply_snapshot(self, s: OrdersSnapshot) -> None:
+        def covered(symbol: Symbol) -> bool:
+            return s.symbols is None or symbol in s.symbols
+
+        listed: set[_Ident] = set()
+        for algo in s.algo_orders:
+            ident: _Ident = (True, algo.algo_id)
+            listed.add(ident)
+            if ident in self._tombstones or algo.status in ALGO_TERMINAL:
+                continue
+            self._orders[ident] = self._merge_algo_row(self._orders.get(ident), algo, s)
+        for row in s.orders:
+            ident = (False, row.order_id)
+            listed.add(ident)
+            if ident in self._tombstones or row.status in ORDER_TERMINAL:
+                continue
+            self._orders[ident] = self._merge_order_row(self._orders.get(ident), row, s)
+        for ident, order in list(self._orders.items()):
+            if (covered(order.key.symbol) and ident not in listed and not order.in_trigger
+                    and order.seen_time_ms < s.requested_time_ms):
+                del self._orders[ident]
+        # A tombstone is needed only until a snapshot requested after the end has been applied.
+        for ident, (symbol, ended_ms) in list(self._tombstones.items()):
+            if covered(symbol) and ident not in listed and ended_ms < s.requested_time_ms:
+                del self._tombstones[ident]
+        for algo in s.algo_orders:
+            if algo.actual_order_id is not None and (True, algo.algo_id) in self._orders:
+                self._link_child(algo.algo_id, algo.actual_order_id, algo.client_algo_id)
+
+    def _merge_algo_row(self, current: TrackedOrder | None, row: OpenAlgoOrder,
+                        s: OrdersSnapshot) -> TrackedOrder:
+        status = row.status.value
+        changed_ms = row.update_time_ms or s.requested_time_ms
+        create_ms = row.create_time_ms or (current.create_time_ms if current else changed_ms)
+        if current is None:
+            return TrackedOrder(
+                key=PositionKey(row.symbol, row.position_side), order_id=row.algo_id,
+                is_algo=True, client_id=row.client_algo_id, side=row.side,
+                order_type=row.order_type, status=status, reduce_only=row.reduce_only,
+                close_position=row.close_position, create_time_ms=create_ms,
+                status_since_ms=changed_ms, seen_time_ms=s.requested_time_ms,
+                child_order_id=row.actual_order_id)
+        if current.seen_time_ms > s.requested_time_ms:
+            # The stream told us something newer than this read: keep its status.
+            return replace(current, create_time_ms=create_ms)
+        return replace(
+            current, status=status, create_time_ms=create_ms, seen_time_ms=s.requested_time_ms,
+            status_since_ms=current.status_since_ms if current.status == status else changed_ms,
+            child_order_id=row.actual_order_id or current.child_order_id)
+
+    def _merge_order_row(self, current: TrackedOrder | None, row: OpenOrder,
+                         s: OrdersSnapshot) -> TrackedOrder:
+        create_ms = row.time_ms or (current.create_time_ms if current else s.requested_time_ms)
+        if current is None:
+            return TrackedOrder(
+                key=PositionKey(row.symbol, row.position_side), order_id=row.order_id,
+                is_algo=False, client_id=row.client_order_id, side=row.side,
+                order_type=row.order_type, status=row.status, reduce_only=row.reduce_only,
+                close_position=row.close_position, create_time_ms=create_ms,
+                status_since_ms=row.update_time_ms or s.requested_time_ms,
+                seen_time_ms=s.requested_time_ms,
+                parent_algo_id=self._parent_of(row.order_id, row.client_order_id))
+        if current.seen_time_ms > s.requested_time_ms:
+            return replace(current, create_time_ms=create_ms)
+        return replace(current, status=row.status, create_time_ms=create_ms,
+                       seen_time_ms=s.requested_time_ms)
+
+    # ------------------------------------------------------------ helpers
+
+    def _end(self, ident: _Ident, symbol: Symbol, t: int) -> None:
+        self._orders.pop(ident, None)
+        self._tombstones[ident] = (symbol, t)
+        if len(self._tombstones) > MAX_TOMBSTONES:
+            oldest = min(self._tombstones, key=lambda i: self._tombstones[i][1])
+            del self._tombstones[oldest]
+
+    def _parent_of(self, order_id: OrderId, client_id: str) -> OrderId | None:
+        """The algo order this regular order is the child of (by ``ai`` or by ``c == caid``)."""
+        for algo in self._algos():
+            if algo.child_order_id == order_id or (client_id and algo.client_id == client_id
+                                                   and algo.in_trigger):
+                return algo.order_id
+        return None
+
+    def _link_child(self, algo_id: OrderId, child_id: OrderId, client_id: str) -> None:
+        child = self._orders.get((False, child_id))
+        if child is not None and child.parent_algo_id is None:
+            self._orders[(False, child_id)] = replace(child, parent_algo_id=algo_id)
+        if (False, child_id) in self._tombstones and (True, algo_id) in self._orders:
+            # The child already ended (fill seen before TRIGGERED/FINISHED): the algo is done.
+            self._end((True, algo_id), self._orders[(True, algo_id)].key.symbol,
+                      self._tombstones[(False, child_id)][1])
+
+    def _algos(self) -> Iterable[TrackedOrder]:
+        return (o for o in self._orders.values() if o.is_algo)

@@ -1,0 +1,447 @@
+"""The reaper's shell: run ``decide()`` on each tick and remove the orphans it selects, carefully.
+
+Rules of this module (the decision itself is ``core/reaper.py``; nothing here decides alone):
+1. Before every cancel, in this order: mark the position as *reaping* in Redis (the bot's
+   ``begin`` now vetoes with ``reaping``), check again that no lease was taken before the mark,
+   then re-read positions from REST. Only if that fresh read shows the position flat is the
+   cancel sent: a position may reopen between the decision and the cancel. That read is also
+   the REST snapshot "taken after the order was created" the decision relies on.
+2. The right endpoint: an algo order is cancelled with ``DELETE /fapi/v1/algoOrder``, a regular
+   order (a triggered stop's child included) with ``DELETE /fapi/v1/order``
+   (BINANCE-API.md §3.6.6). An answer that does not prove the outcome — -2011/-2013, -1007,
+   503 "Unknown error", a transport failure — is followed by a re-query; only a terminal status
+   (or "does not exist") counts as gone (§5, §8.3).
+3. At most ``max_cancels_per_min`` cancel requests in any 60 s (monotonic clock).
+4. ``dry_run``: everything up to and including the re-read, then only a log line and a report;
+   no cancel and no events (the bot must not drop a trailing stop that is still there).
+5. After each removal: publish ``orphan_removed`` and ``trailing_stop_orphaned`` (so the bot drops
+   its in-memory trailing stop), then clear the reaping mark; the mark is cleared in ``finally``
+   and has a TTL, so a crash cannot leave the bot vetoed for long.
+6. Every step is logged with the position, the order id and the outcome; never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+from loguru import logger
+
+from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
+from watchdog.core.events import (
+    Event,
+    OpenAlgoOrder,
+    OpenOrder,
+    PositionAmount,
+    PositionSnapshot,
+    SnapshotFailed,
+    SnapshotRequested,
+)
+from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
+from watchdog.core.orders import ALGO_TERMINAL, ORDER_TERMINAL, OrderBook
+from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, decide
+from watchdog.errors import (
+    AuthenticationFailed,
+    ExchangeError,
+    ExchangeRejected,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from loguru import Logger
+    from watchdog.runtime.clock import Clock
+
+__all__ = [
+    "CancelResult",
+    "Emit",
+    "Outcome",
+    "ReadPositions",
+    "ReaperExchange",
+    "ReaperSettings",
+    "ReaperStore",
+    "ReaperTask",
+    "bracketed_reader",
+    "policy_from_config",
+]
+
+CODE_CANCEL_REJECTED = -2011  # "Unknown order sent.": gone, wrong endpoint, or triggered
+CODE_NO_SUCH_ORDER = -2013    # "Order does not exist."
+REAPING_TTL_MS = 15_000       # covers mark → re-read → cancel → re-query, REST timeouts included
+BUDGET_WINDOW_S = 60.0
+GONE_MEMORY_S = 30.0          # skip a removed order until the book hears it is gone
+RETRY_AFTER_FAILURE_S = 5.0   # do not hammer an order whose cancel just failed
+ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
+LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be
+
+_Ident = tuple[bool, OrderId]
+Emit = Callable[[Event], Awaitable[None]]
+
+
+class ReaperExchange(Protocol):
+    """The calls the reaper makes on ``binance.rest.BinanceRest``."""
+
+    def exchange_time_ms(self) -> int: ...
+
+    def next_request_id(self) -> int: ...
+
+    async def fetch_positions(self, *, urgent: bool = ...) -> tuple[PositionAmount, ...]: ...
+
+    async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None: ...
+
+    async def cancel_algo_order(self, algo_id: OrderId) -> None: ...
+
+    async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder: ...
+
+    async def get_algo_order(self, algo_id: OrderId) -> OpenAlgoOrder: ...
+
+
+class ReaperStore(Protocol):
+    """The calls the reaper makes on ``store.publisher.RedisPublisher``."""
+
+    async def leased_symbols(self) -> frozenset[PositionKey]: ...
+
+    async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = ...) -> None: ...
+
+    async def clear_reaping(self, key: PositionKey) -> None: ...
+
+    async def emit(self, kind: str, fields: Mapping[str, object]) -> str: ...
+
+
+ReadPositions = Callable[[str], Awaitable[PositionSnapshot | None]]
+"""A bracketed REST read of every position (``binance.snapshots.read_positions`` bound to the
+client and the core's inbox); None when the read failed."""
+
+
+class Outcome(StrEnum):
+    """What happened to one selected orphan."""
+
+    REMOVED = "removed"              # the cancel was acknowledged, or the re-query proves it
+    ALREADY_GONE = "already_gone"    # -2011/-2013 and the re-query shows it ended before us
+    WOULD_REMOVE = "would_remove"    # dry_run: every check passed, nothing sent
+    ABORTED = "aborted"              # a pre-cancel check failed: nothing sent
+    FAILED = "failed"                # sent, but the order is (or may be) still open
+    SKIPPED = "skipped"              # removed or failed a moment ago; waiting for the book
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """One orphan's outcome, with the reason in words."""
+
+    cancel: CancelOrder
+    outcome: Outcome
+    detail: str
+
+
+class ReaperSettings(Protocol):
+    """The ``[reaper]`` section of the config (``config.ReaperConfig``)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def dry_run(self) -> bool: ...
+
+    @property
+    def grace_ms(self) -> int: ...
+
+    @property
+    def client_id_prefix(self) -> str: ...
+
+    @property
+    def max_cancels_per_min(self) -> int: ...
+
+    @property
+    def stuck_triggering_s(self) -> float: ...
+
+
+def policy_from_config(section: ReaperSettings) -> ReaperPolicy:
+    """The pure policy from the ``[reaper]`` config section."""
+    return ReaperPolicy(grace_ms=section.grace_ms, client_id_prefix=section.client_id_prefix,
+                        max_cancels_per_min=section.max_cancels_per_min,
+                        stuck_triggering_ms=round(section.stuck_triggering_s * 1000),
+                        dry_run=section.dry_run)
+
+
+class ReaperTask:
+    """The reaper shell: ``step`` decides (in the core loop), ``run`` carries out the cancels.
+
+    ``step`` is synchronous and called by the single writer on every Tick; it never waits on
+    Binance or Redis. Selected orphans reach ``submit`` through the effects runner and are
+    removed one at a time by ``run``, which also keeps the set of leased positions fresh.
+    """
+
+    def __init__(self, exchange: ReaperExchange, store: ReaperStore, emit: Emit, clock: Clock,
+                 config: ReaperSettings, *, read_positions: ReadPositions | None = None,
+                 lease_refresh_s: float = LEASE_REFRESH_S) -> None:
+        self._exchange = exchange
+        self._store = store
+        self._clock = clock
+        self._enabled = config.enabled
+        self._policy = policy_from_config(config)
+        self._read_positions = read_positions or bracketed_reader(exchange, emit)
+        self._lease_refresh_s = lease_refresh_s
+        self._queue: asyncio.Queue[CancelOrder] = asyncio.Queue()
+        self._pending: set[_Ident] = set()
+        self._created: dict[_Ident, int] = {}  # exchange create time of each selected order
+        self._sent: deque[float] = deque()
+        self._hold: dict[_Ident, float] = {}
+        self._alerted: dict[tuple[str, PositionKey | None], float] = {}
+        self._leased: frozenset[PositionKey] | None = None  # None: not read yet (or unreadable)
+        self._leased_at = float("-inf")
+        self.last_decision: ReaperDecision | None = None
+        self.results: deque[CancelResult] = deque(maxlen=100)
+        self.removed_total = 0
+
+    @property
+    def policy(self) -> ReaperPolicy:
+        return self._policy
+
+    def budget_used(self) -> int:
+        """Cancel requests sent in the last 60 s, plus those queued."""
+        return self._sent_last_minute() + len(self._pending)
+
+    # ------------------------------------------------------------ in the core loop
+
+    def step(self, positions: PositionsReader, orders: OrderBook, now_ms: int) -> list[Effect]:
+        """Decide at this Tick; ``now_ms`` (our wall clock) is replaced by Binance's clock."""
+        if not self._enabled:
+            return []
+        if self._leased is None:
+            return []  # leases unknown: a cancel could race the bot; the log says why (run)
+        decision = decide(positions, orders, self._leased, self.budget_used(),
+                          self._exchange.exchange_time_ms(), self._policy)
+        self.last_decision = decision
+        effects: list[Effect] = [*self._fresh_alerts(decision.alerts),
+                                 *decision.snapshot_requests]
+        for cancel in decision.cancels:
+            if self._wanted(cancel):
+                order = orders.get(cancel.order_id, is_algo=cancel.is_algo)
+                if order is not None:
+                    self._created[(cancel.is_algo, cancel.order_id)] = order.create_time_ms
+                effects.append(cancel)
+        return effects
+
+    def submit(self, cancel: CancelOrder) -> None:
+        """Queue one selected orphan (from the effects runner); never blocks."""
+        ident = (cancel.is_algo, cancel.order_id)
+        if ident in self._pending:
+            return
+        self._pending.add(ident)
+        self._queue.put_nowait(cancel)
+
+    # ------------------------------------------------------------ its own task
+
+    async def run(self) -> NoReturn:
+        """Refresh leases and remove queued orphans, one at a time, forever."""
+        while True:
+            await self._refresh_leases()
+            try:
+                async with asyncio.timeout(self._lease_refresh_s):
+                    cancel = await self._queue.get()
+            except TimeoutError:
+                continue
+            try:
+                self.results.append(await self.reap(cancel))
+            finally:
+                self._pending.discard((cancel.is_algo, cancel.order_id))
+
+    async def _refresh_leases(self) -> None:
+        if self._clock.monotonic() - self._leased_at < self._lease_refresh_s:
+            return
+        try:
+            leased = await self._store.leased_symbols()
+        except StoreError as exc:
+            if self._leased is not None:
+                logger.warning("reaper paused: cannot read leases from Redis: {}", exc)
+            self._leased = None
+        else:
+            if self._leased is None:
+                logger.info("reaper active: leases readable (policy {})", self._policy)
+            self._leased = leased
+        self._leased_at = self._clock.monotonic()
+
+    def _wanted(self, cancel: CancelOrder) -> bool:
+        ident = (cancel.is_algo, cancel.order_id)
+        if ident in self._pending:
+            return False
+        held_until = self._hold.get(ident)
+        return held_until is None or self._clock.monotonic() >= held_until
+
+    def _fresh_alerts(self, alerts: tuple[RaiseAlert, ...]) -> list[RaiseAlert]:
+        """Alerts not raised in the last ALERT_REPEAT_S (decide repeats them every tick)."""
+        now_s = self._clock.monotonic()
+        fresh = []
+        for alert in alerts:
+            ident = (alert.code, alert.key)
+            last = self._alerted.get(ident)
+            if last is None or now_s - last >= ALERT_REPEAT_S:
+                self._alerted[ident] = now_s
+                fresh.append(alert)
+        return fresh
+
+    # ------------------------------------------------------------ one orphan
+
+    async def reap(self, cancel: CancelOrder) -> CancelResult:
+        """Remove one selected orphan, with every pre-cancel check (module rules 1-5)."""
+        olog = logger.bind(position=str(cancel.key), order_id=cancel.order_id,
+                          is_algo=cancel.is_algo, client_id=cancel.client_id)
+        olog.info("orphan selected: {}", cancel.reason)
+        try:
+            await self._store.mark_reaping(cancel.key, REAPING_TTL_MS)
+        except StoreError as exc:
+            return self._done(olog, cancel, Outcome.ABORTED,
+                              f"cannot mark reaping in Redis (no veto for the bot): {exc}")
+        try:
+            return await self._reap_marked(cancel, olog)
+        finally:
+            try:
+                await self._store.clear_reaping(cancel.key)
+            except StoreError as exc:
+                olog.error("reaping mark not cleared (expires in {} ms): {}", REAPING_TTL_MS, exc)
+
+    async def _reap_marked(self, cancel: CancelOrder, olog: Logger) -> CancelResult:
+        try:
+            leased = await self._store.leased_symbols()
+        except StoreError as exc:
+            return self._done(olog, cancel, Outcome.ABORTED, f"cannot re-read leases: {exc}")
+        if cancel.key in leased:
+            return self._done(olog, cancel, Outcome.ABORTED,
+                              "a lease was taken before the reaping mark")
+        problem = await self._recheck(cancel)
+        if problem:
+            return self._done(olog, cancel, Outcome.ABORTED, problem)
+        if self._policy.dry_run:
+            return self._done(olog, cancel, Outcome.WOULD_REMOVE,
+                              "dry_run: position re-read flat, cancel not sent")
+        if self._sent_last_minute() >= self._policy.max_cancels_per_min:
+            return self._done(olog, cancel, Outcome.ABORTED,
+                              f"budget: {self._policy.max_cancels_per_min} cancels/min used")
+        self._sent.append(self._clock.monotonic())
+        outcome, detail = await self._cancel(cancel, olog)
+        result = self._done(olog, cancel, outcome, detail)
+        if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE):
+            self.removed_total += 1
+            await self._publish_removal(result, olog)
+        return result
+
+    async def _recheck(self, cancel: CancelOrder) -> str:
+        """A fresh REST read of positions; '' when ``cancel.key`` is flat now, else why not."""
+        created_ms = self._created.get((cancel.is_algo, cancel.order_id), 0)
+        snapshot = await self._read_positions(
+            f"reaper re-check before cancelling {cancel.order_id} on {cancel.key}")
+        if snapshot is None:
+            return "re-read of positions failed: the position is not known flat now"
+        if snapshot.requested_time_ms <= created_ms:
+            return (f"re-read requested at {snapshot.requested_time_ms}, not after the order "
+                    f"was created at {created_ms}")
+        for row in snapshot.positions:
+            if row.key == cancel.key and row.amount != ZERO:
+                return f"position reopened: REST shows amount {row.amount} now"
+        return ""
+
+    async def _cancel(self, cancel: CancelOrder, olog: Logger) -> tuple[Outcome, str]:
+        endpoint = "DELETE /fapi/v1/algoOrder" if cancel.is_algo else "DELETE /fapi/v1/order"
+        olog.info("cancelling via {}", endpoint)
+        try:
+            if cancel.is_algo:
+                await self._exchange.cancel_algo_order(cancel.order_id)
+            else:
+                await self._exchange.cancel_order(cancel.key.symbol, cancel.order_id)
+        except AuthenticationFailed:
+            raise
+        except ExchangeRejected as exc:
+            if exc.code not in (CODE_CANCEL_REJECTED, CODE_NO_SUCH_ORDER):
+                return Outcome.FAILED, f"{endpoint} rejected: {exc}"
+            olog.warning("{} answered {}: re-querying before calling it gone", endpoint, exc.code)
+            return await self._requery(cancel, f"{endpoint} answered {exc.code}", ours=False)
+        except ExchangeError as exc:
+            olog.warning("{} outcome not proven ({}): re-querying", endpoint, exc)
+            return await self._requery(cancel, f"{endpoint}: {type(exc).__name__}", ours=True)
+        return Outcome.REMOVED, f"{endpoint} acknowledged"
+
+    async def _requery(self, cancel: CancelOrder, why: str, *, ours: bool) -> tuple[Outcome, str]:
+        """Ask the exchange for the order's status; only a terminal status proves it gone."""
+        gone = Outcome.REMOVED if ours else Outcome.ALREADY_GONE
+        try:
+            if cancel.is_algo:
+                algo = await self._exchange.get_algo_order(cancel.order_id)
+                status, terminal = algo.status.value, algo.status in ALGO_TERMINAL
+            else:
+                row = await self._exchange.get_order(cancel.key.symbol, cancel.order_id)
+                status, terminal = row.status, row.status in ORDER_TERMINAL
+        except AuthenticationFailed:
+            raise
+        except ExchangeRejected as exc:
+            if exc.code in (CODE_NO_SUCH_ORDER, CODE_CANCEL_REJECTED):
+                return gone, f"{why}; re-query: order does not exist ({exc.code})"
+            return Outcome.FAILED, f"{why}; re-query rejected: {exc}"
+        except ExchangeError as exc:
+            return Outcome.FAILED, f"{why}; re-query failed, outcome unknown: {exc}"
+        if terminal:
+            return gone, f"{why}; re-query: {status}"
+        if status in ("TRIGGERING", "TRIGGERED"):
+            return Outcome.FAILED, (f"{why}; re-query: {status} (triggered meanwhile: its child "
+                                    f"order, if any, is judged on its own)")
+        return Outcome.FAILED, f"{why}; re-query: still {status}"
+
+    async def _publish_removal(self, result: CancelResult, olog: Logger) -> None:
+        cancel = result.cancel
+        fields: dict[str, object] = {
+            "position": str(cancel.key), "symbol": cancel.key.symbol,
+            "side": cancel.key.side.value, "order_id": cancel.order_id,
+            "algo": int(cancel.is_algo), "client_id": cancel.client_id,
+            "outcome": result.outcome.value, "reason": cancel.reason}
+        for kind in ("orphan_removed", "trailing_stop_orphaned"):
+            try:
+                await self._store.emit(kind, fields)
+            except StoreError as exc:
+                olog.error("event {} not written to Redis (the bot will not hear of this "
+                          "removal): {}", kind, exc)
+
+    def _sent_last_minute(self) -> int:
+        now_s = self._clock.monotonic()
+        while self._sent and now_s - self._sent[0] >= BUDGET_WINDOW_S:
+            self._sent.popleft()
+        return len(self._sent)
+
+    def _done(self, olog: Logger, cancel: CancelOrder, outcome: Outcome,
+              detail: str) -> CancelResult:
+        ident = (cancel.is_algo, cancel.order_id)
+        now_s = self._clock.monotonic()
+        for key in [k for k, until in self._hold.items() if until < now_s]:
+            del self._hold[key]
+        pause_s = GONE_MEMORY_S if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE,
+                                               Outcome.WOULD_REMOVE) else RETRY_AFTER_FAILURE_S
+        self._hold[ident] = now_s + pause_s
+        self._created.pop(ident, None)
+        level = {Outcome.FAILED: "ERROR", Outcome.ABORTED: "WARNING"}.get(outcome, "INFO")
+        olog.log(level, "orphan {}: {}", outcome.value, detail)
+        return CancelResult(cancel, outcome, detail)
+
+
+def bracketed_reader(exchange: ReaperExchange, emit: Emit) -> ReadPositions:
+    """Read every position, bracketed for the core (core/events.py rule 3), so the book learns
+    from the re-check too; a failed read reaches the core as ``SnapshotFailed``."""
+
+    async def read(reason: str) -> PositionSnapshot | None:
+        request_id = exchange.next_request_id()
+        requested_ms = exchange.exchange_time_ms()
+        await emit(SnapshotRequested(request_id, requested_ms))
+        try:
+            positions = await exchange.fetch_positions(urgent=True)
+        except AuthenticationFailed:
+            raise
+        except ExchangeError as exc:
+            logger.warning("reaper re-read failed ({}): {}", reason, exc)
+            await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
+            return None
+        snapshot = PositionSnapshot(request_id, requested_ms, exchange.exchange_time_ms(),
+                                    positions)
+        await emit(snapshot)
+        return snapshot
+
+    return read

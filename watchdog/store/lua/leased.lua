@@ -1,0 +1,5 @@
+-- leased: members "SYMBOL:SIDE" with a live lease (the poller polls them fast); drops expired ones.
+-- KEYS: 1 leases
+-- Reply: array of members
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+return redis.call('ZRANGE', KEYS[1], 0, -1)

@@ -1,0 +1,257 @@
+"""RedisPublisher: the watchdog's only writer to Redis (positions, health, events, leases).
+
+It registers the Lua scripts at startup (``start``), writes positions with a compare-and-set on
+version, and keeps the last view it wrote per position so that, when a heartbeat finds Redis
+lost its data (restart without persistence, FLUSHALL, failover), it republishes everything
+within that same heartbeat. Republished views keep their original ``verified_ms``: freshness is
+never refreshed by a republish, so an old view reads as stale, never as new truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import count
+
+import redis.asyncio
+from loguru import logger
+
+from watchdog import __version__
+from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
+from watchdog.core.model import PositionKey, PositionState, PositionView
+from watchdog.errors import InvariantViolation
+from watchdog.store.connection import connect, map_redis_errors
+from watchdog.store.keys import AccountKeys, member_of, parse_member
+from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
+
+__all__ = ["RedisPublisher", "StoreEffect", "health_value"]
+
+StoreEffect = Publish | Retract | Notify | RaiseAlert
+
+# Health field names that could only carry a secret: refused, whatever the caller meant.
+_SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
+
+
+def health_value(value: object) -> str:
+    """Flatten one health value to the string Redis stores (JSON for containers)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float | Decimal):
+        return str(value)
+    return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Retracted:
+    reason: str
+    version: int
+
+
+class RedisPublisher:
+    """Writes what the core decided; one asyncio Redis client, scripts registered at ``start``.
+
+    Args:
+        client: an asyncio client made by :func:`watchdog.store.connection.connect`.
+        account: ``[redis] account``; every key carries it as the hash tag.
+        health_ttl_ms: the health hash expires this long after the last heartbeat.
+        closed_ttl_s: a closed position's hash expires this long after it was written.
+        events_maxlen: approximate bound of the events stream.
+        veto_max_age_ms: the default freshness limit of the verdicts (written to health).
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, account: str, health_ttl_ms: int,
+                 closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "") -> None:
+        self._redis = client
+        self._url = url
+        self.keys = AccountKeys(account)
+        self._health_ttl_ms = health_ttl_ms
+        self._closed_ttl_ms = int(closed_ttl_s * 1000)
+        self._events_maxlen = events_maxlen
+        self._veto_max_age_ms = veto_max_age_ms
+        self._scripts = {name: client.register_script(script_source(name))
+                         for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
+        self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        self._beats = count(1)
+        self._epoch = ""
+        self.republished_total = 0
+
+    @classmethod
+    def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
+                 events_maxlen: int, veto_max_age_ms: int, socket_timeout_s: float) -> RedisPublisher:
+        """Build the client (explicit retry policy, see ``connection.py``) and the publisher."""
+        client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog")
+        return cls(client, account=account, health_ttl_ms=health_ttl_ms, closed_ttl_s=closed_ttl_s,
+                   events_maxlen=events_maxlen, veto_max_age_ms=veto_max_age_ms, url=url)
+
+    async def start(self) -> None:
+        """Load every script (bots may call them by SHA only). Raises ``StoreUnavailable``."""
+        await self._load_scripts()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _load_scripts(self) -> None:
+        with map_redis_errors("SCRIPT LOAD", self._url):
+            for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS:
+                await self._redis.script_load(script_source(name))
+
+    # ---------------------------------------------------------------- positions
+
+    async def publish(self, view: PositionView) -> bool:
+        """Write ``view`` unless Redis holds an equal or newer version; True if written."""
+        held = self._held.get(view.key)
+        if held is None or view.version > held.version:
+            self._held[view.key] = view
+        return await self._publish(view)
+
+    async def _publish(self, view: PositionView) -> bool:
+        k = self.keys
+        member = member_of(view.key)
+        with map_redis_errors("publish_position", self._url):
+            written, stored = await self._scripts["publish_position"](
+                keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
+                args=[member, view.version, view.state.value, view.knowledge.value, str(view.amount),
+                      str(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
+                      view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value])
+        if not written:
+            logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
+        return bool(written)
+
+    async def retract(self, key: PositionKey, reason: str) -> None:
+        """Show ``key`` as unknown with ``reason``; its version is kept (see retract_position.lua)."""
+        held = self._held.get(key)
+        record = _Retracted(reason, held.version if held is not None else 0)
+        self._held[key] = record
+        await self._retract(key, record)
+
+    async def _retract(self, key: PositionKey, record: _Retracted) -> None:
+        with map_redis_errors("retract_position", self._url):
+            await self._scripts["retract_position"](
+                keys=[self.keys.position(key), self.keys.positions],
+                args=[member_of(key), record.reason, record.version, key.symbol, key.side.value])
+
+    async def republish(self, now_ms: int) -> int:
+        """Write again every held view (CAS keeps newer data); closed ones past their TTL are dropped."""
+        done = 0
+        for key, record in list(self._held.items()):
+            if isinstance(record, _Retracted):
+                await self._retract(key, record)
+            elif record.state is PositionState.CLOSED and now_ms - record.verified_ms > self._closed_ttl_ms:
+                del self._held[key]
+                continue
+            else:
+                await self._publish(record)
+            done += 1
+        self.republished_total += done
+        return done
+
+    # ---------------------------------------------------------------- health
+
+    async def heartbeat(self, health: Mapping[str, object], *, wall_ms: int | None = None) -> bool:
+        """Rewrite the health hash (PEXPIRE health_ttl_ms); republish if Redis lost our data.
+
+        Args:
+            health: identity and state as the caller sees it (stream state, last event age, …).
+                Values are flattened with :func:`health_value`. A secret-looking field name
+                raises ``InvariantViolation``: secrets never go to Redis.
+            wall_ms: the watchdog's wall clock (epoch ms); the verdicts measure age on it.
+
+        Returns:
+            True when a loss was detected and every held view was republished.
+        """
+        for field in health:
+            if any(word in field.lower() for word in _SECRET_WORDS):
+                raise InvariantViolation(f"refusing to write health field {field!r} to Redis: looks like a secret")
+        now = int(time.time() * 1000) if wall_ms is None else wall_ms
+        fields: dict[str, str] = {name: health_value(value) for name, value in health.items()}
+        fields.update({
+            "schema": "wd:v1", "instance": self._instance, "watchdog_version": __version__,
+            "veto_max_age_ms": str(self._veto_max_age_ms), "events_maxlen": str(self._events_maxlen),
+            "health_ttl_ms": str(self._health_ttl_ms), "republished_total": str(self.republished_total),
+        })
+        fields.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
+        token = f"{self._instance}:{next(self._beats)}"
+        pairs = [item for pair in fields.items() for item in pair]
+        with map_redis_errors("heartbeat", self._url):
+            lost, previous = await self._scripts["heartbeat"](
+                keys=[self.keys.health, self.keys.epoch],
+                args=[self._health_ttl_ms, self._epoch, token, now, *pairs])
+            loaded = await self._redis.script_exists(*(script_sha(n) for n in BOT_SCRIPTS))
+        first = self._epoch == ""
+        self._epoch = token
+        if not all(loaded):
+            logger.warning("Redis lost the veto scripts (SCRIPT FLUSH or restart): loading them again")
+            await self._load_scripts()
+        if not lost:
+            return False
+        if previous and not previous.startswith(f"{self._instance}:"):
+            logger.error("another watchdog ({}) writes account {}: check [redis] account on every host",
+                         previous.rpartition(":")[0], self.keys.account)
+        elif not first:
+            logger.warning("Redis lost the watchdog's data (restart, FLUSHALL or failover): republishing")
+        await self._load_scripts()
+        done = await self.republish(now)
+        logger.info("republished {} position(s) to Redis", done)
+        return True
+
+    # ---------------------------------------------------------------- events
+
+    async def emit(self, kind: str, fields: Mapping[str, object]) -> str:
+        """XADD one event to the bounded stream and PUBLISH it on the channel; returns its id."""
+        pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
+        with map_redis_errors("emit_event", self._url):
+            return str(await self._scripts["emit_event"](
+                keys=[self.keys.events, self.keys.health], args=[self.keys.channel, "kind", kind, *pairs]))
+
+    async def run(self, effect: StoreEffect) -> None:
+        """Run one store effect of the core, in the order the core returned it."""
+        match effect:
+            case Publish(view=view):
+                await self.publish(view)
+            case Retract(key=key, reason=reason):
+                await self.retract(key, reason)
+            case Notify(kind=kind, key=key, detail=detail):
+                await self.emit(kind, {**({"position": member_of(key)} if key else {}), **dict(detail)})
+            case RaiseAlert(code=code, message=message, key=key):
+                await self.emit("alert", {"code": code, "message": message,
+                                          **({"position": member_of(key)} if key else {})})
+
+    # ---------------------------------------------------------------- veto, watchdog side
+
+    async def revoke_leases_for(self, key: PositionKey, reason: str) -> bool:
+        """Revoke the live lease on ``key`` (confirm then vetoes); True if one was revoked."""
+        k = self.keys
+        with map_redis_errors("revoke_lease", self._url):
+            return bool(await self._scripts["revoke_lease"](
+                keys=[k.lease(key), k.leases, k.events, k.health], args=[member_of(key), reason, k.channel]))
+
+    async def leased_symbols(self) -> frozenset[PositionKey]:
+        """Positions under a live lease: the poller polls them fast until the lease ends."""
+        with map_redis_errors("leased", self._url):
+            members = await self._scripts["leased"](keys=[self.keys.leases], args=[])
+        return frozenset(parse_member(m) for m in members)
+
+    async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
+        """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
+        with map_redis_errors("mark_reaping", self._url):
+            await self._redis.set(self.keys.reaping(key), reason, px=ttl_ms)
+
+    async def clear_reaping(self, key: PositionKey) -> None:
+        with map_redis_errors("clear_reaping", self._url):
+            await self._redis.delete(self.keys.reaping(key))
+
+    # ---------------------------------------------------------------- reads for status
+
+    async def read_windows(self) -> dict[str, str]:
+        """The bots' unprotected windows per position (last window JSON, count, max)."""
+        with map_redis_errors("read_windows", self._url):
+            raw = await self._redis.hgetall(self.keys.windows)
+        return {str(name): str(value) for name, value in raw.items()}
