@@ -20,7 +20,8 @@ async def _connect(sim: Simulator, sim_client: SimClient,
     return ws
 
 
-async def test_mute_keeps_connection_and_pongs_but_drops_events(sim: Simulator, sim_client: SimClient) -> None:
+async def test_mute_keeps_connection_and_pongs_but_drops_events(sim: Simulator,
+                                                                 sim_client: SimClient) -> None:
     ws = await _connect(sim, sim_client, ["ACCOUNT_UPDATE"])
     async with ws:
         response = await sim_client.control("POST", "faults", {"stream": "mute"})
@@ -96,7 +97,8 @@ async def test_rest_lag_answers_from_the_past(sim: Simulator, sim_client: SimCli
                                  type="STOP_MARKET", triggerPrice="80000", quantity="0.002")
     assert algo.status_code == 200
     assert (await sim_client.get("/fapi/v3/positionRisk")).json() == []
-    assert (await sim_client.get("/fapi/v2/positionRisk", symbol="BTCUSDT")).json()[0]["positionAmt"] == "0.000"
+    v2 = (await sim_client.get("/fapi/v2/positionRisk", symbol="BTCUSDT")).json()
+    assert v2[0]["positionAmt"] == "0.000"
     assert (await sim_client.get("/fapi/v1/openAlgoOrders")).json() == []
     sim.clear_faults()
     assert (await sim_client.get("/fapi/v3/positionRisk")).json()[0]["positionAmt"] == "0.002"

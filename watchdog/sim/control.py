@@ -148,7 +148,8 @@ async def _state(request: web.Request, venue: Venue) -> Any:
                 "key": mask(account.listen_key), "expires_in_ms": account.listen_key_expires_ms - now},
         })
     connections = [{"id": c.id, "path": c.path, "listen_keys": [mask(k) for k in c.subscriptions],
-                    "events": {mask(k): (None if e is None else sorted(e)) for k, e in c.subscriptions.items()},
+                    "events": {mask(k): (None if e is None else sorted(e))
+                               for k, e in c.subscriptions.items()},
                     "age_s": round(loop.time() - c.opened_at, 3)}
                    for c in sorted(venue.hub.connections, key=lambda c: c.id)]
     return {"time_ms": now, "accounts": accounts, "connections": connections,

@@ -264,14 +264,15 @@ class SimExchange:
         account.wallet += pnl - commission
         order.executed_qty += qty
         order.cum_quote += qty * price
-        order.status = "FILLED" if order.executed_qty >= order.qty or order.reduce_only else "PARTIALLY_FILLED"
+        done = order.executed_qty >= order.qty or order.reduce_only
+        order.status = "FILLED" if done else "PARTIALLY_FILLED"
         order.update_time_ms = now
         self._next_trade_id += 1
         fill = ev.Fill(self._next_trade_id, qty, price, maker=maker, commission=commission,
                        realized_pnl=pnl)
         self.outbox.append(Outgoing(account.api_key, ev.trade_lite(order, spec, fill, now)))
-        self.outbox.append(Outgoing(account.api_key,
-                                    ev.order_trade_update(order, spec, execution="TRADE", now_ms=now, fill=fill)))
+        self.outbox.append(Outgoing(account.api_key, ev.order_trade_update(
+            order, spec, execution="TRADE", now_ms=now, fill=fill)))
         row = ev.position_row(order.symbol, order.position_side, position.amount, position.entry,
                               position.realized, position.unrealized(self.mark[order.symbol]), spec)
         self.outbox.append(Outgoing(account.api_key,
@@ -395,7 +396,8 @@ class SimExchange:
         algo.status = status
         algo.reject_reason = reason
         algo.update_time_ms = self.now_ms()
-        self.outbox.append(Outgoing(account.api_key, ev.algo_update(algo, self.specs[algo.symbol], self.now_ms())))
+        event = ev.algo_update(algo, self.specs[algo.symbol], self.now_ms())
+        self.outbox.append(Outgoing(account.api_key, event))
         self._commit(account)
 
     # ------------------------------------------------------------------ prices and triggers

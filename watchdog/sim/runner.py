@@ -68,7 +68,8 @@ class Simulator:
             await asyncio.sleep(0.01)
 
     # Direct equivalents of the control API (same effects, no HTTP).
-    def set_mark_price(self, symbol: str, price: str | Decimal, contract_price: str | Decimal | None = None) -> None:
+    def set_mark_price(self, symbol: str, price: str | Decimal,
+                       contract_price: str | Decimal | None = None) -> None:
         mark = Decimal(str(price))
         last = Decimal(str(contract_price)) if contract_price is not None else mark
         self.venue.exchange.set_price(symbol, mark=mark, last=last)

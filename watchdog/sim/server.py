@@ -98,7 +98,8 @@ def _int(params: Params, name: str) -> int | None:
 def _ids(params: Params, id_name: str, client_name: str) -> tuple[int | None, str | None]:
     order_id, client_id = _int(params, id_name), params.get(client_name)
     if order_id is None and not client_id:
-        raise rj.Rejection(-1102, f"Param '{id_name}' or '{client_name}' must be sent, but both were empty/null!")
+        raise rj.Rejection(-1102, f"Param '{id_name}' or '{client_name}' must be sent, "
+                                  "but both were empty/null!")
     return order_id, client_id
 
 
