@@ -2,7 +2,9 @@
 
     POST   /sim/v1/mark-price  {"symbol", "price"[, "contract_price"]} → moves the mark price (and
                                the contract price, unless given separately); fires triggers
-    POST   /sim/v1/fills       {"symbol", "side", "qty"[, "position_side", "api_key"]}
+    POST   /sim/v1/fills       {"symbol", "side", "qty"[, "position_side", "parts", "api_key"]}
+    POST   /sim/v1/liquidate   {"symbol"[, "position_side", "kind": "liquidation"|"adl",
+                               "account_update": true, "api_key"]} → exchange-initiated close
     POST   /sim/v1/faults      any of the keys in :mod:`watchdog.sim.faults`; merged
     DELETE /sim/v1/faults      back to normal
     GET    /sim/v1/state       positions, open orders, open algo orders, listen keys (masked),
@@ -110,7 +112,27 @@ async def _fills(request: web.Request, venue: Venue) -> Any:
         raise _BadRequest(f"side: expected BUY or SELL, got {side!r}")
     qty = _decimal(doc, "qty")
     position_side = doc.get("position_side")
-    order = venue.exchange.market_fill(_api_key(venue, doc), symbol, side, qty, position_side)
+    parts = doc.get("parts", 1)
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise _BadRequest(f"parts: expected an integer >= 1, got {parts!r}")
+    order = venue.exchange.market_fill(_api_key(venue, doc), symbol, side, qty, position_side, parts=parts)
+    return order_rest(order, venue.exchange.specs[symbol], with_time=True)
+
+
+async def _liquidate(request: web.Request, venue: Venue) -> Any:
+    doc = await _doc(request)
+    symbol = str(doc.get("symbol", ""))
+    if symbol not in venue.exchange.specs:
+        raise _BadRequest(f"symbol: not listed: {symbol!r}")
+    account_update = doc.get("account_update", True)
+    if not isinstance(account_update, bool):
+        raise _BadRequest(f"account_update: expected true or false, got {account_update!r}")
+    try:
+        order = venue.exchange.force_close(
+            _api_key(venue, doc), symbol, str(doc.get("position_side", "BOTH")),
+            kind=str(doc.get("kind", "liquidation")), account_update=account_update)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
     return order_rest(order, venue.exchange.specs[symbol], with_time=True)
 
 
@@ -173,6 +195,7 @@ async def _expire_listen_key(request: web.Request, venue: Venue) -> Any:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/v1/mark-price", _handler(_mark_price))
     app.router.add_post("/sim/v1/fills", _handler(_fills))
+    app.router.add_post("/sim/v1/liquidate", _handler(_liquidate))
     app.router.add_post("/sim/v1/faults", _handler(_faults_post))
     app.router.add_delete("/sim/v1/faults", _handler(_faults_delete))
     app.router.add_get("/sim/v1/state", _handler(_state))

@@ -175,7 +175,7 @@ class SimExchange(Matching):
         return self._place(account, req, check_notional=True)
 
     def market_fill(self, api_key: str, symbol: str, side: str, qty: Decimal,
-                    position_side: str | None) -> Order:
+                    position_side: str | None, *, parts: int = 1) -> Order:
         """Control API ``/sim/v1/fills``: a MARKET trade with every event it causes."""
         account = self.accounts[api_key]
         params = {"symbol": symbol, "side": side, "type": "MARKET", "quantity": f"{qty:f}",
@@ -185,9 +185,9 @@ class SimExchange(Matching):
         self._next_client += 1
         params["newClientOrderId"] = f"sim_fill_{self._next_client}"
         req = parse_new_order(params, self.specs, account.dual_side)
-        return self._place(account, req, check_notional=False)
+        return self._place(account, req, check_notional=False, parts=parts)
 
-    def _place(self, account: Account, req: NewOrder, *, check_notional: bool) -> Order:
+    def _place(self, account: Account, req: NewOrder, *, check_notional: bool, parts: int = 1) -> Order:
         spec = self.specs[req.symbol]
         reducing = req.reduce_only or self._is_close(req.position_side, req.side)
         qty = req.qty
@@ -207,7 +207,7 @@ class SimExchange(Matching):
         account.orders[order.order_id] = order
         ack = copy.copy(order)
         self._emit_order(account, order, "NEW")
-        self._work(account, order, new=True)
+        self._work(account, order, new=True, parts=parts)
         self._commit(account)
         return copy.copy(order) if req.result_response else ack
 

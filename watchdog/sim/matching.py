@@ -12,7 +12,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from watchdog.sim import events as ev
 from watchdog.sim import rejections as rj
@@ -62,11 +62,16 @@ class Matching:
     def _is_close(self, position_side: str, side: str) -> bool:
         return (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
 
-    def _work(self, account: Account, order: Order, *, new: bool) -> None:
-        """Fill ``order`` if it can trade at the current contract price; expire IOC leftovers."""
+    def _work(self, account: Account, order: Order, *, new: bool, parts: int = 1) -> None:
+        """Fill ``order`` if it can trade at the current contract price; expire IOC leftovers.
+
+        ``parts`` > 1 splits a MARKET fill into that many executions (ccxt#26407's split fills).
+        """
         last = self.last[order.symbol]
         if order.type == "MARKET":
-            self._execute(account, order, order.qty, last, maker=False)
+            for qty in _split(order.qty, parts, self.specs[order.symbol].step_size):
+                if order.is_open:
+                    self._execute(account, order, qty, last, maker=False)
             return
         crosses = last <= order.price if order.side == "BUY" else last >= order.price
         if crosses:
@@ -80,7 +85,7 @@ class Matching:
             self._finish(account, order, "EXPIRED", expiry_reason=2 if order.time_in_force == "IOC" else 10)
 
     def _execute(self, account: Account, order: Order, qty: Decimal, price: Decimal, *,
-                 maker: bool) -> None:
+                 maker: bool, execution: str = "TRADE", account_update: bool = True) -> None:
         spec = self.specs[order.symbol]
         if order.reduce_only or self._is_close(order.position_side, order.side):
             qty = min(qty, self._closable(account, order.symbol, order.position_side, order.side))
@@ -101,13 +106,16 @@ class Matching:
         self._next_trade_id += 1
         fill = ev.Fill(self._next_trade_id, qty, price, maker=maker, commission=commission,
                        realized_pnl=pnl)
-        self.outbox.append(Outgoing(account.api_key, ev.trade_lite(order, spec, fill, now)))
-        self.outbox.append(Outgoing(account.api_key, ev.order_trade_update(
-            order, spec, execution="TRADE", now_ms=now, fill=fill)))
-        row = ev.position_row(order.symbol, order.position_side, position.amount, position.entry,
-                              position.realized, position.unrealized(self.mark[order.symbol]), spec)
-        self.outbox.append(Outgoing(account.api_key,
-                                    ev.account_update("ORDER", account.wallet, ZERO, [row], now)))
+        trade = Outgoing(account.api_key, ev.order_trade_update(
+            order, spec, execution=execution, now_ms=now, fill=fill))
+        lite = Outgoing(account.api_key, ev.trade_lite(order, spec, fill, now))
+        # Liquidations report CALCULATED first (fixture ws_futures_order_update_liquidation).
+        self.outbox.extend([trade, lite] if execution == "CALCULATED" else [lite, trade])
+        if account_update:
+            row = ev.position_row(order.symbol, order.position_side, position.amount, position.entry,
+                                  position.realized, position.unrealized(self.mark[order.symbol]), spec)
+            self.outbox.append(Outgoing(account.api_key,
+                                        ev.account_update("ORDER", account.wallet, ZERO, [row], now)))
         if not order.is_open:
             self._on_order_done(account, order)
 
@@ -142,6 +150,35 @@ class Matching:
         self._commit(account)
 
     # ------------------------------------------------------------------ prices and triggers
+
+    def force_close(self, api_key: str, symbol: str, position_side: str, *, kind: str = "liquidation",
+                    account_update: bool = True) -> Order:
+        """An exchange-initiated close at the mark price: liquidation or ADL (§2.2).
+
+        Liquidation: ``c`` = ``autoclose-…``, execution CALCULATED; ADL: ``c`` =
+        ``adl_autoclose-…``, execution TRADE. ``account_update=False`` leaves out the
+        ACCOUNT_UPDATE, the symptom reported in ccxt#27064 (UNCONFIRMED as Binance behaviour).
+        No algo order is touched: stops on the symbol are orphaned, as in production.
+        """
+        if kind not in ("liquidation", "adl"):
+            raise ValueError(f"kind: expected 'liquidation' or 'adl', got {kind!r}")
+        account = self.accounts[api_key]
+        position = account.positions.get((symbol, position_side))
+        if position is None or position.amount == 0:
+            raise ValueError(f"no open {symbol} {position_side} position to close")
+        now = self.now_ms()
+        self._next_client += 1
+        prefix = "autoclose" if kind == "liquidation" else "adl_autoclose"
+        side = "SELL" if position.amount > 0 else "BUY"
+        qty = abs(position.amount)
+        order = Order(self._order_id(), f"{prefix}-{now}{self._next_client}", symbol, side, "MARKET",
+                      "GTC", qty, ZERO, position_side, False, False, now, now)
+        account.orders[order.order_id] = order
+        execution = "CALCULATED" if kind == "liquidation" else "TRADE"
+        self._execute(account, order, qty, self.mark[symbol], maker=False, execution=execution,
+                      account_update=account_update)
+        self._commit(account)
+        return order
 
     def _working_price(self, symbol: str, working_type: str) -> Decimal:
         return self.mark[symbol] if working_type == "MARK_PRICE" else self.last[symbol]
@@ -222,3 +259,10 @@ class Matching:
         history.append(account.view(now, self.mark))
         while len(history) >= 2 and history[1].time_ms <= now - self.history_ms:
             history.popleft()
+
+
+def _split(qty: Decimal, parts: int, step: Decimal) -> list[Decimal]:
+    """``qty`` in ``parts`` step-aligned pieces (fewer if it is too small); they sum to ``qty``."""
+    parts = max(1, min(parts, int(qty / step)))
+    piece = (qty / parts / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    return [piece] * (parts - 1) + [qty - piece * (parts - 1)]

@@ -75,8 +75,17 @@ class Simulator:
         self.venue.exchange.set_price(symbol, mark=mark, last=last)
         self.venue.flush()
 
-    def fill(self, symbol: str, side: str, qty: str | Decimal, position_side: str | None = None) -> None:
-        self.venue.exchange.market_fill(self.api_key, symbol, side, Decimal(str(qty)), position_side)
+    def fill(self, symbol: str, side: str, qty: str | Decimal, position_side: str | None = None, *,
+             parts: int = 1) -> None:
+        self.venue.exchange.market_fill(self.api_key, symbol, side, Decimal(str(qty)), position_side,
+                                        parts=parts)
+        self.venue.flush()
+
+    def liquidate(self, symbol: str, position_side: str = "BOTH", *, kind: str = "liquidation",
+                  account_update: bool = True) -> None:
+        """Close the position the way the exchange does (``autoclose-…`` / ``adl_autoclose-…``)."""
+        self.venue.exchange.force_close(self.api_key, symbol, position_side, kind=kind,
+                                        account_update=account_update)
         self.venue.flush()
 
     def set_faults(self, **faults: Any) -> None:
