@@ -213,7 +213,7 @@ class SimExchange(Matching):
 
     def find_order(self, api_key: str, symbol: str, order_id: int | None, client_id: str | None) -> Order:
         account = self.accounts[api_key]
-        for order in account.orders.values():
+        for order in reversed(account.orders.values()):  # a reused client id: the newest order
             if order.symbol == symbol and (order.order_id == order_id or
                                            (order_id is None and order.client_id == client_id)):
                 return order
@@ -277,7 +277,7 @@ class SimExchange(Matching):
         return algo
 
     def find_algo(self, api_key: str, algo_id: int | None, client_algo_id: str | None) -> AlgoOrder:
-        for algo in self.accounts[api_key].algos.values():
+        for algo in reversed(self.accounts[api_key].algos.values()):
             if algo.algo_id == algo_id or (algo_id is None and algo.client_algo_id == client_algo_id):
                 return algo
         raise rj.no_such_order()

@@ -87,11 +87,15 @@ class Matching:
     def _execute(self, account: Account, order: Order, qty: Decimal, price: Decimal, *,
                  maker: bool, execution: str = "TRADE", account_update: bool = True) -> None:
         spec = self.specs[order.symbol]
+        capped = False
         if order.reduce_only or self._is_close(order.position_side, order.side):
-            qty = min(qty, self._closable(account, order.symbol, order.position_side, order.side))
-            if qty == 0:
+            closable = self._closable(account, order.symbol, order.position_side, order.side)
+            if closable == 0:
                 self._finish(account, order, "EXPIRED", expiry_reason=4)
                 return
+            # Reduce-only never flips: the order is done once the position is closed.
+            capped = qty >= closable
+            qty = min(qty, closable)
         now = self.now_ms()
         position = account.position(order.symbol, order.position_side)
         pnl = position.apply(qty if order.side == "BUY" else -qty, price)
@@ -100,7 +104,7 @@ class Matching:
         account.wallet += pnl - commission
         order.executed_qty += qty
         order.cum_quote += qty * price
-        done = order.executed_qty >= order.qty or order.reduce_only
+        done = order.executed_qty >= order.qty or capped
         order.status = "FILLED" if done else "PARTIALLY_FILLED"
         order.update_time_ms = now
         self._next_trade_id += 1
