@@ -28,6 +28,8 @@ def _status(sim: Simulator, algo_id: int) -> str:
     ("TAKE_PROFIT_MARKET", "SELL", "91000", "91000.0", "90999.9"),
     ("TAKE_PROFIT_MARKET", "BUY", "89000", "88999.9", "89000.1"),
     ("STOP", "SELL", "89000", "89000.0", "89000.1"),
+    ("STOP", "BUY", "91000", "91000.0", "90999.9"),
+    ("TAKE_PROFIT", "SELL", "91000", "91000.1", "90999.9"),
     ("TAKE_PROFIT", "BUY", "89000", "89000.0", "89000.1"),
 ])
 async def test_trigger_rules(sim: Simulator, sim_client: SimClient, order_type: str, side: str,
