@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
 
 from watchdog.sim import rejections as rj
 from watchdog.sim.orders import algo_rest, order_rest
@@ -79,6 +80,7 @@ def _handler(fn: Any) -> Any:
         try:
             result = await fn(request, venue)
         except _BadRequest as exc:
+            logger.warning("sim control {} {} refused: {}", request.method, request.path, exc)
             return web.json_response({"error": str(exc)}, status=400)
         except rj.Rejection as exc:
             venue.flush()
@@ -142,11 +144,13 @@ async def _faults_post(request: web.Request, venue: Venue) -> Any:
         actions = venue.set_faults(doc)
     except ValueError as exc:
         raise _BadRequest(str(exc)) from exc
+    logger.info("sim faults set {} actions={}", venue.faults.to_json(), actions)
     return {"faults": venue.faults.to_json(), "actions": actions}
 
 
 async def _faults_delete(request: web.Request, venue: Venue) -> Any:
     venue.clear_faults()
+    logger.info("sim faults cleared")
     return {"faults": venue.faults.to_json()}
 
 
@@ -183,6 +187,7 @@ async def _state(request: web.Request, venue: Venue) -> Any:
 
 async def _reset(request: web.Request, venue: Venue) -> Any:
     venue.reset()
+    logger.info("sim reset")
     return {"reset": True}
 
 

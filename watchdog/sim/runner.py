@@ -118,7 +118,7 @@ async def run_simulator(settings: SimSettings | None = None, **overrides: Any) -
         settings = replace(settings, symbols=tuple(settings.symbols))
     venue = Venue(settings)
     app = build_app(venue)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
