@@ -123,3 +123,24 @@ async def test_exchange_initiated_close(sim: Simulator, sim_client: SimClient, k
         stop.json()["algoId"]]
     again = await sim_client.control("POST", "liquidate", {"symbol": "BASUSDT"})
     assert again.status_code == 400
+
+
+async def test_stream_mode_wraps_frames(sim: Simulator, sim_client: SimClient) -> None:
+    key = await sim_client.listen_key()
+    url = f"{sim.ws_url}/private/stream?listenKey={key}&events=ACCOUNT_UPDATE"
+    async with websockets.connect(url) as ws:
+        await sim.wait_connections(1)
+        sim.fill("BTCUSDT", "BUY", "0.002")
+        frame = await next_event(ws)
+    assert frame["stream"] == key
+    assert frame["data"]["e"] == "ACCOUNT_UPDATE"
+
+
+async def test_deleting_the_listen_key_closes_its_streams(sim: Simulator, sim_client: SimClient) -> None:
+    key = await sim_client.listen_key()
+    async with websockets.connect(sim_client.stream_url(key)) as ws:
+        await sim.wait_connections(1)
+        assert (await sim_client.request("DELETE", "/fapi/v1/listenKey", signed=False)).json() == {}
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await next_event(ws)
+    await sim.wait_connections(0)
