@@ -48,6 +48,10 @@ async def test_triggered_stop_event_order(sim: Simulator, sim_client: SimClient)
     positions = (await sim_client.get("/fapi/v2/positionRisk", symbol="BASUSDT")).json()
     assert positions[0]["positionAmt"] == "0"
     assert (await sim_client.get("/fapi/v1/openAlgoOrders")).json() == []
+    record = (await sim_client.get("/fapi/v1/algoOrder", algoId=algo["algoId"])).json()
+    assert (record["algoStatus"], record["actualOrderId"], record["actualType"]) == (
+        "FINISHED", triggered["ai"], "MARKET")
+    assert (record["actualPrice"], record["actualQty"]) == ("0.00770000", "1216")
 
 
 async def test_events_filter_is_honoured(sim: Simulator, sim_client: SimClient) -> None:

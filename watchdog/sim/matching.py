@@ -135,6 +135,8 @@ class Matching:
             return
         algo = account.algos[order.algo_id]
         algo.status = "FINISHED"
+        algo.actual_price = order.avg_price
+        algo.actual_qty = order.executed_qty
         algo.update_time_ms = self.now_ms()
         self.outbox.append(Outgoing(account.api_key, ev.algo_update(
             algo, self.specs[algo.symbol], self.now_ms(), avg_price=order.avg_price,
