@@ -272,8 +272,9 @@ class SimExchange(Matching):
                          req.close_position, req.price_protect, req.reduce_only, now, now,
                          activate_price=req.activate_price, callback_rate=req.callback_rate)
         if req.type == "TRAILING_STOP_MARKET" and req.activate_price is None:
-            algo.activated = True  # "default latest price" (§3.3)
-            algo.extreme = self._working_price(req.symbol, req.working_type)
+            # "activatePrice … default latest price" (§3.3): active from the start.
+            algo.activate_price = algo.extreme = self._working_price(req.symbol, req.working_type)
+            algo.activated = True
         return algo
 
     def find_algo(self, api_key: str, algo_id: int | None, client_algo_id: str | None) -> AlgoOrder:

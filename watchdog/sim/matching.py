@@ -242,7 +242,8 @@ class Matching:
                       algo.time_in_force, qty, algo.price, algo.position_side, reducing,
                       algo.close_position, now, now, orig_type=algo.order_type,
                       stop_price=algo.trigger_price, working_type=algo.working_type,
-                      price_protect=algo.price_protect, algo_id=algo.algo_id)
+                      price_protect=algo.price_protect, algo_id=algo.algo_id,
+                      activate_price=algo.activate_price, callback_rate=algo.callback_rate)
         account.orders[order.order_id] = order
         algo.status = "TRIGGERED"
         algo.actual_order_id = order.order_id

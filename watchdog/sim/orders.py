@@ -53,6 +53,8 @@ class Order:
     working_type: str = "CONTRACT_PRICE"
     price_protect: bool = False
     algo_id: int | None = None  # set on a triggered algo's child
+    activate_price: Decimal | None = None  # a trailing stop's child: "AP" / "cr" in events
+    callback_rate: Decimal | None = None
 
     @property
     def avg_price(self) -> Decimal:
