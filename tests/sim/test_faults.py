@@ -163,3 +163,14 @@ async def test_ws_handshake_errors(sim: Simulator, sim_client: SimClient) -> Non
     assert info.value.response.status_code == 503
     async with websockets.connect(sim_client.stream_url(key)):
         await sim.wait_connections(1)
+
+
+async def test_reorder_events_swaps_pairs(sim: Simulator, sim_client: SimClient) -> None:
+    ws = await _connect(sim, sim_client, ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"])
+    async with ws:
+        sim.set_faults(reorder_events=True)
+        sim.fill("BTCUSDT", "BUY", "0.002")  # OTU NEW, OTU TRADE, ACCOUNT_UPDATE
+        first, second = await next_event(ws), await next_event(ws)
+        assert (first["o"]["x"], second["o"]["x"]) == ("TRADE", "NEW")
+        sim.clear_faults()  # the unpaired ACCOUNT_UPDATE is released
+        assert (await next_event(ws))["e"] == "ACCOUNT_UPDATE"

@@ -63,6 +63,8 @@ class Venue:
         self.faults, actions = apply_faults(self.faults, doc)
         self.hub.faults = self.faults
         self.exchange.stuck_triggering = self.faults.stuck_triggering
+        if not self.faults.reorder_events:
+            self.hub.release_held()
         if "disconnect" in actions:
             self.hub.drop_all()
         return actions
@@ -71,6 +73,7 @@ class Venue:
         self.faults = Faults()
         self.hub.faults = self.faults
         self.exchange.stuck_triggering = False
+        self.hub.release_held()
 
     def take_rest_error(self) -> tuple[int, int | None, str | None] | None:
         """Consume one injected REST failure, if any are left."""
