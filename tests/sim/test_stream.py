@@ -148,3 +148,19 @@ async def test_deleting_the_listen_key_closes_its_streams(sim: Simulator, sim_cl
         with pytest.raises(websockets.ConnectionClosedOK):
             await next_event(ws)
     await sim.wait_connections(0)
+
+
+async def test_require_events_filter_setting(sim_factory: object) -> None:
+    import httpx
+
+    async with sim_factory(require_events_filter=True) as sim, httpx.AsyncClient() as http:  # type: ignore[operator]
+        client = SimClient(sim, http)
+        key = await client.listen_key()
+        async with websockets.connect(f"{sim.ws_url}/private/ws?listenKey={key}") as bare, \
+                websockets.connect(client.stream_url(key, ["ACCOUNT_UPDATE"])) as filtered:
+            await sim.wait_connections(2)
+            sim.fill("BTCUSDT", "BUY", "0.002")
+            assert (await next_event(filtered))["e"] == "ACCOUNT_UPDATE"
+            pong = await bare.ping()
+            await pong
+        assert sim.venue.hub.sent == {"ACCOUNT_UPDATE": 1}  # the bare connection got nothing

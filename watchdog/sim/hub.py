@@ -42,6 +42,8 @@ class Connection:
 
 
 class StreamHub:
+    """Who is connected, what they asked for, and what was sent or dropped (per event type)."""
+
     def __init__(self, *, require_events_filter: bool) -> None:
         self.require_events_filter = require_events_filter
         self.connections: set[Connection] = set()
@@ -65,7 +67,7 @@ class StreamHub:
             self._changed.notify_all()
 
     async def wait_connections(self, n: int, timeout_s: float = 10.0) -> None:
-        """Wait until exactly ``n`` private connections are open."""
+        """Wait until exactly ``n`` private connections are open; TimeoutError after ``timeout_s``."""
         async with asyncio.timeout(timeout_s), self._changed:
             await self._changed.wait_for(lambda: self.count_private() == n)
 
