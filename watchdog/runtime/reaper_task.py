@@ -25,25 +25,22 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from loguru import logger
 
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
 from watchdog.core.events import (
     Event,
-    OpenAlgoOrder,
-    OpenOrder,
-    PositionAmount,
     PositionSnapshot,
-    SnapshotFailed,
-    SnapshotRequested,
 )
-from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
+from watchdog.core.model import ZERO, OrderId, PositionKey
 from watchdog.core.orders import ALGO_TERMINAL, ORDER_TERMINAL, OrderBook
-from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, decide
+from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, Why, decide
 from watchdog.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -53,6 +50,7 @@ from watchdog.errors import (
 
 if TYPE_CHECKING:
     from loguru import Logger
+
     from watchdog.runtime.clock import Clock
 
 __all__ = [
@@ -60,7 +58,6 @@ __all__ = [
     "Emit",
     "Outcome",
     "ReadPositions",
-    "ReaperExchange",
     "ReaperSettings",
     "ReaperStore",
     "ReaperTask",
@@ -74,29 +71,12 @@ REAPING_TTL_MS = 15_000       # covers mark → re-read → cancel → re-query,
 BUDGET_WINDOW_S = 60.0
 GONE_MEMORY_S = 30.0          # skip a removed order until the book hears it is gone
 RETRY_AFTER_FAILURE_S = 5.0   # do not hammer an order whose cancel just failed
+RETRY_AFTER_ABORT_S = 1.0     # a pre-cancel check said no: the decision gates the next try
 ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
-
-
-class ReaperExchange(Protocol):
-    """The calls the reaper makes on ``binance.rest.BinanceRest``."""
-
-    def exchange_time_ms(self) -> int: ...
-
-    def next_request_id(self) -> int: ...
-
-    async def fetch_positions(self, *, urgent: bool = ...) -> tuple[PositionAmount, ...]: ...
-
-    async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None: ...
-
-    async def cancel_algo_order(self, algo_id: OrderId) -> None: ...
-
-    async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder: ...
-
-    async def get_algo_order(self, algo_id: OrderId) -> OpenAlgoOrder: ...
 
 
 class ReaperStore(Protocol):
@@ -174,7 +154,7 @@ class ReaperTask:
     removed one at a time by ``run``, which also keeps the set of leased positions fresh.
     """
 
-    def __init__(self, exchange: ReaperExchange, store: ReaperStore, emit: Emit, clock: Clock,
+    def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
                  config: ReaperSettings, *, read_positions: ReadPositions | None = None,
                  lease_refresh_s: float = LEASE_REFRESH_S) -> None:
         self._exchange = exchange
@@ -192,6 +172,8 @@ class ReaperTask:
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
         self._leased: frozenset[PositionKey] | None = None  # None: not read yet (or unreadable)
         self._leased_at = float("-inf")
+        self._positions: PositionsReader | None = None  # the core's books, as given to step
+        self._orders: OrderBook | None = None
         self.last_decision: ReaperDecision | None = None
         self.results: deque[CancelResult] = deque(maxlen=100)
         self.removed_total = 0
@@ -212,6 +194,7 @@ class ReaperTask:
             return []
         if self._leased is None:
             return []  # leases unknown: a cancel could race the bot; the log says why (run)
+        self._positions, self._orders = positions, orders
         decision = decide(positions, orders, self._leased, self.budget_used(),
                           self._exchange.exchange_time_ms(), self._policy)
         self.last_decision = decision
@@ -311,7 +294,7 @@ class ReaperTask:
         if cancel.key in leased:
             return self._done(olog, cancel, Outcome.ABORTED,
                               "a lease was taken before the reaping mark")
-        problem = await self._recheck(cancel)
+        problem = await self._recheck(cancel) or self._still_orphan(cancel, leased)
         if problem:
             return self._done(olog, cancel, Outcome.ABORTED, problem)
         if self._policy.dry_run:
@@ -342,6 +325,20 @@ class ReaperTask:
             if row.key == cancel.key and row.amount != ZERO:
                 return f"position reopened: REST shows amount {row.amount} now"
         return ""
+
+    def _still_orphan(self, cancel: CancelOrder, leased: frozenset[PositionKey]) -> str:
+        """The pure decision again, on the book as it is now (after the awaits above): a
+        failed read, a stream gap or an open fact may have arrived meanwhile. '' if still
+        an orphan, else why not."""
+        if self._positions is None or self._orders is None:
+            return ""
+        unlimited = replace(self._policy, max_cancels_per_min=1_000_000)
+        decision = decide(self._positions, self._orders, leased, 0,
+                          self._exchange.exchange_time_ms(), unlimited)
+        for a in decision.assessments:
+            if a.order.order_id == cancel.order_id and a.order.is_algo == cancel.is_algo:
+                return "" if a.why is Why.ORPHAN else f"no longer an orphan: {a.why}: {a.detail}"
+        return "no longer open in the book"
 
     async def _cancel(self, cancel: CancelOrder, olog: Logger) -> tuple[Outcome, str]:
         endpoint = "DELETE /fapi/v1/algoOrder" if cancel.is_algo else "DELETE /fapi/v1/order"
@@ -414,8 +411,8 @@ class ReaperTask:
         now_s = self._clock.monotonic()
         for key in [k for k, until in self._hold.items() if until < now_s]:
             del self._hold[key]
-        pause_s = GONE_MEMORY_S if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE,
-                                               Outcome.WOULD_REMOVE) else RETRY_AFTER_FAILURE_S
+        pause_s = {Outcome.FAILED: RETRY_AFTER_FAILURE_S,
+                   Outcome.ABORTED: RETRY_AFTER_ABORT_S}.get(outcome, GONE_MEMORY_S)
         self._hold[ident] = now_s + pause_s
         self._created.pop(ident, None)
         level = {Outcome.FAILED: "ERROR", Outcome.ABORTED: "WARNING"}.get(outcome, "INFO")
@@ -423,25 +420,11 @@ class ReaperTask:
         return CancelResult(cancel, outcome, detail)
 
 
-def bracketed_reader(exchange: ReaperExchange, emit: Emit) -> ReadPositions:
-    """Read every position, bracketed for the core (core/events.py rule 3), so the book learns
-    from the re-check too; a failed read reaches the core as ``SnapshotFailed``."""
+def bracketed_reader(rest: BinanceRest, emit: Emit) -> ReadPositions:
+    """``binance.snapshots.read_positions`` bound to the client and the core's inbox: the
+    re-check is bracketed like every read, so the book learns from it (a failure included)."""
 
     async def read(reason: str) -> PositionSnapshot | None:
-        request_id = exchange.next_request_id()
-        requested_ms = exchange.exchange_time_ms()
-        await emit(SnapshotRequested(request_id, requested_ms))
-        try:
-            positions = await exchange.fetch_positions(urgent=True)
-        except AuthenticationFailed:
-            raise
-        except ExchangeError as exc:
-            logger.warning("reaper re-read failed ({}): {}", reason, exc)
-            await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
-            return None
-        snapshot = PositionSnapshot(request_id, requested_ms, exchange.exchange_time_ms(),
-                                    positions)
-        await emit(snapshot)
-        return snapshot
+        return await read_positions(rest, emit, reason=reason, urgent=True)
 
     return read
