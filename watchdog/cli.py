@@ -56,17 +56,32 @@ def config_check(path: str) -> None:
     click.echo(f"{path}: ok")
 
 
-# ---------------------------------------------------------------- demo (temporary)
-# Placeholder so that the README's first command fails with a clear message until the service
-# issue lands the BASUSDT incident replay; that issue replaces this whole block.
+# ---------------------------------------------------------------- demo
 
 
 @cli.command()
-def demo() -> None:
-    """Replay the BASUSDT incident on the built-in simulator (not built yet)."""
-    click.echo("position-watchdog demo: not built yet: the incident replay arrives with the service "
-               "issue (issue 7). Meanwhile `bash .ci/bootstrap test` runs the test suite.", err=True)
-    sys.exit(1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one line) instead of the timeline.")
+def demo(as_json: bool) -> None:
+    """Replay the BASUSDT incident on the simulator: without, then with the watchdog."""
+    import asyncio
+    import json
+
+    from watchdog.demo.incident import render_summary, run_demo
+    from watchdog.demo.processes import DemoSetupError
+
+    try:
+        result = asyncio.run(run_demo(echo=not as_json))
+    except DemoSetupError as exc:
+        click.echo(f"Error: demo: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("demo interrupted; every process it started was stopped", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), separators=(",", ":")))
+    else:
+        click.echo(render_summary(result))
+    sys.exit(0 if result.incident_prevented else 1)
 
 
 # ---------------------------------------------------------------- sim
@@ -135,6 +150,90 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
         click.echo(f"{'ALLOW' if verdict.allowed else 'VETO'} {symbol.upper()}:{side.upper()} "
                    f"reason={verdict.reason} state={state} age={age}")
     sys.exit(0 if verdict.allowed else 1)
+# ---------------------------------------------------------------- run
+
+
+@cli.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="The TOML config (e.g. /etc/position-watchdog/config.toml).")
+def run_command(config_path: str) -> None:
+    """Run the watchdog daemon (systemd: Type=notify) until SIGTERM/SIGINT.
+
+    Exit codes: 0 stopped on a signal; 78 bad config or credentials; 77 API key rejected;
+    70 internal invariant broken; 1 any other fatal error. Always with a one-line reason.
+    """
+    import asyncio
+
+    from loguru import logger
+
+    from watchdog.errors import EXIT_NOPERM, EXIT_SOFTWARE, AuthenticationFailed, InvariantViolation
+
+    def leaves(exc: BaseException) -> list[BaseException]:
+        if isinstance(exc, BaseExceptionGroup):
+            return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+        return [exc]
+
+    def describe(exc: BaseException) -> str:
+        where = "; ".join(note for note in getattr(exc, "__notes__", ()) if note.startswith("task: "))
+        return f"{exc}" + (f" ({where})" if where else "")
+
+    try:
+        from watchdog import logs
+        from watchdog.config import load_config, load_credentials
+        from watchdog.runtime.daemon import run
+
+        config = load_config(config_path)
+        credentials = load_credentials()
+        for secret in (credentials.api_key, credentials.api_secret):
+            logs.register_secret(secret)
+        code = asyncio.run(run(config, credentials))
+    except Exception as exc:  # noqa: BLE001 -- the one catch-all (STYLE 8.7 rule 5): log, map, exit
+        found = leaves(exc)
+        for leaf in found:
+            logger.opt(exception=leaf).debug("fatal: {}", type(leaf).__name__)
+        ranked = [(EXIT_CONFIG, ConfigError, "bad configuration"),
+                  (EXIT_NOPERM, AuthenticationFailed,
+                   "Binance rejected the API key; check key permissions and IP whitelist"),
+                  (EXIT_SOFTWARE, InvariantViolation, "internal invariant broken (a bug)")]
+        code, reason = 1, f"fatal: {type(found[0]).__name__}: {describe(found[0])}"
+        for exit_code, kind, what in ranked:
+            match = next((leaf for leaf in found if isinstance(leaf, kind)), None)
+            if match is not None:
+                code, reason = exit_code, f"{what}: {describe(match)}"
+                break
+        logger.error("exiting with code {}: {}", code, reason)
+        click.echo(f"Error: {reason}", err=True)
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------- status
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/STATUS.md).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="The TOML config [default: /etc/position-watchdog/config.toml if present].")
+def status_command(as_json: bool, config_path: str | None) -> None:
+    """Is the watchdog alive, and what does it know? Exit 0 healthy, 1 degraded, 2 down."""
+    import json
+    from pathlib import Path
+
+    from watchdog.config import Config, load_config
+    from watchdog.runtime.status import read_status
+    from watchdog.runtime.status_view import render_text
+
+    default = Path("/etc/position-watchdog/config.toml")
+    try:
+        if config_path is None and default.exists():
+            config_path = str(default)
+        config = load_config(config_path) if config_path else Config()
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    report = read_status(config.redis.url, config.redis.account,
+                         socket_timeout_s=config.redis.socket_timeout_s)
+    click.echo(json.dumps(report.to_json(), separators=(",", ":")) if as_json else render_text(report))
+    sys.exit(report.exit_code)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.errors import WatchdogError
 from watchdog.store.connection import connect, connect_sync
 from watchdog.store.keys import AccountKeys
-from watchdog.store.scripts import BOT_SCRIPTS, script_source
+from watchdog.store.scripts import BOT_SCRIPTS, script_sha, script_source
 
 __all__ = [
     "AsyncGuard",
@@ -92,6 +92,8 @@ class Vetoed(WatchdogError):
         super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms})")
 
 
+# check.lua is flagged no-writes: EVALSHA_RO lets an ACL keep its KEYS read-only (and runs on replicas).
+_READ_ONLY = frozenset({"check"})
 _Call = tuple[list[str], list[str | int]]
 _DOWN = Verdict(False, "watchdog_down", None)
 _ERRORS = (redis_errors.RedisError, WatchdogError, OSError)
@@ -113,16 +115,16 @@ class _Protocol:
 
     def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> _Call:
         k, p = self.keys, self.keys.of(self._pos(symbol, side))
-        return ([k.health, p.position, p.reaping, p.lease, k.lease_seq, k.leases, k.events],
-                [p.member, holder, ttl_ms, self.max_age, k.channel])
+        return ([p.lease, k.lease_seq, k.leases, k.events],
+                [p.member, holder, ttl_ms, self.max_age, k.channel, k.health, p.position, p.reaping])
 
     def confirm(self, symbol: str, side: str, lease: int) -> _Call:
         k, p = self.keys, self.keys.of(self._pos(symbol, side))
-        return [k.health, p.position, p.lease, k.events], [p.member, lease, self.max_age, k.channel]
+        return [p.lease, k.events], [p.member, lease, self.max_age, k.channel, k.health, p.position]
 
     def end(self, symbol: str, side: str, lease: int, outcome: str) -> _Call:
         k, p = self.keys, self.keys.of(self._pos(symbol, side))
-        return [k.health, p.lease, k.leases, k.windows, k.events], [p.member, lease, outcome, k.channel]
+        return [p.lease, k.leases, k.windows, k.events], [p.member, lease, outcome, k.channel, k.health]
 
     @staticmethod
     def verdict(reply: Sequence[Any]) -> Verdict:
@@ -169,7 +171,7 @@ class WatchdogClient:
         self.redis = client
         self._p = _Protocol(account, max_age_ms)
         self._ttl_ms = default_lease_ttl_ms
-        self._scripts = {name: client.register_script(script_source(name)) for name in BOT_SCRIPTS}
+        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
 
     @classmethod
     def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
@@ -183,7 +185,14 @@ class WatchdogClient:
 
     def _call(self, name: str, call: _Call) -> Any:
         keys, args = call
-        return self._scripts[name](keys=keys, args=args)
+        run = self.redis.evalsha_ro if name in _READ_ONLY else self.redis.evalsha
+        try:
+            return run(self._sha[name], len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            # Redis restarted or SCRIPT FLUSH: load it (a bot ACL without SCRIPT LOAD gets
+            # NOPERM here, i.e. watchdog_down until the watchdog's next heartbeat reloads it).
+            self.redis.script_load(script_source(name))
+            return run(self._sha[name], len(keys), *keys, *args)
 
     def check(self, symbol: str, side: str = "BOTH") -> Verdict:
         """Read-only verdict; an unreachable Redis is VETO ``watchdog_down``."""
@@ -280,7 +289,7 @@ class AsyncWatchdogClient:
         self.redis = client
         self._p = _Protocol(account, max_age_ms)
         self._ttl_ms = default_lease_ttl_ms
-        self._scripts = {name: client.register_script(script_source(name)) for name in BOT_SCRIPTS}
+        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
 
     @classmethod
     def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
@@ -294,7 +303,12 @@ class AsyncWatchdogClient:
 
     async def _call(self, name: str, call: _Call) -> Any:
         keys, args = call
-        return await self._scripts[name](keys=keys, args=args)
+        run = self.redis.evalsha_ro if name in _READ_ONLY else self.redis.evalsha
+        try:
+            return await run(self._sha[name], len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            await self.redis.script_load(script_source(name))
+            return await run(self._sha[name], len(keys), *keys, *args)
 
     async def check(self, symbol: str, side: str = "BOTH") -> Verdict:
         try:

@@ -426,3 +426,26 @@ def test_shared_rest_samples(shared_dir: Path) -> None:
     (order,) = parse_open_orders(load("http_futures_account_orders.json"))
     assert (order.order_type, order.stop_price, order.position_side) == (
         "TRAILING_STOP_MARKET", Decimal("9300"), PositionSide.SHORT)
+
+
+# ---------------------------------------------------------------- memo caches stay invisible
+
+
+def test_memoised_keys_and_decimals_still_validate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from watchdog.binance import wirefields
+
+    first = parse_user_event(doc("account_update.json"))
+    assert parse_user_event(doc("account_update.json")) == first  # served from the memo
+    bad_side = mutated("account_update.json", ("a", "P", 1, "ps"), "long")
+    with pytest.raises(WireFormatError, match="position side"):
+        parse_user_event(bad_side)
+    monkeypatch.setattr(wirefields, "_CACHED_SYMBOLS", 0)
+    monkeypatch.setattr(wirefields, "_CACHED_DECIMALS", 0)
+    fresh = mutated("account_update.json", ("a", "P", 0, "s"), "NEVERSEENUSDT")
+    fresh["a"]["P"][0]["pa"] = "12345.678901"
+    (event,) = parse_user_event(fresh)  # type: ignore[misc]
+    assert isinstance(event, StreamPositions)
+    assert event.positions[0].key == key("NEVERSEENUSDT", PositionSide.BOTH)
+    assert event.positions[0].amount == Decimal("12345.678901")
+    assert "NEVERSEENUSDT" not in wirefields._KEYS
+    assert "12345.678901" not in wirefields._DECIMALS

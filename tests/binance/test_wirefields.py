@@ -27,7 +27,7 @@ def test_optional_readers() -> None:
     assert f.opt_uint(row, "n", 3) == 3
     assert f.opt_uint(row, "t") == 5
     assert f.opt_text(row, "n", "d") == "d"
-    assert f.opt_id(row, "e") is None
+    assert f.opt_order_id(row, "e") is None
     assert f.opt_flag(row, "n") is False
     for reader, key in ((f.opt_text, "s"), (f.opt_uint, "z"), (f.opt_flag, "s"), (f.opt_number, "z")):
         with pytest.raises(f.BadField) as err:

@@ -92,12 +92,13 @@ def test_startup_snapshot_confirms_without_notify() -> None:
     effects = h.poll(1000, amount(BTC, 1, 900))
     view = h.book.view(BTC)
     assert view is not None
-    assert (view.state, view.knowledge, view.amount) == (PositionState.OPEN, Knowledge.CONFIRMED, 1)
+    assert (view.state, view.knowledge, view.amount) == (PositionState.OPEN, Knowledge.CONFIRMED,
+                                                         Decimal(1))
     assert (view.version, view.verified_ms, view.as_of_time_ms, view.source) == (1, 1000, 900,
                                                                                 Source.REST)
     assert publishes(effects) == [Publish(view)]
     assert kinds(effects) == []  # no open↔closed transition seen yet
-    assert h.book.stream_state == "down"
+    assert str(h.book.stream_state) == "down"
 
 
 def test_stream_open_on_live_stream_confirms_and_notifies(h: Harness) -> None:
@@ -163,8 +164,7 @@ def test_newer_rest_row_overrides_stream_fact(h: Harness) -> None:
     effects = h.poll(1600, amount(BTC, 3, 1500))
     view = h.book.view(BTC)
     assert view is not None
-    assert (view.amount, view.as_of_time_ms, view.source) == (3, 1500,
-                                                                                   Source.REST)
+    assert (view.amount, view.as_of_time_ms, view.source) == (Decimal(3), 1500, Source.REST)
     assert alerts(effects) == []
 
 
@@ -177,7 +177,7 @@ def test_rest_flat_within_lag_makes_suspect_and_requests(h: Harness) -> None:
     assert view.knowledge is Knowledge.SUSPECT
     assert "lag" in view.reason
     assert view.amount == 1  # kept for diagnosis
-    assert requests(effects) == [RequestSnapshot(reason="REST flat within lag on BTCUSDT:BOTH",
+    assert requests(effects) == [RequestSnapshot(reason="REST ambiguous on BTCUSDT:BOTH",
                                                  symbols=frozenset({Symbol("BTCUSDT")}))]
     assert h.book.flat_since(BTC) is None
 
@@ -233,18 +233,18 @@ def test_gap_makes_every_key_suspect_and_requests(h: Harness, gap: object) -> No
 
 def test_gap_lifecycle_and_stream_state() -> None:
     h = Harness()
-    assert h.book.stream_state == "down"
+    assert str(h.book.stream_state) == "down"
     assert kinds(h.apply(StreamConnected(1), 0)) == []  # never connected before: nothing lost
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     assert kinds(h.poll(10)) == ["stream_recovered"]
-    assert h.book.stream_state == "live"
+    assert str(h.book.stream_state) == "live"
     h.apply(stream(BTC, 1, 100), 100)
     h.apply(requested(50, 150), 150)  # requested before the gap
     h.apply(StreamLost(1, "1006"), 200)
-    assert h.book.stream_state == "down"
+    assert str(h.book.stream_state) == "down"
     assert kinds(h.apply(StreamLost(1, "again"), 201)) == []  # already down
     h.apply(StreamConnected(2), 300)
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     h.apply(stream(BTC, 2, 310), 310)  # applied, but does not confirm
     view = h.book.view(BTC)
     assert view is not None
@@ -252,10 +252,10 @@ def test_gap_lifecycle_and_stream_state() -> None:
     assert view.state is PositionState.UNKNOWN
     h.apply(snapshot(50, 150, amount(BTC, 2, 310)), 320)  # pre-gap request: not trusted
     assert state(h.book) is PositionState.UNKNOWN
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     h.poll(400, amount(BTC, 2, 310))
     assert state(h.book) is PositionState.OPEN
-    assert h.book.stream_state == "live"
+    assert str(h.book.stream_state) == "live"
 
 
 def test_pre_gap_snapshot_with_newer_row_applies_but_does_not_confirm(h: Harness) -> None:
@@ -360,7 +360,7 @@ def test_scoped_snapshot_only_confirms_its_symbols(h: Harness) -> None:
     h.poll(300, amount(BTC, 1, 100), symbols=("BTCUSDT",))
     assert state(h.book, BTC) is PositionState.OPEN
     assert state(h.book, ETH) is PositionState.UNKNOWN
-    assert h.book.stream_state == "gap"
+    assert str(h.book.stream_state) == "gap"
     h.apply(stream(BTC, 2, 310), 310)  # BTC is reconciled: its stream facts confirm again
     assert state(h.book, BTC) is PositionState.OPEN
     h.apply(stream(ETH, 2, 310), 310)
@@ -508,9 +508,10 @@ def test_amounts_are_decimals(h: Harness) -> None:
 
 
 def test_out_of_order_rest_answer_is_ignored(h: Harness) -> None:
+    """Truth: open 1 at t=100 (streamed), 2 at t=3500 and flat at t=4500 (both unseen)."""
     h.apply(stream(BTC, 1, 100), 100)
-    h.apply(requested(50, 3000), 3000)  # older read, answered late
-    h.poll(5100)  # newer read: flat, beyond lag of the open
+    h.apply(requested(50, 4000), 4000)  # older read, answered late: shows 2 since 3500
+    h.poll(5100)  # newer read: flat; beyond lag of the open, so as_of = 5100 - 2000 = 3100
     assert state(h.book) is PositionState.CLOSED
-    assert h.apply(snapshot(50, 3000, amount(BTC, 1, 2500)), 5200) == []
+    assert h.apply(snapshot(50, 4000, amount(BTC, 2, 3500)), 5200) == []
     assert state(h.book) is PositionState.CLOSED

@@ -12,11 +12,7 @@ import watchdog.core
 CORE_DIR = Path(watchdog.core.__file__).parent
 # Pure, deterministic stdlib modules only: no asyncio, time, os, logging, socket, random, ...
 ALLOWED = {"__future__", "dataclasses", "decimal", "enum", "typing", "collections", "itertools",
-           "functools", "operator", "abc", "math", "collections.abc", "types", "argparse",
-           "pathlib", "sys"}
-# The drawing script is a CLI entry point: it writes docs, so it alone may touch files.
-SCRIPT_ONLY = {"argparse", "pathlib", "sys"}
-SCRIPTS = {"diagram.py"}
+           "functools", "operator", "abc", "math", "collections.abc", "types"}
 
 
 def _imports(path: Path) -> list[str]:
@@ -44,5 +40,4 @@ def test_core_imports_only_allowlisted_stdlib(path: Path) -> None:
     for name in _imports(path):
         if name == "watchdog.core" or name.startswith("watchdog.core."):
             continue
-        allowed = ALLOWED if path.name in SCRIPTS else ALLOWED - SCRIPT_ONLY
-        assert name in allowed, f"{path.name} imports {name!r}, outside the core allowlist"
+        assert name in ALLOWED, f"{path.name} imports {name!r}, outside the core allowlist"

@@ -56,7 +56,8 @@ async def test_positions_market_order_and_stop_lifecycle(sim: Simulator, exchang
     assert stop["status"] == "open"
     assert stop["info"]["algoType"] == "CONDITIONAL"  # routed to POST /fapi/v1/algoOrder
     algo = sim.exchange.find_algo(sim.api_key, int(stop["id"]), None)
-    assert algo.order_type == "STOP_MARKET" and algo.trigger_price == Decimal("80000")
+    assert algo.order_type == "STOP_MARKET"
+    assert algo.trigger_price == Decimal("80000")
     assert algo.reduce_only
 
     # The classic endpoint does not see it (BINANCE-API.md §0.2) ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import websockets
 
 from tests.sim.streams import events_until, next_event
@@ -28,16 +29,19 @@ async def test_triggered_stop_event_order(sim: Simulator, sim_client: SimClient)
                                        closePosition="true", workingType="MARK_PRICE", clientAlgoId="sl-1")
         assert placed.status_code == 200, placed.text
         algo = placed.json()
-        assert algo["algoStatus"] == "NEW" and algo["orderType"] == "STOP_MARKET"
+        assert algo["algoStatus"] == "NEW"
+        assert algo["orderType"] == "STOP_MARKET"
         new = await next_event(ws)
-        assert _kind(new) == "ALGO_UPDATE:NEW" and new["o"]["aid"] == algo["algoId"]
+        assert _kind(new) == "ALGO_UPDATE:NEW"
+        assert new["o"]["aid"] == algo["algoId"]
         await sim_client.control("POST", "mark-price", {"symbol": "BASUSDT", "price": "0.0077"})
         seen = await events_until(ws, lambda e: _kind(e) == "ALGO_UPDATE:FINISHED")
     assert [_kind(e) for e in seen] == [
         "ALGO_UPDATE:TRIGGERING", "ALGO_UPDATE:TRIGGERED", "ORDER_TRADE_UPDATE:NEW", "TRADE_LITE",
         "ORDER_TRADE_UPDATE:TRADE", "ACCOUNT_UPDATE", "ALGO_UPDATE:FINISHED"]
     triggered, child_new = seen[1]["o"], seen[2]["o"]
-    assert triggered["ai"] == str(child_new["i"]) and triggered["act"] == "MARKET"
+    assert triggered["ai"] == str(child_new["i"])
+    assert triggered["act"] == "MARKET"
     assert child_new["c"] == "sl-1"
     assert seen[5]["a"]["P"][0]["pa"] == "0"
     assert seen[6]["o"]["aq"] == "1216"
@@ -70,8 +74,7 @@ async def test_legacy_path_connects_and_delivers_nothing(sim: Simulator, sim_cli
 
 
 async def test_unknown_listen_key_refuses_handshake(sim: Simulator) -> None:
-    try:
+    with pytest.raises(websockets.InvalidStatus) as info:
         async with websockets.connect(f"{sim.ws_url}/private/ws?listenKey=nope&events=ACCOUNT_UPDATE"):
-            raise AssertionError("handshake should fail")
-    except websockets.InvalidStatus as exc:
-        assert exc.response.status_code == 400
+            pass
+    assert info.value.response.status_code == 400

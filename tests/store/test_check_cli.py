@@ -24,7 +24,7 @@ def write_config(tmp_path: Path, url: str) -> str:
 
 def run_check(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["check", *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout
 
 
 async def test_allow_exits_0_with_one_json_line(publisher: RedisPublisher, redis_url: str, tmp_path: Path) -> None:

@@ -1,5 +1,8 @@
 """Translate decoded Binance JSON into the core's events, once, at the edge (pure, no I/O).
 
+User-data stream events live here; REST bodies in ``wire_rest`` (re-exported here, so callers
+import every parser from ``watchdog.binance.wire``).
+
 Everything the core knows about the exchange passes through here, so this module is strict
 where a wrong guess could hurt a position and lenient only where Binance itself omits a value.
 
@@ -23,23 +26,34 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final
 
+from watchdog.binance.wire_rest import (
+    parse_error_body,
+    parse_open_algo_orders,
+    parse_open_orders,
+    parse_position_mode,
+    parse_position_risk,
+    parse_server_time,
+)
 from watchdog.binance.wirefields import (
+    ROOT,
     BadField,
     JsonObject,
+    algo_status,
     describe,
     excerpt,
     flag,
     number,
     obj,
     opt_flag,
-    opt_id,
     opt_number,
+    opt_order_id,
     opt_text,
     opt_uint,
+    position_key,
     position_side,
     rows,
     symbol,
@@ -52,15 +66,12 @@ from watchdog.core.events import (
     Event,
     ListenKeyExpired,
     MarginCall,
-    OpenAlgoOrder,
-    OpenOrder,
     OrderUpdate,
     PositionAmount,
-    PositionSnapshot,
     StreamPositions,
     TradeLite,
 )
-from watchdog.core.model import ZERO, AlgoStatus, OrderId, PositionKey, Symbol
+from watchdog.core.model import ZERO, OrderId, Symbol
 from watchdog.errors import WireFormatError
 
 __all__ = [
@@ -75,10 +86,7 @@ __all__ = [
     "parse_user_event",
 ]
 
-_T = TypeVar("_T")
-_ROOT: Final = "$"
 _UNKNOWN_EVENT: Final = "user-data event"
-_ALGO_STATUSES: Final = {status.value: status for status in AlgoStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +94,6 @@ class Ignored:
     """A well-formed user-data event of a type the watchdog does not use (count and log it)."""
 
     event_type: str
-
-
-def _algo_status(parent: JsonObject, key: str) -> AlgoStatus:
-    value = parent.get(key)
-    status = _ALGO_STATUSES.get(value) if type(value) is str else None
-    if status is not None:
-        return status
-    if key not in parent:
-        raise BadField(key, "missing")
-    raise BadField(key, f"unknown algo status {describe(value)}")
-
-
-def _key(row: JsonObject, symbol_key: str, side_key: str) -> PositionKey:
-    return PositionKey(Symbol(symbol(row, symbol_key)), position_side(row, side_key))
 
 
 # ---------------------------------------------------------------- user-data stream events
@@ -118,7 +112,7 @@ def _account_update(event: JsonObject) -> tuple[Event, ...]:
             if type(row) is not dict:
                 raise BadField("", f"expected an object, got {describe(row)}")
             positions.append(PositionAmount(
-                _key(row, "s", "ps"), number(row, "pa"), number(row, "ep"), transaction_time_ms))
+                position_key(row, "s", "ps"), number(row, "pa"), number(row, "ep"), transaction_time_ms))
         except BadField as exc:
             raise exc.within(f"a.P[{index}]") from None
     return (StreamPositions(event_time_ms, transaction_time_ms, reason, tuple(positions)),)
@@ -181,8 +175,8 @@ def _algo_update(event: JsonObject) -> tuple[Event, ...]:
             client_algo_id=text(order, "caid"),
             side=text(order, "S"),
             order_type=text(order, "o"),
-            status=_algo_status(order, "X"),
-            actual_order_id=_opt_order_id(order, "ai"),
+            status=algo_status(order, "X"),
+            actual_order_id=opt_order_id(order, "ai"),
             reduce_only=flag(order, "R"),
             close_position=flag(order, "cp"),
             trigger_price=number(order, "tp"),
@@ -193,11 +187,6 @@ def _algo_update(event: JsonObject) -> tuple[Event, ...]:
     except BadField as exc:
         raise exc.within("o") from None
     return (update,)
-
-
-def _opt_order_id(parent: JsonObject, key: str) -> OrderId | None:
-    value = opt_id(parent, key)
-    return None if value is None else OrderId(value)
 
 
 def _trade_lite(event: JsonObject) -> tuple[Event, ...]:
@@ -254,7 +243,8 @@ def _margin_call(event: JsonObject) -> tuple[Event, ...]:
         try:
             if type(row) is not dict:
                 raise BadField("", f"expected an object, got {describe(row)}")
-            positions.append(PositionAmount(_key(row, "s", "ps"), number(row, "pa"), ZERO, event_time_ms))
+            positions.append(
+                PositionAmount(position_key(row, "s", "ps"), number(row, "pa"), ZERO, event_time_ms))
         except BadField as exc:
             raise exc.within(f"p[{index}]") from None
     return (MarginCall(event_time_ms, tuple(positions)),)
@@ -292,7 +282,7 @@ def parse_user_event(payload: object) -> tuple[Event, ...] | Ignored:
     if type(event) is dict and "e" not in event and "data" in event:
         event = event["data"]
     if type(event) is not dict:
-        raise WireFormatError(_UNKNOWN_EVENT, "data" if event is not payload else _ROOT,
+        raise WireFormatError(_UNKNOWN_EVENT, "data" if event is not payload else ROOT,
                               f"expected an object, got {describe(event)}", excerpt(event))
     event_type = event.get("e")
     if type(event_type) is not str:
@@ -305,164 +295,3 @@ def parse_user_event(payload: object) -> tuple[Event, ...] | Ignored:
         return parser(event)
     except BadField as exc:
         raise WireFormatError(event_type, exc.field, exc.problem, excerpt(event)) from None
-
-
-# ---------------------------------------------------------------- REST responses
-
-
-def _each_row(endpoint: str, body: object) -> Iterable[tuple[int, JsonObject]]:
-    if type(body) is not list:
-        raise WireFormatError(endpoint, _ROOT, f"expected an array, got {describe(body)}", excerpt(body))
-    for index, row in enumerate(body):
-        if type(row) is not dict:
-            raise WireFormatError(endpoint, f"[{index}]", f"expected an object, got {describe(row)}",
-                                  excerpt(row))
-        yield index, row
-
-
-def parse_position_risk(
-    rows_: object,
-    *,
-    request_id: int,
-    requested_time_ms: int,
-    received_time_ms: int,
-    symbols: Iterable[str] | None = None,
-) -> PositionSnapshot:
-    """Translate a positionRisk answer (v2 or v3) or an account answer's ``positions``.
-
-    Every row is kept, flat ones included: v2 lists every symbol (``positionAmt`` "0",
-    ``updateTime`` 0), v3 only symbols with a position or open orders; either way a key the
-    answer does not list is flat within ``symbols`` (the request's scope; None = all symbols).
-
-    Args:
-        rows_: ``GET /fapi/v2|v3/positionRisk`` (a list), or ``GET /fapi/v2|v3/account`` (an
-            object; its ``positions`` list is used and ``entryPrice``, absent in v3, is 0).
-        request_id / requested_time_ms / received_time_ms: copied into the snapshot (see
-            ``SnapshotRequested``).
-        symbols: the scope of the request.
-
-    Raises:
-        WireFormatError: a row lacks symbol/positionSide/positionAmt/updateTime (or
-            entryPrice for positionRisk), or two rows name the same (symbol, positionSide).
-    """
-    endpoint = "positionRisk"
-    entry_required = True
-    body = rows_
-    if type(body) is dict:
-        endpoint, entry_required = "account", False
-        body = body.get("positions")
-        if type(body) is not list:
-            raise WireFormatError(endpoint, "positions", f"expected an array, got {describe(body)}",
-                                  excerpt(rows_))
-    seen: dict[PositionKey, int] = {}
-    positions = []
-    for index, row in _each_row(endpoint, body):
-        try:
-            key = _key(row, "symbol", "positionSide")
-            entry = number(row, "entryPrice") if entry_required else opt_number(row, "entryPrice")
-            amount = PositionAmount(key, number(row, "positionAmt"), entry, uint(row, "updateTime"))
-            if key in seen:
-                raise BadField("positionSide", f"duplicate row for {key} (first at [{seen[key]}])")
-        except BadField as exc:
-            raise WireFormatError(endpoint, exc.within(f"[{index}]").field, exc.problem,
-                                  excerpt(row)) from None
-        seen[key] = index
-        positions.append(amount)
-    scope = None if symbols is None else frozenset(Symbol(s) for s in symbols)
-    return PositionSnapshot(request_id, requested_time_ms, received_time_ms, tuple(positions), scope)
-
-
-def parse_open_orders(rows_: object) -> tuple[OpenOrder, ...]:
-    """Translate ``GET /fapi/v1/openOrders`` (regular orders only; algo orders are separate).
-
-    Optional: ``origType`` (→ ``type``), ``stopPrice`` (→ 0).
-    """
-    orders = []
-    for index, row in _each_row("openOrders", rows_):
-        try:
-            order_type = text(row, "type")
-            orders.append(OpenOrder(
-                symbol=Symbol(symbol(row, "symbol")),
-                position_side=position_side(row, "positionSide"),
-                order_id=OrderId(uint(row, "orderId")),
-                client_order_id=text(row, "clientOrderId"),
-                side=text(row, "side"),
-                order_type=order_type,
-                original_type=opt_text(row, "origType", order_type),
-                status=text(row, "status"),
-                reduce_only=flag(row, "reduceOnly"),
-                close_position=flag(row, "closePosition"),
-                stop_price=opt_number(row, "stopPrice"),
-                quantity=number(row, "origQty"),
-                time_ms=uint(row, "time"),
-                update_time_ms=uint(row, "updateTime"),
-            ))
-        except BadField as exc:
-            raise WireFormatError("openOrders", exc.within(f"[{index}]").field, exc.problem,
-                                  excerpt(row)) from None
-    return tuple(orders)
-
-
-def parse_open_algo_orders(rows_: object) -> tuple[OpenAlgoOrder, ...]:
-    """Translate ``GET /fapi/v1/openAlgoOrders`` (§3.4): the key is ``orderType``, not ``type``.
-
-    Optional: ``actualOrderId`` ("" until triggered → None).
-    """
-    orders = []
-    for index, row in _each_row("openAlgoOrders", rows_):
-        try:
-            orders.append(OpenAlgoOrder(
-                symbol=Symbol(symbol(row, "symbol")),
-                position_side=position_side(row, "positionSide"),
-                algo_id=OrderId(uint(row, "algoId")),
-                client_algo_id=text(row, "clientAlgoId"),
-                side=text(row, "side"),
-                order_type=text(row, "orderType"),
-                status=_algo_status(row, "algoStatus"),
-                actual_order_id=_opt_order_id(row, "actualOrderId"),
-                reduce_only=flag(row, "reduceOnly"),
-                close_position=flag(row, "closePosition"),
-                trigger_price=number(row, "triggerPrice"),
-                quantity=number(row, "quantity"),
-                create_time_ms=uint(row, "createTime"),
-                update_time_ms=uint(row, "updateTime"),
-            ))
-        except BadField as exc:
-            raise WireFormatError("openAlgoOrders", exc.within(f"[{index}]").field, exc.problem,
-                                  excerpt(row)) from None
-    return tuple(orders)
-
-
-def _single(endpoint: str, body: object, read: Callable[[JsonObject], _T]) -> _T:
-    if type(body) is not dict:
-        raise WireFormatError(endpoint, _ROOT, f"expected an object, got {describe(body)}", excerpt(body))
-    try:
-        return read(body)
-    except BadField as exc:
-        raise WireFormatError(endpoint, exc.field, exc.problem, excerpt(body)) from None
-
-
-def parse_server_time(body: object) -> int:
-    """``GET /fapi/v1/time`` → server time in epoch ms."""
-    return _single("time", body, lambda b: uint(b, "serverTime"))
-
-
-def parse_position_mode(body: object) -> bool:
-    """``GET /fapi/v1/positionSide/dual`` → True in hedge mode (LONG/SHORT), False in one-way."""
-    return _single("positionSide/dual", body, lambda b: flag(b, "dualSidePosition"))
-
-
-def parse_error_body(body: object) -> tuple[int, str] | None:
-    """Binance's ``{"code": -2015, "msg": "…"}`` → ``(code, msg)``; anything else → None.
-
-    Never raises: it is used on bodies of failed requests, which may be HTML from a proxy.
-    Binance also answers some successes as ``{"code": 200, "msg": "…"}``; the HTTP status
-    decides which it is, not this function.
-    """
-    if type(body) is not dict:
-        return None
-    code = body.get("code")
-    if type(code) is not int:
-        return None
-    msg = body.get("msg")
-    return code, msg if type(msg) is str else ""

@@ -23,22 +23,25 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
-from watchdog.core.model import ZERO, PositionSide
+from watchdog.core.model import ZERO, AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
 
 __all__ = [
     "REDACTED",
+    "ROOT",
     "BadField",
     "JsonObject",
+    "algo_status",
     "describe",
     "excerpt",
     "flag",
     "number",
     "obj",
     "opt_flag",
-    "opt_id",
     "opt_number",
+    "opt_order_id",
     "opt_text",
     "opt_uint",
+    "position_key",
     "position_side",
     "rows",
     "symbol",
@@ -49,6 +52,8 @@ __all__ = [
 JsonObject = dict[str, object]
 
 REDACTED: Final = "<redacted>"
+ROOT: Final = "$"
+"""Field path of the whole body (the JSON-path root), for "not an object/array" errors."""
 # Keys whose values are secrets on this wire: the listenKey itself, and the stream-mode wrapper's
 # "stream" name, which is the listenKey in /private/stream mode (BINANCE-API.md §1.3, §2.9).
 _SECRET_KEYS: Final = frozenset({"listenKey", "listenkey", "stream"})
@@ -56,6 +61,13 @@ _SECRET_KEYS: Final = frozenset({"listenKey", "listenkey", "stream"})
 # far away from CPython's 4300-digit conversion limit.
 _MAX_DIGITS: Final = 30
 _SIDES: Final = {"BOTH": PositionSide.BOTH, "LONG": PositionSide.LONG, "SHORT": PositionSide.SHORT}
+# Memo of decimal texts already seen ("0", "0.000", a symbol's usual prices...): Decimal is
+# immutable, so sharing one instance is safe, and a dict hit is several times cheaper than
+# parsing. Bounded: once full, new texts are parsed every time (no eviction, no growth).
+_DECIMALS: Final[dict[str, Decimal]] = {}
+_CACHED_DECIMALS: Final = 8192
+_CACHED_TEXT_LEN: Final = 24
+_ALGO_STATUSES: Final = {status.value: status for status in AlgoStatus}
 _FLAG_TEXT: Final = {"true": True, "false": False, "TRUE": True, "FALSE": False}
 
 
@@ -120,6 +132,10 @@ def rows(parent: JsonObject, key: str) -> list[object]:
 
 
 def _to_decimal(key: str, value: object) -> Decimal:
+    if type(value) is str:
+        cached = _DECIMALS.get(value)
+        if cached is not None:
+            return cached
     try:
         if type(value) is str or type(value) is int:
             result = Decimal(value)
@@ -130,6 +146,8 @@ def _to_decimal(key: str, value: object) -> Decimal:
     except (InvalidOperation, ValueError):
         raise BadField(key, f"not a decimal: {describe(value)}") from None
     if result.is_finite():
+        if type(value) is str and len(value) <= _CACHED_TEXT_LEN and len(_DECIMALS) < _CACHED_DECIMALS:
+            _DECIMALS[value] = result
         return result
     raise BadField(key, f"not a finite decimal: {describe(value)}")
 
@@ -140,6 +158,10 @@ def number(parent: JsonObject, key: str) -> Decimal:
         value = parent[key]
     except KeyError:
         raise _missing(key) from None
+    if type(value) is str:
+        cached = _DECIMALS.get(value)
+        if cached is not None:
+            return cached
     return _to_decimal(key, value)
 
 
@@ -180,12 +202,12 @@ def opt_uint(parent: JsonObject, key: str, default: int = 0) -> int:
     return _to_uint(key, value)
 
 
-def opt_id(parent: JsonObject, key: str) -> int | None:
+def opt_order_id(parent: JsonObject, key: str) -> OrderId | None:
     """Optional id where Binance sends "" (or nothing) until it exists, e.g. ``ai``/``actualOrderId``."""
     value = parent.get(key)
     if value is None or value == "":
         return None
-    return _to_uint(key, value)
+    return OrderId(_to_uint(key, value))
 
 
 def text(parent: JsonObject, key: str) -> str:
@@ -254,6 +276,41 @@ def position_side(parent: JsonObject, key: str) -> PositionSide:
     if side is not None:
         return side
     raise BadField(key, f"unknown position side {describe(value)}")
+
+
+def algo_status(parent: JsonObject, key: str) -> AlgoStatus:
+    """Required algo status; an unknown value is an error, never a guess (see ``wire``)."""
+    value = parent.get(key)
+    status = _ALGO_STATUSES.get(value) if type(value) is str else None
+    if status is not None:
+        return status
+    if key not in parent:
+        raise _missing(key)
+    raise BadField(key, f"unknown algo status {describe(value)}")
+
+
+# Memo symbol → positionSide text → PositionKey: keys are immutable and few (symbols x 3 sides), and
+# building a frozen dataclass costs more than the rest of a position row. Bounded like the
+# decimal memo: when full, keys are built (and checked) every time.
+_KEYS: Final[dict[object, dict[object, PositionKey]]] = {}
+_CACHED_SYMBOLS: Final = 4096
+
+
+def position_key(row: JsonObject, symbol_key: str, side_key: str) -> PositionKey:
+    """Required (symbol, positionSide) pair as a ``PositionKey``."""
+    symbol_ = row.get(symbol_key)
+    side = row.get(side_key)
+    by_side = _KEYS.get(symbol_) if type(symbol_) is str else None
+    if by_side is not None:
+        cached = by_side.get(side) if type(side) is str else None
+        if cached is not None:
+            return cached
+    key = PositionKey(Symbol(symbol(row, symbol_key)), position_side(row, side_key))
+    if by_side is None and len(_KEYS) < _CACHED_SYMBOLS:
+        by_side = _KEYS[key.symbol] = {}
+    if by_side is not None:
+        by_side[key.side.value] = key
+    return key
 
 
 # ---------------------------------------------------------------- excerpts (error path only)

@@ -4,28 +4,34 @@ Rules of this module:
 1. Per key, facts are ordered by exchange time. A fact older than the one held is ignored;
    re-applying the same fact changes nothing (idempotent). Equal time with other values: a
    stream fact wins (the stream is ordered per event type), a REST row goes through rule 2.
-2. A late REST snapshot never overwrites a newer stream fact. A REST row older than the held
-   fact, or a row without time (absent from an all-symbols read, or ``updateTime`` 0), may
-   override it only if ``requested_time_ms - max_rest_lag_ms`` is after the held fact's time.
-   Otherwise: a timed older row is REST lag and is ignored; an untimed flat row is ambiguous
-   (REST lag can hide a fresh open), so the key becomes SUSPECT and a RequestSnapshot is emitted.
+2. A late REST snapshot never overwrites a newer stream fact (``fusion.judge_rest_row``). A
+   REST row older than the held fact, or a row without time (absent from an all-symbols read,
+   or ``updateTime`` 0), may override it only if ``requested_time_ms - max_rest_lag_ms`` is
+   after the held fact's time. Otherwise: a timed older row is REST lag and is ignored; an
+   untimed row is ambiguous (REST lag can hide a fresh open), so the key becomes SUSPECT and
+   a RequestSnapshot for its symbol is emitted.
    REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
    was applied is ignored for the symbols the newer one covered (request ids increase).
-3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) every key is SUSPECT until a
-   PositionSnapshot whose SnapshotRequested was seen after the gap is applied (request ids map
-   to a gap epoch). Stream facts during the gap are applied by rule 1 but do not confirm. A key
-   is trusted to the stream again once a post-gap snapshot covered it.
+3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) no key is CONFIRMED (the
+   confirmed ones turn SUSPECT) until a PositionSnapshot whose SnapshotRequested was seen after
+   the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
+   by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
+   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
 4. A failed or partial read never means flat: SnapshotFailed makes the keys it covered SUSPECT;
    a snapshot scoped to some symbols only speaks for keys of those symbols.
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
-   every apply, Tick included) and is published as UNKNOWN, never as the old value.
+   every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
+   as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change; a no-op publishes nothing. ``verified_ms`` is the
    ``now_ms`` at which an authoritative fact (post-gap REST, or a trusted stream fact)
-   confirmed the state.
+   confirmed the state. Notify ``position_opened``/``position_closed`` follows open↔closed
+   changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
 7. Stream blindness: when a trusted REST snapshot shows a change the live stream never reported
    (no position fact and no fill on that symbol since the held fact), the book raises
-   ``stream_blind``. The runtime then treats the stream as blind (the BASUSDT incident).
+   ``stream_blind`` (RaiseAlert and Notify). The runtime then treats the stream as blind (the
+   BASUSDT incident). A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its
+   symbol; MarginCall raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 """
@@ -56,6 +62,7 @@ from watchdog.core.events import (
     TradeLite,
 )
 from watchdog.core.freshness import Evidence, transition
+from watchdog.core.fusion import Held, Verdict, judge_rest_row
 from watchdog.core.model import (
     ZERO,
     Knowledge,
@@ -257,7 +264,6 @@ class PositionBook:
         for entry in self._entries.values():
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
-            entry.flat_since_ms = None
         effects: list[Effect] = []
         if was_connected:
             effects.append(Notify("stream_lost", detail=(("reason", reason),)))
@@ -279,7 +285,6 @@ class PositionBook:
         for entry in self._entries.values():
             if scope is None or entry.key.symbol in scope:
                 self._move(entry, Evidence.READ_FAILED, 0, f"snapshot failed: {event.reason}")
-                entry.flat_since_ms = None
 
     def _apply_snapshot(self, snap: PositionSnapshot, now_ms: int) -> list[Effect]:
         request = self._requests.pop(snap.request_id, None)
@@ -319,7 +324,7 @@ class PositionBook:
         amount = row.amount if row is not None else ZERO
         price = row.entry_price if row is not None else ZERO
         row_time_ms = row.update_time_ms if row is not None else 0
-        lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
+        fact_epoch = self._epoch if trusted else -1
         entry = self._entries.get(key)
         effects: list[Effect] = []
         if entry is None:
@@ -328,39 +333,42 @@ class PositionBook:
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._covered(key) and key.symbol not in self._fills:
                 effects.extend(self._blind(key, "REST shows an open the stream never reported"))
-            entry = self._store_fact(key, amount, price, Source.REST,
-                                     row_time_ms or lag_floor_ms, self._epoch if trusted else -1)
-        elif amount == entry.amount and price == entry.entry_price:
-            if row_time_ms > entry.as_of_time_ms:
-                entry.as_of_time_ms = row_time_ms
-                entry.source = Source.REST
-        elif row_time_ms > entry.as_of_time_ms or lag_floor_ms > entry.as_of_time_ms:
-            if (blind_watch and entry.fact_epoch == self._epoch
-                    and self._fills.get(key.symbol, -1) < entry.as_of_time_ms):
-                effects.extend(self._blind(
-                    key, f"REST shows amount {amount} but the stream last reported {entry.amount}"))
-            time_ms = row_time_ms if row_time_ms > entry.as_of_time_ms else lag_floor_ms
-            self._store_fact(key, amount, price, Source.REST, time_ms,
-                             self._epoch if trusted else -1)
-            if not trusted:
-                self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
-                           "snapshot requested before the last stream gap")
-        elif row_time_ms:
-            return effects  # rule 2: a timed row older than the held fact is REST lag
+            lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
+            entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
+                                     fact_epoch)
         else:
-            if trusted:
-                self._move(entry, Evidence.REST_AMBIGUOUS, now_ms,
-                           "REST shows flat within max_rest_lag_ms of a newer fact")
-                effects.append(RequestSnapshot(reason=f"REST flat within lag on {key}",
-                                               symbols=frozenset({key.symbol})))
-            return effects
+            held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
+            judged = judge_rest_row(held, amount, price, row_time_ms, snap.requested_time_ms,
+                                    self._policy.max_rest_lag_ms)
+            match judged.verdict:
+                case Verdict.SAME:
+                    if judged.time_ms > entry.as_of_time_ms:
+                        entry.as_of_time_ms, entry.source = judged.time_ms, Source.REST
+                case Verdict.NEWER | Verdict.OVERRIDE:
+                    if (blind_watch and entry.fact_epoch == self._epoch
+                            and self._fills.get(key.symbol, -1) < entry.as_of_time_ms):
+                        effects.extend(self._blind(key, f"REST shows amount {amount} but the "
+                                                        f"stream last reported {entry.amount}"))
+                    self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    if not trusted:
+                        self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
+                                   "snapshot requested before the last stream gap")
+                case Verdict.LAGGING:
+                    return effects  # REST has not caught up with the newer held fact
+                case Verdict.AMBIGUOUS:
+                    if trusted:
+                        self._move(entry, Evidence.REST_AMBIGUOUS, now_ms,
+                                   f"REST shows {amount} without time within max_rest_lag_ms "
+                                   "of a newer fact")
+                        effects.append(RequestSnapshot(reason=f"REST ambiguous on {key}",
+                                                       symbols=frozenset({key.symbol})))
+                    return effects
+                case _:  # pragma: no cover - unreachable while every verdict is handled
+                    assert_never(judged.verdict)
         if trusted:
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
-            if entry.amount == ZERO:
-                if entry.flat_since_ms is None:
-                    entry.flat_since_ms = snap.requested_time_ms
-            else:
-                entry.flat_since_ms = None
+            if entry.amount == ZERO and entry.flat_since_ms is None:
+                entry.flat_since_ms = snap.requested_time_ms
         return effects
 
     def _blind(self, key: PositionKey, message: str) -> list[Effect]:

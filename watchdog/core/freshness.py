@@ -20,32 +20,34 @@ from enum import StrEnum
 
 from watchdog.core.model import Knowledge
 
-__all__ = ["TRANSITIONS", "Evidence", "IllegalTransition", "transition"]
+__all__ = ["MEANING", "TRANSITIONS", "Evidence", "IllegalTransition", "transition"]
 
 
 class Evidence(StrEnum):
     """What happened to a position's knowledge (the inputs of the machine)."""
 
     AUTHORITATIVE_FACT = "authoritative_fact"
-    """A REST snapshot requested after the last stream gap covered this key (row or absence)."""
-
     STREAM_FACT = "stream_fact"
-    """A newer stream fact on a connected stream, for a key reconciled by REST since the gap."""
-
     UNCONFIRMED_FACT = "unconfirmed_fact"
-    """A newer fact that cannot confirm: stream fact during a gap, or a snapshot from before it."""
-
     STREAM_GAP = "stream_gap"
-    """StreamLost, StreamConnected or ListenKeyExpired: stream events may have been missed."""
-
     READ_FAILED = "read_failed"
-    """A REST read covering this key failed. Never means flat."""
-
     REST_AMBIGUOUS = "rest_ambiguous"
-    """REST shows flat without a time, within ``max_rest_lag_ms`` of a newer held fact."""
-
     AGED = "aged"
-    """``now_ms - verified_ms`` exceeded ``max_age_ms``."""
+
+
+MEANING: dict[Evidence, str] = {
+    Evidence.AUTHORITATIVE_FACT:
+        "a REST snapshot requested after the last stream gap covered the key (row or absence)",
+    Evidence.STREAM_FACT:
+        "a newer stream fact on a connected stream, for a key reconciled by REST since the gap",
+    Evidence.UNCONFIRMED_FACT:
+        "a newer fact that cannot confirm: a stream fact during a gap, a snapshot from before it",
+    Evidence.STREAM_GAP: "StreamLost, StreamConnected or ListenKeyExpired: events may be missed",
+    Evidence.READ_FAILED: "a REST read covering the key failed (never means flat)",
+    Evidence.REST_AMBIGUOUS:
+        "REST shows flat without a time, within max_rest_lag_ms of a newer held fact",
+    Evidence.AGED: "now_ms - verified_ms exceeded max_age_ms",
+}
 
 
 _U, _C, _S, _X = Knowledge.UNKNOWN, Knowledge.CONFIRMED, Knowledge.SUSPECT, Knowledge.EXPIRED

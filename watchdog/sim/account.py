@@ -1,7 +1,7 @@
 """One trading account: positions per (symbol, positionSide), orders, algo orders. Pure.
 
 Position arithmetic follows Binance's cross-margin perpetuals: the entry price is the
-quantity-weighted average of opening fills; closing fills realise ``(price - entry) × qty``
+quantity-weighted average of opening fills; closing fills realise ``(price - entry) * qty``
 (sign by side); in one-way mode a fill larger than the position flips it at the fill price.
 """
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import sys
+from typing import Any
 
 from watchdog.sim.market import parse_symbols
 from watchdog.sim.runner import run_simulator
@@ -17,7 +18,7 @@ from watchdog.sim.runner import run_simulator
 __all__ = ["serve"]
 
 
-async def _serve(**settings: object) -> None:
+async def _serve(**settings: Any) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

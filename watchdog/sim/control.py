@@ -24,6 +24,7 @@ from aiohttp import web
 
 from watchdog.sim import rejections as rj
 from watchdog.sim.orders import algo_rest, order_rest
+from watchdog.sim.venue import VENUE, Venue
 
 __all__ = ["add_routes", "mask"]
 
@@ -59,13 +60,11 @@ async def _doc(request: web.Request) -> dict[str, Any]:
     return doc
 
 
-def _venue(request: web.Request) -> Any:
-    from watchdog.sim.server import VENUE
-
+def _venue(request: web.Request) -> Venue:
     return request.app[VENUE]
 
 
-def _api_key(venue: Any, doc: dict[str, Any]) -> str:
+def _api_key(venue: Venue, doc: dict[str, Any]) -> str:
     key = doc.get("api_key", venue.settings.api_key)
     if key not in venue.exchange.accounts:
         raise _BadRequest("api_key: no such account")
@@ -87,7 +86,7 @@ def _handler(fn: Any) -> Any:
     return handle
 
 
-async def _mark_price(request: web.Request, venue: Any) -> Any:
+async def _mark_price(request: web.Request, venue: Venue) -> Any:
     doc = await _doc(request)
     symbol = str(doc.get("symbol", ""))
     if symbol not in venue.exchange.specs:
@@ -101,7 +100,7 @@ async def _mark_price(request: web.Request, venue: Any) -> Any:
             "contract_price": f"{venue.exchange.last[symbol]:f}"}
 
 
-async def _fills(request: web.Request, venue: Any) -> Any:
+async def _fills(request: web.Request, venue: Venue) -> Any:
     doc = await _doc(request)
     symbol = str(doc.get("symbol", ""))
     if symbol not in venue.exchange.specs:
@@ -115,7 +114,7 @@ async def _fills(request: web.Request, venue: Any) -> Any:
     return order_rest(order, venue.exchange.specs[symbol], with_time=True)
 
 
-async def _faults_post(request: web.Request, venue: Any) -> Any:
+async def _faults_post(request: web.Request, venue: Venue) -> Any:
     doc = await _doc(request)
     try:
         actions = venue.set_faults(doc)
@@ -124,12 +123,12 @@ async def _faults_post(request: web.Request, venue: Any) -> Any:
     return {"faults": venue.faults.to_json(), "actions": actions}
 
 
-async def _faults_delete(request: web.Request, venue: Any) -> Any:
+async def _faults_delete(request: web.Request, venue: Venue) -> Any:
     venue.clear_faults()
     return {"faults": venue.faults.to_json()}
 
 
-async def _state(request: web.Request, venue: Any) -> Any:
+async def _state(request: web.Request, venue: Venue) -> Any:
     ex = venue.exchange
     now = ex.now_ms()
     loop = asyncio.get_running_loop()
@@ -159,12 +158,12 @@ async def _state(request: web.Request, venue: Any) -> Any:
             "weight_used_1m": venue.weights.used}
 
 
-async def _reset(request: web.Request, venue: Any) -> Any:
+async def _reset(request: web.Request, venue: Venue) -> Any:
     venue.reset()
     return {"reset": True}
 
 
-async def _expire_listen_key(request: web.Request, venue: Any) -> Any:
+async def _expire_listen_key(request: web.Request, venue: Venue) -> Any:
     doc = await _doc(request) if request.can_read_body else {}
     venue.exchange.force_expire_listen_key(_api_key(venue, doc))
     return {"expired": True}

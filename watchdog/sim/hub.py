@@ -20,9 +20,9 @@ from aiohttp import web
 from watchdog.sim.exchange import Outgoing
 from watchdog.sim.faults import Faults
 
-__all__ = ["Connection", "StreamHub"]
+__all__ = ["CLOSE", "Connection", "StreamHub"]
 
-_CLOSE = "\x00close"  # queue sentinel: close the connection (payload: close code)
+CLOSE = "\x00close"  # queue sentinel: close the connection (payload: close code)
 
 
 @dataclass(eq=False)
@@ -96,7 +96,7 @@ class StreamHub:
         loop = asyncio.get_running_loop()
         while True:
             due, event_type, text = await conn.queue.get()
-            if event_type == _CLOSE:
+            if event_type == CLOSE:
                 await conn.ws.close(code=int(text or 1000))
                 return
             delay = due - loop.time()
@@ -104,6 +104,9 @@ class StreamHub:
                 await asyncio.sleep(delay)
             if conn.ws.closed:
                 return
+            if self.faults.stream in ("mute", "stall"):  # held back by a delay, then muted
+                self.dropped[event_type] += 1
+                continue
             await conn.ws.send_str(text)
             self.sent[event_type] += 1
 
@@ -111,7 +114,7 @@ class StreamHub:
         """DELETE listenKey "will close the stream": a normal close after queued events."""
         for conn in list(self.connections):
             if listen_key in conn.subscriptions:
-                conn.queue.put_nowait((0.0, _CLOSE, "1000"))
+                conn.queue.put_nowait((0.0, CLOSE, "1000"))
 
     def drop_all(self) -> int:
         """Fault ``disconnect``: abort every TCP connection (the client sees 1006)."""

@@ -130,7 +130,7 @@ def exchange_info(specs: list[SymbolSpec], server_time_ms: int) -> dict[str, obj
 
 def leverage_brackets(specs: list[SymbolSpec], symbol: str | None) -> list[dict[str, object]]:
     """``GET /fapi/v1/leverageBracket`` (numbers, not strings, as Binance sends them)."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for spec in specs:
         if symbol is not None and spec.symbol != symbol:
             continue

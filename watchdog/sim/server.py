@@ -13,17 +13,17 @@ from typing import Any
 
 from aiohttp import web
 
+from watchdog.sim import control, stream, views
 from watchdog.sim import rejections as rj
-from watchdog.sim import views
+from watchdog.sim.account import AccountView
 from watchdog.sim.auth import check_timestamp, merge_params, verify_signature
 from watchdog.sim.market import exchange_info, leverage_brackets
 from watchdog.sim.orders import algo_rest, order_rest
 from watchdog.sim.requests import Params, parse_bool, require
-from watchdog.sim.venue import Venue
+from watchdog.sim.venue import VENUE, Venue
 
-__all__ = ["VENUE", "build_app"]
+__all__ = ["ROUTES", "build_app"]
 
-VENUE: web.AppKey[Venue] = web.AppKey("venue", Venue)
 NONE, USER_STREAM, SIGNED = "NONE", "USER_STREAM", "SIGNED"
 Handler = Callable[[Venue, str, Params], Any]
 Weight = int | Callable[[Params], int]
@@ -137,7 +137,7 @@ def _listen_key_delete(v: Venue, k: str, _p: Params) -> Any:
     return {}
 
 
-def _lag(v: Venue, k: str) -> views.AccountView:
+def _lag(v: Venue, k: str) -> AccountView:
     return v.exchange.view(k, v.faults.rest_lag_ms)
 
 
@@ -265,8 +265,6 @@ ROUTES: list[tuple[str, str, str, Weight, Handler, bool]] = [
 
 def build_app(venue: Venue) -> web.Application:
     """REST + streams + control on one Application (the runner adds housekeeping)."""
-    from watchdog.sim import control, stream
-
     app = web.Application()
     app[VENUE] = venue
     for method, path, security, weight, fn, counts_order in ROUTES:

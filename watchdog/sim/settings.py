@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from watchdog.sim.market import DEFAULT_SYMBOLS
 
@@ -18,7 +18,8 @@ class SimSettings:
 
     ``time_scale`` divides Binance's long durations (listen key 60 min, connection 24 h, ping
     every 3 min, pong window 10 min): with ``time_scale=3600`` a listen key lives 1 s and a
-    connection 24 s. Explicit ``ping_interval_s``/``pong_timeout_s`` override the scaled values.
+    connection 24 s. Explicit ``ping_interval_s``, ``pong_timeout_s``, ``listen_key_ttl_s`` and
+    ``connection_max_age_s`` override the scaled values one by one.
     """
 
     host: str = "127.0.0.1"
@@ -31,19 +32,24 @@ class SimSettings:
     time_scale: float = 1.0
     ping_interval_s: float | None = None
     pong_timeout_s: float | None = None
+    listen_key_ttl_s: float | None = None
+    connection_max_age_s: float | None = None
     weight_limit: int = 2400
     require_events_filter: bool = False
     history_ms: int = 600_000
     housekeeping_interval_s: float = 0.05
     accounts_wallet: str = "10000"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def listen_key_ttl_ms(self) -> int:
+        if self.listen_key_ttl_s is not None:
+            return max(1, int(self.listen_key_ttl_s * 1000))
         return max(1, int(3_600_000 / self.time_scale))
 
     @property
     def max_connection_age_s(self) -> float:
+        if self.connection_max_age_s is not None:
+            return self.connection_max_age_s
         return 86_400 / self.time_scale
 
     @property

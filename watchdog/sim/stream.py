@@ -6,11 +6,11 @@
 - ``/private/stream?listenKey=K1&events=…&listenKey=K2&events=…`` — stream mode, frames
   wrapped as ``{"stream": K, "data": event}``.
 - ``/ws/{anything}`` — the legacy path: connects, answers pings, delivers nothing (production
-  behaviour since 2026-04-23: "fails silently").
+  behaviour since 2026-04-23: un-routed connections "fail silently").
 
-The server pings every ``ping_interval_s`` and closes a connection whose pongs stop for
-``pong_timeout_s``; every connection is cut at the (time-scaled) 24 h mark. Fault ``stall``
-stops all outgoing frames, pongs and close replies included.
+The server pings every ``ping_interval_s`` and closes (1008) a connection whose pongs stop for
+``pong_timeout_s``; every connection is closed (1001) at the time-scaled 24 h mark. Fault
+``stall`` stops all outgoing frames, pongs and close replies included.
 """
 
 from __future__ import annotations
@@ -21,20 +21,21 @@ import contextlib
 from aiohttp import WSMsgType, web
 
 from watchdog.sim import rejections as rj
-from watchdog.sim.hub import Connection
+from watchdog.sim.hub import CLOSE, Connection
+from watchdog.sim.venue import VENUE, Venue
 
 __all__ = ["add_routes"]
 
+Subscriptions = dict[str, frozenset[str] | None]
 
-def _subscriptions(request: web.Request, venue: object) -> dict[str, frozenset[str] | None]:
-    from watchdog.sim.server import VENUE
 
-    v = request.app[VENUE]
-    subs: dict[str, frozenset[str] | None] = {}
+def _subscriptions(request: web.Request, venue: Venue) -> Subscriptions:
+    """``listenKey``/``events`` pairs in query order; every key must be live (-1125)."""
+    subs: Subscriptions = {}
     key: str | None = None
     for name, value in request.query.items():
         if name == "listenKey":
-            if v.exchange.account_for_listen_key(value) is None:
+            if venue.exchange.account_for_listen_key(value) is None:
                 raise rj.invalid_listen_key()
             key = value
             subs[key] = None
@@ -45,20 +46,17 @@ def _subscriptions(request: web.Request, venue: object) -> dict[str, frozenset[s
     return subs
 
 
-async def _serve(request: web.Request, subs: dict[str, frozenset[str] | None], *, wrap: bool) -> web.StreamResponse:
-    from watchdog.sim.server import VENUE
-
+async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool) -> web.StreamResponse:
     venue = request.app[VENUE]
     hub = venue.hub
-    settings = venue.settings
     loop = asyncio.get_running_loop()
     ws = web.WebSocketResponse(autoping=False, autoclose=False)
     await ws.prepare(request)
     now = loop.time()
     conn = Connection(hub.next_id(), ws, request, request.path, subs, wrap, now, now)
     await hub.add(conn)
-    sender = asyncio.create_task(hub.send_loop(conn), name=f"sim-send-{conn.id}")
-    ticker = asyncio.create_task(_tick(conn, venue), name=f"sim-tick-{conn.id}")
+    tasks = [asyncio.create_task(hub.send_loop(conn), name=f"sim-send-{conn.id}"),
+             asyncio.create_task(_tick(conn, venue), name=f"sim-tick-{conn.id}")]
     try:
         async for msg in ws:
             stalled = hub.faults.stream == "stall"
@@ -71,21 +69,17 @@ async def _serve(request: web.Request, subs: dict[str, frozenset[str] | None], *
                     await ws.close()
                 break
     finally:
-        for task in (sender, ticker):
+        for task in tasks:
             task.cancel()
-        for task in (sender, ticker):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await hub.remove(conn)
-    del settings
     return ws
 
 
-async def _tick(conn: Connection, venue: object) -> None:
-    """Server pings, pong deadline, and the 24 h cut (all on the configured time scale)."""
-    from watchdog.sim.venue import Venue
-
-    assert isinstance(venue, Venue)
+async def _tick(conn: Connection, venue: Venue) -> None:
+    """Server pings, the pong deadline, and the 24 h cut (on the configured time scale)."""
     settings = venue.settings
     loop = asyncio.get_running_loop()
     interval = settings.effective_ping_interval_s
@@ -95,7 +89,7 @@ async def _tick(conn: Connection, venue: object) -> None:
         now = loop.time()
         if now >= deadline:
             # "A single connection is only valid for 24 hours" (§1.4).
-            conn.queue.put_nowait((0.0, "\x00close", "1001"))
+            conn.queue.put_nowait((0.0, CLOSE, "1001"))
             return
         if venue.hub.faults.stream == "stall":
             continue
@@ -105,20 +99,22 @@ async def _tick(conn: Connection, venue: object) -> None:
         await conn.ws.ping()
 
 
-async def private_ws(request: web.Request) -> web.StreamResponse:
+async def _private(request: web.Request, *, wrap: bool) -> web.StreamResponse:
     try:
-        subs = _subscriptions(request, None)
+        subs = _subscriptions(request, request.app[VENUE])
     except rj.Rejection as exc:
         return web.json_response(exc.body(), status=exc.status)
-    return await _serve(request, dict(list(subs.items())[:1]), wrap=False)
+    if not wrap:  # ws mode carries one listen key
+        subs = dict(list(subs.items())[:1])
+    return await _serve(request, subs, wrap=wrap)
+
+
+async def private_ws(request: web.Request) -> web.StreamResponse:
+    return await _private(request, wrap=False)
 
 
 async def private_stream(request: web.Request) -> web.StreamResponse:
-    try:
-        subs = _subscriptions(request, None)
-    except rj.Rejection as exc:
-        return web.json_response(exc.body(), status=exc.status)
-    return await _serve(request, subs, wrap=True)
+    return await _private(request, wrap=True)
 
 
 async def legacy_ws(request: web.Request) -> web.StreamResponse:

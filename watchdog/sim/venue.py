@@ -12,6 +12,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from aiohttp import web
+
 from watchdog.sim.auth import OrderCounter, WeightMeter
 from watchdog.sim.exchange import SimExchange
 from watchdog.sim.faults import Faults, apply_faults
@@ -19,7 +21,7 @@ from watchdog.sim.hub import StreamHub
 from watchdog.sim.market import default_specs
 from watchdog.sim.settings import SimSettings
 
-__all__ = ["Venue"]
+__all__ = ["VENUE", "Venue"]
 
 
 class Venue:
@@ -90,3 +92,6 @@ class Venue:
         self.exchange = self._new_exchange()
         self.weights = WeightMeter(limit=self.settings.weight_limit)
         self.order_counter = OrderCounter()
+
+
+VENUE: web.AppKey[Venue] = web.AppKey("venue", Venue)

@@ -60,8 +60,11 @@ end
 -- Returns allowed (0/1), reason, age_ms (-1 unknown), the position hash (flat), the health map.
 local function judge(health_key, pos_key, reaping_key, lease_key, max_age_arg, now)
   local flat = redis.call('HGETALL', pos_key)
-  local h = as_map(redis.call('HGETALL', health_key))
-  if next(h) == nil then return 0, 'watchdog_down', -1, flat, h end
+  local hv = redis.call('HMGET', health_key, 'beat_ms', 'clock_offset_ms', 'veto_max_age_ms', 'events_maxlen')
+  -- beat_ms is written by every heartbeat: nil means the health hash expired (watchdog down)
+  local h = {beat_ms = hv[1] or nil, clock_offset_ms = hv[2] or nil, veto_max_age_ms = hv[3] or nil,
+    events_maxlen = hv[4] or nil}
+  if not hv[1] then return 0, 'watchdog_down', -1, flat, h end
   if #flat == 0 then return 0, 'no_position', -1, flat, h end
   local p = as_map(flat)
   local age = age_of(p, tonumber(h['clock_offset_ms']) or 0, now)
@@ -70,7 +73,9 @@ local function judge(health_key, pos_key, reaping_key, lease_key, max_age_arg, n
   if max_age == nil or max_age <= 0 then max_age = tonumber(h['veto_max_age_ms']) or 0 end
   if p['state'] ~= 'open' or age < 0 or age > max_age then return 0, 'stale', age, flat, h end
   if redis.call('EXISTS', reaping_key) == 1 then return 0, 'reaping', age, flat, h end
-  if lease_held(as_map(redis.call('HGETALL', lease_key)), now) then
+  local l = redis.call('HMGET', lease_key, 'token', 'released_ms', 'revoked', 'expires_ms')
+  if lease_held({token = l[1] or nil, released_ms = l[2] or nil, revoked = l[3] or nil,
+                 expires_ms = l[4] or nil}, now) then
     return 0, 'lease_held', age, flat, h
   end
   return 1, 'ok', age, flat, h

@@ -1,15 +1,15 @@
 -- end: the bot finished (created its new stop, or gave up). Releases the lease and records the
 -- unprotected window: begin -> end (upper bound: the cancel happens after begin) and
 -- confirm -> end (the create happens after confirm).
--- KEYS: 1 health, 2 lease, 3 leases, 4 windows, 5 events
--- ARGV: 1 member, 2 token, 3 outcome, 4 channel
+-- KEYS: 1 lease, 2 leases, 3 windows, 4 events
+-- ARGV: 1 member, 2 token, 3 outcome, 4 channel, 5 health key (read-only, see begin.lua)
 -- Reply: {released 0|1, reason ('ok'|'already_released'|'lease_lost'), window_ms (-1 unknown)}
 local now = now_ms()
 local member, token, outcome = ARGV[1], ARGV[2], ARGV[3]
-local maxlen = events_maxlen(KEYS[1])
-local l = as_map(redis.call('HGETALL', KEYS[2]))
+local maxlen = events_maxlen(ARGV[5])
+local l = as_map(redis.call('HGETALL', KEYS[1]))
 if l['token'] ~= token then
-  emit(KEYS[5], ARGV[4], maxlen, now, {'kind', 'lease', 'action', 'end', 'position', member,
+  emit(KEYS[4], ARGV[4], maxlen, now, {'kind', 'lease', 'action', 'end', 'position', member,
     'token', token, 'outcome', outcome, 'reason', 'lease_lost'})
   return {0, 'lease_lost', -1}
 end
@@ -17,17 +17,17 @@ if l['released_ms'] ~= nil then return {0, 'already_released', -1} end
 local window = now - tonumber(l['begin_ms'])
 local after_confirm = -1
 if l['confirm_ms'] ~= nil then after_confirm = now - tonumber(l['confirm_ms']) end
-redis.call('HSET', KEYS[2], 'released_ms', tostring(now), 'outcome', outcome)
-redis.call('PEXPIRE', KEYS[2], LEASE_LINGER_MS)
-redis.call('ZREM', KEYS[3], member)
+redis.call('HSET', KEYS[1], 'released_ms', tostring(now), 'outcome', outcome)
+redis.call('PEXPIRE', KEYS[1], LEASE_LINGER_MS)
+redis.call('ZREM', KEYS[2], member)
 local record = cjson.encode({holder = l['holder'], token = token, begin_ms = tonumber(l['begin_ms']),
   confirm_ms = tonumber(l['confirm_ms']), end_ms = now, window_ms = window,
   after_confirm_ms = after_confirm, outcome = outcome})
-redis.call('HSET', KEYS[4], member, record)
-redis.call('HINCRBY', KEYS[4], member .. ':count', 1)
-local worst = tonumber(redis.call('HGET', KEYS[4], member .. ':max_window_ms')) or -1
-if window > worst then redis.call('HSET', KEYS[4], member .. ':max_window_ms', window) end
-emit(KEYS[5], ARGV[4], maxlen, now, {'kind', 'lease', 'action', 'end', 'position', member,
+redis.call('HSET', KEYS[3], member, record)
+redis.call('HINCRBY', KEYS[3], member .. ':count', 1)
+local worst = tonumber(redis.call('HGET', KEYS[3], member .. ':max_window_ms')) or -1
+if window > worst then redis.call('HSET', KEYS[3], member .. ':max_window_ms', window) end
+emit(KEYS[4], ARGV[4], maxlen, now, {'kind', 'lease', 'action', 'end', 'position', member,
   'token', token, 'holder', l['holder'] or '', 'outcome', outcome, 'window_ms', tostring(window),
   'after_confirm_ms', tostring(after_confirm)})
 return {1, 'ok', window}

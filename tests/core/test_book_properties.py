@@ -1,0 +1,236 @@
+"""Property tests: random interleavings of stream facts, lagging snapshots, gaps and failures.
+
+A tiny model exchange holds the true amount of each key over exchange time. The stream delivers
+each change at once unless it is down or muted; a REST read captures the truth as of
+``requested_time_ms - lag`` (lag ≤ max_rest_lag_ms, REST never goes backwards), and its answer
+arrives later, possibly out of order, or fails. After every event the invariants are checked
+against what the model knows, never against the book's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.core.facts import key
+from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.effects import Publish
+from watchdog.core.events import (
+    Event,
+    ListenKeyExpired,
+    PositionAmount,
+    PositionSnapshot,
+    SnapshotFailed,
+    SnapshotRequested,
+    StreamConnected,
+    StreamLost,
+    StreamPositions,
+    Tick,
+    TradeLite,
+)
+from watchdog.core.model import (
+    ZERO,
+    Knowledge,
+    OrderId,
+    PositionKey,
+    PositionSide,
+    PositionState,
+    Symbol,
+)
+
+POLICY = BookPolicy(max_age_ms=5000, max_rest_lag_ms=2000)
+KEYS = (key("BTCUSDT"), key("ETHUSDT", PositionSide.LONG), key("ETHUSDT", PositionSide.SHORT))
+SYMBOLS = sorted({k.symbol for k in KEYS})
+FACT_EVENTS = (StreamPositions, PositionSnapshot)
+
+
+@dataclass
+class _Pending:
+    request_id: int
+    requested_ms: int
+    info_ms: int
+    scope: frozenset[Symbol] | None
+    gap_count: int
+    rows: tuple[PositionAmount, ...]
+
+
+@dataclass
+class World:
+    """The exchange as it really is, plus what the book was told and when."""
+
+    book: PositionBook = field(default_factory=lambda: PositionBook(POLICY))
+    now_ms: int = 1
+    truth: dict[PositionKey, list[tuple[int, Decimal]]] = field(
+        default_factory=lambda: {k: [(0, ZERO)] for k in KEYS})
+    connected: bool = False
+    muted: bool = False
+    gap_count: int = 0
+    all_reconciled: int = -1
+    symbol_reconciled: dict[Symbol, int] = field(default_factory=dict)
+    last_fact: dict[PositionKey, tuple[int, Decimal]] = field(default_factory=dict)
+    failed_read: set[PositionKey] = field(default_factory=set)
+    versions: dict[PositionKey, int] = field(default_factory=dict)
+    pending: list[_Pending] = field(default_factory=list)
+    next_request: int = 1
+    last_info_ms: int = 0
+    replay: bool = False
+
+    # ------------------------------------------------------------ the model
+
+    def amount_at(self, k: PositionKey, time_ms: int) -> tuple[int, Decimal]:
+        return [(t, a) for t, a in self.truth[k] if t <= time_ms][-1]
+
+    def learn(self, k: PositionKey, info_ms: int, qty: Decimal) -> None:
+        if info_ms >= self.last_fact.get(k, (-1, ZERO))[0]:
+            self.last_fact[k] = (info_ms, qty)
+
+    def apply(self, event: Event) -> None:
+        effects = self.book.apply(event, self.now_ms)
+        for effect in effects:
+            if isinstance(effect, Publish):
+                view = effect.view
+                # version strictly increases per key
+                assert view.version > self.versions.get(view.key, 0)
+                self.versions[view.key] = view.version
+                # only a fact can make a state known (a failed read never reports CLOSED)
+                if not isinstance(event, FACT_EVENTS):
+                    assert view.state is PositionState.UNKNOWN, (event, view)
+        if self.replay and isinstance(event, StreamPositions):
+            assert self.book.apply(event, self.now_ms) == []
+        self.check()
+
+    def check(self) -> None:
+        for k in KEYS:
+            reconciled = self.gap_count in (self.all_reconciled,
+                                            self.symbol_reconciled.get(k.symbol))
+            flat_ms = self.book.flat_since(k)
+            if flat_ms is not None:
+                # the reaper's proof of flatness: post-gap, past, and true to the latest fact
+                assert reconciled
+                assert flat_ms <= self.now_ms
+                assert self.last_fact.get(k, (0, ZERO))[1] == ZERO
+            view = self.book.view(k)
+            if view is None:
+                continue
+            assert view.version == self.versions[k]
+            stale = self.now_ms - view.verified_ms > POLICY.max_age_ms
+            if stale or view.knowledge is not Knowledge.CONFIRMED:
+                assert view.state is PositionState.UNKNOWN, view
+                assert flat_ms is None
+                continue
+            # never CONFIRMED after a gap until a snapshot requested after it covered the key
+            assert reconciled
+            # a known state always equals the latest fact the exchange gave about the key
+            qty = self.last_fact[k][1]
+            assert view.amount == qty, (view, self.last_fact[k])
+            assert (view.state is PositionState.OPEN) == (qty != ZERO)
+
+    # ------------------------------------------------------------ operations
+
+    def advance(self, dt_ms: int) -> None:
+        self.now_ms += dt_ms
+        self.apply(Tick())
+
+    def change(self, k: PositionKey, qty: int, with_fill: bool) -> None:
+        self.now_ms += 1
+        if self.truth[k][-1][1] == qty:
+            return
+        self.truth[k].append((self.now_ms, Decimal(qty)))
+        if self.connected and not self.muted:
+            if with_fill:
+                self.apply(TradeLite(self.now_ms, self.now_ms, k.symbol, OrderId(1), "c", "BUY",
+                                     Decimal(1), Decimal(100)))
+            row = PositionAmount(k, Decimal(qty), Decimal(100) if qty else ZERO, self.now_ms)
+            self.learn(k, self.now_ms, Decimal(qty))
+            self.apply(StreamPositions(self.now_ms, self.now_ms, "ORDER", (row,)))
+
+    def gap(self, kind: int) -> None:
+        self.gap_count += 1
+        self.connected = kind == 1
+        gaps: list[Event] = [StreamLost(1, "1006"), StreamConnected(2), ListenKeyExpired(self.now_ms)]
+        self.apply(gaps[kind])
+
+    def request(self, scope_index: int, lag_ms: int, flat_style: int) -> None:
+        self.now_ms += 1
+        scope = None if scope_index >= len(SYMBOLS) else frozenset({SYMBOLS[scope_index]})
+        info_ms = max(self.now_ms - lag_ms, self.last_info_ms)
+        self.last_info_ms = info_ms
+        rows = []
+        for k in KEYS:
+            if scope is not None and k.symbol not in scope:
+                continue
+            since_ms, qty = self.amount_at(k, info_ms)
+            if qty != ZERO:
+                rows.append(PositionAmount(k, qty, Decimal(100), since_ms))
+            elif flat_style == 1:
+                rows.append(PositionAmount(k, ZERO, ZERO, 0))  # v2: flat rows, no time
+            elif flat_style == 2 and since_ms:
+                rows.append(PositionAmount(k, ZERO, ZERO, since_ms))  # v3: timed flat row
+        rid, self.next_request = self.next_request, self.next_request + 1
+        self.pending.append(_Pending(rid, self.now_ms, info_ms, scope, self.gap_count,
+                                     tuple(rows)))
+        self.apply(SnapshotRequested(rid, self.now_ms, scope))
+
+    def answer(self, index: int, fails: bool) -> None:
+        if not self.pending:
+            return
+        p = self.pending.pop(index % len(self.pending))
+        self.now_ms += 1
+        if fails:
+            self.apply(SnapshotFailed(p.request_id, "HTTP 503"))
+            return
+        for k in KEYS:
+            if p.scope is None or k.symbol in p.scope:
+                self.learn(k, p.info_ms, self.amount_at(k, p.info_ms)[1])
+        if p.gap_count == self.gap_count:
+            if p.scope is None:
+                self.all_reconciled = self.gap_count
+            else:
+                for symbol in p.scope:
+                    self.symbol_reconciled[symbol] = self.gap_count
+        self.apply(PositionSnapshot(p.request_id, p.requested_ms, self.now_ms, p.rows, p.scope))
+
+
+_advance = st.tuples(st.just("advance"), st.integers(1, 1500))
+_change = st.tuples(st.just("change"), st.sampled_from(KEYS), st.sampled_from([0, 0, 1, 2, -1]),
+                    st.booleans())
+_request = st.tuples(st.just("request"), st.integers(0, len(SYMBOLS) + 1),
+                     st.integers(0, POLICY.max_rest_lag_ms), st.integers(0, 2))
+_answer = st.tuples(st.just("answer"), st.integers(0, 7), st.sampled_from([False] * 4 + [True]))
+# Repeated entries bias the mix towards the common case: facts, polls and answers; gaps are rare.
+_operations = st.one_of(
+    _advance, _advance, _change, _change, _change, _request, _request, _answer, _answer, _answer,
+    st.tuples(st.just("mute"), st.booleans()),
+    st.tuples(st.just("gap"), st.integers(0, 2)),
+)
+# Most runs start like the daemon does: connect, then one all-symbols read.
+_startup = [("gap", 1), ("request", len(SYMBOLS), 0, 0), ("answer", 0, False)]
+_scripts = st.one_of(st.lists(_operations, max_size=80),
+                     st.lists(_operations, max_size=80).map(lambda ops: _startup + ops))
+
+
+def run(ops: list[tuple[object, ...]], *, replay: bool = False) -> World:
+    world = World(replay=replay)
+    for op in ops:
+        name, *args = op
+        if name == "mute":
+            world.muted = bool(args[0])
+        else:
+            getattr(world, str(name))(*args)
+    return world
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scripts)
+def test_invariants_hold_for_any_interleaving(ops: list[tuple[object, ...]]) -> None:
+    run(ops)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_scripts)
+def test_reapplying_every_fact_changes_nothing(ops: list[tuple[object, ...]]) -> None:
+    """Idempotence: each stream fact and snapshot applied twice in a row publishes nothing new."""
+    run(ops, replay=True)

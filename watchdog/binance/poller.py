@@ -1,0 +1,234 @@
+"""REST polling: the authority that proves the stream right, or blind.
+
+Lives in ``binance/`` rather than ``runtime/`` because every decision in it is about Binance's
+costs (positionRisk weight 5 for all symbols, order reads weight 1 per symbol) and it talks only
+to ``BinanceRest`` and the core's events; leases come in through an injected callable, so it
+imports nothing from ``store``.
+
+Rules of this module:
+1. ``PollSchedule`` is pure (``now_s`` passed in): what to read now, and when to wake next.
+2. Positions (all symbols, one call) every ``poll_interval_s``, at once when the core asks
+   (``RequestSnapshot``). Open regular + algo orders for symbols that hold a position, closed one
+   within ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``, and every
+   ``fast_poll_interval_s`` right after an event on the symbol or while it is leased.
+3. Scheduled reads are not urgent: they wait while our weight share is spent. A snapshot the
+   core asked for is urgent. Nothing is sent while Binance's ``Retry-After`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+
+from loguru import logger
+
+from watchdog.binance.rest import WEIGHTS, BinanceRest
+from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.core.effects import RequestSnapshot
+from watchdog.core.events import (
+    AlgoUpdate,
+    Event,
+    OrderUpdate,
+    PositionSnapshot,
+    StreamPositions,
+    TradeLite,
+)
+from watchdog.core.model import ZERO, Symbol
+from watchdog.runtime.clock import Clock
+
+__all__ = ["LeasedSymbols", "PollPlan", "PollSchedule", "Poller"]
+
+_POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
+_ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
+
+LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What to read now; ``wake_in_s`` is when the schedule next has something to do."""
+
+    read_positions: bool
+    positions_urgent: bool
+    positions_reason: str
+    order_symbols: tuple[Symbol, ...]
+    orders_urgent: tuple[Symbol, ...]
+    wake_in_s: float
+
+
+class PollSchedule:
+    """Pure timing of REST reads (rule 1 and 2)."""
+
+    def __init__(self, *, poll_interval_s: float, orders_poll_interval_s: float,
+                 fast_poll_interval_s: float, recent_window_s: float = 300.0) -> None:
+        self.poll_interval_s = poll_interval_s
+        self.orders_poll_interval_s = orders_poll_interval_s
+        self.fast_poll_interval_s = fast_poll_interval_s
+        self.recent_window_s = recent_window_s
+        self._next_positions_at = 0.0
+        self._requested: list[str] = []
+        self._requested_symbols: set[Symbol] = set()
+        self._open: set[Symbol] = set()
+        self._closed_at: dict[Symbol, float] = {}
+        self._active_at: dict[Symbol, float] = {}
+        self._orders_at: dict[Symbol, float] = {}
+
+    # -------------------------------------------------------------- facts
+
+    def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
+        """The core asked for a snapshot: read positions (and those symbols' orders) now."""
+        self._requested.append(reason)
+        self._requested_symbols.update(symbols or ())
+
+    def positions_started(self, now_s: float) -> str:
+        """A positions read starts now; returns the reason(s) it serves."""
+        self._next_positions_at = now_s + self.poll_interval_s
+        reason = ", ".join(dict.fromkeys(self._requested)) or "scheduled"
+        self._requested.clear()
+        return reason
+
+    def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> None:
+        """A complete positions answer: which symbols hold a position, which just closed."""
+        held = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
+        for symbol in self._open - held:
+            self._closed_at[symbol] = now_s
+        self._open = held
+
+    def activity(self, symbol: Symbol, now_s: float) -> None:
+        """An event on ``symbol`` arrived: poll its orders fast for a while."""
+        self._active_at[symbol] = now_s
+
+    def orders_read(self, symbol: Symbol, now_s: float) -> None:
+        self._orders_at[symbol] = now_s
+        self._requested_symbols.discard(symbol)
+
+    def defer_positions(self, until_s: float) -> None:
+        """Our budget cannot pay for the scheduled read yet."""
+        self._next_positions_at = max(self._next_positions_at, until_s)
+
+    # -------------------------------------------------------------- decision
+
+    def orders_interval_s(self, symbol: Symbol, now_s: float, leased: Collection[str]) -> float:
+        active_at = self._active_at.get(symbol)
+        recently_active = (active_at is not None
+                           and now_s - active_at < self.orders_poll_interval_s)
+        fast = symbol in leased or recently_active
+        return self.fast_poll_interval_s if fast else self.orders_poll_interval_s
+
+    def tracked(self, now_s: float, leased: Collection[str]) -> set[Symbol]:
+        """Symbols whose orders we watch: open, recently closed, leased, or recently active."""
+        for symbol, closed_at in list(self._closed_at.items()):
+            if now_s - closed_at > self.recent_window_s:
+                del self._closed_at[symbol]
+        recent = {s for s, t in self._active_at.items() if now_s - t < self.recent_window_s}
+        return (self._open | set(self._closed_at) | {Symbol(s) for s in leased} | recent
+                | self._requested_symbols)
+
+    def plan(self, now_s: float, leased: Collection[str] = ()) -> PollPlan:
+        urgent = bool(self._requested)
+        read_positions = urgent or now_s >= self._next_positions_at
+        wake_at = now_s if urgent else self._next_positions_at
+        due: list[Symbol] = []
+        for symbol in sorted(self.tracked(now_s, leased)):
+            if symbol in self._requested_symbols:
+                due.append(symbol)
+                continue
+            next_at = self._orders_at.get(symbol, -1e18) + self.orders_interval_s(symbol, now_s,
+                                                                                   leased)
+            if next_at <= now_s:
+                due.append(symbol)
+            else:
+                wake_at = min(wake_at, next_at)
+        return PollPlan(read_positions, urgent, ", ".join(self._requested) or "scheduled",
+                        tuple(due), tuple(s for s in due if s in self._requested_symbols),
+                        max(0.0, wake_at - now_s))
+
+
+class Poller:
+    """Runs the schedule against ``BinanceRest`` and emits bracketed snapshots to the core."""
+
+    def __init__(self, rest: BinanceRest, schedule: PollSchedule, *, clock: Clock,
+                 leased_symbols: LeasedSymbols | None = None) -> None:
+        self._rest = rest
+        self.schedule = schedule
+        self._clock = clock
+        self._leased_symbols = leased_symbols
+        self._wake = asyncio.Event()
+        self.reads = 0
+        self.failures = 0
+
+    def request_snapshot(self, effect: RequestSnapshot) -> None:
+        """Run a ``RequestSnapshot`` effect of the core: read as soon as the budget allows."""
+        self.schedule.snapshot_requested(effect.reason, effect.symbols)
+        self._wake.set()
+
+    def observe(self, event: Event) -> None:
+        """Feed every event the core gets: symbols with activity are polled fast."""
+        now_s = self._clock.monotonic()
+        match event:
+            case StreamPositions(positions=rows):
+                for row in rows:
+                    self.schedule.activity(Symbol(row.key.symbol), now_s)
+            case OrderUpdate(symbol=symbol) | AlgoUpdate(symbol=symbol) | TradeLite(symbol=symbol):
+                self.schedule.activity(symbol, now_s)
+            case PositionSnapshot() if event.symbols is None:
+                self.schedule.positions_seen(event, now_s)
+            case _:
+                return
+        self._wake.set()
+
+    async def run(self, emit: Emit) -> None:
+        """Poll forever (never returns); failures become ``SnapshotFailed``, never flat."""
+        while True:
+            self._wake.clear()  # before planning: a wake-up during the reads is not lost
+            now_s = self._clock.monotonic()
+            leased = await self._leases()
+            plan = self.schedule.plan(now_s, leased)
+            if plan.read_positions:
+                wait_s = self._rest.budget_wait_s(_POSITIONS_WEIGHT, urgent=plan.positions_urgent)
+                if wait_s > 0:
+                    self.schedule.defer_positions(now_s + wait_s)
+                    logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
+                else:
+                    reason = self.schedule.positions_started(now_s)
+                    self.reads += 1
+                    snapshot = await read_positions(self._rest, emit, reason=reason,
+                                                    urgent=plan.positions_urgent)
+                    if snapshot is None:
+                        self.failures += 1
+                    else:
+                        self.schedule.positions_seen(snapshot, self._clock.monotonic())
+            for symbol in plan.order_symbols:
+                urgent = symbol in plan.orders_urgent
+                if self._rest.budget_wait_s(_ORDERS_WEIGHT, urgent=urgent) > 0:
+                    logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
+                    break
+                await read_orders(self._rest, emit, [symbol], reason="poll", urgent=urgent)
+                self.schedule.orders_read(symbol, self._clock.monotonic())
+            plan = self.schedule.plan(self._clock.monotonic(), leased)
+            if plan.read_positions or plan.order_symbols:
+                # Something is due but the budget holds it back: look again shortly.
+                wake_in_s = max(0.05, self._rest.budget_wait_s(_POSITIONS_WEIGHT))
+                wake_in_s = min(wake_in_s, self.schedule.poll_interval_s)
+            else:
+                wake_in_s = plan.wake_in_s
+            await self._sleep_unless_woken(wake_in_s)
+
+    async def _sleep_unless_woken(self, wait_s: float) -> bool:
+        """Sleep ``wait_s``, or less when an event or a snapshot request wakes us."""
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _leases(self) -> Collection[str]:
+        if self._leased_symbols is None:
+            return ()
+        result = self._leased_symbols()
+        if inspect.isawaitable(result):
+            return await result
+        return result

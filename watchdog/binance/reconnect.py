@@ -1,0 +1,119 @@
+"""Pure decisions of the user-data stream: backoff, duplicate detection, error classification.
+
+Rules of this module:
+1. No I/O and no clock: randomness is an injected ``random.Random``; times are arguments.
+2. ``classify_stream_error`` decides, once, what a failed connect or a dropped connection means:
+   retry the same key, get a (possibly new) key first, or stop the daemon (bad API key).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from collections.abc import Hashable, Mapping
+from enum import StrEnum
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
+
+__all__ = [
+    "Backoff",
+    "RecentEvents",
+    "StreamFailure",
+    "classify_stream_error",
+    "event_identity",
+]
+
+
+class Backoff:
+    """Bounded exponential backoff with jitter: each delay in [cap/2, cap], cap doubling.
+
+    The first reconnect after a healthy connection waits about ``min_delay_s``: a gap is
+    blindness, so we come back fast, and slow down only while attempts keep failing.
+    """
+
+    def __init__(self, min_delay_s: float, max_delay_s: float, rng: random.Random) -> None:
+        if not 0 < min_delay_s <= max_delay_s:
+            raise ValueError(f"need 0 < min_delay_s <= max_delay_s, got {min_delay_s}, "
+                             f"{max_delay_s}")
+        self.min_delay_s = min_delay_s
+        self.max_delay_s = max_delay_s
+        self._rng = rng
+        self.failures = 0
+
+    def next_delay_s(self) -> float:
+        """The wait before the next attempt; counts one more failure."""
+        cap_s = min(self.max_delay_s, self.min_delay_s * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        jitter_s: float = self._rng.random() * cap_s / 2
+        return max(self.min_delay_s, cap_s / 2 + jitter_s)
+
+    def reset(self) -> None:
+        """A connection was healthy: the next failure starts from the minimum again."""
+        self.failures = 0
+
+
+# Per event type, the fields that tell one event from another beyond e/E/T (BINANCE-API.md §2).
+_ORDER_KEYS = ("i", "x", "X", "t", "z", "l")
+_ALGO_KEYS = ("aid", "X", "ai")
+
+
+def event_identity(raw: Mapping[str, object]) -> Hashable:
+    """What makes two frames the same event: ``(e, E, T, key fields)``.
+
+    Used to drop the events delivered twice while two connections overlap during rotation.
+    Unknown shapes fall back to the whole payload, which errs towards keeping an event.
+    """
+    e, big_e, big_t = raw.get("e"), raw.get("E"), raw.get("T")
+    order = raw.get("o")
+    if e == "ORDER_TRADE_UPDATE" and isinstance(order, Mapping):
+        return (e, big_e, big_t, *(str(order.get(k)) for k in _ORDER_KEYS))
+    if e == "ALGO_UPDATE" and isinstance(order, Mapping):
+        return (e, big_e, big_t, *(str(order.get(k)) for k in _ALGO_KEYS))
+    if e == "TRADE_LITE":
+        return (e, big_e, big_t, str(raw.get("i")), str(raw.get("t")))
+    return (e, big_e, big_t, json.dumps(raw, sort_keys=True, default=str))
+
+
+class RecentEvents:
+    """The identities of the last ``capacity`` delivered events (a bounded set)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._order: deque[Hashable] = deque()
+        self._seen: set[Hashable] = set()
+        self._capacity = capacity
+
+    def first_time(self, identity: Hashable) -> bool:
+        """True (and remembered) the first time; False for a duplicate."""
+        if identity in self._seen:
+            return False
+        self._seen.add(identity)
+        self._order.append(identity)
+        if len(self._order) > self._capacity:
+            self._seen.discard(self._order.popleft())
+        return True
+
+
+class StreamFailure(StrEnum):
+    """What to do after a connection attempt failed or a connection dropped."""
+
+    RETRY = "retry"          # transient: back off and reconnect with the same key
+    NEW_KEY = "new_key"      # the key was refused or expired: POST listenKey, then reconnect
+    FATAL = "fatal"          # the API key is refused: the daemon must stop (exit 77)
+
+
+def classify_stream_error(exc: BaseException) -> StreamFailure:
+    """Classify a failure around the user-data connection (pure; table-tested)."""
+    if isinstance(exc, AuthenticationFailed):
+        return StreamFailure.FATAL
+    if isinstance(exc, ExchangeRejected):
+        return StreamFailure.NEW_KEY      # e.g. -1125 on keepalive: the key no longer exists
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        return StreamFailure.NEW_KEY if 400 <= status < 500 else StreamFailure.RETRY
+    if isinstance(exc, (InvalidHandshake, ConnectionClosed, OSError, TimeoutError,
+                        ExchangeError, EOFError)):
+        return StreamFailure.RETRY
+    return StreamFailure.FATAL

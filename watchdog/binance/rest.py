@@ -1,0 +1,293 @@
+"""Signed REST client for Binance USDⓈ-M futures: one ``httpx.AsyncClient``, typed errors.
+
+Rules of this module:
+1. The seam is the injected ``httpx.AsyncClient`` (tests give it an ``httpx.MockTransport``).
+2. Every answer is classified once, by ``classify.py``; only ``watchdog.errors`` types leave.
+3. Only idempotent GETs are retried (``retry.retrying_for``); a mutation is sent once and an
+   uncertain outcome surfaces as ``OutcomeUnknown`` for the caller to re-query.
+4. Signed requests carry ``timestamp`` on Binance's clock (local wall clock + the offset from
+   ``GET /fapi/v1/time``); a -1021 answer re-syncs the offset and resends once.
+5. Logs name ``METHOD /path`` only: queries carry signatures, headers the API key, and listen
+   keys are secrets (HELPERS rule 4). Nothing here ever DELETEs the listen key: Binance gives
+   one key per account, shared with the bot, and a DELETE would kill the bot's stream too
+   (BINANCE-API.md §1.1, §8.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import httpx
+from loguru import logger
+
+from watchdog.binance import wire
+from watchdog.binance.budget import WeightBudget
+from watchdog.binance.classify import (
+    CODE_INVALID_TIMESTAMP,
+    classify_response,
+    classify_transport_error,
+)
+from watchdog.binance.retry import RetryPolicy, retrying_for
+from watchdog.binance.signing import ParamValue, build_query, build_signed_query
+from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionSnapshot
+from watchdog.core.model import OrderId, Symbol
+from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
+from watchdog.runtime.clock import Clock
+
+__all__ = ["WEIGHTS", "BinanceRest", "Credentials"]
+
+# Request weights (BINANCE-API.md §1.1, §4; PYSDK). Per-symbol order reads cost 1; without a
+# symbol they cost 40, which is why this client always passes one.
+WEIGHTS: dict[str, int] = {
+    "GET /fapi/v1/time": 1,
+    "GET /fapi/v1/positionSide/dual": 30,
+    "GET /fapi/v3/positionRisk": 5,
+    "GET /fapi/v1/openOrders": 1,
+    "GET /fapi/v1/openAlgoOrders": 1,
+    "GET /fapi/v1/order": 1,
+    "GET /fapi/v1/algoOrder": 1,
+    "DELETE /fapi/v1/order": 1,
+    "DELETE /fapi/v1/algoOrder": 1,
+    "POST /fapi/v1/listenKey": 1,
+    "PUT /fapi/v1/listenKey": 1,
+}
+
+_TIME_RESYNC_EVERY_S = 600.0
+
+
+class Credentials(Protocol):
+    """What the client needs of ``watchdog.config.Credentials``."""
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def api_secret(self) -> str: ...
+
+
+class BinanceRest:
+    """The watchdog's only REST connection to Binance.
+
+    Attributes worth showing in status: ``degraded`` (429/418 seen and its wait not over),
+    ``weight_used_1m`` (the IP's weight as Binance reports it, bot included) and
+    ``own_weight_1m`` (what this process spent over the last 60 s).
+    """
+
+    def __init__(self, client: httpx.AsyncClient, credentials: Credentials, *,
+                 recv_window_ms: int = 5000, weight_budget_per_min: int = 360,
+                 clock: Clock, timeout: httpx.Timeout | None = None,
+                 retry_policy: RetryPolicy | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._client = client
+        self._credentials = credentials
+        self._recv_window_ms = recv_window_ms
+        self._clock = clock
+        self._timeout = timeout or httpx.Timeout(5.0, connect=3.0)
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._sleep = sleep
+        self.budget = WeightBudget(weight_budget_per_min)
+        self.offset_ms = 0
+        self._synced_at_s: float | None = None
+        self._request_ids = itertools.count(1)
+        self.requests_sent = 0
+
+    # -------------------------------------------------------------- state
+
+    @property
+    def degraded(self) -> bool:
+        """True from a 429/418 until a call succeeds after its ``Retry-After``."""
+        return self.budget.degraded
+
+    @property
+    def weight_used_1m(self) -> int:
+        """The IP's used weight as Binance last reported it (``X-MBX-USED-WEIGHT-1M``)."""
+        return self.budget.ip_used_1m(self._clock.monotonic())
+
+    @property
+    def own_weight_1m(self) -> int:
+        """Weight this process sent over the last 60 s."""
+        return self.budget.own_used_1m(self._clock.monotonic())
+
+    def exchange_time_ms(self) -> int:
+        """Now on Binance's clock (local wall clock corrected by the measured offset)."""
+        return self._clock.wall_ms() + self.offset_ms
+
+    def next_request_id(self) -> int:
+        """Ids for ``SnapshotRequested``; shared by every reader of this client."""
+        return next(self._request_ids)
+
+    def budget_wait_s(self, weight: int, *, urgent: bool = False) -> float:
+        """How long a call of ``weight`` would be held back now (0: go)."""
+        return self.budget.wait_for_s(weight, urgent=urgent, now_s=self._clock.monotonic())
+
+    # -------------------------------------------------------------- public calls
+
+    async def server_time(self) -> int:
+        """Binance's clock in epoch ms (unsigned, weight 1)."""
+        return wire.parse_server_time(await self._get("/fapi/v1/time", signed=False,
+                                                      urgent=True))
+
+    async def sync_time(self) -> int:
+        """Measure and keep the offset between Binance's clock and ours; returns it in ms."""
+        before_ms = self._clock.wall_ms()
+        server_ms = await self.server_time()
+        after_ms = self._clock.wall_ms()
+        self.offset_ms = server_ms - (before_ms + after_ms) // 2
+        self._synced_at_s = self._clock.monotonic()
+        logger.info("server time synced offset_ms={} rtt_ms={}", self.offset_ms,
+                    after_ms - before_ms)
+        return self.offset_ms
+
+    async def position_mode(self) -> bool:
+        """True in hedge mode (``dualSidePosition``); weight 30, so cache the answer."""
+        return wire.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
+                                                        urgent=True))
+
+    async def fetch_positions(self, *, request_id: int, requested_time_ms: int,
+                              urgent: bool = True) -> PositionSnapshot:
+        """All positions from ``GET /fapi/v3/positionRisk`` (weight 5), as a core snapshot.
+
+        ``request_id``/``requested_time_ms`` are those of the ``SnapshotRequested`` the caller
+        emitted before calling (core/events.py rule 3); see ``snapshots.read_positions``.
+        """
+        data = await self._get("/fapi/v3/positionRisk", urgent=urgent)
+        return wire.parse_position_risk(data, request_id=request_id,
+                                        requested_time_ms=requested_time_ms,
+                                        received_time_ms=self.exchange_time_ms())
+
+    async def fetch_open_orders(self, symbol: Symbol, *,
+                                urgent: bool = False) -> tuple[OpenOrder, ...]:
+        """Open regular orders of one symbol (weight 1; algo orders are not in here)."""
+        data = await self._get("/fapi/v1/openOrders", {"symbol": symbol}, urgent=urgent)
+        return wire.parse_open_orders(data)
+
+    async def fetch_open_algo_orders(self, symbol: Symbol, *,
+                                     urgent: bool = False) -> tuple[OpenAlgoOrder, ...]:
+        """Open algo (conditional) orders of one symbol (weight 1; BINANCE-API.md §3.2)."""
+        data = await self._get("/fapi/v1/openAlgoOrders", {"symbol": symbol}, urgent=urgent)
+        return wire.parse_open_algo_orders(data)
+
+    async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder:
+        """One regular order, whatever its status: the re-query after ``OutcomeUnknown``."""
+        data = await self._get("/fapi/v1/order", {"symbol": symbol, "orderId": order_id},
+                               urgent=True)
+        return wire.parse_open_orders([data])[0]
+
+    async def get_algo_order(self, algo_id: OrderId) -> OpenAlgoOrder:
+        """One algo order, whatever its status: the re-query after ``OutcomeUnknown``."""
+        data = await self._get("/fapi/v1/algoOrder", {"algoId": algo_id}, urgent=True)
+        return wire.parse_open_algo_orders([data])[0]
+
+    async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None:
+        """Cancel one regular order; sent once, never retried.
+
+        Raises:
+            OutcomeUnknown: -1007 / 503 "Unknown error" / timeout after sending: re-query.
+            ExchangeRejected: e.g. -2011 (already gone, or it is an algo id): re-query.
+        """
+        await self._call("DELETE", "/fapi/v1/order", {"symbol": symbol, "orderId": order_id},
+                         signed=True, urgent=True, idempotent=False)
+
+    async def cancel_algo_order(self, algo_id: OrderId) -> None:
+        """Cancel one untriggered algo order; sent once, never retried (see ``cancel_order``)."""
+        await self._call("DELETE", "/fapi/v1/algoOrder", {"algoId": algo_id},
+                         signed=True, urgent=True, idempotent=False)
+
+    async def create_listen_key(self) -> str:
+        """POST listenKey: the account's one active key (created or extended 60 min)."""
+        data = await self._call("POST", "/fapi/v1/listenKey", None, signed=False, urgent=True,
+                                idempotent=False, api_key=True)
+        key = data.get("listenKey") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not key:
+            raise WireFormatError("listenKey", "listenKey", "missing or empty", "")
+        return key
+
+    async def keepalive_listen_key(self) -> None:
+        """PUT listenKey: extend the active key 60 min. -1125 → ExchangeRejected: POST anew."""
+        await self._call("PUT", "/fapi/v1/listenKey", None, signed=False, urgent=True,
+                         idempotent=False, api_key=True)
+
+    # There is deliberately no delete/close of the listen key: see rule 5 above.
+
+    # -------------------------------------------------------------- plumbing
+
+    async def _get(self, path: str, params: Mapping[str, ParamValue] | None = None, *,
+                   signed: bool = True, urgent: bool = False) -> Any:
+        """An idempotent GET, retried on ``ExchangeUnavailable`` only."""
+        async for attempt in retrying_for(self._retry_policy, sleep=self._sleep):
+            with attempt:
+                return await self._call("GET", path, params, signed=signed, urgent=urgent,
+                                        idempotent=True, api_key=signed)
+        raise AssertionError("unreachable: retrying_for re-raises")  # pragma: no cover
+
+    async def _call(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
+                    signed: bool, urgent: bool, idempotent: bool, api_key: bool = True) -> Any:
+        if signed and (self._synced_at_s is None
+                       or self._clock.monotonic() - self._synced_at_s > _TIME_RESYNC_EVERY_S):
+            await self.sync_time()
+        try:
+            return await self._send(method, path, params, signed=signed, urgent=urgent,
+                                    idempotent=idempotent, api_key=api_key)
+        except ExchangeRejected as exc:
+            if not (signed and exc.code == CODE_INVALID_TIMESTAMP):
+                raise
+            # Our clock drifted from Binance's: the request was refused, so resending is safe.
+            logger.warning("{} {}: -1021 timestamp outside recvWindow; re-syncing server time",
+                           method, path)
+            await self.sync_time()
+            return await self._send(method, path, params, signed=signed, urgent=urgent,
+                                    idempotent=idempotent, api_key=api_key)
+
+    async def _send(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
+                    signed: bool, urgent: bool, idempotent: bool, api_key: bool) -> Any:
+        endpoint = f"{method} {path}"
+        weight = WEIGHTS.get(endpoint, 1)
+        now_s = self._clock.monotonic()
+        wait_s = self.budget.wait_for_s(weight, urgent=urgent, now_s=now_s)
+        if wait_s > 0:
+            why = ("Binance asked us to wait (429/418)" if self.budget.blocked_for_s(now_s) > 0
+                   else "our weight budget is spent")
+            raise ExchangeUnavailable(f"{endpoint}: not sent: {why}; retry in {wait_s:.1f}s",
+                                      endpoint=endpoint, retry_after_s=wait_s)
+        query = self._query(params, signed=signed)
+        url = path + (f"?{query}" if query else "")
+        headers = {"X-MBX-APIKEY": self._credentials.api_key} if api_key else {}
+        self.budget.record(weight, now_s)
+        self.requests_sent += 1
+        started_s = now_s
+        try:
+            response = await self._client.request(method, url, headers=headers,
+                                                   timeout=self._timeout)
+        except httpx.TransportError as exc:
+            raise classify_transport_error(exc, endpoint, idempotent=idempotent) from exc
+        now_s = self._clock.monotonic()
+        used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+        if used is not None and used.strip().isdigit():
+            self.budget.observe_used_weight(int(used), now_s)
+        logger.debug("rest {} status={} ms={:.0f} ip_weight_1m={} own_weight_1m={}", endpoint,
+                     response.status_code, (now_s - started_s) * 1000, used,
+                     self.budget.own_used_1m(now_s))
+        error = classify_response(response.status_code, response.content, endpoint,
+                                  retry_after=response.headers.get("Retry-After"))
+        if error is not None:
+            if isinstance(error, ExchangeUnavailable) and error.retry_after_s is not None:
+                self.budget.block(error.retry_after_s, now_s)
+                logger.warning("rest degraded: {}", error)
+            raise error
+        self.budget.succeeded(now_s)
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise WireFormatError(endpoint, "body", "not JSON",
+                                  response.content[:200].decode("utf-8", "replace")) from exc
+
+    def _query(self, params: Mapping[str, ParamValue] | None, *, signed: bool) -> str:
+        """The exact query string sent; signed ones end in ``signature`` over all before it."""
+        if not signed:
+            return build_query(params or {})
+        return build_signed_query(params or {}, self._credentials.api_secret,
+                                  self.exchange_time_ms(), self._recv_window_ms)

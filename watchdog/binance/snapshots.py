@@ -1,0 +1,70 @@
+"""Bracketed REST reads: how the stream (after a gap) and the poller both ask for truth.
+
+Rules of this module:
+1. A position read is bracketed (core/events.py rule 3): ``SnapshotRequested`` is emitted
+   *before* the HTTP call, then exactly one of ``PositionSnapshot`` / ``SnapshotFailed`` with
+   the same ``request_id``. A failed read is never reported as an empty (flat) snapshot.
+2. Order reads are per symbol (weight 1 each instead of 40 without a symbol); if any of a
+   symbol's two reads fails, no ``OrdersSnapshot`` is emitted for it (a partial list of orders
+   would look like cancelled orders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from loguru import logger
+
+from watchdog.binance.rest import BinanceRest
+from watchdog.core.events import (
+    Event,
+    OrdersSnapshot,
+    PositionSnapshot,
+    SnapshotFailed,
+    SnapshotRequested,
+)
+from watchdog.core.model import Symbol
+from watchdog.errors import ExchangeError
+
+__all__ = ["Emit", "read_orders", "read_positions"]
+
+Emit = Callable[[Event], Awaitable[None]]
+
+
+async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
+                         urgent: bool = True) -> PositionSnapshot | None:
+    """Read every position once, bracketed for the core; ``None`` when the read failed."""
+    request_id = rest.next_request_id()
+    requested_ms = rest.exchange_time_ms()
+    await emit(SnapshotRequested(request_id, requested_ms))
+    try:
+        snapshot = await rest.fetch_positions(request_id=request_id,
+                                              requested_time_ms=requested_ms, urgent=urgent)
+    except ExchangeError as exc:
+        logger.warning("position snapshot failed request_id={} reason={} error={}",
+                       request_id, reason, exc)
+        await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
+        return None
+    await emit(snapshot)
+    logger.debug("position snapshot request_id={} reason={} rows={}", request_id, reason,
+                 len(snapshot.positions))
+    return snapshot
+
+
+async def read_orders(rest: BinanceRest, emit: Emit, symbols: Iterable[Symbol], *,
+                      reason: str, urgent: bool = False) -> list[Symbol]:
+    """Read open regular and algo orders for each symbol; returns the symbols read."""
+    done: list[Symbol] = []
+    for symbol in sorted(set(symbols)):
+        requested_ms = rest.exchange_time_ms()
+        try:
+            algo_orders = await rest.fetch_open_algo_orders(symbol, urgent=urgent)
+            orders = await rest.fetch_open_orders(symbol, urgent=urgent)
+        except ExchangeError as exc:
+            logger.warning("orders snapshot failed symbol={} reason={} error={}", symbol,
+                           reason, exc)
+            continue
+        await emit(OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders,
+                                  frozenset({symbol})))
+        done.append(symbol)
+    return done

@@ -1,0 +1,402 @@
+"""The user-data stream: one private WebSocket at a time, never blind without saying so.
+
+Rules of this module:
+1. Every connection is announced to the core: ``StreamConnected`` before its first event,
+   ``StreamLost(reason)`` after it ends (dropped, silent, key expired, found blind). A reconnect
+   is a fact the core sees (STYLE §8.4).
+2. Gap handling (Nautilus' buffer → snapshot → replay, PEERS.md §2a): after each connect the
+   reader buffers frames while a positions snapshot *requested after the connect* is read; the
+   core then gets ``StreamConnected → SnapshotRequested → PositionSnapshot|SnapshotFailed →
+   buffered events in order``.
+3. Liveness: websockets pings every ``ping_interval_s`` (5 s, at most ``max_silence_s/3``) and
+   wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
+   (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
+   connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
+   the runtime calls ``request_reconnect`` when the core reports ``stream_blind``.
+4. Before every connect we POST listenKey (the account's one active key, BINANCE-API.md §1.1);
+   it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
+   fresh POST. The key is never DELETEd (shared with the bot) and never logged.
+5. Proactive rotation before Binance's 24 h cut is make-before-break: the new connection is
+   open and answers a ping before the old one closes; the old one's remaining frames are
+   delivered first and the overlap's duplicates are dropped, so rotation leaves no gap and is
+   not reported as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from loguru import logger
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.frames import Frame
+
+from watchdog.binance import wire
+from watchdog.binance.reconnect import (
+    Backoff,
+    RecentEvents,
+    StreamFailure,
+    classify_stream_error,
+    event_identity,
+)
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
+from watchdog.core.model import ZERO, Symbol
+from watchdog.errors import (
+    AuthenticationFailed,
+    ExchangeError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    WireFormatError,
+)
+from watchdog.runtime.clock import Clock
+
+__all__ = ["STREAM_EVENTS", "StreamStats", "UserDataStream", "user_stream_url"]
+
+# The explicit events= filter (BINANCE-API.md §0.6, §1.3): without it production may deliver
+# nothing; the algo event is spelled ALGO_UPDATE (not UBWA's ALGO_ORDER_UPDATE).
+STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_LITE",
+                 "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
+
+_HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
+_PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
+
+
+def user_stream_url(ws_url: str, listen_key: str) -> str:
+    """``{ws_url}/private/ws?listenKey=…&events=…`` (routed private URL since 2026-04-23)."""
+    return (f"{ws_url.rstrip('/')}/private/ws?listenKey={quote(listen_key, safe='')}"
+            f"&events={'/'.join(STREAM_EVENTS)}")
+
+
+class _StampedConnection(ClientConnection):
+    """A websockets connection that remembers when *any* frame last arrived (rule 3)."""
+
+    last_frame_at: float = 0.0
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame):
+            self.last_frame_at = self.loop.time()
+        super().process_event(event)
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Control:
+    reason: str
+
+
+@dataclass(eq=False)
+class _Connection:
+    id: int
+    ws: _StampedConnection
+    opened_at: float
+    queue: asyncio.Queue[str | bytes | _End | _Control] = field(default_factory=asyncio.Queue)
+    rotate_at: float = float("inf")
+
+
+@dataclass
+class StreamStats:
+    """Counters for status output and tests (never reset)."""
+
+    connects: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    received: int = 0      # frames read off sockets (buffered or not)
+    frames: int = 0        # frames handled (delivered, dropped or malformed)
+    events: int = 0
+    malformed: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    last_lost_reason: str = ""
+
+
+class UserDataStream:
+    """Runs the private stream and emits core events through ``emit`` (see module rules).
+
+    ``run(emit)`` never returns; it raises ``AuthenticationFailed`` when the API key is refused.
+    """
+
+    def __init__(self, rest: BinanceRest, *, ws_url: str, clock: Clock,
+                 keepalive_interval_s: float = 1800.0, rotate_after_s: float = 23 * 3600.0,
+                 max_silence_s: float = 10.0, reconnect_min_delay_s: float = 0.2,
+                 reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
+                 ping_interval_s: float = _PING_INTERVAL_S,
+                 rng: random.Random | None = None,
+                 on_malformed: Callable[[str], None] | None = None) -> None:
+        self._rest = rest
+        self._ws_url = ws_url
+        self._clock = clock
+        self._keepalive_interval_s = keepalive_interval_s
+        self._rotate_after_s = rotate_after_s
+        self._max_silence_s = max_silence_s
+        # Our own pings find a stall in at most two intervals, whatever max_silence_s is (a
+        # quiet Binance account may legitimately send nothing but a ping every 3 min).
+        self._ping_interval_s = min(ping_interval_s, max_silence_s / 3)
+        self._open_timeout_s = open_timeout_s
+        self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
+                                rng or random.Random())
+        self._on_malformed = on_malformed
+        self._ids = itertools.count(1)
+        self._recent = RecentEvents()
+        self._current: _Connection | None = None
+        self._pending_control: str | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self.stats = StreamStats()
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open (which says nothing about whether it delivers)."""
+        return self._current is not None
+
+    def request_reconnect(self, reason: str) -> None:
+        """End the current connection and reconnect with a fresh key check (e.g. found blind)."""
+        logger.warning("user stream reconnect requested reason={}", reason)
+        if self._current is not None:
+            self._current.queue.put_nowait(_Control(reason))
+        else:
+            self._pending_control = reason
+
+    async def run(self, emit: Emit) -> None:
+        """Connect, resync, deliver and reconnect forever; see the module rules."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self._keepalive_loop(), name="listen-key-keepalive")
+                await self._connection_loop(emit)
+        finally:
+            conn, self._current = self._current, None
+            if conn is not None:  # cancelled or failed: leave no socket behind
+                conn.ws.transport.abort()
+
+    # -------------------------------------------------------------- connection lifecycle
+
+    async def _connection_loop(self, emit: Emit) -> None:
+        cause, delay_s = "startup", 0.0
+        while True:
+            if delay_s > 0:
+                logger.info("user stream reconnecting cause={} delay_s={:.2f}", cause, delay_s)
+                await asyncio.sleep(delay_s)
+            try:
+                conn = await self._open()
+            except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
+                if classify_stream_error(exc) is StreamFailure.FATAL:
+                    raise
+                cause, delay_s = f"connect failed: {_describe(exc)}", self._backoff.next_delay_s()
+                logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
+                               _describe(exc), delay_s)
+                continue
+            self._current = conn
+            self.stats.connects += 1
+            if cause != "startup":
+                self.stats.reconnects += 1
+            logger.info("user stream connected connection_id={} cause={}", conn.id, cause)
+            await emit(StreamConnected(conn.id))
+            if self._pending_control is not None:
+                conn.queue.put_nowait(_Control(self._pending_control))
+                self._pending_control = None
+            await self._resync(emit)
+            conn, reason = await self._serve(conn, emit)
+            self._current = None
+            self.stats.last_lost_reason = reason
+            logger.warning("user stream lost connection_id={} reason={}", conn.id, reason)
+            await emit(StreamLost(conn.id, reason))
+            await self._close(conn)
+            if self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
+                self._backoff.reset()
+            cause, delay_s = reason, self._backoff.next_delay_s()
+
+    async def _open(self) -> _Connection:
+        """POST listenKey, connect, start the reader (which buffers from the first frame)."""
+        key = await self._rest.create_listen_key()
+        ws = await connect(user_stream_url(self._ws_url, key),
+                           create_connection=_StampedConnection,
+                           open_timeout=self._open_timeout_s,
+                           ping_interval=self._ping_interval_s,
+                           ping_timeout=self._ping_interval_s,
+                           close_timeout=min(1.0, self._ping_interval_s),
+                           max_queue=None)
+        assert isinstance(ws, _StampedConnection)
+        now = self._clock.monotonic()
+        ws.last_frame_at = ws.loop.time()
+        conn = _Connection(next(self._ids), ws, now, rotate_at=now + self._rotate_after_s)
+        assert self._tg is not None
+        self._tg.create_task(self._read(conn), name=f"user-stream-reader-{conn.id}")
+        return conn
+
+    async def _read(self, conn: _Connection) -> None:
+        try:
+            async for message in conn.ws:
+                self.stats.received += 1
+                conn.queue.put_nowait(message)
+        except ConnectionClosed as exc:
+            conn.queue.put_nowait(_End(f"closed: {_close_text(exc)}"))
+            return
+        code = conn.ws.close_code
+        conn.queue.put_nowait(_End(f"closed by server: code={code}"))
+
+    async def _close(self, conn: _Connection) -> None:
+        try:
+            await conn.ws.close()
+        except ConnectionClosed as exc:
+            logger.debug("user stream close connection_id={}: {}", conn.id, _close_text(exc))
+
+    async def _resync(self, emit: Emit) -> None:
+        """Rule 2: a snapshot requested after the connect, before the buffered events."""
+        snapshot = await read_positions(self._rest, emit, reason="stream connected")
+        if snapshot is not None:
+            open_symbols = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
+            await read_orders(self._rest, emit, open_symbols, reason="stream connected",
+                              urgent=True)
+
+    async def _serve(self, conn: _Connection, emit: Emit) -> tuple[_Connection, str]:
+        """Deliver frames until the connection ends; returns the connection and why it ended."""
+        loop = asyncio.get_running_loop()
+        while True:
+            silent_at = conn.ws.last_frame_at + self._max_silence_s
+            wait_s = min(silent_at - loop.time(), conn.rotate_at - self._clock.monotonic())
+            try:
+                async with asyncio.timeout(max(0.0, wait_s)):
+                    item = await conn.queue.get()
+            except TimeoutError:
+                if loop.time() >= conn.ws.last_frame_at + self._max_silence_s:
+                    return conn, f"silent: no frame for {self._max_silence_s:g}s"
+                if self._clock.monotonic() >= conn.rotate_at:
+                    new, ended = await self._rotate(conn, emit)
+                    if ended is not None:
+                        return new, ended
+                    conn = new
+                continue
+            if isinstance(item, _End):
+                return conn, item.reason
+            if isinstance(item, _Control):
+                return conn, item.reason
+            if await self._deliver(item, emit):
+                return conn, "listen_key_expired"
+
+    async def _rotate(self, old: _Connection, emit: Emit) -> tuple[_Connection, str | None]:
+        """Rule 5: make the new connection, prove it, then break the old one and drain it."""
+        try:
+            new = await self._open()
+            pong = await new.ws.ping()
+            async with asyncio.timeout(self._max_silence_s):
+                await pong
+        except (ExchangeError, InvalidHandshake, OSError, TimeoutError, ConnectionClosed) as exc:
+            if isinstance(exc, AuthenticationFailed):
+                raise
+            retry_s = self._backoff.next_delay_s()
+            old.rotate_at = self._clock.monotonic() + retry_s
+            logger.warning("user stream rotation failed, keeping connection_id={} error={} "
+                           "retry_in_s={:.2f}", old.id, _describe(exc), retry_s)
+            return old, None
+        self._current = new
+        await self._close(old)
+        expired = False
+        while True:
+            item = await old.queue.get()
+            if isinstance(item, _End):
+                break
+            if isinstance(item, _Control):
+                new.queue.put_nowait(item)
+            elif await self._deliver(item, emit):
+                expired = True
+        self.stats.rotations += 1
+        logger.info("user stream rotated connection_id={} -> {} (make-before-break)", old.id,
+                    new.id)
+        return new, ("listen_key_expired" if expired else None)
+
+    async def _deliver(self, message: str | bytes, emit: Emit) -> bool:
+        """Parse, de-duplicate and emit one frame; True when it was ``listenKeyExpired``."""
+        self.stats.frames += 1
+        try:
+            raw = json.loads(message)
+        except ValueError:
+            self._malformed("not JSON", _excerpt(message))
+            return False
+        if not isinstance(raw, dict):
+            self._malformed("not a JSON object", _excerpt(message))
+            return False
+        if not self._recent.first_time(event_identity(raw)):
+            self.stats.duplicates += 1
+            logger.debug("user stream duplicate dropped e={} E={}", raw.get("e"), raw.get("E"))
+            return False
+        try:
+            events = wire.parse_user_event(raw)
+        except WireFormatError as exc:
+            self._malformed(str(exc), exc.excerpt)
+            return False
+        if isinstance(events, wire.Ignored):
+            self.stats.ignored += 1
+            logger.debug("user stream event ignored e={}", events.event_type)
+            return False
+        expired = False
+        for event in events:
+            self.stats.events += 1
+            await emit(event)
+            expired = expired or isinstance(event, ListenKeyExpired)
+        if expired:
+            logger.warning("user stream listenKeyExpired: reconnecting with a fresh key")
+        return expired
+
+    def _malformed(self, problem: str, excerpt: str) -> None:
+        self.stats.malformed += 1
+        logger.warning("user stream malformed frame problem={} excerpt={!r} count={}", problem,
+                       excerpt, self.stats.malformed)
+        if self._on_malformed is not None:
+            self._on_malformed(problem)
+
+    # -------------------------------------------------------------- listen key keepalive
+
+    async def _keepalive_loop(self) -> None:
+        """PUT the key every interval; a refused PUT means the key is gone: reconnect."""
+        delay_s = self._keepalive_interval_s
+        while True:
+            await asyncio.sleep(delay_s)
+            delay_s = self._keepalive_interval_s
+            if self._current is None:
+                continue
+            try:
+                await self._rest.keepalive_listen_key()
+            except AuthenticationFailed:
+                raise
+            except ExchangeRejected as exc:
+                self.request_reconnect(f"keepalive rejected: code {exc.code}")
+            except ExchangeUnavailable as exc:
+                # The key stays valid 60 min after the last keepalive: retry soon, not blindly.
+                delay_s = min(60.0, self._keepalive_interval_s / 4)
+                logger.warning("listen key keepalive failed error={} retry_in_s={:.0f}", exc,
+                               delay_s)
+            except ExchangeError as exc:
+                self.request_reconnect(f"keepalive failed: {type(exc).__name__}")
+            else:
+                logger.debug("listen key keepalive ok")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".split("?")[0]  # never the URL's query (listen key)
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    return f"code={frame.code} reason={frame.reason!r}" if frame else "no close frame (1006)"
+
+
+_LISTEN_KEY_VALUE = re.compile(r'("listenKey"\s*:\s*")[^"]*')
+
+
+def _excerpt(message: str | bytes) -> str:
+    """The start of a bad frame, with any listen key masked (HELPERS rule 4)."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return _LISTEN_KEY_VALUE.sub(r"\1***", text[:200])

@@ -1,0 +1,1 @@
+"""`position-watchdog demo`: the BASUSDT incident replayed without and with the watchdog."""

@@ -1,0 +1,171 @@
+"""``run(config, credentials)``: builds the adapters and owns THE TaskGroup (STYLE §8.5).
+
+This is the only module that imports every adapter and the only place tasks are created::
+
+    stream ─┐
+    poller ─┼─► Inbox ─► core (PositionBook + OrderBook) ─► EffectsRunner ─► Redis (store)
+    ticker ─┘                 │                                   ├─► poller (RequestSnapshot)
+                              └─► sd_notify READY/WATCHDOG/STATUS └─► reaper (CancelOrder)
+    heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
+
+Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then ends the TaskGroup, which cancels
+every task. Nothing is torn down on the exchange: the listen key is never DELETEd (it is the
+account's one key, shared with the bot), orders are left alone. Fatal errors propagate out of
+the TaskGroup as an ExceptionGroup; ``cli.py`` turns them into an exit code and one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Coroutine, Iterator
+from typing import Any, NoReturn
+
+import httpx
+from loguru import logger
+
+from watchdog import __version__
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.stream import UserDataStream
+from watchdog.config import Config, Credentials
+from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.orders import OrderBook
+from watchdog.runtime.clock import Clock, SystemClock
+from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
+from watchdog.runtime.poller import Poller
+from watchdog.runtime.reaper_task import ReaperTask
+from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.vitals import Identity, Vitals
+from watchdog.store.publisher import RedisPublisher
+
+__all__ = ["INBOX_SIZE", "run"]
+
+INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
+_STATUS_INTERVAL_S = 30.0
+_BINANCE_WEIGHT_PER_MIN = 2400
+
+
+class _StopRequested(Exception):
+    """Raised by the ``stop`` task to end the TaskGroup on SIGTERM/SIGINT (not an error)."""
+
+
+async def run(config: Config, credentials: Credentials, *, clock: Clock | None = None,
+              notifier: Notifier | None = None, stop: asyncio.Event | None = None) -> int:
+    """Run the watchdog until ``stop`` is set (SIGTERM/SIGINT set it); returns 0 then.
+
+    Raises:
+        ExceptionGroup: what ended a task, classified by ``cli.py`` (ConfigError → 78,
+            AuthenticationFailed → 77, InvariantViolation → 70, anything else non-zero).
+        StoreUnavailable: Redis unreachable at startup (systemd retries us).
+    """
+    clock = clock or SystemClock()
+    notifier = notifier or Notifier()
+    stop = stop or asyncio.Event()
+    b, r = config.binance, config.redis
+    vitals = Vitals(
+        Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()),
+        weight_budget_pct=b.weight_budget_pct,
+        progress_limit_s=_progress_limit_s(config),
+        reaper=_reaper_mode(config),
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(
+            base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
+        rest = BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
+                           weight_budget_per_min=_BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100,
+                           timeout=httpx.Timeout(b.request_timeout_s))
+        vitals.weight_used = lambda: rest.weight_used_1m
+        store = RedisPublisher.from_url(
+            r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
+            events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
+            socket_timeout_s=r.socket_timeout_s)
+        stack.push_async_callback(store.close)
+        await store.start()
+
+        inbox = Inbox(INBOX_SIZE)
+        stream = UserDataStream(
+            rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
+            rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
+            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
+        poller = Poller(rest, store, inbox.emit, clock, config.binance)
+        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
+        runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
+                               on_stream_blind=stream.request_reconnect)
+        book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
+        core = CoreLoop(inbox, book, OrderBook(), runner, vitals, notifier, clock,
+                        status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step)
+        tasks: dict[str, Coroutine[Any, Any, Any]] = {
+            "core": core.run(),
+            "stream": stream.run(inbox.emit),
+            "poller": poller.run(),
+            "ticker": run_ticker(inbox, config.service.tick_interval_s),
+            "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
+                                       timeout_s=4 * r.socket_timeout_s),
+            "reaper": reaper.run(),
+            "stop": _wait_for(stop),
+        }
+        logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
+                    r.account, b.rest_url, b.ws_url, vitals.reaper)
+        notifier.status("starting: connecting to Binance and Redis")
+        with _stop_on_signals(stop):
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for name, coro in tasks.items():
+                        tg.create_task(coro, name=name).add_done_callback(_report_failure)
+            except* _StopRequested:
+                logger.info("stopping: signal received; the listen key stays alive for the bot")
+        notifier.stopping(status="stopping on signal")
+    return 0
+
+
+def _report_failure(task: asyncio.Task[Any]) -> None:
+    """Log a failed task with its name, and tag its error so ``cli.py`` can name the task too."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None or isinstance(exc, _StopRequested):
+        return
+    exc.add_note(f"task: {task.get_name()}")
+    logger.error("task {} failed: {}: {}", task.get_name(), type(exc).__name__, exc)
+
+
+async def _wait_for(stop: asyncio.Event) -> NoReturn:
+    await stop.wait()
+    raise _StopRequested
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT → ``stop.set()`` for the duration (the loop's own handlers, not Python's)."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError) as exc:
+            # Not the main thread (tests run the daemon in a thread or with their own stop event).
+            logger.debug("cannot install {} handler: {}", sig.name, exc)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _progress_limit_s(config: Config) -> float:
+    """How long the poller and the heartbeat may stay silent before the keepalive stops."""
+    b, r = config.binance, config.redis
+    slowest = max(b.poll_interval_s + 2 * b.request_timeout_s,
+                  r.heartbeat_interval_s + 4 * r.socket_timeout_s)
+    return max(10.0, 3 * slowest)
+
+
+def _reaper_mode(config: Config) -> str:
+    if not config.reaper.enabled:
+        return "off"
+    return "dry-run" if config.reaper.dry_run else "on"

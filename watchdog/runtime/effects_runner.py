@@ -1,0 +1,165 @@
+"""Runs the core's effects, in the order returned, against the store, the poller and the reaper.
+
+Rules of this module:
+1. Store effects (Publish, Retract, Notify, RaiseAlert) are awaited in order; snapshot requests
+   and cancels are handed to their own tasks without waiting (the core loop must never wait on
+   Binance).
+2. Redis down is a state, not a crash and not a stall: after one ``StoreUnavailable`` the runner
+   stops writing and *defers* (the latest view per position, and events in order, bounded), so
+   the core loop keeps pace with the stream. The heartbeat task calls :meth:`recover` once Redis
+   answers again, which writes the deferred effects before new ones flow. Readers meanwhile see
+   the positions' ``verified_ms`` age, and the veto says ``stale`` / ``watchdog_down``.
+3. Every alert and notification is also logged, so an operator sees it with Redis down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, assert_never
+
+from loguru import logger
+
+from watchdog.core.effects import (
+    CancelOrder,
+    Effect,
+    Notify,
+    Publish,
+    RaiseAlert,
+    RequestSnapshot,
+    Retract,
+)
+from watchdog.core.model import PositionKey
+from watchdog.errors import StoreUnavailable
+from watchdog.runtime.vitals import Vitals
+from watchdog.store.publisher import RedisPublisher, StoreEffect
+
+__all__ = ["CancelSink", "EffectsRunner", "SnapshotSink"]
+
+_MAX_DEFERRED_EVENTS = 1000
+_STREAM_BLIND = "stream_blind"  # core/book.py rule 7
+
+
+class SnapshotSink(Protocol):
+    """The poller side: queue a REST read (coalesced by the poller); must not block."""
+
+    def request_snapshot(self, request: RequestSnapshot) -> None: ...
+
+
+class CancelSink(Protocol):
+    """The reaper shell side: queue one cancel (re-checked before it is sent); must not block."""
+
+    def submit(self, cancel: CancelOrder) -> None: ...
+
+
+class EffectsRunner:
+    """Turns effects into I/O; the core loop is its only caller (besides ``recover``)."""
+
+    def __init__(self, store: RedisPublisher, snapshots: SnapshotSink, cancels: CancelSink,
+                 vitals: Vitals, *, store_timeout_s: float,
+                 on_stream_blind: Callable[[str], None] | None = None) -> None:
+        self._store = store
+        self._on_stream_blind = on_stream_blind
+        self._snapshots = snapshots
+        self._cancels = cancels
+        self._vitals = vitals
+        self._timeout_s = store_timeout_s
+        self._down = False
+        self._positions: dict[PositionKey, Publish | Retract] = {}
+        self._events: deque[Notify | RaiseAlert] = deque(maxlen=_MAX_DEFERRED_EVENTS)
+        self._events_dropped = 0
+
+    @property
+    def store_down(self) -> bool:
+        """True from a failed write until :meth:`recover` has written everything deferred."""
+        return self._down
+
+    async def run(self, effects: list[Effect]) -> None:
+        """Run ``effects`` in order. Raises only what is not a store outage."""
+        for effect in effects:
+            match effect:
+                case Publish() | Retract() | Notify() | RaiseAlert():
+                    _log(effect)
+                    blind = isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
+                    if blind and self._on_stream_blind is not None:
+                        # REST saw a change the stream never reported: this connection is blind.
+                        self._on_stream_blind(effect.message)
+                    await self._write(effect)
+                case RequestSnapshot():
+                    self._snapshots.request_snapshot(effect)
+                case CancelOrder():
+                    self._cancels.submit(effect)
+                case _:
+                    assert_never(effect)
+
+    async def recover(self) -> bool:
+        """Write what was deferred while Redis was down; True when the store is writable again."""
+        if not self._down:
+            return True
+        try:
+            while self._positions or self._events:
+                # Positions first: a bot that reads an event checks the position next.
+                if self._positions:
+                    key = next(iter(self._positions))
+                    await self._call(self._positions[key])
+                    del self._positions[key]
+                else:
+                    await self._call(self._events[0])
+                    self._events.popleft()
+        except StoreUnavailable as exc:
+            self._vitals.store_result(str(exc))
+            return False
+        if self._events_dropped:
+            logger.warning("redis was down: {} event(s) could not be kept for the events stream",
+                           self._events_dropped)
+            self._events_dropped = 0
+        self._down = False
+        self._vitals.store_result("")
+        logger.info("redis writable again: deferred effects written")
+        return True
+
+    async def _write(self, effect: StoreEffect) -> None:
+        if not self._down:
+            try:
+                await self._call(effect)
+                return
+            except StoreUnavailable as exc:
+                self._down = True
+                self._vitals.store_result(str(exc))
+                logger.warning("redis write failed, deferring writes until it answers: {}", exc)
+        self._defer(effect)
+
+    async def _call(self, effect: StoreEffect) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._store.run(effect)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s") from exc
+
+    def _defer(self, effect: StoreEffect) -> None:
+        match effect:
+            case Publish(view=view):
+                self._positions.pop(view.key, None)  # keep the order of last change
+                self._positions[view.key] = effect
+            case Retract(key=key):
+                self._positions.pop(key, None)
+                self._positions[key] = effect
+            case Notify() | RaiseAlert():
+                if len(self._events) == self._events.maxlen:
+                    self._events_dropped += 1
+                self._events.append(effect)
+
+
+def _log(effect: StoreEffect) -> None:
+    match effect:
+        case RaiseAlert(code=code, message=message, key=key):
+            logger.warning("alert {}: {}{}", code, message, f" position={key}" if key else "")
+        case Notify(kind=kind, key=key, detail=detail):
+            logger.info("{}{}{}", kind, f" position={key}" if key else "",
+                        "".join(f" {k}={v}" for k, v in detail))
+        case Publish(view=view):
+            logger.debug("publish {} state={} knowledge={} amount={} v{}", view.key, view.state.value,
+                         view.knowledge.value, view.amount, view.version)
+        case Retract(key=key, reason=reason):
+            logger.info("retract {}: {}", key, reason)

@@ -1,0 +1,152 @@
+"""The daemon's long-running coroutines (each becomes one named task in ``daemon.run``).
+
+Rules of this module:
+1. ``CoreLoop`` is the single writer of the books: it takes events from the inbox one at a time,
+   applies them, and runs the effects before taking the next.
+2. Producers never block: ``Inbox.put`` raises ``InvariantViolation`` when the core has stalled
+   long enough to fill the inbox, instead of dropping events or holding the stream's reader.
+3. The systemd keepalive (``WATCHDOG=1``) is sent only from the core loop, after it handled a
+   ``Tick``, and only while every loop reports progress (see ``vitals.py`` for why an outage
+   degrades instead of stopping the keepalive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import NoReturn
+
+from loguru import logger
+
+from watchdog.core.book import PositionBook
+from watchdog.core.effects import Effect
+from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed, Tick
+from watchdog.core.orders import OrderBook
+from watchdog.errors import InvariantViolation, StoreUnavailable
+from watchdog.runtime.clock import Clock
+from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.health import summary_line
+from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.vitals import Vitals
+from watchdog.store.publisher import RedisPublisher
+
+__all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"]
+
+# Loops whose progress gates the systemd keepalive: a REST outcome (snapshot or failure) and a
+# Redis write attempt (success or failure) must keep coming; only a hang stops them.
+KEEPALIVE_LOOPS = ("poller", "heartbeat")
+
+
+class Inbox:
+    """Events from the adapters to the core loop, in arrival order, bounded."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
+
+    def put(self, event: Event) -> None:
+        """Hand ``event`` to the core; never blocks. Raises InvariantViolation when full."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull as exc:
+            raise InvariantViolation(
+                f"core loop stalled: inbox full ({self._queue.maxsize} events) while adding "
+                f"{type(event).__name__}") from exc
+
+    async def emit(self, event: Event) -> None:
+        """``put`` for adapters that take an async ``emit`` callback (never waits)."""
+        self.put(event)
+
+    async def get(self) -> Event:
+        return await self._queue.get()
+
+    def qsize(self) -> int:
+        return self._queue.qsize()
+
+
+ReaperStep = Callable[[PositionBook, OrderBook, int], list[Effect]]
+
+
+class CoreLoop:
+    """Applies inbox events to the books and runs their effects; sends READY/WATCHDOG/STATUS."""
+
+    def __init__(self, inbox: Inbox, book: PositionBook, orders: OrderBook, runner: EffectsRunner,
+                 vitals: Vitals, notifier: Notifier, clock: Clock, *, status_interval_s: float,
+                 reaper_step: ReaperStep | None = None) -> None:
+        self._inbox = inbox
+        self._book = book
+        self._orders = orders
+        self._runner = runner
+        self._vitals = vitals
+        self._notifier = notifier
+        self._clock = clock
+        self._status_interval_s = status_interval_s
+        self._reaper_step = reaper_step
+        self._published_snapshot = False
+        self._status_at = float("-inf")
+
+    async def run(self) -> NoReturn:
+        while True:
+            await self.handle(await self._inbox.get())
+
+    async def handle(self, event: Event) -> None:
+        """Apply one event and run its effects (the unit of work of the single writer)."""
+        now_ms = self._clock.wall_ms()
+        self._vitals.observe_event(event, now_ms)
+        self._orders.apply(event)
+        effects = self._book.apply(event, now_ms)
+        if isinstance(event, Tick) and self._reaper_step is not None:
+            effects += self._reaper_step(self._book, self._orders, now_ms)
+        self._vitals.observe_effects(effects)
+        await self._runner.run(effects)
+        if isinstance(event, PositionSnapshot | SnapshotFailed):
+            self._vitals.progressed("poller", self._clock.monotonic())
+        if isinstance(event, PositionSnapshot) and not self._runner.store_down:
+            self._published_snapshot = True
+        self._maybe_ready(now_ms)
+        if isinstance(event, Tick):
+            self._on_tick(now_ms)
+
+    def _maybe_ready(self, now_ms: int) -> None:
+        if self._vitals.ready or not self._published_snapshot or not self._vitals.heartbeat_written:
+            return
+        self._vitals.ready = True
+        line = summary_line(self._vitals.health(now_ms), now_ms)
+        logger.info("ready: first snapshot published; {}", line)
+        self._notifier.ready(status=line)
+
+    def _on_tick(self, now_ms: int) -> None:
+        now_at = self._clock.monotonic()
+        if self._vitals.ready and self._vitals.keepalive_due(now_at, KEEPALIVE_LOOPS):
+            self._notifier.keepalive()
+        if now_at - self._status_at >= self._status_interval_s:
+            self._status_at = now_at
+            line = summary_line(self._vitals.health(now_ms), now_ms)
+            self._notifier.status(line)
+            logger.info("{} inbox={}", line, self._inbox.qsize())
+
+
+async def run_ticker(inbox: Inbox, interval_s: float) -> NoReturn:
+    """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic."""
+    while True:
+        inbox.put(Tick())
+        await asyncio.sleep(interval_s)
+
+
+async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vitals, clock: Clock,
+                        *, interval_s: float, timeout_s: float) -> NoReturn:
+    """Write the health hash every ``interval_s``; after a Redis outage, write what was deferred."""
+    while True:
+        now_ms = clock.wall_ms()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await store.heartbeat(vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+                vitals.store_result("")
+                if await runner.recover():
+                    vitals.heartbeat_written = True
+        except (StoreUnavailable, TimeoutError) as exc:
+            reason = str(exc) or f"heartbeat timed out after {timeout_s:.1f}s"
+            if not vitals.store_error:
+                logger.warning("redis heartbeat failed: {}", reason)
+            vitals.store_result(reason)
+        vitals.progressed("heartbeat", clock.monotonic())
+        await asyncio.sleep(interval_s)

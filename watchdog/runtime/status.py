@@ -1,0 +1,216 @@
+"""``position-watchdog status``: what an operator needs at 3 a.m., read from Redis only.
+
+The daemon is not asked anything: everything comes from the keys it publishes (schema in
+``watchdog.store.keys``), so ``status`` works from any host that can read Redis and tells the
+same story the bot sees. The verdict is computed by the pure :func:`assess`.
+
+Exit codes: 0 healthy, 1 degraded, 2 down (no heartbeat, or Redis unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis import exceptions as redis_errors
+
+from watchdog.runtime.health import Health, StreamState
+from watchdog.store.keys import SCHEMA, AccountKeys, parse_member
+
+__all__ = [
+    "EXIT_DEGRADED",
+    "EXIT_DOWN",
+    "EXIT_HEALTHY",
+    "StatusReport",
+    "assess",
+    "read_status",
+]
+
+EXIT_HEALTHY = 0
+EXIT_DEGRADED = 1
+EXIT_DOWN = 2
+_VERDICT_EXIT = {"healthy": EXIT_HEALTHY, "degraded": EXIT_DEGRADED, "down": EXIT_DOWN}
+_RECENT_EVENTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Everything ``status`` shows; ``to_json()`` is the stable, documented form (docs/STATUS.md)."""
+
+    account: str
+    now_ms: int
+    verdict: str
+    reasons: tuple[str, ...]
+    health: Health | None
+    positions: tuple[dict[str, Any], ...] = ()
+    leases: tuple[dict[str, Any], ...] = ()
+    windows: tuple[dict[str, Any], ...] = ()
+    recent_events: tuple[dict[str, Any], ...] = field(default=())
+    redis_error: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return _VERDICT_EXIT[self.verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object: field names and meanings are a stable contract (schema 1)."""
+        h = self.health
+        return {
+            "schema": 1,
+            "key_schema": SCHEMA,
+            "account": self.account,
+            "now_ms": self.now_ms,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "reasons": list(self.reasons),
+            "alive": h is not None,
+            "watchdog": None if h is None else {
+                "pid": h.pid, "host": h.host, "version": h.version, "ready": h.ready,
+                "healthy": h.healthy, "problems": list(h.problems),
+                "uptime_ms": _age(self.now_ms, h.started_ms),
+                "heartbeat_age_ms": _age(self.now_ms, h.updated_ms),
+                "reaper": h.reaper,
+            },
+            "stream": None if h is None else {
+                "state": h.stream_state,
+                "last_event_age_ms": _age(self.now_ms, h.last_event_ms),
+            },
+            "rest": None if h is None else {
+                "last_snapshot_age_ms": _age(self.now_ms, h.last_snapshot_ms),
+                "weight_used_1m": h.rest_weight_used_1m,
+                "weight_budget_1m": h.rest_weight_budget_1m,
+            },
+            "positions": list(self.positions),
+            "leases": list(self.leases),
+            "orphans_removed": None if h is None else h.orphans_removed,
+            "unprotected_windows": list(self.windows),
+            "recent_events": list(self.recent_events),
+            "redis_error": self.redis_error or None,
+        }
+
+
+def assess(health: Health | None, positions: tuple[dict[str, Any], ...],
+           redis_error: str = "") -> tuple[str, tuple[str, ...]]:
+    """The verdict (healthy | degraded | down) and the reasons, from what Redis holds. Pure."""
+    if redis_error:
+        return "down", (f"redis unreachable: {redis_error}",)
+    if health is None:
+        return "down", ("no heartbeat: the health key is missing (watchdog stopped, hung, "
+                        "or Redis lost its data)",)
+    reasons: list[str] = []
+    if not health.ready:
+        reasons.append("starting: first snapshot not published yet")
+    if health.stream_state != StreamState.LIVE:
+        reasons.append(f"stream {health.stream_state}")
+    reasons.extend(problem for problem in health.problems if problem not in reasons)
+    unknown = [p for p in positions if p.get("state") not in ("open", "closed")]
+    if unknown:
+        names = ", ".join(f"{p['symbol']}:{p['side']}" for p in unknown)
+        reasons.append(f"{len(unknown)} position(s) unknown: {names}")
+    if not health.healthy and not reasons:
+        reasons.append("watchdog reports itself unhealthy")
+    return ("degraded" if reasons else "healthy"), tuple(reasons)
+
+
+def read_status(url: str, account: str, *, socket_timeout_s: float,
+                now_ms: int | None = None) -> StatusReport:
+    """Read every key ``status`` shows; a Redis failure is a ``down`` report, not an exception."""
+    keys = AccountKeys(account)
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
+                                  socket_connect_timeout=socket_timeout_s, decode_responses=True)
+    try:
+        raw_health, positions, leases, windows, events = _read(client, keys)
+    except redis_errors.RedisError as exc:
+        verdict, reasons = assess(None, (), redis_error=f"{type(exc).__name__}: {exc}")
+        return StatusReport(account, now, verdict, reasons, None, redis_error=str(exc))
+    finally:
+        client.close()
+    health: Health | None = None
+    problems: list[str] = []
+    if raw_health:
+        try:
+            health = Health.from_fields(raw_health)
+        except ValueError as exc:
+            problems.append(f"unreadable heartbeat: {exc}")
+    rows = tuple(_position_row(member, fields, now) for member, fields in positions)
+    verdict, reasons = assess(health, rows)
+    if problems and verdict == "healthy":
+        verdict = "degraded"
+    lease_rows = tuple(_lease_row(member, fields, expiry_ms, now) for member, fields, expiry_ms in leases)
+    return StatusReport(account, now, verdict, tuple(problems) + reasons, health, rows, lease_rows,
+                        tuple(_window_rows(windows)), tuple(_event_rows(events)))
+
+
+def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
+    # decode_responses=True: every reply is str (redis-py's stubs cannot express that).
+    raw_health = client.hgetall(keys.health)
+    members = sorted(str(m) for m in client.smembers(keys.positions))
+    positions = [(m, client.hgetall(keys.position(parse_member(m)))) for m in members]
+    ranked: Any = client.zrange(keys.leases, 0, -1, withscores=True)
+    leases = [(m, client.hgetall(keys.lease(parse_member(m))), int(score)) for m, score in ranked]
+    windows = client.hgetall(keys.windows)
+    events = client.xrevrange(keys.events, count=_RECENT_EVENTS)
+    return raw_health, positions, leases, windows, events
+
+
+def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[str, Any]:
+    key = parse_member(member)
+    verified_ms = _int(fields.get("verified_ms"))
+    return {
+        "symbol": key.symbol,
+        "side": key.side.value,
+        "state": fields.get("state", "unknown") if fields else "unknown",
+        "knowledge": fields.get("knowledge"),
+        "amount": fields.get("amt"),
+        "entry_price": fields.get("entry"),
+        "source": fields.get("source"),
+        "as_of_ms": _int(fields.get("as_of_ms")),
+        "verified_ms": verified_ms,
+        "age_ms": _age(now_ms, verified_ms or 0),
+        "version": _int(fields.get("version")),
+        "reason": fields.get("reason") or None,
+    }
+
+
+def _lease_row(member: str, fields: Mapping[str, str], expiry_ms: int, now_ms: int) -> dict[str, Any]:
+    key = parse_member(member)
+    return {"symbol": key.symbol, "side": key.side.value, "holder": fields.get("holder"),
+            "token": fields.get("token") or fields.get("fence"), "expires_at_ms": expiry_ms,
+            "expires_in_ms": expiry_ms - now_ms}
+
+
+def _window_rows(windows: Mapping[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for member, raw in sorted(windows.items()):
+        key = parse_member(member)
+        row: dict[str, Any] = {"symbol": key.symbol, "side": key.side.value}
+        try:
+            detail = json.loads(raw)
+        except ValueError:
+            detail = raw
+        if isinstance(detail, dict):
+            row.update(detail)
+        else:
+            row["window_ms"] = detail
+        rows.append(row)
+    return rows
+
+
+def _event_rows(events: list[tuple[str, Mapping[str, str]]]) -> list[dict[str, Any]]:
+    return [{"id": event_id, **fields} for event_id, fields in events]
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+def _age(now_ms: int, then_ms: int) -> int | None:
+    return None if then_ms <= 0 else max(0, now_ms - then_ms)

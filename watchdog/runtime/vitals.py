@@ -1,0 +1,150 @@
+"""What the daemon knows about its own health, kept by the core loop (its only writer).
+
+Two different questions are answered here, on purpose separately:
+
+- ``health(now)``: is the watchdog *useful* right now? (stream live, REST reads succeeding,
+  Redis writable, no position unknown). Anything else is *degraded*, published in the heartbeat,
+  in ``STATUS=`` and by ``position-watchdog status``.
+- ``keepalive_due(now)``: is the machinery *alive*? (each loop made progress recently). Only this
+  gates the systemd keepalive (``WATCHDOG=1``): a restart fixes a hung loop, but it cannot fix
+  an exchange or Redis outage, so an outage degrades instead of feeding a restart loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from watchdog.core.effects import Effect, Publish, Retract
+from watchdog.core.events import (
+    AccountConfigUpdate,
+    AlgoUpdate,
+    Event,
+    ListenKeyExpired,
+    MarginCall,
+    OrderUpdate,
+    PositionSnapshot,
+    SnapshotFailed,
+    StreamConnected,
+    StreamLost,
+    StreamPositions,
+    TradeLite,
+)
+from watchdog.core.model import PositionKey, PositionState
+from watchdog.runtime.health import Health, StreamState
+
+__all__ = ["Identity", "Vitals"]
+
+_STREAM_FACTS = (StreamPositions, OrderUpdate, AlgoUpdate, TradeLite, AccountConfigUpdate,
+                 MarginCall, ListenKeyExpired)
+_BINANCE_WEIGHT_PER_MIN = 2400  # the IP budget per minute (BINANCE-API.md, REST limits)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is writing the heartbeat."""
+
+    pid: int
+    host: str
+    version: str
+    started_ms: int
+
+
+@dataclass
+class Vitals:
+    """Counters and timestamps about the daemon, kept by the daemon's tasks on one event loop.
+
+    ``*_ms`` are wall-clock epoch ms (published); ``*_at`` are monotonic seconds (local only).
+    ``progress_limit_s`` is how long a loop may go without reporting before the systemd
+    keepalive stops; ``weight_used`` reads the REST adapter's last ``X-MBX-USED-WEIGHT-1M``.
+    """
+
+    identity: Identity
+    weight_budget_pct: int
+    progress_limit_s: float
+    weight_used: Callable[[], int] = lambda: 0
+    reaper: str = "off"
+    ready: bool = False
+    heartbeat_written: bool = False
+    stream_state: str = StreamState.CONNECTING
+    last_event_ms: int = 0
+    last_snapshot_ms: int = 0
+    snapshot_failures: int = 0
+    last_failure: str = ""
+    store_error: str = ""
+    orphans_removed: int = 0
+    states: dict[PositionKey, PositionState] = field(default_factory=dict)
+    progress_at: dict[str, float] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ observations
+
+    def observe_event(self, event: Event, now_ms: int) -> None:
+        """Note what an inbox event says about the daemon's inputs (called before the core)."""
+        if isinstance(event, _STREAM_FACTS):
+            self.last_event_ms = now_ms
+        if isinstance(event, StreamConnected):
+            self.stream_state = StreamState.LIVE
+        elif isinstance(event, StreamLost | ListenKeyExpired):
+            self.stream_state = StreamState.LOST
+        elif isinstance(event, PositionSnapshot):
+            self.last_snapshot_ms = now_ms
+            self.snapshot_failures = 0
+            self.last_failure = ""
+        elif isinstance(event, SnapshotFailed):
+            self.snapshot_failures += 1
+            self.last_failure = event.reason
+
+    def observe_effects(self, effects: list[Effect]) -> None:
+        """Track what is published per position (for counts), from the core's own effects."""
+        for effect in effects:
+            if isinstance(effect, Publish):
+                self.states[effect.view.key] = effect.view.state
+            elif isinstance(effect, Retract):
+                self.states[effect.key] = PositionState.UNKNOWN
+
+    def store_result(self, error: str) -> None:
+        """The outcome of the last Redis write: "" for success, else what went wrong."""
+        self.store_error = error
+
+    def progressed(self, loop: str, at: float) -> None:
+        """A loop (``poller``, ``heartbeat``, …) reported progress at monotonic ``at``."""
+        self.progress_at[loop] = at
+
+    # ------------------------------------------------------------ verdicts
+
+    def problems(self) -> tuple[str, ...]:
+        """Why the watchdog is degraded, in the operator's words (empty when healthy)."""
+        found: list[str] = []
+        if not self.ready:
+            found.append("starting: first snapshot not published yet")
+        if self.stream_state != StreamState.LIVE:
+            found.append(f"stream {self.stream_state}")
+        if self.snapshot_failures:
+            found.append(f"REST reads failing ({self.snapshot_failures} in a row: {self.last_failure})")
+        if self.store_error:
+            found.append(f"redis writes failing: {self.store_error}")
+        unknown = sum(1 for state in self.states.values() if state is PositionState.UNKNOWN)
+        if unknown:
+            found.append(f"{unknown} position(s) unknown")
+        return tuple(found)
+
+    def keepalive_due(self, now_at: float, loops: tuple[str, ...]) -> bool:
+        """True when every named loop reported progress within ``progress_limit_s``."""
+        return all(now_at - self.progress_at.get(loop, float("-inf")) <= self.progress_limit_s
+                   for loop in loops)
+
+    def health(self, now_ms: int) -> Health:
+        """The heartbeat to publish now."""
+        problems = self.problems()
+        values = self.states.values()
+        return Health(
+            pid=self.identity.pid, host=self.identity.host, version=self.identity.version,
+            started_ms=self.identity.started_ms, updated_ms=now_ms, ready=self.ready,
+            healthy=not problems, problems=problems, stream_state=self.stream_state,
+            last_event_ms=self.last_event_ms, last_snapshot_ms=self.last_snapshot_ms,
+            rest_weight_used_1m=self.weight_used(),
+            rest_weight_budget_1m=_BINANCE_WEIGHT_PER_MIN * self.weight_budget_pct // 100,
+            positions_open=sum(1 for s in values if s is PositionState.OPEN),
+            positions_unknown=sum(1 for s in values if s is PositionState.UNKNOWN),
+            orphans_removed=self.orphans_removed, reaper=self.reaper,
+        )
