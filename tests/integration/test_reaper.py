@@ -260,3 +260,6 @@ async def test_dry_run_only_reports(sim: Simulator, redis_url: str, reaper_rig: 
         assert result[0].outcome is Outcome.WOULD_REMOVE
         assert rig.algo_open(stop)
         assert await rig.events_of_kind("orphan_removed") == []
+        assert await rig.events_of_kind("trailing_stop_orphaned") == []
+        candidates = await rig.events_of_kind("orphan_candidate")
+        assert [c["order_id"] for c in candidates] == [str(stop)]

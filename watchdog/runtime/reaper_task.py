@@ -12,8 +12,9 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    503 "Unknown error", a transport failure — is followed by a re-query; only a terminal status
    (or "does not exist") counts as gone (§5, §8.3).
 3. At most ``max_cancels_per_min`` cancel requests in any 60 s (monotonic clock).
-4. ``dry_run``: everything up to and including the re-read, then only a log line and a report;
-   no cancel and no events (the bot must not drop a trailing stop that is still there).
+4. ``dry_run``: everything up to and including the re-read, then a log line and an
+   ``orphan_candidate`` event; no cancel, and never ``trailing_stop_orphaned`` (the bot must not
+   drop a trailing stop that is still there).
 5. After each removal: publish ``orphan_removed`` and ``trailing_stop_orphaned`` (so the bot drops
    its in-memory trailing stop), then clear the reaping mark; the mark is cleared in ``finally``
    and has a TTL, so a crash cannot leave the bot vetoed for long.
@@ -298,8 +299,10 @@ class ReaperTask:
         if problem:
             return self._done(olog, cancel, Outcome.ABORTED, problem)
         if self._policy.dry_run:
-            return self._done(olog, cancel, Outcome.WOULD_REMOVE,
-                              "dry_run: position re-read flat, cancel not sent")
+            result = self._done(olog, cancel, Outcome.WOULD_REMOVE,
+                                "dry_run: position re-read flat, cancel not sent")
+            await self._publish(("orphan_candidate",), result, olog)
+            return result
         if self._sent_last_minute() >= self._policy.max_cancels_per_min:
             return self._done(olog, cancel, Outcome.ABORTED,
                               f"budget: {self._policy.max_cancels_per_min} cancels/min used")
@@ -308,7 +311,7 @@ class ReaperTask:
         result = self._done(olog, cancel, outcome, detail)
         if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE):
             self.removed_total += 1
-            await self._publish_removal(result, olog)
+            await self._publish(("orphan_removed", "trailing_stop_orphaned"), result, olog)
         return result
 
     async def _recheck(self, cancel: CancelOrder) -> str:
@@ -385,19 +388,19 @@ class ReaperTask:
                                     f"order, if any, is judged on its own)")
         return Outcome.FAILED, f"{why}; re-query: still {status}"
 
-    async def _publish_removal(self, result: CancelResult, olog: Logger) -> None:
+    async def _publish(self, kinds: tuple[str, ...], result: CancelResult, olog: Logger) -> None:
         cancel = result.cancel
         fields: dict[str, object] = {
             "position": str(cancel.key), "symbol": cancel.key.symbol,
             "side": cancel.key.side.value, "order_id": cancel.order_id,
             "algo": int(cancel.is_algo), "client_id": cancel.client_id,
             "outcome": result.outcome.value, "reason": cancel.reason}
-        for kind in ("orphan_removed", "trailing_stop_orphaned"):
+        for kind in kinds:
             try:
                 await self._store.emit(kind, fields)
             except StoreError as exc:
-                olog.error("event {} not written to Redis (the bot will not hear of this "
-                          "removal): {}", kind, exc)
+                olog.error("event {} not written to Redis (the bot will not hear of it): {}",
+                           kind, exc)
 
     def _sent_last_minute(self) -> int:
         now_s = self._clock.monotonic()
