@@ -243,8 +243,9 @@ async def test_rest_failures_during_the_grace_reset_it(
                         timeout_s=10)
         removed_ms = rig.rest.exchange_time_ms()
         assert removed_ms >= new_run_ms + grace_ms, "removed before the new grace was over"
-        assert [r.outcome for r in rig.reaper.results if r.cancel.order_id == stop][-1] \
-            is Outcome.REMOVED
+        await rig.until("removal reported", lambda: [
+            r for r in rig.reaper.results if r.cancel.order_id == stop
+            and r.outcome is Outcome.REMOVED])
 
 
 # ---------------------------------------------------------------- dry run
