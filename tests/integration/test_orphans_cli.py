@@ -13,7 +13,7 @@ import pytest
 from tests.support.reaper_rig import Bot
 from watchdog.config import Credentials, load_config
 from watchdog.core.model import Symbol
-from watchdog.core.reaper import Why
+from watchdog.core.reaper import Assessment, Why
 from watchdog.runtime.orphans import collect, render_text
 from watchdog.sim import Simulator
 
@@ -56,7 +56,7 @@ async def test_listing_shows_candidates_and_why_the_others_stay(
     config = load_config(write_config(tmp_path, sim, redis_url))
     report = await collect(config, Credentials(sim.api_key, sim.api_secret),
                            symbols=[Symbol("ETHUSDT"), Symbol("BTCUSDT")])
-    why = {a.order.order_id: a for a in report.decision.assessments}
+    why: dict[int, Assessment] = {a.order.order_id: a for a in report.decision.assessments}
     assert why[ids["bas"]].why is Why.POSITION_OPEN
     assert why[ids["btc"]].why is Why.ENTRY_ORDER
     eth = why[ids["eth"]]

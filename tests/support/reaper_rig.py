@@ -157,7 +157,8 @@ class ReaperRig:
 
     async def events_of_kind(self, kind: str) -> list[dict[str, str]]:
         """Entries of this account's Redis events stream with this ``kind``."""
-        entries = await self.redis.xrange(self.store.keys.events)
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(  # type: ignore[assignment]
+            self.store.keys.events)
         decoded = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
         return [e for e in decoded if e.get("kind") == kind]
 
