@@ -15,11 +15,13 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from tests.core.reaper_support import StubPositions, algo_update
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.core.effects import CancelOrder
 from watchdog.core.events import Event
-from watchdog.core.model import OrderId, PositionKey, PositionSide, Symbol
+from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+from watchdog.core.orders import OrderBook
 from watchdog.errors import AuthenticationFailed
 from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.reaper_task import Outcome, ReaperTask
@@ -246,3 +248,36 @@ async def test_rejected_api_key_propagates(make: Make, publisher: RedisPublisher
     with pytest.raises(AuthenticationFailed):
         await task.reap(ALGO)
     assert not await publisher._redis.exists(publisher.keys.reaping(KEY))
+
+
+# ---------------------------------------------------------------- step (in the core loop)
+
+
+def stuck_book() -> tuple[StubPositions, OrderBook]:
+    positions = StubPositions().set_flat(KEY, 1_000)
+    orders = OrderBook()
+    orders.apply(algo_update(1, AlgoStatus.TRIGGERING, at_ms=2_000))
+    orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
+    return positions, orders
+
+
+async def test_step_waits_for_leases_then_decides_and_deduplicates(make: Make) -> None:
+    task, _, _ = await make(stuck_triggering_s=0.001, grace_ms=0)
+    positions, orders = stuck_book()
+    assert task.step(positions, orders, 0) == []  # leases not read yet: nothing may be cancelled
+    await task.refresh_leases()
+    effects = task.step(positions, orders, 0)
+    assert [type(e).__name__ for e in effects] == ["RaiseAlert", "CancelOrder"]
+    cancel = effects[1]
+    assert isinstance(cancel, CancelOrder)
+    task.submit(cancel)
+    task.submit(cancel)  # queued once
+    again = task.step(positions, orders, 0)
+    assert again == []  # alert not repeated within a minute; the cancel is already queued
+    assert task.budget_used() == 1
+
+
+async def test_disabled_reaper_decides_nothing(make: Make) -> None:
+    task, _, _ = await make(enabled=False)
+    await task.refresh_leases()
+    assert task.step(*stuck_book(), 0) == []

@@ -222,7 +222,7 @@ class ReaperTask:
     async def run(self) -> NoReturn:
         """Refresh leases and remove queued orphans, one at a time, forever."""
         while True:
-            await self._refresh_leases()
+            await self.refresh_leases()
             try:
                 async with asyncio.timeout(self._lease_refresh_s):
                     cancel = await self._queue.get()
@@ -233,7 +233,8 @@ class ReaperTask:
             finally:
                 self._pending.discard((cancel.is_algo, cancel.order_id))
 
-    async def _refresh_leases(self) -> None:
+    async def refresh_leases(self) -> None:
+        """Read the leased positions from Redis (at most every ``lease_refresh_s``)."""
         if self._clock.monotonic() - self._leased_at < self._lease_refresh_s:
             return
         try:
