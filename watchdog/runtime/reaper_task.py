@@ -5,7 +5,9 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    ``begin`` now vetoes with ``reaping``), check again that no lease was taken before the mark,
    then re-read positions from REST. Only if that fresh read shows the position flat is the
    cancel sent: a position may reopen between the decision and the cancel. That read is also
-   the REST snapshot "taken after the order was created" the decision relies on.
+   the REST snapshot "taken after the order was created" the decision relies on. Last, the pure
+   decision runs again on the book as it is now: a failed read, a gap or an open fact that
+   arrived during those awaits aborts the cancel (REST retries can hide a failure for seconds).
 2. The right endpoint: an algo order is cancelled with ``DELETE /fapi/v1/algoOrder``, a regular
    order (a triggered stop's child included) with ``DELETE /fapi/v1/order``
    (BINANCE-API.md §3.6.6). An answer that does not prove the outcome — -2011/-2013, -1007,
@@ -35,19 +37,11 @@ from loguru import logger
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
-from watchdog.core.events import (
-    Event,
-    PositionSnapshot,
-)
+from watchdog.core.events import Event, PositionSnapshot
 from watchdog.core.model import ZERO, OrderId, PositionKey
 from watchdog.core.orders import ALGO_TERMINAL, ORDER_TERMINAL, OrderBook
 from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, Why, decide
-from watchdog.errors import (
-    AuthenticationFailed,
-    ExchangeError,
-    ExchangeRejected,
-    StoreError,
-)
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected, StoreError
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -105,7 +99,6 @@ class Outcome(StrEnum):
     WOULD_REMOVE = "would_remove"    # dry_run: every check passed, nothing sent
     ABORTED = "aborted"              # a pre-cancel check failed: nothing sent
     FAILED = "failed"                # sent, but the order is (or may be) still open
-    SKIPPED = "skipped"              # removed or failed a moment ago; waiting for the book
 
 
 @dataclass(frozen=True, slots=True)
