@@ -281,3 +281,15 @@ async def test_disabled_reaper_decides_nothing(make: Make) -> None:
     task, _, _ = await make(enabled=False)
     await task.refresh_leases()
     assert task.step(*stuck_book(), 0) == []
+
+
+async def test_step_asks_rest_to_confirm_a_stream_only_flat_at_most_once_a_second(
+        make: Make) -> None:
+    task, _, _ = await make()
+    await task.refresh_leases()
+    positions = StubPositions(views={KEY: StubPositions().set_flat(KEY, 0).views[KEY]})
+    orders = OrderBook()
+    orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
+    first = task.step(positions, orders, 0)
+    assert [type(e).__name__ for e in first] == ["RequestSnapshot"]
+    assert task.step(positions, orders, 0) == []

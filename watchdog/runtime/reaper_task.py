@@ -38,7 +38,7 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
 from watchdog.core.events import Event, PositionSnapshot
-from watchdog.core.model import ZERO, OrderId, PositionKey
+from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
 from watchdog.core.orders import ALGO_TERMINAL, ORDER_TERMINAL, OrderBook
 from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, Why, decide
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected, StoreError
@@ -69,6 +69,7 @@ RETRY_AFTER_FAILURE_S = 5.0   # do not hammer an order whose cancel just failed
 RETRY_AFTER_ABORT_S = 1.0     # a pre-cancel check said no: the decision gates the next try
 ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be
+SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
@@ -164,6 +165,7 @@ class ReaperTask:
         self._sent: deque[float] = deque()
         self._hold: dict[_Ident, float] = {}
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
+        self._asked: dict[frozenset[Symbol] | None, float] = {}
         self._leased: frozenset[PositionKey] | None = None  # None: not read yet (or unreadable)
         self._leased_at = float("-inf")
         self._positions: PositionsReader | None = None  # the core's books, as given to step
@@ -192,8 +194,12 @@ class ReaperTask:
         decision = decide(positions, orders, self._leased, self.budget_used(),
                           self._exchange.exchange_time_ms(), self._policy)
         self.last_decision = decision
-        effects: list[Effect] = [*self._fresh_alerts(decision.alerts),
-                                 *decision.snapshot_requests]
+        now_s = self._clock.monotonic()
+        effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
+        for request in decision.snapshot_requests:  # at most one a second per symbol set
+            if now_s - self._asked.get(request.symbols, float("-inf")) >= SNAPSHOT_ASK_S:
+                self._asked[request.symbols] = now_s
+                effects.append(request)
         for cancel in decision.cancels:
             if self._wanted(cancel):
                 order = orders.get(cancel.order_id, is_algo=cancel.is_algo)
