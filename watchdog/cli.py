@@ -60,17 +60,20 @@ def config_check(path: str) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one line) instead of the timeline.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on one line instead of the timeline.")
 def demo(as_json: bool) -> None:
     """Replay the BASUSDT incident on the simulator: without, then with the watchdog."""
     import asyncio
     import json
 
-    from watchdog.demo.incident import render_summary, run_demo
+    from watchdog.demo.incident import DemoFailed, render_summary, run_demo
     from watchdog.demo.processes import DemoSetupError
 
     try:
         result = asyncio.run(run_demo(echo=not as_json))
+    except DemoFailed as exc:
+        click.echo(f"Error: demo: {exc}", err=True)
+        sys.exit(1)
     except DemoSetupError as exc:
         click.echo(f"Error: demo: {exc}", err=True)
         sys.exit(2)
