@@ -7,12 +7,13 @@ imports nothing from ``store``.
 
 Rules of this module:
 1. ``PollSchedule`` is pure (``now_s`` passed in): what to read now, and when to wake next.
-2. Positions (all symbols, one call) every ``poll_interval_s``, at once when the core asks
-   (``RequestSnapshot``). Open regular + algo orders for symbols that hold a position, closed one
+2. Positions (all symbols, one call) every ``poll_interval_s``, and when the core asks
+   (``RequestSnapshot``, coalesced) at once but at most every ``fast_poll_interval_s``. Open regular + algo orders for symbols that hold a position, closed one
    within ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``, and every
    ``fast_poll_interval_s`` right after an event on the symbol or while it is leased.
 3. Scheduled reads are not urgent: they wait while our weight share is spent. A snapshot the
-   core asked for is urgent. Nothing is sent while Binance's ``Retry-After`` runs.
+   core asked for is urgent (it may overspend our share, up to twice it over 60 s). Nothing is
+   sent while Binance's ``Retry-After`` runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from loguru import logger
 
 from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.config import BinanceConfig
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import (
     AlgoUpdate,
@@ -68,12 +70,19 @@ class PollSchedule:
         self.fast_poll_interval_s = fast_poll_interval_s
         self.recent_window_s = recent_window_s
         self._next_positions_at = 0.0
+        self._last_positions_at = -1e18
         self._requested: list[str] = []
         self._requested_symbols: set[Symbol] = set()
         self._open: set[Symbol] = set()
         self._closed_at: dict[Symbol, float] = {}
         self._active_at: dict[Symbol, float] = {}
         self._orders_at: dict[Symbol, float] = {}
+
+    @classmethod
+    def from_config(cls, cfg: BinanceConfig) -> PollSchedule:
+        return cls(poll_interval_s=cfg.poll_interval_s,
+                   orders_poll_interval_s=cfg.orders_poll_interval_s,
+                   fast_poll_interval_s=cfg.fast_poll_interval_s)
 
     # -------------------------------------------------------------- facts
 
@@ -85,6 +94,7 @@ class PollSchedule:
     def positions_started(self, now_s: float) -> str:
         """A positions read starts now; returns the reason(s) it serves."""
         self._next_positions_at = now_s + self.poll_interval_s
+        self._last_positions_at = now_s
         reason = ", ".join(dict.fromkeys(self._requested)) or "scheduled"
         self._requested.clear()
         return reason
@@ -127,9 +137,12 @@ class PollSchedule:
                 | self._requested_symbols)
 
     def plan(self, now_s: float, leased: Collection[str] = ()) -> PollPlan:
+        # A requested read goes at once, but never closer than fast_poll_interval_s to the
+        # previous read: the core asks again after every fill and every ambiguous answer.
+        requested_at = self._last_positions_at + self.fast_poll_interval_s
         urgent = bool(self._requested)
-        read_positions = urgent or now_s >= self._next_positions_at
-        wake_at = now_s if urgent else self._next_positions_at
+        read_positions = now_s >= self._next_positions_at or (urgent and now_s >= requested_at)
+        wake_at = min(self._next_positions_at, requested_at) if urgent else self._next_positions_at
         due: list[Symbol] = []
         for symbol in sorted(self.tracked(now_s, leased)):
             if symbol in self._requested_symbols:
@@ -187,7 +200,10 @@ class Poller:
             leased = await self._leases()
             plan = self.schedule.plan(now_s, leased)
             if plan.read_positions:
-                wait_s = self._rest.budget_wait_s(_POSITIONS_WEIGHT, urgent=plan.positions_urgent)
+                # Requested reads may overspend our share, but not beyond twice it.
+                urgent = (plan.positions_urgent
+                          and self._rest.own_weight_1m < 2 * self._rest.budget.budget_per_min)
+                wait_s = self._rest.budget_wait_s(_POSITIONS_WEIGHT, urgent=urgent)
                 if wait_s > 0:
                     self.schedule.defer_positions(now_s + wait_s)
                     logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
@@ -195,7 +211,7 @@ class Poller:
                     reason = self.schedule.positions_started(now_s)
                     self.reads += 1
                     snapshot = await read_positions(self._rest, emit, reason=reason,
-                                                    urgent=plan.positions_urgent)
+                                                    urgent=urgent)
                     if snapshot is None:
                         self.failures += 1
                     else:

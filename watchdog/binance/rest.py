@@ -25,7 +25,7 @@ import httpx
 from loguru import logger
 
 from watchdog.binance import wire
-from watchdog.binance.budget import WeightBudget
+from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, WeightBudget
 from watchdog.binance.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
@@ -34,11 +34,12 @@ from watchdog.binance.classify import (
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionSnapshot
+from watchdog.config import BinanceConfig
 from watchdog.core.model import OrderId, Symbol
 from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
 from watchdog.runtime.clock import Clock
 
-__all__ = ["WEIGHTS", "BinanceRest", "Credentials"]
+__all__ = ["WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
 
 # Request weights (BINANCE-API.md §1.1, §4; PYSDK). Per-symbol order reads cost 1; without a
 # symbol they cost 40, which is why this client always passes one.
@@ -69,6 +70,14 @@ class Credentials(Protocol):
     def api_secret(self) -> str: ...
 
 
+def make_http_client(rest_url: str, request_timeout_s: float) -> httpx.AsyncClient:
+    """The one AsyncClient for Binance REST: base URL and an explicit, finite timeout."""
+    return httpx.AsyncClient(base_url=rest_url,
+                             timeout=httpx.Timeout(request_timeout_s,
+                                                   connect=min(3.0, request_timeout_s)),
+                             limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+
+
 class BinanceRest:
     """The watchdog's only REST connection to Binance.
 
@@ -94,6 +103,15 @@ class BinanceRest:
         self._synced_at_s: float | None = None
         self._request_ids = itertools.count(1)
         self.requests_sent = 0
+
+    @classmethod
+    def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
+                    cfg: BinanceConfig, *, clock: Clock) -> BinanceRest:
+        """Build from ``[binance]``: recvWindow, timeout, and ``weight_budget_pct`` of 2400."""
+        return cls(client, credentials, recv_window_ms=cfg.recv_window_ms,
+                   weight_budget_per_min=IP_WEIGHT_LIMIT_PER_MIN * cfg.weight_budget_pct // 100,
+                   clock=clock, timeout=httpx.Timeout(cfg.request_timeout_s,
+                                                      connect=min(3.0, cfg.request_timeout_s)))
 
     # -------------------------------------------------------------- state
 
