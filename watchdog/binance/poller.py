@@ -8,8 +8,9 @@ imports nothing from ``store``.
 Rules of this module:
 1. ``PollSchedule`` is pure (``now_s`` passed in): what to read now, and when to wake next.
 2. Positions (all symbols, one call) every ``poll_interval_s``, and when the core asks
-   (``RequestSnapshot``, coalesced) at once but at most every ``fast_poll_interval_s``. Open regular + algo orders for symbols that hold a position, closed one
-   within ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``, and every
+   (``RequestSnapshot``, coalesced) at once but at most every ``fast_poll_interval_s``.
+   Open regular + algo orders for symbols that hold a position, closed one within
+   ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``, and every
    ``fast_poll_interval_s`` right after an event on the symbol or while it is leased.
 3. Scheduled reads are not urgent: they wait while our weight share is spent. A snapshot the
    core asked for is urgent (it may overspend our share, up to twice it over 60 s). Nothing is

@@ -33,8 +33,8 @@ from watchdog.binance.classify import (
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
-from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionSnapshot
 from watchdog.config import BinanceConfig
+from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, Symbol
 from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
 from watchdog.runtime.clock import Clock
@@ -165,12 +165,22 @@ class BinanceRest:
         return wire.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
                                                         urgent=True))
 
-    async def fetch_positions(self, *, request_id: int, requested_time_ms: int,
-                              urgent: bool = True) -> PositionSnapshot:
+    async def fetch_positions(self, *, urgent: bool = True) -> tuple[PositionAmount, ...]:
+        """Every position row of ``GET /fapi/v3/positionRisk`` (weight 5), e.g. for a re-check.
+
+        Feeding the core? Use :meth:`fetch_position_snapshot` inside a ``SnapshotRequested``
+        bracket instead (``snapshots.read_positions``).
+        """
+        snapshot = await self.fetch_position_snapshot(
+            request_id=0, requested_time_ms=self.exchange_time_ms(), urgent=urgent)
+        return snapshot.positions
+
+    async def fetch_position_snapshot(self, *, request_id: int, requested_time_ms: int,
+                                      urgent: bool = True) -> PositionSnapshot:
         """All positions from ``GET /fapi/v3/positionRisk`` (weight 5), as a core snapshot.
 
         ``request_id``/``requested_time_ms`` are those of the ``SnapshotRequested`` the caller
-        emitted before calling (core/events.py rule 3); see ``snapshots.read_positions``.
+        emitted before calling (core/events.py rule 3).
         """
         data = await self._get("/fapi/v3/positionRisk", urgent=urgent)
         return wire.parse_position_risk(data, request_id=request_id,
