@@ -103,6 +103,7 @@ class BinanceRest:
         self._synced_at_s: float | None = None
         self._request_ids = itertools.count(1)
         self.requests_sent = 0
+        self.weight_sent = 0  # every request's weight since start (for benchmarks and status)
 
     @classmethod
     def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
@@ -286,6 +287,7 @@ class BinanceRest:
         headers = {"X-MBX-APIKEY": self._credentials.api_key} if api_key else {}
         self.budget.record(weight, now_s)
         self.requests_sent += 1
+        self.weight_sent += weight
         started_s = now_s
         try:
             response = await self._client.request(method, url, headers=headers,

@@ -69,6 +69,7 @@ STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_L
                  "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
 
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
+_EXPIRED = "listen_key_expired"
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
@@ -161,6 +162,7 @@ class UserDataStream:
         self._recent = RecentEvents()
         self._current: _Connection | None = None
         self._pending_control: str | None = None
+        self._decided = False  # the connection ended because we asked (not a failure)
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
 
@@ -229,13 +231,16 @@ class UserDataStream:
                 self._pending_control = None
             await self._resync(emit)
             conn, reason = await self._serve(conn, emit)
+            decided, self._decided = self._decided or reason == _EXPIRED, False
             self._current = None
             self._discard_successors(conn)
             self.stats.last_lost_reason = reason
             logger.warning("user stream lost connection_id={} reason={}", conn.id, reason)
             await emit(StreamLost(conn.id, reason))
             await self._close(conn)
-            if self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
+            # A reconnect we decided on (blind, key expired or refused) is no failure of the
+            # link: come back at the minimum delay. Failing links back off exponentially.
+            if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
                 self._backoff.reset()
             cause, delay_s = reason, self._backoff.next_delay_s()
 
@@ -303,6 +308,7 @@ class UserDataStream:
             if isinstance(item, _End):
                 return conn, item.reason
             if isinstance(item, _Control):
+                self._decided = True
                 return conn, item.reason
             if isinstance(item, _Successor):
                 if item.conn is None:
@@ -316,7 +322,7 @@ class UserDataStream:
                     return conn, ended
                 continue
             if await self._deliver(item, emit):
-                return conn, "listen_key_expired"
+                return conn, _EXPIRED
 
     async def _make_successor(self, old: _Connection) -> None:
         """Rule 5, make: open the next connection and prove it with a ping, while ``old`` keeps
@@ -358,7 +364,7 @@ class UserDataStream:
         self.stats.rotations += 1
         logger.info("user stream rotated connection_id={} -> {} (make-before-break)", old.id,
                     new.id)
-        return new, ("listen_key_expired" if expired else None)
+        return new, (_EXPIRED if expired else None)
 
     def _discard_successors(self, conn: _Connection) -> None:
         """A connection ended while its successor was being made: drop that successor."""
