@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support.redis_server import dead_redis_url
 from tests.support.store import ACCOUNT, make_view, position_key
 from watchdog.cli import cli
 from watchdog.store.publisher import RedisPublisher
-
-pytest.importorskip("watchdog.config", reason="watchdog/config.py lands with the foundation issue")
 
 
 def write_config(tmp_path: Path, url: str) -> str:
@@ -27,9 +26,11 @@ def run_check(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
-async def test_allow_exits_0_with_one_json_line(publisher: RedisPublisher, redis_url: str, tmp_path: Path) -> None:
+async def test_allow_exits_0_with_one_json_line(publisher: RedisPublisher, redis_url: str,
+                                                tmp_path: Path) -> None:
     await publisher.heartbeat({"stream": "live"})
-    await publisher.publish(make_view(position_key("BTCUSDT"), version=1, verified_ms=int(time.time() * 1000)))
+    now_ms = int(time.time() * 1000)
+    await publisher.publish(make_view(position_key("BTCUSDT"), version=1, verified_ms=now_ms))
     code, out = run_check("btcusdt", "--json", "--config", write_config(tmp_path, redis_url))
     assert code == 0, out
     line = json.loads(out)
@@ -48,7 +49,7 @@ async def test_veto_exits_1(publisher: RedisPublisher, redis_url: str, tmp_path:
 
 
 def test_unreachable_redis_is_watchdog_down(tmp_path: Path) -> None:
-    code, out = run_check("BTCUSDT", "--json", "--config", write_config(tmp_path, "redis://127.0.0.1:1/0"))
+    code, out = run_check("BTCUSDT", "--json", "--config", write_config(tmp_path, dead_redis_url()))
     assert code == 1
     assert json.loads(out) == {"verdict": "veto", "reason": "watchdog_down", "position": {}, "age_ms": None}
 
@@ -60,6 +61,6 @@ def test_unreachable_redis_is_watchdog_down(tmp_path: Path) -> None:
 ], ids=["bad_symbol", "bad_side", "missing_config"])
 def test_usage_and_config_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     if "--config" not in args:
-        args = [*args, "--config", write_config(tmp_path, "redis://127.0.0.1:1/0")]
+        args = [*args, "--config", write_config(tmp_path, dead_redis_url())]
     code, _ = run_check(*args)
     assert code == 2
