@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from watchdog.runtime.health import Health, StreamState
+from watchdog.runtime.health import Health
 from watchdog.runtime.status import EXIT_DEGRADED, EXIT_DOWN, EXIT_HEALTHY, read_status
 from watchdog.runtime.status_view import render_text
 from watchdog.store.keys import AccountKeys, parse_member
@@ -29,7 +29,7 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 def write_health(client: redis.Redis, **overrides: object) -> None:
     values: dict[str, object] = dict(
         pid=4242, host="bot-host", version="0.1.0", started_ms=NOW_MS - 60_000,
-        updated_ms=NOW_MS - 300, ready=True, healthy=True, stream_state=StreamState.LIVE,
+        updated_ms=NOW_MS - 300, ready=True, healthy=True, stream_state="live",
         last_event_ms=NOW_MS - 2_000, last_snapshot_ms=NOW_MS - 500, rest_weight_used_1m=40,
         rest_weight_budget_1m=360, positions_open=1, orphans_removed=1, reaper="on")
     values.update(overrides)
@@ -68,11 +68,11 @@ def test_healthy(client: redis.Redis, redis_url: str) -> None:
 
 
 def test_degraded_when_stream_lost_or_position_unknown(client: redis.Redis, redis_url: str) -> None:
-    write_health(client, stream_state=StreamState.LOST, healthy=False, problems=("stream lost",))
+    write_health(client, stream_state="down", healthy=False, problems=("stream down",))
     write_position(client, "BTCUSDT:LONG", "unknown", "0.5")
     report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
     assert report.exit_code == EXIT_DEGRADED
-    assert "stream lost" in report.reasons
+    assert "stream down" in report.reasons
     assert any("BTCUSDT:LONG" in reason for reason in report.reasons)
     assert "DEGRADED" in render_text(report)
 

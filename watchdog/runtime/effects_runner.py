@@ -81,8 +81,8 @@ class EffectsRunner:
             match effect:
                 case Publish() | Retract() | Notify() | RaiseAlert():
                     _log(effect)
-                    blind = isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
-                    if blind and self._on_stream_blind is not None:
+                    if (isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
+                            and self._on_stream_blind is not None):
                         # REST saw a change the stream never reported: this connection is blind.
                         self._on_stream_blind(effect.message)
                     await self._write(effect)

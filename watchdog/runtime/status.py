@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from redis import exceptions as redis_errors
 
-from watchdog.runtime.health import Health, StreamState
+from watchdog.runtime.health import Health
 from watchdog.store.keys import SCHEMA, AccountKeys, parse_member
 
 __all__ = [
@@ -104,7 +104,7 @@ def assess(health: Health | None, positions: tuple[dict[str, Any], ...],
     reasons: list[str] = []
     if not health.ready:
         reasons.append("starting: first snapshot not published yet")
-    if health.stream_state != StreamState.LIVE:
+    if health.stream_state != "live":
         reasons.append(f"stream {health.stream_state}")
     reasons.extend(problem for problem in health.problems if problem not in reasons)
     unknown = [p for p in positions if p.get("state") not in ("open", "closed")]
