@@ -29,7 +29,7 @@ from redis import exceptions as redis_errors
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.errors import WatchdogError
 from watchdog.store.connection import connect, connect_sync
-from watchdog.store.keys import AccountKeys
+from watchdog.store.keys import AccountKeys, PositionKeys
 from watchdog.store.scripts import BOT_SCRIPTS, script_sha, script_source
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("watchdog.client")
-DEFAULT_LEASE_TTL_MS = 10_000
+DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,25 +105,32 @@ class _Protocol:
     def __init__(self, account: str, max_age_ms: int | None) -> None:
         self.keys = AccountKeys(account)
         self.max_age = "" if max_age_ms is None else str(max_age_ms)
+        self._cache: dict[tuple[str, str], PositionKeys] = {}
 
-    def _pos(self, symbol: str, side: str) -> PositionKey:
-        return PositionKey(Symbol(symbol), PositionSide(side))
+    def _keys(self, symbol: str, side: str) -> PositionKeys:
+        """Validated key names of one position, cached: bots ask about a handful of symbols."""
+        cached = self._cache.get((symbol, side))
+        if cached is None:
+            cached = self.keys.of(PositionKey(Symbol(symbol), PositionSide(side)))
+            if len(self._cache) < 4096:
+                self._cache[(symbol, side)] = cached
+        return cached
 
     def check(self, symbol: str, side: str) -> _Call:
-        p = self.keys.of(self._pos(symbol, side))
+        p = self._keys(symbol, side)
         return [self.keys.health, p.position, p.reaping, p.lease], [self.max_age]
 
     def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> _Call:
-        k, p = self.keys, self.keys.of(self._pos(symbol, side))
+        k, p = self.keys, self._keys(symbol, side)
         return ([p.lease, k.lease_seq, k.leases, k.events],
                 [p.member, holder, ttl_ms, self.max_age, k.channel, k.health, p.position, p.reaping])
 
     def confirm(self, symbol: str, side: str, lease: int) -> _Call:
-        k, p = self.keys, self.keys.of(self._pos(symbol, side))
+        k, p = self.keys, self._keys(symbol, side)
         return [p.lease, k.events], [p.member, lease, self.max_age, k.channel, k.health, p.position]
 
     def end(self, symbol: str, side: str, lease: int, outcome: str) -> _Call:
-        k, p = self.keys, self.keys.of(self._pos(symbol, side))
+        k, p = self.keys, self._keys(symbol, side)
         return [p.lease, k.leases, k.windows, k.events], [p.member, lease, outcome, k.channel, k.health]
 
     @staticmethod
@@ -205,7 +212,8 @@ class WatchdogClient:
     def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
         """Before cancelling a stop: ALLOW with a lease, or VETO with a reason."""
         try:
-            return self._p.verdict(self._call("begin", self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)))
+            call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
+            return self._p.verdict(self._call("begin", call))
         except _ERRORS as exc:
             _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
             return _DOWN
@@ -317,10 +325,11 @@ class AsyncWatchdogClient:
             _log.warning("watchdog check %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
             return _DOWN
 
-    async def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
+    async def begin(self, symbol: str, side: str = "BOTH", *, holder: str,
+                    ttl_ms: int | None = None) -> Verdict:
         try:
-            return self._p.verdict(await self._call("begin", self._p.begin(symbol, side, holder,
-                                                                           ttl_ms or self._ttl_ms)))
+            call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
+            return self._p.verdict(await self._call("begin", call))
         except _ERRORS as exc:
             _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
             return _DOWN

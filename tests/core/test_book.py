@@ -388,6 +388,19 @@ def test_knowledge_expires_then_returns_with_authoritative_fact(h: Harness) -> N
     assert state(h.book) is PositionState.OPEN
 
 
+def test_each_key_expires_on_its_own_clock(h: Harness) -> None:
+    h.apply(stream(BTC, 1, 100), 100)
+    h.apply(stream(ETH, 1, 3000), 3000)
+    h.apply(snapshot(999, 3000, amount(LONG, 1, 2900)), 3000)  # unrequested: stays unknown
+    h.apply(Tick(), 5101)
+    assert h.book.view(BTC).knowledge is Knowledge.EXPIRED  # type: ignore[union-attr]
+    assert h.book.view(ETH).knowledge is Knowledge.CONFIRMED  # type: ignore[union-attr]
+    assert h.book.view(LONG).knowledge is Knowledge.UNKNOWN  # type: ignore[union-attr]
+    assert h.apply(Tick(), 8000) == []
+    h.apply(Tick(), 8001)
+    assert h.book.view(ETH).knowledge is Knowledge.EXPIRED  # type: ignore[union-attr]
+
+
 def test_suspect_knowledge_expires(h: Harness) -> None:
     h.apply(stream(BTC, 1, 100), 100)
     h.apply(failed(1), 200)

@@ -98,7 +98,7 @@ class World:
                 # only a fact can make a state known (a failed read never reports CLOSED)
                 if not isinstance(event, FACT_EVENTS):
                     assert view.state is PositionState.UNKNOWN, (event, view)
-        if self.replay and isinstance(event, StreamPositions):
+        if self.replay and isinstance(event, FACT_EVENTS):
             assert self.book.apply(event, self.now_ms) == []
         self.check()
 

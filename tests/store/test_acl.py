@@ -35,7 +35,8 @@ def bot_url(redis_url: str) -> Iterator[str]:
     admin.close()
 
 
-async def test_bot_user_runs_verdicts_but_cannot_write_positions(publisher: RedisPublisher, bot_url: str) -> None:
+async def test_bot_user_runs_verdicts_but_cannot_write_positions(publisher: RedisPublisher,
+                                                                 bot_url: str) -> None:
     await publisher.heartbeat({"stream": "live"})
     await publisher.publish(make_view(position_key(), version=1, verified_ms=int(time.time() * 1000)))
     bot = WatchdogClient.from_url(bot_url, ACCOUNT, socket_timeout_s=2.0)

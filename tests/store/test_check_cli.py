@@ -13,8 +13,6 @@ from tests.support.store import ACCOUNT, make_view, position_key
 from watchdog.cli import cli
 from watchdog.store.publisher import RedisPublisher
 
-pytest.importorskip("watchdog.config", reason="watchdog/config.py lands with the foundation issue")
-
 
 def write_config(tmp_path: Path, url: str) -> str:
     path = tmp_path / "config.toml"
@@ -27,9 +25,11 @@ def run_check(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
-async def test_allow_exits_0_with_one_json_line(publisher: RedisPublisher, redis_url: str, tmp_path: Path) -> None:
+async def test_allow_exits_0_with_one_json_line(publisher: RedisPublisher, redis_url: str,
+                                                tmp_path: Path) -> None:
     await publisher.heartbeat({"stream": "live"})
-    await publisher.publish(make_view(position_key("BTCUSDT"), version=1, verified_ms=int(time.time() * 1000)))
+    now_ms = int(time.time() * 1000)
+    await publisher.publish(make_view(position_key("BTCUSDT"), version=1, verified_ms=now_ms))
     code, out = run_check("btcusdt", "--json", "--config", write_config(tmp_path, redis_url))
     assert code == 0, out
     line = json.loads(out)

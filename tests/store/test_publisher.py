@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from decimal import Decimal
 
 import pytest
 import redis.asyncio
@@ -12,7 +14,7 @@ from tests.support.store import ACCOUNT, make_view, position_key
 from tests.support.waiting import eventually
 from watchdog.core.effects import Notify, RaiseAlert, Retract
 from watchdog.core.model import PositionState
-from watchdog.errors import InvariantViolation, StoreUnavailable
+from watchdog.errors import InvariantViolation, StoreError, StoreUnavailable
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
@@ -48,7 +50,15 @@ async def test_publish_writes_every_field(publisher: RedisPublisher, r: redis.as
     assert await r.pttl(KEYS.position(view.key)) == -1
 
 
-async def test_older_version_never_overwrites_newer(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+async def test_amounts_are_plain_decimal_strings(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+    view = dataclasses.replace(make_view(version=1, verified_ms=now_ms()), amount=Decimal("-1E+1"),
+                               entry_price=Decimal("0E-8"))
+    await publisher.publish(view)
+    assert await r.hmget(KEYS.position(view.key), "amt", "entry") == ["-10", "0.00000000"]
+
+
+async def test_older_version_never_overwrites_newer(publisher: RedisPublisher,
+                                                    r: redis.asyncio.Redis) -> None:
     newer = make_view(state=PositionState.CLOSED, version=7, verified_ms=now_ms())
     older = make_view(state=PositionState.OPEN, version=6, verified_ms=now_ms() + 1000)
     assert await publisher.publish(newer)
@@ -66,7 +76,8 @@ async def test_closed_position_keeps_hash_with_ttl(publisher: RedisPublisher, r:
     assert await r.pttl(KEYS.position(position_key())) == -1
 
 
-async def test_retract_marks_unknown_and_keeps_version(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+async def test_retract_marks_unknown_and_keeps_version(publisher: RedisPublisher,
+                                                       r: redis.asyncio.Redis) -> None:
     await publisher.publish(make_view(version=5, verified_ms=now_ms()))
     await publisher.run(Retract(position_key(), "stream_lost"))
     stored = await r.hgetall(KEYS.position(position_key()))
@@ -90,7 +101,8 @@ async def test_heartbeat_writes_health_with_ttl(publisher: RedisPublisher, r: re
     assert 0 < await r.pttl(KEYS.health) <= 10_000
 
 
-async def test_heartbeat_refuses_secret_looking_fields(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+async def test_heartbeat_refuses_secret_looking_fields(publisher: RedisPublisher,
+                                                       r: redis.asyncio.Redis) -> None:
     with pytest.raises(InvariantViolation, match="secret"):
         await publisher.heartbeat({"binance_api_secret": "x"})
     assert not await r.exists(KEYS.health)
@@ -150,7 +162,8 @@ async def test_redis_restart_republishes_within_one_heartbeat(
     assert await r.exists(KEYS.health)
 
 
-async def test_flushall_is_detected_by_the_next_heartbeat(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+async def test_flushall_is_detected_by_the_next_heartbeat(publisher: RedisPublisher,
+                                                          r: redis.asyncio.Redis) -> None:
     await publisher.publish(make_view(version=1, verified_ms=now_ms()))
     await publisher.heartbeat({})
     await r.flushall()
@@ -161,8 +174,31 @@ async def test_flushall_is_detected_by_the_next_heartbeat(publisher: RedisPublis
 
 
 async def test_unreachable_redis_is_store_unavailable(redis_server: RedisServer) -> None:
-    pub = RedisPublisher.from_url("redis://127.0.0.1:1/0", account=ACCOUNT, health_ttl_ms=1000, closed_ttl_s=1,
-                                  events_maxlen=10, veto_max_age_ms=1000, socket_timeout_s=0.2)
+    pub = RedisPublisher.from_url("redis://127.0.0.1:1/0", account=ACCOUNT, health_ttl_ms=1000,
+                                  closed_ttl_s=1, events_maxlen=10, veto_max_age_ms=1000,
+                                  socket_timeout_s=0.2)
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
         await pub.publish(make_view(version=1, verified_ms=now_ms()))
     await pub.close()
+
+
+async def test_failed_write_is_rewritten_by_the_next_heartbeat(redis_url: str,
+                                                               r: redis.asyncio.Redis) -> None:
+    """Redis keeps its data but refused one write (here: the watchdog's ACL user was deleted)."""
+    await r.acl_setuser("wd", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    url = redis_url.replace("redis://", "redis://wd:pw@")
+    pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=5_000, closed_ttl_s=60,
+                                  events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=2.0)
+    await pub.start()
+    await pub.publish(make_view(version=1, verified_ms=now_ms()))
+    await pub.heartbeat({})
+    await r.acl_deluser("wd")                      # disconnects the publisher; it cannot log in again
+    with pytest.raises(StoreError):
+        await pub.publish(make_view(state=PositionState.CLOSED, version=2, verified_ms=now_ms()))
+    await r.acl_setuser("wd", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    assert not await pub.heartbeat({})             # Redis kept its data: no full republish …
+    stored = await r.hgetall(KEYS.position(position_key()))
+    assert stored["version"] == "2"                # … but the failed write was made good
+    assert stored["state"] == "closed"
+    await pub.close()
+    await r.acl_deluser("wd")

@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Source, Symbol
+from watchdog.core.model import (
+    Knowledge,
+    PositionKey,
+    PositionSide,
+    PositionState,
+    PositionView,
+    Source,
+    Symbol,
+)
 from watchdog.store.publisher import RedisPublisher
 
 ACCOUNT = "test"

@@ -131,6 +131,7 @@ class PositionBook:
         self._read_order_all = (-1, -1)
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_verified_ms = 0
+        self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
         self._dirty: set[PositionKey] = set()
         self.last_event_ms: int | None = None
         self.last_snapshot_ms: int | None = None
@@ -312,6 +313,7 @@ class PositionBook:
                 if self._all_flat_since_ms is None:
                     self._all_flat_since_ms = snap.requested_time_ms
                 self._all_verified_ms = now_ms
+                self._watch_age(now_ms)
                 if became_live:
                     effects.append(Notify("stream_recovered"))
             else:
@@ -405,21 +407,36 @@ class PositionBook:
         if entry.knowledge is Knowledge.CONFIRMED:
             entry.verified_ms = now_ms  # only AUTHORITATIVE_FACT/STREAM_FACT lead here
             entry.reason = ""
+            self._watch_age(now_ms)
         else:
             entry.flat_since_ms = None
             if entry.knowledge is not before or before is not Knowledge.EXPIRED:
                 entry.reason = reason  # an expired key keeps saying why it expired
         self._dirty.add(entry.key)
 
+    def _watch_age(self, verified_ms: int) -> None:
+        deadline_ms = verified_ms + self._policy.max_age_ms
+        if self._age_check_ms is None or deadline_ms < self._age_check_ms:
+            self._age_check_ms = deadline_ms
+
     def _age(self, now_ms: int) -> None:
+        """Rule 5. Scans only when some knowledge may have lapsed (keeps apply O(1) otherwise)."""
+        if self._age_check_ms is None or now_ms <= self._age_check_ms:
+            return
+        self._age_check_ms = None
         limit_ms = self._policy.max_age_ms
         for entry in self._entries.values():
-            if (entry.knowledge in (Knowledge.CONFIRMED, Knowledge.SUSPECT)
-                    and now_ms - entry.verified_ms > limit_ms):
-                self._move(entry, Evidence.AGED, now_ms,
-                           f"expired: not verified for more than {limit_ms} ms")
-        if self._all_flat_since_ms is not None and now_ms - self._all_verified_ms > limit_ms:
-            self._all_flat_since_ms = None
+            if entry.knowledge in (Knowledge.CONFIRMED, Knowledge.SUSPECT):
+                if now_ms - entry.verified_ms > limit_ms:
+                    self._move(entry, Evidence.AGED, now_ms,
+                               f"expired: not verified for more than {limit_ms} ms")
+                else:
+                    self._watch_age(entry.verified_ms)
+        if self._all_flat_since_ms is not None:
+            if now_ms - self._all_verified_ms > limit_ms:
+                self._all_flat_since_ms = None
+            else:
+                self._watch_age(self._all_verified_ms)
 
     # ------------------------------------------------------------------ publishing
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -18,30 +18,19 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
+from watchdog.config import redact_url  # stdlib-only module: no cycle, one redaction rule
 from watchdog.errors import StoreError, StoreUnavailable
 
 __all__ = [
     "connect",
     "connect_sync",
     "map_redis_errors",
-    "redact_url",
     "validate_redis_url",
 ]
 
 _SCHEMES = ("redis", "rediss", "unix")
 # Transient by nature: the server is unreachable, slow, or still loading its data set.
 _TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for logs and messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def validate_redis_url(url: str) -> str:

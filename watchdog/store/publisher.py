@@ -24,7 +24,7 @@ from loguru import logger
 from watchdog import __version__
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.core.model import PositionKey, PositionState, PositionView
-from watchdog.errors import InvariantViolation
+from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.keys import AccountKeys, member_of, parse_member
 from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
@@ -43,9 +43,16 @@ def health_value(value: object) -> str:
         return "true" if value else "false"
     if value is None:
         return ""
-    if isinstance(value, str | int | float | Decimal):
+    if isinstance(value, Decimal):
+        return _plain(value)
+    if isinstance(value, str | int | float):
         return str(value)
     return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
+
+
+def _plain(number: Decimal) -> str:
+    """A Decimal as bots parse it: never exponent notation ('0E-8' → '0.00000000')."""
+    return format(number, "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,9 @@ class RedisPublisher:
         self._scripts = {name: client.register_script(script_source(name))
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
+        # when Redis kept its data, so an outage never leaves an older state standing.
+        self._dirty: set[PositionKey] = set()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._beats = count(1)
         self._epoch = ""
@@ -110,7 +120,13 @@ class RedisPublisher:
         held = self._held.get(view.key)
         if held is None or view.version > held.version:
             self._held[view.key] = view
-        return await self._publish(view)
+        try:
+            written = await self._publish(view)
+        except StoreError:
+            self._dirty.add(view.key)
+            raise
+        self._dirty.discard(view.key)
+        return written
 
     async def _publish(self, view: PositionView) -> bool:
         k = self.keys
@@ -118,8 +134,8 @@ class RedisPublisher:
         with map_redis_errors("publish_position", self._url):
             written, stored = await self._scripts["publish_position"](
                 keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
-                args=[member, view.version, view.state.value, view.knowledge.value, str(view.amount),
-                      str(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
+                args=[member, view.version, view.state.value, view.knowledge.value, _plain(view.amount),
+                      _plain(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
                       view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value])
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
@@ -130,7 +146,12 @@ class RedisPublisher:
         held = self._held.get(key)
         record = _Retracted(reason, held.version if held is not None else 0)
         self._held[key] = record
-        await self._retract(key, record)
+        try:
+            await self._retract(key, record)
+        except StoreError:
+            self._dirty.add(key)
+            raise
+        self._dirty.discard(key)
 
     async def _retract(self, key: PositionKey, record: _Retracted) -> None:
         with map_redis_errors("retract_position", self._url):
@@ -138,10 +159,15 @@ class RedisPublisher:
                 keys=[self.keys.position(key), self.keys.positions],
                 args=[member_of(key), record.reason, record.version, key.symbol, key.side.value])
 
-    async def republish(self, now_ms: int) -> int:
-        """Write again every held view (CAS keeps newer data); closed ones past their TTL are dropped."""
+    async def republish(self, now_ms: int, keys: set[PositionKey] | None = None) -> int:
+        """Write again every held view, or those of ``keys`` (CAS keeps newer data).
+
+        Closed views older than the closed TTL are dropped instead: Redis would have expired them.
+        """
         done = 0
         for key, record in list(self._held.items()):
+            if keys is not None and key not in keys:
+                continue
             if isinstance(record, _Retracted):
                 await self._retract(key, record)
             elif record.state is PositionState.CLOSED and now_ms - record.verified_ms > self._closed_ttl_ms:
@@ -150,6 +176,10 @@ class RedisPublisher:
             else:
                 await self._publish(record)
             done += 1
+        if keys is None:
+            self._dirty.clear()
+        else:
+            self._dirty.difference_update(keys)
         self.republished_total += done
         return done
 
@@ -165,11 +195,13 @@ class RedisPublisher:
             wall_ms: the watchdog's wall clock (epoch ms); the verdicts measure age on it.
 
         Returns:
-            True when a loss was detected and every held view was republished.
+            True when a loss was detected and every held view was republished. Views whose write
+            failed earlier (``StoreError`` from publish/retract) are rewritten on every beat.
         """
         for field in health:
             if any(word in field.lower() for word in _SECRET_WORDS):
-                raise InvariantViolation(f"refusing to write health field {field!r} to Redis: looks like a secret")
+                raise InvariantViolation(
+                    f"refusing to write health field {field!r} to Redis: looks like a secret")
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         fields: dict[str, str] = {name: health_value(value) for name, value in health.items()}
         fields.update({
@@ -191,6 +223,9 @@ class RedisPublisher:
             logger.warning("Redis lost the veto scripts (SCRIPT FLUSH or restart): loading them again")
             await self._load_scripts()
         if not lost:
+            if self._dirty:
+                done = await self.republish(now, set(self._dirty))
+                logger.info("rewrote {} position(s) whose write failed earlier", done)
             return False
         if previous and not previous.startswith(f"{self._instance}:"):
             logger.error("another watchdog ({}) writes account {}: check [redis] account on every host",
