@@ -140,10 +140,27 @@ async def test_sigterm_exits_0_and_leaves_the_listen_key_alive(
         await eventually(lambda: rclient.hget(KEYS.health, "ready"), lambda v: v == "true",
                          timeout_s=30, what="daemon ready")
         assert await listen_key_alive(sim)
+        _, report = await eventually(lambda: status_of(config), lambda r: r[0] == 0,
+                                        timeout_s=20, what="status healthy")
+        assert report["stream"]["state"] == "live"
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=20)
     assert process.returncode == 0, await stderr_of(process)
     assert await listen_key_alive(sim), "SIGTERM must never DELETE the (shared) listen key"
+    _, report = await eventually(lambda: status_of(config), lambda r: r[0] == 2, timeout_s=20,
+                                    what="status down once the heartbeat expired")
+    assert report["alive"] is False
+
+
+async def status_of(config: Path) -> tuple[int, dict[str, Any]]:
+    """``position-watchdog status --json`` as an operator runs it: (exit code, report)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "watchdog", "status", "--json", "--config", str(config), cwd=ROOT,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode is not None
+    return process.returncode, json.loads(out)
 
 
 async def test_rejected_api_key_exits_77(sim: Simulator, redis_url: str, tmp_path: Path) -> None:

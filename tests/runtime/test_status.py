@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -34,13 +35,14 @@ def write_health(client: redis.Redis, **overrides: object) -> None:
         rest_weight_budget_1m=360, positions_open=1, orphans_removed=1, reaper="on")
     values.update(overrides)
     health = Health(**values)  # type: ignore[arg-type]
-    client.hset(KEYS.health, mapping=health.to_fields())
+    fields: dict[Any, Any] = health.to_fields()
+    client.hset(KEYS.health, mapping=fields)
     client.pexpire(KEYS.health, 5000)
 
 
 def write_position(client: redis.Redis, member: str, state: str, amt: str) -> None:
-    fields = {"state": state, "amt": amt, "entry": "0.00832684", "source": "stream",
-              "as_of_ms": NOW_MS - 900, "verified_ms": NOW_MS - 400, "version": 7}
+    fields: dict[Any, Any] = {"state": state, "amt": amt, "entry": "0.00832684", "source": "stream",
+                              "as_of_ms": NOW_MS - 900, "verified_ms": NOW_MS - 400, "version": 7}
     client.hset(KEYS.position(parse_member(member)), mapping=fields)
     client.sadd(KEYS.positions, member)
 
