@@ -12,11 +12,13 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 
 from tests.support.waiting import eventually
 from watchdog.config import Config, Credentials, parse_config
@@ -201,3 +203,37 @@ async def cli_process(*args: str, key: str, secret: str) -> AsyncIterator[asynci
 async def stderr_of(process: asyncio.subprocess.Process) -> str:
     assert process.stderr is not None
     return (await process.stderr.read()).decode(errors="replace")
+
+
+async def test_redis_restart_while_the_position_closes_ends_with_the_closure_in_redis(
+        sim: Simulator, redis_server: Any, redis_url: str, rclient: redis.asyncio.Redis) -> None:
+    sim.fill("BASUSDT", "BUY", "1216")
+    table = config_table(sim, redis_url)
+    table["redis"]["socket_timeout_s"] = 0.5
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run(parse_config(table, "itest.toml"),
+                                     Credentials(sim.api_key, sim.api_secret), stop=stop),
+                                 name="daemon-under-test")
+    try:
+        await eventually(lambda: rclient.hget(KEYS.position(BASUSDT), "state"), lambda v: v == "open",
+                         timeout_s=20, what="published open")
+        redis_server.stop()
+        sim.fill("BASUSDT", "SELL", "1216")  # closes while Redis is away (and restarts empty)
+        redis_server.start()
+
+        async def read(key: str) -> dict[str, str]:
+            try:
+                return await rclient.hgetall(key)
+            except redis.exceptions.ConnectionError:  # the test's own pooled connection died too
+                return {}
+
+        position = await eventually(lambda: read(KEYS.position(BASUSDT)),
+                                    lambda h: h.get("state") == "closed", timeout_s=30,
+                                    what="closure written after Redis came back")
+        assert Decimal(position["amt"]) == 0
+        assert not daemon.done(), "a Redis outage must not end the daemon"
+        await eventually(lambda: read(KEYS.health), lambda h: h.get("healthy") == "true",
+                         timeout_s=20, what="healthy again")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(daemon, timeout=20) == 0
