@@ -49,7 +49,7 @@ async def store(redis_url: str) -> AsyncIterator[RedisPublisher]:
 
 
 def make_runner(store: RedisPublisher, sinks: Sinks) -> tuple[EffectsRunner, Vitals]:
-    vitals = Vitals(Identity(1, "h", "0", 0), PositionBook(), weight_budget_pct=15, progress_limit_s=10)
+    vitals = Vitals(Identity(1, "h", "0", 0), PositionBook(), weight_budget_1m=360, progress_limit_s=10)
     runner = EffectsRunner(store, sinks, sinks, vitals, store_timeout_s=2.0,
                            on_stream_blind=sinks.blind.append)
     return runner, vitals

@@ -21,7 +21,7 @@ T0 = 1_764_000_000_000
 
 
 def vitals(book: PositionBook) -> Vitals:
-    return Vitals(Identity(pid=1, host="h", version="0", started_ms=1), book, weight_budget_pct=15,
+    return Vitals(Identity(pid=1, host="h", version="0", started_ms=1), book, weight_budget_1m=360,
                   progress_limit_s=10.0, weight_used=lambda: 42, orphans_removed=lambda: 3)
 
 

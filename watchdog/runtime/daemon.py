@@ -32,7 +32,7 @@ from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
 from watchdog.binance.stream import UserDataStream
-from watchdog.config import Config, Credentials
+from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.events import PositionSnapshot
 from watchdog.core.orders import OrderBook
@@ -50,7 +50,6 @@ __all__ = ["INBOX_SIZE", "run"]
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
 _RECANCEL_INTERVAL_S = 0.2
-_BINANCE_WEIGHT_PER_MIN = 2400
 
 
 async def run(config: Config, credentials: Credentials, *, clock: Clock | None = None,
@@ -66,16 +65,17 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
     notifier = notifier or Notifier()
     stop = stop or asyncio.Event()
     b, r = config.binance, config.redis
+    weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
     book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
-        weight_budget_pct=b.weight_budget_pct, progress_limit_s=_progress_limit_s(config),
+        weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
         reaper=_reaper_mode(config))
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(
             base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
         rest = BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
-                           weight_budget_per_min=_BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100,
+                           weight_budget_per_min=weight_budget_1m,
                            timeout=httpx.Timeout(b.request_timeout_s))
         store = RedisPublisher.from_url(
             r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
@@ -96,7 +96,8 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,  # type: ignore[arg-type]
                             read_positions=_bracketed_read(rest, inbox))
-        vitals.weight_used = lambda: rest.weight_used_1m
+        vitals.weight_used = lambda: rest.own_weight_1m
+        vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_reconnect)

@@ -33,6 +33,7 @@ class Health:
     last_snapshot_ms: int = 0
     rest_weight_used_1m: int = 0
     rest_weight_budget_1m: int = 0
+    rest_ip_weight_1m: int = 0
     positions_open: int = 0
     positions_unknown: int = 0
     orphans_removed: int = 0

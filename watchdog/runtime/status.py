@@ -83,6 +83,7 @@ class StatusReport:
                 "last_snapshot_age_ms": _age(self.now_ms, h.last_snapshot_ms),
                 "weight_used_1m": h.rest_weight_used_1m,
                 "weight_budget_1m": h.rest_weight_budget_1m,
+                "ip_weight_used_1m": h.rest_ip_weight_1m,
             },
             "positions": list(self.positions),
             "leases": list(self.leases),

@@ -24,7 +24,8 @@ def render_text(report: StatusReport) -> str:
                      f"reaper {h.reaper}")
         lines.append(f"  stream     {h.stream_state}, last event {_ago(stream['last_event_age_ms'])}")
         lines.append(f"  REST       last snapshot {_ago(rest['last_snapshot_age_ms'])}, weight "
-                     f"{h.rest_weight_used_1m}/{h.rest_weight_budget_1m} per min")
+                     f"{h.rest_weight_used_1m}/{h.rest_weight_budget_1m} per min "
+                     f"(IP total {h.rest_ip_weight_1m}, bot included)")
         lines.append(f"  orphans    {h.orphans_removed} removed since start")
     elif not report.redis_error:
         lines.append("  watchdog   not running (no heartbeat)")

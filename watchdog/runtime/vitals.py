@@ -26,8 +26,6 @@ from watchdog.runtime.health import Health
 
 __all__ = ["Identity", "Vitals"]
 
-_BINANCE_WEIGHT_PER_MIN = 2400  # the IP budget per minute (BINANCE-API.md, REST limits)
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -44,15 +42,17 @@ class Vitals:
     """Counters and timestamps about the daemon, kept by the daemon's tasks on one event loop.
 
     ``progress_limit_s`` is how long a loop may go without reporting before the systemd
-    keepalive stops; ``weight_used`` reads the REST adapter's last ``X-MBX-USED-WEIGHT-1M``;
-    ``orphans_removed`` reads the reaper's count.
+    keepalive stops; ``weight_used`` reads what the watchdog spent of its ``weight_budget_1m``
+    over the last minute, ``ip_weight_used`` the IP's total (``X-MBX-USED-WEIGHT-1M``, the bot
+    included); ``orphans_removed`` reads the reaper's count.
     """
 
     identity: Identity
     book: PositionBook
-    weight_budget_pct: int
+    weight_budget_1m: int
     progress_limit_s: float
     weight_used: Callable[[], int] = lambda: 0
+    ip_weight_used: Callable[[], int] = lambda: 0
     orphans_removed: Callable[[], int] = lambda: 0
     reaper: str = "off"
     ready: bool = False
@@ -114,7 +114,7 @@ class Vitals:
             last_event_ms=self.book.last_event_ms or 0,
             last_snapshot_ms=self.book.last_snapshot_ms or 0,
             rest_weight_used_1m=self.weight_used(),
-            rest_weight_budget_1m=_BINANCE_WEIGHT_PER_MIN * self.weight_budget_pct // 100,
+            rest_weight_budget_1m=self.weight_budget_1m, rest_ip_weight_1m=self.ip_weight_used(),
             positions_open=self._count(PositionState.OPEN),
             positions_unknown=self._count(PositionState.UNKNOWN),
             orphans_removed=self.orphans_removed(), reaper=self.reaper,
