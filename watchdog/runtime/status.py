@@ -186,18 +186,22 @@ def _lease_row(member: str, fields: Mapping[str, str], expiry_ms: int, now_ms: i
 
 
 def _window_rows(windows: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One row per position from the store's windows hash (see store/lua/end.lua): the field
+    ``SYMBOL:SIDE`` holds the last window as JSON, ``SYMBOL:SIDE:count`` and
+    ``SYMBOL:SIDE:max_window_ms`` the totals."""
     rows: list[dict[str, Any]] = []
     for member, raw in sorted(windows.items()):
+        if member.count(":") != 1:
+            continue  # a ":count" or ":max_window_ms" companion, read below
         key = parse_member(member)
         row: dict[str, Any] = {"symbol": key.symbol, "side": key.side.value}
         try:
-            detail = json.loads(raw)
+            last = json.loads(raw)
         except ValueError:
-            detail = raw
-        if isinstance(detail, dict):
-            row.update(detail)
-        else:
-            row["window_ms"] = detail
+            last = None
+        row["last"] = last if isinstance(last, dict) else {"raw": raw}
+        row["count"] = _int(windows.get(f"{member}:count"))
+        row["max_window_ms"] = _int(windows.get(f"{member}:max_window_ms"))
         rows.append(row)
     return rows
 

@@ -39,7 +39,8 @@ def render_text(report: StatusReport) -> str:
     lines += [f"  {lease['symbol']}:{lease['side']} holder={lease['holder']} token={lease['token']} "
               f"expires in {_dur(lease['expires_in_ms'])}" for lease in report.leases]
     lines.append(f"unprotected windows ({len(report.windows)})")
-    lines += ["  " + " ".join(f"{k}={v}" for k, v in row.items()) for row in report.windows]
+    lines += [f"  {w['symbol']}:{w['side']} last {_window(w['last'])}, "
+              f"max {w['max_window_ms']} ms over {w['count']} update(s)" for w in report.windows]
     notable = [e for e in report.recent_events if e.get("kind", e.get("type")) != "heartbeat"]
     if notable:
         shown = min(len(notable), _EVENT_KINDS_SHOWN)
@@ -47,6 +48,13 @@ def render_text(report: StatusReport) -> str:
         lines += ["  " + " ".join(f"{k}={v}" for k, v in event.items())
                   for event in notable[:_EVENT_KINDS_SHOWN]]
     return "\n".join(lines)
+
+
+def _window(last: dict[str, Any]) -> str:
+    if "window_ms" not in last:
+        return str(last)
+    return (f"{last['window_ms']} ms by {last.get('holder', '?')} "
+            f"(outcome {last.get('outcome', '?')})")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
