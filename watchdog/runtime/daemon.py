@@ -30,17 +30,15 @@ from loguru import logger
 from watchdog import __version__
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
-from watchdog.binance.snapshots import read_positions
 from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.events import PositionSnapshot
 from watchdog.core.orders import OrderBook
 from watchdog.errors import StoreError
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
-from watchdog.runtime.reaper_task import ReadPositions, ReaperTask
+from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
@@ -94,8 +92,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
                                 orders_poll_interval_s=b.orders_poll_interval_s,
                                 fast_poll_interval_s=b.fast_poll_interval_s)
         poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
-        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,  # type: ignore[arg-type]
-                            read_positions=_bracketed_read(rest, inbox))
+        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
@@ -183,15 +180,6 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-
-
-def _bracketed_read(rest: BinanceRest, inbox: Inbox) -> ReadPositions:
-    """The reaper's pre-cancel re-read: the same bracketed read the poller does."""
-
-    async def read(reason: str) -> PositionSnapshot | None:
-        return await read_positions(rest, inbox.emit, reason=reason)
-
-    return read
 
 
 def _leased_symbols(store: RedisPublisher) -> Callable[[], Awaitable[Collection[str]]]:
