@@ -110,6 +110,10 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
         }
+        if notifier.keepalive_interval_s < config.service.tick_interval_s:
+            logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
+                           "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
+                           config.service.tick_interval_s)
         logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
                     r.account, b.rest_url, b.ws_url, vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")

@@ -85,6 +85,7 @@ class CoreLoop:
         self._observers = tuple(observers)
         self._published_snapshot = False
         self._status_at = float("-inf")
+        self._keepalive_at = float("-inf")
 
     async def run(self) -> NoReturn:
         while True:
@@ -119,7 +120,9 @@ class CoreLoop:
 
     def _on_tick(self, now_ms: int) -> None:
         now_at = self._clock.monotonic()
-        if self._vitals.ready and self._vitals.keepalive_due(now_at, KEEPALIVE_LOOPS):
+        if (self._vitals.ready and now_at - self._keepalive_at >= self._notifier.keepalive_interval_s
+                and self._vitals.keepalive_due(now_at, KEEPALIVE_LOOPS)):
+            self._keepalive_at = now_at
             self._notifier.keepalive()
         if now_at - self._status_at >= self._status_interval_s:
             self._status_at = now_at
