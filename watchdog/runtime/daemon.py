@@ -8,8 +8,8 @@ This is the only module that imports every adapter and the only place tasks are 
                               └─► sd_notify READY/WATCHDOG/STATUS └─► reaper (CancelOrder)
     heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
 
-Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then ends the TaskGroup, which cancels
-every task. Nothing is torn down on the exchange: the listen key is never DELETEd (it is the
+Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then cancels every other task until
+each has ended (see ``_stop_when`` for why once is not enough). Nothing is torn down on the exchange: the listen key is never DELETEd (it is the
 account's one key, shared with the bot), orders are left alone. Fatal errors propagate out of
 the TaskGroup as an ExceptionGroup; ``cli.py`` turns them into an exit code and one line.
 """
