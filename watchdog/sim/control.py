@@ -11,6 +11,8 @@
                                connected clients, events sent/dropped, faults, prices
     POST   /sim/v1/reset       fresh accounts and prices, no faults, every connection cut
     POST   /sim/v1/listen-key/expire  {"api_key"?} → expire the account's listen key now
+    POST   /sim/v1/flood       {"count", "rate_per_s"?, "symbols"?, "api_key"?} → benchmark
+                               frames (see :mod:`watchdog.sim.flood`)
 
 Errors answer 400 ``{"error": "…"}``; Binance rejections from the model keep their shape.
 Secrets (API keys, listen keys) are shown masked only.
@@ -25,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
+from watchdog.sim import flood
 from watchdog.sim import rejections as rj
 from watchdog.sim.orders import algo_rest, order_rest
 from watchdog.sim.venue import VENUE, Venue
@@ -206,3 +209,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sim/v1/state", _handler(_state))
     app.router.add_post("/sim/v1/reset", _handler(_reset))
     app.router.add_post("/sim/v1/listen-key/expire", _handler(_expire_listen_key))
+    app.router.add_post("/sim/v1/flood", flood.handle)
