@@ -46,9 +46,12 @@ CRASH = Decimal("0.00831168")          # mark price that fires the trailed stop
 STALE_STOP = Decimal("0.00829353")     # what the incident bot created for the closed position
 NEXT_STOP = Decimal("0.00831500")      # above the mark: -2021, as in the incident
 REST_LAG_MS = 300
-# The incident bot's own delays after the closure: cancel at +650 ms, create 1090 ms later.
-BOT_REACTION_S = 0.65
-CANCEL_TO_CREATE_S = 1.09
+# The bot's trailing move starts 50 ms after the stop fired (its feed lags); then the incident's
+# own delays: position lookups 296 ms and 795 ms after the cancel, the create at 1090 ms.
+BOT_REACTION_S = 0.05
+LOOKUP_DELAYS_S = (0.296, 0.499, 0.295)
+CANCEL_TO_CREATE_S = sum(LOOKUP_DELAYS_S)
+HOLD_S = 2.5
 ACCOUNT = "demo"
 
 
@@ -182,19 +185,24 @@ async def scenario_without_watchdog(sim: Simulator, ctl: SimControl, result: Dem
         answer = await bot.create_stop(SYMBOL, "SELL", QTY, TRAILED_STOP, "ts-stop-2")
         stop_id = int(answer.body["algoId"])
         tl.add("bot", f"trailing stop moved to {TRAILED_STOP} (cancel + create)")
+        await asyncio.sleep(HOLD_S)  # scripted: the position runs for a while
         await _crash(ctl, tl)
 
-        await asyncio.sleep(BOT_REACTION_S)  # the bot's own reaction time (scripted, not a sync)
+        # The bot's lagging feed still shows a new high: it moves its stop, with the incident's
+        # own delays (scripted time, not synchronisation).
+        await asyncio.sleep(BOT_REACTION_S)
         cancel = await bot.cancel_stop(stop_id)
-        tl.add("bot", f"cancel old stop → {'ok' if cancel.ok else cancel.body}")
+        tl.add("bot", f"trailing move: cancel old stop → {'ok' if cancel.ok else cancel.body}")
+        await asyncio.sleep(LOOKUP_DELAYS_S[0])
         amount = await bot.position_amount(SYMBOL)
         if amount is None:
-            tl.add("bot", "position not found on the exchange; retrying…")
-            await asyncio.sleep(CANCEL_TO_CREATE_S / 2)
+            tl.add("bot", "position not found on the exchange (attempt 1/2), retrying…")
+            await asyncio.sleep(LOOKUP_DELAYS_S[1])
             amount = await bot.position_amount(SYMBOL)
         if amount is None:
             amount = QTY
             tl.add("bot", f"cache and API lookup failed: database fallback quantity={QTY}")
+            await asyncio.sleep(LOOKUP_DELAYS_S[2])
         created = await bot.create_stop(SYMBOL, "SELL", amount, STALE_STOP, "ts-stop-3")
         if created.ok:
             result.orphans_created_without_watchdog += 1
@@ -274,8 +282,13 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             except Vetoed as exc:
                 tl.add("bot", f"unexpected veto while the position is open: {exc}")
 
+            # The position runs for a while before the crash, as the incident's did (the demo
+            # compresses minutes into seconds; the watchdog distrusts a REST "flat" that comes
+            # within [core] max_rest_lag_ms of the last stream fact, so the hold exceeds it).
+            await asyncio.sleep(HOLD_S)
+            tl.add("exchange", f"the position has been open {HOLD_S:.1f} s")
             closed_at = await _crash(ctl, tl)
-            await asyncio.sleep(BOT_REACTION_S)  # the bot's own reaction time (scripted, not a sync)
+            await asyncio.sleep(BOT_REACTION_S)  # the same script as (a)
             await _guarded_move(client, bot, stop_id, result, tl, lambda: trailing_alive)
 
             if await _wait_async(lambda: _state_is(client, position, "closed"), 15):
@@ -320,10 +333,11 @@ async def _guarded_move(client: AsyncWatchdogClient, bot: BotExchange, stop_id: 
         return
     try:
         async with client.guard_stop_update(SYMBOL, holder="demo-bot") as guard:
-            tl.add("bot", f"begin → allow (lease {guard.lease}); cancelling old stop")
+            tl.add("bot", f"trailing move: begin → allow (lease {guard.lease}), the watchdog"
+                   " does not know yet")
             cancel = await bot.cancel_stop(stop_id)
             tl.add("bot", f"cancel old stop → {'ok' if cancel.ok else cancel.body}")
-            await asyncio.sleep(CANCEL_TO_CREATE_S)  # the incident bot's lookup time (scripted)
+            await asyncio.sleep(CANCEL_TO_CREATE_S)  # where the incident bot looked up + fell back
             verdict = await guard.confirm()
             tl.add("bot", f"confirm → allow ({verdict.reason}); creating {STALE_STOP}")
             created = await bot.create_stop(SYMBOL, "SELL", QTY, STALE_STOP, "ts-stop-3")
