@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.simulator",
     "tests.support.store",
+    "tests.support.reaper_rig",
 ]

@@ -60,17 +60,26 @@ def config_check(path: str) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (one line) instead of the timeline.")
-def demo(as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on one line instead of the timeline.")
+@click.pass_context
+def demo(ctx: click.Context, as_json: bool) -> None:
     """Replay the BASUSDT incident on the simulator: without, then with the watchdog."""
     import asyncio
     import json
 
-    from watchdog.demo.incident import render_summary, run_demo
+    from watchdog.demo.incident import DemoFailed, render_summary, run_demo
     from watchdog.demo.processes import DemoSetupError
+    from watchdog.logs import configure_logging
+
+    # The timeline is the output; the in-process simulator's INFO lines would bury it.
+    if ctx.parent is not None and ctx.parent.params.get("log_level", "INFO").upper() == "INFO":
+        configure_logging(level="WARNING", json=bool(ctx.parent.params.get("log_json")))
 
     try:
         result = asyncio.run(run_demo(echo=not as_json))
+    except DemoFailed as exc:
+        click.echo(f"Error: demo: {exc}", err=True)
+        sys.exit(1)
     except DemoSetupError as exc:
         click.echo(f"Error: demo: {exc}", err=True)
         sys.exit(2)
@@ -234,6 +243,49 @@ def status_command(as_json: bool, config_path: str | None) -> None:
                          socket_timeout_s=config.redis.socket_timeout_s)
     click.echo(json.dumps(report.to_json(), separators=(",", ":")) if as_json else render_text(report))
     sys.exit(report.exit_code)
+
+
+# ---------------------------------------------------------------- orphans
+
+
+@cli.command("orphans")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/REAPER.md).")
+@click.option("--config", "config_path", default="/etc/position-watchdog/config.toml", show_default=True,
+              envvar="POSITION_WATCHDOG_CONFIG", type=click.Path(dir_okay=False),
+              help="Config file ([binance], [redis], [core], [reaper]).")
+@click.option("--symbol", "symbols", multiple=True,
+              help="Also read this symbol's orders (repeatable); positionRisk may omit a symbol "
+                   "that has only algo orders.")
+def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
+    """Orders the reaper would remove now, and why every other open order stays. Cancels nothing.
+
+    Exit 0 when the listing was made; 78 bad config or credentials; 77 API key rejected;
+    1 Binance could not be read.
+    """
+    import asyncio
+
+    from watchdog import logs
+    from watchdog.config import load_config, load_credentials
+    from watchdog.core.model import Symbol
+    from watchdog.errors import EXIT_NOPERM, AuthenticationFailed, ExchangeError
+    from watchdog.runtime.orphans import collect, render_json, render_text
+
+    try:
+        cfg = load_config(config_path)
+        credentials = load_credentials()
+        for secret in (credentials.api_key, credentials.api_secret):
+            logs.register_secret(secret)
+        report = asyncio.run(collect(cfg, credentials, symbols=[Symbol(s.upper()) for s in symbols]))
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except AuthenticationFailed as exc:
+        click.echo(f"Error: Binance rejected the API key: {exc}", err=True)
+        sys.exit(EXIT_NOPERM)
+    except ExchangeError as exc:
+        click.echo(f"Error: Binance could not be read: {exc}", err=True)
+        sys.exit(1)
+    click.echo(render_json(report) if as_json else render_text(report))
 
 
 def main() -> None:

@@ -137,8 +137,8 @@ async def test_weight_header_and_own_weight_are_tracked() -> None:
         return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": "1234"})
 
     rest, _, clock = make(server({"GET /fapi/v3/positionRisk": route}))
-    await rest.fetch_positions(request_id=1, requested_time_ms=0)
-    await rest.fetch_positions(request_id=1, requested_time_ms=0)
+    await rest.fetch_positions()
+    await rest.fetch_positions()
     assert rest.weight_used_1m == 1234
     assert rest.own_weight_1m == 1 + 5 + 5  # time sync + two positionRisk
     clock.now_s += 61
@@ -152,8 +152,8 @@ async def test_non_urgent_calls_wait_when_budget_spent() -> None:
 
     rest, _, _ = make(server({"GET /fapi/v1/openOrders": route,
                               "GET /fapi/v3/positionRisk": route}), budget=12)
-    await rest.fetch_positions(request_id=1, requested_time_ms=0)            # 1 (time) + 5
-    await rest.fetch_positions(request_id=1, requested_time_ms=0)            # 11
+    await rest.fetch_positions()            # 1 (time) + 5
+    await rest.fetch_positions()            # 11
     assert rest.budget_wait_s(1) == 0
     assert rest.budget_wait_s(5) > 0
     assert rest.budget_wait_s(5, urgent=True) == 0
@@ -205,7 +205,7 @@ async def test_get_retries_5xx_then_succeeds_and_logs_no_secrets() -> None:
 
     try:
         rest, rec, _ = make(server({"GET /fapi/v3/positionRisk": route}))
-        assert (await rest.fetch_positions(request_id=1, requested_time_ms=0)).positions == ()
+        assert await rest.fetch_positions() == ()
     finally:
         logger.remove(sink)
     assert attempts[0] == 3
@@ -233,7 +233,7 @@ async def test_get_gives_up_after_policy_delay_with_the_error() -> None:
     rest = BinanceRest(client, Creds(), clock=clock, sleep=sleep,
                        retry_policy=RetryPolicy(max_delay_s=1.0, initial_s=0.1, max_wait_s=0.3))
     with pytest.raises(ExchangeUnavailable):
-        await rest.fetch_positions(request_id=1, requested_time_ms=0)
+        await rest.fetch_positions()
     assert 1 <= len(rec.sleeps) < 20
 
 
@@ -248,7 +248,7 @@ async def test_transport_errors() -> None:
                               "DELETE /fapi/v1/order": timed_out,
                               "DELETE /fapi/v1/algoOrder": refused}))
     with pytest.raises(ExchangeUnavailable):
-        await rest.fetch_positions(request_id=1, requested_time_ms=0)
+        await rest.fetch_positions()
     # A cancel whose answer timed out may have executed: re-query, never assume.
     with pytest.raises(OutcomeUnknown):
         await rest.cancel_order(Symbol("BTCUSDT"), OrderId(1))

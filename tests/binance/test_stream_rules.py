@@ -164,7 +164,7 @@ def snap(*rows: tuple[str, str]) -> PositionSnapshot:
 
 
 def test_schedule_positions_every_interval_and_at_once_on_request() -> None:
-    s = PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=10.0, fast_poll_interval_s=2.0)
+    s = PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=10.0, fast_poll_interval_s=0.25)
     assert s.plan(0.0).read_positions
     assert s.positions_started(0.0) == "scheduled"
     plan = s.plan(0.5)
@@ -177,6 +177,12 @@ def test_schedule_positions_every_interval_and_at_once_on_request() -> None:
     assert plan.wake_in_s == 0
     assert s.positions_started(0.6) == "stream gap"
     assert not s.plan(0.7).read_positions
+    # Requests right after a read wait for fast_poll_interval_s (the core may ask repeatedly).
+    s.snapshot_requested("fill on BTCUSDT", None)
+    plan = s.plan(0.7)
+    assert not plan.read_positions
+    assert plan.wake_in_s == pytest.approx(0.15)
+    assert s.plan(0.85).read_positions
 
 
 def test_schedule_orders_for_open_recently_closed_leased_and_active_symbols() -> None:

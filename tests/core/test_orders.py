@@ -162,3 +162,28 @@ def test_an_algo_in_trigger_survives_a_snapshot_that_omits_it() -> None:
     assert algo.status_since_ms == 1_000
     book.apply(algo_update(5, AlgoStatus.FINISHED, at_ms=6_000))
     assert book.get(OrderId(5), is_algo=True) is None
+
+
+def test_trigger_seen_after_a_snapshot_with_a_later_clock_still_applies() -> None:
+    """REST's requested time (our clock + offset) may read later than the stream's trigger time."""
+    book = OrderBook()
+    book.apply(snapshot(algos=(algo_row(5, created_ms=1_000),), at_ms=2_010))
+    book.apply(algo_update(5, AlgoStatus.NEW, at_ms=1_000))
+    book.apply(algo_update(5, AlgoStatus.TRIGGERING, at_ms=2_005))
+    algo = book.get(OrderId(5), is_algo=True)
+    assert algo is not None
+    assert algo.in_trigger
+    book.apply(snapshot(algos=(algo_row(5, created_ms=1_000),), at_ms=2_008))  # lagging: NEW
+    algo = book.get(OrderId(5), is_algo=True)
+    assert algo is not None
+    assert algo.status == "TRIGGERING"
+    book.apply(snapshot(algos=(), at_ms=9_000))  # openAlgoOrders no longer lists it
+    assert book.get(OrderId(5), is_algo=True) is not None
+
+
+def test_a_terminal_fact_applies_even_if_its_time_reads_older() -> None:
+    book = OrderBook()
+    book.apply(snapshot(algos=(algo_row(5, created_ms=1_000),), orders=(order_row(7),), at_ms=3_000))
+    book.apply(algo_update(5, AlgoStatus.CANCELED, at_ms=2_999))
+    book.apply(order_update(7, "CANCELED", at_ms=2_999))
+    assert len(book) == 0

@@ -34,17 +34,13 @@ MARGIN_S = 3.0  # generous: 2 cores, up to 8 test suites at once
 
 
 def price(sim: Simulator, symbol: str, factor: str) -> str:
-    return f"{(sim.exchange.mark[symbol] * Decimal(factor)):f}"
-
-
-async def until(what: str, probe: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    async def get() -> Any:
-        return probe()
-    return await eventually(get, bool, timeout_s=timeout_s, what=what)
+    """The mark price times ``factor``, on the symbol's tick."""
+    tick = sim.exchange.specs[symbol].tick_size
+    return f"{(sim.exchange.mark[symbol] * Decimal(factor)).quantize(tick):f}"
 
 
 async def flat_by_rest(rig: ReaperRig, key: PositionKey) -> None:
-    await until(f"{key} flat by REST", lambda: rig.book.flat_since(key) is not None)
+    await rig.until(f"{key} flat by REST", lambda: rig.book.flat_since(key) is not None)
 
 
 def verdict(rig: ReaperRig, order_id: int) -> Why | None:
@@ -69,7 +65,7 @@ async def kept_for(rig: ReaperRig, algo_id: int, why: Why, hold_s: float) -> Non
             since.append(time.monotonic())
         return time.monotonic() - since[0] >= hold_s
 
-    await until(f"algo {algo_id} kept for {why} during {hold_s}s", probe, timeout_s=hold_s + 10)
+    await rig.until(f"algo {algo_id} kept for {why} during {hold_s}s", probe, timeout_s=hold_s + 10)
     assert rig.algo_open(algo_id), f"algo {algo_id} was cancelled although kept for {why}"
 
 
@@ -85,10 +81,10 @@ async def test_incident_stop_for_a_closed_position_is_removed_within_grace(
         sim.fill(BAS, "BUY", "1216")
         first = await rig.bot.place_stop(BAS, "SELL", price(sim, BAS, "0.99"), qty="1216",
                                          client_id="bot-sl-1")
-        await until("position open", lambda: (v := rig.book.view(key)) is not None
+        await rig.until("position open", lambda: (v := rig.book.view(key)) is not None
                     and v.state is PositionState.OPEN)
         sim.set_mark_price(BAS, price(sim, BAS, "0.98"))  # the trailing stop fires: closed
-        await until("position closed", lambda: (v := rig.book.view(key)) is not None
+        await rig.until("position closed", lambda: (v := rig.book.view(key)) is not None
                     and v.state is PositionState.CLOSED)
         assert not rig.algo_open(first)
         await flat_by_rest(rig, key)
@@ -97,13 +93,13 @@ async def test_incident_stop_for_a_closed_position_is_removed_within_grace(
         orphan = await rig.bot.place_stop(BAS, "SELL", price(sim, BAS, "0.99"), qty="1216",
                                           client_id="bot-sl-2")
         deadline_s = grace_s + 0.5 + MARGIN_S
-        await until("orphan removed", lambda: not rig.algo_open(orphan), timeout_s=deadline_s)
+        await rig.until("orphan removed", lambda: not rig.algo_open(orphan), timeout_s=deadline_s)
         elapsed_s = time.monotonic() - started
         record_property("orphan_removed_after_s", round(elapsed_s, 3))
         print(f"\nincident orphan removed {elapsed_s:.3f} s after its creation "
               f"(grace {grace_s} s, target grace + 0.5 s)")
         assert elapsed_s >= grace_s - 0.05, "removed before the grace was over"
-        removed = await until("orphan_removed event", lambda: [
+        removed = await rig.until("orphan_removed event", lambda: [
             r for r in rig.reaper.results if r.cancel.order_id == orphan
             and r.outcome is Outcome.REMOVED])
         assert removed[0].cancel.is_algo
@@ -131,7 +127,7 @@ async def test_hedge_mode_only_the_closed_side_loses_its_stop(
         entry = await rig.bot.place_stop(BTC, "BUY", price(sim, BTC, "1.10"), qty="0.01",
                                          position_side="LONG")  # a breakout entry on LONG
         sim.fill(BTC, "SELL", "0.01", "LONG")  # the bot closes LONG by hand
-        await until("long stop removed", lambda: not rig.algo_open(long_stop), timeout_s=10)
+        await rig.until("long stop removed", lambda: not rig.algo_open(long_stop), timeout_s=10)
         await kept_for(rig, short_stop, Why.POSITION_OPEN, 0.5)
         await kept_for(rig, entry, Why.ENTRY_ORDER, 0.5)
         assert rig.book.view(short_key).state is PositionState.OPEN  # type: ignore[union-attr]
@@ -148,7 +144,7 @@ async def test_position_reopened_during_the_grace_keeps_its_stop(
     async with reaper_rig(sim, redis_url, grace_ms=int(grace_s * 1000)) as rig:
         await flat_by_rest(rig, key)
         stop = await rig.bot.place_stop(ETH, "SELL", price(sim, ETH, "0.95"), qty="1")
-        await until("stop judged", lambda: verdict(rig, stop) is Why.NOT_FLAT_LONG_ENOUGH)
+        await rig.until("stop judged", lambda: verdict(rig, stop) is Why.NOT_FLAT_LONG_ENOUGH)
         sim.fill(ETH, "BUY", "1")  # reopened inside the grace
         await kept_for(rig, stop, Why.POSITION_OPEN, grace_s + 0.5)
 
@@ -167,7 +163,7 @@ async def test_position_reopened_between_decision_and_cancel_aborts_the_cancel(
     async with reaper_rig(sim, redis_url, grace_ms=500, wrap_reader=reopen_first) as rig:
         await flat_by_rest(rig, key)
         stop = await rig.bot.place_stop(ETH, "SELL", price(sim, ETH, "0.95"), qty="1")
-        aborted = await until("cancel aborted", lambda: [
+        aborted = await rig.until("cancel aborted", lambda: [
             r for r in rig.reaper.results if r.cancel.order_id == stop])
         assert aborted[0].outcome is Outcome.ABORTED
         assert "position reopened" in aborted[0].detail
@@ -197,7 +193,7 @@ async def test_a_held_lease_makes_the_reaper_wait(
         await flat_by_rest(rig, key)
         await kept_for(rig, stop, Why.LEASE_HELD, 1.0)
         await rig.bot.end(key, lease)
-        await until("stop removed after the lease ended", lambda: not rig.algo_open(stop))
+        await rig.until("stop removed after the lease ended", lambda: not rig.algo_open(stop))
 
 
 # ---------------------------------------------------------------- stuck TRIGGERING
@@ -211,9 +207,9 @@ async def test_stuck_triggering_raises_an_alert_and_is_not_cancelled(
         stop = await rig.bot.place_stop(BAS, "SELL", price(sim, BAS, "0.99"), qty="1216")
         sim.set_faults(stuck_triggering=True)
         sim.set_mark_price(BAS, price(sim, BAS, "0.98"))
-        await until("algo TRIGGERING in the book", lambda: (
+        await rig.until("algo TRIGGERING in the book", lambda: (
             o := rig.orders.get(OrderId(stop), is_algo=True)) is not None and o.in_trigger)
-        alerts = await until("stuck alert", lambda: rig.alerts("algo_stuck_triggering"),
+        alerts = await rig.until("stuck alert", lambda: rig.alerts("algo_stuck_triggering"),
                              timeout_s=10)
         assert alerts[0].key == key
         assert str(stop) in alerts[0].message
@@ -228,19 +224,28 @@ async def test_stuck_triggering_raises_an_alert_and_is_not_cancelled(
 async def test_rest_failures_during_the_grace_reset_it(
         sim: Simulator, redis_url: str, reaper_rig: Rig) -> None:
     key = PositionKey(ETH, PositionSide.BOTH)
-    grace_s = 1.5
-    async with reaper_rig(sim, redis_url, grace_ms=int(grace_s * 1000)) as rig:
+    grace_ms = 1500
+    async with reaper_rig(sim, redis_url, grace_ms=grace_ms) as rig:
         await flat_by_rest(rig, key)
+        first_run_ms = rig.book.flat_since(key)
+        assert first_run_ms is not None
         stop = await rig.bot.place_stop(ETH, "SELL", price(sim, ETH, "0.95"), qty="1")
-        await until("stop in grace", lambda: verdict(rig, stop) is Why.NOT_FLAT_LONG_ENOUGH)
+        await rig.until("stop in grace", lambda: verdict(rig, stop) is Why.NOT_FLAT_LONG_ENOUGH)
+        failing_from_ms = rig.rest.exchange_time_ms()
         sim.set_faults(rest_errors={"status": 503, "count": 100_000})
-        await until("flat run reset by failed reads", lambda: rig.book.flat_since(key) is None)
+        await rig.until("flat run reset by failed reads", lambda: rig.book.flat_since(key) is None)
         assert rig.algo_open(stop)
         sim.clear_faults()
-        recovered = time.monotonic()
-        await until("stop removed after a fresh grace", lambda: not rig.algo_open(stop),
-                    timeout_s=grace_s + 10)
-        assert time.monotonic() - recovered >= grace_s - 0.05, "grace not restarted"
+        new_run_ms = await rig.until("a new flat run", lambda: rig.book.flat_since(key))
+        assert new_run_ms > first_run_ms
+        assert new_run_ms >= failing_from_ms - 100  # requested once the failures had begun
+        await rig.until("stop removed after a fresh grace", lambda: not rig.algo_open(stop),
+                        timeout_s=10)
+        removed_ms = rig.rest.exchange_time_ms()
+        assert removed_ms >= new_run_ms + grace_ms, "removed before the new grace was over"
+        await rig.until("removal reported", lambda: [
+            r for r in rig.reaper.results if r.cancel.order_id == stop
+            and r.outcome is Outcome.REMOVED])
 
 
 # ---------------------------------------------------------------- dry run
@@ -251,8 +256,11 @@ async def test_dry_run_only_reports(sim: Simulator, redis_url: str, reaper_rig: 
     async with reaper_rig(sim, redis_url, grace_ms=300, dry_run=True) as rig:
         await flat_by_rest(rig, key)
         stop = await rig.bot.place_stop(ETH, "SELL", price(sim, ETH, "0.95"), qty="1")
-        result = await until("dry-run result", lambda: [
+        result = await rig.until("dry-run result", lambda: [
             r for r in rig.reaper.results if r.cancel.order_id == stop])
         assert result[0].outcome is Outcome.WOULD_REMOVE
         assert rig.algo_open(stop)
         assert await rig.events_of_kind("orphan_removed") == []
+        assert await rig.events_of_kind("trailing_stop_orphaned") == []
+        candidates = await rig.events_of_kind("orphan_candidate")
+        assert [c["order_id"] for c in candidates] == [str(stop)]

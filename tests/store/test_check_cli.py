@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.support.redis_server import dead_redis_url
 from tests.support.store import ACCOUNT, make_view, position_key
 from watchdog.cli import cli
 from watchdog.store.publisher import RedisPublisher
@@ -48,7 +49,7 @@ async def test_veto_exits_1(publisher: RedisPublisher, redis_url: str, tmp_path:
 
 
 def test_unreachable_redis_is_watchdog_down(tmp_path: Path) -> None:
-    code, out = run_check("BTCUSDT", "--json", "--config", write_config(tmp_path, "redis://127.0.0.1:1/0"))
+    code, out = run_check("BTCUSDT", "--json", "--config", write_config(tmp_path, dead_redis_url()))
     assert code == 1
     assert json.loads(out) == {"verdict": "veto", "reason": "watchdog_down", "position": {}, "age_ms": None}
 
@@ -60,6 +61,6 @@ def test_unreachable_redis_is_watchdog_down(tmp_path: Path) -> None:
 ], ids=["bad_symbol", "bad_side", "missing_config"])
 def test_usage_and_config_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     if "--config" not in args:
-        args = [*args, "--config", write_config(tmp_path, "redis://127.0.0.1:1/0")]
+        args = [*args, "--config", write_config(tmp_path, dead_redis_url())]
     code, _ = run_check(*args)
     assert code == 2

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.support.redis_server import dead_redis_url
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
 from tests.support.waiting import eventually
 from watchdog.client import AsyncWatchdogClient, Vetoed, WatchdogClient
@@ -212,7 +213,7 @@ async def test_watchdog_stopped_is_down_within_health_ttl(redis_url: str,
 
 
 async def test_unreachable_redis_vetoes_begin_and_allows_confirm() -> None:
-    c = AsyncWatchdogClient.from_url("redis://127.0.0.1:1/0", ACCOUNT, socket_timeout_s=0.2)
+    c = AsyncWatchdogClient.from_url(dead_redis_url(), ACCOUNT, socket_timeout_s=0.2)
     assert (await c.check("BTCUSDT")).reason == "watchdog_down"
     assert (await c.begin("BTCUSDT", holder="bot")).reason == "watchdog_down"
     assert (await c.confirm("BTCUSDT", "BOTH", 7)).reason == "unverified"

@@ -127,6 +127,26 @@ class ReaperRig:
     redis: redis.asyncio.Redis
     effects: list[Effect] = field(default_factory=list)
     publishing: bool = True  # False: views stop reaching Redis (as while writes are deferred)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def check_alive(self) -> None:
+        """Fail at once (not at a wait's deadline) when a part of the rig died."""
+        for t in self.tasks:
+            if t.done() and not t.cancelled():
+                raise AssertionError(f"rig task {t.get_name()} ended: {t.exception()!r}")
+
+    async def until(self, what: str, probe: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+        """Poll ``probe`` until truthy; fails at ``timeout_s`` or when a rig task died."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            self.check_alive()
+            value = probe()
+            if value:
+                return value
+            if loop.time() > deadline:
+                raise AssertionError(f"{what} not reached within {timeout_s}s; last: {value!r}")
+            await asyncio.sleep(0.02)
 
     def alerts(self, code: str) -> list[RaiseAlert]:
         return [e for e in self.effects if isinstance(e, RaiseAlert) and e.code == code]
@@ -137,7 +157,8 @@ class ReaperRig:
 
     async def events_of_kind(self, kind: str) -> list[dict[str, str]]:
         """Entries of this account's Redis events stream with this ``kind``."""
-        entries = await self.redis.xrange(self.store.keys.events)
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(  # type: ignore[assignment]
+            self.store.keys.events)
         decoded = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
         return [e for e in decoded if e.get("kind") == kind]
 
@@ -174,6 +195,22 @@ async def _heartbeat(store: RedisPublisher, clock: SystemClock) -> None:
     while True:
         await store.heartbeat({"stream": "live"}, wall_ms=clock.wall_ms())
         await asyncio.sleep(0.5)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel until every task has ended.
+
+    redis-py 8.1 on Python 3.11 can swallow a cancellation that lands while a command with a
+    ``socket_timeout`` is in flight (seen here: the task keeps running), so cancel again.
+    """
+    pending = set(tasks)
+    for _ in range(20):
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.25)
+        if not pending:
+            return
+    raise AssertionError(f"rig tasks ignore cancellation: {[t.get_name() for t in pending]}")
 
 
 @contextlib.asynccontextmanager
@@ -238,15 +275,14 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
                    "ticker": _tick(pump, tick_interval_s), "store": _write(rig, writes),
                    "heartbeat": _heartbeat(store, clock)}
         tasks = [asyncio.create_task(coro, name=name) for name, coro in runners.items()]
+        rig.tasks = tasks
         try:
             await sim.wait_connections(1)
             yield rig
         finally:
-            for t in tasks:
-                t.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        failed = [(t.get_name(), r) for t, r in zip(tasks, results, strict=True)
-                  if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+            await _cancel_all(tasks)
+        failed = [(t.get_name(), t.exception()) for t in tasks
+                  if not t.cancelled() and t.exception() is not None]
         assert not failed, f"rig tasks failed: {failed}"
 
 

@@ -86,3 +86,9 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.script_flush()
     client.close()
     yield redis_server.url
+
+
+def dead_redis_url() -> str:
+    """A loopback Redis URL where nothing listens (a just-freed port, not a fixed one: as root a
+    low port like 1 can be bound by anything running beside the tests)."""
+    return f"redis://127.0.0.1:{free_port()}/0"

@@ -72,11 +72,14 @@ class WeightBudget:
         """Seconds left of a 429/418 wait (0 when free to call)."""
         return max(0.0, self.blocked_until_s - now_s)
 
-    def wait_for_s(self, weight: int, *, urgent: bool, now_s: float) -> float:
+    def wait_for_s(self, weight: int, *, urgent: bool, now_s: float,
+                   count_own: bool = True) -> float:
         """How long a call of ``weight`` must wait; 0 means send now.
 
-        Non-urgent calls wait until our own sliding window has room for them and the IP as a
-        whole is below 90% of its limit; urgent calls only honour a 429/418 block.
+        Non-urgent calls wait until the IP as a whole is below 90% of its limit and, with
+        ``count_own``, until our own sliding window has room for them; urgent calls only
+        honour a 429/418 block. (``count_own=False`` is for reads whose rate is already bounded
+        by configuration, like the positions poll: our share must not starve them.)
         """
         blocked = self.blocked_for_s(now_s)
         if urgent or blocked > 0:
@@ -84,7 +87,7 @@ class WeightBudget:
         self._trim(now_s)
         wait_s = 0.0
         own = sum(w for _, w in self._spent)
-        if own + weight > self.budget_per_min:
+        if count_own and own + weight > self.budget_per_min:
             # Wait until enough of the oldest spending has left the window.
             excess = own + weight - self.budget_per_min
             for sent_at_s, w in self._spent:

@@ -7,31 +7,42 @@ imports nothing from ``store``.
 
 Rules of this module:
 1. ``PollSchedule`` is pure (``now_s`` passed in): what to read now, and when to wake next.
-2. Positions (all symbols, one call) every ``poll_interval_s``, at once when the core asks
-   (``RequestSnapshot``). Open regular + algo orders for symbols that hold a position, closed one
-   within ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``, and every
-   ``fast_poll_interval_s`` right after an event on the symbol or while it is leased.
-3. Scheduled reads are not urgent: they wait while our weight share is spent. A snapshot the
-   core asked for is urgent. Nothing is sent while Binance's ``Retry-After`` runs.
+2. Positions (all symbols, one call) every ``poll_interval_s``, and when the core asks
+   (``RequestSnapshot``, coalesced) at once but at most every ``fast_poll_interval_s``.
+   Open regular + algo orders for symbols that hold a position, closed one within
+   ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``; once more
+   ``fast_poll_interval_s`` after an event on the symbol; every ``fast_poll_interval_s`` while
+   it is leased. An all-symbols read requested by someone else (the stream's resync) serves
+   pending requests and resets the positions timer.
+3. Weight: the positions poll's rate is fixed by ``poll_interval_s`` (0.9 s → 333/min of the
+   default 360): it is never held back by our own share, only by the bot's need (the IP above
+   90% of 2400) — starving it would leave the core without truth. Order reads get the rest of
+   our share (at least one read a minute) in their own 60 s window. A snapshot the core asked for goes
+   at once while our last 60 s leave room for it, else with the next scheduled read (either
+   way it postpones the next scheduled read). Nothing is sent while ``Retry-After`` runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from loguru import logger
 
+from watchdog.binance.budget import WeightBudget
 from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.config import BinanceConfig
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import (
     AlgoUpdate,
     Event,
     OrderUpdate,
     PositionSnapshot,
+    SnapshotRequested,
     StreamPositions,
     TradeLite,
 )
@@ -68,12 +79,20 @@ class PollSchedule:
         self.fast_poll_interval_s = fast_poll_interval_s
         self.recent_window_s = recent_window_s
         self._next_positions_at = 0.0
+        self._last_positions_at = -1e18
         self._requested: list[str] = []
         self._requested_symbols: set[Symbol] = set()
         self._open: set[Symbol] = set()
         self._closed_at: dict[Symbol, float] = {}
         self._active_at: dict[Symbol, float] = {}
         self._orders_at: dict[Symbol, float] = {}
+        self._orders_after_event: set[Symbol] = set()
+
+    @classmethod
+    def from_config(cls, cfg: BinanceConfig) -> PollSchedule:
+        return cls(poll_interval_s=cfg.poll_interval_s,
+                   orders_poll_interval_s=cfg.orders_poll_interval_s,
+                   fast_poll_interval_s=cfg.fast_poll_interval_s)
 
     # -------------------------------------------------------------- facts
 
@@ -85,6 +104,7 @@ class PollSchedule:
     def positions_started(self, now_s: float) -> str:
         """A positions read starts now; returns the reason(s) it serves."""
         self._next_positions_at = now_s + self.poll_interval_s
+        self._last_positions_at = now_s
         reason = ", ".join(dict.fromkeys(self._requested)) or "scheduled"
         self._requested.clear()
         return reason
@@ -97,12 +117,25 @@ class PollSchedule:
         self._open = held
 
     def activity(self, symbol: Symbol, now_s: float) -> None:
-        """An event on ``symbol`` arrived: poll its orders fast for a while."""
+        """An event on ``symbol`` arrived: read its orders once more, soon (a burst of events
+        on one fill costs one read), then watch it for ``recent_window_s``."""
         self._active_at[symbol] = now_s
+        self._orders_after_event.add(symbol)
 
     def orders_read(self, symbol: Symbol, now_s: float) -> None:
         self._orders_at[symbol] = now_s
+        self._orders_after_event.discard(symbol)
         self._requested_symbols.discard(symbol)
+
+    def positions_read_by_other(self, now_s: float) -> None:
+        """Someone (the stream's post-connect resync) just asked for all positions: that
+        serves every pending request and the next scheduled read can wait a full interval."""
+        self.positions_started(now_s)
+
+    @property
+    def next_positions_at(self) -> float:
+        """When the next scheduled positions read is due (monotonic seconds)."""
+        return self._next_positions_at
 
     def defer_positions(self, until_s: float) -> None:
         """Our budget cannot pay for the scheduled read yet."""
@@ -111,10 +144,7 @@ class PollSchedule:
     # -------------------------------------------------------------- decision
 
     def orders_interval_s(self, symbol: Symbol, now_s: float, leased: Collection[str]) -> float:
-        active_at = self._active_at.get(symbol)
-        recently_active = (active_at is not None
-                           and now_s - active_at < self.orders_poll_interval_s)
-        fast = symbol in leased or recently_active
+        fast = symbol in leased or symbol in self._orders_after_event
         return self.fast_poll_interval_s if fast else self.orders_poll_interval_s
 
     def tracked(self, now_s: float, leased: Collection[str]) -> set[Symbol]:
@@ -127,9 +157,12 @@ class PollSchedule:
                 | self._requested_symbols)
 
     def plan(self, now_s: float, leased: Collection[str] = ()) -> PollPlan:
+        # A requested read goes at once, but never closer than fast_poll_interval_s to the
+        # previous read: the core asks again after every fill and every ambiguous answer.
+        requested_at = self._last_positions_at + self.fast_poll_interval_s
         urgent = bool(self._requested)
-        read_positions = urgent or now_s >= self._next_positions_at
-        wake_at = now_s if urgent else self._next_positions_at
+        read_positions = now_s >= self._next_positions_at or (urgent and now_s >= requested_at)
+        wake_at = min(self._next_positions_at, requested_at) if urgent else self._next_positions_at
         due: list[Symbol] = []
         for symbol in sorted(self.tracked(now_s, leased)):
             if symbol in self._requested_symbols:
@@ -156,6 +189,12 @@ class Poller:
         self._clock = clock
         self._leased_symbols = leased_symbols
         self._wake = asyncio.Event()
+        self._own_requests: set[int] = set()  # our SnapshotRequested ids, not someone else's
+        # Order reads get what the positions poll leaves of our share (at least one read a
+        # minute), so they can never starve the positions poll (rule 3).
+        positions_per_min = math.ceil(_POSITIONS_WEIGHT * 60 / schedule.poll_interval_s)
+        self._orders_budget = WeightBudget(
+            max(_ORDERS_WEIGHT, rest.budget.budget_per_min - positions_per_min))
         self.reads = 0
         self.failures = 0
 
@@ -175,6 +214,11 @@ class Poller:
                 self.schedule.activity(symbol, now_s)
             case PositionSnapshot() if event.symbols is None:
                 self.schedule.positions_seen(event, now_s)
+            case SnapshotRequested() if event.symbols is None:
+                if event.request_id in self._own_requests:
+                    self._own_requests.discard(event.request_id)
+                    return
+                self.schedule.positions_read_by_other(now_s)
             case _:
                 return
         self._wake.set()
@@ -187,34 +231,44 @@ class Poller:
             leased = await self._leases()
             plan = self.schedule.plan(now_s, leased)
             if plan.read_positions:
-                wait_s = self._rest.budget_wait_s(_POSITIONS_WEIGHT, urgent=plan.positions_urgent)
-                if wait_s > 0:
-                    self.schedule.defer_positions(now_s + wait_s)
-                    logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
-                else:
-                    reason = self.schedule.positions_started(now_s)
-                    self.reads += 1
-                    snapshot = await read_positions(self._rest, emit, reason=reason,
-                                                    urgent=plan.positions_urgent)
-                    if snapshot is None:
-                        self.failures += 1
-                    else:
-                        self.schedule.positions_seen(snapshot, self._clock.monotonic())
+                await self._read_positions(plan, now_s, emit)
             for symbol in plan.order_symbols:
                 urgent = symbol in plan.orders_urgent
-                if self._rest.budget_wait_s(_ORDERS_WEIGHT, urgent=urgent) > 0:
+                now_s = self._clock.monotonic()
+                if not urgent and (
+                        self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
+                        or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, urgent=False,
+                                                          now_s=now_s) > 0):
                     logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
                     break
-                await read_orders(self._rest, emit, [symbol], reason="poll", urgent=urgent)
+                self._orders_budget.record(_ORDERS_WEIGHT, now_s)
+                await read_orders(self._rest, emit, [symbol], reason="poll", urgent=True)
                 self.schedule.orders_read(symbol, self._clock.monotonic())
-            plan = self.schedule.plan(self._clock.monotonic(), leased)
-            if plan.read_positions or plan.order_symbols:
-                # Something is due but the budget holds it back: look again shortly.
-                wake_in_s = max(0.05, self._rest.budget_wait_s(_POSITIONS_WEIGHT))
-                wake_in_s = min(wake_in_s, self.schedule.poll_interval_s)
-            else:
-                wake_in_s = plan.wake_in_s
-            await self._sleep_unless_woken(wake_in_s)
+            await self._sleep_unless_woken(self._next_wake_s(leased))
+
+    def _next_wake_s(self, leased: Collection[str]) -> float:
+        """When to look again: the schedule's next item, or when the budget frees what is due."""
+        now_s = self._clock.monotonic()
+        plan = self.schedule.plan(now_s, leased)
+        held_s: list[float] = []
+        if plan.read_positions:
+            held_s.append(self._rest.budget.wait_for_s(_POSITIONS_WEIGHT, urgent=False,
+                                                       now_s=now_s))
+        if plan.order_symbols:
+            held_s.append(max(self._rest.budget_wait_s(_ORDERS_WEIGHT),
+                              self._orders_budget.wait_for_s(_ORDERS_WEIGHT, urgent=False,
+                                                             now_s=now_s)))
+        if not held_s:
+            return plan.wake_in_s
+        return min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
+
+    def _own(self, emit: Emit) -> Emit:
+        """``emit`` that remembers the ids of the reads this poller brackets."""
+        async def emit_own(event: Event) -> None:
+            if isinstance(event, SnapshotRequested):
+                self._own_requests.add(event.request_id)
+            await emit(event)
+        return emit_own
 
     async def _sleep_unless_woken(self, wait_s: float) -> bool:
         """Sleep ``wait_s``, or less when an event or a snapshot request wakes us."""
@@ -224,6 +278,26 @@ class Poller:
         except TimeoutError:
             return False
         return True
+
+    async def _read_positions(self, plan: PollPlan, now_s: float, emit: Emit) -> None:
+        """Rule 3: scheduled reads are bounded by poll_interval_s, requested ones by our share."""
+        requested = plan.positions_urgent and now_s < self.schedule.next_positions_at
+        wait_s = self._rest.budget.wait_for_s(_POSITIONS_WEIGHT, urgent=False, now_s=now_s,
+                                              count_own=requested)
+        if wait_s > 0 and requested:
+            # No room for an extra read: the request is served by the next scheduled one.
+            wait_s = min(wait_s, self.schedule.next_positions_at - now_s)
+        if wait_s > 0:
+            self.schedule.defer_positions(now_s + wait_s)
+            logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
+            return
+        reason = self.schedule.positions_started(now_s)
+        self.reads += 1
+        snapshot = await read_positions(self._rest, self._own(emit), reason=reason, urgent=True)
+        if snapshot is None:
+            self.failures += 1
+        else:
+            self.schedule.positions_seen(snapshot, self._clock.monotonic())
 
     async def _leases(self) -> Collection[str]:
         if self._leased_symbols is None:

@@ -25,7 +25,7 @@ import httpx
 from loguru import logger
 
 from watchdog.binance import wire
-from watchdog.binance.budget import WeightBudget
+from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, WeightBudget
 from watchdog.binance.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
@@ -33,12 +33,13 @@ from watchdog.binance.classify import (
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
-from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionSnapshot
+from watchdog.config import BinanceConfig
+from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, Symbol
 from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
 from watchdog.runtime.clock import Clock
 
-__all__ = ["WEIGHTS", "BinanceRest", "Credentials"]
+__all__ = ["WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
 
 # Request weights (BINANCE-API.md §1.1, §4; PYSDK). Per-symbol order reads cost 1; without a
 # symbol they cost 40, which is why this client always passes one.
@@ -69,6 +70,14 @@ class Credentials(Protocol):
     def api_secret(self) -> str: ...
 
 
+def make_http_client(rest_url: str, request_timeout_s: float) -> httpx.AsyncClient:
+    """The one AsyncClient for Binance REST: base URL and an explicit, finite timeout."""
+    return httpx.AsyncClient(base_url=rest_url,
+                             timeout=httpx.Timeout(request_timeout_s,
+                                                   connect=min(3.0, request_timeout_s)),
+                             limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+
+
 class BinanceRest:
     """The watchdog's only REST connection to Binance.
 
@@ -94,6 +103,16 @@ class BinanceRest:
         self._synced_at_s: float | None = None
         self._request_ids = itertools.count(1)
         self.requests_sent = 0
+        self.weight_sent = 0  # every request's weight since start (for benchmarks and status)
+
+    @classmethod
+    def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
+                    cfg: BinanceConfig, *, clock: Clock) -> BinanceRest:
+        """Build from ``[binance]``: recvWindow, timeout, and ``weight_budget_pct`` of 2400."""
+        return cls(client, credentials, recv_window_ms=cfg.recv_window_ms,
+                   weight_budget_per_min=IP_WEIGHT_LIMIT_PER_MIN * cfg.weight_budget_pct // 100,
+                   clock=clock, timeout=httpx.Timeout(cfg.request_timeout_s,
+                                                      connect=min(3.0, cfg.request_timeout_s)))
 
     # -------------------------------------------------------------- state
 
@@ -147,12 +166,22 @@ class BinanceRest:
         return wire.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
                                                         urgent=True))
 
-    async def fetch_positions(self, *, request_id: int, requested_time_ms: int,
-                              urgent: bool = True) -> PositionSnapshot:
+    async def fetch_positions(self, *, urgent: bool = True) -> tuple[PositionAmount, ...]:
+        """Every position row of ``GET /fapi/v3/positionRisk`` (weight 5), e.g. for a re-check.
+
+        Feeding the core? Use :meth:`fetch_position_snapshot` inside a ``SnapshotRequested``
+        bracket instead (``snapshots.read_positions``).
+        """
+        snapshot = await self.fetch_position_snapshot(
+            request_id=0, requested_time_ms=self.exchange_time_ms(), urgent=urgent)
+        return snapshot.positions
+
+    async def fetch_position_snapshot(self, *, request_id: int, requested_time_ms: int,
+                                      urgent: bool = True) -> PositionSnapshot:
         """All positions from ``GET /fapi/v3/positionRisk`` (weight 5), as a core snapshot.
 
         ``request_id``/``requested_time_ms`` are those of the ``SnapshotRequested`` the caller
-        emitted before calling (core/events.py rule 3); see ``snapshots.read_positions``.
+        emitted before calling (core/events.py rule 3).
         """
         data = await self._get("/fapi/v3/positionRisk", urgent=urgent)
         return wire.parse_position_risk(data, request_id=request_id,
@@ -258,6 +287,7 @@ class BinanceRest:
         headers = {"X-MBX-APIKEY": self._credentials.api_key} if api_key else {}
         self.budget.record(weight, now_s)
         self.requests_sent += 1
+        self.weight_sent += weight
         started_s = now_s
         try:
             response = await self._client.request(method, url, headers=headers,

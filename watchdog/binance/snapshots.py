@@ -38,8 +38,9 @@ async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
     requested_ms = rest.exchange_time_ms()
     await emit(SnapshotRequested(request_id, requested_ms))
     try:
-        snapshot = await rest.fetch_positions(request_id=request_id,
-                                              requested_time_ms=requested_ms, urgent=urgent)
+        snapshot = await rest.fetch_position_snapshot(request_id=request_id,
+                                                      requested_time_ms=requested_ms,
+                                                      urgent=urgent)
     except ExchangeError as exc:
         logger.warning("position snapshot failed request_id={} reason={} error={}",
                        request_id, reason, exc)

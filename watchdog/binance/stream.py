@@ -49,6 +49,7 @@ from watchdog.binance.reconnect import (
 )
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
 from watchdog.core.model import ZERO, Symbol
 from watchdog.errors import (
@@ -68,6 +69,7 @@ STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_L
                  "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
 
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
+_EXPIRED = "listen_key_expired"
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
@@ -98,12 +100,19 @@ class _Control:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Successor:
+    conn: _Connection | None
+    error: str
+
+
 @dataclass(eq=False)
 class _Connection:
     id: int
     ws: _StampedConnection
     opened_at: float
-    queue: asyncio.Queue[str | bytes | _End | _Control] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[str | bytes | _End | _Control | _Successor] = field(
+        default_factory=asyncio.Queue)
     rotate_at: float = float("inf")
 
 
@@ -153,8 +162,21 @@ class UserDataStream:
         self._recent = RecentEvents()
         self._current: _Connection | None = None
         self._pending_control: str | None = None
+        self._decided = False  # the connection ended because we asked (not a failure)
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
+
+    @classmethod
+    def from_config(cls, rest: BinanceRest, cfg: BinanceConfig, *, clock: Clock,
+                    **overrides: Any) -> UserDataStream:
+        """Build from ``[binance]`` (ws_url, keepalive, rotation, silence, reconnect delays)."""
+        kw: dict[str, Any] = {
+            "keepalive_interval_s": cfg.keepalive_interval_s,
+            "rotate_after_s": cfg.rotate_after_s, "max_silence_s": cfg.max_silence_s,
+            "reconnect_min_delay_s": cfg.reconnect_min_delay_s,
+            "reconnect_max_delay_s": cfg.reconnect_max_delay_s}
+        kw.update(overrides)
+        return cls(rest, ws_url=cfg.ws_url, clock=clock, **kw)
 
     @property
     def connected(self) -> bool:
@@ -209,12 +231,16 @@ class UserDataStream:
                 self._pending_control = None
             await self._resync(emit)
             conn, reason = await self._serve(conn, emit)
+            decided, self._decided = self._decided or reason == _EXPIRED, False
             self._current = None
+            self._discard_successors(conn)
             self.stats.last_lost_reason = reason
             logger.warning("user stream lost connection_id={} reason={}", conn.id, reason)
             await emit(StreamLost(conn.id, reason))
             await self._close(conn)
-            if self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
+            # A reconnect we decided on (blind, key expired or refused) is no failure of the
+            # link: come back at the minimum delay. Failing links back off exponentially.
+            if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
                 self._backoff.reset()
             cause, delay_s = reason, self._backoff.next_delay_s()
 
@@ -274,33 +300,56 @@ class UserDataStream:
                 if loop.time() >= conn.ws.last_frame_at + self._max_silence_s:
                     return conn, f"silent: no frame for {self._max_silence_s:g}s"
                 if self._clock.monotonic() >= conn.rotate_at:
-                    new, ended = await self._rotate(conn, emit)
-                    if ended is not None:
-                        return new, ended
-                    conn = new
+                    conn.rotate_at = float("inf")  # one successor at a time
+                    assert self._tg is not None
+                    self._tg.create_task(self._make_successor(conn),
+                                         name=f"user-stream-successor-{conn.id}")
                 continue
             if isinstance(item, _End):
                 return conn, item.reason
             if isinstance(item, _Control):
+                self._decided = True
                 return conn, item.reason
+            if isinstance(item, _Successor):
+                if item.conn is None:
+                    retry_s = self._backoff.next_delay_s()
+                    conn.rotate_at = self._clock.monotonic() + retry_s
+                    logger.warning("user stream rotation failed, keeping connection_id={} "
+                                   "error={} retry_in_s={:.2f}", conn.id, item.error, retry_s)
+                    continue
+                conn, ended = await self._break(conn, item.conn, emit)
+                if ended is not None:
+                    return conn, ended
+                continue
             if await self._deliver(item, emit):
-                return conn, "listen_key_expired"
+                return conn, _EXPIRED
 
-    async def _rotate(self, old: _Connection, emit: Emit) -> tuple[_Connection, str | None]:
-        """Rule 5: make the new connection, prove it, then break the old one and drain it."""
+    async def _make_successor(self, old: _Connection) -> None:
+        """Rule 5, make: open the next connection and prove it with a ping, while ``old`` keeps
+        delivering; the result goes into ``old``'s queue, in order with its frames."""
         try:
             new = await self._open()
+        except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
+            if isinstance(exc, AuthenticationFailed):
+                raise
+            old.queue.put_nowait(_Successor(None, _describe(exc)))
+            return
+        try:
             pong = await new.ws.ping()
             async with asyncio.timeout(self._max_silence_s):
                 await pong
-        except (ExchangeError, InvalidHandshake, OSError, TimeoutError, ConnectionClosed) as exc:
-            if isinstance(exc, AuthenticationFailed):
-                raise
-            retry_s = self._backoff.next_delay_s()
-            old.rotate_at = self._clock.monotonic() + retry_s
-            logger.warning("user stream rotation failed, keeping connection_id={} error={} "
-                           "retry_in_s={:.2f}", old.id, _describe(exc), retry_s)
-            return old, None
+        except (TimeoutError, ConnectionClosed) as exc:
+            new.ws.transport.abort()
+            old.queue.put_nowait(_Successor(None, _describe(exc)))
+            return
+        if old is not self._current:  # old ended meanwhile: the reconnect path took over
+            new.ws.transport.abort()
+            return
+        old.queue.put_nowait(_Successor(new, ""))
+
+    async def _break(self, old: _Connection, new: _Connection,
+                     emit: Emit) -> tuple[_Connection, str | None]:
+        """Rule 5, break: close ``old``, deliver what it still holds, continue on ``new``."""
         self._current = new
         await self._close(old)
         expired = False
@@ -310,12 +359,19 @@ class UserDataStream:
                 break
             if isinstance(item, _Control):
                 new.queue.put_nowait(item)
-            elif await self._deliver(item, emit):
+            elif isinstance(item, (str, bytes)) and await self._deliver(item, emit):
                 expired = True
         self.stats.rotations += 1
         logger.info("user stream rotated connection_id={} -> {} (make-before-break)", old.id,
                     new.id)
-        return new, ("listen_key_expired" if expired else None)
+        return new, (_EXPIRED if expired else None)
+
+    def _discard_successors(self, conn: _Connection) -> None:
+        """A connection ended while its successor was being made: drop that successor."""
+        while not conn.queue.empty():
+            item = conn.queue.get_nowait()
+            if isinstance(item, _Successor) and item.conn is not None:
+                item.conn.ws.transport.abort()
 
     async def _deliver(self, message: str | bytes, emit: Emit) -> bool:
         """Parse, de-duplicate and emit one frame; True when it was ``listenKeyExpired``."""

@@ -348,7 +348,7 @@ class PositionBook:
                         entry.as_of_time_ms, entry.source = judged.time_ms, Source.REST
                 case Verdict.NEWER | Verdict.OVERRIDE:
                     if (blind_watch and entry.fact_epoch == self._epoch
-                            and self._fills.get(key.symbol, -1) < entry.as_of_time_ms):
+                            and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
                         effects.extend(self._blind(key, f"REST shows amount {amount} but the "
                                                         f"stream last reported {entry.amount}"))
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)

@@ -15,7 +15,10 @@ Rules of this module:
    Whether ``openAlgoOrders`` lists an algo order once it is TRIGGERING/TRIGGERED is not
    documented (the simulator lists only NEW ones), so a snapshot that omits it does not remove
    it: only a terminal fact does (its own, or its child's). A stuck trigger stays visible.
-4. All times are exchange epoch ms. No clock is read here.
+4. All times are exchange epoch ms. No clock is read here. Stream event times and REST request
+   times come from different clocks (ours is corrected by a measured offset), so an algo
+   status never goes backwards (NEW → TRIGGERING → TRIGGERED) whatever the times say, and a
+   terminal fact always applies.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ ORDER_TERMINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH",
 MAX_TOMBSTONES = 10_000
 
 _Ident = tuple[bool, OrderId]  # (is_algo, id): algo ids and order ids are separate spaces
+_ALGO_RANK = {AlgoStatus.NEW.value: 0, AlgoStatus.TRIGGERING.value: 1, AlgoStatus.TRIGGERED.value: 2}
+
+
+def _rank(status: str) -> int:
+    """Position of an open algo status in its lifecycle: statuses never go backwards."""
+    return _ALGO_RANK.get(status, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +161,12 @@ class OrderBook:
         # ALGO_UPDATE's E/T labels are swapped in Binance's own example (§1.6): take the later.
         t = max(u.event_time_ms, u.transaction_time_ms)
         current = self._orders.get(ident)
-        if current is not None and current.seen_time_ms > t:
-            return
         if u.status in ALGO_TERMINAL:
-            self._end(ident, Symbol(u.symbol), t)
+            self._end(ident, Symbol(u.symbol), t)  # terminal is final, whatever its time
             return
+        if (current is not None and current.seen_time_ms > t
+                and _rank(u.status.value) <= _rank(current.status)):
+            return  # older, and not further along the lifecycle (REST and stream clocks differ)
         if ident in self._tombstones:
             return
         status = u.status.value
@@ -178,7 +188,7 @@ class OrderBook:
         ident: _Ident = (False, u.order_id)
         t = max(u.event_time_ms, u.transaction_time_ms)
         current = self._orders.get(ident)
-        if current is not None and current.seen_time_ms > t:
+        if current is not None and current.seen_time_ms > t and u.status not in ORDER_TERMINAL:
             return
         if u.status in ORDER_TERMINAL:
             parent = current.parent_algo_id if current else self._parent_of(u.order_id,
@@ -243,8 +253,8 @@ class OrderBook:
                 close_position=row.close_position, create_time_ms=create_ms,
                 status_since_ms=changed_ms, seen_time_ms=s.requested_time_ms,
                 child_order_id=row.actual_order_id)
-        if current.seen_time_ms > s.requested_time_ms:
-            # The stream told us something newer than this read: keep its status.
+        if current.seen_time_ms > s.requested_time_ms or _rank(status) < _rank(current.status):
+            # The stream told us something newer (or further along) than this read: keep it.
             return replace(current, create_time_ms=create_ms)
         return replace(
             current, status=status, create_time_ms=create_ms, seen_time_ms=s.requested_time_ms,

@@ -33,7 +33,7 @@ from watchdog.demo.timeline import Timeline
 from watchdog.sim import Simulator, run_simulator
 from watchdog.store.keys import AccountKeys
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoFailed", "DemoResult", "render_summary", "run_demo"]
 
 SYMBOL = "BASUSDT"
 QTY = Decimal("1216")
@@ -46,10 +46,24 @@ CRASH = Decimal("0.00831168")          # mark price that fires the trailed stop
 STALE_STOP = Decimal("0.00829353")     # what the incident bot created for the closed position
 NEXT_STOP = Decimal("0.00831500")      # above the mark: -2021, as in the incident
 REST_LAG_MS = 300
-# The incident bot's own delays after the closure: cancel at +650 ms, create 1090 ms later.
-BOT_REACTION_S = 0.65
-CANCEL_TO_CREATE_S = 1.09
+# The bot's trailing move starts 50 ms after the stop fired (its feed lags); then the incident's
+# own delays: position lookups 296 ms and 795 ms after the cancel, the create at 1090 ms.
+BOT_REACTION_S = 0.05
+LOOKUP_DELAYS_S = (0.296, 0.499, 0.295)
+CANCEL_TO_CREATE_S = sum(LOOKUP_DELAYS_S)
+HOLD_S = 2.5
 ACCOUNT = "demo"
+
+
+class DemoFailed(RuntimeError):
+    """The watchdog did not do its part; the message carries the tail of its log."""
+
+    def __init__(self, what: str, log_path: Path) -> None:
+        try:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        except OSError as exc:
+            tail = f"(no log: {exc})"
+        super().__init__(f"{what}; last lines of its log:\n{tail}")
 
 
 @dataclass
@@ -145,7 +159,7 @@ async def _open_position(ctl: SimControl, bot: BotExchange, tl: Timeline) -> tup
     tl.add("exchange", f"long {QTY} {SYMBOL} @ {ENTRY} opened")
     stop = await bot.create_stop(SYMBOL, "SELL", QTY, FIRST_STOP, "ts-stop-1")
     tp = await bot.create_tp(SYMBOL, "SELL", QTY, TAKE_PROFIT, "ts-tp-1")
-    tl.add("bot", f"stop-loss {FIRST_STOP} (algo {stop.body.get('algoId')}) and take-profit {TAKE_PROFIT} placed")
+    tl.add("bot", f"stop-loss {FIRST_STOP} and take-profit {TAKE_PROFIT} placed (reduce-only algo orders)")
     return int(stop.body["algoId"]), int(tp.body["algoId"])
 
 
@@ -153,7 +167,7 @@ async def _crash(ctl: SimControl, tl: Timeline) -> int:
     await ctl.faults(stream="mute", rest_lag_ms=REST_LAG_MS)
     tl.add("exchange", f"private stream goes quiet (muted); REST answers lag {REST_LAG_MS} ms")
     await ctl.mark_price(CRASH)
-    closed_at = tl.add("exchange", f"mark {CRASH}: stop {TRAILED_STOP} fires, position closed — no event sent")
+    closed_at = tl.add("exchange", f"mark {CRASH}: stop {TRAILED_STOP} fires, position closed, no event sent")
     if await ctl.position_amount() != 0:
         tl.add("exchange", "unexpected: the position is still open after the trigger")
     return closed_at
@@ -171,19 +185,24 @@ async def scenario_without_watchdog(sim: Simulator, ctl: SimControl, result: Dem
         answer = await bot.create_stop(SYMBOL, "SELL", QTY, TRAILED_STOP, "ts-stop-2")
         stop_id = int(answer.body["algoId"])
         tl.add("bot", f"trailing stop moved to {TRAILED_STOP} (cancel + create)")
+        await asyncio.sleep(HOLD_S)  # scripted: the position runs for a while
         await _crash(ctl, tl)
 
-        await asyncio.sleep(BOT_REACTION_S)  # the bot's own reaction time (scripted, not a sync)
+        # The bot's lagging feed still shows a new high: it moves its stop, with the incident's
+        # own delays (scripted time, not synchronisation).
+        await asyncio.sleep(BOT_REACTION_S)
         cancel = await bot.cancel_stop(stop_id)
-        tl.add("bot", f"cancel old stop → {'ok' if cancel.ok else cancel.body}")
+        tl.add("bot", f"trailing move: cancel old stop → {'ok' if cancel.ok else cancel.body}")
+        await asyncio.sleep(LOOKUP_DELAYS_S[0])
         amount = await bot.position_amount(SYMBOL)
         if amount is None:
-            tl.add("bot", "position not found on the exchange; retrying…")
-            await asyncio.sleep(CANCEL_TO_CREATE_S / 2)
+            tl.add("bot", "position not found on the exchange (attempt 1/2), retrying…")
+            await asyncio.sleep(LOOKUP_DELAYS_S[1])
             amount = await bot.position_amount(SYMBOL)
         if amount is None:
             amount = QTY
             tl.add("bot", f"cache and API lookup failed: database fallback quantity={QTY}")
+            await asyncio.sleep(LOOKUP_DELAYS_S[2])
         created = await bot.create_stop(SYMBOL, "SELL", amount, STALE_STOP, "ts-stop-3")
         if created.ok:
             result.orphans_created_without_watchdog += 1
@@ -229,8 +248,7 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             kind = event.kind
             if kind in ("position_closed", "orphan_removed", "trailing_stop_orphaned", "alert",
                         "stream_blind", "veto"):
-                detail = event.fields.get("code") or event.fields.get("reason") or ""
-                tl.add("watchdog", f"event {kind} {detail}".rstrip())
+                tl.add("watchdog", f"event {kind} {_describe(event.fields)}".rstrip())
             seen[kind] = seen.get(kind, 0) + 1
             if kind == "orphan_removed":
                 result.orphans_removed_by_watchdog += 1
@@ -242,12 +260,12 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
     async with watchdog_daemon(_demo_config(sim, redis_url), sim.api_key, sim.api_secret, log_path) as daemon:
         try:
             if not await _wait_async(lambda: client.redis.exists(keys.health), 20):
-                raise RuntimeError(f"the watchdog did not come up within 20 s; see {log_path}")
-            tl.add("watchdog", f"running (pid {daemon.pid}): own user stream + REST polling, publishing to Redis")
+                raise DemoFailed("the watchdog did not come up within 20 s", log_path)
+            tl.add("watchdog", f"running (pid {daemon.pid}): own stream + REST polls, publishing to Redis")
             follower = asyncio.create_task(follow_events(), name="demo-events")
             stop_id, _ = await _open_position(ctl, bot, tl)
             if not await _wait_async(lambda: _state_is(client, position, "open"), 10):
-                raise RuntimeError("the watchdog never published the position as open")
+                raise DemoFailed("the watchdog never published the position as open", log_path)
             tl.add("watchdog", f"{SYMBOL}:BOTH state=open")
             await ctl.mark_price(PEAK)
             tl.add("exchange", f"mark {PEAK}")
@@ -264,13 +282,18 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             except Vetoed as exc:
                 tl.add("bot", f"unexpected veto while the position is open: {exc}")
 
+            # The position runs for a while before the crash, as the incident's did (the demo
+            # compresses minutes into seconds; the watchdog distrusts a REST "flat" that comes
+            # within [core] max_rest_lag_ms of the last stream fact, so the hold exceeds it).
+            await asyncio.sleep(HOLD_S)
+            tl.add("exchange", f"the position has been open {HOLD_S:.1f} s")
             closed_at = await _crash(ctl, tl)
-            await asyncio.sleep(BOT_REACTION_S)  # the bot's own reaction time (scripted, not a sync)
+            await asyncio.sleep(BOT_REACTION_S)  # the same script as (a)
             await _guarded_move(client, bot, stop_id, result, tl, lambda: trailing_alive)
 
-            detected = await _wait_async(lambda: _state_is(client, position, "closed"), 15)
-            if detected:
-                result.closure_detected_ms = seen_closed_at(tl) - closed_at if seen_closed_at(tl) else None
+            if await _wait_async(lambda: _state_is(client, position, "closed"), 15):
+                seen_at = seen_closed_at(tl)
+                result.closure_detected_ms = None if seen_at is None else seen_at - closed_at
             await _wait_async(_flag(lambda: not trailing_alive), 10)
             if trailing_alive:
                 tl.add("bot", "was never told to drop its trailing stop")
@@ -285,6 +308,14 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             await bot.aclose()
             await client.close()
             result.timeline["with_watchdog"] = tl.lines
+
+
+def _describe(fields: dict[str, str]) -> str:
+    """The few fields of a watchdog event a person reads in a timeline."""
+    if "order_id" in fields:
+        kind = "algo order" if fields.get("algo") == "1" else "order"
+        return f"{kind} {fields['order_id']} ({fields.get('client_id', '')}) {fields.get('outcome', '')}"
+    return fields.get("code") or fields.get("reason") or ""
 
 
 def seen_closed_at(tl: Timeline) -> int | None:
@@ -302,10 +333,11 @@ async def _guarded_move(client: AsyncWatchdogClient, bot: BotExchange, stop_id: 
         return
     try:
         async with client.guard_stop_update(SYMBOL, holder="demo-bot") as guard:
-            tl.add("bot", f"begin → allow (lease {guard.lease}); cancelling old stop")
+            tl.add("bot", f"trailing move: begin → allow (lease {guard.lease}), the watchdog"
+                   " does not know yet")
             cancel = await bot.cancel_stop(stop_id)
             tl.add("bot", f"cancel old stop → {'ok' if cancel.ok else cancel.body}")
-            await asyncio.sleep(CANCEL_TO_CREATE_S)  # the incident bot's lookup time (scripted)
+            await asyncio.sleep(CANCEL_TO_CREATE_S)  # where the incident bot looked up + fell back
             verdict = await guard.confirm()
             tl.add("bot", f"confirm → allow ({verdict.reason}); creating {STALE_STOP}")
             created = await bot.create_stop(SYMBOL, "SELL", QTY, STALE_STOP, "ts-stop-3")
@@ -314,7 +346,7 @@ async def _guarded_move(client: AsyncWatchdogClient, bot: BotExchange, stop_id: 
             tl.add("bot", f"create → {'ok' if created.ok else created.body}")
     except Vetoed as exc:
         result.vetoes += 1
-        tl.add("bot", f"{exc.op} → VETO ({exc.verdict.reason}): no new stop for a closed position")
+        tl.add("bot", f"{exc.op} → VETO ({exc.verdict.reason}): the bot leaves its stop alone")
 
 
 def _flag(predicate: Any) -> Any:
@@ -340,8 +372,10 @@ async def _state_is(client: AsyncWatchdogClient, key: str, state: str) -> bool:
 
 
 async def _last_window(client: AsyncWatchdogClient, keys: AccountKeys) -> int | None:
-    entries = await client.redis.xrevrange(keys.events, count=50)
+    entries = await client.redis.xrevrange(keys.events, count=50) or []
     for _, fields in entries:
+        if not fields:
+            continue
         decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
                    for k, v in fields.items()}
         if decoded.get("window_ms"):

@@ -15,19 +15,19 @@ from dataclasses import dataclass
 
 import httpx
 from loguru import logger
+
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_orders, read_positions
 from watchdog.config import Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.runtime.clock import Clock, SystemClock
-from watchdog.store.publisher import RedisPublisher
-
 from watchdog.core.events import Event
 from watchdog.core.model import PositionKey, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import Assessment, ReaperDecision, ReaperPolicy, Why, decide
 from watchdog.errors import ExchangeUnavailable, StoreError
+from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.reaper_task import policy_from_config
+from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["CANDIDATE", "OrphanReport", "collect", "render_json", "render_text"]
 

@@ -22,7 +22,7 @@ from watchdog.core.effects import Effect, RaiseAlert, RequestSnapshot
 from watchdog.core.events import Event, Tick
 from watchdog.runtime.clock import Clock
 
-__all__ = ["BLIND_ALERT_CODE", "Book", "CorePump"]
+__all__ = ["BLIND_ALERT_CODE", "Book", "CorePump", "run_adapters"]
 
 BLIND_ALERT_CODE = "stream_blind"
 
@@ -79,3 +79,11 @@ class CorePump:
             self.stream.request_reconnect(f"blind: {effect.message}")
         if self._on_effect is not None:
             self._on_effect(effect)
+
+
+async def run_adapters(pump: CorePump, stream: UserDataStream, poller: Poller) -> None:
+    """Run the core pump, the stream and the poller together (tests and benchmark)."""
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(pump.run(), name="core")
+        tg.create_task(stream.run(pump.emit), name="stream")
+        tg.create_task(poller.run(pump.emit), name="poller")

@@ -5,15 +5,18 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    ``begin`` now vetoes with ``reaping``), check again that no lease was taken before the mark,
    then re-read positions from REST. Only if that fresh read shows the position flat is the
    cancel sent: a position may reopen between the decision and the cancel. That read is also
-   the REST snapshot "taken after the order was created" the decision relies on.
+   the REST snapshot "taken after the order was created" the decision relies on. Last, the pure
+   decision runs again on the book as it is now: a failed read, a gap or an open fact that
+   arrived during those awaits aborts the cancel (REST retries can hide a failure for seconds).
 2. The right endpoint: an algo order is cancelled with ``DELETE /fapi/v1/algoOrder``, a regular
    order (a triggered stop's child included) with ``DELETE /fapi/v1/order``
    (BINANCE-API.md §3.6.6). An answer that does not prove the outcome — -2011/-2013, -1007,
    503 "Unknown error", a transport failure — is followed by a re-query; only a terminal status
    (or "does not exist") counts as gone (§5, §8.3).
 3. At most ``max_cancels_per_min`` cancel requests in any 60 s (monotonic clock).
-4. ``dry_run``: everything up to and including the re-read, then only a log line and a report;
-   no cancel and no events (the bot must not drop a trailing stop that is still there).
+4. ``dry_run``: everything up to and including the re-read, then a log line and an
+   ``orphan_candidate`` event; no cancel, and never ``trailing_stop_orphaned`` (the bot must not
+   drop a trailing stop that is still there).
 5. After each removal: publish ``orphan_removed`` and ``trailing_stop_orphaned`` (so the bot drops
    its in-memory trailing stop), then clear the reaping mark; the mark is cleared in ``finally``
    and has a TTL, so a crash cannot leave the bot vetoed for long.
@@ -25,34 +28,24 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from loguru import logger
 
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
-from watchdog.core.events import (
-    Event,
-    OpenAlgoOrder,
-    OpenOrder,
-    PositionAmount,
-    PositionSnapshot,
-    SnapshotFailed,
-    SnapshotRequested,
-)
+from watchdog.core.events import Event, PositionSnapshot
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
 from watchdog.core.orders import ALGO_TERMINAL, ORDER_TERMINAL, OrderBook
-from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, decide
-from watchdog.errors import (
-    AuthenticationFailed,
-    ExchangeError,
-    ExchangeRejected,
-    StoreError,
-)
+from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, Why, decide
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected, StoreError
 
 if TYPE_CHECKING:
     from loguru import Logger
+
     from watchdog.runtime.clock import Clock
 
 __all__ = [
@@ -60,7 +53,6 @@ __all__ = [
     "Emit",
     "Outcome",
     "ReadPositions",
-    "ReaperExchange",
     "ReaperSettings",
     "ReaperStore",
     "ReaperTask",
@@ -74,29 +66,13 @@ REAPING_TTL_MS = 15_000       # covers mark → re-read → cancel → re-query,
 BUDGET_WINDOW_S = 60.0
 GONE_MEMORY_S = 30.0          # skip a removed order until the book hears it is gone
 RETRY_AFTER_FAILURE_S = 5.0   # do not hammer an order whose cancel just failed
+RETRY_AFTER_ABORT_S = 1.0     # a pre-cancel check said no: the decision gates the next try
 ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be
+SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
-
-
-class ReaperExchange(Protocol):
-    """The calls the reaper makes on ``binance.rest.BinanceRest``."""
-
-    def exchange_time_ms(self) -> int: ...
-
-    def next_request_id(self) -> int: ...
-
-    async def fetch_positions(self, *, urgent: bool = ...) -> tuple[PositionAmount, ...]: ...
-
-    async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None: ...
-
-    async def cancel_algo_order(self, algo_id: OrderId) -> None: ...
-
-    async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder: ...
-
-    async def get_algo_order(self, algo_id: OrderId) -> OpenAlgoOrder: ...
 
 
 class ReaperStore(Protocol):
@@ -124,7 +100,6 @@ class Outcome(StrEnum):
     WOULD_REMOVE = "would_remove"    # dry_run: every check passed, nothing sent
     ABORTED = "aborted"              # a pre-cancel check failed: nothing sent
     FAILED = "failed"                # sent, but the order is (or may be) still open
-    SKIPPED = "skipped"              # removed or failed a moment ago; waiting for the book
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +149,7 @@ class ReaperTask:
     removed one at a time by ``run``, which also keeps the set of leased positions fresh.
     """
 
-    def __init__(self, exchange: ReaperExchange, store: ReaperStore, emit: Emit, clock: Clock,
+    def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
                  config: ReaperSettings, *, read_positions: ReadPositions | None = None,
                  lease_refresh_s: float = LEASE_REFRESH_S) -> None:
         self._exchange = exchange
@@ -190,8 +165,11 @@ class ReaperTask:
         self._sent: deque[float] = deque()
         self._hold: dict[_Ident, float] = {}
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
+        self._asked: dict[frozenset[Symbol] | None, float] = {}
         self._leased: frozenset[PositionKey] | None = None  # None: not read yet (or unreadable)
         self._leased_at = float("-inf")
+        self._positions: PositionsReader | None = None  # the core's books, as given to step
+        self._orders: OrderBook | None = None
         self.last_decision: ReaperDecision | None = None
         self.results: deque[CancelResult] = deque(maxlen=100)
         self.removed_total = 0
@@ -212,11 +190,16 @@ class ReaperTask:
             return []
         if self._leased is None:
             return []  # leases unknown: a cancel could race the bot; the log says why (run)
+        self._positions, self._orders = positions, orders
         decision = decide(positions, orders, self._leased, self.budget_used(),
                           self._exchange.exchange_time_ms(), self._policy)
         self.last_decision = decision
-        effects: list[Effect] = [*self._fresh_alerts(decision.alerts),
-                                 *decision.snapshot_requests]
+        now_s = self._clock.monotonic()
+        effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
+        for request in decision.snapshot_requests:  # at most one a second per symbol set
+            if now_s - self._asked.get(request.symbols, float("-inf")) >= SNAPSHOT_ASK_S:
+                self._asked[request.symbols] = now_s
+                effects.append(request)
         for cancel in decision.cancels:
             if self._wanted(cancel):
                 order = orders.get(cancel.order_id, is_algo=cancel.is_algo)
@@ -238,7 +221,7 @@ class ReaperTask:
     async def run(self) -> NoReturn:
         """Refresh leases and remove queued orphans, one at a time, forever."""
         while True:
-            await self._refresh_leases()
+            await self.refresh_leases()
             try:
                 async with asyncio.timeout(self._lease_refresh_s):
                     cancel = await self._queue.get()
@@ -249,7 +232,8 @@ class ReaperTask:
             finally:
                 self._pending.discard((cancel.is_algo, cancel.order_id))
 
-    async def _refresh_leases(self) -> None:
+    async def refresh_leases(self) -> None:
+        """Read the leased positions from Redis (at most every ``lease_refresh_s``)."""
         if self._clock.monotonic() - self._leased_at < self._lease_refresh_s:
             return
         try:
@@ -311,12 +295,14 @@ class ReaperTask:
         if cancel.key in leased:
             return self._done(olog, cancel, Outcome.ABORTED,
                               "a lease was taken before the reaping mark")
-        problem = await self._recheck(cancel)
+        problem = await self._recheck(cancel) or self._still_orphan(cancel, leased)
         if problem:
             return self._done(olog, cancel, Outcome.ABORTED, problem)
         if self._policy.dry_run:
-            return self._done(olog, cancel, Outcome.WOULD_REMOVE,
-                              "dry_run: position re-read flat, cancel not sent")
+            result = self._done(olog, cancel, Outcome.WOULD_REMOVE,
+                                "dry_run: position re-read flat, cancel not sent")
+            await self._publish(("orphan_candidate",), result, olog)
+            return result
         if self._sent_last_minute() >= self._policy.max_cancels_per_min:
             return self._done(olog, cancel, Outcome.ABORTED,
                               f"budget: {self._policy.max_cancels_per_min} cancels/min used")
@@ -325,7 +311,7 @@ class ReaperTask:
         result = self._done(olog, cancel, outcome, detail)
         if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE):
             self.removed_total += 1
-            await self._publish_removal(result, olog)
+            await self._publish(("orphan_removed", "trailing_stop_orphaned"), result, olog)
         return result
 
     async def _recheck(self, cancel: CancelOrder) -> str:
@@ -342,6 +328,20 @@ class ReaperTask:
             if row.key == cancel.key and row.amount != ZERO:
                 return f"position reopened: REST shows amount {row.amount} now"
         return ""
+
+    def _still_orphan(self, cancel: CancelOrder, leased: frozenset[PositionKey]) -> str:
+        """The pure decision again, on the book as it is now (after the awaits above): a
+        failed read, a stream gap or an open fact may have arrived meanwhile. '' if still
+        an orphan, else why not."""
+        if self._positions is None or self._orders is None:
+            return ""
+        unlimited = replace(self._policy, max_cancels_per_min=1_000_000)
+        decision = decide(self._positions, self._orders, leased, 0,
+                          self._exchange.exchange_time_ms(), unlimited)
+        for a in decision.assessments:
+            if a.order.order_id == cancel.order_id and a.order.is_algo == cancel.is_algo:
+                return "" if a.why is Why.ORPHAN else f"no longer an orphan: {a.why}: {a.detail}"
+        return "no longer open in the book"
 
     async def _cancel(self, cancel: CancelOrder, olog: Logger) -> tuple[Outcome, str]:
         endpoint = "DELETE /fapi/v1/algoOrder" if cancel.is_algo else "DELETE /fapi/v1/order"
@@ -388,19 +388,19 @@ class ReaperTask:
                                     f"order, if any, is judged on its own)")
         return Outcome.FAILED, f"{why}; re-query: still {status}"
 
-    async def _publish_removal(self, result: CancelResult, olog: Logger) -> None:
+    async def _publish(self, kinds: tuple[str, ...], result: CancelResult, olog: Logger) -> None:
         cancel = result.cancel
         fields: dict[str, object] = {
             "position": str(cancel.key), "symbol": cancel.key.symbol,
             "side": cancel.key.side.value, "order_id": cancel.order_id,
             "algo": int(cancel.is_algo), "client_id": cancel.client_id,
             "outcome": result.outcome.value, "reason": cancel.reason}
-        for kind in ("orphan_removed", "trailing_stop_orphaned"):
+        for kind in kinds:
             try:
                 await self._store.emit(kind, fields)
             except StoreError as exc:
-                olog.error("event {} not written to Redis (the bot will not hear of this "
-                          "removal): {}", kind, exc)
+                olog.error("event {} not written to Redis (the bot will not hear of it): {}",
+                           kind, exc)
 
     def _sent_last_minute(self) -> int:
         now_s = self._clock.monotonic()
@@ -414,8 +414,8 @@ class ReaperTask:
         now_s = self._clock.monotonic()
         for key in [k for k, until in self._hold.items() if until < now_s]:
             del self._hold[key]
-        pause_s = GONE_MEMORY_S if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE,
-                                               Outcome.WOULD_REMOVE) else RETRY_AFTER_FAILURE_S
+        pause_s = {Outcome.FAILED: RETRY_AFTER_FAILURE_S,
+                   Outcome.ABORTED: RETRY_AFTER_ABORT_S}.get(outcome, GONE_MEMORY_S)
         self._hold[ident] = now_s + pause_s
         self._created.pop(ident, None)
         level = {Outcome.FAILED: "ERROR", Outcome.ABORTED: "WARNING"}.get(outcome, "INFO")
@@ -423,25 +423,11 @@ class ReaperTask:
         return CancelResult(cancel, outcome, detail)
 
 
-def bracketed_reader(exchange: ReaperExchange, emit: Emit) -> ReadPositions:
-    """Read every position, bracketed for the core (core/events.py rule 3), so the book learns
-    from the re-check too; a failed read reaches the core as ``SnapshotFailed``."""
+def bracketed_reader(rest: BinanceRest, emit: Emit) -> ReadPositions:
+    """``binance.snapshots.read_positions`` bound to the client and the core's inbox: the
+    re-check is bracketed like every read, so the book learns from it (a failure included)."""
 
     async def read(reason: str) -> PositionSnapshot | None:
-        request_id = exchange.next_request_id()
-        requested_ms = exchange.exchange_time_ms()
-        await emit(SnapshotRequested(request_id, requested_ms))
-        try:
-            positions = await exchange.fetch_positions(urgent=True)
-        except AuthenticationFailed:
-            raise
-        except ExchangeError as exc:
-            logger.warning("reaper re-read failed ({}): {}", reason, exc)
-            await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
-            return None
-        snapshot = PositionSnapshot(request_id, requested_ms, exchange.exchange_time_ms(),
-                                    positions)
-        await emit(snapshot)
-        return snapshot
+        return await read_positions(rest, emit, reason=reason, urgent=True)
 
     return read

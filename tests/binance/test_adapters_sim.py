@@ -1,0 +1,283 @@
+"""The Binance adapters against the simulator over real sockets, feeding a real PositionBook.
+
+Each scenario asserts what the core then knows (its published views and stream state), never
+log text. Rules checked throughout: never CLOSED from a failed read, SUSPECT/UNKNOWN during
+gaps, and recovery without help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.rest import BinanceRest, make_http_client
+from watchdog.binance.retry import RetryPolicy
+from watchdog.binance.stream import UserDataStream
+from watchdog.config import BinanceConfig, Credentials
+from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.effects import Effect, Publish, RaiseAlert
+from watchdog.core.events import Event, StreamLost
+from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
+from watchdog.runtime.clock import SystemClock
+from watchdog.runtime.pump import CorePump, run_adapters
+from watchdog.sim import Simulator
+
+pytestmark = pytest.mark.integration
+
+BTC = PositionKey(Symbol("BTCUSDT"), PositionSide.BOTH)
+
+
+@dataclasses.dataclass
+class Watch:
+    """The adapters and the core, wired as the daemon will wire them (minus the store)."""
+
+    sim: Simulator
+    rest: BinanceRest
+    stream: UserDataStream
+    poller: Poller
+    book: PositionBook
+    published: list[PositionView]
+    alerts: list[RaiseAlert]
+    events: list[Event]
+
+    def view(self, key: PositionKey = BTC) -> PositionView | None:
+        return self.book.view(key)
+
+    async def until(self, predicate: Callable[[Watch], bool], what: str,
+                    timeout_s: float = 15.0) -> None:
+        async def probe() -> str:
+            return f"view={self.view()} stream={self.book.stream_state}"
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate(self):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{what} not reached within {timeout_s}s; {await probe()}")
+            await asyncio.sleep(0.02)
+
+    async def until_state(self, state: PositionState, what: str, **kw: Any) -> None:
+        await self.until(lambda w: (v := w.view()) is not None and v.state is state,
+                         f"{what} ({state})", **kw)
+
+    def never_closed_while_open(self) -> None:
+        """Rule: CLOSED is only ever published from a confirmed fact of size 0."""
+        for view in self.published:
+            if view.state is PositionState.CLOSED:
+                assert view.knowledge is Knowledge.CONFIRMED
+                assert view.amount == 0
+
+
+def _config(sim: Simulator, **overrides: Any) -> BinanceConfig:
+    base: dict[str, Any] = {"rest_url": sim.rest_url, "ws_url": sim.ws_url, "poll_interval_s": 0.2,
+                            "orders_poll_interval_s": 1.0, "fast_poll_interval_s": 0.2,
+                            "max_silence_s": 3.0, "reconnect_min_delay_s": 0.05,
+                            "reconnect_max_delay_s": 0.3, "weight_budget_pct": 50}
+    base.update(overrides)
+    return BinanceConfig(**base)
+
+
+@contextlib.asynccontextmanager
+async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
+                   retry: RetryPolicy | None = None,
+                   **overrides: Any) -> AsyncIterator[Watch]:
+    cfg = _config(sim, **overrides)
+    clock = SystemClock()
+    http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
+    rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
+                                   clock=clock)
+    rest._retry_policy = retry or RetryPolicy(max_delay_s=1.0, initial_s=0.05, max_wait_s=0.2)
+    stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(4),
+                                        ping_interval_s=0.5, **(stream_kw or {}))
+    poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock)
+    book = PositionBook(BookPolicy(max_age_ms=3000, max_rest_lag_ms=2000))
+    published: list[PositionView] = []
+    alerts: list[RaiseAlert] = []
+
+    def on_effect(effect: Effect) -> None:
+        if isinstance(effect, Publish):
+            published.append(effect.view)
+        elif isinstance(effect, RaiseAlert):
+            alerts.append(effect)
+
+    pump = CorePump(book, clock=clock, poller=poller, stream=stream, tick_interval_s=0.1,
+                    on_effect=on_effect)
+    events: list[Event] = []
+    original_apply = pump.apply
+
+    def recording_apply(event: Event) -> None:
+        events.append(event)
+        original_apply(event)
+
+    pump.apply = recording_apply  # type: ignore[method-assign]
+    task = asyncio.create_task(run_adapters(pump, stream, poller))
+    watch = Watch(sim, rest, stream, poller, book, published, alerts, events)
+    try:
+        await watch.until(lambda w: w.book.stream_state == "live", "stream live")
+        yield watch
+        watch.never_closed_while_open()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await http.aclose()
+
+
+async def open_position(w: Watch, qty: str = "0.01") -> None:
+    w.sim.fill("BTCUSDT", "BUY", qty)
+    await w.until(lambda w: (v := w.view()) is not None and v.state is PositionState.OPEN
+                  and v.amount == Decimal(qty), "position open")
+
+
+def close_position(w: Watch, qty: str = "0.01") -> None:
+    w.sim.fill("BTCUSDT", "SELL", qty)
+
+
+def lost_reasons(w: Watch) -> list[str]:
+    return [e.reason for e in w.events if isinstance(e, StreamLost)]
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+async def test_stream_reports_open_and_close(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "closed via the stream")
+        assert w.book.stream_state == "live"
+
+
+async def test_muted_stream_is_found_blind_by_rest_and_reconnected(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        sim.set_faults(stream="mute")
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "closed seen through REST")
+        await w.until(lambda w: any(a.code == "stream_blind" for a in w.alerts), "blind alert")
+        await w.until(lambda w: any(r.startswith("blind") for r in lost_reasons(w)),
+                      "reconnect because blind")
+        sim.clear_faults()
+        await w.until(lambda w: w.book.stream_state == "live", "live again")
+        await open_position(w)  # events flow again
+
+
+async def test_stalled_stream_is_lost_positions_stay_known_through_rest(sim: Simulator) -> None:
+    async with watching(sim, max_silence_s=1.5) as w:
+        await open_position(w)
+        sim.set_faults(stream="stall")
+        await w.until(lambda w: len(lost_reasons(w)) >= 1, "stall detected")
+        # REST keeps the position confirmed (a snapshot requested after the gap).
+        await w.until_state(PositionState.OPEN, "still open via REST")
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "closed via REST while stalled")
+        sim.clear_faults()
+        await w.until(lambda w: w.book.stream_state == "live", "recovers by itself")
+
+
+async def test_disconnect_is_a_gap_then_recovers(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        sim.set_faults(stream="disconnect")
+        await w.until(lambda w: len(lost_reasons(w)) >= 1, "drop seen")
+        # During the gap nothing is CLOSED; afterwards the post-gap snapshot confirms again.
+        await w.until(lambda w: w.book.stream_state == "live", "reconnected and reconciled")
+        view = w.view()
+        assert view is not None
+        assert view.state is PositionState.OPEN
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "closed after reconnect")
+        assert w.stream.stats.reconnects >= 1
+
+
+async def test_listen_key_expired_reconnects_with_a_new_key(sim: Simulator,
+                                                            sim_client: Any) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        response = await sim_client.control("POST", "listen-key/expire")
+        assert response.status_code == 200
+        await w.until(lambda w: "listen_key_expired" in lost_reasons(w), "expiry seen")
+        await w.until(lambda w: w.book.stream_state == "live", "live with a new key")
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "events flow on the new connection")
+
+
+async def test_keepalive_minus_1125_forces_new_key(sim_factory: Any) -> None:
+    # Keys live 0.5 s; keepalives come every 0.8 s, so a PUT finds the key gone (-1125). The
+    # listenKeyExpired event is dropped so that only the keepalive path can notice.
+    async with sim_factory(time_scale=7200, ping_interval_s=0.5,
+                           pong_timeout_s=5.0) as sim, \
+            watching(sim, keepalive_interval_s=0.8) as w:
+        sim.set_faults(drop_events=["listenKeyExpired"])
+        await w.until(lambda w: any("-1125" in r for r in lost_reasons(w)), "keepalive -1125")
+        await w.until(lambda w: w.book.stream_state == "live", "recovers by itself")
+
+
+async def test_rotation_before_24h_cut_leaves_no_gap(sim_factory: Any) -> None:
+    # time_scale 14400: connections are cut at 6 s and keys live 250 ms without keepalive
+    # (a keepalive every 50 ms keeps it; the machine is shared, so leave a wide margin).
+    async with sim_factory(time_scale=14400, ping_interval_s=0.5,
+                           pong_timeout_s=5.0) as sim, \
+            watching(sim, rotate_after_s=2.0, keepalive_interval_s=0.05,
+                     poll_interval_s=5.0) as w:
+        await open_position(w)
+        start = asyncio.get_running_loop().time()
+        qty = Decimal("0.01")
+        while asyncio.get_running_loop().time() - start < 6.5:  # past the 6 s cut
+            sim.fill("BTCUSDT", "BUY", "0.01")
+            qty += Decimal("0.01")
+            await w.until(lambda w, q=qty: (v := w.view()) is not None and v.amount == q,
+                          f"amount {qty} via the stream", timeout_s=3.0)
+            assert w.book.stream_state == "live"
+        assert w.stream.stats.rotations >= 2
+        assert lost_reasons(w) == []
+
+
+async def test_rest_lag_never_reverts_a_newer_stream_fact(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        sim.set_faults(rest_lag_ms=1500)
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "closed via the stream")
+        closed_at = len(w.published)
+        reads = w.poller.reads
+        await w.until(lambda w: w.poller.reads >= reads + 5, "several lagging polls")
+        opened_again = [v for v in w.published[closed_at:] if v.state is PositionState.OPEN]
+        assert opened_again == []
+        assert w.view().state is PositionState.CLOSED  # type: ignore[union-attr]
+
+
+async def test_5xx_burst_makes_unknown_never_closed_then_recovers(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        sim.set_faults(rest_errors={"status": 503, "count": 20})
+        await w.until(lambda w: (v := w.view()) is not None and v.state is PositionState.UNKNOWN,
+                      "unknown while REST fails", timeout_s=20)
+        assert w.view().amount == Decimal("0.01")  # type: ignore[union-attr]
+        await w.until_state(PositionState.OPEN, "recovers by itself", timeout_s=30)
+
+
+async def test_429_retry_after_degrades_then_recovers(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        await open_position(w)
+        sim.set_faults(rest_errors={"status": 429, "count": 1})
+        await w.until(lambda w: w.rest.degraded, "degraded after 429")
+        await w.until(lambda w: not w.rest.degraded, "recovered after Retry-After")
+        close_position(w)
+        await w.until_state(PositionState.CLOSED, "working again")
+
+
+async def test_clock_skew_is_resynced(sim: Simulator) -> None:
+    async with watching(sim) as w:
+        sim.set_faults(clock_skew_ms=30_000)
+        await w.until(lambda w: abs(w.rest.offset_ms - 30_000) < 1000, "offset re-synced")
+        await open_position(w)
+        snapshots = w.poller.reads
+        await w.until(lambda w: w.poller.reads >= snapshots + 3, "signed reads keep working")
+        assert w.view().state is PositionState.OPEN  # type: ignore[union-attr]
+

@@ -1,0 +1,295 @@
+"""ReaperTask.reap: routing, re-queries, budget, dry run, Redis marks (real Redis, fake Binance).
+
+Binance is faked at the transport seam (``httpx.MockTransport``, STYLE §8.4); the store is a
+real ``RedisPublisher`` on the session's redis-server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from tests.core.reaper_support import StubPositions, algo_update
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.retry import RetryPolicy
+from watchdog.core.effects import CancelOrder
+from watchdog.core.events import Event
+from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+from watchdog.core.orders import OrderBook
+from watchdog.errors import AuthenticationFailed
+from watchdog.runtime.clock import SystemClock
+from watchdog.runtime.reaper_task import Outcome, ReaperTask
+from watchdog.store.publisher import RedisPublisher
+
+BAS = Symbol("BASUSDT")
+KEY = PositionKey(BAS, PositionSide.BOTH)
+ALGO = CancelOrder(KEY, OrderId(4000001783523430), True, "bot-sl", "test")
+CHILD = CancelOrder(KEY, OrderId(88937381063), False, "bot-sl", "test")
+UNKNOWN_503 = (503, {"code": -1000, "msg": "Unknown error, please check your request or try again later."})
+
+
+@dataclass(frozen=True)
+class Creds:
+    api_key: str = "k"
+    api_secret: str = field(default="s", repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = True
+    dry_run: bool = False
+    grace_ms: int = 2000
+    client_id_prefix: str = ""
+    max_cancels_per_min: int = 20
+    stuck_triggering_s: float = 10.0
+
+
+def algo_row(status: str) -> dict[str, Any]:
+    return {"algoId": ALGO.order_id, "clientAlgoId": "bot-sl", "algoType": "CONDITIONAL",
+            "orderType": "STOP_MARKET", "symbol": BAS, "side": "SELL", "positionSide": "BOTH",
+            "timeInForce": "GTC", "quantity": "1216", "algoStatus": status, "actualOrderId": "",
+            "triggerPrice": "0.0077", "price": "0", "closePosition": False, "reduceOnly": True,
+            "createTime": 1, "updateTime": 2, "triggerTime": 0}
+
+
+def order_row(status: str) -> dict[str, Any]:
+    return {"orderId": CHILD.order_id, "clientOrderId": "bot-sl", "symbol": BAS, "side": "SELL",
+            "positionSide": "BOTH", "type": "LIMIT", "origType": "STOP", "status": status,
+            "reduceOnly": True, "closePosition": False, "stopPrice": "0.0077", "origQty": "1216",
+            "time": 1, "updateTime": 2}
+
+
+Reply = tuple[int, Any]
+
+
+class FakeBinance:
+    """Scripted answers per ``METHOD /path``; records every request (path and parameters)."""
+
+    def __init__(self, store: RedisPublisher) -> None:
+        self.store = store
+        self.script: dict[str, list[Reply]] = {}
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        self.reaping_during_cancel: list[bool] = []
+        self.positions: list[dict[str, Any]] = []
+
+    def on(self, endpoint: str, *replies: Reply) -> None:
+        self.script[endpoint] = list(replies)
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        endpoint = f"{request.method} {request.url.path}"
+        params = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+        self.calls.append((endpoint, params))
+        if endpoint == "GET /fapi/v1/time":
+            return httpx.Response(200, json={"serverTime": SystemClock().wall_ms()})
+        if endpoint == "GET /fapi/v3/positionRisk" and endpoint not in self.script:
+            return httpx.Response(200, json=self.positions)
+        if request.method == "DELETE":
+            marked = await self.store._redis.exists(self.store.keys.reaping(KEY))
+            self.reaping_during_cancel.append(bool(marked))
+        replies = self.script.get(endpoint)
+        if not replies:
+            raise AssertionError(f"unexpected request {endpoint} {params}")
+        status, body = replies.pop(0) if len(replies) > 1 else replies[0]
+        return httpx.Response(status, content=json.dumps(body).encode())
+
+    def sent(self, endpoint: str) -> list[dict[str, str]]:
+        return [p for e, p in self.calls if e == endpoint]
+
+
+Make = Callable[..., Awaitable[tuple[ReaperTask, FakeBinance, list[Event]]]]
+
+
+@pytest.fixture
+async def make(publisher: RedisPublisher) -> Any:
+    clients: list[httpx.AsyncClient] = []
+
+    async def build(**settings: Any) -> tuple[ReaperTask, FakeBinance, list[Event]]:
+        fake = FakeBinance(publisher)
+        http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handle),
+                                 base_url="http://binance.test")
+        clients.append(http)
+        rest = BinanceRest(http, Creds(), clock=SystemClock(),
+                           retry_policy=RetryPolicy(max_delay_s=0.2, initial_s=0.01,
+                                                    max_wait_s=0.02, jitter_s=0.0,
+                                                    max_attempts=2))
+        events: list[Event] = []
+
+        async def emit(event: Event) -> None:
+            events.append(event)
+
+        return ReaperTask(rest, publisher, emit, SystemClock(), Settings(**settings)), fake, events
+
+    yield build
+    for http in clients:
+        await http.aclose()
+
+
+async def kinds(publisher: RedisPublisher) -> list[str]:
+    entries: list[tuple[str, dict[str, str]]] = await publisher._redis.xrange(  # type: ignore[assignment]
+        publisher.keys.events)
+    return [fields["kind"] for _, fields in entries]
+
+
+async def test_algo_is_cancelled_on_the_algo_endpoint_with_the_position_marked(
+        make: Make, publisher: RedisPublisher) -> None:
+    task, fake, events = await make()
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.REMOVED
+    assert fake.sent("DELETE /fapi/v1/algoOrder")[0]["algoId"] == str(ALGO.order_id)
+    assert fake.sent("DELETE /fapi/v1/order") == []
+    assert fake.reaping_during_cancel == [True]
+    assert not await publisher._redis.exists(publisher.keys.reaping(KEY))
+    assert await kinds(publisher) == ["orphan_removed", "trailing_stop_orphaned"]
+    assert [type(e).__name__ for e in events] == ["SnapshotRequested", "PositionSnapshot"]
+
+
+async def test_child_order_is_cancelled_on_the_order_endpoint(make: Make) -> None:
+    task, fake, _ = await make()
+    fake.on("DELETE /fapi/v1/order", (200, order_row("CANCELED")))
+    result = await task.reap(CHILD)
+    assert result.outcome is Outcome.REMOVED
+    sent = fake.sent("DELETE /fapi/v1/order")[0]
+    assert sent["symbol"] == BAS
+    assert sent["orderId"] == str(CHILD.order_id)
+    assert fake.sent("DELETE /fapi/v1/algoOrder") == []
+
+
+@pytest.mark.parametrize(("status", "outcome", "events"), [
+    ("CANCELED", Outcome.ALREADY_GONE, ["orphan_removed", "trailing_stop_orphaned"]),
+    ("TRIGGERED", Outcome.FAILED, []),
+    ("NEW", Outcome.FAILED, []),
+])
+async def test_unknown_order_is_requeried_before_calling_it_gone(
+        make: Make, publisher: RedisPublisher, status: str, outcome: Outcome,
+        events: list[str]) -> None:
+    task, fake, _ = await make()
+    fake.on("DELETE /fapi/v1/algoOrder", (400, {"code": -2011, "msg": "Unknown order sent."}))
+    fake.on("GET /fapi/v1/algoOrder", (200, algo_row(status)))
+    result = await task.reap(ALGO)
+    assert result.outcome is outcome
+    assert status in result.detail
+    assert len(fake.sent("GET /fapi/v1/algoOrder")) == 1
+    assert await kinds(publisher) == events
+
+
+async def test_order_that_no_longer_exists_is_gone(make: Make) -> None:
+    task, fake, _ = await make()
+    fake.on("DELETE /fapi/v1/order", (400, {"code": -2011, "msg": "Unknown order sent."}))
+    fake.on("GET /fapi/v1/order", (400, {"code": -2013, "msg": "Order does not exist."}))
+    result = await task.reap(CHILD)
+    assert result.outcome is Outcome.ALREADY_GONE
+
+
+@pytest.mark.parametrize(("requery", "outcome"), [
+    ((200, algo_row("CANCELED")), Outcome.REMOVED),
+    ((200, algo_row("NEW")), Outcome.FAILED),
+    (UNKNOWN_503, Outcome.FAILED),
+])
+async def test_outcome_unknown_is_requeried(make: Make, requery: Reply, outcome: Outcome) -> None:
+    task, fake, _ = await make()
+    fake.on("DELETE /fapi/v1/algoOrder", UNKNOWN_503)
+    fake.on("GET /fapi/v1/algoOrder", requery)
+    result = await task.reap(ALGO)
+    assert result.outcome is outcome
+    assert len(fake.sent("DELETE /fapi/v1/algoOrder")) == 1  # a mutation is never resent
+
+
+async def test_position_reopened_before_the_cancel_aborts_it(
+        make: Make, publisher: RedisPublisher) -> None:
+    task, fake, _ = await make()
+    fake.positions = [{"symbol": BAS, "positionSide": "BOTH", "positionAmt": "1216",
+                       "entryPrice": "0.0083", "updateTime": 5}]
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.ABORTED
+    assert "reopened" in result.detail
+    assert fake.sent("DELETE /fapi/v1/algoOrder") == []
+    assert await kinds(publisher) == []
+    assert not await publisher._redis.exists(publisher.keys.reaping(KEY))
+
+
+async def test_failed_reread_aborts(make: Make) -> None:
+    task, fake, events = await make()
+    fake.on("GET /fapi/v3/positionRisk", (503, {"code": -1001, "msg": "Service Unavailable."}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.ABORTED
+    assert fake.sent("DELETE /fapi/v1/algoOrder") == []
+    assert type(events[-1]).__name__ == "SnapshotFailed"  # the core hears of it: grace resets
+
+
+async def test_budget_caps_cancel_requests(make: Make) -> None:
+    task, fake, _ = await make(max_cancels_per_min=1)
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    fake.on("DELETE /fapi/v1/order", (200, order_row("CANCELED")))
+    assert (await task.reap(ALGO)).outcome is Outcome.REMOVED
+    second = await task.reap(CHILD)
+    assert second.outcome is Outcome.ABORTED
+    assert "budget" in second.detail
+    assert fake.sent("DELETE /fapi/v1/order") == []
+
+
+async def test_dry_run_sends_no_cancel(make: Make, publisher: RedisPublisher) -> None:
+    task, fake, _ = await make(dry_run=True)
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.WOULD_REMOVE
+    assert [e for e, _ in fake.calls if e.startswith("DELETE")] == []
+    assert await kinds(publisher) == ["orphan_candidate"]
+
+
+async def test_rejected_api_key_propagates(make: Make, publisher: RedisPublisher) -> None:
+    task, fake, _ = await make()
+    fake.on("DELETE /fapi/v1/algoOrder", (401, {"code": -2015, "msg": "Invalid API-key"}))
+    with pytest.raises(AuthenticationFailed):
+        await task.reap(ALGO)
+    assert not await publisher._redis.exists(publisher.keys.reaping(KEY))
+
+
+# ---------------------------------------------------------------- step (in the core loop)
+
+
+def stuck_book() -> tuple[StubPositions, OrderBook]:
+    positions = StubPositions().set_flat(KEY, 1_000)
+    orders = OrderBook()
+    orders.apply(algo_update(1, AlgoStatus.TRIGGERING, at_ms=2_000))
+    orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
+    return positions, orders
+
+
+async def test_step_waits_for_leases_then_decides_and_deduplicates(make: Make) -> None:
+    task, _, _ = await make(stuck_triggering_s=0.001, grace_ms=0)
+    positions, orders = stuck_book()
+    assert task.step(positions, orders, 0) == []  # leases not read yet: nothing may be cancelled
+    await task.refresh_leases()
+    effects = task.step(positions, orders, 0)
+    assert [type(e).__name__ for e in effects] == ["RaiseAlert", "CancelOrder"]
+    cancel = effects[1]
+    assert isinstance(cancel, CancelOrder)
+    task.submit(cancel)
+    task.submit(cancel)  # queued once
+    again = task.step(positions, orders, 0)
+    assert again == []  # alert not repeated within a minute; the cancel is already queued
+    assert task.budget_used() == 1
+
+
+async def test_disabled_reaper_decides_nothing(make: Make) -> None:
+    task, _, _ = await make(enabled=False)
+    await task.refresh_leases()
+    assert task.step(*stuck_book(), 0) == []
+
+
+async def test_step_asks_rest_to_confirm_a_stream_only_flat_at_most_once_a_second(
+        make: Make) -> None:
+    task, _, _ = await make()
+    await task.refresh_leases()
+    positions = StubPositions(views={KEY: StubPositions().set_flat(KEY, 0).views[KEY]})
+    orders = OrderBook()
+    orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
+    first = task.step(positions, orders, 0)
+    assert [type(e).__name__ for e in first] == ["RequestSnapshot"]
+    assert task.step(positions, orders, 0) == []
