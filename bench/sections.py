@@ -56,7 +56,7 @@ def veto(redis_url: str, n: int = 5000, batch: int = 100) -> dict[str, Any]:
         while done < n * 2:
             pipe = client.redis.pipeline(transaction=False)
             for _ in range(batch):
-                pipe.evalsha(sha, len(keys), *keys, *args)
+                pipe.evalsha_ro(sha, len(keys), *keys, *args)
             done += len(pipe.execute())
         pipelined_s = clock() - t0
     finally:
