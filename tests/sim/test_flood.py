@@ -31,6 +31,7 @@ async def test_flood_sends_valid_alternating_frames(sim: Simulator, sim_client: 
     report = response.json()
     assert report["sent"] == 12
     assert report["connections"] == 1
+    assert len(set(frames)) == len(frames)  # never byte-identical: duplicate filters keep all
     events = [e for f in frames for e in parse_user_event(json.loads(f))]  # type: ignore[union-attr]
     assert [type(e) for e in events] == [StreamPositions, OrderUpdate] * 6
     times = [e.event_time_ms for e in events]

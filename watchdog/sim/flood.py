@@ -15,7 +15,9 @@ Rules of this module:
 2. ``rate_per_s`` null: frames go out in chunks as fast as the client reads them (at most
    ~1 MiB unread per connection; no queue grows in the simulator). A rate: frame ``k`` is due
    at ``start + k / rate`` and is sent through aiohttp like every other event.
-3. Amounts move away from zero and alternate between two values per symbol (``A + 1 step``,
+3. No two frames are equal (the wallet balance moves by 1e-8 per ACCOUNT_UPDATE, order ids are
+   unique), so a receiver's duplicate filter never drops one. Amounts move away from zero and
+   alternate between two values per symbol (``A + 1 step``,
    ``A + 2 steps`` where ``A`` is the model's amount), so every ACCOUNT_UPDATE is a state change
    and a position never flips. When the flood ends the model holds each symbol's last amount (at
    the symbol's price, with the last frame's time), so REST agrees with the stream.
@@ -46,7 +48,9 @@ _DRAIN_POLL_S = 0.0005
 _TYPES = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE")
 # Placeholders replaced per frame (digits only, so the template stays valid JSON).
 _E, _ID = 1111111111111, 3333333333333
+_WALLET = Decimal(4444444444444)  # the wallet balance: a per-frame value, so no two frames are equal
 _ORDER_IDS = 9_000_000_000_000
+_TICK = Decimal("0.00000001")
 
 
 class FloodError(ValueError):
@@ -56,6 +60,7 @@ class FloodError(ValueError):
 def _template(event: dict[str, object]) -> str:
     """``event`` as compact JSON turned into a ``str.format`` template: {0} time, {1} order id."""
     text = json.dumps(event, separators=(",", ":")).replace("{", "{{").replace("}", "}}")
+    text = text.replace(f"{_WALLET:.8f}", "{1}")
     return text.replace(str(_E), "{0}").replace(str(_ID), "{1}")
 
 
@@ -68,6 +73,7 @@ class _Frames:
         side = "LONG" if account.dual_side else "BOTH"
         self.symbols = symbols
         self.side = side
+        self.wallet = account.wallet
         self.amounts: list[tuple[Decimal, Decimal]] = []
         self.account_updates: list[list[str]] = []
         self.order_updates: list[tuple[str, str]] = []
@@ -81,7 +87,7 @@ class _Frames:
             rows = []
             for amount in pair:
                 row = ev.position_row(symbol, side, amount, spec.price, ZERO, ZERO, spec)
-                rows.append(_template(ev.account_update("ORDER", account.wallet, ZERO, [row], _E)))
+                rows.append(_template(ev.account_update("ORDER", _WALLET, ZERO, [row], _E)))
             self.account_updates.append(rows)
             order = Order(_ID, "flood", symbol, "BUY", "LIMIT", "GTC", spec.step_size,
                           spec.price / 2, side, False, False, _E, _E)
@@ -95,7 +101,10 @@ class _Frames:
         n = len(self.symbols)
         index = (k // 2) % n
         if k % 2 == 0:
-            return _TYPES[0], self.account_updates[index][(k // (2 * n)) % 2].format(now_ms)
+            # Wallet balance moves by 1e-8 per frame: like real fills (fees), no two frames are
+            # byte-identical, so a receiver's duplicate filter never drops one.
+            wallet = f"{self.wallet + k * _TICK:.8f}"
+            return _TYPES[0], self.account_updates[index][(k // (2 * n)) % 2].format(now_ms, wallet)
         m = k // 2  # the m-th order frame: order m // 2 is placed, then cancelled
         placed, cancelled = self.order_updates[(m // 2) % n]
         return _TYPES[1], (cancelled if m % 2 else placed).format(now_ms, _ORDER_IDS + m // 2)
