@@ -253,6 +253,27 @@ async def test_listen_key_expired_reconnects_and_says_so() -> None:
         assert fake.urls[-1].startswith("/private/ws?listenKey=LK-2")
 
 
+async def test_listen_keys_never_reach_the_log() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{message}")
+    fake = FakeBinance(listen_key="SECRETKEY1")
+    try:
+        async with running(fake) as h:
+            await until(h, lambda ev: any(isinstance(e, PositionSnapshot) for e in ev), "first")
+            fake.listen_key = "SECRETKEY2"
+            await fake.broadcast('{"e": "listenKeyExpired", "E": "oops", "listenKey": "SECRETKEY1"}')
+            await fake.broadcast({"e": "listenKeyExpired", "E": 1, "listenKey": "SECRETKEY1"})
+            await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) >= 2,
+                        "reconnected")
+    finally:
+        logger.remove(sink)
+    text = "\n".join(lines)
+    assert "listenKeyExpired" in text or "malformed" in text  # something was logged about it
+    assert "SECRETKEY" not in text
+
+
 async def test_keepalive_minus_1125_gets_a_new_key_and_reconnects() -> None:
     fake = FakeBinance(keepalive_code=-1125)
     async with running(fake, keepalive_interval_s=0.3) as h:
