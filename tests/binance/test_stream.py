@@ -196,9 +196,8 @@ async def test_gap_order_is_connected_snapshot_then_buffered_events() -> None:
         fake.positions_gate.set()  # type: ignore[union-attr]
         await until(h, lambda ev: any(isinstance(e, StreamPositions) for e in ev), "replay")
         kinds = h.kinds()
-        assert kinds[:4] == ["StreamConnected", "SnapshotRequested", "PositionSnapshot",
-                             "OrdersSnapshot"]
-        assert kinds[4] == "StreamPositions"
+        assert kinds[:5] == ["StreamConnected", "SnapshotRequested", "PositionSnapshot",
+                             "StreamPositions", "OrdersSnapshot"]
         snap = h.events[2]
         assert isinstance(snap, PositionSnapshot)
         assert snap.request_id == h.events[1].request_id  # type: ignore[union-attr]

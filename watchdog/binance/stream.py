@@ -7,7 +7,7 @@ Rules of this module:
 2. Gap handling (Nautilus' buffer → snapshot → replay, PEERS.md §2a): after each connect the
    reader buffers frames while a positions snapshot *requested after the connect* is read; the
    core then gets ``StreamConnected → SnapshotRequested → PositionSnapshot|SnapshotFailed →
-   buffered events in order``.
+   buffered events in order → OrdersSnapshot`` (per symbol holding a position).
 3. Liveness: websockets pings every ``ping_interval_s`` (5 s, at most ``max_silence_s/3``) and
    wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
    (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
@@ -29,6 +29,7 @@ import itertools
 import json
 import random
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,7 @@ class _Connection:
     queue: asyncio.Queue[str | bytes | _End | _Control | _Successor] = field(
         default_factory=asyncio.Queue)
     rotate_at: float = float("inf")
+    held: deque[_End | _Control | _Successor] = field(default_factory=deque)
 
 
 @dataclass
@@ -229,7 +231,7 @@ class UserDataStream:
             if self._pending_control is not None:
                 conn.queue.put_nowait(_Control(self._pending_control))
                 self._pending_control = None
-            await self._resync(emit)
+            await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             decided, self._decided = self._decided or reason == _EXPIRED, False
             self._current = None
@@ -279,10 +281,22 @@ class UserDataStream:
         except ConnectionClosed as exc:
             logger.debug("user stream close connection_id={}: {}", conn.id, _close_text(exc))
 
-    async def _resync(self, emit: Emit) -> None:
-        """Rule 2: a snapshot requested after the connect, before the buffered events."""
+    async def _resync(self, conn: _Connection, emit: Emit) -> None:
+        """Rule 2: a snapshot requested after the connect, then the frames buffered meanwhile.
+
+        Open orders of the symbols holding a position are read after those frames, so no other
+        REST read can slip in between the snapshot and the events that happened after it.
+        """
         snapshot = await read_positions(self._rest, emit, reason="stream connected")
-        if snapshot is not None:
+        while not conn.queue.empty():
+            item = conn.queue.get_nowait()
+            if not isinstance(item, (str, bytes)):
+                conn.held.append(item)  # an end or a control: _serve sees it first
+                break
+            if await self._deliver(item, emit):
+                conn.held.append(_End(_EXPIRED))
+                break
+        if snapshot is not None and not conn.held:
             open_symbols = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
             await read_orders(self._rest, emit, open_symbols, reason="stream connected",
                               urgent=True)
@@ -295,7 +309,7 @@ class UserDataStream:
             wait_s = min(silent_at - loop.time(), conn.rotate_at - self._clock.monotonic())
             try:
                 async with asyncio.timeout(max(0.0, wait_s)):
-                    item = await conn.queue.get()
+                    item = conn.held.popleft() if conn.held else await conn.queue.get()
             except TimeoutError:
                 if loop.time() >= conn.ws.last_frame_at + self._max_silence_s:
                     return conn, f"silent: no frame for {self._max_silence_s:g}s"
