@@ -71,6 +71,7 @@ STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_L
 
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
 _EXPIRED = "listen_key_expired"
+_SILENT = "silent"
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
@@ -163,7 +164,6 @@ class UserDataStream:
         self._ids = itertools.count(1)
         self._recent = RecentEvents()
         self._current: _Connection | None = None
-        self._pending_control: str | None = None
         self._decided = False  # the connection ended because we asked (not a failure)
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
@@ -187,11 +187,11 @@ class UserDataStream:
 
     def request_reconnect(self, reason: str) -> None:
         """End the current connection and reconnect with a fresh key check (e.g. found blind)."""
+        if self._current is None:  # already reconnecting: the next connection is fresh
+            logger.info("user stream reconnect requested while reconnecting reason={}", reason)
+            return
         logger.warning("user stream reconnect requested reason={}", reason)
-        if self._current is not None:
-            self._current.queue.put_nowait(_Control(reason))
-        else:
-            self._pending_control = reason
+        self._current.queue.put_nowait(_Control(reason))
 
     async def run(self, emit: Emit) -> None:
         """Connect, resync, deliver and reconnect forever; see the module rules."""
@@ -228,9 +228,6 @@ class UserDataStream:
                 self.stats.reconnects += 1
             logger.info("user stream connected connection_id={} cause={}", conn.id, cause)
             await emit(StreamConnected(conn.id))
-            if self._pending_control is not None:
-                conn.queue.put_nowait(_Control(self._pending_control))
-                self._pending_control = None
             await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             decided, self._decided = self._decided or reason == _EXPIRED, False
@@ -239,7 +236,10 @@ class UserDataStream:
             self.stats.last_lost_reason = reason
             logger.warning("user stream lost connection_id={} reason={}", conn.id, reason)
             await emit(StreamLost(conn.id, reason))
-            await self._close(conn)
+            if reason.startswith(_SILENT):
+                conn.ws.transport.abort()  # the peer does not answer: no closing handshake
+            else:
+                await self._close(conn)
             # A reconnect we decided on (blind, key expired or refused) is no failure of the
             # link: come back at the minimum delay. Failing links back off exponentially.
             if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
@@ -312,7 +312,7 @@ class UserDataStream:
                     item = conn.held.popleft() if conn.held else await conn.queue.get()
             except TimeoutError:
                 if loop.time() >= conn.ws.last_frame_at + self._max_silence_s:
-                    return conn, f"silent: no frame for {self._max_silence_s:g}s"
+                    return conn, f"{_SILENT}: no frame for {self._max_silence_s:g}s"
                 if self._clock.monotonic() >= conn.rotate_at:
                     conn.rotate_at = float("inf")  # one successor at a time
                     assert self._tg is not None
