@@ -61,13 +61,19 @@ def config_check(path: str) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on one line instead of the timeline.")
-def demo(as_json: bool) -> None:
+@click.pass_context
+def demo(ctx: click.Context, as_json: bool) -> None:
     """Replay the BASUSDT incident on the simulator: without, then with the watchdog."""
     import asyncio
     import json
 
     from watchdog.demo.incident import DemoFailed, render_summary, run_demo
     from watchdog.demo.processes import DemoSetupError
+    from watchdog.logs import configure_logging
+
+    # The timeline is the output; the in-process simulator's INFO lines would bury it.
+    if ctx.parent is not None and ctx.parent.params.get("log_level", "INFO").upper() == "INFO":
+        configure_logging(level="WARNING", json=bool(ctx.parent.params.get("log_json")))
 
     try:
         result = asyncio.run(run_demo(echo=not as_json))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.runtime.health import Health, StreamState, summary_line
+from watchdog.runtime.health import Health, summary_line
 
 HEALTH = Health(pid=7, host="h", version="0.1.0", started_ms=1_000, updated_ms=9_000, ready=True,
                 healthy=False, problems=("stream lost", "1 position(s) unknown"),
-                stream_state=StreamState.LOST, last_event_ms=8_000, last_snapshot_ms=8_500,
+                stream_state="down", last_event_ms=8_000, last_snapshot_ms=8_500,
                 rest_weight_used_1m=12, rest_weight_budget_1m=360, positions_open=2,
                 positions_unknown=1, orphans_removed=3, reaper="dry-run")
 
@@ -42,5 +42,5 @@ def test_missing_identity_is_an_error() -> None:
 def test_summary_line() -> None:
     line = summary_line(HEALTH, now_ms=10_000)
     assert "\n" not in line
-    assert line.startswith("degraded stream=lost positions=2 unknown=1 last_event_age_s=2.0")
+    assert line.startswith("degraded stream=down positions=2 unknown=1 last_event_age_s=2.0")
     assert line.endswith("problems=stream lost,1 position(s) unknown")

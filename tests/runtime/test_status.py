@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
-from watchdog.runtime.health import Health, StreamState
+from watchdog.runtime.health import Health
 from watchdog.runtime.status import EXIT_DEGRADED, EXIT_DOWN, EXIT_HEALTHY, read_status
 from watchdog.runtime.status_view import render_text
 from watchdog.store.keys import AccountKeys, parse_member
@@ -29,18 +30,19 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 def write_health(client: redis.Redis, **overrides: object) -> None:
     values: dict[str, object] = dict(
         pid=4242, host="bot-host", version="0.1.0", started_ms=NOW_MS - 60_000,
-        updated_ms=NOW_MS - 300, ready=True, healthy=True, stream_state=StreamState.LIVE,
+        updated_ms=NOW_MS - 300, ready=True, healthy=True, stream_state="live",
         last_event_ms=NOW_MS - 2_000, last_snapshot_ms=NOW_MS - 500, rest_weight_used_1m=40,
         rest_weight_budget_1m=360, positions_open=1, orphans_removed=1, reaper="on")
     values.update(overrides)
     health = Health(**values)  # type: ignore[arg-type]
-    client.hset(KEYS.health, mapping=health.to_fields())
+    fields: dict[Any, Any] = health.to_fields()
+    client.hset(KEYS.health, mapping=fields)
     client.pexpire(KEYS.health, 5000)
 
 
 def write_position(client: redis.Redis, member: str, state: str, amt: str) -> None:
-    fields = {"state": state, "amt": amt, "entry": "0.00832684", "source": "stream",
-              "as_of_ms": NOW_MS - 900, "verified_ms": NOW_MS - 400, "version": 7}
+    fields: dict[Any, Any] = {"state": state, "amt": amt, "entry": "0.00832684", "source": "stream",
+                              "as_of_ms": NOW_MS - 900, "verified_ms": NOW_MS - 400, "version": 7}
     client.hset(KEYS.position(parse_member(member)), mapping=fields)
     client.sadd(KEYS.positions, member)
 
@@ -48,7 +50,10 @@ def write_position(client: redis.Redis, member: str, state: str, amt: str) -> No
 def test_healthy(client: redis.Redis, redis_url: str) -> None:
     write_health(client)
     write_position(client, "BASUSDT:BOTH", "open", "1216")
-    client.hset(KEYS.windows, "BASUSDT:BOTH", json.dumps({"window_ms": 412, "at_ms": NOW_MS - 10_000}))
+    # The format store/lua/end.lua writes: the last window as JSON, plus count and maximum.
+    last = {"holder": "bot", "token": 3, "window_ms": 412, "end_ms": NOW_MS - 10_000, "outcome": "ok"}
+    client.hset(KEYS.windows, mapping={"BASUSDT:BOTH": json.dumps(last), "BASUSDT:BOTH:count": 2,
+                                       "BASUSDT:BOTH:max_window_ms": 530})
     client.xadd(KEYS.events, {"kind": "orphan_removed", "symbol": "BASUSDT"})
     report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
     assert report.exit_code == EXIT_HEALTHY, report.reasons
@@ -59,20 +64,21 @@ def test_healthy(client: redis.Redis, redis_url: str) -> None:
     assert data["positions"][0]["state"] == "open"
     assert data["positions"][0]["age_ms"] == 400
     assert data["unprotected_windows"] == [
-        {"symbol": "BASUSDT", "side": "BOTH", "window_ms": 412, "at_ms": NOW_MS - 10_000}]
+        {"symbol": "BASUSDT", "side": "BOTH", "last": last, "count": 2, "max_window_ms": 530}]
     assert data["orphans_removed"] == 1
     json.dumps(data)  # serialisable as is
     text = render_text(report)
     assert text.splitlines()[0] == "position-watchdog [main]: HEALTHY (exit 0)"
     assert "BASUSDT" in text
+    assert "BASUSDT:BOTH last 412 ms by bot (outcome ok), max 530 ms over 2 update(s)" in text
 
 
 def test_degraded_when_stream_lost_or_position_unknown(client: redis.Redis, redis_url: str) -> None:
-    write_health(client, stream_state=StreamState.LOST, healthy=False, problems=("stream lost",))
+    write_health(client, stream_state="down", healthy=False, problems=("stream down",))
     write_position(client, "BTCUSDT:LONG", "unknown", "0.5")
     report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
     assert report.exit_code == EXIT_DEGRADED
-    assert "stream lost" in report.reasons
+    assert "stream down" in report.reasons
     assert any("BTCUSDT:LONG" in reason for reason in report.reasons)
     assert "DEGRADED" in render_text(report)
 
@@ -97,3 +103,38 @@ def test_down_when_redis_unreachable() -> None:
     report = read_status(f"redis://127.0.0.1:{port}/0", ACCOUNT, socket_timeout_s=0.5)
     assert report.exit_code == EXIT_DOWN
     assert report.reasons[0].startswith("redis unreachable")
+
+
+async def test_leases_and_windows_from_the_real_veto_scripts(publisher: Any, redis_url: str) -> None:
+    """What ``begin``/``end`` really write (store/lua), read back by ``status``."""
+    import time
+
+    from tests.support.store import ACCOUNT as STORE_ACCOUNT
+    from tests.support.store import make_view, position_key
+    from watchdog.client import WatchdogClient
+
+    now_ms = time.time_ns() // 1_000_000
+    health = Health(pid=1, host="h", version="0", started_ms=now_ms, updated_ms=now_ms, ready=True,
+                    healthy=True, stream_state="live")
+    await publisher.heartbeat(health.to_fields(), wall_ms=now_ms)
+    await publisher.publish(make_view(position_key("BTCUSDT"), verified_ms=now_ms))
+    bot = WatchdogClient.from_url(redis_url, STORE_ACCOUNT)
+    try:
+        verdict = bot.begin("BTCUSDT", "BOTH", holder="bot-1", ttl_ms=30_000)
+        assert verdict.allowed, verdict
+        assert verdict.lease is not None
+        leased = read_status(redis_url, STORE_ACCOUNT, socket_timeout_s=2).to_json()
+        assert [(lease["symbol"], lease["holder"], lease["token"]) for lease in leased["leases"]] == [
+            ("BTCUSDT", "bot-1", str(verdict.lease))]
+        assert leased["leases"][0]["expires_in_ms"] > 0
+        bot.confirm("BTCUSDT", "BOTH", verdict.lease)
+        bot.end("BTCUSDT", "BOTH", verdict.lease)
+    finally:
+        bot.close()
+    report = read_status(redis_url, STORE_ACCOUNT, socket_timeout_s=2)
+    data = report.to_json()
+    assert data["leases"] == []
+    [window] = data["unprotected_windows"]
+    assert (window["symbol"], window["count"], window["last"]["holder"]) == ("BTCUSDT", 1, "bot-1")
+    assert window["last"]["window_ms"] >= 0
+    assert "BTCUSDT:BOTH last" in render_text(report)

@@ -91,3 +91,8 @@ def test_vanished_socket_is_reported_not_raised(tmp_path: Path) -> None:
 )
 def test_watchdog_interval_s(env: dict[str, str], expected: float | None) -> None:
     assert watchdog_interval_s(env) == expected
+
+
+def test_keepalive_interval_is_half_of_watchdog_usec_or_one_second() -> None:
+    assert Notifier({"WATCHDOG_USEC": "30000000"}).keepalive_interval_s == 15.0
+    assert Notifier({}).keepalive_interval_s == 1.0

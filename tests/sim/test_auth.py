@@ -129,3 +129,15 @@ async def test_listen_key_needs_only_the_api_key(sim_client: SimClient) -> None:
     assert delete.json() == {}
     put = await sim_client.request("PUT", "/fapi/v1/listenKey", signed=False)
     assert put.json()["code"] == -1125
+
+
+async def test_hammering_after_429_gets_418(sim_factory: object) -> None:
+    async with sim_factory(weight_limit=40) as sim, httpx.AsyncClient() as http:  # type: ignore[operator]
+        sim.venue.weights.ban_after = 3  # Binance bans "after continuing to send after 429s"
+        client = SimClient(sim, http)
+        statuses = [(await client.get("/fapi/v1/openOrders")).status_code for _ in range(6)]
+        assert statuses == [200, 429, 429, 429, 418, 418]
+        banned = await client.request("GET", "/fapi/v1/time", signed=False)
+        assert banned.status_code == 418
+        assert banned.json()["code"] == -1003
+        assert int(banned.headers["Retry-After"]) > 60

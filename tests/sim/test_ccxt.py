@@ -1,4 +1,5 @@
-"""A real Binance client, ccxt ``binanceusdm`` 4.5.90, unchanged except for its URLs.
+"""A real Binance client, ccxt ``binanceusdm`` 4.5.90 (and ccxt.pro for the user stream),
+unchanged except for its URLs.
 
 NOTES.md: every ``https://…`` entry of ``urls['api']`` re-pointed at the simulator (paths kept)
 and ``has['fetchCurrencies'] = False``.
@@ -6,6 +7,7 @@ and ``has['fetchCurrencies'] = False``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -83,3 +85,35 @@ async def test_errors_surface_as_ccxt_exceptions(exchange: Any) -> None:
     with pytest.raises(ccxt.ExchangeError) as info:
         await exchange.cancel_order("12345", SYMBOL, params={"trigger": True})
     assert str(info.value) == 'binanceusdm {"code":-2011,"msg":"Unknown order sent."}'
+
+
+@pytest.fixture
+async def pro(sim: Simulator) -> AsyncIterator[Any]:
+    """ccxt.pro: its user stream goes to ``urls['api']['ws']['linear']`` + ``/private/ws?listenKey=``."""
+    import ccxt.pro as ccxtpro
+
+    ex = ccxtpro.binanceusdm({"apiKey": sim.api_key, "secret": sim.api_secret})
+    for name, url in list(ex.urls["api"].items()):
+        if isinstance(url, str) and url.startswith("https://"):
+            ex.urls["api"][name] = sim.rest_url + urlsplit(url).path
+    ex.urls["api"]["ws"]["linear"] = sim.ws_url + "/ws"
+    ex.has["fetchCurrencies"] = False
+    try:
+        await ex.load_markets()
+        yield ex
+    finally:
+        await ex.close()
+
+
+async def test_ccxt_pro_reads_the_user_stream(sim: Simulator, pro: Any) -> None:
+    assert await pro.watch_positions() == []  # the REST snapshot; the stream opens next call
+    positions = asyncio.ensure_future(pro.watch_positions())
+    await sim.wait_connections(1)
+    sim.fill("BTCUSDT", "BUY", "0.002")
+    (position,) = await asyncio.wait_for(positions, timeout=10)
+    assert (position["symbol"], position["contracts"], position["side"]) == (SYMBOL, 0.002, "long")
+    orders = asyncio.ensure_future(pro.watch_orders(SYMBOL))
+    sim.fill("BTCUSDT", "SELL", "0.002")
+    updates = await asyncio.wait_for(orders, timeout=10)
+    assert updates[-1]["status"] == "closed"
+    assert updates[-1]["filled"] == pytest.approx(0.002)

@@ -20,7 +20,8 @@ async def _connect(sim: Simulator, sim_client: SimClient,
     return ws
 
 
-async def test_mute_keeps_connection_and_pongs_but_drops_events(sim: Simulator, sim_client: SimClient) -> None:
+async def test_mute_keeps_connection_and_pongs_but_drops_events(sim: Simulator,
+                                                                 sim_client: SimClient) -> None:
     ws = await _connect(sim, sim_client, ["ACCOUNT_UPDATE"])
     async with ws:
         response = await sim_client.control("POST", "faults", {"stream": "mute"})
@@ -96,7 +97,8 @@ async def test_rest_lag_answers_from_the_past(sim: Simulator, sim_client: SimCli
                                  type="STOP_MARKET", triggerPrice="80000", quantity="0.002")
     assert algo.status_code == 200
     assert (await sim_client.get("/fapi/v3/positionRisk")).json() == []
-    assert (await sim_client.get("/fapi/v2/positionRisk", symbol="BTCUSDT")).json()[0]["positionAmt"] == "0.000"
+    v2 = (await sim_client.get("/fapi/v2/positionRisk", symbol="BTCUSDT")).json()
+    assert v2[0]["positionAmt"] == "0.000"
     assert (await sim_client.get("/fapi/v1/openAlgoOrders")).json() == []
     sim.clear_faults()
     assert (await sim_client.get("/fapi/v3/positionRisk")).json()[0]["positionAmt"] == "0.002"
@@ -150,3 +152,25 @@ async def test_state_and_reset(sim: Simulator, sim_client: SimClient) -> None:
     assert state["accounts"][0]["positions"] == []
     assert state["connections"] == []
     assert state["prices"]["BASUSDT"]["mark_price"] == "0.00832653"
+
+
+async def test_ws_handshake_errors(sim: Simulator, sim_client: SimClient) -> None:
+    key = await sim_client.listen_key()
+    sim.set_faults(ws_handshake_errors={"status": 503, "count": 1})
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(sim_client.stream_url(key)):
+            pass
+    assert info.value.response.status_code == 503
+    async with websockets.connect(sim_client.stream_url(key)):
+        await sim.wait_connections(1)
+
+
+async def test_reorder_events_swaps_pairs(sim: Simulator, sim_client: SimClient) -> None:
+    ws = await _connect(sim, sim_client, ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"])
+    async with ws:
+        sim.set_faults(reorder_events=True)
+        sim.fill("BTCUSDT", "BUY", "0.002")  # OTU NEW, OTU TRADE, ACCOUNT_UPDATE
+        first, second = await next_event(ws), await next_event(ws)
+        assert (first["o"]["x"], second["o"]["x"]) == ("TRADE", "NEW")
+        sim.clear_faults()  # the unpaired ACCOUNT_UPDATE is released
+        assert (await next_event(ws))["e"] == "ACCOUNT_UPDATE"

@@ -31,7 +31,8 @@ async def test_position_side_must_match_mode(sim: Simulator, sim_client: SimClie
                                     quantity="0.002", positionSide="LONG")
     assert one_way.json()["code"] == -4061
     await _hedge(sim_client)
-    missing = await sim_client.post("/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.002")
+    missing = await sim_client.post("/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET",
+                                    quantity="0.002")
     assert missing.json()["code"] == -4061
     reduce = await sim_client.post("/fapi/v1/order", symbol="BTCUSDT", side="SELL", type="MARKET",
                                    quantity="0.002", positionSide="LONG", reduceOnly="true")

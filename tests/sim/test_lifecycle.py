@@ -46,7 +46,9 @@ async def test_control_api_can_expire_a_key(sim: Simulator, sim_client: SimClien
 
 
 async def test_connection_is_cut_at_24h(sim_factory: object) -> None:
-    async with sim_factory(connection_max_age_s=0.5, ping_interval_s=5) as sim:  # type: ignore[operator]
+    # time_scale 172800: 24 h is 0.5 s (the listen key is kept valid for the test).
+    async with sim_factory(time_scale=172_800, listen_key_ttl_s=60, ping_interval_s=5,  # type: ignore[operator]
+                           pong_timeout_s=60) as sim:
         async with httpx.AsyncClient() as h:
             key = await SimClient(sim, h).listen_key()
         async with websockets.connect(sim.user_stream_url(key, ["ACCOUNT_UPDATE"])) as ws:

@@ -28,6 +28,8 @@ def _status(sim: Simulator, algo_id: int) -> str:
     ("TAKE_PROFIT_MARKET", "SELL", "91000", "91000.0", "90999.9"),
     ("TAKE_PROFIT_MARKET", "BUY", "89000", "88999.9", "89000.1"),
     ("STOP", "SELL", "89000", "89000.0", "89000.1"),
+    ("STOP", "BUY", "91000", "91000.0", "90999.9"),
+    ("TAKE_PROFIT", "SELL", "91000", "91000.1", "90999.9"),
     ("TAKE_PROFIT", "BUY", "89000", "89000.0", "89000.1"),
 ])
 async def test_trigger_rules(sim: Simulator, sim_client: SimClient, order_type: str, side: str,
@@ -143,8 +145,8 @@ async def test_close_position_closes_whatever_is_open(sim: Simulator, sim_client
                         closePosition="true")).json()
     sim.fill("BTCUSDT", "SELL", "0.010")  # position grew after the stop was placed
     sim.set_mark_price("BTCUSDT", "95000")
-    child = sim.exchange.find_order(sim.api_key, "BTCUSDT",
-                                    sim.exchange.find_algo(sim.api_key, algo["algoId"], None).actual_order_id, None)
+    child_id = sim.exchange.find_algo(sim.api_key, algo["algoId"], None).actual_order_id
+    child = sim.exchange.find_order(sim.api_key, "BTCUSDT", child_id, None)
     assert child.executed_qty == child.qty == Decimal("0.040")
     assert child.client_id == algo["clientAlgoId"]
     assert sim.exchange.account(sim.api_key).position("BTCUSDT", "BOTH").amount == 0
@@ -179,7 +181,8 @@ async def test_triggered_limit_child_is_cancelled_on_the_order_endpoint(sim: Sim
     open_orders = (await sim_client.get("/fapi/v1/openOrders", symbol="BTCUSDT")).json()
     assert [o["orderId"] for o in open_orders] == [record.actual_order_id]
     assert open_orders[0]["clientOrderId"] == algo["clientAlgoId"]
-    cancel = await sim_client.delete("/fapi/v1/order", symbol="BTCUSDT", origClientOrderId=algo["clientAlgoId"])
+    cancel = await sim_client.delete("/fapi/v1/order", symbol="BTCUSDT",
+                                     origClientOrderId=algo["clientAlgoId"])
     assert cancel.json()["status"] == "CANCELED"
     assert sim.exchange.find_algo(sim.api_key, algo["algoId"], None).status == "FINISHED"
 
@@ -203,7 +206,8 @@ async def test_cancel_all_endpoints(sim: Simulator, sim_client: SimClient) -> No
                           quantity="0.010", price="85000")
     done = {"code": 200, "msg": "The operation of cancel all open order is done."}
     assert (await sim_client.delete("/fapi/v1/allOpenOrders", symbol="BTCUSDT")).json() == done
-    assert len((await sim_client.get("/fapi/v1/openAlgoOrders")).json()) == 2  # regular cancel-all spares algos
+    # The regular cancel-all spares algo orders.
+    assert len((await sim_client.get("/fapi/v1/openAlgoOrders")).json()) == 2
     assert (await sim_client.delete("/fapi/v1/algoOpenOrders", symbol="BTCUSDT")).json() == done
     assert (await sim_client.get("/fapi/v1/openAlgoOrders")).json() == []
 
@@ -224,12 +228,14 @@ async def test_conditional_order_cap_is_200(sim: Simulator, sim_client: SimClien
 
 
 async def test_min_notional_is_4164(sim_client: SimClient) -> None:
-    response = await sim_client.post("/fapi/v1/order", symbol="BASUSDT", side="BUY", type="MARKET", quantity="100")
+    response = await sim_client.post("/fapi/v1/order", symbol="BASUSDT", side="BUY", type="MARKET",
+                                     quantity="100")
     assert response.json()["code"] == -4164
 
 
 async def test_precision_errors(sim_client: SimClient) -> None:
-    qty = await sim_client.post("/fapi/v1/order", symbol="BASUSDT", side="BUY", type="MARKET", quantity="1000.5")
+    qty = await sim_client.post("/fapi/v1/order", symbol="BASUSDT", side="BUY", type="MARKET",
+                                quantity="1000.5")
     assert qty.json()["code"] == -1111
     price = await _algo(sim_client, symbol="BASUSDT", side="SELL", type="STOP_MARKET", quantity="1000",
                         triggerPrice="0.000000001")

@@ -240,8 +240,7 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             kind = event.kind
             if kind in ("position_closed", "orphan_removed", "trailing_stop_orphaned", "alert",
                         "stream_blind", "veto"):
-                detail = event.fields.get("code") or event.fields.get("reason") or ""
-                tl.add("watchdog", f"event {kind} {detail}".rstrip())
+                tl.add("watchdog", f"event {kind} {_describe(event.fields)}".rstrip())
             seen[kind] = seen.get(kind, 0) + 1
             if kind == "orphan_removed":
                 result.orphans_removed_by_watchdog += 1
@@ -298,6 +297,14 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             result.timeline["with_watchdog"] = tl.lines
 
 
+def _describe(fields: dict[str, str]) -> str:
+    """The few fields of a watchdog event a person reads in a timeline."""
+    if "order_id" in fields:
+        kind = "algo order" if fields.get("algo") == "1" else "order"
+        return f"{kind} {fields['order_id']} ({fields.get('client_id', '')}) {fields.get('outcome', '')}"
+    return fields.get("code") or fields.get("reason") or ""
+
+
 def seen_closed_at(tl: Timeline) -> int | None:
     for offset, actor, text in tl.lines:
         if actor == "watchdog" and "position_closed" in text:
@@ -325,7 +332,7 @@ async def _guarded_move(client: AsyncWatchdogClient, bot: BotExchange, stop_id: 
             tl.add("bot", f"create → {'ok' if created.ok else created.body}")
     except Vetoed as exc:
         result.vetoes += 1
-        tl.add("bot", f"{exc.op} → VETO ({exc.verdict.reason}): no new stop for a closed position")
+        tl.add("bot", f"{exc.op} → VETO ({exc.verdict.reason}): the bot leaves its stop alone")
 
 
 def _flag(predicate: Any) -> Any:

@@ -1,1 +1,1 @@
-"""The imperative shell: clocks, polling glue, systemd notifications and the daemon that wires the adapters."""
+"""The imperative shell: clocks, systemd notifications, and the daemon that wires the adapters."""

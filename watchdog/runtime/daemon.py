@@ -8,8 +8,8 @@ This is the only module that imports every adapter and the only place tasks are 
                               └─► sd_notify READY/WATCHDOG/STATUS └─► reaper (CancelOrder)
     heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
 
-Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then ends the TaskGroup, which cancels
-every task. Nothing is torn down on the exchange: the listen key is never DELETEd (it is the
+Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then cancels every other task until
+each has ended (see ``_stop_when`` for why once is not enough). Nothing is torn down on the exchange: the listen key is never DELETEd (it is the
 account's one key, shared with the bot), orders are left alone. Fatal errors propagate out of
 the TaskGroup as an ExceptionGroup; ``cli.py`` turns them into an exit code and one line.
 """
@@ -21,22 +21,23 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Coroutine, Iterator
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
+from typing import Any
 
 import httpx
 from loguru import logger
 
 from watchdog import __version__
+from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
-from watchdog.config import Config, Credentials
+from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.orders import OrderBook
+from watchdog.errors import StoreError
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
-from watchdog.runtime.poller import Poller
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Identity, Vitals
@@ -46,11 +47,7 @@ __all__ = ["INBOX_SIZE", "run"]
 
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
-_BINANCE_WEIGHT_PER_MIN = 2400
-
-
-class _StopRequested(Exception):
-    """Raised by the ``stop`` task to end the TaskGroup on SIGTERM/SIGINT (not an error)."""
+_RECANCEL_INTERVAL_S = 0.2
 
 
 async def run(config: Config, credentials: Credentials, *, clock: Clock | None = None,
@@ -66,59 +63,66 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
     notifier = notifier or Notifier()
     stop = stop or asyncio.Event()
     b, r = config.binance, config.redis
+    weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
+    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
     vitals = Vitals(
-        Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()),
-        weight_budget_pct=b.weight_budget_pct,
-        progress_limit_s=_progress_limit_s(config),
-        reaper=_reaper_mode(config),
-    )
+        Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
+        weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
+        reaper=_reaper_mode(config))
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(
             base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
         rest = BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
-                           weight_budget_per_min=_BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100,
+                           weight_budget_per_min=weight_budget_1m,
                            timeout=httpx.Timeout(b.request_timeout_s))
-        vitals.weight_used = lambda: rest.weight_used_1m
         store = RedisPublisher.from_url(
             r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
             events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
             socket_timeout_s=r.socket_timeout_s)
         stack.push_async_callback(store.close)
         await store.start()
+        await rest.sync_time()
 
         inbox = Inbox(INBOX_SIZE)
         stream = UserDataStream(
             rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
-        poller = Poller(rest, store, inbox.emit, clock, config.binance)
+        schedule = PollSchedule(poll_interval_s=b.poll_interval_s,
+                                orders_poll_interval_s=b.orders_poll_interval_s,
+                                fast_poll_interval_s=b.fast_poll_interval_s)
+        poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
+        vitals.weight_used = lambda: rest.own_weight_1m
+        vitals.ip_weight_used = lambda: rest.weight_used_1m
+        vitals.orphans_removed = lambda: reaper.removed_total
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_reconnect)
-        book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
         core = CoreLoop(inbox, book, OrderBook(), runner, vitals, notifier, clock,
-                        status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step)
+                        status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
+                        observers=(poller.observe,))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
-            "poller": poller.run(),
+            "poller": poller.run(inbox.emit),
             "ticker": run_ticker(inbox, config.service.tick_interval_s),
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
-            "stop": _wait_for(stop),
         }
+        if notifier.keepalive_interval_s < config.service.tick_interval_s:
+            logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
+                           "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
+                           config.service.tick_interval_s)
         logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
                     r.account, b.rest_url, b.ws_url, vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")
         with _stop_on_signals(stop):
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    for name, coro in tasks.items():
-                        tg.create_task(coro, name=name).add_done_callback(_report_failure)
-            except* _StopRequested:
-                logger.info("stopping: signal received; the listen key stays alive for the bot")
-        notifier.stopping(status="stopping on signal")
+            async with asyncio.TaskGroup() as tg:
+                started = [tg.create_task(coro, name=name) for name, coro in tasks.items()]
+                for task in started:
+                    task.add_done_callback(_report_failure)
+                tg.create_task(_stop_when(stop, started, notifier), name="stop")
     return 0
 
 
@@ -127,15 +131,40 @@ def _report_failure(task: asyncio.Task[Any]) -> None:
     if task.cancelled():
         return
     exc = task.exception()
-    if exc is None or isinstance(exc, _StopRequested):
+    if exc is None:
         return
     exc.add_note(f"task: {task.get_name()}")
     logger.error("task {} failed: {}: {}", task.get_name(), type(exc).__name__, exc)
 
 
-async def _wait_for(stop: asyncio.Event) -> NoReturn:
-    await stop.wait()
-    raise _StopRequested
+async def _stop_when(stop: asyncio.Event, siblings: list[asyncio.Task[Any]], notifier: Notifier) -> None:
+    """End every other task on ``stop`` (graceful), or when the group aborts (a task failed).
+
+    Why not rely on the TaskGroup's single ``cancel()``: redis-py 8.1's asyncio client on Python
+    3.11 loses a cancellation that lands inside a command (measured: 17-27 of 40 cancels of a
+    ``GET`` loop were swallowed), and the task goes on as if nothing happened, so the group would
+    wait forever. Cancelling again until each task has ended makes stopping certain.
+    """
+    try:
+        await stop.wait()
+    except asyncio.CancelledError:
+        await _cancel_until_done(siblings)  # another task failed: the group is aborting
+        raise
+    logger.info("stopping on signal; the listen key stays alive for the bot")
+    notifier.stopping(status="stopping on signal")
+    await _cancel_until_done(siblings)
+
+
+async def _cancel_until_done(tasks: list[asyncio.Task[Any]]) -> None:
+    rounds = 0
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL_S)
+        rounds += 1
+        if rounds % 10 == 0:
+            logger.warning("still stopping: {} ignored cancellation",
+                           ", ".join(task.get_name() for task in pending if not task.done()))
 
 
 @contextlib.contextmanager
@@ -155,6 +184,20 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+def _leased_symbols(store: RedisPublisher) -> Callable[[], Awaitable[Collection[str]]]:
+    """Symbols under a bot's lease, for the poller's fast polling (none while Redis is down)."""
+
+    async def leased() -> Collection[str]:
+        try:
+            return {key.symbol for key in await store.leased_symbols()}
+        except StoreError as exc:
+            # Fast polling is an optimisation; the outage itself is shown by the heartbeat.
+            logger.debug("leases unreadable, polling at the normal pace: {}", exc)
+            return ()
+
+    return leased
 
 
 def _progress_limit_s(config: Config) -> float:

@@ -81,8 +81,8 @@ class EffectsRunner:
             match effect:
                 case Publish() | Retract() | Notify() | RaiseAlert():
                     _log(effect)
-                    blind = isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
-                    if blind and self._on_stream_blind is not None:
+                    if (isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
+                            and self._on_stream_blind is not None):
                         # REST saw a change the stream never reported: this connection is blind.
                         self._on_stream_blind(effect.message)
                     await self._write(effect)
@@ -97,19 +97,30 @@ class EffectsRunner:
         """Write what was deferred while Redis was down; True when the store is writable again."""
         if not self._down:
             return True
-        try:
-            while self._positions or self._events:
-                # Positions first: a bot that reads an event checks the position next.
-                if self._positions:
-                    key = next(iter(self._positions))
-                    await self._call(self._positions[key])
-                    del self._positions[key]
-                else:
-                    await self._call(self._events[0])
-                    self._events.popleft()
-        except StoreUnavailable as exc:
-            self._vitals.store_result(str(exc))
-            return False
+        # Positions first: a bot that reads an event checks the position next. Each effect is
+        # taken out before the await: the core loop may defer a newer one for the same key
+        # meanwhile, and that one must survive (it is written on the next pass).
+        while self._positions:
+            key = next(iter(self._positions))
+            position = self._positions.pop(key)
+            try:
+                await self._call(position)
+            except StoreUnavailable as exc:
+                self._positions.setdefault(key, position)
+                self._vitals.store_result(str(exc))
+                return False
+        while self._events:
+            event = self._events.popleft()
+            try:
+                await self._call(event)
+            except StoreUnavailable as exc:
+                if len(self._events) == self._events.maxlen:
+                    self._events_dropped += 1  # appendleft drops the newest: count it
+                self._events.appendleft(event)
+                self._vitals.store_result(str(exc))
+                return False
+            if self._positions:
+                return await self.recover()  # a position changed meanwhile: it goes first
         if self._events_dropped:
             logger.warning("redis was down: {} event(s) could not be kept for the events stream",
                            self._events_dropped)

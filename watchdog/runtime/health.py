@@ -13,15 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-__all__ = ["Health", "StreamState", "summary_line"]
-
-
-class StreamState:
-    """What the user-data stream is doing, as published (plain strings, stable)."""
-
-    CONNECTING = "connecting"
-    LIVE = "live"
-    LOST = "lost"
+__all__ = ["Health", "summary_line"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +28,12 @@ class Health:
     ready: bool = False
     healthy: bool = False
     problems: tuple[str, ...] = ()
-    stream_state: str = StreamState.CONNECTING
+    stream_state: str = "down"  # PositionBook.stream_state: live | gap | down
     last_event_ms: int = 0
     last_snapshot_ms: int = 0
     rest_weight_used_1m: int = 0
     rest_weight_budget_1m: int = 0
+    rest_ip_weight_1m: int = 0
     positions_open: int = 0
     positions_unknown: int = 0
     orphans_removed: int = 0

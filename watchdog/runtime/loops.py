@@ -13,7 +13,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from loguru import logger
@@ -71,7 +71,8 @@ class CoreLoop:
 
     def __init__(self, inbox: Inbox, book: PositionBook, orders: OrderBook, runner: EffectsRunner,
                  vitals: Vitals, notifier: Notifier, clock: Clock, *, status_interval_s: float,
-                 reaper_step: ReaperStep | None = None) -> None:
+                 reaper_step: ReaperStep | None = None,
+                 observers: Iterable[Callable[[Event], None]] = ()) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -81,8 +82,10 @@ class CoreLoop:
         self._clock = clock
         self._status_interval_s = status_interval_s
         self._reaper_step = reaper_step
+        self._observers = tuple(observers)
         self._published_snapshot = False
         self._status_at = float("-inf")
+        self._keepalive_at = float("-inf")
 
     async def run(self) -> NoReturn:
         while True:
@@ -91,12 +94,13 @@ class CoreLoop:
     async def handle(self, event: Event) -> None:
         """Apply one event and run its effects (the unit of work of the single writer)."""
         now_ms = self._clock.wall_ms()
-        self._vitals.observe_event(event, now_ms)
+        self._vitals.observe_event(event)
+        for observe in self._observers:
+            observe(event)  # e.g. the poller polls a symbol fast after an event on it
         self._orders.apply(event)
         effects = self._book.apply(event, now_ms)
         if isinstance(event, Tick) and self._reaper_step is not None:
             effects += self._reaper_step(self._book, self._orders, now_ms)
-        self._vitals.observe_effects(effects)
         await self._runner.run(effects)
         if isinstance(event, PositionSnapshot | SnapshotFailed):
             self._vitals.progressed("poller", self._clock.monotonic())
@@ -116,7 +120,9 @@ class CoreLoop:
 
     def _on_tick(self, now_ms: int) -> None:
         now_at = self._clock.monotonic()
-        if self._vitals.ready and self._vitals.keepalive_due(now_at, KEEPALIVE_LOOPS):
+        if (self._vitals.ready and now_at - self._keepalive_at >= self._notifier.keepalive_interval_s
+                and self._vitals.keepalive_due(now_at, KEEPALIVE_LOOPS)):
+            self._keepalive_at = now_at
             self._notifier.keepalive()
         if now_at - self._status_at >= self._status_interval_s:
             self._status_at = now_at

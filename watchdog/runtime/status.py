@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from redis import exceptions as redis_errors
 
-from watchdog.runtime.health import Health, StreamState
+from watchdog.runtime.health import Health
 from watchdog.store.keys import SCHEMA, AccountKeys, parse_member
 
 __all__ = [
@@ -83,6 +83,7 @@ class StatusReport:
                 "last_snapshot_age_ms": _age(self.now_ms, h.last_snapshot_ms),
                 "weight_used_1m": h.rest_weight_used_1m,
                 "weight_budget_1m": h.rest_weight_budget_1m,
+                "ip_weight_used_1m": h.rest_ip_weight_1m,
             },
             "positions": list(self.positions),
             "leases": list(self.leases),
@@ -104,7 +105,7 @@ def assess(health: Health | None, positions: tuple[dict[str, Any], ...],
     reasons: list[str] = []
     if not health.ready:
         reasons.append("starting: first snapshot not published yet")
-    if health.stream_state != StreamState.LIVE:
+    if health.stream_state != "live":
         reasons.append(f"stream {health.stream_state}")
     reasons.extend(problem for problem in health.problems if problem not in reasons)
     unknown = [p for p in positions if p.get("state") not in ("open", "closed")]
@@ -185,18 +186,22 @@ def _lease_row(member: str, fields: Mapping[str, str], expiry_ms: int, now_ms: i
 
 
 def _window_rows(windows: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One row per position from the store's windows hash (see store/lua/end.lua): the field
+    ``SYMBOL:SIDE`` holds the last window as JSON, ``SYMBOL:SIDE:count`` and
+    ``SYMBOL:SIDE:max_window_ms`` the totals."""
     rows: list[dict[str, Any]] = []
     for member, raw in sorted(windows.items()):
+        if member.count(":") != 1:
+            continue  # a ":count" or ":max_window_ms" companion, read below
         key = parse_member(member)
         row: dict[str, Any] = {"symbol": key.symbol, "side": key.side.value}
         try:
-            detail = json.loads(raw)
+            last = json.loads(raw)
         except ValueError:
-            detail = raw
-        if isinstance(detail, dict):
-            row.update(detail)
-        else:
-            row["window_ms"] = detail
+            last = None
+        row["last"] = last if isinstance(last, dict) else {"raw": raw}
+        row["count"] = _int(windows.get(f"{member}:count"))
+        row["max_window_ms"] = _int(windows.get(f"{member}:max_window_ms"))
         rows.append(row)
     return rows
 

@@ -24,7 +24,8 @@ def render_text(report: StatusReport) -> str:
                      f"reaper {h.reaper}")
         lines.append(f"  stream     {h.stream_state}, last event {_ago(stream['last_event_age_ms'])}")
         lines.append(f"  REST       last snapshot {_ago(rest['last_snapshot_age_ms'])}, weight "
-                     f"{h.rest_weight_used_1m}/{h.rest_weight_budget_1m} per min")
+                     f"{h.rest_weight_used_1m}/{h.rest_weight_budget_1m} per min "
+                     f"(IP total {h.rest_ip_weight_1m}, bot included)")
         lines.append(f"  orphans    {h.orphans_removed} removed since start")
     elif not report.redis_error:
         lines.append("  watchdog   not running (no heartbeat)")
@@ -38,7 +39,8 @@ def render_text(report: StatusReport) -> str:
     lines += [f"  {lease['symbol']}:{lease['side']} holder={lease['holder']} token={lease['token']} "
               f"expires in {_dur(lease['expires_in_ms'])}" for lease in report.leases]
     lines.append(f"unprotected windows ({len(report.windows)})")
-    lines += ["  " + " ".join(f"{k}={v}" for k, v in row.items()) for row in report.windows]
+    lines += [f"  {w['symbol']}:{w['side']} last {_window(w['last'])}, "
+              f"max {w['max_window_ms']} ms over {w['count']} update(s)" for w in report.windows]
     notable = [e for e in report.recent_events if e.get("kind", e.get("type")) != "heartbeat"]
     if notable:
         shown = min(len(notable), _EVENT_KINDS_SHOWN)
@@ -46,6 +48,13 @@ def render_text(report: StatusReport) -> str:
         lines += ["  " + " ".join(f"{k}={v}" for k, v in event.items())
                   for event in notable[:_EVENT_KINDS_SHOWN]]
     return "\n".join(lines)
+
+
+def _window(last: dict[str, Any]) -> str:
+    if "window_ms" not in last:
+        return str(last)
+    return (f"{last['window_ms']} ms by {last.get('holder', '?')} "
+            f"(outcome {last.get('outcome', '?')})")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

@@ -26,7 +26,8 @@ __all__ = [
     "watchdog_interval_s",
 ]
 
-_MAX_STATUS_CHARS = 400  # systemctl shows one line; keep the datagram far below any limit
+_MAX_STATUS_CHARS = 400
+_DEFAULT_KEEPALIVE_INTERVAL_S = 1.0  # systemctl shows one line; keep the datagram far below any limit
 
 
 def _socket_address(raw: str) -> str | bytes | None:
@@ -68,6 +69,12 @@ class Notifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self._address = _socket_address(env.get("NOTIFY_SOCKET", ""))
+        self._keepalive_interval_s = watchdog_interval_s(env)
+
+    @property
+    def keepalive_interval_s(self) -> float:
+        """How often ``WATCHDOG=1`` is due: half of ``WatchdogSec=``, or 1 s when systemd set none."""
+        return self._keepalive_interval_s or _DEFAULT_KEEPALIVE_INTERVAL_S
 
     @property
     def enabled(self) -> bool:

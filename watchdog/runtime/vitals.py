@@ -1,4 +1,4 @@
-"""What the daemon knows about its own health, kept by the core loop (its only writer).
+"""What the daemon knows about its own health, next to what the book knows about positions.
 
 Two different questions are answered here, on purpose separately:
 
@@ -8,6 +8,10 @@ Two different questions are answered here, on purpose separately:
 - ``keepalive_due(now)``: is the machinery *alive*? (each loop made progress recently). Only this
   gates the systemd keepalive (``WATCHDOG=1``): a restart fixes a hung loop, but it cannot fix
   an exchange or Redis outage, so an outage degrades instead of feeding a restart loop.
+
+The stream state, the last event and the last snapshot are the book's own (``PositionBook``
+sees every event); this module adds only what the book cannot see: Redis, loop progress,
+consecutive REST failures and the reaper's count.
 """
 
 from __future__ import annotations
@@ -15,29 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from watchdog.core.effects import Effect, Publish, Retract
-from watchdog.core.events import (
-    AccountConfigUpdate,
-    AlgoUpdate,
-    Event,
-    ListenKeyExpired,
-    MarginCall,
-    OrderUpdate,
-    PositionSnapshot,
-    SnapshotFailed,
-    StreamConnected,
-    StreamLost,
-    StreamPositions,
-    TradeLite,
-)
-from watchdog.core.model import PositionKey, PositionState
-from watchdog.runtime.health import Health, StreamState
+from watchdog.core.book import PositionBook
+from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed
+from watchdog.core.model import PositionState
+from watchdog.runtime.health import Health
 
 __all__ = ["Identity", "Vitals"]
-
-_STREAM_FACTS = (StreamPositions, OrderUpdate, AlgoUpdate, TradeLite, AccountConfigUpdate,
-                 MarginCall, ListenKeyExpired)
-_BINANCE_WEIGHT_PER_MIN = 2400  # the IP budget per minute (BINANCE-API.md, REST limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,53 +41,37 @@ class Identity:
 class Vitals:
     """Counters and timestamps about the daemon, kept by the daemon's tasks on one event loop.
 
-    ``*_ms`` are wall-clock epoch ms (published); ``*_at`` are monotonic seconds (local only).
     ``progress_limit_s`` is how long a loop may go without reporting before the systemd
-    keepalive stops; ``weight_used`` reads the REST adapter's last ``X-MBX-USED-WEIGHT-1M``.
+    keepalive stops; ``weight_used`` reads what the watchdog spent of its ``weight_budget_1m``
+    over the last minute, ``ip_weight_used`` the IP's total (``X-MBX-USED-WEIGHT-1M``, the bot
+    included); ``orphans_removed`` reads the reaper's count.
     """
 
     identity: Identity
-    weight_budget_pct: int
+    book: PositionBook
+    weight_budget_1m: int
     progress_limit_s: float
     weight_used: Callable[[], int] = lambda: 0
+    ip_weight_used: Callable[[], int] = lambda: 0
+    orphans_removed: Callable[[], int] = lambda: 0
     reaper: str = "off"
     ready: bool = False
     heartbeat_written: bool = False
-    stream_state: str = StreamState.CONNECTING
-    last_event_ms: int = 0
-    last_snapshot_ms: int = 0
     snapshot_failures: int = 0
     last_failure: str = ""
     store_error: str = ""
-    orphans_removed: int = 0
-    states: dict[PositionKey, PositionState] = field(default_factory=dict)
     progress_at: dict[str, float] = field(default_factory=dict)
 
     # ------------------------------------------------------------ observations
 
-    def observe_event(self, event: Event, now_ms: int) -> None:
-        """Note what an inbox event says about the daemon's inputs (called before the core)."""
-        if isinstance(event, _STREAM_FACTS):
-            self.last_event_ms = now_ms
-        if isinstance(event, StreamConnected):
-            self.stream_state = StreamState.LIVE
-        elif isinstance(event, StreamLost | ListenKeyExpired):
-            self.stream_state = StreamState.LOST
-        elif isinstance(event, PositionSnapshot):
-            self.last_snapshot_ms = now_ms
+    def observe_event(self, event: Event) -> None:
+        """Count consecutive REST failures (the book counts them only in total)."""
+        if isinstance(event, PositionSnapshot):
             self.snapshot_failures = 0
             self.last_failure = ""
         elif isinstance(event, SnapshotFailed):
             self.snapshot_failures += 1
             self.last_failure = event.reason
-
-    def observe_effects(self, effects: list[Effect]) -> None:
-        """Track what is published per position (for counts), from the core's own effects."""
-        for effect in effects:
-            if isinstance(effect, Publish):
-                self.states[effect.view.key] = effect.view.state
-            elif isinstance(effect, Retract):
-                self.states[effect.key] = PositionState.UNKNOWN
 
     def store_result(self, error: str) -> None:
         """The outcome of the last Redis write: "" for success, else what went wrong."""
@@ -117,13 +88,13 @@ class Vitals:
         found: list[str] = []
         if not self.ready:
             found.append("starting: first snapshot not published yet")
-        if self.stream_state != StreamState.LIVE:
-            found.append(f"stream {self.stream_state}")
+        if self.book.stream_state != "live":
+            found.append(f"stream {self.book.stream_state}")
         if self.snapshot_failures:
             found.append(f"REST reads failing ({self.snapshot_failures} in a row: {self.last_failure})")
         if self.store_error:
             found.append(f"redis writes failing: {self.store_error}")
-        unknown = sum(1 for state in self.states.values() if state is PositionState.UNKNOWN)
+        unknown = self._count(PositionState.UNKNOWN)
         if unknown:
             found.append(f"{unknown} position(s) unknown")
         return tuple(found)
@@ -136,15 +107,18 @@ class Vitals:
     def health(self, now_ms: int) -> Health:
         """The heartbeat to publish now."""
         problems = self.problems()
-        values = self.states.values()
         return Health(
             pid=self.identity.pid, host=self.identity.host, version=self.identity.version,
             started_ms=self.identity.started_ms, updated_ms=now_ms, ready=self.ready,
-            healthy=not problems, problems=problems, stream_state=self.stream_state,
-            last_event_ms=self.last_event_ms, last_snapshot_ms=self.last_snapshot_ms,
+            healthy=not problems, problems=problems, stream_state=self.book.stream_state,
+            last_event_ms=self.book.last_event_ms or 0,
+            last_snapshot_ms=self.book.last_snapshot_ms or 0,
             rest_weight_used_1m=self.weight_used(),
-            rest_weight_budget_1m=_BINANCE_WEIGHT_PER_MIN * self.weight_budget_pct // 100,
-            positions_open=sum(1 for s in values if s is PositionState.OPEN),
-            positions_unknown=sum(1 for s in values if s is PositionState.UNKNOWN),
-            orphans_removed=self.orphans_removed, reaper=self.reaper,
+            rest_weight_budget_1m=self.weight_budget_1m, rest_ip_weight_1m=self.ip_weight_used(),
+            positions_open=self._count(PositionState.OPEN),
+            positions_unknown=self._count(PositionState.UNKNOWN),
+            orphans_removed=self.orphans_removed(), reaper=self.reaper,
         )
+
+    def _count(self, state: PositionState) -> int:
+        return sum(1 for view in self.book.views() if view.state is state)

@@ -140,11 +140,13 @@ class OrderCounter:
 
     def count(self, api_key: str, now_ms: int) -> dict[str, str]:
         ten, one = now_ms // 10_000, now_ms // 60_000
-        w10, c10, w1, c1 = *self.windows.get(api_key + ":10s", (ten, 0)), *self.windows.get(api_key + ":1m", (one, 0))
+        w10, c10 = self.windows.get(api_key + ":10s", (ten, 0))
+        w1, c1 = self.windows.get(api_key + ":1m", (one, 0))
         c10 = c10 if w10 == ten else 0
         c1 = c1 if w1 == one else 0
         if c10 + 1 > self.limit_10s:
-            raise rj.too_many_orders(self.limit_10s, "10 SECOND", max(1, ((ten + 1) * 10_000 - now_ms) // 1000))
+            retry_s = max(1, ((ten + 1) * 10_000 - now_ms) // 1000)
+            raise rj.too_many_orders(self.limit_10s, "10 SECOND", retry_s)
         if c1 + 1 > self.limit_1m:
             raise rj.too_many_orders(self.limit_1m, "1 MINUTE", max(1, ((one + 1) * 60_000 - now_ms) // 1000))
         self.windows[api_key + ":10s"] = (ten, c10 + 1)

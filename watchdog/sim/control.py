@@ -2,13 +2,17 @@
 
     POST   /sim/v1/mark-price  {"symbol", "price"[, "contract_price"]} → moves the mark price (and
                                the contract price, unless given separately); fires triggers
-    POST   /sim/v1/fills       {"symbol", "side", "qty"[, "position_side", "api_key"]}
+    POST   /sim/v1/fills       {"symbol", "side", "qty"[, "position_side", "parts", "api_key"]}
+    POST   /sim/v1/liquidate   {"symbol"[, "position_side", "kind": "liquidation"|"adl",
+                               "account_update": true, "api_key"]} → exchange-initiated close
     POST   /sim/v1/faults      any of the keys in :mod:`watchdog.sim.faults`; merged
     DELETE /sim/v1/faults      back to normal
     GET    /sim/v1/state       positions, open orders, open algo orders, listen keys (masked),
                                connected clients, events sent/dropped, faults, prices
     POST   /sim/v1/reset       fresh accounts and prices, no faults, every connection cut
     POST   /sim/v1/listen-key/expire  {"api_key"?} → expire the account's listen key now
+    POST   /sim/v1/flood       {"count", "rate_per_s"?, "symbols"?, "api_key"?} → benchmark
+                               frames (see :mod:`watchdog.sim.flood`)
 
 Errors answer 400 ``{"error": "…"}``; Binance rejections from the model keep their shape.
 Secrets (API keys, listen keys) are shown masked only.
@@ -21,7 +25,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
 
+from watchdog.sim import flood
 from watchdog.sim import rejections as rj
 from watchdog.sim.orders import algo_rest, order_rest
 from watchdog.sim.venue import VENUE, Venue
@@ -77,6 +83,7 @@ def _handler(fn: Any) -> Any:
         try:
             result = await fn(request, venue)
         except _BadRequest as exc:
+            logger.warning("sim control {} {} refused: {}", request.method, request.path, exc)
             return web.json_response({"error": str(exc)}, status=400)
         except rj.Rejection as exc:
             venue.flush()
@@ -110,7 +117,27 @@ async def _fills(request: web.Request, venue: Venue) -> Any:
         raise _BadRequest(f"side: expected BUY or SELL, got {side!r}")
     qty = _decimal(doc, "qty")
     position_side = doc.get("position_side")
-    order = venue.exchange.market_fill(_api_key(venue, doc), symbol, side, qty, position_side)
+    parts = doc.get("parts", 1)
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise _BadRequest(f"parts: expected an integer >= 1, got {parts!r}")
+    order = venue.exchange.market_fill(_api_key(venue, doc), symbol, side, qty, position_side, parts=parts)
+    return order_rest(order, venue.exchange.specs[symbol], with_time=True)
+
+
+async def _liquidate(request: web.Request, venue: Venue) -> Any:
+    doc = await _doc(request)
+    symbol = str(doc.get("symbol", ""))
+    if symbol not in venue.exchange.specs:
+        raise _BadRequest(f"symbol: not listed: {symbol!r}")
+    account_update = doc.get("account_update", True)
+    if not isinstance(account_update, bool):
+        raise _BadRequest(f"account_update: expected true or false, got {account_update!r}")
+    try:
+        order = venue.exchange.force_close(
+            _api_key(venue, doc), symbol, str(doc.get("position_side", "BOTH")),
+            kind=str(doc.get("kind", "liquidation")), account_update=account_update)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
     return order_rest(order, venue.exchange.specs[symbol], with_time=True)
 
 
@@ -120,11 +147,13 @@ async def _faults_post(request: web.Request, venue: Venue) -> Any:
         actions = venue.set_faults(doc)
     except ValueError as exc:
         raise _BadRequest(str(exc)) from exc
+    logger.info("sim faults set {} actions={}", venue.faults.to_json(), actions)
     return {"faults": venue.faults.to_json(), "actions": actions}
 
 
 async def _faults_delete(request: web.Request, venue: Venue) -> Any:
     venue.clear_faults()
+    logger.info("sim faults cleared")
     return {"faults": venue.faults.to_json()}
 
 
@@ -148,7 +177,8 @@ async def _state(request: web.Request, venue: Venue) -> Any:
                 "key": mask(account.listen_key), "expires_in_ms": account.listen_key_expires_ms - now},
         })
     connections = [{"id": c.id, "path": c.path, "listen_keys": [mask(k) for k in c.subscriptions],
-                    "events": {mask(k): (None if e is None else sorted(e)) for k, e in c.subscriptions.items()},
+                    "events": {mask(k): (None if e is None else sorted(e))
+                               for k, e in c.subscriptions.items()},
                     "age_s": round(loop.time() - c.opened_at, 3)}
                    for c in sorted(venue.hub.connections, key=lambda c: c.id)]
     return {"time_ms": now, "accounts": accounts, "connections": connections,
@@ -160,6 +190,7 @@ async def _state(request: web.Request, venue: Venue) -> Any:
 
 async def _reset(request: web.Request, venue: Venue) -> Any:
     venue.reset()
+    logger.info("sim reset")
     return {"reset": True}
 
 
@@ -172,8 +203,10 @@ async def _expire_listen_key(request: web.Request, venue: Venue) -> Any:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/v1/mark-price", _handler(_mark_price))
     app.router.add_post("/sim/v1/fills", _handler(_fills))
+    app.router.add_post("/sim/v1/liquidate", _handler(_liquidate))
     app.router.add_post("/sim/v1/faults", _handler(_faults_post))
     app.router.add_delete("/sim/v1/faults", _handler(_faults_delete))
     app.router.add_get("/sim/v1/state", _handler(_state))
     app.router.add_post("/sim/v1/reset", _handler(_reset))
     app.router.add_post("/sim/v1/listen-key/expire", _handler(_expire_listen_key))
+    app.router.add_post("/sim/v1/flood", flood.handle)

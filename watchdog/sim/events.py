@@ -59,7 +59,14 @@ def order_trade_update(order: Order, spec: SymbolSpec, *, execution: str, now_ms
         "T": now_ms, "t": fill.trade_id if fill else 0, "b": "0", "a": "0",
         "m": fill.maker if fill else False, "R": order.reduce_only, "wt": order.working_type,
         "ot": order.orig_type or order.type, "ps": order.position_side, "cp": order.close_position,
-        "pP": order.price_protect, "si": 0, "ss": 0,
+        "pP": order.price_protect,
+    })
+    if order.orig_type == "TRAILING_STOP_MARKET":
+        # "Activation Price, only pushed with TRAILING_STOP_MARKET order" (Event-Order-Update).
+        o["AP"] = spec.fmt_price(order.activate_price or ZERO)
+        o["cr"] = f"{order.callback_rate or ZERO:f}"
+    o.update({
+        "si": 0, "ss": 0,
         "rp": f"{fill.realized_pnl:.8f}" if fill else "0",
         "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0, "er": str(expiry_reason),
     })

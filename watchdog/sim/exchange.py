@@ -17,14 +17,14 @@ import copy
 import hashlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
 
 from watchdog.sim import events as ev
 from watchdog.sim import rejections as rj
 from watchdog.sim.account import Account, AccountView
 from watchdog.sim.market import SymbolSpec
-from watchdog.sim.orders import ZERO, AlgoOrder, Order, trailing_step, would_trigger
+from watchdog.sim.matching import Matching, Outgoing
+from watchdog.sim.orders import AlgoOrder, Order, would_trigger
 from watchdog.sim.requests import NewAlgo, NewOrder, Params, parse_new_algo, parse_new_order
 
 __all__ = ["Outgoing", "SimExchange"]
@@ -33,16 +33,7 @@ LISTEN_KEY_TTL_MS = 60 * 60 * 1000  # "valid for 60 minutes" (§1.1)
 ALGO_CAP = 200  # "The condtional order limits is 200 across all symbols" (2025-12-29)
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """An event for the user streams of ``api_key`` (only ``listen_key``'s, when set)."""
-
-    api_key: str
-    event: dict[str, object]
-    listen_key: str | None = None
-
-
-class SimExchange:
+class SimExchange(Matching):
     """Accounts, prices, orders, algo orders and listen keys; see the module rules."""
 
     def __init__(self, specs: list[SymbolSpec], *, now_ms: Callable[[], int],
@@ -184,7 +175,7 @@ class SimExchange:
         return self._place(account, req, check_notional=True)
 
     def market_fill(self, api_key: str, symbol: str, side: str, qty: Decimal,
-                    position_side: str | None) -> Order:
+                    position_side: str | None, *, parts: int = 1) -> Order:
         """Control API ``/sim/v1/fills``: a MARKET trade with every event it causes."""
         account = self.accounts[api_key]
         params = {"symbol": symbol, "side": side, "type": "MARKET", "quantity": f"{qty:f}",
@@ -194,19 +185,9 @@ class SimExchange:
         self._next_client += 1
         params["newClientOrderId"] = f"sim_fill_{self._next_client}"
         req = parse_new_order(params, self.specs, account.dual_side)
-        return self._place(account, req, check_notional=False)
+        return self._place(account, req, check_notional=False, parts=parts)
 
-    def _closable(self, account: Account, symbol: str, position_side: str, side: str) -> Decimal:
-        """How much an order on ``side`` can reduce the position (0 if it would open/increase)."""
-        amount = account.position(symbol, position_side).amount
-        if side == "SELL":
-            return amount if amount > 0 else ZERO
-        return -amount if amount < 0 else ZERO
-
-    def _is_close(self, position_side: str, side: str) -> bool:
-        return (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
-
-    def _place(self, account: Account, req: NewOrder, *, check_notional: bool) -> Order:
+    def _place(self, account: Account, req: NewOrder, *, check_notional: bool, parts: int = 1) -> Order:
         spec = self.specs[req.symbol]
         reducing = req.reduce_only or self._is_close(req.position_side, req.side)
         qty = req.qty
@@ -226,83 +207,13 @@ class SimExchange:
         account.orders[order.order_id] = order
         ack = copy.copy(order)
         self._emit_order(account, order, "NEW")
-        self._work(account, order, new=True)
+        self._work(account, order, new=True, parts=parts)
         self._commit(account)
         return copy.copy(order) if req.result_response else ack
 
-    def _work(self, account: Account, order: Order, *, new: bool) -> None:
-        """Fill ``order`` if it can trade at the current contract price; expire IOC leftovers."""
-        last = self.last[order.symbol]
-        if order.type == "MARKET":
-            self._execute(account, order, order.qty, last, maker=False)
-            return
-        crosses = last <= order.price if order.side == "BUY" else last >= order.price
-        if crosses:
-            if new and order.time_in_force == "GTX":
-                self._finish(account, order, "EXPIRED", expiry_reason=11)
-                return
-            # A new crossing LIMIT takes at the market; a resting one is hit at its own price.
-            price = last if new else order.price
-            self._execute(account, order, order.qty - order.executed_qty, price, maker=not new)
-        elif new and order.time_in_force in ("IOC", "FOK"):
-            self._finish(account, order, "EXPIRED", expiry_reason=2 if order.time_in_force == "IOC" else 10)
-
-    def _execute(self, account: Account, order: Order, qty: Decimal, price: Decimal, *,
-                 maker: bool) -> None:
-        spec = self.specs[order.symbol]
-        if order.reduce_only or self._is_close(order.position_side, order.side):
-            qty = min(qty, self._closable(account, order.symbol, order.position_side, order.side))
-            if qty == 0:
-                self._finish(account, order, "EXPIRED", expiry_reason=4)
-                return
-        now = self.now_ms()
-        position = account.position(order.symbol, order.position_side)
-        pnl = position.apply(qty if order.side == "BUY" else -qty, price)
-        position.update_time_ms = now
-        commission = qty * price * (self.maker_fee if maker else self.taker_fee)
-        account.wallet += pnl - commission
-        order.executed_qty += qty
-        order.cum_quote += qty * price
-        order.status = "FILLED" if order.executed_qty >= order.qty or order.reduce_only else "PARTIALLY_FILLED"
-        order.update_time_ms = now
-        self._next_trade_id += 1
-        fill = ev.Fill(self._next_trade_id, qty, price, maker=maker, commission=commission,
-                       realized_pnl=pnl)
-        self.outbox.append(Outgoing(account.api_key, ev.trade_lite(order, spec, fill, now)))
-        self.outbox.append(Outgoing(account.api_key,
-                                    ev.order_trade_update(order, spec, execution="TRADE", now_ms=now, fill=fill)))
-        row = ev.position_row(order.symbol, order.position_side, position.amount, position.entry,
-                              position.realized, position.unrealized(self.mark[order.symbol]), spec)
-        self.outbox.append(Outgoing(account.api_key,
-                                    ev.account_update("ORDER", account.wallet, ZERO, [row], now)))
-        if not order.is_open:
-            self._on_order_done(account, order)
-
-    def _finish(self, account: Account, order: Order, status: str, *, expiry_reason: int = 0) -> None:
-        order.status = status
-        order.update_time_ms = self.now_ms()
-        self._emit_order(account, order, status, expiry_reason=expiry_reason)
-        self._on_order_done(account, order)
-
-    def _on_order_done(self, account: Account, order: Order) -> None:
-        """A triggered algo's child is done → ALGO_UPDATE FINISHED (after the fill, §3.6.4)."""
-        if order.algo_id is None:
-            return
-        algo = account.algos[order.algo_id]
-        algo.status = "FINISHED"
-        algo.update_time_ms = self.now_ms()
-        self.outbox.append(Outgoing(account.api_key, ev.algo_update(
-            algo, self.specs[algo.symbol], self.now_ms(), avg_price=order.avg_price,
-            executed_qty=order.executed_qty)))
-
-    def _emit_order(self, account: Account, order: Order, execution: str, *, expiry_reason: int = 0) -> None:
-        self.outbox.append(Outgoing(account.api_key, ev.order_trade_update(
-            order, self.specs[order.symbol], execution=execution, now_ms=self.now_ms(),
-            expiry_reason=expiry_reason)))
-
     def find_order(self, api_key: str, symbol: str, order_id: int | None, client_id: str | None) -> Order:
         account = self.accounts[api_key]
-        for order in account.orders.values():
+        for order in reversed(account.orders.values()):  # a reused client id: the newest order
             if order.symbol == symbol and (order.order_id == order_id or
                                            (order_id is None and order.client_id == client_id)):
                 return order
@@ -361,12 +272,13 @@ class SimExchange:
                          req.close_position, req.price_protect, req.reduce_only, now, now,
                          activate_price=req.activate_price, callback_rate=req.callback_rate)
         if req.type == "TRAILING_STOP_MARKET" and req.activate_price is None:
-            algo.activated = True  # "default latest price" (§3.3)
-            algo.extreme = self._working_price(req.symbol, req.working_type)
+            # "activatePrice … default latest price" (§3.3): active from the start.
+            algo.activate_price = algo.extreme = self._working_price(req.symbol, req.working_type)
+            algo.activated = True
         return algo
 
     def find_algo(self, api_key: str, algo_id: int | None, client_algo_id: str | None) -> AlgoOrder:
-        for algo in self.accounts[api_key].algos.values():
+        for algo in reversed(self.accounts[api_key].algos.values()):
             if algo.algo_id == algo_id or (algo_id is None and algo.client_algo_id == client_algo_id):
                 return algo
         raise rj.no_such_order()
@@ -389,94 +301,3 @@ class SimExchange:
         for algo in account.open_algos():
             if algo.symbol == symbol:
                 self._end_algo(account, algo, "CANCELED")
-
-    def _end_algo(self, account: Account, algo: AlgoOrder, status: str, reason: str = "") -> None:
-        algo.status = status
-        algo.reject_reason = reason
-        algo.update_time_ms = self.now_ms()
-        self.outbox.append(Outgoing(account.api_key, ev.algo_update(algo, self.specs[algo.symbol], self.now_ms())))
-        self._commit(account)
-
-    # ------------------------------------------------------------------ prices and triggers
-
-    def _working_price(self, symbol: str, working_type: str) -> Decimal:
-        return self.mark[symbol] if working_type == "MARK_PRICE" else self.last[symbol]
-
-    def set_price(self, symbol: str, *, mark: Decimal | None = None, last: Decimal | None = None) -> None:
-        """Move mark and/or contract price; fire algo triggers, then match resting LIMITs."""
-        if symbol not in self.specs:
-            raise rj.invalid_symbol()
-        if mark is not None:
-            self.mark[symbol] = mark
-        if last is not None:
-            self.last[symbol] = last
-        for account in self.accounts.values():
-            for algo in sorted(account.open_algos(), key=lambda a: a.algo_id):
-                if algo.symbol == symbol:
-                    self._evaluate(account, algo)
-            for order in sorted(account.open_orders(), key=lambda o: o.order_id):
-                if order.symbol == symbol and order.type == "LIMIT":
-                    self._work(account, order, new=False)
-            self._commit(account)
-
-    def _evaluate(self, account: Account, algo: AlgoOrder) -> None:
-        price = self._working_price(algo.symbol, algo.working_type)
-        if algo.order_type == "TRAILING_STOP_MARKET":
-            just_activated, fires = trailing_step(algo, price)
-            if just_activated:  # second NEW with ia=true (change log 2026-08-07)
-                self.outbox.append(Outgoing(account.api_key,
-                                            ev.algo_update(algo, self.specs[algo.symbol], self.now_ms())))
-        else:
-            fires = would_trigger(algo.order_type, algo.side, algo.trigger_price, price)
-        if fires:
-            self.trigger(account, algo)
-
-    def trigger(self, account: Account, algo: AlgoOrder) -> None:
-        """TRIGGERING → TRIGGERED + child order (or REJECTED when it cannot reduce)."""
-        spec = self.specs[algo.symbol]
-        now = self.now_ms()
-        algo.status = "TRIGGERING"
-        algo.trigger_time_ms = now
-        algo.update_time_ms = now
-        self.outbox.append(Outgoing(account.api_key, ev.algo_update(algo, spec, now)))
-        if self.stuck_triggering:
-            return  # forwarded to the matching engine, never placed there (BINANCE-API.md §3.6.5)
-        reducing = algo.reduce_only or algo.close_position
-        closable = self._closable(account, algo.symbol, algo.position_side, algo.side)
-        qty = algo.qty
-        if algo.close_position:
-            qty = closable
-        elif reducing:
-            qty = min(qty, closable)
-        if reducing and qty == 0:
-            self._end_algo(account, algo, "REJECTED", "Reduce Only reject")
-            return
-        order = Order(self._order_id(), algo.client_algo_id, algo.symbol, algo.side, algo.child_type,
-                      algo.time_in_force, qty, algo.price, algo.position_side, reducing,
-                      algo.close_position, now, now, orig_type=algo.order_type,
-                      stop_price=algo.trigger_price, working_type=algo.working_type,
-                      price_protect=algo.price_protect, algo_id=algo.algo_id)
-        account.orders[order.order_id] = order
-        algo.status = "TRIGGERED"
-        algo.actual_order_id = order.order_id
-        algo.actual_type = order.type
-        self.outbox.append(Outgoing(account.api_key, ev.algo_update(algo, spec, now)))
-        self._emit_order(account, order, "NEW")
-        self._work(account, order, new=True)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _order_id(self) -> int:
-        self._next_order_id += 1
-        return self._next_order_id
-
-    def _client_id(self) -> str:
-        self._next_client += 1
-        return hashlib.sha256(f"{self.seed}:c:{self._next_client}".encode()).hexdigest()[:22]
-
-    def _commit(self, account: Account) -> None:
-        now = self.now_ms()
-        history = self._history[account.api_key]
-        history.append(account.view(now, self.mark))
-        while len(history) >= 2 and history[1].time_ms <= now - self.history_ms:
-            history.popleft()

@@ -15,10 +15,15 @@ Keys (public contract, names kept exactly):
                       as it was that long ago (Binance's REST lag)
     rest_errors       {"status": 503, "count": n[, "code": -1001, "msg": "…"]}: the next n
                       /fapi requests fail with that status and a Binance-shaped body
-    clock_skew_ms     the exchange clock runs this far ahead (+) or behind (−) wall time
+    clock_skew_ms     the exchange clock runs this far ahead (+) or behind (-) wall time
+    ws_handshake_errors  {"status": 503, "count": n}: the next n user-stream handshakes are
+                      refused with that HTTP status (an addition to the issue's list)
+    reorder_events    true: events reach each connection swapped in pairs (the second first),
+                      as cross-service ordering is not guaranteed (§1.6); an unpaired event
+                      waits for the next one or for the fault to end (an addition)
     stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
                       child order, openAlgoOrders stops listing it, cancel answers -2011), the
-                      known Binance failure of BINANCE-API.md §3.6.5
+                      known Binance failure of BINANCE-API.md §3.6.5 (added by the reaper work)
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ class Faults:
     rest_lag_ms: int = 0
     rest_errors: RestErrors | None = None
     clock_skew_ms: int = 0
+    ws_handshake_errors: RestErrors | None = None
     stuck_triggering: bool = False
+    reorder_events: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -72,7 +79,7 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
         ValueError: unknown key or bad value; the message names the key.
     """
     unknown = set(doc) - {"stream", "drop_events", "delay_events_ms", "rest_lag_ms", "rest_errors",
-                          "clock_skew_ms", "stuck_triggering"}
+                          "clock_skew_ms", "ws_handshake_errors", "stuck_triggering", "reorder_events"}
     if unknown:
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
     changes: dict[str, Any] = {}
@@ -95,22 +102,26 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
             changes[name] = _int(doc, name)
     if "clock_skew_ms" in doc:
         changes["clock_skew_ms"] = _int(doc, "clock_skew_ms", minimum=None)
-    if "stuck_triggering" in doc:
-        if not isinstance(doc["stuck_triggering"], bool):
-            raise ValueError(f"stuck_triggering: expected true or false, got {doc['stuck_triggering']!r}")
-        changes["stuck_triggering"] = doc["stuck_triggering"]
-    if "rest_errors" in doc:
-        spec = doc["rest_errors"]
-        if spec is None:
-            changes["rest_errors"] = None
-        else:
-            if not isinstance(spec, dict) or "status" not in spec:
-                raise ValueError(f"rest_errors: expected {{'status', 'count'}}, got {spec!r}")
-            status = _int(spec, "status", minimum=400)
-            count = _int(spec, "count", minimum=0) if "count" in spec else 1
-            code = spec.get("code")
-            if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
-                raise ValueError(f"rest_errors.code: expected an integer, got {code!r}")
-            msg = spec.get("msg")
-            changes["rest_errors"] = RestErrors(status, count, code, None if msg is None else str(msg))
+    for name in ("stuck_triggering", "reorder_events"):
+        if name in doc:
+            if not isinstance(doc[name], bool):
+                raise ValueError(f"{name}: expected true or false, got {doc[name]!r}")
+            changes[name] = doc[name]
+    for name in ("rest_errors", "ws_handshake_errors"):
+        if name in doc:
+            changes[name] = _errors(name, doc[name])
     return replace(current, **changes), actions
+
+
+def _errors(name: str, spec: Any) -> RestErrors | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or "status" not in spec:
+        raise ValueError(f"{name}: expected {{'status', 'count'}}, got {spec!r}")
+    status = _int(spec, "status", minimum=400)
+    count = _int(spec, "count", minimum=0) if "count" in spec else 1
+    code = spec.get("code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+        raise ValueError(f"{name}.code: expected an integer, got {code!r}")
+    msg = spec.get("msg")
+    return RestErrors(status, count, code, None if msg is None else str(msg))

@@ -38,9 +38,12 @@ class Connection:
     opened_at: float
     last_pong_at: float
     queue: asyncio.Queue[tuple[float, str, str]] = field(default_factory=asyncio.Queue)
+    held: tuple[float, str, str] | None = None  # fault reorder_events: waits for its successor
 
 
 class StreamHub:
+    """Who is connected, what they asked for, and what was sent or dropped (per event type)."""
+
     def __init__(self, *, require_events_filter: bool) -> None:
         self.require_events_filter = require_events_filter
         self.connections: set[Connection] = set()
@@ -64,7 +67,7 @@ class StreamHub:
             self._changed.notify_all()
 
     async def wait_connections(self, n: int, timeout_s: float = 10.0) -> None:
-        """Wait until exactly ``n`` private connections are open."""
+        """Wait until exactly ``n`` private connections are open; TimeoutError after ``timeout_s``."""
         async with asyncio.timeout(timeout_s), self._changed:
             await self._changed.wait_for(lambda: self.count_private() == n)
 
@@ -89,7 +92,14 @@ class StreamHub:
                 continue
             payload = {"stream": target, "data": item.event} if conn.wrap else item.event
             due = now + self.faults.delay_events_ms / 1000
-            conn.queue.put_nowait((due, event_type, json.dumps(payload, separators=(",", ":"))))
+            item_out = (due, event_type, json.dumps(payload, separators=(",", ":")))
+            if self.faults.reorder_events:
+                if conn.held is None:
+                    conn.held = item_out
+                    continue
+                conn.queue.put_nowait(item_out)
+                item_out, conn.held = conn.held, None
+            conn.queue.put_nowait(item_out)
 
     async def send_loop(self, conn: Connection) -> None:
         """Per-connection sender: keeps order, honours each event's due time."""
@@ -109,6 +119,13 @@ class StreamHub:
                 continue
             await conn.ws.send_str(text)
             self.sent[event_type] += 1
+
+    def release_held(self) -> None:
+        """The reorder fault ended: an event still waiting for a partner goes out now."""
+        for conn in self.connections:
+            if conn.held is not None:
+                conn.queue.put_nowait(conn.held)
+                conn.held = None
 
     def close_key(self, listen_key: str) -> None:
         """DELETE listenKey "will close the stream": a normal close after queued events."""

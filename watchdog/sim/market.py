@@ -54,7 +54,8 @@ _KNOWN: dict[str, SymbolSpec] = {
     for spec in (
         SymbolSpec("BTCUSDT", "BTC", Decimal("0.10"), Decimal("0.001"), Decimal("100"), Decimal("90000.00")),
         SymbolSpec("ETHUSDT", "ETH", Decimal("0.01"), Decimal("0.001"), Decimal("20"), Decimal("3000.00")),
-        SymbolSpec("BASUSDT", "BAS", Decimal("0.00000001"), Decimal("1"), Decimal("5"), Decimal("0.00832653")),
+        SymbolSpec("BASUSDT", "BAS", Decimal("0.00000001"), Decimal("1"), Decimal("5"),
+                   Decimal("0.00832653")),
         SymbolSpec("DOGEUSDT", "DOGE", Decimal("0.00001"), Decimal("1"), Decimal("5"), Decimal("0.13850")),
     )
 }

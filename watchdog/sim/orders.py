@@ -53,6 +53,8 @@ class Order:
     working_type: str = "CONTRACT_PRICE"
     price_protect: bool = False
     algo_id: int | None = None  # set on a triggered algo's child
+    activate_price: Decimal | None = None  # a trailing stop's child: "AP" / "cr" in events
+    callback_rate: Decimal | None = None
 
     @property
     def avg_price(self) -> Decimal:
@@ -88,6 +90,8 @@ class AlgoOrder:
     status: str = "NEW"
     actual_order_id: int | None = None
     actual_type: str = ""
+    actual_price: Decimal = ZERO  # the child's average fill price, once it is done
+    actual_qty: Decimal = ZERO
     trigger_time_ms: int = 0
     activated: bool = False
     extreme: Decimal | None = None  # best price since a trailing stop activated
@@ -167,8 +171,8 @@ def algo_rest(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, object]:
         "positionSide": algo.position_side, "timeInForce": algo.time_in_force,
         "quantity": spec.fmt_qty(algo.qty), "algoStatus": algo.status,
         "actualOrderId": str(algo.actual_order_id) if algo.actual_order_id else "",
-        "actualPrice": spec.fmt_price(ZERO), "actualType": algo.actual_type,
-        "actualQty": spec.fmt_qty(ZERO),
+        "actualPrice": spec.fmt_price(algo.actual_price), "actualType": algo.actual_type,
+        "actualQty": spec.fmt_qty(algo.actual_qty),
         "triggerPrice": spec.fmt_price(algo.trigger_price), "price": spec.fmt_price(algo.price),
         "icebergQuantity": None, "tpOrderType": "", "selfTradePreventionMode": "EXPIRE_MAKER",
         "workingType": algo.working_type, "priceMatch": "NONE",

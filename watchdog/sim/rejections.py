@@ -108,7 +108,8 @@ def quantity_not_positive() -> Rejection:
 
 
 def min_notional(notional: str) -> Rejection:
-    return Rejection(-4164, f"Order's notional must be no smaller than {notional} (unless you choose reduce only).")
+    return Rejection(-4164, f"Order's notional must be no smaller than {notional} "
+                            "(unless you choose reduce only).")
 
 
 def invalid_listen_key() -> Rejection:

@@ -68,14 +68,24 @@ class Simulator:
             await asyncio.sleep(0.01)
 
     # Direct equivalents of the control API (same effects, no HTTP).
-    def set_mark_price(self, symbol: str, price: str | Decimal, contract_price: str | Decimal | None = None) -> None:
+    def set_mark_price(self, symbol: str, price: str | Decimal,
+                       contract_price: str | Decimal | None = None) -> None:
         mark = Decimal(str(price))
         last = Decimal(str(contract_price)) if contract_price is not None else mark
         self.venue.exchange.set_price(symbol, mark=mark, last=last)
         self.venue.flush()
 
-    def fill(self, symbol: str, side: str, qty: str | Decimal, position_side: str | None = None) -> None:
-        self.venue.exchange.market_fill(self.api_key, symbol, side, Decimal(str(qty)), position_side)
+    def fill(self, symbol: str, side: str, qty: str | Decimal, position_side: str | None = None, *,
+             parts: int = 1) -> None:
+        self.venue.exchange.market_fill(self.api_key, symbol, side, Decimal(str(qty)), position_side,
+                                        parts=parts)
+        self.venue.flush()
+
+    def liquidate(self, symbol: str, position_side: str = "BOTH", *, kind: str = "liquidation",
+                  account_update: bool = True) -> None:
+        """Close the position the way the exchange does (``autoclose-…`` / ``adl_autoclose-…``)."""
+        self.venue.exchange.force_close(self.api_key, symbol, position_side, kind=kind,
+                                        account_update=account_update)
         self.venue.flush()
 
     def set_faults(self, **faults: Any) -> None:
@@ -108,7 +118,7 @@ async def run_simulator(settings: SimSettings | None = None, **overrides: Any) -
         settings = replace(settings, symbols=tuple(settings.symbols))
     venue = Venue(settings)
     app = build_app(venue)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

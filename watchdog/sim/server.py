@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from loguru import logger
 
 from watchdog.sim import control, stream, views
 from watchdog.sim import rejections as rj
@@ -69,6 +70,9 @@ def _endpoint(security: str, weight: Weight, fn: Handler, *, counts_order: bool 
                 headers.update(venue.order_counter.count(api_key, venue.now_ms()))
             result = fn(venue, api_key, params)
         except rj.Rejection as exc:
+            # The path only: query strings carry signatures.
+            logger.debug("sim rejected {} {} status={} code={}", request.method, request.path,
+                         exc.status, exc.code)
             headers.update(exc.headers)
             headers.setdefault("X-MBX-USED-WEIGHT-1M", str(venue.weights.used))
             venue.flush()
@@ -98,7 +102,8 @@ def _int(params: Params, name: str) -> int | None:
 def _ids(params: Params, id_name: str, client_name: str) -> tuple[int | None, str | None]:
     order_id, client_id = _int(params, id_name), params.get(client_name)
     if order_id is None and not client_id:
-        raise rj.Rejection(-1102, f"Param '{id_name}' or '{client_name}' must be sent, but both were empty/null!")
+        raise rj.Rejection(-1102, f"Param '{id_name}' or '{client_name}' must be sent, "
+                                  "but both were empty/null!")
     return order_id, client_id
 
 

@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 
 from aiohttp import WSMsgType, web
+from loguru import logger
 
 from watchdog.sim import rejections as rj
+from watchdog.sim.control import mask
 from watchdog.sim.hub import CLOSE, Connection
 from watchdog.sim.venue import VENUE, Venue
 
@@ -55,6 +57,8 @@ async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool) -> we
     now = loop.time()
     conn = Connection(hub.next_id(), ws, request, request.path, subs, wrap, now, now)
     await hub.add(conn)
+    logger.info("sim stream connected id={} path={} keys={} events={}", conn.id, conn.path,
+                [mask(k) for k in subs], [None if e is None else sorted(e) for e in subs.values()])
     tasks = [asyncio.create_task(hub.send_loop(conn), name=f"sim-send-{conn.id}"),
              asyncio.create_task(_tick(conn, venue), name=f"sim-tick-{conn.id}")]
     try:
@@ -75,6 +79,7 @@ async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool) -> we
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await hub.remove(conn)
+        logger.info("sim stream closed id={} close_code={}", conn.id, ws.close_code)
     return ws
 
 
@@ -100,10 +105,14 @@ async def _tick(conn: Connection, venue: Venue) -> None:
 
 
 async def _private(request: web.Request, *, wrap: bool) -> web.StreamResponse:
+    venue = request.app[VENUE]
     try:
-        subs = _subscriptions(request, request.app[VENUE])
+        injected = venue.take_handshake_error()
+        if injected is not None:
+            raise rj.server_error(*injected)
+        subs = _subscriptions(request, venue)
     except rj.Rejection as exc:
-        return web.json_response(exc.body(), status=exc.status)
+        return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
     if not wrap:  # ws mode carries one listen key
         subs = dict(list(subs.items())[:1])
     return await _serve(request, subs, wrap=wrap)

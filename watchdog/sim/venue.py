@@ -16,7 +16,7 @@ from aiohttp import web
 
 from watchdog.sim.auth import OrderCounter, WeightMeter
 from watchdog.sim.exchange import SimExchange
-from watchdog.sim.faults import Faults, apply_faults
+from watchdog.sim.faults import Faults, RestErrors, apply_faults
 from watchdog.sim.hub import StreamHub
 from watchdog.sim.market import default_specs
 from watchdog.sim.settings import SimSettings
@@ -63,6 +63,8 @@ class Venue:
         self.faults, actions = apply_faults(self.faults, doc)
         self.hub.faults = self.faults
         self.exchange.stuck_triggering = self.faults.stuck_triggering
+        if not self.faults.reorder_events:
+            self.hub.release_held()
         if "disconnect" in actions:
             self.hub.drop_all()
         return actions
@@ -71,15 +73,22 @@ class Venue:
         self.faults = Faults()
         self.hub.faults = self.faults
         self.exchange.stuck_triggering = False
+        self.hub.release_held()
 
     def take_rest_error(self) -> tuple[int, int | None, str | None] | None:
         """Consume one injected REST failure, if any are left."""
-        plan = self.faults.rest_errors
+        return self._take("rest_errors")
+
+    def take_handshake_error(self) -> tuple[int, int | None, str | None] | None:
+        """Consume one injected user-stream handshake refusal, if any are left."""
+        return self._take("ws_handshake_errors")
+
+    def _take(self, name: str) -> tuple[int, int | None, str | None] | None:
+        plan: RestErrors | None = getattr(self.faults, name)
         if plan is None or plan.count <= 0:
             return None
-        remaining = plan.count - 1
-        self.faults = replace(self.faults, rest_errors=None if remaining == 0 else
-                              replace(plan, count=remaining))
+        left: dict[str, Any] = {name: None if plan.count == 1 else replace(plan, count=plan.count - 1)}
+        self.faults = replace(self.faults, **left)
         self.hub.faults = self.faults
         return plan.status, plan.code, plan.msg
 

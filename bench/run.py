@@ -1,0 +1,254 @@
+"""End-to-end benchmark: ingest, peer (ccxt.pro), veto, detection, footprint — one command.
+
+Usage (from the repository root)::
+
+    /work/venv/bin/python bench/run.py            # a table
+    /work/venv/bin/python bench/run.py --json     # one JSON object on one line
+    /work/venv/bin/python bench/run.py --write-docs   # also refresh docs/BENCHMARKS.md
+
+Everything is real and on loopback: a private redis-server on a free port, the simulator in its
+own process (``python -m watchdog sim``), the daemon in its own process
+(``python -m watchdog run --config TMP.toml`` with BINANCE_API_KEY/SECRET of the simulator's
+account), and ccxt.pro in its own process. Nothing is left running afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import ingest  # noqa: E402
+import redis  # noqa: E402
+import sections  # noqa: E402
+from infra import PYTHON, ROOT, Sim, daemon, mini_watchdog, redis_server, simulator  # noqa: E402
+
+ACCOUNT = "bench"
+FLOOD_SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+# (key, label, unit, target, better) — the issue's keys, in its order.
+KEYS: list[tuple[str, str, str, float, str]] = [
+    ("ingest_events_per_s", "ingest, daemon, events/s (full speed)", "/s", 40_000, "higher"),
+    ("ingest_p99_ms", "ingest, daemon, frame → Redis p99 @1,000/s", "ms", 2.0, "lower"),
+    ("ccxt_events_per_s", "ccxt.pro watch_positions, events/s", "/s", 0, "info"),
+    ("ingest_vs_ccxt", "ingest ÷ ccxt.pro (we also publish)", "x", 1.5, "higher"),
+    ("veto_p99_ms", "veto begin/check p99 (worse of the two)", "ms", 0.5, "lower"),
+    ("verdicts_per_s", "verdicts/s, one client, pipelined", "/s", 10_000, "higher"),
+    ("detection_p95_ms", "closure detection, stream muted, p95", "ms", 1000, "lower"),
+    ("weight_per_min", "REST weight/min while detecting", "/min", 360, "lower"),
+    ("rss_mb", "daemon RSS, 300 symbols tracked", "MB", 60, "lower"),
+    ("idle_cpu_pct", "daemon idle CPU", "%", 1.0, "lower"),
+]
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "loadavg_start": round(os.getloadavg()[0], 2)}
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+
+
+def _ingest(consumer: Any, sim: Sim, url: str, count: int) -> dict[str, Any]:
+    lat = ingest.latency(sim, url, ACCOUNT, FLOOD_SYMBOLS[0], rate=1000.0, count=3000)
+    thr = ingest.throughput(sim, url, ACCOUNT, FLOOD_SYMBOLS, count, consumer.alive)
+    return {**thr, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"]}
+
+
+def section_ingest(url: str, count: int, details: dict[str, Any]) -> None:
+    with simulator(FLOOD_SYMBOLS) as sim:
+        for name, args in (("mini_serial", ("--mode", "serial")),
+                           ("mini_batched", ("--mode", "batched"))):
+            _flush(url)
+            with mini_watchdog(sim, url, ACCOUNT, *args) as consumer:
+                details[name] = _ingest(consumer, sim, url, count)
+        _flush(url)
+        with daemon(sim, url, ACCOUNT) as consumer:
+            try:
+                details["daemon"] = _ingest(consumer, sim, url, count)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{consumer.log_tail()}") from exc
+
+
+def section_peer(count: int, details: dict[str, Any]) -> None:
+    with simulator(FLOOD_SYMBOLS) as sim:
+        base = [PYTHON, str(HERE / "peer_ccxt.py"), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+                "--control-url", sim.control_url, "--symbols", *FLOOD_SYMBOLS]
+        out = {}
+        for name, extra in (("throughput", ["--count", str(count)]),
+                            ("latency", ["--count", "3000", "--rate", "1000", "--symbols", "BTCUSDT"])):
+            done = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=240)
+            if done.returncode != 0:
+                raise RuntimeError(f"peer_ccxt.py {name} failed:\n{done.stderr[-1500:]}")
+            out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    details["ccxt"] = {"events_per_s": out["throughput"]["events_per_s"],
+                       "p50_ms": out["latency"]["age_p50_ms"], "p99_ms": out["latency"]["age_p99_ms"]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    details: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    with redis_server() as rs:
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("ingest", lambda: section_ingest(rs.url, args.count, details)),
+            ("peer", lambda: section_peer(args.count, details)),
+            ("veto", lambda: details.__setitem__("veto", sections.veto(rs.url))),
+            ("detection", lambda: details.__setitem__("detection", sections.detection(
+                rs.url, trials=args.trials, account=ACCOUNT))),
+            ("footprint", lambda: details.__setitem__("footprint", sections.footprint(
+                rs.url, idle_s=args.idle_s, account=ACCOUNT))),
+        ]
+        for name, step in steps:
+            if args.only and name not in args.only:
+                continue
+            _flush(rs.url)
+            t0 = time.monotonic()
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - one section failing must not hide the others
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                if args.verbose:
+                    traceback.print_exc()
+            details.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 1)
+    result = _summary(details)
+    result["details"] = details
+    result["errors"] = errors
+    result["machine"] = {**machine(), "loadavg_end": round(os.getloadavg()[0], 2)}
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["daemon_root"] = os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT))
+    return result
+
+
+def _summary(d: dict[str, Any]) -> dict[str, Any]:
+    get = lambda *path: _dig(d, path)  # noqa: E731
+    ingest_rate, ccxt_rate = get("daemon", "events_per_s"), get("ccxt", "events_per_s")
+    veto_p99 = [v for v in (get("veto", "check_p99_ms"), get("veto", "begin_p99_ms")) if v is not None]
+    return {
+        "ingest_events_per_s": ingest_rate,
+        "ingest_p50_ms": get("daemon", "p50_ms"),
+        "ingest_p99_ms": get("daemon", "p99_ms"),
+        "ccxt_events_per_s": ccxt_rate,
+        "ingest_vs_ccxt": round(ingest_rate / ccxt_rate, 2) if ingest_rate and ccxt_rate else None,
+        "veto_p99_ms": max(veto_p99) if veto_p99 else None,
+        "verdicts_per_s": get("veto", "pipelined_per_s"),
+        "detection_p50_ms": get("detection", "p50_ms"),
+        "detection_p95_ms": get("detection", "p95_ms"),
+        "weight_per_min": get("detection", "weight_per_min"),
+        "rss_mb": get("footprint", "rss_mb"),
+        "idle_cpu_pct": get("footprint", "idle_cpu_pct"),
+    }
+
+
+def _dig(d: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = ["| measure | key | value | target | met |", "| --- | --- | --- | --- | --- |"]
+    for key, label, unit, target, better in KEYS:
+        value = result.get(key)
+        if better == "info" or value is None:
+            met = "—"
+        else:
+            met = "yes" if (value >= target if better == "higher" else value <= target) else "**no**"
+        sign = "≥" if better == "higher" else "≤"
+        goal = "—" if better == "info" else f"{sign} {_fmt(float(target))} {unit}"
+        shown = "—" if value is None else f"{_fmt(value)} {unit}"
+        rows.append(f"| {label} | `{key}` | {shown} | {goal} | {met} |")
+    d = result["details"]
+    rows += ["", "| ingest path | events/s | frame→Redis p50 | p99 | sim sent/s | drain lag |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, label in (("mini_serial", "core+publisher, one round trip per change"),
+                        ("mini_batched", "core+publisher, pipelined per batch"),
+                        ("daemon", "daemon (`python -m watchdog run`)")):
+        x = d.get(name)
+        if x:
+            rows.append(f"| {label} | {_fmt(x['events_per_s'])} | {x['p50_ms']} ms | {x['p99_ms']} ms | "
+                        f"{_fmt(x['sim_send_per_s'])} | {_fmt(x['drain_lag_ms'])} ms |")
+    if d.get("ccxt"):
+        c = d["ccxt"]
+        rows.append(f"| ccxt.pro watch_positions (publishes nothing; age on handling) | "
+                    f"{_fmt(c['events_per_s'])} | {c['p50_ms']} ms | {c['p99_ms']} ms | — | — |")
+    m = result["machine"]
+    rows += ["", f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}; load average "
+             f"{m['loadavg_start']} → {m['loadavg_end']}; whole run {result['elapsed_s']} s."]
+    for name, error in result["errors"].items():
+        rows.append(f"\n**{name} failed**: {error.splitlines()[0]}")
+    return "\n".join(rows)
+
+
+_BEGIN, _END = "<!-- bench/run.py:begin -->", "<!-- bench/run.py:end -->"
+
+
+def write_docs(result: dict[str, Any], command: str) -> None:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = (f"{_BEGIN}\nLast run: `{command}` at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+             f"{table(result)}\n{_END}")
+    if _BEGIN in text:
+        text = re.sub(re.escape(_BEGIN) + ".*?" + re.escape(_END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## End to end (bench/run.py)\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    parser.add_argument("--write-docs", action="store_true", help="refresh docs/BENCHMARKS.md")
+    parser.add_argument("--count", type=int, default=40_000, help="frames per full-speed flood")
+    parser.add_argument("--trials", type=int, default=20, help="detection trials (>= 20)")
+    parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
+    parser.add_argument("--only", nargs="*", choices=["ingest", "peer", "veto", "detection", "footprint"])
+    parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
+                        "proposed patch applied); default: this one")
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")
+    args = parser.parse_args()
+    if args.daemon_root:
+        os.environ["WD_BENCH_DAEMON_ROOT"] = str(Path(args.daemon_root).resolve())
+    result = run(args)
+    if args.write_docs:
+        write_docs(result, "python bench/run.py" + (" --json" if args.json else ""))
+    if args.json:
+        sys.stdout.write(json.dumps(result, separators=(",", ":"), default=str) + "\n")
+    else:
+        sys.stdout.write(table(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

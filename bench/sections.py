@@ -1,0 +1,184 @@
+"""The sections of ``bench/run.py``: veto, detection and footprint (ingest is in ingest.py).
+
+Every section starts what it needs (daemon, simulator) and stops it before returning; Redis is
+shared and flushed between sections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import redis
+from infra import Sim, daemon, proc_stat, simulator, wait_until
+from ingest import percentile
+from veto_bench import ACCOUNT as VETO_ACCOUNT
+from veto_bench import _prepare as prepare_veto
+
+from watchdog.client import WatchdogClient, _Protocol
+from watchdog.store.scripts import script_sha
+
+__all__ = ["detection", "footprint", "veto"]
+
+
+# ---------------------------------------------------------------- veto
+
+
+def veto(redis_url: str, n: int = 5000, batch: int = 100) -> dict[str, Any]:
+    """``check``/``begin`` latency from one sync client, verdicts/s sequential and pipelined.
+
+    Reuses bench/veto_bench.py's setup (a fresh open position and a heartbeat).
+    """
+    asyncio.run(prepare_veto(redis_url))
+    client = WatchdogClient.from_url(redis_url, VETO_ACCOUNT)
+    try:
+        for _ in range(300):  # warm-up: connection, script cache
+            client.check("BTCUSDT")
+        clock = time.perf_counter
+        checks = []
+        for _ in range(n):
+            t0 = clock()
+            verdict = client.check("BTCUSDT")
+            checks.append(clock() - t0)
+        if not verdict.allowed:
+            raise RuntimeError(f"check vetoed the benchmark position: {verdict}")
+        begins = []
+        for _ in range(n // 2):
+            t0 = clock()
+            verdict = client.begin("BTCUSDT", holder="bench", ttl_ms=10_000)
+            begins.append(clock() - t0)
+            client.end("BTCUSDT", "BOTH", verdict.lease or 0)
+        keys, args = _Protocol(VETO_ACCOUNT, None).check("BTCUSDT", "BOTH")
+        sha = script_sha("check")
+        done, t0 = 0, clock()
+        while done < n * 2:
+            pipe = client.redis.pipeline(transaction=False)
+            for _ in range(batch):
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            done += len(pipe.execute())
+        pipelined_s = clock() - t0
+    finally:
+        client.close()
+    ms = 1000.0
+    return {
+        "check_p50_ms": round(percentile(checks, 0.5) * ms, 3),
+        "check_p99_ms": round(percentile(checks, 0.99) * ms, 3),
+        "begin_p50_ms": round(percentile(begins, 0.5) * ms, 3),
+        "begin_p99_ms": round(percentile(begins, 0.99) * ms, 3),
+        "sequential_per_s": round(n / sum(checks), 1),
+        "pipelined_per_s": round(done / pipelined_s, 1),
+    }
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _state(r: redis.Redis, key: str) -> str | None:
+    value = r.hget(key, "state")
+    return None if value is None else str(value)
+
+
+def detection(redis_url: str, trials: int = 20, account: str = "bench") -> dict[str, Any]:
+    """Closure detection with the stream muted (REST only), the daemon at its defaults.
+
+    Per trial: a random pause (so the close lands at a random phase of the poll), a market close
+    through the simulator, then the daemon's ``position_closed`` event is awaited on the events
+    stream (XREAD); detection = its ``at_ms`` (Redis clock, same machine) minus the close's wall
+    time. The position is then reopened (not timed). REST weight: the simulator's per-minute
+    meter, summed over the phase.
+    """
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"wd:v1:{{{account}}}:pos:BTCUSDT:BOTH"
+    events = f"wd:v1:{{{account}}}:events"
+    closed_ms: list[float] = []
+    with simulator(["BTCUSDT", "ETHUSDT"]) as sim, daemon(sim, redis_url, account) as wd:
+        sim.control("POST", "fills", {"symbol": "BTCUSDT", "side": "BUY", "qty": "0.01"})
+        wait_until(lambda: _state(r, key) == "open", timeout_s=20, what="the position to open")
+        sim.control("POST", "faults", {"stream": "mute"})
+        weight = _WeightRate(sim)
+        for _ in range(trials):
+            time.sleep(random.uniform(0.0, 1.0))
+            last_id = r.xrevrange(events, count=1)
+            cursor = last_id[0][0] if last_id else "0-0"
+            t0_ms = time.time() * 1000
+            sim.control("POST", "fills", {"symbol": "BTCUSDT", "side": "SELL", "qty": "0.01"})
+            closed_ms.append(_await_closed(r, events, cursor, t0_ms, wd))
+            weight.sample()
+            sim.control("POST", "fills", {"symbol": "BTCUSDT", "side": "BUY", "qty": "0.01"})
+            wait_until(lambda: _state(r, key) == "open", timeout_s=60, what="the position to reopen",
+                       interval_s=0.01)
+            weight.sample()
+        weight.sample()
+        sim.control("DELETE", "faults")
+    r.close()
+    return {"trials": len(closed_ms),
+            "p50_ms": round(percentile(closed_ms, 0.5), 1),
+            "p95_ms": round(percentile(closed_ms, 0.95), 1),
+            "max_ms": round(max(closed_ms), 1),
+            "weight_per_min": round(weight.per_min(), 1)}
+
+
+def _await_closed(r: redis.Redis, events: str, cursor: str, t0_ms: float, wd: Any) -> float:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and wd.alive():
+        for _, entries in r.xread({events: cursor}, block=500) or []:
+            for entry_id, fields in entries:
+                cursor = entry_id
+                if fields.get("kind") == "position_closed" and fields.get("position") == "BTCUSDT:BOTH":
+                    return float(fields["at_ms"]) - t0_ms
+    raise RuntimeError(f"no position_closed event within 30 s:\n{wd.log_tail()}")
+
+
+class _WeightRate:
+    """REST weight the daemon used, from the simulator's wall-clock-minute meter."""
+
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+        self.started = time.monotonic()
+        self.last = self._used()
+        self.total = 0
+        self.at = self.started
+
+    def _used(self) -> int:
+        return int(self.sim.control("GET", "state")["weight_used_1m"])
+
+    def sample(self) -> None:
+        if time.monotonic() - self.at < 0.5:
+            return
+        used = self._used()
+        self.total += used - self.last if used >= self.last else used  # a new minute began
+        self.last, self.at = used, time.monotonic()
+
+    def per_min(self) -> float:
+        return self.total / (self.at - self.started) * 60
+
+
+# ---------------------------------------------------------------- footprint
+
+
+def footprint(redis_url: str, symbols: int = 300, idle_s: float = 20.0,
+              account: str = "bench") -> dict[str, Any]:
+    """RSS with ``symbols`` open positions tracked, and idle CPU over ``idle_s`` (from /proc)."""
+    names = [f"S{i:03d}USDT" for i in range(symbols)]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    with simulator(names) as sim:
+        for name in names:  # positions first: the daemon's startup snapshot finds all of them
+            sim.control("POST", "fills", {"symbol": name, "side": "BUY", "qty": "10"})
+        with daemon(sim, redis_url, account) as wd:
+            members = f"wd:v1:{{{account}}}:positions"
+            wait_until(lambda: r.scard(members) >= symbols, timeout_s=60,
+                       what=f"{symbols} positions in Redis", interval_s=0.1)
+            time.sleep(5.0)  # settle: startup reads, order polls and caches done
+            before = proc_stat(wd.pid)
+            time.sleep(idle_s)
+            after = proc_stat(wd.pid)
+            tracked = int(r.scard(members))
+            open_count = sum(1 for m in r.smembers(members)
+                             if r.hget(f"wd:v1:{{{account}}}:pos:{m}", "state") == "open")
+    r.close()
+    cpu_pct = (after.cpu_s - before.cpu_s) / (after.at - before.at) * 100
+    return {"symbols": symbols, "tracked": tracked, "open": open_count,
+            "rss_mb": round(after.rss_mb, 1), "idle_cpu_pct": round(cpu_pct, 2),
+            "idle_window_s": round(after.at - before.at, 1)}

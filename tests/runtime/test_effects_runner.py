@@ -1,0 +1,110 @@
+"""EffectsRunner against a real redis-server that goes away: writes are deferred, not lost,
+the caller is not stalled or killed, and ``recover`` writes them (positions first)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from tests.support.store import ACCOUNT, make_view, position_key
+from watchdog.core.book import PositionBook
+from watchdog.core.effects import CancelOrder, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.model import OrderId, PositionState
+from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.vitals import Identity, Vitals
+from watchdog.store.keys import AccountKeys
+from watchdog.store.publisher import RedisPublisher
+
+KEY = position_key("BASUSDT")
+KEYS = AccountKeys(ACCOUNT)
+NOW_MS = 1_764_000_000_000
+
+
+class Sinks:
+    """Where the runner hands snapshot requests and cancels (the poller's and reaper's queues)."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[RequestSnapshot] = []
+        self.cancels: list[CancelOrder] = []
+        self.blind: list[str] = []
+
+    def request_snapshot(self, request: RequestSnapshot) -> None:
+        self.snapshots.append(request)
+
+    def submit(self, cancel: CancelOrder) -> None:
+        self.cancels.append(cancel)
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisPublisher]:
+    # A short socket timeout and no client retries: the outage must show up quickly.
+    pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
+                                  events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3)
+    await pub.start()
+    yield pub
+    await pub.close()
+
+
+def make_runner(store: RedisPublisher, sinks: Sinks) -> tuple[EffectsRunner, Vitals]:
+    vitals = Vitals(Identity(1, "h", "0", 0), PositionBook(), weight_budget_1m=360, progress_limit_s=10)
+    runner = EffectsRunner(store, sinks, sinks, vitals, store_timeout_s=2.0,
+                           on_stream_blind=sinks.blind.append)
+    return runner, vitals
+
+
+async def event_kinds(redis_url: str) -> list[str]:
+    client = redis.asyncio.from_url(redis_url, decode_responses=True)
+    try:
+        entries: Any = await client.xrange(KEYS.events)
+        return [str(fields["kind"]) for _, fields in entries]
+    finally:
+        await client.aclose()
+
+
+async def read(redis_url: str, *command: Any) -> Any:
+    client = redis.asyncio.from_url(redis_url, decode_responses=True)
+    try:
+        return await client.execute_command(*command)  # type: ignore[no-untyped-call]
+    finally:
+        await client.aclose()
+
+
+async def test_effects_are_routed(store: RedisPublisher, redis_url: str) -> None:
+    sinks = Sinks()
+    runner, _ = make_runner(store, sinks)
+    cancel = CancelOrder(KEY, OrderId(7), is_algo=True, client_id="ts-1", reason="orphan")
+    await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS)), RequestSnapshot("gap"), cancel,
+                      RaiseAlert("stream_blind", "REST shows a change", KEY)])
+    assert sinks.snapshots == [RequestSnapshot("gap")]
+    assert sinks.cancels == [cancel]
+    assert sinks.blind == ["REST shows a change"]
+    assert await read(redis_url, "HGET", KEYS.position(KEY), "state") == "open"
+    kinds = await event_kinds(redis_url)
+    assert "alert" in kinds
+
+
+async def test_redis_outage_defers_then_recover_writes_everything(
+        store: RedisPublisher, redis_server: Any, redis_url: str) -> None:
+    sinks = Sinks()
+    runner, vitals = make_runner(store, sinks)
+    await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS, version=1))])
+    redis_server.stop()
+    try:
+        closed = make_view(KEY, state=PositionState.CLOSED, verified_ms=NOW_MS + 10, version=2)
+        await runner.run([Publish(closed), Notify("position_closed", KEY), RequestSnapshot("after")])
+        assert runner.store_down
+        assert vitals.store_error
+        assert "redis writes failing" in " ".join(vitals.problems())
+        assert sinks.snapshots == [RequestSnapshot("after")], "non-store effects still run"
+        assert not await runner.recover(), "Redis is still down"
+    finally:
+        redis_server.start()
+    assert await runner.recover()
+    assert not runner.store_down
+    assert vitals.store_error == ""
+    assert await read(redis_url, "HGET", KEYS.position(KEY), "state") == "closed"
+    kinds = await event_kinds(redis_url)
+    assert "position_closed" in kinds
