@@ -74,6 +74,8 @@ async def test_legacy_path_connects_and_delivers_nothing(sim: Simulator, sim_cli
         assert (await next_event(routed))["e"] == "ACCOUNT_UPDATE"
         pong = await legacy.ping()
         await pong  # the legacy connection is alive ...
+        async with websockets.connect(f"{sim.ws_url}/stream?streams={key}") as combined:
+            await (await combined.ping())
     assert sim.venue.hub.sent["ACCOUNT_UPDATE"] == 1  # ... and got nothing
 
 

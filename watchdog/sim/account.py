@@ -62,6 +62,10 @@ class Account:
     leverage: dict[str, int] = field(default_factory=dict)
     listen_key: str | None = None
     listen_key_expires_ms: int = 0
+    # Orders that may still be open (an order never reopens, so closed ones are pruned lazily):
+    # keeps open_orders()/open_algos() cheap while ``orders``/``algos`` keep the whole history.
+    _live_orders: dict[int, Order] = field(default_factory=dict)
+    _live_algos: dict[int, AlgoOrder] = field(default_factory=dict)
 
     def position(self, symbol: str, position_side: str) -> Position:
         key = (symbol, position_side)
@@ -69,11 +73,23 @@ class Account:
             self.positions[key] = Position(symbol, position_side)
         return self.positions[key]
 
+    def add_order(self, order: Order) -> None:
+        self.orders[order.order_id] = order
+        self._live_orders[order.order_id] = order
+
+    def add_algo(self, algo: AlgoOrder) -> None:
+        self.algos[algo.algo_id] = algo
+        self._live_algos[algo.algo_id] = algo
+
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open]
+        for order_id in [i for i, o in self._live_orders.items() if not o.is_open]:
+            del self._live_orders[order_id]
+        return list(self._live_orders.values())
 
     def open_algos(self) -> list[AlgoOrder]:
-        return [a for a in self.algos.values() if a.is_open]
+        for algo_id in [i for i, a in self._live_algos.items() if not a.is_open]:
+            del self._live_algos[algo_id]
+        return list(self._live_algos.values())
 
     def view(self, time_ms: int, marks: dict[str, Decimal]) -> AccountView:
         """A frozen copy of everything REST shows, for ``rest_lag_ms`` answers."""

@@ -204,7 +204,7 @@ class SimExchange(Matching):
         now = self.now_ms()
         order = Order(self._order_id(), client_id, req.symbol, req.side, req.type, req.time_in_force,
                       qty, req.price, req.position_side, req.reduce_only, False, now, now)
-        account.orders[order.order_id] = order
+        account.add_order(order)
         ack = copy.copy(order)
         self._emit_order(account, order, "NEW")
         self._work(account, order, new=True, parts=parts)
@@ -259,7 +259,7 @@ class SimExchange(Matching):
         if any(a.client_algo_id == client_id for a in account.open_algos()):
             raise rj.client_id_duplicated()
         algo = self._new_algo(req, client_id)
-        account.algos[algo.algo_id] = algo
+        account.add_algo(algo)
         self.outbox.append(Outgoing(api_key, ev.algo_update(algo, self.specs[algo.symbol], self.now_ms())))
         self._commit(account)
         return copy.copy(algo)

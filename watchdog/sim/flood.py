@@ -238,7 +238,7 @@ def _settle(venue: Any, api_key: str, frames: _Frames, count: int, last_ms: int)
 
 async def handle(request: web.Request) -> web.Response:
     """``POST /sim/v1/flood``; 400 ``{"error"}`` on a bad request."""
-    from watchdog.sim.server import VENUE
+    from watchdog.sim.venue import VENUE
 
     venue = request.app[VENUE]
     try:

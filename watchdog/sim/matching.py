@@ -179,7 +179,7 @@ class Matching:
         qty = abs(position.amount)
         order = Order(self._order_id(), f"{prefix}-{now}{self._next_client}", symbol, side, "MARKET",
                       "GTC", qty, ZERO, position_side, False, False, now, now)
-        account.orders[order.order_id] = order
+        account.add_order(order)
         execution = "CALCULATED" if kind == "liquidation" else "TRADE"
         self._execute(account, order, qty, self.mark[symbol], maker=False, execution=execution,
                       account_update=account_update)
@@ -244,7 +244,7 @@ class Matching:
                       stop_price=algo.trigger_price, working_type=algo.working_type,
                       price_protect=algo.price_protect, algo_id=algo.algo_id,
                       activate_price=algo.activate_price, callback_rate=algo.callback_rate)
-        account.orders[order.order_id] = order
+        account.add_order(order)
         algo.status = "TRIGGERED"
         algo.actual_order_id = order.order_id
         algo.actual_type = order.type

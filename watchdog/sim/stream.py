@@ -5,8 +5,9 @@
   400 ``{"code": -1125}``.
 - ``/private/stream?listenKey=K1&events=…&listenKey=K2&events=…`` — stream mode, frames
   wrapped as ``{"stream": K, "data": event}``.
-- ``/ws/{anything}`` — the legacy path: connects, answers pings, delivers nothing (production
-  behaviour since 2026-04-23: un-routed connections "fail silently").
+- ``/ws/{anything}`` and ``/stream?streams=…`` — the legacy paths: connect, answer pings,
+  deliver nothing (production since 2026-04-23: un-routed connections "fail silently").
+- ``/private/ws/<key>`` (path form, UNCONFIRMED in production) is not served: 404.
 
 The server pings every ``ping_interval_s`` and closes (1008) a connection whose pongs stop for
 ``pong_timeout_s``; every connection is closed (1001) at the time-scaled 24 h mark. Fault
@@ -135,3 +136,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/private/ws", private_ws)
     app.router.add_get("/private/stream", private_stream)
     app.router.add_get("/ws/{path:.*}", legacy_ws)
+    app.router.add_get("/stream", legacy_ws)
