@@ -83,6 +83,6 @@ async def test_wrong_secret_is_authentication_or_signature_rejection(sim: Simula
             await bad_key.fetch_positions()
         bad_secret = BinanceRest.from_config(http, Credentials(sim.api_key, "wrong"), cfg,
                                              clock=SystemClock())
-        with pytest.raises(ExchangeRejected) as info:
+        with pytest.raises(AuthenticationFailed) as info:
             await bad_secret.fetch_positions()
         assert info.value.code == -1022
