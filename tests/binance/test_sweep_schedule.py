@@ -146,3 +146,13 @@ def test_steady_state_weight_with_the_budget_module() -> None:
         now_s = round(now_s + 0.05, 2)
     assert spent / (end_s / 60) <= 360
     assert own.own_used_1m(now_s) <= 360  # a minute without a sweep: positions + orders only
+
+
+def test_due_symbols_longest_unread_first_so_a_short_budget_reaches_every_symbol() -> None:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.0)
+    s.orders_seen(orders(None, algo("AAAUSDT"), algo("ZZZUSDT")))
+    s.orders_read(Symbol("AAAUSDT"), 1.0)
+    s.orders_read(Symbol("ZZZUSDT"), 0.5)
+    assert s.plan(20.0).order_symbols == ("ZZZUSDT", "AAAUSDT")

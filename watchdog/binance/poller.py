@@ -247,6 +247,10 @@ class PollSchedule:
                 due.append(symbol)
             else:
                 wake_at = min(wake_at, next_at)
+        # Requested first, then the longest unread: when the budget cuts the list short, every
+        # symbol still gets its turn (the sweep can add many symbols that hold orders).
+        due.sort(key=lambda sym: (sym not in self._requested_symbols,
+                                  self._orders_at.get(sym, -1e18), sym))
         return PollPlan(read_positions, urgent, ", ".join(self._requested) or "scheduled",
                         tuple(due), tuple(s for s in due if s in self._requested_symbols),
                         max(0.0, wake_at - now_s), sweep)
