@@ -95,9 +95,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
-        schedule = PollSchedule(poll_interval_s=b.poll_interval_s,
-                                orders_poll_interval_s=b.orders_poll_interval_s,
-                                fast_poll_interval_s=b.fast_poll_interval_s)
+        schedule = PollSchedule.from_config(b)
         poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
