@@ -329,3 +329,19 @@ async def test_keepalive_minus_1125_is_rejected_with_code() -> None:
     with pytest.raises(ExchangeRejected) as info:
         await rest.keepalive_listen_key()
     assert info.value.code == -1125
+
+
+async def test_retry_gives_up_at_once_when_retry_after_exceeds_the_policy() -> None:
+    sent: list[int] = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        return err(418, -1003, "Way too many requests; IP banned.", **{"Retry-After": "120"})
+
+    rest, rec, _ = make(server({"GET /fapi/v1/openOrders": route}))
+    with pytest.raises(ExchangeUnavailable) as info:
+        await rest.fetch_open_orders(Symbol("BTCUSDT"))
+    assert info.value.retry_after_s == 120
+    assert rec.sleeps == []  # no 120 s sleep hidden inside one call
+    assert len(sent) == 1
+    assert rest.degraded

@@ -196,9 +196,8 @@ async def test_gap_order_is_connected_snapshot_then_buffered_events() -> None:
         fake.positions_gate.set()  # type: ignore[union-attr]
         await until(h, lambda ev: any(isinstance(e, StreamPositions) for e in ev), "replay")
         kinds = h.kinds()
-        assert kinds[:4] == ["StreamConnected", "SnapshotRequested", "PositionSnapshot",
-                             "OrdersSnapshot"]
-        assert kinds[4] == "StreamPositions"
+        assert kinds[:5] == ["StreamConnected", "SnapshotRequested", "PositionSnapshot",
+                             "StreamPositions", "OrdersSnapshot"]
         snap = h.events[2]
         assert isinstance(snap, PositionSnapshot)
         assert snap.request_id == h.events[1].request_id  # type: ignore[union-attr]
@@ -251,6 +250,27 @@ async def test_listen_key_expired_reconnects_and_says_so() -> None:
         assert lost.reason == "listen_key_expired"
         assert any(isinstance(e, ListenKeyExpired) for e in h.events)
         assert fake.urls[-1].startswith("/private/ws?listenKey=LK-2")
+
+
+async def test_listen_keys_never_reach_the_log() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{message}")
+    fake = FakeBinance(listen_key="SECRETKEY1")
+    try:
+        async with running(fake) as h:
+            await until(h, lambda ev: any(isinstance(e, PositionSnapshot) for e in ev), "first")
+            fake.listen_key = "SECRETKEY2"
+            await fake.broadcast('{"e": "listenKeyExpired", "E": "oops", "listenKey": "SECRETKEY1"}')
+            await fake.broadcast({"e": "listenKeyExpired", "E": 1, "listenKey": "SECRETKEY1"})
+            await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) >= 2,
+                        "reconnected")
+    finally:
+        logger.remove(sink)
+    text = "\n".join(lines)
+    assert "listenKeyExpired" in text or "malformed" in text  # something was logged about it
+    assert "SECRETKEY" not in text
 
 
 async def test_keepalive_minus_1125_gets_a_new_key_and_reconnects() -> None:

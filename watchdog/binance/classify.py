@@ -43,7 +43,9 @@ __all__ = [
 CODE_TIMEOUT = -1007            # "Send status unknown; execution status unknown."
 CODE_INVALID_TIMESTAMP = -1021  # outside recvWindow: re-sync the server-time offset
 CODE_INVALID_LISTEN_KEY = -1125
-AUTH_CODES = frozenset({-2014, -2015})  # bad API-key format / key, IP or permission refused
+# Bad API-key format / key, IP or permission refused, and -1022: a signature Binance cannot verify
+# with the key's secret, i.e. a wrong secret. Restarting cannot fix any of them (exit 77).
+AUTH_CODES = frozenset({-1022, -2014, -2015})
 
 # 418 bans last "from 2 minutes to 3 days"; without a Retry-After we wait the minimum.
 _DEFAULT_RETRY_AFTER_S = {429: 5.0, 418: 120.0}

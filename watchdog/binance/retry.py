@@ -19,8 +19,10 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from watchdog.errors import ExchangeUnavailable
 
@@ -57,6 +59,20 @@ class _WaitHonouringRetryAfter(wait_exponential_jitter):
         return float(wait_s)
 
 
+class _RetryAfterBeyond(stop_base):
+    """Stop now when Binance asked us to wait longer than the time this call has left:
+    sleeping past ``max_delay_s`` would hide the outage inside one call."""
+
+    def __init__(self, max_delay_s: float) -> None:
+        self.max_delay_s = max_delay_s
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        return (isinstance(exc, ExchangeUnavailable) and exc.retry_after_s is not None
+                and exc.retry_after_s > self.max_delay_s - (retry_state.seconds_since_start or 0.0))
+
+
 def retrying_for(policy: RetryPolicy, *,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
     """Build the AsyncRetrying for one idempotent call (``async for attempt in …``).
@@ -65,7 +81,9 @@ def retrying_for(policy: RetryPolicy, *,
     """
     return AsyncRetrying(
         retry=retry_if_exception_type(ExchangeUnavailable),
-        stop=stop_after_delay(policy.max_delay_s) | stop_after_attempt(policy.max_attempts),
+        stop=stop_any(stop_after_delay(policy.max_delay_s),
+                      stop_after_attempt(policy.max_attempts),
+                      _RetryAfterBeyond(policy.max_delay_s)),
         wait=_WaitHonouringRetryAfter(multiplier=policy.initial_s, max=policy.max_wait_s,
                                       jitter=policy.jitter_s),
         reraise=True,

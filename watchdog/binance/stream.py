@@ -7,7 +7,7 @@ Rules of this module:
 2. Gap handling (Nautilus' buffer → snapshot → replay, PEERS.md §2a): after each connect the
    reader buffers frames while a positions snapshot *requested after the connect* is read; the
    core then gets ``StreamConnected → SnapshotRequested → PositionSnapshot|SnapshotFailed →
-   buffered events in order``.
+   buffered events in order → OrdersSnapshot`` (per symbol holding a position).
 3. Liveness: websockets pings every ``ping_interval_s`` (5 s, at most ``max_silence_s/3``) and
    wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
    (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
@@ -28,18 +28,27 @@ import asyncio
 import itertools
 import json
 import random
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from loguru import logger
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.frames import Frame
 
 from watchdog.binance import wire
+from watchdog.binance.connection import (
+    STREAM_EVENTS,
+    Connection,
+    Control,
+    End,
+    StampedConnection,
+    Successor,
+    close_text,
+    describe_error,
+    frame_excerpt,
+    user_stream_url,
+)
 from watchdog.binance.reconnect import (
     Backoff,
     RecentEvents,
@@ -63,57 +72,10 @@ from watchdog.runtime.clock import Clock
 
 __all__ = ["STREAM_EVENTS", "StreamStats", "UserDataStream", "user_stream_url"]
 
-# The explicit events= filter (BINANCE-API.md §0.6, §1.3): without it production may deliver
-# nothing; the algo event is spelled ALGO_UPDATE (not UBWA's ALGO_ORDER_UPDATE).
-STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_LITE",
-                 "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
-
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
 _EXPIRED = "listen_key_expired"
+_SILENT = "silent"
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
-
-
-def user_stream_url(ws_url: str, listen_key: str) -> str:
-    """``{ws_url}/private/ws?listenKey=…&events=…`` (routed private URL since 2026-04-23)."""
-    return (f"{ws_url.rstrip('/')}/private/ws?listenKey={quote(listen_key, safe='')}"
-            f"&events={'/'.join(STREAM_EVENTS)}")
-
-
-class _StampedConnection(ClientConnection):
-    """A websockets connection that remembers when *any* frame last arrived (rule 3)."""
-
-    last_frame_at: float = 0.0
-
-    def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame):
-            self.last_frame_at = self.loop.time()
-        super().process_event(event)
-
-
-@dataclass(frozen=True, slots=True)
-class _End:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Control:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Successor:
-    conn: _Connection | None
-    error: str
-
-
-@dataclass(eq=False)
-class _Connection:
-    id: int
-    ws: _StampedConnection
-    opened_at: float
-    queue: asyncio.Queue[str | bytes | _End | _Control | _Successor] = field(
-        default_factory=asyncio.Queue)
-    rotate_at: float = float("inf")
 
 
 @dataclass
@@ -160,8 +122,7 @@ class UserDataStream:
         self._on_malformed = on_malformed
         self._ids = itertools.count(1)
         self._recent = RecentEvents()
-        self._current: _Connection | None = None
-        self._pending_control: str | None = None
+        self._current: Connection | None = None
         self._decided = False  # the connection ended because we asked (not a failure)
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
@@ -185,11 +146,11 @@ class UserDataStream:
 
     def request_reconnect(self, reason: str) -> None:
         """End the current connection and reconnect with a fresh key check (e.g. found blind)."""
+        if self._current is None:  # already reconnecting: the next connection is fresh
+            logger.info("user stream reconnect requested while reconnecting reason={}", reason)
+            return
         logger.warning("user stream reconnect requested reason={}", reason)
-        if self._current is not None:
-            self._current.queue.put_nowait(_Control(reason))
-        else:
-            self._pending_control = reason
+        self._current.queue.put_nowait(Control(reason))
 
     async def run(self, emit: Emit) -> None:
         """Connect, resync, deliver and reconnect forever; see the module rules."""
@@ -216,9 +177,9 @@ class UserDataStream:
             except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
                 if classify_stream_error(exc) is StreamFailure.FATAL:
                     raise
-                cause, delay_s = f"connect failed: {_describe(exc)}", self._backoff.next_delay_s()
+                cause, delay_s = f"connect failed: {describe_error(exc)}", self._backoff.next_delay_s()
                 logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
-                               _describe(exc), delay_s)
+                               describe_error(exc), delay_s)
                 continue
             self._current = conn
             self.stats.connects += 1
@@ -226,10 +187,7 @@ class UserDataStream:
                 self.stats.reconnects += 1
             logger.info("user stream connected connection_id={} cause={}", conn.id, cause)
             await emit(StreamConnected(conn.id))
-            if self._pending_control is not None:
-                conn.queue.put_nowait(_Control(self._pending_control))
-                self._pending_control = None
-            await self._resync(emit)
+            await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             decided, self._decided = self._decided or reason == _EXPIRED, False
             self._current = None
@@ -237,57 +195,72 @@ class UserDataStream:
             self.stats.last_lost_reason = reason
             logger.warning("user stream lost connection_id={} reason={}", conn.id, reason)
             await emit(StreamLost(conn.id, reason))
-            await self._close(conn)
+            if reason.startswith(_SILENT):
+                conn.ws.transport.abort()  # the peer does not answer: no closing handshake
+            else:
+                await self._close(conn)
             # A reconnect we decided on (blind, key expired or refused) is no failure of the
             # link: come back at the minimum delay. Failing links back off exponentially.
             if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
                 self._backoff.reset()
             cause, delay_s = reason, self._backoff.next_delay_s()
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""
         key = await self._rest.create_listen_key()
         ws = await connect(user_stream_url(self._ws_url, key),
-                           create_connection=_StampedConnection,
+                           create_connection=StampedConnection,
                            open_timeout=self._open_timeout_s,
                            ping_interval=self._ping_interval_s,
                            ping_timeout=self._ping_interval_s,
                            close_timeout=min(1.0, self._ping_interval_s),
                            max_queue=None)
-        assert isinstance(ws, _StampedConnection)
+        assert isinstance(ws, StampedConnection)
         now = self._clock.monotonic()
         ws.last_frame_at = ws.loop.time()
-        conn = _Connection(next(self._ids), ws, now, rotate_at=now + self._rotate_after_s)
+        conn = Connection(next(self._ids), ws, now, rotate_at=now + self._rotate_after_s)
         assert self._tg is not None
         self._tg.create_task(self._read(conn), name=f"user-stream-reader-{conn.id}")
         return conn
 
-    async def _read(self, conn: _Connection) -> None:
+    async def _read(self, conn: Connection) -> None:
         try:
             async for message in conn.ws:
                 self.stats.received += 1
                 conn.queue.put_nowait(message)
         except ConnectionClosed as exc:
-            conn.queue.put_nowait(_End(f"closed: {_close_text(exc)}"))
+            conn.queue.put_nowait(End(f"closed: {close_text(exc)}"))
             return
         code = conn.ws.close_code
-        conn.queue.put_nowait(_End(f"closed by server: code={code}"))
+        conn.queue.put_nowait(End(f"closed by server: code={code}"))
 
-    async def _close(self, conn: _Connection) -> None:
+    async def _close(self, conn: Connection) -> None:
         try:
             await conn.ws.close()
         except ConnectionClosed as exc:
-            logger.debug("user stream close connection_id={}: {}", conn.id, _close_text(exc))
+            logger.debug("user stream close connection_id={}: {}", conn.id, close_text(exc))
 
-    async def _resync(self, emit: Emit) -> None:
-        """Rule 2: a snapshot requested after the connect, before the buffered events."""
+    async def _resync(self, conn: Connection, emit: Emit) -> None:
+        """Rule 2: a snapshot requested after the connect, then the frames buffered meanwhile.
+
+        Open orders of the symbols holding a position are read after those frames, so no other
+        REST read can slip in between the snapshot and the events that happened after it.
+        """
         snapshot = await read_positions(self._rest, emit, reason="stream connected")
-        if snapshot is not None:
+        while not conn.queue.empty():
+            item = conn.queue.get_nowait()
+            if not isinstance(item, (str, bytes)):
+                conn.held.append(item)  # an end or a control: _serve sees it first
+                break
+            if await self._deliver(item, emit):
+                conn.held.append(End(_EXPIRED))
+                break
+        if snapshot is not None and not conn.held:
             open_symbols = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
             await read_orders(self._rest, emit, open_symbols, reason="stream connected",
                               urgent=True)
 
-    async def _serve(self, conn: _Connection, emit: Emit) -> tuple[_Connection, str]:
+    async def _serve(self, conn: Connection, emit: Emit) -> tuple[Connection, str]:
         """Deliver frames until the connection ends; returns the connection and why it ended."""
         loop = asyncio.get_running_loop()
         while True:
@@ -295,22 +268,22 @@ class UserDataStream:
             wait_s = min(silent_at - loop.time(), conn.rotate_at - self._clock.monotonic())
             try:
                 async with asyncio.timeout(max(0.0, wait_s)):
-                    item = await conn.queue.get()
+                    item = conn.held.popleft() if conn.held else await conn.queue.get()
             except TimeoutError:
                 if loop.time() >= conn.ws.last_frame_at + self._max_silence_s:
-                    return conn, f"silent: no frame for {self._max_silence_s:g}s"
+                    return conn, f"{_SILENT}: no frame for {self._max_silence_s:g}s"
                 if self._clock.monotonic() >= conn.rotate_at:
                     conn.rotate_at = float("inf")  # one successor at a time
                     assert self._tg is not None
                     self._tg.create_task(self._make_successor(conn),
                                          name=f"user-stream-successor-{conn.id}")
                 continue
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 return conn, item.reason
-            if isinstance(item, _Control):
+            if isinstance(item, Control):
                 self._decided = True
                 return conn, item.reason
-            if isinstance(item, _Successor):
+            if isinstance(item, Successor):
                 if item.conn is None:
                     retry_s = self._backoff.next_delay_s()
                     conn.rotate_at = self._clock.monotonic() + retry_s
@@ -324,7 +297,7 @@ class UserDataStream:
             if await self._deliver(item, emit):
                 return conn, _EXPIRED
 
-    async def _make_successor(self, old: _Connection) -> None:
+    async def _make_successor(self, old: Connection) -> None:
         """Rule 5, make: open the next connection and prove it with a ping, while ``old`` keeps
         delivering; the result goes into ``old``'s queue, in order with its frames."""
         try:
@@ -332,7 +305,7 @@ class UserDataStream:
         except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
             if isinstance(exc, AuthenticationFailed):
                 raise
-            old.queue.put_nowait(_Successor(None, _describe(exc)))
+            old.queue.put_nowait(Successor(None, describe_error(exc)))
             return
         try:
             pong = await new.ws.ping()
@@ -340,24 +313,24 @@ class UserDataStream:
                 await pong
         except (TimeoutError, ConnectionClosed) as exc:
             new.ws.transport.abort()
-            old.queue.put_nowait(_Successor(None, _describe(exc)))
+            old.queue.put_nowait(Successor(None, describe_error(exc)))
             return
         if old is not self._current:  # old ended meanwhile: the reconnect path took over
             new.ws.transport.abort()
             return
-        old.queue.put_nowait(_Successor(new, ""))
+        old.queue.put_nowait(Successor(new, ""))
 
-    async def _break(self, old: _Connection, new: _Connection,
-                     emit: Emit) -> tuple[_Connection, str | None]:
+    async def _break(self, old: Connection, new: Connection,
+                     emit: Emit) -> tuple[Connection, str | None]:
         """Rule 5, break: close ``old``, deliver what it still holds, continue on ``new``."""
         self._current = new
         await self._close(old)
         expired = False
         while True:
             item = await old.queue.get()
-            if isinstance(item, _End):
+            if isinstance(item, End):
                 break
-            if isinstance(item, _Control):
+            if isinstance(item, Control):
                 new.queue.put_nowait(item)
             elif isinstance(item, (str, bytes)) and await self._deliver(item, emit):
                 expired = True
@@ -366,11 +339,11 @@ class UserDataStream:
                     new.id)
         return new, (_EXPIRED if expired else None)
 
-    def _discard_successors(self, conn: _Connection) -> None:
+    def _discard_successors(self, conn: Connection) -> None:
         """A connection ended while its successor was being made: drop that successor."""
         while not conn.queue.empty():
             item = conn.queue.get_nowait()
-            if isinstance(item, _Successor) and item.conn is not None:
+            if isinstance(item, Successor) and item.conn is not None:
                 item.conn.ws.transport.abort()
 
     async def _deliver(self, message: str | bytes, emit: Emit) -> bool:
@@ -379,10 +352,10 @@ class UserDataStream:
         try:
             raw = json.loads(message)
         except ValueError:
-            self._malformed("not JSON", _excerpt(message))
+            self._malformed("not JSON", frame_excerpt(message))
             return False
         if not isinstance(raw, dict):
-            self._malformed("not a JSON object", _excerpt(message))
+            self._malformed("not a JSON object", frame_excerpt(message))
             return False
         if not self._recent.first_time(event_identity(raw)):
             self.stats.duplicates += 1
@@ -438,21 +411,3 @@ class UserDataStream:
                 self.request_reconnect(f"keepalive failed: {type(exc).__name__}")
             else:
                 logger.debug("listen key keepalive ok")
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".split("?")[0]  # never the URL's query (listen key)
-
-
-def _close_text(exc: ConnectionClosed) -> str:
-    frame = exc.rcvd or exc.sent
-    return f"code={frame.code} reason={frame.reason!r}" if frame else "no close frame (1006)"
-
-
-_LISTEN_KEY_VALUE = re.compile(r'("listenKey"\s*:\s*")[^"]*')
-
-
-def _excerpt(message: str | bytes) -> str:
-    """The start of a bad frame, with any listen key masked (HELPERS rule 4)."""
-    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-    return _LISTEN_KEY_VALUE.sub(r"\1***", text[:200])

@@ -1,0 +1,101 @@
+"""One user-data connection and its vocabulary, for ``stream.py`` (which runs them).
+
+Rules of this module:
+1. A ``Connection`` owns one websocket and the queue its reader fills: frames in arrival order,
+   then an ``End``; the stream may add a ``Control`` (end it on purpose) or a ``Successor`` (the
+   connection that replaces it on rotation), so every cause is ordered with the frames.
+2. Nothing here logs a listen key: URLs are built here and never printed; error texts are cut
+   before any query string, frame excerpts mask ``"listenKey"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame
+
+__all__ = [
+    "STREAM_EVENTS",
+    "Connection",
+    "Control",
+    "End",
+    "StampedConnection",
+    "Successor",
+    "close_text",
+    "describe_error",
+    "frame_excerpt",
+    "user_stream_url",
+]
+
+# The explicit events= filter (BINANCE-API.md §0.6, §1.3): without it production may deliver
+# nothing; the algo event is spelled ALGO_UPDATE (not UBWA's ALGO_ORDER_UPDATE).
+STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_LITE",
+                 "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
+
+def user_stream_url(ws_url: str, listen_key: str) -> str:
+    """``{ws_url}/private/ws?listenKey=…&events=…`` (routed private URL since 2026-04-23)."""
+    return (f"{ws_url.rstrip('/')}/private/ws?listenKey={quote(listen_key, safe='')}"
+            f"&events={'/'.join(STREAM_EVENTS)}")
+
+
+class StampedConnection(ClientConnection):
+    """A websockets connection that remembers when *any* frame last arrived (rule 3)."""
+
+    last_frame_at: float = 0.0
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame):
+            self.last_frame_at = self.loop.time()
+        super().process_event(event)
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Successor:
+    conn: Connection | None
+    error: str
+
+
+@dataclass(eq=False)
+class Connection:
+    id: int
+    ws: StampedConnection
+    opened_at: float
+    queue: asyncio.Queue[str | bytes | End | Control | Successor] = field(
+        default_factory=asyncio.Queue)
+    rotate_at: float = float("inf")
+    held: deque[End | Control | Successor] = field(default_factory=deque)
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".split("?")[0]  # never the URL's query (listen key)
+
+
+def close_text(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    return f"code={frame.code} reason={frame.reason!r}" if frame else "no close frame (1006)"
+
+
+_LISTEN_KEY_VALUE = re.compile(r'("listenKey"\s*:\s*")[^"]*')
+
+
+def frame_excerpt(message: str | bytes) -> str:
+    """The start of a bad frame, with any listen key masked (HELPERS rule 4)."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return _LISTEN_KEY_VALUE.sub(r"\1***", text[:200])
