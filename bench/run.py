@@ -48,7 +48,7 @@ KEYS: list[tuple[str, str, str, float, str]] = [
     ("veto_p99_ms", "veto begin/check p99 (worse of the two)", "ms", 0.5, "lower"),
     ("verdicts_per_s", "verdicts/s, one client, pipelined", "/s", 10_000, "higher"),
     ("detection_p95_ms", "closure detection, stream muted, p95", "ms", 1000, "lower"),
-    ("weight_per_min", "REST weight/min while detecting", "/min", 360, "lower"),
+    ("weight_per_min", "REST weight/min, steady, stream muted", "/min", 360, "lower"),
     ("rss_mb", "daemon RSS, 300 symbols tracked", "MB", 60, "lower"),
     ("idle_cpu_pct", "daemon idle CPU", "%", 1.0, "lower"),
 ]
@@ -107,6 +107,22 @@ def section_peer(count: int, details: dict[str, Any]) -> None:
                        "p50_ms": out["latency"]["age_p50_ms"], "p99_ms": out["latency"]["age_p99_ms"]}
 
 
+def section_detection(trials: int, steady_s: float) -> dict[str, Any]:
+    """The adapters' bench/detection_bench.py (stream muted, defaults; the core's CLOSED on the
+    pump's effect hook), in its own process; ``weight_per_min`` is its steady state."""
+    done = subprocess.run([PYTHON, str(HERE / "detection_bench.py"), "--trials", str(trials),
+                           "--steady-s", str(steady_s), "--json"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=280)
+    if done.returncode != 0:
+        raise RuntimeError(f"detection_bench.py failed:\n{done.stderr[-1500:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"trials": out["trials"], "p50_ms": round(out["p50_s"] * 1000, 1),
+            "p95_ms": round(out["p95_s"] * 1000, 1), "max_ms": round(out["max_s"] * 1000, 1),
+            "weight_per_min": out["steady_weight_per_min"],
+            "trials_weight_per_min": out["weight_per_min"], "steady_s": out["steady_s"]}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     load_start = round(os.getloadavg()[0], 2)
@@ -117,13 +133,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("ingest", lambda: section_ingest(rs.url, args.count, details)),
             ("peer", lambda: section_peer(args.count, details)),
             ("veto", lambda: details.__setitem__("veto", sections.veto(rs.url))),
-            ("detection", lambda: details.__setitem__("detection", sections.detection(
+            ("detection", lambda: details.__setitem__("detection", section_detection(
+                args.trials, args.steady_s))),
+            ("detection_e2e", lambda: details.__setitem__("detection_e2e", sections.detection(
                 rs.url, trials=args.trials, account=ACCOUNT))),
             ("footprint", lambda: details.__setitem__("footprint", sections.footprint(
                 rs.url, idle_s=args.idle_s, account=ACCOUNT))),
         ]
         for name, step in steps:
-            if args.only and name not in args.only:
+            if (args.only and name not in args.only) or (name == "detection_e2e" and not args.e2e):
                 continue
             _flush(rs.url)
             t0 = time.monotonic()
@@ -236,8 +254,13 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="refresh docs/BENCHMARKS.md")
     parser.add_argument("--count", type=int, default=40_000, help="frames per full-speed flood")
     parser.add_argument("--trials", type=int, default=20, help="detection trials (>= 20)")
+    parser.add_argument("--steady-s", type=float, default=20.0,
+                        help="detection: steady-state weight window (detection_bench.py)")
+    parser.add_argument("--e2e", action="store_true",
+                        help="also detection through the daemon and Redis (+~1 min)")
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
-    parser.add_argument("--only", nargs="*", choices=["ingest", "peer", "veto", "detection", "footprint"])
+    parser.add_argument("--only", nargs="*",
+                        choices=["ingest", "peer", "veto", "detection", "detection_e2e", "footprint"])
     parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
                         "proposed patch applied); default: this one")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")
