@@ -42,7 +42,8 @@ def test_rest_beating_a_healthy_stream_to_a_change_is_not_blind(h: Harness) -> N
     effects = h.poll(5000, amount(BTC, 2, 4995))  # REST shows the add 5 ms after it happened
     assert alerts(effects) == []
     view = h.book.view(BTC)
-    assert view is not None and view.amount == 2
+    assert view is not None
+    assert view.amount == 2
     h.apply(stream(BTC, 2, 4995), 5010)  # the same fact from the stream: reported after all
     for now in (6000, 7000):
         assert alerts(h.poll(now, amount(BTC, 2, 4995))) == []

@@ -268,9 +268,9 @@ _scripts = st.one_of(st.lists(_operations, max_size=80),
 # A stream that falls silent or behind, polled steadily: where blindness is decided.
 _behind = st.tuples(st.sampled_from(["mute", "late"]), st.just(True))
 _blind_operations = st.one_of(
-    _advance, _advance, st.tuples(st.just("advance"), st.integers(900, 1100)), _change, _change, st.just(("request", len(SYMBOLS), 0, 0)),
-    st.just(("request", len(SYMBOLS), 0, 0)), st.just(("answer", 0, False)),
-    st.just(("answer", 0, False)), st.just(("deliver",)), _behind,
+    _advance, _advance, st.tuples(st.just("advance"), st.integers(900, 1100)), _change,
+    _change, st.just(("request", len(SYMBOLS), 0, 0)), st.just(("request", len(SYMBOLS), 0, 0)),
+    st.just(("answer", 0, False)), st.just(("answer", 0, False)), st.just(("deliver",)), _behind,
 )
 _blind_scripts = st.tuples(_behind, st.lists(_blind_operations, min_size=10, max_size=60)).map(
     lambda t: [*_startup, t[0], *t[1]])

@@ -104,7 +104,8 @@ def test_snapshot_requested_before_a_break_cannot_start_a_run(h: Harness,
         h.apply(event, 1150)
     h.apply(snapshot(100, 1000), 1200)  # … answered after it: proves flat, starts no run
     view = h.book.view(BTC)
-    assert view is not None and view.state.value == "closed"  # the state change stays
+    assert view is not None
+    assert view.state.value == "closed"  # the state change stays
     assert h.book.flat_since(BTC) is None
     h.poll(2000)
     assert h.book.flat_since(BTC) == 2000
@@ -137,3 +138,15 @@ def test_expiry_noticed_as_a_snapshot_is_requested_delays_the_run_by_one_read(h:
     assert h.book.flat_since(BTC) is None  # conservative: counted from the next read
     h.poll(6000)
     assert h.book.flat_since(BTC) == 6000
+
+
+def test_all_symbols_lapse_breaks_even_without_a_run(h: Harness) -> None:
+    _close_then_request(h)
+    h.apply(failed(4242), 1100)
+    h.apply(snapshot(100, 1000), 1200)  # verifies all symbols but starts no run
+    h.apply(requested(101, 6100), 6100)  # requested before that verification lapses …
+    h.apply(Tick(), 6300)
+    h.apply(snapshot(101, 6100), 6400)  # … answered after: starts no run
+    assert h.book.flat_since(ETH) is None
+    h.poll(7000)
+    assert h.book.flat_since(ETH) == 7000

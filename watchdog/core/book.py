@@ -34,8 +34,9 @@ Rules of this module:
    the first snapshot that showed it. A younger change is held back (a healthy stream may be a
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
-   at once either way. The runtime then treats the stream as blind (the BASUSDT incident). A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its
-   symbol; MarginCall raises ``margin_call``; other order facts leave positions alone.
+   at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
+   raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 9. ``flat_since`` is the ``requested_time_ms`` of the first trusted snapshot of the current
@@ -154,6 +155,7 @@ class PositionBook:
         self._all_break_seq = 0  # events_applied when that run last broke
         self._unreported: dict[PositionKey, _Unreported] = {}
         self._all_verified_ms = 0
+        self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
         self._dirty: set[PositionKey] = set()
         self.last_event_ms: int | None = None
@@ -345,7 +347,7 @@ class PositionBook:
                 self._reconciled_epoch = self._epoch
                 if self._all_flat_since_ms is None and request.seq > self._all_break_seq:
                     self._all_flat_since_ms = snap.requested_time_ms
-                self._all_verified_ms = now_ms
+                self._all_verified_ms, self._all_watched = now_ms, True
                 self._watch_age(now_ms)
                 if became_live:
                     effects.append(Notify("stream_recovered"))
@@ -485,9 +487,10 @@ class PositionBook:
                                f"expired: not verified for more than {limit_ms} ms")
                 else:
                     self._watch_age(entry.verified_ms)
-        if self._all_flat_since_ms is not None:
+        if self._all_watched:
             if now_ms - self._all_verified_ms > limit_ms:
-                self._break_all_run()
+                self._all_watched = False
+                self._break_all_run()  # even when no run is going: older requests cannot start one
             else:
                 self._watch_age(self._all_verified_ms)
 
