@@ -131,6 +131,8 @@ def test_base_urls_lose_a_trailing_slash() -> None:
      "reconnect_min_delay_s"),
     ({"core": {"max_age_ms": 800}, "veto": {"max_age_ms": 500}}, "binance", "poll_interval_s"),
     ({"binance": {"poll_interval_s": 0.1, "fast_poll_interval_s": 0.1}}, "binance", "poll_interval_s"),
+    # 0.9 s positions (333/min) + a sweep every 60 s (80/min) > 360: the sweep is what changed.
+    ({"binance": {"orders_sweep_interval_s": 60.0}}, "binance", "orders_sweep_interval_s"),
 ])
 def test_relations_between_keys_are_checked(data: dict[str, Any], section: str, key: str) -> None:
     error = error_for(data)

@@ -50,6 +50,7 @@ _T = TypeVar("_T")
 # Binance IP weight limit per minute (BINANCE-API.md §4.2) and positionRisk's weight (§8.1).
 BINANCE_WEIGHT_PER_MIN = 2400
 POSITION_RISK_WEIGHT = 5
+ORDERS_SWEEP_WEIGHT = 80  # openOrders + openAlgoOrders without symbol: 40 each (BINANCE-API.md §4)
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -75,6 +76,9 @@ class BinanceConfig:
     poll_interval_s: float = _key(0.9, ge=0.05, le=60)
     orders_poll_interval_s: float = _key(5.0, ge=0.05, le=300)
     fast_poll_interval_s: float = _key(0.25, ge=0.05, le=60)
+    # 600 s: both all-symbols order reads (weight 40 + 40) every 10 min cost 8 weight/min, taken
+    # from the per-symbol order reads' share (360 - 334 positionRisk - 8 = 18/min left for them).
+    orders_sweep_interval_s: float = _key(600.0, ge=60, le=3600)
     keepalive_interval_s: float = _key(1800.0, gt=0, le=1800,
                                        why="a listen key dies 60 min after its last keepalive; "
                                            "Binance recommends one every 30 min at most")
@@ -304,6 +308,13 @@ def _check_relations(config: Config, path: str) -> None:
                               f"{b.poll_interval_s:g} s costs {per_min:.0f} weight/min in positionRisk "
                               f"alone, over weight_budget_pct {b.weight_budget_pct}% of 2400 "
                               f"({budget:.0f}); raise the interval or the budget")
+        sweep_per_min = 60 / b.orders_sweep_interval_s * ORDERS_SWEEP_WEIGHT
+        if per_min + sweep_per_min > budget:
+            raise ConfigError(path, "binance", "orders_sweep_interval_s",
+                              f"{b.orders_sweep_interval_s:g} s costs {sweep_per_min:.0f} weight/min "
+                              f"(two all-symbols reads of weight 40), over weight_budget_pct "
+                              f"{b.weight_budget_pct}% of 2400 ({budget:.0f}) together with "
+                              f"positionRisk ({per_min:.0f}); raise the interval or the budget")
 
 
 def _reject_secrets(data: Mapping[str, Any], path: str, section: str) -> None:

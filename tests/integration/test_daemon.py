@@ -237,3 +237,26 @@ async def test_redis_restart_while_the_position_closes_ends_with_the_closure_in_
     finally:
         stop.set()
         assert await asyncio.wait_for(daemon, timeout=20) == 0
+
+
+async def test_unreachable_exchange_at_startup_is_alive_but_degraded_not_down(
+        sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis) -> None:
+    """A watchdog that cannot see Binance must say so (alive, not healthy), not vanish."""
+    from tests.support.redis_server import free_port
+
+    table = config_table(sim, redis_url)
+    dead = f"127.0.0.1:{free_port()}"
+    table["binance"].update(rest_url=f"http://{dead}", ws_url=f"ws://{dead}")
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run(parse_config(table, "itest.toml"),
+                                     Credentials(sim.api_key, sim.api_secret), stop=stop),
+                                 name="daemon-without-exchange")
+    try:
+        health = await eventually(lambda: rclient.hgetall(KEYS.health), lambda h: bool(h),
+                                  timeout_s=60, what="a heartbeat although Binance is unreachable")
+        assert health["healthy"] == "false"
+        assert health["stream_state"] != "live"
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(daemon, timeout=30)
+    assert code == 0

@@ -264,3 +264,21 @@ async def test_dry_run_only_reports(sim: Simulator, redis_url: str, reaper_rig: 
         assert await rig.events_of_kind("trailing_stop_orphaned") == []
         candidates = await rig.events_of_kind("orphan_candidate")
         assert [c["order_id"] for c in candidates] == [str(stop)]
+
+
+# ---------------------------------------------------------------- the startup sweep
+
+
+async def test_stop_left_while_the_watchdog_was_down_is_found_and_removed(
+        sim: Simulator, redis_url: str, reaper_rig: Rig) -> None:
+    """No position, no lease, no event on the symbol: only the all-symbols sweep sees it."""
+    orphan = int(sim.exchange.place_algo(sim.api_key, {
+        "algoType": "CONDITIONAL", "symbol": ETH, "side": "SELL", "type": "STOP_MARKET",
+        "triggerPrice": price(sim, ETH, "0.95"), "closePosition": "true",
+        "clientAlgoId": "left-behind"}).algo_id)
+    async with reaper_rig(sim, redis_url, grace_ms=300) as rig:
+        await rig.until("orphan removed", lambda: not rig.algo_open(orphan), timeout_s=10.0)
+        removed = await rig.until("orphan_removed result", lambda: [
+            r for r in rig.reaper.results if r.cancel.order_id == orphan
+            and r.outcome is Outcome.REMOVED])
+        assert removed[0].cancel.is_algo

@@ -39,10 +39,10 @@ from watchdog.core.model import OrderId, Symbol
 from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
 from watchdog.runtime.clock import Clock
 
-__all__ = ["WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
+__all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
 
 # Request weights (BINANCE-API.md §1.1, §4; PYSDK). Per-symbol order reads cost 1; without a
-# symbol they cost 40, which is why this client always passes one.
+# symbol they cost 40, which is why every read but the poller's periodic sweep passes one.
 WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/time": 1,
     "GET /fapi/v1/positionSide/dual": 30,
@@ -55,6 +55,12 @@ WEIGHTS: dict[str, int] = {
     "DELETE /fapi/v1/algoOrder": 1,
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
+}
+# The same reads without ``symbol`` cover every symbol and cost 40 (BINANCE-API.md §3.2, §4):
+# only the poller's periodic sweep uses them.
+ALL_SYMBOLS_WEIGHTS: dict[str, int] = {
+    "GET /fapi/v1/openOrders": 40,
+    "GET /fapi/v1/openAlgoOrders": 40,
 }
 
 _TIME_RESYNC_EVERY_S = 600.0
@@ -188,16 +194,24 @@ class BinanceRest:
                                         requested_time_ms=requested_time_ms,
                                         received_time_ms=self.exchange_time_ms())
 
-    async def fetch_open_orders(self, symbol: Symbol, *,
+    async def fetch_open_orders(self, symbol: Symbol | None, *,
                                 urgent: bool = False) -> tuple[OpenOrder, ...]:
-        """Open regular orders of one symbol (weight 1; algo orders are not in here)."""
-        data = await self._get("/fapi/v1/openOrders", {"symbol": symbol}, urgent=urgent)
+        """Open regular orders of one symbol (weight 1; algo orders are not in here).
+
+        ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
+        """
+        params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
+        data = await self._get("/fapi/v1/openOrders", params, urgent=urgent)
         return wire.parse_open_orders(data)
 
-    async def fetch_open_algo_orders(self, symbol: Symbol, *,
+    async def fetch_open_algo_orders(self, symbol: Symbol | None, *,
                                      urgent: bool = False) -> tuple[OpenAlgoOrder, ...]:
-        """Open algo (conditional) orders of one symbol (weight 1; BINANCE-API.md §3.2)."""
-        data = await self._get("/fapi/v1/openAlgoOrders", {"symbol": symbol}, urgent=urgent)
+        """Open algo (conditional) orders of one symbol (weight 1; BINANCE-API.md §3.2).
+
+        ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
+        """
+        params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
+        data = await self._get("/fapi/v1/openAlgoOrders", params, urgent=urgent)
         return wire.parse_open_algo_orders(data)
 
     async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder:
@@ -275,6 +289,8 @@ class BinanceRest:
                     signed: bool, urgent: bool, idempotent: bool, api_key: bool) -> Any:
         endpoint = f"{method} {path}"
         weight = WEIGHTS.get(endpoint, 1)
+        if endpoint in ALL_SYMBOLS_WEIGHTS and not (params or {}).get("symbol"):
+            weight = ALL_SYMBOLS_WEIGHTS[endpoint]
         now_s = self._clock.monotonic()
         wait_s = self.budget.wait_for_s(weight, urgent=urgent, now_s=now_s)
         if wait_s > 0:

@@ -7,6 +7,9 @@ Rules of this module:
 2. Order reads are per symbol (weight 1 each instead of 40 without a symbol); if any of a
    symbol's two reads fails, no ``OrdersSnapshot`` is emitted for it (a partial list of orders
    would look like cancelled orders).
+3. The sweep (``read_all_orders``) reads both lists without a symbol (weight 40 each) and
+   emits one ``OrdersSnapshot(symbols=None)``: authoritative for every symbol, so it finds
+   orders on symbols nothing else points at (placed while the watchdog was down).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from watchdog.core.events import (
 from watchdog.core.model import Symbol
 from watchdog.errors import ExchangeError
 
-__all__ = ["Emit", "read_orders", "read_positions"]
+__all__ = ["Emit", "read_all_orders", "read_orders", "read_positions"]
 
 Emit = Callable[[Event], Awaitable[None]]
 
@@ -69,3 +72,23 @@ async def read_orders(rest: BinanceRest, emit: Emit, symbols: Iterable[Symbol], 
                                   frozenset({symbol})))
         done.append(symbol)
     return done
+
+
+async def read_all_orders(rest: BinanceRest, emit: Emit, *, reason: str,
+                          urgent: bool = True) -> OrdersSnapshot | None:
+    """Read open regular and algo orders of every symbol (weight 40 + 40); ``None`` on failure.
+
+    Nothing is emitted when either read fails: a half sweep would look like cancelled orders.
+    """
+    requested_ms = rest.exchange_time_ms()
+    try:
+        algo_orders = await rest.fetch_open_algo_orders(None, urgent=urgent)
+        orders = await rest.fetch_open_orders(None, urgent=urgent)
+    except ExchangeError as exc:
+        logger.warning("all-symbols orders sweep failed reason={} error={}", reason, exc)
+        return None
+    snapshot = OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders, None)
+    await emit(snapshot)
+    logger.debug("all-symbols orders sweep reason={} orders={} algo_orders={}", reason,
+                 len(orders), len(algo_orders))
+    return snapshot

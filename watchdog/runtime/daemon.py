@@ -9,8 +9,9 @@ This is the only module that imports every adapter and the only place tasks are 
     heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
 
 Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then cancels every other task until
-each has ended (see ``_stop_when`` for why once is not enough). Nothing is torn down on the exchange: the listen key is never DELETEd (it is the
-account's one key, shared with the bot), orders are left alone. Fatal errors propagate out of
+each has ended (see ``_stop_when`` for why once is not enough). Nothing is torn down on the
+exchange: the listen key is never DELETEd (it is the account's one key, shared with the bot),
+orders are left alone. Fatal errors propagate out of
 the TaskGroup as an ExceptionGroup; ``cli.py`` turns them into an exit code and one line.
 """
 
@@ -34,7 +35,7 @@ from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.orders import OrderBook
-from watchdog.errors import StoreError
+from watchdog.errors import ExchangeUnavailable, StoreError
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
@@ -81,16 +82,20 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             socket_timeout_s=r.socket_timeout_s)
         stack.push_async_callback(store.close)
         await store.start()
-        await rest.sync_time()
+        try:
+            await rest.sync_time()
+        except ExchangeUnavailable as exc:
+            # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded, REST
+            # failing) instead of a missing one, and the stream/poller keep retrying; signed calls
+            # use offset 0 until a -1021 makes the client re-sync.
+            logger.warning("Binance unreachable at startup, server time not synced: {}", exc)
 
         inbox = Inbox(INBOX_SIZE)
         stream = UserDataStream(
             rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
-        schedule = PollSchedule(poll_interval_s=b.poll_interval_s,
-                                orders_poll_interval_s=b.orders_poll_interval_s,
-                                fast_poll_interval_s=b.fast_poll_interval_s)
+        schedule = PollSchedule.from_config(b)
         poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m

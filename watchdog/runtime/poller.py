@@ -35,7 +35,8 @@ class LeaseSource(Protocol):
 
 
 class Poller:
-    """Positions every ``poll_interval_s``, orders per symbol, fast while leased (see binance.poller)."""
+    """Positions every ``poll_interval_s``, orders per symbol (fast while leased), all symbols'
+    orders every ``orders_sweep_interval_s`` (see binance.poller)."""
 
     def __init__(self, rest: BinanceRest, store: LeaseSource, emit: Emit, clock: Clock,
                  config: BinanceConfig) -> None:

@@ -1,0 +1,158 @@
+"""The all-symbols orders sweep, pure: when it happens, what it costs, and that it yields to the
+positions poll (never the reverse)."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import pytest
+
+from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, WeightBudget
+from watchdog.binance.poller import (
+    SWEEP_WEIGHT,
+    PollSchedule,
+    orders_share_per_min,
+    sweep_hold_s,
+)
+from watchdog.config import BinanceConfig
+from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
+from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+
+
+def snap(*rows: tuple[str, str]) -> PositionSnapshot:
+    return PositionSnapshot(1, 0, 0, tuple(
+        PositionAmount(PositionKey(Symbol(s), PositionSide.BOTH), Decimal(a), Decimal(1), 0)
+        for s, a in rows))
+
+
+def algo(symbol: str) -> OpenAlgoOrder:
+    return OpenAlgoOrder(symbol=Symbol(symbol), algo_id=OrderId(7), client_algo_id="sl",
+                         position_side=PositionSide.BOTH, side="SELL", order_type="STOP_MARKET",
+                         status=AlgoStatus.NEW, reduce_only=False, close_position=True,
+                         trigger_price=Decimal("1000"), quantity=Decimal(0), create_time_ms=1,
+                         update_time_ms=1, actual_order_id=None)
+
+
+def orders(symbols: frozenset[Symbol] | None, *rows: OpenAlgoOrder) -> OrdersSnapshot:
+    return OrdersSnapshot(2, 0, (), tuple(rows), symbols)
+
+
+def schedule() -> PollSchedule:
+    return PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=10.0,
+                        fast_poll_interval_s=0.25, orders_sweep_interval_s=300.0)
+
+
+def test_sweep_right_after_the_first_positions_answer_then_every_interval() -> None:
+    s = schedule()
+    assert not s.plan(0.0).sweep  # no positions answer yet: positions go first
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.1)
+    plan = s.plan(0.1)
+    assert plan.sweep
+    assert not plan.read_positions
+    s.sweep_started(0.1)
+    assert not s.plan(0.2).sweep
+    s.positions_started(1.0)
+    assert not s.plan(299.0).sweep
+    # The sweep's due time is a wake-up of its own (positions are further away here).
+    s.positions_started(300.0)
+    assert s.plan(300.05).wake_in_s == pytest.approx(0.05)
+    assert s.plan(300.1).sweep
+
+
+def test_symbols_found_by_the_sweep_are_read_per_symbol_while_they_have_orders() -> None:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.0)
+    s.sweep_started(0.0)
+    s.orders_seen(orders(None, algo("ETHUSDT")))  # a stop on a flat, quiet symbol
+    s.sweep_read(0.0, 0.1)
+    assert s.plan(5.0).order_symbols == ()  # the sweep was this symbol's read too
+    assert s.plan(10.0).order_symbols == ("ETHUSDT",)
+    s.orders_read(Symbol("ETHUSDT"), 10.0)
+    s.orders_seen(orders(frozenset({Symbol("ETHUSDT")})))  # gone: no longer watched
+    assert Symbol("ETHUSDT") not in s.tracked(30.0, ())
+    s.orders_seen(orders(None, algo("SOLUSDT")))
+    assert s.tracked(31.0, ()) == {Symbol("SOLUSDT")}  # all symbols: the sweep is authoritative
+
+
+def test_sweep_read_does_not_swallow_an_event_after_it_started() -> None:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(("BTCUSDT", "1")), 0.0)
+    s.orders_read(Symbol("BTCUSDT"), 0.0)
+    s.sweep_started(5.0)
+    s.activity(Symbol("BTCUSDT"), 5.5)  # arrived while the sweep was in flight
+    s.sweep_read(5.0, 6.0)
+    assert s.plan(6.0).order_symbols == ("BTCUSDT",)
+
+
+def test_sweep_yields_to_the_positions_poll_when_the_ip_is_tight() -> None:
+    budget = WeightBudget(360)
+    assert sweep_hold_s(budget, 0.0) == 0
+    # The bot has pushed the IP close to the 90% line: one positions read (5) still fits, the
+    # sweep (80) on top of it does not, so the sweep waits and positions go on.
+    line = int(IP_WEIGHT_LIMIT_PER_MIN * 0.9)
+    budget.observe_used_weight(line - 50, now_s=10.0)
+    assert budget.wait_for_s(5, urgent=False, now_s=10.0, count_own=False) == 0
+    assert sweep_hold_s(budget, 10.0) == pytest.approx(60.0)
+    assert sweep_hold_s(budget, 70.0) == 0  # the report is a minute old: room again
+    budget.block(5.0, now_s=80.0)  # Retry-After: nothing goes
+    assert sweep_hold_s(budget, 81.0) == pytest.approx(4.0)
+
+
+def test_weight_arithmetic_at_the_defaults_stays_within_our_share() -> None:
+    cfg = BinanceConfig()
+    share = IP_WEIGHT_LIMIT_PER_MIN * cfg.weight_budget_pct // 100
+    assert share == 360
+    positions_per_min = math.ceil(5 * 60 / cfg.poll_interval_s)
+    sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / cfg.orders_sweep_interval_s)
+    left = orders_share_per_min(share, cfg.poll_interval_s, cfg.orders_sweep_interval_s)
+    assert (positions_per_min, sweep_per_min, left) == (334, 8, 18)
+    assert positions_per_min + sweep_per_min + left == share
+
+
+def test_steady_state_weight_with_the_budget_module() -> None:
+    """Ten minutes at the defaults (positions every 0.9 s, one sweep, per-symbol reads of one
+    open symbol as often as their share allows): at most 360 a minute on average."""
+    cfg = BinanceConfig()
+    s = PollSchedule.from_config(cfg)
+    own = WeightBudget(360)
+    orders_budget = WeightBudget(orders_share_per_min(360, cfg.poll_interval_s,
+                                                      cfg.orders_sweep_interval_s))
+    spent = 0
+    now_s = 0.0
+    end_s = cfg.orders_sweep_interval_s
+    while now_s < end_s:
+        plan = s.plan(now_s)
+        if plan.read_positions:
+            s.positions_started(now_s)
+            s.positions_seen(snap(("BTCUSDT", "1")), now_s)
+            own.record(5, now_s)
+            spent += 5
+        if plan.sweep:
+            s.sweep_started(now_s)
+            own.record(SWEEP_WEIGHT, now_s)
+            spent += SWEEP_WEIGHT
+            s.sweep_read(now_s, now_s)
+        for symbol in s.plan(now_s).order_symbols:
+            if orders_budget.wait_for_s(2, urgent=False, now_s=now_s) > 0:
+                break
+            orders_budget.record(2, now_s)
+            own.record(2, now_s)
+            spent += 2
+            s.orders_read(symbol, now_s)
+        now_s = round(now_s + 0.05, 2)
+    assert spent / (end_s / 60) <= 360
+    assert own.own_used_1m(now_s) <= 360  # a minute without a sweep: positions + orders only
+
+
+def test_due_symbols_longest_unread_first_so_a_short_budget_reaches_every_symbol() -> None:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.0)
+    s.orders_seen(orders(None, algo("AAAUSDT"), algo("ZZZUSDT")))
+    s.orders_read(Symbol("AAAUSDT"), 1.0)
+    s.orders_read(Symbol("ZZZUSDT"), 0.5)
+    assert s.plan(20.0).order_symbols == ("ZZZUSDT", "AAAUSDT")
