@@ -27,6 +27,7 @@ from watchdog.binance.stream import UserDataStream
 from watchdog.core.events import (
     Event,
     ListenKeyExpired,
+    OrdersSnapshot,
     PositionSnapshot,
     SnapshotRequested,
     StreamConnected,
@@ -194,7 +195,8 @@ async def test_gap_order_is_connected_snapshot_then_buffered_events() -> None:
                          what="frame buffered while the snapshot waits")
         assert not any(isinstance(e, StreamPositions) for e in h.events)
         fake.positions_gate.set()  # type: ignore[union-attr]
-        await until(h, lambda ev: any(isinstance(e, StreamPositions) for e in ev), "replay")
+        await until(h, lambda ev: any(isinstance(e, StreamPositions) for e in ev)
+                    and any(isinstance(e, OrdersSnapshot) for e in ev), "replay, then open orders")
         kinds = h.kinds()
         assert kinds[:5] == ["StreamConnected", "SnapshotRequested", "PositionSnapshot",
                              "StreamPositions", "OrdersSnapshot"]

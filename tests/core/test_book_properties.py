@@ -3,7 +3,8 @@
 A tiny model exchange holds the true amount of each key over exchange time. The stream delivers
 each change at once unless it is down or muted; a REST read captures the truth as of
 ``requested_time_ms - lag`` (lag ≤ max_rest_lag_ms, REST never goes backwards), and its answer
-arrives later, possibly out of order, or fails. After every event the invariants are checked
+arrives later, possibly out of order, or fails. While ``late``, the stream holds changes back
+(a healthy stream behind REST) until ``deliver``. After every event the invariants are checked
 against what the model knows, never against the book's own bookkeeping.
 """
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.core.facts import key
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Publish
+from watchdog.core.effects import Publish, RaiseAlert
 from watchdog.core.events import (
     Event,
     ListenKeyExpired,
@@ -77,6 +78,12 @@ class World:
     next_request: int = 1
     last_info_ms: int = 0
     replay: bool = False
+    late: bool = False
+    # stream events held back while late: (change time, key, events)
+    queued: list[tuple[int, PositionKey, list[Event]]] = field(default_factory=list)
+    missed: set[PositionKey] = field(default_factory=set)  # changes muted since the last gap
+    last_break_ms: dict[PositionKey, int] = field(default_factory=dict)  # flat-run breaks
+    answering_ms: int | None = None  # requested_time_ms of the snapshot being applied
 
     # ------------------------------------------------------------ the model
 
@@ -90,6 +97,9 @@ class World:
     def apply(self, event: Event) -> None:
         effects = self.book.apply(event, self.now_ms)
         for effect in effects:
+            if isinstance(effect, RaiseAlert) and effect.code == "stream_blind":
+                assert effect.key is not None
+                self.check_blind(effect.key)
             if isinstance(effect, Publish):
                 view = effect.view
                 # version strictly increases per key
@@ -98,9 +108,20 @@ class World:
                 # only a fact can make a state known (a failed read never reports CLOSED)
                 if not isinstance(event, FACT_EVENTS):
                     assert view.state is PositionState.UNKNOWN, (event, view)
+                if view.knowledge is Knowledge.EXPIRED:
+                    self.last_break_ms[view.key] = self.now_ms
         if self.replay and isinstance(event, FACT_EVENTS):
             assert self.book.apply(event, self.now_ms) == []
         self.check()
+
+    def check_blind(self, k: PositionKey) -> None:
+        """stream_blind only for a change the stream muted, or held back past the tolerance."""
+        if k in self.missed:
+            return
+        assert self.answering_ms is not None
+        oldest_ms = min((t for t, qk, _ in self.queued if qk == k), default=None)
+        assert oldest_ms is not None, f"{k}: blind, but the stream reported every change"
+        assert self.answering_ms - oldest_ms >= POLICY.blind_after_ms
 
     def check(self) -> None:
         for k in KEYS:
@@ -111,6 +132,8 @@ class World:
                 # the reaper's proof of flatness: post-gap, past, and true to the latest fact
                 assert reconciled
                 assert flat_ms <= self.now_ms
+                # never counted from before a failure, gap, open fact or expiry
+                assert flat_ms > self.last_break_ms.get(k, -1), (flat_ms, self.last_break_ms)
                 assert self.last_fact.get(k, (0, ZERO))[1] == ZERO
             view = self.book.view(k)
             if view is None:
@@ -139,17 +162,40 @@ class World:
         if self.truth[k][-1][1] == qty:
             return
         self.truth[k].append((self.now_ms, Decimal(qty)))
-        if self.connected and not self.muted:
-            if with_fill:
-                self.apply(TradeLite(self.now_ms, self.now_ms, k.symbol, OrderId(1), "c", "BUY",
-                                     Decimal(1), Decimal(100)))
-            row = PositionAmount(k, Decimal(qty), Decimal(100) if qty else ZERO, self.now_ms)
-            self.learn(k, self.now_ms, Decimal(qty))
-            self.apply(StreamPositions(self.now_ms, self.now_ms, "ORDER", (row,)))
+        if not self.connected:
+            return
+        if self.muted:
+            self.missed.add(k)
+            return
+        events: list[Event] = []
+        if with_fill:
+            events.append(TradeLite(self.now_ms, self.now_ms, k.symbol, OrderId(1), "c", "BUY",
+                                    Decimal(1), Decimal(100)))
+        row = PositionAmount(k, Decimal(qty), Decimal(100) if qty else ZERO, self.now_ms)
+        events.append(StreamPositions(self.now_ms, self.now_ms, "ORDER", (row,)))
+        self.queued.append((self.now_ms, k, events))
+        if not self.late:
+            self.deliver()
+
+    def deliver(self) -> None:
+        """The stream catches up: every held-back event, in order."""
+        queued, self.queued = self.queued, []
+        for _, k, events in queued:
+            for event in events:
+                if isinstance(event, StreamPositions):
+                    row = event.positions[0]
+                    self.learn(k, row.update_time_ms, row.amount)
+                    if row.amount != ZERO:
+                        self.last_break_ms[k] = self.now_ms
+                self.apply(event)
 
     def gap(self, kind: int) -> None:
         self.gap_count += 1
         self.connected = kind == 1
+        self.queued.clear()  # what the old connection held back is lost with it
+        self.missed.clear()  # the post-gap snapshot reconciles; the new connection starts clean
+        for k in KEYS:
+            self.last_break_ms[k] = self.now_ms
         gaps: list[Event] = [StreamLost(1, "1006"), StreamConnected(2), ListenKeyExpired(self.now_ms)]
         self.apply(gaps[kind])
 
@@ -180,6 +226,9 @@ class World:
         p = self.pending.pop(index % len(self.pending))
         self.now_ms += 1
         if fails:
+            for k in KEYS:
+                if p.scope is None or k.symbol in p.scope:
+                    self.last_break_ms[k] = self.now_ms
             self.apply(SnapshotFailed(p.request_id, "HTTP 503"))
             return
         for k in KEYS:
@@ -191,7 +240,9 @@ class World:
             else:
                 for symbol in p.scope:
                     self.symbol_reconciled[symbol] = self.gap_count
+        self.answering_ms = p.requested_ms
         self.apply(PositionSnapshot(p.request_id, p.requested_ms, self.now_ms, p.rows, p.scope))
+        self.answering_ms = None
 
 
 _advance = st.tuples(st.just("advance"), st.integers(1, 1500))
@@ -204,6 +255,8 @@ _answer = st.tuples(st.just("answer"), st.integers(0, 7), st.sampled_from([False
 _operations = st.one_of(
     _advance, _advance, _change, _change, _change, _request, _request, _answer, _answer, _answer,
     st.tuples(st.just("mute"), st.booleans()),
+    st.tuples(st.just("late"), st.booleans()),
+    st.tuples(st.just("deliver")),
     st.tuples(st.just("gap"), st.integers(0, 2)),
 )
 # Most runs start like the daemon does: connect, then one all-symbols read.
@@ -212,12 +265,31 @@ _scripts = st.one_of(st.lists(_operations, max_size=80),
                      st.lists(_operations, max_size=80).map(lambda ops: _startup + ops))
 
 
+# A stream that falls silent or behind, polled steadily: where blindness is decided.
+_behind = st.tuples(st.sampled_from(["mute", "late"]), st.just(True))
+_blind_operations = st.one_of(
+    _advance, _advance, st.tuples(st.just("advance"), st.integers(900, 1100)), _change,
+    _change, st.just(("request", len(SYMBOLS), 0, 0)), st.just(("request", len(SYMBOLS), 0, 0)),
+    st.just(("answer", 0, False)), st.just(("answer", 0, False)), st.just(("deliver",)), _behind,
+)
+_blind_scripts = st.tuples(_behind, st.lists(_blind_operations, min_size=10, max_size=60)).map(
+    lambda t: [*_startup, t[0], *t[1]])
+
+
+# Reads overlapping each other and failures: where flat runs start and break.
+_run_operations = st.one_of(_advance, _change, _request, _request, _answer, _answer, _answer,
+                            st.tuples(st.just("gap"), st.integers(0, 2)))
+_run_scripts = st.lists(_run_operations, min_size=5, max_size=50).map(lambda ops: _startup + ops)
+
+
 def run(ops: list[tuple[object, ...]], *, replay: bool = False) -> World:
     world = World(replay=replay)
     for op in ops:
         name, *args = op
         if name == "mute":
             world.muted = bool(args[0])
+        elif name == "late":
+            world.late = bool(args[0])
         else:
             getattr(world, str(name))(*args)
     return world
@@ -234,3 +306,18 @@ def test_invariants_hold_for_any_interleaving(ops: list[tuple[object, ...]]) -> 
 def test_reapplying_every_fact_changes_nothing(ops: list[tuple[object, ...]]) -> None:
     """Idempotence: each stream fact and snapshot applied twice in a row publishes nothing new."""
     run(ops, replay=True)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_blind_scripts)
+def test_blind_only_for_a_muted_change_or_one_late_past_the_tolerance(
+        ops: list[tuple[object, ...]]) -> None:
+    """The same invariants, with the stream muted or behind REST most of the time."""
+    run(ops)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_run_scripts)
+def test_flat_runs_never_start_before_a_break(ops: list[tuple[object, ...]]) -> None:
+    """The same invariants, with overlapping reads, failures and gaps most of the time."""
+    run(ops)

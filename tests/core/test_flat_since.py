@@ -84,3 +84,69 @@ def test_never_reconciled_book_has_no_flat_run() -> None:
     harness.apply(requested(1, 0), 0)
     harness.apply(snapshot(1, 0), 10)
     assert harness.book.flat_since(ETH) == 0
+
+
+# A snapshot requested before a run-breaking event cannot start a run, even answered after it.
+
+def _close_then_request(h: Harness) -> None:
+    h.apply(stream(BTC, 0, 100), 100)
+    h.apply(requested(100, 1000), 1000)  # requested before the break …
+
+
+@pytest.mark.parametrize("breaker", [
+    [failed(4242)],                                                # another read failed
+    [stream(BTC, 1, 1100), stream(BTC, 0, 1150)],                  # reopened and closed
+])
+def test_snapshot_requested_before_a_break_cannot_start_a_run(h: Harness,
+                                                              breaker: list[object]) -> None:
+    _close_then_request(h)
+    for event in breaker:
+        h.apply(event, 1150)
+    h.apply(snapshot(100, 1000), 1200)  # … answered after it: proves flat, starts no run
+    view = h.book.view(BTC)
+    assert view is not None
+    assert view.state.value == "closed"  # the state change stays
+    assert h.book.flat_since(BTC) is None
+    h.poll(2000)
+    assert h.book.flat_since(BTC) == 2000
+
+
+def test_snapshot_requested_before_a_failure_cannot_start_the_all_symbols_run(h: Harness) -> None:
+    _close_then_request(h)
+    h.apply(failed(4242), 1150)
+    h.apply(snapshot(100, 1000), 1200)
+    assert h.book.flat_since(ETH) is None  # a key the book never held
+    h.poll(2000)
+    assert h.book.flat_since(ETH) == 2000
+
+
+def test_snapshot_requested_before_expiry_cannot_start_a_run(h: Harness) -> None:
+    _close_then_request(h)
+    h.apply(Tick(), 5200)               # nothing verified for more than max_age_ms: expired
+    h.apply(snapshot(100, 1000), 5300)
+    assert h.book.flat_since(BTC) is None
+    assert h.book.flat_since(ETH) is None
+    h.poll(6000)
+    assert h.book.flat_since(BTC) == 6000
+    assert h.book.flat_since(ETH) == 6000
+
+
+def test_expiry_noticed_as_a_snapshot_is_requested_delays_the_run_by_one_read(h: Harness) -> None:
+    h.apply(stream(BTC, 0, 100), 100)
+    h.apply(requested(100, 5200), 5200)  # the lapse is noticed on this very event
+    h.apply(snapshot(100, 5200), 5300)
+    assert h.book.flat_since(BTC) is None  # conservative: counted from the next read
+    h.poll(6000)
+    assert h.book.flat_since(BTC) == 6000
+
+
+def test_all_symbols_lapse_breaks_even_without_a_run(h: Harness) -> None:
+    _close_then_request(h)
+    h.apply(failed(4242), 1100)
+    h.apply(snapshot(100, 1000), 1200)  # verifies all symbols but starts no run
+    h.apply(requested(101, 6100), 6100)  # requested before that verification lapses …
+    h.apply(Tick(), 6300)
+    h.apply(snapshot(101, 6100), 6400)  # … answered after: starts no run
+    assert h.book.flat_since(ETH) is None
+    h.poll(7000)
+    assert h.book.flat_since(ETH) == 7000

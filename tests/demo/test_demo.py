@@ -84,4 +84,6 @@ def test_ctrl_c_stops_every_process_the_demo_started() -> None:
             demo.wait()
     left = {pid: cmd for pid, cmd in children.items() if _alive(pid)}
     assert left == {}, f"processes left running after Ctrl-C: {left}"
-    assert demo.returncode == 130, demo.stdout.read() if demo.stdout else ""
+    # 130: interrupted. On a loaded machine the demo can reach its end while the signal is in
+    # flight; it then exits 0, and what it started must be gone all the same (checked above).
+    assert demo.returncode in (130, 0), demo.stdout.read() if demo.stdout else ""

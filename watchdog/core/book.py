@@ -29,11 +29,20 @@ Rules of this module:
    changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
 7. Stream blindness: when a trusted REST snapshot shows a change the live stream never reported
    (no position fact and no fill on that symbol since the held fact), the book raises
-   ``stream_blind`` (RaiseAlert and Notify). The runtime then treats the stream as blind (the
-   BASUSDT incident). A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its
-   symbol; MarginCall raises ``margin_call``; other order facts leave positions alone.
+   ``stream_blind`` (RaiseAlert and Notify) once the change is ``blind_after_ms`` old: dated by
+   the REST row's ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of
+   the first snapshot that showed it. A younger change is held back (a healthy stream may be a
+   few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
+   snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
+   at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
+   raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
+9. ``flat_since`` is the ``requested_time_ms`` of the first trusted snapshot of the current
+   unbroken run that showed the key flat. A gap, a failed read covering the key, an open fact
+   or expiry (ambiguous REST, any loss of CONFIRMED) breaks the run; a snapshot requested
+   before the latest break cannot start a new one, even if it is answered after it.
 """
 
 from __future__ import annotations
@@ -84,10 +93,12 @@ _MAX_PENDING_REQUESTS = 1024
 @dataclass(frozen=True, slots=True)
 class BookPolicy:
     """Limits of trust. ``max_age_ms``: knowledge older than this is unknown.
-    ``max_rest_lag_ms``: how far behind the stream a REST answer may legitimately be."""
+    ``max_rest_lag_ms``: how far behind the stream a REST answer may legitimately be.
+    ``blind_after_ms``: how far behind REST the stream may be before it counts as blind."""
 
     max_age_ms: int = 5000
     max_rest_lag_ms: int = 2000
+    blind_after_ms: int = 1000
 
 
 @dataclass(slots=True)
@@ -105,6 +116,7 @@ class _Entry:
     reason: str = "never confirmed by an authoritative fact"
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
     flat_since_ms: int | None = None
+    run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     published: PositionView | None = None
 
 
@@ -112,6 +124,16 @@ class _Entry:
 class _Request:
     epoch: int
     symbols: frozenset[Symbol] | None
+    seq: int  # events_applied when requested: before or after a run break (rule 9)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreported:
+    """A change REST showed that the live stream has not reported yet (rule 7)."""
+
+    since_ms: int  # the change happened at or before this exchange time
+    prior_ms: int  # time of the held fact before it: a later stream fact or fill reports it
+    message: str
 
 
 class PositionBook:
@@ -130,7 +152,10 @@ class PositionBook:
         self._read_order: dict[Symbol, tuple[int, int]] = {}
         self._read_order_all = (-1, -1)
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
+        self._all_break_seq = 0  # events_applied when that run last broke
+        self._unreported: dict[PositionKey, _Unreported] = {}
         self._all_verified_ms = 0
+        self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
         self._dirty: set[PositionKey] = set()
         self.last_event_ms: int | None = None
@@ -225,6 +250,9 @@ class PositionBook:
 
     def _apply_stream_row(self, row: PositionAmount, now_ms: int) -> None:
         key = row.key
+        pending = self._unreported.get(key)
+        if pending is not None and row.update_time_ms > pending.prior_ms:
+            del self._unreported[key]  # the stream reported it after all: late, not blind
         entry = self._entries.get(key)
         if entry is not None:
             if row.update_time_ms < entry.as_of_time_ms:
@@ -244,6 +272,9 @@ class PositionBook:
     def _on_fill(self, symbol: Symbol, time_ms: int) -> RequestSnapshot:
         """A fill may have changed a position the stream may not report: ask REST."""
         self._fills[symbol] = max(time_ms, self._fills.get(symbol, time_ms))
+        for key in [k for k, u in self._unreported.items()
+                    if k.symbol == symbol and time_ms > u.prior_ms]:
+            del self._unreported[key]
         return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
 
     def _on_margin_call(self, event: MarginCall) -> list[Effect]:
@@ -261,7 +292,8 @@ class PositionBook:
         self._connected = connected
         self._epoch += 1
         self._fills.clear()
-        self._all_flat_since_ms = None
+        self._unreported.clear()
+        self._break_all_run()
         for entry in self._entries.values():
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
@@ -276,13 +308,14 @@ class PositionBook:
     def _remember_request(self, event: SnapshotRequested) -> None:
         if len(self._requests) >= _MAX_PENDING_REQUESTS:
             del self._requests[next(iter(self._requests))]
-        self._requests[event.request_id] = _Request(self._epoch, event.symbols)
+        self._requests[event.request_id] = _Request(self._epoch, event.symbols,
+                                                    self.events_applied)
 
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1
         request = self._requests.pop(event.request_id, None)
         scope = request.symbols if request is not None else None
-        self._all_flat_since_ms = None
+        self._break_all_run()
         for entry in self._entries.values():
             if scope is None or entry.key.symbol in scope:
                 self._move(entry, Evidence.READ_FAILED, 0, f"snapshot failed: {event.reason}")
@@ -300,19 +333,21 @@ class PositionBook:
             newest = max(self._read_order_all, self._read_order.get(key.symbol, (-1, -1)))
             if order < newest:
                 continue  # rule 2: requested before a read already applied for this symbol
-            effects.extend(self._apply_rest_row(key, rows.get(key), snap, trusted, blind_watch,
-                                                now_ms))
+            effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
+                                                blind_watch, now_ms))
+            if blind_watch:
+                effects.extend(self._check_unreported(key, snap.requested_time_ms))
         if snap.symbols is None:
             self._read_order_all = max(self._read_order_all, order)
         for symbol in (snap.symbols or frozenset()) | {k.symbol for k in rows}:
             self._read_order[symbol] = max(self._read_order.get(symbol, (-1, -1)), order)
-        if trusted:
+        if request is not None and trusted:
             if snap.symbols is None:
                 became_live = self._connected and self._reconciled_epoch != self._epoch
                 self._reconciled_epoch = self._epoch
-                if self._all_flat_since_ms is None:
+                if self._all_flat_since_ms is None and request.seq > self._all_break_seq:
                     self._all_flat_since_ms = snap.requested_time_ms
-                self._all_verified_ms = now_ms
+                self._all_verified_ms, self._all_watched = now_ms, True
                 self._watch_age(now_ms)
                 if became_live:
                     effects.append(Notify("stream_recovered"))
@@ -322,7 +357,8 @@ class PositionBook:
         return effects
 
     def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
-                        trusted: bool, blind_watch: bool, now_ms: int) -> list[Effect]:
+                        request: _Request | None, trusted: bool, blind_watch: bool,
+                        now_ms: int) -> list[Effect]:
         amount = row.amount if row is not None else ZERO
         price = row.entry_price if row is not None else ZERO
         row_time_ms = row.update_time_ms if row is not None else 0
@@ -334,7 +370,8 @@ class PositionBook:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._covered(key) and key.symbol not in self._fills:
-                effects.extend(self._blind(key, "REST shows an open the stream never reported"))
+                self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
+                                      "REST shows an open the stream never reported")
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
                                      fact_epoch)
@@ -349,8 +386,11 @@ class PositionBook:
                 case Verdict.NEWER | Verdict.OVERRIDE:
                     if (blind_watch and entry.fact_epoch == self._epoch
                             and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
-                        effects.extend(self._blind(key, f"REST shows amount {amount} but the "
-                                                        f"stream last reported {entry.amount}"))
+                        since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
+                                    else snap.requested_time_ms)
+                        self._note_unreported(key, since_ms, entry.as_of_time_ms,
+                                              f"REST shows amount {amount} but the stream last "
+                                              f"reported {entry.amount}")
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
                     if not trusted:
                         self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
@@ -367,13 +407,27 @@ class PositionBook:
                     return effects
                 case _:  # pragma: no cover - unreachable while every verdict is handled
                     assert_never(judged.verdict)
-        if trusted:
+        if request is not None and trusted:
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
-            if entry.amount == ZERO and entry.flat_since_ms is None:
-                entry.flat_since_ms = snap.requested_time_ms
+            if (entry.amount == ZERO and entry.flat_since_ms is None
+                    and request.seq > entry.run_break_seq):
+                entry.flat_since_ms = snap.requested_time_ms  # rule 9
         return effects
 
-    def _blind(self, key: PositionKey, message: str) -> list[Effect]:
+    def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
+                         message: str) -> None:
+        """Rule 7: remember the oldest unreported change until the stream reports it."""
+        if key not in self._unreported:
+            self._unreported[key] = _Unreported(since_ms, prior_ms, message)
+
+    def _check_unreported(self, key: PositionKey, requested_time_ms: int) -> list[Effect]:
+        """Rule 7: blind once a trusted snapshot finds a change unreported past the tolerance."""
+        pending = self._unreported.get(key)
+        if pending is None or requested_time_ms - pending.since_ms < self._policy.blind_after_ms:
+            return []
+        del self._unreported[key]
+        message = (f"{pending.message} (unreported for at least "
+                   f"{requested_time_ms - pending.since_ms} ms)")
         return [RaiseAlert("stream_blind", f"{key}: {message}", key),
                 Notify("stream_blind", key, (("message", message),))]
 
@@ -388,7 +442,8 @@ class PositionBook:
                     time_ms: int, epoch: int) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(key, amount, price, source, time_ms, epoch)
+            entry = _Entry(key, amount, price, source, time_ms, epoch,
+                           run_break_seq=self._all_break_seq)  # it was in the all-symbols run
             if self._covered(key):
                 entry.confirmed_state = PositionState.CLOSED
             self._entries[key] = entry
@@ -396,7 +451,7 @@ class PositionBook:
             entry.amount, entry.entry_price, entry.source = amount, price, source
             entry.as_of_time_ms, entry.fact_epoch = time_ms, epoch
         if amount != ZERO:
-            entry.flat_since_ms = None
+            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
         self._dirty.add(key)
         return entry
 
@@ -409,7 +464,7 @@ class PositionBook:
             entry.reason = ""
             self._watch_age(now_ms)
         else:
-            entry.flat_since_ms = None
+            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
             if entry.knowledge is not before or before is not Knowledge.EXPIRED:
                 entry.reason = reason  # an expired key keeps saying why it expired
         self._dirty.add(entry.key)
@@ -432,11 +487,15 @@ class PositionBook:
                                f"expired: not verified for more than {limit_ms} ms")
                 else:
                     self._watch_age(entry.verified_ms)
-        if self._all_flat_since_ms is not None:
+        if self._all_watched:
             if now_ms - self._all_verified_ms > limit_ms:
-                self._all_flat_since_ms = None
+                self._all_watched = False
+                self._break_all_run()  # even when no run is going: older requests cannot start one
             else:
                 self._watch_age(self._all_verified_ms)
+
+    def _break_all_run(self) -> None:
+        self._all_flat_since_ms, self._all_break_seq = None, self.events_applied
 
     # ------------------------------------------------------------------ publishing
 
