@@ -72,6 +72,9 @@ class Successor:
     error: str
 
 
+READ_HIGH_WATER = 512  # frames read ahead of the core before the reader pauses
+
+
 @dataclass(eq=False)
 class Connection:
     id: int
@@ -81,6 +84,14 @@ class Connection:
         default_factory=asyncio.Queue)
     rotate_at: float = float("inf")
     held: deque[End | Control | Successor] = field(default_factory=deque)
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: the reader waits
+
+    def take(self) -> str | bytes | End | Control | Successor:
+        """An item already queued; wakes the reader once the queue is half empty."""
+        item = self.queue.get_nowait()
+        if not self.room.is_set() and self.queue.qsize() <= READ_HIGH_WATER // 2:
+            self.room.set()
+        return item
 
 
 def describe_error(exc: BaseException) -> str:

@@ -60,7 +60,7 @@ _ORDER_KEYS = ("i", "x", "X", "t", "z", "l")
 _ALGO_KEYS = ("aid", "X", "ai")
 
 
-def event_identity(raw: Mapping[str, object]) -> Hashable:
+def event_identity(raw: Mapping[str, object], text: str | bytes | None = None) -> Hashable:
     """What makes two frames the same event: ``(e, E, T, key fields)``.
 
     Used to drop the events delivered twice while two connections overlap during rotation.
@@ -74,6 +74,8 @@ def event_identity(raw: Mapping[str, object]) -> Hashable:
         return (e, big_e, big_t, *(str(order.get(k)) for k in _ALGO_KEYS))
     if e == "TRADE_LITE":
         return (e, big_e, big_t, str(raw.get("i")), str(raw.get("t")))
+    if text is not None:  # the frame as received: equal frames are the same event
+        return (e, big_e, big_t, text)
     return (e, big_e, big_t, json.dumps(raw, sort_keys=True, default=str))
 
 

@@ -35,6 +35,8 @@ __all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"
 # Loops whose progress gates the systemd keepalive: a REST outcome (snapshot or failure) and a
 # Redis write attempt (success or failure) must keep coming; only a hang stops them.
 KEEPALIVE_LOOPS = ("poller", "heartbeat")
+_STALL_S = 10.0  # a full inbox that does not move for this long means the core has stalled
+_MAX_BATCH = 512  # events applied before their effects are written (bounds one pipeline)
 
 
 class Inbox:
@@ -53,11 +55,28 @@ class Inbox:
                 f"{type(event).__name__}") from exc
 
     async def emit(self, event: Event) -> None:
-        """``put`` for adapters that take an async ``emit`` callback (never waits)."""
-        self.put(event)
+        """For adapters: waits while the inbox is full (backpressure down to the socket); a core
+        that frees no room for ``_STALL_S`` has stalled (InvariantViolation)."""
+        if not self._queue.full():
+            self._queue.put_nowait(event)
+            return
+        try:
+            async with asyncio.timeout(_STALL_S):
+                await self._queue.put(event)
+        except TimeoutError as exc:
+            raise InvariantViolation(
+                f"core loop stalled: inbox full ({self._queue.maxsize} events) for {_STALL_S:g}s "
+                f"while adding {type(event).__name__}") from exc
 
     async def get(self) -> Event:
         return await self._queue.get()
+
+    def drain(self, limit: int) -> list[Event]:
+        """Up to ``limit`` events already queued, without waiting."""
+        events: list[Event] = []
+        while len(events) < limit and not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
 
     def qsize(self) -> int:
         return self._queue.qsize()
@@ -89,19 +108,35 @@ class CoreLoop:
 
     async def run(self) -> NoReturn:
         while True:
-            await self.handle(await self._inbox.get())
+            events = [await self._inbox.get()]
+            # Everything already queued (bounded): applied in order, effects run together, so a
+            # burst costs one Redis round trip instead of one per event.
+            events += self._inbox.drain(_MAX_BATCH - 1)
+            await self.handle_many(events)
 
     async def handle(self, event: Event) -> None:
         """Apply one event and run its effects (the unit of work of the single writer)."""
-        now_ms = self._clock.wall_ms()
-        self._vitals.observe_event(event)
-        for observe in self._observers:
-            observe(event)  # e.g. the poller polls a symbol fast after an event on it
-        self._orders.apply(event)
-        effects = self._book.apply(event, now_ms)
-        if isinstance(event, Tick) and self._reaper_step is not None:
-            effects += self._reaper_step(self._book, self._orders, now_ms)
+        await self.handle_many([event])
+
+    async def handle_many(self, events: list[Event]) -> None:
+        """Apply events in order, run all their effects in order, then the per-event follow-ups."""
+        effects: list[Effect] = []
+        stamps: list[int] = []
+        for event in events:
+            now_ms = self._clock.wall_ms()
+            stamps.append(now_ms)
+            self._vitals.observe_event(event)
+            for observe in self._observers:
+                observe(event)  # e.g. the poller polls a symbol fast after an event on it
+            self._orders.apply(event)
+            effects += self._book.apply(event, now_ms)
+            if isinstance(event, Tick) and self._reaper_step is not None:
+                effects += self._reaper_step(self._book, self._orders, now_ms)
         await self._runner.run(effects)
+        for event, now_ms in zip(events, stamps, strict=True):
+            self._after(event, now_ms)
+
+    def _after(self, event: Event, now_ms: int) -> None:
         if isinstance(event, PositionSnapshot | SnapshotFailed):
             self._vitals.progressed("poller", self._clock.monotonic())
         if isinstance(event, PositionSnapshot) and not self._runner.store_down:
@@ -134,7 +169,7 @@ class CoreLoop:
 async def run_ticker(inbox: Inbox, interval_s: float) -> NoReturn:
     """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic."""
     while True:
-        inbox.put(Tick())
+        await inbox.emit(Tick())  # a burst may fill the inbox: wait, as the stream does
         await asyncio.sleep(interval_s)
 
 

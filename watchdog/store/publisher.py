@@ -13,13 +13,14 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import count
 
 import redis.asyncio
 from loguru import logger
+from redis import exceptions as redis_errors
 
 from watchdog import __version__
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
@@ -30,6 +31,13 @@ from watchdog.store.keys import AccountKeys, member_of, parse_member
 from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 __all__ = ["RedisPublisher", "StoreEffect", "health_value"]
+
+_pack: Callable[..., bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - the fast extra is optional
+    _pack = None
+_SHAS = {name: script_sha(name) for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
 
 StoreEffect = Publish | Retract | Notify | RaiseAlert
 
@@ -140,6 +148,97 @@ class RedisPublisher:
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
         return bool(written)
+
+    async def run_many(self, effects: Sequence[StoreEffect]) -> None:
+        """Run store effects in order in ONE pipelined round trip (same writes as ``run`` each).
+
+        Why: at stream rates one round trip per change caps ingest at Redis latency
+        (docs/BENCHMARKS.md, End to end). Redis runs pipelined scripts one after another, in this
+        order, so readers see the writes ``run`` would have made, only sooner. Not a transaction:
+        after a ``StoreError`` some writes may have landed; positions are marked dirty (rewritten
+        by the next heartbeat, CAS-safe) and events may appear twice if the caller retries.
+        """
+        if len(effects) <= 1:
+            for effect in effects:
+                await self.run(effect)
+            return
+        calls: list[tuple[str, list[object], list[object]]] = []
+        touched: set[PositionKey] = set()
+        k = self.keys
+        for effect in effects:
+            match effect:
+                case Publish(view=view):
+                    held = self._held.get(view.key)
+                    if held is None or view.version > held.version:
+                        self._held[view.key] = view
+                    touched.add(view.key)
+                    calls.append(("publish_position",
+                                  [k.position(view.key), k.positions, k.lease(view.key), k.leases,
+                                   k.events, k.health],
+                                  [member_of(view.key), view.version, view.state.value,
+                                   view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
+                                   view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
+                                   self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value]))
+                case Retract(key=key, reason=reason):
+                    held = self._held.get(key)
+                    record = _Retracted(reason, held.version if held is not None else 0)
+                    self._held[key] = record
+                    touched.add(key)
+                    calls.append(("retract_position", [k.position(key), k.positions],
+                                  [member_of(key), reason, record.version, key.symbol, key.side.value]))
+                case Notify(kind=kind, key=key, detail=detail):
+                    calls.append(self._emit_call(kind, {**({"position": member_of(key)} if key else {}),
+                                                        **dict(detail)}))
+                case RaiseAlert(code=code, message=message, key=key):
+                    calls.append(self._emit_call("alert", {"code": code, "message": message,
+                                                           **({"position": member_of(key)} if key else {})}))
+        try:
+            with map_redis_errors("pipeline", self._url):
+                replies = await self._pipeline(calls)
+                if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
+                    # SCRIPT FLUSH or a restart between batches: load again, redo what failed.
+                    await self._load_scripts()
+                    redo = [c for c, r in zip(calls, replies, strict=True)
+                            if isinstance(r, redis_errors.NoScriptError)]
+                    replies = await self._pipeline(redo)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+        except StoreError:
+            self._dirty |= touched
+            raise
+        self._dirty -= touched
+
+    async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
+        """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
+        if _pack is None:  # pragma: no cover - hiredis is in the fast extra
+            pipe = self._redis.pipeline(transaction=False)
+            for name, keys, args in calls:
+                # EVALSHA directly: redis-py Script objects would add a SCRIPT EXISTS round trip.
+                pipe.evalsha(_SHAS[name], len(keys), *keys, *args)  # type: ignore[arg-type]
+            return list(await pipe.execute(raise_on_error=False))
+        # hiredis packs a command in ~3 µs where redis-py's pure-Python packer takes ~17 µs.
+        packed = [_pack(("EVALSHA", _SHAS[name], len(keys), *keys, *args)) for name, keys, args in calls]
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(packed)
+            replies: list[object] = []
+            for _ in calls:
+                try:
+                    replies.append(await conn.read_response())
+                except redis_errors.ResponseError as exc:  # one script failed: keep reading
+                    replies.append(exc)
+            return replies
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse this connection
+            raise
+        finally:
+            await pool.release(conn)
+
+    def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[str, list[object], list[object]]:
+        pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
+        return "emit_event", [self.keys.events, self.keys.health], [self.keys.channel, "kind", kind, *pairs]
 
     async def retract(self, key: PositionKey, reason: str) -> None:
         """Show ``key`` as unknown with ``reason``; its version is kept (see retract_position.lua)."""

@@ -1,0 +1,70 @@
+"""RedisPublisher.run_many: one pipelined round trip, the same writes as run() one by one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+
+from tests.support.redis_server import dead_redis_url
+from tests.support.store import ACCOUNT, make_view, position_key
+from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
+from watchdog.errors import StoreUnavailable
+from watchdog.store.keys import AccountKeys
+from watchdog.store.publisher import RedisPublisher
+
+KEYS = AccountKeys(ACCOUNT)
+
+
+@pytest.fixture
+async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def test_batch_writes_in_order(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+    btc, eth = position_key("BTCUSDT"), position_key("ETHUSDT")
+    t = now_ms()
+    await publisher.run_many([
+        Publish(make_view(btc, version=1, verified_ms=t, amount="0.010")),
+        Notify("position_opened", btc, (("amount", "0.010"),)),
+        Publish(make_view(btc, version=2, verified_ms=t, amount="0.020")),
+        Publish(make_view(eth, version=1, verified_ms=t)),
+        Retract(eth, "stream lost"),
+        RaiseAlert("margin_call", "margin call on ETHUSDT:BOTH", eth),
+        Publish(make_view(btc, version=1, verified_ms=t, amount="0.5")),  # older: refused by CAS
+    ])
+    btc_hash = await r.hgetall(KEYS.position(btc))
+    assert (btc_hash["amt"], btc_hash["version"], btc_hash["rev"]) == ("0.020", "2", "2")
+    eth_hash = await r.hgetall(KEYS.position(eth))
+    assert (eth_hash["state"], eth_hash["reason"]) == ("unknown", "stream lost")
+    kinds = [fields["kind"] for _, fields in await r.xrange(KEYS.events)]
+    assert kinds == ["position_opened", "alert"]
+
+
+async def test_scripts_flushed_between_batches(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+    key = position_key()
+    await r.script_flush()
+    await publisher.run_many([Publish(make_view(key, version=1, verified_ms=now_ms())),
+                              Notify("position_opened", key)])
+    assert await r.hget(KEYS.position(key), "version") == "1"
+    assert await r.xlen(KEYS.events) == 1
+
+
+async def test_unreachable_redis_marks_positions_dirty() -> None:
+    pub = RedisPublisher.from_url(dead_redis_url(), account=ACCOUNT, health_ttl_ms=1000,
+                                  closed_ttl_s=60, events_maxlen=100, veto_max_age_ms=1000,
+                                  socket_timeout_s=0.2)
+    key = position_key()
+    with pytest.raises(StoreUnavailable):
+        await pub.run_many([Publish(make_view(key, version=1, verified_ms=now_ms())),
+                            Notify("position_opened", key)])
+    assert key in pub._dirty  # rewritten by the next heartbeat
+    await pub.close()
