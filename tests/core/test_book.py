@@ -531,3 +531,33 @@ def test_out_of_order_rest_answer_is_ignored(h: Harness) -> None:
     assert state(h.book) is PositionState.CLOSED
     assert h.apply(snapshot(50, 4000, amount(BTC, 2, 3500)), 5200) == []
     assert state(h.book) is PositionState.CLOSED
+
+
+def test_versions_start_above_the_base_so_they_grow_across_restarts() -> None:
+    first, second = PositionBook(), PositionBook(version_base=5_000)
+    for book in (first, second):
+        book.apply(StreamConnected(1), 1_000)
+        book.apply(requested(1, 1_000), 1_000)
+        book.apply(snapshot(1, 1_000, amount(BTC, 2, 900)), 1_050)
+    one, other = first.view(BTC), second.view(BTC)
+    assert one is not None
+    assert other is not None
+    assert other.version == 5_000 + one.version
+
+
+def test_expected_keys_from_an_earlier_run_are_published_from_rest_even_when_flat() -> None:
+    book = PositionBook()
+    book.expect([BTC, ETH])
+    book.apply(StreamConnected(1), 1_000)
+    book.apply(requested(1, 1_000, "BTCUSDT"), 1_000)
+    effects = book.apply(snapshot(1, 1_000, symbols=("BTCUSDT",)), 1_050)
+    published = [e.view for e in effects if isinstance(e, Publish)]
+    assert [(v.key, v.state) for v in published] == [(BTC, PositionState.CLOSED)]
+    assert book.view(ETH) is None  # not covered by that read: nothing said about it yet
+    book.apply(requested(2, 2_000), 2_000)
+    effects = book.apply(snapshot(2, 2_000, amount(ETH, 3, 1_900)), 2_050)
+    eth = book.view(ETH)
+    assert eth is not None
+    assert eth.state is PositionState.OPEN
+    book.expect([BTC])  # already held: the book's own knowledge wins, nothing changes
+    assert book.apply(Tick(), 2_060) == []

@@ -260,3 +260,27 @@ async def test_unreachable_exchange_at_startup_is_alive_but_degraded_not_down(
         stop.set()
         code = await asyncio.wait_for(daemon, timeout=30)
     assert code == 0
+
+
+async def test_a_restarted_daemon_publishes_a_closure_that_happened_while_it_was_down(
+        sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis) -> None:
+    """Versions must keep growing across restarts: Redis refuses a write whose version is not
+    greater than the stored one, so a daemon counting from 1 again would never show the close."""
+
+    async def run_until(predicate: Any, what: str) -> dict[str, str]:
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(run(make_config(sim, redis_url),
+                                         Credentials(sim.api_key, sim.api_secret), stop=stop),
+                                     name="daemon-under-test")
+        try:
+            return await eventually(lambda: rclient.hgetall(KEYS.position(BASUSDT)), predicate,
+                                    timeout_s=30, what=what)
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(daemon, timeout=20) == 0
+
+    sim.fill("BASUSDT", "BUY", "1216")
+    first = await run_until(lambda h: h.get("state") == "open", "first run publishes open")
+    sim.fill("BASUSDT", "SELL", "1216")  # closes while no watchdog runs
+    second = await run_until(lambda h: h.get("state") == "closed", "second run publishes closed")
+    assert int(second["version"]) > int(first["version"])

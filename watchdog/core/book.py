@@ -23,7 +23,8 @@ Rules of this module:
    every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
    as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
-   per key on every published change; a no-op publishes nothing. ``verified_ms`` is the
+   per key on every published change, from above ``version_base`` (so it also increases across
+   daemon restarts); a no-op publishes nothing. ``verified_ms`` is the
    ``now_ms`` at which an authoritative fact (post-gap REST, or a trusted stream fact)
    confirmed the state. Notify ``position_opened``/``position_closed`` follows open↔closed
    changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
@@ -47,6 +48,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, assert_never
@@ -139,8 +141,17 @@ class _Unreported:
 class PositionBook:
     """Fuses position facts into published views. Single writer: call ``apply`` from one task."""
 
-    def __init__(self, policy: BookPolicy | None = None) -> None:
+    def __init__(self, policy: BookPolicy | None = None, *, version_base: int = 0) -> None:
+        """Args:
+            policy: the ageing and trust limits.
+            version_base: versions start above it. The store refuses a write whose version is
+                not greater than the stored one, so a restarted daemon must not count from 1
+                again: the runtime passes a base that grows across restarts (start wall ms
+                x 1000, exact in Redis' Lua doubles until the year 2255).
+        """
         self._policy = policy or BookPolicy()
+        self._version_base = version_base
+        self._expected: set[PositionKey] = set()  # published by an earlier run, not yet re-read
         self._entries: dict[PositionKey, _Entry] = {}
         self._epoch = 0                  # +1 on every stream gap
         self._connected = False
@@ -326,7 +337,8 @@ class PositionBook:
         blind_watch = trusted and self.stream_state == "live"
         self.last_snapshot_ms = now_ms
         rows = {row.key: row for row in snap.positions}
-        in_scope = {k for k in self._entries if snap.symbols is None or k.symbol in snap.symbols}
+        in_scope = {k for k in (*self._entries, *self._expected)
+                    if snap.symbols is None or k.symbol in snap.symbols}
         order = (snap.requested_time_ms, snap.request_id)
         effects: list[Effect] = []
         for key in sorted(in_scope | set(rows)):
@@ -366,7 +378,7 @@ class PositionBook:
         entry = self._entries.get(key)
         effects: list[Effect] = []
         if entry is None:
-            if amount == ZERO:
+            if amount == ZERO and key not in self._expected:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._covered(key) and key.symbol not in self._fills:
@@ -375,6 +387,7 @@ class PositionBook:
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
                                      fact_epoch)
+            self._expected.discard(key)
         else:
             held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
             judged = judge_rest_row(held, amount, price, row_time_ms, snap.requested_time_ms,
@@ -497,6 +510,13 @@ class PositionBook:
     def _break_all_run(self) -> None:
         self._all_flat_since_ms, self._all_break_seq = None, self.events_applied
 
+    def expect(self, keys: Iterable[PositionKey]) -> None:
+        """Keys an earlier run published (the store's index), so that a REST read covering one
+        publishes its state even when it is flat: otherwise a position that closed while no
+        watchdog ran would keep the old run's ``open`` in Redis (shown stale, never closed).
+        Only the keys are taken over, never their old values: REST alone decides."""
+        self._expected.update(k for k in keys if k not in self._entries)
+
     # ------------------------------------------------------------------ publishing
 
     def _publish_dirty(self) -> list[Effect]:
@@ -506,7 +526,7 @@ class PositionBook:
             old = entry.published
             if old is not None and old == _view_of(entry, old.version):
                 continue  # no-op: nothing the store would see changed
-            entry.published = view = _view_of(entry, (old.version if old else 0) + 1)
+            entry.published = view = _view_of(entry, (old.version if old else self._version_base) + 1)
             effects.append(Publish(view))
             if view.state is not PositionState.UNKNOWN:
                 if entry.confirmed_state is not None and entry.confirmed_state is not view.state:

@@ -65,7 +65,10 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
     stop = stop or asyncio.Event()
     b, r = config.binance, config.redis
     weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
-    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
+    # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
+    # write of this run until it caught up with the last one (a closure would never show).
+    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms),
+                        version_base=clock.wall_ms() * 1000)
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
         weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
@@ -82,6 +85,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             socket_timeout_s=r.socket_timeout_s)
         stack.push_async_callback(store.close)
         await store.start()
+        book.expect(await store.published_keys())  # closed while we were down → published closed
         try:
             await rest.sync_time()
         except ExchangeUnavailable as exc:

@@ -367,6 +367,20 @@ class RedisPublisher:
             return bool(await self._scripts["revoke_lease"](
                 keys=[k.lease(key), k.leases, k.events, k.health], args=[member_of(key), reason, k.channel]))
 
+    async def published_keys(self) -> frozenset[PositionKey]:
+        """Every position an earlier run published (the index set), for the core to re-verify
+        after a restart. Only keys: their values are never read back as truth."""
+        with map_redis_errors("published_keys", self._url):
+            members = await self._redis.smembers(self.keys.positions)
+        keys: set[PositionKey] = set()
+        for member in members:
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            try:
+                keys.add(parse_member(text))
+            except ValueError:
+                logger.warning("ignoring malformed member {!r} of {}", text, self.keys.positions)
+        return frozenset(keys)
+
     async def leased_symbols(self) -> frozenset[PositionKey]:
         """Positions under a live lease: the poller polls them fast until the lease ends."""
         with map_redis_errors("leased", self._url):
