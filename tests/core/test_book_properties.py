@@ -39,6 +39,7 @@ from watchdog.core.model import (
     PositionKey,
     PositionSide,
     PositionState,
+    Source,
     Symbol,
 )
 
@@ -84,6 +85,8 @@ class World:
     missed: set[PositionKey] = field(default_factory=set)  # changes muted since the last gap
     last_break_ms: dict[PositionKey, int] = field(default_factory=dict)  # flat-run breaks
     answering_ms: int | None = None  # requested_time_ms of the snapshot being applied
+    # requested_time_ms - max_rest_lag_ms of the latest flat REST answer per key (rule 3)
+    rest_flat_floor_ms: dict[PositionKey, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ the model
 
@@ -146,8 +149,15 @@ class World:
                 continue
             # never CONFIRMED after a gap until a snapshot requested after it covered the key
             assert reconciled
-            # a known state always equals the latest fact the exchange gave about the key
+            # a known state always equals the latest fact the exchange gave about the key, except
+            # one case of rule 3: a flat REST answer carries no time, so a stream fact newer than
+            # its requested_time_ms - max_rest_lag_ms still wins (REST may lag); the book then
+            # errs towards OPEN, the side that keeps protection, until a later read settles it
             qty = self.last_fact[k][1]
+            floor_ms = self.rest_flat_floor_ms.get(k)
+            if (qty == ZERO and floor_ms is not None and view.source is Source.STREAM
+                    and view.as_of_time_ms > floor_ms):
+                continue
             assert view.amount == qty, (view, self.last_fact[k])
             assert (view.state is PositionState.OPEN) == (qty != ZERO)
 
@@ -185,7 +195,10 @@ class World:
                 if isinstance(event, StreamPositions):
                     row = event.positions[0]
                     self.learn(k, row.update_time_ms, row.amount)
-                    if row.amount != ZERO:
+                    # A late open no newer than what the book holds changes nothing (rule 1).
+                    held = self.book.view(k)
+                    stale = held is not None and row.update_time_ms <= held.as_of_time_ms
+                    if row.amount != ZERO and not stale:
                         self.last_break_ms[k] = self.now_ms
                 self.apply(event)
 
@@ -233,7 +246,10 @@ class World:
             return
         for k in KEYS:
             if p.scope is None or k.symbol in p.scope:
-                self.learn(k, p.info_ms, self.amount_at(k, p.info_ms)[1])
+                qty = self.amount_at(k, p.info_ms)[1]
+                self.learn(k, p.info_ms, qty)
+                if qty == ZERO:
+                    self.rest_flat_floor_ms[k] = p.requested_ms - POLICY.max_rest_lag_ms
         if p.gap_count == self.gap_count:
             if p.scope is None:
                 self.all_reconciled = self.gap_count
