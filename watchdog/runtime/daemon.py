@@ -128,10 +128,13 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         notifier.status("starting: connecting to Binance and Redis")
         with _stop_on_signals(stop):
             async with asyncio.TaskGroup() as tg:
-                started = [tg.create_task(coro, name=name) for name, coro in tasks.items()]
+                # ``stop`` first: it must be inside its ``try`` before any sibling can fail (a task
+                # cancelled before its first step never runs its ``except``, so nothing re-cancels).
+                started: list[asyncio.Task[Any]] = []
+                tg.create_task(_stop_when(stop, started, notifier), name="stop")
+                started += [tg.create_task(coro, name=name) for name, coro in tasks.items()]
                 for task in started:
                     task.add_done_callback(_report_failure)
-                tg.create_task(_stop_when(stop, started, notifier), name="stop")
     return 0
 
 
@@ -165,15 +168,24 @@ async def _stop_when(stop: asyncio.Event, siblings: list[asyncio.Task[Any]], not
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` every ``_RECANCEL_INTERVAL_S`` until each has ended. A cancellation of
+    this task meanwhile (the group aborting because a task failed while stopping) is kept and
+    raised at the end: the re-cancelling must not stop before the siblings do."""
     rounds = 0
+    interrupted: asyncio.CancelledError | None = None
     while pending := [task for task in tasks if not task.done()]:
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL_S)
+        try:
+            await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL_S)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
         rounds += 1
         if rounds % 10 == 0:
             logger.warning("still stopping: {} ignored cancellation",
                            ", ".join(task.get_name() for task in pending if not task.done()))
+    if interrupted is not None:
+        raise interrupted
 
 
 @contextlib.contextmanager

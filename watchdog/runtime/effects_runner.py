@@ -32,6 +32,7 @@ from watchdog.core.effects import (
 )
 from watchdog.core.model import PositionKey
 from watchdog.errors import StoreUnavailable
+from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
 
@@ -106,6 +107,7 @@ class EffectsRunner:
                     await self._store.run_many(writes)
                 return
             except TimeoutError as exc:
+                raise_if_cancelling(exc)
                 error = StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s")
                 error.__cause__ = exc
             except StoreUnavailable as exc:
@@ -169,6 +171,7 @@ class EffectsRunner:
             async with asyncio.timeout(self._timeout_s):
                 await self._store.run(effect)
         except TimeoutError as exc:
+            raise_if_cancelling(exc)
             raise StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s") from exc
 
     def _defer(self, effect: StoreEffect) -> None:

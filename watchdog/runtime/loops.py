@@ -23,6 +23,7 @@ from watchdog.core.effects import Effect
 from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed, Tick
 from watchdog.core.orders import OrderBook
 from watchdog.errors import InvariantViolation, StoreUnavailable
+from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.health import summary_line
@@ -64,6 +65,7 @@ class Inbox:
             async with asyncio.timeout(_STALL_S):
                 await self._queue.put(event)
         except TimeoutError as exc:
+            raise_if_cancelling(exc)
             raise InvariantViolation(
                 f"core loop stalled: inbox full ({self._queue.maxsize} events) for {_STALL_S:g}s "
                 f"while adding {type(event).__name__}") from exc
@@ -185,6 +187,8 @@ async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vi
                 if await runner.recover():
                     vitals.heartbeat_written = True
         except (StoreUnavailable, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise_if_cancelling(exc)
             reason = str(exc) or f"heartbeat timed out after {timeout_s:.1f}s"
             if not vitals.store_error:
                 logger.warning("redis heartbeat failed: {}", reason)
