@@ -161,6 +161,7 @@ class Guard:
         self._client, self.symbol, self.side, self.begun = client, symbol, side, begun
         self.lease: int = begun.lease or 0
         self.outcome = "ok"
+        self.ended: Ended | None = None  # set on leaving the block: the recorded window
 
     def confirm(self) -> Verdict:
         """Raises ``Vetoed`` only if the watchdog positively knows the position closed."""
@@ -246,12 +247,12 @@ class WatchdogClient:
         try:
             yield guard
         except Vetoed:
-            self.end(symbol, side, guard.lease, "vetoed")
+            guard.ended = self.end(symbol, side, guard.lease, "vetoed")
             raise
         except BaseException as exc:
-            self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
+            guard.ended = self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
             raise
-        self.end(symbol, side, guard.lease, guard.outcome)
+        guard.ended = self.end(symbol, side, guard.lease, guard.outcome)
 
     def last_event_id(self) -> str:
         """Id of the newest event ("0-0" if none): pass it to ``subscribe`` to miss nothing after now."""
@@ -281,6 +282,7 @@ class AsyncGuard:
         self._client, self.symbol, self.side, self.begun = client, symbol, side, begun
         self.lease: int = begun.lease or 0
         self.outcome = "ok"
+        self.ended: Ended | None = None  # set on leaving the block: the recorded window
 
     async def confirm(self) -> Verdict:
         verdict = await self._client.confirm(self.symbol, self.side, self.lease)
@@ -359,12 +361,12 @@ class AsyncWatchdogClient:
         try:
             yield guard
         except Vetoed:
-            await self.end(symbol, side, guard.lease, "vetoed")
+            guard.ended = await self.end(symbol, side, guard.lease, "vetoed")
             raise
         except BaseException as exc:
-            await self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
+            guard.ended = await self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
             raise
-        await self.end(symbol, side, guard.lease, guard.outcome)
+        guard.ended = await self.end(symbol, side, guard.lease, guard.outcome)
 
     async def last_event_id(self) -> str:
         newest = await self.redis.xrevrange(self._p.keys.events, count=1)

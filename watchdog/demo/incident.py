@@ -248,7 +248,9 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             kind = event.kind
             if kind in ("position_closed", "orphan_removed", "trailing_stop_orphaned", "alert",
                         "stream_blind", "veto"):
-                tl.add("watchdog", f"event {kind} {_describe(event.fields)}".rstrip())
+                at_ms = tl.add("watchdog", f"event {kind} {_describe(event.fields)}".rstrip())
+                if kind == "position_closed":
+                    seen.setdefault("position_closed_at_ms", at_ms)
             seen[kind] = seen.get(kind, 0) + 1
             if kind == "orphan_removed":
                 result.orphans_removed_by_watchdog += 1
@@ -275,7 +277,7 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
                     await guard.confirm()
                     answer = await bot.create_stop(SYMBOL, "SELL", QTY, TRAILED_STOP, "ts-stop-2")
                     stop_id = int(answer.body["algoId"])
-                window = await _last_window(client, keys)
+                window = guard.ended.window_ms if guard.ended else None
                 result.unprotected_window_ms = window
                 tl.add("bot", f"trailing stop moved to {TRAILED_STOP} under a lease "
                        f"(begin → cancel → confirm → create → end; unprotected {window} ms)")
@@ -292,7 +294,7 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             await _guarded_move(client, bot, stop_id, result, tl, lambda: trailing_alive)
 
             if await _wait_async(lambda: _state_is(client, position, "closed"), 15):
-                seen_at = seen_closed_at(tl)
+                seen_at = seen.get("position_closed_at_ms")
                 result.closure_detected_ms = None if seen_at is None else seen_at - closed_at
             await _wait_async(_flag(lambda: not trailing_alive), 10)
             if trailing_alive:
@@ -316,13 +318,6 @@ def _describe(fields: dict[str, str]) -> str:
         kind = "algo order" if fields.get("algo") == "1" else "order"
         return f"{kind} {fields['order_id']} ({fields.get('client_id', '')}) {fields.get('outcome', '')}"
     return fields.get("code") or fields.get("reason") or ""
-
-
-def seen_closed_at(tl: Timeline) -> int | None:
-    for offset, actor, text in tl.lines:
-        if actor == "watchdog" and "position_closed" in text:
-            return offset
-    return None
 
 
 async def _guarded_move(client: AsyncWatchdogClient, bot: BotExchange, stop_id: int, result: DemoResult,
@@ -369,18 +364,6 @@ async def _wait_async(probe: Any, timeout_s: float) -> bool:
 async def _state_is(client: AsyncWatchdogClient, key: str, state: str) -> bool:
     value = await client.redis.hget(key, "state")
     return value is not None and (value.decode() if isinstance(value, bytes) else value) == state
-
-
-async def _last_window(client: AsyncWatchdogClient, keys: AccountKeys) -> int | None:
-    entries = await client.redis.xrevrange(keys.events, count=50) or []
-    for _, fields in entries:
-        if not fields:
-            continue
-        decoded = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                   for k, v in fields.items()}
-        if decoded.get("window_ms"):
-            return int(decoded["window_ms"])
-    return None
 
 
 async def run_demo(*, echo: bool = True) -> DemoResult:
