@@ -12,8 +12,10 @@ Rules of this module:
    Open regular + algo orders for symbols that hold a position, closed one within
    ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``; once more
    ``fast_poll_interval_s`` after an event on the symbol; every ``fast_poll_interval_s`` while
-   it is leased. An all-symbols read requested by someone else (the stream's resync) serves
-   pending requests and resets the positions timer.
+   it is leased; once more, first in line, after the stream's post-connect resync for symbols
+   the core's OrderBook holds orders on (an order placed during the gap has no event). An
+   all-symbols read requested by someone else (the stream's resync) serves pending requests
+   and resets the positions timer.
    The sweep: open regular + algo orders of *all* symbols (no ``symbol``, weight 40 each)
    right after the first positions snapshot, then every ``orders_sweep_interval_s``. It finds
    orders on symbols nothing above points at (an orphan placed while the watchdog was down);
@@ -53,7 +55,9 @@ from watchdog.core.events import (
     OrdersSnapshot,
     OrderUpdate,
     PositionSnapshot,
+    SnapshotFailed,
     SnapshotRequested,
+    StreamConnected,
     StreamPositions,
     TradeLite,
 )
@@ -71,6 +75,7 @@ SWEEP_WEIGHT = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
 SWEEP_RETRY_S = 30.0
 
 LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
+OrderSymbols = Callable[[], Collection[Symbol]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,7 @@ class PollSchedule:
         self._orders_at: dict[Symbol, float] = {}
         self._orders_after_event: set[Symbol] = set()
         self._with_orders: set[Symbol] = set()  # symbols the last read of them listed orders in
+        self._reread: set[Symbol] = set()  # read once as soon as the budget allows (after a gap)
         self._positions_known = False  # the first sweep waits for the first positions answer
         self._next_sweep_at = 0.0
 
@@ -166,6 +172,14 @@ class PollSchedule:
         self._orders_at[symbol] = now_s
         self._orders_after_event.discard(symbol)
         self._requested_symbols.discard(symbol)
+        self._reread.discard(symbol)
+
+    def reread_orders(self, symbols: Collection[Symbol]) -> None:
+        """A stream gap closed: read these symbols' orders once more, first in line but within
+        the order reads' share (an order placed during the gap has no event to announce it)."""
+        for symbol in symbols:
+            self._orders_at.pop(symbol, None)  # never read: due now, longest unread first
+            self._reread.add(symbol)
 
     def orders_seen(self, snapshot: OrdersSnapshot) -> None:
         """An orders answer: the symbols it covers that hold orders stay watched (rule 2)."""
@@ -187,6 +201,7 @@ class PollSchedule:
             if self._active_at.get(symbol, -1e18) <= started_s:
                 self._orders_at[symbol] = max(self._orders_at.get(symbol, -1e18), started_s)
                 self._orders_after_event.discard(symbol)
+                self._reread.discard(symbol)
 
     def defer_sweep(self, until_s: float) -> None:
         """The sweep could not go (budget, or a failed read): try again at ``until_s``."""
@@ -200,6 +215,11 @@ class PollSchedule:
         """Someone (the stream's post-connect resync) just asked for all positions: that
         serves every pending request and the next scheduled read can wait a full interval."""
         self.positions_started(now_s)
+
+    @property
+    def open_symbols(self) -> frozenset[Symbol]:
+        """Symbols the last complete positions answer showed a position on."""
+        return frozenset(self._open)
 
     @property
     def next_positions_at(self) -> float:
@@ -217,14 +237,14 @@ class PollSchedule:
         return self.fast_poll_interval_s if fast else self.orders_poll_interval_s
 
     def tracked(self, now_s: float, leased: Collection[str]) -> set[Symbol]:
-        """Symbols whose orders we watch: open, recently closed, leased, recently active, or
-        holding orders when last read."""
+        """Symbols whose orders we watch: open, recently closed, leased, recently active,
+        holding orders when last read, or to be read once more after a gap."""
         for symbol, closed_at in list(self._closed_at.items()):
             if now_s - closed_at > self.recent_window_s:
                 del self._closed_at[symbol]
         recent = {s for s, t in self._active_at.items() if now_s - t < self.recent_window_s}
         return (self._open | set(self._closed_at) | {Symbol(s) for s in leased} | recent
-                | self._requested_symbols | self._with_orders)
+                | self._requested_symbols | self._with_orders | self._reread)
 
     def plan(self, now_s: float, leased: Collection[str] = ()) -> PollPlan:
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
@@ -260,11 +280,15 @@ class Poller:
     """Runs the schedule against ``BinanceRest`` and emits bracketed snapshots to the core."""
 
     def __init__(self, rest: BinanceRest, schedule: PollSchedule, *, clock: Clock,
-                 leased_symbols: LeasedSymbols | None = None) -> None:
+                 leased_symbols: LeasedSymbols | None = None,
+                 order_symbols: OrderSymbols | None = None) -> None:
         self._rest = rest
         self.schedule = schedule
         self._clock = clock
         self._leased_symbols = leased_symbols
+        self._order_symbols = order_symbols  # symbols the core's OrderBook holds orders on
+        self._connected = False  # a StreamConnected whose resync read has not been seen yet
+        self._resync_id: int | None = None  # the stream's post-connect positions read
         self._wake = asyncio.Event()
         self._own_requests: set[int] = set()  # our SnapshotRequested ids, not someone else's
         # Order reads get what the positions poll and the sweep leave of our share (at least
@@ -294,16 +318,36 @@ class Poller:
                 self.schedule.activity(symbol, now_s)
             case PositionSnapshot() if event.symbols is None:
                 self.schedule.positions_seen(event, now_s)
+                self._after_resync(event.request_id)
+            case SnapshotFailed():
+                self._after_resync(event.request_id)
             case OrdersSnapshot():
                 self.schedule.orders_seen(event)
+            case StreamConnected():
+                self._connected = True
+                return
             case SnapshotRequested() if event.symbols is None:
                 if event.request_id in self._own_requests:
                     self._own_requests.discard(event.request_id)
                     return
+                if self._connected:
+                    self._connected, self._resync_id = False, event.request_id
                 self.schedule.positions_read_by_other(now_s)
             case _:
                 return
         self._wake.set()
+
+    def _after_resync(self, request_id: int) -> None:
+        """The stream's post-connect positions read is in (the frames it buffered follow at
+        once): the orders of symbols the OrderBook holds orders on are read once more, so an
+        order placed during the gap on a symbol without a position shows within the order
+        reads' share instead of at the next sweep. Symbols with a position are read by the
+        stream itself (stream.py rule 2)."""
+        if request_id != self._resync_id:
+            return
+        self._resync_id = None
+        if self._order_symbols is not None:
+            self.schedule.reread_orders(set(self._order_symbols()) - self.schedule.open_symbols)
 
     async def run(self, emit: Emit) -> None:
         """Poll forever (never returns); failures become ``SnapshotFailed``, never flat."""

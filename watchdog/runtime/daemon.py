@@ -102,14 +102,16 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         schedule = PollSchedule.from_config(b)
-        poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
+        orders = OrderBook()
+        poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store),
+                        order_symbols=orders.symbols)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_reconnect)
-        core = CoreLoop(inbox, book, OrderBook(), runner, vitals, notifier, clock,
+        core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
                         observers=(poller.observe,))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
