@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from watchdog.demo.processes import free_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["RedisServer", "dead_redis_url", "free_port", "redis_server", "redis_url"]
 
 
 @dataclass
@@ -75,7 +73,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     """URL of a flushed database on the session's redis-server."""
     import redis
 
@@ -85,7 +83,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.script_flush()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 def dead_redis_url() -> str:
