@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from tests.integration.test_daemon import ACCOUNT, KEYS, cli_process, config_table, stderr_of, write_toml
+from tests.integration.test_daemon import (
+    ACCOUNT,
+    KEYS,
+    cli_process,
+    config_table,
+    start_daemon,
+    stderr_of,
+    write_toml,
+)
 from tests.support.waiting import eventually
 from watchdog.client import AsyncWatchdogClient
-from watchdog.config import Credentials, parse_config
-from watchdog.runtime.daemon import run
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -32,13 +38,6 @@ def long_ttl_table(sim: Simulator, redis_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def rclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def bot(redis_url: str) -> AsyncIterator[AsyncWatchdogClient]:
     client = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
     yield client
@@ -49,10 +48,7 @@ async def test_run_returning_leaves_watchdog_down_not_a_live_looking_health(
         sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis,
         bot: AsyncWatchdogClient) -> None:
     sim.fill("BASUSDT", "BUY", "1216")
-    stop = asyncio.Event()
-    daemon = asyncio.create_task(run(parse_config(long_ttl_table(sim, redis_url), "itest.toml"),
-                                     Credentials(sim.api_key, sim.api_secret), stop=stop),
-                                 name="daemon-under-test")
+    daemon, stop = start_daemon(sim, long_ttl_table(sim, redis_url))
     try:
         verdict = await eventually(lambda: bot.check("BASUSDT"), lambda v: v.allowed,
                                    timeout_s=30, what="check allows while the daemon runs")
@@ -88,10 +84,7 @@ async def test_stop_while_redis_is_unreachable_only_logs_and_exits_0(
         sim: Simulator, redis_server: Any, redis_url: str, rclient: redis.asyncio.Redis) -> None:
     table = long_ttl_table(sim, redis_url)
     table["redis"]["socket_timeout_s"] = 0.5
-    stop = asyncio.Event()
-    daemon = asyncio.create_task(run(parse_config(table, "itest.toml"),
-                                     Credentials(sim.api_key, sim.api_secret), stop=stop),
-                                 name="daemon-under-test")
+    daemon, stop = start_daemon(sim, table)
     try:
         await eventually(lambda: rclient.hget(KEYS.health, "ready"), lambda v: v == "true",
                          timeout_s=30, what="daemon ready")

@@ -7,15 +7,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 
 from watchdog.demo.processes import free_port
 
-__all__ = ["RedisServer", "dead_redis_url", "free_port", "redis_server", "redis_url"]
+__all__ = ["RedisServer", "dead_redis_url", "free_port", "rclient", "redis_server", "redis_url"]
 
 
 @dataclass
@@ -84,6 +85,14 @@ def redis_url(redis_server: RedisServer) -> str:
     client.script_flush()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+async def rclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client (str replies) on the flushed database of ``redis_url``."""
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 def dead_redis_url() -> str:
