@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from loguru import logger
@@ -35,6 +35,7 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.errors import ExchangeUnavailable, StoreError
 from watchdog.runtime.cancel import raise_if_cancelling
@@ -46,7 +47,13 @@ from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["INBOX_SIZE", "run"]
+__all__ = ["INBOX_SIZE", "LeaseSource", "leased_symbols_of", "run"]
+
+
+class LeaseSource(Protocol):
+    """What the poller's fast pace needs of ``RedisPublisher``."""
+
+    async def leased_symbols(self) -> frozenset[PositionKey]: ...
 
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
@@ -103,7 +110,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         schedule = PollSchedule.from_config(b)
         orders = OrderBook()
-        poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store),
+        poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
                         order_symbols=orders.symbols)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
@@ -240,7 +247,7 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-def _leased_symbols(store: RedisPublisher) -> Callable[[], Awaitable[Collection[str]]]:
+def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[str]]]:
     """Symbols under a bot's lease, for the poller's fast polling (none while Redis is down)."""
 
     async def leased() -> Collection[str]:
