@@ -138,7 +138,8 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
             health = Health.from_fields(raw_health)
         except ValueError as exc:
             problems.append(f"unreadable heartbeat: {exc}")
-    rows = tuple(_position_row(member, fields, now) for member, fields in positions)
+    rows = tuple(_judged(_position_row(member, fields, now), health)
+                 for member, fields in positions)
     verdict, reasons = assess(health, rows)
     if problems and verdict == "healthy":
         verdict = "degraded"
@@ -176,6 +177,26 @@ def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[s
         "version": _int(fields.get("version")),
         "reason": fields.get("reason") or None,
     }
+
+
+def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
+    """Rule 2, as the verdict scripts judge it: ``open``/``closed`` only while the watchdog is
+    alive and the knowledge is not older than its ``veto_max_age_ms``; else ``unknown`` (the
+    stored state stays visible as ``stored_state``)."""
+    row["stored_state"] = row["state"]
+    if row["state"] not in ("open", "closed"):
+        return row
+    if health is None:
+        why = "watchdog down: no heartbeat, the stored state is not verified"
+    else:
+        max_age_ms = _int(dict(health.extra).get("veto_max_age_ms"))
+        age_ms = row["age_ms"]
+        if max_age_ms is not None and age_ms is not None and age_ms <= max_age_ms:
+            return row
+        why = (f"stale: stored {row['state']} verified {age_ms} ms ago "
+               f"(limit veto_max_age_ms={max_age_ms})")
+    row["state"], row["reason"] = "unknown", why
+    return row
 
 
 def _lease_row(member: str, fields: Mapping[str, str], expiry_ms: int, now_ms: int) -> dict[str, Any]:
