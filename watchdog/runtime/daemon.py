@@ -35,6 +35,7 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.errors import ExchangeUnavailable, StoreError
@@ -104,14 +105,20 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             logger.warning("Binance unreachable at startup, server time not synced: {}", exc)
 
         inbox = Inbox(INBOX_SIZE)
-        stream = UserDataStream(
-            rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
-            rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         schedule = PollSchedule.from_config(b)
         orders = OrderBook()
         poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
                         order_symbols=orders.symbols)
+
+        def on_malformed(problem: str) -> None:
+            # The frame may have carried a position change: ask REST now, not at the next poll.
+            poller.request_snapshot(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
+
+        stream = UserDataStream(
+            rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
+            rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
+            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
+            on_malformed=on_malformed)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
