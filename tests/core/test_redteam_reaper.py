@@ -3,6 +3,7 @@ protect) an open position. Pure: real PositionBook/OrderBook, injected times, no
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -18,6 +19,7 @@ from tests.core.reaper_support import (
     algo_row,
     algo_update,
     order_row,
+    order_update,
     snapshot,
 )
 from tests.core.test_book import Harness
@@ -113,11 +115,11 @@ class World:
         return why_of(self.h.book, self.orders, now_ms)[order_id]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/book.py: a fill (TradeLite / OrderUpdate with a fill) does not break the flat run "
-    "(rule 9), so an old reduce-only stop on a position the fill just reopened is an orphan "
-    "at once; the pre-cancel REST re-read is then the only guard and REST lag hides the open"))
-def test_a_fill_on_a_flat_position_breaks_the_flat_run() -> None:
+def test_a_fill_on_a_flat_position_restarts_the_grace() -> None:
+    """The book's flat run survives a fill (core/book.py rule 9 lists no fill), so without this
+    an old reduce-only stop on a position the fill just reopened is an orphan at once, and the
+    pre-cancel REST re-read, made right after the fill, is the only guard: REST lag hides the
+    open. The reaper counts its grace from the fill instead."""
     w = World()
     w.apply(stream(KEY, 0, 1_000), 1_000)             # the stop fired: flat
     w.h.poll(1_200)
@@ -126,7 +128,39 @@ def test_a_fill_on_a_flat_position_breaks_the_flat_run() -> None:
     # A new entry fills at 10_000: the stream sends the fill but (the incident) no
     # ACCOUNT_UPDATE. The old reduce-only stop now protects the new position.
     w.apply(trade_lite(str(KEY.symbol), 10_000, qty="1216"), 10_000)
-    assert w.why(10_050) is not Why.ORPHAN
+    assert w.why(10_050) is Why.NOT_FLAT_LONG_ENOUGH
+    assert w.why(11_999) is Why.NOT_FLAT_LONG_ENOUGH
+    assert w.why(12_000) is Why.ORPHAN  # REST has had the grace to show the open
+
+
+def test_bracket_entry_filled_without_a_position_event_keeps_its_stop_for_the_grace() -> None:
+    """Entry LIMIT + closePosition stop; the entry fills, ACCOUNT_UPDATE is missing: the entry
+    is gone (no ENTRY_PENDING any more) but the fill restarts the grace."""
+    w = World()
+    w.apply(stream(KEY, 0, 1_000), 1_000)
+    w.h.poll(1_200)
+    entry = order_update(1, "NEW", at_ms=1_300, side="BUY", reduce_only=False,
+                         client_id="bot-entry")
+    w.apply(entry, 1_300)
+    w.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_300, close_position=True,
+                        reduce_only=False), 1_300)
+    assert w.why(60_000) is Why.ENTRY_PENDING
+    filled = replace(order_update(1, "FILLED", at_ms=60_000, side="BUY", reduce_only=False,
+                                  client_id="bot-entry"),
+                     filled_quantity=Decimal(1216), last_filled_quantity=Decimal(1216))
+    w.apply(filled, 60_000)
+    assert w.why(60_010) is Why.NOT_FLAT_LONG_ENOUGH
+
+
+def test_a_reduce_only_fill_does_not_delay_the_reaper() -> None:
+    w = World()
+    w.apply(stream(KEY, 0, 1_000), 1_000)
+    w.h.poll(1_200)
+    w.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_300), 1_300)
+    closing = replace(order_update(5, "FILLED", at_ms=5_000, side="SELL", reduce_only=True),
+                      filled_quantity=Decimal(1), last_filled_quantity=Decimal(1))
+    w.apply(closing, 5_000)
+    assert w.why(5_010) is Why.ORPHAN
 
 
 @pytest.mark.parametrize("amt", ["0E-8", "-0", "0.000", "-0.000", "0e+3"])

@@ -11,7 +11,8 @@ began, with no lease held by the bot. Rules of this module:
    anything but CONFIRMED, or while the position is open.
    A reducing order is also kept while an entry order rests on the same key: it may be the stop
    placed together with that entry (a bracket), the protection of the position the entry opens.
-2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms)``: the position
+2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms, last fill that
+   may have opened a position on the symbol)``: the position
    must have been flat, by an unbroken run of REST snapshots, for ``grace_ms`` after the order
    appeared. When the run began before the order, the REST read "taken after the order was
    created" is the shell's mandatory re-read of the position immediately before the cancel
@@ -139,7 +140,8 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
         stuck = _stuck_alert(order, orders, now_ms, policy)
         if stuck is not None:
             alerts.append(stuck)
-        verdict = _assess(order, positions, leased, now_ms, policy, entries)
+        verdict = _assess(order, positions, leased, now_ms, policy, entries,
+                          orders.last_opening_fill_ms(order.key.symbol))
         if verdict.why is Why.NO_REST_CONFIRMATION:
             confirm.add(order.key)
         if verdict.why is Why.ORPHAN:
@@ -161,7 +163,7 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
 
 def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[PositionKey],
             now_ms: int, policy: ReaperPolicy,
-            entries: dict[PositionKey, TrackedOrder]) -> Assessment:
+            entries: dict[PositionKey, TrackedOrder], fill_ms: int | None) -> Assessment:
     if order.in_trigger:
         return Assessment(order, Why.TRIGGERING,
                           f"algo {order.status} since {order.status_since_ms}: may be closing "
@@ -196,13 +198,13 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
     if flat_since is None:
         return Assessment(order, Why.NO_REST_CONFIRMATION,
                           "flat, but not by a REST snapshot in the current unbroken run")
-    start_ms = max(flat_since, order.create_time_ms)
-    waited_ms = now_ms - start_ms
+    since = max(("flat_since", flat_since), ("creation", order.create_time_ms),
+                ("a fill that may have opened a position", fill_ms or 0), key=lambda s: s[1])
+    waited_ms = now_ms - since[1]
     if waited_ms < policy.grace_ms:
         return Assessment(order, Why.NOT_FLAT_LONG_ENOUGH,
                           f"flat for {max(waited_ms, 0)} ms of {policy.grace_ms} ms since "
-                          f"{'flat_since' if flat_since >= order.create_time_ms else 'creation'}",
-                          remaining_ms=policy.grace_ms - max(waited_ms, 0))
+                          f"{since[0]}", remaining_ms=policy.grace_ms - max(waited_ms, 0))
     return Assessment(order, Why.ORPHAN,
                       f"flat by REST since {flat_since}, order created {order.create_time_ms}, "
                       f"grace {policy.grace_ms} ms over at {now_ms}")
