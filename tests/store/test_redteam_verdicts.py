@@ -90,3 +90,18 @@ async def test_verified_in_the_future_is_not_fresh(publisher: RedisPublisher,
     await publisher.heartbeat({"stream": "live"})
     await publisher.publish(make_view(BTC, verified_ms=now_ms() + 60_000))
     assert check(redis_url) == (False, "stale")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "store/lua/_prelude.lua judge: rule 3 (state=closed → position_closed) runs before the age "
+    "check, so a closed fact older than max_age (a wedged core loop, a restarted watchdog "
+    "within closed_ttl_s) is answered as the truth 'position_closed' (bots drop their trailing "
+    "stop on it, docs/PROTOCOL.md §3) instead of 'stale'"))
+async def test_an_aged_closure_is_stale_not_position_closed(publisher: RedisPublisher,
+                                                           redis_url: str) -> None:
+    from watchdog.core.model import PositionState
+
+    await publisher.heartbeat({"stream": "live"})
+    await publisher.publish(make_view(BTC, state=PositionState.CLOSED,
+                                      verified_ms=now_ms() - 10 * MAX_AGE_MS))
+    assert check(redis_url) == (False, "stale")
