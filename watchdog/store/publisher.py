@@ -27,7 +27,7 @@ from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
-from watchdog.store.keys import AccountKeys, member_of, parse_member
+from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
 from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 __all__ = ["RedisPublisher", "StoreEffect", "health_value"]
@@ -85,6 +85,7 @@ class RedisPublisher:
                  closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "") -> None:
         self._redis = client
         self._url = url
+        self._odd_members: set[str] = set()
         self.keys = AccountKeys(account)
         self._health_ttl_ms = health_ttl_ms
         self._closed_ttl_ms = int(closed_ttl_s * 1000)
@@ -394,7 +395,16 @@ class RedisPublisher:
         """Positions under a live lease: the poller polls them fast until the lease ends."""
         with map_redis_errors("leased", self._url):
             members = await self._scripts["leased"](keys=[self.keys.leases], args=[])
-        return frozenset(parse_member(m) for m in members)
+        keys: set[PositionKey] = set()
+        for member in map(str, members):
+            parsed = parse_lease_member(member)
+            keys |= parsed
+            exact = len(parsed) == 1 and member_of(next(iter(parsed))) == member
+            if not exact and member not in self._odd_members:
+                self._odd_members.add(member)  # a bot's malformed member: say so once
+                logger.warning("malformed lease member {!r} in {} (from a bot's begin): read as "
+                               "{}", member, self.keys.leases, sorted(map(str, parsed)) or "none")
+        return frozenset(keys)
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
