@@ -69,10 +69,11 @@ async def requery(exchange: BinanceRest, cancel: CancelOrder, why: str, *,
     try:
         if cancel.is_algo:
             algo = await exchange.get_algo_order(cancel.order_id)
-            status, terminal = algo.status.value, algo.status in ALGO_TERMINAL
+            answered, status, terminal = (algo.algo_id, algo.status.value,
+                                          algo.status in ALGO_TERMINAL)
         else:
             row = await exchange.get_order(cancel.key.symbol, cancel.order_id)
-            status, terminal = row.status, row.status in ORDER_TERMINAL
+            answered, status, terminal = row.order_id, row.status, row.status in ORDER_TERMINAL
     except AuthenticationFailed:
         raise
     except ExchangeRejected as exc:
@@ -81,6 +82,8 @@ async def requery(exchange: BinanceRest, cancel: CancelOrder, why: str, *,
         return Outcome.FAILED, f"{why}; re-query rejected: {exc}"
     except ExchangeError as exc:
         return Outcome.FAILED, f"{why}; re-query failed, outcome unknown: {exc}"
+    if answered != cancel.order_id:
+        return Outcome.FAILED, f"{why}; re-query answered for order {answered}: proves nothing"
     if terminal:
         return gone, f"{why}; re-query: {status}"
     if status in ("TRIGGERING", "TRIGGERED"):
