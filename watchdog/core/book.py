@@ -527,7 +527,7 @@ class PositionBook:
             if old is not None and old == _view_of(entry, old.version):
                 continue  # no-op: nothing the store would see changed
             entry.published = view = _view_of(entry, (old.version if old else self._version_base) + 1)
-            effects.append(Publish(view))
+            effects.append(Publish(view, _refresh_of(old, view)))
             if view.state is not PositionState.UNKNOWN:
                 if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
                     kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
@@ -555,3 +555,15 @@ def _view_of(entry: _Entry, version: int) -> PositionView:
         version=version,
         reason="" if entry.knowledge is Knowledge.CONFIRMED else entry.reason,
     )
+
+
+def _refresh_of(old: PositionView | None, new: PositionView) -> int:
+    """``old.version`` when ``new`` only re-verifies ``old`` (a later ``verified_ms``, every fact
+    and the state alike), else 0: the store may then move ``verified_ms`` alone (effects rule 2)."""
+    if (old is None or new.knowledge is not Knowledge.CONFIRMED
+            or old.knowledge is not Knowledge.CONFIRMED or new.verified_ms <= old.verified_ms):
+        return 0
+    same = (old.state is new.state and old.amount == new.amount
+            and old.entry_price == new.entry_price and old.source is new.source
+            and old.as_of_time_ms == new.as_of_time_ms and old.reason == new.reason)
+    return old.version if same else 0
