@@ -199,7 +199,8 @@ class PositionBook:
 
     def views(self) -> list[PositionView]:
         """Every published view, sorted by key."""
-        return [e.published for _, e in sorted(self._entries.items()) if e.published is not None]
+        return [e.published for e in (self._entries[k] for k in sorted(self._entries, key=_KEY_ORDER))
+                if e.published is not None]
 
     def flat_since(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the first REST snapshot of the current unbroken run that

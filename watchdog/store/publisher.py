@@ -28,7 +28,7 @@ from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.keys import AccountKeys, member_of, parse_member
-from watchdog.store.refresh import missed_refreshes, touch_call
+from watchdog.store.refresh import TouchCalls, missed_refreshes
 from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 __all__ = ["RedisPublisher", "StoreEffect", "health_value"]
@@ -94,6 +94,7 @@ class RedisPublisher:
         self._scripts = {name: client.register_script(script_source(name))
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        self._touches = TouchCalls(self.keys, self._closed_ttl_ms)
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
@@ -172,7 +173,7 @@ class RedisPublisher:
         for effect in effects:
             if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
                 refresh_calls[len(calls)] = refreshes
-                calls.append(touch_call(k, refreshes, self._closed_ttl_ms))
+                calls.append(self._touches.call(refreshes))
                 refreshes = []
             match effect:
                 case Publish(view=view, refresh_of=refresh_of) if refresh_of:
@@ -208,7 +209,7 @@ class RedisPublisher:
                                                            **({"position": member_of(key)} if key else {})}))
         if refreshes:
             refresh_calls[len(calls)] = refreshes
-            calls.append(touch_call(k, refreshes, self._closed_ttl_ms))
+            calls.append(self._touches.call(refreshes))
         try:
             with map_redis_errors("pipeline", self._url):
                 replies = await self._pipeline(calls)

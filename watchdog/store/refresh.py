@@ -12,24 +12,38 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from watchdog.core.model import PositionView
+from watchdog.core.model import PositionKey, PositionView
 from watchdog.errors import InvariantViolation
 from watchdog.store.keys import AccountKeys, member_of
 
-__all__ = ["Call", "missed_refreshes", "touch_call"]
+__all__ = ["Call", "TouchCalls", "missed_refreshes"]
 
 Call = tuple[str, list[object], list[object]]  # script name, KEYS, ARGV
 
 
-def touch_call(keys: AccountKeys, refreshes: Sequence[tuple[PositionView, int]],
-               closed_ttl_ms: int) -> Call:
-    """One ``touch_verified`` call for ``(view, refresh_of)`` pairs, applied in this order."""
-    script_keys: list[object] = [keys.positions, keys.leases, keys.events, keys.health]
-    args: list[object] = [closed_ttl_ms, keys.channel]
-    for view, refresh_of in refreshes:
-        script_keys += (keys.position(view.key), keys.lease(view.key))
-        args += (member_of(view.key), refresh_of, view.version, view.verified_ms, view.state.value)
-    return "touch_verified", script_keys, args
+class TouchCalls:
+    """Builds ``touch_verified`` calls for one account; remembers each position's key names
+    (formatting and validating them for every position on every poll was a third of the cost)."""
+
+    def __init__(self, keys: AccountKeys, closed_ttl_ms: int) -> None:
+        self._keys = keys
+        self._closed_ttl_ms = closed_ttl_ms
+        self._names: dict[PositionKey, tuple[str, str, str]] = {}
+
+    def call(self, refreshes: Sequence[tuple[PositionView, int]]) -> Call:
+        """One call for ``(view, refresh_of)`` pairs, applied in this order."""
+        k = self._keys
+        script_keys: list[object] = [k.positions, k.leases, k.events, k.health]
+        args: list[object] = [self._closed_ttl_ms, k.channel]
+        names = self._names
+        for view, refresh_of in refreshes:
+            key = view.key
+            known = names.get(key)
+            if known is None:
+                known = names[key] = (k.position(key), k.lease(key), member_of(key))
+            script_keys += known[:2]
+            args += (known[2], refresh_of, view.version, view.verified_ms, view.state.value)
+        return "touch_verified", script_keys, args
 
 
 def missed_refreshes(refreshes: Sequence[tuple[PositionView, int]],
