@@ -353,7 +353,7 @@ class PositionBook:
                 continue  # rule 2: requested before a read already applied for this symbol
             effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
                                                 blind_watch, now_ms))
-            if blind_watch:
+            if blind_watch and self._unreported:  # nothing pending: nothing to check (hot loop)
                 effects.extend(self._check_unreported(key, snap.requested_time_ms))
         if snap.symbols is None:
             self._read_order_all = max(self._read_order_all, order)
