@@ -90,6 +90,7 @@ __all__ = ["BookPolicy", "PositionBook", "StreamState"]
 # PositionKey's own order (symbol, then side), compared in C: sorting 300 keys with the
 # dataclass' __lt__ was a tenth of every 300-row snapshot.
 _KEY_ORDER = attrgetter("symbol", "side")
+_ENTRY_ORDER = attrgetter("key.symbol", "key.side")
 
 StreamState = Literal["live", "gap", "down"]
 
@@ -199,7 +200,7 @@ class PositionBook:
 
     def views(self) -> list[PositionView]:
         """Every published view, sorted by key."""
-        return [e.published for e in (self._entries[k] for k in sorted(self._entries, key=_KEY_ORDER))
+        return [e.published for e in sorted(self._entries.values(), key=_ENTRY_ORDER)
                 if e.published is not None]
 
     def flat_since(self, key: PositionKey) -> int | None:
