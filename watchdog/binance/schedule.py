@@ -104,7 +104,7 @@ class PollSchedule:
 
     def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> None:
         """A complete positions answer: which symbols hold a position, which just closed."""
-        held = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
+        held = {p.key.symbol for p in snapshot.positions if p.amount != ZERO}  # already Symbols
         for symbol in self._open - held:
             self._closed_at[symbol] = now_s
         self._open = held

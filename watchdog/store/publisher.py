@@ -28,6 +28,7 @@ from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
+from watchdog.store.refresh import TouchCalls, missed_refreshes
 from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 __all__ = ["RedisPublisher", "StoreEffect", "health_value"]
@@ -94,6 +95,7 @@ class RedisPublisher:
         self._scripts = {name: client.register_script(script_source(name))
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        self._touches = TouchCalls(self.keys, self._closed_ttl_ms)
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
@@ -166,8 +168,21 @@ class RedisPublisher:
         calls: list[tuple[str, list[object], list[object]]] = []
         touched: set[PositionKey] = set()
         k = self.keys
+        # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
+        refreshes: list[tuple[PositionView, int]] = []
+        refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
         for effect in effects:
+            if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
+                refresh_calls[len(calls)] = refreshes
+                calls.append(self._touches.call(refreshes))
+                refreshes = []
             match effect:
+                case Publish(view=view, refresh_of=refresh_of) if refresh_of:
+                    held = self._held.get(view.key)
+                    if held is None or view.version > held.version:
+                        self._held[view.key] = view
+                    touched.add(view.key)
+                    refreshes.append((view, refresh_of))
                 case Publish(view=view):
                     held = self._held.get(view.key)
                     if held is None or view.version > held.version:
@@ -193,18 +208,28 @@ class RedisPublisher:
                 case RaiseAlert(code=code, message=message, key=key):
                     calls.append(self._emit_call("alert", {"code": code, "message": message,
                                                            **({"position": member_of(key)} if key else {})}))
+        if refreshes:
+            refresh_calls[len(calls)] = refreshes
+            calls.append(self._touches.call(refreshes))
         try:
             with map_redis_errors("pipeline", self._url):
                 replies = await self._pipeline(calls)
                 if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
                     # SCRIPT FLUSH or a restart between batches: load again, redo what failed.
                     await self._load_scripts()
-                    redo = [c for c, r in zip(calls, replies, strict=True)
+                    redo = [i for i, r in enumerate(replies)
                             if isinstance(r, redis_errors.NoScriptError)]
-                    replies = await self._pipeline(redo)
+                    again = await self._pipeline([calls[i] for i in redo])
+                    for i, reply in zip(redo, again, strict=True):
+                        replies[i] = reply
                 for reply in replies:
                     if isinstance(reply, Exception):
                         raise reply
+            for index, entries in refresh_calls.items():
+                # Redis no longer holds what these re-verify (lost data, a failed write):
+                # the complete view, with the usual compare-and-set.
+                for view in missed_refreshes(entries, replies[index]):
+                    await self._publish(view)
         except StoreError:
             self._dirty |= touched
             raise
