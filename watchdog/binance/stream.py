@@ -12,7 +12,7 @@ Rules of this module:
    wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
    (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
    connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
-   the runtime calls ``request_reconnect`` when the core reports ``stream_blind``.
+   the runtime calls ``request_blind_reconnect`` when the core reports ``stream_blind``.
 4. Before every connect we POST listenKey (the account's one active key, BINANCE-API.md §1.1);
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
    fresh POST. The key is never DELETEd (shared with the bot) and never logged.
@@ -20,6 +20,12 @@ Rules of this module:
    open and answers a ping before the old one closes; the old one's remaining frames are
    delivered first and the overlap's duplicates are dropped, so rotation leaves no gap and is
    not reported as one.
+6. A blind connection is replaced at once the first time, then at most every
+   ``blind_reconnect_interval_s`` (``reconnect.BlindReconnects``; default
+   ``reconnect_max_delay_s``): a report while one is held back schedules it, later reports
+   only log. Each replacement logs one WARNING with the next earliest time; it does not grow
+   the backoff (the link did not fail). A new connection for any other reason cancels a
+   scheduled one (the verdict was about the old connection).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from watchdog.binance.connection import (
 )
 from watchdog.binance.reconnect import (
     Backoff,
+    BlindReconnects,
     RecentEvents,
     StreamFailure,
     classify_stream_error,
@@ -99,6 +106,8 @@ class StreamStats:
     malformed: int = 0
     ignored: int = 0
     duplicates: int = 0
+    blind_reconnects: int = 0  # connections replaced because REST proved them blind
+    blind_deferred: int = 0    # blind reports that had to wait for rule 6's interval
     last_lost_reason: str = ""
 
 
@@ -113,6 +122,7 @@ class UserDataStream:
                  max_silence_s: float = 10.0, reconnect_min_delay_s: float = 0.2,
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
+                 blind_reconnect_interval_s: float | None = None,
                  rng: random.Random | None = None,
                  on_malformed: Callable[[str], None] | None = None) -> None:
         self._rest = rest
@@ -128,6 +138,8 @@ class UserDataStream:
         self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
                                 rng or random.Random())
         self._on_malformed = on_malformed
+        self._blind = BlindReconnects(blind_reconnect_interval_s or reconnect_max_delay_s)
+        self._blind_timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
         self._recent = RecentEvents()
         self._current: Connection | None = None
@@ -160,6 +172,44 @@ class UserDataStream:
         logger.warning("user stream reconnect requested reason={}", reason)
         self._current.queue.put_nowait(Control(reason))
 
+    def request_blind_reconnect(self, reason: str) -> None:
+        """REST proved the connection blind: replace it now or when rule 6 allows."""
+        if self._current is None:
+            logger.info("user stream found blind while reconnecting: the next connection is "
+                        "fresh reason={}", reason)
+            return
+        if self._blind_timer is not None:
+            logger.info("user stream still blind: its replacement is already scheduled "
+                        "reason={}", reason)
+            return
+        wait_s = self._blind.wait_s(self._clock.monotonic())
+        if wait_s <= 0:
+            self._blind_reconnect(reason)
+            return
+        self.stats.blind_deferred += 1
+        logger.warning("user stream blind again: reconnecting in {:.1f}s (blind reconnects at most "
+                       "every {:g}s; REST polling is the truth meanwhile) reason={}", wait_s,
+                       self._blind.interval_s, reason)
+        self._blind_timer = asyncio.get_running_loop().call_later(
+            wait_s, self._blind_reconnect, reason)
+
+    def _blind_reconnect(self, reason: str) -> None:
+        self._blind_timer = None
+        if self._current is None:  # reconnecting anyway: the next connection is fresh
+            return
+        self._blind.started(self._clock.monotonic())
+        self.stats.blind_reconnects += 1
+        logger.warning("user stream blind: reconnecting now (blind reconnect #{}; the next one "
+                       "{:g}s from now at the earliest) connection_id={} reason={}",
+                       self.stats.blind_reconnects, self._blind.interval_s, self._current.id,
+                       reason)
+        self._current.queue.put_nowait(Control(f"blind: {reason}"))
+
+    def _cancel_blind_timer(self) -> None:
+        if self._blind_timer is not None:
+            self._blind_timer.cancel()
+            self._blind_timer = None
+
     async def run(self, emit: Emit) -> None:
         """Connect, resync, deliver and reconnect forever; see the module rules."""
         try:
@@ -168,6 +218,7 @@ class UserDataStream:
                 tg.create_task(self._keepalive_loop(), name="listen-key-keepalive")
                 await self._connection_loop(emit)
         finally:
+            self._cancel_blind_timer()
             conn, self._current = self._current, None
             if conn is not None:  # cancelled or failed: leave no socket behind
                 conn.ws.transport.abort()
@@ -190,6 +241,7 @@ class UserDataStream:
                                describe_error(exc), delay_s)
                 continue
             self._current = conn
+            self._cancel_blind_timer()  # rule 6: that verdict was about an older connection
             self.stats.connects += 1
             if cause != "startup":
                 self.stats.reconnects += 1
