@@ -21,7 +21,9 @@ Rules of this module:
    StreamLost or ListenKeyExpired, or at startup) leaves CONFIRMED the keys a snapshot requested
    after that loss confirmed meanwhile (nothing else can confirm a key while disconnected), so
    a reconnect costs no doubt REST already lifted; their stream trust, the flat run (rule 9)
-   and ``live`` still wait for a snapshot requested after the connect.
+   and ``live`` still wait for a snapshot requested after the connect. A loss asks for a
+   snapshot (RequestSnapshot); a connect does not: the stream reads one right after every
+   connect (its gap protocol), and a second request would only read the same again.
 4. A failed or partial read never means flat: SnapshotFailed makes the keys it covered SUSPECT;
    a snapshot scoped to some symbols only speaks for keys of those symbols.
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
@@ -321,7 +323,8 @@ class PositionBook:
         effects: list[Effect] = []
         if was_connected:
             effects.append(Notify("stream_lost", detail=(("reason", reason),)))
-        effects.append(RequestSnapshot(reason=reason))
+        if not connected:
+            effects.append(RequestSnapshot(reason=reason))  # a connect brings its own (rule 3)
         return effects
 
     # ------------------------------------------------------------------ REST
