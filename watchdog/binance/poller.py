@@ -13,7 +13,8 @@ Rules of this module:
    ``recent_window_s``, or are leased by a bot: every ``orders_poll_interval_s``; once more
    ``fast_poll_interval_s`` after an event on the symbol; every ``fast_poll_interval_s`` while
    it is leased. An all-symbols read requested by someone else (the stream's resync) serves
-   pending requests and resets the positions timer.
+   pending requests and resets the positions timer; a symbol's order read by someone else (the
+   stream's post-connect resync) restarts that symbol's orders timer.
    The sweep: open regular + algo orders of *all* symbols (no ``symbol``, weight 40 each)
    right after the first positions snapshot, then every ``orders_sweep_interval_s``. It finds
    orders on symbols nothing above points at (an orphan placed while the watchdog was down);
@@ -167,6 +168,12 @@ class PollSchedule:
         self._orders_after_event.discard(symbol)
         self._requested_symbols.discard(symbol)
 
+    def orders_read_by_other(self, symbols: Collection[Symbol], now_s: float) -> None:
+        """Someone else (the stream's resync) just read these symbols' orders: the periodic read
+        can wait its interval. Requests and after-event reads stay: they may postdate it."""
+        for symbol in symbols:
+            self._orders_at[symbol] = max(self._orders_at.get(symbol, -1e18), now_s)
+
     def orders_seen(self, snapshot: OrdersSnapshot) -> None:
         """An orders answer: the symbols it covers that hold orders stay watched (rule 2)."""
         listed = ({Symbol(o.symbol) for o in snapshot.orders}
@@ -267,6 +274,7 @@ class Poller:
         self._leased_symbols = leased_symbols
         self._wake = asyncio.Event()
         self._own_requests: set[int] = set()  # our SnapshotRequested ids, not someone else's
+        self._own_orders: set[int] = set()  # our OrdersSnapshot ids, likewise
         # Order reads get what the positions poll and the sweep leave of our share (at least
         # one read a minute), so they can never starve the positions poll (rules 3 and 4).
         self._orders_budget = WeightBudget(orders_share_per_min(
@@ -296,6 +304,10 @@ class Poller:
                 self.schedule.positions_seen(event, now_s)
             case OrdersSnapshot():
                 self.schedule.orders_seen(event)
+                if event.request_id in self._own_orders:
+                    self._own_orders.discard(event.request_id)
+                elif event.symbols is not None:
+                    self.schedule.orders_read_by_other(event.symbols, now_s)
             case SnapshotRequested() if event.symbols is None:
                 if event.request_id in self._own_requests:
                     self._own_requests.discard(event.request_id)
@@ -354,6 +366,7 @@ class Poller:
             if isinstance(event, SnapshotRequested):
                 self._own_requests.add(event.request_id)
             elif isinstance(event, OrdersSnapshot):
+                self._own_orders.add(event.request_id)
                 self.schedule.orders_seen(event)
             await emit(event)
         return emit_own

@@ -21,11 +21,13 @@ Rules of this module:
    delivered first and the overlap's duplicates are dropped, so rotation leaves no gap and is
    not reported as one.
 6. A blind connection is replaced at once the first time, then at most every
-   ``blind_reconnect_interval_s`` (``reconnect.BlindReconnects``; default
-   ``reconnect_max_delay_s``): a report while one is held back schedules it, later reports
-   only log. Each replacement logs one WARNING with the next earliest time; it does not grow
-   the backoff (the link did not fail). A new connection for any other reason cancels a
-   scheduled one (the verdict was about the old connection).
+   ``blind_reconnect_interval_s`` (``reconnect.BlindReconnects``; default 60 s): a report
+   while one is held back schedules it, later reports only log. Each replacement logs one
+   WARNING with the next earliest time; it neither waits for nor grows the backoff (the link
+   did not fail), so its post-connect snapshot also serves the core's request after the loss.
+   One a minute costs about 8 weight (listen key, one positions read, that snapshot's order
+   reads). A new connection for any other reason cancels a scheduled one (the verdict was
+   about the old connection).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ from watchdog.errors import (
 )
 from watchdog.runtime.clock import Clock
 
-__all__ = ["STREAM_EVENTS", "StreamStats", "UserDataStream", "user_stream_url"]
+__all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
+           "user_stream_url"]
 
 _loads: Callable[[str | bytes], Any] = json.loads
 try:
@@ -90,6 +93,8 @@ except ImportError:  # pragma: no cover - optional
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
+_BLIND = "blind: "
+BLIND_RECONNECT_INTERVAL_S = 60.0  # rule 6's default spacing of blind reconnects
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
@@ -138,7 +143,7 @@ class UserDataStream:
         self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
                                 rng or random.Random())
         self._on_malformed = on_malformed
-        self._blind = BlindReconnects(blind_reconnect_interval_s or reconnect_max_delay_s)
+        self._blind = BlindReconnects(blind_reconnect_interval_s or BLIND_RECONNECT_INTERVAL_S)
         self._blind_timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
         self._recent = RecentEvents()
@@ -203,7 +208,7 @@ class UserDataStream:
                        "{:g}s from now at the earliest) connection_id={} reason={}",
                        self.stats.blind_reconnects, self._blind.interval_s, self._current.id,
                        reason)
-        self._current.queue.put_nowait(Control(f"blind: {reason}"))
+        self._current.queue.put_nowait(Control(f"{_BLIND}{reason}"))
 
     def _cancel_blind_timer(self) -> None:
         if self._blind_timer is not None:
@@ -250,6 +255,7 @@ class UserDataStream:
             await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             decided, self._decided = self._decided or reason == _EXPIRED, False
+            blind = decided and reason.startswith(_BLIND)
             self._current = None
             self._discard_successors(conn)
             self.stats.last_lost_reason = reason
@@ -263,7 +269,9 @@ class UserDataStream:
             # link: come back at the minimum delay. Failing links back off exponentially.
             if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
                 self._backoff.reset()
-            cause, delay_s = reason, self._backoff.next_delay_s()
+            # Rule 6: a blind connection is replaced at once (its cadence is already bounded);
+            # the post-connect snapshot then also serves the core's request after the loss.
+            cause, delay_s = reason, (0.0 if blind else self._backoff.next_delay_s())
 
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""

@@ -1,0 +1,45 @@
+"""The poller after a reconnect: the stream's post-connect order read restarts that symbol's orders
+timer (no second read right after it), but never swallows a read someone asked for."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from watchdog.binance.poller import PollSchedule
+from watchdog.core.events import PositionAmount, PositionSnapshot
+from watchdog.core.model import PositionKey, PositionSide, Symbol
+
+BTC = Symbol("BTCUSDT")
+
+
+def schedule_with_btc_open() -> PollSchedule:
+    s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+    row = PositionAmount(PositionKey(BTC, PositionSide.BOTH), Decimal(1), Decimal(100), 1)
+    s.positions_seen(PositionSnapshot(1, 1, 2, (row,), None), 0.0)
+    s.orders_read(BTC, 0.0)
+    s.sweep_started(0.0)  # no sweep in the way
+    return s
+
+
+def test_an_order_read_by_the_stream_restarts_the_orders_timer() -> None:
+    s = schedule_with_btc_open()
+    assert BTC in s.plan(5.0).order_symbols  # due after its interval
+    s.orders_read_by_other({BTC}, 4.9)
+    assert BTC not in s.plan(5.0).order_symbols
+    assert BTC not in s.plan(9.8).order_symbols
+    assert BTC in s.plan(9.9).order_symbols
+
+
+def test_an_order_read_by_the_stream_never_serves_a_request() -> None:
+    s = schedule_with_btc_open()
+    s.snapshot_requested("fill on BTCUSDT", {BTC})
+    s.orders_read_by_other({BTC}, 1.0)
+    assert BTC in s.plan(1.0).orders_urgent
+
+
+def test_an_older_read_by_the_stream_does_not_move_the_timer_back() -> None:
+    s = schedule_with_btc_open()
+    s.orders_read(BTC, 3.0)
+    s.orders_read_by_other({BTC}, 2.0)
+    assert BTC not in s.plan(7.9).order_symbols
+    assert BTC in s.plan(8.0).order_symbols
