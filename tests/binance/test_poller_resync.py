@@ -43,3 +43,25 @@ def test_an_older_read_by_the_stream_does_not_move_the_timer_back() -> None:
     s.orders_read_by_other({BTC}, 2.0)
     assert BTC not in s.plan(7.9).order_symbols
     assert BTC in s.plan(8.0).order_symbols
+
+
+class _Rest:
+    """What Poller's constructor reads of BinanceRest."""
+
+    class budget:  # noqa: N801 - mirrors the attribute
+        budget_per_min = 360
+
+
+def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
+    from watchdog.binance.poller import Poller
+    from watchdog.core.events import OrdersSnapshot
+    from watchdog.runtime.clock import SystemClock
+
+    clock = SystemClock()
+    poller = Poller(_Rest(), schedule_with_btc_open(), clock=clock)  # type: ignore[arg-type]
+    budget = poller._orders_budget
+    now_s = clock.monotonic()
+    assert budget.own_used_1m(now_s) == 0
+    poller.observe(OrdersSnapshot(7, 1, (), (), frozenset({BTC})))  # not one of the poller's own
+    assert budget.own_used_1m(now_s) == 2  # openOrders + openAlgoOrders
+    assert budget.budget_per_min == 12  # 360 - positions 334 - sweep 8 - blind reconnects 6

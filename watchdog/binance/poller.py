@@ -26,8 +26,10 @@ Rules of this module:
    at once while our last 60 s leave room for it, else with the next scheduled read (either
    way it postpones the next scheduled read). Nothing is sent while ``Retry-After`` runs.
 4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min
-   = 8/min); that amortised cost is taken out of the order reads' share, so positions (334) +
-   sweep (8) + per-symbol orders (≤ 18) stay within 360. The sweep yields to the positions
+   = 8/min), and a stream found blind is replaced at most once a minute (stream rule 6: a
+   listen key and one positions read more, 6/min); both are taken out of the order reads'
+   share, which also pays the stream's post-connect order reads, so positions (334) + sweep
+   (8) + blind reconnects (6) + per-symbol orders (≤ 12) stay within 360. The sweep yields to the positions
    poll, never the reverse: it goes only when no positions read is due or held back, and
    only while the IP keeps room under its 90% line for the sweep *and* the next positions
    read; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from loguru import logger
 
 from watchdog.binance.budget import WeightBudget
+from watchdog.binance.reconnect import BLIND_RECONNECT_INTERVAL_S
 from watchdog.binance.rest import ALL_SYMBOLS_WEIGHTS, WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
 from watchdog.config import BinanceConfig
@@ -61,13 +64,16 @@ from watchdog.core.events import (
 from watchdog.core.model import ZERO, Symbol
 from watchdog.runtime.clock import Clock
 
-__all__ = ["SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan", "PollSchedule",
+__all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan", "PollSchedule",
            "Poller", "orders_share_per_min", "sweep_hold_s"]
 
 _POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
 _ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
 SWEEP_WEIGHT = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
                 + ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
+# What replacing a blind stream adds (stream rule 6): a listen key and one positions read; its
+# order reads are paid from the orders share like the poller's own.
+BLIND_RECONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + _POSITIONS_WEIGHT
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
 
@@ -89,11 +95,12 @@ class PollPlan:
 
 def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
                          orders_sweep_interval_s: float) -> int:
-    """What our share leaves per-symbol order reads once the positions poll and the sweep
-    (both fixed by configuration) are paid: at least one read a minute (rule 4)."""
+    """What our share leaves per-symbol order reads once the positions poll, the sweep (both
+    fixed by configuration) and blind reconnects are paid: at least one read a minute (rule 4)."""
     positions_per_min = math.ceil(_POSITIONS_WEIGHT * 60 / poll_interval_s)
     sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / orders_sweep_interval_s)
-    return max(_ORDERS_WEIGHT, budget_per_min - positions_per_min - sweep_per_min)
+    blind_per_min = math.ceil(BLIND_RECONNECT_WEIGHT * 60 / BLIND_RECONNECT_INTERVAL_S)
+    return max(_ORDERS_WEIGHT, budget_per_min - positions_per_min - sweep_per_min - blind_per_min)
 
 
 def sweep_hold_s(budget: WeightBudget, now_s: float) -> float:
@@ -306,8 +313,9 @@ class Poller:
                 self.schedule.orders_seen(event)
                 if event.request_id in self._own_orders:
                     self._own_orders.discard(event.request_id)
-                elif event.symbols is not None:
+                elif event.symbols is not None:  # the stream's resync: paid from our share
                     self.schedule.orders_read_by_other(event.symbols, now_s)
+                    self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
             case SnapshotRequested() if event.symbols is None:
                 if event.request_id in self._own_requests:
                     self._own_requests.discard(event.request_id)

@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [
+    "BLIND_RECONNECT_INTERVAL_S",
     "Backoff",
     "BlindReconnects",
     "RecentEvents",
@@ -58,6 +59,9 @@ class Backoff:
     def reset(self) -> None:
         """A connection was healthy: the next failure starts from the minimum again."""
         self.failures = 0
+
+
+BLIND_RECONNECT_INTERVAL_S = 60.0  # rule 3's default spacing
 
 
 class BlindReconnects:

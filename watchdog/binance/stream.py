@@ -59,6 +59,7 @@ from watchdog.binance.connection import (
     user_stream_url,
 )
 from watchdog.binance.reconnect import (
+    BLIND_RECONNECT_INTERVAL_S,
     Backoff,
     BlindReconnects,
     RecentEvents,
@@ -94,7 +95,6 @@ _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
 _BLIND = "blind: "
-BLIND_RECONNECT_INTERVAL_S = 60.0  # rule 6's default spacing of blind reconnects
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
