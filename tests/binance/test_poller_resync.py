@@ -48,7 +48,7 @@ def test_an_older_read_by_the_stream_does_not_move_the_timer_back() -> None:
 class _Rest:
     """What Poller's constructor reads of BinanceRest."""
 
-    class budget:  # noqa: N801 - mirrors the attribute
+    class budget:  # mirrors the attribute
         budget_per_min = 360
 
 

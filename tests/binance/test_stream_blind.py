@@ -30,7 +30,7 @@ def test_blind_reconnects_policy_spaces_them() -> None:
     assert policy.wait_s(100.0) == 30.0
     assert policy.wait_s(120.0) == 10.0
     assert policy.wait_s(131.0) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="interval_s > 0"):
         BlindReconnects(0.0)
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, WeightBudget
 from watchdog.binance.poller import (
+    BLIND_RECONNECT_WEIGHT,
     SWEEP_WEIGHT,
     PollSchedule,
-    BLIND_RECONNECT_WEIGHT,
     orders_share_per_min,
     sweep_hold_s,
 )

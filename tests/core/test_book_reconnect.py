@@ -90,7 +90,8 @@ def test_a_connect_without_a_loss_before_it_doubts_everything() -> None:
     b.book.apply(StreamConnected(2), 100)  # no StreamLost: the old connection's events may be lost
     assert b.knowledge() is Knowledge.SUSPECT
     view = b.book.view(BTC)
-    assert view is not None and view.state is PositionState.UNKNOWN
+    assert view is not None
+    assert view.state is PositionState.UNKNOWN
 
 
 def test_a_second_loss_during_the_disconnection_restarts_the_proof() -> None:
@@ -111,7 +112,8 @@ def test_a_carried_flat_key_starts_a_new_flat_run_only_after_the_connect() -> No
     assert b.book.flat_since(BTC) == 3150
     b.book.apply(StreamConnected(2), 3200)
     view = b.book.view(BTC)
-    assert view is not None and view.state is PositionState.CLOSED
+    assert view is not None
+    assert view.state is PositionState.CLOSED
     assert b.book.flat_since(BTC) is None  # rule 9: the gap broke the run
     b.poll(3300, amount(ETH, 2, 5))
     assert b.book.flat_since(BTC) == 3300

@@ -64,8 +64,8 @@ from watchdog.core.events import (
 from watchdog.core.model import ZERO, Symbol
 from watchdog.runtime.clock import Clock
 
-__all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan", "PollSchedule",
-           "Poller", "orders_share_per_min", "sweep_hold_s"]
+__all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan",
+           "PollSchedule", "Poller", "orders_share_per_min", "sweep_hold_s"]
 
 _POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
 _ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
