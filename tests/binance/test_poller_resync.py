@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from watchdog.binance.poller import PollSchedule
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
@@ -65,3 +67,34 @@ def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     poller.observe(OrdersSnapshot(7, 1, (), (), frozenset({BTC})))  # not one of the poller's own
     assert budget.own_used_1m(now_s) == 2  # openOrders + openAlgoOrders
     assert budget.budget_per_min == 12  # 360 - positions 334 - sweep 8 - blind reconnects 6
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+
+class _BudgetRest:
+    def __init__(self) -> None:
+        from watchdog.binance.budget import WeightBudget
+        self.budget = WeightBudget(360)
+
+    def budget_wait_s(self, weight: int) -> float:
+        return 0.0
+
+
+def test_an_order_read_held_by_the_budget_does_not_delay_the_positions_poll() -> None:
+    from watchdog.binance.poller import Poller
+
+    clock = _Clock()
+    schedule = schedule_with_btc_open()
+    poller = Poller(_BudgetRest(), schedule, clock=clock)  # type: ignore[arg-type]
+    schedule.positions_started(0.0)  # next positions read due at 0.9
+    poller._orders_budget.record(12, 0.0)  # the orders share is spent for a minute
+    clock.now_s = 5.5  # BTCUSDT's orders are due, and held back
+    schedule.positions_started(5.2)  # the last positions read: the next is due at 6.1
+    assert schedule.plan(5.5).order_symbols == (BTC,)
+    assert poller._next_wake_s(()) == pytest.approx(0.6)  # the positions poll, not 0.9

@@ -365,7 +365,10 @@ class Poller:
                                                              now_s=now_s)))
         if not held_s:
             return plan.wake_in_s
-        return min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
+        wake_s = min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
+        if not plan.read_positions:  # an order read held back must not delay the positions poll
+            wake_s = min(wake_s, plan.wake_in_s)
+        return wake_s
 
     def _own(self, emit: Emit) -> Emit:
         """``emit`` that remembers the ids of the reads this poller brackets, and which
