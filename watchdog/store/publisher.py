@@ -336,6 +336,15 @@ class RedisPublisher:
         logger.info("republished {} position(s) to Redis", done)
         return True
 
+    async def mark_stopped(self) -> str:
+        """Graceful stop: remove our health hash and append ``watchdog_stopped`` atomically, so
+        bots get ``watchdog_down`` at once instead of after ``health_ttl_ms``. Call only after
+        the heartbeat task has ended. Returns ``removed``, ``gone`` (expired already) or
+        ``other`` (another instance's hash, left alone); raises ``StoreError``."""
+        with map_redis_errors("mark_stopped", self._url):
+            return str(await self._scripts["mark_stopped"](
+                keys=[self.keys.health, self.keys.events], args=[self._instance, self.keys.channel]))
+
     # ---------------------------------------------------------------- events
 
     async def emit(self, kind: str, fields: Mapping[str, object]) -> str:
