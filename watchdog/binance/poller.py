@@ -16,7 +16,8 @@ Rules of this module:
    it is leased; once more, first in line, after the stream's post-connect resync for symbols
    the core's OrderBook holds orders on (an order placed during the gap has no event). An
    all-symbols read requested by someone else (the stream's resync) serves pending requests
-   and resets the positions timer.
+   and resets the positions timer; a symbol's order read by someone else (the stream's
+   post-connect resync) restarts that symbol's orders timer.
    The sweep: open regular + algo orders of *all* symbols (no ``symbol``, weight 40 each)
    right after the first positions snapshot, then every ``orders_sweep_interval_s``. It finds
    orders on symbols nothing above points at (an orphan placed while the watchdog was down);
@@ -28,8 +29,10 @@ Rules of this module:
    at once while our last 60 s leave room for it, else with the next scheduled read (either
    way it postpones the next scheduled read). Nothing is sent while ``Retry-After`` runs.
 4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min
-   = 8/min); that amortised cost is taken out of the order reads' share, so positions (334) +
-   sweep (8) + per-symbol orders (≤ 18) stay within 360. The sweep yields to the positions
+   = 8/min), and a stream found blind is replaced at most once a minute (stream rule 6: a
+   listen key and one positions read more, 6/min); both are taken out of the order reads'
+   share, which also pays the stream's post-connect order reads, so positions (334) + sweep
+   (8) + blind reconnects (6) + per-symbol orders (≤ 12) stay within 360. The sweep yields to the positions
    poll, never the reverse: it goes only when no positions read is due or held back, and
    only while the IP keeps room under its 90% line for the sweep *and* the next positions
    read; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
@@ -45,9 +48,8 @@ from loguru import logger
 
 from watchdog.binance.budget import WeightBudget
 from watchdog.binance.rest import BinanceRest
-from watchdog.binance.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
-from watchdog.binance.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
 from watchdog.binance.schedule import (
+    BLIND_RECONNECT_WEIGHT,
     SWEEP_RETRY_S,
     SWEEP_WEIGHT,
     PollPlan,
@@ -55,6 +57,8 @@ from watchdog.binance.schedule import (
     orders_share_per_min,
     sweep_hold_s,
 )
+from watchdog.binance.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
+from watchdog.binance.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import (
@@ -72,8 +76,8 @@ from watchdog.core.events import (
 from watchdog.core.model import Symbol
 from watchdog.runtime.clock import Clock
 
-__all__ = ["SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan", "PollSchedule",
-           "Poller", "orders_share_per_min", "sweep_hold_s"]
+__all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan",
+           "PollSchedule", "Poller", "orders_share_per_min", "sweep_hold_s"]
 
 LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
 OrderSymbols = Callable[[], Collection[Symbol]]
@@ -94,6 +98,7 @@ class Poller:
         self._resync_id: int | None = None  # the stream's post-connect positions read
         self._wake = asyncio.Event()
         self._own_requests: set[int] = set()  # our SnapshotRequested ids, not someone else's
+        self._own_orders: set[int] = set()  # our OrdersSnapshot ids, likewise
         # Order reads get what the positions poll and the sweep leave of our share (at least
         # one read a minute), so they can never starve the positions poll (rules 3 and 4).
         self._orders_budget = WeightBudget(orders_share_per_min(
@@ -126,6 +131,11 @@ class Poller:
                 self._after_resync(event.request_id)
             case OrdersSnapshot():
                 self.schedule.orders_seen(event)
+                if event.request_id in self._own_orders:
+                    self._own_orders.discard(event.request_id)
+                elif event.symbols is not None:  # the stream's resync: paid from our share
+                    self.schedule.orders_read_by_other(event.symbols, now_s)
+                    self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
             case StreamConnected():
                 self._connected = True
                 return
@@ -192,7 +202,10 @@ class Poller:
                                                              now_s=now_s)))
         if not held_s:
             return plan.wake_in_s
-        return min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
+        wake_s = min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
+        if not plan.read_positions:  # an order read held back must not delay the positions poll
+            wake_s = min(wake_s, plan.wake_in_s)
+        return wake_s
 
     def _own(self, emit: Emit) -> Emit:
         """``emit`` that remembers the ids of the reads this poller brackets, and which
@@ -201,6 +214,7 @@ class Poller:
             if isinstance(event, SnapshotRequested):
                 self._own_requests.add(event.request_id)
             elif isinstance(event, OrdersSnapshot):
+                self._own_orders.add(event.request_id)
                 self.schedule.orders_seen(event)
             await emit(event)
         return emit_own

@@ -10,18 +10,22 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from watchdog.binance.budget import WeightBudget
+from watchdog.binance.reconnect import BLIND_RECONNECT_INTERVAL_S
 from watchdog.binance.rest import ALL_SYMBOLS_WEIGHTS, WEIGHTS
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
-__all__ = ["ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "PollPlan",
-           "PollSchedule", "orders_share_per_min", "sweep_hold_s"]
+__all__ = ["BLIND_RECONNECT_WEIGHT", "ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S",
+           "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min", "sweep_hold_s"]
 
 POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
 ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
 SWEEP_WEIGHT = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
                 + ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
+# What replacing a blind stream adds (stream rule 6): a listen key and one positions read; its
+# order reads are paid from the orders share like the poller's own.
+BLIND_RECONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + POSITIONS_WEIGHT
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
 
@@ -41,11 +45,12 @@ class PollPlan:
 
 def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
                          orders_sweep_interval_s: float) -> int:
-    """What our share leaves per-symbol order reads once the positions poll and the sweep
-    (both fixed by configuration) are paid: at least one read a minute (rule 4)."""
+    """What our share leaves per-symbol order reads once the positions poll, the sweep (both
+    fixed by configuration) and blind reconnects are paid: at least one read a minute (rule 4)."""
     positions_per_min = math.ceil(POSITIONS_WEIGHT * 60 / poll_interval_s)
     sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / orders_sweep_interval_s)
-    return max(ORDERS_WEIGHT, budget_per_min - positions_per_min - sweep_per_min)
+    blind_per_min = math.ceil(BLIND_RECONNECT_WEIGHT * 60 / BLIND_RECONNECT_INTERVAL_S)
+    return max(ORDERS_WEIGHT, budget_per_min - positions_per_min - sweep_per_min - blind_per_min)
 
 
 def sweep_hold_s(budget: WeightBudget, now_s: float) -> float:
@@ -128,6 +133,12 @@ class PollSchedule:
         for symbol in symbols:
             self._orders_at.pop(symbol, None)  # never read: due now, longest unread first
             self._reread.add(symbol)
+
+    def orders_read_by_other(self, symbols: Collection[Symbol], now_s: float) -> None:
+        """Someone else (the stream's resync) just read these symbols' orders: the periodic read
+        can wait its interval. Requests and after-event reads stay: they may postdate it."""
+        for symbol in symbols:
+            self._orders_at[symbol] = max(self._orders_at.get(symbol, -1e18), now_s)
 
     def orders_seen(self, snapshot: OrdersSnapshot) -> None:
         """An orders answer: the symbols it covers that hold orders stay watched (rule 2)."""

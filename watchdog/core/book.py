@@ -17,6 +17,13 @@ Rules of this module:
    the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
    by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
    covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
+   The gap begins when the stream is lost: a StreamConnected that ends a disconnection (after
+   StreamLost or ListenKeyExpired, or at startup) leaves CONFIRMED the keys a snapshot requested
+   after that loss confirmed meanwhile (nothing else can confirm a key while disconnected), so
+   a reconnect costs no doubt REST already lifted; their stream trust, the flat run (rule 9)
+   and ``live`` still wait for a snapshot requested after the connect. A loss asks for a
+   snapshot (RequestSnapshot); a connect does not: the stream reads one right after every
+   connect (its gap protocol), and a second request would only read the same again.
 4. A failed or partial read never means flat: SnapshotFailed makes the keys it covered SUSPECT;
    a snapshot scoped to some symbols only speaks for keys of those symbols.
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
@@ -312,13 +319,19 @@ class PositionBook:
         self._fills.clear()
         self._unreported.clear()
         self._break_all_run()
+        # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
+        keep_confirmed = connected and not was_connected
         for entry in self._entries.values():
+            if keep_confirmed and entry.knowledge is Knowledge.CONFIRMED:
+                entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+                continue
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
         effects: list[Effect] = []
         if was_connected:
             effects.append(Notify("stream_lost", detail=(("reason", reason),)))
-        effects.append(RequestSnapshot(reason=reason))
+        if not connected:
+            effects.append(RequestSnapshot(reason=reason))  # a connect brings its own (rule 3)
         return effects
 
     # ------------------------------------------------------------------ REST

@@ -124,7 +124,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_reconnect)
+                               on_stream_blind=stream.request_blind_reconnect)
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
                         observers=(poller.observe,))
