@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.core.facts import key
@@ -156,13 +156,15 @@ class World:
             # a connect that ends a disconnection: requested after that disconnection
             assert reconciled
             # a known state always equals the latest fact the exchange gave about the key, except
-            # one case of rule 3: a flat REST answer carries no time, so a stream fact newer than
-            # its requested_time_ms - max_rest_lag_ms still wins (REST may lag); the book then
-            # errs towards OPEN, the side that keeps protection, until a later read settles it
+            # one case of rule 3: a flat REST answer carries no time, so a stream fact not older
+            # than its requested_time_ms - max_rest_lag_ms still wins (REST may lag; REST wins
+            # only when that floor is strictly later, and on a tie the stream fact wins, rule 1);
+            # the book then errs towards OPEN, the side that keeps protection, until a later
+            # read settles it
             qty = self.last_fact[k][1]
             floor_ms = self.rest_flat_floor_ms.get(k)
             if (qty == ZERO and floor_ms is not None and view.source is Source.STREAM
-                    and view.as_of_time_ms > floor_ms):
+                    and view.as_of_time_ms >= floor_ms):
                 continue
             assert view.amount == qty, (view, self.last_fact[k])
             assert (view.state is PositionState.OPEN) == (qty != ZERO)
@@ -343,8 +345,18 @@ def test_reapplying_every_fact_changes_nothing(ops: list[tuple[object, ...]]) ->
     run(ops, replay=True)
 
 
+# Found by hypothesis: a flat REST read whose lag floor (requested_time_ms - max_rest_lag_ms)
+# is 4, then the late stream delivers an open dated exactly 4. The book keeps the open (REST
+# overrides only a strictly older fact: protection stays); the model must agree on the tie.
+_FLOOR_TIE = [*_startup, ("late", True), ("change", KEYS[0], 1, False), ("advance", 1),
+              ("advance", 1449), ("change", KEYS[0], 0, False), ("request", len(SYMBOLS), 0, 0),
+              ("advance", 547), ("request", len(SYMBOLS), 0, 0), ("answer", 0, False),
+              ("answer", 0, False), ("deliver",)]
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_blind_scripts)
+@example(_FLOOR_TIE)
 def test_blind_only_for_a_muted_change_or_one_late_past_the_tolerance(
         ops: list[tuple[object, ...]]) -> None:
     """The same invariants, with the stream muted or behind REST most of the time."""
@@ -366,3 +378,15 @@ def test_a_connect_keeps_only_what_a_read_after_the_loss_proved(
     of the time: a key confirmed across a connect was read after the loss, a flat run never
     spans a connect, and the state equals the latest fact."""
     run(ops)
+
+
+def test_a_late_stream_open_dated_at_the_rest_floor_keeps_protection() -> None:
+    """The tie of ``_FLOOR_TIE``, on the book itself: the late open (delivered alone, before the
+    close the stream also held back) stays OPEN although a flat REST read came first."""
+    world = run(_FLOOR_TIE[:-1])
+    world.queued = world.queued[:1]  # the open dated at the floor; the close stays held back
+    world.deliver()
+    view = world.book.view(KEYS[0])
+    assert view is not None
+    assert world.rest_flat_floor_ms[KEYS[0]] == view.as_of_time_ms
+    assert (view.state, view.source, view.amount) == (PositionState.OPEN, Source.STREAM, 1)
