@@ -29,6 +29,9 @@ Rules of this module:
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
    every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
    as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
+   A ``now_ms`` earlier than the previous one means the wall clock was stepped back (the shell
+   reads it afresh for every apply): by how much is unknown, so every age is unknown and all
+   CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is.
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change, from above ``version_base`` (so it also increases across
    daemon restarts); a no-op publishes nothing. ``verified_ms`` is the
@@ -181,6 +184,7 @@ class PositionBook:
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
+        self._latest_now_ms = 0  # the previous apply's now_ms: a smaller one is a clock step back
         self._dirty: set[PositionKey] = set()
         self.last_event_ms: int | None = None
         self.last_snapshot_ms: int | None = None
@@ -509,19 +513,25 @@ class PositionBook:
 
     def _age(self, now_ms: int) -> None:
         """Rule 5. Scans only when some knowledge may have lapsed (keeps apply O(1) otherwise)."""
-        if self._age_check_ms is None or now_ms <= self._age_check_ms:
+        back_ms = self._latest_now_ms - now_ms
+        self._latest_now_ms = now_ms
+        if back_ms <= 0 and (self._age_check_ms is None or now_ms <= self._age_check_ms):
             return
         self._age_check_ms = None
         limit_ms = self._policy.max_age_ms
         for entry in self._entries.values():
             if entry.knowledge in (Knowledge.CONFIRMED, Knowledge.SUSPECT):
-                if now_ms - entry.verified_ms > limit_ms:
+                if back_ms > 0:
+                    # Measured on a clock that went back, any age reads younger than it is.
+                    self._move(entry, Evidence.AGED, now_ms,
+                               f"expired: the wall clock went back {back_ms} ms, age unknown")
+                elif now_ms - entry.verified_ms > limit_ms:
                     self._move(entry, Evidence.AGED, now_ms,
                                f"expired: not verified for more than {limit_ms} ms")
                 else:
                     self._watch_age(entry.verified_ms)
         if self._all_watched:
-            if now_ms - self._all_verified_ms > limit_ms:
+            if back_ms > 0 or now_ms - self._all_verified_ms > limit_ms:
                 self._all_watched = False
                 self._break_all_run()  # even when no run is going: older requests cannot start one
             else:

@@ -46,7 +46,7 @@ MEANING: dict[Evidence, str] = {
     Evidence.READ_FAILED: "a REST read covering the key failed (never means flat)",
     Evidence.REST_AMBIGUOUS:
         "REST shows flat without a time, within max_rest_lag_ms of a newer held fact",
-    Evidence.AGED: "now_ms - verified_ms exceeded max_age_ms",
+    Evidence.AGED: "now_ms - verified_ms exceeded max_age_ms, or now_ms went back (age unknown)",
 }
 
 
