@@ -41,7 +41,7 @@ async def test_status_never_shows_aged_knowledge_as_truth(publisher: Any, redis_
     finally:
         bot.close()
     assert not verdict.allowed
-    assert verdict.reason in ("stale", "position_closed")
+    assert verdict.reason == "stale"  # age wins over state: an old closure is no truth either
     report = read_status(redis_url, ACCOUNT, socket_timeout_s=2)
     [row] = report.to_json()["positions"]
     assert row["state"] == "unknown", row
@@ -93,3 +93,22 @@ async def test_a_bots_malformed_member_does_not_crash_status(publisher: Any, red
     assert [lease["member"] for lease in data["leases"]] == ["btcusdt:BOTH"]
     assert any("btcusdt:BOTH" in reason for reason in report.reasons)
     assert report.exit_code == EXIT_DEGRADED
+
+
+async def test_status_shows_a_fact_from_the_future_as_unknown(publisher: Any, redis_url: str) -> None:
+    """As the verdicts judge it: a verified_ms far ahead (a clock stepped back) has no age."""
+    await beat(publisher)
+    await publisher.publish(make_view(position_key("BTCUSDT"), verified_ms=wall_ms() + 60_000))
+    [row] = read_status(redis_url, ACCOUNT, socket_timeout_s=2).to_json()["positions"]
+    assert (row["state"], row["stored_state"], row["age_ms"]) == ("unknown", "open", None)
+    assert "unknown age" in row["reason"]
+
+
+def test_the_future_tolerance_is_the_one_the_verdict_scripts_use() -> None:
+    from pathlib import Path
+
+    import watchdog.store
+    from watchdog.store.keys import FUTURE_TOLERANCE_MS
+
+    prelude = (Path(watchdog.store.__file__).parent / "lua" / "_prelude.lua").read_text()
+    assert f"local FUTURE_TOLERANCE_MS = {FUTURE_TOLERANCE_MS}\n" in prelude

@@ -20,7 +20,7 @@ from redis import exceptions as redis_errors
 
 from watchdog.core.model import PositionKey
 from watchdog.runtime.health import Health
-from watchdog.store.keys import SCHEMA, AccountKeys, parse_member
+from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
 
 __all__ = [
     "EXIT_DEGRADED",
@@ -194,7 +194,7 @@ def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[s
         "source": fields.get("source"),
         "as_of_ms": _int(fields.get("as_of_ms")),
         "verified_ms": verified_ms,
-        "age_ms": _age(now_ms, verified_ms or 0),
+        "age_ms": _fact_age(now_ms, verified_ms),
         "version": _int(fields.get("version")),
         "reason": fields.get("reason") or None,
     }
@@ -214,8 +214,12 @@ def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
         age_ms = row["age_ms"]
         if max_age_ms is not None and age_ms is not None and age_ms <= max_age_ms:
             return row
-        why = (f"stale: stored {row['state']} verified {age_ms} ms ago "
-               f"(limit veto_max_age_ms={max_age_ms})")
+        if age_ms is None:
+            why = (f"stale: stored {row['state']} of unknown age (verified_ms missing, not a "
+                   f"number, or more than {FUTURE_TOLERANCE_MS} ms in the future)")
+        else:
+            why = (f"stale: stored {row['state']} verified {age_ms} ms ago "
+                   f"(limit veto_max_age_ms={max_age_ms})")
     row["state"], row["reason"] = "unknown", why
     return row
 
@@ -261,3 +265,10 @@ def _int(text: str | None) -> int | None:
 
 def _age(now_ms: int, then_ms: int) -> int | None:
     return None if then_ms <= 0 else max(0, now_ms - then_ms)
+
+
+def _fact_age(now_ms: int, verified_ms: int | None) -> int | None:
+    """As the verdicts judge it: a fact from the future has an unknown age, not 0."""
+    if verified_ms is None or verified_ms <= 0 or verified_ms - now_ms > FUTURE_TOLERANCE_MS:
+        return None
+    return max(0, now_ms - verified_ms)

@@ -25,10 +25,16 @@ from dataclasses import dataclass
 
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
-__all__ = ["SCHEMA", "AccountKeys", "PositionKeys", "member_of", "parse_lease_member", "parse_member",
+__all__ = ["FUTURE_TOLERANCE_MS", "SCHEMA", "AccountKeys", "PositionKeys", "member_of", "parse_lease_member", "parse_member",
            "validate_account"]
 
 SCHEMA = "wd:v1"
+
+# A verified_ms at most this far ahead of the watchdog's clock (as the verdicts measure it, with
+# the health hash's clock_offset_ms) is the offset's measurement error and reads as age 0;
+# further ahead, its age is unknown (stale). Same value as FUTURE_TOLERANCE_MS in
+# lua/_prelude.lua (a test compares them); docs/PROTOCOL.md §2 explains the choice.
+FUTURE_TOLERANCE_MS = 1000
 
 # Hash-tag braces, ':' and whitespace in an account or symbol would break the schema (a '}' in
 # the account would move the hash tag); Binance symbols are upper-case alphanumerics.

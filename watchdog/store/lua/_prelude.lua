@@ -48,15 +48,36 @@ local function revoke(lease_key, leases_key, stream, channel, maxlen, member, re
   return 1
 end
 
--- Age of the position's knowledge on the watchdog's clock; -1 when it has none.
+-- How far verified_ms may lie ahead of the watchdog's clock before its age counts as unknown.
+-- clock_offset_ms is measured at each beat as (Redis time when the script runs) - (watchdog wall
+-- time read before the call): too large by the beat's delay (event loop + one-way latency,
+-- ms on a LAN, up to hundreds of ms on a loaded host), so a just-verified fact reads up to that
+-- much in the future. Beyond it, the watchdog's clock stepped back (or the field is corrupt):
+-- the fact's age is unknown, never 0. docs/PROTOCOL.md §2.
+local FUTURE_TOLERANCE_MS = 1000
+
+-- Age of the position's knowledge on the watchdog's clock; -1 when unknown: no verified_ms, one
+-- that is not a finite number (Lua's tonumber accepts nan and inf), or one in the future.
 local function age_of(p, offset, now)
   local verified = tonumber(p['verified_ms'])
   if verified == nil then return -1 end
-  return math.max(0, now - offset - verified)
+  local age = now - offset - verified
+  -- age ~= age: nan; the bounds also catch +-inf in verified_ms or clock_offset_ms
+  if age ~= age or age < -FUTURE_TOLERANCE_MS or age >= math.huge then return -1 end
+  return math.max(0, age)
+end
+
+-- Effective max age: the caller's, else the watchdog's veto_max_age_ms, else 0 (all stale).
+local function max_age_of(max_age_arg, health_max_age)
+  local max_age = tonumber(max_age_arg)
+  if max_age == nil or max_age <= 0 then max_age = tonumber(health_max_age) or 0 end
+  return max_age
 end
 
 -- The verdict shared by check and begin. Precedence (first match wins):
--- watchdog_down > no_position > position_closed > stale > reaping > lease_held > ok.
+-- watchdog_down > no_position > stale (age unknown or too old, any state) > position_closed >
+-- stale (state not open) > reaping > lease_held > ok. Age wins over state: an old closure is
+-- not the truth either (bots drop their trailing stop on position_closed).
 -- Returns allowed (0/1), reason, age_ms (-1 unknown), the position hash (flat), the health map.
 local function judge(health_key, pos_key, reaping_key, lease_key, max_age_arg, now)
   local flat = redis.call('HGETALL', pos_key)
@@ -68,10 +89,11 @@ local function judge(health_key, pos_key, reaping_key, lease_key, max_age_arg, n
   if #flat == 0 then return 0, 'no_position', -1, flat, h end
   local p = as_map(flat)
   local age = age_of(p, tonumber(h['clock_offset_ms']) or 0, now)
+  if age < 0 or age > max_age_of(max_age_arg, h['veto_max_age_ms']) then
+    return 0, 'stale', age, flat, h
+  end
   if p['state'] == 'closed' then return 0, 'position_closed', age, flat, h end
-  local max_age = tonumber(max_age_arg)
-  if max_age == nil or max_age <= 0 then max_age = tonumber(h['veto_max_age_ms']) or 0 end
-  if p['state'] ~= 'open' or age < 0 or age > max_age then return 0, 'stale', age, flat, h end
+  if p['state'] ~= 'open' then return 0, 'stale', age, flat, h end
   if redis.call('EXISTS', reaping_key) == 1 then return 0, 'reaping', age, flat, h end
   local l = redis.call('HMGET', lease_key, 'token', 'released_ms', 'revoked', 'expires_ms')
   if lease_held({token = l[1] or nil, released_ms = l[2] or nil, revoked = l[3] or nil,

@@ -1,7 +1,10 @@
 -- confirm: after the bot cancelled its stop, before it creates the new one.
--- VETO only on positive knowledge of a closure: the position is closed by a fact newer than the
--- one begin relied on (position_closed), or the watchdog revoked the lease (lease_revoked).
--- Down, unknown or stale: ALLOW 'unverified' (an orphaned stop is cheaper than a naked position).
+-- VETO only on positive knowledge of a closure: the position is closed by a fresh fact newer
+-- than the one begin relied on (position_closed), or the watchdog revoked the lease
+-- (lease_revoked: an act on this very lease, taken atomically with a fresh closure or by an
+-- operator; it does not age like a state read). Down, unknown or stale, an aged closure
+-- included (rule 2: old data is not knowledge): ALLOW 'unverified' (an orphaned stop is cheaper
+-- than a naked position, and the reaper removes it once a fresh read proves the position flat).
 -- KEYS: 1 lease, 2 events
 -- ARGV: 1 member, 2 token, 3 max_age_ms ("" = health's), 4 channel, 5 health key, 6 position key
 -- (read-only keys travel in ARGV, see begin.lua)
@@ -15,21 +18,18 @@ local l = as_map(redis.call('HGETALL', KEYS[1]))
 local mine = l['token'] == token
 local age = age_of(p, tonumber(h['clock_offset_ms']) or 0, now)
 local maxlen = tonumber(h['events_maxlen']) or DEFAULT_MAXLEN
+-- Without the health hash there is no clock offset to measure age with: nothing is fresh.
+local fresh = next(h) ~= nil and age >= 0 and age <= max_age_of(ARGV[3], h['veto_max_age_ms'])
 local allowed, reason = 1, 'ok'
-if p['state'] == 'closed' and (not mine or tonumber(p['version'] or 0) > tonumber(l['pos_version'] or 0)) then
+if p['state'] == 'closed' and fresh
+    and (not mine or tonumber(p['version'] or 0) > tonumber(l['pos_version'] or 0)) then
   allowed, reason = 0, 'position_closed'
 elseif mine and l['revoked'] ~= nil then
   allowed, reason = 0, 'lease_revoked'
-elseif next(h) == nil or p['state'] ~= 'open' then
+elseif not fresh or p['state'] ~= 'open' then
   reason = 'unverified'
-else
-  local max_age = tonumber(ARGV[3])
-  if max_age == nil or max_age <= 0 then max_age = tonumber(h['veto_max_age_ms']) or 0 end
-  if age < 0 or age > max_age then
-    reason = 'unverified'
-  elseif not mine or l['released_ms'] ~= nil or tonumber(l['expires_ms'] or 0) <= now then
-    reason = 'lease_expired'
-  end
+elseif not mine or l['released_ms'] ~= nil or tonumber(l['expires_ms'] or 0) <= now then
+  reason = 'lease_expired'
 end
 if mine then redis.call('HSET', KEYS[1], 'confirm_ms', tostring(now), 'confirm_reason', reason) end
 if allowed == 0 then
