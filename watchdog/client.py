@@ -51,7 +51,8 @@ DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The watchdog's answer. ``lease`` is the fencing token (begin/confirm); ``age_ms`` is the
-    age of the watchdog's knowledge of the position, None when it has none."""
+    age of the watchdog's knowledge of the position, None when unknown (none, not a number, or
+    from the future: the verdict is then stale/unverified, docs/PROTOCOL.md §2)."""
 
     allowed: bool
     reason: str

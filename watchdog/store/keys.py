@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
-__all__ = ["FUTURE_TOLERANCE_MS", "SCHEMA", "AccountKeys", "PositionKeys", "member_of", "parse_lease_member", "parse_member",
-           "validate_account"]
+__all__ = ["FUTURE_TOLERANCE_MS", "SCHEMA", "AccountKeys", "PositionKeys", "member_of",
+           "parse_lease_member", "parse_member", "validate_account"]
 
 SCHEMA = "wd:v1"
 
