@@ -31,7 +31,8 @@ Rules of this module:
    as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
    A ``now_ms`` earlier than the previous one means the wall clock was stepped back (the shell
    reads it afresh for every apply): by how much is unknown, so every age is unknown and all
-   CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is.
+   CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is. (A step back
+   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.)
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change, from above ``version_base`` (so it also increases across
    daemon restarts); a no-op publishes nothing. ``verified_ms`` is the

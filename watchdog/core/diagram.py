@@ -72,6 +72,8 @@ Evidence:
   *before* the HTTP call, then exactly one `PositionSnapshot` or `SnapshotFailed` with the same
   id. Request ids increase; `requested_time_ms` is exchange time (server-time offset applied).
 - Send `Tick` periodically so that age is noticed when nothing else happens.
+- Read the wall clock afresh for every `apply` (never a stamp taken earlier): a `now_ms` smaller
+  than the previous one is taken for a clock stepped back and expires every confirmed position.
 - `flat_since(key)` is exchange time: compare it with order create times and with the exchange
   clock, never with the local one.
 """
