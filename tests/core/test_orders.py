@@ -17,9 +17,9 @@ from tests.core.reaper_support import (
     order_update,
     snapshot,
 )
+from watchdog.core import orders as orders_module
 from watchdog.core.events import StreamConnected
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
-from watchdog.core import orders as orders_module
 from watchdog.core.orders import OrderBook
 
 
