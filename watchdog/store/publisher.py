@@ -238,6 +238,9 @@ class RedisPublisher:
                         except redis_errors.ResponseError as exc:  # one script failed: keep reading
                             replies.append(exc)
             except TimeoutError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # a stop, not a slow Redis (cancel.py)
+                    raise asyncio.CancelledError("cancelled while a timeout expired") from exc
                 raise redis_errors.TimeoutError(
                     f"no reply to a pipeline of {len(calls)} within {conn.socket_timeout}s") from exc
             return replies
