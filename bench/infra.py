@@ -22,16 +22,12 @@ from typing import Any
 
 import httpx
 
+from watchdog.demo.processes import free_port
+
 __all__ = ["ROOT", "ProcStat", "Redis", "Sim", "proc_stat", "redis_server", "simulator", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(probe: Any, *, timeout_s: float, what: str, interval_s: float = 0.01) -> Any:

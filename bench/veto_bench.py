@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -33,23 +32,18 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
+from watchdog.demo.processes import free_port
 from watchdog.store.publisher import RedisPublisher
 from watchdog.store.scripts import script_sha
 
 ACCOUNT = "bench"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     exe = shutil.which("redis-server")
     if exe is None:
         raise SystemExit("redis-server not on PATH")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"

@@ -130,7 +130,8 @@ def sim(host: str, port: int, api_key: str, api_secret: str, symbols: str, time_
 @click.option("--side", default="BOTH", show_default=True,
               type=click.Choice(["BOTH", "LONG", "SHORT"], case_sensitive=False),
               help="BOTH in one-way mode, LONG/SHORT in hedge mode.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON line: verdict, reason, position, age_ms.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON line: verdict, reason, position, age_ms.")
 @click.option("--config", "config_path", default="/etc/position-watchdog/config.toml", show_default=True,
               envvar="POSITION_WATCHDOG_CONFIG", type=click.Path(dir_okay=False),
               help="Config file (needs [redis] url/account and [veto] max_age_ms).")

@@ -26,6 +26,7 @@ from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect, Publish, RaiseAlert
 from watchdog.core.events import Event, StreamLost
 from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
+from watchdog.core.orders import OrderBook
 from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.pump import CorePump, run_adapters
 from watchdog.sim import Simulator
@@ -85,7 +86,7 @@ def _config(sim: Simulator, **overrides: Any) -> BinanceConfig:
 @contextlib.asynccontextmanager
 async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
                    retry: RetryPolicy | None = None, route_requests: bool = True,
-                   **overrides: Any) -> AsyncIterator[Watch]:
+                   order_book: OrderBook | None = None, **overrides: Any) -> AsyncIterator[Watch]:
     cfg = _config(sim, **overrides)
     clock = SystemClock()
     http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
@@ -94,7 +95,8 @@ async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
     rest._retry_policy = retry or RetryPolicy(max_delay_s=1.0, initial_s=0.05, max_wait_s=0.2)
     stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(4),
                                         ping_interval_s=0.5, **(stream_kw or {}))
-    poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock)
+    poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock,
+                    order_symbols=order_book.symbols if order_book is not None else None)
     book = PositionBook(BookPolicy(max_age_ms=3000, max_rest_lag_ms=2000))
     published: list[PositionView] = []
     alerts: list[RaiseAlert] = []
@@ -112,6 +114,8 @@ async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
 
     def recording_apply(event: Event) -> None:
         events.append(event)
+        if order_book is not None:
+            order_book.apply(event)
         original_apply(event)
 
     pump.apply = recording_apply  # type: ignore[method-assign]
@@ -219,26 +223,32 @@ async def test_keepalive_minus_1125_forces_new_key(sim_factory: Any) -> None:
 
 
 async def test_rotation_before_24h_cut_leaves_no_gap(sim_factory: Any) -> None:
-    # time_scale 14400: connections are cut at 6 s and keys live 250 ms without keepalive
-    # (a keepalive every 50 ms keeps it; the machine is shared, so leave a wide margin).
-    # REST reads are kept out of this test (one scheduled read a minute, no core-requested
-    # reads): a REST answer that beats the stream's own event by a few ms is flagged as
-    # blindness by the core, which is not what this test is about.
-    async with sim_factory(time_scale=14400, ping_interval_s=0.5,
-                           pong_timeout_s=5.0) as sim, \
-            watching(sim, rotate_after_s=2.0, keepalive_interval_s=0.05,
-                     poll_interval_s=60.0, route_requests=False) as w:
+    # The sim cuts every connection at 6 s (Binance's 24 h); we rotate at 2 s. Everything else
+    # that could end a connection is set far out of reach, so only rotation is under test:
+    # - the listen key lives an hour (a key scaled down to 250 ms expired whenever a loaded
+    #   machine delayed a keepalive PUT by that long: listenKeyExpired, a real gap);
+    # - pong and silence limits are generous for the same reason.
+    # REST position reads stay out (one scheduled read a minute, core requests not routed), so
+    # every amount below can only have arrived through the stream.
+    async with sim_factory(connection_max_age_s=6.0, listen_key_ttl_s=3600.0,
+                           ping_interval_s=0.5, pong_timeout_s=60.0) as sim, \
+            watching(sim, rotate_after_s=2.0, max_silence_s=30.0, poll_interval_s=60.0,
+                     route_requests=False) as w:
         await open_position(w)
-        start = asyncio.get_running_loop().time()
         qty = Decimal("0.01")
-        while asyncio.get_running_loop().time() - start < 6.5:  # past the 6 s cut
+        # Three rotations: the third connection is replaced at 6 s or later after the first
+        # opened, so the first connection's cut has passed (the loop waits on that, not a clock).
+        deadline = asyncio.get_running_loop().time() + 60.0
+        while w.stream.stats.rotations < 3:
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"3 rotations not reached within 60s; stats={w.stream.stats}")
             sim.fill("BTCUSDT", "BUY", "0.01")
             qty += Decimal("0.01")
             await w.until(lambda w, q=qty: (v := w.view()) is not None and v.amount == q,
-                          f"amount {qty} via the stream", timeout_s=3.0)
+                          f"amount {qty} via the stream", timeout_s=30.0)
             assert w.book.stream_state == "live"
-        assert w.stream.stats.rotations >= 2
-        assert lost_reasons(w) == []
+            assert lost_reasons(w) == []
+        assert w.stream.stats.connects == 1  # every later connection came from a rotation
 
 
 async def test_rest_lag_never_reverts_a_newer_stream_fact(sim: Simulator) -> None:
@@ -284,3 +294,33 @@ async def test_clock_skew_is_resynced(sim: Simulator) -> None:
         await w.until(lambda w: w.poller.reads >= snapshots + 3, "signed reads keep working")
         assert w.view().state is PositionState.OPEN  # type: ignore[union-attr]
 
+
+
+async def test_reconnect_rereads_orders_of_flat_symbols_the_order_book_knows(
+        sim: Simulator, sim_client: Any) -> None:
+    # ETHUSDT is flat and holds a stop the OrderBook knows. A second order placed on it while
+    # the stream is muted has no event; after the reconnect it must show through the
+    # post-resync re-read, not after orders_poll_interval_s (300 s) or the sweep (600 s).
+    orders = OrderBook()
+    async with watching(sim, poll_interval_s=1.0, orders_poll_interval_s=300.0,
+                        order_book=orders) as w:
+        async def place(kind: str, trigger: str, client_id: str) -> int:
+            placed = await sim_client.post(
+                "/fapi/v1/algoOrder", algoType="CONDITIONAL", symbol="ETHUSDT", side="SELL",
+                type=kind, triggerPrice=trigger, closePosition="true", workingType="MARK_PRICE",
+                clientAlgoId=client_id)
+            assert placed.status_code == 200, placed.text
+            return int(placed.json()["algoId"])
+
+        def known_ids() -> set[int]:
+            return {int(o.order_id) for o in orders.orders() if o.is_algo}
+
+        first = await place("STOP_MARKET", "1000", "known-stop")
+        await w.until(lambda w: first in known_ids(), "first stop known to the OrderBook")
+        sim.set_faults(stream="mute")
+        second = await place("TAKE_PROFIT_MARKET", "100000", "placed-in-gap")
+        sim.set_faults(stream="disconnect")  # one-shot; the stream is normal again after it
+        await w.until(lambda w: len(lost_reasons(w)) >= 1, "the gap seen")
+        await w.until(lambda w: second in known_ids(), "the gap's order read after reconnect",
+                      timeout_s=30.0)
+        assert first in known_ids()

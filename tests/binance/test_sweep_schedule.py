@@ -10,6 +10,7 @@ import pytest
 
 from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, WeightBudget
 from watchdog.binance.poller import (
+    BLIND_RECONNECT_WEIGHT,
     SWEEP_WEIGHT,
     PollSchedule,
     orders_share_per_min,
@@ -108,9 +109,10 @@ def test_weight_arithmetic_at_the_defaults_stays_within_our_share() -> None:
     assert share == 360
     positions_per_min = math.ceil(5 * 60 / cfg.poll_interval_s)
     sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / cfg.orders_sweep_interval_s)
+    blind_per_min = BLIND_RECONNECT_WEIGHT  # at most one blind reconnect a minute
     left = orders_share_per_min(share, cfg.poll_interval_s, cfg.orders_sweep_interval_s)
-    assert (positions_per_min, sweep_per_min, left) == (334, 8, 18)
-    assert positions_per_min + sweep_per_min + left == share
+    assert (positions_per_min, sweep_per_min, blind_per_min, left) == (334, 8, 6, 12)
+    assert positions_per_min + sweep_per_min + blind_per_min + left == share
 
 
 def test_steady_state_weight_with_the_budget_module() -> None:

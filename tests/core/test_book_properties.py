@@ -70,6 +70,9 @@ class World:
     connected: bool = False
     muted: bool = False
     gap_count: int = 0
+    # gap count of a connect that ended a disconnection → the gap count of that disconnection:
+    # keys confirmed by a read requested after the loss may stay confirmed (book rule 3)
+    carried: dict[int, int] = field(default_factory=dict)
     all_reconciled: int = -1
     symbol_reconciled: dict[Symbol, int] = field(default_factory=dict)
     last_fact: dict[PositionKey, tuple[int, Decimal]] = field(default_factory=dict)
@@ -128,12 +131,14 @@ class World:
 
     def check(self) -> None:
         for k in KEYS:
-            reconciled = self.gap_count in (self.all_reconciled,
-                                            self.symbol_reconciled.get(k.symbol))
+            reconciled_in = (self.all_reconciled, self.symbol_reconciled.get(k.symbol))
+            reconciled_now = self.gap_count in reconciled_in
+            reconciled = reconciled_now or self.carried.get(self.gap_count, -2) in reconciled_in
             flat_ms = self.book.flat_since(k)
             if flat_ms is not None:
-                # the reaper's proof of flatness: post-gap, past, and true to the latest fact
-                assert reconciled
+                # the reaper's proof of flatness: read after the last gap (a connect included),
+                # past, and true to the latest fact
+                assert reconciled_now
                 assert flat_ms <= self.now_ms
                 # never counted from before a failure, gap, open fact or expiry
                 assert flat_ms > self.last_break_ms.get(k, -1), (flat_ms, self.last_break_ms)
@@ -147,7 +152,8 @@ class World:
                 assert view.state is PositionState.UNKNOWN, view
                 assert flat_ms is None
                 continue
-            # never CONFIRMED after a gap until a snapshot requested after it covered the key
+            # never CONFIRMED after a gap until a snapshot requested after it covered the key;
+            # a connect that ends a disconnection: requested after that disconnection
             assert reconciled
             # a known state always equals the latest fact the exchange gave about the key, except
             # one case of rule 3: a flat REST answer carries no time, so a stream fact newer than
@@ -204,6 +210,8 @@ class World:
 
     def gap(self, kind: int) -> None:
         self.gap_count += 1
+        if kind == 1 and not self.connected:
+            self.carried[self.gap_count] = self.gap_count - 1
         self.connected = kind == 1
         self.queued.clear()  # what the old connection held back is lost with it
         self.missed.clear()  # the post-gap snapshot reconciles; the new connection starts clean
@@ -298,6 +306,17 @@ _run_operations = st.one_of(_advance, _change, _request, _request, _answer, _ans
 _run_scripts = st.lists(_run_operations, min_size=5, max_size=50).map(lambda ops: _startup + ops)
 
 
+# Disconnections, reads during them, and reconnects: where confirmations carry over a connect.
+_reconnect_operations = st.one_of(
+    st.tuples(st.just("advance"), st.integers(1, 400)), _change, _change,
+    _request, _request, _answer, _answer, _answer,
+    st.tuples(st.just("gap"), st.sampled_from([0, 0, 1, 1, 2])),
+    st.tuples(st.just("mute"), st.booleans()),
+)
+_reconnect_scripts = st.lists(_reconnect_operations, min_size=5, max_size=60).map(
+    lambda ops: _startup + ops)
+
+
 def run(ops: list[tuple[object, ...]], *, replay: bool = False) -> World:
     world = World(replay=replay)
     for op in ops:
@@ -336,4 +355,14 @@ def test_blind_only_for_a_muted_change_or_one_late_past_the_tolerance(
 @given(_run_scripts)
 def test_flat_runs_never_start_before_a_break(ops: list[tuple[object, ...]]) -> None:
     """The same invariants, with overlapping reads, failures and gaps most of the time."""
+    run(ops)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_reconnect_scripts)
+def test_a_connect_keeps_only_what_a_read_after_the_loss_proved(
+        ops: list[tuple[object, ...]]) -> None:
+    """The same invariants, with disconnections, reads answered during them and reconnects most
+    of the time: a key confirmed across a connect was read after the loss, a flat run never
+    spans a connect, and the state equals the latest fact."""
     run(ops)

@@ -125,7 +125,11 @@ def test_entries_are_never_touched() -> None:
                    order_row(3, reduce_only=True), order_row(4, reduce_only=False,
                                                              close_position=True))
     assert verdicts(decide(positions, book, frozenset(), 0, 10_000, POLICY)) == {
-        1: Why.ENTRY_ORDER, 2: Why.ENTRY_ORDER, 3: Why.ORPHAN, 4: Why.ORPHAN}
+        1: Why.ENTRY_ORDER, 2: Why.ENTRY_ORDER, 3: Why.ENTRY_PENDING, 4: Why.ENTRY_PENDING}
+    alone = book_of(order_row(3, reduce_only=True), order_row(4, reduce_only=False,
+                                                              close_position=True))
+    assert verdicts(decide(positions, alone, frozenset(), 0, 10_000, POLICY)) == {
+        3: Why.ORPHAN, 4: Why.ORPHAN}
 
 
 @pytest.mark.parametrize(("knowledge", "why"), [
@@ -169,7 +173,7 @@ def test_hedge_mode_only_the_flat_side_is_reaped() -> None:
     positions.views[SHORT] = view(SHORT, amount=Decimal(-3))
     book = book_of(algo_row(1, key=LONG, side="SELL", reduce_only=False),
                    algo_row(2, key=SHORT, side="BUY", reduce_only=False),
-                   algo_row(3, key=LONG, side="BUY", reduce_only=False))
+                   algo_row(3, key=SHORT, side="SELL", reduce_only=False))
     decision = decide(positions, book, frozenset(), 0, 10_000, POLICY)
     assert verdicts(decision) == {1: Why.ORPHAN, 2: Why.POSITION_OPEN, 3: Why.ENTRY_ORDER}
     assert [c.key for c in decision.cancels] == [LONG]

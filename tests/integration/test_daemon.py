@@ -52,6 +52,15 @@ def make_config(sim: Simulator, redis_url: str) -> Config:
     return parse_config(config_table(sim, redis_url), "itest.toml")
 
 
+def start_daemon(sim: Simulator, table: dict[str, Any]) -> tuple[asyncio.Task[int], asyncio.Event]:
+    """``run()`` as a task of this loop, with the ``stop`` event that ends it gracefully."""
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run(parse_config(table, "itest.toml"),
+                                     Credentials(sim.api_key, sim.api_secret), stop=stop),
+                                 name="daemon-under-test")
+    return daemon, stop
+
+
 def write_toml(path: Path, table: dict[str, Any]) -> Path:
     lines: list[str] = []
     for section, values in table.items():
@@ -69,13 +78,6 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
     sock.setblocking(False)
     yield path, sock
     sock.close()
-
-
-@pytest.fixture
-async def rclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def datagrams(sock: socket.socket) -> list[str]:
@@ -210,10 +212,7 @@ async def test_redis_restart_while_the_position_closes_ends_with_the_closure_in_
     sim.fill("BASUSDT", "BUY", "1216")
     table = config_table(sim, redis_url)
     table["redis"]["socket_timeout_s"] = 0.5
-    stop = asyncio.Event()
-    daemon = asyncio.create_task(run(parse_config(table, "itest.toml"),
-                                     Credentials(sim.api_key, sim.api_secret), stop=stop),
-                                 name="daemon-under-test")
+    daemon, stop = start_daemon(sim, table)
     try:
         await eventually(lambda: rclient.hget(KEYS.position(BASUSDT), "state"), lambda v: v == "open",
                          timeout_s=20, what="published open")

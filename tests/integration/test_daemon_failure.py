@@ -7,7 +7,6 @@ AuthenticationFailed, which is fatal, while the poller and the heartbeat are bus
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ def failing_table(sim: Simulator, redis_url: str) -> dict[str, Any]:
     table = config_table(sim, redis_url)
     table["binance"]["keepalive_interval_s"] = 0.5  # the PUT that meets the refusal comes soon
     return table
-
-
-@pytest.fixture
-async def rclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_run_raises_when_a_task_fails_after_startup(

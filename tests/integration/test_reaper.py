@@ -124,8 +124,8 @@ async def test_hedge_mode_only_the_closed_side_loses_its_stop(
                                              position_side="LONG")
         short_stop = await rig.bot.place_stop(BTC, "BUY", price(sim, BTC, "1.05"), qty="0.02",
                                               position_side="SHORT")
-        entry = await rig.bot.place_stop(BTC, "BUY", price(sim, BTC, "1.10"), qty="0.01",
-                                         position_side="LONG")  # a breakout entry on LONG
+        entry = await rig.bot.place_stop(BTC, "SELL", price(sim, BTC, "0.90"), qty="0.01",
+                                         position_side="SHORT")  # a breakdown entry on SHORT
         sim.fill(BTC, "SELL", "0.01", "LONG")  # the bot closes LONG by hand
         await rig.until("long stop removed", lambda: not rig.algo_open(long_stop), timeout_s=10)
         await kept_for(rig, short_stop, Why.POSITION_OPEN, 0.5)

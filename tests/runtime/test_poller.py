@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.simulator import SimClient
 from tests.support.waiting import eventually
+from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.config import BinanceConfig, Credentials
 from watchdog.core.events import Event, OrdersSnapshot, PositionSnapshot, SnapshotRequested
@@ -20,7 +21,7 @@ from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.errors import StoreUnavailable
 from watchdog.runtime.clock import SystemClock
-from watchdog.runtime.poller import Poller
+from watchdog.runtime.daemon import leased_symbols_of
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -56,10 +57,11 @@ async def polling(sim: Simulator, leases: Leases, *, orders_poll_interval_s: flo
         if book is not None:
             book.apply(event)
 
-    poller = Poller(rest, leases, emit, SystemClock(), cfg)
+    poller = Poller(rest, PollSchedule.from_config(cfg), clock=SystemClock(),
+                    leased_symbols=leased_symbols_of(leases))
     if started is not None:
         started.append(poller)
-    task = asyncio.create_task(poller.run())
+    task = asyncio.create_task(poller.run(emit))
     try:
         yield events
     finally:
@@ -129,6 +131,6 @@ async def test_startup_sweep_finds_a_stop_on_a_symbol_without_position_or_activi
         await eventually(algo_ids, lambda ids: algo_id not in ids, what="the cancel seen by REST")
 
         async def watched() -> set[Symbol]:
-            return started[0].inner.schedule.tracked(SystemClock().monotonic(), ())
+            return started[0].schedule.tracked(SystemClock().monotonic(), ())
         await eventually(watched, lambda s: Symbol("ETHUSDT") not in s,
                          what="ETHUSDT no longer watched once it has no orders")

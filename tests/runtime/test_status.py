@@ -37,12 +37,14 @@ def write_health(client: redis.Redis, **overrides: object) -> None:
     health = Health(**values)  # type: ignore[arg-type]
     fields: dict[Any, Any] = health.to_fields()
     client.hset(KEYS.health, mapping=fields)
+    client.hset(KEYS.health, "veto_max_age_ms", 5000)  # the store's own field (publisher.py)
     client.pexpire(KEYS.health, 5000)
 
 
-def write_position(client: redis.Redis, member: str, state: str, amt: str) -> None:
+def write_position(client: redis.Redis, member: str, state: str, amt: str,
+                   now_ms: int = NOW_MS) -> None:
     fields: dict[Any, Any] = {"state": state, "amt": amt, "entry": "0.00832684", "source": "stream",
-                              "as_of_ms": NOW_MS - 900, "verified_ms": NOW_MS - 400, "version": 7}
+                              "as_of_ms": now_ms - 900, "verified_ms": now_ms - 400, "version": 7}
     client.hset(KEYS.position(parse_member(member)), mapping=fields)
     client.sadd(KEYS.positions, member)
 

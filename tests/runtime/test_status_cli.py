@@ -41,8 +41,10 @@ def fresh_health(client: redis.Redis, **overrides: object) -> None:
 
 
 def test_healthy_exits_0_with_one_json_line(client: redis.Redis, config: str) -> None:
+    import time
+
     fresh_health(client)
-    write_position(client, "BASUSDT:BOTH", "open", "1216")
+    write_position(client, "BASUSDT:BOTH", "open", "1216", now_ms=time.time_ns() // 1_000_000)
     code, out = status(config, "--json")
     assert code == 0, out
     assert out.count("\n") == 1

@@ -7,17 +7,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 
+from watchdog.demo.processes import free_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["RedisServer", "dead_redis_url", "free_port", "rclient", "redis_server", "redis_url"]
 
 
 @dataclass
@@ -75,7 +74,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     """URL of a flushed database on the session's redis-server."""
     import redis
 
@@ -85,7 +84,15 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.script_flush()
     client.close()
-    yield redis_server.url
+    return redis_server.url
+
+
+@pytest.fixture
+async def rclient(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client (str replies) on the flushed database of ``redis_url``."""
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 def dead_redis_url() -> str:

@@ -28,6 +28,7 @@ class WeightBudget:
             raise ValueError(f"budget_per_min must be positive, got {budget_per_min}")
         self.budget_per_min = budget_per_min
         self._spent: deque[tuple[float, int]] = deque()  # (sent_at_s, weight)
+        self._spent_sum = 0  # sum of the weights in _spent (asked several times per request)
         self._ip_used_1m = 0
         self._ip_seen_at_s: float | None = None
         self.blocked_until_s = 0.0
@@ -38,6 +39,7 @@ class WeightBudget:
     def record(self, weight: int, now_s: float) -> None:
         """A request of ``weight`` was sent (count it whether or not it succeeded)."""
         self._spent.append((now_s, weight))
+        self._spent_sum += weight
         self._trim(now_s)
 
     def observe_used_weight(self, used_1m: int, now_s: float) -> None:
@@ -60,7 +62,7 @@ class WeightBudget:
     def own_used_1m(self, now_s: float) -> int:
         """Our own weight over the last 60 s."""
         self._trim(now_s)
-        return sum(w for _, w in self._spent)
+        return self._spent_sum
 
     def ip_used_1m(self, now_s: float) -> int:
         """The IP's weight as Binance last reported it; 0 once that report is a minute old."""
@@ -86,7 +88,7 @@ class WeightBudget:
             return blocked
         self._trim(now_s)
         wait_s = 0.0
-        own = sum(w for _, w in self._spent)
+        own = self._spent_sum
         if count_own and own + weight > self.budget_per_min:
             # Wait until enough of the oldest spending has left the window.
             excess = own + weight - self.budget_per_min
@@ -102,4 +104,4 @@ class WeightBudget:
 
     def _trim(self, now_s: float) -> None:
         while self._spent and self._spent[0][0] <= now_s - _WINDOW_S:
-            self._spent.popleft()
+            self._spent_sum -= self._spent.popleft()[1]

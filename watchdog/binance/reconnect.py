@@ -4,6 +4,10 @@ Rules of this module:
 1. No I/O and no clock: randomness is an injected ``random.Random``; times are arguments.
 2. ``classify_stream_error`` decides, once, what a failed connect or a dropped connection means:
    retry the same key, get a (possibly new) key first, or stop the daemon (bad API key).
+3. A reconnect because REST proved the stream blind is no failure of the link (the backoff does
+   not grow), but ``BlindReconnects`` spaces them: the first at once, then at most one every
+   ``interval_s``, so a stream that stays muted costs a bounded, steady cadence of listen-key
+   POSTs, connects and post-gap snapshots instead of one per unreported change.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [
+    "BLIND_RECONNECT_INTERVAL_S",
     "Backoff",
+    "BlindReconnects",
     "RecentEvents",
     "StreamFailure",
     "classify_stream_error",
@@ -53,6 +59,29 @@ class Backoff:
     def reset(self) -> None:
         """A connection was healthy: the next failure starts from the minimum again."""
         self.failures = 0
+
+
+BLIND_RECONNECT_INTERVAL_S = 60.0  # rule 3's default spacing
+
+
+class BlindReconnects:
+    """When a connection found blind may be replaced (rule 3); ``now_s`` is monotonic seconds."""
+
+    def __init__(self, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"need interval_s > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self._last_at: float | None = None
+
+    def wait_s(self, now_s: float) -> float:
+        """0 when a blind reconnect may start now, else how long until one may."""
+        if self._last_at is None:
+            return 0.0
+        return max(0.0, self._last_at + self.interval_s - now_s)
+
+    def started(self, now_s: float) -> None:
+        """A blind reconnect starts now: the next one waits ``interval_s``."""
+        self._last_at = now_s
 
 
 # Per event type, the fields that tell one event from another beyond e/E/T (BINANCE-API.md §2).

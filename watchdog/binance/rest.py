@@ -41,6 +41,16 @@ from watchdog.runtime.clock import Clock
 
 __all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
 
+_loads: Callable[[bytes], Any] = json.loads
+try:
+    import orjson
+
+    # The fast extra, as in stream.py: a 300-row positionRisk (~150 kB, every 0.9 s) decodes in
+    # about 0.45 ms instead of 1.1 ms. Its errors are ValueErrors too ("not JSON" below).
+    _loads = orjson.loads
+except ImportError:  # pragma: no cover - optional
+    pass
+
 # Request weights (BINANCE-API.md §1.1, §4; PYSDK). Per-symbol order reads cost 1; without a
 # symbol they cost 40, which is why every read but the poller's periodic sweep passes one.
 WEIGHTS: dict[str, int] = {
@@ -326,7 +336,7 @@ class BinanceRest:
             raise error
         self.budget.succeeded(now_s)
         try:
-            return json.loads(response.content)
+            return _loads(response.content)
         except ValueError as exc:
             raise WireFormatError(endpoint, "body", "not JSON",
                                   response.content[:200].decode("utf-8", "replace")) from exc

@@ -12,7 +12,7 @@ Rules of this module:
    wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
    (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
    connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
-   the runtime calls ``request_reconnect`` when the core reports ``stream_blind``.
+   the runtime calls ``request_blind_reconnect`` when the core reports ``stream_blind``.
 4. Before every connect we POST listenKey (the account's one active key, BINANCE-API.md §1.1);
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
    fresh POST. The key is never DELETEd (shared with the bot) and never logged.
@@ -20,6 +20,14 @@ Rules of this module:
    open and answers a ping before the old one closes; the old one's remaining frames are
    delivered first and the overlap's duplicates are dropped, so rotation leaves no gap and is
    not reported as one.
+6. A blind connection is replaced at once the first time, then at most every
+   ``blind_reconnect_interval_s`` (``reconnect.BlindReconnects``; default 60 s): a report
+   while one is held back schedules it, later reports only log. Each replacement logs one
+   WARNING with the next earliest time; it neither waits for nor grows the backoff (the link
+   did not fail), so its post-connect snapshot also serves the core's request after the loss.
+   One a minute costs about 8 weight (listen key, one positions read, that snapshot's order
+   reads). A new connection for any other reason cancels a scheduled one (the verdict was
+   about the old connection).
 """
 
 from __future__ import annotations
@@ -51,7 +59,9 @@ from watchdog.binance.connection import (
     user_stream_url,
 )
 from watchdog.binance.reconnect import (
+    BLIND_RECONNECT_INTERVAL_S,
     Backoff,
+    BlindReconnects,
     RecentEvents,
     StreamFailure,
     classify_stream_error,
@@ -71,7 +81,8 @@ from watchdog.errors import (
 )
 from watchdog.runtime.clock import Clock
 
-__all__ = ["STREAM_EVENTS", "StreamStats", "UserDataStream", "user_stream_url"]
+__all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
+           "user_stream_url"]
 
 _loads: Callable[[str | bytes], Any] = json.loads
 try:
@@ -83,6 +94,7 @@ except ImportError:  # pragma: no cover - optional
 _HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
+_BLIND = "blind: "
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 
 
@@ -99,6 +111,8 @@ class StreamStats:
     malformed: int = 0
     ignored: int = 0
     duplicates: int = 0
+    blind_reconnects: int = 0  # connections replaced because REST proved them blind
+    blind_deferred: int = 0    # blind reports that had to wait for rule 6's interval
     last_lost_reason: str = ""
 
 
@@ -113,6 +127,7 @@ class UserDataStream:
                  max_silence_s: float = 10.0, reconnect_min_delay_s: float = 0.2,
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
+                 blind_reconnect_interval_s: float | None = None,
                  rng: random.Random | None = None,
                  on_malformed: Callable[[str], None] | None = None) -> None:
         self._rest = rest
@@ -128,6 +143,8 @@ class UserDataStream:
         self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
                                 rng or random.Random())
         self._on_malformed = on_malformed
+        self._blind = BlindReconnects(blind_reconnect_interval_s or BLIND_RECONNECT_INTERVAL_S)
+        self._blind_timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
         self._recent = RecentEvents()
         self._current: Connection | None = None
@@ -160,6 +177,44 @@ class UserDataStream:
         logger.warning("user stream reconnect requested reason={}", reason)
         self._current.queue.put_nowait(Control(reason))
 
+    def request_blind_reconnect(self, reason: str) -> None:
+        """REST proved the connection blind: replace it now or when rule 6 allows."""
+        if self._current is None:
+            logger.info("user stream found blind while reconnecting: the next connection is "
+                        "fresh reason={}", reason)
+            return
+        if self._blind_timer is not None:
+            logger.info("user stream still blind: its replacement is already scheduled "
+                        "reason={}", reason)
+            return
+        wait_s = self._blind.wait_s(self._clock.monotonic())
+        if wait_s <= 0:
+            self._blind_reconnect(reason)
+            return
+        self.stats.blind_deferred += 1
+        logger.warning("user stream blind again: reconnecting in {:.1f}s (blind reconnects at most "
+                       "every {:g}s; REST polling is the truth meanwhile) reason={}", wait_s,
+                       self._blind.interval_s, reason)
+        self._blind_timer = asyncio.get_running_loop().call_later(
+            wait_s, self._blind_reconnect, reason)
+
+    def _blind_reconnect(self, reason: str) -> None:
+        self._blind_timer = None
+        if self._current is None:  # reconnecting anyway: the next connection is fresh
+            return
+        self._blind.started(self._clock.monotonic())
+        self.stats.blind_reconnects += 1
+        logger.warning("user stream blind: reconnecting now (blind reconnect #{}; the next one "
+                       "{:g}s from now at the earliest) connection_id={} reason={}",
+                       self.stats.blind_reconnects, self._blind.interval_s, self._current.id,
+                       reason)
+        self._current.queue.put_nowait(Control(f"{_BLIND}{reason}"))
+
+    def _cancel_blind_timer(self) -> None:
+        if self._blind_timer is not None:
+            self._blind_timer.cancel()
+            self._blind_timer = None
+
     async def run(self, emit: Emit) -> None:
         """Connect, resync, deliver and reconnect forever; see the module rules."""
         try:
@@ -168,6 +223,7 @@ class UserDataStream:
                 tg.create_task(self._keepalive_loop(), name="listen-key-keepalive")
                 await self._connection_loop(emit)
         finally:
+            self._cancel_blind_timer()
             conn, self._current = self._current, None
             if conn is not None:  # cancelled or failed: leave no socket behind
                 conn.ws.transport.abort()
@@ -190,6 +246,7 @@ class UserDataStream:
                                describe_error(exc), delay_s)
                 continue
             self._current = conn
+            self._cancel_blind_timer()  # rule 6: that verdict was about an older connection
             self.stats.connects += 1
             if cause != "startup":
                 self.stats.reconnects += 1
@@ -198,6 +255,7 @@ class UserDataStream:
             await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             decided, self._decided = self._decided or reason == _EXPIRED, False
+            blind = decided and reason.startswith(_BLIND)
             self._current = None
             self._discard_successors(conn)
             self.stats.last_lost_reason = reason
@@ -211,7 +269,9 @@ class UserDataStream:
             # link: come back at the minimum delay. Failing links back off exponentially.
             if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
                 self._backoff.reset()
-            cause, delay_s = reason, self._backoff.next_delay_s()
+            # Rule 6: a blind connection is replaced at once (its cadence is already bounded);
+            # the post-connect snapshot then also serves the core's request after the loss.
+            cause, delay_s = reason, (0.0 if blind else self._backoff.next_delay_s())
 
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""

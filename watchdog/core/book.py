@@ -17,6 +17,13 @@ Rules of this module:
    the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
    by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
    covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
+   The gap begins when the stream is lost: a StreamConnected that ends a disconnection (after
+   StreamLost or ListenKeyExpired, or at startup) leaves CONFIRMED the keys a snapshot requested
+   after that loss confirmed meanwhile (nothing else can confirm a key while disconnected), so
+   a reconnect costs no doubt REST already lifted; their stream trust, the flat run (rule 9)
+   and ``live`` still wait for a snapshot requested after the connect. A loss asks for a
+   snapshot (RequestSnapshot); a connect does not: the stream reads one right after every
+   connect (its gap protocol), and a second request would only read the same again.
 4. A failed or partial read never means flat: SnapshotFailed makes the keys it covered SUSPECT;
    a snapshot scoped to some symbols only speaks for keys of those symbols.
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
@@ -51,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 from typing import Literal, assert_never
 
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
@@ -85,6 +93,11 @@ from watchdog.core.model import (
 )
 
 __all__ = ["BookPolicy", "PositionBook", "StreamState"]
+
+# PositionKey's own order (symbol, then side), compared in C: sorting 300 keys with the
+# dataclass' __lt__ was a tenth of every 300-row snapshot.
+_KEY_ORDER = attrgetter("symbol", "side")
+_ENTRY_ORDER = attrgetter("key.symbol", "key.side")
 
 StreamState = Literal["live", "gap", "down"]
 
@@ -194,7 +207,8 @@ class PositionBook:
 
     def views(self) -> list[PositionView]:
         """Every published view, sorted by key."""
-        return [e.published for _, e in sorted(self._entries.items()) if e.published is not None]
+        return [e.published for e in sorted(self._entries.values(), key=_ENTRY_ORDER)
+                if e.published is not None]
 
     def flat_since(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the first REST snapshot of the current unbroken run that
@@ -305,13 +319,19 @@ class PositionBook:
         self._fills.clear()
         self._unreported.clear()
         self._break_all_run()
+        # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
+        keep_confirmed = connected and not was_connected
         for entry in self._entries.values():
+            if keep_confirmed and entry.knowledge is Knowledge.CONFIRMED:
+                entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+                continue
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
         effects: list[Effect] = []
         if was_connected:
             effects.append(Notify("stream_lost", detail=(("reason", reason),)))
-        effects.append(RequestSnapshot(reason=reason))
+        if not connected:
+            effects.append(RequestSnapshot(reason=reason))  # a connect brings its own (rule 3)
         return effects
 
     # ------------------------------------------------------------------ REST
@@ -341,13 +361,13 @@ class PositionBook:
                     if snap.symbols is None or k.symbol in snap.symbols}
         order = (snap.requested_time_ms, snap.request_id)
         effects: list[Effect] = []
-        for key in sorted(in_scope | set(rows)):
+        for key in sorted(in_scope | set(rows), key=_KEY_ORDER):
             newest = max(self._read_order_all, self._read_order.get(key.symbol, (-1, -1)))
             if order < newest:
                 continue  # rule 2: requested before a read already applied for this symbol
             effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
                                                 blind_watch, now_ms))
-            if blind_watch:
+            if blind_watch and self._unreported:  # nothing pending: nothing to check (hot loop)
                 effects.extend(self._check_unreported(key, snap.requested_time_ms))
         if snap.symbols is None:
             self._read_order_all = max(self._read_order_all, order)
@@ -521,13 +541,14 @@ class PositionBook:
 
     def _publish_dirty(self) -> list[Effect]:
         effects: list[Effect] = []
-        for key in sorted(self._dirty):
+        for key in sorted(self._dirty, key=_KEY_ORDER):
             entry = self._entries[key]
             old = entry.published
-            if old is not None and old == _view_of(entry, old.version):
+            view = _view_of(entry, (old.version if old else self._version_base) + 1)
+            if old is not None and old.verified_ms == view.verified_ms and _same_facts(old, view):
                 continue  # no-op: nothing the store would see changed
-            entry.published = view = _view_of(entry, (old.version if old else self._version_base) + 1)
-            effects.append(Publish(view))
+            entry.published = view
+            effects.append(Publish(view, _refresh_of(old, view)))
             if view.state is not PositionState.UNKNOWN:
                 if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
                     kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
@@ -555,3 +576,19 @@ def _view_of(entry: _Entry, version: int) -> PositionView:
         version=version,
         reason="" if entry.knowledge is Knowledge.CONFIRMED else entry.reason,
     )
+
+
+def _refresh_of(old: PositionView | None, new: PositionView) -> int:
+    """``old.version`` when ``new`` only re-verifies ``old`` (a later ``verified_ms``, every fact
+    and the state alike), else 0: the store may then move ``verified_ms`` alone (effects rule 2)."""
+    if (old is None or new.knowledge is not Knowledge.CONFIRMED
+            or new.verified_ms <= old.verified_ms or not _same_facts(old, new)):
+        return 0
+    return old.version
+
+
+def _same_facts(old: PositionView, new: PositionView) -> bool:
+    """Two views of one key alike in everything but ``verified_ms`` and ``version``."""
+    return (old.state is new.state and old.knowledge is new.knowledge and old.amount == new.amount
+            and old.entry_price == new.entry_price and old.source is new.source
+            and old.as_of_time_ms == new.as_of_time_ms and old.reason == new.reason)

@@ -19,6 +19,10 @@ Rules of this module:
    times come from different clocks (ours is corrected by a measured offset), so an algo
    status never goes backwards (NEW → TRIGGERING → TRIGGERED) whatever the times say, and a
    terminal fact always applies.
+5. Fills that may have opened a position (an OrderUpdate fill of an order that is not
+   reduce-only/close-position/hedge-closing, or any TradeLite, which carries no such flag) are
+   remembered per symbol: a stop that looked orphaned may protect the position such a fill just
+   opened, even before any position fact says so (the reaper restarts its grace there).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from watchdog.core.events import (
     OpenOrder,
     OrdersSnapshot,
     OrderUpdate,
+    TradeLite,
 )
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
 
@@ -53,6 +58,17 @@ MAX_TOMBSTONES = 10_000
 
 _Ident = tuple[bool, OrderId]  # (is_algo, id): algo ids and order ids are separate spaces
 _ALGO_RANK = {AlgoStatus.NEW.value: 0, AlgoStatus.TRIGGERING.value: 1, AlgoStatus.TRIGGERED.value: 2}
+
+
+def _reducing(u: OrderUpdate) -> bool:
+    """The filled order could only shrink its position (same test as TrackedOrder)."""
+    if u.reduce_only or u.close_position:
+        return True
+    if u.position_side is PositionSide.LONG:
+        return u.side == "SELL"
+    if u.position_side is PositionSide.SHORT:
+        return u.side == "BUY"
+    return False
 
 
 def _rank(status: str) -> int:
@@ -123,6 +139,7 @@ class OrderBook:
         # retired or re-ended later are stale and skipped.
         self._tomb_heap: list[tuple[int, int, _Ident]] = []
         self._tomb_seq = itertools.count()
+        self._opening_fills: dict[Symbol, int] = {}  # rule 5
 
     # ------------------------------------------------------------ reading
 
@@ -143,6 +160,11 @@ class OrderBook:
         """Symbols with at least one open order (what a per-symbol REST read must cover)."""
         return frozenset(o.key.symbol for o in self._orders.values())
 
+    def last_opening_fill_ms(self, symbol: Symbol) -> int | None:
+        """Exchange time of the last fill on ``symbol`` that may have opened or grown a
+        position (rule 5), or None."""
+        return self._opening_fills.get(symbol)
+
     def is_gone(self, order_id: OrderId, *, is_algo: bool) -> bool:
         """True when a terminal fact for this order has been seen."""
         return (is_algo, order_id) in self._tombstones
@@ -158,11 +180,18 @@ class OrderBook:
             case AlgoUpdate():
                 self._apply_algo_update(event)
             case OrderUpdate():
+                if event.last_filled_quantity != 0 and not _reducing(event):
+                    self._note_opening_fill(event.symbol, event.transaction_time_ms)
                 self._apply_order_update(event)
+            case TradeLite():  # no reduce-only flag: any fill may have opened a position
+                self._note_opening_fill(event.symbol, event.transaction_time_ms)
             case OrdersSnapshot():
                 self._apply_snapshot(event)
             case _:
                 return
+
+    def _note_opening_fill(self, symbol: Symbol, time_ms: int) -> None:
+        self._opening_fills[symbol] = max(time_ms, self._opening_fills.get(symbol, time_ms))
 
     def _apply_algo_update(self, u: AlgoUpdate) -> None:
         ident: _Ident = (True, u.algo_id)

@@ -9,7 +9,10 @@ began, with no lease held by the bot. Rules of this module:
    never a candidate while its algo is TRIGGERING/TRIGGERED (that may be the order closing the
    position), while it could open a position (an entry), while knowledge of the position is
    anything but CONFIRMED, or while the position is open.
-2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms)``: the position
+   A reducing order is also kept while an entry order rests on the same key: it may be the stop
+   placed together with that entry (a bracket), the protection of the position the entry opens.
+2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms, last fill that
+   may have opened a position on the symbol)``: the position
    must have been flat, by an unbroken run of REST snapshots, for ``grace_ms`` after the order
    appeared. When the run began before the order, the REST read "taken after the order was
    created" is the shell's mandatory re-read of the position immediately before the cancel
@@ -76,6 +79,7 @@ class Why(StrEnum):
     ORPHAN = "orphan"
     TRIGGERING = "triggering"                      # algo TRIGGERING/TRIGGERED: never touched
     ENTRY_ORDER = "entry_order"                    # could open or grow a position
+    ENTRY_PENDING = "entry_pending"                # an entry rests on the key: may be its stop
     PREFIX_MISMATCH = "prefix_mismatch"            # not the bot's (client_id_prefix)
     KNOWLEDGE_UNKNOWN = "knowledge_unknown"        # never confirmed, or no fact at all
     KNOWLEDGE_SUSPECT = "knowledge_suspect"        # a gap or a failed read since the last fact
@@ -131,11 +135,13 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
     cancels: list[CancelOrder] = []
     alerts: list[RaiseAlert] = []
     confirm: set[PositionKey] = set()
+    entries = {o.key: o for o in orders.orders() if not o.reduces_only}
     for order in orders.orders():
         stuck = _stuck_alert(order, orders, now_ms, policy)
         if stuck is not None:
             alerts.append(stuck)
-        verdict = _assess(order, positions, leased, now_ms, policy)
+        verdict = _assess(order, positions, leased, now_ms, policy, entries,
+                          orders.last_opening_fill_ms(order.key.symbol))
         if verdict.why is Why.NO_REST_CONFIRMATION:
             confirm.add(order.key)
         if verdict.why is Why.ORPHAN:
@@ -156,7 +162,8 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
 
 
 def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[PositionKey],
-            now_ms: int, policy: ReaperPolicy) -> Assessment:
+            now_ms: int, policy: ReaperPolicy,
+            entries: dict[PositionKey, TrackedOrder], fill_ms: int | None) -> Assessment:
     if order.in_trigger:
         return Assessment(order, Why.TRIGGERING,
                           f"algo {order.status} since {order.status_since_ms}: may be closing "
@@ -181,18 +188,23 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
         return Assessment(order, Why.KNOWLEDGE_UNKNOWN, view.reason or "knowledge unknown")
     elif view.state is not PositionState.CLOSED or view.amount != ZERO:
         return Assessment(order, Why.POSITION_OPEN, f"position {view.state} amount {view.amount}")
+    entry = entries.get(order.key)
+    if entry is not None:
+        return Assessment(order, Why.ENTRY_PENDING,
+                          f"entry {entry.describe()} rests on this key: this order may be the "
+                          f"stop of the position it opens")
     if order.key in leased:
         return Assessment(order, Why.LEASE_HELD, "the bot holds a lease on this position")
     if flat_since is None:
         return Assessment(order, Why.NO_REST_CONFIRMATION,
                           "flat, but not by a REST snapshot in the current unbroken run")
-    start_ms = max(flat_since, order.create_time_ms)
-    waited_ms = now_ms - start_ms
+    since = max(("flat_since", flat_since), ("creation", order.create_time_ms),
+                ("a fill that may have opened a position", fill_ms or 0), key=lambda s: s[1])
+    waited_ms = now_ms - since[1]
     if waited_ms < policy.grace_ms:
         return Assessment(order, Why.NOT_FLAT_LONG_ENOUGH,
                           f"flat for {max(waited_ms, 0)} ms of {policy.grace_ms} ms since "
-                          f"{'flat_since' if flat_since >= order.create_time_ms else 'creation'}",
-                          remaining_ms=policy.grace_ms - max(waited_ms, 0))
+                          f"{since[0]}", remaining_ms=policy.grace_ms - max(waited_ms, 0))
     return Assessment(order, Why.ORPHAN,
                       f"flat by REST since {flat_since}, order created {order.create_time_ms}, "
                       f"grace {policy.grace_ms} ms over at {now_ms}")

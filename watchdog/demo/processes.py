@@ -21,6 +21,8 @@ class DemoSetupError(RuntimeError):
 
 
 def free_port() -> int:
+    """A loopback TCP port free right now (the OS picks it; it may be taken again before use, so
+    only for our own short-lived servers). The one copy: tests and bench/ import it from here."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -9,7 +9,8 @@ This is the only module that imports every adapter and the only place tasks are 
     heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
 
 Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then cancels every other task until
-each has ended (see ``_stop_when`` for why once is not enough). Nothing is torn down on the
+each has ended (see ``_stop_when`` for why once is not enough), then the health hash is removed
+so bots see ``watchdog_down`` at once (``_mark_stopped``). Nothing is torn down on the
 exchange: the listen key is never DELETEd (it is the account's one key, shared with the bot),
 orders are left alone. Fatal errors propagate out of
 the TaskGroup as an ExceptionGroup; ``cli.py`` turns them into an exit code and one line.
@@ -24,7 +25,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from loguru import logger
@@ -35,8 +36,11 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.effects import RequestSnapshot
+from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.errors import ExchangeUnavailable, StoreError
+from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
@@ -45,7 +49,13 @@ from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["INBOX_SIZE", "run"]
+__all__ = ["INBOX_SIZE", "LeaseSource", "leased_symbols_of", "run"]
+
+
+class LeaseSource(Protocol):
+    """What the poller's fast pace needs of ``RedisPublisher``."""
+
+    async def leased_symbols(self) -> frozenset[PositionKey]: ...
 
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
@@ -97,19 +107,27 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             logger.warning("Binance unreachable at startup, server time not synced: {}", exc)
 
         inbox = Inbox(INBOX_SIZE)
+        schedule = PollSchedule.from_config(b)
+        orders = OrderBook()
+        poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
+                        order_symbols=orders.symbols)
+
+        def on_malformed(problem: str) -> None:
+            # The frame may have carried a position change: ask REST now, not at the next poll.
+            poller.request_snapshot(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
+
         stream = UserDataStream(
             rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
-        schedule = PollSchedule.from_config(b)
-        poller = Poller(rest, schedule, clock=clock, leased_symbols=_leased_symbols(store))
+            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
+            on_malformed=on_malformed)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_reconnect)
-        core = CoreLoop(inbox, book, OrderBook(), runner, vitals, notifier, clock,
+                               on_stream_blind=stream.request_blind_reconnect)
+        core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
                         observers=(poller.observe,))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
@@ -129,15 +147,44 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
                     r.account, b.rest_url, b.ws_url, vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")
         with _stop_on_signals(stop), _settled_gc():
-            async with asyncio.TaskGroup() as tg:
-                # ``stop`` first: it must be inside its ``try`` before any sibling can fail (a task
-                # cancelled before its first step never runs its ``except``, so nothing re-cancels).
-                started: list[asyncio.Task[Any]] = []
-                tg.create_task(_stop_when(stop, started, notifier), name="stop")
-                started += [tg.create_task(coro, name=name) for name, coro in tasks.items()]
-                for task in started:
-                    task.add_done_callback(_report_failure)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    # ``stop`` first: it must be inside its ``try`` before any sibling can fail (a
+                    # task cancelled before its first step never runs its ``except``, so nothing
+                    # re-cancels).
+                    started: list[asyncio.Task[Any]] = []
+                    tg.create_task(_stop_when(stop, started, notifier), name="stop")
+                    started += [tg.create_task(coro, name=name) for name, coro in tasks.items()]
+                    for task in started:
+                        task.add_done_callback(_report_failure)
+            except BaseException:
+                # No Redis write on this path: Redis may be the very thing that failed.
+                logger.warning("not a graceful stop: the health hash is left to expire (within "
+                               "{} ms)", r.health_ttl_ms)
+                raise
+            await _mark_stopped(store, timeout_s=2 * r.socket_timeout_s)
     return 0
+
+
+async def _mark_stopped(store: RedisPublisher, *, timeout_s: float) -> None:
+    """Make a graceful stop visible at once: bots get ``watchdog_down`` now, not when the health
+    hash expires (up to ``health_ttl_ms`` later). Runs after every task, the heartbeat included,
+    has ended, so no beat can bring the hash back. A failed task never leads here (its cause may
+    be Redis itself; the hash then expires by its TTL). Redis unreachable now: logged, exit 0."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            outcome = await store.mark_stopped()
+    except (StoreError, TimeoutError) as exc:
+        if isinstance(exc, TimeoutError):
+            raise_if_cancelling(exc)
+        logger.warning("could not mark the watchdog stopped in Redis ({}); bots see it down once "
+                       "the health hash expires", str(exc) or f"timed out after {timeout_s:.1f}s")
+        return
+    if outcome == "other":
+        logger.warning("health hash left alone: another watchdog writes this account; check "
+                       "[redis] account on every host")
+    else:
+        logger.info("marked stopped in Redis (health hash {}): bots now get watchdog_down", outcome)
 
 
 def _report_failure(task: asyncio.Task[Any]) -> None:
@@ -231,7 +278,7 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-def _leased_symbols(store: RedisPublisher) -> Callable[[], Awaitable[Collection[str]]]:
+def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[str]]]:
     """Symbols under a bot's lease, for the poller's fast polling (none while Redis is down)."""
 
     async def leased() -> Collection[str]:

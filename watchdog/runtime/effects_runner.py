@@ -195,6 +195,8 @@ def _log(effect: StoreEffect) -> None:
         case Notify(kind=kind, key=key, detail=detail):
             logger.info("{}{}{}", kind, f" position={key}" if key else "",
                         "".join(f" {k}={v}" for k, v in detail))
+        case Publish(refresh_of=refresh_of) if refresh_of:
+            pass  # only verified_ms moved: a line per position per poll would say nothing new
         case Publish(view=view):
             logger.debug("publish {} state={} knowledge={} amount={} v{}", view.key, view.state.value,
                          view.knowledge.value, view.amount, view.version)

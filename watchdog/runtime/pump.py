@@ -76,7 +76,7 @@ class CorePump:
         elif (isinstance(effect, RaiseAlert) and effect.code == BLIND_ALERT_CODE
               and self.stream is not None):
             logger.warning("core reports the stream blind: {}", effect.message)
-            self.stream.request_reconnect(f"blind: {effect.message}")
+            self.stream.request_blind_reconnect(effect.message)
         if self._on_effect is not None:
             self._on_effect(effect)
 

@@ -8,11 +8,7 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    the REST snapshot "taken after the order was created" the decision relies on. Last, the pure
    decision runs again on the book as it is now: a failed read, a gap or an open fact that
    arrived during those awaits aborts the cancel (REST retries can hide a failure for seconds).
-2. The right endpoint: an algo order is cancelled with ``DELETE /fapi/v1/algoOrder``, a regular
-   order (a triggered stop's child included) with ``DELETE /fapi/v1/order``
-   (BINANCE-API.md §3.6.6). An answer that does not prove the outcome — -2011/-2013, -1007,
-   503 "Unknown error", a transport failure — is followed by a re-query; only a terminal status
-   (or "does not exist") counts as gone (§5, §8.3).
+2. The cancel itself (endpoint, re-query, what counts as gone) is ``orphan_cancel.py``.
 3. At most ``max_cancels_per_min`` cancel requests in any 60 s (monotonic clock).
 4. ``dry_run``: everything up to and including the re-read, then a log line and an
    ``orphan_candidate`` event; no cancel, and never ``trailing_stop_orphaned`` (the bot must not
@@ -29,7 +25,6 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from loguru import logger
@@ -39,9 +34,10 @@ from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
 from watchdog.core.events import Event, PositionSnapshot
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
-from watchdog.core.orders import ALGO_TERMINAL, ORDER_TERMINAL, OrderBook
+from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, Why, decide
-from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected, StoreError
+from watchdog.errors import StoreError
+from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -60,8 +56,6 @@ __all__ = [
     "policy_from_config",
 ]
 
-CODE_CANCEL_REJECTED = -2011  # "Unknown order sent.": gone, wrong endpoint, or triggered
-CODE_NO_SUCH_ORDER = -2013    # "Order does not exist."
 REAPING_TTL_MS = 15_000       # covers mark → re-read → cancel → re-query, REST timeouts included
 BUDGET_WINDOW_S = 60.0
 GONE_MEMORY_S = 30.0          # skip a removed order until the book hears it is gone
@@ -90,16 +84,6 @@ class ReaperStore(Protocol):
 ReadPositions = Callable[[str], Awaitable[PositionSnapshot | None]]
 """A bracketed REST read of every position (``binance.snapshots.read_positions`` bound to the
 client and the core's inbox); None when the read failed."""
-
-
-class Outcome(StrEnum):
-    """What happened to one selected orphan."""
-
-    REMOVED = "removed"              # the cancel was acknowledged, or the re-query proves it
-    ALREADY_GONE = "already_gone"    # -2011/-2013 and the re-query shows it ended before us
-    WOULD_REMOVE = "would_remove"    # dry_run: every check passed, nothing sent
-    ABORTED = "aborted"              # a pre-cancel check failed: nothing sent
-    FAILED = "failed"                # sent, but the order is (or may be) still open
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +291,7 @@ class ReaperTask:
             return self._done(olog, cancel, Outcome.ABORTED,
                               f"budget: {self._policy.max_cancels_per_min} cancels/min used")
         self._sent.append(self._clock.monotonic())
-        outcome, detail = await self._cancel(cancel, olog)
+        outcome, detail = await cancel_and_prove(self._exchange, cancel, olog)
         result = self._done(olog, cancel, outcome, detail)
         if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE):
             self.removed_total += 1
@@ -342,51 +326,6 @@ class ReaperTask:
             if a.order.order_id == cancel.order_id and a.order.is_algo == cancel.is_algo:
                 return "" if a.why is Why.ORPHAN else f"no longer an orphan: {a.why}: {a.detail}"
         return "no longer open in the book"
-
-    async def _cancel(self, cancel: CancelOrder, olog: Logger) -> tuple[Outcome, str]:
-        endpoint = "DELETE /fapi/v1/algoOrder" if cancel.is_algo else "DELETE /fapi/v1/order"
-        olog.info("cancelling via {}", endpoint)
-        try:
-            if cancel.is_algo:
-                await self._exchange.cancel_algo_order(cancel.order_id)
-            else:
-                await self._exchange.cancel_order(cancel.key.symbol, cancel.order_id)
-        except AuthenticationFailed:
-            raise
-        except ExchangeRejected as exc:
-            if exc.code not in (CODE_CANCEL_REJECTED, CODE_NO_SUCH_ORDER):
-                return Outcome.FAILED, f"{endpoint} rejected: {exc}"
-            olog.warning("{} answered {}: re-querying before calling it gone", endpoint, exc.code)
-            return await self._requery(cancel, f"{endpoint} answered {exc.code}", ours=False)
-        except ExchangeError as exc:
-            olog.warning("{} outcome not proven ({}): re-querying", endpoint, exc)
-            return await self._requery(cancel, f"{endpoint}: {type(exc).__name__}", ours=True)
-        return Outcome.REMOVED, f"{endpoint} acknowledged"
-
-    async def _requery(self, cancel: CancelOrder, why: str, *, ours: bool) -> tuple[Outcome, str]:
-        """Ask the exchange for the order's status; only a terminal status proves it gone."""
-        gone = Outcome.REMOVED if ours else Outcome.ALREADY_GONE
-        try:
-            if cancel.is_algo:
-                algo = await self._exchange.get_algo_order(cancel.order_id)
-                status, terminal = algo.status.value, algo.status in ALGO_TERMINAL
-            else:
-                row = await self._exchange.get_order(cancel.key.symbol, cancel.order_id)
-                status, terminal = row.status, row.status in ORDER_TERMINAL
-        except AuthenticationFailed:
-            raise
-        except ExchangeRejected as exc:
-            if exc.code in (CODE_NO_SUCH_ORDER, CODE_CANCEL_REJECTED):
-                return gone, f"{why}; re-query: order does not exist ({exc.code})"
-            return Outcome.FAILED, f"{why}; re-query rejected: {exc}"
-        except ExchangeError as exc:
-            return Outcome.FAILED, f"{why}; re-query failed, outcome unknown: {exc}"
-        if terminal:
-            return gone, f"{why}; re-query: {status}"
-        if status in ("TRIGGERING", "TRIGGERED"):
-            return Outcome.FAILED, (f"{why}; re-query: {status} (triggered meanwhile: its child "
-                                    f"order, if any, is judged on its own)")
-        return Outcome.FAILED, f"{why}; re-query: still {status}"
 
     async def _publish(self, kinds: tuple[str, ...], result: CancelResult, olog: Logger) -> None:
         cancel = result.cancel

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from redis import exceptions as redis_errors
 
+from watchdog.core.model import PositionKey
 from watchdog.runtime.health import Health
 from watchdog.store.keys import SCHEMA, AccountKeys, parse_member
 
@@ -138,7 +139,13 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
             health = Health.from_fields(raw_health)
         except ValueError as exc:
             problems.append(f"unreadable heartbeat: {exc}")
-    rows = tuple(_position_row(member, fields, now) for member, fields in positions)
+    odd = sorted({m for m, *_ in (*positions, *leases) if _key_of(m) is None}
+                 | {m for m in windows if m.count(":") == 1 and _key_of(m) is None})
+    if odd:
+        problems.append(f"malformed member(s) in Redis, written by a bot's begin/end? "
+                        f"{', '.join(map(repr, odd))}")
+    rows = tuple(_judged(_position_row(member, fields, now), health)
+                 for member, fields in positions)
     verdict, reasons = assess(health, rows)
     if problems and verdict == "healthy":
         verdict = "degraded"
@@ -151,20 +158,35 @@ def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
     # decode_responses=True: every reply is str (redis-py's stubs cannot express that).
     raw_health = client.hgetall(keys.health)
     members = sorted(str(m) for m in client.smembers(keys.positions))
-    positions = [(m, client.hgetall(keys.position(parse_member(m)))) for m in members]
+    positions = [(m, client.hgetall(keys.position(k)) if (k := _key_of(m)) else {})
+                 for m in members]
     ranked: Any = client.zrange(keys.leases, 0, -1, withscores=True)
-    leases = [(m, client.hgetall(keys.lease(parse_member(m))), int(score)) for m, score in ranked]
+    leases = [(m, client.hgetall(keys.lease(k)) if (k := _key_of(m)) else {}, int(score))
+              for m, score in ranked]
     windows = client.hgetall(keys.windows)
     events = client.xrevrange(keys.events, count=_RECENT_EVENTS)
     return raw_health, positions, leases, windows, events
 
 
+def _key_of(member: str) -> PositionKey | None:
+    """A member's position; None when malformed (bots write lease and window members)."""
+    try:
+        return parse_member(member)
+    except ValueError:
+        return None
+
+
+def _parts(member: str) -> tuple[str, str]:
+    key = _key_of(member)
+    return (key.symbol, key.side.value) if key is not None else (member, "?")
+
+
 def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[str, Any]:
-    key = parse_member(member)
+    symbol, side = _parts(member)
     verified_ms = _int(fields.get("verified_ms"))
     return {
-        "symbol": key.symbol,
-        "side": key.side.value,
+        "symbol": symbol,
+        "side": side,
         "state": fields.get("state", "unknown") if fields else "unknown",
         "knowledge": fields.get("knowledge"),
         "amount": fields.get("amt"),
@@ -178,9 +200,29 @@ def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[s
     }
 
 
+def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
+    """Rule 2, as the verdict scripts judge it: ``open``/``closed`` only while the watchdog is
+    alive and the knowledge is not older than its ``veto_max_age_ms``; else ``unknown`` (the
+    stored state stays visible as ``stored_state``)."""
+    row["stored_state"] = row["state"]
+    if row["state"] not in ("open", "closed"):
+        return row
+    if health is None:
+        why = "watchdog down: no heartbeat, the stored state is not verified"
+    else:
+        max_age_ms = _int(dict(health.extra).get("veto_max_age_ms"))
+        age_ms = row["age_ms"]
+        if max_age_ms is not None and age_ms is not None and age_ms <= max_age_ms:
+            return row
+        why = (f"stale: stored {row['state']} verified {age_ms} ms ago "
+               f"(limit veto_max_age_ms={max_age_ms})")
+    row["state"], row["reason"] = "unknown", why
+    return row
+
+
 def _lease_row(member: str, fields: Mapping[str, str], expiry_ms: int, now_ms: int) -> dict[str, Any]:
-    key = parse_member(member)
-    return {"symbol": key.symbol, "side": key.side.value, "holder": fields.get("holder"),
+    symbol, side = _parts(member)
+    return {"symbol": symbol, "side": side, "member": member, "holder": fields.get("holder"),
             "token": fields.get("token") or fields.get("fence"), "expires_at_ms": expiry_ms,
             "expires_in_ms": expiry_ms - now_ms}
 
@@ -193,8 +235,8 @@ def _window_rows(windows: Mapping[str, str]) -> list[dict[str, Any]]:
     for member, raw in sorted(windows.items()):
         if member.count(":") != 1:
             continue  # a ":count" or ":max_window_ms" companion, read below
-        key = parse_member(member)
-        row: dict[str, Any] = {"symbol": key.symbol, "side": key.side.value}
+        symbol, side = _parts(member)
+        row: dict[str, Any] = {"symbol": symbol, "side": side}
         try:
             last = json.loads(raw)
         except ValueError:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
-__all__ = ["SCHEMA", "AccountKeys", "PositionKeys", "member_of", "parse_member", "validate_account"]
+__all__ = ["SCHEMA", "AccountKeys", "PositionKeys", "member_of", "parse_lease_member", "parse_member",
+           "validate_account"]
 
 SCHEMA = "wd:v1"
 
@@ -57,6 +58,23 @@ def parse_member(member: str) -> PositionKey:
     """Inverse of :func:`member_of`; raises ``ValueError`` on a malformed member."""
     symbol, _, side = member.partition(":")
     return PositionKey(Symbol(_validate_symbol(symbol)), PositionSide(side))
+
+
+def parse_lease_member(member: str) -> frozenset[PositionKey]:
+    """The positions a lease member names, read leniently: bots write it themselves (``begin``'s
+    member argument, docs/PROTOCOL.md §4). A malformed side means every side of the symbol, a
+    lower-case symbol its upper case (when unsure, the reaper waits); no symbol at all: none."""
+    try:
+        return frozenset({parse_member(member)})
+    except ValueError:
+        pass
+    symbol, _, side = member.partition(":")
+    try:
+        symbol = _validate_symbol(symbol.strip().upper())
+    except ValueError:
+        return frozenset()
+    sides = [s for s in PositionSide if s.value == side.strip().upper()] or list(PositionSide)
+    return frozenset(PositionKey(Symbol(symbol), s) for s in sides)
 
 
 @dataclass(frozen=True, slots=True)

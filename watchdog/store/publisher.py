@@ -29,7 +29,8 @@ from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
-from watchdog.store.keys import AccountKeys, member_of, parse_member
+from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
+from watchdog.store.refresh import TouchCalls, missed_refreshes
 from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 __all__ = ["RedisPublisher", "StoreEffect", "health_value"]
@@ -87,6 +88,7 @@ class RedisPublisher:
                  closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "") -> None:
         self._redis = client
         self._url = url
+        self._odd_members: set[str] = set()
         self.keys = AccountKeys(account)
         self._health_ttl_ms = health_ttl_ms
         self._closed_ttl_ms = int(closed_ttl_s * 1000)
@@ -96,6 +98,7 @@ class RedisPublisher:
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
         self._names: dict[PositionKey, tuple[str, str, str]] = {}  # one entry per position ever seen
+        self._touches = TouchCalls(self.keys, self._closed_ttl_ms)
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
@@ -169,8 +172,21 @@ class RedisPublisher:
         touched: set[PositionKey] = set()
         k = self.keys
         positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
+        # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
+        refreshes: list[tuple[PositionView, int]] = []
+        refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
         for effect in effects:
+            if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
+                refresh_calls[len(calls)] = refreshes
+                calls.append(self._touches.call(refreshes))
+                refreshes = []
             match effect:
+                case Publish(view=view, refresh_of=refresh_of) if refresh_of:
+                    held = self._held.get(view.key)
+                    if held is None or view.version > held.version:
+                        self._held[view.key] = view
+                    touched.add(view.key)
+                    refreshes.append((view, refresh_of))
                 case Publish(view=view):
                     held = self._held.get(view.key)
                     if held is None or view.version > held.version:
@@ -196,18 +212,28 @@ class RedisPublisher:
                 case RaiseAlert(code=code, message=message, key=key):
                     calls.append(self._emit_call("alert", {"code": code, "message": message,
                                                            **({"position": member_of(key)} if key else {})}))
+        if refreshes:
+            refresh_calls[len(calls)] = refreshes
+            calls.append(self._touches.call(refreshes))
         try:
             with map_redis_errors("pipeline", self._url):
                 replies = await self._pipeline(calls)
                 if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
                     # SCRIPT FLUSH or a restart between batches: load again, redo what failed.
                     await self._load_scripts()
-                    redo = [c for c, r in zip(calls, replies, strict=True)
+                    redo = [i for i, r in enumerate(replies)
                             if isinstance(r, redis_errors.NoScriptError)]
-                    replies = await self._pipeline(redo)
+                    again = await self._pipeline([calls[i] for i in redo])
+                    for i, reply in zip(redo, again, strict=True):
+                        replies[i] = reply
                 for reply in replies:
                     if isinstance(reply, Exception):
                         raise reply
+            for index, entries in refresh_calls.items():
+                # Redis no longer holds what these re-verify (lost data, a failed write):
+                # the complete view, with the usual compare-and-set.
+                for view in missed_refreshes(entries, replies[index]):
+                    await self._publish(view)
         except StoreError:
             self._dirty |= touched
             raise
@@ -355,6 +381,15 @@ class RedisPublisher:
         logger.info("republished {} position(s) to Redis", done)
         return True
 
+    async def mark_stopped(self) -> str:
+        """Graceful stop: remove our health hash and append ``watchdog_stopped`` atomically, so
+        bots get ``watchdog_down`` at once instead of after ``health_ttl_ms``. Call only after
+        the heartbeat task has ended. Returns ``removed``, ``gone`` (expired already) or
+        ``other`` (another instance's hash, left alone); raises ``StoreError``."""
+        with map_redis_errors("mark_stopped", self._url):
+            return str(await self._scripts["mark_stopped"](
+                keys=[self.keys.health, self.keys.events], args=[self._instance, self.keys.channel]))
+
     # ---------------------------------------------------------------- events
 
     async def emit(self, kind: str, fields: Mapping[str, object]) -> str:
@@ -404,7 +439,16 @@ class RedisPublisher:
         """Positions under a live lease: the poller polls them fast until the lease ends."""
         with map_redis_errors("leased", self._url):
             members = await self._scripts["leased"](keys=[self.keys.leases], args=[])
-        return frozenset(parse_member(m) for m in members)
+        keys: set[PositionKey] = set()
+        for member in map(str, members):
+            parsed = parse_lease_member(member)
+            keys |= parsed
+            exact = len(parsed) == 1 and member_of(next(iter(parsed))) == member
+            if not exact and member not in self._odd_members:
+                self._odd_members.add(member)  # a bot's malformed member: say so once
+                logger.warning("malformed lease member {!r} in {} (from a bot's begin): read as "
+                               "{}", member, self.keys.leases, sorted(map(str, parsed)) or "none")
+        return frozenset(keys)
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""

@@ -1,0 +1,100 @@
+"""The poller after a reconnect: the stream's post-connect order read restarts that symbol's orders
+timer (no second read right after it), but never swallows a read someone asked for."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from watchdog.binance.poller import PollSchedule
+from watchdog.core.events import PositionAmount, PositionSnapshot
+from watchdog.core.model import PositionKey, PositionSide, Symbol
+
+BTC = Symbol("BTCUSDT")
+
+
+def schedule_with_btc_open() -> PollSchedule:
+    s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+    row = PositionAmount(PositionKey(BTC, PositionSide.BOTH), Decimal(1), Decimal(100), 1)
+    s.positions_seen(PositionSnapshot(1, 1, 2, (row,), None), 0.0)
+    s.orders_read(BTC, 0.0)
+    s.sweep_started(0.0)  # no sweep in the way
+    return s
+
+
+def test_an_order_read_by_the_stream_restarts_the_orders_timer() -> None:
+    s = schedule_with_btc_open()
+    assert BTC in s.plan(5.0).order_symbols  # due after its interval
+    s.orders_read_by_other({BTC}, 4.9)
+    assert BTC not in s.plan(5.0).order_symbols
+    assert BTC not in s.plan(9.8).order_symbols
+    assert BTC in s.plan(9.9).order_symbols
+
+
+def test_an_order_read_by_the_stream_never_serves_a_request() -> None:
+    s = schedule_with_btc_open()
+    s.snapshot_requested("fill on BTCUSDT", {BTC})
+    s.orders_read_by_other({BTC}, 1.0)
+    assert BTC in s.plan(1.0).orders_urgent
+
+
+def test_an_older_read_by_the_stream_does_not_move_the_timer_back() -> None:
+    s = schedule_with_btc_open()
+    s.orders_read(BTC, 3.0)
+    s.orders_read_by_other({BTC}, 2.0)
+    assert BTC not in s.plan(7.9).order_symbols
+    assert BTC in s.plan(8.0).order_symbols
+
+
+class _Rest:
+    """What Poller's constructor reads of BinanceRest."""
+
+    class budget:  # mirrors the attribute
+        budget_per_min = 360
+
+
+def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
+    from watchdog.binance.poller import Poller
+    from watchdog.core.events import OrdersSnapshot
+    from watchdog.runtime.clock import SystemClock
+
+    clock = SystemClock()
+    poller = Poller(_Rest(), schedule_with_btc_open(), clock=clock)  # type: ignore[arg-type]
+    budget = poller._orders_budget
+    now_s = clock.monotonic()
+    assert budget.own_used_1m(now_s) == 0
+    poller.observe(OrdersSnapshot(7, 1, (), (), frozenset({BTC})))  # not one of the poller's own
+    assert budget.own_used_1m(now_s) == 2  # openOrders + openAlgoOrders
+    assert budget.budget_per_min == 12  # 360 - positions 334 - sweep 8 - blind reconnects 6
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+
+class _BudgetRest:
+    def __init__(self) -> None:
+        from watchdog.binance.budget import WeightBudget
+        self.budget = WeightBudget(360)
+
+    def budget_wait_s(self, weight: int) -> float:
+        return 0.0
+
+
+def test_an_order_read_held_by_the_budget_does_not_delay_the_positions_poll() -> None:
+    from watchdog.binance.poller import Poller
+
+    clock = _Clock()
+    schedule = schedule_with_btc_open()
+    poller = Poller(_BudgetRest(), schedule, clock=clock)  # type: ignore[arg-type]
+    schedule.positions_started(0.0)  # next positions read due at 0.9
+    poller._orders_budget.record(12, 0.0)  # the orders share is spent for a minute
+    clock.now_s = 5.5  # BTCUSDT's orders are due, and held back
+    schedule.positions_started(5.2)  # the last positions read: the next is due at 6.1
+    assert schedule.plan(5.5).order_symbols == (BTC,)
+    assert poller._next_wake_s(()) == pytest.approx(0.6)  # the positions poll, not 0.9

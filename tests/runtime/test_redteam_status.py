@@ -1,0 +1,95 @@
+"""Red-team: ``status`` must never show ``open``/``closed`` that the bot's verdict would call
+stale or watchdog_down (rule 2: no stale fallbacks). Real redis-server, the real store and
+verdict scripts; ``status`` reads what they wrote."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
+from watchdog.client import WatchdogClient
+from watchdog.core.model import PositionState
+from watchdog.runtime.health import Health
+from watchdog.runtime.status import EXIT_DEGRADED, EXIT_DOWN, read_status
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def beat(publisher: Any) -> None:
+    now_ms = wall_ms()
+    health = Health(pid=1, host="h", version="0", started_ms=now_ms, updated_ms=now_ms,
+                    ready=True, healthy=True, stream_state="live", last_snapshot_ms=now_ms)
+    await publisher.heartbeat(health.to_fields(), wall_ms=now_ms)
+
+
+@pytest.mark.parametrize("state", [PositionState.OPEN, PositionState.CLOSED])
+async def test_status_never_shows_aged_knowledge_as_truth(publisher: Any, redis_url: str,
+                                                          state: PositionState) -> None:
+    """The watchdog is alive but the position hash was last verified long ago (a wedged core
+    loop, a failed write): the bot's check says stale; status must not say open/closed."""
+    await beat(publisher)
+    old_ms = wall_ms() - 10 * MAX_AGE_MS
+    await publisher.publish(make_view(position_key("BTCUSDT"), state=state, verified_ms=old_ms))
+    bot = WatchdogClient.from_url(redis_url, ACCOUNT)
+    try:
+        verdict = bot.check("BTCUSDT", "BOTH")
+    finally:
+        bot.close()
+    assert not verdict.allowed
+    assert verdict.reason in ("stale", "position_closed")
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2)
+    [row] = report.to_json()["positions"]
+    assert row["state"] == "unknown", row
+    assert row["stored_state"] == state.value
+    assert "stale" in row["reason"]
+    assert report.exit_code == EXIT_DEGRADED
+    assert any("BTCUSDT:BOTH" in reason for reason in report.reasons)
+
+
+async def test_fresh_knowledge_is_shown_as_it_is(publisher: Any, redis_url: str) -> None:
+    await beat(publisher)
+    await publisher.publish(make_view(position_key("BTCUSDT"), verified_ms=wall_ms()))
+    [row] = read_status(redis_url, ACCOUNT, socket_timeout_s=2).to_json()["positions"]
+    assert (row["state"], row["stored_state"]) == ("open", "open")
+
+
+async def test_a_dead_watchdog_shows_no_position_as_truth(publisher: Any, redis_url: str) -> None:
+    """No heartbeat: every verdict is watchdog_down, so status must not print ``open``."""
+    await beat(publisher)
+    await publisher.publish(make_view(position_key("BTCUSDT"), verified_ms=wall_ms()))
+    await publisher.mark_stopped()
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2)
+    assert report.exit_code == EXIT_DOWN
+    [row] = report.to_json()["positions"]
+    assert row["state"] == "unknown"
+    assert "watchdog down" in row["reason"]
+
+
+async def test_a_bots_malformed_member_does_not_crash_status(publisher: Any, redis_url: str) -> None:
+    """A plain-Redis bot's begin/end with member 'btcusdt:BOTH' writes it into the leases zset
+    and the windows hash; status must still report (rule 3), showing the member as it is."""
+    from tests.store.test_redteam_leases import raw_begin
+    from watchdog.store.keys import AccountKeys
+
+    await beat(publisher)
+    await publisher.publish(make_view(position_key("BTCUSDT"), verified_ms=wall_ms()))
+    assert raw_begin(redis_url, "btcusdt:BOTH")[0] == 1
+    keys = AccountKeys(ACCOUNT)
+    import redis as redis_sync
+
+    client = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        client.hset(keys.windows, mapping={"btcusdt:BOTH": "{}", "btcusdt:BOTH:count": "1"})
+        client.sadd(keys.positions, "BTCUSDT")  # an index member without a side
+    finally:
+        client.close()
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2)
+    data = report.to_json()
+    assert [lease["member"] for lease in data["leases"]] == ["btcusdt:BOTH"]
+    assert any("btcusdt:BOTH" in reason for reason in report.reasons)
+    assert report.exit_code == EXIT_DEGRADED

@@ -1,0 +1,54 @@
+"""A graceful stop made visible at once (``RedisPublisher.mark_stopped``), against real Redis:
+the verdicts say ``watchdog_down`` right away, and another instance's health is never removed."""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio
+
+from tests.support.store import ACCOUNT, make_view
+from watchdog.client import AsyncWatchdogClient
+from watchdog.store.keys import AccountKeys
+from watchdog.store.publisher import RedisPublisher
+
+KEYS = AccountKeys(ACCOUNT)
+
+
+async def test_stop_turns_every_verdict_into_watchdog_down_at_once(
+        redis_url: str, publisher: RedisPublisher, rclient: redis.asyncio.Redis) -> None:
+    bot = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
+    try:
+        view = make_view(version=1, verified_ms=int(time.time() * 1000))
+        await publisher.publish(view)
+        await publisher.heartbeat({"stream": "live"})
+        assert (await bot.check("BTCUSDT")).reason == "ok"
+
+        assert await publisher.mark_stopped() == "removed"
+
+        assert await rclient.exists(KEYS.health) == 0  # the plain-Redis recipe (EXISTS) sees it too
+        verdict = await bot.check("BTCUSDT")
+        assert (verdict.allowed, verdict.reason) == (False, "watchdog_down")
+        kinds = [fields["kind"] for _, fields in await rclient.xrange(KEYS.events)]
+        assert kinds[-1] == "watchdog_stopped"
+        assert (await bot.begin("BTCUSDT", holder="bot-1")).reason == "watchdog_down"
+        assert await publisher.mark_stopped() == "gone"  # a second call changes nothing
+    finally:
+        await bot.close()
+
+
+async def test_stop_leaves_another_instances_health_alone(redis_url: str, publisher: RedisPublisher,
+                                                          rclient: redis.asyncio.Redis) -> None:
+    await publisher.heartbeat({"stream": "live"})
+    newer = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=10_000,
+                                    closed_ttl_s=60, events_maxlen=1000, veto_max_age_ms=5_000,
+                                    socket_timeout_s=2.0)
+    await newer.start()
+    try:
+        await newer.heartbeat({"stream": "live"})  # a second watchdog took the account over
+        events_before = await rclient.xlen(KEYS.events)
+        assert await publisher.mark_stopped() == "other"
+        assert await rclient.hget(KEYS.health, "beat_ms") is not None
+        assert await rclient.xlen(KEYS.events) == events_before
+    finally:
+        await newer.close()

@@ -1,0 +1,38 @@
+-- touch_verified: many re-verifications in one call. Each entry moves 'verified_ms' and
+-- 'version' of a position whose facts did not change, and writes exactly what
+-- publish_position would for that view (updated_ms, rev, index, TTL or PERSIST, lease revoke
+-- on a closure), but only where the hash still holds the version and state being re-verified.
+-- Anywhere else (older or newer version, retracted, missing: Redis lost it) nothing is written
+-- and the entry's index is returned: the watchdog then writes the complete view with the usual
+-- compare-and-set, so an older fact never wins and freshness never lands on another state.
+-- KEYS: 1 positions, 2 leases, 3 events, 4 health, then per entry i: 3+2i position, 4+2i lease
+-- ARGV: 1 closed_ttl_ms, 2 channel, then per entry i (from 0): 3+5i member, 4+5i re-verified
+--       version, 5+5i new version, 6+5i verified_ms, 7+5i state
+-- Reply: the 1-based indexes of the entries not written
+local closed_ttl = tonumber(ARGV[1])
+local now = now_ms()
+local maxlen = nil
+local missed = {}
+local n = (#KEYS - 4) / 2
+for i = 0, n - 1 do
+  local pos, lease = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+  local a = 3 + 5 * i
+  local member, state = ARGV[a], ARGV[a + 4]
+  local held = redis.call('HMGET', pos, 'version', 'state')
+  if held[1] and tonumber(held[1]) == tonumber(ARGV[a + 1]) and held[2] == state then
+    redis.call('HSET', pos, 'verified_ms', ARGV[a + 3], 'version', ARGV[a + 2],
+      'updated_ms', tostring(now))
+    redis.call('HINCRBY', pos, 'rev', 1)
+    redis.call('SADD', KEYS[1], member)
+    if state == 'closed' then
+      redis.call('PEXPIRE', pos, closed_ttl)
+      maxlen = maxlen or events_maxlen(KEYS[4])
+      revoke(lease, KEYS[2], KEYS[3], ARGV[2], maxlen, member, 'position_closed', now)
+    else
+      redis.call('PERSIST', pos)
+    end
+  else
+    table.insert(missed, i + 1)
+  end
+end
+return missed
