@@ -12,7 +12,7 @@ import watchdog.core
 CORE_DIR = Path(watchdog.core.__file__).parent
 # Pure, deterministic stdlib modules only: no asyncio, time, os, logging, socket, random, ...
 ALLOWED = {"__future__", "dataclasses", "decimal", "enum", "typing", "collections", "itertools",
-           "functools", "operator", "abc", "math", "collections.abc", "types"}
+           "functools", "operator", "abc", "math", "collections.abc", "types", "heapq"}
 
 
 def _imports(path: Path) -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.core.reaper_support import (
     BAS,
     BTC,
@@ -14,6 +17,7 @@ from tests.core.reaper_support import (
     order_update,
     snapshot,
 )
+from watchdog.core import orders as orders_module
 from watchdog.core.events import StreamConnected
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
@@ -187,3 +191,49 @@ def test_a_terminal_fact_applies_even_if_its_time_reads_older() -> None:
     book.apply(algo_update(5, AlgoStatus.CANCELED, at_ms=2_999))
     book.apply(order_update(7, "CANCELED", at_ms=2_999))
     assert len(book) == 0
+
+
+class _ScanningBook(OrderBook):
+    """The tombstone cap as first written (a scan for the earliest end): the reference."""
+
+    def _end(self, ident: tuple[bool, OrderId], symbol: Symbol, t: int) -> None:
+        self._orders.pop(ident, None)
+        self._tombstones[ident] = (symbol, t)
+        if len(self._tombstones) > orders_module.MAX_TOMBSTONES:
+            oldest = min(self._tombstones, key=lambda i: self._tombstones[i][1])
+            del self._tombstones[oldest]
+
+
+_END_STEPS = st.lists(
+    st.tuples(st.sampled_from(["end", "end", "end", "snapshot"]), st.integers(1, 12),
+              st.integers(0, 400)), max_size=60)
+
+
+@given(steps=_END_STEPS)
+@settings(max_examples=200, deadline=None)
+def test_the_tombstone_cap_drops_the_earliest_ended_like_a_full_scan(
+        steps: list[tuple[str, int, int]]) -> None:
+    # Distinct end times: among equal times the first ended goes (the scan took dict order).
+    fast, reference = OrderBook(), _ScanningBook()
+    saved, orders_module.MAX_TOMBSTONES = orders_module.MAX_TOMBSTONES, 4
+    try:
+        for i, (kind, order_id, at_ms) in enumerate(steps):
+            at_ms = at_ms * 100 + i  # unique, not monotonic
+            event = (order_update(order_id, "CANCELED", at_ms=at_ms) if kind == "end"
+                     else snapshot(at_ms=at_ms, symbols=frozenset({BAS})))
+            fast.apply(event)
+            reference.apply(event)
+            assert fast._tombstones == reference._tombstones
+    finally:
+        orders_module.MAX_TOMBSTONES = saved
+
+
+def test_many_terminal_facts_keep_the_newest_tombstones() -> None:
+    book = OrderBook()
+    total = orders_module.MAX_TOMBSTONES + 500
+    for order_id in range(1, total + 1):
+        book.apply(order_update(order_id, "CANCELED", at_ms=order_id))
+    assert not book.is_gone(OrderId(500), is_algo=False)
+    assert book.is_gone(OrderId(501), is_algo=False)
+    assert book.is_gone(OrderId(total), is_algo=False)
+    assert len(book._tomb_heap) <= 2 * orders_module.MAX_TOMBSTONES + 1024

@@ -17,16 +17,18 @@ from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
 
 
-async def cancel_with(replies: dict[str, tuple[int, Any]], cancel: Any) -> tuple[Outcome, str, list[str]]:
-    calls: list[str] = []
+async def cancel_raw(replies: dict[str, tuple[int, bytes]], cancel: Any
+                    ) -> tuple[Outcome, str, list[httpx.Request]]:
+    """Run ``cancel_and_prove`` against canned raw answers; every request but the time sync."""
+    seen: list[httpx.Request] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         endpoint = f"{request.method} {request.url.path}"
         if endpoint == "GET /fapi/v1/time":  # the client syncs its clock first
             return httpx.Response(200, json={"serverTime": SystemClock().wall_ms()})
-        calls.append(endpoint)
+        seen.append(request)
         status, body = replies[endpoint]
-        return httpx.Response(status, content=json.dumps(body).encode())
+        return httpx.Response(status, content=body)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle),
                                  base_url="http://binance.test") as http:
@@ -34,7 +36,14 @@ async def cancel_with(replies: dict[str, tuple[int, Any]], cancel: Any) -> tuple
                            retry_policy=RetryPolicy(max_delay_s=0.2, initial_s=0.01,
                                                     max_wait_s=0.02, jitter_s=0.0, max_attempts=1))
         outcome, detail = await cancel_and_prove(rest, cancel, logger.bind())
-    return outcome, detail, calls
+    return outcome, detail, seen
+
+
+async def cancel_with(replies: dict[str, tuple[int, Any]], cancel: Any) -> tuple[Outcome, str, list[str]]:
+    """``cancel_raw`` with JSON bodies; the endpoints called, in order."""
+    raw = {endpoint: (status, json.dumps(body).encode()) for endpoint, (status, body) in replies.items()}
+    outcome, detail, seen = await cancel_raw(raw, cancel)
+    return outcome, detail, [f"{r.method} {r.url.path}" for r in seen]
 
 
 async def test_an_acknowledged_algo_cancel_is_removed_without_a_requery() -> None:

@@ -4,42 +4,19 @@ prove it, and ids beyond 2**53 reach Binance exactly. Binance faked at the trans
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
-import httpx
 import pytest
-from loguru import logger
 
-from tests.runtime.test_reaper_task import ALGO, CHILD, Creds, algo_row, order_row
-from watchdog.binance.rest import BinanceRest
-from watchdog.binance.retry import RetryPolicy
+from tests.runtime.test_orphan_cancel import cancel_raw
+from tests.runtime.test_reaper_task import ALGO, CHILD, algo_row, order_row
 from watchdog.core.model import OrderId
-from watchdog.runtime.clock import SystemClock
-from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
+from watchdog.runtime.orphan_cancel import Outcome
 
 BIG = OrderId(2**63 - 7)
 HTML = b"<html><body>502 Bad Gateway</body></html>"
 
 
-async def cancel_with(replies: dict[str, tuple[int, bytes]], cancel: Any
-                      ) -> tuple[Outcome, str, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        endpoint = f"{request.method} {request.url.path}"
-        if endpoint == "GET /fapi/v1/time":
-            return httpx.Response(200, json={"serverTime": SystemClock().wall_ms()})
-        seen.append(request)
-        status, body = replies[endpoint]
-        return httpx.Response(status, content=body)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle),
-                                 base_url="http://binance.test") as http:
-        rest = BinanceRest(http, Creds(), clock=SystemClock(),
-                           retry_policy=RetryPolicy(max_delay_s=0.2, initial_s=0.01,
-                                                    max_wait_s=0.02, jitter_s=0.0, max_attempts=1))
-        outcome, detail = await cancel_and_prove(rest, cancel, logger.bind())
-    return outcome, detail, seen
+cancel_with = cancel_raw
 
 
 def js(value: object) -> bytes:

@@ -68,3 +68,25 @@ async def test_unreachable_redis_marks_positions_dirty() -> None:
                             Notify("position_opened", key)])
     assert key in pub._dirty  # rewritten by the next heartbeat
     await pub.close()
+
+
+async def test_a_stalled_batch_times_out_once_and_the_connection_is_not_reused(
+        redis_url: str, r: redis.asyncio.Redis) -> None:
+    pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=1000, closed_ttl_s=60,
+                                  events_maxlen=100, veto_max_age_ms=1000, socket_timeout_s=0.3)
+    await pub.start()
+    btc, eth = position_key("BTCUSDT"), position_key("ETHUSDT")
+    await r.execute_command("CLIENT", "PAUSE", "1000", "ALL")  # Redis answers nobody meanwhile
+    try:
+        with pytest.raises(StoreUnavailable, match="TimeoutError"):
+            await pub.run_many([Publish(make_view(btc, version=1, verified_ms=now_ms())),
+                                Publish(make_view(eth, version=1, verified_ms=now_ms()))])
+    finally:
+        await r.execute_command("CLIENT", "UNPAUSE")
+    assert {btc, eth} <= pub._dirty  # rewritten by the next heartbeat
+    # The late replies of the stalled batch must not be read as the answers of the next one.
+    await pub.run_many([Publish(make_view(btc, version=2, verified_ms=now_ms(), amount="0.030")),
+                        Notify("position_opened", btc)])
+    assert await r.hget(KEYS.position(btc), "amt") == "0.030"
+    assert not pub._dirty & {btc}
+    await pub.close()

@@ -27,6 +27,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -131,6 +133,12 @@ class OrderBook:
     def __init__(self) -> None:
         self._orders: dict[_Ident, TrackedOrder] = {}
         self._tombstones: dict[_Ident, tuple[Symbol, int]] = {}
+        # (ended_ms, seq, ident) per ``_end``, so dropping the oldest tombstone at the cap is
+        # O(log n) instead of a scan of all 10,000 on every terminal fact (a busy account
+        # cancelling thousands of orders between two order reads). Entries whose tombstone was
+        # retired or re-ended later are stale and skipped.
+        self._tomb_heap: list[tuple[int, int, _Ident]] = []
+        self._tomb_seq = itertools.count()
         self._opening_fills: dict[Symbol, int] = {}  # rule 5
 
     # ------------------------------------------------------------ reading
@@ -312,9 +320,22 @@ class OrderBook:
     def _end(self, ident: _Ident, symbol: Symbol, t: int) -> None:
         self._orders.pop(ident, None)
         self._tombstones[ident] = (symbol, t)
+        heapq.heappush(self._tomb_heap, (t, next(self._tomb_seq), ident))
         if len(self._tombstones) > MAX_TOMBSTONES:
-            oldest = min(self._tombstones, key=lambda i: self._tombstones[i][1])
-            del self._tombstones[oldest]
+            self._drop_oldest_tombstone()
+        if len(self._tomb_heap) > 2 * len(self._tombstones) + 1024:
+            self._tomb_heap = [(ended_ms, next(self._tomb_seq), i)
+                               for i, (_, ended_ms) in self._tombstones.items()]
+            heapq.heapify(self._tomb_heap)
+
+    def _drop_oldest_tombstone(self) -> None:
+        """Forget the tombstone with the earliest end time (the first ended among equals)."""
+        while self._tomb_heap:
+            ended_ms, _, ident = heapq.heappop(self._tomb_heap)
+            held = self._tombstones.get(ident)
+            if held is not None and held[1] == ended_ms:
+                del self._tombstones[ident]
+                return
 
     def _parent_of(self, order_id: OrderId, client_id: str) -> OrderId | None:
         """The algo order this regular order is the child of (by ``ai`` or by ``c == caid``)."""

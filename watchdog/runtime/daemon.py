@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -59,6 +60,7 @@ class LeaseSource(Protocol):
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
 _RECANCEL_INTERVAL_S = 0.2
+_GC_THRESHOLDS = (50_000, 10, 10)  # CPython's default first threshold is 700
 
 
 async def run(config: Config, credentials: Credentials, *, clock: Clock | None = None,
@@ -144,7 +146,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
                     r.account, b.rest_url, b.ws_url, vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")
-        with _stop_on_signals(stop):
+        with _stop_on_signals(stop), _settled_gc():
             try:
                 async with asyncio.TaskGroup() as tg:
                     # ``stop`` first: it must be inside its ``try`` before any sibling can fail (a
@@ -233,6 +235,28 @@ async def _cancel_until_done(tasks: list[asyncio.Task[Any]]) -> None:
                            ", ".join(task.get_name() for task in pending if not task.done()))
     if interrupted is not None:
         raise interrupted
+
+
+@contextlib.contextmanager
+def _settled_gc() -> Iterator[None]:
+    """Freeze what startup built and collect the young generation less often, while running.
+
+    Why: the daemon's own objects (modules, adapters, scripts) never become garbage, yet every
+    full collection walked them. What a frame allocates dies by reference counting; what
+    outlives it (events queued in a burst, the duplicate filter's ids, tombstones) is no
+    garbage either, yet every 700 of those started a collection that walked them all: ~7 µs
+    per event and pauses up to 70 ms in a flood (docs/BENCHMARKS.md, Ingest, session 2).
+    Undone on exit (tests run the daemon in-process).
+    """
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ never refreshed by a republish, so an old view reads as stale, never as new trut
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import socket
 import time
@@ -95,6 +97,7 @@ class RedisPublisher:
         self._scripts = {name: client.register_script(script_source(name))
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        self._names: dict[PositionKey, tuple[str, str, str]] = {}  # one entry per position ever seen
         self._touches = TouchCalls(self.keys, self._closed_ttl_ms)
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
@@ -168,6 +171,7 @@ class RedisPublisher:
         calls: list[tuple[str, list[object], list[object]]] = []
         touched: set[PositionKey] = set()
         k = self.keys
+        positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
         refreshes: list[tuple[PositionView, int]] = []
         refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
@@ -188,13 +192,13 @@ class RedisPublisher:
                     if held is None or view.version > held.version:
                         self._held[view.key] = view
                     touched.add(view.key)
+                    position, lease, member = self._names.get(view.key) or self._name(view.key)
                     calls.append(("publish_position",
-                                  [k.position(view.key), k.positions, k.lease(view.key), k.leases,
-                                   k.events, k.health],
-                                  [member_of(view.key), view.version, view.state.value,
+                                  [position, positions, lease, leases, events, health],
+                                  [member, view.version, view.state.value,
                                    view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
                                    view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
-                                   self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value]))
+                                   self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value]))
                 case Retract(key=key, reason=reason):
                     held = self._held.get(key)
                     record = _Retracted(reason, held.version if held is not None else 0)
@@ -250,17 +254,32 @@ class RedisPublisher:
         try:
             await conn.send_packed_command(packed)
             replies: list[object] = []
-            for _ in calls:
-                try:
-                    replies.append(await conn.read_response())
-                except redis_errors.ResponseError as exc:  # one script failed: keep reading
-                    replies.append(exc)
+            try:
+                # One socket timeout for the whole batch: a timer per reply cost more than
+                # reading the reply (profile in docs/BENCHMARKS.md, Ingest, session 2).
+                async with asyncio.timeout(conn.socket_timeout):
+                    for _ in calls:
+                        try:
+                            replies.append(await conn.read_response(timeout=math.inf))
+                        except redis_errors.ResponseError as exc:  # one script failed: keep reading
+                            replies.append(exc)
+            except TimeoutError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # a stop, not a slow Redis (cancel.py)
+                    raise asyncio.CancelledError("cancelled while a timeout expired") from exc
+                raise redis_errors.TimeoutError(
+                    f"no reply to a pipeline of {len(calls)} within {conn.socket_timeout}s") from exc
             return replies
         except BaseException:
             await conn.disconnect()  # replies may be left unread: never reuse this connection
             raise
         finally:
             await pool.release(conn)
+
+    def _name(self, key: PositionKey) -> tuple[str, str, str]:
+        """(position key, lease key, member) of ``key``, built and validated once per key."""
+        names = self._names[key] = (self.keys.position(key), self.keys.lease(key), member_of(key))
+        return names
 
     def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[str, list[object], list[object]]:
         pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
