@@ -92,6 +92,9 @@ def test_positions_seen_says_whether_the_schedule_changed() -> None:
     assert not schedule.positions_seen(snap("AUSDT"), 1.5)
     assert schedule.positions_seen(snap(), 2.0)  # closed: watched for recent_window_s
     assert Symbol("AUSDT") in schedule.tracked(2.5, ())
+    opened = snap("BUSDT")
+    assert schedule.positions_seen(opened, 3.0)
+    assert not schedule.positions_seen(opened, 3.1)  # the same answer, seen again by observe
 
 
 async def test_an_unchanged_positions_answer_does_not_wake_the_poller() -> None:

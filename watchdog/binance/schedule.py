@@ -87,6 +87,7 @@ class PollSchedule:
         self._with_orders: set[Symbol] = set()  # symbols the last read of them listed orders in
         self._reread: set[Symbol] = set()  # read once as soon as the budget allows (after a gap)
         self._positions_known = False  # the first sweep waits for the first positions answer
+        self._last_seen: PositionSnapshot | None = None
         self._next_sweep_at = 0.0
 
     @classmethod
@@ -114,6 +115,9 @@ class PollSchedule:
     def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> bool:
         """A complete positions answer: which symbols hold a position, which just closed.
         Returns True when that changed what the schedule holds (False: nothing new to plan)."""
+        if snapshot is self._last_seen:
+            return False  # the poller's own read, seen again when the core applies it
+        self._last_seen = snapshot
         held = {p.key.symbol for p in snapshot.positions if p.amount != ZERO}  # already Symbols
         if self._positions_known and held == self._open:
             return False
