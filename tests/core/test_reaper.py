@@ -31,7 +31,7 @@ from watchdog.core.model import (
     Symbol,
 )
 from watchdog.core.orders import OrderBook
-from watchdog.core.reaper import ReaperPolicy, Why, decide
+from watchdog.core.reaper import LEASE_DEPENDENT, ReaperPolicy, Why, decide
 
 POLICY = ReaperPolicy(grace_ms=2_000, stuck_triggering_ms=10_000)
 
@@ -325,3 +325,19 @@ def test_property_never_selects_an_unsafe_order(world: tuple[StubPositions, Orde
         assert now_ms - flat_since >= policy.grace_ms                        # grace over
         assert now_ms - order.create_time_ms >= policy.grace_ms
         assert order.client_id.startswith(policy.client_id_prefix)
+
+
+@settings(max_examples=400, deadline=None)
+@given(worlds(), st.frozensets(st.sampled_from(KEYS)))
+def test_property_only_lease_dependent_verdicts_change_with_the_leases(
+        world: tuple[StubPositions, OrderBook, frozenset[PositionKey], int, int, ReaperPolicy],
+        other_leases: frozenset[PositionKey]) -> None:
+    # The shell reads leases only while some verdict is LEASE_DEPENDENT (reaper_task rule 1):
+    # without one, the whole decision is the same whatever the lease set.
+    positions, book, leased, used, now_ms, policy = world
+    decision = decide(positions, book, leased, used, now_ms, policy)
+    other = decide(positions, book, other_leases, used, now_ms, policy)
+    if not any(a.why in LEASE_DEPENDENT for a in decision.assessments):
+        assert other == decision
+    for a, b in zip(decision.assessments, other.assessments, strict=True):
+        assert (a.why in LEASE_DEPENDENT) == (b.why in LEASE_DEPENDENT)

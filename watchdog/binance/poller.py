@@ -125,8 +125,11 @@ class Poller:
             case OrderUpdate(symbol=symbol) | AlgoUpdate(symbol=symbol) | TradeLite(symbol=symbol):
                 self.schedule.activity(symbol, now_s)
             case PositionSnapshot() if event.symbols is None:
-                self.schedule.positions_seen(event, now_s)
-                self._after_resync(event.request_id)
+                # Usually our own read, already seen by ``_read_positions``: an answer that
+                # changes nothing in the schedule needs no new plan (no wake-up).
+                changed = self.schedule.positions_seen(event, now_s)
+                if not (self._after_resync(event.request_id) or changed):
+                    return
             case SnapshotFailed():
                 self._after_resync(event.request_id)
             case OrdersSnapshot():
@@ -150,17 +153,18 @@ class Poller:
                 return
         self._wake.set()
 
-    def _after_resync(self, request_id: int) -> None:
+    def _after_resync(self, request_id: int) -> bool:
         """The stream's post-connect positions read is in (the frames it buffered follow at
         once): the orders of symbols the OrderBook holds orders on are read once more, so an
         order placed during the gap on a symbol without a position shows within the order
         reads' share instead of at the next sweep. Symbols with a position are read by the
-        stream itself (stream.py rule 2)."""
+        stream itself (stream.py rule 2). Returns True when it was that read."""
         if request_id != self._resync_id:
-            return
+            return False
         self._resync_id = None
         if self._order_symbols is not None:
             self.schedule.reread_orders(set(self._order_symbols()) - self.schedule.open_symbols)
+        return True
 
     async def run(self, emit: Emit) -> None:
         """Poll forever (never returns); failures become ``SnapshotFailed``, never flat."""
@@ -204,7 +208,9 @@ class Poller:
             return plan.wake_in_s
         wake_s = min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
         if not plan.read_positions:  # an order read held back must not delay the positions poll
-            wake_s = min(wake_s, plan.wake_in_s)
+            # ... nor wake us each time another symbol's orders timer runs out: that read is
+            # held back by the same budget (after a resync, 300 timers end one by one).
+            wake_s = min(wake_s, plan.positions_wake_in_s)
         return wake_s
 
     def _own(self, emit: Emit) -> Emit:

@@ -32,7 +32,10 @@ SWEEP_RETRY_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class PollPlan:
-    """What to read now; ``wake_in_s`` is when the schedule next has something to do."""
+    """What to read now; ``wake_in_s`` is when the schedule next has something to do, and
+    ``positions_wake_in_s`` the same without per-symbol order timers (the positions read or the
+    sweep): while due order reads are held back by the budget, a symbol whose timer runs out
+    next could not go either, so the poller need not wake for it."""
 
     read_positions: bool
     positions_urgent: bool
@@ -41,6 +44,7 @@ class PollPlan:
     orders_urgent: tuple[Symbol, ...]
     wake_in_s: float
     sweep: bool = False
+    positions_wake_in_s: float = math.inf
 
 
 def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
@@ -83,6 +87,7 @@ class PollSchedule:
         self._with_orders: set[Symbol] = set()  # symbols the last read of them listed orders in
         self._reread: set[Symbol] = set()  # read once as soon as the budget allows (after a gap)
         self._positions_known = False  # the first sweep waits for the first positions answer
+        self._last_seen: PositionSnapshot | None = None
         self._next_sweep_at = 0.0
 
     @classmethod
@@ -107,13 +112,20 @@ class PollSchedule:
         self._requested.clear()
         return reason
 
-    def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> None:
-        """A complete positions answer: which symbols hold a position, which just closed."""
+    def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> bool:
+        """A complete positions answer: which symbols hold a position, which just closed.
+        Returns True when that changed what the schedule holds (False: nothing new to plan)."""
+        if snapshot is self._last_seen:
+            return False  # the poller's own read, seen again when the core applies it
+        self._last_seen = snapshot
         held = {p.key.symbol for p in snapshot.positions if p.amount != ZERO}  # already Symbols
+        if self._positions_known and held == self._open:
+            return False
         for symbol in self._open - held:
             self._closed_at[symbol] = now_s
         self._open = held
         self._positions_known = True
+        return True
 
     def activity(self, symbol: Symbol, now_s: float) -> None:
         """An event on ``symbol`` arrived: read its orders once more, soon (a burst of events
@@ -215,21 +227,28 @@ class PollSchedule:
         sweep = self._positions_known and now_s >= self._next_sweep_at
         if self._positions_known and not sweep:
             wake_at = min(wake_at, self._next_sweep_at)
-        due: list[Symbol] = []
-        for symbol in sorted(self.tracked(now_s, leased)):
-            if symbol in self._requested_symbols:
-                due.append(symbol)
+        positions_wake_at = wake_at
+        # Inlined ``orders_interval_s`` and one C-level sort of (not requested, last read,
+        # symbol) tuples: this runs on every wake-up over every tracked symbol (300+).
+        requested = self._requested_symbols
+        orders_at = self._orders_at
+        after_event = self._orders_after_event
+        fast_s, slow_s = self.fast_poll_interval_s, self.orders_poll_interval_s
+        keyed: list[tuple[bool, float, Symbol]] = []
+        for symbol in self.tracked(now_s, leased):
+            last_at = orders_at.get(symbol, -1e18)
+            if symbol in requested:
+                keyed.append((False, last_at, symbol))
                 continue
-            next_at = self._orders_at.get(symbol, -1e18) + self.orders_interval_s(symbol, now_s,
-                                                                                   leased)
+            next_at = last_at + (fast_s if symbol in leased or symbol in after_event else slow_s)
             if next_at <= now_s:
-                due.append(symbol)
-            else:
-                wake_at = min(wake_at, next_at)
+                keyed.append((True, last_at, symbol))
+            elif next_at < wake_at:
+                wake_at = next_at
         # Requested first, then the longest unread: when the budget cuts the list short, every
         # symbol still gets its turn (the sweep can add many symbols that hold orders).
-        due.sort(key=lambda sym: (sym not in self._requested_symbols,
-                                  self._orders_at.get(sym, -1e18), sym))
+        keyed.sort()
+        due = tuple(k[2] for k in keyed)
         return PollPlan(read_positions, urgent, ", ".join(self._requested) or "scheduled",
-                        tuple(due), tuple(s for s in due if s in self._requested_symbols),
-                        max(0.0, wake_at - now_s), sweep)
+                        due, tuple(k[2] for k in keyed if not k[0]),
+                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s))

@@ -39,6 +39,7 @@ from watchdog.core.model import (
 from watchdog.core.orders import OrderBook, TrackedOrder
 
 __all__ = [
+    "LEASE_DEPENDENT",
     "Assessment",
     "PositionsReader",
     "ReaperDecision",
@@ -89,6 +90,12 @@ class Why(StrEnum):
     NO_REST_CONFIRMATION = "no_rest_confirmation"  # flat, but no REST snapshot in the current run
     NOT_FLAT_LONG_ENOUGH = "not_flat_long_enough"  # grace not over yet (remaining_ms says how long)
     BUDGET_EXHAUSTED = "budget_exhausted"          # max_cancels_per_min reached
+
+
+# The verdicts reached only past the lease check (``_assess``): every other verdict is the same
+# whatever the lease set, so the shell needs fresh leases only while one of these is given.
+LEASE_DEPENDENT = frozenset({Why.LEASE_HELD, Why.NO_REST_CONFIRMATION, Why.NOT_FLAT_LONG_ENOUGH,
+                             Why.ORPHAN, Why.BUDGET_EXHAUSTED})
 
 
 @dataclass(frozen=True, slots=True)

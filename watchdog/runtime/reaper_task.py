@@ -8,6 +8,10 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    the REST snapshot "taken after the order was created" the decision relies on. Last, the pure
    decision runs again on the book as it is now: a failed read, a gap or an open fact that
    arrived during those awaits aborts the cancel (REST retries can hide a failure for seconds).
+   Leases are read (every ``lease_refresh_s``) only while some order reaches the lease check
+   (``core.reaper.LEASE_DEPENDENT``): a decision with such an order is taken only on leases
+   read since that need began, or within the last ``lease_refresh_s``; until then ``step``
+   returns nothing, as while leases are unknown. Other verdicts do not depend on leases.
 2. The cancel itself (endpoint, re-query, what counts as gone) is ``orphan_cancel.py``.
 3. At most ``max_cancels_per_min`` cancel requests in any 60 s (monotonic clock).
 4. ``dry_run``: everything up to and including the re-read, then a log line and an
@@ -35,7 +39,14 @@ from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
 from watchdog.core.events import Event, PositionSnapshot
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
 from watchdog.core.orders import OrderBook
-from watchdog.core.reaper import PositionsReader, ReaperDecision, ReaperPolicy, Why, decide
+from watchdog.core.reaper import (
+    LEASE_DEPENDENT,
+    PositionsReader,
+    ReaperDecision,
+    ReaperPolicy,
+    Why,
+    decide,
+)
 from watchdog.errors import StoreError
 from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
 
@@ -62,7 +73,7 @@ GONE_MEMORY_S = 30.0          # skip a removed order until the book hears it is 
 RETRY_AFTER_FAILURE_S = 5.0   # do not hammer an order whose cancel just failed
 RETRY_AFTER_ABORT_S = 1.0     # a pre-cancel check said no: the decision gates the next try
 ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
-LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be
+LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be (rule 1)
 SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 
 _Ident = tuple[bool, OrderId]
@@ -152,6 +163,7 @@ class ReaperTask:
         self._asked: dict[frozenset[Symbol] | None, float] = {}
         self._leased: frozenset[PositionKey] | None = None  # None: not read yet (or unreadable)
         self._leased_at = float("-inf")
+        self._leases_needed_since: float | None = None  # an order reaches the lease check
         self._positions: PositionsReader | None = None  # the core's books, as given to step
         self._orders: OrderBook | None = None
         self.last_decision: ReaperDecision | None = None
@@ -177,8 +189,16 @@ class ReaperTask:
         self._positions, self._orders = positions, orders
         decision = decide(positions, orders, self._leased, self.budget_used(),
                           self._exchange.exchange_time_ms(), self._policy)
-        self.last_decision = decision
         now_s = self._clock.monotonic()
+        if not any(a.why in LEASE_DEPENDENT for a in decision.assessments):
+            self._leases_needed_since = None  # no verdict here depends on leases: stop reading
+        else:
+            if self._leases_needed_since is None:
+                self._leases_needed_since = now_s  # ``run`` reads them within lease_refresh_s
+            if (self._leased_at < self._leases_needed_since
+                    and now_s - self._leased_at >= self._lease_refresh_s):
+                return []  # rule 1: not decided on a lease set older than the need for it
+        self.last_decision = decision
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
         for request in decision.snapshot_requests:  # at most one a second per symbol set
             if now_s - self._asked.get(request.symbols, float("-inf")) >= SNAPSHOT_ASK_S:
@@ -203,9 +223,11 @@ class ReaperTask:
     # ------------------------------------------------------------ its own task
 
     async def run(self) -> NoReturn:
-        """Refresh leases and remove queued orphans, one at a time, forever."""
+        """Refresh leases while ``step`` needs them (or they are unknown) and remove queued
+        orphans, one at a time, forever."""
         while True:
-            await self.refresh_leases()
+            if self._leased is None or self._leases_needed_since is not None:
+                await self.refresh_leases()
             try:
                 async with asyncio.timeout(self._lease_refresh_s):
                     cancel = await self._queue.get()

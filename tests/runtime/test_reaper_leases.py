@@ -1,0 +1,160 @@
+"""ReaperTask reads leases only while a verdict depends on them (reaper_task rule 1): at idle (no
+order, or only stops of open positions) it leaves Redis alone; an order that reaches the lease
+check is decided only on leases read since that need began (real Redis, no Binance)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tests.core.reaper_support import KEY, StubPositions, algo_update, view
+from tests.support.waiting import eventually
+from watchdog.core.effects import CancelOrder, Effect
+from watchdog.core.events import Event
+from watchdog.core.model import AlgoStatus, PositionKey
+from watchdog.core.orders import OrderBook
+from watchdog.core.reaper import Why
+from watchdog.runtime.clock import SystemClock
+from watchdog.runtime.reaper_task import ReaperTask
+from watchdog.store.keys import member_of
+from watchdog.store.publisher import RedisPublisher
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool = True
+    dry_run: bool = False
+    grace_ms: int = 0
+    client_id_prefix: str = ""
+    max_cancels_per_min: int = 20
+    stuck_triggering_s: float = 10.0
+
+
+class Exchange:
+    """What ``step`` asks of BinanceRest: Binance's clock."""
+
+    def exchange_time_ms(self) -> int:
+        return 100_000
+
+
+class CountingStore:
+    """The real publisher, counting lease reads."""
+
+    def __init__(self, publisher: RedisPublisher) -> None:
+        self.publisher = publisher
+        self.lease_reads = 0
+
+    async def leased_symbols(self) -> frozenset[PositionKey]:
+        self.lease_reads += 1
+        return await self.publisher.leased_symbols()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.publisher, name)
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def monotonic(self) -> float:
+        return self.now_s
+
+    def wall_ms(self) -> int:
+        return 100_000
+
+
+class CountingQueue(asyncio.Queue[CancelOrder]):
+    """The reaper's queue, counting the run loop's turns (one ``get`` per turn)."""
+
+    turns = 0
+
+    async def get(self) -> CancelOrder:
+        self.turns += 1
+        return await super().get()
+
+
+def stop_on(positions: StubPositions) -> tuple[StubPositions, OrderBook]:
+    orders = OrderBook()
+    orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
+    return positions, orders
+
+
+def open_book() -> tuple[StubPositions, OrderBook]:
+    """A stop protecting an open position: kept whatever the leases (POSITION_OPEN)."""
+    return stop_on(StubPositions(views={KEY: view(KEY, amount=Decimal(1216))}))
+
+
+def flat_book() -> tuple[StubPositions, OrderBook]:
+    """The same stop on a position flat by REST: its verdict depends on the leases."""
+    return stop_on(StubPositions().set_flat(KEY, 1_000))
+
+
+async def no_event(event: Event) -> None:
+    raise AssertionError(f"unexpected event {event}")
+
+
+def task_of(store: CountingStore, clock: Any, lease_refresh_s: float = 0.2) -> ReaperTask:
+    return ReaperTask(Exchange(), store, no_event, clock, Settings(),  # type: ignore[arg-type]
+                      read_positions=None, lease_refresh_s=lease_refresh_s)
+
+
+def kinds(effects: list[Effect]) -> list[str]:
+    return [type(e).__name__ for e in effects]
+
+
+async def test_run_reads_leases_only_while_a_verdict_needs_them(
+        publisher: RedisPublisher) -> None:
+    store = CountingStore(publisher)
+    task = task_of(store, SystemClock(), lease_refresh_s=0.01)
+    queue = CountingQueue()
+    task._queue = queue
+    runner = asyncio.create_task(task.run())
+
+    async def turns_after(start: int) -> None:
+        await eventually(lambda: asyncio.sleep(0, queue.turns), lambda n: n >= start + 10,
+                         what="ten turns of the reaper's loop")
+
+    try:
+        await turns_after(0)
+        assert store.lease_reads == 1  # once at start: "reaper active" (or paused) is known
+        assert kinds(task.step(*open_book(), 0)) == []
+        await turns_after(queue.turns)
+        assert store.lease_reads == 1  # a stop on an open position needs no lease
+        task.step(*flat_book(), 0)  # a candidate: leases are read again, every turn
+        await eventually(lambda: asyncio.sleep(0, store.lease_reads), lambda n: n >= 4,
+                         what="lease reads while a candidate waits")
+        task.step(*open_book(), 0)  # the position reopened: no verdict needs leases
+        reads = store.lease_reads
+        await turns_after(queue.turns)
+        assert store.lease_reads <= reads + 1  # at most the read already under way
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+async def test_a_candidate_is_decided_only_on_leases_read_since_it_appeared(
+        publisher: RedisPublisher) -> None:
+    clock = ManualClock()
+    task = task_of(CountingStore(publisher), clock)
+    await task.refresh_leases()  # at 0 s: no lease
+    clock.now_s = 30.0
+    assert task.step(*open_book(), 0) == []
+    assert task.last_decision is not None
+    assert [a.why for a in task.last_decision.assessments] == [Why.POSITION_OPEN]
+    # Meanwhile the bot took a lease on the position, which then went flat.
+    await publisher._redis.zadd(publisher.keys.leases, {member_of(KEY): 2**52})
+    positions, orders = flat_book()
+    assert task.step(positions, orders, 0) == []  # the lease set is from 0 s: not decided
+    assert [a.why for a in task.last_decision.assessments] == [Why.POSITION_OPEN]
+    clock.now_s = 30.1
+    await task.refresh_leases()  # what ``run`` does within lease_refresh_s
+    assert task.step(positions, orders, 0) == []
+    assert [a.why for a in task.last_decision.assessments] == [Why.LEASE_HELD]
+    await publisher._redis.zrem(publisher.keys.leases, member_of(KEY))
+    clock.now_s = 30.5
+    await task.refresh_leases()
+    assert kinds(task.step(positions, orders, 0)) == ["CancelOrder"]  # the bot let go
