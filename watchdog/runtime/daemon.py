@@ -60,7 +60,7 @@ class LeaseSource(Protocol):
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
 _RECANCEL_INTERVAL_S = 0.2
-_GC_THRESHOLDS = (50_000, 10, 10)  # CPython's default first threshold is 700
+_GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default first threshold is 700
 
 
 async def run(config: Config, credentials: Credentials, *, clock: Clock | None = None,
