@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from tests.core.reaper_support import KEY, StubPositions, algo_update, view
 from tests.support.waiting import eventually
+from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder, Effect
 from watchdog.core.events import Event
 from watchdog.core.model import AlgoStatus, PositionKey
@@ -21,16 +21,6 @@ from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher
-
-
-@dataclass(frozen=True)
-class Settings:
-    enabled: bool = True
-    dry_run: bool = False
-    grace_ms: int = 0
-    client_id_prefix: str = ""
-    max_cancels_per_min: int = 20
-    stuck_triggering_s: float = 10.0
 
 
 class Exchange:
@@ -97,7 +87,7 @@ async def no_event(event: Event) -> None:
 
 
 def task_of(store: CountingStore, clock: Any, lease_refresh_s: float = 0.2) -> ReaperTask:
-    return ReaperTask(Exchange(), store, no_event, clock, Settings(),  # type: ignore[arg-type]
+    return ReaperTask(Exchange(), store, no_event, clock, ReaperConfig(grace_ms=0),  # type: ignore[arg-type]
                       read_positions=None, lease_refresh_s=lease_refresh_s)
 
 

@@ -18,6 +18,7 @@ import pytest
 from tests.core.reaper_support import StubPositions, algo_update
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
+from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder
 from watchdog.core.events import Event
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
@@ -38,16 +39,6 @@ UNKNOWN_503 = (503, {"code": -1000, "msg": "Unknown error, please check your req
 class Creds:
     api_key: str = "k"
     api_secret: str = field(default="s", repr=False)
-
-
-@dataclass(frozen=True)
-class Settings:
-    enabled: bool = True
-    dry_run: bool = False
-    grace_ms: int = 2000
-    client_id_prefix: str = ""
-    max_cancels_per_min: int = 20
-    stuck_triggering_s: float = 10.0
 
 
 def algo_row(status: str) -> dict[str, Any]:
@@ -123,7 +114,7 @@ async def make(publisher: RedisPublisher) -> Any:
         async def emit(event: Event) -> None:
             events.append(event)
 
-        return ReaperTask(rest, publisher, emit, SystemClock(), Settings(**settings)), fake, events
+        return ReaperTask(rest, publisher, emit, SystemClock(), ReaperConfig(**settings)), fake, events
 
     yield build
     for http in clients:

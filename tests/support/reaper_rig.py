@@ -28,6 +28,7 @@ from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.client import AsyncWatchdogClient
+from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import CancelOrder, Effect, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.events import Event, Tick
@@ -39,7 +40,7 @@ from watchdog.runtime.reaper_task import ReadPositions, ReaperTask, bracketed_re
 from watchdog.sim import Simulator
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["Bot", "ReaperRig", "RigSettings", "reaper_rig"]
+__all__ = ["Bot", "ReaperRig", "reaper_rig"]
 
 ACCOUNT = "itest"
 
@@ -48,18 +49,6 @@ ACCOUNT = "itest"
 class _Credentials:
     api_key: str
     api_secret: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class RigSettings:
-    """The ``[reaper]`` section, as the rig passes it to ``ReaperTask``."""
-
-    enabled: bool = True
-    dry_run: bool = False
-    grace_ms: int = 2000
-    client_id_prefix: str = ""
-    max_cancels_per_min: int = 20
-    stuck_triggering_s: float = 10.0
 
 
 class Bot:
@@ -252,7 +241,7 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
             await pumps[0].emit(event)
 
         reader = bracketed_reader(rest, emit)
-        task = ReaperTask(rest, store, emit, clock, RigSettings(**reaper),
+        task = ReaperTask(rest, store, emit, clock, ReaperConfig(**reaper),
                           read_positions=wrap_reader(reader) if wrap_reader else reader)
         writes: asyncio.Queue[Publish | Retract | Notify | RaiseAlert] = asyncio.Queue()
         effects: list[Effect] = []
