@@ -98,7 +98,7 @@ class RedisPublisher:
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
         self._names: dict[PositionKey, tuple[str, str, str]] = {}  # one entry per position ever seen
-        self._touches = TouchCalls(self.keys, self._closed_ttl_ms)
+        self._touches = TouchCalls(self.keys, self._closed_ttl_ms, self._names_of)
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
@@ -181,18 +181,15 @@ class RedisPublisher:
                 calls.append(self._touches.call(refreshes))
                 refreshes = []
             match effect:
-                case Publish(view=view, refresh_of=refresh_of) if refresh_of:
+                case Publish(view=view, refresh_of=refresh_of):
                     held = self._held.get(view.key)
                     if held is None or view.version > held.version:
                         self._held[view.key] = view
                     touched.add(view.key)
-                    refreshes.append((view, refresh_of))
-                case Publish(view=view):
-                    held = self._held.get(view.key)
-                    if held is None or view.version > held.version:
-                        self._held[view.key] = view
-                    touched.add(view.key)
-                    position, lease, member = self._names.get(view.key) or self._name(view.key)
+                    if refresh_of:
+                        refreshes.append((view, refresh_of))
+                        continue
+                    position, lease, member = self._names_of(view.key)
                     calls.append(("publish_position",
                                   [position, positions, lease, leases, events, health],
                                   [member, view.version, view.state.value,
@@ -276,9 +273,12 @@ class RedisPublisher:
         finally:
             await pool.release(conn)
 
-    def _name(self, key: PositionKey) -> tuple[str, str, str]:
+    def _names_of(self, key: PositionKey) -> tuple[str, str, str]:
         """(position key, lease key, member) of ``key``, built and validated once per key."""
-        names = self._names[key] = (self.keys.position(key), self.keys.lease(key), member_of(key))
+        names = self._names.get(key)
+        if names is None:
+            names = self._names[key] = (self.keys.position(key), self.keys.lease(key),
+                                        member_of(key))
         return names
 
     def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[str, list[object], list[object]]:

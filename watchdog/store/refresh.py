@@ -10,25 +10,29 @@ exactly what a complete publish would have left.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from watchdog.core.model import PositionKey, PositionView
 from watchdog.errors import InvariantViolation
-from watchdog.store.keys import AccountKeys, member_of
+from watchdog.store.keys import AccountKeys
 
 __all__ = ["Call", "TouchCalls", "missed_refreshes"]
 
 Call = tuple[str, list[object], list[object]]  # script name, KEYS, ARGV
 
 
-class TouchCalls:
-    """Builds ``touch_verified`` calls for one account; remembers each position's key names
-    (formatting and validating them for every position on every poll was a third of the cost)."""
+Names = Callable[[PositionKey], tuple[str, str, str]]  # (position key, lease key, member)
 
-    def __init__(self, keys: AccountKeys, closed_ttl_ms: int) -> None:
+
+class TouchCalls:
+    """Builds ``touch_verified`` calls for one account. ``names`` is the publisher's cache of
+    each position's key names (formatting and validating them for every position on every poll
+    was a third of the cost)."""
+
+    def __init__(self, keys: AccountKeys, closed_ttl_ms: int, names: Names) -> None:
         self._keys = keys
         self._closed_ttl_ms = closed_ttl_ms
-        self._names: dict[PositionKey, tuple[str, str, str]] = {}
+        self._names = names
 
     def call(self, refreshes: Sequence[tuple[PositionView, int]]) -> Call:
         """One call for ``(view, refresh_of)`` pairs, applied in this order."""
@@ -37,12 +41,9 @@ class TouchCalls:
         args: list[object] = [self._closed_ttl_ms, k.channel]
         names = self._names
         for view, refresh_of in refreshes:
-            key = view.key
-            known = names.get(key)
-            if known is None:
-                known = names[key] = (k.position(key), k.lease(key), member_of(key))
-            script_keys += known[:2]
-            args += (known[2], refresh_of, view.version, view.verified_ms, view.state.value)
+            position, lease, member = names(view.key)
+            script_keys += (position, lease)
+            args += (member, refresh_of, view.version, view.verified_ms, view.state.value)
         return "touch_verified", script_keys, args
 
 
