@@ -60,14 +60,19 @@ _Ident = tuple[bool, OrderId]  # (is_algo, id): algo ids and order ids are separ
 _ALGO_RANK = {AlgoStatus.NEW.value: 0, AlgoStatus.TRIGGERING.value: 1, AlgoStatus.TRIGGERED.value: 2}
 
 
-def _reducing(u: OrderUpdate) -> bool:
-    """The filled order could only shrink its position (same test as TrackedOrder)."""
-    if u.reduce_only or u.close_position:
+def _reduces_only(reduce_only: bool, close_position: bool, position_side: PositionSide,
+                  side: str) -> bool:
+    """The order can only shrink its position, never open or grow one.
+
+    reduceOnly and closePosition say so explicitly. In hedge mode Binance forbids
+    ``reduceOnly`` (§3.3), but a SELL on LONG or a BUY on SHORT can only close that side.
+    """
+    if reduce_only or close_position:
         return True
-    if u.position_side is PositionSide.LONG:
-        return u.side == "SELL"
-    if u.position_side is PositionSide.SHORT:
-        return u.side == "BUY"
+    if position_side is PositionSide.LONG:
+        return side == "SELL"
+    if position_side is PositionSide.SHORT:
+        return side == "BUY"
     return False
 
 
@@ -108,18 +113,8 @@ class TrackedOrder:
 
     @property
     def reduces_only(self) -> bool:
-        """True when the order can only shrink its position, never open or grow one.
-
-        reduceOnly and closePosition say so explicitly. In hedge mode Binance forbids
-        ``reduceOnly`` (§3.3), but a SELL on LONG or a BUY on SHORT can only close that side.
-        """
-        if self.reduce_only or self.close_position:
-            return True
-        if self.key.side is PositionSide.LONG:
-            return self.side == "SELL"
-        if self.key.side is PositionSide.SHORT:
-            return self.side == "BUY"
-        return False
+        """True when the order can only shrink its position, never open or grow one."""
+        return _reduces_only(self.reduce_only, self.close_position, self.key.side, self.side)
 
     def describe(self) -> str:
         """Short human label for logs and the CLI."""
@@ -180,7 +175,8 @@ class OrderBook:
             case AlgoUpdate():
                 self._apply_algo_update(event)
             case OrderUpdate():
-                if event.last_filled_quantity != 0 and not _reducing(event):
+                if event.last_filled_quantity != 0 and not _reduces_only(
+                        event.reduce_only, event.close_position, event.position_side, event.side):
                     self._note_opening_fill(event.symbol, event.transaction_time_ms)
                 self._apply_order_update(event)
             case TradeLite():  # no reduce-only flag: any fill may have opened a position
