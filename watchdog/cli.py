@@ -222,7 +222,9 @@ def run_command(config_path: str) -> None:
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/STATUS.md).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="The TOML config [default: /etc/position-watchdog/config.toml if present].")
+              envvar="POSITION_WATCHDOG_CONFIG",
+              help="The TOML config [default: $POSITION_WATCHDOG_CONFIG, else "
+                   "/etc/position-watchdog/config.toml if present].")
 def status_command(as_json: bool, config_path: str | None) -> None:
     """Is the watchdog alive, and what does it know? Exit 0 healthy, 1 degraded, 2 down."""
     import json
