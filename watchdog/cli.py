@@ -15,9 +15,16 @@ from watchdog import __version__
 from watchdog.errors import (
     EXIT_CONFIG,
     ConfigError,
+    config_problems,
 )
 
 __all__ = ["main"]
+
+
+def _echo_config_error(exc: ConfigError, prefix: str = "Error: ") -> None:
+    """Every problem of a config file, one line each (``PATH: [section] key: problem``)."""
+    for problem in config_problems(exc):
+        click.echo(f"{prefix}{problem}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +58,7 @@ def config_check(path: str) -> None:
     try:
         load_config(path)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)  # exactly one line: PATH: [section] key: what is wrong
+        _echo_config_error(exc, prefix="")  # one line per problem: PATH: [section] key: problem
         sys.exit(2)
     click.echo(f"{path}: ok")
 
@@ -147,7 +154,7 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
         verdict = check_position(cfg.redis.url, cfg.redis.account, symbol.upper(), side.upper(),
                                  max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s)
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_config_error(exc)
         sys.exit(2)
     except ValueError as exc:
         click.echo(f"Error: {symbol}: {exc}", err=True)
@@ -221,13 +228,17 @@ def run_command(config_path: str) -> None:
                    "Binance rejected the API key; check key permissions and IP whitelist"),
                   (EXIT_SOFTWARE, InvariantViolation, "internal invariant broken (a bug)")]
         code, reason = 1, f"fatal: {type(found[0]).__name__}: {describe(found[0])}"
+        reasons = [reason]
         for exit_code, kind, what in ranked:
             match = next((leaf for leaf in found if isinstance(leaf, kind)), None)
             if match is not None:
-                code, reason = exit_code, f"{what}: {describe(match)}"
+                # Every problem of a config file at once, one line each.
+                parts = config_problems(match) if isinstance(match, ConfigError) else (match,)
+                code, reasons = exit_code, [f"{what}: {describe(part)}" for part in parts]
                 break
-        logger.error("exiting with code {}: {}", code, reason)
-        click.echo(f"Error: {reason}", err=True)
+        for reason in reasons:
+            logger.error("exiting with code {}: {}", code, reason)
+            click.echo(f"Error: {reason}", err=True)
     sys.exit(code)
 
 
@@ -255,7 +266,7 @@ def status_command(as_json: bool, config_path: str | None) -> None:
             config_path = str(default)
         config = load_config(config_path) if config_path else Config()
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
     report = read_status(config.redis.url, config.redis.account,
                          socket_timeout_s=config.redis.socket_timeout_s)
@@ -295,7 +306,7 @@ def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
             logs.register_secret(secret)
         report = asyncio.run(collect(cfg, credentials, symbols=[Symbol(s.upper()) for s in symbols]))
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
     except AuthenticationFailed as exc:
         click.echo(f"Error: Binance rejected the API key: {exc}", err=True)
