@@ -225,7 +225,8 @@ def run_command(config_path: str) -> None:
             logger.opt(exception=leaf).debug("fatal: {}", type(leaf).__name__)
         ranked = [(EXIT_CONFIG, ConfigError, "bad configuration"),
                   (EXIT_NOPERM, AuthenticationFailed,
-                   "Binance rejected the API key; check key permissions and IP whitelist"),
+                   "Binance rejected the credentials; check the API key, its secret, its "
+                   "futures permission and its IP whitelist"),
                   (EXIT_SOFTWARE, InvariantViolation, "internal invariant broken (a bug)")]
         code, reason = 1, f"fatal: {type(found[0]).__name__}: {describe(found[0])}"
         reasons = [reason]

@@ -39,7 +39,7 @@ from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
-from watchdog.errors import ExchangeUnavailable, StoreError
+from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
@@ -110,11 +110,17 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             book.expect(await store.published_keys())  # closed while we were down → published closed
             try:
                 await rest.sync_time()
-            except ExchangeUnavailable as exc:
+                # One signed read proves key, secret, permission and IP whitelist now: refused
+                # credentials end the daemon here (exit 77) instead of a restart loop.
+                await rest.fetch_positions(urgent=True)
+            except AuthenticationFailed:
+                raise
+            except ExchangeError as exc:
                 # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded,
                 # REST failing) instead of a missing one, and the stream/poller keep retrying;
-                # signed calls use offset 0 until a -1021 makes the client re-sync.
-                logger.warning("Binance unreachable at startup, server time not synced: {}", exc)
+                # signed calls use offset 0 until a -1021 makes the client re-sync. Refused
+                # credentials met before the first snapshot still end it (``_refused_before_ready``).
+                logger.warning("Binance unreachable at startup: {}", exc)
 
         if not await _unless_stopped(stop, start()):
             logger.info("stopping on signal during startup: nothing was published, nothing left "
@@ -141,6 +147,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
+        vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect)
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
@@ -154,6 +161,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
+            "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
@@ -180,6 +188,16 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                 raise
             await _mark_stopped(store, timeout_s=2 * r.socket_timeout_s)
     return 0
+
+
+async def _refused_before_ready(rest: BinanceRest, vitals: Vitals, interval_s: float) -> None:
+    """Until the first snapshot is published, refused credentials end the daemon (exit 77: a
+    restart cannot fix them). After that they degrade it instead (``Vitals.problems``): a key
+    revoked mid-run must not take the watchdog, and the bots' vetoes, away."""
+    while not vitals.ready:
+        if rest.auth_rejection is not None:
+            raise rest.auth_rejection
+        await asyncio.sleep(interval_s)
 
 
 async def _unless_stopped(stop: asyncio.Event, step: Coroutine[Any, Any, None]) -> bool:
