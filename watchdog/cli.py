@@ -284,8 +284,8 @@ def status_command(as_json: bool, config_path: str | None) -> None:
               envvar="POSITION_WATCHDOG_CONFIG", type=click.Path(dir_okay=False),
               help="Config file ([binance], [redis], [core], [reaper]).")
 @click.option("--symbol", "symbols", multiple=True,
-              help="Also read this symbol's orders (repeatable); positionRisk may omit a symbol "
-                   "that has only algo orders.")
+              help="Also list this symbol as read (repeatable). Kept for scripts: every symbol's "
+                   "orders are read anyway (the all-symbols read of the daemon's sweep).")
 def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
     """Orders the reaper would remove now, and why every other open order stays. Cancels nothing.
 
@@ -310,7 +310,8 @@ def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
         _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
     except AuthenticationFailed as exc:
-        click.echo(f"Error: Binance rejected the API key: {exc}", err=True)
+        click.echo(f"Error: Binance rejected the credentials (API key, secret, permission or IP "
+                   f"whitelist): {exc}", err=True)
         sys.exit(EXIT_NOPERM)
     except ExchangeError as exc:
         click.echo(f"Error: Binance could not be read: {exc}", err=True)
