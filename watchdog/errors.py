@@ -12,7 +12,7 @@ and chained with ``raise … from exc``. ``cli.py`` is the only place they becom
     │   ├── ExchangeUnavailable     transient: network, timeout, 5xx, 429/418 (retry_after_s)
     │   ├── OutcomeUnknown          -1007 / 503 "Unknown error": the request may have executed; re-query
     │   ├── ExchangeRejected        4xx with Binance code/msg/endpoint: fatal for that request
-    │   │   └── AuthenticationFailed  401 / -2015 / -2014 → exit 77 (EX_NOPERM): never restarted
+    │   │   └── AuthenticationFailed  401 / -2015 / -2014 / -1022 → exit 77 at startup; degraded after
     │   └── WireFormatError         payload broke our expectations (bug or API change)
     ├── StoreError
     │   └── StoreUnavailable        Redis connect/timeout

@@ -108,7 +108,8 @@ async def test_a_rejected_key_is_remembered_reported_sparingly_and_cleared(
             assert info.value.code == -2015
         with pytest.raises(AuthenticationFailed):
             await rest.create_listen_key()
-        assert rest.auth_rejection is not None and rest.auth_rejection.code == -2015
+        assert rest.auth_rejection is not None
+        assert rest.auth_rejection.code == -2015
         reported = [line for line in lines if "rejects the credentials" in line]
         assert len(reported) == 1, lines
         sim.clear_faults()

@@ -217,7 +217,8 @@ def test_unparsable_fields_are_shown_and_status_carries_on(client: redis.Redis,
     text = " ".join(report.reasons)
     for field in ("started_ms='soon'", "problems='5'", "positions_open='x'"):
         assert field in text, report.reasons
-    assert "BTCUSDT:BOTH" in text and "inf" in text
+    assert "BTCUSDT:BOTH" in text
+    assert "inf" in text
     json.dumps(report.to_json(), allow_nan=False)
     rendered = render_text(report)
     assert "BTCUSDT:BOTH holder=bot-1" in rendered
