@@ -225,8 +225,8 @@ def run_command(config_path: str) -> None:
             logger.opt(exception=leaf).debug("fatal: {}", type(leaf).__name__)
         ranked = [(EXIT_CONFIG, ConfigError, "bad configuration"),
                   (EXIT_NOPERM, AuthenticationFailed,
-                   "Binance rejected the credentials; check the API key, its secret, its "
-                   "futures permission and its IP whitelist"),
+                   "Binance rejected the API key (or its secret); check the key, its secret, "
+                   "its futures permission and its IP whitelist"),
                   (EXIT_SOFTWARE, InvariantViolation, "internal invariant broken (a bug)")]
         code, reason = 1, f"fatal: {type(found[0]).__name__}: {describe(found[0])}"
         reasons = [reason]
@@ -310,8 +310,8 @@ def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
         _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
     except AuthenticationFailed as exc:
-        click.echo(f"Error: Binance rejected the credentials (API key, secret, permission or IP "
-                   f"whitelist): {exc}", err=True)
+        click.echo(f"Error: Binance rejected the API key (or its secret; check the key, its "
+                   f"permission and its IP whitelist): {exc}", err=True)
         sys.exit(EXIT_NOPERM)
     except ExchangeError as exc:
         click.echo(f"Error: Binance could not be read: {exc}", err=True)
