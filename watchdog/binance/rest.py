@@ -36,7 +36,12 @@ from watchdog.binance.signing import ParamValue, build_query, build_signed_query
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, Symbol
-from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
+from watchdog.errors import (
+    AuthenticationFailed,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    WireFormatError,
+)
 from watchdog.runtime.clock import Clock
 
 __all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
@@ -74,6 +79,9 @@ ALL_SYMBOLS_WEIGHTS: dict[str, int] = {
 }
 
 _TIME_RESYNC_EVERY_S = 600.0
+# A rejected key is said again at most this often while it lasts: the poller meets it every
+# poll (0.9 s), and one line a minute keeps the journal readable and the cause visible.
+AUTH_REPORT_INTERVAL_S = 60.0
 
 
 class Credentials(Protocol):
@@ -120,6 +128,11 @@ class BinanceRest:
         self._request_ids = itertools.count(1)
         self.requests_sent = 0
         self.weight_sent = 0  # every request's weight since start (for benchmarks and status)
+        # The latest refusal of the credentials (-2014/-2015/-1022/401), None once a keyed call
+        # succeeds again: the daemon's health problem and its startup verdict (exit 77).
+        self.auth_rejection: AuthenticationFailed | None = None
+        self._auth_rejections = 0
+        self._auth_reported_at_s: float | None = None
 
     @classmethod
     def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
@@ -333,13 +346,31 @@ class BinanceRest:
             if isinstance(error, ExchangeUnavailable) and error.retry_after_s is not None:
                 self.budget.block(error.retry_after_s, now_s)
                 logger.warning("rest degraded: {}", error)
+            if isinstance(error, AuthenticationFailed):
+                self._auth_refused(error, now_s)
             raise error
         self.budget.succeeded(now_s)
+        if api_key and self.auth_rejection is not None:
+            logger.warning("Binance accepts the credentials again ({} after {} rejection(s))",
+                           endpoint, self._auth_rejections)
+            self.auth_rejection, self._auth_rejections, self._auth_reported_at_s = None, 0, None
         try:
             return _loads(response.content)
         except ValueError as exc:
             raise WireFormatError(endpoint, "body", "not JSON",
                                   response.content[:200].decode("utf-8", "replace")) from exc
+
+    def _auth_refused(self, error: AuthenticationFailed, now_s: float) -> None:
+        """Keep the refusal and say it, at most every ``AUTH_REPORT_INTERVAL_S``."""
+        self.auth_rejection = error
+        self._auth_rejections += 1
+        last = self._auth_reported_at_s
+        if last is not None and now_s - last < AUTH_REPORT_INTERVAL_S:
+            return
+        self._auth_reported_at_s = now_s
+        logger.error("Binance rejects the credentials ({} rejection(s) so far): {}; check the API "
+                     "key, its secret, its futures permission and its IP whitelist",
+                     self._auth_rejections, error)
 
     def _query(self, params: Mapping[str, ParamValue] | None, *, signed: bool) -> str:
         """The exact query string sent; signed ones end in ``signature`` over all before it."""

@@ -27,7 +27,7 @@ from watchdog.core.events import (
     SnapshotRequested,
 )
 from watchdog.core.model import Symbol
-from watchdog.errors import ExchangeError
+from watchdog.errors import AuthenticationFailed, ExchangeError
 
 __all__ = ["Emit", "read_all_orders", "read_orders", "read_positions"]
 
@@ -45,8 +45,8 @@ async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
                                                       requested_time_ms=requested_ms,
                                                       urgent=urgent)
     except ExchangeError as exc:
-        logger.warning("position snapshot failed request_id={} reason={} error={}",
-                       request_id, reason, exc)
+        logger.log(_level(exc), "position snapshot failed request_id={} reason={} error={}",
+                   request_id, reason, exc)
         await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
         return None
     await emit(snapshot)
@@ -65,8 +65,8 @@ async def read_orders(rest: BinanceRest, emit: Emit, symbols: Iterable[Symbol], 
             algo_orders = await rest.fetch_open_algo_orders(symbol, urgent=urgent)
             orders = await rest.fetch_open_orders(symbol, urgent=urgent)
         except ExchangeError as exc:
-            logger.warning("orders snapshot failed symbol={} reason={} error={}", symbol,
-                           reason, exc)
+            logger.log(_level(exc), "orders snapshot failed symbol={} reason={} error={}", symbol,
+                       reason, exc)
             continue
         await emit(OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders,
                                   frozenset({symbol})))
@@ -85,10 +85,15 @@ async def read_all_orders(rest: BinanceRest, emit: Emit, *, reason: str,
         algo_orders = await rest.fetch_open_algo_orders(None, urgent=urgent)
         orders = await rest.fetch_open_orders(None, urgent=urgent)
     except ExchangeError as exc:
-        logger.warning("all-symbols orders sweep failed reason={} error={}", reason, exc)
+        logger.log(_level(exc), "all-symbols orders sweep failed reason={} error={}", reason, exc)
         return None
     snapshot = OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders, None)
     await emit(snapshot)
     logger.debug("all-symbols orders sweep reason={} orders={} algo_orders={}", reason,
                  len(orders), len(algo_orders))
     return snapshot
+
+
+def _level(exc: ExchangeError) -> str:
+    """A refused key is reported by the REST client, once a minute, not here on every poll."""
+    return "DEBUG" if isinstance(exc, AuthenticationFailed) else "WARNING"

@@ -119,7 +119,8 @@ class StreamStats:
 class UserDataStream:
     """Runs the private stream and emits core events through ``emit`` (see module rules).
 
-    ``run(emit)`` never returns; it raises ``AuthenticationFailed`` when the API key is refused.
+    ``run(emit)`` never returns; a refused API key is retried with backoff like a failed
+    connect (the REST client keeps the refusal for the daemon's health and startup verdict).
     """
 
     def __init__(self, rest: BinanceRest, *, ws_url: str, clock: Clock,
@@ -384,8 +385,6 @@ class UserDataStream:
         try:
             new = await self._open()
         except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
-            if isinstance(exc, AuthenticationFailed):
-                raise
             old.queue.put_nowait(Successor(None, describe_error(exc)))
             return
         try:
@@ -480,8 +479,12 @@ class UserDataStream:
                 continue
             try:
                 await self._rest.keepalive_listen_key()
-            except AuthenticationFailed:
-                raise
+            except AuthenticationFailed as exc:
+                # The key is refused, not the listen key: the connection may still deliver for
+                # up to 60 min, so keep it and retry soon (the REST client reports the refusal).
+                delay_s = min(60.0, self._keepalive_interval_s / 4)
+                logger.debug("listen key keepalive refused error={} retry_in_s={:.0f}", exc,
+                             delay_s)
             except ExchangeRejected as exc:
                 self.request_reconnect(f"keepalive rejected: code {exc.code}")
             except ExchangeUnavailable as exc:

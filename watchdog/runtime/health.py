@@ -63,28 +63,48 @@ class Health:
         Raises:
             ValueError: a known field does not parse (names the field).
         """
+        health, problems = cls.parse(raw)
+        if problems:
+            raise ValueError(problems[0])
+        return health
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str]) -> tuple[Health, tuple[str, ...]]:
+        """Parse what can be parsed: a field that does not (or a missing identity field) takes
+        its default and is named in the returned problems. ``status`` must show a heartbeat
+        with one bad field, not crash on it nor call the watchdog down."""
         known = {item.name: item for item in fields(cls) if item.name != "extra"}
         values: dict[str, object] = {}
+        problems: list[str] = []
         for name, item in known.items():
             if name not in raw:
                 continue
             text = raw[name]
             try:
-                if item.type == "bool":
-                    values[name] = text in ("true", "1")
-                elif item.type == "int":
-                    values[name] = int(text)
-                elif item.type.startswith("tuple"):
-                    values[name] = tuple(str(part) for part in json.loads(text or "[]"))
-                else:
-                    values[name] = text
-            except ValueError as exc:
-                raise ValueError(f"health field {name}={text!r}: {exc}") from exc
-        for required in ("pid", "host", "version", "started_ms", "updated_ms"):
+                values[name] = _parse_field(str(item.type), text)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"health field {name}={text!r}: {exc}")
+        for required, default in (("pid", 0), ("host", "?"), ("version", "?"), ("started_ms", 0),
+                                  ("updated_ms", 0)):
             if required not in values:
-                raise ValueError(f"health field {required} is missing")
+                if required not in raw:
+                    problems.append(f"health field {required} is missing")
+                values[required] = default
         extra = tuple(sorted((k, v) for k, v in raw.items() if k not in known))
-        return cls(**values, extra=extra)  # type: ignore[arg-type]
+        return cls(**values, extra=extra), tuple(problems)  # type: ignore[arg-type]
+
+
+def _parse_field(kind: str, text: str) -> object:
+    if kind == "bool":
+        return text in ("true", "1")
+    if kind == "int":
+        return int(text)
+    if kind.startswith("tuple"):
+        parts = json.loads(text or "[]")
+        if not isinstance(parts, list):
+            raise ValueError(f"expected a JSON list, got {type(parts).__name__}")
+        return tuple(str(part) for part in parts)
+    return text
 
 
 def summary_line(health: Health, now_ms: int) -> str:

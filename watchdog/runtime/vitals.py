@@ -54,6 +54,7 @@ class Vitals:
     weight_used: Callable[[], int] = lambda: 0
     ip_weight_used: Callable[[], int] = lambda: 0
     orphans_removed: Callable[[], int] = lambda: 0
+    credentials_refused: Callable[[], str] = lambda: ""  # Binance's latest refusal, "" if none
     reaper: str = "off"
     ready: bool = False
     heartbeat_written: bool = False
@@ -90,6 +91,10 @@ class Vitals:
             found.append("starting: first snapshot not published yet")
         if self.book.stream_state != "live":
             found.append(f"stream {self.book.stream_state}")
+        refused = self.credentials_refused()
+        if refused:
+            found.append(f"Binance rejects the credentials: {refused}; check the API key, "
+                         f"secret, futures permission and IP whitelist")
         if self.snapshot_failures:
             found.append(f"REST reads failing ({self.snapshot_failures} in a row: {self.last_failure})")
         if self.store_error:

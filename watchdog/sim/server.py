@@ -39,8 +39,8 @@ def _authenticate(request: web.Request, venue: Venue, security: str, query: str,
     if not api_key:
         raise rj.bad_api_key_format()
     account = venue.exchange.accounts.get(api_key)
-    if account is None:
-        raise rj.unknown_api_key()
+    if account is None or venue.faults.ip_not_whitelisted:
+        raise rj.unknown_api_key()  # Binance's answer to an IP outside the key's whitelist too
     if security == SIGNED:
         if "signature" not in params:
             raise rj.mandatory_param("signature")

@@ -371,7 +371,12 @@ class RedisPublisher:
                 done = await self.republish(now, set(self._dirty))
                 logger.info("rewrote {} position(s) whose write failed earlier", done)
             return False
-        if previous and not previous.startswith(f"{self._instance}:"):
+        if first and previous:
+            # The previous run's token (a clean stop or a crash leaves it): not a second writer.
+            # A concurrent one overwrites ours before our next beat, reported below then.
+            logger.info("taking account {} over from the previous instance {}", self.keys.account,
+                        previous.rpartition(":")[0])
+        elif previous and not previous.startswith(f"{self._instance}:"):
             logger.error("another watchdog ({}) writes account {}: check [redis] account on every host",
                          previous.rpartition(":")[0], self.keys.account)
         elif not first:
