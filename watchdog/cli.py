@@ -139,7 +139,7 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
     """May SYMBOL's stop be touched? Exit 0 allow, 1 veto (watchdog down is a veto), 2 usage/config error."""
     import json
 
-    from watchdog.client import check_position
+    from poswatch import check_position
     from watchdog.config import load_config
 
     try:
