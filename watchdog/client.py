@@ -7,28 +7,5 @@ daemon ships, with the same objects.
 
 from __future__ import annotations
 
-from poswatch.client import (
-    AsyncGuard,
-    AsyncWatchdogClient,
-    Ended,
-    Guard,
-    Reason,
-    Verdict,
-    Vetoed,
-    WatchdogClient,
-    WatchdogEvent,
-    check_position,
-)
-
-__all__ = [
-    "AsyncGuard",
-    "AsyncWatchdogClient",
-    "Ended",
-    "Guard",
-    "Reason",
-    "Verdict",
-    "Vetoed",
-    "WatchdogClient",
-    "WatchdogEvent",
-    "check_position",
-]
+from poswatch.client import *  # noqa: F403 - the same objects, under the old name
+from poswatch.client import __all__ as __all__

@@ -12,27 +12,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from poswatch.client import AsyncGuard, AsyncWatchdogClient, Guard, WatchdogClient, check_position
-    from poswatch.keys import SCHEMA, binance_symbol
-    from poswatch.protocol import Ended, Reason, Verdict, Vetoed, WatchdogEvent
-
-__all__ = [
-    "DISTRIBUTION",
-    "SCHEMA",
-    "AsyncGuard",
-    "AsyncWatchdogClient",
-    "Ended",
-    "Guard",
-    "Reason",
-    "Verdict",
-    "Vetoed",
-    "WatchdogClient",
-    "WatchdogEvent",
-    "__version__",
-    "binance_symbol",
-    "check_position",
-]
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ below
+    from poswatch.client import AsyncGuard as AsyncGuard
+    from poswatch.client import AsyncWatchdogClient as AsyncWatchdogClient
+    from poswatch.client import Guard as Guard
+    from poswatch.client import WatchdogClient as WatchdogClient
+    from poswatch.client import check_position as check_position
+    from poswatch.keys import SCHEMA as SCHEMA
+    from poswatch.keys import binance_symbol as binance_symbol
+    from poswatch.protocol import Ended as Ended
+    from poswatch.protocol import Reason as Reason
+    from poswatch.protocol import Verdict as Verdict
+    from poswatch.protocol import Vetoed as Vetoed
+    from poswatch.protocol import WatchdogEvent as WatchdogEvent
 
 __version__ = "0.1.0"
 DISTRIBUTION = "position-watchdog-client"
@@ -44,6 +36,7 @@ _HOME = {
     "Ended": "protocol", "Reason": "protocol", "Verdict": "protocol", "Vetoed": "protocol",
     "WatchdogEvent": "protocol",
 }
+__all__ = ["DISTRIBUTION", "__version__", *_HOME]
 
 
 def __getattr__(name: str) -> Any:
