@@ -8,6 +8,7 @@ complete without an index that has the client. Everything else is in setup.cfg.
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["watchdog", "watchdog.*"]), "poswatch"],
+    # poswatch.lua holds data only (the Lua scripts); listed so that setuptools ships it as such
+    packages=[*find_packages(include=["watchdog", "watchdog.*"]), "poswatch", "poswatch.lua"],
     package_dir={"poswatch": "client/poswatch"},
 )
