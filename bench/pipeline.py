@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 
 from redis import exceptions as redis_errors
 
+from poswatch.scripts import script_sha
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.store.connection import map_redis_errors
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher, StoreEffect, health_value
-from watchdog.store.scripts import script_sha
 
 __all__ = ["run_many"]
 

@@ -1,4 +1,4 @@
-"""Command line: ``position-watchdog run | status | check | orphans | sim | demo | config``.
+"""Command line: ``position-watchdog run | status | events | check | orphans | sim | demo | config``.
 
 This is the only module where errors become exit codes and user-facing one-line messages.
 Each command's work lives in the module that owns it; imports are local so that a command
@@ -146,7 +146,7 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
     """May SYMBOL's stop be touched? Exit 0 allow, 1 veto (watchdog down is a veto), 2 usage/config error."""
     import json
 
-    from watchdog.client import check_position
+    from poswatch import check_position
     from watchdog.config import load_config
 
     try:
@@ -247,6 +247,10 @@ def run_command(config_path: str) -> None:
 
 
 @cli.command("status")
+@click.option("--watch", is_flag=True, expose_value=False,
+              callback=lambda ctx, _param, value: ctx.meta.__setitem__("status_watch", value),
+              help="Redraw in place every second until Ctrl-C (with --json: one line a second); "
+                   "exits with the last status's code.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/STATUS.md).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               envvar="POSITION_WATCHDOG_CONFIG",
@@ -269,10 +273,75 @@ def status_command(as_json: bool, config_path: str | None) -> None:
     except ConfigError as exc:
         _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
+    if click.get_current_context().meta.get("status_watch"):
+        from watchdog.runtime.live import status_frames, watch
+
+        sys.exit(watch(status_frames(config.redis.url, config.redis.account, as_json=as_json,
+                                     socket_timeout_s=config.redis.socket_timeout_s), ansi=not as_json))
     report = read_status(config.redis.url, config.redis.account,
                          socket_timeout_s=config.redis.socket_timeout_s)
     click.echo(json.dumps(report.to_json(), separators=(",", ":")) if as_json else render_text(report))
     sys.exit(report.exit_code)
+
+
+# ---------------------------------------------------------------- events
+
+
+@cli.command("events")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--count", "-n", default=20, show_default=True, type=click.IntRange(min=0),
+              help="How many of the newest events to print first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line (id, at, the fields).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              envvar="POSITION_WATCHDOG_CONFIG",
+              help="The TOML config [default: $POSITION_WATCHDOG_CONFIG, else "
+                   "/etc/position-watchdog/config.toml if present].")
+def events(follow: bool, count: int, as_json: bool, config_path: str | None) -> None:
+    """The watchdog's events stream with UTC times, oldest first. Exit 0; 2 Redis unreachable;
+    78 bad config. With --follow, a Redis outage is reported and waited out."""
+    from pathlib import Path
+
+    import redis
+    from redis import exceptions as redis_errors
+
+    from watchdog.config import Config, load_config
+    from watchdog.runtime.live import event_json, event_line, follow_events, recent_events
+    from watchdog.store.keys import AccountKeys
+
+    default = Path("/etc/position-watchdog/config.toml")
+    try:
+        if config_path is None and default.exists():
+            config_path = str(default)
+        config = load_config(config_path) if config_path else Config()
+    except ConfigError as exc:
+        _echo_config_error(exc)
+        sys.exit(EXIT_CONFIG)
+    keys = AccountKeys(config.redis.account)
+    timeout_s = config.redis.socket_timeout_s
+    # The read timeout outlasts XREAD's 1 s block.
+    client = redis.Redis.from_url(config.redis.url, decode_responses=True, socket_timeout=timeout_s + 1.0,
+                                  socket_connect_timeout=timeout_s)
+    show = event_json if as_json else event_line
+
+    def outage(exc: Exception | None) -> None:
+        click.echo(f"redis {keys.events}: {type(exc).__name__}: {exc}; retrying every second"
+                   if exc is not None else f"redis {keys.events}: reachable again", err=True)
+
+    try:
+        shown = recent_events(client, keys, count)
+        for entry_id, fields in shown:
+            click.echo(show(entry_id, fields))
+        if follow:
+            last_id = shown[-1][0] if shown else (recent_events(client, keys, 1) or [("0-0", {})])[-1][0]
+            for entry_id, fields in follow_events(client, keys, last_id, on_outage=outage):
+                click.echo(show(entry_id, fields))
+    except redis_errors.RedisError as exc:
+        click.echo(f"Error: redis {keys.events}: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
 
 
 # ---------------------------------------------------------------- orphans

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from poswatch.urls import redact_url  # standard library only: one redaction rule, bots' and daemon's
 from watchdog.errors import ConfigError, ConfigErrors
 
 __all__ = [
@@ -161,16 +162,6 @@ SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Conf
 _SECRET_NAMES = frozenset({"apikey", "apisecret", "secret", "secretkey", "apisecretkey"})
 _SECRETS_HELP = ("secrets do not belong in the config file; set BINANCE_API_KEY/BINANCE_API_SECRET "
                  "or systemd LoadCredential= binance_api_key/binance_api_secret")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for reprs, logs and error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

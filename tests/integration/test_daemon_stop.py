@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from poswatch.client import AsyncWatchdogClient
 from tests.integration.test_daemon import (
     ACCOUNT,
     KEYS,
@@ -23,7 +24,6 @@ from tests.integration.test_daemon import (
     write_toml,
 )
 from tests.support.waiting import eventually
-from watchdog.client import AsyncWatchdogClient
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from poswatch.client import WatchdogClient
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
-from watchdog.client import WatchdogClient
 from watchdog.core.model import PositionState
 from watchdog.runtime.health import Health
 from watchdog.runtime.status import EXIT_DEGRADED, EXIT_DOWN, read_status
@@ -107,8 +107,8 @@ async def test_status_shows_a_fact_from_the_future_as_unknown(publisher: Any, re
 def test_the_future_tolerance_is_the_one_the_verdict_scripts_use() -> None:
     from pathlib import Path
 
-    import watchdog.store
+    import poswatch
     from watchdog.store.keys import FUTURE_TOLERANCE_MS
 
-    prelude = (Path(watchdog.store.__file__).parent / "lua" / "_prelude.lua").read_text()
+    prelude = (Path(poswatch.__file__).parent / "lua" / "_prelude.lua").read_text()
     assert f"local FUTURE_TOLERANCE_MS = {FUTURE_TOLERANCE_MS}\n" in prelude

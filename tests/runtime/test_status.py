@@ -112,9 +112,9 @@ async def test_leases_and_windows_from_the_real_veto_scripts(publisher: Any, red
     """What ``begin``/``end`` really write (store/lua), read back by ``status``."""
     import time
 
+    from poswatch.client import WatchdogClient
     from tests.support.store import ACCOUNT as STORE_ACCOUNT
     from tests.support.store import make_view, position_key
-    from watchdog.client import WatchdogClient
 
     now_ms = time.time_ns() // 1_000_000
     health = Health(pid=1, host="h", version="0", started_ms=now_ms, updated_ms=now_ms, ready=True,

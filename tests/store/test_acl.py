@@ -11,11 +11,11 @@ import pytest
 import redis
 from redis import exceptions as redis_errors
 
+from poswatch.client import WatchdogClient
+from poswatch.scripts import script_sha
 from tests.support.store import ACCOUNT, make_view, position_key
-from watchdog.client import WatchdogClient
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
-from watchdog.store.scripts import script_sha
 
 ACL_FILE = Path(__file__).parents[2] / "docs" / "redis-acl.conf"
 KEYS = AccountKeys(ACCOUNT)

@@ -7,8 +7,8 @@ import time
 
 import redis.asyncio
 
+from poswatch.client import AsyncWatchdogClient
 from tests.support.store import ACCOUNT, make_view
-from watchdog.client import AsyncWatchdogClient
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 

@@ -66,6 +66,14 @@ class StreamHub:
             self.connections.discard(conn)
             self._changed.notify_all()
 
+    async def resubscribe(self, conn: Connection, subscriptions: dict[str, frozenset[str] | None]) -> None:
+        """A SUBSCRIBE/UNSUBSCRIBE changed what ``conn`` receives (wakes ``wait_connections``)."""
+        if subscriptions == conn.subscriptions:
+            return
+        async with self._changed:
+            conn.subscriptions = subscriptions
+            self._changed.notify_all()
+
     async def wait_connections(self, n: int, timeout_s: float = 10.0) -> None:
         """Wait until exactly ``n`` private connections are open; TimeoutError after ``timeout_s``."""
         async with asyncio.timeout(timeout_s), self._changed:

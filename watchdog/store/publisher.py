@@ -24,6 +24,7 @@ import redis.asyncio
 from loguru import logger
 from redis import exceptions as redis_errors
 
+from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from watchdog import __version__
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.core.model import PositionKey, PositionState, PositionView
@@ -31,7 +32,6 @@ from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
 from watchdog.store.refresh import TouchCalls, missed_refreshes
-from watchdog.store.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 __all__ = ["RedisPublisher", "StoreEffect", "health_value"]
 

@@ -21,7 +21,7 @@ WATCHDOG_SCRIPTS = ("publish_position", "retract_position", "revoke_lease", "lea
 
 
 def _read(name: str) -> str:
-    return resources.files("watchdog.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("poswatch").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 @cache
