@@ -33,6 +33,8 @@ from watchdog.store.keys import AccountKeys, PositionKeys
 from watchdog.store.scripts import BOT_SCRIPTS, script_sha, script_source
 
 __all__ = [
+    "RETRY_LATER",
+    "VETO_REASONS",
     "AsyncGuard",
     "AsyncWatchdogClient",
     "Ended",
@@ -45,6 +47,14 @@ __all__ = [
 ]
 
 _log = logging.getLogger("watchdog.client")
+
+# Every reason a check/begin veto can carry (docs/PROTOCOL.md §2), and those after which the
+# same question may get another answer soon (the others: the position is gone or unknown to
+# the watchdog). ``stop_triggered``: a stop of the position is firing; leave it alone and wait
+# for ``position_closed`` (or the firing to end: ``firing_*`` fields leave the position hash).
+VETO_REASONS = frozenset({"watchdog_down", "no_position", "stale", "position_closed",
+                          "stop_triggered", "reaping", "lease_held"})
+RETRY_LATER = frozenset({"watchdog_down", "stale", "stop_triggered", "reaping", "lease_held"})
 DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 
 
@@ -59,6 +69,21 @@ class Verdict:
     lease: int | None
     position: dict[str, str] = field(default_factory=dict)
     age_ms: int | None = None
+
+    @property
+    def firing(self) -> dict[str, str] | None:
+        """The stop the watchdog saw firing on this position (``algo_id``, ``status``,
+        ``since_ms``, ``child_id``), None when none: the detail of a ``stop_triggered`` veto."""
+        algo_id = self.position.get("firing_algo_id", "")
+        if not algo_id:
+            return None
+        return {name: self.position.get(f"firing_{name}", "")
+                for name in ("algo_id", "status", "since_ms", "child_id")}
+
+    @property
+    def retry_later(self) -> bool:
+        """True for a veto that may turn into an allow by itself (RETRY_LATER)."""
+        return not self.allowed and self.reason in RETRY_LATER
 
     def as_json(self) -> dict[str, object]:
         """The one-line shape of ``position-watchdog check --json``."""
@@ -90,7 +115,9 @@ class Vetoed(WatchdogError):
     def __init__(self, op: str, verdict: Verdict) -> None:
         self.op = op
         self.verdict = verdict
-        super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms})")
+        firing = verdict.firing if verdict.reason == "stop_triggered" else None
+        detail = f", algo {firing['algo_id']} {firing['status']}" if firing else ""
+        super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms}{detail})")
 
 
 # check.lua is flagged no-writes: EVALSHA_RO lets an ACL keep its KEYS read-only (and runs on replicas).

@@ -25,7 +25,7 @@ from loguru import logger
 from redis import exceptions as redis_errors
 
 from watchdog import __version__
-from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
+from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - the fast extra is optional
     _pack = None
 _SHAS = {name: script_sha(name) for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
 
-StoreEffect = Publish | Retract | Notify | RaiseAlert
+StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring
 
 # Health field names that could only carry a secret: refused, whatever the caller meant.
 _SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
@@ -102,6 +102,9 @@ class RedisPublisher:
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
+        # Stops firing per position (MarkFiring): written again after every complete publish of
+        # that position, so a hash that expired or was lost carries the marker once rewritten.
+        self._firing: dict[PositionKey, Firing] = {}
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._beats = count(1)
         self._epoch = ""
@@ -153,7 +156,38 @@ class RedisPublisher:
                       view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value])
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
+        firing = self._firing.get(view.key)
+        if firing is not None:
+            await self._mark_firing(view.key, firing)
         return bool(written)
+
+    async def mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
+        """Show (or clear) a firing stop on ``key``'s hash; False when there is no hash yet (the
+        marker is then written after the position's next publish)."""
+        self._remember_firing(key, firing)
+        try:
+            return await self._mark_firing(key, firing)
+        except StoreError:
+            self._dirty.add(key)
+            raise
+
+    def _remember_firing(self, key: PositionKey, firing: Firing | None) -> None:
+        if firing is None:
+            self._firing.pop(key, None)
+        else:
+            self._firing[key] = firing
+
+    async def _mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
+        name, keys, args = self._firing_call(key, firing)
+        with map_redis_errors(name, self._url):
+            return bool(await self._scripts[name](keys=keys, args=args))
+
+    def _firing_call(self, key: PositionKey, firing: Firing | None) -> tuple[str, list[object], list[object]]:
+        position = self._names_of(key)[0]
+        if firing is None:
+            return "mark_firing", [position], ["", "", "", ""]
+        return "mark_firing", [position], [firing.algo_id, firing.status, firing.since_ms,
+                                           "" if firing.child_id is None else firing.child_id]
 
     async def run_many(self, effects: Sequence[StoreEffect]) -> None:
         """Run store effects in order in ONE pipelined round trip (same writes as ``run`` each).
@@ -196,6 +230,13 @@ class RedisPublisher:
                                    view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
                                    view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
                                    self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value]))
+                    firing = self._firing.get(view.key)
+                    if firing is not None:
+                        calls.append(self._firing_call(view.key, firing))
+                case MarkFiring(key=key, firing=firing):
+                    self._remember_firing(key, firing)
+                    touched.add(key)
+                    calls.append(self._firing_call(key, firing))
                 case Retract(key=key, reason=reason):
                     held = self._held.get(key)
                     record = _Retracted(reason, held.version if held is not None else 0)
@@ -411,6 +452,8 @@ class RedisPublisher:
             case RaiseAlert(code=code, message=message, key=key):
                 await self.emit("alert", {"code": code, "message": message,
                                           **({"position": member_of(key)} if key else {})})
+            case MarkFiring(key=key, firing=firing):
+                await self.mark_firing(key, firing)
 
     # ---------------------------------------------------------------- veto, watchdog side
 

@@ -76,8 +76,10 @@ end
 
 -- The verdict shared by check and begin. Precedence (first match wins):
 -- watchdog_down > no_position > stale (age unknown or too old, any state) > position_closed >
--- stale (state not open) > reaping > lease_held > ok. Age wins over state: an old closure is
--- not the truth either (bots drop their trailing stop on position_closed).
+-- stale (state not open) > stop_triggered > reaping > lease_held > ok. Age wins over state: an
+-- old closure is not the truth either (bots drop their trailing stop on position_closed).
+-- stop_triggered: the watchdog marked a stop of this position firing (mark_firing.lua): a bot
+-- that cancels now races the fill, and a new stop would be placed for a closing position.
 -- Returns allowed (0/1), reason, age_ms (-1 unknown), the position hash (flat), the health map.
 local function judge(health_key, pos_key, reaping_key, lease_key, max_age_arg, now)
   local flat = redis.call('HGETALL', pos_key)
@@ -94,6 +96,7 @@ local function judge(health_key, pos_key, reaping_key, lease_key, max_age_arg, n
   end
   if p['state'] == 'closed' then return 0, 'position_closed', age, flat, h end
   if p['state'] ~= 'open' then return 0, 'stale', age, flat, h end
+  if (p['firing_algo_id'] or '') ~= '' then return 0, 'stop_triggered', age, flat, h end
   if redis.call('EXISTS', reaping_key) == 1 then return 0, 'reaping', age, flat, h end
   local l = redis.call('HMGET', lease_key, 'token', 'released_ms', 'revoked', 'expires_ms')
   if lease_held({token = l[1] or nil, released_ms = l[2] or nil, revoked = l[3] or nil,
