@@ -97,7 +97,9 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             socket_timeout_s=r.socket_timeout_s)
         stack.push_async_callback(store.close)
         await store.start()
-        book.expect(await store.published_keys())  # closed while we were down → published closed
+        # Closed while we were down → published closed, and told (position_closed, while_down).
+        published = await store.published_keys()
+        book.expect(published, await store.last_shown(published))
         try:
             await rest.sync_time()
         except ExchangeUnavailable as exc:

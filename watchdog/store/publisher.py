@@ -478,6 +478,34 @@ class RedisPublisher:
                 logger.warning("ignoring malformed member {!r} of {}", text, self.keys.positions)
         return frozenset(keys)
 
+    async def last_shown(self, keys: frozenset[PositionKey]
+                         ) -> dict[PositionKey, tuple[PositionState, int]]:
+        """The OPEN/CLOSED state (with its ``verified_ms``) Redis holds for ``keys``: what an
+        earlier run last told bots, so that a change while no watchdog ran is told too
+        (core/book.py rule 10). Never truth about the position: REST alone decides that.
+        Unknown, missing or unparsable entries are left out (logged)."""
+        ordered = sorted(keys, key=str)
+        if not ordered:
+            return {}
+        with map_redis_errors("last_shown", self._url):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in ordered:
+                pipe.hmget(self._names_of(key)[0], "state", "verified_ms")
+            replies = await pipe.execute()
+        shown: dict[PositionKey, tuple[PositionState, int]] = {}
+        for key, (state, verified) in zip(ordered, replies, strict=True):
+            text = state.decode() if isinstance(state, bytes) else state
+            if text not in (PositionState.OPEN.value, PositionState.CLOSED.value):
+                continue  # unknown or expired: nothing was told that a change could contradict
+            try:
+                verified_ms = int(verified)
+            except (TypeError, ValueError):
+                logger.warning("ignoring {} of an earlier run: verified_ms {!r} is not an integer",
+                               member_of(key), verified)
+                continue
+            shown[key] = (PositionState(text), verified_ms)
+        return shown
+
     async def leased_symbols(self) -> frozenset[PositionKey]:
         """Positions under a live lease: the poller polls them fast until the lease ends."""
         with map_redis_errors("leased", self._url):
