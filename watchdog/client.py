@@ -56,6 +56,7 @@ VETO_REASONS = frozenset({"watchdog_down", "no_position", "stale", "position_clo
                           "stop_triggered", "reaping", "lease_held"})
 RETRY_LATER = frozenset({"watchdog_down", "stale", "stop_triggered", "reaping", "lease_held"})
 DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
+MAX_LEASE_TTL_MS = 600_000  # begin.lua refuses longer leases (MAX_LEASE_TTL_MS in lua/_prelude.lua)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,7 @@ class _Protocol:
         return [self.keys.health, p.position, p.reaping, p.lease], [self.max_age]
 
     def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> _Call:
+        _check_begin_args(holder, ttl_ms)
         k, p = self.keys, self._keys(symbol, side)
         return ([p.lease, k.lease_seq, k.leases, k.events],
                 [p.member, holder, ttl_ms, self.max_age, k.channel, k.health, p.position, p.reaping])
@@ -180,6 +182,17 @@ class _Protocol:
             for entry_id, fields in entries:
                 out.append(WatchdogEvent(str(entry_id), str(fields.get("kind", "")), dict(fields)))
         return out
+
+
+def _check_begin_args(holder: str, ttl_ms: int) -> None:
+    """What begin.lua refuses, refused here with a ValueError (a bug in the caller, not an outage
+    to be answered with watchdog_down)."""
+    if not (isinstance(ttl_ms, int) and not isinstance(ttl_ms, bool)
+            and 1 <= ttl_ms <= MAX_LEASE_TTL_MS):
+        raise ValueError(f"ttl_ms must be an integer from 1 to {MAX_LEASE_TTL_MS}, got {ttl_ms!r}")
+    if not (isinstance(holder, str) and 1 <= len(holder) <= 128 and holder.isascii()
+            and holder.isprintable()):
+        raise ValueError(f"holder must be 1-128 printable ASCII characters, got {holder!r}")
 
 
 class Guard:
@@ -239,7 +252,12 @@ class WatchdogClient:
             return _DOWN
 
     def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
-        """Before cancelling a stop: ALLOW with a lease, or VETO with a reason."""
+        """Before cancelling a stop: ALLOW with a lease, or VETO with a reason.
+
+        Raises:
+            ValueError: ``holder`` is not 1-128 printable ASCII characters, ``ttl_ms`` not an
+                integer from 1 to 600,000, or ``symbol``/``side`` cannot be part of a key.
+        """
         try:
             call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
             return self._p.verdict(self._call("begin", call))

@@ -6,6 +6,15 @@
 -- KEYS: 1 position
 -- ARGV: 1 algo id ("" = nothing firing), 2 status, 3 since_ms (exchange time), 4 child order id or ""
 -- Reply: 1 written, 0 no such hash
+want_count(KEYS, 1, ARGV, 4)
+local member = string.match(KEYS[1] or '', ':pos:(.*)$') or ''
+prefix_of(KEYS[1], ':pos:' .. want_member(member, 'position key'), 'position key')
+if ARGV[1] ~= '' then
+  want_digits(ARGV[1], 'algo id')
+  want_one_of(ARGV[2], 'status', {'TRIGGERING', 'TRIGGERED', 'CHILD_WORKING'})
+  want_int(ARGV[3], 'since_ms', 0, MAX_INT)
+  if ARGV[4] ~= '' then want_digits(ARGV[4], 'child id') end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[1] == '' then
   if redis.call('HDEL', KEYS[1], 'firing_algo_id', 'firing_status', 'firing_since_ms',
@@ -17,5 +26,5 @@ else
     'firing_since_ms', ARGV[3], 'firing_child_id', ARGV[4])
 end
 redis.call('HSET', KEYS[1], 'updated_ms', tostring(now_ms()))
-redis.call('HINCRBY', KEYS[1], 'rev', 1)
+bump_rev(KEYS[1])
 return 1
