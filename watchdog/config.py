@@ -38,6 +38,7 @@ __all__ = [
     "ReaperConfig",
     "RedisConfig",
     "ServiceConfig",
+    "StreamConfig",
     "VetoConfig",
     "load_config",
     "load_credentials",
@@ -139,6 +140,17 @@ class ReaperConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """The optional liveness proof of the user-data stream (core/canary.py, docs/CONFIG.md)."""
+
+    # 0 = off. Each canary costs 1 on the account's order counts (0 IP weight) and its cancel
+    # 1 IP weight: at 60 s, 1 of 1200 orders/min and 1 of 2400 weight/min.
+    canary_interval_s: float = _key(0.0, ge=0, le=86400)
+    canary_symbol: str = _key("", pattern=r"[A-Z0-9_]{0,40}")
+    canary_timeout_s: float = _key(5.0, gt=0, le=60)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The daemon's own cadence (expiry checks, systemd keepalive)."""
 
@@ -154,6 +166,7 @@ class Config:
     core: CoreConfig = field(default_factory=CoreConfig)
     veto: VetoConfig = field(default_factory=VetoConfig)
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
@@ -295,6 +308,15 @@ def _check_relations(config: Config, path: str) -> None:
         raise ConfigError(path, "binance", "reconnect_min_delay_s",
                           f"must be <= reconnect_max_delay_s ({b.reconnect_max_delay_s:g}); "
                           f"got {b.reconnect_min_delay_s:g}")
+    s = config.stream
+    if s.canary_interval_s > 0 and not s.canary_symbol:
+        raise ConfigError(path, "stream", "canary_symbol",
+                          "must name a symbol (e.g. BTCUSDT) when canary_interval_s > 0")
+    if 0 < s.canary_interval_s <= 2 * s.canary_timeout_s:
+        raise ConfigError(path, "stream", "canary_interval_s",
+                          f"must be 0 (off) or more than twice canary_timeout_s "
+                          f"({s.canary_timeout_s:g} s), one canary at a time; "
+                          f"got {s.canary_interval_s:g}")
     if b.poll_interval_s * 1000 >= config.core.max_age_ms:
         raise ConfigError(path, "binance", "poll_interval_s",
                           f"must be shorter than [core] max_age_ms ({config.core.max_age_ms} ms), or a "

@@ -47,6 +47,8 @@ Rules of this module:
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
+   RaiseAlert, and for ``stream_blind`` Notify too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
    raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
@@ -75,6 +77,7 @@ from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSn
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
+    CanaryAlert,
     Event,
     ListenKeyExpired,
     MarginCall,
@@ -280,6 +283,11 @@ class PositionBook:
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
+            case CanaryAlert(code=code, message=message):
+                # The canary's verdict leaves by the same effects as rule 7's blindness.
+                extra.append(RaiseAlert(code, message))
+                if code == "stream_blind":
+                    extra.append(Notify(code, None, (("message", message),)))
             case OrdersSnapshot() | Tick():
                 pass
             case _:  # pragma: no cover - unreachable while every event type is handled

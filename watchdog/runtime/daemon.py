@@ -42,6 +42,7 @@ from watchdog.core.orders import OrderBook
 from watchdog.errors import ExchangeUnavailable, StoreError
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
+from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
 from watchdog.runtime.reaper_task import ReaperTask
@@ -129,9 +130,13 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         vitals.orphans_removed = lambda: reaper.removed_total
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect)
+        policy = canary_policy(config.stream)
+        canary = None if policy is None else CanaryTask(
+            rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
+            stream_live=lambda: book.stream_state == "live")
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=(poller.observe,))
+                        observers=(poller.observe, *(() if canary is None else (canary.observe,))))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
@@ -141,6 +146,8 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
         }
+        if canary is not None:
+            tasks["canary"] = canary.run()
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
