@@ -96,3 +96,26 @@ async def test_no_hash_is_created_and_the_marker_follows_the_next_publish(
     assert (await client.check("BTCUSDT")).reason == "stop_triggered"
     await publisher.run_many([MarkFiring(BTC, None), MarkFiring(position_key("ETHUSDT"), None)])
     assert (await client.check("BTCUSDT")).reason == "ok"
+
+
+async def test_a_marker_left_by_an_earlier_run_is_cleared_by_the_next_runs_first_publish(
+        alive: RedisPublisher, redis_url: str, client: AsyncWatchdogClient) -> None:
+    """The earlier run crashed with a stop firing; the stop finished while it was down."""
+    await alive.mark_firing(BTC, FIRING)
+    assert (await client.check("BTCUSDT")).reason == "stop_triggered"
+    restarted = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=10_000,
+                                        closed_ttl_s=60, events_maxlen=1000,
+                                        veto_max_age_ms=5_000, socket_timeout_s=2.0)
+    await restarted.start()
+    try:
+        await restarted.run_many([Publish(make_view(BTC, version=7, verified_ms=now_ms())),
+                                  Publish(make_view(position_key("ETHUSDT"), version=7,
+                                                    verified_ms=now_ms()))])
+        assert (await client.check("BTCUSDT")).reason == "ok"
+        await restarted.run_many([Publish(make_view(BTC, version=8, verified_ms=now_ms(),
+                                                    amount="0.02"))])
+        await restarted.mark_firing(BTC, FIRING)
+        await restarted.publish(make_view(BTC, version=9, verified_ms=now_ms()))
+        assert (await client.check("BTCUSDT")).reason == "stop_triggered"  # this run's marker
+    finally:
+        await restarted.close()

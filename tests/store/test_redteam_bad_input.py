@@ -39,7 +39,7 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
         "end": ([P.lease, K.leases, K.windows, K.events], [M, "1", "ok", K.channel, K.health]),
         "publish_position": ([P.position, K.positions, P.lease, K.leases, K.events, K.health],
                              [M, "5", "closed", "confirmed", "0", "0", "rest", str(now), str(now),
-                              "", "60000", K.channel, "BTCUSDT", "BOTH"]),
+                              "", "60000", K.channel, "BTCUSDT", "BOTH", "1"]),
         "retract_position": ([P.position, K.positions], [M, "stream_lost", "5", "BTCUSDT", "BOTH"]),
         "revoke_lease": ([P.lease, K.leases, K.events, K.health], [M, "operator", K.channel]),
         "leased": ([K.leases], []),
@@ -105,7 +105,7 @@ def base_state(r: redis.Redis) -> None:
     publish_keys, publish_args = calls["publish_position"]
     evalsha(r, "publish_position", publish_keys,
             [M, "1", "open", "confirmed", "0.010", "100.5", "stream", str(now), str(now), "",
-             "60000", K.channel, "BTCUSDT", "BOTH"])
+             "60000", K.channel, "BTCUSDT", "BOTH", "0"])
     assert evalsha(r, "begin", calls["begin"][0],
                    [M, "bot-1", "60000", "", K.channel, K.health, P.position, P.reaping])[0] == 1
 

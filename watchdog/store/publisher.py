@@ -105,6 +105,10 @@ class RedisPublisher:
         # Stops firing per position (MarkFiring): written again after every complete publish of
         # that position, so a hash that expired or was lost carries the marker once rewritten.
         self._firing: dict[PositionKey, Firing] = {}
+        # Keys whose firing marker this run has written (set or cleared): the first complete
+        # publish of a key in this run also drops a marker an earlier run may have left (a
+        # crash, a restart: publish_position's clear_firing argument), at no extra call.
+        self._firing_synced: set[PositionKey] = set()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._beats = count(1)
         self._epoch = ""
@@ -148,17 +152,20 @@ class RedisPublisher:
     async def _publish(self, view: PositionView) -> bool:
         k = self.keys
         member = member_of(view.key)
+        firing = self._firing.get(view.key)
+        clear = firing is None and view.key not in self._firing_synced
         with map_redis_errors("publish_position", self._url):
             written, stored = await self._scripts["publish_position"](
                 keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
                 args=[member, view.version, view.state.value, view.knowledge.value, _plain(view.amount),
                       _plain(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
-                      view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value])
+                      view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value,
+                      "1" if clear else "0"])
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
-        firing = self._firing.get(view.key)
         if firing is not None:
             await self._mark_firing(view.key, firing)
+        self._firing_synced.add(view.key)
         return bool(written)
 
     async def mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
@@ -204,6 +211,7 @@ class RedisPublisher:
             return
         calls: list[tuple[str, list[object], list[object]]] = []
         touched: set[PositionKey] = set()
+        syncing: set[PositionKey] = set()  # firing markers written with this batch
         k = self.keys
         positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
@@ -224,15 +232,18 @@ class RedisPublisher:
                         refreshes.append((view, refresh_of))
                         continue
                     position, lease, member = self._names_of(view.key)
+                    firing = self._firing.get(view.key)
+                    clear = firing is None and view.key not in self._firing_synced
                     calls.append(("publish_position",
                                   [position, positions, lease, leases, events, health],
                                   [member, view.version, view.state.value,
                                    view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
                                    view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
-                                   self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value]))
-                    firing = self._firing.get(view.key)
+                                   self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value,
+                                   "1" if clear else "0"]))
                     if firing is not None:
                         calls.append(self._firing_call(view.key, firing))
+                    syncing.add(view.key)
                 case MarkFiring(key=key, firing=firing):
                     self._remember_firing(key, firing)
                     touched.add(key)
@@ -276,6 +287,7 @@ class RedisPublisher:
             self._dirty |= touched
             raise
         self._dirty -= touched
+        self._firing_synced |= syncing
 
     async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
         """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
