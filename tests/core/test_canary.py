@@ -129,7 +129,8 @@ def test_never_out_longer_than_the_bound_and_blind_only_without_an_update(
         if what == "tick":
             actions = canary.tick(now, stream_live=live)
         elif what == "observe" and canary.client_id:
-            seen.add(canary.client_id) if canary.phase == "out" else None
+            if canary.phase == "out":
+                seen.add(canary.client_id)
             actions = canary.observe(canary.client_id, now)
         elif what == "cancel_ok":
             canary.cancel_done(now)

@@ -56,8 +56,7 @@ def test_positions_are_separate_and_the_longest_firing_is_shown() -> None:
     book = OrderBook()
     book.apply(algo_update(6, AlgoStatus.TRIGGERING, at_ms=3_000))
     book.apply(algo_update(5, AlgoStatus.TRIGGERING, at_ms=2_000))
-    book.apply(algo_row_update := algo_update(8, AlgoStatus.NEW, at_ms=2_000, key=LONG))
-    assert algo_row_update.symbol == LONG.symbol
+    book.apply(algo_update(8, AlgoStatus.NEW, at_ms=2_000, key=LONG))
     assert firing_stops(book) == {KEY: Firing(OrderId(5), "TRIGGERING", 2_000)}
     book.apply(snapshot(algos=(algo_row(8, key=LONG, status=AlgoStatus.TRIGGERING,
                                         updated_ms=4_000),), at_ms=4_500,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from tests.integration.test_daemon import ACCOUNT, KEYS, start_daemon
+from tests.integration.test_daemon import KEYS, start_daemon
 from tests.integration.test_stop_triggered import default_table
 from tests.support.waiting import eventually
 from watchdog.core.canary import is_canary

@@ -12,7 +12,7 @@ import contextlib
 import pytest
 import redis.asyncio
 
-from tests.integration.test_daemon import ACCOUNT, BASUSDT, KEYS, start_daemon
+from tests.integration.test_daemon import BASUSDT, KEYS, start_daemon
 from tests.integration.test_stop_triggered import default_table
 from tests.support.waiting import eventually
 from watchdog.sim import Simulator
@@ -64,9 +64,10 @@ async def test_a_position_still_open_after_the_restart_tells_nothing(
         daemon, stop = start_daemon(sim, default_table(sim, redis_url))
         try:
             # Each run counts versions from a higher base: a greater one is this run's write.
-            held = await eventually(lambda: rclient.hgetall(KEYS.position(BASUSDT)),
-                                    lambda h: h.get("state") == "open"
-                                    and int(h["version"]) > version,
+            def this_run(h: dict[str, str], floor: int = version) -> bool:
+                return h.get("state") == "open" and int(h["version"]) > floor
+
+            held = await eventually(lambda: rclient.hgetall(KEYS.position(BASUSDT)), this_run,
                                     timeout_s=30, what="BASUSDT published open by this run")
             version = int(held["version"])
         finally:

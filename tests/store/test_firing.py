@@ -50,7 +50,7 @@ async def test_begin_and_check_veto_while_a_stop_fires(alive: RedisPublisher,
                                   "since_ms": "1700000000000", "child_id": ""}
     veto = [e for _, e in await alive._redis.xrange(KEYS.events) if e["kind"] == "veto"]
     assert veto[-1]["reason"] == "stop_triggered"
-    with pytest.raises(Vetoed, match="stop_triggered.*algo 4000000017 TRIGGERING"):
+    with pytest.raises(Vetoed, match=r"stop_triggered.*algo 4000000017 TRIGGERING"):
         async with client.guard_stop_update("BTCUSDT", holder="bot"):
             pytest.fail("begin must veto")
     assert await alive.mark_firing(BTC, None)

@@ -102,7 +102,7 @@ def base_state(r: redis.Redis) -> None:
     calls = valid_calls(now)
     evalsha(r, "heartbeat", calls["heartbeat"][0], ["60000", "", "tok:0", str(now), "stream", "live",
                                                    "veto_max_age_ms", "5000"])
-    publish_keys, publish_args = calls["publish_position"]
+    publish_keys = calls["publish_position"][0]
     evalsha(r, "publish_position", publish_keys,
             [M, "1", "open", "confirmed", "0.010", "100.5", "stream", str(now), str(now), "",
              "60000", K.channel, "BTCUSDT", "BOTH", "0"])
@@ -124,7 +124,8 @@ def assert_no_poison(r: redis.Redis) -> None:
         if expires is not None:
             assert int(expires) <= now + LEASE_TTL_MAX_MS + 1_000
     for member, score in r.zrange(K.leases, 0, -1, withscores=True):
-        assert math.isfinite(score) and score <= now + LEASE_TTL_MAX_MS + 1_000, (member, score)
+        assert math.isfinite(score), (member, score)
+        assert score <= now + LEASE_TTL_MAX_MS + 1_000, (member, score)
     for key in r.scan_iter(match=f"{K.prefix}:pos:*"):
         fields = r.hgetall(key)
         assert fields.get(b"state") in (b"open", b"closed", b"unknown"), fields

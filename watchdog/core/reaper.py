@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from watchdog.core.canary import is_canary
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert, RequestSnapshot
 from watchdog.core.model import (
     ZERO,
@@ -36,7 +37,6 @@ from watchdog.core.model import (
     PositionState,
     PositionView,
 )
-from watchdog.core.canary import is_canary
 from watchdog.core.orders import OrderBook, TrackedOrder
 
 __all__ = [

@@ -40,9 +40,9 @@ from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.errors import ExchangeUnavailable, StoreError
+from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
-from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
 from watchdog.runtime.reaper_task import ReaperTask
