@@ -39,6 +39,7 @@ __all__ = [
     "ReaperConfig",
     "RedisConfig",
     "ServiceConfig",
+    "StreamConfig",
     "VetoConfig",
     "load_config",
     "load_credentials",
@@ -140,6 +141,17 @@ class ReaperConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """The optional liveness proof of the user-data stream (core/canary.py, docs/CONFIG.md)."""
+
+    # 0 = off. Each canary costs 1 on the account's order counts (0 IP weight) and its cancel
+    # 1 IP weight: at 60 s, 1 of 1200 orders/min and 1 of 2400 weight/min.
+    canary_interval_s: float = _key(0.0, ge=0, le=86400)
+    canary_symbol: str = _key("", pattern=r"[A-Z0-9_]{0,40}")
+    canary_timeout_s: float = _key(5.0, gt=0, le=60)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The daemon's own cadence (expiry checks, systemd keepalive)."""
 
@@ -155,6 +167,7 @@ class Config:
     core: CoreConfig = field(default_factory=CoreConfig)
     veto: VetoConfig = field(default_factory=VetoConfig)
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
@@ -323,6 +336,16 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           (("binance", "poll_interval_s"), ("core", "max_age_ms")), "binance", "poll_interval_s",
           f"must be shorter than [core] max_age_ms ({config.core.max_age_ms} ms), or a "
           f"quiet position expires between polls; got {b.poll_interval_s:g} s")
+    st = config.stream
+    check(not (st.canary_interval_s > 0 and not st.canary_symbol),
+          (("stream", "canary_interval_s"), ("stream", "canary_symbol")), "stream", "canary_symbol",
+          "must name a symbol (e.g. BTCUSDT) when canary_interval_s > 0")
+    check(not (0 < st.canary_interval_s <= 2 * st.canary_timeout_s),
+          (("stream", "canary_interval_s"), ("stream", "canary_timeout_s")), "stream",
+          "canary_interval_s",
+          f"must be 0 (off) or more than twice canary_timeout_s "
+          f"({st.canary_timeout_s:g} s), one canary at a time; "
+          f"got {st.canary_interval_s:g}")
     # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
     if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
         return

@@ -68,6 +68,8 @@ WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/algoOrder": 1,
     "DELETE /fapi/v1/order": 1,
     "DELETE /fapi/v1/algoOrder": 1,
+    "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (§4)
+    "GET /fapi/v1/exchangeInfo": 1,
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
 }
@@ -261,6 +263,27 @@ class BinanceRest:
     async def cancel_algo_order(self, algo_id: OrderId) -> None:
         """Cancel one untriggered algo order; sent once, never retried (see ``cancel_order``)."""
         await self._call("DELETE", "/fapi/v1/algoOrder", {"algoId": algo_id},
+                         signed=True, urgent=True, idempotent=False)
+
+    async def exchange_info(self) -> Any:
+        """``GET /fapi/v1/exchangeInfo`` (unsigned, weight 1): the canary reads it once."""
+        return await self._get("/fapi/v1/exchangeInfo", signed=False)
+
+    async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
+        """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
+        Only the canary places orders (binance/canary.py): the watchdog trades nothing else.
+
+        Raises:
+            OutcomeUnknown, ExchangeUnavailable: it may or may not exist: cancel by client id.
+            ExchangeRejected: refused, it does not exist.
+        """
+        return await self._call("POST", "/fapi/v1/algoOrder", params, signed=True, urgent=False,
+                                idempotent=False)
+
+    async def cancel_algo_order_by_client_id(self, client_algo_id: str) -> None:
+        """Cancel one untriggered algo order by ``clientAlgoId`` (the canary's, whose algoId may
+        not be known yet); sent once. -2011 → ExchangeRejected: it does not exist."""
+        await self._call("DELETE", "/fapi/v1/algoOrder", {"clientAlgoId": client_algo_id},
                          signed=True, urgent=True, idempotent=False)
 
     async def create_listen_key(self) -> str:

@@ -47,6 +47,8 @@ Rules of this module:
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
+   RaiseAlert, and for ``stream_blind`` Notify too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
    raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
@@ -55,11 +57,17 @@ Rules of this module:
    unbroken run that showed the key flat. A gap, a failed read covering the key, an open fact
    or expiry (ambiguous REST, any loss of CONFIRMED) breaks the run; a snapshot requested
    before the latest break cannot start a new one, even if it is answered after it.
+10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
+   earlier run last published per key; the first confirmed view of that key that differs from
+   it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
+   ``last_seen_ms`` (the ``verified_ms`` of the old state: the change happened between it and
+   the event's ``at_ms``) when a REST read brought the first fact, plainly when the stream did
+   (then the change was seen live).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
@@ -69,6 +77,7 @@ from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSn
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
+    CanaryAlert,
     Event,
     ListenKeyExpired,
     MarginCall,
@@ -137,6 +146,9 @@ class _Entry:
     flat_since_ms: int | None = None
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     published: PositionView | None = None
+    # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
+    # by this run; verified_ms of that state, until the first confirmed publish (rule 10)
+    while_down_from_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +181,7 @@ class PositionBook:
         self._policy = policy or BookPolicy()
         self._version_base = version_base
         self._expected: set[PositionKey] = set()  # published by an earlier run, not yet re-read
+        self._last_shown: dict[PositionKey, tuple[PositionState, int]] = {}  # rule 10
         self._entries: dict[PositionKey, _Entry] = {}
         self._epoch = 0                  # +1 on every stream gap
         self._connected = False
@@ -270,6 +283,11 @@ class PositionBook:
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
+            case CanaryAlert(code=code, message=message):
+                # The canary's verdict leaves by the same effects as rule 7's blindness.
+                extra.append(RaiseAlert(code, message))
+                if code == "stream_blind":
+                    extra.append(Notify(code, None, (("message", message),)))
             case OrdersSnapshot() | Tick():
                 pass
             case _:  # pragma: no cover - unreachable while every event type is handled
@@ -482,7 +500,11 @@ class PositionBook:
         if entry is None:
             entry = _Entry(key, amount, price, source, time_ms, epoch,
                            run_break_seq=self._all_break_seq)  # it was in the all-symbols run
-            if self._covered(key):
+            shown = self._last_shown.pop(key, None)
+            if shown is not None:  # rule 10
+                entry.confirmed_state = shown[0]
+                entry.while_down_from_ms = shown[1] if source is Source.REST else None
+            elif self._covered(key):
                 entry.confirmed_state = PositionState.CLOSED
             self._entries[key] = entry
         else:
@@ -541,12 +563,18 @@ class PositionBook:
     def _break_all_run(self) -> None:
         self._all_flat_since_ms, self._all_break_seq = None, self.events_applied
 
-    def expect(self, keys: Iterable[PositionKey]) -> None:
+    def expect(self, keys: Iterable[PositionKey],
+               last_shown: Mapping[PositionKey, tuple[PositionState, int]] | None = None) -> None:
         """Keys an earlier run published (the store's index), so that a REST read covering one
         publishes its state even when it is flat: otherwise a position that closed while no
         watchdog ran would keep the old run's ``open`` in Redis (shown stale, never closed).
-        Only the keys are taken over, never their old values: REST alone decides."""
+        Only the keys are taken over, never their old values: REST alone decides.
+        ``last_shown``: the OPEN/CLOSED state (and its ``verified_ms``) the earlier run last
+        published, only to tell bots of a change that happened meanwhile (rule 10)."""
         self._expected.update(k for k in keys if k not in self._entries)
+        for key, (state, verified_ms) in (last_shown or {}).items():
+            if key not in self._entries and state is not PositionState.UNKNOWN:
+                self._last_shown[key] = (state, verified_ms)
 
     # ------------------------------------------------------------------ publishing
 
@@ -563,8 +591,13 @@ class PositionBook:
             if view.state is not PositionState.UNKNOWN:
                 if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
                     kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
-                    effects.append(Notify(kind, key, (("amount", str(view.amount)),)))
+                    detail: tuple[tuple[str, str], ...] = (("amount", str(view.amount)),)
+                    if entry.while_down_from_ms is not None:  # rule 10
+                        detail += (("while_down", "true"),
+                                   ("last_seen_ms", str(entry.while_down_from_ms)))
+                    effects.append(Notify(kind, key, detail))
                 entry.confirmed_state = view.state
+                entry.while_down_from_ms = None
         self._dirty.clear()
         return effects
 

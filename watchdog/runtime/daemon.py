@@ -40,6 +40,7 @@ from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
+from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
@@ -107,7 +108,9 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
 
         async def start() -> None:
             await store.start()
-            book.expect(await store.published_keys())  # closed while we were down → published closed
+            # Closed while we were down → published closed, and told (position_closed, while_down).
+            published = await store.published_keys()
+            book.expect(published, await store.last_shown(published))
             try:
                 await rest.sync_time()
                 # One signed read proves key, secret, permission and IP whitelist now: refused
@@ -150,9 +153,13 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect)
+        policy = canary_policy(config.stream)
+        canary = None if policy is None else CanaryTask(
+            rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
+            stream_live=lambda: book.stream_state == "live")
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=(poller.observe,))
+                        observers=(poller.observe, *(() if canary is None else (canary.observe,))))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
@@ -163,6 +170,8 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "reaper": reaper.run(),
             "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
+        if canary is not None:
+            tasks["canary"] = canary.run()
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
