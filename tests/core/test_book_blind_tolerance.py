@@ -12,7 +12,7 @@ import pytest
 from tests.core.facts import BTC, ETH, amount, stream, trade_lite
 from tests.core.test_book import Harness, alerts, kinds, state
 from watchdog.core.book import BookPolicy
-from watchdog.core.events import StreamConnected
+from watchdog.core.events import StreamConnected, StreamLost
 from watchdog.core.model import PositionState
 
 
@@ -95,3 +95,20 @@ def test_a_gap_forgets_unreported_changes(h: Harness) -> None:
     h.apply(StreamConnected(2), 5100)
     assert alerts(h.poll(7000)) == []  # post-gap: the new connection starts clean
     assert alerts(h.poll(9000)) == []
+
+
+def test_a_change_made_while_disconnected_is_not_blamed_on_the_new_connection() -> None:
+    """The shrunk case of the flaky property test (issue 12): ETH opened while the stream was
+    down; the first read after the connect lags (flat), the next one shows the open. Only a
+    change made after the first post-connect request counts against the stream."""
+    h = Harness()
+    h.apply(StreamConnected(1), 0)
+    h.poll(0)
+    h.apply(StreamLost(1, "1006"), 1000)
+    h.apply(StreamConnected(2), 3000)
+    h.poll(3100)  # the first request after the connect; REST still shows the old state
+    assert alerts(h.poll(3200, amount(ETH, 2, 2000))) == []  # opened at 2000, while down
+    assert alerts(h.poll(5000, amount(ETH, 2, 2000))) == []
+    eth = amount(ETH, 2, 2000)
+    assert alerts(h.poll(5100, eth, amount(BTC, 1, 4900))) == []  # opened after: young yet
+    assert alerts(h.poll(5900, eth, amount(BTC, 1, 4900))) == ["stream_blind"]

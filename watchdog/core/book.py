@@ -47,6 +47,11 @@ Rules of this module:
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   Only a change provably made while this connection was up counts: its earliest possible
+   time (a timed row's ``updateTime``, else the held fact's time, else the lag floor of the
+   last read that showed the key flat) must not be before the ``requested_time_ms`` of the
+   first snapshot requested after the connect. A change made while disconnected and shown by
+   a lagging first post-connect read is no blindness (the stream never had a chance).
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
    RaiseAlert, and for ``stream_blind`` Notify too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
@@ -195,6 +200,7 @@ class PositionBook:
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_break_seq = 0  # events_applied when that run last broke
         self._unreported: dict[PositionKey, _Unreported] = {}
+        self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
@@ -279,6 +285,8 @@ class PositionBook:
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
             case SnapshotRequested():
                 self._remember_request(event)
+                if self._connected and self._watch_from_ms is None:
+                    self._watch_from_ms = event.requested_time_ms
             case PositionSnapshot():
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
@@ -341,6 +349,7 @@ class PositionBook:
         self._epoch += 1
         self._fills.clear()
         self._unreported.clear()
+        self._watch_from_ms = None
         self._break_all_run()
         # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
         keep_confirmed = connected and not was_connected
@@ -425,8 +434,12 @@ class PositionBook:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._covered(key) and key.symbol not in self._fills:
+                # Flat in every read so far: it opened after the last one's lag floor.
+                last_read_ms = max(self._read_order_all,
+                                   self._read_order.get(key.symbol, (-1, -1)))[0]
                 self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
-                                      "REST shows an open the stream never reported")
+                                      "REST shows an open the stream never reported",
+                                      row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
                                      fact_epoch)
@@ -446,7 +459,9 @@ class PositionBook:
                                     else snap.requested_time_ms)
                         self._note_unreported(key, since_ms, entry.as_of_time_ms,
                                               f"REST shows amount {amount} but the stream last "
-                                              f"reported {entry.amount}")
+                                              f"reported {entry.amount}",
+                                              since_ms if judged.verdict is Verdict.NEWER
+                                              else entry.as_of_time_ms)
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
                     if not trusted:
                         self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
@@ -471,8 +486,11 @@ class PositionBook:
         return effects
 
     def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
-                         message: str) -> None:
-        """Rule 7: remember the oldest unreported change until the stream reports it."""
+                         message: str, earliest_ms: int) -> None:
+        """Rule 7: remember the oldest unreported change until the stream reports it, if it
+        was made at or after ``earliest_ms`` while this connection was up."""
+        if self._watch_from_ms is None or earliest_ms < self._watch_from_ms:
+            return  # it may predate the connection: the stream never had a chance to report it
         if key not in self._unreported:
             self._unreported[key] = _Unreported(since_ms, prior_ms, message)
 
