@@ -48,8 +48,9 @@ Rules of this module:
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
    Only a change provably made while this connection was up counts: its earliest possible
-   time (a timed row's ``updateTime``, else the held fact's time, else the lag floor of the
-   last read that showed the key flat) must not be before the ``requested_time_ms`` of the
+   time (a timed row's ``updateTime``, else the latest time the held amount is known to have
+   held: its own time or the lag floor of a later read that still showed it; for a key never
+   held, the lag floor of the last read) must not be before the ``requested_time_ms`` of the
    first snapshot requested after the connect. A change made while disconnected and shown by
    a lagging first post-connect read is no blindness (the stream never had a chance).
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
@@ -149,6 +150,9 @@ class _Entry:
     reason: str = "never confirmed by an authoritative fact"
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
     flat_since_ms: int | None = None
+    # Latest exchange time the held amount is known to have held (its own time, or a REST
+    # read's lag floor that still showed it): a change REST shows later was made after it.
+    true_ms: int = 0
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     published: PositionView | None = None
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
@@ -443,6 +447,7 @@ class PositionBook:
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
                                      fact_epoch)
+            entry.true_ms = max(entry.true_ms, lag_floor_ms)
             self._expected.discard(key)
         else:
             held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
@@ -452,8 +457,12 @@ class PositionBook:
                 case Verdict.SAME:
                     if judged.time_ms > entry.as_of_time_ms:
                         entry.as_of_time_ms, entry.source = judged.time_ms, Source.REST
+                    entry.true_ms = max(entry.true_ms, judged.time_ms,
+                                        snap.requested_time_ms - self._policy.max_rest_lag_ms)
                 case Verdict.NEWER | Verdict.OVERRIDE:
-                    if (blind_watch and entry.fact_epoch == self._epoch
+                    # Made while this connection was up? _note_unreported judges by the time
+                    # the held amount was last known true (a fact of any epoch may prove it).
+                    if (blind_watch
                             and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
                         since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
                                     else snap.requested_time_ms)
@@ -461,8 +470,10 @@ class PositionBook:
                                               f"REST shows amount {amount} but the stream last "
                                               f"reported {entry.amount}",
                                               since_ms if judged.verdict is Verdict.NEWER
-                                              else entry.as_of_time_ms)
+                                              else entry.true_ms)
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    entry.true_ms = max(entry.true_ms,
+                                        snap.requested_time_ms - self._policy.max_rest_lag_ms)
                     if not trusted:
                         self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
                                    "snapshot requested before the last stream gap")
@@ -516,7 +527,7 @@ class PositionBook:
                     time_ms: int, epoch: int) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(key, amount, price, source, time_ms, epoch,
+            entry = _Entry(key, amount, price, source, time_ms, epoch, true_ms=time_ms,
                            run_break_seq=self._all_break_seq)  # it was in the all-symbols run
             shown = self._last_shown.pop(key, None)
             if shown is not None:  # rule 10
@@ -527,7 +538,7 @@ class PositionBook:
             self._entries[key] = entry
         else:
             entry.amount, entry.entry_price, entry.source = amount, price, source
-            entry.as_of_time_ms, entry.fact_epoch = time_ms, epoch
+            entry.as_of_time_ms, entry.fact_epoch, entry.true_ms = time_ms, epoch, time_ms
         if amount != ZERO:
             entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
         self._dirty.add(key)
