@@ -22,18 +22,26 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from watchdog.core.effects import Effect, Notify, RaiseAlert
 from watchdog.core.events import (
+    AccountConfigUpdate,
     AlgoUpdate,
     Event,
     ListenKeyExpired,
+    MarginCall,
     OrdersSnapshot,
     OrderUpdate,
+    PositionSnapshot,
+    SnapshotFailed,
     SnapshotRequested,
     StreamConnected,
     StreamLost,
+    StreamPositions,
+    Tick,
+    TradeLite,
 )
 from watchdog.core.model import OrderId, PositionKey, Symbol
 
@@ -42,6 +50,8 @@ __all__ = ["MAX_TRACKED", "OrderBlindness"]
 MAX_TRACKED = 10_000
 _OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
 _Ident = tuple[bool, OrderId]  # (is_algo, id)
+_IGNORED: frozenset[type] = frozenset({StreamPositions, TradeLite, Tick, PositionSnapshot,
+                                      SnapshotFailed, AccountConfigUpdate, MarginCall})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +77,14 @@ class OrderBlindness:
         self._connected = False
         self._watch_from_ms: int | None = None
         self._listings: dict[Symbol, _Listing] = {}
-        self._reported: dict[_Ident, str] = {}  # the stream's latest status per order
+        # the stream's latest status per order, oldest first (O(1) eviction, unlike a dict's)
+        self._reported: OrderedDict[_Ident, str] = OrderedDict()
         self._pending: dict[_Ident, _Unreported] = {}
 
     def apply(self, event: Event, now_ms: int) -> list[Effect]:
         """Fold one event; returns ``stream_blind`` alerts (``now_ms`` is unused: exchange time)."""
+        if type(event) in _IGNORED:
+            return []  # the hot path: position facts, fills, ticks
         match event:
             case StreamLost() | ListenKeyExpired():
                 self._gap(connected=False)
@@ -100,10 +113,10 @@ class OrderBlindness:
         self._pending.clear()
 
     def _report(self, ident: _Ident, status: str) -> None:
-        self._reported.pop(ident, None)
-        self._reported[ident] = status  # newest last: the oldest go first when full
+        self._reported[ident] = status
+        self._reported.move_to_end(ident)  # newest last: the oldest go first when full
         if len(self._reported) > MAX_TRACKED:
-            del self._reported[next(iter(self._reported))]
+            self._reported.popitem(last=False)
         pending = self._pending.get(ident)
         if pending is not None and (not pending.ended or status not in _OPEN):
             del self._pending[ident]  # the stream reported it after all: late, not blind
