@@ -37,7 +37,6 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import random
@@ -85,6 +84,7 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
+from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 
 __all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
@@ -456,9 +456,11 @@ class UserDataStream:
                 wait_s = _PROBATION_RECHECK_S
                 if decision.wake_at is not None:
                     wait_s = min(wait_s, max(0.0, decision.wake_at - loop.time()))
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(wait_s):
                         await wake.wait()
+                except TimeoutError as exc:
+                    raise_if_cancelling(exc)  # our own deadline: decide again
         finally:
             old.observe = new.observe = None
 
