@@ -13,12 +13,14 @@ Rules of this module:
    unproven keeps the first one's time (the age an operator sees) and takes its reason.
 3. A gap (StreamLost, StreamConnected, ListenKeyExpired) changes no state: it only forgets
    claims, because what an old connection delivered proves nothing about the new one.
-4. While ``unproven`` every user-data event is a *claim*. A position row is corroborated by a
-   trusted positions read requested after the claim arrived (all symbols, or scoped to its
-   symbol) showing the same amount; an order event by an orders read requested after the event's
-   own time plus ``max_rest_lag_ms`` that lists the order (an open status: NEW, PARTIALLY_FILLED)
-   or no longer lists it (any other status). ``CORROBORATED`` → ``proven``. A read that says
-   otherwise drops the claim (superseded, or the stream lies: rule 7 judges blindness).
+4. While ``unproven`` every position row and order event the stream delivers is a *claim*. A
+   position row is corroborated by a positions read requested after the claim arrived (all
+   symbols, or scoped to its symbol) showing the same amount; an order event with an open
+   status (NEW, PARTIALLY_FILLED) by an orders read listing the order; any other status by one
+   requested more than ``max_rest_lag_ms`` after the event that no longer lists it.
+   ``CORROBORATED`` → ``proven``. A read that says otherwise drops the claim (superseded; rule
+   7 judges blindness). One state for the whole stream: a stream still dropping one event type
+   is proven by another and found blind again at the next unreported change.
 5. Pure: no clock (``now_ms`` injected), no I/O; the shell reads ``state``/``since_ms``/``reason``
    for the heartbeat, ``status`` and ``STATUS=``, and runs the Notify effects.
 """
