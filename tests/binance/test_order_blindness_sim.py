@@ -54,4 +54,5 @@ async def test_a_stream_dropping_one_event_type_is_found_blind(
                       timeout_s=20)
         await w.until(lambda w: any(r.startswith("blind") for r in lost_reasons(w)),
                       "the connection replaced")
-        assert w.pump is not None and w.pump.proof.state == "unproven"
+        assert w.pump is not None
+        assert w.pump.proof.state == "unproven"

@@ -33,7 +33,8 @@ def w() -> OrderBlindness:
 def test_an_algo_order_the_stream_never_reported_is_blind_once_old_enough(w: OrderBlindness) -> None:
     assert blind(w.apply(snapshot(algos=(algo_row(7, created_ms=1500),), at_ms=2000), 0)) == []
     messages = blind(w.apply(SnapshotRequested(2, 2500), 0))  # a positions poll: 1000 ms later
-    assert len(messages) == 1 and "algo order 7 the stream never reported" in messages[0]
+    assert len(messages) == 1
+    assert "algo order 7 the stream never reported" in messages[0]
     assert blind(w.apply(SnapshotRequested(3, 5000), 0)) == []  # raised once
 
 
@@ -62,7 +63,8 @@ def test_an_order_ending_unreported_is_blind(w: OrderBlindness) -> None:
     w.apply(snapshot(algos=(algo_row(7, created_ms=1500),), at_ms=3500), 0)  # floor 1500 ≥ 1000
     assert blind(w.apply(snapshot(at_ms=4000, symbols=SYMBOLS), 0)) == []  # gone, dated 4000
     messages = blind(w.apply(SnapshotRequested(2, 5000), 0))
-    assert len(messages) == 1 and "no longer lists algo order 7" in messages[0]
+    assert len(messages) == 1
+    assert "no longer lists algo order 7" in messages[0]
 
 
 def test_an_ending_the_stream_reported_is_not_blind(w: OrderBlindness) -> None:

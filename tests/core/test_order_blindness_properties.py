@@ -54,7 +54,8 @@ class World:
             if isinstance(effect, RaiseAlert):
                 named = [i for i in range(len(self.orders))
                          if f"order {i + 1} " in effect.message]
-                assert named and named[0] in self.missed, (effect.message, self.missed)
+                assert named, effect.message
+                assert named[0] in self.missed, (effect.message, self.missed)
 
     def tell(self, index: int, status: str) -> None:
         if not self.connected:

@@ -168,7 +168,8 @@ async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(
     await loop.handle(SnapshotRequested(1, now))
     await loop.handle(PositionSnapshot(1, now, now, ()))
     await loop.handle(orders_snapshot(algos=(algo_row(7, created_ms=now + 10),), at_ms=now + 1500))
-    assert len(blind) == 1 and "algo order 7" in blind[0]
+    assert len(blind) == 1
+    assert "algo order 7" in blind[0]
     assert vitals.proof.state == "unproven"
     assert "stream unproven" in " ".join(vitals.health(now + 1500).problems)
     client = redis.asyncio.from_url(redis_url, decode_responses=True)

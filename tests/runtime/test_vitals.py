@@ -86,7 +86,8 @@ def test_unproven_after_a_blind_verdict_until_rest_corroborates_the_stream() -> 
     blind = RaiseAlert("stream_blind", "BASUSDT:BOTH: REST shows amount 0", KEY)
     v.proof.apply(SnapshotRequested(2, T0 + 5), T0 + 5, [blind])
     health = v.health(now_ms=T0 + 1005)
-    assert health.stream_state == "live" and health.stream_proof == "unproven"
+    assert health.stream_state == "live"
+    assert health.stream_proof == "unproven"
     assert (health.stream_unproven_since_ms, health.stream_unproven_reason) == (T0 + 5,
                                                                                 blind.message)
     assert health.problems == ("stream unproven: found blind, no event since confirmed by REST",)
