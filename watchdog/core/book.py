@@ -47,6 +47,12 @@ Rules of this module:
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   Only a change provably made while this connection was up counts: its earliest possible
+   time (a timed row's ``updateTime``, else the latest time the held amount is known to have
+   held: its own time or the lag floor of a later read that still showed it; for a key never
+   held, the lag floor of the last read) must not be before the ``requested_time_ms`` of the
+   first snapshot requested after the connect. A change made while disconnected and shown by
+   a lagging first post-connect read is no blindness (the stream never had a chance).
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
    RaiseAlert, and for ``stream_blind`` Notify too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
@@ -144,6 +150,9 @@ class _Entry:
     reason: str = "never confirmed by an authoritative fact"
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
     flat_since_ms: int | None = None
+    # Latest exchange time the held amount is known to have held (its own time, or a REST
+    # read's lag floor that still showed it): a change REST shows later was made after it.
+    true_ms: int = 0
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     published: PositionView | None = None
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
@@ -195,6 +204,7 @@ class PositionBook:
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_break_seq = 0  # events_applied when that run last broke
         self._unreported: dict[PositionKey, _Unreported] = {}
+        self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
@@ -279,6 +289,8 @@ class PositionBook:
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
             case SnapshotRequested():
                 self._remember_request(event)
+                if self._connected and self._watch_from_ms is None:
+                    self._watch_from_ms = event.requested_time_ms
             case PositionSnapshot():
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
@@ -341,6 +353,7 @@ class PositionBook:
         self._epoch += 1
         self._fills.clear()
         self._unreported.clear()
+        self._watch_from_ms = None
         self._break_all_run()
         # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
         keep_confirmed = connected and not was_connected
@@ -425,11 +438,16 @@ class PositionBook:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._covered(key) and key.symbol not in self._fills:
+                # Flat in every read so far: it opened after the last one's lag floor.
+                last_read_ms = max(self._read_order_all,
+                                   self._read_order.get(key.symbol, (-1, -1)))[0]
                 self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
-                                      "REST shows an open the stream never reported")
+                                      "REST shows an open the stream never reported",
+                                      row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
                                      fact_epoch)
+            entry.true_ms = max(entry.true_ms, lag_floor_ms)
             self._expected.discard(key)
         else:
             held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
@@ -439,15 +457,23 @@ class PositionBook:
                 case Verdict.SAME:
                     if judged.time_ms > entry.as_of_time_ms:
                         entry.as_of_time_ms, entry.source = judged.time_ms, Source.REST
+                    entry.true_ms = max(entry.true_ms, judged.time_ms,
+                                        snap.requested_time_ms - self._policy.max_rest_lag_ms)
                 case Verdict.NEWER | Verdict.OVERRIDE:
-                    if (blind_watch and entry.fact_epoch == self._epoch
+                    # Made while this connection was up? _note_unreported judges by the time
+                    # the held amount was last known true (a fact of any epoch may prove it).
+                    if (blind_watch
                             and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
                         since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
                                     else snap.requested_time_ms)
                         self._note_unreported(key, since_ms, entry.as_of_time_ms,
                                               f"REST shows amount {amount} but the stream last "
-                                              f"reported {entry.amount}")
+                                              f"reported {entry.amount}",
+                                              since_ms if judged.verdict is Verdict.NEWER
+                                              else entry.true_ms)
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    entry.true_ms = max(entry.true_ms,
+                                        snap.requested_time_ms - self._policy.max_rest_lag_ms)
                     if not trusted:
                         self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
                                    "snapshot requested before the last stream gap")
@@ -471,8 +497,11 @@ class PositionBook:
         return effects
 
     def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
-                         message: str) -> None:
-        """Rule 7: remember the oldest unreported change until the stream reports it."""
+                         message: str, earliest_ms: int) -> None:
+        """Rule 7: remember the oldest unreported change until the stream reports it, if it
+        was made at or after ``earliest_ms`` while this connection was up."""
+        if self._watch_from_ms is None or earliest_ms < self._watch_from_ms:
+            return  # it may predate the connection: the stream never had a chance to report it
         if key not in self._unreported:
             self._unreported[key] = _Unreported(since_ms, prior_ms, message)
 
@@ -498,7 +527,7 @@ class PositionBook:
                     time_ms: int, epoch: int) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(key, amount, price, source, time_ms, epoch,
+            entry = _Entry(key, amount, price, source, time_ms, epoch, true_ms=time_ms,
                            run_break_seq=self._all_break_seq)  # it was in the all-symbols run
             shown = self._last_shown.pop(key, None)
             if shown is not None:  # rule 10
@@ -509,7 +538,7 @@ class PositionBook:
             self._entries[key] = entry
         else:
             entry.amount, entry.entry_price, entry.source = amount, price, source
-            entry.as_of_time_ms, entry.fact_epoch = time_ms, epoch
+            entry.as_of_time_ms, entry.fact_epoch, entry.true_ms = time_ms, epoch, time_ms
         if amount != ZERO:
             entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
         self._dirty.add(key)

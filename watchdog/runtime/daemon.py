@@ -39,6 +39,7 @@ from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
+from watchdog.core.proof import StreamProof
 from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
 from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
@@ -93,7 +94,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
         weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
-        reaper=_reaper_mode(config))
+        reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(
             base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))

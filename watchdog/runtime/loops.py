@@ -2,7 +2,9 @@
 
 Rules of this module:
 1. ``CoreLoop`` is the single writer of the books: it takes events from the inbox one at a time,
-   applies them, and runs the effects before taking the next.
+   applies them, and runs the effects before taking the next. Besides the position and order
+   books it feeds ``OrderBlindness`` (rule 7 for orders) and ``vitals.proof`` (``StreamProof``:
+   unproven after a blind verdict until REST corroborates the stream).
 2. Producers never block: ``Inbox.put`` raises ``InvariantViolation`` when the core has stalled
    long enough to fill the inbox, instead of dropping events or holding the stream's reader.
 3. The systemd keepalive (``WATCHDOG=1``) is sent only from the core loop, after it handled a
@@ -30,6 +32,7 @@ from watchdog.core.events import (
     Tick,
 )
 from watchdog.core.firing import FiringWatch
+from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import InvariantViolation, StoreUnavailable
 from watchdog.runtime.cancel import raise_if_cancelling
@@ -115,6 +118,9 @@ class CoreLoop:
         self._reaper_step = reaper_step
         self._observers = tuple(observers)
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
+        policy = book.policy
+        self._order_blindness = OrderBlindness(blind_after_ms=policy.blind_after_ms,
+                                               max_rest_lag_ms=policy.max_rest_lag_ms)
         self._published_snapshot = False
         self._status_at = float("-inf")
         self._keepalive_at = float("-inf")
@@ -144,7 +150,11 @@ class CoreLoop:
                 observe(event)  # e.g. the poller polls a symbol fast after an event on it
             self._orders.apply(event)
             order_facts = order_facts or isinstance(event, _ORDER_FACTS)
-            effects += self._book.apply(event, now_ms)
+            found = self._book.apply(event, now_ms)
+            found += self._order_blindness.apply(event, now_ms)
+            # The stream's proof hears every blind verdict (book rule 7 and orders) first.
+            found += self._vitals.proof.apply(event, now_ms, found)
+            effects += found
             if isinstance(event, Tick) and self._reaper_step is not None:
                 effects += self._reaper_step(self._book, self._orders, now_ms)
         if order_facts:
