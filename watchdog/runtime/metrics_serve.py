@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from loguru import logger
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from watchdog.config import MetricsConfig, parse_listen
 from watchdog.errors import StoreError
@@ -34,6 +34,9 @@ _BIND_RETRY_S = 30.0
 _REQUEST_TIMEOUT_S = 5.0
 _MAX_REQUEST = 16 * 1024
 _TAIL_RETRY_S = 2.0
+# The classic text format, read by every Prometheus (2.x included); our names are plain ASCII,
+# so the body is the same whatever newer format prometheus_client calls "latest".
+_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def serve_metrics(metrics: Metrics, config: MetricsConfig) -> NoReturn:
@@ -107,7 +110,7 @@ def _answer(metrics: Metrics, head: bytes) -> tuple[str, bytes, str]:
         return "405 Method Not Allowed", b"GET only\n", "text/plain"
     if path == "/metrics":
         body = generate_latest(metrics.registry)
-        return "200 OK", body if method == "GET" else b"", CONTENT_TYPE_LATEST
+        return "200 OK", body if method == "GET" else b"", _CONTENT_TYPE
     if path == "/":
         return "200 OK", b"position-watchdog: metrics at /metrics\n", "text/plain"
     return "404 Not Found", b"not found; metrics at /metrics\n", "text/plain"
