@@ -22,6 +22,7 @@ from watchdog.core.events import (
     StreamLost,
 )
 from watchdog.core.model import PositionState, Source
+from watchdog.core.reaper import Assessment, ReaperDecision, Why
 from watchdog.runtime.metrics import (
     CLOSURE_PATHS,
     PREFIX,
@@ -239,3 +240,17 @@ def test_protection_gauges_follow_the_views_protection_field_once_it_exists() ->
     assert value(metrics, "position_protection", symbol="BASUSDT", side="BOTH",
                  protection="covered") == 0
     assert value(metrics, "position_unprotected_seconds", symbol="BASUSDT", side="BOTH") == 4.0
+
+
+
+def test_reaper_verdicts_count_the_orphans_present() -> None:
+    decision = ReaperDecision(NOW_MS, (), tuple(
+        Assessment(object(), why, "") for why in (Why.ORPHAN, Why.ORPHAN, Why.POSITION_OPEN)),  # type: ignore[arg-type]
+        (), ())
+    clock = FakeClock()
+    vitals = Vitals(Identity(1, "h", "1", 0), PositionBook(), weight_budget_1m=360, progress_limit_s=10)
+    assert not [k for k in samples(Metrics(vitals, clock, account="a")) if "reaper" in k[0]]
+    metrics = Metrics(vitals, clock, account="a", reaper_decision=lambda: decision)
+    assert value(metrics, "reaper_orders", verdict="orphan") == 2
+    assert value(metrics, "reaper_orders", verdict="position_open") == 1
+    assert value(metrics, "reaper_orders", verdict="budget_exhausted") == 0

@@ -40,6 +40,7 @@ from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
+from watchdog.core.reaper import ReaperDecision
 from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
@@ -151,7 +152,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
-        metrics = _metrics_of(config, vitals, clock)
+        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect, observer=metrics)
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
@@ -360,11 +361,12 @@ def _progress_limit_s(config: Config) -> float:
     return max(10.0, 3 * slowest)
 
 
-def _metrics_of(config: Config, vitals: Vitals, clock: Clock) -> Metrics | None:
+def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
+                reaper_decision: Callable[[], ReaperDecision | None]) -> Metrics | None:
     """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
     if not (config.metrics.listen or config.metrics.textfile_path):
         return None
-    return Metrics(vitals, clock, account=config.redis.account)
+    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision)
 
 
 def _reaper_mode(config: Config) -> str:

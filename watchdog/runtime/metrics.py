@@ -20,7 +20,7 @@ Labels never carry a secret or a credential: symbols, sides, states, paths and a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert
 from watchdog.core.events import Event, StreamConnected
 from watchdog.core.model import PositionKey, PositionState, PositionView
+from watchdog.core.reaper import ReaperDecision, Why
 from watchdog.runtime.clock import Clock
 from watchdog.runtime.vitals import Vitals
 
@@ -85,8 +86,10 @@ def unprotected_window_s(fields: Mapping[str, str]) -> float | None:
 class Metrics:
     """The daemon's registry and the observer methods that feed it (see the module docstring)."""
 
-    def __init__(self, vitals: Vitals, clock: Clock, *, account: str) -> None:
+    def __init__(self, vitals: Vitals, clock: Clock, *, account: str,
+                 reaper_decision: Callable[[], ReaperDecision | None] = lambda: None) -> None:
         self._vitals = vitals
+        self._reaper_decision = reaper_decision
         self._clock = clock
         self._account = account
         self._running = True
@@ -196,6 +199,15 @@ class Metrics:
         yield CounterMetricFamily(PREFIX + "orphans_removed",
                                   "Orphaned stop orders the reaper removed", value=health.orphans_removed)
         yield from _positions(vitals.book.views(), now_ms)
+        decision = self._reaper_decision()
+        if decision is not None:
+            verdicts = GaugeMetricFamily(
+                PREFIX + "reaper_orders",
+                "Open orders by the reaper's last verdict (orphan: selected for removal)",
+                labels=["verdict"])
+            for why in Why:
+                verdicts.add_metric([why.value], sum(1 for a in decision.assessments if a.why is why))
+            yield verdicts
 
 
 class _Live(Collector):
