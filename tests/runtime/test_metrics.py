@@ -8,6 +8,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -97,6 +99,17 @@ def test_closure_detection_never_negative_when_the_exchange_clock_is_ahead() -> 
                      as_of_time_ms=NOW_MS + 40)
     assert closure_detections([Publish(closed), Notify("position_closed", KEY)], NOW_MS) == [
         ("stream", 0.0)]
+
+
+@given(as_of=st.integers(min_value=-10, max_value=NOW_MS + 10_000),
+       other=st.sampled_from(["position_opened", "stream_blind", "position_closed"]))
+def test_closure_detection_never_negative_and_only_for_closures(as_of: int, other: str) -> None:
+    view = replace(make_view(KEY, state=PositionState.CLOSED, verified_ms=NOW_MS), as_of_time_ms=as_of)
+    found = closure_detections([Publish(view), Notify(other, KEY)], NOW_MS)
+    if other != "position_closed" or as_of <= 0:
+        assert found == []
+    else:
+        assert found == [("stream", max(0, NOW_MS - as_of) / 1000)] and found[0][1] >= 0
 
 
 @pytest.mark.parametrize(("fields", "expected"), [
