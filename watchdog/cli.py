@@ -238,13 +238,11 @@ def run_command(config_path: str) -> None:
                 parts = config_problems(match) if isinstance(match, ConfigError) else (match,)
                 code, reasons = exit_code, [f"{what}: {describe(part)}" for part in parts]
                 break
-        for reason in reasons:
-            logger.error("exiting with code {}: {}", code, reason)
-            click.echo(f"Error: {reason}", err=True)
-        logger.error("exiting with code {}: {}", code, reason)
         from watchdog.logs import for_stderr
 
-        click.echo(for_stderr(f"Error: {reason}"), err=True)  # <3> under journald
+        for reason in reasons:
+            logger.error("exiting with code {}: {}", code, reason)
+            click.echo(for_stderr(f"Error: {reason}"), err=True)  # <3> under journald
     sys.exit(code)
 
 
