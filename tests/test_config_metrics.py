@@ -17,7 +17,8 @@ def error_for(metrics: dict[str, Any]) -> str:
 
 
 def test_off_by_default() -> None:
-    assert Config().metrics.listen == "" and Config().metrics.textfile_path == ""
+    assert Config().metrics.listen == ""
+    assert Config().metrics.textfile_path == ""
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:9731", "127.0.0.2:1", "localhost:9731",
@@ -29,7 +30,8 @@ def test_loopback_addresses_are_accepted(listen: str) -> None:
 @pytest.mark.parametrize("listen", ["0.0.0.0:9731", "10.0.0.5:9731", "[::]:9731", "metrics.example:9731"])
 def test_non_loopback_is_refused_unless_allowed(listen: str) -> None:
     message = error_for({"listen": listen})
-    assert message.startswith("cfg.toml: [metrics] listen: ") and "not a loopback address" in message
+    assert message.startswith("cfg.toml: [metrics] listen: ")
+    assert "not a loopback address" in message
     assert "allow_non_loopback" in message
     allowed = parse_config({"metrics": {"listen": listen, "allow_non_loopback": True}}, "cfg.toml")
     assert allowed.metrics.listen == listen
@@ -41,7 +43,8 @@ def test_non_loopback_is_refused_unless_allowed(listen: str) -> None:
     ("http://127.0.0.1:9731", 'expected "HOST:PORT"'), ("::1:9731", 'expected "HOST:PORT"')])
 def test_malformed_listen_is_one_clear_line(listen: str, problem: str) -> None:
     message = error_for({"listen": listen})
-    assert problem in message and "\n" not in message
+    assert problem in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("path", ["metrics.prom", "/var/lib/node/wd.txt", "relative/wd.prom"])

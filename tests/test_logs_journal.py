@@ -47,7 +47,8 @@ def test_every_line_has_its_priority_and_no_timestamp(journal_log: pytest.Captur
     assert all(re.match(r"<[2-7]>", line) for line in lines), lines
     assert not any(TIMESTAMP.search(line) for line in lines), lines
     traceback = [line for line in lines if "Traceback" in line or "ValueError: bad frame" in line]
-    assert len(traceback) == 2 and all(line.startswith("<3>") for line in traceback)
+    assert len(traceback) == 2
+    assert all(line.startswith("<3>") for line in traceback)
 
 
 def test_json_lines_get_the_prefix_too(capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +69,8 @@ def test_without_the_journal_lines_are_unchanged(capsys: pytest.CaptureFixture[s
         err = capsys.readouterr().err
     finally:
         _reset()
-    assert not err.startswith("<") and TIMESTAMP.match(err)
+    assert not err.startswith("<")
+    assert TIMESTAMP.match(err)
     assert for_stderr("Error: x") == "Error: x"
 
 

@@ -94,9 +94,11 @@ async def test_prometheus_scrapes_the_daemon_and_answers_queries(
                              lambda v: v is not None and v >= 1, timeout_s=30, interval_s=0.25,
                              what="the closure's detection time recorded")
             budget = await ask("position_watchdog_rest_weight_budget_1m")
-            assert budget is not None and budget > 0
+            assert budget is not None
+            assert budget > 0
             scraped = (await http.get(f"http://{listen}/metrics")).text
-            assert sim.api_key not in scraped and sim.api_secret not in scraped
+            assert sim.api_key not in scraped
+            assert sim.api_secret not in scraped
     finally:
         stop.set()
         assert await asyncio.wait_for(daemon, timeout=30) == 0

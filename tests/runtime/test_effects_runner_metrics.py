@@ -47,7 +47,8 @@ async def test_observer_sees_written_batches_and_their_latency_and_deferred_ones
     opened = [Publish(make_view(KEY, verified_ms=NOW_MS, version=1))]
     await runner.run(opened)
     assert seen.runs == [(opened, True)]
-    assert len(seen.writes) == 1 and 0 <= seen.writes[0] < 2.0
+    assert len(seen.writes) == 1
+    assert 0 <= seen.writes[0] < 2.0
     redis_server.stop()
     try:
         closed = [Publish(make_view(KEY, state=PositionState.CLOSED, verified_ms=NOW_MS + 1, version=2)),

@@ -109,7 +109,8 @@ def test_closure_detection_never_negative_and_only_for_closures(as_of: int, othe
     if other != "position_closed" or as_of <= 0:
         assert found == []
     else:
-        assert found == [("stream", max(0, NOW_MS - as_of) / 1000)] and found[0][1] >= 0
+        assert found == [("stream", max(0, NOW_MS - as_of) / 1000)]
+        assert found[0][1] >= 0
 
 
 @pytest.mark.parametrize(("fields", "expected"), [
@@ -140,7 +141,7 @@ def test_every_name_follows_prometheus_naming() -> None:
 
 
 def test_closures_are_timed_by_path_only_when_written() -> None:
-    metrics, _, clock = make_metrics()
+    metrics, _, _ = make_metrics()
     closed = replace(make_view(KEY, state=PositionState.CLOSED, verified_ms=NOW_MS),
                      as_of_time_ms=NOW_MS - 300)
     effects = [Publish(closed), Notify("position_closed", KEY)]
@@ -236,7 +237,7 @@ def test_a_state_the_book_adds_later_is_exported_too() -> None:
 
 def test_protection_gauges_follow_the_views_protection_field_once_it_exists() -> None:
     """Issue 17 adds ``protection`` to the view; the gauges read it when present, else stay empty."""
-    metrics, vitals, clock = make_metrics()
+    metrics, vitals, _ = make_metrics()
     open_view = make_view(KEY, verified_ms=NOW_MS)
     vitals.book.views = lambda: [open_view]  # type: ignore[method-assign]
     assert not [k for k in samples(metrics) if k[0] == PREFIX + "position_protection"]
