@@ -16,6 +16,7 @@ it equal to the dataclass defaults below.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -36,6 +37,7 @@ __all__ = [
     "Config",
     "CoreConfig",
     "Credentials",
+    "MetricsConfig",
     "ReaperConfig",
     "RedisConfig",
     "ServiceConfig",
@@ -44,6 +46,7 @@ __all__ = [
     "load_config",
     "load_credentials",
     "parse_config",
+    "parse_listen",
     "redact_url",
 ]
 
@@ -159,6 +162,20 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics: an HTTP endpoint on loopback and/or a node_exporter textfile.
+
+    Both off by default: a second watchdog on the host (another account) would otherwise fight
+    over one port, and a hardened host may want no listening socket at all (textfile instead).
+    """
+
+    listen: str = _key("")  # "HOST:PORT", e.g. "127.0.0.1:9731"; "" serves no endpoint
+    allow_non_loopback: bool = _key(False)
+    textfile_path: str = _key("")  # absolute, ending in .prom; "" writes no file
+    textfile_interval_s: float = _key(15.0, ge=1, le=3600)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; every section always present (missing ones take defaults)."""
 
@@ -169,6 +186,7 @@ class Config:
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
@@ -227,6 +245,7 @@ def parse_config(data: Mapping[str, Any], path: str) -> Config:
     # default above, and a relation with a default would name the wrong culprit).
     bad = {(e.section, e.key) for e in found} | {(e.section, "") for e in found}
     _check_relations(config, path, found, bad)
+    _check_metrics(config, path, found, bad)
     if len(found) == 1:
         raise found[0]
     if found:
@@ -305,6 +324,56 @@ def _check_url(value: str, schemes: tuple[str, ...], fail: Any) -> str:
     if parts.query or parts.fragment or parts.path not in ("", "/") or parts.username:
         raise fail(f"expected a bare base URL like {schemes[-1]}://host[:port], got {_show(value)}")
     return value.rstrip("/")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) → (host, port).
+
+    Raises:
+        ValueError: not of that shape, or the port is outside 1-65535 (says which).
+    """
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.-]+):(\d{1,5})", value)
+    if match is None:
+        raise ValueError(f'expected "HOST:PORT" (IPv6 as "[::1]:PORT"), got {_show(value)}')
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and any loopback IP literal (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def _check_metrics(config: Config, path: str, found: list[ConfigError],
+                   bad: set[tuple[str, str]]) -> None:
+    """``[metrics]``: the endpoint is on loopback unless allowed, the textfile path is usable.
+    Keys already reported in ``bad`` (wrong type) are not judged again."""
+    m = config.metrics
+    if m.listen and not {("metrics", "listen"), ("metrics", "")} & bad:
+        try:
+            host, _port = parse_listen(m.listen)
+        except ValueError as exc:
+            found.append(ConfigError(path, "metrics", "listen", str(exc)))
+        else:
+            if not _is_loopback(host) and not m.allow_non_loopback:
+                found.append(ConfigError(
+                    path, "metrics", "listen",
+                    f"{host} is not a loopback address: the metrics show positions and health to "
+                    "anyone who can connect; use 127.0.0.1 or ::1, or set allow_non_loopback = "
+                    "true and firewall the port"))
+    if (m.textfile_path and not {("metrics", "textfile_path"), ("metrics", "")} & bad
+            and (not m.textfile_path.startswith("/") or not m.textfile_path.endswith(".prom"))):
+        found.append(ConfigError(path, "metrics", "textfile_path",
+                                 "expected an absolute path ending in .prom (node_exporter's "
+                                 f"textfile collector reads only *.prom), got {_show(m.textfile_path)}"))
 
 
 def _check_relations(config: Config, path: str, found: list[ConfigError],

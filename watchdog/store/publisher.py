@@ -457,6 +457,22 @@ class RedisPublisher:
             return str(await self._scripts["emit_event"](
                 keys=[self.keys.events, self.keys.health], args=[self.keys.channel, "kind", kind, *pairs]))
 
+    async def last_event_id(self) -> str:
+        """Id of the newest entry of the events stream ("0-0" when empty): where a reader
+        that wants only what comes next starts."""
+        with map_redis_errors("events_last_id", self._url):
+            newest = await self._redis.xrevrange(self.keys.events, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def read_events(self, after_id: str, *, block_ms: int,
+                          count: int = 200) -> list[tuple[str, dict[str, str]]]:
+        """Entries of the events stream after ``after_id``, waiting up to ``block_ms`` for one
+        (keep ``block_ms`` below the socket timeout). Read-only: for the metrics' tail."""
+        with map_redis_errors("events_read", self._url):
+            reply = await self._redis.xread({self.keys.events: after_id}, block=block_ms, count=count)
+        return [(str(entry_id), {str(k): str(v) for k, v in fields.items()})
+                for _stream, entries in reply or () for entry_id, fields in entries]
+
     async def run(self, effect: StoreEffect) -> None:
         """Run one store effect of the core, in the order the core returned it."""
         match effect:
