@@ -9,15 +9,15 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from watchdog.binance.budget import WeightBudget
+from watchdog.binance.budget import PRIORITY_RESERVE, Priority, WeightBudget
 from watchdog.binance.reconnect import BLIND_RECONNECT_INTERVAL_S
 from watchdog.binance.rest import ALL_SYMBOLS_WEIGHTS, WEIGHTS
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
-__all__ = ["BLIND_RECONNECT_WEIGHT", "ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S",
-           "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min", "sweep_hold_s"]
+__all__ = ["BLIND_RECONNECT_WEIGHT", "ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min",
+           "sweep_hold_s"]
 
 POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
 ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
@@ -49,19 +49,21 @@ class PollPlan:
 
 def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
                          orders_sweep_interval_s: float) -> int:
-    """What our share leaves per-symbol order reads once the positions poll, the sweep (both
-    fixed by configuration) and blind reconnects are paid: at least one read a minute (rule 4)."""
+    """What our share leaves periodic per-symbol order reads once the reserve for priority
+    calls, the positions poll and the sweep (both fixed by configuration) are paid: at least
+    one read a minute (rule 4). Priority calls (blind reconnects, requested reads, the reaper)
+    are not planned here: routine polls yield to them when they come."""
     positions_per_min = math.ceil(POSITIONS_WEIGHT * 60 / poll_interval_s)
     sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / orders_sweep_interval_s)
-    blind_per_min = math.ceil(BLIND_RECONNECT_WEIGHT * 60 / BLIND_RECONNECT_INTERVAL_S)
-    return max(ORDERS_WEIGHT, budget_per_min - positions_per_min - sweep_per_min - blind_per_min)
+    reserve = min(PRIORITY_RESERVE, budget_per_min // 2)  # as WeightBudget's
+    return max(ORDERS_WEIGHT,
+               budget_per_min - reserve - positions_per_min - sweep_per_min)
 
 
 def sweep_hold_s(budget: WeightBudget, now_s: float) -> float:
-    """How long the sweep must wait (0: go): never during ``Retry-After``, and only while the
-    IP leaves room under its 90% line for the sweep plus the next positions read (rule 4)."""
-    return budget.wait_for_s(SWEEP_WEIGHT + POSITIONS_WEIGHT, urgent=False, now_s=now_s,
-                             count_own=False)
+    """How long the sweep must wait (0: go): a routine call like any other (never during
+    ``Retry-After``, only while the IP is under its 90% line and our share has room)."""
+    return budget.wait_for_s(SWEEP_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
 
 
 class PollSchedule:
@@ -123,6 +125,9 @@ class PollSchedule:
             return False
         for symbol in self._open - held:
             self._closed_at[symbol] = now_s
+            # Its stops are what the reaper must judge now, and with a blind stream an order
+            # read is the only way to see one the bot placed after the close: read at once.
+            self._requested_symbols.add(symbol)
         self._open = held
         self._positions_known = True
         return True
@@ -191,6 +196,11 @@ class PollSchedule:
     def open_symbols(self) -> frozenset[Symbol]:
         """Symbols the last complete positions answer showed a position on."""
         return frozenset(self._open)
+
+    @property
+    def last_positions_at(self) -> float:
+        """When the last positions read (ours or someone else's) started."""
+        return self._last_positions_at
 
     @property
     def next_positions_at(self) -> float:

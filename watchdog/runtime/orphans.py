@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 from loguru import logger
 
+from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_orders, read_positions
 from watchdog.config import Config, Credentials
@@ -78,7 +79,8 @@ async def collect(config: Config, credentials: Credentials, *,
         # positionRisk v3 lists symbols with a position or open orders; whether open *algo*
         # orders alone make a symbol appear is UNCONFIRMED (BINANCE-API.md §4): --symbol adds.
         wanted = sorted({row.key.symbol for row in snapshot.positions} | set(symbols))
-        done = await read_orders(rest, emit, wanted, reason="orphans listing", urgent=True)
+        done = await read_orders(rest, emit, wanted, reason="orphans listing",
+                                 priority=Priority.REQUESTED)
         now_ms = rest.exchange_time_ms()
     for event in events:
         book.apply(event, clock.wall_ms())
