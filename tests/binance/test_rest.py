@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.core.model import OrderId, Symbol
@@ -146,7 +147,7 @@ async def test_weight_header_and_own_weight_are_tracked() -> None:
     assert rest.weight_used_1m == 0  # a minute-old report is not current
 
 
-async def test_non_urgent_calls_wait_when_budget_spent() -> None:
+async def test_calls_wait_when_budget_spent_whatever_their_priority() -> None:
     def route(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=[])
 
@@ -154,9 +155,9 @@ async def test_non_urgent_calls_wait_when_budget_spent() -> None:
                               "GET /fapi/v3/positionRisk": route}), budget=12)
     await rest.fetch_positions()            # 1 (time) + 5
     await rest.fetch_positions()            # 11
-    assert rest.budget_wait_s(1) == 0
-    assert rest.budget_wait_s(5) > 0
-    assert rest.budget_wait_s(5, urgent=True) == 0
+    assert rest.budget_wait_s(1, priority=Priority.SAFETY) == 0
+    assert rest.budget_wait_s(5, priority=Priority.SAFETY) > 0  # the cap is hard
+    assert rest.budget_wait_s(1) > 0  # routine calls leave the reserve (12 // 2 = 6) free
 
 
 @pytest.mark.parametrize(("status", "code", "msg", "kind"), [

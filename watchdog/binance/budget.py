@@ -160,7 +160,8 @@ class WeightBudget:
             if ahead_s > 0:  # just before this step: ``room`` must hold our calls up to here
                 if room < 0:
                     return math.inf
-                pace = max(pace, ahead_s / (room // weight + 1) if weight > 0 else 0.0)
+                # n calls fit before this step when spaced ahead_s / n (a hair more: floats)
+                pace = max(pace, ahead_s / (room // max(1, weight) + 1) * (1 + 1e-9))
             room += freed
         return pace
 
