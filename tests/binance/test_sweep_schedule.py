@@ -167,3 +167,21 @@ def test_steady_state_weight_with_the_budget_module() -> None:
         now_s = round(now_s + 0.05, 2)
     assert sweeps == 2  # at startup and 600 s later
     assert longest_gap_s < 1.5, longest_gap_s
+
+
+def test_a_position_rest_shows_closed_gets_its_orders_read_first() -> None:
+    """With the stream blind, an order read is the only way to see the stop a bot places
+    right after the close (the incident): it goes at once, as a priority read."""
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(("BTCUSDT", "1"), ("ETHUSDT", "2")), 0.1)
+    s.orders_read(Symbol("BTCUSDT"), 0.1)
+    s.orders_read(Symbol("ETHUSDT"), 0.1)
+    assert s.plan(0.2).order_symbols == ()
+    s.positions_started(1.0)
+    s.positions_seen(snap(("ETHUSDT", "2")), 1.1)  # BTCUSDT closed
+    plan = s.plan(1.1)
+    assert plan.orders_urgent == ("BTCUSDT",)
+    assert plan.order_symbols == ("BTCUSDT",)
+    s.orders_read(Symbol("BTCUSDT"), 1.2)
+    assert s.plan(1.2).orders_urgent == ()
