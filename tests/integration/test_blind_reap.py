@@ -36,6 +36,8 @@ ACCOUNT = "blind"
 KEYS = AccountKeys(ACCOUNT)
 SYMBOL = "BASUSDT"
 QTY = "1216"
+INCIDENTS = 3  # the second and third come within a minute of the first (one blind reconnect)
+DEADLINE_S = 20.0
 
 
 def log_weights(sim: Simulator) -> list[tuple[float, int]]:
@@ -87,8 +89,43 @@ async def test_stops_on_a_position_closed_while_the_stream_is_muted_are_removed(
         assert not daemon.done(), daemon
         return await rclient.hgetall(position)  # type: ignore[no-any-return, misc]
 
-    async def age_s() -> float:
-        return time.monotonic() - opened_at
+    async def removed_events() -> set[str]:
+        entries = await rclient.xrange(KEYS.events)
+        return {f["order_id"] for _, f in entries if f.get("kind") == "orphan_removed"}
+
+    async def one_incident(n: int) -> None:
+        sim.clear_faults()
+        sim.fill(SYMBOL, "BUY", QTY)
+        known = await place_stop(sim_client, sim, f"bot-sl-{n}-a")
+        await eventually(state, lambda h: h.get("state") == "open", timeout_s=30,
+                         what=f"incident {n}: the position published open")
+        # The core takes a REST "flat" within max_rest_lag_ms of a newer stream fact for
+        # possible lag: the stop fires later than that, as a real one would.
+        opened_at = time.monotonic()
+
+        async def age_s() -> float:
+            return time.monotonic() - opened_at
+
+        await eventually(age_s, lambda age: age >= config.core.max_rest_lag_ms / 1000 + 0.5,
+                         timeout_s=10, what="the open fact older than the REST lag bound")
+        sim.set_faults(stream="mute")
+        closed_at = time.monotonic()
+        sim.fill(SYMBOL, "SELL", QTY)
+        placed = await place_stop(sim_client, sim, f"bot-sl-{n}-b")  # the incident's mistake
+
+        async def gone() -> tuple[bool, bool]:
+            await state()
+            return not algo_open(sim, known), not algo_open(sim, placed)
+
+        # Generous for a loaded machine; the bound itself (grace_ms + 2 s, p95) is measured by
+        # bench/blind_reap.py. On main at the time, the second incident's stop stayed 17-57 s.
+        await eventually(gone, lambda g: all(g), timeout_s=DEADLINE_S,
+                         what=f"incident {n}: both stops removed with the stream muted")
+        elapsed_s = time.monotonic() - closed_at
+        record_property(f"incident_{n}_removed_after_close_s", round(elapsed_s, 2))
+        print(f"\nincident {n}: both stops removed {elapsed_s:.2f} s after the close")
+        await eventually(removed_events, lambda ids: {str(known), str(placed)} <= ids,
+                         timeout_s=10, what="orphan_removed for both stops")
 
     try:
         # The issue's state: running for a while, the share used by routine polls ("healthy
@@ -97,38 +134,8 @@ async def test_stops_on_a_position_closed_while_the_stream_is_muted_are_removed(
                          lambda h: int(h.get("rest_weight_used_1m", 0)) >= share * 5 // 6,
                          timeout_s=180, interval_s=0.5,
                          what="routine polls using most of the share")
-        sim.fill(SYMBOL, "BUY", QTY)
-        known = await place_stop(sim_client, sim, "bot-sl-1")
-        await eventually(state, lambda h: h.get("state") == "open", timeout_s=30,
-                         what="the position published open")
-        # The core takes a REST "flat" within max_rest_lag_ms of a newer stream fact for
-        # possible lag: the stop fires later than that, as a real one would.
-        opened_at = time.monotonic()
-        await eventually(age_s, lambda age: age >= config.core.max_rest_lag_ms / 1000 + 0.5,
-                         timeout_s=10, what="the open fact older than the REST lag bound")
-        sim.set_faults(stream="mute")
-        closed_at = time.monotonic()
-        sim.fill(SYMBOL, "SELL", QTY)
-        placed = await place_stop(sim_client, sim, "bot-sl-2")  # the incident's own mistake
-        placed_at = time.monotonic()
-
-        async def gone() -> tuple[bool, bool]:
-            await state()
-            return not algo_open(sim, known), not algo_open(sim, placed)
-
-        await eventually(gone, lambda g: all(g), timeout_s=30,
-                         what="both stops removed with the stream muted")
-        elapsed = (time.monotonic() - closed_at, time.monotonic() - placed_at)
-        record_property("removed_after_close_s", round(elapsed[0], 2))
-        print(f"\nboth stops removed {elapsed[0]:.2f} s after the close (grace "
-              f"{config.reaper.grace_ms} ms + 2 s is the bound bench/blind_reap.py measures)")
-
-        async def removed_events() -> set[str]:
-            entries = await rclient.xrange(KEYS.events)
-            return {f["order_id"] for _, f in entries if f.get("kind") == "orphan_removed"}
-
-        await eventually(removed_events, lambda ids: {str(known), str(placed)} <= ids,
-                         timeout_s=10, what="orphan_removed for both stops")
+        for incident in range(INCIDENTS):
+            await one_incident(incident)
     finally:
         stop.set()
         code = await asyncio.wait_for(daemon, timeout=30)
