@@ -29,7 +29,9 @@ Rules of this module:
    reads). A new connection for any other reason cancels a scheduled one (the verdict was
    about the old connection).
 7. Reconnects are paid from the REST weight budget like everything else: a connect waits until
-   the budget has room for its listen key and post-connect snapshot (priority ``REQUESTED``),
+   the budget has room for its listen key and post-connect snapshot (priority ``REQUESTED``;
+   the order reads of the first ``RESYNC_PRIORITY_SYMBOLS`` open symbols too, the others
+   only while routine polls have room),
    and the backoff is reset only by a connection that lived ``HEALTHY_AFTER_S``
    (``reconnect.backoff_resets``): one that ends within seconds (``listenKeyExpired`` at
    once, found blind, dropped) makes the next delay grow, whoever decided to end it.
@@ -100,6 +102,7 @@ except ImportError:  # pragma: no cover - optional
     pass
 # A connect costs a listen key and its post-connect positions read (rule 7).
 CONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + WEIGHTS["GET /fapi/v3/positionRisk"]
+RESYNC_PRIORITY_SYMBOLS = 5  # post-connect order reads sent as priority calls (rule 7)
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
 _BLIND = "blind: "
@@ -347,9 +350,18 @@ class UserDataStream:
                 conn.held.append(End(_EXPIRED))
                 break
         if snapshot is not None and not conn.held:
-            open_symbols = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
-            await read_orders(self._rest, emit, open_symbols, reason="stream connected",
+            open_symbols = sorted({Symbol(p.key.symbol) for p in snapshot.positions
+                                   if p.amount != ZERO})
+            # Rule 7: the first few as priority reads; the rest only while routine polls have
+            # room (a big account must not spend the whole share on them after every connect
+            # and starve the positions poll; the poller reads those symbols periodically).
+            first, rest = (open_symbols[:RESYNC_PRIORITY_SYMBOLS],
+                           open_symbols[RESYNC_PRIORITY_SYMBOLS:])
+            await read_orders(self._rest, emit, first, reason="stream connected",
                               priority=Priority.REQUESTED)
+            if rest:
+                await read_orders(self._rest, emit, rest, reason="stream connected",
+                                  priority=Priority.ROUTINE)
 
     async def _serve(self, conn: Connection, emit: Emit) -> tuple[Connection, str]:
         """Deliver frames until the connection ends; returns the connection and why it ended."""
