@@ -409,3 +409,26 @@ async def test_a_priority_call_waits_for_room_while_routine_calls_yield() -> Non
     assert rest.budget.wanted == 0
     assert rest.own_weight_1m <= 20
     assert rec.sleeps == []
+
+
+async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> None:
+    """After a gap, 300 open symbols' order reads must not each wait and fail in turn: the
+    first refusal ends the batch (the poller reads the rest later)."""
+    from watchdog.binance.snapshots import read_orders
+
+    def empty(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[])
+
+    rest, _, clock = make(server({"GET /fapi/v1/openOrders": empty,
+                                  "GET /fapi/v1/openAlgoOrders": empty}), budget=20)
+    await rest.sync_time()  # 1
+    emitted: list[object] = []
+
+    async def emit(event: object) -> None:
+        emitted.append(event)
+
+    symbols = [Symbol(f"S{i}USDT") for i in range(10)]
+    done = await read_orders(rest, emit, symbols, reason="test")  # routine: 20 - 8 = 12
+    assert len(done) == 5  # 1 + 5 × 2 = 11; the sixth symbol's second read does not fit
+    assert rest.requests_sent == 1 + 10 + 1  # nothing tried after the refusal
+    assert len(emitted) == 5  # no half-read symbol
