@@ -34,9 +34,15 @@ def test_an_order_read_by_the_stream_restarts_the_orders_timer() -> None:
 
 def test_an_order_read_by_the_stream_never_serves_a_request() -> None:
     s = schedule_with_btc_open()
-    s.snapshot_requested("fill on BTCUSDT", {BTC})
+    s.snapshot_requested("reaper: confirm flat by REST", {BTC})
     s.orders_read_by_other({BTC}, 1.0)
     assert BTC in s.plan(1.0).orders_urgent
+    # A routine request (after a fill the stream reported) is read like after an event.
+    s = schedule_with_btc_open()
+    s.snapshot_requested("fill on BTCUSDT", {BTC})
+    s.orders_read_by_other({BTC}, 1.0)
+    assert BTC not in s.plan(1.0).orders_urgent
+    assert BTC in s.plan(1.0 + s.fast_poll_interval_s).order_symbols
 
 
 def test_an_older_read_by_the_stream_does_not_move_the_timer_back() -> None:

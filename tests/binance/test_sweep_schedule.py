@@ -20,6 +20,7 @@ from watchdog.binance.poller import (
     orders_share_per_min,
     sweep_hold_s,
 )
+from watchdog.binance.schedule import request_priority
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
@@ -185,3 +186,33 @@ def test_a_position_rest_shows_closed_gets_its_orders_read_first() -> None:
     assert plan.order_symbols == ("BTCUSDT",)
     s.orders_read(Symbol("BTCUSDT"), 1.2)
     assert s.plan(1.2).orders_urgent == ()
+
+
+@pytest.mark.parametrize(("reason", "priority"), [
+    ("reaper: confirm flat by REST", Priority.REQUESTED),  # a reap waits on it
+    ("stream lost: blind: …", Priority.REQUESTED),         # post-gap
+    ("REST ambiguous on BTCUSDT:BOTH", Priority.REQUESTED),
+    ("malformed user-stream frame: not JSON", Priority.REQUESTED),
+    ("margin call", Priority.REQUESTED),
+    ("fill on BTCUSDT", Priority.ROUTINE),                 # the live stream already said it
+])
+def test_the_priority_of_a_requested_read(reason: str, priority: Priority) -> None:
+    assert request_priority(reason) is priority
+
+
+def test_the_core_s_fill_request_is_the_routine_one() -> None:
+    """The table above keys on the core's wording: a fill the stream reports asks this."""
+    from watchdog.core.book import BookPolicy, PositionBook
+    from watchdog.core.effects import RequestSnapshot
+    from watchdog.core.events import StreamConnected, TradeLite
+
+    book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=2000))
+    book.apply(StreamConnected(1), 1_000)
+    effects = book.apply(TradeLite(event_time_ms=1_000, transaction_time_ms=1_000,
+                                   symbol=Symbol("BTCUSDT"), order_id=OrderId(1),
+                                   client_order_id="x", side="BUY",
+                                   last_filled_quantity=Decimal(1),
+                                   last_filled_price=Decimal(1)), 1_000)
+    requests = [e for e in effects if isinstance(e, RequestSnapshot)]
+    assert requests
+    assert all(request_priority(r.reason) is Priority.ROUTINE for r in requests)

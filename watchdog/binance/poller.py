@@ -279,14 +279,14 @@ class Poller:
         """Rule 3: a requested read is a priority call (it may wait inside the REST client up
         to ``PRIORITY_WAIT_MAX_S``: 0 here); a scheduled one is routine and leaves room for
         the coming sweep (rule 4)."""
-        if plan.positions_urgent:
+        if plan.positions_priority:
             wait_s = self._rest.budget.wait_for_s(_POSITIONS_WEIGHT, priority=Priority.REQUESTED,
                                                   now_s=now_s)
             return 0.0 if wait_s <= PRIORITY_WAIT_MAX_S else wait_s
         budget = self._rest.budget
         wait_s = budget.wait_for_s(_POSITIONS_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
-        if wait_s > 0:
-            return wait_s
+        if wait_s > 0 or plan.positions_urgent:
+            return wait_s  # a routine request goes at once when routine polls have room
         return max(0.0, self.schedule.last_positions_at + self._pace_s(now_s) - now_s)
 
     def _pace_s(self, now_s: float) -> float:
@@ -306,15 +306,15 @@ class Poller:
         wait_s = self._positions_wait_s(plan, now_s)
         if wait_s > 0:
             if plan.positions_urgent:
-                # Binance asked us to wait or the IP is at its limit: served by the next read
-                # that can go (the request stays pending).
+                # No room now (a routine request), or Binance asked us to wait / the IP is at
+                # its limit: served by the next read that can go (the request stays pending).
                 wait_s = min(wait_s, max(0.05, self.schedule.next_positions_at - now_s))
             self.schedule.defer_positions(now_s + wait_s)
             logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
             return
         reason = self.schedule.positions_started(now_s)
         self.reads += 1
-        priority = Priority.REQUESTED if plan.positions_urgent else Priority.ROUTINE
+        priority = Priority.REQUESTED if plan.positions_priority else Priority.ROUTINE
         snapshot = await read_positions(self._rest, self._own(emit), reason=reason,
                                         priority=priority)
         if snapshot is None:

@@ -17,6 +17,7 @@ from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
 __all__ = ["BLIND_RECONNECT_WEIGHT", "ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min",
+           "request_priority",
            "sweep_hold_s"]
 
 POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
@@ -45,6 +46,21 @@ class PollPlan:
     wake_in_s: float
     sweep: bool = False
     positions_wake_in_s: float = math.inf
+    positions_priority: bool = False  # a priority request is among those pending
+
+
+# RequestSnapshot reasons that only refresh what the live stream already said (core/book.py
+# asks after every fill the stream reports): routine. Every other request is a priority read:
+# a decision waits on it (the reaper's "confirm flat by REST", a gap, an ambiguous REST row,
+# a malformed frame, a margin call).
+_ROUTINE_REQUEST_PREFIXES = ("fill on ",)
+
+
+def request_priority(reason: str) -> Priority:
+    """Rule 3: the priority of a read the core asked for, by its reason."""
+    if reason.startswith(_ROUTINE_REQUEST_PREFIXES):
+        return Priority.ROUTINE
+    return Priority.REQUESTED
 
 
 def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
@@ -79,7 +95,8 @@ class PollSchedule:
         self.recent_window_s = recent_window_s
         self._next_positions_at = 0.0
         self._last_positions_at = -1e18
-        self._requested: list[str] = []
+        self._requested: list[str] = []  # reasons of priority requests (rule 3)
+        self._routine_requests: list[str] = []  # reasons of routine ones
         self._requested_symbols: set[Symbol] = set()
         self._open: set[Symbol] = set()
         self._closed_at: dict[Symbol, float] = {}
@@ -102,7 +119,14 @@ class PollSchedule:
     # -------------------------------------------------------------- facts
 
     def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
-        """The core asked for a snapshot: read positions (and those symbols' orders) now."""
+        """The core asked for a snapshot: read positions (and those symbols' orders) now,
+        as a priority read unless ``request_priority`` calls it routine."""
+        if request_priority(reason) is Priority.ROUTINE:
+            # A freshness read (the stream just reported a fill): at once if routine polls
+            # have room, else with the next scheduled read; its orders like after an event.
+            self._routine_requests.append(reason)
+            self._orders_after_event.update(symbols or ())
+            return
         self._requested.append(reason)
         self._requested_symbols.update(symbols or ())
 
@@ -110,8 +134,9 @@ class PollSchedule:
         """A positions read starts now; returns the reason(s) it serves."""
         self._next_positions_at = now_s + self.poll_interval_s
         self._last_positions_at = now_s
-        reason = ", ".join(dict.fromkeys(self._requested)) or "scheduled"
+        reason = ", ".join(dict.fromkeys(self._requested + self._routine_requests)) or "scheduled"
         self._requested.clear()
+        self._routine_requests.clear()
         return reason
 
     def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> bool:
@@ -231,7 +256,7 @@ class PollSchedule:
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
-        urgent = bool(self._requested)
+        urgent = bool(self._requested or self._routine_requests)
         read_positions = now_s >= self._next_positions_at or (urgent and now_s >= requested_at)
         wake_at = min(self._next_positions_at, requested_at) if urgent else self._next_positions_at
         sweep = self._positions_known and now_s >= self._next_sweep_at
@@ -259,6 +284,8 @@ class PollSchedule:
         # symbol still gets its turn (the sweep can add many symbols that hold orders).
         keyed.sort()
         due = tuple(k[2] for k in keyed)
-        return PollPlan(read_positions, urgent, ", ".join(self._requested) or "scheduled",
+        return PollPlan(read_positions, urgent,
+                        ", ".join(self._requested + self._routine_requests) or "scheduled",
                         due, tuple(k[2] for k in keyed if not k[0]),
-                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s))
+                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s),
+                        bool(self._requested))
