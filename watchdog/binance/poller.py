@@ -23,7 +23,8 @@ Rules of this module:
    orders on symbols nothing above points at (an orphan placed while the watchdog was down);
    a symbol seen holding orders is then read per symbol like the others while it has some.
 3. Weight (``budget.py``): one hard cap for everything, and an order of priority. First what
-   a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for, the
+   a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for (but
+   the refresh after a fill the stream reported: routine, ``request_priority``), the
    orders of a symbol whose position REST just showed closed (with the stream blind, the
    only way to see a stop the bot placed after the close). Routine polls come last: the
    positions poll (its rate fixed by ``poll_interval_s``: 0.9 s → 334/min of the default
