@@ -286,8 +286,10 @@ class Poller:
             return 0.0 if wait_s <= PRIORITY_WAIT_MAX_S else wait_s
         budget = self._rest.budget
         wait_s = budget.wait_for_s(_POSITIONS_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
-        if wait_s > 0 or plan.positions_urgent:
-            return wait_s  # a routine request goes at once when routine polls have room
+        if wait_s > 0:
+            return wait_s
+        # A routine request (a refresh after a fill the stream reported) goes early, but at
+        # the pace like a scheduled read: it takes that read's place, not extra weight.
         return max(0.0, self.schedule.last_positions_at + self._pace_s(now_s) - now_s)
 
     def _pace_s(self, now_s: float) -> float:
