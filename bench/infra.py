@@ -148,7 +148,9 @@ def proc_stat(pid: int) -> ProcStat:
 def python_env(root: Path = ROOT) -> dict[str, str]:
     """The environment for our Python subprocesses: the checkout first on the path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # client/: the bot client's package poswatch, which the daemon imports (absent in old trees)
+    paths = [str(root), *([str(root / "client")] if (root / "client").is_dir() else [])]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     return env
 
 

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 
 from redis import exceptions as redis_errors
 
+from poswatch.scripts import script_sha
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.store.connection import map_redis_errors
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher, StoreEffect, health_value
-from watchdog.store.scripts import script_sha
 
 __all__ = ["run_many"]
 
@@ -49,7 +49,7 @@ def _calls(publisher: RedisPublisher, effects: Sequence[StoreEffect]) -> list[Ca
                                format(view.entry_price, "f"), view.source.value, view.as_of_time_ms,
                                view.verified_ms, view.reason,
                                publisher._closed_ttl_ms,
-                               k.channel, view.key.symbol, view.key.side.value]))
+                               k.channel, view.key.symbol, view.key.side.value, "0"]))
             case Retract(key=key, reason=reason):
                 old = held.get(key)
                 version = old.version if old is not None else 0

@@ -114,7 +114,7 @@ def section_detection(trials: int, steady_s: float) -> dict[str, Any]:
     only: the headline is ``detection_e2e`` (the daemon process and Redis)."""
     done = subprocess.run([PYTHON, str(HERE / "detection_bench.py"), "--trials", str(trials),
                            "--steady-s", str(steady_s), "--json"],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"},
                           capture_output=True, text=True, timeout=280)
     if done.returncode != 0:
         raise RuntimeError(f"detection_bench.py failed:\n{done.stderr[-1500:]}")

@@ -17,8 +17,9 @@ from ingest import percentile
 from veto_bench import ACCOUNT as VETO_ACCOUNT
 from veto_bench import _prepare as prepare_veto
 
-from watchdog.client import WatchdogClient, _Protocol
-from watchdog.store.scripts import script_sha
+from poswatch.client import WatchdogClient
+from poswatch.protocol import VetoCalls
+from poswatch.scripts import script_sha
 
 __all__ = ["detection", "footprint", "veto"]
 
@@ -50,7 +51,7 @@ def veto(redis_url: str, n: int = 5000, batch: int = 100) -> dict[str, Any]:
             verdict = client.begin("BTCUSDT", holder="bench", ttl_ms=10_000)
             begins.append(clock() - t0)
             client.end("BTCUSDT", "BOTH", verdict.lease or 0)
-        keys, args = _Protocol(VETO_ACCOUNT, None).check("BTCUSDT", "BOTH")
+        keys, args = VetoCalls(VETO_ACCOUNT, None).check("BTCUSDT", "BOTH")
         sha = script_sha("check")
         done, t0 = 0, clock()
         while done < n * 2:

@@ -22,7 +22,9 @@ from decimal import Decimal
 
 from redis import exceptions as redis_errors
 
-from watchdog.client import WatchdogClient, _Protocol
+from poswatch.client import WatchdogClient
+from poswatch.protocol import VetoCalls
+from poswatch.scripts import script_sha
 from watchdog.core.model import (
     Knowledge,
     PositionKey,
@@ -34,7 +36,6 @@ from watchdog.core.model import (
 )
 from watchdog.demo.processes import free_port
 from watchdog.store.publisher import RedisPublisher
-from watchdog.store.scripts import script_sha
 
 ACCOUNT = "bench"
 
@@ -107,7 +108,7 @@ def run(url: str, n: int, batch: int) -> None:
     _report("check", checks)
     _report("begin", begins)
     print(f"check/s  sequential: {n / (sum(checks) / 1e9):,.0f}")
-    keys, args = _Protocol(ACCOUNT, None).check("BTCUSDT", "BOTH")
+    keys, args = VetoCalls(ACCOUNT, None).check("BTCUSDT", "BOTH")
     sha = script_sha("check")
     t0 = clock()
     done = 0

@@ -76,3 +76,43 @@ def test_config_check_imports_no_network_libraries() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.stdout.strip() == "0 []", done.stderr
+
+
+BROKEN = """[binance]
+poll_intervall_s = 1.0
+recv_window_ms = 90000
+[redis]
+url = "localhost:6379"
+[veto]
+max_age_ms = 9000
+[nonsense]
+x = 1
+"""
+
+
+def test_config_check_reports_every_error_at_once(tmp_path: Path) -> None:
+    """One run of ``config check`` lists every problem, one line each (exit code unchanged)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BROKEN, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"{bad}: [nonsense]: unknown section",
+        f"{bad}: [binance] poll_intervall_s: unknown key; did you mean 'poll_interval_s'?",
+        f"{bad}: [binance] recv_window_ms: must be <= 60000, got 90000 "
+        "(Binance rejects recvWindow above 60000)",
+        f"{bad}: [redis] url: expected a redis:// or rediss:// or unix:// URL, got 'localhost:6379'",
+        f"{bad}: [veto] max_age_ms: must be <= [core] max_age_ms (5000): the veto cannot trust "
+        "what the core already calls unknown; got 9000",
+    ], result.stderr
+
+
+def test_run_reports_every_config_error_and_exits_78(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BROKEN, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "--config", str(bad)])
+    assert result.exit_code == 78
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 5, result.stderr
+    assert all("bad configuration" in line for line in errors)

@@ -215,3 +215,23 @@ def test_a_registered_secret_never_survives_redaction(secret: str, before: str, 
                              "signature={}", "X-MBX-APIKEY: {}", "'X-MBX-APIKEY': '{}'"]))
 def test_labelled_tokens_never_survive_redaction(key: str, form: str) -> None:
     assert key not in redact("prefix " + form.format(key) + " suffix")
+
+
+@pytest.mark.parametrize("line", [
+    "POST /fapi/v1/listenKey: Binance code -2015: Invalid API-key, IP, or permissions for action.",
+    "PUT /fapi/v1/listenKey: HTTP 400 code -1125: This listenKey does not exist.",
+    "listenKey: refused by Binance",
+    "X-MBX-APIKEY: header missing",
+    "signature: not valid for this request",
+    "listen_key=expired, reconnecting",
+])
+def test_labels_followed_by_words_stay_readable(line: str) -> None:
+    """Mask values, not words: an error about the listen key or the signature must stay legible."""
+    assert redact(line) == line
+
+
+@pytest.mark.parametrize("form", ["POST /fapi/v1/listenKey: {} code -2015", "listenKey: {}",
+                                  "X-MBX-APIKEY: {}", "signature={}"])
+def test_values_after_labels_are_still_masked(form: str) -> None:
+    for value in (LISTEN_KEY, API_KEY, SIGNATURE, "0123456789abcdefABCD"):
+        assert value not in redact(form.format(value))

@@ -1,4 +1,4 @@
-"""Command line: ``position-watchdog run | status | check | orphans | sim | demo | config``.
+"""Command line: ``position-watchdog run | status | events | check | orphans | sim | demo | config``.
 
 This is the only module where errors become exit codes and user-facing one-line messages.
 Each command's work lives in the module that owns it; imports are local so that a command
@@ -15,9 +15,16 @@ from watchdog import __version__
 from watchdog.errors import (
     EXIT_CONFIG,
     ConfigError,
+    config_problems,
 )
 
 __all__ = ["main"]
+
+
+def _echo_config_error(exc: ConfigError, prefix: str = "Error: ") -> None:
+    """Every problem of a config file, one line each (``PATH: [section] key: problem``)."""
+    for problem in config_problems(exc):
+        click.echo(f"{prefix}{problem}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +58,7 @@ def config_check(path: str) -> None:
     try:
         load_config(path)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)  # exactly one line: PATH: [section] key: what is wrong
+        _echo_config_error(exc, prefix="")  # one line per problem: PATH: [section] key: problem
         sys.exit(2)
     click.echo(f"{path}: ok")
 
@@ -139,7 +146,7 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
     """May SYMBOL's stop be touched? Exit 0 allow, 1 veto (watchdog down is a veto), 2 usage/config error."""
     import json
 
-    from watchdog.client import check_position
+    from poswatch import check_position
     from watchdog.config import load_config
 
     try:
@@ -147,7 +154,7 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
         verdict = check_position(cfg.redis.url, cfg.redis.account, symbol.upper(), side.upper(),
                                  max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s)
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_config_error(exc)
         sys.exit(2)
     except ValueError as exc:
         click.echo(f"Error: {symbol}: {exc}", err=True)
@@ -173,8 +180,20 @@ def run_command(config_path: str) -> None:
     70 internal invariant broken; 1 any other fatal error. Always with a one-line reason.
     """
     import asyncio
+    import signal
 
     from loguru import logger
+
+    class StopRequested(Exception):
+        """SIGTERM/SIGINT before the daemon's event loop took the signals over."""
+
+    def stop_requested(signum: int, _frame: object) -> None:
+        raise StopRequested(signal.Signals(signum).name)
+
+    # Until run() installs the loop's handlers (its first step), a signal ends startup here:
+    # exit 0 with a log line, as documented, instead of -15 and nothing said.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_requested)
 
     from watchdog.errors import EXIT_NOPERM, EXIT_SOFTWARE, AuthenticationFailed, InvariantViolation
 
@@ -197,22 +216,30 @@ def run_command(config_path: str) -> None:
         for secret in (credentials.api_key, credentials.api_secret):
             logs.register_secret(secret)
         code = asyncio.run(run(config, credentials))
+    except StopRequested as exc:
+        logger.info("stopping on signal during startup ({}): nothing was started", exc)
+        code = 0
     except Exception as exc:  # noqa: BLE001 -- the one catch-all (STYLE 8.7 rule 5): log, map, exit
         found = leaves(exc)
         for leaf in found:
             logger.opt(exception=leaf).debug("fatal: {}", type(leaf).__name__)
         ranked = [(EXIT_CONFIG, ConfigError, "bad configuration"),
                   (EXIT_NOPERM, AuthenticationFailed,
-                   "Binance rejected the API key; check key permissions and IP whitelist"),
+                   "Binance rejected the API key (or its secret); check the key, its secret, "
+                   "its futures permission and its IP whitelist"),
                   (EXIT_SOFTWARE, InvariantViolation, "internal invariant broken (a bug)")]
         code, reason = 1, f"fatal: {type(found[0]).__name__}: {describe(found[0])}"
+        reasons = [reason]
         for exit_code, kind, what in ranked:
             match = next((leaf for leaf in found if isinstance(leaf, kind)), None)
             if match is not None:
-                code, reason = exit_code, f"{what}: {describe(match)}"
+                # Every problem of a config file at once, one line each.
+                parts = config_problems(match) if isinstance(match, ConfigError) else (match,)
+                code, reasons = exit_code, [f"{what}: {describe(part)}" for part in parts]
                 break
-        logger.error("exiting with code {}: {}", code, reason)
-        click.echo(f"Error: {reason}", err=True)
+        for reason in reasons:
+            logger.error("exiting with code {}: {}", code, reason)
+            click.echo(f"Error: {reason}", err=True)
     sys.exit(code)
 
 
@@ -220,9 +247,15 @@ def run_command(config_path: str) -> None:
 
 
 @cli.command("status")
+@click.option("--watch", is_flag=True, expose_value=False,
+              callback=lambda ctx, _param, value: ctx.meta.__setitem__("status_watch", value),
+              help="Redraw in place every second until Ctrl-C (with --json: one line a second); "
+                   "exits with the last status's code.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/STATUS.md).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="The TOML config [default: /etc/position-watchdog/config.toml if present].")
+              envvar="POSITION_WATCHDOG_CONFIG",
+              help="The TOML config [default: $POSITION_WATCHDOG_CONFIG, else "
+                   "/etc/position-watchdog/config.toml if present].")
 def status_command(as_json: bool, config_path: str | None) -> None:
     """Is the watchdog alive, and what does it know? Exit 0 healthy, 1 degraded, 2 down."""
     import json
@@ -238,12 +271,77 @@ def status_command(as_json: bool, config_path: str | None) -> None:
             config_path = str(default)
         config = load_config(config_path) if config_path else Config()
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
+    if click.get_current_context().meta.get("status_watch"):
+        from watchdog.runtime.live import status_frames, watch
+
+        sys.exit(watch(status_frames(config.redis.url, config.redis.account, as_json=as_json,
+                                     socket_timeout_s=config.redis.socket_timeout_s), ansi=not as_json))
     report = read_status(config.redis.url, config.redis.account,
                          socket_timeout_s=config.redis.socket_timeout_s)
     click.echo(json.dumps(report.to_json(), separators=(",", ":")) if as_json else render_text(report))
     sys.exit(report.exit_code)
+
+
+# ---------------------------------------------------------------- events
+
+
+@cli.command("events")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--count", "-n", default=20, show_default=True, type=click.IntRange(min=0),
+              help="How many of the newest events to print first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line (id, at, the fields).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              envvar="POSITION_WATCHDOG_CONFIG",
+              help="The TOML config [default: $POSITION_WATCHDOG_CONFIG, else "
+                   "/etc/position-watchdog/config.toml if present].")
+def events(follow: bool, count: int, as_json: bool, config_path: str | None) -> None:
+    """The watchdog's events stream with UTC times, oldest first. Exit 0; 2 Redis unreachable;
+    78 bad config. With --follow, a Redis outage is reported and waited out."""
+    from pathlib import Path
+
+    import redis
+    from redis import exceptions as redis_errors
+
+    from watchdog.config import Config, load_config
+    from watchdog.runtime.live import event_json, event_line, follow_events, recent_events
+    from watchdog.store.keys import AccountKeys
+
+    default = Path("/etc/position-watchdog/config.toml")
+    try:
+        if config_path is None and default.exists():
+            config_path = str(default)
+        config = load_config(config_path) if config_path else Config()
+    except ConfigError as exc:
+        _echo_config_error(exc)
+        sys.exit(EXIT_CONFIG)
+    keys = AccountKeys(config.redis.account)
+    timeout_s = config.redis.socket_timeout_s
+    # The read timeout outlasts XREAD's 1 s block.
+    client = redis.Redis.from_url(config.redis.url, decode_responses=True, socket_timeout=timeout_s + 1.0,
+                                  socket_connect_timeout=timeout_s)
+    show = event_json if as_json else event_line
+
+    def outage(exc: Exception | None) -> None:
+        click.echo(f"redis {keys.events}: {type(exc).__name__}: {exc}; retrying every second"
+                   if exc is not None else f"redis {keys.events}: reachable again", err=True)
+
+    try:
+        shown = recent_events(client, keys, count)
+        for entry_id, fields in shown:
+            click.echo(show(entry_id, fields))
+        if follow:
+            last_id = shown[-1][0] if shown else (recent_events(client, keys, 1) or [("0-0", {})])[-1][0]
+            for entry_id, fields in follow_events(client, keys, last_id, on_outage=outage):
+                click.echo(show(entry_id, fields))
+    except redis_errors.RedisError as exc:
+        click.echo(f"Error: redis {keys.events}: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
 
 
 # ---------------------------------------------------------------- orphans
@@ -255,8 +353,8 @@ def status_command(as_json: bool, config_path: str | None) -> None:
               envvar="POSITION_WATCHDOG_CONFIG", type=click.Path(dir_okay=False),
               help="Config file ([binance], [redis], [core], [reaper]).")
 @click.option("--symbol", "symbols", multiple=True,
-              help="Also read this symbol's orders (repeatable); positionRisk may omit a symbol "
-                   "that has only algo orders.")
+              help="Also list this symbol as read (repeatable). Kept for scripts: every symbol's "
+                   "orders are read anyway (the all-symbols read of the daemon's sweep).")
 def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
     """Orders the reaper would remove now, and why every other open order stays. Cancels nothing.
 
@@ -278,10 +376,11 @@ def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
             logs.register_secret(secret)
         report = asyncio.run(collect(cfg, credentials, symbols=[Symbol(s.upper()) for s in symbols]))
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
     except AuthenticationFailed as exc:
-        click.echo(f"Error: Binance rejected the API key: {exc}", err=True)
+        click.echo(f"Error: Binance rejected the API key (or its secret; check the key, its "
+                   f"permission and its IP whitelist): {exc}", err=True)
         sys.exit(EXIT_NOPERM)
     except ExchangeError as exc:
         click.echo(f"Error: Binance could not be read: {exc}", err=True)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from watchdog.errors import ConfigError
+from poswatch.urls import redact_url  # standard library only: one redaction rule, bots' and daemon's
+from watchdog.errors import ConfigError, ConfigErrors
 
 __all__ = [
     "SECTIONS",
@@ -38,6 +39,7 @@ __all__ = [
     "ReaperConfig",
     "RedisConfig",
     "ServiceConfig",
+    "StreamConfig",
     "VetoConfig",
     "load_config",
     "load_credentials",
@@ -139,6 +141,17 @@ class ReaperConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """The optional liveness proof of the user-data stream (core/canary.py, docs/CONFIG.md)."""
+
+    # 0 = off. Each canary costs 1 on the account's order counts (0 IP weight) and its cancel
+    # 1 IP weight: at 60 s, 1 of 1200 orders/min and 1 of 2400 weight/min.
+    canary_interval_s: float = _key(0.0, ge=0, le=86400)
+    canary_symbol: str = _key("", pattern=r"[A-Z0-9_]{0,40}")
+    canary_timeout_s: float = _key(5.0, gt=0, le=60)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The daemon's own cadence (expiry checks, systemd keepalive)."""
 
@@ -154,6 +167,7 @@ class Config:
     core: CoreConfig = field(default_factory=CoreConfig)
     veto: VetoConfig = field(default_factory=VetoConfig)
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
@@ -161,16 +175,6 @@ SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Conf
 _SECRET_NAMES = frozenset({"apikey", "apisecret", "secret", "secretkey", "apisecretkey"})
 _SECRETS_HELP = ("secrets do not belong in the config file; set BINANCE_API_KEY/BINANCE_API_SECRET "
                  "or systemd LoadCredential= binance_api_key/binance_api_secret")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for reprs, logs and error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -195,35 +199,58 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(data: Mapping[str, Any], path: str) -> Config:
-    """Validate an already-parsed TOML document; ``path`` only names it in errors."""
-    _reject_secrets(data, path, "")
+    """Validate an already-parsed TOML document; ``path`` only names it in errors.
+
+    Every problem is found before raising: one problem raises its ``ConfigError``, several a
+    ``ConfigErrors`` listing all of them (an operator fixes the file once, not once per error).
+    """
+    found: list[ConfigError] = []
+    _reject_secrets(data, path, "", found)
     for name, value in data.items():
         if name not in SECTIONS:
             if not isinstance(value, dict):
                 home = [s for s, cls in SECTIONS.items() if name in _field_names(cls)]
                 hint = f"; it belongs under [{home[0]}]" if home else ""
-                raise ConfigError(path, "", name, f"key outside any section{hint}")
-            raise ConfigError(path, name, "", f"unknown section{_suggest(name, SECTIONS, '[{}]')}")
-        if not isinstance(value, dict):
-            raise ConfigError(path, name, "", f"expected a table [{name}], got {_type_name(value)}")
-    built = {name: _build_section(path, name, cls, data.get(name, {})) for name, cls in SECTIONS.items()}
+                found.append(ConfigError(path, "", name, f"key outside any section{hint}"))
+            else:
+                found.append(ConfigError(path, name, "",
+                                         f"unknown section{_suggest(name, SECTIONS, '[{}]')}"))
+        elif not isinstance(value, dict):
+            found.append(ConfigError(path, name, "",
+                                     f"expected a table [{name}], got {_type_name(value)}"))
+    built = {name: _build_section(path, name, cls,
+                                  table if isinstance(table := data.get(name, {}), dict) else {},
+                                  found)
+             for name, cls in SECTIONS.items()}
     config = Config(**built)
-    _check_relations(config, path)
+    # A relation is judged only between keys that are themselves valid (a bad key took its
+    # default above, and a relation with a default would name the wrong culprit).
+    bad = {(e.section, e.key) for e in found} | {(e.section, "") for e in found}
+    _check_relations(config, path, found, bad)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise ConfigErrors(found)
     return config
 
 
-def _build_section(path: str, section: str, cls: type[_T], table: Mapping[str, Any]) -> _T:
+def _build_section(path: str, section: str, cls: type[_T], table: Mapping[str, Any],
+                   found: list[ConfigError]) -> _T:
     hints = typing.get_type_hints(cls)
     known = _field_names(cls)
     for key in table:
-        if key not in known:
+        if key not in known and not _is_secret_name(key):
             elsewhere = [s for s, other in SECTIONS.items() if s != section and key in _field_names(other)]
             hint = f"; it belongs under [{elsewhere[0]}]" if elsewhere else _suggest(key, known, "'{}'")
-            raise ConfigError(path, section, key, f"unknown key{hint}")
+            found.append(ConfigError(path, section, key, f"unknown key{hint}"))
     values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name in table:
-            values[f.name] = _check_value(path, section, f.name, hints[f.name], table[f.name], f.metadata)
+            try:
+                values[f.name] = _check_value(path, section, f.name, hints[f.name], table[f.name],
+                                              f.metadata)
+            except ConfigError as exc:
+                found.append(exc)
     return cls(**values)
 
 
@@ -280,49 +307,78 @@ def _check_url(value: str, schemes: tuple[str, ...], fail: Any) -> str:
     return value.rstrip("/")
 
 
-def _check_relations(config: Config, path: str) -> None:
-    """Checks that involve two keys; the error names the key an operator most likely changes."""
+def _check_relations(config: Config, path: str, found: list[ConfigError],
+                     bad: set[tuple[str, str]]) -> None:
+    """Checks that involve two keys; the error names the key an operator most likely changes.
+    A check is skipped when one of its keys (or its section) is already reported in ``bad``."""
     b, r = config.binance, config.redis
-    if r.heartbeat_interval_s * 1000 >= r.health_ttl_ms:
-        raise ConfigError(path, "redis", "health_ttl_ms",
-                          f"must exceed heartbeat_interval_s ({r.heartbeat_interval_s:g} s), "
-                          f"or health expires between heartbeats; got {r.health_ttl_ms} ms")
-    if config.veto.max_age_ms > config.core.max_age_ms:
-        raise ConfigError(path, "veto", "max_age_ms",
-                          f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "
-                          f"cannot trust what the core already calls unknown; got {config.veto.max_age_ms}")
-    if b.reconnect_min_delay_s > b.reconnect_max_delay_s:
-        raise ConfigError(path, "binance", "reconnect_min_delay_s",
-                          f"must be <= reconnect_max_delay_s ({b.reconnect_max_delay_s:g}); "
-                          f"got {b.reconnect_min_delay_s:g}")
-    if b.poll_interval_s * 1000 >= config.core.max_age_ms:
-        raise ConfigError(path, "binance", "poll_interval_s",
-                          f"must be shorter than [core] max_age_ms ({config.core.max_age_ms} ms), or a "
-                          f"quiet position expires between polls; got {b.poll_interval_s:g} s")
+
+    def check(ok: bool, keys: tuple[tuple[str, str], ...], section: str, key: str,
+              problem: str) -> None:
+        if ok or any(k in bad or (k[0], "") in bad for k in keys):
+            return
+        found.append(ConfigError(path, section, key, problem))
+
+    check(r.heartbeat_interval_s * 1000 < r.health_ttl_ms,
+          (("redis", "heartbeat_interval_s"), ("redis", "health_ttl_ms")), "redis", "health_ttl_ms",
+          f"must exceed heartbeat_interval_s ({r.heartbeat_interval_s:g} s), "
+          f"or health expires between heartbeats; got {r.health_ttl_ms} ms")
+    check(config.veto.max_age_ms <= config.core.max_age_ms,
+          (("veto", "max_age_ms"), ("core", "max_age_ms")), "veto", "max_age_ms",
+          f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "
+          f"cannot trust what the core already calls unknown; got {config.veto.max_age_ms}")
+    check(b.reconnect_min_delay_s <= b.reconnect_max_delay_s,
+          (("binance", "reconnect_min_delay_s"), ("binance", "reconnect_max_delay_s")),
+          "binance", "reconnect_min_delay_s",
+          f"must be <= reconnect_max_delay_s ({b.reconnect_max_delay_s:g}); "
+          f"got {b.reconnect_min_delay_s:g}")
+    check(b.poll_interval_s * 1000 < config.core.max_age_ms,
+          (("binance", "poll_interval_s"), ("core", "max_age_ms")), "binance", "poll_interval_s",
+          f"must be shorter than [core] max_age_ms ({config.core.max_age_ms} ms), or a "
+          f"quiet position expires between polls; got {b.poll_interval_s:g} s")
+    st = config.stream
+    check(not (st.canary_interval_s > 0 and not st.canary_symbol),
+          (("stream", "canary_interval_s"), ("stream", "canary_symbol")), "stream", "canary_symbol",
+          "must name a symbol (e.g. BTCUSDT) when canary_interval_s > 0")
+    check(not (0 < st.canary_interval_s <= 2 * st.canary_timeout_s),
+          (("stream", "canary_interval_s"), ("stream", "canary_timeout_s")), "stream",
+          "canary_interval_s",
+          f"must be 0 (off) or more than twice canary_timeout_s "
+          f"({st.canary_timeout_s:g} s), one canary at a time; "
+          f"got {st.canary_interval_s:g}")
     # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
-    if urlsplit(b.rest_url).hostname not in _LOOPBACK_HOSTS:
-        per_min = 60 / b.poll_interval_s * POSITION_RISK_WEIGHT
-        budget = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct / 100
-        if per_min > budget:
-            raise ConfigError(path, "binance", "poll_interval_s",
-                              f"{b.poll_interval_s:g} s costs {per_min:.0f} weight/min in positionRisk "
-                              f"alone, over weight_budget_pct {b.weight_budget_pct}% of 2400 "
-                              f"({budget:.0f}); raise the interval or the budget")
-        sweep_per_min = 60 / b.orders_sweep_interval_s * ORDERS_SWEEP_WEIGHT
-        if per_min + sweep_per_min > budget:
-            raise ConfigError(path, "binance", "orders_sweep_interval_s",
-                              f"{b.orders_sweep_interval_s:g} s costs {sweep_per_min:.0f} weight/min "
-                              f"(two all-symbols reads of weight 40), over weight_budget_pct "
-                              f"{b.weight_budget_pct}% of 2400 ({budget:.0f}) together with "
-                              f"positionRisk ({per_min:.0f}); raise the interval or the budget")
+    if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
+        return
+    per_min = 60 / b.poll_interval_s * POSITION_RISK_WEIGHT
+    budget = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct / 100
+    budget_keys = (("binance", "poll_interval_s"), ("binance", "weight_budget_pct"))
+    check(per_min <= budget, budget_keys, "binance", "poll_interval_s",
+          f"{b.poll_interval_s:g} s costs {per_min:.0f} weight/min in positionRisk "
+          f"alone, over weight_budget_pct {b.weight_budget_pct}% of 2400 "
+          f"({budget:.0f}); raise the interval or the budget")
+    if per_min > budget:
+        return  # the sweep's share cannot be judged while the poll alone is over
+    sweep_per_min = 60 / b.orders_sweep_interval_s * ORDERS_SWEEP_WEIGHT
+    check(per_min + sweep_per_min <= budget,
+          (*budget_keys, ("binance", "orders_sweep_interval_s")), "binance",
+          "orders_sweep_interval_s",
+          f"{b.orders_sweep_interval_s:g} s costs {sweep_per_min:.0f} weight/min "
+          f"(two all-symbols reads of weight 40), over weight_budget_pct "
+          f"{b.weight_budget_pct}% of 2400 ({budget:.0f}) together with "
+          f"positionRisk ({per_min:.0f}); raise the interval or the budget")
 
 
-def _reject_secrets(data: Mapping[str, Any], path: str, section: str) -> None:
+def _is_secret_name(key: str) -> bool:
+    return key.lower().replace("_", "").replace("-", "") in _SECRET_NAMES
+
+
+def _reject_secrets(data: Mapping[str, Any], path: str, section: str,
+                    found: list[ConfigError]) -> None:
     for key, value in data.items():
-        if key.lower().replace("_", "").replace("-", "") in _SECRET_NAMES:
-            raise ConfigError(path, section, key, _SECRETS_HELP)
-        if isinstance(value, dict):
-            _reject_secrets(value, path, f"{section}.{key}" if section else key)
+        if _is_secret_name(key):
+            found.append(ConfigError(path, section, key, _SECRETS_HELP))
+        elif isinstance(value, dict):
+            _reject_secrets(value, path, f"{section}.{key}" if section else key, found)
 
 
 def _syntax_error(path: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:

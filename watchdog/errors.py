@@ -7,11 +7,12 @@ and chained with ``raise … from exc``. ``cli.py`` is the only place they becom
 
     WatchdogError
     ├── ConfigError                 exit 78 (EX_CONFIG): never restarted by systemd
+    │   └── ConfigErrors            several at once (every problem of one file)
     ├── ExchangeError
     │   ├── ExchangeUnavailable     transient: network, timeout, 5xx, 429/418 (retry_after_s)
     │   ├── OutcomeUnknown          -1007 / 503 "Unknown error": the request may have executed; re-query
     │   ├── ExchangeRejected        4xx with Binance code/msg/endpoint: fatal for that request
-    │   │   └── AuthenticationFailed  401 / -2015 / -2014 → exit 77 (EX_NOPERM): never restarted
+    │   │   └── AuthenticationFailed  401 / -2015 / -2014 / -1022 → exit 77 at startup; degraded after
     │   └── WireFormatError         payload broke our expectations (bug or API change)
     ├── StoreError
     │   └── StoreUnavailable        Redis connect/timeout
@@ -20,9 +21,12 @@ and chained with ``raise … from exc``. ``cli.py`` is the only place they becom
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AuthenticationFailed",
     "ConfigError",
+    "ConfigErrors",
     "ExchangeError",
     "ExchangeRejected",
     "ExchangeUnavailable",
@@ -32,6 +36,7 @@ __all__ = [
     "StoreUnavailable",
     "WatchdogError",
     "WireFormatError",
+    "config_problems",
 ]
 
 EXIT_SOFTWARE = 70
@@ -54,6 +59,26 @@ class ConfigError(WatchdogError):
         # "[section] key", "[section]", "key" (outside any section) or nothing (file-level).
         where = " ".join(part for part in (f"[{section}]" if section else "", key) if part)
         super().__init__(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found in one file, all reported at once: ``str`` is one line each.
+
+    Its own ``path``/``section``/``key``/``problem`` are the first problem's; ``errors`` all."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        super().__init__(first.path, first.section, first.key, first.problem)
+        self.args = ("\n".join(str(error) for error in self.errors),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def config_problems(exc: ConfigError) -> tuple[ConfigError, ...]:
+    """Every problem ``exc`` carries (one, or a ``ConfigErrors``' list)."""
+    return exc.errors if isinstance(exc, ConfigErrors) else (exc,)
 
 
 class ExchangeError(WatchdogError):

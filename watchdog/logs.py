@@ -35,11 +35,14 @@ __all__ = ["InterceptHandler", "configure_logging", "redact", "register_secret"]
 MASK = "***"
 
 # Each pattern keeps group 1 (the label) and masks what follows. `\\?` lets them match inside
-# JSON-escaped text ("listenKey\": \"…\"") as rendered by serialize=True.
+# JSON-escaped text ("listenKey\": \"…\"") as rendered by serialize=True. A value is masked only
+# when it looks like one, a token of 16+ characters (Binance's keys, secrets, signatures and
+# listen keys are 60-64): "POST /fapi/v1/listenKey: Binance … code -2015" must stay readable.
 _PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"(signature\\?['\"]?\s*[=:]\s*\\?['\"]?)[^&\s\"'\\,}]+", re.IGNORECASE),
-    re.compile(r"(x-mbx-apikey\\?['\"]?\s*[:=,]\s*b?\\?['\"]?)[^\s\"'\\,}&]+", re.IGNORECASE),
-    re.compile(r"(listen_?key\\?['\"]?\s*[:=]\s*\\?['\"]?)[A-Za-z0-9]+", re.IGNORECASE),
+    re.compile(r"(signature\\?['\"]?\s*[=:]\s*\\?['\"]?)[^&\s\"'\\,}]{16,}", re.IGNORECASE),
+    re.compile(r"(x-mbx-apikey\\?['\"]?\s*[:=,]\s*b?\\?['\"]?)[^\s\"'\\,}&]{16,}",
+               re.IGNORECASE),
+    re.compile(r"(listen_?key\\?['\"]?\s*[:=]\s*\\?['\"]?)[A-Za-z0-9]{16,}", re.IGNORECASE),
     # Path and combined-stream forms: /ws/<listenKey>, "stream":"<listenKey>", streams=<listenKey>.
     re.compile(r"(/ws/)[A-Za-z0-9]{16,}"),
     re.compile(r"(\"?stream\\?\"\s*:\s*\\?\")[A-Za-z0-9]{16,}"),

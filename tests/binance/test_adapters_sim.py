@@ -48,6 +48,7 @@ class Watch:
     published: list[PositionView]
     alerts: list[RaiseAlert]
     events: list[Event]
+    pump: CorePump | None = None
 
     def view(self, key: PositionKey = BTC) -> PositionView | None:
         return self.book.view(key)
@@ -120,7 +121,7 @@ async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
 
     pump.apply = recording_apply  # type: ignore[method-assign]
     task = asyncio.create_task(run_adapters(pump, stream, poller))
-    watch = Watch(sim, rest, stream, poller, book, published, alerts, events)
+    watch = Watch(sim, rest, stream, poller, book, published, alerts, events, pump)
     try:
         await watch.until(lambda w: w.book.stream_state == "live", "stream live")
         yield watch

@@ -86,3 +86,35 @@ async def test_wrong_secret_is_authentication_or_signature_rejection(sim: Simula
         with pytest.raises(AuthenticationFailed) as info:
             await bad_secret.fetch_positions()
         assert info.value.code == -1022
+
+
+async def test_a_rejected_key_is_remembered_reported_sparingly_and_cleared(
+        sim: Simulator, rest: BinanceRest) -> None:
+    """An IP outside the key's whitelist (-2015 on every keyed call, public ones still answer):
+    the client keeps the latest rejection for the health problem, logs it once per interval
+    (not once per poll), and forgets it when a keyed call succeeds again."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        await rest.fetch_positions()
+        assert rest.auth_rejection is None
+        sim.set_faults(ip_not_whitelisted=True)
+        await rest.server_time()  # public: still answered
+        for _ in range(5):
+            with pytest.raises(AuthenticationFailed) as info:
+                await rest.fetch_positions()
+            assert info.value.code == -2015
+        with pytest.raises(AuthenticationFailed):
+            await rest.create_listen_key()
+        assert rest.auth_rejection is not None
+        assert rest.auth_rejection.code == -2015
+        reported = [line for line in lines if "rejects the credentials" in line]
+        assert len(reported) == 1, lines
+        sim.clear_faults()
+        await rest.fetch_positions()
+        assert rest.auth_rejection is None
+    finally:
+        logger.remove(sink)
+        sim.clear_faults()

@@ -93,8 +93,9 @@ def _invalid_status(status: int) -> InvalidStatus:
     (OutcomeUnknown("x"), StreamFailure.RETRY),
     (ExchangeRejected(-1125, "This listenKey does not exist.", "PUT /fapi/v1/listenKey"),
      StreamFailure.NEW_KEY),
+    # The daemon decides what a refused key means (exit 77 before ready, degraded after).
     (AuthenticationFailed(-2015, "Invalid API-key", "POST /fapi/v1/listenKey"),
-     StreamFailure.FATAL),
+     StreamFailure.RETRY),
     (RuntimeError("bug"), StreamFailure.FATAL),
 ])
 def test_classify_stream_error(exc: BaseException, expected: StreamFailure) -> None:

@@ -159,7 +159,7 @@ async def test_sigterm_exits_0_and_leaves_the_listen_key_alive(
 
 async def status_of(config: Path) -> tuple[int, dict[str, Any]]:
     """``position-watchdog status --json`` as an operator runs it: (exit code, report)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "watchdog", "status", "--json", "--config", str(config), cwd=ROOT,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
@@ -191,7 +191,8 @@ async def test_bad_config_exits_78(tmp_path: Path) -> None:
 async def cli_process(*args: str, key: str, secret: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """``python -m watchdog ARGS`` as systemd would start it; killed if still running at the end."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY")}
-    env |= {"BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret, "PYTHONPATH": str(ROOT)}
+    env |= {"BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "watchdog", *args, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

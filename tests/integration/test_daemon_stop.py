@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from poswatch.client import AsyncWatchdogClient
 from tests.integration.test_daemon import (
     ACCOUNT,
     KEYS,
@@ -23,7 +24,6 @@ from tests.integration.test_daemon import (
     write_toml,
 )
 from tests.support.waiting import eventually
-from watchdog.client import AsyncWatchdogClient
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -95,3 +95,39 @@ async def test_stop_while_redis_is_unreachable_only_logs_and_exits_0(
         stop.set()
         if redis_server.process is None:
             redis_server.start()
+
+
+async def read_until(process: asyncio.subprocess.Process, needle: str, *,
+                     timeout_s: float) -> list[str]:
+    """stderr lines up to and including the first that contains ``needle``."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            line = (await process.stderr.readline()).decode(errors="replace")
+            if not line:
+                raise AssertionError(f"stderr ended before {needle!r}: {''.join(seen)}")
+            seen.append(line)
+            if needle in line:
+                return seen
+
+
+async def test_sigterm_during_startup_exits_0_with_a_log_line(
+        sim: Simulator, redis_url: str, tmp_path: Path) -> None:
+    """Binance unreachable: startup retries the server-time sync for seconds. A SIGTERM then
+    (systemctl stop, a TimeoutStartSec) ends the process as documented (0, one log line),
+    not by the default handler (-15, nothing said)."""
+    from watchdog.demo.processes import free_port
+
+    table = config_table(sim, redis_url)
+    dead = free_port()  # nothing listens there: every connect is refused at once
+    table["binance"] |= {"rest_url": f"http://127.0.0.1:{dead}", "ws_url": f"ws://127.0.0.1:{dead}"}
+    config = write_toml(tmp_path / "config.toml", table)
+    async with cli_process("run", "--config", str(config), key=sim.api_key,
+                           secret=sim.api_secret) as process:
+        before = await read_until(process, "retrying", timeout_s=30)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=20)
+        err = "".join(before) + await stderr_of(process)
+    assert process.returncode == 0, err
+    assert "stopping on signal" in err, err

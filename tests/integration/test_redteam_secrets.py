@@ -82,7 +82,7 @@ async def test_no_secret_in_debug_log_redis_or_status(
         env = {k: v for k, v in os.environ.items()
                if k not in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY")}
         env |= {"BINANCE_API_KEY": API_KEY, "BINANCE_API_SECRET": API_SECRET,
-                "PYTHONPATH": str(ROOT)}
+                "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"}
         listen_keys: set[str] = set()
         account = sim.exchange.accounts[API_KEY]
 

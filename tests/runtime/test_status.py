@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -61,7 +62,8 @@ def test_healthy(client: redis.Redis, redis_url: str) -> None:
     assert report.exit_code == EXIT_HEALTHY, report.reasons
     data = report.to_json()
     assert data["alive"] is True
-    assert data["stream"] == {"state": "live", "last_event_age_ms": 2000}
+    assert data["stream"] == {"state": "live", "last_event_age_ms": 2000, "proof": "proven",
+                              "unproven_age_ms": None, "unproven_reason": None}
     assert data["rest"]["last_snapshot_age_ms"] == 500
     assert data["positions"][0]["state"] == "open"
     assert data["positions"][0]["age_ms"] == 400
@@ -111,9 +113,9 @@ async def test_leases_and_windows_from_the_real_veto_scripts(publisher: Any, red
     """What ``begin``/``end`` really write (store/lua), read back by ``status``."""
     import time
 
+    from poswatch.client import WatchdogClient
     from tests.support.store import ACCOUNT as STORE_ACCOUNT
     from tests.support.store import make_view, position_key
-    from watchdog.client import WatchdogClient
 
     now_ms = time.time_ns() // 1_000_000
     health = Health(pid=1, host="h", version="0", started_ms=now_ms, updated_ms=now_ms, ready=True,
@@ -140,3 +142,102 @@ async def test_leases_and_windows_from_the_real_veto_scripts(publisher: Any, red
     assert (window["symbol"], window["count"], window["last"]["holder"]) == ("BTCUSDT", 1, "bot-1")
     assert window["last"]["window_ms"] >= 0
     assert "BTCUSDT:BOTH last" in render_text(report)
+
+
+# ---------------------------------------------------------------- at 3 a.m. (issue 15)
+
+_EPOCH_MS = re.compile(r"(?<!\d)1\d{12}(?!\d)")  # a raw epoch-ms number in the human view
+
+
+def test_human_view_shows_utc_times_and_ages_not_epoch_ms(client: redis.Redis,
+                                                          redis_url: str) -> None:
+    write_health(client)
+    last = {"holder": "bot", "token": 3, "begin_ms": NOW_MS - 10_412, "end_ms": NOW_MS - 10_000,
+            "window_ms": 412, "outcome": "ok"}
+    client.hset(KEYS.windows, mapping={"BASUSDT:BOTH": json.dumps(last), "BASUSDT:BOTH:count": 1,
+                                       "BASUSDT:BOTH:max_window_ms": 412})
+    client.xadd(KEYS.events, {"kind": "position_closed", "symbol": "BASUSDT",
+                              "at_ms": NOW_MS - 4_000, "as_of_ms": NOW_MS - 4_100},
+                id=f"{NOW_MS - 4_000}-0")
+    text = render_text(read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS))
+    assert not _EPOCH_MS.search(text), text
+    assert "2025-11-24 15:59:56.000Z (4.0s ago)" in text, text  # NOW_MS is 16:00:00 UTC
+    assert "kind=position_closed" in text
+
+
+def test_unknown_positions_name_their_cause(client: redis.Redis, redis_url: str) -> None:
+    """During a 503 burst the positions are unknown because REST fails: say so."""
+    rest = ("REST reads failing (3 in a row: ExchangeUnavailable: GET /fapi/v3/positionRisk: "
+            "HTTP 503 code -1001: Service Unavailable.)")
+    write_health(client, healthy=False, problems=(rest, "3 position(s) unknown"),
+                 positions_unknown=3)
+    for symbol in ("BASUSDT", "BTCUSDT", "ETHUSDT"):
+        write_position(client, f"{symbol}:BOTH", "unknown", "0")
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
+    assert report.exit_code == EXIT_DEGRADED
+    line = next(r for r in render_text(report).splitlines() if "position(s) unknown:" in r)
+    assert "cause: REST reads failing" in line, line
+    data = report.to_json()
+    assert data["unknown_cause"].startswith("REST reads failing")
+    assert "3 position(s) unknown: BASUSDT:BOTH, BTCUSDT:BOTH, ETHUSDT:BOTH" in data["reasons"]
+
+
+def test_weight_over_budget_is_degraded(client: redis.Redis, redis_url: str) -> None:
+    write_health(client, rest_weight_used_1m=383, rest_weight_budget_1m=360)
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
+    assert report.exit_code == EXIT_DEGRADED
+    assert any("383/360" in reason for reason in report.reasons), report.reasons
+    assert "HEALTHY" not in render_text(report)
+
+
+def test_redis_down_does_not_show_zero_positions_as_known() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    report = read_status(f"redis://127.0.0.1:{port}/0", ACCOUNT, socket_timeout_s=0.5)
+    text = render_text(report)
+    assert "positions (0)" not in text
+    assert "leases (0)" not in text
+    assert "positions  unknown (Redis unreachable)" in text, text
+
+
+def test_unparsable_fields_are_shown_and_status_carries_on(client: redis.Redis,
+                                                           redis_url: str) -> None:
+    """A bot's lease with ttl_ms="inf" (score +inf) and garbage in the health hash: status
+    shows what it cannot parse instead of crashing (OverflowError, exit 1)."""
+    write_health(client)
+    client.hset(KEYS.health, mapping={"started_ms": "soon", "problems": "5", "positions_open": "x"})
+    client.zadd(KEYS.leases, {"BTCUSDT:BOTH": float("inf")})
+    client.hset(KEYS.lease(parse_member("BTCUSDT:BOTH")),
+                mapping={"holder": "bot-1", "token": "7", "ttl_ms": "inf"})
+    client.hset(KEYS.windows, mapping={"ETHUSDT:BOTH": json.dumps({"window_ms": "inf"}),
+                                       "ETHUSDT:BOTH:count": "lots"})
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
+    assert report.health is not None  # the heartbeat is there: alive, not "down"
+    assert report.exit_code == EXIT_DEGRADED
+    text = " ".join(report.reasons)
+    for field in ("started_ms='soon'", "problems='5'", "positions_open='x'"):
+        assert field in text, report.reasons
+    assert "BTCUSDT:BOTH" in text
+    assert "inf" in text
+    json.dumps(report.to_json(), allow_nan=False)
+    rendered = render_text(report)
+    assert "BTCUSDT:BOTH holder=bot-1" in rendered
+    assert "expires ?" in rendered
+
+
+def test_degraded_while_the_stream_is_unproven(client: redis.Redis, redis_url: str) -> None:
+    """Issue 12: after a blind verdict the stream is live again (reconnected, reconciled) but
+    unproven; status says so in both forms and exits 1 until REST corroborates it."""
+    reason = "BTCUSDT:BOTH: REST shows amount 0 but the stream last reported 1"
+    write_health(client, stream_proof="unproven", stream_unproven_since_ms=NOW_MS - 12_300,
+                 stream_unproven_reason=reason)  # an older daemon's heartbeat: no problem listed
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
+    assert report.exit_code == EXIT_DEGRADED
+    assert report.reasons == ("stream unproven: found blind, no event since confirmed by REST",)
+    stream = report.to_json()["stream"]
+    assert stream == {"state": "live", "last_event_age_ms": 2000, "proof": "unproven",
+                      "unproven_age_ms": 12_300, "unproven_reason": reason}
+    text = render_text(report)
+    assert f"  stream     live, unproven for 12.3s ({reason}), last event 2.0s ago" in text
+    assert "! stream unproven" in text

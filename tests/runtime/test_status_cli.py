@@ -74,3 +74,17 @@ def test_bad_config_exits_78(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["status", "--config", str(path)])
     assert result.exit_code == 78
     assert "[redis] url" in result.stderr
+
+
+def test_config_from_the_environment_like_check_and_orphans(client: redis.Redis, config: str,
+                                                             tmp_path: Path) -> None:
+    """POSITION_WATCHDOG_CONFIG names the config, as for ``check`` and ``orphans``: no silent
+    fallback to the defaults (which would read another Redis and report DOWN)."""
+    fresh_health(client)
+    result = CliRunner().invoke(cli, ["status", "--json"], env={"POSITION_WATCHDOG_CONFIG": config})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["alive"] is True
+    missing = str(tmp_path / "nowhere.toml")
+    result = CliRunner().invoke(cli, ["status"], env={"POSITION_WATCHDOG_CONFIG": missing})
+    assert result.exit_code == 78, result.output
+    assert "nowhere.toml" in result.stderr

@@ -11,11 +11,11 @@ import pytest
 import redis
 from redis import exceptions as redis_errors
 
+from poswatch.client import WatchdogClient
+from poswatch.scripts import script_sha
 from tests.support.store import ACCOUNT, make_view, position_key
-from watchdog.client import WatchdogClient
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
-from watchdog.store.scripts import script_sha
 
 ACL_FILE = Path(__file__).parents[2] / "docs" / "redis-acl.conf"
 KEYS = AccountKeys(ACCOUNT)
@@ -54,7 +54,7 @@ async def test_bot_user_runs_verdicts_but_cannot_write_positions(publisher: Redi
         bot.redis.evalsha(script_sha("publish_position"), 6, KEYS.position(position_key()), KEYS.positions,
                           KEYS.lease(position_key()), KEYS.leases, KEYS.events, KEYS.health,
                           "BTCUSDT:BOTH", 99, "closed", "confirmed", "0", "0", "rest", 1, 1, "", 1000,
-                          KEYS.channel, "BTCUSDT", "BOTH")
+                          KEYS.channel, "BTCUSDT", "BOTH", "0")
     with pytest.raises(redis_errors.NoPermissionError):
         bot.redis.eval("return 1", 0)
     bot.close()

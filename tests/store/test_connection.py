@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from poswatch.client import WatchdogClient
 from tests.support.store import ACCOUNT, make_view
 from tests.support.waiting import eventually_sync
-from watchdog.client import WatchdogClient
 from watchdog.store.connection import validate_redis_url
 from watchdog.store.publisher import RedisPublisher
 

@@ -7,8 +7,8 @@ import time
 
 import redis.asyncio
 
+from poswatch.client import AsyncWatchdogClient
 from tests.support.store import ACCOUNT, make_view
-from watchdog.client import AsyncWatchdogClient
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
@@ -52,3 +52,40 @@ async def test_stop_leaves_another_instances_health_alone(redis_url: str, publis
         assert await rclient.xlen(KEYS.events) == events_before
     finally:
         await newer.close()
+
+
+async def test_a_start_after_a_clean_stop_is_no_other_watchdog(redis_url: str,
+                                                               publisher: RedisPublisher) -> None:
+    """The epoch token the stopped instance left behind is the previous run's, not a second
+    watchdog's: no ERROR on every restart. A real second writer is still reported."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
+
+    def another() -> RedisPublisher:
+        return RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=10_000,
+                                       closed_ttl_s=60, events_maxlen=1000,
+                                       veto_max_age_ms=5_000, socket_timeout_s=2.0)
+
+    try:
+        await publisher.heartbeat({"stream": "live"})
+        assert await publisher.mark_stopped() == "removed"
+        restarted = another()
+        await restarted.start()
+        try:
+            await restarted.heartbeat({"stream": "live"})
+            await restarted.heartbeat({"stream": "live"})
+            assert not [line for line in lines if "another watchdog" in line], lines
+            second = another()  # now a real second writer on the same account
+            await second.start()
+            try:
+                await second.heartbeat({"stream": "live"})
+                await restarted.heartbeat({"stream": "live"})
+            finally:
+                await second.close()
+            assert [line for line in lines if line.startswith("ERROR another watchdog")], lines
+        finally:
+            await restarted.close()
+    finally:
+        logger.remove(sink)

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
+from poswatch.client import WatchdogClient
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
-from watchdog.client import WatchdogClient
 from watchdog.core.model import PositionState
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
+from poswatch.client import AsyncWatchdogClient
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
-from watchdog.client import AsyncWatchdogClient
 from watchdog.core.effects import Notify, Publish
 from watchdog.core.model import PositionState, PositionView
 from watchdog.store.keys import AccountKeys

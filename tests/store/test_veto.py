@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from poswatch.client import AsyncWatchdogClient, Vetoed, WatchdogClient
 from tests.support.redis_server import dead_redis_url
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
 from tests.support.waiting import eventually
-from watchdog.client import AsyncWatchdogClient, Vetoed, WatchdogClient
 from watchdog.core.model import PositionState
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher

@@ -24,10 +24,10 @@ import httpx
 import pytest
 import redis.asyncio
 
+from poswatch.client import AsyncWatchdogClient
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
-from watchdog.client import AsyncWatchdogClient
 from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import CancelOrder, Effect, Notify, Publish, RaiseAlert, Retract

@@ -144,13 +144,15 @@ class StreamFailure(StrEnum):
 
     RETRY = "retry"          # transient: back off and reconnect with the same key
     NEW_KEY = "new_key"      # the key was refused or expired: POST listenKey, then reconnect
-    FATAL = "fatal"          # the API key is refused: the daemon must stop (exit 77)
+    FATAL = "fatal"          # a bug: the stream task ends
 
 
 def classify_stream_error(exc: BaseException) -> StreamFailure:
     """Classify a failure around the user-data connection (pure; table-tested)."""
     if isinstance(exc, AuthenticationFailed):
-        return StreamFailure.FATAL
+        # The API key refused: back off and try again. Whether that ends the daemon (exit 77
+        # before it was ever ready) or degrades it (after) is the daemon's call, not the stream's.
+        return StreamFailure.RETRY
     if isinstance(exc, ExchangeRejected):
         return StreamFailure.NEW_KEY      # e.g. -1125 on keepalive: the key no longer exists
     if isinstance(exc, InvalidStatus):

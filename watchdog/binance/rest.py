@@ -41,7 +41,12 @@ from watchdog.binance.signing import ParamValue, build_query, build_signed_query
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, Symbol
-from watchdog.errors import ExchangeRejected, ExchangeUnavailable, WireFormatError
+from watchdog.errors import (
+    AuthenticationFailed,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    WireFormatError,
+)
 from watchdog.runtime.clock import Clock
 
 __all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
@@ -68,6 +73,8 @@ WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/algoOrder": 1,
     "DELETE /fapi/v1/order": 1,
     "DELETE /fapi/v1/algoOrder": 1,
+    "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (§4)
+    "GET /fapi/v1/exchangeInfo": 1,
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
 }
@@ -83,6 +90,10 @@ _TIME_RESYNC_EVERY_S = 600.0
 PRIORITY_WAIT_MAX_S = 5.0
 _PRIORITY_WAIT_STEP_S = 0.25
 _PRIORITY_WAIT_STEPS = 100  # bounded even if the clock does not move (tests' fake clocks)
+
+# A rejected key is said again at most this often while it lasts: the poller meets it every
+# poll (0.9 s), and one line a minute keeps the journal readable and the cause visible.
+AUTH_REPORT_INTERVAL_S = 60.0
 
 
 class Credentials(Protocol):
@@ -129,6 +140,11 @@ class BinanceRest:
         self._request_ids = itertools.count(1)
         self.requests_sent = 0
         self.weight_sent = 0  # every request's weight since start (for benchmarks and status)
+        # The latest refusal of the credentials (-2014/-2015/-1022/401), None once a keyed call
+        # succeeds again: the daemon's health problem and its startup verdict (exit 77).
+        self.auth_rejection: AuthenticationFailed | None = None
+        self._auth_rejections = 0
+        self._auth_reported_at_s: float | None = None
 
     @classmethod
     def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
@@ -264,6 +280,28 @@ class BinanceRest:
         await self._call("DELETE", "/fapi/v1/algoOrder", {"algoId": algo_id},
                          signed=True, priority=Priority.SAFETY, idempotent=False)
 
+    async def exchange_info(self) -> Any:
+        """``GET /fapi/v1/exchangeInfo`` (unsigned, weight 1): the canary reads it once."""
+        return await self._get("/fapi/v1/exchangeInfo", signed=False,
+                               priority=Priority.REQUESTED)
+
+    async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
+        """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
+        Only the canary places orders (binance/canary.py): the watchdog trades nothing else.
+
+        Raises:
+            OutcomeUnknown, ExchangeUnavailable: it may or may not exist: cancel by client id.
+            ExchangeRejected: refused, it does not exist.
+        """
+        return await self._call("POST", "/fapi/v1/algoOrder", params, signed=True,
+                                priority=Priority.REQUESTED, idempotent=False)
+
+    async def cancel_algo_order_by_client_id(self, client_algo_id: str) -> None:
+        """Cancel one untriggered algo order by ``clientAlgoId`` (the canary's, whose algoId may
+        not be known yet); sent once. -2011 → ExchangeRejected: it does not exist."""
+        await self._call("DELETE", "/fapi/v1/algoOrder", {"clientAlgoId": client_algo_id},
+                         signed=True, priority=Priority.SAFETY, idempotent=False)
+
     async def create_listen_key(self) -> str:
         """POST listenKey: the account's one active key (created or extended 60 min)."""
         data = await self._call("POST", "/fapi/v1/listenKey", None, signed=False,
@@ -342,8 +380,14 @@ class BinanceRest:
             if isinstance(error, ExchangeUnavailable) and error.retry_after_s is not None:
                 self.budget.block(error.retry_after_s, now_s)
                 logger.warning("rest degraded: {}", error)
+            if isinstance(error, AuthenticationFailed):
+                self._auth_refused(error, now_s)
             raise error
         self.budget.succeeded(now_s)
+        if api_key and self.auth_rejection is not None:
+            logger.warning("Binance accepts the credentials again ({} after {} rejection(s))",
+                           endpoint, self._auth_rejections)
+            self.auth_rejection, self._auth_rejections, self._auth_reported_at_s = None, 0, None
         try:
             return _loads(response.content)
         except ValueError as exc:
@@ -377,6 +421,18 @@ class BinanceRest:
                    else "our weight budget is spent")
             raise ExchangeUnavailable(f"{endpoint}: not sent: {why}; retry in {wait_s:.1f}s",
                                       endpoint=endpoint, retry_after_s=wait_s)
+
+    def _auth_refused(self, error: AuthenticationFailed, now_s: float) -> None:
+        """Keep the refusal and say it, at most every ``AUTH_REPORT_INTERVAL_S``."""
+        self.auth_rejection = error
+        self._auth_rejections += 1
+        last = self._auth_reported_at_s
+        if last is not None and now_s - last < AUTH_REPORT_INTERVAL_S:
+            return
+        self._auth_reported_at_s = now_s
+        logger.error("Binance rejects the credentials ({} rejection(s) so far): {}; check the API "
+                     "key, its secret, its futures permission and its IP whitelist",
+                     self._auth_rejections, error)
 
     def _query(self, params: Mapping[str, ParamValue] | None, *, signed: bool) -> str:
         """The exact query string sent; signed ones end in ``signature`` over all before it."""

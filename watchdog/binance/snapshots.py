@@ -29,7 +29,7 @@ from watchdog.core.events import (
     SnapshotRequested,
 )
 from watchdog.core.model import Symbol
-from watchdog.errors import ExchangeError, ExchangeUnavailable
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeUnavailable
 
 __all__ = ["Emit", "read_all_orders", "read_orders", "read_positions"]
 
@@ -47,8 +47,8 @@ async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
                                                       requested_time_ms=requested_ms,
                                                       priority=priority)
     except ExchangeError as exc:
-        logger.warning("position snapshot failed request_id={} reason={} error={}",
-                       request_id, reason, exc)
+        logger.log(_level(exc), "position snapshot failed request_id={} reason={} error={}",
+                   request_id, reason, exc)
         await emit(SnapshotFailed(request_id, f"{type(exc).__name__}: {exc}"))
         return None
     await emit(snapshot)
@@ -67,8 +67,8 @@ async def read_orders(rest: BinanceRest, emit: Emit, symbols: Iterable[Symbol], 
             algo_orders = await rest.fetch_open_algo_orders(symbol, priority=priority)
             orders = await rest.fetch_open_orders(symbol, priority=priority)
         except ExchangeError as exc:
-            logger.warning("orders snapshot failed symbol={} reason={} error={}", symbol,
-                           reason, exc)
+            logger.log(_level(exc), "orders snapshot failed symbol={} reason={} error={}", symbol,
+                       reason, exc)
             if _not_sent(exc):  # no weight left now: the rest would fail the same way
                 rest_of = [s for s in sorted(set(symbols)) if s > symbol]
                 if rest_of:
@@ -100,10 +100,15 @@ async def read_all_orders(rest: BinanceRest, emit: Emit, *, reason: str,
         algo_orders = await rest.fetch_open_algo_orders(None, priority=priority)
         orders = await rest.fetch_open_orders(None, priority=priority)
     except ExchangeError as exc:
-        logger.warning("all-symbols orders sweep failed reason={} error={}", reason, exc)
+        logger.log(_level(exc), "all-symbols orders sweep failed reason={} error={}", reason, exc)
         return None
     snapshot = OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders, None)
     await emit(snapshot)
     logger.debug("all-symbols orders sweep reason={} orders={} algo_orders={}", reason,
                  len(orders), len(algo_orders))
     return snapshot
+
+
+def _level(exc: ExchangeError) -> str:
+    """A refused key is reported by the REST client, once a minute, not here on every poll."""
+    return "DEBUG" if isinstance(exc, AuthenticationFailed) else "WARNING"

@@ -17,9 +17,13 @@ Rules of this module:
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
    fresh POST. The key is never DELETEd (shared with the bot) and never logged.
 5. Proactive rotation before Binance's 24 h cut is make-before-break: the new connection is
-   open and answers a ping before the old one closes; the old one's remaining frames are
-   delivered first and the overlap's duplicates are dropped, so rotation leaves no gap and is
-   not reported as one.
+   open, answers a ping, and then is on probation (``probation.py``) while the old one keeps
+   delivering: it replaces the old one only once it delivered an event the old one delivered
+   too (or events the old one missed). A new connection that misses what the old one delivers
+   is closed and the rotation retried later (``rotations_rejected``); a quiet account keeps
+   both until Binance cuts the old one, which is then an ordinary reconnect (gap, resync).
+   On the switch the old one's remaining frames are delivered first and the overlap's
+   duplicates are dropped, so rotation leaves no gap and is not reported as one.
 6. A blind connection is replaced at once the first time, then at most every
    ``blind_reconnect_interval_s`` (``reconnect.BlindReconnects``; default 60 s): a report
    while one is held back schedules it, later reports only log. Each replacement logs one
@@ -43,7 +47,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +69,7 @@ from watchdog.binance.connection import (
     frame_excerpt,
     user_stream_url,
 )
+from watchdog.binance.probation import PROBATION_TOLERANCE_S, Probation, Verdict
 from watchdog.binance.reconnect import (
     BLIND_RECONNECT_INTERVAL_S,
     Backoff,
@@ -88,6 +93,7 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
+from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 
 __all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
@@ -107,6 +113,7 @@ _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
 _BLIND = "blind: "
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
+_PROBATION_RECHECK_S = 1.0  # a probation also notices the old connection ending or the new closing
 
 
 @dataclass
@@ -116,6 +123,7 @@ class StreamStats:
     connects: int = 0
     reconnects: int = 0
     rotations: int = 0
+    rotations_rejected: int = 0  # new connections that failed their probation (rule 5)
     received: int = 0      # frames read off sockets (buffered or not)
     frames: int = 0        # frames handled (delivered, dropped or malformed)
     events: int = 0
@@ -130,7 +138,8 @@ class StreamStats:
 class UserDataStream:
     """Runs the private stream and emits core events through ``emit`` (see module rules).
 
-    ``run(emit)`` never returns; it raises ``AuthenticationFailed`` when the API key is refused.
+    ``run(emit)`` never returns; a refused API key is retried with backoff like a failed
+    connect (the REST client keeps the refusal for the daemon's health and startup verdict).
     """
 
     def __init__(self, rest: BinanceRest, *, ws_url: str, clock: Clock,
@@ -315,6 +324,8 @@ class UserDataStream:
         try:
             async for message in conn.ws:
                 self.stats.received += 1
+                if conn.observe is not None:
+                    conn.observe(message)
                 conn.queue.put_nowait(message)
                 if conn.queue.qsize() >= READ_HIGH_WATER:
                     # Backpressure: stop reading while the core is behind, so TCP (not our
@@ -408,13 +419,12 @@ class UserDataStream:
                 return conn, _EXPIRED
 
     async def _make_successor(self, old: Connection) -> None:
-        """Rule 5, make: open the next connection and prove it with a ping, while ``old`` keeps
-        delivering; the result goes into ``old``'s queue, in order with its frames."""
+        """Rule 5, make: open the next connection, ping it, and keep it on probation while
+        ``old`` keeps delivering; the result goes into ``old``'s queue, in order with its
+        frames."""
         try:
             new = await self._open()
         except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
-            if isinstance(exc, AuthenticationFailed):
-                raise
             old.queue.put_nowait(Successor(None, describe_error(exc)))
             return
         try:
@@ -428,7 +438,60 @@ class UserDataStream:
         if old is not self._current:  # old ended meanwhile: the reconnect path took over
             new.ws.transport.abort()
             return
-        old.queue.put_nowait(Successor(new, ""))
+        error = await self._probation(old, new)
+        if error is None:
+            old.queue.put_nowait(Successor(new, ""))
+            return
+        new.ws.transport.abort()
+        if old is self._current:
+            self.stats.rotations_rejected += 1
+            logger.warning("user stream rotation rejected: keeping connection_id={} instead of "
+                           "{} ({}; rejected #{})", old.id, new.id, error,
+                           self.stats.rotations_rejected)
+            old.queue.put_nowait(Successor(None, f"probation failed: {error}"))
+
+    async def _probation(self, old: Connection, new: Connection) -> str | None:
+        """Rule 5: None once ``new`` proved itself, else why it is rejected (or ``old`` ended)."""
+        loop = asyncio.get_running_loop()
+        probation = Probation(ready_at=loop.time(), tolerance_s=PROBATION_TOLERANCE_S)
+        wake = asyncio.Event()
+
+        def observer(record: Callable[[Hashable, float], None]) -> Callable[[str | bytes], None]:
+            def observe(message: str | bytes) -> None:
+                try:
+                    raw = _loads(message)
+                except ValueError:
+                    return  # _deliver reports it when it is delivered
+                if isinstance(raw, dict):
+                    record(event_identity(raw, message), loop.time())
+                    wake.set()
+            return observe
+
+        old.observe, new.observe = observer(probation.old_frame), observer(probation.new_frame)
+        try:
+            while True:
+                if old is not self._current:
+                    return "the old connection ended first"
+                if new.ws.close_code is not None:
+                    return f"the new connection closed (code {new.ws.close_code})"
+                decision = probation.decide(loop.time())
+                if decision.verdict is Verdict.PROMOTE:
+                    logger.info("user stream connection_id={} passed its probation: {}", new.id,
+                                decision.reason)
+                    return None
+                if decision.verdict is Verdict.REJECT:
+                    return decision.reason
+                wake.clear()
+                wait_s = _PROBATION_RECHECK_S
+                if decision.wake_at is not None:
+                    wait_s = min(wait_s, max(0.0, decision.wake_at - loop.time()))
+                try:
+                    async with asyncio.timeout(wait_s):
+                        await wake.wait()
+                except TimeoutError as exc:
+                    raise_if_cancelling(exc)  # our own deadline: decide again
+        finally:
+            old.observe = new.observe = None
 
     async def _break(self, old: Connection, new: Connection,
                      emit: Emit) -> tuple[Connection, str | None]:
@@ -509,8 +572,12 @@ class UserDataStream:
                 continue
             try:
                 await self._rest.keepalive_listen_key()
-            except AuthenticationFailed:
-                raise
+            except AuthenticationFailed as exc:
+                # The key is refused, not the listen key: the connection may still deliver for
+                # up to 60 min, so keep it and retry soon (the REST client reports the refusal).
+                delay_s = min(60.0, self._keepalive_interval_s / 4)
+                logger.debug("listen key keepalive refused error={} retry_in_s={:.0f}", exc,
+                             delay_s)
             except ExchangeRejected as exc:
                 self.request_reconnect(f"keepalive rejected: code {exc.code}")
             except ExchangeUnavailable as exc:

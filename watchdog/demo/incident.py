@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from watchdog.client import AsyncWatchdogClient, Vetoed
+from poswatch.client import AsyncWatchdogClient, Vetoed
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.demo.bot import BotExchange
 from watchdog.demo.processes import redis_server, watchdog_daemon

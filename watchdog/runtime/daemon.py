@@ -31,6 +31,7 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
+from watchdog.binance.budget import Priority
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
@@ -39,7 +40,9 @@ from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
-from watchdog.errors import ExchangeUnavailable, StoreError
+from watchdog.core.proof import StreamProof
+from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
+from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
@@ -72,9 +75,17 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             AuthenticationFailed → 77, InvariantViolation → 70, anything else non-zero).
         StoreUnavailable: Redis unreachable at startup (systemd retries us).
     """
-    clock = clock or SystemClock()
-    notifier = notifier or Notifier()
     stop = stop or asyncio.Event()
+    # First thing: a SIGTERM while startup still waits for Redis or Binance (time-sync retries
+    # while Binance is unreachable) must end the process as documented, not by the default
+    # handler (-15, nothing logged).
+    with _stop_on_signals(stop):
+        return await _run(config, credentials, clock or SystemClock(), notifier or Notifier(),
+                          stop)
+
+
+async def _run(config: Config, credentials: Credentials, clock: Clock, notifier: Notifier,
+               stop: asyncio.Event) -> int:
     b, r = config.binance, config.redis
     weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
@@ -84,7 +95,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
         weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
-        reaper=_reaper_mode(config))
+        reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(
             base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
@@ -96,15 +107,31 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
             socket_timeout_s=r.socket_timeout_s)
         stack.push_async_callback(store.close)
-        await store.start()
-        book.expect(await store.published_keys())  # closed while we were down → published closed
-        try:
-            await rest.sync_time()
-        except ExchangeUnavailable as exc:
-            # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded, REST
-            # failing) instead of a missing one, and the stream/poller keep retrying; signed calls
-            # use offset 0 until a -1021 makes the client re-sync.
-            logger.warning("Binance unreachable at startup, server time not synced: {}", exc)
+
+        async def start() -> None:
+            await store.start()
+            # Closed while we were down → published closed, and told (position_closed, while_down).
+            published = await store.published_keys()
+            book.expect(published, await store.last_shown(published))
+            try:
+                await rest.sync_time()
+                # One signed read proves key, secret, permission and IP whitelist now: refused
+                # credentials end the daemon here (exit 77) instead of a restart loop.
+                await rest.fetch_positions(priority=Priority.REQUESTED)
+            except AuthenticationFailed:
+                raise
+            except ExchangeError as exc:
+                # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded,
+                # REST failing) instead of a missing one, and the stream/poller keep retrying;
+                # signed calls use offset 0 until a -1021 makes the client re-sync. Refused
+                # credentials met before the first snapshot still end it (``_refused_before_ready``).
+                logger.warning("Binance unreachable at startup: {}", exc)
+
+        if not await _unless_stopped(stop, start()):
+            logger.info("stopping on signal during startup: nothing was published, nothing left "
+                        "on the exchange")
+            notifier.stopping(status="stopping on signal during startup")
+            return 0
 
         inbox = Inbox(INBOX_SIZE)
         schedule = PollSchedule.from_config(b)
@@ -125,11 +152,16 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
+        vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect)
+        policy = canary_policy(config.stream)
+        canary = None if policy is None else CanaryTask(
+            rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
+            stream_live=lambda: book.stream_state == "live")
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=(poller.observe,))
+                        observers=(poller.observe, *(() if canary is None else (canary.observe,))))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
@@ -138,7 +170,10 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
+            "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
+        if canary is not None:
+            tasks["canary"] = canary.run()
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
@@ -146,7 +181,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
         logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
                     r.account, b.rest_url, b.ws_url, vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")
-        with _stop_on_signals(stop), _settled_gc():
+        with _settled_gc():
             try:
                 async with asyncio.TaskGroup() as tg:
                     # ``stop`` first: it must be inside its ``try`` before any sibling can fail (a
@@ -164,6 +199,33 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
                 raise
             await _mark_stopped(store, timeout_s=2 * r.socket_timeout_s)
     return 0
+
+
+async def _refused_before_ready(rest: BinanceRest, vitals: Vitals, interval_s: float) -> None:
+    """Until the first snapshot is published, refused credentials end the daemon (exit 77: a
+    restart cannot fix them). After that they degrade it instead (``Vitals.problems``): a key
+    revoked mid-run must not take the watchdog, and the bots' vetoes, away."""
+    while not vitals.ready:
+        if rest.auth_rejection is not None:
+            raise rest.auth_rejection
+        await asyncio.sleep(interval_s)
+
+
+async def _unless_stopped(stop: asyncio.Event, step: Coroutine[Any, Any, None]) -> bool:
+    """Run a startup ``step`` unless ``stop`` is set first; False when stopped (step cancelled
+    until it has ended, see ``_cancel_until_done``). The step's own error propagates."""
+    task = asyncio.create_task(step, name="startup")
+    stopped = asyncio.create_task(stop.wait(), name="startup-stop")
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            await _cancel_until_done([task])
+        stopped.cancel()
+    if task.cancelled():
+        return False
+    task.result()  # raises what the step raised
+    return True
 
 
 async def _mark_stopped(store: RedisPublisher, *, timeout_s: float) -> None:

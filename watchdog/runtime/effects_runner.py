@@ -24,6 +24,7 @@ from loguru import logger
 from watchdog.core.effects import (
     CancelOrder,
     Effect,
+    MarkFiring,
     Notify,
     Publish,
     RaiseAlert,
@@ -68,6 +69,7 @@ class EffectsRunner:
         self._timeout_s = store_timeout_s
         self._down = False
         self._positions: dict[PositionKey, Publish | Retract] = {}
+        self._firing: dict[PositionKey, MarkFiring] = {}
         self._events: deque[Notify | RaiseAlert] = deque(maxlen=_MAX_DEFERRED_EVENTS)
         self._events_dropped = 0
 
@@ -81,7 +83,7 @@ class EffectsRunner:
         writes: list[StoreEffect] = []
         for effect in effects:
             match effect:
-                case Publish() | Retract() | Notify() | RaiseAlert():
+                case Publish() | Retract() | Notify() | RaiseAlert() | MarkFiring():
                     _log(effect)
                     if (isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
                             and self._on_stream_blind is not None):
@@ -134,6 +136,15 @@ class EffectsRunner:
                 self._positions.setdefault(key, position)
                 self._vitals.store_result(str(exc))
                 return False
+        while self._firing:  # after the positions: a marker needs its position's hash
+            key = next(iter(self._firing))
+            mark = self._firing.pop(key)
+            try:
+                await self._call(mark)
+            except StoreUnavailable as exc:
+                self._firing.setdefault(key, mark)
+                self._vitals.store_result(str(exc))
+                return False
         while self._events:
             event = self._events.popleft()
             try:
@@ -182,6 +193,9 @@ class EffectsRunner:
             case Retract(key=key):
                 self._positions.pop(key, None)
                 self._positions[key] = effect
+            case MarkFiring(key=key):
+                self._firing.pop(key, None)
+                self._firing[key] = effect
             case Notify() | RaiseAlert():
                 if len(self._events) == self._events.maxlen:
                     self._events_dropped += 1
@@ -202,3 +216,8 @@ def _log(effect: StoreEffect) -> None:
                          view.knowledge.value, view.amount, view.version)
         case Retract(key=key, reason=reason):
             logger.info("retract {}: {}", key, reason)
+        case MarkFiring(key=key, firing=None):
+            logger.info("stop no longer firing position={}", key)
+        case MarkFiring(key=key, firing=firing):
+            logger.info("stop firing position={} algo={} status={} since_ms={} child={}", key,
+                        firing.algo_id, firing.status, firing.since_ms, firing.child_id)

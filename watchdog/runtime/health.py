@@ -13,7 +13,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-__all__ = ["Health", "summary_line"]
+__all__ = ["UNPROVEN_PROBLEM", "Health", "summary_line"]
+
+# The problem listed while the stream is unproven (core/proof.py); ``status`` lists it too.
+UNPROVEN_PROBLEM = "stream unproven: found blind, no event since confirmed by REST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,9 @@ class Health:
     healthy: bool = False
     problems: tuple[str, ...] = ()
     stream_state: str = "down"  # PositionBook.stream_state: live | gap | down
+    stream_proof: str = "proven"  # StreamProof.state: proven | unproven (found blind)
+    stream_unproven_since_ms: int = 0  # when it was found blind (0: proven)
+    stream_unproven_reason: str = ""  # the blind verdict's message
     last_event_ms: int = 0
     last_snapshot_ms: int = 0
     rest_weight_used_1m: int = 0
@@ -63,35 +69,56 @@ class Health:
         Raises:
             ValueError: a known field does not parse (names the field).
         """
+        health, problems = cls.parse(raw)
+        if problems:
+            raise ValueError(problems[0])
+        return health
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str]) -> tuple[Health, tuple[str, ...]]:
+        """Parse what can be parsed: a field that does not (or a missing identity field) takes
+        its default and is named in the returned problems. ``status`` must show a heartbeat
+        with one bad field, not crash on it nor call the watchdog down."""
         known = {item.name: item for item in fields(cls) if item.name != "extra"}
         values: dict[str, object] = {}
+        problems: list[str] = []
         for name, item in known.items():
             if name not in raw:
                 continue
             text = raw[name]
             try:
-                if item.type == "bool":
-                    values[name] = text in ("true", "1")
-                elif item.type == "int":
-                    values[name] = int(text)
-                elif item.type.startswith("tuple"):
-                    values[name] = tuple(str(part) for part in json.loads(text or "[]"))
-                else:
-                    values[name] = text
-            except ValueError as exc:
-                raise ValueError(f"health field {name}={text!r}: {exc}") from exc
-        for required in ("pid", "host", "version", "started_ms", "updated_ms"):
+                values[name] = _parse_field(str(item.type), text)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"health field {name}={text!r}: {exc}")
+        for required, default in (("pid", 0), ("host", "?"), ("version", "?"), ("started_ms", 0),
+                                  ("updated_ms", 0)):
             if required not in values:
-                raise ValueError(f"health field {required} is missing")
+                if required not in raw:
+                    problems.append(f"health field {required} is missing")
+                values[required] = default
         extra = tuple(sorted((k, v) for k, v in raw.items() if k not in known))
-        return cls(**values, extra=extra)  # type: ignore[arg-type]
+        return cls(**values, extra=extra), tuple(problems)  # type: ignore[arg-type]
+
+
+def _parse_field(kind: str, text: str) -> object:
+    if kind == "bool":
+        return text in ("true", "1")
+    if kind == "int":
+        return int(text)
+    if kind.startswith("tuple"):
+        parts = json.loads(text or "[]")
+        if not isinstance(parts, list):
+            raise ValueError(f"expected a JSON list, got {type(parts).__name__}")
+        return tuple(str(part) for part in parts)
+    return text
 
 
 def summary_line(health: Health, now_ms: int) -> str:
     """``STATUS=`` for ``systemctl status`` and the periodic log line: one short line."""
     event_age = _age_s(now_ms, health.last_event_ms)
     snapshot_age = _age_s(now_ms, health.last_snapshot_ms)
-    text = (f"{'healthy' if health.healthy else 'degraded'} stream={health.stream_state} "
+    proof = " stream_proof=unproven" if health.stream_proof == "unproven" else ""
+    text = (f"{'healthy' if health.healthy else 'degraded'} stream={health.stream_state}{proof} "
             f"positions={health.positions_open} unknown={health.positions_unknown} "
             f"last_event_age_s={event_age} snapshot_age_s={snapshot_age} "
             f"weight={health.rest_weight_used_1m}/{health.rest_weight_budget_1m} "

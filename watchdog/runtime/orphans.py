@@ -1,14 +1,18 @@
 """``position-watchdog orphans``: what the reaper would remove now, and why every other order stays.
 
-One fresh REST read (positions, then open regular and algo orders per symbol) is run through
-the real ``PositionBook``/``OrderBook`` and the same pure ``decide()`` the daemon uses. A single
-read cannot wait out the grace, so a would-be orphan is listed as a *candidate* with
-``not_flat_long_enough`` and the time left; the daemon needs the position flat by REST for
-``grace_ms`` and re-reads it right before the cancel. Nothing here cancels anything.
+It reads what the daemon reads (positions, then the all-symbols read of open regular and algo
+orders that the daemon's sweep makes, weight 5 + 40 + 40) and runs it through the real
+``PositionBook``/``OrderBook`` and the same pure ``decide()`` the daemon uses. The grace is
+judged as the daemon judges it, on the exchange's clock: the position must stay flat by an
+unbroken run of REST reads for ``grace_ms``. So when an order passes every other rule and only
+the grace is left (at most ``MAX_WAIT_MS``), the listing waits that long and reads once more;
+a would-be orphan is then listed with ``orphan``, not ``not_flat_long_enough`` on every run.
+Nothing here cancels anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +22,7 @@ from loguru import logger
 
 from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
-from watchdog.binance.snapshots import read_orders, read_positions
+from watchdog.binance.snapshots import read_all_orders, read_positions
 from watchdog.config import Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.events import Event
@@ -55,41 +59,69 @@ class OrphanReport:
         return tuple(a for a in self.decision.assessments if a.why not in CANDIDATE)
 
 
+MAX_WAIT_MS = 10_000
+"""The longest grace the listing waits out before reading again (longer: shown as time left)."""
+
+
 async def collect(config: Config, credentials: Credentials, *,
                   symbols: Iterable[Symbol] = (), clock: Clock | None = None) -> OrphanReport:
-    """Read positions and orders once and judge every open order (no cancel, no write)."""
+    """Read positions and every open order, judge them, wait out a short grace and judge again.
+
+    Raises:
+        AuthenticationFailed: Binance refused the credentials (the CLI exits 77).
+        ExchangeError: positions or orders could not be read (a partial listing would lie).
+    """
     clock = clock or SystemClock()
     b = config.binance
     book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
     orders = OrderBook()
-    events: list[Event] = []
-
-    async def emit(event: Event) -> None:
-        events.append(event)
+    seen: set[Symbol] = set(symbols)
+    policy = policy_from_config(config.reaper)
+    leases = "ok"
 
     async with httpx.AsyncClient(base_url=b.rest_url,
                                  timeout=httpx.Timeout(b.request_timeout_s)) as http:
         rest = BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
                            timeout=httpx.Timeout(b.request_timeout_s))
         await rest.sync_time()
-        snapshot = await read_positions(rest, emit, reason="orphans listing")
-        if snapshot is None:
-            raise ExchangeUnavailable("positions could not be read (see the log)",
-                                      endpoint="GET /fapi/v3/positionRisk")
-        # positionRisk v3 lists symbols with a position or open orders; whether open *algo*
-        # orders alone make a symbol appear is UNCONFIRMED (BINANCE-API.md §4): --symbol adds.
-        wanted = sorted({row.key.symbol for row in snapshot.positions} | set(symbols))
-        done = await read_orders(rest, emit, wanted, reason="orphans listing",
-                                 priority=Priority.REQUESTED)
-        now_ms = rest.exchange_time_ms()
-    for event in events:
-        book.apply(event, clock.wall_ms())
-        orders.apply(event)
-    leased, leases = await _read_leases(config)
-    policy = policy_from_config(config.reaper)
-    decision = decide(book, orders, leased, 0, now_ms, policy)
-    return OrphanReport(decision, policy, tuple(wanted), leases,
-                        tuple(s for s in wanted if s not in done))
+
+        async def judge() -> ReaperDecision:
+            nonlocal leases
+            events: list[Event] = []
+
+            async def emit(event: Event) -> None:
+                events.append(event)
+
+            snapshot = await read_positions(rest, emit, reason="orphans listing")
+            swept = None if snapshot is None else await read_all_orders(
+                rest, emit, reason="orphans listing", priority=Priority.REQUESTED)
+            if snapshot is None or swept is None:
+                if rest.auth_rejection is not None:
+                    raise rest.auth_rejection
+                what = "positions" if snapshot is None else "open orders"
+                raise ExchangeUnavailable(f"{what} could not be read (see the log)",
+                                          endpoint="GET /fapi/v3/positionRisk" if snapshot is None
+                                          else "GET /fapi/v1/openOrders")
+            seen.update(row.key.symbol for row in snapshot.positions)
+            seen.update(o.symbol for o in (*swept.orders, *swept.algo_orders))
+            for event in events:
+                book.apply(event, clock.wall_ms())
+                orders.apply(event)
+            leased, leases = await _read_leases(config)  # after the reads, as the reaper does
+            return decide(book, orders, leased, 0, rest.exchange_time_ms(), policy)
+
+        decision = await judge()
+        wait_ms = max((a.remaining_ms or 0 for a in decision.assessments
+                       if a.why is Why.NOT_FLAT_LONG_ENOUGH), default=0)
+        if 0 < wait_ms <= MAX_WAIT_MS:
+            logger.info("orphans: {} ms of grace left; reading again after it, as the daemon "
+                        "does", wait_ms)
+            await asyncio.sleep(wait_ms / 1000 + _MARGIN_S)
+            decision = await judge()
+    return OrphanReport(decision, policy, tuple(sorted(seen)), leases, ())
+
+
+_MARGIN_S = 0.05  # the second read's exchange time lands past the grace, not on its edge
 
 
 async def _read_leases(config: Config) -> tuple[frozenset[PositionKey], str]:

@@ -48,7 +48,7 @@ from watchdog.core.reaper import (
     Why,
     decide,
 )
-from watchdog.errors import StoreError
+from watchdog.errors import AuthenticationFailed, StoreError
 from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
 
 if TYPE_CHECKING:
@@ -236,6 +236,11 @@ class ReaperTask:
                 continue
             try:
                 self.results.append(await self.reap(cancel))
+            except AuthenticationFailed as exc:
+                # Nothing was cancelled; the daemon's health says why (Vitals.problems) and the
+                # order is selected again once Binance accepts the key.
+                logger.warning("orphan not removed: Binance rejects the credentials: {} "
+                               "position={} order_id={}", exc, cancel.key, cancel.order_id)
             finally:
                 self._pending.discard((cancel.is_algo, cancel.order_id))
 

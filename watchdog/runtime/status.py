@@ -10,6 +10,7 @@ Exit codes: 0 healthy, 1 degraded, 2 down (no heartbeat, or Redis unreachable).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from watchdog.core.model import PositionKey
-from watchdog.runtime.health import Health
+from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
 
 __all__ = [
@@ -52,6 +53,7 @@ class StatusReport:
     windows: tuple[dict[str, Any], ...] = ()
     recent_events: tuple[dict[str, Any], ...] = field(default=())
     redis_error: str = ""
+    unknown_cause: str = ""  # why positions are unknown, when some are ("" otherwise)
 
     @property
     def exit_code(self) -> int:
@@ -79,6 +81,10 @@ class StatusReport:
             "stream": None if h is None else {
                 "state": h.stream_state,
                 "last_event_age_ms": _age(self.now_ms, h.last_event_ms),
+                "proof": h.stream_proof,
+                "unproven_age_ms": (_age(self.now_ms, h.stream_unproven_since_ms)
+                                    if h.stream_proof == "unproven" else None),
+                "unproven_reason": h.stream_unproven_reason or None,
             },
             "rest": None if h is None else {
                 "last_snapshot_age_ms": _age(self.now_ms, h.last_snapshot_ms),
@@ -92,6 +98,7 @@ class StatusReport:
             "unprotected_windows": list(self.windows),
             "recent_events": list(self.recent_events),
             "redis_error": self.redis_error or None,
+            "unknown_cause": self.unknown_cause or None,
         }
 
 
@@ -108,7 +115,13 @@ def assess(health: Health | None, positions: tuple[dict[str, Any], ...],
         reasons.append("starting: first snapshot not published yet")
     if health.stream_state != "live":
         reasons.append(f"stream {health.stream_state}")
+    if health.stream_proof == "unproven":
+        reasons.append(UNPROVEN_PROBLEM)
     reasons.extend(problem for problem in health.problems if problem not in reasons)
+    used, budget = health.rest_weight_used_1m, health.rest_weight_budget_1m
+    if budget > 0 and used > budget:
+        reasons.append(f"REST weight over budget: {used}/{budget} per min (the bot shares the "
+                       f"IP's 2400)")
     unknown = [p for p in positions if p.get("state") not in ("open", "closed")]
     if unknown:
         names = ", ".join(f"{p['symbol']}:{p['side']}" for p in unknown)
@@ -116,6 +129,26 @@ def assess(health: Health | None, positions: tuple[dict[str, Any], ...],
     if not health.healthy and not reasons:
         reasons.append("watchdog reports itself unhealthy")
     return ("degraded" if reasons else "healthy"), tuple(reasons)
+
+
+# Health problems that make positions unknown, most telling first (Vitals.problems' words).
+_CAUSES = ("Binance rejects the credentials", "REST reads failing", "redis writes failing")
+
+
+def unknown_cause(health: Health | None, positions: tuple[dict[str, Any], ...]) -> str:
+    """Why positions are unknown, in one phrase ("" when none is): the watchdog's own problem
+    that explains it (REST failing during a 503 burst, …), else the positions' reasons. Pure."""
+    unknown = [p for p in positions if p.get("state") not in ("open", "closed")]
+    if not unknown:
+        return ""
+    if health is None:
+        return "watchdog down: no heartbeat"
+    for prefix in _CAUSES:
+        found = next((p for p in health.problems if p.startswith(prefix)), None)
+        if found is not None:
+            return found
+    reasons = list(dict.fromkeys(str(p["reason"]) for p in unknown if p.get("reason")))
+    return "; ".join(reasons[:2]) + (f"; +{len(reasons) - 2} more" if len(reasons) > 2 else "")
 
 
 def read_status(url: str, account: str, *, socket_timeout_s: float,
@@ -135,10 +168,8 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
     health: Health | None = None
     problems: list[str] = []
     if raw_health:
-        try:
-            health = Health.from_fields(raw_health)
-        except ValueError as exc:
-            problems.append(f"unreadable heartbeat: {exc}")
+        health, unparsed = Health.parse(raw_health)  # a bad field is shown, not fatal
+        problems += [f"unreadable heartbeat: {why}" for why in unparsed]
     odd = sorted({m for m, *_ in (*positions, *leases) if _key_of(m) is None}
                  | {m for m in windows if m.count(":") == 1 and _key_of(m) is None})
     if odd:
@@ -147,11 +178,16 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
     rows = tuple(_judged(_position_row(member, fields, now), health)
                  for member, fields in positions)
     verdict, reasons = assess(health, rows)
+    lease_rows = tuple(_lease_row(member, fields, score, now) for member, fields, score in leases)
+    problems += [f"lease {row['member']!r}: expiry score {score!r} is not a time (a bot's begin "
+                 f"with ttl_ms={fields.get('ttl_ms')!r}?)"
+                 for row, (_, fields, score) in zip(lease_rows, leases, strict=True)
+                 if row["expires_at_ms"] is None]
     if problems and verdict == "healthy":
         verdict = "degraded"
-    lease_rows = tuple(_lease_row(member, fields, expiry_ms, now) for member, fields, expiry_ms in leases)
     return StatusReport(account, now, verdict, tuple(problems) + reasons, health, rows, lease_rows,
-                        tuple(_window_rows(windows)), tuple(_event_rows(events)))
+                        tuple(_window_rows(windows)), tuple(_event_rows(events)),
+                        unknown_cause=unknown_cause(health, rows))
 
 
 def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
@@ -161,7 +197,7 @@ def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
     positions = [(m, client.hgetall(keys.position(k)) if (k := _key_of(m)) else {})
                  for m in members]
     ranked: Any = client.zrange(keys.leases, 0, -1, withscores=True)
-    leases = [(m, client.hgetall(keys.lease(k)) if (k := _key_of(m)) else {}, int(score))
+    leases = [(m, client.hgetall(keys.lease(k)) if (k := _key_of(m)) else {}, score)
               for m, score in ranked]
     windows = client.hgetall(keys.windows)
     events = client.xrevrange(keys.events, count=_RECENT_EVENTS)
@@ -224,11 +260,13 @@ def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
     return row
 
 
-def _lease_row(member: str, fields: Mapping[str, str], expiry_ms: int, now_ms: int) -> dict[str, Any]:
+def _lease_row(member: str, fields: Mapping[str, str], score: float, now_ms: int) -> dict[str, Any]:
+    """``expires_at_ms``/``expires_in_ms`` are null when the score is no time (inf, NaN)."""
     symbol, side = _parts(member)
+    expiry_ms = int(score) if math.isfinite(score) else None
     return {"symbol": symbol, "side": side, "member": member, "holder": fields.get("holder"),
             "token": fields.get("token") or fields.get("fence"), "expires_at_ms": expiry_ms,
-            "expires_in_ms": expiry_ms - now_ms}
+            "expires_in_ms": None if expiry_ms is None else expiry_ms - now_ms}
 
 
 def _window_rows(windows: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from watchdog.sim.orders import ZERO, AlgoOrder, Order
 
-__all__ = ["Account", "AccountView", "Position"]
+__all__ = ["Account", "AccountView", "Position", "Trade"]
 
 
 @dataclass(slots=True)
@@ -50,6 +50,23 @@ class Position:
         return (mark - self.entry) * self.amount if self.amount else ZERO
 
 
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One execution, as ``GET /fapi/v1/userTrades`` lists it."""
+
+    trade_id: int
+    order_id: int
+    symbol: str
+    side: str
+    position_side: str
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    realized_pnl: Decimal
+    maker: bool
+    time_ms: int
+
+
 @dataclass(slots=True)
 class Account:
     api_key: str
@@ -62,6 +79,7 @@ class Account:
     leverage: dict[str, int] = field(default_factory=dict)
     listen_key: str | None = None
     listen_key_expires_ms: int = 0
+    trades: list[Trade] = field(default_factory=list)  # every execution, oldest first
     # Orders that may still be open (an order never reopens, so closed ones are pruned lazily):
     # keeps open_orders()/open_algos() cheap while ``orders``/``algos`` keep the whole history.
     _live_orders: dict[int, Order] = field(default_factory=dict)

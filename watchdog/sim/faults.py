@@ -8,7 +8,9 @@ them in order.
 Keys (public contract, names kept exactly):
     stream            "normal" | "mute" (connected, pings answered, no events) |
                       "stall" (socket open, no frames at all, pings unanswered) |
-                      "disconnect" (one-shot: drop every connection now, then "normal")
+                      "disconnect" (one-shot: drop every connection now, then "normal") |
+                      "mute_new" (an addition: connections opened after it was set are muted,
+                      older ones deliver; a rotation onto a mute socket, issue 12)
     drop_events       event types never delivered, e.g. ["ACCOUNT_UPDATE"]
     delay_events_ms   deliver each event that much later (order kept)
     rest_lag_ms       positionRisk / openOrders / openAlgoOrders / account answer from the state
@@ -24,6 +26,10 @@ Keys (public contract, names kept exactly):
     stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
                       child order, openAlgoOrders stops listing it, cancel answers -2011), the
                       known Binance failure of BINANCE-API.md §3.6.5 (added by the reaper work)
+    ip_not_whitelisted  true: every request with an API key (signed or listen-key) answers
+                      401 -2015 "Invalid API-key, IP, or permissions for action.", as Binance does
+                      for a caller outside the key's IP whitelist; public endpoints still answer
+                      (added by the ops work; a wrong secret already gets -1022)
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 
 __all__ = ["FaultPlan", "Faults", "RestErrors", "apply_faults"]
 
-STREAM_MODES = ("normal", "mute", "stall", "disconnect")
+STREAM_MODES = ("normal", "mute", "stall", "disconnect", "mute_new")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Faults:
     ws_handshake_errors: RestErrors | None = None
     stuck_triggering: bool = False
     reorder_events: bool = False
+    ip_not_whitelisted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -79,7 +86,8 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
         ValueError: unknown key or bad value; the message names the key.
     """
     unknown = set(doc) - {"stream", "drop_events", "delay_events_ms", "rest_lag_ms", "rest_errors",
-                          "clock_skew_ms", "ws_handshake_errors", "stuck_triggering", "reorder_events"}
+                          "clock_skew_ms", "ws_handshake_errors", "stuck_triggering", "reorder_events",
+                          "ip_not_whitelisted"}
     if unknown:
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
     changes: dict[str, Any] = {}
@@ -102,7 +110,7 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
             changes[name] = _int(doc, name)
     if "clock_skew_ms" in doc:
         changes["clock_skew_ms"] = _int(doc, "clock_skew_ms", minimum=None)
-    for name in ("stuck_triggering", "reorder_events"):
+    for name in ("stuck_triggering", "reorder_events", "ip_not_whitelisted"):
         if name in doc:
             if not isinstance(doc[name], bool):
                 raise ValueError(f"{name}: expected true or false, got {doc[name]!r}")

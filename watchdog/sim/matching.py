@@ -16,7 +16,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from watchdog.sim import events as ev
 from watchdog.sim import rejections as rj
-from watchdog.sim.account import Account, AccountView
+from watchdog.sim.account import Account, AccountView, Trade
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.orders import ZERO, AlgoOrder, Order, trailing_step, would_trigger
 
@@ -110,6 +110,8 @@ class Matching:
         self._next_trade_id += 1
         fill = ev.Fill(self._next_trade_id, qty, price, maker=maker, commission=commission,
                        realized_pnl=pnl)
+        account.trades.append(Trade(self._next_trade_id, order.order_id, order.symbol, order.side,
+                                    order.position_side, price, qty, commission, pnl, maker, now))
         trade = Outgoing(account.api_key, ev.order_trade_update(
             order, spec, execution=execution, now_ms=now, fill=fill))
         lite = Outgoing(account.api_key, ev.trade_lite(order, spec, fill, now))

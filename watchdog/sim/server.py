@@ -7,6 +7,7 @@ Binance-shaped ``{"code", "msg"}`` errors with Binance's HTTP statuses.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
-from watchdog.sim import control, stream, views
+from watchdog.sim import control, market_data, stream, views
 from watchdog.sim import rejections as rj
 from watchdog.sim.account import AccountView
 from watchdog.sim.auth import check_timestamp, merge_params, verify_signature
@@ -39,8 +40,8 @@ def _authenticate(request: web.Request, venue: Venue, security: str, query: str,
     if not api_key:
         raise rj.bad_api_key_format()
     account = venue.exchange.accounts.get(api_key)
-    if account is None:
-        raise rj.unknown_api_key()
+    if account is None or venue.faults.ip_not_whitelisted:
+        raise rj.unknown_api_key()  # Binance's answer to an IP outside the key's whitelist too
     if security == SIGNED:
         if "signature" not in params:
             raise rj.mandatory_param("signature")
@@ -212,6 +213,52 @@ def _all_open_orders_delete(v: Venue, k: str, p: Params) -> Any:
     return _CANCEL_ALL
 
 
+def _limit(params: Params, default: int, maximum: int) -> int:
+    limit = _int(params, "limit")
+    if limit is None:
+        return default
+    if not 1 <= limit <= maximum:
+        raise rj.Rejection(-1130, "Data sent for parameter 'limit' is not valid.")
+    return limit
+
+
+def _klines(v: Venue, _k: str, p: Params) -> Any:
+    symbol = _symbol(v, p, required=True)
+    assert symbol is not None
+    return market_data.klines(v.exchange.specs[symbol], v.exchange.last[symbol],
+                              interval=require(p, "interval"), limit=_int(p, "limit") or 500,
+                              now_ms=v.now_ms(), start_ms=_int(p, "startTime"), end_ms=_int(p, "endTime"))
+
+
+def _kline_weight(p: Params) -> int:
+    text = p.get("limit", "500")
+    return market_data.kline_weight(int(text) if text.isdigit() else 500)
+
+
+def _ticker_price(v: Venue, _k: str, p: Params) -> Any:
+    return market_data.ticker_price(list(v.exchange.specs.values()), v.exchange.last, v.now_ms(),
+                                    _symbol(v, p, required=False))
+
+
+def _premium_index(v: Venue, _k: str, p: Params) -> Any:
+    return market_data.premium_index(list(v.exchange.specs.values()), v.exchange.mark, v.now_ms(),
+                                     _symbol(v, p, required=False))
+
+
+def _balance(v: Venue, k: str, _p: Params) -> Any:
+    # Binance's alias is a short opaque per-account name; derived here, never the key itself.
+    return views.balance(_lag(v, k), account_alias=hashlib.sha256(k.encode()).hexdigest()[:6])
+
+
+def _user_trades(v: Venue, k: str, p: Params) -> Any:
+    symbol = _symbol(v, p, required=True)
+    assert symbol is not None
+    return views.user_trades(v.exchange.account(k).trades, v.exchange.specs[symbol],
+                             order_id=_int(p, "orderId"), start_ms=_int(p, "startTime"),
+                             end_ms=_int(p, "endTime"), from_id=_int(p, "fromId"),
+                             limit=_limit(p, 500, 1000))
+
+
 def _algo_post(v: Venue, k: str, p: Params) -> Any:
     algo = v.exchange.place_algo(k, p)
     return algo_rest(algo, v.exchange.specs[algo.symbol])
@@ -245,6 +292,13 @@ ROUTES: list[tuple[str, str, str, Weight, Handler, bool]] = [
     ("GET", "/fapi/v1/time", NONE, 1, _time, False),
     ("GET", "/fapi/v1/exchangeInfo", NONE, 1, _exchange_info, False),
     ("GET", "/fapi/v1/leverageBracket", SIGNED, 1, _leverage_bracket, False),
+    ("GET", "/fapi/v1/klines", NONE, _kline_weight, _klines, False),
+    ("GET", "/fapi/v1/ticker/price", NONE, lambda p: 1 if p.get("symbol") else 2, _ticker_price, False),
+    ("GET", "/fapi/v2/ticker/price", NONE, lambda p: 1 if p.get("symbol") else 2, _ticker_price, False),
+    ("GET", "/fapi/v1/premiumIndex", NONE, lambda p: 1 if p.get("symbol") else 10, _premium_index, False),
+    ("GET", "/fapi/v1/userTrades", SIGNED, 5, _user_trades, False),
+    ("GET", "/fapi/v2/balance", SIGNED, 5, _balance, False),
+    ("GET", "/fapi/v3/balance", SIGNED, 5, _balance, False),
     ("POST", "/fapi/v1/listenKey", USER_STREAM, 1, _listen_key_post, False),
     ("PUT", "/fapi/v1/listenKey", USER_STREAM, 1, _listen_key_put, False),
     ("DELETE", "/fapi/v1/listenKey", USER_STREAM, 1, _listen_key_delete, False),
@@ -268,9 +322,25 @@ ROUTES: list[tuple[str, str, str, Weight, Handler, bool]] = [
 ]
 
 
+@web.middleware
+async def _binance_not_found(request: web.Request,
+                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                             ) -> web.StreamResponse:
+    """An unknown path or method answers as Binance does, in JSON a client can parse (aiohttp's
+    default is a plain-text "404: Not Found"); the control API keeps its own error shape."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        if request.path.startswith("/sim/"):
+            return web.json_response({"error": f"{request.method} {request.path}: {exc.reason}"},
+                                     status=exc.status)
+        body = {"code": -5000, "msg": f"Path {request.path}, Method {request.method} is invalid"}
+        return web.json_response(body, status=exc.status, dumps=_dumps)
+
+
 def build_app(venue: Venue) -> web.Application:
     """REST + streams + control on one Application (the runner adds housekeeping)."""
-    app = web.Application()
+    app = web.Application(middlewares=[_binance_not_found])
     app[VENUE] = venue
     for method, path, security, weight, fn, counts_order in ROUTES:
         app.router.add_route(method, path, _endpoint(security, weight, fn, counts_order=counts_order))

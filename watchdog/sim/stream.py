@@ -5,8 +5,13 @@
   400 ``{"code": -1125}``.
 - ``/private/stream?listenKey=K1&events=…&listenKey=K2&events=…`` — stream mode, frames
   wrapped as ``{"stream": K, "data": event}``.
-- ``/ws/{anything}`` and ``/stream?streams=…`` — the legacy paths: connect, answer pings,
-  deliver nothing (production since 2026-04-23: un-routed connections "fail silently").
+- ``/private/stream`` without a key, then ``{"method": "SUBSCRIBE", "params": [K], "id": …}``
+  — the subscribe form the official Python SDK uses; answered ``{"result": null, "id": …}``
+  (UNSUBSCRIBE and LIST_SUBSCRIPTIONS too), frames wrapped as in stream mode.
+- ``/ws/{anything}``, ``/stream?streams=…``, ``/public/…`` and ``/market/…`` — connect, answer
+  pings and SUBSCRIBE requests, deliver nothing: the legacy paths (production since 2026-04-23:
+  un-routed connections "fail silently") and the public/market routes, whose data this simulator
+  does not produce (the official SDK opens all three routes).
 - ``/private/ws/<key>`` (path form, UNCONFIRMED in production) is not served: 404.
 
 The server pings every ``ping_interval_s`` and closes (1008) a connection whose pongs stop for
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 from loguru import logger
@@ -32,7 +39,7 @@ __all__ = ["add_routes"]
 Subscriptions = dict[str, frozenset[str] | None]
 
 
-def _subscriptions(request: web.Request, venue: Venue) -> Subscriptions:
+def _subscriptions(request: web.Request, venue: Venue, *, may_be_empty: bool) -> Subscriptions:
     """``listenKey``/``events`` pairs in query order; every key must be live (-1125)."""
     subs: Subscriptions = {}
     key: str | None = None
@@ -44,12 +51,49 @@ def _subscriptions(request: web.Request, venue: Venue) -> Subscriptions:
             subs[key] = None
         elif name == "events" and key is not None:
             subs[key] = frozenset(e for e in value.split("/") if e)
-    if not subs:
+    if not subs and not may_be_empty:
         raise rj.mandatory_param("listenKey")
     return subs
 
 
-async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool) -> web.StreamResponse:
+def answer_request(text: str, subs: Subscriptions, *, routed: bool,
+                   is_live: Callable[[str], bool]) -> tuple[dict[str, object], Subscriptions]:
+    """The reply to a client's request frame and the connection's subscriptions after it (PURE).
+
+    On a routed private connection the stream names of SUBSCRIBE/UNSUBSCRIBE are listen keys
+    (an unknown or expired one is refused, -1125, like the handshake); elsewhere they are
+    accepted and deliver nothing. Error codes as Binance's stream API: 2 invalid request, 3
+    invalid JSON.
+    """
+    try:
+        request = json.loads(text)
+    except ValueError as exc:
+        return {"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None}, subs
+    if not isinstance(request, dict):
+        return {"error": {"code": 2, "msg": "Invalid request: expected a JSON object"}, "id": None}, subs
+    request_id, method, params = request.get("id"), request.get("method"), request.get("params", [])
+    if method == "LIST_SUBSCRIPTIONS":
+        return {"result": sorted(subs), "id": request_id}, subs
+    if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list) or not all(
+            isinstance(p, str) for p in params):
+        return {"error": {"code": 2, "msg": f"Invalid request: method {method!r} with params {params!r}"},
+                "id": request_id}, subs
+    if not routed:
+        return {"result": None, "id": request_id}, subs
+    after = dict(subs)
+    for key in params:
+        if method == "UNSUBSCRIBE":
+            after.pop(key, None)
+        elif not is_live(key):
+            refusal = rj.invalid_listen_key()
+            return {"error": {"code": refusal.code, "msg": refusal.msg}, "id": request_id}, subs
+        else:
+            after.setdefault(key, None)
+    return {"result": None, "id": request_id}, after
+
+
+async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool,
+                 routed: bool) -> web.StreamResponse:
     venue = request.app[VENUE]
     hub = venue.hub
     loop = asyncio.get_running_loop()
@@ -69,6 +113,12 @@ async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool) -> we
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
                 conn.last_pong_at = loop.time()
+            elif msg.type == WSMsgType.TEXT and not stalled:
+                reply, after = answer_request(
+                    msg.data, conn.subscriptions, routed=routed,
+                    is_live=lambda key: venue.exchange.account_for_listen_key(key) is not None)
+                await hub.resubscribe(conn, after)
+                await ws.send_str(json.dumps(reply, separators=(",", ":")))
             elif msg.type == WSMsgType.CLOSE:
                 if not stalled:
                     await ws.close()
@@ -111,12 +161,12 @@ async def _private(request: web.Request, *, wrap: bool) -> web.StreamResponse:
         injected = venue.take_handshake_error()
         if injected is not None:
             raise rj.server_error(*injected)
-        subs = _subscriptions(request, venue)
+        subs = _subscriptions(request, venue, may_be_empty=wrap)
     except rj.Rejection as exc:
         return web.json_response(exc.body(), status=exc.status, headers=exc.headers)
     if not wrap:  # ws mode carries one listen key
         subs = dict(list(subs.items())[:1])
-    return await _serve(request, subs, wrap=wrap)
+    return await _serve(request, subs, wrap=wrap, routed=True)
 
 
 async def private_ws(request: web.Request) -> web.StreamResponse:
@@ -129,7 +179,7 @@ async def private_stream(request: web.Request) -> web.StreamResponse:
 
 async def legacy_ws(request: web.Request) -> web.StreamResponse:
     """Connects and delivers nothing: un-routed connections only get /public data."""
-    return await _serve(request, {}, wrap=False)
+    return await _serve(request, {}, wrap=False, routed=False)
 
 
 def add_routes(app: web.Application) -> None:
@@ -137,3 +187,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/private/stream", private_stream)
     app.router.add_get("/ws/{path:.*}", legacy_ws)
     app.router.add_get("/stream", legacy_ws)
+    app.router.add_get("/public/{path:.*}", legacy_ws)
+    app.router.add_get("/market/{path:.*}", legacy_ws)

@@ -1,22 +1,25 @@
 """REST documents rendered from an :class:`AccountView`: positionRisk v2/v3, account v2/v3,
-openOrders, openAlgoOrders. Pure; field lists from BINANCE-API.md §4 and the PYSDK models.
+openOrders, openAlgoOrders, balance, userTrades. Pure; field lists from BINANCE-API.md §4 and
+the PYSDK models.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from watchdog.sim.account import AccountView, Position
+from watchdog.sim.account import AccountView, Position, Trade
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.orders import ZERO, algo_rest, order_rest
 
 __all__ = [
     "account_v2",
     "account_v3",
+    "balance",
     "open_algo_orders",
     "open_orders",
     "position_risk_v2",
     "position_risk_v3",
+    "user_trades",
 ]
 
 Specs = dict[str, SymbolSpec]
@@ -169,3 +172,33 @@ def open_algo_orders(view: AccountView, specs: Specs, symbol: str | None) -> lis
     return [algo_rest(a, specs[a.symbol])
             for a in sorted(view.open_algos, key=lambda a: a.algo_id)
             if symbol is None or a.symbol == symbol]
+
+
+def balance(view: AccountView, account_alias: str) -> list[dict[str, object]]:
+    """``GET /fapi/v2/balance`` and ``/fapi/v3/balance``: one row per asset (USDT only here)."""
+    t = _totals(view)
+    return [{
+        "accountAlias": account_alias, "asset": "USDT", "balance": f"{t['wallet']:.8f}",
+        "crossWalletBalance": f"{t['wallet']:.8f}", "crossUnPnl": f"{t['unrealized']:.8f}",
+        "availableBalance": f"{t['available']:.8f}", "maxWithdrawAmount": f"{t['available']:.8f}",
+        "marginAvailable": True, "updateTime": view.time_ms,
+    }]
+
+
+def user_trades(trades: list[Trade], spec: SymbolSpec, *, order_id: int | None, start_ms: int | None,
+                end_ms: int | None, from_id: int | None, limit: int) -> list[dict[str, object]]:
+    """``GET /fapi/v1/userTrades`` of one symbol, oldest first: from ``from_id`` on, or the
+    newest ``limit`` in [start, end] (Binance's window rules beyond that are not modelled)."""
+    rows = [t for t in trades if t.symbol == spec.symbol
+            and (order_id is None or t.order_id == order_id)
+            and (from_id is None or t.trade_id >= from_id)
+            and (start_ms is None or t.time_ms >= start_ms)
+            and (end_ms is None or t.time_ms <= end_ms)]
+    rows = rows[:limit] if from_id is not None or start_ms is not None else rows[-limit:]
+    return [{
+        "buyer": t.side == "BUY", "commission": f"{t.commission:.8f}", "commissionAsset": "USDT",
+        "id": t.trade_id, "maker": t.maker, "orderId": t.order_id, "price": spec.fmt_price(t.price),
+        "qty": spec.fmt_qty(t.qty), "quoteQty": f"{t.qty * t.price:.8f}",
+        "realizedPnl": f"{t.realized_pnl:.8f}", "side": t.side, "positionSide": t.position_side,
+        "symbol": t.symbol, "time": t.time_ms,
+    } for t in rows]

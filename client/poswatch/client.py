@@ -1,0 +1,318 @@
+"""Bot-side client of the veto protocol: ask the watchdog before touching a stop.
+
+Usage (sync; ``AsyncWatchdogClient`` has the same methods as coroutines)::
+
+    wd = WatchdogClient.from_url("redis://127.0.0.1:6379/0", account="main")
+    with wd.guard_stop_update("BTC/USDT:USDT", "BOTH", holder="bot-1") as guard:   # begin
+        exchange.cancel_order(old_stop_id, "BTC/USDT:USDT")
+        verdict = guard.confirm()                         # raises Vetoed if the position closed
+        exchange.create_order("BTC/USDT:USDT", "STOP_MARKET", "sell", amount, None, params)
+    # end(outcome) ran; a veto raised Vetoed(op, verdict) before anything was touched
+
+The README of this distribution shows the full pattern, -2011 on the cancel included.
+
+Failure policy (docs/PROTOCOL.md): if Redis cannot be reached, ``check``/``begin`` answer VETO
+``watchdog_down`` (do not touch the stop) and ``confirm`` answers ALLOW ``unverified`` (you
+already cancelled: put a stop back; an orphaned stop is cheaper than a naked position).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis import exceptions as redis_errors
+
+from poswatch.connection import connect, connect_sync
+from poswatch.protocol import (
+    RETRY_LATER,
+    VETO_REASONS,
+    Call,
+    Ended,
+    Reason,
+    Verdict,
+    VetoCalls,
+    Vetoed,
+    WatchdogEvent,
+)
+from poswatch.scripts import BOT_SCRIPTS, script_sha, script_source
+
+__all__ = [
+    "RETRY_LATER",
+    "VETO_REASONS",
+    "AsyncGuard",
+    "AsyncWatchdogClient",
+    "Ended",
+    "Guard",
+    "Reason",
+    "Verdict",
+    "Vetoed",
+    "WatchdogClient",
+    "WatchdogEvent",
+    "check_position",
+]
+
+_log = logging.getLogger("poswatch")
+
+DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
+
+
+# check.lua is flagged no-writes: EVALSHA_RO lets an ACL keep its KEYS read-only (and runs on replicas).
+_READ_ONLY = frozenset({"check"})
+_DOWN = Verdict(False, Reason.WATCHDOG_DOWN, None)
+_ERRORS = (redis_errors.RedisError, OSError)
+
+
+class Guard:
+    """Handle inside ``guard_stop_update``: call ``confirm()`` between cancel and create."""
+
+    def __init__(self, client: WatchdogClient, symbol: str, side: str, begun: Verdict) -> None:
+        self._client, self.symbol, self.side, self.begun = client, symbol, side, begun
+        self.lease: int = begun.lease or 0
+        self.outcome = "ok"
+        self.ended: Ended | None = None  # set on leaving the block: the recorded window
+
+    def confirm(self) -> Verdict:
+        """Raises ``Vetoed`` only if the watchdog positively knows the position closed."""
+        verdict = self._client.confirm(self.symbol, self.side, self.lease)
+        if not verdict.allowed:
+            raise Vetoed("confirm", verdict)
+        return verdict
+
+
+class WatchdogClient:
+    """Blocking client (redis-py). Cheap calls: one EVALSHA round trip per verdict."""
+
+    def __init__(self, client: redis.Redis, account: str, *, max_age_ms: int | None = None,
+                 default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+        self.redis = client
+        self._p = VetoCalls(account, max_age_ms)
+        self._ttl_ms = default_lease_ttl_ms
+        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
+
+    @classmethod
+    def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
+                 socket_timeout_s: float = 0.5, default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+                 client_name: str = "watchdog-client") -> WatchdogClient:
+        client = connect_sync(url, socket_timeout_s=socket_timeout_s, client_name=client_name)
+        return cls(client, account, max_age_ms=max_age_ms, default_lease_ttl_ms=default_lease_ttl_ms)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def _call(self, name: str, call: Call) -> Any:
+        keys, args = call
+        run = self.redis.evalsha_ro if name in _READ_ONLY else self.redis.evalsha
+        try:
+            return run(self._sha[name], len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            # Redis restarted or SCRIPT FLUSH: load it (a bot ACL without SCRIPT LOAD gets
+            # NOPERM here, i.e. watchdog_down until the watchdog's next heartbeat reloads it).
+            self.redis.script_load(script_source(name))
+            return run(self._sha[name], len(keys), *keys, *args)
+
+    def check(self, symbol: str, side: str = "BOTH") -> Verdict:
+        """Read-only verdict; an unreachable Redis is VETO ``watchdog_down``."""
+        try:
+            return self._p.verdict(self._call("check", self._p.check(symbol, side)))
+        except _ERRORS as exc:
+            _log.warning("watchdog check %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
+            return _DOWN
+
+    def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
+        """Before cancelling a stop: ALLOW with a lease, or VETO with a reason.
+
+        Raises:
+            ValueError: ``holder`` is not 1-128 printable ASCII characters, ``ttl_ms`` not an
+                integer from 1 to 600,000, or ``symbol``/``side`` cannot be part of a key.
+        """
+        try:
+            call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
+            return self._p.verdict(self._call("begin", call))
+        except _ERRORS as exc:
+            _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
+            return _DOWN
+
+    def confirm(self, symbol: str, side: str, lease: int) -> Verdict:
+        """After the cancel, before the create: VETO only on a known closure."""
+        try:
+            return self._p.verdict(self._call("confirm", self._p.confirm(symbol, side, lease)))
+        except _ERRORS as exc:
+            _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
+            return Verdict(True, Reason.UNVERIFIED, lease)
+
+    def end(self, symbol: str, side: str, lease: int, outcome: str = "ok") -> Ended:
+        """Release the lease and record the unprotected window."""
+        try:
+            return self._p.ended(self._call("end", self._p.end(symbol, side, lease, outcome)))
+        except _ERRORS as exc:
+            _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
+                         symbol, side, lease, exc)
+            return Ended(False, Reason.WATCHDOG_DOWN, None)
+
+    @contextlib.contextmanager
+    def guard_stop_update(self, symbol: str, side: str = "BOTH", *, holder: str,
+                          ttl_ms: int | None = None) -> Iterator[Guard]:
+        """begin → (cancel) → ``guard.confirm()`` → (create) → end; raises ``Vetoed`` on a veto."""
+        begun = self.begin(symbol, side, holder=holder, ttl_ms=ttl_ms)
+        if not begun.allowed:
+            raise Vetoed("begin", begun)
+        guard = Guard(self, symbol, side, begun)
+        try:
+            yield guard
+        except Vetoed:
+            guard.ended = self.end(symbol, side, guard.lease, "vetoed")
+            raise
+        except BaseException as exc:
+            guard.ended = self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
+            raise
+        guard.ended = self.end(symbol, side, guard.lease, guard.outcome)
+
+    def last_event_id(self) -> str:
+        """Id of the newest event ("0-0" if none): pass it to ``subscribe`` to miss nothing after now."""
+        newest = self.redis.xrevrange(self._p.keys.events, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    def subscribe(self, *, last_id: str = "$", block_ms: int = 1000) -> Iterator[WatchdogEvent]:
+        """Events after ``last_id``, oldest first, forever; resume from ``event.id`` after a crash.
+
+        ``"$"`` means after the newest event *when iteration starts* (generators are lazy); call
+        :meth:`last_event_id` first to pin the start. Redis errors propagate: losing the feed is
+        the bot's signal to re-check its positions with :meth:`check`.
+        """
+        if last_id == "$":
+            last_id = self.last_event_id()
+        while True:
+            reply = self.redis.xread({self._p.keys.events: last_id}, block=block_ms, count=100)
+            for event in self._p.events(reply):
+                last_id = event.id
+                yield event
+
+
+class AsyncGuard:
+    """Async twin of :class:`Guard`."""
+
+    def __init__(self, client: AsyncWatchdogClient, symbol: str, side: str, begun: Verdict) -> None:
+        self._client, self.symbol, self.side, self.begun = client, symbol, side, begun
+        self.lease: int = begun.lease or 0
+        self.outcome = "ok"
+        self.ended: Ended | None = None  # set on leaving the block: the recorded window
+
+    async def confirm(self) -> Verdict:
+        verdict = await self._client.confirm(self.symbol, self.side, self.lease)
+        if not verdict.allowed:
+            raise Vetoed("confirm", verdict)
+        return verdict
+
+
+class AsyncWatchdogClient:
+    """asyncio client (redis.asyncio); same contract as :class:`WatchdogClient`."""
+
+    def __init__(self, client: redis.asyncio.Redis, account: str, *, max_age_ms: int | None = None,
+                 default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+        self.redis = client
+        self._p = VetoCalls(account, max_age_ms)
+        self._ttl_ms = default_lease_ttl_ms
+        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
+
+    @classmethod
+    def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
+                 socket_timeout_s: float = 0.5, default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+                 client_name: str = "watchdog-client") -> AsyncWatchdogClient:
+        client = connect(url, socket_timeout_s=socket_timeout_s, client_name=client_name, retries=1)
+        return cls(client, account, max_age_ms=max_age_ms, default_lease_ttl_ms=default_lease_ttl_ms)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _call(self, name: str, call: Call) -> Any:
+        keys, args = call
+        run = self.redis.evalsha_ro if name in _READ_ONLY else self.redis.evalsha
+        try:
+            return await run(self._sha[name], len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            await self.redis.script_load(script_source(name))
+            return await run(self._sha[name], len(keys), *keys, *args)
+
+    async def check(self, symbol: str, side: str = "BOTH") -> Verdict:
+        try:
+            return self._p.verdict(await self._call("check", self._p.check(symbol, side)))
+        except _ERRORS as exc:
+            _log.warning("watchdog check %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
+            return _DOWN
+
+    async def begin(self, symbol: str, side: str = "BOTH", *, holder: str,
+                    ttl_ms: int | None = None) -> Verdict:
+        try:
+            call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
+            return self._p.verdict(await self._call("begin", call))
+        except _ERRORS as exc:
+            _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
+            return _DOWN
+
+    async def confirm(self, symbol: str, side: str, lease: int) -> Verdict:
+        try:
+            return self._p.verdict(await self._call("confirm", self._p.confirm(symbol, side, lease)))
+        except _ERRORS as exc:
+            _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
+            return Verdict(True, Reason.UNVERIFIED, lease)
+
+    async def end(self, symbol: str, side: str, lease: int, outcome: str = "ok") -> Ended:
+        try:
+            return self._p.ended(await self._call("end", self._p.end(symbol, side, lease, outcome)))
+        except _ERRORS as exc:
+            _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
+                         symbol, side, lease, exc)
+            return Ended(False, Reason.WATCHDOG_DOWN, None)
+
+    @contextlib.asynccontextmanager
+    async def guard_stop_update(self, symbol: str, side: str = "BOTH", *, holder: str,
+                                ttl_ms: int | None = None) -> AsyncIterator[AsyncGuard]:
+        begun = await self.begin(symbol, side, holder=holder, ttl_ms=ttl_ms)
+        if not begun.allowed:
+            raise Vetoed("begin", begun)
+        guard = AsyncGuard(self, symbol, side, begun)
+        try:
+            yield guard
+        except Vetoed:
+            guard.ended = await self.end(symbol, side, guard.lease, "vetoed")
+            raise
+        except BaseException as exc:
+            guard.ended = await self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
+            raise
+        guard.ended = await self.end(symbol, side, guard.lease, guard.outcome)
+
+    async def last_event_id(self) -> str:
+        newest = await self.redis.xrevrange(self._p.keys.events, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def subscribe(self, *, last_id: str = "$", block_ms: int = 1000) -> AsyncIterator[WatchdogEvent]:
+        """Async twin of :meth:`WatchdogClient.subscribe`."""
+        if last_id == "$":
+            last_id = await self.last_event_id()
+        while True:
+            reply = await self.redis.xread({self._p.keys.events: last_id}, block=block_ms, count=100)
+            for event in self._p.events(reply):
+                last_id = event.id
+                yield event
+
+
+def check_position(url: str, account: str, symbol: str, side: str = "BOTH", *,
+                   max_age_ms: int | None = None, socket_timeout_s: float = 2.0) -> Verdict:
+    """One-shot read-only verdict (``position-watchdog check``); unreachable Redis → ``watchdog_down``.
+
+    Raises:
+        ValueError: ``symbol``, ``side`` or ``account`` cannot be part of a key (a usage error).
+    """
+    protocol = VetoCalls(account, max_age_ms)
+    protocol.check(symbol, side)  # validates before connecting
+    client = WatchdogClient.from_url(url, account, max_age_ms=max_age_ms, socket_timeout_s=socket_timeout_s,
+                                     client_name="position-watchdog-check")
+    try:
+        return client.check(symbol, side)
+    finally:
+        client.close()
