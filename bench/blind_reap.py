@@ -178,9 +178,9 @@ async def measure(trials: int, redis_url: str, spacing_s: float) -> dict[str, An
                 async def gone(algo_id: int) -> bool:
                     await state()
                     return not algo_open(sim, algo_id)
-                t_known = await until(lambda: gone(known), f"trial {trial}: stop A removed", 60,
-                                      weights)
-                t_b = await until(lambda: gone(placed), f"trial {trial}: stop B removed", 60,
+                t_known = await until(lambda k=known: gone(k), f"trial {trial}: stop A removed",
+                                      60, weights)
+                t_b = await until(lambda p=placed: gone(p), f"trial {trial}: stop B removed", 60,
                                   weights)
                 known_s.append(t_known - t_close)
                 placed_s.append(t_b - t_placed)

@@ -189,7 +189,7 @@ def test_reading_at_the_pace_never_overflows(history: list[tuple[float, int]],
     if pace == math.inf:
         return
     limit = budget.limit(Priority.ROUTINE)
-    spent = [(t, w) for t, w in budget._spent]  # noqa: SLF001 - the window as it is
+    spent = list(budget._spent)  # the window as it is
     calls = [(now_s + k * pace, weight) for k in range(int(60 / pace) + 1) if k * pace < 60]
     future = calls + [(t, w) for t, w in planned if t - now_s < 60]
     for probe_s in sorted({t for t, _ in future}):

@@ -405,7 +405,8 @@ async def test_a_priority_call_waits_for_room_while_routine_calls_yield() -> Non
     with contextlib.suppress(WireFormatError):  # the answer's shape is not the point here
         await rest.get_algo_order(OrderId(7))
     assert rest.requests_sent == sent + 1
-    assert seen_wanted and all(w == 1 for w in seen_wanted)
+    assert seen_wanted
+    assert all(w == 1 for w in seen_wanted)
     assert rest.budget.wanted == 0
     assert rest.own_weight_1m <= 20
     assert rec.sleeps == []
