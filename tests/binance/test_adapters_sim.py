@@ -79,7 +79,7 @@ def _config(sim: Simulator, **overrides: Any) -> BinanceConfig:
     base: dict[str, Any] = {"rest_url": sim.rest_url, "ws_url": sim.ws_url, "poll_interval_s": 0.2,
                             "orders_poll_interval_s": 1.0, "fast_poll_interval_s": 0.2,
                             "max_silence_s": 3.0, "reconnect_min_delay_s": 0.05,
-                            "reconnect_max_delay_s": 0.3, "weight_budget_pct": 50}
+                            "reconnect_max_delay_s": 0.3}
     base.update(overrides)
     return BinanceConfig(**base)
 

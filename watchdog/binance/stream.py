@@ -32,6 +32,13 @@ Rules of this module:
    One a minute costs about 8 weight (listen key, one positions read, that snapshot's order
    reads). A new connection for any other reason cancels a scheduled one (the verdict was
    about the old connection).
+7. Reconnects are paid from the REST weight budget like everything else: a connect waits until
+   the budget has room for its listen key and post-connect snapshot (priority ``REQUESTED``;
+   the order reads of the first ``RESYNC_PRIORITY_SYMBOLS`` open symbols too, the others
+   only while routine polls have room),
+   and the backoff is reset only by a connection that lived ``HEALTHY_AFTER_S``
+   (``reconnect.backoff_resets``): one that ends within seconds (``listenKeyExpired`` at
+   once, found blind, dropped) makes the next delay grow, whoever decided to end it.
 """
 
 from __future__ import annotations
@@ -69,10 +76,12 @@ from watchdog.binance.reconnect import (
     BlindReconnects,
     RecentEvents,
     StreamFailure,
+    backoff_resets,
     classify_stream_error,
     event_identity,
 )
-from watchdog.binance.rest import BinanceRest
+from watchdog.binance.budget import Priority
+from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
 from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
@@ -97,7 +106,9 @@ try:
     _loads = orjson.loads  # the fast extra: about 2x faster on these frames
 except ImportError:  # pragma: no cover - optional
     pass
-_HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
+# A connect costs a listen key and its post-connect positions read (rule 7).
+CONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + WEIGHTS["GET /fapi/v3/positionRisk"]
+RESYNC_PRIORITY_SYMBOLS = 5  # post-connect order reads sent as priority calls (rule 7)
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
 _BLIND = "blind: "
@@ -245,12 +256,20 @@ class UserDataStream:
             if delay_s > 0:
                 logger.info("user stream reconnecting cause={} delay_s={:.2f}", cause, delay_s)
                 await asyncio.sleep(delay_s)
+            room_s = self._rest.budget_wait_s(CONNECT_WEIGHT, priority=Priority.REQUESTED)
+            if room_s > 0:  # rule 7: a connect is paid from the one budget, never beside it
+                logger.warning("user stream reconnect waits {:.1f}s for REST weight (listen key "
+                               "and post-connect snapshot) cause={}", room_s, cause)
+                await asyncio.sleep(room_s)
             try:
                 conn = await self._open()
             except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
                 if classify_stream_error(exc) is StreamFailure.FATAL:
                     raise
-                cause, delay_s = f"connect failed: {describe_error(exc)}", self._backoff.next_delay_s()
+                delay_s = self._backoff.next_delay_s()
+                if isinstance(exc, ExchangeUnavailable) and exc.retry_after_s is not None:
+                    delay_s = max(delay_s, exc.retry_after_s)  # 429/418 or our own budget
+                cause = f"connect failed: {describe_error(exc)}"
                 logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
                                describe_error(exc), delay_s)
                 continue
@@ -274,9 +293,10 @@ class UserDataStream:
                 conn.ws.transport.abort()  # the peer does not answer: no closing handshake
             else:
                 await self._close(conn)
-            # A reconnect we decided on (blind, key expired or refused) is no failure of the
-            # link: come back at the minimum delay. Failing links back off exponentially.
-            if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
+            # Rule 7: only a connection that lived resets the backoff. One that expired, was
+            # found blind or dropped within seconds is a failure, whoever ended it: a key
+            # expiring at every connect must not reconnect at the minimum delay forever.
+            if backoff_resets(self._clock.monotonic() - conn.opened_at):
                 self._backoff.reset()
             # Rule 6: a blind connection is replaced at once (its cadence is already bounded);
             # the post-connect snapshot then also serves the core's request after the loss.
@@ -341,9 +361,18 @@ class UserDataStream:
                 conn.held.append(End(_EXPIRED))
                 break
         if snapshot is not None and not conn.held:
-            open_symbols = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
-            await read_orders(self._rest, emit, open_symbols, reason="stream connected",
-                              urgent=True)
+            open_symbols = sorted({Symbol(p.key.symbol) for p in snapshot.positions
+                                   if p.amount != ZERO})
+            # Rule 7: the first few as priority reads; the rest only while routine polls have
+            # room (a big account must not spend the whole share on them after every connect
+            # and starve the positions poll; the poller reads those symbols periodically).
+            first, rest = (open_symbols[:RESYNC_PRIORITY_SYMBOLS],
+                           open_symbols[RESYNC_PRIORITY_SYMBOLS:])
+            await read_orders(self._rest, emit, first, reason="stream connected",
+                              priority=Priority.REQUESTED)
+            if rest:
+                await read_orders(self._rest, emit, rest, reason="stream connected",
+                                  priority=Priority.ROUTINE)
 
     async def _serve(self, conn: Connection, emit: Emit) -> tuple[Connection, str]:
         """Deliver frames until the connection ends; returns the connection and why it ended."""

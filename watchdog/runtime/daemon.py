@@ -32,6 +32,7 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
+from watchdog.binance.budget import Priority
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
@@ -120,7 +121,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                 await rest.sync_time()
                 # One signed read proves key, secret, permission and IP whitelist now: refused
                 # credentials end the daemon here (exit 77) instead of a restart loop.
-                await rest.fetch_positions(urgent=True)
+                await rest.fetch_positions(priority=Priority.REQUESTED)
             except AuthenticationFailed:
                 raise
             except ExchangeError as exc:
