@@ -33,11 +33,11 @@ from typing import Any
 
 sys.path.insert(0, ".")
 
-from bench.infra import redis_server  # noqa: E402
-from tests.support.reaper_rig import ReaperRig, _rig  # noqa: E402
-from watchdog.core.model import PositionKey, PositionSide, Symbol  # noqa: E402
-from watchdog.runtime.reaper_task import Outcome, ReadPositions  # noqa: E402
-from watchdog.sim import Simulator, run_simulator  # noqa: E402
+from bench.infra import redis_server
+from tests.support.reaper_rig import ReaperRig, _rig
+from watchdog.core.model import PositionKey, PositionSide, Symbol
+from watchdog.runtime.reaper_task import Outcome, ReadPositions
+from watchdog.sim import Simulator, run_simulator
 
 ETH = Symbol("ETHUSDT")
 KEY = PositionKey(ETH, PositionSide.BOTH)

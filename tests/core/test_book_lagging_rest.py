@@ -71,7 +71,8 @@ def test_exchange_clock_15s_behind_breaks_runs_and_reads_on_the_new_clock_apply(
     assert h.book.flat_since(ETH) is None  # a run dated on the old clock proves nothing
     h.apply(snapshot(rid, 6000, amount(ETH, 1, 5900)), 21_050)
     view = h.book.view(ETH)
-    assert view is not None and view.state is PositionState.OPEN, view
+    assert view is not None
+    assert view.state is PositionState.OPEN, view
     assert h.book.flat_since(ETH) is None
 
 
@@ -108,7 +109,8 @@ def test_a_read_requested_before_a_clock_step_and_answered_after_it_is_ignored()
     assert h.apply(snapshot(500, 20_500), 21_100) == []  # … answered after: ignored
     h.apply(snapshot(501, 6000, amount(ETH, 1, 5900)), 21_150)  # not skipped as "older"
     view = h.book.view(ETH)
-    assert view is not None and view.state is PositionState.OPEN, view
+    assert view is not None
+    assert view.state is PositionState.OPEN, view
     # a new run on the new clock is dated on it, whatever the old run's proof was
     h.apply(requested(502, 7000), 22_000)
     h.apply(snapshot(502, 7000), 22_050)

@@ -161,7 +161,8 @@ async def test_entry_filled_between_reread_and_cancel_gets_its_stop_back(
         assert await rig.events_of_kind("trailing_stop_orphaned") == []
         assert await rig.events_of_kind("orphan_removed") == []
         result = [r for r in rig.reaper.results if r.cancel.order_id == stop]
-        assert result and result[0].outcome is Outcome.RESTORED, result
+        assert result
+        assert result[0].outcome is Outcome.RESTORED, result
         # The restored stop protects an open position: the reaper keeps it.
         await rig.until("restored stop judged", lambda: verdict(rig, new_id) is not None)
         assert verdict(rig, new_id) is Why.POSITION_OPEN or not is_open(rig)
@@ -199,4 +200,5 @@ async def test_a_closure_learned_from_rest_does_not_flap_back_open_on_a_lagging_
         await rig.until("3 s of lagging answers", lambda: time.monotonic() - burst_s >= 3.0)
         assert notified()[closed_at - 1:] == ["position_closed"], notified()
         view = rig.book.view(KEY)
-        assert view is not None and view.state is PositionState.CLOSED, view
+        assert view is not None
+        assert view.state is PositionState.CLOSED, view

@@ -38,7 +38,8 @@ def test_close_position_mark_price_and_price_protect() -> None:
            "workingType": "MARK_PRICE", "priceProtect": True, "positionSide": "LONG"}
     params = restore_params(raw, is_algo=True, client_id="wd-rs-2")
     assert params["closePosition"] == "true"
-    assert "quantity" not in params and "reduceOnly" not in params
+    assert "quantity" not in params
+    assert "reduceOnly" not in params
     assert (params["workingType"], params["priceProtect"], params["positionSide"]) == (
         "MARK_PRICE", "TRUE", "LONG")
 
@@ -85,7 +86,8 @@ def test_what_cannot_be_replayed_exactly_is_refused(raw: dict[str, Any], is_algo
 
 def test_client_ids_are_ours_and_within_binance_limits() -> None:
     cid = new_client_id(2**63 - 1)
-    assert cid.startswith(RESTORE_CLIENT_ID_PREFIX) and len(cid) <= 36
+    assert cid.startswith(RESTORE_CLIENT_ID_PREFIX)
+    assert len(cid) <= 36
 
 
 @pytest.mark.parametrize(("side", "amount", "expected"), [

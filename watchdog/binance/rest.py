@@ -267,12 +267,6 @@ class BinanceRest:
         return _object("order", await self._call("POST", "/fapi/v1/order", params, signed=True,
                                                  urgent=True, idempotent=False))
 
-    async def place_algo_order(self, params: Mapping[str, ParamValue]) -> dict[str, Any]:
-        """``POST /fapi/v1/algoOrder``; sent once, never retried."""
-        return _object("algoOrder", await self._call("POST", "/fapi/v1/algoOrder", params,
-                                                     signed=True, urgent=True,
-                                                     idempotent=False))
-
     async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None:
         """Cancel one regular order; sent once, never retried.
 
@@ -294,7 +288,8 @@ class BinanceRest:
 
     async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
         """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
-        Only the canary places orders (binance/canary.py): the watchdog trades nothing else.
+        Only the canary (binance/canary.py) and the reaper's restore of a stop it took from a
+        position that opened meanwhile (runtime/restore.py) place orders: nothing else.
 
         Raises:
             OutcomeUnknown, ExchangeUnavailable: it may or may not exist: cancel by client id.

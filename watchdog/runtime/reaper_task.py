@@ -473,7 +473,7 @@ class ReaperTask:
                 new_id = int(str(placed["orderId"]))
         except AuthenticationFailed:
             raise
-        except (RestoreImpossible, ExchangeError, KeyError, ValueError) as exc:
+        except (RestoreImpossible, ExchangeError, KeyError, TypeError, ValueError) as exc:
             result = self._done(olog, cancel, Outcome.UNPROTECTED,
                                 f"position opened during the cancel ({how}) and the order "
                                 f"could not be restored: {type(exc).__name__}: {exc}")
