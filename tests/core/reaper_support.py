@@ -51,12 +51,20 @@ class StubPositions:
 
     views: dict[PositionKey, PositionView] = field(default_factory=dict)
     flat: dict[PositionKey, int] = field(default_factory=dict)
+    # newest REST read of the run; absent: a read far in the future (the grace is then
+    # measured against now_ms alone, as these tests were written before REST lag counted)
+    proven: dict[PositionKey, int] = field(default_factory=dict)
 
     def view(self, key: PositionKey) -> PositionView | None:
         return self.views.get(key)
 
     def flat_since(self, key: PositionKey) -> int | None:
         return self.flat.get(key)
+
+    def flat_proven_ms(self, key: PositionKey) -> int | None:
+        if key not in self.flat:
+            return None
+        return self.proven.get(key, 2**62)
 
     def set_flat(self, key: PositionKey, since_ms: int) -> StubPositions:
         self.views[key] = view(key)

@@ -35,3 +35,24 @@ OPEN_AT_7000 = Held(D(1), D(100), 7000)   # older than the lag floor
 def test_judge_rest_row(held: Held, amount: Decimal, price: Decimal, row_time_ms: int,
                         expected: RowVerdict) -> None:
     assert judge_rest_row(held, amount, price, row_time_ms, 10_000, 2000) == expected
+
+
+# Rule 3: a fact REST gave is not undone by a timed row that is not newer (a more lagged answer).
+CLOSED_BY_REST_AT_8000 = Held(D(0), D(0), 8000, from_rest=True)
+
+
+@pytest.mark.parametrize(("held", "amount", "price", "row_time_ms", "expected"), [
+    # the open row of before the closure, from an answer lagging more than the one taken
+    (CLOSED_BY_REST_AT_8000, D(1), D(100), 7000, RowVerdict(Verdict.LAGGING, 8000)),
+    (CLOSED_BY_REST_AT_8000, D(1), D(100), 8000, RowVerdict(Verdict.LAGGING, 8000)),
+    # a genuinely new open carries a newer updateTime
+    (CLOSED_BY_REST_AT_8000, D(1), D(100), 8500, RowVerdict(Verdict.NEWER, 8500)),
+    # the same held fact from the stream: REST, the authority, still overrides (rule 2)
+    (Held(D(0), D(0), 7000), D(1), D(100), 6000, RowVerdict(Verdict.OVERRIDE, 8000)),
+    # an untimed row against a REST-held open: rule 2 as before
+    (Held(D(1), D(100), 7000, from_rest=True), D(0), D(0), 0, RowVerdict(Verdict.OVERRIDE, 8000)),
+])
+def test_a_fact_from_rest_is_not_undone_by_an_older_row(
+        held: Held, amount: Decimal, price: Decimal, row_time_ms: int,
+        expected: RowVerdict) -> None:
+    assert judge_rest_row(held, amount, price, row_time_ms, 10_000, 2000) == expected

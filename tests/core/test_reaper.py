@@ -33,7 +33,8 @@ from watchdog.core.model import (
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import LEASE_DEPENDENT, ReaperPolicy, Why, decide
 
-POLICY = ReaperPolicy(grace_ms=2_000, stuck_triggering_ms=10_000)
+POLICY = ReaperPolicy(grace_ms=2_000, stuck_triggering_ms=10_000,
+                      max_rest_lag_ms=0)  # the stub proves "as of now"; REST lag: its own tests
 
 
 def book_of(*rows: object) -> OrderBook:
@@ -75,6 +76,33 @@ def test_grace_counts_from_flat_since_when_the_order_is_older() -> None:
     assert verdicts(decide(positions, book, frozenset(), 0, 7_000, POLICY)) == {1: Why.ORPHAN}
 
 
+def test_rest_proves_flatness_only_as_of_its_request_time_minus_the_lag_bound() -> None:
+    """Issue 12: a stop at 1_000, REST 1.5 s behind (bound 2 s), the entry fills at 1_800 and
+    the stream is muted. A read requested at 3_300 shows the state of 1_800 or earlier: it may
+    not end a grace that runs until 3_000. Only a read requested at 5_000 or later can."""
+    policy = ReaperPolicy(grace_ms=2_000, max_rest_lag_ms=2_000)
+    positions = StubPositions().set_flat(KEY, 0)
+    book = OrderBook()
+    book.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_000))
+    positions.proven[KEY] = 3_300
+    early = decide(positions, book, frozenset(), 0, 9_000, policy)
+    assert early.cancels == ()
+    assert early.assessments[0].why is Why.NOT_FLAT_LONG_ENOUGH
+    assert early.assessments[0].remaining_ms == 0  # a read requested now would prove it
+    # a read requested now (9_000) would prove it: the reaper asks for one instead of waiting
+    assert early.snapshot_requests == (
+        RequestSnapshot("reaper: confirm flat by REST", frozenset({KEY.symbol})),)
+    positions.proven[KEY] = 4_999
+    assert verdicts(decide(positions, book, frozenset(), 0, 9_000, policy)) == {
+        9: Why.NOT_FLAT_LONG_ENOUGH}
+    positions.proven[KEY] = 5_000
+    assert verdicts(decide(positions, book, frozenset(), 0, 9_000, policy)) == {9: Why.ORPHAN}
+    # and never before now_ms allows it (a read can only be as new as now)
+    too_early = decide(positions, book, frozenset(), 0, 2_999, policy)
+    assert verdicts(too_early) == {9: Why.NOT_FLAT_LONG_ENOUGH}
+    assert too_early.snapshot_requests == ()  # a read now could not prove it yet
+
+
 # ---------------------------------------------------------------- never touched
 
 
@@ -107,6 +135,9 @@ def test_stuck_triggering_raises_an_alert_and_is_not_cancelled() -> None:
     assert decision.alerts[0].key == KEY
     assert "10001 ms" in decision.alerts[0].message
     assert decision.effects[0] == decision.alerts[0]
+    detail = dict(decision.alerts[0].detail)  # an event about an order names it (issue 12)
+    assert (detail["order_id"], detail["symbol"], detail["side"], detail["algo"]) == (
+        "1", KEY.symbol, "BOTH", "1")
 
 
 def test_triggered_with_a_resting_child_is_not_stuck_but_the_child_can_be_orphaned() -> None:
@@ -279,6 +310,8 @@ def worlds(draw: st.DrawFn) -> tuple[StubPositions, OrderBook, frozenset[Positio
             positions.views[key] = view(key, knowledge=knowledge, amount=amount, state=state)
         if draw(st.booleans()):
             positions.flat[key] = draw(st.integers(0, 20_000))
+            if draw(st.booleans()):  # else: proven "at now" (the stub's far-future read)
+                positions.proven[key] = draw(st.integers(positions.flat[key], 45_000))
     algos = []
     orders = []
     for i in range(draw(st.integers(0, 12))):
@@ -302,7 +335,8 @@ def worlds(draw: st.DrawFn) -> tuple[StubPositions, OrderBook, frozenset[Positio
     leased = frozenset(draw(st.lists(st.sampled_from(KEYS), max_size=3)))
     policy = ReaperPolicy(grace_ms=draw(st.integers(0, 5_000)),
                           client_id_prefix=draw(st.sampled_from(["", "bot-"])),
-                          max_cancels_per_min=draw(st.integers(0, 6)))
+                          max_cancels_per_min=draw(st.integers(0, 6)),
+                          max_rest_lag_ms=draw(st.integers(0, 3_000)))
     return positions, book, leased, draw(st.integers(0, 10)), draw(st.integers(0, 40_000)), policy
 
 
@@ -334,6 +368,10 @@ def test_property_never_selects_an_unsafe_order(world: tuple[StubPositions, Orde
         assert order.key not in leased
         assert now_ms - flat_since >= policy.grace_ms                        # grace over
         assert now_ms - order.create_time_ms >= policy.grace_ms
+        proven = positions.flat_proven_ms(order.key)                         # … by REST proof,
+        assert proven is not None                                            # less its lag
+        assert proven - policy.max_rest_lag_ms - flat_since >= policy.grace_ms
+        assert proven - policy.max_rest_lag_ms - order.create_time_ms >= policy.grace_ms
         assert order.client_id.startswith(policy.client_id_prefix)
 
 

@@ -18,7 +18,7 @@ from watchdog.core.model import AlgoStatus, Knowledge, PositionState
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import ReaperPolicy, Why, decide
 
-POLICY = ReaperPolicy(grace_ms=2000)
+POLICY = ReaperPolicy(grace_ms=2000, max_rest_lag_ms=500)  # the book's lag bound below
 
 
 class World:
@@ -55,7 +55,11 @@ def test_incident_with_the_real_book(w: World) -> None:
     w.apply(algo_update(9, AlgoStatus.NEW, at_ms=3_000), 3_000)
     w.poll(4_000)
     assert w.why(4_999) is Why.NOT_FLAT_LONG_ENOUGH
-    assert w.why(5_000) is Why.ORPHAN
+    # REST proves flatness only as of its request time minus the lag bound (500 ms here).
+    w.poll(5_499)
+    assert w.why(6_000) is Why.NOT_FLAT_LONG_ENOUGH
+    w.poll(5_500)
+    assert w.why(5_500) is Why.ORPHAN
 
 
 def test_flat_by_stream_only_asks_rest(w: World) -> None:
@@ -75,8 +79,9 @@ def test_a_stream_gap_stops_everything_until_rest_speaks_again(w: World, breaker
     w.apply(breaker, 2_000)
     assert w.why(9_000) is Why.KNOWLEDGE_SUSPECT
     w.poll(9_500)  # a snapshot requested after the gap: a new run starts
-    assert w.why(11_499) is Why.NOT_FLAT_LONG_ENOUGH
-    assert w.why(11_500) is Why.ORPHAN
+    assert w.why(11_500) is Why.NOT_FLAT_LONG_ENOUGH
+    w.poll(12_000)  # proves flat as of 11_500: grace over
+    assert w.why(12_000) is Why.ORPHAN
 
 
 def test_a_failed_snapshot_resets_the_grace(w: World) -> None:
@@ -89,7 +94,8 @@ def test_a_failed_snapshot_resets_the_grace(w: World) -> None:
     assert w.why(3_300) is Why.KNOWLEDGE_SUSPECT
     w.poll(4_000)
     assert w.why(5_999) is Why.NOT_FLAT_LONG_ENOUGH
-    assert w.why(6_000) is Why.ORPHAN
+    w.poll(6_500)
+    assert w.why(6_500) is Why.ORPHAN
 
 
 def test_reopened_during_the_grace_keeps_the_stop(w: World) -> None:
@@ -119,8 +125,9 @@ def test_never_held_key_is_covered_by_the_all_symbols_run(w: World) -> None:
     assert w.h.book.view(other) is None
     assert w.h.book.flat_since(other) == 0
     w.poll(1_000)
-    assert w.why(2_499, algo_id=10) is Why.NOT_FLAT_LONG_ENOUGH
-    assert w.why(2_500, algo_id=10) is Why.ORPHAN
+    assert w.why(2_500, algo_id=10) is Why.NOT_FLAT_LONG_ENOUGH
+    w.poll(3_000)
+    assert w.why(3_000, algo_id=10) is Why.ORPHAN
 
 
 def test_hedge_mode_other_side_open_is_untouched(w: World) -> None:
@@ -132,6 +139,7 @@ def test_hedge_mode_other_side_open_is_untouched(w: World) -> None:
     view = w.h.book.view(SHORT)
     assert view is not None
     assert view.state is PositionState.OPEN
+    w.poll(3_100, amount(KEY, 1216, 0), amount(SHORT, -3, 400))
     assert w.why(10_000, algo_id=11) is Why.POSITION_OPEN
     assert w.why(10_000, algo_id=12) is Why.ORPHAN
 

@@ -29,7 +29,7 @@ from watchdog.core.model import AlgoStatus, PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import ReaperPolicy, Why, decide
 
-POLICY = ReaperPolicy(grace_ms=2_000)
+POLICY = ReaperPolicy(grace_ms=2_000, max_rest_lag_ms=500)  # the books' lag bound below
 
 
 def orders_of(*rows: object, at_ms: int = 1_100) -> OrderBook:
@@ -124,13 +124,16 @@ def test_a_fill_on_a_flat_position_restarts_the_grace() -> None:
     w.apply(stream(KEY, 0, 1_000), 1_000)             # the stop fired: flat
     w.h.poll(1_200)
     w.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_300), 1_300)   # an orphaned stop
-    assert w.why(3_400) is Why.ORPHAN
+    w.h.poll(3_800)  # proves flat as of 3_300 (500 ms of REST lag): the grace is over
+    assert w.why(3_800) is Why.ORPHAN
     # A new entry fills at 10_000: the stream sends the fill but (the incident) no
     # ACCOUNT_UPDATE. The old reduce-only stop now protects the new position.
     w.apply(trade_lite(str(KEY.symbol), 10_000, qty="1216"), 10_000)
     assert w.why(10_050) is Why.NOT_FLAT_LONG_ENOUGH
     assert w.why(11_999) is Why.NOT_FLAT_LONG_ENOUGH
-    assert w.why(12_000) is Why.ORPHAN  # REST has had the grace to show the open
+    assert w.why(12_000) is Why.NOT_FLAT_LONG_ENOUGH  # no read proves 12_000 yet
+    w.h.poll(12_500)
+    assert w.why(12_500) is Why.ORPHAN  # REST has had the grace to show the open
 
 
 def test_bracket_entry_filled_without_a_position_event_keeps_its_stop_for_the_grace() -> None:
@@ -159,6 +162,7 @@ def test_a_reduce_only_fill_does_not_delay_the_reaper() -> None:
     w.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_300), 1_300)
     closing = replace(order_update(5, "FILLED", at_ms=5_000, side="SELL", reduce_only=True),
                       filled_quantity=Decimal(1), last_filled_quantity=Decimal(1))
+    w.h.poll(3_800)
     w.apply(closing, 5_000)
     assert w.why(5_010) is Why.ORPHAN
 
@@ -192,6 +196,7 @@ def test_a_key_never_held_with_an_order_on_the_other_hedge_side_is_its_own_key()
     h.poll(100, amount(LONG, "20", 90), amount(SHORT, "0", 90))
     orders = orders_of(algo_row(9, key=LONG, side="SELL", reduce_only=False, created_ms=50),
                        algo_row(10, key=SHORT, side="BUY", reduce_only=False, created_ms=50))
+    h.poll(2_600, amount(LONG, "20", 90), amount(SHORT, "0", 90))  # flat as of 2_100
     verdict = why_of(h.book, orders, 99_999)
     assert verdict[9] is Why.POSITION_OPEN
     assert verdict[10] is Why.ORPHAN

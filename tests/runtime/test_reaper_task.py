@@ -68,6 +68,9 @@ class FakeBinance:
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.reaping_during_cancel: list[bool] = []
         self.positions: list[dict[str, Any]] = []
+        # The order read before the cancel (the restore recipe): NEW unless a test says else.
+        self.recipes: dict[str, Reply] = {"GET /fapi/v1/algoOrder": (200, algo_row("NEW")),
+                                          "GET /fapi/v1/order": (200, order_row("NEW"))}
 
     def on(self, endpoint: str, *replies: Reply) -> None:
         self.script[endpoint] = list(replies)
@@ -80,6 +83,10 @@ class FakeBinance:
             return httpx.Response(200, json={"serverTime": SystemClock().wall_ms()})
         if endpoint == "GET /fapi/v3/positionRisk" and endpoint not in self.script:
             return httpx.Response(200, json=self.positions)
+        requery = len(self.calls) > 1 and self.calls[-2][0].startswith("DELETE")
+        if endpoint in self.recipes and not requery:  # the re-query follows its DELETE
+            status, body = self.recipes[endpoint]
+            return httpx.Response(status, content=json.dumps(body).encode())
         if request.method == "DELETE":
             marked = await self.store._redis.exists(self.store.keys.reaping(KEY))
             self.reaping_during_cancel.append(bool(marked))
@@ -100,7 +107,8 @@ Make = Callable[..., Awaitable[tuple[ReaperTask, FakeBinance, list[Event]]]]
 async def make(publisher: RedisPublisher) -> Any:
     clients: list[httpx.AsyncClient] = []
 
-    async def build(**settings: Any) -> tuple[ReaperTask, FakeBinance, list[Event]]:
+    async def build(max_rest_lag_ms: int = 0,
+                    **settings: Any) -> tuple[ReaperTask, FakeBinance, list[Event]]:
         fake = FakeBinance(publisher)
         http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handle),
                                  base_url="http://binance.test")
@@ -114,7 +122,8 @@ async def make(publisher: RedisPublisher) -> Any:
         async def emit(event: Event) -> None:
             events.append(event)
 
-        return ReaperTask(rest, publisher, emit, SystemClock(), ReaperConfig(**settings)), fake, events
+        return ReaperTask(rest, publisher, emit, SystemClock(), ReaperConfig(**settings),
+                          max_rest_lag_ms=max_rest_lag_ms), fake, events
 
     yield build
     for http in clients:
@@ -138,7 +147,8 @@ async def test_algo_is_cancelled_on_the_algo_endpoint_with_the_position_marked(
     assert fake.reaping_during_cancel == [True]
     assert not await publisher._redis.exists(publisher.keys.reaping(KEY))
     assert await kinds(publisher) == ["orphan_removed", "trailing_stop_orphaned"]
-    assert [type(e).__name__ for e in events] == ["SnapshotRequested", "PositionSnapshot"]
+    # the pre-cancel re-read and the post-cancel check (rule 7), both bracketed for the core
+    assert [type(e).__name__ for e in events] == ["SnapshotRequested", "PositionSnapshot"] * 2
 
 
 async def test_child_order_is_cancelled_on_the_order_endpoint(make: Make) -> None:
@@ -166,7 +176,7 @@ async def test_unknown_order_is_requeried_before_calling_it_gone(
     result = await task.reap(ALGO)
     assert result.outcome is outcome
     assert status in result.detail
-    assert len(fake.sent("GET /fapi/v1/algoOrder")) == 1
+    assert len(fake.sent("GET /fapi/v1/algoOrder")) == 2  # the recipe before the cancel, the re-query after
     assert await kinds(publisher) == events
 
 
@@ -284,3 +294,104 @@ async def test_step_asks_rest_to_confirm_a_stream_only_flat_at_most_once_a_secon
     first = task.step(positions, orders, 0)
     assert [type(e).__name__ for e in first] == ["RequestSnapshot"]
     assert task.step(positions, orders, 0) == []
+
+
+# ---------------------------------------------------------------- the race (rule 7)
+
+OPEN_ROW = {"symbol": BAS, "positionSide": "BOTH", "positionAmt": "1216", "entryPrice": "0.0083",
+            "updateTime": 5}
+
+
+async def events_of(publisher: RedisPublisher, kind: str) -> list[dict[str, str]]:
+    entries: list[tuple[str, dict[str, str]]] = await publisher._redis.xrange(  # type: ignore[assignment]
+        publisher.keys.events)
+    return [fields for _, fields in entries if fields["kind"] == kind]
+
+
+async def test_position_opened_during_the_cancel_gets_an_equivalent_order_at_once(
+        make: Make, publisher: RedisPublisher) -> None:
+    task, fake, _ = await make()
+    fake.on("GET /fapi/v3/positionRisk", (200, []), (200, [OPEN_ROW]))  # flat, then open
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    fake.on("POST /fapi/v1/algoOrder", (200, {**algo_row("NEW"), "algoId": 4000001783529999,
+                                              "clientAlgoId": "wd-rs-4000001783523430"}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.RESTORED, result
+    assert result.new_order_id == 4000001783529999
+    placed = fake.sent("POST /fapi/v1/algoOrder")[0]
+    assert {k: placed[k] for k in ("algoType", "symbol", "side", "type", "positionSide",
+                                   "triggerPrice", "quantity", "reduceOnly", "timeInForce")} == {
+        "algoType": "CONDITIONAL", "symbol": BAS, "side": "SELL", "type": "STOP_MARKET",
+        "positionSide": "BOTH", "triggerPrice": "0.0077", "quantity": "1216",
+        "reduceOnly": "true", "timeInForce": "GTC"}
+    assert placed["clientAlgoId"] == "wd-rs-4000001783523430"
+    assert "closePosition" not in placed
+    assert await kinds(publisher) == ["protection_restored"]  # never trailing_stop_orphaned
+    event = (await events_of(publisher, "protection_restored"))[0]
+    assert {k: event[k] for k in ("position", "symbol", "side", "position_side", "order_id",
+                                  "client_id", "new_order_id", "new_client_id", "order_side",
+                                  "order_type", "outcome")} == {
+        "position": "BASUSDT:BOTH", "symbol": BAS, "side": "BOTH", "position_side": "BOTH",
+        "order_id": str(ALGO.order_id), "client_id": "bot-sl",
+        "new_order_id": "4000001783529999", "new_client_id": "wd-rs-4000001783523430",
+        "order_side": "SELL", "order_type": "STOP_MARKET", "outcome": "restored"}
+    assert int(event["unprotected_ms"]) >= 0
+
+
+async def test_a_restore_that_fails_raises_an_alert(make: Make, publisher: RedisPublisher) -> None:
+    task, fake, _ = await make()
+    fake.on("GET /fapi/v3/positionRisk", (200, []), (200, [OPEN_ROW]))
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    fake.on("POST /fapi/v1/algoOrder", (400, {"code": -4045, "msg": "Reach max stop order limit."}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.UNPROTECTED
+    alerts = await events_of(publisher, "alert")
+    assert [a["code"] for a in alerts] == ["protection_not_restored"]
+    assert alerts[0]["order_id"] == str(ALGO.order_id)
+    assert await kinds(publisher) == ["alert"]
+
+
+async def test_a_failed_post_cancel_read_restores_the_order(make: Make) -> None:
+    """Flatness after the cancel is unproven: put the stop back rather than risk it."""
+    task, fake, _ = await make()
+    fake.on("GET /fapi/v3/positionRisk", (200, []), (503, {"code": -1001, "msg": "x"}))
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    fake.on("POST /fapi/v1/algoOrder", (200, {**algo_row("NEW"), "algoId": 7}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.RESTORED
+    assert "post-cancel read failed" in result.detail
+
+
+async def test_reopened_the_other_way_is_not_restored_and_not_trailing_orphaned(
+        make: Make, publisher: RedisPublisher) -> None:
+    """A SELL stop cannot protect a short: nothing to put back, but the symbol's position
+    reopened, so no trailing_stop_orphaned."""
+    task, fake, _ = await make()
+    short = {**OPEN_ROW, "positionAmt": "-1216"}
+    fake.on("GET /fapi/v3/positionRisk", (200, []), (200, [short]))
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.REMOVED
+    assert fake.sent("POST /fapi/v1/algoOrder") == []
+    assert await kinds(publisher) == ["orphan_removed"]
+    assert (await events_of(publisher, "orphan_removed"))[0]["position_reopened"] == "1"
+
+
+async def test_an_order_in_a_trigger_at_the_last_read_is_not_cancelled(make: Make) -> None:
+    task, fake, _ = await make()
+    fake.recipes["GET /fapi/v1/algoOrder"] = (200, algo_row("TRIGGERING"))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.ABORTED
+    assert fake.sent("DELETE /fapi/v1/algoOrder") == []
+
+
+async def test_post_cancel_check_waits_out_the_rest_lag(make: Make) -> None:
+    """The post-cancel read is requested max_rest_lag_ms after the cancel's answer, so what it
+    shows cannot predate the cancel."""
+    task, fake, events = await make(max_rest_lag_ms=300)
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.REMOVED
+    requested = [e.requested_time_ms for e in events if type(e).__name__ == "SnapshotRequested"]
+    assert len(requested) == 2
+    assert requested[1] - requested[0] >= 300

@@ -58,9 +58,11 @@ class Bot:
         self._sim = sim
         self._http = http
         self.veto = veto
+        self.time_offset_ms = 0  # the bot's own correction to the exchange clock (clock skew)
 
     async def call(self, method: str, path: str, **params: Any) -> dict[str, Any]:
-        query = urlencode({**params, "timestamp": int(time.time() * 1000)})
+        query = urlencode({**params,
+                           "timestamp": int(time.time() * 1000) + self.time_offset_ms})
         signature = hmac.new(self._sim.api_secret.encode(), query.encode(),
                              hashlib.sha256).hexdigest()
         response = await self._http.request(
@@ -204,7 +206,7 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
 
 @contextlib.asynccontextmanager
 async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
-               tick_interval_s: float = 0.05,
+               tick_interval_s: float = 0.05, max_rest_lag_ms: int = 500,
                wrap_reader: Callable[[ReadPositions], ReadPositions] | None = None,
                **reaper: Any) -> AsyncIterator[ReaperRig]:
     clock = SystemClock()
@@ -224,7 +226,7 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
         stack.push_async_callback(veto.close)
         plain = redis.asyncio.from_url(redis_url)
         stack.push_async_callback(plain.aclose)
-        book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=500))
+        book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=max_rest_lag_ms))
         orders = OrderBook()
 
         async def leased_symbols() -> list[str]:
@@ -242,7 +244,8 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
 
         reader = bracketed_reader(rest, emit)
         task = ReaperTask(rest, store, emit, clock, ReaperConfig(**reaper),
-                          read_positions=wrap_reader(reader) if wrap_reader else reader)
+                          read_positions=wrap_reader(reader) if wrap_reader else reader,
+                          max_rest_lag_ms=max_rest_lag_ms)
         writes: asyncio.Queue[Publish | Retract | Notify | RaiseAlert] = asyncio.Queue()
         effects: list[Effect] = []
 

@@ -75,6 +75,7 @@ WEIGHTS: dict[str, int] = {
     "DELETE /fapi/v1/algoOrder": 1,
     "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (§4)
     "GET /fapi/v1/exchangeInfo": 1,
+    "POST /fapi/v1/order": 0,       # orders cost no IP weight, only order count (§1.1)
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
 }
@@ -265,6 +266,22 @@ class BinanceRest:
                                priority=Priority.SAFETY)
         return wire.parse_open_algo_orders([data])[0]
 
+    async def order_object(self, symbol: Symbol, order_id: OrderId) -> dict[str, Any]:
+        """One regular order as Binance answers it (the reaper's recipe to restore it)."""
+        return _object("order", await self._get("/fapi/v1/order",
+                                                {"symbol": symbol, "orderId": order_id},
+                                                urgent=True))
+
+    async def algo_order_object(self, algo_id: OrderId) -> dict[str, Any]:
+        """One algo order as Binance answers it (the reaper's recipe to restore it)."""
+        return _object("algoOrder", await self._get("/fapi/v1/algoOrder", {"algoId": algo_id},
+                                                    urgent=True))
+
+    async def place_order(self, params: Mapping[str, ParamValue]) -> dict[str, Any]:
+        """``POST /fapi/v1/order``; sent once, never retried (a retry could place it twice)."""
+        return _object("order", await self._call("POST", "/fapi/v1/order", params, signed=True,
+                                                 urgent=True, idempotent=False))
+
     async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None:
         """Cancel one regular order; sent once, never retried.
 
@@ -287,7 +304,8 @@ class BinanceRest:
 
     async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
         """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
-        Only the canary places orders (binance/canary.py): the watchdog trades nothing else.
+        Only the canary (binance/canary.py) and the reaper's restore of a stop it took from a
+        position that opened meanwhile (runtime/restore.py) place orders: nothing else.
 
         Raises:
             OutcomeUnknown, ExchangeUnavailable: it may or may not exist: cancel by client id.
@@ -440,3 +458,10 @@ class BinanceRest:
             return build_query(params or {})
         return build_signed_query(params or {}, self._credentials.api_secret,
                                   self.exchange_time_ms(), self._recv_window_ms)
+
+
+def _object(endpoint: str, body: Any) -> dict[str, Any]:
+    """A JSON object answer, or ``WireFormatError`` naming the endpoint."""
+    if not isinstance(body, dict):
+        raise WireFormatError(endpoint, "body", "expected an object", repr(body)[:200])
+    return body

@@ -9,7 +9,9 @@ Rules of this module:
    or ``updateTime`` 0), may override it only if ``requested_time_ms - max_rest_lag_ms`` is
    after the held fact's time. Otherwise: a timed older row is REST lag and is ignored; an
    untimed row is ambiguous (REST lag can hide a fresh open), so the key becomes SUSPECT and
-   a RequestSnapshot for its symbol is emitted.
+   a RequestSnapshot for its symbol is emitted. A fact REST itself gave (a closure learned from
+   REST, dated at its read's lag floor) is never undone by a timed row that is not newer: that
+   row is a more lagged answer (``fusion`` rule 3), so a closure cannot flap back open.
    REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
    was applied is ignored for the symbols the newer one covered (request ids increase).
 3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) no key is CONFIRMED (the
@@ -63,12 +65,22 @@ Rules of this module:
    unbroken run that showed the key flat. A gap, a failed read covering the key, an open fact
    or expiry (ambiguous REST, any loss of CONFIRMED) breaks the run; a snapshot requested
    before the latest break cannot start a new one, even if it is answered after it.
+   ``flat_proven_ms`` is the ``requested_time_ms`` of the run's newest trusted read: REST lags,
+   so it proves flatness only as of that time minus ``max_rest_lag_ms`` (the reaper's grace).
 10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
    earlier run last published per key; the first confirmed view of that key that differs from
    it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
    ``last_seen_ms`` (the ``verified_ms`` of the old state: the change happened between it and
    the event's ``at_ms``) when a REST read brought the first fact, plainly when the stream did
    (then the change was seen live).
+11. Exchange clock steps: a ``SnapshotRequested`` dated more than ``max_rest_lag_ms`` before an
+   earlier request, or whose ``requested_time_ms - now_ms`` moved by more than that since the
+   previous request (the shell re-synced to a stepped Binance clock), breaks every flat run and
+   forgets the read order of rule 2: runs and proofs dated on the old clock say nothing on the
+   new one, and a read on the new clock must not be skipped as older. Facts dated ahead of the
+   new clock make newer rows look lagging until it catches up: their knowledge ages out
+   (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
+   before the step and answered after it is ignored (its dates belong to the old clock).
 """
 
 from __future__ import annotations
@@ -153,6 +165,7 @@ class _Entry:
     # Latest exchange time the held amount is known to have held (its own time, or a REST
     # read's lag floor that still showed it): a change REST shows later was made after it.
     true_ms: int = 0
+    flat_proof_ms: int = 0  # requested_time_ms of the newest trusted flat read of the run
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     published: PositionView | None = None
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
@@ -165,6 +178,7 @@ class _Request:
     epoch: int
     symbols: frozenset[Symbol] | None
     seq: int  # events_applied when requested: before or after a run break (rule 9)
+    clock: int = 0  # exchange clock epoch when requested (rule 11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +216,10 @@ class PositionBook:
         self._read_order: dict[Symbol, tuple[int, int]] = {}
         self._read_order_all = (-1, -1)
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
+        self._all_flat_proof_ms = 0  # newest trusted all-symbols read of that run
+        self._clock_offset_ms: int | None = None  # requested_time_ms - now_ms of the last request
+        self._clock_epoch = 0  # +1 on every exchange clock step (rule 11)
+        self._newest_requested_ms: int | None = None
         self._all_break_seq = 0  # events_applied when that run last broke
         self._unreported: dict[PositionKey, _Unreported] = {}
         self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
@@ -251,6 +269,17 @@ class PositionBook:
             return None
         return entry.flat_since_ms
 
+    def flat_proven_ms(self, key: PositionKey) -> int | None:
+        """``requested_time_ms`` of the newest trusted REST read of the current flat run
+        (rule 9) that showed ``key`` flat; None when ``flat_since(key)`` is None. REST lags:
+        that read proves flatness only as of this time minus ``max_rest_lag_ms``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None if self._all_flat_since_ms is None else self._all_flat_proof_ms
+        if self.flat_since(key) is None:
+            return None
+        return entry.flat_proof_ms
+
     # ------------------------------------------------------------------ apply
 
     def apply(self, event: Event, now_ms: int) -> list[Effect]:
@@ -288,6 +317,7 @@ class PositionBook:
             case StreamConnected():
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
             case SnapshotRequested():
+                self._exchange_clock_step(event.requested_time_ms, now_ms)
                 self._remember_request(event)
                 if self._connected and self._watch_from_ms is None:
                     self._watch_from_ms = event.requested_time_ms
@@ -372,11 +402,33 @@ class PositionBook:
 
     # ------------------------------------------------------------------ REST
 
+    def _exchange_clock_step(self, requested_time_ms: int, now_ms: int) -> None:
+        """Rule 11: a request dated on a stepped exchange clock (the shell re-synced its
+        offset) breaks every flat run and forgets the read order."""
+        offset_ms = requested_time_ms - now_ms
+        tolerance_ms = self._policy.max_rest_lag_ms
+        stepped = ((self._newest_requested_ms is not None
+                    and requested_time_ms < self._newest_requested_ms - tolerance_ms)
+                   or (self._clock_offset_ms is not None
+                       and abs(offset_ms - self._clock_offset_ms) > tolerance_ms))
+        self._clock_offset_ms = offset_ms
+        self._newest_requested_ms = max(self._newest_requested_ms or requested_time_ms,
+                                        requested_time_ms)
+        if not stepped:
+            return
+        self._newest_requested_ms = requested_time_ms
+        self._clock_epoch += 1
+        self._read_order.clear()
+        self._read_order_all = (-1, -1)
+        self._break_all_run()
+        for entry in self._entries.values():
+            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+
     def _remember_request(self, event: SnapshotRequested) -> None:
         if len(self._requests) >= _MAX_PENDING_REQUESTS:
             del self._requests[next(iter(self._requests))]
         self._requests[event.request_id] = _Request(self._epoch, event.symbols,
-                                                    self.events_applied)
+                                                    self.events_applied, self._clock_epoch)
 
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1
@@ -389,6 +441,9 @@ class PositionBook:
 
     def _apply_snapshot(self, snap: PositionSnapshot, now_ms: int) -> list[Effect]:
         request = self._requests.pop(snap.request_id, None)
+        if request is not None and request.clock != self._clock_epoch:
+            self.last_snapshot_ms = now_ms
+            return []  # rule 11: dated on the clock before a step; the next reads speak
         trusted = request is not None and request.epoch == self._epoch
         blind_watch = trusted and self.stream_state == "live"
         self.last_snapshot_ms = now_ms
@@ -414,7 +469,9 @@ class PositionBook:
                 became_live = self._connected and self._reconciled_epoch != self._epoch
                 self._reconciled_epoch = self._epoch
                 if self._all_flat_since_ms is None and request.seq > self._all_break_seq:
-                    self._all_flat_since_ms = snap.requested_time_ms
+                    self._all_flat_since_ms = self._all_flat_proof_ms = snap.requested_time_ms
+                elif self._all_flat_since_ms is not None:
+                    self._all_flat_proof_ms = max(self._all_flat_proof_ms, snap.requested_time_ms)
                 self._all_verified_ms, self._all_watched = now_ms, True
                 self._watch_age(now_ms)
                 if became_live:
@@ -450,7 +507,8 @@ class PositionBook:
             entry.true_ms = max(entry.true_ms, lag_floor_ms)
             self._expected.discard(key)
         else:
-            held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
+            held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms,
+                        from_rest=entry.source is Source.REST)
             judged = judge_rest_row(held, amount, price, row_time_ms, snap.requested_time_ms,
                                     self._policy.max_rest_lag_ms)
             match judged.verdict:
@@ -493,7 +551,9 @@ class PositionBook:
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
             if (entry.amount == ZERO and entry.flat_since_ms is None
                     and request.seq > entry.run_break_seq):
-                entry.flat_since_ms = snap.requested_time_ms  # rule 9
+                entry.flat_since_ms = entry.flat_proof_ms = snap.requested_time_ms  # rule 9
+            elif entry.amount == ZERO and entry.flat_since_ms is not None:
+                entry.flat_proof_ms = max(entry.flat_proof_ms, snap.requested_time_ms)
         return effects
 
     def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,

@@ -63,6 +63,7 @@ class RaiseAlert:
     code: str
     message: str
     key: PositionKey | None = None
+    detail: tuple[tuple[str, str], ...] = ()  # extra fields, e.g. the order an alert is about
 
 
 @dataclass(frozen=True, slots=True)

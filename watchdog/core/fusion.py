@@ -7,7 +7,12 @@ Rules of this module:
 2. A row never overwrites a newer held fact unless even the most lagging REST answer must
    already include that fact (``requested_time_ms - max_rest_lag_ms > held time``): then REST,
    the authority, wins, dated at that lower bound.
-3. Pure and total: every input gets exactly one verdict; the book decides what to do with it.
+3. A fact REST itself gave (a closure learned from REST is dated at its read's lag floor) is
+   never undone by a timed row that is not newer: that row shows the state from before the
+   fact, i.e. an answer more lagged than the one already taken (REST-lag bursts made a closure
+   flap closed → open → closed). A genuinely new open carries a newer ``updateTime``: a later
+   read still shows it (NEWER), and so does the stream.
+4. Pure and total: every input gets exactly one verdict; the book decides what to do with it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Held:
     amount: Decimal
     entry_price: Decimal
     time_ms: int
+    from_rest: bool = False  # the held fact came from a REST read (rule 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,8 @@ def judge_rest_row(held: Held, amount: Decimal, entry_price: Decimal, row_time_m
         return RowVerdict(Verdict.SAME, max(row_time_ms, held.time_ms))
     if row_time_ms > held.time_ms:
         return RowVerdict(Verdict.NEWER, row_time_ms)
+    if held.from_rest and row_time_ms:
+        return RowVerdict(Verdict.LAGGING, held.time_ms)  # rule 3
     lag_floor_ms = requested_time_ms - max_rest_lag_ms
     if lag_floor_ms > held.time_ms:
         return RowVerdict(Verdict.OVERRIDE, lag_floor_ms)

@@ -14,9 +14,11 @@ began, with no lease held by the bot. Rules of this module:
 2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms, last fill that
    may have opened a position on the symbol)``: the position
    must have been flat, by an unbroken run of REST snapshots, for ``grace_ms`` after the order
-   appeared. When the run began before the order, the REST read "taken after the order was
-   created" is the shell's mandatory re-read of the position immediately before the cancel
-   (``runtime/reaper_task.py``), made at least ``grace_ms`` after creation.
+   appeared. A REST answer proves flatness only as of its request time minus
+   ``max_rest_lag_ms`` (REST may show the state of that long ago), so the grace is over only
+   when ``flat_proven_ms - max_rest_lag_ms`` (and ``now_ms``) are ``grace_ms`` past that start.
+   The shell's mandatory re-read just before the cancel (``runtime/reaper_task.py``) obeys the
+   same bound: requested at least ``grace_ms + max_rest_lag_ms`` after the start.
 3. ``decide`` is a pure function of its arguments; it returns every order's verdict so the
    CLI and the logs can say why an order was kept.
 """
@@ -41,6 +43,7 @@ from watchdog.core.orders import OrderBook, TrackedOrder
 
 __all__ = [
     "LEASE_DEPENDENT",
+    "RESTORE_CLIENT_ID_PREFIX",
     "Assessment",
     "PositionsReader",
     "ReaperDecision",
@@ -48,6 +51,11 @@ __all__ = [
     "Why",
     "decide",
 ]
+
+
+# Client ids of the stops the reaper re-creates after losing the race (runtime/restore.py): ours,
+# so they pass ``client_id_prefix`` and are removed again once they are orphans themselves.
+RESTORE_CLIENT_ID_PREFIX = "wd-rs-"
 
 
 class PositionsReader(Protocol):
@@ -59,6 +67,9 @@ class PositionsReader(Protocol):
     def flat_since(self, key: PositionKey) -> int | None:
         """Exchange ms of the first REST snapshot of the current unbroken flat run, else None."""
 
+    def flat_proven_ms(self, key: PositionKey) -> int | None:
+        """Request time (exchange ms) of the run's newest REST snapshot, else None."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReaperPolicy:
@@ -69,9 +80,11 @@ class ReaperPolicy:
     max_cancels_per_min: int = 20
     stuck_triggering_ms: int = 10_000
     dry_run: bool = False
+    max_rest_lag_ms: int = 2000  # [core] max_rest_lag_ms: how stale a REST answer may be
 
     def __post_init__(self) -> None:
-        if self.grace_ms < 0 or self.max_cancels_per_min < 0 or self.stuck_triggering_ms <= 0:
+        if (self.grace_ms < 0 or self.max_cancels_per_min < 0 or self.stuck_triggering_ms <= 0
+                or self.max_rest_lag_ms < 0):
             raise ValueError(f"invalid reaper policy: {self!r}")
 
 
@@ -108,6 +121,7 @@ class Assessment:
     why: Why
     detail: str
     remaining_ms: int | None = None
+    read_due: bool = False  # NOT_FLAT_LONG_ENOUGH only by want of a newer REST read (rule 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +165,7 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
             alerts.append(stuck)
         verdict = _assess(order, positions, leased, now_ms, policy, entries,
                           orders.last_opening_fill_ms(order.key.symbol))
-        if verdict.why is Why.NO_REST_CONFIRMATION:
+        if verdict.why is Why.NO_REST_CONFIRMATION or verdict.read_due:
             confirm.add(order.key)
         if verdict.why is Why.ORPHAN:
             if budget_left <= 0:
@@ -181,7 +195,8 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
                           f"the position")
     if not order.reduces_only:
         return Assessment(order, Why.ENTRY_ORDER, "not reduce-only/close-position: an entry")
-    if policy.client_id_prefix and not order.client_id.startswith(policy.client_id_prefix):
+    if (policy.client_id_prefix and not order.client_id.startswith(policy.client_id_prefix)
+            and not order.client_id.startswith(RESTORE_CLIENT_ID_PREFIX)):
         return Assessment(order, Why.PREFIX_MISMATCH,
                           f"client id {order.client_id!r} lacks prefix "
                           f"{policy.client_id_prefix!r}")
@@ -206,19 +221,29 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
                           f"stop of the position it opens")
     if order.key in leased:
         return Assessment(order, Why.LEASE_HELD, "the bot holds a lease on this position")
-    if flat_since is None:
+    proof_ms = positions.flat_proven_ms(order.key)
+    if flat_since is None or proof_ms is None:
         return Assessment(order, Why.NO_REST_CONFIRMATION,
                           "flat, but not by a REST snapshot in the current unbroken run")
     since = max(("flat_since", flat_since), ("creation", order.create_time_ms),
                 ("a fill that may have opened a position", fill_ms or 0), key=lambda s: s[1])
-    waited_ms = now_ms - since[1]
+    proven_ms = min(now_ms, proof_ms - policy.max_rest_lag_ms)  # rule 2: REST lags
+    waited_ms = proven_ms - since[1]
     if waited_ms < policy.grace_ms:
+        # ``remaining_ms``: until a read requested then can prove the grace over (0: a read
+        # now can). Then ask for that read rather than wait for the next poll (a held key: a
+        # per-symbol read covers it; a never-held key needs the all-symbols poll).
+        remaining_ms = max(0, since[1] + policy.grace_ms + policy.max_rest_lag_ms - now_ms)
+        read_due = remaining_ms == 0 and positions.view(order.key) is not None
         return Assessment(order, Why.NOT_FLAT_LONG_ENOUGH,
-                          f"flat for {max(waited_ms, 0)} ms of {policy.grace_ms} ms since "
-                          f"{since[0]}", remaining_ms=policy.grace_ms - max(waited_ms, 0))
+                          f"flat by REST as of {max(waited_ms, 0)} ms of {policy.grace_ms} ms "
+                          f"after {since[0]} (newest read {proof_ms} less "
+                          f"{policy.max_rest_lag_ms} ms of lag)",
+                          remaining_ms=remaining_ms, read_due=read_due)
     return Assessment(order, Why.ORPHAN,
-                      f"flat by REST since {flat_since}, order created {order.create_time_ms}, "
-                      f"grace {policy.grace_ms} ms over at {now_ms}")
+                      f"flat by REST since {flat_since}, proven as of {proven_ms} (read "
+                      f"{proof_ms} less {policy.max_rest_lag_ms} ms of lag), order created "
+                      f"{order.create_time_ms}, grace {policy.grace_ms} ms over at {now_ms}")
 
 
 def _stuck_alert(order: TrackedOrder, orders: OrderBook, now_ms: int,
@@ -237,4 +262,8 @@ def _stuck_alert(order: TrackedOrder, orders: OrderBook, now_ms: int,
         message=(f"algo order {order.order_id} ({order.client_id}) on {order.key} has been "
                  f"{order.status} for {age_ms} ms (limit {policy.stuck_triggering_ms} ms); "
                  f"not cancelled: check the position's protection by hand"),
-        key=order.key)
+        key=order.key,
+        detail=(("symbol", order.key.symbol), ("side", order.key.side.value),
+                ("position_side", order.key.side.value), ("order_id", str(order.order_id)),
+                ("client_id", order.client_id), ("algo", "1"), ("order_side", order.side),
+                ("order_type", order.order_type), ("status", order.status)))

@@ -152,7 +152,8 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
             on_malformed=on_malformed)
-        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
+        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
+                            max_rest_lag_ms=config.core.max_rest_lag_ms)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total

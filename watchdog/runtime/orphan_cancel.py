@@ -37,6 +37,10 @@ class Outcome(StrEnum):
     WOULD_REMOVE = "would_remove"    # dry_run: every check passed, nothing sent
     ABORTED = "aborted"              # a pre-cancel check failed: nothing sent
     FAILED = "failed"                # sent, but the order is (or may be) still open
+    RESTORED = "restored"            # removed, but the position opened meanwhile: an
+                                     # equivalent order was placed (reaper_task rule 7)
+    UNPROTECTED = "unprotected"      # removed, the position opened meanwhile, and the
+                                     # equivalent order could not be placed: alert raised
 
 
 async def cancel_and_prove(exchange: BinanceRest, cancel: CancelOrder,

@@ -76,7 +76,7 @@ async def collect(config: Config, credentials: Credentials, *,
     book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
     orders = OrderBook()
     seen: set[Symbol] = set(symbols)
-    policy = policy_from_config(config.reaper)
+    policy = policy_from_config(config.reaper, config.core.max_rest_lag_ms)
     leases = "ok"
 
     async with httpx.AsyncClient(base_url=b.rest_url,

@@ -3,9 +3,11 @@
 Rules of this module (the decision itself is ``core/reaper.py``; nothing here decides alone):
 1. Before every cancel, in this order: mark the position as *reaping* in Redis (the bot's
    ``begin`` now vetoes with ``reaping``), check again that no lease was taken before the mark,
-   then re-read positions from REST. Only if that fresh read shows the position flat is the
-   cancel sent: a position may reopen between the decision and the cancel. That read is also
-   the REST snapshot "taken after the order was created" the decision relies on. Last, the pure
+   read the order itself (its status, and the recipe to restore it: rule 7; unreadable means
+   no cancel), then re-read positions from REST. Only if that fresh read shows the position
+   flat, and was requested at least ``grace_ms + max_rest_lag_ms`` after the order appeared
+   (REST proves flatness only as of its request time minus the lag bound), is the cancel sent:
+   a position may reopen between the decision and the cancel. Last, the pure
    decision runs again on the book as it is now: a failed read, a gap or an open fact that
    arrived during those awaits aborts the cancel (REST retries can hide a failure for seconds).
    Leases are read (every ``lease_refresh_s``) only while some order reaches the lease check
@@ -17,10 +19,25 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
 4. ``dry_run``: everything up to and including the re-read, then a log line and an
    ``orphan_candidate`` event; no cancel, and never ``trailing_stop_orphaned`` (the bot must not
    drop a trailing stop that is still there).
-5. After each removal: publish ``orphan_removed`` and ``trailing_stop_orphaned`` (so the bot drops
-   its in-memory trailing stop), then clear the reaping mark; the mark is cleared in ``finally``
-   and has a TTL, so a crash cannot leave the bot vetoed for long.
+5. After each removal, once rule 7 found the position still flat: publish ``orphan_removed`` and
+   ``trailing_stop_orphaned`` (so the bot drops that one in-memory trailing stop, named by its
+   order id), then clear the reaping mark; the mark is cleared in ``finally`` and has a TTL,
+   so a crash cannot leave the bot vetoed for long. Events about an order name the position
+   (``position``, ``symbol``, ``side``/``position_side``) and the order (``order_id``,
+   ``client_id``, ``algo``, ``order_side``, ``order_type``).
 6. Every step is logged with the position, the order id and the outcome; never a secret.
+7. The race: the position may open between the pre-cancel read and the cancel (the bot's entry
+   fills), and the stop cancelled was then its protection. After every cancel the reaper looks
+   for an open on that position: at once in the book (stream facts), and in a REST read
+   requested ``max_rest_lag_ms`` after the cancel was acknowledged (so it cannot predate it).
+   If the position is open and the order could reduce it (or the read failed: unproven flat),
+   an equivalent order (``runtime/restore.py``) is placed at once and ``protection_restored``
+   names the old and the new order; never ``trailing_stop_orphaned`` for a reopened position.
+   Bound: the position is without that order from the cancel to the restore's answer, at most
+   ``max_rest_lag_ms`` + three REST round trips (cancel, read, place) when only REST can see
+   the open, about one round trip when the book already knows (docs/REAPER.md "The race",
+   measured by ``bench/reaper_race.py``); a failing read adds its retries, then the order is
+   restored anyway. A failed restore raises the ``protection_not_restored`` alert.
 """
 
 from __future__ import annotations
@@ -29,7 +46,8 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from loguru import logger
 
@@ -48,8 +66,20 @@ from watchdog.core.reaper import (
     Why,
     decide,
 )
-from watchdog.errors import AuthenticationFailed, StoreError
-from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected, StoreError
+from watchdog.runtime.orphan_cancel import (
+    CODE_CANCEL_REJECTED,
+    CODE_NO_SUCH_ORDER,
+    Outcome,
+    cancel_and_prove,
+)
+from watchdog.runtime.restore import (
+    RESTORE_CLIENT_ID_PREFIX,
+    RestoreImpossible,
+    new_client_id,
+    reduces,
+    restore_params,
+)
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -57,6 +87,7 @@ if TYPE_CHECKING:
     from watchdog.runtime.clock import Clock
 
 __all__ = [
+    "RESTORE_CLIENT_ID_PREFIX",
     "CancelResult",
     "Emit",
     "Outcome",
@@ -75,6 +106,8 @@ RETRY_AFTER_FAILURE_S = 5.0   # do not hammer an order whose cancel just failed
 RETRY_AFTER_ABORT_S = 1.0     # a pre-cancel check said no: the decision gates the next try
 ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be (rule 1)
+POST_CANCEL_POLL_S = 0.02     # how often the book is looked at while waiting out the REST lag
+POST_CANCEL_READS = 2         # tries of the post-cancel positions read (each retried inside)
 SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 
 _Ident = tuple[bool, OrderId]
@@ -105,6 +138,7 @@ class CancelResult:
     cancel: CancelOrder
     outcome: Outcome
     detail: str
+    new_order_id: int | None = None  # RESTORED: the equivalent order placed
 
 
 class ReaperSettings(Protocol):
@@ -129,12 +163,12 @@ class ReaperSettings(Protocol):
     def stuck_triggering_s(self) -> float: ...
 
 
-def policy_from_config(section: ReaperSettings) -> ReaperPolicy:
-    """The pure policy from the ``[reaper]`` config section."""
+def policy_from_config(section: ReaperSettings, max_rest_lag_ms: int = 2000) -> ReaperPolicy:
+    """The pure policy from the ``[reaper]`` config section and ``[core] max_rest_lag_ms``."""
     return ReaperPolicy(grace_ms=section.grace_ms, client_id_prefix=section.client_id_prefix,
                         max_cancels_per_min=section.max_cancels_per_min,
                         stuck_triggering_ms=round(section.stuck_triggering_s * 1000),
-                        dry_run=section.dry_run)
+                        dry_run=section.dry_run, max_rest_lag_ms=max_rest_lag_ms)
 
 
 class ReaperTask:
@@ -147,12 +181,12 @@ class ReaperTask:
 
     def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
                  config: ReaperSettings, *, read_positions: ReadPositions | None = None,
-                 lease_refresh_s: float = LEASE_REFRESH_S) -> None:
+                 lease_refresh_s: float = LEASE_REFRESH_S, max_rest_lag_ms: int = 2000) -> None:
         self._exchange = exchange
         self._store = store
         self._clock = clock
         self._enabled = config.enabled
-        self._policy = policy_from_config(config)
+        self._policy = policy_from_config(config, max_rest_lag_ms)
         self._read_positions = read_positions or bracketed_reader(exchange, emit)
         self._lease_refresh_s = lease_refresh_s
         self._queue: asyncio.Queue[CancelOrder] = asyncio.Queue()
@@ -307,39 +341,167 @@ class ReaperTask:
         if cancel.key in leased:
             return self._done(olog, cancel, Outcome.ABORTED,
                               "a lease was taken before the reaping mark")
-        problem = await self._recheck(cancel) or self._still_orphan(cancel, leased)
+        recipe, problem = await self._recipe(cancel)
+        if problem:
+            return self._done(olog, cancel, Outcome.ABORTED, problem)
+        problem, proven_ms = await self._recheck(cancel)
+        problem = problem or self._still_orphan(cancel, leased)
         if problem:
             return self._done(olog, cancel, Outcome.ABORTED, problem)
         if self._policy.dry_run:
             result = self._done(olog, cancel, Outcome.WOULD_REMOVE,
                                 "dry_run: position re-read flat, cancel not sent")
-            await self._publish(("orphan_candidate",), result, olog)
+            await self._publish(("orphan_candidate",), result, olog, recipe)
             return result
         if self._sent_last_minute() >= self._policy.max_cancels_per_min:
             return self._done(olog, cancel, Outcome.ABORTED,
                               f"budget: {self._policy.max_cancels_per_min} cancels/min used")
         self._sent.append(self._clock.monotonic())
+        sent_ms = self._exchange.exchange_time_ms()
         outcome, detail = await cancel_and_prove(self._exchange, cancel, olog)
-        result = self._done(olog, cancel, outcome, detail)
-        if outcome in (Outcome.REMOVED, Outcome.ALREADY_GONE):
+        if outcome not in (Outcome.REMOVED, Outcome.ALREADY_GONE):
+            return self._done(olog, cancel, outcome, detail)
+        amount, how = await self._opened_after(cancel, proven_ms, olog)
+        if amount is None:  # flat through the cancel: it was an orphan
             self.removed_total += 1
-            await self._publish(("orphan_removed", "trailing_stop_orphaned"), result, olog)
-        return result
+            result = self._done(olog, cancel, outcome, detail)
+            await self._publish(("orphan_removed", "trailing_stop_orphaned"), result, olog,
+                                recipe)
+            return result
+        side = str(recipe.get("side", ""))
+        if outcome is Outcome.ALREADY_GONE or (amount != 0 and not reduces(side, amount)):
+            # Not ours to put back (it ended by itself), or it could never have protected
+            # this position: say it is gone, but no trailing_stop_orphaned (rule 5).
+            self.removed_total += 1
+            result = self._done(olog, cancel, outcome, f"{detail}; position reopened ({how})")
+            await self._publish(("orphan_removed",), result, olog, recipe,
+                                {"position_reopened": 1})
+            return result
+        return await self._restore(cancel, recipe, sent_ms, how, olog)
 
-    async def _recheck(self, cancel: CancelOrder) -> str:
-        """A fresh REST read of positions; '' when ``cancel.key`` is flat now, else why not."""
+    async def _recipe(self, cancel: CancelOrder) -> tuple[dict[str, Any], str]:
+        """The order as Binance has it now (rule 1): what a restore would replay; '' or why the
+        cancel must not be sent."""
+        try:
+            if cancel.is_algo:
+                raw = await self._exchange.algo_order_object(cancel.order_id)
+                status = str(raw.get("algoStatus", ""))
+            else:
+                raw = await self._exchange.order_object(cancel.key.symbol, cancel.order_id)
+                status = str(raw.get("status", ""))
+        except AuthenticationFailed:
+            raise
+        except ExchangeRejected as exc:
+            if exc.code in (CODE_NO_SUCH_ORDER, CODE_CANCEL_REJECTED):
+                return {}, ""  # gone already: the cancel's re-query will prove it
+            return {}, (f"cannot read the order before cancelling it (it could not be restored "
+                        f"if its position opened meanwhile): {exc}")
+        except ExchangeError as exc:
+            return {}, (f"cannot read the order before cancelling it (it could not be restored "
+                        f"if its position opened meanwhile): {exc}")
+        if status in ("TRIGGERING", "TRIGGERED"):
+            return raw, f"the order is {status}: it may be closing the position"
+        return raw, ""
+
+    async def _recheck(self, cancel: CancelOrder) -> tuple[str, int]:
+        """A fresh REST read of positions: ('', the exchange ms it proves flatness as of) when
+        ``cancel.key`` is flat now, else (why not, 0)."""
         created_ms = self._created.get((cancel.is_algo, cancel.order_id), 0)
+        fill_ms = (self._orders.last_opening_fill_ms(cancel.key.symbol)
+                   if self._orders is not None else None) or 0
+        start_ms = max(created_ms, fill_ms)
+        lag_ms, grace_ms = self._policy.max_rest_lag_ms, self._policy.grace_ms
         snapshot = await self._read_positions(
             f"reaper re-check before cancelling {cancel.order_id} on {cancel.key}")
         if snapshot is None:
-            return "re-read of positions failed: the position is not known flat now"
-        if snapshot.requested_time_ms <= created_ms:
-            return (f"re-read requested at {snapshot.requested_time_ms}, not after the order "
-                    f"was created at {created_ms}")
+            return "re-read of positions failed: the position is not known flat now", 0
+        proven_ms = snapshot.requested_time_ms - lag_ms
+        if proven_ms < start_ms + grace_ms:
+            return (f"re-read requested at {snapshot.requested_time_ms} proves flatness only as "
+                    f"of {proven_ms} (REST lag bound {lag_ms} ms), less than {grace_ms} ms "
+                    f"after {start_ms} (order created or last opening fill)"), 0
         for row in snapshot.positions:
             if row.key == cancel.key and row.amount != ZERO:
-                return f"position reopened: REST shows amount {row.amount} now"
-        return ""
+                return f"position reopened: REST shows amount {row.amount} now", 0
+        return "", proven_ms
+
+    def _book_amount(self, key: PositionKey) -> Decimal:
+        view = self._positions.view(key) if self._positions is not None else None
+        return view.amount if view is not None else ZERO
+
+    async def _opened_after(self, cancel: CancelOrder, proven_ms: int,
+                            olog: Logger) -> tuple[Decimal | None, str]:
+        """Rule 7: did the position open after ``proven_ms`` (the pre-cancel read)? Returns the
+        amount (0: unknown, the read failed) and how it is known, or (None, '') when flat."""
+        deadline_ms = self._exchange.exchange_time_ms() + self._policy.max_rest_lag_ms
+        while True:
+            amount = self._book_amount(cancel.key)
+            if amount != ZERO:
+                return amount, "the book shows it open"
+            left_ms = deadline_ms - self._exchange.exchange_time_ms()
+            if left_ms <= 0:
+                break
+            await asyncio.sleep(min(POST_CANCEL_POLL_S, left_ms / 1000))
+        for _ in range(POST_CANCEL_READS):
+            snapshot = await self._read_positions(
+                f"reaper post-cancel check of {cancel.order_id} on {cancel.key}")
+            if snapshot is not None:
+                break
+        else:
+            olog.error("post-cancel read of positions failed: flatness after the cancel is "
+                       "unproven, restoring the order")
+            return ZERO, "post-cancel read failed"
+        for row in snapshot.positions:
+            if row.key == cancel.key and row.amount != ZERO:
+                return row.amount, (f"REST requested {snapshot.requested_time_ms} shows amount "
+                                    f"{row.amount}; flat as of {proven_ms} before the cancel")
+        amount = self._book_amount(cancel.key)
+        if amount != ZERO:
+            return amount, "the book shows it open"
+        return None, ""
+
+    async def _restore(self, cancel: CancelOrder, recipe: Mapping[str, object], sent_ms: int,
+                       how: str, olog: Logger) -> CancelResult:
+        """Place an order equivalent to the one just cancelled (rule 7) and say so."""
+        client_id = new_client_id(cancel.order_id)
+        try:
+            params = restore_params(recipe, is_algo=cancel.is_algo, client_id=client_id)
+            if cancel.is_algo:
+                placed = await self._exchange.place_algo_order(params)
+                new_id = int(str(placed["algoId"]))
+            else:
+                placed = await self._exchange.place_order(params)
+                new_id = int(str(placed["orderId"]))
+        except AuthenticationFailed:
+            raise
+        except (RestoreImpossible, ExchangeError, KeyError, TypeError, ValueError) as exc:
+            result = self._done(olog, cancel, Outcome.UNPROTECTED,
+                                f"position opened during the cancel ({how}) and the order "
+                                f"could not be restored: {type(exc).__name__}: {exc}")
+            await self._alert_unprotected(result, recipe, olog)
+            return result
+        unprotected_ms = self._exchange.exchange_time_ms() - sent_ms
+        result = self._done(olog, cancel, Outcome.RESTORED,
+                            f"position opened during the cancel ({how}): restored as "
+                            f"{new_id} ({client_id}) {unprotected_ms} ms after the cancel was "
+                            f"sent", new_order_id=new_id)
+        await self._publish(("protection_restored",), result, olog, recipe,
+                            {"new_order_id": new_id, "new_client_id": client_id,
+                             "unprotected_ms": unprotected_ms, "detail": how})
+        return result
+
+    async def _alert_unprotected(self, result: CancelResult, recipe: Mapping[str, object],
+                                 olog: Logger) -> None:
+        cancel = result.cancel
+        fields = {"code": "protection_not_restored",
+                  "message": f"{cancel.key}: order {cancel.order_id} ({cancel.client_id}) was "
+                             f"cancelled as an orphan but its position opened meanwhile; "
+                             f"re-place its protection: {result.detail}",
+                  **self._order_fields(result, recipe)}
+        try:
+            await self._store.emit("alert", fields)
+        except StoreError as exc:
+            olog.error("alert protection_not_restored not written to Redis: {}", exc)
 
     def _still_orphan(self, cancel: CancelOrder, leased: frozenset[PositionKey]) -> str:
         """The pure decision again, on the book as it is now (after the awaits above): a
@@ -355,13 +517,27 @@ class ReaperTask:
                 return "" if a.why is Why.ORPHAN else f"no longer an orphan: {a.why}: {a.detail}"
         return "no longer open in the book"
 
-    async def _publish(self, kinds: tuple[str, ...], result: CancelResult, olog: Logger) -> None:
+    def _order_fields(self, result: CancelResult,
+                      recipe: Mapping[str, object]) -> dict[str, object]:
+        """Rule 5: the position and the order, by name (fields only ever added)."""
         cancel = result.cancel
-        fields: dict[str, object] = {
-            "position": str(cancel.key), "symbol": cancel.key.symbol,
-            "side": cancel.key.side.value, "order_id": cancel.order_id,
-            "algo": int(cancel.is_algo), "client_id": cancel.client_id,
-            "outcome": result.outcome.value, "reason": cancel.reason}
+        tracked = (self._orders.get(cancel.order_id, is_algo=cancel.is_algo)
+                   if self._orders is not None else None)
+        order_type = recipe.get("orderType") or recipe.get("type") or (
+            tracked.order_type if tracked else "")
+        order_side = recipe.get("side") or (tracked.side if tracked else "")
+        return {"position": str(cancel.key), "symbol": cancel.key.symbol,
+                "side": cancel.key.side.value, "position_side": cancel.key.side.value,
+                "order_id": cancel.order_id, "algo": int(cancel.is_algo),
+                "client_id": cancel.client_id, "order_side": str(order_side),
+                "order_type": str(order_type)}
+
+    async def _publish(self, kinds: tuple[str, ...], result: CancelResult, olog: Logger,
+                       recipe: Mapping[str, object],
+                       extra: Mapping[str, object] | None = None) -> None:
+        fields: dict[str, object] = {**self._order_fields(result, recipe),
+                                     "outcome": result.outcome.value,
+                                     "reason": result.cancel.reason, **(extra or {})}
         for kind in kinds:
             try:
                 await self._store.emit(kind, fields)
@@ -376,7 +552,7 @@ class ReaperTask:
         return len(self._sent)
 
     def _done(self, olog: Logger, cancel: CancelOrder, outcome: Outcome,
-              detail: str) -> CancelResult:
+              detail: str, *, new_order_id: int | None = None) -> CancelResult:
         ident = (cancel.is_algo, cancel.order_id)
         now_s = self._clock.monotonic()
         for key in [k for k, until in self._hold.items() if until < now_s]:
@@ -385,9 +561,10 @@ class ReaperTask:
                    Outcome.ABORTED: RETRY_AFTER_ABORT_S}.get(outcome, GONE_MEMORY_S)
         self._hold[ident] = now_s + pause_s
         self._created.pop(ident, None)
-        level = {Outcome.FAILED: "ERROR", Outcome.ABORTED: "WARNING"}.get(outcome, "INFO")
+        level = {Outcome.FAILED: "ERROR", Outcome.UNPROTECTED: "ERROR",
+                 Outcome.ABORTED: "WARNING", Outcome.RESTORED: "WARNING"}.get(outcome, "INFO")
         olog.log(level, "orphan {}: {}", outcome.value, detail)
-        return CancelResult(cancel, outcome, detail)
+        return CancelResult(cancel, outcome, detail, new_order_id)
 
 
 def bracketed_reader(rest: BinanceRest, emit: Emit) -> ReadPositions:

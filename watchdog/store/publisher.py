@@ -258,9 +258,10 @@ class RedisPublisher:
                 case Notify(kind=kind, key=key, detail=detail):
                     calls.append(self._emit_call(kind, {**({"position": member_of(key)} if key else {}),
                                                         **dict(detail)}))
-                case RaiseAlert(code=code, message=message, key=key):
+                case RaiseAlert(code=code, message=message, key=key, detail=detail):
                     calls.append(self._emit_call("alert", {"code": code, "message": message,
-                                                           **({"position": member_of(key)} if key else {})}))
+                                                           **({"position": member_of(key)} if key else {}),
+                                                           **dict(detail)}))
         if refreshes:
             refresh_calls[len(calls)] = refreshes
             calls.append(self._touches.call(refreshes))
@@ -482,9 +483,10 @@ class RedisPublisher:
                 await self.retract(key, reason)
             case Notify(kind=kind, key=key, detail=detail):
                 await self.emit(kind, {**({"position": member_of(key)} if key else {}), **dict(detail)})
-            case RaiseAlert(code=code, message=message, key=key):
+            case RaiseAlert(code=code, message=message, key=key, detail=detail):
                 await self.emit("alert", {"code": code, "message": message,
-                                          **({"position": member_of(key)} if key else {})})
+                                          **({"position": member_of(key)} if key else {}),
+                                          **dict(detail)})
             case MarkFiring(key=key, firing=firing):
                 await self.mark_firing(key, firing)
 
