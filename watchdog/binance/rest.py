@@ -270,17 +270,17 @@ class BinanceRest:
         """One regular order as Binance answers it (the reaper's recipe to restore it)."""
         return _object("order", await self._get("/fapi/v1/order",
                                                 {"symbol": symbol, "orderId": order_id},
-                                                urgent=True))
+                                                priority=Priority.SAFETY))
 
     async def algo_order_object(self, algo_id: OrderId) -> dict[str, Any]:
         """One algo order as Binance answers it (the reaper's recipe to restore it)."""
         return _object("algoOrder", await self._get("/fapi/v1/algoOrder", {"algoId": algo_id},
-                                                    urgent=True))
+                                                    priority=Priority.SAFETY))
 
     async def place_order(self, params: Mapping[str, ParamValue]) -> dict[str, Any]:
         """``POST /fapi/v1/order``; sent once, never retried (a retry could place it twice)."""
         return _object("order", await self._call("POST", "/fapi/v1/order", params, signed=True,
-                                                 urgent=True, idempotent=False))
+                                                 priority=Priority.SAFETY, idempotent=False))
 
     async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None:
         """Cancel one regular order; sent once, never retried.
