@@ -55,6 +55,12 @@ Rules of this module:
    unbroken run that showed the key flat. A gap, a failed read covering the key, an open fact
    or expiry (ambiguous REST, any loss of CONFIRMED) breaks the run; a snapshot requested
    before the latest break cannot start a new one, even if it is answered after it.
+10. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
+   makes a confirmed key SUSPECT at once and asks a snapshot of its symbol: the exchange may be
+   closing the position while the user stream says nothing (the BASUSDT incident). Only a
+   trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
+   the position as it was before). Losing the price feed is no event here: it removes a way to
+   doubt, never confirms anything.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ from watchdog.core.events import (
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
+    StopCrossed,
     StreamConnected,
     StreamLost,
     StreamPositions,
@@ -136,6 +143,7 @@ class _Entry:
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
     flat_since_ms: int | None = None
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
+    crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 10)
     published: PositionView | None = None
 
 
@@ -270,6 +278,8 @@ class PositionBook:
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
+            case StopCrossed():
+                extra.append(self._on_stop_crossed(event, now_ms))
             case OrdersSnapshot() | Tick():
                 pass
             case _:  # pragma: no cover - unreachable while every event type is handled
@@ -306,6 +316,18 @@ class PositionBook:
                     if k.symbol == symbol and time_ms > u.prior_ms]:
             del self._unreported[key]
         return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
+
+    def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
+        """Rule 10: doubt the key now; only a read requested after this lifts the doubt."""
+        entry = self._entries.get(event.key)
+        if entry is not None:
+            entry.crossed_seq = self.events_applied
+            self._move(entry, Evidence.TRIGGER_CROSSED, now_ms,
+                       f"price {event.price} crossed the trigger {event.trigger_price} of "
+                       f"{'algo' if event.is_algo else 'order'} {event.order_id}: awaiting a "
+                       "snapshot requested after it")
+        return RequestSnapshot(reason=f"stop trigger crossed on {event.key}",
+                               symbols=frozenset({event.key.symbol}))
 
     def _on_margin_call(self, event: MarginCall) -> list[Effect]:
         effects: list[Effect] = [
@@ -445,7 +467,7 @@ class PositionBook:
                     return effects
                 case _:  # pragma: no cover - unreachable while every verdict is handled
                     assert_never(judged.verdict)
-        if request is not None and trusted:
+        if request is not None and trusted and request.seq > entry.crossed_seq:
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
             if (entry.amount == ZERO and entry.flat_since_ms is None
                     and request.seq > entry.run_break_seq):

@@ -33,6 +33,7 @@ __all__ = [
     "SnapshotRequested",
     "StreamConnected",
     "StreamLost",
+    "StopCrossed",
     "StreamPositions",
     "Tick",
     "TradeLite",
@@ -88,6 +89,7 @@ class OrderUpdate:
     filled_quantity: Decimal
     last_filled_quantity: Decimal
     realized_profit: Decimal
+    working_type: str = "CONTRACT_PRICE"  # wt: the price a conditional order triggers on
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ class AlgoUpdate:
     quantity: Decimal
     trigger_time_ms: int
     reject_reason: str
+    working_type: str = "CONTRACT_PRICE"  # wt: MARK_PRICE or CONTRACT_PRICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ class OpenOrder:
     quantity: Decimal
     time_ms: int
     update_time_ms: int
+    working_type: str = "CONTRACT_PRICE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +229,7 @@ class OpenAlgoOrder:
     quantity: Decimal
     create_time_ms: int
     update_time_ms: int
+    working_type: str = "CONTRACT_PRICE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +262,20 @@ class StreamLost:
 
 
 @dataclass(frozen=True, slots=True)
+class StopCrossed:
+    """A public price (mark or last, the one the stop triggers on) crossed the trigger of an
+    open protective stop in its firing direction (core/triggers.py): the exchange may be
+    closing the position right now, whatever the user stream says."""
+
+    key: PositionKey
+    order_id: OrderId
+    is_algo: bool
+    trigger_price: Decimal
+    price: Decimal
+    price_time_ms: int  # exchange time of the price print (aggTrade T / markPriceUpdate E)
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; lets the core age knowledge and schedule work."""
 
@@ -275,5 +294,6 @@ Event = (
     | OrdersSnapshot
     | StreamConnected
     | StreamLost
+    | StopCrossed
     | Tick
 )
