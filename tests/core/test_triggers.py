@@ -245,6 +245,22 @@ def test_a_crossing_with_no_algo_update_raises_the_alert_after_the_bound() -> No
     assert watch.on_tick(orders, now_ms=20_000) == []  # once
 
 
+def test_a_stop_that_only_vanishes_from_the_rest_list_still_alerts() -> None:
+    """Stuck TRIGGERING (BINANCE-API.md §3.6.5): openAlgoOrders stops listing it, no event came."""
+    orders, watch = book_of(algo(1)), TriggerWatch(confirm_bound_ms=3_000)
+    watch.on_crossed(crossed(), orders, now_ms=10_000)
+    orders.apply(OrdersSnapshot(request_id=1, requested_time_ms=9_000_000, orders=(), algo_orders=()))
+    assert orders.get(OrderId(1), is_algo=True) is None
+    assert [e.code for e in watch.on_tick(orders, now_ms=13_000)] == ["trigger_not_acted"]  # type: ignore[union-attr]
+
+
+def test_a_terminal_fact_settles_the_crossing() -> None:
+    orders, watch = book_of(algo(1)), TriggerWatch(confirm_bound_ms=3_000)
+    watch.on_crossed(crossed(), orders, now_ms=10_000)
+    orders.apply(algo(1, status=AlgoStatus.REJECTED, at_ms=5_010))  # "Reduce Only reject"
+    assert watch.on_tick(orders, now_ms=13_000) == []
+
+
 def test_a_crossing_of_a_stop_no_longer_watched_is_dropped() -> None:
     orders, watch = book_of(algo(1, status=AlgoStatus.TRIGGERED)), TriggerWatch()
     assert watch.on_crossed(crossed(), orders, now_ms=1) == []

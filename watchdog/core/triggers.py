@@ -23,8 +23,9 @@ Rules of this module:
    and pongs, §1.4); never more than ``MAX_STREAMS`` (1024, §1.4) on the one connection: the
    names past it are reported (``FramePlan.dropped``) and not followed.
 5. ``TriggerWatch`` (the core's side): a ``StopCrossed`` for a stop still watched is recorded;
-   if no sign that the exchange acted (the algo TRIGGERING/TRIGGERED, the order gone) follows
-   within ``confirm_bound_ms``, one ``trigger_not_acted`` alert is raised: a trigger the
+   if no sign that the exchange acted (the algo TRIGGERING/TRIGGERED, or a terminal fact of the
+   order; merely vanishing from a REST list is no sign: a stuck trigger does that, §3.6.5)
+   follows within ``confirm_bound_ms``, one ``trigger_not_acted`` alert is raised: a trigger the
    exchange did not act on (stuck, price protection) or a blind user stream. The book makes the
    position suspect (book.py rule 10); the watch only follows up.
 """
@@ -232,15 +233,16 @@ class TriggerWatch:
         """Settle crossings the exchange acted on; alert on those past the bound."""
         effects: list[Effect] = []
         for ident, pending in list(self._pending.items()):
-            order = orders.get(pending.event.order_id, is_algo=pending.event.is_algo)
-            if order is None or order.status != "NEW":
+            e = pending.event
+            order = orders.get(e.order_id, is_algo=e.is_algo)
+            if (order is not None and order.status != "NEW") or orders.is_gone(
+                    e.order_id, is_algo=e.is_algo):
                 del self._pending[ident]  # TRIGGERING/TRIGGERED, or ended: the exchange acted
                 continue
             if now_ms - pending.at_ms < self.confirm_bound_ms:
                 continue
             del self._pending[ident]
             self.not_acted += 1
-            e = pending.event
             kind = "algo" if e.is_algo else "order"
             message = (f"price {e.price} crossed the trigger {e.trigger_price} of {kind} "
                        f"{e.order_id} on {e.key} {now_ms - pending.at_ms} ms ago and the "

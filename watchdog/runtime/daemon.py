@@ -3,6 +3,7 @@
 This is the only module that imports every adapter and the only place tasks are created::
 
     stream ─┐
+    market ─┤ (StopCrossed: a public price crossed an open stop's trigger)
     poller ─┼─► Inbox ─► core (PositionBook + OrderBook) ─► EffectsRunner ─► Redis (store)
     ticker ─┘                 │                                   ├─► poller (RequestSnapshot)
                               └─► sd_notify READY/WATCHDOG/STATUS └─► reaper (CancelOrder)
@@ -31,6 +32,7 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
+from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
@@ -46,6 +48,7 @@ from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
@@ -143,6 +146,11 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
             on_malformed=on_malformed)
+        # Trigger watching (issue 13): the public prices the open stops trigger on.
+        market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
+                              reconnect_min_delay_s=b.reconnect_min_delay_s,
+                              reconnect_max_delay_s=b.reconnect_max_delay_s,
+                              rotate_after_s=b.rotate_after_s)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
@@ -152,10 +160,11 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                                on_stream_blind=stream.request_blind_reconnect)
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=(poller.observe,))
+                        observers=(poller.observe,), triggers=TriggerTask(market))
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
+            "market": market.run(inbox.emit),
             "poller": poller.run(inbox.emit),
             "ticker": run_ticker(inbox, config.service.tick_interval_s),
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
