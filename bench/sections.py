@@ -197,7 +197,9 @@ def trigger_detection(redis_url: str, trials: int = 20, account: str = "bench",
     muted; after ``max_rest_lag_ms`` and a random part of ``poll_interval_s`` (outside the core's
     REST-lag rule, as in ``detection``) the contract price is moved 20 ticks down through
     ``/sim/v1/mark-price`` (the crossing print; the stop fires and closes the position) and
-    ``position_closed`` is awaited (XREAD). t0 is taken just before that call (an upper bound of
+    ``position_closed`` is awaited (XREAD); ``not_open_*`` is the time until the position hash
+    stops saying ``open`` (``unknown`` at the crossing, or ``closed``). t0 is taken just before
+    that call (an upper bound of
     the print's time). A daemon without trigger watching (``--daemon-root`` of an older
     checkout) detects the same closure by its routine poll.
     """
@@ -205,6 +207,7 @@ def trigger_detection(redis_url: str, trials: int = 20, account: str = "bench",
     key = f"wd:v1:{{{account}}}:pos:BTCUSDT:BOTH"
     events = f"wd:v1:{{{account}}}:events"
     closed_ms: list[float] = []
+    not_open_ms: list[float] = []  # until bots stop getting "open" (unknown or closed)
 
     def price() -> float:
         return float(sim.control("GET", "state")["prices"]["BTCUSDT"]["contract_price"])
@@ -240,12 +243,17 @@ def trigger_detection(redis_url: str, trials: int = 20, account: str = "bench",
             last_id = r.xrevrange(events, count=1)
             t0_ms = time.time() * 1000
             sim.control("POST", "mark-price", {"symbol": "BTCUSDT", "price": f"{now - 2.0:.2f}"})
+            wait_until(lambda: _state(r, key) != "open", timeout_s=30, what="the position not open",
+                       interval_s=0.002)
+            not_open_ms.append(time.time() * 1000 - t0_ms)
             closed_ms.append(_await_closed(r, events, last_id[0][0] if last_id else "0-0", t0_ms, wd))
         sim.control("DELETE", "faults")
     r.close()
     return {"trials": len(closed_ms), "trigger_watching": bool(watching),
             "p50_ms": round(percentile(closed_ms, 0.5), 1),
-            "p95_ms": round(percentile(closed_ms, 0.95), 1), "max_ms": round(max(closed_ms), 1)}
+            "p95_ms": round(percentile(closed_ms, 0.95), 1), "max_ms": round(max(closed_ms), 1),
+            "not_open_p50_ms": round(percentile(not_open_ms, 0.5), 1),
+            "not_open_p95_ms": round(percentile(not_open_ms, 0.95), 1)}
 
 
 class _WeightRate:

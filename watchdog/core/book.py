@@ -56,7 +56,7 @@ Rules of this module:
    or expiry (ambiguous REST, any loss of CONFIRMED) breaks the run; a snapshot requested
    before the latest break cannot start a new one, even if it is answered after it.
 10. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
-   makes a confirmed key SUSPECT at once and asks a snapshot of its symbol: the exchange may be
+   makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
    closing the position while the user stream says nothing (the BASUSDT incident). Only a
    trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
    the position as it was before). Losing the price feed is no event here: it removes a way to
@@ -326,8 +326,9 @@ class PositionBook:
                        f"price {event.price} crossed the trigger {event.trigger_price} of "
                        f"{'algo' if event.is_algo else 'order'} {event.order_id}: awaiting a "
                        "snapshot requested after it")
-        return RequestSnapshot(reason=f"stop trigger crossed on {event.key}",
-                               symbols=frozenset({event.key.symbol}))
+        # No symbols: the positions read is the one that matters (it covers every symbol anyway);
+        # scoping it would add that symbol's order reads in front of it under a tight budget.
+        return RequestSnapshot(reason=f"stop trigger crossed on {event.key}")
 
     def _on_margin_call(self, event: MarginCall) -> list[Effect]:
         effects: list[Effect] = [
