@@ -289,6 +289,21 @@ def test_a_crossing_makes_the_position_suspect_and_asks_for_its_symbol() -> None
     assert RequestSnapshot(reason=f"stop trigger crossed on {KEY}") in effects
 
 
+def test_a_lagging_read_after_the_crossing_that_still_shows_open_keeps_the_doubt() -> None:
+    """REST may lag (max_rest_lag_ms, 2 s by default): "still open" right after the crossing is
+    no proof; "still open" read more than the lag after it is (the stop did not fire)."""
+    book = confirmed_open_book()
+    book.apply(replace(crossed(), price_time_ms=1_100), 1_100)
+    open_row = (PositionAmount(KEY, Decimal(1216), Decimal("0.008"), 900),)
+    book.apply(SnapshotRequested(2, 1_150), 1_150)
+    book.apply(PositionSnapshot(2, 1_150, 1_160, open_row), 1_160)
+    assert book.view(KEY).knowledge is Knowledge.SUSPECT  # type: ignore[union-attr]
+    book.apply(SnapshotRequested(3, 3_100), 3_100)  # 2 s after the crossing
+    book.apply(PositionSnapshot(3, 3_100, 3_110, open_row), 3_110)
+    view = book.view(KEY)
+    assert view is not None and view.state is PositionState.OPEN
+
+
 def test_only_a_read_requested_after_the_crossing_lifts_the_doubt() -> None:
     book = confirmed_open_book()
     book.apply(SnapshotRequested(2, 1_090), 1_090)     # in flight when the price crossed

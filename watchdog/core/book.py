@@ -59,8 +59,10 @@ Rules of this module:
    makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
    closing the position while the user stream says nothing (the BASUSDT incident). Only a
    trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
-   the position as it was before). Losing the price feed is no event here: it removes a way to
-   doubt, never confirms anything.
+   the position as it was before), and only if it shows the amount changed or was requested
+   more than ``max_rest_lag_ms`` after the crossing: a lagging REST may still show the old
+   amount (rule 2). Losing the price feed is no event here: it removes a way to doubt, never
+   confirms anything.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ class _Entry:
     flat_since_ms: int | None = None
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 10)
+    crossed_ms: int = -1  # exchange time of the crossing price print
+    crossed_amount: Decimal = ZERO  # the amount held when the price crossed
     published: PositionView | None = None
 
 
@@ -322,6 +326,8 @@ class PositionBook:
         entry = self._entries.get(event.key)
         if entry is not None:
             entry.crossed_seq = self.events_applied
+            entry.crossed_ms = event.price_time_ms
+            entry.crossed_amount = entry.amount
             self._move(entry, Evidence.TRIGGER_CROSSED, now_ms,
                        f"price {event.price} crossed the trigger {event.trigger_price} of "
                        f"{'algo' if event.is_algo else 'order'} {event.order_id}: awaiting a "
@@ -468,12 +474,23 @@ class PositionBook:
                     return effects
                 case _:  # pragma: no cover - unreachable while every verdict is handled
                     assert_never(judged.verdict)
-        if request is not None and trusted and request.seq > entry.crossed_seq:
+        if request is not None and trusted and self._lifts_crossing(entry, request, snap):
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
             if (entry.amount == ZERO and entry.flat_since_ms is None
                     and request.seq > entry.run_break_seq):
                 entry.flat_since_ms = snap.requested_time_ms  # rule 9
         return effects
+
+    def _lifts_crossing(self, entry: _Entry, request: _Request, snap: PositionSnapshot) -> bool:
+        """Rule 10: a read requested before the crossing never lifts its doubt; one after it
+        does if it shows the amount changed, or if it was requested more than
+        ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""
+        if entry.crossed_seq < 0:
+            return True
+        if request.seq <= entry.crossed_seq:
+            return False
+        return (entry.amount != entry.crossed_amount
+                or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
 
     def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
                          message: str) -> None:
