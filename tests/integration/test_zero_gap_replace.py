@@ -81,7 +81,8 @@ async def test_the_move_leaves_no_instant_without_a_stop_and_records_window_0(
         moved = await bot.replace_stop("BASUSDT", "BOTH", holder="bot-1", create=create,
                                        cancel_new=cancel_new,
                                        cancel_old=lambda: cancel_stop(sim_client, old))
-        assert moved.ended.released and moved.ended.window_ms == 0
+        assert moved.ended.released
+        assert moved.ended.window_ms == 0
         record = json.loads(await rclient.hget(KEYS.windows, "BASUSDT:BOTH") or "{}")
         assert (record["window_ms"], record["mode"], record["outcome"]) == (0, "replace", "ok")
         algos = {a.algo_id: a for a in bas_algos(sim)}
@@ -142,7 +143,8 @@ async def test_a_confirm_veto_cancels_the_new_stop_and_leaves_nothing_on_the_fla
         assert vetoed.value.op == "confirm"
         assert vetoed.value.verdict.reason in (Reason.POSITION_CLOSED, Reason.LEASE_REVOKED)
         account = sim.exchange.account(sim.api_key)
-        assert account.open_algos() == [] and account.open_orders() == []
+        assert account.open_algos() == []
+        assert account.open_orders() == []
         assert account.positions[("BASUSDT", "BOTH")].amount == Decimal(0)
         assert account.algos[old].status == "FINISHED"
         assert [account.algos[i].status for i in cancelled] == ["CANCELED"]

@@ -20,7 +20,7 @@ from watchdog.sim.account import Account, AccountView, Trade
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.orders import ZERO, AlgoOrder, Order, trailing_step, would_trigger
 
-__all__ = ["Matching", "MarketPrint", "Outgoing"]
+__all__ = ["MarketPrint", "Matching", "Outgoing"]
 
 
 @dataclass(frozen=True, slots=True)
