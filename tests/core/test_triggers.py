@@ -22,6 +22,7 @@ from watchdog.core.events import (
     SnapshotRequested,
     StopCrossed,
     StreamConnected,
+    StreamPositions,
 )
 from watchdog.core.model import (
     AlgoStatus,
@@ -321,3 +322,39 @@ def test_only_a_read_requested_after_the_crossing_lifts_the_doubt() -> None:
     view = book.view(KEY)
     assert view is not None
     assert view.state is PositionState.CLOSED
+
+
+_STEPS = st.lists(st.sampled_from(["cross", "request", "answer_open", "answer_flat", "stream_flat"]),
+                  max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_STEPS)
+def test_a_crossing_never_makes_a_position_look_safer(steps: list[str]) -> None:
+    """Whatever surrounds it, a StopCrossed never confirms anything, never changes the amount,
+    and leaves a confirmed key unconfirmed."""
+    book = confirmed_open_book()
+    now, request_id = 1_100, 10
+    pending: list[tuple[int, int]] = []
+    for step in steps:
+        now += 250
+        before = book.view(KEY)
+        if step == "cross":
+            book.apply(replace(crossed(), price_time_ms=now), now)
+            after = book.view(KEY)
+            assert before is not None
+            assert after is not None
+            assert after.amount == before.amount
+            assert after.knowledge is not Knowledge.CONFIRMED
+        elif step == "request":
+            request_id += 1
+            book.apply(SnapshotRequested(request_id, now), now)
+            pending.append((request_id, now))
+        elif step.startswith("answer") and pending:
+            rid, at = pending.pop(0)
+            amount = Decimal(1216) if step == "answer_open" else Decimal(0)
+            row = PositionAmount(KEY, amount, Decimal("0.008"), at)
+            book.apply(PositionSnapshot(rid, at, now, (row,)), now)
+        elif step == "stream_flat":
+            flat = PositionAmount(KEY, Decimal(0), Decimal(0), now)
+            book.apply(StreamPositions(now, now, "ORDER", (flat,)), now)
