@@ -127,3 +127,25 @@ async def test_market_connection_loss_resubscribes_and_never_looks_safer(
 
 
 assert ACCOUNT  # the daemon tests' account: KEYS above is built on it
+
+
+async def test_the_heartbeat_shows_the_market_stream(
+        sim: Simulator, sim_client: SimClient, redis_url: str, rclient: redis.asyncio.Redis) -> None:
+    sim.fill("BASUSDT", "BUY", "1216")
+    daemon, stop = start_daemon(sim, config_table(sim, redis_url))
+    try:
+        await place_stop(sim_client, "0.0077", closePosition="true")
+        health = await eventually(lambda: rclient.hgetall(KEYS.health),
+                                  lambda h: h.get("market_streams") == "1", timeout_s=20,
+                                  what="the heartbeat counts the followed stream")
+        assert (health["market_stream"], health["trigger_crossings"]) == ("connected", "0")
+        sim.set_faults(market="stall")
+        await eventually(lambda: rclient.hgetall(KEYS.health),
+                         lambda h: h.get("market_stream") == "down" or h.get("market_streams") == "0",
+                         timeout_s=30, what="the stalled market stream shown")
+        health = await rclient.hgetall(KEYS.health)
+        assert "market stream" not in health["problems"]  # informative, not a problem
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            assert await asyncio.wait_for(daemon, 30) == 0

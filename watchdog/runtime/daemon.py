@@ -156,11 +156,17 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
+        triggers = TriggerTask(market)
+        vitals.trigger_watch = lambda: {
+            "market_stream": "connected" if market.connected else "down",
+            "market_streams": str(len(market.subscribed)),
+            "trigger_crossings": str(triggers.watch.crossings),
+            "triggers_not_acted": str(triggers.watch.not_acted)}
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect)
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=(poller.observe,), triggers=TriggerTask(market))
+                        observers=(poller.observe,), triggers=triggers)
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
