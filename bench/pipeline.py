@@ -49,7 +49,7 @@ def _calls(publisher: RedisPublisher, effects: Sequence[StoreEffect]) -> list[Ca
                                format(view.entry_price, "f"), view.source.value, view.as_of_time_ms,
                                view.verified_ms, view.reason,
                                publisher._closed_ttl_ms,
-                               k.channel, view.key.symbol, view.key.side.value]))
+                               k.channel, view.key.symbol, view.key.side.value, "0"]))
             case Retract(key=key, reason=reason):
                 old = held.get(key)
                 version = old.version if old is not None else 0

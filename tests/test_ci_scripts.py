@@ -35,3 +35,11 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert block is not None
     commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
     assert commands == ["bash .ci/bootstrap demo", "bash .ci/bootstrap test"]
+
+
+def test_bootstrap_installs_prometheus_for_tests_only_and_only_when_missing() -> None:
+    """promtool and prometheus must be there in CI (the alert and scrape tests skip without them)."""
+    script = (REPO / ".ci/bootstrap").read_text(encoding="utf-8")
+    guard = re.search(r'if \[ "\$job" = test \] && \{ ! command -v prometheus .*! command -v promtool'
+                      r'[^\n]*\n\s+apt_install prometheus\n', script)
+    assert guard is not None

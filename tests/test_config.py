@@ -133,6 +133,9 @@ def test_base_urls_lose_a_trailing_slash() -> None:
     ({"binance": {"poll_interval_s": 0.1, "fast_poll_interval_s": 0.1}}, "binance", "poll_interval_s"),
     # 0.9 s positions (333/min) + a sweep every 60 s (80/min) > 360: the sweep is what changed.
     ({"binance": {"orders_sweep_interval_s": 60.0}}, "binance", "orders_sweep_interval_s"),
+    ({"stream": {"canary_interval_s": 60.0}}, "stream", "canary_symbol"),
+    ({"stream": {"canary_interval_s": 9.0, "canary_symbol": "BTCUSDT"}}, "stream",
+     "canary_interval_s"),
 ])
 def test_relations_between_keys_are_checked(data: dict[str, Any], section: str, key: str) -> None:
     error = error_for(data)

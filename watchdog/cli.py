@@ -31,7 +31,8 @@ def _echo_config_error(exc: ConfigError, prefix: str = "Error: ") -> None:
 @click.version_option(__version__, prog_name="position-watchdog")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.option("--log-json", is_flag=True, help="One JSON object per log line (journald, ingestion).")
+@click.option("--log-json", is_flag=True, help="One JSON object per log line (for collectors other than "
+              "journald, which gets priority-prefixed lines by itself).")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_json: bool) -> None:
     """Safety sidecar for trading bots on Binance USDⓈ-M futures."""
@@ -237,9 +238,11 @@ def run_command(config_path: str) -> None:
                 parts = config_problems(match) if isinstance(match, ConfigError) else (match,)
                 code, reasons = exit_code, [f"{what}: {describe(part)}" for part in parts]
                 break
+        from watchdog.logs import for_stderr
+
         for reason in reasons:
             logger.error("exiting with code {}: {}", code, reason)
-            click.echo(f"Error: {reason}", err=True)
+            click.echo(for_stderr(f"Error: {reason}"), err=True)  # <3> under journald
     sys.exit(code)
 
 

@@ -16,6 +16,7 @@ it equal to the dataclass defaults below.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -36,13 +37,16 @@ __all__ = [
     "Config",
     "CoreConfig",
     "Credentials",
+    "MetricsConfig",
     "ReaperConfig",
     "RedisConfig",
     "ServiceConfig",
+    "StreamConfig",
     "VetoConfig",
     "load_config",
     "load_credentials",
     "parse_config",
+    "parse_listen",
     "redact_url",
 ]
 
@@ -140,10 +144,35 @@ class ReaperConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """The optional liveness proof of the user-data stream (core/canary.py, docs/CONFIG.md)."""
+
+    # 0 = off. Each canary costs 1 on the account's order counts (0 IP weight) and its cancel
+    # 1 IP weight: at 60 s, 1 of 1200 orders/min and 1 of 2400 weight/min.
+    canary_interval_s: float = _key(0.0, ge=0, le=86400)
+    canary_symbol: str = _key("", pattern=r"[A-Z0-9_]{0,40}")
+    canary_timeout_s: float = _key(5.0, gt=0, le=60)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The daemon's own cadence (expiry checks, systemd keepalive)."""
 
     tick_interval_s: float = _key(0.25, ge=0.01, le=10)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics: an HTTP endpoint on loopback and/or a node_exporter textfile.
+
+    Both off by default: a second watchdog on the host (another account) would otherwise fight
+    over one port, and a hardened host may want no listening socket at all (textfile instead).
+    """
+
+    listen: str = _key("")  # "HOST:PORT", e.g. "127.0.0.1:9731"; "" serves no endpoint
+    allow_non_loopback: bool = _key(False)
+    textfile_path: str = _key("")  # absolute, ending in .prom; "" writes no file
+    textfile_interval_s: float = _key(15.0, ge=1, le=3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +184,9 @@ class Config:
     core: CoreConfig = field(default_factory=CoreConfig)
     veto: VetoConfig = field(default_factory=VetoConfig)
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
@@ -214,6 +245,7 @@ def parse_config(data: Mapping[str, Any], path: str) -> Config:
     # default above, and a relation with a default would name the wrong culprit).
     bad = {(e.section, e.key) for e in found} | {(e.section, "") for e in found}
     _check_relations(config, path, found, bad)
+    _check_metrics(config, path, found, bad)
     if len(found) == 1:
         raise found[0]
     if found:
@@ -294,6 +326,56 @@ def _check_url(value: str, schemes: tuple[str, ...], fail: Any) -> str:
     return value.rstrip("/")
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) → (host, port).
+
+    Raises:
+        ValueError: not of that shape, or the port is outside 1-65535 (says which).
+    """
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.-]+):(\d{1,5})", value)
+    if match is None:
+        raise ValueError(f'expected "HOST:PORT" (IPv6 as "[::1]:PORT"), got {_show(value)}')
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and any loopback IP literal (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def _check_metrics(config: Config, path: str, found: list[ConfigError],
+                   bad: set[tuple[str, str]]) -> None:
+    """``[metrics]``: the endpoint is on loopback unless allowed, the textfile path is usable.
+    Keys already reported in ``bad`` (wrong type) are not judged again."""
+    m = config.metrics
+    if m.listen and not {("metrics", "listen"), ("metrics", "")} & bad:
+        try:
+            host, _port = parse_listen(m.listen)
+        except ValueError as exc:
+            found.append(ConfigError(path, "metrics", "listen", str(exc)))
+        else:
+            if not _is_loopback(host) and not m.allow_non_loopback:
+                found.append(ConfigError(
+                    path, "metrics", "listen",
+                    f"{host} is not a loopback address: the metrics show positions and health to "
+                    "anyone who can connect; use 127.0.0.1 or ::1, or set allow_non_loopback = "
+                    "true and firewall the port"))
+    if (m.textfile_path and not {("metrics", "textfile_path"), ("metrics", "")} & bad
+            and (not m.textfile_path.startswith("/") or not m.textfile_path.endswith(".prom"))):
+        found.append(ConfigError(path, "metrics", "textfile_path",
+                                 "expected an absolute path ending in .prom (node_exporter's "
+                                 f"textfile collector reads only *.prom), got {_show(m.textfile_path)}"))
+
+
 def _check_relations(config: Config, path: str, found: list[ConfigError],
                      bad: set[tuple[str, str]]) -> None:
     """Checks that involve two keys; the error names the key an operator most likely changes.
@@ -323,6 +405,16 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           (("binance", "poll_interval_s"), ("core", "max_age_ms")), "binance", "poll_interval_s",
           f"must be shorter than [core] max_age_ms ({config.core.max_age_ms} ms), or a "
           f"quiet position expires between polls; got {b.poll_interval_s:g} s")
+    st = config.stream
+    check(not (st.canary_interval_s > 0 and not st.canary_symbol),
+          (("stream", "canary_interval_s"), ("stream", "canary_symbol")), "stream", "canary_symbol",
+          "must name a symbol (e.g. BTCUSDT) when canary_interval_s > 0")
+    check(not (0 < st.canary_interval_s <= 2 * st.canary_timeout_s),
+          (("stream", "canary_interval_s"), ("stream", "canary_timeout_s")), "stream",
+          "canary_interval_s",
+          f"must be 0 (off) or more than twice canary_timeout_s "
+          f"({st.canary_timeout_s:g} s), one canary at a time; "
+          f"got {st.canary_interval_s:g}")
     # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
     if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
         return

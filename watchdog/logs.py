@@ -2,6 +2,9 @@
 
 Why each choice:
 - stderr only: systemd's journal captures it; no files to rotate, no second sink to forget.
+- Under journald (``$JOURNAL_STREAM`` names our stderr), every line starts with its syslog
+  priority (``<3>`` error … ``<7>`` debug, sd-daemon(3)) and carries no timestamp of its own:
+  the journal stamps each entry, and ``journalctl -p warning`` filters on the priority.
 - ``diagnose=False``: loguru's default prints local variables in tracebacks, API secret included.
   ``backtrace=False``: frames above the catch point add noise, not information.
 - stdlib loggers are routed into loguru (``InterceptHandler`` from loguru's README), then
@@ -20,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -30,7 +35,8 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Record
 
-__all__ = ["InterceptHandler", "configure_logging", "redact", "register_secret"]
+__all__ = ["InterceptHandler", "configure_logging", "for_stderr", "redact", "register_secret",
+           "stderr_is_journal", "syslog_priority"]
 
 MASK = "***"
 
@@ -61,6 +67,7 @@ _permanent: set[str] = set()
 _transient: list[str] = []
 _secrets_re: re.Pattern[str] | None = None
 _handler_id: int | None = None
+_journal = False  # the configured sink writes to the journal (priority prefixes)
 
 # Third-party loggers that print secrets below this level (see the module docstring).
 QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "websockets": logging.INFO,
@@ -121,10 +128,20 @@ class _RedactingStderr:
     """A stream sink: the rendered line (traceback and JSON included) is masked once more.
 
     ``sys.stderr`` is looked up on every write so that test capture and re-opened streams work.
+    ``journal``: prefix every line (each traceback line too: the journal stores each line as its
+    own entry) with the record's syslog priority.
     """
 
+    def __init__(self, journal: bool = False) -> None:
+        self._journal = journal
+
     def write(self, message: str) -> None:
-        sys.stderr.write(redact(message))
+        text = redact(message)
+        if self._journal:
+            record = getattr(message, "record", None)
+            prefix = f"<{syslog_priority(record['level'].no if record else logging.INFO)}>"
+            text = "".join(prefix + line + "\n" for line in text.splitlines())
+        sys.stderr.write(text)
 
     def flush(self) -> None:
         sys.stderr.flush()
@@ -137,6 +154,45 @@ def _format(record: Record) -> str:
     tail = f" | {context}" if context else ""
     return ("{time:YYYY-MM-DD HH:mm:ss.SSS!UTC}Z | {level: <7} | {name}:{line} | {message}"
             + tail + "\n{exception}")
+
+
+def _journal_format(record: Record) -> str:
+    """The readable line without its timestamp: the journal has one for every entry."""
+    return _format(record).replace("{time:YYYY-MM-DD HH:mm:ss.SSS!UTC}Z | ", "", 1)
+
+
+def syslog_priority(level_no: int) -> int:
+    """The syslog priority of a log level number: the ``<N>`` prefix journald reads
+    (sd-daemon(3)): 2 critical, 3 error, 4 warning, 5 notice (loguru SUCCESS), 6 info, 7 debug."""
+    for floor, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                            (25, 5), (logging.INFO, 6)):
+        if level_no >= floor:
+            return priority
+    return 7
+
+
+def for_stderr(text: str, level_no: int = logging.ERROR) -> str:
+    """``text`` as a line written straight to stderr (the CLI's one-line ``Error: …``): with the
+    priority prefix on every line when the logs go to the journal, unchanged otherwise."""
+    if not _journal:
+        return text
+    prefix = f"<{syslog_priority(level_no)}>"
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def stderr_is_journal(environ: Mapping[str, str] | None = None, fd: int = 2) -> bool:
+    """True when ``fd`` is the stream systemd connected to the journal: ``$JOURNAL_STREAM`` holds
+    its ``device:inode`` (systemd.exec(5)). Compared, not just present: a child whose stderr was
+    redirected elsewhere inherits the variable."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        found = os.fstat(fd)
+    except OSError:
+        return False
+    return (found.st_dev, found.st_ino) == (int(device), int(inode))
 
 
 class InterceptHandler(logging.Handler):
@@ -155,14 +211,17 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def configure_logging(level: str = "INFO", json: bool = False) -> None:
+def configure_logging(level: str = "INFO", json: bool = False, journal: bool | None = None) -> None:
     """Configure loguru and stdlib logging for the whole process; safe to call again.
 
     Args:
         level: loguru level name (TRACE, DEBUG, INFO, WARNING, ERROR).
-        json: one JSON object per line (``serialize=True``) for journald/ingestion.
+        json: one JSON object per line (``serialize=True``) for other collectors.
+        journal: priority prefixes and no timestamp; None detects it (``stderr_is_journal``).
     """
-    global _handler_id
+    if journal is None:
+        journal = stderr_is_journal()
+    global _handler_id, _journal
     level = level.upper()
     logger.configure(patcher=_redact_record)
     with _lock:
@@ -171,10 +230,12 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         else:
             logger.remove(_handler_id)
         options: dict[str, Any] = {"level": level, "diagnose": False, "backtrace": False, "colorize": False}
+        sink = _RedactingStderr(journal=journal)
+        _journal = journal
         if json:
-            _handler_id = logger.add(_RedactingStderr(), serialize=True, **options)
+            _handler_id = logger.add(sink, serialize=True, **options)
         else:
-            _handler_id = logger.add(_RedactingStderr(), format=_format, **options)
+            _handler_id = logger.add(sink, format=_journal_format if journal else _format, **options)
     logging.basicConfig(handlers=[InterceptHandler()], level=logger.level(level).no, force=True)
     for name, quiet in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(quiet)

@@ -28,10 +28,23 @@ import redis.asyncio
 from redis import exceptions as redis_errors
 
 from poswatch.connection import connect, connect_sync
-from poswatch.protocol import Call, Ended, Reason, Replaced, Verdict, VetoCalls, Vetoed, WatchdogEvent
+from poswatch.protocol import (
+    RETRY_LATER,
+    VETO_REASONS,
+    Call,
+    Ended,
+    Reason,
+    Replaced,
+    Verdict,
+    VetoCalls,
+    Vetoed,
+    WatchdogEvent,
+)
 from poswatch.scripts import BOT_SCRIPTS, script_sha, script_source
 
 __all__ = [
+    "RETRY_LATER",
+    "VETO_REASONS",
     "AsyncGuard",
     "AsyncWatchdogClient",
     "Ended",
@@ -48,6 +61,7 @@ __all__ = [
 _log = logging.getLogger("poswatch")
 _T = TypeVar("_T")
 _REPLACE = "replace"  # end's mode for a zero-gap replacement (window recorded as 0)
+
 DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 
 
@@ -114,7 +128,12 @@ class WatchdogClient:
             return _DOWN
 
     def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
-        """Before cancelling a stop: ALLOW with a lease, or VETO with a reason."""
+        """Before cancelling a stop: ALLOW with a lease, or VETO with a reason.
+
+        Raises:
+            ValueError: ``holder`` is not 1-128 printable ASCII characters, ``ttl_ms`` not an
+                integer from 1 to 600,000, or ``symbol``/``side`` cannot be part of a key.
+        """
         try:
             call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
             return self._p.verdict(self._call("begin", call))

@@ -14,8 +14,8 @@ from typing import Any
 
 from poswatch.keys import AccountKeys, PositionKeys, binance_symbol
 
-__all__ = ["Call", "Ended", "Reason", "Replaced", "Verdict", "VetoCalls", "Vetoed", "WatchdogEvent",
-           "reason_of"]
+__all__ = ["MAX_LEASE_TTL_MS", "RETRY_LATER", "VETO_REASONS", "Call", "Ended", "Reason", "Replaced",
+           "Verdict", "VetoCalls", "Vetoed", "WatchdogEvent", "reason_of"]
 
 # KEYS and ARGV of one EVALSHA.
 Call = tuple[list[str], list[str | int]]
@@ -48,6 +48,15 @@ class Reason(StrEnum):
 
 _REASONS = {r.value: r for r in Reason}
 
+# Every reason a check/begin veto can carry (docs/PROTOCOL.md §2), and those after which the
+# same question may get another answer soon (the others: the position is gone or unknown to
+# the watchdog). ``stop_triggered``: a stop of the position is firing; leave it alone and wait
+# for ``position_closed`` (or the firing to end: ``firing_*`` fields leave the position hash).
+VETO_REASONS = frozenset({"watchdog_down", "no_position", "stale", "position_closed",
+                          "stop_triggered", "reaping", "lease_held"})
+RETRY_LATER = frozenset({"watchdog_down", "stale", "stop_triggered", "reaping", "lease_held"})
+MAX_LEASE_TTL_MS = 600_000  # begin.lua refuses longer leases (MAX_LEASE_TTL_MS in lua/_prelude.lua)
+
 
 def reason_of(text: str) -> Reason | str:
     """The :class:`Reason` named ``text``, or ``text`` itself when this version does not know it."""
@@ -65,6 +74,21 @@ class Verdict:
     lease: int | None
     position: dict[str, str] = field(default_factory=dict)
     age_ms: int | None = None
+
+    @property
+    def firing(self) -> dict[str, str] | None:
+        """The stop the watchdog saw firing on this position (``algo_id``, ``status``,
+        ``since_ms``, ``child_id``), None when none: the detail of a ``stop_triggered`` veto."""
+        algo_id = self.position.get("firing_algo_id", "")
+        if not algo_id:
+            return None
+        return {name: self.position.get(f"firing_{name}", "")
+                for name in ("algo_id", "status", "since_ms", "child_id")}
+
+    @property
+    def retry_later(self) -> bool:
+        """True for a veto that may turn into an allow by itself (RETRY_LATER)."""
+        return not self.allowed and self.reason in RETRY_LATER
 
     def as_json(self) -> dict[str, object]:
         """The one-line shape of ``position-watchdog check --json``."""
@@ -105,7 +129,9 @@ class Vetoed(Exception):
     def __init__(self, op: str, verdict: Verdict) -> None:
         self.op = op
         self.verdict = verdict
-        super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms})")
+        firing = verdict.firing if verdict.reason == "stop_triggered" else None
+        detail = f", algo {firing['algo_id']} {firing['status']}" if firing else ""
+        super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms}{detail})")
 
 
 class VetoCalls:
@@ -134,6 +160,7 @@ class VetoCalls:
         return [self.keys.health, p.position, p.reaping, p.lease], [self.max_age]
 
     def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> Call:
+        _check_begin_args(holder, ttl_ms)
         k, p = self.keys, self.position(symbol, side)
         return ([p.lease, k.lease_seq, k.leases, k.events],
                 [p.member, holder, ttl_ms, self.max_age, k.channel, k.health, p.position, p.reaping])
@@ -171,3 +198,14 @@ class VetoCalls:
             for entry_id, fields in entries:
                 out.append(WatchdogEvent(str(entry_id), str(fields.get("kind", "")), dict(fields)))
         return out
+
+
+def _check_begin_args(holder: str, ttl_ms: int) -> None:
+    """What begin.lua refuses, refused here with a ValueError (a bug in the caller, not an outage
+    to be answered with watchdog_down)."""
+    if not (isinstance(ttl_ms, int) and not isinstance(ttl_ms, bool)
+            and 1 <= ttl_ms <= MAX_LEASE_TTL_MS):
+        raise ValueError(f"ttl_ms must be an integer from 1 to {MAX_LEASE_TTL_MS}, got {ttl_ms!r}")
+    if not (isinstance(holder, str) and 1 <= len(holder) <= 128 and holder.isascii()
+            and holder.isprintable()):
+        raise ValueError(f"holder must be 1-128 printable ASCII characters, got {holder!r}")

@@ -48,6 +48,7 @@ class Watch:
     published: list[PositionView]
     alerts: list[RaiseAlert]
     events: list[Event]
+    pump: CorePump | None = None
 
     def view(self, key: PositionKey = BTC) -> PositionView | None:
         return self.book.view(key)
@@ -78,7 +79,7 @@ def _config(sim: Simulator, **overrides: Any) -> BinanceConfig:
     base: dict[str, Any] = {"rest_url": sim.rest_url, "ws_url": sim.ws_url, "poll_interval_s": 0.2,
                             "orders_poll_interval_s": 1.0, "fast_poll_interval_s": 0.2,
                             "max_silence_s": 3.0, "reconnect_min_delay_s": 0.05,
-                            "reconnect_max_delay_s": 0.3, "weight_budget_pct": 50}
+                            "reconnect_max_delay_s": 0.3}
     base.update(overrides)
     return BinanceConfig(**base)
 
@@ -120,7 +121,7 @@ async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
 
     pump.apply = recording_apply  # type: ignore[method-assign]
     task = asyncio.create_task(run_adapters(pump, stream, poller))
-    watch = Watch(sim, rest, stream, poller, book, published, alerts, events)
+    watch = Watch(sim, rest, stream, poller, book, published, alerts, events, pump)
     try:
         await watch.until(lambda w: w.book.stream_state == "live", "stream live")
         yield watch

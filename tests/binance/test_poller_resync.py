@@ -34,9 +34,15 @@ def test_an_order_read_by_the_stream_restarts_the_orders_timer() -> None:
 
 def test_an_order_read_by_the_stream_never_serves_a_request() -> None:
     s = schedule_with_btc_open()
-    s.snapshot_requested("fill on BTCUSDT", {BTC})
+    s.snapshot_requested("reaper: confirm flat by REST", {BTC})
     s.orders_read_by_other({BTC}, 1.0)
     assert BTC in s.plan(1.0).orders_urgent
+    # A routine request (after a fill the stream reported) is read like after an event.
+    s = schedule_with_btc_open()
+    s.snapshot_requested("fill on BTCUSDT", {BTC})
+    s.orders_read_by_other({BTC}, 1.0)
+    assert BTC not in s.plan(1.0).orders_urgent
+    assert BTC in s.plan(1.0 + s.fast_poll_interval_s).order_symbols
 
 
 def test_an_older_read_by_the_stream_does_not_move_the_timer_back() -> None:
@@ -66,7 +72,7 @@ def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     assert budget.own_used_1m(now_s) == 0
     poller.observe(OrdersSnapshot(7, 1, (), (), frozenset({BTC})))  # not one of the poller's own
     assert budget.own_used_1m(now_s) == 2  # openOrders + openAlgoOrders
-    assert budget.budget_per_min == 12  # 360 - positions 334 - sweep 8 - blind reconnects 6
+    assert budget.budget_per_min == 10  # 360 - reserve 8 - positions 334 - sweep 8
 
 
 class _Clock:
@@ -93,7 +99,7 @@ def test_an_order_read_held_by_the_budget_does_not_delay_the_positions_poll() ->
     schedule = schedule_with_btc_open()
     poller = Poller(_BudgetRest(), schedule, clock=clock)  # type: ignore[arg-type]
     schedule.positions_started(0.0)  # next positions read due at 0.9
-    poller._orders_budget.record(12, 0.0)  # the orders share is spent for a minute
+    poller._orders_budget.record(10, 0.0)  # the orders share is spent for a minute
     clock.now_s = 5.5  # BTCUSDT's orders are due, and held back
     schedule.positions_started(5.2)  # the last positions read: the next is due at 6.1
     assert schedule.plan(5.5).order_symbols == (BTC,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.core.model import OrderId, Symbol
@@ -20,6 +22,7 @@ from watchdog.errors import (
     ExchangeRejected,
     ExchangeUnavailable,
     OutcomeUnknown,
+    WireFormatError,
 )
 
 SECRET = "s3cr3t-value"
@@ -146,7 +149,7 @@ async def test_weight_header_and_own_weight_are_tracked() -> None:
     assert rest.weight_used_1m == 0  # a minute-old report is not current
 
 
-async def test_non_urgent_calls_wait_when_budget_spent() -> None:
+async def test_calls_wait_when_budget_spent_whatever_their_priority() -> None:
     def route(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=[])
 
@@ -154,9 +157,9 @@ async def test_non_urgent_calls_wait_when_budget_spent() -> None:
                               "GET /fapi/v3/positionRisk": route}), budget=12)
     await rest.fetch_positions()            # 1 (time) + 5
     await rest.fetch_positions()            # 11
-    assert rest.budget_wait_s(1) == 0
-    assert rest.budget_wait_s(5) > 0
-    assert rest.budget_wait_s(5, urgent=True) == 0
+    assert rest.budget_wait_s(1, priority=Priority.SAFETY) == 0
+    assert rest.budget_wait_s(5, priority=Priority.SAFETY) > 0  # the cap is hard
+    assert rest.budget_wait_s(1) > 0  # routine calls leave the reserve (12 // 2 = 6) free
 
 
 @pytest.mark.parametrize(("status", "code", "msg", "kind"), [
@@ -345,3 +348,88 @@ async def test_retry_gives_up_at_once_when_retry_after_exceeds_the_policy() -> N
     assert rec.sleeps == []  # no 120 s sleep hidden inside one call
     assert len(sent) == 1
     assert rest.degraded
+
+
+async def test_after_a_429_the_poll_resumes_when_binance_minute_resets() -> None:
+    """Issue 12: the bot exhausted the IP weight; a 429 at second 45.5 of Binance's minute
+    with Retry-After 14.5 s. The positions poll deferred 46 s more on main (the reported 2,400
+    kept for a sliding 60 s); Binance's counter resets with its minute, 14.5 s later."""
+    minute_start_ms = 1_700_000_040_000  # a multiple of 60,000
+    clock = FakeClock(wall=minute_start_ms + 45_500)
+    answers = [err(429, -1003, "Too many requests", **{"Retry-After": "14.5",
+                                                        "X-MBX-USED-WEIGHT-1M": "2400"})]
+
+    def positions(request: httpx.Request) -> httpx.Response:
+        if answers:
+            return answers.pop()
+        return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": "5"})
+
+    rest, _, _ = make(server({"GET /fapi/v3/positionRisk": positions},
+                             server_ms=clock.wall), clock=clock)
+    rest._retry_policy = RetryPolicy(max_delay_s=1.0, max_attempts=1)
+    with pytest.raises(ExchangeUnavailable):
+        await rest.fetch_positions(priority=Priority.ROUTINE)
+    assert rest.degraded
+    assert rest.budget_wait_s(5) == pytest.approx(14.5)
+    clock.now_s += 14.5
+    clock.wall += 14_500
+    assert rest.budget_wait_s(5) == 0  # not 46 s more
+    assert rest.weight_used_1m == 0
+    await rest.fetch_positions(priority=Priority.ROUTINE)
+    assert not rest.degraded
+
+
+async def test_a_priority_call_waits_for_room_while_routine_calls_yield() -> None:
+    """The hard cap holds for a cancel's re-query too, but it waits (up to 5 s) instead of
+    failing, and while it waits routine polls leave it the room (issue 12, weight goes to
+    safety first)."""
+    def algo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"algoId": 7, "symbol": "BTCUSDT", "algoStatus": "CANCELED"})
+
+    rest, rec, clock = make(server({"GET /fapi/v1/algoOrder": algo}), budget=20)
+    await rest.sync_time()
+    rest.budget.record(19, clock.now_s)  # with the time sync: the whole share, for 60 s
+    clock.now_s += 50.0
+    with pytest.raises(ExchangeUnavailable, match="budget is spent"):
+        await rest.get_algo_order(OrderId(7))  # 10 s to wait: more than a priority call waits
+    seen_wanted: list[int] = []
+
+    async def sleep(s: float) -> None:
+        seen_wanted.append(rest.budget.wanted)
+        assert rest.budget_wait_s(1) > 0  # routine calls yield meanwhile
+        clock.now_s += s
+
+    rest._sleep = sleep
+    clock.now_s += 7.0  # 3 s left
+    sent = rest.requests_sent
+    with contextlib.suppress(WireFormatError):  # the answer's shape is not the point here
+        await rest.get_algo_order(OrderId(7))
+    assert rest.requests_sent == sent + 1
+    assert seen_wanted
+    assert all(w == 1 for w in seen_wanted)
+    assert rest.budget.wanted == 0
+    assert rest.own_weight_1m <= 20
+    assert rec.sleeps == []
+
+
+async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> None:
+    """After a gap, 300 open symbols' order reads must not each wait and fail in turn: the
+    first refusal ends the batch (the poller reads the rest later)."""
+    from watchdog.binance.snapshots import read_orders
+
+    def empty(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=[])
+
+    rest, _, clock = make(server({"GET /fapi/v1/openOrders": empty,
+                                  "GET /fapi/v1/openAlgoOrders": empty}), budget=20)
+    await rest.sync_time()  # 1
+    emitted: list[object] = []
+
+    async def emit(event: object) -> None:
+        emitted.append(event)
+
+    symbols = [Symbol(f"S{i}USDT") for i in range(10)]
+    done = await read_orders(rest, emit, symbols, reason="test")  # routine: 20 - 8 = 12
+    assert len(done) == 5  # 1 + 5 × 2 = 11; the sixth symbol's second read does not fit
+    assert rest.requests_sent == 1 + 10 + 1  # nothing tried after the refusal
+    assert len(emitted) == 5  # no half-read symbol

@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from watchdog.binance.budget import WeightBudget
+from watchdog.binance.budget import Priority, WeightBudget
 from watchdog.binance.classify import classify_response, parse_retry_after_s
 from watchdog.binance.poller import PollSchedule
 from watchdog.binance.reconnect import (
@@ -131,28 +131,11 @@ def test_classify_success_and_retry_after_parsing() -> None:
 
 # ---------------------------------------------------------------- weight budget
 
-def test_budget_sliding_window_and_block() -> None:
-    b = WeightBudget(10)
-    b.record(5, 0.0)
-    b.record(5, 30.0)
-    assert b.own_used_1m(30.0) == 10
-    assert b.wait_for_s(1, urgent=False, now_s=30.0) == pytest.approx(30.0)
-    assert b.wait_for_s(1, urgent=True, now_s=30.0) == 0
-    assert b.wait_for_s(1, urgent=False, now_s=60.0) == 0
-    b.block(7, 60.0)
-    assert b.degraded
-    assert b.wait_for_s(1, urgent=True, now_s=61.0) == pytest.approx(6.0)
-    b.succeeded(66.0)
-    assert b.degraded  # still inside the block
-    b.succeeded(67.0)
-    assert not b.degraded
-
-
 def test_budget_leaves_the_ip_to_the_bot_near_its_limit() -> None:
     b = WeightBudget(360)
     b.observe_used_weight(2200, 0.0)
-    assert b.wait_for_s(5, urgent=False, now_s=1.0) > 0
-    assert b.wait_for_s(5, urgent=True, now_s=1.0) == 0
+    assert b.wait_for_s(5, now_s=1.0) > 0
+    assert b.wait_for_s(5, priority=Priority.REQUESTED, now_s=1.0) == 0
     assert b.ip_used_1m(61.0) == 0
 
 

@@ -564,3 +564,38 @@ def test_expected_keys_from_an_earlier_run_are_published_from_rest_even_when_fla
     assert eth.state is PositionState.OPEN
     book.expect([BTC])  # already held: the book's own knowledge wins, nothing changes
     assert book.apply(Tick(), 2_060) == []
+
+
+SOL = key("SOLUSDT")
+
+
+def test_a_change_while_no_watchdog_ran_is_told_with_while_down() -> None:
+    """Issue 12, Deliver 6: Redis last showed BTC open (verified at 500) and ETH closed; the
+    first read finds BTC flat and ETH open: both changes are notified, marked while_down."""
+    book = PositionBook()
+    book.expect([BTC, ETH, SOL], {BTC: (PositionState.OPEN, 500), ETH: (PositionState.CLOSED, 400),
+                                  SOL: (PositionState.OPEN, 450)})
+    book.apply(StreamConnected(1), 1_000)
+    book.apply(requested(1, 1_000), 1_000)
+    effects = book.apply(snapshot(1, 1_000, amount(ETH, 3, 900), amount(SOL, 2, 800)), 1_050)
+    notes = [(e.kind, e.key, dict(e.detail)) for e in effects if isinstance(e, Notify) and e.key]
+    assert notes == [
+        ("position_closed", BTC, {"amount": "0", "while_down": "true", "last_seen_ms": "500"}),
+        ("position_opened", ETH, {"amount": "3", "while_down": "true", "last_seen_ms": "400"}),
+    ]  # SOL is still open: nothing changed, nothing said
+    book.apply(requested(2, 9_000), 9_000)
+    effects = book.apply(snapshot(2, 9_000, amount(SOL, 2, 800)), 9_050)
+    # A later change is seen live: no while_down any more.
+    assert [(e.kind, e.key, dict(e.detail)) for e in effects if isinstance(e, Notify)] == [
+        ("position_closed", ETH, {"amount": "0"})]
+
+
+def test_a_closure_first_seen_on_the_stream_after_a_restart_is_not_while_down() -> None:
+    book = PositionBook()
+    book.expect([BTC], {BTC: (PositionState.OPEN, 500)})
+    book.apply(StreamConnected(1), 1_000)
+    book.apply(requested(1, 1_000), 1_000)
+    book.apply(stream(BTC, 0, 1_010), 1_010)  # ACCOUNT_UPDATE: it closed after we connected
+    effects = book.apply(snapshot(1, 1_000), 1_050)
+    assert [(e.kind, e.key, dict(e.detail)) for e in effects if isinstance(e, Notify) and e.key] == [
+        ("position_closed", BTC, {"amount": "0"})]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core.facts import BTC, ETH, amount, stream, trade_lite
+from tests.core.facts import BTC, ETH, amount, requested, snapshot, stream, trade_lite
 from tests.core.test_book import Harness, alerts, kinds, state
 from watchdog.core.book import BookPolicy
-from watchdog.core.events import StreamConnected
+from watchdog.core.events import StreamConnected, StreamLost
 from watchdog.core.model import PositionState
 
 
@@ -95,3 +95,55 @@ def test_a_gap_forgets_unreported_changes(h: Harness) -> None:
     h.apply(StreamConnected(2), 5100)
     assert alerts(h.poll(7000)) == []  # post-gap: the new connection starts clean
     assert alerts(h.poll(9000)) == []
+
+
+def test_a_change_made_while_disconnected_is_not_blamed_on_the_new_connection() -> None:
+    """The shrunk case of the flaky property test (issue 12): ETH opened while the stream was
+    down; the first read after the connect lags (flat), the next one shows the open. Only a
+    change made after the first post-connect request counts against the stream."""
+    h = Harness()
+    h.apply(StreamConnected(1), 0)
+    h.poll(0)
+    h.apply(StreamLost(1, "1006"), 1000)
+    h.apply(StreamConnected(2), 3000)
+    h.poll(3100)  # the first request after the connect; REST still shows the old state
+    assert alerts(h.poll(3200, amount(ETH, 2, 2000))) == []  # opened at 2000, while down
+    assert alerts(h.poll(5000, amount(ETH, 2, 2000))) == []
+    eth = amount(ETH, 2, 2000)
+    assert alerts(h.poll(5100, eth, amount(BTC, 1, 4900))) == []  # opened after: young yet
+    assert alerts(h.poll(5900, eth, amount(BTC, 1, 4900))) == ["stream_blind"]
+
+
+def test_a_position_opened_long_ago_is_still_watched_once_a_read_shows_it_after_the_connect(
+        ) -> None:
+    """The held fact's own time (the open, long before the connect) is not when it was last
+    known true: a read whose lag floor is after the watch start still showed it open."""
+    h = Harness()
+    h.apply(StreamConnected(1), 100_000)
+    h.poll(101_000, amount(BTC, 1, 50_000))  # the watch starts at 101_000
+    h.poll(103_500, amount(BTC, 1, 50_000))  # still open as of 101_500 at the latest
+    assert alerts(h.poll(105_000)) == []      # closed, REST alone saw it
+    assert alerts(h.poll(106_000)) == ["stream_blind"]
+
+
+def test_a_close_within_the_rest_lag_of_the_connect_is_not_judged() -> None:
+    h = Harness()
+    h.apply(StreamConnected(1), 100_000)
+    h.poll(101_000, amount(BTC, 1, 50_000))  # open as of 99_000 at the latest: before the watch
+    assert alerts(h.poll(102_500)) == []
+    assert alerts(h.poll(106_000)) == []  # it may have closed before the connect
+
+
+def test_a_position_first_read_before_the_connect_is_watched_too() -> None:
+    """At startup the poller's first read may be requested before the stream connects and
+    answered after: its fact is untrusted, and later reads only agree with it (SAME). The close
+    REST then sees is still judged (today's main never did: the fact was from another epoch)."""
+    h = Harness()
+    h.apply(requested(1, 100_000), 100_000)
+    h.apply(StreamConnected(1), 100_005)
+    h.apply(snapshot(1, 100_000, amount(BTC, 1, 50_000)), 100_010)
+    h.next_id = 2
+    h.poll(100_020, amount(BTC, 1, 50_000))  # trusted, the same fact: live, the watch starts
+    h.poll(103_000, amount(BTC, 1, 50_000))  # open as of 101_000 at the latest
+    assert alerts(h.poll(105_000)) == []
+    assert alerts(h.poll(106_000)) == ["stream_blind"]

@@ -78,6 +78,16 @@ def test_grace_counts_from_flat_since_when_the_order_is_older() -> None:
 # ---------------------------------------------------------------- never touched
 
 
+def test_the_stream_canary_is_never_reaped() -> None:
+    """Issue 12, Deliver 3: the canary (a reduce-only BUY stop on a flat symbol) looks exactly
+    like an orphan; the reaper leaves it to the canary, which cancels it within its bound."""
+    positions = StubPositions().set_flat(KEY, 1_000)
+    book = book_of(algo_row(1, side="BUY", client_id="wd-canary-1796598253844"),
+                   algo_row(2, side="BUY", client_id="bot-sl"))
+    assert verdicts(decide(positions, book, frozenset(), 0, 60_000, POLICY)) == {
+        1: Why.CANARY, 2: Why.ORPHAN}
+
+
 @pytest.mark.parametrize("status", [AlgoStatus.TRIGGERING, AlgoStatus.TRIGGERED])
 def test_algo_in_trigger_is_never_cancelled(status: AlgoStatus) -> None:
     positions = StubPositions().set_flat(KEY, 1_000)

@@ -145,3 +145,41 @@ def test_a_full_inbox_is_an_invariant_violation() -> None:
     inbox.put(Tick())
     with pytest.raises(InvariantViolation, match="inbox full"):
         inbox.put(Tick())
+
+
+async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(
+        store: RedisPublisher, notify: tuple[Notifier, socket.socket], redis_url: str) -> None:
+    """The core loop runs order blindness and the stream's proof: an algo order REST lists that
+    the stream never reported raises ``stream_blind`` (the runner replaces the connection)
+    and the heartbeat says ``unproven`` until REST corroborates a stream event."""
+    import redis.asyncio
+
+    from tests.core.reaper_support import algo_row
+    from tests.core.reaper_support import snapshot as orders_snapshot
+    from watchdog.core.events import StreamPositions
+
+    notifier, _ = notify
+    clock = FakeClock()
+    loop, vitals = make_loop(store, notifier, clock)
+    blind: list[str] = []
+    loop._runner._on_stream_blind = blind.append
+    now = clock.wall_ms()
+    await loop.handle(StreamConnected(1))
+    await loop.handle(SnapshotRequested(1, now))
+    await loop.handle(PositionSnapshot(1, now, now, ()))
+    await loop.handle(orders_snapshot(algos=(algo_row(7, created_ms=now + 10),), at_ms=now + 1500))
+    assert len(blind) == 1
+    assert "algo order 7" in blind[0]
+    assert vitals.proof.state == "unproven"
+    assert "stream unproven" in " ".join(vitals.health(now + 1500).problems)
+    client = redis.asyncio.from_url(redis_url, decode_responses=True)
+    try:
+        kinds = [f.get("kind") for _, f in await client.xrange(AccountKeys(ACCOUNT).events)]
+        assert "stream_blind" in kinds
+    finally:
+        await client.aclose()
+    row = PositionAmount(KEY, Decimal(1), Decimal(1), now + 2000)
+    await loop.handle(StreamPositions(now + 2000, now + 2000, "ORDER", (row,)))
+    await loop.handle(SnapshotRequested(2, now + 2100))
+    await loop.handle(PositionSnapshot(2, now + 2100, now + 2100, (row,)))
+    assert vitals.proof.state == "proven"

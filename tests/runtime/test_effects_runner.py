@@ -11,7 +11,15 @@ import redis.asyncio
 
 from tests.support.store import ACCOUNT, make_view, position_key
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import CancelOrder, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.effects import (
+    CancelOrder,
+    Firing,
+    MarkFiring,
+    Notify,
+    Publish,
+    RaiseAlert,
+    RequestSnapshot,
+)
 from watchdog.core.model import OrderId, PositionState
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.vitals import Identity, Vitals
@@ -108,3 +116,21 @@ async def test_redis_outage_defers_then_recover_writes_everything(
     assert await read(redis_url, "HGET", KEYS.position(KEY), "state") == "closed"
     kinds = await event_kinds(redis_url)
     assert "position_closed" in kinds
+
+
+async def test_a_firing_marker_is_deferred_during_an_outage_and_written_after_its_position(
+        store: RedisPublisher, redis_url: str, redis_server: Any) -> None:
+    sinks = Sinks()
+    runner, _ = make_runner(store, sinks)
+    firing = Firing(OrderId(9), "TRIGGERING", NOW_MS)
+    redis_server.stop()
+    try:
+        await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS)), MarkFiring(KEY, None),
+                          MarkFiring(KEY, firing)])
+        assert runner.store_down
+    finally:
+        redis_server.start()
+    assert await runner.recover()
+    fields = await read(redis_url, "HGETALL", KEYS.position(KEY))
+    assert fields["state"] == "open"
+    assert fields["firing_algo_id"] == "9"  # the latest marker, written after its hash

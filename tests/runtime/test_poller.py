@@ -44,9 +44,9 @@ class Leases:
 async def polling(sim: Simulator, leases: Leases, *, orders_poll_interval_s: float = 60.0,
                   book: OrderBook | None = None,
                   started: list[Poller] | None = None) -> AsyncIterator[list[Event]]:
-    cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url, poll_interval_s=0.3,
-                        orders_poll_interval_s=orders_poll_interval_s, fast_poll_interval_s=0.1,
-                        weight_budget_pct=50)
+    # The default weight share and positions pace (issue 12: no 50 % share for 0.3 s polls).
+    cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url,
+                        orders_poll_interval_s=orders_poll_interval_s, fast_poll_interval_s=0.1)
     http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
     rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
                                    clock=SystemClock())

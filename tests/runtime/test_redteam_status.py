@@ -71,19 +71,19 @@ async def test_a_dead_watchdog_shows_no_position_as_truth(publisher: Any, redis_
 
 
 async def test_a_bots_malformed_member_does_not_crash_status(publisher: Any, redis_url: str) -> None:
-    """A plain-Redis bot's begin/end with member 'btcusdt:BOTH' writes it into the leases zset
-    and the windows hash; status must still report (rule 3), showing the member as it is."""
-    from tests.store.test_redteam_leases import raw_begin
+    """A plain-Redis bot writes member 'btcusdt:BOTH' into the leases zset and the windows hash
+    (by hand: ``begin`` refuses it since issue 12, the bot's ACL still allows ZADD/HSET there);
+    status must still report (rule 3), showing the member as it is."""
     from watchdog.store.keys import AccountKeys
 
     await beat(publisher)
     await publisher.publish(make_view(position_key("BTCUSDT"), verified_ms=wall_ms()))
-    assert raw_begin(redis_url, "btcusdt:BOTH")[0] == 1
     keys = AccountKeys(ACCOUNT)
     import redis as redis_sync
 
     client = redis_sync.Redis.from_url(redis_url, decode_responses=True)
     try:
+        client.zadd(keys.leases, {"btcusdt:BOTH": wall_ms() + 30_000})
         client.hset(keys.windows, mapping={"btcusdt:BOTH": "{}", "btcusdt:BOTH:count": "1"})
         client.sadd(keys.positions, "BTCUSDT")  # an index member without a side
     finally:

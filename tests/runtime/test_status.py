@@ -62,7 +62,8 @@ def test_healthy(client: redis.Redis, redis_url: str) -> None:
     assert report.exit_code == EXIT_HEALTHY, report.reasons
     data = report.to_json()
     assert data["alive"] is True
-    assert data["stream"] == {"state": "live", "last_event_age_ms": 2000}
+    assert data["stream"] == {"state": "live", "last_event_age_ms": 2000, "proof": "proven",
+                              "unproven_age_ms": None, "unproven_reason": None}
     assert data["rest"]["last_snapshot_age_ms"] == 500
     assert data["positions"][0]["state"] == "open"
     assert data["positions"][0]["age_ms"] == 400
@@ -223,3 +224,20 @@ def test_unparsable_fields_are_shown_and_status_carries_on(client: redis.Redis,
     rendered = render_text(report)
     assert "BTCUSDT:BOTH holder=bot-1" in rendered
     assert "expires ?" in rendered
+
+
+def test_degraded_while_the_stream_is_unproven(client: redis.Redis, redis_url: str) -> None:
+    """Issue 12: after a blind verdict the stream is live again (reconnected, reconciled) but
+    unproven; status says so in both forms and exits 1 until REST corroborates it."""
+    reason = "BTCUSDT:BOTH: REST shows amount 0 but the stream last reported 1"
+    write_health(client, stream_proof="unproven", stream_unproven_since_ms=NOW_MS - 12_300,
+                 stream_unproven_reason=reason)  # an older daemon's heartbeat: no problem listed
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
+    assert report.exit_code == EXIT_DEGRADED
+    assert report.reasons == ("stream unproven: found blind, no event since confirmed by REST",)
+    stream = report.to_json()["stream"]
+    assert stream == {"state": "live", "last_event_age_ms": 2000, "proof": "unproven",
+                      "unproven_age_ms": 12_300, "unproven_reason": reason}
+    text = render_text(report)
+    assert f"  stream     live, unproven for 12.3s ({reason}), last event 2.0s ago" in text
+    assert "! stream unproven" in text

@@ -71,3 +71,31 @@ def test_keepalive_needs_progress_from_every_loop() -> None:
     v.progressed("heartbeat", 99.0)
     assert v.keepalive_due(100.0, ("poller", "heartbeat"))
     assert not v.keepalive_due(106.0, ("poller", "heartbeat"))
+
+
+def test_unproven_after_a_blind_verdict_until_rest_corroborates_the_stream() -> None:
+    """The heartbeat says ``stream_proof=unproven`` while ``stream_state`` is live again."""
+    from watchdog.core.effects import RaiseAlert
+    from watchdog.core.events import StreamPositions
+    from watchdog.runtime.health import summary_line
+
+    book = PositionBook()
+    v = vitals(book)
+    reconciled(book)
+    v.ready = True
+    blind = RaiseAlert("stream_blind", "BASUSDT:BOTH: REST shows amount 0", KEY)
+    v.proof.apply(SnapshotRequested(2, T0 + 5), T0 + 5, [blind])
+    health = v.health(now_ms=T0 + 1005)
+    assert health.stream_state == "live"
+    assert health.stream_proof == "unproven"
+    assert (health.stream_unproven_since_ms, health.stream_unproven_reason) == (T0 + 5,
+                                                                                blind.message)
+    assert health.problems == ("stream unproven: found blind, no event since confirmed by REST",)
+    line = summary_line(health, T0 + 1005)
+    assert line.startswith("degraded stream=live stream_proof=unproven ")
+    assert line.endswith("problems=stream unproven: found blind, no event since confirmed by REST")
+    row = PositionAmount(KEY, Decimal(0), Decimal(0), T0 + 6)
+    v.proof.apply(StreamPositions(T0 + 6, T0 + 6, "ORDER", (row,)), T0 + 6)
+    v.proof.apply(SnapshotRequested(3, T0 + 7), T0 + 7)
+    v.proof.apply(PositionSnapshot(3, T0 + 7, T0 + 8, ()), T0 + 8)
+    assert v.health(now_ms=T0 + 9).healthy

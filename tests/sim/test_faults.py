@@ -174,3 +174,24 @@ async def test_reorder_events_swaps_pairs(sim: Simulator, sim_client: SimClient)
         assert (first["o"]["x"], second["o"]["x"]) == ("TRADE", "NEW")
         sim.clear_faults()  # the unpaired ACCOUNT_UPDATE is released
         assert (await next_event(ws))["e"] == "ACCOUNT_UPDATE"
+
+
+async def test_mute_new_mutes_only_connections_opened_after_it(sim: Simulator,
+                                                               sim_client: SimClient) -> None:
+    old = await _connect(sim, sim_client, ["ACCOUNT_UPDATE"])
+    response = await sim_client.control("POST", "faults", {"stream": "mute_new"})
+    assert response.json()["faults"]["stream"] == "mute_new"
+    new = await websockets.connect(sim_client.stream_url(await sim_client.listen_key(),
+                                                         ["ACCOUNT_UPDATE"]))
+    await sim.wait_connections(2)
+    async with old, new:
+        sim.set_faults(stream="mute_new")  # set again: the mark stays where it was
+        sim.fill("BTCUSDT", "BUY", "0.002")
+        assert (await next_event(old))["a"]["P"][0]["pa"] == "0.002"  # the old one delivers
+        await asyncio.wait_for(await new.ping(), timeout=5)  # the new one answers pings...
+        await assert_silent(new, sim)  # ...and delivers nothing
+        assert sim.venue.hub.dropped["ACCOUNT_UPDATE"] == 1
+        await sim_client.control("DELETE", "faults")
+        sim.fill("BTCUSDT", "BUY", "0.002")
+        for ws in (old, new):
+            assert (await next_event(ws))["a"]["P"][0]["pa"] == "0.004"

@@ -54,7 +54,7 @@ async def test_bot_user_runs_verdicts_but_cannot_write_positions(publisher: Redi
         bot.redis.evalsha(script_sha("publish_position"), 6, KEYS.position(position_key()), KEYS.positions,
                           KEYS.lease(position_key()), KEYS.leases, KEYS.events, KEYS.health,
                           "BTCUSDT:BOTH", 99, "closed", "confirmed", "0", "0", "rest", 1, 1, "", 1000,
-                          KEYS.channel, "BTCUSDT", "BOTH")
+                          KEYS.channel, "BTCUSDT", "BOTH", "0")
     with pytest.raises(redis_errors.NoPermissionError):
         bot.redis.eval("return 1", 0)
     bot.close()

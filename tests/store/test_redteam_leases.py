@@ -1,7 +1,9 @@
 """Red-team rule 3: a bot using the plain-Redis recipe (docs/PROTOCOL.md §4) passes its own
-``SYMBOL:SIDE`` member to ``begin``; a malformed one ("btcusdt:BOTH", "BTCUSDT") lands in the
-leases zset. Reading leases must not raise out of the store (the poller and the reaper call it
-in their loops: an escaping ValueError ended the daemon). Real redis-server, real scripts."""
+``SYMBOL:SIDE`` member to ``begin``. ``begin`` now refuses a malformed one ("btcusdt:BOTH",
+"BTCUSDT") with a clear error and writes nothing (issue 12, bad input); one can still land in
+the leases zset by hand (the bot's ACL allows ZADD there). Reading leases must not raise out of
+the store (the poller and the reaper call it in their loops: an escaping ValueError ended the
+daemon). Real redis-server, real scripts."""
 
 from __future__ import annotations
 
@@ -49,8 +51,10 @@ async def test_malformed_lease_member_does_not_break_lease_reads(
         read_as: frozenset[PositionKey]) -> None:
     await publisher.heartbeat({"stream": "live"})
     await publisher.publish(make_view(BTC, verified_ms=time.time_ns() // 1_000_000))
-    reply = raw_begin(redis_url, member)
-    assert reply[0] == 1, reply  # the script accepted it: the member is the bot's to choose
+    with pytest.raises(redis.ResponseError, match="bad member: expected SYMBOL:SIDE"):
+        raw_begin(redis_url, member)
+    assert await publisher.leased_symbols() == frozenset()  # nothing written
+    await publisher._redis.zadd(KEYS.leases, {member: time.time_ns() // 1_000_000 + 30_000})
     assert await publisher.leased_symbols() == read_as
     assert await publisher.leased_symbols() == read_as  # and again (warned once)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -85,6 +86,7 @@ class Connection:
     rotate_at: float = float("inf")
     held: deque[End | Control | Successor] = field(default_factory=deque)
     room: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: the reader waits
+    observe: Callable[[str | bytes], None] | None = None  # sees each frame as it is read
 
     def take(self) -> str | bytes | End | Control | Successor:
         """An item already queued; wakes the reader once the queue is half empty."""

@@ -22,31 +22,37 @@ Rules of this module:
    right after the first positions snapshot, then every ``orders_sweep_interval_s``. It finds
    orders on symbols nothing above points at (an orphan placed while the watchdog was down);
    a symbol seen holding orders is then read per symbol like the others while it has some.
-3. Weight: the positions poll's rate is fixed by ``poll_interval_s`` (0.9 s → 333/min of the
-   default 360): it is never held back by our own share, only by the bot's need (the IP above
-   90% of 2400) — starving it would leave the core without truth. Order reads get the rest of
-   our share (at least one read a minute) in their own 60 s window. A snapshot the core asked for goes
-   at once while our last 60 s leave room for it, else with the next scheduled read (either
-   way it postpones the next scheduled read). Nothing is sent while ``Retry-After`` runs.
-4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min
-   = 8/min), and a stream found blind is replaced at most once a minute (stream rule 6: a
-   listen key and one positions read more, 6/min); both are taken out of the order reads'
-   share, which also pays the stream's post-connect order reads, so positions (334) + sweep
-   (8) + blind reconnects (6) + per-symbol orders (≤ 12) stay within 360. The sweep yields to the positions
-   poll, never the reverse: it goes only when no positions read is due or held back, and
-   only while the IP keeps room under its 90% line for the sweep *and* the next positions
-   read; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
+3. Weight (``budget.py``): one hard cap for everything, and an order of priority. First what
+   a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for (but
+   the refresh after a fill the stream reported: routine, ``request_priority``), the
+   orders of a symbol whose position REST just showed closed (with the stream blind, the
+   only way to see a stop the bot placed after the close). Routine polls come last: the
+   positions poll (its rate fixed by ``poll_interval_s``: 0.9 s → 334/min of the default
+   360), the sweep and the periodic per-symbol order reads leave ``PRIORITY_RESERVE`` free
+   and yield (are deferred) while a priority call waits for room. Periodic order reads get
+   what the positions poll, the sweep and the reserve leave (at least one read a minute) in
+   their own 60 s window. Nothing is sent while ``Retry-After`` runs.
+4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min);
+   within any 60 s it needs 80 free at once. The positions poll is paced
+   (``WeightBudget.pace_s``) to leave it that room by its due time and to let such a spike
+   (the startup sweep too) leave the window without a stop: for the minute around a sweep it
+   polls about every 1.2 s instead of 0.9 s at the defaults, instead of pausing 14 s. The
+   sweep yields to the positions poll, never the reverse: it goes only when no positions read
+   is due or held back, and only while our share and the IP (under its 90% line) have room
+   for it; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Collection
 
 from loguru import logger
 
-from watchdog.binance.budget import WeightBudget
+from watchdog.binance.budget import Priority, WeightBudget
+from watchdog.binance.rest import PRIORITY_WAIT_MAX_S
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.schedule import (
     BLIND_RECONNECT_WEIGHT,
@@ -103,7 +109,7 @@ class Poller:
         # one read a minute), so they can never starve the positions poll (rules 3 and 4).
         self._orders_budget = WeightBudget(orders_share_per_min(
             rest.budget.budget_per_min, schedule.poll_interval_s,
-            schedule.orders_sweep_interval_s))
+            schedule.orders_sweep_interval_s), reserve=0)
         self.reads = 0
         self.failures = 0
         self.sweeps = 0
@@ -178,17 +184,17 @@ class Poller:
             if plan.sweep and await self._sweep(emit):
                 continue  # it read every symbol's orders: plan the per-symbol reads afresh
             for symbol in plan.order_symbols:
-                urgent = symbol in plan.orders_urgent
+                requested = symbol in plan.orders_urgent
                 now_s = self._clock.monotonic()
-                if not urgent and (
-                        self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
-                        or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, urgent=False,
-                                                          now_s=now_s) > 0):
-                    logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
-                    break
-                self._orders_budget.record(_ORDERS_WEIGHT, now_s)
-                await read_orders(self._rest, self._own(emit), [symbol], reason="poll",
-                                  urgent=True)
+                if not requested:
+                    if (self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
+                            or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, now_s=now_s) > 0):
+                        logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
+                        break
+                    self._orders_budget.record(_ORDERS_WEIGHT, now_s)
+                await read_orders(self._rest, self._own(emit), [symbol],
+                                  reason="requested" if requested else "poll",
+                                  priority=Priority.REQUESTED if requested else Priority.ROUTINE)
                 self.schedule.orders_read(symbol, self._clock.monotonic())
             await self._sleep_unless_woken(self._next_wake_s(leased))
 
@@ -198,12 +204,12 @@ class Poller:
         plan = self.schedule.plan(now_s, leased)
         held_s: list[float] = []
         if plan.read_positions:
-            held_s.append(self._rest.budget.wait_for_s(_POSITIONS_WEIGHT, urgent=False,
-                                                       now_s=now_s))
-        if plan.order_symbols:
+            held_s.append(self._positions_wait_s(plan, now_s))
+        if plan.orders_urgent:
+            held_s.append(0.0)  # requested reads wait for room inside the REST client
+        elif plan.order_symbols:
             held_s.append(max(self._rest.budget_wait_s(_ORDERS_WEIGHT),
-                              self._orders_budget.wait_for_s(_ORDERS_WEIGHT, urgent=False,
-                                                             now_s=now_s)))
+                              self._orders_budget.wait_for_s(_ORDERS_WEIGHT, now_s=now_s)))
         if not held_s:
             return plan.wake_in_s
         wake_s = min(max(0.05, min(held_s)), self.schedule.poll_interval_s)
@@ -235,8 +241,8 @@ class Poller:
         hold_s = sweep_hold_s(self._rest.budget, now_s)
         if hold_s > 0:
             self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S))
-            logger.info("orders sweep held back {:.0f}s: the IP weight is near its limit or "
-                        "Binance asked us to wait; the positions poll goes first",
+            logger.info("orders sweep held back {:.0f}s: no room in our weight share or the "
+                        "IP's, or Binance asked us to wait; the positions poll goes first",
                         max(hold_s, SWEEP_RETRY_S))
             return False
         before = self.schedule.tracked(now_s, ())
@@ -270,21 +276,50 @@ class Poller:
             return False
         return True
 
-    async def _read_positions(self, plan: PollPlan, now_s: float, emit: Emit) -> None:
-        """Rule 3: scheduled reads are bounded by poll_interval_s, requested ones by our share."""
-        requested = plan.positions_urgent and now_s < self.schedule.next_positions_at
-        wait_s = self._rest.budget.wait_for_s(_POSITIONS_WEIGHT, urgent=False, now_s=now_s,
-                                              count_own=requested)
-        if wait_s > 0 and requested:
-            # No room for an extra read: the request is served by the next scheduled one.
-            wait_s = min(wait_s, self.schedule.next_positions_at - now_s)
+    def _positions_wait_s(self, plan: PollPlan, now_s: float) -> float:
+        """Rule 3: a requested read is a priority call (it may wait inside the REST client up
+        to ``PRIORITY_WAIT_MAX_S``: 0 here); a scheduled one is routine and leaves room for
+        the coming sweep (rule 4)."""
+        if plan.positions_priority:
+            wait_s = self._rest.budget.wait_for_s(_POSITIONS_WEIGHT, priority=Priority.REQUESTED,
+                                                  now_s=now_s)
+            return 0.0 if wait_s <= PRIORITY_WAIT_MAX_S else wait_s
+        budget = self._rest.budget
+        wait_s = budget.wait_for_s(_POSITIONS_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
         if wait_s > 0:
+            return wait_s
+        # A routine request (a refresh after a fill the stream reported) goes early, but at
+        # the pace like a scheduled read: it takes that read's place, not extra weight.
+        return max(0.0, self.schedule.last_positions_at + self._pace_s(now_s) - now_s)
+
+    def _pace_s(self, now_s: float) -> float:
+        """Rule 4: the positions poll's spacing that leaves room for the coming sweep and lets
+        a spike leave the window without a stop; the sweep is dropped from the plan when even
+        that cannot make room (the positions poll goes first, the sweep is held back)."""
+        budget = self._rest.budget
+        sweep_at = self.schedule.next_sweep_at
+        planned = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
+        pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, planned)
+        if planned and pace_s == math.inf:
+            pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s)
+        return 0.0 if pace_s == math.inf else pace_s
+
+    async def _read_positions(self, plan: PollPlan, now_s: float, emit: Emit) -> None:
+        """Rule 3: requested reads first, scheduled ones within what routine polls may use."""
+        wait_s = self._positions_wait_s(plan, now_s)
+        if wait_s > 0:
+            if plan.positions_urgent:
+                # No room now (a routine request), or Binance asked us to wait / the IP is at
+                # its limit: served by the next read that can go (the request stays pending).
+                wait_s = min(wait_s, max(0.05, self.schedule.next_positions_at - now_s))
             self.schedule.defer_positions(now_s + wait_s)
             logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
             return
         reason = self.schedule.positions_started(now_s)
         self.reads += 1
-        snapshot = await read_positions(self._rest, self._own(emit), reason=reason, urgent=True)
+        priority = Priority.REQUESTED if plan.positions_priority else Priority.ROUTINE
+        snapshot = await read_positions(self._rest, self._own(emit), reason=reason,
+                                        priority=priority)
         if snapshot is None:
             self.failures += 1
         else:

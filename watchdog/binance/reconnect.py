@@ -8,6 +8,10 @@ Rules of this module:
    not grow), but ``BlindReconnects`` spaces them: the first at once, then at most one every
    ``interval_s``, so a stream that stays muted costs a bounded, steady cadence of listen-key
    POSTs, connects and post-gap snapshots instead of one per unreported change.
+4. Only a connection that lived ``HEALTHY_AFTER_S`` resets the backoff (``backoff_resets``),
+   whatever ended it: a listen key that expires at every connect, or a connection found blind
+   within seconds, is a failing link and the delays grow (BINANCE-API.md §4.2: the listen-key
+   POSTs and post-connect reads are paid from the same IP weight as the bot's).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejecte
 
 __all__ = [
     "BLIND_RECONNECT_INTERVAL_S",
+    "HEALTHY_AFTER_S",
     "Backoff",
     "BlindReconnects",
     "RecentEvents",
     "StreamFailure",
+    "backoff_resets",
     "classify_stream_error",
     "event_identity",
 ]
@@ -62,6 +68,12 @@ class Backoff:
 
 
 BLIND_RECONNECT_INTERVAL_S = 60.0  # rule 3's default spacing
+HEALTHY_AFTER_S = 5.0  # rule 4: a connection that lived this long resets the backoff
+
+
+def backoff_resets(lived_s: float) -> bool:
+    """Rule 4: does a connection that ended after ``lived_s`` seconds reset the backoff?"""
+    return lived_s >= HEALTHY_AFTER_S
 
 
 class BlindReconnects:

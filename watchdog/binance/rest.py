@@ -11,6 +11,11 @@ Rules of this module:
    keys are secrets (HELPERS rule 4). Nothing here ever DELETEs the listen key: Binance gives
    one key per account, shared with the bot, and a DELETE would kill the bot's stream too
    (BINANCE-API.md §1.1, §8.4).
+6. Weight: every call, whatever it is, goes through the one ``WeightBudget`` (hard cap, no
+   bypass) at a ``Priority``: cancels and their re-queries ``SAFETY``; listen keys, time syncs
+   and reads someone waits on ``REQUESTED``; the caller says for reads. A routine call over
+   budget raises ``ExchangeUnavailable`` at once (its caller defers it); a priority call waits
+   for room up to ``PRIORITY_WAIT_MAX_S`` first.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import httpx
 from loguru import logger
 
 from watchdog.binance import wire
-from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, WeightBudget
+from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, Priority, WeightBudget
 from watchdog.binance.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
@@ -68,6 +73,8 @@ WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/algoOrder": 1,
     "DELETE /fapi/v1/order": 1,
     "DELETE /fapi/v1/algoOrder": 1,
+    "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (§4)
+    "GET /fapi/v1/exchangeInfo": 1,
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
 }
@@ -79,6 +86,11 @@ ALL_SYMBOLS_WEIGHTS: dict[str, int] = {
 }
 
 _TIME_RESYNC_EVERY_S = 600.0
+# A priority call (rule 6) waits at most this long for weight; routine polls yield meanwhile.
+PRIORITY_WAIT_MAX_S = 5.0
+_PRIORITY_WAIT_STEP_S = 0.25
+_PRIORITY_WAIT_STEPS = 100  # bounded even if the clock does not move (tests' fake clocks)
+
 # A rejected key is said again at most this often while it lasts: the poller meets it every
 # poll (0.9 s), and one line a minute keeps the journal readable and the cause visible.
 AUTH_REPORT_INTERVAL_S = 60.0
@@ -168,16 +180,16 @@ class BinanceRest:
         """Ids for ``SnapshotRequested``; shared by every reader of this client."""
         return next(self._request_ids)
 
-    def budget_wait_s(self, weight: int, *, urgent: bool = False) -> float:
-        """How long a call of ``weight`` would be held back now (0: go)."""
-        return self.budget.wait_for_s(weight, urgent=urgent, now_s=self._clock.monotonic())
+    def budget_wait_s(self, weight: int, *, priority: Priority = Priority.ROUTINE) -> float:
+        """How long a call of ``weight`` at ``priority`` would be held back now (0: go)."""
+        return self.budget.wait_for_s(weight, priority=priority, now_s=self._clock.monotonic())
 
     # -------------------------------------------------------------- public calls
 
     async def server_time(self) -> int:
         """Binance's clock in epoch ms (unsigned, weight 1)."""
         return wire.parse_server_time(await self._get("/fapi/v1/time", signed=False,
-                                                      urgent=True))
+                                                      priority=Priority.REQUESTED))
 
     async def sync_time(self) -> int:
         """Measure and keep the offset between Binance's clock and ours; returns it in ms."""
@@ -193,59 +205,64 @@ class BinanceRest:
     async def position_mode(self) -> bool:
         """True in hedge mode (``dualSidePosition``); weight 30, so cache the answer."""
         return wire.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
-                                                        urgent=True))
+                                                        priority=Priority.REQUESTED))
 
-    async def fetch_positions(self, *, urgent: bool = True) -> tuple[PositionAmount, ...]:
+    async def fetch_positions(self, *, priority: Priority = Priority.REQUESTED
+                              ) -> tuple[PositionAmount, ...]:
         """Every position row of ``GET /fapi/v3/positionRisk`` (weight 5), e.g. for a re-check.
 
         Feeding the core? Use :meth:`fetch_position_snapshot` inside a ``SnapshotRequested``
         bracket instead (``snapshots.read_positions``).
         """
         snapshot = await self.fetch_position_snapshot(
-            request_id=0, requested_time_ms=self.exchange_time_ms(), urgent=urgent)
+            request_id=0, requested_time_ms=self.exchange_time_ms(), priority=priority)
         return snapshot.positions
 
     async def fetch_position_snapshot(self, *, request_id: int, requested_time_ms: int,
-                                      urgent: bool = True) -> PositionSnapshot:
+                                      priority: Priority = Priority.REQUESTED
+                                      ) -> PositionSnapshot:
         """All positions from ``GET /fapi/v3/positionRisk`` (weight 5), as a core snapshot.
 
         ``request_id``/``requested_time_ms`` are those of the ``SnapshotRequested`` the caller
         emitted before calling (core/events.py rule 3).
         """
-        data = await self._get("/fapi/v3/positionRisk", urgent=urgent)
+        data = await self._get("/fapi/v3/positionRisk", priority=priority)
         return wire.parse_position_risk(data, request_id=request_id,
                                         requested_time_ms=requested_time_ms,
                                         received_time_ms=self.exchange_time_ms())
 
     async def fetch_open_orders(self, symbol: Symbol | None, *,
-                                urgent: bool = False) -> tuple[OpenOrder, ...]:
+                                priority: Priority = Priority.ROUTINE
+                                ) -> tuple[OpenOrder, ...]:
         """Open regular orders of one symbol (weight 1; algo orders are not in here).
 
         ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
         """
         params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
-        data = await self._get("/fapi/v1/openOrders", params, urgent=urgent)
+        data = await self._get("/fapi/v1/openOrders", params, priority=priority)
         return wire.parse_open_orders(data)
 
     async def fetch_open_algo_orders(self, symbol: Symbol | None, *,
-                                     urgent: bool = False) -> tuple[OpenAlgoOrder, ...]:
+                                     priority: Priority = Priority.ROUTINE
+                                     ) -> tuple[OpenAlgoOrder, ...]:
         """Open algo (conditional) orders of one symbol (weight 1; BINANCE-API.md §3.2).
 
         ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
         """
         params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
-        data = await self._get("/fapi/v1/openAlgoOrders", params, urgent=urgent)
+        data = await self._get("/fapi/v1/openAlgoOrders", params, priority=priority)
         return wire.parse_open_algo_orders(data)
 
     async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder:
         """One regular order, whatever its status: the re-query after ``OutcomeUnknown``."""
         data = await self._get("/fapi/v1/order", {"symbol": symbol, "orderId": order_id},
-                               urgent=True)
+                               priority=Priority.SAFETY)
         return wire.parse_open_orders([data])[0]
 
     async def get_algo_order(self, algo_id: OrderId) -> OpenAlgoOrder:
         """One algo order, whatever its status: the re-query after ``OutcomeUnknown``."""
-        data = await self._get("/fapi/v1/algoOrder", {"algoId": algo_id}, urgent=True)
+        data = await self._get("/fapi/v1/algoOrder", {"algoId": algo_id},
+                               priority=Priority.SAFETY)
         return wire.parse_open_algo_orders([data])[0]
 
     async def cancel_order(self, symbol: Symbol, order_id: OrderId) -> None:
@@ -256,17 +273,39 @@ class BinanceRest:
             ExchangeRejected: e.g. -2011 (already gone, or it is an algo id): re-query.
         """
         await self._call("DELETE", "/fapi/v1/order", {"symbol": symbol, "orderId": order_id},
-                         signed=True, urgent=True, idempotent=False)
+                         signed=True, priority=Priority.SAFETY, idempotent=False)
 
     async def cancel_algo_order(self, algo_id: OrderId) -> None:
         """Cancel one untriggered algo order; sent once, never retried (see ``cancel_order``)."""
         await self._call("DELETE", "/fapi/v1/algoOrder", {"algoId": algo_id},
-                         signed=True, urgent=True, idempotent=False)
+                         signed=True, priority=Priority.SAFETY, idempotent=False)
+
+    async def exchange_info(self) -> Any:
+        """``GET /fapi/v1/exchangeInfo`` (unsigned, weight 1): the canary reads it once."""
+        return await self._get("/fapi/v1/exchangeInfo", signed=False,
+                               priority=Priority.REQUESTED)
+
+    async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
+        """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
+        Only the canary places orders (binance/canary.py): the watchdog trades nothing else.
+
+        Raises:
+            OutcomeUnknown, ExchangeUnavailable: it may or may not exist: cancel by client id.
+            ExchangeRejected: refused, it does not exist.
+        """
+        return await self._call("POST", "/fapi/v1/algoOrder", params, signed=True,
+                                priority=Priority.REQUESTED, idempotent=False)
+
+    async def cancel_algo_order_by_client_id(self, client_algo_id: str) -> None:
+        """Cancel one untriggered algo order by ``clientAlgoId`` (the canary's, whose algoId may
+        not be known yet); sent once. -2011 → ExchangeRejected: it does not exist."""
+        await self._call("DELETE", "/fapi/v1/algoOrder", {"clientAlgoId": client_algo_id},
+                         signed=True, priority=Priority.SAFETY, idempotent=False)
 
     async def create_listen_key(self) -> str:
         """POST listenKey: the account's one active key (created or extended 60 min)."""
-        data = await self._call("POST", "/fapi/v1/listenKey", None, signed=False, urgent=True,
-                                idempotent=False, api_key=True)
+        data = await self._call("POST", "/fapi/v1/listenKey", None, signed=False,
+                                priority=Priority.REQUESTED, idempotent=False, api_key=True)
         key = data.get("listenKey") if isinstance(data, dict) else None
         if not isinstance(key, str) or not key:
             raise WireFormatError("listenKey", "listenKey", "missing or empty", "")
@@ -274,29 +313,29 @@ class BinanceRest:
 
     async def keepalive_listen_key(self) -> None:
         """PUT listenKey: extend the active key 60 min. -1125 → ExchangeRejected: POST anew."""
-        await self._call("PUT", "/fapi/v1/listenKey", None, signed=False, urgent=True,
-                         idempotent=False, api_key=True)
+        await self._call("PUT", "/fapi/v1/listenKey", None, signed=False,
+                         priority=Priority.REQUESTED, idempotent=False, api_key=True)
 
     # There is deliberately no delete/close of the listen key: see rule 5 above.
 
     # -------------------------------------------------------------- plumbing
 
     async def _get(self, path: str, params: Mapping[str, ParamValue] | None = None, *,
-                   signed: bool = True, urgent: bool = False) -> Any:
+                   signed: bool = True, priority: Priority = Priority.ROUTINE) -> Any:
         """An idempotent GET, retried on ``ExchangeUnavailable`` only."""
         async for attempt in retrying_for(self._retry_policy, sleep=self._sleep):
             with attempt:
-                return await self._call("GET", path, params, signed=signed, urgent=urgent,
+                return await self._call("GET", path, params, signed=signed, priority=priority,
                                         idempotent=True, api_key=signed)
         raise AssertionError("unreachable: retrying_for re-raises")  # pragma: no cover
 
     async def _call(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
-                    signed: bool, urgent: bool, idempotent: bool, api_key: bool = True) -> Any:
+                    signed: bool, priority: Priority, idempotent: bool, api_key: bool = True) -> Any:
         if signed and (self._synced_at_s is None
                        or self._clock.monotonic() - self._synced_at_s > _TIME_RESYNC_EVERY_S):
             await self.sync_time()
         try:
-            return await self._send(method, path, params, signed=signed, urgent=urgent,
+            return await self._send(method, path, params, signed=signed, priority=priority,
                                     idempotent=idempotent, api_key=api_key)
         except ExchangeRejected as exc:
             if not (signed and exc.code == CODE_INVALID_TIMESTAMP):
@@ -305,22 +344,17 @@ class BinanceRest:
             logger.warning("{} {}: -1021 timestamp outside recvWindow; re-syncing server time",
                            method, path)
             await self.sync_time()
-            return await self._send(method, path, params, signed=signed, urgent=urgent,
+            return await self._send(method, path, params, signed=signed, priority=priority,
                                     idempotent=idempotent, api_key=api_key)
 
     async def _send(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
-                    signed: bool, urgent: bool, idempotent: bool, api_key: bool) -> Any:
+                    signed: bool, priority: Priority, idempotent: bool, api_key: bool) -> Any:
         endpoint = f"{method} {path}"
         weight = WEIGHTS.get(endpoint, 1)
         if endpoint in ALL_SYMBOLS_WEIGHTS and not (params or {}).get("symbol"):
             weight = ALL_SYMBOLS_WEIGHTS[endpoint]
+        await self._room_for(endpoint, weight, priority)
         now_s = self._clock.monotonic()
-        wait_s = self.budget.wait_for_s(weight, urgent=urgent, now_s=now_s)
-        if wait_s > 0:
-            why = ("Binance asked us to wait (429/418)" if self.budget.blocked_for_s(now_s) > 0
-                   else "our weight budget is spent")
-            raise ExchangeUnavailable(f"{endpoint}: not sent: {why}; retry in {wait_s:.1f}s",
-                                      endpoint=endpoint, retry_after_s=wait_s)
         query = self._query(params, signed=signed)
         url = path + (f"?{query}" if query else "")
         headers = {"X-MBX-APIKEY": self._credentials.api_key} if api_key else {}
@@ -336,7 +370,7 @@ class BinanceRest:
         now_s = self._clock.monotonic()
         used = response.headers.get("X-MBX-USED-WEIGHT-1M")
         if used is not None and used.strip().isdigit():
-            self.budget.observe_used_weight(int(used), now_s)
+            self.budget.observe_used_weight(int(used), now_s, self.exchange_time_ms())
         logger.debug("rest {} status={} ms={:.0f} ip_weight_1m={} own_weight_1m={}", endpoint,
                      response.status_code, (now_s - started_s) * 1000, used,
                      self.budget.own_used_1m(now_s))
@@ -359,6 +393,34 @@ class BinanceRest:
         except ValueError as exc:
             raise WireFormatError(endpoint, "body", "not JSON",
                                   response.content[:200].decode("utf-8", "replace")) from exc
+
+    async def _room_for(self, endpoint: str, weight: int, priority: Priority) -> None:
+        """Rule 6: return once the budget has room for this call. A routine call never waits
+        here (its caller defers it); a priority call waits up to ``PRIORITY_WAIT_MAX_S`` while
+        routine polls leave it the room (``WeightBudget.want``). Otherwise ExchangeUnavailable
+        with the wait."""
+        now_s = self._clock.monotonic()
+        wait_s = self.budget.wait_for_s(weight, priority=priority, now_s=now_s)
+        if wait_s > 0 and priority is not Priority.ROUTINE and wait_s <= PRIORITY_WAIT_MAX_S \
+                and self.budget.blocked_for_s(now_s) == 0:
+            deadline_s = now_s + PRIORITY_WAIT_MAX_S
+            logger.info("{} ({}) waits {:.2f}s for weight: routine polls make room", endpoint,
+                        priority.name.lower(), wait_s)
+            self.budget.want(weight)
+            try:
+                for _ in range(_PRIORITY_WAIT_STEPS):
+                    await self._sleep(min(wait_s, _PRIORITY_WAIT_STEP_S))
+                    now_s = self._clock.monotonic()
+                    wait_s = self.budget.wait_for_s(weight, priority=priority, now_s=now_s)
+                    if wait_s <= 0 or now_s + wait_s > deadline_s:
+                        break
+            finally:
+                self.budget.served(weight)
+        if wait_s > 0:
+            why = ("Binance asked us to wait (429/418)" if self.budget.blocked_for_s(now_s) > 0
+                   else "our weight budget is spent")
+            raise ExchangeUnavailable(f"{endpoint}: not sent: {why}; retry in {wait_s:.1f}s",
+                                      endpoint=endpoint, retry_after_s=wait_s)
 
     def _auth_refused(self, error: AuthenticationFailed, now_s: float) -> None:
         """Keep the refusal and say it, at most every ``AUTH_REPORT_INTERVAL_S``."""

@@ -9,22 +9,22 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from watchdog.binance.budget import WeightBudget
-from watchdog.binance.reconnect import BLIND_RECONNECT_INTERVAL_S
+from watchdog.binance.budget import PRIORITY_RESERVE, Priority, WeightBudget
 from watchdog.binance.rest import ALL_SYMBOLS_WEIGHTS, WEIGHTS
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
 __all__ = ["BLIND_RECONNECT_WEIGHT", "ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S",
-           "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min", "sweep_hold_s"]
+           "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min", "request_priority",
+           "sweep_hold_s"]
 
 POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
 ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
 SWEEP_WEIGHT = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
                 + ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
-# What replacing a blind stream adds (stream rule 6): a listen key and one positions read; its
-# order reads are paid from the orders share like the poller's own.
+# What replacing a blind stream costs (stream rules 6 and 7): a listen key and one positions
+# read, priority calls from the one budget (routine polls yield to them).
 BLIND_RECONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + POSITIONS_WEIGHT
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
@@ -45,23 +45,40 @@ class PollPlan:
     wake_in_s: float
     sweep: bool = False
     positions_wake_in_s: float = math.inf
+    positions_priority: bool = False  # a priority request is among those pending
+
+
+# RequestSnapshot reasons that only refresh what the live stream already said (core/book.py
+# asks after every fill the stream reports): routine. Every other request is a priority read:
+# a decision waits on it (the reaper's "confirm flat by REST", a gap, an ambiguous REST row,
+# a malformed frame, a margin call).
+_ROUTINE_REQUEST_PREFIXES = ("fill on ",)
+
+
+def request_priority(reason: str) -> Priority:
+    """Rule 3: the priority of a read the core asked for, by its reason."""
+    if reason.startswith(_ROUTINE_REQUEST_PREFIXES):
+        return Priority.ROUTINE
+    return Priority.REQUESTED
 
 
 def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
                          orders_sweep_interval_s: float) -> int:
-    """What our share leaves per-symbol order reads once the positions poll, the sweep (both
-    fixed by configuration) and blind reconnects are paid: at least one read a minute (rule 4)."""
+    """What our share leaves periodic per-symbol order reads once the reserve for priority
+    calls, the positions poll and the sweep (both fixed by configuration) are paid: at least
+    one read a minute (rule 4). Priority calls (blind reconnects, requested reads, the reaper)
+    are not planned here: routine polls yield to them when they come."""
     positions_per_min = math.ceil(POSITIONS_WEIGHT * 60 / poll_interval_s)
     sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / orders_sweep_interval_s)
-    blind_per_min = math.ceil(BLIND_RECONNECT_WEIGHT * 60 / BLIND_RECONNECT_INTERVAL_S)
-    return max(ORDERS_WEIGHT, budget_per_min - positions_per_min - sweep_per_min - blind_per_min)
+    reserve = min(PRIORITY_RESERVE, budget_per_min // 2)  # as WeightBudget's
+    return max(ORDERS_WEIGHT,
+               budget_per_min - reserve - positions_per_min - sweep_per_min)
 
 
 def sweep_hold_s(budget: WeightBudget, now_s: float) -> float:
-    """How long the sweep must wait (0: go): never during ``Retry-After``, and only while the
-    IP leaves room under its 90% line for the sweep plus the next positions read (rule 4)."""
-    return budget.wait_for_s(SWEEP_WEIGHT + POSITIONS_WEIGHT, urgent=False, now_s=now_s,
-                             count_own=False)
+    """How long the sweep must wait (0: go): a routine call like any other (never during
+    ``Retry-After``, only while the IP is under its 90% line and our share has room)."""
+    return budget.wait_for_s(SWEEP_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
 
 
 class PollSchedule:
@@ -77,7 +94,8 @@ class PollSchedule:
         self.recent_window_s = recent_window_s
         self._next_positions_at = 0.0
         self._last_positions_at = -1e18
-        self._requested: list[str] = []
+        self._requested: list[str] = []  # reasons of priority requests (rule 3)
+        self._routine_requests: list[str] = []  # reasons of routine ones
         self._requested_symbols: set[Symbol] = set()
         self._open: set[Symbol] = set()
         self._closed_at: dict[Symbol, float] = {}
@@ -100,7 +118,14 @@ class PollSchedule:
     # -------------------------------------------------------------- facts
 
     def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
-        """The core asked for a snapshot: read positions (and those symbols' orders) now."""
+        """The core asked for a snapshot: read positions (and those symbols' orders) now,
+        as a priority read unless ``request_priority`` calls it routine."""
+        if request_priority(reason) is Priority.ROUTINE:
+            # A freshness read (the stream just reported a fill): at once if routine polls
+            # have room, else with the next scheduled read; its orders like after an event.
+            self._routine_requests.append(reason)
+            self._orders_after_event.update(symbols or ())
+            return
         self._requested.append(reason)
         self._requested_symbols.update(symbols or ())
 
@@ -108,8 +133,9 @@ class PollSchedule:
         """A positions read starts now; returns the reason(s) it serves."""
         self._next_positions_at = now_s + self.poll_interval_s
         self._last_positions_at = now_s
-        reason = ", ".join(dict.fromkeys(self._requested)) or "scheduled"
+        reason = ", ".join(dict.fromkeys(self._requested + self._routine_requests)) or "scheduled"
         self._requested.clear()
+        self._routine_requests.clear()
         return reason
 
     def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> bool:
@@ -123,6 +149,9 @@ class PollSchedule:
             return False
         for symbol in self._open - held:
             self._closed_at[symbol] = now_s
+            # Its stops are what the reaper must judge now, and with a blind stream an order
+            # read is the only way to see one the bot placed after the close: read at once.
+            self._requested_symbols.add(symbol)
         self._open = held
         self._positions_known = True
         return True
@@ -193,6 +222,11 @@ class PollSchedule:
         return frozenset(self._open)
 
     @property
+    def last_positions_at(self) -> float:
+        """When the last positions read (ours or someone else's) started."""
+        return self._last_positions_at
+
+    @property
     def next_positions_at(self) -> float:
         """When the next scheduled positions read is due (monotonic seconds)."""
         return self._next_positions_at
@@ -221,7 +255,7 @@ class PollSchedule:
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
-        urgent = bool(self._requested)
+        urgent = bool(self._requested or self._routine_requests)
         read_positions = now_s >= self._next_positions_at or (urgent and now_s >= requested_at)
         wake_at = min(self._next_positions_at, requested_at) if urgent else self._next_positions_at
         sweep = self._positions_known and now_s >= self._next_sweep_at
@@ -249,6 +283,8 @@ class PollSchedule:
         # symbol still gets its turn (the sweep can add many symbols that hold orders).
         keyed.sort()
         due = tuple(k[2] for k in keyed)
-        return PollPlan(read_positions, urgent, ", ".join(self._requested) or "scheduled",
+        return PollPlan(read_positions, urgent,
+                        ", ".join(self._requested + self._routine_requests) or "scheduled",
                         due, tuple(k[2] for k in keyed if not k[0]),
-                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s))
+                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s),
+                        bool(self._requested))

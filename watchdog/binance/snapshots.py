@@ -6,7 +6,8 @@ Rules of this module:
    the same ``request_id``. A failed read is never reported as an empty (flat) snapshot.
 2. Order reads are per symbol (weight 1 each instead of 40 without a symbol); if any of a
    symbol's two reads fails, no ``OrdersSnapshot`` is emitted for it (a partial list of orders
-   would look like cancelled orders).
+   would look like cancelled orders). A read the client refused to send (no weight left)
+   ends the batch: the symbols after it are logged as skipped, not tried one by one.
 3. The sweep (``read_all_orders``) reads both lists without a symbol (weight 40 each) and
    emits one ``OrdersSnapshot(symbols=None)``: authoritative for every symbol, so it finds
    orders on symbols nothing else points at (placed while the watchdog was down).
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from loguru import logger
 
+from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.core.events import (
     Event,
@@ -27,7 +29,7 @@ from watchdog.core.events import (
     SnapshotRequested,
 )
 from watchdog.core.model import Symbol
-from watchdog.errors import AuthenticationFailed, ExchangeError
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeUnavailable
 
 __all__ = ["Emit", "read_all_orders", "read_orders", "read_positions"]
 
@@ -35,7 +37,7 @@ Emit = Callable[[Event], Awaitable[None]]
 
 
 async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
-                         urgent: bool = True) -> PositionSnapshot | None:
+                         priority: Priority = Priority.REQUESTED) -> PositionSnapshot | None:
     """Read every position once, bracketed for the core; ``None`` when the read failed."""
     request_id = rest.next_request_id()
     requested_ms = rest.exchange_time_ms()
@@ -43,7 +45,7 @@ async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
     try:
         snapshot = await rest.fetch_position_snapshot(request_id=request_id,
                                                       requested_time_ms=requested_ms,
-                                                      urgent=urgent)
+                                                      priority=priority)
     except ExchangeError as exc:
         logger.log(_level(exc), "position snapshot failed request_id={} reason={} error={}",
                    request_id, reason, exc)
@@ -56,17 +58,24 @@ async def read_positions(rest: BinanceRest, emit: Emit, *, reason: str,
 
 
 async def read_orders(rest: BinanceRest, emit: Emit, symbols: Iterable[Symbol], *,
-                      reason: str, urgent: bool = False) -> list[Symbol]:
+                      reason: str, priority: Priority = Priority.ROUTINE) -> list[Symbol]:
     """Read open regular and algo orders for each symbol; returns the symbols read."""
     done: list[Symbol] = []
     for symbol in sorted(set(symbols)):
         requested_ms = rest.exchange_time_ms()
         try:
-            algo_orders = await rest.fetch_open_algo_orders(symbol, urgent=urgent)
-            orders = await rest.fetch_open_orders(symbol, urgent=urgent)
+            algo_orders = await rest.fetch_open_algo_orders(symbol, priority=priority)
+            orders = await rest.fetch_open_orders(symbol, priority=priority)
         except ExchangeError as exc:
             logger.log(_level(exc), "orders snapshot failed symbol={} reason={} error={}", symbol,
                        reason, exc)
+            if _not_sent(exc):  # no weight left now: the rest would fail the same way
+                rest_of = [s for s in sorted(set(symbols)) if s > symbol]
+                if rest_of:
+                    logger.warning("orders snapshot skipped symbols={} reason={}: no weight "
+                                   "left; the poller reads them later", ",".join(rest_of),
+                                   reason)
+                break
             continue
         await emit(OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders,
                                   frozenset({symbol})))
@@ -74,16 +83,22 @@ async def read_orders(rest: BinanceRest, emit: Emit, symbols: Iterable[Symbol], 
     return done
 
 
+def _not_sent(exc: ExchangeError) -> bool:
+    """The REST client refused to send (weight budget or ``Retry-After``), not a failed call."""
+    return (isinstance(exc, ExchangeUnavailable) and exc.status is None
+            and exc.retry_after_s is not None)
+
+
 async def read_all_orders(rest: BinanceRest, emit: Emit, *, reason: str,
-                          urgent: bool = True) -> OrdersSnapshot | None:
+                          priority: Priority = Priority.ROUTINE) -> OrdersSnapshot | None:
     """Read open regular and algo orders of every symbol (weight 40 + 40); ``None`` on failure.
 
     Nothing is emitted when either read fails: a half sweep would look like cancelled orders.
     """
     requested_ms = rest.exchange_time_ms()
     try:
-        algo_orders = await rest.fetch_open_algo_orders(None, urgent=urgent)
-        orders = await rest.fetch_open_orders(None, urgent=urgent)
+        algo_orders = await rest.fetch_open_algo_orders(None, priority=priority)
+        orders = await rest.fetch_open_orders(None, priority=priority)
     except ExchangeError as exc:
         logger.log(_level(exc), "all-symbols orders sweep failed reason={} error={}", reason, exc)
         return None

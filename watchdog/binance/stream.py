@@ -17,9 +17,13 @@ Rules of this module:
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
    fresh POST. The key is never DELETEd (shared with the bot) and never logged.
 5. Proactive rotation before Binance's 24 h cut is make-before-break: the new connection is
-   open and answers a ping before the old one closes; the old one's remaining frames are
-   delivered first and the overlap's duplicates are dropped, so rotation leaves no gap and is
-   not reported as one.
+   open, answers a ping, and then is on probation (``probation.py``) while the old one keeps
+   delivering: it replaces the old one only once it delivered an event the old one delivered
+   too (or events the old one missed). A new connection that misses what the old one delivers
+   is closed and the rotation retried later (``rotations_rejected``); a quiet account keeps
+   both until Binance cuts the old one, which is then an ordinary reconnect (gap, resync).
+   On the switch the old one's remaining frames are delivered first and the overlap's
+   duplicates are dropped, so rotation leaves no gap and is not reported as one.
 6. A blind connection is replaced at once the first time, then at most every
    ``blind_reconnect_interval_s`` (``reconnect.BlindReconnects``; default 60 s): a report
    while one is held back schedules it, later reports only log. Each replacement logs one
@@ -28,6 +32,13 @@ Rules of this module:
    One a minute costs about 8 weight (listen key, one positions read, that snapshot's order
    reads). A new connection for any other reason cancels a scheduled one (the verdict was
    about the old connection).
+7. Reconnects are paid from the REST weight budget like everything else: a connect waits until
+   the budget has room for its listen key and post-connect snapshot (priority ``REQUESTED``;
+   the order reads of the first ``RESYNC_PRIORITY_SYMBOLS`` open symbols too, the others
+   only while routine polls have room),
+   and the backoff is reset only by a connection that lived ``HEALTHY_AFTER_S``
+   (``reconnect.backoff_resets``): one that ends within seconds (``listenKeyExpired`` at
+   once, found blind, dropped) makes the next delay grow, whoever decided to end it.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import asyncio
 import itertools
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,16 +69,19 @@ from watchdog.binance.connection import (
     frame_excerpt,
     user_stream_url,
 )
+from watchdog.binance.probation import PROBATION_TOLERANCE_S, Probation, Verdict
 from watchdog.binance.reconnect import (
     BLIND_RECONNECT_INTERVAL_S,
     Backoff,
     BlindReconnects,
     RecentEvents,
     StreamFailure,
+    backoff_resets,
     classify_stream_error,
     event_identity,
 )
-from watchdog.binance.rest import BinanceRest
+from watchdog.binance.budget import Priority
+from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
 from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
@@ -79,6 +93,7 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
+from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 
 __all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
@@ -91,11 +106,14 @@ try:
     _loads = orjson.loads  # the fast extra: about 2x faster on these frames
 except ImportError:  # pragma: no cover - optional
     pass
-_HEALTHY_AFTER_S = 5.0   # a connection that lived this long resets the backoff
+# A connect costs a listen key and its post-connect positions read (rule 7).
+CONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + WEIGHTS["GET /fapi/v3/positionRisk"]
+RESYNC_PRIORITY_SYMBOLS = 5  # post-connect order reads sent as priority calls (rule 7)
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"
 _BLIND = "blind: "
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
+_PROBATION_RECHECK_S = 1.0  # a probation also notices the old connection ending or the new closing
 
 
 @dataclass
@@ -105,6 +123,7 @@ class StreamStats:
     connects: int = 0
     reconnects: int = 0
     rotations: int = 0
+    rotations_rejected: int = 0  # new connections that failed their probation (rule 5)
     received: int = 0      # frames read off sockets (buffered or not)
     frames: int = 0        # frames handled (delivered, dropped or malformed)
     events: int = 0
@@ -237,12 +256,20 @@ class UserDataStream:
             if delay_s > 0:
                 logger.info("user stream reconnecting cause={} delay_s={:.2f}", cause, delay_s)
                 await asyncio.sleep(delay_s)
+            room_s = self._rest.budget_wait_s(CONNECT_WEIGHT, priority=Priority.REQUESTED)
+            if room_s > 0:  # rule 7: a connect is paid from the one budget, never beside it
+                logger.warning("user stream reconnect waits {:.1f}s for REST weight (listen key "
+                               "and post-connect snapshot) cause={}", room_s, cause)
+                await asyncio.sleep(room_s)
             try:
                 conn = await self._open()
             except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
                 if classify_stream_error(exc) is StreamFailure.FATAL:
                     raise
-                cause, delay_s = f"connect failed: {describe_error(exc)}", self._backoff.next_delay_s()
+                delay_s = self._backoff.next_delay_s()
+                if isinstance(exc, ExchangeUnavailable) and exc.retry_after_s is not None:
+                    delay_s = max(delay_s, exc.retry_after_s)  # 429/418 or our own budget
+                cause = f"connect failed: {describe_error(exc)}"
                 logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
                                describe_error(exc), delay_s)
                 continue
@@ -266,9 +293,10 @@ class UserDataStream:
                 conn.ws.transport.abort()  # the peer does not answer: no closing handshake
             else:
                 await self._close(conn)
-            # A reconnect we decided on (blind, key expired or refused) is no failure of the
-            # link: come back at the minimum delay. Failing links back off exponentially.
-            if decided or self._clock.monotonic() - conn.opened_at >= _HEALTHY_AFTER_S:
+            # Rule 7: only a connection that lived resets the backoff. One that expired, was
+            # found blind or dropped within seconds is a failure, whoever ended it: a key
+            # expiring at every connect must not reconnect at the minimum delay forever.
+            if backoff_resets(self._clock.monotonic() - conn.opened_at):
                 self._backoff.reset()
             # Rule 6: a blind connection is replaced at once (its cadence is already bounded);
             # the post-connect snapshot then also serves the core's request after the loss.
@@ -296,6 +324,8 @@ class UserDataStream:
         try:
             async for message in conn.ws:
                 self.stats.received += 1
+                if conn.observe is not None:
+                    conn.observe(message)
                 conn.queue.put_nowait(message)
                 if conn.queue.qsize() >= READ_HIGH_WATER:
                     # Backpressure: stop reading while the core is behind, so TCP (not our
@@ -331,9 +361,18 @@ class UserDataStream:
                 conn.held.append(End(_EXPIRED))
                 break
         if snapshot is not None and not conn.held:
-            open_symbols = {Symbol(p.key.symbol) for p in snapshot.positions if p.amount != ZERO}
-            await read_orders(self._rest, emit, open_symbols, reason="stream connected",
-                              urgent=True)
+            open_symbols = sorted({Symbol(p.key.symbol) for p in snapshot.positions
+                                   if p.amount != ZERO})
+            # Rule 7: the first few as priority reads; the rest only while routine polls have
+            # room (a big account must not spend the whole share on them after every connect
+            # and starve the positions poll; the poller reads those symbols periodically).
+            first, rest = (open_symbols[:RESYNC_PRIORITY_SYMBOLS],
+                           open_symbols[RESYNC_PRIORITY_SYMBOLS:])
+            await read_orders(self._rest, emit, first, reason="stream connected",
+                              priority=Priority.REQUESTED)
+            if rest:
+                await read_orders(self._rest, emit, rest, reason="stream connected",
+                                  priority=Priority.ROUTINE)
 
     async def _serve(self, conn: Connection, emit: Emit) -> tuple[Connection, str]:
         """Deliver frames until the connection ends; returns the connection and why it ended."""
@@ -380,8 +419,9 @@ class UserDataStream:
                 return conn, _EXPIRED
 
     async def _make_successor(self, old: Connection) -> None:
-        """Rule 5, make: open the next connection and prove it with a ping, while ``old`` keeps
-        delivering; the result goes into ``old``'s queue, in order with its frames."""
+        """Rule 5, make: open the next connection, ping it, and keep it on probation while
+        ``old`` keeps delivering; the result goes into ``old``'s queue, in order with its
+        frames."""
         try:
             new = await self._open()
         except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
@@ -398,7 +438,60 @@ class UserDataStream:
         if old is not self._current:  # old ended meanwhile: the reconnect path took over
             new.ws.transport.abort()
             return
-        old.queue.put_nowait(Successor(new, ""))
+        error = await self._probation(old, new)
+        if error is None:
+            old.queue.put_nowait(Successor(new, ""))
+            return
+        new.ws.transport.abort()
+        if old is self._current:
+            self.stats.rotations_rejected += 1
+            logger.warning("user stream rotation rejected: keeping connection_id={} instead of "
+                           "{} ({}; rejected #{})", old.id, new.id, error,
+                           self.stats.rotations_rejected)
+            old.queue.put_nowait(Successor(None, f"probation failed: {error}"))
+
+    async def _probation(self, old: Connection, new: Connection) -> str | None:
+        """Rule 5: None once ``new`` proved itself, else why it is rejected (or ``old`` ended)."""
+        loop = asyncio.get_running_loop()
+        probation = Probation(ready_at=loop.time(), tolerance_s=PROBATION_TOLERANCE_S)
+        wake = asyncio.Event()
+
+        def observer(record: Callable[[Hashable, float], None]) -> Callable[[str | bytes], None]:
+            def observe(message: str | bytes) -> None:
+                try:
+                    raw = _loads(message)
+                except ValueError:
+                    return  # _deliver reports it when it is delivered
+                if isinstance(raw, dict):
+                    record(event_identity(raw, message), loop.time())
+                    wake.set()
+            return observe
+
+        old.observe, new.observe = observer(probation.old_frame), observer(probation.new_frame)
+        try:
+            while True:
+                if old is not self._current:
+                    return "the old connection ended first"
+                if new.ws.close_code is not None:
+                    return f"the new connection closed (code {new.ws.close_code})"
+                decision = probation.decide(loop.time())
+                if decision.verdict is Verdict.PROMOTE:
+                    logger.info("user stream connection_id={} passed its probation: {}", new.id,
+                                decision.reason)
+                    return None
+                if decision.verdict is Verdict.REJECT:
+                    return decision.reason
+                wake.clear()
+                wait_s = _PROBATION_RECHECK_S
+                if decision.wake_at is not None:
+                    wait_s = min(wait_s, max(0.0, decision.wake_at - loop.time()))
+                try:
+                    async with asyncio.timeout(wait_s):
+                        await wake.wait()
+                except TimeoutError as exc:
+                    raise_if_cancelling(exc)  # our own deadline: decide again
+        finally:
+            old.observe = new.observe = None
 
     async def _break(self, old: Connection, new: Connection,
                      emit: Emit) -> tuple[Connection, str | None]:

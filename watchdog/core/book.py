@@ -47,6 +47,14 @@ Rules of this module:
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   Only a change provably made while this connection was up counts: its earliest possible
+   time (a timed row's ``updateTime``, else the latest time the held amount is known to have
+   held: its own time or the lag floor of a later read that still showed it; for a key never
+   held, the lag floor of the last read) must not be before the ``requested_time_ms`` of the
+   first snapshot requested after the connect. A change made while disconnected and shown by
+   a lagging first post-connect read is no blindness (the stream never had a chance).
+   A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
+   RaiseAlert, and for ``stream_blind`` Notify too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
    raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
@@ -55,7 +63,13 @@ Rules of this module:
    unbroken run that showed the key flat. A gap, a failed read covering the key, an open fact
    or expiry (ambiguous REST, any loss of CONFIRMED) breaks the run; a snapshot requested
    before the latest break cannot start a new one, even if it is answered after it.
-10. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
+10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
+   earlier run last published per key; the first confirmed view of that key that differs from
+   it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
+   ``last_seen_ms`` (the ``verified_ms`` of the old state: the change happened between it and
+   the event's ``at_ms``) when a REST read brought the first fact, plainly when the stream did
+   (then the change was seen live).
+11. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
    makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
    closing the position while the user stream says nothing (the BASUSDT incident). Only a
    trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
@@ -67,7 +81,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
@@ -77,6 +91,7 @@ from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSn
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
+    CanaryAlert,
     Event,
     ListenKeyExpired,
     MarginCall,
@@ -144,11 +159,17 @@ class _Entry:
     reason: str = "never confirmed by an authoritative fact"
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
     flat_since_ms: int | None = None
+    # Latest exchange time the held amount is known to have held (its own time, or a REST
+    # read's lag floor that still showed it): a change REST shows later was made after it.
+    true_ms: int = 0
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
-    crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 10)
+    crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 11)
     crossed_ms: int = -1  # exchange time of the crossing price print
     crossed_amount: Decimal = ZERO  # the amount held when the price crossed
     published: PositionView | None = None
+    # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
+    # by this run; verified_ms of that state, until the first confirmed publish (rule 10)
+    while_down_from_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +202,7 @@ class PositionBook:
         self._policy = policy or BookPolicy()
         self._version_base = version_base
         self._expected: set[PositionKey] = set()  # published by an earlier run, not yet re-read
+        self._last_shown: dict[PositionKey, tuple[PositionState, int]] = {}  # rule 10
         self._entries: dict[PositionKey, _Entry] = {}
         self._epoch = 0                  # +1 on every stream gap
         self._connected = False
@@ -194,6 +216,7 @@ class PositionBook:
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_break_seq = 0  # events_applied when that run last broke
         self._unreported: dict[PositionKey, _Unreported] = {}
+        self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
@@ -278,10 +301,17 @@ class PositionBook:
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
             case SnapshotRequested():
                 self._remember_request(event)
+                if self._connected and self._watch_from_ms is None:
+                    self._watch_from_ms = event.requested_time_ms
             case PositionSnapshot():
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
+            case CanaryAlert(code=code, message=message):
+                # The canary's verdict leaves by the same effects as rule 7's blindness.
+                extra.append(RaiseAlert(code, message))
+                if code == "stream_blind":
+                    extra.append(Notify(code, None, (("message", message),)))
             case StopCrossed():
                 extra.append(self._on_stop_crossed(event, now_ms))
             case OrdersSnapshot() | Tick():
@@ -322,7 +352,7 @@ class PositionBook:
         return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
 
     def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
-        """Rule 10: doubt the key now; only a read requested after this lifts the doubt."""
+        """Rule 11: doubt the key now; only a read requested after this lifts the doubt."""
         entry = self._entries.get(event.key)
         if entry is not None:
             entry.crossed_seq = self.events_applied
@@ -352,6 +382,7 @@ class PositionBook:
         self._epoch += 1
         self._fills.clear()
         self._unreported.clear()
+        self._watch_from_ms = None
         self._break_all_run()
         # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
         keep_confirmed = connected and not was_connected
@@ -436,11 +467,16 @@ class PositionBook:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._covered(key) and key.symbol not in self._fills:
+                # Flat in every read so far: it opened after the last one's lag floor.
+                last_read_ms = max(self._read_order_all,
+                                   self._read_order.get(key.symbol, (-1, -1)))[0]
                 self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
-                                      "REST shows an open the stream never reported")
+                                      "REST shows an open the stream never reported",
+                                      row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
                                      fact_epoch)
+            entry.true_ms = max(entry.true_ms, lag_floor_ms)
             self._expected.discard(key)
         else:
             held = Held(entry.amount, entry.entry_price, entry.as_of_time_ms)
@@ -450,15 +486,23 @@ class PositionBook:
                 case Verdict.SAME:
                     if judged.time_ms > entry.as_of_time_ms:
                         entry.as_of_time_ms, entry.source = judged.time_ms, Source.REST
+                    entry.true_ms = max(entry.true_ms, judged.time_ms,
+                                        snap.requested_time_ms - self._policy.max_rest_lag_ms)
                 case Verdict.NEWER | Verdict.OVERRIDE:
-                    if (blind_watch and entry.fact_epoch == self._epoch
+                    # Made while this connection was up? _note_unreported judges by the time
+                    # the held amount was last known true (a fact of any epoch may prove it).
+                    if (blind_watch
                             and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
                         since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
                                     else snap.requested_time_ms)
                         self._note_unreported(key, since_ms, entry.as_of_time_ms,
                                               f"REST shows amount {amount} but the stream last "
-                                              f"reported {entry.amount}")
+                                              f"reported {entry.amount}",
+                                              since_ms if judged.verdict is Verdict.NEWER
+                                              else entry.true_ms)
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    entry.true_ms = max(entry.true_ms,
+                                        snap.requested_time_ms - self._policy.max_rest_lag_ms)
                     if not trusted:
                         self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
                                    "snapshot requested before the last stream gap")
@@ -482,7 +526,7 @@ class PositionBook:
         return effects
 
     def _lifts_crossing(self, entry: _Entry, request: _Request, snap: PositionSnapshot) -> bool:
-        """Rule 10: a read requested before the crossing never lifts its doubt; one after it
+        """Rule 11: a read requested before the crossing never lifts its doubt; one after it
         does if it shows the amount changed, or if it was requested more than
         ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""
         if entry.crossed_seq < 0:
@@ -493,8 +537,11 @@ class PositionBook:
                 or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
 
     def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
-                         message: str) -> None:
-        """Rule 7: remember the oldest unreported change until the stream reports it."""
+                         message: str, earliest_ms: int) -> None:
+        """Rule 7: remember the oldest unreported change until the stream reports it, if it
+        was made at or after ``earliest_ms`` while this connection was up."""
+        if self._watch_from_ms is None or earliest_ms < self._watch_from_ms:
+            return  # it may predate the connection: the stream never had a chance to report it
         if key not in self._unreported:
             self._unreported[key] = _Unreported(since_ms, prior_ms, message)
 
@@ -520,14 +567,18 @@ class PositionBook:
                     time_ms: int, epoch: int) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(key, amount, price, source, time_ms, epoch,
+            entry = _Entry(key, amount, price, source, time_ms, epoch, true_ms=time_ms,
                            run_break_seq=self._all_break_seq)  # it was in the all-symbols run
-            if self._covered(key):
+            shown = self._last_shown.pop(key, None)
+            if shown is not None:  # rule 10
+                entry.confirmed_state = shown[0]
+                entry.while_down_from_ms = shown[1] if source is Source.REST else None
+            elif self._covered(key):
                 entry.confirmed_state = PositionState.CLOSED
             self._entries[key] = entry
         else:
             entry.amount, entry.entry_price, entry.source = amount, price, source
-            entry.as_of_time_ms, entry.fact_epoch = time_ms, epoch
+            entry.as_of_time_ms, entry.fact_epoch, entry.true_ms = time_ms, epoch, time_ms
         if amount != ZERO:
             entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
         self._dirty.add(key)
@@ -581,12 +632,18 @@ class PositionBook:
     def _break_all_run(self) -> None:
         self._all_flat_since_ms, self._all_break_seq = None, self.events_applied
 
-    def expect(self, keys: Iterable[PositionKey]) -> None:
+    def expect(self, keys: Iterable[PositionKey],
+               last_shown: Mapping[PositionKey, tuple[PositionState, int]] | None = None) -> None:
         """Keys an earlier run published (the store's index), so that a REST read covering one
         publishes its state even when it is flat: otherwise a position that closed while no
         watchdog ran would keep the old run's ``open`` in Redis (shown stale, never closed).
-        Only the keys are taken over, never their old values: REST alone decides."""
+        Only the keys are taken over, never their old values: REST alone decides.
+        ``last_shown``: the OPEN/CLOSED state (and its ``verified_ms``) the earlier run last
+        published, only to tell bots of a change that happened meanwhile (rule 10)."""
         self._expected.update(k for k in keys if k not in self._entries)
+        for key, (state, verified_ms) in (last_shown or {}).items():
+            if key not in self._entries and state is not PositionState.UNKNOWN:
+                self._last_shown[key] = (state, verified_ms)
 
     # ------------------------------------------------------------------ publishing
 
@@ -603,8 +660,13 @@ class PositionBook:
             if view.state is not PositionState.UNKNOWN:
                 if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
                     kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
-                    effects.append(Notify(kind, key, (("amount", str(view.amount)),)))
+                    detail: tuple[tuple[str, str], ...] = (("amount", str(view.amount)),)
+                    if entry.while_down_from_ms is not None:  # rule 10
+                        detail += (("while_down", "true"),
+                                   ("last_seen_ms", str(entry.while_down_from_ms)))
+                    effects.append(Notify(kind, key, detail))
                 entry.confirmed_state = view.state
+                entry.while_down_from_ms = None
         self._dirty.clear()
         return effects
 

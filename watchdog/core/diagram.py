@@ -10,11 +10,13 @@ Regenerate with ``python -m watchdog.core.diagram > docs/CORE.md``.
 
 from __future__ import annotations
 
-from watchdog.core import book
+from types import ModuleType
+
+from watchdog.core import book, order_blindness, proof
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
-__all__ = ["render_core_doc", "render_rules", "render_transitions"]
+__all__ = ["render_core_doc", "render_proof", "render_rules", "render_transitions"]
 
 
 def render_transitions() -> str:
@@ -30,9 +32,20 @@ def render_transitions() -> str:
     return "\n".join(lines)
 
 
-def render_rules() -> str:
-    """The numbered "Rules of this module" block of ``book.py``, as Markdown."""
-    text = book.__doc__ or ""
+def render_proof() -> str:
+    """``proof.TRANSITIONS``: a row per state, a column per signal (bold: the state changes)."""
+    signals = list(proof.Signal)
+    lines = ["| state \\ signal | " + " | ".join(f"`{s.value}`" for s in signals) + " |",
+             "|" + " --- |" * (len(signals) + 1)]
+    for state, row in proof.TRANSITIONS.items():
+        cells = [f"**{row[s]}**" if row[s] != state else row[s] for s in signals]
+        lines.append(f"| **{state}** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_rules(module: ModuleType = book) -> str:
+    """The numbered "Rules of this module" block of a core module (``book.py``), as Markdown."""
+    text = module.__doc__ or ""
     rules = text.split("Rules of this module:", 1)[1]
     return "\n".join(line.rstrip() for line in rules.strip().splitlines())
 
@@ -64,6 +77,20 @@ Evidence:
 ## Fusion rules (`PositionBook`)
 
 {render_rules()}
+
+## Stream proof (`proof.py`)
+
+After a `stream_blind` verdict the user stream is *unproven* until REST corroborates an event it
+delivered; a reconnect proves nothing. The runtime shows it in the health hash, `status` and
+`STATUS=`.
+
+{render_proof()}
+
+{render_rules(proof)}
+
+## Blindness to orders (`order_blindness.py`)
+
+{render_rules(order_blindness)}
 
 ## Using the book (the shell's side of the contract)
 

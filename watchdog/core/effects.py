@@ -17,6 +17,8 @@ from watchdog.core.model import OrderId, PositionKey, PositionView, Symbol
 __all__ = [
     "CancelOrder",
     "Effect",
+    "Firing",
+    "MarkFiring",
     "Notify",
     "Publish",
     "RaiseAlert",
@@ -83,4 +85,28 @@ class CancelOrder:
     reason: str
 
 
-Effect = Publish | Retract | RequestSnapshot | RaiseAlert | Notify | CancelOrder
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A conditional order of a position that is firing (core/firing.py rule 1).
+
+    ``status``: the algo order's TRIGGERING/TRIGGERED, or CHILD_WORKING when only its child
+    order is known open; ``since_ms``: exchange time that status was first seen; ``child_id``:
+    the child order while it is open.
+    """
+
+    algo_id: OrderId
+    status: str
+    since_ms: int
+    child_id: OrderId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkFiring:
+    """Show on the position's hash that a stop of it is firing (``firing`` None: no longer), so
+    ``begin`` vetoes with ``stop_triggered`` (docs/PROTOCOL.md §2)."""
+
+    key: PositionKey
+    firing: Firing | None
+
+
+Effect = Publish | Retract | RequestSnapshot | RaiseAlert | Notify | CancelOrder | MarkFiring

@@ -20,6 +20,7 @@ from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, 
 __all__ = [
     "AccountConfigUpdate",
     "AlgoUpdate",
+    "CanaryAlert",
     "Event",
     "ListenKeyExpired",
     "MarginCall",
@@ -276,6 +277,15 @@ class StopCrossed:
 
 
 @dataclass(frozen=True, slots=True)
+class CanaryAlert:
+    """What the stream's liveness canary found (core/canary.py): ``code`` ``stream_blind`` when
+    its order's ALGO_UPDATE did not come in time, ``canary_failed`` when it could not run."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; lets the core age knowledge and schedule work."""
 
@@ -295,5 +305,6 @@ Event = (
     | StreamConnected
     | StreamLost
     | StopCrossed
+    | CanaryAlert
     | Tick
 )

@@ -163,6 +163,12 @@ class OrderBook:
         position (rule 5), or None."""
         return self._opening_fills.get(symbol)
 
+    def firing_candidates(self) -> Iterable[TrackedOrder]:
+        """Algo orders in trigger and regular orders linked to a parent algo (core/firing.py),
+        unsorted: scanned after every batch of order facts."""
+        return (o for o in self._orders.values()
+                if o.in_trigger or (not o.is_algo and o.parent_algo_id is not None))
+
     def is_gone(self, order_id: OrderId, *, is_algo: bool) -> bool:
         """True when a terminal fact for this order has been seen."""
         return (is_algo, order_id) in self._tombstones

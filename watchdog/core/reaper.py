@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from watchdog.core.canary import is_canary
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert, RequestSnapshot
 from watchdog.core.model import (
     ZERO,
@@ -82,6 +83,7 @@ class Why(StrEnum):
     ENTRY_ORDER = "entry_order"                    # could open or grow a position
     ENTRY_PENDING = "entry_pending"                # an entry rests on the key: may be its stop
     PREFIX_MISMATCH = "prefix_mismatch"            # not the bot's (client_id_prefix)
+    CANARY = "canary"                              # the watchdog's own stream canary
     KNOWLEDGE_UNKNOWN = "knowledge_unknown"        # never confirmed, or no fact at all
     KNOWLEDGE_SUSPECT = "knowledge_suspect"        # a gap or a failed read since the last fact
     KNOWLEDGE_EXPIRED = "knowledge_expired"        # too old to be truth
@@ -171,6 +173,8 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
 def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[PositionKey],
             now_ms: int, policy: ReaperPolicy,
             entries: dict[PositionKey, TrackedOrder], fill_ms: int | None) -> Assessment:
+    if is_canary(order.client_id):  # core/canary.py: it cancels its own, within its bound
+        return Assessment(order, Why.CANARY, "the watchdog's stream canary: never reaped")
     if order.in_trigger:
         return Assessment(order, Why.TRIGGERING,
                           f"algo {order.status} since {order.status_since_ms}: may be closing "

@@ -27,7 +27,7 @@ Rules of this module:
    order; merely vanishing from a REST list is no sign: a stuck trigger does that, §3.6.5)
    follows within ``confirm_bound_ms``, one ``trigger_not_acted`` alert is raised: a trigger the
    exchange did not act on (stuck, price protection) or a blind user stream. The book makes the
-   position suspect (book.py rule 10); the watch only follows up.
+   position suspect (book.py rule 11); the watch only follows up.
 """
 
 from __future__ import annotations

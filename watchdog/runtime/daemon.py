@@ -6,7 +6,8 @@ This is the only module that imports every adapter and the only place tasks are 
     market ─┤ (StopCrossed: a public price crossed an open stop's trigger)
     poller ─┼─► Inbox ─► core (PositionBook + OrderBook) ─► EffectsRunner ─► Redis (store)
     ticker ─┘                 │                                   ├─► poller (RequestSnapshot)
-                              └─► sd_notify READY/WATCHDOG/STATUS └─► reaper (CancelOrder)
+                              └─► sd_notify READY/WATCHDOG/STATUS ├─► reaper (CancelOrder)
+                                                                  └─► metrics (observer, [metrics])
     heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
 
 Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then cancels every other task until
@@ -33,6 +34,7 @@ from loguru import logger
 
 from watchdog import __version__
 from watchdog.binance.market_stream import MarketStream
+from watchdog.binance.budget import Priority
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
@@ -41,11 +43,16 @@ from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
+from watchdog.core.proof import StreamProof
+from watchdog.core.reaper import ReaperDecision
 from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
+from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
+from watchdog.runtime.metrics import Metrics
+from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
@@ -95,7 +102,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
         weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
-        reaper=_reaper_mode(config))
+        reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(
             base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
@@ -110,12 +117,14 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
 
         async def start() -> None:
             await store.start()
-            book.expect(await store.published_keys())  # closed while we were down → published closed
+            # Closed while we were down → published closed, and told (position_closed, while_down).
+            published = await store.published_keys()
+            book.expect(published, await store.last_shown(published))
             try:
                 await rest.sync_time()
                 # One signed read proves key, secret, permission and IP whitelist now: refused
                 # credentials end the daemon here (exit 77) instead of a restart loop.
-                await rest.fetch_positions(urgent=True)
+                await rest.fetch_positions(priority=Priority.REQUESTED)
             except AuthenticationFailed:
                 raise
             except ExchangeError as exc:
@@ -162,11 +171,18 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "market_streams": str(len(market.subscribed)),
             "trigger_crossings": str(triggers.watch.crossings),
             "triggers_not_acted": str(triggers.watch.not_acted)}
+        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_blind_reconnect)
+                               on_stream_blind=stream.request_blind_reconnect, observer=metrics)
+        policy = canary_policy(config.stream)
+        canary = None if policy is None else CanaryTask(
+            rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
+            stream_live=lambda: book.stream_state == "live")
+        observers = (poller.observe, *(() if canary is None else (canary.observe,)),
+                     *(() if metrics is None else (metrics.observe_event,)))
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=(poller.observe,), triggers=triggers)
+                        observers=observers, triggers=triggers)
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
@@ -178,6 +194,13 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "reaper": reaper.run(),
             "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
+        if canary is not None:
+            tasks["canary"] = canary.run()
+        if metrics is not None:
+            tasks["metrics"] = serve_metrics(metrics, config.metrics)
+            # XREAD's block must end before the socket timeout would call Redis unreachable.
+            tasks["metrics-events"] = tail_events(
+                store, metrics, block_ms=max(1, int(min(1.0, r.socket_timeout_s / 2) * 1000)))
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
@@ -364,6 +387,14 @@ def _progress_limit_s(config: Config) -> float:
     slowest = max(b.poll_interval_s + 2 * b.request_timeout_s,
                   r.heartbeat_interval_s + 4 * r.socket_timeout_s)
     return max(10.0, 3 * slowest)
+
+
+def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
+                reaper_decision: Callable[[], ReaperDecision | None]) -> Metrics | None:
+    """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
+    if not (config.metrics.listen or config.metrics.textfile_path):
+        return None
+    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision)
 
 
 def _reaper_mode(config: Config) -> str:

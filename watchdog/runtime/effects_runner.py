@@ -15,8 +15,9 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, assert_never
 
 from loguru import logger
@@ -24,6 +25,7 @@ from loguru import logger
 from watchdog.core.effects import (
     CancelOrder,
     Effect,
+    MarkFiring,
     Notify,
     Publish,
     RaiseAlert,
@@ -36,7 +38,7 @@ from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
 
-__all__ = ["CancelSink", "EffectsRunner", "SnapshotSink"]
+__all__ = ["CancelSink", "EffectsObserver", "EffectsRunner", "SnapshotSink"]
 
 _MAX_DEFERRED_EVENTS = 1000
 _STREAM_BLIND = "stream_blind"  # core/book.py rule 7
@@ -54,13 +56,23 @@ class CancelSink(Protocol):
     def submit(self, cancel: CancelOrder) -> None: ...
 
 
+class EffectsObserver(Protocol):
+    """Sees what the runner did (the metrics): must not block nor raise."""
+
+    def effects_run(self, effects: Sequence[Effect], *, written: bool) -> None: ...
+
+    def store_written(self, seconds: float) -> None: ...
+
+
 class EffectsRunner:
     """Turns effects into I/O; the core loop is its only caller (besides ``recover``)."""
 
     def __init__(self, store: RedisPublisher, snapshots: SnapshotSink, cancels: CancelSink,
                  vitals: Vitals, *, store_timeout_s: float,
-                 on_stream_blind: Callable[[str], None] | None = None) -> None:
+                 on_stream_blind: Callable[[str], None] | None = None,
+                 observer: EffectsObserver | None = None) -> None:
         self._store = store
+        self._observer = observer
         self._on_stream_blind = on_stream_blind
         self._snapshots = snapshots
         self._cancels = cancels
@@ -68,6 +80,7 @@ class EffectsRunner:
         self._timeout_s = store_timeout_s
         self._down = False
         self._positions: dict[PositionKey, Publish | Retract] = {}
+        self._firing: dict[PositionKey, MarkFiring] = {}
         self._events: deque[Notify | RaiseAlert] = deque(maxlen=_MAX_DEFERRED_EVENTS)
         self._events_dropped = 0
 
@@ -81,7 +94,7 @@ class EffectsRunner:
         writes: list[StoreEffect] = []
         for effect in effects:
             match effect:
-                case Publish() | Retract() | Notify() | RaiseAlert():
+                case Publish() | Retract() | Notify() | RaiseAlert() | MarkFiring():
                     _log(effect)
                     if (isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
                             and self._on_stream_blind is not None):
@@ -96,16 +109,22 @@ class EffectsRunner:
                     assert_never(effect)
         # All store writes of this batch in one pipelined round trip, in order (bench/run.py:
         # one round trip per change capped ingest at Redis latency on a busy 2-core machine).
-        await self._write_many(writes)
+        written = await self._write_many(writes)
+        if self._observer is not None:
+            self._observer.effects_run(effects, written=written)
 
-    async def _write_many(self, writes: list[StoreEffect]) -> None:
+    async def _write_many(self, writes: list[StoreEffect]) -> bool:
+        """True when ``writes`` reached Redis now, False when they were deferred."""
         if not writes:
-            return
+            return True
         if not self._down:
             try:
+                started = time.perf_counter()
                 async with asyncio.timeout(self._timeout_s):
                     await self._store.run_many(writes)
-                return
+                if self._observer is not None:
+                    self._observer.store_written(time.perf_counter() - started)
+                return True
             except TimeoutError as exc:
                 raise_if_cancelling(exc)
                 error = StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s")
@@ -117,6 +136,7 @@ class EffectsRunner:
             logger.warning("redis write failed, deferring writes until it answers: {}", error)
         for effect in writes:  # some may have landed: rewriting them is safe (CAS on version)
             self._defer(effect)
+        return False
 
     async def recover(self) -> bool:
         """Write what was deferred while Redis was down; True when the store is writable again."""
@@ -132,6 +152,15 @@ class EffectsRunner:
                 await self._call(position)
             except StoreUnavailable as exc:
                 self._positions.setdefault(key, position)
+                self._vitals.store_result(str(exc))
+                return False
+        while self._firing:  # after the positions: a marker needs its position's hash
+            key = next(iter(self._firing))
+            mark = self._firing.pop(key)
+            try:
+                await self._call(mark)
+            except StoreUnavailable as exc:
+                self._firing.setdefault(key, mark)
                 self._vitals.store_result(str(exc))
                 return False
         while self._events:
@@ -182,6 +211,9 @@ class EffectsRunner:
             case Retract(key=key):
                 self._positions.pop(key, None)
                 self._positions[key] = effect
+            case MarkFiring(key=key):
+                self._firing.pop(key, None)
+                self._firing[key] = effect
             case Notify() | RaiseAlert():
                 if len(self._events) == self._events.maxlen:
                     self._events_dropped += 1
@@ -202,3 +234,8 @@ def _log(effect: StoreEffect) -> None:
                          view.knowledge.value, view.amount, view.version)
         case Retract(key=key, reason=reason):
             logger.info("retract {}: {}", key, reason)
+        case MarkFiring(key=key, firing=None):
+            logger.info("stop no longer firing position={}", key)
+        case MarkFiring(key=key, firing=firing):
+            logger.info("stop firing position={} algo={} status={} since_ms={} child={}", key,
+                        firing.algo_id, firing.status, firing.since_ms, firing.child_id)

@@ -13,7 +13,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-__all__ = ["Health", "summary_line"]
+__all__ = ["UNPROVEN_PROBLEM", "Health", "summary_line"]
+
+# The problem listed while the stream is unproven (core/proof.py); ``status`` lists it too.
+UNPROVEN_PROBLEM = "stream unproven: found blind, no event since confirmed by REST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,9 @@ class Health:
     healthy: bool = False
     problems: tuple[str, ...] = ()
     stream_state: str = "down"  # PositionBook.stream_state: live | gap | down
+    stream_proof: str = "proven"  # StreamProof.state: proven | unproven (found blind)
+    stream_unproven_since_ms: int = 0  # when it was found blind (0: proven)
+    stream_unproven_reason: str = ""  # the blind verdict's message
     last_event_ms: int = 0
     last_snapshot_ms: int = 0
     rest_weight_used_1m: int = 0
@@ -111,7 +117,8 @@ def summary_line(health: Health, now_ms: int) -> str:
     """``STATUS=`` for ``systemctl status`` and the periodic log line: one short line."""
     event_age = _age_s(now_ms, health.last_event_ms)
     snapshot_age = _age_s(now_ms, health.last_snapshot_ms)
-    text = (f"{'healthy' if health.healthy else 'degraded'} stream={health.stream_state} "
+    proof = " stream_proof=unproven" if health.stream_proof == "unproven" else ""
+    text = (f"{'healthy' if health.healthy else 'degraded'} stream={health.stream_state}{proof} "
             f"positions={health.positions_open} unknown={health.positions_unknown} "
             f"last_event_age_s={event_age} snapshot_age_s={snapshot_age} "
             f"weight={health.rest_weight_used_1m}/{health.rest_weight_budget_1m} "

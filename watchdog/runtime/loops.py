@@ -2,7 +2,9 @@
 
 Rules of this module:
 1. ``CoreLoop`` is the single writer of the books: it takes events from the inbox one at a time,
-   applies them, and runs the effects before taking the next.
+   applies them, and runs the effects before taking the next. Besides the position and order
+   books it feeds ``OrderBlindness`` (rule 7 for orders) and ``vitals.proof`` (``StreamProof``:
+   unproven after a blind verdict until REST corroborates the stream).
 2. Producers never block: ``Inbox.put`` raises ``InvariantViolation`` when the core has stalled
    long enough to fill the inbox, instead of dropping events or holding the stream's reader.
 3. The systemd keepalive (``WATCHDOG=1``) is sent only from the core loop, after it handled a
@@ -20,7 +22,17 @@ from loguru import logger
 
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import Effect
-from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed, Tick
+from watchdog.core.events import (
+    AlgoUpdate,
+    Event,
+    OrdersSnapshot,
+    OrderUpdate,
+    PositionSnapshot,
+    SnapshotFailed,
+    Tick,
+)
+from watchdog.core.firing import FiringWatch
+from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import InvariantViolation, StoreUnavailable
 from watchdog.runtime.cancel import raise_if_cancelling
@@ -39,6 +51,7 @@ __all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"
 KEEPALIVE_LOOPS = ("poller", "heartbeat")
 _STALL_S = 10.0  # a full inbox that does not move for this long means the core has stalled
 _MAX_BATCH = 512  # events applied before their effects are written (bounds one pipeline)
+_ORDER_FACTS = (AlgoUpdate, OrderUpdate, OrdersSnapshot)  # what can change a firing stop
 
 
 class Inbox:
@@ -107,6 +120,10 @@ class CoreLoop:
         self._reaper_step = reaper_step
         self._triggers = triggers
         self._observers = tuple(observers)
+        self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
+        policy = book.policy
+        self._order_blindness = OrderBlindness(blind_after_ms=policy.blind_after_ms,
+                                               max_rest_lag_ms=policy.max_rest_lag_ms)
         self._published_snapshot = False
         self._status_at = float("-inf")
         self._keepalive_at = float("-inf")
@@ -127,6 +144,7 @@ class CoreLoop:
         """Apply events in order, run all their effects in order, then the per-event follow-ups."""
         effects: list[Effect] = []
         stamps: list[int] = []
+        order_facts = False
         for event in events:
             now_ms = self._clock.wall_ms()
             stamps.append(now_ms)
@@ -134,13 +152,20 @@ class CoreLoop:
             for observe in self._observers:
                 observe(event)  # e.g. the poller polls a symbol fast after an event on it
             self._orders.apply(event)
-            effects += self._book.apply(event, now_ms)
+            order_facts = order_facts or isinstance(event, _ORDER_FACTS)
+            found = self._book.apply(event, now_ms)
+            found += self._order_blindness.apply(event, now_ms)
+            # The stream's proof hears every blind verdict (book rule 7 and orders) first.
+            found += self._vitals.proof.apply(event, now_ms, found)
+            effects += found
             if isinstance(event, Tick) and self._reaper_step is not None:
                 effects += self._reaper_step(self._book, self._orders, now_ms)
             if self._triggers is not None:
                 effects += self._triggers.step(event, self._orders, now_ms)
         if self._triggers is not None:
             self._triggers.after_batch(self._orders)  # the market stream follows new stops
+        if order_facts:
+            effects += self._firing.update(self._orders)
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)

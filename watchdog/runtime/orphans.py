@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 from loguru import logger
 
+from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_all_orders, read_positions
 from watchdog.config import Config, Credentials
@@ -93,7 +94,7 @@ async def collect(config: Config, credentials: Credentials, *,
 
             snapshot = await read_positions(rest, emit, reason="orphans listing")
             swept = None if snapshot is None else await read_all_orders(
-                rest, emit, reason="orphans listing")
+                rest, emit, reason="orphans listing", priority=Priority.REQUESTED)
             if snapshot is None or swept is None:
                 if rest.auth_rejection is not None:
                     raise rest.auth_rejection

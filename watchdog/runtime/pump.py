@@ -3,7 +3,8 @@
 Used by the adapter integration tests and the detection benchmark; the daemon wires the same
 parts (and the store) in its TaskGroup. Rules:
 1. One task applies events to the book, in the order they were emitted; adapters only emit.
-2. Effects the adapters can run are routed here: ``RequestSnapshot`` → poller,
+2. As the daemon's core loop does, ``OrderBlindness`` and ``StreamProof`` see every event (and
+   the proof every blind verdict). Effects the adapters can run are routed here: ``RequestSnapshot`` → poller,
    ``RaiseAlert("stream_blind")`` → the stream reconnects; everything else goes to ``on_effect``.
 3. With no event for ``tick_interval_s`` the core gets a ``Tick`` (knowledge ages).
 """
@@ -20,6 +21,8 @@ from watchdog.binance.poller import Poller
 from watchdog.binance.stream import UserDataStream
 from watchdog.core.effects import Effect, RaiseAlert, RequestSnapshot
 from watchdog.core.events import Event, Tick
+from watchdog.core.order_blindness import OrderBlindness
+from watchdog.core.proof import StreamProof
 from watchdog.runtime.clock import Clock
 
 __all__ = ["BLIND_ALERT_CODE", "Book", "CorePump", "run_adapters"]
@@ -45,6 +48,8 @@ class CorePump:
         self.stream = stream
         self._tick_interval_s = tick_interval_s
         self._on_effect = on_effect
+        self.order_blindness = OrderBlindness()
+        self.proof = StreamProof()
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()
         self.applied = 0
 
@@ -63,7 +68,10 @@ class CorePump:
             self.apply(event)
 
     def apply(self, event: Event) -> None:
-        effects = self.book.apply(event, self._clock.wall_ms())
+        now_ms = self._clock.wall_ms()
+        effects = self.book.apply(event, now_ms)
+        effects += self.order_blindness.apply(event, now_ms)
+        effects += self.proof.apply(event, now_ms, effects)
         self.applied += 1
         if self.poller is not None:
             self.poller.observe(event)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from loguru import logger
 
+from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
@@ -394,6 +395,6 @@ def bracketed_reader(rest: BinanceRest, emit: Emit) -> ReadPositions:
     re-check is bracketed like every read, so the book learns from it (a failure included)."""
 
     async def read(reason: str) -> PositionSnapshot | None:
-        return await read_positions(rest, emit, reason=reason, urgent=True)
+        return await read_positions(rest, emit, reason=reason, priority=Priority.SAFETY)
 
     return read

@@ -20,7 +20,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from watchdog.core.model import PositionKey
-from watchdog.runtime.health import Health
+from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
 
 __all__ = [
@@ -81,6 +81,10 @@ class StatusReport:
             "stream": None if h is None else {
                 "state": h.stream_state,
                 "last_event_age_ms": _age(self.now_ms, h.last_event_ms),
+                "proof": h.stream_proof,
+                "unproven_age_ms": (_age(self.now_ms, h.stream_unproven_since_ms)
+                                    if h.stream_proof == "unproven" else None),
+                "unproven_reason": h.stream_unproven_reason or None,
             },
             "rest": None if h is None else {
                 "last_snapshot_age_ms": _age(self.now_ms, h.last_snapshot_ms),
@@ -111,6 +115,8 @@ def assess(health: Health | None, positions: tuple[dict[str, Any], ...],
         reasons.append("starting: first snapshot not published yet")
     if health.stream_state != "live":
         reasons.append(f"stream {health.stream_state}")
+    if health.stream_proof == "unproven":
+        reasons.append(UNPROVEN_PROBLEM)
     reasons.extend(problem for problem in health.problems if problem not in reasons)
     used, budget = health.rest_weight_used_1m, health.rest_weight_budget_1m
     if budget > 0 and used > budget:

@@ -34,7 +34,12 @@ def render_text(report: StatusReport) -> str:
         lines.append(f"  watchdog   alive: pid {h.pid} on {h.host}, v{h.version}, "
                      f"up {_dur(wd['uptime_ms'])} ({started}), heartbeat "
                      f"{_ago(wd['heartbeat_age_ms'])}, reaper {h.reaper}")
-        lines.append(f"  stream     {h.stream_state}, last event {_ago(stream['last_event_age_ms'])}")
+        proof = ""
+        if stream["proof"] == "unproven":
+            proof = (f", unproven for {_dur(stream['unproven_age_ms'])} "
+                     f"({h.stream_unproven_reason or 'found blind'})")
+        lines.append(f"  stream     {h.stream_state}{proof}, last event "
+                     f"{_ago(stream['last_event_age_ms'])}")
         over = (" OVER BUDGET" if 0 < h.rest_weight_budget_1m < h.rest_weight_used_1m else "")
         lines.append(f"  REST       last snapshot {_ago(rest['last_snapshot_age_ms'])}, weight "
                      f"{h.rest_weight_used_1m}/{h.rest_weight_budget_1m} per min{over} "

@@ -5,7 +5,7 @@ once a batch is applied. After order facts the watched stops are recomputed
 (``core.triggers.levels_of``) and, when they changed, handed to the market stream, which then
 subscribes and filters prices accordingly. ``StopCrossed`` and ``Tick`` go to the pure
 ``TriggerWatch`` (core/triggers.py rule 5); the book makes the position suspect itself (book.py
-rule 10).
+rule 11).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Two different questions are answered here, on purpose separately:
 
-- ``health(now)``: is the watchdog *useful* right now? (stream live, REST reads succeeding,
+- ``health(now)``: is the watchdog *useful* right now? (stream live and proven, REST reads succeeding,
   Redis writable, no position unknown). Anything else is *degraded*, published in the heartbeat,
   in ``STATUS=`` and by ``position-watchdog status``.
 - ``keepalive_due(now)``: is the machinery *alive*? (each loop made progress recently). Only this
@@ -10,8 +10,9 @@ Two different questions are answered here, on purpose separately:
   an exchange or Redis outage, so an outage degrades instead of feeding a restart loop.
 
 The stream state, the last event and the last snapshot are the book's own (``PositionBook``
-sees every event); this module adds only what the book cannot see: Redis, loop progress,
-consecutive REST failures and the reaper's count.
+sees every event), the stream's proof is ``StreamProof``'s (the core loop feeds it); this module
+adds only what the core cannot see: Redis, loop progress, consecutive REST failures and the
+reaper's count.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 from watchdog.core.book import PositionBook
 from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed
 from watchdog.core.model import PositionState
-from watchdog.runtime.health import Health
+from watchdog.core.proof import StreamProof
+from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
 
 __all__ = ["Identity", "Vitals"]
 
@@ -65,6 +67,7 @@ class Vitals:
     last_failure: str = ""
     store_error: str = ""
     progress_at: dict[str, float] = field(default_factory=dict)
+    proof: StreamProof = field(default_factory=StreamProof)  # fed by the core loop
 
     # ------------------------------------------------------------ observations
 
@@ -98,6 +101,8 @@ class Vitals:
         if refused:
             found.append(f"Binance rejects the credentials: {refused}; check the API key, "
                          f"secret, futures permission and IP whitelist")
+        if self.proof.state == "unproven":
+            found.append(UNPROVEN_PROBLEM)
         if self.snapshot_failures:
             found.append(f"REST reads failing ({self.snapshot_failures} in a row: {self.last_failure})")
         if self.store_error:
@@ -119,6 +124,8 @@ class Vitals:
             pid=self.identity.pid, host=self.identity.host, version=self.identity.version,
             started_ms=self.identity.started_ms, updated_ms=now_ms, ready=self.ready,
             healthy=not problems, problems=problems, stream_state=self.book.stream_state,
+            stream_proof=self.proof.state, stream_unproven_since_ms=self.proof.since_ms,
+            stream_unproven_reason=self.proof.reason,
             last_event_ms=self.book.last_event_ms or 0,
             last_snapshot_ms=self.book.last_snapshot_ms or 0,
             rest_weight_used_1m=self.weight_used(),

@@ -8,7 +8,9 @@ them in order.
 Keys (public contract, names kept exactly):
     stream            "normal" | "mute" (connected, pings answered, no events) |
                       "stall" (socket open, no frames at all, pings unanswered) |
-                      "disconnect" (one-shot: drop every connection now, then "normal")
+                      "disconnect" (one-shot: drop every connection now, then "normal") |
+                      "mute_new" (an addition: connections opened after it was set are muted,
+                      older ones deliver; a rotation onto a mute socket, issue 12)
     drop_events       event types never delivered, e.g. ["ACCOUNT_UPDATE"]
     delay_events_ms   deliver each event that much later (order kept)
     rest_lag_ms       positionRisk / openOrders / openAlgoOrders / account answer from the state
@@ -39,7 +41,7 @@ from typing import Any
 
 __all__ = ["FaultPlan", "Faults", "RestErrors", "apply_faults"]
 
-STREAM_MODES = ("normal", "mute", "stall", "disconnect")
+STREAM_MODES = ("normal", "mute", "stall", "disconnect", "mute_new")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 Delivery rules: an event goes to every connection subscribed to the account's *current* listen
 key (``listenKeyExpired`` only to the expired key's connections) whose ``events=`` filter
 names its type (no filter: everything, unless ``require_events_filter``). Fault ``mute`` and
-``stall`` drop events (counted), ``drop_events`` drops listed types, ``delay_events_ms`` holds
-each event back while keeping order.
+``stall`` drop events (counted), ``mute_new`` drops them for connections opened after it was
+set, ``drop_events`` drops listed types, ``delay_events_ms`` holds each event back while
+keeping order.
 """
 
 from __future__ import annotations
@@ -50,11 +51,21 @@ class StreamHub:
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self._ids = itertools.count(1)
+        self.last_id = 0
+        self.mute_new_after: int | None = None  # fault mute_new: ids above this are muted
         self._changed = asyncio.Condition()
         self.faults = Faults()
 
     def next_id(self) -> int:
-        return next(self._ids)
+        self.last_id = next(self._ids)
+        return self.last_id
+
+    def muted(self, conn: Connection) -> bool:
+        """Faults ``mute``/``stall``, or ``mute_new`` for a connection opened after it was set."""
+        if self.faults.stream in ("mute", "stall"):
+            return True
+        return (self.faults.stream == "mute_new" and self.mute_new_after is not None
+                and conn.id > self.mute_new_after)
 
     async def add(self, conn: Connection) -> None:
         async with self._changed:
@@ -95,7 +106,7 @@ class StreamHub:
                 continue
             if wanted is not None and event_type not in wanted:
                 continue
-            if self.faults.stream in ("mute", "stall") or event_type in self.faults.drop_events:
+            if self.muted(conn) or event_type in self.faults.drop_events:
                 self.dropped[event_type] += 1
                 continue
             payload = {"stream": target, "data": item.event} if conn.wrap else item.event
@@ -122,7 +133,7 @@ class StreamHub:
                 await asyncio.sleep(delay)
             if conn.ws.closed:
                 return
-            if self.faults.stream in ("mute", "stall"):  # held back by a delay, then muted
+            if self.muted(conn):  # held back by a delay, then muted
                 self.dropped[event_type] += 1
                 continue
             await conn.ws.send_str(text)

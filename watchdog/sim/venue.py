@@ -65,8 +65,13 @@ class Venue:
         self.flush()
 
     def set_faults(self, doc: dict[str, Any]) -> list[str]:
+        before = self.faults.stream
         self.faults, actions = apply_faults(self.faults, doc)
         self.hub.faults = self.faults
+        if self.faults.stream != "mute_new":
+            self.hub.mute_new_after = None
+        elif before != "mute_new":  # set now: connections opened from here on are muted
+            self.hub.mute_new_after = self.hub.last_id
         self.exchange.stuck_triggering = self.faults.stuck_triggering
         if not self.faults.reorder_events:
             self.hub.release_held()
@@ -80,6 +85,7 @@ class Venue:
     def clear_faults(self) -> None:
         self.faults = Faults()
         self.hub.faults = self.faults
+        self.hub.mute_new_after = None
         self.exchange.stuck_triggering = False
         self.market.mode = "normal"
         self.hub.release_held()

@@ -26,7 +26,7 @@ from redis import exceptions as redis_errors
 
 from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from watchdog import __version__
-from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
+from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - the fast extra is optional
     _pack = None
 _SHAS = {name: script_sha(name) for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
 
-StoreEffect = Publish | Retract | Notify | RaiseAlert
+StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring
 
 # Health field names that could only carry a secret: refused, whatever the caller meant.
 _SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
@@ -102,6 +102,13 @@ class RedisPublisher:
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
+        # Stops firing per position (MarkFiring): written again after every complete publish of
+        # that position, so a hash that expired or was lost carries the marker once rewritten.
+        self._firing: dict[PositionKey, Firing] = {}
+        # Keys whose firing marker this run has written (set or cleared): the first complete
+        # publish of a key in this run also drops a marker an earlier run may have left (a
+        # crash, a restart: publish_position's clear_firing argument), at no extra call.
+        self._firing_synced: set[PositionKey] = set()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._beats = count(1)
         self._epoch = ""
@@ -145,15 +152,49 @@ class RedisPublisher:
     async def _publish(self, view: PositionView) -> bool:
         k = self.keys
         member = member_of(view.key)
+        firing = self._firing.get(view.key)
+        clear = firing is None and view.key not in self._firing_synced
         with map_redis_errors("publish_position", self._url):
             written, stored = await self._scripts["publish_position"](
                 keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
                 args=[member, view.version, view.state.value, view.knowledge.value, _plain(view.amount),
                       _plain(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
-                      view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value])
+                      view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value,
+                      "1" if clear else "0"])
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
+        if firing is not None:
+            await self._mark_firing(view.key, firing)
+        self._firing_synced.add(view.key)
         return bool(written)
+
+    async def mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
+        """Show (or clear) a firing stop on ``key``'s hash; False when there is no hash yet (the
+        marker is then written after the position's next publish)."""
+        self._remember_firing(key, firing)
+        try:
+            return await self._mark_firing(key, firing)
+        except StoreError:
+            self._dirty.add(key)
+            raise
+
+    def _remember_firing(self, key: PositionKey, firing: Firing | None) -> None:
+        if firing is None:
+            self._firing.pop(key, None)
+        else:
+            self._firing[key] = firing
+
+    async def _mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
+        name, keys, args = self._firing_call(key, firing)
+        with map_redis_errors(name, self._url):
+            return bool(await self._scripts[name](keys=keys, args=args))
+
+    def _firing_call(self, key: PositionKey, firing: Firing | None) -> tuple[str, list[object], list[object]]:
+        position = self._names_of(key)[0]
+        if firing is None:
+            return "mark_firing", [position], ["", "", "", ""]
+        return "mark_firing", [position], [firing.algo_id, firing.status, firing.since_ms,
+                                           "" if firing.child_id is None else firing.child_id]
 
     async def run_many(self, effects: Sequence[StoreEffect]) -> None:
         """Run store effects in order in ONE pipelined round trip (same writes as ``run`` each).
@@ -170,6 +211,7 @@ class RedisPublisher:
             return
         calls: list[tuple[str, list[object], list[object]]] = []
         touched: set[PositionKey] = set()
+        syncing: set[PositionKey] = set()  # firing markers written with this batch
         k = self.keys
         positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
@@ -190,12 +232,22 @@ class RedisPublisher:
                         refreshes.append((view, refresh_of))
                         continue
                     position, lease, member = self._names_of(view.key)
+                    firing = self._firing.get(view.key)
+                    clear = firing is None and view.key not in self._firing_synced
                     calls.append(("publish_position",
                                   [position, positions, lease, leases, events, health],
                                   [member, view.version, view.state.value,
                                    view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
                                    view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
-                                   self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value]))
+                                   self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value,
+                                   "1" if clear else "0"]))
+                    if firing is not None:
+                        calls.append(self._firing_call(view.key, firing))
+                    syncing.add(view.key)
+                case MarkFiring(key=key, firing=firing):
+                    self._remember_firing(key, firing)
+                    touched.add(key)
+                    calls.append(self._firing_call(key, firing))
                 case Retract(key=key, reason=reason):
                     held = self._held.get(key)
                     record = _Retracted(reason, held.version if held is not None else 0)
@@ -235,6 +287,7 @@ class RedisPublisher:
             self._dirty |= touched
             raise
         self._dirty -= touched
+        self._firing_synced |= syncing
 
     async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
         """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
@@ -404,6 +457,22 @@ class RedisPublisher:
             return str(await self._scripts["emit_event"](
                 keys=[self.keys.events, self.keys.health], args=[self.keys.channel, "kind", kind, *pairs]))
 
+    async def last_event_id(self) -> str:
+        """Id of the newest entry of the events stream ("0-0" when empty): where a reader
+        that wants only what comes next starts."""
+        with map_redis_errors("events_last_id", self._url):
+            newest = await self._redis.xrevrange(self.keys.events, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def read_events(self, after_id: str, *, block_ms: int,
+                          count: int = 200) -> list[tuple[str, dict[str, str]]]:
+        """Entries of the events stream after ``after_id``, waiting up to ``block_ms`` for one
+        (keep ``block_ms`` below the socket timeout). Read-only: for the metrics' tail."""
+        with map_redis_errors("events_read", self._url):
+            reply = await self._redis.xread({self.keys.events: after_id}, block=block_ms, count=count)
+        return [(str(entry_id), {str(k): str(v) for k, v in fields.items()})
+                for _stream, entries in reply or () for entry_id, fields in entries]
+
     async def run(self, effect: StoreEffect) -> None:
         """Run one store effect of the core, in the order the core returned it."""
         match effect:
@@ -416,6 +485,8 @@ class RedisPublisher:
             case RaiseAlert(code=code, message=message, key=key):
                 await self.emit("alert", {"code": code, "message": message,
                                           **({"position": member_of(key)} if key else {})})
+            case MarkFiring(key=key, firing=firing):
+                await self.mark_firing(key, firing)
 
     # ---------------------------------------------------------------- veto, watchdog side
 
@@ -439,6 +510,34 @@ class RedisPublisher:
             except ValueError:
                 logger.warning("ignoring malformed member {!r} of {}", text, self.keys.positions)
         return frozenset(keys)
+
+    async def last_shown(self, keys: frozenset[PositionKey]
+                         ) -> dict[PositionKey, tuple[PositionState, int]]:
+        """The OPEN/CLOSED state (with its ``verified_ms``) Redis holds for ``keys``: what an
+        earlier run last told bots, so that a change while no watchdog ran is told too
+        (core/book.py rule 10). Never truth about the position: REST alone decides that.
+        Unknown, missing or unparsable entries are left out (logged)."""
+        ordered = sorted(keys, key=str)
+        if not ordered:
+            return {}
+        with map_redis_errors("last_shown", self._url):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in ordered:
+                pipe.hmget(self._names_of(key)[0], "state", "verified_ms")
+            replies = await pipe.execute()
+        shown: dict[PositionKey, tuple[PositionState, int]] = {}
+        for key, (state, verified) in zip(ordered, replies, strict=True):
+            text = state.decode() if isinstance(state, bytes) else state
+            if text not in (PositionState.OPEN.value, PositionState.CLOSED.value):
+                continue  # unknown or expired: nothing was told that a change could contradict
+            try:
+                verified_ms = int(verified)
+            except (TypeError, ValueError):
+                logger.warning("ignoring {} of an earlier run: verified_ms {!r} is not an integer",
+                               member_of(key), verified)
+                continue
+            shown[key] = (PositionState(text), verified_ms)
+        return shown
 
     async def leased_symbols(self) -> frozenset[PositionKey]:
         """Positions under a live lease: the poller polls them fast until the lease ends."""

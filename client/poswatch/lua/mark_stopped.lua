@@ -4,6 +4,11 @@
 -- KEYS: 1 health, 2 events
 -- ARGV: 1 instance, 2 channel
 -- Reply: 'removed', 'gone' (expired or deleted already) or 'other' (another instance's hash)
+want_count(KEYS, 2, ARGV, 2)
+local prefix = prefix_of(KEYS[1], ':health', 'health key')
+want_equal(KEYS[2], 'events key', prefix .. ':events')
+want_text(ARGV[1], 'instance', MAX_TEXT)
+want_equal(ARGV[2], 'channel', KEYS[2])
 local owner = redis.call('HGET', KEYS[1], 'instance')
 if not owner then return 'gone' end
 if owner ~= ARGV[1] then return 'other' end

@@ -9,20 +9,37 @@
 -- ARGV: 1 closed_ttl_ms, 2 channel, then per entry i (from 0): 3+5i member, 4+5i re-verified
 --       version, 5+5i new version, 6+5i verified_ms, 7+5i state
 -- Reply: the 1-based indexes of the entries not written
-local closed_ttl = tonumber(ARGV[1])
+if #KEYS < 4 or (#KEYS - 4) % 2 ~= 0 then reject('call', 'expected 4 + 2n keys', #KEYS) end
+local n = (#KEYS - 4) / 2
+if #ARGV ~= 2 + 5 * n then reject('call', string.format('expected %d arguments', 2 + 5 * n), #ARGV) end
+local prefix = prefix_of(KEYS[1], ':positions', 'positions key')
+want_equal(KEYS[2], 'leases key', prefix .. ':leases')
+want_equal(KEYS[3], 'events key', prefix .. ':events')
+want_equal(KEYS[4], 'health key', prefix .. ':health')
+local closed_ttl = want_int(ARGV[1], 'closed_ttl_ms', 1, MAX_INT)
+want_equal(ARGV[2], 'channel', KEYS[3])
+for i = 0, n - 1 do
+  local a = 3 + 5 * i
+  local member = want_member(ARGV[a])
+  want_equal(KEYS[5 + 2 * i], 'position key', prefix .. ':pos:' .. member)
+  want_equal(KEYS[6 + 2 * i], 'lease key', prefix .. ':lease:' .. member)
+  want_int(ARGV[a + 1], 're-verified version', 1, MAX_INT)
+  want_int(ARGV[a + 2], 'version', 1, MAX_INT)
+  want_int(ARGV[a + 3], 'verified_ms', -MAX_INT, MAX_INT)
+  want_one_of(ARGV[a + 4], 'state', {'open', 'closed', 'unknown'})
+end
 local now = now_ms()
 local maxlen = nil
 local missed = {}
-local n = (#KEYS - 4) / 2
 for i = 0, n - 1 do
   local pos, lease = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
   local a = 3 + 5 * i
   local member, state = ARGV[a], ARGV[a + 4]
   local held = redis.call('HMGET', pos, 'version', 'state')
-  if held[1] and tonumber(held[1]) == tonumber(ARGV[a + 1]) and held[2] == state then
+  if held[1] and stored_int(held[1]) == tonumber(ARGV[a + 1]) and held[2] == state then
     redis.call('HSET', pos, 'verified_ms', ARGV[a + 3], 'version', ARGV[a + 2],
       'updated_ms', tostring(now))
-    redis.call('HINCRBY', pos, 'rev', 1)
+    bump_rev(pos)
     redis.call('SADD', KEYS[1], member)
     if state == 'closed' then
       redis.call('PEXPIRE', pos, closed_ttl)

@@ -1,0 +1,172 @@
+"""Rule 7 for orders: REST sees an order appear or end that the live stream never reported.
+
+Why: blindness judged by positions alone misses a stream that still sends ACCOUNT_UPDATE but
+drops ALGO_UPDATE or ORDER_TRADE_UPDATE (issue 12); the reaper and the verdicts live on those.
+
+Rules of this module:
+1. Only a change provably made while this connection was up counts: the connection's watch
+   starts at the ``requested_time_ms`` of the first positions request after the connect (the
+   stream's resync asks at once; every time here is one exchange clock, ``requested_time_ms``
+   and the rows' own times). A gap forgets everything.
+2. *Appeared*: an orders read lists an order created at or after the watch start that the
+   stream never mentioned; dated by its creation time.
+3. *Ended*: an order listed by an earlier read of this connection whose information was surely
+   after the watch start (``requested_time_ms - max_rest_lag_ms``) is missing from a later read
+   of its symbol, and the stream never reported it leaving the open statuses; dated by the
+   later read's ``requested_time_ms`` (REST has no time for an absence).
+4. A stream event about the order clears it (late, not blind). Otherwise, once a REST request
+   (positions or orders) is ``blind_after_ms`` past its date, ``stream_blind`` is raised once
+   (RaiseAlert and Notify, as the book does), naming the order's position.
+5. Pure: no clock, no I/O; bounded memory (the stream's statuses keep the newest ``MAX_TRACKED``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from watchdog.core.effects import Effect, Notify, RaiseAlert
+from watchdog.core.events import (
+    AccountConfigUpdate,
+    AlgoUpdate,
+    Event,
+    ListenKeyExpired,
+    MarginCall,
+    OrdersSnapshot,
+    OrderUpdate,
+    PositionSnapshot,
+    SnapshotFailed,
+    SnapshotRequested,
+    StreamConnected,
+    StreamLost,
+    StreamPositions,
+    Tick,
+    TradeLite,
+)
+from watchdog.core.model import OrderId, PositionKey, Symbol
+
+__all__ = ["MAX_TRACKED", "OrderBlindness"]
+
+MAX_TRACKED = 10_000
+_OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})
+_Ident = tuple[bool, OrderId]  # (is_algo, id)
+_IGNORED: frozenset[type] = frozenset({StreamPositions, TradeLite, Tick, PositionSnapshot,
+                                      SnapshotFailed, AccountConfigUpdate, MarginCall})
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    requested_ms: int
+    orders: dict[_Ident, PositionKey]
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreported:
+    key: PositionKey
+    since_ms: int
+    ended: bool  # else appeared
+    message: str
+
+
+class OrderBlindness:
+    """Compares what REST lists with what the stream reported (module rules)."""
+
+    def __init__(self, *, blind_after_ms: int = 1000, max_rest_lag_ms: int = 2000) -> None:
+        self._blind_after_ms = blind_after_ms
+        self._max_rest_lag_ms = max_rest_lag_ms
+        self._connected = False
+        self._watch_from_ms: int | None = None
+        self._listings: dict[Symbol, _Listing] = {}
+        # the stream's latest status per order, oldest first (O(1) eviction, unlike a dict's)
+        self._reported: OrderedDict[_Ident, str] = OrderedDict()
+        self._pending: dict[_Ident, _Unreported] = {}
+
+    def apply(self, event: Event, now_ms: int) -> list[Effect]:
+        """Fold one event; returns ``stream_blind`` alerts (``now_ms`` is unused: exchange time)."""
+        if type(event) in _IGNORED:
+            return []  # the hot path: position facts, fills, ticks
+        match event:
+            case StreamLost() | ListenKeyExpired():
+                self._gap(connected=False)
+            case StreamConnected():
+                self._gap(connected=True)
+            case OrderUpdate():
+                self._report((False, event.order_id), event.status)
+            case AlgoUpdate():
+                self._report((True, event.algo_id), event.status.value)
+            case SnapshotRequested() if self._connected:
+                if self._watch_from_ms is None:
+                    self._watch_from_ms = event.requested_time_ms
+                return self._check(event.requested_time_ms)
+            case OrdersSnapshot() if self._watch_from_ms is not None:
+                self._compare(event)
+                return self._check(event.requested_time_ms)
+            case _:
+                pass
+        return []
+
+    def _gap(self, *, connected: bool) -> None:
+        self._connected = connected
+        self._watch_from_ms = None
+        self._listings.clear()
+        self._reported.clear()
+        self._pending.clear()
+
+    def _report(self, ident: _Ident, status: str) -> None:
+        self._reported[ident] = status
+        self._reported.move_to_end(ident)  # newest last: the oldest go first when full
+        if len(self._reported) > MAX_TRACKED:
+            self._reported.popitem(last=False)
+        pending = self._pending.get(ident)
+        if pending is not None and (not pending.ended or status not in _OPEN):
+            del self._pending[ident]  # the stream reported it after all: late, not blind
+
+    def _compare(self, snap: OrdersSnapshot) -> None:
+        assert self._watch_from_ms is not None
+        now: dict[Symbol, dict[_Ident, tuple[PositionKey, int]]] = {}
+        for o in snap.orders:
+            now.setdefault(o.symbol, {})[(False, o.order_id)] = (
+                PositionKey(o.symbol, o.position_side), o.time_ms)
+        for a in snap.algo_orders:
+            now.setdefault(a.symbol, {})[(True, a.algo_id)] = (
+                PositionKey(a.symbol, a.position_side), a.create_time_ms)
+        scope = snap.symbols if snap.symbols is not None else set(now) | set(self._listings)
+        for symbol in scope:
+            before = self._listings.get(symbol)
+            if before is not None and before.requested_ms > snap.requested_time_ms:
+                continue  # answered out of order: a newer read of the symbol was applied
+            listed = now.get(symbol, {})
+            for ident, (key, created_ms) in listed.items():
+                if (created_ms >= self._watch_from_ms and ident not in self._reported
+                        and (before is None or ident not in before.orders)):
+                    kind = "algo order" if ident[0] else "order"
+                    self._note(ident, _Unreported(
+                        key, created_ms, False,
+                        f"REST lists {kind} {ident[1]} the stream never reported"))
+            if (before is not None
+                    and before.requested_ms - self._max_rest_lag_ms >= self._watch_from_ms):
+                for ident, key in before.orders.items():
+                    if ident not in listed and self._reported.get(ident, "NEW") in _OPEN:
+                        kind = "algo order" if ident[0] else "order"
+                        self._note(ident, _Unreported(
+                            key, snap.requested_time_ms, True,
+                            f"REST no longer lists {kind} {ident[1]} but the stream never "
+                            "reported it ending"))
+            self._listings[symbol] = _Listing(snap.requested_time_ms,
+                                              {i: k for i, (k, _) in listed.items()})
+
+    def _note(self, ident: _Ident, unreported: _Unreported) -> None:
+        if ident not in self._pending:
+            self._pending[ident] = unreported
+
+    def _check(self, requested_ms: int) -> list[Effect]:
+        effects: list[Effect] = []
+        for ident, pending in list(self._pending.items()):
+            age_ms = requested_ms - pending.since_ms
+            if age_ms < self._blind_after_ms:
+                continue
+            del self._pending[ident]
+            message = f"{pending.message} (unreported for at least {age_ms} ms)"
+            effects += [RaiseAlert("stream_blind", f"{pending.key}: {message}", pending.key),
+                        Notify("stream_blind", pending.key, (("message", message),))]
+        return effects
