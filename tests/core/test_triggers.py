@@ -358,3 +358,19 @@ def test_a_crossing_never_makes_a_position_look_safer(steps: list[str]) -> None:
         elif step == "stream_flat":
             flat = PositionAmount(KEY, Decimal(0), Decimal(0), now)
             book.apply(StreamPositions(now, now, "ORDER", (flat,)), now)
+
+
+def test_a_pending_crossing_is_a_firing_mark_until_the_exchange_acts() -> None:
+    from watchdog.core.effects import Firing, MarkFiring
+    from watchdog.core.firing import FiringWatch
+
+    orders, watch, marks = book_of(algo(1)), TriggerWatch(confirm_bound_ms=3_000), FiringWatch()
+    watch.on_crossed(crossed(), orders, now_ms=10_000)
+    assert watch.firing() == {KEY: Firing(OrderId(1), "CROSSED", 5_000)}
+    assert marks.update(orders, watch.firing()) == [MarkFiring(KEY, Firing(OrderId(1), "CROSSED", 5_000))]
+    orders.apply(algo(1, status=AlgoStatus.TRIGGERING, at_ms=5_050))  # the exchange's word wins
+    assert marks.update(orders, watch.firing()) == [
+        MarkFiring(KEY, Firing(OrderId(1), "TRIGGERING", 5_050))]
+    watch.on_tick(orders, now_ms=10_100)
+    assert watch.firing() == {}
+    assert marks.update(orders, watch.firing()) == []  # still TRIGGERING: nothing to write

@@ -149,3 +149,35 @@ async def test_the_heartbeat_shows_the_market_stream(
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             assert await asyncio.wait_for(daemon, 30) == 0
+
+
+async def test_a_crossing_marks_the_position_firing_for_begin(
+        sim: Simulator, sim_client: SimClient, redis_url: str, rclient: redis.asyncio.Redis) -> None:
+    """With the verdicts' firing mark: a crossing the exchange has not reported on makes begin
+    answer stop_triggered (status CROSSED) once REST shows the position open again, until the
+    trigger_not_acted alert."""
+    from poswatch import AsyncWatchdogClient
+
+    sim.fill("BASUSDT", "BUY", "1216")
+    daemon, stop = start_daemon(sim, config_table(sim, redis_url))
+    bot = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
+    try:
+        await eventually(lambda: rclient.hgetall(KEYS.position(BASUSDT)),
+                         lambda h: h.get("state") == "open", timeout_s=20, what="open published")
+        algo_id = await place_stop(sim_client, "0.0077", reduceOnly="true", quantity="1216")
+        await sim.wait_market_subscribed(["basusdt@aggTrade"], timeout_s=20)
+        sim.set_faults(stuck_triggering=True, drop_events=["ALGO_UPDATE"])
+        sim.set_mark_price("BASUSDT", "0.0076")
+        verdict = await eventually(lambda: bot.check("BASUSDT"),
+                                   lambda v: v.reason == "stop_triggered", timeout_s=20,
+                                   what="begin/check answer stop_triggered")
+        assert verdict.firing is not None
+        assert (verdict.firing["algo_id"], verdict.firing["status"]) == (str(algo_id), "CROSSED")
+        await eventually(lambda: bot.check("BASUSDT"), lambda v: v.reason == "ok", timeout_s=20,
+                         what="the mark cleared with the trigger_not_acted alert")
+        assert any(e["code"] == "trigger_not_acted" for e in await events_of(rclient, "alert"))
+    finally:
+        await bot.close()
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            assert await asyncio.wait_for(daemon, 30) == 0

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from watchdog.core.effects import Effect, Notify, RaiseAlert
+from watchdog.core.effects import Effect, Firing, Notify, RaiseAlert
 from watchdog.core.events import StopCrossed
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
 from watchdog.core.orders import OrderBook, TrackedOrder
@@ -212,6 +212,15 @@ class TriggerWatch:
 
     def pending(self) -> tuple[StopCrossed, ...]:
         return tuple(p.event for p in self._pending.values())
+
+    def firing(self) -> dict[PositionKey, Firing]:
+        """Per position, the earliest pending crossing as a firing mark (status ``CROSSED``):
+        ``begin`` answers ``stop_triggered`` until the exchange acts or the alert is raised."""
+        out: dict[PositionKey, Firing] = {}
+        for p in sorted(self._pending.values(),
+                        key=lambda p: (p.event.price_time_ms, p.event.order_id)):
+            out.setdefault(p.event.key, Firing(p.event.order_id, "CROSSED", p.event.price_time_ms))
+        return out
 
     def on_crossed(self, event: StopCrossed, orders: OrderBook, now_ms: int) -> list[Effect]:
         """Record a crossing of a stop still watched; a stale report (the stop already fired,

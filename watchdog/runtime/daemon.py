@@ -33,8 +33,8 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
-from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.budget import Priority
+from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream

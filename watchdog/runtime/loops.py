@@ -164,8 +164,13 @@ class CoreLoop:
                 effects += self._triggers.step(event, self._orders, now_ms)
         if self._triggers is not None:
             self._triggers.after_batch(self._orders)  # the market stream follows new stops
-        if order_facts:
-            effects += self._firing.update(self._orders)
+        crossings = self._triggers is not None and self._triggers.marks_dirty
+        if order_facts or crossings:
+            # A crossing not yet answered by the exchange marks the position firing too.
+            crossed = None if self._triggers is None else self._triggers.watch.firing()
+            if self._triggers is not None:
+                self._triggers.marks_dirty = False
+            effects += self._firing.update(self._orders, crossed)
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)

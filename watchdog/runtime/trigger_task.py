@@ -43,13 +43,18 @@ class TriggerTask:
         self.watch = watch or TriggerWatch()
         self._levels: dict[Symbol, tuple[TriggerLevel, ...]] = {}
         self._dirty = False
+        self.marks_dirty = False  # the pending crossings changed: the firing marks follow
 
     def step(self, event: Event, orders: OrderBook, now_ms: int) -> list[Effect]:
         match event:
             case StopCrossed():
+                self.marks_dirty = True
                 return self.watch.on_crossed(event, orders, now_ms)
             case Tick():
-                return self.watch.on_tick(orders, now_ms)
+                before = len(self.watch.pending())
+                effects = self.watch.on_tick(orders, now_ms)
+                self.marks_dirty = self.marks_dirty or len(self.watch.pending()) != before
+                return effects
             case AlgoUpdate() | OrderUpdate() | OrdersSnapshot():
                 self._dirty = True
         return []
