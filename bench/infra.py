@@ -213,7 +213,8 @@ def daemon(sim: Sim, redis_url: str, account: str, *, reaper: bool = True, binan
         env = python_env(root)
         env.update(BINANCE_API_KEY=sim.api_key, BINANCE_API_SECRET=sim.api_secret)
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run",
+            level = os.environ.get("WD_BENCH_DAEMON_LOG", "WARNING")  # DEBUG when diagnosing
+            proc = subprocess.Popen([PYTHON, "-m", "watchdog", "--log-level", level, "run",
                                      "--config", str(config)],
                                     cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log)
         consumer = Consumer("daemon", proc, log_path)

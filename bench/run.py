@@ -50,6 +50,8 @@ KEYS: list[tuple[str, str, str, float, str]] = [
     ("detection_p95_ms", "closure detection, stream muted, daemon → Redis event, p95", "ms", 1000,
      "lower"),
     ("weight_per_min", "REST weight/min over those trials, stream muted", "/min", 360, "lower"),
+    ("trigger_detection_p95_ms", "closure by a CONTRACT_PRICE stop, stream muted, crossing print → "
+     "Redis event, p95", "ms", 300, "lower"),
     ("rss_mb", "daemon RSS, 300 symbols tracked", "MB", 60, "lower"),
     ("idle_cpu_pct", "daemon idle CPU", "%", 1.0, "lower"),
 ]
@@ -139,6 +141,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.core_trials, args.steady_s))),
             ("detection_e2e", lambda: details.__setitem__("detection_e2e", sections.detection(
                 rs.url, trials=args.trials, account=ACCOUNT))),
+            ("trigger_detection", lambda: details.__setitem__(
+                "trigger_detection", sections.trigger_detection(rs.url, trials=args.trials,
+                                                                account=ACCOUNT))),
             ("footprint", lambda: details.__setitem__("footprint", sections.footprint(
                 rs.url, idle_s=args.idle_s, account=ACCOUNT))),
         ]
@@ -179,6 +184,7 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
         "detection_p50_ms": get("detection_e2e", "p50_ms"),
         "detection_p95_ms": get("detection_e2e", "p95_ms"),
         "weight_per_min": get("detection_e2e", "weight_per_min"),
+        "trigger_detection_p95_ms": get("trigger_detection", "p95_ms"),
         "rss_mb": get("footprint", "rss_mb"),
         "idle_cpu_pct": get("footprint", "idle_cpu_pct"),
     }
@@ -297,7 +303,8 @@ def main() -> None:
                         help="skip detection through the daemon (its headline keys stay empty)")
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
     parser.add_argument("--only", nargs="*",
-                        choices=["ingest", "peer", "veto", "detection", "detection_e2e", "footprint"])
+                        choices=["ingest", "peer", "veto", "detection", "detection_e2e",
+                                 "trigger_detection", "footprint"])
     parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
                         "proposed patch applied); default: this one")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")

@@ -11,6 +11,7 @@ import random
 import time
 from typing import Any
 
+import httpx
 import redis
 from infra import Sim, daemon, proc_stat, simulator, wait_until
 from ingest import percentile
@@ -21,7 +22,7 @@ from poswatch.client import WatchdogClient
 from poswatch.protocol import VetoCalls
 from poswatch.scripts import script_sha
 
-__all__ = ["detection", "footprint", "veto"]
+__all__ = ["detection", "footprint", "trigger_detection", "veto"]
 
 
 # ---------------------------------------------------------------- veto
@@ -167,6 +168,92 @@ def _await_closed(r: redis.Redis, events: str, cursor: str, t0_ms: float, wd: An
                 if fields.get("kind") == "position_closed" and fields.get("position") == "BTCUSDT:BOTH":
                     return float(fields["at_ms"]) - t0_ms
     raise RuntimeError(f"no position_closed event within 30 s:\n{wd.log_tail()}")
+
+
+def _signed_post(sim: Sim, path: str, params: dict[str, str]) -> dict[str, Any]:
+    """A signed REST call as a bot makes it (the simulator's default key and secret)."""
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    query = urlencode({**params, "timestamp": int(time.time() * 1000)})
+    signature = hmac.new(b"sim-secret", query.encode(), hashlib.sha256).hexdigest()
+    response = httpx.post(f"{sim.rest_url}{path}", content=f"{query}&signature={signature}",
+                          headers={"X-MBX-APIKEY": "sim-key",
+                                   "Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def trigger_detection(redis_url: str, trials: int = 20, account: str = "bench",
+                      binance_extra: str = "") -> dict[str, Any]:
+    """Closure by a CONTRACT_PRICE stop, user stream muted: from the crossing price's print to
+    the daemon's ``position_closed`` event (issue 13's target: ≤ 300 ms p95), daemon defaults.
+
+    Per trial: the user stream delivers (so the daemon learns the new stop from its ALGO_UPDATE,
+    as in production), a closePosition STOP_MARKET is placed 10 ticks under the contract price,
+    the daemon's market connection subscribes ``btcusdt@aggTrade``, then the user stream is
+    muted; after ``max_rest_lag_ms`` and a random part of ``poll_interval_s`` (outside the core's
+    REST-lag rule, as in ``detection``) the contract price is moved 20 ticks down through
+    ``/sim/v1/mark-price`` (the crossing print; the stop fires and closes the position) and
+    ``position_closed`` is awaited (XREAD); ``not_open_*`` is the time until the position hash
+    stops saying ``open`` (``unknown`` at the crossing, or ``closed``). t0 is taken just before
+    that call (an upper bound of
+    the print's time). A daemon without trigger watching (``--daemon-root`` of an older
+    checkout) detects the same closure by its routine poll.
+    """
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"wd:v1:{{{account}}}:pos:BTCUSDT:BOTH"
+    events = f"wd:v1:{{{account}}}:events"
+    closed_ms: list[float] = []
+    not_open_ms: list[float] = []  # until bots stop getting "open" (unknown or closed)
+
+    def price() -> float:
+        return float(sim.control("GET", "state")["prices"]["BTCUSDT"]["contract_price"])
+
+    def subscribed() -> bool:
+        state = sim.control("GET", "state")
+        return any("btcusdt@aggTrade" in c["streams"] for c in state.get("market_connections", []))
+
+    with simulator(["BTCUSDT", "ETHUSDT"]) as sim, daemon(sim, redis_url, account,
+                                                          binance_extra=binance_extra) as wd:
+        watching: bool | None = None  # found on the first trial: an older daemon never subscribes
+        for _ in range(trials):
+            sim.control("DELETE", "faults")
+            sim.control("POST", "fills", {"symbol": "BTCUSDT", "side": "BUY", "qty": "0.01"})
+            wait_until(lambda: _state(r, key) == "open", timeout_s=60, what="the position to open",
+                       interval_s=0.01)
+            now = price()
+            _signed_post(sim, "/fapi/v1/algoOrder", {
+                "algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+                "triggerPrice": f"{now - 1.0:.2f}", "closePosition": "true"})
+            if watching is None:
+                try:
+                    wait_until(subscribed, timeout_s=10, what="the daemon to follow btcusdt@aggTrade")
+                    watching = True
+                except RuntimeError:
+                    watching = False  # no trigger watching: the routine poll detects it
+            elif watching:
+                wait_until(subscribed, timeout_s=30, what="the daemon to follow btcusdt@aggTrade")
+            sim.control("POST", "faults", {"stream": "mute"})
+            # Past the core's REST-lag window after the open (as detection() does), at a random
+            # phase of the routine poll.
+            time.sleep(_MAX_REST_LAG_S + random.uniform(0.0, _POLL_INTERVAL_S))
+            last_id = r.xrevrange(events, count=1)
+            t0_ms = time.time() * 1000
+            sim.control("POST", "mark-price", {"symbol": "BTCUSDT", "price": f"{now - 2.0:.2f}"})
+            wait_until(lambda: _state(r, key) != "open", timeout_s=30, what="the position not open",
+                       interval_s=0.002)
+            not_open_ms.append(time.time() * 1000 - t0_ms)
+            closed_ms.append(_await_closed(r, events, last_id[0][0] if last_id else "0-0", t0_ms, wd))
+        sim.control("DELETE", "faults")
+    r.close()
+    return {"trials": len(closed_ms), "trigger_watching": bool(watching),
+            "p50_ms": round(percentile(closed_ms, 0.5), 1),
+            "p95_ms": round(percentile(closed_ms, 0.95), 1), "max_ms": round(max(closed_ms), 1),
+            "not_open_p50_ms": round(percentile(not_open_ms, 0.5), 1),
+            "not_open_p95_ms": round(percentile(not_open_ms, 0.95), 1)}
 
 
 class _WeightRate:

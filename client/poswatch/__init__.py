@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ below
     from poswatch.keys import binance_symbol as binance_symbol
     from poswatch.protocol import Ended as Ended
     from poswatch.protocol import Reason as Reason
+    from poswatch.protocol import Replaced as Replaced
     from poswatch.protocol import Verdict as Verdict
     from poswatch.protocol import Vetoed as Vetoed
     from poswatch.protocol import WatchdogEvent as WatchdogEvent
@@ -33,7 +34,8 @@ _HOME = {
     "AsyncGuard": "client", "AsyncWatchdogClient": "client", "Guard": "client",
     "WatchdogClient": "client", "check_position": "client",
     "SCHEMA": "keys", "binance_symbol": "keys",
-    "Ended": "protocol", "Reason": "protocol", "Verdict": "protocol", "Vetoed": "protocol",
+    "Ended": "protocol", "Reason": "protocol", "Replaced": "protocol", "Verdict": "protocol",
+    "Vetoed": "protocol",
     "WatchdogEvent": "protocol",
 }
 __all__ = ["DISTRIBUTION", "__version__", *_HOME]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -34,6 +34,7 @@ from poswatch.protocol import (
     Call,
     Ended,
     Reason,
+    Replaced,
     Verdict,
     VetoCalls,
     Vetoed,
@@ -49,6 +50,7 @@ __all__ = [
     "Ended",
     "Guard",
     "Reason",
+    "Replaced",
     "Verdict",
     "Vetoed",
     "WatchdogClient",
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("poswatch")
+_T = TypeVar("_T")
+_REPLACE = "replace"  # end's mode for a zero-gap replacement (window recorded as 0)
 
 DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 
@@ -145,10 +149,11 @@ class WatchdogClient:
             _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
             return Verdict(True, Reason.UNVERIFIED, lease)
 
-    def end(self, symbol: str, side: str, lease: int, outcome: str = "ok") -> Ended:
-        """Release the lease and record the unprotected window."""
+    def end(self, symbol: str, side: str, lease: int, outcome: str = "ok", *, mode: str = "") -> Ended:
+        """Release the lease and record the unprotected window (``mode="replace"``: 0, see
+        :meth:`replace_stop`)."""
         try:
-            return self._p.ended(self._call("end", self._p.end(symbol, side, lease, outcome)))
+            return self._p.ended(self._call("end", self._p.end(symbol, side, lease, outcome, mode)))
         except _ERRORS as exc:
             _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
                          symbol, side, lease, exc)
@@ -171,6 +176,47 @@ class WatchdogClient:
             guard.ended = self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
             raise
         guard.ended = self.end(symbol, side, guard.lease, guard.outcome)
+
+    def replace_stop(self, symbol: str, side: str = "BOTH", *, holder: str, create: Callable[[], _T],
+                     cancel_new: Callable[[_T], object], cancel_old: Callable[[], object],
+                     ttl_ms: int | None = None) -> Replaced:
+        """Move a stop with no unprotected instant: begin → ``create()`` the new stop →
+        confirm → ``cancel_old()`` → end (recorded window 0).
+
+        Binance cannot amend a stop in place, so the new one is placed *before* the old one is
+        cancelled. Make both reduce-only or closePosition: whichever triggers second finds
+        nothing to reduce and Binance rejects it. Raises ``Vetoed`` at ``begin`` (nothing was
+        touched) or at ``confirm`` (the position closed meanwhile: the NEW stop was cancelled
+        with ``cancel_new(new)``, so nothing of this move is left on a flat position; the old
+        one, if it did not fire, is the exchange's and the reaper's). An exception from a
+        callback is re-raised after ``end`` recorded it; if ``cancel_old`` fails, both stops
+        stay (still reduce-only: safe) and the caller decides.
+        """
+        begun = self.begin(symbol, side, holder=holder, ttl_ms=ttl_ms)
+        if not begun.allowed:
+            raise Vetoed("begin", begun)
+        lease = begun.lease or 0
+        try:
+            new = create()
+        except BaseException as exc:
+            self.end(symbol, side, lease, f"error:{type(exc).__name__}", mode=_REPLACE)
+            raise
+        verdict = self.confirm(symbol, side, lease)
+        if not verdict.allowed:
+            try:
+                cancel_new(new)
+            except BaseException as exc:
+                self.end(symbol, side, lease, f"vetoed_cancel_failed:{type(exc).__name__}",
+                         mode=_REPLACE)
+                raise
+            self.end(symbol, side, lease, "vetoed", mode=_REPLACE)
+            raise Vetoed("confirm", verdict)
+        try:
+            cancel_old()
+        except BaseException as exc:
+            self.end(symbol, side, lease, f"old_cancel_failed:{type(exc).__name__}", mode=_REPLACE)
+            raise
+        return Replaced(new, self.end(symbol, side, lease, "ok", mode=_REPLACE))
 
     def last_event_id(self) -> str:
         """Id of the newest event ("0-0" if none): pass it to ``subscribe`` to miss nothing after now."""
@@ -261,9 +307,11 @@ class AsyncWatchdogClient:
             _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
             return Verdict(True, Reason.UNVERIFIED, lease)
 
-    async def end(self, symbol: str, side: str, lease: int, outcome: str = "ok") -> Ended:
+    async def end(self, symbol: str, side: str, lease: int, outcome: str = "ok", *,
+                  mode: str = "") -> Ended:
         try:
-            return self._p.ended(await self._call("end", self._p.end(symbol, side, lease, outcome)))
+            return self._p.ended(await self._call("end", self._p.end(symbol, side, lease, outcome,
+                                                                     mode)))
         except _ERRORS as exc:
             _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
                          symbol, side, lease, exc)
@@ -285,6 +333,39 @@ class AsyncWatchdogClient:
             guard.ended = await self.end(symbol, side, guard.lease, f"error:{type(exc).__name__}")
             raise
         guard.ended = await self.end(symbol, side, guard.lease, guard.outcome)
+
+    async def replace_stop(self, symbol: str, side: str = "BOTH", *, holder: str,
+                           create: Callable[[], Awaitable[_T]],
+                           cancel_new: Callable[[_T], Awaitable[object]],
+                           cancel_old: Callable[[], Awaitable[object]],
+                           ttl_ms: int | None = None) -> Replaced:
+        """Async twin of :meth:`WatchdogClient.replace_stop` (the callbacks are coroutines)."""
+        begun = await self.begin(symbol, side, holder=holder, ttl_ms=ttl_ms)
+        if not begun.allowed:
+            raise Vetoed("begin", begun)
+        lease = begun.lease or 0
+        try:
+            new = await create()
+        except BaseException as exc:
+            await self.end(symbol, side, lease, f"error:{type(exc).__name__}", mode=_REPLACE)
+            raise
+        verdict = await self.confirm(symbol, side, lease)
+        if not verdict.allowed:
+            try:
+                await cancel_new(new)
+            except BaseException as exc:
+                await self.end(symbol, side, lease, f"vetoed_cancel_failed:{type(exc).__name__}",
+                               mode=_REPLACE)
+                raise
+            await self.end(symbol, side, lease, "vetoed", mode=_REPLACE)
+            raise Vetoed("confirm", verdict)
+        try:
+            await cancel_old()
+        except BaseException as exc:
+            await self.end(symbol, side, lease, f"old_cancel_failed:{type(exc).__name__}",
+                           mode=_REPLACE)
+            raise
+        return Replaced(new, await self.end(symbol, side, lease, "ok", mode=_REPLACE))
 
     async def last_event_id(self) -> str:
         newest = await self.redis.xrevrange(self._p.keys.events, count=1)

@@ -14,8 +14,8 @@ from typing import Any
 
 from poswatch.keys import AccountKeys, PositionKeys, binance_symbol
 
-__all__ = ["MAX_LEASE_TTL_MS", "RETRY_LATER", "VETO_REASONS", "Call", "Ended", "Reason", "Verdict",
-           "VetoCalls", "Vetoed", "WatchdogEvent", "reason_of"]
+__all__ = ["MAX_LEASE_TTL_MS", "RETRY_LATER", "VETO_REASONS", "Call", "Ended", "Reason", "Replaced",
+           "Verdict", "VetoCalls", "Vetoed", "WatchdogEvent", "reason_of"]
 
 # KEYS and ARGV of one EVALSHA.
 Call = tuple[list[str], list[str | int]]
@@ -106,6 +106,15 @@ class Ended:
 
 
 @dataclass(frozen=True, slots=True)
+class Replaced:
+    """Result of a zero-gap replacement: the new stop (what ``create`` returned) and what
+    ``end`` recorded (``window_ms`` 0: a stop protected the position at every instant)."""
+
+    new_stop: Any
+    ended: Ended
+
+
+@dataclass(frozen=True, slots=True)
 class WatchdogEvent:
     """One entry of the events stream (``kind`` is position_closed, lease, veto, …)."""
 
@@ -160,9 +169,15 @@ class VetoCalls:
         k, p = self.keys, self.position(symbol, side)
         return [p.lease, k.events], [p.member, lease, self.max_age, k.channel, k.health, p.position]
 
-    def end(self, symbol: str, side: str, lease: int, outcome: str) -> Call:
+    def end(self, symbol: str, side: str, lease: int, outcome: str, mode: str = "") -> Call:
+        """``mode`` "replace": a zero-gap replacement (the window is recorded as 0)."""
+        if mode not in ("", "replace"):
+            raise ValueError(f"mode must be '' or 'replace', got {mode!r}")
         k, p = self.keys, self.position(symbol, side)
-        return [p.lease, k.leases, k.windows, k.events], [p.member, lease, outcome, k.channel, k.health]
+        args: list[str | int] = [p.member, lease, outcome, k.channel, k.health]
+        if mode:
+            args.append(mode)
+        return [p.lease, k.leases, k.windows, k.events], args
 
     @staticmethod
     def verdict(reply: Sequence[Any]) -> Verdict:

@@ -55,3 +55,13 @@ def test_a_side_outside_the_three_is_a_usage_error() -> None:
 def test_vetoed_names_the_operation_and_the_reason() -> None:
     verdict = VetoCalls.verdict([0, "stale", 0, -1, []])
     assert str(Vetoed("begin", verdict)) == "begin vetoed: stale (age_ms=None)"
+
+
+def test_end_carries_the_replace_mode_only_when_asked() -> None:
+    calls = VetoCalls("main")
+    _, plain = calls.end("BASUSDT", "BOTH", 7, "ok")
+    _, replace = calls.end("BASUSDT", "BOTH", 7, "ok", "replace")
+    assert len(plain) == 5  # the old five arguments: plain-Redis bots keep working
+    assert replace == [*plain, "replace"]
+    with pytest.raises(ValueError, match="replace"):
+        calls.end("BASUSDT", "BOTH", 7, "ok", "swap")

@@ -21,6 +21,7 @@ EXPECTED: dict[tuple[Knowledge, Evidence], Knowledge | None] = {
     (U, E.STREAM_GAP): U,
     (U, E.READ_FAILED): U,
     (U, E.REST_AMBIGUOUS): U,
+    (U, E.TRIGGER_CROSSED): U,
     (U, E.AGED): ILLEGAL,
     (C, E.AUTHORITATIVE_FACT): C,
     (C, E.STREAM_FACT): C,
@@ -28,6 +29,7 @@ EXPECTED: dict[tuple[Knowledge, Evidence], Knowledge | None] = {
     (C, E.STREAM_GAP): S,
     (C, E.READ_FAILED): S,
     (C, E.REST_AMBIGUOUS): S,
+    (C, E.TRIGGER_CROSSED): S,
     (C, E.AGED): X,
     (S, E.AUTHORITATIVE_FACT): C,
     (S, E.STREAM_FACT): S,
@@ -35,6 +37,7 @@ EXPECTED: dict[tuple[Knowledge, Evidence], Knowledge | None] = {
     (S, E.STREAM_GAP): S,
     (S, E.READ_FAILED): S,
     (S, E.REST_AMBIGUOUS): S,
+    (S, E.TRIGGER_CROSSED): S,
     (S, E.AGED): X,
     (X, E.AUTHORITATIVE_FACT): C,
     (X, E.STREAM_FACT): X,
@@ -42,6 +45,7 @@ EXPECTED: dict[tuple[Knowledge, Evidence], Knowledge | None] = {
     (X, E.STREAM_GAP): X,
     (X, E.READ_FAILED): X,
     (X, E.REST_AMBIGUOUS): X,
+    (X, E.TRIGGER_CROSSED): X,
     (X, E.AGED): ILLEGAL,
 }
 

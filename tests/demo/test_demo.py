@@ -61,8 +61,15 @@ def test_demo_json_reports_the_incident_prevented() -> None:
     assert summary["orphans_left_with_watchdog"] == 0
     assert summary["vetoes"] >= 1
     assert summary["trailing_stop_dropped"] is True
-    for key in ("closure_detected_ms", "unprotected_window_ms"):
+    for key in ("closure_detected_ms", "unprotected_window_ms", "closure_suspected_ms",
+                "unprotected_window_without_watchdog_ms"):
         assert isinstance(summary[key], int)
+    # Issue 13: the zero-gap move, and the stop's firing known from the public price stream.
+    assert summary["unprotected_window_ms"] == 0
+    assert summary["zero_gap_move"] is True
+    assert summary["unprotected_window_without_watchdog_ms"] > 0
+    assert summary["closure_detected_by"] == "price_stream"
+    assert summary["closure_suspected_ms"] <= summary["closure_detected_ms"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")

@@ -149,6 +149,7 @@ def _order_trade_update(event: JsonObject) -> tuple[Event, ...]:
             filled_quantity=number(order, "z"),
             last_filled_quantity=number(order, "l"),
             realized_profit=opt_number(order, "rp"),
+            working_type=opt_text(order, "wt", "CONTRACT_PRICE"),
         )
     except BadField as exc:
         raise exc.within("o") from None
@@ -183,6 +184,7 @@ def _algo_update(event: JsonObject) -> tuple[Event, ...]:
             quantity=number(order, "q"),
             trigger_time_ms=opt_uint(order, "tt"),
             reject_reason=opt_text(order, "rm"),
+            working_type=opt_text(order, "wt", "CONTRACT_PRICE"),
         )
     except BadField as exc:
         raise exc.within("o") from None

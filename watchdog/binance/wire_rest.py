@@ -130,6 +130,7 @@ def parse_open_orders(rows_: object) -> tuple[OpenOrder, ...]:
                 quantity=number(row, "origQty"),
                 time_ms=uint(row, "time"),
                 update_time_ms=uint(row, "updateTime"),
+                working_type=opt_text(row, "workingType", "CONTRACT_PRICE"),
             ))
         except BadField as exc:
             raise WireFormatError("openOrders", exc.within(f"[{index}]").field, exc.problem,
@@ -160,6 +161,7 @@ def parse_open_algo_orders(rows_: object) -> tuple[OpenAlgoOrder, ...]:
                 quantity=number(row, "quantity"),
                 create_time_ms=uint(row, "createTime"),
                 update_time_ms=uint(row, "updateTime"),
+                working_type=opt_text(row, "workingType", "CONTRACT_PRICE"),
             ))
         except BadField as exc:
             raise WireFormatError("openAlgoOrders", exc.within(f"[{index}]").field, exc.problem,

@@ -81,6 +81,14 @@ Rules of this module:
    new clock make newer rows look lagging until it catches up: their knowledge ages out
    (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
    before the step and answered after it is ignored (its dates belong to the old clock).
+12. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
+   makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
+   closing the position while the user stream says nothing (the BASUSDT incident). Only a
+   trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
+   the position as it was before), and only if it shows the amount changed or was requested
+   more than ``max_rest_lag_ms`` after the crossing: a lagging REST may still show the old
+   amount (rule 2). Losing the price feed is no event here: it removes a way to doubt, never
+   confirms anything.
 """
 
 from __future__ import annotations
@@ -105,6 +113,7 @@ from watchdog.core.events import (
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
+    StopCrossed,
     StreamConnected,
     StreamLost,
     StreamPositions,
@@ -167,6 +176,9 @@ class _Entry:
     true_ms: int = 0
     flat_proof_ms: int = 0  # requested_time_ms of the newest trusted flat read of the run
     run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
+    crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 12)
+    crossed_ms: int = -1  # exchange time of the crossing price print
+    crossed_amount: Decimal = ZERO  # the amount held when the price crossed
     published: PositionView | None = None
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
     # by this run; verified_ms of that state, until the first confirmed publish (rule 10)
@@ -330,6 +342,8 @@ class PositionBook:
                 extra.append(RaiseAlert(code, message))
                 if code == "stream_blind":
                     extra.append(Notify(code, None, (("message", message),)))
+            case StopCrossed():
+                extra.append(self._on_stop_crossed(event, now_ms))
             case OrdersSnapshot() | Tick():
                 pass
             case _:  # pragma: no cover - unreachable while every event type is handled
@@ -366,6 +380,21 @@ class PositionBook:
                     if k.symbol == symbol and time_ms > u.prior_ms]:
             del self._unreported[key]
         return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
+
+    def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
+        """Rule 12: doubt the key now; only a read requested after this lifts the doubt."""
+        entry = self._entries.get(event.key)
+        if entry is not None:
+            entry.crossed_seq = self.events_applied
+            entry.crossed_ms = event.price_time_ms
+            entry.crossed_amount = entry.amount
+            self._move(entry, Evidence.TRIGGER_CROSSED, now_ms,
+                       f"price {event.price} crossed the trigger {event.trigger_price} of "
+                       f"{'algo' if event.is_algo else 'order'} {event.order_id}: awaiting a "
+                       "snapshot requested after it")
+        # No symbols: the positions read is the one that matters (it covers every symbol anyway);
+        # scoping it would add that symbol's order reads in front of it under a tight budget.
+        return RequestSnapshot(reason=f"stop trigger crossed on {event.key}")
 
     def _on_margin_call(self, event: MarginCall) -> list[Effect]:
         effects: list[Effect] = [
@@ -547,7 +576,7 @@ class PositionBook:
                     return effects
                 case _:  # pragma: no cover - unreachable while every verdict is handled
                     assert_never(judged.verdict)
-        if request is not None and trusted:
+        if request is not None and trusted and self._lifts_crossing(entry, request, snap):
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
             if (entry.amount == ZERO and entry.flat_since_ms is None
                     and request.seq > entry.run_break_seq):
@@ -555,6 +584,17 @@ class PositionBook:
             elif entry.amount == ZERO and entry.flat_since_ms is not None:
                 entry.flat_proof_ms = max(entry.flat_proof_ms, snap.requested_time_ms)
         return effects
+
+    def _lifts_crossing(self, entry: _Entry, request: _Request, snap: PositionSnapshot) -> bool:
+        """Rule 12: a read requested before the crossing never lifts its doubt; one after it
+        does if it shows the amount changed, or if it was requested more than
+        ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""
+        if entry.crossed_seq < 0:
+            return True
+        if request.seq <= entry.crossed_seq:
+            return False
+        return (entry.amount != entry.crossed_amount
+                or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
 
     def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
                          message: str, earliest_ms: int) -> None:

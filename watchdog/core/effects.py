@@ -90,7 +90,8 @@ class CancelOrder:
 class Firing:
     """A conditional order of a position that is firing (core/firing.py rule 1).
 
-    ``status``: the algo order's TRIGGERING/TRIGGERED, or CHILD_WORKING when only its child
+    ``status``: the algo order's TRIGGERING/TRIGGERED, CROSSED (a public price crossed its trigger,
+    core/triggers.py, the exchange has not said anything yet), or CHILD_WORKING when only its child
     order is known open; ``since_ms``: exchange time that status was first seen; ``child_id``:
     the child order while it is open.
     """

@@ -32,6 +32,7 @@ __all__ = [
     "PositionSnapshot",
     "SnapshotFailed",
     "SnapshotRequested",
+    "StopCrossed",
     "StreamConnected",
     "StreamLost",
     "StreamPositions",
@@ -89,6 +90,7 @@ class OrderUpdate:
     filled_quantity: Decimal
     last_filled_quantity: Decimal
     realized_profit: Decimal
+    working_type: str = "CONTRACT_PRICE"  # wt: the price a conditional order triggers on
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,7 @@ class AlgoUpdate:
     quantity: Decimal
     trigger_time_ms: int
     reject_reason: str
+    working_type: str = "CONTRACT_PRICE"  # wt: MARK_PRICE or CONTRACT_PRICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,7 @@ class OpenOrder:
     quantity: Decimal
     time_ms: int
     update_time_ms: int
+    working_type: str = "CONTRACT_PRICE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +230,7 @@ class OpenAlgoOrder:
     quantity: Decimal
     create_time_ms: int
     update_time_ms: int
+    working_type: str = "CONTRACT_PRICE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +263,20 @@ class StreamLost:
 
 
 @dataclass(frozen=True, slots=True)
+class StopCrossed:
+    """A public price (mark or last, the one the stop triggers on) crossed the trigger of an
+    open protective stop in its firing direction (core/triggers.py): the exchange may be
+    closing the position right now, whatever the user stream says."""
+
+    key: PositionKey
+    order_id: OrderId
+    is_algo: bool
+    trigger_price: Decimal
+    price: Decimal
+    price_time_ms: int  # exchange time of the price print (aggTrade T / markPriceUpdate E)
+
+
+@dataclass(frozen=True, slots=True)
 class CanaryAlert:
     """What the stream's liveness canary found (core/canary.py): ``code`` ``stream_blind`` when
     its order's ALGO_UPDATE did not come in time, ``canary_failed`` when it could not run."""
@@ -285,6 +304,7 @@ Event = (
     | OrdersSnapshot
     | StreamConnected
     | StreamLost
+    | StopCrossed
     | CanaryAlert
     | Tick
 )

@@ -15,6 +15,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from watchdog.core.effects import Firing, MarkFiring
@@ -58,8 +59,13 @@ class FiringWatch:
     def __init__(self) -> None:
         self.published = {}
 
-    def update(self, orders: OrderBook) -> list[MarkFiring]:
+    def update(self, orders: OrderBook,
+               crossed: Mapping[PositionKey, Firing] | None = None) -> list[MarkFiring]:
+        """``crossed``: stops whose trigger a public price crossed with no word from the
+        exchange yet (core/triggers.py); a stop the book shows firing wins over them."""
         now = firing_stops(orders)
+        for key, firing in (crossed or {}).items():
+            now.setdefault(key, firing)
         effects: list[MarkFiring] = []
         for key in sorted(self.published.keys() - now.keys()):
             effects.append(MarkFiring(key, None))

@@ -32,6 +32,7 @@ class Evidence(StrEnum):
     STREAM_GAP = "stream_gap"
     READ_FAILED = "read_failed"
     REST_AMBIGUOUS = "rest_ambiguous"
+    TRIGGER_CROSSED = "trigger_crossed"
     AGED = "aged"
 
 
@@ -46,6 +47,8 @@ MEANING: dict[Evidence, str] = {
     Evidence.READ_FAILED: "a REST read covering the key failed (never means flat)",
     Evidence.REST_AMBIGUOUS:
         "REST shows flat without a time, within max_rest_lag_ms of a newer held fact",
+    Evidence.TRIGGER_CROSSED:
+        "a public price crossed the trigger of one of the key's stops: the exchange may be closing it",
     Evidence.AGED: "now_ms - verified_ms exceeded max_age_ms, or now_ms went back (age unknown)",
 }
 
@@ -60,6 +63,7 @@ TRANSITIONS: dict[Knowledge, dict[Evidence, Knowledge]] = {
         Evidence.STREAM_GAP: _U,
         Evidence.READ_FAILED: _U,
         Evidence.REST_AMBIGUOUS: _U,
+        Evidence.TRIGGER_CROSSED: _U,
         # AGED: never confirmed, so there is nothing to age
     },
     Knowledge.CONFIRMED: {
@@ -69,6 +73,7 @@ TRANSITIONS: dict[Knowledge, dict[Evidence, Knowledge]] = {
         Evidence.STREAM_GAP: _S,
         Evidence.READ_FAILED: _S,
         Evidence.REST_AMBIGUOUS: _S,
+        Evidence.TRIGGER_CROSSED: _S,
         Evidence.AGED: _X,
     },
     Knowledge.SUSPECT: {
@@ -78,6 +83,7 @@ TRANSITIONS: dict[Knowledge, dict[Evidence, Knowledge]] = {
         Evidence.STREAM_GAP: _S,
         Evidence.READ_FAILED: _S,
         Evidence.REST_AMBIGUOUS: _S,
+        Evidence.TRIGGER_CROSSED: _S,
         Evidence.AGED: _X,
     },
     Knowledge.EXPIRED: {
@@ -87,6 +93,7 @@ TRANSITIONS: dict[Knowledge, dict[Evidence, Knowledge]] = {
         Evidence.STREAM_GAP: _X,
         Evidence.READ_FAILED: _X,
         Evidence.REST_AMBIGUOUS: _X,
+        Evidence.TRIGGER_CROSSED: _X,
         # AGED: already expired; the caller ages only CONFIRMED and SUSPECT knowledge
     },
 }

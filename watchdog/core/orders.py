@@ -31,6 +31,7 @@ import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from watchdog.core.events import (
     AlgoUpdate,
@@ -41,7 +42,7 @@ from watchdog.core.events import (
     OrderUpdate,
     TradeLite,
 )
-from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+from watchdog.core.model import ZERO, AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
 
 __all__ = [
     "ALGO_TERMINAL",
@@ -105,6 +106,8 @@ class TrackedOrder:
     seen_time_ms: int
     child_order_id: OrderId | None = None   # algo: the regular order it became when triggered
     parent_algo_id: OrderId | None = None   # regular: the algo order it is the child of
+    trigger_price: Decimal = ZERO           # algo ``tp``/``triggerPrice``, regular ``sp``/``stopPrice``
+    working_type: str = "CONTRACT_PRICE"    # the price it triggers on (core/triggers.py)
 
     @property
     def in_trigger(self) -> bool:
@@ -214,7 +217,8 @@ class OrderBook:
                 key=PositionKey(u.symbol, u.position_side), order_id=u.algo_id, is_algo=True,
                 client_id=u.client_algo_id, side=u.side, order_type=u.order_type, status=status,
                 reduce_only=u.reduce_only, close_position=u.close_position, create_time_ms=t,
-                status_since_ms=t, seen_time_ms=t, child_order_id=u.actual_order_id)
+                status_since_ms=t, seen_time_ms=t, child_order_id=u.actual_order_id,
+                trigger_price=u.trigger_price, working_type=u.working_type)
         else:
             self._orders[ident] = replace(
                 current, status=status, seen_time_ms=t,
@@ -244,7 +248,8 @@ class OrderBook:
                 client_id=u.client_order_id, side=u.side, order_type=u.order_type,
                 status=u.status, reduce_only=u.reduce_only, close_position=u.close_position,
                 create_time_ms=t, status_since_ms=t, seen_time_ms=t,
-                parent_algo_id=self._parent_of(u.order_id, u.client_order_id))
+                parent_algo_id=self._parent_of(u.order_id, u.client_order_id),
+                trigger_price=u.stop_price, working_type=u.working_type)
         else:
             self._orders[ident] = replace(
                 current, status=u.status, seen_time_ms=t,
@@ -291,7 +296,8 @@ class OrderBook:
                 order_type=row.order_type, status=status, reduce_only=row.reduce_only,
                 close_position=row.close_position, create_time_ms=create_ms,
                 status_since_ms=changed_ms, seen_time_ms=s.requested_time_ms,
-                child_order_id=row.actual_order_id)
+                child_order_id=row.actual_order_id, trigger_price=row.trigger_price,
+                working_type=row.working_type)
         if current.seen_time_ms > s.requested_time_ms or _rank(status) < _rank(current.status):
             # The stream told us something newer (or further along) than this read: keep it.
             return replace(current, create_time_ms=create_ms)
@@ -311,7 +317,8 @@ class OrderBook:
                 close_position=row.close_position, create_time_ms=create_ms,
                 status_since_ms=row.update_time_ms or s.requested_time_ms,
                 seen_time_ms=s.requested_time_ms,
-                parent_algo_id=self._parent_of(row.order_id, row.client_order_id))
+                parent_algo_id=self._parent_of(row.order_id, row.client_order_id),
+                trigger_price=row.stop_price, working_type=row.working_type)
         if current.seen_time_ms > s.requested_time_ms:
             return replace(current, create_time_ms=create_ms)
         return replace(current, status=row.status, create_time_ms=create_ms,

@@ -10,7 +10,10 @@ still believing in the position — moves its stop again.
     -2021, and the take-profit is left behind too.
 (b) With the watchdog the bot asks first (begin / confirm): it is vetoed, creates nothing, drops
     its trailing stop when told the position closed, and the reaper removes the orphaned
-    take-profit.
+    take-profit. Its trailing moves are zero-gap (``replace_stop``: the new stop is placed and
+    confirmed before the old one is cancelled), so no instant is unprotected, and the watchdog
+    knows of the stop firing from the public mark price it follows (trigger watching, issue 13)
+    before any REST poll.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ class DemoResult:
     immediate_trigger_errors_with_watchdog: int = 0
     trailing_stop_dropped: bool = False
     unprotected_window_ms: int | None = None
+    unprotected_window_without_watchdog_ms: int | None = None
+    zero_gap_move: bool = False
+    closure_suspected_ms: int | None = None  # stop_crossed (price stream) after the stop fired
+    closure_detected_by: str | None = None   # "price_stream" or "rest_poll"
     timeline: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
 
     @property
@@ -100,6 +107,10 @@ class DemoResult:
             "immediate_trigger_errors_with_watchdog": self.immediate_trigger_errors_with_watchdog,
             "trailing_stop_dropped": self.trailing_stop_dropped,
             "unprotected_window_ms": self.unprotected_window_ms,
+            "unprotected_window_without_watchdog_ms": self.unprotected_window_without_watchdog_ms,
+            "zero_gap_move": self.zero_gap_move,
+            "closure_suspected_ms": self.closure_suspected_ms,
+            "closure_detected_by": self.closure_detected_by,
             "timeline": {name: [{"t_ms": t, "actor": a, "what": w} for t, a, w in lines]
                          for name, lines in self.timeline.items()},
         }
@@ -191,6 +202,7 @@ async def scenario_without_watchdog(sim: Simulator, ctl: SimControl, result: Dem
         # The bot's lagging feed still shows a new high: it moves its stop, with the incident's
         # own delays (scripted time, not synchronisation).
         await asyncio.sleep(BOT_REACTION_S)
+        move_started = asyncio.get_running_loop().time()
         cancel = await bot.cancel_stop(stop_id)
         tl.add("bot", f"trailing move: cancel old stop → {'ok' if cancel.ok else cancel.body}")
         await asyncio.sleep(LOOKUP_DELAYS_S[0])
@@ -204,6 +216,9 @@ async def scenario_without_watchdog(sim: Simulator, ctl: SimControl, result: Dem
             tl.add("bot", f"cache and API lookup failed: database fallback quantity={QTY}")
             await asyncio.sleep(LOOKUP_DELAYS_S[2])
         created = await bot.create_stop(SYMBOL, "SELL", amount, STALE_STOP, "ts-stop-3")
+        # The incident's window: from the cancel to the create's answer (lookups and fallback).
+        result.unprotected_window_without_watchdog_ms = round(
+            (asyncio.get_running_loop().time() - move_started) * 1000)
         if created.ok:
             result.orphans_created_without_watchdog += 1
             stop_id = int(created.body["algoId"])
@@ -247,10 +262,10 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
                 continue
             kind = event.kind
             if kind in ("position_closed", "orphan_removed", "trailing_stop_orphaned", "alert",
-                        "stream_blind", "veto"):
+                        "stream_blind", "veto", "stop_crossed"):
                 at_ms = tl.add("watchdog", f"event {kind} {_describe(event.fields)}".rstrip())
-                if kind == "position_closed":
-                    seen.setdefault("position_closed_at_ms", at_ms)
+                if kind in ("position_closed", "stop_crossed"):
+                    seen.setdefault(f"{kind}_at_ms", at_ms)
             seen[kind] = seen.get(kind, 0) + 1
             if kind == "orphan_removed":
                 result.orphans_removed_by_watchdog += 1
@@ -272,15 +287,17 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             await ctl.mark_price(PEAK)
             tl.add("exchange", f"mark {PEAK}")
             try:
-                async with client.guard_stop_update(SYMBOL, holder="demo-bot") as guard:
-                    await bot.cancel_stop(stop_id)
-                    await guard.confirm()
-                    answer = await bot.create_stop(SYMBOL, "SELL", QTY, TRAILED_STOP, "ts-stop-2")
-                    stop_id = int(answer.body["algoId"])
-                window = guard.ended.window_ms if guard.ended else None
-                result.unprotected_window_ms = window
-                tl.add("bot", f"trailing stop moved to {TRAILED_STOP} under a lease "
-                       f"(begin → cancel → confirm → create → end; unprotected {window} ms)")
+                moved = await client.replace_stop(
+                    SYMBOL, "BOTH", holder="demo-bot",
+                    create=lambda: _created_id(bot.create_stop(SYMBOL, "SELL", QTY, TRAILED_STOP,
+                                                               "ts-stop-2")),
+                    cancel_new=lambda new_id: bot.cancel_stop(new_id),
+                    cancel_old=lambda: bot.cancel_stop(stop_id))
+                stop_id = moved.new_stop
+                result.unprotected_window_ms = moved.ended.window_ms
+                result.zero_gap_move = moved.ended.window_ms == 0
+                tl.add("bot", f"trailing stop moved to {TRAILED_STOP} with no gap (begin → create "
+                       f"new → confirm → cancel old → end; unprotected {moved.ended.window_ms} ms)")
             except Vetoed as exc:
                 tl.add("bot", f"unexpected veto while the position is open: {exc}")
 
@@ -296,6 +313,11 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             if await _wait_async(lambda: _state_is(client, position, "closed"), 15):
                 seen_at = seen.get("position_closed_at_ms")
                 result.closure_detected_ms = None if seen_at is None else seen_at - closed_at
+            crossed_at = seen.get("stop_crossed_at_ms")
+            if crossed_at is not None:
+                result.closure_suspected_ms = crossed_at - closed_at
+            if result.closure_detected_ms is not None:
+                result.closure_detected_by = "price_stream" if crossed_at is not None else "rest_poll"
             await _wait_async(_flag(lambda: not trailing_alive), 10)
             if trailing_alive:
                 tl.add("bot", "was never told to drop its trailing stop")
@@ -312,8 +334,19 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             result.timeline["with_watchdog"] = tl.lines
 
 
+async def _created_id(answer: Any) -> int:
+    """The algoId of a stop the bot created (raises if the exchange refused it)."""
+    created = await answer
+    if not created.ok:
+        raise RuntimeError(f"the exchange refused the new stop: {created.body}")
+    return int(created.body["algoId"])
+
+
 def _describe(fields: dict[str, str]) -> str:
     """The few fields of a watchdog event a person reads in a timeline."""
+    if "trigger_price" in fields:  # stop_crossed
+        return (f"price {fields.get('price')} crossed the trigger {fields['trigger_price']} of "
+                f"algo order {fields.get('order_id')}: position unknown until REST")
     if "order_id" in fields:
         kind = "algo order" if fields.get("algo") == "1" else "order"
         return f"{kind} {fields['order_id']} ({fields.get('client_id', '')}) {fields.get('outcome', '')}"
@@ -389,11 +422,15 @@ def render_summary(result: DemoResult) -> str:
         ("reduce-only orders left on the flat position, bot alone", result.orphans_left_without_watchdog),
         ("-2021 'would immediately trigger', bot alone", result.immediate_trigger_errors_without_watchdog),
         ("closure known to the watchdog after (ms, stream muted)", result.closure_detected_ms),
+        ("  stop firing seen on the price stream after (ms)", result.closure_suspected_ms),
+        ("  first known from", result.closure_detected_by),
         ("vetoes given to the bot", result.vetoes),
         ("orphans removed by the watchdog", result.orphans_removed_by_watchdog),
         ("orders left on the flat position, with the watchdog", result.orphans_left_with_watchdog),
         ("bot told to drop its trailing stop", "yes" if result.trailing_stop_dropped else "no"),
-        ("bot's unprotected window while moving its stop (ms)", result.unprotected_window_ms),
+        ("bot's unprotected window while moving its stop, alone (ms)",
+         result.unprotected_window_without_watchdog_ms),
+        ("bot's unprotected window while moving its stop, zero-gap (ms)", result.unprotected_window_ms),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["", "=== summary ==="] + [f"  {label:<{width}}  {value}" for label, value in rows]

@@ -3,6 +3,7 @@
 This is the only module that imports every adapter and the only place tasks are created::
 
     stream ─┐
+    market ─┤ (StopCrossed: a public price crossed an open stop's trigger)
     poller ─┼─► Inbox ─► core (PositionBook + OrderBook) ─► EffectsRunner ─► Redis (store)
     ticker ─┘                 │                                   ├─► poller (RequestSnapshot)
                               └─► sd_notify READY/WATCHDOG/STATUS ├─► reaper (CancelOrder)
@@ -33,6 +34,7 @@ from loguru import logger
 
 from watchdog import __version__
 from watchdog.binance.budget import Priority
+from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
@@ -53,6 +55,7 @@ from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
@@ -152,12 +155,23 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
             on_malformed=on_malformed)
+        # Trigger watching (issue 13): the public prices the open stops trigger on.
+        market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
+                              reconnect_min_delay_s=b.reconnect_min_delay_s,
+                              reconnect_max_delay_s=b.reconnect_max_delay_s,
+                              rotate_after_s=b.rotate_after_s)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
                             max_rest_lag_ms=config.core.max_rest_lag_ms)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
+        triggers = TriggerTask(market)
+        vitals.trigger_watch = lambda: {
+            "market_stream": "connected" if market.connected else "down",
+            "market_streams": str(len(market.subscribed)),
+            "trigger_crossings": str(triggers.watch.crossings),
+            "triggers_not_acted": str(triggers.watch.not_acted)}
         metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect, observer=metrics)
@@ -169,10 +183,11 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                      *(() if metrics is None else (metrics.observe_event,)))
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=observers)
+                        observers=observers, triggers=triggers)
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
+            "market": market.run(inbox.emit),
             "poller": poller.run(inbox.emit),
             "ticker": run_ticker(inbox, config.service.tick_interval_s),
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,

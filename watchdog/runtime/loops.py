@@ -40,6 +40,7 @@ from watchdog.runtime.clock import Clock
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.health import summary_line
 from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher
 
@@ -106,7 +107,8 @@ class CoreLoop:
     def __init__(self, inbox: Inbox, book: PositionBook, orders: OrderBook, runner: EffectsRunner,
                  vitals: Vitals, notifier: Notifier, clock: Clock, *, status_interval_s: float,
                  reaper_step: ReaperStep | None = None,
-                 observers: Iterable[Callable[[Event], None]] = ()) -> None:
+                 observers: Iterable[Callable[[Event], None]] = (),
+                 triggers: TriggerTask | None = None) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -116,6 +118,7 @@ class CoreLoop:
         self._clock = clock
         self._status_interval_s = status_interval_s
         self._reaper_step = reaper_step
+        self._triggers = triggers
         self._observers = tuple(observers)
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
@@ -157,8 +160,17 @@ class CoreLoop:
             effects += found
             if isinstance(event, Tick) and self._reaper_step is not None:
                 effects += self._reaper_step(self._book, self._orders, now_ms)
-        if order_facts:
-            effects += self._firing.update(self._orders)
+            if self._triggers is not None:
+                effects += self._triggers.step(event, self._orders, now_ms)
+        if self._triggers is not None:
+            self._triggers.after_batch(self._orders)  # the market stream follows new stops
+        crossings = self._triggers is not None and self._triggers.marks_dirty
+        if order_facts or crossings:
+            # A crossing not yet answered by the exchange marks the position firing too.
+            crossed = None if self._triggers is None else self._triggers.watch.firing()
+            if self._triggers is not None:
+                self._triggers.marks_dirty = False
+            effects += self._firing.update(self._orders, crossed)
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)

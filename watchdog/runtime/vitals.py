@@ -57,6 +57,9 @@ class Vitals:
     ip_weight_used: Callable[[], int] = lambda: 0
     orphans_removed: Callable[[], int] = lambda: 0
     credentials_refused: Callable[[], str] = lambda: ""  # Binance's latest refusal, "" if none
+    # Trigger watching (issue 13): informative heartbeat fields, never a problem by themselves
+    # (losing the market stream removes a way to doubt; it makes no position look safer).
+    trigger_watch: Callable[[], dict[str, str]] = dict
     reaper: str = "off"
     ready: bool = False
     heartbeat_written: bool = False
@@ -130,6 +133,7 @@ class Vitals:
             positions_open=self._count(PositionState.OPEN),
             positions_unknown=self._count(PositionState.UNKNOWN),
             orphans_removed=self.orphans_removed(), reaper=self.reaper,
+            extra=tuple(sorted(self.trigger_watch().items())),
         )
 
     def _count(self, state: PositionState) -> int:

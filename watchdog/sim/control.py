@@ -182,6 +182,8 @@ async def _state(request: web.Request, venue: Venue) -> Any:
                     "age_s": round(loop.time() - c.opened_at, 3)}
                    for c in sorted(venue.hub.connections, key=lambda c: c.id)]
     return {"time_ms": now, "accounts": accounts, "connections": connections,
+            "market_connections": venue.market.describe(loop.time()),
+            "market_events": venue.market.counts(),
             "events": venue.hub.counts(), "faults": venue.faults.to_json(),
             "prices": {s: {"mark_price": f"{ex.mark[s]:f}", "contract_price": f"{ex.last[s]:f}"}
                        for s in ex.specs},

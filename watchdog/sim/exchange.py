@@ -23,11 +23,11 @@ from watchdog.sim import events as ev
 from watchdog.sim import rejections as rj
 from watchdog.sim.account import Account, AccountView
 from watchdog.sim.market import SymbolSpec
-from watchdog.sim.matching import Matching, Outgoing
+from watchdog.sim.matching import MarketPrint, Matching, Outgoing
 from watchdog.sim.orders import AlgoOrder, Order, would_trigger
 from watchdog.sim.requests import NewAlgo, NewOrder, Params, parse_new_algo, parse_new_order
 
-__all__ = ["Outgoing", "SimExchange"]
+__all__ = ["MarketPrint", "Outgoing", "SimExchange"]
 
 LISTEN_KEY_TTL_MS = 60 * 60 * 1000  # "valid for 60 minutes" (§1.1)
 ALGO_CAP = 200  # "The condtional order limits is 200 across all symbols" (2025-12-29)
@@ -52,6 +52,7 @@ class SimExchange(Matching):
         self.last = {spec.symbol: spec.price for spec in specs}
         self.accounts: dict[str, Account] = {}
         self.outbox: list[Outgoing] = []
+        self.market_outbox: list[MarketPrint] = []  # public prints for the market streams
         self._history: dict[str, deque[AccountView]] = {}
         self._next_order_id = 88_937_381_000
         self._next_algo_id = 1_000_000_033_225_000

@@ -26,6 +26,8 @@ Keys (public contract, names kept exactly):
     stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
                       child order, openAlgoOrders stops listing it, cancel answers -2011), the
                       known Binance failure of BINANCE-API.md §3.6.5 (added by the reaper work)
+    market            "normal" | "mute" | "stall" | "disconnect": the same for the public market
+                      streams (``/market/…``) only (added by the trigger-watching work)
     ip_not_whitelisted  true: every request with an API key (signed or listen-key) answers
                       401 -2015 "Invalid API-key, IP, or permissions for action.", as Binance does
                       for a caller outside the key's IP whitelist; public endpoints still answer
@@ -62,6 +64,7 @@ class Faults:
     stuck_triggering: bool = False
     reorder_events: bool = False
     ip_not_whitelisted: bool = False
+    market: str = "normal"
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -87,7 +90,7 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
     """
     unknown = set(doc) - {"stream", "drop_events", "delay_events_ms", "rest_lag_ms", "rest_errors",
                           "clock_skew_ms", "ws_handshake_errors", "stuck_triggering", "reorder_events",
-                          "ip_not_whitelisted"}
+                          "ip_not_whitelisted", "market"}
     if unknown:
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
     changes: dict[str, Any] = {}
@@ -100,6 +103,14 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
             changes["stream"] = "normal"
         else:
             changes["stream"] = doc["stream"]
+    if "market" in doc:
+        if doc["market"] not in STREAM_MODES:
+            raise ValueError(f"market: expected one of {STREAM_MODES}, got {doc['market']!r}")
+        if doc["market"] == "disconnect":
+            actions.append("market_disconnect")
+            changes["market"] = "normal"
+        else:
+            changes["market"] = doc["market"]
     if "drop_events" in doc:
         names = doc["drop_events"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

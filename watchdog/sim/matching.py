@@ -20,7 +20,7 @@ from watchdog.sim.account import Account, AccountView, Trade
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.orders import ZERO, AlgoOrder, Order, trailing_step, would_trigger
 
-__all__ = ["Matching", "Outgoing"]
+__all__ = ["MarketPrint", "Matching", "Outgoing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,20 @@ class Outgoing:
     api_key: str
     event: dict[str, object]
     listen_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketPrint:
+    """A public market fact for the market streams (``market_stream.py``): ``kind`` "trade"
+    (an aggTrade: a fill, or a contract-price move printed by someone else) or "mark" (a new
+    mark price). ``buyer_maker``: the taker sold (Binance's ``m``)."""
+
+    kind: str
+    symbol: str
+    price: Decimal
+    time_ms: int
+    qty: Decimal = Decimal(0)
+    buyer_maker: bool = False
 
 
 class Matching:
@@ -45,6 +59,7 @@ class Matching:
     last: dict[str, Decimal]
     accounts: dict[str, Account]
     outbox: list[Outgoing]
+    market_outbox: list[MarketPrint]
     stuck_triggering: bool
     _history: dict[str, deque[AccountView]]
     _next_order_id: int
@@ -112,6 +127,9 @@ class Matching:
                        realized_pnl=pnl)
         account.trades.append(Trade(self._next_trade_id, order.order_id, order.symbol, order.side,
                                     order.position_side, price, qty, commission, pnl, maker, now))
+        # Every fill is a public trade too (aggTrade); the taker's side sets ``m``.
+        taker_sold = (order.side == "SELL") != maker
+        self.market_outbox.append(MarketPrint("trade", order.symbol, price, now, qty, taker_sold))
         trade = Outgoing(account.api_key, ev.order_trade_update(
             order, spec, execution=execution, now_ms=now, fill=fill))
         lite = Outgoing(account.api_key, ev.trade_lite(order, spec, fill, now))
@@ -195,8 +213,16 @@ class Matching:
         """Move mark and/or contract price; fire algo triggers, then match resting LIMITs."""
         if symbol not in self.specs:
             raise rj.invalid_symbol()
+        now = self.now_ms()
         if mark is not None:
             self.mark[symbol] = mark
+            self.market_outbox.append(MarketPrint("mark", symbol, mark, now))
+        if last is not None and last != self.last[symbol]:
+            # The move is printed before anything it triggers fills (a stop's trigger is a
+            # trade at its price); a setting that does not move the price prints nothing.
+            self.market_outbox.append(MarketPrint("trade", symbol, last, now,
+                                                  self.specs[symbol].step_size,
+                                                  last < self.last[symbol]))
         if last is not None:
             self.last[symbol] = last
         for account in self.accounts.values():

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from watchdog.sim.exchange import SimExchange
+from watchdog.sim.market_stream import run_mark_ticker
 from watchdog.sim.server import build_app
 from watchdog.sim.settings import SimSettings
 from watchdog.sim.venue import Venue
@@ -57,6 +58,10 @@ class Simulator:
     async def wait_connections(self, n: int, timeout_s: float = 10.0) -> None:
         """Until exactly ``n`` user-stream connections are open."""
         await self.venue.hub.wait_connections(n, timeout_s)
+
+    async def wait_market_subscribed(self, streams: list[str], timeout_s: float = 10.0) -> None:
+        """Until one market connection receives every stream in ``streams``."""
+        await self.venue.market.wait_subscribed(streams, timeout_s)
 
     async def wait_for(self, predicate: Any, timeout_s: float = 10.0, what: str = "condition") -> None:
         """Until ``predicate(sim)`` holds (polled every 10 ms); AssertionError on timeout."""
@@ -124,11 +129,14 @@ async def run_simulator(settings: SimSettings | None = None, **overrides: Any) -
     await site.start()
     host, port = runner.addresses[0][:2]
     keeper = asyncio.create_task(_housekeeping(venue), name="sim-housekeeping")
+    marks = asyncio.create_task(run_mark_ticker(venue), name="sim-mark-price")
     try:
         yield Simulator(f"http://{host}:{port}", f"ws://{host}:{port}", f"http://{host}:{port}/sim/v1", venue)
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        for task in (keeper, marks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         venue.hub.drop_all()
+        venue.market.drop_all()
         await runner.cleanup()

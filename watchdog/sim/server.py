@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
-from watchdog.sim import control, market_data, stream, views
+from watchdog.sim import control, market_data, market_stream, stream, views
 from watchdog.sim import rejections as rj
 from watchdog.sim.account import AccountView
 from watchdog.sim.auth import check_timestamp, merge_params, verify_signature
@@ -344,6 +344,7 @@ def build_app(venue: Venue) -> web.Application:
     app[VENUE] = venue
     for method, path, security, weight, fn, counts_order in ROUTES:
         app.router.add_route(method, path, _endpoint(security, weight, fn, counts_order=counts_order))
+    market_stream.add_routes(app)  # first: the user-stream module keeps /market/… others silent
     stream.add_routes(app)
     control.add_routes(app)
     return app

@@ -39,12 +39,20 @@ class SimSettings:
     history_ms: int = 600_000
     housekeeping_interval_s: float = 0.05
     accounts_wallet: str = "10000"
+    mark_price_interval_s: float | None = None  # @markPrice@1s period; default 1 s / time_scale
 
     @property
     def listen_key_ttl_ms(self) -> int:
         if self.listen_key_ttl_s is not None:
             return max(1, int(self.listen_key_ttl_s * 1000))
         return max(1, int(3_600_000 / self.time_scale))
+
+    @property
+    def mark_price_interval_s_effective(self) -> float:
+        """``@markPrice@1s`` period: 1 s divided by the time scale, never below 50 ms."""
+        if self.mark_price_interval_s is not None:
+            return self.mark_price_interval_s
+        return max(0.05, 1.0 / self.time_scale)
 
     @property
     def max_connection_age_s(self) -> float:

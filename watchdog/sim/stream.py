@@ -8,10 +8,11 @@
 - ``/private/stream`` without a key, then ``{"method": "SUBSCRIBE", "params": [K], "id": …}``
   — the subscribe form the official Python SDK uses; answered ``{"result": null, "id": …}``
   (UNSUBSCRIBE and LIST_SUBSCRIPTIONS too), frames wrapped as in stream mode.
-- ``/ws/{anything}``, ``/stream?streams=…``, ``/public/…`` and ``/market/…`` — connect, answer
-  pings and SUBSCRIBE requests, deliver nothing: the legacy paths (production since 2026-04-23:
-  un-routed connections "fail silently") and the public/market routes, whose data this simulator
-  does not produce (the official SDK opens all three routes).
+- ``/ws/{anything}``, ``/stream?streams=…``, ``/public/…`` and other ``/market/…`` paths —
+  connect, answer pings and SUBSCRIBE requests, deliver nothing: the legacy paths (production
+  since 2026-04-23: un-routed connections "fail silently") and the public route, whose data this
+  simulator does not produce (the official SDK opens all three routes). ``/market/stream`` and
+  ``/market/ws`` serve mark price and aggTrade (``market_stream.py``).
 - ``/private/ws/<key>`` (path form, UNCONFIRMED in production) is not served: 404.
 
 The server pings every ``ping_interval_s`` and closes (1008) a connection whose pongs stop for

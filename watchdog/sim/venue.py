@@ -19,6 +19,7 @@ from watchdog.sim.exchange import SimExchange
 from watchdog.sim.faults import Faults, RestErrors, apply_faults
 from watchdog.sim.hub import StreamHub
 from watchdog.sim.market import default_specs
+from watchdog.sim.market_hub import MarketHub
 from watchdog.sim.settings import SimSettings
 
 __all__ = ["VENUE", "Venue"]
@@ -29,6 +30,7 @@ class Venue:
         self.settings = settings
         self.faults = Faults()
         self.hub = StreamHub(require_events_filter=settings.require_events_filter)
+        self.market = MarketHub()
         self.exchange = self._new_exchange()
         self.weights = WeightMeter(limit=settings.weight_limit)
         self.order_counter = OrderCounter()
@@ -47,8 +49,11 @@ class Venue:
         return int(time.time() * 1000) + self.faults.clock_skew_ms
 
     def flush(self) -> None:
-        """Hand every event the model produced to the stream hub, in order."""
+        """Hand every event the model produced to the stream hubs, in order."""
         now = asyncio.get_running_loop().time()
+        prints, self.exchange.market_outbox = self.exchange.market_outbox, []
+        if prints:
+            self.market.publish(self.exchange.specs, prints, self.now_ms())
         outbox, self.exchange.outbox = self.exchange.outbox, []
         for item in outbox:
             account = self.exchange.accounts.get(item.api_key)
@@ -72,6 +77,9 @@ class Venue:
             self.hub.release_held()
         if "disconnect" in actions:
             self.hub.drop_all()
+        self.market.mode = self.faults.market
+        if "market_disconnect" in actions:
+            self.market.drop_all()
         return actions
 
     def clear_faults(self) -> None:
@@ -79,6 +87,7 @@ class Venue:
         self.hub.faults = self.faults
         self.hub.mute_new_after = None
         self.exchange.stuck_triggering = False
+        self.market.mode = "normal"
         self.hub.release_held()
 
     def take_rest_error(self) -> tuple[int, int | None, str | None] | None:
@@ -102,6 +111,7 @@ class Venue:
         """Back to the start: fresh accounts/prices/keys, no faults, counters zeroed, streams cut."""
         self.clear_faults()
         self.hub.drop_all()
+        self.market.drop_all()
         self.hub.sent.clear()
         self.hub.dropped.clear()
         self.exchange = self._new_exchange()

@@ -11,7 +11,7 @@ local member = string.match(KEYS[1] or '', ':pos:(.*)$') or ''
 prefix_of(KEYS[1], ':pos:' .. want_member(member, 'position key'), 'position key')
 if ARGV[1] ~= '' then
   want_digits(ARGV[1], 'algo id')
-  want_one_of(ARGV[2], 'status', {'TRIGGERING', 'TRIGGERED', 'CHILD_WORKING'})
+  want_one_of(ARGV[2], 'status', {'TRIGGERING', 'TRIGGERED', 'CHILD_WORKING', 'CROSSED'})
   want_int(ARGV[3], 'since_ms', 0, MAX_INT)
   if ARGV[4] ~= '' then want_digits(ARGV[4], 'child id') end
 end

@@ -1,0 +1,220 @@
+"""The market streams' pure parts and their hub (no routes: ``market_stream.py`` serves them).
+
+Payload shapes as Binance's Mark-Price-Stream and Aggregate-Trade-Streams pages; limits as
+BINANCE-API.md §1.4 (1024 streams per connection, 10 incoming messages per second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from aiohttp import web
+
+from watchdog.sim.market import SymbolSpec
+from watchdog.sim.matching import MarketPrint
+
+__all__ = [
+    "MAX_INCOMING_PER_S",
+    "MAX_STREAMS",
+    "IncomingRate",
+    "MarketConnection",
+    "MarketHub",
+    "agg_trade",
+    "answer_market_request",
+    "mark_price_update",
+    "parse_stream",
+]
+
+MAX_STREAMS = 1024          # "A single connection can listen to a maximum of 1024 streams."
+MAX_INCOMING_PER_S = 10     # "a limit of 10 incoming messages per second"
+KINDS = ("markPrice@1s", "markPrice", "aggTrade")
+_FUNDING_RATE = "0.00010000"
+_FUNDING_MS = 8 * 3600 * 1000
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def parse_stream(name: str, symbols: Iterable[str]) -> tuple[str, str] | None:
+    """``"btcusdt@markPrice@1s"`` → ``("BTCUSDT", "markPrice@1s")``; None for anything else
+    (an unlisted symbol, another stream type, or a symbol not in lower case)."""
+    symbol, _, kind = name.partition("@")
+    if kind not in KINDS or symbol != symbol.lower() or symbol.upper() not in symbols:
+        return None
+    return symbol.upper(), kind
+
+
+def mark_price_update(spec: SymbolSpec, mark: Decimal, now_ms: int) -> dict[str, object]:
+    """``markPriceUpdate`` (Mark-Price-Stream): index and settle price equal to the mark here."""
+    price = f"{mark:f}"
+    return {"e": "markPriceUpdate", "E": now_ms, "s": spec.symbol, "p": price, "i": price,
+            "P": price, "r": _FUNDING_RATE, "T": (now_ms // _FUNDING_MS + 1) * _FUNDING_MS}
+
+
+def agg_trade(spec: SymbolSpec, agg_id: int, trade_id: int, p: MarketPrint, now_ms: int
+              ) -> dict[str, object]:
+    """``aggTrade`` (Aggregate-Trade-Streams): one print, first and last trade id equal."""
+    return {"e": "aggTrade", "E": now_ms, "a": agg_id, "s": spec.symbol,
+            "p": spec.fmt_price(p.price), "q": spec.fmt_qty(p.qty), "f": trade_id,
+            "l": trade_id, "T": p.time_ms, "m": p.buyer_maker}
+
+
+def answer_market_request(text: str, subs: frozenset[str], symbols: Iterable[str]
+                          ) -> tuple[dict[str, object], frozenset[str]]:
+    """The reply to a client's request frame and the subscriptions after it (PURE).
+
+    A name that is no stream of ours is refused (code 2) and nothing changes; so is a
+    SUBSCRIBE that would take the connection past ``MAX_STREAMS``.
+    """
+    try:
+        request = json.loads(text)
+    except ValueError as exc:
+        return {"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None}, subs
+    if not isinstance(request, dict):
+        return {"error": {"code": 2, "msg": "Invalid request: expected a JSON object"}, "id": None}, subs
+    request_id, method, params = request.get("id"), request.get("method"), request.get("params", [])
+    if method == "LIST_SUBSCRIPTIONS":
+        return {"result": sorted(subs), "id": request_id}, subs
+    if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list) or not all(
+            isinstance(p, str) for p in params):
+        return {"error": {"code": 2, "msg": f"Invalid request: method {method!r} with params {params!r}"},
+                "id": request_id}, subs
+    listed = set(symbols)
+    bad = [p for p in params if parse_stream(p, listed) is None]
+    if bad:
+        return {"error": {"code": 2, "msg": f"Invalid request: unknown stream name(s) {bad!r}"},
+                "id": request_id}, subs
+    after = subs - set(params) if method == "UNSUBSCRIBE" else subs | set(params)
+    if len(after) > MAX_STREAMS:
+        return {"error": {"code": 2, "msg": f"Invalid request: more than {MAX_STREAMS} streams "
+                                            "on one connection"}, "id": request_id}, subs
+    return {"result": None, "id": request_id}, frozenset(after)
+
+
+@dataclass(slots=True)
+class IncomingRate:
+    """Incoming frames in the last second (PURE: times are arguments)."""
+
+    limit: int = MAX_INCOMING_PER_S
+    times: deque[float] = field(default_factory=deque)
+
+    def admit(self, now_s: float) -> bool:
+        """Count one frame at ``now_s``; False once more than ``limit`` arrived within 1 s."""
+        self.times.append(now_s)
+        while self.times and self.times[0] <= now_s - 1.0:
+            self.times.popleft()
+        return len(self.times) <= self.limit
+
+
+@dataclass(eq=False)
+class MarketConnection:
+    id: int
+    ws: web.WebSocketResponse
+    request: web.Request
+    wrap: bool
+    subs: frozenset[str]
+    opened_at: float
+    last_pong_at: float
+    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    rate: IncomingRate = field(default_factory=IncomingRate)
+
+
+class MarketHub:
+    """Market connections, what they subscribed, and the frames sent per stream type."""
+
+    def __init__(self) -> None:
+        self.connections: set[MarketConnection] = set()
+        self.sent: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.mode = "normal"  # fault ``market``: normal | mute | stall
+        self.ids = itertools.count(1)
+        self._agg_ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+
+    async def add(self, conn: MarketConnection) -> None:
+        async with self._changed:
+            self.connections.add(conn)
+            self._changed.notify_all()
+
+    async def remove(self, conn: MarketConnection) -> None:
+        async with self._changed:
+            self.connections.discard(conn)
+            self._changed.notify_all()
+
+    async def resubscribe(self, conn: MarketConnection, subs: frozenset[str]) -> None:
+        async with self._changed:
+            conn.subs = subs
+            self._changed.notify_all()
+
+    async def wait_subscribed(self, streams: Iterable[str], timeout_s: float = 10.0) -> None:
+        """Until some connection subscribes to every name in ``streams``."""
+        wanted = set(streams)
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(
+                lambda: any(wanted <= c.subs for c in self.connections))
+
+    def subscribed(self) -> set[str]:
+        """Every stream some connection receives."""
+        return {s for c in self.connections for s in c.subs}
+
+    def publish(self, specs: dict[str, SymbolSpec], prints: list[MarketPrint], now: int) -> None:
+        """Hand the model's public prints to the subscribed connections, in order."""
+        if not self.connections:
+            return
+        for p in prints:
+            spec = specs[p.symbol]
+            if p.kind == "mark":
+                payload = mark_price_update(spec, p.price, now)
+                self._send(f"{p.symbol.lower()}@markPrice@1s", payload)
+                self._send(f"{p.symbol.lower()}@markPrice", payload)
+            else:
+                payload = agg_trade(spec, next(self._agg_ids), next(self._trade_ids), p, now)
+                self._send(f"{p.symbol.lower()}@aggTrade", payload)
+
+    def tick_marks(self, specs: dict[str, SymbolSpec], mark: dict[str, Decimal], kind: str,
+                   now: int) -> None:
+        """The periodic mark price: one update per subscribed symbol of stream ``kind``."""
+        suffix = f"@{kind}"
+        for name in sorted({s for s in self.subscribed() if s.endswith(suffix)}):
+            parsed = parse_stream(name, specs)
+            if parsed is not None and parsed[1] == kind:
+                self._send(name, mark_price_update(specs[parsed[0]], mark[parsed[0]], now))
+
+    def _send(self, name: str, payload: dict[str, object]) -> None:
+        kind = name.partition("@")[2]
+        raw: str | None = None
+        for conn in self.connections:
+            if name not in conn.subs:
+                continue
+            if self.mode != "normal":
+                self.dropped[kind] += 1
+                continue
+            if conn.wrap:
+                conn.queue.put_nowait(_dumps({"stream": name, "data": payload}))
+            else:
+                raw = raw or _dumps(payload)
+                conn.queue.put_nowait(raw)
+            self.sent[kind] += 1
+
+    def drop_all(self) -> int:
+        """Fault ``market: disconnect``: abort every market connection (clients see 1006)."""
+        count = 0
+        for conn in list(self.connections):
+            transport = conn.request.transport
+            if transport is not None:
+                transport.abort()
+                count += 1
+        return count
+
+    def describe(self, now: float) -> list[dict[str, object]]:
+        return [{"id": c.id, "path": c.request.path, "streams": sorted(c.subs),
+                 "age_s": round(now - c.opened_at, 3)}
+                for c in sorted(self.connections, key=lambda c: c.id)]
+
+    def counts(self) -> dict[str, object]:
+        return {"sent": dict(self.sent), "dropped": dict(self.dropped)}
