@@ -1,0 +1,748 @@
+"""The chaos suite's named scenarios (docs/RELIABILITY.md, "Chaos suite").
+
+Each scenario drives the simulator, Redis, the daemon and bots the way the market, an operator
+and trading bots would, at the daemon's DEFAULT settings (only the URLs are set) unless it names
+its own. Waits are on conditions with deadlines; a few steps are scripted time (how long a fault
+lasts, when an entry fills), never synchronisation. Besides the four invariants the rig judges
+after every scenario, a scenario may state a goal of its own from issue 12 ("goal: …").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio
+
+from chaos_rig import ACCOUNT, API_KEY, K, PYTHON, ChaosFailure, Rig, _env, config_text, now_ms
+from watchdog.client import Vetoed
+
+__all__ = ["SCENARIOS", "Spec"]
+
+BAS, BTC, ETH = "BASUSDT", "BTCUSDT", "ETHUSDT"
+GRACE_S = 2.0  # [reaper] grace_ms default
+ORPHAN_S = GRACE_S + 2.0  # issue 12, Deliver 1: a stop left on a flat position goes within grace + 2 s
+ORDERS_POLL_S = 5.0  # [binance] orders_poll_interval_s default
+ONE_WAY = [(BAS, "BOTH"), (BTC, "BOTH"), (ETH, "BOTH")]
+HEDGE = [(BTC, "LONG"), (BTC, "SHORT")]
+LATE_S = 15.0  # how long past a missed bound a scenario keeps watching, to report the real figure
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    body: Callable[[Rig], Awaitable[None]]
+    what: str
+    keys: tuple[tuple[str, str], ...] = tuple(ONE_WAY)
+    sim_args: tuple[str, ...] = ()
+    start: bool = True
+
+
+SCENARIOS: list[Spec] = []
+
+
+def scenario(what: str, *, keys: list[tuple[str, str]] = ONE_WAY, sim_args: tuple[str, ...] = (),
+             start: bool = True) -> Callable[[Callable[[Rig], Awaitable[None]]], Callable[[Rig], Awaitable[None]]]:
+    def register(fn: Callable[[Rig], Awaitable[None]]) -> Callable[[Rig], Awaitable[None]]:
+        SCENARIOS.append(Spec(fn.__name__, fn, what, tuple(keys), sim_args, start))
+        return fn
+    return register
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+async def veto_reason(r: Rig, symbol: str, side: str = "BOTH") -> str:
+    verdict = await r.wd.check(symbol, side)
+    return "allow" if verdict.allowed else verdict.reason
+
+
+async def closure_known(r: Rig, symbol: str, timeout_s: float, side: str = "BOTH") -> float | None:
+    """Seconds until a bot's check answers position_closed (a goal when bounded)."""
+    async def probe() -> bool:
+        return await veto_reason(r, symbol, side) == "position_closed"
+    took = await r.within(f"{symbol}:{side} vetoed position_closed", probe, timeout_s)
+    if took is not None:
+        r.result.figures["closure_known_s"] = round(took, 2)
+    return took
+
+
+async def orphan_removed(r: Rig, stop: int, bound_s: float, label: str = "orphan stop removed") -> float | None:
+    """Seconds until the stop is gone; past the bound the goal fails, and the wait goes on up to
+    ``LATE_S`` more, so the report says how late it was."""
+    took = await r.within(f"{label} (bound {bound_s:.1f} s)", lambda: r.stop_gone(stop), bound_s)
+    if took is None:
+        started = time.monotonic() - bound_s
+        try:
+            await r.until(label, lambda: r.stop_gone(stop), timeout_s=LATE_S)
+            r.result.figures["orphan_late_s"] = round(time.monotonic() - started, 2)
+            r.result.failures[-1] += f" (gone after {time.monotonic() - started:.1f} s)"
+        except ChaosFailure:
+            r.result.failures[-1] += f" (still there {bound_s + LATE_S:.0f} s later)"
+    else:
+        r.result.figures["orphan_removed_s"] = round(took, 2)
+    return took
+
+
+def figure(r: Rig, text: str) -> None:
+    r.result.figure = text
+
+
+def fig_or_fail(r: Rig, name: str) -> str:
+    value = r.result.figures.get(name)
+    return f"{value:.2f}s" if isinstance(value, float) else "-"
+
+
+async def muted_close_with_orphan(r: Rig, faults: dict[str, Any], *, close: str = "fill",
+                                  after_close_stop: bool = False, bound_s: float = ORPHAN_S,
+                                  symbol: str = BAS, qty: str = "1216") -> None:
+    """Open with a stop, apply ``faults``, close the position, expect the stop gone in time."""
+    stop = await r.open_with_stop(symbol, qty)
+    await r.sim.faults(**faults)
+    if close == "fill":
+        await r.sim.fill(symbol, "SELL", qty)
+    elif close in ("liquidation", "adl"):
+        await r.sim.control("POST", "liquidate", {"symbol": symbol, "kind": close})
+    elif close == "liquidation_silent":
+        await r.sim.control("POST", "liquidate", {"symbol": symbol, "account_update": False})
+    closed = time.monotonic()
+    if after_close_stop:  # the incident's mistake: a stop placed for the closed position
+        price = await r.sim.price(symbol)
+        stop = await r.bot.stop(symbol, "SELL", qty, price * Decimal("0.97"), client_id="stale-db-stop")
+        closed = time.monotonic()
+    await closure_known(r, symbol, 5.0 + r.extra_lag_s)
+    left = bound_s - (time.monotonic() - closed)
+    took = await orphan_removed(r, stop, max(left, 0.1))
+    figure(r, f"closure {fig_or_fail(r, 'closure_known_s')}, orphan "
+              f"{'-' if took is None else f'{time.monotonic() - closed:.2f}s'} (bound {bound_s:.1f}s)")
+
+
+# ---------------------------------------------------------------------------- baseline
+
+
+@scenario("stream live: the position closes, its stop is removed within grace + 2 s")
+async def baseline_close_live(r: Rig) -> None:
+    await muted_close_with_orphan(r, {})
+
+
+@scenario("stream live: the incident's stop placed after the close is removed")
+async def baseline_orphan_after_close_live(r: Rig) -> None:
+    await muted_close_with_orphan(r, {}, after_close_stop=True)
+
+
+# ---------------------------------------------------------------------------- stream faults
+
+
+@scenario("stream muted, the position closes: closure and orphan removal (Deliver 1)")
+async def stream_mute_close(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"stream": "mute"})
+
+
+@scenario("stream muted, the bot places a stop after the close (the incident, Deliver 1)")
+async def stream_mute_orphan_after_close(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"stream": "mute"}, after_close_stop=True)
+
+
+@scenario("stream stalled (no frames, no pings), the position closes")
+async def stream_stall_close(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"stream": "stall"})
+
+
+@scenario("every connection aborted (1006) just before the position closes")
+async def stream_disconnect_close(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"stream": "disconnect"})
+
+
+@scenario("ACCOUNT_UPDATE never delivered, the position closes")
+async def drop_account_update(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"drop_events": ["ACCOUNT_UPDATE"]})
+
+
+@scenario("ORDER_TRADE_UPDATE and TRADE_LITE never delivered, the position closes")
+async def drop_order_trade_update(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"drop_events": ["ORDER_TRADE_UPDATE", "TRADE_LITE"]})
+
+
+@scenario("ALGO_UPDATE never delivered: a stop placed on a flat position is found by REST "
+          "(bound: orders poll + grace + 2 s)")
+async def drop_algo_update(r: Rig) -> None:
+    await r.sim.faults(drop_events=["ALGO_UPDATE"])
+    price = await r.sim.price(ETH)
+    stop = await r.bot.stop(ETH, "SELL", "1", price * Decimal("0.95"))
+    placed = time.monotonic()
+    took = await orphan_removed(r, stop, ORDERS_POLL_S + ORPHAN_S)
+    figure(r, f"orphan {'-' if took is None else f'{time.monotonic() - placed:.2f}s'} "
+              f"(bound {ORDERS_POLL_S + ORPHAN_S:.1f}s)")
+
+
+@scenario("every event 1.5 s late, the position closes (bound (a) + 1.5 s)")
+async def delay_events(r: Rig) -> None:
+    r.extra_lag_s = 1.5
+    await muted_close_with_orphan(r, {"delay_events_ms": 1500}, bound_s=ORPHAN_S + 1.5)
+
+
+@scenario("events swapped in pairs while positions open and close twice")
+async def reorder_events(r: Rig) -> None:
+    await r.sim.faults(reorder_events=True)
+    for _ in range(2):
+        await r.sim.fill(BTC, "BUY", "0.010")
+        await r.sim.fill(ETH, "SELL", "1")
+        await r.sim.fill(BTC, "SELL", "0.010")
+        await r.sim.fill(ETH, "BUY", "1")
+    await r.sim.fill(BAS, "BUY", "1216")
+    await r.clear_faults()
+    await r.published(BAS, "open")
+    figure(r, "reordered fills converged")
+
+
+@scenario("user-stream handshakes refused 503 five times after a disconnect; the position closes")
+async def ws_handshake_errors(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"ws_handshake_errors": {"status": 503, "count": 5},
+                                      "stream": "disconnect"})
+
+
+@scenario("listen key expired (listenKeyExpired), then the position closes")
+async def listen_key_expired(r: Rig) -> None:
+    stop = await r.open_with_stop(BAS, "1216")
+    await r.sim.control("POST", "listen-key/expire", {})
+    await r.sim.fill(BAS, "SELL", "1216")
+    closed = time.monotonic()
+    await closure_known(r, BAS, 5.0)
+    await orphan_removed(r, stop, max(ORPHAN_S - (time.monotonic() - closed), 0.1))
+    figure(r, f"closure {fig_or_fail(r, 'closure_known_s')}")
+
+
+@scenario("listen key expired every 0.5 s for 20 s (reconnect storm): weight within the share")
+async def listen_key_expire_storm(r: Rig) -> None:
+    await r.sim.fill(BAS, "BUY", "1216")
+    await r.published(BAS, "open")
+    ends = time.monotonic() + 20
+    while time.monotonic() < ends:
+        await r.sim.control("POST", "listen-key/expire", {})
+        await asyncio.sleep(0.5)  # scripted: the storm's pace
+    share = 2400 * 15 // 100
+    peak = r.weight.peak
+    if peak > share:
+        r.result.fail(f"goal: IP weight {peak}/min during the storm > the watchdog's share {share}")
+    figure(r, f"peak weight {peak}/min (share {share})")
+
+
+@scenario("algo orders stuck TRIGGERING: begin vetoes stop_triggered, the stop is not cancelled "
+          "(Deliver 5)")
+async def stuck_triggering(r: Rig) -> None:
+    stop = await r.open_with_stop(BAS, "1216")
+    await r.sim.faults(stuck_triggering=True)
+    price = await r.sim.price(BAS)
+    await r.sim.mark(BAS, price * Decimal("0.90"))  # the stop fires; no child order ever comes
+
+    async def vetoed() -> bool:
+        verdict = await r.wd.begin(BAS, "BOTH", holder="bot-stuck", ttl_ms=2000)
+        if verdict.allowed and verdict.lease is not None:
+            await r.wd.end(BAS, "BOTH", verdict.lease, "probe")
+        return not verdict.allowed and verdict.reason == "stop_triggered"
+
+    took = await r.within("begin vetoes stop_triggered", vetoed, 5.0)
+    if stop in r.bot.cancelled:
+        r.result.fail("harness: the bot cancelled the stop")
+    figure(r, f"stop_triggered veto {'-' if took is None else f'{took:.2f}s'}")
+
+
+# ---------------------------------------------------------------------------- REST faults
+
+
+async def rest_burst(r: Rig, status: int, count: int, *, mute: bool) -> None:
+    doc: dict[str, Any] = {"rest_errors": {"status": status, "count": count}}
+    if mute:
+        doc["stream"] = "mute"
+    await muted_close_with_orphan(r, doc, bound_s=ORPHAN_S + 10.0)
+
+
+@scenario("30 REST answers 503 while the stream is muted and the position closes (bound +10 s)")
+async def rest_503_burst(r: Rig) -> None:
+    await rest_burst(r, 503, 30, mute=True)
+
+
+@scenario("20 REST answers 504 (-1007 timeout) while the position closes, stream live")
+async def rest_504_burst(r: Rig) -> None:
+    await rest_burst(r, 504, 20, mute=False)
+
+
+@scenario("10 REST answers 429 (-1003, Retry-After) while muted and the position closes")
+async def rest_429_burst(r: Rig) -> None:
+    await rest_burst(r, 429, 10, mute=True)
+
+
+@scenario("5 REST answers 418 (IP ban) while muted and the position closes")
+async def rest_418_burst(r: Rig) -> None:
+    await rest_burst(r, 418, 5, mute=True)
+
+
+@scenario("REST lag 1.5 s (< max_rest_lag_ms), muted: the entry fills 0.8 s after a stop was "
+          "placed on the flat position; the stop must survive (Deliver 4)")
+async def rest_lag_within_bound_entry(r: Rig) -> None:
+    await entry_after_stop(r, lag_ms=1500, entry_after_s=0.8)
+
+
+@scenario("REST lag 3 s (> grace), muted: the entry fills 2.5 s after the stop was placed")
+async def rest_lag_beyond_grace_entry(r: Rig) -> None:
+    await entry_after_stop(r, lag_ms=3000, entry_after_s=2.5)
+
+
+async def entry_after_stop(r: Rig, *, lag_ms: int, entry_after_s: float) -> None:
+    r.extra_lag_s = lag_ms / 1000
+    price = await r.sim.price(ETH)
+    stop = await r.bot.stop(ETH, "SELL", "1", price * Decimal("0.95"), client_id="sl-before-entry")
+    await r.sim.faults(stream="mute", rest_lag_ms=lag_ms)
+    await asyncio.sleep(entry_after_s)  # scripted: when the bot's entry fills
+    await r.sim.fill(ETH, "BUY", "1")
+    opened = time.monotonic()
+    # Watch long enough for the grace, the lag and a pre-cancel re-read to have played out.
+    ends = opened + GRACE_S + 2 * lag_ms / 1000 + 3.0
+    while time.monotonic() < ends and not await r.stop_gone(stop):
+        await asyncio.sleep(0.1)
+    gone = await r.stop_gone(stop)
+    figure(r, f"stop {'CANCELLED' if gone else 'kept'} (entry {entry_after_s}s after it, lag {lag_ms} ms)")
+
+
+@scenario("REST lag bursts (0 / 1.8 s every 0.3 s) while the position closes, muted: a published "
+          "closure is never undone by an older answer")
+async def rest_lag_bursts_flap(r: Rig) -> None:
+    r.extra_lag_s = 1.8
+    await r.sim.fill(ETH, "BUY", "1")
+    await r.published(ETH, "open")
+    await asyncio.sleep(2.5)  # scripted: the position is held for a while (> max_rest_lag_ms)
+    await r.sim.faults(stream="mute")
+    await r.sim.fill(ETH, "SELL", "1")
+    ends = time.monotonic() + 6
+    lag = 0
+    while time.monotonic() < ends:
+        lag = 1800 if lag == 0 else 0
+        await r.sim.faults(rest_lag_ms=lag)
+        await asyncio.sleep(0.3)  # scripted: the burst pattern
+    events = [e for e in await r.events() if e.get("position") == f"{ETH}:BOTH"]
+    kinds = [e["kind"] for e in events if e["kind"] in ("position_opened", "position_closed")]
+    if "position_closed" in kinds and "position_opened" in kinds[kinds.index("position_closed"):]:
+        r.result.fail(f"goal: closure undone by an older REST answer: {kinds}")
+    figure(r, f"events {'/'.join(k.split('_')[1] for k in kinds)}")
+
+
+# ---------------------------------------------------------------------------- clock skew
+
+
+async def skewed(r: Rig, skew_ms: int, *, at_start: bool, mute: bool) -> None:
+    if at_start:
+        await r.sim.faults(clock_skew_ms=skew_ms)
+        await r.start_daemon()
+    else:
+        await r.sim.fill(BAS, "BUY", "1216")
+        await r.published(BAS, "open")
+        await r.sim.faults(clock_skew_ms=skew_ms)
+    await r.bot.sync_clock()
+    # the skew stays for the whole scenario: it is not a fault that ends
+    await muted_close_with_orphan(r, {"stream": "mute"} if mute else {}, qty="1216")
+    await r.sim.fill(BTC, "BUY", "0.010")
+    await r.published(BTC, "open")
+
+
+@scenario("exchange clock 15 s ahead from the start, muted close", start=False)
+async def clock_ahead_at_start(r: Rig) -> None:
+    await skewed(r, 15_000, at_start=True, mute=True)
+
+
+@scenario("exchange clock 15 s behind from the start, muted close", start=False)
+async def clock_behind_at_start(r: Rig) -> None:
+    await skewed(r, -15_000, at_start=True, mute=True)
+
+
+@scenario("exchange clock jumps 15 s ahead while running, stream live")
+async def clock_jump_ahead(r: Rig) -> None:
+    await skewed(r, 15_000, at_start=False, mute=False)
+
+
+@scenario("exchange clock jumps 15 s behind while running, muted close (issue: REST rows judged "
+          "lagging for 15 s)")
+async def clock_jump_behind(r: Rig) -> None:
+    await skewed(r, -15_000, at_start=False, mute=True)
+
+
+# ---------------------------------------------------------------------------- exchange closes
+
+
+@scenario("liquidation while the stream is muted: the stops left behind are removed")
+async def liquidation_while_muted(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"stream": "mute"}, close="liquidation")
+
+
+@scenario("ADL while the stream is muted: the stops left behind are removed")
+async def adl_while_muted(r: Rig) -> None:
+    await muted_close_with_orphan(r, {"stream": "mute"}, close="adl")
+
+
+@scenario("liquidation without its ACCOUNT_UPDATE (ccxt#27064), stream otherwise live")
+async def liquidation_without_account_update(r: Rig) -> None:
+    await muted_close_with_orphan(r, {}, close="liquidation_silent")
+
+
+# ---------------------------------------------------------------------------- hedge mode
+
+
+async def hedge(r: Rig, mute: bool) -> None:
+    long_stop = await r.open_with_stop(BTC, "0.010", position_side="LONG")
+    short_stop = await r.open_with_stop(BTC, "0.020", position_side="SHORT", side="SELL")
+    if mute:
+        await r.sim.faults(stream="mute")
+    await r.sim.fill(BTC, "SELL", "0.010", "LONG")
+    closed = time.monotonic()
+    await closure_known(r, BTC, 5.0, side="LONG")
+    took = await orphan_removed(r, long_stop, max(ORPHAN_S - (time.monotonic() - closed), 0.1),
+                                "LONG's stop removed")
+    if await r.stop_gone(short_stop):
+        r.result.fail("goal: the SHORT side's stop was removed")
+    if await veto_reason(r, BTC, "SHORT") != "allow":
+        r.result.fail(f"goal: SHORT not allowed: {await veto_reason(r, BTC, 'SHORT')}")
+    figure(r, f"LONG closed, stop removed {'-' if took is None else f'{time.monotonic() - closed:.2f}s'}; "
+              f"SHORT kept")
+
+
+@scenario("hedge mode: LONG closes, only its stop goes", keys=HEDGE, sim_args=("--dual-side",))
+async def hedge_mode(r: Rig) -> None:
+    await hedge(r, mute=False)
+
+
+@scenario("hedge mode, stream muted: LONG closes, only its stop goes", keys=HEDGE,
+          sim_args=("--dual-side",))
+async def hedge_mode_muted(r: Rig) -> None:
+    await hedge(r, mute=True)
+
+
+# ---------------------------------------------------------------------------- Redis
+
+
+@scenario("redis-server killed (-9) while the position closes, restarted 3 s later")
+async def redis_killed_restarted(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    await r.redis_proc.kill()
+    await r.sim.fill(BAS, "SELL", "1216")
+    await asyncio.sleep(3.0)  # scripted: the outage
+    await r.redis_proc.start()
+    took = await closure_known(r, BAS, 10.0)
+    figure(r, f"closure published {'-' if took is None else f'{took:.2f}s'} after Redis came back")
+
+
+@scenario("Redis FLUSHALL: everything republished within a few heartbeats")
+async def redis_flushall(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    await r.sim.fill(ETH, "SELL", "1")
+    await r.published(ETH, "open")
+    await r.r.flushall()
+    flushed = time.monotonic()
+
+    async def back() -> bool:
+        return (await veto_reason(r, BAS)) == "allow" and (await r.pos(ETH)).get("state") == "open"
+    took = await r.within("positions republished after FLUSHALL", back, 5.0)
+    figure(r, f"republished {'-' if took is None else f'{time.monotonic() - flushed:.2f}s'}")
+
+
+@scenario("redis-server restarted gracefully while positions are open")
+async def redis_restart(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    await r.redis_proc.stop()
+    await r.redis_proc.start()
+    took = await r.within("open position allowed again", lambda: r.allowed(BAS), 10.0)
+    figure(r, f"back {'-' if took is None else f'{took:.2f}s'}")
+
+
+@scenario("Redis unreachable when the daemon starts: exit 1 (documented)", start=False)
+async def redis_down_at_start(r: Rig) -> None:
+    await r.redis_proc.stop()
+    await r.start_daemon(wait_ready=False)
+    r.expect_exit = 1
+    code = await r.daemon.wait_exit(60)
+    await r.redis_proc.start()
+    figure(r, f"exit {code}")
+
+
+# ---------------------------------------------------------------------------- the daemon
+
+
+@scenario("daemon killed -9 while reaping an orphan, restarted: the orphan still goes")
+async def daemon_kill9_mid_reap(r: Rig) -> None:
+    stop = await r.open_with_stop(BAS, "1216")
+    await r.sim.fill(BAS, "SELL", "1216")
+
+    async def reaping() -> bool:
+        marker = await r.r.exists(f"{K}:reaping:{BAS}:BOTH")
+        return bool(marker) or bool(await r.events("trailing_stop_orphaned")) or await r.stop_gone(stop)
+    await r.until("the reaper at work", reaping, timeout_s=15, interval_s=0.01)
+    await r.daemon.kill9()
+    await asyncio.sleep(1.0)  # scripted: systemd's restart delay
+    await r.start_daemon()
+    took = await orphan_removed(r, stop, ORPHAN_S + 3.0)
+    figure(r, f"orphan gone {'-' if took is None else f'{took:.2f}s'} after the restart")
+
+
+@scenario("daemon killed -9, the position closes while it is down, restarted: position_closed "
+          "with while_down (Deliver 6)")
+async def daemon_kill9_closed_while_down(r: Rig) -> None:
+    stop = await r.open_with_stop(BAS, "1216")
+    await r.daemon.kill9()
+    await r.sim.fill(BAS, "SELL", "1216")
+    await asyncio.sleep(2.0)  # scripted: down for a while
+    await r.start_daemon()
+
+    async def told() -> bool:
+        return any(e.get("position") == f"{BAS}:BOTH" and e.get("while_down") in ("true", "1", "True")
+                   for e in await r.events("position_closed"))
+    took = await r.within("position_closed while_down after the restart", told, 10.0)
+    await orphan_removed(r, stop, ORPHAN_S + 5.0)
+    figure(r, f"while_down event {'-' if took is None else f'{took:.2f}s'}")
+
+
+@scenario("SIGTERM: exit 0, verdicts say watchdog_down at once; restarted afterwards")
+async def daemon_sigterm(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    code = await r.daemon.term()
+    if code != 0:
+        r.result.fail(f"(d) SIGTERM: exit {code} (documented: 0)")
+    reason = await veto_reason(r, BAS)
+    if reason != "watchdog_down":
+        r.result.fail(f"goal: after the exit the verdict is {reason}, not watchdog_down")
+    await asyncio.sleep(1.0)  # scripted: down for a while
+    await r.start_daemon()
+    figure(r, f"exit {code}, then {reason}")
+
+
+@scenario("SIGTERM during a flood of user-data frames: exit 0 within 20 s")
+async def daemon_sigterm_under_flood(r: Rig) -> None:
+    await r.sim.fill(BAS, "BUY", "1216")
+    await r.published(BAS, "open")
+    flood = asyncio.create_task(r.sim.control("POST", "flood", {"count": 300_000,
+                                                                "symbols": [BTC, ETH]}))
+    await asyncio.sleep(1.0)  # scripted: the flood is under way
+    started = time.monotonic()
+    code = await r.daemon.term(timeout_s=20)
+    took = time.monotonic() - started
+    with contextlib.suppress(Exception):
+        await flood
+    if code != 0:
+        r.result.fail(f"(d) SIGTERM under a flood: exit {code} (documented: 0)")
+    await r.start_daemon()
+    figure(r, f"exit {code} after {took:.2f}s")
+
+
+@scenario("SIGTERM during startup while every REST call fails: exit 0 with a log line",
+          start=False)
+async def sigterm_during_startup(r: Rig) -> None:
+    await r.sim.faults(rest_errors={"status": 503, "count": 100_000})
+    await r.start_daemon(wait_ready=False)
+    await asyncio.sleep(3.0)  # scripted: startup is retrying
+    r.expect_exit = 0
+    code = await r.daemon.term()
+    await r.clear_faults()
+    if not r.daemon.log_text().strip():
+        r.result.fail("goal: no log line at all")
+    figure(r, f"exit {code}")
+
+
+@scenario("Binance rejects the API key: exit 77 (documented)", start=False)
+async def bad_api_key(r: Rig) -> None:
+    r.expect_exit = 77
+    r.write_config()
+    await r.daemon.start(env={"BINANCE_API_KEY": "not-the-key"})
+    code = await r.daemon.wait_exit(60)
+    figure(r, f"exit {code}")
+
+
+@scenario("a config with an unknown key: exit 78 (documented)", start=False)
+async def bad_config(r: Rig) -> None:
+    r.expect_exit = 78
+    r.daemon.config_path.write_text(config_text(r.sim, r.redis_proc.url,
+                                                {"reaper": {"grace": 1}}))
+    await r.daemon.start()
+    code = await r.daemon.wait_exit(60)
+    figure(r, f"exit {code}")
+
+
+# ---------------------------------------------------------------------------- bots
+
+
+async def move_stop(r: Rig, holder: str, current: list[int], symbol: str, qty: str,
+                    wins: list[tuple[int, int]], factor: str) -> str:
+    """One trailing move with the shipped client: begin → cancel → confirm → create → end."""
+    try:
+        async with r.wd.guard_stop_update(symbol, holder=holder, ttl_ms=5000) as guard:
+            began = now_ms()
+            await r.bot.cancel(current[0])
+            await guard.confirm()
+            price = await r.sim.price(symbol)
+            current[0] = await r.bot.stop(symbol, "SELL", qty, price * Decimal(factor))
+            # [began, ending] lies inside the lease's life (begin answered … end not yet called)
+            ending = now_ms()
+        wins.append((began, ending))
+        return "moved"
+    except Vetoed as exc:
+        return exc.verdict.reason
+
+
+@scenario("two bots race to move the same stop (shipped client begin/confirm/end): never both")
+async def two_bots_racing(r: Rig) -> None:
+    current = [await r.open_with_stop(BAS, "1216")]
+    wins: list[tuple[int, int]] = []
+    outcomes: list[str] = []
+
+    async def bot(name: str, factor: str) -> None:
+        for _ in range(8):
+            outcomes.append(await move_stop(r, name, current, BAS, "1216", wins, factor))
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(bot("bot-a", "0.95"), bot("bot-b", "0.94"))
+    wins.sort()
+    overlaps = sum(1 for a, b in zip(wins, wins[1:], strict=False) if b[0] < a[1])
+    if overlaps:
+        r.result.fail(f"goal: {overlaps} overlapping leases")
+    open_stops = [a for a in (await r.sim.account())["open_algo_orders"] if a["symbol"] == BAS]
+    if len(open_stops) != 1:
+        r.result.fail(f"goal: {len(open_stops)} stops on the open position, expected 1")
+    figure(r, f"{outcomes.count('moved')} moves, {outcomes.count('lease_held')} lease_held")
+
+
+@scenario("a bot keeps moving its stop while the position closes, muted: vetoed, no orphan left")
+async def bot_moves_while_closing(r: Rig) -> None:
+    current = [await r.open_with_stop(BAS, "1216")]
+    wins: list[tuple[int, int]] = []
+    await asyncio.sleep(2.5)  # scripted: held longer than max_rest_lag_ms before the close
+    await r.sim.faults(stream="mute")
+    await r.sim.fill(BAS, "SELL", "1216")
+    closed = time.monotonic()
+    outcomes = []
+    for _ in range(30):
+        outcomes.append(await move_stop(r, "bot", current, BAS, "1216", wins, "0.95"))
+        if outcomes[-1] == "position_closed":
+            break
+        await asyncio.sleep(0.2)
+    if "position_closed" not in outcomes:
+        r.result.fail(f"goal: never vetoed position_closed: {outcomes[-3:]}")
+    took = await orphan_removed(r, current[0], max(ORPHAN_S + 2.0 - (time.monotonic() - closed), 0.1))
+    figure(r, f"{outcomes.count('moved')} moves before the veto; orphan "
+              f"{'-' if took is None else 'removed'}")
+
+
+@scenario("the reaper's race: the entry fills as soon as the reaper selects the stop, REST lag "
+          "0.3 s (inside the bound), stream live (3 trials)")
+async def reaper_race(r: Rig) -> None:
+    r.extra_lag_s = 0.3
+    await r.sim.faults(rest_lag_ms=300)
+    kept = 0
+    for trial in range(3):
+        price = await r.sim.price(ETH)
+        stop = await r.bot.stop(ETH, "SELL", "1", price * Decimal("0.95"), client_id=f"race-{trial}")
+
+        async def selected(stop: int = stop) -> bool:
+            marker = await r.r.exists(f"{K}:reaping:{ETH}:BOTH")
+            orphaned = [e for e in await r.events("trailing_stop_orphaned") if e.get("order_id") == str(stop)]
+            return bool(marker or orphaned) or await r.stop_gone(stop)
+        await r.until(f"trial {trial}: the reaper selects stop {stop}", selected, timeout_s=20, interval_s=0.005)
+        await r.sim.fill(ETH, "BUY", "1")  # the bot's entry fills right after the flat read
+        ends = time.monotonic() + GRACE_S + 3
+        while time.monotonic() < ends and not await r.stop_gone(stop):
+            await asyncio.sleep(0.1)
+        kept += 0 if await r.stop_gone(stop) else 1
+        # back to flat for the next trial; the bot removes what is left itself
+        if not await r.stop_gone(stop):
+            await r.bot.cancel(stop)
+        await r.sim.fill(ETH, "SELL", "1")
+        await asyncio.sleep(2.5)  # scripted: flat for longer than max_rest_lag_ms
+    figure(r, f"stop kept in {kept}/3 trials")
+
+
+@scenario("the bot exhausts the IP weight (429 with Retry-After), muted close: closure known within "
+          "Retry-After + 5 s")
+async def bot_exhausts_ip_weight(r: Rig) -> None:
+    stop = await r.open_with_stop(BAS, "1216")
+    await r.sim.faults(stream="mute")
+    retry_after = 0
+    for _ in range(200):
+        status, _, headers = await r.bot.signed("GET", "/fapi/v1/openOrders", {})
+        if status == 429:
+            retry_after = int(headers.get("Retry-After", "60"))
+            break
+    else:
+        raise ChaosFailure("the bot never saw a 429")
+    await r.sim.fill(BAS, "SELL", "1216")
+    took = await closure_known(r, BAS, retry_after + 5.0)
+    await orphan_removed(r, stop, retry_after + 5.0 + ORPHAN_S)
+    figure(r, f"Retry-After {retry_after}s, closure {'-' if took is None else f'{took:.2f}s'}")
+
+
+async def raw_begin(r: Rig, ttl: str, holder: str = "garbage-bot", max_age: str = "") -> Any:
+    sha = await r.r.hget(f"{K}:health", "sha_begin")
+    m = f"{BAS}:BOTH"
+    try:
+        return await r.r.evalsha(sha, 4, f"{K}:lease:{m}", f"{K}:lease_seq", f"{K}:leases", f"{K}:events",
+                                 m, holder, ttl, max_age, f"{K}:events", f"{K}:health", f"{K}:pos:{m}",
+                                 f"{K}:reaping:{m}")
+    except redis.exceptions.ResponseError as exc:
+        return f"error: {exc}"
+
+
+async def status_ok(r: Rig) -> str:
+    """``position-watchdog status --json`` must answer (exit 0/1/2 with JSON), never crash."""
+    cfg = r.workdir / "status.toml"
+    cfg.write_text(f'[redis]\nurl = "{r.redis_proc.url}"\naccount = "{ACCOUNT}"\n')
+    proc = await asyncio.create_subprocess_exec(PYTHON, "-m", "watchdog", "status", "--json", "--config",
+                                                str(cfg), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env=_env())
+    out, err = await proc.communicate()
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        r.result.fail(f"goal: status crashed (exit {proc.returncode}): {err.decode()[-200:]}")
+        return "crashed"
+    return f"status {doc.get('verdict')} exit {proc.returncode}"
+
+
+@scenario("a bot calls begin with garbage (ttl inf/nan/-5/abc/1e309): no lease poisons the next "
+          "bot, status answers")
+async def bot_garbage_lua(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    replies = [await raw_begin(r, ttl) for ttl in ("inf", "nan", "-5", "abc", "1e309")]
+    for reply in replies:
+        if isinstance(reply, list) and reply and reply[0] == 1:  # allowed: release what it took
+            await r.wd.end(BAS, "BOTH", int(reply[2]), "garbage")
+
+    async def clean() -> bool:
+        verdict = await r.wd.begin(BAS, "BOTH", holder="good-bot", ttl_ms=2000)
+        if verdict.allowed and verdict.lease is not None:
+            await r.wd.end(BAS, "BOTH", verdict.lease, "ok")
+        return verdict.allowed
+    took = await r.within("a well-behaved bot's begin allowed", clean, 3.0)
+    state = await status_ok(r)
+    figure(r, f"good bot {'vetoed' if took is None else 'allowed'}; {state}")
+
+
+@scenario("a bot writes garbage into the watchdog's keys: daemon survives, status answers, Redis "
+          "converges")
+async def bot_garbage_keys(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    await r.r.hset(f"{K}:pos:{BAS}:BOTH", mapping={"amt": "garbage", "version": "x", "verified_ms": "inf"})
+    await r.r.zadd(f"{K}:leases", {"garbage": 1e18, f"{BAS}:SIDEWAYS": 5})
+    await r.r.hset(f"{K}:lease:{BAS}:BOTH", mapping={"token": "zz", "expires_ms": "soon"})
+    await r.r.xadd(f"{K}:events", {"kind": "\x00\xff", "junk": "1"})
+    await r.r.set(f"{K}:epoch", "not-an-epoch")
+    await r.r.hset(f"{K}:windows", mapping={f"{BAS}:BOTH": "{not json"})
+    await r.sim.fill(BAS, "BUY", "1216")  # a change the daemon must publish over the garbage
+    state = await status_ok(r)
+    figure(r, state)
+
+
+def by_name() -> dict[str, Spec]:
+    return {spec.name: spec for spec in SCENARIOS}
+
+
+_ = API_KEY  # the account the bots and the daemon share (chaos_rig)
