@@ -311,6 +311,9 @@ class Daemon:
         if self.down and self.down[-1][1] is None:
             self.down[-1][1] = now_ms()
 
+    def exit_code_now(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
@@ -458,10 +461,14 @@ class Rig:
             await self.until("daemon ready (health hash ready=true)", self._ready, timeout_s=60)
 
     async def _ready(self) -> bool:
+        """This very process is ready (a killed one's health hash lives on for its TTL)."""
         try:
-            return await self.r.hget(f"{K}:health", "ready") == "true"
+            ready, pid = await self.r.hmget(f"{K}:health", ["ready", "pid"])
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return False
+        if self.daemon.proc is None or self.daemon.proc.returncode is not None:
+            raise ChaosFailure(f"the daemon exited ({self.daemon.exit_code_now()}) before it was ready")
+        return ready == "true" and pid == str(self.daemon.proc.pid)
 
     def observe(self) -> None:
         self._tasks += [asyncio.create_task(self.probe.run(), name="probe"),

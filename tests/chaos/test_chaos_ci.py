@@ -1,0 +1,32 @@
+"""The chaos suite's CI subset (bench/chaos.py --subset ci): the real daemon, simulator and
+redis-server through the scenarios that pass on main, judged by the four invariants from outside
+(docs/RELIABILITY.md, "Chaos suite"). About a minute alone; the deadline below is only a guard
+against a hang on a loaded machine, not a timing assertion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_chaos_ci_subset_passes() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "chaos.py"), "--subset", "ci", "--json"],
+                          capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert done.stdout.strip(), f"no report (exit {done.returncode}): {done.stderr[-2000:]}"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    failed = {s["name"]: s["failures"] for s in report["scenarios"] if not s["ok"]}
+    for s in report["scenarios"]:
+        print(f"{s['name']:<36} {'PASS' if s['ok'] else 'FAIL'}  {s['figure']}  {s['seconds']}s")
+    assert not failed, json.dumps(failed, indent=1)
+    assert done.returncode == 0
+    assert report["passed"] >= 10
