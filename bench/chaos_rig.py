@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import httpx
@@ -35,7 +35,7 @@ import redis.asyncio
 from watchdog.client import AsyncWatchdogClient
 from watchdog.demo.processes import free_port
 
-__all__ = ["Bounds", "ChaosFailure", "Daemon", "Rig", "RedisProc", "Result", "now_ms", "rig"]
+__all__ = ["Bounds", "ChaosFailure", "Daemon", "RedisProc", "Result", "Rig", "now_ms", "rig"]
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +232,8 @@ class Bot:
 
     Every cancel it makes is remembered: invariant (b) is about what the watchdog cancels."""
 
-    TICKS = {"BTCUSDT": Decimal("0.10"), "ETHUSDT": Decimal("0.01"), "BASUSDT": Decimal("0.00000001")}
+    TICKS: ClassVar[dict[str, Decimal]] = {"BTCUSDT": Decimal("0.10"), "ETHUSDT": Decimal("0.01"),
+                                           "BASUSDT": Decimal("0.00000001")}
 
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
@@ -559,7 +560,8 @@ def _timeline(history: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple
     lines: dict[tuple[str, str], list[tuple[int, Decimal]]] = {}
     for e in history:
         if e["kind"] == "position":
-            lines.setdefault((e["symbol"], e["position_side"]), []).append((e["wall_ms"], Decimal(e["amount"])))
+            key = (e["symbol"], e["position_side"])
+            lines.setdefault(key, []).append((e["wall_ms"], Decimal(e["amount"])))
     return lines
 
 
@@ -638,7 +640,8 @@ async def check_converged(rig: Rig, bounds: Bounds = BOUNDS) -> tuple[float | No
                 except ArithmeticError:
                     same = False
                 if not same:
-                    wrong.append(f"{key[0]}:{key[1]} sim {amount} redis {view.get('state')} {view.get('amt')}")
+                    wrong.append(f"{key[0]}:{key[1]} sim {amount} "
+                                 f"redis {view.get('state')} {view.get('amt')}")
             for key, view in published.items():
                 if key not in truth and view.get("state") not in ("closed", None):
                     wrong.append(f"{key[0]}:{key[1]} sim flat redis {view.get('state')} {view.get('amt')}")
@@ -680,9 +683,14 @@ async def rig(redis_proc: RedisProc, result: Result, keys: list[tuple[str, str]]
                 await the_rig.daemon.kill9()
             await sim.close()
             keep = os.environ.get("CHAOS_KEEP_LOGS")
-            if keep and the_rig.daemon.log_path.exists():
-                Path(keep).mkdir(parents=True, exist_ok=True)
-                shutil.copy(the_rig.daemon.log_path, Path(keep) / f"{result.name}.log")
+            if keep:
+                await asyncio.to_thread(_keep_log, the_rig.daemon.log_path, Path(keep) / f"{result.name}.log")
+
+
+def _keep_log(log: Path, to: Path) -> None:
+    if log.exists():
+        to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, to)
 
 
 async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
@@ -740,7 +748,7 @@ async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
                     result.fail(f"(d) SIGTERM at the end: exit {code} (documented: 0)")
             if not result.ok:
                 result.figures["log_tail"] = r.daemon.log_tail()
-    except Exception as exc:  # the harness itself broke: report it as this scenario's failure
+    except Exception as exc:  # noqa: BLE001 - the harness itself broke: this scenario's failure, reported
         result.fail(f"harness: {type(exc).__name__}: {exc}")
     result.seconds = time.monotonic() - started
     return result

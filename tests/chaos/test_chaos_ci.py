@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(900)
 def test_chaos_ci_subset_passes() -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    paths = [str(ROOT), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     # Its own session: on a hang the whole group (simulator, daemon, redis-server) is stopped.
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "chaos.py"), "--subset", "ci", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,

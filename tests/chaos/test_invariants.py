@@ -44,11 +44,12 @@ def test_an_allow_inside_the_closure_bound_is_tolerated_one_after_it_is_not() ->
     allows, problems = check_allow(rig([allow(5_000), allow(10_000 + bound_ms - 10)]), HISTORY)
     assert (allows, problems) == (2, [])
     _, problems = check_allow(rig([allow(10_000 + bound_ms + 10)]), HISTORY)
-    assert len(problems) == 1 and problems[0].startswith("(a) allow for BASUSDT:BOTH flat")
+    assert len(problems) == 1
+    assert problems[0].startswith("(a) allow for BASUSDT:BOTH flat")
 
 
 def test_a_reopen_inside_the_window_clears_the_allow_and_the_scenarios_lag_widens_the_bound() -> None:
-    history = HISTORY + [position(16_000, "5")]
+    history = [*HISTORY, position(16_000, "5")]
     assert check_allow(rig([allow(15_998)]), history)[1] == []  # reopened before the answer ended
     assert check_allow(rig([allow(15_500)]), history)[1] != []  # flat 5.5 s when it answered
     assert check_allow(rig([allow(16_500)], extra_lag_s=2.0), HISTORY)[1] == []
@@ -72,7 +73,9 @@ def test_allows_while_the_daemon_is_down() -> None:
 def test_a_stop_cancelled_on_an_open_position_is_a_violation_unless_the_bot_did_it() -> None:
     history = [algo(1_000, 7, "NEW", "1216"), algo(5_000, 7, "CANCELED", "1216")]
     restored, problems = check_cancels(rig(), history)
-    assert restored == 0 and len(problems) == 1 and "cancelled while BASUSDT:BOTH was open" in problems[0]
+    assert restored == 0
+    assert len(problems) == 1
+    assert "cancelled while BASUSDT:BOTH was open" in problems[0]
     assert check_cancels(rig(cancelled={7}), history) == (0, [])
     flat = [algo(1_000, 7, "NEW", "0"), algo(5_000, 7, "CANCELED", "0")]
     assert check_cancels(rig(), flat) == (0, [])

@@ -50,9 +50,12 @@ async def test_a_triggered_stop_is_journalled_with_its_child(sim: Simulator, sim
     sim.set_mark_price("BASUSDT", "0.0077")
     entries = (await history(sim_client))["entries"]
     statuses = [e["status"] for e in entries if e["kind"] == "algo"]
-    assert statuses[0] == "NEW" and statuses[-1] == "FINISHED"
+    assert statuses[0] == "NEW"
+    assert statuses[-1] == "FINISHED"
     child = [e for e in entries if e["kind"] == "order" and e.get("algo_id")]
-    assert child and child[-1]["status"] == "FILLED" and child[-1]["type"] == "STOP_MARKET"
+    assert child
+    assert child[-1]["status"] == "FILLED"
+    assert child[-1]["type"] == "STOP_MARKET"
     assert entries[-1]["kind"] in ("algo", "position", "order")
     assert [e["amount"] for e in entries if e["kind"] == "position"] == ["1216", "0"]
 
