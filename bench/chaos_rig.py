@@ -61,6 +61,9 @@ class Bounds:
     restore_s: float = 1.0
     # (c) Redis shows the simulator's positions within this long after the faults end
     converge_s: float = 15.0
+    # goal of every scenario (issue 12, Done when): the watchdog's IP weight within its share,
+    # [binance] weight_budget_pct 15 % of 2400/min, in every wall-clock minute the simulator counts
+    weight_share: int = 360
 
 
 BOUNDS = Bounds()
@@ -227,6 +230,10 @@ class Sim:
             since = doc["entries"][-1]["seq"]
 
 
+# docs/SIMULATOR.md's weight table, for the calls the bots make (anything else counts 1)
+_WEIGHTS = {("POST", "/fapi/v1/algoOrder", True): 0, ("GET", "/fapi/v1/openOrders", False): 40}
+
+
 class Bot:
     """A bot's own signed REST access (shares no code with the watchdog's client, like a bot).
 
@@ -241,6 +248,7 @@ class Bot:
                                       timeout=httpx.Timeout(10.0))
         self.cancelled: set[int] = set()
         self.clock_offset_ms = 0
+        self.weight = 0  # the IP weight the bot spent (the watchdog's share is judged without it)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -249,6 +257,7 @@ class Bot:
         query = urlencode({**params, "timestamp": str(now_ms() + self.clock_offset_ms),
                            "recvWindow": "10000"})
         signature = hmac.new(API_SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+        self.weight += _WEIGHTS.get((method, path, "symbol" in params), 1)
         response = await self.http.request(method, f"{path}?{query}&signature={signature}")
         return response.status_code, response.json(), response.headers
 
@@ -742,6 +751,10 @@ async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
             result.figures["allows"] = allows
             result.figures["restored"] = restored
             result.figures["peak_weight_1m"] = r.weight.peak
+            result.figures["bot_weight"] = r.bot.weight
+            if r.weight.peak - r.bot.weight > BOUNDS.weight_share:
+                result.fail(f"goal: IP weight {r.weight.peak}/min, {r.weight.peak - r.bot.weight} without "
+                            f"the bot's, over the watchdog's share {BOUNDS.weight_share}")
             if r.daemon.running:
                 code = await r.daemon.term()
                 if code != 0:

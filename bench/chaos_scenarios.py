@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import redis.asyncio
-from chaos_rig import ACCOUNT, PYTHON, ChaosFailure, K, Rig, _env, config_text, now_ms
+from chaos_rig import ACCOUNT, BOUNDS, PYTHON, ChaosFailure, K, Rig, _env, config_text, now_ms
 
 from watchdog.client import Vetoed
 
@@ -213,6 +213,61 @@ async def drop_algo_update(r: Rig) -> None:
     figure(r, f"orphan {late(took)} (bound {ORDERS_POLL_S + ORPHAN_S:.1f}s)")
 
 
+async def blind_alerts(r: Rig) -> int:
+    return len([e for e in await r.events("alert") if e.get("code") == "stream_blind"])
+
+
+async def status_json(r: Rig) -> tuple[int | None, dict[str, Any]]:
+    """``position-watchdog status --json`` as an operator runs it: (exit code, report)."""
+    cfg = r.workdir / "status.toml"
+    cfg.write_text(f'[redis]\nurl = "{r.redis_proc.url}"\naccount = "{ACCOUNT}"\n')
+    proc = await asyncio.create_subprocess_exec(PYTHON, "-m", "watchdog", "status", "--json", "--config",
+                                                str(cfg), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, env=_env())
+    out, err = await proc.communicate()
+    try:
+        doc: dict[str, Any] = json.loads(out)
+    except ValueError:
+        return proc.returncode, {"crashed": err.decode(errors="replace")[-300:]}
+    return proc.returncode, doc
+
+
+@scenario("stream muted, the position closes: after stream_blind the stream stays unproven and "
+          "status exits 1 while it is still muted (Deliver 2)")
+async def stream_mute_unproven(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    await asyncio.sleep(HOLD_S)
+    await r.sim.faults(stream="mute")
+    await r.sim.fill(BAS, "SELL", "1216")
+    await closure_known(r, BAS, 5.0)
+
+    async def blind() -> bool:
+        return await blind_alerts(r) > 0
+    await r.within("stream_blind alert", blind, 5.0)
+    await asyncio.sleep(3.0)  # scripted: the blind reconnect has happened; the stream is still muted
+    code, doc = await status_json(r)
+    state = (doc.get("stream") or {}).get("state")
+    if code != 1 or state == "live":
+        r.result.fail(f"goal: still muted, status says stream {state!r} and exits {code} (expected "
+                      f"not live, exit 1)")
+    figure(r, f"3 s after stream_blind, still muted: stream {state}, status exit {code}")
+
+
+@scenario("ALGO_UPDATE and ORDER_TRADE_UPDATE dropped while ACCOUNT_UPDATE flows: an order REST sees "
+          "and the stream never reported counts as blindness (Deliver 2; bound orders poll + 3 s)")
+async def blind_to_order_events(r: Rig) -> None:
+    await r.open_with_stop(BAS, "1216")
+    await r.sim.faults(drop_events=["ALGO_UPDATE", "ORDER_TRADE_UPDATE", "TRADE_LITE"])
+    price = await r.sim.price(BAS)
+    await r.bot.stop(BAS, "SELL", "1216", price * Decimal("0.93"), client_id="unseen-by-stream")
+    await r.sim.fill(BAS, "BUY", "1216")  # ACCOUNT_UPDATE still arrives
+
+    async def blind() -> bool:
+        return await blind_alerts(r) > 0
+    took = await r.within("stream_blind alert", blind, ORDERS_POLL_S + 3.0)
+    figure(r, f"stream_blind {late(took)} (bound {ORDERS_POLL_S + 3.0:.0f}s)")
+
+
 @scenario("every event 1.5 s late, the position closes (bound (a) + 1.5 s)")
 async def delay_events(r: Rig) -> None:
     r.extra_lag_s = 1.5
@@ -259,11 +314,8 @@ async def listen_key_expire_storm(r: Rig) -> None:
     while time.monotonic() < ends:
         await r.sim.control("POST", "listen-key/expire", {})
         await asyncio.sleep(0.5)  # scripted: the storm's pace
-    share = 2400 * 15 // 100
-    peak = r.weight.peak
-    if peak > share:
-        r.result.fail(f"goal: IP weight {peak}/min during the storm > the watchdog's share {share}")
-    figure(r, f"peak weight {peak}/min (share {share})")
+    # the weight goal is every scenario's (chaos_rig.run_scenario); here it is the key figure
+    figure(r, f"peak weight {r.weight.peak}/min (share {BOUNDS.weight_share})")
 
 
 @scenario("algo orders stuck TRIGGERING: begin vetoes stop_triggered, the stop is not cancelled "
@@ -746,18 +798,11 @@ async def raw_begin(r: Rig, ttl: str, holder: str = "garbage-bot", max_age: str 
 
 async def status_ok(r: Rig) -> str:
     """``position-watchdog status --json`` must answer (exit 0/1/2 with JSON), never crash."""
-    cfg = r.workdir / "status.toml"
-    cfg.write_text(f'[redis]\nurl = "{r.redis_proc.url}"\naccount = "{ACCOUNT}"\n')
-    proc = await asyncio.create_subprocess_exec(PYTHON, "-m", "watchdog", "status", "--json", "--config",
-                                                str(cfg), stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, env=_env())
-    out, err = await proc.communicate()
-    try:
-        doc = json.loads(out)
-    except ValueError:
-        r.result.fail(f"goal: status crashed (exit {proc.returncode}): {err.decode()[-200:]}")
+    code, doc = await status_json(r)
+    if "crashed" in doc:
+        r.result.fail(f"goal: status crashed (exit {code}): {doc['crashed'][-200:]}")
         return "crashed"
-    return f"status {doc.get('verdict')} exit {proc.returncode}"
+    return f"status {doc.get('verdict')} exit {code}"
 
 
 @scenario("a bot calls begin with garbage (ttl inf/nan/-5/abc/1e309): no lease poisons the next "
