@@ -65,3 +65,24 @@ async def test_history_refuses_bad_paging(sim_client: SimClient) -> None:
         reply = await sim_client.http.get(f"{sim_client.sim.control_url}/history?{query}")
         assert reply.status_code == 400
         assert reply.json()["error"].split(":")[0] in ("since", "limit")
+
+
+def test_the_journal_is_bounded_and_pages_by_seq() -> None:
+    from decimal import Decimal
+
+    from watchdog.sim.account import Account
+    from watchdog.sim.journal import Journal
+    from watchdog.sim.market import default_specs
+
+    specs = {s.symbol: s for s in default_specs(["BTCUSDT"])}
+    journal = Journal(maxlen=3)
+    account = Account("key", "secret", Decimal(100))
+    for i in range(1, 6):
+        account.position("BTCUSDT", "BOTH").amount = Decimal(i)
+        journal.observe(account, specs, "key…", i, i)
+    assert [e["seq"] for e in journal.entries] == [3, 4, 5]
+    assert [e["amount"] for e in journal.since(0, 10)] == ["3", "4", "5"]
+    assert [e["seq"] for e in journal.since(3, 1)] == [4]
+    assert journal.since(5, 10) == []
+    journal.observe(account, specs, "key…", 6, 6)  # nothing changed: nothing recorded
+    assert journal.seq == 5

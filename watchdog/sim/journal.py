@@ -35,7 +35,7 @@ class _Seen:
 class Journal:
     """Entries ``{"seq", "t_ms", "wall_ms", "kind": "position"|"order"|"algo", …}``, seq from 1."""
 
-    def __init__(self, maxlen: int = 200_000) -> None:
+    def __init__(self, maxlen: int = 50_000) -> None:
         self.entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
         self.seq = 0
         self._seen: dict[str, _Seen] = {}
