@@ -78,11 +78,11 @@ async def main_async(specs: list[Spec], as_json: bool) -> list[Result]:
                 result = await run_scenario(spec.name, spec.body, redis_proc, keys=list(spec.keys),
                                             sim_args=spec.sim_args, start=spec.start)
                 results.append(result)
-                if not as_json:
-                    print(line(result), flush=True)
-                    if not result.ok and "log_tail" in result.figures:
-                        tail = str(result.figures["log_tail"]).splitlines()[-4:]
-                        print("\n".join(f"      | {t[:160]}" for t in tail), flush=True)
+                out = sys.stderr if as_json else sys.stdout  # with --json, progress on stderr
+                print(line(result), file=out, flush=True)
+                if not result.ok and "log_tail" in result.figures:
+                    tail = str(result.figures["log_tail"]).splitlines()[-4:]
+                    print("\n".join(f"      | {t[:160]}" for t in tail), file=out, flush=True)
         finally:
             await redis_proc.stop()
     return results

@@ -406,8 +406,10 @@ class Probe:
     keys: list[tuple[str, str]]
     answers: list[tuple[int, int, str, str, bool, str]] = field(default_factory=list)
 
+    stopped: bool = False
+
     async def run(self) -> None:
-        while True:
+        while not self.stopped:
             for symbol, side in self.keys:
                 t0 = now_ms()
                 verdict = await self.wd.check(symbol, side)
@@ -422,8 +424,10 @@ class WeightWatch:
     sim: Sim
     samples: list[tuple[int, int]] = field(default_factory=list)
 
+    stopped: bool = False
+
     async def run(self) -> None:
-        while True:
+        while not self.stopped:
             with contextlib.suppress(ChaosFailure, httpx.HTTPError):
                 doc = await self.sim.state()
                 self.samples.append((now_ms(), int(doc["weight_used_1m"])))
@@ -484,12 +488,20 @@ class Rig:
         self._tasks += [asyncio.create_task(self.probe.run(), name="probe"),
                         asyncio.create_task(self.weight.run(), name="weight")]
 
+    async def stop_observers(self) -> None:
+        """End the probe and the weight sampler. Flag first, then cancel until each has ended:
+        redis-py's asyncio client can lose a cancellation that lands inside a command
+        (docs/SERVICE.md), and a lost one would leave this waiting forever."""
+        self.probe.stopped = self.weight.stopped = True
+        for task in self._tasks:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+            if not task.cancelled() and task.exception() is not None:
+                self.result.fail(f"harness: observer {task.get_name()} failed: {task.exception()!r}")
+
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self.stop_observers()
         await self.bot.close()
         await self.wd.close()
         await self.r.aclose()
@@ -740,8 +752,7 @@ async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
                 result.fail(f"step: {exc}")
                 history = await r.sim.history()
             # Stop the probe before the daemon's own graceful stop below.
-            for task in r._tasks:
-                task.cancel()
+            await r.stop_observers()
             allows, problems = check_allow(r, history)
             for p in problems:
                 result.fail(p)
