@@ -35,7 +35,6 @@ CI_SUBSET = (
     "stream_mute_unproven",
     "blind_to_order_events",
     "reorder_events",
-    "drop_algo_update",
     "rest_503_burst",
     "rest_lag_bursts_flap",
     "hedge_mode",
