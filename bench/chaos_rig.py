@@ -378,7 +378,8 @@ class Daemon:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    paths = [str(ROOT), str(ROOT / "client"), env.get("PYTHONPATH", "")]  # client/: poswatch
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env
 
 
@@ -720,7 +721,8 @@ async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
     """Set up, run ``body``, end the faults, then judge the four invariants from outside."""
     result = Result(name)
     started = time.monotonic()
-    logging.getLogger("watchdog.client").setLevel(logging.CRITICAL)
+    for name in ("watchdog.client", "poswatch"):  # the probe's "Redis down" warnings are expected
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         async with rig(redis_proc, result, keys, sim_args) as r:
             try:

@@ -785,7 +785,7 @@ async def reaper_race(r: Rig) -> None:
             marker = await r.r.exists(f"{K}:reaping:{ETH}:BOTH")
             orphaned = [e for e in await r.events("trailing_stop_orphaned") if e.get("order_id") == str(stop)]
             return bool(marker or orphaned) or await r.stop_gone(stop)
-        await r.until(f"trial {trial}: the reaper selects stop {stop}", selected, timeout_s=20,
+        await r.until(f"trial {trial}: the reaper selects stop {stop}", selected, timeout_s=40,
                       interval_s=0.005)
         await r.sim.fill(ETH, "BUY", "1")  # the bot's entry fills right after the flat read
         if await gone_within(r, stop, GRACE_S + 3):
