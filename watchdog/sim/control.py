@@ -9,6 +9,8 @@
     DELETE /sim/v1/faults      back to normal
     GET    /sim/v1/state       positions, open orders, open algo orders, listen keys (masked),
                                connected clients, events sent/dropped, faults, prices
+    GET    /sim/v1/history?since=SEQ&limit=N  (read-only) every position change and order / algo
+                               order status change since SEQ, with the position amount then
     POST   /sim/v1/reset       fresh accounts and prices, no faults, every connection cut
     POST   /sim/v1/listen-key/expire  {"api_key"?} → expire the account's listen key now
     POST   /sim/v1/flood       {"count", "rate_per_s"?, "symbols"?, "api_key"?} → benchmark
@@ -190,6 +192,23 @@ async def _state(request: web.Request, venue: Venue) -> Any:
             "weight_used_1m": venue.weights.used}
 
 
+async def _history(request: web.Request, venue: Venue) -> Any:
+    values = {}
+    for name, default, top in (("since", 0, None), ("limit", 10_000, 10_000)):
+        raw = request.query.get(name, str(default))
+        try:
+            values[name] = int(raw)
+        except ValueError as exc:
+            raise _BadRequest(f"{name}: expected an integer, got {raw!r}") from exc
+        if values[name] < 0 or (top is not None and not 1 <= values[name] <= top):
+            raise _BadRequest(f"{name}: out of range: {raw!r}")
+    journal = venue.exchange.journal
+    entries = journal.since(values["since"], values["limit"])
+    oldest = journal.entries[0]["seq"] if journal.entries else journal.seq + 1
+    return {"entries": entries, "last_seq": journal.seq, "oldest_seq": oldest,
+            "time_ms": venue.exchange.now_ms(), "wall_ms": venue.exchange.wall_ms()}
+
+
 async def _reset(request: web.Request, venue: Venue) -> Any:
     venue.reset()
     logger.info("sim reset")
@@ -209,6 +228,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/v1/faults", _handler(_faults_post))
     app.router.add_delete("/sim/v1/faults", _handler(_faults_delete))
     app.router.add_get("/sim/v1/state", _handler(_state))
+    app.router.add_get("/sim/v1/history", _handler(_history))
     app.router.add_post("/sim/v1/reset", _handler(_reset))
     app.router.add_post("/sim/v1/listen-key/expire", _handler(_expire_listen_key))
     app.router.add_post("/sim/v1/flood", flood.handle)

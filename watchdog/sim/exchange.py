@@ -8,7 +8,8 @@ Rules of this module:
    clientAlgoId) → TRADE_LITE → ORDER_TRADE_UPDATE TRADE → ACCOUNT_UPDATE → ALGO_UPDATE FINISHED.
 3. Refusals raise :class:`~watchdog.sim.rejections.Rejection` before anything changes.
 4. After each mutation a frozen :class:`AccountView` is kept (bounded by ``history_ms``) so REST
-   can answer "as it was ``lag_ms`` ago" (Binance's REST lag, fault ``rest_lag_ms``).
+   can answer "as it was ``lag_ms`` ago" (Binance's REST lag, fault ``rest_lag_ms``), and the
+   :class:`~watchdog.sim.journal.Journal` records what changed (``GET /sim/v1/history``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from decimal import Decimal
 from watchdog.sim import events as ev
 from watchdog.sim import rejections as rj
 from watchdog.sim.account import Account, AccountView
+from watchdog.sim.journal import Journal
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.matching import MarketPrint, Matching, Outgoing
 from watchdog.sim.orders import AlgoOrder, Order, would_trigger
@@ -39,9 +41,13 @@ class SimExchange(Matching):
     def __init__(self, specs: list[SymbolSpec], *, now_ms: Callable[[], int],
                  listen_key_ttl_ms: int = LISTEN_KEY_TTL_MS, history_ms: int = 600_000,
                  algo_cap: int = ALGO_CAP, taker_fee: Decimal = Decimal("0.0005"),
-                 maker_fee: Decimal = Decimal("0.0002"), seed: str = "sim") -> None:
+                 maker_fee: Decimal = Decimal("0.0002"), seed: str = "sim",
+                 wall_ms: Callable[[], int] | None = None) -> None:
         self.specs = {spec.symbol: spec for spec in specs}
         self.now_ms = now_ms
+        # The host's clock without the clock_skew_ms fault, for the journal (GET /sim/v1/history).
+        self.wall_ms = wall_ms if wall_ms is not None else now_ms
+        self.journal = Journal()
         self.listen_key_ttl_ms = listen_key_ttl_ms
         self.history_ms = history_ms
         self.algo_cap = algo_cap

@@ -17,6 +17,7 @@ from decimal import ROUND_FLOOR, Decimal
 from watchdog.sim import events as ev
 from watchdog.sim import rejections as rj
 from watchdog.sim.account import Account, AccountView, Trade
+from watchdog.sim.journal import Journal
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.orders import ZERO, AlgoOrder, Order, trailing_step, would_trigger
 
@@ -62,6 +63,8 @@ class Matching:
     market_outbox: list[MarketPrint]
     stuck_triggering: bool
     _history: dict[str, deque[AccountView]]
+    journal: Journal
+    wall_ms: Callable[[], int]
     _next_order_id: int
     _next_trade_id: int
     _next_client: int
@@ -290,6 +293,7 @@ class Matching:
 
     def _commit(self, account: Account) -> None:
         now = self.now_ms()
+        self.journal.observe(account, self.specs, account.api_key[:4] + "…", now, self.wall_ms())
         history = self._history[account.api_key]
         history.append(account.view(now, self.mark))
         while len(history) >= 2 and history[1].time_ms <= now - self.history_ms:

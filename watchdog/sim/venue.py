@@ -39,7 +39,8 @@ class Venue:
     def _new_exchange(self) -> SimExchange:
         s = self.settings
         exchange = SimExchange(default_specs(list(s.symbols)), now_ms=self.now_ms,
-                               listen_key_ttl_ms=s.listen_key_ttl_ms, history_ms=s.history_ms)
+                               listen_key_ttl_ms=s.listen_key_ttl_ms, history_ms=s.history_ms,
+                               wall_ms=lambda: int(time.time() * 1000))
         for key, secret in ((s.api_key, s.api_secret), *s.extra_accounts):
             exchange.add_account(key, secret, wallet=Decimal(s.accounts_wallet), dual_side=s.dual_side)
         return exchange
