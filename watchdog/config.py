@@ -103,6 +103,9 @@ class RedisConfig:
     events_maxlen: int = _key(10000, ge=100, le=10_000_000)
     closed_ttl_s: int = _key(86400, ge=1, le=30 * 86400)
     socket_timeout_s: float = _key(2.0, gt=0, le=60)
+    # The account's leader lease (docs/HA.md): renewed every third of it; a standby takes over
+    # about this long after a leader died. 1500 ms keeps takeover under 2 s p95.
+    lead_ttl_ms: int = _key(1500, ge=300, le=60_000)
 
     def __repr__(self) -> str:
         parts = ", ".join(

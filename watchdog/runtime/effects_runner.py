@@ -32,7 +32,7 @@ from watchdog.core.effects import (
     Retract,
 )
 from watchdog.core.model import PositionKey
-from watchdog.errors import StoreUnavailable
+from watchdog.errors import Fenced, StoreUnavailable
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
@@ -108,6 +108,8 @@ class EffectsRunner:
                 async with asyncio.timeout(self._timeout_s):
                     await self._store.run_many(writes)
                 return
+            except Fenced:
+                return  # no longer the leader (the publisher logged it and holds the views)
             except TimeoutError as exc:
                 raise_if_cancelling(exc)
                 error = StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s")
@@ -181,6 +183,8 @@ class EffectsRunner:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._store.run(effect)
+        except Fenced:
+            return  # no longer the leader: held by the publisher, republished if it leads again
         except TimeoutError as exc:
             raise_if_cancelling(exc)
             raise StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s") from exc

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CancelResult",
     "Emit",
+    "LeadCheck",
     "Outcome",
     "ReadPositions",
     "ReaperSettings",
@@ -78,6 +79,16 @@ SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at 
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
+
+
+class LeadCheck(Protocol):
+    """Leadership as the reaper needs it (``RedisPublisher``): a belief for deciding, and a
+    proof in Redis (which also extends the lease) right before each cancel."""
+
+    @property
+    def leading(self) -> bool: ...
+
+    async def confirm_lead(self) -> bool: ...
 
 
 class ReaperStore(Protocol):
@@ -146,8 +157,10 @@ class ReaperTask:
 
     def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
                  config: ReaperSettings, *, read_positions: ReadPositions | None = None,
-                 lease_refresh_s: float = LEASE_REFRESH_S) -> None:
+                 lease_refresh_s: float = LEASE_REFRESH_S,
+                 lead: LeadCheck | None = None) -> None:
         self._exchange = exchange
+        self._lead = lead  # None: a single writer by construction (tests, the orphans CLI)
         self._store = store
         self._clock = clock
         self._enabled = config.enabled
@@ -184,6 +197,8 @@ class ReaperTask:
         """Decide at this Tick; ``now_ms`` (our wall clock) is replaced by Binance's clock."""
         if not self._enabled:
             return []
+        if self._lead is not None and not self._lead.leading:
+            return []  # a standby decides nothing: the leader reaps (docs/HA.md)
         if self._leased is None:
             return []  # leases unknown: a cancel could race the bot; the log says why (run)
         self._positions, self._orders = positions, orders
@@ -317,6 +332,9 @@ class ReaperTask:
         if self._sent_last_minute() >= self._policy.max_cancels_per_min:
             return self._done(olog, cancel, Outcome.ABORTED,
                               f"budget: {self._policy.max_cancels_per_min} cancels/min used")
+        if self._lead is not None and not await self._lead.confirm_lead():
+            return self._done(olog, cancel, Outcome.ABORTED,
+                              "not the leader any more (proven in Redis right before the cancel)")
         self._sent.append(self._clock.monotonic())
         outcome, detail = await cancel_and_prove(self._exchange, cancel, olog)
         result = self._done(olog, cancel, outcome, detail)
