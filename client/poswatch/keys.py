@@ -12,9 +12,9 @@ several keys at once, stay legal in Redis Cluster (all keys of one call live in 
     wd:v1:{ACCOUNT}:positions            set     members "SYMBOL:SIDE" of every published position
     wd:v1:{ACCOUNT}:health               hash    watchdog heartbeat; PEXPIRE health_ttl_ms; missing = down
     wd:v1:{ACCOUNT}:epoch                string  (before HA, no longer written) heartbeat token
-    wd:v1:{ACCOUNT}:leader               string  instance id of the leader; PX lead lease TTL (docs/HA.md)
-    wd:v1:{ACCOUNT}:fence                string  fencing token of the leader (integer; every watchdog write checks it)
-    wd:v1:{ACCOUNT}:instances            zset    every running instance (leader and standbys), scored by expiry ms
+    wd:v1:{ACCOUNT}:leader               string  the leader's instance id; PX lead_ttl_ms (docs/HA.md)
+    wd:v1:{ACCOUNT}:fence                string  the leader's fencing token (integer, checked by every write)
+    wd:v1:{ACCOUNT}:instances            zset    running instances (leader, standbys) by expiry ms
     wd:v1:{ACCOUNT}:events               stream  bounded (MAXLEN ~ events_maxlen) event log
     wd:v1:{ACCOUNT}:events               channel pub/sub twin of the stream (same name, other namespace)
     wd:v1:{ACCOUNT}:lease:SYMBOL:SIDE    hash    the veto lease on one position (fencing token, holder, …)

@@ -38,7 +38,7 @@ class LeadStore(Protocol):
     @property
     def leader(self) -> str: ...
 
-    async def acquire(self) -> bool: ...
+    async def acquire(self, *, announce: bool = False) -> bool: ...
 
     async def renew(self) -> bool: ...
 
@@ -61,7 +61,7 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
                 if store.leading:
                     if await store.renew():
                         proven_at = clock.monotonic()
-                elif took := await store.acquire():
+                elif took := await store.acquire(announce=True):
                     proven_at = clock.monotonic()
             if took:
                 logger.info("leading now (fence {}): republishing fresh state", store.fence)

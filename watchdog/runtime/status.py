@@ -54,6 +54,7 @@ class StatusReport:
     recent_events: tuple[dict[str, Any], ...] = field(default=())
     redis_error: str = ""
     unknown_cause: str = ""  # why positions are unknown, when some are ("" otherwise)
+    ha: dict[str, Any] = field(default_factory=dict)  # leader, fence, standbys (docs/HA.md)
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +96,7 @@ class StatusReport:
             "recent_events": list(self.recent_events),
             "redis_error": self.redis_error or None,
             "unknown_cause": self.unknown_cause or None,
+            "ha": self.ha or None,
         }
 
 
@@ -153,7 +155,7 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
     client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
                                   socket_connect_timeout=socket_timeout_s, decode_responses=True)
     try:
-        raw_health, positions, leases, windows, events = _read(client, keys)
+        raw_health, positions, leases, windows, events, lead = _read(client, keys)
     except redis_errors.RedisError as exc:
         verdict, reasons = assess(None, (), redis_error=f"{type(exc).__name__}: {exc}")
         return StatusReport(account, now, verdict, reasons, None, redis_error=str(exc))
@@ -181,7 +183,7 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
         verdict = "degraded"
     return StatusReport(account, now, verdict, tuple(problems) + reasons, health, rows, lease_rows,
                         tuple(_window_rows(windows)), tuple(_event_rows(events)),
-                        unknown_cause=unknown_cause(health, rows))
+                        unknown_cause=unknown_cause(health, rows), ha=_ha(lead, raw_health, now))
 
 
 def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
@@ -195,7 +197,21 @@ def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
               for m, score in ranked]
     windows = client.hgetall(keys.windows)
     events = client.xrevrange(keys.events, count=_RECENT_EVENTS)
-    return raw_health, positions, leases, windows, events
+    lead: Any = (client.get(keys.leader), client.pttl(keys.leader), client.get(keys.fence),
+                 client.zrange(keys.instances, 0, -1, withscores=True))
+    return raw_health, positions, leases, windows, events, lead
+
+
+def _ha(lead: tuple[Any, ...], health: Mapping[str, str], now_ms: int) -> dict[str, Any]:
+    """Who leads the account and who stands by (docs/HA.md). ``leader`` is the lease holder
+    (null: no live lease); ``instance``/``fence`` of the health hash are who wrote the last
+    beat; ``standbys`` are the other registered instances whose registration is live."""
+    holder, pttl, fence, registered = lead
+    live = [str(name) for name, score in registered if score > now_ms]
+    return {"leader": holder or None, "lease_expires_in_ms": pttl if holder else None,
+            "fence": _int(fence), "health_instance": health.get("instance") or None,
+            "health_fence": _int(health.get("fence")),
+            "standbys": [name for name in live if name != holder]}
 
 
 def _key_of(member: str) -> PositionKey | None:
@@ -227,6 +243,7 @@ def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[s
         "age_ms": _fact_age(now_ms, verified_ms),
         "version": _int(fields.get("version")),
         "reason": fields.get("reason") or None,
+        "fence": _int(fields.get("fence")),
     }
 
 

@@ -119,6 +119,10 @@ class RedisPublisher:
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self.lead_ttl_ms = lead_ttl_ms
         self._fence = 0  # the fencing token while this instance leads; 0: standby
+        # After a takeover, the health hash naming this instance goes first: until the first
+        # beat under the new fence, every other write waits (held and marked dirty), so a bot
+        # never reads a new leader's position beside the dead leader's health.
+        self._announced = True
         self.lead_changed = asyncio.Event()  # set on every step down (the lead task reacts)
         self.leader = ""  # the leader as last seen by acquire/renew ("" unknown)
         self.republished_total = 0
@@ -157,6 +161,10 @@ class RedisPublisher:
     def fence(self) -> int:
         return self._fence
 
+    @property
+    def _writable(self) -> bool:
+        return self._fence != 0 and self._announced
+
     def step_down(self, why: str) -> None:
         if self._fence:
             logger.error("stepping down as leader of account {} (fence {}): {}; no write and no "
@@ -177,14 +185,16 @@ class RedisPublisher:
     def _lead_keys(self) -> list[object]:
         return [self.keys.leader, self.keys.fence, self.keys.instances]
 
-    async def acquire(self) -> bool:
-        """Take the lead if nobody holds a live lease (SET NX PX, a new fencing token)."""
+    async def acquire(self, *, announce: bool = False) -> bool:
+        """Take the lead if nobody holds a live lease (SET NX PX, a new fencing token).
+        ``announce``: a takeover; nothing but the heartbeat is written until it has been."""
         with map_redis_errors("acquire_lead", self._url):
             ok, token, holder = await self._scripts["acquire_lead"](
                 keys=self._lead_keys(), args=[self._instance, self.lead_ttl_ms, 3 * self.lead_ttl_ms])
         self.leader = self._instance if ok else str(holder)
         if ok:
             self._fence = int(token)
+            self._announced = not announce
         return bool(ok)
 
     async def renew(self) -> bool:
@@ -246,7 +256,7 @@ class RedisPublisher:
         member = member_of(view.key)
         firing = self._firing.get(view.key)
         clear = firing is None and view.key not in self._firing_synced
-        if not self._fence:
+        if not self._writable:
             return False  # a standby: held for a takeover, written by the leader
         with self._fenced("publish_position"):
             written, stored = await self._scripts["publish_position"](
@@ -280,7 +290,7 @@ class RedisPublisher:
             self._firing[key] = firing
 
     async def _mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
-        if not self._fence:
+        if not self._writable:
             return False
         name, keys, args = self._firing_call(key, firing)
         with self._fenced(name):
@@ -364,7 +374,7 @@ class RedisPublisher:
         if refreshes:
             refresh_calls[len(calls)] = refreshes
             calls.append(self._touches.call(refreshes, fence))
-        if not fence:
+        if not self._writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
             return
         try:
@@ -455,7 +465,7 @@ class RedisPublisher:
         self._dirty.discard(key)
 
     async def _retract(self, key: PositionKey, record: _Retracted) -> None:
-        if not self._fence:
+        if not self._writable:
             return
         with self._fenced("retract_position"):
             await self._scripts["retract_position"](
@@ -526,6 +536,7 @@ class RedisPublisher:
                 await self._scripts["heartbeat"](
                     keys=[self.keys.health, self.keys.fence],
                     args=[self._health_ttl_ms, self._fence, now, *pairs])
+            self._announced = True
         except Fenced:
             # Refused: a newer leader holds the lease (acquire fails: stay a standby), or Redis
             # lost our data, the fence and the lease with it (restart without persistence,
@@ -548,14 +559,14 @@ class RedisPublisher:
         return False
 
     async def take_over(self, health: Mapping[str, object], *, wall_ms: int | None = None) -> int:
-        """Just became leader: scripts loaded again (Redis may be new), every held view
-        republished under the new fence, then the health hash naming this instance. Returns
-        how many views were written."""
+        """Just became leader: scripts loaded again (Redis may be new), the health hash naming
+        this instance (first: a bot never reads a new leader's position beside the old one's
+        health), then every held view republished under the new fence. Returns how many views
+        were written."""
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         await self._load_scripts()
-        done = await self.republish(now)
         await self.heartbeat(health, wall_ms=now)
-        return done
+        return await self.republish(now)
 
     async def mark_stopped(self) -> str:
         """Graceful stop: remove our health hash and append ``watchdog_stopped`` atomically, so
@@ -578,7 +589,7 @@ class RedisPublisher:
 
     async def emit(self, kind: str, fields: Mapping[str, object]) -> str:
         """XADD one event to the bounded stream and PUBLISH it on the channel; returns its id."""
-        if not self._fence:
+        if not self._writable:
             logger.debug("event {} not written: a standby (the leader writes its own)", kind)
             return ""
         name, keys, args = self._emit_call(kind, fields)
@@ -605,7 +616,7 @@ class RedisPublisher:
     async def revoke_leases_for(self, key: PositionKey, reason: str) -> bool:
         """Revoke the live lease on ``key`` (confirm then vetoes); True if one was revoked."""
         k = self.keys
-        if not self._fence:
+        if not self._writable:
             return False
         with self._fenced("revoke_lease"):
             return bool(await self._scripts["revoke_lease"](
@@ -671,14 +682,14 @@ class RedisPublisher:
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
-        if not self._fence:
+        if not self._writable:
             raise Fenced(f"not marking {member_of(key)} reaping: this instance does not lead")
         with self._fenced("mark_reaping"):
             await self._scripts["mark_reaping"](keys=[self.keys.reaping(key), self.keys.fence],
                                                 args=[self._fence, reason, ttl_ms])
 
     async def clear_reaping(self, key: PositionKey) -> None:
-        if not self._fence:
+        if not self._writable:
             raise Fenced(f"not clearing {member_of(key)}'s reaping mark: this instance does not "
                          "lead (it expires by its TTL)")
         with self._fenced("clear_reaping"):
