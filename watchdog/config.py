@@ -106,6 +106,14 @@ class RedisConfig:
     # The account's leader lease (docs/HA.md): renewed every third of it; a standby takes over
     # about this long after a leader died. 1500 ms keeps takeover under 2 s p95.
     lead_ttl_ms: int = _key(1500, ge=300, le=60_000)
+    # Redis Sentinel (docs/HA.md): the sentinels as "host:port"; the master is then found by
+    # name and followed after a failover (the url gives credentials, db and TLS only).
+    sentinels: tuple[str, ...] = _key((), pattern=r"\[?[A-Za-z0-9._:-]+\]?:[0-9]{1,5}")
+    sentinel_master: str = _key("", pattern=r"[A-Za-z0-9._-]{0,64}")
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments every Redis client of this config takes (Sentinel or not)."""
+        return {"sentinels": self.sentinels, "sentinel_master": self.sentinel_master}
 
     def __repr__(self) -> str:
         parts = ", ".join(
@@ -276,6 +284,13 @@ def _check_value(path: str, section: str, key: str, kind: type, value: Any,
         value = float(value)
         if not math.isfinite(value):
             raise fail(f"expected a finite number, got {shown}")
+    elif typing.get_origin(kind) is tuple:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise fail(f"expected a list of strings, got {shown} ({_type_name(value)})")
+        bad = [item for item in value if meta["pattern"] and not re.fullmatch(meta["pattern"], item)]
+        if bad:
+            raise fail(f"expected host:port entries, got {_show(bad[0])}" + _why(meta))
+        return tuple(value)
     elif kind is str:
         if not isinstance(value, str):
             raise fail(f"expected a string, got {shown} ({_type_name(value)})")
@@ -326,6 +341,10 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           (("redis", "heartbeat_interval_s"), ("redis", "health_ttl_ms")), "redis", "health_ttl_ms",
           f"must exceed heartbeat_interval_s ({r.heartbeat_interval_s:g} s), "
           f"or health expires between heartbeats; got {r.health_ttl_ms} ms")
+    check(bool(r.sentinels) == bool(r.sentinel_master),
+          (("redis", "sentinels"), ("redis", "sentinel_master")), "redis", "sentinel_master",
+          "sentinels and sentinel_master go together: give both (Redis Sentinel) or neither; got "
+          f"{len(r.sentinels)} sentinel(s) and master {r.sentinel_master!r}")
     check(config.veto.max_age_ms <= config.core.max_age_ms,
           (("veto", "max_age_ms"), ("core", "max_age_ms")), "veto", "max_age_ms",
           f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "

@@ -79,3 +79,15 @@ def test_member_round_trips_through_the_daemons_position_key(symbol: str, side: 
 def test_a_lease_member_written_by_a_bot_is_read_leniently(text: str, expected: set[tuple[str, str]]) -> None:
     assert lease_member_positions(text) == expected
     assert parse_lease_member(text) == {PositionKey(Symbol(s), PositionSide(x)) for s, x in expected}
+
+
+def test_sentinel_addresses_parse_or_name_the_bad_entry() -> None:
+    import pytest
+
+    from poswatch.connection import parse_sentinels
+
+    assert parse_sentinels(["127.0.0.1:26379", "[::1]:26380", "redis-s1:1"]) == [
+        ("127.0.0.1", 26379), ("::1", 26380), ("redis-s1", 1)]
+    for bad in ("127.0.0.1", ":26379", "host:0", "host:65536", "host:port"):
+        with pytest.raises(ValueError, match="host:port"):
+            parse_sentinels([bad])

@@ -104,7 +104,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         store = RedisPublisher.from_url(
             r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
             events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
-            socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms)
+            socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms, **r.client_options())
         stack.push_async_callback(store.close)
 
         async def start() -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis import exceptions as redis_errors
 
+from poswatch.connection import connect_sync
 from watchdog.core.model import PositionKey
 from watchdog.runtime.health import Health
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
@@ -148,12 +149,18 @@ def unknown_cause(health: Health | None, positions: tuple[dict[str, Any], ...]) 
 
 
 def read_status(url: str, account: str, *, socket_timeout_s: float,
-                now_ms: int | None = None) -> StatusReport:
+                now_ms: int | None = None, sentinels: Sequence[str] = (),
+                sentinel_master: str = "") -> StatusReport:
     """Read every key ``status`` shows; a Redis failure is a ``down`` report, not an exception."""
     keys = AccountKeys(account)
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
-                                  socket_connect_timeout=socket_timeout_s, decode_responses=True)
+    if sentinels:
+        client = connect_sync(url, socket_timeout_s=socket_timeout_s,
+                              client_name="position-watchdog-status", sentinels=sentinels,
+                              sentinel_master=sentinel_master)
+    else:
+        client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
+                                      socket_connect_timeout=socket_timeout_s, decode_responses=True)
     try:
         raw_health, positions, leases, windows, events, lead = _read(client, keys)
     except redis_errors.RedisError as exc:

@@ -130,9 +130,12 @@ class RedisPublisher:
     @classmethod
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
                  events_maxlen: int, veto_max_age_ms: int, socket_timeout_s: float,
-                 lead_ttl_ms: int = 1500) -> RedisPublisher:
-        """Build the client (explicit retry policy, see ``connection.py``) and the publisher."""
-        client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog")
+                 lead_ttl_ms: int = 1500, sentinels: Sequence[str] = (),
+                 sentinel_master: str = "") -> RedisPublisher:
+        """Build the client (explicit retry policy, see ``connection.py``; Sentinel when
+        ``sentinels`` are given) and the publisher."""
+        client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog",
+                         sentinels=sentinels, sentinel_master=sentinel_master)
         return cls(client, account=account, health_ttl_ms=health_ttl_ms, closed_ttl_s=closed_ttl_s,
                    events_maxlen=events_maxlen, veto_max_age_ms=veto_max_age_ms, url=url,
                    lead_ttl_ms=lead_ttl_ms)
