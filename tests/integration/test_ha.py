@@ -147,9 +147,9 @@ def the_leader(group: list[Instance], name: str | None) -> Instance:
     return found[0]
 
 
-@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize(("n", "warm"), [(2, True), (2, False), (3, True)])
 async def test_kill_9_of_the_leader_a_standby_leads_and_a_fresh_position_is_allowed(
-        n: int, sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis,
+        n: int, warm: bool, sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis,
         bot: AsyncWatchdogClient, tmp_path: Path,
         record_property: Callable[[str, object], None]) -> None:
     sim.fill("BASUSDT", "BUY", "1216")
@@ -158,10 +158,16 @@ async def test_kill_9_of_the_leader_a_standby_leads_and_a_fresh_position_is_allo
         await eventually(lambda: bot.check("BASUSDT"), lambda v: v.allowed, timeout_s=30,
                          what="check allows under the first leader")
         old = the_leader(group, await leader_of(rclient))
+        for standby in group:  # warm: each standby's stream reconciled; cold: just registered
+            if warm and standby is not old:
+                await eventually(sync(standby.text), lambda t: "stream_recovered" in t,
+                                 timeout_s=30, what="the standby's stream live")
         old_fence = int(await rclient.get(KEYS.fence))
         old.process.kill()  # SIGKILL: no resign, the lease runs out
         killed = time.monotonic()
         sim.fill("ETHUSDT", "BUY", "2")  # a fresh open position, seen by the standbys' streams
+        if n == 2:  # and a closure nobody could announce: told by the new leader at takeover
+            sim.fill("BASUSDT", "SELL", "1216")
         verdict = await eventually(lambda: bot.check("ETHUSDT"), lambda v: v.allowed, timeout_s=30,
                                    what="check allows the fresh position under the new leader")
         record_property("failover_to_allow_ms", round((time.monotonic() - killed) * 1000))
@@ -172,7 +178,16 @@ async def test_kill_9_of_the_leader_a_standby_leads_and_a_fresh_position_is_allo
         assert new.owns(await rclient.hget(KEYS.health, "instance"))
         fences = await fence_fields(rclient)
         assert fences["ETHUSDT:BOTH"] == str(new_fence), fences
-        assert (await bot.check("BASUSDT")).allowed  # republished by the new leader
+        if n == 2:
+            closed = await eventually(
+                lambda: rclient.xrange(KEYS.events),
+                lambda entries: any(f.get("kind") == "position_closed"
+                                    and f.get("position") == "BASUSDT:BOTH" for _, f in entries),
+                timeout_s=30, what="position_closed for the closure during the takeover")
+            assert closed
+            assert (await bot.check("BASUSDT")).reason == "position_closed"
+        else:
+            assert (await bot.check("BASUSDT")).allowed  # republished by the new leader
         for other in group:
             if other is not old:
                 assert other.process.returncode is None, other.text()[-2000:]

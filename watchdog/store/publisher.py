@@ -32,7 +32,7 @@ from redis import exceptions as redis_errors
 from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from watchdog import __version__
 from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, RaiseAlert, Retract
-from watchdog.core.model import PositionKey, PositionState, PositionView
+from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionView
 from watchdog.errors import Fenced, InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
@@ -126,6 +126,7 @@ class RedisPublisher:
         self.lead_changed = asyncio.Event()  # set on every step down (the lead task reacts)
         self.leader = ""  # the leader as last seen by acquire/renew ("" unknown)
         self.republished_total = 0
+        self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
 
     @classmethod
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
@@ -248,6 +249,10 @@ class RedisPublisher:
             self._held[view.key] = view
         try:
             written = await self._publish(view)
+            if written and (told := self._tell(view)) is not None:
+                name, keys, args = told
+                with self._fenced(name):
+                    await self._scripts[name](keys=keys, args=args)
         except StoreError:
             self._dirty.add(view.key)
             raise
@@ -324,6 +329,10 @@ class RedisPublisher:
         touched: set[PositionKey] = set()
         syncing: set[PositionKey] = set()  # firing markers written with this batch
         k = self.keys
+        for effect in effects:  # the core tells these itself: no takeover event for them
+            if isinstance(effect, Notify) and effect.key is not None \
+                    and effect.kind in ("position_opened", "position_closed"):
+                self._untold.pop(effect.key, None)
         positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
         fence_key, fence = k.fence, self._fence
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
@@ -355,6 +364,8 @@ class RedisPublisher:
                                    "1" if clear else "0", fence]))
                     if firing is not None:
                         calls.append(self._firing_call(view.key, firing))
+                    if (told := self._tell(view) if fence and self._announced else None):
+                        calls.append(told)
                     syncing.add(view.key)
                 case MarkFiring(key=key, firing=firing):
                     self._remember_firing(key, firing)
@@ -568,8 +579,35 @@ class RedisPublisher:
         were written."""
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         await self._load_scripts()
+        # What bots were last told (the open/closed states Redis shows), read before anything
+        # is rewritten: the first confirmed view of each of these keys that differs is told
+        # with position_opened/position_closed (``_tell``), as after a restart (core/book.py
+        # rule 10), unless the core tells it itself. A standby's own events were not written,
+        # and the dead leader may have died before writing its last one.
+        keys = set(self._held) | set(await self.published_keys())
+        self._untold = dict(await self.last_shown(frozenset(keys)))
         await self.heartbeat(health, wall_ms=now)
-        return await self.republish(now)
+        done = await self.republish(now)
+        for view in [v for v in self._held.values() if isinstance(v, PositionView)]:
+            call = self._tell(view)
+            if call is not None:
+                name, script_keys, args = call
+                with self._fenced(name):
+                    await self._scripts[name](keys=script_keys, args=args)
+        return done
+
+    def _tell(self, view: PositionView) -> tuple[str, list[object], list[object]] | None:
+        """The event owed for ``view`` after a takeover (see :meth:`take_over`), at most once."""
+        if not self._untold or view.knowledge is not Knowledge.CONFIRMED \
+                or view.state is PositionState.UNKNOWN:
+            return None
+        shown = self._untold.pop(view.key, None)
+        if shown is None or shown[0] is view.state:
+            return None
+        kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
+        return self._emit_call(kind, {"position": member_of(view.key), "amount": _plain(view.amount),
+                                      "while_down": "true", "last_seen_ms": shown[1],
+                                      "takeover": "true"})
 
     async def mark_stopped(self) -> str:
         """Graceful stop: remove our health hash and append ``watchdog_stopped`` atomically, so
