@@ -252,3 +252,34 @@ async def test_one_instance_one_account_keeps_todays_keys_and_stops_cleanly(
         assert await asyncio.wait_for(only.process.wait(), timeout=20) == 0, only.text()[-2000:]
     assert await rclient.exists(KEYS.leader) == 0  # the lease is handed on at once
     assert (await bot.check("BASUSDT")).reason == "watchdog_down"
+
+
+async def test_one_instance_cut_from_redis_past_its_lease_leads_again_and_loses_no_event(
+        sim: Simulator, redis_server: Any, redis_url: str, rclient: redis.asyncio.Redis,
+        bot: AsyncWatchdogClient, tmp_path: Path) -> None:
+    """A Redis outage longer than the lease makes the only instance step down (it cannot prove
+    its lead); when Redis is back it leads again, republishes, and the event it deferred for
+    a closure during the outage is still written (not dropped as a standby's would be)."""
+    sim.fill("BASUSDT", "BUY", "1216")
+    async with AsyncExitStack() as stack:
+        (only,) = await start_group(stack, sim, redis_url, tmp_path, 1, rclient)
+        await eventually(lambda: bot.check("BASUSDT"), lambda v: v.allowed, timeout_s=30,
+                         what="check allows")
+        redis_server.stop()
+        sim.fill("BASUSDT", "SELL", "1216")  # closes while Redis is away
+        await eventually(sync(only.text), lambda t: "stepping down" in t, timeout_s=30,
+                         what="the instance steps down: its lease cannot be renewed")
+        redis_server.start()  # empty: no persistence
+
+        async def kinds() -> list[tuple[str, str]]:
+            try:
+                return [(f.get("kind", ""), f.get("position", ""))
+                        for _, f in await rclient.xrange(KEYS.events)]
+            except redis.exceptions.ConnectionError:  # the test's pooled connection died too
+                return []
+
+        await eventually(kinds, lambda k: ("position_closed", "BASUSDT:BOTH") in k, timeout_s=30,
+                         what="the deferred position_closed written once it leads again")
+        assert only.owns(await leader_of(rclient))
+        assert (await bot.check("BASUSDT")).reason == "position_closed"
+        assert only.process.returncode is None, only.text()[-2000:]

@@ -167,6 +167,11 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                         observers=(poller.observe, *(() if canary is None else (canary.observe,))))
 
         async def take_over() -> None:
+            # Positions an earlier leader published that this instance never saw (it started
+            # after they closed): tracked now, as at a restart, so the positions read below
+            # publishes them and tells a change (core/book.py rule 10).
+            published = await store.published_keys()
+            book.expect(published, await store.last_shown(published))
             poller.take_over()
             now_ms = clock.wall_ms()
             done = await store.take_over(vitals.health(now_ms).to_fields(), wall_ms=now_ms)
@@ -181,7 +186,9 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
-            "lead": run_lead(store, take_over, clock, timeout_s=4 * r.socket_timeout_s),
+            "lead": run_lead(store, take_over, clock, timeout_s=4 * r.socket_timeout_s,
+                             on_other_leader=lambda leader: runner.drop_deferred(
+                                 f"{leader} leads account {r.account} now")),
             "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
         if canary is not None:

@@ -126,6 +126,11 @@ class EffectsRunner:
         """Write what was deferred while Redis was down; True when the store is writable again."""
         if not self._down:
             return True
+        if not self._store.leading:
+            # Stepped down during the outage (the lease lapsed): keep what was deferred until
+            # this instance leads again (the lead task takes the lease back at once when it is
+            # free), or drop it when another instance leads (``drop_deferred``).
+            return False
         # Positions first: a bot that reads an event checks the position next. Each effect is
         # taken out before the await: the core loop may defer a newer one for the same key
         # meanwhile, and that one must survive (it is written on the next pass).
@@ -167,6 +172,19 @@ class EffectsRunner:
         self._vitals.store_result("")
         logger.info("redis writable again: deferred effects written")
         return True
+
+    def drop_deferred(self, why: str) -> None:
+        """Another instance leads: what this one deferred is not its to write any more (the
+        leader tells its own events; a takeover tells what bots missed, docs/HA.md)."""
+        if not self._down:
+            return
+        count = len(self._positions) + len(self._firing) + len(self._events)
+        self._positions.clear()
+        self._firing.clear()
+        self._events.clear()
+        self._down = False
+        self._vitals.store_result("")
+        logger.warning("dropped {} deferred write(s): {}", count, why)
 
     async def _write(self, effect: StoreEffect) -> None:
         if not self._down:

@@ -46,9 +46,11 @@ class LeadStore(Protocol):
 
 
 async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]], clock: Clock,
-                   *, timeout_s: float) -> NoReturn:
+                   *, timeout_s: float,
+                   on_other_leader: Callable[[str], None] | None = None) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
-    (it republishes fresh state). Never returns; Redis errors are logged and retried."""
+    (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading.
+    Never returns; Redis errors are logged and retried."""
     ttl_s = store.lead_ttl_ms / 1000
     renew_s, standby_s = ttl_s / 3, ttl_s / 6
     proven_at = clock.monotonic()
@@ -70,6 +72,8 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
             elif not store.leading and store.leader != last_leader:
                 logger.info("standby: {} leads; stream and a slow positions read kept hot",
                             store.leader or "nobody")
+                if store.leader and on_other_leader is not None:
+                    on_other_leader(store.leader)
             last_leader = store.leader
         except (StoreError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):

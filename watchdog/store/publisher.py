@@ -338,11 +338,14 @@ class RedisPublisher:
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
         refreshes: list[tuple[PositionView, int]] = []
         refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
+        refresh_told: list[tuple[str, list[object], list[object]]] = []  # after their touch call
+        telling = bool(fence and self._announced)
         for effect in effects:
             if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
                 refresh_calls[len(calls)] = refreshes
                 calls.append(self._touches.call(refreshes, fence))
-                refreshes = []
+                calls += refresh_told
+                refreshes, refresh_told = [], []
             match effect:
                 case Publish(view=view, refresh_of=refresh_of):
                     held = self._held.get(view.key)
@@ -351,6 +354,8 @@ class RedisPublisher:
                     touched.add(view.key)
                     if refresh_of:
                         refreshes.append((view, refresh_of))
+                        if telling and (told := self._tell(view)):
+                            refresh_told.append(told)
                         continue
                     position, lease, member = self._names_of(view.key)
                     firing = self._firing.get(view.key)
@@ -364,7 +369,7 @@ class RedisPublisher:
                                    "1" if clear else "0", fence]))
                     if firing is not None:
                         calls.append(self._firing_call(view.key, firing))
-                    if (told := self._tell(view) if fence and self._announced else None):
+                    if telling and (told := self._tell(view)):
                         calls.append(told)
                     syncing.add(view.key)
                 case MarkFiring(key=key, firing=firing):
@@ -388,6 +393,7 @@ class RedisPublisher:
         if refreshes:
             refresh_calls[len(calls)] = refreshes
             calls.append(self._touches.call(refreshes, fence))
+            calls += refresh_told
         if not self._writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
             return
@@ -545,6 +551,17 @@ class RedisPublisher:
         })
         fields.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
         pairs = [item for pair in fields.items() for item in pair]
+        if not self._announced:
+            # The first beat after a takeover, before anything is written under the new fence:
+            # what bots were last told (the open/closed states Redis shows). The first
+            # confirmed view of each of these keys that differs is told with
+            # position_opened/position_closed (``_tell``), as after a restart (core/book.py
+            # rule 10), unless the core tells it itself: a standby's own events were never
+            # written, and the dead leader may have died before writing its last one.
+            keys = set(self._held) | set(await self.published_keys())
+            shown = dict(await self.last_shown(frozenset(keys)))
+            if not self._announced:  # another beat may have gone first meanwhile
+                self._untold = shown
         try:
             with self._fenced("heartbeat"):
                 await self._scripts["heartbeat"](
@@ -579,13 +596,6 @@ class RedisPublisher:
         were written."""
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         await self._load_scripts()
-        # What bots were last told (the open/closed states Redis shows), read before anything
-        # is rewritten: the first confirmed view of each of these keys that differs is told
-        # with position_opened/position_closed (``_tell``), as after a restart (core/book.py
-        # rule 10), unless the core tells it itself. A standby's own events were not written,
-        # and the dead leader may have died before writing its last one.
-        keys = set(self._held) | set(await self.published_keys())
-        self._untold = dict(await self.last_shown(frozenset(keys)))
         await self.heartbeat(health, wall_ms=now)
         done = await self.republish(now)
         for view in [v for v in self._held.values() if isinstance(v, PositionView)]:
