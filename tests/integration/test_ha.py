@@ -26,6 +26,8 @@ import redis.asyncio
 from poswatch.client import AsyncWatchdogClient
 from tests.integration.test_daemon import ACCOUNT, KEYS, ROOT, config_table, write_toml
 from tests.support.waiting import eventually
+from watchdog.runtime.status import read_status
+from watchdog.runtime.status_view import render_text
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -158,6 +160,14 @@ async def test_kill_9_of_the_leader_a_standby_leads_and_a_fresh_position_is_allo
         await eventually(lambda: bot.check("BASUSDT"), lambda v: v.allowed, timeout_s=30,
                          what="check allows under the first leader")
         old = the_leader(group, await leader_of(rclient))
+        report = await asyncio.to_thread(read_status, redis_url, ACCOUNT, socket_timeout_s=2.0)
+        assert old.owns(report.ha["leader"]), report.ha  # status names leader and standbys
+        assert report.ha["fence"] == int(await rclient.get(KEYS.fence))
+        assert len(report.ha["standbys"]) == n - 1, report.ha
+        text = render_text(report)
+        assert f"leader     {report.ha['leader']} (fence {report.ha['fence']})" in text
+        assert "standbys: " in text
+        assert report.to_json()["ha"]["standbys"] == report.ha["standbys"]
         for standby in group:  # warm: each standby's stream reconciled; cold: just registered
             if warm and standby is not old:
                 await eventually(sync(standby.text), lambda t: "stream_recovered" in t,
