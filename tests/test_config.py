@@ -241,7 +241,9 @@ def test_sentinels_are_host_port_strings_and_come_with_a_master_name() -> None:
                                      "sentinel_master": "wd"}}, "cfg.toml")
     assert config.redis.sentinels == ("10.0.0.1:26379", "[::1]:26380")
     assert config.redis.client_options() == {"sentinels": config.redis.sentinels,
-                                             "sentinel_master": "wd"}
+                                             "sentinel_master": "wd", "cluster": False}
+    assert "exclude each other" in str(error_for({"redis": {
+        "sentinels": ["10.0.0.1:26379"], "sentinel_master": "wd", "cluster": True}}))
     assert "host:port" in str(error_for({"redis": {"sentinels": ["10.0.0.1"],
                                                    "sentinel_master": "wd"}}))
     assert "list of strings" in str(error_for({"redis": {"sentinels": "10.0.0.1:26379",

@@ -321,7 +321,7 @@ def events(follow: bool, count: int, as_json: bool, config_path: str | None) -> 
     keys = AccountKeys(config.redis.account)
     timeout_s = config.redis.socket_timeout_s
     # The read timeout outlasts XREAD's 1 s block.
-    if config.redis.sentinels:
+    if config.redis.sentinels or config.redis.cluster:
         from poswatch.connection import connect_sync
 
         client = connect_sync(config.redis.url, socket_timeout_s=timeout_s + 1.0,

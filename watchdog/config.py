@@ -110,10 +110,14 @@ class RedisConfig:
     # name and followed after a failover (the url gives credentials, db and TLS only).
     sentinels: tuple[str, ...] = _key((), pattern=r"\[?[A-Za-z0-9._:-]+\]?:[0-9]{1,5}")
     sentinel_master: str = _key("", pattern=r"[A-Za-z0-9._-]{0,64}")
+    # Redis Cluster: url names one startup node; every key of an account is in one slot.
+    cluster: bool = _key(False)
 
     def client_options(self) -> dict[str, Any]:
-        """The keyword arguments every Redis client of this config takes (Sentinel or not)."""
-        return {"sentinels": self.sentinels, "sentinel_master": self.sentinel_master}
+        """The keyword arguments every Redis client of this config takes (Sentinel, Cluster or
+        a plain server)."""
+        return {"sentinels": self.sentinels, "sentinel_master": self.sentinel_master,
+                "cluster": self.cluster}
 
     def __repr__(self) -> str:
         parts = ", ".join(
@@ -345,6 +349,9 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           (("redis", "sentinels"), ("redis", "sentinel_master")), "redis", "sentinel_master",
           "sentinels and sentinel_master go together: give both (Redis Sentinel) or neither; got "
           f"{len(r.sentinels)} sentinel(s) and master {r.sentinel_master!r}")
+    check(not (r.cluster and r.sentinels), (("redis", "cluster"), ("redis", "sentinels")),
+          "redis", "cluster", "cluster = true and sentinels exclude each other: a Redis Cluster "
+          "fails over by itself")
     check(config.veto.max_age_ms <= config.core.max_age_ms,
           (("veto", "max_age_ms"), ("core", "max_age_ms")), "veto", "max_age_ms",
           f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "

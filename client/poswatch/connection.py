@@ -7,6 +7,9 @@ Redis Sentinel: give ``sentinels`` (``["host:port", …]``) and ``sentinel_maste
 asks the sentinels for the current master and follows it after a failover (redis-py's
 ``Sentinel.master_for``). The URL then only supplies the master's credentials, database and TLS
 (its host and port are not used).
+
+Redis Cluster: ``cluster=True`` and the URL of one node; every key of an account carries the
+``{ACCOUNT}`` hash tag, so each script call goes to the one node owning that slot.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ def _master_kwargs(url: str) -> dict[str, Any]:
 
 
 def connect(url: str, *, socket_timeout_s: float, client_name: str, retries: int = 3,
-            sentinels: Sequence[str] = (), sentinel_master: str = "") -> redis.asyncio.Redis:
+            sentinels: Sequence[str] = (), sentinel_master: str = "",
+            cluster: bool = False) -> redis.asyncio.Redis:
     """An asyncio client with bounded, jittered retries on connection errors and timeouts."""
     validate_redis_url(url)
     options: dict[str, Any] = {
@@ -64,11 +68,14 @@ def connect(url: str, *, socket_timeout_s: float, client_name: str, retries: int
             sentinel_kwargs={"socket_timeout": socket_timeout_s,
                              "socket_connect_timeout": socket_timeout_s})
         return sentinel.master_for(sentinel_master, **_master_kwargs(url), **options)
+    if cluster:
+        return redis.asyncio.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
     return redis.asyncio.Redis.from_url(url, **options)
 
 
 def connect_sync(url: str, *, socket_timeout_s: float, client_name: str,
-                 sentinels: Sequence[str] = (), sentinel_master: str = "") -> redis.Redis:
+                 sentinels: Sequence[str] = (), sentinel_master: str = "",
+                 cluster: bool = False) -> redis.Redis:
     """A blocking client for bots: one immediate retry on a dropped connection, none on timeout.
 
     A pooled connection is often dead after a Redis restart; one reconnect fixes that. A timeout
@@ -85,4 +92,6 @@ def connect_sync(url: str, *, socket_timeout_s: float, client_name: str,
             sentinel_kwargs={"socket_timeout": socket_timeout_s,
                              "socket_connect_timeout": socket_timeout_s})
         return sentinel.master_for(sentinel_master, **_master_kwargs(url), **options)
+    if cluster:
+        return redis.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
     return redis.Redis.from_url(url, **options)

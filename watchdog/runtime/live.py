@@ -78,14 +78,15 @@ def watch(render: Render, *, interval_s: float = 1.0, ansi: bool = True,
 
 def status_frames(url: str, account: str, *, socket_timeout_s: float, as_json: bool,
                   interval_s: float = 1.0, sentinels: Sequence[str] = (),
-                  sentinel_master: str = "") -> Render:
+                  sentinel_master: str = "", cluster: bool = False) -> Render:
     """One ``status`` per call, as the one-shot command prints it, under a line with the time."""
     from watchdog.runtime.status import read_status
     from watchdog.runtime.status_view import render_text
 
     def render() -> tuple[str, int]:
         report = read_status(url, account, socket_timeout_s=socket_timeout_s,
-                             sentinels=sentinels, sentinel_master=sentinel_master)
+                             sentinels=sentinels, sentinel_master=sentinel_master,
+                             cluster=cluster)
         if as_json:
             return json.dumps(report.to_json(), separators=(",", ":")), report.exit_code
         header = f"{utc(report.now_ms)[:-8]} UTC, every {interval_s:g} s (Ctrl-C to stop)"

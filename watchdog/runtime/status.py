@@ -150,14 +150,14 @@ def unknown_cause(health: Health | None, positions: tuple[dict[str, Any], ...]) 
 
 def read_status(url: str, account: str, *, socket_timeout_s: float,
                 now_ms: int | None = None, sentinels: Sequence[str] = (),
-                sentinel_master: str = "") -> StatusReport:
+                sentinel_master: str = "", cluster: bool = False) -> StatusReport:
     """Read every key ``status`` shows; a Redis failure is a ``down`` report, not an exception."""
     keys = AccountKeys(account)
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    if sentinels:
+    if sentinels or cluster:
         client = connect_sync(url, socket_timeout_s=socket_timeout_s,
                               client_name="position-watchdog-status", sentinels=sentinels,
-                              sentinel_master=sentinel_master)
+                              sentinel_master=sentinel_master, cluster=cluster)
     else:
         client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
                                       socket_connect_timeout=socket_timeout_s, decode_responses=True)

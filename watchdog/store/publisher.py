@@ -132,11 +132,11 @@ class RedisPublisher:
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
                  events_maxlen: int, veto_max_age_ms: int, socket_timeout_s: float,
                  lead_ttl_ms: int = 1500, sentinels: Sequence[str] = (),
-                 sentinel_master: str = "") -> RedisPublisher:
+                 sentinel_master: str = "", cluster: bool = False) -> RedisPublisher:
         """Build the client (explicit retry policy, see ``connection.py``; Sentinel when
         ``sentinels`` are given) and the publisher."""
         client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog",
-                         sentinels=sentinels, sentinel_master=sentinel_master)
+                         sentinels=sentinels, sentinel_master=sentinel_master, cluster=cluster)
         return cls(client, account=account, health_ttl_ms=health_ttl_ms, closed_ttl_s=closed_ttl_s,
                    events_maxlen=events_maxlen, veto_max_age_ms=veto_max_age_ms, url=url,
                    lead_ttl_ms=lead_ttl_ms)
@@ -424,6 +424,13 @@ class RedisPublisher:
 
     async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
         """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
+        if isinstance(self._redis, redis.asyncio.RedisCluster):
+            # Every call of a batch is in the account's slot: the cluster pipeline sends them to
+            # that slot's primary in one round trip (and follows MOVED/ASK after a failover).
+            cpipe = self._redis.pipeline()
+            for name, keys, args in calls:
+                cpipe.evalsha(_SHAS[name], len(keys), *keys, *args)  # type: ignore[arg-type]
+            return list(await cpipe.execute(raise_on_error=False))
         if _pack is None:  # pragma: no cover - hiredis is in the fast extra
             pipe = self._redis.pipeline(transaction=False)
             for name, keys, args in calls:
