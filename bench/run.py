@@ -54,6 +54,8 @@ KEYS: list[tuple[str, str, str, float, str]] = [
      "Redis event, p95", "ms", 300, "lower"),
     ("rss_mb", "daemon RSS, 300 symbols tracked", "MB", 60, "lower"),
     ("idle_cpu_pct", "daemon idle CPU", "%", 1.0, "lower"),
+    ("ha_failover_p50_ms", "HA: kill -9 of the leader → allow again, p50", "ms", 0, "info"),
+    ("ha_failover_p95_ms", "HA: kill -9 of the leader → allow again, p95", "ms", 2000, "lower"),
 ]
 
 
@@ -127,6 +129,17 @@ def section_detection(trials: int, steady_s: float) -> dict[str, Any]:
             "trials_weight_per_min": out["weight_per_min"], "steady_s": out["steady_s"]}
 
 
+def section_ha(kills: int) -> dict[str, Any]:
+    """bench/ha.py in its own process (its own Redis, simulator and daemons): failover time
+    over ``kills`` kill -9 of the leader, two instances, defaults (docs/HA.md)."""
+    done = subprocess.run([PYTHON, str(HERE / "ha.py"), "--kills", str(kills), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"ha.py failed:\n{done.stderr[-1500:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     load_start = round(os.getloadavg()[0], 2)
@@ -146,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                                 account=ACCOUNT))),
             ("footprint", lambda: details.__setitem__("footprint", sections.footprint(
                 rs.url, idle_s=args.idle_s, account=ACCOUNT))),
+            ("ha", lambda: details.__setitem__("ha", section_ha(args.ha_kills))),
         ]
         for name, step in steps:
             if (args.only and name not in args.only) or (name == "detection_e2e" and args.no_e2e):
@@ -187,6 +201,8 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
         "trigger_detection_p95_ms": get("trigger_detection", "p95_ms"),
         "rss_mb": get("footprint", "rss_mb"),
         "idle_cpu_pct": get("footprint", "idle_cpu_pct"),
+        "ha_failover_p50_ms": get("ha", "p50_ms"),
+        "ha_failover_p95_ms": get("ha", "p95_ms"),
     }
 
 
@@ -234,6 +250,13 @@ def table(result: dict[str, Any]) -> str:
         rows.append(f"| ccxt.pro watch_positions (publishes nothing; age on handling) | "
                     f"{_fmt(c['events_per_s'])} | {c['p50_ms']} ms | {c['p99_ms']} ms | — | — |")
     rows += _detection_rows(d)
+    if d.get("ha"):
+        h = d["ha"]
+        rows += ["", f"HA (bench/ha.py): {h['kills']} kill -9 of the leader, {h['instances']} "
+                 f"instances, lead_ttl_ms {h['lead_ttl_ms']}: allow again p50 {h['p50_ms']} ms, "
+                 f"p95 {h['p95_ms']} ms, max {h['max_ms']} ms; REST weight/min of the leader "
+                 f"{h['leader_weight_1m']}, of a standby {h['standby_weight_1m_design']} by "
+                 f"design (docs/HA.md)."]
     m = result["machine"]
     rows += ["", f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}; load average "
              f"{m['loadavg_start']} → {m['loadavg_end']}; whole run {result['elapsed_s']} s."]
@@ -304,7 +327,9 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle CPU window")
     parser.add_argument("--only", nargs="*",
                         choices=["ingest", "peer", "veto", "detection", "detection_e2e",
-                                 "trigger_detection", "footprint"])
+                                 "trigger_detection", "footprint", "ha"])
+    parser.add_argument("--ha-kills", type=int, default=10,
+                        help="kill -9 trials of the HA failover section (bench/ha.py)")
     parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
                         "proposed patch applied); default: this one")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")

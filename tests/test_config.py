@@ -234,3 +234,19 @@ def test_credentials_with_inner_whitespace_are_refused_without_echoing_them() ->
         load_credentials({"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": "abc def" + SECRET})
     assert info.value.key == "api_secret"
     assert SECRET not in str(info.value)
+
+
+def test_sentinels_are_host_port_strings_and_come_with_a_master_name() -> None:
+    config = parse_config({"redis": {"sentinels": ["10.0.0.1:26379", "[::1]:26380"],
+                                     "sentinel_master": "wd"}}, "cfg.toml")
+    assert config.redis.sentinels == ("10.0.0.1:26379", "[::1]:26380")
+    assert config.redis.client_options() == {"sentinels": config.redis.sentinels,
+                                             "sentinel_master": "wd", "cluster": False}
+    assert "exclude each other" in str(error_for({"redis": {
+        "sentinels": ["10.0.0.1:26379"], "sentinel_master": "wd", "cluster": True}}))
+    assert "host:port" in str(error_for({"redis": {"sentinels": ["10.0.0.1"],
+                                                   "sentinel_master": "wd"}}))
+    assert "list of strings" in str(error_for({"redis": {"sentinels": "10.0.0.1:26379",
+                                                         "sentinel_master": "wd"}}))
+    assert "go together" in str(error_for({"redis": {"sentinels": ["10.0.0.1:26379"]}}))
+    assert "go together" in str(error_for({"redis": {"sentinel_master": "wd"}}))

@@ -153,7 +153,8 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
     try:
         cfg = load_config(config_path)
         verdict = check_position(cfg.redis.url, cfg.redis.account, symbol.upper(), side.upper(),
-                                 max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s)
+                                 max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s,
+                                 **cfg.redis.client_options())
     except ConfigError as exc:
         _echo_config_error(exc)
         sys.exit(2)
@@ -280,9 +281,10 @@ def status_command(as_json: bool, config_path: str | None) -> None:
         from watchdog.runtime.live import status_frames, watch
 
         sys.exit(watch(status_frames(config.redis.url, config.redis.account, as_json=as_json,
-                                     socket_timeout_s=config.redis.socket_timeout_s), ansi=not as_json))
+                                     socket_timeout_s=config.redis.socket_timeout_s,
+                                     **config.redis.client_options()), ansi=not as_json))
     report = read_status(config.redis.url, config.redis.account,
-                         socket_timeout_s=config.redis.socket_timeout_s)
+                         socket_timeout_s=config.redis.socket_timeout_s, **config.redis.client_options())
     click.echo(json.dumps(report.to_json(), separators=(",", ":")) if as_json else render_text(report))
     sys.exit(report.exit_code)
 
@@ -322,8 +324,14 @@ def events(follow: bool, count: int, as_json: bool, config_path: str | None) -> 
     keys = AccountKeys(config.redis.account)
     timeout_s = config.redis.socket_timeout_s
     # The read timeout outlasts XREAD's 1 s block.
-    client = redis.Redis.from_url(config.redis.url, decode_responses=True, socket_timeout=timeout_s + 1.0,
-                                  socket_connect_timeout=timeout_s)
+    if config.redis.sentinels or config.redis.cluster:
+        from poswatch.connection import connect_sync
+
+        client = connect_sync(config.redis.url, socket_timeout_s=timeout_s + 1.0,
+                              client_name="position-watchdog-events", **config.redis.client_options())
+    else:
+        client = redis.Redis.from_url(config.redis.url, decode_responses=True,
+                                      socket_timeout=timeout_s + 1.0, socket_connect_timeout=timeout_s)
     show = event_json if as_json else event_line
 
     def outage(exc: Exception | None) -> None:

@@ -106,6 +106,21 @@ class RedisConfig:
     events_maxlen: int = _key(10000, ge=100, le=10_000_000)
     closed_ttl_s: int = _key(86400, ge=1, le=30 * 86400)
     socket_timeout_s: float = _key(2.0, gt=0, le=60)
+    # The account's leader lease (docs/HA.md): renewed every third of it; a standby takes over
+    # about this long after a leader died. 1500 ms keeps takeover under 2 s p95.
+    lead_ttl_ms: int = _key(1500, ge=300, le=60_000)
+    # Redis Sentinel (docs/HA.md): the sentinels as "host:port"; the master is then found by
+    # name and followed after a failover (the url gives credentials, db and TLS only).
+    sentinels: tuple[str, ...] = _key((), pattern=r"\[?[A-Za-z0-9._:-]+\]?:[0-9]{1,5}")
+    sentinel_master: str = _key("", pattern=r"[A-Za-z0-9._-]{0,64}")
+    # Redis Cluster: url names one startup node; every key of an account is in one slot.
+    cluster: bool = _key(False)
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments every Redis client of this config takes (Sentinel, Cluster or
+        a plain server)."""
+        return {"sentinels": self.sentinels, "sentinel_master": self.sentinel_master,
+                "cluster": self.cluster}
 
     def __repr__(self) -> str:
         parts = ", ".join(
@@ -292,6 +307,13 @@ def _check_value(path: str, section: str, key: str, kind: type, value: Any,
         value = float(value)
         if not math.isfinite(value):
             raise fail(f"expected a finite number, got {shown}")
+    elif typing.get_origin(kind) is tuple:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise fail(f"expected a list of strings, got {shown} ({_type_name(value)})")
+        bad = [item for item in value if meta["pattern"] and not re.fullmatch(meta["pattern"], item)]
+        if bad:
+            raise fail(f"expected host:port entries, got {_show(bad[0])}" + _why(meta))
+        return tuple(value)
     elif kind is str:
         if not isinstance(value, str):
             raise fail(f"expected a string, got {shown} ({_type_name(value)})")
@@ -392,6 +414,13 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           (("redis", "heartbeat_interval_s"), ("redis", "health_ttl_ms")), "redis", "health_ttl_ms",
           f"must exceed heartbeat_interval_s ({r.heartbeat_interval_s:g} s), "
           f"or health expires between heartbeats; got {r.health_ttl_ms} ms")
+    check(bool(r.sentinels) == bool(r.sentinel_master),
+          (("redis", "sentinels"), ("redis", "sentinel_master")), "redis", "sentinel_master",
+          "sentinels and sentinel_master go together: give both (Redis Sentinel) or neither; got "
+          f"{len(r.sentinels)} sentinel(s) and master {r.sentinel_master!r}")
+    check(not (r.cluster and r.sentinels), (("redis", "cluster"), ("redis", "sentinels")),
+          "redis", "cluster", "cluster = true and sentinels exclude each other: a Redis Cluster "
+          "fails over by itself")
     check(config.veto.max_age_ms <= config.core.max_age_ms,
           (("veto", "max_age_ms"), ("core", "max_age_ms")), "veto", "max_age_ms",
           f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "

@@ -15,7 +15,8 @@ and chained with ``raise … from exc``. ``cli.py`` is the only place they becom
     │   │   └── AuthenticationFailed  401 / -2015 / -2014 / -1022 → exit 77 at startup; degraded after
     │   └── WireFormatError         payload broke our expectations (bug or API change)
     ├── StoreError
-    │   └── StoreUnavailable        Redis connect/timeout
+    │   ├── StoreUnavailable        Redis connect/timeout
+    │   └── Fenced                  a write refused by the fencing token: this instance no longer leads
     └── InvariantViolation          "this should never happen" → exit 70 (EX_SOFTWARE)
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "ExchangeError",
     "ExchangeRejected",
     "ExchangeUnavailable",
+    "Fenced",
     "InvariantViolation",
     "OutcomeUnknown",
     "StoreError",
@@ -140,6 +142,11 @@ class StoreError(WatchdogError):
 
 class StoreUnavailable(StoreError):
     """Redis could not be reached or timed out."""
+
+
+class Fenced(StoreError):
+    """Redis refused a write: its fencing token is not the account's (another instance leads,
+    or Redis lost the fence). The instance steps down at once (docs/HA.md)."""
 
 
 class InvariantViolation(WatchdogError):

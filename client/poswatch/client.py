@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -101,8 +101,12 @@ class WatchdogClient:
     @classmethod
     def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
                  socket_timeout_s: float = 0.5, default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
-                 client_name: str = "watchdog-client") -> WatchdogClient:
-        client = connect_sync(url, socket_timeout_s=socket_timeout_s, client_name=client_name)
+                 client_name: str = "watchdog-client", sentinels: Sequence[str] = (),
+                 sentinel_master: str = "", cluster: bool = False) -> WatchdogClient:
+        """``sentinels`` (``["host:port", …]``) and ``sentinel_master``: follow the master
+        Redis Sentinel names (the URL then gives credentials and db only)."""
+        client = connect_sync(url, socket_timeout_s=socket_timeout_s, client_name=client_name,
+                              sentinels=sentinels, sentinel_master=sentinel_master, cluster=cluster)
         return cls(client, account, max_age_ms=max_age_ms, default_lease_ttl_ms=default_lease_ttl_ms)
 
     def close(self) -> None:
@@ -268,8 +272,11 @@ class AsyncWatchdogClient:
     @classmethod
     def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
                  socket_timeout_s: float = 0.5, default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
-                 client_name: str = "watchdog-client") -> AsyncWatchdogClient:
-        client = connect(url, socket_timeout_s=socket_timeout_s, client_name=client_name, retries=1)
+                 client_name: str = "watchdog-client", sentinels: Sequence[str] = (),
+                 sentinel_master: str = "", cluster: bool = False) -> AsyncWatchdogClient:
+        """As :meth:`WatchdogClient.from_url` (Sentinel included)."""
+        client = connect(url, socket_timeout_s=socket_timeout_s, client_name=client_name, retries=1,
+                         sentinels=sentinels, sentinel_master=sentinel_master, cluster=cluster)
         return cls(client, account, max_age_ms=max_age_ms, default_lease_ttl_ms=default_lease_ttl_ms)
 
     async def close(self) -> None:
@@ -383,7 +390,9 @@ class AsyncWatchdogClient:
 
 
 def check_position(url: str, account: str, symbol: str, side: str = "BOTH", *,
-                   max_age_ms: int | None = None, socket_timeout_s: float = 2.0) -> Verdict:
+                   max_age_ms: int | None = None, socket_timeout_s: float = 2.0,
+                   sentinels: Sequence[str] = (), sentinel_master: str = "",
+                   cluster: bool = False) -> Verdict:
     """One-shot read-only verdict (``position-watchdog check``); unreachable Redis → ``watchdog_down``.
 
     Raises:
@@ -392,7 +401,8 @@ def check_position(url: str, account: str, symbol: str, side: str = "BOTH", *,
     protocol = VetoCalls(account, max_age_ms)
     protocol.check(symbol, side)  # validates before connecting
     client = WatchdogClient.from_url(url, account, max_age_ms=max_age_ms, socket_timeout_s=socket_timeout_s,
-                                     client_name="position-watchdog-check")
+                                     client_name="position-watchdog-check", sentinels=sentinels,
+                                     sentinel_master=sentinel_master, cluster=cluster)
     try:
         return client.check(symbol, side)
     finally:

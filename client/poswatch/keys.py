@@ -11,7 +11,10 @@ several keys at once, stay legal in Redis Cluster (all keys of one call live in 
     wd:v1:{ACCOUNT}:pos:SYMBOL:SIDE      hash    the published position (state, amt, version, …)
     wd:v1:{ACCOUNT}:positions            set     members "SYMBOL:SIDE" of every published position
     wd:v1:{ACCOUNT}:health               hash    watchdog heartbeat; PEXPIRE health_ttl_ms; missing = down
-    wd:v1:{ACCOUNT}:epoch                string  heartbeat token: missing/foreign = Redis lost our data
+    wd:v1:{ACCOUNT}:epoch                string  (before HA, no longer written) heartbeat token
+    wd:v1:{ACCOUNT}:leader               string  the leader's instance id; PX lead_ttl_ms (docs/HA.md)
+    wd:v1:{ACCOUNT}:fence                string  the leader's fencing token (integer, checked by every write)
+    wd:v1:{ACCOUNT}:instances            zset    running instances (leader, standbys) by expiry ms
     wd:v1:{ACCOUNT}:events               stream  bounded (MAXLEN ~ events_maxlen) event log
     wd:v1:{ACCOUNT}:events               channel pub/sub twin of the stream (same name, other namespace)
     wd:v1:{ACCOUNT}:lease:SYMBOL:SIDE    hash    the veto lease on one position (fencing token, holder, …)
@@ -159,6 +162,18 @@ class AccountKeys:
     @property
     def epoch(self) -> str:
         return f"{self.prefix}:epoch"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}:leader"
+
+    @property
+    def fence(self) -> str:
+        return f"{self.prefix}:fence"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.prefix}:instances"
 
     @property
     def events(self) -> str:

@@ -79,3 +79,32 @@ def test_member_round_trips_through_the_daemons_position_key(symbol: str, side: 
 def test_a_lease_member_written_by_a_bot_is_read_leniently(text: str, expected: set[tuple[str, str]]) -> None:
     assert lease_member_positions(text) == expected
     assert parse_lease_member(text) == {PositionKey(Symbol(s), PositionSide(x)) for s, x in expected}
+
+
+def test_sentinel_addresses_parse_or_name_the_bad_entry() -> None:
+    import pytest
+
+    from poswatch.connection import parse_sentinels
+
+    assert parse_sentinels(["127.0.0.1:26379", "[::1]:26380", "redis-s1:1"]) == [
+        ("127.0.0.1", 26379), ("::1", 26380), ("redis-s1", 1)]
+    for bad in ("127.0.0.1", ":26379", "host:0", "host:65536", "host:port"):
+        with pytest.raises(ValueError, match="host:port"):
+            parse_sentinels([bad])
+
+
+def test_every_key_of_an_account_lives_in_one_cluster_hash_slot() -> None:
+    """Redis Cluster runs a script only when all its keys share a slot: the {ACCOUNT} tag does
+    it for every key the watchdog and the bots touch, the HA keys included (docs/HA.md)."""
+    from redis.crc import key_slot
+
+    from poswatch.keys import AccountKeys
+
+    for account in ("main", "sub-1", "a_b"):
+        k = AccountKeys(account)
+        p = k.of_member("BTCUSDT:BOTH")
+        names = [k.health, k.epoch, k.events, k.positions, k.lease_seq, k.leases, k.windows,
+                 k.leader, k.fence, k.instances, p.position, p.lease, p.reaping,
+                 k.of_member("ETHUSDT_250328:SHORT").position]
+        slots = {key_slot(name.encode()) for name in names}
+        assert slots == {key_slot(account.encode())}, (account, slots)

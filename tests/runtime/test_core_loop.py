@@ -74,6 +74,7 @@ async def store(redis_url: str) -> AsyncIterator[RedisPublisher]:
     pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=1.0)
     await pub.start()
+    assert await pub.acquire()  # the only instance: it leads
     yield pub
     await pub.close()
 

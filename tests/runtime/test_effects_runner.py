@@ -52,6 +52,7 @@ async def store(redis_url: str) -> AsyncIterator[RedisPublisher]:
     pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3)
     await pub.start()
+    assert await pub.acquire()  # the only instance: it leads
     yield pub
     await pub.close()
 
@@ -110,6 +111,9 @@ async def test_redis_outage_defers_then_recover_writes_everything(
         assert not await runner.recover(), "Redis is still down"
     finally:
         redis_server.start()
+    # As run_heartbeat does: the beat first (Redis lost the fence with the rest: lead again,
+    # republish the held views, docs/HA.md), then what the runner deferred.
+    assert await store.heartbeat({})
     assert await runner.recover()
     assert not runner.store_down
     assert vitals.store_error == ""
@@ -130,6 +134,9 @@ async def test_a_firing_marker_is_deferred_during_an_outage_and_written_after_it
         assert runner.store_down
     finally:
         redis_server.start()
+    # As run_heartbeat does: the beat first (Redis lost the fence with the rest: lead again,
+    # republish the held views, docs/HA.md), then what the runner deferred.
+    assert await store.heartbeat({})
     assert await runner.recover()
     fields = await read(redis_url, "HGETALL", KEYS.position(KEY))
     assert fields["state"] == "open"

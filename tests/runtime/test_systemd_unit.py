@@ -84,3 +84,48 @@ def test_security_exposure_is_at_most_1_5() -> None:
     match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, match.group(0)
+
+
+# ---------------------------------------------------------------- the template (one per config)
+
+TEMPLATE = ROOT / "systemd" / "position-watchdog@.service"
+_PER_INSTANCE = ("Description", "ExecStart", "LoadCredential")
+
+
+def test_template_is_the_unit_with_per_instance_paths_only() -> None:
+    unit, template = settings(UNIT), settings(TEMPLATE)
+    assert {k: v for k, v in template.items() if k not in _PER_INSTANCE} == \
+        {k: v for k, v in unit.items() if k not in _PER_INSTANCE}  # same contract and hardening
+    assert template["ExecStart"] == [unit["ExecStart"][0].replace("config.toml", "%i.toml")]
+    assert sorted(template["LoadCredential"]) == [
+        "binance_api_key:/etc/position-watchdog/credentials/%i/binance_api_key",
+        "binance_api_secret:/etc/position-watchdog/credentials/%i/binance_api_secret"]
+
+
+def _instance(tmp_path: Path) -> str:
+    """The template as an instance unit systemd can verify (its binary replaced by a stand-in)."""
+    binary = tmp_path / "position-watchdog"
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    text = TEMPLATE.read_text().replace("/opt/position-watchdog/bin/position-watchdog", str(binary))
+    (tmp_path / "position-watchdog@.service").write_text(text)
+    return "position-watchdog@acct1.service"
+
+
+@needs_analyze
+def test_systemd_analyze_verify_accepts_an_instance_of_the_template(tmp_path: Path) -> None:
+    result = analyze("verify", str(tmp_path / _instance(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+
+
+@needs_analyze
+def test_template_security_exposure_is_the_units(tmp_path: Path) -> None:
+    name = _instance(tmp_path)
+    exposures = []
+    for cwd, unit in ((UNIT.parent, UNIT.name), (tmp_path, str(tmp_path / name))):
+        result = analyze("security", "--offline=true", unit, cwd=cwd)
+        match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
+        assert match, result.stdout[-2000:] + result.stderr
+        exposures.append(float(match.group(1)))
+    assert exposures[1] == exposures[0] <= MAX_EXPOSURE, exposures

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from poswatch.client import WatchdogClient
-from tests.support.store import ACCOUNT, make_view
+from tests.support.store import ACCOUNT, make_view, take_lead
 from tests.support.waiting import eventually_sync
 from watchdog.store.connection import validate_redis_url
 from watchdog.store.publisher import RedisPublisher
@@ -60,6 +60,7 @@ async def test_unix_socket(unix_url: str) -> None:
     pub = RedisPublisher.from_url(unix_url, account=ACCOUNT, health_ttl_ms=5_000, closed_ttl_s=60,
                                   events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=2.0)
     await pub.start()
+    await take_lead(pub)
     await pub.heartbeat({"stream": "live"})
     await pub.publish(make_view(version=1, verified_ms=int(time.time() * 1000)))
     await pub.close()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, make_view, position_key, take_lead
 from watchdog.client import AsyncWatchdogClient, Vetoed
 from watchdog.core.effects import Firing, MarkFiring, Publish
 from watchdog.core.model import OrderId, PositionState
@@ -107,6 +107,7 @@ async def test_a_marker_left_by_an_earlier_run_is_cleared_by_the_next_runs_first
                                         closed_ttl_s=60, events_maxlen=1000,
                                         veto_max_age_ms=5_000, socket_timeout_s=2.0)
     await restarted.start()
+    await take_lead(restarted)
     try:
         await restarted.run_many([Publish(make_view(BTC, version=7, verified_ms=now_ms())),
                                   Publish(make_view(position_key("ETHUSDT"), version=7,

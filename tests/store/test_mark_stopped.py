@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis.asyncio
 
 from poswatch.client import AsyncWatchdogClient
-from tests.support.store import ACCOUNT, make_view
+from tests.support.store import ACCOUNT, make_view, take_lead
+from watchdog.errors import Fenced
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
@@ -44,6 +46,7 @@ async def test_stop_leaves_another_instances_health_alone(redis_url: str, publis
                                     closed_ttl_s=60, events_maxlen=1000, veto_max_age_ms=5_000,
                                     socket_timeout_s=2.0)
     await newer.start()
+    await take_lead(newer)
     try:
         await newer.heartbeat({"stream": "live"})  # a second watchdog took the account over
         events_before = await rclient.xlen(KEYS.events)
@@ -56,8 +59,9 @@ async def test_stop_leaves_another_instances_health_alone(redis_url: str, publis
 
 async def test_a_start_after_a_clean_stop_is_no_other_watchdog(redis_url: str,
                                                                publisher: RedisPublisher) -> None:
-    """The epoch token the stopped instance left behind is the previous run's, not a second
-    watchdog's: no ERROR on every restart. A real second writer is still reported."""
+    """The fence the stopped instance left behind is the previous run's, not a second
+    watchdog's: no ERROR on every restart. A second instance that takes the lead makes the
+    first one step down, loudly (docs/HA.md)."""
     from loguru import logger
 
     lines: list[str] = []
@@ -73,18 +77,22 @@ async def test_a_start_after_a_clean_stop_is_no_other_watchdog(redis_url: str,
         assert await publisher.mark_stopped() == "removed"
         restarted = another()
         await restarted.start()
+        await take_lead(restarted)
         try:
             await restarted.heartbeat({"stream": "live"})
             await restarted.heartbeat({"stream": "live"})
-            assert not [line for line in lines if "another watchdog" in line], lines
+            assert not [line for line in lines if "stepping down" in line], lines
             second = another()  # now a real second writer on the same account
             await second.start()
+            await take_lead(second)
             try:
                 await second.heartbeat({"stream": "live"})
-                await restarted.heartbeat({"stream": "live"})
+                with pytest.raises(Fenced):
+                    await restarted.heartbeat({"stream": "live"})
             finally:
                 await second.close()
-            assert [line for line in lines if line.startswith("ERROR another watchdog")], lines
+            assert not restarted.leading
+            assert [line for line in lines if line.startswith("ERROR stepping down")], lines
         finally:
             await restarted.close()
     finally:

@@ -8,7 +8,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, make_view, position_key, take_lead
 from watchdog.core.model import PositionState
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
@@ -23,6 +23,7 @@ async def _publish_all(url: str, facts: list[tuple[int, PositionState]], concurr
                                   events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=5.0)
     views = [make_view(KEY, state=state, version=version, verified_ms=1_700_000_000_000 + version)
              for version, state in facts]
+    await take_lead(pub)
     try:
         if concurrent:
             await asyncio.gather(*(pub.publish(v) for v in views))

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 
 from tests.support.redis_server import RedisServer, dead_redis_url
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, as_leader, make_view, position_key, take_lead
 from tests.support.waiting import eventually
 from watchdog.core.effects import Notify, RaiseAlert, Retract
 from watchdog.core.model import PositionState
@@ -154,7 +154,7 @@ async def test_redis_restart_republishes_within_one_heartbeat(
     await publisher.publish(make_view(key_a, version=4, verified_ms=now_ms()))
     await publisher.publish(make_view(key_b, version=2, verified_ms=now_ms()))
     await publisher.retract(key_b, "snapshot_failed")
-    assert await publisher.heartbeat({"stream": "live"})   # the first beat always republishes
+    assert not await publisher.heartbeat({"stream": "live"})  # it leads: nothing was lost
     assert not await publisher.heartbeat({"stream": "live"})
     redis_server.restart()
     assert await publisher.heartbeat({"stream": "live"})
@@ -179,6 +179,7 @@ async def test_unreachable_redis_is_store_unavailable(redis_server: RedisServer)
     pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=1000,
                                   closed_ttl_s=1, events_maxlen=10, veto_max_age_ms=1000,
                                   socket_timeout_s=0.2)
+    as_leader(pub)
     with pytest.raises(StoreUnavailable, match=re.escape(url.removesuffix("/0"))):
         await pub.publish(make_view(version=1, verified_ms=now_ms()))
     await pub.close()
@@ -192,6 +193,7 @@ async def test_failed_write_is_rewritten_by_the_next_heartbeat(redis_url: str,
     pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=5_000, closed_ttl_s=60,
                                   events_maxlen=100, veto_max_age_ms=5_000, socket_timeout_s=2.0)
     await pub.start()
+    await take_lead(pub)
     await pub.publish(make_view(version=1, verified_ms=now_ms()))
     await pub.heartbeat({})
     await r.acl_deluser("wd")                      # disconnects the publisher; it cannot log in again

@@ -18,15 +18,16 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from tests.support.store import ACCOUNT, position_key
 from watchdog.store.keys import AccountKeys
-from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 K = AccountKeys(ACCOUNT)
 P = K.of(position_key("BTCUSDT"))
 M = P.member
 LEASE_TTL_MAX_MS = 600_000
 LINGER_MS = 60_000
+FENCE = "7"  # the fencing token base_state gives the watchdog (instance "inst")
 
 
 def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
@@ -37,18 +38,26 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
                   [M, "bot-2", "5000", "", K.channel, K.health, P.position, P.reaping]),
         "confirm": ([P.lease, K.events], [M, "1", "", K.channel, K.health, P.position]),
         "end": ([P.lease, K.leases, K.windows, K.events], [M, "1", "ok", K.channel, K.health]),
-        "publish_position": ([P.position, K.positions, P.lease, K.leases, K.events, K.health],
+        "publish_position": ([P.position, K.positions, P.lease, K.leases, K.events, K.health,
+                              K.fence],
                              [M, "5", "closed", "confirmed", "0", "0", "rest", str(now), str(now),
-                              "", "60000", K.channel, "BTCUSDT", "BOTH", "1"]),
-        "retract_position": ([P.position, K.positions], [M, "stream_lost", "5", "BTCUSDT", "BOTH"]),
-        "revoke_lease": ([P.lease, K.leases, K.events, K.health], [M, "operator", K.channel]),
+                              "", "60000", K.channel, "BTCUSDT", "BOTH", "1", FENCE]),
+        "retract_position": ([P.position, K.positions, K.fence],
+                             [M, "stream_lost", "5", "BTCUSDT", "BOTH", FENCE]),
+        "revoke_lease": ([P.lease, K.leases, K.events, K.health, K.fence],
+                         [M, "operator", K.channel, FENCE]),
         "leased": ([K.leases], []),
-        "heartbeat": ([K.health, K.epoch], ["5000", "", "tok:1", str(now), "stream", "live"]),
-        "emit_event": ([K.events, K.health], [K.channel, "kind", "alert", "code", "x"]),
-        "mark_stopped": ([K.health, K.events], ["inst", K.channel]),
-        "touch_verified": ([K.positions, K.leases, K.events, K.health, P.position, P.lease],
-                           ["60000", K.channel, M, "1", "2", str(now), "open"]),
-        "mark_firing": ([P.position], ["4000000017", "TRIGGERING", str(now), ""]),
+        "heartbeat": ([K.health, K.fence], ["5000", FENCE, str(now), "stream", "live"]),
+        "emit_event": ([K.events, K.health, K.fence], [K.channel, FENCE, "kind", "alert", "code", "x"]),
+        "mark_stopped": ([K.health, K.events, K.fence, K.leader, K.instances],
+                         ["inst", K.channel, FENCE]),
+        "touch_verified": ([K.positions, K.leases, K.events, K.health, K.fence, P.position, P.lease],
+                           ["60000", K.channel, FENCE, M, "1", "2", str(now), "open"]),
+        "mark_firing": ([P.position, K.fence], ["4000000017", "TRIGGERING", str(now), "", FENCE]),
+        "mark_reaping": ([P.reaping, K.fence], [FENCE, "orphan_removal", "5000"]),
+        "acquire_lead": ([K.leader, K.fence, K.instances], ["inst-2", "1500", "4500"]),
+        "renew_lead": ([K.leader, K.fence, K.instances], ["inst", FENCE, "1500", "4500"]),
+        "resign_lead": ([K.leader, K.instances], ["inst-2"]),
     }
 
 
@@ -100,12 +109,14 @@ def base_state(r: redis.Redis) -> None:
     r.flushall()
     now = int(time.time() * 1000)
     calls = valid_calls(now)
-    evalsha(r, "heartbeat", calls["heartbeat"][0], ["60000", "", "tok:0", str(now), "stream", "live",
+    r.set(K.fence, FENCE)
+    r.set(K.leader, "inst", px=600_000)
+    evalsha(r, "heartbeat", calls["heartbeat"][0], ["60000", FENCE, str(now), "stream", "live",
                                                    "veto_max_age_ms", "5000"])
     publish_keys = calls["publish_position"][0]
     evalsha(r, "publish_position", publish_keys,
             [M, "1", "open", "confirmed", "0.010", "100.5", "stream", str(now), str(now), "",
-             "60000", K.channel, "BTCUSDT", "BOTH", "0"])
+             "60000", K.channel, "BTCUSDT", "BOTH", "0", FENCE])
     assert evalsha(r, "begin", calls["begin"][0],
                    [M, "bot-1", "60000", "", K.channel, K.health, P.position, P.reaping])[0] == 1
 
@@ -153,7 +164,8 @@ def test_garbage_is_refused_cleanly_by_every_script(r: redis.Redis, name: str) -
         except redis.ResponseError as exc:
             outcomes.append("refused")
             message = str(exc)
-            assert message.startswith("bad "), message   # one clear line, naming the argument
+            # one clear line, naming the argument (or the fencing token a garbled call carried)
+            assert message.startswith(("bad ", "FENCED ")), message
             assert dataset(r) == before, f"{name} wrote before refusing: {message}"
         assert_no_poison(r)
 

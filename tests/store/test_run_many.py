@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio
 
 from tests.support.redis_server import dead_redis_url
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, as_leader, make_view, position_key, take_lead
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.errors import StoreUnavailable
 from watchdog.store.keys import AccountKeys
@@ -62,6 +62,7 @@ async def test_unreachable_redis_marks_positions_dirty() -> None:
     pub = RedisPublisher.from_url(dead_redis_url(), account=ACCOUNT, health_ttl_ms=1000,
                                   closed_ttl_s=60, events_maxlen=100, veto_max_age_ms=1000,
                                   socket_timeout_s=0.2)
+    as_leader(pub)
     key = position_key()
     with pytest.raises(StoreUnavailable):
         await pub.run_many([Publish(make_view(key, version=1, verified_ms=now_ms())),
@@ -75,6 +76,7 @@ async def test_a_stalled_batch_times_out_once_and_the_connection_is_not_reused(
     pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=1000, closed_ttl_s=60,
                                   events_maxlen=100, veto_max_age_ms=1000, socket_timeout_s=0.3)
     await pub.start()
+    await take_lead(pub)
     btc, eth = position_key("BTCUSDT"), position_key("ETHUSDT")
     await r.execute_command("CLIENT", "PAUSE", "1000", "ALL")  # Redis answers nobody meanwhile
     try:

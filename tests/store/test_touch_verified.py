@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio
 
 from poswatch.client import AsyncWatchdogClient
-from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
+from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key, take_lead
 from watchdog.core.effects import Notify, Publish
 from watchdog.core.model import PositionState, PositionView
 from watchdog.store.keys import AccountKeys
@@ -46,6 +46,7 @@ async def reference(redis_url: str) -> AsyncIterator[RedisPublisher]:
     pub = RedisPublisher.from_url(redis_url, account="ref", health_ttl_ms=10_000, closed_ttl_s=60,
                                   events_maxlen=1000, veto_max_age_ms=MAX_AGE_MS, socket_timeout_s=2.0)
     await pub.start()
+    await take_lead(pub)
     yield pub
     await pub.close()
 
@@ -53,6 +54,7 @@ async def reference(redis_url: str) -> AsyncIterator[RedisPublisher]:
 async def position(r: redis.asyncio.Redis, keys: AccountKeys, view: PositionView) -> dict[str, str]:
     stored = await r.hgetall(keys.position(view.key))
     stored.pop("updated_ms", None)  # Redis server time of the write
+    stored.pop("fence", None)  # each publisher leads its own account, with its own token
     return dict(stored)
 
 

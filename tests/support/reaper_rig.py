@@ -221,6 +221,7 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
                                         closed_ttl_s=600, events_maxlen=1000,
                                         veto_max_age_ms=5000, socket_timeout_s=2.0)
         await store.start()
+        assert await store.acquire()  # the only instance: it leads
         stack.push_async_callback(store.close)
         veto = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
         stack.push_async_callback(veto.close)

@@ -45,7 +45,20 @@ async def publisher(redis_url: str) -> AsyncIterator[RedisPublisher]:
     pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=HEALTH_TTL_MS, closed_ttl_s=60,
                                   events_maxlen=1000, veto_max_age_ms=MAX_AGE_MS, socket_timeout_s=2.0)
     await pub.start()
+    assert await pub.acquire()  # the only instance: it leads (docs/HA.md)
     try:
         yield pub
     finally:
         await pub.close()
+
+
+async def take_lead(pub: RedisPublisher) -> None:
+    """Make ``pub`` the account's leader as a restarted watchdog becomes it once the lease of
+    the run before has lapsed (deleted here instead of waited out)."""
+    await pub._redis.delete(pub.keys.leader)
+    assert await pub.acquire()
+
+
+def as_leader(pub: RedisPublisher) -> None:
+    """``pub`` believes it leads (fence 1) without asking Redis: for tests of unreachable Redis."""
+    pub._fence = 1

@@ -50,6 +50,7 @@ from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.lead_task import run_lead
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
 from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
@@ -112,11 +113,15 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         store = RedisPublisher.from_url(
             r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
             events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
-            socket_timeout_s=r.socket_timeout_s)
+            socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms, **r.client_options())
         stack.push_async_callback(store.close)
 
         async def start() -> None:
             await store.start()
+            # The lead at once when free (one instance: always, unless its own crashed run's
+            # lease still runs, for at most lead_ttl_ms); else a hot standby (docs/HA.md).
+            if not await store.acquire():
+                logger.info("standby: {} leads account {}", store.leader, r.account)
             # Closed while we were down → published closed, and told (position_closed, while_down).
             published = await store.published_keys()
             book.expect(published, await store.last_shown(published))
@@ -144,7 +149,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         schedule = PollSchedule.from_config(b)
         orders = OrderBook()
         poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
-                        order_symbols=orders.symbols)
+                        order_symbols=orders.symbols, standby=lambda: not store.leading)
 
         def on_malformed(problem: str) -> None:
             # The frame may have carried a position change: ask REST now, not at the next poll.
@@ -161,7 +166,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                               reconnect_max_delay_s=b.reconnect_max_delay_s,
                               rotate_after_s=b.rotate_after_s)
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
-                            max_rest_lag_ms=config.core.max_rest_lag_ms)
+                            max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store)
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
@@ -178,12 +183,25 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         policy = canary_policy(config.stream)
         canary = None if policy is None else CanaryTask(
             rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
-            stream_live=lambda: book.stream_state == "live")
+            stream_live=lambda: book.stream_state == "live" and store.leading)
         observers = (poller.observe, *(() if canary is None else (canary.observe,)),
                      *(() if metrics is None else (metrics.observe_event,)))
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
                         observers=observers, triggers=triggers)
+
+        async def take_over() -> None:
+            # Positions an earlier leader published that this instance never saw (it started
+            # after they closed): tracked now, as at a restart, so the positions read below
+            # publishes them and tells a change (core/book.py rule 10).
+            published = await store.published_keys()
+            book.expect(published, await store.last_shown(published))
+            poller.take_over()
+            now_ms = clock.wall_ms()
+            done = await store.take_over(vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+            logger.info("took the lead of account {} (fence {}): republished {} position(s)",
+                        r.account, store.fence, done)
+
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
@@ -193,6 +211,9 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
+            "lead": run_lead(store, take_over, clock, timeout_s=4 * r.socket_timeout_s,
+                             on_other_leader=lambda leader: runner.drop_deferred(
+                                 f"{leader} leads account {r.account} now")),
             "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
         if canary is not None:
@@ -271,8 +292,9 @@ async def _mark_stopped(store: RedisPublisher, *, timeout_s: float) -> None:
                        "the health hash expires", str(exc) or f"timed out after {timeout_s:.1f}s")
         return
     if outcome == "other":
-        logger.warning("health hash left alone: another watchdog writes this account; check "
-                       "[redis] account on every host")
+        logger.info("health hash left alone: another instance leads this account now")
+    elif outcome == "standby":
+        logger.info("standby stopped: unregistered, nothing else to remove")
     else:
         logger.info("marked stopped in Redis (health hash {}): bots now get watchdog_down", outcome)
 

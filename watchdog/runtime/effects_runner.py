@@ -33,7 +33,7 @@ from watchdog.core.effects import (
     Retract,
 )
 from watchdog.core.model import PositionKey
-from watchdog.errors import StoreUnavailable
+from watchdog.errors import Fenced, StoreUnavailable
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
@@ -125,6 +125,8 @@ class EffectsRunner:
                 if self._observer is not None:
                     self._observer.store_written(time.perf_counter() - started)
                 return True
+            except Fenced:
+                return False  # no longer the leader (the publisher logged it and holds the views)
             except TimeoutError as exc:
                 raise_if_cancelling(exc)
                 error = StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s")
@@ -142,6 +144,11 @@ class EffectsRunner:
         """Write what was deferred while Redis was down; True when the store is writable again."""
         if not self._down:
             return True
+        if not self._store.leading:
+            # Stepped down during the outage (the lease lapsed): keep what was deferred until
+            # this instance leads again (the lead task takes the lease back at once when it is
+            # free), or drop it when another instance leads (``drop_deferred``).
+            return False
         # Positions first: a bot that reads an event checks the position next. Each effect is
         # taken out before the await: the core loop may defer a newer one for the same key
         # meanwhile, and that one must survive (it is written on the next pass).
@@ -184,6 +191,19 @@ class EffectsRunner:
         logger.info("redis writable again: deferred effects written")
         return True
 
+    def drop_deferred(self, why: str) -> None:
+        """Another instance leads: what this one deferred is not its to write any more (the
+        leader tells its own events; a takeover tells what bots missed, docs/HA.md)."""
+        if not self._down:
+            return
+        count = len(self._positions) + len(self._firing) + len(self._events)
+        self._positions.clear()
+        self._firing.clear()
+        self._events.clear()
+        self._down = False
+        self._vitals.store_result("")
+        logger.warning("dropped {} deferred write(s): {}", count, why)
+
     async def _write(self, effect: StoreEffect) -> None:
         if not self._down:
             try:
@@ -199,6 +219,8 @@ class EffectsRunner:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._store.run(effect)
+        except Fenced:
+            return  # no longer the leader: held by the publisher, republished if it leads again
         except TimeoutError as exc:
             raise_if_cancelling(exc)
             raise StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s") from exc

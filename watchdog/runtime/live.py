@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,13 +77,16 @@ def watch(render: Render, *, interval_s: float = 1.0, ansi: bool = True,
 
 
 def status_frames(url: str, account: str, *, socket_timeout_s: float, as_json: bool,
-                  interval_s: float = 1.0) -> Render:
+                  interval_s: float = 1.0, sentinels: Sequence[str] = (),
+                  sentinel_master: str = "", cluster: bool = False) -> Render:
     """One ``status`` per call, as the one-shot command prints it, under a line with the time."""
     from watchdog.runtime.status import read_status
     from watchdog.runtime.status_view import render_text
 
     def render() -> tuple[str, int]:
-        report = read_status(url, account, socket_timeout_s=socket_timeout_s)
+        report = read_status(url, account, socket_timeout_s=socket_timeout_s,
+                             sentinels=sentinels, sentinel_master=sentinel_master,
+                             cluster=cluster)
         if as_json:
             return json.dumps(report.to_json(), separators=(",", ":")), report.exit_code
         header = f"{utc(report.now_ms)[:-8]} UTC, every {interval_s:g} s (Ctrl-C to stop)"

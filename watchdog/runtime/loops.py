@@ -34,7 +34,7 @@ from watchdog.core.events import (
 from watchdog.core.firing import FiringWatch
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
-from watchdog.errors import InvariantViolation, StoreUnavailable
+from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 from watchdog.runtime.effects_runner import EffectsRunner
@@ -223,6 +223,8 @@ async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vi
                 vitals.store_result("")
                 if await runner.recover():
                     vitals.heartbeat_written = True
+        except Fenced:
+            pass  # no longer the leader (logged by the publisher); the lead task takes it again
         except (StoreUnavailable, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 raise_if_cancelling(exc)

@@ -129,7 +129,7 @@ async def _read_leases(config: Config) -> tuple[frozenset[PositionKey], str]:
     store = RedisPublisher.from_url(
         r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
         events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
-        socket_timeout_s=r.socket_timeout_s)
+        socket_timeout_s=r.socket_timeout_s, **r.client_options())
     try:
         await store.start()
         return await store.leased_symbols(), "ok"

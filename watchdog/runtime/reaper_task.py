@@ -90,6 +90,7 @@ __all__ = [
     "RESTORE_CLIENT_ID_PREFIX",
     "CancelResult",
     "Emit",
+    "LeadCheck",
     "Outcome",
     "ReadPositions",
     "ReaperSettings",
@@ -112,6 +113,16 @@ SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at 
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
+
+
+class LeadCheck(Protocol):
+    """Leadership as the reaper needs it (``RedisPublisher``): a belief for deciding, and a
+    proof in Redis (which also extends the lease) right before each cancel."""
+
+    @property
+    def leading(self) -> bool: ...
+
+    async def confirm_lead(self) -> bool: ...
 
 
 class ReaperStore(Protocol):
@@ -181,8 +192,10 @@ class ReaperTask:
 
     def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
                  config: ReaperSettings, *, read_positions: ReadPositions | None = None,
-                 lease_refresh_s: float = LEASE_REFRESH_S, max_rest_lag_ms: int = 2000) -> None:
+                 lease_refresh_s: float = LEASE_REFRESH_S, max_rest_lag_ms: int = 2000,
+                 lead: LeadCheck | None = None) -> None:
         self._exchange = exchange
+        self._lead = lead  # None: a single writer by construction (tests, the orphans CLI)
         self._store = store
         self._clock = clock
         self._enabled = config.enabled
@@ -219,6 +232,8 @@ class ReaperTask:
         """Decide at this Tick; ``now_ms`` (our wall clock) is replaced by Binance's clock."""
         if not self._enabled:
             return []
+        if self._lead is not None and not self._lead.leading:
+            return []  # a standby decides nothing: the leader reaps (docs/HA.md)
         if self._leased is None:
             return []  # leases unknown: a cancel could race the bot; the log says why (run)
         self._positions, self._orders = positions, orders
@@ -356,6 +371,9 @@ class ReaperTask:
         if self._sent_last_minute() >= self._policy.max_cancels_per_min:
             return self._done(olog, cancel, Outcome.ABORTED,
                               f"budget: {self._policy.max_cancels_per_min} cancels/min used")
+        if self._lead is not None and not await self._lead.confirm_lead():
+            return self._done(olog, cancel, Outcome.ABORTED,
+                              "not the leader any more (proven in Redis right before the cancel)")
         self._sent.append(self._clock.monotonic())
         sent_ms = self._exchange.exchange_time_ms()
         outcome, detail = await cancel_and_prove(self._exchange, cancel, olog)

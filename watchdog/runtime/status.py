@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis import exceptions as redis_errors
 
+from poswatch.connection import connect_sync
 from watchdog.core.model import PositionKey
 from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
@@ -54,6 +55,7 @@ class StatusReport:
     recent_events: tuple[dict[str, Any], ...] = field(default=())
     redis_error: str = ""
     unknown_cause: str = ""  # why positions are unknown, when some are ("" otherwise)
+    ha: dict[str, Any] = field(default_factory=dict)  # leader, fence, standbys (docs/HA.md)
 
     @property
     def exit_code(self) -> int:
@@ -99,6 +101,7 @@ class StatusReport:
             "recent_events": list(self.recent_events),
             "redis_error": self.redis_error or None,
             "unknown_cause": self.unknown_cause or None,
+            "ha": self.ha or None,
         }
 
 
@@ -152,14 +155,20 @@ def unknown_cause(health: Health | None, positions: tuple[dict[str, Any], ...]) 
 
 
 def read_status(url: str, account: str, *, socket_timeout_s: float,
-                now_ms: int | None = None) -> StatusReport:
+                now_ms: int | None = None, sentinels: Sequence[str] = (),
+                sentinel_master: str = "", cluster: bool = False) -> StatusReport:
     """Read every key ``status`` shows; a Redis failure is a ``down`` report, not an exception."""
     keys = AccountKeys(account)
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
-                                  socket_connect_timeout=socket_timeout_s, decode_responses=True)
+    if sentinels or cluster:
+        client = connect_sync(url, socket_timeout_s=socket_timeout_s,
+                              client_name="position-watchdog-status", sentinels=sentinels,
+                              sentinel_master=sentinel_master, cluster=cluster)
+    else:
+        client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
+                                      socket_connect_timeout=socket_timeout_s, decode_responses=True)
     try:
-        raw_health, positions, leases, windows, events = _read(client, keys)
+        raw_health, positions, leases, windows, events, lead = _read(client, keys)
     except redis_errors.RedisError as exc:
         verdict, reasons = assess(None, (), redis_error=f"{type(exc).__name__}: {exc}")
         return StatusReport(account, now, verdict, reasons, None, redis_error=str(exc))
@@ -187,7 +196,7 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
         verdict = "degraded"
     return StatusReport(account, now, verdict, tuple(problems) + reasons, health, rows, lease_rows,
                         tuple(_window_rows(windows)), tuple(_event_rows(events)),
-                        unknown_cause=unknown_cause(health, rows))
+                        unknown_cause=unknown_cause(health, rows), ha=_ha(lead, raw_health, now))
 
 
 def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
@@ -201,7 +210,21 @@ def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
               for m, score in ranked]
     windows = client.hgetall(keys.windows)
     events = client.xrevrange(keys.events, count=_RECENT_EVENTS)
-    return raw_health, positions, leases, windows, events
+    lead: Any = (client.get(keys.leader), client.pttl(keys.leader), client.get(keys.fence),
+                 client.zrange(keys.instances, 0, -1, withscores=True))
+    return raw_health, positions, leases, windows, events, lead
+
+
+def _ha(lead: tuple[Any, ...], health: Mapping[str, str], now_ms: int) -> dict[str, Any]:
+    """Who leads the account and who stands by (docs/HA.md). ``leader`` is the lease holder
+    (null: no live lease); ``instance``/``fence`` of the health hash are who wrote the last
+    beat; ``standbys`` are the other registered instances whose registration is live."""
+    holder, pttl, fence, registered = lead
+    live = [str(name) for name, score in registered if score > now_ms]
+    return {"leader": holder or None, "lease_expires_in_ms": pttl if holder else None,
+            "fence": _int(fence), "health_instance": health.get("instance") or None,
+            "health_fence": _int(health.get("fence")),
+            "standbys": [name for name in live if name != holder]}
 
 
 def _key_of(member: str) -> PositionKey | None:
@@ -233,6 +256,7 @@ def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[s
         "age_ms": _fact_age(now_ms, verified_ms),
         "version": _int(fields.get("version")),
         "reason": fields.get("reason") or None,
+        "fence": _int(fields.get("fence")),
     }
 
 

@@ -47,6 +47,12 @@ def render_text(report: StatusReport) -> str:
         lines.append(f"  orphans    {h.orphans_removed} removed since start")
     elif not report.redis_error:
         lines.append("  watchdog   not running (no heartbeat)")
+    ha = report.ha
+    if ha:
+        leader = (f"{ha['leader']} (fence {_or_unknown(ha['fence'])})" if ha["leader"]
+                  else "none (no live lease)")
+        standbys = ", ".join(ha["standbys"]) or "none"
+        lines.append(f"  leader     {leader}; standbys: {standbys}")
     if report.redis_error:
         # Nothing was read: unknown, not "none".
         lines += ["positions  unknown (Redis unreachable)", "leases     unknown (Redis unreachable)",

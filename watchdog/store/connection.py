@@ -15,7 +15,7 @@ from redis import exceptions as redis_errors
 
 from poswatch.connection import connect, connect_sync
 from poswatch.urls import redact_url, validate_redis_url
-from watchdog.errors import StoreError, StoreUnavailable
+from watchdog.errors import Fenced, StoreError, StoreUnavailable
 
 __all__ = [
     "connect",
@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 # Transient by nature: the server is unreachable, slow, or still loading its data set.
-_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError)
+# A replica answering READONLY is a failover in progress (Sentinel: the client finds the new master).
+_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError,
+              redis_errors.ReadOnlyError)
 
 
 @contextmanager
@@ -36,5 +38,9 @@ def map_redis_errors(operation: str, url: str = "") -> Iterator[None]:
         yield
     except _TRANSIENT as exc:
         raise StoreUnavailable(f"redis {operation}{where}: {type(exc).__name__}: {exc}") from exc
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith("FENCED"):
+            raise Fenced(f"redis {operation}{where}: {exc}") from exc
+        raise StoreError(f"redis {operation}{where}: {type(exc).__name__}: {exc}") from exc
     except redis_errors.RedisError as exc:
         raise StoreError(f"redis {operation}{where}: {type(exc).__name__}: {exc}") from exc

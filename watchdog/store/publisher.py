@@ -1,5 +1,10 @@
 """RedisPublisher: the watchdog's only writer to Redis (positions, health, events, leases).
 
+Every write is fenced (docs/HA.md): it carries the fencing token this instance got when it
+became the account's leader, and Lua refuses it when the token is not the account's any more.
+A refused write (``Fenced``) makes the instance a standby at once. A standby writes nothing but
+its registration; it keeps the views the core hands it, so a takeover republishes them.
+
 It registers the Lua scripts at startup (``start``), writes positions with a compare-and-set on
 version, and keeps the last view it wrote per position so that, when a heartbeat finds Redis
 lost its data (restart without persistence, FLUSHALL, failover), it republishes everything
@@ -15,10 +20,10 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import count
 
 import redis.asyncio
 from loguru import logger
@@ -27,8 +32,8 @@ from redis import exceptions as redis_errors
 from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from watchdog import __version__
 from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, RaiseAlert, Retract
-from watchdog.core.model import PositionKey, PositionState, PositionView
-from watchdog.errors import InvariantViolation, StoreError
+from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionView
+from watchdog.errors import Fenced, InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
 from watchdog.store.refresh import TouchCalls, missed_refreshes
@@ -82,10 +87,12 @@ class RedisPublisher:
         closed_ttl_s: a closed position's hash expires this long after it was written.
         events_maxlen: approximate bound of the events stream.
         veto_max_age_ms: the default freshness limit of the verdicts (written to health).
+        lead_ttl_ms: the leader lease's TTL ([redis] lead_ttl_ms); renewed every third of it.
     """
 
     def __init__(self, client: redis.asyncio.Redis, *, account: str, health_ttl_ms: int,
-                 closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "") -> None:
+                 closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "",
+                 lead_ttl_ms: int = 1500) -> None:
         self._redis = client
         self._url = url
         self._odd_members: set[str] = set()
@@ -110,17 +117,29 @@ class RedisPublisher:
         # crash, a restart: publish_position's clear_firing argument), at no extra call.
         self._firing_synced: set[PositionKey] = set()
         self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        self._beats = count(1)
-        self._epoch = ""
+        self.lead_ttl_ms = lead_ttl_ms
+        self._fence = 0  # the fencing token while this instance leads; 0: standby
+        # After a takeover, the health hash naming this instance goes first: until the first
+        # beat under the new fence, every other write waits (held and marked dirty), so a bot
+        # never reads a new leader's position beside the dead leader's health.
+        self._announced = True
+        self.lead_changed = asyncio.Event()  # set on every step down (the lead task reacts)
+        self.leader = ""  # the leader as last seen by acquire/renew ("" unknown)
         self.republished_total = 0
+        self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
 
     @classmethod
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
-                 events_maxlen: int, veto_max_age_ms: int, socket_timeout_s: float) -> RedisPublisher:
-        """Build the client (explicit retry policy, see ``connection.py``) and the publisher."""
-        client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog")
+                 events_maxlen: int, veto_max_age_ms: int, socket_timeout_s: float,
+                 lead_ttl_ms: int = 1500, sentinels: Sequence[str] = (),
+                 sentinel_master: str = "", cluster: bool = False) -> RedisPublisher:
+        """Build the client (explicit retry policy, see ``connection.py``; Sentinel when
+        ``sentinels`` are given) and the publisher."""
+        client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog",
+                         sentinels=sentinels, sentinel_master=sentinel_master, cluster=cluster)
         return cls(client, account=account, health_ttl_ms=health_ttl_ms, closed_ttl_s=closed_ttl_s,
-                   events_maxlen=events_maxlen, veto_max_age_ms=veto_max_age_ms, url=url)
+                   events_maxlen=events_maxlen, veto_max_age_ms=veto_max_age_ms, url=url,
+                   lead_ttl_ms=lead_ttl_ms)
 
     async def start(self) -> None:
         """Load every script (bots may call them by SHA only). Raises ``StoreUnavailable``."""
@@ -128,6 +147,93 @@ class RedisPublisher:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    # ---------------------------------------------------------------- leadership (docs/HA.md)
+
+    @property
+    def instance(self) -> str:
+        """This process's id (host:pid:random), as the health hash and the leader key name it."""
+        return self._instance
+
+    @property
+    def leading(self) -> bool:
+        """True while this instance believes it holds the account's fence (a local belief:
+        the reaper proves it with :meth:`confirm_lead` right before each cancel)."""
+        return self._fence != 0
+
+    @property
+    def fence(self) -> int:
+        return self._fence
+
+    @property
+    def _writable(self) -> bool:
+        return self._fence != 0 and self._announced
+
+    def step_down(self, why: str) -> None:
+        if self._fence:
+            logger.error("stepping down as leader of account {} (fence {}): {}; no write and no "
+                         "cancel until it leads again", self.keys.account, self._fence, why)
+        self._fence = 0
+        self.lead_changed.set()
+
+    @contextmanager
+    def _fenced(self, operation: str) -> Iterator[None]:
+        """``map_redis_errors`` for a fenced write: a refusal makes this instance a standby."""
+        try:
+            with map_redis_errors(operation, self._url):
+                yield
+        except Fenced as exc:
+            self.step_down(str(exc))
+            raise
+
+    def _lead_keys(self) -> list[object]:
+        return [self.keys.leader, self.keys.fence, self.keys.instances]
+
+    async def acquire(self, *, announce: bool = False) -> bool:
+        """Take the lead if nobody holds a live lease (SET NX PX, a new fencing token).
+        ``announce``: a takeover; nothing but the heartbeat is written until it has been."""
+        with map_redis_errors("acquire_lead", self._url):
+            ok, token, holder = await self._scripts["acquire_lead"](
+                keys=self._lead_keys(), args=[self._instance, self.lead_ttl_ms, 3 * self.lead_ttl_ms])
+        self.leader = self._instance if ok else str(holder)
+        if ok:
+            self._fence = int(token)
+            self._announced = not announce
+        return bool(ok)
+
+    async def renew(self) -> bool:
+        """Extend the lease while the fence is still ours; False (and a standby now) if not."""
+        if not self._fence:
+            return False
+        with map_redis_errors("renew_lead", self._url):
+            ok, holder = await self._scripts["renew_lead"](
+                keys=self._lead_keys(),
+                args=[self._instance, self._fence, self.lead_ttl_ms, 3 * self.lead_ttl_ms])
+        if not ok:
+            self.leader = str(holder)
+            self.step_down(f"the lease is {holder or 'nobody'}'s and the fence moved on")
+            return False
+        self.leader = self._instance
+        return True
+
+    async def confirm_lead(self) -> bool:
+        """Right before an irreversible act (a cancel): prove in Redis that we still lead, and
+        extend the lease so no standby can take over for a whole TTL. False on any doubt."""
+        try:
+            return await self.renew()
+        except StoreError as exc:
+            logger.warning("cannot prove the lead in Redis: {}", exc)
+            return False
+
+    async def register(self) -> None:
+        """A standby's round: announce itself (instances set) and try to take the lead."""
+        await self.acquire()
+
+    async def instances(self) -> list[tuple[str, int]]:
+        """Every registered instance (leader and standbys) with its registration expiry ms."""
+        with map_redis_errors("instances", self._url):
+            rows = await self._redis.zrange(self.keys.instances, 0, -1, withscores=True)
+        return [(str(name), int(score)) for name, score in rows]
 
     async def _load_scripts(self) -> None:
         with map_redis_errors("SCRIPT LOAD", self._url):
@@ -143,6 +249,10 @@ class RedisPublisher:
             self._held[view.key] = view
         try:
             written = await self._publish(view)
+            if written and (told := self._tell(view)) is not None:
+                name, keys, args = told
+                with self._fenced(name):
+                    await self._scripts[name](keys=keys, args=args)
         except StoreError:
             self._dirty.add(view.key)
             raise
@@ -154,13 +264,16 @@ class RedisPublisher:
         member = member_of(view.key)
         firing = self._firing.get(view.key)
         clear = firing is None and view.key not in self._firing_synced
-        with map_redis_errors("publish_position", self._url):
+        if not self._writable:
+            return False  # a standby: held for a takeover, written by the leader
+        with self._fenced("publish_position"):
             written, stored = await self._scripts["publish_position"](
-                keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health],
+                keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health,
+                      k.fence],
                 args=[member, view.version, view.state.value, view.knowledge.value, _plain(view.amount),
                       _plain(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
                       view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value,
-                      "1" if clear else "0"])
+                      "1" if clear else "0", self._fence])
         if not written:
             logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
         if firing is not None:
@@ -185,16 +298,19 @@ class RedisPublisher:
             self._firing[key] = firing
 
     async def _mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
+        if not self._writable:
+            return False
         name, keys, args = self._firing_call(key, firing)
-        with map_redis_errors(name, self._url):
+        with self._fenced(name):
             return bool(await self._scripts[name](keys=keys, args=args))
 
     def _firing_call(self, key: PositionKey, firing: Firing | None) -> tuple[str, list[object], list[object]]:
         position = self._names_of(key)[0]
         if firing is None:
-            return "mark_firing", [position], ["", "", "", ""]
-        return "mark_firing", [position], [firing.algo_id, firing.status, firing.since_ms,
-                                           "" if firing.child_id is None else firing.child_id]
+            return "mark_firing", [position, self.keys.fence], ["", "", "", "", self._fence]
+        return "mark_firing", [position, self.keys.fence], [
+            firing.algo_id, firing.status, firing.since_ms,
+            "" if firing.child_id is None else firing.child_id, self._fence]
 
     async def run_many(self, effects: Sequence[StoreEffect]) -> None:
         """Run store effects in order in ONE pipelined round trip (same writes as ``run`` each).
@@ -213,15 +329,23 @@ class RedisPublisher:
         touched: set[PositionKey] = set()
         syncing: set[PositionKey] = set()  # firing markers written with this batch
         k = self.keys
+        for effect in effects:  # the core tells these itself: no takeover event for them
+            if isinstance(effect, Notify) and effect.key is not None \
+                    and effect.kind in ("position_opened", "position_closed"):
+                self._untold.pop(effect.key, None)
         positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
+        fence_key, fence = k.fence, self._fence
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
         refreshes: list[tuple[PositionView, int]] = []
         refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
+        refresh_told: list[tuple[str, list[object], list[object]]] = []  # after their touch call
+        telling = bool(fence and self._announced)
         for effect in effects:
             if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
                 refresh_calls[len(calls)] = refreshes
-                calls.append(self._touches.call(refreshes))
-                refreshes = []
+                calls.append(self._touches.call(refreshes, fence))
+                calls += refresh_told
+                refreshes, refresh_told = [], []
             match effect:
                 case Publish(view=view, refresh_of=refresh_of):
                     held = self._held.get(view.key)
@@ -230,19 +354,23 @@ class RedisPublisher:
                     touched.add(view.key)
                     if refresh_of:
                         refreshes.append((view, refresh_of))
+                        if telling and (told := self._tell(view)):
+                            refresh_told.append(told)
                         continue
                     position, lease, member = self._names_of(view.key)
                     firing = self._firing.get(view.key)
                     clear = firing is None and view.key not in self._firing_synced
                     calls.append(("publish_position",
-                                  [position, positions, lease, leases, events, health],
+                                  [position, positions, lease, leases, events, health, fence_key],
                                   [member, view.version, view.state.value,
                                    view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
                                    view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
                                    self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value,
-                                   "1" if clear else "0"]))
+                                   "1" if clear else "0", fence]))
                     if firing is not None:
                         calls.append(self._firing_call(view.key, firing))
+                    if telling and (told := self._tell(view)):
+                        calls.append(told)
                     syncing.add(view.key)
                 case MarkFiring(key=key, firing=firing):
                     self._remember_firing(key, firing)
@@ -253,8 +381,9 @@ class RedisPublisher:
                     record = _Retracted(reason, held.version if held is not None else 0)
                     self._held[key] = record
                     touched.add(key)
-                    calls.append(("retract_position", [k.position(key), k.positions],
-                                  [member_of(key), reason, record.version, key.symbol, key.side.value]))
+                    calls.append(("retract_position", [k.position(key), k.positions, fence_key],
+                                  [member_of(key), reason, record.version, key.symbol, key.side.value,
+                                   fence]))
                 case Notify(kind=kind, key=key, detail=detail):
                     calls.append(self._emit_call(kind, {**({"position": member_of(key)} if key else {}),
                                                         **dict(detail)}))
@@ -264,9 +393,13 @@ class RedisPublisher:
                                                            **dict(detail)}))
         if refreshes:
             refresh_calls[len(calls)] = refreshes
-            calls.append(self._touches.call(refreshes))
+            calls.append(self._touches.call(refreshes, fence))
+            calls += refresh_told
+        if not self._writable:
+            self._dirty |= touched  # a standby: held for a takeover, which republishes them all
+            return
         try:
-            with map_redis_errors("pipeline", self._url):
+            with self._fenced("pipeline"):
                 replies = await self._pipeline(calls)
                 if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
                     # SCRIPT FLUSH or a restart between batches: load again, redo what failed.
@@ -292,6 +425,13 @@ class RedisPublisher:
 
     async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
         """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
+        if isinstance(self._redis, redis.asyncio.RedisCluster):
+            # Every call of a batch is in the account's slot: the cluster pipeline sends them to
+            # that slot's primary in one round trip (and follows MOVED/ASK after a failover).
+            cpipe = self._redis.pipeline()
+            for name, keys, args in calls:
+                cpipe.evalsha(_SHAS[name], len(keys), *keys, *args)  # type: ignore[arg-type]
+            return list(await cpipe.execute(raise_on_error=False))
         if _pack is None:  # pragma: no cover - hiredis is in the fast extra
             pipe = self._redis.pipeline(transaction=False)
             for name, keys, args in calls:
@@ -337,7 +477,8 @@ class RedisPublisher:
 
     def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[str, list[object], list[object]]:
         pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
-        return "emit_event", [self.keys.events, self.keys.health], [self.keys.channel, "kind", kind, *pairs]
+        return "emit_event", [self.keys.events, self.keys.health, self.keys.fence], [
+            self.keys.channel, self._fence, "kind", kind, *pairs]
 
     async def retract(self, key: PositionKey, reason: str) -> None:
         """Show ``key`` as unknown with ``reason``; its version is kept (see retract_position.lua)."""
@@ -352,10 +493,13 @@ class RedisPublisher:
         self._dirty.discard(key)
 
     async def _retract(self, key: PositionKey, record: _Retracted) -> None:
-        with map_redis_errors("retract_position", self._url):
+        if not self._writable:
+            return
+        with self._fenced("retract_position"):
             await self._scripts["retract_position"](
-                keys=[self.keys.position(key), self.keys.positions],
-                args=[member_of(key), record.reason, record.version, key.symbol, key.side.value])
+                keys=[self.keys.position(key), self.keys.positions, self.keys.fence],
+                args=[member_of(key), record.reason, record.version, key.symbol, key.side.value,
+                      self._fence])
 
     async def republish(self, now_ms: int, keys: set[PositionKey] | None = None) -> int:
         """Write again every held view, or those of ``keys`` (CAS keeps newer data).
@@ -384,7 +528,7 @@ class RedisPublisher:
     # ---------------------------------------------------------------- health
 
     async def heartbeat(self, health: Mapping[str, object], *, wall_ms: int | None = None) -> bool:
-        """Rewrite the health hash (PEXPIRE health_ttl_ms); republish if Redis lost our data.
+        """The leader rewrites the health hash (PEXPIRE health_ttl_ms); a standby writes nothing.
 
         Args:
             health: identity and state as the caller sees it (stream state, last event age, …).
@@ -393,70 +537,123 @@ class RedisPublisher:
             wall_ms: the watchdog's wall clock (epoch ms); the verdicts measure age on it.
 
         Returns:
-            True when a loss was detected and every held view was republished. Views whose write
-            failed earlier (``StoreError`` from publish/retract) are rewritten on every beat.
+            True when Redis had lost our data and everything was republished. Views whose write failed earlier
+            (``StoreError`` from publish/retract) are rewritten on every beat. Redis losing our
+            data shows as a refused beat (``Fenced``: the fence key went with the rest): the
+            instance steps down, takes the lead again at once (:meth:`take_over`) and
+            republishes everything (this replaced the epoch token of earlier versions).
         """
         for field in health:
             if any(word in field.lower() for word in _SECRET_WORDS):
                 raise InvariantViolation(
                     f"refusing to write health field {field!r} to Redis: looks like a secret")
+        if not self._fence:
+            return False
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         fields: dict[str, str] = {name: health_value(value) for name, value in health.items()}
         fields.update({
             "schema": "wd:v1", "instance": self._instance, "watchdog_version": __version__,
             "veto_max_age_ms": str(self._veto_max_age_ms), "events_maxlen": str(self._events_maxlen),
             "health_ttl_ms": str(self._health_ttl_ms), "republished_total": str(self.republished_total),
+            "lead_ttl_ms": str(self.lead_ttl_ms),
         })
         fields.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
-        token = f"{self._instance}:{next(self._beats)}"
         pairs = [item for pair in fields.items() for item in pair]
+        if not self._announced:
+            # The first beat after a takeover, before anything is written under the new fence:
+            # what bots were last told (the open/closed states Redis shows). The first
+            # confirmed view of each of these keys that differs is told with
+            # position_opened/position_closed (``_tell``), as after a restart (core/book.py
+            # rule 10), unless the core tells it itself: a standby's own events were never
+            # written, and the dead leader may have died before writing its last one.
+            keys = set(self._held) | set(await self.published_keys())
+            shown = dict(await self.last_shown(frozenset(keys)))
+            if not self._announced:  # another beat may have gone first meanwhile
+                self._untold = shown
+        try:
+            with self._fenced("heartbeat"):
+                await self._scripts["heartbeat"](
+                    keys=[self.keys.health, self.keys.fence],
+                    args=[self._health_ttl_ms, self._fence, now, *pairs])
+            self._announced = True
+        except Fenced:
+            # Refused: a newer leader holds the lease (acquire fails: stay a standby), or Redis
+            # lost our data, the fence and the lease with it (restart without persistence,
+            # FLUSHALL, failover): lead again at once and republish, within this beat.
+            if not await self.acquire():
+                raise
+            logger.warning("Redis lost the watchdog's data (restart, FLUSHALL or failover): "
+                           "leading again with fence {}, republishing", self._fence)
+            done = await self.take_over(health, wall_ms=now)
+            logger.info("republished {} position(s) to Redis", done)
+            return True
         with map_redis_errors("heartbeat", self._url):
-            lost, previous = await self._scripts["heartbeat"](
-                keys=[self.keys.health, self.keys.epoch],
-                args=[self._health_ttl_ms, self._epoch, token, now, *pairs])
             loaded = await self._redis.script_exists(*(script_sha(n) for n in BOT_SCRIPTS))
-        first = self._epoch == ""
-        self._epoch = token
         if not all(loaded):
             logger.warning("Redis lost the veto scripts (SCRIPT FLUSH or restart): loading them again")
             await self._load_scripts()
-        if not lost:
-            if self._dirty:
-                done = await self.republish(now, set(self._dirty))
-                logger.info("rewrote {} position(s) whose write failed earlier", done)
-            return False
-        if first and previous:
-            # The previous run's token (a clean stop or a crash leaves it): not a second writer.
-            # A concurrent one overwrites ours before our next beat, reported below then.
-            logger.info("taking account {} over from the previous instance {}", self.keys.account,
-                        previous.rpartition(":")[0])
-        elif previous and not previous.startswith(f"{self._instance}:"):
-            logger.error("another watchdog ({}) writes account {}: check [redis] account on every host",
-                         previous.rpartition(":")[0], self.keys.account)
-        elif not first:
-            logger.warning("Redis lost the watchdog's data (restart, FLUSHALL or failover): republishing")
+        if self._dirty:
+            done = await self.republish(now, set(self._dirty))
+            logger.info("rewrote {} position(s) whose write failed earlier", done)
+        return False
+
+    async def take_over(self, health: Mapping[str, object], *, wall_ms: int | None = None) -> int:
+        """Just became leader: scripts loaded again (Redis may be new), the health hash naming
+        this instance (first: a bot never reads a new leader's position beside the old one's
+        health), then every held view republished under the new fence. Returns how many views
+        were written."""
+        now = int(time.time() * 1000) if wall_ms is None else wall_ms
         await self._load_scripts()
+        await self.heartbeat(health, wall_ms=now)
         done = await self.republish(now)
-        logger.info("republished {} position(s) to Redis", done)
-        return True
+        for view in [v for v in self._held.values() if isinstance(v, PositionView)]:
+            call = self._tell(view)
+            if call is not None:
+                name, script_keys, args = call
+                with self._fenced(name):
+                    await self._scripts[name](keys=script_keys, args=args)
+        return done
+
+    def _tell(self, view: PositionView) -> tuple[str, list[object], list[object]] | None:
+        """The event owed for ``view`` after a takeover (see :meth:`take_over`), at most once."""
+        if not self._untold or view.knowledge is not Knowledge.CONFIRMED \
+                or view.state is PositionState.UNKNOWN:
+            return None
+        shown = self._untold.pop(view.key, None)
+        if shown is None or shown[0] is view.state:
+            return None
+        kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
+        return self._emit_call(kind, {"position": member_of(view.key), "amount": _plain(view.amount),
+                                      "while_down": "true", "last_seen_ms": shown[1],
+                                      "takeover": "true"})
 
     async def mark_stopped(self) -> str:
         """Graceful stop: remove our health hash and append ``watchdog_stopped`` atomically, so
-        bots get ``watchdog_down`` at once instead of after ``health_ttl_ms``. Call only after
-        the heartbeat task has ended. Returns ``removed``, ``gone`` (expired already) or
-        ``other`` (another instance's hash, left alone); raises ``StoreError``."""
+        bots get ``watchdog_down`` at once instead of after ``health_ttl_ms``, and hand the lease
+        on (a standby takes over without waiting it out). Call only after the heartbeat task has
+        ended. Returns ``removed``, ``gone`` (expired already), ``other`` (another instance
+        leads: its hash is left alone) or ``standby`` (this instance did not lead); raises
+        ``StoreError``."""
+        k = self.keys
+        if not self._fence:
+            with map_redis_errors("resign_lead", self._url):
+                await self._scripts["resign_lead"](keys=[k.leader, k.instances], args=[self._instance])
+            return "standby"
         with map_redis_errors("mark_stopped", self._url):
             return str(await self._scripts["mark_stopped"](
-                keys=[self.keys.health, self.keys.events], args=[self._instance, self.keys.channel]))
+                keys=[k.health, k.events, k.fence, k.leader, k.instances],
+                args=[self._instance, k.channel, self._fence]))
 
     # ---------------------------------------------------------------- events
 
     async def emit(self, kind: str, fields: Mapping[str, object]) -> str:
         """XADD one event to the bounded stream and PUBLISH it on the channel; returns its id."""
-        pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
-        with map_redis_errors("emit_event", self._url):
-            return str(await self._scripts["emit_event"](
-                keys=[self.keys.events, self.keys.health], args=[self.keys.channel, "kind", kind, *pairs]))
+        if not self._writable:
+            logger.debug("event {} not written: a standby (the leader writes its own)", kind)
+            return ""
+        name, keys, args = self._emit_call(kind, fields)
+        with self._fenced(name):
+            return str(await self._scripts[name](keys=keys, args=args))
 
     async def last_event_id(self) -> str:
         """Id of the newest entry of the events stream ("0-0" when empty): where a reader
@@ -495,9 +692,12 @@ class RedisPublisher:
     async def revoke_leases_for(self, key: PositionKey, reason: str) -> bool:
         """Revoke the live lease on ``key`` (confirm then vetoes); True if one was revoked."""
         k = self.keys
-        with map_redis_errors("revoke_lease", self._url):
+        if not self._writable:
+            return False
+        with self._fenced("revoke_lease"):
             return bool(await self._scripts["revoke_lease"](
-                keys=[k.lease(key), k.leases, k.events, k.health], args=[member_of(key), reason, k.channel]))
+                keys=[k.lease(key), k.leases, k.events, k.health, k.fence],
+                args=[member_of(key), reason, k.channel, self._fence]))
 
     async def published_keys(self) -> frozenset[PositionKey]:
         """Every position an earlier run published (the index set), for the core to re-verify
@@ -558,12 +758,19 @@ class RedisPublisher:
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
-        with map_redis_errors("mark_reaping", self._url):
-            await self._redis.set(self.keys.reaping(key), reason, px=ttl_ms)
+        if not self._writable:
+            raise Fenced(f"not marking {member_of(key)} reaping: this instance does not lead")
+        with self._fenced("mark_reaping"):
+            await self._scripts["mark_reaping"](keys=[self.keys.reaping(key), self.keys.fence],
+                                                args=[self._fence, reason, ttl_ms])
 
     async def clear_reaping(self, key: PositionKey) -> None:
-        with map_redis_errors("clear_reaping", self._url):
-            await self._redis.delete(self.keys.reaping(key))
+        if not self._writable:
+            raise Fenced(f"not clearing {member_of(key)}'s reaping mark: this instance does not "
+                         "lead (it expires by its TTL)")
+        with self._fenced("clear_reaping"):
+            await self._scripts["mark_reaping"](keys=[self.keys.reaping(key), self.keys.fence],
+                                                args=[self._fence, "", 0])
 
     # ---------------------------------------------------------------- reads for status
 

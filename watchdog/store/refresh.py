@@ -34,11 +34,11 @@ class TouchCalls:
         self._closed_ttl_ms = closed_ttl_ms
         self._names = names
 
-    def call(self, refreshes: Sequence[tuple[PositionView, int]]) -> Call:
-        """One call for ``(view, refresh_of)`` pairs, applied in this order."""
+    def call(self, refreshes: Sequence[tuple[PositionView, int]], fence: int) -> Call:
+        """One call for ``(view, refresh_of)`` pairs, applied in this order, under ``fence``."""
         k = self._keys
-        script_keys: list[object] = [k.positions, k.leases, k.events, k.health]
-        args: list[object] = [self._closed_ttl_ms, k.channel]
+        script_keys: list[object] = [k.positions, k.leases, k.events, k.health, k.fence]
+        args: list[object] = [self._closed_ttl_ms, k.channel, fence]
         names = self._names
         for view, refresh_of in refreshes:
             position, lease, member = names(view.key)

@@ -142,6 +142,25 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- ---------------------------------------------------------------- fencing (docs/HA.md)
+-- Every write of the watchdog carries the fencing token its instance got when it became the
+-- account's leader (acquire_lead.lua). The write goes through only while the stored token
+-- (KEY wd:v1:{ACCOUNT}:fence) is exactly that one: an older token (a newer leader took over)
+-- or a missing/lower stored one (Redis lost the key: restart, failover to a replica that
+-- missed it) is refused with a FENCED error before anything is written. The refused instance
+-- steps down at once; a lost key is answered by acquiring again, with a token from
+-- acquire_lead's derivation that never goes backwards.
+local function want_fence(fence_key, token_arg, prefix)
+  want_equal(fence_key, 'fence key', prefix .. ':fence')
+  local token = want_int(token_arg, 'fence', 1, MAX_INT)
+  local stored = redis.call('GET', fence_key)
+  if stored ~= token_arg then
+    error({err = string.format('FENCED token %d refused: the account\'s fence is %s', token,
+      stored or 'gone')})
+  end
+  return token
+end
+
 local function as_map(flat)
   local m = {}
   for i = 1, #flat, 2 do m[flat[i]] = flat[i + 1] end

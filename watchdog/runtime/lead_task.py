@@ -1,0 +1,88 @@
+"""The lead task: hold the account's leader lease, or wait as a hot standby to take it over.
+
+Why a task of its own: the lease must be renewed well inside its TTL (every third of it), on a
+pace the heartbeat (``[redis] heartbeat_interval_s``) does not have. The leader renews; a
+standby tries to acquire every sixth of the TTL, so a dead leader is replaced about one TTL
+after its last renewal (docs/HA.md has the measured figures). When a renewal cannot be proven
+for a whole TTL the instance steps down locally: its lease has lapsed in Redis, another may
+lead, and the reaper must not decide on a belief (it proves the lead before each cancel anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, Protocol
+
+from loguru import logger
+
+from watchdog.errors import StoreError
+from watchdog.runtime.cancel import raise_if_cancelling
+from watchdog.runtime.clock import Clock
+
+__all__ = ["LeadStore", "run_lead"]
+
+
+class LeadStore(Protocol):
+    """What the lead task needs of ``RedisPublisher``."""
+
+    lead_ttl_ms: int
+    lead_changed: asyncio.Event
+
+    @property
+    def leading(self) -> bool: ...
+
+    @property
+    def fence(self) -> int: ...
+
+    @property
+    def leader(self) -> str: ...
+
+    async def acquire(self, *, announce: bool = False) -> bool: ...
+
+    async def renew(self) -> bool: ...
+
+    def step_down(self, why: str) -> None: ...
+
+
+async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]], clock: Clock,
+                   *, timeout_s: float,
+                   on_other_leader: Callable[[str], None] | None = None) -> NoReturn:
+    """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
+    (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading.
+    Never returns; Redis errors are logged and retried."""
+    ttl_s = store.lead_ttl_ms / 1000
+    renew_s, standby_s = ttl_s / 3, ttl_s / 6
+    proven_at = clock.monotonic()
+    last_leader = ""
+    while True:
+        store.lead_changed.clear()
+        try:
+            took = False
+            async with asyncio.timeout(min(timeout_s, renew_s)):
+                if store.leading:
+                    if await store.renew():
+                        proven_at = clock.monotonic()
+                elif took := await store.acquire(announce=True):
+                    proven_at = clock.monotonic()
+            if took:
+                logger.info("leading now (fence {}): republishing fresh state", store.fence)
+                async with asyncio.timeout(timeout_s):
+                    await on_takeover()
+            elif not store.leading and store.leader != last_leader:
+                logger.info("standby: {} leads; stream and a slow positions read kept hot",
+                            store.leader or "nobody")
+                if store.leader and on_other_leader is not None:
+                    on_other_leader(store.leader)
+            last_leader = store.leader
+        except (StoreError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise_if_cancelling(exc)
+            logger.warning("lead lease round failed: {}", str(exc) or "timed out")
+        if store.leading and clock.monotonic() - proven_at >= ttl_s:
+            store.step_down(f"lease not renewed for {ttl_s:.1f}s (it has lapsed in Redis)")
+        try:
+            async with asyncio.timeout(renew_s if store.leading else standby_s):
+                await store.lead_changed.wait()
+        except TimeoutError as exc:
+            raise_if_cancelling(exc)
