@@ -6,6 +6,8 @@ real ``RedisPublisher`` on the session's redis-server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from tests.core.reaper_support import StubPositions, algo_update
+from tests.support.waiting import eventually
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.config import ReaperConfig
@@ -395,3 +398,33 @@ async def test_post_cancel_check_waits_out_the_rest_lag(make: Make) -> None:
     requested = [e.requested_time_ms for e in events if type(e).__name__ == "SnapshotRequested"]
     assert len(requested) == 2
     assert requested[1] - requested[0] >= 300
+
+
+# ---------------------------------------------------------------- one position, several orphans
+
+
+async def test_orphans_of_one_position_are_cancelled_back_to_back_with_one_read_each_side(
+        make: Make, publisher: RedisPublisher) -> None:
+    """Rule 9: two orphans of one position share the pre-cancel read and the post-cancel read
+    (requested ``max_rest_lag_ms`` after the last cancel): the second is not held up by the
+    first one's wait for the REST lag."""
+    task, fake, events = await make(max_rest_lag_ms=300)
+    second = CancelOrder(KEY, OrderId(ALGO.order_id + 1), True, "bot-sl-2", "test")
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    task.submit(ALGO)
+    task.submit(second)
+    runner = asyncio.create_task(task.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, len(task.results)), lambda n: n == 2,
+                         what="both orphans handled")
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    assert [r.outcome for r in task.results] == [Outcome.REMOVED, Outcome.REMOVED]
+    order = [e for e, _ in fake.calls if e in ("GET /fapi/v3/positionRisk",
+                                               "DELETE /fapi/v1/algoOrder")]
+    assert order == ["GET /fapi/v3/positionRisk", "DELETE /fapi/v1/algoOrder",
+                     "DELETE /fapi/v1/algoOrder", "GET /fapi/v3/positionRisk"]
+    assert [type(e).__name__ for e in events] == ["SnapshotRequested", "PositionSnapshot"] * 2
+    assert (await kinds(publisher)).count("trailing_stop_orphaned") == 2
