@@ -38,6 +38,17 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    the open, about one round trip when the book already knows (docs/REAPER.md "The race",
    measured by ``bench/reaper_race.py``); a failing read adds its retries, then the order is
    restored anyway. A failed restore raises the ``protection_not_restored`` alert.
+8. The proving read is the pre-cancel read. An order kept only because no REST read was
+   requested late enough yet (``NOT_FLAT_LONG_ENOUGH`` whose ``remaining_ms`` is at most
+   ``PROOF_LOOKAHEAD_MS``) is queued with the exchange ms at which a read proves its grace
+   over; ``run`` waits until then, and the pre-cancel re-read, requested then, is that read:
+   no request to the poller, no wait for its next poll, no second read. The pure decision
+   still judges it (``_still_orphan``): the same rule as ``core.reaper`` rule 2 with that read
+   as the run's newest; a read requested earlier proves nothing and the cancel is aborted.
+9. Orphans of one position are removed together: one reaping mark, one lease check, each
+   order's own read, one pre-cancel re-read, the cancels back to back, then one post-cancel
+   read (rule 7, requested ``max_rest_lag_ms`` after the last cancel was answered) for all of
+   them. Each order still gets its own result, events and, if need be, its own restore.
 """
 
 from __future__ import annotations
