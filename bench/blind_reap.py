@@ -14,7 +14,9 @@ sockets) and a throw-away redis-server. Each trial is the issue's incident:
 3. wait until both are gone from the simulator; the next trial starts ``--spacing-s`` later.
 
 Figures: A's removal after t_close (its grace starts when REST first shows the position flat)
-and B's after t_b (its grace starts at its creation), against ``grace_ms`` + 2 s; the
+and B's after t_b (its grace starts at its creation), against the issue's ``grace_ms`` + 2 s
+and the lag-honest floor ``grace_ms`` + ``max_rest_lag_ms`` (a REST answer proves flatness only
+as of its request time minus the lag bound; docs/RELIABILITY.md) plus 1.5 s of slack; the
 simulator's own count of the weight it charged (``X-MBX-USED-WEIGHT-1M``: per wall-clock
 minute, what Binance limits) and the peak of any sliding 60 s window, against our share
 (``weight_budget_pct`` of 2400). The bot's order placements cost no weight on the simulator
@@ -199,6 +201,8 @@ async def measure(trials: int, redis_url: str, spacing_s: float) -> dict[str, An
         "trials": trials,
         "grace_ms": config.reaper.grace_ms,
         "bound_s": config.reaper.grace_ms / 1000 + 2.0,
+        "floor_s": (config.reaper.grace_ms + config.core.max_rest_lag_ms) / 1000,
+        "target_s": (config.reaper.grace_ms + config.core.max_rest_lag_ms) / 1000 + 1.5,
         "known_p50_s": round(statistics.median(known_s), 2),
         "known_p95_s": round(quantile(known_s, 0.95), 2),
         "placed_p50_s": round(statistics.median(placed_s), 2),
@@ -231,7 +235,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"orphans with the stream muted, defaults, {result['trials']} trials "
-          f"(bound grace {result['grace_ms']} ms + 2 s = {result['bound_s']:g} s):")
+          f"(issue's bound grace {result['grace_ms']} ms + 2 s = {result['bound_s']:g} s; "
+          f"lag-honest floor grace + max_rest_lag_ms = {result['floor_s']:g} s after the first "
+          f"flat read, target p95 {result['target_s']:g} s):")
     print(f"  stop known before the mute, after the close: p50 {result['known_p50_s']} s, "
           f"p95 {result['known_p95_s']} s")
     print(f"  stop placed after the close, after its creation: p50 {result['placed_p50_s']} s, "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from watchdog.binance.budget import (
@@ -195,3 +195,43 @@ def test_reading_at_the_pace_never_overflows(history: list[tuple[float, int]],
     for probe_s in sorted({t for t, _ in future}):
         in_window = sum(w for t, w in spent + future if probe_s - 60 < t <= probe_s)
         assert in_window <= limit + 1e-9, (probe_s, in_window, limit, pace)
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 2.0), st.integers(1, 40), st.floats(0.0, 0.5),
+                          st.floats(0.0, 1.0)), max_size=400))
+@example([(0.0, 5, 0.010, 0.5), (0.010, 355, 0.001, 0.0), (59.991, 5, 0.0, 0.0)])
+def test_binance_window_never_holds_more_than_the_cap_whatever_the_latency(
+        steps: list[tuple[float, int, float, float]]) -> None:
+    """Rule 6: Binance charges a request when it arrives (between our send and its answer) and
+    counts it for 60 s from then; a request sent just before our window's edge and charged a
+    few ms later must not let the next one through early (bench/blind_reap.py measured 364
+    against 360 when requests counted from their send only)."""
+    budget = WeightBudget(360)
+    pending: list[tuple[float, list[float]]] = []  # (answer time, entry)
+    charged: list[tuple[float, int]] = []
+    now_s = 0.0
+    for dt_s, weight, latency_s, charge_at in steps:
+        now_s += dt_s
+        for answer_s, entry in sorted(pending, key=lambda p: p[0]):
+            if answer_s <= now_s:
+                budget.answered(entry, answer_s)
+        pending = [p for p in pending if p[0] > now_s]
+        if budget.wait_for_s(weight, priority=Priority.SAFETY, now_s=now_s) > 0:
+            continue
+        entry = budget.record(weight, now_s)
+        pending.append((now_s + latency_s, entry))
+        charged.append((now_s + latency_s * charge_at, weight))
+    for at_s, _ in charged:
+        assert sum(w for t, w in charged if at_s - 60.0 < t <= at_s) <= 360
+
+
+def test_a_request_counts_until_a_minute_after_its_answer() -> None:
+    """The case the simulator measured: a read sent at 0 s is charged 5 ms later; the window
+    then fills; at 60.001 s it has left a window counted from the send, not Binance's."""
+    budget = WeightBudget(360)
+    first = budget.record(5, 0.0)
+    budget.answered(first, 0.010)  # Binance charged it at ~0.005
+    budget.answered(budget.record(355, 0.010), 0.011)
+    assert budget.own_used_1m(60.001) == 360
+    assert budget.wait_for_s(5, priority=Priority.SAFETY, now_s=60.001) == pytest.approx(0.009)
+    assert budget.wait_for_s(5, priority=Priority.SAFETY, now_s=60.010) == 0

@@ -6,6 +6,8 @@ real ``RedisPublisher`` on the session's redis-server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from tests.core.reaper_support import StubPositions, algo_update
+from tests.support.waiting import eventually
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.config import ReaperConfig
@@ -395,3 +398,99 @@ async def test_post_cancel_check_waits_out_the_rest_lag(make: Make) -> None:
     requested = [e.requested_time_ms for e in events if type(e).__name__ == "SnapshotRequested"]
     assert len(requested) == 2
     assert requested[1] - requested[0] >= 300
+
+
+# ---------------------------------------------------------------- one position, several orphans
+
+
+async def test_orphans_of_one_position_are_cancelled_back_to_back_with_one_read_each_side(
+        make: Make, publisher: RedisPublisher) -> None:
+    """Rule 9: two orphans of one position share the pre-cancel read and the post-cancel read
+    (requested ``max_rest_lag_ms`` after the last cancel): the second is not held up by the
+    first one's wait for the REST lag."""
+    task, fake, events = await make(max_rest_lag_ms=300)
+    second = CancelOrder(KEY, OrderId(ALGO.order_id + 1), True, "bot-sl-2", "test")
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    task.submit(ALGO)
+    task.submit(second)
+    runner = asyncio.create_task(task.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, len(task.results)), lambda n: n == 2,
+                         what="both orphans handled")
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    assert [r.outcome for r in task.results] == [Outcome.REMOVED, Outcome.REMOVED]
+    order = [e for e, _ in fake.calls if e in ("GET /fapi/v3/positionRisk",
+                                               "DELETE /fapi/v1/algoOrder")]
+    assert order == ["GET /fapi/v3/positionRisk", "DELETE /fapi/v1/algoOrder",
+                     "DELETE /fapi/v1/algoOrder", "GET /fapi/v3/positionRisk"]
+    assert [type(e).__name__ for e in events] == ["SnapshotRequested", "PositionSnapshot"] * 2
+    assert (await kinds(publisher)).count("trailing_stop_orphaned") == 2
+
+
+# ---------------------------------------------------------------- the proving read (rule 8)
+
+
+def proof_book(now_ms: int, remaining_ms: int) -> tuple[StubPositions, OrderBook]:
+    """A stop on a position flat by REST whose grace a read requested ``remaining_ms`` from
+    ``now_ms`` proves over (grace 2000 + lag 2000 after ``flat_since``); the newest read of the
+    run is 500 ms old, too early to prove it."""
+    positions = StubPositions().set_flat(KEY, now_ms + remaining_ms - 4_000)
+    positions.proven[KEY] = now_ms - 500
+    orders = OrderBook()
+    orders.apply(algo_update(ALGO.order_id, AlgoStatus.NEW, at_ms=1_000))
+    return positions, orders
+
+
+@pytest.mark.parametrize(("remaining_ms", "queued"), [(0, True), (250, True), (600, False)])
+async def test_an_order_a_read_due_soon_proves_is_queued_with_that_read_due(
+        make: Make, remaining_ms: int, queued: bool) -> None:
+    """Not a RequestSnapshot for the poller and another read before the cancel: the pre-cancel
+    read, requested when it can prove the grace over, is the proving read."""
+    task, _, _ = await make(max_rest_lag_ms=2000)
+    await task.refresh_leases()
+    now_ms = task._exchange.exchange_time_ms()
+    effects = task.step(*proof_book(now_ms, remaining_ms), now_ms)
+    cancels = [e for e in effects if isinstance(e, CancelOrder)]
+    assert [c.order_id for c in cancels] == ([ALGO.order_id] if queued else [])
+    if queued:
+        assert [e for e in effects if not isinstance(e, CancelOrder)] == []
+
+
+async def test_the_proving_read_removes_the_order_once_due(make: Make) -> None:
+    task, fake, events = await make(max_rest_lag_ms=2000)
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    await task.refresh_leases()
+    now_ms = task._exchange.exchange_time_ms()
+    for effect in task.step(*proof_book(now_ms, 200), now_ms):
+        if isinstance(effect, CancelOrder):
+            task.submit(effect)
+    runner = asyncio.create_task(task.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, len(task.results)), lambda n: n == 1,
+                         what="the orphan handled", timeout_s=10)
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    assert task.results[0].outcome is Outcome.REMOVED
+    read = next(e for e in events if type(e).__name__ == "PositionSnapshot")
+    assert read.requested_time_ms >= now_ms + 200  # type: ignore[attr-defined]
+    assert len(fake.sent("GET /fapi/v3/positionRisk")) == 2  # the proving read, the post-cancel
+
+
+async def test_a_read_requested_before_it_can_prove_the_grace_cancels_nothing(
+        make: Make) -> None:
+    """Safety: the pre-cancel read of a rule-8 order sent early (here: at once, not at its due
+    time) proves flatness only as of its request time less the lag: the cancel is aborted."""
+    task, fake, _ = await make(max_rest_lag_ms=2000)
+    await task.refresh_leases()
+    now_ms = task._exchange.exchange_time_ms()
+    effects = task.step(*proof_book(now_ms, 250), now_ms)
+    cancel = next(e for e in effects if isinstance(e, CancelOrder))
+    result = await task.reap(cancel)
+    assert result.outcome is Outcome.ABORTED
+    assert "not_flat_long_enough" in result.detail
+    assert fake.sent("DELETE /fapi/v1/algoOrder") == []

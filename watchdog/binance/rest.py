@@ -376,7 +376,7 @@ class BinanceRest:
         query = self._query(params, signed=signed)
         url = path + (f"?{query}" if query else "")
         headers = {"X-MBX-APIKEY": self._credentials.api_key} if api_key else {}
-        self.budget.record(weight, now_s)
+        spent = self.budget.record(weight, now_s)
         self.requests_sent += 1
         self.weight_sent += weight
         started_s = now_s
@@ -385,6 +385,8 @@ class BinanceRest:
                                                    timeout=self._timeout)
         except httpx.TransportError as exc:
             raise classify_transport_error(exc, endpoint, idempotent=idempotent) from exc
+        finally:  # Binance charged it by now: it counts until 60 s from here (budget rule 6)
+            self.budget.answered(spent, self._clock.monotonic())
         now_s = self._clock.monotonic()
         used = response.headers.get("X-MBX-USED-WEIGHT-1M")
         if used is not None and used.strip().isdigit():

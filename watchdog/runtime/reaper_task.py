@@ -38,6 +38,17 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    the open, about one round trip when the book already knows (docs/REAPER.md "The race",
    measured by ``bench/reaper_race.py``); a failing read adds its retries, then the order is
    restored anyway. A failed restore raises the ``protection_not_restored`` alert.
+8. The proving read is the pre-cancel read. An order kept only because no REST read was
+   requested late enough yet (``NOT_FLAT_LONG_ENOUGH`` whose ``remaining_ms`` is at most
+   ``PROOF_LOOKAHEAD_MS``) is queued with the exchange ms at which a read proves its grace
+   over; ``run`` waits until then, and the pre-cancel re-read, requested then, is that read:
+   no request to the poller, no wait for its next poll, no second read. The pure decision
+   still judges it (``_still_orphan``): the same rule as ``core.reaper`` rule 2 with that read
+   as the run's newest; a read requested earlier proves nothing and the cancel is aborted.
+9. Orphans of one position are removed together: one reaping mark, one lease check, each
+   order's own read, one pre-cancel re-read, the cancels back to back, then one post-cancel
+   read (rule 7, requested ``max_rest_lag_ms`` after the last cancel was answered) for all of
+   them. Each order still gets its own result, events and, if need be, its own restore.
 """
 
 from __future__ import annotations
@@ -110,6 +121,7 @@ LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be 
 POST_CANCEL_POLL_S = 0.02     # how often the book is looked at while waiting out the REST lag
 POST_CANCEL_READS = 2         # tries of the post-cancel positions read (each retried inside)
 SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
+PROOF_LOOKAHEAD_MS = 300      # queue an order whose grace a read this soon proves (rule 8)
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
@@ -205,6 +217,7 @@ class ReaperTask:
         self._queue: asyncio.Queue[CancelOrder] = asyncio.Queue()
         self._pending: set[_Ident] = set()
         self._created: dict[_Ident, int] = {}  # exchange create time of each selected order
+        self._due_ms: dict[_Ident, int] = {}  # rule 8: exchange ms its proving read may go
         self._sent: deque[float] = deque()
         self._hold: dict[_Ident, float] = {}
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
@@ -250,17 +263,47 @@ class ReaperTask:
                 return []  # rule 1: not decided on a lease set older than the need for it
         self.last_decision = decision
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
+        proofs = self._proof_candidates(decision, now_ms=decision.now_ms)
+        proved = {c.key.symbol for c in proofs}
+        unconfirmed = {a.order.key.symbol for a in decision.assessments
+                       if a.why is Why.NO_REST_CONFIRMATION}
         for request in decision.snapshot_requests:  # at most one a second per symbol set
+            if request.symbols is not None and request.symbols <= proved - unconfirmed:
+                continue  # rule 8: the reaper's own pre-cancel read is that read
             if now_s - self._asked.get(request.symbols, float("-inf")) >= SNAPSHOT_ASK_S:
                 self._asked[request.symbols] = now_s
                 effects.append(request)
-        for cancel in decision.cancels:
+        for cancel in (*decision.cancels, *proofs):
             if self._wanted(cancel):
                 order = orders.get(cancel.order_id, is_algo=cancel.is_algo)
                 if order is not None:
                     self._created[(cancel.is_algo, cancel.order_id)] = order.create_time_ms
                 effects.append(cancel)
         return effects
+
+    def _proof_candidates(self, decision: ReaperDecision, *, now_ms: int) -> list[CancelOrder]:
+        """Rule 8: orders kept only because no REST read requested late enough exists yet, and
+        whose grace a read requested within ``PROOF_LOOKAHEAD_MS`` proves over. Queued with
+        that due time: the pre-cancel re-read, requested then, is the proving read."""
+        left = (self._policy.max_cancels_per_min - self.budget_used()
+                - len(decision.cancels))
+        found: list[CancelOrder] = []
+        for a in decision.assessments:
+            if left <= 0:
+                break
+            if (a.why is not Why.NOT_FLAT_LONG_ENOUGH or a.remaining_ms is None
+                    or a.remaining_ms > PROOF_LOOKAHEAD_MS):
+                continue
+            order = a.order
+            cancel = CancelOrder(key=order.key, order_id=order.order_id, is_algo=order.is_algo,
+                                 client_id=order.client_id,
+                                 reason=f"grace over as of a read requested at "
+                                        f"{now_ms + a.remaining_ms}: {a.detail}")
+            if self._wanted(cancel):
+                self._due_ms[(order.is_algo, order.order_id)] = now_ms + a.remaining_ms
+                found.append(cancel)
+                left -= 1
+        return found
 
     def submit(self, cancel: CancelOrder) -> None:
         """Queue one selected orphan (from the effects runner); never blocks."""
@@ -283,15 +326,42 @@ class ReaperTask:
                     cancel = await self._queue.get()
             except TimeoutError:
                 continue
+            batch = [cancel, *self._same_position(cancel.key)]
             try:
-                self.results.append(await self.reap(cancel))
+                await self._until_due(batch)
+                self.results.extend(await self.reap_batch(batch))
             except AuthenticationFailed as exc:
                 # Nothing was cancelled; the daemon's health says why (Vitals.problems) and the
                 # order is selected again once Binance accepts the key.
                 logger.warning("orphan not removed: Binance rejects the credentials: {} "
-                               "position={} order_id={}", exc, cancel.key, cancel.order_id)
+                               "position={} order_id={}", exc, cancel.key,
+                               [c.order_id for c in batch])
             finally:
-                self._pending.discard((cancel.is_algo, cancel.order_id))
+                for c in batch:
+                    self._pending.discard((c.is_algo, c.order_id))
+                    self._due_ms.pop((c.is_algo, c.order_id), None)
+
+    def _same_position(self, key: PositionKey) -> list[CancelOrder]:
+        """Rule 9: the other queued orphans of ``key``, taken out of the queue (the rest stay
+        in their order)."""
+        same: list[CancelOrder] = []
+        others: list[CancelOrder] = []
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            (same if queued.key == key else others).append(queued)
+        for queued in others:
+            self._queue.put_nowait(queued)
+        return same
+
+    async def _until_due(self, batch: list[CancelOrder]) -> None:
+        """Rule 8: wait (at most ``PROOF_LOOKAHEAD_MS``) until a read requested now proves the
+        grace over for every order of the batch."""
+        due_ms = max((self._due_ms.get((c.is_algo, c.order_id), 0) for c in batch), default=0)
+        deadline_s = self._clock.monotonic() + PROOF_LOOKAHEAD_MS / 1000
+        while (left_ms := due_ms - self._exchange.exchange_time_ms()) > 0:
+            if self._clock.monotonic() >= deadline_s:
+                return  # the pre-cancel check says whether the read is late enough
+            await asyncio.sleep(min(left_ms / 1000, POST_CANCEL_POLL_S))
 
     async def refresh_leases(self) -> None:
         """Read the leased positions from Redis (at most every ``lease_refresh_s``)."""
@@ -332,70 +402,121 @@ class ReaperTask:
 
     async def reap(self, cancel: CancelOrder) -> CancelResult:
         """Remove one selected orphan, with every pre-cancel check (module rules 1-5)."""
-        olog = logger.bind(position=str(cancel.key), order_id=cancel.order_id,
-                          is_algo=cancel.is_algo, client_id=cancel.client_id)
-        olog.info("orphan selected: {}", cancel.reason)
+        return (await self.reap_batch([cancel]))[0]
+
+    async def reap_batch(self, cancels: list[CancelOrder]) -> list[CancelResult]:
+        """Remove the selected orphans of one position (rule 9), with every pre-cancel check
+        (module rules 1-5); one result per order, in order."""
+        key = cancels[0].key
+        assert all(c.key == key for c in cancels), "one position per batch"
+        logs = [logger.bind(position=str(c.key), order_id=c.order_id, is_algo=c.is_algo,
+                            client_id=c.client_id) for c in cancels]
+        for cancel, olog in zip(cancels, logs, strict=True):
+            olog.info("orphan selected: {}", cancel.reason)
         try:
-            await self._store.mark_reaping(cancel.key, REAPING_TTL_MS)
+            await self._store.mark_reaping(key, REAPING_TTL_MS)
         except StoreError as exc:
-            return self._done(olog, cancel, Outcome.ABORTED,
-                              f"cannot mark reaping in Redis (no veto for the bot): {exc}")
+            return [self._done(olog, c, Outcome.ABORTED,
+                               f"cannot mark reaping in Redis (no veto for the bot): {exc}")
+                    for c, olog in zip(cancels, logs, strict=True)]
         try:
-            return await self._reap_marked(cancel, olog)
+            return await self._reap_marked(cancels, logs)
         finally:
             try:
-                await self._store.clear_reaping(cancel.key)
+                await self._store.clear_reaping(key)
             except StoreError as exc:
-                olog.error("reaping mark not cleared (expires in {} ms): {}", REAPING_TTL_MS, exc)
+                logs[0].error("reaping mark not cleared (expires in {} ms): {}",
+                              REAPING_TTL_MS, exc)
 
-    async def _reap_marked(self, cancel: CancelOrder, olog: Logger) -> CancelResult:
+    async def _reap_marked(self, cancels: list[CancelOrder],
+                           logs: list[Logger]) -> list[CancelResult]:
+        results: dict[int, CancelResult] = {}
+
+        def done(i: int, outcome: Outcome, detail: str) -> None:
+            results[i] = self._done(logs[i], cancels[i], outcome, detail)
+
+        def finish() -> list[CancelResult]:
+            return [results[i] for i in range(len(cancels))]
+
         try:
             leased = await self._store.leased_symbols()
         except StoreError as exc:
-            return self._done(olog, cancel, Outcome.ABORTED, f"cannot re-read leases: {exc}")
-        if cancel.key in leased:
-            return self._done(olog, cancel, Outcome.ABORTED,
-                              "a lease was taken before the reaping mark")
-        recipe, problem = await self._recipe(cancel)
-        if problem:
-            return self._done(olog, cancel, Outcome.ABORTED, problem)
-        problem, proven_ms = await self._recheck(cancel)
-        problem = problem or self._still_orphan(cancel, leased)
-        if problem:
-            return self._done(olog, cancel, Outcome.ABORTED, problem)
+            for i in range(len(cancels)):
+                done(i, Outcome.ABORTED, f"cannot re-read leases: {exc}")
+            return finish()
+        if cancels[0].key in leased:
+            for i in range(len(cancels)):
+                done(i, Outcome.ABORTED, "a lease was taken before the reaping mark")
+            return finish()
+        recipes: dict[int, dict[str, Any]] = {}
+        for i, cancel in enumerate(cancels):
+            recipe, problem = await self._recipe(cancel)
+            if problem:
+                done(i, Outcome.ABORTED, problem)
+            else:
+                recipes[i] = recipe
+        if not recipes:
+            return finish()
+        live = list(recipes)
+        # One positions read serves every order of the position: the pre-cancel re-read, and
+        # for an order queued by rule 8 the read that proves its grace over.
+        problems, proven_ms = await self._recheck([cancels[i] for i in live])
+        for i, problem in zip(live, problems, strict=True):
+            if problem:
+                done(i, Outcome.ABORTED, problem)
+        live = [i for i in live if i not in results]
+        if not live:
+            return finish()
+        for i in live:
+            problem = self._still_orphan(cancels[i], leased, proven_ms)
+            if problem:
+                done(i, Outcome.ABORTED, problem)
+        live = [i for i in live if i not in results]
         if self._policy.dry_run:
-            result = self._done(olog, cancel, Outcome.WOULD_REMOVE,
-                                "dry_run: position re-read flat, cancel not sent")
-            await self._publish(("orphan_candidate",), result, olog, recipe)
-            return result
-        if self._sent_last_minute() >= self._policy.max_cancels_per_min:
-            return self._done(olog, cancel, Outcome.ABORTED,
-                              f"budget: {self._policy.max_cancels_per_min} cancels/min used")
-        if self._lead is not None and not await self._lead.confirm_lead():
-            return self._done(olog, cancel, Outcome.ABORTED,
-                              "not the leader any more (proven in Redis right before the cancel)")
-        self._sent.append(self._clock.monotonic())
-        sent_ms = self._exchange.exchange_time_ms()
-        outcome, detail = await cancel_and_prove(self._exchange, cancel, olog)
-        if outcome not in (Outcome.REMOVED, Outcome.ALREADY_GONE):
-            return self._done(olog, cancel, outcome, detail)
-        amount, how = await self._opened_after(cancel, proven_ms, olog)
-        if amount is None:  # flat through the cancel: it was an orphan
-            self.removed_total += 1
-            result = self._done(olog, cancel, outcome, detail)
-            await self._publish(("orphan_removed", "trailing_stop_orphaned"), result, olog,
-                                recipe)
-            return result
-        side = str(recipe.get("side", ""))
-        if outcome is Outcome.ALREADY_GONE or (amount != 0 and not reduces(side, amount)):
-            # Not ours to put back (it ended by itself), or it could never have protected
-            # this position: say it is gone, but no trailing_stop_orphaned (rule 5).
-            self.removed_total += 1
-            result = self._done(olog, cancel, outcome, f"{detail}; position reopened ({how})")
-            await self._publish(("orphan_removed",), result, olog, recipe,
-                                {"position_reopened": 1})
-            return result
-        return await self._restore(cancel, recipe, sent_ms, how, olog)
+            for i in live:
+                done(i, Outcome.WOULD_REMOVE, "dry_run: position re-read flat, cancel not sent")
+                await self._publish(("orphan_candidate",), results[i], logs[i], recipes[i])
+            return finish()
+        sent: dict[int, tuple[int, Outcome, str]] = {}
+        for i in live:  # back to back (rule 9): one post-cancel read covers them all
+            if self._sent_last_minute() >= self._policy.max_cancels_per_min:
+                done(i, Outcome.ABORTED,
+                     f"budget: {self._policy.max_cancels_per_min} cancels/min used")
+                continue
+            if self._lead is not None and not await self._lead.confirm_lead():
+                done(i, Outcome.ABORTED,
+                     "not the leader any more (proven in Redis right before the cancel)")
+                continue
+            self._sent.append(self._clock.monotonic())
+            sent_ms = self._exchange.exchange_time_ms()
+            outcome, detail = await cancel_and_prove(self._exchange, cancels[i], logs[i])
+            if outcome not in (Outcome.REMOVED, Outcome.ALREADY_GONE):
+                done(i, outcome, detail)
+            else:
+                sent[i] = (sent_ms, outcome, detail)
+        if not sent:
+            return finish()
+        first = min(sent)
+        amount, how = await self._opened_after(cancels[first], proven_ms, logs[first])
+        for i, (sent_ms, outcome, detail) in sent.items():
+            cancel, olog, recipe = cancels[i], logs[i], recipes[i]
+            if amount is None:  # flat through the cancel: it was an orphan
+                self.removed_total += 1
+                done(i, outcome, detail)
+                await self._publish(("orphan_removed", "trailing_stop_orphaned"), results[i],
+                                    olog, recipe)
+                continue
+            side = str(recipe.get("side", ""))
+            if outcome is Outcome.ALREADY_GONE or (amount != 0 and not reduces(side, amount)):
+                # Not ours to put back (it ended by itself), or it could never have protected
+                # this position: say it is gone, but no trailing_stop_orphaned (rule 5).
+                self.removed_total += 1
+                done(i, outcome, f"{detail}; position reopened ({how})")
+                await self._publish(("orphan_removed",), results[i], olog, recipe,
+                                    {"position_reopened": 1})
+                continue
+            results[i] = await self._restore(cancel, recipe, sent_ms, how, olog)
+        return finish()
 
     async def _recipe(self, cancel: CancelOrder) -> tuple[dict[str, Any], str]:
         """The order as Binance has it now (rule 1): what a restore would replay; '' or why the
@@ -421,27 +542,33 @@ class ReaperTask:
             return raw, f"the order is {status}: it may be closing the position"
         return raw, ""
 
-    async def _recheck(self, cancel: CancelOrder) -> tuple[str, int]:
-        """A fresh REST read of positions: ('', the exchange ms it proves flatness as of) when
-        ``cancel.key`` is flat now, else (why not, 0)."""
-        created_ms = self._created.get((cancel.is_algo, cancel.order_id), 0)
-        fill_ms = (self._orders.last_opening_fill_ms(cancel.key.symbol)
-                   if self._orders is not None else None) or 0
-        start_ms = max(created_ms, fill_ms)
+    async def _recheck(self, cancels: list[CancelOrder]) -> tuple[list[str], int]:
+        """One fresh REST read of positions for orders of one position: per order '' when its
+        position is flat now and the read was requested late enough to prove its grace (or why
+        not), and the exchange ms the read proves flatness as of (0 when it failed)."""
+        key = cancels[0].key
         lag_ms, grace_ms = self._policy.max_rest_lag_ms, self._policy.grace_ms
-        snapshot = await self._read_positions(
-            f"reaper re-check before cancelling {cancel.order_id} on {cancel.key}")
+        fill_ms = (self._orders.last_opening_fill_ms(key.symbol)
+                   if self._orders is not None else None) or 0
+        ids = ", ".join(str(c.order_id) for c in cancels)
+        snapshot = await self._read_positions(f"reaper re-check before cancelling {ids} on {key}")
         if snapshot is None:
-            return "re-read of positions failed: the position is not known flat now", 0
+            return ["re-read of positions failed: the position is not known flat now"] * len(
+                cancels), 0
         proven_ms = snapshot.requested_time_ms - lag_ms
-        if proven_ms < start_ms + grace_ms:
-            return (f"re-read requested at {snapshot.requested_time_ms} proves flatness only as "
-                    f"of {proven_ms} (REST lag bound {lag_ms} ms), less than {grace_ms} ms "
-                    f"after {start_ms} (order created or last opening fill)"), 0
         for row in snapshot.positions:
-            if row.key == cancel.key and row.amount != ZERO:
-                return f"position reopened: REST shows amount {row.amount} now", 0
-        return "", proven_ms
+            if row.key == key and row.amount != ZERO:
+                return [f"position reopened: REST shows amount {row.amount} now"] * len(
+                    cancels), 0
+        problems = []
+        for cancel in cancels:
+            start_ms = max(self._created.get((cancel.is_algo, cancel.order_id), 0), fill_ms)
+            problems.append(
+                "" if proven_ms >= start_ms + grace_ms else
+                f"re-read requested at {snapshot.requested_time_ms} proves flatness only as "
+                f"of {proven_ms} (REST lag bound {lag_ms} ms), less than {grace_ms} ms "
+                f"after {start_ms} (order created or last opening fill)")
+        return problems, proven_ms
 
     def _book_amount(self, key: PositionKey) -> Decimal:
         view = self._positions.view(key) if self._positions is not None else None
@@ -521,18 +648,30 @@ class ReaperTask:
         except StoreError as exc:
             olog.error("alert protection_not_restored not written to Redis: {}", exc)
 
-    def _still_orphan(self, cancel: CancelOrder, leased: frozenset[PositionKey]) -> str:
+    def _still_orphan(self, cancel: CancelOrder, leased: frozenset[PositionKey],
+                      proven_ms: int) -> str:
         """The pure decision again, on the book as it is now (after the awaits above): a
         failed read, a stream gap or an open fact may have arrived meanwhile. '' if still
-        an orphan, else why not."""
+        an orphan, else why not. An order kept only for want of a newer read (rule 8) is an
+        orphan when the pre-cancel read, flat as of ``proven_ms``, is that read: the same
+        arithmetic as ``core.reaper`` rule 2, with that read as the run's newest."""
         if self._positions is None or self._orders is None:
             return ""
         unlimited = replace(self._policy, max_cancels_per_min=1_000_000)
         decision = decide(self._positions, self._orders, leased, 0,
                           self._exchange.exchange_time_ms(), unlimited)
         for a in decision.assessments:
-            if a.order.order_id == cancel.order_id and a.order.is_algo == cancel.is_algo:
-                return "" if a.why is Why.ORPHAN else f"no longer an orphan: {a.why}: {a.detail}"
+            if a.order.order_id != cancel.order_id or a.order.is_algo != cancel.is_algo:
+                continue
+            if a.why is Why.ORPHAN:
+                return ""
+            if a.why is Why.NOT_FLAT_LONG_ENOUGH and a.remaining_ms == 0:
+                flat_since = self._positions.flat_since(cancel.key)
+                fill_ms = self._orders.last_opening_fill_ms(cancel.key.symbol) or 0
+                if flat_since is not None and proven_ms - max(
+                        flat_since, a.order.create_time_ms, fill_ms) >= self._policy.grace_ms:
+                    return ""
+            return f"no longer an orphan: {a.why}: {a.detail}"
         return "no longer open in the book"
 
     def _order_fields(self, result: CancelResult,
