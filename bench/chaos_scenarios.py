@@ -116,7 +116,11 @@ async def gone_within(r: Rig, stop: int, seconds: float) -> bool:
 
 async def cancel_restored(r: Rig, stop: int) -> None:
     """The bot drops the stop the reaper put back for ``stop`` (``protection_restored`` names it)
-    before the next trial, so no trial inherits the last one's stop."""
+    before the next trial, so no trial inherits the last one's stop. The reaper clears its
+    ``reaping`` marker only once its removal is over (restore included)."""
+    async def done() -> bool:
+        return not await r.r.exists(f"{K}:reaping:{ETH}:BOTH")
+    await r.until("the reaper's removal is over", done, timeout_s=15)
     for algo in (await r.sim.account())["open_algo_orders"]:
         if algo.get("clientAlgoId", "").startswith("wd-rs-") and algo["clientAlgoId"].endswith(str(stop)[-30:]):
             await r.bot.cancel(int(algo["algoId"]))
@@ -825,6 +829,7 @@ async def reaper_race(r: Rig) -> None:
         # back to flat for the next trial; the bot removes what is left itself
         if not await r.stop_gone(stop):
             await r.bot.cancel(stop)
+        await cancel_restored(r, stop)
         await r.sim.fill(ETH, "SELL", "1")
         await asyncio.sleep(HOLD_S)  # scripted: flat for longer than max_rest_lag_ms
     figure(r, f"of {TRIALS} trials: kept {kept}, cancelled on the open position {on_open}, "
