@@ -122,7 +122,8 @@ async def cancel_restored(r: Rig, stop: int) -> None:
         return not await r.r.exists(f"{K}:reaping:{ETH}:BOTH")
     await r.until("the reaper's removal is over", done, timeout_s=15)
     for algo in (await r.sim.account())["open_algo_orders"]:
-        if algo.get("clientAlgoId", "").startswith("wd-rs-") and algo["clientAlgoId"].endswith(str(stop)[-30:]):
+        client_id = algo.get("clientAlgoId", "")
+        if client_id.startswith("wd-rs-") and client_id.endswith(str(stop)[-30:]):
             await r.bot.cancel(int(algo["algoId"]))
 
 

@@ -195,10 +195,11 @@ async def test_a_fill_the_stream_reported_after_the_reread_restores_the_stop_wha
         await rig.until("the reaper is done with it",
                         lambda: [r for r in rig.reaper.results if r.cancel.order_id == stop],
                         timeout_s=10)
-        result = [r for r in rig.reaper.results if r.cancel.order_id == stop][0]
+        result = next(r for r in rig.reaper.results if r.cancel.order_id == stop)
         assert sim.exchange.accounts[sim.api_key].position(ETH, "BOTH").amount == Decimal(1)
         assert result.outcome is Outcome.RESTORED, result
-        assert result.new_order_id is not None and rig.algo_open(result.new_order_id)
+        assert result.new_order_id is not None
+        assert rig.algo_open(result.new_order_id)
         assert await rig.events_of_kind("trailing_stop_orphaned") == []
         assert await rig.events_of_kind("orphan_removed") == []
 
