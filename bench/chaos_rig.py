@@ -703,10 +703,21 @@ async def rig(redis_proc: RedisProc, result: Result, keys: list[tuple[str, str]]
             await the_rig.close()
             if the_rig.daemon.running:
                 await the_rig.daemon.kill9()
-            await sim.close()
             keep = os.environ.get("CHAOS_KEEP_LOGS")
+            if keep:  # the simulator's journal too: the sequence behind a broken invariant
+                try:
+                    journal = json.dumps(await sim.history(), indent=None, default=str)
+                except Exception as exc:  # noqa: BLE001 - a diagnostic copy, never the verdict
+                    journal = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+                await asyncio.to_thread(_keep_text, journal, Path(keep) / f"{result.name}.history.json")
+            await sim.close()
             if keep:
                 await asyncio.to_thread(_keep_log, the_rig.daemon.log_path, Path(keep) / f"{result.name}.log")
+
+
+def _keep_text(text: str, to: Path) -> None:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    to.write_text(text + "\n")
 
 
 def _keep_log(log: Path, to: Path) -> None:

@@ -57,6 +57,30 @@ def test_stream_order_newer_than_the_snapshot_request_survives_it() -> None:
     assert book.get(OrderId(5), is_algo=True) is None
 
 
+def test_a_snapshot_answered_within_the_lag_bound_keeps_an_order_the_stream_just_reported() -> None:
+    """A per-symbol read requested 20 ms after a stop was placed, answered 300 ms behind, does
+    not list it: on the pre-fix main the stop was dropped until the next order read (chaos
+    ``reaper_race``: the reaper never saw the stop for 40 s)."""
+    book = OrderBook(max_rest_lag_ms=2_000)
+    book.apply(algo_update(5, AlgoStatus.NEW, at_ms=10_000))
+    book.apply(snapshot(algos=(), at_ms=10_020))  # REST shows the state before the stop
+    assert book.get(OrderId(5), is_algo=True) is not None
+    book.apply(snapshot(algos=(), at_ms=12_001))  # its lag floor is past the order: gone
+    assert book.get(OrderId(5), is_algo=True) is None
+
+
+def test_a_tombstone_outlives_snapshots_within_the_lag_bound() -> None:
+    book = OrderBook(max_rest_lag_ms=2_000)
+    book.apply(algo_update(5, AlgoStatus.NEW, at_ms=1_000))
+    book.apply(algo_update(5, AlgoStatus.CANCELED, at_ms=1_200))
+    book.apply(snapshot(algos=(), at_ms=1_400))  # may show any state since -600
+    assert book.is_gone(OrderId(5), is_algo=True)
+    book.apply(snapshot(algos=(algo_row(5, created_ms=1_000),), at_ms=2_500))  # lagging
+    assert book.get(OrderId(5), is_algo=True) is None
+    book.apply(snapshot(algos=(), at_ms=3_201))
+    assert not book.is_gone(OrderId(5), is_algo=True)
+
+
 def test_terminal_is_final_a_lagging_snapshot_does_not_resurrect() -> None:
     book = OrderBook()
     book.apply(algo_update(5, AlgoStatus.NEW, at_ms=1_000))

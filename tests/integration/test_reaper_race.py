@@ -169,6 +169,42 @@ async def test_entry_filled_between_reread_and_cancel_gets_its_stop_back(
 
 
 
+async def test_a_fill_the_stream_reported_after_the_reread_restores_the_stop_whatever_rest_says(
+        sim: Simulator, redis_url: str, reaper_rig: Rig) -> None:
+    """REST lags beyond ``max_rest_lag_ms`` (1.5 s against the rig's 0.5 s) and the stream sends
+    the fill but no ACCOUNT_UPDATE (the incident's stream); the entry fills right after the
+    pre-cancel re-read. No REST read can show the open for 1.5 s, so the post-cancel read says
+    flat; the fill the stream reported after the re-read must still bring the stop back. On
+    the pre-fix main: ``orphan_removed`` and ``trailing_stop_orphaned`` on the open position."""
+    def fill_after_read(read: ReadPositions) -> ReadPositions:
+        async def wrapped(reason: str) -> Any:
+            snapshot = await read(reason)
+            if "before cancelling" in reason:
+                sim.fill(ETH, "BUY", "1")  # the entry fills right after the re-read
+            return snapshot
+        return wrapped
+
+    async with reaper_rig(sim, redis_url, grace_ms=500, wrap_reader=fill_after_read) as rig:
+        await flat_by_rest(rig, KEY)
+        stop = await rig.bot.place_stop(ETH, "SELL", price(sim, ETH, "0.95"), qty="1",
+                                        client_id="bot-sl-lagged")
+        await rig.until("stop known", lambda: verdict(rig, stop) is not None)
+        sim.set_faults(drop_events=["ACCOUNT_UPDATE"], rest_lag_ms=1500)
+        await rig.until("the stop was cancelled (the race)", lambda: not rig.algo_open(stop),
+                        timeout_s=15)
+        await rig.until("the reaper is done with it",
+                        lambda: [r for r in rig.reaper.results if r.cancel.order_id == stop],
+                        timeout_s=10)
+        result = next(r for r in rig.reaper.results if r.cancel.order_id == stop)
+        assert sim.exchange.accounts[sim.api_key].position(ETH, "BOTH").amount == Decimal(1)
+        assert result.outcome is Outcome.RESTORED, result
+        assert result.new_order_id is not None
+        assert rig.algo_open(result.new_order_id)
+        assert await rig.events_of_kind("trailing_stop_orphaned") == []
+        assert await rig.events_of_kind("orphan_removed") == []
+
+
+
 # ---------------------------------------------------------------- a closure that flaps
 
 

@@ -228,7 +228,7 @@ async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
         plain = redis.asyncio.from_url(redis_url)
         stack.push_async_callback(plain.aclose)
         book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=max_rest_lag_ms))
-        orders = OrderBook()
+        orders = OrderBook(max_rest_lag_ms=max_rest_lag_ms)
 
         async def leased_symbols() -> list[str]:
             return [key.symbol for key in await store.leased_symbols()]

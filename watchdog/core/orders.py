@@ -5,8 +5,11 @@ Rules of this module:
    is remembered as a tombstone and never resurrected by a lagging REST snapshot (REST can lag,
    BINANCE-API.md §6; an order cannot come back from a terminal state).
 2. An ``OrdersSnapshot`` is authoritative for the symbols it covers, but only for what happened
-   before it was requested: an order first seen on the stream at or after ``requested_time_ms``
-   is kept even when the snapshot does not list it.
+   before the state it shows: REST may answer with the state of up to ``max_rest_lag_ms`` ago,
+   so an order seen on the stream at or after ``requested_time_ms - max_rest_lag_ms`` is kept
+   even when the snapshot does not list it (a read 20 ms after a stop was placed, answered
+   0.3 s behind, once dropped the stop until the next order read: the reaper never saw it),
+   and a tombstone is retired only by a snapshot whose lag floor is past the end.
 3. A triggered algo order becomes a regular child order with a new id (``actual_order_id``,
    §3.6). The child is tracked as a regular order linked to its parent; the parent keeps its
    TRIGGERING/TRIGGERED status and the exchange time that status was first seen, so a stuck
@@ -128,7 +131,8 @@ class TrackedOrder:
 class OrderBook:
     """Open regular and algo orders per position key, fused from REST and the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_rest_lag_ms: int = 0) -> None:
+        self._max_rest_lag_ms = max_rest_lag_ms  # [core] max_rest_lag_ms (rule 2)
         self._orders: dict[_Ident, TrackedOrder] = {}
         self._tombstones: dict[_Ident, tuple[Symbol, int]] = {}
         # (ended_ms, seq, ident) per ``_end``, so dropping the oldest tombstone at the cap is
@@ -259,6 +263,8 @@ class OrderBook:
         def covered(symbol: Symbol) -> bool:
             return s.symbols is None or symbol in s.symbols
 
+        # REST may answer with the state of up to ``max_rest_lag_ms`` ago (rule 2).
+        as_of_ms = s.requested_time_ms - self._max_rest_lag_ms
         listed: set[_Ident] = set()
         for algo in s.algo_orders:
             ident: _Ident = (True, algo.algo_id)
@@ -274,11 +280,11 @@ class OrderBook:
             self._orders[ident] = self._merge_order_row(self._orders.get(ident), row, s)
         for ident, order in list(self._orders.items()):
             if (covered(order.key.symbol) and ident not in listed and not order.in_trigger
-                    and order.seen_time_ms < s.requested_time_ms):
+                    and order.seen_time_ms < as_of_ms):
                 del self._orders[ident]
-        # A tombstone is needed only until a snapshot requested after the end has been applied.
+        # A tombstone is needed only until a snapshot that shows the state after the end.
         for ident, (symbol, ended_ms) in list(self._tombstones.items()):
-            if covered(symbol) and ident not in listed and ended_ms < s.requested_time_ms:
+            if covered(symbol) and ident not in listed and ended_ms < as_of_ms:
                 del self._tombstones[ident]
         for algo in s.algo_orders:
             if algo.actual_order_id is not None and (True, algo.algo_id) in self._orders:

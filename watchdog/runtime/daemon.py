@@ -147,7 +147,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
 
         inbox = Inbox(INBOX_SIZE)
         schedule = PollSchedule.from_config(b)
-        orders = OrderBook()
+        orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
         poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
                         order_symbols=orders.symbols, standby=lambda: not store.leading)
 

@@ -30,6 +30,9 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    fills), and the stop cancelled was then its protection. After every cancel the reaper looks
    for an open on that position: at once in the book (stream facts), and in a REST read
    requested ``max_rest_lag_ms`` after the cancel was acknowledged (so it cannot predate it).
+   Everything learned after the pre-cancel read counts, not only the REST read: a fill the
+   stream reported that is dated after the instant the re-read proved flat (a stream without
+   ACCOUNT_UPDATE, or a REST answer lagging beyond the bound that put the book back to flat).
    If the position is open and the order could reduce it (or the read failed: unproven flat),
    an equivalent order (``runtime/restore.py``) is placed at once and ``protection_restored``
    names the old and the new order; never ``trailing_stop_orphaned`` for a reopened position.
@@ -580,9 +583,9 @@ class ReaperTask:
         amount (0: unknown, the read failed) and how it is known, or (None, '') when flat."""
         deadline_ms = self._exchange.exchange_time_ms() + self._policy.max_rest_lag_ms
         while True:
-            amount = self._book_amount(cancel.key)
-            if amount != ZERO:
-                return amount, "the book shows it open"
+            amount, how = self._learned_open(cancel.key, proven_ms)
+            if amount is not None:
+                return amount, how
             left_ms = deadline_ms - self._exchange.exchange_time_ms()
             if left_ms <= 0:
                 break
@@ -600,9 +603,23 @@ class ReaperTask:
             if row.key == cancel.key and row.amount != ZERO:
                 return row.amount, (f"REST requested {snapshot.requested_time_ms} shows amount "
                                     f"{row.amount}; flat as of {proven_ms} before the cancel")
-        amount = self._book_amount(cancel.key)
+        return self._learned_open(cancel.key, proven_ms)
+
+    def _learned_open(self, key: PositionKey, proven_ms: int) -> tuple[Decimal | None, str]:
+        """Rule 7: what the watchdog learned after the pre-cancel read, stream facts included:
+        the book shows the position open, or a fill that may have opened it is dated after
+        ``proven_ms`` (the re-check required every fill it knew to be ``grace_ms`` older, so
+        this one was learned since). The fill is evidence even when a REST answer lagging
+        beyond ``max_rest_lag_ms`` has put the book back to flat meanwhile. (amount, how): 0
+        when the amount is unknown (a fill), (None, '') when nothing says open."""
+        amount = self._book_amount(key)
         if amount != ZERO:
             return amount, "the book shows it open"
+        fill_ms = (self._orders.last_opening_fill_ms(key.symbol)
+                   if self._orders is not None else None)
+        if fill_ms is not None and fill_ms > proven_ms:
+            return ZERO, (f"the stream reported a fill on {key.symbol} at {fill_ms}, after the "
+                          f"pre-cancel read proved flat as of {proven_ms}")
         return None, ""
 
     async def _restore(self, cancel: CancelOrder, recipe: Mapping[str, object], sent_ms: int,
