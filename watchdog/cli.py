@@ -8,6 +8,8 @@ pulls in only what it needs (``config check`` must not import aiohttp or redis).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -18,13 +20,45 @@ from watchdog.errors import (
     config_problems,
 )
 
+if TYPE_CHECKING:
+    from watchdog.config import Config
+
 __all__ = ["main"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_DEFAULT_CONFIG = "/etc/position-watchdog/config.toml"
 
 
 def _echo_config_error(exc: ConfigError, prefix: str = "Error: ") -> None:
     """Every problem of a config file, one line each (``PATH: [section] key: problem``)."""
     for problem in config_problems(exc):
         click.echo(f"{prefix}{problem}", err=True)
+
+
+def _optional_config(command: _F) -> _F:
+    """``--config`` for the read-only commands that also work without a config file."""
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+        envvar="POSITION_WATCHDOG_CONFIG",
+        help=f"The TOML config [default: $POSITION_WATCHDOG_CONFIG, else {_DEFAULT_CONFIG} "
+             "if present].")(command)
+
+
+def _load_optional_config(config_path: str | None) -> Config:
+    """``config_path``, else the default file if present, else the defaults; a bad file exits
+    78 with every problem on its own line."""
+    from pathlib import Path
+
+    from watchdog.config import Config, load_config
+
+    default = Path(_DEFAULT_CONFIG)
+    try:
+        if config_path is None and default.exists():
+            config_path = str(default)
+        return load_config(config_path) if config_path else Config()
+    except ConfigError as exc:
+        _echo_config_error(exc)
+        sys.exit(EXIT_CONFIG)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -256,27 +290,15 @@ def run_command(config_path: str) -> None:
               help="Redraw in place every second until Ctrl-C (with --json: one line a second); "
                    "exits with the last status's code.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/STATUS.md).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              envvar="POSITION_WATCHDOG_CONFIG",
-              help="The TOML config [default: $POSITION_WATCHDOG_CONFIG, else "
-                   "/etc/position-watchdog/config.toml if present].")
+@_optional_config
 def status_command(as_json: bool, config_path: str | None) -> None:
     """Is the watchdog alive, and what does it know? Exit 0 healthy, 1 degraded, 2 down."""
     import json
-    from pathlib import Path
 
-    from watchdog.config import Config, load_config
     from watchdog.runtime.status import read_status
     from watchdog.runtime.status_view import render_text
 
-    default = Path("/etc/position-watchdog/config.toml")
-    try:
-        if config_path is None and default.exists():
-            config_path = str(default)
-        config = load_config(config_path) if config_path else Config()
-    except ConfigError as exc:
-        _echo_config_error(exc)
-        sys.exit(EXIT_CONFIG)
+    config = _load_optional_config(config_path)
     if click.get_current_context().meta.get("status_watch"):
         from watchdog.runtime.live import status_frames, watch
 
@@ -297,30 +319,17 @@ def status_command(as_json: bool, config_path: str | None) -> None:
 @click.option("--count", "-n", default=20, show_default=True, type=click.IntRange(min=0),
               help="How many of the newest events to print first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line (id, at, the fields).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              envvar="POSITION_WATCHDOG_CONFIG",
-              help="The TOML config [default: $POSITION_WATCHDOG_CONFIG, else "
-                   "/etc/position-watchdog/config.toml if present].")
+@_optional_config
 def events(follow: bool, count: int, as_json: bool, config_path: str | None) -> None:
     """The watchdog's events stream with UTC times, oldest first. Exit 0; 2 Redis unreachable;
     78 bad config. With --follow, a Redis outage is reported and waited out."""
-    from pathlib import Path
-
     import redis
     from redis import exceptions as redis_errors
 
-    from watchdog.config import Config, load_config
     from watchdog.runtime.live import event_json, event_line, follow_events, recent_events
     from watchdog.store.keys import AccountKeys
 
-    default = Path("/etc/position-watchdog/config.toml")
-    try:
-        if config_path is None and default.exists():
-            config_path = str(default)
-        config = load_config(config_path) if config_path else Config()
-    except ConfigError as exc:
-        _echo_config_error(exc)
-        sys.exit(EXIT_CONFIG)
+    config = _load_optional_config(config_path)
     keys = AccountKeys(config.redis.account)
     timeout_s = config.redis.socket_timeout_s
     # The read timeout outlasts XREAD's 1 s block.

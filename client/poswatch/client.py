@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio
@@ -69,16 +69,52 @@ DEFAULT_LEASE_TTL_MS = 5_000  # [veto] default_lease_ttl_ms
 _READ_ONLY = frozenset({"check"})
 _DOWN = Verdict(False, Reason.WATCHDOG_DOWN, None)
 _ERRORS = (redis_errors.RedisError, OSError)
+_C = TypeVar("_C")
+_R = TypeVar("_R", redis.Redis, redis.asyncio.Redis)
 
 
-class Guard:
-    """Handle inside ``guard_stop_update``: call ``confirm()`` between cancel and create."""
+def _down(op: str, symbol: str, side: str, exc: BaseException) -> Verdict:
+    """``check``/``begin`` could not reach Redis: VETO ``watchdog_down`` (do not touch the stop)."""
+    _log.warning("watchdog %s %s:%s failed, answering watchdog_down: %r", op, symbol, side, exc)
+    return _DOWN
 
-    def __init__(self, client: WatchdogClient, symbol: str, side: str, begun: Verdict) -> None:
+
+def _unverified(symbol: str, side: str, lease: int, exc: BaseException) -> Verdict:
+    """``confirm`` could not reach Redis: ALLOW ``unverified`` (the old stop is already gone)."""
+    _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
+    return Verdict(True, Reason.UNVERIFIED, lease)
+
+
+def _not_ended(symbol: str, side: str, lease: int, exc: BaseException) -> Ended:
+    """``end`` could not reach Redis: the lease expires by itself."""
+    _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
+                 symbol, side, lease, exc)
+    return Ended(False, Reason.WATCHDOG_DOWN, None)
+
+
+class _GuardState(Generic[_C]):
+    """What ``Guard`` and ``AsyncGuard`` hold: the begun verdict, its lease, the outcome."""
+
+    def __init__(self, client: _C, symbol: str, side: str, begun: Verdict) -> None:
         self._client, self.symbol, self.side, self.begun = client, symbol, side, begun
         self.lease: int = begun.lease or 0
         self.outcome = "ok"
         self.ended: Ended | None = None  # set on leaving the block: the recorded window
+
+
+class _ClientState(Generic[_R]):
+    """What both clients hold: the Redis connection, the protocol calls, the script hashes."""
+
+    def __init__(self, client: _R, account: str, *, max_age_ms: int | None = None,
+                 default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
+        self.redis = client
+        self._p = VetoCalls(account, max_age_ms)
+        self._ttl_ms = default_lease_ttl_ms
+        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
+
+
+class Guard(_GuardState["WatchdogClient"]):
+    """Handle inside ``guard_stop_update``: call ``confirm()`` between cancel and create."""
 
     def confirm(self) -> Verdict:
         """Raises ``Vetoed`` only if the watchdog positively knows the position closed."""
@@ -88,15 +124,8 @@ class Guard:
         return verdict
 
 
-class WatchdogClient:
+class WatchdogClient(_ClientState[redis.Redis]):
     """Blocking client (redis-py). Cheap calls: one EVALSHA round trip per verdict."""
-
-    def __init__(self, client: redis.Redis, account: str, *, max_age_ms: int | None = None,
-                 default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
-        self.redis = client
-        self._p = VetoCalls(account, max_age_ms)
-        self._ttl_ms = default_lease_ttl_ms
-        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
 
     @classmethod
     def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
@@ -128,8 +157,7 @@ class WatchdogClient:
         try:
             return self._p.verdict(self._call("check", self._p.check(symbol, side)))
         except _ERRORS as exc:
-            _log.warning("watchdog check %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
-            return _DOWN
+            return _down("check", symbol, side, exc)
 
     def begin(self, symbol: str, side: str = "BOTH", *, holder: str, ttl_ms: int | None = None) -> Verdict:
         """Before cancelling a stop: ALLOW with a lease, or VETO with a reason.
@@ -142,16 +170,14 @@ class WatchdogClient:
             call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
             return self._p.verdict(self._call("begin", call))
         except _ERRORS as exc:
-            _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
-            return _DOWN
+            return _down("begin", symbol, side, exc)
 
     def confirm(self, symbol: str, side: str, lease: int) -> Verdict:
         """After the cancel, before the create: VETO only on a known closure."""
         try:
             return self._p.verdict(self._call("confirm", self._p.confirm(symbol, side, lease)))
         except _ERRORS as exc:
-            _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
-            return Verdict(True, Reason.UNVERIFIED, lease)
+            return _unverified(symbol, side, lease, exc)
 
     def end(self, symbol: str, side: str, lease: int, outcome: str = "ok", *, mode: str = "") -> Ended:
         """Release the lease and record the unprotected window (``mode="replace"``: 0, see
@@ -159,9 +185,7 @@ class WatchdogClient:
         try:
             return self._p.ended(self._call("end", self._p.end(symbol, side, lease, outcome, mode)))
         except _ERRORS as exc:
-            _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
-                         symbol, side, lease, exc)
-            return Ended(False, Reason.WATCHDOG_DOWN, None)
+            return _not_ended(symbol, side, lease, exc)
 
     @contextlib.contextmanager
     def guard_stop_update(self, symbol: str, side: str = "BOTH", *, holder: str,
@@ -243,14 +267,8 @@ class WatchdogClient:
                 yield event
 
 
-class AsyncGuard:
+class AsyncGuard(_GuardState["AsyncWatchdogClient"]):
     """Async twin of :class:`Guard`."""
-
-    def __init__(self, client: AsyncWatchdogClient, symbol: str, side: str, begun: Verdict) -> None:
-        self._client, self.symbol, self.side, self.begun = client, symbol, side, begun
-        self.lease: int = begun.lease or 0
-        self.outcome = "ok"
-        self.ended: Ended | None = None  # set on leaving the block: the recorded window
 
     async def confirm(self) -> Verdict:
         verdict = await self._client.confirm(self.symbol, self.side, self.lease)
@@ -259,15 +277,8 @@ class AsyncGuard:
         return verdict
 
 
-class AsyncWatchdogClient:
+class AsyncWatchdogClient(_ClientState[redis.asyncio.Redis]):
     """asyncio client (redis.asyncio); same contract as :class:`WatchdogClient`."""
-
-    def __init__(self, client: redis.asyncio.Redis, account: str, *, max_age_ms: int | None = None,
-                 default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
-        self.redis = client
-        self._p = VetoCalls(account, max_age_ms)
-        self._ttl_ms = default_lease_ttl_ms
-        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
 
     @classmethod
     def from_url(cls, url: str, account: str, *, max_age_ms: int | None = None,
@@ -295,8 +306,7 @@ class AsyncWatchdogClient:
         try:
             return self._p.verdict(await self._call("check", self._p.check(symbol, side)))
         except _ERRORS as exc:
-            _log.warning("watchdog check %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
-            return _DOWN
+            return _down("check", symbol, side, exc)
 
     async def begin(self, symbol: str, side: str = "BOTH", *, holder: str,
                     ttl_ms: int | None = None) -> Verdict:
@@ -304,15 +314,13 @@ class AsyncWatchdogClient:
             call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
             return self._p.verdict(await self._call("begin", call))
         except _ERRORS as exc:
-            _log.warning("watchdog begin %s:%s failed, answering watchdog_down: %r", symbol, side, exc)
-            return _DOWN
+            return _down("begin", symbol, side, exc)
 
     async def confirm(self, symbol: str, side: str, lease: int) -> Verdict:
         try:
             return self._p.verdict(await self._call("confirm", self._p.confirm(symbol, side, lease)))
         except _ERRORS as exc:
-            _log.warning("watchdog confirm %s:%s failed, answering unverified: %r", symbol, side, exc)
-            return Verdict(True, Reason.UNVERIFIED, lease)
+            return _unverified(symbol, side, lease, exc)
 
     async def end(self, symbol: str, side: str, lease: int, outcome: str = "ok", *,
                   mode: str = "") -> Ended:
@@ -320,9 +328,7 @@ class AsyncWatchdogClient:
             return self._p.ended(await self._call("end", self._p.end(symbol, side, lease, outcome,
                                                                      mode)))
         except _ERRORS as exc:
-            _log.warning("watchdog end %s:%s lease %s failed (the lease expires by itself): %r",
-                         symbol, side, lease, exc)
-            return Ended(False, Reason.WATCHDOG_DOWN, None)
+            return _not_ended(symbol, side, lease, exc)
 
     @contextlib.asynccontextmanager
     async def guard_stop_update(self, symbol: str, side: str = "BOTH", *, holder: str,

@@ -4,7 +4,10 @@ Rules of this module:
 1. A ``Connection`` owns one websocket and the queue its reader fills: frames in arrival order,
    then an ``End``; the stream may add a ``Control`` (end it on purpose) or a ``Successor`` (the
    connection that replaces it on rotation), so every cause is ordered with the frames.
-2. Nothing here logs a listen key: URLs are built here and never printed; error texts are cut
+2. Both streams (user and market) open their sockets and judge their silence here: our pings
+   every ``ping_interval_s`` with the pong due as fast, and any frame (data, ping or pong)
+   proves the link alive (``StampedConnection``).
+3. Nothing here logs a listen key: URLs are built here and never printed; error texts are cut
    before any query string, frame excerpts mask ``"listenKey"``.
 """
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
 
@@ -32,6 +35,7 @@ __all__ = [
     "close_text",
     "describe_error",
     "frame_excerpt",
+    "open_stamped",
     "user_stream_url",
 ]
 
@@ -47,7 +51,7 @@ def user_stream_url(ws_url: str, listen_key: str) -> str:
 
 
 class StampedConnection(ClientConnection):
-    """A websockets connection that remembers when *any* frame last arrived (rule 3)."""
+    """A websockets connection that remembers when *any* frame last arrived (rule 2)."""
 
     last_frame_at: float = 0.0
 
@@ -55,6 +59,22 @@ class StampedConnection(ClientConnection):
         if isinstance(event, Frame):
             self.last_frame_at = self.loop.time()
         super().process_event(event)
+
+    def silence_left_s(self, max_silence_s: float) -> float:
+        """Seconds until ``max_silence_s`` without a frame is reached (0 or less: silent now)."""
+        return self.last_frame_at + max_silence_s - self.loop.time()
+
+
+async def open_stamped(url: str, *, open_timeout_s: float, ping_interval_s: float,
+                       **options: Any) -> StampedConnection:
+    """Connect with our pings every ``ping_interval_s`` and the pong due as fast (rule 2); the
+    silence clock starts at the handshake."""
+    ws = await connect(url, create_connection=StampedConnection, open_timeout=open_timeout_s,
+                       ping_interval=ping_interval_s, ping_timeout=ping_interval_s,
+                       close_timeout=min(1.0, ping_interval_s), **options)
+    assert isinstance(ws, StampedConnection)
+    ws.last_frame_at = ws.loop.time()
+    return ws
 
 
 @dataclass(frozen=True, slots=True)

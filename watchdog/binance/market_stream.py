@@ -9,7 +9,7 @@ Rules of this module:
 2. Checked like the user stream (stream.py rule 3): our pings every ``ping_interval_s`` (at
    most ``max_silence_s/3``) with the pong due as fast; any frame proves the link alive;
    ``max_silence_s`` without one ends it as "silent". A lost connection is re-opened with the
-   same backoff as the user stream (a connection that lived ``_HEALTHY_AFTER_S`` resets it) and
+   same backoff as the user stream (a connection that lived ``HEALTHY_AFTER_S`` resets it) and
    every wanted stream is subscribed again. Binance cuts connections at 24 h: it is replaced
    after ``rotate_after_s`` (a logged rotation, not a failure).
 3. Losing this connection never makes a position look safer: it only removes a way to doubt
@@ -32,11 +32,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from loguru import logger
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from watchdog.binance.connection import StampedConnection, close_text, describe_error
-from watchdog.binance.reconnect import Backoff
+from watchdog.binance.connection import StampedConnection, close_text, describe_error, open_stamped
+from watchdog.binance.reconnect import Backoff, backoff_resets
 from watchdog.binance.snapshots import Emit
 from watchdog.core.events import StopCrossed
 from watchdog.core.model import Symbol
@@ -60,7 +59,6 @@ try:
     _loads = orjson.loads
 except ImportError:  # pragma: no cover - optional
     pass
-_HEALTHY_AFTER_S = 5.0
 _KINDS = {"aggTrade": LAST, "markPriceUpdate": MARK}
 
 
@@ -135,18 +133,13 @@ class MarketStream:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
             try:
-                ws = await connect(self._url, create_connection=StampedConnection,
-                                   open_timeout=self._open_timeout_s,
-                                   ping_interval=self._ping_interval_s,
-                                   ping_timeout=self._ping_interval_s,
-                                   close_timeout=min(1.0, self._ping_interval_s))
+                ws = await open_stamped(self._url, open_timeout_s=self._open_timeout_s,
+                                        ping_interval_s=self._ping_interval_s)
             except (InvalidHandshake, OSError, TimeoutError) as exc:
                 delay_s = self._backoff.next_delay_s()
                 logger.warning("market stream connect failed error={} next_delay_s={:.2f} (trigger "
                                "watching paused; REST polls as usual)", describe_error(exc), delay_s)
                 continue
-            assert isinstance(ws, StampedConnection)
-            ws.last_frame_at = ws.loop.time()
             opened_at = self._clock.monotonic()
             self._ws, self._subscribed = ws, frozenset()
             self.stats.connects += 1
@@ -170,7 +163,7 @@ class MarketStream:
                     await ws.close()
                 except ConnectionClosed as exc:
                     logger.debug("market stream close: {}", close_text(exc))
-            if rotated or self._clock.monotonic() - opened_at >= _HEALTHY_AFTER_S:
+            if rotated or backoff_resets(self._clock.monotonic() - opened_at):
                 self._backoff.reset()
             cause, delay_s = reason, (0.0 if rotated else self._backoff.next_delay_s())
 
@@ -188,16 +181,14 @@ class MarketStream:
                 logger.debug("market stream writer ended: {}", describe_error(exc))
 
     async def _read(self, ws: StampedConnection, emit: Emit, opened_at: float) -> str:
-        loop = asyncio.get_running_loop()
         rotate_at = opened_at + self._rotate_after_s
         while True:
-            silent_at = ws.last_frame_at + self._max_silence_s
-            wait_s = min(silent_at - loop.time(), rotate_at - self._clock.monotonic())
+            wait_s = min(ws.silence_left_s(self._max_silence_s), rotate_at - self._clock.monotonic())
             try:
                 async with asyncio.timeout(max(0.0, wait_s)):
                     message = await ws.recv()
             except TimeoutError:
-                if loop.time() >= ws.last_frame_at + self._max_silence_s:
+                if ws.silence_left_s(self._max_silence_s) <= 0:
                     return f"silent: no frame for {self._max_silence_s:g}s"
                 if self._clock.monotonic() >= rotate_at:
                     return "rotation"

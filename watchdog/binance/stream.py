@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance import wire
@@ -63,11 +62,11 @@ from watchdog.binance.connection import (
     Connection,
     Control,
     End,
-    StampedConnection,
     Successor,
     close_text,
     describe_error,
     frame_excerpt,
+    open_stamped,
     user_stream_url,
 )
 from watchdog.binance.probation import PROBATION_TOLERANCE_S, Probation, Verdict
@@ -305,16 +304,10 @@ class UserDataStream:
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""
         key = await self._rest.create_listen_key()
-        ws = await connect(user_stream_url(self._ws_url, key),
-                           create_connection=StampedConnection,
-                           open_timeout=self._open_timeout_s,
-                           ping_interval=self._ping_interval_s,
-                           ping_timeout=self._ping_interval_s,
-                           close_timeout=min(1.0, self._ping_interval_s),
-                           max_queue=READ_HIGH_WATER)
-        assert isinstance(ws, StampedConnection)
+        ws = await open_stamped(user_stream_url(self._ws_url, key),
+                                open_timeout_s=self._open_timeout_s,
+                                ping_interval_s=self._ping_interval_s, max_queue=READ_HIGH_WATER)
         now = self._clock.monotonic()
-        ws.last_frame_at = ws.loop.time()
         conn = Connection(next(self._ids), ws, now, rotate_at=now + self._rotate_after_s)
         assert self._tg is not None
         self._tg.create_task(self._read(conn), name=f"user-stream-reader-{conn.id}")
@@ -376,10 +369,9 @@ class UserDataStream:
 
     async def _serve(self, conn: Connection, emit: Emit) -> tuple[Connection, str]:
         """Deliver frames until the connection ends; returns the connection and why it ended."""
-        loop = asyncio.get_running_loop()
         while True:
-            silent_at = conn.ws.last_frame_at + self._max_silence_s
-            wait_s = min(silent_at - loop.time(), conn.rotate_at - self._clock.monotonic())
+            wait_s = min(conn.ws.silence_left_s(self._max_silence_s),
+                         conn.rotate_at - self._clock.monotonic())
             item: str | bytes | End | Control | Successor
             try:
                 if conn.held:
@@ -391,7 +383,7 @@ class UserDataStream:
                     async with asyncio.timeout(max(0.0, wait_s)):
                         item = await conn.queue.get()
             except TimeoutError:
-                if loop.time() >= conn.ws.last_frame_at + self._max_silence_s:
+                if conn.ws.silence_left_s(self._max_silence_s) <= 0:
                     return conn, f"{_SILENT}: no frame for {self._max_silence_s:g}s"
                 if self._clock.monotonic() >= conn.rotate_at:
                     conn.rotate_at = float("inf")  # one successor at a time

@@ -131,6 +131,7 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
+from watchdog.core.pending import remember_request
 
 __all__ = ["BookPolicy", "PositionBook", "StreamState"]
 
@@ -140,9 +141,6 @@ _KEY_ORDER = attrgetter("symbol", "side")
 _ENTRY_ORDER = attrgetter("key.symbol", "key.side")
 
 StreamState = Literal["live", "gap", "down"]
-
-# Requests whose outcome never arrives are forgotten beyond this many (a shell bug, not a leak).
-_MAX_PENDING_REQUESTS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,10 +452,8 @@ class PositionBook:
             entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
 
     def _remember_request(self, event: SnapshotRequested) -> None:
-        if len(self._requests) >= _MAX_PENDING_REQUESTS:
-            del self._requests[next(iter(self._requests))]
-        self._requests[event.request_id] = _Request(self._epoch, event.symbols,
-                                                    self.events_applied, self._clock_epoch)
+        remember_request(self._requests, event.request_id, _Request(
+            self._epoch, event.symbols, self.events_applied, self._clock_epoch))
 
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1

@@ -49,13 +49,13 @@ from watchdog.core.events import (
     StreamPositions,
 )
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
+from watchdog.core.pending import remember_request
 
 __all__ = ["BLIND_CODE", "TRANSITIONS", "ProofState", "Signal", "StreamProof", "next_state"]
 
 BLIND_CODE = "stream_blind"  # book rule 7 and order_blindness raise it
 ProofState = Literal["proven", "unproven"]
 _OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
-_MAX_PENDING_REQUESTS = 1024
 
 
 class Signal(StrEnum):
@@ -126,9 +126,7 @@ class StreamProof:
                 self._orders[(True, event.algo_id)] = _OrderClaim(
                     event.symbol, event.status.value == "NEW", event.transaction_time_ms)
             case SnapshotRequested():
-                if len(self._requests) >= _MAX_PENDING_REQUESTS:  # answers lost: a shell bug
-                    del self._requests[next(iter(self._requests))]
-                self._requests[event.request_id] = self._seq
+                remember_request(self._requests, event.request_id, self._seq)
             case PositionSnapshot():
                 requested_seq = self._requests.pop(event.request_id, None)
                 if requested_seq is not None and self._positions:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from watchdog.sim.exchange import Outgoing
 from watchdog.sim.faults import Faults
+from watchdog.sim.ws_shell import ConnectionSet
 
 __all__ = ["CLOSE", "Connection", "StreamHub"]
 
@@ -42,18 +43,17 @@ class Connection:
     held: tuple[float, str, str] | None = None  # fault reorder_events: waits for its successor
 
 
-class StreamHub:
+class StreamHub(ConnectionSet[Connection]):
     """Who is connected, what they asked for, and what was sent or dropped (per event type)."""
 
     def __init__(self, *, require_events_filter: bool) -> None:
+        super().__init__()
         self.require_events_filter = require_events_filter
-        self.connections: set[Connection] = set()
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self.last_id = 0
         self.mute_new_after: int | None = None  # fault mute_new: ids above this are muted
-        self._changed = asyncio.Condition()
         self.faults = Faults()
 
     def next_id(self) -> int:
@@ -67,28 +67,15 @@ class StreamHub:
         return (self.faults.stream == "mute_new" and self.mute_new_after is not None
                 and conn.id > self.mute_new_after)
 
-    async def add(self, conn: Connection) -> None:
-        async with self._changed:
-            self.connections.add(conn)
-            self._changed.notify_all()
-
-    async def remove(self, conn: Connection) -> None:
-        async with self._changed:
-            self.connections.discard(conn)
-            self._changed.notify_all()
-
     async def resubscribe(self, conn: Connection, subscriptions: dict[str, frozenset[str] | None]) -> None:
         """A SUBSCRIBE/UNSUBSCRIBE changed what ``conn`` receives (wakes ``wait_connections``)."""
         if subscriptions == conn.subscriptions:
             return
-        async with self._changed:
-            conn.subscriptions = subscriptions
-            self._changed.notify_all()
+        await self._change(lambda: setattr(conn, "subscriptions", subscriptions))
 
     async def wait_connections(self, n: int, timeout_s: float = 10.0) -> None:
         """Wait until exactly ``n`` private connections are open; TimeoutError after ``timeout_s``."""
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: self.count_private() == n)
+        await self._wait_for(lambda: self.count_private() == n, timeout_s)
 
     def count_private(self) -> int:
         return sum(1 for c in self.connections if c.subscriptions)
@@ -151,16 +138,6 @@ class StreamHub:
         for conn in list(self.connections):
             if listen_key in conn.subscriptions:
                 conn.queue.put_nowait((0.0, CLOSE, "1000"))
-
-    def drop_all(self) -> int:
-        """Fault ``disconnect``: abort every TCP connection (the client sees 1006)."""
-        count = 0
-        for conn in list(self.connections):
-            transport = conn.request.transport
-            if transport is not None:
-                transport.abort()
-                count += 1
-        return count
 
     def counts(self) -> dict[str, object]:
         return {"sent": dict(self.sent), "dropped": dict(self.dropped),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,6 +18,7 @@ from aiohttp import web
 
 from watchdog.sim.market import SymbolSpec
 from watchdog.sim.matching import MarketPrint
+from watchdog.sim.ws_shell import MAX_INCOMING_PER_S, ConnectionSet, IncomingRate, read_request
 
 __all__ = [
     "MAX_INCOMING_PER_S",
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 MAX_STREAMS = 1024          # "A single connection can listen to a maximum of 1024 streams."
-MAX_INCOMING_PER_S = 10     # "a limit of 10 incoming messages per second"
 KINDS = ("markPrice@1s", "markPrice", "aggTrade")
 _FUNDING_RATE = "0.00010000"
 _FUNDING_MS = 8 * 3600 * 1000
@@ -70,19 +70,10 @@ def answer_market_request(text: str, subs: frozenset[str], symbols: Iterable[str
     A name that is no stream of ours is refused (code 2) and nothing changes; so is a
     SUBSCRIBE that would take the connection past ``MAX_STREAMS``.
     """
-    try:
-        request = json.loads(text)
-    except ValueError as exc:
-        return {"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None}, subs
-    if not isinstance(request, dict):
-        return {"error": {"code": 2, "msg": "Invalid request: expected a JSON object"}, "id": None}, subs
-    request_id, method, params = request.get("id"), request.get("method"), request.get("params", [])
-    if method == "LIST_SUBSCRIPTIONS":
-        return {"result": sorted(subs), "id": request_id}, subs
-    if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list) or not all(
-            isinstance(p, str) for p in params):
-        return {"error": {"code": 2, "msg": f"Invalid request: method {method!r} with params {params!r}"},
-                "id": request_id}, subs
+    request = read_request(text, subs)
+    if isinstance(request, dict):
+        return request, subs
+    request_id, method, params = request.id, request.method, request.params
     listed = set(symbols)
     bad = [p for p in params if parse_stream(p, listed) is None]
     if bad:
@@ -93,21 +84,6 @@ def answer_market_request(text: str, subs: frozenset[str], symbols: Iterable[str
         return {"error": {"code": 2, "msg": f"Invalid request: more than {MAX_STREAMS} streams "
                                             "on one connection"}, "id": request_id}, subs
     return {"result": None, "id": request_id}, frozenset(after)
-
-
-@dataclass(slots=True)
-class IncomingRate:
-    """Incoming frames in the last second (PURE: times are arguments)."""
-
-    limit: int = MAX_INCOMING_PER_S
-    times: deque[float] = field(default_factory=deque)
-
-    def admit(self, now_s: float) -> bool:
-        """Count one frame at ``now_s``; False once more than ``limit`` arrived within 1 s."""
-        self.times.append(now_s)
-        while self.times and self.times[0] <= now_s - 1.0:
-            self.times.popleft()
-        return len(self.times) <= self.limit
 
 
 @dataclass(eq=False)
@@ -123,40 +99,25 @@ class MarketConnection:
     rate: IncomingRate = field(default_factory=IncomingRate)
 
 
-class MarketHub:
+class MarketHub(ConnectionSet[MarketConnection]):
     """Market connections, what they subscribed, and the frames sent per stream type."""
 
     def __init__(self) -> None:
-        self.connections: set[MarketConnection] = set()
+        super().__init__()
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.mode = "normal"  # fault ``market``: normal | mute | stall
         self.ids = itertools.count(1)
         self._agg_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
-        self._changed = asyncio.Condition()
-
-    async def add(self, conn: MarketConnection) -> None:
-        async with self._changed:
-            self.connections.add(conn)
-            self._changed.notify_all()
-
-    async def remove(self, conn: MarketConnection) -> None:
-        async with self._changed:
-            self.connections.discard(conn)
-            self._changed.notify_all()
 
     async def resubscribe(self, conn: MarketConnection, subs: frozenset[str]) -> None:
-        async with self._changed:
-            conn.subs = subs
-            self._changed.notify_all()
+        await self._change(lambda: setattr(conn, "subs", subs))
 
     async def wait_subscribed(self, streams: Iterable[str], timeout_s: float = 10.0) -> None:
         """Until some connection subscribes to every name in ``streams``."""
         wanted = set(streams)
-        async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(
-                lambda: any(wanted <= c.subs for c in self.connections))
+        await self._wait_for(lambda: any(wanted <= c.subs for c in self.connections), timeout_s)
 
     def subscribed(self) -> set[str]:
         """Every stream some connection receives."""
@@ -200,16 +161,6 @@ class MarketHub:
                 raw = raw or _dumps(payload)
                 conn.queue.put_nowait(raw)
             self.sent[kind] += 1
-
-    def drop_all(self) -> int:
-        """Fault ``market: disconnect``: abort every market connection (clients see 1006)."""
-        count = 0
-        for conn in list(self.connections):
-            transport = conn.request.transport
-            if transport is not None:
-                transport.abort()
-                count += 1
-        return count
 
     def describe(self, now: float) -> list[dict[str, object]]:
         return [{"id": c.id, "path": c.request.path, "streams": sorted(c.subs),

@@ -23,20 +23,15 @@ are those of the user streams. Fault ``market``: ``mute`` (connected, nothing se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from loguru import logger
 
-from watchdog.sim.market_hub import (
-    MAX_INCOMING_PER_S,
-    MarketConnection,
-    answer_market_request,
-    parse_stream,
-)
+from watchdog.sim.market_hub import MarketConnection, answer_market_request, parse_stream
 from watchdog.sim.venue import VENUE, Venue
+from watchdog.sim.ws_shell import keepalive, receive, stop_tasks
 
 __all__ = ["add_routes", "run_mark_ticker"]
 
@@ -53,21 +48,12 @@ async def _sender(conn: MarketConnection) -> None:
 
 async def _tick(conn: MarketConnection, venue: Venue) -> None:
     """Server pings, the pong window and the 24 h cut, as on the user streams."""
-    settings = venue.settings
-    loop = asyncio.get_running_loop()
-    deadline = conn.opened_at + settings.max_connection_age_s
-    while not conn.ws.closed:
-        await asyncio.sleep(max(0.0, min(settings.effective_ping_interval_s, deadline - loop.time())))
-        now = loop.time()
-        if now >= deadline:
-            await conn.ws.close(code=1001, message=b"24h")
-            return
-        if venue.market.mode == "stall":
-            continue
-        if now - conn.last_pong_at > settings.effective_pong_timeout_s:
-            await conn.ws.close(code=1008, message=b"pong timeout")
-            return
-        await conn.ws.ping()
+
+    async def expire() -> None:
+        await conn.ws.close(code=1001, message=b"24h")
+
+    await keepalive(conn, venue.settings, stalled=lambda: venue.market.mode == "stall",
+                    expire=expire)
 
 
 async def _serve(request: web.Request, streams: list[str], *, wrap: bool) -> web.StreamResponse:
@@ -85,34 +71,18 @@ async def _serve(request: web.Request, streams: list[str], *, wrap: bool) -> web
                 len(subs))
     tasks = [asyncio.create_task(_sender(conn), name=f"sim-market-send-{conn.id}"),
              asyncio.create_task(_tick(conn, venue), name=f"sim-market-tick-{conn.id}")]
+
+    async def on_text(text: str) -> None:
+        reply, after = answer_market_request(text, conn.subs, venue.exchange.specs)
+        await hub.resubscribe(conn, after)
+        conn.queue.put_nowait(_dumps(reply))
+
     try:
-        async for msg in ws:
-            stalled = hub.mode == "stall"
-            if msg.type in (WSMsgType.PING, WSMsgType.PONG, WSMsgType.TEXT) and not conn.rate.admit(
-                    loop.time()):
-                logger.warning("sim market stream id={} closed: more than {} incoming messages in "
-                               "a second", conn.id, MAX_INCOMING_PER_S)
-                await ws.close(code=1008, message=b"too many requests")
-                break
-            if msg.type == WSMsgType.PING and not stalled:
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.PONG:
-                conn.last_pong_at = loop.time()
-            elif msg.type == WSMsgType.TEXT and not stalled:
-                reply, after = answer_market_request(msg.data, conn.subs, venue.exchange.specs)
-                await hub.resubscribe(conn, after)
-                conn.queue.put_nowait(_dumps(reply))
-            elif msg.type == WSMsgType.CLOSE:
-                if not stalled:
-                    await ws.close()
-                break
+        await receive(conn, stalled=lambda: hub.mode == "stall", on_text=on_text, rate=conn.rate,
+                      label="sim market stream")
     finally:
         conn.queue.put_nowait(None)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await hub.remove(conn)
         logger.info("sim market stream closed id={} close_code={}", conn.id, ws.close_code)
     return ws

@@ -23,17 +23,17 @@ The server pings every ``ping_interval_s`` and closes (1008) a connection whose 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from loguru import logger
 
 from watchdog.sim import rejections as rj
 from watchdog.sim.control import mask
 from watchdog.sim.hub import CLOSE, Connection
 from watchdog.sim.venue import VENUE, Venue
+from watchdog.sim.ws_shell import keepalive, read_request, receive, stop_tasks
 
 __all__ = ["add_routes"]
 
@@ -66,19 +66,10 @@ def answer_request(text: str, subs: Subscriptions, *, routed: bool,
     accepted and deliver nothing. Error codes as Binance's stream API: 2 invalid request, 3
     invalid JSON.
     """
-    try:
-        request = json.loads(text)
-    except ValueError as exc:
-        return {"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None}, subs
-    if not isinstance(request, dict):
-        return {"error": {"code": 2, "msg": "Invalid request: expected a JSON object"}, "id": None}, subs
-    request_id, method, params = request.get("id"), request.get("method"), request.get("params", [])
-    if method == "LIST_SUBSCRIPTIONS":
-        return {"result": sorted(subs), "id": request_id}, subs
-    if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list) or not all(
-            isinstance(p, str) for p in params):
-        return {"error": {"code": 2, "msg": f"Invalid request: method {method!r} with params {params!r}"},
-                "id": request_id}, subs
+    request = read_request(text, subs)
+    if isinstance(request, dict):
+        return request, subs
+    request_id, method, params = request.id, request.method, request.params
     if not routed:
         return {"result": None, "id": request_id}, subs
     after = dict(subs)
@@ -107,29 +98,18 @@ async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool,
                 [mask(k) for k in subs], [None if e is None else sorted(e) for e in subs.values()])
     tasks = [asyncio.create_task(hub.send_loop(conn), name=f"sim-send-{conn.id}"),
              asyncio.create_task(_tick(conn, venue), name=f"sim-tick-{conn.id}")]
+
+    async def on_text(text: str) -> None:
+        reply, after = answer_request(
+            text, conn.subscriptions, routed=routed,
+            is_live=lambda key: venue.exchange.account_for_listen_key(key) is not None)
+        await hub.resubscribe(conn, after)
+        await ws.send_str(json.dumps(reply, separators=(",", ":")))
+
     try:
-        async for msg in ws:
-            stalled = hub.faults.stream == "stall"
-            if msg.type == WSMsgType.PING and not stalled:
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.PONG:
-                conn.last_pong_at = loop.time()
-            elif msg.type == WSMsgType.TEXT and not stalled:
-                reply, after = answer_request(
-                    msg.data, conn.subscriptions, routed=routed,
-                    is_live=lambda key: venue.exchange.account_for_listen_key(key) is not None)
-                await hub.resubscribe(conn, after)
-                await ws.send_str(json.dumps(reply, separators=(",", ":")))
-            elif msg.type == WSMsgType.CLOSE:
-                if not stalled:
-                    await ws.close()
-                break
+        await receive(conn, stalled=lambda: hub.faults.stream == "stall", on_text=on_text)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         await hub.remove(conn)
         logger.info("sim stream closed id={} close_code={}", conn.id, ws.close_code)
     return ws
@@ -137,23 +117,12 @@ async def _serve(request: web.Request, subs: Subscriptions, *, wrap: bool,
 
 async def _tick(conn: Connection, venue: Venue) -> None:
     """Server pings, the pong deadline, and the 24 h cut (on the configured time scale)."""
-    settings = venue.settings
-    loop = asyncio.get_running_loop()
-    interval = settings.effective_ping_interval_s
-    deadline = conn.opened_at + settings.max_connection_age_s
-    while not conn.ws.closed:
-        await asyncio.sleep(max(0.0, min(interval, deadline - loop.time())))
-        now = loop.time()
-        if now >= deadline:
-            # "A single connection is only valid for 24 hours" (§1.4).
-            conn.queue.put_nowait((0.0, CLOSE, "1001"))
-            return
-        if venue.hub.faults.stream == "stall":
-            continue
-        if now - conn.last_pong_at > settings.effective_pong_timeout_s:
-            await conn.ws.close(code=1008, message=b"pong timeout")
-            return
-        await conn.ws.ping()
+
+    async def expire() -> None:
+        conn.queue.put_nowait((0.0, CLOSE, "1001"))  # a normal close after queued events
+
+    await keepalive(conn, venue.settings, stalled=lambda: venue.hub.faults.stream == "stall",
+                    expire=expire)
 
 
 async def _private(request: web.Request, *, wrap: bool) -> web.StreamResponse:
