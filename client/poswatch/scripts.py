@@ -17,7 +17,8 @@ __all__ = ["BOT_SCRIPTS", "WATCHDOG_SCRIPTS", "script_sha", "script_source"]
 BOT_SCRIPTS = ("check", "begin", "confirm", "end")
 # Scripts only the watchdog runs.
 WATCHDOG_SCRIPTS = ("publish_position", "retract_position", "revoke_lease", "leased", "heartbeat",
-                    "emit_event", "mark_stopped", "touch_verified", "mark_firing")
+                    "emit_event", "mark_stopped", "touch_verified", "mark_firing",
+                    "set_protection")
 
 
 def _read(name: str) -> str:

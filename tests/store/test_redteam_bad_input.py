@@ -18,9 +18,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from tests.support.store import ACCOUNT, position_key
 from watchdog.store.keys import AccountKeys
-from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 
 K = AccountKeys(ACCOUNT)
 P = K.of(position_key("BTCUSDT"))
@@ -49,6 +49,7 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
         "touch_verified": ([K.positions, K.leases, K.events, K.health, P.position, P.lease],
                            ["60000", K.channel, M, "1", "2", str(now), "open"]),
         "mark_firing": ([P.position], ["4000000017", "TRIGGERING", str(now), ""]),
+        "set_protection": ([P.position], ["none", str(now), "wd-guard-1-1"]),
     }
 
 

@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
+from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
@@ -38,6 +39,7 @@ from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
+from watchdog.core.guard import Guard, GuardPolicy, Leases
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.proof import StreamProof
@@ -47,6 +49,7 @@ from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.guard_task import GuardTask
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
 from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
@@ -55,7 +58,7 @@ from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["INBOX_SIZE", "LeaseSource", "leased_symbols_of", "run"]
+__all__ = ["INBOX_SIZE", "LeaseSource", "guard_policy", "leased_symbols_of", "run"]
 
 
 class LeaseSource(Protocol):
@@ -151,23 +154,35 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
             on_malformed=on_malformed)
-        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper)
+        guard = Guard(guard_policy(config))
+        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
+                            read_lease_ends=store.lease_ends_in,
+                            also_needs_leases=lambda: guard.needs_leases)
+
+        def leases() -> Leases | None:
+            ends = reaper.lease_ends
+            return None if ends is None else Leases(ends, reaper.leases_read_ms)
+
+        guard_task = GuardTask(guard, rest, store, leases,
+                               stream_unproven=lambda: vitals.proof.state == "unproven")
+        vitals.unprotected = guard.unprotected
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
         metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_blind_reconnect, observer=metrics)
+                               on_stream_blind=stream.request_blind_reconnect, observer=metrics,
+                               guard=guard_task)
         policy = canary_policy(config.stream)
         canary = None if policy is None else CanaryTask(
             rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
             stream_live=lambda: book.stream_state == "live")
-        observers = (poller.observe, *(() if canary is None else (canary.observe,)),
+        observers = (poller.observe, guard_task.observe, *(() if canary is None else (canary.observe,)),
                      *(() if metrics is None else (metrics.observe_event,)))
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=observers)
+                        observers=observers, guard_step=guard_task.step)
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": core.run(),
             "stream": stream.run(inbox.emit),
@@ -176,6 +191,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s),
             "reaper": reaper.run(),
+            "guard": guard_task.run(),
             "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
         if canary is not None:
@@ -363,6 +379,17 @@ def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[s
             return ()
 
     return leased
+
+
+def guard_policy(config: Config) -> GuardPolicy:
+    """The pure guard policy from ``[guard]``; orders count as fresh without the stream for
+    three order polls (one failed read is not yet doubt), never less than ``[core] max_age_ms``."""
+    g = config.guard
+    return GuardPolicy(
+        alert_ms=g.unprotected_alert_ms, emergency_stop_pct=Decimal(str(g.emergency_stop_pct)),
+        emergency_after_ms=g.emergency_after_ms, max_orders_per_min=g.max_orders_per_min,
+        orders_max_age_ms=max(config.core.max_age_ms,
+                              round(3 * config.binance.orders_poll_interval_s * 1000)))
 
 
 def _progress_limit_s(config: Config) -> float:

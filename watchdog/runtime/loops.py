@@ -106,7 +106,8 @@ class CoreLoop:
     def __init__(self, inbox: Inbox, book: PositionBook, orders: OrderBook, runner: EffectsRunner,
                  vitals: Vitals, notifier: Notifier, clock: Clock, *, status_interval_s: float,
                  reaper_step: ReaperStep | None = None,
-                 observers: Iterable[Callable[[Event], None]] = ()) -> None:
+                 observers: Iterable[Callable[[Event], None]] = (),
+                 guard_step: ReaperStep | None = None) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -116,6 +117,7 @@ class CoreLoop:
         self._clock = clock
         self._status_interval_s = status_interval_s
         self._reaper_step = reaper_step
+        self._guard_step = guard_step  # once per batch, after its events (core/guard.py)
         self._observers = tuple(observers)
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
@@ -159,6 +161,8 @@ class CoreLoop:
                 effects += self._reaper_step(self._book, self._orders, now_ms)
         if order_facts:
             effects += self._firing.update(self._orders)
+        if self._guard_step is not None:
+            effects += self._guard_step(self._book, self._orders, stamps[-1])
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)
