@@ -381,3 +381,17 @@ def test_a_removed_stop_still_in_the_book_is_not_removed_twice_nor_counted() -> 
     rig.feed(algo_update(5, AlgoStatus.CANCELED, at_ms=T0 + 70_000))  # the bot's stop goes
     effects = rig.step(T0 + 70_100)
     assert protections(effects) == [PublishProtection(KEY, "none", T0 + 70_100, "")]
+
+
+def test_without_a_live_stream_a_run_needs_a_later_read_before_anything_is_done() -> None:
+    """The read that started the run may predate a stop placed while no stream could report it
+    (a startup): the alert and the last-resort stop wait for a read applied after the run."""
+    rig = Rig(GUARDED, stop=False)
+    rig.positions.stream_state = "down"
+    rig.step(T0)  # none, from the read taken at startup
+    assert kinds(rig.step(T0 + 9000)) == []
+    assert places(rig.step(T0 + 9100)) == []
+    rig.feed(snapshot(at_ms=T0 + 9150, symbols=frozenset({BAS}), request_id=2))
+    effects = rig.step(T0 + 9200)  # still none by a read after the run began: act
+    assert kinds(effects) == ["position_unprotected"]
+    assert len(places(effects)) == 1

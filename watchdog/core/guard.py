@@ -10,6 +10,8 @@ Rules of this module:
    ``live`` its order events keep them fresh; otherwise the last such read must be younger than
    ``orders_max_age_ms``. A position whose knowledge is not CONFIRMED, or whose orders are not
    known fresh, is ``unknown``: never ``covered`` from stale data, never alerted on.
+   1b. Without a live stream, a ``none``/``partial`` run is alerted on (and a last-resort stop
+   placed) only once an orders read applied after the run began shows it again.
 2. ``unprotected_since_ms`` is when the guard first saw the position open and ``none`` or
    ``partial`` in the current run; ``covered`` or a closure ends the run; ``unknown`` pauses it
    (the clock is not restarted: what was unprotected before the doubt is probably still so).
@@ -238,6 +240,16 @@ class Guard:
         self._touched, self._touched_all = set(), False
         return scope
 
+    def _evidence(self, symbol: Symbol, stream_state: str, since_ms: int) -> bool:
+        """Rule 1b: without a live stream, a run is acted on (alert, last-resort stop) only once
+        an orders read applied after it began still shows it: the read that started it may
+        predate an order placed while no stream could report it (a startup, a reconnect)."""
+        if stream_state == "live":
+            return True
+        f = self._fresh
+        times = [t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None]
+        return bool(times) and max(times) > since_ms
+
     def orders_fresh(self, symbol: Symbol, stream_state: str, now_ms: int) -> bool:
         """Rule 1."""
         f = self._fresh
@@ -334,14 +346,16 @@ class Guard:
                                          min(lease_end, run.since_ms + self.policy.lease_cap_ms))
             deadline = max(run.since_ms + self.policy.alert_ms, run.lease_until_ms)
             leases_seen = leases is None or leases.read_ms >= run.since_ms
-            if not run.alerted and now_ms >= deadline and leases_seen:
+            if not run.alerted and now_ms >= deadline and leases_seen and self._evidence(
+                    key.symbol, stream_state, run.since_ms):
                 run.alerted = True
                 effects.append(Notify("position_unprotected", key, (
                     ("protection", protection.value), ("amount", f"{view.amount:f}"),
                     ("unprotected_since_ms", str(run.since_ms)),
                     ("unprotected_ms", str(now_ms - run.since_ms)),
                     ("grace_ms", str(deadline - run.since_ms)))))
-        effects += self._emergency(view, run, bot, own_book, leases if lease_ok else None, now_ms)
+        effects += self._emergency(view, run, bot, own_book, leases if lease_ok else None,
+                                   stream_state, now_ms)
         effects += self._publish(key, run, protection, now_ms, own_book)
         return effects
 
@@ -387,7 +401,7 @@ class Guard:
     # ------------------------------------------------------------ the last-resort stop
 
     def _emergency(self, view: PositionView, run: _Run, bot: Protection,
-                   own_book: list[TrackedOrder], leases: Leases | None,
+                   own_book: list[TrackedOrder], leases: Leases | None, stream_state: str,
                    now_ms: int) -> list[Effect]:
         p = self.policy
         key = view.key
@@ -417,7 +431,8 @@ class Guard:
             return []  # one per position side, ever at a time
         if run.since_ms is None or now_ms - run.since_ms < p.emergency_after_ms:
             return []
-        if now_ms < run.lease_until_ms:
+        if now_ms < run.lease_until_ms or not self._evidence(
+                key.symbol, stream_state, run.since_ms):
             return []
         side = closing_side(key, view.amount)
         if side is None:

@@ -349,15 +349,16 @@ async def scenario_forgotten_stop(sim: Simulator, ctl: SimControl, redis_url: st
                               ("protection", "by", "client_id", "trigger_price", "mark_price")
                               if event.fields.get(k))
             at_ms = tl.add("watchdog", f"event {event.kind} {detail}".rstrip())
-            seen.setdefault(event.kind, at_ms)
+            if forgot_at:  # what follows the forgetting, not a startup's moment
+                seen.setdefault(event.kind, at_ms)
 
     config = (_demo_config(sim, redis_url) + f"\n[guard]\nemergency_stop_pct = {GUARD_PCT}\n"
               f"emergency_after_ms = {GUARD_AFTER_MS}\n")
     async with watchdog_daemon(config, sim.api_key, sim.api_secret, log_path):
         follower: asyncio.Task[None] | None = None
         try:
-            if not await _wait_async(lambda: client.redis.exists(keys.health), 20):
-                raise DemoFailed("the watchdog did not come up within 20 s", log_path)
+            if not await _wait_async(lambda: _field_is(client, keys.health, "ready", "true"), 30):
+                raise DemoFailed("the watchdog was not ready within 30 s", log_path)
             tl.add("watchdog", f"running with [guard] emergency_stop_pct={GUARD_PCT}, "
                    f"emergency_after_ms={GUARD_AFTER_MS} (alert after {GUARD_ALERT_MS} ms)")
             follower = asyncio.create_task(follow_events(await client.last_event_id()),
