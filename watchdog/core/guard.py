@@ -192,6 +192,12 @@ class Guard:
         return tuple((key, run.since_ms) for key, run in sorted(self._runs.items())
                      if run.alerted and run.since_ms is not None)
 
+    def answers(self) -> dict[PositionKey, tuple[str, int | None]]:
+        """The published ``protection`` and ``unprotected_since_ms`` per judged position (the
+        metrics read them)."""
+        return {key: (run.published[0], run.published[1]) for key, run in self._runs.items()
+                if run.published is not None and run.published[0]}
+
     @property
     def needs_leases(self) -> bool:
         """True while some position is in an unprotected run: the shell then reads leases."""

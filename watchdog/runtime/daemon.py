@@ -25,7 +25,7 @@ import gc
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -170,7 +170,8 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
         vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
-        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision)
+        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision,
+                              guard.answers)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                                on_stream_blind=stream.request_blind_reconnect, observer=metrics,
                                guard=guard_task)
@@ -401,11 +402,14 @@ def _progress_limit_s(config: Config) -> float:
 
 
 def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
-                reaper_decision: Callable[[], ReaperDecision | None]) -> Metrics | None:
+                reaper_decision: Callable[[], ReaperDecision | None],
+                protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]] = dict,
+                ) -> Metrics | None:
     """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
     if not (config.metrics.listen or config.metrics.textfile_path):
         return None
-    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision)
+    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision,
+                   protection=protection)
 
 
 def _reaper_mode(config: Config) -> str:
