@@ -280,3 +280,6 @@ def test_protection_gauges_read_the_guards_answers() -> None:
     assert value(metrics, "position_protection", symbol="BASUSDT", side="BOTH",
                  protection="partial") == 1
     assert value(metrics, "position_unprotected_seconds", symbol="BASUSDT", side="BOTH") == 2.5
+    notional = float(abs(open_view.amount) * open_view.entry_price)
+    assert value(metrics, "position_unprotected_exposure", symbol="BASUSDT",
+                 side="BOTH") == 2.5 * notional

@@ -246,6 +246,10 @@ def _positions(views: Sequence[PositionView], now_ms: int,
     unprotected = GaugeMetricFamily(PREFIX + "position_unprotected_seconds",
                                     "Open positions without a covering stop: for how long",
                                     labels=["symbol", "side"])
+    exposure = GaugeMetricFamily(PREFIX + "position_unprotected_exposure",
+                                 "Open positions without cover: seconds x notional (|amount| x "
+                                 "entry price, quote asset) of the current unprotected run",
+                                 labels=["symbol", "side"])
     for view in views:
         labels = [str(view.key.symbol), view.key.side.value]
         if view.verified_ms > 0:
@@ -261,7 +265,10 @@ def _positions(views: Sequence[PositionView], now_ms: int,
         since_ms = (answer[1] if answer is not None
                     else getattr(view, "unprotected_since_ms", 0)) or 0
         if since_ms > 0:
-            unprotected.add_metric(labels, max(0, now_ms - since_ms) / 1000)
+            seconds = max(0, now_ms - since_ms) / 1000
+            unprotected.add_metric(labels, seconds)
+            exposure.add_metric(labels, seconds * float(abs(view.amount) * view.entry_price))
     yield ages
     yield protection
     yield unprotected
+    yield exposure
