@@ -10,8 +10,8 @@ Rules of this module:
    ``live`` its order events keep them fresh; otherwise the last such read must be younger than
    ``orders_max_age_ms``. A position whose knowledge is not CONFIRMED, or whose orders are not
    known fresh, is ``unknown``: never ``covered`` from stale data, never alerted on.
-   1b. Without a live stream, a ``none``/``partial`` run is alerted on (and a last-resort stop
-   placed) only once an orders read applied after the run began shows it again.
+   1b. With the stream down (not connected), a ``none``/``partial`` run is alerted on (and a
+   last-resort stop placed) only once an orders read applied after the run began shows it again.
 2. ``unprotected_since_ms`` is when the guard first saw the position open and ``none`` or
    ``partial`` in the current run; ``covered`` or a closure ends the run; ``unknown`` pauses it
    (the clock is not restarted: what was unprotected before the doubt is probably still so).
@@ -247,10 +247,12 @@ class Guard:
         return scope
 
     def _evidence(self, symbol: Symbol, stream_state: str, since_ms: int) -> bool:
-        """Rule 1b: without a live stream, a run is acted on (alert, last-resort stop) only once
-        an orders read applied after it began still shows it: the read that started it may
-        predate an order placed while no stream could report it (a startup, a reconnect)."""
-        if stream_state == "live":
+        """Rule 1b: with the stream down (not connected), a run is acted on (alert, last-resort
+        stop) only once an orders read applied after it began still shows it: the read that
+        started it may predate an order placed while no stream could report it (a startup).
+        A connected stream (``gap``, or ``live``) reports every order placed since it connected,
+        and the reads that count were requested after that (rule 1)."""
+        if stream_state != "down":
             return True
         f = self._fresh
         times = [t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None]
