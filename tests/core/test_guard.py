@@ -395,3 +395,32 @@ def test_without_a_live_stream_a_run_needs_a_later_read_before_anything_is_done(
     effects = rig.step(T0 + 9200)  # still none by a read after the run began: act
     assert kinds(effects) == ["position_unprotected"]
     assert len(places(effects)) == 1
+
+
+def test_a_standby_judges_and_alerts_but_never_places_nor_removes_nor_spends_the_budget() -> None:
+    """Rule 6 (docs/HA.md): only the leader touches orders; after a takeover it acts at once."""
+    rig = Rig(GUARDED, stop=False)
+    told: list[str] = []
+    for t in range(0, 120_000, 500):
+        effects = rig.guard.step(rig.positions, rig.orders, no_leases(T0 + t), T0 + t, (),
+                                 acting=False)
+        assert [e for e in effects if isinstance(e, PlaceGuardStop | CancelGuardStop)] == []
+        told += kinds(effects)
+    assert told == ["position_unprotected"]  # judged as on the leader (its writes are dropped)
+    # Led now: the budget is whole (the standby spent none), the stop goes at once.
+    rig2 = Rig(GUARDED, stop=False)
+    for t in range(0, 10_000, 500):
+        rig2.guard.step(rig2.positions, rig2.orders, no_leases(T0 + t), T0 + t, (), acting=False)
+    placed = places(rig2.step(T0 + 10_000))
+    assert len(placed) == 1
+    # A stop of ours in the book while the bot covers again: a standby leaves it alone.
+    cid = placed[0].client_id
+    rig2.step(T0 + 10_100, outcomes=(GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    rig2.feed(algo_update(77, AlgoStatus.NEW, at_ms=T0 + 10_200, client_id=cid,
+                          close_position=True))
+    rig2.feed(algo_update(5, AlgoStatus.NEW, at_ms=T0 + 10_300))  # the bot's own stop is back
+    for t in range(10_400, 30_000, 500):
+        effects = rig2.guard.step(rig2.positions, rig2.orders, no_leases(T0 + t), T0 + t, (),
+                                  acting=False)
+        assert [e for e in effects if isinstance(e, CancelGuardStop)] == []
+    assert [e for e in rig2.step(T0 + 30_000) if isinstance(e, CancelGuardStop)] != []
