@@ -341,17 +341,17 @@ class BinanceRest:
 
     async def fetch_marks(self, symbol: Symbol) -> dict[PositionKey, tuple[Decimal, Decimal]]:
         """(signed amount, mark price) per position of ``symbol`` (positionRisk, weight 5)."""
-        data = await self._get("/fapi/v3/positionRisk", {"symbol": symbol}, urgent=True)
+        data = await self._get("/fapi/v3/positionRisk", {"symbol": symbol}, priority=Priority.SAFETY)
         return wire.parse_marks(data)
 
     async def fetch_tick_size(self, symbol: Symbol) -> Decimal:
         """The symbol's price tick (``exchangeInfo``, weight 1; callers cache it)."""
-        data = await self._get("/fapi/v1/exchangeInfo", signed=False, urgent=True)
+        data = await self._get("/fapi/v1/exchangeInfo", signed=False, priority=Priority.SAFETY)
         return wire.parse_tick_size(data, symbol)
 
     async def get_algo_order_by_client_id(self, client_id: str) -> OrderId:
         """The id of the algo order with ``clientAlgoId`` (the re-query after OutcomeUnknown)."""
-        data = await self._get("/fapi/v1/algoOrder", {"clientAlgoId": client_id}, urgent=True)
+        data = await self._get("/fapi/v1/algoOrder", {"clientAlgoId": client_id}, priority=Priority.SAFETY)
         return wire.parse_open_algo_orders([data])[0].algo_id
 
     async def place_close_stop(self, key: PositionKey, side: str, trigger_price: Decimal,
@@ -363,7 +363,7 @@ class BinanceRest:
             "positionSide": key.side.value, "type": "STOP_MARKET",
             "triggerPrice": format(trigger_price, "f"), "closePosition": "true",
             "workingType": "MARK_PRICE", "clientAlgoId": client_id}
-        data = await self._call("POST", "/fapi/v1/algoOrder", params, signed=True, urgent=True,
+        data = await self._call("POST", "/fapi/v1/algoOrder", params, signed=True, priority=Priority.SAFETY,
                                 idempotent=False)
         return wire.parse_algo_id(data)
 
