@@ -45,11 +45,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.infra import redis_server  # noqa: E402
-from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials, parse_config  # noqa: E402
-from watchdog.runtime.daemon import run as run_daemon  # noqa: E402
-from watchdog.sim import Simulator, run_simulator  # noqa: E402
-from watchdog.sim.auth import WeightMeter  # noqa: E402
+from bench.infra import redis_server
+from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials, parse_config
+from watchdog.runtime.daemon import run as run_daemon
+from watchdog.sim import Simulator, run_simulator
+from watchdog.sim.auth import WeightMeter
 
 SYMBOL = "BASUSDT"
 QTY = "1216"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.runtime.test_effects_runner import KEY, NOW_MS, Sinks
-from tests.support.store import ACCOUNT, make_view
+from tests.support.store import ACCOUNT, make_view, take_lead
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import Effect, Notify, Publish
 from watchdog.core.model import PositionState

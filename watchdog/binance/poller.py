@@ -52,8 +52,7 @@ from collections.abc import Awaitable, Callable, Collection
 from loguru import logger
 
 from watchdog.binance.budget import Priority, WeightBudget
-from watchdog.binance.rest import PRIORITY_WAIT_MAX_S
-from watchdog.binance.rest import BinanceRest
+from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
 from watchdog.binance.schedule import (
     BLIND_RECONNECT_WEIGHT,
     SWEEP_RETRY_S,
@@ -215,7 +214,7 @@ class Poller:
             self._standby_read_at = now_s
             self.reads += 1
             if await read_positions(self._rest, self._own(emit), reason="standby",
-                                    urgent=False) is None:
+                                    priority=Priority.ROUTINE) is None:
                 self.failures += 1
         await self._sleep_unless_woken(
             max(0.05, self._standby_read_at + STANDBY_POSITIONS_S - self._clock.monotonic()))

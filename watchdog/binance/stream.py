@@ -56,6 +56,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance import wire
+from watchdog.binance.budget import Priority
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
     STREAM_EVENTS,
@@ -80,7 +81,6 @@ from watchdog.binance.reconnect import (
     classify_stream_error,
     event_identity,
 )
-from watchdog.binance.budget import Priority
 from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
 from watchdog.config import BinanceConfig
