@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.store import take_lead
 from tests.runtime.test_effects_runner import KEY, NOW_MS, Sinks
 from tests.support.store import ACCOUNT, make_view, take_lead
 from watchdog.core.book import PositionBook
@@ -35,6 +36,7 @@ async def store(redis_url: str) -> AsyncIterator[RedisPublisher]:
     pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3)
     await pub.start()
+    await take_lead(pub)
     yield pub
     await pub.close()
 

@@ -144,6 +144,8 @@ class EffectsRunner:
                 started = time.perf_counter()
                 async with asyncio.timeout(self._timeout_s):
                     await self._store.run_many(writes)
+                if not self._store.leading:
+                    return False  # a standby writes nothing: the leader's writes are what bots see
                 if self._observer is not None:
                     self._observer.store_written(time.perf_counter() - started)
                 return True
