@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.store import take_lead
 from tests.runtime.test_effects_runner import KEY, NOW_MS, Sinks
 from tests.support.store import ACCOUNT, make_view, take_lead
 from watchdog.core.book import PositionBook
