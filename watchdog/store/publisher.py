@@ -61,6 +61,13 @@ StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring | PublishProt
 _SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
 
 
+# The guard's lease read (lease_ends_in): Redis' clock and the leases zset in one atomic read.
+_LEASE_ENDS_LUA = """
+local t = redis.call('TIME')
+return {t[1], t[2], redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
+"""
+
+
 def health_value(value: object) -> str:
     """Flatten one health value to the string Redis stores (JSON for containers)."""
     if isinstance(value, bool):
@@ -112,6 +119,7 @@ class RedisPublisher:
         self._scripts = {name: client.register_script(script_source(name))
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        self._lease_ends_script = client.register_script(_LEASE_ENDS_LUA)
         self._protection: dict[PositionKey, PublishProtection] = {}  # the guard's, republished too
         self._names: dict[PositionKey, tuple[str, str, str]] = {}  # one entry per position ever seen
         self._touches = TouchCalls(self.keys, self._closed_ttl_ms, self._names_of)
@@ -802,14 +810,14 @@ class RedisPublisher:
     async def lease_ends_in(self) -> dict[PositionKey, int]:
         """Live leases and the ms each has left by Redis' own clock (TIME and the zset read in
         one transaction), so the guard can place their ends on its own clock without skew."""
+        # One read-only script, not MULTI/TIME: a Redis Cluster client refuses a pipelined
+        # TIME, and the script runs on the leases key's own node (the account's slot).
         with map_redis_errors("lease_ends", self._url):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.time()
-                pipe.zrange(self.keys.leases, 0, -1, withscores=True)
-                (secs, micros), members = await pipe.execute()
+            secs, micros, flat = await self._lease_ends_script(keys=[self.keys.leases])
         now_ms = int(secs) * 1000 + int(micros) // 1000
         left: dict[PositionKey, int] = {}
-        for member, score in members:
+        pairs = list(flat)
+        for member, score in zip(pairs[0::2], pairs[1::2], strict=True):
             text = member.decode() if isinstance(member, bytes) else str(member)
             remaining = int(min(float(score) - now_ms, 2.0**53))
             if remaining <= 0:
