@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "CoreConfig",
     "Credentials",
+    "GuardConfig",
     "MetricsConfig",
     "ReaperConfig",
     "RedisConfig",
@@ -170,6 +171,21 @@ class StreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """Is every open position protected by a stop? The alert, and the opt-in last resort."""
+
+    # 3 s: a bot's stop move is cancel + create, two REST round trips (tens to hundreds of ms);
+    # the BASUSDT incident's took 1.4 s on a bad day. Twice that still flags a forgotten stop
+    # within seconds without alerting on a slow but healthy replacement (docs/GUARD.md).
+    unprotected_alert_ms: int = _key(3000, ge=0, le=3_600_000)
+    # 0 = off. Else a closePosition STOP_MARKET this many % beyond the mark price.
+    emergency_stop_pct: float = _key(0.0, ge=0, le=50)
+    emergency_after_ms: int = _key(10_000, ge=0, le=3_600_000)
+    # Placements + removals of last-resort stops in any 60 s (the account's order budget).
+    max_orders_per_min: int = _key(6, ge=1, le=600)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """The daemon's own cadence (expiry checks, systemd keepalive)."""
 
@@ -202,6 +218,7 @@ class Config:
     stream: StreamConfig = field(default_factory=StreamConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
@@ -425,6 +442,12 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           (("veto", "max_age_ms"), ("core", "max_age_ms")), "veto", "max_age_ms",
           f"must be <= [core] max_age_ms ({config.core.max_age_ms}): the veto "
           f"cannot trust what the core already calls unknown; got {config.veto.max_age_ms}")
+    g = config.guard
+    check(g.emergency_stop_pct == 0 or g.emergency_after_ms >= g.unprotected_alert_ms,
+          (("guard", "emergency_after_ms"), ("guard", "unprotected_alert_ms"),
+           ("guard", "emergency_stop_pct")), "guard", "emergency_after_ms",
+          f"must be >= unprotected_alert_ms ({g.unprotected_alert_ms} ms): the operator hears "
+          f"of an unprotected position before the watchdog acts; got {g.emergency_after_ms}")
     check(b.reconnect_min_delay_s <= b.reconnect_max_delay_s,
           (("binance", "reconnect_min_delay_s"), ("binance", "reconnect_max_delay_s")),
           "binance", "reconnect_min_delay_s",

@@ -58,6 +58,10 @@ def test_demo_json_reports_the_incident_prevented() -> None:
     summary = json.loads(lines[0])
     assert summary["incident_prevented"] is True
     assert summary["orphans_created_without_watchdog"] >= 1
+    # (c) the forgotten stop: noticed after the grace (never before), protected, then handed back
+    assert summary["forgotten_stop_alert_ms"] >= 3000
+    assert summary["guard_stop_placed_ms"] >= summary["forgotten_stop_alert_ms"]
+    assert summary["guard_stop_removed"] is True
     assert summary["orphans_left_with_watchdog"] == 0
     assert summary["vetoes"] >= 1
     assert summary["trailing_stop_dropped"] is True

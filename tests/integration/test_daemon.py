@@ -105,6 +105,11 @@ async def test_daemon_publishes_notifies_and_stops_without_deleting_the_listen_k
         sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis,
         notify_socket: tuple[str, socket.socket]) -> None:
     sim.fill("BASUSDT", "BUY", "1216")
+    # Protected by a stop, as a bot's position is: a bare one is a health problem (the guard).
+    sim.exchange.place_algo(sim.api_key, {
+        "algoType": "CONDITIONAL", "symbol": "BASUSDT", "side": "SELL", "type": "STOP_MARKET",
+        "quantity": "1216", "reduceOnly": "true",
+        "triggerPrice": f"{(sim.exchange.mark['BASUSDT'] / 2).quantize(Decimal('0.00000001')):f}"})
     address, sock = notify_socket
     stop = asyncio.Event()
     seen: list[str] = []

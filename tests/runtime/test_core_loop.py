@@ -184,3 +184,28 @@ async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(
     await loop.handle(SnapshotRequested(2, now + 2100))
     await loop.handle(PositionSnapshot(2, now + 2100, now + 2100, (row,)))
     assert vitals.proof.state == "proven"
+
+
+async def test_an_unprotected_position_degrades_health_but_never_stops_the_keepalive(
+        store: RedisPublisher, notify: tuple[Notifier, socket.socket]) -> None:
+    """Issue 17 x systemd: a bot that forgets its stop must not make systemd restart the
+    watchdog in a loop (WatchdogSec=): the guard's answer degrades the published health
+    (``status`` exit 1), the keepalive follows loop progress only."""
+    notifier, sock = notify
+    clock = FakeClock()
+    loop, vitals = make_loop(store, notifier, clock)
+    await loop.handle(StreamConnected(1))
+    await loop.handle(SnapshotRequested(1, clock.wall_ms()))
+    row = PositionAmount(KEY, Decimal(1216), Decimal("0.00832684"), clock.wall_ms())
+    await loop.handle(PositionSnapshot(1, clock.wall_ms(), clock.wall_ms(), (row,)))
+    vitals.heartbeat_written = True
+    vitals.unprotected = lambda: ((KEY, clock.wall_ms() - 60_000),)  # the guard's alerted run
+    for _ in range(3):
+        vitals.progressed("poller", clock.now_s)
+        vitals.progressed("heartbeat", clock.now_s)
+        await loop.handle(Tick())
+        assert "WATCHDOG=1" in received(sock)
+        health = vitals.health(clock.wall_ms())
+        assert not health.healthy
+        assert any("unprotected" in p and str(KEY) in p for p in health.problems)
+        clock.now_s += 1.5

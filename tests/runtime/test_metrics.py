@@ -268,3 +268,18 @@ def test_reaper_verdicts_count_the_orphans_present() -> None:
     assert value(metrics, "reaper_orders", verdict="orphan") == 2
     assert value(metrics, "reaper_orders", verdict="position_open") == 1
     assert value(metrics, "reaper_orders", verdict="budget_exhausted") == 0
+
+
+def test_protection_gauges_read_the_guards_answers() -> None:
+    """Issue 17 as built: the guard's answers (core/guard.py ``answers``) feed the gauges."""
+    _, vitals, clock = make_metrics()
+    open_view = make_view(KEY, verified_ms=NOW_MS)
+    vitals.book.views = lambda: [open_view]  # type: ignore[method-assign]
+    metrics = Metrics(vitals, clock, account="main",
+                      protection=lambda: {KEY: ("partial", NOW_MS - 2_500)})
+    assert value(metrics, "position_protection", symbol="BASUSDT", side="BOTH",
+                 protection="partial") == 1
+    assert value(metrics, "position_unprotected_seconds", symbol="BASUSDT", side="BOTH") == 2.5
+    notional = float(abs(open_view.amount) * open_view.entry_price)
+    assert value(metrics, "position_unprotected_exposure", symbol="BASUSDT",
+                 side="BOTH") == 2.5 * notional

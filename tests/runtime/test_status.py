@@ -241,3 +241,30 @@ def test_degraded_while_the_stream_is_unproven(client: redis.Redis, redis_url: s
     text = render_text(report)
     assert f"  stream     live, unproven for 12.3s ({reason}), last event 2.0s ago" in text
     assert "! stream unproven" in text
+
+
+def test_protection_is_shown_and_an_unprotected_position_degrades(
+        client: redis.Redis, redis_url: str) -> None:
+    """The guard's added fields (docs/GUARD.md): in --json and in the human table; the daemon's
+    health problem makes the verdict degraded; a stale position's protection reads unknown."""
+    problem = "1 position(s) unprotected (no covering stop): BASUSDT:BOTH"
+    write_health(client, healthy=False, problems=(problem,))
+    write_position(client, "BASUSDT:BOTH", "open", "1216")
+    client.hset(KEYS.position(parse_member("BASUSDT:BOTH")),
+                mapping={"protection": "none", "unprotected_since_ms": NOW_MS - 4200,
+                         "guard_order": "wd-guard-1-1"})
+    write_position(client, "BTCUSDT:BOTH", "open", "0.5", now_ms=NOW_MS - 60_000)
+    client.hset(KEYS.position(parse_member("BTCUSDT:BOTH")),
+                mapping={"protection": "covered", "unprotected_since_ms": ""})
+    report = read_status(redis_url, ACCOUNT, socket_timeout_s=2, now_ms=NOW_MS)
+    assert report.exit_code == EXIT_DEGRADED
+    assert problem in report.reasons
+    rows = {p["symbol"]: p for p in report.to_json()["positions"]}
+    bas, btc = rows["BASUSDT"], rows["BTCUSDT"]
+    assert (bas["protection"], bas["unprotected_since_ms"], bas["unprotected_ms"]) == (
+        "none", NOW_MS - 4200, 4200)
+    assert bas["guard_order"] == "wd-guard-1-1"
+    assert btc["state"] == "unknown"
+    assert (btc["protection"], btc["unprotected_since_ms"]) == ("unknown", None)
+    text = render_text(report)
+    assert "none for 4.2s (watchdog stop wd-guard-1-1)" in text

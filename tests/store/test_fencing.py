@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 
 from tests.support.store import ACCOUNT, make_view, position_key, take_lead
-from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, Retract
+from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, PublishProtection, Retract
 from watchdog.core.model import OrderId, PositionState
 from watchdog.errors import Fenced
 from watchdog.store.keys import AccountKeys
@@ -60,9 +60,11 @@ WRITES: dict[str, Callable[[RedisPublisher], Awaitable[object]]] = {
     "mark_firing": lambda p: p.mark_firing(KEY, Firing(OrderId(7), "TRIGGERING", now_ms())),
     "mark_reaping": lambda p: p.mark_reaping(KEY, 5_000),
     "clear_reaping": lambda p: p.clear_reaping(KEY),
+    "set_protection": lambda p: p.run(PublishProtection(KEY, "none", now_ms(), "wd-guard-1-1")),
     "run_many": lambda p: p.run_many([Publish(make_view(KEY, version=9, verified_ms=now_ms())),
                                       Retract(KEY, "x"), Notify("position_opened", KEY),
-                                      MarkFiring(KEY, None)]),
+                                      MarkFiring(KEY, None),
+                                      PublishProtection(KEY, "covered", None)]),
 }
 
 

@@ -58,6 +58,7 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
         "acquire_lead": ([K.leader, K.fence, K.instances], ["inst-2", "1500", "4500"]),
         "renew_lead": ([K.leader, K.fence, K.instances], ["inst", FENCE, "1500", "4500"]),
         "resign_lead": ([K.leader, K.instances], ["inst-2"]),
+        "set_protection": ([P.position, K.fence], ["none", str(now), "wd-guard-1-1", FENCE]),
     }
 
 

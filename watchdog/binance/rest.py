@@ -24,6 +24,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
@@ -40,7 +41,7 @@ from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
-from watchdog.core.model import OrderId, Symbol
+from watchdog.core.model import OrderId, PositionKey, Symbol
 from watchdog.errors import (
     AuthenticationFailed,
     ExchangeRejected,
@@ -335,6 +336,36 @@ class BinanceRest:
                          priority=Priority.REQUESTED, idempotent=False, api_key=True)
 
     # There is deliberately no delete/close of the listen key: see rule 5 above.
+
+    # -------------------------------------------------------------- the guard's last resort
+
+    async def fetch_marks(self, symbol: Symbol) -> dict[PositionKey, tuple[Decimal, Decimal]]:
+        """(signed amount, mark price) per position of ``symbol`` (positionRisk, weight 5)."""
+        data = await self._get("/fapi/v3/positionRisk", {"symbol": symbol}, priority=Priority.SAFETY)
+        return wire.parse_marks(data)
+
+    async def fetch_tick_size(self, symbol: Symbol) -> Decimal:
+        """The symbol's price tick (``exchangeInfo``, weight 1; callers cache it)."""
+        data = await self._get("/fapi/v1/exchangeInfo", signed=False, priority=Priority.SAFETY)
+        return wire.parse_tick_size(data, symbol)
+
+    async def get_algo_order_by_client_id(self, client_id: str) -> OrderId:
+        """The id of the algo order with ``clientAlgoId`` (the re-query after OutcomeUnknown)."""
+        data = await self._get("/fapi/v1/algoOrder", {"clientAlgoId": client_id}, priority=Priority.SAFETY)
+        return wire.parse_open_algo_orders([data])[0].algo_id
+
+    async def place_close_stop(self, key: PositionKey, side: str, trigger_price: Decimal,
+                               client_id: str) -> OrderId:
+        """A closePosition STOP_MARKET algo order on the mark price; sent once, never retried
+        (a timeout leaves its outcome unknown: the order book learns it from the stream/REST)."""
+        params: dict[str, ParamValue] = {
+            "algoType": "CONDITIONAL", "symbol": key.symbol, "side": side,
+            "positionSide": key.side.value, "type": "STOP_MARKET",
+            "triggerPrice": format(trigger_price, "f"), "closePosition": "true",
+            "workingType": "MARK_PRICE", "clientAlgoId": client_id}
+        data = await self._call("POST", "/fapi/v1/algoOrder", params, signed=True, priority=Priority.SAFETY,
+                                idempotent=False)
+        return wire.parse_algo_id(data)
 
     # -------------------------------------------------------------- plumbing
 

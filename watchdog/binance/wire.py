@@ -31,12 +31,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from watchdog.binance.wire_rest import (
+    parse_algo_id,
     parse_error_body,
+    parse_marks,
     parse_open_algo_orders,
     parse_open_orders,
     parse_position_mode,
     parse_position_risk,
     parse_server_time,
+    parse_tick_size,
 )
 from watchdog.binance.wirefields import (
     ROOT,
@@ -77,12 +80,15 @@ from watchdog.errors import WireFormatError
 __all__ = [
     "USER_EVENT_TYPES",
     "Ignored",
+    "parse_algo_id",
     "parse_error_body",
+    "parse_marks",
     "parse_open_algo_orders",
     "parse_open_orders",
     "parse_position_mode",
     "parse_position_risk",
     "parse_server_time",
+    "parse_tick_size",
     "parse_user_event",
 ]
 

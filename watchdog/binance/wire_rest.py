@@ -8,6 +8,7 @@ Import these through ``watchdog.binance.wire``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import TypeVar
 
 from watchdog.binance.wirefields import (
@@ -33,12 +34,15 @@ from watchdog.core.model import OrderId, PositionKey, Symbol
 from watchdog.errors import WireFormatError
 
 __all__ = [
+    "parse_algo_id",
     "parse_error_body",
+    "parse_marks",
     "parse_open_algo_orders",
     "parse_open_orders",
     "parse_position_mode",
     "parse_position_risk",
     "parse_server_time",
+    "parse_tick_size",
 ]
 
 _T = TypeVar("_T")
@@ -167,6 +171,43 @@ def parse_open_algo_orders(rows_: object) -> tuple[OpenAlgoOrder, ...]:
             raise WireFormatError("openAlgoOrders", exc.within(f"[{index}]").field, exc.problem,
                                   excerpt(row)) from None
     return tuple(orders)
+
+
+def parse_marks(rows_: object) -> dict[PositionKey, tuple[Decimal, Decimal]]:
+    """positionRisk (v3) rows → (signed amount, mark price) per key: the guard's re-check
+    before it places a last-resort stop, and the price it places it from."""
+    marks: dict[PositionKey, tuple[Decimal, Decimal]] = {}
+    for index, row in _each_row("positionRisk", rows_):
+        try:
+            marks[position_key(row, "symbol", "positionSide")] = (number(row, "positionAmt"),
+                                                                  number(row, "markPrice"))
+        except BadField as exc:
+            raise WireFormatError("positionRisk", exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+    return marks
+
+
+def parse_tick_size(body: object, wanted: str) -> Decimal:
+    """``GET /fapi/v1/exchangeInfo`` → the PRICE_FILTER tickSize of symbol ``wanted``."""
+
+    def read(b: JsonObject) -> Decimal:
+        listed = b.get("symbols")
+        if type(listed) is not list:
+            raise BadField("symbols", f"expected an array, got {describe(listed)}")
+        for entry in listed:
+            if type(entry) is dict and entry.get("symbol") == wanted:
+                for rule in entry.get("filters") or ():
+                    if type(rule) is dict and rule.get("filterType") == "PRICE_FILTER":
+                        return number(rule, "tickSize")
+                raise BadField("symbols", f"{wanted} has no PRICE_FILTER")
+        raise BadField("symbols", f"{wanted} is not listed")
+
+    return _single("exchangeInfo", body, read)
+
+
+def parse_algo_id(body: object) -> OrderId:
+    """``POST /fapi/v1/algoOrder`` → the new order's ``algoId``."""
+    return _single("algoOrder", body, lambda b: OrderId(uint(b, "algoId")))
 
 
 def _single(endpoint: str, body: object, read: Callable[[JsonObject], _T]) -> _T:

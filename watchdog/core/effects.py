@@ -11,16 +11,20 @@ Rules of this module:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from watchdog.core.model import OrderId, PositionKey, PositionView, Symbol
 
 __all__ = [
+    "CancelGuardStop",
     "CancelOrder",
     "Effect",
     "Firing",
     "MarkFiring",
     "Notify",
+    "PlaceGuardStop",
     "Publish",
+    "PublishProtection",
     "RaiseAlert",
     "RequestSnapshot",
     "Retract",
@@ -111,4 +115,42 @@ class MarkFiring:
     firing: Firing | None
 
 
-Effect = Publish | Retract | RequestSnapshot | RaiseAlert | Notify | CancelOrder | MarkFiring
+@dataclass(frozen=True, slots=True)
+class PublishProtection:
+    """The guard's answer for one position, written as added fields of its hash.
+
+    ``protection`` is ``covered``/``partial``/``none``/``unknown``, or "" when the position is
+    not open (the fields are then removed). ``guard_order`` is the client id of the watchdog's
+    own last-resort stop on this position, "" when there is none.
+    """
+
+    key: PositionKey
+    protection: str
+    unprotected_since_ms: int | None
+    guard_order: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceGuardStop:
+    """Place the last-resort stop: closePosition STOP_MARKET ``stop_pct`` % from the mark."""
+
+    key: PositionKey
+    side: str          # the closing side, BUY or SELL
+    client_id: str
+    stop_pct: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelGuardStop:
+    """Remove the watchdog's own last-resort stop (the bot's protection covers again)."""
+
+    key: PositionKey
+    order_id: OrderId | None   # None: only its client id is known (placement not answered)
+    is_algo: bool
+    client_id: str
+    reason: str
+
+
+Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | CancelOrder | MarkFiring
+          | PublishProtection | PlaceGuardStop | CancelGuardStop)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -111,6 +111,7 @@ class TrackedOrder:
     parent_algo_id: OrderId | None = None   # regular: the algo order it is the child of
     trigger_price: Decimal = ZERO           # algo ``tp``/``triggerPrice``, regular ``sp``/``stopPrice``
     working_type: str = "CONTRACT_PRICE"    # the price it triggers on (core/triggers.py)
+    quantity: Decimal = ZERO                # as ordered (0 for closePosition): the guard's coverage
 
     @property
     def in_trigger(self) -> bool:
@@ -149,6 +150,13 @@ class OrderBook:
         """Every open order, oldest first (stable order for decisions and listings)."""
         return tuple(sorted(self._orders.values(),
                             key=lambda o: (o.create_time_ms, o.key, not o.is_algo, o.order_id)))
+
+    def unsorted(self, symbols: Collection[Symbol] | None = None) -> list[TrackedOrder]:
+        """Open orders (of ``symbols`` only, when given) in no particular order: a scan without
+        the sort of ``orders()``, for the guard's look after every batch of events."""
+        if symbols is None:
+            return list(self._orders.values())
+        return [o for o in self._orders.values() if o.key.symbol in symbols]
 
     def orders_for(self, key: PositionKey) -> tuple[TrackedOrder, ...]:
         """Open orders on one (symbol, position side)."""
@@ -222,10 +230,10 @@ class OrderBook:
                 client_id=u.client_algo_id, side=u.side, order_type=u.order_type, status=status,
                 reduce_only=u.reduce_only, close_position=u.close_position, create_time_ms=t,
                 status_since_ms=t, seen_time_ms=t, child_order_id=u.actual_order_id,
-                trigger_price=u.trigger_price, working_type=u.working_type)
+                trigger_price=u.trigger_price, working_type=u.working_type, quantity=u.quantity)
         else:
             self._orders[ident] = replace(
-                current, status=status, seen_time_ms=t,
+                current, status=status, seen_time_ms=t, quantity=u.quantity,
                 status_since_ms=current.status_since_ms if current.status == status else t,
                 child_order_id=u.actual_order_id or current.child_order_id)
         if u.actual_order_id is not None:
@@ -253,10 +261,10 @@ class OrderBook:
                 status=u.status, reduce_only=u.reduce_only, close_position=u.close_position,
                 create_time_ms=t, status_since_ms=t, seen_time_ms=t,
                 parent_algo_id=self._parent_of(u.order_id, u.client_order_id),
-                trigger_price=u.stop_price, working_type=u.working_type)
+                trigger_price=u.stop_price, working_type=u.working_type, quantity=u.quantity)
         else:
             self._orders[ident] = replace(
-                current, status=u.status, seen_time_ms=t,
+                current, status=u.status, seen_time_ms=t, quantity=u.quantity,
                 status_since_ms=current.status_since_ms if current.status == u.status else t)
 
     def _apply_snapshot(self, s: OrdersSnapshot) -> None:
@@ -303,14 +311,14 @@ class OrderBook:
                 close_position=row.close_position, create_time_ms=create_ms,
                 status_since_ms=changed_ms, seen_time_ms=s.requested_time_ms,
                 child_order_id=row.actual_order_id, trigger_price=row.trigger_price,
-                working_type=row.working_type)
+                working_type=row.working_type, quantity=row.quantity)
         if current.seen_time_ms > s.requested_time_ms or _rank(status) < _rank(current.status):
             # The stream told us something newer (or further along) than this read: keep it.
             return replace(current, create_time_ms=create_ms)
         return replace(
             current, status=status, create_time_ms=create_ms, seen_time_ms=s.requested_time_ms,
             status_since_ms=current.status_since_ms if current.status == status else changed_ms,
-            child_order_id=row.actual_order_id or current.child_order_id)
+            child_order_id=row.actual_order_id or current.child_order_id, quantity=row.quantity)
 
     def _merge_order_row(self, current: TrackedOrder | None, row: OpenOrder,
                          s: OrdersSnapshot) -> TrackedOrder:
@@ -324,11 +332,11 @@ class OrderBook:
                 status_since_ms=row.update_time_ms or s.requested_time_ms,
                 seen_time_ms=s.requested_time_ms,
                 parent_algo_id=self._parent_of(row.order_id, row.client_order_id),
-                trigger_price=row.stop_price, working_type=row.working_type)
+                trigger_price=row.stop_price, working_type=row.working_type, quantity=row.quantity)
         if current.seen_time_ms > s.requested_time_ms:
             return replace(current, create_time_ms=create_ms)
         return replace(current, status=row.status, create_time_ms=create_ms,
-                       seen_time_ms=s.requested_time_ms)
+                       seen_time_ms=s.requested_time_ms, quantity=row.quantity)
 
     # ------------------------------------------------------------ helpers
 

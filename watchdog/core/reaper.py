@@ -31,6 +31,7 @@ from typing import Protocol
 
 from watchdog.core.canary import is_canary
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert, RequestSnapshot
+from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX
 from watchdog.core.model import (
     ZERO,
     AlgoStatus,
@@ -196,7 +197,8 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
     if not order.reduces_only:
         return Assessment(order, Why.ENTRY_ORDER, "not reduce-only/close-position: an entry")
     if (policy.client_id_prefix and not order.client_id.startswith(policy.client_id_prefix)
-            and not order.client_id.startswith(RESTORE_CLIENT_ID_PREFIX)):
+            and not order.client_id.startswith(RESTORE_CLIENT_ID_PREFIX)
+            and not order.client_id.startswith(GUARD_CLIENT_ID_PREFIX)):  # ours: reaped too
         return Assessment(order, Why.PREFIX_MISMATCH,
                           f"client id {order.client_id!r} lacks prefix "
                           f"{policy.client_id_prefix!r}")

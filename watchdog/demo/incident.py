@@ -14,6 +14,10 @@ still believing in the position — moves its stop again.
     confirmed before the old one is cancelled), so no instant is unprotected, and the watchdog
     knows of the stop firing from the public mark price it follows (trigger watching, issue 13)
     before any REST poll.
+(c) The bot "forgets" its stop (a restart that lost its state cancels it and places nothing):
+    the watchdog's guard notices on its own (``position_unprotected`` after
+    ``[guard] unprotected_alert_ms``), places its last-resort closePosition stop (the guard is
+    switched on for this step), and removes it once the bot's own stop is back (docs/GUARD.md).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import httpx
 
 from poswatch.client import AsyncWatchdogClient, Vetoed
+from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.demo.bot import BotExchange
 from watchdog.demo.processes import redis_server, watchdog_daemon
@@ -87,6 +92,9 @@ class DemoResult:
     zero_gap_move: bool = False
     closure_suspected_ms: int | None = None  # stop_crossed (price stream) after the stop fired
     closure_detected_by: str | None = None   # "price_stream" or "rest_poll"
+    forgotten_stop_alert_ms: int | None = None      # (c) cancel → position_unprotected
+    guard_stop_placed_ms: int | None = None         # (c) cancel → guard_stop_placed
+    guard_stop_removed: bool = False                # (c) removed once the bot's stop was back
     timeline: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
 
     @property
@@ -111,6 +119,9 @@ class DemoResult:
             "zero_gap_move": self.zero_gap_move,
             "closure_suspected_ms": self.closure_suspected_ms,
             "closure_detected_by": self.closure_detected_by,
+            "forgotten_stop_alert_ms": self.forgotten_stop_alert_ms,
+            "guard_stop_placed_ms": self.guard_stop_placed_ms,
+            "guard_stop_removed": self.guard_stop_removed,
             "timeline": {name: [{"t_ms": t, "actor": a, "what": w} for t, a, w in lines]
                          for name, lines in self.timeline.items()},
         }
@@ -342,6 +353,87 @@ async def _created_id(answer: Any) -> int:
     return int(created.body["algoId"])
 
 
+GUARD_ALERT_MS = 3000  # [guard] unprotected_alert_ms, the default
+GUARD_AFTER_MS = 5000
+GUARD_PCT = "2.0"
+
+
+async def scenario_forgotten_stop(sim: Simulator, ctl: SimControl, redis_url: str,
+                                  result: DemoResult, echo: bool, log_path: Path) -> None:
+    """(c): the guard notices a forgotten stop and, switched on, protects the position."""
+    tl = Timeline("(c) the bot forgets its stop — the watchdog's guard", echo=echo)
+    tl.header()
+    keys = AccountKeys(ACCOUNT)
+    position = keys.position(PositionKey(Symbol(SYMBOL), PositionSide.BOTH))
+    client = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
+    bot = BotExchange(sim.rest_url, sim.api_key, sim.api_secret)
+    seen: dict[str, int] = {}
+    forgot_at: list[int] = []
+
+    async def follow_events(since_id: str) -> None:
+        async for event in client.subscribe(last_id=since_id, block_ms=200):
+            if event.kind not in ("position_unprotected", "position_protected",
+                                  "guard_stop_placed", "guard_stop_removed", "guard_stop_failed"):
+                continue
+            detail = " ".join(f"{k}={event.fields[k]}" for k in
+                              ("protection", "by", "client_id", "trigger_price", "mark_price")
+                              if event.fields.get(k))
+            at_ms = tl.add("watchdog", f"event {event.kind} {detail}".rstrip())
+            if forgot_at:  # what follows the forgetting, not a startup's moment
+                seen.setdefault(event.kind, at_ms)
+
+    config = (_demo_config(sim, redis_url) + f"\n[guard]\nemergency_stop_pct = {GUARD_PCT}\n"
+              f"emergency_after_ms = {GUARD_AFTER_MS}\n")
+    async with watchdog_daemon(config, sim.api_key, sim.api_secret, log_path):
+        follower: asyncio.Task[None] | None = None
+        try:
+            if not await _wait_async(lambda: _field_is(client, keys.health, "ready", "true"), 30):
+                raise DemoFailed("the watchdog was not ready within 30 s", log_path)
+            tl.add("watchdog", f"running with [guard] emergency_stop_pct={GUARD_PCT}, "
+                   f"emergency_after_ms={GUARD_AFTER_MS} (alert after {GUARD_ALERT_MS} ms)")
+            follower = asyncio.create_task(follow_events(await client.last_event_id()),
+                                           name="demo-guard-events")
+            await ctl.mark_price(ENTRY)
+            await ctl.fill("BUY", QTY)
+            tl.add("exchange", f"long {QTY} {SYMBOL} @ {ENTRY} opened")
+            stop = await bot.create_stop(SYMBOL, "SELL", QTY, FIRST_STOP, "ts-stop-1")
+            tl.add("bot", f"stop-loss {FIRST_STOP} placed")
+            if not await _wait_async(lambda: _field_is(client, position, "protection", "covered"), 15):
+                raise DemoFailed("the watchdog never published the position as covered", log_path)
+            tl.add("watchdog", f"{SYMBOL}:BOTH protection=covered")
+            await bot.cancel_stop(int(stop.body["algoId"]))
+            forgot_at.append(tl.add("bot", "restarts, loses its state: the stop is cancelled and "
+                                           "never placed again"))
+            if await _wait_async(_flag(lambda: "guard_stop_placed" in seen), 30):
+                result.guard_stop_placed_ms = seen["guard_stop_placed"] - forgot_at[0]
+            if "position_unprotected" in seen:
+                result.forgotten_stop_alert_ms = seen["position_unprotected"] - forgot_at[0]
+            ours = [o for o in await ctl.open_stops()
+                    if str(o.get("clientAlgoId", "")).startswith(GUARD_CLIENT_ID_PREFIX)]
+            tl.add("exchange", f"{len(ours)} watchdog stop(s) protect the position: "
+                   + ", ".join(f"{o.get('orderType')} closePosition@{o.get('triggerPrice')}" for o in ours))
+            await bot.create_stop(SYMBOL, "SELL", QTY, FIRST_STOP, "ts-stop-2")
+            tl.add("bot", f"back: places its own stop-loss {FIRST_STOP} again")
+            result.guard_stop_removed = await _wait_async(
+                _flag(lambda: "guard_stop_removed" in seen), 20)
+            left = [o for o in await ctl.open_stops()
+                    if str(o.get("clientAlgoId", "")).startswith(GUARD_CLIENT_ID_PREFIX)]
+            tl.add("exchange", f"{len(left)} watchdog stop(s) left; the bot's own stop protects the position")
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            await bot.aclose()
+            await client.close()
+            result.timeline["forgotten_stop"] = tl.lines
+
+
+async def _field_is(client: AsyncWatchdogClient, key: str, name: str, value: str) -> bool:
+    got = await client.redis.hget(key, name)
+    return got is not None and (got.decode() if isinstance(got, bytes) else got) == value
+
+
 def _describe(fields: dict[str, str]) -> str:
     """The few fields of a watchdog event a person reads in a timeline."""
     if "trigger_price" in fields:  # stop_crossed
@@ -409,6 +501,9 @@ async def run_demo(*, echo: bool = True) -> DemoResult:
                 await scenario_without_watchdog(sim, ctl, result, echo)
                 await ctl.reset()
                 await scenario_with_watchdog(sim, ctl, redis_url, result, echo, Path(logs) / "watchdog.log")
+                await ctl.reset()
+                await scenario_forgotten_stop(sim, ctl, redis_url, result, echo,
+                                              Path(logs) / "watchdog-guard.log")
             finally:
                 await ctl.aclose()
     return result
@@ -431,6 +526,9 @@ def render_summary(result: DemoResult) -> str:
         ("bot's unprotected window while moving its stop, alone (ms)",
          result.unprotected_window_without_watchdog_ms),
         ("bot's unprotected window while moving its stop, zero-gap (ms)", result.unprotected_window_ms),
+        ("forgotten stop: position_unprotected after (ms)", result.forgotten_stop_alert_ms),
+        ("forgotten stop: watchdog's last-resort stop after (ms)", result.guard_stop_placed_ms),
+        ("watchdog's stop removed once the bot's was back", "yes" if result.guard_stop_removed else "no"),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["", "=== summary ==="] + [f"  {label:<{width}}  {value}" for label, value in rows]

@@ -26,7 +26,8 @@ import gc
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
+from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
@@ -41,6 +42,7 @@ from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
+from watchdog.core.guard import Guard, GuardPolicy, Leases
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.proof import StreamProof
@@ -50,6 +52,7 @@ from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.guard_task import GuardTask
 from watchdog.runtime.lead_task import run_lead
 from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
 from watchdog.runtime.metrics import Metrics
@@ -60,7 +63,7 @@ from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["INBOX_SIZE", "LeaseSource", "leased_symbols_of", "run"]
+__all__ = ["INBOX_SIZE", "LeaseSource", "guard_policy", "leased_symbols_of", "run"]
 
 
 class LeaseSource(Protocol):
@@ -165,8 +168,20 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                               reconnect_min_delay_s=b.reconnect_min_delay_s,
                               reconnect_max_delay_s=b.reconnect_max_delay_s,
                               rotate_after_s=b.rotate_after_s)
+        guard = Guard(guard_policy(config))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
-                            max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store)
+                            max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store,
+                            read_lease_ends=store.lease_ends_in,
+                            also_needs_leases=lambda: guard.needs_leases)
+
+        def leases() -> Leases | None:
+            ends = reaper.lease_ends
+            return None if ends is None else Leases(ends, reaper.leases_read_ms)
+
+        guard_task = GuardTask(guard, rest, store, leases,
+                               stream_unproven=lambda: vitals.proof.state == "unproven",
+                               lead=store)
+        vitals.unprotected = guard.unprotected
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
         vitals.orphans_removed = lambda: reaper.removed_total
@@ -177,18 +192,20 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "market_streams": str(len(market.subscribed)),
             "trigger_crossings": str(triggers.watch.crossings),
             "triggers_not_acted": str(triggers.watch.not_acted)}
-        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision)
+        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision,
+                              guard.answers)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_blind_reconnect, observer=metrics)
+                               on_stream_blind=stream.request_blind_reconnect, observer=metrics,
+                               guard=guard_task)
         policy = canary_policy(config.stream)
         canary = None if policy is None else CanaryTask(
             rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
             stream_live=lambda: book.stream_state == "live" and store.leading)
-        observers = (poller.observe, *(() if canary is None else (canary.observe,)),
+        observers = (poller.observe, guard_task.observe, *(() if canary is None else (canary.observe,)),
                      *(() if metrics is None else (metrics.observe_event,)))
         core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                         status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=observers, triggers=triggers)
+                        observers=observers, triggers=triggers, guard_step=guard_task.step)
 
         async def take_over() -> None:
             # Positions an earlier leader published that this instance never saw (it started
@@ -214,6 +231,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             "lead": run_lead(store, take_over, clock, timeout_s=4 * r.socket_timeout_s,
                              on_other_leader=lambda leader: runner.drop_deferred(
                                  f"{leader} leads account {r.account} now")),
+            "guard": guard_task.run(),
             "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
         }
         if canary is not None:
@@ -404,6 +422,17 @@ def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[s
     return leased
 
 
+def guard_policy(config: Config) -> GuardPolicy:
+    """The pure guard policy from ``[guard]``; orders count as fresh without the stream for
+    three order polls (one failed read is not yet doubt), never less than ``[core] max_age_ms``."""
+    g = config.guard
+    return GuardPolicy(
+        alert_ms=g.unprotected_alert_ms, emergency_stop_pct=Decimal(str(g.emergency_stop_pct)),
+        emergency_after_ms=g.emergency_after_ms, max_orders_per_min=g.max_orders_per_min,
+        orders_max_age_ms=max(config.core.max_age_ms,
+                              round(3 * config.binance.orders_poll_interval_s * 1000)))
+
+
 def _progress_limit_s(config: Config) -> float:
     """How long the poller and the heartbeat may stay silent before the keepalive stops."""
     b, r = config.binance, config.redis
@@ -413,11 +442,14 @@ def _progress_limit_s(config: Config) -> float:
 
 
 def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
-                reaper_decision: Callable[[], ReaperDecision | None]) -> Metrics | None:
+                reaper_decision: Callable[[], ReaperDecision | None],
+                protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]] = dict,
+                ) -> Metrics | None:
     """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
     if not (config.metrics.listen or config.metrics.textfile_path):
         return None
-    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision)
+    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision,
+                   protection=protection)
 
 
 def _reaper_mode(config: Config) -> str:

@@ -23,11 +23,14 @@ from typing import Protocol, assert_never
 from loguru import logger
 
 from watchdog.core.effects import (
+    CancelGuardStop,
     CancelOrder,
     Effect,
     MarkFiring,
     Notify,
+    PlaceGuardStop,
     Publish,
+    PublishProtection,
     RaiseAlert,
     RequestSnapshot,
     Retract,
@@ -38,10 +41,11 @@ from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
 
-__all__ = ["CancelSink", "EffectsObserver", "EffectsRunner", "SnapshotSink"]
+__all__ = ["CancelSink", "EffectsObserver", "EffectsRunner", "GuardSink", "SnapshotSink"]
 
 _MAX_DEFERRED_EVENTS = 1000
 _STREAM_BLIND = "stream_blind"  # core/book.py rule 7
+_WARN_KINDS = frozenset({"position_unprotected"})  # core/guard.py rule 3: an operator must see it
 
 
 class SnapshotSink(Protocol):
@@ -64,15 +68,23 @@ class EffectsObserver(Protocol):
     def store_written(self, seconds: float) -> None: ...
 
 
+class GuardSink(Protocol):
+    """The guard shell side: queue a last-resort stop placement or removal; must not block."""
+
+    def submit(self, order: PlaceGuardStop | CancelGuardStop) -> None: ...
+
+
 class EffectsRunner:
     """Turns effects into I/O; the core loop is its only caller (besides ``recover``)."""
 
     def __init__(self, store: RedisPublisher, snapshots: SnapshotSink, cancels: CancelSink,
                  vitals: Vitals, *, store_timeout_s: float,
                  on_stream_blind: Callable[[str], None] | None = None,
-                 observer: EffectsObserver | None = None) -> None:
+                 observer: EffectsObserver | None = None,
+                 guard: GuardSink | None = None) -> None:
         self._store = store
         self._observer = observer
+        self._guard = guard
         self._on_stream_blind = on_stream_blind
         self._snapshots = snapshots
         self._cancels = cancels
@@ -81,6 +93,7 @@ class EffectsRunner:
         self._down = False
         self._positions: dict[PositionKey, Publish | Retract] = {}
         self._firing: dict[PositionKey, MarkFiring] = {}
+        self._protections: dict[PositionKey, PublishProtection] = {}  # the guard's, deferred
         self._events: deque[Notify | RaiseAlert] = deque(maxlen=_MAX_DEFERRED_EVENTS)
         self._events_dropped = 0
 
@@ -105,6 +118,15 @@ class EffectsRunner:
                     self._snapshots.request_snapshot(effect)
                 case CancelOrder():
                     self._cancels.submit(effect)
+                case PublishProtection():
+                    _log(effect)
+                    writes.append(effect)
+                case PlaceGuardStop() | CancelGuardStop():
+                    if self._guard is None:
+                        logger.error("guard stop effect without a guard shell (not sent): {}",
+                                     effect)
+                    else:
+                        self._guard.submit(effect)
                 case _:
                     assert_never(effect)
         # All store writes of this batch in one pipelined round trip, in order (bench/run.py:
@@ -170,6 +192,15 @@ class EffectsRunner:
                 await self._call(mark)
             except StoreUnavailable as exc:
                 self._firing.setdefault(key, mark)
+                self._vitals.store_result(str(exc))
+                return False
+        while self._protections:  # after the positions: the script writes only existing hashes
+            key = next(iter(self._protections))
+            protection = self._protections.pop(key)
+            try:
+                await self._call(protection)
+            except StoreUnavailable as exc:
+                self._protections.setdefault(key, protection)
                 self._vitals.store_result(str(exc))
                 return False
         while self._events:
@@ -238,6 +269,9 @@ class EffectsRunner:
             case MarkFiring(key=key):
                 self._firing.pop(key, None)
                 self._firing[key] = effect
+            case PublishProtection(key=key):
+                self._protections.pop(key, None)
+                self._protections[key] = effect
             case Notify() | RaiseAlert():
                 if len(self._events) == self._events.maxlen:
                     self._events_dropped += 1
@@ -249,8 +283,8 @@ def _log(effect: StoreEffect) -> None:
         case RaiseAlert(code=code, message=message, key=key):
             logger.warning("alert {}: {}{}", code, message, f" position={key}" if key else "")
         case Notify(kind=kind, key=key, detail=detail):
-            logger.info("{}{}{}", kind, f" position={key}" if key else "",
-                        "".join(f" {k}={v}" for k, v in detail))
+            logger.log("WARNING" if kind in _WARN_KINDS else "INFO", "{}{}{}", kind,
+                       f" position={key}" if key else "", "".join(f" {k}={v}" for k, v in detail))
         case Publish(refresh_of=refresh_of) if refresh_of:
             pass  # only verified_ms moved: a line per position per poll would say nothing new
         case Publish(view=view):
@@ -263,3 +297,5 @@ def _log(effect: StoreEffect) -> None:
         case MarkFiring(key=key, firing=firing):
             logger.info("stop firing position={} algo={} status={} since_ms={} child={}", key,
                         firing.algo_id, firing.status, firing.since_ms, firing.child_id)
+        case PublishProtection(key=key, protection=protection, unprotected_since_ms=since):
+            logger.debug("protection {} {} since={}", key, protection or "-", since)

@@ -108,7 +108,8 @@ class CoreLoop:
                  vitals: Vitals, notifier: Notifier, clock: Clock, *, status_interval_s: float,
                  reaper_step: ReaperStep | None = None,
                  observers: Iterable[Callable[[Event], None]] = (),
-                 triggers: TriggerTask | None = None) -> None:
+                 triggers: TriggerTask | None = None,
+                 guard_step: ReaperStep | None = None) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -119,6 +120,7 @@ class CoreLoop:
         self._status_interval_s = status_interval_s
         self._reaper_step = reaper_step
         self._triggers = triggers
+        self._guard_step = guard_step  # once per batch, after its events (core/guard.py)
         self._observers = tuple(observers)
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
@@ -171,6 +173,8 @@ class CoreLoop:
             if self._triggers is not None:
                 self._triggers.marks_dirty = False
             effects += self._firing.update(self._orders, crossed)
+        if self._guard_step is not None:
+            effects += self._guard_step(self._book, self._orders, stamps[-1])
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)

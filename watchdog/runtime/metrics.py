@@ -87,8 +87,11 @@ class Metrics:
     """The daemon's registry and the observer methods that feed it (see the module docstring)."""
 
     def __init__(self, vitals: Vitals, clock: Clock, *, account: str,
-                 reaper_decision: Callable[[], ReaperDecision | None] = lambda: None) -> None:
+                 reaper_decision: Callable[[], ReaperDecision | None] = lambda: None,
+                 protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]]
+                 = dict) -> None:
         self._vitals = vitals
+        self._protection = protection  # the guard's answers (core/guard.py), issue 17
         self._reaper_decision = reaper_decision
         self._clock = clock
         self._account = account
@@ -198,7 +201,7 @@ class Metrics:
                      0 if vitals.store_error else 1)
         yield CounterMetricFamily(PREFIX + "orphans_removed",
                                   "Orphaned stop orders the reaper removed", value=health.orphans_removed)
-        yield from _positions(vitals.book.views(), now_ms)
+        yield from _positions(vitals.book.views(), now_ms, self._protection())
         decision = self._reaper_decision()
         if decision is not None:
             verdicts = GaugeMetricFamily(
@@ -226,7 +229,9 @@ def _gauge(name: str, documentation: str, value: float, **labels: str) -> GaugeM
     return family
 
 
-def _positions(views: Sequence[PositionView], now_ms: int) -> Iterator[Metric]:
+def _positions(views: Sequence[PositionView], now_ms: int,
+               answers: Mapping[PositionKey, tuple[str, int | None]] | None = None,
+               ) -> Iterator[Metric]:
     counts = GaugeMetricFamily(PREFIX + "positions", "Published positions by state",
                                labels=["state"])
     for state in PositionState:
@@ -241,20 +246,29 @@ def _positions(views: Sequence[PositionView], now_ms: int) -> Iterator[Metric]:
     unprotected = GaugeMetricFamily(PREFIX + "position_unprotected_seconds",
                                     "Open positions without a covering stop: for how long",
                                     labels=["symbol", "side"])
+    exposure = GaugeMetricFamily(PREFIX + "position_unprotected_exposure",
+                                 "Open positions without cover: seconds x notional (|amount| x "
+                                 "entry price, quote asset) of the current unprotected run",
+                                 labels=["symbol", "side"])
     for view in views:
         labels = [str(view.key.symbol), view.key.side.value]
         if view.verified_ms > 0:
             ages.add_metric([*labels, view.state.value], max(0, now_ms - view.verified_ms) / 1000)
-        # Issue 17 adds ``protection`` (covered | partial | none | unknown) and
-        # ``unprotected_since_ms`` to the view; until then these two families stay empty.
-        state = getattr(view, "protection", None)
+        # Issue 17: the guard's answer (``protection`` covered | partial | none | unknown and
+        # ``unprotected_since_ms``), or the same names on the view when it carries them.
+        answer = (answers or {}).get(view.key)
+        state = answer[0] if answer is not None else getattr(view, "protection", None)
         if view.state is not PositionState.OPEN or state is None:
             continue
         for option in (*PROTECTION_STATES, *(() if str(state) in PROTECTION_STATES else (str(state),))):
             protection.add_metric([*labels, option], 1 if option == str(state) else 0)
-        since_ms = getattr(view, "unprotected_since_ms", 0) or 0
+        since_ms = (answer[1] if answer is not None
+                    else getattr(view, "unprotected_since_ms", 0)) or 0
         if since_ms > 0:
-            unprotected.add_metric(labels, max(0, now_ms - since_ms) / 1000)
+            seconds = max(0, now_ms - since_ms) / 1000
+            unprotected.add_metric(labels, seconds)
+            exposure.add_metric(labels, seconds * float(abs(view.amount) * view.entry_price))
     yield ages
     yield protection
     yield unprotected
+    yield exposure

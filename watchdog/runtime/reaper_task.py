@@ -208,9 +208,16 @@ class ReaperTask:
     def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
                  config: ReaperSettings, *, read_positions: ReadPositions | None = None,
                  lease_refresh_s: float = LEASE_REFRESH_S, max_rest_lag_ms: int = 2000,
-                 lead: LeadCheck | None = None) -> None:
+                 lead: LeadCheck | None = None,
+                 read_lease_ends: Callable[[], Awaitable[dict[PositionKey, int]]] | None = None,
+                 also_needs_leases: Callable[[], bool] = lambda: False) -> None:
         self._exchange = exchange
         self._lead = lead  # None: a single writer by construction (tests, the orphans CLI)
+        # The guard (guard_task.py) needs the leases' ends too, while it says so: one read loop.
+        self._read_lease_ends = read_lease_ends
+        self._also_needs_leases = also_needs_leases
+        self.lease_ends: dict[PositionKey, int] | None = None  # wall ms each lease ends
+        self.leases_read_ms = 0
         self._store = store
         self._clock = clock
         self._enabled = config.enabled
@@ -322,7 +329,8 @@ class ReaperTask:
         """Refresh leases while ``step`` needs them (or they are unknown) and remove queued
         orphans, one at a time, forever."""
         while True:
-            if self._leased is None or self._leases_needed_since is not None:
+            if (self._leased is None or self._leases_needed_since is not None
+                    or self._also_needs_leases()):
                 await self.refresh_leases()
             try:
                 async with asyncio.timeout(self._lease_refresh_s):
@@ -371,11 +379,19 @@ class ReaperTask:
         if self._clock.monotonic() - self._leased_at < self._lease_refresh_s:
             return
         try:
-            leased = await self._store.leased_symbols()
+            if self._read_lease_ends is None:
+                leased = await self._store.leased_symbols()
+            else:
+                left = await self._read_lease_ends()
+                now_ms = self._clock.wall_ms()
+                self.lease_ends = {key: now_ms + ms for key, ms in left.items()}
+                self.leases_read_ms = now_ms
+                leased = frozenset(left)
         except StoreError as exc:
             if self._leased is not None:
                 logger.warning("reaper paused: cannot read leases from Redis: {}", exc)
             self._leased = None
+            self.lease_ends = None
         else:
             if self._leased is None:
                 logger.info("reaper active: leases readable (policy {})", self._policy)

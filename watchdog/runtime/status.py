@@ -243,6 +243,7 @@ def _parts(member: str) -> tuple[str, str]:
 def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[str, Any]:
     symbol, side = _parts(member)
     verified_ms = _int(fields.get("verified_ms"))
+    since_ms = _int(fields.get("unprotected_since_ms"))
     return {
         "symbol": symbol,
         "side": side,
@@ -257,6 +258,11 @@ def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[s
         "version": _int(fields.get("version")),
         "reason": fields.get("reason") or None,
         "fence": _int(fields.get("fence")),
+        # Added (issue 17): the guard's answer, as the watchdog published it (PROTOCOL.md).
+        "protection": fields.get("protection") or None,
+        "unprotected_since_ms": since_ms,
+        "unprotected_ms": None if since_ms is None else _age(now_ms, since_ms),
+        "guard_order": fields.get("guard_order") or None,
     }
 
 
@@ -281,6 +287,8 @@ def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
             why = (f"stale: stored {row['state']} verified {age_ms} ms ago "
                    f"(limit veto_max_age_ms={max_age_ms})")
     row["state"], row["reason"] = "unknown", why
+    if row.get("protection"):
+        row["protection"] = "unknown"  # as stale as the state it was judged with
     return row
 
 

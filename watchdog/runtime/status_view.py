@@ -61,9 +61,9 @@ def render_text(report: StatusReport) -> str:
     lines.append(f"positions ({len(report.positions)})")
     if report.positions:
         lines.append(_table(
-            ["SYMBOL", "SIDE", "STATE", "AMOUNT", "ENTRY", "SOURCE", "AGE"],
+            ["SYMBOL", "SIDE", "STATE", "AMOUNT", "ENTRY", "SOURCE", "AGE", "PROTECTION"],
             [[p["symbol"], p["side"], p["state"], p["amount"] or "-", p["entry_price"] or "-",
-              p["source"] or "-", _dur(p["age_ms"])] for p in report.positions]))
+              p["source"] or "-", _dur(p["age_ms"]), _protection(p)] for p in report.positions]))
     lines.append(f"leases ({len(report.leases)})")
     lines += [f"  {lease['symbol']}:{lease['side']} holder={lease['holder']} token={lease['token']} "
               f"{_expiry(lease['expires_in_ms'])}" for lease in report.leases]
@@ -77,6 +77,16 @@ def render_text(report: StatusReport) -> str:
         lines.append(f"recent events (newest first, {shown} of {len(notable)})")
         lines += ["  " + _event(event, now) for event in notable[:_EVENT_KINDS_SHOWN]]
     return "\n".join(lines)
+
+
+def _protection(p: dict[str, Any]) -> str:
+    """``covered``, ``none for 4.2s``, ``partial for 1.0s``, plus the watchdog's own stop."""
+    text = p.get("protection") or "-"
+    if p.get("unprotected_ms") is not None and text in ("none", "partial"):
+        text += f" for {_dur(p['unprotected_ms'])}"
+    if p.get("guard_order"):
+        text += f" (watchdog stop {p['guard_order']})"
+    return text
 
 
 def utc(ms: int) -> str:

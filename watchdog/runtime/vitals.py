@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from watchdog.core.book import PositionBook
 from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed
-from watchdog.core.model import PositionState
+from watchdog.core.model import PositionKey, PositionState
 from watchdog.core.proof import StreamProof
 from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
 
@@ -60,6 +60,8 @@ class Vitals:
     # Trigger watching (issue 13): informative heartbeat fields, never a problem by themselves
     # (losing the market stream removes a way to doubt; it makes no position look safer).
     trigger_watch: Callable[[], dict[str, str]] = dict
+    # The guard's alerted positions and since when (wall ms): core/guard.py rule 3.
+    unprotected: Callable[[], tuple[tuple[PositionKey, int], ...]] = lambda: ()
     reaper: str = "off"
     ready: bool = False
     heartbeat_written: bool = False
@@ -110,6 +112,10 @@ class Vitals:
         unknown = self._count(PositionState.UNKNOWN)
         if unknown:
             found.append(f"{unknown} position(s) unknown")
+        unprotected = self.unprotected()
+        if unprotected:
+            found.append(f"{len(unprotected)} position(s) unprotected (no covering stop): "
+                         + ", ".join(str(key) for key, _ in unprotected))
         return tuple(found)
 
     def keepalive_due(self, now_at: float, loops: tuple[str, ...]) -> bool:

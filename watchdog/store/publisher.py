@@ -31,7 +31,15 @@ from redis import exceptions as redis_errors
 
 from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from watchdog import __version__
-from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, RaiseAlert, Retract
+from watchdog.core.effects import (
+    Firing,
+    MarkFiring,
+    Notify,
+    Publish,
+    PublishProtection,
+    RaiseAlert,
+    Retract,
+)
 from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionView
 from watchdog.errors import Fenced, InvariantViolation, StoreError
 from watchdog.store.connection import connect, map_redis_errors
@@ -47,10 +55,17 @@ except ImportError:  # pragma: no cover - the fast extra is optional
     _pack = None
 _SHAS = {name: script_sha(name) for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
 
-StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring
+StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
 
 # Health field names that could only carry a secret: refused, whatever the caller meant.
 _SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
+
+
+# The guard's lease read (lease_ends_in): Redis' clock and the leases zset in one atomic read.
+_LEASE_ENDS_LUA = """
+local t = redis.call('TIME')
+return {t[1], t[2], redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
+"""
 
 
 def health_value(value: object) -> str:
@@ -104,6 +119,8 @@ class RedisPublisher:
         self._scripts = {name: client.register_script(script_source(name))
                          for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
+        self._lease_ends_script = client.register_script(_LEASE_ENDS_LUA)
+        self._protection: dict[PositionKey, PublishProtection] = {}  # the guard's, republished too
         self._names: dict[PositionKey, tuple[str, str, str]] = {}  # one entry per position ever seen
         self._touches = TouchCalls(self.keys, self._closed_ttl_ms, self._names_of)
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
@@ -391,6 +408,9 @@ class RedisPublisher:
                     calls.append(self._emit_call("alert", {"code": code, "message": message,
                                                            **({"position": member_of(key)} if key else {}),
                                                            **dict(detail)}))
+                case PublishProtection(key=key):
+                    touched.add(key)
+                    calls.append(self._protection_call(effect))
         if refreshes:
             refresh_calls[len(calls)] = refreshes
             calls.append(self._touches.call(refreshes, fence))
@@ -475,6 +495,17 @@ class RedisPublisher:
                                         member_of(key))
         return names
 
+    def _protection_call(self, effect: PublishProtection) -> tuple[str, list[object], list[object]]:
+        """The guard's fields on the position hash (``set_protection.lua``); remembered so a
+        Redis that lost its data gets them back with the position (``republish``)."""
+        if effect.protection:
+            self._protection[effect.key] = effect
+        else:
+            self._protection.pop(effect.key, None)
+        since = "" if effect.unprotected_since_ms is None else str(effect.unprotected_since_ms)
+        return ("set_protection", [self._names_of(effect.key)[0], self.keys.fence],
+                [effect.protection, since, effect.guard_order, self._fence])
+
     def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[str, list[object], list[object]]:
         pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
         return "emit_event", [self.keys.events, self.keys.health, self.keys.fence], [
@@ -517,6 +548,8 @@ class RedisPublisher:
                 continue
             else:
                 await self._publish(record)
+            if key in self._protection:
+                await self._call_script(self._protection_call(self._protection[key]))
             done += 1
         if keys is None:
             self._dirty.clear()
@@ -686,6 +719,24 @@ class RedisPublisher:
                                           **dict(detail)})
             case MarkFiring(key=key, firing=firing):
                 await self.mark_firing(key, firing)
+            case PublishProtection(key=key):
+                call = self._protection_call(effect)
+                if not self._writable:
+                    self._dirty.add(key)  # a standby: a takeover republishes it (remembered)
+                    return
+                try:
+                    await self._call_script(call)
+                except StoreError:
+                    self._dirty.add(key)
+                    raise
+
+    async def _call_script(self, call: tuple[str, list[object], list[object]]) -> object:
+        """A fenced write (``_fenced``): nothing at all from a standby."""
+        name, keys, args = call
+        if not self._writable:
+            return None
+        with self._fenced(name):
+            return await self._scripts[name](keys=keys, args=args)
 
     # ---------------------------------------------------------------- veto, watchdog side
 
@@ -755,6 +806,25 @@ class RedisPublisher:
                 logger.warning("malformed lease member {!r} in {} (from a bot's begin): read as "
                                "{}", member, self.keys.leases, sorted(map(str, parsed)) or "none")
         return frozenset(keys)
+
+    async def lease_ends_in(self) -> dict[PositionKey, int]:
+        """Live leases and the ms each has left by Redis' own clock (TIME and the zset read in
+        one transaction), so the guard can place their ends on its own clock without skew."""
+        # One read-only script, not MULTI/TIME: a Redis Cluster client refuses a pipelined
+        # TIME, and the script runs on the leases key's own node (the account's slot).
+        with map_redis_errors("lease_ends", self._url):
+            secs, micros, flat = await self._lease_ends_script(keys=[self.keys.leases])
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        left: dict[PositionKey, int] = {}
+        pairs = list(flat)
+        for member, score in zip(pairs[0::2], pairs[1::2], strict=True):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            remaining = int(min(float(score) - now_ms, 2.0**53))
+            if remaining <= 0:
+                continue
+            for key in parse_lease_member(text):  # lenient, as ``leased_symbols``
+                left[key] = max(left.get(key, 0), remaining)
+        return left
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""

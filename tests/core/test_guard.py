@@ -1,0 +1,426 @@
+"""The guard's runs, alert grace, leases and last-resort stop (core/guard.py rules 1-4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tests.core.reaper_support import BAS, KEY, algo_row, algo_update, snapshot, view
+from watchdog.core.effects import (
+    CancelGuardStop,
+    Effect,
+    Notify,
+    PlaceGuardStop,
+    PublishProtection,
+)
+from watchdog.core.events import SnapshotRequested, StreamConnected
+from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases
+from watchdog.core.model import ZERO, AlgoStatus, Knowledge, OrderId, PositionKey, PositionView
+from watchdog.core.orders import OrderBook
+
+AMT = Decimal(1216)
+T0 = 1_000_000
+
+
+@dataclass
+class Positions:
+    by_key: dict[PositionKey, PositionView] = field(default_factory=dict)
+    stream_state: str = "live"
+
+    def views(self) -> list[PositionView]:
+        return list(self.by_key.values())
+
+    def view(self, key: PositionKey) -> PositionView | None:
+        return self.by_key.get(key)
+
+
+def no_leases(now_ms: int) -> Leases:
+    return Leases({}, now_ms)
+
+
+class Rig:
+    """A guard with a live stream, orders read once after the gap, and one open position."""
+
+    def __init__(self, policy: GuardPolicy | None = None, *, stop: bool = True) -> None:
+        self.guard = Guard(policy or GuardPolicy())
+        self.orders = OrderBook()
+        self.positions = Positions({KEY: view(KEY, amount=AMT)})
+        self.feed(StreamConnected(1))
+        self.feed(SnapshotRequested(1, T0 - 500))
+        algos = (algo_row(1, created_ms=T0 - 400),) if stop else ()
+        self.feed(snapshot(algos=algos, at_ms=T0 - 400, symbols=frozenset({BAS})))
+
+    def feed(self, event: object) -> None:
+        self.guard.observe(event)  # type: ignore[arg-type]
+        self.orders.apply(event)  # type: ignore[arg-type]
+
+    def step(self, now_ms: int, leases: Leases | None = None, outcomes: tuple[GuardOutcome, ...] = ()
+             ) -> list[Effect]:
+        return self.guard.step(self.positions, self.orders,
+                               no_leases(now_ms) if leases is None else leases, now_ms, outcomes)
+
+    def cancel_stop(self, at_ms: int) -> None:
+        self.feed(algo_update(1, AlgoStatus.CANCELED, at_ms=at_ms))
+
+
+def kinds(effects: list[Effect]) -> list[str]:
+    return [e.kind for e in effects if isinstance(e, Notify)]
+
+
+def protections(effects: list[Effect]) -> list[PublishProtection]:
+    return [e for e in effects if isinstance(e, PublishProtection)]
+
+
+def test_covered_then_none_publishes_the_run_and_alerts_after_the_grace_not_before() -> None:
+    rig = Rig(GuardPolicy(alert_ms=3000))
+    assert protections(rig.step(T0)) == [PublishProtection(KEY, "covered", None, "")]
+    rig.cancel_stop(T0 + 10)
+    assert protections(rig.step(T0 + 20)) == [PublishProtection(KEY, "none", T0 + 20, "")]
+    assert kinds(rig.step(T0 + 20 + 2999)) == []
+    effects = rig.step(T0 + 20 + 3000)
+    assert kinds(effects) == ["position_unprotected"]
+    assert kinds(rig.step(T0 + 20 + 9000)) == []  # once per run
+    assert rig.guard.unprotected() == ((KEY, T0 + 20),)
+    rig.feed(algo_update(2, AlgoStatus.NEW, at_ms=T0 + 9100))
+    effects = rig.step(T0 + 9200)
+    assert kinds(effects) == ["position_protected"]
+    assert protections(effects) == [PublishProtection(KEY, "covered", None, "")]
+    assert rig.guard.unprotected() == ()
+
+
+def test_a_quick_replacement_raises_nothing() -> None:
+    rig = Rig()
+    rig.step(T0)
+    rig.cancel_stop(T0 + 10)
+    rig.step(T0 + 20)
+    rig.feed(algo_update(2, AlgoStatus.NEW, at_ms=T0 + 1400))  # the incident's 1.4 s
+    effects = rig.step(T0 + 1420)
+    assert kinds(effects) == []
+    assert protections(effects)[0].protection == "covered"
+    assert kinds(rig.step(T0 + 10_000)) == []
+
+
+def test_unknown_until_orders_are_read_after_the_gap_and_when_knowledge_is_not_confirmed() -> None:
+    rig = Rig()
+    rig.feed(StreamConnected(2))  # a gap: the orders read before it no longer counts
+    assert protections(rig.step(T0)) == [PublishProtection(KEY, "unknown", None, "")]
+    assert kinds(rig.step(T0 + 60_000)) == []
+    rig.feed(SnapshotRequested(2, T0 + 60_001))
+    rig.feed(snapshot(at_ms=T0 + 60_000, symbols=frozenset({BAS})))  # requested before: no
+    assert protections(rig.step(T0 + 60_010)) == []
+    rig.feed(snapshot(at_ms=T0 + 60_002, symbols=frozenset({BAS})))
+    assert protections(rig.step(T0 + 60_020)) == [PublishProtection(KEY, "none", T0 + 60_020, "")]
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT, knowledge=Knowledge.SUSPECT)
+    assert protections(rig.step(T0 + 60_030)) == [PublishProtection(KEY, "unknown", None, "")]
+    assert kinds(rig.step(T0 + 90_000)) == []  # no alert on unknown
+
+
+def test_stream_not_live_needs_a_recent_orders_read() -> None:
+    rig = Rig(GuardPolicy(orders_max_age_ms=15_000))
+    rig.step(T0)
+    rig.positions.stream_state = "down"
+    assert protections(rig.step(T0 + 14_000)) == []
+    assert protections(rig.step(T0 + 16_000)) == [PublishProtection(KEY, "unknown", None, "")]
+
+
+def test_a_lease_extends_the_grace_to_its_end_and_no_further() -> None:
+    rig = Rig(GuardPolicy(alert_ms=3000))
+    rig.step(T0)
+    rig.cancel_stop(T0)
+    lease = Leases({KEY: T0 + 8000}, T0 + 100)
+    rig.step(T0 + 100, lease)  # since = T0 + 100
+    assert kinds(rig.step(T0 + 3500, Leases({KEY: T0 + 8000}, T0 + 3400))) == []
+    assert kinds(rig.step(T0 + 7999, Leases({}, T0 + 7900))) == []  # ended early: still its end
+    assert kinds(rig.step(T0 + 8000, Leases({}, T0 + 7950))) == ["position_unprotected"]
+
+
+def test_a_lease_cannot_extend_the_grace_forever() -> None:
+    rig = Rig(GuardPolicy(alert_ms=3000, lease_cap_ms=20_000))
+    rig.step(T0)
+    rig.cancel_stop(T0)
+    rig.step(T0 + 100, Leases({KEY: T0 + 10**9}, T0 + 100))
+    assert kinds(rig.step(T0 + 20_099, Leases({KEY: T0 + 10**9}, T0 + 20_000))) == []
+    assert kinds(rig.step(T0 + 20_100, Leases({KEY: T0 + 10**9}, T0 + 20_050))) == [
+        "position_unprotected"]
+
+
+def test_the_alert_waits_for_leases_read_after_the_run_began_unless_unreadable() -> None:
+    rig = Rig(GuardPolicy(alert_ms=1000))
+    rig.step(T0)
+    rig.cancel_stop(T0)
+    rig.step(T0 + 100, Leases({}, T0))
+    assert kinds(rig.step(T0 + 5000, Leases({}, T0 + 50))) == []  # read before the run
+    assert kinds(rig.guard.step(rig.positions, rig.orders, None, T0 + 5100)) == [
+        "position_unprotected"]
+
+
+def test_partial_is_unprotected_too() -> None:
+    rig = Rig(GuardPolicy(alert_ms=1000))
+    rig.positions.by_key[KEY] = view(KEY, amount=Decimal(5000))  # stop is for 1216
+    assert protections(rig.step(T0)) == [PublishProtection(KEY, "partial", T0, "")]
+    assert kinds(rig.step(T0 + 1000)) == ["position_unprotected"]
+
+
+def test_closing_ends_the_run_and_removes_the_fields() -> None:
+    rig = Rig(GuardPolicy(alert_ms=1000), stop=False)
+    rig.step(T0)
+    assert kinds(rig.step(T0 + 1000)) == ["position_unprotected"]
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    effects = rig.step(T0 + 2000)
+    assert kinds(effects) == ["position_protected"]
+    assert protections(effects) == [PublishProtection(KEY, "", None, "")]
+    assert rig.step(T0 + 3000) == []
+
+
+# ---------------------------------------------------------------- the last-resort stop
+
+GUARDED = GuardPolicy(alert_ms=1000, emergency_stop_pct=Decimal(5), emergency_after_ms=4000)
+
+
+def places(effects: list[Effect]) -> list[PlaceGuardStop]:
+    return [e for e in effects if isinstance(e, PlaceGuardStop)]
+
+
+def test_off_by_default() -> None:
+    rig = Rig(stop=False)
+    for t in range(0, 120_000, 500):
+        assert places(rig.step(T0 + t)) == []
+
+
+def test_placed_after_emergency_after_ms_once_then_removed_when_the_bot_covers() -> None:
+    rig = Rig(GUARDED, stop=False)
+    rig.step(T0)
+    assert places(rig.step(T0 + 3999)) == []
+    effects = rig.step(T0 + 4000)
+    placed = places(effects)
+    assert len(placed) == 1
+    assert placed[0].side == "SELL"
+    assert placed[0].stop_pct == 5
+    cid = placed[0].client_id
+    assert cid.startswith(GUARD_CLIENT_ID_PREFIX)
+    assert len(cid) <= 36
+    assert protections(effects) == [PublishProtection(KEY, "none", T0, cid)]
+    assert places(rig.step(T0 + 4100)) == []  # placing: never a second
+    rig.step(T0 + 4200, outcomes=(GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    rig.feed(algo_update(77, AlgoStatus.NEW, at_ms=T0 + 4300, client_id=cid,
+                         close_position=True))
+    effects = rig.step(T0 + 4400)
+    assert kinds(effects) == ["position_protected"]
+    assert protections(effects) == [PublishProtection(KEY, "covered", None, cid)]
+    assert places(rig.step(T0 + 60_000)) == []
+    rig.feed(algo_update(5, AlgoStatus.NEW, at_ms=T0 + 61_000))  # the bot's own stop is back
+    cancels = [e for e in rig.step(T0 + 61_100) if isinstance(e, CancelGuardStop)]
+    assert cancels == [CancelGuardStop(KEY, OrderId(77), True, cid,
+                                       "the bot's own stop covers the position again")]
+    assert [e for e in rig.step(T0 + 61_200) if isinstance(e, CancelGuardStop)] == []
+    rig.feed(algo_update(77, AlgoStatus.CANCELED, at_ms=T0 + 61_300, client_id=cid))
+    effects = rig.step(T0 + 61_400, outcomes=(GuardOutcome(KEY, "removed", cid, OrderId(77)),))
+    assert protections(effects) == [PublishProtection(KEY, "covered", None, "")]
+
+
+def test_never_while_a_lease_is_held_or_leases_are_unknown_or_stale() -> None:
+    rig = Rig(GUARDED, stop=False)
+    rig.step(T0)
+    assert places(rig.step(T0 + 5000, Leases({KEY: T0 + 9000}, T0 + 5000))) == []
+    assert places(rig.guard.step(rig.positions, rig.orders, None, T0 + 9500)) == []
+    assert places(rig.step(T0 + 9600, Leases({}, T0 + 8000))) == []  # read 1.6 s ago
+    assert len(places(rig.step(T0 + 9700, Leases({}, T0 + 9650)))) == 1
+
+
+def test_never_for_a_closed_or_unknown_position() -> None:
+    rig = Rig(GUARDED, stop=False)
+    rig.step(T0)
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT, knowledge=Knowledge.EXPIRED)
+    assert places(rig.step(T0 + 10_000)) == []
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert places(rig.step(T0 + 20_000)) == []
+    rig.positions.stream_state = "gap"
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT)
+    rig.feed(StreamConnected(3))  # orders not known fresh
+    assert places(rig.step(T0 + 40_000)) == []
+
+
+def test_a_failed_placement_is_retried_later_within_the_budget() -> None:
+    rig = Rig(GuardPolicy(emergency_stop_pct=Decimal(2), emergency_after_ms=0, retry_ms=5000,
+                          max_orders_per_min=3), stop=False)
+    t = T0
+    placed = 0
+    while t < T0 + 59_000:
+        for p in places(rig.step(t)):
+            placed += 1
+            rig.step(t + 1, outcomes=(GuardOutcome(KEY, "place_failed", p.client_id),))
+        t += 250
+    assert placed == 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=st.lists(st.tuples(
+    st.sampled_from(("tick", "tick", "tick", "bot_stop", "bot_cancel", "close", "open", "unknown",
+                     "gap", "read", "lease", "placed", "placed", "placed", "failed", "own_seen",
+                     "own_seen", "own_gone")),
+    st.integers(1, 3000)), max_size=40))
+@example(script=[("tick", 3000), ("tick", 3000), ("placed", 1), ("own_seen", 1), ("bot_stop", 1),
+                 ("tick", 100), ("own_gone", 1), ("bot_cancel", 1), ("tick", 3000),
+                 ("tick", 3000)])
+def test_safety_invariants_over_random_histories(script: list[tuple[str, int]]) -> None:
+    """Never two stops of ours on one side, never one placed for a position not open and
+    fresh, never an alert before the grace."""
+    policy = GuardPolicy(alert_ms=2000, emergency_stop_pct=Decimal(3), emergency_after_ms=3000)
+    rig = Rig(policy, stop=False)
+    now = T0
+    lease: dict[PositionKey, int] = {}
+    pending: list[PlaceGuardStop] = []
+    ours_live: dict[str, int] = {}
+    next_id = 100
+    for action, dt in script:
+        now += dt
+        outcomes: tuple[GuardOutcome, ...] = ()
+        match action:
+            case "bot_stop":
+                next_id += 1
+                rig.feed(algo_update(next_id, AlgoStatus.NEW, at_ms=now))
+            case "bot_cancel":
+                for o in rig.orders.orders_for(KEY):
+                    if not o.client_id.startswith(GUARD_CLIENT_ID_PREFIX):
+                        rig.feed(algo_update(o.order_id, AlgoStatus.CANCELED, at_ms=now))
+            case "close":
+                rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+            case "open":
+                rig.positions.by_key[KEY] = view(KEY, amount=AMT)
+            case "unknown":
+                rig.positions.by_key[KEY] = view(KEY, amount=AMT, knowledge=Knowledge.SUSPECT)
+            case "gap":
+                rig.feed(StreamConnected(9))
+            case "read":
+                rig.feed(SnapshotRequested(next_id, now))
+                rig.feed(snapshot(algos=tuple(algo_row(o.order_id, client_id=o.client_id)
+                                              for o in rig.orders.orders_for(KEY)),
+                                  at_ms=now, symbols=frozenset({BAS})))
+            case "lease":
+                lease = {KEY: now + 2000}
+            case "placed" if pending:
+                p = pending.pop(0)
+                next_id += 1
+                outcomes = (GuardOutcome(KEY, "placed", p.client_id, OrderId(next_id)),)
+                ours_live[p.client_id] = next_id
+            case "failed" if pending:
+                p = pending.pop(0)
+                outcomes = (GuardOutcome(KEY, "place_failed", p.client_id),)
+            case "own_seen" if ours_live:
+                cid, oid = next(iter(ours_live.items()))
+                rig.feed(algo_update(oid, AlgoStatus.NEW, at_ms=now, client_id=cid,
+                                     close_position=True))
+            case "own_gone" if ours_live:
+                cid, oid = ours_live.popitem()
+                rig.feed(algo_update(oid, AlgoStatus.CANCELED, at_ms=now, client_id=cid))
+            case _:
+                pass
+        before = rig.positions.by_key[KEY]
+        effects = rig.step(now, Leases(lease, now), outcomes)
+        fresh = rig.guard.orders_fresh(BAS, rig.positions.stream_state, now)  # as step judged
+        for e in effects:
+            if isinstance(e, PlaceGuardStop):
+                assert before.state.value == "open"
+                assert before.knowledge is Knowledge.CONFIRMED
+                assert fresh
+                assert not (KEY in lease and lease[KEY] > now)
+                assert not pending, "a second stop while one is being placed"
+                own_in_book = [o for o in rig.orders.orders_for(KEY)
+                               if o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)]
+                assert not own_in_book
+                pending.append(e)
+            if isinstance(e, CancelGuardStop):
+                bot_covered = [o for o in rig.orders.orders_for(KEY)
+                               if not o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)]
+                assert bot_covered, "ours removed while the bot has no stop"
+                assert before.knowledge is Knowledge.CONFIRMED
+                assert fresh
+                assert not (KEY in lease and lease[KEY] > now)
+            if isinstance(e, Notify) and e.kind == "position_unprotected":
+                detail = dict(e.detail)
+                assert now - int(detail["unprotected_since_ms"]) >= policy.alert_ms
+        if before.state.value != "open":
+            pending.clear()  # forgotten with the closed position (the reaper owns leftovers)
+
+
+def test_the_reaper_prefix_filter_does_not_skip_our_last_resort_stop() -> None:
+    """A closed position's last-resort stop is an orphan like any other, even when the reaper
+    only touches the bot's prefix (core/reaper.py rule 1)."""
+    from tests.core.reaper_support import StubPositions
+    from watchdog.core.reaper import ReaperPolicy, Why, decide
+
+    orders = OrderBook()
+    orders.apply(snapshot(algos=(algo_row(1, client_id=f"{GUARD_CLIENT_ID_PREFIX}1-1",
+                                          reduce_only=False, close_position=True),
+                                 algo_row(2, client_id="other-sl")),
+                          at_ms=1_500, symbols=frozenset({BAS})))
+    positions = StubPositions().set_flat(KEY, 1_000)
+    decision = decide(positions, orders, frozenset(), 0, 10_000,
+                      ReaperPolicy(grace_ms=2000, client_id_prefix="bot-"))
+    verdicts = {a.order.order_id: a.why for a in decision.assessments}
+    assert verdicts == {1: Why.ORPHAN, 2: Why.PREFIX_MISMATCH}
+
+
+def test_a_removed_stop_still_in_the_book_is_not_removed_twice_nor_counted() -> None:
+    """The removal is acknowledged before the book hears of it (a slow or muted stream)."""
+    rig = Rig(GUARDED, stop=False)
+    rig.step(T0)
+    cid = places(rig.step(T0 + 4000))[0].client_id
+    rig.step(T0 + 4100, outcomes=(GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    rig.feed(algo_update(77, AlgoStatus.NEW, at_ms=T0 + 4200, client_id=cid, close_position=True))
+    rig.step(T0 + 4300)
+    rig.feed(algo_update(5, AlgoStatus.NEW, at_ms=T0 + 5000))  # the bot's stop is back
+    assert len([e for e in rig.step(T0 + 5100) if isinstance(e, CancelGuardStop)]) == 1
+    effects = rig.step(T0 + 5200, outcomes=(GuardOutcome(KEY, "removed", cid, OrderId(77)),))
+    assert protections(effects) == [PublishProtection(KEY, "covered", None, "")]
+    for t in range(5300, 70_000, 700):
+        assert [e for e in rig.step(T0 + t) if isinstance(e, CancelGuardStop)] == []
+    rig.feed(algo_update(5, AlgoStatus.CANCELED, at_ms=T0 + 70_000))  # the bot's stop goes
+    effects = rig.step(T0 + 70_100)
+    assert protections(effects) == [PublishProtection(KEY, "none", T0 + 70_100, "")]
+
+
+def test_without_a_live_stream_a_run_needs_a_later_read_before_anything_is_done() -> None:
+    """The read that started the run may predate a stop placed while no stream could report it
+    (a startup): the alert and the last-resort stop wait for a read applied after the run."""
+    rig = Rig(GUARDED, stop=False)
+    rig.positions.stream_state = "down"
+    rig.step(T0)  # none, from the read taken at startup
+    assert kinds(rig.step(T0 + 9000)) == []
+    assert places(rig.step(T0 + 9100)) == []
+    rig.feed(snapshot(at_ms=T0 + 9150, symbols=frozenset({BAS}), request_id=2))
+    effects = rig.step(T0 + 9200)  # still none by a read after the run began: act
+    assert kinds(effects) == ["position_unprotected"]
+    assert len(places(effects)) == 1
+
+
+def test_a_standby_judges_and_alerts_but_never_places_nor_removes_nor_spends_the_budget() -> None:
+    """Rule 6 (docs/HA.md): only the leader touches orders; after a takeover it acts at once."""
+    rig = Rig(GUARDED, stop=False)
+    told: list[str] = []
+    for t in range(0, 120_000, 500):
+        effects = rig.guard.step(rig.positions, rig.orders, no_leases(T0 + t), T0 + t, (),
+                                 acting=False)
+        assert [e for e in effects if isinstance(e, PlaceGuardStop | CancelGuardStop)] == []
+        told += kinds(effects)
+    assert told == ["position_unprotected"]  # judged as on the leader (its writes are dropped)
+    # Led now: the budget is whole (the standby spent none), the stop goes at once.
+    rig2 = Rig(GUARDED, stop=False)
+    for t in range(0, 10_000, 500):
+        rig2.guard.step(rig2.positions, rig2.orders, no_leases(T0 + t), T0 + t, (), acting=False)
+    placed = places(rig2.step(T0 + 10_000))
+    assert len(placed) == 1
+    # A stop of ours in the book while the bot covers again: a standby leaves it alone.
+    cid = placed[0].client_id
+    rig2.step(T0 + 10_100, outcomes=(GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    rig2.feed(algo_update(77, AlgoStatus.NEW, at_ms=T0 + 10_200, client_id=cid,
+                          close_position=True))
+    rig2.feed(algo_update(5, AlgoStatus.NEW, at_ms=T0 + 10_300))  # the bot's own stop is back
+    for t in range(10_400, 30_000, 500):
+        effects = rig2.guard.step(rig2.positions, rig2.orders, no_leases(T0 + t), T0 + t, (),
+                                  acting=False)
+        assert [e for e in effects if isinstance(e, CancelGuardStop)] == []
+    assert [e for e in rig2.step(T0 + 30_000) if isinstance(e, CancelGuardStop)] != []

@@ -1,0 +1,499 @@
+"""The guard: how long each open position has gone unprotected, the alert, the last-resort stop.
+
+PURE: events and ``now_ms`` (the watchdog's wall clock) in, effects out. Coverage itself is
+``protection.py``; this module decides when the answer can be trusted and what follows from it.
+
+Rules of this module:
+1. Orders are *known fresh* for a symbol once an orders read covering it was requested after the
+   stream's last gap (the first positions ``SnapshotRequested`` after StreamLost/StreamConnected/
+   ListenKeyExpired marks where the new epoch starts, in exchange time). While the stream is
+   ``live`` its order events keep them fresh; otherwise the last such read must be younger than
+   ``orders_max_age_ms``. A position whose knowledge is not CONFIRMED, or whose orders are not
+   known fresh, is ``unknown``: never ``covered`` from stale data, never alerted on.
+   1b. With the stream down (not connected), a ``none``/``partial`` run is alerted on (and a
+   last-resort stop placed) only once an orders read applied after the run began shows it again.
+2. ``unprotected_since_ms`` is when the guard first saw the position open and ``none`` or
+   ``partial`` in the current run; ``covered`` or a closure ends the run; ``unknown`` pauses it
+   (the clock is not restarted: what was unprotected before the doubt is probably still so).
+3. ``position_unprotected`` is emitted once the run is ``alert_ms`` old (``[guard]
+   unprotected_alert_ms``), or later when a bot's veto lease covers the position: the grace is
+   extended to the lease's end (as read, capped at ``lease_cap_ms`` after the run began), never
+   beyond. The alert waits for a lease read taken after the run began (the bot may have begun
+   just before its cancel), unless leases cannot be read at all (then it is not held back).
+   ``position_protected`` follows when an alerted run ends (covered, or the position closed).
+4. The last-resort stop (``emergency_stop_pct`` > 0): a closePosition STOP_MARKET placed by the
+   shell when a fresh, CONFIRMED open position has been unprotected ``emergency_after_ms`` and
+   past any lease's end, while leases were read within ``leases_max_age_ms`` and none is held.
+   Never a second one on a position side (one placing, placed, or any order of ours in the book
+   counts), at most ``max_orders_per_min`` placements + removals. Ours is told apart by its
+   client id prefix ``GUARD_CLIENT_ID_PREFIX`` and never counts as the bot's protection: it is
+   removed once the bot's own stops cover the position (same freshness and lease conditions).
+   A closed position's stop is left to the reaper (an orphan like any other); the record of it
+   is forgotten then.
+5. Cost: ``step`` judges every position when time passed (a Tick, or no event since the last
+   step) or after an event that may concern any symbol (a gap, an all-symbols read, a failed
+   read); after events naming symbols only, just those symbols' positions. Deadlines (grace,
+   freshness) are therefore met within one tick.
+6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
+   (its writes are dropped by the fenced publisher) but never places or removes a stop, and
+   spends none of ``max_orders_per_min``; the shell proves the lead again right before each
+   placement or removal (guard_task.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from watchdog.core.effects import (
+    CancelGuardStop,
+    Effect,
+    Notify,
+    PlaceGuardStop,
+    PublishProtection,
+)
+from watchdog.core.events import (
+    AccountConfigUpdate,
+    AlgoUpdate,
+    Event,
+    ListenKeyExpired,
+    MarginCall,
+    OrdersSnapshot,
+    OrderUpdate,
+    PositionSnapshot,
+    SnapshotRequested,
+    StreamConnected,
+    StreamLost,
+    StreamPositions,
+    TradeLite,
+)
+from watchdog.core.model import (
+    ZERO,
+    Knowledge,
+    OrderId,
+    PositionKey,
+    PositionSide,
+    PositionState,
+    PositionView,
+    Symbol,
+)
+from watchdog.core.orders import OrderBook, TrackedOrder
+from watchdog.core.protection import Protection, closing_side, coverage
+
+__all__ = [
+    "GUARD_CLIENT_ID_PREFIX",
+    "Guard",
+    "GuardOutcome",
+    "GuardPolicy",
+    "Leases",
+    "PositionsView",
+    "StreamState",
+]
+
+# Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$: prefix (9) + ms (13) + '-' + seq.
+GUARD_CLIENT_ID_PREFIX = "wd-guard-"
+StreamState = Literal["live", "gap", "down"]
+
+
+class PositionsView(Protocol):
+    """The read-only part of ``PositionBook`` the guard needs."""
+
+    @property
+    def stream_state(self) -> StreamState: ...
+
+    def views(self) -> list[PositionView]: ...
+
+    def view(self, key: PositionKey) -> PositionView | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    """The ``[guard]`` section, in ms; see docs/GUARD.md for the defaults' reasons."""
+
+    alert_ms: int = 3000
+    emergency_stop_pct: Decimal = ZERO
+    emergency_after_ms: int = 10_000
+    orders_max_age_ms: int = 15_000
+    lease_cap_ms: int = 60_000
+    leases_max_age_ms: int = 1000
+    max_orders_per_min: int = 6
+    retry_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        if (self.alert_ms < 0 or self.emergency_stop_pct < 0 or self.emergency_after_ms < 0
+                or self.orders_max_age_ms <= 0 or self.max_orders_per_min < 1):
+            raise ValueError(f"invalid guard policy: {self!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Leases:
+    """Veto leases as last read: each lease's end on the watchdog's wall clock, and when read."""
+
+    until_ms: Mapping[PositionKey, int]
+    read_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GuardOutcome:
+    """What the shell did with a PlaceGuardStop / CancelGuardStop (fed back by ``step``)."""
+
+    key: PositionKey
+    action: Literal["placed", "place_failed", "removed", "remove_failed"]
+    client_id: str
+    order_id: OrderId | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    """One position's unprotected run and what was said about it."""
+
+    since_ms: int | None = None
+    alerted: bool = False
+    lease_until_ms: int = 0
+    published: tuple[str, int | None, str] | None = None
+
+
+@dataclass(slots=True)
+class _OwnStop:
+    client_id: str
+    state: Literal["placing", "placed", "removing"]
+    order_id: OrderId | None = None
+
+
+@dataclass(slots=True)
+class _Fresh:
+    epoch_from_ms: int | None = None       # exchange ms: orders reads requested since count
+    awaiting_epoch: bool = True
+    pending: list[OrdersSnapshot] = field(default_factory=list)
+    symbol_read_ms: dict[Symbol, int] = field(default_factory=dict)  # wall ms applied
+    all_read_ms: int | None = None
+
+
+class Guard:
+    """Per-position protection runs; ``observe`` every event, ``step`` once per batch."""
+
+    def __init__(self, policy: GuardPolicy | None = None) -> None:
+        self.policy = policy or GuardPolicy()
+        self._runs: dict[PositionKey, _Run] = {}
+        self._own: dict[PositionKey, _OwnStop] = {}
+        self._own_seen: set[PositionKey] = set()  # keys where the book holds a stop of ours
+        self._removed: set[OrderId] = set()  # ours, removed; the book may not know yet
+        self._hold_until: dict[PositionKey, int] = {}
+        self._actions: deque[int] = deque()
+        self._fresh = _Fresh()
+        self._seq = 0
+        self._acting = True  # this step's ``acting`` (rule 6)
+        # What the events since the last step may have changed (rule 5): symbols, or all.
+        self._touched: set[Symbol] = set()
+        self._touched_all = True
+
+    # ------------------------------------------------------------ reading
+
+    def unprotected(self) -> tuple[tuple[PositionKey, int], ...]:
+        """Alerted positions and since when (for the daemon's health problems)."""
+        return tuple((key, run.since_ms) for key, run in sorted(self._runs.items())
+                     if run.alerted and run.since_ms is not None)
+
+    def answers(self) -> dict[PositionKey, tuple[str, int | None]]:
+        """The published ``protection`` and ``unprotected_since_ms`` per judged position (the
+        metrics read them)."""
+        return {key: (run.published[0], run.published[1]) for key, run in self._runs.items()
+                if run.published is not None and run.published[0]}
+
+    @property
+    def needs_leases(self) -> bool:
+        """True while some position is in an unprotected run: the shell then reads leases."""
+        return bool(self._own or self._own_seen) or any(
+            run.since_ms is not None for run in self._runs.values())
+
+    # ------------------------------------------------------------ input
+
+    def observe(self, event: Event) -> None:
+        """Track the orders' freshness epochs (rule 1); every event, before the books apply it."""
+        self._note_scope(event)
+        f = self._fresh
+        match event:
+            case StreamLost() | StreamConnected() | ListenKeyExpired():
+                f.epoch_from_ms, f.awaiting_epoch = None, True
+                f.pending.clear()
+                f.symbol_read_ms.clear()
+                f.all_read_ms = None
+            case SnapshotRequested(requested_time_ms=t) if f.awaiting_epoch:
+                f.epoch_from_ms, f.awaiting_epoch = t, False
+            case OrdersSnapshot():
+                if f.epoch_from_ms is not None and event.requested_time_ms >= f.epoch_from_ms:
+                    f.pending.append(event)
+            case _:
+                return
+
+    def _note_scope(self, event: Event) -> None:
+        match event:
+            case StreamPositions(positions=rows) | MarginCall(positions=rows):
+                self._touched.update(row.key.symbol for row in rows)
+            case OrderUpdate() | AlgoUpdate() | TradeLite():
+                self._touched.add(event.symbol)
+            case PositionSnapshot(symbols=symbols) | OrdersSnapshot(symbols=symbols):
+                if symbols is None:
+                    self._touched_all = True
+                else:
+                    self._touched.update(symbols)
+            case SnapshotRequested() | AccountConfigUpdate():
+                pass  # changes no position's protection
+            case _:  # Tick (time passed), gaps, failed reads: anything may have changed
+                self._touched_all = True
+
+    def _take_scope(self) -> set[Symbol] | None:
+        """The symbols to judge now; None for all (also when no event came: time passed)."""
+        scope = None if self._touched_all or not self._touched else self._touched
+        self._touched, self._touched_all = set(), False
+        return scope
+
+    def _evidence(self, symbol: Symbol, stream_state: str, since_ms: int) -> bool:
+        """Rule 1b: with the stream down (not connected), a run is acted on (alert, last-resort
+        stop) only once an orders read applied after it began still shows it: the read that
+        started it may predate an order placed while no stream could report it (a startup).
+        A connected stream (``gap``, or ``live``) reports every order placed since it connected,
+        and the reads that count were requested after that (rule 1)."""
+        if stream_state != "down":
+            return True
+        f = self._fresh
+        times = [t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None]
+        return bool(times) and max(times) > since_ms
+
+    def orders_fresh(self, symbol: Symbol, stream_state: str, now_ms: int) -> bool:
+        """Rule 1."""
+        f = self._fresh
+        times = [t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None]
+        if not times:
+            return False
+        return stream_state == "live" or now_ms - max(times) <= self.policy.orders_max_age_ms
+
+    # ------------------------------------------------------------ the step
+
+    def step(self, positions: PositionsView, orders: OrderBook, leases: Leases | None,
+             now_ms: int, outcomes: Sequence[GuardOutcome] = (), *,
+             acting: bool = True) -> list[Effect]:
+        """Judge every position now; returns what to publish, emit, place or remove.
+        ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
+        is placed or removed and none of the order budget is used (rule 6)."""
+        self._acting = acting
+        self._stamp_reads(now_ms)
+        scope = self._take_scope()
+        for outcome in outcomes:
+            self._on_outcome(outcome, now_ms)
+            if scope is not None:
+                scope.add(outcome.key.symbol)
+        by_key: dict[PositionKey, list[TrackedOrder]] = defaultdict(list)
+        for order in orders.unsorted(scope):
+            by_key[order.key].append(order)
+        if scope is None:
+            views = positions.views()
+        else:
+            views = [v for symbol in sorted(scope) for side in PositionSide
+                     if (v := positions.view(PositionKey(symbol, side))) is not None]
+
+        def child_open(order_id: OrderId) -> bool:
+            return orders.get(order_id, is_algo=False) is not None
+
+        effects: list[Effect] = []
+        seen: set[PositionKey] = set()
+        stream_state = positions.stream_state
+        for view in views:
+            seen.add(view.key)
+            if view.state is PositionState.OPEN and view.amount != ZERO:
+                effects += self._judge_open(view, by_key.get(view.key, ()), child_open, orders,
+                                            stream_state, leases, now_ms)
+            elif view.state is PositionState.UNKNOWN:
+                effects += self._judge_unknown(view.key, now_ms)
+            else:
+                effects += self._end(view.key, now_ms, "closed")
+        for key in [k for k in self._runs
+                    if k not in seen and (scope is None or k.symbol in scope)]:
+            effects += self._end(key, now_ms, "closed")
+        return effects
+
+    def _stamp_reads(self, now_ms: int) -> None:
+        f = self._fresh
+        for snap in f.pending:
+            if snap.symbols is None:
+                f.all_read_ms = now_ms
+            else:
+                for symbol in snap.symbols:
+                    f.symbol_read_ms[symbol] = now_ms
+        f.pending.clear()
+
+    def _judge_open(self, view: PositionView, key_orders: Iterable[TrackedOrder],
+                    child_open: _ChildOpen, orders: OrderBook, stream_state: str,
+                    leases: Leases | None, now_ms: int) -> list[Effect]:
+        key = view.key
+        run = self._runs.setdefault(key, _Run())
+        ours = [o for o in key_orders if o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)]
+        bot_orders = [o for o in key_orders if not o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)]
+        # A stop of ours we removed may still be in the book (its event not here yet): it does
+        # not protect, and it is not removed twice.
+        own_book = [o for o in ours if o.order_id not in self._removed]
+        key_orders = [*bot_orders, *own_book]
+        self._forget_gone_own(key, orders)
+        if own_book:
+            self._own_seen.add(key)
+        else:
+            self._own_seen.discard(key)
+        if view.knowledge is not Knowledge.CONFIRMED or not self.orders_fresh(
+                key.symbol, stream_state, now_ms):
+            return self._publish(key, run, Protection.UNKNOWN, now_ms, own_book)
+        protection = coverage(view.amount, key_orders, child_open)
+        bot = coverage(view.amount, bot_orders, child_open) if own_book else protection
+        effects: list[Effect] = []
+        if protection is Protection.COVERED:
+            if run.alerted:
+                effects.append(self._protected(key, run, now_ms,
+                                               "guard_stop" if bot is not Protection.COVERED
+                                               else "covered"))
+            run.since_ms, run.alerted, run.lease_until_ms = None, False, 0
+        elif run.since_ms is None:
+            run.since_ms = now_ms
+        lease_ok = leases is not None and now_ms - leases.read_ms <= self.policy.leases_max_age_ms
+        if run.since_ms is not None:
+            lease_end = leases.until_ms.get(key) if leases is not None else None
+            if lease_end is not None:
+                run.lease_until_ms = max(run.lease_until_ms,
+                                         min(lease_end, run.since_ms + self.policy.lease_cap_ms))
+            deadline = max(run.since_ms + self.policy.alert_ms, run.lease_until_ms)
+            leases_seen = leases is None or leases.read_ms >= run.since_ms
+            if not run.alerted and now_ms >= deadline and leases_seen and self._evidence(
+                    key.symbol, stream_state, run.since_ms):
+                run.alerted = True
+                effects.append(Notify("position_unprotected", key, (
+                    ("protection", protection.value), ("amount", f"{view.amount:f}"),
+                    ("unprotected_since_ms", str(run.since_ms)),
+                    ("unprotected_ms", str(now_ms - run.since_ms)),
+                    ("grace_ms", str(deadline - run.since_ms)))))
+        effects += self._emergency(view, run, bot, own_book, leases if lease_ok else None,
+                                   stream_state, now_ms)
+        effects += self._publish(key, run, protection, now_ms, own_book)
+        return effects
+
+    def _judge_unknown(self, key: PositionKey, now_ms: int) -> list[Effect]:
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = _Run()
+        return self._publish(key, run, Protection.UNKNOWN, now_ms)
+
+    def _end(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
+        """The position is closed (or gone from the book): end its run, forget our stop."""
+        self._own.pop(key, None)
+        self._own_seen.discard(key)
+        self._hold_until.pop(key, None)
+        run = self._runs.pop(key, None)
+        if run is None:
+            return []
+        effects: list[Effect] = []
+        if run.alerted:
+            effects.append(self._protected(key, run, now_ms, why))
+        if run.published is not None and run.published[0] != "":
+            effects.append(PublishProtection(key, "", None, ""))
+        return effects
+
+    def _protected(self, key: PositionKey, run: _Run, now_ms: int, why: str) -> Notify:
+        since = run.since_ms if run.since_ms is not None else now_ms
+        return Notify("position_protected", key, (
+            ("by", why), ("unprotected_since_ms", str(since)),
+            ("unprotected_ms", str(now_ms - since))))
+
+    def _publish(self, key: PositionKey, run: _Run, protection: Protection, now_ms: int,
+                 own_book: Sequence[TrackedOrder] = ()) -> list[Effect]:
+        own = self._own.get(key)
+        guard_order = (own.client_id if own is not None
+                       else own_book[0].client_id if own_book else "")
+        since = run.since_ms if protection in (Protection.NONE, Protection.PARTIAL) else None
+        record = (protection.value, since, guard_order)
+        if record == run.published:
+            return []
+        run.published = record
+        return [PublishProtection(key, protection.value, since, guard_order)]
+
+    # ------------------------------------------------------------ the last-resort stop
+
+    def _emergency(self, view: PositionView, run: _Run, bot: Protection,
+                   own_book: list[TrackedOrder], leases: Leases | None, stream_state: str,
+                   now_ms: int) -> list[Effect]:
+        p = self.policy
+        key = view.key
+        record = self._own.get(key)
+        if not self._acting:
+            return []  # rule 6: only the leader places or removes a stop
+        if not own_book and record is None and p.emergency_stop_pct <= 0:
+            return []
+        if leases is None or key in {k for k, end in leases.until_ms.items() if end > now_ms}:
+            return []  # leases unknown or one held: never touch the stop meanwhile
+        if now_ms < self._hold_until.get(key, 0) or not self._budget_left(now_ms):
+            return []
+        if bot is Protection.COVERED:
+            if record is not None and record.state == "removing":
+                return []
+            # Never one that is triggering: it is closing the position right now.
+            targets = [(o.client_id, o.order_id) for o in own_book if o.is_algo and not o.in_trigger]
+            if not targets and record is not None and record.state == "placed" \
+                    and record.order_id is not None and not own_book:
+                targets = [(record.client_id, record.order_id)]
+            if not targets:
+                return []
+            client_id, order_id = targets[0]
+            self._own[key] = _OwnStop(client_id, "removing", order_id)
+            self._actions.append(now_ms)
+            return [CancelGuardStop(key, order_id, True, client_id,
+                                    "the bot's own stop covers the position again")]
+        if own_book or record is not None or p.emergency_stop_pct <= 0:
+            return []  # one per position side, ever at a time
+        if run.since_ms is None or now_ms - run.since_ms < p.emergency_after_ms:
+            return []
+        if now_ms < run.lease_until_ms or not self._evidence(
+                key.symbol, stream_state, run.since_ms):
+            return []
+        side = closing_side(key, view.amount)
+        if side is None:
+            return []
+        self._seq += 1
+        client_id = f"{GUARD_CLIENT_ID_PREFIX}{now_ms}-{self._seq}"[:36]
+        self._own[key] = _OwnStop(client_id, "placing")
+        self._actions.append(now_ms)
+        return [PlaceGuardStop(key, side, client_id, p.emergency_stop_pct,
+                               f"{bot.value} for {now_ms - run.since_ms} ms "
+                               f"(emergency_after_ms {p.emergency_after_ms})")]
+
+    def _forget_gone_own(self, key: PositionKey, orders: OrderBook) -> None:
+        self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
+        record = self._own.get(key)
+        if (record is not None and record.order_id is not None and record.state != "placing"
+                and orders.is_gone(record.order_id, is_algo=True)):
+            del self._own[key]
+
+    def _budget_left(self, now_ms: int) -> bool:
+        while self._actions and now_ms - self._actions[0] >= 60_000:
+            self._actions.popleft()
+        return len(self._actions) < self.policy.max_orders_per_min
+
+    def _on_outcome(self, outcome: GuardOutcome, now_ms: int) -> None:
+        record = self._own.get(outcome.key)
+        if record is None or record.client_id != outcome.client_id:
+            return  # forgotten meanwhile (the position closed): the reaper owns what is left
+        match outcome.action:
+            case "placed":
+                record.state, record.order_id = "placed", outcome.order_id
+            case "place_failed":
+                del self._own[outcome.key]
+                self._hold_until[outcome.key] = now_ms + self.policy.retry_ms
+            case "removed":
+                del self._own[outcome.key]
+                if outcome.order_id is not None:
+                    self._removed.add(outcome.order_id)
+            case "remove_failed":
+                record.state = "placed"
+                self._hold_until[outcome.key] = now_ms + self.policy.retry_ms
+
+
+class _ChildOpen(Protocol):
+    def __call__(self, order_id: OrderId, /) -> bool: ...
