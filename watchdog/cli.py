@@ -255,7 +255,7 @@ def run_command(config_path: str) -> None:
     except StopRequested as exc:
         logger.info("stopping on signal during startup ({}): nothing was started", exc)
         code = 0
-    except Exception as exc:  # noqa: BLE001 -- the one catch-all (STYLE 8.7 rule 5): log, map, exit
+    except Exception as exc:  # noqa: BLE001 -- the one catch-all: log, map, exit
         found = leaves(exc)
         for leaf in found:
             logger.opt(exception=leaf).debug("fatal: {}", type(leaf).__name__)

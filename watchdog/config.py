@@ -53,10 +53,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-# Binance IP weight limit per minute (BINANCE-API.md §4.2) and positionRisk's weight (§8.1).
+# Binance IP weight limit per minute (docs/BINANCE.md §4.3) and positionRisk's weight (§4.1).
 BINANCE_WEIGHT_PER_MIN = 2400
 POSITION_RISK_WEIGHT = 5
-ORDERS_SWEEP_WEIGHT = 80  # openOrders + openAlgoOrders without symbol: 40 each (BINANCE-API.md §4)
+ORDERS_SWEEP_WEIGHT = 80  # openOrders + openAlgoOrders without symbol: 40 each (docs/BINANCE.md §4.1)
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -153,7 +153,7 @@ class ReaperConfig:
     enabled: bool = _key(True)
     dry_run: bool = _key(False)
     grace_ms: int = _key(2000, ge=0, le=3_600_000)
-    # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$ (BINANCE-API.md §3): a prefix is shorter.
+    # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$ (docs/BINANCE.md §3.3): a prefix is shorter.
     client_id_prefix: str = _key("", pattern=r"[.A-Z:/a-z0-9_-]{0,35}")
     max_cancels_per_min: int = _key(20, ge=1, le=1200)
     stuck_triggering_s: float = _key(10.0, gt=0, le=3600)

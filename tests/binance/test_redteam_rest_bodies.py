@@ -19,7 +19,8 @@ from watchdog.binance.snapshots import read_positions
 from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed, SnapshotRequested
 
 _REPO = Path(__file__).resolve().parents[2]
-# ../shared next to the main checkout; a worktree under /work/wt/ sits one level deeper.
+# The team's shared reference fixtures live outside this repository, next to the main checkout;
+# a worktree under /work/wt/ sits one level deeper.
 FIXTURES = next((d for d in (_REPO.parent / "shared" / "fixtures" / "binance",
                              _REPO.parent.parent / "shared" / "fixtures" / "binance")
                  if d.is_dir()), _REPO.parent / "shared" / "fixtures" / "binance")

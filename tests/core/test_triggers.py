@@ -248,7 +248,7 @@ def test_a_crossing_with_no_algo_update_raises_the_alert_after_the_bound() -> No
 
 
 def test_a_stop_that_only_vanishes_from_the_rest_list_still_alerts() -> None:
-    """Stuck TRIGGERING (BINANCE-API.md §3.6.5): openAlgoOrders stops listing it, no event came."""
+    """Stuck TRIGGERING (docs/BINANCE.md §3.6): openAlgoOrders stops listing it, no event came."""
     orders, watch = book_of(algo(1)), TriggerWatch(confirm_bound_ms=3_000)
     watch.on_crossed(crossed(), orders, now_ms=10_000)
     orders.apply(OrdersSnapshot(request_id=1, requested_time_ms=9_000_000, orders=(), algo_orders=()))

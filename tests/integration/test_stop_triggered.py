@@ -1,6 +1,6 @@
 """Issue 12, Deliver 5: ``begin`` knows a stop is firing. The real daemon (``run()``) on the
 simulator and a real redis-server, default settings: a reduce-only stop goes TRIGGERING and
-stays there (the simulator's ``stuck_triggering`` fault, BINANCE-API.md §3.6.5); ``begin``
+stays there (the simulator's ``stuck_triggering`` fault, docs/BINANCE.md §3.6); ``begin``
 answers ``stop_triggered`` instead of ``allow`` (on main it allowed, and the bot's cancel raced
 the fill). A STOP (limit) whose child order rests is firing too until the child fills; then
 the closure vetoes and no marker is left behind."""

@@ -1,6 +1,6 @@
 """ReaperTask.reap: routing, re-queries, budget, dry run, Redis marks (real Redis, fake Binance).
 
-Binance is faked at the transport seam (``httpx.MockTransport``, STYLE §8.4); the store is a
+Binance is faked at the transport seam (``httpx.MockTransport``); the store is a
 real ``RedisPublisher`` on the session's redis-server.
 """
 

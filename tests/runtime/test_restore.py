@@ -15,7 +15,7 @@ from watchdog.runtime.restore import (
     restore_params,
 )
 
-# BINANCE-API.md §3.4's real example (freqtrade#13358), trimmed to what matters.
+# docs/BINANCE.md §3.4's real example (freqtrade#13358), trimmed to what matters.
 ALGO: dict[str, Any] = {
     "algoId": 4000001783523430, "clientAlgoId": "x-cvBPrNm903c051e8321fb6bd7f528b",
     "algoType": "CONDITIONAL", "orderType": "STOP_MARKET", "symbol": "1000BONKUSDT",

@@ -62,7 +62,7 @@ async def test_positions_market_order_and_stop_lifecycle(sim: Simulator, exchang
     assert algo.trigger_price == Decimal("80000")
     assert algo.reduce_only
 
-    # The classic endpoint does not see it (BINANCE-API.md §0.2) ...
+    # The classic endpoint does not see it (docs/BINANCE.md §3.1) ...
     assert await exchange.fetch_open_orders(SYMBOL) == []
     # ... the algo endpoint does.
     listed = await exchange.fetch_open_orders(SYMBOL, params={"trigger": True})
@@ -77,7 +77,7 @@ async def test_positions_market_order_and_stop_lifecycle(sim: Simulator, exchang
 
 async def test_errors_surface_as_ccxt_exceptions(exchange: Any) -> None:
     """Binance bodies reach the caller verbatim (ccxt maps codes by *host*, so against a local
-    URL it raises the generic class; the raw body is what BINANCE-API.md §5 quotes)."""
+    URL it raises the generic class; the raw body is what docs/BINANCE.md §5.1 quotes)."""
     await exchange.create_order(SYMBOL, "market", "buy", 0.002)
     with pytest.raises(ccxt.ExchangeError) as info:
         await exchange.create_order(SYMBOL, "market", "sell", 0.002, params={"stopPrice": 95000})

@@ -1,4 +1,4 @@
-"""The simulator must not share the client's code (STYLE §8.2): no ``watchdog.binance`` import."""
+"""The simulator must not share the client's code: no ``watchdog.binance`` import."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``stuck_triggering`` fault: the Binance failure of BINANCE-API.md §3.6.5, on demand."""
+"""The ``stuck_triggering`` fault: the Binance failure of docs/BINANCE.md §3.6, on demand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request-weight accounting against our share of Binance's per-IP budget (BINANCE-API.md §4.2).
+"""Request-weight accounting against our share of Binance's per-IP budget (docs/BINANCE.md §4.3).
 
 Rules of this module:
 1. Pure: every method takes ``now_s`` (monotonic seconds); nothing here sleeps or reads a clock.

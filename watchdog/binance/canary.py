@@ -67,7 +67,7 @@ def parse_canary_spec(data: Any, symbol: str) -> CanarySpec:
 
 
 def canary_params(spec: CanarySpec, client_id: str) -> dict[str, str]:
-    """The ``POST /fapi/v1/algoOrder`` parameters of one canary (BINANCE-API.md §3.3)."""
+    """The ``POST /fapi/v1/algoOrder`` parameters of one canary (docs/BINANCE.md §3.3)."""
     return {"algoType": "CONDITIONAL", "symbol": spec.symbol, "side": "BUY",
             "type": "STOP_MARKET", "triggerPrice": format(spec.trigger_price, "f"),
             "quantity": format(spec.quantity, "f"), "reduceOnly": "true",

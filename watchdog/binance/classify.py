@@ -1,4 +1,4 @@
-"""Pure classification of Binance answers into the watchdog's error tree (STYLE §8.4, §8.7).
+"""Pure classification of Binance answers into the watchdog's error tree.
 
 Rules of this module:
 1. Every HTTP answer and every transport failure is classified here, once, by a pure function;
@@ -8,7 +8,7 @@ Rules of this module:
    definite 4xx → ``ExchangeRejected``.
 3. The endpoint is the path only: query strings carry signatures and are never kept.
 
-Sources: BINANCE-API.md §4.2 (HTTP statuses, 503 variants, Retry-After) and §5 (error codes).
+Sources: docs/BINANCE.md §4.3 (HTTP statuses, 503 variants, Retry-After) and §5.1 (error codes).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def classify_transport_error(exc: httpx.TransportError, endpoint: str, *,
     """Map an httpx transport failure; a mutation that may have been sent is ``OutcomeUnknown``.
 
     A cancel whose answer timed out may well have executed: saying "unavailable" would invite a
-    blind retry, so the caller is told to re-query instead (BINANCE-API.md §8.3).
+    blind retry, so the caller is told to re-query instead (docs/BINANCE.md §5.2).
     """
     name = type(exc).__name__
     detail = _QUERY.sub("?…", str(exc))  # a message may quote the signed URL

@@ -39,7 +39,7 @@ __all__ = [
     "user_stream_url",
 ]
 
-# The explicit events= filter (BINANCE-API.md §0.6, §1.3): without it production may deliver
+# The explicit events= filter (docs/BINANCE.md §1.2): without it production may deliver
 # nothing; the algo event is spelled ALGO_UPDATE (not UBWA's ALGO_ORDER_UPDATE).
 STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_LITE",
                  "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")

@@ -4,7 +4,7 @@ stops trigger on, and reports crossings to the core (core/triggers.py).
 Rules of this module:
 1. One connection, ``{ws_url}/market/ws`` (raw frames). Market streams are served only on the
    routed ``/market`` URL since 2026-04-23; an un-routed one connects and delivers nothing
-   (BINANCE-API.md §1.3). What it follows changes by ``SUBSCRIBE``/``UNSUBSCRIBE`` frames,
+   (docs/BINANCE.md §1.2). What it follows changes by ``SUBSCRIBE``/``UNSUBSCRIBE`` frames,
    batched and paced within Binance's limits (core/triggers.py rule 4).
 2. Checked like the user stream (stream.py rule 3): our pings every ``ping_interval_s`` (at
    most ``max_silence_s/3``) with the pong due as fast; any frame proves the link alive;

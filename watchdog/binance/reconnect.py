@@ -10,7 +10,7 @@ Rules of this module:
    POSTs, connects and post-gap snapshots instead of one per unreported change.
 4. Only a connection that lived ``HEALTHY_AFTER_S`` resets the backoff (``backoff_resets``),
    whatever ended it: a listen key that expires at every connect, or a connection found blind
-   within seconds, is a failing link and the delays grow (BINANCE-API.md §4.2: the listen-key
+   within seconds, is a failing link and the delays grow (docs/BINANCE.md §4.3: the listen-key
    POSTs and post-connect reads are paid from the same IP weight as the bot's).
 """
 
@@ -96,7 +96,7 @@ class BlindReconnects:
         self._last_at = now_s
 
 
-# Per event type, the fields that tell one event from another beyond e/E/T (BINANCE-API.md §2).
+# Per event type, the fields that tell one event from another beyond e/E/T (docs/BINANCE.md §2.1).
 _ORDER_KEYS = ("i", "x", "X", "t", "z", "l")
 _ALGO_KEYS = ("aid", "X", "ai")
 

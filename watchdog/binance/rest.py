@@ -10,7 +10,7 @@ Rules of this module:
 5. Logs name ``METHOD /path`` only: queries carry signatures, headers the API key, and listen
    keys are secrets (HELPERS rule 4). Nothing here ever DELETEs the listen key: Binance gives
    one key per account, shared with the bot, and a DELETE would kill the bot's stream too
-   (BINANCE-API.md §1.1, §8.4).
+   (docs/BINANCE.md §1.1).
 6. Weight: every call, whatever it is, goes through the one ``WeightBudget`` (hard cap, no
    bypass) at a ``Priority``: cancels and their re-queries ``SAFETY``; listen keys, time syncs
    and reads someone waits on ``REQUESTED``; the caller says for reads. A routine call over
@@ -62,7 +62,7 @@ try:
 except ImportError:  # pragma: no cover - optional
     pass
 
-# Request weights (BINANCE-API.md §1.1, §4; PYSDK). Per-symbol order reads cost 1; without a
+# Request weights (docs/BINANCE.md §1.1, §4.1; the official SDK). Per-symbol order reads cost 1; without a
 # symbol they cost 40, which is why every read but the poller's periodic sweep passes one.
 WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/time": 1,
@@ -80,7 +80,7 @@ WEIGHTS: dict[str, int] = {
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
 }
-# The same reads without ``symbol`` cover every symbol and cost 40 (BINANCE-API.md §3.2, §4):
+# The same reads without ``symbol`` cover every symbol and cost 40 (docs/BINANCE.md §3.2, §4.1):
 # only the poller's periodic sweep uses them.
 ALL_SYMBOLS_WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/openOrders": 40,
@@ -247,7 +247,7 @@ class BinanceRest:
     async def fetch_open_algo_orders(self, symbol: Symbol | None, *,
                                      priority: Priority = Priority.ROUTINE
                                      ) -> tuple[OpenAlgoOrder, ...]:
-        """Open algo (conditional) orders of one symbol (weight 1; BINANCE-API.md §3.2).
+        """Open algo (conditional) orders of one symbol (weight 1; docs/BINANCE.md §3.2).
 
         ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
         """

@@ -1,9 +1,9 @@
 """The one way we retry: only ``ExchangeUnavailable``, bounded, jittered, each attempt logged.
 
-STYLE §8.7 rule 2: tenacity's defaults (retry everything, forever, no wait, ``RetryError``)
+House rule: tenacity's defaults (retry everything, forever, no wait, ``RetryError``)
 are banned; every retry in the package is built by :func:`retrying_for`. Only idempotent
 GETs are retried; mutations (cancels) are never retried here, their ``OutcomeUnknown`` is
-resolved by re-querying (BINANCE-API.md §8.3).
+resolved by re-querying (docs/BINANCE.md §5.2).
 """
 
 from __future__ import annotations

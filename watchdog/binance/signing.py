@@ -1,7 +1,7 @@
 """HMAC-SHA256 request signing for Binance SIGNED endpoints (pure, no clock, no I/O).
 
 Binance signs ``totalParams`` = the query string concatenated with the request body, byte for
-byte as sent, and requires ``signature`` to be the last parameter (BINANCE-API.md §4.1). So this
+byte as sent, and requires ``signature`` to be the last parameter (docs/BINANCE.md §4.2). So this
 module builds the exact string once and the adapter sends that very string; nothing re-encodes
 or re-orders it afterwards. The signature is a secret-derived value: never log it.
 """

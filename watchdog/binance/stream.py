@@ -3,8 +3,8 @@
 Rules of this module:
 1. Every connection is announced to the core: ``StreamConnected`` before its first event,
    ``StreamLost(reason)`` after it ends (dropped, silent, key expired, found blind). A reconnect
-   is a fact the core sees (STYLE §8.4).
-2. Gap handling (Nautilus' buffer → snapshot → replay, PEERS.md §2a): after each connect the
+   is a fact the core sees.
+2. Gap handling (buffer → snapshot → replay, as nautilus_trader does): after each connect the
    reader buffers frames while a positions snapshot *requested after the connect* is read; the
    core then gets ``StreamConnected → SnapshotRequested → PositionSnapshot|SnapshotFailed →
    buffered events in order → OrdersSnapshot`` (per symbol holding a position).
@@ -13,7 +13,7 @@ Rules of this module:
    (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
    connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
    the runtime calls ``request_blind_reconnect`` when the core reports ``stream_blind``.
-4. Before every connect we POST listenKey (the account's one active key, BINANCE-API.md §1.1);
+4. Before every connect we POST listenKey (the account's one active key, docs/BINANCE.md §1.1);
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a
    fresh POST. The key is never DELETEd (shared with the bot) and never logged.
 5. Proactive rotation before Binance's 24 h cut is make-before-break: the new connection is

@@ -55,7 +55,7 @@ REDACTED: Final = "<redacted>"
 ROOT: Final = "$"
 """Field path of the whole body (the JSON-path root), for "not an object/array" errors."""
 # Keys whose values are secrets on this wire: the listenKey itself, and the stream-mode wrapper's
-# "stream" name, which is the listenKey in /private/stream mode (BINANCE-API.md §1.3, §2.9).
+# "stream" name, which is the listenKey in /private/stream mode (docs/BINANCE.md §1.2, §2.2).
 _SECRET_KEYS: Final = frozenset({"listenKey", "listenkey", "stream"})
 # Longer than any order id / timestamp Binance sends (ids < 2**63 have 19 digits); keeps int()
 # far away from CPython's 4300-digit conversion limit.

@@ -40,7 +40,7 @@ __all__ = [
     "is_canary",
 ]
 
-# Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$ (BINANCE-API.md §3.3): prefix + 13-digit ms.
+# Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$ (docs/BINANCE.md §3.3): prefix + 13-digit ms.
 CANARY_CLIENT_ID_PREFIX = "wd-canary-"
 
 

@@ -214,7 +214,7 @@ class OpenOrder:
 
 @dataclass(frozen=True, slots=True)
 class OpenAlgoOrder:
-    """A row of GET /fapi/v1/openAlgoOrders (BINANCE-API.md §3.4)."""
+    """A row of GET /fapi/v1/openAlgoOrders (docs/BINANCE.md §3.4)."""
 
     symbol: Symbol
     position_side: PositionSide

@@ -68,7 +68,7 @@ class Knowledge(StrEnum):
 
 
 class AlgoStatus(StrEnum):
-    """``ALGO_UPDATE.o.X`` / REST ``algoStatus`` (BINANCE-API.md §2.9)."""
+    """``ALGO_UPDATE.o.X`` / REST ``algoStatus`` (docs/BINANCE.md §2.2)."""
 
     NEW = "NEW"
     CANCELED = "CANCELED"

@@ -3,7 +3,7 @@
 Rules of this module:
 1. Terminal is final. Once a stream fact says an order ended (CANCELED, FILLED, FINISHED, …) it
    is remembered as a tombstone and never resurrected by a lagging REST snapshot (REST can lag,
-   BINANCE-API.md §6; an order cannot come back from a terminal state).
+   docs/BINANCE.md §6; an order cannot come back from a terminal state).
 2. An ``OrdersSnapshot`` is authoritative for the symbols it covers, but only for what happened
    before the state it shows: REST may answer with the state of up to ``max_rest_lag_ms`` ago,
    so an order seen on the stream at or after ``requested_time_ms - max_rest_lag_ms`` is kept

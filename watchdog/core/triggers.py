@@ -12,7 +12,7 @@ Rules of this module:
    their trigger moves with the price and Binance does not publish it. An algo already
    TRIGGERING/TRIGGERED needs no watching: the exchange said it fires.
 2. ``MARK_PRICE`` stops follow ``<symbol>@markPrice@1s``, every other working type (the default
-   ``CONTRACT_PRICE``) ``<symbol>@aggTrade`` (BINANCE-API.md §1.3: both on the routed
+   ``CONTRACT_PRICE``) ``<symbol>@aggTrade`` (docs/BINANCE.md §1.2: both on the routed
    ``/market`` URL; FACTS: mark price at best every 1 s, last price every 100 ms).
 3. Crossing, as Binance triggers (New-Algo-Order): STOP* BUY when price ≥ trigger, SELL when
    ≤; TAKE_PROFIT* BUY when ≤, SELL when ≥. ``CrossingDetector`` reports a stop once per

@@ -54,7 +54,7 @@ class BotExchange:
 
     async def create_stop(self, symbol: str, side: str, qty: Decimal, trigger: Decimal,
                           client_id: str) -> ExchangeAnswer:
-        """A reduce-only STOP_MARKET: since 2025-12-09 an algo order (BINANCE-API.md §3)."""
+        """A reduce-only STOP_MARKET: since 2025-12-09 an algo order (docs/BINANCE.md §3.1)."""
         return await self._signed("POST", "/fapi/v1/algoOrder", {
             "algoType": "CONDITIONAL", "symbol": symbol, "side": side, "type": "STOP_MARKET",
             "quantity": str(qty), "triggerPrice": str(trigger), "reduceOnly": "true",

@@ -1,6 +1,6 @@
 """The BASUSDT incident, replayed twice against the simulator: without and with the watchdog.
 
-Script (prices and sizes from INCIDENT-BASUSDT.md): a long of 1216 BASUSDT at 0.00832684 with a
+Script (prices and sizes from docs/INCIDENT.md): a long of 1216 BASUSDT at 0.00832684 with a
 reduce-only stop at 0.00771 and a take-profit; the bot's software trailing stop moves the stop by
 cancel + create. Then the private stream goes quiet and REST lags, the stop fires, and the bot —
 still believing in the position — moves its stop again.

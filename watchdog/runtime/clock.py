@@ -1,6 +1,7 @@
 """The shell's only source of time; the core receives ``now`` as an argument instead.
 
-Two kinds of time, never compared with each other (STYLE.md §8.6):
+Two kinds of time, never compared with each other (their origins differ, so a difference
+between them means nothing):
 - ``monotonic()`` seconds, for intervals, deadlines and ages measured locally (``*_at``);
 - ``wall_ms()`` epoch milliseconds, for Binance ``timestamp`` parameters and for the
   ``verified_ms``/``now_ms`` values the core and Redis readers compare with exchange times.

@@ -1,4 +1,4 @@
-"""``run(config, credentials)``: builds the adapters and owns THE TaskGroup (STYLE §8.5).
+"""``run(config, credentials)``: builds the adapters and owns THE TaskGroup.
 
 This is the only module that imports every adapter and the only place tasks are created::
 

@@ -3,7 +3,7 @@
 Rules of this module:
 1. The right endpoint: an algo order is cancelled with ``DELETE /fapi/v1/algoOrder``, a regular
    order (a triggered stop's child included) with ``DELETE /fapi/v1/order``
-   (BINANCE-API.md §3.6.6).
+   (docs/BINANCE.md §3.7).
 2. An answer that does not prove the outcome — -2011/-2013, -1007, 503 "Unknown error", a
    transport failure — is followed by a re-query; only a terminal status (or "does not
    exist") counts as gone (§5, §8.3). ``AuthenticationFailed`` propagates (fatal).

@@ -2,7 +2,7 @@
 
 Rules of this module (pure; ``reaper_task.py`` does the I/O):
 1. The recipe is the order object Binance returned for the order just before the cancel
-   (``GET /fapi/v1/algoOrder`` or ``GET /fapi/v1/order``, BINANCE-API.md §3.4): the new order has
+   (``GET /fapi/v1/algoOrder`` or ``GET /fapi/v1/order``, docs/BINANCE.md §3.4): the new order has
    the same type, side, position side, trigger/stop price, limit price, working type, price
    protection, time in force, trailing parameters, and either ``closePosition`` or the same
    ``quantity`` with the same ``reduceOnly``. Only the client id differs: it starts with

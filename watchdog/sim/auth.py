@@ -1,4 +1,4 @@
-"""Request authentication and limits, Binance's way (BINANCE-API.md §4.1, §4.2). Pure.
+"""Request authentication and limits, Binance's way (docs/BINANCE.md §4.2, §4.3). Pure.
 
 The simulator has its own signing code on purpose: it must not share the client's
 (``watchdog.binance``) understanding of the protocol.

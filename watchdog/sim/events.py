@@ -1,4 +1,4 @@
-"""User-data-stream payloads in Binance's exact shapes (BINANCE-API.md §2). Pure builders.
+"""User-data-stream payloads in Binance's exact shapes (docs/BINANCE.md §2). Pure builders.
 
 Decimals are strings, times are integer ms, booleans are JSON booleans — except
 ``listenKeyExpired``'s ``E``, which Binance sends as a *string* (go-binance#510; the docs'

@@ -1,4 +1,4 @@
-"""SimExchange: the pure model of a Binance USDⓈ-M venue (STYLE §8.12). No I/O.
+"""SimExchange: the pure model of a Binance USDⓈ-M venue. No I/O.
 
 Rules of this module:
 1. Time comes only from the injected ``now_ms`` callable; the model never reads a clock.

@@ -1,4 +1,4 @@
-"""Fault injection as data: what the control API ``/sim/v1/faults`` sets (STYLE §8.12).
+"""Fault injection as data: what the control API ``/sim/v1/faults`` sets.
 
 A :class:`Faults` value is the current plan; :func:`apply_faults` validates a JSON document
 (any subset of the keys below) and returns the new plan plus the one-shot actions it asks for.
@@ -25,7 +25,7 @@ Keys (public contract, names kept exactly):
                       waits for the next one or for the fault to end (an addition)
     stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
                       child order, openAlgoOrders stops listing it, cancel answers -2011), the
-                      known Binance failure of BINANCE-API.md §3.6.5 (added by the reaper work)
+                      known Binance failure of docs/BINANCE.md §3.6 (added by the reaper work)
     market            "normal" | "mute" | "stall" | "disconnect": the same for the public market
                       streams (``/market/…``) only (added by the trigger-watching work)
     ip_not_whitelisted  true: every request with an API key (signed or listen-key) answers

@@ -1,7 +1,7 @@
 """The market streams' pure parts and their hub (no routes: ``market_stream.py`` serves them).
 
 Payload shapes as Binance's Mark-Price-Stream and Aggregate-Trade-Streams pages; limits as
-BINANCE-API.md §1.4 (1024 streams per connection, 10 incoming messages per second).
+docs/BINANCE.md §1.3 (1024 streams per connection, 10 incoming messages per second).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Public market streams on the routed ``/market`` path (BINANCE-API.md §1.3, §1.4).
+"""Public market streams on the routed ``/market`` path (docs/BINANCE.md §1.2, §1.3).
 
 - ``/market/stream?streams=s1/s2`` — stream mode: ``{"stream": name, "data": payload}``.
 - ``/market/ws`` and ``/market/ws/s1/s2`` — raw mode: the payload alone.

@@ -258,7 +258,7 @@ class Matching:
         algo.update_time_ms = now
         self.outbox.append(Outgoing(account.api_key, ev.algo_update(algo, spec, now)))
         if self.stuck_triggering:
-            return  # forwarded to the matching engine, never placed there (BINANCE-API.md §3.6.5)
+            return  # forwarded to the matching engine, never placed there (docs/BINANCE.md §3.6)
         reducing = algo.reduce_only or algo.close_position
         closable = self._closable(account, algo.symbol, algo.position_side, algo.side)
         qty = algo.qty

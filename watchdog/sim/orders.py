@@ -1,6 +1,6 @@
 """Regular and algo (conditional) orders: their state, REST shapes and trigger rules. Pure.
 
-Trigger rules (BINANCE-API.md §3.3): STOP/STOP_MARKET BUY fires when price ≥ trigger, SELL when
+Trigger rules (docs/BINANCE.md §3.3): STOP/STOP_MARKET BUY fires when price ≥ trigger, SELL when
 ≤; TAKE_PROFIT(_MARKET) BUY when ≤, SELL when ≥. A trailing stop activates when the price
 reaches ``activatePrice`` (SELL: ≥, BUY: ≤; immediately when absent), then tracks the best price
 and fires after a ``callbackRate`` % retracement from it.

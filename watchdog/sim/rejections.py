@@ -1,7 +1,7 @@
 """Binance-shaped error answers: ``{"code": …, "msg": …}`` with Binance's HTTP status.
 
 The model raises :class:`Rejection`; the server turns it into a response unchanged. Texts are
-Binance's wire messages (BINANCE-API.md §5, §4.1, §4.2); statuses: 401 for API-key problems
+Binance's wire messages (docs/BINANCE.md §5.1, §4.2, §4.3); statuses: 401 for API-key problems
 (-2014/-2015, seen in ccxt#7822/#14993 logs), 429/418 for limits, 400 for everything else.
 """
 

@@ -1,5 +1,5 @@
 """The simulator's aiohttp Application: Binance REST routes, user streams and control API on
-one port. REST is strict on purpose (STYLE §8.12): API key, HMAC signature over the raw
+one port. REST is strict on purpose: API key, HMAC signature over the raw
 query+body, ``timestamp``/``recvWindow``, mandatory parameters, request weights, and
 Binance-shaped ``{"code", "msg"}`` errors with Binance's HTTP statuses.
 """

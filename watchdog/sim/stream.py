@@ -1,7 +1,7 @@
 """User-data WebSocket routes.
 
 - ``/private/ws?listenKey=K&events=E1/E2`` — ws mode, raw event frames (Binance since
-  2026-04-23, BINANCE-API.md §1.3). An unknown or expired key refuses the handshake with HTTP
+  2026-04-23, docs/BINANCE.md §1.2). An unknown or expired key refuses the handshake with HTTP
   400 ``{"code": -1125}``.
 - ``/private/stream?listenKey=K1&events=…&listenKey=K2&events=…`` — stream mode, frames
   wrapped as ``{"stream": K, "data": event}``.

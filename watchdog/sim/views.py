@@ -1,6 +1,6 @@
 """REST documents rendered from an :class:`AccountView`: positionRisk v2/v3, account v2/v3,
-openOrders, openAlgoOrders, balance, userTrades. Pure; field lists from BINANCE-API.md §4 and
-the PYSDK models.
+openOrders, openAlgoOrders, balance, userTrades. Pure; field lists from docs/BINANCE.md §4.1 and
+the official SDK's models.
 """
 
 from __future__ import annotations

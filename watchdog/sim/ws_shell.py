@@ -25,7 +25,7 @@ from watchdog.sim.settings import SimSettings
 __all__ = ["MAX_INCOMING_PER_S", "ConnectionSet", "IncomingRate", "Request", "WsConnection",
            "keepalive", "read_request", "receive", "stop_tasks"]
 
-MAX_INCOMING_PER_S = 10     # "a limit of 10 incoming messages per second" (BINANCE-API.md §1.4)
+MAX_INCOMING_PER_S = 10     # "a limit of 10 incoming messages per second" (docs/BINANCE.md §1.3)
 
 Reply = dict[str, object]
 
