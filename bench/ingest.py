@@ -7,7 +7,8 @@
 - Latency: ``count`` frames at ``rate_per_s``; a Redis reader subscribed to keyspace
   notifications of the position hash reads ``as_of_ms`` (the frame's ``E``/``T``) on each write;
   latency = notification arrival (wall ms) - E. E is integer ms stamped at send, so every figure
-  carries up to 1 ms of truncation (≈ +0.5 ms on average), as in NOTES.md's ccxt figures.
+  carries up to 1 ms of truncation (≈ +0.5 ms on average), as do the ccxt reference figures
+  (docs/BENCHMARKS.md § Reference figures (measured here)).
 """
 
 from __future__ import annotations

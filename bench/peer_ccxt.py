@@ -1,9 +1,9 @@
 """The peer: ccxt.pro ``binanceusdm.watch_positions`` reading the same flood (own process).
 
 What a bot author would otherwise run: ccxt parses each frame and keeps positions (and orders)
-in memory; it publishes nothing. NOTES.md: every ``https://`` API entry and the ``linear`` WS
-entry are re-pointed at the simulator, ``fetchCurrencies`` is off, and ``watch_positions``
-returns the REST snapshot first (the WebSocket opens on the second call).
+in memory; it publishes nothing. As docs/ADAPTERS.md § Measured here says: every ``https://``
+API entry and the ``linear`` WS entry are re-pointed at the simulator, ``fetchCurrencies`` is
+off, and ``watch_positions`` returns the REST snapshot first (the WebSocket opens on the second call).
 
 Prints one JSON line: ``{"frames", "elapsed_s", "events_per_s"}`` (flood at full speed) or, with
 ``--rate``, ``{"frames", "age_p50_ms", "age_p99_ms"}`` (age of each frame when ccxt has handled

@@ -1,8 +1,8 @@
 """A real Binance client, ccxt ``binanceusdm`` 4.5.90 (and ccxt.pro for the user stream),
 unchanged except for its URLs.
 
-NOTES.md: every ``https://…`` entry of ``urls['api']`` re-pointed at the simulator (paths kept)
-and ``has['fetchCurrencies'] = False``.
+Every ``https://…`` entry of ``urls['api']`` re-pointed at the simulator (paths kept) and
+``has['fetchCurrencies'] = False`` (docs/ADAPTERS.md § Measured here).
 """
 
 from __future__ import annotations

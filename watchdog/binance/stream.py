@@ -9,9 +9,9 @@ Rules of this module:
    core then gets ``StreamConnected → SnapshotRequested → PositionSnapshot|SnapshotFailed →
    buffered events in order → OrdersSnapshot`` (per symbol holding a position).
 3. Liveness: websockets pings every ``ping_interval_s`` (5 s, at most ``max_silence_s/3``) and
-   wants the pong within as long (its defaults hide a stall for 50 s, NOTES.md); any frame
-   (data, ping or pong) proves the link alive; ``max_silence_s`` without one ends the
-   connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
+   wants the pong within as long (its defaults hide a stall for 50 s: docs/ADAPTERS.md
+   § Measured here); any frame (data, ping or pong) proves the link alive; ``max_silence_s``
+   without one ends the connection as "silent". A *muted* link (pongs but no events) is only provable by REST:
    the runtime calls ``request_blind_reconnect`` when the core reports ``stream_blind``.
 4. Before every connect we POST listenKey (the account's one active key, docs/BINANCE.md §1.1);
    it is PUT every ``keepalive_interval_s``; a refused PUT (-1125) forces a reconnect with a

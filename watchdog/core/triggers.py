@@ -61,7 +61,10 @@ __all__ = [
 MAX_STREAMS = 1024
 MAX_FRAMES_PER_S = 5
 MAX_PARAMS_PER_FRAME = 100
-CONFIRM_BOUND_MS = 3_000  # FACTS-2026-12 M2: a crossing with no ALGO_UPDATE known within 3 s
+# A crossing the exchange has not acted on after this long raises trigger_not_acted: our own
+# target, not a Binance figure (docs/ADAPTERS.md § Trigger watching; stuck TRIGGERING §3.6 of
+# docs/BINANCE.md).
+CONFIRM_BOUND_MS = 3_000
 MARK = "markPrice@1s"
 LAST = "aggTrade"
 _TRIGGERED_TYPES = frozenset({"STOP_MARKET", "STOP", "TAKE_PROFIT_MARKET", "TAKE_PROFIT"})
