@@ -496,7 +496,8 @@ async def test_the_proving_read_removes_the_order_once_due(make: Make) -> None:
     assert task.results[0].outcome is Outcome.REMOVED
     read = next(e for e in events if type(e).__name__ == "PositionSnapshot")
     assert read.requested_time_ms >= now_ms + 200  # type: ignore[attr-defined]
-    assert len(fake.sent("GET /fapi/v3/positionRisk")) == 2  # the proving read, the post-cancel
+    # the proving read, two early post-cancel reads (0.5 s, 1 s: rule 7), the post-cancel read
+    assert len(fake.sent("GET /fapi/v3/positionRisk")) == 4
 
 
 async def test_a_read_requested_before_it_can_prove_the_grace_cancels_nothing(
