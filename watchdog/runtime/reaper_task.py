@@ -619,7 +619,7 @@ class ReaperTask:
                 early = await self._read_positions(
                     f"reaper early post-cancel check of {cancel.order_id} on {cancel.key}")
                 for row in (early.positions if early is not None else ()):
-                    if row.key == cancel.key and row.amount != ZERO:
+                    if early is not None and row.key == cancel.key and row.amount != ZERO:
                         return row.amount, (
                             f"REST requested {early.requested_time_ms} (early) shows amount "
                             f"{row.amount}; flat as of {proven_ms} before the cancel")
