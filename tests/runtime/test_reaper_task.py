@@ -388,6 +388,24 @@ async def test_an_order_in_a_trigger_at_the_last_read_is_not_cancelled(make: Mak
     assert fake.sent("DELETE /fapi/v1/algoOrder") == []
 
 
+async def test_open_shown_by_an_early_read_is_restored_before_the_lag_bound(
+        make: Make) -> None:
+    """Rule 7: chaos rest_lag_beyond_grace_entry_muted (3 s real lag, 3.5 s bound, stream
+    muted): the entry filled just after the pre-cancel read's horizon. A REST read while the
+    bound is waited out already shows the open (the real lag is shorter than the bound): the
+    order is restored then, not only after the last read ``max_rest_lag_ms`` later."""
+    task, fake, _ = await make(max_rest_lag_ms=3500)
+    fake.on("GET /fapi/v3/positionRisk", (200, []), (200, [OPEN_ROW]))  # flat, then open
+    fake.on("DELETE /fapi/v1/algoOrder", (200, {"algoId": ALGO.order_id, "code": "200"}))
+    fake.on("POST /fapi/v1/algoOrder", (200, {**algo_row("NEW"), "algoId": 4000001783529999,
+                                              "clientAlgoId": "wd-rs-4000001783523430"}))
+    result = await task.reap(ALGO)
+    assert result.outcome is Outcome.RESTORED, result
+    assert "(early)" in result.detail
+    # the pre-cancel read and one early read: the restore did not wait for the bound's read
+    assert len(fake.sent("GET /fapi/v3/positionRisk")) == 2
+
+
 async def test_post_cancel_check_waits_out_the_rest_lag(make: Make) -> None:
     """The post-cancel read is requested max_rest_lag_ms after the cancel's answer, so what it
     shows cannot predate the cancel."""
@@ -478,7 +496,8 @@ async def test_the_proving_read_removes_the_order_once_due(make: Make) -> None:
     assert task.results[0].outcome is Outcome.REMOVED
     read = next(e for e in events if type(e).__name__ == "PositionSnapshot")
     assert read.requested_time_ms >= now_ms + 200  # type: ignore[attr-defined]
-    assert len(fake.sent("GET /fapi/v3/positionRisk")) == 2  # the proving read, the post-cancel
+    # the proving read, two early post-cancel reads (0.5 s, 1 s: rule 7), the post-cancel read
+    assert len(fake.sent("GET /fapi/v3/positionRisk")) == 4
 
 
 async def test_a_read_requested_before_it_can_prove_the_grace_cancels_nothing(

@@ -29,7 +29,9 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
 7. The race: the position may open between the pre-cancel read and the cancel (the bot's entry
    fills), and the stop cancelled was then its protection. After every cancel the reaper looks
    for an open on that position: at once in the book (stream facts), and in a REST read
-   requested ``max_rest_lag_ms`` after the cancel was acknowledged (so it cannot predate it).
+   requested ``max_rest_lag_ms`` after the cancel was acknowledged (so it cannot predate it);
+   while that is waited out, a REST read every ``POST_CANCEL_EARLY_READ_S`` can prove open
+   (never flat): a real lag shorter than the bound shows the open sooner.
    Everything learned after the pre-cancel read counts, not only the REST read: a fill the
    stream reported that is dated after the instant the re-read proved flat (a stream without
    ACCOUNT_UPDATE, or a REST answer lagging beyond the bound that put the book back to flat).
@@ -123,6 +125,8 @@ ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be (rule 1)
 POST_CANCEL_POLL_S = 0.02     # how often the book is looked at while waiting out the REST lag
 POST_CANCEL_READS = 2         # tries of the post-cancel positions read (each retried inside)
+POST_CANCEL_EARLY_READ_S = 0.5  # REST reads while waiting out the lag bound (rule 7): a real lag
+#                                 shorter than the bound shows an open sooner than the last read
 SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 PROOF_LOOKAHEAD_MS = 300      # queue an order whose grace a read this soon proves (rule 8)
 
@@ -598,13 +602,28 @@ class ReaperTask:
         """Rule 7: did the position open after ``proven_ms`` (the pre-cancel read)? Returns the
         amount (0: unknown, the read failed) and how it is known, or (None, '') when flat."""
         deadline_ms = self._exchange.exchange_time_ms() + self._policy.max_rest_lag_ms
+        early_ms = self._exchange.exchange_time_ms() + int(POST_CANCEL_EARLY_READ_S * 1000)
         while True:
             amount, how = self._learned_open(cancel.key, proven_ms)
             if amount is not None:
                 return amount, how
-            left_ms = deadline_ms - self._exchange.exchange_time_ms()
+            now_ms = self._exchange.exchange_time_ms()
+            left_ms = deadline_ms - now_ms
             if left_ms <= 0:
                 break
+            if now_ms >= early_ms and left_ms > POST_CANCEL_EARLY_READ_S * 1000:
+                # An early read cannot prove flat (it may predate the cancel) but can prove
+                # open: the real lag is often shorter than the bound (chaos
+                # rest_lag_beyond_grace_entry_muted: 3 s lag, 3.5 s bound).
+                early_ms = now_ms + int(POST_CANCEL_EARLY_READ_S * 1000)
+                early = await self._read_positions(
+                    f"reaper early post-cancel check of {cancel.order_id} on {cancel.key}")
+                for row in (early.positions if early is not None else ()):
+                    if early is not None and row.key == cancel.key and row.amount != ZERO:
+                        return row.amount, (
+                            f"REST requested {early.requested_time_ms} (early) shows amount "
+                            f"{row.amount}; flat as of {proven_ms} before the cancel")
+                continue
             await asyncio.sleep(min(POST_CANCEL_POLL_S, left_ms / 1000))
         for _ in range(POST_CANCEL_READS):
             snapshot = await self._read_positions(
