@@ -26,7 +26,7 @@ from redis.crc import key_slot
 from poswatch.client import AsyncWatchdogClient
 from tests.integration.test_daemon import ACCOUNT, KEYS, config_table, write_toml
 from tests.integration.test_ha import instance
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_sync
 from watchdog.sim import Simulator
 
 pytestmark = [
@@ -36,16 +36,15 @@ pytestmark = [
 
 
 def _until(what: str, probe: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    """``eventually_sync`` where a node not answering yet counts as "not yet"."""
+
+    def answered() -> bool:
         try:
-            if probe():
-                return
+            return probe()
         except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+            return False
+
+    eventually_sync(answered, bool, timeout_s=timeout_s, interval_s=0.1, what=what)
 
 
 def cluster_ports(n: int) -> list[int]:

@@ -25,7 +25,7 @@ from poswatch.client import AsyncWatchdogClient
 from tests.integration.test_daemon import ACCOUNT, KEYS, config_table, write_toml
 from tests.integration.test_ha import fence_fields, instance, registered
 from tests.support.redis_server import free_port
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_sync
 from watchdog.sim import Simulator
 
 pytestmark = [
@@ -50,11 +50,7 @@ def _ping(port: int) -> bool:
 
 
 def _until(what: str, probe: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    eventually_sync(probe, bool, timeout_s=timeout_s, interval_s=0.05, what=what)
 
 
 class Topology:
