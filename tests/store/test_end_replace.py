@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.exceptions
@@ -21,20 +20,6 @@ BTC = position_key("BTCUSDT")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[AsyncWatchdogClient]:
-    c = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
-async def alive(publisher: RedisPublisher) -> RedisPublisher:
-    await publisher.heartbeat({"stream": "live"})
-    await publisher.publish(make_view(BTC, version=1, verified_ms=now_ms()))
-    return publisher
 
 
 async def test_a_replacement_records_window_0_and_its_span(alive: RedisPublisher,

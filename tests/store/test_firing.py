@@ -4,7 +4,6 @@ and the marker surviving publishes, a lost hash and a Redis outage's deferral.""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,20 +21,6 @@ FIRING = Firing(OrderId(4000000017), "TRIGGERING", 1_700_000_000_000)
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[AsyncWatchdogClient]:
-    c = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
-async def alive(publisher: RedisPublisher) -> RedisPublisher:
-    await publisher.heartbeat({"stream": "live"})
-    await publisher.publish(make_view(BTC, version=1, verified_ms=now_ms()))
-    return publisher
 
 
 async def test_begin_and_check_veto_while_a_stop_fires(alive: RedisPublisher,

@@ -131,7 +131,8 @@ def assert_no_poison(r: redis.Redis) -> None:
     now = int(time.time() * 1000)
     for key in r.scan_iter(match=f"{K.prefix}:lease:*"):
         ttl = r.pttl(key)  # -1 = no TTL (the poison); -2/0 = expired between SCAN and PTTL
-        assert ttl != -1 and ttl <= LEASE_TTL_MAX_MS + LINGER_MS, (key, ttl)
+        assert ttl != -1, (key, ttl)
+        assert ttl <= LEASE_TTL_MAX_MS + LINGER_MS, (key, ttl)
         expires = r.hget(key, "expires_ms")
         if expires is not None:
             assert int(expires) <= now + LEASE_TTL_MAX_MS + 1_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -21,21 +20,6 @@ BTC = position_key("BTCUSDT")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[AsyncWatchdogClient]:
-    c = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
-async def alive(publisher: RedisPublisher) -> RedisPublisher:
-    """A watchdog that has beaten once and publishes BTCUSDT:BOTH open and fresh (version 1)."""
-    await publisher.heartbeat({"stream": "live"})
-    await publisher.publish(make_view(BTC, version=1, verified_ms=now_ms()))
-    return publisher
 
 
 async def test_open_and_fresh_is_allowed(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:

@@ -1,0 +1,28 @@
+"""Fixtures shared by the veto-protocol tests: a bot's client and a watchdog that is alive."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from poswatch.client import AsyncWatchdogClient
+from tests.support.store import ACCOUNT, make_view, position_key
+from watchdog.store.publisher import RedisPublisher
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[AsyncWatchdogClient]:
+    c = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+async def alive(publisher: RedisPublisher) -> RedisPublisher:
+    """A watchdog that has beaten once and publishes BTCUSDT:BOTH open and fresh (version 1)."""
+    await publisher.heartbeat({"stream": "live"})
+    await publisher.publish(make_view(position_key("BTCUSDT"), version=1,
+                                      verified_ms=int(time.time() * 1000)))
+    return publisher
