@@ -38,11 +38,11 @@ from typing import Any
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, CoreConfig, Credentials, ServiceConfig
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect, Publish
 from watchdog.core.model import PositionKey, PositionSide, PositionState, Symbol
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.pump import CorePump, run_adapters
 from watchdog.sim import run_simulator
 

@@ -21,13 +21,13 @@ from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.binance.retry import RetryPolicy
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect, Publish, RaiseAlert
 from watchdog.core.events import Event, StreamLost
 from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
 from watchdog.core.orders import OrderBook
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.pump import CorePump, run_adapters
 from watchdog.sim import Simulator
 

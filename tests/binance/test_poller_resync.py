@@ -62,8 +62,8 @@ class _Rest:
 
 def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     from watchdog.binance.poller import Poller
+    from watchdog.clock import SystemClock
     from watchdog.core.events import OrdersSnapshot
-    from watchdog.runtime.clock import SystemClock
 
     clock = SystemClock()
     poller = Poller(_Rest(), schedule_with_btc_open(), clock=clock)  # type: ignore[arg-type]

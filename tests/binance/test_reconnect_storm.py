@@ -21,9 +21,9 @@ from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.reconnect import backoff_resets
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, CoreConfig, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.pump import CorePump, run_adapters
 from watchdog.sim import Simulator
 

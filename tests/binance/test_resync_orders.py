@@ -10,6 +10,7 @@ import httpx
 
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
+from watchdog.clock import SystemClock
 from watchdog.config import Credentials
 from watchdog.core.events import (
     PositionAmount,
@@ -19,7 +20,6 @@ from watchdog.core.events import (
     StreamConnected,
 )
 from watchdog.core.model import PositionKey, PositionSide, Symbol
-from watchdog.runtime.clock import SystemClock
 
 ETH, BTC, SOL = Symbol("ETHUSDT"), Symbol("BTCUSDT"), Symbol("SOLUSDT")
 

@@ -12,8 +12,8 @@ from loguru import logger
 from tests.runtime.test_reaper_task import ALGO, CHILD, Creds, order_row
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
+from watchdog.clock import SystemClock
 from watchdog.runtime import reaper_task
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.orphan_cancel import Outcome, cancel_and_prove
 
 

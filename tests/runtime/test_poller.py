@@ -15,12 +15,12 @@ from tests.support.simulator import SimClient
 from tests.support.waiting import eventually
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest, make_http_client
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Credentials
 from watchdog.core.events import Event, OrdersSnapshot, PositionSnapshot, SnapshotRequested
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.errors import StoreUnavailable
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.daemon import leased_symbols_of
 from watchdog.sim import Simulator
 

@@ -11,13 +11,13 @@ from typing import Any
 
 from tests.core.reaper_support import KEY, StubPositions, algo_update, view
 from tests.support.waiting import eventually
+from watchdog.clock import SystemClock
 from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder, Effect
 from watchdog.core.events import Event
 from watchdog.core.model import AlgoStatus, PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import Why
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher

@@ -28,13 +28,13 @@ from poswatch.client import AsyncWatchdogClient
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import CancelOrder, Effect, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.events import Event, Tick
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.pump import CorePump
 from watchdog.runtime.reaper_task import ReadPositions, ReaperTask, bracketed_reader
 from watchdog.sim import Simulator

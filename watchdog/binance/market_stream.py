@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from watchdog.binance.connection import StampedConnection, close_text, describe_error, open_stamped
 from watchdog.binance.reconnect import Backoff, backoff_resets
 from watchdog.binance.snapshots import Emit
+from watchdog.clock import Clock
 from watchdog.core.events import StopCrossed
 from watchdog.core.model import Symbol
 from watchdog.core.triggers import (
@@ -48,7 +49,6 @@ from watchdog.core.triggers import (
     plan_frames,
     wanted_streams,
 )
-from watchdog.runtime.clock import Clock
 
 __all__ = ["MarketStats", "MarketStream", "market_stream_url"]
 

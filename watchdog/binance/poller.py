@@ -65,6 +65,7 @@ from watchdog.binance.schedule import (
 from watchdog.binance.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
 from watchdog.binance.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
+from watchdog.clock import Clock
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import (
     AlgoUpdate,
@@ -79,7 +80,6 @@ from watchdog.core.events import (
     TradeLite,
 )
 from watchdog.core.model import Symbol
-from watchdog.runtime.clock import Clock
 
 __all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan",
            "PollSchedule", "Poller", "orders_share_per_min", "sweep_hold_s"]

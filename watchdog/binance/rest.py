@@ -39,6 +39,7 @@ from watchdog.binance.classify import (
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
+from watchdog.clock import Clock
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
@@ -48,7 +49,6 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
-from watchdog.runtime.clock import Clock
 
 __all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
 

@@ -23,6 +23,7 @@ from loguru import logger
 from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_all_orders, read_positions
+from watchdog.clock import Clock, SystemClock
 from watchdog.config import Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.events import Event
@@ -30,7 +31,6 @@ from watchdog.core.model import PositionKey, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import Assessment, ReaperDecision, ReaperPolicy, Why, decide
 from watchdog.errors import ExchangeUnavailable, StoreError
-from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.reaper_task import policy_from_config
 from watchdog.store.publisher import RedisPublisher
 

@@ -19,11 +19,11 @@ from loguru import logger
 
 from watchdog.binance.poller import Poller
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import Clock
 from watchdog.core.effects import Effect, RaiseAlert, RequestSnapshot
 from watchdog.core.events import Event, Tick
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.proof import StreamProof
-from watchdog.runtime.clock import Clock
 
 __all__ = ["BLIND_ALERT_CODE", "Book", "CorePump", "run_adapters"]
 

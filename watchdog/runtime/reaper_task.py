@@ -100,7 +100,7 @@ from watchdog.runtime.restore import (
 if TYPE_CHECKING:
     from loguru import Logger
 
-    from watchdog.runtime.clock import Clock
+    from watchdog.clock import Clock
 
 __all__ = [
     "RESTORE_CLIENT_ID_PREFIX",

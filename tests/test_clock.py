@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from watchdog.runtime.clock import Clock, SystemClock
+from watchdog.clock import Clock, SystemClock
 
 
 def test_system_clock_reads_the_real_clocks() -> None:
