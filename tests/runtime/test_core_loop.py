@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.support.store import ACCOUNT
+from watchdog.clock import ManualClock
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import CancelOrder, RequestSnapshot
 from watchdog.core.events import (
@@ -35,17 +35,8 @@ KEY = PositionKey(Symbol("BASUSDT"), PositionSide.BOTH)
 T0_MS = 1_764_000_000_000
 
 
-@dataclass
-class FakeClock:
-    """Time moves only when the test says so."""
-
-    now_s: float = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now_s
-
-    def wall_ms(self) -> int:
-        return T0_MS + int(self.now_s * 1000)
+def start_clock() -> ManualClock:
+    return ManualClock(now_s=1000.0, now_ms=T0_MS + 1_000_000)
 
 
 class Sinks:
@@ -88,7 +79,7 @@ def received(sock: socket.socket) -> list[str]:
             return lines
 
 
-def make_loop(store: RedisPublisher, notifier: Notifier, clock: FakeClock,
+def make_loop(store: RedisPublisher, notifier: Notifier, clock: ManualClock,
               inbox: Inbox | None = None) -> tuple[CoreLoop, Vitals]:
     book = PositionBook()
     vitals = Vitals(Identity(1, "h", "0", 0), book, weight_budget_1m=360, progress_limit_s=10.0)
@@ -103,7 +94,7 @@ async def test_ready_after_the_first_published_snapshot_then_keepalive_only_whil
     import redis.asyncio
 
     notifier, sock = notify
-    clock = FakeClock()
+    clock = start_clock()
     loop, vitals = make_loop(store, notifier, clock)
     await loop.handle(Tick())
     assert "READY=1" not in received(sock)
@@ -126,11 +117,11 @@ async def test_ready_after_the_first_published_snapshot_then_keepalive_only_whil
     finally:
         await client.aclose()
 
-    clock.now_s += 1.5  # keepalive due (WATCHDOG_USEC/2 = 1 s); loops progressed 1.5 s ago
+    clock.advance(1.5)  # keepalive due (WATCHDOG_USEC/2 = 1 s); loops progressed 1.5 s ago
     await loop.handle(Tick())
     assert received(sock) == ["WATCHDOG=1"]
 
-    clock.now_s += 20  # no progress from the poller or the heartbeat for 20 s: a hang
+    clock.advance(20) # no progress from the poller or the heartbeat for 20 s: a hang
     await loop.handle(Tick())
     assert received(sock) == [], "WATCHDOG=1 must stop while a loop makes no progress"
 
@@ -160,7 +151,7 @@ async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(
     from watchdog.core.events import StreamPositions
 
     notifier, _ = notify
-    clock = FakeClock()
+    clock = start_clock()
     loop, vitals = make_loop(store, notifier, clock)
     blind: list[str] = []
     loop._runner._on_stream_blind = blind.append
@@ -192,7 +183,7 @@ async def test_an_unprotected_position_degrades_health_but_never_stops_the_keepa
     watchdog in a loop (WatchdogSec=): the guard's answer degrades the published health
     (``status`` exit 1), the keepalive follows loop progress only."""
     notifier, sock = notify
-    clock = FakeClock()
+    clock = start_clock()
     loop, vitals = make_loop(store, notifier, clock)
     await loop.handle(StreamConnected(1))
     await loop.handle(SnapshotRequested(1, clock.wall_ms()))
@@ -208,4 +199,4 @@ async def test_an_unprotected_position_degrades_health_but_never_stops_the_keepa
         health = vitals.health(clock.wall_ms())
         assert not health.healthy
         assert any("unprotected" in p and str(KEY) in p for p in health.problems)
-        clock.now_s += 1.5
+        clock.advance(1.5)

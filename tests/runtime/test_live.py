@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.support.redis_server import RedisServer
+from watchdog.clock import ManualClock
 from watchdog.runtime.live import (
     CLEAR,
     ERASE_BELOW,
@@ -43,30 +44,34 @@ def test_a_frame_redraws_in_place_and_erases_what_the_previous_one_left() -> Non
     assert later.endswith(ERASE_BELOW)
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
+class Sleeps(list[float]):
+    """The loop's sleeps, recorded; each lets that much time pass on the manual clock."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__()
+        self.clock = clock
 
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(round(seconds, 6))
-        self.now += seconds
+    def __call__(self, seconds: float) -> None:
+        self.append(round(seconds, 6))
+        self.clock.advance(seconds)
+
+
+def manual() -> tuple[ManualClock, Sleeps, list[str]]:
+    clock = ManualClock(now_s=100.0)
+    return clock, Sleeps(clock), []
 
 
 def test_watch_draws_on_a_fixed_beat_and_returns_the_last_code() -> None:
-    clock, out = ManualClock(), []
+    clock, sleep, out = manual()
     codes = iter([0, 1, 2])
 
     def render() -> tuple[str, int]:
-        clock.now += 0.3          # a slow read: the beat does not drift
+        clock.advance(0.3)  # a slow read: the beat does not drift
         return "frame", next(codes)
 
-    code = watch(render, write=out.append, flush=lambda: None, clock=clock, sleep=clock.sleep, frames=3)
+    code = watch(render, write=out.append, flush=lambda: None, clock=clock.monotonic, sleep=sleep, frames=3)
     assert code == 2
-    assert clock.slept == [0.7, 0.7]
+    assert sleep == [0.7, 0.7]
     text = "".join(out)
     assert text.startswith(HIDE_CURSOR + CLEAR + HOME)
     assert text.endswith(SHOW_CURSOR + "\n")
@@ -75,7 +80,7 @@ def test_watch_draws_on_a_fixed_beat_and_returns_the_last_code() -> None:
 
 
 def test_ctrl_c_ends_the_watch_with_the_cursor_back() -> None:
-    clock, out = ManualClock(), []
+    clock, sleep, out = manual()
     seen = []
 
     def render() -> tuple[str, int]:
@@ -84,14 +89,14 @@ def test_ctrl_c_ends_the_watch_with_the_cursor_back() -> None:
         seen.append(1)
         return "x", 1
 
-    assert watch(render, write=out.append, flush=lambda: None, clock=clock, sleep=clock.sleep) == 1
+    assert watch(render, write=out.append, flush=lambda: None, clock=clock.monotonic, sleep=sleep) == 1
     assert "".join(out).endswith(SHOW_CURSOR + "\n")
 
 
 def test_json_watch_writes_one_line_a_beat_without_ansi() -> None:
-    clock, out = ManualClock(), []
+    clock, sleep, out = manual()
     watch(lambda: ('{"verdict":"down"}', 2), ansi=False, write=out.append, flush=lambda: None,
-          clock=clock, sleep=clock.sleep, frames=2)
+          clock=clock.monotonic, sleep=sleep, frames=2)
     assert out == ['{"verdict":"down"}\n', '{"verdict":"down"}\n']
 
 

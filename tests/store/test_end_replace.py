@@ -5,21 +5,16 @@ that fails or a confirm that vetoes is recorded too (``replace_stop`` with plain
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import redis.exceptions
 
 from poswatch.client import AsyncWatchdogClient, Vetoed
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, make_view, now_ms, position_key
 from watchdog.core.model import PositionState
 from watchdog.store.publisher import RedisPublisher
 
 BTC = position_key("BTCUSDT")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_a_replacement_records_window_0_and_its_span(alive: RedisPublisher,

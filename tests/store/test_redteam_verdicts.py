@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
 from poswatch.client import WatchdogClient
-from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
+from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, now_ms, position_key
 from watchdog.core.model import PositionState
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
 BTC = position_key("BTCUSDT")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def check(redis_url: str) -> tuple[bool, str]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
 
 from tests.support.redis_server import dead_redis_url
-from tests.support.store import ACCOUNT, as_leader, make_view, position_key, take_lead
+from tests.support.store import ACCOUNT, as_leader, make_view, now_ms, position_key, take_lead
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.errors import StoreUnavailable
 from watchdog.store.keys import AccountKeys
@@ -23,10 +22,6 @@ async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_batch_writes_in_order(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from watchdog.clock import SystemClock
 from watchdog.core.model import (
     Knowledge,
     PositionKey,
@@ -62,3 +63,9 @@ async def take_lead(pub: RedisPublisher) -> None:
 def as_leader(pub: RedisPublisher) -> None:
     """``pub`` believes it leads (fence 1) without asking Redis: for tests of unreachable Redis."""
     pub._fence = 1
+
+
+def now_ms() -> int:
+    """The watchdog's wall clock now, in ms: real time, because the Lua scripts compare it with
+    the redis-server's own ``TIME``."""
+    return SystemClock().wall_ms()
