@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from watchdog.binance.poller import PollSchedule
+from watchdog.clock import ManualClock
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
@@ -75,14 +76,6 @@ def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     assert budget.budget_per_min == 10  # 360 - reserve 8 - positions 334 - sweep 8
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def monotonic(self) -> float:
-        return self.now_s
-
-
 class _BudgetRest:
     def __init__(self) -> None:
         from watchdog.binance.budget import WeightBudget
@@ -95,7 +88,7 @@ class _BudgetRest:
 def test_an_order_read_held_by_the_budget_does_not_delay_the_positions_poll() -> None:
     from watchdog.binance.poller import Poller
 
-    clock = _Clock()
+    clock = ManualClock()
     schedule = schedule_with_btc_open()
     poller = Poller(_BudgetRest(), schedule, clock=clock)  # type: ignore[arg-type]
     schedule.positions_started(0.0)  # next positions read due at 0.9

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.binance.test_rest import Creds, FakeClock
+from tests.binance.test_rest import Creds, rest_clock
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.binance.snapshots import read_positions
@@ -29,14 +29,14 @@ ROW = {"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "0.010",
 
 
 def rest_answering(status: int, body: bytes, content_type: str = "application/json") -> BinanceRest:
-    clock = FakeClock()
+    clock = rest_clock()
 
     async def sleep(s: float) -> None:
         clock.now_s += s  # retries run on the injected clock: no real waiting
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/fapi/v1/time":
-            return httpx.Response(200, json={"serverTime": clock.wall})
+            return httpx.Response(200, json={"serverTime": clock.now_ms})
         return httpx.Response(status, content=body, headers={"Content-Type": content_type})
 
     client = httpx.AsyncClient(base_url="https://fapi.test", transport=httpx.MockTransport(handler))
