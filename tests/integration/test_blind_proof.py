@@ -15,7 +15,7 @@ import redis.asyncio
 
 from tests.integration.test_daemon import ACCOUNT, BASUSDT, KEYS, start_daemon
 from tests.support.waiting import eventually
-from watchdog.runtime.status import EXIT_DEGRADED, EXIT_HEALTHY, read_status
+from watchdog.ops.status import EXIT_DEGRADED, EXIT_HEALTHY, read_status
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from watchdog.runtime.status import StatusReport
+from watchdog.ops.status import StatusReport
 
 __all__ = ["render_text", "utc"]
 

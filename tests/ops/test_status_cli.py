@@ -10,7 +10,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.runtime.test_status import KEYS, write_health, write_position
+from tests.ops.test_status import KEYS, write_health, write_position
 from watchdog.cli import cli
 
 

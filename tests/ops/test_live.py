@@ -10,7 +10,7 @@ import redis
 
 from tests.support.redis_server import RedisServer
 from watchdog.clock import ManualClock
-from watchdog.runtime.live import (
+from watchdog.ops.live import (
     CLEAR,
     ERASE_BELOW,
     ERASE_LINE,

@@ -80,8 +80,8 @@ def status_frames(url: str, account: str, *, socket_timeout_s: float, as_json: b
                   interval_s: float = 1.0, sentinels: Sequence[str] = (),
                   sentinel_master: str = "", cluster: bool = False) -> Render:
     """One ``status`` per call, as the one-shot command prints it, under a line with the time."""
-    from watchdog.runtime.status import read_status
-    from watchdog.runtime.status_view import render_text
+    from watchdog.ops.status import read_status
+    from watchdog.ops.status_view import render_text
 
     def render() -> tuple[str, int]:
         report = read_status(url, account, socket_timeout_s=socket_timeout_s,
