@@ -82,6 +82,7 @@ from watchdog.binance.reconnect import (
 )
 from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
@@ -93,7 +94,6 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
-from watchdog.runtime.cancel import raise_if_cancelling
 
 __all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
            "user_stream_url"]

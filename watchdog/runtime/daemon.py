@@ -39,6 +39,7 @@ from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
+from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
@@ -50,7 +51,6 @@ from watchdog.core.proof import StreamProof
 from watchdog.core.reaper import ReaperDecision
 from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
 from watchdog.runtime.canary_task import CanaryTask, canary_policy
-from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.guard_task import GuardTask
 from watchdog.runtime.lead_task import run_lead

@@ -22,6 +22,7 @@ from typing import Protocol, assert_never
 
 from loguru import logger
 
+from watchdog.cancel import raise_if_cancelling
 from watchdog.core.effects import (
     CancelGuardStop,
     CancelOrder,
@@ -37,7 +38,6 @@ from watchdog.core.effects import (
 )
 from watchdog.core.model import PositionKey
 from watchdog.errors import Fenced, StoreUnavailable
-from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
 

@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from loguru import logger
 
+from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import Effect
@@ -36,7 +37,6 @@ from watchdog.core.firing import FiringWatch
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
-from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.health import summary_line
 from watchdog.runtime.systemd import Notifier

@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from watchdog.runtime.cancel import raise_if_cancelling
+from watchdog.cancel import raise_if_cancelling
 from watchdog.runtime.daemon import _cancel_until_done
 
 
