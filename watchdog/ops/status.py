@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from poswatch.connection import connect_sync
+from watchdog.clock import SystemClock
 from watchdog.core.model import PositionKey
 from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
@@ -159,7 +159,7 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
                 sentinel_master: str = "", cluster: bool = False) -> StatusReport:
     """Read every key ``status`` shows; a Redis failure is a ``down`` report, not an exception."""
     keys = AccountKeys(account)
-    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    now = SystemClock().wall_ms() if now_ms is None else now_ms
     if sentinels or cluster:
         client = connect_sync(url, socket_timeout_s=socket_timeout_s,
                               client_name="position-watchdog-status", sentinels=sentinels,
