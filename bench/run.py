@@ -2,9 +2,9 @@
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python bench/run.py            # a table
-    /work/venv/bin/python bench/run.py --json     # one JSON object on one line
-    /work/venv/bin/python bench/run.py --write-docs   # also refresh docs/BENCHMARKS.md
+    python bench/run.py            # a table
+    python bench/run.py --json     # one JSON object on one line
+    python bench/run.py --write-docs   # also refresh docs/BENCHMARKS.md
 
 Everything is real and on loopback: a private redis-server on a free port, the simulator in its
 own process (``python -m watchdog sim``), the daemon in its own process
