@@ -12,7 +12,7 @@ cost of one order (placed, then cancelled) once ``OrderBook`` holds ``MAX_TOMBST
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python bench/ingest_cpu.py [--root OTHER_CHECKOUT] [--count 40000]
+    python bench/ingest_cpu.py [--root OTHER_CHECKOUT] [--count 40000]
 """
 
 from __future__ import annotations

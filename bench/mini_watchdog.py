@@ -7,7 +7,7 @@ with the project's own parts: ``binance.wire`` parses, ``core.book.PositionBook`
 - ``serial``: like the daemon's core loop: one event at a time, each store effect awaited
   (one Redis round trip per published change).
 - ``batched``: every frame already received is parsed and applied, then all store effects of
-  that batch go to Redis in one pipelined round trip (``bench/pipeline.run_many``), in order.
+  that batch go to Redis in one pipelined round trip (``RedisPublisher.run_many``), in order.
   Every state change is still written (nothing is coalesced).
 
 Startup: listen key, a signed positionRisk snapshot bracketed as the core expects
@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 import websockets
-from pipeline import run_many
 
 from watchdog.binance.signing import build_signed_query
 from watchdog.binance.wire import Ignored, parse_position_risk, parse_user_event
@@ -129,7 +128,7 @@ async def _batched(ws: Any, book: PositionBook, store: RedisPublisher) -> None:
             now_ms = _now_ms()
             for event in parsed:
                 effects.extend(e for e in book.apply(event, now_ms) if isinstance(e, _STORE))
-        await run_many(store, effects)  # type: ignore[arg-type]
+        await store.run_many(effects)  # type: ignore[arg-type]
 
 
 def cli() -> None:

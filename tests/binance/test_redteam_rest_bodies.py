@@ -19,11 +19,8 @@ from watchdog.binance.snapshots import read_positions
 from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed, SnapshotRequested
 
 _REPO = Path(__file__).resolve().parents[2]
-# The team's shared reference fixtures live outside this repository, next to the main checkout;
-# a worktree under /work/wt/ sits one level deeper.
-FIXTURES = next((d for d in (_REPO.parent / "shared" / "fixtures" / "binance",
-                             _REPO.parent.parent / "shared" / "fixtures" / "binance")
-                 if d.is_dir()), _REPO.parent / "shared" / "fixtures" / "binance")
+# Real payloads copied from NautilusTrader's test data (provenance: tests/fixtures/nautilus/PROVENANCE.md).
+FIXTURES = _REPO / "tests" / "fixtures" / "nautilus"
 ROW = {"symbol": "BTCUSDT", "positionSide": "BOTH", "positionAmt": "0.010",
        "entryPrice": "60000.5", "updateTime": 1_700_000_000_000}
 
@@ -127,7 +124,7 @@ async def test_zero_spellings_and_numbers(amt: object, flat: bool) -> None:
 async def test_shared_fixtures_parse_as_one_row_per_key(name: str) -> None:
     path = FIXTURES / name
     if not path.exists():
-        pytest.skip(f"shared fixture {path} absent")
+        pytest.skip(f"fixture {path} absent")
     rows = json.loads(path.read_text())
     snapshot, _ = await read(rest_answering(200, path.read_bytes()))
     assert snapshot is not None

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("socket_disabled")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "tests" / "fixtures" / "binance_docs"
-SHARED = REPO_ROOT.parent / "shared" / "fixtures" / "binance"
+SHARED = REPO_ROOT / "tests" / "fixtures" / "nautilus"  # real payloads, see its PROVENANCE.md
 LISTEN_KEY = "WsCMN0a4KHUPTQuX6IUnqEZfB1inxmv1qR4kbf1LuEjur5VdbzqvyxqG9TSjVVxv"
 
 
@@ -96,7 +96,7 @@ def test_account_config_update_of_an_unknown_kind_still_says_config_changed() ->
 
 @pytest.mark.parametrize("positions", [None, "absent"])
 def test_account_update_without_positions_lists_none(positions: object) -> None:
-    """Crossed FUNDING_FEE updates carry only balances (§2.1): no rows, which is not flatness."""
+    """Crossed FUNDING_FEE updates carry only balances (docs/BINANCE.md §2.1): no rows, not flatness."""
     payload = doc("account_update.json")
     payload["a"]["m"] = "FUNDING_FEE"
     if positions == "absent":
@@ -369,7 +369,7 @@ def test_excerpts_never_carry_a_listen_key() -> None:
     assert "<redacted>" in err.value.excerpt or err.value.excerpt == '"junk"'
 
 
-# ---------------------------------------------------------------- real payload samples (shared, not copied)
+# ------------------------------------------------ real payload samples (NautilusTrader's test data)
 
 
 def shared_files(prefix: tuple[str, ...]) -> list[Path]:
@@ -381,7 +381,7 @@ def shared_files(prefix: tuple[str, ...]) -> list[Path]:
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():
-        pytest.skip(f"shared Binance fixtures not present at {SHARED}")
+        pytest.skip(f"Binance payload samples not present at {SHARED}")
     return SHARED
 
 

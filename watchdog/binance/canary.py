@@ -5,7 +5,7 @@ with its trigger at the symbol's ``maxPrice`` (PRICE_FILTER): as far from the ma
 allows, so it cannot trigger in practice; were it ever to, reduce-only BUY of the minimum
 quantity could only shrink a short position by that much. Not ``closePosition``: Binance allows
 one close-all stop per direction (-4130), and the canary must never stand in a bot's way.
-Hedge mode is not supported (``reduceOnly`` is refused there, §3.3): the placement is then
+Hedge mode is not supported (``reduceOnly`` is refused there, docs/BINANCE.md §3.3): the placement is then
 rejected and reported (``canary_failed``), never taken for blindness.
 """
 

@@ -74,9 +74,9 @@ WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/algoOrder": 1,
     "DELETE /fapi/v1/order": 1,
     "DELETE /fapi/v1/algoOrder": 1,
-    "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (§4)
+    "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (docs/BINANCE.md §3.2)
     "GET /fapi/v1/exchangeInfo": 1,
-    "POST /fapi/v1/order": 0,       # orders cost no IP weight, only order count (§1.1)
+    "POST /fapi/v1/order": 0,       # orders cost no IP weight, only order count (docs/BINANCE.md §4.3)
     "POST /fapi/v1/listenKey": 1,
     "PUT /fapi/v1/listenKey": 1,
 }

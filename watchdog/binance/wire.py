@@ -107,7 +107,7 @@ class Ignored:
 
 
 def _account_update(event: JsonObject) -> tuple[Event, ...]:
-    """ACCOUNT_UPDATE (§2.1). Optional: ``a.P`` (absent in crossed FUNDING_FEE updates)."""
+    """ACCOUNT_UPDATE (docs/BINANCE.md §2.1). Optional: ``a.P`` (absent in crossed FUNDING_FEE updates)."""
     event_time_ms = uint(event, "E")
     transaction_time_ms = uint(event, "T")
     account = obj(event, "a")
@@ -125,7 +125,7 @@ def _account_update(event: JsonObject) -> tuple[Event, ...]:
 
 
 def _order_trade_update(event: JsonObject) -> tuple[Event, ...]:
-    """ORDER_TRADE_UPDATE (§2.2).
+    """ORDER_TRADE_UPDATE (docs/BINANCE.md §2.1).
 
     Optional: ``o.sp`` (null for MARKET/liquidation orders → 0, Binance's "no stop price"),
     ``o.cp`` ("pushed with conditional order" only → false), ``o.ot`` (→ ``o.o``),
@@ -163,7 +163,7 @@ def _order_trade_update(event: JsonObject) -> tuple[Event, ...]:
 
 
 def _algo_update(event: JsonObject) -> tuple[Event, ...]:
-    """ALGO_UPDATE (§2.9).
+    """ALGO_UPDATE (docs/BINANCE.md §2.2).
 
     ``E`` → event time, ``T`` → transaction time, as for every other event (the documented
     example's comments swap the labels; the values agree with this reading, E ≥ T).
@@ -198,7 +198,7 @@ def _algo_update(event: JsonObject) -> tuple[Event, ...]:
 
 
 def _trade_lite(event: JsonObject) -> tuple[Event, ...]:
-    """TRADE_LITE (§2.3): all used fields required."""
+    """TRADE_LITE (docs/BINANCE.md §2.1): all used fields required."""
     return (TradeLite(
         event_time_ms=uint(event, "E"),
         transaction_time_ms=uint(event, "T"),
@@ -212,12 +212,12 @@ def _trade_lite(event: JsonObject) -> tuple[Event, ...]:
 
 
 def _listen_key_expired(event: JsonObject) -> tuple[Event, ...]:
-    """listenKeyExpired (§1.5): ``E`` documented as a string, newer SDKs say int; both parse."""
+    """listenKeyExpired (docs/BINANCE.md §1.1): ``E`` documented as a string, newer SDKs say int."""
     return (ListenKeyExpired(uint(event, "E")),)
 
 
 def _account_config_update(event: JsonObject) -> tuple[Event, ...]:
-    """ACCOUNT_CONFIG_UPDATE (§2.4): ``ac`` (symbol leverage) and/or ``ai`` (multi-assets).
+    """ACCOUNT_CONFIG_UPDATE (docs/BINANCE.md §2.1): ``ac`` (symbol leverage) and/or ``ai`` (multi-assets).
 
     Neither present is accepted (all None): the event still means "account config changed",
     which is what the caller acts on (refresh the position mode).
@@ -244,7 +244,7 @@ def _account_config_update(event: JsonObject) -> tuple[Event, ...]:
 
 
 def _margin_call(event: JsonObject) -> tuple[Event, ...]:
-    """MARGIN_CALL (§2.5): rows carry no entry price (→ 0) and no ``T`` (row time = ``E``)."""
+    """MARGIN_CALL (docs/BINANCE.md §2.1): rows carry no entry price (→ 0) and no ``T`` (row time = ``E``)."""
     event_time_ms = uint(event, "E")
     positions = []
     for index, row in enumerate(rows(event, "p")):

@@ -143,7 +143,7 @@ def parse_open_orders(rows_: object) -> tuple[OpenOrder, ...]:
 
 
 def parse_open_algo_orders(rows_: object) -> tuple[OpenAlgoOrder, ...]:
-    """Translate ``GET /fapi/v1/openAlgoOrders`` (§3.4): the key is ``orderType``, not ``type``.
+    """Translate ``GET /fapi/v1/openAlgoOrders`` (docs/BINANCE.md §3.4): the key is ``orderType``.
 
     Optional: ``actualOrderId`` ("" until triggered → None).
     """

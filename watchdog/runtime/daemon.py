@@ -375,7 +375,7 @@ def _settled_gc() -> Iterator[None]:
     full collection walked them. What a frame allocates dies by reference counting; what
     outlives it (events queued in a burst, the duplicate filter's ids, tombstones) is no
     garbage either, yet every 700 of those started a collection that walked them all: ~7 µs
-    per event and pauses up to 70 ms in a flood (docs/BENCHMARKS.md, Ingest, session 2).
+    per event and pauses up to 70 ms in a flood (docs/BENCHMARKS.md, What was optimised).
     Undone on exit (tests run the daemon in-process).
     """
     thresholds = gc.get_threshold()

@@ -237,17 +237,6 @@ class EffectsRunner:
         self._vitals.store_result("")
         logger.warning("dropped {} deferred write(s): {}", count, why)
 
-    async def _write(self, effect: StoreEffect) -> None:
-        if not self._down:
-            try:
-                await self._call(effect)
-                return
-            except StoreUnavailable as exc:
-                self._down = True
-                self._vitals.store_result(str(exc))
-                logger.warning("redis write failed, deferring writes until it answers: {}", exc)
-        self._defer(effect)
-
     async def _call(self, effect: StoreEffect) -> None:
         try:
             async with asyncio.timeout(self._timeout_s):

@@ -467,7 +467,7 @@ class RedisPublisher:
             replies: list[object] = []
             try:
                 # One socket timeout for the whole batch: a timer per reply cost more than
-                # reading the reply (profile in docs/BENCHMARKS.md, Ingest, session 2).
+                # reading the reply (profile in docs/BENCHMARKS.md, What was optimised).
                 async with asyncio.timeout(conn.socket_timeout):
                     for _ in calls:
                         try:
