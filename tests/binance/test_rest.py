@@ -420,7 +420,7 @@ async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> No
     def empty(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=[])
 
-    rest, _, clock = make(server({"GET /fapi/v1/openOrders": empty,
+    rest, _, _clock = make(server({"GET /fapi/v1/openOrders": empty,
                                   "GET /fapi/v1/openAlgoOrders": empty}), budget=20)
     await rest.sync_time()  # 1
     emitted: list[object] = []
@@ -430,6 +430,6 @@ async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> No
 
     symbols = [Symbol(f"S{i}USDT") for i in range(10)]
     done = await read_orders(rest, emit, symbols, reason="test")  # routine: 20 - 8 = 12
-    assert len(done) == 5  # 1 + 5 × 2 = 11; the sixth symbol's second read does not fit
+    assert len(done) == 5  # 1 + 5 x 2 = 11; the sixth symbol's second read does not fit
     assert rest.requests_sent == 1 + 10 + 1  # nothing tried after the refusal
     assert len(emitted) == 5  # no half-read symbol

@@ -35,7 +35,7 @@ from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, Priority, WeightBud
 from watchdog.binance.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
-    classify_transport_error,
+    classify_transport_failure,
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
@@ -86,6 +86,9 @@ ALL_SYMBOLS_WEIGHTS: dict[str, int] = {
     "GET /fapi/v1/openOrders": 40,
     "GET /fapi/v1/openAlgoOrders": 40,
 }
+
+# Failures that happen before a request could have reached the server: always safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _TIME_RESYNC_EVERY_S = 600.0
 # A priority call (rule 6) waits at most this long for weight; routine polls yield meanwhile.
@@ -415,7 +418,9 @@ class BinanceRest:
             response = await self._client.request(method, url, headers=headers,
                                                    timeout=self._timeout)
         except httpx.TransportError as exc:
-            raise classify_transport_error(exc, endpoint, idempotent=idempotent) from exc
+            raise classify_transport_failure(type(exc).__name__, str(exc), endpoint,
+                                             idempotent=idempotent,
+                                             maybe_sent=not isinstance(exc, _NOT_SENT)) from exc
         finally:  # Binance charged it by now: it counts until 60 s from here (budget rule 6)
             self.budget.answered(spent, self._clock.monotonic())
         now_s = self._clock.monotonic()

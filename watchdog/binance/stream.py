@@ -63,6 +63,7 @@ from watchdog.binance.connection import (
     Control,
     End,
     Successor,
+    classify_stream_error,
     close_text,
     describe_error,
     frame_excerpt,
@@ -77,7 +78,6 @@ from watchdog.binance.reconnect import (
     RecentEvents,
     StreamFailure,
     backoff_resets,
-    classify_stream_error,
     event_identity,
 )
 from watchdog.binance.rest import WEIGHTS, BinanceRest
