@@ -56,8 +56,8 @@ def frames(count: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> lis
 def measure(count: int, repeats: int) -> dict[str, Any]:
     import redis.asyncio
 
-    from watchdog.binance import wire
-    from watchdog.binance.reconnect import RecentEvents, event_identity
+    from watchdog.binance.protocol import wire
+    from watchdog.binance.protocol.reconnect import RecentEvents, event_identity
     from watchdog.binance.stream import _loads
     from watchdog.core import orders as orders_module
     from watchdog.core.book import PositionBook

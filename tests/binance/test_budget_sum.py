@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from watchdog.binance.budget import (
+from watchdog.binance.protocol.budget import (
     IP_WEIGHT_LIMIT_PER_MIN,
     PRIORITY_RESERVE,
     Priority,

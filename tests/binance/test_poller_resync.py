@@ -85,7 +85,7 @@ class _Clock:
 
 class _BudgetRest:
     def __init__(self) -> None:
-        from watchdog.binance.budget import WeightBudget
+        from watchdog.binance.protocol.budget import WeightBudget
         self.budget = WeightBudget(360)
 
     def budget_wait_s(self, weight: int) -> float:

@@ -1,4 +1,4 @@
-"""``binance/schedule.py`` is the pure half of polling: no asyncio, no logging, no HTTP client;
+"""``binance/protocol/schedule.py`` is the pure half of polling: no asyncio, no logging, no HTTP client;
 ``binance/poller.py`` (the shell) re-exports its names so importers keep working."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from watchdog.binance import poller, schedule
+from watchdog.binance import poller
+from watchdog.binance.protocol import schedule
 
 _IO = {"asyncio", "httpx", "loguru", "time", "os", "socket", "websockets", "redis"}
 

@@ -8,19 +8,19 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.budget import (
-    IP_WEIGHT_LIMIT_PER_MIN,
-    PRIORITY_RESERVE,
-    Priority,
-    WeightBudget,
-)
 from watchdog.binance.poller import (
     SWEEP_WEIGHT,
     PollSchedule,
     orders_share_per_min,
     sweep_hold_s,
 )
-from watchdog.binance.schedule import request_priority
+from watchdog.binance.protocol.budget import (
+    IP_WEIGHT_LIMIT_PER_MIN,
+    PRIORITY_RESERVE,
+    Priority,
+    WeightBudget,
+)
+from watchdog.binance.protocol.schedule import request_priority
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from watchdog.binance.wire import (
+from watchdog.binance.protocol.wire import (
     USER_EVENT_TYPES,
     Ignored,
     parse_error_body,
@@ -432,7 +432,7 @@ def test_shared_rest_samples(shared_dir: Path) -> None:
 
 
 def test_memoised_keys_and_decimals_still_validate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from watchdog.binance import wirefields
+    from watchdog.binance.protocol import wirefields
 
     first = parse_user_event(doc("account_update.json"))
     assert parse_user_event(doc("account_update.json")) == first  # served from the memo

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.binance.wire import (
+from watchdog.binance.protocol.wire import (
     Ignored,
     parse_error_body,
     parse_open_algo_orders,

@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.frames import Frame
 
-from watchdog.binance.reconnect import StreamFailure
+from watchdog.binance.protocol.reconnect import StreamFailure
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [

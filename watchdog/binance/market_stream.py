@@ -35,7 +35,7 @@ from loguru import logger
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance.connection import StampedConnection, close_text, describe_error, open_stamped
-from watchdog.binance.reconnect import Backoff, backoff_resets
+from watchdog.binance.protocol.reconnect import Backoff, backoff_resets
 from watchdog.binance.snapshots import Emit
 from watchdog.core.events import StopCrossed
 from watchdog.core.model import Symbol

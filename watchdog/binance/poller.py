@@ -51,9 +51,8 @@ from collections.abc import Awaitable, Callable, Collection
 
 from loguru import logger
 
-from watchdog.binance.budget import Priority, WeightBudget
-from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
-from watchdog.binance.schedule import (
+from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.schedule import (
     BLIND_RECONNECT_WEIGHT,
     SWEEP_RETRY_S,
     SWEEP_WEIGHT,
@@ -62,8 +61,9 @@ from watchdog.binance.schedule import (
     orders_share_per_min,
     sweep_hold_s,
 )
-from watchdog.binance.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
-from watchdog.binance.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
+from watchdog.binance.protocol.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
+from watchdog.binance.protocol.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
+from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import (

@@ -30,15 +30,15 @@ from typing import Any, Protocol
 import httpx
 from loguru import logger
 
-from watchdog.binance import wire
-from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, Priority, WeightBudget
-from watchdog.binance.classify import (
+from watchdog.binance.protocol import wire
+from watchdog.binance.protocol.budget import IP_WEIGHT_LIMIT_PER_MIN, Priority, WeightBudget
+from watchdog.binance.protocol.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
     classify_transport_failure,
 )
+from watchdog.binance.protocol.signing import ParamValue, build_query, build_signed_query
 from watchdog.binance.retry import RetryPolicy, retrying_for
-from watchdog.binance.signing import ParamValue, build_query, build_signed_query
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
@@ -308,7 +308,7 @@ class BinanceRest:
 
     async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
         """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
-        Only the canary (binance/canary.py) and the reaper's restore of a stop it took from a
+        Only the canary (binance/protocol/canary.py) and the reaper's restore of a stop it took from a
         position that opened meanwhile (runtime/restore.py) place orders: nothing else.
 
         Raises:

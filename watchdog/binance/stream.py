@@ -54,8 +54,6 @@ from typing import Any
 from loguru import logger
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from watchdog.binance import wire
-from watchdog.binance.budget import Priority
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
     STREAM_EVENTS,
@@ -70,8 +68,10 @@ from watchdog.binance.connection import (
     open_stamped,
     user_stream_url,
 )
-from watchdog.binance.probation import PROBATION_TOLERANCE_S, Probation, Verdict
-from watchdog.binance.reconnect import (
+from watchdog.binance.protocol import wire
+from watchdog.binance.protocol.budget import Priority
+from watchdog.binance.protocol.probation import PROBATION_TOLERANCE_S, Probation, Verdict
+from watchdog.binance.protocol.reconnect import (
     BLIND_RECONNECT_INTERVAL_S,
     Backoff,
     BlindReconnects,

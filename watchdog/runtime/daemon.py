@@ -34,9 +34,9 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
-from watchdog.binance.budget import Priority
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials

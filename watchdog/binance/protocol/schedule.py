@@ -9,7 +9,7 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from watchdog.binance.budget import PRIORITY_RESERVE, Priority, WeightBudget
+from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
 from watchdog.binance.rest import ALL_SYMBOLS_WEIGHTS, WEIGHTS
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot

@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from watchdog.binance import wire
+from watchdog.binance.protocol import wire
 from watchdog.errors import (
     AuthenticationFailed,
     ExchangeError,
