@@ -37,7 +37,7 @@ from watchdog.errors import WireFormatError
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCS = REPO_ROOT / "tests" / "fixtures" / "binance_docs"
 SHARED = REPO_ROOT.parent / "shared" / "fixtures" / "binance"
 LISTEN_KEY = "WsCMN0a4KHUPTQuX6IUnqEZfB1inxmv1qR4kbf1LuEjur5VdbzqvyxqG9TSjVVxv"
