@@ -80,7 +80,8 @@ from watchdog.binance.protocol.reconnect import (
     backoff_resets,
     event_identity,
 )
-from watchdog.binance.rest import WEIGHTS, BinanceRest
+from watchdog.binance.protocol.weights import CONNECT_WEIGHT
+from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
 from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
@@ -105,8 +106,6 @@ try:
     _loads = orjson.loads  # the fast extra: about 2x faster on these frames
 except ImportError:  # pragma: no cover - optional
     pass
-# A connect costs a listen key and its post-connect positions read (rule 7).
-CONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + WEIGHTS["GET /fapi/v3/positionRisk"]
 RESYNC_PRIORITY_SYMBOLS = 5  # post-connect order reads sent as priority calls (rule 7)
 _EXPIRED = "listen_key_expired"
 _SILENT = "silent"

@@ -22,7 +22,7 @@ def test_schedule_imports_nothing_that_does_io() -> None:
 
 
 def test_poller_reexports_the_schedule() -> None:
-    for name in ("PollSchedule", "PollPlan", "SWEEP_WEIGHT", "SWEEP_RETRY_S",
+    for name in ("PollSchedule", "PollPlan", "SWEEP_RETRY_S",
                  "orders_share_per_min", "sweep_hold_s"):
         assert getattr(poller, name) is getattr(schedule, name), name
         assert name in poller.__all__
