@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.frames import Frame
 
 from watchdog.binance.protocol.reconnect import StreamFailure
+from watchdog.binance.protocol.session import Session
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [
@@ -106,10 +107,9 @@ READ_HIGH_WATER = 512  # frames read ahead of the core before the reader pauses
 class Connection:
     id: int
     ws: StampedConnection
-    opened_at: float
+    session: Session  # its silence, rotation and end (pure: protocol/session.py)
     queue: asyncio.Queue[str | bytes | End | Control | Successor] = field(
         default_factory=asyncio.Queue)
-    rotate_at: float = float("inf")
     held: deque[End | Control | Successor] = field(default_factory=deque)
     room: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: the reader waits
     observe: Callable[[str | bytes], None] | None = None  # sees each frame as it is read

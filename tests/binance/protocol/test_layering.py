@@ -41,7 +41,7 @@ def _imports(path: Path) -> list[str]:
 def test_protocol_files_found() -> None:
     assert {"wire.py", "wirefields.py", "wire_rest.py", "signing.py", "classify.py",
             "reconnect.py", "schedule.py", "budget.py", "probation.py", "canary.py",
-            "weights.py"} <= {p.name for p in PROTOCOL_FILES}
+            "weights.py", "session.py"} <= {p.name for p in PROTOCOL_FILES}
 
 
 @pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.name)
