@@ -1,5 +1,12 @@
 """The user-data stream: one private WebSocket at a time, never blind without saying so.
 
+This is the shell: when a connection is silent, when its rotation is due, what ends it, what a
+successor's fate is and what an end means for the next connect are decided by the pure
+``protocol/session.py`` (with ``protocol/probation.py`` and ``protocol/reconnect.py``); here they
+are executed. Why one module over 400 lines: the connection loop, the make-before-break rotation
+and the listen-key keepalive all act on the one current connection and its queue, and splitting
+them would pass that state between modules.
+
 Rules of this module:
 1. Every connection is announced to the core: ``StreamConnected`` before its first event,
    ``StreamLost(reason)`` after it ends (dropped, silent, key expired, found blind). A reconnect
@@ -56,7 +63,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
-    STREAM_EVENTS,
     Connection,
     Control,
     End,
@@ -107,8 +113,7 @@ from watchdog.errors import (
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 
-__all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
-           "user_stream_url"]
+__all__ = ["StreamStats", "UserDataStream"]
 
 _loads: Callable[[str | bytes], Any] = json.loads
 try:
