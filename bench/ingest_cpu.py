@@ -56,8 +56,15 @@ def frames(count: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> lis
 def measure(count: int, repeats: int) -> dict[str, Any]:
     import redis.asyncio
 
-    from watchdog.binance import wire
-    from watchdog.binance.reconnect import RecentEvents, event_identity
+    try:
+        from watchdog.binance.protocol import wire
+        from watchdog.binance.protocol.reconnect import RecentEvents, event_identity
+    except ImportError:  # a ``--root`` checkout from before binance/protocol/
+        from watchdog.binance import wire  # type: ignore[no-redef,attr-defined]
+        from watchdog.binance.reconnect import (  # type: ignore[no-redef,import-not-found]
+            RecentEvents,
+            event_identity,
+        )
     from watchdog.binance.stream import _loads
     from watchdog.core import orders as orders_module
     from watchdog.core.book import PositionBook

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import websockets
 
-from watchdog.binance.signing import build_signed_query
-from watchdog.binance.wire import Ignored, parse_position_risk, parse_user_event
+from watchdog.binance.protocol.signing import build_signed_query
+from watchdog.binance.protocol.wire import Ignored, parse_position_risk, parse_user_event
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.events import SnapshotRequested, StreamConnected, Tick

@@ -78,7 +78,7 @@ def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
 
 class _BudgetRest:
     def __init__(self) -> None:
-        from watchdog.binance.budget import WeightBudget
+        from watchdog.binance.protocol.budget import WeightBudget
         self.budget = WeightBudget(360)
 
     def budget_wait_s(self, weight: int) -> float:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdog.binance.budget import WeightBudget
 from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.protocol.budget import WeightBudget
 from watchdog.clock import ManualClock
 from watchdog.core.events import PositionAmount, PositionSnapshot, SnapshotRequested, StreamConnected
 from watchdog.core.model import PositionKey, PositionSide, Symbol

@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 
 from watchdog.binance.poller import Poller, PollSchedule
-from watchdog.binance.reconnect import backoff_resets
+from watchdog.binance.protocol.reconnect import backoff_resets
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.binance.stream import UserDataStream
 from watchdog.clock import SystemClock

@@ -51,19 +51,18 @@ from collections.abc import Awaitable, Callable, Collection
 
 from loguru import logger
 
-from watchdog.binance.budget import Priority, WeightBudget
-from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
-from watchdog.binance.schedule import (
-    BLIND_RECONNECT_WEIGHT,
+from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.schedule import (
     SWEEP_RETRY_S,
-    SWEEP_WEIGHT,
     PollPlan,
     PollSchedule,
     orders_share_per_min,
     sweep_hold_s,
 )
-from watchdog.binance.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
-from watchdog.binance.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
+from watchdog.binance.protocol.weights import ORDERS_WEIGHT as _ORDERS_WEIGHT
+from watchdog.binance.protocol.weights import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
+from watchdog.binance.protocol.weights import SWEEP_WEIGHT
+from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
 from watchdog.clock import Clock
 from watchdog.core.effects import RequestSnapshot
@@ -81,8 +80,8 @@ from watchdog.core.events import (
 )
 from watchdog.core.model import Symbol
 
-__all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan",
-           "PollSchedule", "Poller", "orders_share_per_min", "sweep_hold_s"]
+__all__ = ["SWEEP_RETRY_S", "LeasedSymbols", "PollPlan", "PollSchedule", "Poller",
+           "orders_share_per_min", "sweep_hold_s"]
 
 LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
 OrderSymbols = Callable[[], Collection[Symbol]]

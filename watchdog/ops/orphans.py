@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import httpx
 from loguru import logger
 
-from watchdog.binance.budget import Priority
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_all_orders, read_positions
 from watchdog.clock import Clock, SystemClock

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, Protocol
 
 from loguru import logger
 
-from watchdog.binance.canary import CanarySpec, canary_params, parse_canary_spec
+from watchdog.binance.protocol.canary import CanarySpec, canary_params, parse_canary_spec
 from watchdog.clock import Clock
 from watchdog.config import StreamConfig
 from watchdog.core.canary import (

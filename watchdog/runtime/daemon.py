@@ -34,14 +34,15 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
-from watchdog.binance.budget import Priority
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.protocol.budget import Priority
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
-from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
+from watchdog.config import Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.guard import Guard, GuardPolicy, Leases
@@ -98,7 +99,7 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
 async def _run(config: Config, credentials: Credentials, clock: Clock, notifier: Notifier,
                stop: asyncio.Event) -> int:
     b, r = config.binance, config.redis
-    weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
+    weight_budget_1m = IP_WEIGHT_LIMIT_PER_MIN * b.weight_budget_pct // 100
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
     # write of this run until it caught up with the last one (a closure would never show).
     book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms),

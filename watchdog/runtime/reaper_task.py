@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from loguru import logger
 
-from watchdog.binance.budget import Priority
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert

@@ -8,19 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.budget import (
-    IP_WEIGHT_LIMIT_PER_MIN,
-    PRIORITY_RESERVE,
-    Priority,
-    WeightBudget,
-)
-from watchdog.binance.poller import (
-    SWEEP_WEIGHT,
+from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
+from watchdog.binance.protocol.schedule import (
     PollSchedule,
     orders_share_per_min,
+    request_priority,
     sweep_hold_s,
 )
-from watchdog.binance.schedule import request_priority
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, SWEEP_WEIGHT
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.signing import ParamValue, build_query, build_signed_query, sign_query
+from watchdog.binance.protocol.signing import ParamValue, build_query, build_signed_query, sign_query
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
 

@@ -1,4 +1,4 @@
-"""binance/canary.py: the canary order read from exchangeInfo (pure; the simulator's body)."""
+"""binance/protocol/canary.py: the canary order read from exchangeInfo (pure; the simulator's body)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.canary import CanarySpec, canary_params, parse_canary_spec
+from watchdog.binance.protocol.canary import CanarySpec, canary_params, parse_canary_spec
 from watchdog.errors import WireFormatError
 from watchdog.sim.market import default_specs, exchange_info
 

@@ -1,10 +1,10 @@
-"""The probation of a rotation's new connection (``binance/probation.py``), rule by rule."""
+"""The probation of a rotation's new connection (``binance/protocol/probation.py``), rule by rule."""
 
 from __future__ import annotations
 
 import pytest
 
-from watchdog.binance.probation import Probation, Verdict
+from watchdog.binance.protocol.probation import Probation, Verdict
 
 READY = 100.0
 

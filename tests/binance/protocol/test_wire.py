@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from watchdog.binance.wire import (
+from watchdog.binance.protocol.wire import (
     USER_EVENT_TYPES,
     Ignored,
     parse_error_body,
@@ -37,7 +37,7 @@ from watchdog.errors import WireFormatError
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCS = REPO_ROOT / "tests" / "fixtures" / "binance_docs"
 SHARED = REPO_ROOT / "tests" / "fixtures" / "nautilus"  # real payloads, see its PROVENANCE.md
 LISTEN_KEY = "WsCMN0a4KHUPTQuX6IUnqEZfB1inxmv1qR4kbf1LuEjur5VdbzqvyxqG9TSjVVxv"
@@ -432,7 +432,7 @@ def test_shared_rest_samples(shared_dir: Path) -> None:
 
 
 def test_memoised_keys_and_decimals_still_validate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from watchdog.binance import wirefields
+    from watchdog.binance.protocol import wirefields
 
     first = parse_user_event(doc("account_update.json"))
     assert parse_user_event(doc("account_update.json")) == first  # served from the memo

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.binance.wire import (
+from watchdog.binance.protocol.wire import (
     Ignored,
     parse_error_body,
     parse_open_algo_orders,
@@ -26,7 +26,7 @@ from watchdog.errors import WireFormatError
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
 
-DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "binance_docs"
+DOCS = Path(__file__).resolve().parents[2] / "fixtures" / "binance_docs"
 STREAM_DOCS = [json.loads((DOCS / name).read_text()) for name in sorted(
     p.name for p in DOCS.glob("*.json") if p.name != "open_algo_orders.json")]
 ALGO_ROWS = json.loads((DOCS / "open_algo_orders.json").read_text())

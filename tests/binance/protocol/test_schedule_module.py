@@ -1,4 +1,4 @@
-"""``binance/schedule.py`` is the pure half of polling: no asyncio, no logging, no HTTP client;
+"""``binance/protocol/schedule.py`` is the pure half of polling: no asyncio, no logging, no HTTP client;
 ``binance/poller.py`` (the shell) re-exports its names so importers keep working."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from watchdog.binance import poller, schedule
+from watchdog.binance import poller
+from watchdog.binance.protocol import schedule
 
 _IO = {"asyncio", "httpx", "loguru", "time", "os", "socket", "websockets", "redis"}
 
@@ -21,7 +22,7 @@ def test_schedule_imports_nothing_that_does_io() -> None:
 
 
 def test_poller_reexports_the_schedule() -> None:
-    for name in ("PollSchedule", "PollPlan", "SWEEP_WEIGHT", "SWEEP_RETRY_S",
+    for name in ("PollSchedule", "PollPlan", "SWEEP_RETRY_S",
                  "orders_share_per_min", "sweep_hold_s"):
         assert getattr(poller, name) is getattr(schedule, name), name
         assert name in poller.__all__

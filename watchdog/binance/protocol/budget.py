@@ -31,9 +31,10 @@ from collections import deque
 from collections.abc import Sequence
 from enum import IntEnum
 
-__all__ = ["IP_WEIGHT_LIMIT_PER_MIN", "PRIORITY_RESERVE", "Priority", "WeightBudget"]
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 
-IP_WEIGHT_LIMIT_PER_MIN = 2400
+__all__ = ["PRIORITY_RESERVE", "Priority", "WeightBudget"]
+
 _WINDOW_S = 60.0
 _MINUTE_MS = 60_000
 # Leave the bot this much headroom of the whole IP limit before we stop routine reads.

@@ -9,23 +9,15 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from watchdog.binance.budget import PRIORITY_RESERVE, Priority, WeightBudget
-from watchdog.binance.rest import ALL_SYMBOLS_WEIGHTS, WEIGHTS
+from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
+from watchdog.binance.protocol.weights import ORDERS_WEIGHT, POSITIONS_WEIGHT, SWEEP_WEIGHT
 from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
-__all__ = ["BLIND_RECONNECT_WEIGHT", "ORDERS_WEIGHT", "POSITIONS_WEIGHT", "SWEEP_RETRY_S",
-           "SWEEP_WEIGHT", "PollPlan", "PollSchedule", "orders_share_per_min", "request_priority",
+__all__ = ["SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min", "request_priority",
            "sweep_hold_s"]
 
-POSITIONS_WEIGHT = WEIGHTS["GET /fapi/v3/positionRisk"]
-ORDERS_WEIGHT = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
-SWEEP_WEIGHT = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
-                + ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
-# What replacing a blind stream costs (stream rules 6 and 7): a listen key and one positions
-# read, priority calls from the one budget (routine polls yield to them).
-BLIND_RECONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + POSITIONS_WEIGHT
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance import wirefields as f
+from watchdog.binance.protocol import wirefields as f
 
 pytestmark = pytest.mark.usefixtures("socket_disabled")
 

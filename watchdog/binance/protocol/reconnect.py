@@ -1,9 +1,11 @@
-"""Pure decisions of the user-data stream: backoff, duplicate detection, error classification.
+"""Pure decisions of the user-data stream: backoff, duplicate detection, what a failure means.
 
 Rules of this module:
 1. No I/O and no clock: randomness is an injected ``random.Random``; times are arguments.
-2. ``classify_stream_error`` decides, once, what a failed connect or a dropped connection means:
-   retry the same key, get a (possibly new) key first, or stop the daemon (bad API key).
+2. ``StreamFailure`` names what a failed connect or a dropped connection means: retry the same
+   key, get a (possibly new) key first, or end the stream task (a bug). The one function that
+   maps an exception to it, ``connection.classify_stream_error``, lives beside the websocket
+   client whose exceptions it reads.
 3. A reconnect because REST proved the stream blind is no failure of the link (the backoff does
    not grow), but ``BlindReconnects`` spaces them: the first at once, then at most one every
    ``interval_s``, so a stream that stays muted costs a bounded, steady cadence of listen-key
@@ -22,10 +24,6 @@ from collections import deque
 from collections.abc import Hashable, Mapping
 from enum import StrEnum
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
-
 __all__ = [
     "BLIND_RECONNECT_INTERVAL_S",
     "HEALTHY_AFTER_S",
@@ -34,7 +32,6 @@ __all__ = [
     "RecentEvents",
     "StreamFailure",
     "backoff_resets",
-    "classify_stream_error",
     "event_identity",
 ]
 
@@ -146,19 +143,3 @@ class StreamFailure(StrEnum):
     NEW_KEY = "new_key"      # the key was refused or expired: POST listenKey, then reconnect
     FATAL = "fatal"          # a bug: the stream task ends
 
-
-def classify_stream_error(exc: BaseException) -> StreamFailure:
-    """Classify a failure around the user-data connection (pure; table-tested)."""
-    if isinstance(exc, AuthenticationFailed):
-        # The API key refused: back off and try again. Whether that ends the daemon (exit 77
-        # before it was ever ready) or degrades it (after) is the daemon's call, not the stream's.
-        return StreamFailure.RETRY
-    if isinstance(exc, ExchangeRejected):
-        return StreamFailure.NEW_KEY      # e.g. -1125 on keepalive: the key no longer exists
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        return StreamFailure.NEW_KEY if 400 <= status < 500 else StreamFailure.RETRY
-    if isinstance(exc, (InvalidHandshake, ConnectionClosed, OSError, TimeoutError,
-                        ExchangeError, EOFError)):
-        return StreamFailure.RETRY
-    return StreamFailure.FATAL

@@ -2,7 +2,8 @@
 
 Rules of this module:
 1. Every HTTP answer and every transport failure is classified here, once, by a pure function;
-   ``rest.py`` only raises what these functions return.
+   ``rest.py`` only raises what these functions return (it says, from httpx's exception type,
+   whether a failed request may have been sent: this module imports no HTTP client).
 2. Transient (retry an idempotent call later) → ``ExchangeUnavailable``; the request may have
    executed → ``OutcomeUnknown``; the API key is refused → ``AuthenticationFailed``; any other
    definite 4xx → ``ExchangeRejected``.
@@ -17,9 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 
-import httpx
-
-from watchdog.binance import wire
+from watchdog.binance.protocol import wire
 from watchdog.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -35,7 +34,7 @@ __all__ = [
     "CODE_TIMEOUT",
     "ErrorBody",
     "classify_response",
-    "classify_transport_error",
+    "classify_transport_failure",
     "parse_error_body",
     "parse_retry_after_s",
 ]
@@ -118,19 +117,16 @@ def classify_response(status: int, body: bytes, endpoint: str, *,
 
 _QUERY = re.compile(r"\?\S*")
 
-# Failures that happen before a request could have reached the server: always safe to retry.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def classify_transport_error(exc: httpx.TransportError, endpoint: str, *,
-                             idempotent: bool) -> ExchangeError:
-    """Map an httpx transport failure; a mutation that may have been sent is ``OutcomeUnknown``.
+def classify_transport_failure(kind: str, detail: str, endpoint: str, *, idempotent: bool,
+                               maybe_sent: bool) -> ExchangeError:
+    """Map a transport failure (``kind``: the exception's name); a mutation that may have been
+    sent is ``OutcomeUnknown``.
 
     A cancel whose answer timed out may well have executed: saying "unavailable" would invite a
-    blind retry, so the caller is told to re-query instead (docs/BINANCE.md §5.2).
+    blind retry, so the caller is told to re-query instead (docs/BINANCE.md §5.2). A failure
+    before the request could reach the server (``maybe_sent`` False) is always safe to retry.
     """
-    name = type(exc).__name__
-    detail = _QUERY.sub("?…", str(exc))  # a message may quote the signed URL
-    if idempotent or isinstance(exc, _NOT_SENT):
-        return ExchangeUnavailable(f"{endpoint}: {name}: {detail}", endpoint=endpoint)
-    return OutcomeUnknown(f"{endpoint}: {name} after sending: outcome unknown", endpoint=endpoint)
+    detail = _QUERY.sub("?…", detail)  # a message may quote the signed URL
+    if idempotent or not maybe_sent:
+        return ExchangeUnavailable(f"{endpoint}: {kind}: {detail}", endpoint=endpoint)
+    return OutcomeUnknown(f"{endpoint}: {kind} after sending: outcome unknown", endpoint=endpoint)

@@ -2,7 +2,7 @@
 
 Same rules as ``wire`` (see its docstring): Decimal quantities, int ids, required fields never
 defaulted, malformed rows raise ``WireFormatError`` naming the endpoint and ``[row].field``.
-Import these through ``watchdog.binance.wire``.
+Import these through ``watchdog.binance.protocol.wire``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TypeVar
 
-from watchdog.binance.wirefields import (
+from watchdog.binance.protocol.wirefields import (
     ROOT,
     BadField,
     JsonObject,

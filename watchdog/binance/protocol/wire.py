@@ -1,7 +1,7 @@
 """Translate decoded Binance JSON into the core's events, once, at the edge (pure, no I/O).
 
 User-data stream events live here; REST bodies in ``wire_rest`` (re-exported here, so callers
-import every parser from ``watchdog.binance.wire``).
+import every parser from ``watchdog.binance.protocol.wire``).
 
 Everything the core knows about the exchange passes through here, so this module is strict
 where a wrong guess could hurt a position and lenient only where Binance itself omits a value.
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from watchdog.binance.wire_rest import (
+from watchdog.binance.protocol.wire_rest import (
     parse_algo_id,
     parse_error_body,
     parse_marks,
@@ -41,7 +41,7 @@ from watchdog.binance.wire_rest import (
     parse_server_time,
     parse_tick_size,
 )
-from watchdog.binance.wirefields import (
+from watchdog.binance.protocol.wirefields import (
     ROOT,
     BadField,
     JsonObject,

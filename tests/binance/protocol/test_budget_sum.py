@@ -11,12 +11,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from watchdog.binance.budget import (
-    IP_WEIGHT_LIMIT_PER_MIN,
-    PRIORITY_RESERVE,
-    Priority,
-    WeightBudget,
-)
+from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 
 priorities = st.sampled_from(list(Priority))
 
