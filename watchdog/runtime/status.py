@@ -21,7 +21,7 @@ from redis import exceptions as redis_errors
 
 from poswatch.connection import connect_sync
 from watchdog.core.model import PositionKey
-from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
+from watchdog.store.heartbeat import UNPROVEN_PROBLEM, Health
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
 
 __all__ = [

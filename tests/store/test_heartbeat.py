@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.runtime.health import Health, summary_line
+from watchdog.store.heartbeat import Health, summary_line
 
 HEALTH = Health(pid=7, host="h", version="0.1.0", started_ms=1_000, updated_ms=9_000, ready=True,
                 healthy=False, problems=("stream lost", "1 position(s) unknown"),
