@@ -56,6 +56,7 @@ def frames(count: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> lis
 def measure(count: int, repeats: int) -> dict[str, Any]:
     import redis.asyncio
 
+    from poswatch.calls import ScriptCall
     from watchdog.binance import wire
     from watchdog.binance.reconnect import RecentEvents, event_identity
     from watchdog.binance.stream import _loads
@@ -69,13 +70,13 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
     publisher = RedisPublisher(redis.asyncio.Redis(), account="bench", health_ttl_ms=1000,
                                closed_ttl_s=1, events_maxlen=10, veto_max_age_ms=1)
 
-    async def no_socket(calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
+    async def no_socket(calls: list[ScriptCall]) -> list[object]:
         from watchdog.store import publisher as module
 
         pack = module._pack
-        for name, keys, args in calls:
+        for call in calls:
             if pack is not None:
-                pack(("EVALSHA", module._SHAS[name], len(keys), *keys, *args))
+                pack(call.command())
         return [1] * len(calls)
 
     publisher._pipeline = no_socket  # type: ignore[method-assign]

@@ -47,6 +47,7 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
         "revoke_lease": ([P.lease, K.leases, K.events, K.health, K.fence],
                          [M, "operator", K.channel, FENCE]),
         "leased": ([K.leases], []),
+        "lease_ends": ([K.leases], []),
         "heartbeat": ([K.health, K.fence], ["5000", FENCE, str(now), "stream", "live"]),
         "emit_event": ([K.events, K.health, K.fence], [K.channel, FENCE, "kind", "alert", "code", "x"]),
         "mark_stopped": ([K.health, K.events, K.fence, K.leader, K.instances],
