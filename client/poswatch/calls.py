@@ -4,8 +4,9 @@ Like redis-py's ``Script``, a :class:`ScriptCall` names its script and carries i
 arguments; unlike it, the arguments are typed and ordered by a function written once, so the
 bot's client and the watchdog daemon (which imports this module) cannot send a script a
 different argument list. Each builder's KEYS/ARGV order is the one its ``lua/<name>.lua``
-header documents. The bot's four scripts are built by :class:`poswatch.protocol.VetoCalls`
-(which adds the bot-side validation); the watchdog's by :class:`WatchdogCalls` below.
+header documents: the bot's four scripts by :class:`VetoCalls` (which also refuses what
+begin.lua would, as a ``ValueError``), the watchdog's by :class:`WatchdogCalls`. The replies are
+parsed in :mod:`poswatch.protocol`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from poswatch.keys import AccountKeys, PositionKeys
+from poswatch.keys import AccountKeys, PositionKeys, binance_symbol
+from poswatch.protocol import MAX_LEASE_TTL_MS
 from poswatch.scripts import script_sha
 
-__all__ = ["Arg", "ScriptCall", "TouchEntry", "WatchdogCalls", "sha_of"]
+__all__ = ["Arg", "ScriptCall", "TouchEntry", "VetoCalls", "WatchdogCalls", "sha_of"]
 
 Arg = str | int | float  # one ARGV value as redis-py encodes it
 
@@ -56,6 +58,65 @@ class TouchEntry(NamedTuple):
 
 def _pairs(fields: Iterable[tuple[str, str]]) -> list[Arg]:
     return [item for pair in fields for item in pair]
+
+
+class VetoCalls:
+    """The four bot scripts for one account (their replies: :mod:`poswatch.protocol`).
+
+    Symbols are Binance's (``BTCUSDT``) or ccxt's (``BTC/USDT:USDT``); sides BOTH, LONG, SHORT.
+    Raises ``ValueError`` on a symbol, side or account that cannot be part of a key.
+    """
+
+    def __init__(self, account: str, max_age_ms: int | None = None) -> None:
+        self.keys = AccountKeys(account)
+        self.max_age = "" if max_age_ms is None else str(max_age_ms)
+        self._cache: dict[tuple[str, str], PositionKeys] = {}
+
+    def position(self, symbol: str, side: str) -> PositionKeys:
+        """Validated key names of one position, cached: bots ask about a handful of symbols."""
+        cached = self._cache.get((symbol, side))
+        if cached is None:
+            cached = self.keys.of_member(f"{binance_symbol(symbol)}:{side}")
+            if len(self._cache) < 4096:
+                self._cache[(symbol, side)] = cached
+        return cached
+
+    def check(self, symbol: str, side: str) -> ScriptCall:
+        p = self.position(symbol, side)
+        return ScriptCall("check", [self.keys.health, p.position, p.reaping, p.lease], [self.max_age])
+
+    def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> ScriptCall:
+        _check_begin_args(holder, ttl_ms)
+        k, p = self.keys, self.position(symbol, side)
+        return ScriptCall("begin", [p.lease, k.lease_seq, k.leases, k.events],
+                          [p.member, holder, ttl_ms, self.max_age, k.channel, k.health, p.position,
+                           p.reaping])
+
+    def confirm(self, symbol: str, side: str, lease: int) -> ScriptCall:
+        k, p = self.keys, self.position(symbol, side)
+        return ScriptCall("confirm", [p.lease, k.events],
+                          [p.member, lease, self.max_age, k.channel, k.health, p.position])
+
+    def end(self, symbol: str, side: str, lease: int, outcome: str, mode: str = "") -> ScriptCall:
+        """``mode`` "replace": a zero-gap replacement (the window is recorded as 0)."""
+        if mode not in ("", "replace"):
+            raise ValueError(f"mode must be '' or 'replace', got {mode!r}")
+        k, p = self.keys, self.position(symbol, side)
+        args: list[Arg] = [p.member, lease, outcome, k.channel, k.health]
+        if mode:
+            args.append(mode)
+        return ScriptCall("end", [p.lease, k.leases, k.windows, k.events], args)
+
+
+def _check_begin_args(holder: str, ttl_ms: int) -> None:
+    """What begin.lua refuses, refused here with a ValueError (a bug in the caller, not an outage
+    to be answered with watchdog_down)."""
+    if not (isinstance(ttl_ms, int) and not isinstance(ttl_ms, bool)
+            and 1 <= ttl_ms <= MAX_LEASE_TTL_MS):
+        raise ValueError(f"ttl_ms must be an integer from 1 to {MAX_LEASE_TTL_MS}, got {ttl_ms!r}")
+    if not (isinstance(holder, str) and 1 <= len(holder) <= 128 and holder.isascii()
+            and holder.isprintable()):
+        raise ValueError(f"holder must be 1-128 printable ASCII characters, got {holder!r}")
 
 
 class WatchdogCalls:
