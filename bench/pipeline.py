@@ -17,8 +17,9 @@ from redis import exceptions as redis_errors
 from poswatch.scripts import script_sha
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.store.connection import map_redis_errors
+from watchdog.store.heartbeat import health_value
 from watchdog.store.keys import member_of
-from watchdog.store.publisher import RedisPublisher, StoreEffect, health_value
+from watchdog.store.publisher import RedisPublisher, StoreEffect
 
 __all__ = ["run_many"]
 

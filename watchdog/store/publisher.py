@@ -15,7 +15,6 @@ never refreshed by a republish, so an old view reads as stale, never as new trut
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import socket
@@ -46,12 +45,13 @@ from watchdog.core.effects import (
     Retract,
 )
 from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionView
-from watchdog.errors import Fenced, InvariantViolation, StoreError
+from watchdog.errors import Fenced, StoreError
 from watchdog.store.connection import connect, map_redis_errors
+from watchdog.store.heartbeat import Stamp, check_no_secrets, health_value
 from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
 from watchdog.store.refresh import missed_refreshes
 
-__all__ = ["RedisPublisher", "StoreEffect", "health_value"]
+__all__ = ["RedisPublisher", "StoreEffect"]
 
 _pack: Callable[..., bytes] | None
 try:
@@ -71,23 +71,6 @@ def _packs_with_hiredis(client: redis.asyncio.Redis) -> bool:
     return parser is _AsyncHiredisParser
 
 StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
-
-# Health field names that could only carry a secret: refused, whatever the caller meant.
-_SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
-
-
-def health_value(value: object) -> str:
-    """Flatten one health value to the string Redis stores (JSON for containers)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return _plain(value)
-    if isinstance(value, str | int | float):
-        return str(value)
-    return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
-
 
 def _plain(number: Decimal) -> str:
     """A Decimal as bots parse it: never exponent notation ('0E-8' → '0.00000000')."""
@@ -586,21 +569,15 @@ class RedisPublisher:
             instance steps down, takes the lead again at once (:meth:`take_over`) and
             republishes everything (this replaced the epoch token of earlier versions).
         """
-        for field in health:
-            if any(word in field.lower() for word in _SECRET_WORDS):
-                raise InvariantViolation(
-                    f"refusing to write health field {field!r} to Redis: looks like a secret")
+        check_no_secrets(health)
         if not self._fence:
             return False
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         fields: dict[str, str] = {name: health_value(value) for name, value in health.items()}
-        fields.update({
-            "schema": "wd:v1", "instance": self._instance, "watchdog_version": __version__,
-            "veto_max_age_ms": str(self._veto_max_age_ms), "events_maxlen": str(self._events_maxlen),
-            "health_ttl_ms": str(self._health_ttl_ms), "republished_total": str(self.republished_total),
-            "lead_ttl_ms": str(self.lead_ttl_ms),
-        })
-        fields.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
+        fields.update(Stamp(self._instance, __version__, veto_max_age_ms=self._veto_max_age_ms,
+                            events_maxlen=self._events_maxlen, health_ttl_ms=self._health_ttl_ms,
+                            republished_total=self.republished_total,
+                            lead_ttl_ms=self.lead_ttl_ms).to_fields())
         if not self._announced:
             # The first beat after a takeover, before anything is written under the new fence:
             # what bots were last told (the open/closed states Redis shows). The first
