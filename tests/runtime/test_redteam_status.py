@@ -12,8 +12,8 @@ import pytest
 from poswatch.client import WatchdogClient
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
 from watchdog.core.model import PositionState
-from watchdog.store.heartbeat import Health
 from watchdog.runtime.status import EXIT_DEGRADED, EXIT_DOWN, read_status
+from watchdog.store.heartbeat import Health
 
 
 def wall_ms() -> int:

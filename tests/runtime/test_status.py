@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from watchdog.store.heartbeat import Health
 from watchdog.runtime.status import EXIT_DEGRADED, EXIT_DOWN, EXIT_HEALTHY, read_status
 from watchdog.runtime.status_view import render_text
+from watchdog.store.heartbeat import Health
 from watchdog.store.keys import AccountKeys, parse_member
 
 ACCOUNT = "main"

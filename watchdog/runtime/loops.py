@@ -38,10 +38,10 @@ from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
 from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.clock import Clock
 from watchdog.runtime.effects_runner import EffectsRunner
-from watchdog.store.heartbeat import summary_line
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Vitals
+from watchdog.store.heartbeat import summary_line
 from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"]
