@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from poswatch.fields import PositionField
+
 __all__ = ["MAX_LEASE_TTL_MS", "RETRY_LATER", "VETO_REASONS", "Ended", "Reason", "Replaced", "Verdict",
            "Vetoed", "WatchdogEvent", "parse_ended", "parse_events", "parse_verdict", "reason_of"]
 
@@ -74,11 +76,13 @@ class Verdict:
     def firing(self) -> dict[str, str] | None:
         """The stop the watchdog saw firing on this position (``algo_id``, ``status``,
         ``since_ms``, ``child_id``), None when none: the detail of a ``stop_triggered`` veto."""
-        algo_id = self.position.get("firing_algo_id", "")
+        get = self.position.get
+        algo_id = get(PositionField.FIRING_ALGO_ID, "")
         if not algo_id:
             return None
-        return {name: self.position.get(f"firing_{name}", "")
-                for name in ("algo_id", "status", "since_ms", "child_id")}
+        return {"algo_id": algo_id, "status": get(PositionField.FIRING_STATUS, ""),
+                "since_ms": get(PositionField.FIRING_SINCE_MS, ""),
+                "child_id": get(PositionField.FIRING_CHILD_ID, "")}
 
     @property
     def retry_later(self) -> bool:
