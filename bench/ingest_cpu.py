@@ -71,7 +71,7 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
                                closed_ttl_s=1, events_maxlen=10, veto_max_age_ms=1)
 
     async def no_socket(calls: list[ScriptCall]) -> list[object]:
-        from watchdog.store import publisher as module
+        from watchdog.store import runner as module
 
         pack = module._pack
         for call in calls:
@@ -79,7 +79,7 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
                 pack(call.command())
         return [1] * len(calls)
 
-    publisher._pipeline = no_socket  # type: ignore[method-assign]
+    publisher._runner._pipeline = no_socket  # type: ignore[method-assign]
 
     def run(stage: int) -> float:
         recent, book, orders = RecentEvents(), PositionBook(), OrderBook()

@@ -1,7 +1,7 @@
 """The publisher without hiredis: redis-py's pure-Python parser and packer, end to end.
 
 The ``fast`` extra (hiredis) is optional; a client made with a pure-Python parser makes the
-publisher pack its batches with redis-py too (``publisher._packs_with_hiredis``), so these tests
+publisher pack its batches with redis-py too (``watchdog.store.runner``), so these tests
 run, in the normal suite, the path of a venv without hiredis. Before, that path went through
 redis-py's own pipeline, which retried a timed-out batch instead of failing it once.
 """
@@ -37,7 +37,7 @@ def pure_publisher(redis_url: str, parser: type, socket_timeout_s: float) -> Red
     client.connection_pool.connection_kwargs["parser_class"] = parser
     pub = RedisPublisher(client, account=ACCOUNT, health_ttl_ms=10_000, closed_ttl_s=60,
                          events_maxlen=1000, veto_max_age_ms=5_000, url=redis_url)
-    assert not pub._hiredis_packs
+    assert not pub._runner.hiredis_packs
     return pub
 
 

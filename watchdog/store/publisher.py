@@ -10,30 +10,29 @@ version, and keeps the last view it wrote per position so that, when a heartbeat
 lost its data (restart without persistence, FLUSHALL, failover), it republishes everything
 within that same heartbeat. Republished views keep their original ``verified_ms``: freshness is
 never refreshed by a republish, so an old view reads as stale, never as new truth.
+
+Where the rest lives: each script call is built by :mod:`poswatch.calls` (shared with the
+bots' client), carried by :mod:`watchdog.store.runner` (every write through :meth:`_write`);
+the lead and the fence are :mod:`watchdog.store.lead`, the reads :mod:`watchdog.store.reads`,
+the health hash :mod:`watchdog.store.heartbeat`. Over 400 lines on purpose: the held views,
+the dirty set and the firing markers are one state that ``publish``, ``run_many``,
+``republish`` and the takeover all change; split, their rules would be read in several files.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
-import os
-import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import redis.asyncio
 from loguru import logger
-from redis import exceptions as redis_errors
-from redis._parsers import _AsyncHiredisParser
-from redis.asyncio.connection import DefaultParser
 
-from poswatch.calls import ScriptCall, TouchEntry, WatchdogCalls, sha_of
+from poswatch.calls import ScriptCall, TouchEntry, WatchdogCalls
 from poswatch.keys import PositionKeys
-from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
+from poswatch.scripts import BOT_SCRIPTS, script_sha
 from watchdog import __version__
 from watchdog.core.effects import (
     Firing,
@@ -48,29 +47,15 @@ from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionV
 from watchdog.errors import Fenced, StoreError
 from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.heartbeat import Stamp, check_no_secrets, health_value
-from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
+from watchdog.store.keys import AccountKeys, member_of
+from watchdog.store.lead import Leadership
 from watchdog.store.refresh import missed_refreshes
+from watchdog.store.runner import ScriptRunner
 
 __all__ = ["RedisPublisher", "StoreEffect"]
 
-_pack: Callable[..., bytes] | None
-try:
-    from hiredis import pack_command as _pack
-except ImportError:  # pragma: no cover - the fast extra is optional
-    _pack = None
-
-
-def _packs_with_hiredis(client: redis.asyncio.Redis) -> bool:
-    """hiredis packs the batches only when the client also reads with hiredis: a client made
-    with a pure-Python parser runs the path a venv without the ``fast`` extra runs, end to end
-    (tests/store/test_pure_python.py keeps it tested)."""
-    if _pack is None:
-        return False
-    pool = getattr(client, "connection_pool", None)
-    parser = DefaultParser if pool is None else pool.connection_kwargs.get("parser_class", DefaultParser)
-    return parser is _AsyncHiredisParser
-
 StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
+
 
 def _plain(number: Decimal) -> str:
     """A Decimal as bots parse it: never exponent notation ('0E-8' → '0.00000000')."""
@@ -83,7 +68,7 @@ class _Retracted:
     version: int
 
 
-class RedisPublisher:
+class RedisPublisher(Leadership):
     """Writes what the core decided; one asyncio Redis client, scripts registered at ``start``.
 
     Args:
@@ -100,7 +85,7 @@ class RedisPublisher:
                  closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "",
                  lead_ttl_ms: int = 1500) -> None:
         self._redis = client
-        self._hiredis_packs = _packs_with_hiredis(client)
+        self._runner = ScriptRunner(client)
         self._url = url
         self._odd_members: set[str] = set()
         self.keys = AccountKeys(account)
@@ -122,15 +107,7 @@ class RedisPublisher:
         # publish of a key in this run also drops a marker an earlier run may have left (a
         # crash, a restart: publish_position's clear_firing argument), at no extra call.
         self._firing_synced: set[PositionKey] = set()
-        self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        self.lead_ttl_ms = lead_ttl_ms
-        self._fence = 0  # the fencing token while this instance leads; 0: standby
-        # After a takeover, the health hash naming this instance goes first: until the first
-        # beat under the new fence, every other write waits (held and marked dirty), so a bot
-        # never reads a new leader's position beside the dead leader's health.
-        self._announced = True
-        self.lead_changed = asyncio.Event()  # set on every step down (the lead task reacts)
-        self.leader = ""  # the leader as last seen by acquire/renew ("" unknown)
+        self._init_lead(lead_ttl_ms)
         self.republished_total = 0
         self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
 
@@ -154,91 +131,9 @@ class RedisPublisher:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    # ---------------------------------------------------------------- leadership (docs/HA.md)
-
-    @property
-    def instance(self) -> str:
-        """This process's id (host:pid:random), as the health hash and the leader key name it."""
-        return self._instance
-
-    @property
-    def leading(self) -> bool:
-        """True while this instance believes it holds the account's fence (a local belief:
-        the reaper proves it with :meth:`confirm_lead` right before each cancel)."""
-        return self._fence != 0
-
-    @property
-    def fence(self) -> int:
-        return self._fence
-
-    @property
-    def _writable(self) -> bool:
-        return self._fence != 0 and self._announced
-
-    def step_down(self, why: str) -> None:
-        if self._fence:
-            logger.error("stepping down as leader of account {} (fence {}): {}; no write and no "
-                         "cancel until it leads again", self.keys.account, self._fence, why)
-        self._fence = 0
-        self.lead_changed.set()
-
-    @contextmanager
-    def _fenced(self, operation: str) -> Iterator[None]:
-        """``map_redis_errors`` for a fenced write: a refusal makes this instance a standby."""
-        try:
-            with map_redis_errors(operation, self._url):
-                yield
-        except Fenced as exc:
-            self.step_down(str(exc))
-            raise
-
-    async def acquire(self, *, announce: bool = False) -> bool:
-        """Take the lead if nobody holds a live lease (SET NX PX, a new fencing token).
-        ``announce``: a takeover; nothing but the heartbeat is written until it has been."""
-        ok, token, holder = await self._read(self.calls.acquire_lead(self._instance, self.lead_ttl_ms))
-        self.leader = self._instance if ok else str(holder)
-        if ok:
-            self._fence = int(token)
-            self._announced = not announce
-        return bool(ok)
-
-    async def renew(self) -> bool:
-        """Extend the lease while the fence is still ours; False (and a standby now) if not."""
-        if not self._fence:
-            return False
-        ok, holder = await self._read(self.calls.renew_lead(self._instance, self._fence,
-                                                            self.lead_ttl_ms))
-        if not ok:
-            self.leader = str(holder)
-            self.step_down(f"the lease is {holder or 'nobody'}'s and the fence moved on")
-            return False
-        self.leader = self._instance
-        return True
-
-    async def confirm_lead(self) -> bool:
-        """Right before an irreversible act (a cancel): prove in Redis that we still lead, and
-        extend the lease so no standby can take over for a whole TTL. False on any doubt."""
-        try:
-            return await self.renew()
-        except StoreError as exc:
-            logger.warning("cannot prove the lead in Redis: {}", exc)
-            return False
-
-    async def register(self) -> None:
-        """A standby's round: announce itself (instances set) and try to take the lead."""
-        await self.acquire()
-
-    async def instances(self) -> list[tuple[str, int]]:
-        """Every registered instance (leader and standbys) with its registration expiry ms."""
-        with map_redis_errors("instances", self._url):
-            # decode_responses=True: (str, float) pairs (redis-py's stubs cannot express that).
-            rows: Any = await self._redis.zrange(self.keys.instances, 0, -1, withscores=True)
-        return [(str(name), int(score)) for name, score in rows]
-
     async def _load_scripts(self) -> None:
         with map_redis_errors("SCRIPT LOAD", self._url):
-            for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS:
-                await self._redis.script_load(script_source(name))
+            await self._runner.load()
 
     # ---------------------------------------------------------------- positions
 
@@ -408,78 +303,9 @@ class RedisPublisher:
 
     async def _write(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Every write goes here: fenced (a ``FENCED`` reply makes this instance a standby),
-        one EVALSHA alone or all in one pipelined round trip, scripts loaded again once when
-        Redis lost them, and the first error reply raised (mapped by ``map_redis_errors``)."""
+        then carried by :class:`ScriptRunner` (one EVALSHA, or all in one round trip)."""
         with self._fenced(calls[0].script if len(calls) == 1 else "pipeline"):
-            if len(calls) == 1:
-                return [await self._evalsha(calls[0])]
-            replies = await self._pipeline(calls)
-            if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
-                # SCRIPT FLUSH or a restart between batches: load again, redo what failed.
-                await self._load_scripts()
-                redo = [i for i, r in enumerate(replies) if isinstance(r, redis_errors.NoScriptError)]
-                again = await self._pipeline([calls[i] for i in redo])
-                for i, reply in zip(redo, again, strict=True):
-                    replies[i] = reply
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-
-    async def _read(self, call: ScriptCall) -> Any:
-        """A call outside the fence (leadership, reads): errors mapped, never a step down."""
-        with map_redis_errors(call.script, self._url):
-            return await self._evalsha(call)
-
-    async def _evalsha(self, call: ScriptCall) -> Any:
-        """One EVALSHA under the client's retry policy; a script Redis lost is loaded again."""
-        sha = sha_of(call.script)
-        try:
-            return await self._redis.evalsha(sha, len(call.keys), *call.keys, *call.args)
-        except redis_errors.NoScriptError:
-            await self._load_scripts()
-            return await self._redis.evalsha(sha, len(call.keys), *call.keys, *call.args)
-
-    async def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
-        if isinstance(self._redis, redis.asyncio.RedisCluster):
-            # Every call of a batch is in the account's slot: the cluster pipeline sends them to
-            # that slot's primary in one round trip (and follows MOVED/ASK after a failover).
-            cpipe = self._redis.pipeline()
-            for call in calls:
-                cpipe.evalsha(sha_of(call.script), len(call.keys), *call.keys, *call.args)
-            return list(await cpipe.execute(raise_on_error=False))
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            if self._hiredis_packs:
-                # hiredis packs a command in ~3 µs where redis-py's pure-Python packer takes ~17 µs.
-                packed = [_pack(call.command()) for call in calls]  # type: ignore[misc]
-            else:
-                packed = conn.pack_commands(call.command() for call in calls)
-            await conn.send_packed_command(packed)
-            replies: list[Any] = []
-            try:
-                # One socket timeout for the whole batch: a timer per reply cost more than
-                # reading the reply (docs/BENCHMARKS.md).
-                async with asyncio.timeout(conn.socket_timeout):
-                    for _ in calls:
-                        try:
-                            replies.append(await conn.read_response(timeout=math.inf))
-                        except redis_errors.ResponseError as exc:  # one script failed: keep reading
-                            replies.append(exc)
-            except TimeoutError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # a stop, not a slow Redis (cancel.py)
-                    raise asyncio.CancelledError("cancelled while a timeout expired") from exc
-                raise redis_errors.TimeoutError(
-                    f"no reply to a pipeline of {len(calls)} within {conn.socket_timeout}s") from exc
-            return replies
-        except BaseException:
-            await conn.disconnect()  # replies may be left unread: never reuse this connection
-            raise
-        finally:
-            await pool.release(conn)
+            return await self._runner.run(calls)
 
     def _names_of(self, key: PositionKey) -> PositionKeys:
         """The key names of ``key``, built and validated once per key."""
@@ -664,23 +490,6 @@ class RedisPublisher:
         (entry_id,) = await self._write([self._emit_call(kind, fields)])
         return str(entry_id)
 
-    async def last_event_id(self) -> str:
-        """Id of the newest entry of the events stream ("0-0" when empty): where a reader
-        that wants only what comes next starts."""
-        with map_redis_errors("events_last_id", self._url):
-            newest = await self._redis.xrevrange(self.keys.events, count=1)
-        return str(newest[0][0]) if newest else "0-0"
-
-    async def read_events(self, after_id: str, *, block_ms: int,
-                          count: int = 200) -> list[tuple[str, dict[str, str]]]:
-        """Entries of the events stream after ``after_id``, waiting up to ``block_ms`` for one
-        (keep ``block_ms`` below the socket timeout). Read-only: for the metrics' tail."""
-        with map_redis_errors("events_read", self._url):
-            reply: Any = await self._redis.xread({self.keys.events: after_id}, block=block_ms,
-                                                 count=count)
-        return [(str(entry_id), {str(k): str(v) for k, v in fields.items()})
-                for _stream, entries in reply or () for entry_id, fields in entries]
-
     # ---------------------------------------------------------------- veto, watchdog side
 
     async def revoke_leases_for(self, key: PositionKey, reason: str) -> bool:
@@ -689,79 +498,6 @@ class RedisPublisher:
             return False
         (revoked,) = await self._write([self.calls.revoke_lease(self._names_of(key), reason, self._fence)])
         return bool(revoked)
-
-    async def published_keys(self) -> frozenset[PositionKey]:
-        """Every position an earlier run published (the index set), for the core to re-verify
-        after a restart. Only keys: their values are never read back as truth."""
-        with map_redis_errors("published_keys", self._url):
-            members = await self._redis.smembers(self.keys.positions)
-        keys: set[PositionKey] = set()
-        for member in members:
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            try:
-                keys.add(parse_member(text))
-            except ValueError:
-                logger.warning("ignoring malformed member {!r} of {}", text, self.keys.positions)
-        return frozenset(keys)
-
-    async def last_shown(self, keys: frozenset[PositionKey]
-                         ) -> dict[PositionKey, tuple[PositionState, int]]:
-        """The OPEN/CLOSED state (with its ``verified_ms``) Redis holds for ``keys``: what an
-        earlier run last told bots, so that a change while no watchdog ran is told too
-        (core/book.py rule 10). Never truth about the position: REST alone decides that.
-        Unknown, missing or unparsable entries are left out (logged)."""
-        ordered = sorted(keys, key=str)
-        if not ordered:
-            return {}
-        with map_redis_errors("last_shown", self._url):
-            pipe = self._redis.pipeline(transaction=False)
-            for key in ordered:
-                pipe.hmget(self._names_of(key).position, "state", "verified_ms")
-            replies = await pipe.execute()
-        shown: dict[PositionKey, tuple[PositionState, int]] = {}
-        for key, (state, verified) in zip(ordered, replies, strict=True):
-            text = state.decode() if isinstance(state, bytes) else state
-            if text not in (PositionState.OPEN.value, PositionState.CLOSED.value):
-                continue  # unknown or expired: nothing was told that a change could contradict
-            try:
-                verified_ms = int(verified)
-            except (TypeError, ValueError):
-                logger.warning("ignoring {} of an earlier run: verified_ms {!r} is not an integer",
-                               member_of(key), verified)
-                continue
-            shown[key] = (PositionState(text), verified_ms)
-        return shown
-
-    async def leased_symbols(self) -> frozenset[PositionKey]:
-        """Positions under a live lease: the poller polls them fast until the lease ends."""
-        members = await self._read(self.calls.leased())
-        keys: set[PositionKey] = set()
-        for member in map(str, members):
-            parsed = parse_lease_member(member)
-            keys |= parsed
-            exact = len(parsed) == 1 and member_of(next(iter(parsed))) == member
-            if not exact and member not in self._odd_members:
-                self._odd_members.add(member)  # a bot's malformed member: say so once
-                logger.warning("malformed lease member {!r} in {} (from a bot's begin): read as "
-                               "{}", member, self.keys.leases, sorted(map(str, parsed)) or "none")
-        return frozenset(keys)
-
-    async def lease_ends_in(self) -> dict[PositionKey, int]:
-        """Live leases and the ms each has left by Redis' own clock (TIME and the zset read in
-        one transaction), so the guard can place their ends on its own clock without skew."""
-        # One read-only script, not MULTI/TIME (lease_ends.lua says why).
-        secs, micros, flat = await self._read(self.calls.lease_ends())
-        now_ms = int(secs) * 1000 + int(micros) // 1000
-        left: dict[PositionKey, int] = {}
-        pairs = list(flat)
-        for member, score in zip(pairs[0::2], pairs[1::2], strict=True):
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            remaining = int(min(float(score) - now_ms, 2.0**53))
-            if remaining <= 0:
-                continue
-            for key in parse_lease_member(text):  # lenient, as ``leased_symbols``
-                left[key] = max(left.get(key, 0), remaining)
-        return left
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
@@ -774,11 +510,3 @@ class RedisPublisher:
             raise Fenced(f"not clearing {member_of(key)}'s reaping mark: this instance does not "
                          "lead (it expires by its TTL)")
         await self._write([self.calls.mark_reaping(self._names_of(key), self._fence, "", 0)])
-
-    # ---------------------------------------------------------------- reads for status
-
-    async def read_windows(self) -> dict[str, str]:
-        """The bots' unprotected windows per position (last window JSON, count, max)."""
-        with map_redis_errors("read_windows", self._url):
-            raw = await self._redis.hgetall(self.keys.windows)
-        return {str(name): str(value) for name, value in raw.items()}
