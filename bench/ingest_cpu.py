@@ -56,6 +56,7 @@ def frames(count: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> lis
 def measure(count: int, repeats: int) -> dict[str, Any]:
     import redis.asyncio
 
+    from poswatch.calls import ScriptCall
     try:
         from watchdog.binance.protocol import wire
         from watchdog.binance.protocol.reconnect import RecentEvents, event_identity
@@ -76,16 +77,16 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
     publisher = RedisPublisher(redis.asyncio.Redis(), account="bench", health_ttl_ms=1000,
                                closed_ttl_s=1, events_maxlen=10, veto_max_age_ms=1)
 
-    async def no_socket(calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
-        from watchdog.store import publisher as module
+    async def no_socket(calls: list[ScriptCall]) -> list[object]:
+        from watchdog.store import runner as module
 
         pack = module._pack
-        for name, keys, args in calls:
+        for call in calls:
             if pack is not None:
-                pack(("EVALSHA", module._SHAS[name], len(keys), *keys, *args))
+                pack(call.command())
         return [1] * len(calls)
 
-    publisher._pipeline = no_socket  # type: ignore[method-assign]
+    publisher._runner._pipeline = no_socket  # type: ignore[method-assign]
 
     def run(stage: int) -> float:
         recent, book, orders = RecentEvents(), PositionBook(), OrderBook()

@@ -13,7 +13,7 @@ import redis
 
 from watchdog.ops.status import EXIT_DEGRADED, EXIT_DOWN, EXIT_HEALTHY, read_status
 from watchdog.ops.status_view import render_text
-from watchdog.runtime.health import Health
+from watchdog.store.heartbeat import Health
 from watchdog.store.keys import AccountKeys, parse_member
 
 ACCOUNT = "main"

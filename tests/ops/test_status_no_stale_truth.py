@@ -12,7 +12,7 @@ from poswatch.client import WatchdogClient
 from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, now_ms, position_key
 from watchdog.core.model import PositionState
 from watchdog.ops.status import EXIT_DEGRADED, EXIT_DOWN, read_status
-from watchdog.runtime.health import Health
+from watchdog.store.heartbeat import Health
 
 
 async def beat(publisher: Any) -> None:

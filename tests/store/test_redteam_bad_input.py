@@ -18,6 +18,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from poswatch.calls import TouchEntry, VetoCalls, WatchdogCalls
 from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
 from tests.support.store import ACCOUNT, position_key
 from watchdog.store.keys import AccountKeys
@@ -47,6 +48,7 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
         "revoke_lease": ([P.lease, K.leases, K.events, K.health, K.fence],
                          [M, "operator", K.channel, FENCE]),
         "leased": ([K.leases], []),
+        "lease_ends": ([K.leases], []),
         "heartbeat": ([K.health, K.fence], ["5000", FENCE, str(now), "stream", "live"]),
         "emit_event": ([K.events, K.health, K.fence], [K.channel, FENCE, "kind", "alert", "code", "x"]),
         "mark_stopped": ([K.health, K.events, K.fence, K.leader, K.instances],
@@ -210,3 +212,29 @@ def test_a_hand_written_lease_record_does_not_lock_the_position(r: redis.Redis,
     reply = evalsha(r, "begin", keys, args)
     assert reply[:2] == [1, b"ok"], reply
     assert_no_poison(r)
+
+
+def test_the_typed_builders_send_exactly_the_well_formed_calls() -> None:
+    """poswatch.calls builds what the publisher and the client send: the calls above, which
+    every script accepts (so the builders and the Lua cannot drift apart)."""
+    now, fence = 1_700_000_000_000, int(FENCE)
+    w, bot = WatchdogCalls(K), VetoCalls(ACCOUNT)
+    built = [
+        bot.check("BTCUSDT", "BOTH"), bot.begin("BTCUSDT", "BOTH", "bot-2", 5000),
+        bot.confirm("BTCUSDT", "BOTH", 1), bot.end("BTCUSDT", "BOTH", 1, "ok"),
+        w.publish_position(P, version=5, state="closed", knowledge="confirmed", amount="0",
+                           entry_price="0", source="rest", as_of_ms=now, verified_ms=now, reason="",
+                           closed_ttl_ms=60000, clear_firing=True, fence=fence),
+        w.retract_position(P, "stream_lost", 5, fence), w.revoke_lease(P, "operator", fence),
+        w.leased(), w.lease_ends(), w.heartbeat(5000, fence, now, [("stream", "live")]),
+        w.emit_event("alert", [("code", "x")], fence), w.mark_stopped("inst", fence),
+        w.touch_verified([TouchEntry(P, 1, 2, now, "open")], 60000, fence),
+        w.mark_firing(P, fence, algo_id=4000000017, status="TRIGGERING", since_ms=now),
+        w.mark_reaping(P, fence, "orphan_removal", 5000), w.acquire_lead("inst-2", 1500),
+        w.renew_lead("inst", fence, 1500), w.resign_lead("inst-2"),
+        w.set_protection(P, "none", now, "wd-guard-1-1", fence),
+    ]
+    expected = valid_calls(now)
+    assert sorted(call.script for call in built) == sorted(expected)
+    for call in built:
+        assert (call.keys, [str(arg) for arg in call.args]) == expected[call.script], call.script

@@ -17,6 +17,7 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
+from watchdog.store.connection import connect
 from watchdog.store.publisher import RedisPublisher
 
 ACCOUNT = "test"
@@ -39,6 +40,18 @@ def make_view(key: PositionKey | None = None, *, state: PositionState = Position
                         entry_price=Decimal("60000.5"), source=Source.STREAM,
                         as_of_time_ms=verified_ms - 5, verified_ms=verified_ms, version=version,
                         reason=reason)
+
+
+def publisher_on(redis_url: str, *, socket_timeout_s: float = 2.0,
+                 parser: type | None = None) -> RedisPublisher:
+    """As ``RedisPublisher.from_url`` (the same client and retry policy); ``parser``: the client
+    reads with that redis-py parser (a pure-Python one runs the path of a venv without hiredis,
+    the publisher then packs with redis-py too)."""
+    client = connect(redis_url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog")
+    if parser is not None:
+        client.connection_pool.connection_kwargs["parser_class"] = parser
+    return RedisPublisher(client, account=ACCOUNT, health_ttl_ms=HEALTH_TTL_MS, closed_ttl_s=60,
+                          events_maxlen=1000, veto_max_age_ms=MAX_AGE_MS, url=redis_url)
 
 
 @pytest.fixture

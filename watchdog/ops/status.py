@@ -19,9 +19,10 @@ import redis
 from redis import exceptions as redis_errors
 
 from poswatch.connection import connect_sync
+from poswatch.fields import LeaseField, PositionField
 from watchdog.clock import SystemClock
 from watchdog.core.model import PositionKey
-from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
+from watchdog.store.heartbeat import UNPROVEN_PROBLEM, Health, Stamp
 from watchdog.store.keys import FUTURE_TOLERANCE_MS, SCHEMA, AccountKeys, parse_member
 
 __all__ = [
@@ -175,6 +176,7 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
     finally:
         client.close()
     health: Health | None = None
+    stamp = Stamp.read(raw_health)
     problems: list[str] = []
     if raw_health:
         health, unparsed = Health.parse(raw_health)  # a bad field is shown, not fatal
@@ -184,19 +186,19 @@ def read_status(url: str, account: str, *, socket_timeout_s: float,
     if odd:
         problems.append(f"malformed member(s) in Redis, written by a bot's begin/end? "
                         f"{', '.join(map(repr, odd))}")
-    rows = tuple(_judged(_position_row(member, fields, now), health)
+    rows = tuple(_judged(_position_row(member, fields, now), health, stamp)
                  for member, fields in positions)
     verdict, reasons = assess(health, rows)
     lease_rows = tuple(_lease_row(member, fields, score, now) for member, fields, score in leases)
     problems += [f"lease {row['member']!r}: expiry score {score!r} is not a time (a bot's begin "
-                 f"with ttl_ms={fields.get('ttl_ms')!r}?)"
+                 f"with ttl_ms={fields.get(LeaseField.TTL_MS)!r}?)"
                  for row, (_, fields, score) in zip(lease_rows, leases, strict=True)
                  if row["expires_at_ms"] is None]
     if problems and verdict == "healthy":
         verdict = "degraded"
     return StatusReport(account, now, verdict, tuple(problems) + reasons, health, rows, lease_rows,
                         tuple(_window_rows(windows)), tuple(_event_rows(events)),
-                        unknown_cause=unknown_cause(health, rows), ha=_ha(lead, raw_health, now))
+                        unknown_cause=unknown_cause(health, rows), ha=_ha(lead, stamp, now))
 
 
 def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
@@ -215,15 +217,15 @@ def _read(client: redis.Redis, keys: AccountKeys) -> tuple[Any, ...]:
     return raw_health, positions, leases, windows, events, lead
 
 
-def _ha(lead: tuple[Any, ...], health: Mapping[str, str], now_ms: int) -> dict[str, Any]:
+def _ha(lead: tuple[Any, ...], stamp: Stamp, now_ms: int) -> dict[str, Any]:
     """Who leads the account and who stands by (docs/HA.md). ``leader`` is the lease holder
     (null: no live lease); ``instance``/``fence`` of the health hash are who wrote the last
     beat; ``standbys`` are the other registered instances whose registration is live."""
     holder, pttl, fence, registered = lead
     live = [str(name) for name, score in registered if score > now_ms]
     return {"leader": holder or None, "lease_expires_in_ms": pttl if holder else None,
-            "fence": _int(fence), "health_instance": health.get("instance") or None,
-            "health_fence": _int(health.get("fence")),
+            "fence": _int(fence), "health_instance": stamp.instance or None,
+            "health_fence": stamp.fence,
             "standbys": [name for name in live if name != holder]}
 
 
@@ -241,32 +243,33 @@ def _parts(member: str) -> tuple[str, str]:
 
 
 def _position_row(member: str, fields: Mapping[str, str], now_ms: int) -> dict[str, Any]:
+    f = PositionField
     symbol, side = _parts(member)
-    verified_ms = _int(fields.get("verified_ms"))
-    since_ms = _int(fields.get("unprotected_since_ms"))
+    verified_ms = _int(fields.get(f.VERIFIED_MS))
+    since_ms = _int(fields.get(f.UNPROTECTED_SINCE_MS))
     return {
         "symbol": symbol,
         "side": side,
-        "state": fields.get("state", "unknown") if fields else "unknown",
-        "knowledge": fields.get("knowledge"),
-        "amount": fields.get("amt"),
-        "entry_price": fields.get("entry"),
-        "source": fields.get("source"),
-        "as_of_ms": _int(fields.get("as_of_ms")),
+        "state": fields.get(f.STATE, "unknown") if fields else "unknown",
+        "knowledge": fields.get(f.KNOWLEDGE),
+        "amount": fields.get(f.AMOUNT),
+        "entry_price": fields.get(f.ENTRY_PRICE),
+        "source": fields.get(f.SOURCE),
+        "as_of_ms": _int(fields.get(f.AS_OF_MS)),
         "verified_ms": verified_ms,
         "age_ms": _fact_age(now_ms, verified_ms),
-        "version": _int(fields.get("version")),
-        "reason": fields.get("reason") or None,
-        "fence": _int(fields.get("fence")),
+        "version": _int(fields.get(f.VERSION)),
+        "reason": fields.get(f.REASON) or None,
+        "fence": _int(fields.get(f.FENCE)),
         # Added (issue 17): the guard's answer, as the watchdog published it (PROTOCOL.md).
-        "protection": fields.get("protection") or None,
+        "protection": fields.get(f.PROTECTION) or None,
         "unprotected_since_ms": since_ms,
         "unprotected_ms": None if since_ms is None else _age(now_ms, since_ms),
-        "guard_order": fields.get("guard_order") or None,
+        "guard_order": fields.get(f.GUARD_ORDER) or None,
     }
 
 
-def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
+def _judged(row: dict[str, Any], health: Health | None, stamp: Stamp) -> dict[str, Any]:
     """Rule 2, as the verdict scripts judge it: ``open``/``closed`` only while the watchdog is
     alive and the knowledge is not older than its ``veto_max_age_ms``; else ``unknown`` (the
     stored state stays visible as ``stored_state``)."""
@@ -276,7 +279,7 @@ def _judged(row: dict[str, Any], health: Health | None) -> dict[str, Any]:
     if health is None:
         why = "watchdog down: no heartbeat, the stored state is not verified"
     else:
-        max_age_ms = _int(dict(health.extra).get("veto_max_age_ms"))
+        max_age_ms = stamp.veto_max_age_ms
         age_ms = row["age_ms"]
         if max_age_ms is not None and age_ms is not None and age_ms <= max_age_ms:
             return row
@@ -296,8 +299,9 @@ def _lease_row(member: str, fields: Mapping[str, str], score: float, now_ms: int
     """``expires_at_ms``/``expires_in_ms`` are null when the score is no time (inf, NaN)."""
     symbol, side = _parts(member)
     expiry_ms = int(score) if math.isfinite(score) else None
-    return {"symbol": symbol, "side": side, "member": member, "holder": fields.get("holder"),
-            "token": fields.get("token") or fields.get("fence"), "expires_at_ms": expiry_ms,
+    return {"symbol": symbol, "side": side, "member": member, "holder": fields.get(LeaseField.HOLDER),
+            "token": fields.get(LeaseField.TOKEN) or fields.get(LeaseField.FENCE),
+            "expires_at_ms": expiry_ms,
             "expires_in_ms": None if expiry_ms is None else expiry_ms - now_ms}
 
 

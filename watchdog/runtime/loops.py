@@ -38,10 +38,10 @@ from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
 from watchdog.runtime.effects_runner import EffectsRunner
-from watchdog.runtime.health import summary_line
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Vitals
+from watchdog.store.heartbeat import summary_line
 from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"]

@@ -1,19 +1,31 @@
-"""The heartbeat's content: what the daemon says about itself, written to ``wd:v1:{A}:health``.
+"""The health hash ``wd:v1:{A}:health``, every field of it: its one schema (PURE).
 
-The daemon fills a :class:`Health` from the core loop's view and the store writes it with a TTL
-(missing key = watchdog down). ``position-watchdog status`` reads it back with
-:func:`Health.from_fields`. Everything is a flat string hash so that a bot reading plain Redis
-(``HGETALL``) needs no decoder. Times are the daemon's wall clock in epoch ms; readers compute
-ages against their own clock (same host as the daemon, or NTP-synced).
+Three writers fill one hash on every beat: the daemon's :class:`Health` (what the core loop
+sees), the store's :class:`Stamp` (which instance, its settings, the bot scripts' SHAs, added by
+the publisher), and ``heartbeat.lua`` (the server's ``beat_ms``, ``clock_offset_ms`` and the
+``fence``, read back in :class:`Stamp` too). The store writes it with a TTL (missing key =
+watchdog down); ``position-watchdog status`` reads it back with :meth:`Health.parse` and
+:meth:`Stamp.read`. Everything is a flat string hash so that a bot reading plain Redis
+(``HGETALL``) needs no decoder (:func:`health_value` flattens). Times are the daemon's wall
+clock in epoch ms; readers compute ages against their own clock (same host as the daemon, or
+NTP-synced).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 
-__all__ = ["UNPROVEN_PROBLEM", "Health", "summary_line"]
+from poswatch.keys import SCHEMA
+from poswatch.scripts import BOT_SCRIPTS, script_sha
+from watchdog.errors import InvariantViolation
+
+__all__ = ["UNPROVEN_PROBLEM", "Health", "Stamp", "check_no_secrets", "health_value", "summary_line"]
+
+# Health field names that could only carry a secret: refused, whatever the caller meant.
+_SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
 
 # The problem listed while the stream is unproven (core/proof.py); ``status`` lists it too.
 UNPROVEN_PROBLEM = "stream unproven: found blind, no event since confirmed by REST"
@@ -130,3 +142,67 @@ def summary_line(health: Health, now_ms: int) -> str:
 
 def _age_s(now_ms: int, then_ms: int) -> str:
     return "-" if then_ms <= 0 else f"{max(0, now_ms - then_ms) / 1000:.1f}"
+
+
+def health_value(value: object) -> str:
+    """Flatten one health (or event) value to the string Redis stores (JSON for containers)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value, "f")  # as bots parse it: never exponent notation
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
+
+
+def check_no_secrets(names: Iterable[str]) -> None:
+    """Raise ``InvariantViolation`` naming the first field name that looks like a secret's:
+    secrets never go to Redis."""
+    for name in names:
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            raise InvariantViolation(
+                f"refusing to write health field {name!r} to Redis: looks like a secret")
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """The fields the store adds to every beat, and those ``heartbeat.lua`` adds (``fence``,
+    ``beat_ms``, ``clock_offset_ms``: read back only). As read, a missing or unparsable number
+    is None: ``status`` shows it as unknown, never as 0."""
+
+    instance: str = ""
+    watchdog_version: str = ""
+    veto_max_age_ms: int | None = None
+    events_maxlen: int | None = None
+    health_ttl_ms: int | None = None
+    republished_total: int | None = None
+    lead_ttl_ms: int | None = None
+    fence: int | None = None  # heartbeat.lua: the fencing token of the beat
+    beat_ms: int | None = None  # heartbeat.lua: Redis server time of the beat
+    clock_offset_ms: int | None = None  # heartbeat.lua: server ms - watchdog wall ms
+
+    def to_fields(self) -> dict[str, str]:
+        """What the publisher writes (the Lua-written fields are left to the script)."""
+        out = {"schema": SCHEMA, "instance": self.instance, "watchdog_version": self.watchdog_version}
+        for name in ("veto_max_age_ms", "events_maxlen", "health_ttl_ms", "republished_total",
+                     "lead_ttl_ms"):
+            out[name] = health_value(getattr(self, name))
+        out.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
+        return out
+
+    @classmethod
+    def read(cls, raw: Mapping[str, str]) -> Stamp:
+        def number(name: str) -> int | None:
+            text = raw.get(name)
+            try:
+                return None if text is None else int(text)
+            except ValueError:
+                return None
+
+        return cls(raw.get("instance", ""), raw.get("watchdog_version", ""),
+                   veto_max_age_ms=number("veto_max_age_ms"), events_maxlen=number("events_maxlen"),
+                   health_ttl_ms=number("health_ttl_ms"), republished_total=number("republished_total"),
+                   lead_ttl_ms=number("lead_ttl_ms"), fence=number("fence"), beat_ms=number("beat_ms"),
+                   clock_offset_ms=number("clock_offset_ms"))
