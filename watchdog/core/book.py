@@ -18,7 +18,8 @@ Rules of this module:
    confirmed ones turn SUSPECT) until a PositionSnapshot whose SnapshotRequested was seen after
    the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
    by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
-   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
+   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied
+   (the down/gap/live table and the coverage: core/stream_state.py).
    The gap begins when the stream is lost: a StreamConnected that ends a disconnection (after
    StreamLost or ListenKeyExpired, or at startup) leaves CONFIRMED the keys a snapshot requested
    after that loss confirmed meanwhile (nothing else can confirm a key while disconnected), so
@@ -97,7 +98,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
-from typing import Literal, assert_never
+from typing import assert_never
 
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
 from watchdog.core.events import (
@@ -132,15 +133,14 @@ from watchdog.core.model import (
     Symbol,
 )
 from watchdog.core.pending import remember_request
+from watchdog.core.stream_state import StreamState, StreamTrack
 
-__all__ = ["BookPolicy", "PositionBook", "StreamState"]
+__all__ = ["BookPolicy", "PositionBook"]
 
 # PositionKey's own order (symbol, then side), compared in C: sorting 300 keys with the
 # dataclass' __lt__ was a tenth of every 300-row snapshot.
 _KEY_ORDER = attrgetter("symbol", "side")
 _ENTRY_ORDER = attrgetter("key.symbol", "key.side")
-
-StreamState = Literal["live", "gap", "down"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,6 @@ class _Entry:
     entry_price: Decimal
     source: Source
     as_of_time_ms: int
-    fact_epoch: int
     knowledge: Knowledge = Knowledge.UNKNOWN
     verified_ms: int = 0
     reason: str = "never confirmed by an authoritative fact"
@@ -216,10 +215,7 @@ class PositionBook:
         self._expected: set[PositionKey] = set()  # published by an earlier run, not yet re-read
         self._last_shown: dict[PositionKey, tuple[PositionState, int]] = {}  # rule 10
         self._entries: dict[PositionKey, _Entry] = {}
-        self._epoch = 0                  # +1 on every stream gap
-        self._connected = False
-        self._reconciled_epoch = -1      # epoch of the last trusted all-symbols snapshot
-        self._symbol_epoch: dict[Symbol, int] = {}  # epoch of the last trusted scoped snapshot
+        self._stream = StreamTrack()     # down/gap/live, the gap epoch, what REST covered
         self._requests: dict[int, _Request] = {}
         self._fills: dict[Symbol, int] = {}  # last fill time per symbol in this epoch
         # (requested_time_ms, request_id) of the newest REST read applied, per symbol and overall
@@ -251,10 +247,9 @@ class PositionBook:
 
     @property
     def stream_state(self) -> StreamState:
-        """``down``: not connected; ``gap``: connected, not yet reconciled by REST; ``live``."""
-        if not self._connected:
-            return "down"
-        return "live" if self._reconciled_epoch == self._epoch else "gap"
+        """``down``: not connected; ``gap``: connected, not yet reconciled by REST; ``live``
+        (core/stream_state.py)."""
+        return self._stream.state
 
     def view(self, key: PositionKey) -> PositionView | None:
         """The last published view of ``key``, or None if the book never held a fact for it."""
@@ -329,7 +324,7 @@ class PositionBook:
             case SnapshotRequested():
                 self._exchange_clock_step(event.requested_time_ms, now_ms)
                 self._remember_request(event)
-                if self._connected and self._watch_from_ms is None:
+                if self._stream.connected and self._watch_from_ms is None:
                     self._watch_from_ms = event.requested_time_ms
             case PositionSnapshot():
                 extra.extend(self._apply_snapshot(event, now_ms))
@@ -363,8 +358,8 @@ class PositionBook:
                     and row.entry_price == entry.entry_price):
                 return  # rule 1: the same fact again
         entry = self._store_fact(key, row.amount, row.entry_price, Source.STREAM,
-                                 row.update_time_ms, self._epoch)
-        trusted = self._connected and self._covered(key)
+                                 row.update_time_ms)
+        trusted = self._stream.connected and self._stream.covered(key.symbol)
         if trusted:
             self._move(entry, Evidence.STREAM_FACT, now_ms, "")
         else:
@@ -405,9 +400,7 @@ class PositionBook:
         return effects
 
     def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
-        was_connected = self._connected
-        self._connected = connected
-        self._epoch += 1
+        was_connected = self._stream.gap(connected=connected)
         self._fills.clear()
         self._unreported.clear()
         self._watch_from_ms = None
@@ -453,7 +446,7 @@ class PositionBook:
 
     def _remember_request(self, event: SnapshotRequested) -> None:
         remember_request(self._requests, event.request_id, _Request(
-            self._epoch, event.symbols, self.events_applied, self._clock_epoch))
+            self._stream.epoch, event.symbols, self.events_applied, self._clock_epoch))
 
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1
@@ -469,7 +462,7 @@ class PositionBook:
         if request is not None and request.clock != self._clock_epoch:
             self.last_snapshot_ms = now_ms
             return []  # rule 11: dated on the clock before a step; the next reads speak
-        trusted = request is not None and request.epoch == self._epoch
+        trusted = request is not None and request.epoch == self._stream.epoch
         blind_watch = trusted and self.stream_state == "live"
         self.last_snapshot_ms = now_ms
         rows = {row.key: row for row in snap.positions}
@@ -490,9 +483,8 @@ class PositionBook:
         for symbol in (snap.symbols or frozenset()) | {k.symbol for k in rows}:
             self._read_order[symbol] = max(self._read_order.get(symbol, (-1, -1)), order)
         if request is not None and trusted:
+            became_live = self._stream.reconciled(snap.symbols)
             if snap.symbols is None:
-                became_live = self._connected and self._reconciled_epoch != self._epoch
-                self._reconciled_epoch = self._epoch
                 if self._all_flat_since_ms is None and request.seq > self._all_break_seq:
                     self._all_flat_since_ms = self._all_flat_proof_ms = snap.requested_time_ms
                 elif self._all_flat_since_ms is not None:
@@ -501,9 +493,6 @@ class PositionBook:
                 self._watch_age(now_ms)
                 if became_live:
                     effects.append(Notify("stream_recovered"))
-            else:
-                for symbol in snap.symbols:
-                    self._symbol_epoch[symbol] = self._epoch
         return effects
 
     def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
@@ -512,14 +501,13 @@ class PositionBook:
         amount = row.amount if row is not None else ZERO
         price = row.entry_price if row is not None else ZERO
         row_time_ms = row.update_time_ms if row is not None else 0
-        fact_epoch = self._epoch if trusted else -1
         entry = self._entries.get(key)
         effects: list[Effect] = []
         if entry is None:
             if amount == ZERO and key not in self._expected:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
-            if blind_watch and self._covered(key) and key.symbol not in self._fills:
+            if blind_watch and self._stream.covered(key.symbol) and key.symbol not in self._fills:
                 # Flat in every read so far: it opened after the last one's lag floor.
                 last_read_ms = max(self._read_order_all,
                                    self._read_order.get(key.symbol, (-1, -1)))[0]
@@ -527,8 +515,7 @@ class PositionBook:
                                       "REST shows an open the stream never reported",
                                       row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
-            entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
-                                     fact_epoch)
+            entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms)
             entry.true_ms = max(entry.true_ms, lag_floor_ms)
             self._expected.discard(key)
         else:
@@ -554,7 +541,7 @@ class PositionBook:
                                               f"reported {entry.amount}",
                                               since_ms if judged.verdict is Verdict.NEWER
                                               else entry.true_ms)
-                    self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    self._store_fact(key, amount, price, Source.REST, judged.time_ms)
                     entry.true_ms = max(entry.true_ms,
                                         snap.requested_time_ms - self._policy.max_rest_lag_ms)
                     if not trusted:
@@ -614,27 +601,22 @@ class PositionBook:
 
     # ------------------------------------------------------------------ knowledge
 
-    def _covered(self, key: PositionKey) -> bool:
-        """A trusted REST read covered this key since the last gap."""
-        return (self._reconciled_epoch == self._epoch
-                or self._symbol_epoch.get(key.symbol) == self._epoch)
-
     def _store_fact(self, key: PositionKey, amount: Decimal, price: Decimal, source: Source,
-                    time_ms: int, epoch: int) -> _Entry:
+                    time_ms: int) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(key, amount, price, source, time_ms, epoch, true_ms=time_ms,
+            entry = _Entry(key, amount, price, source, time_ms, true_ms=time_ms,
                            run_break_seq=self._all_break_seq)  # it was in the all-symbols run
             shown = self._last_shown.pop(key, None)
             if shown is not None:  # rule 10
                 entry.confirmed_state = shown[0]
                 entry.while_down_from_ms = shown[1] if source is Source.REST else None
-            elif self._covered(key):
+            elif self._stream.covered(key.symbol):
                 entry.confirmed_state = PositionState.CLOSED
             self._entries[key] = entry
         else:
             entry.amount, entry.entry_price, entry.source = amount, price, source
-            entry.as_of_time_ms, entry.fact_epoch, entry.true_ms = time_ms, epoch, time_ms
+            entry.as_of_time_ms, entry.true_ms = time_ms, time_ms
         if amount != ZERO:
             entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
         self._dirty.add(key)

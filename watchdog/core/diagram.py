@@ -10,13 +10,16 @@ Regenerate with ``python -m watchdog.core.diagram > docs/CORE.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from types import ModuleType
 
-from watchdog.core import book, order_blindness, proof
+from watchdog.core import book, order_blindness, proof, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
-__all__ = ["render_core_doc", "render_proof", "render_rules", "render_transitions"]
+__all__ = ["render_core_doc", "render_machine", "render_proof", "render_rules",
+           "render_transitions"]
 
 
 def render_transitions() -> str:
@@ -32,15 +35,20 @@ def render_transitions() -> str:
     return "\n".join(lines)
 
 
-def render_proof() -> str:
-    """``proof.TRANSITIONS``: a row per state, a column per signal (bold: the state changes)."""
-    signals = list(proof.Signal)
+def render_machine(table: Mapping[str, Mapping[StrEnum, str]], signals: Iterable[StrEnum]) -> str:
+    """A small machine's table: a row per state, a column per signal (bold: the state changes)."""
+    signals = list(signals)
     lines = ["| state \\ signal | " + " | ".join(f"`{s.value}`" for s in signals) + " |",
              "|" + " --- |" * (len(signals) + 1)]
-    for state, row in proof.TRANSITIONS.items():
+    for state, row in table.items():
         cells = [f"**{row[s]}**" if row[s] != state else row[s] for s in signals]
         lines.append(f"| **{state}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def render_proof() -> str:
+    """``proof.TRANSITIONS`` (bold: the state changes)."""
+    return render_machine(proof.TRANSITIONS, proof.Signal)
 
 
 def render_rules(module: ModuleType = book) -> str:
@@ -77,6 +85,12 @@ Evidence:
 ## Fusion rules (`PositionBook`)
 
 {render_rules()}
+
+## Stream state (`stream_state.py`)
+
+{render_machine(stream_state.TRANSITIONS, stream_state.StreamSignal)}
+
+{render_rules(stream_state)}
 
 ## Stream proof (`proof.py`)
 

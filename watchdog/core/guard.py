@@ -82,6 +82,7 @@ from watchdog.core.model import (
 )
 from watchdog.core.orders import OrderBook, TrackedOrder
 from watchdog.core.protection import Protection, closing_side, coverage
+from watchdog.core.stream_state import StreamState
 
 __all__ = [
     "GUARD_CLIENT_ID_PREFIX",
@@ -90,12 +91,10 @@ __all__ = [
     "GuardPolicy",
     "Leases",
     "PositionsView",
-    "StreamState",
 ]
 
 # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$: prefix (9) + ms (13) + '-' + seq.
 GUARD_CLIENT_ID_PREFIX = "wd-guard-"
-StreamState = Literal["live", "gap", "down"]
 
 
 class PositionsView(Protocol):
