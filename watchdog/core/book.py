@@ -13,7 +13,8 @@ Rules of this module:
    REST, dated at its read's lag floor) is never undone by a timed row that is not newer: that
    row is a more lagged answer (``fusion`` rule 3), so a closure cannot flap back open.
    REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
-   was applied is ignored for the symbols the newer one covered (request ids increase).
+   was applied is ignored for the symbols the newer one covered (request ids increase; the
+   ledger of requests and their order: core/requests.py).
 3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) no key is CONFIRMED (the
    confirmed ones turn SUSPECT) until a PositionSnapshot whose SnapshotRequested was seen after
    the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
@@ -81,7 +82,8 @@ Rules of this module:
    new one, and a read on the new clock must not be skipped as older. Facts dated ahead of the
    new clock make newer rows look lagging until it catches up: their knowledge ages out
    (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
-   before the step and answered after it is ignored (its dates belong to the old clock).
+   before the step and answered after it is ignored (its dates belong to the old clock). The
+   step is detected by the request ledger (core/requests.py rule 3).
 12. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
    makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
    closing the position while the user stream says nothing (the BASUSDT incident). Only a
@@ -132,7 +134,7 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
-from watchdog.core.pending import remember_request
+from watchdog.core.requests import Request, RequestLedger
 from watchdog.core.stream_state import StreamState, StreamTrack
 
 __all__ = ["BookPolicy", "PositionBook"]
@@ -183,14 +185,6 @@ class _Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class _Request:
-    epoch: int
-    symbols: frozenset[Symbol] | None
-    seq: int  # events_applied when requested: before or after a run break (rule 9)
-    clock: int = 0  # exchange clock epoch when requested (rule 11)
-
-
-@dataclass(frozen=True, slots=True)
 class _Unreported:
     """A change REST showed that the live stream has not reported yet (rule 7)."""
 
@@ -216,16 +210,10 @@ class PositionBook:
         self._last_shown: dict[PositionKey, tuple[PositionState, int]] = {}  # rule 10
         self._entries: dict[PositionKey, _Entry] = {}
         self._stream = StreamTrack()     # down/gap/live, the gap epoch, what REST covered
-        self._requests: dict[int, _Request] = {}
+        self._requests = RequestLedger(max_rest_lag_ms=self._policy.max_rest_lag_ms)
         self._fills: dict[Symbol, int] = {}  # last fill time per symbol in this epoch
-        # (requested_time_ms, request_id) of the newest REST read applied, per symbol and overall
-        self._read_order: dict[Symbol, tuple[int, int]] = {}
-        self._read_order_all = (-1, -1)
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_flat_proof_ms = 0  # newest trusted all-symbols read of that run
-        self._clock_offset_ms: int | None = None  # requested_time_ms - now_ms of the last request
-        self._clock_epoch = 0  # +1 on every exchange clock step (rule 11)
-        self._newest_requested_ms: int | None = None
         self._all_break_seq = 0  # events_applied when that run last broke
         self._unreported: dict[PositionKey, _Unreported] = {}
         self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
@@ -322,8 +310,9 @@ class PositionBook:
             case StreamConnected():
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
             case SnapshotRequested():
-                self._exchange_clock_step(event.requested_time_ms, now_ms)
-                self._remember_request(event)
+                if self._requests.requested(event, now_ms, epoch=self._stream.epoch,
+                                            seq=self.events_applied):
+                    self._exchange_clock_stepped()
                 if self._stream.connected and self._watch_from_ms is None:
                     self._watch_from_ms = event.requested_time_ms
             case PositionSnapshot():
@@ -422,35 +411,16 @@ class PositionBook:
 
     # ------------------------------------------------------------------ REST
 
-    def _exchange_clock_step(self, requested_time_ms: int, now_ms: int) -> None:
-        """Rule 11: a request dated on a stepped exchange clock (the shell re-synced its
-        offset) breaks every flat run and forgets the read order."""
-        offset_ms = requested_time_ms - now_ms
-        tolerance_ms = self._policy.max_rest_lag_ms
-        stepped = ((self._newest_requested_ms is not None
-                    and requested_time_ms < self._newest_requested_ms - tolerance_ms)
-                   or (self._clock_offset_ms is not None
-                       and abs(offset_ms - self._clock_offset_ms) > tolerance_ms))
-        self._clock_offset_ms = offset_ms
-        self._newest_requested_ms = max(self._newest_requested_ms or requested_time_ms,
-                                        requested_time_ms)
-        if not stepped:
-            return
-        self._newest_requested_ms = requested_time_ms
-        self._clock_epoch += 1
-        self._read_order.clear()
-        self._read_order_all = (-1, -1)
+    def _exchange_clock_stepped(self) -> None:
+        """Rule 11: the ledger saw a request dated on a stepped exchange clock (and forgot the
+        read order): every flat run breaks."""
         self._break_all_run()
         for entry in self._entries.values():
             entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
 
-    def _remember_request(self, event: SnapshotRequested) -> None:
-        remember_request(self._requests, event.request_id, _Request(
-            self._stream.epoch, event.symbols, self.events_applied, self._clock_epoch))
-
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1
-        request = self._requests.pop(event.request_id, None)
+        request = self._requests.answered(event.request_id)
         scope = request.symbols if request is not None else None
         self._break_all_run()
         for entry in self._entries.values():
@@ -458,8 +428,8 @@ class PositionBook:
                 self._move(entry, Evidence.READ_FAILED, 0, f"snapshot failed: {event.reason}")
 
     def _apply_snapshot(self, snap: PositionSnapshot, now_ms: int) -> list[Effect]:
-        request = self._requests.pop(snap.request_id, None)
-        if request is not None and request.clock != self._clock_epoch:
+        request = self._requests.answered(snap.request_id)
+        if request is not None and self._requests.stale(request):
             self.last_snapshot_ms = now_ms
             return []  # rule 11: dated on the clock before a step; the next reads speak
         trusted = request is not None and request.epoch == self._stream.epoch
@@ -468,20 +438,15 @@ class PositionBook:
         rows = {row.key: row for row in snap.positions}
         in_scope = {k for k in (*self._entries, *self._expected)
                     if snap.symbols is None or k.symbol in snap.symbols}
-        order = (snap.requested_time_ms, snap.request_id)
         effects: list[Effect] = []
         for key in sorted(in_scope | set(rows), key=_KEY_ORDER):
-            newest = max(self._read_order_all, self._read_order.get(key.symbol, (-1, -1)))
-            if order < newest:
+            if self._requests.superseded(snap, key.symbol):
                 continue  # rule 2: requested before a read already applied for this symbol
             effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
                                                 blind_watch, now_ms))
             if blind_watch and self._unreported:  # nothing pending: nothing to check (hot loop)
                 effects.extend(self._check_unreported(key, snap.requested_time_ms))
-        if snap.symbols is None:
-            self._read_order_all = max(self._read_order_all, order)
-        for symbol in (snap.symbols or frozenset()) | {k.symbol for k in rows}:
-            self._read_order[symbol] = max(self._read_order.get(symbol, (-1, -1)), order)
+        self._requests.applied(snap, {k.symbol for k in rows})
         if request is not None and trusted:
             became_live = self._stream.reconciled(snap.symbols)
             if snap.symbols is None:
@@ -496,7 +461,7 @@ class PositionBook:
         return effects
 
     def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
-                        request: _Request | None, trusted: bool, blind_watch: bool,
+                        request: Request | None, trusted: bool, blind_watch: bool,
                         now_ms: int) -> list[Effect]:
         amount = row.amount if row is not None else ZERO
         price = row.entry_price if row is not None else ZERO
@@ -509,8 +474,7 @@ class PositionBook:
             # A key covered by an earlier trusted read was flat then: this open is news.
             if blind_watch and self._stream.covered(key.symbol) and key.symbol not in self._fills:
                 # Flat in every read so far: it opened after the last one's lag floor.
-                last_read_ms = max(self._read_order_all,
-                                   self._read_order.get(key.symbol, (-1, -1)))[0]
+                last_read_ms = self._requests.last_read_ms(key.symbol)
                 self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
                                       "REST shows an open the stream never reported",
                                       row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
@@ -568,7 +532,7 @@ class PositionBook:
                 entry.flat_proof_ms = max(entry.flat_proof_ms, snap.requested_time_ms)
         return effects
 
-    def _lifts_crossing(self, entry: _Entry, request: _Request, snap: PositionSnapshot) -> bool:
+    def _lifts_crossing(self, entry: _Entry, request: Request, snap: PositionSnapshot) -> bool:
         """Rule 12: a read requested before the crossing never lifts its doubt; one after it
         does if it shows the amount changed, or if it was requested more than
         ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import ModuleType
 
-from watchdog.core import book, order_blindness, proof, stream_state
+from watchdog.core import book, order_blindness, proof, requests, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
@@ -91,6 +91,10 @@ Evidence:
 {render_machine(stream_state.TRANSITIONS, stream_state.StreamSignal)}
 
 {render_rules(stream_state)}
+
+## REST request ledger (`requests.py`)
+
+{render_rules(requests)}
 
 ## Stream proof (`proof.py`)
 
