@@ -43,8 +43,9 @@ Rules of this module:
    ``now_ms`` at which an authoritative fact (post-gap REST, or a trusted stream fact)
    confirmed the state. Notify ``position_opened``/``position_closed`` follows open↔closed
    changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
-7. Stream blindness: when a trusted REST snapshot shows a change the live stream never reported
-   (no position fact and no fill on that symbol since the held fact), the book raises
+7. Stream blindness (the watch, the tolerance and the verdict: core/blindness.py): when a
+   trusted REST snapshot shows a change the live stream never reported (no position fact and
+   no fill on that symbol since the held fact), the book raises
    ``stream_blind`` (RaiseAlert and Notify) once the change is ``blind_after_ms`` old: dated by
    the REST row's ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of
    the first snapshot that showed it. A younger change is held back (a healthy stream may be a
@@ -102,6 +103,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import assert_never
 
+from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
@@ -184,15 +186,6 @@ class _Entry:
     while_down_from_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Unreported:
-    """A change REST showed that the live stream has not reported yet (rule 7)."""
-
-    since_ms: int  # the change happened at or before this exchange time
-    prior_ms: int  # time of the held fact before it: a later stream fact or fill reports it
-    message: str
-
-
 class PositionBook:
     """Fuses position facts into published views. Single writer: call ``apply`` from one task."""
 
@@ -211,12 +204,10 @@ class PositionBook:
         self._entries: dict[PositionKey, _Entry] = {}
         self._stream = StreamTrack()     # down/gap/live, the gap epoch, what REST covered
         self._requests = RequestLedger(max_rest_lag_ms=self._policy.max_rest_lag_ms)
-        self._fills: dict[Symbol, int] = {}  # last fill time per symbol in this epoch
+        self._blindness = PositionBlindness(blind_after_ms=self._policy.blind_after_ms)  # rule 7
         self._all_flat_since_ms: int | None = None  # flat run for keys never seen
         self._all_flat_proof_ms = 0  # newest trusted all-symbols read of that run
         self._all_break_seq = 0  # events_applied when that run last broke
-        self._unreported: dict[PositionKey, _Unreported] = {}
-        self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
@@ -313,17 +304,15 @@ class PositionBook:
                 if self._requests.requested(event, now_ms, epoch=self._stream.epoch,
                                             seq=self.events_applied):
                     self._exchange_clock_stepped()
-                if self._stream.connected and self._watch_from_ms is None:
-                    self._watch_from_ms = event.requested_time_ms
+                self._blindness.watch.requested(event.requested_time_ms)
             case PositionSnapshot():
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
             case CanaryAlert(code=code, message=message):
                 # The canary's verdict leaves by the same effects as rule 7's blindness.
-                extra.append(RaiseAlert(code, message))
-                if code == "stream_blind":
-                    extra.append(Notify(code, None, (("message", message),)))
+                extra.extend(blind_verdict(message) if code == BLIND_CODE
+                             else [RaiseAlert(code, message)])
             case StopCrossed():
                 extra.append(self._on_stop_crossed(event, now_ms))
             case OrdersSnapshot() | Tick():
@@ -336,9 +325,7 @@ class PositionBook:
 
     def _apply_stream_row(self, row: PositionAmount, now_ms: int) -> None:
         key = row.key
-        pending = self._unreported.get(key)
-        if pending is not None and row.update_time_ms > pending.prior_ms:
-            del self._unreported[key]  # the stream reported it after all: late, not blind
+        self._blindness.stream_fact(key, row.update_time_ms)
         entry = self._entries.get(key)
         if entry is not None:
             if row.update_time_ms < entry.as_of_time_ms:
@@ -357,10 +344,7 @@ class PositionBook:
 
     def _on_fill(self, symbol: Symbol, time_ms: int) -> RequestSnapshot:
         """A fill may have changed a position the stream may not report: ask REST."""
-        self._fills[symbol] = max(time_ms, self._fills.get(symbol, time_ms))
-        for key in [k for k, u in self._unreported.items()
-                    if k.symbol == symbol and time_ms > u.prior_ms]:
-            del self._unreported[key]
+        self._blindness.filled(symbol, time_ms)
         return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
 
     def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
@@ -390,9 +374,7 @@ class PositionBook:
 
     def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
         was_connected = self._stream.gap(connected=connected)
-        self._fills.clear()
-        self._unreported.clear()
-        self._watch_from_ms = None
+        self._blindness.gap(connected=connected)
         self._break_all_run()
         # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
         keep_confirmed = connected and not was_connected
@@ -444,8 +426,8 @@ class PositionBook:
                 continue  # rule 2: requested before a read already applied for this symbol
             effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
                                                 blind_watch, now_ms))
-            if blind_watch and self._unreported:  # nothing pending: nothing to check (hot loop)
-                effects.extend(self._check_unreported(key, snap.requested_time_ms))
+            if blind_watch and self._blindness.pending:  # nothing pending: the hot loop
+                effects.extend(self._blindness.check(key, snap.requested_time_ms))
         self._requests.applied(snap, {k.symbol for k in rows})
         if request is not None and trusted:
             became_live = self._stream.reconciled(snap.symbols)
@@ -472,10 +454,11 @@ class PositionBook:
             if amount == ZERO and key not in self._expected:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
-            if blind_watch and self._stream.covered(key.symbol) and key.symbol not in self._fills:
+            if (blind_watch and self._stream.covered(key.symbol)
+                    and self._blindness.last_fill_ms(key.symbol) is None):
                 # Flat in every read so far: it opened after the last one's lag floor.
                 last_read_ms = self._requests.last_read_ms(key.symbol)
-                self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
+                self._blindness.note(key, row_time_ms or snap.requested_time_ms, -1,
                                       "REST shows an open the stream never reported",
                                       row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
@@ -494,13 +477,14 @@ class PositionBook:
                     entry.true_ms = max(entry.true_ms, judged.time_ms,
                                         snap.requested_time_ms - self._policy.max_rest_lag_ms)
                 case Verdict.NEWER | Verdict.OVERRIDE:
-                    # Made while this connection was up? _note_unreported judges by the time
+                    # Made while this connection was up? the blindness note judges by the time
                     # the held amount was last known true (a fact of any epoch may prove it).
-                    if (blind_watch
-                            and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
+                    last_fill_ms = self._blindness.last_fill_ms(key.symbol)
+                    if blind_watch and (last_fill_ms is None
+                                        or last_fill_ms <= entry.as_of_time_ms):
                         since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
                                     else snap.requested_time_ms)
-                        self._note_unreported(key, since_ms, entry.as_of_time_ms,
+                        self._blindness.note(key, since_ms, entry.as_of_time_ms,
                                               f"REST shows amount {amount} but the stream last "
                                               f"reported {entry.amount}",
                                               since_ms if judged.verdict is Verdict.NEWER
@@ -542,26 +526,6 @@ class PositionBook:
             return False
         return (entry.amount != entry.crossed_amount
                 or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
-
-    def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
-                         message: str, earliest_ms: int) -> None:
-        """Rule 7: remember the oldest unreported change until the stream reports it, if it
-        was made at or after ``earliest_ms`` while this connection was up."""
-        if self._watch_from_ms is None or earliest_ms < self._watch_from_ms:
-            return  # it may predate the connection: the stream never had a chance to report it
-        if key not in self._unreported:
-            self._unreported[key] = _Unreported(since_ms, prior_ms, message)
-
-    def _check_unreported(self, key: PositionKey, requested_time_ms: int) -> list[Effect]:
-        """Rule 7: blind once a trusted snapshot finds a change unreported past the tolerance."""
-        pending = self._unreported.get(key)
-        if pending is None or requested_time_ms - pending.since_ms < self._policy.blind_after_ms:
-            return []
-        del self._unreported[key]
-        message = (f"{pending.message} (unreported for at least "
-                   f"{requested_time_ms - pending.since_ms} ms)")
-        return [RaiseAlert("stream_blind", f"{key}: {message}", key),
-                Notify("stream_blind", key, (("message", message),))]
 
     # ------------------------------------------------------------------ knowledge
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import ModuleType
 
-from watchdog.core import book, order_blindness, proof, requests, stream_state
+from watchdog.core import blindness, book, order_blindness, proof, requests, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
@@ -105,6 +105,10 @@ delivered; a reconnect proves nothing. The runtime shows it in the health hash, 
 {render_proof()}
 
 {render_rules(proof)}
+
+## Stream blindness (`blindness.py`)
+
+{render_rules(blindness)}
 
 ## Blindness to orders (`order_blindness.py`)
 
