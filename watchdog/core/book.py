@@ -70,6 +70,7 @@ Rules of this module:
    before the latest break cannot start a new one, even if it is answered after it.
    ``flat_proven_ms`` is the ``requested_time_ms`` of the run's newest trusted read: REST lags,
    so it proves flatness only as of that time minus ``max_rest_lag_ms`` (the reaper's grace).
+   (How a run starts, grows and breaks: core/flat_run.py; the book says when it breaks.)
 10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
    earlier run last published per key; the first confirmed view of that key that differs from
    it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
@@ -98,7 +99,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
 from typing import assert_never
@@ -125,6 +126,7 @@ from watchdog.core.events import (
     Tick,
     TradeLite,
 )
+from watchdog.core.flat_run import FlatRun
 from watchdog.core.freshness import Evidence, transition
 from watchdog.core.fusion import Held, Verdict, judge_rest_row
 from watchdog.core.model import (
@@ -171,12 +173,10 @@ class _Entry:
     verified_ms: int = 0
     reason: str = "never confirmed by an authoritative fact"
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
-    flat_since_ms: int | None = None
+    flat: FlatRun = field(default_factory=FlatRun)  # rule 9
     # Latest exchange time the held amount is known to have held (its own time, or a REST
     # read's lag floor that still showed it): a change REST shows later was made after it.
     true_ms: int = 0
-    flat_proof_ms: int = 0  # requested_time_ms of the newest trusted flat read of the run
-    run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 12)
     crossed_ms: int = -1  # exchange time of the crossing price print
     crossed_amount: Decimal = ZERO  # the amount held when the price crossed
@@ -205,9 +205,7 @@ class PositionBook:
         self._stream = StreamTrack()     # down/gap/live, the gap epoch, what REST covered
         self._requests = RequestLedger(max_rest_lag_ms=self._policy.max_rest_lag_ms)
         self._blindness = PositionBlindness(blind_after_ms=self._policy.blind_after_ms)  # rule 7
-        self._all_flat_since_ms: int | None = None  # flat run for keys never seen
-        self._all_flat_proof_ms = 0  # newest trusted all-symbols read of that run
-        self._all_break_seq = 0  # events_applied when that run last broke
+        self._all_flat = FlatRun()  # the flat run of keys never seen (all-symbols reads)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
@@ -248,10 +246,10 @@ class PositionBook:
         """
         entry = self._entries.get(key)
         if entry is None:
-            return self._all_flat_since_ms
+            return self._all_flat.since_ms
         if entry.knowledge is not Knowledge.CONFIRMED or entry.amount != ZERO:
             return None
-        return entry.flat_since_ms
+        return entry.flat.since_ms
 
     def flat_proven_ms(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the newest trusted REST read of the current flat run
@@ -259,10 +257,10 @@ class PositionBook:
         that read proves flatness only as of this time minus ``max_rest_lag_ms``."""
         entry = self._entries.get(key)
         if entry is None:
-            return None if self._all_flat_since_ms is None else self._all_flat_proof_ms
+            return self._all_flat.proven_ms
         if self.flat_since(key) is None:
             return None
-        return entry.flat_proof_ms
+        return entry.flat.proof_ms
 
     # ------------------------------------------------------------------ apply
 
@@ -380,7 +378,7 @@ class PositionBook:
         keep_confirmed = connected and not was_connected
         for entry in self._entries.values():
             if keep_confirmed and entry.knowledge is Knowledge.CONFIRMED:
-                entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+                entry.flat.broken(self.events_applied)
                 continue
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
@@ -398,7 +396,7 @@ class PositionBook:
         read order): every flat run breaks."""
         self._break_all_run()
         for entry in self._entries.values():
-            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+            entry.flat.broken(self.events_applied)
 
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1
@@ -432,10 +430,7 @@ class PositionBook:
         if request is not None and trusted:
             became_live = self._stream.reconciled(snap.symbols)
             if snap.symbols is None:
-                if self._all_flat_since_ms is None and request.seq > self._all_break_seq:
-                    self._all_flat_since_ms = self._all_flat_proof_ms = snap.requested_time_ms
-                elif self._all_flat_since_ms is not None:
-                    self._all_flat_proof_ms = max(self._all_flat_proof_ms, snap.requested_time_ms)
+                self._all_flat.shown_flat(snap.requested_time_ms, request.seq)
                 self._all_verified_ms, self._all_watched = now_ms, True
                 self._watch_age(now_ms)
                 if became_live:
@@ -509,11 +504,8 @@ class PositionBook:
                     assert_never(judged.verdict)
         if request is not None and trusted and self._lifts_crossing(entry, request, snap):
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
-            if (entry.amount == ZERO and entry.flat_since_ms is None
-                    and request.seq > entry.run_break_seq):
-                entry.flat_since_ms = entry.flat_proof_ms = snap.requested_time_ms  # rule 9
-            elif entry.amount == ZERO and entry.flat_since_ms is not None:
-                entry.flat_proof_ms = max(entry.flat_proof_ms, snap.requested_time_ms)
+            if entry.amount == ZERO:
+                entry.flat.shown_flat(snap.requested_time_ms, request.seq)  # rule 9
         return effects
 
     def _lifts_crossing(self, entry: _Entry, request: Request, snap: PositionSnapshot) -> bool:
@@ -534,7 +526,7 @@ class PositionBook:
         entry = self._entries.get(key)
         if entry is None:
             entry = _Entry(key, amount, price, source, time_ms, true_ms=time_ms,
-                           run_break_seq=self._all_break_seq)  # it was in the all-symbols run
+                           flat=FlatRun(break_seq=self._all_flat.break_seq))  # was in the all run
             shown = self._last_shown.pop(key, None)
             if shown is not None:  # rule 10
                 entry.confirmed_state = shown[0]
@@ -546,7 +538,7 @@ class PositionBook:
             entry.amount, entry.entry_price, entry.source = amount, price, source
             entry.as_of_time_ms, entry.true_ms = time_ms, time_ms
         if amount != ZERO:
-            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+            entry.flat.broken(self.events_applied)
         self._dirty.add(key)
         return entry
 
@@ -559,7 +551,7 @@ class PositionBook:
             entry.reason = ""
             self._watch_age(now_ms)
         else:
-            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+            entry.flat.broken(self.events_applied)
             if entry.knowledge is not before or before is not Knowledge.EXPIRED:
                 entry.reason = reason  # an expired key keeps saying why it expired
         self._dirty.add(entry.key)
@@ -596,7 +588,7 @@ class PositionBook:
                 self._watch_age(self._all_verified_ms)
 
     def _break_all_run(self) -> None:
-        self._all_flat_since_ms, self._all_break_seq = None, self.events_applied
+        self._all_flat.broken(self.events_applied)
 
     def expect(self, keys: Iterable[PositionKey],
                last_shown: Mapping[PositionKey, tuple[PositionState, int]] | None = None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import ModuleType
 
-from watchdog.core import blindness, book, order_blindness, proof, requests, stream_state
+from watchdog.core import blindness, book, flat_run, order_blindness, proof, requests, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
@@ -95,6 +95,10 @@ Evidence:
 ## REST request ledger (`requests.py`)
 
 {render_rules(requests)}
+
+## Flat runs (`flat_run.py`)
+
+{render_rules(flat_run)}
 
 ## Stream proof (`proof.py`)
 
