@@ -10,7 +10,7 @@ from watchdog.core.blindness import (
     blind_verdict,
     overdue,
 )
-from watchdog.core.effects import Notify, RaiseAlert
+from watchdog.core.effects import Notify, RaiseAlert, Reconnect
 
 TOLERANCE_MS = 1000
 
@@ -42,11 +42,13 @@ def test_the_tolerance_is_inclusive() -> None:
     assert overdue(1_000, 2_000, TOLERANCE_MS) == "(unreported for at least 1000 ms)"
 
 
-def test_a_verdict_is_an_alert_and_a_notification() -> None:
+def test_a_verdict_is_an_alert_a_notification_and_a_reconnect() -> None:
     assert blind_verdict("gone", BTC) == [
-        RaiseAlert(BLIND_CODE, f"{BTC}: gone", BTC), Notify(BLIND_CODE, BTC, (("message", "gone"),))]
+        RaiseAlert(BLIND_CODE, f"{BTC}: gone", BTC), Notify(BLIND_CODE, BTC, (("message", "gone"),)),
+        Reconnect(f"{BTC}: gone")]
     assert blind_verdict("canary") == [
-        RaiseAlert(BLIND_CODE, "canary"), Notify(BLIND_CODE, None, (("message", "canary"),))]
+        RaiseAlert(BLIND_CODE, "canary"), Notify(BLIND_CODE, None, (("message", "canary"),)),
+        Reconnect("canary")]
 
 
 def test_a_change_is_raised_once_past_the_tolerance() -> None:

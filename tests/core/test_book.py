@@ -20,9 +20,10 @@ from tests.core.facts import (
     trade_lite,
 )
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, Reconnect, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
+    CanaryAlert,
     ListenKeyExpired,
     MarginCall,
     OrdersSnapshot,
@@ -599,3 +600,13 @@ def test_a_closure_first_seen_on_the_stream_after_a_restart_is_not_while_down() 
     effects = book.apply(snapshot(1, 1_000), 1_050)
     assert [(e.kind, e.key, dict(e.detail)) for e in effects if isinstance(e, Notify) and e.key] == [
         ("position_closed", BTC, {"amount": "0"})]
+
+
+def test_the_canarys_blind_verdict_leaves_as_rule_7s_and_a_failed_canary_as_an_alert() -> None:
+    book = PositionBook()
+    assert book.apply(CanaryAlert("stream_blind", "no ALGO_UPDATE in 5 s"), 1000) == [
+        RaiseAlert("stream_blind", "no ALGO_UPDATE in 5 s"),
+        Notify("stream_blind", None, (("message", "no ALGO_UPDATE in 5 s"),)),
+        Reconnect("no ALGO_UPDATE in 5 s")]
+    assert book.apply(CanaryAlert("canary_failed", "HTTP 503"), 1001) == [
+        RaiseAlert("canary_failed", "HTTP 503")]

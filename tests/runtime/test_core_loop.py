@@ -163,7 +163,7 @@ async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(
     clock = FakeClock()
     loop, vitals = make_loop(store, notifier, clock)
     blind: list[str] = []
-    loop._runner._on_stream_blind = blind.append
+    loop._runner._reconnect = blind.append
     now = clock.wall_ms()
     await loop.handle(StreamConnected(1))
     await loop.handle(SnapshotRequested(1, now))

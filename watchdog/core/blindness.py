@@ -14,8 +14,9 @@ Rules of this module:
 2. The tolerance: a change is pending from the exchange time it happened at or before
    (``since_ms``); it is raised once a trusted REST request is ``blind_after_ms`` past that (a
    healthy stream may be a few ms behind REST), and only once.
-3. The verdict: ``stream_blind`` leaves as a RaiseAlert (naming the key when there is one) and
-   a Notify for bots; the canary's ``stream_blind`` leaves the same way.
+3. The verdict: ``stream_blind`` leaves as a RaiseAlert (naming the key when there is one), a
+   Notify for bots and a ``Reconnect`` (the shell replaces the connection: the core no longer
+   trusts it); the canary's ``stream_blind`` leaves the same way.
 4. Positions: the oldest unreported change per key is kept. A stream fact for the key newer
    than the fact held before the change, or a fill on its symbol after it, reports it (late,
    not blind). Fills are remembered per symbol until the next gap: the book does not note a
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdog.core.effects import Effect, Notify, RaiseAlert
+from watchdog.core.effects import Effect, Notify, RaiseAlert, Reconnect
 from watchdog.core.model import PositionKey, Symbol
 
 __all__ = ["BLIND_CODE", "ConnectionWatch", "PositionBlindness", "blind_verdict", "overdue"]
@@ -37,8 +38,9 @@ BLIND_CODE = "stream_blind"
 
 def blind_verdict(message: str, key: PositionKey | None = None) -> list[Effect]:
     """The effects of one ``stream_blind`` verdict (rule 3)."""
-    return [RaiseAlert(BLIND_CODE, message if key is None else f"{key}: {message}", key),
-            Notify(BLIND_CODE, key, (("message", message),))]
+    text = message if key is None else f"{key}: {message}"
+    return [RaiseAlert(BLIND_CODE, text, key), Notify(BLIND_CODE, key, (("message", message),)),
+            Reconnect(text)]
 
 
 def overdue(since_ms: int, requested_ms: int, blind_after_ms: int) -> str | None:

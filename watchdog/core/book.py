@@ -45,13 +45,13 @@ Rules of this module:
    changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
 7. Stream blindness (the watch, the tolerance and the verdict: core/blindness.py): when a
    trusted REST snapshot shows a change the live stream never reported (no position fact and
-   no fill on that symbol since the held fact), the book raises
-   ``stream_blind`` (RaiseAlert and Notify) once the change is ``blind_after_ms`` old: dated by
-   the REST row's ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of
-   the first snapshot that showed it. A younger change is held back (a healthy stream may be a
+   no fill on that symbol since the held fact), the book raises ``stream_blind`` (RaiseAlert,
+   Notify, Reconnect) once the change is ``blind_after_ms`` old: dated by the REST row's
+   ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of the first
+   snapshot that showed it. A younger change is held back (a healthy stream may be a
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
-   at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   at once either way. The runtime replaces the connection (the BASUSDT incident).
    Only a change provably made while this connection was up counts: its earliest possible
    time (a timed row's ``updateTime``, else the latest time the held amount is known to have
    held: its own time or the lag floor of a later read that still showed it; for a key never
@@ -59,7 +59,7 @@ Rules of this module:
    first snapshot requested after the connect. A change made while disconnected and shown by
    a lagging first post-connect read is no blindness (the stream never had a chance).
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
-   RaiseAlert, and for ``stream_blind`` Notify too.
+   RaiseAlert, and for ``stream_blind`` Notify and Reconnect too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
    raises ``margin_call``; other order facts leave positions alone.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.

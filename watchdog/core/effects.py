@@ -26,6 +26,7 @@ __all__ = [
     "Publish",
     "PublishProtection",
     "RaiseAlert",
+    "Reconnect",
     "RequestSnapshot",
     "Retract",
 ]
@@ -58,6 +59,14 @@ class RequestSnapshot:
 
     reason: str
     symbols: frozenset[Symbol] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Replace the user-stream connection: the core no longer trusts it (a ``stream_blind``
+    verdict, core/blindness.py rule 3). The shell paces these (binance/reconnect.py)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,5 +161,5 @@ class CancelGuardStop:
     reason: str
 
 
-Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | CancelOrder | MarkFiring
-          | PublishProtection | PlaceGuardStop | CancelGuardStop)
+Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | CancelOrder
+          | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)

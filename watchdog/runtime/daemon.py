@@ -195,7 +195,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision,
                               guard.answers)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_blind_reconnect, observer=metrics,
+                               reconnect=stream.request_blind_reconnect, observer=metrics,
                                guard=guard_task)
         policy = canary_policy(config.stream)
         canary = None if policy is None else CanaryTask(
