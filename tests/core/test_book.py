@@ -25,6 +25,7 @@ from watchdog.core.events import (
     AccountConfigUpdate,
     CanaryAlert,
     ListenKeyExpired,
+    MalformedFrame,
     MarginCall,
     OrdersSnapshot,
     StreamConnected,
@@ -610,3 +611,12 @@ def test_the_canarys_blind_verdict_leaves_as_rule_7s_and_a_failed_canary_as_an_a
         Reconnect("no ALGO_UPDATE in 5 s")]
     assert book.apply(CanaryAlert("canary_failed", "HTTP 503"), 1001) == [
         RaiseAlert("canary_failed", "HTTP 503")]
+
+
+def test_a_malformed_frame_asks_rest_at_once() -> None:
+    """It may have carried a position change (the stream could not read it): read all symbols
+    now, not at the next poll; nothing the book knows changes."""
+    book = PositionBook()
+    assert book.apply(MalformedFrame("not JSON"), 1000) == [
+        RequestSnapshot(reason="malformed user-stream frame: not JSON")]
+    assert book.views() == []

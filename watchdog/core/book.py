@@ -61,7 +61,9 @@ Rules of this module:
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
    RaiseAlert, and for ``stream_blind`` Notify and Reconnect too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
-   raises ``margin_call``; other order facts leave positions alone.
+   raises ``margin_call``; other order facts leave positions alone. A ``MalformedFrame`` (the
+   stream could not read a frame, which may have carried a change) asks for a snapshot of all
+   symbols.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 9. ``flat_since`` is the ``requested_time_ms`` of the first trusted snapshot of the current
@@ -112,6 +114,7 @@ from watchdog.core.events import (
     CanaryAlert,
     Event,
     ListenKeyExpired,
+    MalformedFrame,
     MarginCall,
     OrdersSnapshot,
     OrderUpdate,
@@ -313,6 +316,9 @@ class PositionBook:
                              else [RaiseAlert(code, message)])
             case StopCrossed():
                 extra.append(self._on_stop_crossed(event, now_ms))
+            case MalformedFrame(problem=problem):
+                # It may have carried a position change: ask REST now, not at the next poll.
+                extra.append(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
             case OrdersSnapshot() | Tick():
                 pass
             case _:  # pragma: no cover - unreachable while every event type is handled

@@ -60,6 +60,7 @@ from watchdog.core.events import (
     AlgoUpdate,
     Event,
     ListenKeyExpired,
+    MalformedFrame,
     MarginCall,
     OrdersSnapshot,
     OrderUpdate,
@@ -239,7 +240,7 @@ class Guard:
                     self._touched_all = True
                 else:
                     self._touched.update(symbols)
-            case SnapshotRequested() | AccountConfigUpdate():
+            case SnapshotRequested() | AccountConfigUpdate() | MalformedFrame():
                 pass  # changes no position's protection
             case _:  # Tick (time passed), gaps, failed reads: anything may have changed
                 self._touched_all = True

@@ -41,7 +41,6 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import RequestSnapshot
 from watchdog.core.guard import Guard, GuardPolicy, Leases
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
@@ -154,15 +153,10 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
                         order_symbols=orders.symbols, standby=lambda: not store.leading)
 
-        def on_malformed(problem: str) -> None:
-            # The frame may have carried a position change: ask REST now, not at the next poll.
-            poller.request_snapshot(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
-
         stream = UserDataStream(
             rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
-            on_malformed=on_malformed)
+            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         # Trigger watching (issue 13): the public prices the open stops trigger on.
         market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
                               reconnect_min_delay_s=b.reconnect_min_delay_s,
