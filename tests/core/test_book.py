@@ -20,9 +20,18 @@ from tests.core.facts import (
     trade_lite,
 )
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, Reconnect, RequestSnapshot
+from watchdog.core.effects import (
+    Effect,
+    Notify,
+    Publish,
+    RaiseAlert,
+    ReadNow,
+    Reconnect,
+    RequestSnapshot,
+)
 from watchdog.core.events import (
     AccountConfigUpdate,
+    AlgoUpdate,
     CanaryAlert,
     ListenKeyExpired,
     MalformedFrame,
@@ -30,6 +39,7 @@ from watchdog.core.events import (
     OrdersSnapshot,
     StreamConnected,
     StreamLost,
+    StreamPositions,
     Tick,
 )
 from watchdog.core.model import Knowledge, PositionSide, PositionState, Source, Symbol
@@ -115,12 +125,12 @@ def test_stream_open_on_live_stream_confirms_and_notifies(h: Harness) -> None:
 
 def test_same_fact_twice_changes_nothing(h: Harness) -> None:
     h.apply(stream(BTC, 1, 100), 100)
-    assert h.apply(stream(BTC, 1, 100), 150) == []
+    assert h.apply(stream(BTC, 1, 100), 150) == [ReadNow(BTC.symbol)]  # nothing published
 
 
 def test_older_stream_fact_is_ignored(h: Harness) -> None:
     h.apply(stream(BTC, 2, 200), 200)
-    assert h.apply(stream(BTC, 1, 100), 210) == []
+    assert h.apply(stream(BTC, 1, 100), 210) == [ReadNow(BTC.symbol)]  # nothing published
     view = h.book.view(BTC)
     assert view is not None
     assert view.amount == 2
@@ -479,9 +489,21 @@ def test_no_blindness_across_a_gap(h: Harness) -> None:
 def test_fills_request_a_scoped_snapshot(h: Harness) -> None:
     btc = frozenset({Symbol("BTCUSDT")})
     assert h.apply(trade_lite("BTCUSDT", 100), 100) == [
-        RequestSnapshot(reason="fill on BTCUSDT", symbols=btc)]
+        ReadNow(BTC.symbol), RequestSnapshot(reason="fill on BTCUSDT", symbols=btc)]
     assert requests(h.apply(order_update("BTCUSDT", 110, last_filled="0.5"), 110))[0].symbols == btc
-    assert h.apply(order_update("BTCUSDT", 120), 120) == []
+    assert h.apply(order_update("BTCUSDT", 120), 120) == [ReadNow(BTC.symbol)]  # no fill: no read
+
+
+def test_every_stream_event_on_a_symbol_says_read_it_now(h: Harness) -> None:
+    """The poller reads the symbol's orders once more and watches it (binance/schedule.py)."""
+    short = key("BTCUSDT", PositionSide.SHORT)
+    both = StreamPositions(101, 100, "ORDER", (amount(LONG, 1, 100), amount(short, 0, 100),
+                                               amount(ETH, 1, 100)))
+    assert [e for e in h.apply(both, 100) if isinstance(e, ReadNow)] == [
+        ReadNow(BTC.symbol), ReadNow(ETH.symbol)]  # once per symbol
+    assert h.apply(algo_update("BTCUSDT", 110), 110) == [ReadNow(BTC.symbol)]
+    assert h.apply(MarginCall(120, ()), 120) == []
+    assert h.apply(AccountConfigUpdate(131, 130, Symbol("BTCUSDT"), 20, None), 130) == []
 
 
 @pytest.mark.parametrize("event", [
@@ -491,7 +513,8 @@ def test_fills_request_a_scoped_snapshot(h: Harness) -> None:
 ])
 def test_order_facts_do_not_change_positions(h: Harness, event: object) -> None:
     h.apply(stream(BTC, 1, 50), 50)
-    assert h.apply(event, 100) == []
+    reads = [ReadNow(BTC.symbol)] if isinstance(event, AlgoUpdate) else []
+    assert h.apply(event, 100) == reads  # nothing published
     assert state(h.book) is PositionState.OPEN
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.store import ACCOUNT
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import CancelOrder, RequestSnapshot
+from watchdog.core.effects import CancelOrder, ReadNow, RequestSnapshot
 from watchdog.core.events import (
     PositionAmount,
     PositionSnapshot,
@@ -51,9 +51,13 @@ class FakeClock:
 class Sinks:
     def __init__(self) -> None:
         self.snapshots: list[RequestSnapshot] = []
+        self.reads_now: list[ReadNow] = []
 
     def request_snapshot(self, request: RequestSnapshot) -> None:
         self.snapshots.append(request)
+
+    def read_now(self, effect: ReadNow) -> None:
+        self.reads_now.append(effect)
 
     def submit(self, cancel: CancelOrder) -> None:
         raise AssertionError(f"no cancel expected: {cancel}")

@@ -18,6 +18,7 @@ from watchdog.core.effects import (
     Notify,
     Publish,
     RaiseAlert,
+    ReadNow,
     Reconnect,
     RequestSnapshot,
 )
@@ -37,11 +38,15 @@ class Sinks:
 
     def __init__(self) -> None:
         self.snapshots: list[RequestSnapshot] = []
+        self.reads_now: list[ReadNow] = []
         self.cancels: list[CancelOrder] = []
         self.blind: list[str] = []
 
     def request_snapshot(self, request: RequestSnapshot) -> None:
         self.snapshots.append(request)
+
+    def read_now(self, effect: ReadNow) -> None:
+        self.reads_now.append(effect)
 
     def submit(self, cancel: CancelOrder) -> None:
         self.cancels.append(cancel)
@@ -88,8 +93,9 @@ async def test_effects_are_routed(store: RedisPublisher, redis_url: str) -> None
     cancel = CancelOrder(KEY, OrderId(7), is_algo=True, client_id="ts-1", reason="orphan")
     await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS)), RequestSnapshot("gap"), cancel,
                       RaiseAlert("stream_blind", "REST shows a change", KEY),
-                      Reconnect("REST shows a change")])
+                      Reconnect("REST shows a change"), ReadNow(KEY.symbol)])
     assert sinks.snapshots == [RequestSnapshot("gap")]
+    assert sinks.reads_now == [ReadNow(KEY.symbol)]
     assert sinks.cancels == [cancel]
     assert sinks.blind == ["REST shows a change"]
     assert await read(redis_url, "HGET", KEYS.position(KEY), "state") == "open"

@@ -61,7 +61,9 @@ Rules of this module:
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
    RaiseAlert, and for ``stream_blind`` Notify and Reconnect too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
-   raises ``margin_call``; other order facts leave positions alone. A ``MalformedFrame`` (the
+   raises ``margin_call``; other order facts leave positions alone. Every stream event on a
+   symbol (position rows, order and algo updates, fills) says ``ReadNow`` (its orders read once
+   more soon, the symbol watched closely for a while). A ``MalformedFrame`` (the
    stream could not read a frame, which may have carried a change) asks for a snapshot of all
    symbols.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
@@ -107,7 +109,7 @@ from operator import attrgetter
 from typing import assert_never
 
 from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, ReadNow, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -282,15 +284,22 @@ class PositionBook:
                 self.last_event_ms = now_ms
                 for row in event.positions:
                     self._apply_stream_row(row, now_ms)
+                extra.extend(ReadNow(symbol)
+                             for symbol in dict.fromkeys(row.key.symbol for row in event.positions))
             case OrderUpdate():
                 self.last_event_ms = now_ms
+                extra.append(ReadNow(event.symbol))
                 if event.last_filled_quantity != ZERO:
                     extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
             case TradeLite():
                 self.last_event_ms = now_ms
+                extra.append(ReadNow(event.symbol))
                 extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
-            case AlgoUpdate() | AccountConfigUpdate():
+            case AlgoUpdate():
                 self.last_event_ms = now_ms  # order lifecycle: the reaper's business, not ours
+                extra.append(ReadNow(event.symbol))
+            case AccountConfigUpdate():
+                self.last_event_ms = now_ms
             case MarginCall():
                 self.last_event_ms = now_ms
                 extra.extend(self._on_margin_call(event))

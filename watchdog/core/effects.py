@@ -26,6 +26,7 @@ __all__ = [
     "Publish",
     "PublishProtection",
     "RaiseAlert",
+    "ReadNow",
     "Reconnect",
     "RequestSnapshot",
     "Retract",
@@ -59,6 +60,14 @@ class RequestSnapshot:
 
     reason: str
     symbols: frozenset[Symbol] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNow:
+    """The stream reported something on ``symbol``: read its orders once more soon, then watch
+    it closely for a while (the poller's schedule; a burst of events costs one read)."""
+
+    symbol: Symbol
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,5 +170,5 @@ class CancelGuardStop:
     reason: str
 
 
-Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | CancelOrder
-          | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)
+Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | ReadNow
+          | CancelOrder | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)

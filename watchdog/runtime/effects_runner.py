@@ -33,6 +33,7 @@ from watchdog.core.effects import (
     Publish,
     PublishProtection,
     RaiseAlert,
+    ReadNow,
     Reconnect,
     RequestSnapshot,
     Retract,
@@ -53,6 +54,8 @@ class SnapshotSink(Protocol):
     """The poller side: queue a REST read (coalesced by the poller); must not block."""
 
     def request_snapshot(self, request: RequestSnapshot) -> None: ...
+
+    def read_now(self, effect: ReadNow) -> None: ...
 
 
 class CancelSink(Protocol):
@@ -119,6 +122,8 @@ class EffectsRunner:
                         self._reconnect(reason)
                 case RequestSnapshot():
                     self._snapshots.request_snapshot(effect)
+                case ReadNow():
+                    self._snapshots.read_now(effect)
                 case CancelOrder():
                     self._cancels.submit(effect)
                 case PublishProtection():

@@ -4,7 +4,8 @@ Used by the adapter integration tests and the detection benchmark; the daemon wi
 parts (and the store) in its TaskGroup. Rules:
 1. One task applies events to the book, in the order they were emitted; adapters only emit.
 2. As the daemon's core loop does, ``OrderBlindness`` and ``StreamProof`` see every event (and
-   the proof every blind verdict). Effects the adapters can run are routed here: ``RequestSnapshot`` → poller,
+   the proof every blind verdict). Effects the adapters can run are routed here:
+   ``RequestSnapshot`` and ``ReadNow`` → poller,
    ``Reconnect`` → the stream reconnects; everything else goes to ``on_effect``.
 3. With no event for ``tick_interval_s`` the core gets a ``Tick`` (knowledge ages).
 """
@@ -19,7 +20,7 @@ from loguru import logger
 
 from watchdog.binance.poller import Poller
 from watchdog.binance.stream import UserDataStream
-from watchdog.core.effects import Effect, Reconnect, RequestSnapshot
+from watchdog.core.effects import Effect, ReadNow, Reconnect, RequestSnapshot
 from watchdog.core.events import Event, Tick
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.proof import StreamProof
@@ -79,6 +80,8 @@ class CorePump:
     def _route(self, effect: Effect) -> None:
         if isinstance(effect, RequestSnapshot) and self.poller is not None:
             self.poller.request_snapshot(effect)
+        elif isinstance(effect, ReadNow) and self.poller is not None:
+            self.poller.read_now(effect)
         elif isinstance(effect, Reconnect) and self.stream is not None:
             logger.warning("core reports the stream blind: {}", effect.reason)
             self.stream.request_blind_reconnect(effect.reason)
