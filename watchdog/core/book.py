@@ -154,11 +154,12 @@ _KEY_ORDER = attrgetter("symbol", "side")
 _ENTRY_ORDER = attrgetter("key.symbol", "key.side")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BookPolicy:
     """Limits of trust. ``max_age_ms``: knowledge older than this is unknown.
     ``max_rest_lag_ms``: how far behind the stream a REST answer may legitimately be.
-    ``blind_after_ms``: how far behind REST the stream may be before it counts as blind."""
+    ``blind_after_ms``: how far behind REST the stream may be before it counts as blind.
+    Keywords only: three ints in a row are too easy to swap."""
 
     max_age_ms: int = 5000
     max_rest_lag_ms: int = 2000

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import ModuleType
+from typing import TypeVar
 
 from watchdog.core import blindness, book, flat_run, order_blindness, proof, requests, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
@@ -35,7 +36,12 @@ def render_transitions() -> str:
     return "\n".join(lines)
 
 
-def render_machine(table: Mapping[str, Mapping[StrEnum, str]], signals: Iterable[StrEnum]) -> str:
+_State = TypeVar("_State", bound=str)
+_Signal = TypeVar("_Signal", bound=StrEnum)
+
+
+def render_machine(table: Mapping[_State, Mapping[_Signal, _State]],
+                   signals: Iterable[_Signal]) -> str:
     """A small machine's table: a row per state, a column per signal (bold: the state changes)."""
     signals = list(signals)
     lines = ["| state \\ signal | " + " | ".join(f"`{s.value}`" for s in signals) + " |",

@@ -100,7 +100,8 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
     weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
     # write of this run until it caught up with the last one (a closure would never show).
-    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms),
+    book = PositionBook(BookPolicy(max_age_ms=config.core.max_age_ms,
+                                   max_rest_lag_ms=config.core.max_rest_lag_ms),
                         version_base=clock.wall_ms() * 1000)
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
