@@ -36,7 +36,8 @@ Rules of this module:
    A ``now_ms`` earlier than the previous one means the wall clock was stepped back (the shell
    reads it afresh for every apply): by how much is unknown, so every age is unknown and all
    CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is. (A step back
-   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.)
+   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.
+   The deadlines and the step back: core/ageing.py.)
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change, from above ``version_base`` (so it also increases across
    daemon restarts); a no-op publishes nothing. ``verified_ms`` is the
@@ -108,6 +109,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import assert_never
 
+from watchdog.core.ageing import Ageing
 from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, ReadNow, RequestSnapshot
 from watchdog.core.events import (
@@ -214,8 +216,7 @@ class PositionBook:
         self._all_flat = FlatRun()  # the flat run of keys never seen (all-symbols reads)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
-        self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
-        self._latest_now_ms = 0  # the previous apply's now_ms: a smaller one is a clock step back
+        self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
         self.last_event_ms: int | None = None
         self.last_snapshot_ms: int | None = None
@@ -448,7 +449,7 @@ class PositionBook:
             if snap.symbols is None:
                 self._all_flat.shown_flat(snap.requested_time_ms, request.seq)
                 self._all_verified_ms, self._all_watched = now_ms, True
-                self._watch_age(now_ms)
+                self._ageing.watch(now_ms)
                 if became_live:
                     effects.append(Notify("stream_recovered"))
         return effects
@@ -565,25 +566,18 @@ class PositionBook:
         if entry.knowledge is Knowledge.CONFIRMED:
             entry.verified_ms = now_ms  # only AUTHORITATIVE_FACT/STREAM_FACT lead here
             entry.reason = ""
-            self._watch_age(now_ms)
+            self._ageing.watch(now_ms)
         else:
             entry.flat.broken(self.events_applied)
             if entry.knowledge is not before or before is not Knowledge.EXPIRED:
                 entry.reason = reason  # an expired key keeps saying why it expired
         self._dirty.add(entry.key)
 
-    def _watch_age(self, verified_ms: int) -> None:
-        deadline_ms = verified_ms + self._policy.max_age_ms
-        if self._age_check_ms is None or deadline_ms < self._age_check_ms:
-            self._age_check_ms = deadline_ms
-
     def _age(self, now_ms: int) -> None:
-        """Rule 5. Scans only when some knowledge may have lapsed (keeps apply O(1) otherwise)."""
-        back_ms = self._latest_now_ms - now_ms
-        self._latest_now_ms = now_ms
-        if back_ms <= 0 and (self._age_check_ms is None or now_ms <= self._age_check_ms):
+        """Rule 5. Scans only when some knowledge may have lapsed (core/ageing.py)."""
+        back_ms = self._ageing.due(now_ms)
+        if back_ms is None:
             return
-        self._age_check_ms = None
         limit_ms = self._policy.max_age_ms
         for entry in self._entries.values():
             if entry.knowledge in (Knowledge.CONFIRMED, Knowledge.SUSPECT):
@@ -591,17 +585,17 @@ class PositionBook:
                     # Measured on a clock that went back, any age reads younger than it is.
                     self._move(entry, Evidence.AGED, now_ms,
                                f"expired: the wall clock went back {back_ms} ms, age unknown")
-                elif now_ms - entry.verified_ms > limit_ms:
+                elif self._ageing.lapsed(entry.verified_ms, now_ms):
                     self._move(entry, Evidence.AGED, now_ms,
                                f"expired: not verified for more than {limit_ms} ms")
                 else:
-                    self._watch_age(entry.verified_ms)
+                    self._ageing.watch(entry.verified_ms)
         if self._all_watched:
-            if back_ms > 0 or now_ms - self._all_verified_ms > limit_ms:
+            if back_ms > 0 or self._ageing.lapsed(self._all_verified_ms, now_ms):
                 self._all_watched = False
                 self._break_all_run()  # even when no run is going: older requests cannot start one
             else:
-                self._watch_age(self._all_verified_ms)
+                self._ageing.watch(self._all_verified_ms)
 
     def _break_all_run(self) -> None:
         self._all_flat.broken(self.events_applied)

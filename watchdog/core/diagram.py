@@ -15,7 +15,7 @@ from enum import StrEnum
 from types import ModuleType
 from typing import TypeVar
 
-from watchdog.core import blindness, book, flat_run, order_blindness, proof, requests, stream_state
+from watchdog.core import ageing, blindness, book, flat_run, order_blindness, proof, requests, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
@@ -91,6 +91,10 @@ Evidence:
 ## Fusion rules (`PositionBook`)
 
 {render_rules()}
+
+## Ageing (`ageing.py`)
+
+{render_rules(ageing)}
 
 ## Stream state (`stream_state.py`)
 
