@@ -1,5 +1,13 @@
 """PositionBook: authoritative per-position state fused from stream and REST facts.
 
+The book holds fusion only; its small machines live beside it, each with its own rules and
+tests: the stream's down/gap/live (``stream_state.py``), the REST request ledger and exchange
+clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_run.py``), age
+deadlines and wall clock steps (``ageing.py``), the knowledge machine (``freshness.py``) and
+the judgment of one REST row (``fusion.py``). Over 400 lines on purpose: the twelve rules below
+are one statement of what a published view means, and the code left is their one
+implementation over one table of entries (splitting it further would cut a rule in two).
+
 Rules of this module:
 1. Per key, facts are ordered by exchange time. A fact older than the one held is ignored;
    re-applying the same fact changes nothing (idempotent). Equal time with other values: a
@@ -218,6 +226,9 @@ class PositionBook:
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
+        # Vitals, read by runtime/vitals.py for the health hash. Kept here: the book is the one
+        # writer that sees every event with its now_ms, and events_applied is also the book's
+        # own sequence (a read is requested before or after a flat run broke, rules 9 and 12).
         self.last_event_ms: int | None = None
         self.last_snapshot_ms: int | None = None
         self.snapshots_failed = 0
