@@ -88,7 +88,8 @@ async def run(trials: int, seed: int, steady_s: float) -> dict[str, Any]:
                                        clock=clock)
         stream = UserDataStream.from_config(rest, cfg, clock=clock)
         poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock)
-        book = PositionBook(BookPolicy(core_cfg.max_age_ms, core_cfg.max_rest_lag_ms))
+        book = PositionBook(BookPolicy(max_age_ms=core_cfg.max_age_ms,
+                                       max_rest_lag_ms=core_cfg.max_rest_lag_ms))
         closed_at: list[float] = []
 
         def on_effect(effect: Effect) -> None:

@@ -50,7 +50,7 @@ async def watchdog_on(sim: Simulator) -> AsyncIterator[tuple[BinanceRest, UserDa
     stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(12))
     poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock)
     core = CoreConfig()
-    book = PositionBook(BookPolicy(core.max_age_ms, core.max_rest_lag_ms))
+    book = PositionBook(BookPolicy(max_age_ms=core.max_age_ms, max_rest_lag_ms=core.max_rest_lag_ms))
     pump = CorePump(book, clock=clock, poller=poller, stream=stream, tick_interval_s=0.1)
     task = asyncio.create_task(run_adapters(pump, stream, poller))
     try:

@@ -13,7 +13,7 @@ import pytest
 from tests.support.store import ACCOUNT
 from watchdog.clock import ManualClock
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import CancelOrder, RequestSnapshot
+from watchdog.core.effects import CancelOrder, ReadNow, RequestSnapshot
 from watchdog.core.events import (
     PositionAmount,
     PositionSnapshot,
@@ -42,9 +42,13 @@ def start_clock() -> ManualClock:
 class Sinks:
     def __init__(self) -> None:
         self.snapshots: list[RequestSnapshot] = []
+        self.reads_now: list[ReadNow] = []
 
     def request_snapshot(self, request: RequestSnapshot) -> None:
         self.snapshots.append(request)
+
+    def read_now(self, effect: ReadNow) -> None:
+        self.reads_now.append(effect)
 
     def submit(self, cancel: CancelOrder) -> None:
         raise AssertionError(f"no cancel expected: {cancel}")
@@ -154,7 +158,7 @@ async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(
     clock = start_clock()
     loop, vitals = make_loop(store, notifier, clock)
     blind: list[str] = []
-    loop._runner._on_stream_blind = blind.append
+    loop._runner._reconnect = blind.append
     now = clock.wall_ms()
     await loop.handle(StreamConnected(1))
     await loop.handle(SnapshotRequested(1, now))

@@ -103,7 +103,7 @@ from watchdog.binance.snapshots import Emit, read_orders, read_positions
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.config import BinanceConfig
-from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
+from watchdog.core.events import ListenKeyExpired, MalformedFrame, StreamConnected, StreamLost
 from watchdog.core.model import ZERO, Symbol
 from watchdog.errors import (
     AuthenticationFailed,
@@ -159,8 +159,7 @@ class UserDataStream:
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
                  blind_reconnect_interval_s: float | None = None,
-                 rng: random.Random | None = None,
-                 on_malformed: Callable[[str], None] | None = None) -> None:
+                 rng: random.Random | None = None) -> None:
         self._rest = rest
         self._ws_url = ws_url
         self._clock = clock
@@ -173,7 +172,6 @@ class UserDataStream:
         self._open_timeout_s = open_timeout_s
         self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
                                 rng or random.Random())
-        self._on_malformed = on_malformed
         self._blind = BlindReconnects(blind_reconnect_interval_s or BLIND_RECONNECT_INTERVAL_S)
         self._blind_timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
@@ -538,10 +536,10 @@ class UserDataStream:
         try:
             raw = _loads(message)
         except ValueError:
-            self._malformed("not JSON", frame_excerpt(message))
+            await emit(self._malformed("not JSON", frame_excerpt(message)))
             return False
         if not isinstance(raw, dict):
-            self._malformed("not a JSON object", frame_excerpt(message))
+            await emit(self._malformed("not a JSON object", frame_excerpt(message)))
             return False
         if not self._recent.first_time(event_identity(raw, message)):
             self.stats.duplicates += 1
@@ -550,7 +548,7 @@ class UserDataStream:
         try:
             events = wire.parse_user_event(raw)
         except WireFormatError as exc:
-            self._malformed(str(exc), exc.excerpt)
+            await emit(self._malformed(str(exc), exc.excerpt))
             return False
         if isinstance(events, wire.Ignored):
             self.stats.ignored += 1
@@ -565,12 +563,12 @@ class UserDataStream:
             logger.warning("user stream listenKeyExpired: reconnecting with a fresh key")
         return expired
 
-    def _malformed(self, problem: str, excerpt: str) -> None:
+    def _malformed(self, problem: str, excerpt: str) -> MalformedFrame:
+        """Count and log a frame that could not be read; the core is told (it asks REST)."""
         self.stats.malformed += 1
         logger.warning("user stream malformed frame problem={} excerpt={!r} count={}", problem,
                        excerpt, self.stats.malformed)
-        if self._on_malformed is not None:
-            self._on_malformed(problem)
+        return MalformedFrame(problem)
 
     # -------------------------------------------------------------- listen key keepalive
 

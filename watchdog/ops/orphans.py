@@ -73,7 +73,8 @@ async def collect(config: Config, credentials: Credentials, *,
     """
     clock = clock or SystemClock()
     b = config.binance
-    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms))
+    book = PositionBook(BookPolicy(max_age_ms=config.core.max_age_ms,
+                                 max_rest_lag_ms=config.core.max_rest_lag_ms))
     orders = OrderBook()
     seen: set[Symbol] = set(symbols)
     policy = policy_from_config(config.reaper, config.core.max_rest_lag_ms)

@@ -44,7 +44,6 @@ from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
 from watchdog.config import Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import RequestSnapshot
 from watchdog.core.guard import Guard, GuardPolicy, Leases
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
@@ -102,7 +101,8 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
     weight_budget_1m = IP_WEIGHT_LIMIT_PER_MIN * b.weight_budget_pct // 100
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
     # write of this run until it caught up with the last one (a closure would never show).
-    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms),
+    book = PositionBook(BookPolicy(max_age_ms=config.core.max_age_ms,
+                                   max_rest_lag_ms=config.core.max_rest_lag_ms),
                         version_base=clock.wall_ms() * 1000)
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
@@ -155,15 +155,10 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
                         order_symbols=orders.symbols, standby=lambda: not store.leading)
 
-        def on_malformed(problem: str) -> None:
-            # The frame may have carried a position change: ask REST now, not at the next poll.
-            poller.request_snapshot(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
-
         stream = UserDataStream(
             rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
-            on_malformed=on_malformed)
+            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         # Trigger watching (issue 13): the public prices the open stops trigger on.
         market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
                               reconnect_min_delay_s=b.reconnect_min_delay_s,
@@ -196,7 +191,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision,
                               guard.answers)
         runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               on_stream_blind=stream.request_blind_reconnect, observer=metrics,
+                               reconnect=stream.request_blind_reconnect, observer=metrics,
                                guard=guard_task)
         policy = canary_policy(config.stream)
         canary = None if policy is None else CanaryTask(

@@ -152,7 +152,9 @@ class CoreLoop:
             stamps.append(now_ms)
             self._vitals.observe_event(event)
             for observe in self._observers:
-                observe(event)  # e.g. the poller polls a symbol fast after an event on it
+                # Bookkeeping of facts, never a decision (those come back as effects): e.g. the
+                # poller counts the REST reads others made against its schedule and budget.
+                observe(event)
             self._orders.apply(event)
             order_facts = order_facts or isinstance(event, _ORDER_FACTS)
             found = self._book.apply(event, now_ms)

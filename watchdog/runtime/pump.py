@@ -4,8 +4,9 @@ Used by the adapter integration tests and the detection benchmark; the daemon wi
 parts (and the store) in its TaskGroup. Rules:
 1. One task applies events to the book, in the order they were emitted; adapters only emit.
 2. As the daemon's core loop does, ``OrderBlindness`` and ``StreamProof`` see every event (and
-   the proof every blind verdict). Effects the adapters can run are routed here: ``RequestSnapshot`` → poller,
-   ``RaiseAlert("stream_blind")`` → the stream reconnects; everything else goes to ``on_effect``.
+   the proof every blind verdict). Effects the adapters can run are routed here:
+   ``RequestSnapshot`` and ``ReadNow`` → poller,
+   ``Reconnect`` → the stream reconnects; everything else goes to ``on_effect``.
 3. With no event for ``tick_interval_s`` the core gets a ``Tick`` (knowledge ages).
 """
 
@@ -20,14 +21,12 @@ from loguru import logger
 from watchdog.binance.poller import Poller
 from watchdog.binance.stream import UserDataStream
 from watchdog.clock import Clock
-from watchdog.core.effects import Effect, RaiseAlert, RequestSnapshot
+from watchdog.core.effects import Effect, ReadNow, Reconnect, RequestSnapshot
 from watchdog.core.events import Event, Tick
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.proof import StreamProof
 
-__all__ = ["BLIND_ALERT_CODE", "Book", "CorePump", "run_adapters"]
-
-BLIND_ALERT_CODE = "stream_blind"
+__all__ = ["Book", "CorePump", "run_adapters"]
 
 
 class Book(Protocol):
@@ -81,10 +80,11 @@ class CorePump:
     def _route(self, effect: Effect) -> None:
         if isinstance(effect, RequestSnapshot) and self.poller is not None:
             self.poller.request_snapshot(effect)
-        elif (isinstance(effect, RaiseAlert) and effect.code == BLIND_ALERT_CODE
-              and self.stream is not None):
-            logger.warning("core reports the stream blind: {}", effect.message)
-            self.stream.request_blind_reconnect(effect.message)
+        elif isinstance(effect, ReadNow) and self.poller is not None:
+            self.poller.read_now(effect)
+        elif isinstance(effect, Reconnect) and self.stream is not None:
+            logger.warning("core reports the stream blind: {}", effect.reason)
+            self.stream.request_blind_reconnect(effect.reason)
         if self._on_effect is not None:
             self._on_effect(effect)
 
