@@ -1,4 +1,4 @@
-"""Red-team rules 1 and 3 at the REST seam: an odd positionRisk answer (HTML 502, empty body,
+"""docs/RULES.md rules 1 and 3 at the REST seam: an odd positionRisk answer (HTML 502, empty body,
 wrong types, null fields, duplicates, a missing symbol) must become ONE bracketed
 ``SnapshotFailed`` with a clear reason, never a (flat) snapshot and never an escaping exception.
 ``BinanceRest`` against httpx.MockTransport (a fake Binance), the real ``read_positions``."""

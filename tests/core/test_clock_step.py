@@ -1,4 +1,4 @@
-"""Red-team: a wall-clock step must not keep knowledge fresh past ``max_age_ms`` (rule 2).
+"""docs/RULES.md rule 2: a wall-clock step must not keep knowledge fresh past ``max_age_ms``.
 Pure: the real PositionBook with injected times."""
 
 from __future__ import annotations

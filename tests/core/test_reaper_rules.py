@@ -1,4 +1,4 @@
-"""Red-team: attempts to make the pure reaper cancel a stop that protects (or is about to
+"""docs/RULES.md rule 1: attempts to make the pure reaper cancel a stop that protects (or is about to
 protect) an open position. Pure: real PositionBook/OrderBook, injected times, no sockets."""
 
 from __future__ import annotations

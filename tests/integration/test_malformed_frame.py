@@ -1,4 +1,4 @@
-"""Red-team rule 3 ("nothing lost") through the real daemon: a malformed user-stream frame may
+"""docs/RULES.md rule 3 ("nothing lost") through the real daemon: a malformed user-stream frame may
 be the one that carried a position change. Dropping it with a warning is not enough: the
 daemon must ask REST at once instead of waiting for the next scheduled poll. Simulator over
 real sockets (the corrupt frame is queued on the simulator's own live connection), real Redis.

@@ -1,4 +1,4 @@
-"""Red-team rule 4: secrets never leave. A real daemon (``python -m watchdog --log-level DEBUG
+"""docs/RULES.md rule 4: secrets never leave. A real daemon (``python -m watchdog --log-level DEBUG
 run``) against the simulator over real sockets and a real redis-server: a position, a stop, the
 closure, the orphan removed (a signed DELETE), a forced listen-key expiry (a new key), REST 5xx
 bursts. Then the full debug log, every Redis key and value, and ``status --json`` are grepped for

@@ -1,6 +1,7 @@
 """``status`` never shows ``open``/``closed`` that the bot's verdict would call stale or
-watchdog_down: no stale fallbacks, old data is reported unknown. Each test tries to make it lie.
-Real redis-server, the real store and verdict scripts; ``status`` reads what they wrote."""
+watchdog_down: no stale fallbacks, old data is reported unknown (docs/RULES.md rule 2). Each
+test tries to make it lie. Real redis-server, the real store and verdict scripts; ``status``
+reads what they wrote."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ async def test_a_dead_watchdog_shows_no_position_as_truth(publisher: Any, redis_
 async def test_a_bots_malformed_member_does_not_crash_status(publisher: Any, redis_url: str) -> None:
     """A plain-Redis bot writes member 'btcusdt:BOTH' into the leases zset and the windows hash
     (by hand: ``begin`` refuses it since issue 12, the bot's ACL still allows ZADD/HSET there);
-    status must still report (rule 3), showing the member as it is."""
+    status must still report (docs/RULES.md rule 3), showing the member as it is."""
     from watchdog.store.keys import AccountKeys
 
     await beat(publisher)

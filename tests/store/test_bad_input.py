@@ -1,8 +1,9 @@
-"""Issue 12, "bad input from a bot poisons everyone": every Lua script checks its arguments
-before its first write. Garbage is fed to every script by raw EVALSHA against a real
-redis-server (hypothesis mutates a valid call: replaced, dropped and extra keys/arguments); a
-refused call must answer one clear ``bad <name>`` error and leave the dataset byte-for-byte
-unchanged, and no call may leave a lease without a TTL or an expiry beyond the longest lease.
+"""docs/RULES.md rule 3 (issue 12, "bad input from a bot poisons everyone"): every Lua script
+checks its arguments before its first write. Garbage is fed to every script by raw EVALSHA
+against a real redis-server (hypothesis mutates a valid call: replaced, dropped and extra
+keys/arguments); a refused call must answer one clear ``bad <name>`` error and leave the
+dataset byte-for-byte unchanged, and no call may leave a lease without a TTL or an expiry
+beyond the longest lease.
 
 On main, ``begin`` with ``ttl_ms="inf"`` wrote the lease hash, then failed on PEXPIRE: a lease
 without TTL, and every later bot got ``lease_held``."""

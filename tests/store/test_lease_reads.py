@@ -1,4 +1,4 @@
-"""Red-team rule 3: a bot using the plain-Redis recipe (docs/PROTOCOL.md §4) passes its own
+"""docs/RULES.md rule 3: a bot using the plain-Redis recipe (docs/PROTOCOL.md §4) passes its own
 ``SYMBOL:SIDE`` member to ``begin``. ``begin`` now refuses a malformed one ("btcusdt:BOTH",
 "BTCUSDT") with a clear error and writes nothing (issue 12, bad input); one can still land in
 the leases zset by hand (the bot's ACL allows ZADD there). Reading leases must not raise out of

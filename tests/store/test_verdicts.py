@@ -1,4 +1,5 @@
-"""Red-team: the verdict scripts on odd stored values (real redis-server, real store and Lua)."""
+"""docs/RULES.md rule 2 on the verdict scripts: odd stored values are never a fresh answer
+(real redis-server, real store and Lua)."""
 
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ async def test_a_fresh_closure_is_still_position_closed(publisher: RedisPublishe
 async def test_confirm_vetoes_only_a_fresh_closure(publisher: RedisPublisher, redis_url: str,
                                                    age_ms: int, verdict: tuple[bool, str]) -> None:
     """Confirm without a lease record to compare (expired past its linger, Redis flushed): a
-    fresh closure is positive knowledge (veto); an aged one is not (rule 2), so the bot puts its
+    fresh closure is positive knowledge (veto); an aged one is not (docs/RULES.md rule 2), so the bot puts its
     stop back: an orphaned stop is cheaper than a naked position."""
     await publisher.heartbeat({"stream": "live"})
     await publisher.publish(make_view(BTC, state=PositionState.CLOSED, version=5,
