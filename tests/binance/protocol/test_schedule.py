@@ -1,13 +1,18 @@
-"""The all-symbols orders sweep, pure: when it happens, what it costs, and that it yields to the
-positions poll (never the reverse)."""
+"""``binance/protocol/schedule.py``, the pure half of polling (no asyncio, no logging, no HTTP
+client; ``binance/poller.py``, the shell, re-exports its names). The all-symbols orders sweep:
+when it happens, what it costs, and that it yields to the positions poll (never the reverse)."""
 
 from __future__ import annotations
 
+import ast
 import math
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from watchdog.binance import poller
+from watchdog.binance.protocol import schedule as schedule_module
 from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
 from watchdog.binance.protocol.schedule import (
     PollSchedule,
@@ -211,3 +216,24 @@ def test_the_core_s_fill_request_is_the_routine_one() -> None:
     requests = [e for e in effects if isinstance(e, RequestSnapshot)]
     assert requests
     assert all(request_priority(r.reason) is Priority.ROUTINE for r in requests)
+
+
+# ---------------------------------------------------------------- the module: pure, re-exported
+
+_IO = {"asyncio", "httpx", "loguru", "time", "os", "socket", "websockets", "redis"}
+
+
+def test_schedule_imports_nothing_that_does_io() -> None:
+    tree = ast.parse(Path(schedule_module.__file__).read_text("utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & _IO
+
+
+def test_poller_reexports_the_schedule() -> None:
+    for name in ("PollSchedule", "PollPlan", "SWEEP_RETRY_S",
+                 "orders_share_per_min", "sweep_hold_s"):
+        assert getattr(poller, name) is getattr(schedule_module, name), name
+        assert name in poller.__all__
