@@ -1,4 +1,5 @@
-"""Config: the example file equals the defaults, and every kind of mistake is one clear line."""
+"""Config: the example file equals the defaults (docs/RULES.md rule 7), and every kind of mistake
+is one clear line (rule 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Metrics: what each feed turns into, Prometheus naming, and nothing secret in the exposition.
+"""Metrics: what each feed turns into, Prometheus naming, and nothing secret in the exposition
+(docs/RULES.md rule 4).
 
 The book is the real ``PositionBook`` fed real events; only the clock is injected."""
 
