@@ -177,6 +177,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
         guard_task = GuardTask(guard, rest, store, leases,
                                stream_unproven=lambda: vitals.proof.state == "unproven",
                                lead=store)
+        guard_task.events_maxlen = r.events_maxlen
         vitals.unprotected = guard.unprotected
         vitals.weight_used = lambda: rest.own_weight_1m
         vitals.ip_weight_used = lambda: rest.weight_used_1m
@@ -210,8 +211,10 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             published = await store.published_keys()
             book.expect(published, await store.last_shown(published))
             poller.take_over()
+            told = await guard_task.told()  # before our own view is republished over it
             now_ms = clock.wall_ms()
             done = await store.take_over(vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+            guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
             logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                         r.account, store.fence, done)
 
