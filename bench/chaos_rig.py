@@ -1,4 +1,4 @@
-"""The chaos suite's rig: real processes, outside observers, and the four invariants.
+"""The chaos suite's rig: real processes, outside observers, and the five invariants.
 
 Everything runs as it would in production: ``position-watchdog run`` (a child process with a
 config file at the defaults, only the URLs set), ``position-watchdog sim`` (a child process,
@@ -830,7 +830,7 @@ def _keep_log(log: Path, to: Path) -> None:
 async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
                        keys: list[tuple[str, str]], sim_args: tuple[str, ...] = (),
                        start: bool = True) -> Result:
-    """Set up, run ``body``, end the faults, then judge the four invariants from outside."""
+    """Set up, run ``body``, end the faults, then judge the five invariants from outside."""
     result = Result(name)
     started = time.monotonic()
     for name in ("watchdog.client", "poswatch"):  # the probe's "Redis down" warnings are expected

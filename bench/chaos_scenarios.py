@@ -3,7 +3,7 @@
 Each scenario drives the simulator, Redis, the daemon and bots the way the market, an operator
 and trading bots would, at the daemon's DEFAULT settings (only the URLs are set) unless it names
 its own. Waits are on conditions with deadlines; a few steps are scripted time (how long a fault
-lasts, when an entry fills), never synchronisation. Besides the four invariants the rig judges
+lasts, when an entry fills), never synchronisation. Besides the five invariants the rig judges
 after every scenario, a scenario may state a goal of its own from issue 12 ("goal: …").
 """
 
