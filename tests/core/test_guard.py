@@ -15,6 +15,7 @@ from watchdog.core.effects import (
     Notify,
     PlaceGuardStop,
     PublishProtection,
+    RequestSnapshot,
 )
 from watchdog.core.events import SnapshotRequested, StreamConnected
 from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases, Told
@@ -506,3 +507,40 @@ def test_a_run_in_progress_takes_the_told_start_and_keeps_its_own_for_the_last_r
     assert kinds(effects) == ["position_unprotected"]  # past the grace from the told start
     assert places(rig.step(T0 + 20 + GUARDED.emergency_after_ms - 1)) == []
     assert len(places(rig.step(T0 + 20 + GUARDED.emergency_after_ms))) == 1
+
+
+# ---------------------------------------------------------------- rule 8: doubt costs a read
+
+
+def requests(effects: list[Effect]) -> list[RequestSnapshot]:
+    return [e for e in effects if isinstance(e, RequestSnapshot)]
+
+
+def test_an_open_positions_orders_unread_for_doubt_ms_are_asked_for_once_per_period() -> None:
+    rig = Rig(GuardPolicy(doubt_ms=15_000))
+    assert requests(rig.step(T0)) == []  # read just now (stamped at this step)
+    assert requests(rig.step(T0 + 14_999)) == []
+    asked = requests(rig.step(T0 + 15_000))
+    assert asked == [RequestSnapshot(reason="guard: orders of BASUSDT last read 15000 ms ago",
+                                     symbols=frozenset({BAS}))]
+    assert requests(rig.step(T0 + 20_000)) == []  # asked already: not again within the period
+    assert len(requests(rig.step(T0 + 30_000))) == 1  # unanswered: asked again
+    rig.feed(snapshot(at_ms=T0 + 30_100, symbols=frozenset({BAS})))  # answered
+    assert requests(rig.step(T0 + 30_200)) == []
+    assert requests(rig.step(T0 + 45_199)) == []
+    assert len(requests(rig.step(T0 + 45_200))) == 1
+
+
+def test_no_doubt_read_for_a_standby_an_unconfirmed_or_closed_position_or_when_off() -> None:
+    rig = Rig(GuardPolicy(doubt_ms=15_000))
+    rig.step(T0)
+    standby = rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 20_000), T0 + 20_000, (),
+                             acting=False)
+    assert requests(standby) == []
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT, knowledge=Knowledge.SUSPECT)
+    assert requests(rig.step(T0 + 20_000)) == []
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert requests(rig.step(T0 + 20_000)) == []
+    off = Rig()
+    off.step(T0)
+    assert requests(off.step(T0 + 600_000)) == []

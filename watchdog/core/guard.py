@@ -47,6 +47,11 @@ Rules of this module:
    alert); ``covered`` or a closure then ends it with ``position_protected`` if the alert was
    told. The last-resort stop still waits ``emergency_after_ms`` from this instance's own first
    sighting (an inherited start may predate a stop the old leader never saw).
+8. Doubt costs a read, not an alert: a stream that says nothing may be muted (the incident),
+   and then only a REST orders read shows a cancelled stop. The leader asks for a priority
+   orders read (``RequestSnapshot``, a *requested* read in the weight budget: routine polls
+   yield to it) of an open, CONFIRMED position's symbol when no orders read of it was applied
+   for ``doubt_ms`` (since the last gap), at most once per ``doubt_ms`` per symbol.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from watchdog.core.effects import (
     Notify,
     PlaceGuardStop,
     PublishProtection,
+    RequestSnapshot,
 )
 from watchdog.core.events import (
     AccountConfigUpdate,
@@ -131,10 +137,12 @@ class GuardPolicy:
     leases_max_age_ms: int = 1000
     max_orders_per_min: int = 6
     retry_ms: int = 5000
+    doubt_ms: int = 0  # rule 8: an open position's orders read by REST at least this often; 0 off
 
     def __post_init__(self) -> None:
         if (self.alert_ms < 0 or self.emergency_stop_pct < 0 or self.emergency_after_ms < 0
-                or self.orders_max_age_ms <= 0 or self.max_orders_per_min < 1):
+                or self.orders_max_age_ms <= 0 or self.max_orders_per_min < 1
+                or self.doubt_ms < 0):
             raise ValueError(f"invalid guard policy: {self!r}")
 
 
@@ -209,6 +217,7 @@ class Guard:
         self._touched: set[Symbol] = set()
         self._touched_all = True
         self._told: dict[PositionKey, Told] = {}  # rule 7: not judged since the takeover
+        self._doubt_asked: dict[Symbol, int] = {}  # rule 8: when an orders read was asked
 
     # ------------------------------------------------------------ reading
 
@@ -343,6 +352,7 @@ class Guard:
         for view in views:
             seen.add(view.key)
             if view.state is PositionState.OPEN and view.amount != ZERO:
+                effects += self._doubt(view, now_ms)
                 effects += self._judge_open(view, by_key.get(view.key, ()), child_open, orders,
                                             stream_state, leases, now_ms)
             elif view.state is PositionState.UNKNOWN:
@@ -353,6 +363,23 @@ class Guard:
                     if k not in seen and (scope is None or k.symbol in scope)]:
             effects += self._end(key, now_ms, "closed")
         return effects
+
+    def _doubt(self, view: PositionView, now_ms: int) -> list[Effect]:
+        """Rule 8."""
+        p, symbol = self.policy, view.key.symbol
+        if p.doubt_ms <= 0 or not self._acting or view.knowledge is not Knowledge.CONFIRMED:
+            return []
+        f = self._fresh
+        read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
+                   default=None)
+        asked = self._doubt_asked.get(symbol)
+        if (read is not None and now_ms - read < p.doubt_ms) or (
+                asked is not None and now_ms - asked < p.doubt_ms):
+            return []
+        self._doubt_asked[symbol] = now_ms
+        age = "never" if read is None else f"{now_ms - read} ms ago"
+        return [RequestSnapshot(reason=f"guard: orders of {symbol} last read {age}",
+                                symbols=frozenset({symbol}))]
 
     def _stamp_reads(self, now_ms: int) -> None:
         f = self._fresh
