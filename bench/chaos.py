@@ -45,9 +45,10 @@ CI_SUBSET = (
     "bad_api_key",
     "bad_config",
     "two_bots_racing",
-    # the guard (issue 17): the two cheapest of its scenarios (about 15 s each)
+    # the guard (issue 17): two of its cheapest scenarios with margin (about 15 s and 20 s);
+    # guard_close_while_placing is as cheap but its orphan took 4.5 s of its 5.5 s bound once
     "guard_bot_replaces_in_flight",
-    "guard_close_while_placing",
+    "guard_rest_lag_under_lease",
 )
 
 
