@@ -58,8 +58,10 @@ Rules of this module:
    Notify, Reconnect) once the change is ``blind_after_ms`` old: dated by the REST row's
    ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of the first
    snapshot that showed it. A younger change is held back (a healthy stream may be a
-   few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
-   snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
+   few ms behind REST) and asks once for a positions read due when the tolerance is over
+   (``RequestSnapshot.after_ms``: the next routine poll may be a paced period away); a
+   stream fact or fill that reports it clears it, a later trusted snapshot past the
+   tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime replaces the connection (the BASUSDT incident).
    Only a change provably made while this connection was up counts: its earliest possible
    time (a timed row's ``updateTime``, else the latest time the held amount is known to have
