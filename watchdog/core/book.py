@@ -3,8 +3,9 @@
 The book holds fusion only; its small machines live beside it, each with its own rules and
 tests: the stream's down/gap/live (``stream_state.py``), the REST request ledger and exchange
 clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_run.py``), age
-deadlines and wall clock steps (``ageing.py``), the knowledge machine (``freshness.py``) and
-the judgment of one REST row (``fusion.py``). Over 400 lines on purpose: the twelve rules below
+deadlines and wall clock steps (``ageing.py``), stop trigger crossings (``crossing.py``), the
+knowledge machine (``freshness.py``), the judgment of one REST row (``fusion.py``) and how a
+key's state is shown (``views.py``). Over 400 lines on purpose: the twelve rules below
 are one statement of what a published view means, and the code left is their one
 implementation over one table of entries (splitting it further would cut a rule in two).
 
@@ -99,14 +100,10 @@ Rules of this module:
    (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
    before the step and answered after it is ignored (its dates belong to the old clock). The
    step is detected by the request ledger (core/requests.py rule 3).
-12. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
-   makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
-   closing the position while the user stream says nothing (the BASUSDT incident). Only a
-   trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
-   the position as it was before), and only if it shows the amount changed or was requested
-   more than ``max_rest_lag_ms`` after the crossing: a lagging REST may still show the old
-   amount (rule 2). Losing the price feed is no event here: it removes a way to doubt, never
-   confirms anything.
+12. ``StopCrossed`` (a public price crossed one of the key's stop triggers) makes a confirmed
+   key SUSPECT at once and asks a positions snapshot; only a trusted snapshot *requested after*
+   the crossing, showing the amount changed or past ``max_rest_lag_ms``, lifts that doubt (the
+   crossing and what lifts it: core/crossing.py).
 """
 
 from __future__ import annotations
@@ -119,7 +116,8 @@ from typing import assert_never
 
 from watchdog.core.ageing import Ageing
 from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, ReadNow, RequestSnapshot
+from watchdog.core.crossing import Crossing, crossing_doubt, crossing_read, lifts
+from watchdog.core.effects import Effect, Notify, RaiseAlert, ReadNow, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -155,6 +153,7 @@ from watchdog.core.model import (
 )
 from watchdog.core.requests import Request, RequestLedger
 from watchdog.core.stream_state import StreamState, StreamTrack
+from watchdog.core.views import change_notify, publish_of, view_of
 
 __all__ = ["BookPolicy", "PositionBook"]
 
@@ -193,9 +192,7 @@ class _Entry:
     # Latest exchange time the held amount is known to have held (its own time, or a REST
     # read's lag floor that still showed it): a change REST shows later was made after it.
     true_ms: int = 0
-    crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 12)
-    crossed_ms: int = -1  # exchange time of the crossing price print
-    crossed_amount: Decimal = ZERO  # the amount held when the price crossed
+    crossing: Crossing | None = None  # the last StopCrossed (rule 12)
     published: PositionView | None = None
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
     # by this run; verified_ms of that state, until the first confirmed publish (rule 10)
@@ -377,16 +374,9 @@ class PositionBook:
         """Rule 12: doubt the key now; only a read requested after this lifts the doubt."""
         entry = self._entries.get(event.key)
         if entry is not None:
-            entry.crossed_seq = self.events_applied
-            entry.crossed_ms = event.price_time_ms
-            entry.crossed_amount = entry.amount
-            self._move(entry, Evidence.TRIGGER_CROSSED, now_ms,
-                       f"price {event.price} crossed the trigger {event.trigger_price} of "
-                       f"{'algo' if event.is_algo else 'order'} {event.order_id}: awaiting a "
-                       "snapshot requested after it")
-        # No symbols: the positions read is the one that matters (it covers every symbol anyway);
-        # scoping it would add that symbol's order reads in front of it under a tight budget.
-        return RequestSnapshot(reason=f"stop trigger crossed on {event.key}")
+            entry.crossing = Crossing(self.events_applied, event.price_time_ms, entry.amount)
+            self._move(entry, Evidence.TRIGGER_CROSSED, now_ms, crossing_doubt(event))
+        return crossing_read(event)
 
     def _on_margin_call(self, event: MarginCall) -> list[Effect]:
         effects: list[Effect] = [
@@ -530,22 +520,13 @@ class PositionBook:
                     return effects
                 case _:  # pragma: no cover - unreachable while every verdict is handled
                     assert_never(judged.verdict)
-        if request is not None and trusted and self._lifts_crossing(entry, request, snap):
+        if request is not None and trusted and lifts(
+                entry.crossing, request_seq=request.seq, requested_time_ms=snap.requested_time_ms,
+                amount=entry.amount, max_rest_lag_ms=self._policy.max_rest_lag_ms):
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
             if entry.amount == ZERO:
                 entry.flat.shown_flat(snap.requested_time_ms, request.seq)  # rule 9
         return effects
-
-    def _lifts_crossing(self, entry: _Entry, request: Request, snap: PositionSnapshot) -> bool:
-        """Rule 12: a read requested before the crossing never lifts its doubt; one after it
-        does if it shows the amount changed, or if it was requested more than
-        ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""
-        if entry.crossed_seq < 0:
-            return True
-        if request.seq <= entry.crossed_seq:
-            return False
-        return (entry.amount != entry.crossed_amount
-                or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
 
     # ------------------------------------------------------------------ knowledge
 
@@ -631,56 +612,18 @@ class PositionBook:
         for key in sorted(self._dirty, key=_KEY_ORDER):
             entry = self._entries[key]
             old = entry.published
-            view = _view_of(entry, (old.version if old else self._version_base) + 1)
-            if old is not None and old.verified_ms == view.verified_ms and _same_facts(old, view):
+            view = view_of(entry, (old.version if old else self._version_base) + 1)
+            publish = publish_of(old, view)
+            if publish is None:
                 continue  # no-op: nothing the store would see changed
             entry.published = view
-            effects.append(Publish(view, _refresh_of(old, view)))
+            effects.append(publish)
             if view.state is not PositionState.UNKNOWN:
-                if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
-                    kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
-                    detail: tuple[tuple[str, str], ...] = (("amount", str(view.amount)),)
-                    if entry.while_down_from_ms is not None:  # rule 10
-                        detail += (("while_down", "true"),
-                                   ("last_seen_ms", str(entry.while_down_from_ms)))
-                    effects.append(Notify(kind, key, detail))
+                notify = change_notify(entry.confirmed_state, view, entry.while_down_from_ms)
+                if notify is not None:  # rules 6 and 10
+                    effects.append(notify)
                 entry.confirmed_state = view.state
                 entry.while_down_from_ms = None
         self._dirty.clear()
         return effects
 
-
-def _view_of(entry: _Entry, version: int) -> PositionView:
-    """Derive the published view of an entry (rule 6)."""
-    if entry.knowledge is Knowledge.CONFIRMED:
-        state = PositionState.OPEN if entry.amount != ZERO else PositionState.CLOSED
-    else:
-        state = PositionState.UNKNOWN
-    return PositionView(
-        key=entry.key,
-        state=state,
-        knowledge=entry.knowledge,
-        amount=entry.amount,
-        entry_price=entry.entry_price,
-        source=entry.source,
-        as_of_time_ms=entry.as_of_time_ms,
-        verified_ms=entry.verified_ms,
-        version=version,
-        reason="" if entry.knowledge is Knowledge.CONFIRMED else entry.reason,
-    )
-
-
-def _refresh_of(old: PositionView | None, new: PositionView) -> int:
-    """``old.version`` when ``new`` only re-verifies ``old`` (a later ``verified_ms``, every fact
-    and the state alike), else 0: the store may then move ``verified_ms`` alone (effects rule 2)."""
-    if (old is None or new.knowledge is not Knowledge.CONFIRMED
-            or new.verified_ms <= old.verified_ms or not _same_facts(old, new)):
-        return 0
-    return old.version
-
-
-def _same_facts(old: PositionView, new: PositionView) -> bool:
-    """Two views of one key alike in everything but ``verified_ms`` and ``version``."""
-    return (old.state is new.state and old.knowledge is new.knowledge and old.amount == new.amount
-            and old.entry_price == new.entry_price and old.source is new.source
-            and old.as_of_time_ms == new.as_of_time_ms and old.reason == new.reason)
