@@ -4,8 +4,9 @@ The book holds fusion only; its small machines live beside it, each with its own
 tests: the stream's down/gap/live (``stream_state.py``), the REST request ledger and exchange
 clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_run.py``), age
 deadlines and wall clock steps (``ageing.py``), stop trigger crossings (``crossing.py``), the
-knowledge machine (``freshness.py``), the judgment of one REST row (``fusion.py``) and how a
-key's state is shown (``views.py``). Over 400 lines on purpose: the twelve rules below
+knowledge machine (``freshness.py``), the judgment of one REST row (``fusion.py``), how a
+key's state is shown (``views.py``) and what an event asks for beside fusion
+(``reactions.py``). Over 400 lines on purpose: the twelve rules below
 are one statement of what a published view means, and the code left is their one
 implementation over one table of entries (splitting it further would cut a rule in two).
 
@@ -68,14 +69,9 @@ Rules of this module:
    held, the lag floor of the last read) must not be before the ``requested_time_ms`` of the
    first snapshot requested after the connect. A change made while disconnected and shown by
    a lagging first post-connect read is no blindness (the stream never had a chance).
-   A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
-   RaiseAlert, and for ``stream_blind`` Notify and Reconnect too.
-   A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
-   raises ``margin_call``; other order facts leave positions alone. Every stream event on a
-   symbol (position rows, order and algo updates, fills) says ``ReadNow`` (its orders read once
-   more soon, the symbol watched closely for a while). A ``MalformedFrame`` (the
-   stream could not read a frame, which may have carried a change) asks for a snapshot of all
-   symbols.
+   What an event asks for beside fusion (a fill's snapshot, ``ReadNow``, ``margin_call``, a
+   malformed frame's snapshot, the canary's verdict) follows from the event alone, after the
+   book's own effects: core/reactions.py.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 9. ``flat_since`` is the ``requested_time_ms`` of the first trusted snapshot of the current
@@ -115,9 +111,9 @@ from operator import attrgetter
 from typing import assert_never
 
 from watchdog.core.ageing import Ageing
-from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
+from watchdog.core.blindness import PositionBlindness
 from watchdog.core.crossing import Crossing, crossing_doubt, crossing_read, lifts
-from watchdog.core.effects import Effect, Notify, RaiseAlert, ReadNow, RequestSnapshot
+from watchdog.core.effects import Effect, Notify, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -149,8 +145,8 @@ from watchdog.core.model import (
     PositionState,
     PositionView,
     Source,
-    Symbol,
 )
+from watchdog.core.reactions import asks
 from watchdog.core.requests import Request, RequestLedger
 from watchdog.core.stream_state import StreamState, StreamTrack
 from watchdog.core.views import change_notify, publish_of, view_of
@@ -161,6 +157,9 @@ __all__ = ["BookPolicy", "PositionBook"]
 # dataclass' __lt__ was a tenth of every 300-row snapshot.
 _KEY_ORDER = attrgetter("symbol", "side")
 _ENTRY_ORDER = attrgetter("key.symbol", "key.side")
+# Events read from a user-stream frame: they date ``last_event_ms`` (the health hash).
+_USER_STREAM_EVENTS = (StreamPositions, OrderUpdate, TradeLite, AlgoUpdate, AccountConfigUpdate,
+                       MarginCall, ListenKeyExpired)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,32 +288,16 @@ class PositionBook:
         self.events_applied += 1
         extra: list[Effect] = []
         self._age(now_ms)
+        if isinstance(event, _USER_STREAM_EVENTS):
+            self.last_event_ms = now_ms
         match event:
             case StreamPositions():
-                self.last_event_ms = now_ms
                 for row in event.positions:
                     self._apply_stream_row(row, now_ms)
-                extra.extend(ReadNow(symbol)
-                             for symbol in dict.fromkeys(row.key.symbol for row in event.positions))
-            case OrderUpdate():
-                self.last_event_ms = now_ms
-                extra.append(ReadNow(event.symbol))
-                if event.last_filled_quantity != ZERO:
-                    extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
-            case TradeLite():
-                self.last_event_ms = now_ms
-                extra.append(ReadNow(event.symbol))
-                extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
-            case AlgoUpdate():
-                self.last_event_ms = now_ms  # order lifecycle: the reaper's business, not ours
-                extra.append(ReadNow(event.symbol))
-            case AccountConfigUpdate():
-                self.last_event_ms = now_ms
-            case MarginCall():
-                self.last_event_ms = now_ms
-                extra.extend(self._on_margin_call(event))
+            case OrderUpdate() | TradeLite():
+                if isinstance(event, TradeLite) or event.last_filled_quantity != ZERO:
+                    self._blindness.filled(event.symbol, event.transaction_time_ms)  # rule 7
             case ListenKeyExpired():
-                self.last_event_ms = now_ms
                 extra.extend(self._on_gap(connected=False, reason="listen key expired"))
             case StreamLost():
                 extra.extend(self._on_gap(connected=False, reason=f"stream lost: {event.reason}"))
@@ -329,20 +312,14 @@ class PositionBook:
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
-            case CanaryAlert(code=code, message=message):
-                # The canary's verdict leaves by the same effects as rule 7's blindness.
-                extra.extend(blind_verdict(message) if code == BLIND_CODE
-                             else [RaiseAlert(code, message)])
             case StopCrossed():
                 extra.append(self._on_stop_crossed(event, now_ms))
-            case MalformedFrame(problem=problem):
-                # It may have carried a position change: ask REST now, not at the next poll.
-                extra.append(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
-            case OrdersSnapshot() | Tick():
-                pass
+            case (AlgoUpdate() | AccountConfigUpdate() | MarginCall() | CanaryAlert()
+                  | MalformedFrame() | OrdersSnapshot() | Tick()):
+                pass  # nothing to fuse: what they ask for is core/reactions.py's
             case _:  # pragma: no cover - unreachable while every event type is handled
                 assert_never(event)
-        return self._publish_dirty() + extra
+        return self._publish_dirty() + extra + asks(event)
 
     # ------------------------------------------------------------------ stream
 
@@ -365,11 +342,6 @@ class PositionBook:
             self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
                        "stream fact during a gap: awaiting a snapshot requested after it")
 
-    def _on_fill(self, symbol: Symbol, time_ms: int) -> RequestSnapshot:
-        """A fill may have changed a position the stream may not report: ask REST."""
-        self._blindness.filled(symbol, time_ms)
-        return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
-
     def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
         """Rule 12: doubt the key now; only a read requested after this lifts the doubt."""
         entry = self._entries.get(event.key)
@@ -377,16 +349,6 @@ class PositionBook:
             entry.crossing = Crossing(self.events_applied, event.price_time_ms, entry.amount)
             self._move(entry, Evidence.TRIGGER_CROSSED, now_ms, crossing_doubt(event))
         return crossing_read(event)
-
-    def _on_margin_call(self, event: MarginCall) -> list[Effect]:
-        effects: list[Effect] = [
-            RaiseAlert("margin_call", f"margin call on {row.key} amount={row.amount}", row.key)
-            for row in event.positions
-        ]
-        symbols = frozenset(row.key.symbol for row in event.positions)
-        if symbols:
-            effects.append(RequestSnapshot(reason="margin call", symbols=symbols))
-        return effects
 
     def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
         was_connected = self._stream.gap(connected=connected)

@@ -23,6 +23,7 @@ from watchdog.core import (
     flat_run,
     order_blindness,
     proof,
+    reactions,
     requests,
     stream_state,
     views,
@@ -106,6 +107,10 @@ Evidence:
 ## Published views (`views.py`)
 
 {render_rules(views)}
+
+## What an event asks for beside fusion (`reactions.py`)
+
+{render_rules(reactions)}
 
 ## Ageing (`ageing.py`)
 
