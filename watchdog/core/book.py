@@ -6,9 +6,10 @@ clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_r
 deadlines and wall clock steps (``ageing.py``), stop trigger crossings (``crossing.py``), the
 knowledge machine (``freshness.py``), the judgment of one REST row (``fusion.py``), how a
 key's state is shown (``views.py``) and what an event asks for beside fusion
-(``reactions.py``). Over 400 lines on purpose: the twelve rules below
-are one statement of what a published view means, and the code left is their one
-implementation over one table of entries (splitting it further would cut a rule in two).
+(``reactions.py``). Over 400 lines on purpose: the twelve rules below are one statement of
+what a published view means (a hundred lines that docs/CORE.md renders), and the code left is
+their one implementation over one table of entries: the stream side, the REST side and the
+knowledge moves all write the same entries, so splitting further would cut a rule in two.
 
 Rules of this module:
 1. Per key, facts are ordered by exchange time. A fact older than the one held is ignored;
@@ -43,11 +44,9 @@ Rules of this module:
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
    every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
    as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
-   A ``now_ms`` earlier than the previous one means the wall clock was stepped back (the shell
-   reads it afresh for every apply): by how much is unknown, so every age is unknown and all
-   CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is. (A step back
-   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.
-   The deadlines and the step back: core/ageing.py.)
+   A ``now_ms`` earlier than the previous one is a wall clock stepped back by an unknown amount:
+   every age is unknown, so all CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never
+   younger than it is (the deadlines and the step back: core/ageing.py).
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change, from above ``version_base`` (so it also increases across
    daemon restarts); a no-op publishes nothing. ``verified_ms`` is the
@@ -87,15 +86,12 @@ Rules of this module:
    ``last_seen_ms`` (the ``verified_ms`` of the old state: the change happened between it and
    the event's ``at_ms``) when a REST read brought the first fact, plainly when the stream did
    (then the change was seen live).
-11. Exchange clock steps: a ``SnapshotRequested`` dated more than ``max_rest_lag_ms`` before an
-   earlier request, or whose ``requested_time_ms - now_ms`` moved by more than that since the
-   previous request (the shell re-synced to a stepped Binance clock), breaks every flat run and
-   forgets the read order of rule 2: runs and proofs dated on the old clock say nothing on the
-   new one, and a read on the new clock must not be skipped as older. Facts dated ahead of the
+11. Exchange clock steps (a request dated on a stepped Binance clock: core/requests.py rule 3)
+   break every flat run and forget the read order of rule 2: runs and proofs dated on the old
+   clock say nothing on the new one, and a read on the new clock must not be skipped as older;
+   a read requested before the step and answered after it is ignored. Facts dated ahead of the
    new clock make newer rows look lagging until it catches up: their knowledge ages out
-   (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
-   before the step and answered after it is ignored (its dates belong to the old clock). The
-   step is detected by the request ledger (core/requests.py rule 3).
+   (rule 5) and is published unknown meanwhile, never as a stale value.
 12. ``StopCrossed`` (a public price crossed one of the key's stop triggers) makes a confirmed
    key SUSPECT at once and asks a positions snapshot; only a trusted snapshot *requested after*
    the crossing, showing the amount changed or past ``max_rest_lag_ms``, lifts that doubt (the
