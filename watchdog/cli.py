@@ -109,8 +109,10 @@ def demo(ctx: click.Context, as_json: bool) -> None:
     import asyncio
     import json
 
-    from watchdog.demo.incident import DemoFailed, render_summary, run_demo
+    from watchdog.demo.incident import run_demo
     from watchdog.demo.processes import DemoSetupError
+    from watchdog.demo.result import render_summary
+    from watchdog.demo.script import DemoFailed
     from watchdog.logs import configure_logging
 
     # The timeline is the output; the in-process simulator's INFO lines would bury it.
