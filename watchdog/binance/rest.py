@@ -1,5 +1,9 @@
 """Signed REST client for Binance USDⓈ-M futures: one ``httpx.AsyncClient``, typed errors.
 
+Over 400 lines on purpose: one request path (signing, the clock offset, the weight budget,
+retries, one error mapping) and the typed endpoint methods over it, a few lines each; the rules
+below are that one seam's, and apart they would span modules. Parsing is ``protocol/wire_rest``.
+
 Rules of this module:
 1. The seam is the injected ``httpx.AsyncClient`` (tests give it an ``httpx.MockTransport``).
 2. Every answer is classified once, by ``classify.py``; only ``watchdog.errors`` types leave.
