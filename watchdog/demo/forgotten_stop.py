@@ -7,14 +7,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from poswatch.client import AsyncWatchdogClient
 from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX
-from watchdog.core.model import PositionKey, PositionSide, Symbol
-from watchdog.demo.bot import BotExchange
 from watchdog.demo.processes import watchdog_daemon
 from watchdog.demo.result import DemoResult
 from watchdog.demo.script import (
-    ACCOUNT,
     ENTRY,
     FIRST_STOP,
     QTY,
@@ -25,10 +21,10 @@ from watchdog.demo.script import (
     field_is,
     flag,
     wait_async,
+    watchdog_actors,
 )
 from watchdog.demo.timeline import Timeline
 from watchdog.sim import Simulator
-from watchdog.store.keys import AccountKeys
 
 __all__ = ["scenario_forgotten_stop"]
 
@@ -42,10 +38,7 @@ async def scenario_forgotten_stop(sim: Simulator, ctl: SimControl, redis_url: st
     """(c): the guard notices a forgotten stop and, switched on, protects the position."""
     tl = Timeline("(c) the bot forgets its stop — the watchdog's guard", echo=echo)
     tl.header()
-    keys = AccountKeys(ACCOUNT)
-    position = keys.position(PositionKey(Symbol(SYMBOL), PositionSide.BOTH))
-    client = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
-    bot = BotExchange(sim.rest_url, sim.api_key, sim.api_secret)
+    keys, position, client, bot = watchdog_actors(sim, redis_url)
     seen: dict[str, int] = {}
     forgot_at: list[int] = []
 

@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from poswatch.client import AsyncWatchdogClient, Vetoed
-from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.demo.bot import BotExchange
 from watchdog.demo.forgotten_stop import scenario_forgotten_stop
 from watchdog.demo.processes import redis_server, watchdog_daemon
 from watchdog.demo.result import DemoResult
 from watchdog.demo.script import (
-    ACCOUNT,
     BOT_REACTION_S,
     CANCEL_TO_CREATE_S,
     CRASH,
@@ -61,10 +59,10 @@ from watchdog.demo.script import (
     no_stops,
     state_is,
     wait_async,
+    watchdog_actors,
 )
 from watchdog.demo.timeline import Timeline
 from watchdog.sim import Simulator, run_simulator
-from watchdog.store.keys import AccountKeys
 
 __all__ = ["run_demo", "scenario_with_watchdog", "scenario_without_watchdog"]
 
@@ -148,10 +146,7 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
                                  echo: bool, log_path: Path) -> None:
     tl = Timeline("(b) the bot asks the watchdog first", echo=echo)
     tl.header()
-    keys = AccountKeys(ACCOUNT)
-    position = keys.position(PositionKey(Symbol(SYMBOL), PositionSide.BOTH))
-    client = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
-    bot = BotExchange(sim.rest_url, sim.api_key, sim.api_secret)
+    keys, position, client, bot = watchdog_actors(sim, redis_url)
     trailing_alive = True
     seen: dict[str, int] = {}
 

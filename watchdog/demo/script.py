@@ -15,12 +15,15 @@ from typing import Any
 import httpx
 
 from poswatch.client import AsyncWatchdogClient
+from watchdog.core.model import PositionKey, PositionSide, Symbol
+from watchdog.demo.bot import BotExchange
 from watchdog.sim import Simulator
+from watchdog.store.keys import AccountKeys
 
 __all__ = ["ACCOUNT", "BOT_REACTION_S", "CANCEL_TO_CREATE_S", "CRASH", "ENTRY", "FIRST_STOP",
            "HOLD_S", "LOOKUP_DELAYS_S", "NEXT_STOP", "PEAK", "QTY", "REST_LAG_MS", "STALE_STOP",
            "SYMBOL", "TAKE_PROFIT", "TRAILED_STOP", "DemoFailed", "SimControl", "demo_config",
-           "field_is", "flag", "no_stops", "state_is", "wait_async"]
+           "field_is", "flag", "no_stops", "state_is", "wait_async", "watchdog_actors"]
 
 SYMBOL = "BASUSDT"
 QTY = Decimal("1216")
@@ -131,3 +134,13 @@ async def wait_async(probe: Any, timeout_s: float) -> bool:
 async def state_is(client: AsyncWatchdogClient, key: str, state: str) -> bool:
     value = await client.redis.hget(key, "state")
     return value is not None and (value.decode() if isinstance(value, bytes) else value) == state
+
+
+def watchdog_actors(sim: Simulator, redis_url: str
+                    ) -> tuple[AccountKeys, str, AsyncWatchdogClient, BotExchange]:
+    """A scenario with the watchdog: its keys, the demo position's key, the bot's watchdog
+    client and the bot's exchange connection (the caller closes both)."""
+    keys = AccountKeys(ACCOUNT)
+    position = keys.position(PositionKey(Symbol(SYMBOL), PositionSide.BOTH))
+    return (keys, position, AsyncWatchdogClient.from_url(redis_url, ACCOUNT),
+            BotExchange(sim.rest_url, sim.api_key, sim.api_secret))
