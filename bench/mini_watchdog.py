@@ -30,7 +30,8 @@ import httpx
 import websockets
 
 from watchdog.binance.protocol.signing import build_signed_query
-from watchdog.binance.protocol.wire import Ignored, parse_position_risk, parse_user_event
+from watchdog.binance.protocol.wire import Ignored, parse_user_event
+from watchdog.binance.protocol.wire_rest import parse_position_risk
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, Retract
 from watchdog.core.events import SnapshotRequested, StreamConnected, Tick
