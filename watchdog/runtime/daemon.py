@@ -39,7 +39,7 @@ from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
-from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
+from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials, calm_poll_interval_s
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.guard import Guard, GuardPolicy, Leases
@@ -149,10 +149,18 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             return 0
 
         inbox = Inbox(INBOX_SIZE)
-        schedule = PollSchedule.from_config(b)
+        schedule = PollSchedule.from_config(b, idle_poll_interval_s=calm_poll_interval_s(config))
         orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
+        # Trigger watching (issue 13): the public prices the open stops trigger on.
+        market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
+                              reconnect_min_delay_s=b.reconnect_min_delay_s,
+                              reconnect_max_delay_s=b.reconnect_max_delay_s,
+                              rotate_after_s=b.rotate_after_s)
         poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
-                        order_symbols=orders.symbols, standby=lambda: not store.leading)
+                        order_symbols=orders.symbols, standby=lambda: not store.leading,
+                        stream_trusted=lambda: (book.stream_state == "live"
+                                                and vitals.proof.state == "proven"),
+                        stops_far=lambda: not market.near_trigger())
 
         def on_malformed(problem: str) -> None:
             # The frame may have carried a position change: ask REST now, not at the next poll.
@@ -163,11 +171,6 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
             reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
             on_malformed=on_malformed)
-        # Trigger watching (issue 13): the public prices the open stops trigger on.
-        market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
-                              reconnect_min_delay_s=b.reconnect_min_delay_s,
-                              reconnect_max_delay_s=b.reconnect_max_delay_s,
-                              rotate_after_s=b.rotate_after_s)
         guard = Guard(guard_policy(config))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
                             max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store,
