@@ -181,6 +181,9 @@ class Poller:
                 elif event.symbols is not None:  # the stream's resync: paid from our share
                     self.schedule.orders_read_by_other(event.symbols, now_s)
                     self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
+                else:  # the stream's resync read every symbol's orders: that was a sweep
+                    self.schedule.sweep_started(now_s)
+                    self.schedule.sweep_read(now_s, now_s)
             case StreamConnected():
                 self.schedule.doubt(now_s, gap=True)
                 self._connected = True
