@@ -117,24 +117,42 @@ def test_without_a_probe_the_sweep_goes_at_once_as_before() -> None:
     assert s.sweep_may_go(0.0, None)
 
 
-def test_an_untrusted_stream_holds_the_sweep_for_at_most_one_interval() -> None:
+def after_first_sweep() -> PollSchedule:
     s = schedule()
-    assert not s.sweep_may_go(10.0, False)
-    assert s.sweep_forced_at == 610.0
-    assert not s.sweep_may_go(609.9, False)
-    assert s.sweep_may_go(610.0, False)
-    s.sweep_started(610.0)
+    s.sweep_started(0.0)
+    return s
+
+
+def test_the_first_sweep_after_a_start_or_a_take_over_is_never_held() -> None:
+    """It finds what was left while no watchdog ran (chaos: daemon_kill9_mid_reap)."""
+    s = schedule()
+    s.doubt(0.0, gap=True)
+    assert s.sweep_may_go(0.0, False)
+    s.sweep_started(0.0)
+    assert not s.sweep_may_go(600.0, False)
+    s.sweep_soon(700.0)  # took the lead
+    assert s.next_sweep_at == 700.0
+    assert s.sweep_may_go(700.0, False)
+
+
+def test_an_untrusted_stream_holds_the_sweep_for_at_most_one_interval() -> None:
+    s = after_first_sweep()
+    assert not s.sweep_may_go(610.0, False)
+    assert s.sweep_forced_at == 1210.0
+    assert not s.sweep_may_go(1209.9, False)
+    assert s.sweep_may_go(1210.0, False)
+    s.sweep_started(1210.0)
     assert s.sweep_forced_at is None  # the next sweep waits afresh
 
 
 def test_a_trusted_stream_lets_the_sweep_go_calm_after_s_after_its_last_gap() -> None:
-    s = schedule()
-    s.doubt(5.0, gap=True)  # the stream connected at startup
+    s = after_first_sweep()
+    s.doubt(5.0, gap=True)  # a reconnect
     assert not s.sweep_may_go(5.0 + CALM_AFTER_S - 0.01, True)
     assert s.sweep_may_go(5.0 + CALM_AFTER_S, True)
 
 
 def test_activity_does_not_hold_the_sweep() -> None:
-    s = schedule()
+    s = after_first_sweep()
     s.activity(BTC, 50.0)
     assert s.sweep_may_go(50.0, True)

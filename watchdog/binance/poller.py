@@ -53,11 +53,12 @@ Rules of this module:
    closure a stream that went mute without a gap hides: seen within ``idle_poll_interval_s``
    instead of ``poll_interval_s`` (that read finds the stream blind; it is then unproven and
    the poll fast again). Per-symbol order reads are not changed by calm.
-6. The sweep never slows the positions poll while that poll is the only detector: with the
-   probe wired, a due sweep waits until the user stream is trusted and has had no gap for
-   ``CALM_AFTER_S`` (at startup: ten seconds after the stream connected), for at most
-   ``orders_sweep_interval_s``; then it goes (and is planned for in the pacing) as before.
-   While it waits, the pacing does not make room for it.
+6. A periodic sweep never slows the positions poll while that poll is the only detector:
+   with the probe wired, a due sweep waits until the user stream is trusted and has had no
+   gap for ``CALM_AFTER_S``, for at most ``orders_sweep_interval_s``; then it goes (and is
+   planned for in the pacing) as before. While it waits, the pacing does not make room for
+   it. The first sweep after a start or a take-over is not held: it finds what was left while
+   no watchdog ran (the chaos suite's restart bound).
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ class Poller:
         """This instance leads now: read positions at once and sweep the orders soon (a
         standby read none), then the normal schedule."""
         self.schedule.snapshot_requested("took the lead", None)
-        self.schedule.defer_sweep(self._clock.monotonic())
+        self.schedule.sweep_soon(self._clock.monotonic())
         self._wake.set()
 
     def _trusted(self) -> bool | None:

@@ -98,6 +98,7 @@ class PollSchedule:
         self._doubt_at = -1e18  # the last sign of doubt or activity (rule 5)
         self._gap_at = -1e18  # the last user-stream gap (rule 6)
         self._sweep_held_since: float | None = None  # a due sweep waits for a trusted stream
+        self._sweep_at_once = True  # the first sweep (start, take-over) is never held (rule 6)
         self.orders_sweep_interval_s = orders_sweep_interval_s
         self.orders_poll_interval_s = orders_poll_interval_s
         self.fast_poll_interval_s = fast_poll_interval_s
@@ -192,8 +193,9 @@ class PollSchedule:
     def sweep_may_go(self, now_s: float, stream_trusted: bool | None) -> bool:
         """Rule 6: a due sweep goes while the user stream is trusted and has had no gap for
         ``CALM_AFTER_S``, or once it has waited ``orders_sweep_interval_s`` for that.
-        ``stream_trusted`` None (no probe): at once, as before rule 6."""
-        if stream_trusted is None:
+        ``stream_trusted`` None (no probe), or the first sweep after a start or a take-over (it
+        finds what was left while no watchdog ran; a restart must not wait for it): at once."""
+        if stream_trusted is None or self._sweep_at_once:
             return True
         if stream_trusted and now_s - self._gap_at >= CALM_AFTER_S:
             return True
@@ -249,6 +251,7 @@ class PollSchedule:
         """A sweep starts now: the next one is a full interval away."""
         self._next_sweep_at = now_s + self.orders_sweep_interval_s
         self._sweep_held_since = None
+        self._sweep_at_once = False
 
     def sweep_read(self, started_s: float, now_s: float) -> None:
         """A sweep that started at ``started_s`` succeeded: it was every watched symbol's order
@@ -262,6 +265,11 @@ class PollSchedule:
     def defer_sweep(self, until_s: float) -> None:
         """The sweep could not go (budget, or a failed read): try again at ``until_s``."""
         self._next_sweep_at = until_s
+
+    def sweep_soon(self, now_s: float) -> None:
+        """A take-over: sweep at ``now_s`` like at a start, never held by rule 6."""
+        self._next_sweep_at = now_s
+        self._sweep_at_once = True
 
     @property
     def next_sweep_at(self) -> float:
