@@ -14,6 +14,7 @@ from watchdog.config import (
     SECTIONS,
     Config,
     Credentials,
+    calm_poll_interval_s,
     load_config,
     load_credentials,
     parse_config,
@@ -304,3 +305,16 @@ def test_sentinels_are_host_port_strings_and_come_with_a_master_name() -> None:
                                                          "sentinel_master": "wd"}}))
     assert "go together" in str(error_for({"redis": {"sentinels": ["10.0.0.1:26379"]}}))
     assert "go together" in str(error_for({"redis": {"sentinel_master": "wd"}}))
+
+
+@pytest.mark.parametrize(("data", "expected_s"), [
+    ({}, 2.0),                                                   # the default
+    ({"veto": {"max_age_ms": 1500}}, 1.0),                       # two thirds of the veto's age
+    ({"binance": {"poll_interval_s": 3.0}, "veto": {"max_age_ms": 3000},
+      "core": {"max_age_ms": 5000}}, 3.0),                       # never faster than the poll
+    ({"binance": {"idle_poll_interval_s": 0.5}}, 0.9),
+])
+def test_the_calm_poll_interval_is_clamped_not_refused(data: dict[str, Any], expected_s: float) -> None:
+    """A config that loaded before idle_poll_interval_s existed still loads (no new relation
+    to refuse it); the calm pace never lets verified_ms age past [veto] max_age_ms."""
+    assert calm_poll_interval_s(parse_config(data, "c.toml")) == pytest.approx(expected_s)

@@ -25,7 +25,7 @@ from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect, Publish, RaiseAlert
-from watchdog.core.events import Event, StreamLost
+from watchdog.core.events import Event, OrdersSnapshot, StreamLost
 from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.runtime.pump import CorePump, run_adapters
@@ -325,3 +325,44 @@ async def test_reconnect_rereads_orders_of_flat_symbols_the_order_book_knows(
         await w.until(lambda w: second in known_ids(), "the gap's order read after reconnect",
                       timeout_s=30.0)
         assert first in known_ids()
+
+
+async def test_a_big_account_is_resynced_by_one_all_symbols_orders_read(sim_factory: Any) -> None:
+    """stream.py rule 7: with more open symbols than one all-symbols read costs (40 x 2 > 80),
+    the post-connect resync reads every symbol's orders at once (80 weight) instead of 2 a
+    symbol (300 symbols: 600, over the whole share, which stopped the positions poll for a
+    minute on main); the order it must see is in that read."""
+    names = tuple(f"S{i:03d}USDT" for i in range(60))
+    async with sim_factory(symbols=names, ping_interval_s=1.0) as sim:
+        for name in names:
+            sim.fill(name, "BUY", "10")
+        trigger = (sim.exchange.mark[names[7]] / 2).quantize(sim.exchange.specs[names[7]].tick_size)
+        stop = sim.exchange.place_algo(sim.api_key, {
+            "algoType": "CONDITIONAL", "symbol": names[7], "side": "SELL",
+            "type": "STOP_MARKET", "triggerPrice": f"{trigger:f}", "closePosition": "true"})
+        cfg = _config(sim)
+        clock = SystemClock()
+        async with make_http_client(cfg.rest_url, cfg.request_timeout_s) as http:
+            rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
+                                           clock=clock)
+            stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(4),
+                                                ping_interval_s=0.5)
+            events: list[Event] = []
+
+            async def emit(event: Event) -> None:
+                events.append(event)
+
+            task = asyncio.create_task(stream.run(emit))
+            try:
+                deadline = asyncio.get_running_loop().time() + 15
+                while not any(isinstance(e, OrdersSnapshot) for e in events):
+                    assert asyncio.get_running_loop().time() < deadline, events
+                    await asyncio.sleep(0.02)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        orders = [e for e in events if isinstance(e, OrdersSnapshot)]
+        assert [e.symbols for e in orders] == [None]  # one read for all, none per symbol
+        assert [a.algo_id for a in orders[0].algo_orders] == [stop.algo_id]
+        assert rest.own_weight_1m <= 1 + 5 + 80 + 1  # listen key, positions, the read, time

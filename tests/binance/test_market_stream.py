@@ -75,3 +75,23 @@ async def test_a_stalled_connection_is_replaced_and_resubscribed(
     await sim.wait_for(lambda _: any(isinstance(e, StopCrossed) for e in emitted),
                        what="a crossing on the new connection")
     assert market.stats.connects >= 2
+
+
+async def test_near_trigger_follows_the_prices_and_a_lost_connection_counts_as_near(
+        sim: Simulator, running: tuple[MarketStream, list[Event]]) -> None:
+    """Rule 5 (the poller's calm rule): no stop, nothing near; a stop with no price yet, a
+    price within 0.5 % of its trigger, or a stalled connection: near. Never calm on a loss."""
+    market, _ = running
+    assert not market.near_trigger()
+    market.set_levels({BAS: (STOP,)})
+    assert market.near_trigger()  # no price yet
+    await sim.wait_market_subscribed(["basusdt@aggTrade"])
+    sim.set_mark_price("BASUSDT", "0.0090", contract_price="0.0090")  # 17 % above 0.0077
+    await sim.wait_for(lambda _: not market.near_trigger(), what="the stop far from its trigger")
+    sim.set_mark_price("BASUSDT", "0.0090", contract_price="0.00773")  # 0.4 % above
+    await sim.wait_for(lambda _: market.near_trigger(), what="the stop near its trigger")
+    sim.set_mark_price("BASUSDT", "0.0090", contract_price="0.0090")
+    await sim.wait_for(lambda _: not market.near_trigger(), what="far again")
+    sim.set_faults(market="stall")
+    await sim.wait_for(lambda _: market.stats.losses >= 1, timeout_s=10, what="stall found")
+    assert market.near_trigger()  # distance unknown while the connection is down or new

@@ -36,6 +36,7 @@ from watchdog.core.model import (
 from watchdog.core.orders import OrderBook
 from watchdog.core.triggers import (
     MAX_STREAMS,
+    NEAR_TRIGGER_FRACTION,
     CrossingDetector,
     FramePacer,
     TriggerLevel,
@@ -155,6 +156,41 @@ def test_detector_reports_once_per_crossing_and_rearms() -> None:
     assert [lv.order_id for lv in detector.observe(BAS, "aggTrade", Decimal("100"))] == [1]
     assert [lv.order_id for lv in detector.observe(BAS, "markPrice@1s", Decimal("1"))] == [2]
     assert detector.observe(Symbol("BTCUSDT"), "aggTrade", Decimal("1")) == []
+
+
+def test_near_a_stop_of_unknown_distance_or_within_half_a_percent() -> None:
+    """Rule 6 (the poller's calm rule): near when no price is known yet, when the price is
+    within NEAR_TRIGGER_FRACTION of the trigger, or after the connection's prices are forgotten;
+    a price of the other kind (mark vs last) says nothing about a stop."""
+    detector = CrossingDetector()
+    assert not detector.near()  # no stop: nothing near
+    mark_stop = replace(level("SELL", "STOP_MARKET"), order_id=OrderId(2), working_type="MARK_PRICE")
+    detector.set_levels({BAS: (level("SELL", "STOP_MARKET"),)})
+    assert detector.near()  # no price yet: distance unknown
+    detector.observe(BAS, "markPrice@1s", Decimal("200"))
+    assert detector.near()  # a mark price does not place a CONTRACT_PRICE stop
+    detector.observe(BAS, "aggTrade", Decimal("100.5"))
+    assert detector.near()  # 0.5 % away: near
+    detector.observe(BAS, "aggTrade", Decimal("100.6"))
+    assert not detector.near()
+    assert Decimal("0.005") == NEAR_TRIGGER_FRACTION
+    detector.set_levels({BAS: (level("SELL", "STOP_MARKET"), mark_stop)})
+    assert not detector.near()  # the mark price 200 is far from 100 too
+    detector.observe(BAS, "markPrice@1s", Decimal("100.2"))
+    assert detector.near()
+    detector.observe(BAS, "markPrice@1s", Decimal("300"))
+    assert not detector.near()
+    detector.forget_prices()
+    assert detector.near()  # connection lost: distance unknown again
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 100_000), st.integers(1, 100_000))
+def test_near_matches_the_distance_rule(trigger: int, price: int) -> None:
+    detector = CrossingDetector()
+    detector.set_levels({BAS: (level("BUY", "STOP_MARKET", str(trigger)),)})
+    detector.observe(BAS, "aggTrade", Decimal(price))
+    assert detector.near() is (abs(price - trigger) <= Decimal(price) * NEAR_TRIGGER_FRACTION)
 
 
 _PRICES = st.lists(st.integers(90, 110), min_size=1, max_size=40)

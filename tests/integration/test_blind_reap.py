@@ -24,7 +24,7 @@ import redis.asyncio
 from tests.support.simulator import SimClient
 from tests.support.waiting import eventually
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
-from watchdog.config import Credentials, parse_config
+from watchdog.config import BinanceConfig, Credentials, parse_config
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.runtime.daemon import run
 from watchdog.sim import Simulator
@@ -78,7 +78,12 @@ async def test_stops_on_a_position_closed_while_the_stream_is_muted_are_removed(
         sim: Simulator, sim_client: SimClient, redis_url: str, rclient: redis.asyncio.Redis,
         record_property: Callable[[str, object], None]) -> None:
     charges = log_weights(sim)
-    config = parse_config({"binance": {"rest_url": sim.rest_url, "ws_url": sim.ws_url},
+    # Every default but one: idle_poll_interval_s = poll_interval_s (no calm slowdown,
+    # poller.py rule 5), so the routine positions poll fills the share as in the state
+    # below; at the defaults a calm daemon spends about half of it and the reads a reap waits on
+    # have even more room.
+    config = parse_config({"binance": {"rest_url": sim.rest_url, "ws_url": sim.ws_url,
+                                       "idle_poll_interval_s": BinanceConfig().poll_interval_s},
                            "redis": {"url": redis_url, "account": ACCOUNT}}, "defaults.toml")
     share = IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
     stop = asyncio.Event()

@@ -18,6 +18,10 @@ Rules of this module:
 4. Frames are filtered here (``CrossingDetector``): only a price that crosses a watched stop's
    trigger becomes a core event (``StopCrossed``), so a busy ``aggTrade`` costs the core
    nothing. The core hands over the watched stops with ``set_levels`` after order changes.
+5. ``near_trigger`` tells the poller whether any watched stop is near its trigger
+   (core/triggers.py rule 6); while the connection is down every watched stop counts as near
+   (its distance is unknown), so a lost market connection never makes the routine positions
+   poll rarer.
 """
 
 from __future__ import annotations
@@ -126,6 +130,12 @@ class MarketStream:
     def wanted(self) -> frozenset[str]:
         return self._wanted
 
+    def near_trigger(self) -> bool:
+        """Rule 5: a watched stop is near its trigger, or its distance is unknown."""
+        if self._ws is None:
+            return bool(self._detector.symbols())
+        return self._detector.near()
+
     def set_levels(self, levels: Mapping[Symbol, tuple[TriggerLevel, ...]]) -> None:
         """The watched stops changed (called by the core loop): filter and subscriptions follow."""
         self._detector.set_levels(levels)
@@ -156,7 +166,9 @@ class MarketStream:
             self._changed.set()  # subscribe everything wanted on the new connection
             reason = await self._serve(ws, emit, session)
             self._ws, self._subscribed = None, frozenset()
-            if reason == ROTATION:
+            self._detector.forget_prices()
+            rotated = reason == ROTATION
+            if rotated:
                 self.stats.rotations += 1
                 logger.info("market stream rotated before Binance's 24 h cut")
             else:

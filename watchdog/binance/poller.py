@@ -40,6 +40,25 @@ Rules of this module:
    sweep yields to the positions poll, never the reverse: it goes only when no positions read
    is due or held back, and only while our share and the IP (under its 90% line) have room
    for it; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
+5. Calm (issue 13 item 2): the routine positions poll slows from ``poll_interval_s`` to
+   ``idle_poll_interval_s`` while nothing makes a closure likely or hides one: the user stream
+   is live and proven (``stream_trusted``: a stream found blind stays unproven until REST
+   corroborates an event it delivered, core/proof.py), no watched stop is near its trigger or
+   of unknown distance (``stops_far``, market_stream.py rule 5: a lost market connection
+   counts as near), no read is pending, and for ``CALM_AFTER_S`` no sign of doubt (a stream
+   gap, a failed read, a crossed trigger, a priority request, a position opened or closed) and
+   no trading event. Either probe missing: never calm. Any such sign pulls the next read back
+   to ``poll_interval_s`` after the last one. A closure a live stream reports, or a stop that
+   fires (trigger watching), never waits for the routine poll; what calm costs is the first
+   closure a stream that went mute without a gap hides: seen within ``idle_poll_interval_s``
+   instead of ``poll_interval_s`` (that read finds the stream blind; it is then unproven and
+   the poll fast again). Per-symbol order reads are not changed by calm.
+6. A periodic sweep never slows the positions poll while that poll is the only detector:
+   with the probe wired, a due sweep waits until the user stream is trusted and has had no
+   gap for ``CALM_AFTER_S``, for at most ``orders_sweep_interval_s``; then it goes (and is
+   planned for in the pacing) as before. While it waits, the pacing does not make room for
+   it. The first sweep after a start or a take-over is not held: it finds what was left while
+   no watchdog ran (the chaos suite's restart bound).
 """
 
 from __future__ import annotations
@@ -68,11 +87,14 @@ from watchdog.clock import Clock
 from watchdog.core.effects import ReadNow, RequestSnapshot
 from watchdog.core.events import (
     Event,
+    ListenKeyExpired,
     OrdersSnapshot,
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
+    StopCrossed,
     StreamConnected,
+    StreamLost,
 )
 from watchdog.core.model import Symbol
 
@@ -82,6 +104,7 @@ __all__ = ["SWEEP_RETRY_S", "LeasedSymbols", "PollPlan", "PollSchedule", "Poller
 LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
 OrderSymbols = Callable[[], Collection[Symbol]]
 Standby = Callable[[], bool]
+Probe = Callable[[], bool]
 
 # A hot standby (docs/HA.md) reads positions once per this, and no orders: 5 weight / 10 s =
 # 30 weight/min, 1.25 % of the IP's 2400/min; its user stream keeps the rest of its state hot.
@@ -93,8 +116,11 @@ class Poller:
 
     def __init__(self, rest: BinanceRest, schedule: PollSchedule, *, clock: Clock,
                  leased_symbols: LeasedSymbols | None = None,
-                 order_symbols: OrderSymbols | None = None, standby: Standby | None = None) -> None:
+                 order_symbols: OrderSymbols | None = None, standby: Standby | None = None,
+                 stream_trusted: Probe | None = None, stops_far: Probe | None = None) -> None:
         self._rest = rest
+        self._stream_trusted = stream_trusted  # rule 5: the user stream is live and proven
+        self._stops_far = stops_far  # rule 5: no watched stop near its trigger
         self._standby = standby  # True while another instance leads the account
         self._standby_read_at = float("-inf")
         self.schedule = schedule
@@ -140,7 +166,12 @@ class Poller:
                 if not (self._after_resync(event.request_id) or changed):
                     return
             case SnapshotFailed():
+                self.schedule.doubt(now_s)
                 self._after_resync(event.request_id)
+            case StreamLost() | ListenKeyExpired():
+                self.schedule.doubt(now_s, gap=True)  # rules 5 and 6
+            case StopCrossed():
+                self.schedule.doubt(now_s)  # rule 5: the next read no later than usual
             case OrdersSnapshot():
                 self.schedule.orders_seen(event)
                 if event.request_id in self._own_orders:
@@ -148,7 +179,11 @@ class Poller:
                 elif event.symbols is not None:  # the stream's resync: paid from our share
                     self.schedule.orders_read_by_other(event.symbols, now_s)
                     self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
+                else:  # the stream's resync read every symbol's orders: that was a sweep
+                    self.schedule.sweep_started(now_s)
+                    self.schedule.sweep_read(now_s, now_s)
             case StreamConnected():
+                self.schedule.doubt(now_s, gap=True)
                 self._connected = True
                 return
             case SnapshotRequested() if event.symbols is None:
@@ -184,7 +219,7 @@ class Poller:
                 await self._standby_round(emit, now_s)
                 continue
             leased = await self._leases()
-            plan = self.schedule.plan(now_s, leased)
+            plan = self.schedule.plan(now_s, leased, self._calm(now_s))
             if plan.read_positions:
                 await self._read_positions(plan, now_s, emit)
             if plan.sweep and await self._sweep(emit):
@@ -220,13 +255,24 @@ class Poller:
         """This instance leads now: read positions at once and sweep the orders soon (a
         standby read none), then the normal schedule."""
         self.schedule.snapshot_requested("took the lead", None)
-        self.schedule.defer_sweep(self._clock.monotonic())
+        self.schedule.sweep_soon(self._clock.monotonic())
         self._wake.set()
+
+    def _trusted(self) -> bool | None:
+        """Rule 6: the user stream is live and proven (None: no probe wired)."""
+        return None if self._stream_trusted is None else self._stream_trusted()
+
+    def _calm(self, now_s: float) -> bool:
+        """Rule 5, with the runtime's probes (no probe: never calm)."""
+        if self._stream_trusted is None or self._stops_far is None:
+            return False
+        return self.schedule.calm(now_s, stream_trusted=self._stream_trusted(),
+                                  stops_far=self._stops_far())
 
     def _next_wake_s(self, leased: Collection[str]) -> float:
         """When to look again: the schedule's next item, or when the budget frees what is due."""
         now_s = self._clock.monotonic()
-        plan = self.schedule.plan(now_s, leased)
+        plan = self.schedule.plan(now_s, leased, self._calm(now_s))
         held_s: list[float] = []
         if plan.read_positions:
             held_s.append(self._positions_wait_s(plan, now_s))
@@ -260,9 +306,11 @@ class Poller:
         """Rule 4: read every symbol's orders unless the positions poll needs the room first.
         Returns True when the sweep was read (and emitted)."""
         now_s = self._clock.monotonic()
-        plan = self.schedule.plan(now_s)
+        plan = self.schedule.plan(now_s, calm=self._calm(now_s))
         if plan.read_positions or plan.positions_urgent:
             return False  # positions first; the sweep stays due and goes after them
+        if not self.schedule.sweep_may_go(now_s, self._trusted()):
+            return False  # rule 6: the stream is not trusted yet; the sweep stays due
         hold_s = sweep_hold_s(self._rest.budget, now_s)
         if hold_s > 0:
             self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S))
@@ -323,6 +371,9 @@ class Poller:
         that cannot make room (the positions poll goes first, the sweep is held back)."""
         budget = self._rest.budget
         sweep_at = self.schedule.next_sweep_at
+        if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted()):
+            forced_at = self.schedule.sweep_forced_at  # rule 6: room only for a forced sweep
+            sweep_at = now_s if forced_at is None else forced_at
         planned = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
         pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, planned)
         if planned and pace_s == math.inf:

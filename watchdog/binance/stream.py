@@ -42,7 +42,9 @@ Rules of this module:
 7. Reconnects are paid from the REST weight budget like everything else: a connect waits until
    the budget has room for its listen key and post-connect snapshot (priority ``REQUESTED``;
    the order reads of the first ``RESYNC_PRIORITY_SYMBOLS`` open symbols too, the others
-   only while routine polls have room),
+   only while routine polls have room; with more open symbols than one all-symbols read costs,
+   that one read instead, a priority call: 80 weight rather than 2 a symbol, which on a
+   300-symbol account took the whole share and stopped the positions poll for a minute),
    and the backoff is reset only by a connection that lived ``HEALTHY_AFTER_S``
    (``reconnect.backoff_resets``): one that ends within seconds (``listenKeyExpired`` at
    once, found blind, dropped) makes the next delay grow, whoever decided to end it.
@@ -97,9 +99,9 @@ from watchdog.binance.protocol.session import (
     successor_fate,
     user_stream_ending,
 )
-from watchdog.binance.protocol.weights import CONNECT_WEIGHT
+from watchdog.binance.protocol.weights import CONNECT_WEIGHT, ORDERS_WEIGHT, SWEEP_WEIGHT
 from watchdog.binance.rest import BinanceRest
-from watchdog.binance.snapshots import Emit, read_orders, read_positions
+from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.config import BinanceConfig
@@ -369,6 +371,12 @@ class UserDataStream:
         if snapshot is not None and not conn.held:
             open_symbols = sorted({Symbol(p.key.symbol) for p in snapshot.positions
                                    if p.amount != ZERO})
+            # Rule 7: one all-symbols read when it costs less than the per-symbol ones (on
+            # failure, the per-symbol path below: nothing is emitted by a failed one).
+            if len(open_symbols) * ORDERS_WEIGHT > SWEEP_WEIGHT and await read_all_orders(
+                    self._rest, emit, reason="stream connected",
+                    priority=Priority.REQUESTED) is not None:
+                return
             # Rule 7: the first few as priority reads; the rest only while routine polls have
             # room (a big account must not spend the whole share on them after every connect
             # and starve the positions poll; the poller reads those symbols periodically).

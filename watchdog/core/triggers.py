@@ -28,6 +28,10 @@ Rules of this module:
    follows within ``confirm_bound_ms``, one ``trigger_not_acted`` alert is raised: a trigger the
    exchange did not act on (stuck, price protection) or a blind user stream. The book makes the
    position suspect (book.py rule 12); the watch only follows up.
+6. *Near its trigger* (issue 13 item 2, the poller's calm rule): a watched stop whose price
+   is not known yet, or is within ``NEAR_TRIGGER_FRACTION`` of its trigger (on either side).
+   ``CrossingDetector.near`` answers for all stops; the prices it remembers are the last ones
+   the market connection delivered (the adapter forgets them when the connection is lost).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "MAX_FRAMES_PER_S",
     "MAX_PARAMS_PER_FRAME",
     "MAX_STREAMS",
+    "NEAR_TRIGGER_FRACTION",
     "CrossingDetector",
     "FramePacer",
     "FramePlan",
@@ -65,6 +70,9 @@ MAX_PARAMS_PER_FRAME = 100
 # target, not a Binance figure (docs/ADAPTERS.md § Trigger watching; stuck TRIGGERING §3.6 of
 # docs/BINANCE.md).
 CONFIRM_BOUND_MS = 3_000
+# Rule 6: 0.5 % of the price. A stop this close may fire within the next few routine polls on a
+# fast market; farther, a crossing needs a move the market connection reports first anyway.
+NEAR_TRIGGER_FRACTION = Decimal("0.005")
 MARK = "markPrice@1s"
 LAST = "aggTrade"
 _TRIGGERED_TYPES = frozenset({"STOP_MARKET", "STOP", "TAKE_PROFIT_MARKET", "TAKE_PROFIT"})
@@ -173,6 +181,7 @@ class CrossingDetector:
     def __init__(self) -> None:
         self._levels: dict[Symbol, tuple[TriggerLevel, ...]] = {}
         self._crossed: set[tuple[bool, OrderId]] = set()
+        self._prices: dict[tuple[Symbol, str], Decimal] = {}  # last price per (symbol, kind)
 
     def set_levels(self, levels: Mapping[Symbol, tuple[TriggerLevel, ...]]) -> None:
         self._levels = dict(levels)
@@ -184,6 +193,7 @@ class CrossingDetector:
 
     def observe(self, symbol: Symbol, kind: str, price: Decimal) -> list[TriggerLevel]:
         """``kind``: ``MARK`` (markPrice) or ``LAST`` (aggTrade). Newly crossed levels."""
+        self._prices[(symbol, kind)] = price
         found: list[TriggerLevel] = []
         for level in self._levels.get(symbol, ()):
             if (MARK if level.working_type == "MARK_PRICE" else LAST) != kind:
@@ -196,6 +206,20 @@ class CrossingDetector:
             else:
                 self._crossed.discard(ident)
         return found
+
+    def forget_prices(self) -> None:
+        """The market connection is lost: a remembered price no longer says where a stop is."""
+        self._prices.clear()
+
+    def near(self, fraction: Decimal = NEAR_TRIGGER_FRACTION) -> bool:
+        """Rule 6: is any watched stop near its trigger, or of unknown distance (no price)?"""
+        prices = self._prices
+        for symbol, group in self._levels.items():
+            for level in group:
+                price = prices.get((symbol, MARK if level.working_type == "MARK_PRICE" else LAST))
+                if price is None or abs(price - level.trigger_price) <= price * fraction:
+                    return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)

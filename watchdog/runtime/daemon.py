@@ -42,7 +42,7 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
-from watchdog.config import Config, Credentials
+from watchdog.config import Config, Credentials, calm_poll_interval_s
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.guard import Guard, GuardPolicy, Leases
 from watchdog.core.model import PositionKey
@@ -150,20 +150,23 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
             return 0
 
         inbox = Inbox(INBOX_SIZE)
-        schedule = PollSchedule.from_config(b)
+        schedule = PollSchedule.from_config(b, idle_poll_interval_s=calm_poll_interval_s(config))
         orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
-        poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
-                        order_symbols=orders.symbols, standby=lambda: not store.leading)
-
-        stream = UserDataStream(
-            rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
-            rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         # Trigger watching (issue 13): the public prices the open stops trigger on.
         market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
                               reconnect_min_delay_s=b.reconnect_min_delay_s,
                               reconnect_max_delay_s=b.reconnect_max_delay_s,
                               rotate_after_s=b.rotate_after_s)
+        poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
+                        order_symbols=orders.symbols, standby=lambda: not store.leading,
+                        stream_trusted=lambda: (book.stream_state == "live"
+                                                and vitals.proof.state == "proven"),
+                        stops_far=lambda: not market.near_trigger())
+
+        stream = UserDataStream(
+            rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
+            rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
+            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
         guard = Guard(guard_policy(config))
         reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
                             max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store,

@@ -15,11 +15,15 @@ from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
-__all__ = ["SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min", "request_priority",
-           "sweep_hold_s"]
+__all__ = ["CALM_AFTER_S", "SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min",
+           "request_priority", "sweep_hold_s"]
 
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
+# Rule 5 (poller.py): the positions poll stays at poll_interval_s for this long after the last
+# sign of doubt or activity (ten routine reads at the default 0.9 s), so a burst of trading or
+# a reconnect is followed at full pace before the poll may slow down.
+CALM_AFTER_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +82,15 @@ class PollSchedule:
 
     def __init__(self, *, poll_interval_s: float, orders_poll_interval_s: float,
                  fast_poll_interval_s: float, recent_window_s: float = 300.0,
-                 orders_sweep_interval_s: float = 600.0) -> None:
+                 orders_sweep_interval_s: float = 600.0,
+                 idle_poll_interval_s: float | None = None) -> None:
         self.poll_interval_s = poll_interval_s
+        # Rule 5: the positions poll's spacing while calm (None: never slower than usual).
+        self.idle_poll_interval_s = max(poll_interval_s, idle_poll_interval_s or poll_interval_s)
+        self._doubt_at = -1e18  # the last sign of doubt or activity (rule 5)
+        self._gap_at = -1e18  # the last user-stream gap (rule 6)
+        self._sweep_held_since: float | None = None  # a due sweep waits for a trusted stream
+        self._sweep_at_once = True  # the first sweep (start, take-over) is never held (rule 6)
         self.orders_sweep_interval_s = orders_sweep_interval_s
         self.orders_poll_interval_s = orders_poll_interval_s
         self.fast_poll_interval_s = fast_poll_interval_s
@@ -101,11 +112,15 @@ class PollSchedule:
         self._next_sweep_at = 0.0
 
     @classmethod
-    def from_config(cls, cfg: BinanceConfig) -> PollSchedule:
+    def from_config(cls, cfg: BinanceConfig, *,
+                    idle_poll_interval_s: float | None = None) -> PollSchedule:
+        """``idle_poll_interval_s``: the clamped value (``config.calm_poll_interval_s``);
+        None: the key as configured."""
         return cls(poll_interval_s=cfg.poll_interval_s,
                    orders_poll_interval_s=cfg.orders_poll_interval_s,
                    fast_poll_interval_s=cfg.fast_poll_interval_s,
-                   orders_sweep_interval_s=cfg.orders_sweep_interval_s)
+                   orders_sweep_interval_s=cfg.orders_sweep_interval_s,
+                   idle_poll_interval_s=idle_poll_interval_s or cfg.idle_poll_interval_s)
 
     # -------------------------------------------------------------- facts
 
@@ -125,6 +140,8 @@ class PollSchedule:
         """A positions read starts now; returns the reason(s) it serves."""
         self._next_positions_at = now_s + self.poll_interval_s
         self._last_positions_at = now_s
+        if self._requested:  # a decision waits on this read: something is in doubt (rule 5)
+            self._doubt_at = now_s
         reason = ", ".join(dict.fromkeys(self._requested + self._routine_requests)) or "scheduled"
         self._requested.clear()
         self._routine_requests.clear()
@@ -139,6 +156,8 @@ class PollSchedule:
         held = {p.key.symbol for p in snapshot.positions if p.amount != ZERO}  # already Symbols
         if self._positions_known and held == self._open:
             return False
+        if self._positions_known:  # a position opened or closed: not calm (rule 5)
+            self._doubt_at = now_s
         for symbol in self._open - held:
             self._closed_at[symbol] = now_s
             # Its stops are what the reaper must judge now, and with a blind stream an order
@@ -152,7 +171,45 @@ class PollSchedule:
         """An event on ``symbol`` arrived: read its orders once more, soon (a burst of events
         on one fill costs one read), then watch it for ``recent_window_s``."""
         self._active_at[symbol] = now_s
+        self._doubt_at = now_s  # trading on the account: closures are likely (rule 5)
         self._orders_after_event.add(symbol)
+
+    def doubt(self, now_s: float, *, gap: bool = False) -> None:
+        """Rule 5: something is in doubt now (a stream gap, a failed read, a crossed trigger):
+        the positions poll keeps ``poll_interval_s`` for ``CALM_AFTER_S`` at least. ``gap``:
+        it is a user-stream gap, which also holds the sweep back (rule 6)."""
+        self._doubt_at = now_s
+        if gap:
+            self._gap_at = now_s
+
+    def sweep_may_go(self, now_s: float, stream_trusted: bool | None) -> bool:
+        """Rule 6: a due sweep goes while the user stream is trusted and has had no gap for
+        ``CALM_AFTER_S``, or once it has waited ``orders_sweep_interval_s`` for that.
+        ``stream_trusted`` None (no probe), or the first sweep after a start or a take-over (it
+        finds what was left while no watchdog ran; a restart must not wait for it): at once."""
+        if stream_trusted is None or self._sweep_at_once:
+            return True
+        if stream_trusted and now_s - self._gap_at >= CALM_AFTER_S:
+            return True
+        if self._sweep_held_since is None:
+            self._sweep_held_since = now_s
+        return now_s >= self._sweep_held_since + self.orders_sweep_interval_s
+
+    @property
+    def sweep_forced_at(self) -> float | None:
+        """When a sweep held back by rule 6 goes whatever the stream (None: none held)."""
+        if self._sweep_held_since is None:
+            return None
+        return self._sweep_held_since + self.orders_sweep_interval_s
+
+    def calm(self, now_s: float, *, stream_trusted: bool, stops_far: bool) -> bool:
+        """Rule 5: may the routine positions poll slow to ``idle_poll_interval_s``? Only while
+        the user stream is live and proven (``stream_trusted``), no watched stop is near its
+        trigger or of unknown distance (``stops_far``), no read is pending, and nothing was in
+        doubt and nothing traded for ``CALM_AFTER_S``."""
+        return (stream_trusted and stops_far and self._positions_known
+                and not (self._requested or self._routine_requests)
+                and now_s - self._doubt_at >= CALM_AFTER_S)
 
     def orders_read(self, symbol: Symbol, now_s: float) -> None:
         self._orders_at[symbol] = now_s
@@ -185,6 +242,8 @@ class PollSchedule:
     def sweep_started(self, now_s: float) -> None:
         """A sweep starts now: the next one is a full interval away."""
         self._next_sweep_at = now_s + self.orders_sweep_interval_s
+        self._sweep_held_since = None
+        self._sweep_at_once = False
 
     def sweep_read(self, started_s: float, now_s: float) -> None:
         """A sweep that started at ``started_s`` succeeded: it was every watched symbol's order
@@ -198,6 +257,11 @@ class PollSchedule:
     def defer_sweep(self, until_s: float) -> None:
         """The sweep could not go (budget, or a failed read): try again at ``until_s``."""
         self._next_sweep_at = until_s
+
+    def sweep_soon(self, now_s: float) -> None:
+        """A take-over: sweep at ``now_s`` like at a start, never held by rule 6."""
+        self._next_sweep_at = now_s
+        self._sweep_at_once = True
 
     @property
     def next_sweep_at(self) -> float:
@@ -243,13 +307,21 @@ class PollSchedule:
         return (self._open | set(self._closed_at) | {Symbol(s) for s in leased} | recent
                 | self._requested_symbols | self._with_orders | self._reread)
 
-    def plan(self, now_s: float, leased: Collection[str] = ()) -> PollPlan:
+    def positions_due_at(self, calm: bool) -> float:
+        """When the routine positions read is due: ``poll_interval_s`` after the last one (or
+        later, when the budget deferred it), ``idle_poll_interval_s`` while ``calm`` (rule 5)."""
+        if calm:
+            return max(self._next_positions_at, self._last_positions_at + self.idle_poll_interval_s)
+        return self._next_positions_at
+
+    def plan(self, now_s: float, leased: Collection[str] = (), calm: bool = False) -> PollPlan:
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
         urgent = bool(self._requested or self._routine_requests)
-        read_positions = now_s >= self._next_positions_at or (urgent and now_s >= requested_at)
-        wake_at = min(self._next_positions_at, requested_at) if urgent else self._next_positions_at
+        due_at = self.positions_due_at(calm)
+        read_positions = now_s >= due_at or (urgent and now_s >= requested_at)
+        wake_at = min(due_at, requested_at) if urgent else due_at
         sweep = self._positions_known and now_s >= self._next_sweep_at
         if self._positions_known and not sweep:
             wake_at = min(wake_at, self._next_sweep_at)
