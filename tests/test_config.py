@@ -308,8 +308,10 @@ def test_sentinels_are_host_port_strings_and_come_with_a_master_name() -> None:
 
 
 @pytest.mark.parametrize(("data", "expected_s"), [
-    ({}, 2.0),                                                   # the default
-    ({"veto": {"max_age_ms": 1500}}, 1.0),                       # two thirds of the veto's age
+    ({}, 0.9),                                                   # the default: calm is off
+    ({"binance": {"idle_poll_interval_s": 2.0}}, 2.0),           # turned on
+    ({"binance": {"idle_poll_interval_s": 2.0},
+      "veto": {"max_age_ms": 1500}}, 1.0),                       # two thirds of the veto's age
     ({"binance": {"poll_interval_s": 3.0}, "veto": {"max_age_ms": 3000},
       "core": {"max_age_ms": 5000}}, 3.0),                       # never faster than the poll
     ({"binance": {"idle_poll_interval_s": 0.5}}, 0.9),

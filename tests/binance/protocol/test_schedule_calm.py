@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.schedule import CALM_AFTER_S, PollSchedule
+from watchdog.binance.protocol.schedule import CALM_AFTER_S, PollSchedule
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
