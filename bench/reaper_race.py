@@ -36,7 +36,8 @@ sys.path.insert(0, ".")
 from bench.infra import redis_server
 from tests.support.reaper_rig import ReaperRig, _rig
 from watchdog.core.model import PositionKey, PositionSide, Symbol
-from watchdog.runtime.reaper_task import Outcome, ReadPositions
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import Outcome
 from watchdog.sim import Simulator, run_simulator
 
 ETH = Symbol("ETHUSDT")

@@ -36,7 +36,8 @@ from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.pump import CorePump
-from watchdog.runtime.reaper_task import ReadPositions, ReaperTask, bracketed_reader
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
 from watchdog.sim import Simulator
 from watchdog.store.publisher import RedisPublisher
 
