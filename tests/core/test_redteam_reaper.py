@@ -23,13 +23,14 @@ from tests.core.reaper_support import (
     snapshot,
 )
 from tests.core.test_book import Harness
+from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy
 from watchdog.core.events import StreamConnected
 from watchdog.core.model import AlgoStatus, PositionKey
 from watchdog.core.orders import OrderBook
-from watchdog.core.reaper import ReaperPolicy, Why, decide
+from watchdog.core.reaper import Why, decide
 
-POLICY = ReaperPolicy(grace_ms=2_000, max_rest_lag_ms=500)  # the books' lag bound below
+POLICY = ReaperConfig(grace_ms=2_000).policy(max_rest_lag_ms=500)  # the books' lag bound below
 
 
 def orders_of(*rows: object, at_ms: int = 1_100) -> OrderBook:

@@ -13,14 +13,15 @@ from hypothesis import strategies as st
 from tests.core.facts import amount, stream, trade_lite
 from tests.core.reaper_support import KEY, algo_update
 from tests.core.test_book import Harness
+from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy
 from watchdog.core.events import SnapshotFailed, SnapshotRequested, StreamConnected, StreamLost
 from watchdog.core.model import AlgoStatus
 from watchdog.core.orders import OrderBook
-from watchdog.core.reaper import ReaperPolicy, decide
+from watchdog.core.reaper import decide
 
 GRACE_MS = 1_000
-POLICY = ReaperPolicy(grace_ms=GRACE_MS)
+POLICY = ReaperConfig(grace_ms=GRACE_MS).policy(max_rest_lag_ms=2000)
 
 steps = st.lists(st.tuples(
     st.sampled_from(["stream_open", "stream_flat", "poll_open", "poll_flat", "poll_failed",

@@ -25,7 +25,7 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from loguru import logger
@@ -39,7 +39,7 @@ from watchdog.binance.classify import (
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
-from watchdog.config import BinanceConfig
+from watchdog.config import BinanceConfig, Credentials
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
 from watchdog.errors import (
@@ -50,7 +50,7 @@ from watchdog.errors import (
 )
 from watchdog.runtime.clock import Clock
 
-__all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "Credentials", "make_http_client"]
+__all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "make_http_client"]
 
 _loads: Callable[[bytes], Any] = json.loads
 try:
@@ -96,16 +96,6 @@ _PRIORITY_WAIT_STEPS = 100  # bounded even if the clock does not move (tests' fa
 # A rejected key is said again at most this often while it lasts: the poller meets it every
 # poll (0.9 s), and one line a minute keeps the journal readable and the cause visible.
 AUTH_REPORT_INTERVAL_S = 60.0
-
-
-class Credentials(Protocol):
-    """What the client needs of ``watchdog.config.Credentials``."""
-
-    @property
-    def api_key(self) -> str: ...
-
-    @property
-    def api_secret(self) -> str: ...
 
 
 def make_http_client(rest_url: str, request_timeout_s: float) -> httpx.AsyncClient:

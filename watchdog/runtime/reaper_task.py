@@ -66,13 +66,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from typing import TYPE_CHECKING, NoReturn
 
 from loguru import logger
 
 from watchdog.binance.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
+from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
 from watchdog.core.events import Event, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
@@ -99,10 +100,8 @@ __all__ = [
     "CancelResult",
     "Emit",
     "Outcome",
-    "ReaperSettings",
     "ReaperTask",
     "bracketed_reader",
-    "policy_from_config",
 ]
 
 ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
@@ -112,36 +111,6 @@ PROOF_LOOKAHEAD_MS = 300      # queue an order whose grace a read this soon prov
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
-
-
-class ReaperSettings(Protocol):
-    """The ``[reaper]`` section of the config (``config.ReaperConfig``)."""
-
-    @property
-    def enabled(self) -> bool: ...
-
-    @property
-    def dry_run(self) -> bool: ...
-
-    @property
-    def grace_ms(self) -> int: ...
-
-    @property
-    def client_id_prefix(self) -> str: ...
-
-    @property
-    def max_cancels_per_min(self) -> int: ...
-
-    @property
-    def stuck_triggering_s(self) -> float: ...
-
-
-def policy_from_config(section: ReaperSettings, max_rest_lag_ms: int = 2000) -> ReaperPolicy:
-    """The pure policy from the ``[reaper]`` config section and ``[core] max_rest_lag_ms``."""
-    return ReaperPolicy(grace_ms=section.grace_ms, client_id_prefix=section.client_id_prefix,
-                        max_cancels_per_min=section.max_cancels_per_min,
-                        stuck_triggering_ms=round(section.stuck_triggering_s * 1000),
-                        dry_run=section.dry_run, max_rest_lag_ms=max_rest_lag_ms)
 
 
 class ReaperTask:
@@ -154,7 +123,7 @@ class ReaperTask:
     """
 
     def __init__(self, exchange: BinanceRest, store: ReaperStore, emit: Emit, clock: Clock,
-                 config: ReaperSettings, *, read_positions: ReadPositions | None = None,
+                 config: ReaperConfig, *, read_positions: ReadPositions | None = None,
                  lease_refresh_s: float = LEASE_REFRESH_S, max_rest_lag_ms: int = 2000,
                  lead: LeadCheck | None = None,
                  read_lease_ends: ReadLeaseEnds | None = None,
@@ -163,7 +132,7 @@ class ReaperTask:
         self._lead = lead  # None: a single writer by construction (tests, the orphans CLI)
         self._clock = clock
         self._enabled = config.enabled
-        self._policy = policy_from_config(config, max_rest_lag_ms)
+        self._policy = config.policy(max_rest_lag_ms)
         self._leases = LeaseWatch(store, clock, refresh_s=lease_refresh_s,
                                   read_lease_ends=read_lease_ends,
                                   also_needs_leases=also_needs_leases)
