@@ -20,8 +20,8 @@ from watchdog.core.events import Event, OrdersSnapshot, PositionSnapshot, Snapsh
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.errors import StoreUnavailable
+from watchdog.runtime.build import leased_symbols_of
 from watchdog.runtime.clock import SystemClock
-from watchdog.runtime.daemon import leased_symbols_of
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
