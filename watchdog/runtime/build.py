@@ -68,7 +68,7 @@ from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["INBOX_SIZE", "Endpoints", "LeaseSource", "Pipeline", "build", "guard_policy",
-           "leased_symbols_of"]
+           "leased_symbols_of", "rest_of", "store_of"]
 
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
 _STATUS_INTERVAL_S = 30.0
@@ -199,33 +199,51 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
                 endpoints: Endpoints | None = None) -> AsyncIterator[Pipeline]:
     """The wired pipeline (module rules); its HTTP client and store closed on exit (rule 3)."""
     ends = endpoints or Endpoints()
-    b, r = config.binance, config.redis
-    weight_budget_1m = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct // 100
+    b = config.binance
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
     # write of this run until it caught up with the last one (a closure would never show).
     book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms),
                         version_base=clock.wall_ms() * 1000)
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
-        weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
+        weight_budget_1m=_weight_budget_1m(config), progress_limit_s=_progress_limit_s(config),
         reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
     async with contextlib.AsyncExitStack() as stack:
         http = ends.http
         if http is None:
             http = await stack.enter_async_context(httpx.AsyncClient(
                 base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
-        rest = BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
-                           weight_budget_per_min=weight_budget_1m,
-                           timeout=httpx.Timeout(b.request_timeout_s))
+        rest = rest_of(config, credentials, clock, http)
         store = ends.store
         if store is None:
-            store = RedisPublisher.from_url(
-                r.url, account=r.account, health_ttl_ms=r.health_ttl_ms,
-                closed_ttl_s=r.closed_ttl_s, events_maxlen=r.events_maxlen,
-                veto_max_age_ms=config.veto.max_age_ms, socket_timeout_s=r.socket_timeout_s,
-                lead_ttl_ms=r.lead_ttl_ms, **r.client_options())
+            store = store_of(config)
             stack.push_async_callback(store.close)
         yield _wire(config, clock, ends, book, vitals, rest, store)
+
+
+def rest_of(config: Config, credentials: Credentials, clock: Clock,
+            http: httpx.AsyncClient) -> BinanceRest:
+    """The Binance REST client as the daemon has it (``[binance]``: recvWindow, timeout and
+    ``weight_budget_pct`` of Binance's 2400 weight/min), on ``http``."""
+    b = config.binance
+    return BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
+                       weight_budget_per_min=_weight_budget_1m(config),
+                       timeout=httpx.Timeout(b.request_timeout_s))
+
+
+def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher) -> RedisPublisher:
+    """The Redis publisher as the daemon has it (``[redis]`` and ``[veto] max_age_ms``); not
+    started. ``cls``: a test's subclass."""
+    r = config.redis
+    return cls.from_url(r.url, account=r.account, health_ttl_ms=r.health_ttl_ms,
+                        closed_ttl_s=r.closed_ttl_s, events_maxlen=r.events_maxlen,
+                        veto_max_age_ms=config.veto.max_age_ms,
+                        socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms,
+                        **r.client_options())
+
+
+def _weight_budget_1m(config: Config) -> int:
+    return BINANCE_WEIGHT_PER_MIN * config.binance.weight_budget_pct // 100
 
 
 def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
