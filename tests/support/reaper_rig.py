@@ -26,6 +26,7 @@ import pytest
 import redis.asyncio
 
 from poswatch.client import AsyncWatchdogClient
+from tests.support.pipeline import EffectsTap, running
 from watchdog.binance.rest import BinanceRest
 from watchdog.config import (
     BinanceConfig,
@@ -193,19 +194,6 @@ class _GatedStore(RedisPublisher):
                                 if self.publishing or not isinstance(e, Publish)])
 
 
-class _Tap:
-    """Sees every batch of effects the pipeline ran (``Endpoints.effects``)."""
-
-    def __init__(self, effects: list[Effect]) -> None:
-        self.effects = effects
-
-    def effects_run(self, effects: Sequence[Effect], *, written: bool) -> None:
-        self.effects.extend(effects)
-
-    def store_written(self, seconds: float) -> None:
-        pass
-
-
 def rig_config(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
                tick_interval_s: float = 0.05, max_rest_lag_ms: int = 500,
                **reaper: Any) -> Config:
@@ -225,22 +213,6 @@ def rig_config(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
         service=ServiceConfig(tick_interval_s=tick_interval_s))
 
 
-async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel until every task has ended.
-
-    redis-py 8.1 on Python 3.11 can swallow a cancellation that lands while a command with a
-    ``socket_timeout`` is in flight (seen here: the task keeps running), so cancel again.
-    """
-    pending = set(tasks)
-    for _ in range(20):
-        for t in pending:
-            t.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.25)
-        if not pending:
-            return
-    raise AssertionError(f"rig tasks ignore cancellation: {[t.get_name() for t in pending]}")
-
-
 @contextlib.asynccontextmanager
 async def _rig(sim: Simulator, redis_url: str, *,
                wrap_reader: Callable[[ReadPositions], ReadPositions] | None = None,
@@ -254,24 +226,16 @@ async def _rig(sim: Simulator, redis_url: str, *,
         stack.push_async_callback(store.close)
         pipeline = await stack.enter_async_context(build(
             config, Credentials(sim.api_key, sim.api_secret), SystemClock(),
-            Endpoints(store=store, wrap_reader=wrap_reader, effects=_Tap(effects))))
+            Endpoints(store=store, wrap_reader=wrap_reader, effects=EffectsTap(effects))))
         veto = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
         stack.push_async_callback(veto.close)
         plain = redis.asyncio.from_url(redis_url)
         stack.push_async_callback(plain.aclose)
-        await pipeline.start()
-        assert store.leading  # the only instance: it leads
-        rig = ReaperRig(sim, pipeline, Bot(sim, bot_http, veto), plain, effects)
-        tasks = [asyncio.create_task(coro, name=name) for name, coro in pipeline.tasks().items()]
-        rig.tasks = tasks
-        try:
+        async with running(pipeline) as tasks:
+            assert store.leading  # the only instance: it leads
+            rig = ReaperRig(sim, pipeline, Bot(sim, bot_http, veto), plain, effects, tasks)
             await sim.wait_connections(1)
             yield rig
-        finally:
-            await _cancel_all(tasks)
-        failed = [(t.get_name(), t.exception()) for t in tasks
-                  if not t.cancelled() and t.exception() is not None]
-        assert not failed, f"rig tasks failed: {failed}"
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import httpx
 from loguru import logger
 
 from watchdog.binance import wire
-from watchdog.binance.budget import IP_WEIGHT_LIMIT_PER_MIN, Priority, WeightBudget
+from watchdog.binance.budget import Priority, WeightBudget
 from watchdog.binance.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
@@ -39,7 +39,7 @@ from watchdog.binance.classify import (
 )
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.binance.signing import ParamValue, build_query, build_signed_query
-from watchdog.config import BinanceConfig, Credentials
+from watchdog.config import Credentials
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
 from watchdog.errors import (
@@ -137,15 +137,6 @@ class BinanceRest:
         self.auth_rejection: AuthenticationFailed | None = None
         self._auth_rejections = 0
         self._auth_reported_at_s: float | None = None
-
-    @classmethod
-    def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
-                    cfg: BinanceConfig, *, clock: Clock) -> BinanceRest:
-        """Build from ``[binance]``: recvWindow, timeout, and ``weight_budget_pct`` of 2400."""
-        return cls(client, credentials, recv_window_ms=cfg.recv_window_ms,
-                   weight_budget_per_min=IP_WEIGHT_LIMIT_PER_MIN * cfg.weight_budget_pct // 100,
-                   clock=clock, timeout=httpx.Timeout(cfg.request_timeout_s,
-                                                      connect=min(3.0, cfg.request_timeout_s)))
 
     # -------------------------------------------------------------- state
 

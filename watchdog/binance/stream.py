@@ -82,7 +82,6 @@ from watchdog.binance.reconnect import (
 )
 from watchdog.binance.rest import WEIGHTS, BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
-from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
 from watchdog.core.model import ZERO, Symbol
 from watchdog.errors import (
@@ -170,18 +169,6 @@ class UserDataStream:
         self._decided = False  # the connection ended because we asked (not a failure)
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
-
-    @classmethod
-    def from_config(cls, rest: BinanceRest, cfg: BinanceConfig, *, clock: Clock,
-                    **overrides: Any) -> UserDataStream:
-        """Build from ``[binance]`` (ws_url, keepalive, rotation, silence, reconnect delays)."""
-        kw: dict[str, Any] = {
-            "keepalive_interval_s": cfg.keepalive_interval_s,
-            "rotate_after_s": cfg.rotate_after_s, "max_silence_s": cfg.max_silence_s,
-            "reconnect_min_delay_s": cfg.reconnect_min_delay_s,
-            "reconnect_max_delay_s": cfg.reconnect_max_delay_s}
-        kw.update(overrides)
-        return cls(rest, ws_url=cfg.ws_url, clock=clock, **kw)
 
     @property
     def connected(self) -> bool:
