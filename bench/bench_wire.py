@@ -1,6 +1,6 @@
-"""Parse throughput of ``watchdog.binance.wire`` on the documented payloads (no I/O).
+"""Parse throughput of ``watchdog.binance.protocol.wire`` on the documented payloads (no I/O).
 
-Run from the repo root: ``/work/venv/bin/python -m bench.bench_wire`` (or ``python bench/bench_wire.py``
+Run from the repo root: ``python -m bench.bench_wire`` (or ``python bench/bench_wire.py``
 with the repo on ``PYTHONPATH``). Reports the best of several repeats, per payload type, for
 ``parse_user_event`` alone and for ``orjson.loads`` + ``parse_user_event`` on the raw frame.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from watchdog.binance.wire import parse_user_event
+from watchdog.binance.protocol.wire import parse_user_event
 
 DOCS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "binance_docs"
 PAYLOADS = ["account_update.json", "order_trade_update.json", "trade_lite.json",

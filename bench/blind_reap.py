@@ -46,7 +46,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.infra import redis_server
-from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials, parse_config
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
+from watchdog.config import Config, Credentials, parse_config
 from watchdog.runtime.daemon import run as run_daemon
 from watchdog.sim import Simulator, run_simulator
 from watchdog.sim.auth import WeightMeter
@@ -194,7 +195,7 @@ async def measure(trials: int, redis_url: str, spacing_s: float) -> dict[str, An
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(daemon, 30)
             await r.aclose()
-    share = BINANCE_WEIGHT_PER_MIN * config.binance.weight_budget_pct // 100
+    share = IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
     worst = [max(a, b) for a, b in zip(known_s, placed_s, strict=True)]
     per_minute = weights.per_minute()
     return {

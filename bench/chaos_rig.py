@@ -4,7 +4,7 @@ Everything runs as it would in production: ``position-watchdog run`` (a child pr
 config file at the defaults, only the URLs set), ``position-watchdog sim`` (a child process,
 driven over its control API) and a redis-server we own. The invariants are judged only from
 outside, through public contracts: the simulator's journal (``GET /sim/v1/history``) and state,
-the Redis keys of docs/PROTOCOL.md (verdicts asked through ``watchdog.client``, as a bot asks),
+the Redis keys of docs/PROTOCOL.md (verdicts asked through ``poswatch``, as a bot asks),
 and the daemon's exit code (docs/SERVICE.md).
 """
 
@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import httpx
 import redis.asyncio
 
-from watchdog.client import AsyncWatchdogClient
+from poswatch.client import AsyncWatchdogClient
 from watchdog.demo.processes import free_port
 
 __all__ = ["Bounds", "ChaosFailure", "Daemon", "RedisProc", "Result", "Rig", "now_ms", "rig"]

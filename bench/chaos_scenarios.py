@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio
 from chaos_rig import ACCOUNT, BOUNDS, PYTHON, ChaosFailure, K, Rig, _env, config_text, now_ms
 
-from watchdog.client import Vetoed
+from poswatch.client import Vetoed
 
 __all__ = ["SCENARIOS", "Spec"]
 

@@ -38,11 +38,11 @@ from typing import Any
 
 from bench.infra import redis_server
 from tests.support.pipeline import running
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Config, Credentials, RedisConfig
 from watchdog.core.effects import Effect, Publish
 from watchdog.core.model import PositionKey, PositionSide, PositionState, Symbol
 from watchdog.runtime.build import Endpoints, build
-from watchdog.runtime.clock import SystemClock
 from watchdog.sim import run_simulator
 
 KEY = PositionKey(Symbol("BTCUSDT"), PositionSide.BOTH)

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python bench/ha.py [--kills 10] [--instances 2] [--json]
+    python bench/ha.py [--kills 10] [--instances 2] [--json]
 
 Everything real and on loopback: a private redis-server, the simulator in its own process, and
 ``--instances`` daemons (``python -m watchdog run``) with one configuration at the defaults

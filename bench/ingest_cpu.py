@@ -12,7 +12,7 @@ cost of one order (placed, then cancelled) once ``OrderBook`` holds ``MAX_TOMBST
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python bench/ingest_cpu.py [--root OTHER_CHECKOUT] [--count 40000]
+    python bench/ingest_cpu.py [--root OTHER_CHECKOUT] [--count 40000]
 """
 
 from __future__ import annotations
@@ -56,8 +56,16 @@ def frames(count: int, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")) -> lis
 def measure(count: int, repeats: int) -> dict[str, Any]:
     import redis.asyncio
 
-    from watchdog.binance import wire
-    from watchdog.binance.reconnect import RecentEvents, event_identity
+    from poswatch.calls import ScriptCall
+    try:
+        from watchdog.binance.protocol import wire
+        from watchdog.binance.protocol.reconnect import RecentEvents, event_identity
+    except ImportError:  # a ``--root`` checkout from before binance/protocol/
+        from watchdog.binance import wire  # type: ignore[no-redef,attr-defined]
+        from watchdog.binance.reconnect import (  # type: ignore[no-redef,import-not-found]
+            RecentEvents,
+            event_identity,
+        )
     from watchdog.binance.stream import _loads
     from watchdog.core import orders as orders_module
     from watchdog.core.book import PositionBook
@@ -69,16 +77,16 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
     publisher = RedisPublisher(redis.asyncio.Redis(), account="bench", health_ttl_ms=1000,
                                closed_ttl_s=1, events_maxlen=10, veto_max_age_ms=1)
 
-    async def no_socket(calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
-        from watchdog.store import publisher as module
+    async def no_socket(calls: list[ScriptCall]) -> list[object]:
+        from watchdog.store import runner as module
 
         pack = module._pack
-        for name, keys, args in calls:
+        for call in calls:
             if pack is not None:
-                pack(("EVALSHA", module._SHAS[name], len(keys), *keys, *args))
+                pack(call.command())
         return [1] * len(calls)
 
-    publisher._pipeline = no_socket  # type: ignore[method-assign]
+    publisher._runner._pipeline = no_socket  # type: ignore[method-assign]
 
     def run(stage: int) -> float:
         recent, book, orders = RecentEvents(), PositionBook(), OrderBook()

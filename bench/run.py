@@ -2,9 +2,10 @@
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python bench/run.py            # a table
-    /work/venv/bin/python bench/run.py --json     # one JSON object on one line
-    /work/venv/bin/python bench/run.py --write-docs   # also refresh docs/BENCHMARKS.md
+    python bench/run.py            # a table
+    python bench/run.py --json     # one JSON object on one line
+    python bench/run.py --write-docs   # also refresh docs/BENCHMARKS.md
+    python bench/run.py --table-from bench/results.json   # the table of a recorded run, no run
 
 Everything is real and on loopback: a private redis-server on a free port, the simulator in its
 own process (``python -m watchdog sim``), the daemon in its own process
@@ -175,6 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["machine"] = {**machine(), "loadavg_start": load_start,
                          "loadavg_end": round(os.getloadavg()[0], 2)}
     result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["recorded_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     result["daemon_root"] = os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT))
     return result
 
@@ -230,7 +232,7 @@ def table(result: dict[str, Any]) -> str:
         goal = "—" if better == "info" else f"{sign} {_fmt(float(target))} {unit}"
         shown = "—" if value is None else f"{_fmt(value)} {unit}"
         rows.append(f"| {label} | `{key}` | {shown} | {goal} | {met} |")
-    d = result["details"]
+    d = result.get("details", {})
     rows += ["", "| ingest path | events/s | frame→Redis p50 | p99 | sim sent/s | drain lag |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, label in (("daemon", "daemon (`python -m watchdog run`)"),):
@@ -251,10 +253,10 @@ def table(result: dict[str, Any]) -> str:
                  f"p95 {h['p95_ms']} ms, max {h['max_ms']} ms; REST weight/min of the leader "
                  f"{h['leader_weight_1m']}, of a standby {h['standby_weight_1m_design']} by "
                  f"design (docs/HA.md)."]
-    m = result["machine"]
-    rows += ["", f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}; load average "
-             f"{m['loadavg_start']} → {m['loadavg_end']}; whole run {result['elapsed_s']} s."]
-    for name, error in result["errors"].items():
+    m = result.get("machine", {})
+    rows += ["", f"Machine: {m.get('nproc', '?')} cores, {m.get('cpu', '?')}, Python "
+             f"{m.get('python', '?')}; whole run {result.get('elapsed_s', '?')} s."]
+    for name, error in result.get("errors", {}).items():
         rows.append(f"\n**{name} failed**: {error.splitlines()[0]}")
     return "\n".join(rows)
 
@@ -291,10 +293,11 @@ _BEGIN, _END = "<!-- bench/run.py:begin -->", "<!-- bench/run.py:end -->"
 
 
 def write_docs(result: dict[str, Any], command: str) -> None:
+    """Replace the generated block of docs/BENCHMARKS.md (between the two markers) by ``table``."""
     path = ROOT / "docs" / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = (f"{_BEGIN}\nLast run: `{command}` at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-             f"{table(result)}\n{_END}")
+    when = result.get("recorded_at") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    block = f"{_BEGIN}\nRun: `{command}` at {when}\n\n{table(result)}\n{_END}"
     if _BEGIN in text:
         text = re.sub(re.escape(_BEGIN) + ".*?" + re.escape(_END), lambda _: block, text, flags=re.S)
     else:
@@ -327,12 +330,22 @@ def main() -> None:
     parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
                         "proposed patch applied); default: this one")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")
+    parser.add_argument("--table-from", metavar="RESULTS_JSON",
+                        help="run nothing: print the table of a recorded --json result (with "
+                        "--write-docs, put it in docs/BENCHMARKS.md)")
     args = parser.parse_args()
+    if args.table_from:
+        recorded = json.loads(Path(args.table_from).read_text())
+        if args.write_docs:
+            write_docs(recorded, recorded.get("command", "python bench/run.py --json"))
+        sys.stdout.write(table(recorded) + "\n")
+        return
     if args.daemon_root:
         os.environ["WD_BENCH_DAEMON_ROOT"] = str(Path(args.daemon_root).resolve())
     result = run(args)
+    result["command"] = "python " + " ".join(["bench/run.py", *sys.argv[1:]])
     if args.write_docs:
-        write_docs(result, "python bench/run.py" + (" --json" if args.json else ""))
+        write_docs(result, result["command"])
     if args.json:
         sys.stdout.write(json.dumps(result, separators=(",", ":"), default=str) + "\n")
     else:

@@ -18,8 +18,8 @@ from ingest import percentile
 from veto_bench import ACCOUNT as VETO_ACCOUNT
 from veto_bench import _prepare as prepare_veto
 
+from poswatch.calls import VetoCalls
 from poswatch.client import WatchdogClient
-from poswatch.protocol import VetoCalls
 from poswatch.scripts import script_sha
 
 __all__ = ["detection", "footprint", "trigger_detection", "veto"]
@@ -52,7 +52,7 @@ def veto(redis_url: str, n: int = 5000, batch: int = 100) -> dict[str, Any]:
             verdict = client.begin("BTCUSDT", holder="bench", ttl_ms=10_000)
             begins.append(clock() - t0)
             client.end("BTCUSDT", "BOTH", verdict.lease or 0)
-        keys, args = VetoCalls(VETO_ACCOUNT, None).check("BTCUSDT", "BOTH")
+        _, keys, args = VetoCalls(VETO_ACCOUNT, None).check("BTCUSDT", "BOTH")
         sha = script_sha("check")
         done, t0 = 0, clock()
         while done < n * 2:

@@ -22,8 +22,8 @@ from decimal import Decimal
 
 from redis import exceptions as redis_errors
 
+from poswatch.calls import VetoCalls
 from poswatch.client import WatchdogClient
-from poswatch.protocol import VetoCalls
 from poswatch.scripts import script_sha
 from watchdog.core.model import (
     Knowledge,
@@ -108,7 +108,7 @@ def run(url: str, n: int, batch: int) -> None:
     _report("check", checks)
     _report("begin", begins)
     print(f"check/s  sequential: {n / (sum(checks) / 1e9):,.0f}")
-    keys, args = VetoCalls(ACCOUNT, None).check("BTCUSDT", "BOTH")
+    _, keys, args = VetoCalls(ACCOUNT, None).check("BTCUSDT", "BOTH")
     sha = script_sha("check")
     t0 = clock()
     done = 0

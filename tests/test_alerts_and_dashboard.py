@@ -15,9 +15,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.store import make_view, position_key
+from watchdog.clock import SystemClock
 from watchdog.core.book import PositionBook
 from watchdog.core.reaper import ReaperDecision
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.metrics import PREFIX, Metrics
 from watchdog.runtime.vitals import Identity, Vitals
 

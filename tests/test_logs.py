@@ -1,4 +1,5 @@
-"""Logging: secrets never reach stderr, whichever route a line takes (loguru, stdlib, JSON, traceback)."""
+"""Logging: secrets never reach stderr, whichever route a line takes (loguru, stdlib, JSON,
+traceback): docs/RULES.md rule 4."""
 
 from __future__ import annotations
 

@@ -295,12 +295,12 @@ def status_command(as_json: bool, config_path: str | None) -> None:
     """Is the watchdog alive, and what does it know? Exit 0 healthy, 1 degraded, 2 down."""
     import json
 
-    from watchdog.runtime.status import read_status
-    from watchdog.runtime.status_view import render_text
+    from watchdog.ops.status import read_status
+    from watchdog.ops.status_view import render_text
 
     config = _load_optional_config(config_path)
     if click.get_current_context().meta.get("status_watch"):
-        from watchdog.runtime.live import status_frames, watch
+        from watchdog.ops.live import status_frames, watch
 
         sys.exit(watch(status_frames(config.redis.url, config.redis.account, as_json=as_json,
                                      socket_timeout_s=config.redis.socket_timeout_s,
@@ -326,7 +326,7 @@ def events(follow: bool, count: int, as_json: bool, config_path: str | None) -> 
     import redis
     from redis import exceptions as redis_errors
 
-    from watchdog.runtime.live import event_json, event_line, follow_events, recent_events
+    from watchdog.ops.live import event_json, event_line, follow_events, recent_events
     from watchdog.store.keys import AccountKeys
 
     config = _load_optional_config(config_path)
@@ -387,7 +387,7 @@ def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
     from watchdog.config import load_config, load_credentials
     from watchdog.core.model import Symbol
     from watchdog.errors import EXIT_NOPERM, AuthenticationFailed, ExchangeError
-    from watchdog.runtime.orphans import collect, render_json, render_text
+    from watchdog.ops.orphans import collect, render_json, render_text
 
     try:
         cfg = load_config(config_path)

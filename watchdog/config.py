@@ -29,6 +29,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from poswatch.urls import redact_url  # standard library only: one redaction rule, bots' and daemon's
+from watchdog.binance.protocol.weights import (
+    ALL_SYMBOLS_WEIGHTS,
+    IP_WEIGHT_LIMIT_PER_MIN,
+    POSITIONS_WEIGHT,
+    SWEEP_WEIGHT,
+)
 from watchdog.core.reaper import ReaperPolicy
 from watchdog.errors import ConfigError, ConfigErrors
 
@@ -54,11 +60,9 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-# Binance IP weight limit per minute (docs/BINANCE.md §4.3) and positionRisk's weight (§4.1).
-BINANCE_WEIGHT_PER_MIN = 2400
-POSITION_RISK_WEIGHT = 5
-ORDERS_SWEEP_WEIGHT = 80  # openOrders + openAlgoOrders without symbol: 40 each (docs/BINANCE.md §4.1)
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The sweep reads both order lists without a symbol, each at this weight (the config check names it).
+_ALL_SYMBOLS_READ_WEIGHT = ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
 
 
 def _key(default: _T, *, ge: float | None = None, gt: float | None = None,
@@ -479,22 +483,23 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
     # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
     if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
         return
-    per_min = 60 / b.poll_interval_s * POSITION_RISK_WEIGHT
-    budget = BINANCE_WEIGHT_PER_MIN * b.weight_budget_pct / 100
+    per_min = 60 / b.poll_interval_s * POSITIONS_WEIGHT
+    budget = IP_WEIGHT_LIMIT_PER_MIN * b.weight_budget_pct / 100
     budget_keys = (("binance", "poll_interval_s"), ("binance", "weight_budget_pct"))
     check(per_min <= budget, budget_keys, "binance", "poll_interval_s",
           f"{b.poll_interval_s:g} s costs {per_min:.0f} weight/min in positionRisk "
-          f"alone, over weight_budget_pct {b.weight_budget_pct}% of 2400 "
+          f"alone, over weight_budget_pct {b.weight_budget_pct}% of {IP_WEIGHT_LIMIT_PER_MIN} "
           f"({budget:.0f}); raise the interval or the budget")
     if per_min > budget:
         return  # the sweep's share cannot be judged while the poll alone is over
-    sweep_per_min = 60 / b.orders_sweep_interval_s * ORDERS_SWEEP_WEIGHT
+    sweep_per_min = 60 / b.orders_sweep_interval_s * SWEEP_WEIGHT
     check(per_min + sweep_per_min <= budget,
           (*budget_keys, ("binance", "orders_sweep_interval_s")), "binance",
           "orders_sweep_interval_s",
           f"{b.orders_sweep_interval_s:g} s costs {sweep_per_min:.0f} weight/min "
-          f"(two all-symbols reads of weight 40), over weight_budget_pct "
-          f"{b.weight_budget_pct}% of 2400 ({budget:.0f}) together with "
+          f"(two all-symbols reads of weight {_ALL_SYMBOLS_READ_WEIGHT}), over "
+          f"weight_budget_pct {b.weight_budget_pct}% of {IP_WEIGHT_LIMIT_PER_MIN} "
+          f"({budget:.0f}) together with "
           f"positionRisk ({per_min:.0f}); raise the interval or the budget")
 
 

@@ -1,7 +1,8 @@
 """poswatch: the trading bot's side of position-watchdog's veto protocol (Redis key schema wd:v1).
 
 Ask the watchdog before touching a stop; it can say no. Depends on ``redis`` only, so it fits in
-a bot's own environment; the watchdog daemon imports its key names and Lua scripts from here.
+a bot's own environment; the watchdog daemon imports its key names, Lua scripts, typed script
+calls (:mod:`poswatch.calls`) and hash field names (:mod:`poswatch.fields`) from here.
 
 The names below load on first use: the daemon's config reads :mod:`poswatch.urls` (standard
 library only) without pulling in redis.

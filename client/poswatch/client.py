@@ -27,20 +27,22 @@ import redis
 import redis.asyncio
 from redis import exceptions as redis_errors
 
+from poswatch.calls import ScriptCall, VetoCalls, sha_of
 from poswatch.connection import connect, connect_sync
 from poswatch.protocol import (
     RETRY_LATER,
     VETO_REASONS,
-    Call,
     Ended,
     Reason,
     Replaced,
     Verdict,
-    VetoCalls,
     Vetoed,
     WatchdogEvent,
+    parse_ended,
+    parse_events,
+    parse_verdict,
 )
-from poswatch.scripts import BOT_SCRIPTS, script_sha, script_source
+from poswatch.scripts import script_source
 
 __all__ = [
     "RETRY_LATER",
@@ -103,14 +105,13 @@ class _GuardState(Generic[_C]):
 
 
 class _ClientState(Generic[_R]):
-    """What both clients hold: the Redis connection, the protocol calls, the script hashes."""
+    """What both clients hold: the Redis connection and the protocol calls."""
 
     def __init__(self, client: _R, account: str, *, max_age_ms: int | None = None,
                  default_lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> None:
-        self.redis = client
+        self.redis: _R = client
         self._p = VetoCalls(account, max_age_ms)
         self._ttl_ms = default_lease_ttl_ms
-        self._sha = {name: script_sha(name) for name in BOT_SCRIPTS}
 
 
 class Guard(_GuardState["WatchdogClient"]):
@@ -141,21 +142,20 @@ class WatchdogClient(_ClientState[redis.Redis]):
     def close(self) -> None:
         self.redis.close()
 
-    def _call(self, name: str, call: Call) -> Any:
-        keys, args = call
-        run = self.redis.evalsha_ro if name in _READ_ONLY else self.redis.evalsha
+    def _call(self, call: ScriptCall) -> Any:
+        run = self.redis.evalsha_ro if call.script in _READ_ONLY else self.redis.evalsha
         try:
-            return run(self._sha[name], len(keys), *keys, *args)
+            return run(sha_of(call.script), len(call.keys), *call.keys, *call.args)
         except redis_errors.NoScriptError:
             # Redis restarted or SCRIPT FLUSH: load it (a bot ACL without SCRIPT LOAD gets
             # NOPERM here, i.e. watchdog_down until the watchdog's next heartbeat reloads it).
-            self.redis.script_load(script_source(name))
-            return run(self._sha[name], len(keys), *keys, *args)
+            self.redis.script_load(script_source(call.script))
+            return run(sha_of(call.script), len(call.keys), *call.keys, *call.args)
 
     def check(self, symbol: str, side: str = "BOTH") -> Verdict:
         """Read-only verdict; an unreachable Redis is VETO ``watchdog_down``."""
         try:
-            return self._p.verdict(self._call("check", self._p.check(symbol, side)))
+            return parse_verdict(self._call(self._p.check(symbol, side)))
         except _ERRORS as exc:
             return _down("check", symbol, side, exc)
 
@@ -168,14 +168,14 @@ class WatchdogClient(_ClientState[redis.Redis]):
         """
         try:
             call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
-            return self._p.verdict(self._call("begin", call))
+            return parse_verdict(self._call(call))
         except _ERRORS as exc:
             return _down("begin", symbol, side, exc)
 
     def confirm(self, symbol: str, side: str, lease: int) -> Verdict:
         """After the cancel, before the create: VETO only on a known closure."""
         try:
-            return self._p.verdict(self._call("confirm", self._p.confirm(symbol, side, lease)))
+            return parse_verdict(self._call(self._p.confirm(symbol, side, lease)))
         except _ERRORS as exc:
             return _unverified(symbol, side, lease, exc)
 
@@ -183,7 +183,7 @@ class WatchdogClient(_ClientState[redis.Redis]):
         """Release the lease and record the unprotected window (``mode="replace"``: 0, see
         :meth:`replace_stop`)."""
         try:
-            return self._p.ended(self._call("end", self._p.end(symbol, side, lease, outcome, mode)))
+            return parse_ended(self._call(self._p.end(symbol, side, lease, outcome, mode)))
         except _ERRORS as exc:
             return _not_ended(symbol, side, lease, exc)
 
@@ -262,7 +262,7 @@ class WatchdogClient(_ClientState[redis.Redis]):
             last_id = self.last_event_id()
         while True:
             reply = self.redis.xread({self._p.keys.events: last_id}, block=block_ms, count=100)
-            for event in self._p.events(reply):
+            for event in parse_events(reply):
                 last_id = event.id
                 yield event
 
@@ -293,18 +293,17 @@ class AsyncWatchdogClient(_ClientState[redis.asyncio.Redis]):
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def _call(self, name: str, call: Call) -> Any:
-        keys, args = call
-        run = self.redis.evalsha_ro if name in _READ_ONLY else self.redis.evalsha
+    async def _call(self, call: ScriptCall) -> Any:
+        run = self.redis.evalsha_ro if call.script in _READ_ONLY else self.redis.evalsha
         try:
-            return await run(self._sha[name], len(keys), *keys, *args)
+            return await run(sha_of(call.script), len(call.keys), *call.keys, *call.args)
         except redis_errors.NoScriptError:
-            await self.redis.script_load(script_source(name))
-            return await run(self._sha[name], len(keys), *keys, *args)
+            await self.redis.script_load(script_source(call.script))
+            return await run(sha_of(call.script), len(call.keys), *call.keys, *call.args)
 
     async def check(self, symbol: str, side: str = "BOTH") -> Verdict:
         try:
-            return self._p.verdict(await self._call("check", self._p.check(symbol, side)))
+            return parse_verdict(await self._call(self._p.check(symbol, side)))
         except _ERRORS as exc:
             return _down("check", symbol, side, exc)
 
@@ -312,20 +311,20 @@ class AsyncWatchdogClient(_ClientState[redis.asyncio.Redis]):
                     ttl_ms: int | None = None) -> Verdict:
         try:
             call = self._p.begin(symbol, side, holder, ttl_ms or self._ttl_ms)
-            return self._p.verdict(await self._call("begin", call))
+            return parse_verdict(await self._call(call))
         except _ERRORS as exc:
             return _down("begin", symbol, side, exc)
 
     async def confirm(self, symbol: str, side: str, lease: int) -> Verdict:
         try:
-            return self._p.verdict(await self._call("confirm", self._p.confirm(symbol, side, lease)))
+            return parse_verdict(await self._call(self._p.confirm(symbol, side, lease)))
         except _ERRORS as exc:
             return _unverified(symbol, side, lease, exc)
 
     async def end(self, symbol: str, side: str, lease: int, outcome: str = "ok", *,
                   mode: str = "") -> Ended:
         try:
-            return self._p.ended(await self._call("end", self._p.end(symbol, side, lease, outcome,
+            return parse_ended(await self._call(self._p.end(symbol, side, lease, outcome,
                                                                      mode)))
         except _ERRORS as exc:
             return _not_ended(symbol, side, lease, exc)
@@ -390,7 +389,7 @@ class AsyncWatchdogClient(_ClientState[redis.asyncio.Redis]):
             last_id = await self.last_event_id()
         while True:
             reply = await self.redis.xread({self._p.keys.events: last_id}, block=block_ms, count=100)
-            for event in self._p.events(reply):
+            for event in parse_events(reply):
                 last_id = event.id
                 yield event
 

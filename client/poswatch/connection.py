@@ -47,7 +47,7 @@ def parse_sentinels(sentinels: Sequence[str]) -> list[tuple[str, int]]:
 
 def _master_kwargs(url: str) -> dict[str, Any]:
     """What the URL says about the master besides where it is (user, password, db, TLS)."""
-    kwargs = parse_url(url)
+    kwargs: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     for where in ("host", "port", "path"):
         kwargs.pop(where, None)
     return kwargs
@@ -67,10 +67,13 @@ def connect(url: str, *, socket_timeout_s: float, client_name: str, retries: int
             parse_sentinels(sentinels), socket_timeout=socket_timeout_s,
             sentinel_kwargs={"socket_timeout": socket_timeout_s,
                              "socket_connect_timeout": socket_timeout_s})
-        return sentinel.master_for(sentinel_master, **_master_kwargs(url), **options)
+        master: redis.asyncio.Redis = sentinel.master_for(sentinel_master, **_master_kwargs(url),
+                                                          **options)
+        return master
     if cluster:
         return redis.asyncio.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
-    return redis.asyncio.Redis.from_url(url, **options)
+    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url, **options)
+    return client
 
 
 def connect_sync(url: str, *, socket_timeout_s: float, client_name: str,
@@ -91,7 +94,9 @@ def connect_sync(url: str, *, socket_timeout_s: float, client_name: str,
             parse_sentinels(sentinels), socket_timeout=socket_timeout_s,
             sentinel_kwargs={"socket_timeout": socket_timeout_s,
                              "socket_connect_timeout": socket_timeout_s})
-        return sentinel.master_for(sentinel_master, **_master_kwargs(url), **options)
+        master: redis.Redis = sentinel.master_for(sentinel_master, **_master_kwargs(url), **options)
+        return master
     if cluster:
         return redis.RedisCluster.from_url(url, **options)  # type: ignore[return-value]
-    return redis.Redis.from_url(url, **options)
+    client: redis.Redis = redis.Redis.from_url(url, **options)
+    return client

@@ -1,8 +1,8 @@
-"""The veto protocol's typed calls and replies (PURE: no I/O).
+"""The veto protocol's answers: reasons, verdicts, and the scripts' replies parsed (PURE: no I/O).
 
-One place turns a question (check, begin, confirm, end on ``SYMBOL:SIDE``) into the KEYS and
-ARGV of its Lua script, and a script's reply into a typed answer. docs/PROTOCOL.md §2 lists the
-rules behind each reason; §4 the raw calls built here.
+The questions (check, begin, confirm, end on ``SYMBOL:SIDE``) are built by
+:class:`poswatch.calls.VetoCalls`; this module turns a script's reply into a typed answer.
+docs/PROTOCOL.md §2 lists the rules behind each reason; §4 the raw calls.
 """
 
 from __future__ import annotations
@@ -12,13 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from poswatch.keys import AccountKeys, PositionKeys, binance_symbol
+from poswatch.fields import PositionField
 
-__all__ = ["MAX_LEASE_TTL_MS", "RETRY_LATER", "VETO_REASONS", "Call", "Ended", "Reason", "Replaced",
-           "Verdict", "VetoCalls", "Vetoed", "WatchdogEvent", "reason_of"]
-
-# KEYS and ARGV of one EVALSHA.
-Call = tuple[list[str], list[str | int]]
+__all__ = ["MAX_LEASE_TTL_MS", "RETRY_LATER", "VETO_REASONS", "Ended", "Reason", "Replaced", "Verdict",
+           "Vetoed", "WatchdogEvent", "parse_ended", "parse_events", "parse_verdict", "reason_of"]
 
 
 class Reason(StrEnum):
@@ -79,11 +76,13 @@ class Verdict:
     def firing(self) -> dict[str, str] | None:
         """The stop the watchdog saw firing on this position (``algo_id``, ``status``,
         ``since_ms``, ``child_id``), None when none: the detail of a ``stop_triggered`` veto."""
-        algo_id = self.position.get("firing_algo_id", "")
+        get = self.position.get
+        algo_id = get(PositionField.FIRING_ALGO_ID, "")
         if not algo_id:
             return None
-        return {name: self.position.get(f"firing_{name}", "")
-                for name in ("algo_id", "status", "since_ms", "child_id")}
+        return {"algo_id": algo_id, "status": get(PositionField.FIRING_STATUS, ""),
+                "since_ms": get(PositionField.FIRING_SINCE_MS, ""),
+                "child_id": get(PositionField.FIRING_CHILD_ID, "")}
 
     @property
     def retry_later(self) -> bool:
@@ -134,78 +133,24 @@ class Vetoed(Exception):
         super().__init__(f"{op} vetoed: {verdict.reason} (age_ms={verdict.age_ms}{detail})")
 
 
-class VetoCalls:
-    """KEYS/ARGV of the four bot scripts for one account, and their replies parsed.
-
-    Symbols are Binance's (``BTCUSDT``) or ccxt's (``BTC/USDT:USDT``); sides BOTH, LONG, SHORT.
-    Raises ``ValueError`` on a symbol, side or account that cannot be part of a key.
-    """
-
-    def __init__(self, account: str, max_age_ms: int | None = None) -> None:
-        self.keys = AccountKeys(account)
-        self.max_age = "" if max_age_ms is None else str(max_age_ms)
-        self._cache: dict[tuple[str, str], PositionKeys] = {}
-
-    def position(self, symbol: str, side: str) -> PositionKeys:
-        """Validated key names of one position, cached: bots ask about a handful of symbols."""
-        cached = self._cache.get((symbol, side))
-        if cached is None:
-            cached = self.keys.of_member(f"{binance_symbol(symbol)}:{side}")
-            if len(self._cache) < 4096:
-                self._cache[(symbol, side)] = cached
-        return cached
-
-    def check(self, symbol: str, side: str) -> Call:
-        p = self.position(symbol, side)
-        return [self.keys.health, p.position, p.reaping, p.lease], [self.max_age]
-
-    def begin(self, symbol: str, side: str, holder: str, ttl_ms: int) -> Call:
-        _check_begin_args(holder, ttl_ms)
-        k, p = self.keys, self.position(symbol, side)
-        return ([p.lease, k.lease_seq, k.leases, k.events],
-                [p.member, holder, ttl_ms, self.max_age, k.channel, k.health, p.position, p.reaping])
-
-    def confirm(self, symbol: str, side: str, lease: int) -> Call:
-        k, p = self.keys, self.position(symbol, side)
-        return [p.lease, k.events], [p.member, lease, self.max_age, k.channel, k.health, p.position]
-
-    def end(self, symbol: str, side: str, lease: int, outcome: str, mode: str = "") -> Call:
-        """``mode`` "replace": a zero-gap replacement (the window is recorded as 0)."""
-        if mode not in ("", "replace"):
-            raise ValueError(f"mode must be '' or 'replace', got {mode!r}")
-        k, p = self.keys, self.position(symbol, side)
-        args: list[str | int] = [p.member, lease, outcome, k.channel, k.health]
-        if mode:
-            args.append(mode)
-        return [p.lease, k.leases, k.windows, k.events], args
-
-    @staticmethod
-    def verdict(reply: Sequence[Any]) -> Verdict:
-        allowed, reason, token, age, flat = reply
-        position = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Verdict(bool(allowed), reason_of(str(reason)), int(token) or None, position,
-                       None if int(age) < 0 else int(age))
-
-    @staticmethod
-    def ended(reply: Sequence[Any]) -> Ended:
-        released, reason, window = reply
-        return Ended(bool(released), reason_of(str(reason)), None if int(window) < 0 else int(window))
-
-    @staticmethod
-    def events(reply: Any) -> list[WatchdogEvent]:
-        out: list[WatchdogEvent] = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                out.append(WatchdogEvent(str(entry_id), str(fields.get("kind", "")), dict(fields)))
-        return out
+def parse_verdict(reply: Sequence[Any]) -> Verdict:
+    """The reply of ``check``, ``begin`` or ``confirm``."""
+    allowed, reason, token, age, flat = reply
+    position = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Verdict(bool(allowed), reason_of(str(reason)), int(token) or None, position,
+                   None if int(age) < 0 else int(age))
 
 
-def _check_begin_args(holder: str, ttl_ms: int) -> None:
-    """What begin.lua refuses, refused here with a ValueError (a bug in the caller, not an outage
-    to be answered with watchdog_down)."""
-    if not (isinstance(ttl_ms, int) and not isinstance(ttl_ms, bool)
-            and 1 <= ttl_ms <= MAX_LEASE_TTL_MS):
-        raise ValueError(f"ttl_ms must be an integer from 1 to {MAX_LEASE_TTL_MS}, got {ttl_ms!r}")
-    if not (isinstance(holder, str) and 1 <= len(holder) <= 128 and holder.isascii()
-            and holder.isprintable()):
-        raise ValueError(f"holder must be 1-128 printable ASCII characters, got {holder!r}")
+def parse_ended(reply: Sequence[Any]) -> Ended:
+    """The reply of ``end``."""
+    released, reason, window = reply
+    return Ended(bool(released), reason_of(str(reason)), None if int(window) < 0 else int(window))
+
+
+def parse_events(reply: Any) -> list[WatchdogEvent]:
+    """An ``XREAD`` reply of the events stream."""
+    out: list[WatchdogEvent] = []
+    for _stream, entries in reply or []:
+        for entry_id, fields in entries:
+            out.append(WatchdogEvent(str(entry_id), str(fields.get("kind", "")), dict(fields)))
+    return out

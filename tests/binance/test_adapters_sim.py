@@ -21,6 +21,7 @@ from watchdog.binance.poller import Poller
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Config, CoreConfig, Credentials, ReaperConfig, RedisConfig
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import Publish, RaiseAlert
@@ -28,7 +29,6 @@ from watchdog.core.events import Event, StreamLost, StreamPositions
 from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.runtime.build import Endpoints, Pipeline, build
-from watchdog.runtime.clock import SystemClock
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

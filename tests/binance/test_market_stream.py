@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 
 from watchdog.binance.market_stream import MarketStream, market_stream_url
+from watchdog.clock import SystemClock
 from watchdog.core.events import Event, StopCrossed
 from watchdog.core.model import OrderId, PositionKey, PositionSide, Symbol
 from watchdog.core.triggers import TriggerLevel
-from watchdog.runtime.clock import SystemClock
 from watchdog.sim import Simulator
 
 BAS = Symbol("BASUSDT")

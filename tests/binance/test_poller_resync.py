@@ -1,17 +1,30 @@
 """The poller after a reconnect: the stream's post-connect order read restarts that symbol's orders
-timer (no second read right after it), but never swallows a read someone asked for."""
+timer (no second read right after it), but never swallows a read someone asked for; after a
+stream gap, the orders of symbols the OrderBook holds orders on are read once more (pure
+schedule, and the poller's reading of the event sequence), while symbols with a position are
+left to the stream's own post-connect read."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 import pytest
 
-from watchdog.binance.poller import PollSchedule
-from watchdog.core.events import PositionAmount, PositionSnapshot
+from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.rest import BinanceRest
+from watchdog.clock import ManualClock, SystemClock
+from watchdog.config import Credentials
+from watchdog.core.events import (
+    PositionAmount,
+    PositionSnapshot,
+    SnapshotFailed,
+    SnapshotRequested,
+    StreamConnected,
+)
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
-BTC = Symbol("BTCUSDT")
+ETH, BTC, SOL = Symbol("ETHUSDT"), Symbol("BTCUSDT"), Symbol("SOLUSDT")
 
 
 def schedule_with_btc_open() -> PollSchedule:
@@ -62,8 +75,8 @@ class _Rest:
 
 def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     from watchdog.binance.poller import Poller
+    from watchdog.clock import SystemClock
     from watchdog.core.events import OrdersSnapshot
-    from watchdog.runtime.clock import SystemClock
 
     clock = SystemClock()
     poller = Poller(_Rest(), schedule_with_btc_open(), clock=clock)  # type: ignore[arg-type]
@@ -75,17 +88,9 @@ def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     assert budget.budget_per_min == 10  # 360 - reserve 8 - positions 334 - sweep 8
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def monotonic(self) -> float:
-        return self.now_s
-
-
 class _BudgetRest:
     def __init__(self) -> None:
-        from watchdog.binance.budget import WeightBudget
+        from watchdog.binance.protocol.budget import WeightBudget
         self.budget = WeightBudget(360)
 
     def budget_wait_s(self, weight: int) -> float:
@@ -95,7 +100,7 @@ class _BudgetRest:
 def test_an_order_read_held_by_the_budget_does_not_delay_the_positions_poll() -> None:
     from watchdog.binance.poller import Poller
 
-    clock = _Clock()
+    clock = ManualClock()
     schedule = schedule_with_btc_open()
     poller = Poller(_BudgetRest(), schedule, clock=clock)  # type: ignore[arg-type]
     schedule.positions_started(0.0)  # next positions read due at 0.9
@@ -104,3 +109,71 @@ def test_an_order_read_held_by_the_budget_does_not_delay_the_positions_poll() ->
     schedule.positions_started(5.2)  # the last positions read: the next is due at 6.1
     assert schedule.plan(5.5).order_symbols == (BTC,)
     assert poller._next_wake_s(()) == pytest.approx(0.6)  # the positions poll, not 0.9
+
+
+# ---------------------------------------------------------------- re-reading orders after a gap
+
+
+def resync_schedule() -> PollSchedule:
+    return PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=300.0,
+                        fast_poll_interval_s=0.25, orders_sweep_interval_s=600.0)
+
+
+def snap(request_id: int, *held: Symbol) -> PositionSnapshot:
+    return PositionSnapshot(request_id, 0, 0, tuple(
+        PositionAmount(PositionKey(s, PositionSide.BOTH), Decimal(1), Decimal(1), 0) for s in held))
+
+
+def test_reread_symbols_are_due_first_but_not_urgent_and_read_once() -> None:
+    s = resync_schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(1), 0.0)
+    s.sweep_started(0.0)
+    s.orders_read(SOL, 0.0)
+    s.activity(SOL, 0.0)
+    s.orders_read(SOL, 0.1)  # watched (recently active), next read in 300 s
+    assert s.plan(1.0).order_symbols == ()
+    s.reread_orders({ETH})
+    plan = s.plan(1.0)
+    assert plan.order_symbols == (ETH,)
+    assert plan.orders_urgent == ()  # within the order reads' share, like any poll
+    s.orders_read(ETH, 1.1)
+    assert ETH not in s.tracked(1.2, ())  # once: it holds no other reason to be watched
+
+
+def test_a_sweep_counts_as_the_reread() -> None:
+    s = resync_schedule()
+    s.reread_orders({ETH})
+    s.sweep_started(5.0)
+    s.sweep_read(5.0, 5.5)
+    assert ETH not in s.tracked(6.0, ())
+
+
+def resync_poller(order_symbols: set[Symbol]) -> Poller:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    rest = BinanceRest(http, Credentials("k", "s"), recv_window_ms=5000, clock=SystemClock(),
+                       weight_budget_per_min=360)
+    return Poller(rest, resync_schedule(), clock=SystemClock(), order_symbols=lambda: order_symbols)
+
+
+def test_the_streams_resync_answer_triggers_the_reread_minus_open_symbols() -> None:
+    p = resync_poller({ETH, BTC})
+    p.schedule.orders_read(BTC, 0.0)
+    p.observe(StreamConnected(2))
+    p.observe(SnapshotRequested(41, 0))  # the stream's post-connect read (not the poller's)
+    assert ETH not in p.schedule.tracked(0.0, ())
+    p.observe(snap(41, BTC))
+    tracked = p.schedule.tracked(0.0, ())
+    assert ETH in tracked
+    assert p.schedule.plan(0.0).order_symbols == (ETH,)  # BTC: the stream reads it itself
+
+
+def test_a_failed_resync_read_still_rereads_and_other_reads_do_not() -> None:
+    p = resync_poller({ETH})
+    p.observe(SnapshotRequested(7, 0))  # no connect before it: someone else's read
+    p.observe(snap(7))
+    assert ETH not in p.schedule.tracked(0.0, ())
+    p.observe(StreamConnected(3))
+    p.observe(SnapshotRequested(8, 0))
+    p.observe(SnapshotFailed(8, "ExchangeUnavailable: 503"))
+    assert ETH in p.schedule.tracked(0.0, ())

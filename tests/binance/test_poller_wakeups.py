@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdog.binance.budget import WeightBudget
 from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.protocol.budget import WeightBudget
+from watchdog.clock import ManualClock
 from watchdog.core.events import PositionAmount, PositionSnapshot, SnapshotRequested, StreamConnected
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
@@ -20,14 +21,6 @@ def snap(*symbols: str, request_id: int = 1) -> PositionSnapshot:
     return PositionSnapshot(request_id, 1, 2, tuple(
         PositionAmount(PositionKey(Symbol(s), PositionSide.BOTH), Decimal(1), Decimal(100), 1)
         for s in symbols), None)
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def monotonic(self) -> float:
-        return self.now_s
 
 
 class _Rest:
@@ -40,8 +33,8 @@ class _Rest:
         return 0.0
 
 
-def idle_poller(symbols: list[str]) -> tuple[Poller, PollSchedule, _Clock]:
-    clock = _Clock()
+def idle_poller(symbols: list[str]) -> tuple[Poller, PollSchedule, ManualClock]:
+    clock = ManualClock()
     schedule = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0,
                             fast_poll_interval_s=0.25)
     schedule.positions_seen(snap(*symbols), 0.0)
@@ -106,7 +99,7 @@ async def test_an_unchanged_positions_answer_does_not_wake_the_poller() -> None:
 
 
 async def test_the_streams_resync_answer_wakes_the_poller_even_when_unchanged() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     schedule = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0,
                             fast_poll_interval_s=0.25)
     schedule.positions_seen(snap("AUSDT"), 0.0)

@@ -17,12 +17,12 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 
 from tests.support.pipeline import running
-from watchdog.binance.reconnect import backoff_resets
+from watchdog.binance.protocol.reconnect import backoff_resets
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Config, Credentials, RedisConfig
 from watchdog.runtime.build import build
-from watchdog.runtime.clock import SystemClock
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,10 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from watchdog.binance.budget import Priority
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
+from watchdog.clock import ManualClock
 from watchdog.core.model import OrderId, Symbol
 from watchdog.errors import (
     AuthenticationFailed,
@@ -35,16 +36,9 @@ class Creds:
     api_secret: str = SECRET
 
 
-@dataclass
-class FakeClock:
-    now_s: float = 1000.0
-    wall: int = 1_700_000_000_000
-
-    def monotonic(self) -> float:
-        return self.now_s
-
-    def wall_ms(self) -> int:
-        return self.wall
+def rest_clock(wall_ms: int = 1_700_000_000_000) -> ManualClock:
+    """The tests' clock: ``now_s`` moves alone (budget windows, retries) unless ``advance`` says."""
+    return ManualClock(now_s=1000.0, now_ms=wall_ms)
 
 
 @dataclass
@@ -55,10 +49,10 @@ class Recorder:
         self.sleeps.append(s)
 
 
-def make(handler: Callable[[httpx.Request], httpx.Response], *, clock: FakeClock | None = None,
-         budget: int = 360) -> tuple[BinanceRest, Recorder, FakeClock]:
+def make(handler: Callable[[httpx.Request], httpx.Response], *, clock: ManualClock | None = None,
+         budget: int = 360) -> tuple[BinanceRest, Recorder, ManualClock]:
     rec = Recorder()
-    clock = clock or FakeClock()
+    clock = clock or rest_clock()
     client = httpx.AsyncClient(base_url="https://fapi.test", transport=httpx.MockTransport(handler))
     rest = BinanceRest(client, Creds(), recv_window_ms=5000, weight_budget_per_min=budget,
                        clock=clock, retry_policy=RetryPolicy(max_delay_s=5, initial_s=0.1),
@@ -220,7 +214,7 @@ async def test_get_retries_5xx_then_succeeds_and_logs_no_secrets() -> None:
 
 
 async def test_get_gives_up_after_policy_delay_with_the_error() -> None:
-    clock = FakeClock()
+    clock = rest_clock()
     rec = Recorder()
 
     async def sleep(s: float) -> None:
@@ -229,7 +223,7 @@ async def test_get_gives_up_after_policy_delay_with_the_error() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/fapi/v1/time":
-            return httpx.Response(200, json={"serverTime": clock.wall})
+            return httpx.Response(200, json={"serverTime": clock.now_ms})
         return err(502, -1000, "bad gateway")
 
     client = httpx.AsyncClient(base_url="https://x", transport=httpx.MockTransport(handler))
@@ -270,7 +264,7 @@ async def test_rate_limit_honours_retry_after_and_degrades(status: int) -> None:
             return err(status, -1003, "Too many requests.", **{"Retry-After": "7"})
         return httpx.Response(200, json=[])
 
-    clock = FakeClock()
+    clock = rest_clock()
     rest, _, _ = make(server({"GET /fapi/v1/openOrders": route,
                               "DELETE /fapi/v1/order": route}), clock=clock)
     rest._retry_policy = RetryPolicy(max_delay_s=0.0)  # no retry: see the raw error
@@ -296,7 +290,7 @@ async def test_retry_waits_at_least_retry_after() -> None:
             return err(429, -1003, "Too many requests.", **{"Retry-After": "2"})
         return httpx.Response(200, json=[])
 
-    clock = FakeClock()
+    clock = rest_clock()
     sleeps: list[float] = []
 
     async def sleep(s: float) -> None:
@@ -355,7 +349,7 @@ async def test_after_a_429_the_poll_resumes_when_binance_minute_resets() -> None
     with Retry-After 14.5 s. The positions poll deferred 46 s more on main (the reported 2,400
     kept for a sliding 60 s); Binance's counter resets with its minute, 14.5 s later."""
     minute_start_ms = 1_700_000_040_000  # a multiple of 60,000
-    clock = FakeClock(wall=minute_start_ms + 45_500)
+    clock = rest_clock(minute_start_ms + 45_500)
     answers = [err(429, -1003, "Too many requests", **{"Retry-After": "14.5",
                                                         "X-MBX-USED-WEIGHT-1M": "2400"})]
 
@@ -365,14 +359,13 @@ async def test_after_a_429_the_poll_resumes_when_binance_minute_resets() -> None
         return httpx.Response(200, json=[], headers={"X-MBX-USED-WEIGHT-1M": "5"})
 
     rest, _, _ = make(server({"GET /fapi/v3/positionRisk": positions},
-                             server_ms=clock.wall), clock=clock)
+                             server_ms=clock.now_ms), clock=clock)
     rest._retry_policy = RetryPolicy(max_delay_s=1.0, max_attempts=1)
     with pytest.raises(ExchangeUnavailable):
         await rest.fetch_positions(priority=Priority.ROUTINE)
     assert rest.degraded
     assert rest.budget_wait_s(5) == pytest.approx(14.5)
-    clock.now_s += 14.5
-    clock.wall += 14_500
+    clock.advance(14.5)
     assert rest.budget_wait_s(5) == 0  # not 46 s more
     assert rest.weight_used_1m == 0
     await rest.fetch_positions(priority=Priority.ROUTINE)
@@ -420,7 +413,7 @@ async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> No
     def empty(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=[])
 
-    rest, _, clock = make(server({"GET /fapi/v1/openOrders": empty,
+    rest, _, _clock = make(server({"GET /fapi/v1/openOrders": empty,
                                   "GET /fapi/v1/openAlgoOrders": empty}), budget=20)
     await rest.sync_time()  # 1
     emitted: list[object] = []
@@ -430,6 +423,6 @@ async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> No
 
     symbols = [Symbol(f"S{i}USDT") for i in range(10)]
     done = await read_orders(rest, emit, symbols, reason="test")  # routine: 20 - 8 = 12
-    assert len(done) == 5  # 1 + 5 × 2 = 11; the sixth symbol's second read does not fit
+    assert len(done) == 5  # 1 + 5 x 2 = 11; the sixth symbol's second read does not fit
     assert rest.requests_sent == 1 + 10 + 1  # nothing tried after the refusal
     assert len(emitted) == 5  # no half-read symbol

@@ -10,11 +10,11 @@ import pytest
 
 from tests.support.simulator import SimClient
 from watchdog.binance.rest import BinanceRest, make_http_client
+from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Config, Credentials
 from watchdog.core.model import AlgoStatus, OrderId, PositionSide, Symbol
 from watchdog.errors import AuthenticationFailed, ExchangeRejected
 from watchdog.runtime.build import rest_of
-from watchdog.runtime.clock import SystemClock
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -24,6 +24,7 @@ from tests.support.waiting import eventually
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
 from watchdog.binance.stream import UserDataStream
+from watchdog.clock import SystemClock
 from watchdog.core.events import (
     Event,
     ListenKeyExpired,
@@ -34,7 +35,6 @@ from watchdog.core.events import (
     StreamLost,
     StreamPositions,
 )
-from watchdog.runtime.clock import SystemClock
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from loguru import logger
 
 from tests.binance.test_stream import FakeBinance, Harness, running, until
-from watchdog.binance.reconnect import BlindReconnects
+from watchdog.binance.protocol.reconnect import BlindReconnects
 from watchdog.core.events import Event, PositionSnapshot, StreamConnected, StreamLost
 
 pytestmark = pytest.mark.integration

@@ -11,17 +11,11 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from watchdog.binance.budget import Priority, WeightBudget
-from watchdog.binance.classify import classify_response, parse_retry_after_s
+from watchdog.binance.connection import STREAM_EVENTS, classify_stream_error, user_stream_url
 from watchdog.binance.poller import PollSchedule
-from watchdog.binance.reconnect import (
-    Backoff,
-    RecentEvents,
-    StreamFailure,
-    classify_stream_error,
-    event_identity,
-)
-from watchdog.binance.stream import STREAM_EVENTS, user_stream_url
+from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.classify import classify_response, parse_retry_after_s
+from watchdog.binance.protocol.reconnect import Backoff, RecentEvents, StreamFailure, event_identity
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.errors import (

@@ -20,14 +20,26 @@ from tests.core.facts import (
     trade_lite,
 )
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.effects import (
+    Effect,
+    Notify,
+    Publish,
+    RaiseAlert,
+    ReadNow,
+    Reconnect,
+    RequestSnapshot,
+)
 from watchdog.core.events import (
     AccountConfigUpdate,
+    AlgoUpdate,
+    CanaryAlert,
     ListenKeyExpired,
+    MalformedFrame,
     MarginCall,
     OrdersSnapshot,
     StreamConnected,
     StreamLost,
+    StreamPositions,
     Tick,
 )
 from watchdog.core.model import Knowledge, PositionSide, PositionState, Source, Symbol
@@ -113,12 +125,12 @@ def test_stream_open_on_live_stream_confirms_and_notifies(h: Harness) -> None:
 
 def test_same_fact_twice_changes_nothing(h: Harness) -> None:
     h.apply(stream(BTC, 1, 100), 100)
-    assert h.apply(stream(BTC, 1, 100), 150) == []
+    assert h.apply(stream(BTC, 1, 100), 150) == [ReadNow(BTC.symbol)]  # nothing published
 
 
 def test_older_stream_fact_is_ignored(h: Harness) -> None:
     h.apply(stream(BTC, 2, 200), 200)
-    assert h.apply(stream(BTC, 1, 100), 210) == []
+    assert h.apply(stream(BTC, 1, 100), 210) == [ReadNow(BTC.symbol)]  # nothing published
     view = h.book.view(BTC)
     assert view is not None
     assert view.amount == 2
@@ -477,9 +489,21 @@ def test_no_blindness_across_a_gap(h: Harness) -> None:
 def test_fills_request_a_scoped_snapshot(h: Harness) -> None:
     btc = frozenset({Symbol("BTCUSDT")})
     assert h.apply(trade_lite("BTCUSDT", 100), 100) == [
-        RequestSnapshot(reason="fill on BTCUSDT", symbols=btc)]
+        ReadNow(BTC.symbol), RequestSnapshot(reason="fill on BTCUSDT", symbols=btc)]
     assert requests(h.apply(order_update("BTCUSDT", 110, last_filled="0.5"), 110))[0].symbols == btc
-    assert h.apply(order_update("BTCUSDT", 120), 120) == []
+    assert h.apply(order_update("BTCUSDT", 120), 120) == [ReadNow(BTC.symbol)]  # no fill: no read
+
+
+def test_every_stream_event_on_a_symbol_says_read_it_now(h: Harness) -> None:
+    """The poller reads the symbol's orders once more and watches it (binance/schedule.py)."""
+    short = key("BTCUSDT", PositionSide.SHORT)
+    both = StreamPositions(101, 100, "ORDER", (amount(LONG, 1, 100), amount(short, 0, 100),
+                                               amount(ETH, 1, 100)))
+    assert [e for e in h.apply(both, 100) if isinstance(e, ReadNow)] == [
+        ReadNow(BTC.symbol), ReadNow(ETH.symbol)]  # once per symbol
+    assert h.apply(algo_update("BTCUSDT", 110), 110) == [ReadNow(BTC.symbol)]
+    assert h.apply(MarginCall(120, ()), 120) == []
+    assert h.apply(AccountConfigUpdate(131, 130, Symbol("BTCUSDT"), 20, None), 130) == []
 
 
 @pytest.mark.parametrize("event", [
@@ -489,7 +513,8 @@ def test_fills_request_a_scoped_snapshot(h: Harness) -> None:
 ])
 def test_order_facts_do_not_change_positions(h: Harness, event: object) -> None:
     h.apply(stream(BTC, 1, 50), 50)
-    assert h.apply(event, 100) == []
+    reads = [ReadNow(BTC.symbol)] if isinstance(event, AlgoUpdate) else []
+    assert h.apply(event, 100) == reads  # nothing published
     assert state(h.book) is PositionState.OPEN
 
 
@@ -599,3 +624,22 @@ def test_a_closure_first_seen_on_the_stream_after_a_restart_is_not_while_down() 
     effects = book.apply(snapshot(1, 1_000), 1_050)
     assert [(e.kind, e.key, dict(e.detail)) for e in effects if isinstance(e, Notify) and e.key] == [
         ("position_closed", BTC, {"amount": "0"})]
+
+
+def test_the_canarys_blind_verdict_leaves_as_rule_7s_and_a_failed_canary_as_an_alert() -> None:
+    book = PositionBook()
+    assert book.apply(CanaryAlert("stream_blind", "no ALGO_UPDATE in 5 s"), 1000) == [
+        RaiseAlert("stream_blind", "no ALGO_UPDATE in 5 s"),
+        Notify("stream_blind", None, (("message", "no ALGO_UPDATE in 5 s"),)),
+        Reconnect("no ALGO_UPDATE in 5 s")]
+    assert book.apply(CanaryAlert("canary_failed", "HTTP 503"), 1001) == [
+        RaiseAlert("canary_failed", "HTTP 503")]
+
+
+def test_a_malformed_frame_asks_rest_at_once() -> None:
+    """It may have carried a position change (the stream could not read it): read all symbols
+    now, not at the next poll; nothing the book knows changes."""
+    book = PositionBook()
+    assert book.apply(MalformedFrame("not JSON"), 1000) == [
+        RequestSnapshot(reason="malformed user-stream frame: not JSON")]
+    assert book.views() == []

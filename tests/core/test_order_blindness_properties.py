@@ -10,7 +10,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.core.effects import RaiseAlert
+from watchdog.core.effects import RaiseAlert, Reconnect
 from watchdog.core.events import (
     Event,
     ListenKeyExpired,
@@ -50,7 +50,7 @@ class World:
 
     def apply(self, event: Event) -> None:
         for effect in self.watch.apply(event, 0):
-            assert isinstance(effect, RaiseAlert) or effect.kind == "stream_blind"
+            assert isinstance(effect, RaiseAlert | Reconnect) or effect.kind == "stream_blind"
             if isinstance(effect, RaiseAlert):
                 named = [i for i in range(len(self.orders))
                          if f"order {i + 1} " in effect.message]

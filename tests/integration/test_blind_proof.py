@@ -15,14 +15,14 @@ import redis.asyncio
 
 from tests.integration.test_daemon import ACCOUNT, BASUSDT, KEYS, start_daemon
 from tests.support.waiting import eventually
-from watchdog.runtime.status import EXIT_DEGRADED, EXIT_HEALTHY, read_status
+from watchdog.ops.status import EXIT_DEGRADED, EXIT_HEALTHY, read_status
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
 
 
 def default_table(sim: Simulator, redis_url: str, **binance: Any) -> dict[str, Any]:
-    """The defaults, pointed at the simulator and the test's Redis (rule 7: defaults)."""
+    """The defaults, pointed at the simulator and the test's Redis (docs/RULES.md rule 7: defaults)."""
     return {"binance": {"rest_url": sim.rest_url, "ws_url": sim.ws_url, **binance},
             "redis": {"url": redis_url, "account": ACCOUNT}}
 

@@ -23,7 +23,8 @@ import redis.asyncio
 
 from tests.support.simulator import SimClient
 from tests.support.waiting import eventually
-from watchdog.config import BINANCE_WEIGHT_PER_MIN, Credentials, parse_config
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
+from watchdog.config import Credentials, parse_config
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.runtime.daemon import run
 from watchdog.sim import Simulator
@@ -79,7 +80,7 @@ async def test_stops_on_a_position_closed_while_the_stream_is_muted_are_removed(
     charges = log_weights(sim)
     config = parse_config({"binance": {"rest_url": sim.rest_url, "ws_url": sim.ws_url},
                            "redis": {"url": redis_url, "account": ACCOUNT}}, "defaults.toml")
-    share = BINANCE_WEIGHT_PER_MIN * config.binance.weight_budget_pct // 100
+    share = IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
     stop = asyncio.Event()
     daemon = asyncio.create_task(run(config, Credentials(sim.api_key, sim.api_secret),
                                      stop=stop), name="daemon-under-test")

@@ -1,4 +1,5 @@
-"""Credentials Binance refuses (-2014, -2015, -1022, an IP outside the key's whitelist).
+"""Credentials Binance refuses (-2014, -2015, -1022, an IP outside the key's whitelist):
+docs/RULES.md rule 3, a fatal misconfiguration exits with its code, anything later degrades.
 
 At startup a restart cannot fix them: ``position-watchdog run`` exits 77 with one line (systemd
 does not restart it, the bot is not held back by a 90 s start timeout). After startup the

@@ -26,8 +26,8 @@ import redis.asyncio
 from poswatch.client import AsyncWatchdogClient
 from tests.integration.test_daemon import ACCOUNT, KEYS, ROOT, config_table, write_toml
 from tests.support.waiting import eventually
-from watchdog.runtime.status import read_status
-from watchdog.runtime.status_view import render_text
+from watchdog.ops.status import read_status
+from watchdog.ops.status_view import render_text
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

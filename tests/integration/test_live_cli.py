@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.redis_server import dead_redis_url
 from tests.support.store import ACCOUNT
-from watchdog.runtime.live import CLEAR, HOME
+from watchdog.ops.live import CLEAR, HOME
 from watchdog.store.publisher import RedisPublisher
 
 pytestmark = pytest.mark.integration

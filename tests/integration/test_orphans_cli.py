@@ -14,7 +14,7 @@ from tests.support.reaper_rig import Bot
 from watchdog.config import Credentials, load_config
 from watchdog.core.model import Symbol
 from watchdog.core.reaper import Assessment, Why
-from watchdog.runtime.orphans import MAX_WAIT_MS, collect, render_text
+from watchdog.ops.orphans import MAX_WAIT_MS, collect, render_text
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """The reaper's race and REST lag (issue 12): simulator over real sockets, real Redis, the real
-``ReaperTask``, the real books.
+``ReaperTask``, the real books (docs/RULES.md rule 1).
 
 Each test reproduces one hole found on the pre-fix main:
 - the race: the pre-cancel re-read says flat, the bot's entry fills, the reaper cancels the stop

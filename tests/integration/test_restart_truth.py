@@ -2,7 +2,7 @@
 path) on the simulator and a real redis-server, default settings: a position Redis last showed
 open closes while no watchdog runs; the next run publishes it closed AND emits
 ``position_closed`` with ``while_down=true`` (on main: closed, but no event, so a bot dropping
-its trailing stop on the event never did)."""
+its trailing stop on the event never did). docs/RULES.md rule 2."""
 
 from __future__ import annotations
 

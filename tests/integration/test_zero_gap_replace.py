@@ -1,5 +1,5 @@
 """Issue 13 deliver 4: zero-gap stop replacement (``poswatch`` ``replace_stop``) against the real
-daemon, the simulator (real sockets) and a real redis-server.
+daemon, the simulator (real sockets) and a real redis-server (docs/RULES.md rule 1).
 
 - The move leaves no instant without a stop: asserted on the simulator's order history (every
   algo order with its creation and end time), and ``end`` records a window of 0.

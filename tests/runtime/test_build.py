@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from watchdog.clock import SystemClock
 from watchdog.config import Config, Credentials, MetricsConfig
 from watchdog.runtime.build import Endpoints, build, store_of
-from watchdog.runtime.clock import SystemClock
 
 DAEMON_TASKS = {"core", "stream", "market", "poller", "ticker", "heartbeat", "reaper", "lead",
                 "guard"}

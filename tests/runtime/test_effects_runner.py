@@ -18,6 +18,8 @@ from watchdog.core.effects import (
     Notify,
     Publish,
     RaiseAlert,
+    ReadNow,
+    Reconnect,
     RequestSnapshot,
 )
 from watchdog.core.model import OrderId, PositionState
@@ -36,11 +38,15 @@ class Sinks:
 
     def __init__(self) -> None:
         self.snapshots: list[RequestSnapshot] = []
+        self.reads_now: list[ReadNow] = []
         self.cancels: list[CancelOrder] = []
         self.blind: list[str] = []
 
     def request_snapshot(self, request: RequestSnapshot) -> None:
         self.snapshots.append(request)
+
+    def read_now(self, effect: ReadNow) -> None:
+        self.reads_now.append(effect)
 
     def submit(self, cancel: CancelOrder) -> None:
         self.cancels.append(cancel)
@@ -60,7 +66,7 @@ async def store(redis_url: str) -> AsyncIterator[RedisPublisher]:
 def make_runner(store: RedisPublisher, sinks: Sinks) -> tuple[EffectsRunner, Vitals]:
     vitals = Vitals(Identity(1, "h", "0", 0), PositionBook(), weight_budget_1m=360, progress_limit_s=10)
     runner = EffectsRunner(store, sinks, sinks, vitals, store_timeout_s=2.0,
-                           on_stream_blind=sinks.blind.append)
+                           reconnect=sinks.blind.append)
     return runner, vitals
 
 
@@ -86,13 +92,25 @@ async def test_effects_are_routed(store: RedisPublisher, redis_url: str) -> None
     runner, _ = make_runner(store, sinks)
     cancel = CancelOrder(KEY, OrderId(7), is_algo=True, client_id="ts-1", reason="orphan")
     await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS)), RequestSnapshot("gap"), cancel,
-                      RaiseAlert("stream_blind", "REST shows a change", KEY)])
+                      RaiseAlert("stream_blind", "REST shows a change", KEY),
+                      Reconnect("REST shows a change"), ReadNow(KEY.symbol)])
     assert sinks.snapshots == [RequestSnapshot("gap")]
+    assert sinks.reads_now == [ReadNow(KEY.symbol)]
     assert sinks.cancels == [cancel]
     assert sinks.blind == ["REST shows a change"]
     assert await read(redis_url, "HGET", KEYS.position(KEY), "state") == "open"
     kinds = await event_kinds(redis_url)
     assert "alert" in kinds
+
+
+async def test_only_a_reconnect_effect_replaces_the_stream(store: RedisPublisher) -> None:
+    """The core says when to reconnect (core/blindness.py rule 3); the runner reads no alert code."""
+    sinks = Sinks()
+    runner, _ = make_runner(store, sinks)
+    await runner.run([RaiseAlert("stream_blind", "REST shows a change", KEY)])
+    assert sinks.blind == []
+    await runner.run([Reconnect("canary unseen")])
+    assert sinks.blind == ["canary unseen"]
 
 
 async def test_redis_outage_defers_then_recover_writes_everything(

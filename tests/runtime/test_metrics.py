@@ -1,4 +1,5 @@
-"""Metrics: what each feed turns into, Prometheus naming, and nothing secret in the exposition.
+"""Metrics: what each feed turns into, Prometheus naming, and nothing secret in the exposition
+(docs/RULES.md rule 4).
 
 The book is the real ``PositionBook`` fed real events; only the clock is injected."""
 
@@ -14,6 +15,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.store import make_view, position_key
+from watchdog.clock import ManualClock
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import Notify, Publish, RaiseAlert
 from watchdog.core.events import (
@@ -39,20 +41,9 @@ NOW_MS = 1_796_000_000_000
 KEY = position_key("BASUSDT")
 
 
-class FakeClock:
-    def __init__(self, wall_ms: int = NOW_MS) -> None:
-        self.now_ms = wall_ms
-
-    def monotonic(self) -> float:
-        return self.now_ms / 1000
-
-    def wall_ms(self) -> int:
-        return self.now_ms
-
-
-def make_metrics(book: PositionBook | None = None, clock: FakeClock | None = None,
-                 ) -> tuple[Metrics, Vitals, FakeClock]:
-    clock = clock or FakeClock()
+def make_metrics(book: PositionBook | None = None, clock: ManualClock | None = None,
+                 ) -> tuple[Metrics, Vitals, ManualClock]:
+    clock = clock or ManualClock(now_ms=NOW_MS)
     vitals = Vitals(Identity(42, "host", "9.9.9", NOW_MS - 60_000), book or PositionBook(),
                     weight_budget_1m=360, progress_limit_s=10)
     vitals.weight_used = lambda: 333
@@ -203,7 +194,7 @@ def test_state_read_at_collection_time() -> None:
     book.apply(SnapshotRequested(1, NOW_MS), NOW_MS)
     book.apply(PositionSnapshot(1, NOW_MS, NOW_MS + 5, (
         PositionAmount(KEY, Decimal("1216"), Decimal("0.5"), NOW_MS - 10),)), NOW_MS + 5)
-    clock.now_ms = NOW_MS + 1_505
+    clock.advance(1.505)
     assert value(metrics, "stream_state", state="live") == 1
     assert value(metrics, "stream_state", state="down") == 0
     assert value(metrics, "positions", state="open") == 1
@@ -261,7 +252,7 @@ def test_reaper_verdicts_count_the_orphans_present() -> None:
     decision = ReaperDecision(NOW_MS, (), tuple(
         Assessment(object(), why, "") for why in (Why.ORPHAN, Why.ORPHAN, Why.POSITION_OPEN)),  # type: ignore[arg-type]
         (), ())
-    clock = FakeClock()
+    clock = ManualClock(now_ms=NOW_MS)
     vitals = Vitals(Identity(1, "h", "1", 0), PositionBook(), weight_budget_1m=360, progress_limit_s=10)
     assert not [k for k in samples(Metrics(vitals, clock, account="a")) if "reaper" in k[0]]
     metrics = Metrics(vitals, clock, account="a", reaper_decision=lambda: decision)

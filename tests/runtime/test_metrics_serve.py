@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.store import ACCOUNT
 from tests.support.waiting import eventually
+from watchdog.clock import SystemClock
 from watchdog.config import MetricsConfig
 from watchdog.core.book import PositionBook
 from watchdog.demo.processes import free_port
 from watchdog.runtime import metrics_serve
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.metrics import PREFIX, Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events, write_textfile
 from watchdog.runtime.vitals import Identity, Vitals

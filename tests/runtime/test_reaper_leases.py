@@ -11,13 +11,13 @@ from typing import Any
 
 from tests.core.reaper_support import KEY, StubPositions, algo_update, view
 from tests.support.waiting import eventually
+from watchdog.clock import ManualClock, SystemClock
 from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder, Effect
 from watchdog.core.events import Event
 from watchdog.core.model import AlgoStatus, PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import Why
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher
@@ -43,17 +43,6 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.publisher, name)
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def monotonic(self) -> float:
-        return self.now_s
-
-    def wall_ms(self) -> int:
-        return 100_000
 
 
 class CountingQueue(asyncio.Queue[CancelOrder]):
@@ -128,7 +117,7 @@ async def test_run_reads_leases_only_while_a_verdict_needs_them(
 
 async def test_a_candidate_is_decided_only_on_leases_read_since_it_appeared(
         publisher: RedisPublisher) -> None:
-    clock = ManualClock()
+    clock = ManualClock(now_ms=100_000)  # the wall clock stands still; leases follow now_s
     task = task_of(CountingStore(publisher), clock)
     await task.refresh_leases()  # at 0 s: no lease
     clock.now_s = 30.0

@@ -21,13 +21,13 @@ from tests.core.reaper_support import StubPositions, algo_update
 from tests.support.waiting import eventually
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
+from watchdog.clock import SystemClock
 from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder
 from watchdog.core.events import Event
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.errors import AuthenticationFailed
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.reaper_task import Outcome, ReaperTask
 from watchdog.store.publisher import RedisPublisher
 

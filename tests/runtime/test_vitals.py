@@ -77,7 +77,7 @@ def test_unproven_after_a_blind_verdict_until_rest_corroborates_the_stream() -> 
     """The heartbeat says ``stream_proof=unproven`` while ``stream_state`` is live again."""
     from watchdog.core.effects import RaiseAlert
     from watchdog.core.events import StreamPositions
-    from watchdog.runtime.health import summary_line
+    from watchdog.store.heartbeat import summary_line
 
     book = PositionBook()
     v = vitals(book)

@@ -59,7 +59,7 @@ async def test_tampered_query_is_1022(sim: Simulator, sim_client: SimClient) -> 
 
 
 async def test_signature_over_query_plus_body(sim: Simulator, sim_client: SimClient) -> None:
-    """totalParams = query string + body, concatenated without '&' (§4.1, mixed example)."""
+    """totalParams = query string + body, concatenated without '&' (docs/BINANCE.md §4.2, mixed example)."""
     query = "symbol=BTCUSDT&side=BUY&type=MARKET"
     body = f"quantity=0.002&timestamp={int(time.time() * 1000)}"
     signature = hmac.new(sim.api_secret.encode(), (query + body).encode(), hashlib.sha256).hexdigest()

@@ -9,7 +9,7 @@ from decimal import Decimal
 import websockets
 
 from tests.support.simulator import SimClient
-from watchdog.binance.wire import parse_user_event
+from watchdog.binance.protocol.wire import parse_user_event
 from watchdog.core.events import OrderUpdate, StreamPositions
 from watchdog.sim import Simulator
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from watchdog.clock import ManualClock
 from watchdog.sim.account import Position
 from watchdog.sim.exchange import SimExchange
 from watchdog.sim.market import default_specs
@@ -45,17 +46,9 @@ def test_trigger_table(order_type: str, side: str, above_fires: bool) -> None:
     assert would_trigger(order_type, side, trigger, Decimal(99)) is not above_fires
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_ms = 1_000_000
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-
-def _exchange() -> tuple[SimExchange, Clock]:
-    clock = Clock()
-    exchange = SimExchange(default_specs(), now_ms=clock)
+def _exchange() -> tuple[SimExchange, ManualClock]:
+    clock = ManualClock(now_ms=1_000_000)  # the exchange's clock: only its wall time is read
+    exchange = SimExchange(default_specs(), now_ms=clock.wall_ms)
     exchange.add_account("k", "s")
     return exchange, clock
 

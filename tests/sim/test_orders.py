@@ -155,7 +155,7 @@ async def test_close_position_closes_whatever_is_open(sim: Simulator, sim_client
 async def test_unknown_orders_are_2011_and_2013(sim: Simulator, sim_client: SimClient) -> None:
     algo = (await _algo(sim_client, side="SELL", type="STOP_MARKET", triggerPrice="80000",
                         quantity="0.01")).json()
-    # An algoId is not an orderId (§3.5).
+    # An algoId is not an orderId (docs/BINANCE.md §3.1).
     cancel = await sim_client.delete("/fapi/v1/order", symbol="BTCUSDT", orderId=algo["algoId"])
     assert cancel.json() == {"code": -2011, "msg": "Unknown order sent."}
     query = await sim_client.get("/fapi/v1/order", symbol="BTCUSDT", orderId=algo["algoId"])

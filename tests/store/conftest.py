@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from poswatch.client import AsyncWatchdogClient
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, make_view, now_ms, position_key
 from watchdog.store.publisher import RedisPublisher
 
 
@@ -24,5 +23,5 @@ async def alive(publisher: RedisPublisher) -> RedisPublisher:
     """A watchdog that has beaten once and publishes BTCUSDT:BOTH open and fresh (version 1)."""
     await publisher.heartbeat({"stream": "live"})
     await publisher.publish(make_view(position_key("BTCUSDT"), version=1,
-                                      verified_ms=int(time.time() * 1000)))
+                                      verified_ms=now_ms()))
     return publisher

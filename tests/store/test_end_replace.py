@@ -5,21 +5,17 @@ that fails or a confirm that vetoes is recorded too (``replace_stop`` with plain
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import redis.exceptions
 
+from poswatch.calls import sha_of
 from poswatch.client import AsyncWatchdogClient, Vetoed
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, make_view, now_ms, position_key
 from watchdog.core.model import PositionState
 from watchdog.store.publisher import RedisPublisher
 
 BTC = position_key("BTCUSDT")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_a_replacement_records_window_0_and_its_span(alive: RedisPublisher,
@@ -49,9 +45,9 @@ async def test_a_replacement_records_window_0_and_its_span(alive: RedisPublisher
 async def test_a_bad_mode_is_refused_and_the_lease_stays(alive: RedisPublisher,
                                                          client: AsyncWatchdogClient) -> None:
     begun = await client.begin("BTCUSDT", holder="bot")
-    keys, args = client._p.end("BTCUSDT", "BOTH", begun.lease or 0, "ok")
+    script, keys, args = client._p.end("BTCUSDT", "BOTH", begun.lease or 0, "ok")
     with pytest.raises(redis.exceptions.ResponseError, match="mode"):
-        await client.redis.evalsha(client._sha["end"], len(keys), *keys, *args, "swap")
+        await client.redis.evalsha(sha_of(script), len(keys), *keys, *args, "swap")
     assert await alive.leased_symbols() == frozenset({BTC})
 
 

@@ -4,13 +4,12 @@ the token never goes backwards, even when Redis lost the fence key."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio
 
-from tests.support.store import ACCOUNT, make_view, position_key, take_lead
+from tests.support.store import ACCOUNT, make_view, now_ms, position_key, take_lead
 from watchdog.core.effects import Firing, MarkFiring, Notify, Publish, PublishProtection, Retract
 from watchdog.core.model import OrderId, PositionState
 from watchdog.errors import Fenced
@@ -19,10 +18,6 @@ from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
 KEY = position_key()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def new_publisher(redis_url: str) -> RedisPublisher:

@@ -3,11 +3,9 @@ and the marker surviving publishes, a lost hash and a Redis outage's deferral.""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.support.store import ACCOUNT, make_view, position_key, take_lead
+from tests.support.store import ACCOUNT, make_view, now_ms, position_key, take_lead
 from watchdog.client import AsyncWatchdogClient, Vetoed
 from watchdog.core.effects import Firing, MarkFiring, Publish
 from watchdog.core.model import OrderId, PositionState
@@ -17,10 +15,6 @@ from watchdog.store.publisher import RedisPublisher
 KEYS = AccountKeys(ACCOUNT)
 BTC = position_key("BTCUSDT")
 FIRING = Firing(OrderId(4000000017), "TRIGGERING", 1_700_000_000_000)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_begin_and_check_veto_while_a_stop_fires(alive: RedisPublisher,

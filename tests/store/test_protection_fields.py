@@ -3,13 +3,12 @@ redis-server: added fields only, never a hash created, kept across position writ
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
 
-from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.store import ACCOUNT, make_view, now_ms, position_key
 from watchdog.client import AsyncWatchdogClient
 from watchdog.core.effects import Publish, PublishProtection
 from watchdog.core.model import PositionState
@@ -18,10 +17,6 @@ from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
 BTC, ETH = position_key("BTCUSDT"), position_key("ETHUSDT")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @pytest.fixture

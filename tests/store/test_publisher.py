@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from decimal import Decimal
 
 import pytest
 import redis.asyncio
 
 from tests.support.redis_server import RedisServer, dead_redis_url
-from tests.support.store import ACCOUNT, as_leader, make_view, position_key, take_lead
+from tests.support.store import ACCOUNT, as_leader, make_view, now_ms, position_key, take_lead
 from tests.support.waiting import eventually
 from watchdog.core.effects import Notify, RaiseAlert, Retract
 from watchdog.core.model import PositionState
@@ -20,10 +19,6 @@ from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @pytest.fixture

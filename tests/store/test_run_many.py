@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
+from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
 
 from tests.support.redis_server import dead_redis_url
-from tests.support.store import ACCOUNT, as_leader, make_view, position_key, take_lead
+from tests.support.store import (
+    ACCOUNT,
+    as_leader,
+    make_view,
+    now_ms,
+    position_key,
+    publisher_on,
+    take_lead,
+)
 from watchdog.core.effects import Notify, Publish, RaiseAlert, Retract
 from watchdog.errors import StoreUnavailable
 from watchdog.store.keys import AccountKeys
@@ -23,10 +31,6 @@ async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_batch_writes_in_order(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
@@ -71,10 +75,13 @@ async def test_unreachable_redis_marks_positions_dirty() -> None:
     await pub.close()
 
 
+@pytest.mark.parametrize("parser", [None, _AsyncRESP2Parser, _AsyncRESP3Parser],
+                         ids=["default", "resp2-python", "resp3-python"])
 async def test_a_stalled_batch_times_out_once_and_the_connection_is_not_reused(
-        redis_url: str, r: redis.asyncio.Redis) -> None:
-    pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=1000, closed_ttl_s=60,
-                                  events_maxlen=100, veto_max_age_ms=1000, socket_timeout_s=0.3)
+        redis_url: str, r: redis.asyncio.Redis, parser: type | None) -> None:
+    """Pure-Python parsers too (tests/store/test_pure_python.py): without hiredis this batch
+    went through redis-py's own pipeline, which retried it instead of failing it once."""
+    pub = publisher_on(redis_url, socket_timeout_s=0.3, parser=parser)
     await pub.start()
     await take_lead(pub)
     btc, eth = position_key("BTCUSDT"), position_key("ETHUSDT")

@@ -5,14 +5,13 @@ version and state."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
 
 from poswatch.client import AsyncWatchdogClient
-from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key, take_lead
+from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, now_ms, position_key, take_lead
 from watchdog.core.effects import Notify, Publish
 from watchdog.core.model import PositionState, PositionView
 from watchdog.store.keys import AccountKeys
@@ -21,10 +20,6 @@ from watchdog.store.publisher import RedisPublisher
 KEYS = AccountKeys(ACCOUNT)
 REF = AccountKeys("ref")
 BTC, ETH = position_key("BTCUSDT"), position_key("ETHUSDT")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def refresh(view: PositionView, verified_ms: int) -> Publish:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from poswatch.client import AsyncWatchdogClient, Vetoed, WatchdogClient
 from tests.support.redis_server import dead_redis_url
-from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, position_key
+from tests.support.store import ACCOUNT, MAX_AGE_MS, make_view, now_ms, position_key
 from tests.support.waiting import eventually
 from watchdog.core.model import PositionState
 from watchdog.store.keys import AccountKeys
@@ -16,10 +14,6 @@ from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
 BTC = position_key("BTCUSDT")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def test_open_and_fresh_is_allowed(alive: RedisPublisher, client: AsyncWatchdogClient) -> None:

@@ -28,6 +28,7 @@ import redis.asyncio
 from poswatch.client import AsyncWatchdogClient
 from tests.support.pipeline import EffectsTap, running
 from watchdog.binance.rest import BinanceRest
+from watchdog.clock import SystemClock
 from watchdog.config import (
     BinanceConfig,
     Config,
@@ -43,7 +44,6 @@ from watchdog.core.effects import Effect, Publish, RaiseAlert
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.runtime.build import Endpoints, Pipeline, build, store_of
-from watchdog.runtime.clock import SystemClock
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.sim import Simulator

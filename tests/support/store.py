@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from watchdog.clock import SystemClock
 from watchdog.core.model import (
     Knowledge,
     PositionKey,
@@ -16,6 +17,7 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
+from watchdog.store.connection import connect
 from watchdog.store.publisher import RedisPublisher
 
 ACCOUNT = "test"
@@ -40,6 +42,18 @@ def make_view(key: PositionKey | None = None, *, state: PositionState = Position
                         reason=reason)
 
 
+def publisher_on(redis_url: str, *, socket_timeout_s: float = 2.0,
+                 parser: type | None = None) -> RedisPublisher:
+    """As ``RedisPublisher.from_url`` (the same client and retry policy); ``parser``: the client
+    reads with that redis-py parser (a pure-Python one runs the path of a venv without hiredis,
+    the publisher then packs with redis-py too)."""
+    client = connect(redis_url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog")
+    if parser is not None:
+        client.connection_pool.connection_kwargs["parser_class"] = parser
+    return RedisPublisher(client, account=ACCOUNT, health_ttl_ms=HEALTH_TTL_MS, closed_ttl_s=60,
+                          events_maxlen=1000, veto_max_age_ms=MAX_AGE_MS, url=redis_url)
+
+
 @pytest.fixture
 async def publisher(redis_url: str) -> AsyncIterator[RedisPublisher]:
     pub = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=HEALTH_TTL_MS, closed_ttl_s=60,
@@ -62,3 +76,9 @@ async def take_lead(pub: RedisPublisher) -> None:
 def as_leader(pub: RedisPublisher) -> None:
     """``pub`` believes it leads (fence 1) without asking Redis: for tests of unreachable Redis."""
     pub._fence = 1
+
+
+def now_ms() -> int:
+    """The watchdog's wall clock now, in ms: real time, because the Lua scripts compare it with
+    the redis-server's own ``TIME``."""
+    return SystemClock().wall_ms()

@@ -7,7 +7,9 @@ Rules of this module:
 2. Both streams (user and market) open their sockets and judge their silence here: our pings
    every ``ping_interval_s`` with the pong due as fast, and any frame (data, ping or pong)
    proves the link alive (``StampedConnection``).
-3. Nothing here logs a listen key: URLs are built here and never printed; error texts are cut
+3. ``classify_stream_error`` is the one mapping of this seam's failures (websockets, sockets,
+   the listen-key calls) to ``reconnect.StreamFailure`` (pure; table-tested).
+4. Nothing here logs a listen key: URLs are built here and never printed; error texts are cut
    before any query string, frame excerpts mask ``"listenKey"``.
 """
 
@@ -22,8 +24,12 @@ from typing import Any
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.frames import Frame
+
+from watchdog.binance.protocol.reconnect import StreamFailure
+from watchdog.binance.protocol.session import Session
+from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [
     "STREAM_EVENTS",
@@ -32,6 +38,7 @@ __all__ = [
     "End",
     "StampedConnection",
     "Successor",
+    "classify_stream_error",
     "close_text",
     "describe_error",
     "frame_excerpt",
@@ -100,10 +107,9 @@ READ_HIGH_WATER = 512  # frames read ahead of the core before the reader pauses
 class Connection:
     id: int
     ws: StampedConnection
-    opened_at: float
+    session: Session  # its silence, rotation and end (pure: protocol/session.py)
     queue: asyncio.Queue[str | bytes | End | Control | Successor] = field(
         default_factory=asyncio.Queue)
-    rotate_at: float = float("inf")
     held: deque[End | Control | Successor] = field(default_factory=deque)
     room: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: the reader waits
     observe: Callable[[str | bytes], None] | None = None  # sees each frame as it is read
@@ -132,3 +138,20 @@ def frame_excerpt(message: str | bytes) -> str:
     """The start of a bad frame, with any listen key masked (HELPERS rule 4)."""
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
     return _LISTEN_KEY_VALUE.sub(r"\1***", text[:200])
+
+
+def classify_stream_error(exc: BaseException) -> StreamFailure:
+    """Classify a failure around the user-data connection (pure; table-tested)."""
+    if isinstance(exc, AuthenticationFailed):
+        # The API key refused: back off and try again. Whether that ends the daemon (exit 77
+        # before it was ever ready) or degrades it (after) is the daemon's call, not the stream's.
+        return StreamFailure.RETRY
+    if isinstance(exc, ExchangeRejected):
+        return StreamFailure.NEW_KEY      # e.g. -1125 on keepalive: the key no longer exists
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        return StreamFailure.NEW_KEY if 400 <= status < 500 else StreamFailure.RETRY
+    if isinstance(exc, (InvalidHandshake, ConnectionClosed, OSError, TimeoutError,
+                        ExchangeError, EOFError)):
+        return StreamFailure.RETRY
+    return StreamFailure.FATAL

@@ -35,8 +35,16 @@ from loguru import logger
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance.connection import StampedConnection, close_text, describe_error, open_stamped
-from watchdog.binance.reconnect import Backoff, backoff_resets
+from watchdog.binance.protocol.reconnect import Backoff
+from watchdog.binance.protocol.session import (
+    ROTATION,
+    Do,
+    Session,
+    aborts,
+    market_stream_ending,
+)
 from watchdog.binance.snapshots import Emit
+from watchdog.clock import Clock
 from watchdog.core.events import StopCrossed
 from watchdog.core.model import Symbol
 from watchdog.core.triggers import (
@@ -48,7 +56,6 @@ from watchdog.core.triggers import (
     plan_frames,
     wanted_streams,
 )
-from watchdog.runtime.clock import Clock
 
 __all__ = ["MarketStats", "MarketStream", "market_stream_url"]
 
@@ -140,15 +147,16 @@ class MarketStream:
                 logger.warning("market stream connect failed error={} next_delay_s={:.2f} (trigger "
                                "watching paused; REST polls as usual)", describe_error(exc), delay_s)
                 continue
-            opened_at = self._clock.monotonic()
+            session = Session(opened_at=self._clock.monotonic(),
+                              rotate_after_s=self._rotate_after_s,
+                              max_silence_s=self._max_silence_s)
             self._ws, self._subscribed = ws, frozenset()
             self.stats.connects += 1
             logger.info("market stream connected cause={} streams_wanted={}", cause, len(self._wanted))
             self._changed.set()  # subscribe everything wanted on the new connection
-            reason = await self._serve(ws, emit, opened_at)
+            reason = await self._serve(ws, emit, session)
             self._ws, self._subscribed = None, frozenset()
-            rotated = reason == "rotation"
-            if rotated:
+            if reason == ROTATION:
                 self.stats.rotations += 1
                 logger.info("market stream rotated before Binance's 24 h cut")
             else:
@@ -156,21 +164,23 @@ class MarketStream:
                 self.stats.last_lost_reason = reason
                 logger.warning("market stream lost reason={}: trigger watching paused until it is "
                                "back (no position is taken as safer; REST polls as usual)", reason)
-            if reason.startswith("silent"):
+            if aborts(reason):
                 ws.transport.abort()
             else:
                 try:
                     await ws.close()
                 except ConnectionClosed as exc:
                     logger.debug("market stream close: {}", close_text(exc))
-            if rotated or backoff_resets(self._clock.monotonic() - opened_at):
+            ending = market_stream_ending(
+                reason, lived_s=self._clock.monotonic() - session.opened_at)
+            if ending.reset_backoff:
                 self._backoff.reset()
-            cause, delay_s = reason, (0.0 if rotated else self._backoff.next_delay_s())
+            cause, delay_s = reason, (0.0 if ending.at_once else self._backoff.next_delay_s())
 
-    async def _serve(self, ws: StampedConnection, emit: Emit, opened_at: float) -> str:
+    async def _serve(self, ws: StampedConnection, emit: Emit, session: Session) -> str:
         writer = asyncio.create_task(self._write(ws), name="market-stream-writer")
         try:
-            return await self._read(ws, emit, opened_at)
+            return await self._read(ws, emit, session)
         finally:
             writer.cancel()
             try:
@@ -180,18 +190,22 @@ class MarketStream:
             except (ConnectionClosed, OSError) as exc:
                 logger.debug("market stream writer ended: {}", describe_error(exc))
 
-    async def _read(self, ws: StampedConnection, emit: Emit, opened_at: float) -> str:
-        rotate_at = opened_at + self._rotate_after_s
+    async def _read(self, ws: StampedConnection, emit: Emit, session: Session) -> str:
+        """Handle frames until the connection ends; silence and rotation are ``session``'s call
+        (a due rotation ends this connection: rule 2)."""
         while True:
-            wait_s = min(ws.silence_left_s(self._max_silence_s), rotate_at - self._clock.monotonic())
+            wait_s = session.wait_s(self._clock.monotonic(),
+                                    ws.silence_left_s(self._max_silence_s))
             try:
                 async with asyncio.timeout(max(0.0, wait_s)):
                     message = await ws.recv()
             except TimeoutError:
-                if ws.silence_left_s(self._max_silence_s) <= 0:
-                    return f"silent: no frame for {self._max_silence_s:g}s"
-                if self._clock.monotonic() >= rotate_at:
-                    return "rotation"
+                step = session.timed_out(self._clock.monotonic(),
+                                         ws.silence_left_s(self._max_silence_s))
+                if step.do is Do.END:
+                    return step.reason
+                if step.do is Do.ROTATE:
+                    return ROTATION
                 continue
             except ConnectionClosed as exc:
                 return f"closed: {close_text(exc)}"

@@ -51,38 +51,33 @@ from collections.abc import Awaitable, Callable, Collection
 
 from loguru import logger
 
-from watchdog.binance.budget import Priority, WeightBudget
-from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
-from watchdog.binance.schedule import (
-    BLIND_RECONNECT_WEIGHT,
+from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.schedule import (
     SWEEP_RETRY_S,
-    SWEEP_WEIGHT,
     PollPlan,
     PollSchedule,
     orders_share_per_min,
     sweep_hold_s,
 )
-from watchdog.binance.schedule import ORDERS_WEIGHT as _ORDERS_WEIGHT
-from watchdog.binance.schedule import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
+from watchdog.binance.protocol.weights import ORDERS_WEIGHT as _ORDERS_WEIGHT
+from watchdog.binance.protocol.weights import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
+from watchdog.binance.protocol.weights import SWEEP_WEIGHT
+from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
-from watchdog.core.effects import RequestSnapshot
+from watchdog.clock import Clock
+from watchdog.core.effects import ReadNow, RequestSnapshot
 from watchdog.core.events import (
-    AlgoUpdate,
     Event,
     OrdersSnapshot,
-    OrderUpdate,
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
     StreamConnected,
-    StreamPositions,
-    TradeLite,
 )
 from watchdog.core.model import Symbol
-from watchdog.runtime.clock import Clock
 
-__all__ = ["BLIND_RECONNECT_WEIGHT", "SWEEP_RETRY_S", "SWEEP_WEIGHT", "LeasedSymbols", "PollPlan",
-           "PollSchedule", "Poller", "orders_share_per_min", "sweep_hold_s"]
+__all__ = ["SWEEP_RETRY_S", "LeasedSymbols", "PollPlan", "PollSchedule", "Poller",
+           "orders_share_per_min", "sweep_hold_s"]
 
 LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
 OrderSymbols = Callable[[], Collection[Symbol]]
@@ -127,15 +122,17 @@ class Poller:
         self.schedule.snapshot_requested(effect.reason, effect.symbols)
         self._wake.set()
 
+    def read_now(self, effect: ReadNow) -> None:
+        """Run a ``ReadNow`` effect of the core: an event on the symbol arrived, so its orders
+        are read once more soon and it is polled fast for a while."""
+        self.schedule.activity(effect.symbol, self._clock.monotonic())
+        self._wake.set()
+
     def observe(self, event: Event) -> None:
-        """Feed every event the core gets: symbols with activity are polled fast."""
+        """Feed every event the core gets: the REST reads others made (the stream's resync)
+        count in the schedule and the budget; symbols to read now come as ``ReadNow``."""
         now_s = self._clock.monotonic()
         match event:
-            case StreamPositions(positions=rows):
-                for row in rows:
-                    self.schedule.activity(Symbol(row.key.symbol), now_s)
-            case OrderUpdate(symbol=symbol) | AlgoUpdate(symbol=symbol) | TradeLite(symbol=symbol):
-                self.schedule.activity(symbol, now_s)
             case PositionSnapshot() if event.symbols is None:
                 # Usually our own read, already seen by ``_read_positions``: an answer that
                 # changes nothing in the schedule needs no new plan (no wake-up).

@@ -30,15 +30,17 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from watchdog.binance import wire
-from watchdog.binance.budget import Priority, WeightBudget
-from watchdog.binance.classify import (
+from watchdog.binance.protocol import wire
+from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.classify import (
     CODE_INVALID_TIMESTAMP,
     classify_response,
-    classify_transport_error,
+    classify_transport_failure,
 )
+from watchdog.binance.protocol.signing import ParamValue, build_query, build_signed_query
+from watchdog.binance.protocol.weights import request_weight
 from watchdog.binance.retry import RetryPolicy, retrying_for
-from watchdog.binance.signing import ParamValue, build_query, build_signed_query
+from watchdog.clock import Clock
 from watchdog.config import Credentials
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
@@ -48,9 +50,8 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
-from watchdog.runtime.clock import Clock
 
-__all__ = ["ALL_SYMBOLS_WEIGHTS", "WEIGHTS", "BinanceRest", "make_http_client"]
+__all__ = ["BinanceRest", "make_http_client"]
 
 _loads: Callable[[bytes], Any] = json.loads
 try:
@@ -62,30 +63,8 @@ try:
 except ImportError:  # pragma: no cover - optional
     pass
 
-# Request weights (docs/BINANCE.md §1.1, §4.1; the official SDK). Per-symbol order reads cost 1; without a
-# symbol they cost 40, which is why every read but the poller's periodic sweep passes one.
-WEIGHTS: dict[str, int] = {
-    "GET /fapi/v1/time": 1,
-    "GET /fapi/v1/positionSide/dual": 30,
-    "GET /fapi/v3/positionRisk": 5,
-    "GET /fapi/v1/openOrders": 1,
-    "GET /fapi/v1/openAlgoOrders": 1,
-    "GET /fapi/v1/order": 1,
-    "GET /fapi/v1/algoOrder": 1,
-    "DELETE /fapi/v1/order": 1,
-    "DELETE /fapi/v1/algoOrder": 1,
-    "POST /fapi/v1/algoOrder": 0,  # 0 IP weight; 1 on the account's order counts (§4)
-    "GET /fapi/v1/exchangeInfo": 1,
-    "POST /fapi/v1/order": 0,       # orders cost no IP weight, only order count (§1.1)
-    "POST /fapi/v1/listenKey": 1,
-    "PUT /fapi/v1/listenKey": 1,
-}
-# The same reads without ``symbol`` cover every symbol and cost 40 (docs/BINANCE.md §3.2, §4.1):
-# only the poller's periodic sweep uses them.
-ALL_SYMBOLS_WEIGHTS: dict[str, int] = {
-    "GET /fapi/v1/openOrders": 40,
-    "GET /fapi/v1/openAlgoOrders": 40,
-}
+# Failures that happen before a request could have reached the server: always safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _TIME_RESYNC_EVERY_S = 600.0
 # A priority call (rule 6) waits at most this long for weight; routine polls yield meanwhile.
@@ -286,7 +265,7 @@ class BinanceRest:
 
     async def place_algo_order(self, params: Mapping[str, ParamValue]) -> Any:
         """``POST /fapi/v1/algoOrder`` (0 IP weight, 1 order count); sent once, never retried.
-        Only the canary (binance/canary.py) and the reaper's restore of a stop it took from a
+        Only the canary (binance/protocol/canary.py) and the reaper's restore of a stop it took from a
         position that opened meanwhile (runtime/restore.py) place orders: nothing else.
 
         Raises:
@@ -380,9 +359,7 @@ class BinanceRest:
     async def _send(self, method: str, path: str, params: Mapping[str, ParamValue] | None, *,
                     signed: bool, priority: Priority, idempotent: bool, api_key: bool) -> Any:
         endpoint = f"{method} {path}"
-        weight = WEIGHTS.get(endpoint, 1)
-        if endpoint in ALL_SYMBOLS_WEIGHTS and not (params or {}).get("symbol"):
-            weight = ALL_SYMBOLS_WEIGHTS[endpoint]
+        weight = request_weight(endpoint, has_symbol=bool((params or {}).get("symbol")))
         await self._room_for(endpoint, weight, priority)
         now_s = self._clock.monotonic()
         query = self._query(params, signed=signed)
@@ -396,7 +373,9 @@ class BinanceRest:
             response = await self._client.request(method, url, headers=headers,
                                                    timeout=self._timeout)
         except httpx.TransportError as exc:
-            raise classify_transport_error(exc, endpoint, idempotent=idempotent) from exc
+            raise classify_transport_failure(type(exc).__name__, str(exc), endpoint,
+                                             idempotent=idempotent,
+                                             maybe_sent=not isinstance(exc, _NOT_SENT)) from exc
         finally:  # Binance charged it by now: it counts until 60 s from here (budget rule 6)
             self.budget.answered(spent, self._clock.monotonic())
         now_s = self._clock.monotonic()

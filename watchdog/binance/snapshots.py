@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from loguru import logger
 
-from watchdog.binance.budget import Priority
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.core.events import (
     Event,

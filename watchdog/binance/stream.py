@@ -1,5 +1,12 @@
 """The user-data stream: one private WebSocket at a time, never blind without saying so.
 
+This is the shell: when a connection is silent, when its rotation is due, what ends it, what a
+successor's fate is and what an end means for the next connect are decided by the pure
+``protocol/session.py`` (with ``protocol/probation.py`` and ``protocol/reconnect.py``); here they
+are executed. Why one module over 400 lines: the connection loop, the make-before-break rotation
+and the listen-key keepalive all act on the one current connection and its queue, and splitting
+them would pass that state between modules.
+
 Rules of this module:
 1. Every connection is announced to the core: ``StreamConnected`` before its first event,
    ``StreamLost(reason)`` after it ends (dropped, silent, key expired, found blind). A reconnect
@@ -54,35 +61,48 @@ from typing import Any
 from loguru import logger
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from watchdog.binance import wire
-from watchdog.binance.budget import Priority
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
-    STREAM_EVENTS,
     Connection,
     Control,
     End,
     Successor,
+    classify_stream_error,
     close_text,
     describe_error,
     frame_excerpt,
     open_stamped,
     user_stream_url,
 )
-from watchdog.binance.probation import PROBATION_TOLERANCE_S, Probation, Verdict
-from watchdog.binance.reconnect import (
+from watchdog.binance.protocol import wire
+from watchdog.binance.protocol.budget import Priority
+from watchdog.binance.protocol.probation import PROBATION_TOLERANCE_S, Probation, Verdict
+from watchdog.binance.protocol.reconnect import (
     BLIND_RECONNECT_INTERVAL_S,
     Backoff,
     BlindReconnects,
     RecentEvents,
     StreamFailure,
-    backoff_resets,
-    classify_stream_error,
     event_identity,
 )
-from watchdog.binance.rest import WEIGHTS, BinanceRest
+from watchdog.binance.protocol.session import (
+    BLIND,
+    EXPIRED,
+    BlindRequest,
+    Do,
+    Session,
+    SuccessorFate,
+    aborts,
+    blind_request,
+    successor_fate,
+    user_stream_ending,
+)
+from watchdog.binance.protocol.weights import CONNECT_WEIGHT
+from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_orders, read_positions
-from watchdog.core.events import ListenKeyExpired, StreamConnected, StreamLost
+from watchdog.cancel import raise_if_cancelling
+from watchdog.clock import Clock
+from watchdog.core.events import ListenKeyExpired, MalformedFrame, StreamConnected, StreamLost
 from watchdog.core.model import ZERO, Symbol
 from watchdog.errors import (
     AuthenticationFailed,
@@ -91,11 +111,8 @@ from watchdog.errors import (
     ExchangeUnavailable,
     WireFormatError,
 )
-from watchdog.runtime.cancel import raise_if_cancelling
-from watchdog.runtime.clock import Clock
 
-__all__ = ["BLIND_RECONNECT_INTERVAL_S", "STREAM_EVENTS", "StreamStats", "UserDataStream",
-           "user_stream_url"]
+__all__ = ["StreamStats", "UserDataStream"]
 
 _loads: Callable[[str | bytes], Any] = json.loads
 try:
@@ -104,12 +121,7 @@ try:
     _loads = orjson.loads  # the fast extra: about 2x faster on these frames
 except ImportError:  # pragma: no cover - optional
     pass
-# A connect costs a listen key and its post-connect positions read (rule 7).
-CONNECT_WEIGHT = WEIGHTS["POST /fapi/v1/listenKey"] + WEIGHTS["GET /fapi/v3/positionRisk"]
 RESYNC_PRIORITY_SYMBOLS = 5  # post-connect order reads sent as priority calls (rule 7)
-_EXPIRED = "listen_key_expired"
-_SILENT = "silent"
-_BLIND = "blind: "
 _PING_INTERVAL_S = 5.0   # client ping period; the pong must arrive within the same time
 _PROBATION_RECHECK_S = 1.0  # a probation also notices the old connection ending or the new closing
 
@@ -146,8 +158,7 @@ class UserDataStream:
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
                  blind_reconnect_interval_s: float | None = None,
-                 rng: random.Random | None = None,
-                 on_malformed: Callable[[str], None] | None = None) -> None:
+                 rng: random.Random | None = None) -> None:
         self._rest = rest
         self._ws_url = ws_url
         self._clock = clock
@@ -160,13 +171,11 @@ class UserDataStream:
         self._open_timeout_s = open_timeout_s
         self._backoff = Backoff(reconnect_min_delay_s, reconnect_max_delay_s,
                                 rng or random.Random())
-        self._on_malformed = on_malformed
         self._blind = BlindReconnects(blind_reconnect_interval_s or BLIND_RECONNECT_INTERVAL_S)
         self._blind_timer: asyncio.TimerHandle | None = None
         self._ids = itertools.count(1)
         self._recent = RecentEvents()
         self._current: Connection | None = None
-        self._decided = False  # the connection ended because we asked (not a failure)
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
 
@@ -185,16 +194,18 @@ class UserDataStream:
 
     def request_blind_reconnect(self, reason: str) -> None:
         """REST proved the connection blind: replace it now or when rule 6 allows."""
-        if self._current is None:
+        wait_s = self._blind.wait_s(self._clock.monotonic())
+        action = blind_request(connected=self._current is not None,
+                               scheduled=self._blind_timer is not None, wait_s=wait_s)
+        if action is BlindRequest.RECONNECTING:
             logger.info("user stream found blind while reconnecting: the next connection is "
                         "fresh reason={}", reason)
             return
-        if self._blind_timer is not None:
+        if action is BlindRequest.SCHEDULED:
             logger.info("user stream still blind: its replacement is already scheduled "
                         "reason={}", reason)
             return
-        wait_s = self._blind.wait_s(self._clock.monotonic())
-        if wait_s <= 0:
+        if action is BlindRequest.NOW:
             self._blind_reconnect(reason)
             return
         self.stats.blind_deferred += 1
@@ -214,7 +225,7 @@ class UserDataStream:
                        "{:g}s from now at the earliest) connection_id={} reason={}",
                        self.stats.blind_reconnects, self._blind.interval_s, self._current.id,
                        reason)
-        self._current.queue.put_nowait(Control(f"{_BLIND}{reason}"))
+        self._current.queue.put_nowait(Control(f"{BLIND}{reason}"))
 
     def _cancel_blind_timer(self) -> None:
         if self._blind_timer is not None:
@@ -268,25 +279,25 @@ class UserDataStream:
             await emit(StreamConnected(conn.id))
             await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
-            decided, self._decided = self._decided or reason == _EXPIRED, False
-            blind = decided and reason.startswith(_BLIND)
             self._current = None
             self._discard_successors(conn)
             self.stats.last_lost_reason = reason
             logger.warning("user stream lost connection_id={} reason={}", conn.id, reason)
             await emit(StreamLost(conn.id, reason))
-            if reason.startswith(_SILENT):
+            if aborts(reason):
                 conn.ws.transport.abort()  # the peer does not answer: no closing handshake
             else:
                 await self._close(conn)
+            ending = user_stream_ending(reason, asked=conn.session.asked,
+                                        lived_s=self._clock.monotonic() - conn.session.opened_at)
             # Rule 7: only a connection that lived resets the backoff. One that expired, was
             # found blind or dropped within seconds is a failure, whoever ended it: a key
             # expiring at every connect must not reconnect at the minimum delay forever.
-            if backoff_resets(self._clock.monotonic() - conn.opened_at):
+            if ending.reset_backoff:
                 self._backoff.reset()
             # Rule 6: a blind connection is replaced at once (its cadence is already bounded);
             # the post-connect snapshot then also serves the core's request after the loss.
-            cause, delay_s = reason, (0.0 if blind else self._backoff.next_delay_s())
+            cause, delay_s = reason, (0.0 if ending.at_once else self._backoff.next_delay_s())
 
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""
@@ -294,8 +305,10 @@ class UserDataStream:
         ws = await open_stamped(user_stream_url(self._ws_url, key),
                                 open_timeout_s=self._open_timeout_s,
                                 ping_interval_s=self._ping_interval_s, max_queue=READ_HIGH_WATER)
-        now = self._clock.monotonic()
-        conn = Connection(next(self._ids), ws, now, rotate_at=now + self._rotate_after_s)
+        conn = Connection(next(self._ids), ws,
+                          Session(opened_at=self._clock.monotonic(),
+                                  rotate_after_s=self._rotate_after_s,
+                                  max_silence_s=self._max_silence_s))
         assert self._tg is not None
         self._tg.create_task(self._read(conn), name=f"user-stream-reader-{conn.id}")
         return conn
@@ -338,7 +351,7 @@ class UserDataStream:
                 conn.held.append(item)  # an end or a control: _serve sees it first
                 break
             if await self._deliver(item, emit):
-                conn.held.append(End(_EXPIRED))
+                conn.held.append(End(EXPIRED))
                 break
         if snapshot is not None and not conn.held:
             open_symbols = sorted({Symbol(p.key.symbol) for p in snapshot.positions
@@ -355,10 +368,12 @@ class UserDataStream:
                                   priority=Priority.ROUTINE)
 
     async def _serve(self, conn: Connection, emit: Emit) -> tuple[Connection, str]:
-        """Deliver frames until the connection ends; returns the connection and why it ended."""
+        """Deliver frames until the connection ends; returns the connection and why it ended.
+        What is due (silence, rotation) and what each item means is ``conn.session``'s call."""
         while True:
-            wait_s = min(conn.ws.silence_left_s(self._max_silence_s),
-                         conn.rotate_at - self._clock.monotonic())
+            session = conn.session
+            wait_s = session.wait_s(self._clock.monotonic(),
+                                    conn.ws.silence_left_s(self._max_silence_s))
             item: str | bytes | End | Control | Successor
             try:
                 if conn.held:
@@ -370,32 +385,33 @@ class UserDataStream:
                     async with asyncio.timeout(max(0.0, wait_s)):
                         item = await conn.queue.get()
             except TimeoutError:
-                if conn.ws.silence_left_s(self._max_silence_s) <= 0:
-                    return conn, f"{_SILENT}: no frame for {self._max_silence_s:g}s"
-                if self._clock.monotonic() >= conn.rotate_at:
-                    conn.rotate_at = float("inf")  # one successor at a time
+                step = session.timed_out(self._clock.monotonic(),
+                                         conn.ws.silence_left_s(self._max_silence_s))
+                if step.do is Do.END:
+                    return conn, step.reason
+                if step.do is Do.ROTATE:
                     assert self._tg is not None
                     self._tg.create_task(self._make_successor(conn),
                                          name=f"user-stream-successor-{conn.id}")
                 continue
             if isinstance(item, End):
-                return conn, item.reason
+                return conn, session.closed(item.reason).reason
             if isinstance(item, Control):
-                self._decided = True
-                return conn, item.reason
+                return conn, session.asked_to_end(item.reason).reason
             if isinstance(item, Successor):
                 if item.conn is None:
                     retry_s = self._backoff.next_delay_s()
-                    conn.rotate_at = self._clock.monotonic() + retry_s
+                    session.successor_failed(self._clock.monotonic(), retry_s)
                     logger.warning("user stream rotation failed, keeping connection_id={} "
                                    "error={} retry_in_s={:.2f}", conn.id, item.error, retry_s)
                     continue
-                conn, ended = await self._break(conn, item.conn, emit)
-                if ended is not None:
-                    return conn, ended
+                session.successor_ready()
+                conn, expired = await self._break(conn, item.conn, emit)
+                if expired:
+                    return conn, conn.session.key_expired().reason
                 continue
             if await self._deliver(item, emit):
-                return conn, _EXPIRED
+                return conn, session.key_expired().reason
 
     async def _make_successor(self, old: Connection) -> None:
         """Rule 5, make: open the next connection, ping it, and keep it on probation while
@@ -418,11 +434,12 @@ class UserDataStream:
             new.ws.transport.abort()
             return
         error = await self._probation(old, new)
-        if error is None:
+        fate = successor_fate(old_is_current=old is self._current, error=error)
+        if fate is SuccessorFate.PROMOTE:
             old.queue.put_nowait(Successor(new, ""))
             return
         new.ws.transport.abort()
-        if old is self._current:
+        if fate is SuccessorFate.REJECT:
             self.stats.rotations_rejected += 1
             logger.warning("user stream rotation rejected: keeping connection_id={} instead of "
                            "{} ({}; rejected #{})", old.id, new.id, error,
@@ -473,8 +490,9 @@ class UserDataStream:
             old.observe = new.observe = None
 
     async def _break(self, old: Connection, new: Connection,
-                     emit: Emit) -> tuple[Connection, str | None]:
-        """Rule 5, break: close ``old``, deliver what it still holds, continue on ``new``."""
+                     emit: Emit) -> tuple[Connection, bool]:
+        """Rule 5, break: close ``old``, deliver what it still holds, continue on ``new``;
+        True when one of those frames was ``listenKeyExpired``."""
         self._current = new
         await self._close(old)
         expired = False
@@ -490,7 +508,7 @@ class UserDataStream:
         self.stats.rotations += 1
         logger.info("user stream rotated connection_id={} -> {} (make-before-break)", old.id,
                     new.id)
-        return new, (_EXPIRED if expired else None)
+        return new, expired
 
     def _discard_successors(self, conn: Connection) -> None:
         """A connection ended while its successor was being made: drop that successor."""
@@ -505,10 +523,10 @@ class UserDataStream:
         try:
             raw = _loads(message)
         except ValueError:
-            self._malformed("not JSON", frame_excerpt(message))
+            await emit(self._malformed("not JSON", frame_excerpt(message)))
             return False
         if not isinstance(raw, dict):
-            self._malformed("not a JSON object", frame_excerpt(message))
+            await emit(self._malformed("not a JSON object", frame_excerpt(message)))
             return False
         if not self._recent.first_time(event_identity(raw, message)):
             self.stats.duplicates += 1
@@ -517,7 +535,7 @@ class UserDataStream:
         try:
             events = wire.parse_user_event(raw)
         except WireFormatError as exc:
-            self._malformed(str(exc), exc.excerpt)
+            await emit(self._malformed(str(exc), exc.excerpt))
             return False
         if isinstance(events, wire.Ignored):
             self.stats.ignored += 1
@@ -532,12 +550,12 @@ class UserDataStream:
             logger.warning("user stream listenKeyExpired: reconnecting with a fresh key")
         return expired
 
-    def _malformed(self, problem: str, excerpt: str) -> None:
+    def _malformed(self, problem: str, excerpt: str) -> MalformedFrame:
+        """Count and log a frame that could not be read; the core is told (it asks REST)."""
         self.stats.malformed += 1
         logger.warning("user stream malformed frame problem={} excerpt={!r} count={}", problem,
                        excerpt, self.stats.malformed)
-        if self._on_malformed is not None:
-            self._on_malformed(problem)
+        return MalformedFrame(problem)
 
     # -------------------------------------------------------------- listen key keepalive
 

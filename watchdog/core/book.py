@@ -1,5 +1,13 @@
 """PositionBook: authoritative per-position state fused from stream and REST facts.
 
+The book holds fusion only; its small machines live beside it, each with its own rules and
+tests: the stream's down/gap/live (``stream_state.py``), the REST request ledger and exchange
+clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_run.py``), age
+deadlines and wall clock steps (``ageing.py``), the knowledge machine (``freshness.py``) and
+the judgment of one REST row (``fusion.py``). Over 400 lines on purpose: the twelve rules below
+are one statement of what a published view means, and the code left is their one
+implementation over one table of entries (splitting it further would cut a rule in two).
+
 Rules of this module:
 1. Per key, facts are ordered by exchange time. A fact older than the one held is ignored;
    re-applying the same fact changes nothing (idempotent). Equal time with other values: a
@@ -13,12 +21,14 @@ Rules of this module:
    REST, dated at its read's lag floor) is never undone by a timed row that is not newer: that
    row is a more lagged answer (``fusion`` rule 3), so a closure cannot flap back open.
    REST reads are ordered by (requested_time_ms, request_id): a read answered after a newer one
-   was applied is ignored for the symbols the newer one covered (request ids increase).
+   was applied is ignored for the symbols the newer one covered (request ids increase; the
+   ledger of requests and their order: core/requests.py).
 3. After StreamLost, StreamConnected or ListenKeyExpired (a *gap*) no key is CONFIRMED (the
    confirmed ones turn SUSPECT) until a PositionSnapshot whose SnapshotRequested was seen after
    the gap is applied (request ids map to a gap epoch). Stream facts during the gap are applied
    by rule 1 but do not confirm. A key is trusted to the stream again once a post-gap snapshot
-   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied.
+   covered it; the stream is ``live`` again once a post-gap all-symbols snapshot was applied
+   (the down/gap/live table and the coverage: core/stream_state.py).
    The gap begins when the stream is lost: a StreamConnected that ends a disconnection (after
    StreamLost or ListenKeyExpired, or at startup) leaves CONFIRMED the keys a snapshot requested
    after that loss confirmed meanwhile (nothing else can confirm a key while disconnected), so
@@ -34,21 +44,23 @@ Rules of this module:
    A ``now_ms`` earlier than the previous one means the wall clock was stepped back (the shell
    reads it afresh for every apply): by how much is unknown, so every age is unknown and all
    CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is. (A step back
-   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.)
+   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.
+   The deadlines and the step back: core/ageing.py.)
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change, from above ``version_base`` (so it also increases across
    daemon restarts); a no-op publishes nothing. ``verified_ms`` is the
    ``now_ms`` at which an authoritative fact (post-gap REST, or a trusted stream fact)
    confirmed the state. Notify ``position_opened``/``position_closed`` follows open↔closed
    changes of confirmed state; ``stream_lost``/``stream_recovered`` follow the stream.
-7. Stream blindness: when a trusted REST snapshot shows a change the live stream never reported
-   (no position fact and no fill on that symbol since the held fact), the book raises
-   ``stream_blind`` (RaiseAlert and Notify) once the change is ``blind_after_ms`` old: dated by
-   the REST row's ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of
-   the first snapshot that showed it. A younger change is held back (a healthy stream may be a
+7. Stream blindness (the watch, the tolerance and the verdict: core/blindness.py): when a
+   trusted REST snapshot shows a change the live stream never reported (no position fact and
+   no fill on that symbol since the held fact), the book raises ``stream_blind`` (RaiseAlert,
+   Notify, Reconnect) once the change is ``blind_after_ms`` old: dated by the REST row's
+   ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of the first
+   snapshot that showed it. A younger change is held back (a healthy stream may be a
    few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
    snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
-   at once either way. The runtime then treats the stream as blind (the BASUSDT incident).
+   at once either way. The runtime replaces the connection (the BASUSDT incident).
    Only a change provably made while this connection was up counts: its earliest possible
    time (a timed row's ``updateTime``, else the latest time the held amount is known to have
    held: its own time or the lag floor of a later read that still showed it; for a key never
@@ -56,9 +68,13 @@ Rules of this module:
    first snapshot requested after the connect. A change made while disconnected and shown by
    a lagging first post-connect read is no blindness (the stream never had a chance).
    A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
-   RaiseAlert, and for ``stream_blind`` Notify too.
+   RaiseAlert, and for ``stream_blind`` Notify and Reconnect too.
    A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
-   raises ``margin_call``; other order facts leave positions alone.
+   raises ``margin_call``; other order facts leave positions alone. Every stream event on a
+   symbol (position rows, order and algo updates, fills) says ``ReadNow`` (its orders read once
+   more soon, the symbol watched closely for a while). A ``MalformedFrame`` (the
+   stream could not read a frame, which may have carried a change) asks for a snapshot of all
+   symbols.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 9. ``flat_since`` is the ``requested_time_ms`` of the first trusted snapshot of the current
@@ -67,6 +83,7 @@ Rules of this module:
    before the latest break cannot start a new one, even if it is answered after it.
    ``flat_proven_ms`` is the ``requested_time_ms`` of the run's newest trusted read: REST lags,
    so it proves flatness only as of that time minus ``max_rest_lag_ms`` (the reaper's grace).
+   (How a run starts, grows and breaks: core/flat_run.py; the book says when it breaks.)
 10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
    earlier run last published per key; the first confirmed view of that key that differs from
    it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
@@ -80,7 +97,8 @@ Rules of this module:
    new one, and a read on the new clock must not be skipped as older. Facts dated ahead of the
    new clock make newer rows look lagging until it catches up: their knowledge ages out
    (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
-   before the step and answered after it is ignored (its dates belong to the old clock).
+   before the step and answered after it is ignored (its dates belong to the old clock). The
+   step is detected by the request ledger (core/requests.py rule 3).
 12. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
    makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
    closing the position while the user stream says nothing (the BASUSDT incident). Only a
@@ -94,18 +112,21 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
-from typing import Literal, assert_never
+from typing import assert_never
 
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, RequestSnapshot
+from watchdog.core.ageing import Ageing
+from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
+from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, ReadNow, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
     CanaryAlert,
     Event,
     ListenKeyExpired,
+    MalformedFrame,
     MarginCall,
     OrdersSnapshot,
     OrderUpdate,
@@ -120,6 +141,7 @@ from watchdog.core.events import (
     Tick,
     TradeLite,
 )
+from watchdog.core.flat_run import FlatRun
 from watchdog.core.freshness import Evidence, transition
 from watchdog.core.fusion import Held, Verdict, judge_rest_row
 from watchdog.core.model import (
@@ -131,23 +153,23 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
-from watchdog.core.pending import remember_request
+from watchdog.core.requests import Request, RequestLedger
+from watchdog.core.stream_state import StreamState, StreamTrack
 
-__all__ = ["BookPolicy", "PositionBook", "StreamState"]
+__all__ = ["BookPolicy", "PositionBook"]
 
 # PositionKey's own order (symbol, then side), compared in C: sorting 300 keys with the
 # dataclass' __lt__ was a tenth of every 300-row snapshot.
 _KEY_ORDER = attrgetter("symbol", "side")
 _ENTRY_ORDER = attrgetter("key.symbol", "key.side")
 
-StreamState = Literal["live", "gap", "down"]
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BookPolicy:
     """Limits of trust. ``max_age_ms``: knowledge older than this is unknown.
     ``max_rest_lag_ms``: how far behind the stream a REST answer may legitimately be.
-    ``blind_after_ms``: how far behind REST the stream may be before it counts as blind."""
+    ``blind_after_ms``: how far behind REST the stream may be before it counts as blind.
+    Keywords only: three ints in a row are too easy to swap."""
 
     max_age_ms: int = 5000
     max_rest_lag_ms: int = 2000
@@ -163,17 +185,14 @@ class _Entry:
     entry_price: Decimal
     source: Source
     as_of_time_ms: int
-    fact_epoch: int
     knowledge: Knowledge = Knowledge.UNKNOWN
     verified_ms: int = 0
     reason: str = "never confirmed by an authoritative fact"
     confirmed_state: PositionState | None = None  # last published OPEN/CLOSED, for Notify
-    flat_since_ms: int | None = None
+    flat: FlatRun = field(default_factory=FlatRun)  # rule 9
     # Latest exchange time the held amount is known to have held (its own time, or a REST
     # read's lag floor that still showed it): a change REST shows later was made after it.
     true_ms: int = 0
-    flat_proof_ms: int = 0  # requested_time_ms of the newest trusted flat read of the run
-    run_break_seq: int = 0  # events_applied when the flat run last broke (rule 9)
     crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 12)
     crossed_ms: int = -1  # exchange time of the crossing price print
     crossed_amount: Decimal = ZERO  # the amount held when the price crossed
@@ -181,23 +200,6 @@ class _Entry:
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
     # by this run; verified_ms of that state, until the first confirmed publish (rule 10)
     while_down_from_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    epoch: int
-    symbols: frozenset[Symbol] | None
-    seq: int  # events_applied when requested: before or after a run break (rule 9)
-    clock: int = 0  # exchange clock epoch when requested (rule 11)
-
-
-@dataclass(frozen=True, slots=True)
-class _Unreported:
-    """A change REST showed that the live stream has not reported yet (rule 7)."""
-
-    since_ms: int  # the change happened at or before this exchange time
-    prior_ms: int  # time of the held fact before it: a later stream fact or fill reports it
-    message: str
 
 
 class PositionBook:
@@ -216,28 +218,17 @@ class PositionBook:
         self._expected: set[PositionKey] = set()  # published by an earlier run, not yet re-read
         self._last_shown: dict[PositionKey, tuple[PositionState, int]] = {}  # rule 10
         self._entries: dict[PositionKey, _Entry] = {}
-        self._epoch = 0                  # +1 on every stream gap
-        self._connected = False
-        self._reconciled_epoch = -1      # epoch of the last trusted all-symbols snapshot
-        self._symbol_epoch: dict[Symbol, int] = {}  # epoch of the last trusted scoped snapshot
-        self._requests: dict[int, _Request] = {}
-        self._fills: dict[Symbol, int] = {}  # last fill time per symbol in this epoch
-        # (requested_time_ms, request_id) of the newest REST read applied, per symbol and overall
-        self._read_order: dict[Symbol, tuple[int, int]] = {}
-        self._read_order_all = (-1, -1)
-        self._all_flat_since_ms: int | None = None  # flat run for keys never seen
-        self._all_flat_proof_ms = 0  # newest trusted all-symbols read of that run
-        self._clock_offset_ms: int | None = None  # requested_time_ms - now_ms of the last request
-        self._clock_epoch = 0  # +1 on every exchange clock step (rule 11)
-        self._newest_requested_ms: int | None = None
-        self._all_break_seq = 0  # events_applied when that run last broke
-        self._unreported: dict[PositionKey, _Unreported] = {}
-        self._watch_from_ms: int | None = None  # first request after the connect (rule 7)
+        self._stream = StreamTrack()     # down/gap/live, the gap epoch, what REST covered
+        self._requests = RequestLedger(max_rest_lag_ms=self._policy.max_rest_lag_ms)
+        self._blindness = PositionBlindness(blind_after_ms=self._policy.blind_after_ms)  # rule 7
+        self._all_flat = FlatRun()  # the flat run of keys never seen (all-symbols reads)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
-        self._age_check_ms: int | None = None  # earliest verified_ms + max_age_ms that may lapse
-        self._latest_now_ms = 0  # the previous apply's now_ms: a smaller one is a clock step back
+        self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
+        # Vitals, read by runtime/vitals.py for the health hash. Kept here: the book is the one
+        # writer that sees every event with its now_ms, and events_applied is also the book's
+        # own sequence (a read is requested before or after a flat run broke, rules 9 and 12).
         self.last_event_ms: int | None = None
         self.last_snapshot_ms: int | None = None
         self.snapshots_failed = 0
@@ -251,10 +242,9 @@ class PositionBook:
 
     @property
     def stream_state(self) -> StreamState:
-        """``down``: not connected; ``gap``: connected, not yet reconciled by REST; ``live``."""
-        if not self._connected:
-            return "down"
-        return "live" if self._reconciled_epoch == self._epoch else "gap"
+        """``down``: not connected; ``gap``: connected, not yet reconciled by REST; ``live``
+        (core/stream_state.py)."""
+        return self._stream.state
 
     def view(self, key: PositionKey) -> PositionView | None:
         """The last published view of ``key``, or None if the book never held a fact for it."""
@@ -274,10 +264,10 @@ class PositionBook:
         """
         entry = self._entries.get(key)
         if entry is None:
-            return self._all_flat_since_ms
+            return self._all_flat.since_ms
         if entry.knowledge is not Knowledge.CONFIRMED or entry.amount != ZERO:
             return None
-        return entry.flat_since_ms
+        return entry.flat.since_ms
 
     def flat_proven_ms(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the newest trusted REST read of the current flat run
@@ -285,10 +275,10 @@ class PositionBook:
         that read proves flatness only as of this time minus ``max_rest_lag_ms``."""
         entry = self._entries.get(key)
         if entry is None:
-            return None if self._all_flat_since_ms is None else self._all_flat_proof_ms
+            return self._all_flat.proven_ms
         if self.flat_since(key) is None:
             return None
-        return entry.flat_proof_ms
+        return entry.flat.proof_ms
 
     # ------------------------------------------------------------------ apply
 
@@ -307,15 +297,22 @@ class PositionBook:
                 self.last_event_ms = now_ms
                 for row in event.positions:
                     self._apply_stream_row(row, now_ms)
+                extra.extend(ReadNow(symbol)
+                             for symbol in dict.fromkeys(row.key.symbol for row in event.positions))
             case OrderUpdate():
                 self.last_event_ms = now_ms
+                extra.append(ReadNow(event.symbol))
                 if event.last_filled_quantity != ZERO:
                     extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
             case TradeLite():
                 self.last_event_ms = now_ms
+                extra.append(ReadNow(event.symbol))
                 extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
-            case AlgoUpdate() | AccountConfigUpdate():
+            case AlgoUpdate():
                 self.last_event_ms = now_ms  # order lifecycle: the reaper's business, not ours
+                extra.append(ReadNow(event.symbol))
+            case AccountConfigUpdate():
+                self.last_event_ms = now_ms
             case MarginCall():
                 self.last_event_ms = now_ms
                 extra.extend(self._on_margin_call(event))
@@ -327,21 +324,23 @@ class PositionBook:
             case StreamConnected():
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
             case SnapshotRequested():
-                self._exchange_clock_step(event.requested_time_ms, now_ms)
-                self._remember_request(event)
-                if self._connected and self._watch_from_ms is None:
-                    self._watch_from_ms = event.requested_time_ms
+                if self._requests.requested(event, now_ms, epoch=self._stream.epoch,
+                                            seq=self.events_applied):
+                    self._exchange_clock_stepped()
+                self._blindness.watch.requested(event.requested_time_ms)
             case PositionSnapshot():
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
             case CanaryAlert(code=code, message=message):
                 # The canary's verdict leaves by the same effects as rule 7's blindness.
-                extra.append(RaiseAlert(code, message))
-                if code == "stream_blind":
-                    extra.append(Notify(code, None, (("message", message),)))
+                extra.extend(blind_verdict(message) if code == BLIND_CODE
+                             else [RaiseAlert(code, message)])
             case StopCrossed():
                 extra.append(self._on_stop_crossed(event, now_ms))
+            case MalformedFrame(problem=problem):
+                # It may have carried a position change: ask REST now, not at the next poll.
+                extra.append(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
             case OrdersSnapshot() | Tick():
                 pass
             case _:  # pragma: no cover - unreachable while every event type is handled
@@ -352,9 +351,7 @@ class PositionBook:
 
     def _apply_stream_row(self, row: PositionAmount, now_ms: int) -> None:
         key = row.key
-        pending = self._unreported.get(key)
-        if pending is not None and row.update_time_ms > pending.prior_ms:
-            del self._unreported[key]  # the stream reported it after all: late, not blind
+        self._blindness.stream_fact(key, row.update_time_ms)
         entry = self._entries.get(key)
         if entry is not None:
             if row.update_time_ms < entry.as_of_time_ms:
@@ -363,8 +360,8 @@ class PositionBook:
                     and row.entry_price == entry.entry_price):
                 return  # rule 1: the same fact again
         entry = self._store_fact(key, row.amount, row.entry_price, Source.STREAM,
-                                 row.update_time_ms, self._epoch)
-        trusted = self._connected and self._covered(key)
+                                 row.update_time_ms)
+        trusted = self._stream.connected and self._stream.covered(key.symbol)
         if trusted:
             self._move(entry, Evidence.STREAM_FACT, now_ms, "")
         else:
@@ -373,10 +370,7 @@ class PositionBook:
 
     def _on_fill(self, symbol: Symbol, time_ms: int) -> RequestSnapshot:
         """A fill may have changed a position the stream may not report: ask REST."""
-        self._fills[symbol] = max(time_ms, self._fills.get(symbol, time_ms))
-        for key in [k for k, u in self._unreported.items()
-                    if k.symbol == symbol and time_ms > u.prior_ms]:
-            del self._unreported[key]
+        self._blindness.filled(symbol, time_ms)
         return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
 
     def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
@@ -405,18 +399,14 @@ class PositionBook:
         return effects
 
     def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
-        was_connected = self._connected
-        self._connected = connected
-        self._epoch += 1
-        self._fills.clear()
-        self._unreported.clear()
-        self._watch_from_ms = None
+        was_connected = self._stream.gap(connected=connected)
+        self._blindness.gap(connected=connected)
         self._break_all_run()
         # Rule 3: connecting after a loss adds no doubt to keys proven since that loss.
         keep_confirmed = connected and not was_connected
         for entry in self._entries.values():
             if keep_confirmed and entry.knowledge is Knowledge.CONFIRMED:
-                entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+                entry.flat.broken(self.events_applied)
                 continue
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
@@ -429,35 +419,16 @@ class PositionBook:
 
     # ------------------------------------------------------------------ REST
 
-    def _exchange_clock_step(self, requested_time_ms: int, now_ms: int) -> None:
-        """Rule 11: a request dated on a stepped exchange clock (the shell re-synced its
-        offset) breaks every flat run and forgets the read order."""
-        offset_ms = requested_time_ms - now_ms
-        tolerance_ms = self._policy.max_rest_lag_ms
-        stepped = ((self._newest_requested_ms is not None
-                    and requested_time_ms < self._newest_requested_ms - tolerance_ms)
-                   or (self._clock_offset_ms is not None
-                       and abs(offset_ms - self._clock_offset_ms) > tolerance_ms))
-        self._clock_offset_ms = offset_ms
-        self._newest_requested_ms = max(self._newest_requested_ms or requested_time_ms,
-                                        requested_time_ms)
-        if not stepped:
-            return
-        self._newest_requested_ms = requested_time_ms
-        self._clock_epoch += 1
-        self._read_order.clear()
-        self._read_order_all = (-1, -1)
+    def _exchange_clock_stepped(self) -> None:
+        """Rule 11: the ledger saw a request dated on a stepped exchange clock (and forgot the
+        read order): every flat run breaks."""
         self._break_all_run()
         for entry in self._entries.values():
-            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
-
-    def _remember_request(self, event: SnapshotRequested) -> None:
-        remember_request(self._requests, event.request_id, _Request(
-            self._epoch, event.symbols, self.events_applied, self._clock_epoch))
+            entry.flat.broken(self.events_applied)
 
     def _on_snapshot_failed(self, event: SnapshotFailed) -> None:
         self.snapshots_failed += 1
-        request = self._requests.pop(event.request_id, None)
+        request = self._requests.answered(event.request_id)
         scope = request.symbols if request is not None else None
         self._break_all_run()
         for entry in self._entries.values():
@@ -465,70 +436,56 @@ class PositionBook:
                 self._move(entry, Evidence.READ_FAILED, 0, f"snapshot failed: {event.reason}")
 
     def _apply_snapshot(self, snap: PositionSnapshot, now_ms: int) -> list[Effect]:
-        request = self._requests.pop(snap.request_id, None)
-        if request is not None and request.clock != self._clock_epoch:
+        request = self._requests.answered(snap.request_id)
+        if request is not None and self._requests.stale(request):
             self.last_snapshot_ms = now_ms
             return []  # rule 11: dated on the clock before a step; the next reads speak
-        trusted = request is not None and request.epoch == self._epoch
+        trusted = request is not None and request.epoch == self._stream.epoch
         blind_watch = trusted and self.stream_state == "live"
         self.last_snapshot_ms = now_ms
         rows = {row.key: row for row in snap.positions}
         in_scope = {k for k in (*self._entries, *self._expected)
                     if snap.symbols is None or k.symbol in snap.symbols}
-        order = (snap.requested_time_ms, snap.request_id)
         effects: list[Effect] = []
         for key in sorted(in_scope | set(rows), key=_KEY_ORDER):
-            newest = max(self._read_order_all, self._read_order.get(key.symbol, (-1, -1)))
-            if order < newest:
+            if self._requests.superseded(snap, key.symbol):
                 continue  # rule 2: requested before a read already applied for this symbol
             effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
                                                 blind_watch, now_ms))
-            if blind_watch and self._unreported:  # nothing pending: nothing to check (hot loop)
-                effects.extend(self._check_unreported(key, snap.requested_time_ms))
-        if snap.symbols is None:
-            self._read_order_all = max(self._read_order_all, order)
-        for symbol in (snap.symbols or frozenset()) | {k.symbol for k in rows}:
-            self._read_order[symbol] = max(self._read_order.get(symbol, (-1, -1)), order)
+            if blind_watch and self._blindness.pending:  # nothing pending: the hot loop
+                effects.extend(self._blindness.check(key, snap.requested_time_ms))
+        self._requests.applied(snap, {k.symbol for k in rows})
         if request is not None and trusted:
+            became_live = self._stream.reconciled(snap.symbols)
             if snap.symbols is None:
-                became_live = self._connected and self._reconciled_epoch != self._epoch
-                self._reconciled_epoch = self._epoch
-                if self._all_flat_since_ms is None and request.seq > self._all_break_seq:
-                    self._all_flat_since_ms = self._all_flat_proof_ms = snap.requested_time_ms
-                elif self._all_flat_since_ms is not None:
-                    self._all_flat_proof_ms = max(self._all_flat_proof_ms, snap.requested_time_ms)
+                self._all_flat.shown_flat(snap.requested_time_ms, request.seq)
                 self._all_verified_ms, self._all_watched = now_ms, True
-                self._watch_age(now_ms)
+                self._ageing.watch(now_ms)
                 if became_live:
                     effects.append(Notify("stream_recovered"))
-            else:
-                for symbol in snap.symbols:
-                    self._symbol_epoch[symbol] = self._epoch
         return effects
 
     def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
-                        request: _Request | None, trusted: bool, blind_watch: bool,
+                        request: Request | None, trusted: bool, blind_watch: bool,
                         now_ms: int) -> list[Effect]:
         amount = row.amount if row is not None else ZERO
         price = row.entry_price if row is not None else ZERO
         row_time_ms = row.update_time_ms if row is not None else 0
-        fact_epoch = self._epoch if trusted else -1
         entry = self._entries.get(key)
         effects: list[Effect] = []
         if entry is None:
             if amount == ZERO and key not in self._expected:
                 return effects  # flat and never held: covered by the all-symbols flat run
             # A key covered by an earlier trusted read was flat then: this open is news.
-            if blind_watch and self._covered(key) and key.symbol not in self._fills:
+            if (blind_watch and self._stream.covered(key.symbol)
+                    and self._blindness.last_fill_ms(key.symbol) is None):
                 # Flat in every read so far: it opened after the last one's lag floor.
-                last_read_ms = max(self._read_order_all,
-                                   self._read_order.get(key.symbol, (-1, -1)))[0]
-                self._note_unreported(key, row_time_ms or snap.requested_time_ms, -1,
+                last_read_ms = self._requests.last_read_ms(key.symbol)
+                self._blindness.note(key, row_time_ms or snap.requested_time_ms, -1,
                                       "REST shows an open the stream never reported",
                                       row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
-            entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms,
-                                     fact_epoch)
+            entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms)
             entry.true_ms = max(entry.true_ms, lag_floor_ms)
             self._expected.discard(key)
         else:
@@ -543,18 +500,19 @@ class PositionBook:
                     entry.true_ms = max(entry.true_ms, judged.time_ms,
                                         snap.requested_time_ms - self._policy.max_rest_lag_ms)
                 case Verdict.NEWER | Verdict.OVERRIDE:
-                    # Made while this connection was up? _note_unreported judges by the time
+                    # Made while this connection was up? the blindness note judges by the time
                     # the held amount was last known true (a fact of any epoch may prove it).
-                    if (blind_watch
-                            and self._fills.get(key.symbol, -1) <= entry.as_of_time_ms):
+                    last_fill_ms = self._blindness.last_fill_ms(key.symbol)
+                    if blind_watch and (last_fill_ms is None
+                                        or last_fill_ms <= entry.as_of_time_ms):
                         since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
                                     else snap.requested_time_ms)
-                        self._note_unreported(key, since_ms, entry.as_of_time_ms,
+                        self._blindness.note(key, since_ms, entry.as_of_time_ms,
                                               f"REST shows amount {amount} but the stream last "
                                               f"reported {entry.amount}",
                                               since_ms if judged.verdict is Verdict.NEWER
                                               else entry.true_ms)
-                    self._store_fact(key, amount, price, Source.REST, judged.time_ms, fact_epoch)
+                    self._store_fact(key, amount, price, Source.REST, judged.time_ms)
                     entry.true_ms = max(entry.true_ms,
                                         snap.requested_time_ms - self._policy.max_rest_lag_ms)
                     if not trusted:
@@ -574,14 +532,11 @@ class PositionBook:
                     assert_never(judged.verdict)
         if request is not None and trusted and self._lifts_crossing(entry, request, snap):
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
-            if (entry.amount == ZERO and entry.flat_since_ms is None
-                    and request.seq > entry.run_break_seq):
-                entry.flat_since_ms = entry.flat_proof_ms = snap.requested_time_ms  # rule 9
-            elif entry.amount == ZERO and entry.flat_since_ms is not None:
-                entry.flat_proof_ms = max(entry.flat_proof_ms, snap.requested_time_ms)
+            if entry.amount == ZERO:
+                entry.flat.shown_flat(snap.requested_time_ms, request.seq)  # rule 9
         return effects
 
-    def _lifts_crossing(self, entry: _Entry, request: _Request, snap: PositionSnapshot) -> bool:
+    def _lifts_crossing(self, entry: _Entry, request: Request, snap: PositionSnapshot) -> bool:
         """Rule 12: a read requested before the crossing never lifts its doubt; one after it
         does if it shows the amount changed, or if it was requested more than
         ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""
@@ -592,51 +547,26 @@ class PositionBook:
         return (entry.amount != entry.crossed_amount
                 or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
 
-    def _note_unreported(self, key: PositionKey, since_ms: int, prior_ms: int,
-                         message: str, earliest_ms: int) -> None:
-        """Rule 7: remember the oldest unreported change until the stream reports it, if it
-        was made at or after ``earliest_ms`` while this connection was up."""
-        if self._watch_from_ms is None or earliest_ms < self._watch_from_ms:
-            return  # it may predate the connection: the stream never had a chance to report it
-        if key not in self._unreported:
-            self._unreported[key] = _Unreported(since_ms, prior_ms, message)
-
-    def _check_unreported(self, key: PositionKey, requested_time_ms: int) -> list[Effect]:
-        """Rule 7: blind once a trusted snapshot finds a change unreported past the tolerance."""
-        pending = self._unreported.get(key)
-        if pending is None or requested_time_ms - pending.since_ms < self._policy.blind_after_ms:
-            return []
-        del self._unreported[key]
-        message = (f"{pending.message} (unreported for at least "
-                   f"{requested_time_ms - pending.since_ms} ms)")
-        return [RaiseAlert("stream_blind", f"{key}: {message}", key),
-                Notify("stream_blind", key, (("message", message),))]
-
     # ------------------------------------------------------------------ knowledge
 
-    def _covered(self, key: PositionKey) -> bool:
-        """A trusted REST read covered this key since the last gap."""
-        return (self._reconciled_epoch == self._epoch
-                or self._symbol_epoch.get(key.symbol) == self._epoch)
-
     def _store_fact(self, key: PositionKey, amount: Decimal, price: Decimal, source: Source,
-                    time_ms: int, epoch: int) -> _Entry:
+                    time_ms: int) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry(key, amount, price, source, time_ms, epoch, true_ms=time_ms,
-                           run_break_seq=self._all_break_seq)  # it was in the all-symbols run
+            entry = _Entry(key, amount, price, source, time_ms, true_ms=time_ms,
+                           flat=FlatRun(break_seq=self._all_flat.break_seq))  # was in the all run
             shown = self._last_shown.pop(key, None)
             if shown is not None:  # rule 10
                 entry.confirmed_state = shown[0]
                 entry.while_down_from_ms = shown[1] if source is Source.REST else None
-            elif self._covered(key):
+            elif self._stream.covered(key.symbol):
                 entry.confirmed_state = PositionState.CLOSED
             self._entries[key] = entry
         else:
             entry.amount, entry.entry_price, entry.source = amount, price, source
-            entry.as_of_time_ms, entry.fact_epoch, entry.true_ms = time_ms, epoch, time_ms
+            entry.as_of_time_ms, entry.true_ms = time_ms, time_ms
         if amount != ZERO:
-            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+            entry.flat.broken(self.events_applied)
         self._dirty.add(key)
         return entry
 
@@ -647,25 +577,18 @@ class PositionBook:
         if entry.knowledge is Knowledge.CONFIRMED:
             entry.verified_ms = now_ms  # only AUTHORITATIVE_FACT/STREAM_FACT lead here
             entry.reason = ""
-            self._watch_age(now_ms)
+            self._ageing.watch(now_ms)
         else:
-            entry.flat_since_ms, entry.run_break_seq = None, self.events_applied
+            entry.flat.broken(self.events_applied)
             if entry.knowledge is not before or before is not Knowledge.EXPIRED:
                 entry.reason = reason  # an expired key keeps saying why it expired
         self._dirty.add(entry.key)
 
-    def _watch_age(self, verified_ms: int) -> None:
-        deadline_ms = verified_ms + self._policy.max_age_ms
-        if self._age_check_ms is None or deadline_ms < self._age_check_ms:
-            self._age_check_ms = deadline_ms
-
     def _age(self, now_ms: int) -> None:
-        """Rule 5. Scans only when some knowledge may have lapsed (keeps apply O(1) otherwise)."""
-        back_ms = self._latest_now_ms - now_ms
-        self._latest_now_ms = now_ms
-        if back_ms <= 0 and (self._age_check_ms is None or now_ms <= self._age_check_ms):
+        """Rule 5. Scans only when some knowledge may have lapsed (core/ageing.py)."""
+        back_ms = self._ageing.due(now_ms)
+        if back_ms is None:
             return
-        self._age_check_ms = None
         limit_ms = self._policy.max_age_ms
         for entry in self._entries.values():
             if entry.knowledge in (Knowledge.CONFIRMED, Knowledge.SUSPECT):
@@ -673,20 +596,20 @@ class PositionBook:
                     # Measured on a clock that went back, any age reads younger than it is.
                     self._move(entry, Evidence.AGED, now_ms,
                                f"expired: the wall clock went back {back_ms} ms, age unknown")
-                elif now_ms - entry.verified_ms > limit_ms:
+                elif self._ageing.lapsed(entry.verified_ms, now_ms):
                     self._move(entry, Evidence.AGED, now_ms,
                                f"expired: not verified for more than {limit_ms} ms")
                 else:
-                    self._watch_age(entry.verified_ms)
+                    self._ageing.watch(entry.verified_ms)
         if self._all_watched:
-            if back_ms > 0 or now_ms - self._all_verified_ms > limit_ms:
+            if back_ms > 0 or self._ageing.lapsed(self._all_verified_ms, now_ms):
                 self._all_watched = False
                 self._break_all_run()  # even when no run is going: older requests cannot start one
             else:
-                self._watch_age(self._all_verified_ms)
+                self._ageing.watch(self._all_verified_ms)
 
     def _break_all_run(self) -> None:
-        self._all_flat_since_ms, self._all_break_seq = None, self.events_applied
+        self._all_flat.broken(self.events_applied)
 
     def expect(self, keys: Iterable[PositionKey],
                last_shown: Mapping[PositionKey, tuple[PositionState, int]] | None = None) -> None:

@@ -10,13 +10,17 @@ Regenerate with ``python -m watchdog.core.diagram > docs/CORE.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from types import ModuleType
+from typing import TypeVar
 
-from watchdog.core import book, order_blindness, proof
+from watchdog.core import ageing, blindness, book, flat_run, order_blindness, proof, requests, stream_state
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
-__all__ = ["render_core_doc", "render_proof", "render_rules", "render_transitions"]
+__all__ = ["render_core_doc", "render_machine", "render_proof", "render_rules",
+           "render_transitions"]
 
 
 def render_transitions() -> str:
@@ -32,15 +36,25 @@ def render_transitions() -> str:
     return "\n".join(lines)
 
 
-def render_proof() -> str:
-    """``proof.TRANSITIONS``: a row per state, a column per signal (bold: the state changes)."""
-    signals = list(proof.Signal)
+_State = TypeVar("_State", bound=str)
+_Signal = TypeVar("_Signal", bound=StrEnum)
+
+
+def render_machine(table: Mapping[_State, Mapping[_Signal, _State]],
+                   signals: Iterable[_Signal]) -> str:
+    """A small machine's table: a row per state, a column per signal (bold: the state changes)."""
+    signals = list(signals)
     lines = ["| state \\ signal | " + " | ".join(f"`{s.value}`" for s in signals) + " |",
              "|" + " --- |" * (len(signals) + 1)]
-    for state, row in proof.TRANSITIONS.items():
+    for state, row in table.items():
         cells = [f"**{row[s]}**" if row[s] != state else row[s] for s in signals]
         lines.append(f"| **{state}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def render_proof() -> str:
+    """``proof.TRANSITIONS`` (bold: the state changes)."""
+    return render_machine(proof.TRANSITIONS, proof.Signal)
 
 
 def render_rules(module: ModuleType = book) -> str:
@@ -78,6 +92,24 @@ Evidence:
 
 {render_rules()}
 
+## Ageing (`ageing.py`)
+
+{render_rules(ageing)}
+
+## Stream state (`stream_state.py`)
+
+{render_machine(stream_state.TRANSITIONS, stream_state.StreamSignal)}
+
+{render_rules(stream_state)}
+
+## REST request ledger (`requests.py`)
+
+{render_rules(requests)}
+
+## Flat runs (`flat_run.py`)
+
+{render_rules(flat_run)}
+
 ## Stream proof (`proof.py`)
 
 After a `stream_blind` verdict the user stream is *unproven* until REST corroborates an event it
@@ -87,6 +119,10 @@ delivered; a reconnect proves nothing. The runtime shows it in the health hash, 
 {render_proof()}
 
 {render_rules(proof)}
+
+## Stream blindness (`blindness.py`)
+
+{render_rules(blindness)}
 
 ## Blindness to orders (`order_blindness.py`)
 

@@ -26,6 +26,8 @@ __all__ = [
     "Publish",
     "PublishProtection",
     "RaiseAlert",
+    "ReadNow",
+    "Reconnect",
     "RequestSnapshot",
     "Retract",
 ]
@@ -58,6 +60,22 @@ class RequestSnapshot:
 
     reason: str
     symbols: frozenset[Symbol] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNow:
+    """The stream reported something on ``symbol``: read its orders once more soon, then watch
+    it closely for a while (the poller's schedule; a burst of events costs one read)."""
+
+    symbol: Symbol
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Replace the user-stream connection: the core no longer trusts it (a ``stream_blind``
+    verdict, core/blindness.py rule 3). The shell paces these (binance/reconnect.py)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,5 +170,5 @@ class CancelGuardStop:
     reason: str
 
 
-Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | CancelOrder | MarkFiring
-          | PublishProtection | PlaceGuardStop | CancelGuardStop)
+Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | ReadNow
+          | CancelOrder | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)

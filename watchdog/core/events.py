@@ -23,6 +23,7 @@ __all__ = [
     "CanaryAlert",
     "Event",
     "ListenKeyExpired",
+    "MalformedFrame",
     "MarginCall",
     "OpenAlgoOrder",
     "OpenOrder",
@@ -286,6 +287,14 @@ class CanaryAlert:
 
 
 @dataclass(frozen=True, slots=True)
+class MalformedFrame:
+    """The user stream got a frame it could not read (``problem`` says why). It may have carried
+    a position change, so the book asks REST at once (book rule 7)."""
+
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed; lets the core age knowledge and schedule work."""
 
@@ -306,5 +315,6 @@ Event = (
     | StreamLost
     | StopCrossed
     | CanaryAlert
+    | MalformedFrame
     | Tick
 )

@@ -60,6 +60,7 @@ from watchdog.core.events import (
     AlgoUpdate,
     Event,
     ListenKeyExpired,
+    MalformedFrame,
     MarginCall,
     OrdersSnapshot,
     OrderUpdate,
@@ -82,6 +83,7 @@ from watchdog.core.model import (
 )
 from watchdog.core.orders import OrderBook, TrackedOrder
 from watchdog.core.protection import Protection, closing_side, coverage
+from watchdog.core.stream_state import StreamState
 
 __all__ = [
     "GUARD_CLIENT_ID_PREFIX",
@@ -90,12 +92,10 @@ __all__ = [
     "GuardPolicy",
     "Leases",
     "PositionsView",
-    "StreamState",
 ]
 
 # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$: prefix (9) + ms (13) + '-' + seq.
 GUARD_CLIENT_ID_PREFIX = "wd-guard-"
-StreamState = Literal["live", "gap", "down"]
 
 
 class PositionsView(Protocol):
@@ -240,7 +240,7 @@ class Guard:
                     self._touched_all = True
                 else:
                     self._touched.update(symbols)
-            case SnapshotRequested() | AccountConfigUpdate():
+            case SnapshotRequested() | AccountConfigUpdate() | MalformedFrame():
                 pass  # changes no position's protection
             case _:  # Tick (time passed), gaps, failed reads: anything may have changed
                 self._touched_all = True

@@ -4,10 +4,9 @@ Why: blindness judged by positions alone misses a stream that still sends ACCOUN
 drops ALGO_UPDATE or ORDER_TRADE_UPDATE (issue 12); the reaper and the verdicts live on those.
 
 Rules of this module:
-1. Only a change provably made while this connection was up counts: the connection's watch
-   starts at the ``requested_time_ms`` of the first positions request after the connect (the
-   stream's resync asks at once; every time here is one exchange clock, ``requested_time_ms``
-   and the rows' own times). A gap forgets everything.
+1. Only a change provably made while this connection was up counts: the watch of
+   ``blindness.py`` rule 1 (every time here is one exchange clock, ``requested_time_ms`` and
+   the rows' own times). A gap forgets everything.
 2. *Appeared*: an orders read lists an order created at or after the watch start that the
    stream never mentioned; dated by its creation time.
 3. *Ended*: an order listed by an earlier read of this connection whose information was surely
@@ -15,8 +14,9 @@ Rules of this module:
    of its symbol, and the stream never reported it leaving the open statuses; dated by the
    later read's ``requested_time_ms`` (REST has no time for an absence).
 4. A stream event about the order clears it (late, not blind). Otherwise, once a REST request
-   (positions or orders) is ``blind_after_ms`` past its date, ``stream_blind`` is raised once
-   (RaiseAlert and Notify, as the book does), naming the order's position.
+   (positions or orders) is ``blind_after_ms`` past its date, ``stream_blind`` is raised once,
+   naming the order's position (``blindness.py`` rules 2 and 3: the positions' tolerance and
+   verdict).
 5. Pure: no clock, no I/O; bounded memory (the stream's statuses keep the newest ``MAX_TRACKED``).
 """
 
@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from watchdog.core.effects import Effect, Notify, RaiseAlert
+from watchdog.core.blindness import ConnectionWatch, blind_verdict, overdue
+from watchdog.core.effects import Effect
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -74,8 +75,7 @@ class OrderBlindness:
     def __init__(self, *, blind_after_ms: int = 1000, max_rest_lag_ms: int = 2000) -> None:
         self._blind_after_ms = blind_after_ms
         self._max_rest_lag_ms = max_rest_lag_ms
-        self._connected = False
-        self._watch_from_ms: int | None = None
+        self._watch = ConnectionWatch()
         self._listings: dict[Symbol, _Listing] = {}
         # the stream's latest status per order, oldest first (O(1) eviction, unlike a dict's)
         self._reported: OrderedDict[_Ident, str] = OrderedDict()
@@ -94,11 +94,10 @@ class OrderBlindness:
                 self._report((False, event.order_id), event.status)
             case AlgoUpdate():
                 self._report((True, event.algo_id), event.status.value)
-            case SnapshotRequested() if self._connected:
-                if self._watch_from_ms is None:
-                    self._watch_from_ms = event.requested_time_ms
+            case SnapshotRequested() if self._watch.connected:
+                self._watch.requested(event.requested_time_ms)
                 return self._check(event.requested_time_ms)
-            case OrdersSnapshot() if self._watch_from_ms is not None:
+            case OrdersSnapshot() if self._watch.from_ms is not None:
                 self._compare(event)
                 return self._check(event.requested_time_ms)
             case _:
@@ -106,8 +105,7 @@ class OrderBlindness:
         return []
 
     def _gap(self, *, connected: bool) -> None:
-        self._connected = connected
-        self._watch_from_ms = None
+        self._watch.gap(connected=connected)
         self._listings.clear()
         self._reported.clear()
         self._pending.clear()
@@ -122,7 +120,8 @@ class OrderBlindness:
             del self._pending[ident]  # the stream reported it after all: late, not blind
 
     def _compare(self, snap: OrdersSnapshot) -> None:
-        assert self._watch_from_ms is not None
+        watch_from_ms = self._watch.from_ms
+        assert watch_from_ms is not None
         now: dict[Symbol, dict[_Ident, tuple[PositionKey, int]]] = {}
         for o in snap.orders:
             now.setdefault(o.symbol, {})[(False, o.order_id)] = (
@@ -137,14 +136,14 @@ class OrderBlindness:
                 continue  # answered out of order: a newer read of the symbol was applied
             listed = now.get(symbol, {})
             for ident, (key, created_ms) in listed.items():
-                if (created_ms >= self._watch_from_ms and ident not in self._reported
+                if (created_ms >= watch_from_ms and ident not in self._reported
                         and (before is None or ident not in before.orders)):
                     kind = "algo order" if ident[0] else "order"
                     self._note(ident, _Unreported(
                         key, created_ms, False,
                         f"REST lists {kind} {ident[1]} the stream never reported"))
             if (before is not None
-                    and before.requested_ms - self._max_rest_lag_ms >= self._watch_from_ms):
+                    and before.requested_ms - self._max_rest_lag_ms >= watch_from_ms):
                 for ident, key in before.orders.items():
                     if ident not in listed and self._reported.get(ident, "NEW") in _OPEN:
                         kind = "algo order" if ident[0] else "order"
@@ -162,11 +161,9 @@ class OrderBlindness:
     def _check(self, requested_ms: int) -> list[Effect]:
         effects: list[Effect] = []
         for ident, pending in list(self._pending.items()):
-            age_ms = requested_ms - pending.since_ms
-            if age_ms < self._blind_after_ms:
+            age = overdue(pending.since_ms, requested_ms, self._blind_after_ms)
+            if age is None:
                 continue
             del self._pending[ident]
-            message = f"{pending.message} (unreported for at least {age_ms} ms)"
-            effects += [RaiseAlert("stream_blind", f"{pending.key}: {message}", pending.key),
-                        Notify("stream_blind", pending.key, (("message", message),))]
+            effects += blind_verdict(f"{pending.message} {age}", pending.key)
         return effects

@@ -11,10 +11,10 @@ Rules of this module:
    0.3 s behind, once dropped the stop until the next order read: the reaper never saw it),
    and a tombstone is retired only by a snapshot whose lag floor is past the end.
 3. A triggered algo order becomes a regular child order with a new id (``actual_order_id``,
-   §3.6). The child is tracked as a regular order linked to its parent; the parent keeps its
+   docs/BINANCE.md §3.5). The child is tracked as a regular order linked to its parent; the parent keeps its
    TRIGGERING/TRIGGERED status and the exchange time that status was first seen, so a stuck
-   trigger (a known Binance failure, §3.6.5) can be told from a healthy one. When the child
-   ends, the parent has finished too (§2.9 FINISHED), whatever order the events arrive in.
+   trigger (a known Binance failure, docs/BINANCE.md §3.6) can be told from a healthy one. When the child
+   ends, the parent has finished too (docs/BINANCE.md §2.2 FINISHED), whatever order the events arrive in.
    Whether ``openAlgoOrders`` lists an algo order once it is TRIGGERING/TRIGGERED is not
    documented (the simulator lists only NEW ones), so a snapshot that omits it does not remove
    it: only a terminal fact does (its own, or its child's). A stuck trigger stays visible.
@@ -69,7 +69,7 @@ def _reduces_only(reduce_only: bool, close_position: bool, position_side: Positi
     """The order can only shrink its position, never open or grow one.
 
     reduceOnly and closePosition say so explicitly. In hedge mode Binance forbids
-    ``reduceOnly`` (§3.3), but a SELL on LONG or a BUY on SHORT can only close that side.
+    ``reduceOnly`` (docs/BINANCE.md §3.3), but a SELL on LONG or a BUY on SHORT can only close that side.
     """
     if reduce_only or close_position:
         return True
@@ -212,7 +212,7 @@ class OrderBook:
 
     def _apply_algo_update(self, u: AlgoUpdate) -> None:
         ident: _Ident = (True, u.algo_id)
-        # ALGO_UPDATE's E/T labels are swapped in Binance's own example (§1.6): take the later.
+        # ALGO_UPDATE's E/T labels are swapped in Binance's example (docs/BINANCE.md §2.2): take the later.
         t = max(u.event_time_ms, u.transaction_time_ms)
         current = self._orders.get(ident)
         if u.status in ALGO_TERMINAL:

@@ -33,6 +33,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
+from watchdog.core.blindness import BLIND_CODE
 from watchdog.core.effects import Effect, Notify, RaiseAlert
 from watchdog.core.events import (
     AlgoUpdate,
@@ -51,9 +52,7 @@ from watchdog.core.events import (
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
 from watchdog.core.pending import remember_request
 
-__all__ = ["BLIND_CODE", "TRANSITIONS", "ProofState", "Signal", "StreamProof", "next_state"]
-
-BLIND_CODE = "stream_blind"  # book rule 7 and order_blindness raise it
+__all__ = ["TRANSITIONS", "ProofState", "Signal", "StreamProof", "next_state"]
 ProofState = Literal["proven", "unproven"]
 _OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
 

@@ -20,11 +20,11 @@ Rules of this module:
 4. Subscriptions change by ``SUBSCRIBE``/``UNSUBSCRIBE`` frames, batched (one frame carries up
    to ``MAX_PARAMS_PER_FRAME`` names) and paced (``FramePacer``: at most ``MAX_FRAMES_PER_S``
    frames a second, half of Binance's 10 incoming messages a second, leaving room for pings
-   and pongs, §1.4); never more than ``MAX_STREAMS`` (1024, §1.4) on the one connection: the
-   names past it are reported (``FramePlan.dropped``) and not followed.
+   and pongs, docs/BINANCE.md §1.3); never more than ``MAX_STREAMS`` (1024, same section) on the
+   one connection: the names past it are reported (``FramePlan.dropped``) and not followed.
 5. ``TriggerWatch`` (the core's side): a ``StopCrossed`` for a stop still watched is recorded;
    if no sign that the exchange acted (the algo TRIGGERING/TRIGGERED, or a terminal fact of the
-   order; merely vanishing from a REST list is no sign: a stuck trigger does that, §3.6.5)
+   order; merely vanishing from a REST list is no sign: a stuck trigger does that, docs/BINANCE.md §3.6)
    follows within ``confirm_bound_ms``, one ``trigger_not_acted`` alert is raised: a trigger the
    exchange did not act on (stuck, price protection) or a blind user stream. The book makes the
    position suspect (book.py rule 12); the watch only follows up.

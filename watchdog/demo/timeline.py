@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+
+from watchdog.clock import Clock, SystemClock
 
 __all__ = ["Timeline"]
 
 
 @dataclass(slots=True)
 class Timeline:
-    """Lines recorded as (offset from start in ms, actor, text); printed as they happen."""
+    """Lines recorded as (offset from start in ms, actor, text); printed as they happen.
+
+    Offsets are monotonic time from the timeline's creation, read from ``clock``."""
 
     title: str
     echo: bool = True
-    started_at: float = field(default_factory=time.monotonic)
+    clock: Clock = field(default_factory=SystemClock)
     lines: list[tuple[int, str, str]] = field(default_factory=list)
+    started_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock.monotonic()
 
     def now_ms(self) -> int:
-        return int((time.monotonic() - self.started_at) * 1000)
+        return int((self.clock.monotonic() - self.started_at) * 1000)
 
     def add(self, actor: str, text: str) -> int:
         offset = self.now_ms()

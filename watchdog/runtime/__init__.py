@@ -1,1 +1,1 @@
-"""The imperative shell: clocks, systemd notifications, and the daemon that wires the adapters."""
+"""The daemon: the imperative shell's tasks, systemd notifications, and the wiring of the adapters."""

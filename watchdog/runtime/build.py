@@ -37,14 +37,16 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
-from watchdog.binance.budget import Priority
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.protocol.budget import Priority
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
-from watchdog.config import BINANCE_WEIGHT_PER_MIN, Config, Credentials
+from watchdog.clock import Clock
+from watchdog.config import Config, Credentials
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Effect, RequestSnapshot
+from watchdog.core.effects import Effect
 from watchdog.core.events import Event
 from watchdog.core.guard import Guard, GuardPolicy, Leases
 from watchdog.core.model import PositionKey
@@ -53,7 +55,6 @@ from watchdog.core.proof import StreamProof
 from watchdog.core.reaper import ReaperDecision
 from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
 from watchdog.runtime.canary_task import CanaryTask, canary_policy
-from watchdog.runtime.clock import Clock
 from watchdog.runtime.effects_runner import EffectsObserver, EffectsRunner
 from watchdog.runtime.guard_task import GuardTask
 from watchdog.runtime.lead_task import run_lead
@@ -202,7 +203,8 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
     b = config.binance
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
     # write of this run until it caught up with the last one (a closure would never show).
-    book = PositionBook(BookPolicy(config.core.max_age_ms, config.core.max_rest_lag_ms),
+    book = PositionBook(BookPolicy(max_age_ms=config.core.max_age_ms,
+                                   max_rest_lag_ms=config.core.max_rest_lag_ms),
                         version_base=clock.wall_ms() * 1000)
     vitals = Vitals(
         Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
@@ -243,7 +245,7 @@ def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher) -> Redi
 
 
 def _weight_budget_1m(config: Config) -> int:
-    return BINANCE_WEIGHT_PER_MIN * config.binance.weight_budget_pct // 100
+    return IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
 
 
 def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
@@ -255,15 +257,10 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     leased_symbols=leased_symbols_of(store), order_symbols=orders.symbols,
                     standby=lambda: not store.leading)
 
-    def on_malformed(problem: str) -> None:
-        # The frame may have carried a position change: ask REST now, not at the next poll.
-        poller.request_snapshot(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
-
     stream = UserDataStream(
         rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
         rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-        reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
-        on_malformed=on_malformed)
+        reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
     # Trigger watching (issue 13): the public prices the open stops trigger on.
     market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
                           reconnect_min_delay_s=b.reconnect_min_delay_s,
@@ -298,7 +295,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
     metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision, guard.answers)
     observers: list[EffectsObserver] = [o for o in (metrics, ends.effects) if o is not None]
     runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                           on_stream_blind=stream.request_blind_reconnect,
+                           reconnect=stream.request_blind_reconnect,
                            observer=observers[0] if len(observers) == 1 else
                            _Observers(observers) if observers else None,
                            guard=guard_task)

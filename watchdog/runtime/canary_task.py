@@ -17,7 +17,8 @@ from typing import Any, NoReturn, Protocol
 
 from loguru import logger
 
-from watchdog.binance.canary import CanarySpec, canary_params, parse_canary_spec
+from watchdog.binance.protocol.canary import CanarySpec, canary_params, parse_canary_spec
+from watchdog.clock import Clock
 from watchdog.config import StreamConfig
 from watchdog.core.canary import (
     Canary,
@@ -31,7 +32,6 @@ from watchdog.core.canary import (
 )
 from watchdog.core.events import AlgoUpdate, CanaryAlert, Event
 from watchdog.errors import ExchangeError, ExchangeRejected
-from watchdog.runtime.clock import Clock
 
 __all__ = ["CanaryRest", "CanaryTask", "canary_policy"]
 

@@ -25,11 +25,11 @@ from loguru import logger
 
 from watchdog import __version__
 from watchdog.binance.rest import BinanceRest
+from watchdog.cancel import raise_if_cancelling
+from watchdog.clock import Clock, SystemClock
 from watchdog.config import Config, Credentials
 from watchdog.errors import StoreError
 from watchdog.runtime.build import Endpoints, build
-from watchdog.runtime.cancel import raise_if_cancelling
-from watchdog.runtime.clock import Clock, SystemClock
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher
@@ -204,7 +204,7 @@ def _settled_gc() -> Iterator[None]:
     full collection walked them. What a frame allocates dies by reference counting; what
     outlives it (events queued in a burst, the duplicate filter's ids, tombstones) is no
     garbage either, yet every 700 of those started a collection that walked them all: ~7 µs
-    per event and pauses up to 70 ms in a flood (docs/BENCHMARKS.md, Ingest, session 2).
+    per event and pauses up to 70 ms in a flood (docs/BENCHMARKS.md, What was optimised).
     Undone on exit (tests run the daemon in-process).
     """
     thresholds = gc.get_threshold()

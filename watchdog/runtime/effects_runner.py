@@ -1,4 +1,5 @@
-"""Runs the core's effects, in the order returned, against the store, the poller and the reaper.
+"""Runs the core's effects, in the order returned, against the store, the poller, the reaper
+and the user stream (``Reconnect``).
 
 Rules of this module:
 1. Store effects (Publish, Retract, Notify, RaiseAlert) are awaited in order; snapshot requests
@@ -22,6 +23,7 @@ from typing import Protocol, assert_never
 
 from loguru import logger
 
+from watchdog.cancel import raise_if_cancelling
 from watchdog.core.effects import (
     CancelGuardStop,
     CancelOrder,
@@ -32,19 +34,19 @@ from watchdog.core.effects import (
     Publish,
     PublishProtection,
     RaiseAlert,
+    ReadNow,
+    Reconnect,
     RequestSnapshot,
     Retract,
 )
 from watchdog.core.model import PositionKey
 from watchdog.errors import Fenced, StoreUnavailable
-from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher, StoreEffect
 
 __all__ = ["CancelSink", "EffectsObserver", "EffectsRunner", "GuardSink", "SnapshotSink"]
 
 _MAX_DEFERRED_EVENTS = 1000
-_STREAM_BLIND = "stream_blind"  # core/book.py rule 7
 _WARN_KINDS = frozenset({"position_unprotected"})  # core/guard.py rule 3: an operator must see it
 
 
@@ -52,6 +54,8 @@ class SnapshotSink(Protocol):
     """The poller side: queue a REST read (coalesced by the poller); must not block."""
 
     def request_snapshot(self, request: RequestSnapshot) -> None: ...
+
+    def read_now(self, effect: ReadNow) -> None: ...
 
 
 class CancelSink(Protocol):
@@ -79,13 +83,13 @@ class EffectsRunner:
 
     def __init__(self, store: RedisPublisher, snapshots: SnapshotSink, cancels: CancelSink,
                  vitals: Vitals, *, store_timeout_s: float,
-                 on_stream_blind: Callable[[str], None] | None = None,
+                 reconnect: Callable[[str], None] | None = None,
                  observer: EffectsObserver | None = None,
                  guard: GuardSink | None = None) -> None:
         self._store = store
         self._observer = observer
         self._guard = guard
-        self._on_stream_blind = on_stream_blind
+        self._reconnect = reconnect  # the user stream's: replace the connection
         self._snapshots = snapshots
         self._cancels = cancels
         self._vitals = vitals
@@ -109,13 +113,17 @@ class EffectsRunner:
             match effect:
                 case Publish() | Retract() | Notify() | RaiseAlert() | MarkFiring():
                     _log(effect)
-                    if (isinstance(effect, RaiseAlert) and effect.code == _STREAM_BLIND
-                            and self._on_stream_blind is not None):
-                        # REST saw a change the stream never reported: this connection is blind.
-                        self._on_stream_blind(effect.message)
                     writes.append(effect)
+                case Reconnect(reason=reason):
+                    if self._reconnect is None:
+                        logger.error("reconnect effect without a user stream (not run): {}",
+                                     reason)
+                    else:
+                        self._reconnect(reason)
                 case RequestSnapshot():
                     self._snapshots.request_snapshot(effect)
+                case ReadNow():
+                    self._snapshots.read_now(effect)
                 case CancelOrder():
                     self._cancels.submit(effect)
                 case PublishProtection():
@@ -236,17 +244,6 @@ class EffectsRunner:
         self._down = False
         self._vitals.store_result("")
         logger.warning("dropped {} deferred write(s): {}", count, why)
-
-    async def _write(self, effect: StoreEffect) -> None:
-        if not self._down:
-            try:
-                await self._call(effect)
-                return
-            except StoreUnavailable as exc:
-                self._down = True
-                self._vitals.store_result(str(exc))
-                logger.warning("redis write failed, deferring writes until it answers: {}", exc)
-        self._defer(effect)
 
     async def _call(self, effect: StoreEffect) -> None:
         try:

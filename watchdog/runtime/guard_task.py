@@ -33,10 +33,11 @@ from loguru import logger
 from watchdog.binance.rest import BinanceRest
 from watchdog.core.effects import CancelGuardStop, CancelOrder, Effect, PlaceGuardStop
 from watchdog.core.events import Event
-from watchdog.core.guard import Guard, GuardOutcome, Leases, PositionsView, StreamState
+from watchdog.core.guard import Guard, GuardOutcome, Leases, PositionsView
 from watchdog.core.model import ZERO, OrderId, PositionKey, PositionView, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.core.protection import closing_side
+from watchdog.core.stream_state import StreamState
 from watchdog.errors import ExchangeError, ExchangeRejected, OutcomeUnknown, StoreError
 from watchdog.runtime.orphan_cancel import CODE_NO_SUCH_ORDER, Outcome, cancel_and_prove
 from watchdog.runtime.reaper_cancel import LeadCheck

@@ -16,9 +16,9 @@ from typing import NoReturn, Protocol
 
 from loguru import logger
 
+from watchdog.cancel import raise_if_cancelling
+from watchdog.clock import Clock
 from watchdog.errors import StoreError
-from watchdog.runtime.cancel import raise_if_cancelling
-from watchdog.runtime.clock import Clock
 
 __all__ = ["LeadStore", "run_lead"]
 

@@ -20,6 +20,8 @@ from typing import NoReturn
 
 from loguru import logger
 
+from watchdog.cancel import raise_if_cancelling
+from watchdog.clock import Clock
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import Effect
 from watchdog.core.events import (
@@ -35,13 +37,11 @@ from watchdog.core.firing import FiringWatch
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
-from watchdog.runtime.cancel import raise_if_cancelling
-from watchdog.runtime.clock import Clock
 from watchdog.runtime.effects_runner import EffectsRunner
-from watchdog.runtime.health import summary_line
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Vitals
+from watchdog.store.heartbeat import summary_line
 from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"]
@@ -152,7 +152,9 @@ class CoreLoop:
             stamps.append(now_ms)
             self._vitals.observe_event(event)
             for observe in self._observers:
-                observe(event)  # e.g. the poller polls a symbol fast after an event on it
+                # Bookkeeping of facts, never a decision (those come back as effects): e.g. the
+                # poller counts the REST reads others made against its schedule and budget.
+                observe(event)
             self._orders.apply(event)
             order_facts = order_facts or isinstance(event, _ORDER_FACTS)
             found = self._book.apply(event, now_ms)

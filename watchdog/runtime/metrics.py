@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from watchdog.clock import Clock
 from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert
 from watchdog.core.events import Event, StreamConnected
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.core.reaper import ReaperDecision, Why
-from watchdog.runtime.clock import Clock
 from watchdog.runtime.vitals import Vitals
 
 __all__ = ["CLOSURE_PATHS", "PREFIX", "STREAM_STATES", "Metrics", "closure_detections",

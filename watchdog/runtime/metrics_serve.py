@@ -22,9 +22,9 @@ from typing import NoReturn
 from loguru import logger
 from prometheus_client import generate_latest
 
+from watchdog.cancel import raise_if_cancelling
 from watchdog.config import MetricsConfig, parse_listen
 from watchdog.errors import StoreError
-from watchdog.runtime.cancel import raise_if_cancelling
 from watchdog.runtime.metrics import Metrics
 from watchdog.store.publisher import RedisPublisher
 

@@ -6,7 +6,7 @@ Rules of this module:
    (docs/BINANCE.md §3.7).
 2. An answer that does not prove the outcome — -2011/-2013, -1007, 503 "Unknown error", a
    transport failure — is followed by a re-query; only a terminal status (or "does not
-   exist") counts as gone (§5, §8.3). ``AuthenticationFailed`` propagates (fatal).
+   exist") counts as gone (docs/BINANCE.md §5.1, §5.2). ``AuthenticationFailed`` propagates (fatal).
 3. Nothing here decides whether to cancel: ``reaper_task.py`` runs every check before.
 """
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from watchdog.binance.rest import BinanceRest
-    from watchdog.runtime.clock import Clock
+    from watchdog.clock import Clock
 
 __all__ = ["LeadCheck", "ReaperStore", "Reaping"]
 

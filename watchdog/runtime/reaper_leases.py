@@ -22,7 +22,7 @@ from watchdog.core.reaper import ReaperPolicy
 from watchdog.errors import StoreError
 
 if TYPE_CHECKING:
-    from watchdog.runtime.clock import Clock
+    from watchdog.clock import Clock
 
 __all__ = ["LeaseSource", "LeaseWatch", "ReadLeaseEnds"]
 

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from loguru import logger
 
-from watchdog.binance.budget import Priority
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
 from watchdog.config import ReaperConfig
@@ -94,7 +94,7 @@ from watchdog.runtime.reaper_leases import LeaseWatch, ReadLeaseEnds
 from watchdog.runtime.reaper_report import CancelResult
 
 if TYPE_CHECKING:
-    from watchdog.runtime.clock import Clock
+    from watchdog.clock import Clock
 
 __all__ = [
     "CancelResult",

@@ -131,7 +131,7 @@ def _algo(raw: Mapping[str, object], client_id: str) -> dict[str, str]:
 def _regular(raw: Mapping[str, object], client_id: str) -> dict[str, str]:
     order_type = _text(raw, "type")
     if order_type != "LIMIT":
-        # A MARKET child fills at once; conditional types live on the algo endpoint (§3.5).
+        # A MARKET child fills at once; conditional types live on the algo endpoint (docs/BINANCE.md §3.1).
         raise RestoreImpossible(f"regular order of type {order_type!r}: only a resting LIMIT "
                                 f"can be re-created as it was")
     params = _common(raw, order_type)

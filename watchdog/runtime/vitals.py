@@ -24,7 +24,7 @@ from watchdog.core.book import PositionBook
 from watchdog.core.events import Event, PositionSnapshot, SnapshotFailed
 from watchdog.core.model import PositionKey, PositionState
 from watchdog.core.proof import StreamProof
-from watchdog.runtime.health import UNPROVEN_PROBLEM, Health
+from watchdog.store.heartbeat import UNPROVEN_PROBLEM, Health
 
 __all__ = ["Identity", "Vitals"]
 

@@ -71,7 +71,7 @@ def verify_signature(query: str, body: str, secret: str) -> None:
 
 
 def merge_params(query: str, body: str) -> dict[str, str]:
-    """Query and form-body parameters, decoded (the body may add to the query, §4.1)."""
+    """Query and form-body parameters, decoded (the body may add to the query, docs/BINANCE.md §4.2)."""
     params: dict[str, str] = {}
     for raw in (query, body):
         for name, value in parse_qsl(raw, keep_blank_values=True):

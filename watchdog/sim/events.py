@@ -107,7 +107,7 @@ def account_update(reason: str, wallet: Decimal, balance_change: Decimal,
 
 def algo_update(algo: AlgoOrder, spec: SymbolSpec, now_ms: int, *, avg_price: Decimal = ZERO,
                 executed_qty: Decimal = ZERO) -> Event:
-    """``ALGO_UPDATE`` for the algo's current status (§2.9)."""
+    """``ALGO_UPDATE`` for the algo's current status (docs/BINANCE.md §2.2)."""
     o: dict[str, object] = {
         "caid": algo.client_algo_id, "aid": algo.algo_id, "at": "CONDITIONAL",
         "o": algo.order_type, "s": algo.symbol, "S": algo.side, "ps": algo.position_side,

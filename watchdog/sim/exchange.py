@@ -3,7 +3,7 @@
 Rules of this module:
 1. Time comes only from the injected ``now_ms`` callable; the model never reads a clock.
 2. Every mutation updates REST-visible state *and* appends the stream events it causes to
-   :attr:`SimExchange.outbox`, in one step, in the order Binance shows them (§3.6):
+   :attr:`SimExchange.outbox`, in one step, in the order Binance shows them (docs/BINANCE.md §3.5):
    ALGO_UPDATE TRIGGERING → TRIGGERED (``ai`` = child) → child ORDER_TRADE_UPDATE NEW (``c`` =
    clientAlgoId) → TRADE_LITE → ORDER_TRADE_UPDATE TRADE → ACCOUNT_UPDATE → ALGO_UPDATE FINISHED.
 3. Refusals raise :class:`~watchdog.sim.rejections.Rejection` before anything changes.
@@ -31,7 +31,7 @@ from watchdog.sim.requests import NewAlgo, NewOrder, Params, parse_new_algo, par
 
 __all__ = ["MarketPrint", "Outgoing", "SimExchange"]
 
-LISTEN_KEY_TTL_MS = 60 * 60 * 1000  # "valid for 60 minutes" (§1.1)
+LISTEN_KEY_TTL_MS = 60 * 60 * 1000  # "valid for 60 minutes" (docs/BINANCE.md §1.1)
 ALGO_CAP = 200  # "The condtional order limits is 200 across all symbols" (2025-12-29)
 
 
@@ -65,7 +65,7 @@ class SimExchange(Matching):
         self._next_trade_id = 4_467_432_000
         self._next_key = 0
         self._next_client = 0
-        self.stuck_triggering = False  # fault: triggers never leave TRIGGERING (§3.6.5)
+        self.stuck_triggering = False  # fault: triggers never leave TRIGGERING (docs/BINANCE.md §3.6)
 
     # ------------------------------------------------------------------ accounts
 
@@ -279,7 +279,7 @@ class SimExchange(Matching):
                          req.close_position, req.price_protect, req.reduce_only, now, now,
                          activate_price=req.activate_price, callback_rate=req.callback_rate)
         if req.type == "TRAILING_STOP_MARKET" and req.activate_price is None:
-            # "activatePrice … default latest price" (§3.3): active from the start.
+            # "activatePrice … default latest price" (docs/BINANCE.md §3.3): active from the start.
             algo.activate_price = algo.extreme = self._working_price(req.symbol, req.working_type)
             algo.activated = True
         return algo
@@ -291,7 +291,7 @@ class SimExchange(Matching):
         raise rj.no_such_order()
 
     def cancel_algo(self, api_key: str, algo_id: int | None, client_algo_id: str | None) -> AlgoOrder:
-        """Only an untriggered (NEW) algo can be cancelled here; else -2011 (§3.6.6)."""
+        """Only an untriggered (NEW) algo can be cancelled here; else -2011 (docs/BINANCE.md §3.7)."""
         try:
             algo = self.find_algo(api_key, algo_id, client_algo_id)
         except rj.Rejection:

@@ -21,7 +21,7 @@ Keys (public contract, names kept exactly):
     ws_handshake_errors  {"status": 503, "count": n}: the next n user-stream handshakes are
                       refused with that HTTP status (an addition to the issue's list)
     reorder_events    true: events reach each connection swapped in pairs (the second first),
-                      as cross-service ordering is not guaranteed (§1.6); an unpaired event
+                      as cross-service ordering is not guaranteed (docs/BINANCE.md §1.4); an unpaired event
                       waits for the next one or for the fault to end (an addition)
     stuck_triggering  true: an algo order that triggers goes TRIGGERING and stays there (no
                       child order, openAlgoOrders stops listing it, cancel answers -2011), the

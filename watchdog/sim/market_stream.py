@@ -11,9 +11,9 @@ Streams served (names as Binance spells them, symbol in lower case):
 change made through the control API), ``<symbol>@markPrice`` (every 3 s, likewise),
 ``<symbol>@aggTrade`` (for every contract-price change and every fill). Un-routed paths
 (``/ws/…``, ``/stream``) keep delivering nothing: since 2026-04-23 production serves
-``@markPrice``/``@aggTrade`` only on ``/market`` ("fails silently" elsewhere, §1.3).
+``@markPrice``/``@aggTrade`` only on ``/market`` ("fails silently" elsewhere, docs/BINANCE.md §1.2).
 
-Limits (§1.4): at most 1024 streams per connection (a SUBSCRIBE past it is refused, code 2);
+Limits (docs/BINANCE.md §1.3): at most 1024 streams per connection (a SUBSCRIBE past it is refused, code 2);
 more than 10 incoming messages (text, ping or pong frames) in a second closes the connection
 (1008), as Binance disconnects such a client. Server pings, the pong window and the 24 h cut
 are those of the user streams. Fault ``market``: ``mute`` (connected, nothing sent), ``stall``

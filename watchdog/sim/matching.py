@@ -3,7 +3,7 @@
 :class:`Matching` is the base of :class:`~watchdog.sim.exchange.SimExchange`: the exchange
 owns the request-facing operations (accounts, listen keys, placing and cancelling), this module
 owns what happens when an order trades or a price moves — position arithmetic, reduce-only
-capping, algo triggers (§3.6 event order) and exchange-initiated closes (liquidation/ADL).
+capping, algo triggers (docs/BINANCE.md §3.5 event order) and exchange-initiated closes (liquidation/ADL).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Matching:
         self._on_order_done(account, order)
 
     def _on_order_done(self, account: Account, order: Order) -> None:
-        """A triggered algo's child is done → ALGO_UPDATE FINISHED (after the fill, §3.6.4)."""
+        """A triggered algo's child is done → ALGO_UPDATE FINISHED (after the fill, docs/BINANCE.md §3.5)."""
         if order.algo_id is None:
             return
         algo = account.algos[order.algo_id]
@@ -182,7 +182,7 @@ class Matching:
 
     def force_close(self, api_key: str, symbol: str, position_side: str, *, kind: str = "liquidation",
                     account_update: bool = True) -> Order:
-        """An exchange-initiated close at the mark price: liquidation or ADL (§2.2).
+        """An exchange-initiated close at the mark price: liquidation or ADL (docs/BINANCE.md §2.1).
 
         Liquidation: ``c`` = ``autoclose-…``, execution CALCULATED; ADL: ``c`` =
         ``adl_autoclose-…``, execution TRADE. ``account_update=False`` leaves out the

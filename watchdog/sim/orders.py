@@ -163,7 +163,7 @@ def order_rest(order: Order, spec: SymbolSpec, *, with_time: bool) -> dict[str, 
 
 
 def algo_rest(algo: AlgoOrder, spec: SymbolSpec) -> dict[str, object]:
-    """The algo order object (§3.4); note ``orderType``, not ``type``."""
+    """The algo order object (docs/BINANCE.md §3.4); note ``orderType``, not ``type``."""
     trailing = algo.order_type == "TRAILING_STOP_MARKET"
     row: dict[str, object] = {
         "algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "algoType": "CONDITIONAL",

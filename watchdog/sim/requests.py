@@ -123,7 +123,7 @@ def _client_id(params: Params, name: str) -> str | None:
 
 
 def parse_new_order(params: Params, specs: dict[str, SymbolSpec], dual_side: bool) -> NewOrder:
-    """``POST /fapi/v1/order``: MARKET or LIMIT; conditional types answer -4120 (§3.5)."""
+    """``POST /fapi/v1/order``: MARKET or LIMIT; conditional types answer -4120 (docs/BINANCE.md §3.1)."""
     order_type = require(params, "type")
     spec, side, position_side = _common(params, specs, dual_side)
     if order_type in ALGO_TYPES:
@@ -158,7 +158,7 @@ def parse_new_order(params: Params, specs: dict[str, SymbolSpec], dual_side: boo
 
 
 def parse_new_algo(params: Params, specs: dict[str, SymbolSpec], dual_side: bool) -> NewAlgo:
-    """``POST /fapi/v1/algoOrder`` (§3.3)."""
+    """``POST /fapi/v1/algoOrder`` (docs/BINANCE.md §3.3)."""
     algo_type = require(params, "algoType")
     if algo_type != "CONDITIONAL":
         raise rj.invalid_param("algoType")

@@ -74,7 +74,7 @@ def position_risk_v2(view: AccountView, specs: Specs, symbol: str | None) -> lis
 
 
 def position_risk_v3(view: AccountView, specs: Specs, symbol: str | None) -> list[dict[str, object]]:
-    """"Only symbol that has position or open orders will be returned" (§4). Open *algo*
+    """"Only symbol that has position or open orders will be returned" (docs/BINANCE.md §4.1). Open *algo*
     orders do not count here (UNCONFIRMED on Binance; the strict reading)."""
     rows: list[dict[str, object]] = []
     for spec in specs.values():

@@ -130,7 +130,7 @@ async def keepalive(conn: WsConnection, settings: SimSettings, *, stalled: Calla
         await asyncio.sleep(max(0.0, min(settings.effective_ping_interval_s, deadline - loop.time())))
         now = loop.time()
         if now >= deadline:
-            # "A single connection is only valid for 24 hours" (§1.4).
+            # "A single connection is only valid for 24 hours" (docs/BINANCE.md §1.3).
             await expire()
             return
         if stalled():

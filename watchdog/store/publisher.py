@@ -10,26 +10,29 @@ version, and keeps the last view it wrote per position so that, when a heartbeat
 lost its data (restart without persistence, FLUSHALL, failover), it republishes everything
 within that same heartbeat. Republished views keep their original ``verified_ms``: freshness is
 never refreshed by a republish, so an old view reads as stale, never as new truth.
+
+Where the rest lives: each script call is built by :mod:`poswatch.calls` (shared with the
+bots' client), carried by :mod:`watchdog.store.runner` (every write through :meth:`_write`);
+the lead and the fence are :mod:`watchdog.store.lead`, the reads :mod:`watchdog.store.reads`,
+the health hash :mod:`watchdog.store.heartbeat`. Over 400 lines on purpose: the held views,
+the dirty set and the firing markers are one state that ``publish``, ``run_many``,
+``republish`` and the takeover all change; split, their rules would be read in several files.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import math
-import os
-import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import redis.asyncio
 from loguru import logger
-from redis import exceptions as redis_errors
 
-from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_sha, script_source
+from poswatch.calls import ScriptCall, TouchEntry, WatchdogCalls
+from poswatch.keys import PositionKeys
+from poswatch.scripts import BOT_SCRIPTS, script_sha
 from watchdog import __version__
 from watchdog.core.effects import (
     Firing,
@@ -41,44 +44,17 @@ from watchdog.core.effects import (
     Retract,
 )
 from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionView
-from watchdog.errors import Fenced, InvariantViolation, StoreError
+from watchdog.errors import Fenced, StoreError
 from watchdog.store.connection import connect, map_redis_errors
-from watchdog.store.keys import AccountKeys, member_of, parse_lease_member, parse_member
-from watchdog.store.refresh import TouchCalls, missed_refreshes
+from watchdog.store.heartbeat import Stamp, check_no_secrets, health_value
+from watchdog.store.keys import AccountKeys, member_of
+from watchdog.store.lead import Leadership
+from watchdog.store.refresh import missed_refreshes
+from watchdog.store.runner import ScriptRunner
 
-__all__ = ["RedisPublisher", "StoreEffect", "health_value"]
-
-_pack: Callable[..., bytes] | None
-try:
-    from hiredis import pack_command as _pack
-except ImportError:  # pragma: no cover - the fast extra is optional
-    _pack = None
-_SHAS = {name: script_sha(name) for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
+__all__ = ["RedisPublisher", "StoreEffect"]
 
 StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
-
-# Health field names that could only carry a secret: refused, whatever the caller meant.
-_SECRET_WORDS = ("secret", "api_key", "apikey", "signature", "listenkey", "listen_key", "password")
-
-
-# The guard's lease read (lease_ends_in): Redis' clock and the leases zset in one atomic read.
-_LEASE_ENDS_LUA = """
-local t = redis.call('TIME')
-return {t[1], t[2], redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
-"""
-
-
-def health_value(value: object) -> str:
-    """Flatten one health value to the string Redis stores (JSON for containers)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return _plain(value)
-    if isinstance(value, str | int | float):
-        return str(value)
-    return json.dumps(value, default=str, separators=(",", ":"), sort_keys=True)
 
 
 def _plain(number: Decimal) -> str:
@@ -92,7 +68,7 @@ class _Retracted:
     version: int
 
 
-class RedisPublisher:
+class RedisPublisher(Leadership):
     """Writes what the core decided; one asyncio Redis client, scripts registered at ``start``.
 
     Args:
@@ -109,20 +85,18 @@ class RedisPublisher:
                  closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "",
                  lead_ttl_ms: int = 1500) -> None:
         self._redis = client
+        self._runner = ScriptRunner(client)
         self._url = url
         self._odd_members: set[str] = set()
         self.keys = AccountKeys(account)
+        self.calls = WatchdogCalls(self.keys)
         self._health_ttl_ms = health_ttl_ms
         self._closed_ttl_ms = int(closed_ttl_s * 1000)
         self._events_maxlen = events_maxlen
         self._veto_max_age_ms = veto_max_age_ms
-        self._scripts = {name: client.register_script(script_source(name))
-                         for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS}
         self._held: dict[PositionKey, PositionView | _Retracted] = {}
-        self._lease_ends_script = client.register_script(_LEASE_ENDS_LUA)
         self._protection: dict[PositionKey, PublishProtection] = {}  # the guard's, republished too
-        self._names: dict[PositionKey, tuple[str, str, str]] = {}  # one entry per position ever seen
-        self._touches = TouchCalls(self.keys, self._closed_ttl_ms, self._names_of)
+        self._names: dict[PositionKey, PositionKeys] = {}  # one entry per position ever seen
         # Keys whose last write failed (Redis unreachable): rewritten by the next heartbeat even
         # when Redis kept its data, so an outage never leaves an older state standing.
         self._dirty: set[PositionKey] = set()
@@ -133,15 +107,7 @@ class RedisPublisher:
         # publish of a key in this run also drops a marker an earlier run may have left (a
         # crash, a restart: publish_position's clear_firing argument), at no extra call.
         self._firing_synced: set[PositionKey] = set()
-        self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        self.lead_ttl_ms = lead_ttl_ms
-        self._fence = 0  # the fencing token while this instance leads; 0: standby
-        # After a takeover, the health hash naming this instance goes first: until the first
-        # beat under the new fence, every other write waits (held and marked dirty), so a bot
-        # never reads a new leader's position beside the dead leader's health.
-        self._announced = True
-        self.lead_changed = asyncio.Event()  # set on every step down (the lead task reacts)
-        self.leader = ""  # the leader as last seen by acquire/renew ("" unknown)
+        self._init_lead(lead_ttl_ms)
         self.republished_total = 0
         self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
 
@@ -165,148 +131,69 @@ class RedisPublisher:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    # ---------------------------------------------------------------- leadership (docs/HA.md)
-
-    @property
-    def instance(self) -> str:
-        """This process's id (host:pid:random), as the health hash and the leader key name it."""
-        return self._instance
-
-    @property
-    def leading(self) -> bool:
-        """True while this instance believes it holds the account's fence (a local belief:
-        the reaper proves it with :meth:`confirm_lead` right before each cancel)."""
-        return self._fence != 0
-
-    @property
-    def fence(self) -> int:
-        return self._fence
-
-    @property
-    def _writable(self) -> bool:
-        return self._fence != 0 and self._announced
-
-    def step_down(self, why: str) -> None:
-        if self._fence:
-            logger.error("stepping down as leader of account {} (fence {}): {}; no write and no "
-                         "cancel until it leads again", self.keys.account, self._fence, why)
-        self._fence = 0
-        self.lead_changed.set()
-
-    @contextmanager
-    def _fenced(self, operation: str) -> Iterator[None]:
-        """``map_redis_errors`` for a fenced write: a refusal makes this instance a standby."""
-        try:
-            with map_redis_errors(operation, self._url):
-                yield
-        except Fenced as exc:
-            self.step_down(str(exc))
-            raise
-
-    def _lead_keys(self) -> list[object]:
-        return [self.keys.leader, self.keys.fence, self.keys.instances]
-
-    async def acquire(self, *, announce: bool = False) -> bool:
-        """Take the lead if nobody holds a live lease (SET NX PX, a new fencing token).
-        ``announce``: a takeover; nothing but the heartbeat is written until it has been."""
-        with map_redis_errors("acquire_lead", self._url):
-            ok, token, holder = await self._scripts["acquire_lead"](
-                keys=self._lead_keys(), args=[self._instance, self.lead_ttl_ms, 3 * self.lead_ttl_ms])
-        self.leader = self._instance if ok else str(holder)
-        if ok:
-            self._fence = int(token)
-            self._announced = not announce
-        return bool(ok)
-
-    async def renew(self) -> bool:
-        """Extend the lease while the fence is still ours; False (and a standby now) if not."""
-        if not self._fence:
-            return False
-        with map_redis_errors("renew_lead", self._url):
-            ok, holder = await self._scripts["renew_lead"](
-                keys=self._lead_keys(),
-                args=[self._instance, self._fence, self.lead_ttl_ms, 3 * self.lead_ttl_ms])
-        if not ok:
-            self.leader = str(holder)
-            self.step_down(f"the lease is {holder or 'nobody'}'s and the fence moved on")
-            return False
-        self.leader = self._instance
-        return True
-
-    async def confirm_lead(self) -> bool:
-        """Right before an irreversible act (a cancel): prove in Redis that we still lead, and
-        extend the lease so no standby can take over for a whole TTL. False on any doubt."""
-        try:
-            return await self.renew()
-        except StoreError as exc:
-            logger.warning("cannot prove the lead in Redis: {}", exc)
-            return False
-
-    async def register(self) -> None:
-        """A standby's round: announce itself (instances set) and try to take the lead."""
-        await self.acquire()
-
-    async def instances(self) -> list[tuple[str, int]]:
-        """Every registered instance (leader and standbys) with its registration expiry ms."""
-        with map_redis_errors("instances", self._url):
-            rows = await self._redis.zrange(self.keys.instances, 0, -1, withscores=True)
-        return [(str(name), int(score)) for name, score in rows]
-
     async def _load_scripts(self) -> None:
         with map_redis_errors("SCRIPT LOAD", self._url):
-            for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS:
-                await self._redis.script_load(script_source(name))
+            await self._runner.load()
 
     # ---------------------------------------------------------------- positions
 
     async def publish(self, view: PositionView) -> bool:
         """Write ``view`` unless Redis holds an equal or newer version; True if written."""
-        held = self._held.get(view.key)
-        if held is None or view.version > held.version:
-            self._held[view.key] = view
+        self._hold(view)
         try:
             written = await self._publish(view)
             if written and (told := self._tell(view)) is not None:
-                name, keys, args = told
-                with self._fenced(name):
-                    await self._scripts[name](keys=keys, args=args)
+                await self._write([told])
         except StoreError:
             self._dirty.add(view.key)
             raise
         self._dirty.discard(view.key)
         return written
 
+    def _hold(self, view: PositionView) -> None:
+        held = self._held.get(view.key)
+        if held is None or view.version > held.version:
+            self._held[view.key] = view
+
     async def _publish(self, view: PositionView) -> bool:
-        k = self.keys
-        member = member_of(view.key)
-        firing = self._firing.get(view.key)
-        clear = firing is None and view.key not in self._firing_synced
         if not self._writable:
             return False  # a standby: held for a takeover, written by the leader
-        with self._fenced("publish_position"):
-            written, stored = await self._scripts["publish_position"](
-                keys=[k.position(view.key), k.positions, k.lease(view.key), k.leases, k.events, k.health,
-                      k.fence],
-                args=[member, view.version, view.state.value, view.knowledge.value, _plain(view.amount),
-                      _plain(view.entry_price), view.source.value, view.as_of_time_ms, view.verified_ms,
-                      view.reason, self._closed_ttl_ms, k.channel, view.key.symbol, view.key.side.value,
-                      "1" if clear else "0", self._fence])
+        replies = await self._write(self._view_calls(view))
+        written, stored = replies[0]
         if not written:
-            logger.debug("publish {} v{} refused: Redis holds v{}", member, view.version, stored)
-        if firing is not None:
-            await self._mark_firing(view.key, firing)
+            logger.debug("publish {} v{} refused: Redis holds v{}", member_of(view.key), view.version,
+                         stored)
         self._firing_synced.add(view.key)
         return bool(written)
+
+    def _view_calls(self, view: PositionView) -> list[ScriptCall]:
+        """A complete view (compare-and-set on version), then its firing marker if a stop of
+        it fires: the first complete publish of a key in this run also drops a marker an
+        earlier run may have left (``clear_firing``), at no extra call."""
+        firing = self._firing.get(view.key)
+        calls = [self.calls.publish_position(
+            self._names_of(view.key), version=view.version, state=view.state.value,
+            knowledge=view.knowledge.value, amount=_plain(view.amount),
+            entry_price=_plain(view.entry_price), source=view.source.value,
+            as_of_ms=view.as_of_time_ms, verified_ms=view.verified_ms, reason=view.reason,
+            closed_ttl_ms=self._closed_ttl_ms,
+            clear_firing=firing is None and view.key not in self._firing_synced, fence=self._fence)]
+        if firing is not None:
+            calls.append(self._firing_call(view.key, firing))
+        return calls
 
     async def mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
         """Show (or clear) a firing stop on ``key``'s hash; False when there is no hash yet (the
         marker is then written after the position's next publish)."""
         self._remember_firing(key, firing)
+        if not self._writable:
+            return False
         try:
-            return await self._mark_firing(key, firing)
+            (marked,) = await self._write([self._firing_call(key, firing)])
         except StoreError:
             self._dirty.add(key)
             raise
+        return bool(marked)
 
     def _remember_firing(self, key: PositionKey, firing: Firing | None) -> None:
         if firing is None:
@@ -314,78 +201,56 @@ class RedisPublisher:
         else:
             self._firing[key] = firing
 
-    async def _mark_firing(self, key: PositionKey, firing: Firing | None) -> bool:
-        if not self._writable:
-            return False
-        name, keys, args = self._firing_call(key, firing)
-        with self._fenced(name):
-            return bool(await self._scripts[name](keys=keys, args=args))
-
-    def _firing_call(self, key: PositionKey, firing: Firing | None) -> tuple[str, list[object], list[object]]:
-        position = self._names_of(key)[0]
+    def _firing_call(self, key: PositionKey, firing: Firing | None) -> ScriptCall:
+        names = self._names_of(key)
         if firing is None:
-            return "mark_firing", [position, self.keys.fence], ["", "", "", "", self._fence]
-        return "mark_firing", [position, self.keys.fence], [
-            firing.algo_id, firing.status, firing.since_ms,
-            "" if firing.child_id is None else firing.child_id, self._fence]
+            return self.calls.mark_firing(names, self._fence)
+        return self.calls.mark_firing(names, self._fence, algo_id=firing.algo_id,
+                                      status=firing.status, since_ms=firing.since_ms,
+                                      child_id="" if firing.child_id is None else firing.child_id)
+
+    async def run(self, effect: StoreEffect) -> None:
+        """Run one store effect of the core (:meth:`run_many` of one)."""
+        await self.run_many([effect])
 
     async def run_many(self, effects: Sequence[StoreEffect]) -> None:
-        """Run store effects in order in ONE pipelined round trip (same writes as ``run`` each).
+        """Run store effects in order in ONE pipelined round trip (one call alone: one EVALSHA).
 
         Why: at stream rates one round trip per change caps ingest at Redis latency
         (docs/BENCHMARKS.md, End to end). Redis runs pipelined scripts one after another, in this
-        order, so readers see the writes ``run`` would have made, only sooner. Not a transaction:
-        after a ``StoreError`` some writes may have landed; positions are marked dirty (rewritten
-        by the next heartbeat, CAS-safe) and events may appear twice if the caller retries.
+        order, so readers see the writes one call each would have made, only sooner. Not a
+        transaction: after a ``StoreError`` some writes may have landed; positions are marked
+        dirty (rewritten by the next heartbeat, CAS-safe) and events may appear twice if the
+        caller retries.
         """
-        if len(effects) <= 1:
-            for effect in effects:
-                await self.run(effect)
-            return
-        calls: list[tuple[str, list[object], list[object]]] = []
+        calls: list[ScriptCall] = []
         touched: set[PositionKey] = set()
         syncing: set[PositionKey] = set()  # firing markers written with this batch
-        k = self.keys
         for effect in effects:  # the core tells these itself: no takeover event for them
             if isinstance(effect, Notify) and effect.key is not None \
                     and effect.kind in ("position_opened", "position_closed"):
                 self._untold.pop(effect.key, None)
-        positions, leases, events, health, channel = k.positions, k.leases, k.events, k.health, k.channel
-        fence_key, fence = k.fence, self._fence
         # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
         refreshes: list[tuple[PositionView, int]] = []
         refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
-        refresh_told: list[tuple[str, list[object], list[object]]] = []  # after their touch call
-        telling = bool(fence and self._announced)
+        refresh_told: list[ScriptCall] = []  # after their touch call
+        telling = self._writable
         for effect in effects:
             if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
                 refresh_calls[len(calls)] = refreshes
-                calls.append(self._touches.call(refreshes, fence))
+                calls.append(self._touch_call(refreshes))
                 calls += refresh_told
                 refreshes, refresh_told = [], []
             match effect:
                 case Publish(view=view, refresh_of=refresh_of):
-                    held = self._held.get(view.key)
-                    if held is None or view.version > held.version:
-                        self._held[view.key] = view
+                    self._hold(view)
                     touched.add(view.key)
                     if refresh_of:
                         refreshes.append((view, refresh_of))
                         if telling and (told := self._tell(view)):
                             refresh_told.append(told)
                         continue
-                    position, lease, member = self._names_of(view.key)
-                    firing = self._firing.get(view.key)
-                    clear = firing is None and view.key not in self._firing_synced
-                    calls.append(("publish_position",
-                                  [position, positions, lease, leases, events, health, fence_key],
-                                  [member, view.version, view.state.value,
-                                   view.knowledge.value, _plain(view.amount), _plain(view.entry_price),
-                                   view.source.value, view.as_of_time_ms, view.verified_ms, view.reason,
-                                   self._closed_ttl_ms, channel, view.key.symbol, view.key.side.value,
-                                   "1" if clear else "0", fence]))
-                    if firing is not None:
-                        calls.append(self._firing_call(view.key, firing))
+                    calls += self._view_calls(view)
                     if telling and (told := self._tell(view)):
                         calls.append(told)
                     syncing.add(view.key)
@@ -394,13 +259,8 @@ class RedisPublisher:
                     touched.add(key)
                     calls.append(self._firing_call(key, firing))
                 case Retract(key=key, reason=reason):
-                    held = self._held.get(key)
-                    record = _Retracted(reason, held.version if held is not None else 0)
-                    self._held[key] = record
                     touched.add(key)
-                    calls.append(("retract_position", [k.position(key), k.positions, fence_key],
-                                  [member_of(key), reason, record.version, key.symbol, key.side.value,
-                                   fence]))
+                    calls.append(self._retract_call(key, self._hold_retracted(key, reason)))
                 case Notify(kind=kind, key=key, detail=detail):
                     calls.append(self._emit_call(kind, {**({"position": member_of(key)} if key else {}),
                                                         **dict(detail)}))
@@ -413,25 +273,15 @@ class RedisPublisher:
                     calls.append(self._protection_call(effect))
         if refreshes:
             refresh_calls[len(calls)] = refreshes
-            calls.append(self._touches.call(refreshes, fence))
+            calls.append(self._touch_call(refreshes))
             calls += refresh_told
         if not self._writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
             return
+        if not calls:
+            return
         try:
-            with self._fenced("pipeline"):
-                replies = await self._pipeline(calls)
-                if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
-                    # SCRIPT FLUSH or a restart between batches: load again, redo what failed.
-                    await self._load_scripts()
-                    redo = [i for i, r in enumerate(replies)
-                            if isinstance(r, redis_errors.NoScriptError)]
-                    again = await self._pipeline([calls[i] for i in redo])
-                    for i, reply in zip(redo, again, strict=True):
-                        replies[i] = reply
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
+            replies = await self._write(calls)
             for index, entries in refresh_calls.items():
                 # Redis no longer holds what these re-verify (lost data, a failed write):
                 # the complete view, with the usual compare-and-set.
@@ -443,79 +293,44 @@ class RedisPublisher:
         self._dirty -= touched
         self._firing_synced |= syncing
 
-    async def _pipeline(self, calls: list[tuple[str, list[object], list[object]]]) -> list[object]:
-        """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
-        if isinstance(self._redis, redis.asyncio.RedisCluster):
-            # Every call of a batch is in the account's slot: the cluster pipeline sends them to
-            # that slot's primary in one round trip (and follows MOVED/ASK after a failover).
-            cpipe = self._redis.pipeline()
-            for name, keys, args in calls:
-                cpipe.evalsha(_SHAS[name], len(keys), *keys, *args)  # type: ignore[arg-type]
-            return list(await cpipe.execute(raise_on_error=False))
-        if _pack is None:  # pragma: no cover - hiredis is in the fast extra
-            pipe = self._redis.pipeline(transaction=False)
-            for name, keys, args in calls:
-                # EVALSHA directly: redis-py Script objects would add a SCRIPT EXISTS round trip.
-                pipe.evalsha(_SHAS[name], len(keys), *keys, *args)  # type: ignore[arg-type]
-            return list(await pipe.execute(raise_on_error=False))
-        # hiredis packs a command in ~3 µs where redis-py's pure-Python packer takes ~17 µs.
-        packed = [_pack(("EVALSHA", _SHAS[name], len(keys), *keys, *args)) for name, keys, args in calls]
-        pool = self._redis.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(packed)
-            replies: list[object] = []
-            try:
-                # One socket timeout for the whole batch: a timer per reply cost more than
-                # reading the reply (profile in docs/BENCHMARKS.md, Ingest, session 2).
-                async with asyncio.timeout(conn.socket_timeout):
-                    for _ in calls:
-                        try:
-                            replies.append(await conn.read_response(timeout=math.inf))
-                        except redis_errors.ResponseError as exc:  # one script failed: keep reading
-                            replies.append(exc)
-            except TimeoutError as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # a stop, not a slow Redis (cancel.py)
-                    raise asyncio.CancelledError("cancelled while a timeout expired") from exc
-                raise redis_errors.TimeoutError(
-                    f"no reply to a pipeline of {len(calls)} within {conn.socket_timeout}s") from exc
-            return replies
-        except BaseException:
-            await conn.disconnect()  # replies may be left unread: never reuse this connection
-            raise
-        finally:
-            await pool.release(conn)
+    def _touch_call(self, refreshes: Sequence[tuple[PositionView, int]]) -> ScriptCall:
+        return self.calls.touch_verified(
+            [TouchEntry(self._names_of(view.key), refresh_of, view.version, view.verified_ms,
+                        view.state.value) for view, refresh_of in refreshes],
+            self._closed_ttl_ms, self._fence)
 
-    def _names_of(self, key: PositionKey) -> tuple[str, str, str]:
-        """(position key, lease key, member) of ``key``, built and validated once per key."""
+    # ---------------------------------------------------------------- the one way to Redis
+
+    async def _write(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Every write goes here: fenced (a ``FENCED`` reply makes this instance a standby),
+        then carried by :class:`ScriptRunner` (one EVALSHA, or all in one round trip)."""
+        with self._fenced(calls[0].script if len(calls) == 1 else "pipeline"):
+            return await self._runner.run(calls)
+
+    def _names_of(self, key: PositionKey) -> PositionKeys:
+        """The key names of ``key``, built and validated once per key."""
         names = self._names.get(key)
         if names is None:
-            names = self._names[key] = (self.keys.position(key), self.keys.lease(key),
-                                        member_of(key))
+            names = self._names[key] = self.keys.of(key)
         return names
 
-    def _protection_call(self, effect: PublishProtection) -> tuple[str, list[object], list[object]]:
+    def _protection_call(self, effect: PublishProtection) -> ScriptCall:
         """The guard's fields on the position hash (``set_protection.lua``); remembered so a
         Redis that lost its data gets them back with the position (``republish``)."""
         if effect.protection:
             self._protection[effect.key] = effect
         else:
             self._protection.pop(effect.key, None)
-        since = "" if effect.unprotected_since_ms is None else str(effect.unprotected_since_ms)
-        return ("set_protection", [self._names_of(effect.key)[0], self.keys.fence],
-                [effect.protection, since, effect.guard_order, self._fence])
+        return self.calls.set_protection(self._names_of(effect.key), effect.protection,
+                                         effect.unprotected_since_ms, effect.guard_order, self._fence)
 
-    def _emit_call(self, kind: str, fields: Mapping[str, object]) -> tuple[str, list[object], list[object]]:
-        pairs = [item for name, value in fields.items() for item in (name, health_value(value))]
-        return "emit_event", [self.keys.events, self.keys.health, self.keys.fence], [
-            self.keys.channel, self._fence, "kind", kind, *pairs]
+    def _emit_call(self, kind: str, fields: Mapping[str, object]) -> ScriptCall:
+        return self.calls.emit_event(kind, [(name, health_value(value)) for name, value in fields.items()],
+                                     self._fence)
 
     async def retract(self, key: PositionKey, reason: str) -> None:
         """Show ``key`` as unknown with ``reason``; its version is kept (see retract_position.lua)."""
-        held = self._held.get(key)
-        record = _Retracted(reason, held.version if held is not None else 0)
-        self._held[key] = record
+        record = self._hold_retracted(key, reason)
         try:
             await self._retract(key, record)
         except StoreError:
@@ -523,14 +338,18 @@ class RedisPublisher:
             raise
         self._dirty.discard(key)
 
+    def _hold_retracted(self, key: PositionKey, reason: str) -> _Retracted:
+        held = self._held.get(key)
+        record = self._held[key] = _Retracted(reason, held.version if held is not None else 0)
+        return record
+
+    def _retract_call(self, key: PositionKey, record: _Retracted) -> ScriptCall:
+        return self.calls.retract_position(self._names_of(key), record.reason, record.version,
+                                           self._fence)
+
     async def _retract(self, key: PositionKey, record: _Retracted) -> None:
-        if not self._writable:
-            return
-        with self._fenced("retract_position"):
-            await self._scripts["retract_position"](
-                keys=[self.keys.position(key), self.keys.positions, self.keys.fence],
-                args=[member_of(key), record.reason, record.version, key.symbol, key.side.value,
-                      self._fence])
+        if self._writable:
+            await self._write([self._retract_call(key, record)])
 
     async def republish(self, now_ms: int, keys: set[PositionKey] | None = None) -> int:
         """Write again every held view, or those of ``keys`` (CAS keeps newer data).
@@ -548,8 +367,8 @@ class RedisPublisher:
                 continue
             else:
                 await self._publish(record)
-            if key in self._protection:
-                await self._call_script(self._protection_call(self._protection[key]))
+            if key in self._protection and self._writable:
+                await self._write([self._protection_call(self._protection[key])])
             done += 1
         if keys is None:
             self._dirty.clear()
@@ -576,22 +395,15 @@ class RedisPublisher:
             instance steps down, takes the lead again at once (:meth:`take_over`) and
             republishes everything (this replaced the epoch token of earlier versions).
         """
-        for field in health:
-            if any(word in field.lower() for word in _SECRET_WORDS):
-                raise InvariantViolation(
-                    f"refusing to write health field {field!r} to Redis: looks like a secret")
+        check_no_secrets(health)
         if not self._fence:
             return False
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         fields: dict[str, str] = {name: health_value(value) for name, value in health.items()}
-        fields.update({
-            "schema": "wd:v1", "instance": self._instance, "watchdog_version": __version__,
-            "veto_max_age_ms": str(self._veto_max_age_ms), "events_maxlen": str(self._events_maxlen),
-            "health_ttl_ms": str(self._health_ttl_ms), "republished_total": str(self.republished_total),
-            "lead_ttl_ms": str(self.lead_ttl_ms),
-        })
-        fields.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
-        pairs = [item for pair in fields.items() for item in pair]
+        fields.update(Stamp(self._instance, __version__, veto_max_age_ms=self._veto_max_age_ms,
+                            events_maxlen=self._events_maxlen, health_ttl_ms=self._health_ttl_ms,
+                            republished_total=self.republished_total,
+                            lead_ttl_ms=self.lead_ttl_ms).to_fields())
         if not self._announced:
             # The first beat after a takeover, before anything is written under the new fence:
             # what bots were last told (the open/closed states Redis shows). The first
@@ -604,10 +416,8 @@ class RedisPublisher:
             if not self._announced:  # another beat may have gone first meanwhile
                 self._untold = shown
         try:
-            with self._fenced("heartbeat"):
-                await self._scripts["heartbeat"](
-                    keys=[self.keys.health, self.keys.fence],
-                    args=[self._health_ttl_ms, self._fence, now, *pairs])
+            await self._write([self.calls.heartbeat(self._health_ttl_ms, self._fence, now,
+                                                    fields.items())])
             self._announced = True
         except Fenced:
             # Refused: a newer leader holds the lease (acquire fails: stay a standby), or Redis
@@ -642,12 +452,10 @@ class RedisPublisher:
         for view in [v for v in self._held.values() if isinstance(v, PositionView)]:
             call = self._tell(view)
             if call is not None:
-                name, script_keys, args = call
-                with self._fenced(name):
-                    await self._scripts[name](keys=script_keys, args=args)
+                await self._write([call])
         return done
 
-    def _tell(self, view: PositionView) -> tuple[str, list[object], list[object]] | None:
+    def _tell(self, view: PositionView) -> ScriptCall | None:
         """The event owed for ``view`` after a takeover (see :meth:`take_over`), at most once."""
         if not self._untold or view.knowledge is not Knowledge.CONFIRMED \
                 or view.state is PositionState.UNKNOWN:
@@ -667,15 +475,10 @@ class RedisPublisher:
         ended. Returns ``removed``, ``gone`` (expired already), ``other`` (another instance
         leads: its hash is left alone) or ``standby`` (this instance did not lead); raises
         ``StoreError``."""
-        k = self.keys
         if not self._fence:
-            with map_redis_errors("resign_lead", self._url):
-                await self._scripts["resign_lead"](keys=[k.leader, k.instances], args=[self._instance])
+            await self._read(self.calls.resign_lead(self._instance))
             return "standby"
-        with map_redis_errors("mark_stopped", self._url):
-            return str(await self._scripts["mark_stopped"](
-                keys=[k.health, k.events, k.fence, k.leader, k.instances],
-                args=[self._instance, k.channel, self._fence]))
+        return str(await self._read(self.calls.mark_stopped(self._instance, self._fence)))
 
     # ---------------------------------------------------------------- events
 
@@ -684,168 +487,26 @@ class RedisPublisher:
         if not self._writable:
             logger.debug("event {} not written: a standby (the leader writes its own)", kind)
             return ""
-        name, keys, args = self._emit_call(kind, fields)
-        with self._fenced(name):
-            return str(await self._scripts[name](keys=keys, args=args))
-
-    async def last_event_id(self) -> str:
-        """Id of the newest entry of the events stream ("0-0" when empty): where a reader
-        that wants only what comes next starts."""
-        with map_redis_errors("events_last_id", self._url):
-            newest = await self._redis.xrevrange(self.keys.events, count=1)
-        return str(newest[0][0]) if newest else "0-0"
-
-    async def read_events(self, after_id: str, *, block_ms: int,
-                          count: int = 200) -> list[tuple[str, dict[str, str]]]:
-        """Entries of the events stream after ``after_id``, waiting up to ``block_ms`` for one
-        (keep ``block_ms`` below the socket timeout). Read-only: for the metrics' tail."""
-        with map_redis_errors("events_read", self._url):
-            reply = await self._redis.xread({self.keys.events: after_id}, block=block_ms, count=count)
-        return [(str(entry_id), {str(k): str(v) for k, v in fields.items()})
-                for _stream, entries in reply or () for entry_id, fields in entries]
-
-    async def run(self, effect: StoreEffect) -> None:
-        """Run one store effect of the core, in the order the core returned it."""
-        match effect:
-            case Publish(view=view):
-                await self.publish(view)
-            case Retract(key=key, reason=reason):
-                await self.retract(key, reason)
-            case Notify(kind=kind, key=key, detail=detail):
-                await self.emit(kind, {**({"position": member_of(key)} if key else {}), **dict(detail)})
-            case RaiseAlert(code=code, message=message, key=key, detail=detail):
-                await self.emit("alert", {"code": code, "message": message,
-                                          **({"position": member_of(key)} if key else {}),
-                                          **dict(detail)})
-            case MarkFiring(key=key, firing=firing):
-                await self.mark_firing(key, firing)
-            case PublishProtection(key=key):
-                call = self._protection_call(effect)
-                if not self._writable:
-                    self._dirty.add(key)  # a standby: a takeover republishes it (remembered)
-                    return
-                try:
-                    await self._call_script(call)
-                except StoreError:
-                    self._dirty.add(key)
-                    raise
-
-    async def _call_script(self, call: tuple[str, list[object], list[object]]) -> object:
-        """A fenced write (``_fenced``): nothing at all from a standby."""
-        name, keys, args = call
-        if not self._writable:
-            return None
-        with self._fenced(name):
-            return await self._scripts[name](keys=keys, args=args)
+        (entry_id,) = await self._write([self._emit_call(kind, fields)])
+        return str(entry_id)
 
     # ---------------------------------------------------------------- veto, watchdog side
 
     async def revoke_leases_for(self, key: PositionKey, reason: str) -> bool:
         """Revoke the live lease on ``key`` (confirm then vetoes); True if one was revoked."""
-        k = self.keys
         if not self._writable:
             return False
-        with self._fenced("revoke_lease"):
-            return bool(await self._scripts["revoke_lease"](
-                keys=[k.lease(key), k.leases, k.events, k.health, k.fence],
-                args=[member_of(key), reason, k.channel, self._fence]))
-
-    async def published_keys(self) -> frozenset[PositionKey]:
-        """Every position an earlier run published (the index set), for the core to re-verify
-        after a restart. Only keys: their values are never read back as truth."""
-        with map_redis_errors("published_keys", self._url):
-            members = await self._redis.smembers(self.keys.positions)
-        keys: set[PositionKey] = set()
-        for member in members:
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            try:
-                keys.add(parse_member(text))
-            except ValueError:
-                logger.warning("ignoring malformed member {!r} of {}", text, self.keys.positions)
-        return frozenset(keys)
-
-    async def last_shown(self, keys: frozenset[PositionKey]
-                         ) -> dict[PositionKey, tuple[PositionState, int]]:
-        """The OPEN/CLOSED state (with its ``verified_ms``) Redis holds for ``keys``: what an
-        earlier run last told bots, so that a change while no watchdog ran is told too
-        (core/book.py rule 10). Never truth about the position: REST alone decides that.
-        Unknown, missing or unparsable entries are left out (logged)."""
-        ordered = sorted(keys, key=str)
-        if not ordered:
-            return {}
-        with map_redis_errors("last_shown", self._url):
-            pipe = self._redis.pipeline(transaction=False)
-            for key in ordered:
-                pipe.hmget(self._names_of(key)[0], "state", "verified_ms")
-            replies = await pipe.execute()
-        shown: dict[PositionKey, tuple[PositionState, int]] = {}
-        for key, (state, verified) in zip(ordered, replies, strict=True):
-            text = state.decode() if isinstance(state, bytes) else state
-            if text not in (PositionState.OPEN.value, PositionState.CLOSED.value):
-                continue  # unknown or expired: nothing was told that a change could contradict
-            try:
-                verified_ms = int(verified)
-            except (TypeError, ValueError):
-                logger.warning("ignoring {} of an earlier run: verified_ms {!r} is not an integer",
-                               member_of(key), verified)
-                continue
-            shown[key] = (PositionState(text), verified_ms)
-        return shown
-
-    async def leased_symbols(self) -> frozenset[PositionKey]:
-        """Positions under a live lease: the poller polls them fast until the lease ends."""
-        with map_redis_errors("leased", self._url):
-            members = await self._scripts["leased"](keys=[self.keys.leases], args=[])
-        keys: set[PositionKey] = set()
-        for member in map(str, members):
-            parsed = parse_lease_member(member)
-            keys |= parsed
-            exact = len(parsed) == 1 and member_of(next(iter(parsed))) == member
-            if not exact and member not in self._odd_members:
-                self._odd_members.add(member)  # a bot's malformed member: say so once
-                logger.warning("malformed lease member {!r} in {} (from a bot's begin): read as "
-                               "{}", member, self.keys.leases, sorted(map(str, parsed)) or "none")
-        return frozenset(keys)
-
-    async def lease_ends_in(self) -> dict[PositionKey, int]:
-        """Live leases and the ms each has left by Redis' own clock (TIME and the zset read in
-        one transaction), so the guard can place their ends on its own clock without skew."""
-        # One read-only script, not MULTI/TIME: a Redis Cluster client refuses a pipelined
-        # TIME, and the script runs on the leases key's own node (the account's slot).
-        with map_redis_errors("lease_ends", self._url):
-            secs, micros, flat = await self._lease_ends_script(keys=[self.keys.leases])
-        now_ms = int(secs) * 1000 + int(micros) // 1000
-        left: dict[PositionKey, int] = {}
-        pairs = list(flat)
-        for member, score in zip(pairs[0::2], pairs[1::2], strict=True):
-            text = member.decode() if isinstance(member, bytes) else str(member)
-            remaining = int(min(float(score) - now_ms, 2.0**53))
-            if remaining <= 0:
-                continue
-            for key in parse_lease_member(text):  # lenient, as ``leased_symbols``
-                left[key] = max(left.get(key, 0), remaining)
-        return left
+        (revoked,) = await self._write([self.calls.revoke_lease(self._names_of(key), reason, self._fence)])
+        return bool(revoked)
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
         if not self._writable:
             raise Fenced(f"not marking {member_of(key)} reaping: this instance does not lead")
-        with self._fenced("mark_reaping"):
-            await self._scripts["mark_reaping"](keys=[self.keys.reaping(key), self.keys.fence],
-                                                args=[self._fence, reason, ttl_ms])
+        await self._write([self.calls.mark_reaping(self._names_of(key), self._fence, reason, ttl_ms)])
 
     async def clear_reaping(self, key: PositionKey) -> None:
         if not self._writable:
             raise Fenced(f"not clearing {member_of(key)}'s reaping mark: this instance does not "
                          "lead (it expires by its TTL)")
-        with self._fenced("clear_reaping"):
-            await self._scripts["mark_reaping"](keys=[self.keys.reaping(key), self.keys.fence],
-                                                args=[self._fence, "", 0])
-
-    # ---------------------------------------------------------------- reads for status
-
-    async def read_windows(self) -> dict[str, str]:
-        """The bots' unprotected windows per position (last window JSON, count, max)."""
-        with map_redis_errors("read_windows", self._url):
-            raw = await self._redis.hgetall(self.keys.windows)
-        return {str(name): str(value) for name, value in raw.items()}
+        await self._write([self.calls.mark_reaping(self._names_of(key), self._fence, "", 0)])

@@ -1,4 +1,4 @@
--- Shared functions, prepended to every script by watchdog/store/scripts.py (Lua has no include).
+-- Shared functions, prepended to every script by poswatch/scripts.py (Lua has no include).
 -- Times are Redis server time in epoch ms; the watchdog's own clock enters only through
 -- health.clock_offset_ms (server ms - watchdog ms, measured at each heartbeat).
 

@@ -1,0 +1,239 @@
+"""``binance/protocol/schedule.py``, the pure half of polling (no asyncio, no logging, no HTTP
+client; ``binance/poller.py``, the shell, re-exports its names). The all-symbols orders sweep:
+when it happens, what it costs, and that it yields to the positions poll (never the reverse)."""
+
+from __future__ import annotations
+
+import ast
+import math
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from watchdog.binance import poller
+from watchdog.binance.protocol import schedule as schedule_module
+from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
+from watchdog.binance.protocol.schedule import (
+    PollSchedule,
+    orders_share_per_min,
+    request_priority,
+    sweep_hold_s,
+)
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, SWEEP_WEIGHT
+from watchdog.config import BinanceConfig
+from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
+from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+
+
+def snap(*rows: tuple[str, str]) -> PositionSnapshot:
+    return PositionSnapshot(1, 0, 0, tuple(
+        PositionAmount(PositionKey(Symbol(s), PositionSide.BOTH), Decimal(a), Decimal(1), 0)
+        for s, a in rows))
+
+
+def algo(symbol: str) -> OpenAlgoOrder:
+    return OpenAlgoOrder(symbol=Symbol(symbol), algo_id=OrderId(7), client_algo_id="sl",
+                         position_side=PositionSide.BOTH, side="SELL", order_type="STOP_MARKET",
+                         status=AlgoStatus.NEW, reduce_only=False, close_position=True,
+                         trigger_price=Decimal("1000"), quantity=Decimal(0), create_time_ms=1,
+                         update_time_ms=1, actual_order_id=None)
+
+
+def orders(symbols: frozenset[Symbol] | None, *rows: OpenAlgoOrder) -> OrdersSnapshot:
+    return OrdersSnapshot(2, 0, (), tuple(rows), symbols)
+
+
+def schedule() -> PollSchedule:
+    return PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=10.0,
+                        fast_poll_interval_s=0.25, orders_sweep_interval_s=300.0)
+
+
+def test_sweep_right_after_the_first_positions_answer_then_every_interval() -> None:
+    s = schedule()
+    assert not s.plan(0.0).sweep  # no positions answer yet: positions go first
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.1)
+    plan = s.plan(0.1)
+    assert plan.sweep
+    assert not plan.read_positions
+    s.sweep_started(0.1)
+    assert not s.plan(0.2).sweep
+    s.positions_started(1.0)
+    assert not s.plan(299.0).sweep
+    # The sweep's due time is a wake-up of its own (positions are further away here).
+    s.positions_started(300.0)
+    assert s.plan(300.05).wake_in_s == pytest.approx(0.05)
+    assert s.plan(300.1).sweep
+
+
+def test_symbols_found_by_the_sweep_are_read_per_symbol_while_they_have_orders() -> None:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.0)
+    s.sweep_started(0.0)
+    s.orders_seen(orders(None, algo("ETHUSDT")))  # a stop on a flat, quiet symbol
+    s.sweep_read(0.0, 0.1)
+    assert s.plan(5.0).order_symbols == ()  # the sweep was this symbol's read too
+    assert s.plan(10.0).order_symbols == ("ETHUSDT",)
+    s.orders_read(Symbol("ETHUSDT"), 10.0)
+    s.orders_seen(orders(frozenset({Symbol("ETHUSDT")})))  # gone: no longer watched
+    assert Symbol("ETHUSDT") not in s.tracked(30.0, ())
+    s.orders_seen(orders(None, algo("SOLUSDT")))
+    assert s.tracked(31.0, ()) == {Symbol("SOLUSDT")}  # all symbols: the sweep is authoritative
+
+
+def test_sweep_read_does_not_swallow_an_event_after_it_started() -> None:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(("BTCUSDT", "1")), 0.0)
+    s.orders_read(Symbol("BTCUSDT"), 0.0)
+    s.sweep_started(5.0)
+    s.activity(Symbol("BTCUSDT"), 5.5)  # arrived while the sweep was in flight
+    s.sweep_read(5.0, 6.0)
+    assert s.plan(6.0).order_symbols == ("BTCUSDT",)
+
+
+def test_sweep_yields_to_the_positions_poll_when_the_ip_is_tight() -> None:
+    budget = WeightBudget(360)
+    assert sweep_hold_s(budget, 0.0) == 0
+    # The bot has pushed the IP close to the 90% line: one positions read (5) still fits, the
+    # sweep (80) on top of it does not, so the sweep waits and positions go on.
+    line = int(IP_WEIGHT_LIMIT_PER_MIN * 0.9)
+    budget.observe_used_weight(line - 50, now_s=10.0)
+    assert budget.wait_for_s(5, now_s=10.0) == 0
+    assert sweep_hold_s(budget, 10.0) == pytest.approx(60.0)
+    assert sweep_hold_s(budget, 70.0) == 0  # the report is a minute old: room again
+    budget.block(5.0, now_s=80.0)  # Retry-After: nothing goes
+    assert sweep_hold_s(budget, 81.0) == pytest.approx(4.0)
+
+
+def test_weight_arithmetic_at_the_defaults_stays_within_our_share() -> None:
+    cfg = BinanceConfig()
+    share = IP_WEIGHT_LIMIT_PER_MIN * cfg.weight_budget_pct // 100
+    assert share == 360
+    positions_per_min = math.ceil(5 * 60 / cfg.poll_interval_s)
+    sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / cfg.orders_sweep_interval_s)
+    left = orders_share_per_min(share, cfg.poll_interval_s, cfg.orders_sweep_interval_s)
+    assert (positions_per_min, sweep_per_min, PRIORITY_RESERVE, left) == (334, 8, 8, 10)
+    assert positions_per_min + sweep_per_min + PRIORITY_RESERVE + left == share
+
+
+def test_steady_state_weight_with_the_budget_module() -> None:
+    """Eleven minutes at the defaults, decided as the poller decides (positions at the pace
+    that leaves the sweep its room, the sweep when it fits, per-symbol reads of one open
+    symbol within their share): no 60 s window ever holds more than 360, the positions poll
+    never stops (around the sweeps it slows to about 1.2 s), and a reap always finds room."""
+    cfg = BinanceConfig()
+    s = PollSchedule.from_config(cfg)
+    own = WeightBudget(360)
+    orders_budget = WeightBudget(orders_share_per_min(360, cfg.poll_interval_s,
+                                                      cfg.orders_sweep_interval_s), reserve=0)
+    now_s = 0.0
+    end_s = cfg.orders_sweep_interval_s + 60.0
+    sweeps = 0
+    last_positions_s = 0.0
+    longest_gap_s = 0.0
+    while now_s < end_s:
+        plan = s.plan(now_s)
+        if plan.read_positions:
+            sweep_at = s.next_sweep_at
+            pace = own.pace_s(5, now_s, [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else [])
+            if (own.wait_for_s(5, now_s=now_s) == 0
+                    and now_s >= s.last_positions_at + (0.0 if pace == math.inf else pace)):
+                if last_positions_s:
+                    longest_gap_s = max(longest_gap_s, now_s - last_positions_s)
+                last_positions_s = now_s
+                s.positions_started(now_s)
+                s.positions_seen(snap(("BTCUSDT", "1")), now_s)
+                own.record(5, now_s)
+        plan = s.plan(now_s)
+        if plan.sweep and not plan.read_positions:
+            if sweep_hold_s(own, now_s) == 0:
+                s.sweep_started(now_s)
+                own.record(SWEEP_WEIGHT, now_s)
+                s.sweep_read(now_s, now_s)
+                sweeps += 1
+            else:
+                s.defer_sweep(now_s + 30.0)
+        for symbol in s.plan(now_s).order_symbols:
+            if (orders_budget.wait_for_s(2, now_s=now_s) > 0
+                    or own.wait_for_s(2, now_s=now_s) > 0):
+                break
+            orders_budget.record(2, now_s)
+            own.record(2, now_s)
+            s.orders_read(symbol, now_s)
+        assert own.own_used_1m(now_s) <= 360 - PRIORITY_RESERVE
+        assert own.wait_for_s(PRIORITY_RESERVE, priority=Priority.SAFETY, now_s=now_s) == 0
+        now_s = round(now_s + 0.05, 2)
+    assert sweeps == 2  # at startup and 600 s later
+    assert longest_gap_s < 1.5, longest_gap_s
+
+
+def test_a_position_rest_shows_closed_gets_its_orders_read_first() -> None:
+    """With the stream blind, an order read is the only way to see the stop a bot places
+    right after the close (the incident): it goes at once, as a priority read."""
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(("BTCUSDT", "1"), ("ETHUSDT", "2")), 0.1)
+    s.orders_read(Symbol("BTCUSDT"), 0.1)
+    s.orders_read(Symbol("ETHUSDT"), 0.1)
+    assert s.plan(0.2).order_symbols == ()
+    s.positions_started(1.0)
+    s.positions_seen(snap(("ETHUSDT", "2")), 1.1)  # BTCUSDT closed
+    plan = s.plan(1.1)
+    assert plan.orders_urgent == ("BTCUSDT",)
+    assert plan.order_symbols == ("BTCUSDT",)
+    s.orders_read(Symbol("BTCUSDT"), 1.2)
+    assert s.plan(1.2).orders_urgent == ()
+
+
+@pytest.mark.parametrize(("reason", "priority"), [
+    ("reaper: confirm flat by REST", Priority.REQUESTED),  # a reap waits on it
+    ("stream lost: blind: …", Priority.REQUESTED),         # post-gap
+    ("REST ambiguous on BTCUSDT:BOTH", Priority.REQUESTED),
+    ("malformed user-stream frame: not JSON", Priority.REQUESTED),
+    ("margin call", Priority.REQUESTED),
+    ("fill on BTCUSDT", Priority.ROUTINE),                 # the live stream already said it
+])
+def test_the_priority_of_a_requested_read(reason: str, priority: Priority) -> None:
+    assert request_priority(reason) is priority
+
+
+def test_the_core_s_fill_request_is_the_routine_one() -> None:
+    """The table above keys on the core's wording: a fill the stream reports asks this."""
+    from watchdog.core.book import BookPolicy, PositionBook
+    from watchdog.core.effects import RequestSnapshot
+    from watchdog.core.events import StreamConnected, TradeLite
+
+    book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=2000))
+    book.apply(StreamConnected(1), 1_000)
+    effects = book.apply(TradeLite(event_time_ms=1_000, transaction_time_ms=1_000,
+                                   symbol=Symbol("BTCUSDT"), order_id=OrderId(1),
+                                   client_order_id="x", side="BUY",
+                                   last_filled_quantity=Decimal(1),
+                                   last_filled_price=Decimal(1)), 1_000)
+    requests = [e for e in effects if isinstance(e, RequestSnapshot)]
+    assert requests
+    assert all(request_priority(r.reason) is Priority.ROUTINE for r in requests)
+
+
+# ---------------------------------------------------------------- the module: pure, re-exported
+
+_IO = {"asyncio", "httpx", "loguru", "time", "os", "socket", "websockets", "redis"}
+
+
+def test_schedule_imports_nothing_that_does_io() -> None:
+    tree = ast.parse(Path(schedule_module.__file__).read_text("utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & _IO
+
+
+def test_poller_reexports_the_schedule() -> None:
+    for name in ("PollSchedule", "PollPlan", "SWEEP_RETRY_S",
+                 "orders_share_per_min", "sweep_hold_s"):
+        assert getattr(poller, name) is getattr(schedule_module, name), name
+        assert name in poller.__all__

@@ -1,0 +1,98 @@
+"""EffectsRunner and the lead (docs/HA.md, "leader cut from Redis"): what an instance deferred
+during a Redis outage is written only by an instance that leads. A single instance that stepped
+down during the outage keeps its deferred writes until it leads again, then writes them all; an
+instance that finds another leader drops them (the leader tells its own events). Real
+redis-server, real publishers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from tests.runtime.test_effects_runner import NOW_MS, Sinks, make_runner
+from tests.support.store import ACCOUNT, make_view, position_key
+from watchdog.core.effects import Notify, Publish
+from watchdog.core.model import PositionState
+from watchdog.store.keys import AccountKeys
+from watchdog.store.publisher import RedisPublisher
+
+KEY = position_key("BASUSDT")
+KEYS = AccountKeys(ACCOUNT)
+
+
+def publisher(redis_url: str) -> RedisPublisher:
+    return RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
+                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3)
+
+
+@pytest.fixture
+async def leader(redis_url: str) -> AsyncIterator[RedisPublisher]:
+    pub = publisher(redis_url)
+    await pub.start()
+    assert await pub.acquire()
+    yield pub
+    await pub.close()
+
+
+async def stored(redis_url: str) -> tuple[list[str], str | None]:
+    """The event kinds and the position's published state, read by a fresh connection."""
+    client = redis.asyncio.from_url(redis_url, decode_responses=True)
+    try:
+        entries: Any = await client.xrange(KEYS.events)
+        state = await client.hget(KEYS.position(KEY), "state")
+        return [str(fields["kind"]) for _, fields in entries], state
+    finally:
+        await client.aclose()
+
+
+async def defer_a_closure_then_lose_the_lead(runner: Any, store: RedisPublisher,
+                                             redis_server: Any) -> None:
+    await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS, version=1))])
+    redis_server.stop()
+    try:
+        closed = make_view(KEY, state=PositionState.CLOSED, verified_ms=NOW_MS + 10, version=2)
+        await runner.run([Publish(closed), Notify("position_closed", KEY)])
+        assert runner.store_down
+        store.step_down("lease not renewed (test: the outage outlived it)")
+    finally:
+        redis_server.start()  # empty: no persistence, as in the integration test
+
+
+async def test_a_stepped_down_instance_keeps_its_deferred_writes_until_it_leads_again(
+        leader: RedisPublisher, redis_server: Any, redis_url: str) -> None:
+    runner, _ = make_runner(leader, Sinks())
+    await defer_a_closure_then_lose_the_lead(runner, leader, redis_server)
+
+    assert not await runner.recover(), "not leading: nothing may be written yet"
+    assert runner.store_down, "the deferred writes are kept, not lost"
+    assert await stored(redis_url) == ([], None)
+
+    # Nobody else leads: it takes the lead back and takes over (as run_lead and the daemon's
+    # take_over do), then the heartbeat task's recover writes what was deferred.
+    assert await leader.acquire(announce=True)
+    await leader.take_over({})
+    assert await runner.recover()
+    kinds, state = await stored(redis_url)
+    assert state == "closed"
+    assert kinds.count("position_closed") == 1, kinds
+
+
+async def test_an_instance_that_finds_another_leader_drops_its_deferred_writes(
+        leader: RedisPublisher, redis_server: Any, redis_url: str) -> None:
+    runner, vitals = make_runner(leader, Sinks())
+    await defer_a_closure_then_lose_the_lead(runner, leader, redis_server)
+    other = publisher(redis_url)
+    await other.start()
+    try:
+        assert await other.acquire()
+        runner.drop_deferred(f"{other.instance} leads account {ACCOUNT} now")
+        assert not runner.store_down
+        assert vitals.store_error == ""
+        assert await runner.recover()  # nothing left to write
+        assert await stored(redis_url) == ([], None), "a standby wrote under the leader"
+        assert not leader.leading
+    finally:
+        await other.close()

@@ -1,0 +1,282 @@
+"""The pure half of polling (``poller.py`` rule 1): ``PollSchedule`` says what to read now and
+when to wake next, and the weight arithmetic of rules 3 and 4 (``orders_share_per_min``,
+``sweep_hold_s``). The rules are stated once, in ``poller.py``; ``now_s`` is always passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
+from watchdog.binance.protocol.weights import ORDERS_WEIGHT, POSITIONS_WEIGHT, SWEEP_WEIGHT
+from watchdog.config import BinanceConfig
+from watchdog.core.events import OrdersSnapshot, PositionSnapshot
+from watchdog.core.model import ZERO, Symbol
+
+__all__ = ["SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min", "request_priority",
+           "sweep_hold_s"]
+
+# A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
+SWEEP_RETRY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What to read now; ``wake_in_s`` is when the schedule next has something to do, and
+    ``positions_wake_in_s`` the same without per-symbol order timers (the positions read or the
+    sweep): while due order reads are held back by the budget, a symbol whose timer runs out
+    next could not go either, so the poller need not wake for it."""
+
+    read_positions: bool
+    positions_urgent: bool
+    positions_reason: str
+    order_symbols: tuple[Symbol, ...]
+    orders_urgent: tuple[Symbol, ...]
+    wake_in_s: float
+    sweep: bool = False
+    positions_wake_in_s: float = math.inf
+    positions_priority: bool = False  # a priority request is among those pending
+
+
+# RequestSnapshot reasons that only refresh what the live stream already said (core/book.py
+# asks after every fill the stream reports): routine. Every other request is a priority read:
+# a decision waits on it (the reaper's "confirm flat by REST", a gap, an ambiguous REST row,
+# a malformed frame, a margin call).
+_ROUTINE_REQUEST_PREFIXES = ("fill on ",)
+
+
+def request_priority(reason: str) -> Priority:
+    """Rule 3: the priority of a read the core asked for, by its reason."""
+    if reason.startswith(_ROUTINE_REQUEST_PREFIXES):
+        return Priority.ROUTINE
+    return Priority.REQUESTED
+
+
+def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
+                         orders_sweep_interval_s: float) -> int:
+    """What our share leaves periodic per-symbol order reads once the reserve for priority
+    calls, the positions poll and the sweep (both fixed by configuration) are paid: at least
+    one read a minute (rule 4). Priority calls (blind reconnects, requested reads, the reaper)
+    are not planned here: routine polls yield to them when they come."""
+    positions_per_min = math.ceil(POSITIONS_WEIGHT * 60 / poll_interval_s)
+    sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / orders_sweep_interval_s)
+    reserve = min(PRIORITY_RESERVE, budget_per_min // 2)  # as WeightBudget's
+    return max(ORDERS_WEIGHT,
+               budget_per_min - reserve - positions_per_min - sweep_per_min)
+
+
+def sweep_hold_s(budget: WeightBudget, now_s: float) -> float:
+    """How long the sweep must wait (0: go): a routine call like any other (never during
+    ``Retry-After``, only while the IP is under its 90% line and our share has room)."""
+    return budget.wait_for_s(SWEEP_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
+
+
+class PollSchedule:
+    """Pure timing of REST reads (rule 1 and 2)."""
+
+    def __init__(self, *, poll_interval_s: float, orders_poll_interval_s: float,
+                 fast_poll_interval_s: float, recent_window_s: float = 300.0,
+                 orders_sweep_interval_s: float = 600.0) -> None:
+        self.poll_interval_s = poll_interval_s
+        self.orders_sweep_interval_s = orders_sweep_interval_s
+        self.orders_poll_interval_s = orders_poll_interval_s
+        self.fast_poll_interval_s = fast_poll_interval_s
+        self.recent_window_s = recent_window_s
+        self._next_positions_at = 0.0
+        self._last_positions_at = -1e18
+        self._requested: list[str] = []  # reasons of priority requests (rule 3)
+        self._routine_requests: list[str] = []  # reasons of routine ones
+        self._requested_symbols: set[Symbol] = set()
+        self._open: set[Symbol] = set()
+        self._closed_at: dict[Symbol, float] = {}
+        self._active_at: dict[Symbol, float] = {}
+        self._orders_at: dict[Symbol, float] = {}
+        self._orders_after_event: set[Symbol] = set()
+        self._with_orders: set[Symbol] = set()  # symbols the last read of them listed orders in
+        self._reread: set[Symbol] = set()  # read once as soon as the budget allows (after a gap)
+        self._positions_known = False  # the first sweep waits for the first positions answer
+        self._last_seen: PositionSnapshot | None = None
+        self._next_sweep_at = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: BinanceConfig) -> PollSchedule:
+        return cls(poll_interval_s=cfg.poll_interval_s,
+                   orders_poll_interval_s=cfg.orders_poll_interval_s,
+                   fast_poll_interval_s=cfg.fast_poll_interval_s,
+                   orders_sweep_interval_s=cfg.orders_sweep_interval_s)
+
+    # -------------------------------------------------------------- facts
+
+    def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
+        """The core asked for a snapshot: read positions (and those symbols' orders) now,
+        as a priority read unless ``request_priority`` calls it routine."""
+        if request_priority(reason) is Priority.ROUTINE:
+            # A freshness read (the stream just reported a fill): at once if routine polls
+            # have room, else with the next scheduled read; its orders like after an event.
+            self._routine_requests.append(reason)
+            self._orders_after_event.update(symbols or ())
+            return
+        self._requested.append(reason)
+        self._requested_symbols.update(symbols or ())
+
+    def positions_started(self, now_s: float) -> str:
+        """A positions read starts now; returns the reason(s) it serves."""
+        self._next_positions_at = now_s + self.poll_interval_s
+        self._last_positions_at = now_s
+        reason = ", ".join(dict.fromkeys(self._requested + self._routine_requests)) or "scheduled"
+        self._requested.clear()
+        self._routine_requests.clear()
+        return reason
+
+    def positions_seen(self, snapshot: PositionSnapshot, now_s: float) -> bool:
+        """A complete positions answer: which symbols hold a position, which just closed.
+        Returns True when that changed what the schedule holds (False: nothing new to plan)."""
+        if snapshot is self._last_seen:
+            return False  # the poller's own read, seen again when the core applies it
+        self._last_seen = snapshot
+        held = {p.key.symbol for p in snapshot.positions if p.amount != ZERO}  # already Symbols
+        if self._positions_known and held == self._open:
+            return False
+        for symbol in self._open - held:
+            self._closed_at[symbol] = now_s
+            # Its stops are what the reaper must judge now, and with a blind stream an order
+            # read is the only way to see one the bot placed after the close: read at once.
+            self._requested_symbols.add(symbol)
+        self._open = held
+        self._positions_known = True
+        return True
+
+    def activity(self, symbol: Symbol, now_s: float) -> None:
+        """An event on ``symbol`` arrived: read its orders once more, soon (a burst of events
+        on one fill costs one read), then watch it for ``recent_window_s``."""
+        self._active_at[symbol] = now_s
+        self._orders_after_event.add(symbol)
+
+    def orders_read(self, symbol: Symbol, now_s: float) -> None:
+        self._orders_at[symbol] = now_s
+        self._orders_after_event.discard(symbol)
+        self._requested_symbols.discard(symbol)
+        self._reread.discard(symbol)
+
+    def reread_orders(self, symbols: Collection[Symbol]) -> None:
+        """A stream gap closed: read these symbols' orders once more, first in line but within
+        the order reads' share (an order placed during the gap has no event to announce it)."""
+        for symbol in symbols:
+            self._orders_at.pop(symbol, None)  # never read: due now, longest unread first
+            self._reread.add(symbol)
+
+    def orders_read_by_other(self, symbols: Collection[Symbol], now_s: float) -> None:
+        """Someone else (the stream's resync) just read these symbols' orders: the periodic read
+        can wait its interval. Requests and after-event reads stay: they may postdate it."""
+        for symbol in symbols:
+            self._orders_at[symbol] = max(self._orders_at.get(symbol, -1e18), now_s)
+
+    def orders_seen(self, snapshot: OrdersSnapshot) -> None:
+        """An orders answer: the symbols it covers that hold orders stay watched (rule 2)."""
+        listed = ({Symbol(o.symbol) for o in snapshot.orders}
+                  | {Symbol(a.symbol) for a in snapshot.algo_orders})
+        if snapshot.symbols is None:
+            self._with_orders = listed
+        else:
+            self._with_orders = (self._with_orders - snapshot.symbols) | listed
+
+    def sweep_started(self, now_s: float) -> None:
+        """A sweep starts now: the next one is a full interval away."""
+        self._next_sweep_at = now_s + self.orders_sweep_interval_s
+
+    def sweep_read(self, started_s: float, now_s: float) -> None:
+        """A sweep that started at ``started_s`` succeeded: it was every watched symbol's order
+        read too (events after its start still get their own read)."""
+        for symbol in self.tracked(now_s, ()):
+            if self._active_at.get(symbol, -1e18) <= started_s:
+                self._orders_at[symbol] = max(self._orders_at.get(symbol, -1e18), started_s)
+                self._orders_after_event.discard(symbol)
+                self._reread.discard(symbol)
+
+    def defer_sweep(self, until_s: float) -> None:
+        """The sweep could not go (budget, or a failed read): try again at ``until_s``."""
+        self._next_sweep_at = until_s
+
+    @property
+    def next_sweep_at(self) -> float:
+        return self._next_sweep_at
+
+    def positions_read_by_other(self, now_s: float) -> None:
+        """Someone (the stream's post-connect resync) just asked for all positions: that
+        serves every pending request and the next scheduled read can wait a full interval."""
+        self.positions_started(now_s)
+
+    @property
+    def open_symbols(self) -> frozenset[Symbol]:
+        """Symbols the last complete positions answer showed a position on."""
+        return frozenset(self._open)
+
+    @property
+    def last_positions_at(self) -> float:
+        """When the last positions read (ours or someone else's) started."""
+        return self._last_positions_at
+
+    @property
+    def next_positions_at(self) -> float:
+        """When the next scheduled positions read is due (monotonic seconds)."""
+        return self._next_positions_at
+
+    def defer_positions(self, until_s: float) -> None:
+        """Our budget cannot pay for the scheduled read yet."""
+        self._next_positions_at = max(self._next_positions_at, until_s)
+
+    # -------------------------------------------------------------- decision
+
+    def orders_interval_s(self, symbol: Symbol, now_s: float, leased: Collection[str]) -> float:
+        fast = symbol in leased or symbol in self._orders_after_event
+        return self.fast_poll_interval_s if fast else self.orders_poll_interval_s
+
+    def tracked(self, now_s: float, leased: Collection[str]) -> set[Symbol]:
+        """Symbols whose orders we watch: open, recently closed, leased, recently active,
+        holding orders when last read, or to be read once more after a gap."""
+        for symbol, closed_at in list(self._closed_at.items()):
+            if now_s - closed_at > self.recent_window_s:
+                del self._closed_at[symbol]
+        recent = {s for s, t in self._active_at.items() if now_s - t < self.recent_window_s}
+        return (self._open | set(self._closed_at) | {Symbol(s) for s in leased} | recent
+                | self._requested_symbols | self._with_orders | self._reread)
+
+    def plan(self, now_s: float, leased: Collection[str] = ()) -> PollPlan:
+        # A requested read goes at once, but never closer than fast_poll_interval_s to the
+        # previous read: the core asks again after every fill and every ambiguous answer.
+        requested_at = self._last_positions_at + self.fast_poll_interval_s
+        urgent = bool(self._requested or self._routine_requests)
+        read_positions = now_s >= self._next_positions_at or (urgent and now_s >= requested_at)
+        wake_at = min(self._next_positions_at, requested_at) if urgent else self._next_positions_at
+        sweep = self._positions_known and now_s >= self._next_sweep_at
+        if self._positions_known and not sweep:
+            wake_at = min(wake_at, self._next_sweep_at)
+        positions_wake_at = wake_at
+        # Inlined ``orders_interval_s`` and one C-level sort of (not requested, last read,
+        # symbol) tuples: this runs on every wake-up over every tracked symbol (300+).
+        requested = self._requested_symbols
+        orders_at = self._orders_at
+        after_event = self._orders_after_event
+        fast_s, slow_s = self.fast_poll_interval_s, self.orders_poll_interval_s
+        keyed: list[tuple[bool, float, Symbol]] = []
+        for symbol in self.tracked(now_s, leased):
+            last_at = orders_at.get(symbol, -1e18)
+            if symbol in requested:
+                keyed.append((False, last_at, symbol))
+                continue
+            next_at = last_at + (fast_s if symbol in leased or symbol in after_event else slow_s)
+            if next_at <= now_s:
+                keyed.append((True, last_at, symbol))
+            elif next_at < wake_at:
+                wake_at = next_at
+        # Requested first, then the longest unread: when the budget cuts the list short, every
+        # symbol still gets its turn (the sweep can add many symbols that hold orders).
+        keyed.sort()
+        due = tuple(k[2] for k in keyed)
+        return PollPlan(read_positions, urgent,
+                        ", ".join(self._requested + self._routine_requests) or "scheduled",
+                        due, tuple(k[2] for k in keyed if not k[0]),
+                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s),
+                        bool(self._requested))

@@ -1,0 +1,245 @@
+"""Translate Binance REST response bodies into core values (pure, no I/O).
+
+Same rules as ``wire`` (see its docstring): Decimal quantities, int ids, required fields never
+defaulted, malformed rows raise ``WireFormatError`` naming the endpoint and ``[row].field``.
+Import these through ``watchdog.binance.protocol.wire``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import TypeVar
+
+from watchdog.binance.protocol.wirefields import (
+    ROOT,
+    BadField,
+    JsonObject,
+    algo_status,
+    describe,
+    excerpt,
+    flag,
+    number,
+    opt_number,
+    opt_order_id,
+    opt_text,
+    position_key,
+    position_side,
+    symbol,
+    text,
+    uint,
+)
+from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
+from watchdog.core.model import OrderId, PositionKey, Symbol
+from watchdog.errors import WireFormatError
+
+__all__ = [
+    "parse_algo_id",
+    "parse_error_body",
+    "parse_marks",
+    "parse_open_algo_orders",
+    "parse_open_orders",
+    "parse_position_mode",
+    "parse_position_risk",
+    "parse_server_time",
+    "parse_tick_size",
+]
+
+_T = TypeVar("_T")
+
+
+def _each_row(endpoint: str, body: object) -> Iterable[tuple[int, JsonObject]]:
+    if type(body) is not list:
+        raise WireFormatError(endpoint, ROOT, f"expected an array, got {describe(body)}", excerpt(body))
+    for index, row in enumerate(body):
+        if type(row) is not dict:
+            raise WireFormatError(endpoint, f"[{index}]", f"expected an object, got {describe(row)}",
+                                  excerpt(row))
+        yield index, row
+
+
+def parse_position_risk(
+    rows_: object,
+    *,
+    request_id: int,
+    requested_time_ms: int,
+    received_time_ms: int,
+    symbols: Iterable[str] | None = None,
+) -> PositionSnapshot:
+    """Translate a positionRisk answer (v2 or v3) or an account answer's ``positions``.
+
+    Every row is kept, flat ones included: v2 lists every symbol (``positionAmt`` "0",
+    ``updateTime`` 0), v3 only symbols with a position or open orders; either way a key the
+    answer does not list is flat within ``symbols`` (the request's scope; None = all symbols).
+
+    Args:
+        rows_: ``GET /fapi/v2|v3/positionRisk`` (a list), or ``GET /fapi/v2|v3/account`` (an
+            object; its ``positions`` list is used and ``entryPrice``, absent in v3, is 0).
+        request_id / requested_time_ms / received_time_ms: copied into the snapshot (see
+            ``SnapshotRequested``).
+        symbols: the scope of the request.
+
+    Raises:
+        WireFormatError: a row lacks symbol/positionSide/positionAmt/updateTime (or
+            entryPrice for positionRisk), or two rows name the same (symbol, positionSide).
+    """
+    endpoint = "positionRisk"
+    entry_required = True
+    body = rows_
+    if type(body) is dict:
+        endpoint, entry_required = "account", False
+        body = body.get("positions")
+        if type(body) is not list:
+            raise WireFormatError(endpoint, "positions", f"expected an array, got {describe(body)}",
+                                  excerpt(rows_))
+    seen: dict[PositionKey, int] = {}
+    positions = []
+    for index, row in _each_row(endpoint, body):
+        try:
+            key = position_key(row, "symbol", "positionSide")
+            entry = number(row, "entryPrice") if entry_required else opt_number(row, "entryPrice")
+            amount = PositionAmount(key, number(row, "positionAmt"), entry, uint(row, "updateTime"))
+            if key in seen:
+                raise BadField("positionSide", f"duplicate row for {key} (first at [{seen[key]}])")
+        except BadField as exc:
+            raise WireFormatError(endpoint, exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+        seen[key] = index
+        positions.append(amount)
+    scope = None if symbols is None else frozenset(Symbol(s) for s in symbols)
+    return PositionSnapshot(request_id, requested_time_ms, received_time_ms, tuple(positions), scope)
+
+
+def parse_open_orders(rows_: object) -> tuple[OpenOrder, ...]:
+    """Translate ``GET /fapi/v1/openOrders`` (regular orders only; algo orders are separate).
+
+    Optional: ``origType`` (→ ``type``), ``stopPrice`` (→ 0).
+    """
+    orders = []
+    for index, row in _each_row("openOrders", rows_):
+        try:
+            order_type = text(row, "type")
+            orders.append(OpenOrder(
+                symbol=Symbol(symbol(row, "symbol")),
+                position_side=position_side(row, "positionSide"),
+                order_id=OrderId(uint(row, "orderId")),
+                client_order_id=text(row, "clientOrderId"),
+                side=text(row, "side"),
+                order_type=order_type,
+                original_type=opt_text(row, "origType", order_type),
+                status=text(row, "status"),
+                reduce_only=flag(row, "reduceOnly"),
+                close_position=flag(row, "closePosition"),
+                stop_price=opt_number(row, "stopPrice"),
+                quantity=number(row, "origQty"),
+                time_ms=uint(row, "time"),
+                update_time_ms=uint(row, "updateTime"),
+                working_type=opt_text(row, "workingType", "CONTRACT_PRICE"),
+            ))
+        except BadField as exc:
+            raise WireFormatError("openOrders", exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+    return tuple(orders)
+
+
+def parse_open_algo_orders(rows_: object) -> tuple[OpenAlgoOrder, ...]:
+    """Translate ``GET /fapi/v1/openAlgoOrders`` (docs/BINANCE.md §3.4): the key is ``orderType``.
+
+    Optional: ``actualOrderId`` ("" until triggered → None).
+    """
+    orders = []
+    for index, row in _each_row("openAlgoOrders", rows_):
+        try:
+            orders.append(OpenAlgoOrder(
+                symbol=Symbol(symbol(row, "symbol")),
+                position_side=position_side(row, "positionSide"),
+                algo_id=OrderId(uint(row, "algoId")),
+                client_algo_id=text(row, "clientAlgoId"),
+                side=text(row, "side"),
+                order_type=text(row, "orderType"),
+                status=algo_status(row, "algoStatus"),
+                actual_order_id=opt_order_id(row, "actualOrderId"),
+                reduce_only=flag(row, "reduceOnly"),
+                close_position=flag(row, "closePosition"),
+                trigger_price=number(row, "triggerPrice"),
+                quantity=number(row, "quantity"),
+                create_time_ms=uint(row, "createTime"),
+                update_time_ms=uint(row, "updateTime"),
+                working_type=opt_text(row, "workingType", "CONTRACT_PRICE"),
+            ))
+        except BadField as exc:
+            raise WireFormatError("openAlgoOrders", exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+    return tuple(orders)
+
+
+def parse_marks(rows_: object) -> dict[PositionKey, tuple[Decimal, Decimal]]:
+    """positionRisk (v3) rows → (signed amount, mark price) per key: the guard's re-check
+    before it places a last-resort stop, and the price it places it from."""
+    marks: dict[PositionKey, tuple[Decimal, Decimal]] = {}
+    for index, row in _each_row("positionRisk", rows_):
+        try:
+            marks[position_key(row, "symbol", "positionSide")] = (number(row, "positionAmt"),
+                                                                  number(row, "markPrice"))
+        except BadField as exc:
+            raise WireFormatError("positionRisk", exc.within(f"[{index}]").field, exc.problem,
+                                  excerpt(row)) from None
+    return marks
+
+
+def parse_tick_size(body: object, wanted: str) -> Decimal:
+    """``GET /fapi/v1/exchangeInfo`` → the PRICE_FILTER tickSize of symbol ``wanted``."""
+
+    def read(b: JsonObject) -> Decimal:
+        listed = b.get("symbols")
+        if type(listed) is not list:
+            raise BadField("symbols", f"expected an array, got {describe(listed)}")
+        for entry in listed:
+            if type(entry) is dict and entry.get("symbol") == wanted:
+                for rule in entry.get("filters") or ():
+                    if type(rule) is dict and rule.get("filterType") == "PRICE_FILTER":
+                        return number(rule, "tickSize")
+                raise BadField("symbols", f"{wanted} has no PRICE_FILTER")
+        raise BadField("symbols", f"{wanted} is not listed")
+
+    return _single("exchangeInfo", body, read)
+
+
+def parse_algo_id(body: object) -> OrderId:
+    """``POST /fapi/v1/algoOrder`` → the new order's ``algoId``."""
+    return _single("algoOrder", body, lambda b: OrderId(uint(b, "algoId")))
+
+
+def _single(endpoint: str, body: object, read: Callable[[JsonObject], _T]) -> _T:
+    if type(body) is not dict:
+        raise WireFormatError(endpoint, ROOT, f"expected an object, got {describe(body)}", excerpt(body))
+    try:
+        return read(body)
+    except BadField as exc:
+        raise WireFormatError(endpoint, exc.field, exc.problem, excerpt(body)) from None
+
+
+def parse_server_time(body: object) -> int:
+    """``GET /fapi/v1/time`` → server time in epoch ms."""
+    return _single("time", body, lambda b: uint(b, "serverTime"))
+
+
+def parse_position_mode(body: object) -> bool:
+    """``GET /fapi/v1/positionSide/dual`` → True in hedge mode (LONG/SHORT), False in one-way."""
+    return _single("positionSide/dual", body, lambda b: flag(b, "dualSidePosition"))
+
+
+def parse_error_body(body: object) -> tuple[int, str] | None:
+    """Binance's ``{"code": -2015, "msg": "…"}`` → ``(code, msg)``; anything else → None.
+
+    Never raises: it is used on bodies of failed requests, which may be HTML from a proxy.
+    Binance also answers some successes as ``{"code": 200, "msg": "…"}``; the HTTP status
+    decides which it is, not this function.
+    """
+    if type(body) is not dict:
+        return None
+    code = body.get("code")
+    if type(code) is not int:
+        return None
+    msg = body.get("msg")
+    return code, msg if type(msg) is str else ""

@@ -1,0 +1,1 @@
+"""The operator commands (`status`, `events`, `orphans`): they read and report, and cancel nothing."""

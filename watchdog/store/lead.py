@@ -1,0 +1,110 @@
+"""Who may write: this instance's lead of the account and its fencing token (docs/HA.md).
+
+Every write of the publisher is fenced: it carries the token this instance got when it became
+the account's leader, and Lua refuses it when the token is not the account's any more. A
+refused write (``Fenced``) makes the instance a standby at once (:meth:`Leadership._fenced`).
+:class:`Leadership` is the publisher's base class: the state its writes check, apart from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from loguru import logger
+
+from watchdog.errors import Fenced, StoreError
+from watchdog.store.connection import map_redis_errors
+from watchdog.store.reads import StoreReads
+
+__all__ = ["Leadership"]
+
+
+class Leadership(StoreReads):
+    """The lead of one account as this instance knows it."""
+
+    def _init_lead(self, lead_ttl_ms: int) -> None:
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.lead_ttl_ms = lead_ttl_ms
+        self._fence = 0  # the fencing token while this instance leads; 0: standby
+        # After a takeover, the health hash naming this instance goes first: until the first
+        # beat under the new fence, every other write waits (held and marked dirty), so a bot
+        # never reads a new leader's position beside the dead leader's health.
+        self._announced = True
+        self.lead_changed = asyncio.Event()  # set on every step down (the lead task reacts)
+        self.leader = ""  # the leader as last seen by acquire/renew ("" unknown)
+
+    @property
+    def instance(self) -> str:
+        """This process's id (host:pid:random), as the health hash and the leader key name it."""
+        return self._instance
+
+    @property
+    def leading(self) -> bool:
+        """True while this instance believes it holds the account's fence (a local belief:
+        the reaper proves it with :meth:`confirm_lead` right before each cancel)."""
+        return self._fence != 0
+
+    @property
+    def fence(self) -> int:
+        return self._fence
+
+    @property
+    def _writable(self) -> bool:
+        return self._fence != 0 and self._announced
+
+    def step_down(self, why: str) -> None:
+        if self._fence:
+            logger.error("stepping down as leader of account {} (fence {}): {}; no write and no "
+                         "cancel until it leads again", self.keys.account, self._fence, why)
+        self._fence = 0
+        self.lead_changed.set()
+
+    @contextmanager
+    def _fenced(self, operation: str) -> Iterator[None]:
+        """``map_redis_errors`` for a fenced write: a refusal makes this instance a standby."""
+        try:
+            with map_redis_errors(operation, self._url):
+                yield
+        except Fenced as exc:
+            self.step_down(str(exc))
+            raise
+
+    async def acquire(self, *, announce: bool = False) -> bool:
+        """Take the lead if nobody holds a live lease (SET NX PX, a new fencing token).
+        ``announce``: a takeover; nothing but the heartbeat is written until it has been."""
+        ok, token, holder = await self._read(self.calls.acquire_lead(self._instance, self.lead_ttl_ms))
+        self.leader = self._instance if ok else str(holder)
+        if ok:
+            self._fence = int(token)
+            self._announced = not announce
+        return bool(ok)
+
+    async def renew(self) -> bool:
+        """Extend the lease while the fence is still ours; False (and a standby now) if not."""
+        if not self._fence:
+            return False
+        ok, holder = await self._read(self.calls.renew_lead(self._instance, self._fence,
+                                                            self.lead_ttl_ms))
+        if not ok:
+            self.leader = str(holder)
+            self.step_down(f"the lease is {holder or 'nobody'}'s and the fence moved on")
+            return False
+        self.leader = self._instance
+        return True
+
+    async def confirm_lead(self) -> bool:
+        """Right before an irreversible act (a cancel): prove in Redis that we still lead, and
+        extend the lease so no standby can take over for a whole TTL. False on any doubt."""
+        try:
+            return await self.renew()
+        except StoreError as exc:
+            logger.warning("cannot prove the lead in Redis: {}", exc)
+            return False
+
+    async def register(self) -> None:
+        """A standby's round: announce itself (instances set) and try to take the lead."""
+        await self.acquire()

@@ -1,0 +1,126 @@
+"""How the daemon's script calls travel to Redis: one EVALSHA, or a batch in one round trip.
+
+The publisher decides what to write and fences it; this module only carries
+:class:`poswatch.calls.ScriptCall` values (imperative shell, no decisions). Errors are redis-py's:
+the caller maps them once (``watchdog.store.connection.map_redis_errors``).
+
+A single call goes through the client, under its retry policy (``poswatch.connection``). A
+batch is packed at once and read with one socket timeout for all its replies, never retried
+(a retried batch could apply twice), and its connection is dropped on any failure: replies may
+be left unread. Without hiredis (the ``fast`` extra), or with a client made with a pure-Python
+parser, redis-py packs the batch and the same timed loop reads it
+(tests/store/test_pure_python.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio
+from redis import exceptions as redis_errors
+from redis._parsers import _AsyncHiredisParser
+from redis.asyncio.connection import DefaultParser
+
+from poswatch.calls import ScriptCall, sha_of
+from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_source
+
+__all__ = ["ScriptRunner"]
+
+_pack: Callable[..., bytes] | None
+try:
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - the fast extra is optional
+    _pack = None
+
+
+def _packs_with_hiredis(client: redis.asyncio.Redis) -> bool:
+    """hiredis packs the batches only when the client also reads with hiredis: a client made
+    with a pure-Python parser runs the path of a venv without hiredis, end to end."""
+    if _pack is None:
+        return False
+    pool = getattr(client, "connection_pool", None)
+    parser = DefaultParser if pool is None else pool.connection_kwargs.get("parser_class", DefaultParser)
+    return parser is _AsyncHiredisParser
+
+
+class ScriptRunner:
+    """Runs script calls on one asyncio client (plain, Sentinel or Cluster)."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.hiredis_packs = _packs_with_hiredis(client)
+
+    async def load(self) -> None:
+        """Load every script (bots may call them by SHA only)."""
+        for name in BOT_SCRIPTS + WATCHDOG_SCRIPTS:
+            await self.client.script_load(script_source(name))
+
+    async def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Every call's reply, in order; scripts loaded again once when Redis lost them (SCRIPT
+        FLUSH, a restart); the first error reply raised after all were read."""
+        if len(calls) == 1:
+            return [await self.one(calls[0])]
+        replies = await self._pipeline(calls)
+        if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
+            await self.load()
+            redo = [i for i, r in enumerate(replies) if isinstance(r, redis_errors.NoScriptError)]
+            again = await self._pipeline([calls[i] for i in redo])
+            for i, reply in zip(redo, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def one(self, call: ScriptCall) -> Any:
+        """One EVALSHA under the client's retry policy; a script Redis lost is loaded again."""
+        sha = sha_of(call.script)
+        try:
+            return await self.client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+        except redis_errors.NoScriptError:
+            await self.load()
+            return await self.client.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+    async def _pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """EVALSHA each call in one round trip; error replies come back as exceptions, in place."""
+        if isinstance(self.client, redis.asyncio.RedisCluster):
+            # Every call of a batch is in the account's slot: the cluster pipeline sends them to
+            # that slot's primary in one round trip (and follows MOVED/ASK after a failover).
+            cpipe = self.client.pipeline()
+            for call in calls:
+                cpipe.evalsha(sha_of(call.script), len(call.keys), *call.keys, *call.args)
+            return list(await cpipe.execute(raise_on_error=False))
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            if self.hiredis_packs:
+                # hiredis packs a command in ~3 µs where redis-py's pure-Python packer takes ~17 µs.
+                packed = [_pack(call.command()) for call in calls]  # type: ignore[misc]
+            else:
+                packed = conn.pack_commands(call.command() for call in calls)
+            await conn.send_packed_command(packed)
+            replies: list[Any] = []
+            try:
+                # One socket timeout for the whole batch: a timer per reply cost more than
+                # reading the reply (docs/BENCHMARKS.md).
+                async with asyncio.timeout(conn.socket_timeout):
+                    for _ in calls:
+                        try:
+                            replies.append(await conn.read_response(timeout=math.inf))
+                        except redis_errors.ResponseError as exc:  # one script failed: keep reading
+                            replies.append(exc)
+            except TimeoutError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # a stop, not a slow Redis (cancel.py)
+                    raise asyncio.CancelledError("cancelled while a timeout expired") from exc
+                raise redis_errors.TimeoutError(
+                    f"no reply to a pipeline of {len(calls)} within {conn.socket_timeout}s") from exc
+            return replies
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse this connection
+            raise
+        finally:
+            await pool.release(conn)
