@@ -5,7 +5,7 @@
     python bench/chaos.py --only NAME [--only NAME …] [--json] [--list]
 
 One line per scenario (name, PASS/FAIL, key figure, seconds), then a summary; exit 1 when any
-scenario failed. After each scenario four invariants are judged from outside (the simulator's
+scenario failed. After each scenario five invariants are judged from outside (the simulator's
 journal and state, Redis, exit codes): see docs/RELIABILITY.md, "Chaos suite". CHAOS_KEEP_LOGS=DIR
 keeps each scenario's daemon log there.
 """
@@ -45,6 +45,10 @@ CI_SUBSET = (
     "bad_api_key",
     "bad_config",
     "two_bots_racing",
+    # the guard (issue 17): two of its cheapest scenarios with margin (about 15 s and 20 s);
+    # guard_close_while_placing is as cheap but its orphan took 4.5 s of its 5.5 s bound once
+    "guard_bot_replaces_in_flight",
+    "guard_rest_lag_under_lease",
 )
 
 

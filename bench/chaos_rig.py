@@ -1,4 +1,4 @@
-"""The chaos suite's rig: real processes, outside observers, and the four invariants.
+"""The chaos suite's rig: real processes, outside observers, and the five invariants.
 
 Everything runs as it would in production: ``position-watchdog run`` (a child process with a
 config file at the defaults, only the URLs set), ``position-watchdog sim`` (a child process,
@@ -35,13 +35,15 @@ import redis.asyncio
 from poswatch.client import AsyncWatchdogClient
 from watchdog.demo.processes import free_port
 
-__all__ = ["Bounds", "ChaosFailure", "Daemon", "RedisProc", "Result", "Rig", "now_ms", "rig"]
+__all__ = ["GUARD_PREFIX", "Bounds", "ChaosFailure", "Daemon", "RedisProc", "Result", "Rig",
+           "check_guard", "now_ms", "rig"]
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "main"  # the default [redis] account
 API_KEY, API_SECRET = "sim-key", "sim-secret"
 K = f"wd:v1:{{{ACCOUNT}}}"
+GUARD_PREFIX = "wd-guard-"  # the guard's last-resort stops (watchdog.core.guard, docs/GUARD.md)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,13 @@ class Bounds:
     # goal of every scenario (issue 12, Done when): the watchdog's IP weight within its share,
     # [binance] weight_budget_pct 15 % of 2400/min, in every wall-clock minute the simulator counts
     weight_share: int = 360
+    # (e) the guard's last-resort stop (docs/GUARD.md): placed only on a position open in the
+    # simulator, or flat for less than this (the close raced the fresh positionRisk read the
+    # guard sends right before placing: one round trip)
+    guard_flat_s: float = 1.0
+    # (e) a stop of ours on a flat position is an orphan: gone within the reaper's bound,
+    # [reaper] grace_ms 2 s + [core] max_rest_lag_ms 2 s + 1.5 s (one poll and the round trips)
+    guard_orphan_s: float = 5.5
 
 
 BOUNDS = Bounds()
@@ -628,6 +637,8 @@ def check_cancels(rig: Rig, history: list[dict[str, Any]], bounds: Bounds = BOUN
             continue
         if e["id"] in rig.bot.cancelled or e["position_amount"] == "0":
             continue
+        if e.get("client_id", "").startswith(GUARD_PREFIX):
+            continue  # the guard's own stop: judged by (e), check_guard
         if e["kind"] == "order" and not (e["reduce_only"] or e["close_position"]):
             continue  # a plain entry LIMIT is not protection
         same = ("symbol", "position_side", "side", "type", "trigger_price", "qty", "close_position")
@@ -640,6 +651,96 @@ def check_cancels(rig: Rig, history: list[dict[str, Any]], bounds: Bounds = BOUN
         problems.append(f"(b) {e['kind']} {e['id']} ({e['type']} {e['side']}) cancelled while "
                         f"{e['symbol']}:{e['position_side']} was open ({e['position_amount']})")
     return restored, problems
+
+
+_STOPS = ("STOP", "STOP_MARKET", "TRAILING_STOP_MARKET")
+
+
+def _covers(order: dict[str, Any], amount: Decimal) -> bool:
+    """A bot's stop that closes the whole position (docs/GUARD.md, "Coverage")."""
+    closing = "SELL" if amount > 0 or order["position_side"] == "LONG" else "BUY"
+    if order["position_side"] == "SHORT":
+        closing = "BUY"
+    if order["type"] not in _STOPS or order["side"] != closing:
+        return False
+    if order["close_position"]:
+        return True
+    reduces = order["reduce_only"] or order["position_side"] != "BOTH"
+    return bool(reduces) and Decimal(order["qty"] or "0") >= abs(amount)
+
+
+def check_guard(rig: Rig, history: list[dict[str, Any]], bounds: Bounds = BOUNDS,
+                end_ms: int | None = None) -> tuple[int, list[str]]:
+    """(e) the guard's last-resort stops, from the simulator's journal: at most one open per
+    position side; placed only on a position open (or flat for less than ``guard_flat_s``: the
+    close raced the placement); one left on a flat position gone within ``guard_orphan_s``;
+    removed from an open position only while a bot's own stop covers it. Returns how many were
+    placed, and the problems."""
+    amounts: dict[tuple[str, str], Decimal] = {}
+    flat_since: dict[tuple[str, str], int] = {}
+    live: dict[int, dict[str, Any]] = {}
+    orphaned: dict[int, int] = {}  # our open stop → since when its position is flat
+    orphan_ms = int((bounds.guard_orphan_s + rig.extra_lag_s) * 1000)
+    problems: list[str] = []
+    placed = 0
+
+    def ours(order: dict[str, Any]) -> bool:
+        return str(order.get("client_id", "")).startswith(GUARD_PREFIX)
+
+    def left_on_flat(algo_id: int, until_ms: int) -> None:
+        since = orphaned.pop(algo_id, None)
+        if since is not None and until_ms - since > orphan_ms:
+            problems.append(f"(e) guard stop {algo_id} left on a flat position for "
+                            f"{(until_ms - since) / 1000:.1f} s (bound {orphan_ms / 1000:.1f} s)")
+
+    for e in history:
+        key = (e.get("symbol", ""), e.get("position_side", ""))
+        at = int(e["wall_ms"])
+        if e["kind"] == "position":
+            amount = Decimal(e["amount"])
+            was = amounts.get(key, Decimal(0))
+            amounts[key] = amount
+            if amount == 0 and was != 0:
+                flat_since[key] = at
+                orphaned.update({i: at for i, o in live.items() if ours(o)
+                                 and (o["symbol"], o["position_side"]) == key})
+            elif amount != 0:
+                flat_since.pop(key, None)
+                for i in [i for i, o in live.items() if (o["symbol"], o["position_side"]) == key]:
+                    left_on_flat(i, at)
+            continue
+        if e["kind"] != "algo":
+            continue
+        if e["status"] == "NEW":
+            if ours(e):
+                placed += 1
+                twins = [i for i, o in live.items() if ours(o) and i != e["id"]
+                         and (o["symbol"], o["position_side"]) == key]
+                if twins:
+                    problems.append(f"(e) guard stop {e['id']} placed on {key[0]}:{key[1]} while "
+                                    f"guard stop {twins[0]} was open: two on one position side")
+                if Decimal(e["position_amount"]) == 0:
+                    flat_for = at - flat_since.get(key, 0)
+                    if flat_for > bounds.guard_flat_s * 1000:
+                        problems.append(f"(e) guard stop {e['id']} placed on {key[0]}:{key[1]} flat "
+                                        f"for {flat_for / 1000:.1f} s (bound {bounds.guard_flat_s:.1f} s)")
+                    orphaned[e["id"]] = at
+            live[e["id"]] = e
+            continue
+        order = live.pop(e["id"], None)
+        if order is None or not ours(order):
+            continue
+        left_on_flat(e["id"], at)
+        amount = Decimal(e["position_amount"])
+        if e["status"] == "CANCELED" and amount != 0 and not any(
+                _covers(o, amount) for o in live.values()
+                if not ours(o) and (o["symbol"], o["position_side"]) == key):
+            problems.append(f"(e) guard stop {e['id']} cancelled while {key[0]}:{key[1]} was open "
+                            f"({amount}) and no stop of the bot covered it")
+    end = now_ms() if end_ms is None else end_ms
+    for algo_id in list(orphaned):
+        left_on_flat(algo_id, end)
+    return placed, problems
 
 
 async def check_converged(rig: Rig, bounds: Bounds = BOUNDS) -> tuple[float | None, str]:
@@ -729,7 +830,7 @@ def _keep_log(log: Path, to: Path) -> None:
 async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
                        keys: list[tuple[str, str]], sim_args: tuple[str, ...] = (),
                        start: bool = True) -> Result:
-    """Set up, run ``body``, end the faults, then judge the four invariants from outside."""
+    """Set up, run ``body``, end the faults, then judge the five invariants from outside."""
     result = Result(name)
     started = time.monotonic()
     for name in ("watchdog.client", "poswatch"):  # the probe's "Redis down" warnings are expected
@@ -772,6 +873,10 @@ async def run_scenario(name: str, body: Scenario, redis_proc: RedisProc, *,
             restored, problems = check_cancels(r, history)
             for p in problems:
                 result.fail(p)
+            guard_stops, problems = check_guard(r, history)
+            for p in problems:
+                result.fail(p)
+            result.figures["guard_stops"] = guard_stops
             result.figures["allows"] = allows
             result.figures["restored"] = restored
             result.figures["peak_weight_1m"] = r.weight.peak

@@ -3,7 +3,7 @@
 Each scenario drives the simulator, Redis, the daemon and bots the way the market, an operator
 and trading bots would, at the daemon's DEFAULT settings (only the URLs are set) unless it names
 its own. Waits are on conditions with deadlines; a few steps are scripted time (how long a fault
-lasts, when an entry fills), never synchronisation. Besides the four invariants the rig judges
+lasts, when an entry fills), never synchronisation. Besides the five invariants the rig judges
 after every scenario, a scenario may state a goal of its own from issue 12 ("goal: …").
 """
 
@@ -20,7 +20,19 @@ from decimal import Decimal
 from typing import Any
 
 import redis.asyncio
-from chaos_rig import ACCOUNT, BOUNDS, PYTHON, ChaosFailure, K, Rig, _env, config_text, now_ms
+from chaos_rig import (
+    ACCOUNT,
+    BOUNDS,
+    GUARD_PREFIX,
+    PYTHON,
+    ChaosFailure,
+    Daemon,
+    K,
+    Rig,
+    _env,
+    config_text,
+    now_ms,
+)
 
 from poswatch.client import Vetoed
 
@@ -915,6 +927,271 @@ async def bot_garbage_keys(r: Rig) -> None:
     await r.sim.fill(BAS, "BUY", "1216")  # a change the daemon must publish over the garbage
     state = await status_ok(r)
     figure(r, state)
+
+
+# ---------------------------------------------------------------------------- the guard (issue 17)
+
+# The scenarios' own setting: the opt-in last-resort stop (docs/GUARD.md), 5 % from the mark;
+# every other [guard] key at its default (unprotected_alert_ms 3 s, emergency_after_ms 10 s,
+# max_orders_per_min 6).
+GUARD_ON = {"guard": {"emergency_stop_pct": 5.0}}
+ALERT_S, EMERGENCY_S, GUARD_RETRY_S, GUARD_BUDGET = 3.0, 10.0, 5.0, 6
+# Stream muted: only an orders read shows a cancelled stop, and at the default weight budget
+# a symbol's orders are read at least once a minute (docs/GUARD.md, Figures: p95 44.6 s, max
+# 53.8 s): the alert's bound is that minute, the grace and a blind reconnect's reads.
+MUTED_ALERT_S = 60.0 + ALERT_S + 7.0
+
+
+async def guard_started(r: Rig, extra: dict[str, dict[str, Any]] | None = None) -> None:
+    r.write_config({**GUARD_ON, **(extra or {})})
+    await r.start_daemon()
+
+
+async def protection(r: Rig, wanted: str, symbol: str = BAS, timeout_s: float = 30.0) -> None:
+    async def shown() -> bool:
+        return (await r.pos(symbol)).get("protection") == wanted
+    await r.until(f"{symbol}:BOTH published protection {wanted}", shown, timeout_s=timeout_s)
+
+
+async def guard_events(r: Rig, kind: str, symbol: str = BAS) -> list[dict[str, str]]:
+    return [e for e in await r.events(kind) if e.get("position") == f"{symbol}:BOTH"]
+
+
+async def our_stops(r: Rig, symbol: str = BAS) -> list[int]:
+    return [int(a["algoId"]) for a in (await r.sim.account())["open_algo_orders"]
+            if a["symbol"] == symbol and str(a.get("clientAlgoId", "")).startswith(GUARD_PREFIX)]
+
+
+async def guard_deciding(r: Rig, symbol: str = BAS) -> None:
+    """The guard has decided a last-resort stop: its client id is published with the position
+    (``guard_order``) from the moment of the decision, before the shell's fresh positionRisk
+    read and the placement."""
+    async def decided() -> bool:
+        return bool((await r.pos(symbol)).get("guard_order"))
+    await r.until("the guard decides a last-resort stop", decided,
+                  timeout_s=ALERT_S + EMERGENCY_S + 20, interval_s=0.005)
+
+
+def budget_kept(r: Rig, actions: list[dict[str, str]]) -> None:
+    """At most ``max_orders_per_min`` placements + removals (attempts included) in any 60 s."""
+    times = sorted(int(e["id"].split("-")[0]) for e in actions)
+    worst = max((sum(1 for t in times if s <= t < s + 60_000) for s in times), default=0)
+    r.result.figures["guard_actions_60s"] = worst
+    if worst > GUARD_BUDGET:
+        r.result.fail(f"goal: {worst} guard placements/removals in 60 s (max_orders_per_min "
+                      f"{GUARD_BUDGET})")
+
+
+@scenario("the guard, stream muted: the bot cancels its only stop; position_unprotected still "
+          f"comes (bound {MUTED_ALERT_S:.0f} s), the last-resort stop only after it and after the "
+          "cancel, removed once the bot's stop is back ([guard] emergency_stop_pct = 5)",
+          start=False)
+async def guard_cancel_muted(r: Rig) -> None:
+    await guard_started(r)
+    stop = await r.open_with_stop(BAS, "1216")
+    await protection(r, "covered")
+    await r.sim.faults(stream="mute")
+    await r.bot.cancel(stop)
+
+    async def alerted() -> bool:
+        return bool(await guard_events(r, "position_unprotected"))
+    took = await r.within("position_unprotected after the cancel, stream muted", alerted, MUTED_ALERT_S)
+
+    async def placed() -> bool:
+        return bool(await guard_events(r, "guard_stop_placed"))
+    put = await r.within("guard_stop_placed after the alert", placed, EMERGENCY_S + 20)
+    history = await r.sim.history()
+    cancel_at = min((e["wall_ms"] for e in history if e["kind"] == "algo" and e["id"] == stop
+                     and e["status"] == "CANCELED"), default=None)
+    ours_at = [e["wall_ms"] for e in history if e["kind"] == "algo" and e["status"] == "NEW"
+               and str(e.get("client_id", "")).startswith(GUARD_PREFIX)]
+    if cancel_at is not None and any(t < cancel_at for t in ours_at):
+        r.result.fail("goal: a last-resort stop placed while the bot's stop was still live")
+    alerts, stops = await guard_events(r, "position_unprotected"), await guard_events(r, "guard_stop_placed")
+    if alerts and stops and int(stops[0]["id"].split("-")[0]) < int(alerts[0]["id"].split("-")[0]):
+        r.result.fail("goal: the last-resort stop went before the alert")
+    await r.clear_faults()
+    price = await r.sim.price(BAS)
+    await r.bot.stop(BAS, "SELL", "1216", price * Decimal("0.95"))
+
+    async def removed() -> bool:
+        return not await our_stops(r)
+    gone = await r.within("the guard's stop removed once the bot's is back", removed, 30.0)
+    budget_kept(r, [*stops, *await guard_events(r, "guard_stop_removed"),
+                    *await guard_events(r, "guard_stop_failed")])
+    figure(r, f"alert {late(took)} after the cancel (muted), guard stop "
+              f"{late(None if put is None or took is None else put + took)}, removed {late(gone)}")
+
+
+@scenario("the guard on: the position closes the moment the guard decides its last-resort stop "
+          "(before or after the placement): nothing left on the flat position (bound "
+          "grace + lag + 1.5 s)", start=False)
+async def guard_close_while_placing(r: Rig) -> None:
+    await guard_started(r)
+    stop = await r.open_with_stop(BAS, "1216")
+    await protection(r, "covered")
+    await asyncio.sleep(HOLD_S)  # scripted: held longer than max_rest_lag_ms before the close
+    await r.bot.cancel(stop)
+    await guard_deciding(r)
+    await r.sim.fill(BAS, "SELL", "1216")
+    closed = time.monotonic()
+    await closure_known(r, BAS, 5.0)
+
+    async def nothing_left() -> bool:
+        return not await our_stops(r)
+    await r.within("no stop of the guard left on the flat position", nothing_left, ORPHAN_S)
+    left = time.monotonic() - closed
+    ours = [e for e in await r.sim.history() if e["kind"] == "algo" and e["status"] == "NEW"
+            and str(e.get("client_id", "")).startswith(GUARD_PREFIX)]
+    where = ("not placed" if not ours else
+             "placed on the open position" if ours[0]["position_amount"] != "0" else
+             "placed on the flat position")
+    figure(r, f"guard stop {where}; nothing left {left:.2f}s after the close (bound {ORPHAN_S:.1f}s)")
+
+
+@scenario("the guard on: the bot re-places its stop while the guard's is in flight: the guard's "
+          "is removed, the bot's kept (never both gone), one stop of ours at most", start=False)
+async def guard_bot_replaces_in_flight(r: Rig) -> None:
+    await guard_started(r)
+    stop = await r.open_with_stop(BAS, "1216")
+    await protection(r, "covered")
+    await r.bot.cancel(stop)
+    await guard_deciding(r)
+    price = await r.sim.price(BAS)
+    mine = await r.bot.stop(BAS, "SELL", "1216", price * Decimal("0.95"))
+
+    async def settled() -> bool:
+        return not await our_stops(r) and (await r.pos(BAS)).get("protection") == "covered" \
+            and not (await r.pos(BAS)).get("guard_order")
+    took = await r.within("the guard's stop gone, the bot's covering", settled, 15.0)
+    if await r.stop_gone(mine):
+        r.result.fail("goal: the bot's re-placed stop is gone")
+    placed = len(await guard_events(r, "guard_stop_placed"))
+    removed = len(await guard_events(r, "guard_stop_removed"))
+    figure(r, f"guard stop placed {placed}, removed {removed}; settled {late(took)}; bot's kept")
+
+
+@scenario("the guard on, its placement refused (-4045: the account's 200 conditional orders "
+          "are in use by the bot's take-profits): guard_stop_failed surfaces, retried no faster "
+          "than every 5 s within max_orders_per_min, the alert and health problem stand; placed "
+          "once a slot frees", start=False)
+async def guard_stop_refused_cap(r: Rig) -> None:
+    await guard_started(r)
+    stop = await r.open_with_stop(BAS, "1216")
+    await protection(r, "covered")
+    price = await r.sim.price(BAS)
+    tps: list[int] = []
+    for _ in range(10):  # 1 stop + 199 take-profits, then the stop goes and a 200th comes
+        tps += await asyncio.gather(*(r.bot.stop(BAS, "SELL", "1", price * Decimal("1.2"),
+                                                 order_type="TAKE_PROFIT_MARKET")
+                                      for _ in range(20 if len(tps) < 180 else 19)))
+    await r.bot.cancel(stop)
+    tps.append(await r.bot.stop(BAS, "SELL", "1", price * Decimal("1.2"), order_type="TAKE_PROFIT_MARKET"))
+
+    async def refused() -> bool:
+        return bool(await guard_events(r, "guard_stop_failed"))
+    first = await r.within("guard_stop_failed (-4045)", refused, ALERT_S + EMERGENCY_S + 15)
+    if first is None:
+        return
+    await asyncio.sleep(3 * GUARD_RETRY_S)  # scripted: the time the retries are watched
+    failed = await guard_events(r, "guard_stop_failed")
+    times = [int(e["id"].split("-")[0]) for e in failed]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    if gaps and min(gaps) < GUARD_RETRY_S * 1000 - 500:
+        r.result.fail(f"goal: retried after {min(gaps)} ms (retry 5 s): a retry storm")
+    if not any("-4045" in e.get("error", "") for e in failed):
+        r.result.fail(f"goal: the error does not name -4045: {failed[0].get('error')!r}")
+    if not await guard_events(r, "position_unprotected"):
+        r.result.fail("goal: no position_unprotected while the guard cannot place")
+    problems = await r.r.hget(f"{K}:health", "problems") or ""
+    if "unprotected" not in problems:
+        r.result.fail(f"goal: health problems {problems!r} do not say unprotected")
+    await r.bot.cancel(tps.pop())  # a slot frees
+
+    async def placed() -> bool:
+        return bool(await our_stops(r))
+    put = await r.within("the guard's stop placed once a slot is free", placed, GUARD_RETRY_S + 10)
+    await r.bot.cancel(tps.pop())
+    await r.bot.stop(BAS, "SELL", "1216", price * Decimal("0.95"))  # the bot's own stop is back
+
+    async def removed() -> bool:
+        return not await our_stops(r)
+    await r.within("the guard's stop removed once the bot's is back", removed, 30.0)
+    budget_kept(r, [*failed, *await guard_events(r, "guard_stop_placed"),
+                    *await guard_events(r, "guard_stop_removed")])
+    figure(r, f"{len(failed)} refusals, gaps {min(gaps, default=0) / 1000:.1f}s+; placed "
+              f"{late(put)} after a slot freed; {r.result.figures.get('guard_actions_60s')} "
+              f"actions/60 s")
+
+
+@scenario("the guard on, REST 1.5 s behind (< max_rest_lag_ms), stream live: the bot moves its "
+          "stop slowly under a veto lease (cancel, 4 s, create): no alert, no last-resort stop",
+          start=False)
+async def guard_rest_lag_under_lease(r: Rig) -> None:
+    await guard_started(r)
+    current = [await r.open_with_stop(BAS, "1216")]
+    await protection(r, "covered")
+    r.extra_lag_s = 1.5
+    await r.sim.faults(rest_lag_ms=1500)
+    async with r.wd.guard_stop_update(BAS, holder="slow-bot", ttl_ms=8000) as lease:
+        await r.bot.cancel(current[0])
+        await lease.confirm()
+        await asyncio.sleep(4.0)  # scripted: a slow move, inside the lease
+        price = await r.sim.price(BAS)
+        current[0] = await r.bot.stop(BAS, "SELL", "1216", price * Decimal("0.94"))
+    await protection(r, "covered")
+    await asyncio.sleep(ALERT_S + EMERGENCY_S)  # scripted: past the grace and emergency_after_ms
+    alerts = await guard_events(r, "position_unprotected")
+    placed = await guard_events(r, "guard_stop_placed")
+    if alerts or placed:
+        r.result.fail(f"goal: {len(alerts)} alert(s), {len(placed)} last-resort stop(s) during a "
+                      f"leased move")
+    figure(r, f"alerts {len(alerts)}, guard stops {len(placed)}")
+
+
+@scenario("the guard on, two instances: the leader is killed -9 as its guard decides a "
+          "last-resort stop; the standby leads: one stop of ours at most, the alert told once, "
+          "the stop removed when the bot's is back", start=False)
+async def guard_leader_killed_mid_placement(r: Rig) -> None:
+    await guard_started(r)
+    standby = Daemon(r.daemon.config_path, r.workdir / "standby.log")
+    await standby.start({"BINANCE_API_KEY": "sim-key", "BINANCE_API_SECRET": "sim-secret"})
+    try:
+        async def two() -> bool:
+            return len(await r.r.zrange(f"{K}:instances", 0, -1)) >= 2
+        await r.until("two instances registered", two, timeout_s=60)
+
+        async def standby_live() -> bool:
+            return "stream_recovered" in standby.log_text()
+        await r.until("the standby's stream live", standby_live, timeout_s=30)
+        stop = await r.open_with_stop(BAS, "1216")
+        await protection(r, "covered")
+        await r.bot.cancel(stop)
+        await guard_deciding(r)
+        await r.daemon.kill9()
+        r.daemon = standby  # the standby is the watchdog now (invariant (a) judges it from here)
+
+        async def leads() -> bool:
+            return (await r.r.hget(f"{K}:health", "pid")) == str(standby.proc.pid if standby.proc else "")
+        await r.until("the standby leads", leads, timeout_s=30)
+
+        async def protected_once() -> bool:
+            return len(await our_stops(r)) == 1
+        took = await r.within("one stop of ours on the position under the new leader",
+                              protected_once, EMERGENCY_S + 15)
+        price = await r.sim.price(BAS)
+        await r.bot.stop(BAS, "SELL", "1216", price * Decimal("0.95"))
+
+        async def removed() -> bool:
+            return not await our_stops(r)
+        await r.within("the guard's stop removed once the bot's is back", removed, 30.0)
+        alerts = await guard_events(r, "position_unprotected")
+        if len(alerts) != 1:
+            r.result.fail(f"goal: position_unprotected told {len(alerts)} times (once expected)")
+        figure(r, f"one stop of ours {late(took)} after the kill; alerts {len(alerts)}")
+    finally:
+        if standby.running and r.daemon is not standby:
+            await standby.kill9()
 
 
 def by_name() -> dict[str, Spec]:

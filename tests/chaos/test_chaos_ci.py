@@ -1,5 +1,5 @@
 """The chaos suite's CI subset (bench/chaos.py --subset ci): the real daemon, simulator and
-redis-server through the scenarios that pass on main, judged by the four invariants from outside
+redis-server through the scenarios that pass on main, judged by the five invariants from outside
 (docs/RELIABILITY.md, "Chaos suite"). About a minute alone; the deadline below is only a guard
 against a hang on a loaded machine, not a timing assertion."""
 

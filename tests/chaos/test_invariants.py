@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from bench.chaos_rig import Bounds, check_allow, check_cancels
+from bench.chaos_rig import Bounds, check_allow, check_cancels, check_guard
 
 BOUNDS = Bounds()
 
@@ -25,11 +25,17 @@ def position(wall_ms: int, amount: str, symbol: str = "BASUSDT") -> dict[str, An
             "wall_ms": wall_ms}
 
 
-def algo(wall_ms: int, algo_id: int, status: str, amount: str, trigger: str = "0.0079") -> dict[str, Any]:
+def algo(wall_ms: int, algo_id: int, status: str, amount: str, trigger: str = "0.0079", *,
+         client_id: str = "bot") -> dict[str, Any]:
     return {"kind": "algo", "id": algo_id, "status": status, "symbol": "BASUSDT",
             "position_side": "BOTH", "side": "SELL", "type": "STOP_MARKET", "trigger_price": trigger,
             "qty": "1216", "close_position": False, "reduce_only": True, "position_amount": amount,
-            "wall_ms": wall_ms}
+            "wall_ms": wall_ms, "client_id": client_id}
+
+
+def ours(wall_ms: int, algo_id: int, status: str, amount: str) -> dict[str, Any]:
+    return {**algo(wall_ms, algo_id, status, amount, "0.0075", client_id=f"wd-guard-{algo_id}"),
+            "qty": "0", "close_position": True, "reduce_only": False}
 
 
 HISTORY = [position(1_000, "1216"), position(10_000, "0")]
@@ -89,3 +95,41 @@ def test_a_cancel_followed_at_once_by_an_equivalent_stop_counts_as_restored_only
     assert check_cancels(rig(), [cancel, late])[1] != []
     other_price = algo(5_100, 8, "NEW", "1216", trigger="0.0070")
     assert check_cancels(rig(), [cancel, other_price])[1] != []
+
+
+def test_guard_stops_one_per_side_never_on_a_flat_position_and_orphans_bounded() -> None:
+    opened = [position(1_000, "1216")]
+    good = [*opened, ours(5_000, 7, "NEW", "1216")]
+    assert check_guard(rig(), good, end_ms=60_000) == (1, [])
+    twice = [*good, ours(5_100, 8, "NEW", "1216")]
+    placed, problems = check_guard(rig(), twice, end_ms=60_000)
+    assert placed == 2
+    assert len(problems) == 1
+    assert "two on one position side" in problems[0]
+    flat_ms = int(BOUNDS.guard_flat_s * 1000)
+    raced = [*opened, position(5_000, "0"), ours(5_000 + flat_ms - 10, 7, "NEW", "0"),
+             ours(6_000, 7, "CANCELED", "0")]
+    assert check_guard(rig(), raced, end_ms=60_000)[1] == []  # the close raced it, then reaped
+    stale = [*opened, position(5_000, "0"), ours(5_000 + flat_ms + 10, 7, "NEW", "0"),
+             ours(6_500, 7, "CANCELED", "0")]
+    assert "flat for" in check_guard(rig(), stale, end_ms=60_000)[1][0]
+    orphan_ms = int(BOUNDS.guard_orphan_s * 1000)
+    left = [*good, position(10_000, "0")]
+    assert check_guard(rig(), left, end_ms=10_000 + orphan_ms - 10)[1] == []
+    assert "left on a flat position" in check_guard(rig(), left, end_ms=10_000 + orphan_ms + 10)[1][0]
+    reaped_late = [*left, ours(10_000 + orphan_ms + 10, 7, "CANCELED", "0")]
+    assert check_guard(rig(), reaped_late, end_ms=90_000)[1] != []
+    never_open = [ours(5_000, 7, "NEW", "0")]
+    assert check_guard(rig(), never_open, end_ms=5_100)[1] != []
+
+
+def test_a_guard_stop_is_removed_from_an_open_position_only_while_the_bots_stop_covers_it() -> None:
+    base = [position(1_000, "1216"), ours(5_000, 7, "NEW", "1216")]
+    covered = [*base, algo(6_000, 8, "NEW", "1216"), ours(6_500, 7, "CANCELED", "1216")]
+    assert check_guard(rig(), covered, end_ms=60_000) == (1, [])
+    bare = [*base, ours(6_500, 7, "CANCELED", "1216")]
+    assert "no stop of the bot covered it" in check_guard(rig(), bare, end_ms=60_000)[1][0]
+    short = {**algo(6_000, 8, "NEW", "1216"), "qty": "1000"}  # partial: does not cover
+    assert check_guard(rig(), [*base, short, ours(6_500, 7, "CANCELED", "1216")], end_ms=60_000)[1]
+    # (b) leaves the guard's own stops to (e): not a bot stop cancelled on an open position
+    assert check_cancels(rig(), covered) == (0, [])

@@ -15,9 +15,10 @@ from watchdog.core.effects import (
     Notify,
     PlaceGuardStop,
     PublishProtection,
+    RequestSnapshot,
 )
 from watchdog.core.events import SnapshotRequested, StreamConnected
-from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases
+from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases, Told
 from watchdog.core.model import ZERO, AlgoStatus, Knowledge, OrderId, PositionKey, PositionView
 from watchdog.core.orders import OrderBook
 
@@ -425,3 +426,122 @@ def test_a_standby_judges_and_alerts_but_never_places_nor_removes_nor_spends_the
                                   acting=False)
         assert [e for e in effects if isinstance(e, CancelGuardStop)] == []
     assert [e for e in rig2.step(T0 + 30_000) if isinstance(e, CancelGuardStop)] != []
+
+
+# ---------------------------------------------------------------- rule 7: a takeover
+
+
+def standby_alerted(policy: GuardPolicy | None = None) -> Rig:
+    """A standby (``acting=False``) whose guard alerted on a cancelled stop: the Notify was
+    dropped by its fenced publisher."""
+    rig = Rig(policy)
+    rig.guard.step(rig.positions, rig.orders, no_leases(T0), T0, (), acting=False)
+    rig.cancel_stop(T0 + 10)
+    rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 20), T0 + 20, (), acting=False)
+    effects = rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 3100), T0 + 3100, (),
+                             acting=False)
+    assert kinds(effects) == ["position_unprotected"]
+    return rig
+
+
+def test_an_alert_computed_as_a_standby_is_sent_again_after_a_takeover_unless_redis_shows_it() -> None:
+    rig = standby_alerted()
+    rig.guard.take_over({})  # Redis shows no alert: the old leader never told it
+    effects = rig.step(T0 + 5000)
+    assert kinds(effects) == ["position_unprotected"]
+    alert = next(e for e in effects if isinstance(e, Notify))
+    assert dict(alert.detail)["unprotected_since_ms"] == str(T0 + 20)  # the run keeps its start
+    assert kinds(rig.step(T0 + 6000)) == []  # once
+    told = standby_alerted()
+    told.guard.take_over({KEY: Told(T0 - 50, alerted=True)})  # the old leader told it
+    assert kinds(told.step(T0 + 5000)) == []
+    assert told.guard.unprotected() == ((KEY, T0 - 50),)  # still a problem, the told start
+
+
+def test_a_position_first_judged_after_a_takeover_continues_the_told_run() -> None:
+    rig = Rig(stop=False)  # the bot's stop is gone; this instance has not judged it yet
+    rig.guard.take_over({KEY: Told(T0 - 60_000, alerted=True)})
+    effects = rig.step(T0)
+    assert kinds(effects) == []  # told already: not repeated
+    assert protections(effects) == [PublishProtection(KEY, "none", T0 - 60_000, "")]
+    assert rig.guard.unprotected() == ((KEY, T0 - 60_000),)
+    # told but not alerted (the old leader died inside the grace): alerted at once, its start kept
+    late = Rig(stop=False)
+    late.guard.take_over({KEY: Told(T0 - 2500, alerted=False)})
+    assert kinds(late.step(T0)) == []  # 2.5 s of the 3 s grace
+    effects = late.step(T0 + 500)
+    assert kinds(effects) == ["position_unprotected"]
+
+
+def test_a_told_alert_ends_with_position_protected_when_the_new_leader_finds_it_covered_or_closed() -> None:
+    rig = Rig()  # covered again: the old leader died before telling position_protected
+    rig.guard.take_over({KEY: Told(None, alerted=True)})
+    effects = rig.step(T0)
+    assert kinds(effects) == ["position_protected"]
+    assert rig.guard.unprotected() == ()
+    closed = Rig()
+    closed.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    closed.guard.take_over({KEY: Told(T0 - 9000, alerted=True)})
+    assert kinds(closed.step(T0)) == ["position_protected"]
+    assert kinds(closed.step(T0 + 100)) == []
+    quiet = Rig()  # nothing told: nothing to end
+    quiet.guard.take_over({KEY: Told(T0 - 9000, alerted=False)})
+    assert kinds(quiet.step(T0)) == []
+
+
+def test_an_inherited_start_does_not_bring_the_last_resort_stop_forward() -> None:
+    rig = Rig(GUARDED, stop=False)
+    rig.guard.take_over({KEY: Told(T0 - 60_000, alerted=True)})
+    assert places(rig.step(T0)) == []
+    assert places(rig.step(T0 + GUARDED.emergency_after_ms - 1)) == []
+    assert len(places(rig.step(T0 + GUARDED.emergency_after_ms))) == 1
+
+
+def test_a_run_in_progress_takes_the_told_start_and_keeps_its_own_for_the_last_resort_stop() -> None:
+    rig = Rig(GUARDED)
+    rig.guard.step(rig.positions, rig.orders, no_leases(T0), T0, (), acting=False)
+    rig.cancel_stop(T0 + 10)
+    rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 20), T0 + 20, (), acting=False)
+    rig.guard.take_over({KEY: Told(T0 - 5000, alerted=False)})
+    effects = rig.step(T0 + 1500)
+    assert protections(effects) == [PublishProtection(KEY, "none", T0 - 5000, "")]
+    assert kinds(effects) == ["position_unprotected"]  # past the grace from the told start
+    assert places(rig.step(T0 + 20 + GUARDED.emergency_after_ms - 1)) == []
+    assert len(places(rig.step(T0 + 20 + GUARDED.emergency_after_ms))) == 1
+
+
+# ---------------------------------------------------------------- rule 8: doubt costs a read
+
+
+def requests(effects: list[Effect]) -> list[RequestSnapshot]:
+    return [e for e in effects if isinstance(e, RequestSnapshot)]
+
+
+def test_an_open_positions_orders_unread_for_doubt_ms_are_asked_for_once_per_period() -> None:
+    rig = Rig(GuardPolicy(doubt_ms=15_000))
+    assert requests(rig.step(T0)) == []  # read just now (stamped at this step)
+    assert requests(rig.step(T0 + 14_999)) == []
+    asked = requests(rig.step(T0 + 15_000))
+    assert asked == [RequestSnapshot(reason="guard: orders of BASUSDT last read 15000 ms ago",
+                                     symbols=frozenset({BAS}))]
+    assert requests(rig.step(T0 + 20_000)) == []  # asked already: not again within the period
+    assert len(requests(rig.step(T0 + 30_000))) == 1  # unanswered: asked again
+    rig.feed(snapshot(at_ms=T0 + 30_100, symbols=frozenset({BAS})))  # answered
+    assert requests(rig.step(T0 + 30_200)) == []
+    assert requests(rig.step(T0 + 45_199)) == []
+    assert len(requests(rig.step(T0 + 45_200))) == 1
+
+
+def test_no_doubt_read_for_a_standby_an_unconfirmed_or_closed_position_or_when_off() -> None:
+    rig = Rig(GuardPolicy(doubt_ms=15_000))
+    rig.step(T0)
+    standby = rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 20_000), T0 + 20_000, (),
+                             acting=False)
+    assert requests(standby) == []
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT, knowledge=Knowledge.SUSPECT)
+    assert requests(rig.step(T0 + 20_000)) == []
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert requests(rig.step(T0 + 20_000)) == []
+    off = Rig()
+    off.step(T0)
+    assert requests(off.step(T0 + 600_000)) == []

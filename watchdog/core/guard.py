@@ -38,6 +38,20 @@ Rules of this module:
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
    placement or removal (guard_task.py).
+7. A takeover (``take_over``) hands the guard what Redis shows an earlier leader told (``Told``:
+   its ``unprotected_since_ms``, and whether its last word was ``position_unprotected``). What
+   this instance computed as a standby was never written, so an alert counts as told only if
+   Redis shows it: a run not told is alerted again (at once when past its grace), a told one is
+   not repeated; a run takes the told start (the one bots saw) when Redis shows one. A position
+   first judged after the takeover continues the told run (its ``unprotected_since_ms``, its
+   alert); ``covered`` or a closure then ends it with ``position_protected`` if the alert was
+   told. The last-resort stop still waits ``emergency_after_ms`` from this instance's own first
+   sighting (an inherited start may predate a stop the old leader never saw).
+8. Doubt costs a read, not an alert: a stream that says nothing may be muted (the incident),
+   and then only a REST orders read shows a cancelled stop. The leader asks for a priority
+   orders read (``RequestSnapshot``, a *requested* read in the weight budget: routine polls
+   yield to it) of an open, CONFIRMED position's symbol when no orders read of it was applied
+   for ``doubt_ms`` (since the last gap), at most once per ``doubt_ms`` per symbol.
 """
 
 from __future__ import annotations
@@ -54,6 +68,7 @@ from watchdog.core.effects import (
     Notify,
     PlaceGuardStop,
     PublishProtection,
+    RequestSnapshot,
 )
 from watchdog.core.events import (
     AccountConfigUpdate,
@@ -92,6 +107,7 @@ __all__ = [
     "GuardPolicy",
     "Leases",
     "PositionsView",
+    "Told",
 ]
 
 # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$: prefix (9) + ms (13) + '-' + seq.
@@ -121,10 +137,12 @@ class GuardPolicy:
     leases_max_age_ms: int = 1000
     max_orders_per_min: int = 6
     retry_ms: int = 5000
+    doubt_ms: int = 0  # rule 8: an open position's orders read by REST at least this often; 0 off
 
     def __post_init__(self) -> None:
         if (self.alert_ms < 0 or self.emergency_stop_pct < 0 or self.emergency_after_ms < 0
-                or self.orders_max_age_ms <= 0 or self.max_orders_per_min < 1):
+                or self.orders_max_age_ms <= 0 or self.max_orders_per_min < 1
+                or self.doubt_ms < 0):
             raise ValueError(f"invalid guard policy: {self!r}")
 
 
@@ -134,6 +152,14 @@ class Leases:
 
     until_ms: Mapping[PositionKey, int]
     read_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What Redis shows an earlier leader told about one position's protection (rule 7)."""
+
+    since_ms: int | None  # its unprotected_since_ms (a none/partial run), None if none shown
+    alerted: bool  # its last guard event for the position is position_unprotected
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +179,7 @@ class _Run:
     since_ms: int | None = None
     alerted: bool = False
     lease_until_ms: int = 0
+    own_since_ms: int | None = None  # this instance's first sighting, when inherited (rule 7)
     published: tuple[str, int | None, str] | None = None
 
 
@@ -189,6 +216,8 @@ class Guard:
         # What the events since the last step may have changed (rule 5): symbols, or all.
         self._touched: set[Symbol] = set()
         self._touched_all = True
+        self._told: dict[PositionKey, Told] = {}  # rule 7: not judged since the takeover
+        self._doubt_asked: dict[Symbol, int] = {}  # rule 8: when an orders read was asked
 
     # ------------------------------------------------------------ reading
 
@@ -210,6 +239,25 @@ class Guard:
             run.since_ms is not None for run in self._runs.values())
 
     # ------------------------------------------------------------ input
+
+    def take_over(self, told: Mapping[PositionKey, Told]) -> None:
+        """Rule 7: this instance leads now; ``told`` is what Redis shows an earlier leader told
+        (positions without an entry: nothing). A run in progress takes the told start when one
+        is shown (bots saw it); its alert counts as told only if Redis shows it."""
+        self._told = {}
+        for key, run in self._runs.items():
+            shown = told.get(key)
+            if run.since_ms is None:
+                if shown is not None:
+                    self._told[key] = shown
+            else:
+                run.alerted = shown is not None and shown.alerted
+                if shown is not None and shown.since_ms is not None:
+                    own = run.since_ms if run.own_since_ms is None else run.own_since_ms
+                    run.since_ms = shown.since_ms  # the start bots were told
+                    run.own_since_ms = own
+        self._told.update({k: v for k, v in told.items() if k not in self._runs})
+        self._touched_all = True
 
     def observe(self, event: Event) -> None:
         """Track the orders' freshness epochs (rule 1); every event, before the books apply it."""
@@ -304,6 +352,7 @@ class Guard:
         for view in views:
             seen.add(view.key)
             if view.state is PositionState.OPEN and view.amount != ZERO:
+                effects += self._doubt(view, now_ms)
                 effects += self._judge_open(view, by_key.get(view.key, ()), child_open, orders,
                                             stream_state, leases, now_ms)
             elif view.state is PositionState.UNKNOWN:
@@ -314,6 +363,23 @@ class Guard:
                     if k not in seen and (scope is None or k.symbol in scope)]:
             effects += self._end(key, now_ms, "closed")
         return effects
+
+    def _doubt(self, view: PositionView, now_ms: int) -> list[Effect]:
+        """Rule 8."""
+        p, symbol = self.policy, view.key.symbol
+        if p.doubt_ms <= 0 or not self._acting or view.knowledge is not Knowledge.CONFIRMED:
+            return []
+        f = self._fresh
+        read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
+                   default=None)
+        asked = self._doubt_asked.get(symbol)
+        if (read is not None and now_ms - read < p.doubt_ms) or (
+                asked is not None and now_ms - asked < p.doubt_ms):
+            return []
+        self._doubt_asked[symbol] = now_ms
+        age = "never" if read is None else f"{now_ms - read} ms ago"
+        return [RequestSnapshot(reason=f"guard: orders of {symbol} last read {age}",
+                                symbols=frozenset({symbol}))]
 
     def _stamp_reads(self, now_ms: int) -> None:
         f = self._fresh
@@ -347,12 +413,18 @@ class Guard:
         protection = coverage(view.amount, key_orders, child_open)
         bot = coverage(view.amount, bot_orders, child_open) if own_book else protection
         effects: list[Effect] = []
+        told = self._told.pop(key, None)
+        if told is not None and run.since_ms is None and (told.alerted or (
+                told.since_ms is not None and protection is not Protection.COVERED)):
+            run.since_ms = now_ms if told.since_ms is None else min(told.since_ms, now_ms)
+            run.alerted, run.own_since_ms = told.alerted, now_ms
         if protection is Protection.COVERED:
             if run.alerted:
                 effects.append(self._protected(key, run, now_ms,
                                                "guard_stop" if bot is not Protection.COVERED
                                                else "covered"))
             run.since_ms, run.alerted, run.lease_until_ms = None, False, 0
+            run.own_since_ms = None
         elif run.since_ms is None:
             run.since_ms = now_ms
         lease_ok = leases is not None and now_ms - leases.read_ms <= self.policy.leases_max_age_ms
@@ -388,7 +460,10 @@ class Guard:
         self._own_seen.discard(key)
         self._hold_until.pop(key, None)
         run = self._runs.pop(key, None)
+        told = self._told.pop(key, None)
         if run is None:
+            if told is not None and told.alerted:  # rule 7: the told alert ends with the position
+                return [self._protected(key, _Run(since_ms=told.since_ms), now_ms, why)]
             return []
         effects: list[Effect] = []
         if run.alerted:
@@ -448,7 +523,10 @@ class Guard:
                                     "the bot's own stop covers the position again")]
         if own_book or record is not None or p.emergency_stop_pct <= 0:
             return []  # one per position side, ever at a time
-        if run.since_ms is None or now_ms - run.since_ms < p.emergency_after_ms:
+        if run.since_ms is None:
+            return []
+        since = run.since_ms if run.own_since_ms is None else max(run.since_ms, run.own_since_ms)
+        if now_ms - since < p.emergency_after_ms:
             return []
         if now_ms < run.lease_until_ms or not self._evidence(
                 key.symbol, stream_state, run.since_ms):

@@ -161,8 +161,10 @@ class Pipeline:
         published = await store.published_keys()
         book.expect(published, await store.last_shown(published))
         self.poller.take_over()
+        told = await self.guard_task.told()  # before our own view is republished over it
         now_ms = self.clock.wall_ms()
         done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+        self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                     self.config.redis.account, store.fence, done)
 
@@ -281,6 +283,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
     guard_task = GuardTask(guard, rest, store, leases,
                            stream_unproven=lambda: vitals.proof.state == "unproven",
                            lead=store)
+    guard_task.events_maxlen = r.events_maxlen
     vitals.unprotected = guard.unprotected
     vitals.weight_used = lambda: rest.own_weight_1m
     vitals.ip_weight_used = lambda: rest.weight_used_1m
@@ -345,6 +348,12 @@ def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[s
     return leased
 
 
+# core/guard.py rule 8: an open position's orders are read by REST at least this often even
+# while the stream says nothing (it may be muted): 2 weight per open symbol per period, asked as
+# a priority read (docs/GUARD.md, Figures).
+DOUBT_MS = 15_000
+
+
 def guard_policy(config: Config) -> GuardPolicy:
     """The pure guard policy from ``[guard]``; orders count as fresh without the stream for
     three order polls (one failed read is not yet doubt), never less than ``[core] max_age_ms``."""
@@ -353,7 +362,8 @@ def guard_policy(config: Config) -> GuardPolicy:
         alert_ms=g.unprotected_alert_ms, emergency_stop_pct=Decimal(str(g.emergency_stop_pct)),
         emergency_after_ms=g.emergency_after_ms, max_orders_per_min=g.max_orders_per_min,
         orders_max_age_ms=max(config.core.max_age_ms,
-                              round(3 * config.binance.orders_poll_interval_s * 1000)))
+                              round(3 * config.binance.orders_poll_interval_s * 1000)),
+        doubt_ms=DOUBT_MS)
 
 
 def _progress_limit_s(config: Config) -> float:

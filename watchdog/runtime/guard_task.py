@@ -19,6 +19,10 @@ Rules of this module (every decision is the core's; this module only checks agai
    in Redis (``confirm_lead``, as the reaper does): no proof, nothing sent.
 5. Every action is an event naming the order (``guard_stop_placed``, ``guard_stop_removed``,
    ``guard_stop_failed``) and a log line; never a secret.
+6. At a takeover (``take_over``) the guard is told what Redis shows the earlier leader told
+   (core/guard.py rule 7): alerts this instance computed as a standby were never written, and
+   are sent now unless Redis shows the old leader's. Redis unreadable: nothing counts as told
+   (an alert may then be repeated, never lost).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from loguru import logger
 from watchdog.binance.rest import BinanceRest
 from watchdog.core.effects import CancelGuardStop, CancelOrder, Effect, PlaceGuardStop
 from watchdog.core.events import Event
-from watchdog.core.guard import Guard, GuardOutcome, Leases, PositionsView
+from watchdog.core.guard import Guard, GuardOutcome, Leases, PositionsView, Told
 from watchdog.core.model import ZERO, OrderId, PositionKey, PositionView, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.core.protection import closing_side
@@ -60,6 +64,11 @@ class GuardStore(Protocol):
     async def clear_reaping(self, key: PositionKey) -> None: ...
 
     async def emit(self, kind: str, fields: Mapping[str, object]) -> str: ...
+
+    async def published_keys(self) -> frozenset[PositionKey]: ...
+
+    async def guard_told(self, keys: frozenset[PositionKey], *, limit: int = ...
+                         ) -> dict[PositionKey, tuple[int | None, bool]]: ...
 
 
 class _Unproven:
@@ -106,6 +115,7 @@ class GuardTask:
         self._queue: asyncio.Queue[PlaceGuardStop | CancelGuardStop] = asyncio.Queue()
         self._outcomes: list[GuardOutcome] = []
         self._ticks: dict[Symbol, Decimal] = {}
+        self.events_maxlen = 10_000  # [redis] events_maxlen: how far back ``told`` reads
 
     # ------------------------------------------------------------ in the core loop
 
@@ -126,6 +136,25 @@ class GuardTask:
         olog.warning("last-resort stop not {}: this instance does not lead (proven in Redis "
                      "right before); the leader's guard decides", what)
         return False
+
+    async def told(self) -> dict[PositionKey, Told]:
+        """Rule 6: what Redis shows the earlier leader told, read right after this instance took
+        the lead and *before* it republishes its own view over it."""
+        try:
+            keys = await self._store.published_keys()
+            told = await self._store.guard_told(keys, limit=self.events_maxlen)
+        except StoreError as exc:
+            logger.warning("takeover: what the earlier leader told about protection is unreadable "
+                           "({}): every unprotected position is alerted again", exc)
+            return {}
+        return {key: Told(since, alerted) for key, (since, alerted) in told.items()}
+
+    def take_over(self, told: dict[PositionKey, Told]) -> None:
+        """Rule 6: once republished, the guard continues from what was told."""
+        self.guard.take_over(told)
+        alerted = sorted(str(key) for key, shown in told.items() if shown.alerted)
+        logger.info("takeover: the guard continues from what Redis showed; alerted by the "
+                    "earlier leader: {}", ", ".join(alerted) or "none")
 
     def submit(self, order: PlaceGuardStop | CancelGuardStop) -> None:
         self._queue.put_nowait(order)

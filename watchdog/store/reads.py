@@ -61,6 +61,54 @@ class StoreReads:
         return [(str(entry_id), {str(k): str(v) for k, v in fields.items()})
                 for _stream, entries in reply or () for entry_id, fields in entries]
 
+    async def guard_told(self, keys: frozenset[PositionKey], *, page: int = 500,
+                         limit: int = 10_000) -> dict[PositionKey, tuple[int | None, bool]]:
+        """What an earlier leader told about ``keys``' protection (core/guard.py rule 7): the
+        ``unprotected_since_ms`` its hash shows (None unless none/partial) and whether its last
+        guard event for the position is ``position_unprotected`` (the events stream read newest
+        first, at most ``limit`` entries — ``[redis] events_maxlen`` — until every key is
+        answered). Unparsable fields count as not told."""
+        ordered = sorted(keys, key=str)
+        if not ordered:
+            return {}
+        with map_redis_errors("guard_told", self._url):
+            pipe = self._redis.pipeline(transaction=False)
+            for key in ordered:
+                pipe.hmget(self.keys.position(key), "protection", "unprotected_since_ms")
+            replies = await pipe.execute()
+        since: dict[PositionKey, int | None] = {}
+        for key, (protection, started) in zip(ordered, replies, strict=True):
+            text, shown = _text(started), _text(protection)
+            since[key] = int(text) if shown in ("none", "partial") and text.isdigit() else None
+        members = {member_of(key): key for key in ordered}
+        last: dict[PositionKey, tuple[bool, int | None]] = {}
+        newest, read = "+", 0
+        while len(last) < len(members) and read < limit:
+            with map_redis_errors("guard_told", self._url):
+                entries: list[Any] = list(await self._redis.xrevrange(
+                    self.keys.events, max=newest, min="-", count=page) or [])
+            for _, raw in entries:
+                fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+                member = members.get(fields.get("position", ""))
+                kind = fields.get("kind")
+                if member is None or member in last or kind not in ("position_unprotected",
+                                                                    "position_protected"):
+                    continue
+                started = fields.get("unprotected_since_ms", "")
+                last[member] = (kind == "position_unprotected",
+                                int(started) if started.isdigit() else None)
+            read += len(entries)
+            if len(entries) < page:
+                break
+            newest = "(" + _text(entries[-1][0])
+        told: dict[PositionKey, tuple[int | None, bool]] = {}
+        for key in ordered:
+            alerted, alert_since = last.get(key, (False, None))
+            started_ms = since[key] if since[key] is not None else alert_since if alerted else None
+            if started_ms is not None or alerted:
+                told[key] = (started_ms, alerted)
+        return told
+
     async def published_keys(self) -> frozenset[PositionKey]:
         """Every position an earlier run published (the index set), for the core to re-verify
         after a restart. Only keys: their values are never read back as truth."""
@@ -139,3 +187,8 @@ class StoreReads:
         with map_redis_errors("read_windows", self._url):
             raw = await self._redis.hgetall(self.keys.windows)
         return {str(name): str(value) for name, value in raw.items()}
+
+
+def _text(value: object) -> str:
+    """A reply field as text (the client may or may not decode responses)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")

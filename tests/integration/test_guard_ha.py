@@ -1,0 +1,113 @@
+"""The guard across a failover (core/guard.py rule 7, docs/GUARD.md "Several instances"): two real
+instances (``python -m watchdog run``) at the default guard settings, real redis-server, the
+simulator over real sockets. The leader is killed -9 around the moment a forgotten stop is
+alerted on; what is asserted is what operators and bots see after the takeover: one
+``position_unprotected`` per unprotected run (not lost, not repeated), its start kept, and the
+health problem raised by the new leader."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+
+from tests.integration.test_daemon import KEYS
+from tests.integration.test_ha import leader_of, place_stop, start_group, sync, the_leader
+from tests.support.waiting import eventually
+from watchdog.sim import Simulator
+
+pytestmark = pytest.mark.integration
+
+MEMBER = "BASUSDT:BOTH"
+DEFAULT_ALERT_MS = 3000  # [guard] unprotected_alert_ms default
+
+
+async def position(r: redis.asyncio.Redis) -> dict[str, str]:
+    return dict(await r.hgetall(f"{KEYS.prefix}:pos:{MEMBER}"))
+
+
+async def alerts(r: redis.asyncio.Redis) -> list[dict[str, str]]:
+    return [dict(f) for _, f in await r.xrange(KEYS.events)
+            if f.get("kind") == "position_unprotected" and f.get("position") == MEMBER]
+
+
+def cancel(sim: Simulator, algo_id: int) -> None:
+    """The bot forgets its stop: cancelled, no replacement."""
+    sim.exchange.cancel_algo(sim.api_key, algo_id, None)
+    sim.venue.flush()
+
+
+async def failover(sim: Simulator, redis_url: str, tmp_path: Path, r: redis.asyncio.Redis,
+                   stack: AsyncExitStack, *, alert_first: bool) -> tuple[dict[str, str], int]:
+    """Both instances warm, the stop cancelled, the leader killed -9 either right after it
+    published ``none`` (inside the grace) or after its alert. Returns the old leader's published
+    hash and the new fence once the new leader judged the position ``none`` itself."""
+    sim.fill("BASUSDT", "BUY", "1216")
+    stop = place_stop(sim, "BASUSDT", "1216")
+    group = await start_group(stack, sim, redis_url, tmp_path, 2, r)
+    await eventually(lambda: position(r), lambda h: h.get("protection") == "covered",
+                     timeout_s=60, what="covered under the first leader")
+    old = the_leader(group, await leader_of(r))
+    new = next(i for i in group if i is not old)
+    await eventually(sync(new.text), lambda t: "stream_recovered" in t, timeout_s=30,
+                     what="the standby's stream live")
+    old_fence = int(await r.get(KEYS.fence))
+    cancel(sim, stop)
+    told = await eventually(lambda: position(r), lambda h: h.get("protection") == "none",
+                            timeout_s=30, what="the leader publishes none")
+    if alert_first:
+        await eventually(lambda: alerts(r), bool, timeout_s=30, what="the leader's alert")
+    else:
+        assert not await alerts(r)
+    old.process.kill()
+    await eventually(lambda: position(r),
+                     lambda h: h.get("fence") not in (None, str(old_fence))
+                     and h.get("protection") == "none", timeout_s=60,
+                     what="the new leader judged the position none")
+    new_fence = int(await r.get(KEYS.fence))
+    assert new.owns(await r.hget(KEYS.health, "instance"))
+    # the health problem, raised by the new leader
+    await eventually(lambda: r.hget(KEYS.health, "problems"),
+                     lambda p: p is not None and MEMBER in p and "unprotected" in p,
+                     timeout_s=30, what="the new leader's health problem")
+    return told, new_fence
+
+
+async def beats_later(r: redis.asyncio.Redis, beats: int = 3) -> None:
+    """Wait (on a condition) until the leader wrote its health ``beats`` more times: by then any
+    event its guard decided at the takeover has been written."""
+    first = int(await r.hget(KEYS.health, "beat_ms") or 0)
+    await eventually(lambda: r.hget(KEYS.health, "beat_ms"),
+                     lambda at: at is not None and int(at) > first + 200 * beats,
+                     timeout_s=30, what=f"{beats} more heartbeats")
+
+
+async def test_an_alert_due_when_the_leader_died_is_sent_by_the_new_leader_with_its_start_kept(
+        sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis, tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        told, _ = await failover(sim, redis_url, tmp_path, rclient, stack, alert_first=False)
+        sent = await eventually(lambda: alerts(rclient), bool, timeout_s=30,
+                                what="position_unprotected from the new leader")
+        await beats_later(rclient)
+        sent = await alerts(rclient)
+        assert len(sent) == 1, sent
+        # the run the old leader saw, not one restarted at the takeover
+        assert sent[0]["unprotected_since_ms"] == told["unprotected_since_ms"]
+        assert int(sent[0]["unprotected_ms"]) >= DEFAULT_ALERT_MS
+        assert (await position(rclient))["unprotected_since_ms"] == told["unprotected_since_ms"]
+
+
+async def test_an_alert_the_old_leader_sent_is_not_repeated_after_the_takeover(
+        sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis, tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        told, _ = await failover(sim, redis_url, tmp_path, rclient, stack, alert_first=True)
+        taken = time.monotonic()
+        await beats_later(rclient, beats=int(DEFAULT_ALERT_MS / 200) + 5)  # past a whole grace
+        assert time.monotonic() - taken >= DEFAULT_ALERT_MS / 1000
+        sent = await alerts(rclient)
+        assert len(sent) == 1, sent
+        assert (await position(rclient))["unprotected_since_ms"] == told["unprotected_since_ms"]
+
