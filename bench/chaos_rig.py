@@ -324,7 +324,9 @@ class Daemon:
         full.pop("NOTIFY_SOCKET", None)
         log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            PYTHON, "-m", "watchdog", "run", "--config", str(self.config_path),
+            # CHAOS_LOG_LEVEL=DEBUG: the daemon's reasoning in the kept log (CHAOS_KEEP_LOGS)
+            PYTHON, "-m", "watchdog", "--log-level", os.environ.get("CHAOS_LOG_LEVEL", "INFO"),
+            "run", "--config", str(self.config_path),
             stdout=log, stderr=log, env=full)
         log.close()
         if self.down and self.down[-1][1] is None:

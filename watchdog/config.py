@@ -11,6 +11,10 @@ systemd's ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``).
 
 ``config.example.toml`` at the repository root lists every key with its default; a test keeps
 it equal to the dataclass defaults below.
+
+Over 400 lines on purpose: the sections (every key with its default, bounds and why) and the
+loader that checks them by that metadata are one contract with config.example.toml and
+docs/CONFIG.md, read top to bottom; the credentials at the end are the other startup input.
 """
 
 from __future__ import annotations

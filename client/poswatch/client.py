@@ -14,6 +14,10 @@ The README of this distribution shows the full pattern, -2011 on the cancel incl
 Failure policy (docs/PROTOCOL.md): if Redis cannot be reached, ``check``/``begin`` answer VETO
 ``watchdog_down`` (do not touch the stop) and ``confirm`` answers ALLOW ``unverified`` (you
 already cancelled: put a stop back; an orphaned stop is cheaper than a naked position).
+
+Over 400 lines on purpose: ``WatchdogClient`` and ``AsyncWatchdogClient`` mirror each other
+method for method (a bot uses one or the other), so this is one small API written for both;
+the calls themselves are ``poswatch.calls``.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from watchdog.binance.connection import STREAM_EVENTS, classify_stream_error, user_stream_url
+from watchdog.binance.connection import classify_stream_error, user_stream_url
 from watchdog.binance.poller import PollSchedule
 from watchdog.binance.protocol.budget import Priority, WeightBudget
 from watchdog.binance.protocol.classify import classify_response, parse_retry_after_s
 from watchdog.binance.protocol.reconnect import Backoff, RecentEvents, StreamFailure, event_identity
+from watchdog.binance.protocol.wire import USER_EVENT_TYPES
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.errors import (
@@ -99,9 +100,9 @@ def test_classify_stream_error(exc: BaseException, expected: StreamFailure) -> N
 def test_stream_url_is_routed_with_explicit_events() -> None:
     url = user_stream_url("wss://fstream.binance.com/", "K+/=")
     assert url.startswith("wss://fstream.binance.com/private/ws?listenKey=K%2B%2F%3D&events=")
-    assert url.endswith("/".join(STREAM_EVENTS))
-    assert "ALGO_UPDATE" in STREAM_EVENTS
-    assert "listenKeyExpired" in STREAM_EVENTS
+    assert url.endswith("/".join(USER_EVENT_TYPES))
+    assert "ALGO_UPDATE" in USER_EVENT_TYPES
+    assert "listenKeyExpired" in USER_EVENT_TYPES
 
 
 # ---------------------------------------------------------------- response classification

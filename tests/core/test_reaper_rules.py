@@ -137,6 +137,32 @@ def test_a_fill_on_a_flat_position_restarts_the_grace() -> None:
     assert w.why(12_500) is Why.ORPHAN  # REST has had the grace to show the open
 
 
+def test_a_blind_reconnect_restarts_the_flat_run_an_entry_missed_before_it_keeps_its_stop() -> None:
+    """Why a gap restarts the flat run even when every REST read before it was flat (book rule
+    9; issue 12's first blind incident pays for it, docs/RELIABILITY.md): a blind stream misses
+    an entry's fill before the reconnect, and REST, lagging within the bound, still shows flat.
+    Were the run kept from its first flat read (before the reconnect), the post-connect read
+    would prove the grace over and the old stop, now the new position's protection, would be
+    cancelled; restarted at the post-connect read, the proving read comes grace + lag later and
+    shows the open. (Here the reconnect comes late, as a second blind verdict within the
+    minute does: blind reconnects are rate-limited.)"""
+    w = World()
+    w.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_300), 1_300)  # the position's stop
+    # The stream goes mute; the position closes at 5_000 and REST shows it (absent row).
+    w.h.poll(5_100)
+    assert w.why(5_100) is Why.NOT_FLAT_LONG_ENOUGH
+    w.h.poll(6_100)
+    w.h.poll(7_100)
+    # 7_400: the bot's entry fills again; the mute stream says nothing. The blind reconnect.
+    w.apply(StreamLost(1, "blind"), 7_700)
+    w.apply(StreamConnected(2), 7_700)
+    w.h.poll(7_710)  # lawful: requested 310 ms after the fill, REST 500 ms behind shows flat
+    # Kept from 5_100, this read would prove 7_210 - 5_100 >= grace: the stop would go.
+    assert w.why(7_710) is not Why.ORPHAN
+    w.h.poll(8_000, amount(KEY, 1216, 7_400))  # REST catches up
+    assert w.why(60_000) is Why.POSITION_OPEN
+
+
 def test_bracket_entry_filled_without_a_position_event_keeps_its_stop_for_the_grace() -> None:
     """Entry LIMIT + closePosition stop; the entry fills, ACCOUNT_UPDATE is missing: the entry
     is gone (no ENTRY_PENDING any more) but the fill restarts the grace."""

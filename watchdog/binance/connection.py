@@ -29,10 +29,10 @@ from websockets.frames import Frame
 
 from watchdog.binance.protocol.reconnect import StreamFailure
 from watchdog.binance.protocol.session import Session
+from watchdog.binance.protocol.wire import USER_EVENT_TYPES
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [
-    "STREAM_EVENTS",
     "Connection",
     "Control",
     "End",
@@ -46,15 +46,16 @@ __all__ = [
     "user_stream_url",
 ]
 
-# The explicit events= filter (docs/BINANCE.md §1.2): without it production may deliver
-# nothing; the algo event is spelled ALGO_UPDATE (not UBWA's ALGO_ORDER_UPDATE).
-STREAM_EVENTS = ("ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE", "TRADE_LITE",
-                 "listenKeyExpired", "ACCOUNT_CONFIG_UPDATE", "MARGIN_CALL")
+
 
 def user_stream_url(ws_url: str, listen_key: str) -> str:
-    """``{ws_url}/private/ws?listenKey=…&events=…`` (routed private URL since 2026-04-23)."""
+    """``{ws_url}/private/ws?listenKey=…&events=…`` (routed private URL since 2026-04-23).
+
+    The explicit ``events=`` filter (docs/BINANCE.md §1.2) names the types the wire parses:
+    without it production may deliver nothing; the algo event is spelled ALGO_UPDATE (not
+    UBWA's ALGO_ORDER_UPDATE)."""
     return (f"{ws_url.rstrip('/')}/private/ws?listenKey={quote(listen_key, safe='')}"
-            f"&events={'/'.join(STREAM_EVENTS)}")
+            f"&events={'/'.join(USER_EVENT_TYPES)}")
 
 
 class StampedConnection(ClientConnection):

@@ -1,5 +1,9 @@
 """Signed REST client for Binance USDⓈ-M futures: one ``httpx.AsyncClient``, typed errors.
 
+Over 400 lines on purpose: one request path (signing, the clock offset, the weight budget,
+retries, one error mapping) and the typed endpoint methods over it, a few lines each; the rules
+below are that one seam's, and apart they would span modules. Parsing is ``protocol/wire_rest``.
+
 Rules of this module:
 1. The seam is the injected ``httpx.AsyncClient`` (tests give it an ``httpx.MockTransport``).
 2. Every answer is classified once, by ``classify.py``; only ``watchdog.errors`` types leave.
@@ -30,7 +34,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from watchdog.binance.protocol import wire
+from watchdog.binance.protocol import wire_rest
 from watchdog.binance.protocol.budget import Priority, WeightBudget
 from watchdog.binance.protocol.classify import (
     CODE_INVALID_TIMESTAMP,
@@ -150,7 +154,7 @@ class BinanceRest:
 
     async def server_time(self) -> int:
         """Binance's clock in epoch ms (unsigned, weight 1)."""
-        return wire.parse_server_time(await self._get("/fapi/v1/time", signed=False,
+        return wire_rest.parse_server_time(await self._get("/fapi/v1/time", signed=False,
                                                       priority=Priority.REQUESTED))
 
     async def sync_time(self) -> int:
@@ -166,7 +170,7 @@ class BinanceRest:
 
     async def position_mode(self) -> bool:
         """True in hedge mode (``dualSidePosition``); weight 30, so cache the answer."""
-        return wire.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
+        return wire_rest.parse_position_mode(await self._get("/fapi/v1/positionSide/dual",
                                                         priority=Priority.REQUESTED))
 
     async def fetch_positions(self, *, priority: Priority = Priority.REQUESTED
@@ -189,7 +193,7 @@ class BinanceRest:
         emitted before calling (core/events.py rule 3).
         """
         data = await self._get("/fapi/v3/positionRisk", priority=priority)
-        return wire.parse_position_risk(data, request_id=request_id,
+        return wire_rest.parse_position_risk(data, request_id=request_id,
                                         requested_time_ms=requested_time_ms,
                                         received_time_ms=self.exchange_time_ms())
 
@@ -202,7 +206,7 @@ class BinanceRest:
         """
         params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
         data = await self._get("/fapi/v1/openOrders", params, priority=priority)
-        return wire.parse_open_orders(data)
+        return wire_rest.parse_open_orders(data)
 
     async def fetch_open_algo_orders(self, symbol: Symbol | None, *,
                                      priority: Priority = Priority.ROUTINE
@@ -213,19 +217,19 @@ class BinanceRest:
         """
         params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
         data = await self._get("/fapi/v1/openAlgoOrders", params, priority=priority)
-        return wire.parse_open_algo_orders(data)
+        return wire_rest.parse_open_algo_orders(data)
 
     async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder:
         """One regular order, whatever its status: the re-query after ``OutcomeUnknown``."""
         data = await self._get("/fapi/v1/order", {"symbol": symbol, "orderId": order_id},
                                priority=Priority.SAFETY)
-        return wire.parse_open_orders([data])[0]
+        return wire_rest.parse_open_orders([data])[0]
 
     async def get_algo_order(self, algo_id: OrderId) -> OpenAlgoOrder:
         """One algo order, whatever its status: the re-query after ``OutcomeUnknown``."""
         data = await self._get("/fapi/v1/algoOrder", {"algoId": algo_id},
                                priority=Priority.SAFETY)
-        return wire.parse_open_algo_orders([data])[0]
+        return wire_rest.parse_open_algo_orders([data])[0]
 
     async def order_object(self, symbol: Symbol, order_id: OrderId) -> dict[str, Any]:
         """One regular order as Binance answers it (the reaper's recipe to restore it)."""
@@ -302,17 +306,17 @@ class BinanceRest:
     async def fetch_marks(self, symbol: Symbol) -> dict[PositionKey, tuple[Decimal, Decimal]]:
         """(signed amount, mark price) per position of ``symbol`` (positionRisk, weight 5)."""
         data = await self._get("/fapi/v3/positionRisk", {"symbol": symbol}, priority=Priority.SAFETY)
-        return wire.parse_marks(data)
+        return wire_rest.parse_marks(data)
 
     async def fetch_tick_size(self, symbol: Symbol) -> Decimal:
         """The symbol's price tick (``exchangeInfo``, weight 1; callers cache it)."""
         data = await self._get("/fapi/v1/exchangeInfo", signed=False, priority=Priority.SAFETY)
-        return wire.parse_tick_size(data, symbol)
+        return wire_rest.parse_tick_size(data, symbol)
 
     async def get_algo_order_by_client_id(self, client_id: str) -> OrderId:
         """The id of the algo order with ``clientAlgoId`` (the re-query after OutcomeUnknown)."""
         data = await self._get("/fapi/v1/algoOrder", {"clientAlgoId": client_id}, priority=Priority.SAFETY)
-        return wire.parse_open_algo_orders([data])[0].algo_id
+        return wire_rest.parse_open_algo_orders([data])[0].algo_id
 
     async def place_close_stop(self, key: PositionKey, side: str, trigger_price: Decimal,
                                client_id: str) -> OrderId:
@@ -325,7 +329,7 @@ class BinanceRest:
             "workingType": "MARK_PRICE", "clientAlgoId": client_id}
         data = await self._call("POST", "/fapi/v1/algoOrder", params, signed=True, priority=Priority.SAFETY,
                                 idempotent=False)
-        return wire.parse_algo_id(data)
+        return wire_rest.parse_algo_id(data)
 
     # -------------------------------------------------------------- plumbing
 

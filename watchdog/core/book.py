@@ -3,10 +3,13 @@
 The book holds fusion only; its small machines live beside it, each with its own rules and
 tests: the stream's down/gap/live (``stream_state.py``), the REST request ledger and exchange
 clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_run.py``), age
-deadlines and wall clock steps (``ageing.py``), the knowledge machine (``freshness.py``) and
-the judgment of one REST row (``fusion.py``). Over 400 lines on purpose: the twelve rules below
-are one statement of what a published view means, and the code left is their one
-implementation over one table of entries (splitting it further would cut a rule in two).
+deadlines and wall clock steps (``ageing.py``), stop trigger crossings (``crossing.py``), the
+knowledge machine (``freshness.py``), the judgment of one REST row (``fusion.py``), how a
+key's state is shown (``views.py``) and what an event asks for beside fusion
+(``reactions.py``). Over 400 lines on purpose: the twelve rules below are one statement of
+what a published view means (a hundred lines that docs/CORE.md renders), and the code left is
+their one implementation over one table of entries: the stream side, the REST side and the
+knowledge moves all write the same entries, so splitting further would cut a rule in two.
 
 Rules of this module:
 1. Per key, facts are ordered by exchange time. A fact older than the one held is ignored;
@@ -41,11 +44,9 @@ Rules of this module:
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
    every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
    as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
-   A ``now_ms`` earlier than the previous one means the wall clock was stepped back (the shell
-   reads it afresh for every apply): by how much is unknown, so every age is unknown and all
-   CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never younger than it is. (A step back
-   shorter than the time between two applies cannot be seen on the wall clock; Tick bounds it.
-   The deadlines and the step back: core/ageing.py.)
+   A ``now_ms`` earlier than the previous one is a wall clock stepped back by an unknown amount:
+   every age is unknown, so all CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never
+   younger than it is (the deadlines and the step back: core/ageing.py).
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
    per key on every published change, from above ``version_base`` (so it also increases across
    daemon restarts); a no-op publishes nothing. ``verified_ms`` is the
@@ -58,8 +59,10 @@ Rules of this module:
    Notify, Reconnect) once the change is ``blind_after_ms`` old: dated by the REST row's
    ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of the first
    snapshot that showed it. A younger change is held back (a healthy stream may be a
-   few ms behind REST); a stream fact or fill that reports it clears it, a later trusted
-   snapshot past the tolerance raises it, a gap forgets it. The state change itself is applied
+   few ms behind REST) and asks once for a positions read due when the tolerance is over
+   (``RequestSnapshot.after_ms``: the next routine poll may be a paced period away); a
+   stream fact or fill that reports it clears it, a later trusted snapshot past the
+   tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime replaces the connection (the BASUSDT incident).
    Only a change provably made while this connection was up counts: its earliest possible
    time (a timed row's ``updateTime``, else the latest time the held amount is known to have
@@ -67,14 +70,9 @@ Rules of this module:
    held, the lag floor of the last read) must not be before the ``requested_time_ms`` of the
    first snapshot requested after the connect. A change made while disconnected and shown by
    a lagging first post-connect read is no blindness (the stream never had a chance).
-   A ``CanaryAlert`` (the stream's liveness canary, core/canary.py) leaves the same way:
-   RaiseAlert, and for ``stream_blind`` Notify and Reconnect too.
-   A fill (TradeLite, OrderUpdate with a fill) asks for a snapshot of its symbol; MarginCall
-   raises ``margin_call``; other order facts leave positions alone. Every stream event on a
-   symbol (position rows, order and algo updates, fills) says ``ReadNow`` (its orders read once
-   more soon, the symbol watched closely for a while). A ``MalformedFrame`` (the
-   stream could not read a frame, which may have carried a change) asks for a snapshot of all
-   symbols.
+   What an event asks for beside fusion (a fill's snapshot, ``ReadNow``, ``margin_call``, a
+   malformed frame's snapshot, the canary's verdict) follows from the event alone, after the
+   book's own effects: core/reactions.py.
 8. No clock, no I/O, no logging: ``now_ms`` is injected and everything leaves as an Effect.
    The book never emits Retract: an UNKNOWN view is published with its reason instead.
 9. ``flat_since`` is the ``requested_time_ms`` of the first trusted snapshot of the current
@@ -90,23 +88,16 @@ Rules of this module:
    ``last_seen_ms`` (the ``verified_ms`` of the old state: the change happened between it and
    the event's ``at_ms``) when a REST read brought the first fact, plainly when the stream did
    (then the change was seen live).
-11. Exchange clock steps: a ``SnapshotRequested`` dated more than ``max_rest_lag_ms`` before an
-   earlier request, or whose ``requested_time_ms - now_ms`` moved by more than that since the
-   previous request (the shell re-synced to a stepped Binance clock), breaks every flat run and
-   forgets the read order of rule 2: runs and proofs dated on the old clock say nothing on the
-   new one, and a read on the new clock must not be skipped as older. Facts dated ahead of the
+11. Exchange clock steps (a request dated on a stepped Binance clock: core/requests.py rule 3)
+   break every flat run and forget the read order of rule 2: runs and proofs dated on the old
+   clock say nothing on the new one, and a read on the new clock must not be skipped as older;
+   a read requested before the step and answered after it is ignored. Facts dated ahead of the
    new clock make newer rows look lagging until it catches up: their knowledge ages out
-   (rule 5) and is published unknown meanwhile, never as a stale value. A read requested
-   before the step and answered after it is ignored (its dates belong to the old clock). The
-   step is detected by the request ledger (core/requests.py rule 3).
-12. ``StopCrossed`` (a public price crossed one of the key's stop triggers, core/triggers.py)
-   makes a confirmed key SUSPECT at once and asks a positions snapshot: the exchange may be
-   closing the position while the user stream says nothing (the BASUSDT incident). Only a
-   trusted snapshot *requested after* the crossing lifts that doubt (one already in flight shows
-   the position as it was before), and only if it shows the amount changed or was requested
-   more than ``max_rest_lag_ms`` after the crossing: a lagging REST may still show the old
-   amount (rule 2). Losing the price feed is no event here: it removes a way to doubt, never
-   confirms anything.
+   (rule 5) and is published unknown meanwhile, never as a stale value.
+12. ``StopCrossed`` (a public price crossed one of the key's stop triggers) makes a confirmed
+   key SUSPECT at once and asks a positions snapshot; only a trusted snapshot *requested after*
+   the crossing, showing the amount changed or past ``max_rest_lag_ms``, lifts that doubt (the
+   crossing and what lifts it: core/crossing.py).
 """
 
 from __future__ import annotations
@@ -118,8 +109,9 @@ from operator import attrgetter
 from typing import assert_never
 
 from watchdog.core.ageing import Ageing
-from watchdog.core.blindness import BLIND_CODE, PositionBlindness, blind_verdict
-from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert, ReadNow, RequestSnapshot
+from watchdog.core.blindness import PositionBlindness
+from watchdog.core.crossing import Crossing, crossing_doubt, crossing_read, lifts
+from watchdog.core.effects import Effect, Notify, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -151,10 +143,11 @@ from watchdog.core.model import (
     PositionState,
     PositionView,
     Source,
-    Symbol,
 )
+from watchdog.core.reactions import asks
 from watchdog.core.requests import Request, RequestLedger
 from watchdog.core.stream_state import StreamState, StreamTrack
+from watchdog.core.views import change_notify, publish_of, view_of
 
 __all__ = ["BookPolicy", "PositionBook"]
 
@@ -162,6 +155,9 @@ __all__ = ["BookPolicy", "PositionBook"]
 # dataclass' __lt__ was a tenth of every 300-row snapshot.
 _KEY_ORDER = attrgetter("symbol", "side")
 _ENTRY_ORDER = attrgetter("key.symbol", "key.side")
+# Events read from a user-stream frame: they date ``last_event_ms`` (the health hash).
+_USER_STREAM_EVENTS = (StreamPositions, OrderUpdate, TradeLite, AlgoUpdate, AccountConfigUpdate,
+                       MarginCall, ListenKeyExpired)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,9 +189,7 @@ class _Entry:
     # Latest exchange time the held amount is known to have held (its own time, or a REST
     # read's lag floor that still showed it): a change REST shows later was made after it.
     true_ms: int = 0
-    crossed_seq: int = -1  # events_applied at the last StopCrossed (rule 12)
-    crossed_ms: int = -1  # exchange time of the crossing price print
-    crossed_amount: Decimal = ZERO  # the amount held when the price crossed
+    crossing: Crossing | None = None  # the last StopCrossed (rule 12)
     published: PositionView | None = None
     # expect(): the state an earlier run last showed (confirmed_state) was not seen to change
     # by this run; verified_ms of that state, until the first confirmed publish (rule 10)
@@ -292,32 +286,16 @@ class PositionBook:
         self.events_applied += 1
         extra: list[Effect] = []
         self._age(now_ms)
+        if isinstance(event, _USER_STREAM_EVENTS):
+            self.last_event_ms = now_ms
         match event:
             case StreamPositions():
-                self.last_event_ms = now_ms
                 for row in event.positions:
                     self._apply_stream_row(row, now_ms)
-                extra.extend(ReadNow(symbol)
-                             for symbol in dict.fromkeys(row.key.symbol for row in event.positions))
-            case OrderUpdate():
-                self.last_event_ms = now_ms
-                extra.append(ReadNow(event.symbol))
-                if event.last_filled_quantity != ZERO:
-                    extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
-            case TradeLite():
-                self.last_event_ms = now_ms
-                extra.append(ReadNow(event.symbol))
-                extra.append(self._on_fill(event.symbol, event.transaction_time_ms))
-            case AlgoUpdate():
-                self.last_event_ms = now_ms  # order lifecycle: the reaper's business, not ours
-                extra.append(ReadNow(event.symbol))
-            case AccountConfigUpdate():
-                self.last_event_ms = now_ms
-            case MarginCall():
-                self.last_event_ms = now_ms
-                extra.extend(self._on_margin_call(event))
+            case OrderUpdate() | TradeLite():
+                if isinstance(event, TradeLite) or event.last_filled_quantity != ZERO:
+                    self._blindness.filled(event.symbol, event.transaction_time_ms)  # rule 7
             case ListenKeyExpired():
-                self.last_event_ms = now_ms
                 extra.extend(self._on_gap(connected=False, reason="listen key expired"))
             case StreamLost():
                 extra.extend(self._on_gap(connected=False, reason=f"stream lost: {event.reason}"))
@@ -332,20 +310,14 @@ class PositionBook:
                 extra.extend(self._apply_snapshot(event, now_ms))
             case SnapshotFailed():
                 self._on_snapshot_failed(event)
-            case CanaryAlert(code=code, message=message):
-                # The canary's verdict leaves by the same effects as rule 7's blindness.
-                extra.extend(blind_verdict(message) if code == BLIND_CODE
-                             else [RaiseAlert(code, message)])
             case StopCrossed():
                 extra.append(self._on_stop_crossed(event, now_ms))
-            case MalformedFrame(problem=problem):
-                # It may have carried a position change: ask REST now, not at the next poll.
-                extra.append(RequestSnapshot(reason=f"malformed user-stream frame: {problem}"))
-            case OrdersSnapshot() | Tick():
-                pass
+            case (AlgoUpdate() | AccountConfigUpdate() | MarginCall() | CanaryAlert()
+                  | MalformedFrame() | OrdersSnapshot() | Tick()):
+                pass  # nothing to fuse: what they ask for is core/reactions.py's
             case _:  # pragma: no cover - unreachable while every event type is handled
                 assert_never(event)
-        return self._publish_dirty() + extra
+        return self._publish_dirty() + extra + asks(event)
 
     # ------------------------------------------------------------------ stream
 
@@ -368,35 +340,13 @@ class PositionBook:
             self._move(entry, Evidence.UNCONFIRMED_FACT, now_ms,
                        "stream fact during a gap: awaiting a snapshot requested after it")
 
-    def _on_fill(self, symbol: Symbol, time_ms: int) -> RequestSnapshot:
-        """A fill may have changed a position the stream may not report: ask REST."""
-        self._blindness.filled(symbol, time_ms)
-        return RequestSnapshot(reason=f"fill on {symbol}", symbols=frozenset({symbol}))
-
     def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
         """Rule 12: doubt the key now; only a read requested after this lifts the doubt."""
         entry = self._entries.get(event.key)
         if entry is not None:
-            entry.crossed_seq = self.events_applied
-            entry.crossed_ms = event.price_time_ms
-            entry.crossed_amount = entry.amount
-            self._move(entry, Evidence.TRIGGER_CROSSED, now_ms,
-                       f"price {event.price} crossed the trigger {event.trigger_price} of "
-                       f"{'algo' if event.is_algo else 'order'} {event.order_id}: awaiting a "
-                       "snapshot requested after it")
-        # No symbols: the positions read is the one that matters (it covers every symbol anyway);
-        # scoping it would add that symbol's order reads in front of it under a tight budget.
-        return RequestSnapshot(reason=f"stop trigger crossed on {event.key}")
-
-    def _on_margin_call(self, event: MarginCall) -> list[Effect]:
-        effects: list[Effect] = [
-            RaiseAlert("margin_call", f"margin call on {row.key} amount={row.amount}", row.key)
-            for row in event.positions
-        ]
-        symbols = frozenset(row.key.symbol for row in event.positions)
-        if symbols:
-            effects.append(RequestSnapshot(reason="margin call", symbols=symbols))
-        return effects
+            entry.crossing = Crossing(self.events_applied, event.price_time_ms, entry.amount)
+            self._move(entry, Evidence.TRIGGER_CROSSED, now_ms, crossing_doubt(event))
+        return crossing_read(event)
 
     def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
         was_connected = self._stream.gap(connected=connected)
@@ -530,22 +480,13 @@ class PositionBook:
                     return effects
                 case _:  # pragma: no cover - unreachable while every verdict is handled
                     assert_never(judged.verdict)
-        if request is not None and trusted and self._lifts_crossing(entry, request, snap):
+        if request is not None and trusted and lifts(
+                entry.crossing, request_seq=request.seq, requested_time_ms=snap.requested_time_ms,
+                amount=entry.amount, max_rest_lag_ms=self._policy.max_rest_lag_ms):
             self._move(entry, Evidence.AUTHORITATIVE_FACT, now_ms, "")
             if entry.amount == ZERO:
                 entry.flat.shown_flat(snap.requested_time_ms, request.seq)  # rule 9
         return effects
-
-    def _lifts_crossing(self, entry: _Entry, request: Request, snap: PositionSnapshot) -> bool:
-        """Rule 12: a read requested before the crossing never lifts its doubt; one after it
-        does if it shows the amount changed, or if it was requested more than
-        ``max_rest_lag_ms`` after the crossing (REST may show the old amount until then)."""
-        if entry.crossed_seq < 0:
-            return True
-        if request.seq <= entry.crossed_seq:
-            return False
-        return (entry.amount != entry.crossed_amount
-                or snap.requested_time_ms - self._policy.max_rest_lag_ms >= entry.crossed_ms)
 
     # ------------------------------------------------------------------ knowledge
 
@@ -631,56 +572,18 @@ class PositionBook:
         for key in sorted(self._dirty, key=_KEY_ORDER):
             entry = self._entries[key]
             old = entry.published
-            view = _view_of(entry, (old.version if old else self._version_base) + 1)
-            if old is not None and old.verified_ms == view.verified_ms and _same_facts(old, view):
+            view = view_of(entry, (old.version if old else self._version_base) + 1)
+            publish = publish_of(old, view)
+            if publish is None:
                 continue  # no-op: nothing the store would see changed
             entry.published = view
-            effects.append(Publish(view, _refresh_of(old, view)))
+            effects.append(publish)
             if view.state is not PositionState.UNKNOWN:
-                if entry.confirmed_state is not None and entry.confirmed_state is not view.state:
-                    kind = "position_opened" if view.state is PositionState.OPEN else "position_closed"
-                    detail: tuple[tuple[str, str], ...] = (("amount", str(view.amount)),)
-                    if entry.while_down_from_ms is not None:  # rule 10
-                        detail += (("while_down", "true"),
-                                   ("last_seen_ms", str(entry.while_down_from_ms)))
-                    effects.append(Notify(kind, key, detail))
+                notify = change_notify(entry.confirmed_state, view, entry.while_down_from_ms)
+                if notify is not None:  # rules 6 and 10
+                    effects.append(notify)
                 entry.confirmed_state = view.state
                 entry.while_down_from_ms = None
         self._dirty.clear()
         return effects
 
-
-def _view_of(entry: _Entry, version: int) -> PositionView:
-    """Derive the published view of an entry (rule 6)."""
-    if entry.knowledge is Knowledge.CONFIRMED:
-        state = PositionState.OPEN if entry.amount != ZERO else PositionState.CLOSED
-    else:
-        state = PositionState.UNKNOWN
-    return PositionView(
-        key=entry.key,
-        state=state,
-        knowledge=entry.knowledge,
-        amount=entry.amount,
-        entry_price=entry.entry_price,
-        source=entry.source,
-        as_of_time_ms=entry.as_of_time_ms,
-        verified_ms=entry.verified_ms,
-        version=version,
-        reason="" if entry.knowledge is Knowledge.CONFIRMED else entry.reason,
-    )
-
-
-def _refresh_of(old: PositionView | None, new: PositionView) -> int:
-    """``old.version`` when ``new`` only re-verifies ``old`` (a later ``verified_ms``, every fact
-    and the state alike), else 0: the store may then move ``verified_ms`` alone (effects rule 2)."""
-    if (old is None or new.knowledge is not Knowledge.CONFIRMED
-            or new.verified_ms <= old.verified_ms or not _same_facts(old, new)):
-        return 0
-    return old.version
-
-
-def _same_facts(old: PositionView, new: PositionView) -> bool:
-    """Two views of one key alike in everything but ``verified_ms`` and ``version``."""
-    return (old.state is new.state and old.knowledge is new.knowledge and old.amount == new.amount
-            and old.entry_price == new.entry_price and old.source is new.source
-            and old.as_of_time_ms == new.as_of_time_ms and old.reason == new.reason)

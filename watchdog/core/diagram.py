@@ -15,7 +15,19 @@ from enum import StrEnum
 from types import ModuleType
 from typing import TypeVar
 
-from watchdog.core import ageing, blindness, book, flat_run, order_blindness, proof, requests, stream_state
+from watchdog.core import (
+    ageing,
+    blindness,
+    book,
+    crossing,
+    flat_run,
+    order_blindness,
+    proof,
+    reactions,
+    requests,
+    stream_state,
+    views,
+)
 from watchdog.core.freshness import MEANING, TRANSITIONS, Evidence
 from watchdog.core.model import Knowledge
 
@@ -92,6 +104,14 @@ Evidence:
 
 {render_rules()}
 
+## Published views (`views.py`)
+
+{render_rules(views)}
+
+## What an event asks for beside fusion (`reactions.py`)
+
+{render_rules(reactions)}
+
 ## Ageing (`ageing.py`)
 
 {render_rules(ageing)}
@@ -109,6 +129,10 @@ Evidence:
 ## Flat runs (`flat_run.py`)
 
 {render_rules(flat_run)}
+
+## Stop trigger crossings (`crossing.py`)
+
+{render_rules(crossing)}
 
 ## Stream proof (`proof.py`)
 

@@ -55,17 +55,18 @@ class BotExchange:
     async def create_stop(self, symbol: str, side: str, qty: Decimal, trigger: Decimal,
                           client_id: str) -> ExchangeAnswer:
         """A reduce-only STOP_MARKET: since 2025-12-09 an algo order (docs/BINANCE.md §3.1)."""
-        return await self._signed("POST", "/fapi/v1/algoOrder", {
-            "algoType": "CONDITIONAL", "symbol": symbol, "side": side, "type": "STOP_MARKET",
-            "quantity": str(qty), "triggerPrice": str(trigger), "reduceOnly": "true",
-            "workingType": "MARK_PRICE", "clientAlgoId": client_id,
-        })
+        return await self._conditional("STOP_MARKET", symbol, side, qty, trigger, client_id)
 
     async def create_tp(self, symbol: str, side: str, qty: Decimal, trigger: Decimal,
                         client_id: str) -> ExchangeAnswer:
         """A reduce-only TAKE_PROFIT_MARKET, the sibling a fired stop leaves behind."""
+        return await self._conditional("TAKE_PROFIT_MARKET", symbol, side, qty, trigger, client_id)
+
+    async def _conditional(self, order_type: str, symbol: str, side: str, qty: Decimal,
+                           trigger: Decimal, client_id: str) -> ExchangeAnswer:
+        """A reduce-only conditional algo order triggered by the mark price."""
         return await self._signed("POST", "/fapi/v1/algoOrder", {
-            "algoType": "CONDITIONAL", "symbol": symbol, "side": side, "type": "TAKE_PROFIT_MARKET",
+            "algoType": "CONDITIONAL", "symbol": symbol, "side": side, "type": order_type,
             "quantity": str(qty), "triggerPrice": str(trigger), "reduceOnly": "true",
             "workingType": "MARK_PRICE", "clientAlgoId": client_id,
         })

@@ -18,6 +18,9 @@ still believing in the position — moves its stop again.
     the watchdog's guard notices on its own (``position_unprotected`` after
     ``[guard] unprotected_alert_ms``), places its last-resort closePosition stop (the guard is
     switched on for this step), and removes it once the bot's own stop is back (docs/GUARD.md).
+
+Scenarios (a) and (b) and the run live here; (c) in ``forgotten_stop.py``; the prices, delays and
+plumbing they share in ``script.py``; the result and its summary in ``result.py``.
 """
 
 from __future__ import annotations
@@ -25,154 +28,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from poswatch.client import AsyncWatchdogClient, Vetoed
-from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX
-from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.demo.bot import BotExchange
+from watchdog.demo.forgotten_stop import scenario_forgotten_stop
 from watchdog.demo.processes import redis_server, watchdog_daemon
+from watchdog.demo.result import DemoResult
+from watchdog.demo.script import (
+    BOT_REACTION_S,
+    CANCEL_TO_CREATE_S,
+    CRASH,
+    ENTRY,
+    FIRST_STOP,
+    HOLD_S,
+    LOOKUP_DELAYS_S,
+    NEXT_STOP,
+    PEAK,
+    QTY,
+    REST_LAG_MS,
+    STALE_STOP,
+    SYMBOL,
+    TAKE_PROFIT,
+    TRAILED_STOP,
+    DemoFailed,
+    SimControl,
+    demo_config,
+    flag,
+    no_stops,
+    state_is,
+    wait_async,
+    watchdog_actors,
+)
 from watchdog.demo.timeline import Timeline
 from watchdog.sim import Simulator, run_simulator
-from watchdog.store.keys import AccountKeys
 
-__all__ = ["DemoFailed", "DemoResult", "render_summary", "run_demo"]
-
-SYMBOL = "BASUSDT"
-QTY = Decimal("1216")
-ENTRY = Decimal("0.00832684")
-FIRST_STOP = Decimal("0.00771")
-TAKE_PROFIT = Decimal("0.00900")
-PEAK = Decimal("0.00840")
-TRAILED_STOP = Decimal("0.00831600")
-CRASH = Decimal("0.00831168")          # mark price that fires the trailed stop
-STALE_STOP = Decimal("0.00829353")     # what the incident bot created for the closed position
-NEXT_STOP = Decimal("0.00831500")      # above the mark: -2021, as in the incident
-REST_LAG_MS = 300
-# The bot's trailing move starts 50 ms after the stop fired (its feed lags); then the incident's
-# own delays: position lookups 296 ms and 795 ms after the cancel, the create at 1090 ms.
-BOT_REACTION_S = 0.05
-LOOKUP_DELAYS_S = (0.296, 0.499, 0.295)
-CANCEL_TO_CREATE_S = sum(LOOKUP_DELAYS_S)
-HOLD_S = 2.5
-ACCOUNT = "demo"
-
-
-class DemoFailed(RuntimeError):
-    """The watchdog did not do its part; the message carries the tail of its log."""
-
-    def __init__(self, what: str, log_path: Path) -> None:
-        try:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-        except OSError as exc:
-            tail = f"(no log: {exc})"
-        super().__init__(f"{what}; last lines of its log:\n{tail}")
-
-
-@dataclass
-class DemoResult:
-    """The demo's summary; ``as_json`` is the contract of ``position-watchdog demo --json``."""
-
-    closure_detected_ms: int | None = None
-    vetoes: int = 0
-    orphans_created_without_watchdog: int = 0
-    orphans_left_without_watchdog: int = 0
-    orphans_left_with_watchdog: int | None = None
-    orphans_removed_by_watchdog: int = 0
-    immediate_trigger_errors_without_watchdog: int = 0
-    immediate_trigger_errors_with_watchdog: int = 0
-    trailing_stop_dropped: bool = False
-    unprotected_window_ms: int | None = None
-    unprotected_window_without_watchdog_ms: int | None = None
-    zero_gap_move: bool = False
-    closure_suspected_ms: int | None = None  # stop_crossed (price stream) after the stop fired
-    closure_detected_by: str | None = None   # "price_stream" or "rest_poll"
-    forgotten_stop_alert_ms: int | None = None      # (c) cancel → position_unprotected
-    guard_stop_placed_ms: int | None = None         # (c) cancel → guard_stop_placed
-    guard_stop_removed: bool = False                # (c) removed once the bot's stop was back
-    timeline: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
-
-    @property
-    def incident_prevented(self) -> bool:
-        return (self.orphans_left_with_watchdog == 0 and self.vetoes >= 1
-                and self.trailing_stop_dropped and self.immediate_trigger_errors_with_watchdog == 0)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "incident_prevented": self.incident_prevented,
-            "closure_detected_ms": self.closure_detected_ms,
-            "vetoes": self.vetoes,
-            "orphans_created_without_watchdog": self.orphans_created_without_watchdog,
-            "orphans_left_without_watchdog": self.orphans_left_without_watchdog,
-            "orphans_left_with_watchdog": self.orphans_left_with_watchdog,
-            "orphans_removed_by_watchdog": self.orphans_removed_by_watchdog,
-            "immediate_trigger_errors_without_watchdog": self.immediate_trigger_errors_without_watchdog,
-            "immediate_trigger_errors_with_watchdog": self.immediate_trigger_errors_with_watchdog,
-            "trailing_stop_dropped": self.trailing_stop_dropped,
-            "unprotected_window_ms": self.unprotected_window_ms,
-            "unprotected_window_without_watchdog_ms": self.unprotected_window_without_watchdog_ms,
-            "zero_gap_move": self.zero_gap_move,
-            "closure_suspected_ms": self.closure_suspected_ms,
-            "closure_detected_by": self.closure_detected_by,
-            "forgotten_stop_alert_ms": self.forgotten_stop_alert_ms,
-            "guard_stop_placed_ms": self.guard_stop_placed_ms,
-            "guard_stop_removed": self.guard_stop_removed,
-            "timeline": {name: [{"t_ms": t, "actor": a, "what": w} for t, a, w in lines]
-                         for name, lines in self.timeline.items()},
-        }
-
-
-class SimControl:
-    """The simulator's public control API (``/sim/v1``), as operators and tests use it."""
-
-    def __init__(self, control_url: str) -> None:
-        self._http = httpx.AsyncClient(base_url=control_url, timeout=httpx.Timeout(5.0))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _post(self, path: str, doc: dict[str, Any]) -> None:
-        response = await self._http.post(path, json=doc)
-        response.raise_for_status()
-
-    async def mark_price(self, price: Decimal) -> None:
-        await self._post("/mark-price", {"symbol": SYMBOL, "price": str(price)})
-
-    async def fill(self, side: str, qty: Decimal) -> None:
-        await self._post("/fills", {"symbol": SYMBOL, "side": side, "qty": str(qty)})
-
-    async def faults(self, **faults: Any) -> None:
-        await self._post("/faults", faults)
-
-    async def reset(self) -> None:
-        await self._post("/reset", {})
-
-    async def _account(self) -> dict[str, Any]:
-        response = await self._http.get("/state")
-        response.raise_for_status()
-        account: dict[str, Any] = response.json()["accounts"][0]
-        return account
-
-    async def open_stops(self) -> list[dict[str, Any]]:
-        """Open algo orders on the demo symbol, as the exchange holds them."""
-        return [o for o in (await self._account())["open_algo_orders"] if o.get("symbol") == SYMBOL]
-
-    async def position_amount(self) -> Decimal:
-        for row in (await self._account())["positions"]:
-            if row["symbol"] == SYMBOL and row["position_side"] == "BOTH":
-                return Decimal(row["amount"])
-        return Decimal(0)
-
-
-def _no_stops(ctl: SimControl) -> Any:
-    async def probe() -> bool:
-        return not await ctl.open_stops()
-    return probe
+__all__ = ["run_demo", "scenario_with_watchdog", "scenario_without_watchdog"]
 
 
 async def _open_position(ctl: SimControl, bot: BotExchange, tl: Timeline) -> tuple[int, int]:
@@ -250,19 +142,11 @@ async def scenario_without_watchdog(sim: Simulator, ctl: SimControl, result: Dem
         result.timeline["without_watchdog"] = tl.lines
 
 
-def _demo_config(sim: Simulator, redis_url: str) -> str:
-    return (f'[binance]\nrest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"\n\n'
-            f'[redis]\nurl = "{redis_url}"\naccount = "{ACCOUNT}"\nheartbeat_interval_s = 0.5\n')
-
-
 async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str, result: DemoResult,
                                  echo: bool, log_path: Path) -> None:
     tl = Timeline("(b) the bot asks the watchdog first", echo=echo)
     tl.header()
-    keys = AccountKeys(ACCOUNT)
-    position = keys.position(PositionKey(Symbol(SYMBOL), PositionSide.BOTH))
-    client = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
-    bot = BotExchange(sim.rest_url, sim.api_key, sim.api_secret)
+    keys, position, client, bot = watchdog_actors(sim, redis_url)
     trailing_alive = True
     seen: dict[str, int] = {}
 
@@ -285,14 +169,14 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
                 result.trailing_stop_dropped = True
                 tl.add("bot", f"drops its in-memory trailing stop ({kind})")
 
-    async with watchdog_daemon(_demo_config(sim, redis_url), sim.api_key, sim.api_secret, log_path) as daemon:
+    async with watchdog_daemon(demo_config(sim, redis_url), sim.api_key, sim.api_secret, log_path) as daemon:
         try:
-            if not await _wait_async(lambda: client.redis.exists(keys.health), 20):
+            if not await wait_async(lambda: client.redis.exists(keys.health), 20):
                 raise DemoFailed("the watchdog did not come up within 20 s", log_path)
             tl.add("watchdog", f"running (pid {daemon.pid}): own stream + REST polls, publishing to Redis")
             follower = asyncio.create_task(follow_events(), name="demo-events")
             stop_id, _ = await _open_position(ctl, bot, tl)
-            if not await _wait_async(lambda: _state_is(client, position, "open"), 10):
+            if not await wait_async(lambda: state_is(client, position, "open"), 10):
                 raise DemoFailed("the watchdog never published the position as open", log_path)
             tl.add("watchdog", f"{SYMBOL}:BOTH state=open")
             await ctl.mark_price(PEAK)
@@ -321,7 +205,7 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
             await asyncio.sleep(BOT_REACTION_S)  # the same script as (a)
             await _guarded_move(client, bot, stop_id, result, tl, lambda: trailing_alive)
 
-            if await _wait_async(lambda: _state_is(client, position, "closed"), 15):
+            if await wait_async(lambda: state_is(client, position, "closed"), 15):
                 seen_at = seen.get("position_closed_at_ms")
                 result.closure_detected_ms = None if seen_at is None else seen_at - closed_at
             crossed_at = seen.get("stop_crossed_at_ms")
@@ -329,11 +213,11 @@ async def scenario_with_watchdog(sim: Simulator, ctl: SimControl, redis_url: str
                 result.closure_suspected_ms = crossed_at - closed_at
             if result.closure_detected_ms is not None:
                 result.closure_detected_by = "price_stream" if crossed_at is not None else "rest_poll"
-            await _wait_async(_flag(lambda: not trailing_alive), 10)
+            await wait_async(flag(lambda: not trailing_alive), 10)
             if trailing_alive:
                 tl.add("bot", "was never told to drop its trailing stop")
             # The reaper removes the orphaned take-profit after the grace period.
-            await _wait_async(_no_stops(ctl), 15)
+            await wait_async(no_stops(ctl), 15)
             result.orphans_left_with_watchdog = len(await ctl.open_stops())
             tl.add("exchange", f"position flat; {result.orphans_left_with_watchdog} order(s) left on it")
             follower.cancel()
@@ -351,87 +235,6 @@ async def _created_id(answer: Any) -> int:
     if not created.ok:
         raise RuntimeError(f"the exchange refused the new stop: {created.body}")
     return int(created.body["algoId"])
-
-
-GUARD_ALERT_MS = 3000  # [guard] unprotected_alert_ms, the default
-GUARD_AFTER_MS = 5000
-GUARD_PCT = "2.0"
-
-
-async def scenario_forgotten_stop(sim: Simulator, ctl: SimControl, redis_url: str,
-                                  result: DemoResult, echo: bool, log_path: Path) -> None:
-    """(c): the guard notices a forgotten stop and, switched on, protects the position."""
-    tl = Timeline("(c) the bot forgets its stop — the watchdog's guard", echo=echo)
-    tl.header()
-    keys = AccountKeys(ACCOUNT)
-    position = keys.position(PositionKey(Symbol(SYMBOL), PositionSide.BOTH))
-    client = AsyncWatchdogClient.from_url(redis_url, ACCOUNT)
-    bot = BotExchange(sim.rest_url, sim.api_key, sim.api_secret)
-    seen: dict[str, int] = {}
-    forgot_at: list[int] = []
-
-    async def follow_events(since_id: str) -> None:
-        async for event in client.subscribe(last_id=since_id, block_ms=200):
-            if event.kind not in ("position_unprotected", "position_protected",
-                                  "guard_stop_placed", "guard_stop_removed", "guard_stop_failed"):
-                continue
-            detail = " ".join(f"{k}={event.fields[k]}" for k in
-                              ("protection", "by", "client_id", "trigger_price", "mark_price")
-                              if event.fields.get(k))
-            at_ms = tl.add("watchdog", f"event {event.kind} {detail}".rstrip())
-            if forgot_at:  # what follows the forgetting, not a startup's moment
-                seen.setdefault(event.kind, at_ms)
-
-    config = (_demo_config(sim, redis_url) + f"\n[guard]\nemergency_stop_pct = {GUARD_PCT}\n"
-              f"emergency_after_ms = {GUARD_AFTER_MS}\n")
-    async with watchdog_daemon(config, sim.api_key, sim.api_secret, log_path):
-        follower: asyncio.Task[None] | None = None
-        try:
-            if not await _wait_async(lambda: _field_is(client, keys.health, "ready", "true"), 30):
-                raise DemoFailed("the watchdog was not ready within 30 s", log_path)
-            tl.add("watchdog", f"running with [guard] emergency_stop_pct={GUARD_PCT}, "
-                   f"emergency_after_ms={GUARD_AFTER_MS} (alert after {GUARD_ALERT_MS} ms)")
-            follower = asyncio.create_task(follow_events(await client.last_event_id()),
-                                           name="demo-guard-events")
-            await ctl.mark_price(ENTRY)
-            await ctl.fill("BUY", QTY)
-            tl.add("exchange", f"long {QTY} {SYMBOL} @ {ENTRY} opened")
-            stop = await bot.create_stop(SYMBOL, "SELL", QTY, FIRST_STOP, "ts-stop-1")
-            tl.add("bot", f"stop-loss {FIRST_STOP} placed")
-            if not await _wait_async(lambda: _field_is(client, position, "protection", "covered"), 15):
-                raise DemoFailed("the watchdog never published the position as covered", log_path)
-            tl.add("watchdog", f"{SYMBOL}:BOTH protection=covered")
-            await bot.cancel_stop(int(stop.body["algoId"]))
-            forgot_at.append(tl.add("bot", "restarts, loses its state: the stop is cancelled and "
-                                           "never placed again"))
-            if await _wait_async(_flag(lambda: "guard_stop_placed" in seen), 30):
-                result.guard_stop_placed_ms = seen["guard_stop_placed"] - forgot_at[0]
-            if "position_unprotected" in seen:
-                result.forgotten_stop_alert_ms = seen["position_unprotected"] - forgot_at[0]
-            ours = [o for o in await ctl.open_stops()
-                    if str(o.get("clientAlgoId", "")).startswith(GUARD_CLIENT_ID_PREFIX)]
-            tl.add("exchange", f"{len(ours)} watchdog stop(s) protect the position: "
-                   + ", ".join(f"{o.get('orderType')} closePosition@{o.get('triggerPrice')}" for o in ours))
-            await bot.create_stop(SYMBOL, "SELL", QTY, FIRST_STOP, "ts-stop-2")
-            tl.add("bot", f"back: places its own stop-loss {FIRST_STOP} again")
-            result.guard_stop_removed = await _wait_async(
-                _flag(lambda: "guard_stop_removed" in seen), 20)
-            left = [o for o in await ctl.open_stops()
-                    if str(o.get("clientAlgoId", "")).startswith(GUARD_CLIENT_ID_PREFIX)]
-            tl.add("exchange", f"{len(left)} watchdog stop(s) left; the bot's own stop protects the position")
-        finally:
-            if follower is not None:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
-            await bot.aclose()
-            await client.close()
-            result.timeline["forgotten_stop"] = tl.lines
-
-
-async def _field_is(client: AsyncWatchdogClient, key: str, name: str, value: str) -> bool:
-    got = await client.redis.hget(key, name)
-    return got is not None and (got.decode() if isinstance(got, bytes) else got) == value
 
 
 def _describe(fields: dict[str, str]) -> str:
@@ -469,28 +272,6 @@ async def _guarded_move(client: AsyncWatchdogClient, bot: BotExchange, stop_id: 
         tl.add("bot", f"{exc.op} → VETO ({exc.verdict.reason}): the bot leaves its stop alone")
 
 
-def _flag(predicate: Any) -> Any:
-    async def probe() -> bool:
-        return bool(predicate())
-    return probe
-
-
-async def _wait_async(probe: Any, timeout_s: float) -> bool:
-    """Wait for a condition with a deadline; False (not an exception) when it never held."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        if await probe():
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
-async def _state_is(client: AsyncWatchdogClient, key: str, state: str) -> bool:
-    value = await client.redis.hget(key, "state")
-    return value is not None and (value.decode() if isinstance(value, bytes) else value) == state
-
-
 async def run_demo(*, echo: bool = True) -> DemoResult:
     """Both scenarios on one simulator and one private redis-server; everything is cleaned up."""
     result = DemoResult()
@@ -509,28 +290,3 @@ async def run_demo(*, echo: bool = True) -> DemoResult:
     return result
 
 
-def render_summary(result: DemoResult) -> str:
-    """The closing block of the human-readable demo output."""
-    verdict = "PREVENTED" if result.incident_prevented else "NOT PREVENTED"
-    rows = [
-        ("stops created for a closed position, bot alone", result.orphans_created_without_watchdog),
-        ("reduce-only orders left on the flat position, bot alone", result.orphans_left_without_watchdog),
-        ("-2021 'would immediately trigger', bot alone", result.immediate_trigger_errors_without_watchdog),
-        ("closure known to the watchdog after (ms, stream muted)", result.closure_detected_ms),
-        ("  stop firing seen on the price stream after (ms)", result.closure_suspected_ms),
-        ("  first known from", result.closure_detected_by),
-        ("vetoes given to the bot", result.vetoes),
-        ("orphans removed by the watchdog", result.orphans_removed_by_watchdog),
-        ("orders left on the flat position, with the watchdog", result.orphans_left_with_watchdog),
-        ("bot told to drop its trailing stop", "yes" if result.trailing_stop_dropped else "no"),
-        ("bot's unprotected window while moving its stop, alone (ms)",
-         result.unprotected_window_without_watchdog_ms),
-        ("bot's unprotected window while moving its stop, zero-gap (ms)", result.unprotected_window_ms),
-        ("forgotten stop: position_unprotected after (ms)", result.forgotten_stop_alert_ms),
-        ("forgotten stop: watchdog's last-resort stop after (ms)", result.guard_stop_placed_ms),
-        ("watchdog's stop removed once the bot's was back", "yes" if result.guard_stop_removed else "no"),
-    ]
-    width = max(len(label) for label, _ in rows)
-    lines = ["", "=== summary ==="] + [f"  {label:<{width}}  {value}" for label, value in rows]
-    lines.append(f"  incident {verdict}")
-    return "\n".join(lines)

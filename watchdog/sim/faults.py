@@ -42,6 +42,8 @@ from typing import Any
 __all__ = ["FaultPlan", "Faults", "RestErrors", "apply_faults"]
 
 STREAM_MODES = ("normal", "mute", "stall", "disconnect", "mute_new")
+# The streams a fault document sets a mode for, and the action "disconnect" asks of each.
+_DISCONNECT_ACTIONS = {"stream": "disconnect", "market": "market_disconnect"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +97,17 @@ def apply_faults(current: Faults, doc: dict[str, Any]) -> tuple[Faults, list[str
         raise ValueError(f"unknown fault keys: {sorted(unknown)}")
     changes: dict[str, Any] = {}
     actions: list[str] = []
-    if "stream" in doc:
-        if doc["stream"] not in STREAM_MODES:
-            raise ValueError(f"stream: expected one of {STREAM_MODES}, got {doc['stream']!r}")
-        if doc["stream"] == "disconnect":
-            actions.append("disconnect")
-            changes["stream"] = "normal"
+    for key, disconnect in _DISCONNECT_ACTIONS.items():
+        if key not in doc:
+            continue
+        mode = doc[key]
+        if mode not in STREAM_MODES:
+            raise ValueError(f"{key}: expected one of {STREAM_MODES}, got {mode!r}")
+        if mode == "disconnect":  # an action, not a state: the stream is normal after it
+            actions.append(disconnect)
+            changes[key] = "normal"
         else:
-            changes["stream"] = doc["stream"]
-    if "market" in doc:
-        if doc["market"] not in STREAM_MODES:
-            raise ValueError(f"market: expected one of {STREAM_MODES}, got {doc['market']!r}")
-        if doc["market"] == "disconnect":
-            actions.append("market_disconnect")
-            changes["market"] = "normal"
-        else:
-            changes["market"] = doc["market"]
+            changes[key] = mode
     if "drop_events" in doc:
         names = doc["drop_events"]
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -122,6 +122,18 @@ def _client_id(params: Params, name: str) -> str | None:
     return value
 
 
+def _price(params: Params, spec: SymbolSpec, *, wanted: bool) -> Decimal:
+    """``price`` of a type that rests at one (required, on the tick), else refused when sent."""
+    if not wanted:
+        if "price" in params:
+            raise rj.not_required_param("price")
+        return Decimal(0)
+    price = _decimal(params, "price", required=True)
+    assert price is not None
+    _check_price(price, spec)
+    return price
+
+
 def parse_new_order(params: Params, specs: dict[str, SymbolSpec], dual_side: bool) -> NewOrder:
     """``POST /fapi/v1/order``: MARKET or LIMIT; conditional types answer -4120 (docs/BINANCE.md §3.1)."""
     order_type = require(params, "type")
@@ -138,18 +150,12 @@ def parse_new_order(params: Params, specs: dict[str, SymbolSpec], dual_side: boo
     qty = _decimal(params, "quantity", required=True)
     assert qty is not None
     _check_qty(qty, spec)
-    price = Decimal(0)
     tif = "GTC"
     if order_type == "LIMIT":
         tif = require(params, "timeInForce")
         if tif not in ("GTC", "IOC", "FOK", "GTX"):
             raise rj.invalid_param("timeInForce")
-        price_value = _decimal(params, "price", required=True)
-        assert price_value is not None
-        _check_price(price_value, spec)
-        price = price_value
-    elif "price" in params:
-        raise rj.not_required_param("price")
+    price = _price(params, spec, wanted=order_type == "LIMIT")
     resp_type = params.get("newOrderRespType", "ACK")
     if resp_type not in ("ACK", "RESULT"):
         raise rj.invalid_param("newOrderRespType")
@@ -195,14 +201,7 @@ def parse_new_algo(params: Params, specs: dict[str, SymbolSpec], dual_side: bool
         trigger = _decimal(params, "triggerPrice", required=True, label="triggerprice")
         assert trigger is not None
         _check_price(trigger, spec)
-    price = Decimal(0)
-    if order_type in ("STOP", "TAKE_PROFIT"):
-        price_value = _decimal(params, "price", required=True)
-        assert price_value is not None
-        _check_price(price_value, spec)
-        price = price_value
-    elif "price" in params:
-        raise rj.not_required_param("price")
+    price = _price(params, spec, wanted=order_type in ("STOP", "TAKE_PROFIT"))
     activate = callback = None
     if trailing:
         callback = _decimal(params, "callbackRate", required=True)

@@ -10,16 +10,14 @@ from typing import Any
 
 import pytest
 
-from watchdog.binance.protocol.wire import (
-    USER_EVENT_TYPES,
-    Ignored,
+from watchdog.binance.protocol.wire import USER_EVENT_TYPES, Ignored, parse_user_event
+from watchdog.binance.protocol.wire_rest import (
     parse_error_body,
     parse_open_algo_orders,
     parse_open_orders,
     parse_position_mode,
     parse_position_risk,
     parse_server_time,
-    parse_user_event,
 )
 from watchdog.core.events import (
     AccountConfigUpdate,

@@ -13,13 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchdog.binance.protocol.wire import (
-    Ignored,
+from watchdog.binance.protocol.wire import Ignored, parse_user_event
+from watchdog.binance.protocol.wire_rest import (
     parse_error_body,
     parse_open_algo_orders,
     parse_open_orders,
     parse_position_risk,
-    parse_user_event,
 )
 from watchdog.core.events import TradeLite
 from watchdog.errors import WireFormatError

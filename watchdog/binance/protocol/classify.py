@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from watchdog.binance.protocol import wire
+from watchdog.binance.protocol import wire_rest
 from watchdog.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -64,7 +64,7 @@ def parse_error_body(body: bytes) -> ErrorBody:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return ErrorBody(None, body[:200].decode("utf-8", "replace"))
-    parsed = wire.parse_error_body(data)
+    parsed = wire_rest.parse_error_body(data)
     if parsed is not None:
         return ErrorBody(*parsed)
     if isinstance(data, dict) and isinstance(data.get("msg"), str):

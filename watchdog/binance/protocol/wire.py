@@ -1,7 +1,6 @@
 """Translate decoded Binance JSON into the core's events, once, at the edge (pure, no I/O).
 
-User-data stream events live here; REST bodies in ``wire_rest`` (re-exported here, so callers
-import every parser from ``watchdog.binance.protocol.wire``).
+User-data stream events live here; REST bodies in ``wire_rest``.
 
 Everything the core knows about the exchange passes through here, so this module is strict
 where a wrong guess could hurt a position and lenient only where Binance itself omits a value.
@@ -30,17 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from watchdog.binance.protocol.wire_rest import (
-    parse_algo_id,
-    parse_error_body,
-    parse_marks,
-    parse_open_algo_orders,
-    parse_open_orders,
-    parse_position_mode,
-    parse_position_risk,
-    parse_server_time,
-    parse_tick_size,
-)
 from watchdog.binance.protocol.wirefields import (
     ROOT,
     BadField,
@@ -80,15 +68,6 @@ from watchdog.errors import WireFormatError
 __all__ = [
     "USER_EVENT_TYPES",
     "Ignored",
-    "parse_algo_id",
-    "parse_error_body",
-    "parse_marks",
-    "parse_open_algo_orders",
-    "parse_open_orders",
-    "parse_position_mode",
-    "parse_position_risk",
-    "parse_server_time",
-    "parse_tick_size",
     "parse_user_event",
 ]
 
@@ -267,8 +246,9 @@ _USER_PARSERS: Final[dict[str, Callable[[JsonObject], tuple[Event, ...]]]] = {
     "ACCOUNT_CONFIG_UPDATE": _account_config_update,
     "MARGIN_CALL": _margin_call,
 }
-USER_EVENT_TYPES: Final = frozenset(_USER_PARSERS)
-"""The event types ``parse_user_event`` translates; use it for the stream's ``events=`` list."""
+USER_EVENT_TYPES: Final = tuple(_USER_PARSERS)
+"""The event types ``parse_user_event`` translates, in a fixed order: the stream's explicit
+``events=`` filter asks for exactly these (binance/connection.py)."""
 
 
 def parse_user_event(payload: object) -> tuple[Event, ...] | Ignored:

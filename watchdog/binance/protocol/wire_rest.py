@@ -2,7 +2,6 @@
 
 Same rules as ``wire`` (see its docstring): Decimal quantities, int ids, required fields never
 defaulted, malformed rows raise ``WireFormatError`` naming the endpoint and ``[row].field``.
-Import these through ``watchdog.binance.protocol.wire``.
 """
 
 from __future__ import annotations
