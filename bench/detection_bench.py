@@ -1,9 +1,9 @@
 """Detection with the stream muted: exchange closes a position → the core knows CLOSED.
 
 Usage: PYTHONPATH=. python bench/detection_bench.py [--trials 30] [--json]
-(docs/BENCHMARKS.md § Detection (stream muted)). Default settings throughout: every
-``[binance]`` and ``[core]`` value is ``watchdog.config``'s default; only the URLs point at an
-in-process simulator (loopback, real sockets; default simulator settings).
+(docs/BENCHMARKS.md § Detection (stream muted)). The pipeline the daemon runs
+(``runtime.build``), at default settings throughout: only the URLs point at an in-process
+simulator (loopback, real sockets; default simulator settings) and a throw-away redis-server.
 
 Each trial:
 1. unmute the stream; BUY on the simulator; wait until the core publishes OPEN;
@@ -13,8 +13,8 @@ Each trial:
    over the poll phase);
 3. mute the stream (connected, pings answered, no events), then SELL to close; ``t0`` is taken
    just before the fill is submitted;
-4. ``t1`` is when the core publishes CLOSED for the position (a ``Publish`` effect, seen by the
-   pump's effect hook). Detection = ``t1 - t0``.
+4. ``t1`` is when the pipeline has run the core's CLOSED for the position (a ``Publish``
+   effect written to Redis, seen by an ``Endpoints.effects`` observer). Detection = ``t1 - t0``.
 Weight: (a) steady state — after the trials, a position open and the stream muted for
 ``--steady-s`` (60 s): the cost of polling alone; (b) over the trials, which each add a
 blind-stream reconnect (listen-key POST, post-gap snapshot) and two fills (core-requested
@@ -32,18 +32,17 @@ import platform
 import random
 import statistics
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from watchdog.binance.poller import Poller, PollSchedule
-from watchdog.binance.rest import BinanceRest, make_http_client
-from watchdog.binance.stream import UserDataStream
+from bench.infra import redis_server
+from tests.support.pipeline import running
 from watchdog.clock import SystemClock
-from watchdog.config import BinanceConfig, CoreConfig, Credentials, ServiceConfig
-from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.config import BinanceConfig, Config, Credentials, RedisConfig
 from watchdog.core.effects import Effect, Publish
 from watchdog.core.model import PositionKey, PositionSide, PositionState, Symbol
-from watchdog.runtime.pump import CorePump, run_adapters
+from watchdog.runtime.build import Endpoints, build
 from watchdog.sim import run_simulator
 
 KEY = PositionKey(Symbol("BTCUSDT"), PositionSide.BOTH)
@@ -76,72 +75,87 @@ async def _until(predicate: Any, what: str, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def run(trials: int, seed: int, steady_s: float) -> dict[str, Any]:
-    rng = random.Random(seed)
-    core_cfg, service_cfg = CoreConfig(), ServiceConfig()
-    async with run_simulator() as sim:
-        cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url)
-        clock = SystemClock()
-        loop = asyncio.get_running_loop()
-        http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
-        rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
-                                       clock=clock)
-        stream = UserDataStream.from_config(rest, cfg, clock=clock)
-        poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock)
-        book = PositionBook(BookPolicy(max_age_ms=core_cfg.max_age_ms,
-                                       max_rest_lag_ms=core_cfg.max_rest_lag_ms))
-        closed_at: list[float] = []
+class _ClosedAt:
+    """When the pipeline ran a CLOSED view of ``KEY`` (an ``Endpoints.effects`` observer)."""
 
-        def on_effect(effect: Effect) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.at: list[float] = []
+
+    def effects_run(self, effects: Sequence[Effect], *, written: bool) -> None:
+        for effect in effects:
             if (isinstance(effect, Publish) and effect.view.key == KEY
                     and effect.view.state is PositionState.CLOSED):
-                closed_at.append(loop.time())
+                self.at.append(self._loop.time())
 
-        pump = CorePump(book, clock=clock, poller=poller, stream=stream,
-                        tick_interval_s=service_cfg.tick_interval_s, on_effect=on_effect)
-        task = asyncio.create_task(run_adapters(pump, stream, poller))
-        detections_s: list[float] = []
-        peak_own_1m = 0
-        try:
-            await _until(lambda: book.stream_state == "live", "stream live")
-            started_s, weight_at_start = loop.time(), rest.weight_sent
-            for trial in range(trials):
-                sim.clear_faults()
-                await _until(lambda: book.stream_state == "live", "stream live again")
-                sim.fill("BTCUSDT", "BUY", QTY)
-                await _until(lambda: (v := book.view(KEY)) is not None
-                             and v.state is PositionState.OPEN and v.amount == Decimal(QTY),
-                             "open known")
-                await asyncio.sleep(core_cfg.max_rest_lag_ms / 1000 + 0.5
-                                    + rng.random() * cfg.poll_interval_s)
-                sim.set_faults(stream="mute")
-                closed_at.clear()
-                t0 = loop.time()
-                sim.fill("BTCUSDT", "SELL", QTY)
-                await _until(lambda: bool(closed_at), f"trial {trial}: closed known")
-                detections_s.append(closed_at[0] - t0)
-                if loop.time() - started_s >= 60:  # a full window: steady state
-                    peak_own_1m = max(peak_own_1m, rest.own_weight_1m)
-            elapsed_min = (loop.time() - started_s) / 60
-            weight_per_min = (rest.weight_sent - weight_at_start) / elapsed_min
-            # Steady state: a position open, the stream muted, nothing happening: the cost of
-            # polling alone (positions every poll_interval_s, that symbol's orders).
-            sim.clear_faults()
-            await _until(lambda: book.stream_state == "live", "stream live (steady phase)")
-            sim.fill("BTCUSDT", "BUY", QTY)
-            await _until(lambda: (v := book.view(KEY)) is not None
-                         and v.state is PositionState.OPEN, "open known (steady phase)")
-            await asyncio.sleep(core_cfg.max_rest_lag_ms / 1000)
-            sim.set_faults(stream="mute")
-            steady_from, steady_weight = loop.time(), rest.weight_sent
-            await asyncio.sleep(steady_s)
-            steady_per_min = (rest.weight_sent - steady_weight) / ((loop.time() - steady_from) / 60)
-            steady_state = book.view(KEY)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await http.aclose()
+    def store_written(self, seconds: float) -> None:
+        pass
+
+
+async def run(trials: int, seed: int, steady_s: float) -> dict[str, Any]:
+    with redis_server() as redis:
+        return await _run(trials, seed, steady_s, redis.url)
+
+
+async def _run(trials: int, seed: int, steady_s: float, redis_url: str) -> dict[str, Any]:
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    closed = _ClosedAt(loop)
+    closed_at = closed.at
+    async with run_simulator() as sim:
+        config = Config(binance=BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url),
+                        redis=RedisConfig(url=redis_url, account="detection"))
+        cfg, core_cfg = config.binance, config.core
+        async with build(config, Credentials(sim.api_key, sim.api_secret), SystemClock(),
+                         Endpoints(effects=closed)) as pipeline, running(pipeline):
+            book, rest, stream = pipeline.book, pipeline.rest, pipeline.stream
+            result = await _trials(sim, book, rest, rng, trials, steady_s, cfg.poll_interval_s,
+                                   core_cfg.max_rest_lag_ms, closed_at)
+    result.update({"poll_interval_s": cfg.poll_interval_s,
+                   "weight_budget_per_min": rest.budget.budget_per_min,
+                   "stream_reconnects": stream.stats.reconnects, "machine": _machine()})
+    return result
+
+
+async def _trials(sim: Any, book: Any, rest: Any, rng: random.Random, trials: int,
+                  steady_s: float, poll_interval_s: float, max_rest_lag_ms: int,
+                  closed_at: list[float]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    detections_s: list[float] = []
+    peak_own_1m = 0
+    await _until(lambda: book.stream_state == "live", "stream live")
+    started_s, weight_at_start = loop.time(), rest.weight_sent
+    for trial in range(trials):
+        sim.clear_faults()
+        await _until(lambda: book.stream_state == "live", "stream live again")
+        sim.fill("BTCUSDT", "BUY", QTY)
+        await _until(lambda: (v := book.view(KEY)) is not None
+                     and v.state is PositionState.OPEN and v.amount == Decimal(QTY),
+                     "open known")
+        await asyncio.sleep(max_rest_lag_ms / 1000 + 0.5 + rng.random() * poll_interval_s)
+        sim.set_faults(stream="mute")
+        closed_at.clear()
+        t0 = loop.time()
+        sim.fill("BTCUSDT", "SELL", QTY)
+        await _until(lambda: bool(closed_at), f"trial {trial}: closed known")
+        detections_s.append(closed_at[0] - t0)
+        if loop.time() - started_s >= 60:  # a full window: steady state
+            peak_own_1m = max(peak_own_1m, rest.own_weight_1m)
+    elapsed_min = (loop.time() - started_s) / 60
+    weight_per_min = (rest.weight_sent - weight_at_start) / elapsed_min
+    # Steady state: a position open, the stream muted, nothing happening: the cost of
+    # polling alone (positions every poll_interval_s, that symbol's orders).
+    sim.clear_faults()
+    await _until(lambda: book.stream_state == "live", "stream live (steady phase)")
+    sim.fill("BTCUSDT", "BUY", QTY)
+    await _until(lambda: (v := book.view(KEY)) is not None
+                 and v.state is PositionState.OPEN, "open known (steady phase)")
+    await asyncio.sleep(max_rest_lag_ms / 1000)
+    sim.set_faults(stream="mute")
+    steady_from, steady_weight = loop.time(), rest.weight_sent
+    await asyncio.sleep(steady_s)
+    steady_per_min = (rest.weight_sent - steady_weight) / ((loop.time() - steady_from) / 60)
+    steady_state = book.view(KEY)
     return {
         "trials": trials,
         "p50_s": round(statistics.median(detections_s), 3),
@@ -154,10 +168,6 @@ async def run(trials: int, seed: int, steady_s: float) -> dict[str, Any]:
         "steady_position_state": steady_state.state.value if steady_state else None,
         "peak_own_weight_1m": peak_own_1m,
         "run_min": round(elapsed_min, 2),
-        "stream_reconnects": stream.stats.reconnects,
-        "poll_interval_s": cfg.poll_interval_s,
-        "weight_budget_per_min": rest.budget.budget_per_min,
-        "machine": _machine(),
     }
 
 

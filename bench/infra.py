@@ -156,7 +156,7 @@ def python_env(root: Path = ROOT) -> dict[str, str]:
 
 @dataclass
 class Consumer:
-    """A process reading the simulator's user stream (the daemon or the mini watchdog)."""
+    """A process reading the simulator's user stream (the daemon)."""
 
     name: str
     proc: subprocess.Popen[Any]
@@ -230,24 +230,3 @@ def daemon(sim: Sim, redis_url: str, account: str, *, reaper: bool = True, binan
         finally:
             r.close()
             _stop(proc, timeout_s=10)
-
-
-@contextlib.contextmanager
-def mini_watchdog(sim: Sim, redis_url: str, account: str, *args: str) -> Iterator[Consumer]:
-    """bench/mini_watchdog.py (the ingest path without the daemon); ready when it says so."""
-    with tempfile.TemporaryDirectory(prefix="wd-bench-mini-") as tmp:
-        log_path = Path(tmp) / "mini.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([PYTHON, str(ROOT / "bench" / "mini_watchdog.py"), "--rest-url",
-                                     sim.rest_url, "--ws-url", sim.ws_url, "--redis-url", redis_url,
-                                     "--account", account, *args],
-                                    cwd=ROOT, env=python_env(), stdout=subprocess.PIPE, stderr=log,
-                                    text=True)
-        consumer = Consumer("mini", proc, log_path)
-        try:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"mini watchdog failed:\n{consumer.log_tail()}")
-            yield consumer
-        finally:
-            _stop(proc)

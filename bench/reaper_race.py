@@ -2,8 +2,8 @@
 
 Usage: PYTHONPATH=. python bench/reaper_race.py [--trials 10] [--json]
 (docs/REAPER.md § The race). Simulator in process over real sockets, a throw-away
-redis-server, the real adapters, books and ``ReaperTask`` (the integration tests' rig,
-``tests/support/reaper_rig.py``), reaper and core at their defaults: ``grace_ms`` 2000,
+redis-server, the pipeline the daemon runs (``runtime.build``, through the integration tests'
+rig, ``tests/support/reaper_rig.py``), reaper and core at their defaults: ``grace_ms`` 2000,
 ``max_rest_lag_ms`` 2000, positions polled every 0.9 s (the rig polls orders as often).
 
 Each trial, with the user stream live, muted, and muted with REST 1.5 s behind (``rest_lag_ms``,
@@ -36,7 +36,8 @@ sys.path.insert(0, ".")
 from bench.infra import redis_server
 from tests.support.reaper_rig import ReaperRig, _rig
 from watchdog.core.model import PositionKey, PositionSide, Symbol
-from watchdog.runtime.reaper_task import Outcome, ReadPositions
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import Outcome
 from watchdog.sim import Simulator, run_simulator
 
 ETH = Symbol("ETHUSDT")

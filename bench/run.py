@@ -35,7 +35,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import ingest  # noqa: E402
 import redis  # noqa: E402
 import sections  # noqa: E402
-from infra import PYTHON, ROOT, Sim, daemon, mini_watchdog, redis_server, simulator  # noqa: E402
+from infra import PYTHON, ROOT, Sim, daemon, redis_server, simulator  # noqa: E402
 
 ACCOUNT = "bench"
 FLOOD_SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -85,11 +85,6 @@ def _ingest(consumer: Any, sim: Sim, url: str, count: int, out: dict[str, Any]) 
 
 def section_ingest(url: str, count: int, details: dict[str, Any]) -> None:
     with simulator(FLOOD_SYMBOLS) as sim:
-        for name, args in (("mini_serial", ("--mode", "serial")),
-                           ("mini_batched", ("--mode", "batched"))):
-            _flush(url)
-            with mini_watchdog(sim, url, ACCOUNT, *args) as consumer:
-                _ingest(consumer, sim, url, count, details.setdefault(name, {}))
         _flush(url)
         with daemon(sim, url, ACCOUNT) as consumer:
             try:
@@ -114,9 +109,10 @@ def section_peer(count: int, details: dict[str, Any]) -> None:
 
 
 def section_detection(trials: int, steady_s: float) -> dict[str, Any]:
-    """The adapters' bench/detection_bench.py (stream muted, defaults; the core's CLOSED on the
-    pump's effect hook), in its own process; ``weight_per_min`` is its steady state. Details
-    only: the headline is ``detection_e2e`` (the daemon process and Redis)."""
+    """bench/detection_bench.py: the daemon's pipeline (``runtime.build``) in its own process,
+    stream muted, defaults; CLOSED seen by the pipeline's effects observer once written to Redis.
+    ``weight_per_min`` is its steady state. Details only: the headline is ``detection_e2e``
+    (the daemon process and Redis)."""
     done = subprocess.run([PYTHON, str(HERE / "detection_bench.py"), "--trials", str(trials),
                            "--steady-s", str(steady_s), "--json"],
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"},
@@ -239,9 +235,7 @@ def table(result: dict[str, Any]) -> str:
     d = result.get("details", {})
     rows += ["", "| ingest path | events/s | frame→Redis p50 | p99 | sim sent/s | drain lag |",
              "| --- | --- | --- | --- | --- | --- |"]
-    for name, label in (("mini_serial", "core+publisher, one round trip per change"),
-                        ("mini_batched", "core+publisher, pipelined per batch"),
-                        ("daemon", "daemon (`python -m watchdog run`)")):
+    for name, label in (("daemon", "daemon (`python -m watchdog run`)"),):
         x = d.get(name)
         if x:
             rate = _fmt(x["events_per_s"]) if x.get("events_per_s") else "failed"
@@ -289,7 +283,7 @@ def _detection_rows(d: dict[str, Any]) -> list[str]:
                         f"{lag['trials']} | {_fmt(lag['closed_p50_ms'])} ms | — | "
                         f"{_fmt(lag['closed_max_ms'])} ms | — |")
     if core:
-        rows.append(f"| core only (detection_bench.py, CLOSED on the pump's hook) | {core['trials']} "
+        rows.append(f"| pipeline in-process (detection_bench.py, CLOSED written to Redis) | {core['trials']} "
                     f"| {_fmt(core['p50_ms'])} ms | {_fmt(core['p95_ms'])} ms | "
                     f"{_fmt(core['max_ms'])} ms | {_fmt(core['weight_per_min'])} steady |")
     return rows

@@ -109,6 +109,9 @@ def test_mistakes_are_one_exact_line(data: dict[str, Any], expected: str) -> Non
     ("reaper", "client_id_prefix", "bad prefix!", "must match"),
     ("binance", "keepalive_interval_s", 3600, "must be <= 1800"),
     ("binance", "rotate_after_s", 86400, "must be < 86400"),
+    # The reaper's policy is checked here only (core.reaper.ReaperPolicy is built from it).
+    ("reaper", "grace_ms", -1, "must be >= 0"),
+    ("reaper", "stuck_triggering_s", 0, "must be > 0"),
 ])
 def test_values_are_range_and_scheme_checked(section: str, key: str, value: Any, fragment: str) -> None:
     error = error_for({section: {key: value}})

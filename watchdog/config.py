@@ -39,6 +39,7 @@ from watchdog.binance.protocol.weights import (
     POSITIONS_WEIGHT,
     SWEEP_WEIGHT,
 )
+from watchdog.core.reaper import ReaperPolicy
 from watchdog.errors import ConfigError, ConfigErrors
 
 __all__ = [
@@ -179,6 +180,14 @@ class ReaperConfig:
     client_id_prefix: str = _key("", pattern=r"[.A-Z:/a-z0-9_-]{0,35}")
     max_cancels_per_min: int = _key(20, ge=1, le=1200)
     stuck_triggering_s: float = _key(10.0, gt=0, le=3600)
+
+    def policy(self, max_rest_lag_ms: int) -> ReaperPolicy:
+        """The pure decision's policy: this section (validated by the loader) and ``[core]
+        max_rest_lag_ms``."""
+        return ReaperPolicy(grace_ms=self.grace_ms, client_id_prefix=self.client_id_prefix,
+                            max_cancels_per_min=self.max_cancels_per_min,
+                            stuck_triggering_ms=round(self.stuck_triggering_s * 1000),
+                            dry_run=self.dry_run, max_rest_lag_ms=max_rest_lag_ms)
 
 
 @dataclass(frozen=True, slots=True)

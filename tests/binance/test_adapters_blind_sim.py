@@ -12,8 +12,9 @@ from watchdog.sim import Simulator
 pytestmark = pytest.mark.integration
 
 
-async def test_a_stream_that_stays_muted_is_replaced_once_per_interval(sim: Simulator) -> None:
-    async with watching(sim, stream_kw={"blind_reconnect_interval_s": 60.0}) as w:
+async def test_a_stream_that_stays_muted_is_replaced_once_per_interval(
+        sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         sim.set_faults(stream="mute")  # for the whole test, across reconnects
         for cycle in range(2):
             await open_position(w)  # seen by REST alone

@@ -10,25 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from watchdog.binance.poller import Poller, PollSchedule
+from tests.support.pipeline import EffectsTap, running
+from watchdog.binance.poller import Poller
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.binance.retry import RetryPolicy
 from watchdog.binance.stream import UserDataStream
 from watchdog.clock import SystemClock
-from watchdog.config import BinanceConfig, Credentials
-from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Effect, Publish, RaiseAlert
-from watchdog.core.events import Event, OrdersSnapshot, StreamLost
+from watchdog.config import BinanceConfig, Config, CoreConfig, Credentials, ReaperConfig, RedisConfig
+from watchdog.core.book import PositionBook
+from watchdog.core.effects import Publish, RaiseAlert
+from watchdog.core.events import Event, OrdersSnapshot, StreamLost, StreamPositions
 from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
 from watchdog.core.orders import OrderBook
-from watchdog.runtime.pump import CorePump, run_adapters
+from watchdog.runtime.build import Endpoints, Pipeline, build, rest_of
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -38,17 +38,40 @@ BTC = PositionKey(Symbol("BTCUSDT"), PositionSide.BOTH)
 
 @dataclasses.dataclass
 class Watch:
-    """The adapters and the core, wired as the daemon will wire them (minus the store)."""
+    """The watchdog as the daemon wires it (``runtime.build``), watched through its effects."""
 
     sim: Simulator
-    rest: BinanceRest
-    stream: UserDataStream
-    poller: Poller
-    book: PositionBook
-    published: list[PositionView]
-    alerts: list[RaiseAlert]
+    pipeline: Pipeline
+    tap: EffectsTap
     events: list[Event]
-    pump: CorePump | None = None
+
+    @property
+    def rest(self) -> BinanceRest:
+        return self.pipeline.rest
+
+    @property
+    def stream(self) -> UserDataStream:
+        return self.pipeline.stream
+
+    @property
+    def poller(self) -> Poller:
+        return self.pipeline.poller
+
+    @property
+    def book(self) -> PositionBook:
+        return self.pipeline.book
+
+    @property
+    def orders(self) -> OrderBook:
+        return self.pipeline.orders
+
+    @property
+    def published(self) -> list[PositionView]:
+        return [e.view for e in self.tap.effects if isinstance(e, Publish)]
+
+    @property
+    def alerts(self) -> list[RaiseAlert]:
+        return [e for e in self.tap.effects if isinstance(e, RaiseAlert)]
 
     def view(self, key: PositionKey = BTC) -> PositionView | None:
         return self.book.view(key)
@@ -75,62 +98,35 @@ class Watch:
                 assert view.amount == 0
 
 
-def _config(sim: Simulator, **overrides: Any) -> BinanceConfig:
+def config_of(sim: Simulator, redis_url: str, **binance: Any) -> Config:
+    """Defaults, except: the simulator and Redis, fast polls and reconnects, a 3 s silence
+    limit and max age (tests take seconds), and the reaper off (the adapters are under test)."""
     base: dict[str, Any] = {"rest_url": sim.rest_url, "ws_url": sim.ws_url, "poll_interval_s": 0.2,
                             "orders_poll_interval_s": 1.0, "fast_poll_interval_s": 0.2,
                             "max_silence_s": 3.0, "reconnect_min_delay_s": 0.05,
                             "reconnect_max_delay_s": 0.3}
-    base.update(overrides)
-    return BinanceConfig(**base)
+    base.update(binance)
+    return Config(binance=BinanceConfig(**base), redis=RedisConfig(url=redis_url, account="adapters"),
+                  core=CoreConfig(max_age_ms=3000, max_rest_lag_ms=2000),
+                  reaper=ReaperConfig(enabled=False))
 
 
 @contextlib.asynccontextmanager
-async def watching(sim: Simulator, *, stream_kw: dict[str, Any] | None = None,
-                   retry: RetryPolicy | None = None, route_requests: bool = True,
-                   order_book: OrderBook | None = None, **overrides: Any) -> AsyncIterator[Watch]:
-    cfg = _config(sim, **overrides)
-    clock = SystemClock()
-    http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
-    rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
-                                   clock=clock)
-    rest._retry_policy = retry or RetryPolicy(max_delay_s=1.0, initial_s=0.05, max_wait_s=0.2)
-    stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(4),
-                                        ping_interval_s=0.5, **(stream_kw or {}))
-    poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock,
-                    order_symbols=order_book.symbols if order_book is not None else None)
-    book = PositionBook(BookPolicy(max_age_ms=3000, max_rest_lag_ms=2000))
-    published: list[PositionView] = []
-    alerts: list[RaiseAlert] = []
-
-    def on_effect(effect: Effect) -> None:
-        if isinstance(effect, Publish):
-            published.append(effect.view)
-        elif isinstance(effect, RaiseAlert):
-            alerts.append(effect)
-
-    pump = CorePump(book, clock=clock, poller=poller if route_requests else None, stream=stream,
-                    tick_interval_s=0.1, on_effect=on_effect)
+async def watching(sim: Simulator, redis_url: str, *, retry: RetryPolicy | None = None,
+                   **binance: Any) -> AsyncIterator[Watch]:
+    """``binance``: ``[binance]`` keys that differ from ``config_of``'s."""
     events: list[Event] = []
-    original_apply = pump.apply
-
-    def recording_apply(event: Event) -> None:
-        events.append(event)
-        if order_book is not None:
-            order_book.apply(event)
-        original_apply(event)
-
-    pump.apply = recording_apply  # type: ignore[method-assign]
-    task = asyncio.create_task(run_adapters(pump, stream, poller))
-    watch = Watch(sim, rest, stream, poller, book, published, alerts, events, pump)
-    try:
-        await watch.until(lambda w: w.book.stream_state == "live", "stream live")
-        yield watch
-        watch.never_closed_while_open()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await http.aclose()
+    tap = EffectsTap()
+    async with build(config_of(sim, redis_url, **binance),
+                     Credentials(sim.api_key, sim.api_secret), SystemClock(),
+                     Endpoints(observers=(events.append,), effects=tap)) as pipeline:
+        pipeline.rest._retry_policy = retry or RetryPolicy(max_delay_s=1.0, initial_s=0.05,
+                                                           max_wait_s=0.2)
+        watch = Watch(sim, pipeline, tap, events)
+        async with running(pipeline):
+            await watch.until(lambda w: w.book.stream_state == "live", "stream live")
+            yield watch
+            watch.never_closed_while_open()
 
 
 async def open_position(w: Watch, qty: str = "0.01") -> None:
@@ -147,19 +143,26 @@ def lost_reasons(w: Watch) -> list[str]:
     return [e.reason for e in w.events if isinstance(e, StreamLost)]
 
 
+def stream_amounts(events: list[Event], key: PositionKey = BTC) -> list[Decimal]:
+    """Amounts of ``key`` in the frames the stream delivered."""
+    return [row.amount for e in events if isinstance(e, StreamPositions)
+            for row in e.positions if row.key == key]
+
+
 # ---------------------------------------------------------------- scenarios
 
 
-async def test_stream_reports_open_and_close(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_stream_reports_open_and_close(sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         close_position(w)
         await w.until_state(PositionState.CLOSED, "closed via the stream")
         assert w.book.stream_state == "live"
 
 
-async def test_muted_stream_is_found_blind_by_rest_and_reconnected(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_muted_stream_is_found_blind_by_rest_and_reconnected(
+        sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         sim.set_faults(stream="mute")
         close_position(w)
@@ -172,8 +175,9 @@ async def test_muted_stream_is_found_blind_by_rest_and_reconnected(sim: Simulato
         await open_position(w)  # events flow again
 
 
-async def test_stalled_stream_is_lost_positions_stay_known_through_rest(sim: Simulator) -> None:
-    async with watching(sim, max_silence_s=1.5) as w:
+async def test_stalled_stream_is_lost_positions_stay_known_through_rest(
+        sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url, max_silence_s=1.5) as w:
         await open_position(w)
         sim.set_faults(stream="stall")
         await w.until(lambda w: len(lost_reasons(w)) >= 1, "stall detected")
@@ -185,8 +189,8 @@ async def test_stalled_stream_is_lost_positions_stay_known_through_rest(sim: Sim
         await w.until(lambda w: w.book.stream_state == "live", "recovers by itself")
 
 
-async def test_disconnect_is_a_gap_then_recovers(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_disconnect_is_a_gap_then_recovers(sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         sim.set_faults(stream="disconnect")
         await w.until(lambda w: len(lost_reasons(w)) >= 1, "drop seen")
@@ -201,8 +205,8 @@ async def test_disconnect_is_a_gap_then_recovers(sim: Simulator) -> None:
 
 
 async def test_listen_key_expired_reconnects_with_a_new_key(sim: Simulator,
-                                                            sim_client: Any) -> None:
-    async with watching(sim) as w:
+                                                            sim_client: Any, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         response = await sim_client.control("POST", "listen-key/expire")
         assert response.status_code == 200
@@ -212,29 +216,29 @@ async def test_listen_key_expired_reconnects_with_a_new_key(sim: Simulator,
         await w.until_state(PositionState.CLOSED, "events flow on the new connection")
 
 
-async def test_keepalive_minus_1125_forces_new_key(sim_factory: Any) -> None:
+async def test_keepalive_minus_1125_forces_new_key(sim_factory: Any, redis_url: str) -> None:
     # Keys live 0.5 s; keepalives come every 0.8 s, so a PUT finds the key gone (-1125). The
     # listenKeyExpired event is dropped so that only the keepalive path can notice.
     async with sim_factory(time_scale=7200, ping_interval_s=0.5,
                            pong_timeout_s=5.0) as sim, \
-            watching(sim, keepalive_interval_s=0.8) as w:
+            watching(sim, redis_url, keepalive_interval_s=0.8) as w:
         sim.set_faults(drop_events=["listenKeyExpired"])
         await w.until(lambda w: any("-1125" in r for r in lost_reasons(w)), "keepalive -1125")
         await w.until(lambda w: w.book.stream_state == "live", "recovers by itself")
 
 
-async def test_rotation_before_24h_cut_leaves_no_gap(sim_factory: Any) -> None:
+async def test_rotation_before_24h_cut_leaves_no_gap(sim_factory: Any, redis_url: str) -> None:
     # The sim cuts every connection at 6 s (Binance's 24 h); we rotate at 2 s. Everything else
     # that could end a connection is set far out of reach, so only rotation is under test:
     # - the listen key lives an hour (a key scaled down to 250 ms expired whenever a loaded
     #   machine delayed a keepalive PUT by that long: listenKeyExpired, a real gap);
     # - pong and silence limits are generous for the same reason.
-    # REST position reads stay out (one scheduled read a minute, core requests not routed), so
-    # every amount below can only have arrived through the stream.
+    # Scheduled REST position reads stay out (one a minute), and every amount below is
+    # awaited in a frame the stream delivered (``StreamPositions``), not only in the book.
     async with sim_factory(connection_max_age_s=6.0, listen_key_ttl_s=3600.0,
                            ping_interval_s=0.5, pong_timeout_s=60.0) as sim, \
-            watching(sim, rotate_after_s=2.0, max_silence_s=30.0, poll_interval_s=60.0,
-                     route_requests=False) as w:
+            watching(sim, redis_url, rotate_after_s=2.0, max_silence_s=30.0,
+                     poll_interval_s=60.0) as w:
         await open_position(w)
         qty = Decimal("0.01")
         # Three rotations: the third connection is replaced at 6 s or later after the first
@@ -245,15 +249,16 @@ async def test_rotation_before_24h_cut_leaves_no_gap(sim_factory: Any) -> None:
                 f"3 rotations not reached within 60s; stats={w.stream.stats}")
             sim.fill("BTCUSDT", "BUY", "0.01")
             qty += Decimal("0.01")
-            await w.until(lambda w, q=qty: (v := w.view()) is not None and v.amount == q,
-                          f"amount {qty} via the stream", timeout_s=30.0)
+            await w.until(lambda w, q=qty: (v := w.view()) is not None and v.amount == q
+                          and q in stream_amounts(w.events), f"amount {qty} via the stream",
+                          timeout_s=30.0)
             assert w.book.stream_state == "live"
             assert lost_reasons(w) == []
         assert w.stream.stats.connects == 1  # every later connection came from a rotation
 
 
-async def test_rest_lag_never_reverts_a_newer_stream_fact(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_rest_lag_never_reverts_a_newer_stream_fact(sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         sim.set_faults(rest_lag_ms=1500)
         close_position(w)
@@ -266,8 +271,9 @@ async def test_rest_lag_never_reverts_a_newer_stream_fact(sim: Simulator) -> Non
         assert w.view().state is PositionState.CLOSED  # type: ignore[union-attr]
 
 
-async def test_5xx_burst_makes_unknown_never_closed_then_recovers(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_5xx_burst_makes_unknown_never_closed_then_recovers(
+        sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         sim.set_faults(rest_errors={"status": 503, "count": 20})
         await w.until(lambda w: (v := w.view()) is not None and v.state is PositionState.UNKNOWN,
@@ -276,8 +282,8 @@ async def test_5xx_burst_makes_unknown_never_closed_then_recovers(sim: Simulator
         await w.until_state(PositionState.OPEN, "recovers by itself", timeout_s=30)
 
 
-async def test_429_retry_after_degrades_then_recovers(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_429_retry_after_degrades_then_recovers(sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         await open_position(w)
         sim.set_faults(rest_errors={"status": 429, "count": 1})
         await w.until(lambda w: w.rest.degraded, "degraded after 429")
@@ -286,8 +292,8 @@ async def test_429_retry_after_degrades_then_recovers(sim: Simulator) -> None:
         await w.until_state(PositionState.CLOSED, "working again")
 
 
-async def test_clock_skew_is_resynced(sim: Simulator) -> None:
-    async with watching(sim) as w:
+async def test_clock_skew_is_resynced(sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url) as w:
         sim.set_faults(clock_skew_ms=30_000)
         await w.until(lambda w: abs(w.rest.offset_ms - 30_000) < 1000, "offset re-synced")
         await open_position(w)
@@ -298,13 +304,12 @@ async def test_clock_skew_is_resynced(sim: Simulator) -> None:
 
 
 async def test_reconnect_rereads_orders_of_flat_symbols_the_order_book_knows(
-        sim: Simulator, sim_client: Any) -> None:
+        sim: Simulator, sim_client: Any, redis_url: str) -> None:
     # ETHUSDT is flat and holds a stop the OrderBook knows. A second order placed on it while
     # the stream is muted has no event; after the reconnect it must show through the
     # post-resync re-read, not after orders_poll_interval_s (300 s) or the sweep (600 s).
-    orders = OrderBook()
-    async with watching(sim, poll_interval_s=1.0, orders_poll_interval_s=300.0,
-                        order_book=orders) as w:
+    async with watching(sim, redis_url, poll_interval_s=1.0, orders_poll_interval_s=300.0) as w:
+        orders = w.orders
         async def place(kind: str, trigger: str, client_id: str) -> int:
             placed = await sim_client.post(
                 "/fapi/v1/algoOrder", algoType="CONDITIONAL", symbol="ETHUSDT", side="SELL",
@@ -340,13 +345,15 @@ async def test_a_big_account_is_resynced_by_one_all_symbols_orders_read(sim_fact
         stop = sim.exchange.place_algo(sim.api_key, {
             "algoType": "CONDITIONAL", "symbol": names[7], "side": "SELL",
             "type": "STOP_MARKET", "triggerPrice": f"{trigger:f}", "closePosition": "true"})
-        cfg = _config(sim)
-        clock = SystemClock()
-        async with make_http_client(cfg.rest_url, cfg.request_timeout_s) as http:
-            rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
-                                           clock=clock)
-            stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(4),
-                                                ping_interval_s=0.5)
+        cfg = config_of(sim, "redis://127.0.0.1:1/0")  # Redis is not used: stream and REST only
+        b, clock = cfg.binance, SystemClock()
+        async with make_http_client(b.rest_url, b.request_timeout_s) as http:
+            rest = rest_of(cfg, Credentials(sim.api_key, sim.api_secret), clock, http)
+            stream = UserDataStream(  # as runtime/build.py wires it
+                rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
+                rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
+                reconnect_min_delay_s=b.reconnect_min_delay_s,
+                reconnect_max_delay_s=b.reconnect_max_delay_s)
             events: list[Event] = []
 
             async def emit(event: Event) -> None:

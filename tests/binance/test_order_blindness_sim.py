@@ -1,6 +1,6 @@
 """Issue 12, "blind to one event type", against the simulator: a stream that still sends
 ACCOUNT_UPDATE but drops ALGO_UPDATE or ORDER_TRADE_UPDATE is found blind by the orders REST
-lists, replaced, and stays unproven (the pump wires the core as the daemon's loop does)."""
+lists, replaced, and stays unproven (the pipeline the daemon runs, ``runtime.build``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from tests.binance.test_adapters_sim import lost_reasons, open_position, watching
 from tests.support.simulator import SimClient
 from watchdog.core.events import OrdersSnapshot
-from watchdog.core.orders import OrderBook
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -41,8 +40,8 @@ def listed(events: list[Any], order_id: int) -> bool:
                                                 ("ORDER_TRADE_UPDATE", LIMIT)],
                          ids=["algo", "regular"])
 async def test_a_stream_dropping_one_event_type_is_found_blind(
-        sim: Simulator, sim_client: SimClient, dropped: str, order: dict[str, Any]) -> None:
-    async with watching(sim, poll_interval_s=0.9, order_book=OrderBook()) as w:
+        sim: Simulator, sim_client: SimClient, dropped: str, order: dict[str, Any], redis_url: str) -> None:
+    async with watching(sim, redis_url, poll_interval_s=0.9) as w:
         await open_position(w)  # its symbol's orders are read every orders_poll_interval_s
         seen = await place(sim_client, order, "reported")
         await w.until(lambda w: listed(w.events, seen), "an order the stream reported, listed")
@@ -54,5 +53,4 @@ async def test_a_stream_dropping_one_event_type_is_found_blind(
                       timeout_s=20)
         await w.until(lambda w: any(r.startswith("blind") for r in lost_reasons(w)),
                       "the connection replaced")
-        assert w.pump is not None
-        assert w.pump.proof.state == "unproven"
+        assert w.pipeline.vitals.proof.state == "unproven"

@@ -14,14 +14,14 @@ import pytest
 from tests.support.simulator import SimClient
 from tests.support.waiting import eventually
 from watchdog.binance.poller import Poller, PollSchedule
-from watchdog.binance.rest import BinanceRest, make_http_client
+from watchdog.binance.rest import make_http_client
 from watchdog.clock import SystemClock
-from watchdog.config import BinanceConfig, Credentials
+from watchdog.config import BinanceConfig, Config, Credentials
 from watchdog.core.events import Event, OrdersSnapshot, PositionSnapshot, SnapshotRequested
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.errors import StoreUnavailable
-from watchdog.runtime.daemon import leased_symbols_of
+from watchdog.runtime.build import leased_symbols_of, rest_of
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -48,8 +48,7 @@ async def polling(sim: Simulator, leases: Leases, *, orders_poll_interval_s: flo
     cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url,
                         orders_poll_interval_s=orders_poll_interval_s, fast_poll_interval_s=0.1)
     http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
-    rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
-                                   clock=SystemClock())
+    rest = rest_of(Config(binance=cfg), Credentials(sim.api_key, sim.api_secret), SystemClock(), http)
     events: list[Event] = []
 
     async def emit(event: Event) -> None:

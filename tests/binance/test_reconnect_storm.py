@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from watchdog.binance.poller import Poller, PollSchedule
+from tests.support.pipeline import running
 from watchdog.binance.protocol.reconnect import backoff_resets
-from watchdog.binance.rest import BinanceRest, make_http_client
+from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
 from watchdog.clock import SystemClock
-from watchdog.config import BinanceConfig, CoreConfig, Credentials
-from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.runtime.pump import CorePump, run_adapters
+from watchdog.config import BinanceConfig, Config, Credentials, RedisConfig
+from watchdog.runtime.build import build
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -41,35 +39,24 @@ def test_only_a_connection_that_lived_resets_the_backoff(lived_s: float, resets:
 
 
 @contextlib.asynccontextmanager
-async def watchdog_on(sim: Simulator) -> AsyncIterator[tuple[BinanceRest, UserDataStream]]:
-    cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url)  # every other key: default
-    clock = SystemClock()
-    http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
-    rest = BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
-                                   clock=clock)
-    stream = UserDataStream.from_config(rest, cfg, clock=clock, rng=random.Random(12))
-    poller = Poller(rest, PollSchedule.from_config(cfg), clock=clock)
-    core = CoreConfig()
-    book = PositionBook(BookPolicy(max_age_ms=core.max_age_ms, max_rest_lag_ms=core.max_rest_lag_ms))
-    pump = CorePump(book, clock=clock, poller=poller, stream=stream, tick_interval_s=0.1)
-    task = asyncio.create_task(run_adapters(pump, stream, poller))
-    try:
-        yield rest, stream
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await http.aclose()
+async def watchdog_on(sim: Simulator,
+                      redis_url: str) -> AsyncIterator[tuple[BinanceRest, UserDataStream]]:
+    """The pipeline the daemon runs; every ``[binance]`` key but the URLs at its default."""
+    config = Config(binance=BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url),
+                    redis=RedisConfig(url=redis_url, account="storm"))
+    async with build(config, Credentials(sim.api_key, sim.api_secret), SystemClock()) as pipeline, \
+            running(pipeline):
+        yield pipeline.rest, pipeline.stream
 
 
 async def test_a_key_expiring_at_every_connect_backs_off_and_stays_within_the_share(
-        sim_factory: Callable[..., AbstractAsyncContextManager[Simulator]]) -> None:
+        sim_factory: Callable[..., AbstractAsyncContextManager[Simulator]], redis_url: str) -> None:
     async with sim_factory(listen_key_ttl_s=0.3) as sim:
         sim.fill("BASUSDT", "BUY", "1216")
         charged: list[int] = []
         meter = sim.venue.weights
         loop = asyncio.get_running_loop()
-        async with watchdog_on(sim) as (rest, stream):
+        async with watchdog_on(sim, redis_url) as (rest, stream):
             connected_at: list[float] = []
             peak_own = 0
             started = loop.time()

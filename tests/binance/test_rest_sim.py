@@ -11,9 +11,10 @@ import pytest
 from tests.support.simulator import SimClient
 from watchdog.binance.rest import BinanceRest, make_http_client
 from watchdog.clock import SystemClock
-from watchdog.config import BinanceConfig, Credentials
+from watchdog.config import BinanceConfig, Config, Credentials
 from watchdog.core.model import AlgoStatus, OrderId, PositionSide, Symbol
 from watchdog.errors import AuthenticationFailed, ExchangeRejected
+from watchdog.runtime.build import rest_of
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -25,8 +26,7 @@ BTC = Symbol("BTCUSDT")
 async def rest(sim: Simulator) -> AsyncIterator[BinanceRest]:
     cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url)
     async with make_http_client(cfg.rest_url, cfg.request_timeout_s) as http:
-        yield BinanceRest.from_config(http, Credentials(sim.api_key, sim.api_secret), cfg,
-                                      clock=SystemClock())
+        yield rest_of(Config(binance=cfg), Credentials(sim.api_key, sim.api_secret), SystemClock(), http)
 
 
 async def test_positions_mode_and_listen_key(sim: Simulator, rest: BinanceRest) -> None:
@@ -77,12 +77,10 @@ async def test_regular_order_query_cancel_and_unknown_order(sim: Simulator, sim_
 async def test_wrong_secret_is_authentication_or_signature_rejection(sim: Simulator) -> None:
     cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url)
     async with make_http_client(cfg.rest_url, cfg.request_timeout_s) as http:
-        bad_key = BinanceRest.from_config(http, Credentials("nobody", "x"), cfg,
-                                          clock=SystemClock())
+        bad_key = rest_of(Config(binance=cfg), Credentials("nobody", "x"), SystemClock(), http)
         with pytest.raises(AuthenticationFailed):
             await bad_key.fetch_positions()
-        bad_secret = BinanceRest.from_config(http, Credentials(sim.api_key, "wrong"), cfg,
-                                             clock=SystemClock())
+        bad_secret = rest_of(Config(binance=cfg), Credentials(sim.api_key, "wrong"), SystemClock(), http)
         with pytest.raises(AuthenticationFailed) as info:
             await bad_secret.fetch_positions()
         assert info.value.code == -1022

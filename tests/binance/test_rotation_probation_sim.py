@@ -7,20 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from tests.binance.test_adapters_sim import BTC, lost_reasons, watching
-from watchdog.core.events import StreamPositions
+from tests.binance.test_adapters_sim import lost_reasons, stream_amounts, watching
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
 
 
-def stream_amounts(events: list[object]) -> list[Decimal]:
-    return [row.amount for e in events if isinstance(e, StreamPositions)
-            for row in e.positions if row.key == BTC]
-
-
-async def test_a_mute_new_connection_never_replaces_the_working_one(sim: Simulator) -> None:
-    async with watching(sim, stream_kw={"rotate_after_s": 1.0}) as w:
+async def test_a_mute_new_connection_never_replaces_the_working_one(
+        sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url, rotate_after_s=1.0) as w:
         sim.set_faults(stream="mute_new")  # every connection opened from now on is mute
         hub = sim.venue.hub
         amount = Decimal(0)
@@ -44,8 +39,9 @@ async def test_a_mute_new_connection_never_replaces_the_working_one(sim: Simulat
         assert w.book.stream_state == "live"
 
 
-async def test_a_delivering_new_connection_replaces_the_old_one(sim: Simulator) -> None:
-    async with watching(sim, stream_kw={"rotate_after_s": 1.0}) as w:
+async def test_a_delivering_new_connection_replaces_the_old_one(
+        sim: Simulator, redis_url: str) -> None:
+    async with watching(sim, redis_url, rotate_after_s=1.0) as w:
         hub = sim.venue.hub
         amount = Decimal(0)
         for rotation in (1, 2):

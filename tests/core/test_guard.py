@@ -351,7 +351,8 @@ def test_the_reaper_prefix_filter_does_not_skip_our_last_resort_stop() -> None:
     """A closed position's last-resort stop is an orphan like any other, even when the reaper
     only touches the bot's prefix (core/reaper.py rule 1)."""
     from tests.core.reaper_support import StubPositions
-    from watchdog.core.reaper import ReaperPolicy, Why, decide
+    from watchdog.config import ReaperConfig
+    from watchdog.core.reaper import Why, decide
 
     orders = OrderBook()
     orders.apply(snapshot(algos=(algo_row(1, client_id=f"{GUARD_CLIENT_ID_PREFIX}1-1",
@@ -360,7 +361,7 @@ def test_the_reaper_prefix_filter_does_not_skip_our_last_resort_stop() -> None:
                           at_ms=1_500, symbols=frozenset({BAS})))
     positions = StubPositions().set_flat(KEY, 1_000)
     decision = decide(positions, orders, frozenset(), 0, 10_000,
-                      ReaperPolicy(grace_ms=2000, client_id_prefix="bot-"))
+                      ReaperConfig(grace_ms=2000, client_id_prefix="bot-").policy(max_rest_lag_ms=2000))
     verdicts = {a.order.order_id: a.why for a in decision.assessments}
     assert verdicts == {1: Why.ORPHAN, 2: Why.PREFIX_MISMATCH}
 

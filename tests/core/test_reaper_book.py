@@ -11,14 +11,15 @@ from hypothesis import strategies as st
 from tests.core.facts import amount, failed, requested, stream
 from tests.core.reaper_support import KEY, LONG, SHORT, algo_update
 from tests.core.test_book import Harness
+from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import Event, StreamConnected, StreamLost
 from watchdog.core.model import AlgoStatus, Knowledge, PositionState
 from watchdog.core.orders import OrderBook
-from watchdog.core.reaper import ReaperPolicy, Why, decide
+from watchdog.core.reaper import Why, decide
 
-POLICY = ReaperPolicy(grace_ms=2000, max_rest_lag_ms=500)  # the book's lag bound below
+POLICY = ReaperConfig(grace_ms=2000).policy(max_rest_lag_ms=500)  # the book's lag bound below
 
 
 class World:

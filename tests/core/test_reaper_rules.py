@@ -23,13 +23,14 @@ from tests.core.reaper_support import (
     snapshot,
 )
 from tests.core.test_book import Harness
+from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy
 from watchdog.core.events import SnapshotFailed, SnapshotRequested, StreamConnected, StreamLost
 from watchdog.core.model import AlgoStatus, PositionKey
 from watchdog.core.orders import OrderBook
-from watchdog.core.reaper import ReaperPolicy, Why, decide
+from watchdog.core.reaper import Why, decide
 
-POLICY = ReaperPolicy(grace_ms=2_000, max_rest_lag_ms=500)  # the books' lag bound below
+POLICY = ReaperConfig(grace_ms=2_000).policy(max_rest_lag_ms=500)  # the books' lag bound below
 
 
 def orders_of(*rows: object, at_ms: int = 1_100) -> OrderBook:
@@ -232,7 +233,7 @@ def test_a_key_never_held_with_an_order_on_the_other_hedge_side_is_its_own_key()
 # ---------------------------------------------------------------- the model: any interleaving
 
 MODEL_GRACE_MS = 1_000
-MODEL_POLICY = ReaperPolicy(grace_ms=MODEL_GRACE_MS)
+MODEL_POLICY = ReaperConfig(grace_ms=MODEL_GRACE_MS).policy(max_rest_lag_ms=2000)
 
 steps = st.lists(st.tuples(
     st.sampled_from(["stream_open", "stream_flat", "poll_open", "poll_flat", "poll_failed",

@@ -20,7 +20,8 @@ from tests.support.reaper_rig import ReaperRig
 from tests.support.waiting import eventually
 from watchdog.core.model import OrderId, PositionKey, PositionSide, PositionState, Symbol
 from watchdog.core.reaper import Why
-from watchdog.runtime.reaper_task import Outcome, ReadPositions
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import Outcome
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,9 @@ from tests.support.waiting import eventually
 from watchdog.core.effects import Notify
 from watchdog.core.model import PositionKey, PositionSide, PositionState, Symbol
 from watchdog.core.reaper import Why
-from watchdog.runtime.reaper_task import RESTORE_CLIENT_ID_PREFIX, Outcome, ReadPositions
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import Outcome
+from watchdog.runtime.restore import RESTORE_CLIENT_ID_PREFIX
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration

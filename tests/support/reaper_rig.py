@@ -1,10 +1,11 @@
-"""A minimal watchdog around the reaper for integration tests: real adapters, sim, real Redis.
+"""The watchdog as it ships (``runtime.build``), around the reaper, for integration tests.
 
 ``reaper_rig`` (factory fixture): ``async with reaper_rig(sim, redis_url, grace_ms=…) as rig``
-starts the user stream, the poller, a core pump (OrderBook + PositionBook + ``ReaperTask.step``
-on every Tick), a store writer (views, events, alerts to Redis; a heartbeat) and the reaper
-task, all on real sockets. ``rig.bot`` places orders and takes leases as a trading bot would:
-its own signed HTTP, and the veto scripts through ``watchdog.client``.
+builds the daemon's pipeline with ``build()`` (stream, poller, core, effects runner, store,
+heartbeat, lead, reaper, guard: every task the daemon runs) against the simulator and a real
+Redis, at default settings except what a test names (a faster tick and polls, the reaper's
+keys). ``rig.bot`` places orders and takes leases as a trading bot would: its own signed HTTP,
+and the veto scripts through ``poswatch.client``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,30 +26,32 @@ import pytest
 import redis.asyncio
 
 from poswatch.client import AsyncWatchdogClient
-from watchdog.binance.poller import Poller, PollSchedule
+from tests.support.pipeline import EffectsTap, running
 from watchdog.binance.rest import BinanceRest
-from watchdog.binance.stream import UserDataStream
 from watchdog.clock import SystemClock
-from watchdog.config import ReaperConfig
-from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import CancelOrder, Effect, Notify, Publish, RaiseAlert, Retract
-from watchdog.core.events import Event, Tick
+from watchdog.config import (
+    BinanceConfig,
+    Config,
+    CoreConfig,
+    Credentials,
+    ReaperConfig,
+    RedisConfig,
+    ServiceConfig,
+    VetoConfig,
+)
+from watchdog.core.book import PositionBook
+from watchdog.core.effects import Effect, Publish, RaiseAlert
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
-from watchdog.runtime.pump import CorePump
-from watchdog.runtime.reaper_task import ReadPositions, ReaperTask, bracketed_reader
+from watchdog.runtime.build import Endpoints, Pipeline, build, store_of
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import ReaperTask
 from watchdog.sim import Simulator
-from watchdog.store.publisher import RedisPublisher
+from watchdog.store.publisher import RedisPublisher, StoreEffect
 
-__all__ = ["Bot", "ReaperRig", "reaper_rig"]
+__all__ = ["Bot", "ReaperRig", "reaper_rig", "rig_config"]
 
 ACCOUNT = "itest"
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    api_key: str
-    api_secret: str = field(repr=False)
 
 
 class Bot:
@@ -105,20 +108,43 @@ class Bot:
 
 @dataclass
 class ReaperRig:
-    """The running parts; ``effects`` collects every effect the core and the reaper produced."""
+    """The running pipeline; ``effects`` collects every effect the core and the reaper produced."""
 
     sim: Simulator
-    rest: BinanceRest
-    store: RedisPublisher
-    book: PositionBook
-    orders: OrderBook
-    reaper: ReaperTask
-    pump: CorePump
+    pipeline: Pipeline
     bot: Bot
     redis: redis.asyncio.Redis
     effects: list[Effect] = field(default_factory=list)
-    publishing: bool = True  # False: views stop reaching Redis (as while writes are deferred)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def rest(self) -> BinanceRest:
+        return self.pipeline.rest
+
+    @property
+    def store(self) -> RedisPublisher:
+        return self.pipeline.store
+
+    @property
+    def book(self) -> PositionBook:
+        return self.pipeline.book
+
+    @property
+    def orders(self) -> OrderBook:
+        return self.pipeline.orders
+
+    @property
+    def reaper(self) -> ReaperTask:
+        return self.pipeline.reaper
+
+    @property
+    def publishing(self) -> bool:
+        """False: views stop reaching Redis (as while writes are deferred)."""
+        return self.store.publishing  # type: ignore[attr-defined, no-any-return]
+
+    @publishing.setter
+    def publishing(self, value: bool) -> None:
+        self.store.publishing = value  # type: ignore[attr-defined]
 
     def check_alive(self) -> None:
         """Fail at once (not at a wait's deadline) when a part of the rig died."""
@@ -154,129 +180,62 @@ class ReaperRig:
         return [e for e in decoded if e.get("kind") == kind]
 
 
-class _Core:
-    """The single writer's unit of work: orders, positions, then the reaper on a Tick."""
+class _GatedStore(RedisPublisher):
+    """The daemon's publisher; ``publishing`` False drops views (as while writes are deferred)."""
 
-    def __init__(self, book: PositionBook, orders: OrderBook, reaper: ReaperTask) -> None:
-        self.book, self.orders, self.reaper = book, orders, reaper
+    publishing = True
 
-    def apply(self, event: Event, now_ms: int) -> list[Effect]:
-        self.orders.apply(event)
-        effects = self.book.apply(event, now_ms)
-        if isinstance(event, Tick):
-            effects += self.reaper.step(self.book, self.orders, now_ms)
-        return effects
+    async def run(self, effect: StoreEffect) -> None:
+        if self.publishing or not isinstance(effect, Publish):
+            await super().run(effect)
 
-
-async def _tick(pump: CorePump, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        await pump.emit(Tick())
+    async def run_many(self, effects: Sequence[StoreEffect]) -> None:
+        await super().run_many([e for e in effects
+                                if self.publishing or not isinstance(e, Publish)])
 
 
-async def _write(rig: ReaperRig, queue: asyncio.Queue[Publish | Retract | Notify | RaiseAlert]) -> None:
-    while True:
-        effect = await queue.get()
-        if isinstance(effect, Publish) and not rig.publishing:
-            continue
-        await rig.store.run(effect)
-
-
-async def _heartbeat(store: RedisPublisher, clock: SystemClock) -> None:
-    while True:
-        await store.heartbeat({"stream": "live"}, wall_ms=clock.wall_ms())
-        await asyncio.sleep(0.5)
-
-
-async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel until every task has ended.
-
-    redis-py 8.1 on Python 3.11 can swallow a cancellation that lands while a command with a
-    ``socket_timeout`` is in flight (seen here: the task keeps running), so cancel again.
-    """
-    pending = set(tasks)
-    for _ in range(20):
-        for t in pending:
-            t.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.25)
-        if not pending:
-            return
-    raise AssertionError(f"rig tasks ignore cancellation: {[t.get_name() for t in pending]}")
+def rig_config(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
+               tick_interval_s: float = 0.05, max_rest_lag_ms: int = 500,
+               **reaper: Any) -> Config:
+    """Defaults, except: the simulator and Redis, faster polls and tick (tests take seconds),
+    a 6 s silence limit, the whole weight budget (the simulator has no limit), a 5 s veto age
+    and the ``[reaper]`` keys a test names."""
+    return Config(
+        binance=BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url,
+                              poll_interval_s=poll_interval_s,
+                              orders_poll_interval_s=poll_interval_s,
+                              fast_poll_interval_s=poll_interval_s / 2, max_silence_s=6.0,
+                              weight_budget_pct=100),
+        redis=RedisConfig(url=redis_url, account=ACCOUNT, closed_ttl_s=600, events_maxlen=1000),
+        core=CoreConfig(max_age_ms=5000, max_rest_lag_ms=max_rest_lag_ms),
+        veto=VetoConfig(max_age_ms=5000),
+        reaper=ReaperConfig(**reaper),
+        service=ServiceConfig(tick_interval_s=tick_interval_s))
 
 
 @contextlib.asynccontextmanager
-async def _rig(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,
-               tick_interval_s: float = 0.05, max_rest_lag_ms: int = 500,
+async def _rig(sim: Simulator, redis_url: str, *,
                wrap_reader: Callable[[ReadPositions], ReadPositions] | None = None,
-               **reaper: Any) -> AsyncIterator[ReaperRig]:
-    clock = SystemClock()
+               **settings: Any) -> AsyncIterator[ReaperRig]:
+    """``settings``: ``rig_config``'s keywords."""
+    config = rig_config(sim, redis_url, **settings)
+    effects: list[Effect] = []
     async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(base_url=sim.rest_url,
-                                                                 timeout=5.0))
         bot_http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
-        rest = BinanceRest(http, _Credentials(sim.api_key, sim.api_secret), clock=clock,
-                           weight_budget_per_min=2000)
-        await rest.sync_time()
-        store = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000,
-                                        closed_ttl_s=600, events_maxlen=1000,
-                                        veto_max_age_ms=5000, socket_timeout_s=2.0)
-        await store.start()
-        assert await store.acquire()  # the only instance: it leads
+        store = store_of(config, _GatedStore)
         stack.push_async_callback(store.close)
+        pipeline = await stack.enter_async_context(build(
+            config, Credentials(sim.api_key, sim.api_secret), SystemClock(),
+            Endpoints(store=store, wrap_reader=wrap_reader, effects=EffectsTap(effects))))
         veto = AsyncWatchdogClient.from_url(redis_url, ACCOUNT, socket_timeout_s=2.0)
         stack.push_async_callback(veto.close)
         plain = redis.asyncio.from_url(redis_url)
         stack.push_async_callback(plain.aclose)
-        book = PositionBook(BookPolicy(max_age_ms=5000, max_rest_lag_ms=max_rest_lag_ms))
-        orders = OrderBook(max_rest_lag_ms=max_rest_lag_ms)
-
-        async def leased_symbols() -> list[str]:
-            return [key.symbol for key in await store.leased_symbols()]
-
-        poller = Poller(rest, PollSchedule(poll_interval_s=poll_interval_s,
-                                           orders_poll_interval_s=poll_interval_s,
-                                           fast_poll_interval_s=poll_interval_s / 2),
-                        clock=clock, leased_symbols=leased_symbols)
-        stream = UserDataStream(rest, ws_url=sim.ws_url, clock=clock, max_silence_s=6.0)
-        pumps: list[CorePump] = []
-
-        async def emit(event: Event) -> None:
-            await pumps[0].emit(event)
-
-        reader = bracketed_reader(rest, emit)
-        task = ReaperTask(rest, store, emit, clock, ReaperConfig(**reaper),
-                          read_positions=wrap_reader(reader) if wrap_reader else reader,
-                          max_rest_lag_ms=max_rest_lag_ms)
-        writes: asyncio.Queue[Publish | Retract | Notify | RaiseAlert] = asyncio.Queue()
-        effects: list[Effect] = []
-
-        def route(effect: Effect) -> None:
-            effects.append(effect)
-            if isinstance(effect, CancelOrder):
-                task.submit(effect)
-            elif isinstance(effect, Publish | Retract | Notify | RaiseAlert):
-                writes.put_nowait(effect)
-
-        pump = CorePump(_Core(book, orders, task), clock=clock, poller=poller, stream=stream,
-                        tick_interval_s=tick_interval_s, on_effect=route)
-        pumps.append(pump)
-        rig = ReaperRig(sim, rest, store, book, orders, task, pump, Bot(sim, bot_http, veto),
-                        plain, effects)
-        await store.heartbeat({"stream": "starting"}, wall_ms=clock.wall_ms())
-        runners = {"core": pump.run(), "stream": stream.run(pump.emit),
-                   "poller": poller.run(pump.emit), "reaper": task.run(),
-                   "ticker": _tick(pump, tick_interval_s), "store": _write(rig, writes),
-                   "heartbeat": _heartbeat(store, clock)}
-        tasks = [asyncio.create_task(coro, name=name) for name, coro in runners.items()]
-        rig.tasks = tasks
-        try:
+        async with running(pipeline) as tasks:
+            assert store.leading  # the only instance: it leads
+            rig = ReaperRig(sim, pipeline, Bot(sim, bot_http, veto), plain, effects, tasks)
             await sim.wait_connections(1)
             yield rig
-        finally:
-            await _cancel_all(tasks)
-        failed = [(t.get_name(), t.exception()) for t in tasks
-                  if not t.cancelled() and t.exception() is not None]
-        assert not failed, f"rig tasks failed: {failed}"
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from loguru import logger
@@ -42,10 +42,10 @@ from watchdog.binance.protocol.classify import (
     classify_transport_failure,
 )
 from watchdog.binance.protocol.signing import ParamValue, build_query, build_signed_query
-from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, request_weight
+from watchdog.binance.protocol.weights import request_weight
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.clock import Clock
-from watchdog.config import BinanceConfig
+from watchdog.config import Credentials
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
 from watchdog.errors import (
@@ -55,7 +55,7 @@ from watchdog.errors import (
     WireFormatError,
 )
 
-__all__ = ["BinanceRest", "Credentials", "make_http_client"]
+__all__ = ["BinanceRest", "make_http_client"]
 
 _loads: Callable[[bytes], Any] = json.loads
 try:
@@ -79,16 +79,6 @@ _PRIORITY_WAIT_STEPS = 100  # bounded even if the clock does not move (tests' fa
 # A rejected key is said again at most this often while it lasts: the poller meets it every
 # poll (0.9 s), and one line a minute keeps the journal readable and the cause visible.
 AUTH_REPORT_INTERVAL_S = 60.0
-
-
-class Credentials(Protocol):
-    """What the client needs of ``watchdog.config.Credentials``."""
-
-    @property
-    def api_key(self) -> str: ...
-
-    @property
-    def api_secret(self) -> str: ...
 
 
 def make_http_client(rest_url: str, request_timeout_s: float) -> httpx.AsyncClient:
@@ -130,15 +120,6 @@ class BinanceRest:
         self.auth_rejection: AuthenticationFailed | None = None
         self._auth_rejections = 0
         self._auth_reported_at_s: float | None = None
-
-    @classmethod
-    def from_config(cls, client: httpx.AsyncClient, credentials: Credentials,
-                    cfg: BinanceConfig, *, clock: Clock) -> BinanceRest:
-        """Build from ``[binance]``: recvWindow, timeout, and ``weight_budget_pct`` of 2400."""
-        return cls(client, credentials, recv_window_ms=cfg.recv_window_ms,
-                   weight_budget_per_min=IP_WEIGHT_LIMIT_PER_MIN * cfg.weight_budget_pct // 100,
-                   clock=clock, timeout=httpx.Timeout(cfg.request_timeout_s,
-                                                      connect=min(3.0, cfg.request_timeout_s)))
 
     # -------------------------------------------------------------- state
 

@@ -104,7 +104,6 @@ from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
-from watchdog.config import BinanceConfig
 from watchdog.core.events import ListenKeyExpired, MalformedFrame, StreamConnected, StreamLost
 from watchdog.core.model import ZERO, Symbol
 from watchdog.errors import (
@@ -181,18 +180,6 @@ class UserDataStream:
         self._current: Connection | None = None
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
-
-    @classmethod
-    def from_config(cls, rest: BinanceRest, cfg: BinanceConfig, *, clock: Clock,
-                    **overrides: Any) -> UserDataStream:
-        """Build from ``[binance]`` (ws_url, keepalive, rotation, silence, reconnect delays)."""
-        kw: dict[str, Any] = {
-            "keepalive_interval_s": cfg.keepalive_interval_s,
-            "rotate_after_s": cfg.rotate_after_s, "max_silence_s": cfg.max_silence_s,
-            "reconnect_min_delay_s": cfg.reconnect_min_delay_s,
-            "reconnect_max_delay_s": cfg.reconnect_max_delay_s}
-        kw.update(overrides)
-        return cls(rest, ws_url=cfg.ws_url, clock=clock, **kw)
 
     @property
     def connected(self) -> bool:

@@ -74,19 +74,16 @@ class PositionsReader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ReaperPolicy:
-    """Tunables of the reaper ([reaper] section of the config; ``stuck_triggering_s`` * 1000)."""
+    """Tunables of the reaper. Built by ``config.ReaperConfig.policy`` from the ``[reaper]``
+    section, where each key is declared once with its default and bounds (checked by the
+    loader); ``stuck_triggering_s`` * 1000."""
 
-    grace_ms: int = 2000
-    client_id_prefix: str = ""
-    max_cancels_per_min: int = 20
-    stuck_triggering_ms: int = 10_000
-    dry_run: bool = False
-    max_rest_lag_ms: int = 2000  # [core] max_rest_lag_ms: how stale a REST answer may be
-
-    def __post_init__(self) -> None:
-        if (self.grace_ms < 0 or self.max_cancels_per_min < 0 or self.stuck_triggering_ms <= 0
-                or self.max_rest_lag_ms < 0):
-            raise ValueError(f"invalid reaper policy: {self!r}")
+    grace_ms: int
+    client_id_prefix: str
+    max_cancels_per_min: int
+    stuck_triggering_ms: int
+    dry_run: bool
+    max_rest_lag_ms: int  # [core] max_rest_lag_ms: how stale a REST answer may be
 
 
 class Why(StrEnum):

@@ -31,7 +31,6 @@ from watchdog.core.model import PositionKey, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import Assessment, ReaperDecision, ReaperPolicy, Why, decide
 from watchdog.errors import ExchangeUnavailable, StoreError
-from watchdog.runtime.reaper_task import policy_from_config
 from watchdog.store.publisher import RedisPublisher
 
 __all__ = ["CANDIDATE", "OrphanReport", "collect", "render_json", "render_text"]
@@ -77,7 +76,7 @@ async def collect(config: Config, credentials: Credentials, *,
                                  max_rest_lag_ms=config.core.max_rest_lag_ms))
     orders = OrderBook()
     seen: set[Symbol] = set(symbols)
-    policy = policy_from_config(config.reaper, config.core.max_rest_lag_ms)
+    policy = config.reaper.policy(config.core.max_rest_lag_ms)
     leases = "ok"
 
     async with httpx.AsyncClient(base_url=b.rest_url,

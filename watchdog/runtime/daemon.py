@@ -1,14 +1,8 @@
-"""``run(config, credentials)``: builds the adapters and owns THE TaskGroup.
+"""``run(config, credentials)``: runs the pipeline ``build()`` wires, and owns THE TaskGroup.
 
-This is the only module that imports every adapter and the only place tasks are created::
-
-    stream ─┐
-    market ─┤ (StopCrossed: a public price crossed an open stop's trigger)
-    poller ─┼─► Inbox ─► core (PositionBook + OrderBook) ─► EffectsRunner ─► Redis (store)
-    ticker ─┘                 │                                   ├─► poller (RequestSnapshot)
-                              └─► sd_notify READY/WATCHDOG/STATUS ├─► reaper (CancelOrder)
-                                                                  └─► metrics (observer, [metrics])
-    heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
+The parts and the data path are ``build.py``'s (the tests and benchmarks run the same
+pipeline); this module adds what only the process has: signals, the systemd notifier, the GC
+settings, refused credentials before the first snapshot (exit 77), and the stop.
 
 Stopping: SIGTERM/SIGINT set an event; the ``stop`` task then cancels every other task until
 each has ended (see ``_stop_when`` for why once is not enough), then the health hash is removed
@@ -23,56 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import signal
-import socket
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
-from decimal import Decimal
-from typing import Any, Protocol
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
-import httpx
 from loguru import logger
 
 from watchdog import __version__
-from watchdog.binance.market_stream import MarketStream
-from watchdog.binance.poller import Poller, PollSchedule
-from watchdog.binance.protocol.budget import Priority
-from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 from watchdog.binance.rest import BinanceRest
-from watchdog.binance.stream import UserDataStream
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
-from watchdog.config import Config, Credentials, calm_poll_interval_s
-from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.guard import Guard, GuardPolicy, Leases
-from watchdog.core.model import PositionKey
-from watchdog.core.orders import OrderBook
-from watchdog.core.proof import StreamProof
-from watchdog.core.reaper import ReaperDecision
-from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
-from watchdog.runtime.canary_task import CanaryTask, canary_policy
-from watchdog.runtime.effects_runner import EffectsRunner
-from watchdog.runtime.guard_task import GuardTask
-from watchdog.runtime.lead_task import run_lead
-from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
-from watchdog.runtime.metrics import Metrics
-from watchdog.runtime.metrics_serve import serve_metrics, tail_events
-from watchdog.runtime.reaper_task import ReaperTask
+from watchdog.config import Config, Credentials
+from watchdog.errors import StoreError
+from watchdog.runtime.build import Endpoints, build
 from watchdog.runtime.systemd import Notifier
-from watchdog.runtime.trigger_task import TriggerTask
-from watchdog.runtime.vitals import Identity, Vitals
+from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["INBOX_SIZE", "LeaseSource", "guard_policy", "leased_symbols_of", "run"]
+__all__ = ["run"]
 
-
-class LeaseSource(Protocol):
-    """What the poller's fast pace needs of ``RedisPublisher``."""
-
-    async def leased_symbols(self) -> frozenset[PositionKey]: ...
-
-INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
-_STATUS_INTERVAL_S = 30.0
 _RECANCEL_INTERVAL_S = 0.2
 _GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default first threshold is 700
 
@@ -98,157 +61,21 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
 async def _run(config: Config, credentials: Credentials, clock: Clock, notifier: Notifier,
                stop: asyncio.Event) -> int:
     b, r = config.binance, config.redis
-    weight_budget_1m = IP_WEIGHT_LIMIT_PER_MIN * b.weight_budget_pct // 100
-    # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
-    # write of this run until it caught up with the last one (a closure would never show).
-    book = PositionBook(BookPolicy(max_age_ms=config.core.max_age_ms,
-                                   max_rest_lag_ms=config.core.max_rest_lag_ms),
-                        version_base=clock.wall_ms() * 1000)
-    vitals = Vitals(
-        Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
-        weight_budget_1m=weight_budget_1m, progress_limit_s=_progress_limit_s(config),
-        reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(
-            base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
-        rest = BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
-                           weight_budget_per_min=weight_budget_1m,
-                           timeout=httpx.Timeout(b.request_timeout_s))
-        store = RedisPublisher.from_url(
-            r.url, account=r.account, health_ttl_ms=r.health_ttl_ms, closed_ttl_s=r.closed_ttl_s,
-            events_maxlen=r.events_maxlen, veto_max_age_ms=config.veto.max_age_ms,
-            socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms, **r.client_options())
-        stack.push_async_callback(store.close)
-
-        async def start() -> None:
-            await store.start()
-            # The lead at once when free (one instance: always, unless its own crashed run's
-            # lease still runs, for at most lead_ttl_ms); else a hot standby (docs/HA.md).
-            if not await store.acquire():
-                logger.info("standby: {} leads account {}", store.leader, r.account)
-            # Closed while we were down → published closed, and told (position_closed, while_down).
-            published = await store.published_keys()
-            book.expect(published, await store.last_shown(published))
-            try:
-                await rest.sync_time()
-                # One signed read proves key, secret, permission and IP whitelist now: refused
-                # credentials end the daemon here (exit 77) instead of a restart loop.
-                await rest.fetch_positions(priority=Priority.REQUESTED)
-            except AuthenticationFailed:
-                raise
-            except ExchangeError as exc:
-                # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded,
-                # REST failing) instead of a missing one, and the stream/poller keep retrying;
-                # signed calls use offset 0 until a -1021 makes the client re-sync. Refused
-                # credentials met before the first snapshot still end it (``_refused_before_ready``).
-                logger.warning("Binance unreachable at startup: {}", exc)
-
-        if not await _unless_stopped(stop, start()):
+    async with build(config, credentials, clock, Endpoints(notifier=notifier)) as pipeline:
+        if not await _unless_stopped(stop, pipeline.start()):
             logger.info("stopping on signal during startup: nothing was published, nothing left "
                         "on the exchange")
             notifier.stopping(status="stopping on signal during startup")
             return 0
-
-        inbox = Inbox(INBOX_SIZE)
-        schedule = PollSchedule.from_config(b, idle_poll_interval_s=calm_poll_interval_s(config))
-        orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
-        # Trigger watching (issue 13): the public prices the open stops trigger on.
-        market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
-                              reconnect_min_delay_s=b.reconnect_min_delay_s,
-                              reconnect_max_delay_s=b.reconnect_max_delay_s,
-                              rotate_after_s=b.rotate_after_s)
-        poller = Poller(rest, schedule, clock=clock, leased_symbols=leased_symbols_of(store),
-                        order_symbols=orders.symbols, standby=lambda: not store.leading,
-                        stream_trusted=lambda: (book.stream_state == "live"
-                                                and vitals.proof.state == "proven"),
-                        stops_far=lambda: not market.near_trigger())
-
-        stream = UserDataStream(
-            rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
-            rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-            reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
-        guard = Guard(guard_policy(config))
-        reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
-                            max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store,
-                            read_lease_ends=store.lease_ends_in,
-                            also_needs_leases=lambda: guard.needs_leases)
-
-        def leases() -> Leases | None:
-            ends = reaper.lease_ends
-            return None if ends is None else Leases(ends, reaper.leases_read_ms)
-
-        guard_task = GuardTask(guard, rest, store, leases,
-                               stream_unproven=lambda: vitals.proof.state == "unproven",
-                               lead=store)
-        guard_task.events_maxlen = r.events_maxlen
-        vitals.unprotected = guard.unprotected
-        vitals.weight_used = lambda: rest.own_weight_1m
-        vitals.ip_weight_used = lambda: rest.weight_used_1m
-        vitals.orphans_removed = lambda: reaper.removed_total
-        vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
-        triggers = TriggerTask(market)
-        vitals.trigger_watch = lambda: {
-            "market_stream": "connected" if market.connected else "down",
-            "market_streams": str(len(market.subscribed)),
-            "trigger_crossings": str(triggers.watch.crossings),
-            "triggers_not_acted": str(triggers.watch.not_acted)}
-        metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision,
-                              guard.answers)
-        runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
-                               reconnect=stream.request_blind_reconnect, observer=metrics,
-                               guard=guard_task)
-        policy = canary_policy(config.stream)
-        canary = None if policy is None else CanaryTask(
-            rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
-            stream_live=lambda: book.stream_state == "live" and store.leading)
-        observers = (poller.observe, guard_task.observe, *(() if canary is None else (canary.observe,)),
-                     *(() if metrics is None else (metrics.observe_event,)))
-        core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
-                        status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                        observers=observers, triggers=triggers, guard_step=guard_task.step)
-
-        async def take_over() -> None:
-            # Positions an earlier leader published that this instance never saw (it started
-            # after they closed): tracked now, as at a restart, so the positions read below
-            # publishes them and tells a change (core/book.py rule 10).
-            published = await store.published_keys()
-            book.expect(published, await store.last_shown(published))
-            poller.take_over()
-            told = await guard_task.told()  # before our own view is republished over it
-            now_ms = clock.wall_ms()
-            done = await store.take_over(vitals.health(now_ms).to_fields(), wall_ms=now_ms)
-            guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
-            logger.info("took the lead of account {} (fence {}): republished {} position(s)",
-                        r.account, store.fence, done)
-
-        tasks: dict[str, Coroutine[Any, Any, Any]] = {
-            "core": core.run(),
-            "stream": stream.run(inbox.emit),
-            "market": market.run(inbox.emit),
-            "poller": poller.run(inbox.emit),
-            "ticker": run_ticker(inbox, config.service.tick_interval_s),
-            "heartbeat": run_heartbeat(store, runner, vitals, clock, interval_s=r.heartbeat_interval_s,
-                                       timeout_s=4 * r.socket_timeout_s),
-            "reaper": reaper.run(),
-            "lead": run_lead(store, take_over, clock, timeout_s=4 * r.socket_timeout_s,
-                             on_other_leader=lambda leader: runner.drop_deferred(
-                                 f"{leader} leads account {r.account} now")),
-            "guard": guard_task.run(),
-            "credentials": _refused_before_ready(rest, vitals, config.service.tick_interval_s),
-        }
-        if canary is not None:
-            tasks["canary"] = canary.run()
-        if metrics is not None:
-            tasks["metrics"] = serve_metrics(metrics, config.metrics)
-            # XREAD's block must end before the socket timeout would call Redis unreachable.
-            tasks["metrics-events"] = tail_events(
-                store, metrics, block_ms=max(1, int(min(1.0, r.socket_timeout_s / 2) * 1000)))
+        tasks = pipeline.tasks()
+        tasks["credentials"] = _refused_before_ready(pipeline.rest, pipeline.vitals,
+                                                     config.service.tick_interval_s)
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
                            config.service.tick_interval_s)
         logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
-                    r.account, b.rest_url, b.ws_url, vitals.reaper)
+                    r.account, b.rest_url, b.ws_url, pipeline.vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")
         with _settled_gc():
             try:
@@ -266,7 +93,7 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                 logger.warning("not a graceful stop: the health hash is left to expire (within "
                                "{} ms)", r.health_ttl_ms)
                 raise
-            await _mark_stopped(store, timeout_s=2 * r.socket_timeout_s)
+            await _mark_stopped(pipeline.store, timeout_s=2 * r.socket_timeout_s)
     return 0
 
 
@@ -408,60 +235,3 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-
-
-def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[str]]]:
-    """Symbols under a bot's lease, for the poller's fast polling (none while Redis is down)."""
-
-    async def leased() -> Collection[str]:
-        try:
-            return {key.symbol for key in await store.leased_symbols()}
-        except StoreError as exc:
-            # Fast polling is an optimisation; the outage itself is shown by the heartbeat.
-            logger.debug("leases unreadable, polling at the normal pace: {}", exc)
-            return ()
-
-    return leased
-
-
-# core/guard.py rule 8: an open position's orders are read by REST at least this often even
-# while the stream says nothing (it may be muted): 2 weight per open symbol per period, asked as
-# a priority read (docs/GUARD.md, Figures).
-DOUBT_MS = 15_000
-
-
-def guard_policy(config: Config) -> GuardPolicy:
-    """The pure guard policy from ``[guard]``; orders count as fresh without the stream for
-    three order polls (one failed read is not yet doubt), never less than ``[core] max_age_ms``."""
-    g = config.guard
-    return GuardPolicy(
-        alert_ms=g.unprotected_alert_ms, emergency_stop_pct=Decimal(str(g.emergency_stop_pct)),
-        emergency_after_ms=g.emergency_after_ms, max_orders_per_min=g.max_orders_per_min,
-        orders_max_age_ms=max(config.core.max_age_ms,
-                              round(3 * config.binance.orders_poll_interval_s * 1000)),
-        doubt_ms=DOUBT_MS)
-
-
-def _progress_limit_s(config: Config) -> float:
-    """How long the poller and the heartbeat may stay silent before the keepalive stops."""
-    b, r = config.binance, config.redis
-    slowest = max(b.poll_interval_s + 2 * b.request_timeout_s,
-                  r.heartbeat_interval_s + 4 * r.socket_timeout_s)
-    return max(10.0, 3 * slowest)
-
-
-def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
-                reaper_decision: Callable[[], ReaperDecision | None],
-                protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]] = dict,
-                ) -> Metrics | None:
-    """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
-    if not (config.metrics.listen or config.metrics.textfile_path):
-        return None
-    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision,
-                   protection=protection)
-
-
-def _reaper_mode(config: Config) -> str:
-    if not config.reaper.enabled:
-        return "off"
-    return "dry-run" if config.reaper.dry_run else "on"

@@ -44,7 +44,7 @@ from watchdog.core.protection import closing_side
 from watchdog.core.stream_state import StreamState
 from watchdog.errors import ExchangeError, ExchangeRejected, OutcomeUnknown, StoreError
 from watchdog.runtime.orphan_cancel import CODE_NO_SUCH_ORDER, Outcome, cancel_and_prove
-from watchdog.runtime.reaper_task import LeadCheck
+from watchdog.runtime.reaper_cancel import LeadCheck
 
 if TYPE_CHECKING:
     from loguru import Logger

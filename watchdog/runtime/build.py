@@ -1,0 +1,395 @@
+"""``build()``: the one wiring of the watchdog, run by the daemon, the tests and the benchmarks.
+
+What is tested is what ships: ``daemon.run`` runs the ``Pipeline`` this returns, and so do the
+integration tests' rig (``tests/support/reaper_rig.py``) and the benchmarks. The data path::
+
+    stream ─┐
+    market ─┤ (StopCrossed: a public price crossed an open stop's trigger)
+    poller ─┼─► Inbox ─► core (PositionBook + OrderBook) ─► EffectsRunner ─► Redis (store)
+    ticker ─┘                 │                                   ├─► poller (RequestSnapshot)
+                              └─► sd_notify READY/WATCHDOG/STATUS ├─► reaper (CancelOrder)
+                                                                  └─► metrics (observer, [metrics])
+    heartbeat: health hash every [redis] heartbeat_interval_s; writes what Redis missed
+
+Rules of this module:
+1. Everything is built from ``Config``, the credentials and one ``Clock``; ``Endpoints`` may put
+   a caller's own part in place of one built from the config (a Binance HTTP client, the store,
+   the reaper's positions read) or watch the pipeline (the core's events, the effects run), and
+   nothing else: there is no second wiring to keep in step.
+2. Building does no I/O. ``Pipeline.start`` is the startup (Redis, the lead, Binance's clock and
+   one signed read); ``Pipeline.tasks`` are the long-running coroutines, each one named task;
+   the caller owns the TaskGroup (the daemon adds its stop and process concerns).
+3. The HTTP client and the store are closed when ``build``'s context ends, unless the caller
+   gave them (then they are the caller's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import httpx
+from loguru import logger
+
+from watchdog import __version__
+from watchdog.binance.market_stream import MarketStream
+from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.protocol.budget import Priority
+from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.stream import UserDataStream
+from watchdog.clock import Clock
+from watchdog.config import Config, Credentials, calm_poll_interval_s
+from watchdog.core.book import BookPolicy, PositionBook
+from watchdog.core.effects import Effect
+from watchdog.core.events import Event
+from watchdog.core.guard import Guard, GuardPolicy, Leases
+from watchdog.core.model import PositionKey
+from watchdog.core.orders import OrderBook
+from watchdog.core.proof import StreamProof
+from watchdog.core.reaper import ReaperDecision
+from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
+from watchdog.runtime.canary_task import CanaryTask, canary_policy
+from watchdog.runtime.effects_runner import EffectsObserver, EffectsRunner
+from watchdog.runtime.guard_task import GuardTask
+from watchdog.runtime.lead_task import run_lead
+from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
+from watchdog.runtime.metrics import Metrics
+from watchdog.runtime.metrics_serve import serve_metrics, tail_events
+from watchdog.runtime.reaper_after_cancel import ReadPositions
+from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
+from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.trigger_task import TriggerTask
+from watchdog.runtime.vitals import Identity, Vitals
+from watchdog.store.publisher import RedisPublisher
+
+__all__ = ["INBOX_SIZE", "Endpoints", "LeaseSource", "Pipeline", "build", "guard_policy",
+           "leased_symbols_of", "rest_of", "store_of"]
+
+INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
+_STATUS_INTERVAL_S = 30.0
+
+
+class LeaseSource(Protocol):
+    """What the poller's fast pace needs of ``RedisPublisher``."""
+
+    async def leased_symbols(self) -> frozenset[PositionKey]: ...
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What a caller puts in place of a part built from the config, or watches (rule 1).
+
+    ``http``: the Binance REST client (base URL and timeout are then the caller's);
+    ``store``: the Redis publisher; ``wrap_reader``: wraps the reaper's bracketed positions read
+    (a test makes the race happen right after it); ``observers``: see every event the core
+    applies, before it does; ``effects``: sees every batch of effects the runner ran;
+    ``notifier``: systemd's (the default one does nothing outside systemd).
+    """
+
+    http: httpx.AsyncClient | None = None
+    store: RedisPublisher | None = None
+    wrap_reader: Callable[[ReadPositions], ReadPositions] | None = None
+    observers: tuple[Callable[[Event], None], ...] = ()
+    effects: EffectsObserver | None = None
+    notifier: Notifier | None = None
+
+
+@dataclass
+class Pipeline:
+    """The wired watchdog: its parts (read by status, tests and benchmarks) and its tasks."""
+
+    config: Config
+    clock: Clock
+    rest: BinanceRest
+    store: RedisPublisher
+    book: PositionBook
+    orders: OrderBook
+    vitals: Vitals
+    inbox: Inbox
+    poller: Poller
+    stream: UserDataStream
+    market: MarketStream
+    guard: Guard
+    guard_task: GuardTask
+    reaper: ReaperTask
+    triggers: TriggerTask
+    runner: EffectsRunner
+    core: CoreLoop
+    notifier: Notifier
+    canary: CanaryTask | None = None
+    metrics: Metrics | None = None
+
+    async def start(self) -> None:
+        """The startup (rule 2): Redis, the lead, positions closed while down, Binance's clock
+        and one signed read. Raises AuthenticationFailed (refused credentials) and what Redis
+        raises; Binance unreachable is logged and the pipeline starts anyway."""
+        store, book, rest = self.store, self.book, self.rest
+        await store.start()
+        # The lead at once when free (one instance: always, unless its own crashed run's
+        # lease still runs, for at most lead_ttl_ms); else a hot standby (docs/HA.md).
+        if not await store.acquire():
+            logger.info("standby: {} leads account {}", store.leader, self.config.redis.account)
+        # Closed while we were down → published closed, and told (position_closed, while_down).
+        published = await store.published_keys()
+        book.expect(published, await store.last_shown(published))
+        try:
+            await rest.sync_time()
+            # One signed read proves key, secret, permission and IP whitelist now: refused
+            # credentials end the daemon here (exit 77) instead of a restart loop.
+            await rest.fetch_positions(priority=Priority.REQUESTED)
+        except AuthenticationFailed:
+            raise
+        except ExchangeError as exc:
+            # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded,
+            # REST failing) instead of a missing one, and the stream/poller keep retrying;
+            # signed calls use offset 0 until a -1021 makes the client re-sync. Refused
+            # credentials met before the first snapshot still end it (``_refused_before_ready``).
+            logger.warning("Binance unreachable at startup: {}", exc)
+
+    async def take_over(self) -> None:
+        """This instance became the leader: catch up with what an earlier leader published."""
+        store, book = self.store, self.book
+        # Positions an earlier leader published that this instance never saw (it started
+        # after they closed): tracked now, as at a restart, so the positions read below
+        # publishes them and tells a change (core/book.py rule 10).
+        published = await store.published_keys()
+        book.expect(published, await store.last_shown(published))
+        self.poller.take_over()
+        told = await self.guard_task.told()  # before our own view is republished over it
+        now_ms = self.clock.wall_ms()
+        done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+        self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
+        logger.info("took the lead of account {} (fence {}): republished {} position(s)",
+                    self.config.redis.account, store.fence, done)
+
+    def tasks(self) -> dict[str, Coroutine[Any, Any, Any]]:
+        """The long-running coroutines by task name (rule 2); call once."""
+        config, r = self.config, self.config.redis
+        runner, store = self.runner, self.store
+        tasks: dict[str, Coroutine[Any, Any, Any]] = {
+            "core": self.core.run(),
+            "stream": self.stream.run(self.inbox.emit),
+            "market": self.market.run(self.inbox.emit),
+            "poller": self.poller.run(self.inbox.emit),
+            "ticker": run_ticker(self.inbox, config.service.tick_interval_s),
+            "heartbeat": run_heartbeat(store, runner, self.vitals, self.clock,
+                                       interval_s=r.heartbeat_interval_s,
+                                       timeout_s=4 * r.socket_timeout_s),
+            "reaper": self.reaper.run(),
+            "lead": run_lead(store, self.take_over, self.clock, timeout_s=4 * r.socket_timeout_s,
+                             on_other_leader=lambda leader: runner.drop_deferred(
+                                 f"{leader} leads account {r.account} now")),
+            "guard": self.guard_task.run(),
+        }
+        if self.canary is not None:
+            tasks["canary"] = self.canary.run()
+        if self.metrics is not None:
+            tasks["metrics"] = serve_metrics(self.metrics, config.metrics)
+            # XREAD's block must end before the socket timeout would call Redis unreachable.
+            tasks["metrics-events"] = tail_events(
+                store, self.metrics, block_ms=max(1, int(min(1.0, r.socket_timeout_s / 2) * 1000)))
+        return tasks
+
+
+@contextlib.asynccontextmanager
+async def build(config: Config, credentials: Credentials, clock: Clock,
+                endpoints: Endpoints | None = None) -> AsyncIterator[Pipeline]:
+    """The wired pipeline (module rules); its HTTP client and store closed on exit (rule 3)."""
+    ends = endpoints or Endpoints()
+    b = config.binance
+    # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
+    # write of this run until it caught up with the last one (a closure would never show).
+    book = PositionBook(BookPolicy(max_age_ms=config.core.max_age_ms,
+                                   max_rest_lag_ms=config.core.max_rest_lag_ms),
+                        version_base=clock.wall_ms() * 1000)
+    vitals = Vitals(
+        Identity(os.getpid(), socket.gethostname(), __version__, clock.wall_ms()), book,
+        weight_budget_1m=_weight_budget_1m(config), progress_limit_s=_progress_limit_s(config),
+        reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
+    async with contextlib.AsyncExitStack() as stack:
+        http = ends.http
+        if http is None:
+            http = await stack.enter_async_context(httpx.AsyncClient(
+                base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
+        rest = rest_of(config, credentials, clock, http)
+        store = ends.store
+        if store is None:
+            store = store_of(config)
+            stack.push_async_callback(store.close)
+        yield _wire(config, clock, ends, book, vitals, rest, store)
+
+
+def rest_of(config: Config, credentials: Credentials, clock: Clock,
+            http: httpx.AsyncClient) -> BinanceRest:
+    """The Binance REST client as the daemon has it (``[binance]``: recvWindow, timeout and
+    ``weight_budget_pct`` of Binance's 2400 weight/min), on ``http``."""
+    b = config.binance
+    return BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
+                       weight_budget_per_min=_weight_budget_1m(config),
+                       timeout=httpx.Timeout(b.request_timeout_s))
+
+
+def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher) -> RedisPublisher:
+    """The Redis publisher as the daemon has it (``[redis]`` and ``[veto] max_age_ms``); not
+    started. ``cls``: a test's subclass."""
+    r = config.redis
+    return cls.from_url(r.url, account=r.account, health_ttl_ms=r.health_ttl_ms,
+                        closed_ttl_s=r.closed_ttl_s, events_maxlen=r.events_maxlen,
+                        veto_max_age_ms=config.veto.max_age_ms,
+                        socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms,
+                        **r.client_options())
+
+
+def _weight_budget_1m(config: Config) -> int:
+    return IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
+
+
+def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
+          rest: BinanceRest, store: RedisPublisher) -> Pipeline:
+    b, r = config.binance, config.redis
+    inbox = Inbox(INBOX_SIZE)
+    orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
+    # Trigger watching (issue 13): the public prices the open stops trigger on.
+    market = MarketStream(ws_url=b.ws_url, clock=clock, max_silence_s=b.max_silence_s,
+                          reconnect_min_delay_s=b.reconnect_min_delay_s,
+                          reconnect_max_delay_s=b.reconnect_max_delay_s,
+                          rotate_after_s=b.rotate_after_s)
+    schedule = PollSchedule.from_config(b, idle_poll_interval_s=calm_poll_interval_s(config))
+    poller = Poller(rest, schedule, clock=clock,
+                    leased_symbols=leased_symbols_of(store), order_symbols=orders.symbols,
+                    standby=lambda: not store.leading,
+                    stream_trusted=lambda: (book.stream_state == "live"
+                                            and vitals.proof.state == "proven"),
+                    stops_far=lambda: not market.near_trigger())
+
+    stream = UserDataStream(
+        rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
+        rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
+        reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
+    guard = Guard(guard_policy(config))
+    reader = bracketed_reader(rest, inbox.emit)
+    reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
+                        read_positions=ends.wrap_reader(reader) if ends.wrap_reader else reader,
+                        max_rest_lag_ms=config.core.max_rest_lag_ms, lead=store,
+                        read_lease_ends=store.lease_ends_in,
+                        also_needs_leases=lambda: guard.needs_leases)
+
+    def leases() -> Leases | None:
+        ends_ms = reaper.lease_ends
+        return None if ends_ms is None else Leases(ends_ms, reaper.leases_read_ms)
+
+    guard_task = GuardTask(guard, rest, store, leases,
+                           stream_unproven=lambda: vitals.proof.state == "unproven",
+                           lead=store)
+    guard_task.events_maxlen = r.events_maxlen
+    vitals.unprotected = guard.unprotected
+    vitals.weight_used = lambda: rest.own_weight_1m
+    vitals.ip_weight_used = lambda: rest.weight_used_1m
+    vitals.orphans_removed = lambda: reaper.removed_total
+    vitals.credentials_refused = lambda: "" if rest.auth_rejection is None else str(rest.auth_rejection)
+    triggers = TriggerTask(market)
+    vitals.trigger_watch = lambda: {
+        "market_stream": "connected" if market.connected else "down",
+        "market_streams": str(len(market.subscribed)),
+        "trigger_crossings": str(triggers.watch.crossings),
+        "triggers_not_acted": str(triggers.watch.not_acted)}
+    metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision, guard.answers)
+    observers: list[EffectsObserver] = [o for o in (metrics, ends.effects) if o is not None]
+    runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
+                           reconnect=stream.request_blind_reconnect,
+                           observer=observers[0] if len(observers) == 1 else
+                           _Observers(observers) if observers else None,
+                           guard=guard_task)
+    policy = canary_policy(config.stream)
+    canary = None if policy is None else CanaryTask(
+        rest, inbox.emit, clock, symbol=config.stream.canary_symbol, policy=policy,
+        stream_live=lambda: book.stream_state == "live" and store.leading)
+    notifier = ends.notifier or Notifier()
+    event_observers = (poller.observe, guard_task.observe,
+                       *(() if canary is None else (canary.observe,)),
+                       *(() if metrics is None else (metrics.observe_event,)), *ends.observers)
+    core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
+                    status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
+                    observers=event_observers, triggers=triggers, guard_step=guard_task.step)
+    return Pipeline(config=config, clock=clock, rest=rest, store=store, book=book, orders=orders,
+                    vitals=vitals, inbox=inbox, poller=poller, stream=stream, market=market,
+                    guard=guard, guard_task=guard_task, reaper=reaper, triggers=triggers,
+                    runner=runner, core=core, notifier=notifier, canary=canary, metrics=metrics)
+
+
+class _Observers:
+    """Several effects observers as one (the metrics and a caller's, rule 1)."""
+
+    def __init__(self, observers: Sequence[EffectsObserver]) -> None:
+        self._observers = tuple(observers)
+
+    def effects_run(self, effects: Sequence[Effect], *, written: bool) -> None:
+        for observer in self._observers:
+            observer.effects_run(effects, written=written)
+
+    def store_written(self, seconds: float) -> None:
+        for observer in self._observers:
+            observer.store_written(seconds)
+
+
+def leased_symbols_of(store: LeaseSource) -> Callable[[], Awaitable[Collection[str]]]:
+    """Symbols under a bot's lease, for the poller's fast polling (none while Redis is down)."""
+
+    async def leased() -> Collection[str]:
+        try:
+            return {key.symbol for key in await store.leased_symbols()}
+        except StoreError as exc:
+            # Fast polling is an optimisation; the outage itself is shown by the heartbeat.
+            logger.debug("leases unreadable, polling at the normal pace: {}", exc)
+            return ()
+
+    return leased
+
+
+# core/guard.py rule 8: an open position's orders are read by REST at least this often even
+# while the stream says nothing (it may be muted): 2 weight per open symbol per period, asked as
+# a priority read (docs/GUARD.md, Figures).
+DOUBT_MS = 15_000
+
+
+def guard_policy(config: Config) -> GuardPolicy:
+    """The pure guard policy from ``[guard]``; orders count as fresh without the stream for
+    three order polls (one failed read is not yet doubt), never less than ``[core] max_age_ms``."""
+    g = config.guard
+    return GuardPolicy(
+        alert_ms=g.unprotected_alert_ms, emergency_stop_pct=Decimal(str(g.emergency_stop_pct)),
+        emergency_after_ms=g.emergency_after_ms, max_orders_per_min=g.max_orders_per_min,
+        orders_max_age_ms=max(config.core.max_age_ms,
+                              round(3 * config.binance.orders_poll_interval_s * 1000)),
+        doubt_ms=DOUBT_MS)
+
+
+def _progress_limit_s(config: Config) -> float:
+    """How long the poller and the heartbeat may stay silent before the keepalive stops."""
+    b, r = config.binance, config.redis
+    slowest = max(b.poll_interval_s + 2 * b.request_timeout_s,
+                  r.heartbeat_interval_s + 4 * r.socket_timeout_s)
+    return max(10.0, 3 * slowest)
+
+
+def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
+                reaper_decision: Callable[[], ReaperDecision | None],
+                protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]] = dict,
+                ) -> Metrics | None:
+    """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
+    if not (config.metrics.listen or config.metrics.textfile_path):
+        return None
+    return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision,
+                   protection=protection)
+
+
+def _reaper_mode(config: Config) -> str:
+    if not config.reaper.enabled:
+        return "off"
+    return "dry-run" if config.reaper.dry_run else "on"
