@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.simulator import SimClient
 from tests.support.waiting import eventually
-from watchdog.binance.poller import Poller, PollSchedule
+from watchdog.binance.poller import Poller
 from watchdog.binance.rest import make_http_client
 from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Config, Credentials
@@ -21,7 +21,7 @@ from watchdog.core.events import Event, OrdersSnapshot, PositionSnapshot, Snapsh
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 from watchdog.core.orders import OrderBook
 from watchdog.errors import StoreUnavailable
-from watchdog.runtime.build import leased_symbols_of, rest_of
+from watchdog.runtime.build import leased_symbols_of, rest_of, schedule_of
 from watchdog.sim import Simulator
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ async def polling(sim: Simulator, leases: Leases, *, orders_poll_interval_s: flo
         if book is not None:
             book.apply(event)
 
-    poller = Poller(rest, PollSchedule.from_config(cfg), clock=SystemClock(),
+    poller = Poller(rest, schedule_of(Config(binance=cfg)), clock=SystemClock(),
                     leased_symbols=leased_symbols_of(leases))
     if started is not None:
         started.append(poller)

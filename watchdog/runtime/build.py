@@ -246,6 +246,17 @@ def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher) -> Redi
                         **r.client_options())
 
 
+def schedule_of(config: Config) -> PollSchedule:
+    """The poll schedule as the daemon has it (``[binance]`` intervals; the calm interval
+    clamped by ``config.calm_poll_interval_s``)."""
+    b = config.binance
+    return PollSchedule(poll_interval_s=b.poll_interval_s,
+                        orders_poll_interval_s=b.orders_poll_interval_s,
+                        fast_poll_interval_s=b.fast_poll_interval_s,
+                        orders_sweep_interval_s=b.orders_sweep_interval_s,
+                        idle_poll_interval_s=calm_poll_interval_s(config))
+
+
 def _weight_budget_1m(config: Config) -> int:
     return IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
 
@@ -260,7 +271,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                           reconnect_min_delay_s=b.reconnect_min_delay_s,
                           reconnect_max_delay_s=b.reconnect_max_delay_s,
                           rotate_after_s=b.rotate_after_s)
-    schedule = PollSchedule.from_config(b, idle_poll_interval_s=calm_poll_interval_s(config))
+    schedule = schedule_of(config)
     poller = Poller(rest, schedule, clock=clock,
                     leased_symbols=leased_symbols_of(store), order_symbols=orders.symbols,
                     standby=lambda: not store.leading,

@@ -21,9 +21,10 @@ from watchdog.binance.protocol.schedule import (
     sweep_hold_s,
 )
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, SWEEP_WEIGHT
-from watchdog.config import BinanceConfig
+from watchdog.config import BinanceConfig, Config
 from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
+from watchdog.runtime.build import schedule_of
 
 
 def snap(*rows: tuple[str, str]) -> PositionSnapshot:
@@ -125,7 +126,7 @@ def test_steady_state_weight_with_the_budget_module() -> None:
     symbol within their share): no 60 s window ever holds more than 360, the positions poll
     never stops (around the sweeps it slows to about 1.2 s), and a reap always finds room."""
     cfg = BinanceConfig()
-    s = PollSchedule.from_config(cfg)
+    s = schedule_of(Config(binance=cfg))  # as the daemon builds it
     own = WeightBudget(360)
     orders_budget = WeightBudget(orders_share_per_min(360, cfg.poll_interval_s,
                                                       cfg.orders_sweep_interval_s), reserve=0)

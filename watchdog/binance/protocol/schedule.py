@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
 from watchdog.binance.protocol.weights import ORDERS_WEIGHT, POSITIONS_WEIGHT, SWEEP_WEIGHT
-from watchdog.config import BinanceConfig
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
@@ -110,17 +109,6 @@ class PollSchedule:
         self._positions_known = False  # the first sweep waits for the first positions answer
         self._last_seen: PositionSnapshot | None = None
         self._next_sweep_at = 0.0
-
-    @classmethod
-    def from_config(cls, cfg: BinanceConfig, *,
-                    idle_poll_interval_s: float | None = None) -> PollSchedule:
-        """``idle_poll_interval_s``: the clamped value (``config.calm_poll_interval_s``);
-        None: the key as configured."""
-        return cls(poll_interval_s=cfg.poll_interval_s,
-                   orders_poll_interval_s=cfg.orders_poll_interval_s,
-                   fast_poll_interval_s=cfg.fast_poll_interval_s,
-                   orders_sweep_interval_s=cfg.orders_sweep_interval_s,
-                   idle_poll_interval_s=idle_poll_interval_s or cfg.idle_poll_interval_s)
 
     # -------------------------------------------------------------- facts
 
