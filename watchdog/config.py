@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from poswatch.urls import redact_url  # standard library only: one redaction rule, bots' and daemon's
+from watchdog.binance.protocol.signing import Credentials
 from watchdog.binance.protocol.weights import (
     ALL_SYMBOLS_WEIGHTS,
     IP_WEIGHT_LIMIT_PER_MIN,
@@ -585,20 +586,6 @@ _FILES = {"api_key": "binance_api_key", "api_secret": "binance_api_secret"}
 _CREDENTIALS_HELP = ("set BINANCE_API_KEY and BINANCE_API_SECRET in the environment, or give systemd "
                      "LoadCredential=binance_api_key:/etc/… and LoadCredential=binance_api_secret:/etc/… "
                      "(files in $CREDENTIALS_DIRECTORY)")
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Credentials:
-    """The Binance API key and secret. ``repr``/``str`` never show the secret, nor most of the key."""
-
-    api_key: str
-    api_secret: str
-
-    def __repr__(self) -> str:
-        shown = self.api_key[: min(4, len(self.api_key) // 4)]
-        return f"Credentials(api_key='{shown}…', api_secret=***)"
-
-    __str__ = __repr__
 
 
 def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:

@@ -41,11 +41,10 @@ from watchdog.binance.protocol.classify import (
     classify_response,
     classify_transport_failure,
 )
-from watchdog.binance.protocol.signing import ParamValue, build_query, build_signed_query
+from watchdog.binance.protocol.signing import Credentials, ParamValue, build_query, build_signed_query
 from watchdog.binance.protocol.weights import request_weight
 from watchdog.binance.retry import RetryPolicy, retrying_for
 from watchdog.clock import Clock
-from watchdog.config import Credentials
 from watchdog.core.events import OpenAlgoOrder, OpenOrder, PositionAmount, PositionSnapshot
 from watchdog.core.model import OrderId, PositionKey, Symbol
 from watchdog.errors import (

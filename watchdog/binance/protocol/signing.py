@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote
 
-__all__ = ["ParamValue", "Params", "build_query", "build_signed_query", "sign_query"]
+__all__ = ["Credentials", "ParamValue", "Params", "build_query", "build_signed_query", "sign_query"]
 
 # Binance example values are plain ASCII; anything else is percent-encoded (RFC 3986 unreserved
 # characters stay as they are) so that the signed text equals the bytes on the wire.
@@ -22,6 +23,20 @@ _SAFE = "-_.~"
 
 ParamValue = str | int | bool | Decimal
 Params = Mapping[str, ParamValue] | Iterable[tuple[str, ParamValue]]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Credentials:
+    """The Binance API key and secret. ``repr``/``str`` never show the secret, nor most of the key."""
+
+    api_key: str
+    api_secret: str
+
+    def __repr__(self) -> str:
+        shown = self.api_key[: min(4, len(self.api_key) // 4)]
+        return f"Credentials(api_key='{shown}…', api_secret=***)"
+
+    __str__ = __repr__
 
 
 def sign_query(query: str, secret: str) -> str:
