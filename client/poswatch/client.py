@@ -10,6 +10,8 @@ Usage (sync; ``AsyncWatchdogClient`` has the same methods as coroutines)::
     # end(outcome) ran; a veto raised Vetoed(op, verdict) before anything was touched
 
 The README of this distribution shows the full pattern, -2011 on the cancel included.
+Just over 400 lines: the sync and async clients side by side, method for method, so a change
+to one is seen next to the other.
 
 Failure policy (docs/PROTOCOL.md): if Redis cannot be reached, ``check``/``begin`` answer VETO
 ``watchdog_down`` (do not touch the stop) and ``confirm`` answers ALLOW ``unverified`` (you

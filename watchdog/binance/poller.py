@@ -4,6 +4,7 @@ Lives in ``binance/`` rather than ``runtime/`` because every decision in it is a
 costs (positionRisk weight 5 for all symbols, order reads weight 1 per symbol) and it talks only
 to ``BinanceRest`` and the core's events; leases come in through an injected callable, so it
 imports nothing from ``store``.
+Just over 400 lines: its rules are stated here once (``schedule.py`` holds their pure half).
 
 Rules of this module:
 1. ``PollSchedule`` (``schedule.py``) is pure (``now_s`` passed in): what to read now, and

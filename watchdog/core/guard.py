@@ -2,6 +2,9 @@
 
 PURE: events and ``now_ms`` (the watchdog's wall clock) in, effects out. Coverage itself is
 ``protection.py``; this module decides when the answer can be trusted and what follows from it.
+Over 400 lines on purpose: its eight rules (freshness, the run, the alert and its lease grace,
+the last-resort stop, cost, the lead, a takeover, doubt reads) act on one run per position side;
+split apart, each part would need the whole run's state.
 
 Rules of this module:
 1. Orders are *known fresh* for a symbol once an orders read covering it was requested after the
