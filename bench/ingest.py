@@ -89,8 +89,8 @@ async def _latency(sim: Sim, redis_url: str, account: str, symbol: str, rate: fl
 
     async def listen() -> None:
         async for message in pubsub.listen():
-            if message["type"] != "message" or message["data"] != "hincrby":
-                continue  # one notification per publish: the script's last hash write
+            if message["type"] != "message" or message["data"] != "hset":
+                continue  # one notification per publish: publish_position.lua writes the hash with one HSET
             arrived_ms = time.time() * 1000
             as_of, version = await reader.hmget(key, "as_of_ms", "version")
             if version in seen_versions or as_of is None:

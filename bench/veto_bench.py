@@ -66,6 +66,8 @@ async def _prepare(url: str) -> None:
     pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=600_000, closed_ttl_s=60,
                                   events_maxlen=10_000, veto_max_age_ms=3_600_000, socket_timeout_s=2.0)
     await pub.start()
+    if not await pub.acquire():  # every watchdog write is fenced (docs/HA.md): lead first
+        raise RuntimeError(f"another instance leads account {ACCOUNT} in {url}")
     await pub.heartbeat({"stream": "live"})
     key = PositionKey(Symbol("BTCUSDT"), PositionSide.BOTH)
     now = int(time.time() * 1000)
