@@ -253,7 +253,8 @@ def trigger_detection(redis_url: str, trials: int = 20, account: str = "bench",
             "p50_ms": round(percentile(closed_ms, 0.5), 1),
             "p95_ms": round(percentile(closed_ms, 0.95), 1), "max_ms": round(max(closed_ms), 1),
             "not_open_p50_ms": round(percentile(not_open_ms, 0.5), 1),
-            "not_open_p95_ms": round(percentile(not_open_ms, 0.95), 1)}
+            "not_open_p95_ms": round(percentile(not_open_ms, 0.95), 1),
+            "closed_ms": [round(ms) for ms in closed_ms]}  # every trial, in order
 
 
 class _WeightRate:
