@@ -10,7 +10,7 @@ from watchdog.core.blindness import (
     blind_verdict,
     overdue,
 )
-from watchdog.core.effects import Notify, RaiseAlert, Reconnect, RequestSnapshot
+from watchdog.core.effects import Notify, RaiseAlert, Reconnect
 
 TOLERANCE_MS = 1000
 
@@ -55,7 +55,7 @@ def test_a_change_is_raised_once_past_the_tolerance() -> None:
     blind = watched()
     blind.note(BTC, 11_000, 9_000, "REST shows amount 0", earliest_ms=11_000)
     assert blind.pending
-    assert [e for e in blind.check(BTC, 11_999) if not isinstance(e, RequestSnapshot)] == []
+    assert blind.check(BTC, 11_999) == []
     effects = blind.check(BTC, 12_000)
     assert effects == blind_verdict("REST shows amount 0 (unreported for at least 1000 ms)", BTC)
     assert not blind.pending
@@ -105,34 +105,3 @@ def test_a_gap_forgets_everything() -> None:
     assert not blind.pending
     assert blind.last_fill_ms(BTC.symbol) is None
     assert blind.watch.from_ms is None
-
-
-def test_a_held_back_change_asks_once_for_the_read_that_decides() -> None:
-    """Rule 2: the verdict needs a read requested past the tolerance; the next routine poll
-    may be a paced period away (or two when it is faster than the tolerance), so the change
-    asks for one, due when the tolerance is over, and only once."""
-    blind = watched()
-    blind.note(BTC, 11_000, 9_000, "REST shows amount 0", earliest_ms=11_000)
-    [asked] = blind.check(BTC, 11_000)  # the read that showed the change: age 0
-    assert isinstance(asked, RequestSnapshot)
-    assert asked.after_ms == TOLERANCE_MS
-    assert asked.symbols is None
-    assert blind.check(BTC, 11_400) == []  # asked already: a poll meanwhile asks no more
-    assert blind.check(BTC, 11_999) == []
-    # The read asked for decides as before: past the tolerance only.
-    assert blind.check(BTC, 12_000) == blind_verdict(
-        "REST shows amount 0 (unreported for at least 1000 ms)", BTC)
-
-
-def test_the_read_asked_for_never_raises_by_itself() -> None:
-    """The asked read only brings the verdict sooner: a stream fact that reports the change
-    before it still clears it, and a read requested early (a slow clock) decides nothing."""
-    blind = watched()
-    blind.note(BTC, 11_000, 9_000, "m", earliest_ms=11_000)
-    [asked] = blind.check(BTC, 11_300)
-    assert isinstance(asked, RequestSnapshot)
-    assert asked.after_ms == 700
-    assert blind.check(BTC, 11_999) == []  # early: nothing, and nothing asked again
-    blind.stream_fact(BTC, 9_500)  # late, not blind
-    assert not blind.pending
-    assert blind.check(BTC, 12_500) == []

@@ -147,19 +147,3 @@ def test_a_position_first_read_before_the_connect_is_watched_too() -> None:
     h.poll(103_000, amount(BTC, 1, 50_000))  # open as of 101_000 at the latest
     assert alerts(h.poll(105_000)) == []
     assert alerts(h.poll(106_000)) == ["stream_blind"]
-
-
-def test_a_held_back_close_asks_for_the_read_that_decides(h: Harness) -> None:
-    """The chaos incidents (stream muted, the position closes): REST shows the close untimed,
-    the change is held back, and the verdict waited for the next routine poll (1.18 s later
-    as paced; two polls at 0.9 s). The book now asks for a positions read due when the
-    tolerance is over, once; that read raises the verdict, an earlier one does not."""
-    from watchdog.core.effects import RequestSnapshot
-
-    effects = h.poll(5000)  # closed meanwhile; the row is absent: dated at this request
-    assert kinds(effects) == ["position_closed"]
-    assert alerts(effects) == []
-    asked = [e for e in effects if isinstance(e, RequestSnapshot) and e.after_ms > 0]
-    assert [(e.after_ms, e.symbols) for e in asked] == [(1000, None)]
-    assert not any(isinstance(e, RequestSnapshot) and e.after_ms > 0 for e in h.poll(5600))
-    assert alerts(h.poll(6000)) == ["stream_blind"]  # the read asked for, requested at 6000

@@ -3,7 +3,6 @@ the caller is not stalled or killed, and ``recover`` writes them (positions firs
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -102,31 +101,6 @@ async def test_effects_are_routed(store: RedisPublisher, redis_url: str) -> None
     assert await read(redis_url, "HGET", KEYS.position(KEY), "state") == "open"
     kinds = await event_kinds(redis_url)
     assert "alert" in kinds
-
-
-async def test_a_snapshot_asked_for_later_reaches_the_poller_then(store: RedisPublisher) -> None:
-    """Rule 4: a read due past a tolerance (core/blindness.py rule 2) is handed over after
-    ``after_ms``, without the core loop waiting for it."""
-    sinks = Sinks()
-    runner, _ = make_runner(store, sinks)
-    later = RequestSnapshot("stream_blind verdict due", after_ms=50)
-    loop = asyncio.get_running_loop()
-    handed = asyncio.Event()
-    handed_at: list[float] = []
-
-    def request_snapshot(request: RequestSnapshot) -> None:
-        sinks.snapshots.append(request)
-        if request.after_ms:
-            handed_at.append(loop.time())
-            handed.set()
-
-    sinks.request_snapshot = request_snapshot  # type: ignore[method-assign]
-    started = loop.time()
-    await runner.run([later, RequestSnapshot("now")])
-    assert sinks.snapshots == [RequestSnapshot("now")]  # not yet, and the batch went on
-    await asyncio.wait_for(handed.wait(), timeout=5.0)
-    assert sinks.snapshots == [RequestSnapshot("now"), later]
-    assert handed_at[0] - started >= 0.05
 
 
 async def test_only_a_reconnect_effect_replaces_the_stream(store: RedisPublisher) -> None:

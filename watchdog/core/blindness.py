@@ -13,11 +13,7 @@ Rules of this module:
    the watch start may predate the connection: the stream never had a chance to report it.
 2. The tolerance: a change is pending from the exchange time it happened at or before
    (``since_ms``); it is raised once a trusted REST request is ``blind_after_ms`` past that (a
-   healthy stream may be a few ms behind REST), and only once. A change held back asks, once,
-   for a positions read requested when the tolerance is over (``RequestSnapshot`` with
-   ``after_ms``): the verdict waits for a read, and the next routine poll may come up to a
-   paced poll period later (or two, when the poll is faster than the tolerance). The read only
-   brings the verdict sooner; what it takes to raise it is unchanged.
+   healthy stream may be a few ms behind REST), and only once.
 3. The verdict: ``stream_blind`` leaves as a RaiseAlert (naming the key when there is one), a
    Notify for bots and a ``Reconnect`` (the shell replaces the connection: the core no longer
    trusts it); the canary's ``stream_blind`` leaves the same way.
@@ -30,9 +26,9 @@ Rules of this module:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from watchdog.core.effects import Effect, Notify, RaiseAlert, Reconnect, RequestSnapshot
+from watchdog.core.effects import Effect, Notify, RaiseAlert, Reconnect
 from watchdog.core.model import PositionKey, Symbol
 
 __all__ = ["BLIND_CODE", "ConnectionWatch", "PositionBlindness", "blind_verdict", "overdue"]
@@ -82,7 +78,6 @@ class _Unreported:
     since_ms: int  # the change happened at or before this exchange time
     prior_ms: int  # time of the held fact before it: a later stream fact or fill reports it
     message: str
-    asked: bool = False  # the read past the tolerance was asked for (rule 2)
 
 
 class PositionBlindness:
@@ -129,21 +124,12 @@ class PositionBlindness:
             self._unreported[key] = _Unreported(since_ms, prior_ms, message)
 
     def check(self, key: PositionKey, requested_time_ms: int) -> list[Effect]:
-        """Blind once a trusted snapshot finds the change unreported past the tolerance; a
-        change still within it asks once for the read that can decide (rule 2)."""
+        """Blind once a trusted snapshot finds the change unreported past the tolerance."""
         pending = self._unreported.get(key)
         if pending is None:
             return []
         age = overdue(pending.since_ms, requested_time_ms, self._blind_after_ms)
         if age is None:
-            if pending.asked:
-                return []
-            self._unreported[key] = replace(pending, asked=True)
-            # Measured from this read's request: it was sent before now, so the read asked
-            # for is requested past the tolerance however long this one took to answer.
-            due_ms = pending.since_ms + self._blind_after_ms - requested_time_ms
-            return [RequestSnapshot(reason=f"{key}: stream_blind verdict due "
-                                    f"(unreported change, tolerance {self._blind_after_ms} ms)",
-                                    after_ms=max(due_ms, 1))]
+            return []
         del self._unreported[key]
         return blind_verdict(f"{pending.message} {age}", key)

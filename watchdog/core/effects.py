@@ -56,13 +56,10 @@ class Retract:
 
 @dataclass(frozen=True, slots=True)
 class RequestSnapshot:
-    """Read positions (and orders) from REST; ``symbols`` None means all symbols.
-    ``after_ms`` > 0: ask that many ms from now, not at once (a verdict that needs a read
-    requested past a tolerance: an earlier one would be spent on nothing, book rule 7)."""
+    """Read positions (and orders) from REST; ``symbols`` None means all symbols."""
 
     reason: str
     symbols: frozenset[Symbol] | None = None
-    after_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,6 @@ Rules of this module:
    answers again, which writes the deferred effects before new ones flow. Readers meanwhile see
    the positions' ``verified_ms`` age, and the veto says ``stale`` / ``watchdog_down``.
 3. Every alert and notification is also logged, so an operator sees it with Redis down.
-4. A ``RequestSnapshot`` with ``after_ms`` is handed to the poller that many ms later (a timer
-   on the loop, never a wait in the core loop); the request is logged when it is scheduled.
 """
 
 from __future__ import annotations
@@ -122,10 +120,6 @@ class EffectsRunner:
                                      reason)
                     else:
                         self._reconnect(reason)
-                case RequestSnapshot(after_ms=after_ms) if after_ms > 0:
-                    logger.debug("snapshot asked in {} ms: {}", after_ms, effect.reason)
-                    asyncio.get_running_loop().call_later(
-                        after_ms / 1000, self._snapshots.request_snapshot, effect)
                 case RequestSnapshot():
                     self._snapshots.request_snapshot(effect)
                 case ReadNow():
