@@ -59,8 +59,9 @@ Rules of this module:
    Notify, Reconnect) once the change is ``blind_after_ms`` old: dated by the REST row's
    ``updateTime``, else (absent or untimed row) by the ``requested_time_ms`` of the first
    snapshot that showed it. A younger change is held back (a healthy stream may be a
-   few ms behind REST) and asks once for a positions read due when the tolerance is over
-   (``RequestSnapshot.after_ms``: the next routine poll may be a paced period away); a
+   few ms behind REST) until a later snapshot shows it old enough (the next routine poll:
+   a read asked for at the tolerance's end was tried and cost the crossing reads their weight,
+   docs/RELIABILITY.md); a
    stream fact or fill that reports it clears it, a later trusted snapshot past the
    tolerance raises it, a gap forgets it. The state change itself is applied
    at once either way. The runtime replaces the connection (the BASUSDT incident).
