@@ -88,7 +88,7 @@ _POLL_INTERVAL_S = 0.9  # [binance] poll_interval_s
 
 
 def detection(redis_url: str, trials: int = 20, account: str = "bench",
-              lag_trials: int = 5) -> dict[str, Any]:
+              lag_trials: int = 5, warmup_s: float = 0.0) -> dict[str, Any]:
     """Closure detection with the stream muted (REST only), the daemon at its defaults.
 
     The stream is muted for the whole phase (the simulator's fault survives reconnects). Per
@@ -102,6 +102,9 @@ def detection(redis_url: str, trials: int = 20, account: str = "bench",
     Then ``lag_trials`` closes right after the open is seen (within ``max_rest_lag_ms``): an
     untimed flat that REST lag could explain, which the core shows ``unknown`` at once and
     ``closed`` once the window has passed (core/fusion.py): both times are reported apart.
+    ``warmup_s``: the position stays open that long before the first trial, so the trials
+    measure the steady state instead of the minute after the start, whose startup sweep (80
+    weight) slows the positions poll (the ``detection_steady`` row).
     """
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     key = f"wd:v1:{{{account}}}:pos:BTCUSDT:BOTH"
@@ -124,6 +127,7 @@ def detection(redis_url: str, trials: int = 20, account: str = "bench",
     with simulator(["BTCUSDT", "ETHUSDT"]) as sim, daemon(sim, redis_url, account) as wd:
         sim.control("POST", "faults", {"stream": "mute"})
         reopen()
+        time.sleep(warmup_s)  # not a synchronisation: the daemon polls meanwhile (docstring)
         weight = _WeightRate(sim)
         for _ in range(trials):
             time.sleep(_MAX_REST_LAG_S + random.uniform(0.0, _POLL_INTERVAL_S))

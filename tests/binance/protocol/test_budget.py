@@ -231,3 +231,64 @@ def test_a_request_counts_until_a_minute_after_its_answer() -> None:
     assert budget.own_used_1m(60.001) == 360
     assert budget.wait_for_s(5, priority=Priority.SAFETY, now_s=60.001) == pytest.approx(0.009)
     assert budget.wait_for_s(5, priority=Priority.SAFETY, now_s=60.010) == 0
+
+
+# ---------------------------------------------------------------- pacing is tight (#13 item 2)
+
+
+def _overflows(budget: WeightBudget, weight: int, now_s: float, spacing_s: float,
+               planned: list[tuple[float, int]]) -> bool:
+    """Would calls of ``weight`` every ``spacing_s`` from ``now_s`` on (plus ``planned``) put
+    more than the routine limit in some 60 s window during the next minute?"""
+    limit = budget.limit(Priority.ROUTINE)
+    spent = [(at_s, int(w)) for at_s, w in budget._spent]
+    calls = [(now_s + k * spacing_s, weight) for k in range(int(60 / spacing_s) + 2)
+             if k * spacing_s < 60]
+    future = calls + [(t, w) for t, w in planned if 0 <= t - now_s < 60]
+    return any(sum(w for t, w in spent + future if probe_s - 60 < t <= probe_s) > limit
+               for probe_s in sorted({t for t, _ in future}))
+
+
+def test_at_110_of_360_after_the_startup_sweep_a_0_9_s_poll_would_hit_the_cap() -> None:
+    """The deferrals seen after a start ("wait_s=0.28 at 110-150 of 360") are not early: with
+    the startup sweep's 80 in the window, a poll at 0.9 s fills the routine limit (352) some
+    40 s later, 20 s before the sweep leaves the window, and would then stop until it does."""
+    budget = WeightBudget(360)
+    budget.record(80, 0.0)  # the startup sweep
+    for i in range(6):  # the first positions reads and the stream's resync: 30
+        budget.record(5, 0.5 + i * 1.2)
+    now_s = 7.5
+    assert budget.own_used_1m(now_s) == 110
+    pace = budget.pace_s(5, now_s)
+    assert 1.05 < pace < 1.3  # 47 more reads fit before the sweep leaves, 52.5 s from now
+    assert _overflows(budget, 5, now_s, 0.9, [])
+    assert not _overflows(budget, 5, now_s, pace, [])
+
+
+def test_far_from_the_cap_the_pace_does_not_slow_the_poll() -> None:
+    """Spend freely while the projection stays under the cap: a window that the poll at 0.9 s
+    cannot fill within the minute asks for no spacing beyond what it already has."""
+    budget = WeightBudget(360)
+    for i in range(30):  # half a minute of polls at 0.9 s: 150, nothing else
+        budget.record(5, i * 0.9)
+    assert budget.pace_s(5, 30 * 0.9) <= 0.9
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 2.0), st.integers(1, 80)), max_size=80),
+       st.integers(1, 10), st.one_of(st.none(), st.floats(0.5, 120.0)))
+def test_the_pace_is_the_least_spacing_that_fits(history: list[tuple[float, int]], weight: int,
+                                                 sweep_in_s: float | None) -> None:
+    """Pacing never slows the poll more than the cap needs: 2 % faster than the pace would
+    overflow the routine limit within the minute (and the pace itself does not)."""
+    budget = WeightBudget(360)
+    now_s = 0.0
+    for dt_s, w in history:
+        now_s += dt_s
+        if budget.wait_for_s(w, now_s=now_s) == 0:
+            budget.record(w, now_s)
+    planned = [] if sweep_in_s is None else [(now_s + sweep_in_s, 80)]
+    pace = budget.pace_s(weight, now_s, planned)
+    if pace == math.inf or pace < 0.05:
+        return  # a call now overflows (the hard check says how long), or no pacing to speak of
+    assert not _overflows(budget, weight, now_s, pace, planned)
+    assert _overflows(budget, weight, now_s, pace * 0.98, planned)

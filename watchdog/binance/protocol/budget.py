@@ -16,7 +16,12 @@ Rules of this module:
    calls also wait while the IP is above 90% of 2400 (the bot's room); priority calls only
    while they would push it over 2400. Nothing is sent while a 429/418 ``Retry-After`` runs.
 5. Routine polls are paced (``pace_s``), not only capped: spending is spread over the minute
-   so the window never forces a long stop.
+   so the window never forces a long stop. The pace is the least even spacing that keeps the
+   next minute under the limit (a hair faster overflows), and even is what the positions
+   poll wants: for a given number of reads, the wait from a random moment (a closure) to the
+   next read is shortest, in mean and in every quantile, with equal gaps. Polling at full
+   speed while far from the cap and slowing only near it spends the same reads with a stop
+   at the end (docs/BENCHMARKS.md "#13 item 2: pacing").
 6. A request counts from when it is sent until 60 s after its answer (``answered``): Binance
    charges it when it arrives, somewhere between the two, and counts it for 60 s from then.
    Counting only from the send let a request sent just before the window's edge and charged
