@@ -28,7 +28,13 @@ from loguru import logger
 from watchdog.clock import Clock
 from watchdog.errors import StoreError
 
-__all__ = ["FairShare", "ShareStore", "fair_share", "live_instances"]
+__all__ = ["Acquirer", "FairShare", "ShareStore", "fair_share", "live_instances"]
+
+
+class Acquirer(Protocol):
+    """What taking a lead needs (the lead task's store)."""
+
+    async def acquire(self, *, announce: bool = False) -> bool: ...
 
 
 class ShareStore(Protocol):
@@ -106,14 +112,14 @@ class FairShare:
                 self._live = live
         return fair_share(len(self._stores), len(self._live) or 1)
 
-    async def acquire(self, store: ShareStore, *, announce: bool) -> bool:
+    async def acquire(self, store: Acquirer, *, announce: bool) -> bool:
         """Acquire ``store``'s account if this instance is under its share (serialised)."""
         async with self._lock:
             if self.leading >= await self.allowed():
                 return False
             return await store.acquire(announce=announce)
 
-    async def over(self, store: ShareStore) -> bool:
+    async def over(self, store: object) -> bool:
         """True when ``store`` leads one account too many: this instance is over its share and
         ``store`` is the last leading one in config order (one hand-on per round, decided the
         same way by every pipeline, so they never all resign at once)."""
