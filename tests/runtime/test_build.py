@@ -66,6 +66,7 @@ async def test_accounts_of_one_process_share_one_weight_budget_per_ip_and_one_in
     a, b = pipelines
     assert a.rest.budget is b.rest.budget is shared.budgets[config.binance.rest_url]
     assert alone.rest.budget is not a.rest.budget
+    assert (a.rest.budget.sharers, alone.rest.budget.sharers) == (2, 1)  # each paces for two
     assert (a.store.keys.account, b.store.keys.account) == ("a", "b")
     assert a.store.instance == b.store.instance == shared.instance
     assert alone.store.instance != shared.instance

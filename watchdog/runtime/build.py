@@ -120,6 +120,8 @@ class Shared:
         url = config.binance.rest_url
         if url not in self.budgets:
             self.budgets[url] = WeightBudget(_weight_budget_1m(config))
+        else:
+            self.budgets[url].sharers += 1  # one more account's poller paces from it
         return self.budgets[url]
 
 
