@@ -172,7 +172,10 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                     t0 = time.monotonic()
                     sim.exchange.market_fill(key, SYMBOL, "SELL", QTY, None)
                     sim.venue.flush()
-                    while not await shows("closed"):  # noqa: ASYNC110 - Redis is what we time
+                    deadline = t0 + 120
+                    while not await shows("closed"):
+                        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                            raise RuntimeError(f"no closure seen; exits {[p.poll() for p in procs]}")
                         await asyncio.sleep(0.005)
                     detections.append((time.monotonic() - t0) * 1000)
                 sim.set_faults(stream="normal")

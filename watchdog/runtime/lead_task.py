@@ -69,10 +69,11 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
             took = False
             async with asyncio.timeout(min(timeout_s, renew_s)):
                 if store.leading:
-                    if share is not None and await share.over(store):
-                        await store.resign("over this instance's fair share of the accounts")
-                    elif await store.renew():
+                    if await store.renew():
                         proven_at = clock.monotonic()
+                        # After the renewal: a slow read of the instances never costs the lease.
+                        if share is not None and await share.over(store):
+                            await store.resign("over this instance's fair share of the accounts")
                 elif took := (await store.acquire(announce=True) if share is None
                               else await share.acquire(store, announce=True)):
                     proven_at = clock.monotonic()
