@@ -207,8 +207,12 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     with redis_server() as rs:
         for n_instances in args.instances:
             for n_accounts in args.accounts:
-                result = await one_run(n_accounts, n_instances, args.trials, args.steady_s, rs.url,
-                                       args.fit)
+                try:
+                    result = await one_run(n_accounts, n_instances, args.trials, args.steady_s,
+                                           rs.url, args.fit)
+                except RuntimeError as exc:  # recorded, and the next run goes on
+                    result = {"accounts": n_accounts, "instances": n_instances, "fit": args.fit,
+                              "error": str(exc)}
                 results.append(result)
                 if not args.json:
                     print(json.dumps(result), flush=True)
