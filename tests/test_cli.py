@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from watchdog.cli import cli
@@ -116,3 +117,36 @@ def test_run_reports_every_config_error_and_exits_78(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 5, result.stderr
     assert all("bad configuration" in line for line in errors)
+
+
+MULTI = """
+[binance]
+weight_budget_pct = 30
+[[accounts]]
+name = "a"
+[[accounts]]
+name = "b"
+"""
+
+
+@pytest.mark.parametrize("args", [["status"], ["events"], ["check", "BTCUSDT"]])
+def test_a_reading_command_refuses_a_file_of_several_accounts(tmp_path: Path,
+                                                              args: list[str]) -> None:
+    """It would otherwise read [redis] account's default, an account nobody runs."""
+    config = tmp_path / "multi.toml"
+    config.write_text(MULTI, encoding="utf-8")
+    result = CliRunner().invoke(cli, [*args, "--config", str(config)])
+    assert result.exit_code in (2, 78), result.output  # check's config error is its 2
+    assert "reads one" in result.stderr
+
+
+def test_run_names_the_account_whose_credentials_are_missing_and_exits_78(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "multi.toml"
+    config.write_text(MULTI, encoding="utf-8")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("BINANCE_API_KEY_A", "k" * 64)
+    monkeypatch.setenv("BINANCE_API_SECRET_A", "s" * 64)
+    result = CliRunner().invoke(cli, ["run", "--config", str(config)])
+    assert result.exit_code == 78
+    assert "BINANCE_API_KEY_B" in result.stderr

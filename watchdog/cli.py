@@ -51,13 +51,13 @@ def _load_optional_config(config_path: str | None) -> Config:
     78 with every problem on its own line."""
     from pathlib import Path
 
-    from watchdog.config import Config, load_config
+    from watchdog.config import Config, load_config, one_account
 
     default = Path(_DEFAULT_CONFIG)
     try:
         if config_path is None and default.exists():
             config_path = str(default)
-        return load_config(config_path) if config_path else Config()
+        return one_account(load_config(config_path)) if config_path else Config()
     except ConfigError as exc:
         _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
@@ -186,10 +186,10 @@ def check(symbol: str, side: str, as_json: bool, config_path: str) -> None:
     import json
 
     from poswatch import check_position
-    from watchdog.config import load_config
+    from watchdog.config import load_config, one_account
 
     try:
-        cfg = load_config(config_path)
+        cfg = one_account(load_config(config_path))
         verdict = check_position(cfg.redis.url, cfg.redis.account, symbol.upper(), side.upper(),
                                  max_age_ms=cfg.veto.max_age_ms, socket_timeout_s=cfg.redis.socket_timeout_s,
                                  **cfg.redis.client_options())
@@ -248,13 +248,14 @@ def run_command(config_path: str) -> None:
 
     try:
         from watchdog import logs
-        from watchdog.config import load_config, load_credentials
+        from watchdog.config import load_account_credentials, load_config
         from watchdog.runtime.daemon import run
 
         config = load_config(config_path)
-        credentials = load_credentials()
-        for secret in (credentials.api_key, credentials.api_secret):
-            logs.register_secret(secret)
+        credentials = load_account_credentials(config)
+        for pair in credentials.values():
+            for secret in (pair.api_key, pair.api_secret):
+                logs.register_secret(secret)
         code = asyncio.run(run(config, credentials))
     except StopRequested as exc:
         logger.info("stopping on signal during startup ({}): nothing was started", exc)
@@ -388,14 +389,15 @@ def orphans(as_json: bool, config_path: str, symbols: tuple[str, ...]) -> None:
     import asyncio
 
     from watchdog import logs
-    from watchdog.config import load_config, load_credentials
+    from watchdog.config import load_account_credentials, load_config, one_account
     from watchdog.core.model import Symbol
     from watchdog.errors import EXIT_NOPERM, AuthenticationFailed, ExchangeError
     from watchdog.ops.orphans import collect, render_json, render_text
 
     try:
-        cfg = load_config(config_path)
-        credentials = load_credentials()
+        full = load_config(config_path)
+        cfg = one_account(full)
+        credentials = load_account_credentials(full)[cfg.redis.account]
         for secret in (credentials.api_key, credentials.api_secret):
             logs.register_secret(secret)
         report = asyncio.run(collect(cfg, credentials, symbols=[Symbol(s.upper()) for s in symbols]))

@@ -19,6 +19,7 @@ docs/CONFIG.md, read top to bottom; the credentials at the end are the other sta
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import math
@@ -45,6 +46,7 @@ from watchdog.errors import ConfigError, ConfigErrors
 
 __all__ = [
     "SECTIONS",
+    "AccountConfig",
     "BinanceConfig",
     "Config",
     "CoreConfig",
@@ -56,9 +58,12 @@ __all__ = [
     "ServiceConfig",
     "StreamConfig",
     "VetoConfig",
+    "account_configs",
     "calm_poll_interval_s",
+    "load_account_credentials",
     "load_config",
     "load_credentials",
+    "one_account",
     "parse_config",
     "parse_listen",
     "redact_url",
@@ -239,8 +244,36 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One account of several (``[[accounts]]``, docs/CONFIG.md): its Redis namespace and where
+    its credentials are. Empty names take ``BINANCE_API_KEY_<NAME>`` / ``BINANCE_API_SECRET_<NAME>``
+    (the name upper-cased, ``-`` as ``_``); the systemd credential files are always
+    ``binance_api_key_<name>`` and ``binance_api_secret_<name>``."""
+
+    name: str = _key("", pattern=r"[A-Za-z0-9_-]{1,64}",
+                     why="it is the account's Redis namespace, like [redis] account")
+    api_key_env: str = _key("", pattern=r"[A-Za-z_][A-Za-z0-9_]{0,127}|")
+    api_secret_env: str = _key("", pattern=r"[A-Za-z_][A-Za-z0-9_]{0,127}|")
+
+    def env_names(self) -> dict[str, str]:
+        """The environment variables holding this account's key and secret."""
+        suffix = self.name.upper().replace("-", "_")
+        return {"api_key": self.api_key_env or f"BINANCE_API_KEY_{suffix}",
+                "api_secret": self.api_secret_env or f"BINANCE_API_SECRET_{suffix}"}
+
+    def file_names(self) -> dict[str, str]:
+        """The ``$CREDENTIALS_DIRECTORY`` files holding them (systemd ``LoadCredential=``)."""
+        return {"api_key": f"binance_api_key_{self.name}",
+                "api_secret": f"binance_api_secret_{self.name}"}
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration; every section always present (missing ones take defaults)."""
+    """The whole configuration; every section always present (missing ones take defaults).
+
+    ``accounts``: the ``[[accounts]]`` array; empty (the default) means one account, ``[redis]
+    account``, with the unsuffixed credentials. ``account_configs`` gives one ``Config`` per
+    account."""
 
     binance: BinanceConfig = field(default_factory=BinanceConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
@@ -251,9 +284,32 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    accounts: tuple[AccountConfig, ...] = ()
 
 
-SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+def account_configs(config: Config) -> list[Config]:
+    """One ``Config`` per account, each with its name as ``[redis] account`` and no
+    ``accounts``: what one pipeline runs. A file without ``[[accounts]]`` gives itself."""
+    if not config.accounts:
+        return [config]
+    return [dataclasses.replace(config, accounts=(),
+                                redis=dataclasses.replace(config.redis, account=a.name))
+            for a in config.accounts]
+
+
+def one_account(config: Config) -> Config:
+    """The one account a reading command (status, check, events, orphans) looks at: the file's
+    only account. Raises ConfigError when ``[[accounts]]`` lists several (it would otherwise read
+    ``[redis] account``'s default, an account nobody runs)."""
+    configs = account_configs(config)
+    if len(configs) > 1:
+        raise ConfigError("config", "accounts", "", f"{len(configs)} accounts are listed and this "
+                          "command reads one: give it a config file with [redis] account = NAME")
+    return configs[0]
+
+
+SECTIONS: dict[str, type[Any]] = {f.name: f.default_factory for f in fields(Config)  # type: ignore[misc]
+                                  if f.name != "accounts"}
 _SECRET_NAMES = frozenset({"apikey", "apisecret", "secret", "secretkey", "apisecretkey"})
 _SECRETS_HELP = ("secrets do not belong in the config file; set BINANCE_API_KEY/BINANCE_API_SECRET "
                  "or systemd LoadCredential= binance_api_key/binance_api_secret")
@@ -289,6 +345,8 @@ def parse_config(data: Mapping[str, Any], path: str) -> Config:
     found: list[ConfigError] = []
     _reject_secrets(data, path, "", found)
     for name, value in data.items():
+        if name == "accounts":
+            continue  # an array of tables, read by _build_accounts
         if name not in SECTIONS:
             if not isinstance(value, dict):
                 home = [s for s, cls in SECTIONS.items() if name in _field_names(cls)]
@@ -304,12 +362,13 @@ def parse_config(data: Mapping[str, Any], path: str) -> Config:
                                   table if isinstance(table := data.get(name, {}), dict) else {},
                                   found)
              for name, cls in SECTIONS.items()}
-    config = Config(**built)
+    config = Config(**built, accounts=_build_accounts(path, data, found))
     # A relation is judged only between keys that are themselves valid (a bad key took its
     # default above, and a relation with a default would name the wrong culprit).
     bad = {(e.section, e.key) for e in found} | {(e.section, "") for e in found}
     _check_relations(config, path, found, bad)
     _check_metrics(config, path, found, bad)
+    _check_accounts(config, data, path, found)
     if len(found) == 1:
         raise found[0]
     if found:
@@ -335,6 +394,53 @@ def _build_section(path: str, section: str, cls: type[_T], table: Mapping[str, A
             except ConfigError as exc:
                 found.append(exc)
     return cls(**values)
+
+
+def _build_accounts(path: str, data: Mapping[str, Any],
+                    found: list[ConfigError]) -> tuple[AccountConfig, ...]:
+    """``[[accounts]]``: an array of tables, each checked like a section (``accounts[i]``)."""
+    if "accounts" not in data:
+        return ()
+    items = data["accounts"]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        found.append(ConfigError(path, "accounts", "", "expected an array of tables [[accounts]], "
+                                 f"got {_type_name(items)}"))
+        return ()
+    built = []
+    for i, item in enumerate(items):
+        section = f"accounts[{i}]"
+        if "name" not in item:
+            found.append(ConfigError(path, section, "name", "missing: every account needs a name "
+                                     "(its Redis namespace)"))
+            continue
+        built.append(_build_section(path, section, AccountConfig, item, found))
+    return tuple(built)
+
+
+def _check_accounts(config: Config, data: Mapping[str, Any], path: str,
+                    found: list[ConfigError]) -> None:
+    """Several accounts: distinct names, ``[redis] account`` not given beside them, and no
+    ``[metrics]`` export (one port or file per process, not yet per account)."""
+    if "accounts" not in data or not isinstance(data["accounts"], list):
+        return
+    if not data["accounts"]:
+        found.append(ConfigError(path, "accounts", "", "an empty [[accounts]] array: list at least "
+                                 "one account, or drop it and use [redis] account"))
+        return
+    names = [a.name for a in config.accounts]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        found.append(ConfigError(path, "accounts", "name", f"{twice[0]!r} is listed twice: each "
+                                 "account's name is its own Redis namespace"))
+    redis = data.get("redis")
+    if isinstance(redis, dict) and "account" in redis:
+        found.append(ConfigError(path, "redis", "account", "give either [redis] account (one "
+                                 "account) or [[accounts]] (several), not both"))
+    if config.metrics.listen or config.metrics.textfile_path:
+        found.append(ConfigError(path, "metrics", "listen" if config.metrics.listen else
+                                 "textfile_path", "[metrics] exports one account per process: "
+                                 "not available with [[accounts]] yet (run one process per "
+                                 "account to export metrics)"))
 
 
 def _check_value(path: str, section: str, key: str, kind: type, value: Any,
@@ -502,16 +608,19 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
     # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
     if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
         return
-    per_min = 60 / b.poll_interval_s * POSITIONS_WEIGHT
+    # Several accounts share one budget per IP (docs/CONFIG.md, [[accounts]]).
+    accounts = max(1, len(config.accounts))
+    per_min = 60 / b.poll_interval_s * POSITIONS_WEIGHT * accounts
     budget = IP_WEIGHT_LIMIT_PER_MIN * b.weight_budget_pct / 100
     budget_keys = (("binance", "poll_interval_s"), ("binance", "weight_budget_pct"))
     check(per_min <= budget, budget_keys, "binance", "poll_interval_s",
           f"{b.poll_interval_s:g} s costs {per_min:.0f} weight/min in positionRisk "
-          f"alone, over weight_budget_pct {b.weight_budget_pct}% of {IP_WEIGHT_LIMIT_PER_MIN} "
+          f"alone{f' for {accounts} accounts on one IP' if accounts > 1 else ''}, over "
+          f"weight_budget_pct {b.weight_budget_pct}% of {IP_WEIGHT_LIMIT_PER_MIN} "
           f"({budget:.0f}); raise the interval or the budget")
     if per_min > budget:
         return  # the sweep's share cannot be judged while the poll alone is over
-    sweep_per_min = 60 / b.orders_sweep_interval_s * SWEEP_WEIGHT
+    sweep_per_min = 60 / b.orders_sweep_interval_s * SWEEP_WEIGHT * accounts
     check(per_min + sweep_per_min <= budget,
           (*budget_keys, ("binance", "orders_sweep_interval_s")), "binance",
           "orders_sweep_interval_s",
@@ -533,6 +642,10 @@ def _reject_secrets(data: Mapping[str, Any], path: str, section: str,
             found.append(ConfigError(path, section, key, _SECRETS_HELP))
         elif isinstance(value, dict):
             _reject_secrets(value, path, f"{section}.{key}" if section else key, found)
+        elif isinstance(value, list):  # [[accounts]]: an array of tables
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _reject_secrets(item, path, f"{key}[{i}]", found)
 
 
 def _syntax_error(path: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
@@ -588,29 +701,47 @@ _CREDENTIALS_HELP = ("set BINANCE_API_KEY and BINANCE_API_SECRET in the environm
                      "(files in $CREDENTIALS_DIRECTORY)")
 
 
-def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
+def load_credentials(environ: Mapping[str, str] | None = None, *,
+                     account: AccountConfig | None = None) -> Credentials:
     """Read the API key and secret: environment first, then ``$CREDENTIALS_DIRECTORY`` files.
+    ``account``: one of ``[[accounts]]`` (its own variable and file names); else the one
+    account's ``BINANCE_API_KEY``/``BINANCE_API_SECRET``.
 
     Raises:
         ConfigError: a value is missing, empty, unreadable or contains whitespace; the message says
             how to provide it (and never contains the value).
     """
     env = os.environ if environ is None else environ
+    env_names = _ENV if account is None else account.env_names()
+    file_names = _FILES if account is None else account.file_names()
+    section = "binance" if account is None else f"accounts {account.name}"
+    help_text = _CREDENTIALS_HELP if account is None else (
+        f"set {env_names['api_key']} and {env_names['api_secret']} in the environment, or "
+        f"systemd LoadCredential={file_names['api_key']}:… and {file_names['api_secret']}:…")
     found: dict[str, str] = {}
-    for name, var in _ENV.items():
+    for name, var in env_names.items():
         value, source = env.get(var, "").strip(), var
         if not value and env.get("CREDENTIALS_DIRECTORY"):
-            file = Path(env["CREDENTIALS_DIRECTORY"]) / _FILES[name]
+            file = Path(env["CREDENTIALS_DIRECTORY"]) / file_names[name]
             source = str(file)
             try:
                 value = file.read_text(encoding="utf-8").strip() if file.exists() else ""
             except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError("credentials", "binance", name,
+                raise ConfigError("credentials", section, name,
                                   f"cannot read {file}: {exc.__class__.__name__}") from exc
         if not value:
-            raise ConfigError("credentials", "binance", name, f"not found; {_CREDENTIALS_HELP}")
+            raise ConfigError("credentials", section, name, f"not found; {help_text}")
         if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):
-            raise ConfigError("credentials", "binance", name,
+            raise ConfigError("credentials", section, name,
                               f"the value from {source} contains whitespace or control characters")
         found[name] = value
     return Credentials(api_key=found["api_key"], api_secret=found["api_secret"])
+
+
+def load_account_credentials(config: Config, environ: Mapping[str, str] | None = None,
+                             ) -> dict[str, Credentials]:
+    """Each account's credentials by account name (``load_credentials`` for each; one account
+    without ``[[accounts]]`` reads the unsuffixed names). Raises ConfigError as it does."""
+    if not config.accounts:
+        return {config.redis.account: load_credentials(environ)}
+    return {a.name: load_credentials(environ, account=a) for a in config.accounts}

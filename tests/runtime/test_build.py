@@ -40,3 +40,33 @@ async def test_defaults_build_every_daemon_task_and_no_more() -> None:
 async def test_metrics_add_their_two_tasks() -> None:
     config = Config(metrics=MetricsConfig(listen="127.0.0.1:9731"))
     assert await _tasks_of(config) == DAEMON_TASKS | {"metrics", "metrics-events"}
+
+
+async def test_accounts_of_one_process_share_one_weight_budget_per_ip_and_one_instance() -> None:
+    """build.py rule 4: Binance's weight limit is the IP's, so every account's client on one
+    REST URL spends from one budget; alone, a pipeline keeps its own (as before)."""
+    from watchdog.config import account_configs, parse_config
+    from watchdog.runtime.build import Shared
+
+    config = parse_config({"accounts": [{"name": "a"}, {"name": "b"}],
+                           "binance": {"weight_budget_pct": 30}}, "t.toml")
+    shared = Shared()
+    pipelines = []
+    async with httpx.AsyncClient(base_url=config.binance.rest_url) as http:
+        for one in account_configs(config):
+            async with build(one, Credentials("key", "secret"), SystemClock(),
+                             Endpoints(http=http), shared) as pipeline:
+                for coro in pipeline.tasks().values():
+                    coro.close()
+                pipelines.append(pipeline)
+        async with build(Config(), Credentials("key", "secret"), SystemClock(),
+                         Endpoints(http=http)) as alone:
+            for coro in alone.tasks().values():
+                coro.close()
+    a, b = pipelines
+    assert a.rest.budget is b.rest.budget is shared.budgets[config.binance.rest_url]
+    assert alone.rest.budget is not a.rest.budget
+    assert (a.rest.budget.sharers, alone.rest.budget.sharers) == (2, 1)  # each paces for two
+    assert (a.store.keys.account, b.store.keys.account) == ("a", "b")
+    assert a.store.instance == b.store.instance == shared.instance
+    assert alone.store.instance != shared.instance

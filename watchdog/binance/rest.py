@@ -100,7 +100,8 @@ class BinanceRest:
                  recv_window_ms: int = 5000, weight_budget_per_min: int = 360,
                  clock: Clock, timeout: httpx.Timeout | None = None,
                  retry_policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 budget: WeightBudget | None = None) -> None:
         self._client = client
         self._credentials = credentials
         self._recv_window_ms = recv_window_ms
@@ -108,7 +109,9 @@ class BinanceRest:
         self._timeout = timeout or httpx.Timeout(5.0, connect=3.0)
         self._retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
-        self.budget = WeightBudget(weight_budget_per_min)
+        # ``budget``: one shared by every account's client on the same IP (the limit is the
+        # IP's, docs/HA.md); else this client's own.
+        self.budget = budget or WeightBudget(weight_budget_per_min)
         self.offset_ms = 0
         self._synced_at_s: float | None = None
         self._request_ids = itertools.count(1)

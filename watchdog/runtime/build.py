@@ -21,6 +21,9 @@ Rules of this module:
    the caller owns the TaskGroup (the daemon adds its stop and process concerns).
 3. The HTTP client and the store are closed when ``build``'s context ends, unless the caller
    gave them (then they are the caller's).
+4. Several accounts in one process (``[[accounts]]``): one ``build`` per account, all given the
+   same ``Shared``: one weight budget per REST URL (Binance's limit is the IP's), one instance id
+   and the fair share of leads (runtime/share.py). Without it a pipeline is alone, as before.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -39,7 +42,7 @@ from loguru import logger
 from watchdog import __version__
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
-from watchdog.binance.protocol.budget import Priority
+from watchdog.binance.protocol.budget import Priority, WeightBudget
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.stream import UserDataStream
@@ -63,12 +66,14 @@ from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
+from watchdog.runtime.share import FairShare
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
+from watchdog.store.lead import new_instance_id
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["INBOX_SIZE", "Endpoints", "LeaseSource", "Pipeline", "build", "guard_policy",
+__all__ = ["INBOX_SIZE", "Endpoints", "LeaseSource", "Pipeline", "Shared", "build", "guard_policy",
            "leased_symbols_of", "rest_of", "store_of"]
 
 INBOX_SIZE = 10_000  # ~seconds of a busy account's events: room to ride out a slow Redis write
@@ -101,6 +106,26 @@ class Endpoints:
 
 
 @dataclass
+class Shared:
+    """What the pipelines of one process share (rule 4). ``share`` is set by the caller once
+    every pipeline is built (it needs their stores)."""
+
+    instance: str = field(default_factory=new_instance_id)
+    budgets: dict[str, WeightBudget] = field(default_factory=dict)
+    share: FairShare | None = None
+
+    def budget(self, config: Config) -> WeightBudget:
+        """The one budget of ``[binance] rest_url`` (its size from the first account's config:
+        ``[binance]`` is common to all accounts of a file)."""
+        url = config.binance.rest_url
+        if url not in self.budgets:
+            self.budgets[url] = WeightBudget(_weight_budget_1m(config))
+        else:
+            self.budgets[url].sharers += 1  # one more account's poller paces from it
+        return self.budgets[url]
+
+
+@dataclass
 class Pipeline:
     """The wired watchdog: its parts (read by status, tests and benchmarks) and its tasks."""
 
@@ -124,6 +149,7 @@ class Pipeline:
     notifier: Notifier
     canary: CanaryTask | None = None
     metrics: Metrics | None = None
+    shared: Shared | None = None
 
     async def start(self) -> None:
         """The startup (rule 2): Redis, the lead, positions closed while down, Binance's clock
@@ -132,8 +158,11 @@ class Pipeline:
         store, book, rest = self.store, self.book, self.rest
         await store.start()
         # The lead at once when free (one instance: always, unless its own crashed run's
-        # lease still runs, for at most lead_ttl_ms); else a hot standby (docs/HA.md).
-        if not await store.acquire():
+        # lease still runs, for at most lead_ttl_ms); else a hot standby (docs/HA.md). With
+        # several accounts, only within this instance's fair share (rule 4).
+        share = self.shared.share if self.shared is not None else None
+        if not await (store.acquire() if share is None
+                      else share.acquire(store, announce=False)):
             logger.info("standby: {} leads account {}", store.leader, self.config.redis.account)
         # Closed while we were down → published closed, and told (position_closed, while_down).
         published = await store.published_keys()
@@ -184,7 +213,8 @@ class Pipeline:
             "reaper": self.reaper.run(),
             "lead": run_lead(store, self.take_over, self.clock, timeout_s=4 * r.socket_timeout_s,
                              on_other_leader=lambda leader: runner.drop_deferred(
-                                 f"{leader} leads account {r.account} now")),
+                                 f"{leader} leads account {r.account} now"),
+                             share=self.shared.share if self.shared is not None else None),
             "guard": self.guard_task.run(),
         }
         if self.canary is not None:
@@ -199,8 +229,10 @@ class Pipeline:
 
 @contextlib.asynccontextmanager
 async def build(config: Config, credentials: Credentials, clock: Clock,
-                endpoints: Endpoints | None = None) -> AsyncIterator[Pipeline]:
-    """The wired pipeline (module rules); its HTTP client and store closed on exit (rule 3)."""
+                endpoints: Endpoints | None = None,
+                shared: Shared | None = None) -> AsyncIterator[Pipeline]:
+    """The wired pipeline (module rules); its HTTP client and store closed on exit (rule 3);
+    ``shared``: the other accounts' pipelines of this process (rule 4)."""
     ends = endpoints or Endpoints()
     b = config.binance
     # Versions must keep growing across restarts, or Redis' compare-and-set would refuse every
@@ -217,33 +249,38 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         if http is None:
             http = await stack.enter_async_context(httpx.AsyncClient(
                 base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
-        rest = rest_of(config, credentials, clock, http)
+        rest = rest_of(config, credentials, clock, http,
+                       budget=shared.budget(config) if shared is not None else None)
         store = ends.store
         if store is None:
-            store = store_of(config)
+            store = store_of(config, instance=shared.instance if shared is not None else "")
             stack.push_async_callback(store.close)
-        yield _wire(config, clock, ends, book, vitals, rest, store)
+        pipeline = _wire(config, clock, ends, book, vitals, rest, store)
+        pipeline.shared = shared
+        yield pipeline
 
 
 def rest_of(config: Config, credentials: Credentials, clock: Clock,
-            http: httpx.AsyncClient) -> BinanceRest:
+            http: httpx.AsyncClient, budget: WeightBudget | None = None) -> BinanceRest:
     """The Binance REST client as the daemon has it (``[binance]``: recvWindow, timeout and
-    ``weight_budget_pct`` of Binance's 2400 weight/min), on ``http``."""
+    ``weight_budget_pct`` of Binance's 2400 weight/min), on ``http``; ``budget``: the one
+    shared with the other accounts on this IP (rule 4)."""
     b = config.binance
     return BinanceRest(http, credentials, recv_window_ms=b.recv_window_ms, clock=clock,
                        weight_budget_per_min=_weight_budget_1m(config),
-                       timeout=httpx.Timeout(b.request_timeout_s))
+                       timeout=httpx.Timeout(b.request_timeout_s), budget=budget)
 
 
-def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher) -> RedisPublisher:
+def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher,
+             instance: str = "") -> RedisPublisher:
     """The Redis publisher as the daemon has it (``[redis]`` and ``[veto] max_age_ms``); not
-    started. ``cls``: a test's subclass."""
+    started. ``cls``: a test's subclass; ``instance``: the process's id (rule 4)."""
     r = config.redis
     return cls.from_url(r.url, account=r.account, health_ttl_ms=r.health_ttl_ms,
                         closed_ttl_s=r.closed_ttl_s, events_maxlen=r.events_maxlen,
                         veto_max_age_ms=config.veto.max_age_ms,
                         socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms,
-                        **r.client_options())
+                        instance=instance, **r.client_options())
 
 
 def schedule_of(config: Config) -> PollSchedule:

@@ -1,4 +1,5 @@
-"""``run(config, credentials)``: runs the pipeline ``build()`` wires, and owns THE TaskGroup.
+"""``run(config, credentials)``: runs the pipeline ``build()`` wires (one per account of
+``[[accounts]]``, build.py rule 4), and owns THE TaskGroup.
 
 The parts and the data path are ``build.py``'s (the tests and benchmarks run the same
 pipeline); this module adds what only the process has: signals, the systemd notifier, the GC
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any
 
 from loguru import logger
@@ -27,9 +28,10 @@ from watchdog import __version__
 from watchdog.binance.rest import BinanceRest
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
-from watchdog.config import Config, Credentials
-from watchdog.errors import StoreError
-from watchdog.runtime.build import Endpoints, build
+from watchdog.config import Config, Credentials, account_configs
+from watchdog.errors import ConfigError, StoreError
+from watchdog.runtime.build import Endpoints, Pipeline, Shared, build
+from watchdog.runtime.share import FairShare
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.publisher import RedisPublisher
@@ -40,9 +42,13 @@ _RECANCEL_INTERVAL_S = 0.2
 _GC_THRESHOLDS = (10_000, 10, 10)  # CPython's default first threshold is 700
 
 
-async def run(config: Config, credentials: Credentials, *, clock: Clock | None = None,
-              notifier: Notifier | None = None, stop: asyncio.Event | None = None) -> int:
+async def run(config: Config, credentials: Credentials | Mapping[str, Credentials], *,
+              clock: Clock | None = None, notifier: Notifier | None = None,
+              stop: asyncio.Event | None = None) -> int:
     """Run the watchdog until ``stop`` is set (SIGTERM/SIGINT set it); returns 0 then.
+
+    ``credentials``: the one account's, or each account's by name (``[[accounts]]``,
+    ``config.load_account_credentials``).
 
     Raises:
         ExceptionGroup: what ended a task, classified by ``cli.py`` (ConfigError → 78,
@@ -58,24 +64,43 @@ async def run(config: Config, credentials: Credentials, *, clock: Clock | None =
                           stop)
 
 
-async def _run(config: Config, credentials: Credentials, clock: Clock, notifier: Notifier,
-               stop: asyncio.Event) -> int:
+async def _run(config: Config, credentials: Credentials | Mapping[str, Credentials],
+               clock: Clock, notifier: Notifier, stop: asyncio.Event) -> int:
     b, r = config.binance, config.redis
-    async with build(config, credentials, clock, Endpoints(notifier=notifier)) as pipeline:
-        if not await _unless_stopped(stop, pipeline.start()):
+    configs = account_configs(config)
+    keyed = ({configs[0].redis.account: credentials} if isinstance(credentials, Credentials)
+             else credentials)
+    missing = [c.redis.account for c in configs if c.redis.account not in keyed]
+    if missing:
+        raise ConfigError("credentials", "accounts", missing[0], "no credentials given")
+    # One account: alone, as always. Several: one weight budget per IP, one instance id, the
+    # fair share of leads (build.py rule 4); task names then carry the account.
+    shared = Shared() if len(configs) > 1 else None
+    async with contextlib.AsyncExitStack() as stack:
+        pipelines = [await stack.enter_async_context(
+                         build(c, keyed[c.redis.account], clock, Endpoints(notifier=notifier), shared))
+                     for c in configs]
+        if shared is not None:
+            shared.share = FairShare([p.store for p in pipelines], clock)
+        if not await _unless_stopped(stop, _start_all(pipelines)):
             logger.info("stopping on signal during startup: nothing was published, nothing left "
                         "on the exchange")
             notifier.stopping(status="stopping on signal during startup")
             return 0
-        tasks = pipeline.tasks()
-        tasks["credentials"] = _refused_before_ready(pipeline.rest, pipeline.vitals,
-                                                     config.service.tick_interval_s)
+        tasks: dict[str, Coroutine[Any, Any, Any]] = {}
+        for pipeline in pipelines:
+            prefix = f"{pipeline.config.redis.account}/" if shared is not None else ""
+            own = pipeline.tasks()
+            own["credentials"] = _refused_before_ready(pipeline.rest, pipeline.vitals,
+                                                       config.service.tick_interval_s)
+            tasks.update({prefix + name: coro for name, coro in own.items()})
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
                            config.service.tick_interval_s)
         logger.info("position-watchdog {} starting: account={} rest={} ws={} reaper={}", __version__,
-                    r.account, b.rest_url, b.ws_url, pipeline.vitals.reaper)
+                    ",".join(c.redis.account for c in configs), b.rest_url, b.ws_url,
+                    pipelines[0].vitals.reaper)
         notifier.status("starting: connecting to Binance and Redis")
         with _settled_gc():
             try:
@@ -93,8 +118,19 @@ async def _run(config: Config, credentials: Credentials, clock: Clock, notifier:
                 logger.warning("not a graceful stop: the health hash is left to expire (within "
                                "{} ms)", r.health_ttl_ms)
                 raise
-            await _mark_stopped(pipeline.store, timeout_s=2 * r.socket_timeout_s)
+            for pipeline in pipelines:
+                await _mark_stopped(pipeline.store, timeout_s=2 * r.socket_timeout_s)
     return 0
+
+
+async def _start_all(pipelines: list[Pipeline]) -> None:
+    """Every account's startup at once (``Pipeline.start``); the first error propagates."""
+    if len(pipelines) == 1:
+        await pipelines[0].start()
+        return
+    async with asyncio.TaskGroup() as tg:
+        for pipeline in pipelines:
+            tg.create_task(pipeline.start(), name=f"startup {pipeline.config.redis.account}")
 
 
 async def _refused_before_ready(rest: BinanceRest, vitals: Vitals, interval_s: float) -> None:

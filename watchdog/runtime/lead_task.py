@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from loguru import logger
 
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.errors import StoreError
+
+if TYPE_CHECKING:
+    from watchdog.runtime.share import FairShare
 
 __all__ = ["LeadStore", "run_lead"]
 
@@ -44,13 +47,18 @@ class LeadStore(Protocol):
 
     def step_down(self, why: str) -> None: ...
 
+    async def resign(self, why: str) -> None: ...
+
 
 async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]], clock: Clock,
                    *, timeout_s: float,
-                   on_other_leader: Callable[[str], None] | None = None) -> NoReturn:
+                   on_other_leader: Callable[[str], None] | None = None,
+                   share: FairShare | None = None) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
     (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading.
-    Never returns; Redis errors are logged and retried."""
+    ``share``: several accounts in this process (runtime/share.py): acquire only under the
+    fair share, hand the lead on when over it. Never returns; Redis errors are logged and
+    retried."""
     ttl_s = store.lead_ttl_ms / 1000
     renew_s, standby_s = ttl_s / 3, ttl_s / 6
     proven_at = clock.monotonic()
@@ -63,7 +71,11 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
                 if store.leading:
                     if await store.renew():
                         proven_at = clock.monotonic()
-                elif took := await store.acquire(announce=True):
+                        # After the renewal: a slow read of the instances never costs the lease.
+                        if share is not None and await share.over(store):
+                            await store.resign("over this instance's fair share of the accounts")
+                elif took := (await store.acquire(announce=True) if share is None
+                              else await share.acquire(store, announce=True)):
                     proven_at = clock.monotonic()
             if took:
                 logger.info("leading now (fence {}): republishing fresh state", store.fence)

@@ -20,14 +20,20 @@ from watchdog.errors import Fenced, StoreError
 from watchdog.store.connection import map_redis_errors
 from watchdog.store.reads import StoreReads
 
-__all__ = ["Leadership"]
+__all__ = ["Leadership", "new_instance_id"]
+
+
+def new_instance_id() -> str:
+    """host:pid:random, unique even when a PID is reused (containers)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class Leadership(StoreReads):
     """The lead of one account as this instance knows it."""
 
-    def _init_lead(self, lead_ttl_ms: int) -> None:
-        self._instance = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+    def _init_lead(self, lead_ttl_ms: int, instance: str = "") -> None:
+        # ``instance``: one id for every account of a process (runtime/share.py counts them).
+        self._instance = instance or new_instance_id()
         self.lead_ttl_ms = lead_ttl_ms
         self._fence = 0  # the fencing token while this instance leads; 0: standby
         # After a takeover, the health hash naming this instance goes first: until the first
@@ -104,6 +110,18 @@ class Leadership(StoreReads):
         except StoreError as exc:
             logger.warning("cannot prove the lead in Redis: {}", exc)
             return False
+
+    async def resign(self, why: str) -> None:
+        """Hand the lease on on purpose (fair share, runtime/share.py): a standby at once, then
+        the lease removed so another instance takes it within its next round. If Redis cannot
+        be told, the lease lapses by its TTL (it is not renewed any more)."""
+        if not self._fence:
+            return
+        logger.info("handing on the lead of account {} (fence {}): {}", self.keys.account,
+                    self._fence, why)
+        self._fence = 0
+        self.lead_changed.set()
+        await self._read(self.calls.resign_lead(self._instance))
 
     async def register(self) -> None:
         """A standby's round: announce itself (instances set) and try to take the lead."""

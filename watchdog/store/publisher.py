@@ -83,7 +83,7 @@ class RedisPublisher(Leadership):
 
     def __init__(self, client: redis.asyncio.Redis, *, account: str, health_ttl_ms: int,
                  closed_ttl_s: float, events_maxlen: int, veto_max_age_ms: int, url: str = "",
-                 lead_ttl_ms: int = 1500) -> None:
+                 lead_ttl_ms: int = 1500, instance: str = "") -> None:
         self._redis = client
         self._runner = ScriptRunner(client)
         self._url = url
@@ -107,7 +107,7 @@ class RedisPublisher(Leadership):
         # publish of a key in this run also drops a marker an earlier run may have left (a
         # crash, a restart: publish_position's clear_firing argument), at no extra call.
         self._firing_synced: set[PositionKey] = set()
-        self._init_lead(lead_ttl_ms)
+        self._init_lead(lead_ttl_ms, instance)
         self.republished_total = 0
         self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
 
@@ -115,14 +115,15 @@ class RedisPublisher(Leadership):
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
                  events_maxlen: int, veto_max_age_ms: int, socket_timeout_s: float,
                  lead_ttl_ms: int = 1500, sentinels: Sequence[str] = (),
-                 sentinel_master: str = "", cluster: bool = False) -> RedisPublisher:
+                 sentinel_master: str = "", cluster: bool = False,
+                 instance: str = "") -> RedisPublisher:
         """Build the client (explicit retry policy, see ``connection.py``; Sentinel when
         ``sentinels`` are given) and the publisher."""
         client = connect(url, socket_timeout_s=socket_timeout_s, client_name="position-watchdog",
                          sentinels=sentinels, sentinel_master=sentinel_master, cluster=cluster)
         return cls(client, account=account, health_ttl_ms=health_ttl_ms, closed_ttl_s=closed_ttl_s,
                    events_maxlen=events_maxlen, veto_max_age_ms=veto_max_age_ms, url=url,
-                   lead_ttl_ms=lead_ttl_ms)
+                   lead_ttl_ms=lead_ttl_ms, instance=instance)
 
     async def start(self) -> None:
         """Load every script (bots may call them by SHA only). Raises ``StoreUnavailable``."""

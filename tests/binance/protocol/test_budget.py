@@ -292,3 +292,20 @@ def test_the_pace_is_the_least_spacing_that_fits(history: list[tuple[float, int]
         return  # a call now overflows (the hard check says how long), or no pacing to speak of
     assert not _overflows(budget, weight, now_s, pace, planned)
     assert _overflows(budget, weight, now_s, pace * 0.98, planned)
+
+
+def test_sharers_pace_each_poller_so_together_they_keep_one_pollers_pace() -> None:
+    """Several accounts on one IP (runtime/build.py rule 4): N pollers each pacing N times
+    wider spend what one poller would, instead of racing for the room as it frees."""
+    alone, shared = WeightBudget(360), WeightBudget(360)
+    shared.sharers = 4
+    for budget in (alone, shared):
+        for i in range(60):
+            budget.record(5, now_s=i * 0.5)
+    pace = alone.pace_s(5, now_s=30.0)
+    assert pace > 0
+    assert shared.pace_s(5, now_s=30.0) == pytest.approx(4 * pace)
+    # Empty: one poller may call every 60 / (360 / 5) s; four share that rate.
+    empty = WeightBudget(360)
+    empty.sharers = 4
+    assert empty.pace_s(5, now_s=0.0) == pytest.approx(4 * WeightBudget(360).pace_s(5, now_s=0.0))

@@ -73,6 +73,10 @@ class WeightBudget:
         self._ip_reset_at_s = float("-inf")  # when Binance's minute of that report ends
         self.blocked_until_s = 0.0
         self.degraded = False
+        # Pollers spending from this budget (several accounts on one IP, runtime/build.py rule
+        # 4): each paces its routine calls this many times wider, so together they keep the
+        # pace one poller would (rule 5) and take turns instead of racing for freed room.
+        self.sharers = 1
 
     # -------------------------------------------------------------- bookkeeping
 
@@ -182,7 +186,7 @@ class WeightBudget:
                 # n calls fit before this step when spaced ahead_s / n (a hair more: floats)
                 pace = max(pace, ahead_s / (room // max(1, weight) + 1) * (1 + 1e-9))
             room += freed
-        return pace
+        return pace * self.sharers
 
     def _own_wait_s(self, weight: int, limit: int, now_s: float) -> float:
         """Until enough of the oldest spending has left the window for ``weight`` to fit."""

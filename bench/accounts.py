@@ -1,0 +1,243 @@
+"""Many accounts per process (issue 14 item 2): cost per account, detection with the stream
+muted, and weight per IP, for N accounts on one instance and on two.
+
+Usage: PYTHONPATH=.:client python bench/accounts.py [--accounts 1 10 50] [--instances 1 2]
+       [--trials 10] [--steady-s 30] [--json]
+(docs/HA.md, Many accounts per process: figures).
+
+Real parts on loopback: a throw-away redis-server, the simulator in this process (one API key
+per account, real sockets) and ``python -m watchdog run`` processes with ``[[accounts]]``.
+Settings are the defaults except ``[binance] weight_budget_pct = 100``: the whole IP's 2400
+weight/min for the watchdog (a dedicated IP); at the default 15 % one IP polls one account.
+With two instances the simulator's IP limit is doubled: each instance stands for a host of its
+own (its own IP and its own budget), as in production.
+
+Per run: start the instance(s); wait until every account's health is ready and each instance
+leads its fair share; measure RSS (sum over the instances) and CPU seconds over ``--steady-s``
+with nothing happening; then ``--trials`` detections, round robin over the accounts: open a
+position with the stream live, wait 2.5 s plus a random fraction of the poll, mute the stream,
+``t0``, close it on the exchange, ``t1`` when Redis shows the position ``closed``. Weight per
+IP: what the simulator charged per minute over the steady phase, per instance.
+
+Without ``--fit`` the positions poll stays at the default 0.9 s whatever the number of
+accounts: past ~6 accounts per IP that asks for more than the IP allows (the config check
+refuses such a file for Binance; the simulator's loopback URL is exempt), and the shared
+budget decides who waits. ``--fit`` polls as fast as the accounts per IP fit instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE.parent / "client")]
+
+import redis.asyncio  # noqa: E402
+
+from bench.infra import PYTHON, ROOT, proc_stat, python_env, redis_server  # noqa: E402
+from poswatch.keys import AccountKeys  # noqa: E402
+from watchdog.sim import Simulator, run_simulator  # noqa: E402
+from watchdog.sim.auth import WeightMeter  # noqa: E402
+
+SYMBOL = "BTCUSDT"
+QTY = Decimal("0.01")
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def fitted_poll_s(per_ip: int) -> float:
+    """``--fit``: the shortest positions poll (weight 5) that ``per_ip`` accounts can share on
+    one IP: routine reads stop at 90 % of 2400 (budget rule 4), less each account's sweep
+    (8/min); never under the default 0.9 s. Rounded up to 0.05 s."""
+    seconds = 60 * 5 * per_ip / (2400 * 0.9 - 8 * per_ip)
+    return max(0.9, -(-round(seconds * 1000) // 50) * 0.05)
+
+
+def _config(sim: Simulator, redis_url: str, names: list[str], poll_s: float | None) -> str:
+    lines = ["[binance]", f'rest_url = "{sim.rest_url}"', f'ws_url = "{sim.ws_url}"',
+             "weight_budget_pct = 100"]
+    if poll_s is not None:
+        lines += [f"poll_interval_s = {poll_s:.2f}", f"idle_poll_interval_s = {poll_s:.2f}"]
+    lines += ["[redis]", f'url = "{redis_url}"']
+    for name in names:
+        lines += ["[[accounts]]", f'name = "{name}"']
+    return "\n".join(lines) + "\n"
+
+
+async def _wait(probe: Any, what: str, timeout_s: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = await probe()
+        if got:
+            return got
+        await asyncio.sleep(0.05)
+    raise TimeoutError(what)
+
+
+async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: float,
+                  redis_url: str, fit: bool = False) -> dict[str, Any]:
+    limit = 2400 * n_instances
+    poll_s = fitted_poll_s(-(-n_accounts // n_instances)) if fit else None
+    if poll_s is not None and poll_s * 1000 >= 5000:  # [core] max_age_ms: refused by the check
+        return {"accounts": n_accounts, "instances": n_instances, "fit": True,
+                "poll_interval_s": round(poll_s, 2), "fits_one_ip": False}
+    async with run_simulator(symbols=(SYMBOL,), weight_limit=limit) as sim:
+        accounts = {"acct00": (sim.api_key, sim.api_secret)}
+        for i in range(1, n_accounts):
+            key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
+            sim.exchange.add_account(key, secret)
+            accounts[f"acct{i:02d}"] = (key, secret)
+        names = list(accounts)
+        charged: list[tuple[float, int]] = []
+
+        class Counting(WeightMeter):
+            """The simulator's IP weight meter, also keeping what it charged and when."""
+
+            def charge(self, now_ms: int, weight: int) -> int:
+                used = super().charge(now_ms, weight)
+                charged.append((time.monotonic(), weight))
+                return used
+
+        sim.venue.weights = Counting(limit=limit)
+        r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        await r.flushall()
+        env = python_env(ROOT)
+        for name, (key, secret) in accounts.items():
+            env[f"BINANCE_API_KEY_{name.upper()}"] = key
+            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
+        with tempfile.TemporaryDirectory(prefix="wd-bench-accounts-") as tmp:
+            config = Path(tmp) / "config.toml"
+            config.write_text(_config(sim, redis_url, names, poll_s))
+            procs = []
+            for i in range(n_instances):
+                with open(Path(tmp) / f"i{i}.log", "wb") as log:  # noqa: ASYNC230
+                    procs.append(subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
+                        [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
+                         str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log))
+            try:
+                share = -(-n_accounts // n_instances)
+
+                async def settled() -> bool:
+                    for p in procs:
+                        if p.poll() is not None:
+                            raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
+                    holders = [await r.get(AccountKeys(n).leader) for n in names]
+                    ready = [await r.hget(AccountKeys(n).health, "ready") for n in names]
+                    per = [sum(1 for h in holders if h and h.split(":")[1] == str(p.pid))
+                           for p in procs]
+                    return all(x == "true" for x in ready) and all(h for h in holders) and \
+                        max(per) <= share
+                started = time.monotonic()
+                await _wait(settled, "every account ready and led")
+                ready_s = time.monotonic() - started
+                await asyncio.sleep(5.0)  # startup's snapshots and sweeps out of the window
+                before = [proc_stat(p.pid) for p in procs]
+                t_steady = time.monotonic()
+                await asyncio.sleep(steady_s)
+                after = [proc_stat(p.pid) for p in procs]
+                steady_weight = sum(w for t, w in charged if t >= t_steady)
+                cpu_s = sum(a.cpu_s - b.cpu_s for a, b in zip(after, before, strict=True))
+                wall_s = after[0].at - before[0].at
+                rss_mb = sum(a.rss_mb for a in after)
+                detections = []
+                for trial in range(trials):
+                    name = names[trial % n_accounts]
+                    key = accounts[name][0]
+                    pos = f"{AccountKeys(name).prefix}:pos:{SYMBOL}:BOTH"
+                    sim.set_faults(stream="normal")
+                    sim.exchange.market_fill(key, SYMBOL, "BUY", QTY, None)
+                    sim.venue.flush()
+
+                    async def shows(state: str, pos: str = pos) -> bool:
+                        return await r.hget(pos, "state") == state
+                    await _wait(lambda: shows("open"), f"{name} open")
+                    await asyncio.sleep(2.5 + random.random() * 0.9)
+                    sim.set_faults(stream="mute")
+                    t0 = time.monotonic()
+                    sim.exchange.market_fill(key, SYMBOL, "SELL", QTY, None)
+                    sim.venue.flush()
+                    deadline = t0 + 120
+                    while not await shows("closed"):
+                        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                            raise RuntimeError(f"no closure seen; exits {[p.poll() for p in procs]}")
+                        await asyncio.sleep(0.005)
+                    detections.append((time.monotonic() - t0) * 1000)
+                sim.set_faults(stream="normal")
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    try:
+                        p.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+        await r.aclose()
+    return {
+        "accounts": n_accounts, "instances": n_instances, "fit": fit,
+        "poll_interval_s": round(poll_s or 0.9, 2), "ready_s": round(ready_s, 1),
+        "rss_mb_total": round(rss_mb, 1), "rss_mb_per_account": round(rss_mb / n_accounts, 2),
+        "cpu_pct_total": round(100 * cpu_s / wall_s, 1),
+        "cpu_pct_per_account": round(100 * cpu_s / wall_s / n_accounts, 2),
+        "weight_per_min_per_ip": round(steady_weight * 60 / steady_s / n_instances),
+        "detection_p50_ms": round(statistics.median(detections)),
+        "detection_p95_ms": round(_quantile(detections, 0.95)),
+        "detection_max_ms": round(max(detections)), "trials": trials,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    with redis_server() as rs:
+        for n_instances in args.instances:
+            for n_accounts in args.accounts:
+                try:
+                    result = await one_run(n_accounts, n_instances, args.trials, args.steady_s,
+                                           rs.url, args.fit)
+                except RuntimeError as exc:  # recorded, and the next run goes on
+                    result = {"accounts": n_accounts, "instances": n_instances, "fit": args.fit,
+                              "error": str(exc)}
+                results.append(result)
+                if not args.json:
+                    print(json.dumps(result), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--instances", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--steady-s", type=float, default=30.0)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fit", action="store_true",
+                        help="poll as fast as the accounts per IP fit in 2400/min (the config "
+                             "check's rule) instead of the default 0.9 s")
+    args = parser.parse_args()
+    from loguru import logger  # the in-process simulator's INFO lines are noise here
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    results = asyncio.run(main_async(args))
+    if args.json:
+        print(json.dumps({"load": os.getloadavg()[0], "runs": results}))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

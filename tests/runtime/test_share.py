@@ -1,0 +1,94 @@
+"""Fair share of leads (runtime/share.py): who counts as live, the share, and that an instance
+never takes more than its share nor keeps more once another instance is live."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watchdog.clock import ManualClock
+from watchdog.runtime.share import FairShare, fair_share, live_instances
+
+TTL = 1500
+
+
+class FakeStore:
+    """One account's lead as the share sees it; ``rows``: the instances zset (shared dict)."""
+
+    def __init__(self, rows: dict[str, int], instance: str = "me", holder: str = "") -> None:
+        self.rows = rows
+        self.instance = instance
+        self.lead_ttl_ms = TTL
+        self.leading = False
+        self.holder = holder
+
+    async def instances(self) -> list[tuple[str, int]]:
+        return list(self.rows.items())
+
+    async def acquire(self, *, announce: bool = False) -> bool:
+        if self.holder and self.holder != self.instance:
+            return False
+        self.leading = True
+        return True
+
+
+def test_live_instances_are_those_registered_within_one_ttl_of_the_freshest() -> None:
+    rows = [("a", 10_000), ("b", 9_000), ("c", 8_400), ("a", 9_500)]
+    assert live_instances(rows, "me", TTL) == {"a", "b", "me"}
+    assert live_instances([], "me", TTL) == {"me"}
+
+
+@given(st.integers(1, 200), st.integers(1, 50))
+def test_the_shares_cover_every_account_and_differ_by_at_most_one(accounts: int, live: int) -> None:
+    share = fair_share(accounts, live)
+    assert share * live >= accounts
+    assert (share - 1) * live < accounts or share == 1
+
+
+@pytest.mark.parametrize(("accounts", "others", "expected"), [(4, 0, 4), (4, 1, 2), (5, 1, 3),
+                                                               (10, 1, 5), (1, 3, 1)])
+async def test_an_instance_acquires_up_to_its_share_and_no_more(accounts: int, others: int,
+                                                                expected: int) -> None:
+    rows = {"me": 10_000} | {f"other{i}": 10_000 for i in range(others)}
+    stores = [FakeStore(rows) for _ in range(accounts)]
+    share = FairShare(stores, ManualClock())
+    # Every pipeline's standby round at once: the lock keeps them from overshooting together.
+    await asyncio.gather(*(share.acquire(s, announce=True) for s in stores))
+    assert share.leading == expected
+
+
+async def test_a_new_live_instance_makes_the_last_leading_account_over_the_share() -> None:
+    rows = {"me": 10_000}
+    clock = ManualClock()
+    stores = [FakeStore(rows) for _ in range(4)]
+    share = FairShare(stores, clock)
+    for store in stores:
+        assert await share.acquire(store, announce=False)
+    assert not any([await share.over(s) for s in stores])
+    rows["new"] = 10_200  # another instance registered
+    clock.advance(1.0)  # past the cached count
+    # Exactly one hands on per round (the last leading one), until 2 of 4 are left.
+    for left in (3, 2):
+        over = [s for s in stores if await share.over(s)]
+        assert over == [[s for s in stores if s.leading][-1]]
+        over[0].leading = False
+        assert share.leading == left
+    assert not any([await share.over(s) for s in stores])
+
+
+async def test_a_dead_instance_stops_counting_and_its_accounts_may_be_taken() -> None:
+    rows = {"me": 10_000, "dead": 10_000}
+    clock = ManualClock()
+    stores = [FakeStore(rows) for _ in range(4)]
+    share = FairShare(stores, clock)
+    for store in stores:
+        await share.acquire(store, announce=False)
+    assert share.leading == 2
+    rows["me"] = 10_000 + TTL + 1  # we keep registering; the dead one does not
+    clock.advance(1.0)
+    for store in stores:
+        await share.acquire(store, announce=True)
+    assert share.leading == 4

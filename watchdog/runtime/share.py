@@ -1,0 +1,128 @@
+"""Fair share: with several accounts and several instances, each instance leads at most
+ceil(accounts / live instances) of them (docs/HA.md, Many accounts per process).
+
+Why: adding a host must add IP weight and capacity, so leads spread; and when an instance dies
+its accounts move, by the same per-account leases (store/lead.py), nothing new in Redis.
+
+How live instances are counted: every pipeline of a process registers the same instance id
+(``Shared.instance``) in its account's ``instances`` zset at each acquire or renew, with an
+expiry score (Redis time + 3 TTLs). The union over the accounts is read; an instance is live
+while its newest score is within one lease TTL of the freshest score seen (a live instance
+re-registers every third of a TTL; comparing scores with scores needs no clock of ours).
+
+An instance under its share tries to acquire every account it does not lead (a standby round,
+as with one account); at its share it only renews; over it (an instance joined) it hands on
+its most recently listed leads (``resign``) until it is at its share again. Acquisitions are
+serialised in the process so two of its pipelines never both take the last free slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from loguru import logger
+
+from watchdog.clock import Clock
+from watchdog.errors import StoreError
+
+__all__ = ["Acquirer", "FairShare", "ShareStore", "fair_share", "live_instances"]
+
+
+class Acquirer(Protocol):
+    """What taking a lead needs (the lead task's store)."""
+
+    async def acquire(self, *, announce: bool = False) -> bool: ...
+
+
+class ShareStore(Protocol):
+    """What the fair share needs of ``RedisPublisher``."""
+
+    lead_ttl_ms: int
+
+    @property
+    def leading(self) -> bool: ...
+
+    @property
+    def instance(self) -> str: ...
+
+    async def instances(self) -> list[tuple[str, int]]: ...
+
+    async def acquire(self, *, announce: bool = False) -> bool: ...
+
+
+def live_instances(rows: Iterable[tuple[str, int]], me: str, ttl_ms: int) -> frozenset[str]:
+    """Instances whose newest registration is within ``ttl_ms`` of the freshest one; always
+    ``me`` (pure)."""
+    newest: dict[str, int] = {}
+    for name, score in rows:
+        newest[name] = max(score, newest.get(name, score))
+    if not newest:
+        return frozenset({me})
+    freshest = max(newest.values())
+    return frozenset({name for name, score in newest.items() if score >= freshest - ttl_ms} | {me})
+
+
+def fair_share(accounts: int, live: int) -> int:
+    """The most accounts one instance leads: ceil(accounts / live), at least 1 (pure)."""
+    return max(1, math.ceil(accounts / max(1, live)))
+
+
+class FairShare:
+    """The leads of one process's pipelines (one store per account, in config order)."""
+
+    def __init__(self, stores: Sequence[ShareStore], clock: Clock) -> None:
+        self._stores = tuple(stores)
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._live: frozenset[str] = frozenset()
+        self._read_at = float("-inf")
+        ttl_ms = max(s.lead_ttl_ms for s in self._stores) if self._stores else 1500
+        self._ttl_ms = ttl_ms
+        self._cache_s = ttl_ms / 6000  # a standby round: fresh enough, 1 read per account per round
+
+    @property
+    def leading(self) -> int:
+        return sum(1 for s in self._stores if s.leading)
+
+    async def allowed(self) -> int:
+        """This instance's share now (the instances sets read at most once per standby round;
+        unreadable ones are skipped, and with none readable the last count stands)."""
+        now = self._clock.monotonic()
+        if now - self._read_at >= self._cache_s and self._stores:
+            self._read_at = now
+            rows: list[tuple[str, int]] = []
+            read = await asyncio.gather(*(s.instances() for s in self._stores),
+                                        return_exceptions=True)
+            for store, got in zip(self._stores, read, strict=True):
+                if isinstance(got, StoreError):
+                    logger.debug("instances of {} unreadable: {}", store.instance, got)
+                elif isinstance(got, BaseException):
+                    raise got
+                else:
+                    rows += got
+            if rows:
+                live = live_instances(rows, self._stores[0].instance, self._ttl_ms)
+                if live != self._live and self._live:
+                    logger.info("{} live instance(s): this one leads at most {} of {} accounts",
+                                len(live), fair_share(len(self._stores), len(live)),
+                                len(self._stores))
+                self._live = live
+        return fair_share(len(self._stores), len(self._live) or 1)
+
+    async def acquire(self, store: Acquirer, *, announce: bool) -> bool:
+        """Acquire ``store``'s account if this instance is under its share (serialised)."""
+        async with self._lock:
+            if self.leading >= await self.allowed():
+                return False
+            return await store.acquire(announce=announce)
+
+    async def over(self, store: object) -> bool:
+        """True when ``store`` leads one account too many: this instance is over its share and
+        ``store`` is the last leading one in config order (one hand-on per round, decided the
+        same way by every pipeline, so they never all resign at once)."""
+        allowed = await self.allowed()
+        leading = [s for s in self._stores if s.leading]
+        return len(leading) > allowed and leading[-1] is store
