@@ -48,6 +48,7 @@ from watchdog.binance.protocol.session import (
     market_stream_ending,
 )
 from watchdog.binance.snapshots import Emit
+from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.core.events import StopCrossed
 from watchdog.core.model import Symbol
@@ -211,7 +212,8 @@ class MarketStream:
             try:
                 async with asyncio.timeout(max(0.0, wait_s)):
                     message = await ws.recv()
-            except TimeoutError:
+            except TimeoutError as exc:
+                raise_if_cancelling(exc)  # a stop lost earlier must not be waited through
                 step = session.timed_out(self._clock.monotonic(),
                                          ws.silence_left_s(self._max_silence_s))
                 if step.do is Do.END:

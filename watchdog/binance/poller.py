@@ -84,6 +84,7 @@ from watchdog.binance.protocol.weights import POSITIONS_WEIGHT as _POSITIONS_WEI
 from watchdog.binance.protocol.weights import SWEEP_WEIGHT
 from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
+from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.core.effects import ReadNow, RequestSnapshot
 from watchdog.core.events import (
@@ -346,7 +347,8 @@ class Poller:
         try:
             async with asyncio.timeout(wait_s):
                 await self._wake.wait()
-        except TimeoutError:
+        except TimeoutError as exc:
+            raise_if_cancelling(exc)  # a stop lost earlier must not be slept through (cancel.py)
             return False
         return True
 

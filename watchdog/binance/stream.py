@@ -392,7 +392,8 @@ class UserDataStream:
                     conn.room.set()
                     async with asyncio.timeout(max(0.0, wait_s)):
                         item = await conn.queue.get()
-            except TimeoutError:
+            except TimeoutError as exc:
+                raise_if_cancelling(exc)  # a stop lost earlier must not be waited through
                 step = session.timed_out(self._clock.monotonic(),
                                          conn.ws.silence_left_s(self._max_silence_s))
                 if step.do is Do.END:

@@ -94,7 +94,8 @@ from watchdog.runtime.reaper_leases import LeaseWatch, ReadLeaseEnds
 from watchdog.runtime.reaper_report import CancelResult
 
 if TYPE_CHECKING:
-    from watchdog.clock import Clock
+    from watchdog.cancel import raise_if_cancelling
+from watchdog.clock import Clock
 
 __all__ = [
     "CancelResult",
@@ -248,7 +249,8 @@ class ReaperTask:
             try:
                 async with asyncio.timeout(self._leases.refresh_s):
                     cancel = await self._queue.get()
-            except TimeoutError:
+            except TimeoutError as exc:
+                raise_if_cancelling(exc)  # a stop lost earlier must not be waited through
                 continue
             batch = [cancel, *self._same_position(cancel.key)]
             try:
