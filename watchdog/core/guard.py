@@ -33,10 +33,17 @@ Rules of this module:
    removed once the bot's own stops cover the position (same freshness and lease conditions).
    A closed position's stop is left to the reaper (an orphan like any other); the record of it
    is forgotten then.
-5. Cost: ``step`` judges every position when time passed (a Tick, or no event since the last
-   step) or after an event that may concern any symbol (a gap, an all-symbols read, a failed
-   read); after events naming symbols only, just those symbols' positions. Deadlines (grace,
-   freshness) are therefore met within one tick.
+5. Cost: ``step`` judges a position only when something it depends on may have changed: an
+   event naming its symbol (or any symbol: a gap, an all-symbols read, a failed read), an
+   outcome of ours, its view replaced by the book (an identity check per tracked position), a
+   lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
+   read itself), and time: after each judgment the earliest instant any of its time conditions
+   can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
+   a hold, the order budget freeing) is kept per symbol in a heap, and a step judges the symbols
+   whose instant passed. A stream state or lead change, a takeover, or a wall clock stepped
+   back judges every position. The outcomes are exactly those of judging every position on
+   every step (a property test compares both); a Tick costs a heap look and one identity check
+   per tracked position instead of 300 judgments.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
@@ -59,6 +66,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +95,7 @@ from watchdog.core.events import (
     StreamConnected,
     StreamLost,
     StreamPositions,
+    Tick,
     TradeLite,
 )
 from watchdog.core.model import (
@@ -205,8 +214,10 @@ class _Fresh:
 class Guard:
     """Per-position protection runs; ``observe`` every event, ``step`` once per batch."""
 
-    def __init__(self, policy: GuardPolicy | None = None) -> None:
+    def __init__(self, policy: GuardPolicy | None = None, *, incremental: bool = True) -> None:
+        """``incremental`` False judges every position on every step (rule 5's reference)."""
         self.policy = policy or GuardPolicy()
+        self._incremental = incremental
         self._runs: dict[PositionKey, _Run] = {}
         self._own: dict[PositionKey, _OwnStop] = {}
         self._own_seen: set[PositionKey] = set()  # keys where the book holds a stop of ours
@@ -221,6 +232,14 @@ class Guard:
         self._touched_all = True
         self._told: dict[PositionKey, Told] = {}  # rule 7: not judged since the takeover
         self._doubt_asked: dict[Symbol, int] = {}  # rule 8: when an orders read was asked
+        # Rule 5: what the last judgments depended on, and when each symbol is next due.
+        self._due: dict[Symbol, int] = {}
+        self._due_heap: list[tuple[int, Symbol]] = []
+        self._seen_views: dict[PositionKey, PositionView] = {}
+        self._running: set[PositionKey] = set()  # runs with a since_ms (needs_leases)
+        self._last_inputs: tuple[str, bool] | None = None  # stream state, acting
+        self._last_leases: Leases | None = None
+        self._last_now: int | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -238,8 +257,7 @@ class Guard:
     @property
     def needs_leases(self) -> bool:
         """True while some position is in an unprotected run: the shell then reads leases."""
-        return bool(self._own or self._own_seen) or any(
-            run.since_ms is not None for run in self._runs.values())
+        return bool(self._own or self._own_seen or self._running)
 
     # ------------------------------------------------------------ input
 
@@ -293,14 +311,91 @@ class Guard:
                     self._touched.update(symbols)
             case SnapshotRequested() | AccountConfigUpdate() | MalformedFrame():
                 pass  # changes no position's protection
-            case _:  # Tick (time passed), gaps, failed reads: anything may have changed
+            case Tick():
+                pass  # time passed: the due symbols are judged (rule 5)
+            case _:  # gaps, failed reads: anything may have changed
                 self._touched_all = True
 
     def _take_scope(self) -> set[Symbol] | None:
-        """The symbols to judge now; None for all (also when no event came: time passed)."""
-        scope = None if self._touched_all or not self._touched else self._touched
+        """The symbols events named since the last step; None for all."""
+        scope = None if self._touched_all or not self._incremental else self._touched
         self._touched, self._touched_all = set(), False
         return scope
+
+    def _changed(self, positions: PositionsView, leases: Leases | None,
+                 now_ms: int) -> set[Symbol]:
+        """Rule 5: the symbols due by time, whose view the book replaced, or whose leases
+        changed in a way their judgment reads."""
+        out: set[Symbol] = set()
+        heap, due = self._due_heap, self._due
+        while heap and heap[0][0] <= now_ms:
+            at, symbol = heapq.heappop(heap)
+            if due.get(symbol) == at:
+                del due[symbol]
+                out.add(symbol)
+        for key, seen in self._seen_views.items():
+            if positions.view(key) is not seen:
+                out.add(key.symbol)
+        old = self._last_leases
+        if leases != old:
+            old_ends = {} if old is None else old.until_ms
+            new_ends = {} if leases is None else leases.until_ms
+            out.update(k.symbol for k in old_ends.keys() | new_ends.keys()
+                       if old_ends.get(k) != new_ends.get(k))
+            if old is None or leases is None or old.read_ms != leases.read_ms:
+                pct = self.policy.emergency_stop_pct > 0
+                out.update(k.symbol for k in self._running
+                           if pct or not self._runs[k].alerted)
+                out.update(k.symbol for k in self._own)
+                out.update(k.symbol for k in self._own_seen)
+        return out
+
+    def _next_due(self, key: PositionKey, view: PositionView | None, stream_state: str,
+                  leases: Leases | None, now_ms: int) -> int | None:
+        """Rule 5: the earliest instant after ``now_ms`` at which a time condition of this
+        position's judgment can flip (conservative: an early judgment changes nothing)."""
+        if view is None or view.state is not PositionState.OPEN or view.amount == ZERO:
+            return None  # closed, unknown, gone: no time condition
+        p, f, symbol = self.policy, self._fresh, key.symbol
+        times: list[int] = []
+        read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
+                   default=None)
+        if read is not None:
+            if stream_state != "live":  # freshness; a change of stream state judges all
+                times.append(read + p.orders_max_age_ms + 1)
+            if p.doubt_ms > 0:
+                times.append(read + p.doubt_ms)
+        asked = self._doubt_asked.get(symbol)
+        if asked is not None and p.doubt_ms > 0:
+            times.append(asked + p.doubt_ms)
+        run = self._runs.get(key)
+        running = run is not None and run.since_ms is not None
+        if run is not None and run.since_ms is not None:
+            since = run.since_ms if run.own_since_ms is None else max(run.since_ms,
+                                                                       run.own_since_ms)
+            times += (run.since_ms + p.alert_ms, run.lease_until_ms)
+            if p.emergency_stop_pct > 0:
+                times.append(since + p.emergency_after_ms)
+        if leases is not None:
+            end = leases.until_ms.get(key)
+            if end is not None:
+                times.append(end)
+            if key in self._own or key in self._own_seen or (
+                    running and p.emergency_stop_pct > 0):
+                times.append(leases.read_ms + p.leases_max_age_ms + 1)
+        hold = self._hold_until.get(key)
+        if hold is not None:
+            times.append(hold)
+        if len(self._actions) >= p.max_orders_per_min:
+            times.append(self._actions[0] + 60_000)
+        return min((t for t in times if t > now_ms), default=None)
+
+    def _set_due(self, symbol: Symbol, at: int | None) -> None:
+        if at is None:
+            self._due.pop(symbol, None)
+        elif self._due.get(symbol) != at:
+            self._due[symbol] = at
+            heapq.heappush(self._due_heap, (at, symbol))
 
     def _evidence(self, symbol: Symbol, stream_state: str, since_ms: int) -> bool:
         """Rule 1b: with the stream down (not connected), a run is acted on (alert, last-resort
@@ -337,11 +432,26 @@ class Guard:
             self._on_outcome(outcome, now_ms)
             if scope is not None:
                 scope.add(outcome.key.symbol)
+        # Ours, removed: forgotten once the book no longer holds them (it never resurrects one).
+        self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
+        stream_state = positions.stream_state
+        inputs = (stream_state, acting)
+        if scope is not None and (inputs != self._last_inputs or self._last_now is None
+                                  or now_ms < self._last_now):
+            scope = None  # rule 5: what every judgment reads changed, or the clock went back
+        if scope is not None:
+            scope |= self._changed(positions, leases, now_ms)
+        self._last_inputs, self._last_leases, self._last_now = inputs, leases, now_ms
+        if scope is not None and not scope:
+            return []
         by_key: dict[PositionKey, list[TrackedOrder]] = defaultdict(list)
         for order in orders.unsorted(scope):
             by_key[order.key].append(order)
         if scope is None:
             views = positions.views()
+            self._due.clear()
+            self._due_heap.clear()
+            self._seen_views.clear()
         else:
             views = [v for symbol in sorted(scope) for side in PositionSide
                      if (v := positions.view(PositionKey(symbol, side))) is not None]
@@ -351,7 +461,6 @@ class Guard:
 
         effects: list[Effect] = []
         seen: set[PositionKey] = set()
-        stream_state = positions.stream_state
         for view in views:
             seen.add(view.key)
             if view.state is PositionState.OPEN and view.amount != ZERO:
@@ -365,7 +474,30 @@ class Guard:
         for key in [k for k in self._runs
                     if k not in seen and (scope is None or k.symbol in scope)]:
             effects += self._end(key, now_ms, "closed")
+        self._note_judged(views, scope, stream_state, leases, now_ms)
         return effects
+
+    def _note_judged(self, views: list[PositionView], scope: set[Symbol] | None,
+                     stream_state: str, leases: Leases | None, now_ms: int) -> None:
+        """Rule 5: what the judgments just made depended on, for the next steps."""
+        if scope is not None:
+            for key in [k for k in self._seen_views if k.symbol in scope]:
+                del self._seen_views[key]
+        due: dict[Symbol, int | None] = dict.fromkeys(scope or ())
+        for view in views:
+            key = view.key
+            self._seen_views[key] = view
+            run = self._runs.get(key)
+            if run is not None and run.since_ms is not None:
+                self._running.add(key)
+            else:
+                self._running.discard(key)
+            at = self._next_due(key, view, stream_state, leases, now_ms)
+            held = due.get(key.symbol)
+            due[key.symbol] = at if held is None else held if at is None else min(at, held)
+        self._running.intersection_update(self._runs)
+        for symbol, at in due.items():
+            self._set_due(symbol, at)
 
     def _doubt(self, view: PositionView, now_ms: int) -> list[Effect]:
         """Rule 8."""
@@ -546,7 +678,6 @@ class Guard:
                                f"(emergency_after_ms {p.emergency_after_ms})")]
 
     def _forget_gone_own(self, key: PositionKey, orders: OrderBook) -> None:
-        self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
         record = self._own.get(key)
         if (record is not None and record.order_id is not None and record.state != "placing"
                 and orders.is_gone(record.order_id, is_algo=True)):
