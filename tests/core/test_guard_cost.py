@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.core.reaper_support import KEY, LONG, SHORT, algo_row, algo_update, snapshot, view
@@ -22,6 +22,11 @@ SIDE = {KEY: "SELL", LONG: "SELL", SHORT: "BUY"}
 POLICY = GuardPolicy(alert_ms=2000, emergency_stop_pct=Decimal(3), emergency_after_ms=3000,
                      orders_max_age_ms=5000, leases_max_age_ms=1000, max_orders_per_min=3,
                      retry_ms=2000, doubt_ms=4000)
+ONE_A_MIN = GuardPolicy(emergency_stop_pct=Decimal(1), emergency_after_ms=500, alert_ms=0,
+                        max_orders_per_min=1, retry_ms=300)
+LONG_LEASES = GuardPolicy(emergency_stop_pct=Decimal(2), emergency_after_ms=1000, alert_ms=500,
+                          leases_max_age_ms=600_000, lease_cap_ms=4000, max_orders_per_min=4,
+                          retry_ms=1000)
 
 
 @dataclass
@@ -44,14 +49,28 @@ ACTIONS = ("tick", "tick", "tick", "quiet", "quiet", "bot_stop", "bot_stop", "bo
            "failed", "removed", "remove_failed", "own_seen", "own_gone", "acting", "takeover")
 
 
+# freshness expiring with the stream not live
+@example(script=[("stream", 1, 0), ("tick", 0, 2500), ("tick", 0, 2000), ("tick", 0, 600)],
+         policy=POLICY, refresh_ms=None)
+# a lease ending after lease_cap_ms: the last-resort stop waits for its end, not the cap
+@example(script=[("tick", 0, 0), ("lease", 0, 2500), ("tick", 0, 2000), ("tick", 0, 600)],
+         policy=LONG_LEASES, refresh_ms=None)
+# the order budget freeing a minute after the first placement
+@example(script=[("tick", 0, 0), ("tick", 0, 600), ("lease_read", 0, 59_300), ("tick", 0, 500), ("tick", 0, 300)],
+         policy=ONE_A_MIN, refresh_ms=None)
+# a failed placement's hold ending
+@example(script=[("tick", 0, 0), ("tick", 0, 1500), ("failed", 0, 10), ("tick", 0, 600), ("tick", 0, 500)],
+         policy=LONG_LEASES, refresh_ms=None)
 @settings(max_examples=300, deadline=None)
 @given(script=st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2),
                                  st.integers(0, 2500)), max_size=60),
-       policy=st.sampled_from((POLICY, GuardPolicy(doubt_ms=1500), GuardPolicy(
-           emergency_stop_pct=Decimal(1), emergency_after_ms=500, alert_ms=0,
-           max_orders_per_min=1, retry_ms=300))))
+       policy=st.sampled_from((POLICY, GuardPolicy(doubt_ms=1500), ONE_A_MIN, LONG_LEASES)),
+       refresh_ms=st.sampled_from((None, 700, 2000, 6000)))
 def test_judging_what_changed_equals_judging_everything(
-        script: list[tuple[str, int, int]], policy: GuardPolicy) -> None:
+        script: list[tuple[str, int, int]], policy: GuardPolicy, refresh_ms: int | None) -> None:
+    """``refresh_ms``: leases re-read that often (the reaper's loop), None: only when told.
+    The examples each need one deadline (hypothesis rarely finds them: other changes mask them).
+    """
     quick, full = Guard(policy), Guard(policy, incremental=False)
     orders = OrderBook()
     positions = Positions({k: view(k, amount=Decimal(1216)) for k in KEYS})
@@ -153,6 +172,8 @@ def test_judging_what_changed_equals_judging_everything(
                 full.take_over(told)
             case _:
                 pass
+        if refresh_ms is not None and leases is not None and now - leases.read_ms >= refresh_ms:
+            leases = Leases(ends, now)
         got = quick.step(positions, orders, leases, now, outcomes, acting=acting)
         want = full.step(positions, orders, leases, now, outcomes, acting=acting)
         assert got == want, (action, now)
