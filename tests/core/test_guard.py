@@ -37,6 +37,9 @@ class Positions:
     def view(self, key: PositionKey) -> PositionView | None:
         return self.by_key.get(key)
 
+    def __len__(self) -> int:
+        return len(self.by_key)
+
 
 def no_leases(now_ms: int) -> Leases:
     return Leases({}, now_ms)

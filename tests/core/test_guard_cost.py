@@ -13,11 +13,21 @@ from tests.core.reaper_support import KEY, LONG, SHORT, algo_row, algo_update, s
 from watchdog.core.effects import CancelGuardStop, Effect, PlaceGuardStop
 from watchdog.core.events import SnapshotRequested, StreamConnected, StreamLost, Tick
 from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases, Told
-from watchdog.core.model import ZERO, AlgoStatus, Knowledge, OrderId, PositionKey, PositionView
+from watchdog.core.model import (
+    ZERO,
+    AlgoStatus,
+    Knowledge,
+    OrderId,
+    PositionKey,
+    PositionSide,
+    PositionView,
+    Symbol,
+)
 from watchdog.core.orders import OrderBook
 
 T0 = 1_000_000
 KEYS = (KEY, LONG, SHORT)
+LATE = PositionKey(Symbol("ETHUSDT"), PositionSide.BOTH)  # a key the book holds later
 SIDE = {KEY: "SELL", LONG: "SELL", SHORT: "BUY"}
 POLICY = GuardPolicy(alert_ms=2000, emergency_stop_pct=Decimal(3), emergency_after_ms=3000,
                      orders_max_age_ms=5000, leases_max_age_ms=1000, max_orders_per_min=3,
@@ -42,11 +52,14 @@ class Positions:
     def view(self, key: PositionKey) -> PositionView | None:
         return self.by_key.get(key)
 
+    def __len__(self) -> int:
+        return len(self.by_key)
+
 
 ACTIONS = ("tick", "tick", "tick", "quiet", "quiet", "bot_stop", "bot_stop", "bot_cancel",
            "open", "open_big", "close", "unknown", "same_view", "gap", "lost", "read",
            "read_all", "stream", "lease", "lease_read", "lease_none", "placed", "placed",
-           "failed", "removed", "remove_failed", "own_seen", "own_gone", "acting", "takeover")
+           "failed", "removed", "remove_failed", "own_seen", "own_gone", "acting", "takeover", "appear")
 
 
 # freshness expiring with the stream not live
@@ -56,7 +69,8 @@ ACTIONS = ("tick", "tick", "tick", "quiet", "quiet", "bot_stop", "bot_stop", "bo
 @example(script=[("tick", 0, 0), ("lease", 0, 2500), ("tick", 0, 2000), ("tick", 0, 600)],
          policy=LONG_LEASES, refresh_ms=None)
 # the order budget freeing a minute after the first placement
-@example(script=[("tick", 0, 0), ("tick", 0, 600), ("lease_read", 0, 59_300), ("tick", 0, 500), ("tick", 0, 300)],
+@example(script=[("tick", 0, 0), ("tick", 0, 600), ("lease_read", 0, 59_300), ("tick", 0, 500),
+                 ("tick", 0, 300)],
          policy=ONE_A_MIN, refresh_ms=None)
 # a failed placement's hold ending
 @example(script=[("tick", 0, 0), ("tick", 0, 1500), ("failed", 0, 10), ("tick", 0, 600), ("tick", 0, 500)],
@@ -166,8 +180,11 @@ def test_judging_what_changed_equals_judging_everything(
                                  client_id=cid))
             case "acting":
                 acting = not acting
+            case "appear" if LATE not in positions.by_key:
+                positions.by_key[LATE] = view(LATE, amount=Decimal(which), knowledge=(
+                    Knowledge.SUSPECT if which == 2 else Knowledge.CONFIRMED))
             case "takeover":
-                told = {k: Told(now - dt, which == 1) for k in KEYS[:which + 1]}
+                told = {k: Told(now - dt, which == 1) for k in (*KEYS[:which + 1], LATE)}
                 quick.take_over(told)
                 full.take_over(told)
             case _:
@@ -214,7 +231,8 @@ def test_a_calm_tick_judges_no_position() -> None:
     guard.step(positions, orders, Leases({}, T0), T0)
     guard.step(positions, orders, Leases({}, T0), T0 + 3000)  # every run alerted now
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000, 40)
-    assert effects == [] and judged == 0  # 10 s of ticks
+    assert effects == []
+    assert judged == 0  # 10 s of ticks
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 13_000, 40)
     assert judged == 300  # each doubt read due once, 15 s after the last read
     assert len(effects) == 300

@@ -136,6 +136,10 @@ class PositionsView(Protocol):
 
     def view(self, key: PositionKey) -> PositionView | None: ...
 
+    def __len__(self) -> int:
+        """How many keys are held; never decreases (a new one is noticed by this, rule 5)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class GuardPolicy:
@@ -237,7 +241,7 @@ class Guard:
         self._due_heap: list[tuple[int, Symbol]] = []
         self._seen_views: dict[PositionKey, PositionView] = {}
         self._running: set[PositionKey] = set()  # runs with a since_ms (needs_leases)
-        self._last_inputs: tuple[str, bool] | None = None  # stream state, acting
+        self._last_inputs: tuple[str, bool, int] | None = None  # stream state, acting, keys
         self._last_leases: Leases | None = None
         self._last_now: int | None = None
 
@@ -300,11 +304,11 @@ class Guard:
 
     def _note_scope(self, event: Event) -> None:
         match event:
-            case StreamPositions(positions=rows) | MarginCall(positions=rows):
-                self._touched.update(row.key.symbol for row in rows)
+            case StreamPositions() | MarginCall() | PositionSnapshot():
+                pass  # positions are read through their views: a replaced or new one is seen
             case OrderUpdate() | AlgoUpdate() | TradeLite():
                 self._touched.add(event.symbol)
-            case PositionSnapshot(symbols=symbols) | OrdersSnapshot(symbols=symbols):
+            case OrdersSnapshot(symbols=symbols):
                 if symbols is None:
                     self._touched_all = True
                 else:
@@ -435,7 +439,7 @@ class Guard:
         # Ours, removed: forgotten once the book no longer holds them (it never resurrects one).
         self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
         stream_state = positions.stream_state
-        inputs = (stream_state, acting)
+        inputs = (stream_state, acting, len(positions))
         if scope is not None and (inputs != self._last_inputs or self._last_now is None
                                   or now_ms < self._last_now):
             scope = None  # rule 5: what every judgment reads changed, or the clock went back

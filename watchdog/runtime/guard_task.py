@@ -88,6 +88,9 @@ class _Unproven:
     def view(self, key: PositionKey) -> PositionView | None:
         return self._positions.view(key)
 
+    def __len__(self) -> int:
+        return len(self._positions)
+
 
 def stop_price(side: str, mark: Decimal, pct: Decimal, tick: Decimal) -> Decimal:
     """``pct`` % beyond the mark on the losing side, rounded away from the mark to ``tick``."""
