@@ -31,8 +31,13 @@ Rules of this module:
    counts), at most ``max_orders_per_min`` placements + removals. Ours is told apart by its
    client id prefix ``GUARD_CLIENT_ID_PREFIX`` and never counts as the bot's protection: it is
    removed once the bot's own stops cover the position (same freshness and lease conditions).
-   A closed position's stop is left to the reaper (an orphan like any other); the record of it
-   is forgotten then.
+   4b. A position known closed (CONFIRMED) that still has a stop of ours (in the book, or
+   placed: its answer may come after the close, the placement's re-read having preceded the
+   fill) has it removed at once (``CancelGuardStop.if_flat``: the shell re-reads the position
+   right before and keeps the stop unless still flat), under the same lead, lease and budget
+   conditions, never one that is triggering; meanwhile the record is kept, so a reopened
+   position gets no second stop. Nothing of ours left (or an id never learned): the record is
+   forgotten, and anything left is the reaper's (an orphan like any other).
 5. Cost: ``step`` judges a position only when something it depends on may have changed: an
    event naming its symbol (or any symbol: a gap, an all-symbols read, a failed read), an
    outcome of ours, its view replaced by the book (an identity check per tracked position), a
@@ -358,10 +363,17 @@ class Guard:
                   leases: Leases | None, now_ms: int) -> int | None:
         """Rule 5: the earliest instant after ``now_ms`` at which a time condition of this
         position's judgment can flip (conservative: an early judgment changes nothing)."""
-        if view is None or view.state is not PositionState.OPEN or view.amount == ZERO:
-            return None  # closed, unknown, gone: no time condition
         p, f, symbol = self.policy, self._fresh, key.symbol
         times: list[int] = []
+        if view is None or view.state is not PositionState.OPEN or view.amount == ZERO:
+            if view is None or key not in self._own:
+                return None  # closed, unknown, gone: no time condition
+            # Closed with a stop of ours (rule 4b): its removal waits for these.
+            end = leases.until_ms.get(key) if leases is not None else None
+            times += [t for t in (end, self._hold_until.get(key)) if t is not None]
+            if len(self._actions) >= p.max_orders_per_min:
+                times.append(self._actions[0] + 60_000)
+            return min((t for t in times if t > now_ms), default=None)
         read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
                    default=None)
         if read is not None:
@@ -473,6 +485,9 @@ class Guard:
                                             stream_state, leases, now_ms)
             elif view.state is PositionState.UNKNOWN:
                 effects += self._judge_unknown(view.key, now_ms)
+            elif view.state is PositionState.CLOSED and view.knowledge is Knowledge.CONFIRMED:
+                effects += self._judge_closed(view.key, by_key.get(view.key, ()), orders,
+                                              leases, now_ms)
             else:
                 effects += self._end(view.key, now_ms, "closed")
         for key in [k for k in self._runs
@@ -593,11 +608,53 @@ class Guard:
             run = self._runs[key] = _Run()
         return self._publish(key, run, Protection.UNKNOWN, now_ms)
 
-    def _end(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
-        """The position is closed (or gone from the book): end its run, forget our stop."""
+    def _judge_closed(self, key: PositionKey, key_orders: Iterable[TrackedOrder],
+                      orders: OrderBook, leases: Leases | None, now_ms: int) -> list[Effect]:
+        """Rule 4b: the run ends; a stop of ours still there is removed at once."""
+        effects = self._end_run(key, now_ms, "closed")
+        self._forget_gone_own(key, orders)
+        own_book = [o for o in key_orders if o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)
+                    and o.order_id not in self._removed]
+        record = self._own.get(key)
+        if own_book:
+            self._own_seen.add(key)
+        else:
+            self._own_seen.discard(key)
+        if record is not None and record.state != "placed":
+            return effects  # placing: its answer comes; removing: its outcome comes
+        targets = [(o.client_id, o.order_id) for o in own_book if o.is_algo]
+        if not targets and record is not None and record.order_id:
+            targets = [(record.client_id, record.order_id)]
+        if not targets:
+            self._forget_own(key)  # nothing of ours left, or its id never learned: the reaper's
+            return effects
+        if any(o.in_trigger for o in own_book):
+            self._own.setdefault(key, _OwnStop(targets[0][0], "placed", targets[0][1]))
+            return effects  # ours is closing the position right now: it ends by itself
+        client_id, order_id = targets[0]
+        self._own[key] = _OwnStop(client_id, "placed", order_id)
+        lease_ok = leases is not None and now_ms - leases.read_ms <= self.policy.leases_max_age_ms
+        if (not self._acting or not lease_ok or leases is None  # leases None: for mypy
+                or leases.until_ms.get(key, 0) > now_ms or now_ms < self._hold_until.get(key, 0)
+                or not self._budget_left(now_ms)):
+            return effects  # the record stays: no second stop if the position reopens
+        self._own[key] = _OwnStop(client_id, "removing", order_id)
+        self._actions.append(now_ms)
+        return [*effects, CancelGuardStop(key, order_id, True, client_id,
+                                          "the position closed", if_flat=True)]
+
+    def _forget_own(self, key: PositionKey) -> None:
         self._own.pop(key, None)
         self._own_seen.discard(key)
         self._hold_until.pop(key, None)
+
+    def _end(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
+        """The position is gone from the book (or not known open nor closed): end its run,
+        forget our stop."""
+        self._forget_own(key)
+        return self._end_run(key, now_ms, why)
+
+    def _end_run(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
         run = self._runs.pop(key, None)
         told = self._told.pop(key, None)
         if run is None:
