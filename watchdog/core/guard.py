@@ -4,7 +4,8 @@ PURE: events and ``now_ms`` (the watchdog's wall clock) in, effects out. Coverag
 ``protection.py``; this module decides when the answer can be trusted and what follows from it.
 Over 400 lines on purpose: its eight rules (freshness, the run, the alert and its lease grace,
 the last-resort stop, cost, the lead, a takeover, doubt reads) act on one run per position side;
-split apart, each part would need the whole run's state.
+split apart, each part would need the whole run's state. The cost bookkeeping (rule 5) stays
+here too: it is the list of every rule's time conditions and must change with them.
 
 Rules of this module:
 1. Orders are *known fresh* for a symbol once an orders read covering it was requested after the
@@ -438,7 +439,8 @@ class Guard:
     def step(self, positions: PositionsView, orders: OrderBook, leases: Leases | None,
              now_ms: int, outcomes: Sequence[GuardOutcome] = (), *,
              acting: bool = True) -> list[Effect]:
-        """Judge every position now; returns what to publish, emit, place or remove.
+        """Judge the positions that may have changed (rule 5; all when ``incremental`` is
+        False); returns what to publish, emit, place or remove.
         ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
         is placed or removed and none of the order budget is used (rule 6)."""
         self._acting = acting
