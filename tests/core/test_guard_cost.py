@@ -52,7 +52,7 @@ class Positions:
     def view(self, key: PositionKey) -> PositionView | None:
         return self.by_key.get(key)
 
-    def __len__(self) -> int:
+    def key_count(self) -> int:
         return len(self.by_key)
 
 

@@ -250,7 +250,7 @@ class PositionBook:
         return [e.published for e in sorted(self._entries.values(), key=_ENTRY_ORDER)
                 if e.published is not None]
 
-    def __len__(self) -> int:
+    def key_count(self) -> int:
         """How many keys the book holds; never decreases (no key is ever forgotten)."""
         return len(self._entries)
 

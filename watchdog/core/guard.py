@@ -142,7 +142,7 @@ class PositionsView(Protocol):
 
     def view(self, key: PositionKey) -> PositionView | None: ...
 
-    def __len__(self) -> int:
+    def key_count(self) -> int:
         """How many keys are held; never decreases (a new one is noticed by this, rule 5)."""
         ...
 
@@ -453,7 +453,7 @@ class Guard:
         # Ours, removed: forgotten once the book no longer holds them (it never resurrects one).
         self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
         stream_state = positions.stream_state
-        inputs = (stream_state, acting, len(positions))
+        inputs = (stream_state, acting, positions.key_count())
         if scope is not None and (inputs != self._last_inputs or self._last_now is None
                                   or now_ms < self._last_now):
             scope = None  # rule 5: what every judgment reads changed, or the clock went back

@@ -90,8 +90,8 @@ class _Unproven:
     def view(self, key: PositionKey) -> PositionView | None:
         return self._positions.view(key)
 
-    def __len__(self) -> int:
-        return len(self._positions)
+    def key_count(self) -> int:
+        return self._positions.key_count()
 
 
 def stop_price(side: str, mark: Decimal, pct: Decimal, tick: Decimal) -> Decimal:
