@@ -303,6 +303,9 @@ def footprint(redis_url: str, symbols: int = 300, idle_s: float = 20.0,
             open_count = sum(1 for m in r.smembers(members)
                              if r.hget(f"wd:v1:{{{account}}}:pos:{m}", "state") == "open")
     r.close()
+    if open_count != symbols:  # a daemon that stopped polling is cheap: not a figure
+        raise RuntimeError(f"only {open_count} of {symbols} positions still open at the end of "
+                           "the idle window (they aged to unknown: the daemon stopped polling)")
     cpu_pct = (after.cpu_s - before.cpu_s) / (after.at - before.at) * 100
     return {"symbols": symbols, "tracked": tracked, "open": open_count,
             "rss_mb": round(after.rss_mb, 1), "idle_cpu_pct": round(cpu_pct, 2),

@@ -19,7 +19,7 @@ from watchdog.core.effects import (
 )
 from watchdog.core.events import SnapshotRequested, StreamConnected
 from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases, Told
-from watchdog.core.model import ZERO, AlgoStatus, Knowledge, OrderId, PositionKey, PositionView
+from watchdog.core.model import ZERO, AlgoStatus, Knowledge, OrderId, PositionKey, PositionView, Symbol
 from watchdog.core.orders import OrderBook
 
 AMT = Decimal(1216)
@@ -536,6 +536,26 @@ def test_an_open_positions_orders_unread_for_doubt_ms_are_asked_for_once_per_per
     assert requests(rig.step(T0 + 30_200)) == []
     assert requests(rig.step(T0 + 45_199)) == []
     assert len(requests(rig.step(T0 + 45_200))) == 1
+
+
+def test_doubt_reads_stay_within_their_allowance_with_many_positions_longest_unread_first() -> None:
+    """300 open positions whose orders were never read (the footprint bench at defaults): a
+    read per symbol every 15 s is ~8,000 weight/min and starved the positions poll until every
+    position aged to unknown. At most ``doubt_reads_per_min`` in any 60 s, all symbols
+    together; the longest unread (never read first, then never asked) go first."""
+    policy = GuardPolicy(doubt_ms=15_000)
+    rig = Rig(policy)
+    for i in range(300):
+        key = PositionKey(Symbol(f"S{i:03d}USDT"), KEY.side)
+        rig.positions.by_key[key] = view(key, amount=AMT)
+    asked: list[Symbol] = []
+    for now_ms in range(T0, T0 + 180_001, 250):  # every tick for three minutes
+        for request in requests(rig.step(now_ms)):
+            assert request.symbols is not None
+            asked += sorted(request.symbols)
+    assert len(asked) == 3 * policy.doubt_reads_per_min + policy.doubt_reads_per_min
+    assert len(set(asked)) == len(asked), "a symbol asked twice while others never were"
+    assert BAS not in asked  # read at the start: not the longest unread
 
 
 def test_no_doubt_read_for_a_standby_an_unconfirmed_or_closed_position_or_when_off() -> None:

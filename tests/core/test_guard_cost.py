@@ -72,13 +72,17 @@ ACTIONS = ("tick", "tick", "tick", "quiet", "quiet", "bot_stop", "bot_stop", "bo
 @example(script=[("tick", 0, 0), ("tick", 0, 600), ("lease_read", 0, 59_300), ("tick", 0, 500),
                  ("tick", 0, 300)],
          policy=ONE_A_MIN, refresh_ms=None)
+# rule 8's allowance freeing a minute after the first doubt read (the others wait for it)
+@example(script=[("tick", 0, 0)] + [("tick", 0, 2500)] * 26,
+         policy=GuardPolicy(doubt_ms=1500, doubt_reads_per_min=1), refresh_ms=None)
 # a failed placement's hold ending
 @example(script=[("tick", 0, 0), ("tick", 0, 1500), ("failed", 0, 10), ("tick", 0, 600), ("tick", 0, 500)],
          policy=LONG_LEASES, refresh_ms=None)
 @settings(max_examples=300, deadline=None)
 @given(script=st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2),
                                  st.integers(0, 2500)), max_size=60),
-       policy=st.sampled_from((POLICY, GuardPolicy(doubt_ms=1500), ONE_A_MIN, LONG_LEASES)),
+       policy=st.sampled_from((POLICY, GuardPolicy(doubt_ms=1500, doubt_reads_per_min=1), ONE_A_MIN,
+                              LONG_LEASES)),
        refresh_ms=st.sampled_from((None, 700, 2000, 6000)))
 def test_judging_what_changed_equals_judging_everything(
         script: list[tuple[str, int, int]], policy: GuardPolicy, refresh_ms: int | None) -> None:
@@ -235,5 +239,5 @@ def test_a_calm_tick_judges_no_position() -> None:
     assert judged == 0  # 10 s of ticks
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 13_000, 40)
     assert judged == 300  # each doubt read due once, 15 s after the last read
-    assert len(effects) == 300
+    assert len(effects) == 4  # rule 8: doubt_reads_per_min; the rest when it frees
 

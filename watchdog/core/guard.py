@@ -45,8 +45,8 @@ Rules of this module:
    lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
    read itself), and time: after each judgment the earliest instant any of its time conditions
    can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
-   a hold, the order budget freeing) is kept per symbol in a heap, and a step judges the symbols
-   whose instant passed. A stream state or lead change, a takeover, or a wall clock stepped
+   a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
+   step judges the symbols whose instant passed. A stream state or lead change, a takeover, or a wall clock stepped
    back judges every position. The outcomes are exactly those of judging every position on
    every step (a property test compares both); a Tick costs a heap look and one identity check
    per tracked position instead of 300 judgments.
@@ -67,7 +67,11 @@ Rules of this module:
    and then only a REST orders read shows a cancelled stop. The leader asks for a priority
    orders read (``RequestSnapshot``, a *requested* read in the weight budget: routine polls
    yield to it) of an open, CONFIRMED position's symbol when no orders read of it was applied
-   for ``doubt_ms`` (since the last gap), at most once per ``doubt_ms`` per symbol.
+   for ``doubt_ms`` (since the last gap), at most once per ``doubt_ms`` per symbol, and at most
+   ``doubt_reads_per_min`` such reads in any 60 s for all symbols together, the longest unread
+   first: with many open positions doubt must not buy more weight than the positions poll (a
+   read per symbol every 15 s for 300 symbols is ~8,000 weight/min; it starved the positions
+   poll and every position aged to ``unknown``).
 """
 
 from __future__ import annotations
@@ -160,11 +164,12 @@ class GuardPolicy:
     max_orders_per_min: int = 6
     retry_ms: int = 5000
     doubt_ms: int = 0  # rule 8: an open position's orders read by REST at least this often; 0 off
+    doubt_reads_per_min: int = 4  # rule 8: all symbols together
 
     def __post_init__(self) -> None:
         if (self.alert_ms < 0 or self.emergency_stop_pct < 0 or self.emergency_after_ms < 0
                 or self.orders_max_age_ms <= 0 or self.max_orders_per_min < 1
-                or self.doubt_ms < 0):
+                or self.doubt_ms < 0 or self.doubt_reads_per_min < 1):
             raise ValueError(f"invalid guard policy: {self!r}")
 
 
@@ -250,6 +255,7 @@ class Guard:
         self._last_inputs: tuple[str, bool, int] | None = None  # stream state, acting, keys
         self._last_leases: Leases | None = None
         self._last_now: int | None = None
+        self._doubt_reads: deque[int] = deque()  # rule 8: when each of the last reads was asked
 
     # ------------------------------------------------------------ reading
 
@@ -385,6 +391,12 @@ class Guard:
         asked = self._doubt_asked.get(symbol)
         if asked is not None and p.doubt_ms > 0:
             times.append(asked + p.doubt_ms)
+        if p.doubt_ms > 0 and (read is None or now_ms - read >= p.doubt_ms) and (
+                asked is None or now_ms - asked >= p.doubt_ms):
+            # A read due but not asked: the allowance was spent; judged again when it frees.
+            recent = [t for t in self._doubt_reads if now_ms - t < 60_000]
+            if len(recent) >= p.doubt_reads_per_min:
+                times.append(recent[0] + 60_000)
         run = self._runs.get(key)
         running = run is not None and run.since_ms is not None
         if run is not None and run.since_ms is not None:
@@ -479,10 +491,11 @@ class Guard:
 
         effects: list[Effect] = []
         seen: set[PositionKey] = set()
+        doubted: list[PositionView] = []
         for view in views:
             seen.add(view.key)
             if view.state is PositionState.OPEN and view.amount != ZERO:
-                effects += self._doubt(view, now_ms)
+                doubted.append(view)
                 effects += self._judge_open(view, by_key.get(view.key, ()), child_open, orders,
                                             stream_state, leases, now_ms)
             elif view.state is PositionState.UNKNOWN:
@@ -495,6 +508,7 @@ class Guard:
         for key in [k for k in self._runs
                     if k not in seen and (scope is None or k.symbol in scope)]:
             effects += self._end(key, now_ms, "closed")
+        effects += self._doubt(doubted, now_ms)
         self._note_judged(views, scope, stream_state, leases, now_ms)
         return effects
 
@@ -520,22 +534,45 @@ class Guard:
         for symbol, at in due.items():
             self._set_due(symbol, at)
 
-    def _doubt(self, view: PositionView, now_ms: int) -> list[Effect]:
-        """Rule 8."""
-        p, symbol = self.policy, view.key.symbol
-        if p.doubt_ms <= 0 or not self._acting or view.knowledge is not Knowledge.CONFIRMED:
+    def _doubt(self, views: Sequence[PositionView], now_ms: int) -> list[Effect]:
+        """Rule 8: the symbols whose orders are due a read, longest unread first, within the
+        per-minute allowance."""
+        p = self.policy
+        if p.doubt_ms <= 0 or not self._acting:
+            return []
+        reads = self._doubt_reads
+        while reads and now_ms - reads[0] >= 60_000:
+            reads.popleft()
+        allowance = p.doubt_reads_per_min - len(reads)
+        if allowance <= 0:
             return []
         f = self._fresh
-        read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
-                   default=None)
-        asked = self._doubt_asked.get(symbol)
-        if (read is not None and now_ms - read < p.doubt_ms) or (
-                asked is not None and now_ms - asked < p.doubt_ms):
-            return []
-        self._doubt_asked[symbol] = now_ms
-        age = "never" if read is None else f"{now_ms - read} ms ago"
-        return [RequestSnapshot(reason=f"guard: orders of {symbol} last read {age}",
-                                symbols=frozenset({symbol}))]
+        due: dict[Symbol, int | None] = {}
+        for view in views:
+            symbol = view.key.symbol
+            if view.knowledge is not Knowledge.CONFIRMED or symbol in due:
+                continue
+            read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
+                       default=None)
+            asked = self._doubt_asked.get(symbol)
+            if (read is not None and now_ms - read < p.doubt_ms) or (
+                    asked is not None and now_ms - asked < p.doubt_ms):
+                continue
+            due[symbol] = read
+        def unread_longest(symbol: Symbol) -> tuple[int, int, str]:
+            read, asked = due[symbol], self._doubt_asked.get(symbol)
+            return (-1 if read is None else read, -1 if asked is None else asked, symbol)
+
+        chosen = sorted(due, key=unread_longest)[:allowance]
+        effects: list[Effect] = []
+        for symbol in chosen:
+            self._doubt_asked[symbol] = now_ms
+            reads.append(now_ms)
+            read = due[symbol]
+            age = "never" if read is None else f"{now_ms - read} ms ago"
+            effects.append(RequestSnapshot(reason=f"guard: orders of {symbol} last read {age}",
+                                           symbols=frozenset({symbol})))
+        return effects
 
     def _stamp_reads(self, now_ms: int) -> None:
         f = self._fresh
