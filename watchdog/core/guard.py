@@ -46,10 +46,10 @@ Rules of this module:
    read itself), and time: after each judgment the earliest instant any of its time conditions
    can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
    a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
-   step judges the symbols whose instant passed. A stream state or lead change, a takeover, or a wall clock stepped
-   back judges every position. The outcomes are exactly those of judging every position on
-   every step (a property test compares both); a Tick costs a heap look and one identity check
-   per tracked position instead of 300 judgments.
+   step judges the symbols whose instant passed. A stream state or lead change, a takeover, or
+   a wall clock stepped back judges every position. The outcomes are exactly those of judging
+   every position on every step (a property test compares both); a Tick costs a heap look and
+   one identity check per tracked position instead of 300 judgments.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
