@@ -37,6 +37,9 @@ class Positions:
     def view(self, key: PositionKey) -> PositionView | None:
         return self.by_key.get(key)
 
+    def key_count(self) -> int:
+        return len(self.by_key)
+
 
 def no_leases(now_ms: int) -> Leases:
     return Leases({}, now_ms)
@@ -333,18 +336,21 @@ def test_safety_invariants_over_random_histories(script: list[tuple[str, int]]) 
                                if o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)]
                 assert not own_in_book
                 pending.append(e)
-            if isinstance(e, CancelGuardStop):
+            if isinstance(e, CancelGuardStop) and e.if_flat:  # rule 4b: only once closed
+                assert before.state.value == "closed", "ours removed from an open position"
+                assert before.knowledge is Knowledge.CONFIRMED
+                assert not (KEY in lease and lease[KEY] > now)
+            elif isinstance(e, CancelGuardStop):
                 bot_covered = [o for o in rig.orders.orders_for(KEY)
                                if not o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)]
                 assert bot_covered, "ours removed while the bot has no stop"
+                assert before.state.value == "open"
                 assert before.knowledge is Knowledge.CONFIRMED
                 assert fresh
                 assert not (KEY in lease and lease[KEY] > now)
             if isinstance(e, Notify) and e.kind == "position_unprotected":
                 detail = dict(e.detail)
                 assert now - int(detail["unprotected_since_ms"]) >= policy.alert_ms
-        if before.state.value != "open":
-            pending.clear()  # forgotten with the closed position (the reaper owns leftovers)
 
 
 def test_the_reaper_prefix_filter_does_not_skip_our_last_resort_stop() -> None:
@@ -565,3 +571,87 @@ def test_no_doubt_read_for_a_standby_an_unconfirmed_or_closed_position_or_when_o
     off = Rig()
     off.step(T0)
     assert requests(off.step(T0 + 600_000)) == []
+
+
+# ------------------------------------------------------------ rule 4b: ours, on a closed position
+
+
+def cancels(effects: list[Effect]) -> list[CancelGuardStop]:
+    return [e for e in effects if isinstance(e, CancelGuardStop)]
+
+
+def placing(rig: Rig) -> str:
+    """The run from no stop to a placement in flight (T0 .. T0 + 4000)."""
+    rig.step(T0)
+    (placed,) = places(rig.step(T0 + 4000))
+    return placed.client_id
+
+
+def test_a_stop_placed_just_after_the_close_is_removed_as_soon_as_its_answer_comes() -> None:
+    """The chaos scenario guard_close_while_placing: the re-read saw the position open, the
+    fill closed it, then the placement was answered. Before: left to the reaper (seconds)."""
+    rig = Rig(GUARDED, stop=False)
+    cid = placing(rig)
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)  # closed while placing
+    assert cancels(rig.step(T0 + 4010)) == []  # no id yet: its answer comes
+    effects = rig.step(T0 + 4020, outcomes=(GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    assert cancels(effects) == [CancelGuardStop(KEY, OrderId(77), True, cid,
+                                                "the position closed", if_flat=True)]
+    assert cancels(rig.step(T0 + 4030)) == []  # removing: never twice
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT)  # reopened meanwhile: the shell's re-read
+    assert places(rig.step(T0 + 9000)) == []  # ... may keep ours: never a second one meanwhile
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    rig.step(T0 + 9100, outcomes=(GuardOutcome(KEY, "removed", cid, OrderId(77)),))
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT)  # a new position: a new run, a new stop
+    rig.step(T0 + 10_000)
+    assert len(places(rig.step(T0 + 14_000))) == 1
+
+
+def test_ours_seen_in_the_book_of_a_closed_position_is_removed_not_while_leased_nor_triggering(
+        ) -> None:
+    rig = Rig(GUARDED, stop=False)
+    cid = placing(rig)
+    rig.feed(algo_update(77, AlgoStatus.NEW, at_ms=T0 + 4005, client_id=cid, close_position=True))
+    rig.step(T0 + 4010, outcomes=(GuardOutcome(KEY, "placed", cid, None),))  # id unknown
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    leased = Leases({KEY: T0 + 6000}, T0 + 5000)
+    assert cancels(rig.step(T0 + 5000, leased)) == []
+    assert cancels(rig.guard.step(rig.positions, rig.orders, None, T0 + 6100)) == []  # unknown
+    assert cancels(rig.step(T0 + 6200, Leases({}, T0 + 5000))) == []  # read 1.2 s ago
+    assert cancels(rig.step(T0 + 6300)) == [
+        CancelGuardStop(KEY, OrderId(77), True, cid, "the position closed", if_flat=True)]
+    # Triggering: ours is what closes the position; it ends by itself.
+    rig = Rig(GUARDED, stop=False)
+    cid = placing(rig)
+    rig.step(T0 + 4010, outcomes=(GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    rig.feed(algo_update(77, AlgoStatus.TRIGGERING, at_ms=T0 + 4020, client_id=cid,
+                         close_position=True))
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert cancels(rig.step(T0 + 4030)) == []
+    assert cancels(rig.step(T0 + 9000)) == []
+
+
+def test_a_standby_or_an_open_position_never_has_ours_removed_for_a_close() -> None:
+    rig = Rig(GUARDED, stop=False)
+    cid = placing(rig)
+    effects = rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 4010), T0 + 4010,
+                             (GuardOutcome(KEY, "placed", cid, OrderId(77)),))
+    assert cancels(effects) == []  # open: ours protects it
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert cancels(rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 4020), T0 + 4020,
+                                  acting=False)) == []
+    rig.positions.by_key[KEY] = view(KEY, amount=AMT, knowledge=Knowledge.SUSPECT)
+    assert cancels(rig.step(T0 + 4030)) == []  # not known closed
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert len(cancels(rig.step(T0 + 4040))) == 1
+
+
+def test_the_removal_after_a_close_respects_the_order_budget() -> None:
+    rig = Rig(GuardPolicy(alert_ms=1000, emergency_stop_pct=Decimal(5), emergency_after_ms=4000,
+                          max_orders_per_min=1), stop=False)
+    cid = placing(rig)  # the one action of this minute
+    rig.positions.by_key[KEY] = view(KEY, amount=ZERO)
+    assert cancels(rig.step(T0 + 4010, outcomes=(GuardOutcome(KEY, "placed", cid,
+                                                              OrderId(77)),))) == []
+    assert cancels(rig.step(T0 + 63_999)) == []
+    assert len(cancels(rig.step(T0 + 64_000))) == 1

@@ -163,19 +163,21 @@ async def test_emergency_stop_placed_then_removed_when_the_bots_stop_appears(
         assert len(await events(rclient, "guard_stop_placed")) == 1
 
 
-async def test_emergency_stop_of_a_closed_position_is_reaped_despite_the_bot_prefix(
+async def test_emergency_stop_of_a_closed_position_is_removed_by_the_guard_at_once(
         sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis) -> None:
+    """core/guard.py rule 4b: no longer left to the reaper (whose prefix filter never skips ours:
+    tests/core/test_guard.py::test_the_reaper_prefix_filter_does_not_skip_our_last_resort_stop)."""
     sim.fill("BASUSDT", "BUY", "1216")
     table_guard = dict(GUARDED)
     async with daemon(sim, redis_url, **table_guard):
         placed = (await eventually(lambda: events(rclient, "guard_stop_placed"), bool,
                                    timeout_s=30, what="guard_stop_placed"))[0]
-        sim.fill("BASUSDT", "SELL", "1216")  # the bot closes by hand; our stop is now an orphan
-        removed = await eventually(lambda: events(rclient, "orphan_removed"),
+        sim.fill("BASUSDT", "SELL", "1216")  # the bot closes by hand; our stop protects nothing
+        removed = await eventually(lambda: events(rclient, "guard_stop_removed"),
                                    lambda found: any(e["client_id"] == placed["client_id"]
                                                      for e in found),
-                                   timeout_s=40, what="our stop reaped as an orphan")
-        assert removed
+                                   timeout_s=40, what="our stop removed by the guard")
+        assert [e["reason"] for e in removed] == ["the position closed"]
         assert int(placed["algo_id"]) not in open_algos(sim)
 
 

@@ -251,6 +251,10 @@ class PositionBook:
         return [e.published for e in sorted(self._entries.values(), key=_ENTRY_ORDER)
                 if e.published is not None]
 
+    def key_count(self) -> int:
+        """How many keys the book holds; never decreases (no key is ever forgotten)."""
+        return len(self._entries)
+
     def flat_since(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the first REST snapshot of the current unbroken run that
         showed ``key`` flat while confirmed; None unless the key is flat and confirmed by REST.

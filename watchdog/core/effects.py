@@ -161,13 +161,16 @@ class PlaceGuardStop:
 
 @dataclass(frozen=True, slots=True)
 class CancelGuardStop:
-    """Remove the watchdog's own last-resort stop (the bot's protection covers again)."""
+    """Remove the watchdog's own last-resort stop (the bot's protection covers again, or the
+    position closed: ``if_flat``, the shell then re-reads the position and keeps the stop
+    unless it is still flat)."""
 
     key: PositionKey
     order_id: OrderId | None   # None: only its client id is known (placement not answered)
     is_algo: bool
     client_id: str
     reason: str
+    if_flat: bool = False
 
 
 Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | ReadNow

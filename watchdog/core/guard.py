@@ -4,7 +4,8 @@ PURE: events and ``now_ms`` (the watchdog's wall clock) in, effects out. Coverag
 ``protection.py``; this module decides when the answer can be trusted and what follows from it.
 Over 400 lines on purpose: its eight rules (freshness, the run, the alert and its lease grace,
 the last-resort stop, cost, the lead, a takeover, doubt reads) act on one run per position side;
-split apart, each part would need the whole run's state.
+split apart, each part would need the whole run's state. The cost bookkeeping (rule 5) stays
+here too: it is the list of every rule's time conditions and must change with them.
 
 Rules of this module:
 1. Orders are *known fresh* for a symbol once an orders read covering it was requested after the
@@ -31,12 +32,24 @@ Rules of this module:
    counts), at most ``max_orders_per_min`` placements + removals. Ours is told apart by its
    client id prefix ``GUARD_CLIENT_ID_PREFIX`` and never counts as the bot's protection: it is
    removed once the bot's own stops cover the position (same freshness and lease conditions).
-   A closed position's stop is left to the reaper (an orphan like any other); the record of it
-   is forgotten then.
-5. Cost: ``step`` judges every position when time passed (a Tick, or no event since the last
-   step) or after an event that may concern any symbol (a gap, an all-symbols read, a failed
-   read); after events naming symbols only, just those symbols' positions. Deadlines (grace,
-   freshness) are therefore met within one tick.
+   4b. A position known closed (CONFIRMED) that still has a stop of ours (in the book, or
+   placed: its answer may come after the close, the placement's re-read having preceded the
+   fill) has it removed at once (``CancelGuardStop.if_flat``: the shell re-reads the position
+   right before and keeps the stop unless still flat), under the same lead, lease and budget
+   conditions, never one that is triggering; meanwhile the record is kept, so a reopened
+   position gets no second stop. Nothing of ours left (or an id never learned): the record is
+   forgotten, and anything left is the reaper's (an orphan like any other).
+5. Cost: ``step`` judges a position only when something it depends on may have changed: an
+   event naming its symbol (or any symbol: a gap, an all-symbols read, a failed read), an
+   outcome of ours, its view replaced by the book (an identity check per tracked position), a
+   lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
+   read itself), and time: after each judgment the earliest instant any of its time conditions
+   can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
+   a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
+   step judges the symbols whose instant passed. A stream state or lead change, a takeover, or
+   a wall clock stepped back judges every position. The outcomes are exactly those of judging
+   every position on every step (a property test compares both); a Tick costs a heap look and
+   one identity check per tracked position instead of 300 judgments.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
@@ -63,6 +76,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +105,7 @@ from watchdog.core.events import (
     StreamConnected,
     StreamLost,
     StreamPositions,
+    Tick,
     TradeLite,
 )
 from watchdog.core.model import (
@@ -130,6 +145,10 @@ class PositionsView(Protocol):
     def views(self) -> list[PositionView]: ...
 
     def view(self, key: PositionKey) -> PositionView | None: ...
+
+    def key_count(self) -> int:
+        """How many keys are held; never decreases (a new one is noticed by this, rule 5)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +229,10 @@ class _Fresh:
 class Guard:
     """Per-position protection runs; ``observe`` every event, ``step`` once per batch."""
 
-    def __init__(self, policy: GuardPolicy | None = None) -> None:
+    def __init__(self, policy: GuardPolicy | None = None, *, incremental: bool = True) -> None:
+        """``incremental`` False judges every position on every step (rule 5's reference)."""
         self.policy = policy or GuardPolicy()
+        self._incremental = incremental
         self._runs: dict[PositionKey, _Run] = {}
         self._own: dict[PositionKey, _OwnStop] = {}
         self._own_seen: set[PositionKey] = set()  # keys where the book holds a stop of ours
@@ -226,6 +247,14 @@ class Guard:
         self._touched_all = True
         self._told: dict[PositionKey, Told] = {}  # rule 7: not judged since the takeover
         self._doubt_asked: dict[Symbol, int] = {}  # rule 8: when an orders read was asked
+        # Rule 5: what the last judgments depended on, and when each symbol is next due.
+        self._due: dict[Symbol, int] = {}
+        self._due_heap: list[tuple[int, Symbol]] = []
+        self._seen_views: dict[PositionKey, PositionView] = {}
+        self._running: set[PositionKey] = set()  # runs with a since_ms (needs_leases)
+        self._last_inputs: tuple[str, bool, int] | None = None  # stream state, acting, keys
+        self._last_leases: Leases | None = None
+        self._last_now: int | None = None
         self._doubt_reads: deque[int] = deque()  # rule 8: when each of the last reads was asked
 
     # ------------------------------------------------------------ reading
@@ -244,8 +273,7 @@ class Guard:
     @property
     def needs_leases(self) -> bool:
         """True while some position is in an unprotected run: the shell then reads leases."""
-        return bool(self._own or self._own_seen) or any(
-            run.since_ms is not None for run in self._runs.values())
+        return bool(self._own or self._own_seen or self._running)
 
     # ------------------------------------------------------------ input
 
@@ -288,25 +316,115 @@ class Guard:
 
     def _note_scope(self, event: Event) -> None:
         match event:
-            case StreamPositions(positions=rows) | MarginCall(positions=rows):
-                self._touched.update(row.key.symbol for row in rows)
+            case StreamPositions() | MarginCall() | PositionSnapshot():
+                pass  # positions are read through their views: a replaced or new one is seen
             case OrderUpdate() | AlgoUpdate() | TradeLite():
                 self._touched.add(event.symbol)
-            case PositionSnapshot(symbols=symbols) | OrdersSnapshot(symbols=symbols):
+            case OrdersSnapshot(symbols=symbols):
                 if symbols is None:
                     self._touched_all = True
                 else:
                     self._touched.update(symbols)
             case SnapshotRequested() | AccountConfigUpdate() | MalformedFrame():
                 pass  # changes no position's protection
-            case _:  # Tick (time passed), gaps, failed reads: anything may have changed
+            case Tick():
+                pass  # time passed: the due symbols are judged (rule 5)
+            case _:  # gaps, failed reads: anything may have changed
                 self._touched_all = True
 
     def _take_scope(self) -> set[Symbol] | None:
-        """The symbols to judge now; None for all (also when no event came: time passed)."""
-        scope = None if self._touched_all or not self._touched else self._touched
+        """The symbols events named since the last step; None for all."""
+        scope = None if self._touched_all or not self._incremental else self._touched
         self._touched, self._touched_all = set(), False
         return scope
+
+    def _changed(self, positions: PositionsView, leases: Leases | None,
+                 now_ms: int) -> set[Symbol]:
+        """Rule 5: the symbols due by time, whose view the book replaced, or whose leases
+        changed in a way their judgment reads."""
+        out: set[Symbol] = set()
+        heap, due = self._due_heap, self._due
+        while heap and heap[0][0] <= now_ms:
+            at, symbol = heapq.heappop(heap)
+            if due.get(symbol) == at:
+                del due[symbol]
+                out.add(symbol)
+        for key, seen in self._seen_views.items():
+            if positions.view(key) is not seen:
+                out.add(key.symbol)
+        old = self._last_leases
+        if leases != old:
+            old_ends = {} if old is None else old.until_ms
+            new_ends = {} if leases is None else leases.until_ms
+            out.update(k.symbol for k in old_ends.keys() | new_ends.keys()
+                       if old_ends.get(k) != new_ends.get(k))
+            if old is None or leases is None or old.read_ms != leases.read_ms:
+                pct = self.policy.emergency_stop_pct > 0
+                out.update(k.symbol for k in self._running
+                           if pct or not self._runs[k].alerted)
+                out.update(k.symbol for k in self._own)
+                out.update(k.symbol for k in self._own_seen)
+        return out
+
+    def _next_due(self, key: PositionKey, view: PositionView | None, stream_state: str,
+                  leases: Leases | None, now_ms: int) -> int | None:
+        """Rule 5: the earliest instant after ``now_ms`` at which a time condition of this
+        position's judgment can flip (conservative: an early judgment changes nothing)."""
+        p, f, symbol = self.policy, self._fresh, key.symbol
+        times: list[int] = []
+        if view is None or view.state is not PositionState.OPEN or view.amount == ZERO:
+            if view is None or key not in self._own:
+                return None  # closed, unknown, gone: no time condition
+            # Closed with a stop of ours (rule 4b): its removal waits for these.
+            end = leases.until_ms.get(key) if leases is not None else None
+            times += [t for t in (end, self._hold_until.get(key)) if t is not None]
+            if len(self._actions) >= p.max_orders_per_min:
+                times.append(self._actions[0] + 60_000)
+            return min((t for t in times if t > now_ms), default=None)
+        read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
+                   default=None)
+        if read is not None:
+            if stream_state != "live":  # freshness; a change of stream state judges all
+                times.append(read + p.orders_max_age_ms + 1)
+            if p.doubt_ms > 0:
+                times.append(read + p.doubt_ms)
+        asked = self._doubt_asked.get(symbol)
+        if asked is not None and p.doubt_ms > 0:
+            times.append(asked + p.doubt_ms)
+        if p.doubt_ms > 0 and (read is None or now_ms - read >= p.doubt_ms) and (
+                asked is None or now_ms - asked >= p.doubt_ms):
+            # A read due but not asked: the allowance was spent; judged again when it frees.
+            recent = [t for t in self._doubt_reads if now_ms - t < 60_000]
+            if len(recent) >= p.doubt_reads_per_min:
+                times.append(recent[0] + 60_000)
+        run = self._runs.get(key)
+        running = run is not None and run.since_ms is not None
+        if run is not None and run.since_ms is not None:
+            since = run.since_ms if run.own_since_ms is None else max(run.since_ms,
+                                                                       run.own_since_ms)
+            times += (run.since_ms + p.alert_ms, run.lease_until_ms)
+            if p.emergency_stop_pct > 0:
+                times.append(since + p.emergency_after_ms)
+        if leases is not None:
+            end = leases.until_ms.get(key)
+            if end is not None:
+                times.append(end)
+            if key in self._own or key in self._own_seen or (
+                    running and p.emergency_stop_pct > 0):
+                times.append(leases.read_ms + p.leases_max_age_ms + 1)
+        hold = self._hold_until.get(key)
+        if hold is not None:
+            times.append(hold)
+        if len(self._actions) >= p.max_orders_per_min:
+            times.append(self._actions[0] + 60_000)
+        return min((t for t in times if t > now_ms), default=None)
+
+    def _set_due(self, symbol: Symbol, at: int | None) -> None:
+        if at is None:
+            self._due.pop(symbol, None)
+        elif self._due.get(symbol) != at:
+            self._due[symbol] = at
+            heapq.heappush(self._due_heap, (at, symbol))
 
     def _evidence(self, symbol: Symbol, stream_state: str, since_ms: int) -> bool:
         """Rule 1b: with the stream down (not connected), a run is acted on (alert, last-resort
@@ -333,7 +451,8 @@ class Guard:
     def step(self, positions: PositionsView, orders: OrderBook, leases: Leases | None,
              now_ms: int, outcomes: Sequence[GuardOutcome] = (), *,
              acting: bool = True) -> list[Effect]:
-        """Judge every position now; returns what to publish, emit, place or remove.
+        """Judge the positions that may have changed (rule 5; all when ``incremental`` is
+        False); returns what to publish, emit, place or remove.
         ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
         is placed or removed and none of the order budget is used (rule 6)."""
         self._acting = acting
@@ -343,11 +462,26 @@ class Guard:
             self._on_outcome(outcome, now_ms)
             if scope is not None:
                 scope.add(outcome.key.symbol)
+        # Ours, removed: forgotten once the book no longer holds them (it never resurrects one).
+        self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
+        stream_state = positions.stream_state
+        inputs = (stream_state, acting, positions.key_count())
+        if scope is not None and (inputs != self._last_inputs or self._last_now is None
+                                  or now_ms < self._last_now):
+            scope = None  # rule 5: what every judgment reads changed, or the clock went back
+        if scope is not None:
+            scope |= self._changed(positions, leases, now_ms)
+        self._last_inputs, self._last_leases, self._last_now = inputs, leases, now_ms
+        if scope is not None and not scope:
+            return []
         by_key: dict[PositionKey, list[TrackedOrder]] = defaultdict(list)
         for order in orders.unsorted(scope):
             by_key[order.key].append(order)
         if scope is None:
             views = positions.views()
+            self._due.clear()
+            self._due_heap.clear()
+            self._seen_views.clear()
         else:
             views = [v for symbol in sorted(scope) for side in PositionSide
                      if (v := positions.view(PositionKey(symbol, side))) is not None]
@@ -357,7 +491,6 @@ class Guard:
 
         effects: list[Effect] = []
         seen: set[PositionKey] = set()
-        stream_state = positions.stream_state
         doubted: list[PositionView] = []
         for view in views:
             seen.add(view.key)
@@ -367,12 +500,39 @@ class Guard:
                                             stream_state, leases, now_ms)
             elif view.state is PositionState.UNKNOWN:
                 effects += self._judge_unknown(view.key, now_ms)
+            elif view.state is PositionState.CLOSED and view.knowledge is Knowledge.CONFIRMED:
+                effects += self._judge_closed(view.key, by_key.get(view.key, ()), orders,
+                                              leases, now_ms)
             else:
                 effects += self._end(view.key, now_ms, "closed")
         for key in [k for k in self._runs
                     if k not in seen and (scope is None or k.symbol in scope)]:
             effects += self._end(key, now_ms, "closed")
-        return effects + self._doubt(doubted, now_ms)
+        effects += self._doubt(doubted, now_ms)
+        self._note_judged(views, scope, stream_state, leases, now_ms)
+        return effects
+
+    def _note_judged(self, views: list[PositionView], scope: set[Symbol] | None,
+                     stream_state: str, leases: Leases | None, now_ms: int) -> None:
+        """Rule 5: what the judgments just made depended on, for the next steps."""
+        if scope is not None:
+            for key in [k for k in self._seen_views if k.symbol in scope]:
+                del self._seen_views[key]
+        due: dict[Symbol, int | None] = dict.fromkeys(scope or ())
+        for view in views:
+            key = view.key
+            self._seen_views[key] = view
+            run = self._runs.get(key)
+            if run is not None and run.since_ms is not None:
+                self._running.add(key)
+            else:
+                self._running.discard(key)
+            at = self._next_due(key, view, stream_state, leases, now_ms)
+            held = due.get(key.symbol)
+            due[key.symbol] = at if held is None else held if at is None else min(at, held)
+        self._running.intersection_update(self._runs)
+        for symbol, at in due.items():
+            self._set_due(symbol, at)
 
     def _doubt(self, views: Sequence[PositionView], now_ms: int) -> list[Effect]:
         """Rule 8: the symbols whose orders are due a read, longest unread first, within the
@@ -487,11 +647,53 @@ class Guard:
             run = self._runs[key] = _Run()
         return self._publish(key, run, Protection.UNKNOWN, now_ms)
 
-    def _end(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
-        """The position is closed (or gone from the book): end its run, forget our stop."""
+    def _judge_closed(self, key: PositionKey, key_orders: Iterable[TrackedOrder],
+                      orders: OrderBook, leases: Leases | None, now_ms: int) -> list[Effect]:
+        """Rule 4b: the run ends; a stop of ours still there is removed at once."""
+        effects = self._end_run(key, now_ms, "closed")
+        self._forget_gone_own(key, orders)
+        own_book = [o for o in key_orders if o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)
+                    and o.order_id not in self._removed]
+        record = self._own.get(key)
+        if own_book:
+            self._own_seen.add(key)
+        else:
+            self._own_seen.discard(key)
+        if record is not None and record.state != "placed":
+            return effects  # placing: its answer comes; removing: its outcome comes
+        targets = [(o.client_id, o.order_id) for o in own_book if o.is_algo]
+        if not targets and record is not None and record.order_id:
+            targets = [(record.client_id, record.order_id)]
+        if not targets:
+            self._forget_own(key)  # nothing of ours left, or its id never learned: the reaper's
+            return effects
+        if any(o.in_trigger for o in own_book):
+            self._own.setdefault(key, _OwnStop(targets[0][0], "placed", targets[0][1]))
+            return effects  # ours is closing the position right now: it ends by itself
+        client_id, order_id = targets[0]
+        self._own[key] = _OwnStop(client_id, "placed", order_id)
+        lease_ok = leases is not None and now_ms - leases.read_ms <= self.policy.leases_max_age_ms
+        if (not self._acting or not lease_ok or leases is None  # leases None: for mypy
+                or leases.until_ms.get(key, 0) > now_ms or now_ms < self._hold_until.get(key, 0)
+                or not self._budget_left(now_ms)):
+            return effects  # the record stays: no second stop if the position reopens
+        self._own[key] = _OwnStop(client_id, "removing", order_id)
+        self._actions.append(now_ms)
+        return [*effects, CancelGuardStop(key, order_id, True, client_id,
+                                          "the position closed", if_flat=True)]
+
+    def _forget_own(self, key: PositionKey) -> None:
         self._own.pop(key, None)
         self._own_seen.discard(key)
         self._hold_until.pop(key, None)
+
+    def _end(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
+        """The position is gone from the book (or not known open nor closed): end its run,
+        forget our stop."""
+        self._forget_own(key)
+        return self._end_run(key, now_ms, why)
+
+    def _end_run(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
         run = self._runs.pop(key, None)
         told = self._told.pop(key, None)
         if run is None:
@@ -576,7 +778,6 @@ class Guard:
                                f"(emergency_after_ms {p.emergency_after_ms})")]
 
     def _forget_gone_own(self, key: PositionKey, orders: OrderBook) -> None:
-        self._removed = {oid for oid in self._removed if orders.get(oid, is_algo=True) is not None}
         record = self._own.get(key)
         if (record is not None and record.order_id is not None and record.state != "placing"
                 and orders.is_gone(record.order_id, is_algo=True)):

@@ -13,7 +13,9 @@ Rules of this module (every decision is the core's; this module only checks agai
    re-queried by client id; if even that fails it counts as placed without an id (never a second
    stop on the same side; the order book adopts it by its client id prefix if it exists).
 3. Removing ours: mark the position *reaping* (a bot's ``begin`` is vetoed meanwhile), re-read
-   leases and abort if one was taken, then cancel and prove it (``orphan_cancel.py``).
+   leases and abort if one was taken, then cancel and prove it (``orphan_cancel.py``). Removed
+   because the position closed (``if_flat``, core/guard.py rule 4b): the position is re-read
+   (positionRisk, weight 5) right before the cancel, and the stop kept unless it is still flat.
 4. Only the leader acts (docs/HA.md): a standby's core decides no placement or removal
    (``Guard.step(acting=False)``), and right before each placement or cancel the lead is proven
    in Redis (``confirm_lead``, as the reaper does): no proof, nothing sent.
@@ -87,6 +89,9 @@ class _Unproven:
 
     def view(self, key: PositionKey) -> PositionView | None:
         return self._positions.view(key)
+
+    def key_count(self) -> int:
+        return self._positions.key_count()
 
 
 def stop_price(side: str, mark: Decimal, pct: Decimal, tick: Decimal) -> Decimal:
@@ -252,6 +257,12 @@ class GuardTask:
             if key in leased:
                 olog.info("last-resort stop kept: a bot took a lease on the position")
                 return failed
+            if order.if_flat:
+                amount, _ = (await self._exchange.fetch_marks(key.symbol)).get(key, (ZERO, ZERO))
+                if amount != ZERO:
+                    olog.warning("last-resort stop kept: the position was closed, the re-read "
+                                 "shows amount {}", amount)
+                    return failed
             if not await self._proven_lead(olog, "removed"):
                 return failed
             outcome, detail = await cancel_and_prove(
