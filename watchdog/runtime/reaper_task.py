@@ -73,6 +73,7 @@ from loguru import logger
 from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import read_positions
+from watchdog.cancel import raise_if_cancelling
 from watchdog.config import ReaperConfig
 from watchdog.core.effects import CancelOrder, Effect, RaiseAlert
 from watchdog.core.events import Event, PositionSnapshot
@@ -94,8 +95,7 @@ from watchdog.runtime.reaper_leases import LeaseWatch, ReadLeaseEnds
 from watchdog.runtime.reaper_report import CancelResult
 
 if TYPE_CHECKING:
-    from watchdog.cancel import raise_if_cancelling
-from watchdog.clock import Clock
+    from watchdog.clock import Clock
 
 __all__ = [
     "CancelResult",
