@@ -5,7 +5,6 @@ event-loop library, not even indirectly."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import watchdog.binance.protocol
+from tests.support.imports import imports_of
 
 PROTOCOL_DIR = Path(watchdog.binance.protocol.__file__).parent
 PROTOCOL_FILES = sorted(PROTOCOL_DIR.glob("*.py"))
@@ -25,19 +25,6 @@ WATCHDOG = ("watchdog.binance.protocol", "watchdog.core", "watchdog.errors", "wa
 IO_LIBRARIES = {"websockets", "httpx", "httpcore", "redis", "hiredis", "asyncio", "socket",
                 "ssl", "selectors", "loguru", "tenacity", "anyio"}
 
-
-def _imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, f"{path.name}: use absolute imports"
-            names.append(node.module or "")
-    return names
-
-
 def test_protocol_files_found() -> None:
     assert {"wire.py", "wirefields.py", "wire_rest.py", "signing.py", "classify.py",
             "reconnect.py", "schedule.py", "budget.py", "probation.py", "canary.py",
@@ -46,7 +33,7 @@ def test_protocol_files_found() -> None:
 
 @pytest.mark.parametrize("path", PROTOCOL_FILES, ids=lambda p: p.name)
 def test_protocol_imports_only_the_allowlist(path: Path) -> None:
-    for name in _imports(path):
+    for name in imports_of(path):
         if name.startswith("watchdog"):
             assert name.startswith(WATCHDOG), f"{path.name} imports {name!r}: a shell or a layer " \
                                               f"above the protocol"
