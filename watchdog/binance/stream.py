@@ -65,9 +65,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
+    Connect,
     Connection,
     Control,
     End,
+    StreamSocket,
     Successor,
     classify_stream_error,
     close_text,
@@ -160,9 +162,11 @@ class UserDataStream:
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
                  blind_reconnect_interval_s: float | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, connect: Connect | None = None) -> None:
         self._rest = rest
         self._ws_url = ws_url
+        # A lane of a connection shared with other accounts (shared_stream.py), or our own.
+        self._connect: Connect = connect or self._connect_own
         self._clock = clock
         self._keepalive_interval_s = keepalive_interval_s
         self._rotate_after_s = rotate_after_s
@@ -304,9 +308,8 @@ class UserDataStream:
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""
         key = await self._rest.create_listen_key()
-        ws = await open_stamped(user_stream_url(self._ws_url, key),
-                                open_timeout_s=self._open_timeout_s,
-                                ping_interval_s=self._ping_interval_s, max_queue=READ_HIGH_WATER)
+        ws = await self._connect(key, open_timeout_s=self._open_timeout_s,
+                                 ping_interval_s=self._ping_interval_s)
         conn = Connection(next(self._ids), ws,
                           Session(opened_at=self._clock.monotonic(),
                                   rotate_after_s=self._rotate_after_s,
@@ -314,6 +317,13 @@ class UserDataStream:
         assert self._tg is not None
         self._tg.create_task(self._read(conn), name=f"user-stream-reader-{conn.id}")
         return conn
+
+    async def _connect_own(self, key: str, *, open_timeout_s: float,
+                           ping_interval_s: float) -> StreamSocket:
+        """A connection of this account's own (the default ``connect``)."""
+        return await open_stamped(user_stream_url(self._ws_url, key),
+                                  open_timeout_s=open_timeout_s, ping_interval_s=ping_interval_s,
+                                  max_queue=READ_HIGH_WATER)
 
     async def _read(self, conn: Connection) -> None:
         try:
