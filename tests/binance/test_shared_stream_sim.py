@@ -83,6 +83,7 @@ async def accounts(sim: Simulator, n: int, **stream_options: float,
             stream = UserDataStream(rest, ws_url=sim.ws_url, clock=clock, max_silence_s=5.0,
                                     reconnect_min_delay_s=0.05, reconnect_max_delay_s=0.3,
                                     connect=shared.connector(name), **stream_options)
+            shared.bind(name, stream.request_rotation)
             found.append(Account(name, key, stream))
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(shared.run(), name="shared")]
@@ -104,8 +105,7 @@ async def test_one_connection_carries_every_account_and_each_sees_only_its_own(
     async with accounts(sim, 3) as (found, shared):
         await eventually(lambda: all(a.of(PositionSnapshot) for a in found), "all resynced")
         assert private_connections(sim) == [3]
-        assert sim.venue.hub.connections and all(
-            c.path == "/private/stream" for c in sim.venue.hub.connections)
+        assert [c.path for c in sim.venue.hub.connections] == ["/private/stream"]
         assert shared.stats.opened == 1
         for i, account in enumerate(found):
             fill(sim, account.api_key, f"0.0{i + 1}")
@@ -133,8 +133,8 @@ async def test_an_expired_key_moves_that_account_alone_and_the_others_keep_their
         sim.venue.flush()
         await eventually(lambda: len(victim.of(StreamConnected)) == 2, "victim reconnected")
         assert victim.of(ListenKeyExpired)
-        assert sorted(private_connections(sim)) == [1, 2] or sorted(
-            private_connections(sim)) == [1, 3]  # its old key may linger on the shared one
+        # Its own connection, and the shared one (which still names its expired key).
+        assert sorted(private_connections(sim)) == [1, 3]
         for account in others:  # no gap, no second connect
             assert not account.of(StreamLost), account.name
             assert len(account.of(StreamConnected)) == 1
@@ -174,3 +174,47 @@ async def test_one_account_found_blind_leaves_alone_without_a_gap_for_the_others
         await eventually(lambda: all(a.amounts() for a in found), "each account's update")
         assert found[0].amounts() == [Decimal("0.01")]
         assert found[1].amounts() == [Decimal("0.02")]
+
+
+async def trade_until(sim: Simulator, found: list[Account], done: Callable[[], bool],
+                      what: str, timeout_s: float = 30.0) -> None:
+    """Fill each account in turn (what a successor proves itself on) until ``done``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    step = 0
+    while not done():
+        assert loop.time() < deadline, f"{what} not reached within {timeout_s}s"
+        step += 1
+        for account in found:
+            before = len(account.amounts())
+            fill(sim, account.api_key, "0.001")
+            await eventually(lambda a=account, n=before: len(a.amounts()) > n,
+                             f"{account.name} fill #{step} delivered")
+
+
+async def test_a_rotation_moves_every_account_together_without_a_gap(sim: Simulator) -> None:
+    async with accounts(sim, 3, rotate_after_s=2.0) as (found, shared):
+        await eventually(lambda: all(a.of(PositionSnapshot) for a in found), "all resynced")
+        await trade_until(sim, found, lambda: all(a.stream.stats.rotations >= 1 for a in found),
+                          "every account rotated")
+        for account in found:
+            assert not account.of(StreamLost), account.name  # make-before-break: no gap
+        assert shared.stats.most_keys == 3
+        assert shared.stats.opened_alone == 0  # nobody rotated onto a connection of its own
+
+
+async def test_an_account_alone_after_its_key_expired_rejoins_at_the_next_rotation(
+        sim: Simulator) -> None:
+    async with accounts(sim, 3, rotate_after_s=8.0) as (found, shared):
+        await eventually(lambda: all(a.of(PositionSnapshot) for a in found), "all resynced")
+        victim = found[1]
+        sim.venue.exchange.force_expire_listen_key(victim.api_key)
+        sim.venue.flush()
+        await eventually(lambda: len(victim.of(StreamConnected)) == 2, "victim alone")
+        assert shared.connections == 2
+        await trade_until(sim, found, lambda: all(a.stream.stats.rotations >= 1 for a in found),
+                          "every account rotated, the victim invited")
+        await eventually(lambda: private_connections(sim) == [3], "one connection again")
+        assert len(victim.of(StreamLost)) == 1  # its expiry; the rotation was no gap
+        for account in (found[0], found[2]):
+            assert not account.of(StreamLost), account.name

@@ -21,6 +21,9 @@ Rules of this module:
    a rotation) ends its lane only: the connection keeps serving the others, and the account
    reconnects on a connection of its own at once (no one else is gathering: it does not wait).
    Nobody else loses a frame for one account's key. The connection ends when its last lane does.
+   It rejoins the others at their next rotation: a gather for a rotation invites every account
+   alone on a connection to rotate now (make-before-break, no gap), so one account's trouble
+   costs one extra connection for at most the time to the next rotation (``rotate_after_s``).
 5. A handshake refused with a 4xx (one of its keys no longer valid: -1125) fails every joiner
    of that gather; each then retries with a fresh key on a connection of its own, so one bad
    key cannot keep the others off the stream.
@@ -93,6 +96,7 @@ class SharedStats:
     unattributed: int = 0    # frames handed to every lane (rule 2)
     unclaimed: int = 0       # frames for a key nobody on the connection listens to any more
     most_keys: int = 0       # the largest number of keys one connection carried
+    opened_alone: int = 0    # connections opened for one account while several share this
 
 
 class _Transport:
@@ -225,6 +229,7 @@ class SharedUserStreams:
         self._connections: set[_Shared] = set()
         self._gathering: _Gathering | None = None
         self._alone: set[str] = set()  # rule 5: their next connection is their own
+        self._invites: dict[str, Callable[[str], None]] = {}  # rule 4: rotate now, please
         self._ids = itertools.count(1)
         self._tg: asyncio.TaskGroup | None = None
         self._running = asyncio.Event()
@@ -239,6 +244,10 @@ class SharedUserStreams:
                                         ping_interval_s=ping_interval_s)
 
         return connect
+
+    def bind(self, account: str, rotate: Callable[[str], None]) -> None:
+        """How to ask ``account``'s stream to rotate now (``UserDataStream.request_rotation``)."""
+        self._invites[account] = rotate
 
     @property
     def connections(self) -> int:
@@ -281,15 +290,30 @@ class SharedUserStreams:
             alone.joiners.append((account, key, future))
             return await future
         gathering = self._gathering
+        urgent = account not in self._settled()
         if gathering is None:
             gathering = self._gathering = self._start(_Gathering(Gather(now, now),
                                                                  options=options))
-        gathering.gather.join(now, urgent=account not in self._settled())
+            if not urgent:
+                self._invite(account)
+        gathering.gather.join(now, urgent=urgent)
         gathering.joiners.append((account, key, future))
         if gathering.gather.joined >= self._cap:
             self._gathering = None  # full: the next joiner starts another
         gathering.changed.set()
         return await future
+
+    def _invite(self, rotating: str) -> None:
+        """Rule 4: a rotation gathers; accounts alone on a connection rotate into it now."""
+        for conn in list(self._connections):
+            if len(conn.accounts) != 1:
+                continue
+            (account,) = conn.accounts
+            invite = self._invites.get(account)
+            if account != rotating and invite is not None:
+                logger.info("shared user stream: account {} alone on connection id={} invited "
+                            "to rotate onto the next shared one", account, conn.id)
+                invite("joining a shared connection")
 
     def _start(self, gathering: _Gathering) -> _Gathering:
         assert self._tg is not None, "SharedUserStreams.run() is not running"
@@ -361,6 +385,8 @@ class SharedUserStreams:
         self.stats.opened += 1
         self.stats.open = len(self._connections)
         self.stats.most_keys = max(self.stats.most_keys, len(keys))
+        if len(keys) == 1 and len(self._accounts) > 1:
+            self.stats.opened_alone += 1
         logger.info("shared user stream connected id={} accounts={} keys={}", conn.id,
                     ",".join(sorted(conn.accounts)), len(keys))
         assert self._tg is not None

@@ -94,6 +94,7 @@ from watchdog.binance.protocol.session import (
     EXPIRED,
     BlindRequest,
     Do,
+    Phase,
     Session,
     SuccessorFate,
     aborts,
@@ -220,6 +221,20 @@ class UserDataStream:
                        self._blind.interval_s, reason)
         self._blind_timer = asyncio.get_running_loop().call_later(
             wait_s, self._blind_reconnect, reason)
+
+    def request_rotation(self, reason: str) -> None:
+        """Rotate the current connection now, make-before-break as before the 24 h cut (rule
+        5); e.g. another connection has room for this account (``shared_stream.py``). Nothing
+        happens while a rotation is under way or the connection is silent (it ends anyway)."""
+        conn, now = self._current, self._clock.monotonic()
+        if (conn is None or self._tg is None or conn.session.phase is not Phase.SERVING
+                or conn.ws.silence_left_s(self._max_silence_s) <= 0):
+            return
+        conn.session.rotate_at = min(conn.session.rotate_at, now)
+        if conn.session.timed_out(now, conn.ws.silence_left_s(self._max_silence_s)).do is Do.ROTATE:
+            logger.info("user stream rotating early connection_id={} reason={}", conn.id, reason)
+            self._tg.create_task(self._make_successor(conn),
+                                 name=f"user-stream-successor-{conn.id}")
 
     def _blind_reconnect(self, reason: str) -> None:
         self._blind_timer = None

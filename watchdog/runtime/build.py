@@ -277,6 +277,8 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         pipeline = _wire(config, clock, ends, book, vitals, rest, store,
                          connect=shared.connect(config, clock) if shared is not None else None)
         pipeline.shared = shared
+        if shared is not None:
+            shared.streams[b.ws_url].bind(config.redis.account, pipeline.stream.request_rotation)
         yield pipeline
 
 
