@@ -116,10 +116,9 @@ class Lane:
         self._shared = shared
         self.account = account
         self.key = key
-        self._queue: asyncio.Queue[str | ConnectionClosed | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[str | bytes | ConnectionClosed | None] = asyncio.Queue()
         self._room = asyncio.Event()
         self._room.set()
-        self._ended: ConnectionClosed | None = None  # rule 3: why the connection ended
         self.left = False
         self.transport = _Transport(self)
 
@@ -127,7 +126,7 @@ class Lane:
     def __aiter__(self) -> Lane:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> str | bytes:
         item = await self._queue.get()
         if self._queue.qsize() <= READ_HIGH_WATER // 2:
             self._room.set()
@@ -165,7 +164,7 @@ class Lane:
     def push(self, frame: str | bytes) -> None:
         if self.left:
             return
-        self._queue.put_nowait(frame if isinstance(frame, str) else frame.decode())
+        self._queue.put_nowait(frame)
         if self._queue.qsize() >= READ_HIGH_WATER:
             self._room.clear()
 
@@ -253,11 +252,6 @@ class SharedUserStreams:
     def connections(self) -> int:
         """Connections open now."""
         return len(self._connections)
-
-    def describe(self) -> list[dict[str, object]]:
-        """Which accounts each open connection carries (never a key)."""
-        return [{"id": c.id, "accounts": sorted(c.accounts), "wrapped": c.wrapped}
-                for c in sorted(self._connections, key=lambda c: c.id)]
 
     async def run(self) -> None:
         """Own the connections' readers and gathers until cancelled (then abort them all)."""
