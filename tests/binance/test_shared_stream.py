@@ -3,8 +3,12 @@ which lane gets which frame, and what a lane leaving does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watchdog.binance.shared_stream import Lane, SharedUserStreams, _Shared
 from watchdog.clock import ManualClock
@@ -95,3 +99,32 @@ async def test_one_key_connection_frames_go_through_untouched() -> None:
     conn, (a,) = connection(("a", "K1"), wrapped=False)
     streams._dispatch(conn, b'{"e":"ACCOUNT_UPDATE","E":1}')
     assert queued(a) == [b'{"e":"ACCOUNT_UPDATE","E":1}']
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 10**6)), max_size=60),
+       st.sets(st.integers(0, 3), max_size=3))
+def test_rule_2_no_account_ever_gets_another_accounts_frame(
+        frames: list[tuple[int, int]], leaving: set[int]) -> None:
+    """Frames for four keys (and a fifth nobody has), some accounts leaving: each lane gets
+    exactly its own key's frames, in order; a frame of no account reaches every lane left."""
+    async def run() -> None:
+        streams = SharedUserStreams("ws://x", ManualClock())
+        conn, lanes = connection(*((f"a{i}", f"K{i}") for i in range(4)))
+        for i in leaving:
+            lanes[i].leave()
+            queued(lanes[i])
+        for key, n in frames:
+            streams._dispatch(conn, wrap(f"K{key}", {"e": "ACCOUNT_UPDATE", "E": n}))
+        for i, lane in enumerate(lanes):
+            got = queued(lane)
+            if i in leaving:
+                assert got == []
+                continue
+            seen = [json.loads(f)["data"]["E"] if "stream" in json.loads(f) else
+                    json.loads(f)["E"] for f in got]
+            assert seen == [n for k, n in frames if k in (i, 4)], i
+            for f, (k, _) in zip(got, [x for x in frames if x[0] in (i, 4)], strict=True):
+                assert ("stream" in json.loads(f)) == (k == 4)  # no account's: as received
+
+    asyncio.run(run())

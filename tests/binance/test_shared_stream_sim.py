@@ -218,3 +218,17 @@ async def test_an_account_alone_after_its_key_expired_rejoins_at_the_next_rotati
         assert len(victim.of(StreamLost)) == 1  # its expiry; the rotation was no gap
         for account in (found[0], found[2]):
             assert not account.of(StreamLost), account.name
+
+
+async def test_rule_5_a_refused_shared_handshake_makes_each_account_retry_alone(
+        sim: Simulator) -> None:
+    sim.set_faults(ws_handshake_errors={"status": 400, "code": -1125, "count": 1})
+    async with accounts(sim, 3) as (found, shared):
+        await eventually(lambda: all(a.of(PositionSnapshot) for a in found), "all resynced")
+        assert shared.stats.refused == 1
+        assert sorted(private_connections(sim)) == [1, 1, 1]  # one bad key keeps nobody off
+        for i, account in enumerate(found):
+            fill(sim, account.api_key, f"0.0{i + 1}")
+        await eventually(lambda: all(a.amounts() for a in found), "each account's update")
+        for i, account in enumerate(found):
+            assert account.amounts() == [Decimal(f"0.0{i + 1}")], account.name
