@@ -22,8 +22,9 @@ Rules of this module:
    reconnects on a connection of its own at once (no one else is gathering: it does not wait).
    Nobody else loses a frame for one account's key. The connection ends when its last lane does.
    It rejoins the others at their next rotation: a gather for a rotation invites every account
-   alone on a connection to rotate now (make-before-break, no gap), so one account's trouble
-   costs one extra connection for at most the time to the next rotation (``rotate_after_s``).
+   on a connection carrying fewer than half the cap to rotate now (make-before-break, no gap),
+   so one account's trouble (or a rotation that straggled into two gathers) costs an extra
+   connection for at most the time to the next rotation (``rotate_after_s``).
 5. A handshake refused with a 4xx (one of its keys no longer valid: -1125) fails every joiner
    of that gather; each then retries with a fresh key on a connection of its own, so one bad
    key cannot keep the others off the stream.
@@ -298,16 +299,17 @@ class SharedUserStreams:
         return await future
 
     def _invite(self, rotating: str) -> None:
-        """Rule 4: a rotation gathers; accounts alone on a connection rotate into it now."""
+        """Rule 4: a rotation gathers; accounts on sparse connections rotate into it now."""
         for conn in list(self._connections):
-            if len(conn.accounts) != 1:
+            if len(conn.accounts) * 2 >= self._cap:
                 continue
-            (account,) = conn.accounts
-            invite = self._invites.get(account)
-            if account != rotating and invite is not None:
-                logger.info("shared user stream: account {} alone on connection id={} invited "
-                            "to rotate onto the next shared one", account, conn.id)
-                invite("joining a shared connection")
+            for account in sorted(conn.accounts - {rotating}):
+                invite = self._invites.get(account)
+                if invite is not None:
+                    logger.info("shared user stream: account {} on connection id={} ({} "
+                                "account(s)) invited to rotate onto the next one", account,
+                                conn.id, len(conn.accounts))
+                    invite("joining a shared connection")
 
     def _start(self, gathering: _Gathering) -> _Gathering:
         assert self._tg is not None, "SharedUserStreams.run() is not running"

@@ -41,8 +41,8 @@ __all__ = ["GATHER_MAX_S", "GATHER_QUIET_S", "KEYS_PER_CONNECTION", "URGENT_MAX_
 KEYS_PER_CONNECTION = 20
 URGENT_QUIET_S = 0.3   # an account without a stream waits this long for company, at most
 URGENT_MAX_S = 1.0
-GATHER_QUIET_S = 2.0   # rotations: the old connections deliver meanwhile
-GATHER_MAX_S = 15.0    # > max_silence_s: accounts invited to rotate early notice within it
+GATHER_QUIET_S = 0.5   # rotations: the old connections deliver meanwhile; the accounts of one
+GATHER_MAX_S = 5.0     # connection rotate within milliseconds of each other (opened together)
 
 
 def events_filter() -> str:
