@@ -275,7 +275,15 @@ class SharedUserStreams:
     async def open_lane(self, account: str, key: str, *, open_timeout_s: float,
                         ping_interval_s: float) -> Lane:
         """A lane for ``account``'s ``key`` on the next connection gathered (rule 1)."""
-        await self._running.wait()
+        if not self._running.is_set():  # run() starts with the other tasks: give it a moment
+            try:
+                async with asyncio.timeout(open_timeout_s):
+                    await self._running.wait()
+            except TimeoutError as exc:
+                raise_if_cancelling(exc)
+                raise RuntimeError("the shared user-data connections are not running (a "
+                                   "wiring error: Shared.tasks() must run with the pipelines)"
+                                   ) from exc
         now = self._clock.monotonic()
         future: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
         options = {"open_timeout_s": open_timeout_s, "ping_interval_s": ping_interval_s}
