@@ -10,7 +10,8 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdog.binance.shared_stream import Lane, SharedUserStreams, _Shared
+from watchdog.binance.shared_lane import Lane, SharedConnection
+from watchdog.binance.shared_stream import SharedUserStreams
 from watchdog.clock import ManualClock
 
 
@@ -29,8 +30,8 @@ class FakeSocket:
         self.transport = self._Transport(self)
 
 
-def connection(*accounts: tuple[str, str], wrapped: bool = True) -> tuple[_Shared, list[Lane]]:
-    conn = _Shared(1, cast(Any, FakeSocket()), wrapped=wrapped,
+def connection(*accounts: tuple[str, str], wrapped: bool = True) -> tuple[SharedConnection, list[Lane]]:
+    conn = SharedConnection(1, cast(Any, FakeSocket()), wrapped=wrapped,
                    keys=frozenset(key for _, key in accounts))
     lanes = [Lane(conn, account, key) for account, key in accounts]
     for lane in lanes:

@@ -39,18 +39,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 from websockets.exceptions import (
     ConnectionClosed,
-    ConnectionClosedOK,
     InvalidHandshake,
     InvalidStatus,
 )
-from websockets.frames import Close, CloseCode
 
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
@@ -67,10 +65,11 @@ from watchdog.binance.protocol.multiplex import (
     shared_stream_url,
     unwrap,
 )
+from watchdog.binance.shared_lane import Lane, SharedConnection
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 
-__all__ = ["Lane", "SharedStats", "SharedUserStreams"]
+__all__ = ["SharedStats", "SharedUserStreams"]
 
 _loads: Callable[[str | bytes], Any] = json.loads
 _dumps: Callable[[Any], str] = lambda obj: json.dumps(obj, separators=(",", ":"))  # noqa: E731
@@ -84,9 +83,6 @@ try:
 except ImportError:  # pragma: no cover - optional
     pass
 
-_LEFT = Close(CloseCode.NORMAL_CLOSURE, "left the shared connection")
-
-
 @dataclass
 class SharedStats:
     """Counters for status and tests (never reset)."""
@@ -98,111 +94,6 @@ class SharedStats:
     unclaimed: int = 0       # frames for a key nobody on the connection listens to any more
     most_keys: int = 0       # the largest number of keys one connection carried
     opened_alone: int = 0    # connections opened for one account while several share this
-
-
-class _Transport:
-    """``lane.transport.abort()``, as on a websocket."""
-
-    def __init__(self, lane: Lane) -> None:
-        self._lane = lane
-
-    def abort(self) -> None:
-        self._lane.leave()
-
-
-class Lane:
-    """One account's share of a shared connection (``connection.StreamSocket``)."""
-
-    def __init__(self, shared: _Shared, account: str, key: str) -> None:
-        self._shared = shared
-        self.account = account
-        self.key = key
-        self._queue: asyncio.Queue[str | bytes | ConnectionClosed | None] = asyncio.Queue()
-        self._room = asyncio.Event()
-        self._room.set()
-        self.left = False
-        self.transport = _Transport(self)
-
-    # -- as a socket, for stream.py
-    def __aiter__(self) -> Lane:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        item = await self._queue.get()
-        if self._queue.qsize() <= READ_HIGH_WATER // 2:
-            self._room.set()
-        if isinstance(item, ConnectionClosed):
-            raise item
-        if item is None:
-            raise StopAsyncIteration
-        return item
-
-    @property
-    def close_code(self) -> int | None:
-        if self.left:
-            return int(CloseCode.NORMAL_CLOSURE)
-        return self._shared.ws.close_code
-
-    def silence_left_s(self, max_silence_s: float) -> float:
-        return self._shared.ws.silence_left_s(max_silence_s)
-
-    async def ping(self) -> Awaitable[float]:
-        return await self._shared.ws.ping()
-
-    async def close(self) -> None:
-        self.leave()
-
-    # -- fed by the connection
-    def leave(self) -> None:
-        """Rule 4: this account no longer reads the connection; the last lane closes it."""
-        if self.left:
-            return
-        self.left = True
-        self._room.set()
-        self._queue.put_nowait(ConnectionClosedOK(None, _LEFT))
-        self._shared.leave(self)
-
-    def push(self, frame: str | bytes) -> None:
-        if self.left:
-            return
-        self._queue.put_nowait(frame)
-        if self._queue.qsize() >= READ_HIGH_WATER:
-            self._room.clear()
-
-    def end(self, exc: ConnectionClosed | None) -> None:
-        """Rule 3: the connection ended; the lane's reader sees it after the frames queued."""
-        if not self.left:
-            self._queue.put_nowait(exc)
-            self._room.set()
-
-    async def wait_room(self) -> None:
-        await self._room.wait()
-
-
-@dataclass(eq=False)
-class _Shared:
-    """One connection and the lanes on it."""
-
-    id: int
-    ws: StampedConnection
-    wrapped: bool
-    keys: frozenset[str]  # every key in its URL
-    lanes: dict[str, list[Lane]] = field(default_factory=dict)  # by listen key, lanes reading
-    accounts: set[str] = field(default_factory=set)
-    on_empty: Callable[[_Shared], None] | None = None
-
-    def every_lane(self) -> list[Lane]:
-        return [lane for lanes in self.lanes.values() for lane in lanes]
-
-    def leave(self, lane: Lane) -> None:
-        mine = self.lanes.get(lane.key, [])
-        if lane in mine:
-            mine.remove(lane)
-            if not mine:
-                del self.lanes[lane.key]
-        self.accounts = {lane.account for lanes in self.lanes.values() for lane in lanes}
-        if not self.lanes and self.on_empty is not None:
-            self.on_empty(self)
 
 
 @dataclass(eq=False)
@@ -226,7 +117,7 @@ class SharedUserStreams:
         self._clock = clock
         self._cap = keys_per_connection
         self._accounts: set[str] = set()
-        self._connections: set[_Shared] = set()
+        self._connections: set[SharedConnection] = set()
         self._gathering: _Gathering | None = None
         self._alone: set[str] = set()  # rule 5: their next connection is their own
         self._invites: dict[str, Callable[[str], None]] = {}  # rule 4: rotate now, please
@@ -373,7 +264,7 @@ class SharedUserStreams:
     def _serve(self, ws: StampedConnection,
                joiners: list[tuple[str, str, asyncio.Future[Lane]]]) -> None:
         keys = {key for _, key, _ in joiners}
-        conn = _Shared(next(self._ids), ws, wrapped=len(keys) > 1, keys=frozenset(keys),
+        conn = SharedConnection(next(self._ids), ws, wrapped=len(keys) > 1, keys=frozenset(keys),
                        on_empty=self._empty)
         for account, key, future in joiners:
             lane = Lane(conn, account, key)
@@ -396,7 +287,7 @@ class SharedUserStreams:
         assert self._tg is not None
         self._tg.create_task(self._read(conn), name=f"user-stream-shared-{conn.id}")
 
-    def _empty(self, conn: _Shared) -> None:
+    def _empty(self, conn: SharedConnection) -> None:
         """Rule 4: the last lane left: close the connection (its reader then ends)."""
         if conn in self._connections:
             self._connections.discard(conn)
@@ -406,7 +297,7 @@ class SharedUserStreams:
 
     # ------------------------------------------------------------------ reading (rules 2, 3, 6)
 
-    async def _read(self, conn: _Shared) -> None:
+    async def _read(self, conn: SharedConnection) -> None:
         ended: ConnectionClosed | None = None
         try:
             async for message in conn.ws:
@@ -424,7 +315,7 @@ class SharedUserStreams:
             for lane in lanes:
                 lane.end(ended)
 
-    def _dispatch(self, conn: _Shared, message: str | bytes) -> None:
+    def _dispatch(self, conn: SharedConnection, message: str | bytes) -> None:
         """Rule 2: each frame to the lanes of its key, unwrapped."""
         if not conn.wrapped:
             for lane in conn.every_lane():
@@ -451,7 +342,7 @@ class SharedUserStreams:
         for lane in lanes:
             lane.push(text)
 
-    async def _paced(self, conn: _Shared) -> None:
+    async def _paced(self, conn: SharedConnection) -> None:
         """Rule 6: wait while one lane's queue is full (its stream takes frames again)."""
         for lane in conn.every_lane():
             await lane.wait_room()
