@@ -4,7 +4,8 @@ Each account keeps its whole stream (``stream.py``: listen key and keepalive, re
 connect, rotation with probation, silence, blind reconnects, duplicates): what it opens is not a
 socket but a *lane*, its share of a connection that carries the listen keys of several accounts
 (``protocol/multiplex.py``: URL, cap, attribution, gathering). A lane looks like the socket the
-stream would have opened (``connection.StreamSocket``), so one code path serves both.
+stream would have opened (``connection.StreamSocket``; the lane itself: ``shared_lane.py``), so
+one code path serves both.
 
 Rules of this module:
 1. Accounts that open a stream at about the same time (start, reconnect after a loss, rotation)
