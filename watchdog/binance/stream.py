@@ -159,11 +159,12 @@ class UserDataStream:
 
     def __init__(self, rest: BinanceRest, *, ws_url: str, clock: Clock,
                  keepalive_interval_s: float = 1800.0, rotate_after_s: float = 23 * 3600.0,
+                 connect: Connect | None = None,
                  max_silence_s: float = 10.0, reconnect_min_delay_s: float = 0.2,
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
                  blind_reconnect_interval_s: float | None = None,
-                 rng: random.Random | None = None, connect: Connect | None = None) -> None:
+                 rng: random.Random | None = None) -> None:
         self._rest = rest
         self._ws_url = ws_url
         # A lane of a connection shared with other accounts (shared_stream.py), or our own.
@@ -221,20 +222,6 @@ class UserDataStream:
                        self._blind.interval_s, reason)
         self._blind_timer = asyncio.get_running_loop().call_later(
             wait_s, self._blind_reconnect, reason)
-
-    def request_rotation(self, reason: str) -> None:
-        """Rotate the current connection now, make-before-break as before the 24 h cut (rule
-        5); e.g. another connection has room for this account (``shared_stream.py``). Nothing
-        happens while a rotation is under way or the connection is silent (it ends anyway)."""
-        conn, now = self._current, self._clock.monotonic()
-        if (conn is None or self._tg is None or conn.session.phase is not Phase.SERVING
-                or conn.ws.silence_left_s(self._max_silence_s) <= 0):
-            return
-        conn.session.rotate_at = min(conn.session.rotate_at, now)
-        if conn.session.timed_out(now, conn.ws.silence_left_s(self._max_silence_s)).do is Do.ROTATE:
-            logger.info("user stream rotating early connection_id={} reason={}", conn.id, reason)
-            self._tg.create_task(self._make_successor(conn),
-                                 name=f"user-stream-successor-{conn.id}")
 
     def _blind_reconnect(self, reason: str) -> None:
         self._blind_timer = None
@@ -590,6 +577,20 @@ class UserDataStream:
         logger.warning("user stream malformed frame problem={} excerpt={!r} count={}", problem,
                        excerpt, self.stats.malformed)
         return MalformedFrame(problem)
+
+    def request_rotation(self, reason: str) -> None:
+        """Rotate the current connection now, make-before-break as before the 24 h cut (rule
+        5); e.g. another connection has room for this account (``shared_stream.py``). Nothing
+        happens while a rotation is under way or the connection is silent (it ends anyway)."""
+        conn, now = self._current, self._clock.monotonic()
+        if (conn is None or self._tg is None or conn.session.phase is not Phase.SERVING
+                or conn.ws.silence_left_s(self._max_silence_s) <= 0):
+            return
+        conn.session.rotate_at = min(conn.session.rotate_at, now)
+        if conn.session.timed_out(now, conn.ws.silence_left_s(self._max_silence_s)).do is Do.ROTATE:
+            logger.info("user stream rotating early connection_id={} reason={}", conn.id, reason)
+            self._tg.create_task(self._make_successor(conn),
+                                 name=f"user-stream-successor-{conn.id}")
 
     # -------------------------------------------------------------- listen key keepalive
 
