@@ -578,6 +578,11 @@ class UserDataStream:
                        excerpt, self.stats.malformed)
         return MalformedFrame(problem)
 
+    def use_connections(self, connect: Connect) -> None:
+        """Open this stream's connections with ``connect`` from its next connect on (several
+        accounts: lanes of shared connections, ``shared_stream.py``)."""
+        self._connect = connect
+
     def request_rotation(self, reason: str) -> None:
         """Rotate the current connection now, make-before-break as before the 24 h cut (rule
         5); e.g. another connection has room for this account (``shared_stream.py``). Nothing

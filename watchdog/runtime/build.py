@@ -25,7 +25,7 @@ Rules of this module:
    same ``Shared``: one weight budget per REST URL (Binance's limit is the IP's), one instance id
    and the fair share of leads (runtime/share.py), and the user-data connections per WebSocket
    URL (``binance/shared_stream.py``: several listen keys on one connection; its ``run`` is a
-   task of the caller's, ``Shared.tasks``). Without it a pipeline is alone, as before.
+   task of the caller's, ``shared_tasks``). Without it a pipeline is alone, as before.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
-from watchdog.binance.connection import Connect
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.protocol.budget import Priority, WeightBudget
@@ -115,9 +114,9 @@ class Shared:
     every pipeline is built (it needs their stores)."""
 
     instance: str = field(default_factory=new_instance_id)
+    streams: dict[str, SharedUserStreams] = field(default_factory=dict)  # by [binance] ws_url
     budgets: dict[str, WeightBudget] = field(default_factory=dict)
     share: FairShare | None = None
-    streams: dict[str, SharedUserStreams] = field(default_factory=dict)  # by [binance] ws_url
 
     def budget(self, config: Config) -> WeightBudget:
         """The one budget of ``[binance] rest_url`` (its size from the first account's config:
@@ -128,20 +127,6 @@ class Shared:
         else:
             self.budgets[url].sharers += 1  # one more account's poller paces from it
         return self.budgets[url]
-
-    def connect(self, config: Config, clock: Clock) -> Connect:
-        """How this account opens its user-data connections: a lane of the ones shared by the
-        accounts on ``[binance] ws_url`` (rule 4)."""
-        url = config.binance.ws_url
-        if url not in self.streams:
-            self.streams[url] = SharedUserStreams(url, clock)
-        return self.streams[url].connector(config.redis.account)
-
-    def tasks(self) -> dict[str, Coroutine[Any, Any, Any]]:
-        """The process's own long-running coroutines by task name (rule 2): the shared
-        user-data connections."""
-        return {f"user-streams-{i}": streams.run()
-                for i, streams in enumerate(self.streams.values(), 1)}
 
 
 @dataclass
@@ -274,11 +259,10 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         if store is None:
             store = store_of(config, instance=shared.instance if shared is not None else "")
             stack.push_async_callback(store.close)
-        pipeline = _wire(config, clock, ends, book, vitals, rest, store,
-                         connect=shared.connect(config, clock) if shared is not None else None)
+        pipeline = _wire(config, clock, ends, book, vitals, rest, store)
         pipeline.shared = shared
         if shared is not None:
-            shared.streams[b.ws_url].bind(config.redis.account, pipeline.stream.request_rotation)
+            share_stream(shared, config, clock, pipeline.stream)
         yield pipeline
 
 
@@ -305,6 +289,23 @@ def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher,
                         instance=instance, **r.client_options())
 
 
+def share_stream(shared: Shared, config: Config, clock: Clock, stream: UserDataStream) -> None:
+    """Rule 4: ``stream`` opens lanes of the user-data connections shared by the accounts on
+    ``[binance] ws_url`` (binance/shared_stream.py), which may ask it to rotate."""
+    url = config.binance.ws_url
+    if url not in shared.streams:
+        shared.streams[url] = SharedUserStreams(url, clock)
+    streams = shared.streams[url]
+    stream.use_connections(streams.connector(config.redis.account))
+    streams.bind(config.redis.account, stream.request_rotation)
+
+
+def shared_tasks(shared: Shared) -> dict[str, Coroutine[Any, Any, Any]]:
+    """The process's own long-running coroutines (rule 2): the shared user-data connections."""
+    return {f"user-streams-{i}": streams.run()
+            for i, streams in enumerate(shared.streams.values(), 1)}
+
+
 def schedule_of(config: Config) -> PollSchedule:
     """The poll schedule as the daemon has it (``[binance]`` intervals; the calm interval
     clamped by ``config.calm_poll_interval_s``)."""
@@ -321,7 +322,7 @@ def _weight_budget_1m(config: Config) -> int:
 
 
 def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
-          rest: BinanceRest, store: RedisPublisher, connect: Connect | None = None) -> Pipeline:
+          rest: BinanceRest, store: RedisPublisher) -> Pipeline:
     b, r = config.binance, config.redis
     inbox = Inbox(INBOX_SIZE)
     orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
@@ -341,8 +342,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
     stream = UserDataStream(
         rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
         rotate_after_s=b.rotate_after_s, max_silence_s=b.max_silence_s,
-        reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s,
-        connect=connect)
+        reconnect_min_delay_s=b.reconnect_min_delay_s, reconnect_max_delay_s=b.reconnect_max_delay_s)
     guard = Guard(guard_policy(config))
     reader = bracketed_reader(rest, inbox.emit)
     reaper = ReaperTask(rest, store, inbox.emit, clock, config.reaper,
