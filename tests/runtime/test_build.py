@@ -70,4 +70,3 @@ async def test_accounts_of_one_process_share_one_weight_budget_per_ip_and_one_in
     assert (a.store.keys.account, b.store.keys.account) == ("a", "b")
     assert a.store.instance == b.store.instance == shared.instance
     assert alone.store.instance != shared.instance
-
