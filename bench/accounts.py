@@ -3,6 +3,7 @@ muted, and weight per IP, for N accounts on one instance and on two.
 
 Usage: PYTHONPATH=.:client python bench/accounts.py [--accounts 1 10 50] [--instances 1 2]
        [--trials 10] [--steady-s 30] [--json]
+       (WD_BENCH_DAEMON_ROOT=/other/checkout runs that checkout's daemon: before/after)
 (docs/HA.md, Many accounts per process: figures).
 
 Real parts on loopback: a throw-away redis-server, the simulator in this process (one API key
@@ -117,7 +118,8 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
         sim.venue.weights = Counting(limit=limit)
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         await r.flushall()
-        env = python_env(ROOT)
+        root = Path(os.environ.get("WD_BENCH_DAEMON_ROOT", ROOT))  # another checkout (before)
+        env = python_env(root)
         for name, (key, secret) in accounts.items():
             env[f"BINANCE_API_KEY_{name.upper()}"] = key
             env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
@@ -129,7 +131,7 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                 with open(Path(tmp) / f"i{i}.log", "wb") as log:  # noqa: ASYNC230
                     procs.append(subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
                         [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
-                         str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log))
+                         str(config)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log))
             try:
                 share = -(-n_accounts // n_instances)
 
@@ -155,6 +157,9 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                 cpu_s = sum(a.cpu_s - b.cpu_s for a, b in zip(after, before, strict=True))
                 wall_s = after[0].at - before[0].at
                 rss_mb = sum(a.rss_mb for a in after)
+                # User-data connections open at the end of the steady phase (shared ones: several
+                # listen keys each; docs/HA.md, "One user-data connection for several accounts").
+                user_connections = sum(1 for c in sim.venue.hub.connections if c.subscriptions)
                 detections = []
                 for trial in range(trials):
                     name = names[trial % n_accounts]
@@ -196,6 +201,7 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
         "cpu_pct_total": round(100 * cpu_s / wall_s, 1),
         "cpu_pct_per_account": round(100 * cpu_s / wall_s / n_accounts, 2),
         "weight_per_min_per_ip": round(steady_weight * 60 / steady_s / n_instances),
+        "user_connections": user_connections,
         "detection_p50_ms": round(statistics.median(detections)),
         "detection_p95_ms": round(_quantile(detections, 0.95)),
         "detection_max_ms": round(max(detections)), "trials": trials,

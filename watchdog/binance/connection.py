@@ -11,6 +11,9 @@ Rules of this module:
    the listen-key calls) to ``reconnect.StreamFailure`` (pure; table-tested).
 4. Nothing here logs a listen key: URLs are built here and never printed; error texts are cut
    before any query string, frame excerpts mask ``"listenKey"``.
+5. The user stream opens its sockets through a ``Connect`` (the seam for several accounts on
+   one connection, ``shared_stream.py``); by default its own ``StampedConnection`` at
+   ``user_stream_url``. A ``StreamSocket`` is what the stream may use of either.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,10 +36,12 @@ from watchdog.binance.protocol.wire import USER_EVENT_TYPES
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeRejected
 
 __all__ = [
+    "Connect",
     "Connection",
     "Control",
     "End",
     "StampedConnection",
+    "StreamSocket",
     "Successor",
     "classify_stream_error",
     "close_text",
@@ -85,6 +90,29 @@ async def open_stamped(url: str, *, open_timeout_s: float, ping_interval_s: floa
     return ws
 
 
+class _Transport(Protocol):
+    def abort(self) -> None: ...
+
+
+class StreamSocket(Protocol):
+    """What ``stream.py`` uses of a user-data socket (rule 5): a ``StampedConnection``, or a
+    lane of a connection shared by several accounts (``shared_stream.py``)."""
+
+    @property
+    def transport(self) -> _Transport: ...
+    @property
+    def close_code(self) -> int | None: ...
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+    def silence_left_s(self, max_silence_s: float) -> float: ...
+    async def ping(self) -> Awaitable[float]: ...
+    async def close(self) -> None: ...
+
+
+# rule 5: ``connect(listen_key, *, open_timeout_s=…, ping_interval_s=…)`` opens the socket of
+# one connection of the user stream.
+Connect = Callable[..., Awaitable[StreamSocket]]
+
+
 @dataclass(frozen=True, slots=True)
 class End:
     reason: str
@@ -107,7 +135,7 @@ READ_HIGH_WATER = 512  # frames read ahead of the core before the reader pauses
 @dataclass(eq=False)
 class Connection:
     id: int
-    ws: StampedConnection
+    ws: StreamSocket
     session: Session  # its silence, rotation and end (pure: protocol/session.py)
     queue: asyncio.Queue[str | bytes | End | Control | Successor] = field(
         default_factory=asyncio.Queue)

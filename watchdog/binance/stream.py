@@ -65,9 +65,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from watchdog.binance.connection import (
     READ_HIGH_WATER,
+    Connect,
     Connection,
     Control,
     End,
+    StreamSocket,
     Successor,
     classify_stream_error,
     close_text,
@@ -92,6 +94,7 @@ from watchdog.binance.protocol.session import (
     EXPIRED,
     BlindRequest,
     Do,
+    Phase,
     Session,
     SuccessorFate,
     aborts,
@@ -156,6 +159,7 @@ class UserDataStream:
 
     def __init__(self, rest: BinanceRest, *, ws_url: str, clock: Clock,
                  keepalive_interval_s: float = 1800.0, rotate_after_s: float = 23 * 3600.0,
+                 connect: Connect | None = None,
                  max_silence_s: float = 10.0, reconnect_min_delay_s: float = 0.2,
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
@@ -163,6 +167,8 @@ class UserDataStream:
                  rng: random.Random | None = None) -> None:
         self._rest = rest
         self._ws_url = ws_url
+        # A lane of a connection shared with other accounts (shared_stream.py), or our own.
+        self._connect: Connect = connect or self._connect_own
         self._clock = clock
         self._keepalive_interval_s = keepalive_interval_s
         self._rotate_after_s = rotate_after_s
@@ -304,9 +310,8 @@ class UserDataStream:
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""
         key = await self._rest.create_listen_key()
-        ws = await open_stamped(user_stream_url(self._ws_url, key),
-                                open_timeout_s=self._open_timeout_s,
-                                ping_interval_s=self._ping_interval_s, max_queue=READ_HIGH_WATER)
+        ws = await self._connect(key, open_timeout_s=self._open_timeout_s,
+                                 ping_interval_s=self._ping_interval_s)
         conn = Connection(next(self._ids), ws,
                           Session(opened_at=self._clock.monotonic(),
                                   rotate_after_s=self._rotate_after_s,
@@ -314,6 +319,13 @@ class UserDataStream:
         assert self._tg is not None
         self._tg.create_task(self._read(conn), name=f"user-stream-reader-{conn.id}")
         return conn
+
+    async def _connect_own(self, key: str, *, open_timeout_s: float,
+                           ping_interval_s: float) -> StreamSocket:
+        """A connection of this account's own (the default ``connect``)."""
+        return await open_stamped(user_stream_url(self._ws_url, key),
+                                  open_timeout_s=open_timeout_s, ping_interval_s=ping_interval_s,
+                                  max_queue=READ_HIGH_WATER)
 
     async def _read(self, conn: Connection) -> None:
         try:
@@ -565,6 +577,25 @@ class UserDataStream:
         logger.warning("user stream malformed frame problem={} excerpt={!r} count={}", problem,
                        excerpt, self.stats.malformed)
         return MalformedFrame(problem)
+
+    def use_connections(self, connect: Connect) -> None:
+        """Open this stream's connections with ``connect`` from its next connect on (several
+        accounts: lanes of shared connections, ``shared_stream.py``)."""
+        self._connect = connect
+
+    def request_rotation(self, reason: str) -> None:
+        """Rotate the current connection now, make-before-break as before the 24 h cut (rule
+        5); e.g. another connection has room for this account (``shared_stream.py``). Nothing
+        happens while a rotation is under way or the connection is silent (it ends anyway)."""
+        conn, now = self._current, self._clock.monotonic()
+        if (conn is None or self._tg is None or conn.session.phase is not Phase.SERVING
+                or conn.ws.silence_left_s(self._max_silence_s) <= 0):
+            return
+        conn.session.rotate_at = min(conn.session.rotate_at, now)
+        if conn.session.timed_out(now, conn.ws.silence_left_s(self._max_silence_s)).do is Do.ROTATE:
+            logger.info("user stream rotating early connection_id={} reason={}", conn.id, reason)
+            self._tg.create_task(self._make_successor(conn),
+                                 name=f"user-stream-successor-{conn.id}")
 
     # -------------------------------------------------------------- listen key keepalive
 

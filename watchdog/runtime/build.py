@@ -23,7 +23,9 @@ Rules of this module:
    gave them (then they are the caller's).
 4. Several accounts in one process (``[[accounts]]``): one ``build`` per account, all given the
    same ``Shared``: one weight budget per REST URL (Binance's limit is the IP's), one instance id
-   and the fair share of leads (runtime/share.py). Without it a pipeline is alone, as before.
+   and the fair share of leads (runtime/share.py), and the user-data connections per WebSocket
+   URL (``binance/shared_stream.py``: several listen keys on one connection; its ``run`` is a
+   task of the caller's, ``shared_tasks``). Without it a pipeline is alone, as before.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.protocol.budget import Priority, WeightBudget
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 from watchdog.binance.rest import BinanceRest
+from watchdog.binance.shared_stream import SharedUserStreams
 from watchdog.binance.stream import UserDataStream
 from watchdog.clock import Clock
 from watchdog.config import Config, Credentials, calm_poll_interval_s
@@ -111,6 +114,7 @@ class Shared:
     every pipeline is built (it needs their stores)."""
 
     instance: str = field(default_factory=new_instance_id)
+    streams: dict[str, SharedUserStreams] = field(default_factory=dict)  # by [binance] ws_url
     budgets: dict[str, WeightBudget] = field(default_factory=dict)
     share: FairShare | None = None
 
@@ -257,6 +261,8 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
             stack.push_async_callback(store.close)
         pipeline = _wire(config, clock, ends, book, vitals, rest, store)
         pipeline.shared = shared
+        if shared is not None:
+            share_stream(shared, config, clock, pipeline.stream)
         yield pipeline
 
 
@@ -281,6 +287,23 @@ def store_of(config: Config, cls: type[RedisPublisher] = RedisPublisher,
                         veto_max_age_ms=config.veto.max_age_ms,
                         socket_timeout_s=r.socket_timeout_s, lead_ttl_ms=r.lead_ttl_ms,
                         instance=instance, **r.client_options())
+
+
+def share_stream(shared: Shared, config: Config, clock: Clock, stream: UserDataStream) -> None:
+    """Rule 4: ``stream`` opens lanes of the user-data connections shared by the accounts on
+    ``[binance] ws_url`` (binance/shared_stream.py), which may ask it to rotate."""
+    url = config.binance.ws_url
+    if url not in shared.streams:
+        shared.streams[url] = SharedUserStreams(url, clock)
+    streams = shared.streams[url]
+    stream.use_connections(streams.connector(config.redis.account))
+    streams.bind(config.redis.account, stream.request_rotation)
+
+
+def shared_tasks(shared: Shared) -> dict[str, Coroutine[Any, Any, Any]]:
+    """The process's own long-running coroutines (rule 2): the shared user-data connections."""
+    return {f"user-streams-{i}": streams.run()
+            for i, streams in enumerate(shared.streams.values(), 1)}
 
 
 def schedule_of(config: Config) -> PollSchedule:

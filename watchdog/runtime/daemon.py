@@ -30,7 +30,7 @@ from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock, SystemClock
 from watchdog.config import Config, Credentials, account_configs
 from watchdog.errors import ConfigError, StoreError
-from watchdog.runtime.build import Endpoints, Pipeline, Shared, build
+from watchdog.runtime.build import Endpoints, Pipeline, Shared, build, shared_tasks
 from watchdog.runtime.share import FairShare
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.vitals import Vitals
@@ -94,6 +94,8 @@ async def _run(config: Config, credentials: Credentials | Mapping[str, Credentia
             own["credentials"] = _refused_before_ready(pipeline.rest, pipeline.vitals,
                                                        config.service.tick_interval_s)
             tasks.update({prefix + name: coro for name, coro in own.items()})
+        if shared is not None:
+            tasks.update(shared_tasks(shared))  # the user-data connections the accounts share
         if notifier.keepalive_interval_s < config.service.tick_interval_s:
             logger.warning("systemd keepalive due every {:.2f}s but [service] tick_interval_s is {:.2f}s: "
                            "raise WatchdogSec= or lower the tick", notifier.keepalive_interval_s,
