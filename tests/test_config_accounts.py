@@ -96,3 +96,11 @@ def test_a_reading_command_refuses_a_file_of_several_accounts() -> None:
     with pytest.raises(ConfigError, match="reads one"):
         one_account(config)
     assert one_account(Config(accounts=(AccountConfig("a"),))).redis.account == "a"
+
+
+def test_a_reading_command_may_name_one_of_several_accounts() -> None:
+    config = Config(accounts=(AccountConfig("a"), AccountConfig("b")))
+    assert one_account(config, "b").redis.account == "b"
+    with pytest.raises(ConfigError, match="no such account"):
+        one_account(config, "c")
+    assert one_account(Config(), "main") == Config()

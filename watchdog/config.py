@@ -297,11 +297,18 @@ def account_configs(config: Config) -> list[Config]:
             for a in config.accounts]
 
 
-def one_account(config: Config) -> Config:
+def one_account(config: Config, name: str = "") -> Config:
     """The one account a reading command (status, check, events, orphans) looks at: the file's
-    only account. Raises ConfigError when ``[[accounts]]`` lists several (it would otherwise read
-    ``[redis] account``'s default, an account nobody runs)."""
+    only account, or ``name`` among its ``[[accounts]]`` (``status --account``). Raises
+    ConfigError when ``[[accounts]]`` lists several and no name picks one (it would otherwise
+    read ``[redis] account``'s default, an account nobody runs), or ``name`` is not listed."""
     configs = account_configs(config)
+    if name:
+        picked = [c for c in configs if c.redis.account == name]
+        if not picked:
+            raise ConfigError("config", "accounts", name, "no such account in this file: "
+                              f"{', '.join(c.redis.account for c in configs)}")
+        return picked[0]
     if len(configs) > 1:
         raise ConfigError("config", "accounts", "", f"{len(configs)} accounts are listed and this "
                           "command reads one: give it a config file with [redis] account = NAME")

@@ -34,6 +34,16 @@ class FakeStore:
         self.leading = True
         return True
 
+    async def register(self) -> None:
+        """A registration only (at the share): nothing to count here."""
+
+
+class RegisteringStore(FakeStore):
+    registered = 0
+
+    async def register(self) -> None:
+        self.registered += 1
+
 
 def test_live_instances_are_those_registered_within_one_ttl_of_the_freshest() -> None:
     rows = [("a", 10_000), ("b", 9_000), ("c", 8_400), ("a", 9_500)]
@@ -92,3 +102,16 @@ async def test_a_dead_instance_stops_counting_and_its_accounts_may_be_taken() ->
     for store in stores:
         await share.acquire(store, announce=True)
     assert share.leading == 4
+
+
+async def test_at_its_share_an_instance_registers_as_standby_of_the_accounts_it_does_not_lead(
+        ) -> None:
+    """Without it an instance at its share vanished from those accounts' instances sets
+    (``status`` listed no standby there; test_share_redis.py has it against Redis)."""
+    rows = {"me": 10_000, "other": 10_000}
+    stores = [RegisteringStore(rows) for _ in range(4)]
+    share = FairShare(stores, ManualClock())
+    for store in stores:
+        await share.acquire(store, announce=False)
+    assert [s.registered for s in stores] == [0, 0, 1, 1]
+    assert share.leading == 2

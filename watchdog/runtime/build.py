@@ -66,7 +66,7 @@ from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
-from watchdog.runtime.share import FairShare
+from watchdog.runtime.share import FairShare, LeadersBudget
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
@@ -113,16 +113,25 @@ class Shared:
     instance: str = field(default_factory=new_instance_id)
     budgets: dict[str, WeightBudget] = field(default_factory=dict)
     share: FairShare | None = None
+    stores: dict[str, list[RedisPublisher]] = field(default_factory=dict)  # by rest_url
 
     def budget(self, config: Config) -> WeightBudget:
         """The one budget of ``[binance] rest_url`` (its size from the first account's config:
-        ``[binance]`` is common to all accounts of a file)."""
+        ``[binance]`` is common to all accounts of a file). Each leading account's poller
+        paces from it (``LeadersBudget.sharers``: the accounts this instance leads there)."""
         url = config.binance.rest_url
         if url not in self.budgets:
-            self.budgets[url] = WeightBudget(_weight_budget_1m(config))
-        else:
-            self.budgets[url].sharers += 1  # one more account's poller paces from it
+            self.budgets[url] = LeadersBudget(_weight_budget_1m(config),
+                                              lambda: self.leading_on(url))
         return self.budgets[url]
+
+    def join(self, config: Config, store: RedisPublisher) -> None:
+        """``store``'s account spends from the budget of its ``rest_url``."""
+        self.stores.setdefault(config.binance.rest_url, []).append(store)
+
+    def leading_on(self, url: str) -> int:
+        """How many accounts on ``url`` this instance leads now."""
+        return sum(1 for store in self.stores.get(url, ()) if store.leading)
 
 
 @dataclass
@@ -255,6 +264,8 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         if store is None:
             store = store_of(config, instance=shared.instance if shared is not None else "")
             stack.push_async_callback(store.close)
+        if shared is not None:
+            shared.join(config, store)
         pipeline = _wire(config, clock, ends, book, vitals, rest, store)
         pipeline.shared = shared
         yield pipeline

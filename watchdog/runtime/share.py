@@ -11,30 +11,38 @@ while its newest score is within one lease TTL of the freshest score seen (a liv
 re-registers every third of a TTL; comparing scores with scores needs no clock of ours).
 
 An instance under its share tries to acquire every account it does not lead (a standby round,
-as with one account); at its share it only renews; over it (an instance joined) it hands on
-its most recently listed leads (``resign``) until it is at its share again. Acquisitions are
-serialised in the process so two of its pipelines never both take the last free slot.
+as with one account); at its share it only renews its leads and registers as the standby of
+the others (so each account's set lists every instance watching it); over it (an instance
+joined) it hands on its most recently listed leads (``resign``) until it is at its share
+again. Acquisitions are serialised in the process so two of its pipelines never both take the
+last free slot.
+
+``LeadersBudget``: the one weight budget of an IP, whose routine pacing counts the accounts
+this instance leads there (not its standbys).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from loguru import logger
 
+from watchdog.binance.protocol.budget import WeightBudget
 from watchdog.clock import Clock
 from watchdog.errors import StoreError
 
-__all__ = ["Acquirer", "FairShare", "ShareStore", "fair_share", "live_instances"]
+__all__ = ["Acquirer", "FairShare", "LeadersBudget", "ShareStore", "fair_share", "live_instances"]
 
 
 class Acquirer(Protocol):
     """What taking a lead needs (the lead task's store)."""
 
     async def acquire(self, *, announce: bool = False) -> bool: ...
+
+    async def register(self) -> None: ...
 
 
 class ShareStore(Protocol):
@@ -51,6 +59,8 @@ class ShareStore(Protocol):
     async def instances(self) -> list[tuple[str, int]]: ...
 
     async def acquire(self, *, announce: bool = False) -> bool: ...
+
+    async def register(self) -> None: ...
 
 
 def live_instances(rows: Iterable[tuple[str, int]], me: str, ttl_ms: int) -> frozenset[str]:
@@ -113,9 +123,11 @@ class FairShare:
         return fair_share(len(self._stores), len(self._live) or 1)
 
     async def acquire(self, store: Acquirer, *, announce: bool) -> bool:
-        """Acquire ``store``'s account if this instance is under its share (serialised)."""
+        """Acquire ``store``'s account if this instance is under its share (serialised); at
+        its share, only register as the account's standby (``status`` lists it)."""
         async with self._lock:
             if self.leading >= await self.allowed():
+                await store.register()
                 return False
             return await store.acquire(announce=announce)
 
@@ -126,3 +138,24 @@ class FairShare:
         allowed = await self.allowed()
         leading = [s for s in self._stores if s.leading]
         return len(leading) > allowed and leading[-1] is store
+
+
+class LeadersBudget(WeightBudget):
+    """One IP's weight budget shared by the accounts of one process (runtime/build.py rule 4):
+    each routine poller paces itself ``sharers`` times wider, and ``sharers`` counts the
+    accounts this instance LEADS on the IP, now. A standby's positions read is fixed and slow
+    (binance/poller.py ``STANDBY_POSITIONS_S``) and never paced, and its weight is in the
+    window anyway: counting the standby pipelines too made 5 leaders of 10 accounts pace
+    themselves 10 times wider, polling at half the rate the IP had room for."""
+
+    def __init__(self, budget_per_min: int, leading: Callable[[], int]) -> None:
+        self._leading = leading
+        super().__init__(budget_per_min)
+
+    @property
+    def sharers(self) -> int:
+        return max(1, self._leading())
+
+    @sharers.setter
+    def sharers(self, value: int) -> None:
+        """The base class's fixed count is not used: the count above is live."""
