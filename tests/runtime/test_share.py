@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from watchdog.binance.protocol.weights import SWEEP_WEIGHT
 from watchdog.clock import ManualClock
-from watchdog.runtime.share import FairShare, fair_share, live_instances
+from watchdog.runtime.share import SWEEP_SHARE, FairShare, SweepSlots, fair_share, live_instances
 
 TTL = 1500
 
@@ -115,3 +116,22 @@ async def test_at_its_share_an_instance_registers_as_standby_of_the_accounts_it_
         await share.acquire(store, announce=False)
     assert [s.registered for s in stores] == [0, 0, 1, 1]
     assert share.leading == 2
+
+
+def test_sweep_slots_spread_ten_accounts_over_the_first_minute_of_the_whole_ip() -> None:
+    slots = SweepSlots(2400)
+    assert slots.gap_s == pytest.approx(6.0)
+    assert [slots.claim(0.0) for _ in range(10)] == pytest.approx([6.0 * i for i in range(10)])
+    assert slots.claim(100.0) == 100.0  # long after the last slot: at once
+    assert SweepSlots(360).gap_s == pytest.approx(60.0)  # the default 15 % share
+
+
+@given(st.integers(80, 20_000), st.lists(st.floats(0, 600), min_size=1, max_size=60))
+def test_sweep_slots_never_put_more_than_their_share_of_the_budget_in_a_minute(
+        budget: int, asked: list[float]) -> None:
+    slots = SweepSlots(budget)
+    got = [slots.claim(now) for now in sorted(asked)]
+    assert all(at >= now for at, now in zip(got, sorted(asked), strict=True))
+    for at in got:  # any 60 s window starting at a slot
+        inside = sum(1 for other in got if at <= other < at + 60)
+        assert inside * SWEEP_WEIGHT <= max(SWEEP_WEIGHT, budget * SWEEP_SHARE) + 1e-6

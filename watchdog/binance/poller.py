@@ -60,6 +60,10 @@ Rules of this module:
    planned for in the pacing) as before. While it waits, the pacing does not make room for
    it. The first sweep after a start or a take-over is not held: it finds what was left while
    no watchdog ran (the chaos suite's restart bound).
+7. Several accounts on one IP (``sweep_slot``, runtime/share.py ``SweepSlots``): a due sweep
+   first claims a slot and waits for it (deferred, so the pacing of rule 4 plans for it
+   there), so the accounts' sweeps are spread instead of all going in the first second.
+   Without ``sweep_slot`` (one account) nothing changes.
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ LeasedSymbols = Callable[[], Awaitable[Collection[str]] | Collection[str]]
 OrderSymbols = Callable[[], Collection[Symbol]]
 Standby = Callable[[], bool]
 Probe = Callable[[], bool]
+SweepSlot = Callable[[float], float]  # now_s -> when this sweep may go (runtime/share.py)
 
 # A hot standby (docs/HA.md) reads positions once per this, and no orders: 5 weight / 10 s =
 # 30 weight/min, 1.25 % of the IP's 2400/min; its user stream keeps the rest of its state hot.
@@ -119,8 +124,12 @@ class Poller:
     def __init__(self, rest: BinanceRest, schedule: PollSchedule, *, clock: Clock,
                  leased_symbols: LeasedSymbols | None = None,
                  order_symbols: OrderSymbols | None = None, standby: Standby | None = None,
-                 stream_trusted: Probe | None = None, stops_far: Probe | None = None) -> None:
+                 stream_trusted: Probe | None = None, stops_far: Probe | None = None,
+                 sweep_slot: SweepSlot | None = None) -> None:
         self._rest = rest
+        # Rule 7: several accounts on one IP: the sweep's slot, claimed when it is first due.
+        self._sweep_slot = sweep_slot
+        self._slot_at: float | None = None
         self._stream_trusted = stream_trusted  # rule 5: the user stream is live and proven
         self._stops_far = stops_far  # rule 5: no watched stop near its trigger
         self._standby = standby  # True while another instance leads the account
@@ -313,6 +322,12 @@ class Poller:
             return False  # positions first; the sweep stays due and goes after them
         if not self.schedule.sweep_may_go(now_s, self._trusted()):
             return False  # rule 6: the stream is not trusted yet; the sweep stays due
+        if self._sweep_slot is not None:  # rule 7
+            if self._slot_at is None:
+                self._slot_at = self._sweep_slot(now_s)
+            if now_s < self._slot_at:
+                self.schedule.defer_sweep(self._slot_at)
+                return False
         hold_s = sweep_hold_s(self._rest.budget, now_s)
         if hold_s > 0:
             self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S))
@@ -322,6 +337,7 @@ class Poller:
             return False
         before = self.schedule.tracked(now_s, ())
         self.schedule.sweep_started(now_s)
+        self._slot_at = None
         self.sweeps += 1
         snapshot = await read_all_orders(self._rest, self._own(emit), reason="sweep")
         if snapshot is None:
