@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -117,7 +118,7 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
         sim.venue.weights = Counting(limit=limit)
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         await r.flushall()
-        env = python_env(ROOT)
+        env = python_env(daemon_root())
         for name, (key, secret) in accounts.items():
             env[f"BINANCE_API_KEY_{name.upper()}"] = key
             env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
@@ -129,7 +130,8 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                 with open(Path(tmp) / f"i{i}.log", "wb") as log:  # noqa: ASYNC230
                     procs.append(subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
                         [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
-                         str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log))
+                         str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
+                        stderr=log))
             try:
                 share = -(-n_accounts // n_instances)
 
@@ -202,9 +204,142 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
     }
 
 
+def daemon_root() -> Path:
+    """The checkout whose daemon runs (``--daemon-root``, as bench/run.py's)."""
+    return Path(os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT)))
+
+
+def _gaps(times: list[float]) -> list[float]:
+    ordered = sorted(times)
+    return [b - a for a, b in itertools.pairwise(ordered)]
+
+
+def _spread(values: list[float], scale: float = 1.0) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    return {"p50": round(statistics.median(values) * scale, 2),
+            "p95": round(_quantile(values, 0.95) * scale, 2), "max": round(max(values) * scale, 2)}
+
+
+async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = None,
+                       window_s: float = 60.0) -> dict[str, Any]:
+    """``--first-minute``: every account holds a position when one instance starts; during the
+    first ``window_s`` from the start, each account's positions polls (the intervals between
+    its positionRisk reads as the simulator charged them), its orders sweep (all-symbols
+    openOrders, weight 40, twice) and, one account after another, a closure with the stream
+    muted (detection = the close on the exchange → Redis shows ``closed``). Weight: what the
+    simulator charged per IP in that window. Defaults but ``weight_budget_pct = 100``."""
+    trials = min(n_accounts, 10) if trials is None else trials
+    async with run_simulator(symbols=(SYMBOL,), weight_limit=2400, weight_key="dialled") as sim:
+        accounts = {"acct00": (sim.api_key, sim.api_secret)}
+        for i in range(1, n_accounts):
+            key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
+            sim.exchange.add_account(key, secret)
+            accounts[f"acct{i:02d}"] = (key, secret)
+        names = list(accounts)
+        by_key = {key: name for name, (key, _) in accounts.items()}
+        for key, _ in accounts.values():
+            sim.exchange.market_fill(key, SYMBOL, "BUY", QTY, None)
+        sim.venue.flush()
+        charged: list[tuple[float, str, str, str, int]] = []
+        sim.venue.on_charge = lambda ip, path, key, weight: charged.append(
+            (time.monotonic(), ip, path, by_key.get(key, ""), weight))
+        r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        await r.flushall()
+        env = python_env(daemon_root())
+        for name, (key, secret) in accounts.items():
+            env[f"BINANCE_API_KEY_{name.upper()}"] = key
+            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
+        detections: list[tuple[str, float, float]] = []
+        with tempfile.TemporaryDirectory(prefix="wd-bench-first-") as tmp:
+            config = Path(tmp) / "config.toml"
+            config.write_text(_config(sim, redis_url, names, None))
+            with open(Path(tmp) / "i0.log", "wb") as log:  # noqa: ASYNC230
+                t_start = time.monotonic()
+                proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
+                    [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
+                     str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
+                    stderr=log)
+            try:
+                def pos(name: str) -> str:
+                    return f"{AccountKeys(name).prefix}:pos:{SYMBOL}:BOTH"
+
+                async def all_open() -> bool:
+                    if proc.poll() is not None:
+                        raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
+                    return all([await r.hget(pos(n), "state") == "open" for n in names])
+                await _wait(all_open, "every account's position open")
+                ready_s = time.monotonic() - t_start
+                step_s = max(0.0, (window_s - ready_s - 5.0) / max(1, trials))
+                for k in range(trials):
+                    name = names[k % n_accounts]
+                    due = t_start + ready_s + 1.0 + k * step_s
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    sim.set_faults(stream="mute")
+                    t0 = time.monotonic()
+                    sim.exchange.market_fill(accounts[name][0], SYMBOL, "SELL", QTY, None)
+                    sim.venue.flush()
+                    deadline = t0 + 120
+                    while await r.hget(pos(name), "state") != "closed":
+                        if time.monotonic() > deadline or proc.poll() is not None:
+                            raise RuntimeError(f"{name}: no closure seen; exit {proc.poll()}")
+                        await asyncio.sleep(0.005)
+                    detections.append((name, t0 - t_start, (time.monotonic() - t0) * 1000))
+                    sim.set_faults(stream="normal")
+                await asyncio.sleep(max(0.0, t_start + window_s - time.monotonic()))
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        await r.aclose()
+    inside = [c for c in charged if c[0] - t_start <= window_s]
+    polls = {n: [t for t, _, path, who, _ in inside if who == n and "positionRisk" in path]
+             for n in names}
+    gaps = [g for n in names for g in _gaps(polls[n])]
+    minutes = range(max(1, round(window_s / 60)))
+    per_minute = [{"polls_per_account": round(sum(
+        1 for n in names for t in polls[n] if m * 60 <= t - t_start < (m + 1) * 60) / n_accounts, 1),
+        "sweeps": sum(1 for t, _, path, _, w in inside if m * 60 <= t - t_start < (m + 1) * 60
+                      and path == "GET /fapi/v1/openOrders" and w == 40),
+        "weight": sum(w for t, _, _, _, w in inside if m * 60 <= t - t_start < (m + 1) * 60),
+        "longest_gap_s": round(max((b - a for n in names
+                                    for a, b in itertools.pairwise(sorted(polls[n]))
+                                    if m * 60 <= b - t_start < (m + 1) * 60), default=0.0), 2)}
+        for m in minutes]
+    sweeps = sorted(round(t - t_start, 1) for t, _, path, _, w in inside
+                    if path == "GET /fapi/v1/openOrders" and w == 40)
+    weight_by_ip: dict[str, int] = {}
+    for _, ip, _, _, w in inside:
+        weight_by_ip[ip] = weight_by_ip.get(ip, 0) + w
+    return {
+        "mode": "first_minute", "accounts": n_accounts, "instances": 1,
+        "daemon_root": str(daemon_root()), "window_s": window_s, "ready_s": round(ready_s, 1),
+        "poll_gap_s": _spread(gaps), "polls_per_account": _spread(
+            [float(len(polls[n])) for n in names]),
+        "longest_gap_by_account_s": {n: round(max(_gaps(polls[n]), default=0.0), 2)
+                                     for n in names},
+        "sweeps_at_s": sweeps, "weight_by_ip": weight_by_ip, "per_minute": per_minute,
+        "detection_ms": _spread([d for _, _, d in detections]),
+        "detections": [(n, round(at, 1), round(ms)) for n, at, ms in detections],
+    }
+
+
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     with redis_server() as rs:
+        if args.first_minute:
+            for n_accounts in args.accounts:
+                try:
+                    result = await first_minute(n_accounts, rs.url, window_s=args.window_s)
+                except RuntimeError as exc:
+                    result = {"mode": "first_minute", "accounts": n_accounts, "error": str(exc)}
+                results.append(result)
+                if not args.json:
+                    print(json.dumps(result), flush=True)
+            return results
         for n_instances in args.instances:
             for n_accounts in args.accounts:
                 try:
@@ -229,7 +364,16 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true",
                         help="poll as fast as the accounts per IP fit in 2400/min (the config "
                              "check's rule) instead of the default 0.9 s")
+    parser.add_argument("--first-minute", action="store_true",
+                        help="one instance: poll intervals, sweeps, muted-stream detection and "
+                             "weight per IP in the first minute after the start")
+    parser.add_argument("--window-s", type=float, default=60.0,
+                        help="--first-minute: how long from the start to record (s)")
+    parser.add_argument("--daemon-root", help="run the daemon from another checkout "
+                        "(e.g. /work/base); default: this one")
     args = parser.parse_args()
+    if args.daemon_root:
+        os.environ["WD_BENCH_DAEMON_ROOT"] = str(Path(args.daemon_root).resolve())
     from loguru import logger  # the in-process simulator's INFO lines are noise here
     logger.remove()
     logger.add(sys.stderr, level="WARNING")

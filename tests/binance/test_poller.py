@@ -146,9 +146,13 @@ async def test_accounts_on_one_ip_sweep_in_turn_not_at_once(sim: Simulator) -> N
     slots = SweepSlots(2400, share=1.0)  # a sweep every 2 s: the test's own pace
     claimed: list[float] = []
 
-    def claim(now_s: float) -> float:
-        claimed.append(slots.claim(now_s))
-        return claimed[-1]
+    class Recorded:
+        def claim(self, now_s: float) -> float:
+            claimed.append(slots.claim(now_s))
+            return claimed[-1]
+
+        def planned(self, now_s: float) -> list[tuple[float, int]]:
+            return slots.planned(now_s)
 
     http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
     first = rest_of(config, Credentials(sim.api_key, sim.api_secret), SystemClock(), http)
@@ -159,7 +163,7 @@ async def test_accounts_on_one_ip_sweep_in_turn_not_at_once(sim: Simulator) -> N
     for i, rest in enumerate((first, second)):
         async def emit(event: Event, i: int = i) -> None:
             seen.append((i, SystemClock().monotonic(), event))
-        poller = Poller(rest, schedule_of(config), clock=SystemClock(), sweep_slot=claim)
+        poller = Poller(rest, schedule_of(config), clock=SystemClock(), sweep_plan=Recorded())
         tasks.append(asyncio.create_task(poller.run(emit)))
     try:
         def sweeps() -> list[tuple[int, float]]:

@@ -118,11 +118,12 @@ async def test_at_its_share_an_instance_registers_as_standby_of_the_accounts_it_
     assert share.leading == 2
 
 
-def test_sweep_slots_spread_ten_accounts_over_the_first_minute_of_the_whole_ip() -> None:
+def test_sweep_slots_spread_ten_accounts_over_two_minutes_of_the_whole_ip() -> None:
     slots = SweepSlots(2400)
-    assert slots.gap_s == pytest.approx(6.0)
-    assert [slots.claim(0.0) for _ in range(10)] == pytest.approx([6.0 * i for i in range(10)])
-    assert slots.claim(100.0) == 100.0  # long after the last slot: at once
+    assert slots.gap_s == pytest.approx(12.0)  # 5 a minute: 400 of 2400
+    assert [slots.claim(0.0) for _ in range(10)] == pytest.approx([12.0 * i for i in range(10)])
+    assert slots.planned(30.0) == [(pytest.approx(12.0 * i), SWEEP_WEIGHT) for i in range(3, 10)]
+    assert slots.claim(200.0) == 200.0  # long after the last slot: at once
     assert SweepSlots(360).gap_s == pytest.approx(60.0)  # the default 15 % share
 
 

@@ -336,7 +336,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     stream_trusted=lambda: (book.stream_state == "live"
                                             and vitals.proof.state == "proven"),
                     stops_far=lambda: not market.near_trigger(),
-                    sweep_slot=sweep_slots.claim if sweep_slots is not None else None)
+                    sweep_plan=sweep_slots)
 
     stream = UserDataStream(
         rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,

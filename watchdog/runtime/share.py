@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -43,7 +44,7 @@ __all__ = ["SWEEP_SHARE", "Acquirer", "FairShare", "LeadersBudget", "ShareStore"
 
 # The orders sweeps of the accounts on one IP take at most this part of its budget in any
 # minute (SweepSlots): the rest stays with the positions polls.
-SWEEP_SHARE = 1 / 3
+SWEEP_SHARE = 1 / 6
 
 
 class Acquirer(Protocol):
@@ -175,9 +176,12 @@ class SweepSlots:
 
     Each sweep claims a slot: the first at once, each later one ``gap_s`` after the previous
     slot, ``gap_s`` = 60 s / k, k = the sweeps of 80 that ``SWEEP_SHARE`` of the budget holds
-    (at least 1): at the whole IP's 2400/min, a sweep every 6 s (ten accounts sweep within the
-    first minute, using 800 of its 2400); at the default 15 % (360/min), one a minute. A slot is kept once claimed, whatever becomes of the
-    sweep (held back by the budget, failed): the next account's slot does not move earlier.
+    (at least 1): at the whole IP's 2400/min, a sweep every 12 s (400 of its 2400 a minute, the
+    steady rate of 50 accounts' sweeps every 10 min; ten accounts' first sweeps take two
+    minutes instead of one second); at the default 15 % (360/min), one a minute. A slot
+    is kept once claimed, whatever becomes of the sweep (held back by the budget, failed): the
+    next account's slot does not move earlier. ``planned``: the slots still ahead, which every
+    account's positions poll leaves room for (binance/poller.py rule 7).
     Only a process with several accounts has slots (runtime/build.py rule 4); one account alone
     sweeps exactly as before."""
 
@@ -185,10 +189,19 @@ class SweepSlots:
         per_min = max(1, math.floor(budget_per_min * share / SWEEP_WEIGHT))
         self.gap_s = 60.0 / per_min * (1 + 1e-9)  # a hair more: never per_min + 1 in 60 s
         self._last_at = -math.inf
+        self._slots: deque[float] = deque()  # claimed, in order
 
     def claim(self, now_s: float) -> float:
         """The time at or after ``now_s`` this sweep may go; its slot is taken."""
         at_s = max(now_s, self._last_at + self.gap_s)
         self._last_at = at_s
+        self._slots.append(at_s)
         return at_s
+
+    def planned(self, now_s: float) -> list[tuple[float, int]]:
+        """Every slot still ahead (``(at_s, 80)``): each account's positions poll paces leaving
+        room for all of them (budget.py ``pace_s``), not only for its own."""
+        while self._slots and self._slots[0] <= now_s:
+            self._slots.popleft()
+        return [(at_s, SWEEP_WEIGHT) for at_s in self._slots]
 
