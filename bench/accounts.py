@@ -104,8 +104,9 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                   kill: bool = False) -> dict[str, Any]:
     """One row. ``hosts`` 2: the instances reach the simulator at 127.0.0.1 and 127.0.0.2, which
     meters each address's weight on its own (2400 each): two hosts, two IPs. ``kill``: after
-    the detections, ``kill -9`` of the first instance: failover (every account led by the
-    survivor and its health naming it) and one muted-stream detection on a moved account."""
+    the detections, ``kill -9`` of the instance leading the most accounts: failover (each of
+    its accounts led by the survivor, its health naming it) and one muted-stream detection
+    on a moved account."""
     hosts = max(1, min(hosts, len(HOSTS), n_instances))
     limit = 2400 * n_instances if hosts == 1 else 2400
     poll_s = fitted_poll_s(-(-n_accounts // n_instances)) if fit else None
@@ -226,13 +227,15 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
 async def _kill_and_fail_over(r: redis.asyncio.Redis, sim: Simulator,
                               procs: list[subprocess.Popen[bytes]], names: list[str],
                               accounts: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """``kill -9`` of the first instance; then until the survivor leads every account and
-    writes every health hash, and one closure on a moved account with the stream muted."""
-    dead, survivor = procs[0], procs[1]
-
+    """``kill -9`` of the instance leading the most accounts; then until the other leads
+    every account it led and writes their health hashes, and one closure on a moved account
+    with the stream muted."""
     def owner(value: str | None, proc: subprocess.Popen[bytes]) -> bool:
         return value is not None and value.split(":")[1:2] == [str(proc.pid)]
-    moved = [n for n in names if owner(await r.get(AccountKeys(n).leader), dead)]
+    holders = [await r.get(AccountKeys(n).leader) for n in names]
+    dead = max(procs[:2], key=lambda p: sum(1 for h in holders if owner(h, p)))
+    survivor = procs[1] if dead is procs[0] else procs[0]
+    moved = [n for n, h in zip(names, holders, strict=True) if owner(h, dead)]
     dead.kill()
     t_kill = time.monotonic()
     first: dict[str, float] = {}

@@ -71,7 +71,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The sweep reads both order lists without a symbol, each at this weight (the config check names it).
 _ALL_SYMBOLS_READ_WEIGHT = ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
 
@@ -612,8 +611,9 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           f"must be 0 (off) or more than twice canary_timeout_s "
           f"({st.canary_timeout_s:g} s), one canary at a time; "
           f"got {st.canary_interval_s:g}")
-    # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
-    if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
+    # The simulator (a loopback URL, any of 127.0.0.0/8: a bench's second "host" is
+    # 127.0.0.2) has no weight limit; Binance's is shared with the bot.
+    if ("binance", "rest_url") in bad or _is_loopback(urlsplit(b.rest_url).hostname or ""):
         return
     # Several accounts share one budget per IP (docs/CONFIG.md, [[accounts]]).
     accounts = max(1, len(config.accounts))
