@@ -145,9 +145,10 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                 share = -(-n_accounts // n_instances)
 
                 async def settled() -> bool:
-                    for p in procs:
+                    for i, p in enumerate(procs):
                         if p.poll() is not None:
-                            raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
+                            tail = (Path(tmp) / f"i{i}.log").read_text()[-3000:]
+                            raise RuntimeError(f"instance {i} exited {p.returncode}: {tail}")
                     holders = [await r.get(AccountKeys(n).leader) for n in names]
                     ready = [await r.hget(AccountKeys(n).health, "ready") for n in names]
                     per = [sum(1 for h in holders if h and h.split(":")[1] == str(p.pid))

@@ -160,8 +160,8 @@ def _ha_accounts_rows(runs: list[dict[str, Any]]) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |"]
     for row in runs:
         if "error" in row:
-            rows.append(f"| {row['accounts']} | {row['instances']} | failed: "
-                        f"{str(row['error']).splitlines()[0][:80]} | | | |")
+            why = (str(row["error"]).strip().splitlines() or ["(no message)"])[-1][:80]
+            rows.append(f"| {row['accounts']} | {row['instances']} | failed: {why} | | | |")
             continue
         ips = ", ".join(f"{ip} {w}" for ip, w in row.get("weight_per_min_by_ip", {}).items())
         fo = row.get("failover_ms") or {}
