@@ -407,8 +407,9 @@ class Poller:
             sweep_at = now_s if forced_at is None else forced_at
         planned = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
         if self._sweep_plan is not None:  # rule 7: room for every account's sweep on the IP
-            shared = self._sweep_plan.planned(now_s)  # our own claimed slot among them
-            planned = shared if self._slot_at is not None else planned + shared
+            shared = self._sweep_plan.planned(now_s)  # our own slot among them while ahead
+            ours_in = self._slot_at is not None and self._slot_at > now_s
+            planned = shared if ours_in else planned + shared
         pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, planned)
         if planned and pace_s == math.inf:
             pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s)
