@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -51,7 +52,6 @@ import redis.asyncio  # noqa: E402
 from bench.infra import PYTHON, ROOT, proc_stat, python_env, redis_server  # noqa: E402
 from poswatch.keys import AccountKeys  # noqa: E402
 from watchdog.sim import Simulator, run_simulator  # noqa: E402
-from watchdog.sim.auth import WeightMeter  # noqa: E402
 
 SYMBOL = "BTCUSDT"
 QTY = Decimal("0.01")
@@ -70,9 +70,10 @@ def fitted_poll_s(per_ip: int) -> float:
     return max(0.9, -(-round(seconds * 1000) // 50) * 0.05)
 
 
-def _config(sim: Simulator, redis_url: str, names: list[str], poll_s: float | None) -> str:
-    lines = ["[binance]", f'rest_url = "{sim.rest_url}"', f'ws_url = "{sim.ws_url}"',
-             "weight_budget_pct = 100"]
+def _config(sim: Simulator, redis_url: str, names: list[str], poll_s: float | None,
+            host: int = 0, hosts: int = 1) -> str:
+    lines = ["[binance]", f'rest_url = "{_on_host(sim.rest_url, host, hosts)}"',
+             f'ws_url = "{_on_host(sim.ws_url, host, hosts)}"', "weight_budget_pct = 100"]
     if poll_s is not None:
         lines += [f"poll_interval_s = {poll_s:.2f}", f"idle_poll_interval_s = {poll_s:.2f}"]
     lines += ["[redis]", f'url = "{redis_url}"']
@@ -91,54 +92,64 @@ async def _wait(probe: Any, what: str, timeout_s: float = 180.0) -> Any:
     raise TimeoutError(what)
 
 
+HOSTS = ("127.0.0.1", "127.0.0.2")  # two "hosts": two loopback addresses (docs/SIMULATOR.md)
+
+
+def _on_host(url: str, i: int, hosts: int) -> str:
+    """``url`` of the simulator as instance ``i`` reaches it (its own host's IP)."""
+    return url.replace("127.0.0.1", HOSTS[i % hosts]) if hosts > 1 else url
+
+
 async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: float,
-                  redis_url: str, fit: bool = False) -> dict[str, Any]:
-    limit = 2400 * n_instances
+                  redis_url: str, fit: bool = False, hosts: int = 1,
+                  kill: bool = False) -> dict[str, Any]:
+    """One row. ``hosts`` 2: the instances reach the simulator at 127.0.0.1 and 127.0.0.2, which
+    meters each address's weight on its own (2400 each): two hosts, two IPs. ``kill``: after
+    the detections, ``kill -9`` of the instance leading the most accounts: failover (each of
+    its accounts led by the survivor, its health naming it) and one muted-stream detection
+    on a moved account."""
+    hosts = max(1, min(hosts, len(HOSTS), n_instances))
+    limit = 2400 * n_instances if hosts == 1 else 2400
     poll_s = fitted_poll_s(-(-n_accounts // n_instances)) if fit else None
     if poll_s is not None and poll_s * 1000 >= 5000:  # [core] max_age_ms: refused by the check
         return {"accounts": n_accounts, "instances": n_instances, "fit": True,
                 "poll_interval_s": round(poll_s, 2), "fits_one_ip": False}
-    async with run_simulator(symbols=(SYMBOL,), weight_limit=limit) as sim:
+    sim_options: dict[str, Any] = ({} if hosts == 1 else
+                                   {"weight_key": "dialled", "extra_hosts": HOSTS[1:hosts]})
+    async with run_simulator(symbols=(SYMBOL,), weight_limit=limit, **sim_options) as sim:
         accounts = {"acct00": (sim.api_key, sim.api_secret)}
         for i in range(1, n_accounts):
             key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
             sim.exchange.add_account(key, secret)
             accounts[f"acct{i:02d}"] = (key, secret)
         names = list(accounts)
-        charged: list[tuple[float, int]] = []
-
-        class Counting(WeightMeter):
-            """The simulator's IP weight meter, also keeping what it charged and when."""
-
-            def charge(self, now_ms: int, weight: int) -> int:
-                used = super().charge(now_ms, weight)
-                charged.append((time.monotonic(), weight))
-                return used
-
-        sim.venue.weights = Counting(limit=limit)
+        charged: list[tuple[float, int, str]] = []
+        sim.venue.on_charge = lambda ip, _path, _key, weight: charged.append(
+            (time.monotonic(), weight, ip))
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         await r.flushall()
-        root = Path(os.environ.get("WD_BENCH_DAEMON_ROOT", ROOT))  # another checkout (before)
-        env = python_env(root)
+        env = python_env(daemon_root())
         for name, (key, secret) in accounts.items():
             env[f"BINANCE_API_KEY_{name.upper()}"] = key
             env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
         with tempfile.TemporaryDirectory(prefix="wd-bench-accounts-") as tmp:
-            config = Path(tmp) / "config.toml"
-            config.write_text(_config(sim, redis_url, names, poll_s))
             procs = []
             for i in range(n_instances):
+                config = Path(tmp) / f"config{i}.toml"
+                config.write_text(_config(sim, redis_url, names, poll_s, host=i, hosts=hosts))
                 with open(Path(tmp) / f"i{i}.log", "wb") as log:  # noqa: ASYNC230
                     procs.append(subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
                         [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
-                         str(config)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log))
+                         str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
+                        stderr=log))
             try:
                 share = -(-n_accounts // n_instances)
 
                 async def settled() -> bool:
-                    for p in procs:
+                    for i, p in enumerate(procs):
                         if p.poll() is not None:
-                            raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
+                            tail = (Path(tmp) / f"i{i}.log").read_text()[-3000:]
+                            raise RuntimeError(f"instance {i} exited {p.returncode}: {tail}")
                     holders = [await r.get(AccountKeys(n).leader) for n in names]
                     ready = [await r.hget(AccountKeys(n).health, "ready") for n in names]
                     per = [sum(1 for h in holders if h and h.split(":")[1] == str(p.pid))
@@ -153,7 +164,11 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                 t_steady = time.monotonic()
                 await asyncio.sleep(steady_s)
                 after = [proc_stat(p.pid) for p in procs]
-                steady_weight = sum(w for t, w in charged if t >= t_steady)
+                steady_weight = sum(w for t, w, _ in charged if t >= t_steady)
+                by_ip: dict[str, int] = {}
+                for t, w, ip in charged:
+                    if t_steady <= t < t_steady + steady_s:
+                        by_ip[ip or "127.0.0.1"] = by_ip.get(ip or "127.0.0.1", 0) + w
                 cpu_s = sum(a.cpu_s - b.cpu_s for a, b in zip(after, before, strict=True))
                 wall_s = after[0].at - before[0].at
                 rss_mb = sum(a.rss_mb for a in after)
@@ -184,6 +199,8 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                         await asyncio.sleep(0.005)
                     detections.append((time.monotonic() - t0) * 1000)
                 sim.set_faults(stream="normal")
+                if kill and n_instances > 1:
+                    failover = await _kill_and_fail_over(r, sim, procs, names, accounts)
             finally:
                 for p in procs:
                     p.terminate()
@@ -194,7 +211,12 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
                         p.kill()
                         p.wait()
         await r.aclose()
+    extra: dict[str, Any] = {"hosts": hosts, "weight_per_min_by_ip": {
+        ip: round(w * 60 / steady_s) for ip, w in sorted(by_ip.items())}}
+    if kill and n_instances > 1:
+        extra.update(failover)
     return {
+        **extra,
         "accounts": n_accounts, "instances": n_instances, "fit": fit,
         "poll_interval_s": round(poll_s or 0.9, 2), "ready_s": round(ready_s, 1),
         "rss_mb_total": round(rss_mb, 1), "rss_mb_per_account": round(rss_mb / n_accounts, 2),
@@ -208,14 +230,193 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
     }
 
 
+async def _kill_and_fail_over(r: redis.asyncio.Redis, sim: Simulator,
+                              procs: list[subprocess.Popen[bytes]], names: list[str],
+                              accounts: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """``kill -9`` of the instance leading the most accounts; then until the other leads
+    every account it led and writes their health hashes, and one closure on a moved account
+    with the stream muted."""
+    def owner(value: str | None, proc: subprocess.Popen[bytes]) -> bool:
+        return value is not None and value.split(":")[1:2] == [str(proc.pid)]
+    holders = [await r.get(AccountKeys(n).leader) for n in names]
+    dead = max(procs[:2], key=lambda p: sum(1 for h in holders if owner(h, p)))
+    survivor = procs[1] if dead is procs[0] else procs[0]
+    moved = [n for n, h in zip(names, holders, strict=True) if owner(h, dead)]
+    dead.kill()
+    t_kill = time.monotonic()
+    first: dict[str, float] = {}
+
+    async def all_moved() -> bool:
+        for n in moved:
+            if n not in first and owner(await r.hget(AccountKeys(n).health, "instance"), survivor):
+                first[n] = (time.monotonic() - t_kill) * 1000
+        return len(first) == len(moved)
+    await _wait(all_moved, "the survivor leads every account", timeout_s=120)
+    name = moved[0] if moved else names[0]
+    key = accounts[name][0]
+    pos = f"{AccountKeys(name).prefix}:pos:{SYMBOL}:BOTH"
+    sim.exchange.market_fill(key, SYMBOL, "BUY", QTY, None)
+    sim.venue.flush()
+
+    async def shows(state: str) -> bool:
+        return await r.hget(pos, "state") == state
+    await _wait(lambda: shows("open"), f"{name} open after the kill")
+    await asyncio.sleep(2.5)
+    sim.set_faults(stream="mute")
+    t0 = time.monotonic()
+    sim.exchange.market_fill(key, SYMBOL, "SELL", QTY, None)
+    sim.venue.flush()
+    await _wait(lambda: shows("closed"), f"{name} closed after the kill", timeout_s=120)
+    after_ms = (time.monotonic() - t0) * 1000
+    sim.set_faults(stream="normal")
+    times = sorted(first.values())
+    return {"killed_leads": len(moved),
+            "failover_ms": {"p50": round(statistics.median(times)) if times else None,
+                            "max": round(max(times)) if times else None},
+            "detection_after_kill_ms": round(after_ms)}
+
+
+def daemon_root() -> Path:
+    """The checkout whose daemon runs (``--daemon-root``, as bench/run.py's)."""
+    return Path(os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT)))
+
+
+def _gaps(times: list[float]) -> list[float]:
+    ordered = sorted(times)
+    return [b - a for a, b in itertools.pairwise(ordered)]
+
+
+def _spread(values: list[float], scale: float = 1.0) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    return {"p50": round(statistics.median(values) * scale, 2),
+            "p95": round(_quantile(values, 0.95) * scale, 2), "max": round(max(values) * scale, 2)}
+
+
+async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = None,
+                       window_s: float = 60.0) -> dict[str, Any]:
+    """``--first-minute``: every account holds a position when one instance starts; during the
+    first ``window_s`` from the start, each account's positions polls (the intervals between
+    its positionRisk reads as the simulator charged them), its orders sweep (all-symbols
+    openOrders, weight 40, twice) and, one account after another, a closure with the stream
+    muted (detection = the close on the exchange → Redis shows ``closed``). Weight: what the
+    simulator charged per IP in that window. Defaults but ``weight_budget_pct = 100``."""
+    trials = min(n_accounts, 10) if trials is None else trials
+    async with run_simulator(symbols=(SYMBOL,), weight_limit=2400, weight_key="dialled") as sim:
+        accounts = {"acct00": (sim.api_key, sim.api_secret)}
+        for i in range(1, n_accounts):
+            key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
+            sim.exchange.add_account(key, secret)
+            accounts[f"acct{i:02d}"] = (key, secret)
+        names = list(accounts)
+        by_key = {key: name for name, (key, _) in accounts.items()}
+        for key, _ in accounts.values():
+            sim.exchange.market_fill(key, SYMBOL, "BUY", QTY, None)
+        sim.venue.flush()
+        charged: list[tuple[float, str, str, str, int]] = []
+        sim.venue.on_charge = lambda ip, path, key, weight: charged.append(
+            (time.monotonic(), ip, path, by_key.get(key, ""), weight))
+        r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        await r.flushall()
+        env = python_env(daemon_root())
+        for name, (key, secret) in accounts.items():
+            env[f"BINANCE_API_KEY_{name.upper()}"] = key
+            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
+        detections: list[tuple[str, float, float]] = []
+        with tempfile.TemporaryDirectory(prefix="wd-bench-first-") as tmp:
+            config = Path(tmp) / "config.toml"
+            config.write_text(_config(sim, redis_url, names, None))
+            with open(Path(tmp) / "i0.log", "wb") as log:  # noqa: ASYNC230
+                t_start = time.monotonic()
+                proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
+                    [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
+                     str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
+                    stderr=log)
+            try:
+                def pos(name: str) -> str:
+                    return f"{AccountKeys(name).prefix}:pos:{SYMBOL}:BOTH"
+
+                async def all_open() -> bool:
+                    if proc.poll() is not None:
+                        raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
+                    return all([await r.hget(pos(n), "state") == "open" for n in names])
+                await _wait(all_open, "every account's position open")
+                ready_s = time.monotonic() - t_start
+                step_s = max(0.0, (window_s - ready_s - 5.0) / max(1, trials))
+                for k in range(trials):
+                    name = names[k % n_accounts]
+                    due = t_start + ready_s + 1.0 + k * step_s
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    sim.set_faults(stream="mute")
+                    t0 = time.monotonic()
+                    sim.exchange.market_fill(accounts[name][0], SYMBOL, "SELL", QTY, None)
+                    sim.venue.flush()
+                    deadline = t0 + 120
+                    while await r.hget(pos(name), "state") != "closed":
+                        if time.monotonic() > deadline or proc.poll() is not None:
+                            raise RuntimeError(f"{name}: no closure seen; exit {proc.poll()}")
+                        await asyncio.sleep(0.005)
+                    detections.append((name, t0 - t_start, (time.monotonic() - t0) * 1000))
+                    sim.set_faults(stream="normal")
+                await asyncio.sleep(max(0.0, t_start + window_s - time.monotonic()))
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        await r.aclose()
+    inside = [c for c in charged if c[0] - t_start <= window_s]
+    polls = {n: [t for t, _, path, who, _ in inside if who == n and "positionRisk" in path]
+             for n in names}
+    gaps = [g for n in names for g in _gaps(polls[n])]
+    minutes = range(max(1, round(window_s / 60)))
+    per_minute = [{"polls_per_account": round(sum(
+        1 for n in names for t in polls[n] if m * 60 <= t - t_start < (m + 1) * 60) / n_accounts, 1),
+        "sweeps": sum(1 for t, _, path, _, w in inside if m * 60 <= t - t_start < (m + 1) * 60
+                      and path == "GET /fapi/v1/openOrders" and w == 40),
+        "weight": sum(w for t, _, _, _, w in inside if m * 60 <= t - t_start < (m + 1) * 60),
+        "longest_gap_s": round(max((b - a for n in names
+                                    for a, b in itertools.pairwise(sorted(polls[n]))
+                                    if m * 60 <= b - t_start < (m + 1) * 60), default=0.0), 2)}
+        for m in minutes]
+    sweeps = sorted(round(t - t_start, 1) for t, _, path, _, w in inside
+                    if path == "GET /fapi/v1/openOrders" and w == 40)
+    weight_by_ip: dict[str, int] = {}
+    for _, ip, _, _, w in inside:
+        weight_by_ip[ip] = weight_by_ip.get(ip, 0) + w
+    return {
+        "mode": "first_minute", "accounts": n_accounts, "instances": 1,
+        "daemon_root": str(daemon_root()), "window_s": window_s, "ready_s": round(ready_s, 1),
+        "poll_gap_s": _spread(gaps), "polls_per_account": _spread(
+            [float(len(polls[n])) for n in names]),
+        "longest_gap_by_account_s": {n: round(max(_gaps(polls[n]), default=0.0), 2)
+                                     for n in names},
+        "sweeps_at_s": sweeps, "weight_by_ip": weight_by_ip, "per_minute": per_minute,
+        "detection_ms": _spread([d for _, _, d in detections]),
+        "detections": [(n, round(at, 1), round(ms)) for n, at, ms in detections],
+    }
+
+
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     with redis_server() as rs:
+        if args.first_minute:
+            for n_accounts in args.accounts:
+                try:
+                    result = await first_minute(n_accounts, rs.url, window_s=args.window_s)
+                except RuntimeError as exc:
+                    result = {"mode": "first_minute", "accounts": n_accounts, "error": str(exc)}
+                results.append(result)
+                if not args.json:
+                    print(json.dumps(result), flush=True)
+            return results
         for n_instances in args.instances:
             for n_accounts in args.accounts:
                 try:
                     result = await one_run(n_accounts, n_instances, args.trials, args.steady_s,
-                                           rs.url, args.fit)
+                                           rs.url, args.fit, hosts=args.hosts, kill=args.kill)
                 except RuntimeError as exc:  # recorded, and the next run goes on
                     result = {"accounts": n_accounts, "instances": n_instances, "fit": args.fit,
                               "error": str(exc)}
@@ -235,7 +436,22 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true",
                         help="poll as fast as the accounts per IP fit in 2400/min (the config "
                              "check's rule) instead of the default 0.9 s")
+    parser.add_argument("--hosts", type=int, default=1, choices=[1, 2],
+                        help="2: instances reach the simulator at 127.0.0.1 / 127.0.0.2, each "
+                             "address metered on its own (two hosts, two IPs)")
+    parser.add_argument("--kill", action="store_true",
+                        help="with 2+ instances: kill -9 the first after the detections "
+                             "(failover, detection on a moved account)")
+    parser.add_argument("--first-minute", action="store_true",
+                        help="one instance: poll intervals, sweeps, muted-stream detection and "
+                             "weight per IP in the first minute after the start")
+    parser.add_argument("--window-s", type=float, default=60.0,
+                        help="--first-minute: how long from the start to record (s)")
+    parser.add_argument("--daemon-root", help="run the daemon from another checkout "
+                        "(e.g. /work/base); default: this one")
     args = parser.parse_args()
+    if args.daemon_root:
+        os.environ["WD_BENCH_DAEMON_ROOT"] = str(Path(args.daemon_root).resolve())
     from loguru import logger  # the in-process simulator's INFO lines are noise here
     logger.remove()
     logger.add(sys.stderr, level="WARNING")

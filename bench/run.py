@@ -137,6 +137,41 @@ def section_ha(kills: int) -> dict[str, Any]:
     return result
 
 
+def section_ha_accounts(accounts: list[int], trials: int) -> dict[str, Any]:
+    """bench/accounts.py in its own process: ``accounts`` on one instance and on two "hosts"
+    (127.0.0.1 / 127.0.0.2, each IP metered on its own), the first of the two killed with -9
+    after the detections: weight per IP, muted-stream detection, failover (docs/HA.md)."""
+    done = subprocess.run([PYTHON, str(HERE / "accounts.py"), "--accounts", *map(str, accounts),
+                           "--instances", "1", "2", "--hosts", "2", "--kill", "--trials",
+                           str(trials), "--json"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"accounts.py failed:\n{done.stderr[-1500:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _ha_accounts_rows(runs: list[dict[str, Any]]) -> list[str]:
+    rows = ["", "HA, many accounts (bench/accounts.py --hosts 2 --kill): muted-stream detection, "
+            "weight per IP (steady), failover of the killed instance's accounts",
+            "",
+            "| accounts | instances (IPs) | detection p50 / p95 ms | weight/min per IP | "
+            "failover p50 / max ms | detection after the kill ms |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for row in runs:
+        if "error" in row:
+            why = (str(row["error"]).strip().splitlines() or ["(no message)"])[-1][:80]
+            rows.append(f"| {row['accounts']} | {row['instances']} | failed: {why} | | | |")
+            continue
+        ips = ", ".join(f"{ip} {w}" for ip, w in row.get("weight_per_min_by_ip", {}).items())
+        fo = row.get("failover_ms") or {}
+        rows.append(f"| {row['accounts']} | {row['instances']} ({row.get('hosts', 1)}) | "
+                    f"{row['detection_p50_ms']} / {row['detection_p95_ms']} | {ips} | "
+                    f"{fo.get('p50', '—')} / {fo.get('max', '—')} | "
+                    f"{row.get('detection_after_kill_ms', '—')} |")
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     load_start = round(os.getloadavg()[0], 2)
@@ -160,9 +195,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("footprint", lambda: details.__setitem__("footprint", sections.footprint(
                 rs.url, idle_s=args.idle_s, account=ACCOUNT))),
             ("ha", lambda: details.__setitem__("ha", section_ha(args.ha_kills))),
+            ("ha_accounts", lambda: details.__setitem__("ha_accounts", section_ha_accounts(
+                args.ha_accounts, 10))),
         ]
         for name, step in steps:
-            if ((args.only and name not in args.only) or (name == "detection_e2e" and args.no_e2e)
+            section = "ha" if name == "ha_accounts" else name  # --only ha runs both parts
+            if ((args.only and section not in args.only) or (name == "detection_e2e" and args.no_e2e)
                     or (name == "detection_steady" and not args.only)):  # only when asked: +3 min
                 continue
             _flush(rs.url)
@@ -257,6 +295,8 @@ def table(result: dict[str, Any]) -> str:
                  f"p95 {h['p95_ms']} ms, max {h['max_ms']} ms; REST weight/min of the leader "
                  f"{h['leader_weight_1m']}, of a standby {h['standby_weight_1m_design']} by "
                  f"design (docs/HA.md)."]
+    if d.get("ha_accounts"):
+        rows += _ha_accounts_rows(d["ha_accounts"].get("runs", []))
     m = result.get("machine", {})
     rows += ["", f"Machine: {m.get('nproc', '?')} cores, {m.get('cpu', '?')}, Python "
              f"{m.get('python', '?')}; whole run {result.get('elapsed_s', '?')} s."]
@@ -337,6 +377,8 @@ def main() -> None:
                                  "detection_steady", "trigger_detection", "footprint", "ha"])
     parser.add_argument("--ha-kills", type=int, default=10,
                         help="kill -9 trials of the HA failover section (bench/ha.py)")
+    parser.add_argument("--ha-accounts", type=int, nargs="+", default=[1, 10, 50],
+                        help="accounts per row of the HA many-accounts part (bench/accounts.py)")
     parser.add_argument("--daemon-root", help="run the daemon from another checkout (e.g. with a "
                         "proposed patch applied); default: this one")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed sections")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,19 @@ def test_run_names_the_account_whose_credentials_are_missing_and_exits_78(
     result = CliRunner().invoke(cli, ["run", "--config", str(config)])
     assert result.exit_code == 78
     assert "BINANCE_API_KEY_B" in result.stderr
+
+
+def test_status_reads_the_account_named_among_several(tmp_path: Path) -> None:
+    """``status --account NAME``: the leader and standbys of each account of a multi-account
+    file (docs/HA.md), one call per account; a name not listed is a config error (78)."""
+    from tests.support.redis_server import dead_redis_url
+
+    config = tmp_path / "multi.toml"
+    config.write_text(MULTI + f'[redis]\nurl = "{dead_redis_url()}"\nsocket_timeout_s = 0.5\n',
+                      encoding="utf-8")
+    result = CliRunner().invoke(cli, ["status", "--json", "--account", "b", "--config", str(config)])
+    assert result.exit_code == 2, result.output  # Redis unreachable: down, as for one account
+    assert json.loads(result.stdout)["account"] == "b"
+    result = CliRunner().invoke(cli, ["status", "--account", "c", "--config", str(config)])
+    assert result.exit_code == 78
+    assert "no such account" in result.stderr

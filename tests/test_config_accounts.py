@@ -96,3 +96,22 @@ def test_a_reading_command_refuses_a_file_of_several_accounts() -> None:
     with pytest.raises(ConfigError, match="reads one"):
         one_account(config)
     assert one_account(Config(accounts=(AccountConfig("a"),))).redis.account == "a"
+
+
+def test_a_reading_command_may_name_one_of_several_accounts() -> None:
+    config = Config(accounts=(AccountConfig("a"), AccountConfig("b")))
+    assert one_account(config, "b").redis.account == "b"
+    with pytest.raises(ConfigError, match="no such account"):
+        one_account(config, "c")
+    assert one_account(Config(), "main") == Config()
+
+
+def test_any_loopback_simulator_url_is_exempt_from_the_ip_weight_check() -> None:
+    """The simulator has no weight limit, on 127.0.0.1 or on a bench's second "host"."""
+    for host in ("127.0.0.1", "127.0.0.2", "localhost"):
+        config = parse_config({"accounts": [{"name": f"a{i}"} for i in range(10)],
+                               "binance": {"rest_url": f"http://{host}:8080"}}, "t.toml")
+        assert len(config.accounts) == 10
+    assert "for 10 accounts on one IP" in error_for(
+        {"accounts": [{"name": f"a{i}"} for i in range(10)],
+         "binance": {"rest_url": "https://fapi.binance.com"}})

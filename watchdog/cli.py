@@ -46,9 +46,9 @@ def _optional_config(command: _F) -> _F:
              "if present].")(command)
 
 
-def _load_optional_config(config_path: str | None) -> Config:
+def _load_optional_config(config_path: str | None, account: str = "") -> Config:
     """``config_path``, else the default file if present, else the defaults; a bad file exits
-    78 with every problem on its own line."""
+    78 with every problem on its own line. ``account``: one of the file's ``[[accounts]]``."""
     from pathlib import Path
 
     from watchdog.config import Config, load_config, one_account
@@ -57,7 +57,9 @@ def _load_optional_config(config_path: str | None) -> Config:
     try:
         if config_path is None and default.exists():
             config_path = str(default)
-        return one_account(load_config(config_path)) if config_path else Config()
+        if not config_path:
+            return one_account(Config(), account) if account else Config()
+        return one_account(load_config(config_path), account)
     except ConfigError as exc:
         _echo_config_error(exc)
         sys.exit(EXIT_CONFIG)
@@ -295,15 +297,17 @@ def run_command(config_path: str) -> None:
               help="Redraw in place every second until Ctrl-C (with --json: one line a second); "
                    "exits with the last status's code.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on one line (docs/STATUS.md).")
+@click.option("--account", default="", metavar="NAME",
+              help="With [[accounts]] in the file: the account to show (one per call).")
 @_optional_config
-def status_command(as_json: bool, config_path: str | None) -> None:
+def status_command(as_json: bool, account: str, config_path: str | None) -> None:
     """Is the watchdog alive, and what does it know? Exit 0 healthy, 1 degraded, 2 down."""
     import json
 
     from watchdog.ops.status import read_status
     from watchdog.ops.status_view import render_text
 
-    config = _load_optional_config(config_path)
+    config = _load_optional_config(config_path, account)
     if click.get_current_context().meta.get("status_watch"):
         from watchdog.ops.live import status_frames, watch
 

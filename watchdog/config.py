@@ -71,7 +71,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The sweep reads both order lists without a symbol, each at this weight (the config check names it).
 _ALL_SYMBOLS_READ_WEIGHT = ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
 
@@ -297,11 +296,18 @@ def account_configs(config: Config) -> list[Config]:
             for a in config.accounts]
 
 
-def one_account(config: Config) -> Config:
+def one_account(config: Config, name: str = "") -> Config:
     """The one account a reading command (status, check, events, orphans) looks at: the file's
-    only account. Raises ConfigError when ``[[accounts]]`` lists several (it would otherwise read
-    ``[redis] account``'s default, an account nobody runs)."""
+    only account, or ``name`` among its ``[[accounts]]`` (``status --account``). Raises
+    ConfigError when ``[[accounts]]`` lists several and no name picks one (it would otherwise
+    read ``[redis] account``'s default, an account nobody runs), or ``name`` is not listed."""
     configs = account_configs(config)
+    if name:
+        picked = [c for c in configs if c.redis.account == name]
+        if not picked:
+            raise ConfigError("config", "accounts", name, "no such account in this file: "
+                              f"{', '.join(c.redis.account for c in configs)}")
+        return picked[0]
     if len(configs) > 1:
         raise ConfigError("config", "accounts", "", f"{len(configs)} accounts are listed and this "
                           "command reads one: give it a config file with [redis] account = NAME")
@@ -605,8 +611,9 @@ def _check_relations(config: Config, path: str, found: list[ConfigError],
           f"must be 0 (off) or more than twice canary_timeout_s "
           f"({st.canary_timeout_s:g} s), one canary at a time; "
           f"got {st.canary_interval_s:g}")
-    # The simulator (a loopback URL) has no weight limit; Binance's is shared with the bot.
-    if ("binance", "rest_url") in bad or urlsplit(b.rest_url).hostname in _LOOPBACK_HOSTS:
+    # The simulator (a loopback URL, any of 127.0.0.0/8: a bench's second "host" is
+    # 127.0.0.2) has no weight limit; Binance's is shared with the bot.
+    if ("binance", "rest_url") in bad or _is_loopback(urlsplit(b.rest_url).hostname or ""):
         return
     # Several accounts share one budget per IP (docs/CONFIG.md, [[accounts]]).
     accounts = max(1, len(config.accounts))

@@ -139,6 +139,11 @@ class WatchdogCalls:
         return ScriptCall("renew_lead", [k.leader, k.fence, k.instances],
                           [instance, fence, ttl_ms, 3 * ttl_ms])
 
+    def register_instance(self, instance: str, ttl_ms: int) -> ScriptCall:
+        """A standby that does not try to lead: registration only (three TTLs, as above)."""
+        k = self.keys
+        return ScriptCall("register_instance", [k.leader, k.instances], [instance, 3 * ttl_ms])
+
     def resign_lead(self, instance: str) -> ScriptCall:
         return ScriptCall("resign_lead", [self.keys.leader, self.keys.instances], [instance])
 

@@ -18,7 +18,8 @@ BOT_SCRIPTS = ("check", "begin", "confirm", "end")
 # Scripts only the watchdog runs.
 WATCHDOG_SCRIPTS = ("publish_position", "retract_position", "revoke_lease", "leased", "heartbeat",
                     "emit_event", "mark_stopped", "touch_verified", "mark_firing", "mark_reaping",
-                    "acquire_lead", "renew_lead", "resign_lead", "set_protection", "lease_ends")
+                    "acquire_lead", "renew_lead", "resign_lead", "set_protection", "lease_ends",
+                    "register_instance")
 
 
 def _read(name: str) -> str:

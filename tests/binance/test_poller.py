@@ -133,3 +133,57 @@ async def test_startup_sweep_finds_a_stop_on_a_symbol_without_position_or_activi
             return started[0].schedule.tracked(SystemClock().monotonic(), ())
         await eventually(watched, lambda s: Symbol("ETHUSDT") not in s,
                          what="ETHUSDT no longer watched once it has no orders")
+
+
+async def test_accounts_on_one_ip_sweep_in_turn_not_at_once(sim: Simulator) -> None:
+    """Rule 7: two accounts' pollers on one IP, their sweeps spread by one ``SweepSlots``: the
+    second goes at its slot, one gap after the first, and polls positions meanwhile (without
+    slots both sweeps go right after their first positions answers, in the same second)."""
+    from watchdog.runtime.share import SweepSlots
+
+    cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url, weight_budget_pct=100)
+    config = Config(binance=cfg)
+    slots = SweepSlots(2400, share=1.0)  # a sweep every 2 s: the test's own pace
+    claimed: list[float] = []
+
+    class Recorded:
+        def claim(self, now_s: float) -> float:
+            claimed.append(slots.claim(now_s))
+            return claimed[-1]
+
+        def planned(self, now_s: float) -> list[tuple[float, int]]:
+            return slots.planned(now_s)
+
+    http = make_http_client(cfg.rest_url, cfg.request_timeout_s)
+    first = rest_of(config, Credentials(sim.api_key, sim.api_secret), SystemClock(), http)
+    second = rest_of(config, Credentials(sim.api_key, sim.api_secret), SystemClock(), http,
+                     budget=first.budget)
+    seen: list[tuple[int, float, Event]] = []
+    tasks = []
+    for i, rest in enumerate((first, second)):
+        async def emit(event: Event, i: int = i) -> None:
+            seen.append((i, SystemClock().monotonic(), event))
+        poller = Poller(rest, schedule_of(config), clock=SystemClock(), sweep_plan=Recorded())
+        tasks.append(asyncio.create_task(poller.run(emit)))
+    try:
+        def sweeps() -> list[tuple[int, float]]:
+            return [(i, at) for i, at, e in seen if isinstance(e, OrdersSnapshot) and e.symbols is None]
+
+        async def both() -> list[tuple[int, float]]:
+            return sweeps()
+        done = await eventually(both, lambda s: len(s) == 2, timeout_s=30, what="both sweeps")
+        assert len(claimed) == 2
+        assert claimed[1] - claimed[0] == pytest.approx(slots.gap_s)
+        (_, at_first), (later, at_second) = done
+        assert at_second >= claimed[1] - 0.01  # waited for its slot
+        assert at_second - at_first >= slots.gap_s - 0.1
+        polls = [at for i, at, e in seen if i == later and isinstance(e, PositionSnapshot)
+                 and at_first < at < at_second]
+        assert polls, "the waiting account polled positions meanwhile"
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await http.aclose()

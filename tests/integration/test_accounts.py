@@ -86,6 +86,36 @@ async def leaders(r: redis.asyncio.Redis, names: list[str]) -> dict[str, str | N
     return {name: await r.get(AccountKeys(name).leader) for name in names}
 
 
+async def every_account_lists_its_leader_and_standby(
+        r: redis.asyncio.Redis, redis_url: str, names: list[str], held: dict[str, str | None],
+        group: list[Instance]) -> None:
+    """``status`` of each account names its leader and the other instance as its standby, from
+    registrations renewed after the leads spread (those of the startup expire within three
+    TTLs: an instance at its share that never re-registered vanished from the accounts it did
+    not lead, and one that handed a lead on was removed from it at once)."""
+    from watchdog.ops.status import read_status
+
+    spread_ms = int((await r.time())[0]) * 1000
+
+    async def renewed() -> dict[str, list[float]]:
+        return {n: [score for _, score in await r.zrange(AccountKeys(n).instances, 0, -1,
+                                                          withscores=True)] for n in names}
+
+    lead_ttl_ms = 1500  # the default: registrations live three of it
+    await eventually(renewed, lambda rows: all(
+        len(scores) == 2 and min(scores) > spread_ms + 3 * lead_ttl_ms
+        for scores in rows.values()), timeout_s=30,
+        what="both instances registered in every account's instances set after the spread")
+    for name in names:
+        report = read_status(redis_url, name, socket_timeout_s=2.0)
+        leader, standbys = report.ha["leader"], report.ha["standbys"]
+        assert leader == held[name], (name, report.ha)
+        assert len(standbys) == 1, (name, report.ha)
+        other = next(i for i in group if not i.owns(leader))
+        assert other.owns(standbys[0]), (name, report.ha)
+        assert report.to_json()["ha"]["standbys"] == standbys
+
+
 def fill(sim: Simulator, key: str, symbol: str, side: str, qty: str) -> None:
     sim.exchange.market_fill(key, symbol, side, Decimal(qty), None)
     sim.venue.flush()
@@ -133,6 +163,7 @@ async def test_two_processes_share_the_accounts_and_the_survivor_takes_the_kille
 
         held = await eventually(lambda: leaders(rclient, names), spread, timeout_s=90,
                                 what="2 accounts led by each instance")
+        await every_account_lists_its_leader_and_standby(rclient, redis_url, names, held, group)
         dead = group[0]
         moved = [n for n, v in held.items() if dead.owns(v)]
         survivor = group[1]

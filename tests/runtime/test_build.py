@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from watchdog.clock import SystemClock
 from watchdog.config import Config, Credentials, MetricsConfig
@@ -66,7 +67,38 @@ async def test_accounts_of_one_process_share_one_weight_budget_per_ip_and_one_in
     a, b = pipelines
     assert a.rest.budget is b.rest.budget is shared.budgets[config.binance.rest_url]
     assert alone.rest.budget is not a.rest.budget
-    assert (a.rest.budget.sharers, alone.rest.budget.sharers) == (2, 1)  # each paces for two
+    a.store._fence = b.store._fence = 1  # both lead (as_leader): each paces for two
+    assert (a.rest.budget.sharers, alone.rest.budget.sharers) == (2, 1)
     assert (a.store.keys.account, b.store.keys.account) == ("a", "b")
     assert a.store.instance == b.store.instance == shared.instance
     assert alone.store.instance != shared.instance
+
+
+async def test_a_shared_budget_paces_for_the_accounts_this_instance_leads_not_its_standbys() -> None:
+    """Ten accounts on two instances: each leads five and stands by for five. A standby's
+    positions read is slow and fixed (not paced); counting it made the leaders pace twice as
+    wide as the IP needed (10 sharers for 5 pollers)."""
+    from watchdog.config import account_configs, parse_config
+    from watchdog.runtime.build import Shared
+
+    config = parse_config({"accounts": [{"name": f"a{i}"} for i in range(10)],
+                           "binance": {"weight_budget_pct": 100, "poll_interval_s": 2.0}},
+                          "t.toml")
+    shared = Shared()
+    pipelines = []
+    async with httpx.AsyncClient(base_url=config.binance.rest_url) as http:
+        for one in account_configs(config):
+            async with build(one, Credentials("key", "secret"), SystemClock(),
+                             Endpoints(http=http), shared) as pipeline:
+                for coro in pipeline.tasks().values():
+                    coro.close()
+                pipelines.append(pipeline)
+    budget = shared.budgets[config.binance.rest_url]
+    assert budget.sharers == 1  # nobody leads yet
+    for pipeline in pipelines[:5]:
+        pipeline.store._fence = 1  # leads (as_leader); the other five stand by
+    assert budget.sharers == 5
+    alone = type(budget)(budget.budget_per_min, lambda: 1)
+    assert budget.pace_s(5, 0.0) == pytest.approx(5 * alone.pace_s(5, 0.0))
+    pipelines[0].store.step_down("test")
+    assert budget.sharers == 4

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from watchdog.binance.protocol.weights import SWEEP_WEIGHT
 from watchdog.clock import ManualClock
-from watchdog.runtime.share import FairShare, fair_share, live_instances
+from watchdog.runtime.share import SWEEP_SHARE, FairShare, SweepSlots, fair_share, live_instances
 
 TTL = 1500
 
@@ -33,6 +34,16 @@ class FakeStore:
             return False
         self.leading = True
         return True
+
+    async def register(self) -> None:
+        """A registration only (at the share): nothing to count here."""
+
+
+class RegisteringStore(FakeStore):
+    registered = 0
+
+    async def register(self) -> None:
+        self.registered += 1
 
 
 def test_live_instances_are_those_registered_within_one_ttl_of_the_freshest() -> None:
@@ -92,3 +103,36 @@ async def test_a_dead_instance_stops_counting_and_its_accounts_may_be_taken() ->
     for store in stores:
         await share.acquire(store, announce=True)
     assert share.leading == 4
+
+
+async def test_at_its_share_an_instance_registers_as_standby_of_the_accounts_it_does_not_lead(
+        ) -> None:
+    """Without it an instance at its share vanished from those accounts' instances sets
+    (``status`` listed no standby there; test_share_redis.py has it against Redis)."""
+    rows = {"me": 10_000, "other": 10_000}
+    stores = [RegisteringStore(rows) for _ in range(4)]
+    share = FairShare(stores, ManualClock())
+    for store in stores:
+        await share.acquire(store, announce=False)
+    assert [s.registered for s in stores] == [0, 0, 1, 1]
+    assert share.leading == 2
+
+
+def test_sweep_slots_spread_ten_accounts_over_two_minutes_of_the_whole_ip() -> None:
+    slots = SweepSlots(2400)
+    assert slots.gap_s == pytest.approx(12.0)  # 5 a minute: 400 of 2400
+    assert [slots.claim(0.0) for _ in range(10)] == pytest.approx([12.0 * i for i in range(10)])
+    assert slots.planned(30.0) == [(pytest.approx(12.0 * i), SWEEP_WEIGHT) for i in range(3, 10)]
+    assert slots.claim(200.0) == 200.0  # long after the last slot: at once
+    assert SweepSlots(360).gap_s == pytest.approx(60.0)  # the default 15 % share
+
+
+@given(st.integers(80, 20_000), st.lists(st.floats(0, 600), min_size=1, max_size=60))
+def test_sweep_slots_never_put_more_than_their_share_of_the_budget_in_a_minute(
+        budget: int, asked: list[float]) -> None:
+    slots = SweepSlots(budget)
+    got = [slots.claim(now) for now in sorted(asked)]
+    assert all(at >= now for at, now in zip(got, sorted(asked), strict=True))
+    for at in got:  # any 60 s window starting at a slot
+        inside = sum(1 for other in got if at <= other < at + 60)
+        assert inside * SWEEP_WEIGHT <= max(SWEEP_WEIGHT, budget * SWEEP_SHARE) + 1e-6

@@ -61,6 +61,7 @@ def valid_calls(now: int) -> dict[str, tuple[list[str], list[str]]]:
         "acquire_lead": ([K.leader, K.fence, K.instances], ["inst-2", "1500", "4500"]),
         "renew_lead": ([K.leader, K.fence, K.instances], ["inst", FENCE, "1500", "4500"]),
         "resign_lead": ([K.leader, K.instances], ["inst-2"]),
+        "register_instance": ([K.leader, K.instances], ["inst-2", "4500"]),
         "set_protection": ([P.position, K.fence], ["none", str(now), "wd-guard-1-1", FENCE]),
     }
 
@@ -233,6 +234,7 @@ def test_the_typed_builders_send_exactly_the_well_formed_calls() -> None:
         w.mark_firing(P, fence, algo_id=4000000017, status="TRIGGERING", since_ms=now),
         w.mark_reaping(P, fence, "orphan_removal", 5000), w.acquire_lead("inst-2", 1500),
         w.renew_lead("inst", fence, 1500), w.resign_lead("inst-2"),
+        w.register_instance("inst-2", 1500),
         w.set_protection(P, "none", now, "wd-guard-1-1", fence),
     ]
     expected = valid_calls(now)

@@ -60,6 +60,13 @@ Rules of this module:
    planned for in the pacing) as before. While it waits, the pacing does not make room for
    it. The first sweep after a start or a take-over is not held: it finds what was left while
    no watchdog ran (the chaos suite's restart bound).
+7. Several accounts on one IP (``sweep_plan``, runtime/share.py ``SweepSlots``): a due sweep
+   first claims a slot and waits for it (deferred), so the accounts' sweeps are spread
+   instead of all going in the first second; and every account's positions poll paces
+   leaving room for every slot claimed on the IP (rule 4 with all of them planned, not only
+   its own: planning only its own made an account waiting for a late slot pay alone for
+   the room its sweep needed, 11 s between its polls). Without ``sweep_plan`` (one account)
+   nothing changes.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ import asyncio
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Collection
+from typing import Protocol
 
 from loguru import logger
 
@@ -108,6 +116,15 @@ OrderSymbols = Callable[[], Collection[Symbol]]
 Standby = Callable[[], bool]
 Probe = Callable[[], bool]
 
+
+class SweepPlan(Protocol):
+    """The orders sweeps of the accounts on one IP (runtime/share.py ``SweepSlots``)."""
+
+    def claim(self, now_s: float) -> float: ...
+
+    def planned(self, now_s: float) -> list[tuple[float, int]]: ...
+
+
 # A hot standby (docs/HA.md) reads positions once per this, and no orders: 5 weight / 10 s =
 # 30 weight/min, 1.25 % of the IP's 2400/min; its user stream keeps the rest of its state hot.
 STANDBY_POSITIONS_S = 10.0
@@ -119,8 +136,12 @@ class Poller:
     def __init__(self, rest: BinanceRest, schedule: PollSchedule, *, clock: Clock,
                  leased_symbols: LeasedSymbols | None = None,
                  order_symbols: OrderSymbols | None = None, standby: Standby | None = None,
-                 stream_trusted: Probe | None = None, stops_far: Probe | None = None) -> None:
+                 stream_trusted: Probe | None = None, stops_far: Probe | None = None,
+                 sweep_plan: SweepPlan | None = None) -> None:
         self._rest = rest
+        # Rule 7: several accounts on one IP: the sweep's slot, claimed when it is first due.
+        self._sweep_plan = sweep_plan
+        self._slot_at: float | None = None
         self._stream_trusted = stream_trusted  # rule 5: the user stream is live and proven
         self._stops_far = stops_far  # rule 5: no watched stop near its trigger
         self._standby = standby  # True while another instance leads the account
@@ -313,6 +334,12 @@ class Poller:
             return False  # positions first; the sweep stays due and goes after them
         if not self.schedule.sweep_may_go(now_s, self._trusted()):
             return False  # rule 6: the stream is not trusted yet; the sweep stays due
+        if self._sweep_plan is not None:  # rule 7
+            if self._slot_at is None:
+                self._slot_at = self._sweep_plan.claim(now_s)
+            if now_s < self._slot_at:
+                self.schedule.defer_sweep(self._slot_at)
+                return False
         hold_s = sweep_hold_s(self._rest.budget, now_s)
         if hold_s > 0:
             self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S))
@@ -322,6 +349,7 @@ class Poller:
             return False
         before = self.schedule.tracked(now_s, ())
         self.schedule.sweep_started(now_s)
+        self._slot_at = None
         self.sweeps += 1
         snapshot = await read_all_orders(self._rest, self._own(emit), reason="sweep")
         if snapshot is None:
@@ -378,6 +406,10 @@ class Poller:
             forced_at = self.schedule.sweep_forced_at  # rule 6: room only for a forced sweep
             sweep_at = now_s if forced_at is None else forced_at
         planned = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
+        if self._sweep_plan is not None:  # rule 7: room for every account's sweep on the IP
+            shared = self._sweep_plan.planned(now_s)  # our own slot among them while ahead
+            ours_in = self._slot_at is not None and self._slot_at > now_s
+            planned = shared if ours_in else planned + shared
         pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, planned)
         if planned and pace_s == math.inf:
             pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s)

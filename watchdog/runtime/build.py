@@ -69,7 +69,7 @@ from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
-from watchdog.runtime.share import FairShare
+from watchdog.runtime.share import FairShare, LeadersBudget, SweepSlots
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
@@ -117,16 +117,33 @@ class Shared:
     streams: dict[str, SharedUserStreams] = field(default_factory=dict)  # by [binance] ws_url
     budgets: dict[str, WeightBudget] = field(default_factory=dict)
     share: FairShare | None = None
+    stores: dict[str, list[RedisPublisher]] = field(default_factory=dict)  # by rest_url
+    sweeps: dict[str, SweepSlots] = field(default_factory=dict)  # by rest_url
 
     def budget(self, config: Config) -> WeightBudget:
         """The one budget of ``[binance] rest_url`` (its size from the first account's config:
-        ``[binance]`` is common to all accounts of a file)."""
+        ``[binance]`` is common to all accounts of a file). Each leading account's poller
+        paces from it (``LeadersBudget.sharers``: the accounts this instance leads there)."""
         url = config.binance.rest_url
         if url not in self.budgets:
-            self.budgets[url] = WeightBudget(_weight_budget_1m(config))
-        else:
-            self.budgets[url].sharers += 1  # one more account's poller paces from it
+            self.budgets[url] = LeadersBudget(_weight_budget_1m(config),
+                                              lambda: self.leading_on(url))
         return self.budgets[url]
+
+    def sweep_slots(self, config: Config) -> SweepSlots:
+        """The orders sweeps of the accounts on ``[binance] rest_url``, spread (share.py)."""
+        url = config.binance.rest_url
+        if url not in self.sweeps:
+            self.sweeps[url] = SweepSlots(_weight_budget_1m(config))
+        return self.sweeps[url]
+
+    def join(self, config: Config, store: RedisPublisher) -> None:
+        """``store``'s account spends from the budget of its ``rest_url``."""
+        self.stores.setdefault(config.binance.rest_url, []).append(store)
+
+    def leading_on(self, url: str) -> int:
+        """How many accounts on ``url`` this instance leads now."""
+        return sum(1 for store in self.stores.get(url, ()) if store.leading)
 
 
 @dataclass
@@ -259,7 +276,10 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         if store is None:
             store = store_of(config, instance=shared.instance if shared is not None else "")
             stack.push_async_callback(store.close)
-        pipeline = _wire(config, clock, ends, book, vitals, rest, store)
+        if shared is not None:
+            shared.join(config, store)
+        pipeline = _wire(config, clock, ends, book, vitals, rest, store,
+                         sweep_slots=shared.sweep_slots(config) if shared is not None else None)
         pipeline.shared = shared
         if shared is not None:
             share_stream(shared, config, clock, pipeline.stream)
@@ -322,7 +342,8 @@ def _weight_budget_1m(config: Config) -> int:
 
 
 def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
-          rest: BinanceRest, store: RedisPublisher) -> Pipeline:
+          rest: BinanceRest, store: RedisPublisher, sweep_slots: SweepSlots | None = None
+          ) -> Pipeline:
     b, r = config.binance, config.redis
     inbox = Inbox(INBOX_SIZE)
     orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
@@ -337,7 +358,8 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     standby=lambda: not store.leading,
                     stream_trusted=lambda: (book.stream_state == "live"
                                             and vitals.proof.state == "proven"),
-                    stops_far=lambda: not market.near_trigger())
+                    stops_far=lambda: not market.near_trigger(),
+                    sweep_plan=sweep_slots)
 
     stream = UserDataStream(
         rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,

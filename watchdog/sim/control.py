@@ -189,7 +189,8 @@ async def _state(request: web.Request, venue: Venue) -> Any:
             "events": venue.hub.counts(), "faults": venue.faults.to_json(),
             "prices": {s: {"mark_price": f"{ex.mark[s]:f}", "contract_price": f"{ex.last[s]:f}"}
                        for s in ex.specs},
-            "weight_used_1m": venue.weights.used}
+            "weight_used_1m": venue.weights.used,
+            "weight_used_1m_by_ip": {ip: m.used for ip, m in sorted(venue.weights_by_ip.items())}}
 
 
 async def _history(request: web.Request, venue: Venue) -> Any:

@@ -128,6 +128,8 @@ async def run_simulator(settings: SimSettings | None = None, **overrides: Any) -
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     host, port = runner.addresses[0][:2]
+    for extra in settings.extra_hosts:  # the same app on another address, same port
+        await web.TCPSite(runner, extra, port).start()
     keeper = asyncio.create_task(_housekeeping(venue), name="sim-housekeeping")
     marks = asyncio.create_task(run_mark_ticker(venue), name="sim-mark-price")
     try:

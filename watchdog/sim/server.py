@@ -50,6 +50,16 @@ def _authenticate(request: web.Request, venue: Venue, security: str, query: str,
     return api_key
 
 
+def _metered_ip(request: web.Request, weight_key: str) -> str:
+    """Whose IP weight a request counts in (``SimSettings.weight_key``)."""
+    if weight_key == "dialled":
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        return str(sockname[0]) if sockname else ""
+    if weight_key == "peer":
+        return request.remote or ""
+    return ""
+
+
 def _endpoint(security: str, weight: Weight, fn: Handler, *, counts_order: bool = False
               ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
@@ -62,7 +72,13 @@ def _endpoint(security: str, weight: Weight, fn: Handler, *, counts_order: bool 
             query = request.rel_url.raw_query_string
             body = (await request.read()).decode()
             params = merge_params(query, body)
-            used = venue.weights.charge(venue.now_ms(), weight(params) if callable(weight) else weight)
+            ip = _metered_ip(request, venue.settings.weight_key)
+            meter = venue.meter(ip)
+            charged = weight(params) if callable(weight) else weight
+            used = meter.charge(venue.now_ms(), charged)
+            if venue.on_charge is not None:
+                venue.on_charge(ip, f"{request.method} {request.path}",
+                                request.headers.get("X-MBX-APIKEY", ""), charged)
             headers["X-MBX-USED-WEIGHT-1M"] = str(used)
             api_key = ""
             if security != NONE:
@@ -75,7 +91,8 @@ def _endpoint(security: str, weight: Weight, fn: Handler, *, counts_order: bool 
             logger.debug("sim rejected {} {} status={} code={}", request.method, request.path,
                          exc.status, exc.code)
             headers.update(exc.headers)
-            headers.setdefault("X-MBX-USED-WEIGHT-1M", str(venue.weights.used))
+            headers.setdefault("X-MBX-USED-WEIGHT-1M",
+                               str(venue.meter(_metered_ip(request, venue.settings.weight_key)).used))
             venue.flush()
             return web.json_response(exc.body(), status=exc.status, headers=headers, dumps=_dumps)
         venue.flush()

@@ -35,6 +35,12 @@ class SimSettings:
     listen_key_ttl_s: float | None = None
     connection_max_age_s: float | None = None
     weight_limit: int = 2400
+    # Whose weight one meter counts: "venue" (one meter for every client, as always), "peer"
+    # (per client IP, Binance's rule), "dialled" (per simulator address the client connected
+    # to: on loopback the kernel gives every client the source 127.0.0.1 whatever 127.x
+    # address it dials, so a bench stands two hosts in by two dialled addresses).
+    weight_key: str = "venue"
+    extra_hosts: tuple[str, ...] = ()  # more addresses to listen on, same port (127.0.0.2)
     require_events_filter: bool = False
     history_ms: int = 600_000
     housekeeping_interval_s: float = 0.05

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -33,8 +34,19 @@ class Venue:
         self.market = MarketHub()
         self.exchange = self._new_exchange()
         self.weights = WeightMeter(limit=settings.weight_limit)
+        self.weights_by_ip: dict[str, WeightMeter] = {}  # settings.weight_key "peer"/"dialled"
+        # Sees every charged request: (ip as metered, method path, API key or "", weight).
+        self.on_charge: Callable[[str, str, str, int], None] | None = None
         self.order_counter = OrderCounter()
         self.started_at = time.monotonic()
+
+    def meter(self, ip: str) -> WeightMeter:
+        """The weight meter of ``ip`` (settings.weight_key); the one ``weights`` for "venue"."""
+        if self.settings.weight_key == "venue":
+            return self.weights
+        if ip not in self.weights_by_ip:
+            self.weights_by_ip[ip] = WeightMeter(limit=self.settings.weight_limit)
+        return self.weights_by_ip[ip]
 
     def _new_exchange(self) -> SimExchange:
         s = self.settings
@@ -117,6 +129,7 @@ class Venue:
         self.hub.dropped.clear()
         self.exchange = self._new_exchange()
         self.weights = WeightMeter(limit=self.settings.weight_limit)
+        self.weights_by_ip.clear()
         self.order_counter = OrderCounter()
 
 

@@ -124,5 +124,9 @@ class Leadership(StoreReads):
         await self._read(self.calls.resign_lead(self._instance))
 
     async def register(self) -> None:
-        """A standby's round: announce itself (instances set) and try to take the lead."""
-        await self.acquire()
+        """A standby's round that does not try to lead (at its fair share, runtime/share.py):
+        registration only, so ``status`` lists it as this account's standby. Without it, an
+        instance at its share dropped out of the instances set of every account it did not
+        lead three TTLs after its last acquire attempt (and at once after a hand-on)."""
+        self.leader = str(await self._read(self.calls.register_instance(self._instance,
+                                                                        self.lead_ttl_ms)))
