@@ -22,7 +22,8 @@ from websockets.exceptions import InvalidHandshake
 
 from watchdog.binance.connection import Connection, describe_error
 from watchdog.binance.protocol.standby import StandbyAction, promotes, standby_action
-from watchdog.binance.snapshots import Emit
+from watchdog.binance.rest import BinanceRest
+from watchdog.binance.snapshots import Emit, read_positions
 from watchdog.core.events import StandbyListening
 from watchdog.errors import ExchangeError
 
@@ -32,9 +33,10 @@ __all__ = ["StandbyKeeper"]
 class StandbyKeeper:
     """At most one standby connection for the current one (protocol/standby.py rules)."""
 
-    def __init__(self, open_connection: Callable[[], Awaitable[Connection]], *,
-                 hold_s: float) -> None:
+    def __init__(self, open_connection: Callable[[], Awaitable[Connection]], rest: BinanceRest,
+                 *, hold_s: float) -> None:
         self._open = open_connection
+        self._rest = rest
         self.hold_s = hold_s
         self._for: int | None = None  # the connection the standby stands by (None: no standby)
         self._conn: Connection | None = None  # open (listening once ``_listening``)
@@ -96,6 +98,10 @@ class StandbyKeeper:
         logger.info("user stream standby connection_id={} listening for connection_id={} "
                     "(buffering its events; promoted if that one is found blind)", conn.id,
                     for_id)
+        # Rule 3: a positions read requested after the mark, at once (a flat run the promotion
+        # keeps starts at the first such read): one read per standby, a priority call.
+        await read_positions(self._rest, self._emit,
+                             reason=f"standby connection {conn.id} listening")
 
     def take(self, ended_id: int, *, blind_ending: bool) -> Connection | None:
         """The connection ``ended_id`` ended: the standby that replaces it (rule 4), else None

@@ -190,7 +190,7 @@ class UserDataStream:
         self._current: Connection | None = None
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
-        self.standby = StandbyKeeper(self._open, hold_s=standby_hold_s)  # rule 6
+        self.standby = StandbyKeeper(self._open, rest, hold_s=standby_hold_s)  # rule 6
 
     @property
     def connected(self) -> bool:

@@ -85,17 +85,18 @@ Rules of this module:
    (How a run starts, grows and breaks: core/flat_run.py; the book says when it breaks.)
    Make-before-break at suspicion: when REST first shows a change the live stream has not
    reported (rule 7's held-back change), the book asks for a standby connection
-   (``PrepareStandby``). ``StandbyListening(id)`` marks the book's event count S (and asks a
-   positions snapshot, requested after S). A gap whose ``StreamConnected(id, standby=True)``
-   promotes that standby breaks every run *as of S*: it continues from the first trusted flat
-   read requested after S, unbroken by anything since (else it waits for one); everything else
-   a gap does (rule 3) stays. Why this is safe: a fill after S reaches the standby, which
-   delivers it right after the gap, before any later read (an open fact: it breaks the run);
-   a fill before S that the blind stream missed is before the run's start, so lag-honest REST
-   shows it to the read that proves the grace (requested ``grace_ms`` + ``max_rest_lag_ms``
-   after the start), as it does after today's post-connect read. A mute standby is today's
-   blind reconnect onto a still-mute stream. Any other gap (a fresh connection,
-   ListenKeyExpired, a newer standby's mark) forgets the mark.
+   (``PrepareStandby``). ``StandbyListening(id)`` marks the book's event count S (the shell
+   reads positions right after it: a read requested after S). A gap whose
+   ``StreamConnected(id, standby=True)`` promotes that standby breaks every run *as of S*: it
+   continues from the first trusted flat read requested after S, unbroken by anything since
+   (else it waits for one); everything else a gap does (rule 3) stays. Why this is safe: a
+   fill after S reaches the standby, which delivers it right after the gap, before any later
+   read (an open fact breaks the run; a fill restarts the reaper's grace); a fill before S
+   that the blind stream missed is before the run's start, so lag-honest REST shows it to the
+   read that proves the grace (requested ``grace_ms`` + ``max_rest_lag_ms`` after the start),
+   as it does after today's post-connect read. A mute standby is today's blind reconnect onto
+   a still-mute stream. Any other gap (a fresh connection, ListenKeyExpired, a newer
+   standby's mark) forgets the mark.
 10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
    earlier run last published per key; the first confirmed view of that key that differs from
    it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
@@ -326,7 +327,7 @@ class PositionBook:
                 extra.extend(self._on_gap(connected=True, reason="stream (re)connected",
                                           keep_standby=promoted))
             case StandbyListening():
-                extra.extend(self._on_standby(event.connection_id))
+                self._on_standby(event.connection_id)
             case SnapshotRequested():
                 if self._requests.requested(event, now_ms, epoch=self._stream.epoch,
                                             seq=self.events_applied):
@@ -374,16 +375,15 @@ class PositionBook:
             self._move(entry, Evidence.TRIGGER_CROSSED, now_ms, crossing_doubt(event))
         return crossing_read(event)
 
-    def _on_standby(self, connection_id: int) -> list[Effect]:
+    def _on_standby(self, connection_id: int) -> None:
         """Rule 9: a standby listens from this event on; a read requested after it may start
         the run a promotion of that standby keeps."""
         if not self._stream.connected:
-            return []  # nothing to replace: the next connection comes with its own snapshot
+            return  # nothing to replace: the next connection comes with its own snapshot
         self._standby = connection_id
         self._all_flat.mark(self.events_applied)
         for entry in self._entries.values():
             entry.flat.mark(self.events_applied)
-        return [RequestSnapshot(reason=f"standby connection {connection_id} listening")]
 
     def _on_gap(self, *, connected: bool, reason: str, keep_standby: bool) -> list[Effect]:
         # Rule 9: the shadow runs since the standby's mark are not broken by this gap.

@@ -18,7 +18,10 @@ Rules of this module (times are the caller's monotonic seconds):
    the first read ``blind_after_ms`` after the change: a poll and a budget wait fit), then
    dropped: closed, with the frames it buffered.
 3. Listening: once its handshake is done (the point from which today's reconnect is trusted
-   too) the shell tells the core ``StandbyListening``; only then may it be promoted.
+   too) the shell tells the core ``StandbyListening`` and reads positions right after it (a
+   priority read, requested after the mark: the first flat read a promotion's run may start
+   at; the poller's spacing of requested reads would add up to ``fast_poll_interval_s``).
+   Only then may it be promoted.
 4. Promote: only a listening standby of the connection that just ended, and only when that
    connection ended because REST found it blind (a ``BLIND`` ending: reconnect at once). Any
    other ending drops it (a new connection is fresh anyway).
