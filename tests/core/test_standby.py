@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.core.facts import amount, requested, snapshot, stream, trade_lite
+from tests.core.facts import amount, key, requested, snapshot, stream, trade_lite
 from tests.core.reaper_support import KEY, algo_update
 from tests.core.test_reaper_rules import World
 from watchdog.core.effects import PrepareStandby, Reconnect
@@ -18,6 +18,8 @@ from watchdog.core.events import StandbyListening, StreamConnected, StreamLost
 from watchdog.core.flat_run import FlatRun
 from watchdog.core.model import AlgoStatus
 from watchdog.core.reaper import Why
+
+NEVER_HELD = key("ETHUSDT")
 
 
 def suspected() -> World:
@@ -64,8 +66,13 @@ def test_a_promoted_standby_keeps_the_run_from_the_first_read_after_its_mark() -
     w.h.poll(5_160)
     assert [e for e in w.h.poll(6_100) if isinstance(e, Reconnect)]
     promote(w, 6_110)
+    # Rule 3 as ever: nothing is flat-proven between the gap and the post-gap read, not even a
+    # key the book never held (the all-symbols run), not even with the run kept.
+    assert w.h.book.flat_since(KEY) is None
+    assert w.h.book.flat_since(NEVER_HELD) is None
     w.h.poll(6_120)  # the post-connect read
     assert w.h.book.flat_since(KEY) == 5_160
+    assert w.h.book.flat_since(NEVER_HELD) == 5_160
     w.h.poll(7_660)
     assert w.why(7_660) is Why.ORPHAN  # 7_660 - 500 >= 5_160 + 2_000
     # Without the standby the same reads prove nothing until 6_120 + 2_500.
@@ -216,6 +223,7 @@ def test_a_resumed_run_starts_only_at_a_read_requested_after_the_mark_and_every_
     run = FlatRun()
     mark_seq: int | None = None
     last_break = 0
+    resumed_after: tuple[int, int] | None = None  # (mark, last break before the promotion)
     reads: dict[int, int] = {}  # requested_ms -> seq
     in_flight: list[tuple[int, int]] = []
     for seq, step in enumerate(steps, start=1):
@@ -235,22 +243,20 @@ def test_a_resumed_run_starts_only_at_a_read_requested_after_the_mark_and_every_
             run.take_standby()
             run.broken(seq)
             last_break, mark_seq = seq, None
-        else:  # promote
+        else:  # promote: the run breaks; the first read after it resumes the shadow
             shadow = run.take_standby()
             run.broken(seq)
-            if shadow is not None:
-                assert mark_seq is not None
-                run.resume(shadow)
-                if run.since_ms is not None:
-                    start_seq = reads[run.since_ms]
-                    assert start_seq > mark_seq
-                    assert start_seq > last_break
-            else:
-                last_break = seq
-            mark_seq = None
+            if mark_seq is not None:  # else an ordinary gap (the book forgot the mark)
+                run.promoted(shadow, resume=True)
+                resumed_after = (mark_seq, last_break)
+            last_break, mark_seq = seq, None
         if in_flight and step != "late":
             requested_ms, request_seq = in_flight.pop(0)
             run.shown_flat(requested_ms, request_seq)
             reads[requested_ms] = request_seq
         if run.since_ms is not None:
             assert run.proof_ms >= run.since_ms
+            start_seq = reads[run.since_ms]
+            if resumed_after is not None and start_seq <= last_break:  # kept across a promotion
+                assert start_seq > resumed_after[0]
+                assert start_seq > resumed_after[1]

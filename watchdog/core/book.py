@@ -87,16 +87,18 @@ Rules of this module:
    reported (rule 7's held-back change), the book asks for a standby connection
    (``PrepareStandby``). ``StandbyListening(id)`` marks the book's event count S (the shell
    reads positions right after it: a read requested after S). A gap whose
-   ``StreamConnected(id, standby=True)`` promotes that standby breaks every run *as of S*: it
-   continues from the first trusted flat read requested after S, unbroken by anything since
-   (else it waits for one); everything else a gap does (rule 3) stays. Why this is safe: a
-   fill after S reaches the standby, which delivers it right after the gap, before any later
-   read (an open fact breaks the run; a fill restarts the reaper's grace); a fill before S
-   that the blind stream missed is before the run's start, so lag-honest REST shows it to the
-   read that proves the grace (requested ``grace_ms`` + ``max_rest_lag_ms`` after the start),
-   as it does after today's post-connect read. A mute standby is today's blind reconnect onto
-   a still-mute stream. Any other gap (a fresh connection, ListenKeyExpired, a newer
-   standby's mark) forgets the mark.
+   ``StreamConnected(id, standby=True)`` promotes that standby breaks every run *as of S*: the
+   first trusted flat read requested after the gap (the post-gap read that rule 3 waits for,
+   as ever) continues the run from the first trusted flat read requested after S, unbroken by
+   anything since, instead of starting a new one; everything else a gap does (rule 3) stays.
+   Why this is safe: a fill after S reaches the standby, which delivers it right after the
+   gap, before the post-gap read (an open fact breaks the run; a fill restarts the reaper's
+   grace); a fill before S that the blind stream missed is before the run's start, so
+   lag-honest REST shows it to the read that proves the grace (requested ``grace_ms`` +
+   ``max_rest_lag_ms`` after the start), as it does after today's post-connect read. A mute
+   standby misses fills after S as the mute stream did: REST alone shows them, as between
+   two blind reconnects (which keep the run). Any other gap (a fresh connection,
+   ListenKeyExpired, a newer standby's mark) forgets the mark.
 10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
    earlier run last published per key; the first confirmed view of that key that differs from
    it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
@@ -402,17 +404,14 @@ class PositionBook:
                        f"{reason}: awaiting a snapshot requested after it")
         if not keep_standby or self._standby is None:
             self._standby = None  # forgotten: a later promotion of it is an ordinary gap
-        elif connected:  # the standby was promoted: every run broke as of its mark
-            self._standby = None
+        else:
+            # Promoted (connected): every run broke as of the mark, and the post-gap read
+            # resumes it from there. Lost: the standby may replace this connection next.
+            if connected:
+                self._standby = None
             for key, shadow in shadows.items():
-                if shadow is not None:
-                    self._entries[key].flat.resume(shadow)
-            if all_shadow is not None:
-                self._all_flat.resume(all_shadow)
-        else:  # lost: the standby may replace this connection next, its shadows go on
-            for key, shadow in shadows.items():
-                self._entries[key].flat.standby = shadow
-            self._all_flat.standby = all_shadow
+                self._entries[key].flat.promoted(shadow, resume=connected)
+            self._all_flat.promoted(all_shadow, resume=connected)
         effects: list[Effect] = []
         if was_connected:
             effects.append(Notify("stream_lost", detail=(("reason", reason),)))

@@ -20,8 +20,11 @@ Rules of this module:
    connection was listening). The shadow follows every read and every break of the run (rules
    1-3), so it is the run "broken at the mark, continued from the first trusted flat read
    requested after it, unbroken since". A gap that promotes that standby does not break the
-   shadow: the book takes it out before the gap (``take_standby``) and, on the promotion,
-   makes it the run (``resume``); a gap without the promotion drops it.
+   shadow: the book takes it out before the gap (``take_standby``) and puts it back after it
+   (``promoted``); the run itself broke at the gap as ever, and the first trusted flat read
+   requested after that gap (the post-gap read rule 3 waits for) makes the shadow the run
+   (it continues from its start) instead of starting a new one. A gap without the promotion
+   drops the shadow.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class FlatRun:
     proof_ms: int = 0  # requested_time_ms of the run's newest flat read
     break_seq: int = 0  # the book's event count when the run last broke
     standby: FlatRun | None = None  # the shadow run since a standby's mark (rule 5)
+    resuming: bool = False  # the standby was promoted: the next read resumes the shadow
 
     @property
     def proven_ms(self) -> int | None:
@@ -48,13 +52,18 @@ class FlatRun:
     def shown_flat(self, requested_ms: int, request_seq: int) -> None:
         """A trusted read requested at ``requested_ms`` (event count ``request_seq``) showed
         the key flat (rules 1 and 2; the shadow too, rule 5)."""
+        shadow = self.standby
+        if shadow is not None:
+            shadow.shown_flat(requested_ms, request_seq)
+            if self.resuming and request_seq > self.break_seq:  # the first read after the gap
+                self.since_ms, self.proof_ms = shadow.since_ms, shadow.proof_ms
+                self.break_seq, self.standby, self.resuming = shadow.break_seq, None, False
+                return
         if self.since_ms is None:
             if request_seq > self.break_seq:
                 self.since_ms = self.proof_ms = requested_ms
         else:
             self.proof_ms = max(self.proof_ms, requested_ms)
-        if self.standby is not None:
-            self.standby.shown_flat(requested_ms, request_seq)
 
     def broken(self, seq: int) -> None:
         """The run breaks at the book's event count ``seq`` (rule 3; the shadow too)."""
@@ -75,11 +84,10 @@ class FlatRun:
 
     def take_standby(self) -> FlatRun | None:
         """Detach the shadow before a gap breaks the run (rule 5)."""
-        shadow, self.standby = self.standby, None
+        shadow, self.standby, self.resuming = self.standby, None, False
         return shadow
 
-    def resume(self, shadow: FlatRun) -> None:
-        """The standby was promoted: the run is its shadow, broken at the mark (rule 5)."""
-        self.since_ms, self.proof_ms, self.break_seq = (shadow.since_ms, shadow.proof_ms,
-                                                        shadow.break_seq)
-        self.standby = None
+    def promoted(self, shadow: FlatRun | None, *, resume: bool) -> None:
+        """After the gap: keep following ``shadow``; ``resume``: the standby was promoted, so
+        the first read requested after the gap makes it the run (rule 5)."""
+        self.standby, self.resuming = shadow, resume and shadow is not None
