@@ -41,6 +41,7 @@ class StandbyKeeper:
         self._for: int | None = None  # the connection the standby stands by (None: no standby)
         self._conn: Connection | None = None  # open (listening once ``_listening``)
         self._listening = False
+        self._attempt = 0  # which open is the wanted one (a dropped one may still be opening)
         self._timer: asyncio.TimerHandle | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._emit: Emit | None = None
@@ -70,22 +71,27 @@ class StandbyKeeper:
             logger.debug("user stream standby not opened ({}) reason={}", action, reason)
             return
         self._for = current.id
+        self._attempt += 1
         self._arm()
         logger.info("user stream opening a standby for connection_id={} (make-before-break at "
                     "suspicion) reason={}", current.id, reason)
-        self._tg.create_task(self._make(current.id), name=f"user-stream-standby-{current.id}")
+        self._tg.create_task(self._make(current.id, self._attempt),
+                             name=f"user-stream-standby-{current.id}")
 
-    async def _make(self, for_id: int) -> None:
+    def _wanted(self, for_id: int, attempt: int) -> bool:
+        return self._for == for_id and self._attempt == attempt
+
+    async def _make(self, for_id: int, attempt: int) -> None:
         try:
             conn = await self._open()
         except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
             self.failed += 1
             logger.warning("user stream standby failed to open (nothing changes: a blind "
                            "verdict reconnects as before) error={}", describe_error(exc))
-            if self._for == for_id:
+            if self._wanted(for_id, attempt):
                 self.drop("it failed to open", quiet=True)
             return
-        if self._for != for_id:  # dropped or taken meanwhile (rule 5)
+        if not self._wanted(for_id, attempt):  # dropped or taken meanwhile (rule 5)
             _abort(conn)
             return
         self._conn = conn
