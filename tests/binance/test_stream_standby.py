@@ -92,3 +92,21 @@ async def test_no_standby_while_a_blind_reconnect_would_be_deferred() -> None:
         assert h.stream.standby.listening_id is None
         assert len(fake.sockets) == 2
         assert fake.posts == posts
+
+
+async def test_a_standby_that_closed_before_the_verdict_is_not_promoted() -> None:
+    """It missed what came after its close: the verdict opens a fresh connection instead."""
+    fake = FakeBinance()
+    async with running(fake) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        h.stream.prepare_standby("REST shows a change the stream has not reported")
+        await until(h, lambda ev: any(isinstance(e, StandbyListening) for e in ev),
+                    "standby listening")
+        await fake.sockets[1].close()  # Binance drops the standby
+        h.stream.request_blind_reconnect("REST shows an unreported change")
+        await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) == 2,
+                    "reconnected")
+        connected = [e for e in h.events if isinstance(e, StreamConnected)][-1]
+        assert not connected.standby
+        assert connected.connection_id == 3
+        assert fake.posts == 3

@@ -275,6 +275,12 @@ class UserDataStream:
         cause, delay_s = "startup", 0.0
         promoted: Connection | None = None  # rule 6: a standby replacing a blind connection
         while True:
+            if promoted is not None and promoted.ws.close_code is not None:
+                logger.warning("user stream standby connection_id={} closed before its "
+                               "promotion: connecting afresh", promoted.id)
+                promoted.room.set()
+                promoted.ws.transport.abort()
+                promoted = None
             if promoted is not None:
                 conn, promoted, standby = promoted, None, True
             else:
@@ -308,9 +314,10 @@ class UserDataStream:
             logger.info("user stream connected connection_id={} cause={}{}", conn.id, cause,
                         " (the promoted standby)" if standby else "")
             await emit(StreamConnected(conn.id, standby=standby))
-            if standby:
-                await self._deliver_buffered(conn, emit)
-            await self._resync(conn, emit)
+            # Rule 6: a standby that ended while its frames were delivered missed what came
+            # after; no post-connect read then, so the core keeps no run across this gap.
+            if not standby or await self._deliver_buffered(conn, emit):
+                await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             self._current = None
             self._discard_successors(conn)
@@ -372,18 +379,20 @@ class UserDataStream:
         except ConnectionClosed as exc:
             logger.debug("user stream close connection_id={}: {}", conn.id, close_text(exc))
 
-    async def _deliver_buffered(self, conn: Connection, emit: Emit) -> None:
+    async def _deliver_buffered(self, conn: Connection, emit: Emit) -> bool:
         """Rule 6: the frames a promoted standby buffered before its ``StreamConnected``, in
         order and before the post-connect read (the core's run resumes at its mark only if a
-        fill since then is applied before any later read)."""
+        fill since then is applied before any later read). False when the standby turned out
+        to have ended (its end is held for ``_serve``)."""
         for _ in range(conn.queue.qsize()):
             item = conn.take()
             if not isinstance(item, (str, bytes)):
                 conn.held.append(item)  # an end: _serve sees it first
-                return
+                return False
             if await self._deliver(item, emit):
                 conn.held.append(End(EXPIRED))
-                return
+                return False
+        return True
 
     async def _resync(self, conn: Connection, emit: Emit) -> None:
         """Rule 2: a snapshot requested after the connect, then the frames buffered meanwhile.
