@@ -21,7 +21,12 @@ from loguru import logger
 from websockets.exceptions import InvalidHandshake
 
 from watchdog.binance.connection import Connection, describe_error
-from watchdog.binance.protocol.standby import StandbyAction, promotes, standby_action
+from watchdog.binance.protocol.standby import (
+    STANDBY_MAX_AGE_HOLDS,
+    StandbyAction,
+    promotes,
+    standby_action,
+)
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_positions
 from watchdog.core.events import StandbyListening
@@ -42,6 +47,7 @@ class StandbyKeeper:
         self._conn: Connection | None = None  # open (listening once ``_listening``)
         self._listening = False
         self._attempt = 0  # which open is the wanted one (a dropped one may still be opening)
+        self._since = 0.0  # when the standby was asked for (loop time)
         self._timer: asyncio.TimerHandle | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._emit: Emit | None = None
@@ -65,12 +71,14 @@ class StandbyKeeper:
                                 rotating=rotating, blind_now=blind_now,
                                 exists=self._for is not None)
         if action is StandbyAction.EXTEND:
-            self._arm()
+            if asyncio.get_running_loop().time() - self._since < STANDBY_MAX_AGE_HOLDS * self.hold_s:
+                self._arm()  # rule 2; an older one goes at its deadline (its buffer grows)
             return
         if action is not StandbyAction.OPEN or current is None or self._tg is None:
             logger.debug("user stream standby not opened ({}) reason={}", action, reason)
             return
         self._for = current.id
+        self._since = asyncio.get_running_loop().time()
         self._attempt += 1
         self._arm()
         logger.info("user stream opening a standby for connection_id={} (make-before-break at "

@@ -16,7 +16,9 @@ Rules of this module (times are the caller's monotonic seconds):
    is reused: its hold is extended.
 2. Hold: a standby is kept ``hold_s`` after the last ``PrepareStandby`` (the verdict comes with
    the first read ``blind_after_ms`` after the change: a poll and a budget wait fit), then
-   dropped: closed, with the frames it buffered.
+   dropped: closed, with the frames it buffered. A suspicion extends it only while it is
+   younger than ``STANDBY_MAX_AGE_HOLDS`` holds (a stream late again and again must not keep
+   one buffering for ever); a later suspicion then opens a new one.
 3. Listening: once its handshake is done (the point from which today's reconnect is trusted
    too) the shell tells the core ``StandbyListening`` and reads positions right after it (a
    priority read, requested after the mark: the first flat read a promotion's run may start
@@ -33,9 +35,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["STANDBY_HOLD_S", "StandbyAction", "promotes", "standby_action"]
+__all__ = ["STANDBY_HOLD_S", "STANDBY_MAX_AGE_HOLDS", "StandbyAction", "promotes",
+           "standby_action"]
 
 STANDBY_HOLD_S = 4.0  # rule 2: blind_after_ms (1 s) + a positions poll + a budget wait
+STANDBY_MAX_AGE_HOLDS = 4  # rule 2: extended for at most this many holds
 
 
 class StandbyAction(StrEnum):
