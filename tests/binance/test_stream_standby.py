@@ -89,7 +89,7 @@ async def test_no_standby_while_a_blind_reconnect_would_be_deferred() -> None:
                     "resynced again")
         h.stream.prepare_standby("suspected again within the blind-reconnect interval")
         posts = fake.posts
-        assert h.stream.standby.listening_id is None
+        assert not h.stream.standby.active
         assert len(fake.sockets) == 2
         assert fake.posts == posts
 
@@ -110,3 +110,18 @@ async def test_a_standby_that_closed_before_the_verdict_is_not_promoted() -> Non
         assert not connected.standby
         assert connected.connection_id == 3
         assert fake.posts == 3
+
+
+async def test_no_standby_when_the_budget_has_no_room_for_it() -> None:
+    """A read the budget refuses is a failed read (the keys it covers go unknown): without room
+    for its listen key and read, no standby, no read (the bot-exhausts-the-IP chaos scenario)."""
+    fake = FakeBinance()
+    async with running(fake) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        rest = h.stream.standby._rest  # the stream's REST client (its budget)
+        rest.budget.block(30.0, rest._clock.monotonic())  # a 429's Retry-After
+        posts, n = fake.posts, len(h.events)
+        h.stream.prepare_standby("REST shows a change the stream has not reported")
+        assert not h.stream.standby.active
+        assert fake.posts == posts
+        assert h.events[n:] == []

@@ -21,12 +21,14 @@ from loguru import logger
 from websockets.exceptions import InvalidHandshake
 
 from watchdog.binance.connection import Connection, describe_error
+from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.protocol.standby import (
     STANDBY_MAX_AGE_HOLDS,
     StandbyAction,
     promotes,
     standby_action,
 )
+from watchdog.binance.protocol.weights import CONNECT_WEIGHT, POSITIONS_WEIGHT
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_positions
 from watchdog.core.events import StandbyListening
@@ -61,15 +63,21 @@ class StandbyKeeper:
         """The id of the listening standby, if any."""
         return self._conn.id if self._conn is not None and self._listening else None
 
+    @property
+    def active(self) -> bool:
+        """A standby is opening or listening."""
+        return self._for is not None
+
     def start(self, tg: asyncio.TaskGroup, emit: Emit) -> None:
         self._tg, self._emit = tg, emit
 
     def request(self, reason: str, *, current: Connection | None, rotating: bool,
                 blind_now: bool) -> None:
         """A ``PrepareStandby`` of the core (rule 1)."""
+        room = self._rest.budget_wait_s(CONNECT_WEIGHT, priority=Priority.REQUESTED) <= 0
         action = standby_action(hold_s=self.hold_s, serving=current is not None,
                                 rotating=rotating, blind_now=blind_now,
-                                exists=self._for is not None)
+                                exists=self._for is not None, room=room)
         if action is StandbyAction.EXTEND:
             if asyncio.get_running_loop().time() - self._since < STANDBY_MAX_AGE_HOLDS * self.hold_s:
                 self._arm()  # rule 2; an older one goes at its deadline (its buffer grows)
@@ -113,7 +121,12 @@ class StandbyKeeper:
                     "(buffering its events; promoted if that one is found blind)", conn.id,
                     for_id)
         # Rule 3: a positions read requested after the mark, at once (a flat run the promotion
-        # keeps starts at the first such read): one read per standby, a priority call.
+        # keeps starts at the first such read): one read per standby, a priority call; not
+        # when the budget would refuse it (a refused read is a failed one: keys go unknown).
+        if self._rest.budget_wait_s(POSITIONS_WEIGHT, priority=Priority.REQUESTED) > 0:
+            logger.info("user stream standby connection_id={}: no weight for its positions "
+                        "read now (the next read after its mark serves)", conn.id)
+            return
         await read_positions(self._rest, self._emit,
                              reason=f"standby connection {conn.id} listening")
 

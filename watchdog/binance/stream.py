@@ -275,37 +275,30 @@ class UserDataStream:
         cause, delay_s = "startup", 0.0
         promoted: Connection | None = None  # rule 6: a standby replacing a blind connection
         while True:
-            if promoted is not None and promoted.ws.close_code is not None:
-                logger.warning("user stream standby connection_id={} closed before its "
-                               "promotion: connecting afresh", promoted.id)
-                promoted.room.set()
-                promoted.ws.transport.abort()
-                promoted = None
-            if promoted is not None:
-                conn, promoted, standby = promoted, None, True
-            else:
-                standby = False
-                if delay_s > 0:
-                    logger.info("user stream reconnecting cause={} delay_s={:.2f}", cause,
-                                delay_s)
-                    await asyncio.sleep(delay_s)
-                room_s = self._rest.budget_wait_s(CONNECT_WEIGHT, priority=Priority.REQUESTED)
-                if room_s > 0:  # rule 7: a connect is paid from the one budget, never beside it
-                    logger.warning("user stream reconnect waits {:.1f}s for REST weight (listen "
-                                   "key and post-connect snapshot) cause={}", room_s, cause)
-                    await asyncio.sleep(room_s)
-                try:
-                    conn = await self._open()
-                except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
-                    if classify_stream_error(exc) is StreamFailure.FATAL:
-                        raise
-                    delay_s = self._backoff.next_delay_s()
-                    if isinstance(exc, ExchangeUnavailable) and exc.retry_after_s is not None:
-                        delay_s = max(delay_s, exc.retry_after_s)  # 429/418 or our own budget
-                    cause = f"connect failed: {describe_error(exc)}"
-                    logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
-                                   describe_error(exc), delay_s)
-                    continue
+            promoted = self._still_open(promoted)
+            standby = promoted is not None
+            if delay_s > 0 and not standby:
+                logger.info("user stream reconnecting cause={} delay_s={:.2f}", cause, delay_s)
+                await asyncio.sleep(delay_s)
+            room_s = 0.0 if standby else self._rest.budget_wait_s(CONNECT_WEIGHT,
+                                                                  priority=Priority.REQUESTED)
+            if room_s > 0:  # rule 7: a connect is paid from the one budget, never beside it
+                logger.warning("user stream reconnect waits {:.1f}s for REST weight (listen key "
+                               "and post-connect snapshot) cause={}", room_s, cause)
+                await asyncio.sleep(room_s)
+            try:
+                conn = promoted if promoted is not None else await self._open()
+            except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
+                if classify_stream_error(exc) is StreamFailure.FATAL:
+                    raise
+                delay_s = self._backoff.next_delay_s()
+                if isinstance(exc, ExchangeUnavailable) and exc.retry_after_s is not None:
+                    delay_s = max(delay_s, exc.retry_after_s)  # 429/418 or our own budget
+                cause = f"connect failed: {describe_error(exc)}"
+                logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
+                               describe_error(exc), delay_s)
+                continue
+            promoted = None
             self._current = conn
             self._cancel_blind_timer()  # rule 6: that verdict was about an older connection
             self.stats.connects += 1
@@ -339,6 +332,17 @@ class UserDataStream:
             # the post-connect snapshot then also serves the core's request after the loss.
             cause, delay_s = reason, (0.0 if ending.at_once else self._backoff.next_delay_s())
             promoted = self.standby.take(conn.id, blind_ending=ending.at_once)
+
+    def _still_open(self, promoted: Connection | None) -> Connection | None:
+        """Rule 6: a standby Binance closed before its promotion missed what came after: it is
+        dropped and the connection made afresh."""
+        if promoted is not None and promoted.ws.close_code is not None:
+            logger.warning("user stream standby connection_id={} closed before its promotion: "
+                           "connecting afresh", promoted.id)
+            promoted.room.set()
+            promoted.ws.transport.abort()
+            return None
+        return promoted
 
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""

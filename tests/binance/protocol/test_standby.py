@@ -9,6 +9,7 @@ from watchdog.binance.protocol.standby import StandbyAction, promotes, standby_a
 
 @pytest.mark.parametrize(("hold_s", "serving", "rotating", "blind_now", "exists", "action"), [
     (4.0, True, False, True, False, StandbyAction.OPEN),
+    (4.0, True, False, True, None, StandbyAction.NO_ROOM),     # no weight for key and read now
     (4.0, True, False, True, True, StandbyAction.EXTEND),      # rule 1: reused
     (4.0, True, True, True, True, StandbyAction.EXTEND),
     (4.0, True, True, True, False, StandbyAction.ROTATING),    # one extra connection at a time
@@ -17,9 +18,11 @@ from watchdog.binance.protocol.standby import StandbyAction, promotes, standby_a
     (0.0, True, False, True, False, StandbyAction.OFF),
 ])
 def test_when_a_standby_is_opened(hold_s: float, serving: bool, rotating: bool, blind_now: bool,
-                                  exists: bool, action: StandbyAction) -> None:
+                                  exists: bool | None, action: StandbyAction) -> None:
+    """``exists`` None: no standby, and no room in the weight budget."""
+    room = exists is not None
     assert standby_action(hold_s=hold_s, serving=serving, rotating=rotating,
-                          blind_now=blind_now, exists=exists) is action
+                          blind_now=blind_now, exists=bool(exists), room=room) is action
 
 
 @pytest.mark.parametrize(("listening", "for_ended", "blind_ending", "promoted"), [

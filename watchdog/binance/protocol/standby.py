@@ -10,10 +10,12 @@ listen instead (docs/RELIABILITY.md, "The first blind incident").
 Rules of this module (times are the caller's monotonic seconds):
 1. Open: on the core's ``PrepareStandby`` while a connection serves, no rotation successor is
    being made (one extra connection at a time: the 24 h rotation's successor and the standby
-   never coexist; a rotation that becomes due drops the standby), and a blind verdict would
+   never coexist; a rotation that becomes due drops the standby), a blind verdict would
    replace the connection at once (stream rule 6: a replacement deferred by the blind-reconnect
-   interval could not promote it before it is dropped). A standby already opening or listening
-   is reused: its hold is extended.
+   interval could not promote it before it is dropped), and the weight budget has room now for
+   its listen key and its positions read (a read refused for weight is a failed read, which
+   makes the keys it covers unknown: worse than no standby). A standby already opening or
+   listening is reused: its hold is extended.
 2. Hold: a standby is kept ``hold_s`` after the last ``PrepareStandby`` (the verdict comes with
    the first read ``blind_after_ms`` after the change: a poll and a budget wait fit), then
    dropped: closed, with the frames it buffered. A suspicion extends it only while it is
@@ -22,7 +24,8 @@ Rules of this module (times are the caller's monotonic seconds):
 3. Listening: once its handshake is done (the point from which today's reconnect is trusted
    too) the shell tells the core ``StandbyListening`` and reads positions right after it (a
    priority read, requested after the mark: the first flat read a promotion's run may start
-   at; the poller's spacing of requested reads would add up to ``fast_poll_interval_s``).
+   at; the poller's spacing of requested reads would add up to ``fast_poll_interval_s``),
+   unless the budget has no room for it any more (then the next read after the mark serves).
    Only then may it be promoted.
 4. Promote: only a listening standby of the connection that just ended, and only when that
    connection ended because REST found it blind (a ``BLIND`` ending: reconnect at once). Any
@@ -48,11 +51,12 @@ class StandbyAction(StrEnum):
     NO_STREAM = "no_stream"  # no connection serves: the next one is fresh anyway
     ROTATING = "rotating"    # a rotation's successor is being made: one at a time
     DEFERRED = "deferred"    # a blind verdict would not replace the connection now
+    NO_ROOM = "no_room"      # the weight budget has no room for its listen key and read now
     OFF = "off"              # standbys are off (hold 0)
 
 
 def standby_action(*, hold_s: float, serving: bool, rotating: bool, blind_now: bool,
-                   exists: bool) -> StandbyAction:
+                   exists: bool, room: bool = True) -> StandbyAction:
     """Rule 1 for one ``PrepareStandby``."""
     if hold_s <= 0:
         return StandbyAction.OFF
@@ -62,7 +66,9 @@ def standby_action(*, hold_s: float, serving: bool, rotating: bool, blind_now: b
         return StandbyAction.EXTEND
     if rotating:
         return StandbyAction.ROTATING
-    return StandbyAction.OPEN if blind_now else StandbyAction.DEFERRED
+    if not blind_now:
+        return StandbyAction.DEFERRED
+    return StandbyAction.OPEN if room else StandbyAction.NO_ROOM
 
 
 def promotes(*, listening: bool, for_ended: bool, blind_ending: bool) -> bool:
