@@ -26,6 +26,7 @@ from watchdog.core.events import (
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
+    StandbyListening,
     StreamConnected,
     StreamLost,
     StreamPositions,
@@ -93,6 +94,8 @@ class World:
     # keys the book held no fact about when that flat answer came: an absent or flat row creates
     # nothing, so a late stream fact for such a key has nothing to be older than (rule 1)
     rest_flat_unheld: set[PositionKey] = field(default_factory=set)
+    # a standby listening since (now_ms, gap_count) of its mark (book rule 9)
+    standby_mark: tuple[int, int] | None = None
 
     # ------------------------------------------------------------ the model
 
@@ -225,8 +228,38 @@ class World:
         self.missed.clear()  # the post-gap snapshot reconciles; the new connection starts clean
         for k in KEYS:
             self.last_break_ms[k] = self.now_ms
+        self.standby_mark = None
         gaps: list[Event] = [StreamLost(1, "1006"), StreamConnected(2), ListenKeyExpired(self.now_ms)]
         self.apply(gaps[kind])
+
+    def standby(self) -> None:
+        """A standby connection listens from now on (it misses what a mute stream misses)."""
+        if self.connected:
+            self.standby_mark = (self.now_ms, self.gap_count)
+        self.apply(StandbyListening(9))
+
+    def promote(self) -> None:
+        """A blind verdict promotes the standby: the old connection's held-back events are lost
+        except those after the mark, which the standby buffered and delivers right after the
+        connect. The model's runs break as of the mark (and at every break since)."""
+        mark, self.standby_mark = self.standby_mark, None
+        if mark is None or mark[1] != self.gap_count or not self.connected:
+            return
+        mark_ms = mark[0]
+        breaks = {k: max(self.last_break_ms.get(k, -1), mark_ms) for k in KEYS}
+        buffered = [q for q in self.queued if q[0] > mark_ms]
+        self.queued.clear()
+        self.missed.clear()
+        self.gap_count += 1
+        self.connected = False
+        self.apply(StreamLost(1, "blind"))
+        self.gap_count += 1
+        self.carried[self.gap_count] = self.gap_count - 1
+        self.connected = True
+        self.last_break_ms.update(breaks)
+        self.apply(StreamConnected(9, standby=True))
+        self.queued = buffered
+        self.deliver()
 
     def request(self, scope_index: int, lag_ms: int, flat_style: int) -> None:
         self.now_ms += 1
@@ -329,6 +362,24 @@ _reconnect_scripts = st.lists(_reconnect_operations, min_size=5, max_size=60).ma
     lambda ops: _startup + ops)
 
 
+# A standby marked while the stream is muted or behind, reads around the mark, and promotions:
+# where make-before-break at suspicion may keep a run across a gap (book rule 9).
+_standby_operations = st.one_of(
+    _advance, _change, _change, _request, _request, _answer, _answer, _answer,
+    st.just(("standby",)), st.just(("promote",)), st.just(("deliver",)),
+    st.tuples(st.sampled_from(["mute", "late"]), st.booleans()),
+    st.tuples(st.just("gap"), st.integers(0, 2)),
+)
+_standby_part = st.lists(_standby_operations, max_size=20)
+# Mostly: suspicion, a standby, a read right after its mark, more of anything, the promotion.
+_standby_scripts = st.one_of(
+    st.lists(_standby_operations, min_size=5, max_size=60).map(lambda ops: _startup + ops),
+    st.tuples(_standby_part, _request, _standby_part, _standby_part).map(
+        lambda t: [*_startup, *t[0], ("standby",), t[1], ("answer", 0, False), *t[2],
+                   ("promote",), ("request", len(SYMBOLS), 0, 0), ("answer", 0, False), *t[3]]),
+)
+
+
 def run(ops: list[tuple[object, ...]], *, replay: bool = False) -> World:
     world = World(replay=replay)
     for op in ops:
@@ -405,6 +456,16 @@ def test_a_connect_keeps_only_what_a_read_after_the_loss_proved(
     """The same invariants, with disconnections, reads answered during them and reconnects most
     of the time: a key confirmed across a connect was read after the loss, a flat run never
     spans a connect, and the state equals the latest fact."""
+    run(ops)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_standby_scripts)
+def test_a_promoted_standby_keeps_a_run_only_from_a_read_after_its_mark(
+        ops: list[tuple[object, ...]]) -> None:
+    """The same invariants, with standbys marked and promoted: a run kept across a promotion
+    starts at a read requested after the mark and after every break since, and never before
+    an open fact the standby delivered."""
     run(ops)
 
 

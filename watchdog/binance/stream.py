@@ -36,6 +36,12 @@ Rules of this module:
    while one is held back schedules it, later reports only log. Each replacement logs one
    WARNING with the next earliest time; it neither waits for nor grows the backoff (the link
    did not fail), so its post-connect snapshot also serves the core's request after the loss.
+   When the core suspected the connection first (``PrepareStandby``: REST showed a change the
+   stream had not reported), a standby connection on the same key may be listening
+   (``standby.py``, ``protocol/standby.py``): a blind ending then promotes it instead of
+   opening a fresh one. The core gets ``StreamLost``, ``StreamConnected(standby=True)``, the
+   frames the standby buffered (in order, duplicates of the old one's dropped), then the resync
+   of rule 2 as after any connect.
    One a minute costs about 8 weight (listen key, one positions read, that snapshot's order
    reads). A new connection for any other reason cancels a scheduled one (the verdict was
    about the old connection).
@@ -102,9 +108,11 @@ from watchdog.binance.protocol.session import (
     successor_fate,
     user_stream_ending,
 )
+from watchdog.binance.protocol.standby import STANDBY_HOLD_S
 from watchdog.binance.protocol.weights import CONNECT_WEIGHT, ORDERS_WEIGHT, SWEEP_WEIGHT
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
+from watchdog.binance.standby import StandbyKeeper
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.core.events import ListenKeyExpired, MalformedFrame, StreamConnected, StreamLost
@@ -164,6 +172,7 @@ class UserDataStream:
                  reconnect_max_delay_s: float = 30.0, open_timeout_s: float = 10.0,
                  ping_interval_s: float = _PING_INTERVAL_S,
                  blind_reconnect_interval_s: float | None = None,
+                 standby_hold_s: float = STANDBY_HOLD_S,
                  rng: random.Random | None = None) -> None:
         self._rest = rest
         self._ws_url = ws_url
@@ -186,6 +195,7 @@ class UserDataStream:
         self._current: Connection | None = None
         self._tg: asyncio.TaskGroup | None = None
         self.stats = StreamStats()
+        self.standby = StandbyKeeper(self._open, rest, hold_s=standby_hold_s)  # rule 6
 
     @property
     def connected(self) -> bool:
@@ -223,6 +233,15 @@ class UserDataStream:
         self._blind_timer = asyncio.get_running_loop().call_later(
             wait_s, self._blind_reconnect, reason)
 
+    def prepare_standby(self, reason: str) -> None:
+        """The core suspects the connection (``PrepareStandby``): open a standby (rule 6)."""
+        current = self._current
+        self.standby.request(
+            reason, current=current,
+            rotating=current is not None and current.session.phase is Phase.ROTATING,
+            blind_now=(self._blind_timer is None
+                       and self._blind.wait_s(self._clock.monotonic()) <= 0))
+
     def _blind_reconnect(self, reason: str) -> None:
         self._blind_timer = None
         if self._current is None:  # reconnecting anyway: the next connection is fresh
@@ -245,10 +264,12 @@ class UserDataStream:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                self.standby.start(tg, emit)
                 tg.create_task(self._keepalive_loop(), name="listen-key-keepalive")
                 await self._connection_loop(emit)
         finally:
             self._cancel_blind_timer()
+            self.standby.drop("the stream stopped")
             conn, self._current = self._current, None
             if conn is not None:  # cancelled or failed: leave no socket behind
                 conn.ws.transport.abort()
@@ -257,17 +278,21 @@ class UserDataStream:
 
     async def _connection_loop(self, emit: Emit) -> None:
         cause, delay_s = "startup", 0.0
+        promoted: Connection | None = None  # rule 6: a standby replacing a blind connection
         while True:
-            if delay_s > 0:
+            promoted = self._still_open(promoted)
+            standby = promoted is not None
+            if delay_s > 0 and not standby:
                 logger.info("user stream reconnecting cause={} delay_s={:.2f}", cause, delay_s)
                 await asyncio.sleep(delay_s)
-            room_s = self._rest.budget_wait_s(CONNECT_WEIGHT, priority=Priority.REQUESTED)
+            room_s = 0.0 if standby else self._rest.budget_wait_s(CONNECT_WEIGHT,
+                                                                  priority=Priority.REQUESTED)
             if room_s > 0:  # rule 7: a connect is paid from the one budget, never beside it
                 logger.warning("user stream reconnect waits {:.1f}s for REST weight (listen key "
                                "and post-connect snapshot) cause={}", room_s, cause)
                 await asyncio.sleep(room_s)
             try:
-                conn = await self._open()
+                conn = promoted if promoted is not None else await self._open()
             except (ExchangeError, InvalidHandshake, OSError, TimeoutError) as exc:
                 if classify_stream_error(exc) is StreamFailure.FATAL:
                     raise
@@ -278,14 +303,19 @@ class UserDataStream:
                 logger.warning("user stream connect failed error={} next_delay_s={:.2f}",
                                describe_error(exc), delay_s)
                 continue
+            promoted = None
             self._current = conn
             self._cancel_blind_timer()  # rule 6: that verdict was about an older connection
             self.stats.connects += 1
             if cause != "startup":
                 self.stats.reconnects += 1
-            logger.info("user stream connected connection_id={} cause={}", conn.id, cause)
-            await emit(StreamConnected(conn.id))
-            await self._resync(conn, emit)
+            logger.info("user stream connected connection_id={} cause={}{}", conn.id, cause,
+                        " (the promoted standby)" if standby else "")
+            await emit(StreamConnected(conn.id, standby=standby))
+            # Rule 6: a standby that ended while its frames were delivered missed what came
+            # after; no post-connect read then, so the core keeps no run across this gap.
+            if not standby or await self._deliver_buffered(conn, emit):
+                await self._resync(conn, emit)
             conn, reason = await self._serve(conn, emit)
             self._current = None
             self._discard_successors(conn)
@@ -306,6 +336,18 @@ class UserDataStream:
             # Rule 6: a blind connection is replaced at once (its cadence is already bounded);
             # the post-connect snapshot then also serves the core's request after the loss.
             cause, delay_s = reason, (0.0 if ending.at_once else self._backoff.next_delay_s())
+            promoted = self.standby.take(conn.id, blind_ending=ending.at_once)
+
+    def _still_open(self, promoted: Connection | None) -> Connection | None:
+        """Rule 6: a standby Binance closed before its promotion missed what came after: it is
+        dropped and the connection made afresh."""
+        if promoted is not None and promoted.ws.close_code is not None:
+            logger.warning("user stream standby connection_id={} closed before its promotion: "
+                           "connecting afresh", promoted.id)
+            promoted.room.set()
+            promoted.ws.transport.abort()
+            return None
+        return promoted
 
     async def _open(self) -> Connection:
         """POST listenKey, connect, start the reader (which buffers from the first frame)."""
@@ -351,6 +393,21 @@ class UserDataStream:
             await conn.ws.close()
         except ConnectionClosed as exc:
             logger.debug("user stream close connection_id={}: {}", conn.id, close_text(exc))
+
+    async def _deliver_buffered(self, conn: Connection, emit: Emit) -> bool:
+        """Rule 6: the frames a promoted standby buffered before its ``StreamConnected``, in
+        order and before the post-connect read (the core's run resumes at its mark only if a
+        fill since then is applied before any later read). False when the standby turned out
+        to have ended (its end is held for ``_serve``)."""
+        for _ in range(conn.queue.qsize()):
+            item = conn.take()
+            if not isinstance(item, (str, bytes)):
+                conn.held.append(item)  # an end: _serve sees it first
+                return False
+            if await self._deliver(item, emit):
+                conn.held.append(End(EXPIRED))
+                return False
+        return True
 
     async def _resync(self, conn: Connection, emit: Emit) -> None:
         """Rule 2: a snapshot requested after the connect, then the frames buffered meanwhile.
@@ -411,6 +468,7 @@ class UserDataStream:
                 if step.do is Do.END:
                     return conn, step.reason
                 if step.do is Do.ROTATE:
+                    self.standby.drop("a rotation is due (one extra connection at a time)")
                     assert self._tg is not None
                     self._tg.create_task(self._make_successor(conn),
                                          name=f"user-stream-successor-{conn.id}")

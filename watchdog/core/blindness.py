@@ -22,6 +22,10 @@ Rules of this module:
    not blind). Fills are remembered per symbol until the next gap: the book does not note a
    change that a fill since the held fact explains.
 5. Pure: no clock, no I/O.
+6. Suspicion: the first change held back while nothing else is pending starts an *episode*;
+   ``note`` says so, and the book asks the shell for a standby connection (``PrepareStandby``,
+   make-before-break at suspicion: book rule 9). The episode ends when nothing is pending any
+   more (reported late, judged blind, or forgotten by a gap).
 """
 
 from __future__ import annotations
@@ -117,11 +121,15 @@ class PositionBlindness:
         return self._fills.get(symbol)
 
     def note(self, key: PositionKey, since_ms: int, prior_ms: int, message: str,
-             earliest_ms: int) -> None:
+             earliest_ms: int) -> bool:
         """Remember the oldest unreported change of ``key`` if it was made at or after
-        ``earliest_ms`` while this connection was up (rule 1)."""
+        ``earliest_ms`` while this connection was up (rule 1); True when it starts an episode
+        (rule 6: nothing was pending before)."""
         if self.watch.covers(earliest_ms) and key not in self._unreported:
+            episode = not self._unreported
             self._unreported[key] = _Unreported(since_ms, prior_ms, message)
+            return episode
+        return False
 
     def check(self, key: PositionKey, requested_time_ms: int) -> list[Effect]:
         """Blind once a trusted snapshot finds the change unreported past the tolerance."""

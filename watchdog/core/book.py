@@ -83,6 +83,22 @@ Rules of this module:
    ``flat_proven_ms`` is the ``requested_time_ms`` of the run's newest trusted read: REST lags,
    so it proves flatness only as of that time minus ``max_rest_lag_ms`` (the reaper's grace).
    (How a run starts, grows and breaks: core/flat_run.py; the book says when it breaks.)
+   Make-before-break at suspicion: when REST first shows a change the live stream has not
+   reported (rule 7's held-back change), the book asks for a standby connection
+   (``PrepareStandby``). ``StandbyListening(id)`` marks the book's event count S (the shell
+   reads positions right after it: a read requested after S). A gap whose
+   ``StreamConnected(id, standby=True)`` promotes that standby breaks every run *as of S*: the
+   first trusted flat read requested after the gap (the post-gap read that rule 3 waits for,
+   as ever) continues the run from the first trusted flat read requested after S, unbroken by
+   anything since, instead of starting a new one; everything else a gap does (rule 3) stays.
+   Why this is safe: a fill after S reaches the standby, which delivers it right after the
+   gap, before the post-gap read (an open fact breaks the run; a fill restarts the reaper's
+   grace); a fill before S that the blind stream missed is before the run's start, so
+   lag-honest REST shows it to the read that proves the grace (requested ``grace_ms`` +
+   ``max_rest_lag_ms`` after the start), as it does after today's post-connect read. A mute
+   standby misses fills after S as the mute stream did: REST alone shows them, as between
+   two blind reconnects (which keep the run). Any other gap (a fresh connection,
+   ListenKeyExpired, a newer standby's mark) forgets the mark.
 10. A change while no watchdog ran is told too: ``expect`` takes the OPEN/CLOSED state an
    earlier run last published per key; the first confirmed view of that key that differs from
    it emits ``position_opened``/``position_closed`` with ``while_down=true`` and
@@ -112,7 +128,7 @@ from typing import assert_never
 from watchdog.core.ageing import Ageing
 from watchdog.core.blindness import PositionBlindness
 from watchdog.core.crossing import Crossing, crossing_doubt, crossing_read, lifts
-from watchdog.core.effects import Effect, Notify, RequestSnapshot
+from watchdog.core.effects import Effect, Notify, PrepareStandby, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -127,6 +143,7 @@ from watchdog.core.events import (
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
+    StandbyListening,
     StopCrossed,
     StreamConnected,
     StreamLost,
@@ -217,6 +234,7 @@ class PositionBook:
         self._requests = RequestLedger(max_rest_lag_ms=self._policy.max_rest_lag_ms)
         self._blindness = PositionBlindness(blind_after_ms=self._policy.blind_after_ms)  # rule 7
         self._all_flat = FlatRun()  # the flat run of keys never seen (all-symbols reads)
+        self._standby: int | None = None  # the marked standby connection's id (rule 9)
         self._all_verified_ms = 0
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
@@ -301,11 +319,17 @@ class PositionBook:
                 if isinstance(event, TradeLite) or event.last_filled_quantity != ZERO:
                     self._blindness.filled(event.symbol, event.transaction_time_ms)  # rule 7
             case ListenKeyExpired():
-                extra.extend(self._on_gap(connected=False, reason="listen key expired"))
+                extra.extend(self._on_gap(connected=False, reason="listen key expired",
+                                          keep_standby=False))
             case StreamLost():
-                extra.extend(self._on_gap(connected=False, reason=f"stream lost: {event.reason}"))
+                extra.extend(self._on_gap(connected=False, reason=f"stream lost: {event.reason}",
+                                          keep_standby=True))
             case StreamConnected():
-                extra.extend(self._on_gap(connected=True, reason="stream (re)connected"))
+                promoted = event.standby and event.connection_id == self._standby
+                extra.extend(self._on_gap(connected=True, reason="stream (re)connected",
+                                          keep_standby=promoted))
+            case StandbyListening():
+                self._on_standby(event.connection_id)
             case SnapshotRequested():
                 if self._requests.requested(event, now_ms, epoch=self._stream.epoch,
                                             seq=self.events_applied):
@@ -353,7 +377,20 @@ class PositionBook:
             self._move(entry, Evidence.TRIGGER_CROSSED, now_ms, crossing_doubt(event))
         return crossing_read(event)
 
-    def _on_gap(self, *, connected: bool, reason: str) -> list[Effect]:
+    def _on_standby(self, connection_id: int) -> None:
+        """Rule 9: a standby listens from this event on; a read requested after it may start
+        the run a promotion of that standby keeps."""
+        if not self._stream.connected:
+            return  # nothing to replace: the next connection comes with its own snapshot
+        self._standby = connection_id
+        self._all_flat.mark(self.events_applied)
+        for entry in self._entries.values():
+            entry.flat.mark(self.events_applied)
+
+    def _on_gap(self, *, connected: bool, reason: str, keep_standby: bool) -> list[Effect]:
+        # Rule 9: the shadow runs since the standby's mark are not broken by this gap.
+        shadows = {key: entry.flat.take_standby() for key, entry in self._entries.items()}
+        all_shadow = self._all_flat.take_standby()
         was_connected = self._stream.gap(connected=connected)
         self._blindness.gap(connected=connected)
         self._break_all_run()
@@ -365,6 +402,16 @@ class PositionBook:
                 continue
             self._move(entry, Evidence.STREAM_GAP, 0,
                        f"{reason}: awaiting a snapshot requested after it")
+        if not keep_standby or self._standby is None:
+            self._standby = None  # forgotten: a later promotion of it is an ordinary gap
+        else:
+            # Promoted (connected): every run broke as of the mark, and the post-gap read
+            # resumes it from there. Lost: the standby may replace this connection next.
+            if connected:
+                self._standby = None
+            for key, shadow in shadows.items():
+                self._entries[key].flat.promoted(shadow, resume=connected)
+            self._all_flat.promoted(all_shadow, resume=connected)
         effects: list[Effect] = []
         if was_connected:
             effects.append(Notify("stream_lost", detail=(("reason", reason),)))
@@ -409,6 +456,8 @@ class PositionBook:
                                                 blind_watch, now_ms))
             if blind_watch and self._blindness.pending:  # nothing pending: the hot loop
                 effects.extend(self._blindness.check(key, snap.requested_time_ms))
+        if not self._blindness.pending:  # judged in this read already: too late for a standby
+            effects = [e for e in effects if not isinstance(e, PrepareStandby)]
         self._requests.applied(snap, {k.symbol for k in rows})
         if request is not None and trusted:
             became_live = self._stream.reconciled(snap.symbols)
@@ -436,9 +485,11 @@ class PositionBook:
                     and self._blindness.last_fill_ms(key.symbol) is None):
                 # Flat in every read so far: it opened after the last one's lag floor.
                 last_read_ms = self._requests.last_read_ms(key.symbol)
-                self._blindness.note(key, row_time_ms or snap.requested_time_ms, -1,
-                                      "REST shows an open the stream never reported",
-                                      row_time_ms or last_read_ms - self._policy.max_rest_lag_ms)
+                if self._blindness.note(key, row_time_ms or snap.requested_time_ms, -1,
+                                        "REST shows an open the stream never reported",
+                                        row_time_ms or last_read_ms - self._policy.max_rest_lag_ms):
+                    effects.append(PrepareStandby(f"{key}: REST shows an open the stream has "
+                                                  "not reported"))
             lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
             entry = self._store_fact(key, amount, price, Source.REST, row_time_ms or lag_floor_ms)
             entry.true_ms = max(entry.true_ms, lag_floor_ms)
@@ -462,11 +513,13 @@ class PositionBook:
                                         or last_fill_ms <= entry.as_of_time_ms):
                         since_ms = (judged.time_ms if judged.verdict is Verdict.NEWER
                                     else snap.requested_time_ms)
-                        self._blindness.note(key, since_ms, entry.as_of_time_ms,
-                                              f"REST shows amount {amount} but the stream last "
-                                              f"reported {entry.amount}",
-                                              since_ms if judged.verdict is Verdict.NEWER
-                                              else entry.true_ms)
+                        if self._blindness.note(key, since_ms, entry.as_of_time_ms,
+                                                f"REST shows amount {amount} but the stream "
+                                                f"last reported {entry.amount}",
+                                                since_ms if judged.verdict is Verdict.NEWER
+                                                else entry.true_ms):
+                            effects.append(PrepareStandby(f"{key}: REST shows amount {amount}, "
+                                                          "not reported by the stream yet"))
                     self._store_fact(key, amount, price, Source.REST, judged.time_ms)
                     entry.true_ms = max(entry.true_ms,
                                         snap.requested_time_ms - self._policy.max_rest_lag_ms)
@@ -500,7 +553,7 @@ class PositionBook:
         entry = self._entries.get(key)
         if entry is None:
             entry = _Entry(key, amount, price, source, time_ms, true_ms=time_ms,
-                           flat=FlatRun(break_seq=self._all_flat.break_seq))  # was in the all run
+                           flat=self._all_flat.fork())  # was in the all run
             shown = self._last_shown.pop(key, None)
             if shown is not None:  # rule 10
                 entry.confirmed_state = shown[0]

@@ -23,6 +23,7 @@ __all__ = [
     "MarkFiring",
     "Notify",
     "PlaceGuardStop",
+    "PrepareStandby",
     "Publish",
     "PublishProtection",
     "RaiseAlert",
@@ -74,6 +75,16 @@ class ReadNow:
 class Reconnect:
     """Replace the user-stream connection: the core no longer trusts it (a ``stream_blind``
     verdict, core/blindness.py rule 3). The shell paces these (binance/reconnect.py)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareStandby:
+    """REST showed a change the live stream has not reported yet (core/blindness.py rule 6):
+    open a standby connection on the same listen key now, so that if the verdict is
+    ``stream_blind`` its hole ends where the standby started to listen, not at the reconnect.
+    One per episode of held-back changes; the shell may refuse (then nothing changes)."""
 
     reason: str
 
@@ -174,4 +185,4 @@ class CancelGuardStop:
 
 
 Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | ReadNow
-          | CancelOrder | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)
+          | PrepareStandby | CancelOrder | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)

@@ -33,6 +33,7 @@ __all__ = [
     "PositionSnapshot",
     "SnapshotFailed",
     "SnapshotRequested",
+    "StandbyListening",
     "StopCrossed",
     "StreamConnected",
     "StreamLost",
@@ -250,7 +251,21 @@ class OrdersSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class StreamConnected:
-    """A user-data connection is open; events may have been missed before it."""
+    """A user-data connection is open; events may have been missed before it.
+
+    ``standby``: this connection is the standby that a ``StandbyListening`` with the same id
+    announced (make-before-break at suspicion, book rule 9): it listened since that mark, and
+    the events it buffered meanwhile come right after this one."""
+
+    connection_id: int
+    standby: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StandbyListening:
+    """A standby user-data connection (opened when REST first showed a change the live stream
+    had not reported, ``PrepareStandby``) listens: every event from now on reaches it, and it
+    buffers them until it replaces the current connection or is dropped (book rule 9)."""
 
     connection_id: int
 
@@ -312,6 +327,7 @@ Event = (
     | SnapshotFailed
     | OrdersSnapshot
     | StreamConnected
+    | StandbyListening
     | StreamLost
     | StopCrossed
     | CanaryAlert

@@ -396,6 +396,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
     observers: list[EffectsObserver] = [o for o in (metrics, ends.effects) if o is not None]
     runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                            reconnect=stream.request_blind_reconnect,
+                           standby=stream.prepare_standby,
                            observer=observers[0] if len(observers) == 1 else
                            _Observers(observers) if observers else None,
                            guard=guard_task)

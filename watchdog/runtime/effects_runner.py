@@ -31,6 +31,7 @@ from watchdog.core.effects import (
     MarkFiring,
     Notify,
     PlaceGuardStop,
+    PrepareStandby,
     Publish,
     PublishProtection,
     RaiseAlert,
@@ -84,12 +85,14 @@ class EffectsRunner:
     def __init__(self, store: RedisPublisher, snapshots: SnapshotSink, cancels: CancelSink,
                  vitals: Vitals, *, store_timeout_s: float,
                  reconnect: Callable[[str], None] | None = None,
+                 standby: Callable[[str], None] | None = None,
                  observer: EffectsObserver | None = None,
                  guard: GuardSink | None = None) -> None:
         self._store = store
         self._observer = observer
         self._guard = guard
         self._reconnect = reconnect  # the user stream's: replace the connection
+        self._standby = standby  # the user stream's: open a standby connection
         self._snapshots = snapshots
         self._cancels = cancels
         self._vitals = vitals
@@ -120,6 +123,12 @@ class EffectsRunner:
                                      reason)
                     else:
                         self._reconnect(reason)
+                case PrepareStandby(reason=reason):
+                    if self._standby is None:
+                        logger.debug("standby effect without a user stream (not run): {}",
+                                     reason)
+                    else:
+                        self._standby(reason)
                 case RequestSnapshot():
                     self._snapshots.request_snapshot(effect)
                 case ReadNow():

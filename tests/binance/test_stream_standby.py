@@ -1,0 +1,127 @@
+"""The standby connection of make-before-break at suspicion (stream rule 6, binance/standby.py)
+over real sockets, against test_stream's scripted look-alike: what the core receives, in which
+order, when a blind verdict promotes the standby, and that an unused one goes quietly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.binance.test_stream import FakeBinance, _value, account_update, running, until
+from tests.support.waiting import eventually
+from watchdog.core.events import (
+    OrdersSnapshot,
+    SnapshotRequested,
+    StandbyListening,
+    StreamConnected,
+    StreamLost,
+    StreamPositions,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_promoted_standby_delivers_what_it_buffered_before_the_post_connect_read() -> None:
+    fake = FakeBinance()
+    async with running(fake) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        h.stream.prepare_standby("REST shows a change the stream has not reported")
+        await until(h, lambda ev: any(isinstance(e, StandbyListening) for e in ev),
+                    "standby listening")
+        mark = next(i for i, e in enumerate(h.events) if isinstance(e, StandbyListening))
+        # Rule 6: the read the kept run may start at, requested after the mark.
+        await until(h, lambda ev: any(isinstance(e, SnapshotRequested) for e in ev[mark:]),
+                    "a positions read after the mark")
+        assert len(fake.sockets) == 2
+        received = h.stream.stats.received
+        # The old connection is mute: an event after the mark reaches the standby only.
+        await fake.sockets[1].send_str(json.dumps(account_update(7, "3")))
+        await eventually(lambda: _value(h.stream.stats.received), lambda n: n > received,
+                         what="the standby buffered the frame")
+        assert not any(isinstance(e, StreamPositions) for e in h.events)  # buffered, not fed
+        h.stream.request_blind_reconnect("REST shows an unreported change")
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev[mark:]),
+                    "promoted and resynced")
+        after = h.events[mark + 1:]
+        kinds = [type(e).__name__ for e in after]
+        lost = kinds.index("StreamLost")
+        assert kinds[lost:lost + 4] == ["StreamLost", "StreamConnected", "StreamPositions",
+                                        "SnapshotRequested"], kinds
+        connected = after[lost + 1]
+        assert isinstance(connected, StreamConnected)
+        assert connected.standby
+        assert connected.connection_id == 2
+        assert h.stream.standby.promoted == 1
+        assert fake.posts == 2  # the standby's listen key; the promotion opens nothing new
+        assert h.stream.stats.blind_reconnects == 1
+
+
+async def test_a_standby_without_a_verdict_is_dropped_and_changes_nothing() -> None:
+    fake = FakeBinance()
+    async with running(fake, standby_hold_s=0.3) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        h.stream.prepare_standby("REST shows a change the stream has not reported")
+        await until(h, lambda ev: any(isinstance(e, StandbyListening) for e in ev),
+                    "standby listening")
+        await eventually(lambda: _value(h.stream.standby.dropped), lambda n: n == 1,
+                         what="the standby dropped after its hold")
+        assert h.stream.standby.listening_id is None
+        assert not any(isinstance(e, (StreamLost,)) for e in h.events)
+        assert [e.connection_id for e in h.events if isinstance(e, StreamConnected)] == [1]
+        # A verdict now is an ordinary blind reconnect: a fresh connection, not a promotion.
+        h.stream.request_blind_reconnect("REST shows an unreported change")
+        await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) == 2,
+                    "reconnected")
+        connected = [e for e in h.events if isinstance(e, StreamConnected)][-1]
+        assert not connected.standby
+        assert h.stream.standby.promoted == 0
+
+
+async def test_no_standby_while_a_blind_reconnect_would_be_deferred() -> None:
+    fake = FakeBinance()
+    async with running(fake) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        h.stream.request_blind_reconnect("found blind")  # the first: at once
+        await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) == 2,
+                    "reconnected")
+        await until(h, lambda ev: sum(isinstance(e, OrdersSnapshot) for e in ev) >= 2,
+                    "resynced again")
+        h.stream.prepare_standby("suspected again within the blind-reconnect interval")
+        posts = fake.posts
+        assert not h.stream.standby.active
+        assert len(fake.sockets) == 2
+        assert fake.posts == posts
+
+
+async def test_a_standby_that_closed_before_the_verdict_is_not_promoted() -> None:
+    """It missed what came after its close: the verdict opens a fresh connection instead."""
+    fake = FakeBinance()
+    async with running(fake) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        h.stream.prepare_standby("REST shows a change the stream has not reported")
+        await until(h, lambda ev: any(isinstance(e, StandbyListening) for e in ev),
+                    "standby listening")
+        await fake.sockets[1].close()  # Binance drops the standby
+        h.stream.request_blind_reconnect("REST shows an unreported change")
+        await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) == 2,
+                    "reconnected")
+        connected = [e for e in h.events if isinstance(e, StreamConnected)][-1]
+        assert not connected.standby
+        assert connected.connection_id == 3
+        assert fake.posts == 3
+
+
+async def test_no_standby_when_the_budget_has_no_room_for_it() -> None:
+    """A read the budget refuses is a failed read (the keys it covers go unknown): without room
+    for its listen key and read, no standby, no read (the bot-exhausts-the-IP chaos scenario)."""
+    fake = FakeBinance()
+    async with running(fake) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        rest = h.stream.standby._rest  # the stream's REST client (its budget)
+        rest.budget.block(30.0, rest._clock.monotonic())  # a 429's Retry-After
+        posts, n = fake.posts, len(h.events)
+        h.stream.prepare_standby("REST shows a change the stream has not reported")
+        assert not h.stream.standby.active
+        assert fake.posts == posts
+        assert h.events[n:] == []
