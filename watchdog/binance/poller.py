@@ -27,7 +27,9 @@ Rules of this module:
    a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for (but
    the refresh after a fill the stream reported: routine, ``request_priority``), the
    orders of a symbol whose position REST just showed closed (with the stream blind, the
-   only way to see a stop the bot placed after the close). Routine polls come last: the
+   only way to see a stop the bot placed after the close). The guard's doubt read asks for
+   its symbol's orders only (``request_wants_positions``): no positions read is made for it
+   (one was, 5 weight a time, until issue 13). Routine polls come last: the
    positions poll (its rate fixed by ``poll_interval_s``: 0.9 s → 334/min of the default
    360), the sweep and the periodic per-symbol order reads leave ``PRIORITY_RESERVE`` free
    and yield (are deferred) while a priority call waits for room. Periodic order reads get
@@ -235,6 +237,8 @@ class Poller:
                         logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
                         break
                     self._orders_budget.record(_ORDERS_WEIGHT, now_s)
+                logger.debug("orders read symbol={} reason={}", symbol,
+                             "requested" if requested else "poll")
                 await read_orders(self._rest, self._own(emit), [symbol],
                                   reason="requested" if requested else "poll",
                                   priority=Priority.REQUESTED if requested else Priority.ROUTINE)

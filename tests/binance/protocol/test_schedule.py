@@ -18,6 +18,7 @@ from watchdog.binance.protocol.schedule import (
     PollSchedule,
     orders_share_per_min,
     request_priority,
+    request_wants_positions,
     sweep_hold_s,
 )
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, SWEEP_WEIGHT
@@ -199,6 +200,49 @@ def test_a_position_rest_shows_closed_gets_its_orders_read_first() -> None:
 ])
 def test_the_priority_of_a_requested_read(reason: str, priority: Priority) -> None:
     assert request_priority(reason) is priority
+
+
+def test_the_guard_s_doubt_read_reads_orders_only() -> None:
+    """core/guard.py rule 8 asks for an open symbol's *orders*: on main the schedule read
+    positions too (a priority positionRisk, 5 weight, 0.25 s after the last poll) besides the
+    2 it asked for; in a quiet minute with the stream muted that was 10–15 of the 19 weight the
+    0.9 s poll leaves (docs/BENCHMARKS.md, "every weight unit of a minute")."""
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(("BTCUSDT", "1")), 0.1)
+    s.orders_read(Symbol("BTCUSDT"), 0.1)
+    s.snapshot_requested("guard: orders of BTCUSDT last read 15000 ms ago",
+                         frozenset({Symbol("BTCUSDT")}))
+    plan = s.plan(0.4)  # past fast_poll_interval_s: a positions request would be read now
+    assert not plan.read_positions and not plan.positions_urgent
+    assert plan.orders_urgent == ("BTCUSDT",)  # a priority orders read, at once
+    assert plan.positions_wake_in_s == pytest.approx(0.6)  # the poll keeps its own time
+    s.orders_read(Symbol("BTCUSDT"), 0.41)
+    assert s.plan(0.42).orders_urgent == ()
+
+
+@pytest.mark.parametrize(("reason", "symbols", "positions"), [
+    ("guard: orders of BASUSDT last read 15000 ms ago", {"BASUSDT"}, False),
+    ("guard: orders of BASUSDT last read never", {"BASUSDT"}, False),
+    ("guard: orders of BASUSDT last read never", None, True),  # no symbol: read everything
+    ("reaper: confirm flat by REST", {"BASUSDT"}, True),      # the reap's proof is positions
+    ("fill on BASUSDT", {"BASUSDT"}, True),
+    ("margin call", {"BASUSDT"}, True),
+    ("stop trigger crossed on BASUSDT:BOTH", None, True),
+])
+def test_which_requests_want_a_positions_read(reason: str, symbols: set[str] | None,
+                                              positions: bool) -> None:
+    wanted = None if symbols is None else frozenset(Symbol(x) for x in symbols)
+    assert request_wants_positions(reason, wanted) is positions
+
+
+def test_the_guard_s_wording_is_the_one_the_schedule_keys_on() -> None:
+    """The prefix above keys on the guard's wording (core/guard.py rule 8)."""
+    import inspect
+
+    from watchdog.core import guard
+
+    assert 'reason=f"guard: orders of {symbol} last read' in inspect.getsource(guard)
 
 
 def test_the_core_s_fill_request_is_the_routine_one() -> None:

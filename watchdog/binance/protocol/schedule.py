@@ -15,7 +15,7 @@ from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
 __all__ = ["CALM_AFTER_S", "SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min",
-           "request_priority", "sweep_hold_s"]
+           "request_priority", "request_wants_positions", "sweep_hold_s"]
 
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
@@ -48,6 +48,18 @@ class PollPlan:
 # a decision waits on it (the reaper's "confirm flat by REST", a gap, an ambiguous REST row,
 # a malformed frame, a margin call).
 _ROUTINE_REQUEST_PREFIXES = ("fill on ",)
+
+
+# RequestSnapshot reasons that ask for a symbol's orders and nothing else (core/guard.py rule 8:
+# doubt costs an *orders* read): the positions poll answers them not, so no positions read is
+# made for them (poller rule 3; it cost 5 weight besides the 2 it asked for).
+_ORDERS_ONLY_REQUEST_PREFIXES = ("guard: orders of ",)
+
+
+def request_wants_positions(reason: str, symbols: Collection[Symbol] | None) -> bool:
+    """Rule 3: does a read the core asked for need a positions read, or only its symbols'
+    orders (the guard's doubt read)?"""
+    return not (symbols and reason.startswith(_ORDERS_ONLY_REQUEST_PREFIXES))
 
 
 def request_priority(reason: str) -> Priority:
@@ -114,7 +126,11 @@ class PollSchedule:
 
     def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
         """The core asked for a snapshot: read positions (and those symbols' orders) now,
-        as a priority read unless ``request_priority`` calls it routine."""
+        as a priority read unless ``request_priority`` calls it routine; only those symbols'
+        orders when ``request_wants_positions`` says so (the guard's doubt read)."""
+        if not request_wants_positions(reason, symbols):
+            self._requested_symbols.update(symbols or ())
+            return
         if request_priority(reason) is Priority.ROUTINE:
             # A freshness read (the stream just reported a fill): at once if routine polls
             # have room, else with the next scheduled read; its orders like after an event.
