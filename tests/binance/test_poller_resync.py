@@ -177,3 +177,83 @@ def test_a_failed_resync_read_still_rereads_and_other_reads_do_not() -> None:
     p.observe(SnapshotRequested(8, 0))
     p.observe(SnapshotFailed(8, "ExchangeUnavailable: 503"))
     assert ETH in p.schedule.tracked(0.0, ())
+
+
+# ---------------------------------------------------------------- requested order reads and the share
+
+
+class _OrdersRest(_BudgetRest):
+    """A REST client that answers every order read with no orders, and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Symbol, object]] = []
+        self._id = 0
+
+    def exchange_time_ms(self) -> int:
+        return 1
+
+    def next_request_id(self) -> int:
+        self._id += 1
+        return self._id
+
+    async def fetch_open_algo_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+        self.calls.append((symbol, priority))
+        return ()
+
+    async def fetch_open_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+        self.calls.append((symbol, priority))
+        return ()
+
+
+async def test_a_requested_order_read_is_paid_from_the_orders_share() -> None:
+    """Poller rule 3: a requested order read (the orders of a symbol REST just showed closed,
+    the guard's doubt read) is never held by the orders share, but it is paid from it: it is
+    that symbol's read too, so the periodic reads make room. On main it came on top of the
+    share, and the positions poll paid for it (docs/BENCHMARKS.md, "every weight unit")."""
+    from watchdog.binance.protocol.budget import Priority
+
+    clock = ManualClock()
+    schedule = schedule_with_btc_open()
+    rest = _OrdersRest()
+    poller = Poller(rest, schedule, clock=clock)  # type: ignore[arg-type]
+
+    async def emit(event: object) -> None:
+        return None
+
+    clock.now_s = 1.0
+    schedule.positions_seen(PositionSnapshot(2, 1, 2, (), None), 1.0)  # BTCUSDT closed
+    plan = schedule.plan(1.0)
+    assert plan.orders_urgent == (BTC,)
+    await poller._read_due_orders(plan, emit)  # type: ignore[arg-type]
+    assert rest.calls == [(BTC, Priority.REQUESTED)] * 2
+    assert poller._orders_budget.own_used_1m(1.0) == 2
+    poller._orders_budget.record(8, 1.0)  # four more such reads: the share (10) is spent
+    schedule.snapshot_requested("guard: orders of BTCUSDT last read never", {BTC})
+    plan = schedule.plan(1.1)
+    await poller._read_due_orders(plan, emit)  # type: ignore[arg-type]
+    assert len(rest.calls) == 4  # requested: read although the share is spent
+    schedule.reread_orders({ETH})  # a routine read now waits for the share
+    await poller._read_due_orders(schedule.plan(1.2), emit)  # type: ignore[arg-type]
+    assert len(rest.calls) == 4
+
+
+def test_the_positions_pace_plans_for_what_others_spent() -> None:
+    """Budget rule 7 in the poller: the weight of the window that was not its own positions
+    reads (here a closure's orders read every 4 s) is planned again over the next minute, so
+    the pace is a little wider at once instead of meeting the cap later."""
+    clock = ManualClock()
+    schedule = schedule_with_btc_open()
+    rest = _BudgetRest()
+    poller = Poller(rest, schedule, clock=clock)  # type: ignore[arg-type]
+    now = 0.0
+    while now < 60.0:  # a minute of the poll at 1.0 s
+        rest.budget.answered(rest.budget.record(5, now), now)
+        poller._paced.append((now, 5))
+        now += 1.0
+    bare = rest.budget.pace_s(5, now)
+    for at in range(0, 60, 4):  # 15 requested order reads of 2 in that minute
+        rest.budget.answered(rest.budget.record(2, float(at) + 0.5), float(at) + 0.5)
+    assert poller._others_1m(now) == 30
+    assert poller._pace_s(now) > rest.budget.pace_s(5, now)  # planned for the next 30
+    assert poller._pace_s(now) > bare

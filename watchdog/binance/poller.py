@@ -38,7 +38,9 @@ Rules of this module:
 4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min);
    within any 60 s it needs 80 free at once. The positions poll is paced
    (``WeightBudget.pace_s``) to leave it that room by its due time and to let such a spike
-   (the startup sweep too) leave the window without a stop: for the minute around a sweep it
+   (the startup sweep too) leave the window without a stop, and to leave room for what the
+   others spend (budget rule 7: the window's weight that was not this poller's positions
+   reads and sweeps, expected again over the next minute): for the minute around a sweep it
    polls about every 1.2 s instead of 0.9 s at the defaults, instead of pausing 14 s. The
    sweep yields to the positions poll, never the reverse: it goes only when no positions read
    is due or held back, and only while our share and the IP (under its 90% line) have room
@@ -69,11 +71,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 
 from loguru import logger
 
-from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.budget import Priority, WeightBudget, spread_over_window
 from watchdog.binance.protocol.schedule import (
     SWEEP_RETRY_S,
     PollPlan,
@@ -141,6 +144,9 @@ class Poller:
         self._orders_budget = WeightBudget(orders_share_per_min(
             rest.budget.budget_per_min, schedule.poll_interval_s,
             schedule.orders_sweep_interval_s), reserve=0)
+        # Our own paced spending (positions reads, sweeps) of the last 60 s: the rest of the
+        # window is what others spend, which the pace plans for (budget rule 7).
+        self._paced: deque[tuple[float, int]] = deque()
         self.reads = 0
         self.failures = 0
         self.sweeps = 0
@@ -228,22 +234,29 @@ class Poller:
                 await self._read_positions(plan, now_s, emit)
             if plan.sweep and await self._sweep(emit):
                 continue  # it read every symbol's orders: plan the per-symbol reads afresh
-            for symbol in plan.order_symbols:
-                requested = symbol in plan.orders_urgent
-                now_s = self._clock.monotonic()
-                if not requested:
-                    if (self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
-                            or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, now_s=now_s) > 0):
-                        logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
-                        break
-                    self._orders_budget.record(_ORDERS_WEIGHT, now_s)
-                logger.debug("orders read symbol={} reason={}", symbol,
-                             "requested" if requested else "poll")
-                await read_orders(self._rest, self._own(emit), [symbol],
-                                  reason="requested" if requested else "poll",
-                                  priority=Priority.REQUESTED if requested else Priority.ROUTINE)
-                self.schedule.orders_read(symbol, self._clock.monotonic())
+            await self._read_due_orders(plan, emit)
             await self._sleep_unless_woken(self._next_wake_s(leased))
+
+    async def _read_due_orders(self, plan: PollPlan, emit: Emit) -> None:
+        """Rule 3: the order reads the plan lists, requested ones first; routine ones stop
+        where the budget or the orders share does."""
+        for symbol in plan.order_symbols:
+            requested = symbol in plan.orders_urgent
+            now_s = self._clock.monotonic()
+            if not requested and (
+                    self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
+                    or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, now_s=now_s) > 0):
+                logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
+                break
+            # Paid from the orders share either way (rule 3): a requested read is never
+            # held by it, but it is that symbol's read too, so routine ones make room.
+            self._orders_budget.record(_ORDERS_WEIGHT, now_s)
+            logger.debug("orders read symbol={} reason={}", symbol,
+                         "requested" if requested else "poll")
+            await read_orders(self._rest, self._own(emit), [symbol],
+                              reason="requested" if requested else "poll",
+                              priority=Priority.REQUESTED if requested else Priority.ROUTINE)
+            self.schedule.orders_read(symbol, self._clock.monotonic())
 
     async def _standby_round(self, emit: Emit, now_s: float) -> None:
         """A standby: one positions read per STANDBY_POSITIONS_S, nothing else; woken at once
@@ -327,6 +340,7 @@ class Poller:
         before = self.schedule.tracked(now_s, ())
         self.schedule.sweep_started(now_s)
         self.sweeps += 1
+        self._paced.append((now_s, SWEEP_WEIGHT))
         snapshot = await read_all_orders(self._rest, self._own(emit), reason="sweep")
         if snapshot is None:
             self.sweep_failures += 1
@@ -381,11 +395,25 @@ class Poller:
         if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted()):
             forced_at = self.schedule.sweep_forced_at  # rule 6: room only for a forced sweep
             sweep_at = now_s if forced_at is None else forced_at
-        planned = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
-        pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, planned)
-        if planned and pace_s == math.inf:
+        sweep = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
+        others = spread_over_window(self._others_1m(now_s), now_s)  # budget rule 7
+        pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, sweep + others)
+        if sweep and pace_s == math.inf:
+            pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, others)
+        if pace_s == math.inf:  # even the forecast cannot be met: plan from the window alone
             pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s)
         return 0.0 if pace_s == math.inf else pace_s
+
+    def _others_1m(self, now_s: float) -> int:
+        """Budget rule 7: the weight of our window that was not this poller's paced spending
+        (priority reads, order reads, listen keys). Several pollers on one budget pace each
+        other already (``sharers``): none then."""
+        budget = self._rest.budget
+        if budget.sharers != 1:
+            return 0
+        while self._paced and self._paced[0][0] <= now_s - 60.0:
+            self._paced.popleft()
+        return max(0, budget.own_used_1m(now_s) - sum(w for _, w in self._paced))
 
     async def _read_positions(self, plan: PollPlan, now_s: float, emit: Emit) -> None:
         """Rule 3: requested reads first, scheduled ones within what routine polls may use."""
@@ -399,6 +427,7 @@ class Poller:
             logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
             return
         reason = self.schedule.positions_started(now_s)
+        self._paced.append((now_s, _POSITIONS_WEIGHT))
         self.reads += 1
         priority = Priority.REQUESTED if plan.positions_priority else Priority.ROUTINE
         snapshot = await read_positions(self._rest, self._own(emit), reason=reason,

@@ -205,7 +205,7 @@ def test_the_priority_of_a_requested_read(reason: str, priority: Priority) -> No
 def test_the_guard_s_doubt_read_reads_orders_only() -> None:
     """core/guard.py rule 8 asks for an open symbol's *orders*: on main the schedule read
     positions too (a priority positionRisk, 5 weight, 0.25 s after the last poll) besides the
-    2 it asked for; in a quiet minute with the stream muted that was 10–15 of the 19 weight the
+    2 it asked for; in a quiet minute with the stream muted that was 10 to 15 of the 19 weight the
     0.9 s poll leaves (docs/BENCHMARKS.md, "every weight unit of a minute")."""
     s = schedule()
     s.positions_started(0.0)
@@ -214,7 +214,8 @@ def test_the_guard_s_doubt_read_reads_orders_only() -> None:
     s.snapshot_requested("guard: orders of BTCUSDT last read 15000 ms ago",
                          frozenset({Symbol("BTCUSDT")}))
     plan = s.plan(0.4)  # past fast_poll_interval_s: a positions request would be read now
-    assert not plan.read_positions and not plan.positions_urgent
+    assert not plan.read_positions
+    assert not plan.positions_urgent
     assert plan.orders_urgent == ("BTCUSDT",)  # a priority orders read, at once
     assert plan.positions_wake_in_s == pytest.approx(0.6)  # the poll keeps its own time
     s.orders_read(Symbol("BTCUSDT"), 0.41)
