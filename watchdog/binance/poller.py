@@ -29,7 +29,10 @@ Rules of this module:
    orders of a symbol whose position REST just showed closed (with the stream blind, the
    only way to see a stop the bot placed after the close). The guard's doubt read asks for
    its symbol's orders only (``request_wants_positions``): no positions read is made for it
-   (one was, 5 weight a time, until issue 13). Routine polls come last: the
+   (one was, 5 weight a time, until issue 13). The read the core asks for after a stream
+   loss waits up to ``fast_poll_interval_s`` for the reconnect's own post-connect read, which
+   serves it (a blind reconnect is immediate: both were read, 13 ms apart). Routine polls
+   come last: the
    positions poll (its rate fixed by ``poll_interval_s``: 0.9 s → 334/min of the default
    360), the sweep and the periodic per-symbol order reads leave ``PRIORITY_RESERVE`` free
    and yield (are deferred) while a priority call waits for room. Periodic order reads get
@@ -180,6 +183,7 @@ class Poller:
                 self._after_resync(event.request_id)
             case StreamLost() | ListenKeyExpired():
                 self.schedule.doubt(now_s, gap=True)  # rules 5 and 6
+                self.schedule.stream_lost(now_s)  # rule 3: the reconnect's read serves the gap's
             case StopCrossed():
                 self.schedule.doubt(now_s)  # rule 5: the next read no later than usual
             case OrdersSnapshot():

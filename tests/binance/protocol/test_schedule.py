@@ -283,3 +283,34 @@ def test_poller_reexports_the_schedule() -> None:
                  "orders_share_per_min", "sweep_hold_s"):
         assert getattr(poller, name) is getattr(schedule_module, name), name
         assert name in poller.__all__
+
+
+def test_a_gap_s_read_waits_briefly_for_the_reconnect_s_own() -> None:
+    """A blind reconnect is immediate and reads positions right after the connect: the read the
+    core asks for because of the loss was a second one 13 ms earlier (5 weight, once a minute
+    in `detection_steady`). It waits up to fast_poll_interval_s for the reconnect's read."""
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.snapshot_requested("stream lost: blind: BTCUSDT:BOTH: …", None)
+    plan = s.plan(1.0)
+    assert not plan.read_positions
+    assert plan.wake_in_s == pytest.approx(0.25)
+    s.positions_read_by_other(1.02)  # the reconnect's post-connect read serves it
+    assert not s.plan(1.25).positions_urgent
+    # No reconnect within the hold: read then, as before.
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.snapshot_requested("listen key expired", None)
+    assert not s.plan(1.2).read_positions
+    assert s.plan(1.25).read_positions
+
+
+def test_only_a_gap_s_own_read_waits_for_the_reconnect() -> None:
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.snapshot_requested("stream lost: dropped", None)
+    s.snapshot_requested("stop trigger crossed on BTCUSDT:BOTH", None)  # never held
+    assert s.plan(1.0).read_positions

@@ -62,6 +62,13 @@ def request_wants_positions(reason: str, symbols: Collection[Symbol] | None) -> 
     return not (symbols and reason.startswith(_ORDERS_ONLY_REQUEST_PREFIXES))
 
 
+# RequestSnapshot reasons of a stream gap (core/book.py: a loss asks for a read after it). A
+# reconnect brings its own read right after the connect (stream.py rule 2), usually a few ms
+# later (a blind reconnect is immediate), which serves them: they wait up to
+# ``fast_poll_interval_s`` for it (rule 3; both were read, 5 weight each, 13 ms apart).
+_GAP_REQUEST_PREFIXES = ("stream lost: ", "listen key expired")
+
+
 def request_priority(reason: str) -> Priority:
     """Rule 3: the priority of a read the core asked for, by its reason."""
     if reason.startswith(_ROUTINE_REQUEST_PREFIXES):
@@ -121,8 +128,18 @@ class PollSchedule:
         self._positions_known = False  # the first sweep waits for the first positions answer
         self._last_seen: PositionSnapshot | None = None
         self._next_sweep_at = 0.0
+        self._gap_hold_until = -1e18  # a gap's read waits for the reconnect's until then
 
     # -------------------------------------------------------------- facts
+
+    def stream_lost(self, now_s: float) -> None:
+        """The user stream was lost: the read the core asks for because of it waits up to
+        ``fast_poll_interval_s`` for the reconnect's own read, which serves it (rule 3)."""
+        self._gap_hold_until = now_s + self.fast_poll_interval_s
+
+    def _gap_requests_only(self) -> bool:
+        return (not self._routine_requests and bool(self._requested)
+                and all(r.startswith(_GAP_REQUEST_PREFIXES) for r in self._requested))
 
     def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
         """The core asked for a snapshot: read positions (and those symbols' orders) now,
@@ -323,6 +340,8 @@ class PollSchedule:
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
         urgent = bool(self._requested or self._routine_requests)
+        if urgent and now_s < self._gap_hold_until and self._gap_requests_only():
+            requested_at = max(requested_at, self._gap_hold_until)
         due_at = self.positions_due_at(calm)
         read_positions = now_s >= due_at or (urgent and now_s >= requested_at)
         wake_at = min(due_at, requested_at) if urgent else due_at
