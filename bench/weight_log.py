@@ -17,7 +17,9 @@ import itertools
 import re
 from pathlib import Path
 
-_REST = re.compile(r"rest (\S+ \S+) status=(\d+) ms=(\d+) weight=(\d+) priority=(\w+) symbol=(\S+)")
+_REST = re.compile(r"rest (\S+ \S+) status=(\d+) ms=(\d+)(?: weight=(\d+) priority=(\w+) symbol=(\S+))?")
+# Before this line named its weight (older daemons): the per-symbol weight, priority unknown.
+_OLD_WEIGHTS = {"GET /fapi/v3/positionRisk": 5}
 _SNAP = re.compile(r"position snapshot request_id=(\d+) reason=(.*) rows=")
 
 
@@ -48,7 +50,8 @@ def main() -> None:
     calls: list[list] = []  # [t, endpoint, weight, priority, symbol, ms, reason]
     for line in lines:
         if m := _REST.search(line):
-            calls.append([_ts(line) - t0, m[1], int(m[4]), m[5], m[6], int(m[3]), None])
+            weight = int(m[4]) if m[4] else _OLD_WEIGHTS.get(m[1], 1)
+            calls.append([_ts(line) - t0, m[1], weight, m[5] or "?", m[6] or "?", int(m[3]), None])
         elif m := _SNAP.search(line):
             for call in reversed(calls):  # the reason of the latest positions read
                 if call[1].endswith("positionRisk") and call[6] is None:
