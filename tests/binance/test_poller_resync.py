@@ -257,3 +257,18 @@ def test_the_positions_pace_plans_for_what_others_spent() -> None:
     assert poller._others_1m(now) == 30
     assert poller._pace_s(now) > rest.budget.pace_s(5, now)  # planned for the next 30
     assert poller._pace_s(now) > bare
+
+
+def test_the_stream_s_all_symbols_resync_read_is_not_forecast_again() -> None:
+    """With more than 40 open symbols the stream's post-connect resync reads every symbol's
+    orders at once (80): a sweep, a one-off, which the pace must not expect again over the
+    next minute (it would slow the poll by 16 reads for nothing)."""
+    from watchdog.core.events import OrdersSnapshot
+
+    clock = ManualClock()
+    rest = _BudgetRest()
+    poller = Poller(rest, schedule_with_btc_open(), clock=clock)  # type: ignore[arg-type]
+    clock.now_s = 10.0
+    rest.budget.answered(rest.budget.record(80, 9.9), 9.95)  # the stream's all-symbols read
+    poller.observe(OrdersSnapshot(9, 1, (), (), None))
+    assert poller._others_1m(10.0) == 0

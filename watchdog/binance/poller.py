@@ -196,6 +196,7 @@ class Poller:
                 else:  # the stream's resync read every symbol's orders: that was a sweep
                     self.schedule.sweep_started(now_s)
                     self.schedule.sweep_read(now_s, now_s)
+                    self._paced.append((now_s, SWEEP_WEIGHT))  # a one-off: not forecast (rule 7)
             case StreamConnected():
                 self.schedule.doubt(now_s, gap=True)
                 self._connected = True
