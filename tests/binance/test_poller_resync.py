@@ -272,3 +272,42 @@ def test_the_stream_s_all_symbols_resync_read_is_not_forecast_again() -> None:
     rest.budget.answered(rest.budget.record(80, 9.9), 9.95)  # the stream's all-symbols read
     poller.observe(OrdersSnapshot(9, 1, (), (), None))
     assert poller._others_1m(10.0) == 0
+
+
+async def test_the_sweep_waits_for_the_stream_s_all_symbols_resync_read() -> None:
+    """Poller rule 4: with more open symbols than per-symbol reads are worth, the stream's
+    post-connect resync reads every symbol's orders at once; at a start the poller's own first
+    sweep went in the same 10 ms (160 weight in the start's minute, the poll at ~2 s on a
+    300-symbol account). Now the sweep waits for that read, which is the sweep."""
+    from watchdog.core.events import OrdersSnapshot
+
+    def started() -> tuple[Poller, PollSchedule, ManualClock, _OrdersRest]:
+        clock, rest = ManualClock(), _OrdersRest()
+        s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+        rows = tuple(PositionAmount(PositionKey(Symbol(f"S{i:03d}USDT"), PositionSide.BOTH),
+                                    Decimal(1), Decimal(1), 1) for i in range(50))
+        poller = Poller(rest, s, clock=clock)  # type: ignore[arg-type]
+        clock.now_s = 1.0
+        s.positions_started(0.5)
+        s.positions_seen(PositionSnapshot(1, 1, 2, rows, None), 0.6)  # the first sweep is due
+        return poller, s, clock, rest
+
+    async def emit(event: object) -> None:
+        return None
+
+    poller, s, clock, rest = started()
+    poller.observe(StreamConnected(1))
+    assert not await poller._sweep(emit)  # type: ignore[arg-type]
+    assert rest.calls == []
+    poller.observe(OrdersSnapshot(9, 1, (), (), None))  # the stream's all-symbols read
+    assert s.next_sweep_at == pytest.approx(1.0 + s.orders_sweep_interval_s)
+    # No connect under way: the sweep goes at once, as before.
+    poller, s, clock, rest = started()
+    assert await poller._sweep(emit)  # type: ignore[arg-type]
+    assert len(rest.calls) == 2
+    # A connect whose read does not come: the sweep goes after RESYNC_ORDERS_WAIT_S.
+    poller, s, clock, rest = started()
+    poller.observe(StreamConnected(1))
+    clock.now_s = 1.0 + 5.0
+    s.positions_started(5.9)  # the positions poll is not due (it would go first)
+    assert await poller._sweep(emit)  # type: ignore[arg-type]

@@ -48,6 +48,9 @@ Rules of this module:
    sweep yields to the positions poll, never the reverse: it goes only when no positions read
    is due or held back, and only while our share and the IP (under its 90% line) have room
    for it; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
+   After a connect on an account whose open symbols cost more in per-symbol reads than a
+   sweep, the sweep waits up to ``RESYNC_ORDERS_WAIT_S`` for the stream's post-connect read
+   of every symbol's orders, which is then the sweep (at a start both were read at once).
 5. Calm (issue 13 item 2): the routine positions poll slows from ``poll_interval_s`` to
    ``idle_poll_interval_s`` while nothing makes a closure likely or hides one: the user stream
    is live and proven (``stream_trusted``: a stream found blind stays unproven until REST
@@ -119,6 +122,9 @@ Probe = Callable[[], bool]
 # A hot standby (docs/HA.md) reads positions once per this, and no orders: 5 weight / 10 s =
 # 30 weight/min, 1.25 % of the IP's 2400/min; its user stream keeps the rest of its state hot.
 STANDBY_POSITIONS_S = 10.0
+# Rule 4: after a connect, how long the sweep waits for the stream's post-connect orders read,
+# which reads every symbol at once on a big account (stream.py rule 7) and then is the sweep.
+RESYNC_ORDERS_WAIT_S = 5.0
 
 
 class Poller:
@@ -139,6 +145,7 @@ class Poller:
         self._order_symbols = order_symbols  # symbols the core's OrderBook holds orders on
         self._connected = False  # a StreamConnected whose resync read has not been seen yet
         self._resync_id: int | None = None  # the stream's post-connect positions read
+        self._stream_orders_until = -math.inf  # its orders read may come until then (rule 4)
         self._wake = asyncio.Event()
         self._own_requests: set[int] = set()  # our SnapshotRequested ids, not someone else's
         self._own_orders: set[int] = set()  # our OrdersSnapshot ids, likewise
@@ -182,6 +189,7 @@ class Poller:
                 self.schedule.doubt(now_s)
                 self._after_resync(event.request_id)
             case StreamLost() | ListenKeyExpired():
+                self._stream_orders_until = -math.inf
                 self.schedule.doubt(now_s, gap=True)  # rules 5 and 6
                 self.schedule.stream_lost(now_s)  # rule 3: the reconnect's read serves the gap's
             case StopCrossed():
@@ -191,15 +199,18 @@ class Poller:
                 if event.request_id in self._own_orders:
                     self._own_orders.discard(event.request_id)
                 elif event.symbols is not None:  # the stream's resync: paid from our share
+                    self._stream_orders_until = -math.inf  # per symbol: no sweep coming
                     self.schedule.orders_read_by_other(event.symbols, now_s)
                     self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
                 else:  # the stream's resync read every symbol's orders: that was a sweep
+                    self._stream_orders_until = -math.inf
                     self.schedule.sweep_started(now_s)
                     self.schedule.sweep_read(now_s, now_s)
                     self._paced.append((now_s, SWEEP_WEIGHT))  # a one-off: not forecast (rule 7)
             case StreamConnected():
                 self.schedule.doubt(now_s, gap=True)
                 self._connected = True
+                self._stream_orders_until = now_s + RESYNC_ORDERS_WAIT_S
                 return
             case SnapshotRequested() if event.symbols is None:
                 if event.request_id in self._own_requests:
@@ -335,6 +346,12 @@ class Poller:
             return False  # positions first; the sweep stays due and goes after them
         if not self.schedule.sweep_may_go(now_s, self._trusted()):
             return False  # rule 6: the stream is not trusted yet; the sweep stays due
+        if (now_s < self._stream_orders_until
+                and len(self.schedule.open_symbols) * _ORDERS_WEIGHT > SWEEP_WEIGHT):
+            # Rule 4: the stream's post-connect read of every symbol's orders is on its way
+            # and will be this sweep (both went within 10 ms at a start: 160 weight, not 80).
+            self.schedule.defer_sweep(min(self._stream_orders_until, now_s + 0.25))
+            return False
         hold_s = sweep_hold_s(self._rest.budget, now_s)
         if hold_s > 0:
             self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S))
