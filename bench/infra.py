@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -230,3 +231,6 @@ def daemon(sim: Sim, redis_url: str, account: str, *, reaper: bool = True, binan
         finally:
             r.close()
             _stop(proc, timeout_s=10)
+            keep = os.environ.get("WD_BENCH_DAEMON_LOG_COPY")  # a path: keep the log to study it
+            if keep:
+                shutil.copyfile(log_path, keep)

@@ -302,8 +302,12 @@ def footprint(redis_url: str, symbols: int = 300, idle_s: float = 20.0,
                        what=f"{symbols} positions in Redis", interval_s=0.1)
             time.sleep(5.0)  # settle: startup reads, order polls and caches done
             before = proc_stat(wd.pid)
-            time.sleep(idle_s)
+            weight = _WeightRate(sim)  # the idle window's REST weight, as the simulator charged it
+            while time.monotonic() - weight.started < idle_s:
+                time.sleep(1.0)  # not a synchronisation: sampling the meter (it resets each minute)
+                weight.sample()
             after = proc_stat(wd.pid)
+            weight.sample(force=True)
             tracked = int(r.scard(members))
             open_count = sum(1 for m in r.smembers(members)
                              if r.hget(f"wd:v1:{{{account}}}:pos:{m}", "state") == "open")
@@ -314,4 +318,5 @@ def footprint(redis_url: str, symbols: int = 300, idle_s: float = 20.0,
     cpu_pct = (after.cpu_s - before.cpu_s) / (after.at - before.at) * 100
     return {"symbols": symbols, "tracked": tracked, "open": open_count,
             "rss_mb": round(after.rss_mb, 1), "idle_cpu_pct": round(cpu_pct, 2),
-            "idle_window_s": round(after.at - before.at, 1)}
+            "idle_window_s": round(after.at - before.at, 1),
+            "weight_per_min": round(weight.per_min(), 1)}

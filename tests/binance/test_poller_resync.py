@@ -177,3 +177,137 @@ def test_a_failed_resync_read_still_rereads_and_other_reads_do_not() -> None:
     p.observe(SnapshotRequested(8, 0))
     p.observe(SnapshotFailed(8, "ExchangeUnavailable: 503"))
     assert ETH in p.schedule.tracked(0.0, ())
+
+
+# ---------------------------------------------------------------- requested order reads and the share
+
+
+class _OrdersRest(_BudgetRest):
+    """A REST client that answers every order read with no orders, and counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Symbol, object]] = []
+        self._id = 0
+
+    def exchange_time_ms(self) -> int:
+        return 1
+
+    def next_request_id(self) -> int:
+        self._id += 1
+        return self._id
+
+    async def fetch_open_algo_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+        self.calls.append((symbol, priority))
+        return ()
+
+    async def fetch_open_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+        self.calls.append((symbol, priority))
+        return ()
+
+
+async def test_a_requested_order_read_is_paid_from_the_orders_share() -> None:
+    """Poller rule 3: a requested order read (the orders of a symbol REST just showed closed,
+    the guard's doubt read) is never held by the orders share, but it is paid from it: it is
+    that symbol's read too, so the periodic reads make room. On main it came on top of the
+    share, and the positions poll paid for it (docs/BENCHMARKS.md, "every weight unit")."""
+    from watchdog.binance.protocol.budget import Priority
+
+    clock = ManualClock()
+    schedule = schedule_with_btc_open()
+    rest = _OrdersRest()
+    poller = Poller(rest, schedule, clock=clock)  # type: ignore[arg-type]
+
+    async def emit(event: object) -> None:
+        return None
+
+    clock.now_s = 1.0
+    schedule.positions_seen(PositionSnapshot(2, 1, 2, (), None), 1.0)  # BTCUSDT closed
+    plan = schedule.plan(1.0)
+    assert plan.orders_urgent == (BTC,)
+    await poller._read_due_orders(plan, emit)  # type: ignore[arg-type]
+    assert rest.calls == [(BTC, Priority.REQUESTED)] * 2
+    assert poller._orders_budget.own_used_1m(1.0) == 2
+    poller._orders_budget.record(8, 1.0)  # four more such reads: the share (10) is spent
+    schedule.snapshot_requested("guard: orders of BTCUSDT last read never", {BTC})
+    plan = schedule.plan(1.1)
+    await poller._read_due_orders(plan, emit)  # type: ignore[arg-type]
+    assert len(rest.calls) == 4  # requested: read although the share is spent
+    schedule.reread_orders({ETH})  # a routine read now waits for the share
+    await poller._read_due_orders(schedule.plan(1.2), emit)  # type: ignore[arg-type]
+    assert len(rest.calls) == 4
+
+
+def test_the_positions_pace_plans_for_what_others_spent() -> None:
+    """Budget rule 7 in the poller: the weight of the window that was not its own positions
+    reads (here a closure's orders read every 4 s) is planned again over the next minute, so
+    the pace is a little wider at once instead of meeting the cap later."""
+    clock = ManualClock()
+    schedule = schedule_with_btc_open()
+    rest = _BudgetRest()
+    poller = Poller(rest, schedule, clock=clock)  # type: ignore[arg-type]
+    now = 0.0
+    while now < 60.0:  # a minute of the poll at 1.0 s
+        rest.budget.answered(rest.budget.record(5, now), now)
+        poller._paced.append((now, 5))
+        now += 1.0
+    bare = rest.budget.pace_s(5, now)
+    for at in range(0, 60, 4):  # 15 requested order reads of 2 in that minute
+        rest.budget.answered(rest.budget.record(2, float(at) + 0.5), float(at) + 0.5)
+    assert poller._others_1m(now) == 30
+    assert poller._pace_s(now) > rest.budget.pace_s(5, now)  # planned for the next 30
+    assert poller._pace_s(now) > bare
+
+
+def test_the_stream_s_all_symbols_resync_read_is_not_forecast_again() -> None:
+    """With more than 40 open symbols the stream's post-connect resync reads every symbol's
+    orders at once (80): a sweep, a one-off, which the pace must not expect again over the
+    next minute (it would slow the poll by 16 reads for nothing)."""
+    from watchdog.core.events import OrdersSnapshot
+
+    clock = ManualClock()
+    rest = _BudgetRest()
+    poller = Poller(rest, schedule_with_btc_open(), clock=clock)  # type: ignore[arg-type]
+    clock.now_s = 10.0
+    rest.budget.answered(rest.budget.record(80, 9.9), 9.95)  # the stream's all-symbols read
+    poller.observe(OrdersSnapshot(9, 1, (), (), None))
+    assert poller._others_1m(10.0) == 0
+
+
+async def test_the_sweep_waits_for_the_stream_s_all_symbols_resync_read() -> None:
+    """Poller rule 4: with more open symbols than per-symbol reads are worth, the stream's
+    post-connect resync reads every symbol's orders at once; at a start the poller's own first
+    sweep went in the same 10 ms (160 weight in the start's minute, the poll at ~2 s on a
+    300-symbol account). Now the sweep waits for that read, which is the sweep."""
+    from watchdog.core.events import OrdersSnapshot
+
+    def started() -> tuple[Poller, PollSchedule, ManualClock, _OrdersRest]:
+        clock, rest = ManualClock(), _OrdersRest()
+        s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+        rows = tuple(PositionAmount(PositionKey(Symbol(f"S{i:03d}USDT"), PositionSide.BOTH),
+                                    Decimal(1), Decimal(1), 1) for i in range(50))
+        poller = Poller(rest, s, clock=clock)  # type: ignore[arg-type]
+        clock.now_s = 1.0
+        s.positions_started(0.5)
+        s.positions_seen(PositionSnapshot(1, 1, 2, rows, None), 0.6)  # the first sweep is due
+        return poller, s, clock, rest
+
+    async def emit(event: object) -> None:
+        return None
+
+    poller, s, clock, rest = started()
+    poller.observe(StreamConnected(1))
+    assert not await poller._sweep(emit)  # type: ignore[arg-type]
+    assert rest.calls == []
+    poller.observe(OrdersSnapshot(9, 1, (), (), None))  # the stream's all-symbols read
+    assert s.next_sweep_at == pytest.approx(1.0 + s.orders_sweep_interval_s)
+    # No connect under way: the sweep goes at once, as before.
+    poller, s, clock, rest = started()
+    assert await poller._sweep(emit)  # type: ignore[arg-type]
+    assert len(rest.calls) == 2
+    # A connect whose read does not come: the sweep goes after RESYNC_ORDERS_WAIT_S.
+    poller, s, clock, rest = started()
+    poller.observe(StreamConnected(1))
+    clock.now_s = 1.0 + 5.0
+    s.positions_started(5.9)  # the positions poll is not due (it would go first)
+    assert await poller._sweep(emit)  # type: ignore[arg-type]

@@ -27,7 +27,12 @@ Rules of this module:
    a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for (but
    the refresh after a fill the stream reported: routine, ``request_priority``), the
    orders of a symbol whose position REST just showed closed (with the stream blind, the
-   only way to see a stop the bot placed after the close). Routine polls come last: the
+   only way to see a stop the bot placed after the close). The guard's doubt read asks for
+   its symbol's orders only (``request_wants_positions``): no positions read is made for it
+   (one was, 5 weight a time, until issue 13). The read the core asks for after a stream
+   loss waits up to ``fast_poll_interval_s`` for the reconnect's own post-connect read, which
+   serves it (a blind reconnect is immediate: both were read, 13 ms apart). Routine polls
+   come last: the
    positions poll (its rate fixed by ``poll_interval_s``: 0.9 s → 334/min of the default
    360), the sweep and the periodic per-symbol order reads leave ``PRIORITY_RESERVE`` free
    and yield (are deferred) while a priority call waits for room. Periodic order reads get
@@ -36,11 +41,16 @@ Rules of this module:
 4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min);
    within any 60 s it needs 80 free at once. The positions poll is paced
    (``WeightBudget.pace_s``) to leave it that room by its due time and to let such a spike
-   (the startup sweep too) leave the window without a stop: for the minute around a sweep it
+   (the startup sweep too) leave the window without a stop, and to leave room for what the
+   others spend (budget rule 7: the window's weight that was not this poller's positions
+   reads and sweeps, expected again over the next minute): for the minute around a sweep it
    polls about every 1.2 s instead of 0.9 s at the defaults, instead of pausing 14 s. The
    sweep yields to the positions poll, never the reverse: it goes only when no positions read
    is due or held back, and only while our share and the IP (under its 90% line) have room
    for it; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
+   After a connect on an account whose open symbols cost more in per-symbol reads than a
+   sweep, the sweep waits up to ``RESYNC_ORDERS_WAIT_S`` for the stream's post-connect read
+   of every symbol's orders, which is then the sweep (at a start both were read at once).
 5. Calm (issue 13 item 2): the routine positions poll slows from ``poll_interval_s`` to
    ``idle_poll_interval_s`` while nothing makes a closure likely or hides one: the user stream
    is live and proven (``stream_trusted``: a stream found blind stays unproven until REST
@@ -74,12 +84,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
 
 from loguru import logger
 
-from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.budget import Priority, WeightBudget, spread_over_window
 from watchdog.binance.protocol.schedule import (
     SWEEP_RETRY_S,
     PollPlan,
@@ -128,6 +139,9 @@ class SweepPlan(Protocol):
 # A hot standby (docs/HA.md) reads positions once per this, and no orders: 5 weight / 10 s =
 # 30 weight/min, 1.25 % of the IP's 2400/min; its user stream keeps the rest of its state hot.
 STANDBY_POSITIONS_S = 10.0
+# Rule 4: after a connect, how long the sweep waits for the stream's post-connect orders read,
+# which reads every symbol at once on a big account (stream.py rule 7) and then is the sweep.
+RESYNC_ORDERS_WAIT_S = 5.0
 
 
 class Poller:
@@ -152,6 +166,7 @@ class Poller:
         self._order_symbols = order_symbols  # symbols the core's OrderBook holds orders on
         self._connected = False  # a StreamConnected whose resync read has not been seen yet
         self._resync_id: int | None = None  # the stream's post-connect positions read
+        self._stream_orders_until = -math.inf  # its orders read may come until then (rule 4)
         self._wake = asyncio.Event()
         self._own_requests: set[int] = set()  # our SnapshotRequested ids, not someone else's
         self._own_orders: set[int] = set()  # our OrdersSnapshot ids, likewise
@@ -160,6 +175,9 @@ class Poller:
         self._orders_budget = WeightBudget(orders_share_per_min(
             rest.budget.budget_per_min, schedule.poll_interval_s,
             schedule.orders_sweep_interval_s), reserve=0)
+        # Our own paced spending (positions reads, sweeps) of the last 60 s: the rest of the
+        # window is what others spend, which the pace plans for (budget rule 7).
+        self._paced: deque[tuple[float, int]] = deque()
         self.reads = 0
         self.failures = 0
         self.sweeps = 0
@@ -192,7 +210,9 @@ class Poller:
                 self.schedule.doubt(now_s)
                 self._after_resync(event.request_id)
             case StreamLost() | ListenKeyExpired():
+                self._stream_orders_until = -math.inf
                 self.schedule.doubt(now_s, gap=True)  # rules 5 and 6
+                self.schedule.stream_lost(now_s)  # rule 3: the reconnect's read serves the gap's
             case StopCrossed():
                 self.schedule.doubt(now_s)  # rule 5: the next read no later than usual
             case OrdersSnapshot():
@@ -200,14 +220,18 @@ class Poller:
                 if event.request_id in self._own_orders:
                     self._own_orders.discard(event.request_id)
                 elif event.symbols is not None:  # the stream's resync: paid from our share
+                    self._stream_orders_until = -math.inf  # per symbol: no sweep coming
                     self.schedule.orders_read_by_other(event.symbols, now_s)
                     self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
                 else:  # the stream's resync read every symbol's orders: that was a sweep
+                    self._stream_orders_until = -math.inf
                     self.schedule.sweep_started(now_s)
                     self.schedule.sweep_read(now_s, now_s)
+                    self._paced.append((now_s, SWEEP_WEIGHT))  # a one-off: not forecast (rule 7)
             case StreamConnected():
                 self.schedule.doubt(now_s, gap=True)
                 self._connected = True
+                self._stream_orders_until = now_s + RESYNC_ORDERS_WAIT_S
                 return
             case SnapshotRequested() if event.symbols is None:
                 if event.request_id in self._own_requests:
@@ -247,20 +271,29 @@ class Poller:
                 await self._read_positions(plan, now_s, emit)
             if plan.sweep and await self._sweep(emit):
                 continue  # it read every symbol's orders: plan the per-symbol reads afresh
-            for symbol in plan.order_symbols:
-                requested = symbol in plan.orders_urgent
-                now_s = self._clock.monotonic()
-                if not requested:
-                    if (self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
-                            or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, now_s=now_s) > 0):
-                        logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
-                        break
-                    self._orders_budget.record(_ORDERS_WEIGHT, now_s)
-                await read_orders(self._rest, self._own(emit), [symbol],
-                                  reason="requested" if requested else "poll",
-                                  priority=Priority.REQUESTED if requested else Priority.ROUTINE)
-                self.schedule.orders_read(symbol, self._clock.monotonic())
+            await self._read_due_orders(plan, emit)
             await self._sleep_unless_woken(self._next_wake_s(leased))
+
+    async def _read_due_orders(self, plan: PollPlan, emit: Emit) -> None:
+        """Rule 3: the order reads the plan lists, requested ones first; routine ones stop
+        where the budget or the orders share does."""
+        for symbol in plan.order_symbols:
+            requested = symbol in plan.orders_urgent
+            now_s = self._clock.monotonic()
+            if not requested and (
+                    self._rest.budget_wait_s(_ORDERS_WEIGHT) > 0
+                    or self._orders_budget.wait_for_s(_ORDERS_WEIGHT, now_s=now_s) > 0):
+                logger.debug("orders poll deferred symbol={} (weight budget)", symbol)
+                break
+            # Paid from the orders share either way (rule 3): a requested read is never
+            # held by it, but it is that symbol's read too, so routine ones make room.
+            self._orders_budget.record(_ORDERS_WEIGHT, now_s)
+            logger.debug("orders read symbol={} reason={}", symbol,
+                         "requested" if requested else "poll")
+            await read_orders(self._rest, self._own(emit), [symbol],
+                              reason="requested" if requested else "poll",
+                              priority=Priority.REQUESTED if requested else Priority.ROUTINE)
+            self.schedule.orders_read(symbol, self._clock.monotonic())
 
     async def _standby_round(self, emit: Emit, now_s: float) -> None:
         """A standby: one positions read per STANDBY_POSITIONS_S, nothing else; woken at once
@@ -334,6 +367,12 @@ class Poller:
             return False  # positions first; the sweep stays due and goes after them
         if not self.schedule.sweep_may_go(now_s, self._trusted()):
             return False  # rule 6: the stream is not trusted yet; the sweep stays due
+        if (now_s < self._stream_orders_until
+                and len(self.schedule.open_symbols) * _ORDERS_WEIGHT > SWEEP_WEIGHT):
+            # Rule 4: the stream's post-connect read of every symbol's orders is on its way
+            # and will be this sweep (both went within 10 ms at a start: 160 weight, not 80).
+            self.schedule.defer_sweep(min(self._stream_orders_until, now_s + 0.25))
+            return False
         if self._sweep_plan is not None:  # rule 7
             if self._slot_at is None:
                 self._slot_at = self._sweep_plan.claim(now_s)
@@ -351,6 +390,7 @@ class Poller:
         self.schedule.sweep_started(now_s)
         self._slot_at = None
         self.sweeps += 1
+        self._paced.append((now_s, SWEEP_WEIGHT))
         snapshot = await read_all_orders(self._rest, self._own(emit), reason="sweep")
         if snapshot is None:
             self.sweep_failures += 1
@@ -405,15 +445,29 @@ class Poller:
         if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted()):
             forced_at = self.schedule.sweep_forced_at  # rule 6: room only for a forced sweep
             sweep_at = now_s if forced_at is None else forced_at
-        planned = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
+        sweep = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
         if self._sweep_plan is not None:  # rule 7: room for every account's sweep on the IP
             shared = self._sweep_plan.planned(now_s)  # our own slot among them while ahead
             ours_in = self._slot_at is not None and self._slot_at > now_s
-            planned = shared if ours_in else planned + shared
-        pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, planned)
-        if planned and pace_s == math.inf:
+            sweep = shared if ours_in else sweep + shared
+        others = spread_over_window(self._others_1m(now_s), now_s)  # budget rule 7
+        pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, sweep + others)
+        if sweep and pace_s == math.inf:
+            pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, others)
+        if pace_s == math.inf:  # even the forecast cannot be met: plan from the window alone
             pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s)
         return 0.0 if pace_s == math.inf else pace_s
+
+    def _others_1m(self, now_s: float) -> int:
+        """Budget rule 7: the weight of our window that was not this poller's paced spending
+        (priority reads, order reads, listen keys). Several pollers on one budget pace each
+        other already (``sharers``): none then."""
+        budget = self._rest.budget
+        if budget.sharers != 1:
+            return 0
+        while self._paced and self._paced[0][0] <= now_s - 60.0:
+            self._paced.popleft()
+        return max(0, budget.own_used_1m(now_s) - sum(w for _, w in self._paced))
 
     async def _read_positions(self, plan: PollPlan, now_s: float, emit: Emit) -> None:
         """Rule 3: requested reads first, scheduled ones within what routine polls may use."""
@@ -427,6 +481,7 @@ class Poller:
             logger.debug("positions poll deferred wait_s={:.2f} (weight budget)", wait_s)
             return
         reason = self.schedule.positions_started(now_s)
+        self._paced.append((now_s, _POSITIONS_WEIGHT))
         self.reads += 1
         priority = Priority.REQUESTED if plan.positions_priority else Priority.ROUTINE
         snapshot = await read_positions(self._rest, self._own(emit), reason=reason,

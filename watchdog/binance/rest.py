@@ -388,9 +388,10 @@ class BinanceRest:
         used = response.headers.get("X-MBX-USED-WEIGHT-1M")
         if used is not None and used.strip().isdigit():
             self.budget.observe_used_weight(int(used), now_s, self.exchange_time_ms())
-        logger.debug("rest {} status={} ms={:.0f} ip_weight_1m={} own_weight_1m={}", endpoint,
-                     response.status_code, (now_s - started_s) * 1000, used,
-                     self.budget.own_used_1m(now_s))
+        logger.debug("rest {} status={} ms={:.0f} weight={} priority={} symbol={} ip_weight_1m={} "
+                     "own_weight_1m={}", endpoint, response.status_code,
+                     (now_s - started_s) * 1000, weight, priority.name.lower(),
+                     (params or {}).get("symbol", "-"), used, self.budget.own_used_1m(now_s))
         error = classify_response(response.status_code, response.content, endpoint,
                                   retry_after=response.headers.get("Retry-After"))
         if error is not None:

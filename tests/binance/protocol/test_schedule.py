@@ -18,6 +18,7 @@ from watchdog.binance.protocol.schedule import (
     PollSchedule,
     orders_share_per_min,
     request_priority,
+    request_wants_positions,
     sweep_hold_s,
 )
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, SWEEP_WEIGHT
@@ -201,6 +202,50 @@ def test_the_priority_of_a_requested_read(reason: str, priority: Priority) -> No
     assert request_priority(reason) is priority
 
 
+def test_the_guard_s_doubt_read_reads_orders_only() -> None:
+    """core/guard.py rule 8 asks for an open symbol's *orders*: on main the schedule read
+    positions too (a priority positionRisk, 5 weight, 0.25 s after the last poll) besides the
+    2 it asked for; in a quiet minute with the stream muted that was 10 to 15 of the 19 weight the
+    0.9 s poll leaves (docs/BENCHMARKS.md, "every weight unit of a minute")."""
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(("BTCUSDT", "1")), 0.1)
+    s.orders_read(Symbol("BTCUSDT"), 0.1)
+    s.snapshot_requested("guard: orders of BTCUSDT last read 15000 ms ago",
+                         frozenset({Symbol("BTCUSDT")}))
+    plan = s.plan(0.4)  # past fast_poll_interval_s: a positions request would be read now
+    assert not plan.read_positions
+    assert not plan.positions_urgent
+    assert plan.orders_urgent == ("BTCUSDT",)  # a priority orders read, at once
+    assert plan.positions_wake_in_s == pytest.approx(0.6)  # the poll keeps its own time
+    s.orders_read(Symbol("BTCUSDT"), 0.41)
+    assert s.plan(0.42).orders_urgent == ()
+
+
+@pytest.mark.parametrize(("reason", "symbols", "positions"), [
+    ("guard: orders of BASUSDT last read 15000 ms ago", {"BASUSDT"}, False),
+    ("guard: orders of BASUSDT last read never", {"BASUSDT"}, False),
+    ("guard: orders of BASUSDT last read never", None, True),  # no symbol: read everything
+    ("reaper: confirm flat by REST", {"BASUSDT"}, True),      # the reap's proof is positions
+    ("fill on BASUSDT", {"BASUSDT"}, True),
+    ("margin call", {"BASUSDT"}, True),
+    ("stop trigger crossed on BASUSDT:BOTH", None, True),
+])
+def test_which_requests_want_a_positions_read(reason: str, symbols: set[str] | None,
+                                              positions: bool) -> None:
+    wanted = None if symbols is None else frozenset(Symbol(x) for x in symbols)
+    assert request_wants_positions(reason, wanted) is positions
+
+
+def test_the_guard_s_wording_is_the_one_the_schedule_keys_on() -> None:
+    """The prefix above keys on the guard's wording (core/guard.py rule 8)."""
+    import inspect
+
+    from watchdog.core import guard
+
+    assert 'reason=f"guard: orders of {symbol} last read' in inspect.getsource(guard)
+
+
 def test_the_core_s_fill_request_is_the_routine_one() -> None:
     """The table above keys on the core's wording: a fill the stream reports asks this."""
     from watchdog.core.book import BookPolicy, PositionBook
@@ -238,3 +283,34 @@ def test_poller_reexports_the_schedule() -> None:
                  "orders_share_per_min", "sweep_hold_s"):
         assert getattr(poller, name) is getattr(schedule_module, name), name
         assert name in poller.__all__
+
+
+def test_a_gap_s_read_waits_briefly_for_the_reconnect_s_own() -> None:
+    """A blind reconnect is immediate and reads positions right after the connect: the read the
+    core asks for because of the loss was a second one 13 ms earlier (5 weight, once a minute
+    in `detection_steady`). It waits up to fast_poll_interval_s for the reconnect's read."""
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.snapshot_requested("stream lost: blind: BTCUSDT:BOTH: …", None)
+    plan = s.plan(1.0)
+    assert not plan.read_positions
+    assert plan.wake_in_s == pytest.approx(0.25)
+    s.positions_read_by_other(1.02)  # the reconnect's post-connect read serves it
+    assert not s.plan(1.25).positions_urgent
+    # No reconnect within the hold: read then, as before.
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.snapshot_requested("listen key expired", None)
+    assert not s.plan(1.2).read_positions
+    assert s.plan(1.25).read_positions
+
+
+def test_only_a_gap_s_own_read_waits_for_the_reconnect() -> None:
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.snapshot_requested("stream lost: dropped", None)
+    s.snapshot_requested("stop trigger crossed on BTCUSDT:BOTH", None)  # never held
+    assert s.plan(1.0).read_positions

@@ -27,6 +27,12 @@ Rules of this module:
    Counting only from the send let a request sent just before the window's edge and charged
    a few ms later stay in Binance's window while it had left ours: the simulator measured 364
    over a sliding 60 s against a share of 360, with nothing bypassing the cap.
+7. The pace plans for what others spend too (``spread_over_window``): the weight in the window
+   that was not the paced poll's own (priority reads, order reads, listen keys) is expected
+   again, evenly, over the next 60 s. Planned from the window alone, the poll took the room
+   those reads came for and then met the cap: a 1.5 to 1.8 s gap in a 0.93 s cadence, where a
+   closure waits longest (docs/BENCHMARKS.md, "every weight unit of a minute"). Evenly
+   slower is the better trade (rule 5).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from enum import IntEnum
 
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 
-__all__ = ["PRIORITY_RESERVE", "Priority", "WeightBudget"]
+__all__ = ["PRIORITY_RESERVE", "Priority", "WeightBudget", "spread_over_window"]
 
 _WINDOW_S = 60.0
 _MINUTE_MS = 60_000
@@ -47,6 +53,13 @@ _IP_HEADROOM = 0.9
 # What routine polls leave free under the cap: one pre-cancel re-read (positionRisk, 5), one
 # cancel (1) and one symbol's order reads (1 + 1), so a reap never waits for a routine poll.
 PRIORITY_RESERVE = 8
+
+
+def spread_over_window(weight: int, now_s: float) -> list[tuple[float, int]]:
+    """Rule 7: ``weight`` expected over the next 60 s at an even rate, as planned spending
+    (``(at_s, 1)`` entries for ``WeightBudget.pace_s``)."""
+    count = max(0, int(weight))
+    return [(now_s + (i + 0.5) * _WINDOW_S / count, 1) for i in range(count)]
 
 
 class Priority(IntEnum):

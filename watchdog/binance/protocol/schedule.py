@@ -15,7 +15,7 @@ from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 
 __all__ = ["CALM_AFTER_S", "SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min",
-           "request_priority", "sweep_hold_s"]
+           "request_priority", "request_wants_positions", "sweep_hold_s"]
 
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
@@ -48,6 +48,25 @@ class PollPlan:
 # a decision waits on it (the reaper's "confirm flat by REST", a gap, an ambiguous REST row,
 # a malformed frame, a margin call).
 _ROUTINE_REQUEST_PREFIXES = ("fill on ",)
+
+
+# RequestSnapshot reasons that ask for a symbol's orders and nothing else (core/guard.py rule 8:
+# doubt costs an *orders* read): the positions poll answers them not, so no positions read is
+# made for them (poller rule 3; it cost 5 weight besides the 2 it asked for).
+_ORDERS_ONLY_REQUEST_PREFIXES = ("guard: orders of ",)
+
+
+def request_wants_positions(reason: str, symbols: Collection[Symbol] | None) -> bool:
+    """Rule 3: does a read the core asked for need a positions read, or only its symbols'
+    orders (the guard's doubt read)?"""
+    return not (symbols and reason.startswith(_ORDERS_ONLY_REQUEST_PREFIXES))
+
+
+# RequestSnapshot reasons of a stream gap (core/book.py: a loss asks for a read after it). A
+# reconnect brings its own read right after the connect (stream.py rule 2), usually a few ms
+# later (a blind reconnect is immediate), which serves them: they wait up to
+# ``fast_poll_interval_s`` for it (rule 3; both were read, 5 weight each, 13 ms apart).
+_GAP_REQUEST_PREFIXES = ("stream lost: ", "listen key expired")
 
 
 def request_priority(reason: str) -> Priority:
@@ -109,12 +128,26 @@ class PollSchedule:
         self._positions_known = False  # the first sweep waits for the first positions answer
         self._last_seen: PositionSnapshot | None = None
         self._next_sweep_at = 0.0
+        self._gap_hold_until = -1e18  # a gap's read waits for the reconnect's until then
 
     # -------------------------------------------------------------- facts
 
+    def stream_lost(self, now_s: float) -> None:
+        """The user stream was lost: the read the core asks for because of it waits up to
+        ``fast_poll_interval_s`` for the reconnect's own read, which serves it (rule 3)."""
+        self._gap_hold_until = now_s + self.fast_poll_interval_s
+
+    def _gap_requests_only(self) -> bool:
+        return (not self._routine_requests and bool(self._requested)
+                and all(r.startswith(_GAP_REQUEST_PREFIXES) for r in self._requested))
+
     def snapshot_requested(self, reason: str, symbols: Collection[Symbol] | None) -> None:
         """The core asked for a snapshot: read positions (and those symbols' orders) now,
-        as a priority read unless ``request_priority`` calls it routine."""
+        as a priority read unless ``request_priority`` calls it routine; only those symbols'
+        orders when ``request_wants_positions`` says so (the guard's doubt read)."""
+        if not request_wants_positions(reason, symbols):
+            self._requested_symbols.update(symbols or ())
+            return
         if request_priority(reason) is Priority.ROUTINE:
             # A freshness read (the stream just reported a fill): at once if routine polls
             # have room, else with the next scheduled read; its orders like after an event.
@@ -307,6 +340,8 @@ class PollSchedule:
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
         urgent = bool(self._requested or self._routine_requests)
+        if urgent and now_s < self._gap_hold_until and self._gap_requests_only():
+            requested_at = max(requested_at, self._gap_hold_until)
         due_at = self.positions_due_at(calm)
         read_positions = now_s >= due_at or (urgent and now_s >= requested_at)
         wake_at = min(due_at, requested_at) if urgent else due_at
