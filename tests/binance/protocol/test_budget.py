@@ -107,6 +107,19 @@ def test_the_ip_counter_resets_with_binance_minute_not_a_sliding_60_s() -> None:
     assert budget.ip_used_1m(114.4) == IP_WEIGHT_LIMIT_PER_MIN
 
 
+def test_a_429_at_the_minute_edge_counts_only_until_its_retry_after() -> None:
+    """Chaos bot_exhausts_ip_weight: the 429 was answered 5 ms before Binance's minute ended,
+    our estimate of Binance's clock (12 ms ahead) put it in the next minute, and the 2,400 it
+    reported then held every call, safety reads included, for 59 s: the position went unknown
+    and its orphan stayed. Binance's Retry-After (1 s) says when the limit lifts."""
+    budget = WeightBudget(360)
+    budget.observe_used_weight(IP_WEIGHT_LIMIT_PER_MIN, 100.0, exchange_ms=1_796_598_120_007)
+    budget.block(1.0, 100.0)
+    assert budget.wait_for_s(5, priority=Priority.SAFETY, now_s=100.5) > 0
+    assert budget.wait_for_s(5, priority=Priority.SAFETY, now_s=101.0) == 0
+    assert budget.ip_used_1m(101.0) == 0
+
+
 @pytest.mark.parametrize(("second_ms", "counted_s"), [(0, 60.0), (59_999, 0.001), (30_000, 30.0)])
 def test_a_report_counts_until_its_minute_ends(second_ms: int, counted_s: float) -> None:
     budget = WeightBudget(360)

@@ -14,7 +14,8 @@ Rules of this module:
 4. Binance's counter is a per-minute window on its own clock: the IP usage it reported counts
    until the end of the minute it was reported in (not for a sliding 60 s after it). Routine
    calls also wait while the IP is above 90% of 2400 (the bot's room); priority calls only
-   while they would push it over 2400. Nothing is sent while a 429/418 ``Retry-After`` runs.
+   while they would push it over 2400. Nothing is sent while a 429/418 ``Retry-After`` runs,
+   and the usage reported with it counts no longer than that wait: Binance says when it lifts.
 5. Routine polls are paced (``pace_s``), not only capped: spending is spread over the minute
    so the window never forces a long stop. The pace is the least even spacing that keeps the
    next minute under the limit (a hair faster overflows), and even is what the positions
@@ -129,8 +130,12 @@ class WeightBudget:
         self._ip_reset_at_s = now_s + left_ms / 1000
 
     def block(self, retry_after_s: float, now_s: float) -> None:
-        """Binance answered 429/418: no call at all until the wait is over; state is degraded."""
+        """Binance answered 429/418: no call at all until the wait is over; state is degraded.
+        Its ``Retry-After`` also says when the usage it reported stops counting (rule 4):
+        our clocks can place a 429 answered a few ms before Binance's minute ended in the next
+        minute, which held every call, safety reads included, for a whole minute."""
         self.blocked_until_s = max(self.blocked_until_s, now_s + retry_after_s)
+        self._ip_reset_at_s = min(self._ip_reset_at_s, self.blocked_until_s)
         self.degraded = True
 
     def succeeded(self, now_s: float) -> None:
