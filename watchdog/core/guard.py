@@ -41,8 +41,10 @@ Rules of this module:
    forgotten, and anything left is the reaper's (an orphan like any other).
 5. Cost: ``step`` judges a position only when something it depends on may have changed: an
    event naming its symbol (or any symbol: a gap, an all-symbols read, a failed read), an
-   outcome of ours, its view replaced by the book (an identity check per tracked position), a
-   lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
+   outcome of ours, its view replaced by the book with a change a judgment reads (an identity
+   check per tracked position, then state, knowledge and amount: a re-verification that moves
+   only ``verified_ms`` and ``version``, 300 of them after every positions poll, judges
+   nothing), a lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
    read itself), and time: after each judgment the earliest instant any of its time conditions
    can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
    a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
@@ -349,9 +351,17 @@ class Guard:
             if due.get(symbol) == at:
                 del due[symbol]
                 out.add(symbol)
+        reverified: list[tuple[PositionKey, PositionView]] = []
         for key, seen in self._seen_views.items():
-            if positions.view(key) is not seen:
+            current = positions.view(key)
+            if current is seen:
+                continue
+            if current is not None and _judged_alike(seen, current):
+                reverified.append((key, current))  # only verified_ms/version moved
+            else:
                 out.add(key.symbol)
+        for key, current in reverified:
+            self._seen_views[key] = current
         old = self._last_leases
         if leases != old:
             old_ends = {} if old is None else old.until_ms
@@ -805,6 +815,14 @@ class Guard:
             case "remove_failed":
                 record.state = "placed"
                 self._hold_until[outcome.key] = now_ms + self.policy.retry_ms
+
+
+def _judged_alike(seen: PositionView, current: PositionView) -> bool:
+    """Rule 5: the two views agree in all a judgment reads of a view (state, knowledge,
+    amount; the key is the same): a re-verification, which moves only ``verified_ms`` and
+    ``version``, changes no judgment."""
+    return (seen.state is current.state and seen.knowledge is current.knowledge
+            and seen.amount == current.amount)
 
 
 class _ChildOpen(Protocol):
