@@ -263,8 +263,10 @@ class Guard:
 
     def unprotected(self) -> tuple[tuple[PositionKey, int], ...]:
         """Alerted positions and since when (for the daemon's health problems)."""
-        return tuple((key, run.since_ms) for key, run in sorted(self._runs.items())
-                     if run.alerted and run.since_ms is not None)
+        alerted = [(key, run.since_ms) for key, run in self._runs.items()
+                   if run.alerted and run.since_ms is not None]
+        # By key, compared in C (the dataclass' __lt__ sorting 300 keys was ~2 ms a heartbeat).
+        return tuple(sorted(alerted, key=lambda item: (item[0].symbol, item[0].side)))
 
     def answers(self) -> dict[PositionKey, tuple[str, int | None]]:
         """The published ``protection`` and ``unprotected_since_ms`` per judged position (the
