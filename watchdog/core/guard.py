@@ -23,7 +23,11 @@ Rules of this module:
    unprotected_alert_ms``), or later when a bot's veto lease covers the position: the grace is
    extended to the lease's end (as read, capped at ``lease_cap_ms`` after the run began), never
    beyond. The alert waits for a lease read taken after the run began (the bot may have begun
-   just before its cancel), unless leases cannot be read at all (then it is not held back).
+   just before its cancel), and after the first step since a takeover (``take_over``: leases
+   are read only while a judgment needs them, below, so those held may be old), unless leases
+   cannot be read at all (then it is not held back). Leases are needed (``needs_leases``) while
+   a run is not yet alerted, a stop of ours is placed or seen, or, with the last-resort stop
+   on, while any run goes; an alerted run without it reads none (nothing else waits for them).
    ``position_protected`` follows when an alerted run ends (covered, or the position closed).
 4. The last-resort stop (``emergency_stop_pct`` > 0): a closePosition STOP_MARKET placed by the
    shell when a fresh, CONFIRMED open position has been unprotected ``emergency_after_ms`` and
@@ -258,6 +262,10 @@ class Guard:
         self._last_leases: Leases | None = None
         self._last_now: int | None = None
         self._doubt_reads: deque[int] = deque()  # rule 8: when each of the last reads was asked
+        # Rule 3: alerts wait for a lease read taken at or after this (the first step after a
+        # takeover), besides the run's start.
+        self._lease_floor_ms = 0
+        self._floor_at_step = False
 
     # ------------------------------------------------------------ reading
 
@@ -276,8 +284,14 @@ class Guard:
 
     @property
     def needs_leases(self) -> bool:
-        """True while some position is in an unprotected run: the shell then reads leases."""
-        return bool(self._own or self._own_seen or self._running)
+        """True while a judgment reads the leases (rule 3): a run not yet alerted, a stop of
+        ours, or any run while the last-resort stop is on. The shell then reads them."""
+        if self._own or self._own_seen:
+            return True
+        if self.policy.emergency_stop_pct > 0:
+            return bool(self._running)
+        return any(run is not None and not run.alerted
+                   for run in map(self._runs.get, self._running))
 
     # ------------------------------------------------------------ input
 
@@ -299,6 +313,7 @@ class Guard:
                     run.own_since_ms = own
         self._told.update({k: v for k, v in told.items() if k not in self._runs})
         self._touched_all = True
+        self._floor_at_step = True  # rule 3: leases held now may predate the takeover
 
     def observe(self, event: Event) -> None:
         """Track the orders' freshness epochs (rule 1); every event, before the books apply it."""
@@ -468,6 +483,8 @@ class Guard:
         ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
         is placed or removed and none of the order budget is used (rule 6)."""
         self._acting = acting
+        if self._floor_at_step:
+            self._lease_floor_ms, self._floor_at_step = now_ms, False
         self._stamp_reads(now_ms)
         scope = self._take_scope()
         for outcome in outcomes:
@@ -639,7 +656,8 @@ class Guard:
                 run.lease_until_ms = max(run.lease_until_ms,
                                          min(lease_end, run.since_ms + self.policy.lease_cap_ms))
             deadline = max(run.since_ms + self.policy.alert_ms, run.lease_until_ms)
-            leases_seen = leases is None or leases.read_ms >= run.since_ms
+            leases_seen = leases is None or leases.read_ms >= max(run.since_ms,
+                                                                  self._lease_floor_ms)
             if not run.alerted and now_ms >= deadline and leases_seen and self._evidence(
                     key.symbol, stream_state, run.since_ms):
                 run.alerted = True
