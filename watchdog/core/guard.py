@@ -266,6 +266,7 @@ class Guard:
         # takeover), besides the run's start.
         self._lease_floor_ms = 0
         self._floor_at_step = False
+        self._needs_leases: bool | None = None  # computed once per step (the reaper asks 5/s)
 
     # ------------------------------------------------------------ reading
 
@@ -286,12 +287,12 @@ class Guard:
     def needs_leases(self) -> bool:
         """True while a judgment reads the leases (rule 3): a run not yet alerted, a stop of
         ours, or any run while the last-resort stop is on. The shell then reads them."""
-        if self._own or self._own_seen:
-            return True
-        if self.policy.emergency_stop_pct > 0:
-            return bool(self._running)
-        return any(run is not None and not run.alerted
-                   for run in map(self._runs.get, self._running))
+        if self._needs_leases is None:
+            self._needs_leases = bool(self._own or self._own_seen) or (
+                bool(self._running) if self.policy.emergency_stop_pct > 0
+                else any(run is not None and not run.alerted
+                         for run in map(self._runs.get, self._running)))
+        return self._needs_leases
 
     # ------------------------------------------------------------ input
 
@@ -314,6 +315,7 @@ class Guard:
         self._told.update({k: v for k, v in told.items() if k not in self._runs})
         self._touched_all = True
         self._floor_at_step = True  # rule 3: leases held now may predate the takeover
+        self._needs_leases = None
 
     def observe(self, event: Event) -> None:
         """Track the orders' freshness epochs (rule 1); every event, before the books apply it."""
@@ -483,6 +485,7 @@ class Guard:
         ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
         is placed or removed and none of the order budget is used (rule 6)."""
         self._acting = acting
+        self._needs_leases = None  # runs and stops of ours change only in a step or a takeover
         if self._floor_at_step:
             self._lease_floor_ms, self._floor_at_step = now_ms, False
         self._stamp_reads(now_ms)
