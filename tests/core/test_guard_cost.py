@@ -203,8 +203,16 @@ def test_judging_what_changed_equals_judging_everything(
         assert got == want, (action, now)
         assert quick.unprotected() == full.unprotected()
         assert quick.answers() == full.answers()
-        assert quick.needs_leases == full.needs_leases
+        assert quick.needs_leases == full.needs_leases == needs_leases(quick)
         pending += [e for e in got if isinstance(e, PlaceGuardStop | CancelGuardStop)]
+
+
+def needs_leases(guard: Guard) -> bool:
+    """Rule 3's reading of leases, from the runs themselves (what ``needs_leases`` tracks)."""
+    runs = [run for run in guard._runs.values() if run.since_ms is not None]
+    if guard.policy.emergency_stop_pct > 0:
+        return bool(guard._own or guard._own_seen or runs)
+    return bool(guard._own or guard._own_seen or any(not run.alerted for run in runs))
 
 
 def effects_of_quiet_ticks(guard: Guard, positions: Positions, orders: OrderBook,

@@ -258,6 +258,7 @@ class Guard:
         self._due_heap: list[tuple[int, Symbol]] = []
         self._seen_views: dict[PositionKey, PositionView] = {}
         self._running: set[PositionKey] = set()  # runs with a since_ms (needs_leases)
+        self._unalerted: set[PositionKey] = set()  # of those, not alerted yet (needs_leases)
         self._last_inputs: tuple[str, bool, int] | None = None  # stream state, acting, keys
         self._last_leases: Leases | None = None
         self._last_now: int | None = None
@@ -266,7 +267,6 @@ class Guard:
         # takeover), besides the run's start.
         self._lease_floor_ms = 0
         self._floor_at_step = False
-        self._needs_leases: bool | None = None  # computed once per step (the reaper asks 5/s)
 
     # ------------------------------------------------------------ reading
 
@@ -287,12 +287,8 @@ class Guard:
     def needs_leases(self) -> bool:
         """True while a judgment reads the leases (rule 3): a run not yet alerted, a stop of
         ours, or any run while the last-resort stop is on. The shell then reads them."""
-        if self._needs_leases is None:
-            self._needs_leases = bool(self._own or self._own_seen) or (
-                bool(self._running) if self.policy.emergency_stop_pct > 0
-                else any(run is not None and not run.alerted
-                         for run in map(self._runs.get, self._running)))
-        return self._needs_leases
+        running = self._running if self.policy.emergency_stop_pct > 0 else self._unalerted
+        return bool(self._own or self._own_seen or running)
 
     # ------------------------------------------------------------ input
 
@@ -315,7 +311,9 @@ class Guard:
         self._told.update({k: v for k, v in told.items() if k not in self._runs})
         self._touched_all = True
         self._floor_at_step = True  # rule 3: leases held now may predate the takeover
-        self._needs_leases = None
+        self._unalerted = {k for k in self._running
+                           if (told_run := self._runs.get(k)) is not None
+                           and not told_run.alerted}
 
     def observe(self, event: Event) -> None:
         """Track the orders' freshness epochs (rule 1); every event, before the books apply it."""
@@ -389,8 +387,7 @@ class Guard:
                        if old_ends.get(k) != new_ends.get(k))
             if old is None or leases is None or old.read_ms != leases.read_ms:
                 pct = self.policy.emergency_stop_pct > 0
-                out.update(k.symbol for k in self._running
-                           if pct or not self._runs[k].alerted)
+                out.update(k.symbol for k in (self._running if pct else self._unalerted))
                 out.update(k.symbol for k in self._own)
                 out.update(k.symbol for k in self._own_seen)
         return out
@@ -485,7 +482,6 @@ class Guard:
         ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
         is placed or removed and none of the order budget is used (rule 6)."""
         self._acting = acting
-        self._needs_leases = None  # runs and stops of ours change only in a step or a takeover
         if self._floor_at_step:
             self._lease_floor_ms, self._floor_at_step = now_ms, False
         self._stamp_reads(now_ms)
@@ -557,12 +553,18 @@ class Guard:
             run = self._runs.get(key)
             if run is not None and run.since_ms is not None:
                 self._running.add(key)
+                if run.alerted:
+                    self._unalerted.discard(key)
+                else:
+                    self._unalerted.add(key)
             else:
                 self._running.discard(key)
+                self._unalerted.discard(key)
             at = self._next_due(key, view, stream_state, leases, now_ms)
             held = due.get(key.symbol)
             due[key.symbol] = at if held is None else held if at is None else min(at, held)
         self._running.intersection_update(self._runs)
+        self._unalerted.intersection_update(self._runs)
         for symbol, at in due.items():
             self._set_due(symbol, at)
 
