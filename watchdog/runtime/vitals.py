@@ -17,6 +17,7 @@ reaper's count.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -92,8 +93,10 @@ class Vitals:
 
     # ------------------------------------------------------------ verdicts
 
-    def problems(self) -> tuple[str, ...]:
-        """Why the watchdog is degraded, in the operator's words (empty when healthy)."""
+    def problems(self, states: Counter[PositionState] | None = None) -> tuple[str, ...]:
+        """Why the watchdog is degraded, in the operator's words (empty when healthy).
+        ``states``: the positions counted by state, when the caller has them already."""
+        states = self._states() if states is None else states
         found: list[str] = []
         if not self.ready:
             found.append("starting: first snapshot not published yet")
@@ -109,7 +112,7 @@ class Vitals:
             found.append(f"REST reads failing ({self.snapshot_failures} in a row: {self.last_failure})")
         if self.store_error:
             found.append(f"redis writes failing: {self.store_error}")
-        unknown = self._count(PositionState.UNKNOWN)
+        unknown = states[PositionState.UNKNOWN]
         if unknown:
             found.append(f"{unknown} position(s) unknown")
         unprotected = self.unprotected()
@@ -125,7 +128,8 @@ class Vitals:
 
     def health(self, now_ms: int) -> Health:
         """The heartbeat to publish now."""
-        problems = self.problems()
+        states = self._states()  # one pass over the book for the three counts
+        problems = self.problems(states)
         return Health(
             pid=self.identity.pid, host=self.identity.host, version=self.identity.version,
             started_ms=self.identity.started_ms, updated_ms=now_ms, ready=self.ready,
@@ -136,11 +140,11 @@ class Vitals:
             last_snapshot_ms=self.book.last_snapshot_ms or 0,
             rest_weight_used_1m=self.weight_used(),
             rest_weight_budget_1m=self.weight_budget_1m, rest_ip_weight_1m=self.ip_weight_used(),
-            positions_open=self._count(PositionState.OPEN),
-            positions_unknown=self._count(PositionState.UNKNOWN),
+            positions_open=states[PositionState.OPEN],
+            positions_unknown=states[PositionState.UNKNOWN],
             orphans_removed=self.orphans_removed(), reaper=self.reaper,
             extra=tuple(sorted(self.trigger_watch().items())),
         )
 
-    def _count(self, state: PositionState) -> int:
-        return sum(1 for view in self.book.views() if view.state is state)
+    def _states(self) -> Counter[PositionState]:
+        return Counter(view.state for view in self.book.views())
