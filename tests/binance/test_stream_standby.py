@@ -94,6 +94,30 @@ async def test_no_standby_while_a_blind_reconnect_would_be_deferred() -> None:
         assert fake.posts == posts
 
 
+async def test_a_blind_reconnect_deferred_within_the_hold_promotes_the_standby() -> None:
+    """The blind-reap bench's 7.15 s trial: the incident came 1.5 s before the once-a-minute
+    blind reconnect was allowed again, so no standby was opened and the reconnect restarted the
+    flat run. A standby opened then is promoted by the deferred reconnect."""
+    fake = FakeBinance()
+    async with running(fake, blind_reconnect_interval_s=1.5) as h:
+        await until(h, lambda ev: any(isinstance(e, OrdersSnapshot) for e in ev), "resynced")
+        h.stream.request_blind_reconnect("found blind")  # the first: at once
+        await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) == 2,
+                    "reconnected")
+        await until(h, lambda ev: sum(isinstance(e, OrdersSnapshot) for e in ev) >= 2,
+                    "resynced again")
+        h.stream.prepare_standby("suspected again within the blind-reconnect interval")
+        await until(h, lambda ev: any(isinstance(e, StandbyListening) for e in ev),
+                    "standby listening")
+        h.stream.request_blind_reconnect("found blind again")  # deferred, due within the hold
+        await until(h, lambda ev: sum(isinstance(e, StreamConnected) for e in ev) == 3,
+                    "replaced by the deferred blind reconnect")
+        connected = [e for e in h.events if isinstance(e, StreamConnected)][-1]
+        assert connected.standby
+        assert h.stream.standby.promoted == 1
+        assert h.stream.stats.blind_deferred == 1
+
+
 async def test_a_standby_that_closed_before_the_verdict_is_not_promoted() -> None:
     """It missed what came after its close: the verdict opens a fresh connection instead."""
     fake = FakeBinance()

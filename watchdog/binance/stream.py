@@ -108,7 +108,7 @@ from watchdog.binance.protocol.session import (
     successor_fate,
     user_stream_ending,
 )
-from watchdog.binance.protocol.standby import STANDBY_HOLD_S
+from watchdog.binance.protocol.standby import STANDBY_HOLD_S, promotable_in_time
 from watchdog.binance.protocol.weights import CONNECT_WEIGHT, ORDERS_WEIGHT, SWEEP_WEIGHT
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
@@ -239,8 +239,8 @@ class UserDataStream:
         self.standby.request(
             reason, current=current,
             rotating=current is not None and current.session.phase is Phase.ROTATING,
-            blind_now=(self._blind_timer is None
-                       and self._blind.wait_s(self._clock.monotonic()) <= 0))
+            blind_now=promotable_in_time(blind_wait_s=self._blind.wait_s(self._clock.monotonic()),
+                                         hold_s=self.standby.hold_s))
 
     def _blind_reconnect(self, reason: str) -> None:
         self._blind_timer = None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.binance.protocol.standby import StandbyAction, promotes, standby_action
+from watchdog.binance.protocol.standby import (
+    StandbyAction,
+    promotable_in_time,
+    promotes,
+    standby_action,
+)
 
 
 @pytest.mark.parametrize(("hold_s", "serving", "rotating", "blind_now", "exists", "action"), [
@@ -35,3 +40,16 @@ def test_only_a_listening_standby_of_the_blind_connection_is_promoted(
         listening: bool, for_ended: bool, blind_ending: bool, promoted: bool) -> None:
     assert promotes(listening=listening, for_ended=for_ended,
                     blind_ending=blind_ending) is promoted
+
+
+@pytest.mark.parametrize(("blind_wait_s", "hold_s", "in_time"), [
+    (0.0, 4.0, True),    # a verdict now replaces the connection at once
+    (2.5, 4.0, True),    # the blind-reap bench's trial 8: the once-a-minute reconnect 2.5 s away
+    (3.5, 4.0, True),    # due half a second before the drop
+    (3.6, 4.0, False),   # too close to the drop to be promoted for sure
+    (55.0, 4.0, False),  # a long deferral: the standby would be dropped first
+    (0.0, 0.0, True),
+])
+def test_a_deferred_blind_reconnect_due_within_the_hold_can_promote(
+        blind_wait_s: float, hold_s: float, in_time: bool) -> None:
+    assert promotable_in_time(blind_wait_s=blind_wait_s, hold_s=hold_s) is in_time
