@@ -117,11 +117,7 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
     sim_options: dict[str, Any] = ({} if hosts == 1 else
                                    {"weight_key": "dialled", "extra_hosts": HOSTS[1:hosts]})
     async with run_simulator(symbols=(SYMBOL,), weight_limit=limit, **sim_options) as sim:
-        accounts = {"acct00": (sim.api_key, sim.api_secret)}
-        for i in range(1, n_accounts):
-            key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
-            sim.exchange.add_account(key, secret)
-            accounts[f"acct{i:02d}"] = (key, secret)
+        accounts = add_accounts(sim, n_accounts)
         names = list(accounts)
         charged: list[tuple[float, int, str]] = []
         sim.venue.on_charge = lambda ip, _path, _key, weight: charged.append(
@@ -276,6 +272,16 @@ async def _kill_and_fail_over(r: redis.asyncio.Redis, sim: Simulator,
             "detection_after_kill_ms": round(after_ms)}
 
 
+def add_accounts(sim: Any, n_accounts: int) -> dict[str, tuple[str, str]]:
+    """The simulator's own account as ``acct00`` and ``n_accounts - 1`` more: name → key, secret."""
+    accounts = {"acct00": (sim.api_key, sim.api_secret)}
+    for i in range(1, n_accounts):
+        key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
+        sim.exchange.add_account(key, secret)
+        accounts[f"acct{i:02d}"] = (key, secret)
+    return accounts
+
+
 def daemon_root() -> Path:
     """The checkout whose daemon runs (``--daemon-root``, as bench/run.py's)."""
     return Path(os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT)))
@@ -303,11 +309,7 @@ async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = 
     simulator charged per IP in that window. Defaults but ``weight_budget_pct = 100``."""
     trials = min(n_accounts, 10) if trials is None else trials
     async with run_simulator(symbols=(SYMBOL,), weight_limit=2400, weight_key="dialled") as sim:
-        accounts = {"acct00": (sim.api_key, sim.api_secret)}
-        for i in range(1, n_accounts):
-            key, secret = f"benchkey{i:03d}" + "k" * 53, f"benchsecret{i:03d}" + "s" * 50
-            sim.exchange.add_account(key, secret)
-            accounts[f"acct{i:02d}"] = (key, secret)
+        accounts = add_accounts(sim, n_accounts)
         names = list(accounts)
         by_key = {key: name for name, (key, _) in accounts.items()}
         for key, _ in accounts.values():
