@@ -158,7 +158,8 @@ class PositionsView(Protocol):
         ...
 
     def view_generation(self) -> int | None:
-        """Changes whenever a view is replaced; None: not counted (every view is compared)."""
+        """Changes whenever a view is replaced (a guard is stepped with one book all its life);
+        None: not counted, every view is compared."""
         ...
 
 
