@@ -40,6 +40,7 @@ from watchdog.core.model import (
     PositionKey,
     PositionSide,
     PositionState,
+    PositionView,
     Source,
     Symbol,
 )
@@ -96,6 +97,8 @@ class World:
     rest_flat_unheld: set[PositionKey] = field(default_factory=set)
     # a standby listening since (now_ms, gap_count) of its mark (book rule 9)
     standby_mark: tuple[int, int] | None = None
+    # the book's view generation and the views it vouched for (the guard's calm step)
+    seen_generation: tuple[int, dict[PositionKey, PositionView | None]] | None = None
 
     # ------------------------------------------------------------ the model
 
@@ -139,6 +142,13 @@ class World:
         assert self.answering_ms - oldest_ms >= POLICY.blind_after_ms
 
     def check(self) -> None:
+        # An unchanged view generation: every view is the very object it was (core/guard.py
+        # rule 5 then compares none).
+        generation = self.book.view_generation()
+        views = {k: self.book.view(k) for k in KEYS}
+        if self.seen_generation is not None and self.seen_generation[0] == generation:
+            assert all(views[k] is v for k, v in self.seen_generation[1].items())
+        self.seen_generation = (generation, views)
         for k in KEYS:
             reconciled_in = (self.all_reconciled, self.symbol_reconciled.get(k.symbol))
             reconciled_now = self.gap_count in reconciled_in

@@ -39,17 +39,41 @@ LONG_LEASES = GuardPolicy(emergency_stop_pct=Decimal(2), emergency_after_ms=1000
                           retry_ms=1000)
 
 
+class _Views(dict[PositionKey, PositionView]):
+    """Counts every view set into it, as the book's ``view_generation`` does."""
+
+    def __init__(self, views: dict[PositionKey, PositionView], owner: Positions) -> None:
+        super().__init__(views)
+        self._owner = owner
+
+    def __setitem__(self, key: PositionKey, value: PositionView) -> None:
+        self._owner.generation += 1
+        super().__setitem__(key, value)
+
+
 @dataclass
 class Positions:
-    """Sorted by key, as the book's ``views`` are."""
+    """Sorted by key, as the book's ``views`` are; the generation counts views replaced."""
 
     by_key: dict[PositionKey, PositionView] = field(default_factory=dict)
     stream_state: str = "live"
+    generation: int = 0
+    view_calls: int = 0
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "by_key":  # a whole new set of views: a new generation
+            object.__setattr__(self, "generation", getattr(self, "generation", 0) + 1)
+            value = _Views(value, self)  # type: ignore[arg-type]
+        object.__setattr__(self, name, value)
+
+    def view_generation(self) -> int | None:
+        return self.generation
 
     def views(self) -> list[PositionView]:
         return [self.by_key[k] for k in sorted(self.by_key, key=lambda k: (k.symbol, k.side))]
 
     def view(self, key: PositionKey) -> PositionView | None:
+        self.view_calls += 1
         return self.by_key.get(key)
 
     def key_count(self) -> int:
@@ -275,3 +299,27 @@ def test_a_poll_that_only_reverifies_judges_no_position() -> None:
     positions.by_key[keys[7]] = replace(positions.by_key[keys[7]], amount=Decimal(11))
     _, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 12_000, 1)
     assert judged == 1
+
+
+def test_a_calm_step_compares_no_view() -> None:
+    """While the book replaced no view (its generation unchanged), a Tick reads no view at all;
+    one replaced view is seen (and, when a judgment reads its change, judged) at the next step."""
+    guard = Guard(GuardPolicy(doubt_ms=15_000))
+    orders = OrderBook()
+    keys = [PositionKey(f"S{i:03d}USDT", KEY.side) for i in range(300)]  # type: ignore[arg-type]
+    positions = Positions({k: view(k, amount=Decimal(10)) for k in keys})
+    for event in (StreamConnected(1), SnapshotRequested(1, T0 - 10), snapshot(at_ms=T0 - 10)):
+        guard.observe(event)
+        orders.apply(event)
+    guard.step(positions, orders, Leases({}, T0), T0)  # type: ignore[arg-type]
+    guard.step(positions, orders, Leases({}, T0), T0 + 3000)  # type: ignore[arg-type]
+    positions.view_calls = 0
+    effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000, 10)
+    assert (effects, judged, positions.view_calls) == ([], 0, 0)
+    positions.by_key[keys[7]] = replace(positions.by_key[keys[7]], amount=Decimal(11))
+    _, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 6000, 1)
+    assert judged == 1
+    assert positions.view_calls >= 300  # the generation moved: every held view compared
+    positions.view_calls = 0
+    _, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 6500, 1)
+    assert (judged, positions.view_calls) == (0, 0)

@@ -239,6 +239,7 @@ class PositionBook:
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
+        self._view_generation = 0  # counts every view replaced or first published
         # Vitals, read by runtime/vitals.py for the health hash. Kept here: the book is the one
         # writer that sees every event with its now_ms, and events_applied is also the book's
         # own sequence (a read is requested before or after a flat run broke, rules 9 and 12).
@@ -272,6 +273,11 @@ class PositionBook:
     def key_count(self) -> int:
         """How many keys the book holds; never decreases (no key is ever forgotten)."""
         return len(self._entries)
+
+    def view_generation(self) -> int:
+        """Changes whenever any published view is replaced: while it stays the same, every
+        ``view(key)`` returns the very object it returned before (the guard's calm step)."""
+        return self._view_generation
 
     def flat_since(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the first REST snapshot of the current unbroken run that
@@ -635,6 +641,7 @@ class PositionBook:
             if publish is None:
                 continue  # no-op: nothing the store would see changed
             entry.published = view
+            self._view_generation += 1
             effects.append(publish)
             if view.state is not PositionState.UNKNOWN:
                 notify = change_notify(entry.confirmed_state, view, entry.while_down_from_ms)

@@ -93,6 +93,9 @@ class _Unproven:
     def key_count(self) -> int:
         return self._positions.key_count()
 
+    def view_generation(self) -> int | None:
+        return self._positions.view_generation()
+
 
 def stop_price(side: str, mark: Decimal, pct: Decimal, tick: Decimal) -> Decimal:
     """``pct`` % beyond the mark on the losing side, rounded away from the mark to ``tick``."""
