@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.support.pipeline import built_accounts
 from watchdog.clock import SystemClock
-from watchdog.config import Config, Credentials, MetricsConfig
+from watchdog.config import Config, Credentials, MetricsConfig, parse_config
 from watchdog.runtime.build import Endpoints, build, store_of
 
 DAEMON_TASKS = {"core", "stream", "market", "poller", "ticker", "heartbeat", "reaper", "lead",
@@ -46,25 +47,11 @@ async def test_metrics_add_their_two_tasks() -> None:
 async def test_accounts_of_one_process_share_one_weight_budget_per_ip_and_one_instance() -> None:
     """build.py rule 4: Binance's weight limit is the IP's, so every account's client on one
     REST URL spends from one budget; alone, a pipeline keeps its own (as before)."""
-    from watchdog.config import account_configs, parse_config
-    from watchdog.runtime.build import Shared
-
     config = parse_config({"accounts": [{"name": "a"}, {"name": "b"}],
                            "binance": {"weight_budget_pct": 30}}, "t.toml")
-    shared = Shared()
-    pipelines = []
-    async with httpx.AsyncClient(base_url=config.binance.rest_url) as http:
-        for one in account_configs(config):
-            async with build(one, Credentials("key", "secret"), SystemClock(),
-                             Endpoints(http=http), shared) as pipeline:
-                for coro in pipeline.tasks().values():
-                    coro.close()
-                pipelines.append(pipeline)
-        async with build(Config(), Credentials("key", "secret"), SystemClock(),
-                         Endpoints(http=http)) as alone:
-            for coro in alone.tasks().values():
-                coro.close()
-    a, b = pipelines
+    built = await built_accounts(config, alone=True)
+    (a, b), alone, shared = built.pipelines, built.alone, built.shared
+    assert alone is not None
     assert a.rest.budget is b.rest.budget is shared.budgets[config.binance.rest_url]
     assert alone.rest.budget is not a.rest.budget
     a.store._fence = b.store._fence = 1  # both lead (as_leader): each paces for two
@@ -78,22 +65,12 @@ async def test_a_shared_budget_paces_for_the_accounts_this_instance_leads_not_it
     """Ten accounts on two instances: each leads five and stands by for five. A standby's
     positions read is slow and fixed (not paced); counting it made the leaders pace twice as
     wide as the IP needed (10 sharers for 5 pollers)."""
-    from watchdog.config import account_configs, parse_config
-    from watchdog.runtime.build import Shared
-
     config = parse_config({"accounts": [{"name": f"a{i}"} for i in range(10)],
                            "binance": {"weight_budget_pct": 100, "poll_interval_s": 2.0}},
                           "t.toml")
-    shared = Shared()
-    pipelines = []
-    async with httpx.AsyncClient(base_url=config.binance.rest_url) as http:
-        for one in account_configs(config):
-            async with build(one, Credentials("key", "secret"), SystemClock(),
-                             Endpoints(http=http), shared) as pipeline:
-                for coro in pipeline.tasks().values():
-                    coro.close()
-                pipelines.append(pipeline)
-    budget = shared.budgets[config.binance.rest_url]
+    built = await built_accounts(config)
+    pipelines = built.pipelines
+    budget = built.shared.budgets[config.binance.rest_url]
     assert budget.sharers == 1  # nobody leads yet
     for pipeline in pipelines[:5]:
         pipeline.store._fence = 1  # leads (as_leader); the other five stand by

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import httpx
-
-from watchdog.clock import SystemClock
-from watchdog.config import Config, Credentials
-from watchdog.runtime.build import Endpoints, build
+from tests.support.pipeline import built_accounts
+from watchdog.config import parse_config
+from watchdog.runtime.build import shared_tasks
 
 
 async def test_accounts_of_one_process_share_their_user_data_connections() -> None:
     """build.py rule 4: several accounts' streams open lanes of the connections shared per
     ``ws_url`` (binance/shared_stream.py), run by the process's task; alone, a pipeline's
     stream opens a connection of its own (as before) and the process has no such task."""
-    from watchdog.config import account_configs, parse_config
-    from watchdog.runtime.build import Shared, shared_tasks
-
     config = parse_config({"accounts": [{"name": "a"}, {"name": "b"}],
                            "binance": {"weight_budget_pct": 30}}, "t.toml")
-    shared = Shared()
-    streams = []
-    async with httpx.AsyncClient(base_url=config.binance.rest_url) as http:
-        for one in account_configs(config):
-            async with build(one, Credentials("key", "secret"), SystemClock(),
-                             Endpoints(http=http), shared) as pipeline:
-                for coro in pipeline.tasks().values():
-                    coro.close()
-                streams.append(pipeline.stream)
-        async with build(Config(), Credentials("key", "secret"), SystemClock(),
-                         Endpoints(http=http)) as alone:
-            for coro in alone.tasks().values():
-                coro.close()
+    built = await built_accounts(config, alone=True)
+    streams, alone, shared = [p.stream for p in built.pipelines], built.alone, built.shared
+    assert alone is not None
     assert list(shared.streams) == [config.binance.ws_url]
     pool = shared.streams[config.binance.ws_url]
     assert pool._accounts == {"a", "b"}

@@ -2,7 +2,8 @@
 
 ``running(pipeline)``: its startup, then every daemon task, cancelled on exit until each has
 ended; a task that failed fails the test. ``EffectsTap``: an ``Endpoints.effects`` observer that
-keeps every effect the pipeline ran, in order.
+keeps every effect the pipeline ran, in order. ``built_accounts(config)``: every account of a
+configuration built as the daemon builds them, never started (for tests of the wiring).
 """
 
 from __future__ import annotations
@@ -10,12 +11,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from watchdog.core.effects import Effect
-from watchdog.runtime.build import Pipeline
+import httpx
 
-__all__ = ["EffectsTap", "cancel_all", "running"]
+from watchdog.clock import SystemClock
+from watchdog.config import Config, Credentials, account_configs
+from watchdog.core.effects import Effect
+from watchdog.runtime.build import Endpoints, Pipeline, Shared, build
+
+__all__ = ["Built", "EffectsTap", "built_accounts", "cancel_all", "running"]
+
+
+@dataclass
+class Built:
+    """What ``built_accounts`` built: the process's shared parts and each account's pipeline;
+    ``alone``: a one-account pipeline of the defaults built beside them, not sharing."""
+
+    shared: Shared
+    pipelines: list[Pipeline]
+    alone: Pipeline | None = None
+
+
+def _never_started(pipeline: Pipeline) -> Pipeline:
+    for coro in pipeline.tasks().values():
+        coro.close()  # built, never started
+    return pipeline
+
+
+async def built_accounts(config: Config, *, alone: bool = False) -> Built:
+    """Every account of ``config`` built as the daemon builds them (one ``Shared``, one HTTP
+    client; fake credentials), and with ``alone`` a pipeline of ``Config()`` on that client
+    without ``Shared``. Nothing starts, so nothing is sent."""
+    shared = Shared()
+    pipelines: list[Pipeline] = []
+    lone: Pipeline | None = None
+    async with httpx.AsyncClient(base_url=config.binance.rest_url) as http:
+        for one in account_configs(config):
+            async with build(one, Credentials("key", "secret"), SystemClock(),
+                             Endpoints(http=http), shared) as pipeline:
+                pipelines.append(_never_started(pipeline))
+        if alone:
+            async with build(Config(), Credentials("key", "secret"), SystemClock(),
+                             Endpoints(http=http)) as pipeline:
+                lone = _never_started(pipeline)
+    return Built(shared, pipelines, lone)
 
 
 class EffectsTap:
