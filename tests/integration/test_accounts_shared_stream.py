@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from poswatch.client import AsyncWatchdogClient
 from poswatch.keys import AccountKeys
-from tests.integration.test_accounts import accounts_of, fill, process, write_config
+from tests.integration.test_accounts import accounts_of, fill, started
 from tests.integration.test_ha import sync
 from tests.support.waiting import eventually
 from watchdog.sim import Simulator
@@ -33,13 +32,9 @@ def private_connections(sim: Simulator) -> list[tuple[str, int]]:
 async def test_one_process_one_connection_for_every_account(
         sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis, tmp_path: Path) -> None:
     accounts = accounts_of(sim, 3)
-    names = list(accounts)
-    config = write_config(tmp_path / "config.toml", sim, redis_url, names)
     async with AsyncExitStack() as stack:
-        only = await stack.enter_async_context(process(config, tmp_path / "p.log", accounts))
-        bots = {n: AsyncWatchdogClient.from_url(redis_url, n) for n in names}
-        for client in bots.values():
-            stack.push_async_callback(client.close)
+        setup = await started(stack, sim, redis_url, tmp_path, accounts)
+        (only,), bots, names = setup.group, setup.bots, setup.names
         for name in names:
             await eventually(lambda n=name: bots[n].check("BASUSDT"),
                              lambda v: v.reason == "no_position", timeout_s=60,

@@ -53,10 +53,12 @@ class Instance:
 
 
 @asynccontextmanager
-async def instance(sim: Simulator, config: Path, log: Path) -> AsyncIterator[Instance]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY")}
-    env |= {"BINANCE_API_KEY": sim.api_key, "BINANCE_API_SECRET": sim.api_secret,
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"}
+async def spawned(config: Path, log: Path, credentials: dict[str, str]) -> AsyncIterator[Instance]:
+    """``python -m watchdog run --config config`` of this checkout, with ``credentials`` (env
+    name → value) as its only Binance credentials and no systemd variables; killed on exit."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY") and not k.startswith("BINANCE_API_")}
+    env |= {**credentials, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'client'}"}
     with open(log, "wb") as sink:  # noqa: ASYNC230 - opened once, before the process runs
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "watchdog", "run", "--config", str(config), cwd=ROOT, env=env,
@@ -69,6 +71,14 @@ async def instance(sim: Simulator, config: Path, log: Path) -> AsyncIterator[Ins
                 process.send_signal(signal.SIGCONT)
                 process.kill()
             await process.wait()
+
+
+@asynccontextmanager
+async def instance(sim: Simulator, config: Path, log: Path) -> AsyncIterator[Instance]:
+    """One instance watching the simulator's own account."""
+    async with spawned(config, log, {"BINANCE_API_KEY": sim.api_key,
+                                     "BINANCE_API_SECRET": sim.api_secret}) as one:
+        yield one
 
 
 def sync(read: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
@@ -116,10 +126,12 @@ def count_cancels(sim: Simulator) -> dict[int, int]:
     return counts
 
 
-def place_stop(sim: Simulator, symbol: str, qty: str, factor: str = "0.8") -> int:
+def place_stop(sim: Simulator, symbol: str, qty: str, factor: str = "0.8", *,
+               api_key: str | None = None) -> int:
+    """A reduce-only STOP_MARKET below the mark on ``api_key``'s account (the simulator's own)."""
     tick = sim.exchange.specs[symbol].tick_size
     trigger = f"{(sim.exchange.mark[symbol] * Decimal(factor)).quantize(tick):f}"
-    algo = sim.exchange.place_algo(sim.api_key, {
+    algo = sim.exchange.place_algo(api_key or sim.api_key, {
         "algoType": "CONDITIONAL", "symbol": symbol, "side": "SELL", "type": "STOP_MARKET",
         "triggerPrice": trigger, "quantity": qty, "reduceOnly": "true"})
     sim.venue.flush()
