@@ -3,6 +3,8 @@ muted, and weight per IP, for N accounts on one instance and on two.
 
 Usage: PYTHONPATH=.:client python bench/accounts.py [--accounts 1 10 50] [--instances 1 2]
        [--trials 10] [--steady-s 30] [--json]
+       PYTHONPATH=.:client python bench/accounts.py --verdicts --accounts 10 --budget-pct 15
+       [--window-s 40]   (what bots are told: ok share and ages, one instance)
        (WD_BENCH_DAEMON_ROOT=/other/checkout runs that checkout's daemon: before/after)
 (docs/HA.md, Many accounts per process: figures).
 
@@ -71,9 +73,10 @@ def fitted_poll_s(per_ip: int) -> float:
 
 
 def _config(sim: Simulator, redis_url: str, names: list[str], poll_s: float | None,
-            host: int = 0, hosts: int = 1) -> str:
+            host: int = 0, hosts: int = 1, budget_pct: int = 100) -> str:
     lines = ["[binance]", f'rest_url = "{_on_host(sim.rest_url, host, hosts)}"',
-             f'ws_url = "{_on_host(sim.ws_url, host, hosts)}"', "weight_budget_pct = 100"]
+             f'ws_url = "{_on_host(sim.ws_url, host, hosts)}"',
+             f"weight_budget_pct = {budget_pct}"]
     if poll_s is not None:
         lines += [f"poll_interval_s = {poll_s:.2f}", f"idle_poll_interval_s = {poll_s:.2f}"]
     lines += ["[redis]", f'url = "{redis_url}"']
@@ -401,9 +404,92 @@ async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = 
     }
 
 
+async def verdicts(n_accounts: int, redis_url: str, *, budget_pct: int,
+                   window_s: float) -> dict[str, Any]:
+    """``--verdicts``: what bots are told when N accounts share one instance's budget. Every
+    account holds a position when the instance starts; once each has been allowed, a bot asks
+    ``check`` for every account's position every 0.1 s over ``window_s``. The share of ``ok``
+    answers and the ages the answers carry say whether the accounts' positions reads come often
+    enough for the veto's ``max_age_ms`` (3 s): the budget is a hard cap, so too many accounts
+    per IP do not overspend, they make every position old."""
+    from poswatch.client import AsyncWatchdogClient
+
+    async with run_simulator(symbols=(SYMBOL,), weight_limit=2400) as sim:
+        accounts = add_accounts(sim, n_accounts)
+        names = list(accounts)
+        for key, _ in accounts.values():
+            sim.exchange.market_fill(key, SYMBOL, "BUY", QTY, None)
+        sim.venue.flush()
+        r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+        await r.flushall()
+        env = python_env(daemon_root())
+        for name, (key, secret) in accounts.items():
+            env[f"BINANCE_API_KEY_{name.upper()}"] = key
+            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
+        bots = {n: AsyncWatchdogClient.from_url(redis_url, n) for n in names}
+        reasons: dict[str, int] = {}
+        ages: list[float] = []
+        with tempfile.TemporaryDirectory(prefix="wd-bench-verdicts-") as tmp:
+            config = Path(tmp) / "config.toml"
+            config.write_text(_config(sim, redis_url, names, None, budget_pct=budget_pct))
+            with open(Path(tmp) / "i0.log", "wb") as log:  # noqa: ASYNC230
+                t_start = time.monotonic()
+                proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
+                    [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
+                     str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
+                    stderr=log)
+            try:
+                seen: set[str] = set()
+
+                async def each_allowed_once() -> bool:
+                    if proc.poll() is not None:
+                        raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
+                    for n in names:
+                        if n not in seen and (await bots[n].check(SYMBOL)).allowed:
+                            seen.add(n)
+                    return len(seen) == len(names)
+                await _wait(each_allowed_once, "every account's position allowed once")
+                ready_s = time.monotonic() - t_start
+                end = time.monotonic() + window_s
+                while time.monotonic() < end:
+                    for n in names:
+                        verdict = await bots[n].check(SYMBOL)
+                        reasons[str(verdict.reason)] = reasons.get(str(verdict.reason), 0) + 1
+                        if verdict.age_ms is not None:
+                            ages.append(float(verdict.age_ms))
+                    await asyncio.sleep(0.1)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                for bot in bots.values():
+                    await bot.close()
+        await r.aclose()
+    total = sum(reasons.values())
+    return {"mode": "verdicts", "accounts": n_accounts, "instances": 1,
+            "weight_budget_pct": budget_pct, "daemon_root": str(daemon_root()),
+            "ready_s": round(ready_s, 1), "window_s": window_s, "answers": total,
+            "ok_share": round(reasons.get("ok", 0) / total, 3) if total else None,
+            "reasons": reasons, "age_ms": _spread(ages)}
+
+
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     with redis_server() as rs:
+        if args.verdicts:
+            for n_accounts in args.accounts:
+                try:
+                    result = await verdicts(n_accounts, rs.url, budget_pct=args.budget_pct,
+                                            window_s=args.window_s)
+                except RuntimeError as exc:
+                    result = {"mode": "verdicts", "accounts": n_accounts, "error": str(exc)}
+                results.append(result)
+                if not args.json:
+                    print(json.dumps(result), flush=True)
+            return results
         if args.first_minute:
             for n_accounts in args.accounts:
                 try:
@@ -448,7 +534,13 @@ def main() -> None:
                         help="one instance: poll intervals, sweeps, muted-stream detection and "
                              "weight per IP in the first minute after the start")
     parser.add_argument("--window-s", type=float, default=60.0,
-                        help="--first-minute: how long from the start to record (s)")
+                        help="--first-minute: how long from the start to record (s); "
+                             "--verdicts: how long to ask once every position was allowed")
+    parser.add_argument("--verdicts", action="store_true",
+                        help="one instance, every account holding a position: the share of "
+                             "`ok` answers and their ages (is each account read often enough?)")
+    parser.add_argument("--budget-pct", type=int, default=100,
+                        help="--verdicts: [binance] weight_budget_pct (15 is the default's)")
     parser.add_argument("--daemon-root", help="run the daemon from another checkout "
                         "(e.g. /work/base); default: this one")
     args = parser.parse_args()
