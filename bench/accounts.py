@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -127,10 +128,7 @@ async def one_run(n_accounts: int, n_instances: int, trials: int, steady_s: floa
             (time.monotonic(), weight, ip))
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         await r.flushall()
-        env = python_env(daemon_root())
-        for name, (key, secret) in accounts.items():
-            env[f"BINANCE_API_KEY_{name.upper()}"] = key
-            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
+        env = daemon_env(accounts)
         with tempfile.TemporaryDirectory(prefix="wd-bench-accounts-") as tmp:
             procs = []
             for i in range(n_instances):
@@ -285,6 +283,39 @@ def add_accounts(sim: Any, n_accounts: int) -> dict[str, tuple[str, str]]:
     return accounts
 
 
+def daemon_env(accounts: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The daemon's environment: each account's credentials in its default variables."""
+    env = python_env(daemon_root())
+    for name, (key, secret) in accounts.items():
+        env[f"BINANCE_API_KEY_{name.upper()}"] = key
+        env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
+    return env
+
+
+@contextlib.contextmanager
+def one_instance(config_text: str, env: dict[str, str],
+                 prefix: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``python -m watchdog run`` of ``config_text`` (WARNING and up to a log file); yields the
+    process and its log; SIGTERM at the end (SIGKILL after 20 s)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        config, log_path = Path(tmp) / "config.toml", Path(tmp) / "i0.log"
+        config.write_text(config_text)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
+                 str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
+                stderr=log)
+        try:
+            yield proc, log_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def daemon_root() -> Path:
     """The checkout whose daemon runs (``--daemon-root``, as bench/run.py's)."""
     return Path(os.environ.get("WD_BENCH_DAEMON_ROOT", str(ROOT)))
@@ -323,54 +354,36 @@ async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = 
             (time.monotonic(), ip, path, by_key.get(key, ""), weight))
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         await r.flushall()
-        env = python_env(daemon_root())
-        for name, (key, secret) in accounts.items():
-            env[f"BINANCE_API_KEY_{name.upper()}"] = key
-            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
         detections: list[tuple[str, float, float]] = []
-        with tempfile.TemporaryDirectory(prefix="wd-bench-first-") as tmp:
-            config = Path(tmp) / "config.toml"
-            config.write_text(_config(sim, redis_url, names, None))
-            with open(Path(tmp) / "i0.log", "wb") as log:  # noqa: ASYNC230
-                t_start = time.monotonic()
-                proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
-                    [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
-                     str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
-                    stderr=log)
-            try:
-                def pos(name: str) -> str:
-                    return f"{AccountKeys(name).prefix}:pos:{SYMBOL}:BOTH"
+        t_start = time.monotonic()
+        with one_instance(_config(sim, redis_url, names, None), daemon_env(accounts),
+                          "wd-bench-first-") as (proc, log):
+            def pos(name: str) -> str:
+                return f"{AccountKeys(name).prefix}:pos:{SYMBOL}:BOTH"
 
-                async def all_open() -> bool:
-                    if proc.poll() is not None:
-                        raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
-                    return all([await r.hget(pos(n), "state") == "open" for n in names])
-                await _wait(all_open, "every account's position open")
-                ready_s = time.monotonic() - t_start
-                step_s = max(0.0, (window_s - ready_s - 5.0) / max(1, trials))
-                for k in range(trials):
-                    name = names[k % n_accounts]
-                    due = t_start + ready_s + 1.0 + k * step_s
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
-                    sim.set_faults(stream="mute")
-                    t0 = time.monotonic()
-                    sim.exchange.market_fill(accounts[name][0], SYMBOL, "SELL", QTY, None)
-                    sim.venue.flush()
-                    deadline = t0 + 120
-                    while await r.hget(pos(name), "state") != "closed":
-                        if time.monotonic() > deadline or proc.poll() is not None:
-                            raise RuntimeError(f"{name}: no closure seen; exit {proc.poll()}")
-                        await asyncio.sleep(0.005)
-                    detections.append((name, t0 - t_start, (time.monotonic() - t0) * 1000))
-                    sim.set_faults(stream="normal")
-                await asyncio.sleep(max(0.0, t_start + window_s - time.monotonic()))
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            async def all_open() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(log.read_text()[-3000:])
+                return all([await r.hget(pos(n), "state") == "open" for n in names])
+            await _wait(all_open, "every account's position open")
+            ready_s = time.monotonic() - t_start
+            step_s = max(0.0, (window_s - ready_s - 5.0) / max(1, trials))
+            for k in range(trials):
+                name = names[k % n_accounts]
+                due = t_start + ready_s + 1.0 + k * step_s
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                sim.set_faults(stream="mute")
+                t0 = time.monotonic()
+                sim.exchange.market_fill(accounts[name][0], SYMBOL, "SELL", QTY, None)
+                sim.venue.flush()
+                deadline = t0 + 120
+                while await r.hget(pos(name), "state") != "closed":
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError(f"{name}: no closure seen; exit {proc.poll()}")
+                    await asyncio.sleep(0.005)
+                detections.append((name, t0 - t_start, (time.monotonic() - t0) * 1000))
+                sim.set_faults(stream="normal")
+            await asyncio.sleep(max(0.0, t_start + window_s - time.monotonic()))
         await r.aclose()
     inside = [c for c in charged if c[0] - t_start <= window_s]
     polls = {n: [t for t, _, path, who, _ in inside if who == n and "positionRisk" in path]
@@ -422,51 +435,33 @@ async def verdicts(n_accounts: int, redis_url: str, *, budget_pct: int,
         sim.venue.flush()
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         await r.flushall()
-        env = python_env(daemon_root())
-        for name, (key, secret) in accounts.items():
-            env[f"BINANCE_API_KEY_{name.upper()}"] = key
-            env[f"BINANCE_API_SECRET_{name.upper()}"] = secret
         bots = {n: AsyncWatchdogClient.from_url(redis_url, n) for n in names}
         reasons: dict[str, int] = {}
         ages: list[float] = []
-        with tempfile.TemporaryDirectory(prefix="wd-bench-verdicts-") as tmp:
-            config = Path(tmp) / "config.toml"
-            config.write_text(_config(sim, redis_url, names, None, budget_pct=budget_pct))
-            with open(Path(tmp) / "i0.log", "wb") as log:  # noqa: ASYNC230
-                t_start = time.monotonic()
-                proc = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it
-                    [PYTHON, "-m", "watchdog", "--log-level", "WARNING", "run", "--config",
-                     str(config)], cwd=daemon_root(), env=env, stdout=subprocess.DEVNULL,
-                    stderr=log)
-            try:
-                seen: set[str] = set()
+        t_start = time.monotonic()
+        with one_instance(_config(sim, redis_url, names, None, budget_pct=budget_pct),
+                          daemon_env(accounts), "wd-bench-verdicts-") as (proc, log):
+            seen: set[str] = set()
 
-                async def each_allowed_once() -> bool:
-                    if proc.poll() is not None:
-                        raise RuntimeError((Path(tmp) / "i0.log").read_text()[-3000:])
-                    for n in names:
-                        if n not in seen and (await bots[n].check(SYMBOL)).allowed:
-                            seen.add(n)
-                    return len(seen) == len(names)
-                await _wait(each_allowed_once, "every account's position allowed once")
-                ready_s = time.monotonic() - t_start
-                end = time.monotonic() + window_s
-                while time.monotonic() < end:
-                    for n in names:
-                        verdict = await bots[n].check(SYMBOL)
-                        reasons[str(verdict.reason)] = reasons.get(str(verdict.reason), 0) + 1
-                        if verdict.age_ms is not None:
-                            ages.append(float(verdict.age_ms))
-                    await asyncio.sleep(0.1)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                for bot in bots.values():
-                    await bot.close()
+            async def each_allowed_once() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(log.read_text()[-3000:])
+                for n in names:
+                    if n not in seen and (await bots[n].check(SYMBOL)).allowed:
+                        seen.add(n)
+                return len(seen) == len(names)
+            await _wait(each_allowed_once, "every account's position allowed once")
+            ready_s = time.monotonic() - t_start
+            end = time.monotonic() + window_s
+            while time.monotonic() < end:
+                for n in names:
+                    verdict = await bots[n].check(SYMBOL)
+                    reasons[str(verdict.reason)] = reasons.get(str(verdict.reason), 0) + 1
+                    if verdict.age_ms is not None:
+                        ages.append(float(verdict.age_ms))
+                await asyncio.sleep(0.1)
+        for bot in bots.values():
+            await bot.close()
         await r.aclose()
     total = sum(reasons.values())
     return {"mode": "verdicts", "accounts": n_accounts, "instances": 1,
@@ -479,23 +474,15 @@ async def verdicts(n_accounts: int, redis_url: str, *, budget_pct: int,
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     with redis_server() as rs:
-        if args.verdicts:
+        mode = "verdicts" if args.verdicts else "first_minute" if args.first_minute else ""
+        if mode:
             for n_accounts in args.accounts:
                 try:
-                    result = await verdicts(n_accounts, rs.url, budget_pct=args.budget_pct,
-                                            window_s=args.window_s)
+                    result = await (verdicts(n_accounts, rs.url, budget_pct=args.budget_pct,
+                                             window_s=args.window_s) if args.verdicts else
+                                    first_minute(n_accounts, rs.url, window_s=args.window_s))
                 except RuntimeError as exc:
-                    result = {"mode": "verdicts", "accounts": n_accounts, "error": str(exc)}
-                results.append(result)
-                if not args.json:
-                    print(json.dumps(result), flush=True)
-            return results
-        if args.first_minute:
-            for n_accounts in args.accounts:
-                try:
-                    result = await first_minute(n_accounts, rs.url, window_s=args.window_s)
-                except RuntimeError as exc:
-                    result = {"mode": "first_minute", "accounts": n_accounts, "error": str(exc)}
+                    result = {"mode": mode, "accounts": n_accounts, "error": str(exc)}
                 results.append(result)
                 if not args.json:
                     print(json.dumps(result), flush=True)
