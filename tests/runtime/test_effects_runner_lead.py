@@ -6,6 +6,9 @@ redis-server, real publishers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +17,12 @@ import redis.asyncio
 
 from tests.runtime.test_effects_runner import NOW_MS, Sinks, make_runner
 from tests.support.store import ACCOUNT, make_view, position_key
+from tests.support.waiting import eventually
+from watchdog.clock import SystemClock
 from watchdog.core.effects import Notify, Publish
 from watchdog.core.model import PositionState
+from watchdog.errors import Fenced, StoreUnavailable
+from watchdog.runtime.lead_task import run_lead
 from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
@@ -96,3 +103,53 @@ async def test_an_instance_that_finds_another_leader_drops_its_deferred_writes(
         assert not leader.leading
     finally:
         await other.close()
+
+
+async def test_an_event_after_a_step_down_on_a_lapsed_lease_is_written_once_it_leads_again(
+        leader: RedisPublisher, redis_server: Any, redis_url: str) -> None:
+    """Redis goes away while nothing changes, so no write fails; the lead task steps down when
+    the lease lapses; only then does a position close. Redis comes back empty (nothing to
+    compare at the takeover): the closure's event must still be written, exactly once."""
+    runner, _ = make_runner(leader, Sinks())
+    leader.lead_ttl_ms = 300  # a short lease: the lapse comes within a second
+    now_ms = int(time.time() * 1000)  # republished views are judged on the wall clock
+    await runner.run([Publish(make_view(KEY, verified_ms=now_ms, version=1))])
+
+    async def take_over() -> None:  # as the daemon's (runtime/build.py), Redis side only
+        await leader.take_over({})
+
+    lead = asyncio.create_task(run_lead(
+        leader, take_over, SystemClock(), timeout_s=1.0, on_lapse=runner.lead_lapsed,
+        on_other_leader=lambda other: runner.drop_deferred(f"{other} leads")))
+    try:
+        redis_server.stop()
+        try:
+            await eventually(lambda: _value(leader.leading), lambda leading: not leading,
+                             timeout_s=10, what="the lead task steps down on the lapsed lease")
+            closed = make_view(KEY, state=PositionState.CLOSED, verified_ms=now_ms + 10, version=2)
+            await runner.run([Publish(closed), Notify("position_closed", KEY)])
+            assert runner.store_down, "a stepped-down instance cut from Redis defers, not drops"
+            assert not await runner.recover()
+        finally:
+            redis_server.start()  # empty: no persistence
+
+        async def beat() -> bool:  # the heartbeat task's round (runtime/loops.py run_heartbeat)
+            try:
+                await leader.heartbeat({})
+                return await runner.recover()
+            except (Fenced, StoreUnavailable):
+                return False
+
+        await eventually(beat, lambda written: written, timeout_s=10,
+                         what="the lead taken back and the deferred writes written")
+    finally:
+        lead.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lead
+    kinds, state = await stored(redis_url)
+    assert state == "closed"
+    assert kinds.count("position_closed") == 1, kinds
+
+
+async def _value(value: bool) -> bool:
+    return value

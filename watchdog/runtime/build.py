@@ -235,6 +235,7 @@ class Pipeline:
             "lead": run_lead(store, self.take_over, self.clock, timeout_s=4 * r.socket_timeout_s,
                              on_other_leader=lambda leader: runner.drop_deferred(
                                  f"{leader} leads account {r.account} now"),
+                             on_lapse=runner.lead_lapsed,
                              share=self.shared.share if self.shared is not None else None),
             "guard": self.guard_task.run(),
         }

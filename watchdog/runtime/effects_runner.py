@@ -11,6 +11,11 @@ Rules of this module:
    answers again, which writes the deferred effects before new ones flow. Readers meanwhile see
    the positions' ``verified_ms`` age, and the veto says ``stale`` / ``watchdog_down``.
 3. Every alert and notification is also logged, so an operator sees it with Redis down.
+4. A step-down on a lapsed lease (the lead task could not reach Redis for a whole lease, and saw
+   no other leader) is that same outage: the runner defers from then on (:meth:`lead_lapsed`),
+   even if none of its own writes failed yet. A stepped-down instance's store writes nothing,
+   so without this an event the core produced after the step-down was dropped silently, and
+   when Redis came back empty no takeover comparison could tell it again.
 """
 
 from __future__ import annotations
@@ -240,6 +245,16 @@ class EffectsRunner:
         self._vitals.store_result("")
         logger.info("redis writable again: deferred effects written")
         return True
+
+    def lead_lapsed(self, why: str) -> None:
+        """The lead task stepped down because Redis could not prove the lease (rule 4): defer
+        every write from now on, as after a failed write, until this instance leads again
+        (:meth:`recover`) or sees another leader (:meth:`drop_deferred`)."""
+        if self._down:
+            return
+        self._down = True
+        self._vitals.store_result(why)
+        logger.warning("deferring writes until this instance leads again: {}", why)
 
     def drop_deferred(self, why: str) -> None:
         """Another instance leads: what this one deferred is not its to write any more (the

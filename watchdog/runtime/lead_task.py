@@ -6,6 +6,8 @@ standby tries to acquire every sixth of the TTL, so a dead leader is replaced ab
 after its last renewal (docs/HA.md has the measured figures). When a renewal cannot be proven
 for a whole TTL the instance steps down locally: its lease has lapsed in Redis, another may
 lead, and the reaper must not decide on a belief (it proves the lead before each cancel anyway).
+That step-down is told to ``on_lapse`` (the effects runner defers what the core produces from
+then on: until it leads again or sees another leader, nothing it was told is lost).
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ class LeadStore(Protocol):
 async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]], clock: Clock,
                    *, timeout_s: float,
                    on_other_leader: Callable[[str], None] | None = None,
+                   on_lapse: Callable[[str], None] | None = None,
                    share: FairShare | None = None) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
-    (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading.
+    (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading;
+    ``on_lapse`` when it steps down because the lease could not be renewed for a whole TTL.
     ``share``: several accounts in this process (runtime/share.py): acquire only under the
     fair share, hand the lead on when over it. Never returns; Redis errors are logged and
     retried."""
@@ -92,7 +96,10 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
                 raise_if_cancelling(exc)
             logger.warning("lead lease round failed: {}", str(exc) or "timed out")
         if store.leading and clock.monotonic() - proven_at >= ttl_s:
-            store.step_down(f"lease not renewed for {ttl_s:.1f}s (it has lapsed in Redis)")
+            why = f"lease not renewed for {ttl_s:.1f}s (it has lapsed in Redis)"
+            store.step_down(why)
+            if on_lapse is not None:
+                on_lapse(why)
         try:
             async with asyncio.timeout(renew_s if store.leading else standby_s):
                 await store.lead_changed.wait()
