@@ -276,21 +276,34 @@ async def test_one_instance_one_account_keeps_todays_keys_and_stops_cleanly(
     assert (await bot.check("BASUSDT")).reason == "watchdog_down"
 
 
+@pytest.mark.parametrize("after_step_down", [False, True],
+                         ids=["closed_at_once", "closed_after_the_step_down"])
 async def test_one_instance_cut_from_redis_past_its_lease_leads_again_and_loses_no_event(
-        sim: Simulator, redis_server: Any, redis_url: str, rclient: redis.asyncio.Redis,
-        bot: AsyncWatchdogClient, tmp_path: Path) -> None:
+        after_step_down: bool, sim: Simulator, redis_server: Any, redis_url: str,
+        rclient: redis.asyncio.Redis, bot: AsyncWatchdogClient, tmp_path: Path) -> None:
     """A Redis outage longer than the lease makes the only instance step down (it cannot prove
     its lead); when Redis is back it leads again, republishes, and the event it deferred for
-    a closure during the outage is still written (not dropped as a standby's would be)."""
+    a closure during the outage is still written (not dropped as a standby's would be).
+
+    ``closed_at_once``: the closure comes right after Redis went away; the daemon usually sees
+    it before its step-down (its write fails and is deferred), and after it on a loaded
+    machine. ``closed_after_the_step_down`` pins that second order: no write had failed, and
+    Redis comes back empty, so nothing but the deferred event can tell the closure."""
     sim.fill("BASUSDT", "BUY", "1216")
     async with AsyncExitStack() as stack:
         (only,) = await start_group(stack, sim, redis_url, tmp_path, 1, rclient)
         await eventually(lambda: bot.check("BASUSDT"), lambda v: v.allowed, timeout_s=30,
                          what="check allows")
         redis_server.stop()
-        sim.fill("BASUSDT", "SELL", "1216")  # closes while Redis is away
+        if not after_step_down:
+            sim.fill("BASUSDT", "SELL", "1216")  # closes while Redis is away
         await eventually(sync(only.text), lambda t: "stepping down" in t, timeout_s=30,
                          what="the instance steps down: its lease cannot be renewed")
+        if after_step_down:
+            sim.fill("BASUSDT", "SELL", "1216")
+            await eventually(sync(only.text),
+                             lambda t: "position_closed position=BASUSDT:BOTH" in t, timeout_s=30,
+                             what="the stepped-down instance's core sees the closure")
         redis_server.start()  # empty: no persistence
 
         async def kinds() -> list[tuple[str, str]]:
@@ -300,8 +313,10 @@ async def test_one_instance_cut_from_redis_past_its_lease_leads_again_and_loses_
             except redis.exceptions.ConnectionError:  # the test's pooled connection died too
                 return []
 
-        await eventually(kinds, lambda k: ("position_closed", "BASUSDT:BOTH") in k, timeout_s=30,
-                         what="the deferred position_closed written once it leads again")
+        told = await eventually(kinds, lambda k: ("position_closed", "BASUSDT:BOTH") in k,
+                                timeout_s=30,
+                                what="the deferred position_closed written once it leads again")
+        assert told.count(("position_closed", "BASUSDT:BOTH")) == 1, told
         assert only.owns(await leader_of(rclient))
         assert (await bot.check("BASUSDT")).reason == "position_closed"
         assert only.process.returncode is None, only.text()[-2000:]
