@@ -151,5 +151,35 @@ async def test_an_event_after_a_step_down_on_a_lapsed_lease_is_written_once_it_l
     assert kinds.count("position_closed") == 1, kinds
 
 
+async def test_a_deferred_event_refused_as_fenced_stays_deferred_until_it_leads_again(
+        leader: RedisPublisher, redis_server: Any, redis_url: str) -> None:
+    """After Redis lost its data the heartbeat and the lead task may each take this instance's
+    own lease back; a deferred write carrying the earlier of the two tokens is refused. The
+    refusal makes it a standby, and what was deferred must survive until it leads again."""
+    runner, _ = make_runner(leader, Sinks())
+    await defer_a_closure_then_lose_the_lead(runner, leader, redis_server)
+    assert await leader.acquire(announce=True)
+    await leader.take_over({})
+    # The same instance's other path takes its own lease again: a newer token.
+    same = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
+                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3,
+                                   instance=leader.instance)
+    await same.start()
+    try:
+        assert await same.acquire()
+        assert not await runner.recover(), "the older token's writes are refused"
+        assert not leader.leading
+        assert runner.store_down, "refused, not written: still deferred"
+        assert "position_closed" not in (await stored(redis_url))[0]
+        assert await leader.acquire(announce=True)  # its own lease: taken back
+        await leader.take_over({})
+        assert await runner.recover()
+    finally:
+        await same.close()
+    kinds, state = await stored(redis_url)
+    assert state == "closed"
+    assert kinds.count("position_closed") == 1, kinds
+
+
 async def _value(value: bool) -> bool:
     return value

@@ -16,6 +16,10 @@ Rules of this module:
    even if none of its own writes failed yet. A stepped-down instance's store writes nothing,
    so without this an event the core produced after the step-down was dropped silently, and
    when Redis came back empty no takeover comparison could tell it again.
+5. A deferred write refused as ``FENCED`` stays deferred (the publisher has stepped down): the
+   refused token may be this instance's own older one (after Redis lost its data the heartbeat
+   and the lead task may each take the lease back, the later token wins), so what was deferred
+   is written once it leads again, and dropped only when another instance is seen leading.
 """
 
 from __future__ import annotations
@@ -203,7 +207,7 @@ class EffectsRunner:
             position = self._positions.pop(key)
             try:
                 await self._call(position)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, Fenced) as exc:
                 self._positions.setdefault(key, position)
                 self._vitals.store_result(str(exc))
                 return False
@@ -212,7 +216,7 @@ class EffectsRunner:
             mark = self._firing.pop(key)
             try:
                 await self._call(mark)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, Fenced) as exc:
                 self._firing.setdefault(key, mark)
                 self._vitals.store_result(str(exc))
                 return False
@@ -221,7 +225,7 @@ class EffectsRunner:
             protection = self._protections.pop(key)
             try:
                 await self._call(protection)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, Fenced) as exc:
                 self._protections.setdefault(key, protection)
                 self._vitals.store_result(str(exc))
                 return False
@@ -229,7 +233,7 @@ class EffectsRunner:
             event = self._events.popleft()
             try:
                 await self._call(event)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, Fenced) as exc:
                 if len(self._events) == self._events.maxlen:
                     self._events_dropped += 1  # appendleft drops the newest: count it
                 self._events.appendleft(event)
@@ -270,11 +274,10 @@ class EffectsRunner:
         logger.warning("dropped {} deferred write(s): {}", count, why)
 
     async def _call(self, effect: StoreEffect) -> None:
+        """One deferred write; ``Fenced`` is raised on: the caller keeps the effect (rule 5)."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._store.run(effect)
-        except Fenced:
-            return  # no longer the leader: held by the publisher, republished if it leads again
         except TimeoutError as exc:
             raise_if_cancelling(exc)
             raise StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s") from exc
