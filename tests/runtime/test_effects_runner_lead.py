@@ -181,5 +181,24 @@ async def test_a_deferred_event_refused_as_fenced_stays_deferred_until_it_leads_
     assert kinds.count("position_closed") == 1, kinds
 
 
+async def test_deferred_writes_wait_for_the_takeovers_first_beat(
+        leader: RedisPublisher, redis_server: Any, redis_url: str) -> None:
+    """Between an acquisition and the takeover's first beat the publisher writes no event (it
+    would drop it without a word): what was deferred waits for that beat. Seen on a loaded
+    machine: the lead task took the lease again while the heartbeat task was recovering."""
+    runner, _ = make_runner(leader, Sinks())
+    await defer_a_closure_then_lose_the_lead(runner, leader, redis_server)
+    assert await leader.acquire(announce=True)  # leads, its first beat not written yet
+    assert leader.leading
+    assert not leader.writable
+    assert not await runner.recover(), "nothing written before the takeover's first beat"
+    assert runner.store_down
+    await leader.take_over({})
+    assert await runner.recover()
+    kinds, state = await stored(redis_url)
+    assert state == "closed"
+    assert kinds.count("position_closed") == 1, kinds
+
+
 async def _value(value: bool) -> bool:
     return value

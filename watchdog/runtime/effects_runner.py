@@ -16,10 +16,12 @@ Rules of this module:
    even if none of its own writes failed yet. A stepped-down instance's store writes nothing,
    so without this an event the core produced after the step-down was dropped silently, and
    when Redis came back empty no takeover comparison could tell it again.
-5. A deferred write refused as ``FENCED`` stays deferred (the publisher has stepped down): the
-   refused token may be this instance's own older one (after Redis lost its data the heartbeat
-   and the lead task may each take the lease back, the later token wins), so what was deferred
-   is written once it leads again, and dropped only when another instance is seen leading.
+5. What was deferred is written only while the store is writable (leading, and a takeover's
+   first beat written), checked before each write, and a write refused as ``FENCED`` stays
+   deferred: after Redis lost its data the heartbeat and the lead task may each take the lease
+   back, so the refused token may be this instance's own older one, and a newer acquisition
+   leaves the store unannounced for a moment, when the publisher would drop an event without a
+   word. What was deferred is dropped only when another instance is seen leading.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ __all__ = ["CancelSink", "EffectsObserver", "EffectsRunner", "GuardSink", "Snaps
 
 _MAX_DEFERRED_EVENTS = 1000
 _WARN_KINDS = frozenset({"position_unprotected"})  # core/guard.py rule 3: an operator must see it
+
+
+class _NotWritable(Exception):
+    """Raised by ``_call``: the store would not write a deferred effect now (rule 5)."""
 
 
 class SnapshotSink(Protocol):
@@ -194,7 +200,7 @@ class EffectsRunner:
         """Write what was deferred while Redis was down; True when the store is writable again."""
         if not self._down:
             return True
-        if not self._store.leading:
+        if not self._store.writable:
             # Stepped down during the outage (the lease lapsed): keep what was deferred until
             # this instance leads again (the lead task takes the lease back at once when it is
             # free), or drop it when another instance leads (``drop_deferred``).
@@ -207,7 +213,7 @@ class EffectsRunner:
             position = self._positions.pop(key)
             try:
                 await self._call(position)
-            except (StoreUnavailable, Fenced) as exc:
+            except (StoreUnavailable, Fenced, _NotWritable) as exc:
                 self._positions.setdefault(key, position)
                 self._vitals.store_result(str(exc))
                 return False
@@ -216,7 +222,7 @@ class EffectsRunner:
             mark = self._firing.pop(key)
             try:
                 await self._call(mark)
-            except (StoreUnavailable, Fenced) as exc:
+            except (StoreUnavailable, Fenced, _NotWritable) as exc:
                 self._firing.setdefault(key, mark)
                 self._vitals.store_result(str(exc))
                 return False
@@ -225,7 +231,7 @@ class EffectsRunner:
             protection = self._protections.pop(key)
             try:
                 await self._call(protection)
-            except (StoreUnavailable, Fenced) as exc:
+            except (StoreUnavailable, Fenced, _NotWritable) as exc:
                 self._protections.setdefault(key, protection)
                 self._vitals.store_result(str(exc))
                 return False
@@ -233,7 +239,7 @@ class EffectsRunner:
             event = self._events.popleft()
             try:
                 await self._call(event)
-            except (StoreUnavailable, Fenced) as exc:
+            except (StoreUnavailable, Fenced, _NotWritable) as exc:
                 if len(self._events) == self._events.maxlen:
                     self._events_dropped += 1  # appendleft drops the newest: count it
                 self._events.appendleft(event)
@@ -275,6 +281,9 @@ class EffectsRunner:
 
     async def _call(self, effect: StoreEffect) -> None:
         """One deferred write; ``Fenced`` is raised on: the caller keeps the effect (rule 5)."""
+        if not self._store.writable:  # checked here: nothing yields between this and the write
+            raise _NotWritable("deferred writes kept: this instance does not lead, or its "
+                               "takeover's first beat is not written yet")
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._store.run(effect)

@@ -62,6 +62,12 @@ class Leadership(StoreReads):
     def _writable(self) -> bool:
         return self._fence != 0 and self._announced
 
+    @property
+    def writable(self) -> bool:
+        """Leading, and a takeover's first beat written: the publisher writes now. Otherwise it
+        holds views for a takeover and writes no event (runtime/effects_runner.py rule 5)."""
+        return self._writable
+
     def step_down(self, why: str) -> None:
         if self._fence:
             logger.error("stepping down as leader of account {} (fence {}): {}; no write and no "
