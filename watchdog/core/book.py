@@ -250,7 +250,7 @@ class PositionBook:
         self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
         self._reverifying: list[_Entry] = []  # rule 13: published after the apply, in order
-        self._view_generation = 0  # counts every view replaced or first published
+        self._view_generation = 0  # counts views replaced or first published (not refreshes)
         # Vitals, read by runtime/vitals.py for the health hash. Kept here: the book is the one
         # writer that sees every event with its now_ms, and events_applied is also the book's
         # own sequence (a read is requested before or after a flat run broke, rules 9 and 12).
@@ -286,8 +286,10 @@ class PositionBook:
         return len(self._entries)
 
     def view_generation(self) -> int:
-        """Changes whenever any published view is replaced: while it stays the same, every
-        ``view(key)`` returns the very object it returned before (the guard's calm step)."""
+        """Changes whenever a published view is replaced by one that differs in more than
+        ``verified_ms`` and ``version`` (rule 13's re-verifications leave it): while it stays
+        the same, every ``view(key)`` agrees in everything else with the view it returned
+        before (the guard's calm step, core/guard.py rule 5)."""
         return self._view_generation
 
     def flat_since(self, key: PositionKey) -> int | None:
@@ -716,9 +718,7 @@ class PositionBook:
             verified_ms = entry.verified_ms
             if verified_ms == old.verified_ms:
                 continue
-            view = PositionView(old.key, old.state, old.knowledge, old.amount, old.entry_price,
-                                old.source, old.as_of_time_ms, verified_ms, old.version + 1, "")
+            view = old.reverified(verified_ms, old.version + 1)
             entry.published = view
             effects.append(Publish(view, old.version if verified_ms > old.verified_ms else 0))
-        self._view_generation += len(effects)
-        return effects
+        return effects  # view_generation stays: only verified_ms and version moved
