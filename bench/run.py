@@ -55,6 +55,7 @@ KEYS: list[tuple[str, str, str, float, str]] = [
      "Redis event, p95", "ms", 300, "lower"),
     ("rss_mb", "daemon RSS, 300 symbols tracked", "MB", 60, "lower"),
     ("idle_cpu_pct", "daemon idle CPU", "%", 1.0, "lower"),
+    ("idle_cpu_steady_pct", "daemon idle CPU, steady (after the first minute)", "%", 1.0, "lower"),
     ("ha_failover_p50_ms", "HA: kill -9 of the leader → allow again, p50", "ms", 0, "info"),
     ("ha_failover_p95_ms", "HA: kill -9 of the leader → allow again, p95", "ms", 2000, "lower"),
 ]
@@ -241,6 +242,7 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
         "trigger_detection_p95_ms": get("trigger_detection", "p95_ms"),
         "rss_mb": get("footprint", "rss_mb"),
         "idle_cpu_pct": get("footprint", "idle_cpu_pct"),
+        "idle_cpu_steady_pct": get("footprint", "idle_cpu_steady_pct"),
         "ha_failover_p50_ms": get("ha", "p50_ms"),
         "ha_failover_p95_ms": get("ha", "p95_ms"),
     }

@@ -11,7 +11,7 @@ parsed in :mod:`poswatch.protocol`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from poswatch.keys import AccountKeys, PositionKeys, binance_symbol
@@ -183,10 +183,10 @@ class WatchdogCalls:
         return ScriptCall("retract_position", [p.position, self.keys.positions, self.keys.fence],
                           [p.member, reason, version, symbol, side, fence])
 
-    def touch_verified(self, entries: Sequence[TouchEntry], closed_ttl_ms: int,
-                       fence: int) -> ScriptCall:
-        """Many re-verifications in one call, applied in this order (replies: the 1-based
-        indexes of the entries it did not write)."""
+    def touch_verified(self, entries: Iterable[tuple[PositionKeys, int, int, int, str]],
+                       closed_ttl_ms: int, fence: int) -> ScriptCall:
+        """Many re-verifications (``TouchEntry`` or plain tuples in its order) in one call,
+        applied in this order (replies: the 1-based indexes of the entries it did not write)."""
         k = self.keys
         keys: list[str] = [k.positions, k.leases, k.events, k.health, k.fence]
         args: list[Arg] = [closed_ttl_ms, k.channel, fence]

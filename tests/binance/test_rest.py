@@ -426,3 +426,21 @@ async def test_an_order_batch_stops_at_the_first_read_the_budget_refuses() -> No
     assert len(done) == 5  # 1 + 5 x 2 = 11; the sixth symbol's second read does not fit
     assert rest.requests_sent == 1 + 10 + 1  # nothing tried after the refusal
     assert len(emitted) == 5  # no half-read symbol
+
+
+async def test_the_client_keeps_and_sends_no_cookies() -> None:
+    """Binance's API is keyed and signed: a Set-Cookie is ignored (not parsed per answer)."""
+    from watchdog.binance.rest import make_http_client
+
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={"serverTime": 1}, headers={"Set-Cookie": "s=1; Path=/"})
+
+    client = make_http_client("https://fapi.test", 5.0, transport=httpx.MockTransport(handler))
+    async with client:
+        await client.get("/fapi/v1/time")
+        await client.get("/fapi/v1/time")
+        assert not client.cookies
+    assert seen == [None, None]

@@ -40,7 +40,8 @@ LONG_LEASES = GuardPolicy(emergency_stop_pct=Decimal(2), emergency_after_ms=1000
 
 
 class _Views(dict[PositionKey, PositionView]):
-    """Counts every view set into it, as the book's ``view_generation`` does."""
+    """Counts every view set into it, as the book's ``view_generation`` does (a re-verification
+    is set around it, as the book does not count those)."""
 
     def __init__(self, views: dict[PositionKey, PositionView], owner: Positions) -> None:
         super().__init__(views)
@@ -164,9 +165,10 @@ def test_judging_what_changed_equals_judging_everything(
                 amt = amount[action]
                 positions.by_key[key] = view(key, amount=-amt if key is SHORT else amt,
                                              knowledge=knowledge)
-            case "reverify":  # a positions poll that changed nothing: a new view object
-                old = positions.by_key[key]
-                positions.by_key[key] = replace(old, verified_ms=now, version=old.version + 1)
+            case "reverify":  # a positions poll that changed nothing: a new view object,
+                old = positions.by_key[key]  # and no new generation (book rule 13)
+                dict.__setitem__(positions.by_key, key,
+                                 replace(old, verified_ms=now, version=old.version + 1))
             case "gap":
                 feed(StreamConnected(next_id))
             case "lost":

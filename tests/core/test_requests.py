@@ -84,3 +84,49 @@ def test_a_steady_clock_never_steps(gaps: list[tuple[int, int]]) -> None:
         now_ms += advance_ms
         assert led.requested(requested(request_id, now_ms + offset_ms + jitter_ms), now_ms,
                              epoch=0, seq=request_id) is False
+
+
+class _PlainOrder:
+    """The read order of rule 2 as first written: every applied read's order per symbol."""
+
+    def __init__(self) -> None:
+        self.all = (-1, -1)
+        self.by_symbol: dict[object, tuple[int, int]] = {}
+
+    def applied(self, snap, row_symbols) -> None:  # type: ignore[no-untyped-def]
+        order = (snap.requested_time_ms, snap.request_id)
+        if snap.symbols is None:
+            self.all = max(self.all, order)
+        for symbol in {*(snap.symbols or ()), *row_symbols}:
+            self.by_symbol[symbol] = max(self.by_symbol.get(symbol, (-1, -1)), order)
+
+    def newest(self, symbol: object) -> tuple[int, int]:
+        return max(self.all, self.by_symbol.get(symbol, (-1, -1)))
+
+
+_SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
+_reads = st.lists(st.tuples(st.integers(0, 50), st.sampled_from([(), ("BTCUSDT",), ("ETHUSDT",)]),
+                            st.lists(st.sampled_from(_SYMBOLS), max_size=3)), max_size=30)
+
+
+@given(_reads)
+def test_the_read_order_is_the_plain_one_and_after_every_applied_implies_none_superseded(
+        reads: list[tuple[int, tuple[str, ...], list[str]]]) -> None:
+    """An all-symbols read keeps no per-symbol order for its rows (the all-symbols order covers
+    them), and ``after_every_applied`` skips the per-row check only when no row could be
+    superseded: both against the order kept for every symbol of every read."""
+    from tests.core.facts import amount, key
+
+    led, plain = ledger(), _PlainOrder()
+    for request_id, (at, scope, row_symbols) in enumerate(reads, start=1):
+        snap = snapshot(request_id, 10_000 + at * 100,
+                        *(amount(key(s), 1, 1) for s in dict.fromkeys(row_symbols)), symbols=scope)
+        if led.after_every_applied(snap):
+            assert all(not led.superseded(snap, key(s).symbol) for s in _SYMBOLS)
+        for s in _SYMBOLS:
+            symbol = key(s).symbol
+            newest = plain.newest(symbol)
+            assert led.superseded(snap, symbol) == ((snap.requested_time_ms, request_id) < newest)
+            assert led.last_read_ms(symbol) == newest[0]
+        led.applied(snap, {key(s).symbol for s in row_symbols})
+        plain.applied(snap, {key(s).symbol for s in row_symbols})

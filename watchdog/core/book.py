@@ -6,7 +6,7 @@ clock steps (``requests.py``), blindness (``blindness.py``), flat runs (``flat_r
 deadlines and wall clock steps (``ageing.py``), stop trigger crossings (``crossing.py``), the
 knowledge machine (``freshness.py``), the judgment of one REST row (``fusion.py``), how a
 key's state is shown (``views.py``) and what an event asks for beside fusion
-(``reactions.py``). Over 400 lines on purpose: the twelve rules below are one statement of
+(``reactions.py``). Over 400 lines on purpose: the thirteen rules below are one statement of
 what a published view means (a hundred lines that docs/CORE.md renders), and the code left is
 their one implementation over one table of entries: the stream side, the REST side and the
 knowledge moves all write the same entries, so splitting further would cut a rule in two.
@@ -115,6 +115,16 @@ Rules of this module:
    key SUSPECT at once and asks a positions snapshot; only a trusted snapshot *requested after*
    the crossing, showing the amount changed or past ``max_rest_lag_ms``, lifts that doubt (the
    crossing and what lifts it: core/crossing.py).
+13. A trusted row that only re-verifies the confirmed fact the book published (the same amount
+   and entry price, no newer ``updateTime``: rule 2's SAME, not re-dated; no crossing doubt it
+   may not lift) takes a short path: ``true_ms`` and ``verified_ms`` move, a flat key's run
+   grows (rule 9), and the published view is re-issued with the new ``verified_ms`` as a
+   refresh (core/views.py rule 2), without a fusion verdict or a view rebuilt from the entry.
+   It is the complete path's result, field for field (a test compares both on random
+   histories): a re-verification is the fresh REST fact it is. Anything else, and any key
+   whose held fact moved since it was published, goes the complete way. Why: an idle account
+   re-verifies every position on every poll (300 rows each 0.9 s), and that path was most of
+   the daemon's idle CPU (docs/BENCHMARKS.md, session 6).
 """
 
 from __future__ import annotations
@@ -128,7 +138,7 @@ from typing import assert_never
 from watchdog.core.ageing import Ageing
 from watchdog.core.blindness import PositionBlindness
 from watchdog.core.crossing import Crossing, crossing_doubt, crossing_read, lifts
-from watchdog.core.effects import Effect, Notify, PrepareStandby, RequestSnapshot
+from watchdog.core.effects import Effect, Notify, PrepareStandby, Publish, RequestSnapshot
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -239,7 +249,8 @@ class PositionBook:
         self._all_watched = False  # _all_verified_ms has not lapsed yet
         self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
-        self._view_generation = 0  # counts every view replaced or first published
+        self._reverifying: list[_Entry] = []  # rule 13: published after the apply, in order
+        self._view_generation = 0  # counts views replaced or first published (not refreshes)
         # Vitals, read by runtime/vitals.py for the health hash. Kept here: the book is the one
         # writer that sees every event with its now_ms, and events_applied is also the book's
         # own sequence (a read is requested before or after a flat run broke, rules 9 and 12).
@@ -275,8 +286,10 @@ class PositionBook:
         return len(self._entries)
 
     def view_generation(self) -> int:
-        """Changes whenever any published view is replaced: while it stays the same, every
-        ``view(key)`` returns the very object it returned before (the guard's calm step)."""
+        """Changes whenever a published view is replaced by one that differs in more than
+        ``verified_ms`` and ``version`` (rule 13's re-verifications leave it): while it stays
+        the same, every ``view(key)`` agrees in everything else with the view it returned
+        before (the guard's calm step, core/guard.py rule 5)."""
         return self._view_generation
 
     def flat_since(self, key: PositionKey) -> int | None:
@@ -455,11 +468,17 @@ class PositionBook:
         in_scope = {k for k in (*self._entries, *self._expected)
                     if snap.symbols is None or k.symbol in snap.symbols}
         effects: list[Effect] = []
+        ordered = self._requests.after_every_applied(snap)  # rule 2 skips nothing: not asked
+        entries = self._entries
         for key in sorted(in_scope | set(rows), key=_KEY_ORDER):
-            if self._requests.superseded(snap, key.symbol):
+            if not ordered and self._requests.superseded(snap, key.symbol):
                 continue  # rule 2: requested before a read already applied for this symbol
-            effects.extend(self._apply_rest_row(key, rows.get(key), snap, request, trusted,
-                                                blind_watch, now_ms))
+            row = rows.get(key)
+            entry = entries.get(key)
+            if (entry is None or request is None or not trusted
+                    or not self._reverified(entry, row, snap, request.seq, now_ms)):
+                effects.extend(self._apply_rest_row(key, row, snap, request, trusted,
+                                                    blind_watch, now_ms))
             if blind_watch and self._blindness.pending:  # nothing pending: the hot loop
                 effects.extend(self._blindness.check(key, snap.requested_time_ms))
         if not self._blindness.pending:  # judged in this read already: too late for a standby
@@ -474,6 +493,36 @@ class PositionBook:
                 if became_live:
                     effects.append(Notify("stream_recovered"))
         return effects
+
+    def _reverified(self, entry: _Entry, row: PositionAmount | None, snap: PositionSnapshot,
+                    request_seq: int, now_ms: int) -> bool:
+        """Rule 13: a trusted row that only re-verifies the confirmed, published fact. Does
+        what ``_apply_rest_row`` does for it (rule 2's SAME, not newer, then the authoritative
+        fact) and returns True; False (nothing done) for anything else."""
+        if entry.knowledge is not Knowledge.CONFIRMED:
+            return False
+        if row is None:
+            if entry.amount != ZERO or entry.entry_price != ZERO:
+                return False
+        elif (row.amount != entry.amount or row.entry_price != entry.entry_price
+              or row.update_time_ms > entry.as_of_time_ms):
+            return False
+        old = entry.published
+        if (old is None or old.knowledge is not Knowledge.CONFIRMED or old.amount != entry.amount
+                or old.entry_price != entry.entry_price or old.source is not entry.source
+                or old.as_of_time_ms != entry.as_of_time_ms):
+            return False  # the published view is not this fact: the complete path
+        lag_floor_ms = snap.requested_time_ms - self._policy.max_rest_lag_ms
+        if entry.crossing is not None and not lifts(
+                entry.crossing, request_seq=request_seq, requested_time_ms=snap.requested_time_ms,
+                amount=entry.amount, max_rest_lag_ms=self._policy.max_rest_lag_ms):
+            return False
+        entry.true_ms = max(entry.true_ms, entry.as_of_time_ms, lag_floor_ms)
+        entry.verified_ms = now_ms
+        if entry.amount == ZERO:
+            entry.flat.shown_flat(snap.requested_time_ms, request_seq)  # rule 9
+        self._reverifying.append(entry)
+        return True
 
     def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
                         request: Request | None, trusted: bool, blind_watch: bool,
@@ -633,6 +682,12 @@ class PositionBook:
 
     def _publish_dirty(self) -> list[Effect]:
         effects: list[Effect] = []
+        reverifying = self._reverifying
+        if reverifying:
+            self._reverifying = []
+            if not self._dirty:  # the snapshot's loop went in key order
+                return self._publish_reverified(reverifying)
+            self._dirty.update(entry.key for entry in reverifying)
         for key in sorted(self._dirty, key=_KEY_ORDER):
             entry = self._entries[key]
             old = entry.published
@@ -652,3 +707,18 @@ class PositionBook:
         self._dirty.clear()
         return effects
 
+    def _publish_reverified(self, entries: list[_Entry]) -> list[Effect]:
+        """Rule 13: what ``view_of`` and ``publish_of`` give for these entries, whose published
+        views differ only in ``verified_ms``: a refresh of that view, or a no-op when
+        ``verified_ms`` did not move (the same ``now_ms``)."""
+        effects: list[Effect] = []
+        for entry in entries:
+            old = entry.published
+            assert old is not None  # checked by _reverified
+            verified_ms = entry.verified_ms
+            if verified_ms == old.verified_ms:
+                continue
+            view = old.reverified(verified_ms, old.version + 1)
+            entry.published = view
+            effects.append(Publish(view, old.version if verified_ms > old.verified_ms else 0))
+        return effects  # view_generation stays: only verified_ms and version moved

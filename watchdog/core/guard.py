@@ -55,8 +55,10 @@ Rules of this module:
    step judges the symbols whose instant passed. A stream state or lead change, a takeover, or
    a wall clock stepped back judges every position. The outcomes are exactly those of judging
    every position on every step (a property test compares both); a Tick costs a heap look and,
-   when the book replaced no view since the last step (its ``view_generation`` unchanged), no
-   per-position check at all, instead of 300 judgments.
+   when the book replaced no view since the last step other than by re-verifications (its
+   ``view_generation`` unchanged: a view may then be a newer object alike in everything but
+   ``verified_ms`` and ``version``), no per-position check at all, instead of 300 judgments;
+   so does the step after a positions poll that only re-verified.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
@@ -158,8 +160,9 @@ class PositionsView(Protocol):
         ...
 
     def view_generation(self) -> int | None:
-        """Changes whenever a view is replaced (a guard is stepped with one book all its life);
-        None: not counted, every view is compared."""
+        """Changes whenever a view is replaced by one that differs in more than ``verified_ms``
+        and ``version`` (a guard is stepped with one book all its life); None: not counted,
+        every view is compared."""
         ...
 
 
@@ -376,8 +379,9 @@ class Guard:
                 del due[symbol]
                 out.add(symbol)
         reverified: list[tuple[PositionKey, PositionView]] = []
-        # The same generation: the book replaced no view since the last step, whose end left
-        # every seen view identical to the book's; nothing to compare.
+        # The same generation: the book replaced no view since the last step but by
+        # re-verifications, and the last step's end left every seen view alike the book's in
+        # all a judgment reads; nothing to compare.
         calm = generation is not None and generation == self._seen_generation
         for key, seen in () if calm else self._seen_views.items():
             current = positions.view(key)

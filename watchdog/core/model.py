@@ -122,3 +122,28 @@ class PositionView:
     verified_ms: int
     version: int
     reason: str = ""
+
+    def reverified(self, verified_ms: int, version: int) -> PositionView:
+        """This view with ``verified_ms`` and ``version`` replaced (``dataclasses.replace``,
+        without its cost: the book re-issues every position's view on every positions poll,
+        and the generated frozen ``__init__`` took 2.5 µs a view)."""
+        view = _new_view(PositionView)
+        _KEY(view, self.key)
+        _STATE(view, self.state)
+        _KNOWLEDGE(view, self.knowledge)
+        _AMOUNT(view, self.amount)
+        _ENTRY(view, self.entry_price)
+        _SOURCE(view, self.source)
+        _AS_OF(view, self.as_of_time_ms)
+        _VERIFIED(view, verified_ms)
+        _VERSION(view, version)
+        _REASON(view, self.reason)
+        return view
+
+
+# The slots' setters, for PositionView.reverified (a frozen dataclass refuses setattr).
+_new_view = object.__new__
+(_KEY, _STATE, _KNOWLEDGE, _AMOUNT, _ENTRY, _SOURCE, _AS_OF, _VERIFIED, _VERSION, _REASON) = (
+    getattr(PositionView, name).__set__ for name in (
+        "key", "state", "knowledge", "amount", "entry_price", "source", "as_of_time_ms",
+        "verified_ms", "version", "reason"))

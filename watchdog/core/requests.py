@@ -12,7 +12,10 @@ Rules of this module:
    nothing. Memory is bounded (core/pending.py).
 2. Reads are ordered by ``(requested_time_ms, request_id)``, per symbol and for all symbols: a
    read whose order is below one already applied for a symbol is *superseded* for that symbol
-   (request ids increase, so equal times are ordered by id).
+   (request ids increase, so equal times are ordered by id). An all-symbols read orders every
+   symbol at once (its rows keep no order of their own), and a read ordered after every read
+   applied so far supersedes nothing (``after_every_applied``: one comparison for a whole
+   answer instead of one per row; the answer of a routine poll is such a read).
 3. Exchange clock steps (book rule 11): a request dated more than ``max_rest_lag_ms`` before an
    earlier one, or whose ``requested_time_ms - now_ms`` moved by more than that since the
    previous request, starts a new clock epoch and forgets the read order of rule 2 (a read on
@@ -54,6 +57,7 @@ class RequestLedger:
         self._pending: dict[int, Request] = {}
         self._order: dict[Symbol, tuple[int, int]] = {}
         self._order_all = _NEVER
+        self._newest_order = _NEVER  # the max of every order above
         self._clock_offset_ms: int | None = None  # requested_time_ms - now_ms of the last request
         self._newest_requested_ms: int | None = None
         self.clock_epoch = 0  # +1 on every exchange clock step
@@ -78,12 +82,21 @@ class RequestLedger:
         newest = max(self._order_all, self._order.get(symbol, _NEVER))
         return (snap.requested_time_ms, snap.request_id) < newest
 
+    def after_every_applied(self, snap: PositionSnapshot) -> bool:
+        """``snap`` was requested after every read applied so far: ``superseded`` is False for
+        every symbol (one comparison instead of one per row)."""
+        return (snap.requested_time_ms, snap.request_id) >= self._newest_order
+
     def applied(self, snap: PositionSnapshot, row_symbols: Iterable[Symbol]) -> None:
         """``snap`` was applied: it now orders later answers for its scope and its rows."""
         order = (snap.requested_time_ms, snap.request_id)
+        self._newest_order = max(self._newest_order, order)
         if snap.symbols is None:
+            # Every symbol's order is read as its max with _order_all, which only grows: the
+            # rows' symbols need no entry of their own.
             self._order_all = max(self._order_all, order)
-        for symbol in {*(snap.symbols or ()), *row_symbols}:
+            return
+        for symbol in {*snap.symbols, *row_symbols}:
             self._order[symbol] = max(self._order.get(symbol, _NEVER), order)
 
     def last_read_ms(self, symbol: Symbol) -> int:
@@ -104,5 +117,5 @@ class RequestLedger:
             self._newest_requested_ms = requested_time_ms
             self.clock_epoch += 1
             self._order.clear()
-            self._order_all = _NEVER
+            self._order_all = self._newest_order = _NEVER
         return stepped

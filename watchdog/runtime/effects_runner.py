@@ -128,6 +128,9 @@ class EffectsRunner:
         """Run ``effects`` in order. Raises only what is not a store outage."""
         writes: list[StoreEffect] = []
         for effect in effects:
+            if type(effect) is Publish and effect.refresh_of:
+                writes.append(effect)  # a re-verification (300 a poll): nothing to log (_log)
+                continue
             match effect:
                 case Publish() | Retract() | Notify() | RaiseAlert() | MarkFiring():
                     _log(effect)

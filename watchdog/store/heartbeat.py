@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
+from poswatch.calls import sha_of
 from poswatch.keys import SCHEMA
-from poswatch.scripts import BOT_SCRIPTS, script_sha
+from poswatch.scripts import BOT_SCRIPTS
 from watchdog.errors import InvariantViolation
 
 __all__ = ["UNPROVEN_PROBLEM", "Health", "Stamp", "check_no_secrets", "health_value", "summary_line"]
@@ -189,7 +190,7 @@ class Stamp:
         for name in ("veto_max_age_ms", "events_maxlen", "health_ttl_ms", "republished_total",
                      "lead_ttl_ms"):
             out[name] = health_value(getattr(self, name))
-        out.update({f"sha_{name}": script_sha(name) for name in BOT_SCRIPTS})
+        out.update({f"sha_{name}": sha_of(name) for name in BOT_SCRIPTS})  # memoised: every beat
         return out
 
     @classmethod

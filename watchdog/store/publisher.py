@@ -30,9 +30,9 @@ from typing import Any
 import redis.asyncio
 from loguru import logger
 
-from poswatch.calls import ScriptCall, TouchEntry, WatchdogCalls
+from poswatch.calls import ScriptCall, WatchdogCalls, sha_of
 from poswatch.keys import PositionKeys
-from poswatch.scripts import BOT_SCRIPTS, script_sha
+from poswatch.scripts import BOT_SCRIPTS
 from watchdog import __version__
 from watchdog.core.effects import (
     Firing,
@@ -236,21 +236,27 @@ class RedisPublisher(Leadership):
         refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
         refresh_told: list[ScriptCall] = []  # after their touch call
         telling = self._writable
+        held = self._held
         for effect in effects:
-            if refreshes and not (isinstance(effect, Publish) and effect.refresh_of):
+            if type(effect) is Publish and effect.refresh_of:  # the hot case: 300 a poll
+                view = effect.view
+                last = held.get(view.key)
+                if last is None or view.version > last.version:  # _hold, inline
+                    held[view.key] = view
+                touched.add(view.key)
+                refreshes.append((view, effect.refresh_of))
+                if telling and self._untold and (told := self._tell(view)):
+                    refresh_told.append(told)
+                continue
+            if refreshes:
                 refresh_calls[len(calls)] = refreshes
                 calls.append(self._touch_call(refreshes))
                 calls += refresh_told
                 refreshes, refresh_told = [], []
             match effect:
-                case Publish(view=view, refresh_of=refresh_of):
+                case Publish(view=view):  # a complete view (refreshes: above)
                     self._hold(view)
                     touched.add(view.key)
-                    if refresh_of:
-                        refreshes.append((view, refresh_of))
-                        if telling and (told := self._tell(view)):
-                            refresh_told.append(told)
-                        continue
                     calls += self._view_calls(view)
                     if telling and (told := self._tell(view)):
                         calls.append(told)
@@ -295,9 +301,11 @@ class RedisPublisher(Leadership):
         self._firing_synced |= syncing
 
     def _touch_call(self, refreshes: Sequence[tuple[PositionView, int]]) -> ScriptCall:
+        names = self._names
         return self.calls.touch_verified(
-            [TouchEntry(self._names_of(view.key), refresh_of, view.version, view.verified_ms,
-                        view.state.value) for view, refresh_of in refreshes],
+            # plain tuples (a TouchEntry each was a Python call per position per poll)
+            [((names.get(view.key) or self._names_of(view.key)), refresh_of, view.version,
+              view.verified_ms, view.state.value) for view, refresh_of in refreshes],
             self._closed_ttl_ms, self._fence)
 
     # ---------------------------------------------------------------- the one way to Redis
@@ -432,7 +440,7 @@ class RedisPublisher(Leadership):
             logger.info("republished {} position(s) to Redis", done)
             return True
         with map_redis_errors("heartbeat", self._url):
-            loaded = await self._redis.script_exists(*(script_sha(n) for n in BOT_SCRIPTS))
+            loaded = await self._redis.script_exists(*(sha_of(n) for n in BOT_SCRIPTS))
         if not all(loaded):
             logger.warning("Redis lost the veto scripts (SCRIPT FLUSH or restart): loading them again")
             await self._load_scripts()

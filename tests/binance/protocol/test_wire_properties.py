@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from watchdog.binance.protocol.wire import Ignored, parse_user_event
@@ -130,3 +130,54 @@ def test_numbers_and_ids_round_trip_exactly(amount: Decimal, order_id: int) -> N
     assert event.last_filled_quantity == amount
     assert str(event.last_filled_quantity) == str(amount)
     assert event.order_id == order_id == event.event_time_ms
+
+
+# Values equal in Python but not on the wire (1 == 1.0 == True), and texts that differ.
+_alike = st.sampled_from([1, 1.0, True, "1", "1.0", 0, False, "0", None, "x"])
+_risk_rows = st.lists(st.tuples(st.sampled_from(["AUSDT", "BUSDT"]), _alike, _alike, _alike),
+                      min_size=1, max_size=3)
+# A second read mostly like the first: one field of one row replaced.
+_risk_reads = _risk_rows.flatmap(lambda rows: st.tuples(st.just(rows), st.one_of(
+    _risk_rows, st.tuples(st.integers(0, len(rows) - 1), st.integers(1, 3), _alike).map(
+        lambda c: [r if i != c[0] else (*r[:c[1]], c[2], *r[c[1] + 1:])
+                   for i, r in enumerate(rows)]))))
+
+
+def _risk_body(rows: list[tuple[str, object, object, object]]) -> list[dict[str, object]]:
+    return [{"symbol": s, "positionSide": "BOTH", "positionAmt": a, "entryPrice": e,
+             "updateTime": t, "markPrice": "1"} for s, a, e, t in rows]
+
+
+def _parsed(body: object) -> object:
+    try:
+        return parse_position_risk(body, request_id=1, requested_time_ms=1,
+                                   received_time_ms=1).positions
+    except WireFormatError as exc:
+        return str(exc)
+
+
+@SLOW
+@given(_risk_reads)
+@example(([("AUSDT", "1", "1", 1)], [("AUSDT", "1", "1", True)]))
+@example(([("AUSDT", "1", "1", 1)], [("AUSDT", "1", "1", 1.0)]))
+@example(([("AUSDT", "1", 1, 1)], [("AUSDT", "1", True, 1)]))
+@example(([("AUSDT", 1, "1", 1)], [("AUSDT", True, "1", 1)]))
+def test_an_unchanged_position_row_parses_as_if_read_first(
+        reads: tuple[list[tuple[str, object, object, object]],
+                     list[tuple[str, object, object, object]]]) -> None:
+    """positionRisk rows are remembered per key (the same texts give the same PositionAmount):
+    after any earlier read, a read parses exactly as it would alone, errors included (a
+    ``True`` or ``5.0`` where ``5`` was is no longer equal)."""
+    from watchdog.binance.protocol import wire_rest
+
+    first, second = reads
+    _parsed(_risk_body(first))
+    after = _parsed(_risk_body(second))
+    wire_rest._LAST_ROWS.clear()
+    alone = _parsed(_risk_body(second))
+    assert after == alone
+    if isinstance(alone, tuple):  # and a row read again is the object parsed before
+        again = _parsed(_risk_body(second))
+        assert isinstance(again, tuple)
+        exact = [type(a) is str and type(e) is str and type(t) is int for _, a, e, t in second]
+        assert all(a is b for a, b, same in zip(again, alone, exact, strict=True) if same)

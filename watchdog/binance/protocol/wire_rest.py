@@ -46,6 +46,12 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+# positionRisk rows per key, as their (positionAmt, entryPrice, updateTime) texts and what they
+# parsed to: 300 open positions are read every 0.9 s, nearly always unchanged. Bounded as
+# wirefields' caches (a key beyond the bound is parsed every time).
+_LAST_ROWS: dict[PositionKey, tuple[tuple[object, object, object], PositionAmount]] = {}
+_CACHED_ROWS = 8192
+
 
 def _each_row(endpoint: str, body: object) -> Iterable[tuple[int, JsonObject]]:
     if type(body) is not list:
@@ -93,11 +99,23 @@ def parse_position_risk(
                                   excerpt(rows_))
     seen: dict[PositionKey, int] = {}
     positions = []
+    last_rows = _LAST_ROWS
     for index, row in _each_row(endpoint, body):
         try:
             key = position_key(row, "symbol", "positionSide")
-            entry = number(row, "entryPrice") if entry_required else opt_number(row, "entryPrice")
-            amount = PositionAmount(key, number(row, "positionAmt"), entry, uint(row, "updateTime"))
+            # The row as its texts: a position unchanged since the last read (all but mark
+            # price and profit, which are not read) is the very PositionAmount of that read.
+            texts = (row.get("positionAmt"), row.get("entryPrice"), row.get("updateTime"))
+            last = last_rows.get(key) if entry_required else None
+            if last is not None and last[0] == texts and type(texts[0]) is str \
+                    and type(texts[1]) is str and type(texts[2]) is int:
+                amount = last[1]
+            else:
+                entry = number(row, "entryPrice") if entry_required else opt_number(row, "entryPrice")
+                amount = PositionAmount(key, number(row, "positionAmt"), entry,
+                                        uint(row, "updateTime"))
+                if entry_required and (key in last_rows or len(last_rows) < _CACHED_ROWS):
+                    last_rows[key] = (texts, amount)
             if key in seen:
                 raise BadField("positionSide", f"duplicate row for {key} (first at [{seen[key]}])")
         except BadField as exc:
