@@ -14,8 +14,9 @@ Rules of this module:
    ``live`` its order events keep them fresh; otherwise the last such read must be younger than
    ``orders_max_age_ms``. A read covers a symbol only with both of its lists (regular and
    algo): the sweep reads them a minute apart (core/orders.py rule 6), and a sweep counts as
-   the read of every symbol as of the older of its two lists' latest sweeps. A position whose knowledge is not CONFIRMED, or whose orders are not
-   known fresh, is ``unknown``: never ``covered`` from stale data, never alerted on.
+   the read of every symbol as of the older of its two lists' latest sweeps. A position whose
+   knowledge is not CONFIRMED, or whose orders are not known fresh, is ``unknown``: never
+   ``covered`` from stale data, never alerted on.
    1b. With the stream down (not connected), a ``none``/``partial`` run is alerted on (and a
    last-resort stop placed) only once an orders read applied after the run began shows it again.
 2. ``unprotected_since_ms`` is when the guard first saw the position open and ``none`` or
