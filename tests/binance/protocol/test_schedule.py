@@ -5,6 +5,7 @@ when it happens, what it costs, and that it yields to the positions poll (never 
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -191,7 +192,7 @@ def test_steady_state_weight_with_the_budget_module() -> None:
     # Each list at startup (the algo list first, the regular one a minute later) and 600 s
     # later, never two in one 60 s window.
     assert [w for _, w in sweeps] == [SweepList.ALGO, SweepList.REGULAR] * 2
-    assert all(b - a > 60.0 for (a, _), (b, _) in zip(sweeps, sweeps[1:], strict=False))
+    assert all(b - a > 60.0 for (a, _), (b, _) in itertools.pairwise(sweeps))
     assert longest_gap_s < 1.1, longest_gap_s
 
 
@@ -337,3 +338,53 @@ def test_only_a_gap_s_own_read_waits_for_the_reconnect() -> None:
     s.snapshot_requested("stream lost: dropped", None)
     s.snapshot_requested("stop trigger crossed on BTCUSDT:BOTH", None)  # never held
     assert s.plan(1.0).read_positions
+
+
+# ---------------------------------------------------------------- the two lists apart (rule 4)
+
+
+def first_answer() -> PollSchedule:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.1)
+    return s
+
+
+def test_at_a_start_the_regular_list_waits_for_the_algo_list_even_while_it_is_held() -> None:
+    """The algo list first (the incident's orphan kind): held for a slot or by the budget, its
+    turn is not taken by the regular list, which would then push it a minute later."""
+    s = first_answer()
+    assert s.plan(0.1).sweep_list is SweepList.ALGO
+    s.defer_sweep(5.0, SweepList.ALGO)  # no room yet
+    assert s.plan(1.0).sweep_list is None
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.0 + SWEEP_APART_S)
+    assert s.plan(5.0).sweep_list is SweepList.ALGO
+    s.sweep_started(5.0, SweepList.ALGO)
+    s.sweep_answered(5.1, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.1 + SWEEP_APART_S)
+
+
+def test_a_list_s_sweep_waits_while_the_other_s_is_under_way_or_in_the_window() -> None:
+    s = first_answer()
+    s.sweep_started(0.1, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == math.inf  # under way: its answer is not in yet
+    s.sweep_answered(2.0, SweepList.ALGO)  # a slow answer: counted from it (budget rule 6)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(2.0 + SWEEP_APART_S)
+    s.sweep_started(63.0, SweepList.REGULAR)
+    s.sweep_answered(63.1, SweepList.REGULAR)
+    s.defer_sweep(300.0, SweepList.ALGO)  # its next try, say, comes early
+    assert s.sweep_at(SweepList.ALGO) == 300.0
+    s.defer_sweep(100.0, SweepList.ALGO)
+    assert s.sweep_at(SweepList.ALGO) == pytest.approx(63.1 + SWEEP_APART_S)
+
+
+def test_one_list_s_sweep_keeps_the_symbols_the_other_list_holds_orders_on_watched() -> None:
+    """A sweep of the regular list lists no algo order: the symbol with an algo stop stays
+    watched (read per symbol), as it did when one sweep read both lists."""
+    s = first_answer()
+    s.orders_seen(OrdersSnapshot(2, 0, (), (algo("ETHUSDT"),), None, covers_orders=False))
+    assert Symbol("ETHUSDT") in s.tracked(1.0, ())
+    s.orders_seen(OrdersSnapshot(3, 0, (), (), None, covers_algo=False))
+    assert Symbol("ETHUSDT") in s.tracked(62.0, ())
+    s.orders_seen(OrdersSnapshot(4, 0, (), (), None, covers_orders=False))
+    assert Symbol("ETHUSDT") not in s.tracked(301.0, ())
