@@ -1,7 +1,9 @@
 """The sweep reads the algo list and the regular list a minute apart (issue 13 item 2): each
 half is authoritative for its own list only (core/orders.py rules 6 and 7), and every module
 that judges an orders read honours that (the reaper, the guard, the stream proof, order
-blindness). Red team: each test here failed while a sweep of one list was taken for both."""
+blindness). docs/RULES.md rule 1. Red team: each test here but the per-symbol one (which
+guards against holding an orphan too long) failed while a sweep of one list was taken for
+both (``lists_of`` answering both lists, ``lists_read`` always True)."""
 
 from __future__ import annotations
 
