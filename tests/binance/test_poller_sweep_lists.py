@@ -49,7 +49,8 @@ def started() -> tuple[Poller, PollSchedule, ManualClock, _Lists, list[Event]]:
     return poller, s, clock, rest, []
 
 
-async def test_at_a_start_the_algo_list_first_and_the_regular_list_a_minute_later() -> None:
+async def test_at_a_start_the_algo_list_first_and_the_regular_list_half_an_interval_later(
+        ) -> None:
     poller, s, clock, rest, seen = started()
 
     async def emit(event: Event) -> None:
@@ -59,12 +60,13 @@ async def test_at_a_start_the_algo_list_first_and_the_regular_list_a_minute_late
     assert rest.lists == ["algo"]
     swept = [e for e in seen if isinstance(e, OrdersSnapshot)]
     assert [(e.symbols, e.covers_orders, e.covers_algo) for e in swept] == [(None, False, True)]
-    for at in (1.5, 30.0, 1.0 + SWEEP_APART_S - 0.1):
+    half_s = s.orders_sweep_interval_s / 2  # 300 s at the default 600
+    for at in (1.5, 30.0, 1.0 + SWEEP_APART_S, 1.0 + half_s - 0.1):
         clock.now_s = at
         s.positions_started(at - 0.1)  # the positions poll is not due (it would go first)
         assert not await poller._sweep(emit)
-    assert rest.lists == ["algo"]  # the regular list waited for the algo read to leave
-    clock.now_s = 1.0 + SWEEP_APART_S
+    assert rest.lists == ["algo"]  # the regular list: half an interval after the algo list
+    clock.now_s = 1.0 + half_s
     s.positions_started(clock.now_s - 0.1)
     assert await poller._sweep(emit)
     assert rest.lists == ["algo", "regular"]
@@ -72,7 +74,7 @@ async def test_at_a_start_the_algo_list_first_and_the_regular_list_a_minute_late
     assert (swept[-1].covers_orders, swept[-1].covers_algo) == (True, False)
 
 
-async def test_a_failed_list_is_retried_alone_and_the_other_still_waits_for_the_window() -> None:
+async def test_a_failed_list_is_retried_alone_and_the_other_waits_for_its_read() -> None:
     poller, s, clock, rest, _ = started()
     rest.fail_algo = True
 
@@ -82,17 +84,18 @@ async def test_a_failed_list_is_retried_alone_and_the_other_still_waits_for_the_
     assert not await poller._sweep(emit)
     assert rest.lists == ["algo"]
     assert poller.sweep_failures == 1
-    # It counts in the window as if charged: the regular list waits a minute from its answer,
-    # the algo list is tried again first.
-    clock.now_s = 1.0 + SWEEP_RETRY_S
+    # The algo list is tried again first (its failure counts in the window as if charged),
+    # and the regular list goes half an interval after the algo list's read.
+    retry_at = 1.0 + SWEEP_RETRY_S
+    clock.now_s = retry_at
     s.positions_started(clock.now_s - 0.1)
     rest.fail_algo = False
     assert await poller._sweep(emit)
     assert rest.lists == ["algo", "algo"]
-    clock.now_s = 1.0 + SWEEP_RETRY_S + SWEEP_APART_S - 0.1
+    clock.now_s = retry_at + s.orders_sweep_interval_s / 2 - 0.1
     s.positions_started(clock.now_s - 0.1)
     assert not await poller._sweep(emit)
-    clock.now_s = 1.0 + SWEEP_RETRY_S + SWEEP_APART_S
+    clock.now_s = retry_at + s.orders_sweep_interval_s / 2
     s.positions_started(clock.now_s - 0.1)
     assert await poller._sweep(emit)
     assert rest.lists == ["algo", "algo", "regular"]

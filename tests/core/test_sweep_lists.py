@@ -1,4 +1,4 @@
-"""The sweep reads the algo list and the regular list a minute apart (issue 13 item 2): each
+"""The sweep reads the algo list and the regular list apart (issue 13 item 2): each
 half is authoritative for its own list only (core/orders.py rules 6 and 7), and every module
 that judges an orders read honours that (the reaper, the guard, the stream proof, order
 blindness). docs/RULES.md rule 1. Red team: each test here but the per-symbol one (which
@@ -95,7 +95,7 @@ def test_both_lists_of_a_symbol_are_read_by_a_read_of_each_or_by_one_per_symbol_
 def test_at_a_start_a_bracket_stop_is_not_reaped_before_the_regular_list_was_read() -> None:
     """A bot left an entry (a LIMIT buy, regular) and its stop (algo) on a flat key while no
     watchdog ran. The start's algo sweep finds the stop; the entry is in the regular list, read
-    a minute later. Reaped after the grace (2 s), the stop would be gone when the entry fills."""
+    5 minutes later. Reaped after the grace (2 s), the stop would be gone when the entry fills."""
     positions = StubPositions().set_flat(KEY, 1_000)
     book = OrderBook()
     book.apply(algo_sweep(algo_row(9, created_ms=500), at_ms=1_100))

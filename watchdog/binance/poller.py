@@ -21,10 +21,11 @@ Rules of this module:
    post-connect resync) restarts that symbol's orders timer.
    The sweep: open algo orders, then open regular orders, of *all* symbols (no ``symbol``,
    weight 40 each), each list on its own (rule 4): the algo list right after the first
-   positions snapshot, the regular list once that read has left the window, then each every
-   ``orders_sweep_interval_s``. It finds orders on symbols nothing above points at (an orphan
-   placed while the watchdog was down); a symbol seen holding orders is then read per symbol
-   (both lists) like the others while it has some.
+   positions snapshot, the regular list half an ``orders_sweep_interval_s`` later (at least
+   once the algo read has left the window), then each every ``orders_sweep_interval_s``. It
+   finds orders on symbols nothing above points at (an orphan placed while the watchdog was
+   down); a symbol seen holding orders is then read per symbol (both lists) like the others
+   while it has some.
 3. Weight (``budget.py``): one hard cap for everything, and an order of priority. First what
    a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for (but
    the refresh after a fill the stream reported: routine, ``request_priority``), the
@@ -41,10 +42,13 @@ Rules of this module:
    what the positions poll, the sweep and the reserve leave (at least one read a minute) in
    their own 60 s window. Nothing is sent while ``Retry-After`` runs.
 4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → each list's 40 every
-   10 min). The two lists are read apart (``SWEEP_APART_S`` after the other's answer: never in
-   one 60 s window): both at once put 80 into every window holding them, and there the poll
-   could read only every ~1.2 s instead of 0.9 s, at each start and every 10 minutes
-   (docs/BENCHMARKS.md, session 6); apart, a window holds 40 at most. Each list's read is
+   10 min). The two lists are read apart, offset by half an interval and never less than
+   ``SWEEP_APART_S`` after the other's answer (never in one 60 s window): both at once put 80
+   into every window holding them, and there the poll could read only every ~1.2 s instead
+   of 0.9 s, at each start and every 10 minutes (docs/BENCHMARKS.md, session 6); apart, a
+   window holds 40 at most, and the minutes holding one are spread evenly (at a start the
+   regular list's 40 came 61 s after the algo list's first: the second minute held it too,
+   where detection_steady's trials run). Each list's read is
    authoritative for that list only (core/orders.py rule 6); the algo list goes first
    (conditional stops are algo orders: the incident's orphan kind). The positions poll is paced
    (``WeightBudget.pace_s``) to leave it that room by its due time and to let such a spike

@@ -13,7 +13,7 @@ Rules of this module:
    ListenKeyExpired marks where the new epoch starts, in exchange time). While the stream is
    ``live`` its order events keep them fresh; otherwise the last such read must be younger than
    ``orders_max_age_ms``. A read covers a symbol only with both of its lists (regular and
-   algo): the sweep reads them a minute apart (core/orders.py rule 6), and a sweep counts as
+   algo): the sweep reads them apart (core/orders.py rule 6), and a sweep counts as
    the read of every symbol as of the older of its two lists' latest sweeps. A position whose
    knowledge is not CONFIRMED, or whose orders are not known fresh, is ``unknown``: never
    ``covered`` from stale data, never alerted on.

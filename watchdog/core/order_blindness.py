@@ -19,7 +19,7 @@ Rules of this module:
    verdict).
 5. Pure: no clock, no I/O; bounded memory (the stream's statuses keep the newest ``MAX_TRACKED``).
 6. Each order list of a symbol (regular, algo) is compared with the previous read *of that
-   list*: the sweep reads the two lists a minute apart (core/orders.py rule 6), and an order
+   list*: the sweep reads the two lists apart (core/orders.py rule 6), and an order
    missing from a read that did not hold its list has not ended.
 """
 

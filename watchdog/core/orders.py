@@ -27,11 +27,12 @@ Rules of this module:
    remembered per symbol: a stop that looked orphaned may protect the position such a fill just
    opened, even before any position fact says so (the reaper restarts its grace there).
 6. A snapshot is authoritative only for the lists it read (``covers_orders``,
-   ``covers_algo``): the sweep reads the algo list and the regular list a minute or more
-   apart (40 weight each; together in one minute they slowed the positions poll to ~1.2 s,
-   docs/BENCHMARKS.md session 6), so an order of a list the snapshot did not read is never
-   removed, nor its tombstone retired, by it. A regular list without an order says nothing
-   about an algo order, and the reverse (a half sweep once looked like cancelled orders).
+   ``covers_algo``): the sweep reads the algo list and the regular list apart (half an
+   interval, never in one minute; 40 weight each, together in one minute they slowed the
+   positions poll to ~1.2 s, docs/BENCHMARKS.md session 6), so an order of a list the
+   snapshot did not read is never removed, nor its tombstone retired, by it. A regular list
+   without an order says nothing about an algo order, and the reverse (a half sweep once
+   looked like cancelled orders).
 7. ``lists_read(symbol)``: both lists of the symbol have been read at least once (by a
    per-symbol read, or by a sweep of each list). Until then an order of the other kind may
    rest there unseen (an entry placed while no watchdog ran): the reaper keeps every order of

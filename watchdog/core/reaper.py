@@ -12,7 +12,7 @@ began, with no lease held by the bot. Rules of this module:
    A reducing order is also kept while an entry order rests on the same key: it may be the stop
    placed together with that entry (a bracket), the protection of the position the entry opens.
    And every order is kept while either order list of its symbol has never been read
-   (``LISTS_UNREAD``, core/orders.py rule 7): the sweep reads the two lists a minute apart, so
+   (``LISTS_UNREAD``, core/orders.py rule 7): the sweep reads the two lists apart (half an interval), so
    at a start the algo stops are known before the regular orders, and an entry resting there
    since before the start would be unseen (a bracket's stop reaped 2 s after a start).
 2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms, last fill that

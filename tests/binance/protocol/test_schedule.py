@@ -68,15 +68,15 @@ def test_sweep_right_after_the_first_positions_answer_then_every_interval() -> N
     assert plan.sweep_list is SweepList.ALGO  # the algo list first (the incident's kind)
     assert not plan.read_positions
     s.sweep_started(0.1, SweepList.ALGO)
-    assert not s.plan(0.2).sweep  # the regular list waits for the algo read's answer ...
+    assert not s.plan(0.2).sweep  # the regular list waits half an interval (150 s here)
     s.sweep_answered(0.2, SweepList.ALGO)
-    s.positions_started(1.0)
-    assert not s.plan(0.2 + SWEEP_APART_S - 0.01).sweep  # ... to leave the window
-    s.positions_started(0.2 + SWEEP_APART_S - 0.5)
-    plan = s.plan(0.2 + SWEEP_APART_S)
+    s.positions_started(150.0)
+    assert not s.plan(150.05).sweep
+    plan = s.plan(150.1)
     assert plan.sweep_list is SweepList.REGULAR
-    s.sweep_started(61.2, SweepList.REGULAR)
-    s.sweep_answered(61.3, SweepList.REGULAR)
+    s.sweep_started(150.1, SweepList.REGULAR)
+    s.sweep_answered(150.2, SweepList.REGULAR)
+    s.positions_started(299.0)
     assert not s.plan(299.0).sweep
     # The sweep's due time is a wake-up of its own (positions are further away here).
     s.positions_started(300.0)
@@ -84,9 +84,9 @@ def test_sweep_right_after_the_first_positions_answer_then_every_interval() -> N
     assert s.plan(300.1).sweep_list is SweepList.ALGO
     s.sweep_started(300.1, SweepList.ALGO)
     s.sweep_answered(300.2, SweepList.ALGO)
-    assert not s.plan(361.1).sweep  # each list every interval, never in one window
-    s.positions_started(361.0)
-    assert s.plan(361.2).sweep_list is SweepList.REGULAR
+    s.positions_started(450.0)
+    assert not s.plan(450.0).sweep  # each list every interval, offset by half
+    assert s.plan(450.1).sweep_list is SweepList.REGULAR
 
 
 def test_symbols_found_by_the_sweep_are_read_per_symbol_while_they_have_orders() -> None:
@@ -153,7 +153,7 @@ def test_steady_state_weight_with_the_budget_module() -> None:
     orders_budget = WeightBudget(orders_share_per_min(360, cfg.poll_interval_s,
                                                       cfg.orders_sweep_interval_s), reserve=0)
     now_s = 0.0
-    end_s = cfg.orders_sweep_interval_s + 120.0
+    end_s = cfg.orders_sweep_interval_s * 1.5 + 60.0
     sweeps: list[tuple[float, SweepList]] = []
     last_positions_s = 0.0
     longest_gap_s = 0.0
@@ -189,10 +189,11 @@ def test_steady_state_weight_with_the_budget_module() -> None:
         assert own.own_used_1m(now_s) <= 360 - PRIORITY_RESERVE
         assert own.wait_for_s(PRIORITY_RESERVE, priority=Priority.SAFETY, now_s=now_s) == 0
         now_s = round(now_s + 0.05, 2)
-    # Each list at startup (the algo list first, the regular one a minute later) and 600 s
-    # later, never two in one 60 s window.
+    # Each list at startup (the algo list first, the regular one half an interval later) and
+    # 600 s later: offset by half, never two in one 60 s window.
     assert [w for _, w in sweeps] == [SweepList.ALGO, SweepList.REGULAR] * 2
-    assert all(b - a > 60.0 for (a, _), (b, _) in itertools.pairwise(sweeps))
+    assert all(b - a == pytest.approx(300.0, abs=1.0)
+               for (a, _), (b, _) in itertools.pairwise(sweeps))
     assert longest_gap_s < 1.1, longest_gap_s
 
 
@@ -352,30 +353,40 @@ def first_answer() -> PollSchedule:
 
 def test_at_a_start_the_regular_list_waits_for_the_algo_list_even_while_it_is_held() -> None:
     """The algo list first (the incident's orphan kind): held for a slot or by the budget, its
-    turn is not taken by the regular list, which would then push it a minute later."""
+    turn is not taken by the regular list, which would then push it later."""
     s = first_answer()
     assert s.plan(0.1).sweep_list is SweepList.ALGO
     s.defer_sweep(5.0, SweepList.ALGO)  # no room yet
     assert s.plan(1.0).sweep_list is None
-    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.0 + SWEEP_APART_S)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.0 + 150.0)  # half of 300 s
     assert s.plan(5.0).sweep_list is SweepList.ALGO
     s.sweep_started(5.0, SweepList.ALGO)
     s.sweep_answered(5.1, SweepList.ALGO)
-    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.1 + SWEEP_APART_S)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.0 + 150.0)
+
+
+def test_with_a_short_interval_the_lists_stay_a_window_apart() -> None:
+    s = PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=10.0,
+                     fast_poll_interval_s=0.25, orders_sweep_interval_s=60.0)  # the minimum
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.1)
+    s.sweep_started(0.1, SweepList.ALGO)
+    s.sweep_answered(0.3, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(0.3 + SWEEP_APART_S)
 
 
 def test_a_list_s_sweep_waits_while_the_other_s_is_under_way_or_in_the_window() -> None:
     s = first_answer()
     s.sweep_started(0.1, SweepList.ALGO)
     assert s.sweep_at(SweepList.REGULAR) == math.inf  # under way: its answer is not in yet
-    s.sweep_answered(2.0, SweepList.ALGO)  # a slow answer: counted from it (budget rule 6)
-    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(2.0 + SWEEP_APART_S)
-    s.sweep_started(63.0, SweepList.REGULAR)
-    s.sweep_answered(63.1, SweepList.REGULAR)
-    s.defer_sweep(300.0, SweepList.ALGO)  # its next try, say, comes early
-    assert s.sweep_at(SweepList.ALGO) == 300.0
-    s.defer_sweep(100.0, SweepList.ALGO)
-    assert s.sweep_at(SweepList.ALGO) == pytest.approx(63.1 + SWEEP_APART_S)
+    s.sweep_answered(2.0, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(150.1)  # half the interval later
+    s.sweep_started(150.1, SweepList.REGULAR)
+    s.sweep_answered(150.2, SweepList.REGULAR)
+    s.defer_sweep(250.0, SweepList.ALGO)  # its next try, say, comes early
+    assert s.sweep_at(SweepList.ALGO) == 250.0
+    s.defer_sweep(160.0, SweepList.ALGO)
+    assert s.sweep_at(SweepList.ALGO) == pytest.approx(150.2 + SWEEP_APART_S)
 
 
 def test_one_list_s_sweep_keeps_the_symbols_the_other_list_holds_orders_on_watched() -> None:

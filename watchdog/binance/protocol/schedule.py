@@ -305,13 +305,22 @@ class PollSchedule:
     def sweep_started(self, now_s: float, which: SweepList | None = None) -> None:
         """A sweep of ``which`` starts now: the next one of that list is a full interval away,
         and until its answer (``sweep_answered``) is out of our window the other list's waits
-        (rule 4). None: both lists were read at once by someone else (the stream's read),
-        answered now."""
+        (rule 4). The first algo sweep after a start or a take-over puts the regular list's
+        first half an interval later (the two lists offset by half). None: both lists were
+        read at once by someone else (the stream's read), answered now."""
+        if which is SweepList.ALGO and self._sweep_at_once[SweepList.REGULAR]:
+            self._next_sweep_at[SweepList.REGULAR] = max(
+                self._next_sweep_at[SweepList.REGULAR], now_s + self._half_interval_s)
         for lst in SWEEP_LISTS if which is None else (which,):
             self._next_sweep_at[lst] = now_s + self.orders_sweep_interval_s
             self._sweep_held_since[lst] = None
             self._sweep_at_once[lst] = False
             self._sweep_in_window_until[lst] = math.inf if which else now_s + SWEEP_APART_S
+
+    @property
+    def _half_interval_s(self) -> float:
+        """Rule 4: how far apart the two lists' sweeps are kept (never less than a window)."""
+        return max(SWEEP_APART_S, self.orders_sweep_interval_s / 2)
 
     def sweep_answered(self, now_s: float, which: SweepList) -> None:
         """The sweep of ``which`` got its answer, or failed, at ``now_s``: it counts in our
@@ -342,12 +351,12 @@ class PollSchedule:
     def sweep_at(self, which: SweepList) -> float:
         """When the sweep of ``which`` is due: its own interval, and not before the other
         list's last sweep has left our window (rule 4). After a start or a take-over the
-        regular list also waits for the algo list's sweep to start (the algo list first, even
-        while its sweep is held back for a slot or the budget)."""
+        regular list waits for the algo list's sweep (the algo list first, even while its
+        sweep is held back for a slot or the budget), and goes half an interval after it."""
         other = SweepList.REGULAR if which is SweepList.ALGO else SweepList.ALGO
         if which is SweepList.REGULAR and self._sweep_at_once[SweepList.ALGO]:
             return max(self._next_sweep_at[which],
-                       self._next_sweep_at[other] + SWEEP_APART_S)
+                       self._next_sweep_at[other] + self._half_interval_s)
         return max(self._next_sweep_at[which], self._sweep_in_window_until[other])
 
     @property

@@ -63,7 +63,7 @@ ORDERS_WEIGHT: Final = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v
 # Both all-symbols order reads (the stream's post-connect read of a big account, ``orphans``).
 SWEEP_WEIGHT: Final = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
                        + ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
-# One list's sweep: the poller sweeps each list on its own, a minute apart (poller.py rule 4).
+# One list's sweep: the poller sweeps each list on its own (poller.py rule 4).
 SWEEP_LIST_WEIGHT: Final = max(ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"],
                                ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
 # A user-stream connect (a first one, a reconnect or a blind replacement): a listen key and the
