@@ -471,6 +471,8 @@ class Poller:
             if self._sweep_plan is not None and self._slot_at.get(which, -math.inf) > now_s:
                 continue  # rule 7: its claimed slot is among the shared ones below
             sweep_at = self.schedule.sweep_at(which)
+            if sweep_at == math.inf:
+                continue  # waits for the other list's read under way: not this minute
             if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted(), which):
                 forced_at = self.schedule.sweep_forced_at(which)  # rule 6: only a forced one
                 sweep_at = now_s if forced_at is None else forced_at
