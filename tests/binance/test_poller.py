@@ -139,6 +139,7 @@ async def test_accounts_on_one_ip_sweep_in_turn_not_at_once(sim: Simulator) -> N
     """Rule 7: two accounts' pollers on one IP, their sweeps spread by one ``SweepSlots``: the
     second goes at its slot, one gap after the first, and polls positions meanwhile (without
     slots both sweeps go right after their first positions answers, in the same second)."""
+    from watchdog.binance.protocol.weights import SWEEP_LIST_WEIGHT, SWEEP_WEIGHT
     from watchdog.runtime.share import SweepSlots
 
     cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url, weight_budget_pct=100)
@@ -147,8 +148,8 @@ async def test_accounts_on_one_ip_sweep_in_turn_not_at_once(sim: Simulator) -> N
     claimed: list[float] = []
 
     class Recorded:
-        def claim(self, now_s: float) -> float:
-            claimed.append(slots.claim(now_s))
+        def claim(self, now_s: float, weight: int = SWEEP_WEIGHT) -> float:
+            claimed.append(slots.claim(now_s, weight))
             return claimed[-1]
 
         def planned(self, now_s: float) -> list[tuple[float, int]]:
@@ -173,10 +174,11 @@ async def test_accounts_on_one_ip_sweep_in_turn_not_at_once(sim: Simulator) -> N
             return sweeps()
         done = await eventually(both, lambda s: len(s) == 2, timeout_s=30, what="both sweeps")
         assert len(claimed) == 2
-        assert claimed[1] - claimed[0] == pytest.approx(slots.gap_s)
+        gap_s = slots.gap_s * SWEEP_LIST_WEIGHT / SWEEP_WEIGHT  # one list's sweep: 40 of 80
+        assert claimed[1] - claimed[0] == pytest.approx(gap_s)
         (_, at_first), (later, at_second) = done
         assert at_second >= claimed[1] - 0.01  # waited for its slot
-        assert at_second - at_first >= slots.gap_s - 0.1
+        assert at_second - at_first >= gap_s - 0.1
         polls = [at for i, at, e in seen if i == later and isinstance(e, PositionSnapshot)
                  and at_first < at < at_second]
         assert polls, "the waiting account polled positions meanwhile"

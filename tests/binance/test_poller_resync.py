@@ -304,7 +304,7 @@ async def test_the_sweep_waits_for_the_stream_s_all_symbols_resync_read() -> Non
     # No connect under way: the sweep goes at once, as before.
     poller, s, clock, rest = started()
     assert await poller._sweep(emit)  # type: ignore[arg-type]
-    assert len(rest.calls) == 2
+    assert len(rest.calls) == 1  # one list (the algo one) at a time (rule 4)
     # A connect whose read does not come: the sweep goes after RESYNC_ORDERS_WAIT_S.
     poller, s, clock, rest = started()
     poller.observe(StreamConnected(1))

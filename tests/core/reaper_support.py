@@ -24,6 +24,7 @@ from watchdog.core.model import (
     Source,
     Symbol,
 )
+from watchdog.core.orders import OrderBook
 
 BAS = Symbol("BASUSDT")
 BTC = Symbol("BTCUSDT")
@@ -129,3 +130,11 @@ def order_update(order_id: int, status: str, *, at_ms: int, key: PositionKey = K
                        reduce_only=reduce_only, close_position=False, stop_price=ZERO,
                        quantity=Decimal(1216), filled_quantity=ZERO, last_filled_quantity=ZERO,
                        realized_profit=ZERO)
+
+
+def listed_book(*, max_rest_lag_ms: int = 0) -> OrderBook:
+    """An ``OrderBook`` as after the start's sweep of both lists (empty then): every symbol's
+    lists read (core/orders.py rule 7), so the orders the test adds may be reaped."""
+    book = OrderBook(max_rest_lag_ms=max_rest_lag_ms)
+    book.apply(OrdersSnapshot(request_id=0, requested_time_ms=0, orders=(), algo_orders=()))
+    return book

@@ -15,6 +15,7 @@ from tests.core.reaper_support import (
     StubPositions,
     algo_row,
     algo_update,
+    listed_book,
     order_row,
     order_update,
     snapshot,
@@ -39,7 +40,7 @@ POLICY = ReaperConfig(grace_ms=2_000, stuck_triggering_s=10.0).policy(
 
 
 def book_of(*rows: object) -> OrderBook:
-    book = OrderBook()
+    book = listed_book()
     algos = tuple(r for r in rows if hasattr(r, "algo_id"))
     orders = tuple(r for r in rows if not hasattr(r, "algo_id"))
     book.apply(snapshot(algos=algos, orders=orders, at_ms=1_100))  # type: ignore[arg-type]
@@ -56,7 +57,7 @@ def verdicts(decision: object) -> dict[int, Why]:
 def test_incident_stop_for_closed_position_is_reaped_after_grace() -> None:
     """BASUSDT: flat by REST at 1_000, the bot places a stop at 1_500 for the closed position."""
     positions = StubPositions().set_flat(KEY, 1_000)
-    book = OrderBook()
+    book = listed_book()
     book.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_500))
     early = decide(positions, book, frozenset(), 0, 3_000, POLICY)
     assert early.cancels == ()
@@ -83,7 +84,7 @@ def test_rest_proves_flatness_only_as_of_its_request_time_minus_the_lag_bound() 
     not end a grace that runs until 3_000. Only a read requested at 5_000 or later can."""
     policy = ReaperConfig(grace_ms=2_000).policy(max_rest_lag_ms=2_000)
     positions = StubPositions().set_flat(KEY, 0)
-    book = OrderBook()
+    book = listed_book()
     book.apply(algo_update(9, AlgoStatus.NEW, at_ms=1_000))
     positions.proven[KEY] = 3_300
     early = decide(positions, book, frozenset(), 0, 9_000, policy)
@@ -143,7 +144,7 @@ def test_stuck_triggering_raises_an_alert_and_is_not_cancelled() -> None:
 
 def test_triggered_with_a_resting_child_is_not_stuck_but_the_child_can_be_orphaned() -> None:
     positions = StubPositions().set_flat(KEY, 1_000)
-    book = OrderBook()
+    book = listed_book()
     book.apply(algo_update(1, AlgoStatus.TRIGGERED, at_ms=2_000, child=77))
     book.apply(order_update(77, "NEW", at_ms=2_001, order_type="LIMIT"))  # STOP → resting limit
     decision = decide(positions, book, frozenset(), 0, 30_000, POLICY)
@@ -155,7 +156,7 @@ def test_triggered_with_a_resting_child_is_not_stuck_but_the_child_can_be_orphan
 
 def test_triggered_without_child_for_too_long_alerts() -> None:
     positions = StubPositions().set_flat(KEY, 1_000)
-    book = OrderBook()
+    book = listed_book()
     book.apply(algo_update(1, AlgoStatus.TRIGGERED, at_ms=2_000, child=77))
     decision = decide(positions, book, frozenset(), 0, 12_001, POLICY)
     assert [a.code for a in decision.alerts] == ["algo_stuck_triggering"]
@@ -324,7 +325,7 @@ def worlds(draw: st.DrawFn) -> tuple[StubPositions, OrderBook, frozenset[Positio
         else:
             orders.append(order_row(i, key=key, side=side, reduce_only=ro, close_position=cp,
                                     created_ms=created, client_id=cid))
-    book = OrderBook()
+    book = listed_book()
     book.apply(snapshot(algos=tuple(algos), orders=tuple(orders), at_ms=0))
     leased = frozenset(draw(st.lists(st.sampled_from(KEYS), max_size=3)))
     policy = ReaperConfig(grace_ms=draw(st.integers(0, 5_000)),

@@ -9,14 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.facts import amount, failed, requested, stream
-from tests.core.reaper_support import KEY, LONG, SHORT, algo_update
+from tests.core.reaper_support import KEY, LONG, SHORT, algo_update, listed_book
 from tests.core.test_book import Harness
 from watchdog.config import ReaperConfig
 from watchdog.core.book import BookPolicy
 from watchdog.core.effects import RequestSnapshot
 from watchdog.core.events import Event, StreamConnected, StreamLost
 from watchdog.core.model import AlgoStatus, Knowledge, PositionState
-from watchdog.core.orders import OrderBook
 from watchdog.core.reaper import Why, decide
 
 POLICY = ReaperConfig(grace_ms=2000).policy(max_rest_lag_ms=500)  # the book's lag bound below
@@ -27,7 +26,7 @@ class World:
 
     def __init__(self) -> None:
         self.h = Harness(BookPolicy(max_age_ms=60_000, max_rest_lag_ms=500))
-        self.orders = OrderBook()
+        self.orders = listed_book()
         self.h.apply(StreamConnected(1), 0)
         self.h.poll(0, amount(KEY, 1216, 0))
 

@@ -18,6 +18,7 @@ from tests.core.reaper_support import (
     StubPositions,
     algo_row,
     algo_update,
+    listed_book,
     order_row,
     order_update,
     snapshot,
@@ -34,7 +35,7 @@ POLICY = ReaperConfig(grace_ms=2_000).policy(max_rest_lag_ms=500)  # the books' 
 
 
 def orders_of(*rows: object, at_ms: int = 1_100) -> OrderBook:
-    book = OrderBook()
+    book = listed_book()
     algos = tuple(r for r in rows if hasattr(r, "algo_id"))
     plain = tuple(r for r in rows if not hasattr(r, "algo_id"))
     book.apply(snapshot(algos=algos, orders=plain, at_ms=at_ms))  # type: ignore[arg-type]
@@ -104,7 +105,7 @@ class World:
 
     def __init__(self) -> None:
         self.h = Harness(BookPolicy(max_age_ms=600_000, max_rest_lag_ms=500))
-        self.orders = OrderBook()
+        self.orders = listed_book()
         self.h.apply(StreamConnected(1), 0)
         self.h.poll(0, amount(KEY, 1216, 0))
 
@@ -252,7 +253,7 @@ def test_property_a_cancel_always_has_a_flat_rest_run_of_grace_since_the_last_ri
     ``grace_ms`` ago, and the last fill at least ``grace_ms`` ago (the pre-cancel REST re-read
     then follows it)."""
     h = Harness(BookPolicy(max_age_ms=10_000, max_rest_lag_ms=300))
-    orders = OrderBook()
+    orders = listed_book()
     now = 1_000
     h.apply(StreamConnected(1), now)
     h.poll(now, *([amount(KEY, 5, now)] if start_open else []))

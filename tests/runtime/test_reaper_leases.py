@@ -9,7 +9,7 @@ import contextlib
 from decimal import Decimal
 from typing import Any
 
-from tests.core.reaper_support import KEY, StubPositions, algo_update, view
+from tests.core.reaper_support import KEY, StubPositions, algo_update, listed_book, view
 from tests.support.waiting import eventually
 from watchdog.clock import ManualClock, SystemClock
 from watchdog.config import ReaperConfig
@@ -56,7 +56,7 @@ class CountingQueue(asyncio.Queue[CancelOrder]):
 
 
 def stop_on(positions: StubPositions) -> tuple[StubPositions, OrderBook]:
-    orders = OrderBook()
+    orders = listed_book()
     orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
     return positions, orders
 

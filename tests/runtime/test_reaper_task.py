@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from tests.core.reaper_support import StubPositions, algo_update
+from tests.core.reaper_support import StubPositions, algo_update, listed_book
 from tests.support.waiting import eventually
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.retry import RetryPolicy
@@ -259,7 +259,7 @@ async def test_rejected_api_key_propagates(make: Make, publisher: RedisPublisher
 
 def stuck_book() -> tuple[StubPositions, OrderBook]:
     positions = StubPositions().set_flat(KEY, 1_000)
-    orders = OrderBook()
+    orders = listed_book()
     orders.apply(algo_update(1, AlgoStatus.TRIGGERING, at_ms=2_000))
     orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
     return positions, orders
@@ -292,7 +292,7 @@ async def test_step_asks_rest_to_confirm_a_stream_only_flat_at_most_once_a_secon
     task, _, _ = await make()
     await task.refresh_leases()
     positions = StubPositions(views={KEY: StubPositions().set_flat(KEY, 0).views[KEY]})
-    orders = OrderBook()
+    orders = listed_book()
     orders.apply(algo_update(2, AlgoStatus.NEW, at_ms=2_000))
     first = task.step(positions, orders, 0)
     assert [type(e).__name__ for e in first] == ["RequestSnapshot"]
@@ -457,7 +457,7 @@ def proof_book(now_ms: int, remaining_ms: int) -> tuple[StubPositions, OrderBook
     run is 500 ms old, too early to prove it."""
     positions = StubPositions().set_flat(KEY, now_ms + remaining_ms - 4_000)
     positions.proven[KEY] = now_ms - 500
-    orders = OrderBook()
+    orders = listed_book()
     orders.apply(algo_update(ALGO.order_id, AlgoStatus.NEW, at_ms=1_000))
     return positions, orders
 

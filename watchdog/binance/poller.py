@@ -19,10 +19,13 @@ Rules of this module:
    all-symbols read requested by someone else (the stream's resync) serves pending requests
    and resets the positions timer; a symbol's order read by someone else (the stream's
    post-connect resync) restarts that symbol's orders timer.
-   The sweep: open regular + algo orders of *all* symbols (no ``symbol``, weight 40 each)
-   right after the first positions snapshot, then every ``orders_sweep_interval_s``. It finds
-   orders on symbols nothing above points at (an orphan placed while the watchdog was down);
-   a symbol seen holding orders is then read per symbol like the others while it has some.
+   The sweep: open algo orders, then open regular orders, of *all* symbols (no ``symbol``,
+   weight 40 each), each list on its own (rule 4): the algo list right after the first
+   positions snapshot, the regular list half an ``orders_sweep_interval_s`` later (at least
+   once the algo read has left the window), then each every ``orders_sweep_interval_s``. It
+   finds orders on symbols nothing above points at (an orphan placed while the watchdog was
+   down); a symbol seen holding orders is then read per symbol (both lists) like the others
+   while it has some.
 3. Weight (``budget.py``): one hard cap for everything, and an order of priority. First what
    a safety decision waits on (``REQUESTED``): a read the core or the reaper asked for (but
    the refresh after a fill the stream reported: routine, ``request_priority``), the
@@ -38,19 +41,28 @@ Rules of this module:
    and yield (are deferred) while a priority call waits for room. Periodic order reads get
    what the positions poll, the sweep and the reserve leave (at least one read a minute) in
    their own 60 s window. Nothing is sent while ``Retry-After`` runs.
-4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → 80 weight every 10 min);
-   within any 60 s it needs 80 free at once. The positions poll is paced
+4. The sweep's rate is fixed by ``orders_sweep_interval_s`` (600 s → each list's 40 every
+   10 min). The two lists are read apart, offset by half an interval and never less than
+   ``SWEEP_APART_S`` after the other's answer (never in one 60 s window): both at once put 80
+   into every window holding them, and there the poll could read only every ~1.2 s instead
+   of 0.9 s, at each start and every 10 minutes (docs/BENCHMARKS.md, session 6); apart, a
+   window holds 40 at most, and the minutes holding one are spread evenly (at a start the
+   regular list's 40 came 61 s after the algo list's first: the second minute held it too,
+   where detection_steady's trials run). Each list's read is
+   authoritative for that list only (core/orders.py rule 6); the algo list goes first
+   (conditional stops are algo orders: the incident's orphan kind). The positions poll is paced
    (``WeightBudget.pace_s``) to leave it that room by its due time and to let such a spike
    (the startup sweep too) leave the window without a stop, and to leave room for what the
    others spend (budget rule 7: the window's weight that was not this poller's positions
-   reads and sweeps, expected again over the next minute): for the minute around a sweep it
-   polls about every 1.2 s instead of 0.9 s at the defaults, instead of pausing 14 s. The
+   reads and sweeps, expected again over the next minute), each list's sweep planned at its
+   own due time. The
    sweep yields to the positions poll, never the reverse: it goes only when no positions read
    is due or held back, and only while our share and the IP (under its 90% line) have room
    for it; otherwise it waits (``SWEEP_RETRY_S``) and the positions poll goes on unchanged.
    After a connect on an account whose open symbols cost more in per-symbol reads than a
    sweep, the sweep waits up to ``RESYNC_ORDERS_WAIT_S`` for the stream's post-connect read
-   of every symbol's orders, which is then the sweep (at a start both were read at once).
+   of every symbol's orders (both lists), which is then the sweep of both (at a start both
+   were read at once).
 5. Calm (issue 13 item 2): the routine positions poll slows from ``poll_interval_s`` to
    ``idle_poll_interval_s`` while nothing makes a closure likely or hides one: the user stream
    is live and proven (``stream_trusted``: a stream found blind stays unproven until REST
@@ -71,7 +83,8 @@ Rules of this module:
    it. The first sweep after a start or a take-over is not held: it finds what was left while
    no watchdog ran (the chaos suite's restart bound).
 7. Several accounts on one IP (``sweep_plan``, runtime/share.py ``SweepSlots``): a due sweep
-   first claims a slot and waits for it (deferred), so the accounts' sweeps are spread
+   (of one list) first claims a slot of its weight and waits for it (deferred), so the
+   accounts' sweeps are spread
    instead of all going in the first second; and every account's positions poll paces
    leaving room for every slot claimed on the IP (rule 4 with all of them planned, not only
    its own: planning only its own made an account waiting for a late slot pay alone for
@@ -92,17 +105,19 @@ from loguru import logger
 
 from watchdog.binance.protocol.budget import Priority, WeightBudget, spread_over_window
 from watchdog.binance.protocol.schedule import (
+    SWEEP_LISTS,
     SWEEP_RETRY_S,
     PollPlan,
     PollSchedule,
+    SweepList,
     orders_share_per_min,
     sweep_hold_s,
 )
 from watchdog.binance.protocol.weights import ORDERS_WEIGHT as _ORDERS_WEIGHT
 from watchdog.binance.protocol.weights import POSITIONS_WEIGHT as _POSITIONS_WEIGHT
-from watchdog.binance.protocol.weights import SWEEP_WEIGHT
+from watchdog.binance.protocol.weights import SWEEP_LIST_WEIGHT, SWEEP_WEIGHT
 from watchdog.binance.rest import PRIORITY_WAIT_MAX_S, BinanceRest
-from watchdog.binance.snapshots import Emit, read_all_orders, read_orders, read_positions
+from watchdog.binance.snapshots import Emit, read_orders, read_positions, sweep_list
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.core.effects import ReadNow, RequestSnapshot
@@ -131,7 +146,7 @@ Probe = Callable[[], bool]
 class SweepPlan(Protocol):
     """The orders sweeps of the accounts on one IP (runtime/share.py ``SweepSlots``)."""
 
-    def claim(self, now_s: float) -> float: ...
+    def claim(self, now_s: float, weight: int = SWEEP_WEIGHT) -> float: ...
 
     def planned(self, now_s: float) -> list[tuple[float, int]]: ...
 
@@ -155,7 +170,7 @@ class Poller:
         self._rest = rest
         # Rule 7: several accounts on one IP: the sweep's slot, claimed when it is first due.
         self._sweep_plan = sweep_plan
-        self._slot_at: float | None = None
+        self._slot_at: dict[SweepList, float] = {}
         self._stream_trusted = stream_trusted  # rule 5: the user stream is live and proven
         self._stops_far = stops_far  # rule 5: no watched stop near its trigger
         self._standby = standby  # True while another instance leads the account
@@ -182,7 +197,7 @@ class Poller:
         self.failures = 0
         self.sweeps = 0
         self.sweep_failures = 0
-        self._sweep_streak = 0  # failed sweeps in a row: the retry backs off
+        self._sweep_streak = dict.fromkeys(SWEEP_LISTS, 0)  # failed in a row: the retry backs off
 
     def request_snapshot(self, effect: RequestSnapshot) -> None:
         """Run a ``RequestSnapshot`` effect of the core: read as soon as the budget allows."""
@@ -225,7 +240,7 @@ class Poller:
                     self._orders_budget.record(_ORDERS_WEIGHT * len(event.symbols), now_s)
                 else:  # the stream's resync read every symbol's orders: that was a sweep
                     self._stream_orders_until = -math.inf
-                    self.schedule.sweep_started(now_s)
+                    self.schedule.sweep_started(now_s)  # of both lists, answered (rule 4)
                     self.schedule.sweep_read(now_s, now_s)
                     self._paced.append((now_s, SWEEP_WEIGHT))  # a one-off: not forecast (rule 7)
             case StreamConnected():
@@ -359,55 +374,65 @@ class Poller:
         return emit_own
 
     async def _sweep(self, emit: Emit) -> bool:
-        """Rule 4: read every symbol's orders unless the positions poll needs the room first.
-        Returns True when the sweep was read (and emitted)."""
+        """Rule 4: read every symbol's orders of the list due (one list at a time) unless the
+        positions poll needs the room first. Returns True when the sweep was read (and
+        emitted)."""
         now_s = self._clock.monotonic()
         plan = self.schedule.plan(now_s, calm=self._calm(now_s))
+        which = plan.sweep_list
+        if which is None:
+            return False
         if plan.read_positions or plan.positions_urgent:
             return False  # positions first; the sweep stays due and goes after them
-        if not self.schedule.sweep_may_go(now_s, self._trusted()):
+        if not self.schedule.sweep_may_go(now_s, self._trusted(), which):
             return False  # rule 6: the stream is not trusted yet; the sweep stays due
         if (now_s < self._stream_orders_until
                 and len(self.schedule.open_symbols) * _ORDERS_WEIGHT > SWEEP_WEIGHT):
             # Rule 4: the stream's post-connect read of every symbol's orders is on its way
             # and will be this sweep (both went within 10 ms at a start: 160 weight, not 80).
-            self.schedule.defer_sweep(min(self._stream_orders_until, now_s + 0.25))
+            self.schedule.defer_sweep(min(self._stream_orders_until, now_s + 0.25), which)
             return False
         if self._sweep_plan is not None:  # rule 7
-            if self._slot_at is None:
-                self._slot_at = self._sweep_plan.claim(now_s)
-            if now_s < self._slot_at:
-                self.schedule.defer_sweep(self._slot_at)
+            slot_at = self._slot_at.get(which)
+            if slot_at is None:
+                slot_at = self._slot_at[which] = self._sweep_plan.claim(now_s, SWEEP_LIST_WEIGHT)
+            if now_s < slot_at:
+                self.schedule.defer_sweep(slot_at, which)
                 return False
         hold_s = sweep_hold_s(self._rest.budget, now_s)
         if hold_s > 0:
-            self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S))
-            logger.info("orders sweep held back {:.0f}s: no room in our weight share or the "
-                        "IP's, or Binance asked us to wait; the positions poll goes first",
-                        max(hold_s, SWEEP_RETRY_S))
+            self.schedule.defer_sweep(now_s + max(hold_s, SWEEP_RETRY_S), which)
+            logger.info("orders sweep ({} list) held back {:.0f}s: no room in our weight share "
+                        "or the IP's, or Binance asked us to wait; the positions poll goes "
+                        "first", which, max(hold_s, SWEEP_RETRY_S))
             return False
         before = self.schedule.tracked(now_s, ())
-        self.schedule.sweep_started(now_s)
-        self._slot_at = None
+        self.schedule.sweep_started(now_s, which)
+        self._slot_at.pop(which, None)
         self.sweeps += 1
-        self._paced.append((now_s, SWEEP_WEIGHT))
-        snapshot = await read_all_orders(self._rest, self._own(emit), reason="sweep")
+        self._paced.append((now_s, SWEEP_LIST_WEIGHT))
+        try:
+            snapshot = await sweep_list(self._rest, self._own(emit), algo=which.is_algo,
+                                        reason="sweep")
+        finally:  # answered or failed: it counts in our window from now (rule 4)
+            self.schedule.sweep_answered(self._clock.monotonic(), which)
         if snapshot is None:
             self.sweep_failures += 1
-            self._sweep_streak += 1
+            self._sweep_streak[which] += 1
+            streak = self._sweep_streak[which]
             retry_s = min(self.schedule.orders_sweep_interval_s,
-                          SWEEP_RETRY_S * 2 ** min(self._sweep_streak - 1, 10))
-            self.schedule.defer_sweep(now_s + retry_s)
-            logger.warning("orders sweep failed ({} in a row): next try in {:.0f}s",
-                           self._sweep_streak, retry_s)
+                          SWEEP_RETRY_S * 2 ** min(streak - 1, 10))
+            self.schedule.defer_sweep(now_s + retry_s, which)
+            logger.warning("orders sweep ({} list) failed ({} in a row): next try in {:.0f}s",
+                           which, streak, retry_s)
             return False
-        self._sweep_streak = 0
-        self.schedule.sweep_read(now_s, self._clock.monotonic())
+        self._sweep_streak[which] = 0
         found = sorted(({Symbol(o.symbol) for o in snapshot.orders}
                         | {Symbol(a.symbol) for a in snapshot.algo_orders}) - before)
         if found:
-            logger.info("orders sweep found open orders on symbols not watched so far: {}; "
-                        "they are now read per symbol while they have orders", ", ".join(found))
+            logger.info("orders sweep ({} list) found open orders on symbols not watched so "
+                        "far: {}; they are now read per symbol while they have orders", which,
+                        ", ".join(found))
         return True
 
     async def _sleep_unless_woken(self, wait_s: float) -> bool:
@@ -441,15 +466,20 @@ class Poller:
         a spike leave the window without a stop; the sweep is dropped from the plan when even
         that cannot make room (the positions poll goes first, the sweep is held back)."""
         budget = self._rest.budget
-        sweep_at = self.schedule.next_sweep_at
-        if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted()):
-            forced_at = self.schedule.sweep_forced_at  # rule 6: room only for a forced sweep
-            sweep_at = now_s if forced_at is None else forced_at
-        sweep = [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else []
+        sweep: list[tuple[float, int]] = []
+        for which in SWEEP_LISTS:  # rule 4: each list's 40 at its own due time
+            if self._sweep_plan is not None and self._slot_at.get(which, -math.inf) > now_s:
+                continue  # rule 7: its claimed slot is among the shared ones below
+            sweep_at = self.schedule.sweep_at(which)
+            if sweep_at == math.inf:
+                continue  # waits for the other list's read under way: not this minute
+            if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted(), which):
+                forced_at = self.schedule.sweep_forced_at(which)  # rule 6: only a forced one
+                sweep_at = now_s if forced_at is None else forced_at
+            if sweep_at > now_s:
+                sweep.append((sweep_at, SWEEP_LIST_WEIGHT))
         if self._sweep_plan is not None:  # rule 7: room for every account's sweep on the IP
-            shared = self._sweep_plan.planned(now_s)  # our own slot among them while ahead
-            ours_in = self._slot_at is not None and self._slot_at > now_s
-            sweep = shared if ours_in else sweep + shared
+            sweep += self._sweep_plan.planned(now_s)  # our own claimed slots among them
         others = spread_over_window(self._others_1m(now_s), now_s)  # budget rule 7
         pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, sweep + others)
         if sweep and pace_s == math.inf:

@@ -8,9 +8,12 @@ Rules of this module:
    symbol's two reads fails, no ``OrdersSnapshot`` is emitted for it (a partial list of orders
    would look like cancelled orders). A read the client refused to send (no weight left)
    ends the batch: the symbols after it are logged as skipped, not tried one by one.
-3. The sweep (``read_all_orders``) reads both lists without a symbol (weight 40 each) and
-   emits one ``OrdersSnapshot(symbols=None)``: authoritative for every symbol, so it finds
-   orders on symbols nothing else points at (placed while the watchdog was down).
+3. ``read_all_orders`` reads both lists without a symbol (weight 40 each) and emits one
+   ``OrdersSnapshot(symbols=None)``: authoritative for every symbol, so it finds orders on
+   symbols nothing else points at (placed while the watchdog was down). The poller's sweep
+   reads one list at a time (``sweep_list``, poller.py rule 4): its snapshot says which list
+   it holds (``covers_orders``/``covers_algo``) and is authoritative for that list only
+   (core/orders.py rule 6).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from watchdog.binance.protocol.budget import Priority
 from watchdog.binance.rest import BinanceRest
 from watchdog.core.events import (
     Event,
+    OpenAlgoOrder,
+    OpenOrder,
     OrdersSnapshot,
     PositionSnapshot,
     SnapshotFailed,
@@ -31,7 +36,7 @@ from watchdog.core.events import (
 from watchdog.core.model import Symbol
 from watchdog.errors import AuthenticationFailed, ExchangeError, ExchangeUnavailable
 
-__all__ = ["Emit", "read_all_orders", "read_orders", "read_positions"]
+__all__ = ["Emit", "read_all_orders", "read_orders", "read_positions", "sweep_list"]
 
 Emit = Callable[[Event], Awaitable[None]]
 
@@ -106,6 +111,31 @@ async def read_all_orders(rest: BinanceRest, emit: Emit, *, reason: str,
     await emit(snapshot)
     logger.debug("all-symbols orders sweep reason={} orders={} algo_orders={}", reason,
                  len(orders), len(algo_orders))
+    return snapshot
+
+
+async def sweep_list(rest: BinanceRest, emit: Emit, *, algo: bool, reason: str,
+                     priority: Priority = Priority.ROUTINE) -> OrdersSnapshot | None:
+    """Read one list (``algo``: the open algo orders, else the regular ones) of every symbol
+    (weight 40); ``None`` on failure. The snapshot holds that list only (rule 3)."""
+    kind = "algo" if algo else "regular"
+    requested_ms = rest.exchange_time_ms()
+    orders: tuple[OpenOrder, ...] = ()
+    algo_orders: tuple[OpenAlgoOrder, ...] = ()
+    try:
+        if algo:
+            algo_orders = await rest.fetch_open_algo_orders(None, priority=priority)
+        else:
+            orders = await rest.fetch_open_orders(None, priority=priority)
+    except ExchangeError as exc:
+        logger.log(_level(exc), "all-symbols orders sweep ({} list) failed reason={} error={}",
+                   kind, reason, exc)
+        return None
+    snapshot = OrdersSnapshot(rest.next_request_id(), requested_ms, orders, algo_orders, None,
+                              covers_orders=not algo, covers_algo=algo)
+    await emit(snapshot)
+    logger.debug("all-symbols orders sweep list={} reason={} rows={}", kind, reason,
+                 len(snapshot.algo_orders if algo else snapshot.orders))
     return snapshot
 
 

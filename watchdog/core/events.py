@@ -237,13 +237,20 @@ class OpenAlgoOrder:
 
 @dataclass(frozen=True, slots=True)
 class OrdersSnapshot:
-    """Open regular and algo orders read from REST for ``symbols`` (``None``: all symbols)."""
+    """Open regular and algo orders read from REST for ``symbols`` (``None``: all symbols).
+
+    ``covers_orders`` / ``covers_algo``: which of the two lists this read holds. A per-symbol
+    read holds both; the sweep reads each list on its own, half an interval apart (poller.py
+    rule 4), so its snapshot holds one, and the other list's tuple is empty and *not read*
+    (core/orders.py rule 6: an order of a list not read is never taken for gone)."""
 
     request_id: int
     requested_time_ms: int
     orders: tuple[OpenOrder, ...]
     algo_orders: tuple[OpenAlgoOrder, ...]
     symbols: frozenset[Symbol] | None = None
+    covers_orders: bool = True
+    covers_algo: bool = True
 
 
 # ---------------------------------------------------------------- shell happenings

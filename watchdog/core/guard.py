@@ -12,8 +12,11 @@ Rules of this module:
    stream's last gap (the first positions ``SnapshotRequested`` after StreamLost/StreamConnected/
    ListenKeyExpired marks where the new epoch starts, in exchange time). While the stream is
    ``live`` its order events keep them fresh; otherwise the last such read must be younger than
-   ``orders_max_age_ms``. A position whose knowledge is not CONFIRMED, or whose orders are not
-   known fresh, is ``unknown``: never ``covered`` from stale data, never alerted on.
+   ``orders_max_age_ms``. A read covers a symbol only with both of its lists (regular and
+   algo): the sweep reads them apart (core/orders.py rule 6), and a sweep counts as
+   the read of every symbol as of the older of its two lists' latest sweeps. A position whose
+   knowledge is not CONFIRMED, or whose orders are not known fresh, is ``unknown``: never
+   ``covered`` from stale data, never alerted on.
    1b. With the stream down (not connected), a ``none``/``partial`` run is alerted on (and a
    last-resort stop placed) only once an orders read applied after the run began shows it again.
 2. ``unprotected_since_ms`` is when the guard first saw the position open and ``none`` or
@@ -127,7 +130,7 @@ from watchdog.core.model import (
     PositionView,
     Symbol,
 )
-from watchdog.core.orders import OrderBook, TrackedOrder
+from watchdog.core.orders import OrderBook, TrackedOrder, lists_of
 from watchdog.core.protection import Protection, closing_side, coverage
 from watchdog.core.stream_state import StreamState
 
@@ -238,7 +241,8 @@ class _Fresh:
     awaiting_epoch: bool = True
     pending: list[OrdersSnapshot] = field(default_factory=list)
     symbol_read_ms: dict[Symbol, int] = field(default_factory=dict)  # wall ms applied
-    all_read_ms: int | None = None
+    all_read_ms: int | None = None  # the older of the two lists' latest sweeps (rule 1)
+    list_read_ms: dict[bool, int] = field(default_factory=dict)  # each list's latest sweep
 
 
 class Guard:
@@ -335,6 +339,7 @@ class Guard:
                 f.pending.clear()
                 f.symbol_read_ms.clear()
                 f.all_read_ms = None
+                f.list_read_ms.clear()
             case SnapshotRequested(requested_time_ms=t) if f.awaiting_epoch:
                 f.epoch_from_ms, f.awaiting_epoch = t, False
             case OrdersSnapshot():
@@ -629,9 +634,13 @@ class Guard:
     def _stamp_reads(self, now_ms: int) -> None:
         f = self._fresh
         for snap in f.pending:
+            lists = lists_of(snap)
             if snap.symbols is None:
-                f.all_read_ms = now_ms
-            else:
+                for kind in lists:
+                    f.list_read_ms[kind] = now_ms
+                if len(f.list_read_ms) == 2:  # rule 1: both lists, each since the gap
+                    f.all_read_ms = min(f.list_read_ms.values())
+            elif len(lists) == 2:
                 for symbol in snap.symbols:
                     f.symbol_read_ms[symbol] = now_ms
         f.pending.clear()

@@ -18,6 +18,9 @@ Rules of this module:
    naming the order's position (``blindness.py`` rules 2 and 3: the positions' tolerance and
    verdict).
 5. Pure: no clock, no I/O; bounded memory (the stream's statuses keep the newest ``MAX_TRACKED``).
+6. Each order list of a symbol (regular, algo) is compared with the previous read *of that
+   list*: the sweep reads the two lists apart (core/orders.py rule 6), and an order
+   missing from a read that did not hold its list has not ended.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from watchdog.core.events import (
     TradeLite,
 )
 from watchdog.core.model import OrderId, PositionKey, Symbol
+from watchdog.core.orders import lists_of
 
 __all__ = ["MAX_TRACKED", "OrderBlindness"]
 
@@ -76,7 +80,7 @@ class OrderBlindness:
         self._blind_after_ms = blind_after_ms
         self._max_rest_lag_ms = max_rest_lag_ms
         self._watch = ConnectionWatch()
-        self._listings: dict[Symbol, _Listing] = {}
+        self._listings: dict[tuple[Symbol, bool], _Listing] = {}  # by (symbol, is_algo): rule 6
         # the stream's latest status per order, oldest first (O(1) eviction, unlike a dict's)
         self._reported: OrderedDict[_Ident, str] = OrderedDict()
         self._pending: dict[_Ident, _Unreported] = {}
@@ -122,19 +126,23 @@ class OrderBlindness:
     def _compare(self, snap: OrdersSnapshot) -> None:
         watch_from_ms = self._watch.from_ms
         assert watch_from_ms is not None
-        now: dict[Symbol, dict[_Ident, tuple[PositionKey, int]]] = {}
+        lists = lists_of(snap)  # rule 6
+        now: dict[tuple[Symbol, bool], dict[_Ident, tuple[PositionKey, int]]] = {}
         for o in snap.orders:
-            now.setdefault(o.symbol, {})[(False, o.order_id)] = (
+            now.setdefault((o.symbol, False), {})[(False, o.order_id)] = (
                 PositionKey(o.symbol, o.position_side), o.time_ms)
         for a in snap.algo_orders:
-            now.setdefault(a.symbol, {})[(True, a.algo_id)] = (
+            now.setdefault((a.symbol, True), {})[(True, a.algo_id)] = (
                 PositionKey(a.symbol, a.position_side), a.create_time_ms)
-        scope = snap.symbols if snap.symbols is not None else set(now) | set(self._listings)
-        for symbol in scope:
-            before = self._listings.get(symbol)
+        if snap.symbols is not None:
+            scope = {(symbol, kind) for symbol in snap.symbols for kind in lists}
+        else:
+            scope = {sk for sk in (*now, *self._listings) if sk[1] in lists}
+        for list_key in scope:
+            before = self._listings.get(list_key)
             if before is not None and before.requested_ms > snap.requested_time_ms:
                 continue  # answered out of order: a newer read of the symbol was applied
-            listed = now.get(symbol, {})
+            listed = now.get(list_key, {})
             for ident, (key, created_ms) in listed.items():
                 if (created_ms >= watch_from_ms and ident not in self._reported
                         and (before is None or ident not in before.orders)):
@@ -151,8 +159,8 @@ class OrderBlindness:
                             key, snap.requested_time_ms, True,
                             f"REST no longer lists {kind} {ident[1]} but the stream never "
                             "reported it ending"))
-            self._listings[symbol] = _Listing(snap.requested_time_ms,
-                                              {i: k for i, (k, _) in listed.items()})
+            self._listings[list_key] = _Listing(snap.requested_time_ms,
+                                                {i: k for i, (k, _) in listed.items()})
 
     def _note(self, ident: _Ident, unreported: _Unreported) -> None:
         if ident not in self._pending:

@@ -26,6 +26,17 @@ Rules of this module:
    reduce-only/close-position/hedge-closing, or any TradeLite, which carries no such flag) are
    remembered per symbol: a stop that looked orphaned may protect the position such a fill just
    opened, even before any position fact says so (the reaper restarts its grace there).
+6. A snapshot is authoritative only for the lists it read (``covers_orders``,
+   ``covers_algo``): the sweep reads the algo list and the regular list apart (half an
+   interval, never in one minute; 40 weight each, together in one minute they slowed the
+   positions poll to ~1.2 s, docs/BENCHMARKS.md session 6), so an order of a list the
+   snapshot did not read is never removed, nor its tombstone retired, by it. A regular list
+   without an order says nothing about an algo order, and the reverse (a half sweep once
+   looked like cancelled orders).
+7. ``lists_read(symbol)``: both lists of the symbol have been read at least once (by a
+   per-symbol read, or by a sweep of each list). Until then an order of the other kind may
+   rest there unseen (an entry placed while no watchdog ran): the reaper keeps every order of
+   such a symbol (core/reaper.py rule 1, ``LISTS_UNREAD``).
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ __all__ = [
     "ORDER_TERMINAL",
     "OrderBook",
     "TrackedOrder",
+    "lists_of",
 ]
 
 ALGO_TERMINAL = frozenset({AlgoStatus.CANCELED, AlgoStatus.FINISHED, AlgoStatus.REJECTED,
@@ -78,6 +90,16 @@ def _reduces_only(reduce_only: bool, close_position: bool, position_side: Positi
     if position_side is PositionSide.SHORT:
         return side == "BUY"
     return False
+
+
+def lists_of(snapshot: OrdersSnapshot) -> frozenset[bool]:
+    """Rule 6: the lists an orders read holds, as ``is_algo`` values (events carry no
+    behaviour, so this lives here)."""
+    return frozenset(k for k, read in ((False, snapshot.covers_orders),
+                                       (True, snapshot.covers_algo)) if read)
+
+
+_BOTH_LISTS = frozenset({False, True})
 
 
 def _rank(status: str) -> int:
@@ -143,6 +165,8 @@ class OrderBook:
         self._tomb_heap: list[tuple[int, int, _Ident]] = []
         self._tomb_seq = itertools.count()
         self._opening_fills: dict[Symbol, int] = {}  # rule 5
+        self._swept: frozenset[bool] = frozenset()  # rule 7: lists read for every symbol
+        self._lists_read: dict[Symbol, frozenset[bool]] = {}  # rule 7: ... for one symbol
 
     # ------------------------------------------------------------ reading
 
@@ -180,6 +204,11 @@ class OrderBook:
         unsorted: scanned after every batch of order facts."""
         return (o for o in self._orders.values()
                 if o.in_trigger or (not o.is_algo and o.parent_algo_id is not None))
+
+    def lists_read(self, symbol: Symbol) -> bool:
+        """Rule 7: both lists of ``symbol`` (regular and algo orders) were read at least once,
+        so no order of either kind can rest there unseen since before the stream."""
+        return (self._swept | self._lists_read.get(symbol, frozenset())) == _BOTH_LISTS
 
     def is_gone(self, order_id: OrderId, *, is_algo: bool) -> bool:
         """True when a terminal fact for this order has been seen."""
@@ -268,8 +297,12 @@ class OrderBook:
                 status_since_ms=current.status_since_ms if current.status == u.status else t)
 
     def _apply_snapshot(self, s: OrdersSnapshot) -> None:
-        def covered(symbol: Symbol) -> bool:
-            return s.symbols is None or symbol in s.symbols
+        lists = lists_of(s)  # rule 6: authoritative for these lists only
+
+        def covered(symbol: Symbol, is_algo: bool) -> bool:
+            return is_algo in lists and (s.symbols is None or symbol in s.symbols)
+
+        self._note_lists_read(s.symbols, lists)
 
         # REST may answer with the state of up to ``max_rest_lag_ms`` ago (rule 2).
         as_of_ms = s.requested_time_ms - self._max_rest_lag_ms
@@ -287,12 +320,12 @@ class OrderBook:
                 continue
             self._orders[ident] = self._merge_order_row(self._orders.get(ident), row, s)
         for ident, order in list(self._orders.items()):
-            if (covered(order.key.symbol) and ident not in listed and not order.in_trigger
-                    and order.seen_time_ms < as_of_ms):
+            if (covered(order.key.symbol, ident[0]) and ident not in listed
+                    and not order.in_trigger and order.seen_time_ms < as_of_ms):
                 del self._orders[ident]
         # A tombstone is needed only until a snapshot that shows the state after the end.
         for ident, (symbol, ended_ms) in list(self._tombstones.items()):
-            if covered(symbol) and ident not in listed and ended_ms < as_of_ms:
+            if covered(symbol, ident[0]) and ident not in listed and ended_ms < as_of_ms:
                 del self._tombstones[ident]
         for algo in s.algo_orders:
             if algo.actual_order_id is not None and (True, algo.algo_id) in self._orders:
@@ -339,6 +372,18 @@ class OrderBook:
                        seen_time_ms=s.requested_time_ms, quantity=row.quantity)
 
     # ------------------------------------------------------------ helpers
+
+    def _note_lists_read(self, symbols: frozenset[Symbol] | None, lists: frozenset[bool]) -> None:
+        """Rule 7: remember which lists were read, for every symbol or for these."""
+        if self._swept == _BOTH_LISTS:
+            return
+        if symbols is None:
+            self._swept |= lists
+            if self._swept == _BOTH_LISTS:
+                self._lists_read.clear()  # every symbol's lists are read: no need per symbol
+            return
+        for symbol in symbols:
+            self._lists_read[symbol] = self._lists_read.get(symbol, frozenset()) | lists
 
     def _end(self, ident: _Ident, symbol: Symbol, t: int) -> None:
         self._orders.pop(ident, None)

@@ -21,6 +21,8 @@ Rules of this module:
    ``CORROBORATED`` → ``proven``. A read that says otherwise drops the claim (superseded; rule
    7 judges blindness). One state for the whole stream: a stream still dropping one event type
    is proven by another and found blind again at the next unreported change.
+   An orders read judges only claims about orders of the lists it read (core/orders.py rule
+   6): a sweep of the algo list neither confirms nor drops a claim about a regular order.
 5. Pure: no clock (``now_ms`` injected), no I/O; the shell reads ``state``/``since_ms``/``reason``
    for the heartbeat, ``status`` and ``STATUS=``, and runs the Notify effects.
 """
@@ -50,6 +52,7 @@ from watchdog.core.events import (
     StreamPositions,
 )
 from watchdog.core.model import ZERO, OrderId, PositionKey, Symbol
+from watchdog.core.orders import lists_of
 from watchdog.core.pending import remember_request
 
 __all__ = ["TRANSITIONS", "ProofState", "Signal", "StreamProof", "next_state"]
@@ -181,7 +184,10 @@ class StreamProof:
         listed = {(False, o.order_id) for o in snap.orders}
         listed |= {(True, o.algo_id) for o in snap.algo_orders}
         floor_ms = snap.requested_time_ms - self._max_rest_lag_ms
+        lists = lists_of(snap)
         for ident, claim in list(self._orders.items()):
+            if ident[0] not in lists:
+                continue  # rule 4: a list this read did not hold says nothing
             if snap.symbols is not None and claim.symbol not in snap.symbols:
                 continue
             if claim.still_open and ident in listed:

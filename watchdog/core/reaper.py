@@ -11,6 +11,10 @@ began, with no lease held by the bot. Rules of this module:
    anything but CONFIRMED, or while the position is open.
    A reducing order is also kept while an entry order rests on the same key: it may be the stop
    placed together with that entry (a bracket), the protection of the position the entry opens.
+   And every order is kept while either order list of its symbol has never been read
+   (``LISTS_UNREAD``, core/orders.py rule 7): the sweep reads the two lists apart (half an interval), so
+   at a start the algo stops are known before the regular orders, and an entry resting there
+   since before the start would be unseen (a bracket's stop reaped 2 s after a start).
 2. The grace is measured in exchange ms from ``max(flat_since, create_time_ms, last fill that
    may have opened a position on the symbol)``: the position
    must have been flat, by an unbroken run of REST snapshots, for ``grace_ms`` after the order
@@ -93,6 +97,7 @@ class Why(StrEnum):
     TRIGGERING = "triggering"                      # algo TRIGGERING/TRIGGERED: never touched
     ENTRY_ORDER = "entry_order"                    # could open or grow a position
     ENTRY_PENDING = "entry_pending"                # an entry rests on the key: may be its stop
+    LISTS_UNREAD = "lists_unread"                  # the symbol's other order list never read
     PREFIX_MISMATCH = "prefix_mismatch"            # not the bot's (client_id_prefix)
     CANARY = "canary"                              # the watchdog's own stream canary
     KNOWLEDGE_UNKNOWN = "knowledge_unknown"        # never confirmed, or no fact at all
@@ -162,7 +167,8 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
         if stuck is not None:
             alerts.append(stuck)
         verdict = _assess(order, positions, leased, now_ms, policy, entries,
-                          orders.last_opening_fill_ms(order.key.symbol))
+                          orders.last_opening_fill_ms(order.key.symbol),
+                          orders.lists_read(order.key.symbol))
         if verdict.why is Why.NO_REST_CONFIRMATION or verdict.read_due:
             confirm.add(order.key)
         if verdict.why is Why.ORPHAN:
@@ -184,7 +190,8 @@ def decide(positions: PositionsReader, orders: OrderBook, leased: frozenset[Posi
 
 def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[PositionKey],
             now_ms: int, policy: ReaperPolicy,
-            entries: dict[PositionKey, TrackedOrder], fill_ms: int | None) -> Assessment:
+            entries: dict[PositionKey, TrackedOrder], fill_ms: int | None,
+            lists_read: bool = True) -> Assessment:
     if is_canary(order.client_id):  # core/canary.py: it cancels its own, within its bound
         return Assessment(order, Why.CANARY, "the watchdog's stream canary: never reaped")
     if order.in_trigger:
@@ -218,6 +225,10 @@ def _assess(order: TrackedOrder, positions: PositionsReader, leased: frozenset[P
         return Assessment(order, Why.ENTRY_PENDING,
                           f"entry {entry.describe()} rests on this key: this order may be the "
                           f"stop of the position it opens")
+    if not lists_read:
+        return Assessment(order, Why.LISTS_UNREAD,
+                          f"the regular and algo order lists of {order.key.symbol} were not "
+                          f"both read yet: an entry may rest there unseen")
     if order.key in leased:
         return Assessment(order, Why.LEASE_HELD, "the bot holds a lease on this position")
     proof_ms = positions.flat_proven_ms(order.key)

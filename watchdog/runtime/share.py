@@ -189,19 +189,22 @@ class SweepSlots:
         per_min = max(1, math.floor(budget_per_min * share / SWEEP_WEIGHT))
         self.gap_s = 60.0 / per_min * (1 + 1e-9)  # a hair more: never per_min + 1 in 60 s
         self._last_at = -math.inf
-        self._slots: deque[float] = deque()  # claimed, in order
+        self._last_weight = SWEEP_WEIGHT
+        self._slots: deque[tuple[float, int]] = deque()  # claimed, in order
 
-    def claim(self, now_s: float) -> float:
-        """The time at or after ``now_s`` this sweep may go; its slot is taken."""
-        at_s = max(now_s, self._last_at + self.gap_s)
-        self._last_at = at_s
-        self._slots.append(at_s)
+    def claim(self, now_s: float, weight: int = SWEEP_WEIGHT) -> float:
+        """The time at or after ``now_s`` a sweep of ``weight`` may go; its slot is taken. The
+        poller sweeps one list (40) at a time (poller.py rule 4): a slot is as long as its
+        weight needs (``gap_s`` is a sweep of both lists')."""
+        at_s = max(now_s, self._last_at + self.gap_s * self._last_weight / SWEEP_WEIGHT)
+        self._last_at, self._last_weight = at_s, weight
+        self._slots.append((at_s, weight))
         return at_s
 
     def planned(self, now_s: float) -> list[tuple[float, int]]:
-        """Every slot still ahead (``(at_s, 80)``): each account's positions poll paces leaving
-        room for all of them (budget.py ``pace_s``), not only for its own."""
-        while self._slots and self._slots[0] <= now_s:
+        """Every slot still ahead (``(at_s, weight)``): each account's positions poll paces
+        leaving room for all of them (budget.py ``pace_s``), not only for its own."""
+        while self._slots and self._slots[0][0] <= now_s:
             self._slots.popleft()
-        return [(at_s, SWEEP_WEIGHT) for at_s in self._slots]
+        return list(self._slots)
 

@@ -5,6 +5,7 @@ when it happens, what it costs, and that it yields to the positions poll (never 
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -15,13 +16,19 @@ from watchdog.binance import poller
 from watchdog.binance.protocol import schedule as schedule_module
 from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
 from watchdog.binance.protocol.schedule import (
+    SWEEP_APART_S,
     PollSchedule,
+    SweepList,
     orders_share_per_min,
     request_priority,
     request_wants_positions,
     sweep_hold_s,
 )
-from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN, SWEEP_WEIGHT
+from watchdog.binance.protocol.weights import (
+    IP_WEIGHT_LIMIT_PER_MIN,
+    SWEEP_LIST_WEIGHT,
+    SWEEP_WEIGHT,
+)
 from watchdog.config import BinanceConfig, Config
 from watchdog.core.events import OpenAlgoOrder, OrdersSnapshot, PositionAmount, PositionSnapshot
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, PositionSide, Symbol
@@ -58,22 +65,35 @@ def test_sweep_right_after_the_first_positions_answer_then_every_interval() -> N
     s.positions_seen(snap(), 0.1)
     plan = s.plan(0.1)
     assert plan.sweep
+    assert plan.sweep_list is SweepList.ALGO  # the algo list first (the incident's kind)
     assert not plan.read_positions
-    s.sweep_started(0.1)
-    assert not s.plan(0.2).sweep
-    s.positions_started(1.0)
+    s.sweep_started(0.1, SweepList.ALGO)
+    assert not s.plan(0.2).sweep  # the regular list waits half an interval (150 s here)
+    s.sweep_answered(0.2, SweepList.ALGO)
+    s.positions_started(150.0)
+    assert not s.plan(150.05).sweep
+    plan = s.plan(150.1)
+    assert plan.sweep_list is SweepList.REGULAR
+    s.sweep_started(150.1, SweepList.REGULAR)
+    s.sweep_answered(150.2, SweepList.REGULAR)
+    s.positions_started(299.0)
     assert not s.plan(299.0).sweep
     # The sweep's due time is a wake-up of its own (positions are further away here).
     s.positions_started(300.0)
     assert s.plan(300.05).wake_in_s == pytest.approx(0.05)
-    assert s.plan(300.1).sweep
+    assert s.plan(300.1).sweep_list is SweepList.ALGO
+    s.sweep_started(300.1, SweepList.ALGO)
+    s.sweep_answered(300.2, SweepList.ALGO)
+    s.positions_started(450.0)
+    assert not s.plan(450.0).sweep  # each list every interval, offset by half
+    assert s.plan(450.1).sweep_list is SweepList.REGULAR
 
 
 def test_symbols_found_by_the_sweep_are_read_per_symbol_while_they_have_orders() -> None:
     s = schedule()
     s.positions_started(0.0)
     s.positions_seen(snap(), 0.0)
-    s.sweep_started(0.0)
+    s.sweep_started(0.0)  # both lists at once (the stream's read of a big account)
     s.orders_seen(orders(None, algo("ETHUSDT")))  # a stop on a flat, quiet symbol
     s.sweep_read(0.0, 0.1)
     assert s.plan(5.0).order_symbols == ()  # the sweep was this symbol's read too
@@ -100,9 +120,9 @@ def test_sweep_yields_to_the_positions_poll_when_the_ip_is_tight() -> None:
     budget = WeightBudget(360)
     assert sweep_hold_s(budget, 0.0) == 0
     # The bot has pushed the IP close to the 90% line: one positions read (5) still fits, the
-    # sweep (80) on top of it does not, so the sweep waits and positions go on.
+    # sweep of one list (40) on top of it does not, so the sweep waits and positions go on.
     line = int(IP_WEIGHT_LIMIT_PER_MIN * 0.9)
-    budget.observe_used_weight(line - 50, now_s=10.0)
+    budget.observe_used_weight(line - SWEEP_LIST_WEIGHT + 10, now_s=10.0)
     assert budget.wait_for_s(5, now_s=10.0) == 0
     assert sweep_hold_s(budget, 10.0) == pytest.approx(60.0)
     assert sweep_hold_s(budget, 70.0) == 0  # the report is a minute old: room again
@@ -123,24 +143,25 @@ def test_weight_arithmetic_at_the_defaults_stays_within_our_share() -> None:
 
 def test_steady_state_weight_with_the_budget_module() -> None:
     """Eleven minutes at the defaults, decided as the poller decides (positions at the pace
-    that leaves the sweep its room, the sweep when it fits, per-symbol reads of one open
-    symbol within their share): no 60 s window ever holds more than 360, the positions poll
-    never stops (around the sweeps it slows to about 1.2 s), and a reap always finds room."""
+    that leaves each list's sweep its room, a sweep when it fits, per-symbol reads of one open
+    symbol within their share): no 60 s window ever holds more than 360 nor both lists'
+    sweeps, the positions poll never stops (around a sweep it slows to about 1.0 s; with both
+    lists at once it was 1.2 s), and a reap always finds room."""
     cfg = BinanceConfig()
     s = schedule_of(Config(binance=cfg))  # as the daemon builds it
     own = WeightBudget(360)
     orders_budget = WeightBudget(orders_share_per_min(360, cfg.poll_interval_s,
                                                       cfg.orders_sweep_interval_s), reserve=0)
     now_s = 0.0
-    end_s = cfg.orders_sweep_interval_s + 60.0
-    sweeps = 0
+    end_s = cfg.orders_sweep_interval_s * 1.5 + 60.0
+    sweeps: list[tuple[float, SweepList]] = []
     last_positions_s = 0.0
     longest_gap_s = 0.0
     while now_s < end_s:
         plan = s.plan(now_s)
         if plan.read_positions:
-            sweep_at = s.next_sweep_at
-            pace = own.pace_s(5, now_s, [(sweep_at, SWEEP_WEIGHT)] if sweep_at > now_s else [])
+            ahead = [(s.sweep_at(w), SWEEP_LIST_WEIGHT) for w in SweepList]
+            pace = own.pace_s(5, now_s, [(at, w) for at, w in ahead if at > now_s])
             if (own.wait_for_s(5, now_s=now_s) == 0
                     and now_s >= s.last_positions_at + (0.0 if pace == math.inf else pace)):
                 if last_positions_s:
@@ -150,14 +171,14 @@ def test_steady_state_weight_with_the_budget_module() -> None:
                 s.positions_seen(snap(("BTCUSDT", "1")), now_s)
                 own.record(5, now_s)
         plan = s.plan(now_s)
-        if plan.sweep and not plan.read_positions:
+        if plan.sweep_list is not None and not plan.read_positions:
             if sweep_hold_s(own, now_s) == 0:
-                s.sweep_started(now_s)
-                own.record(SWEEP_WEIGHT, now_s)
-                s.sweep_read(now_s, now_s)
-                sweeps += 1
+                s.sweep_started(now_s, plan.sweep_list)
+                own.record(SWEEP_LIST_WEIGHT, now_s)
+                s.sweep_answered(now_s, plan.sweep_list)
+                sweeps.append((now_s, plan.sweep_list))
             else:
-                s.defer_sweep(now_s + 30.0)
+                s.defer_sweep(now_s + 30.0, plan.sweep_list)
         for symbol in s.plan(now_s).order_symbols:
             if (orders_budget.wait_for_s(2, now_s=now_s) > 0
                     or own.wait_for_s(2, now_s=now_s) > 0):
@@ -168,8 +189,12 @@ def test_steady_state_weight_with_the_budget_module() -> None:
         assert own.own_used_1m(now_s) <= 360 - PRIORITY_RESERVE
         assert own.wait_for_s(PRIORITY_RESERVE, priority=Priority.SAFETY, now_s=now_s) == 0
         now_s = round(now_s + 0.05, 2)
-    assert sweeps == 2  # at startup and 600 s later
-    assert longest_gap_s < 1.5, longest_gap_s
+    # Each list at startup (the algo list first, the regular one half an interval later) and
+    # 600 s later: offset by half, never two in one 60 s window.
+    assert [w for _, w in sweeps] == [SweepList.ALGO, SweepList.REGULAR] * 2
+    assert all(b - a == pytest.approx(300.0, abs=1.0)
+               for (a, _), (b, _) in itertools.pairwise(sweeps))
+    assert longest_gap_s < 1.1, longest_gap_s
 
 
 def test_a_position_rest_shows_closed_gets_its_orders_read_first() -> None:
@@ -314,3 +339,63 @@ def test_only_a_gap_s_own_read_waits_for_the_reconnect() -> None:
     s.snapshot_requested("stream lost: dropped", None)
     s.snapshot_requested("stop trigger crossed on BTCUSDT:BOTH", None)  # never held
     assert s.plan(1.0).read_positions
+
+
+# ---------------------------------------------------------------- the two lists apart (rule 4)
+
+
+def first_answer() -> PollSchedule:
+    s = schedule()
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.1)
+    return s
+
+
+def test_at_a_start_the_regular_list_waits_for_the_algo_list_even_while_it_is_held() -> None:
+    """The algo list first (the incident's orphan kind): held for a slot or by the budget, its
+    turn is not taken by the regular list, which would then push it later."""
+    s = first_answer()
+    assert s.plan(0.1).sweep_list is SweepList.ALGO
+    s.defer_sweep(5.0, SweepList.ALGO)  # no room yet
+    assert s.plan(1.0).sweep_list is None
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.0 + 150.0)  # half of 300 s
+    assert s.plan(5.0).sweep_list is SweepList.ALGO
+    s.sweep_started(5.0, SweepList.ALGO)
+    s.sweep_answered(5.1, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(5.0 + 150.0)
+
+
+def test_with_a_short_interval_the_lists_stay_a_window_apart() -> None:
+    s = PollSchedule(poll_interval_s=1.0, orders_poll_interval_s=10.0,
+                     fast_poll_interval_s=0.25, orders_sweep_interval_s=60.0)  # the minimum
+    s.positions_started(0.0)
+    s.positions_seen(snap(), 0.1)
+    s.sweep_started(0.1, SweepList.ALGO)
+    s.sweep_answered(0.3, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(0.3 + SWEEP_APART_S)
+
+
+def test_a_list_s_sweep_waits_while_the_other_s_is_under_way_or_in_the_window() -> None:
+    s = first_answer()
+    s.sweep_started(0.1, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == math.inf  # under way: its answer is not in yet
+    s.sweep_answered(2.0, SweepList.ALGO)
+    assert s.sweep_at(SweepList.REGULAR) == pytest.approx(150.1)  # half the interval later
+    s.sweep_started(150.1, SweepList.REGULAR)
+    s.sweep_answered(150.2, SweepList.REGULAR)
+    s.defer_sweep(250.0, SweepList.ALGO)  # its next try, say, comes early
+    assert s.sweep_at(SweepList.ALGO) == 250.0
+    s.defer_sweep(160.0, SweepList.ALGO)
+    assert s.sweep_at(SweepList.ALGO) == pytest.approx(150.2 + SWEEP_APART_S)
+
+
+def test_one_list_s_sweep_keeps_the_symbols_the_other_list_holds_orders_on_watched() -> None:
+    """A sweep of the regular list lists no algo order: the symbol with an algo stop stays
+    watched (read per symbol), as it did when one sweep read both lists."""
+    s = first_answer()
+    s.orders_seen(OrdersSnapshot(2, 0, (), (algo("ETHUSDT"),), None, covers_orders=False))
+    assert Symbol("ETHUSDT") in s.tracked(1.0, ())
+    s.orders_seen(OrdersSnapshot(3, 0, (), (), None, covers_algo=False))
+    assert Symbol("ETHUSDT") in s.tracked(62.0, ())
+    s.orders_seen(OrdersSnapshot(4, 0, (), (), None, covers_orders=False))
+    assert Symbol("ETHUSDT") not in s.tracked(301.0, ())

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from watchdog.binance.protocol.schedule import CALM_AFTER_S, PollSchedule
+from watchdog.binance.protocol.schedule import CALM_AFTER_S, PollSchedule, SweepList
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
 
@@ -138,11 +138,11 @@ def test_the_first_sweep_after_a_start_or_a_take_over_is_never_held() -> None:
 def test_an_untrusted_stream_holds_the_sweep_for_at_most_one_interval() -> None:
     s = after_first_sweep()
     assert not s.sweep_may_go(610.0, False)
-    assert s.sweep_forced_at == 1210.0
+    assert s.sweep_forced_at(SweepList.ALGO) == 1210.0
     assert not s.sweep_may_go(1209.9, False)
     assert s.sweep_may_go(1210.0, False)
     s.sweep_started(1210.0)
-    assert s.sweep_forced_at is None  # the next sweep waits afresh
+    assert s.sweep_forced_at(SweepList.ALGO) is None  # the next sweep waits afresh
 
 
 def test_a_trusted_stream_lets_the_sweep_go_calm_after_s_after_its_last_gap() -> None:

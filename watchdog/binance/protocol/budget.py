@@ -181,14 +181,16 @@ class WeightBudget:
                planned: Sequence[tuple[float, int]] = ()) -> float:
         """The shortest spacing of routine calls of ``weight``, the first now, that keeps our
         window within the routine limit for the next 60 s, given when what is in it expires
-        and what is ``planned`` (``(at_s, weight)``, e.g. the sweep at its due time).
+        and what is ``planned`` (``(at_s, weight)``, e.g. each order list's sweep at its due
+        time: the poller plans the two lists' 40s apart, poller.py rule 4).
 
-        Rule 5: a sliding window punishes spending at once (a sweep's 80, a burst at startup):
+        Rule 5: a sliding window punishes spending at once (a sweep's 40, a burst at startup):
         the room frees only when that spending is a minute old, and a poll that went at full
         speed until the cap must then stop for seconds. Spread over the minute instead, the
-        same room slows the poll a little (0.9 s → about 1.2 s around a sweep at the
-        defaults) and never stops it. ``math.inf`` when even one call now would overflow
-        before the window frees (the hard check, ``wait_for_s``, says for how long)."""
+        same room slows the poll a little (0.9 s → about 1.0 s around one list's sweep at the
+        defaults; 1.2 s when both lists' 80 shared a window) and never stops it.
+        ``math.inf`` when even one call now would overflow before the window frees (the
+        hard check, ``wait_for_s``, says for how long)."""
         self._trim(now_s)
         room = self.limit(Priority.ROUTINE) - self._spent_sum - weight
         steps: list[tuple[float, int]] = [(at_s - now_s, -w) for at_s, w in planned

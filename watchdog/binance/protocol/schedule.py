@@ -8,14 +8,41 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
+from enum import StrEnum
 
 from watchdog.binance.protocol.budget import PRIORITY_RESERVE, Priority, WeightBudget
-from watchdog.binance.protocol.weights import ORDERS_WEIGHT, POSITIONS_WEIGHT, SWEEP_WEIGHT
+from watchdog.binance.protocol.weights import (
+    ORDERS_WEIGHT,
+    POSITIONS_WEIGHT,
+    SWEEP_LIST_WEIGHT,
+    SWEEP_WEIGHT,
+)
 from watchdog.core.events import OrdersSnapshot, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
+from watchdog.core.orders import lists_of
 
-__all__ = ["CALM_AFTER_S", "SWEEP_RETRY_S", "PollPlan", "PollSchedule", "orders_share_per_min",
-           "request_priority", "request_wants_positions", "sweep_hold_s"]
+__all__ = ["CALM_AFTER_S", "SWEEP_APART_S", "SWEEP_LISTS", "SWEEP_RETRY_S", "PollPlan",
+           "PollSchedule", "SweepList", "orders_share_per_min", "request_priority",
+           "request_wants_positions", "sweep_hold_s"]
+
+
+class SweepList(StrEnum):
+    """The two lists the sweep reads, each on its own (poller.py rule 4)."""
+
+    ALGO = "algo"        # conditional stops since Binance's 2025 migration: the incident's kind
+    REGULAR = "regular"  # limits, reduce-only take-profits, entries
+
+    @property
+    def is_algo(self) -> bool:
+        return self is SweepList.ALGO
+
+
+# In this order when both are due (a start, a take-over): the algo list first.
+SWEEP_LISTS = (SweepList.ALGO, SweepList.REGULAR)
+# Rule 4: one list's sweep waits until the other's has left our 60 s window, which counts a
+# request until 60 s after its answer (budget.py rule 6), and a second more: the two 40s never
+# share a window, where together they slowed the positions poll to ~1.2 s.
+SWEEP_APART_S = 61.0
 
 # A sweep held back (IP near its limit) or failed is tried again this much later, not at once.
 SWEEP_RETRY_S = 30.0
@@ -41,6 +68,7 @@ class PollPlan:
     sweep: bool = False
     positions_wake_in_s: float = math.inf
     positions_priority: bool = False  # a priority request is among those pending
+    sweep_list: SweepList | None = None  # the list to sweep now (``sweep``: one is due)
 
 
 # RequestSnapshot reasons that only refresh what the live stream already said (core/book.py
@@ -83,6 +111,7 @@ def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
     one read a minute (rule 4). Priority calls (blind reconnects, requested reads, the reaper)
     are not planned here: routine polls yield to them when they come."""
     positions_per_min = math.ceil(POSITIONS_WEIGHT * 60 / poll_interval_s)
+    # Each list every orders_sweep_interval_s: both lists' weight over that interval.
     sweep_per_min = math.ceil(SWEEP_WEIGHT * 60 / orders_sweep_interval_s)
     reserve = min(PRIORITY_RESERVE, budget_per_min // 2)  # as WeightBudget's
     return max(ORDERS_WEIGHT,
@@ -90,9 +119,9 @@ def orders_share_per_min(budget_per_min: int, poll_interval_s: float,
 
 
 def sweep_hold_s(budget: WeightBudget, now_s: float) -> float:
-    """How long the sweep must wait (0: go): a routine call like any other (never during
-    ``Retry-After``, only while the IP is under its 90% line and our share has room)."""
-    return budget.wait_for_s(SWEEP_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
+    """How long one list's sweep must wait (0: go): a routine call like any other (never
+    during ``Retry-After``, only while the IP is under its 90% line and our share has room)."""
+    return budget.wait_for_s(SWEEP_LIST_WEIGHT, priority=Priority.ROUTINE, now_s=now_s)
 
 
 class PollSchedule:
@@ -107,8 +136,12 @@ class PollSchedule:
         self.idle_poll_interval_s = max(poll_interval_s, idle_poll_interval_s or poll_interval_s)
         self._doubt_at = -1e18  # the last sign of doubt or activity (rule 5)
         self._gap_at = -1e18  # the last user-stream gap (rule 6)
-        self._sweep_held_since: float | None = None  # a due sweep waits for a trusted stream
-        self._sweep_at_once = True  # the first sweep (start, take-over) is never held (rule 6)
+        # Per list (rule 4): a due sweep waits for a trusted stream (rule 6) since then...
+        self._sweep_held_since: dict[SweepList, float | None] = dict.fromkeys(SWEEP_LISTS)
+        # ... unless it is the first after a start or a take-over (never held, rule 6).
+        self._sweep_at_once: dict[SweepList, bool] = dict.fromkeys(SWEEP_LISTS, True)
+        # Until when each list's last sweep is in our window (inf: under way): the other waits.
+        self._sweep_in_window_until: dict[SweepList, float] = dict.fromkeys(SWEEP_LISTS, -1e18)
         self.orders_sweep_interval_s = orders_sweep_interval_s
         self.orders_poll_interval_s = orders_poll_interval_s
         self.fast_poll_interval_s = fast_poll_interval_s
@@ -124,10 +157,11 @@ class PollSchedule:
         self._orders_at: dict[Symbol, float] = {}
         self._orders_after_event: set[Symbol] = set()
         self._with_orders: set[Symbol] = set()  # symbols the last read of them listed orders in
+        self._with_by_list: dict[bool, set[Symbol]] = {False: set(), True: set()}  # ... per list
         self._reread: set[Symbol] = set()  # read once as soon as the budget allows (after a gap)
         self._positions_known = False  # the first sweep waits for the first positions answer
         self._last_seen: PositionSnapshot | None = None
-        self._next_sweep_at = 0.0
+        self._next_sweep_at: dict[SweepList, float] = dict.fromkeys(SWEEP_LISTS, 0.0)
         self._gap_hold_until = -1e18  # a gap's read waits for the reconnect's until then
 
     # -------------------------------------------------------------- facts
@@ -203,25 +237,29 @@ class PollSchedule:
         if gap:
             self._gap_at = now_s
 
-    def sweep_may_go(self, now_s: float, stream_trusted: bool | None) -> bool:
-        """Rule 6: a due sweep goes while the user stream is trusted and has had no gap for
-        ``CALM_AFTER_S``, or once it has waited ``orders_sweep_interval_s`` for that.
-        ``stream_trusted`` None (no probe), or the first sweep after a start or a take-over (it
-        finds what was left while no watchdog ran; a restart must not wait for it): at once."""
-        if stream_trusted is None or self._sweep_at_once:
+    def sweep_may_go(self, now_s: float, stream_trusted: bool | None,
+                     which: SweepList = SweepList.ALGO) -> bool:
+        """Rule 6: a due sweep of list ``which`` goes while the user stream is trusted and has
+        had no gap for ``CALM_AFTER_S``, or once it has waited ``orders_sweep_interval_s`` for
+        that. ``stream_trusted`` None (no probe), or the first sweep of the list after a start
+        or a take-over (it finds what was left while no watchdog ran; a restart must not wait
+        for it): at once."""
+        if stream_trusted is None or self._sweep_at_once[which]:
             return True
         if stream_trusted and now_s - self._gap_at >= CALM_AFTER_S:
             return True
-        if self._sweep_held_since is None:
-            self._sweep_held_since = now_s
-        return now_s >= self._sweep_held_since + self.orders_sweep_interval_s
+        held_since = self._sweep_held_since[which]
+        if held_since is None:
+            held_since = self._sweep_held_since[which] = now_s
+        return now_s >= held_since + self.orders_sweep_interval_s
 
-    @property
-    def sweep_forced_at(self) -> float | None:
-        """When a sweep held back by rule 6 goes whatever the stream (None: none held)."""
-        if self._sweep_held_since is None:
+    def sweep_forced_at(self, which: SweepList) -> float | None:
+        """When a sweep of ``which`` held back by rule 6 goes whatever the stream (None: none
+        held)."""
+        held_since = self._sweep_held_since[which]
+        if held_since is None:
             return None
-        return self._sweep_held_since + self.orders_sweep_interval_s
+        return held_since + self.orders_sweep_interval_s
 
     def calm(self, now_s: float, *, stream_trusted: bool, stops_far: bool) -> bool:
         """Rule 5: may the routine positions poll slow to ``idle_poll_interval_s``? Only while
@@ -252,19 +290,42 @@ class PollSchedule:
             self._orders_at[symbol] = max(self._orders_at.get(symbol, -1e18), now_s)
 
     def orders_seen(self, snapshot: OrdersSnapshot) -> None:
-        """An orders answer: the symbols it covers that hold orders stay watched (rule 2)."""
-        listed = ({Symbol(o.symbol) for o in snapshot.orders}
-                  | {Symbol(a.symbol) for a in snapshot.algo_orders})
-        if snapshot.symbols is None:
-            self._with_orders = listed
-        else:
-            self._with_orders = (self._with_orders - snapshot.symbols) | listed
+        """An orders answer: the symbols it covers that hold orders stay watched (rule 2), per
+        list (one list's sweep says nothing about the other's, core/orders.py rule 6)."""
+        lists = lists_of(snapshot)
+        for is_algo, rows in ((False, snapshot.orders), (True, snapshot.algo_orders)):
+            if is_algo not in lists:
+                continue
+            listed = {Symbol(row.symbol) for row in rows}
+            before = self._with_by_list[is_algo]
+            self._with_by_list[is_algo] = (listed if snapshot.symbols is None
+                                           else (before - snapshot.symbols) | listed)
+        self._with_orders = self._with_by_list[False] | self._with_by_list[True]
 
-    def sweep_started(self, now_s: float) -> None:
-        """A sweep starts now: the next one is a full interval away."""
-        self._next_sweep_at = now_s + self.orders_sweep_interval_s
-        self._sweep_held_since = None
-        self._sweep_at_once = False
+    def sweep_started(self, now_s: float, which: SweepList | None = None) -> None:
+        """A sweep of ``which`` starts now: the next one of that list is a full interval away,
+        and until its answer (``sweep_answered``) is out of our window the other list's waits
+        (rule 4). The first algo sweep after a start or a take-over puts the regular list's
+        first half an interval later (the two lists offset by half). None: both lists were
+        read at once by someone else (the stream's read), answered now."""
+        if which is SweepList.ALGO and self._sweep_at_once[SweepList.REGULAR]:
+            self._next_sweep_at[SweepList.REGULAR] = max(
+                self._next_sweep_at[SweepList.REGULAR], now_s + self._half_interval_s)
+        for lst in SWEEP_LISTS if which is None else (which,):
+            self._next_sweep_at[lst] = now_s + self.orders_sweep_interval_s
+            self._sweep_held_since[lst] = None
+            self._sweep_at_once[lst] = False
+            self._sweep_in_window_until[lst] = math.inf if which else now_s + SWEEP_APART_S
+
+    @property
+    def _half_interval_s(self) -> float:
+        """Rule 4: how far apart the two lists' sweeps are kept (never less than a window)."""
+        return max(SWEEP_APART_S, self.orders_sweep_interval_s / 2)
+
+    def sweep_answered(self, now_s: float, which: SweepList) -> None:
+        """The sweep of ``which`` got its answer, or failed, at ``now_s``: it counts in our
+        window until ``SWEEP_APART_S`` from now (rule 4)."""
+        self._sweep_in_window_until[which] = now_s + SWEEP_APART_S
 
     def sweep_read(self, started_s: float, now_s: float) -> None:
         """A sweep that started at ``started_s`` succeeded: it was every watched symbol's order
@@ -275,18 +336,39 @@ class PollSchedule:
                 self._orders_after_event.discard(symbol)
                 self._reread.discard(symbol)
 
-    def defer_sweep(self, until_s: float) -> None:
-        """The sweep could not go (budget, or a failed read): try again at ``until_s``."""
-        self._next_sweep_at = until_s
+    def defer_sweep(self, until_s: float, which: SweepList) -> None:
+        """The sweep of ``which`` could not go (budget, or a failed read): try again at
+        ``until_s``."""
+        self._next_sweep_at[which] = until_s
 
     def sweep_soon(self, now_s: float) -> None:
-        """A take-over: sweep at ``now_s`` like at a start, never held by rule 6."""
-        self._next_sweep_at = now_s
-        self._sweep_at_once = True
+        """A take-over: sweep both lists from ``now_s`` like at a start (the algo list first,
+        the regular one once it left the window), never held by rule 6."""
+        for lst in SWEEP_LISTS:
+            self._next_sweep_at[lst] = now_s
+            self._sweep_at_once[lst] = True
+
+    def sweep_at(self, which: SweepList) -> float:
+        """When the sweep of ``which`` is due: its own interval, and not before the other
+        list's last sweep has left our window (rule 4). After a start or a take-over the
+        regular list waits for the algo list's sweep (the algo list first, even while its
+        sweep is held back for a slot or the budget), and goes half an interval after it."""
+        other = SweepList.REGULAR if which is SweepList.ALGO else SweepList.ALGO
+        if which is SweepList.REGULAR and self._sweep_at_once[SweepList.ALGO]:
+            return max(self._next_sweep_at[which],
+                       self._next_sweep_at[other] + self._half_interval_s)
+        return max(self._next_sweep_at[which], self._sweep_in_window_until[other])
 
     @property
     def next_sweep_at(self) -> float:
-        return self._next_sweep_at
+        """When the next sweep of either list is due."""
+        return min(self.sweep_at(lst) for lst in SWEEP_LISTS)
+
+    def due_sweep(self, now_s: float) -> SweepList | None:
+        """The list to sweep now (the algo list first when both are due), or None."""
+        if not self._positions_known:
+            return None
+        return next((lst for lst in SWEEP_LISTS if now_s >= self.sweep_at(lst)), None)
 
     def positions_read_by_other(self, now_s: float) -> None:
         """Someone (the stream's post-connect resync) just asked for all positions: that
@@ -345,9 +427,9 @@ class PollSchedule:
         due_at = self.positions_due_at(calm)
         read_positions = now_s >= due_at or (urgent and now_s >= requested_at)
         wake_at = min(due_at, requested_at) if urgent else due_at
-        sweep = self._positions_known and now_s >= self._next_sweep_at
-        if self._positions_known and not sweep:
-            wake_at = min(wake_at, self._next_sweep_at)
+        sweep_list = self.due_sweep(now_s)
+        if self._positions_known and sweep_list is None:
+            wake_at = min(wake_at, self.next_sweep_at)
         positions_wake_at = wake_at
         # Inlined ``orders_interval_s`` and one C-level sort of (not requested, last read,
         # symbol) tuples: this runs on every wake-up over every tracked symbol (300+).
@@ -373,5 +455,5 @@ class PollSchedule:
         return PollPlan(read_positions, urgent,
                         ", ".join(self._requested + self._routine_requests) or "scheduled",
                         due, tuple(k[2] for k in keyed if not k[0]),
-                        max(0.0, wake_at - now_s), sweep, max(0.0, positions_wake_at - now_s),
-                        bool(self._requested))
+                        max(0.0, wake_at - now_s), sweep_list is not None,
+                        max(0.0, positions_wake_at - now_s), bool(self._requested), sweep_list)

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Final
 
 __all__ = ["ALL_SYMBOLS_WEIGHTS", "CONNECT_WEIGHT", "IP_WEIGHT_LIMIT_PER_MIN", "ORDERS_WEIGHT",
-           "POSITIONS_WEIGHT", "SWEEP_WEIGHT", "WEIGHTS", "request_weight"]
+           "POSITIONS_WEIGHT", "SWEEP_LIST_WEIGHT", "SWEEP_WEIGHT", "WEIGHTS", "request_weight"]
 
 IP_WEIGHT_LIMIT_PER_MIN: Final = 2400
 
@@ -60,9 +60,12 @@ _UNLISTED_WEIGHT = 1  # an endpoint missing above is priced as the common case
 POSITIONS_WEIGHT: Final = WEIGHTS["GET /fapi/v3/positionRisk"]
 # One symbol's order read: its regular and its algo orders.
 ORDERS_WEIGHT: Final = WEIGHTS["GET /fapi/v1/openOrders"] + WEIGHTS["GET /fapi/v1/openAlgoOrders"]
-# The periodic sweep: both all-symbols order reads.
+# Both all-symbols order reads (the stream's post-connect read of a big account, ``orphans``).
 SWEEP_WEIGHT: Final = (ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"]
                        + ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
+# One list's sweep: the poller sweeps each list on its own (poller.py rule 4).
+SWEEP_LIST_WEIGHT: Final = max(ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openOrders"],
+                               ALL_SYMBOLS_WEIGHTS["GET /fapi/v1/openAlgoOrders"])
 # A user-stream connect (a first one, a reconnect or a blind replacement): a listen key and the
 # post-connect positions read, paid from the one budget (stream.py rule 7).
 CONNECT_WEIGHT: Final = WEIGHTS["POST /fapi/v1/listenKey"] + POSITIONS_WEIGHT
