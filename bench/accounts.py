@@ -333,14 +333,18 @@ def _spread(values: list[float], scale: float = 1.0) -> dict[str, float | None]:
             "p95": round(_quantile(values, 0.95) * scale, 2), "max": round(max(values) * scale, 2)}
 
 
+_SWEEP_PATHS = frozenset({"GET /fapi/v1/openOrders", "GET /fapi/v1/openAlgoOrders"})  # one list each
+
+
 async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = None,
                        window_s: float = 60.0) -> dict[str, Any]:
     """``--first-minute``: every account holds a position when one instance starts; during the
     first ``window_s`` from the start, each account's positions polls (the intervals between
-    its positionRisk reads as the simulator charged them), its orders sweep (all-symbols
-    openOrders, weight 40, twice) and, one account after another, a closure with the stream
-    muted (detection = the close on the exchange → Redis shows ``closed``). Weight: what the
-    simulator charged per IP in that window. Defaults but ``weight_budget_pct = 100``."""
+    its positionRisk reads as the simulator charged them), its orders sweeps (all-symbols
+    openAlgoOrders and openOrders, weight 40 each, swept apart since session 6) and, one
+    account after another, a closure with the stream muted (detection = the close on the
+    exchange → Redis shows ``closed``). Weight: what the simulator charged per IP in that
+    window. Defaults but ``weight_budget_pct = 100``."""
     trials = min(n_accounts, 10) if trials is None else trials
     async with run_simulator(symbols=(SYMBOL,), weight_limit=2400, weight_key="dialled") as sim:
         accounts = add_accounts(sim, n_accounts)
@@ -393,14 +397,14 @@ async def first_minute(n_accounts: int, redis_url: str, *, trials: int | None = 
     per_minute = [{"polls_per_account": round(sum(
         1 for n in names for t in polls[n] if m * 60 <= t - t_start < (m + 1) * 60) / n_accounts, 1),
         "sweeps": sum(1 for t, _, path, _, w in inside if m * 60 <= t - t_start < (m + 1) * 60
-                      and path == "GET /fapi/v1/openOrders" and w == 40),
+                      and path in _SWEEP_PATHS and w == 40),
         "weight": sum(w for t, _, _, _, w in inside if m * 60 <= t - t_start < (m + 1) * 60),
         "longest_gap_s": round(max((b - a for n in names
                                     for a, b in itertools.pairwise(sorted(polls[n]))
                                     if m * 60 <= b - t_start < (m + 1) * 60), default=0.0), 2)}
         for m in minutes]
     sweeps = sorted(round(t - t_start, 1) for t, _, path, _, w in inside
-                    if path == "GET /fapi/v1/openOrders" and w == 40)
+                    if path in _SWEEP_PATHS and w == 40)
     weight_by_ip: dict[str, int] = {}
     for _, ip, _, _, w in inside:
         weight_by_ip[ip] = weight_by_ip.get(ip, 0) + w
