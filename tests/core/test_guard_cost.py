@@ -259,9 +259,8 @@ def effects_of_quiet_ticks(guard: Guard, positions: Positions, orders: OrderBook
     return effects, judged
 
 
-def test_a_calm_tick_judges_no_position() -> None:
-    """300 open, alerted positions and nothing happening: ticks judge none of them until a
-    time condition (here the doubt read) comes due."""
+def alerted_300() -> tuple[Guard, OrderBook, Positions]:
+    """300 open positions, every orders list read once, 3 s on: each run alerted."""
     guard = Guard(GuardPolicy(doubt_ms=15_000))
     orders = OrderBook()
     keys = [PositionKey(f"S{i:03d}USDT", KEY.side) for i in range(300)]  # type: ignore[arg-type]
@@ -271,6 +270,13 @@ def test_a_calm_tick_judges_no_position() -> None:
         orders.apply(event)  # type: ignore[arg-type]
     guard.step(positions, orders, Leases({}, T0), T0)
     guard.step(positions, orders, Leases({}, T0), T0 + 3000)  # every run alerted now
+    return guard, orders, positions
+
+
+def test_a_calm_tick_judges_no_position() -> None:
+    """300 open, alerted positions and nothing happening: ticks judge none of them until a
+    time condition (here the doubt read) comes due."""
+    guard, orders, positions = alerted_300()
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000, 40)
     assert effects == []
     assert judged == 0  # 10 s of ticks
@@ -284,21 +290,14 @@ def test_a_poll_that_only_reverifies_judges_no_position() -> None:
     """After every positions poll the book replaces each of 300 views with one that only moves
     ``verified_ms`` and ``version``: nothing a judgment reads changed, so none is judged (and
     nothing is said); a view whose amount changed is judged."""
-    guard = Guard(GuardPolicy(doubt_ms=15_000))
-    orders = OrderBook()
-    keys = [PositionKey(f"S{i:03d}USDT", KEY.side) for i in range(300)]  # type: ignore[arg-type]
-    positions = Positions({k: view(k, amount=Decimal(10)) for k in keys})
-    for event in (StreamConnected(1), SnapshotRequested(1, T0 - 10), snapshot(at_ms=T0 - 10)):
-        guard.observe(event)  # type: ignore[arg-type]
-        orders.apply(event)  # type: ignore[arg-type]
-    guard.step(positions, orders, Leases({}, T0), T0)
-    guard.step(positions, orders, Leases({}, T0), T0 + 3000)  # every run alerted now
+    guard, orders, positions = alerted_300()
     for poll in range(1, 4):
         positions.by_key = {k: replace(v, verified_ms=T0 + 3000 + poll, version=v.version + 1)
                             for k, v in positions.by_key.items()}
         effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000 * poll, 1)
         assert (effects, judged) == ([], 0)
-    positions.by_key[keys[7]] = replace(positions.by_key[keys[7]], amount=Decimal(11))
+    key = list(positions.by_key)[7]
+    positions.by_key[key] = replace(positions.by_key[key], amount=Decimal(11))
     _, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 12_000, 1)
     assert judged == 1
 
@@ -318,7 +317,8 @@ def test_a_calm_step_compares_no_view() -> None:
     positions.view_calls = 0
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000, 10)
     assert (effects, judged, positions.view_calls) == ([], 0, 0)
-    positions.by_key[keys[7]] = replace(positions.by_key[keys[7]], amount=Decimal(11))
+    key = list(positions.by_key)[7]
+    positions.by_key[key] = replace(positions.by_key[key], amount=Decimal(11))
     _, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 6000, 1)
     assert judged == 1
     assert positions.view_calls >= 300  # the generation moved: every held view compared
