@@ -59,14 +59,10 @@ class Leadership(StoreReads):
         return self._fence
 
     @property
-    def _writable(self) -> bool:
-        return self._fence != 0 and self._announced
-
-    @property
     def writable(self) -> bool:
         """Leading, and a takeover's first beat written: the publisher writes now. Otherwise it
         holds views for a takeover and writes no event (runtime/effects_runner.py rule 5)."""
-        return self._writable
+        return self._fence != 0 and self._announced
 
     def step_down(self, why: str) -> None:
         if self._fence:

@@ -157,7 +157,7 @@ class RedisPublisher(Leadership):
             self._held[view.key] = view
 
     async def _publish(self, view: PositionView) -> bool:
-        if not self._writable:
+        if not self.writable:
             return False  # a standby: held for a takeover, written by the leader
         replies = await self._write(self._view_calls(view))
         written, stored = replies[0]
@@ -187,7 +187,7 @@ class RedisPublisher(Leadership):
         """Show (or clear) a firing stop on ``key``'s hash; False when there is no hash yet (the
         marker is then written after the position's next publish)."""
         self._remember_firing(key, firing)
-        if not self._writable:
+        if not self.writable:
             return False
         try:
             (marked,) = await self._write([self._firing_call(key, firing)])
@@ -235,7 +235,7 @@ class RedisPublisher(Leadership):
         refreshes: list[tuple[PositionView, int]] = []
         refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
         refresh_told: list[ScriptCall] = []  # after their touch call
-        telling = self._writable
+        telling = self.writable
         held = self._held
         for effect in effects:
             if type(effect) is Publish and effect.refresh_of:  # the hot case: 300 a poll
@@ -282,7 +282,7 @@ class RedisPublisher(Leadership):
             refresh_calls[len(calls)] = refreshes
             calls.append(self._touch_call(refreshes))
             calls += refresh_told
-        if not self._writable:
+        if not self.writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
             return
         if not calls:
@@ -357,7 +357,7 @@ class RedisPublisher(Leadership):
                                            self._fence)
 
     async def _retract(self, key: PositionKey, record: _Retracted) -> None:
-        if self._writable:
+        if self.writable:
             await self._write([self._retract_call(key, record)])
 
     async def republish(self, now_ms: int, keys: set[PositionKey] | None = None) -> int:
@@ -376,7 +376,7 @@ class RedisPublisher(Leadership):
                 continue
             else:
                 await self._publish(record)
-            if key in self._protection and self._writable:
+            if key in self._protection and self.writable:
                 await self._write([self._protection_call(self._protection[key])])
             done += 1
         if keys is None:
@@ -493,7 +493,7 @@ class RedisPublisher(Leadership):
 
     async def emit(self, kind: str, fields: Mapping[str, object]) -> str:
         """XADD one event to the bounded stream and PUBLISH it on the channel; returns its id."""
-        if not self._writable:
+        if not self.writable:
             logger.debug("event {} not written: a standby (the leader writes its own)", kind)
             return ""
         (entry_id,) = await self._write([self._emit_call(kind, fields)])
@@ -503,19 +503,19 @@ class RedisPublisher(Leadership):
 
     async def revoke_leases_for(self, key: PositionKey, reason: str) -> bool:
         """Revoke the live lease on ``key`` (confirm then vetoes); True if one was revoked."""
-        if not self._writable:
+        if not self.writable:
             return False
         (revoked,) = await self._write([self.calls.revoke_lease(self._names_of(key), reason, self._fence)])
         return bool(revoked)
 
     async def mark_reaping(self, key: PositionKey, ttl_ms: int, reason: str = "orphan_removal") -> None:
         """Veto ``begin`` on ``key`` (reason ``reaping``) for up to ``ttl_ms`` while orders are removed."""
-        if not self._writable:
+        if not self.writable:
             raise Fenced(f"not marking {member_of(key)} reaping: this instance does not lead")
         await self._write([self.calls.mark_reaping(self._names_of(key), self._fence, reason, ttl_ms)])
 
     async def clear_reaping(self, key: PositionKey) -> None:
-        if not self._writable:
+        if not self.writable:
             raise Fenced(f"not clearing {member_of(key)}'s reaping mark: this instance does not "
                          "lead (it expires by its TTL)")
         await self._write([self.calls.mark_reaping(self._names_of(key), self._fence, "", 0)])
