@@ -75,7 +75,7 @@ class RestHttp(Protocol):
     or :class:`Http11Client`."""
 
     async def request(self, method: str, url: str, *, headers: Mapping[str, str],
-                      timeout: httpx.Timeout) -> RestAnswer: ...
+                      timeout: httpx.Timeout) -> RestAnswer: ...  # noqa: ASYNC109 (httpx's)
 
 
 class _Headers(dict[str, str]):
@@ -107,7 +107,7 @@ class _Conn:
     def reusable(self, now_s: float, expiry_s: float) -> bool:
         """Rule 3: not expired, and nothing arrived while idle (a server's close or garbage)."""
         return (now_s - self.idle_since <= expiry_s and not self.writer.is_closing()
-                and not self.reader.at_eof() and not self.reader._buffer  # noqa: SLF001
+                and not self.reader.at_eof() and not self.reader._buffer
                 and self.reader.exception() is None)
 
     def close(self) -> None:
@@ -160,7 +160,8 @@ class Http11Client:
         self._idle.clear()
 
     async def request(self, method: str, url: str, *, headers: Mapping[str, str],
-                      timeout: httpx.Timeout | None = None) -> Answer:
+                      timeout: httpx.Timeout | None = None  # noqa: ASYNC109 (httpx's signature)
+                      ) -> Answer:
         """Send one request (``url``: path and query) and read its whole answer."""
         t = timeout or self.timeout
         try:
