@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import ssl
 import time
 import urllib.request
@@ -105,10 +106,18 @@ class _Conn:
         self.idle_since = 0.0
 
     def reusable(self, now_s: float, expiry_s: float) -> bool:
-        """Rule 3: not expired, and nothing arrived while idle (a server's close or garbage)."""
-        return (now_s - self.idle_since <= expiry_s and not self.writer.is_closing()
-                and not self.reader.at_eof() and not self.reader._buffer
-                and self.reader.exception() is None)
+        """Rule 3: not expired, and nothing arrived while idle (a server's close or garbage).
+        The socket itself is asked too, as httpcore does: a close the loop has not yet seen
+        would otherwise meet the next request (a mutation's outcome would become unknown)."""
+        if (now_s - self.idle_since > expiry_s or self.writer.is_closing()
+                or self.reader.at_eof() or self.reader._buffer or self.reader.exception()):
+            return False
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return True
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return not poller.poll(0)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a broken socket may itself fail: moot
