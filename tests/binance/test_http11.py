@@ -461,3 +461,71 @@ def test_https_uses_httpx_default_tls_with_http11_alpn() -> None:
     assert ctx is not None
     assert ctx.check_hostname
     assert ctx.verify_mode.name == "CERT_REQUIRED"
+
+
+def _self_signed(tmp: Any) -> tuple[str, str]:
+    """A certificate for ``localhost`` and its key, as PEM files in ``tmp``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_is_verified_like_httpx_and_kept(tmp_path: Any) -> None:
+    """Over TLS: a certificate the client trusts works and the connection is kept; one it does
+    not trust, or a host name it does not name, fails to connect on both paths alike."""
+    import ssl as ssl_module
+
+    pytest.importorskip("cryptography")
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl_module.SSLContext(ssl_module.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    server = Server(SCENARIOS["ok"])
+    srv = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=server_ctx)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        trusting = ssl_module.create_default_context(cafile=cert)
+        async with Http11Client(f"https://localhost:{port}", timeout=httpx.Timeout(2.0),
+                                ssl_context=trusting) as http:
+            rest = rest_on(http)
+            for _ in range(3):
+                assert await rest.fetch_open_orders(BTC) == ()
+            assert http.connections_opened == 1
+        cases = ((f"https://localhost:{port}", None),  # not trusted (the default roots)
+                 (f"https://127.0.0.1:{port}", cert))  # trusted, but not this name
+        for url, cafile in cases:
+            seen = {}
+            for name in ("httpx", "http11"):
+                ctx = ssl_module.create_default_context(cafile=cafile) if cafile else None
+                http: Any = (httpx.AsyncClient(base_url=url, timeout=2.0, verify=ctx or True)
+                             if name == "httpx" else
+                             Http11Client(url, timeout=httpx.Timeout(2.0), ssl_context=ctx))
+                async with http:
+                    with pytest.raises(ExchangeUnavailable) as caught:
+                        await rest_on(http).cancel_order(BTC, OrderId(1))  # never sent
+                    seen[name] = outcome(caught.value)
+                    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+            assert seen["http11"] == seen["httpx"]
+            assert seen["http11"][-1] == "ConnectError"
+    finally:
+        await server.close_all()
+        srv.close()
