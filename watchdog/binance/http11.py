@@ -83,7 +83,7 @@ class _Headers(dict[str, str]):
     """Lower-cased names; ``get`` is case-insensitive like httpx's. A repeated header keeps its
     values joined by ", " (httpx's ``get`` does the same)."""
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return dict.get(self, key.lower(), default)
 
 
@@ -109,8 +109,9 @@ class _Conn:
         """Rule 3: not expired, and nothing arrived while idle (a server's close or garbage).
         The socket itself is asked too, as httpcore does: a close the loop has not yet seen
         would otherwise meet the next request (a mutation's outcome would become unknown)."""
+        unread: bytes = getattr(self.reader, "_buffer", b"")  # bytes that came while idle
         if (now_s - self.idle_since > expiry_s or self.writer.is_closing()
-                or self.reader.at_eof() or self.reader._buffer or self.reader.exception()):
+                or self.reader.at_eof() or unread or self.reader.exception()):
             return False
         sock = self.writer.get_extra_info("socket")
         if sock is None:
@@ -233,7 +234,7 @@ class Http11Client:
         try:
             request = h11.Request(method=method, target=self._prefix + url,
                                   headers=[*self._base_headers, *headers.items()])
-            data = conn.h11.send(request) + conn.h11.send(h11.EndOfMessage())  # type: ignore[operator]
+            data = conn.h11.send(request) + conn.h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc)) from exc
         try:

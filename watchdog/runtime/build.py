@@ -268,8 +268,10 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         weight_budget_1m=_weight_budget_1m(config), progress_limit_s=_progress_limit_s(config),
         reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
     async with contextlib.AsyncExitStack() as stack:
-        http = ends.http
-        if http is None:
+        http: RestHttp
+        if ends.http is not None:
+            http = ends.http
+        else:
             http = await stack.enter_async_context(rest_http(b.rest_url, b.request_timeout_s))
         rest = rest_of(config, credentials, clock, http,
                        budget=shared.budget(config) if shared is not None else None)
