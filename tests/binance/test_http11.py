@@ -529,3 +529,20 @@ async def test_tls_is_verified_like_httpx_and_kept(tmp_path: Any) -> None:
     finally:
         await server.close_all()
         srv.close()
+
+
+async def test_a_timeout_in_a_task_asked_to_stop_is_the_stop() -> None:
+    """A cancellation lost earlier (redis-py on 3.11, cancel.py) must not come back as a
+    ReadTimeout that the retry would swallow: it is re-raised as CancelledError."""
+    async with serving(SCENARIOS["silent"]) as server, Http11Client(
+            f"http://127.0.0.1:{server.port}", timeout=httpx.Timeout(0.2)) as http:
+        async def lose_a_cancel_then_request() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # lost, as redis-py loses it
+                await asyncio.sleep(1)
+            await http.request("GET", "/x", headers={})
+
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.create_task(lose_a_cancel_then_request())

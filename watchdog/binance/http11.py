@@ -18,7 +18,9 @@ Rules of this module:
    ``WriteTimeout``/``WriteError``; reading ``ReadTimeout``/``ReadError``; EOF before any
    answer → ``RemoteProtocolError("Server disconnected without sending a response.")``; h11's
    protocol errors → ``RemoteProtocolError``/``LocalProtocolError``; no free connection within
-   ``timeout.pool`` → ``PoolTimeout``. Each phase has its own timeout, per socket operation.
+   ``timeout.pool`` → ``PoolTimeout``. Each phase has its own timeout, per socket operation. A
+   timeout that expires in a task already asked to stop is that stop (``cancel.py``), never
+   a failure to map and retry.
 3. A connection goes back to the pool only after a complete exchange both sides may keep
    (h11 ``DONE``/``DONE``); anything else — an error, a cancellation, ``Connection: close`` —
    closes it. An idle connection is dropped when it is older than ``keepalive_expiry_s`` or the
@@ -51,6 +53,7 @@ import h11
 import httpx
 
 from watchdog import __version__
+from watchdog.cancel import raise_if_cancelling
 
 __all__ = ["Answer", "Http11Client", "RestAnswer", "RestHttp", "rest_http"]
 
@@ -164,7 +167,7 @@ class Http11Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every connection, idle or in use (their requests fail with ReadError)."""
+        """Close every connection, idle or in use (their requests fail as the server's close)."""
         for conn in [*self._idle, *self._busy]:
             conn.close()
         self._idle.clear()
@@ -177,7 +180,8 @@ class Http11Client:
         try:
             async with asyncio.timeout(t.pool):
                 await self._slots.acquire()
-        except TimeoutError:
+        except TimeoutError as exc:
+            raise_if_cancelling(exc)  # a stop asked meanwhile is not a timeout
             raise httpx.PoolTimeout("") from None
         try:
             conn = self._take_idle()
@@ -220,7 +224,8 @@ class Http11Client:
                 reader, writer = await asyncio.open_connection(
                     self._host, self._port, ssl=self._ssl, limit=_READ_BYTES,
                     server_hostname=self._host if self._tls else None)
-        except TimeoutError:
+        except TimeoutError as exc:
+            raise_if_cancelling(exc)  # a stop asked meanwhile is not a timeout
             raise httpx.ConnectTimeout("") from None
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
             raise httpx.ConnectError(str(exc)) from exc
@@ -241,7 +246,8 @@ class Http11Client:
             conn.writer.write(data)
             async with asyncio.timeout(t.write):
                 await conn.writer.drain()
-        except TimeoutError:
+        except TimeoutError as exc:
+            raise_if_cancelling(exc)  # a stop asked meanwhile is not a timeout
             raise httpx.WriteTimeout("") from None
         except OSError as exc:
             raise httpx.WriteError(str(exc)) from exc
@@ -279,7 +285,8 @@ class Http11Client:
             try:
                 async with asyncio.timeout(timeout_s):
                     data = await conn.reader.read(_READ_BYTES)
-            except TimeoutError:
+            except TimeoutError as exc:
+                raise_if_cancelling(exc)
                 raise httpx.ReadTimeout("") from None
             except OSError as exc:
                 raise httpx.ReadError(str(exc)) from exc
