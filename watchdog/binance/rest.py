@@ -1,11 +1,14 @@
-"""Signed REST client for Binance USDⓈ-M futures: one ``httpx.AsyncClient``, typed errors.
+"""Signed REST client for Binance USDⓈ-M futures: one HTTP client, typed errors.
 
 Over 400 lines on purpose: one request path (signing, the clock offset, the weight budget,
 retries, one error mapping) and the typed endpoint methods over it, a few lines each; the rules
 below are that one seam's, and apart they would span modules. Parsing is ``protocol/wire_rest``.
 
 Rules of this module:
-1. The seam is the injected ``httpx.AsyncClient`` (tests give it an ``httpx.MockTransport``).
+1. The seam is the injected HTTP client (``http11.RestHttp``): the daemon's lean
+   ``http11.Http11Client`` (``http11.rest_http``), or an ``httpx.AsyncClient`` (tests give it an
+   ``httpx.MockTransport``; a proxy from the environment). Both raise httpx's transport errors,
+   mapped once below.
 2. Every answer is classified once, by ``classify.py``; only ``watchdog.errors`` types leave.
 3. Only idempotent GETs are retried (``retry.retrying_for``); a mutation is sent once and an
    uncertain outcome surfaces as ``OutcomeUnknown`` for the caller to re-query.
@@ -35,6 +38,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from watchdog.binance.http11 import RestHttp
 from watchdog.binance.protocol import wire_rest
 from watchdog.binance.protocol.budget import Priority, WeightBudget
 from watchdog.binance.protocol.classify import (
@@ -108,7 +112,7 @@ class BinanceRest:
     ``own_weight_1m`` (what this process spent over the last 60 s).
     """
 
-    def __init__(self, client: httpx.AsyncClient, credentials: Credentials, *,
+    def __init__(self, client: RestHttp, credentials: Credentials, *,
                  recv_window_ms: int = 5000, weight_budget_per_min: int = 360,
                  clock: Clock, timeout: httpx.Timeout | None = None,
                  retry_policy: RetryPolicy | None = None,

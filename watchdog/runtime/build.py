@@ -42,6 +42,7 @@ import httpx
 from loguru import logger
 
 from watchdog import __version__
+from watchdog.binance.http11 import RestHttp, rest_http
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
 from watchdog.binance.protocol.budget import Priority, WeightBudget
@@ -100,7 +101,7 @@ class Endpoints:
     ``notifier``: systemd's (the default one does nothing outside systemd).
     """
 
-    http: httpx.AsyncClient | None = None
+    http: RestHttp | None = None
     store: RedisPublisher | None = None
     wrap_reader: Callable[[ReadPositions], ReadPositions] | None = None
     observers: tuple[Callable[[Event], None], ...] = ()
@@ -267,10 +268,11 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         weight_budget_1m=_weight_budget_1m(config), progress_limit_s=_progress_limit_s(config),
         reaper=_reaper_mode(config), proof=StreamProof(max_rest_lag_ms=config.core.max_rest_lag_ms))
     async with contextlib.AsyncExitStack() as stack:
-        http = ends.http
-        if http is None:
-            http = await stack.enter_async_context(httpx.AsyncClient(
-                base_url=b.rest_url, timeout=httpx.Timeout(b.request_timeout_s)))
+        http: RestHttp
+        if ends.http is not None:
+            http = ends.http
+        else:
+            http = await stack.enter_async_context(rest_http(b.rest_url, b.request_timeout_s))
         rest = rest_of(config, credentials, clock, http,
                        budget=shared.budget(config) if shared is not None else None)
         store = ends.store
@@ -288,7 +290,7 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
 
 
 def rest_of(config: Config, credentials: Credentials, clock: Clock,
-            http: httpx.AsyncClient, budget: WeightBudget | None = None) -> BinanceRest:
+            http: RestHttp, budget: WeightBudget | None = None) -> BinanceRest:
     """The Binance REST client as the daemon has it (``[binance]``: recvWindow, timeout and
     ``weight_budget_pct`` of Binance's 2400 weight/min), on ``http``; ``budget``: the one
     shared with the other accounts on this IP (rule 4)."""
