@@ -394,7 +394,9 @@ class BinanceRest:
         try:
             response = await self._client.request(method, url, headers=headers,
                                                    timeout=self._timeout)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # A body whose Content-Encoding does not decode was answered but is unreadable:
+            # a read is retried, a mutation re-queried (it may have executed).
             raise classify_transport_failure(type(exc).__name__, str(exc), endpoint,
                                              idempotent=idempotent,
                                              maybe_sent=not isinstance(exc, _NOT_SENT)) from exc
