@@ -34,7 +34,8 @@ Rules of this module:
    its symbol's orders only (``request_wants_positions``): no positions read is made for it
    (one was, 5 weight a time, until issue 13). The read the core asks for after a stream
    loss waits up to ``fast_poll_interval_s`` for the reconnect's own post-connect read, which
-   serves it (a blind reconnect is immediate: both were read, 13 ms apart). Routine polls
+   serves it (a blind reconnect is immediate: both were read, 13 ms apart), also when the
+   request comes after that read started (the core's effects run after its batch). Routine polls
    come last: the
    positions poll (its rate fixed by ``poll_interval_s``: 0.9 s → 334/min of the default
    360), the sweep and the periodic per-symbol order reads leave ``PRIORITY_RESERVE`` free

@@ -16,9 +16,9 @@ Rules of this module:
    a caller's own part in place of one built from the config (a Binance HTTP client, the store,
    the reaper's positions read) or watch the pipeline (the core's events, the effects run), and
    nothing else: there is no second wiring to keep in step.
-2. Building does no I/O. ``Pipeline.start`` is the startup (Redis, the lead, Binance's clock and
-   one signed read); ``Pipeline.tasks`` are the long-running coroutines, each one named task;
-   the caller owns the TaskGroup (the daemon adds its stop and process concerns).
+2. Building does no I/O. ``Pipeline.start`` is the startup (Redis, the lead, Binance's clock);
+   ``Pipeline.tasks`` are the long-running coroutines, each one named task; the caller owns
+   the TaskGroup (the daemon adds its stop and process concerns).
 3. The HTTP client and the store are closed when ``build``'s context ends, unless the caller
    gave them (then they are the caller's).
 4. Several accounts in one process (``[[accounts]]``): one ``build`` per account, all given the
@@ -26,6 +26,14 @@ Rules of this module:
    and the fair share of leads (runtime/share.py), and the user-data connections per WebSocket
    URL (``binance/shared_stream.py``: several listen keys on one connection; its ``run`` is a
    task of the caller's, ``shared_tasks``). Without it a pipeline is alone, as before.
+5. The start reads positions once: the stream's post-connect snapshot (requested after its
+   connect, stream.py rule 2) is the start's snapshot *and* its credential check (with the
+   listen key before it: key, secret, futures permission, IP whitelist); refused before the
+   first snapshot is published, the daemon exits 77 (daemon.py ``_refused_before_ready``).
+   The poller's first scheduled read waits one ``poll_interval_s`` for it (the stream's read
+   serves it, poller.py rule 2) and goes then if the stream could not connect. A discarded
+   check of its own and a first poll 2 ms before the stream's read cost 10 weight in the
+   start's minute, the one minute whose detection misses 1.0 s (docs/BENCHMARKS.md, session 7).
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from watchdog import __version__
 from watchdog.binance.http11 import RestHttp, rest_http
 from watchdog.binance.market_stream import MarketStream
 from watchdog.binance.poller import Poller, PollSchedule
-from watchdog.binance.protocol.budget import Priority, WeightBudget
+from watchdog.binance.protocol.budget import WeightBudget
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
 from watchdog.binance.rest import BinanceRest
 from watchdog.binance.shared_stream import SharedUserStreams
@@ -60,7 +68,7 @@ from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.proof import StreamProof
 from watchdog.core.reaper import ReaperDecision
-from watchdog.errors import AuthenticationFailed, ExchangeError, StoreError
+from watchdog.errors import ExchangeError, StoreError
 from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.effects_runner import EffectsObserver, EffectsRunner
 from watchdog.runtime.guard_task import GuardTask
@@ -174,9 +182,9 @@ class Pipeline:
     shared: Shared | None = None
 
     async def start(self) -> None:
-        """The startup (rule 2): Redis, the lead, positions closed while down, Binance's clock
-        and one signed read. Raises AuthenticationFailed (refused credentials) and what Redis
-        raises; Binance unreachable is logged and the pipeline starts anyway."""
+        """The startup (rule 2): Redis, the lead, positions closed while down, Binance's clock.
+        Raises what Redis raises; Binance unreachable is logged and the pipeline starts anyway.
+        Refused credentials are met by the first signed read, the start's snapshot (rule 5)."""
         store, book, rest = self.store, self.book, self.rest
         await store.start()
         # The lead at once when free (one instance: always, unless its own crashed run's
@@ -191,17 +199,15 @@ class Pipeline:
         book.expect(published, await store.last_shown(published))
         try:
             await rest.sync_time()
-            # One signed read proves key, secret, permission and IP whitelist now: refused
-            # credentials end the daemon here (exit 77) instead of a restart loop.
-            await rest.fetch_positions(priority=Priority.REQUESTED)
-        except AuthenticationFailed:
-            raise
         except ExchangeError as exc:
             # Start anyway: the heartbeat then shows an alive-but-blind watchdog (degraded,
             # REST failing) instead of a missing one, and the stream/poller keep retrying;
-            # signed calls use offset 0 until a -1021 makes the client re-sync. Refused
-            # credentials met before the first snapshot still end it (``_refused_before_ready``).
+            # signed calls use offset 0 until a -1021 makes the client re-sync.
             logger.warning("Binance unreachable at startup: {}", exc)
+        # Rule 5: the stream's post-connect read is the start's one positions read; the
+        # poller's first waits an interval for it (it goes then if the stream cannot connect).
+        self.poller.schedule.defer_positions(self.clock.monotonic()
+                                             + self.config.binance.poll_interval_s)
 
     async def take_over(self) -> None:
         """This instance became the leader: catch up with what an earlier leader published."""

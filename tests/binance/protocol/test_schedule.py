@@ -332,6 +332,36 @@ def test_a_gap_s_read_waits_briefly_for_the_reconnect_s_own() -> None:
     assert s.plan(1.25).read_positions
 
 
+def test_a_gap_s_request_after_the_reconnect_s_read_is_served_by_it() -> None:
+    """The core's request after a loss is carried out after its batch: at a blind promotion
+    (loss, connect and the reconnect's read in one batch) it came after the reconnect's read
+    had started and was read again 250 ms later (5 weight in the start's minute of
+    `detection_e2e`, half the runs; docs/BENCHMARKS.md, session 7)."""
+    s = schedule()
+    s.positions_started(0.5)
+    s.stream_lost(1.0)
+    s.positions_read_by_other(1.001)  # the reconnect's post-connect read, requested after it
+    s.snapshot_requested("stream lost: blind: BTCUSDT:BOTH: …", None)
+    s.snapshot_requested("listen key expired", None)
+    for at_s in (1.001, 1.26, 1.5):
+        plan = s.plan(at_s)
+        assert not plan.positions_urgent
+        assert not plan.read_positions
+    # A read started before the loss serves nothing: the request waits for the reconnect's.
+    s = schedule()
+    s.positions_started(0.99)
+    s.stream_lost(1.0)
+    s.snapshot_requested("stream lost: dropped", None)
+    assert s.plan(1.0).positions_urgent
+    assert s.plan(1.25).read_positions
+    # Any other request right after that read still goes.
+    s = schedule()
+    s.stream_lost(1.0)
+    s.positions_read_by_other(1.001)
+    s.snapshot_requested("stop trigger crossed on BTCUSDT:BOTH", None)
+    assert s.plan(1.3).read_positions
+
+
 def test_only_a_gap_s_own_read_waits_for_the_reconnect() -> None:
     s = schedule()
     s.positions_started(0.5)

@@ -163,6 +163,7 @@ class PollSchedule:
         self._last_seen: PositionSnapshot | None = None
         self._next_sweep_at: dict[SweepList, float] = dict.fromkeys(SWEEP_LISTS, 0.0)
         self._gap_hold_until = -1e18  # a gap's read waits for the reconnect's until then
+        self._lost_at = math.inf  # the last stream loss (a read started since serves its request)
 
     # -------------------------------------------------------------- facts
 
@@ -170,6 +171,7 @@ class PollSchedule:
         """The user stream was lost: the read the core asks for because of it waits up to
         ``fast_poll_interval_s`` for the reconnect's own read, which serves it (rule 3)."""
         self._gap_hold_until = now_s + self.fast_poll_interval_s
+        self._lost_at = now_s
 
     def _gap_requests_only(self) -> bool:
         return (not self._routine_requests and bool(self._requested)
@@ -181,6 +183,13 @@ class PollSchedule:
         orders when ``request_wants_positions`` says so (the guard's doubt read)."""
         if not request_wants_positions(reason, symbols):
             self._requested_symbols.update(symbols or ())
+            return
+        if (not symbols and reason.startswith(_GAP_REQUEST_PREFIXES)
+                and self._last_positions_at >= self._lost_at):
+            # Rule 3: a read started since the loss (the reconnect's post-connect read) already
+            # serves it. The core's request is carried out after its whole batch, so it can
+            # come after that read's SnapshotRequested (loss, connect and read in one batch at
+            # a blind promotion): it was read again 250 ms later, 5 weight for nothing.
             return
         if request_priority(reason) is Priority.ROUTINE:
             # A freshness read (the stream just reported a fill): at once if routine polls
