@@ -191,13 +191,14 @@ class WatchdogCalls:
         k = self.keys
         keys: list[str] = [k.positions, k.leases, k.events, k.health, k.fence]
         args: list[Arg] = [closed_ttl_ms, k.channel, fence, verified_ms]
-        add_key, add_keys, add_args = keys.append, keys.extend, args.extend
-        for names, refresh_of, state in entries:
-            if state == "closed":
-                add_keys((names.position, names.lease))
-            else:
-                add_key(names.position)
-            add_args((refresh_of, state))
+        entries = entries if isinstance(entries, list) else list(entries)
+        args += [value for _, refresh_of, state in entries for value in (refresh_of, state)]
+        if "closed" in args[5::2]:  # the states (comprehensions: 300 open positions, the hot case)
+            keys += [key for names, _, state in entries
+                     for key in ((names.position, names.lease) if state == "closed"
+                                 else (names.position,))]
+        else:
+            keys += [names.position for names, _, _ in entries]
         return ScriptCall("touch_verified", keys, args)
 
     def mark_firing(self, p: PositionKeys, fence: int, *, algo_id: int | str = "", status: str = "",
