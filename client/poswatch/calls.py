@@ -46,13 +46,12 @@ class ScriptCall(NamedTuple):
 
 
 class TouchEntry(NamedTuple):
-    """One re-verification of ``touch_verified``: move ``verified_ms`` and ``version`` of a
-    position only where Redis still holds version ``refresh_of`` in ``state``."""
+    """One re-verification of ``touch_verified``: move ``verified_ms`` of a position, and its
+    ``version`` from ``refresh_of`` to ``refresh_of + 1``, only where Redis still holds version
+    ``refresh_of`` in ``state``."""
 
     names: PositionKeys
     refresh_of: int
-    version: int
-    verified_ms: int
     state: str
 
 
@@ -183,16 +182,23 @@ class WatchdogCalls:
         return ScriptCall("retract_position", [p.position, self.keys.positions, self.keys.fence],
                           [p.member, reason, version, symbol, side, fence])
 
-    def touch_verified(self, entries: Iterable[tuple[PositionKeys, int, int, int, str]],
+    def touch_verified(self, entries: Iterable[tuple[PositionKeys, int, str]], verified_ms: int,
                        closed_ttl_ms: int, fence: int) -> ScriptCall:
-        """Many re-verifications (``TouchEntry`` or plain tuples in its order) in one call,
-        applied in this order (replies: the 1-based indexes of the entries it did not write)."""
+        """Many re-verifications (``TouchEntry`` or plain tuples in its order), all to
+        ``verified_ms``, in one call, applied in this order (replies: the 1-based indexes of the
+        entries it did not write). A closed entry also names its lease (revoked with the
+        closure, as ``publish_position`` does)."""
         k = self.keys
         keys: list[str] = [k.positions, k.leases, k.events, k.health, k.fence]
-        args: list[Arg] = [closed_ttl_ms, k.channel, fence]
-        for names, refresh_of, version, verified_ms, state in entries:
-            keys += (names.position, names.lease)
-            args += (names.member, refresh_of, version, verified_ms, state)
+        args: list[Arg] = [closed_ttl_ms, k.channel, fence, verified_ms]
+        entries = entries if isinstance(entries, list) else list(entries)
+        args += [value for _, refresh_of, state in entries for value in (refresh_of, state)]
+        if "closed" in args[5::2]:  # the states (comprehensions: 300 open positions, the hot case)
+            keys += [key for names, _, state in entries
+                     for key in ((names.position, names.lease) if state == "closed"
+                                 else (names.position,))]
+        else:
+            keys += [names.position for names, _, _ in entries]
         return ScriptCall("touch_verified", keys, args)
 
     def mark_firing(self, p: PositionKeys, fence: int, *, algo_id: int | str = "", status: str = "",

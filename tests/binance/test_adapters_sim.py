@@ -24,7 +24,7 @@ from watchdog.binance.stream import UserDataStream
 from watchdog.clock import SystemClock
 from watchdog.config import BinanceConfig, Config, CoreConfig, Credentials, ReaperConfig, RedisConfig
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import Publish, RaiseAlert
+from watchdog.core.effects import Publish, RaiseAlert, Reverified
 from watchdog.core.events import Event, OrdersSnapshot, StreamLost, StreamPositions
 from watchdog.core.model import Knowledge, PositionKey, PositionSide, PositionState, PositionView, Symbol
 from watchdog.core.orders import OrderBook
@@ -67,7 +67,9 @@ class Watch:
 
     @property
     def published(self) -> list[PositionView]:
-        return [e.view for e in self.tap.effects if isinstance(e, Publish)]
+        return [p.view for e in self.tap.effects  # a Reverified: its refreshes (effects rule 3)
+                for p in (e.publishes() if isinstance(e, Reverified) else [e])
+                if isinstance(p, Publish)]
 
     @property
     def alerts(self) -> list[RaiseAlert]:

@@ -28,6 +28,7 @@ from watchdog.core.effects import (
     ReadNow,
     Reconnect,
     RequestSnapshot,
+    Reverified,
 )
 from watchdog.core.events import (
     AccountConfigUpdate,
@@ -49,7 +50,14 @@ SHORT = key("BTCUSDT", PositionSide.SHORT)
 
 
 def publishes(effects: list[Effect]) -> list[Publish]:
-    return [e for e in effects if isinstance(e, Publish)]
+    """Every Publish, a ``Reverified`` as the refreshes it stands for (effects rule 3)."""
+    return [p for e in effects for p in (e.publishes() if isinstance(e, Reverified) else [e])
+            if isinstance(p, Publish)]
+
+
+def expanded(effects: list[Effect]) -> list[Effect]:
+    """``effects`` with every ``Reverified`` replaced by its refreshes, in place."""
+    return [p for e in effects for p in (e.publishes() if isinstance(e, Reverified) else [e])]
 
 
 def kinds(effects: list[Effect]) -> list[str]:

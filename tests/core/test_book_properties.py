@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.core.facts import key
 from watchdog.core.book import BookPolicy, PositionBook
-from watchdog.core.effects import Publish, RaiseAlert, ReadNow
+from watchdog.core.effects import Publish, RaiseAlert, ReadNow, Reverified
 from watchdog.core.events import (
     Event,
     ListenKeyExpired,
@@ -111,7 +111,8 @@ class World:
 
     def apply(self, event: Event) -> None:
         effects = self.book.apply(event, self.now_ms)
-        for effect in effects:
+        for effect in (p for e in effects for p in  # a Reverified: its refreshes (effects rule 3)
+                       (e.publishes() if isinstance(e, Reverified) else [e])):
             if isinstance(effect, RaiseAlert) and effect.code == "stream_blind":
                 assert effect.key is not None
                 self.check_blind(effect.key)

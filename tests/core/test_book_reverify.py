@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.core.facts import BTC, amount, key, requested, snapshot, stream
-from tests.core.test_book import Harness, publishes
+from tests.core.test_book import Harness, expanded, publishes
 from tests.core.test_book_properties import (
     _FLOOR_TIE,
     _OPENED_WHILE_DOWN,
@@ -31,7 +31,7 @@ from tests.core.test_book_properties import (
     _standby_scripts,
 )
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import Effect, Publish
+from watchdog.core.effects import Effect, Publish, Reverified
 from watchdog.core.events import (
     Event,
     PositionAmount,
@@ -81,10 +81,15 @@ class Twin(PositionBook):
         generation = self.view_generation()
         effects = super().apply(event, now_ms)
         expected = self.reference.apply(event, now_ms)
-        assert effects == expected, (event, effects, expected)
+        # effects rule 3: a Reverified is the refreshes it stands for, one verified_ms for all
+        assert expanded(effects) == expected, (event, effects, expected)
+        for bulk in (e for e in effects if isinstance(e, Reverified)):
+            assert bulk.views
+            assert all(v.verified_ms == bulk.verified_ms for v in bulk.views)
+        assert not any(isinstance(e, Publish) and e.refresh_of for e in effects), effects
         assert _state(self) == _state(self.reference), event
         if self.view_generation() == generation:  # only re-verifications, if anything
-            assert all(e.refresh_of for e in effects if isinstance(e, Publish)), effects
+            assert all(e.refresh_of for e in expanded(effects) if isinstance(e, Publish)), effects
         return effects
 
 
@@ -162,9 +167,10 @@ def _live(book: PositionBook | None = None) -> Harness:
 def test_a_reverification_moves_verified_ms_and_is_a_refresh() -> None:
     h = _live()
     (old,) = publishes(h.poll(1000, amount(BTC, 1, 900)))
-    (new,) = h.poll(1900, amount(BTC, 1, 900))
-    assert isinstance(new, Publish)
-    assert new.refresh_of == old.view.version
+    (bulk,) = h.poll(1900, amount(BTC, 1, 900))
+    assert isinstance(bulk, Reverified)
+    (new,) = bulk.publishes()
+    assert (new.refresh_of, bulk.verified_ms) == (old.view.version, 1900)
     assert new.view == dataclasses.replace(old.view, verified_ms=1900, version=old.view.version + 1)
     assert h.book.view(BTC) is new.view
 
@@ -198,8 +204,7 @@ def test_a_stream_fact_reverified_by_rest_keeps_its_source_and_time() -> None:
     h.apply(StreamConnected(1), 0)
     h.poll(0)  # live
     h.apply(stream(BTC, 2, 1500), 1500)
-    (publish,) = h.poll(1900, amount(BTC, 2, 1500))
-    assert isinstance(publish, Publish)
+    (publish,) = publishes(h.poll(1900, amount(BTC, 2, 1500)))
     assert publish.refresh_of > 0
     assert (publish.view.source, publish.view.as_of_time_ms, publish.view.verified_ms) == (
         Source.STREAM, 1500, 1900)
@@ -284,5 +289,7 @@ def test_three_hundred_steady_rows_take_the_short_path() -> None:
     effects = h.poll(1900, *rows)
     assert twin.short_paths - before == 300
     assert twin.view_generation() == generation  # the guard's next step compares no view
-    assert len(effects) == 300
-    assert all(isinstance(e, Publish) and e.refresh_of for e in effects)
+    (bulk,) = effects  # one effect for the read (effects rule 3), not 300
+    assert isinstance(bulk, Reverified)
+    assert [v.key for v in bulk.views] == [r.key for r in rows]
+    assert bulk.verified_ms == 1900

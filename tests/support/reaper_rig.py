@@ -40,7 +40,7 @@ from watchdog.config import (
     VetoConfig,
 )
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import Effect, Publish, RaiseAlert
+from watchdog.core.effects import Effect, Publish, RaiseAlert, Reverified
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.runtime.build import Endpoints, Pipeline, build, store_of
@@ -186,12 +186,12 @@ class _GatedStore(RedisPublisher):
     publishing = True
 
     async def run(self, effect: StoreEffect) -> None:
-        if self.publishing or not isinstance(effect, Publish):
+        if self.publishing or not isinstance(effect, Publish | Reverified):
             await super().run(effect)
 
     async def run_many(self, effects: Sequence[StoreEffect]) -> None:
         await super().run_many([e for e in effects
-                                if self.publishing or not isinstance(e, Publish)])
+                                if self.publishing or not isinstance(e, Publish | Reverified)])
 
 
 def rig_config(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,

@@ -119,7 +119,8 @@ Rules of this module:
    and entry price, no newer ``updateTime``: rule 2's SAME, not re-dated; no crossing doubt it
    may not lift) takes a short path: ``true_ms`` and ``verified_ms`` move, a flat key's run
    grows (rule 9), and the published view is re-issued with the new ``verified_ms`` as a
-   refresh (core/views.py rule 2), without a fusion verdict or a view rebuilt from the entry.
+   refresh (core/views.py rule 2), without a fusion verdict or a view rebuilt from the entry;
+   the refreshes of one read leave as one ``Reverified`` (effects rule 3), not a ``Publish`` each.
    It is the complete path's result, field for field (a test compares both on random
    histories): a re-verification is the fresh REST fact it is. Anything else, and any key
    whose held fact moved since it was published, goes the complete way. Why: an idle account
@@ -138,7 +139,14 @@ from typing import assert_never
 from watchdog.core.ageing import Ageing
 from watchdog.core.blindness import PositionBlindness
 from watchdog.core.crossing import Crossing, crossing_doubt, crossing_read, lifts
-from watchdog.core.effects import Effect, Notify, PrepareStandby, Publish, RequestSnapshot
+from watchdog.core.effects import (
+    Effect,
+    Notify,
+    PrepareStandby,
+    Publish,
+    RequestSnapshot,
+    Reverified,
+)
 from watchdog.core.events import (
     AccountConfigUpdate,
     AlgoUpdate,
@@ -710,8 +718,12 @@ class PositionBook:
     def _publish_reverified(self, entries: list[_Entry]) -> list[Effect]:
         """Rule 13: what ``view_of`` and ``publish_of`` give for these entries, whose published
         views differ only in ``verified_ms``: a refresh of that view, or a no-op when
-        ``verified_ms`` did not move (the same ``now_ms``)."""
+        ``verified_ms`` did not move (the same ``now_ms``). The refreshes leave as one
+        ``Reverified`` per run of equal ``verified_ms`` (effects rule 3; one ``now_ms`` per
+        apply: one effect), a view whose ``verified_ms`` went back as a complete ``Publish``."""
         effects: list[Effect] = []
+        views: list[PositionView] = []
+        run_ms = 0
         for entry in entries:
             old = entry.published
             assert old is not None  # checked by _reverified
@@ -720,5 +732,14 @@ class PositionBook:
                 continue
             view = old.reverified(verified_ms, old.version + 1)
             entry.published = view
-            effects.append(Publish(view, old.version if verified_ms > old.verified_ms else 0))
+            if views and (verified_ms != run_ms or verified_ms < old.verified_ms):
+                effects.append(Reverified(tuple(views), run_ms))
+                views = []
+            if verified_ms > old.verified_ms:
+                views.append(view)
+                run_ms = verified_ms
+            else:
+                effects.append(Publish(view))
+        if views:
+            effects.append(Reverified(tuple(views), run_ms))
         return effects  # view_generation stays: only verified_ms and version moved

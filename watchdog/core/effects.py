@@ -5,7 +5,12 @@ Rules of this module:
 2. ``Publish`` carries the complete view, with its version, so the store can refuse older writes.
    ``refresh_of`` > 0 says the view equals the published view of that version in everything but
    ``verified_ms`` (and ``version``): the store may then move only those fields, and only on a
-   record still holding that version; anywhere else it writes the complete view.
+   record still holding that version; anywhere else it writes the complete view. A refresh's
+   ``version`` is always ``refresh_of + 1``.
+3. ``Reverified(views, verified_ms)`` is the bulk form of rule 2, for one read that re-verified
+   many positions (book rule 13): it stands for ``Publish(view, view.version - 1)`` of each of
+   ``views``, in that order, every one with that ``verified_ms``; the store must leave exactly
+   what those publishes would.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "Reconnect",
     "RequestSnapshot",
     "Retract",
+    "Reverified",
 ]
 
 
@@ -45,6 +51,26 @@ class Publish:
 
     view: PositionView
     refresh_of: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reverified:
+    """Many views that only re-verify their published ones (rule 3): each is the published view
+    of version ``version - 1`` with ``verified_ms`` moved, and ``version`` + 1.
+
+    Why one effect: an idle account re-verifies every position on every positions poll (300
+    each 0.9 s); a ``Publish`` each, handled one by one by the effects runner and the
+    publisher, and a script call of seven arguments each, were most of a read's cost after
+    parsing (docs/BENCHMARKS.md, session 7). The store moves ``verified_ms`` of all of them in
+    one call, with the same checks as a refresh each.
+    """
+
+    views: tuple[PositionView, ...]
+    verified_ms: int
+
+    def publishes(self) -> list[Publish]:
+        """The ``Publish`` refreshes this stands for, in order."""
+        return [Publish(view, view.version - 1) for view in self.views]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,5 +210,5 @@ class CancelGuardStop:
     if_flat: bool = False
 
 
-Effect = (Publish | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | ReadNow
+Effect = (Publish | Reverified | Retract | RequestSnapshot | RaiseAlert | Notify | Reconnect | ReadNow
           | PrepareStandby | CancelOrder | MarkFiring | PublishProtection | PlaceGuardStop | CancelGuardStop)

@@ -2,14 +2,17 @@
 and the user stream (``Reconnect``).
 
 Rules of this module:
-1. Store effects (Publish, Retract, Notify, RaiseAlert) are awaited in order; snapshot requests
+1. Store effects (Publish, Reverified, Retract, Notify, RaiseAlert, MarkFiring,
+   PublishProtection) are awaited in order; snapshot requests
    and cancels are handed to their own tasks without waiting (the core loop must never wait on
    Binance).
 2. Redis down is a state, not a crash and not a stall: after one ``StoreUnavailable`` the runner
    stops writing and *defers* (the latest view per position, and events in order, bounded), so
-   the core loop keeps pace with the stream. The heartbeat task calls :meth:`recover` once Redis
-   answers again, which writes the deferred effects before new ones flow. Readers meanwhile see
-   the positions' ``verified_ms`` age, and the veto says ``stale`` / ``watchdog_down``.
+   the core loop keeps pace with the stream (a ``Reverified`` is deferred as the refreshes it
+   stands for, one per position: core/effects.py rule 3). The heartbeat task calls
+   :meth:`recover` once Redis answers again, which writes the deferred effects before new ones
+   flow. Readers meanwhile see the positions' ``verified_ms`` age, and the veto says ``stale`` /
+   ``watchdog_down``.
 3. Every alert and notification is also logged, so an operator sees it with Redis down.
 4. A step-down on a lapsed lease (the lead task could not reach Redis for a whole lease, and saw
    no other leader) is that same outage: the runner defers from then on (:meth:`lead_lapsed`),
@@ -50,6 +53,7 @@ from watchdog.core.effects import (
     Reconnect,
     RequestSnapshot,
     Retract,
+    Reverified,
 )
 from watchdog.core.model import PositionKey
 from watchdog.errors import Fenced, StoreUnavailable
@@ -128,12 +132,14 @@ class EffectsRunner:
         """Run ``effects`` in order. Raises only what is not a store outage."""
         writes: list[StoreEffect] = []
         for effect in effects:
-            if type(effect) is Publish and effect.refresh_of:
-                writes.append(effect)  # a re-verification (300 a poll): nothing to log (_log)
+            if type(effect) is Reverified or (type(effect) is Publish and effect.refresh_of):
+                writes.append(effect)  # re-verifications (300 a poll): nothing to log (_log)
                 continue
             match effect:
                 case Publish() | Retract() | Notify() | RaiseAlert() | MarkFiring():
                     _log(effect)
+                    writes.append(effect)
+                case Reverified():  # pragma: no cover - taken above, without a log line
                     writes.append(effect)
                 case Reconnect(reason=reason):
                     if self._reconnect is None:
@@ -299,6 +305,10 @@ class EffectsRunner:
             case Publish(view=view):
                 self._positions.pop(view.key, None)  # keep the order of last change
                 self._positions[view.key] = effect
+            case Reverified():  # the latest view per position, as the refreshes it stands for
+                for publish in effect.publishes():
+                    self._positions.pop(publish.view.key, None)
+                    self._positions[publish.view.key] = publish
             case Retract(key=key):
                 self._positions.pop(key, None)
                 self._positions[key] = effect
@@ -323,6 +333,8 @@ def _log(effect: StoreEffect) -> None:
                        f" position={key}" if key else "", "".join(f" {k}={v}" for k, v in detail))
         case Publish(refresh_of=refresh_of) if refresh_of:
             pass  # only verified_ms moved: a line per position per poll would say nothing new
+        case Reverified():
+            pass  # the same, for many positions
         case Publish(view=view):
             logger.debug("publish {} state={} knowledge={} amount={} v{}", view.key, view.state.value,
                          view.knowledge.value, view.amount, view.version)

@@ -42,6 +42,7 @@ from watchdog.core.effects import (
     PublishProtection,
     RaiseAlert,
     Retract,
+    Reverified,
 )
 from watchdog.core.model import Knowledge, PositionKey, PositionState, PositionView
 from watchdog.errors import Fenced, StoreError
@@ -54,7 +55,7 @@ from watchdog.store.runner import ScriptRunner
 
 __all__ = ["RedisPublisher", "StoreEffect"]
 
-StoreEffect = Publish | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
+StoreEffect = Publish | Reverified | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
 
 
 def _plain(number: Decimal) -> str:
@@ -231,28 +232,48 @@ class RedisPublisher(Leadership):
             if isinstance(effect, Notify) and effect.key is not None \
                     and effect.kind in ("position_opened", "position_closed"):
                 self._untold.pop(effect.key, None)
-        # Consecutive re-verifications go as one touch_verified call, in their place (refresh.py).
-        refreshes: list[tuple[PositionView, int]] = []
-        refresh_calls: dict[int, list[tuple[PositionView, int]]] = {}  # call index -> entries
+        # Consecutive re-verifications of one verified_ms go as one touch_verified call, in
+        # their place (refresh.py): a Reverified's views (the core's, one per positions read),
+        # and Publish refreshes (one each, e.g. deferred while Redis was down).
+        touch: list[PositionView] = []  # the run of re-verifications not yet in a call
+        touch_ms = 0
+        touch_calls: dict[int, list[PositionView]] = {}  # call index -> its re-verifications
+        reverified: list[Sequence[PositionView]] = []  # their keys, for the dirty set
         refresh_told: list[ScriptCall] = []  # after their touch call
         telling = self.writable
         held = self._held
+
+        def flush() -> None:
+            nonlocal touch, refresh_told
+            touch_calls[len(calls)] = touch
+            calls.append(self._touch_call(touch, touch_ms))
+            calls.extend(refresh_told)
+            touch, refresh_told = [], []
+
         for effect in effects:
-            if type(effect) is Publish and effect.refresh_of:  # the hot case: 300 a poll
-                view = effect.view
-                last = held.get(view.key)
-                if last is None or view.version > last.version:  # _hold, inline
-                    held[view.key] = view
-                touched.add(view.key)
-                refreshes.append((view, effect.refresh_of))
-                if telling and self._untold and (told := self._tell(view)):
-                    refresh_told.append(told)
+            views: Sequence[PositionView] | None = None
+            if isinstance(effect, Reverified):  # the hot case: 300 positions a poll
+                views, verified_ms = effect.views, effect.verified_ms
+            elif isinstance(effect, Publish) and effect.refresh_of \
+                    and effect.refresh_of == effect.view.version - 1:
+                views, verified_ms = (effect.view,), effect.view.verified_ms
+                # (another refresh_of is no refresh as the core makes them, effects rule 2:
+                # written in full below)
+            if views is not None:
+                if touch and verified_ms != touch_ms:
+                    flush()
+                touch_ms = verified_ms
+                for view in views:
+                    last = held.get(view.key)
+                    if last is None or view.version > last.version:  # _hold, inline
+                        held[view.key] = view
+                touch.extend(views)
+                reverified.append(views)
+                if telling and self._untold:
+                    refresh_told.extend(told for view in views if (told := self._tell(view)))
                 continue
-            if refreshes:
-                refresh_calls[len(calls)] = refreshes
-                calls.append(self._touch_call(refreshes))
-                calls += refresh_told
-                refreshes, refresh_told = [], []
+            if touch:
+                flush()
             match effect:
                 case Publish(view=view):  # a complete view (refreshes: above)
                     self._hold(view)
@@ -278,35 +299,40 @@ class RedisPublisher(Leadership):
                 case PublishProtection(key=key):
                     touched.add(key)
                     calls.append(self._protection_call(effect))
-        if refreshes:
-            refresh_calls[len(calls)] = refreshes
-            calls.append(self._touch_call(refreshes))
-            calls += refresh_told
+        if touch:
+            flush()
         if not self.writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
+            self._dirty.update(view.key for views in reverified for view in views)
             return
         if not calls:
             return
         try:
             replies = await self._write(calls)
-            for index, entries in refresh_calls.items():
+            for index, entries in touch_calls.items():
                 # Redis no longer holds what these re-verify (lost data, a failed write):
                 # the complete view, with the usual compare-and-set.
                 for view in missed_refreshes(entries, replies[index]):
                     await self._publish(view)
         except StoreError:
             self._dirty |= touched
+            self._dirty.update(view.key for views in reverified for view in views)
             raise
         self._dirty -= touched
+        if self._dirty:
+            self._dirty.difference_update(view.key for views in reverified for view in views)
         self._firing_synced |= syncing
 
-    def _touch_call(self, refreshes: Sequence[tuple[PositionView, int]]) -> ScriptCall:
+    def _touch_call(self, views: Sequence[PositionView], verified_ms: int) -> ScriptCall:
+        """One touch_verified call: each view re-verifies the version before its own, and all
+        have ``verified_ms`` (core/effects.py rules 2 and 3)."""
         names = self._names
         return self.calls.touch_verified(
-            # plain tuples (a TouchEntry each was a Python call per position per poll)
-            [((names.get(view.key) or self._names_of(view.key)), refresh_of, view.version,
-              view.verified_ms, view.state.value) for view, refresh_of in refreshes],
-            self._closed_ttl_ms, self._fence)
+            # plain tuples (a TouchEntry each was a Python call per position per poll); the
+            # state's text read from the member (Enum.value is a Python property)
+            [((names.get(view.key) or self._names_of(view.key)), view.version - 1,
+              view.state._value_) for view in views],
+            verified_ms, self._closed_ttl_ms, self._fence)
 
     # ---------------------------------------------------------------- the one way to Redis
 

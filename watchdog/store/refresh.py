@@ -1,4 +1,5 @@
-"""Re-verifications in one script call: ``Publish`` effects whose ``refresh_of`` is set (PURE).
+"""Re-verifications in one script call: ``Reverified`` effects and ``Publish`` effects whose
+``refresh_of`` is set (PURE).
 
 Why: every positions poll (0.9 s) re-verifies every tracked position, and with 300 positions
 writing 300 complete views to move ``verified_ms`` was most of the daemon's idle CPU
@@ -19,9 +20,8 @@ from watchdog.errors import InvariantViolation
 __all__ = ["missed_refreshes"]
 
 
-def missed_refreshes(refreshes: Sequence[tuple[PositionView, int]],
-                     reply: object) -> list[PositionView]:
+def missed_refreshes(views: Sequence[PositionView], reply: object) -> list[PositionView]:
     """The views the script did not write (its reply: 1-based indexes), to publish in full."""
     if not isinstance(reply, list):
         raise InvariantViolation(f"touch_verified replied {reply!r}, expected a list of indexes")
-    return [refreshes[int(index) - 1][0] for index in reply]
+    return [views[int(index) - 1] for index in reply]

@@ -6,54 +6,70 @@
 -- and the entry's index is returned: the watchdog then writes the complete view with the usual
 -- compare-and-set, so an older fact never wins and freshness never lands on another state.
 -- Only a hash this leader wrote (its 'fence' field is the caller's token) is touched.
--- KEYS: 1 positions, 2 leases, 3 events, 4 health, 5 fence, then per entry i: 6+2i position,
---       7+2i lease
--- ARGV: 1 closed_ttl_ms, 2 channel, 3 fencing token, then per entry i (from 0): 4+5i member,
---       5+5i re-verified version, 6+5i new version, 7+5i verified_ms, 8+5i state
+-- One verified_ms for all entries, and each entry's new version is the re-verified one + 1
+-- (a re-verification, core/effects.py rules 2 and 3): three values an entry, four for a closed
+-- one, instead of seven (the member is read from the position key).
+-- KEYS: 1 positions, 2 leases, 3 events, 4 health, 5 fence, then per entry its position key
+--       and, for an entry in state 'closed' only, its lease key right after it
+-- ARGV: 1 closed_ttl_ms, 2 channel, 3 fencing token, 4 verified_ms, then per entry i (from 0):
+--       5+2i re-verified version, 6+2i state
 -- Reply: the 1-based indexes of the entries not written
-if #KEYS < 5 or (#KEYS - 5) % 2 ~= 0 then reject('call', 'expected 5 + 2n keys', #KEYS) end
-local n = (#KEYS - 5) / 2
-if #ARGV ~= 3 + 5 * n then reject('call', string.format('expected %d arguments', 3 + 5 * n), #ARGV) end
+if #KEYS < 5 or #ARGV < 4 or (#ARGV - 4) % 2 ~= 0 then
+  reject('call', 'expected 5 keys and 4 arguments, then 2 arguments an entry', #ARGV)
+end
+local n = (#ARGV - 4) / 2
 local prefix = prefix_of(KEYS[1], ':positions', 'positions key')
 want_equal(KEYS[2], 'leases key', prefix .. ':leases')
 want_equal(KEYS[3], 'events key', prefix .. ':events')
 want_equal(KEYS[4], 'health key', prefix .. ':health')
 local closed_ttl = want_int(ARGV[1], 'closed_ttl_ms', 1, MAX_INT)
 want_equal(ARGV[2], 'channel', KEYS[3])
-want_fence(KEYS[5], ARGV[3], prefix)
-for i = 0, n - 1 do
-  local a = 4 + 5 * i
-  local member = want_member(ARGV[a])
-  want_equal(KEYS[6 + 2 * i], 'position key', prefix .. ':pos:' .. member)
-  want_equal(KEYS[7 + 2 * i], 'lease key', prefix .. ':lease:' .. member)
-  want_int(ARGV[a + 1], 're-verified version', 1, MAX_INT)
-  want_int(ARGV[a + 2], 'version', 1, MAX_INT)
-  want_int(ARGV[a + 3], 'verified_ms', -MAX_INT, MAX_INT)
-  want_one_of(ARGV[a + 4], 'state', {'open', 'closed', 'unknown'})
+local token = ARGV[3]
+want_fence(KEYS[5], token, prefix)
+local verified = ARGV[4]
+want_int(verified, 'verified_ms', -MAX_INT, MAX_INT)
+local pos_prefix = prefix .. ':pos:'
+local lease_prefix = prefix .. ':lease:'
+-- Every entry checked before the first write: position key, member, lease key, version, state.
+local pos_keys, lease_keys, members, versions = {}, {}, {}, {}
+local k = 6
+for i = 1, n do
+  local pos = KEYS[k]
+  if type(pos) ~= 'string' or string.sub(pos, 1, #pos_prefix) ~= pos_prefix then
+    reject('position key', 'expected a key starting with ' .. pos_prefix, pos)
+  end
+  local member = want_member(string.sub(pos, #pos_prefix + 1))
+  local a = 3 + 2 * i
+  versions[i] = want_int(ARGV[a], 're-verified version', 1, MAX_INT - 1)
+  if want_one_of(ARGV[a + 1], 'state', {'open', 'closed', 'unknown'}) == 'closed' then
+    k = k + 1
+    lease_keys[i] = want_equal(KEYS[k], 'lease key', lease_prefix .. member)
+  end
+  pos_keys[i], members[i] = pos, member
+  k = k + 1
 end
+if k ~= #KEYS + 1 then reject('call', string.format('expected %d keys', k - 1), #KEYS) end
 local now = now_ms()
+local updated = tostring(now)
 local maxlen = nil
 local missed = {}
-for i = 0, n - 1 do
-  local pos, lease = KEYS[6 + 2 * i], KEYS[7 + 2 * i]
-  local a = 4 + 5 * i
-  local member, state = ARGV[a], ARGV[a + 4]
-  local held = redis.call('HMGET', pos, 'version', 'state', 'fence')
-  if held[1] and stored_int(held[1]) == tonumber(ARGV[a + 1]) and held[2] == state
-      and held[3] == ARGV[3] then
-    redis.call('HSET', pos, 'verified_ms', ARGV[a + 3], 'version', ARGV[a + 2],
-      'updated_ms', tostring(now))
-    bump_rev(pos)
-    redis.call('SADD', KEYS[1], member)
+for i = 1, n do
+  local pos, state = pos_keys[i], ARGV[4 + 2 * i]
+  local held = redis.call('HMGET', pos, 'version', 'state', 'fence', 'rev')
+  if held[1] and stored_int(held[1]) == versions[i] and held[2] == state and held[3] == token then
+    -- the new version, and rev as bump_rev counts it, in one HSET
+    redis.call('HSET', pos, 'verified_ms', verified, 'version', string.format('%d', versions[i] + 1),
+      'updated_ms', updated, 'rev', string.format('%d', (stored_int(held[4]) or 0) + 1))
+    redis.call('SADD', KEYS[1], members[i])
     if state == 'closed' then
       redis.call('PEXPIRE', pos, closed_ttl)
       maxlen = maxlen or events_maxlen(KEYS[4])
-      revoke(lease, KEYS[2], KEYS[3], ARGV[2], maxlen, member, 'position_closed', now)
+      revoke(lease_keys[i], KEYS[2], KEYS[3], ARGV[2], maxlen, members[i], 'position_closed', now)
     else
       redis.call('PERSIST', pos)
     end
   else
-    table.insert(missed, i + 1)
+    table.insert(missed, i)
   end
 end
 return missed
