@@ -230,13 +230,15 @@ class Pipeline:
             "ticker": run_ticker(self.inbox, config.service.tick_interval_s),
             "heartbeat": run_heartbeat(store, runner, self.vitals, self.clock,
                                        interval_s=r.heartbeat_interval_s,
-                                       timeout_s=4 * r.socket_timeout_s),
+                                       timeout_s=4 * r.socket_timeout_s,
+                                       grid_s=config.service.tick_interval_s),
             "reaper": self.reaper.run(),
             "lead": run_lead(store, self.take_over, self.clock, timeout_s=4 * r.socket_timeout_s,
                              on_other_leader=lambda leader: runner.drop_deferred(
                                  f"{leader} leads account {r.account} now"),
                              on_lapse=runner.lead_lapsed,
-                             share=self.shared.share if self.shared is not None else None),
+                             share=self.shared.share if self.shared is not None else None,
+                             grid_s=config.service.tick_interval_s),
             "guard": self.guard_task.run(),
         }
         if self.canary is not None:

@@ -37,6 +37,7 @@ from watchdog.core.firing import FiringWatch
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
+from watchdog.runtime.beat import beat_at, sleep_until
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
@@ -212,15 +213,19 @@ class CoreLoop:
 
 
 async def run_ticker(inbox: Inbox, interval_s: float) -> NoReturn:
-    """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic."""
+    """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic.
+    Every ``interval_s`` on the beat's grid (runtime/beat.py: never later than unaligned)."""
+    loop = asyncio.get_running_loop()
     while True:
         await inbox.emit(Tick())  # a burst may fill the inbox: wait, as the stream does
-        await asyncio.sleep(interval_s)
+        await sleep_until(beat_at(loop.time(), interval_s, interval_s))
 
 
 async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vitals, clock: Clock,
-                        *, interval_s: float, timeout_s: float) -> NoReturn:
-    """Write the health hash every ``interval_s``; after a Redis outage, write what was deferred."""
+                        *, interval_s: float, timeout_s: float, grid_s: float = 0.0) -> NoReturn:
+    """Write the health hash every ``interval_s``; after a Redis outage, write what was deferred.
+    ``grid_s``: the beat shared with the ticker and the lead task (runtime/beat.py)."""
+    loop = asyncio.get_running_loop()
     while True:
         now_ms = clock.wall_ms()
         try:
@@ -239,4 +244,4 @@ async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vi
                 logger.warning("redis heartbeat failed: {}", reason)
             vitals.store_result(reason)
         vitals.progressed("heartbeat", clock.monotonic())
-        await asyncio.sleep(interval_s)
+        await sleep_until(beat_at(loop.time(), interval_s, grid_s))
