@@ -215,6 +215,7 @@ class Pipeline:
         now_ms = self.clock.wall_ms()
         done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
         self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
+        self.reaper.poke()  # the guard may need leases now (its unalerted runs)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                     self.config.redis.account, store.fence, done)
 
@@ -413,7 +414,8 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                        *(() if metrics is None else (metrics.observe_event,)), *ends.observers)
     core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                     status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                    observers=event_observers, triggers=triggers, guard_step=guard_task.step)
+                    observers=event_observers, triggers=triggers, guard_step=guard_task.step,
+                    after_batch=reaper.poke)
     return Pipeline(config=config, clock=clock, rest=rest, store=store, book=book, orders=orders,
                     vitals=vitals, inbox=inbox, poller=poller, stream=stream, market=market,
                     guard=guard, guard_task=guard_task, reaper=reaper, triggers=triggers,

@@ -110,7 +110,8 @@ class CoreLoop:
                  reaper_step: ReaperStep | None = None,
                  observers: Iterable[Callable[[Event], None]] = (),
                  triggers: TriggerTask | None = None,
-                 guard_step: ReaperStep | None = None) -> None:
+                 guard_step: ReaperStep | None = None,
+                 after_batch: Callable[[], None] | None = None) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -122,6 +123,7 @@ class CoreLoop:
         self._reaper_step = reaper_step
         self._triggers = triggers
         self._guard_step = guard_step  # once per batch, after its events (core/guard.py)
+        self._after_batch = after_batch  # e.g. the reaper's poke: a need for leases began
         self._observers = tuple(observers)
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
@@ -178,6 +180,8 @@ class CoreLoop:
             effects += self._firing.update(self._orders, crossed)
         if self._guard_step is not None:
             effects += self._guard_step(self._book, self._orders, stamps[-1])
+        if self._after_batch is not None:
+            self._after_batch()
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)
