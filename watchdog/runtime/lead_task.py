@@ -8,6 +8,8 @@ for a whole TTL the instance steps down locally: its lease has lapsed in Redis, 
 lead, and the reaper must not decide on a belief (it proves the lead before each cancel anyway).
 That step-down is told to ``on_lapse`` (the effects runner defers what the core produces from
 then on: until it leads again or sees another leader, nothing it was told is lost).
+Each wait ends on a point of the daemon's tick grid (``beat.py``), never later than the third
+(or sixth) of the TTL after the round: the renewal wakes with the ticker and the heartbeat.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ Rules of this module:
 3. The systemd keepalive (``WATCHDOG=1``) is sent only from the core loop, after it handled a
    ``Tick``, and only while every loop reports progress (see ``vitals.py`` for why an outage
    degrades instead of stopping the keepalive).
+4. The ticker and the heartbeat (and the lead task, ``lead_task.py``) sleep until a point of
+   one grid, ``[service] tick_interval_s`` (``beat.py``): never later than their own period,
+   and due together, they wake the event loop once instead of once each. After every batch
+   the core loop calls ``after_batch`` (the reaper's ``poke``): a task idle without a timer
+   hears there that it is needed.
 """
 
 from __future__ import annotations

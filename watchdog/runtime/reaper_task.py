@@ -14,6 +14,8 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    (``core.reaper.LEASE_DEPENDENT``): a decision with such an order is taken only on leases
    read since that need began, or within the last ``lease_refresh_s``; until then ``step``
    returns nothing, as while leases are unknown. Other verdicts do not depend on leases.
+   While no verdict and no guard judgment needs them, ``run`` waits without a timer; the core
+   loop's ``poke`` after each batch (and the takeover's) wakes it at once when a need began.
 2. The cancel itself (endpoint, re-query, what counts as gone) is ``orphan_cancel.py``.
    Where the other rules live: this module decides (``step``, rule 8's queue, the run loop);
    ``reaper_leases.py`` reads the leases (rule 1); ``reaper_cancel.py`` runs the pre-cancel
