@@ -27,6 +27,8 @@ async def _tasks_of(config: Config) -> set[str]:
         async with build(config, Credentials("key", "secret"), SystemClock(),
                          Endpoints(http=http, store=store)) as pipeline:
             tasks = pipeline.tasks()
+            # loops.py rule 4: the idle reaper hears of a need for leases after every batch.
+            assert pipeline.core._after_batch == pipeline.reaper.poke
             for coro in tasks.values():
                 coro.close()  # built, never started
         assert not http.is_closed  # the caller's client stays the caller's (rule 3)

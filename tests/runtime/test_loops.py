@@ -13,7 +13,7 @@ import pytest
 from tests.support.store import ACCOUNT
 from watchdog.clock import ManualClock
 from watchdog.core.book import PositionBook
-from watchdog.core.effects import CancelOrder, ReadNow, RequestSnapshot
+from watchdog.core.effects import CancelOrder, Effect, ReadNow, RequestSnapshot
 from watchdog.core.events import (
     PositionAmount,
     PositionSnapshot,
@@ -141,6 +141,26 @@ def test_a_full_inbox_is_an_invariant_violation() -> None:
     inbox.put(Tick())
     with pytest.raises(InvariantViolation, match="inbox full"):
         inbox.put(Tick())
+
+
+async def test_after_batch_runs_once_per_batch_after_the_guard_step(
+        store: RedisPublisher, notify: tuple[Notifier, socket.socket]) -> None:
+    """Rule 4: the reaper's poke hears a need for leases the guard's step began in the batch."""
+    calls: list[str] = []
+    book = PositionBook()
+    vitals = Vitals(Identity(1, "h", "0", 0), book, weight_budget_1m=360, progress_limit_s=10.0)
+    runner = EffectsRunner(store, Sinks(), Sinks(), vitals, store_timeout_s=2.0)
+
+    def guard_step(*_: object) -> list[Effect]:
+        calls.append("guard")
+        return []
+
+    loop = CoreLoop(Inbox(100), book, OrderBook(), runner, vitals, notify[0], start_clock(),
+                    status_interval_s=3600.0, guard_step=guard_step,
+                    after_batch=lambda: calls.append("poke"))
+    await loop.handle_many([Tick(), Tick()])
+    await loop.handle(Tick())
+    assert calls == ["guard", "poke", "guard", "poke"]
 
 
 async def test_an_unreported_algo_order_makes_the_stream_blind_and_unproven(

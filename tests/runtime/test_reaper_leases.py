@@ -89,26 +89,64 @@ async def test_run_reads_leases_only_while_a_verdict_needs_them(
     store = CountingStore(publisher)
     task = task_of(store, SystemClock(), lease_refresh_s=0.01)
     queue = CountingQueue()
-    task._queue = queue
+    task._queue = queue  # type: ignore[assignment]
     runner = asyncio.create_task(task.run())
 
-    async def turns_after(start: int) -> None:
-        await eventually(lambda: asyncio.sleep(0, queue.turns), lambda n: n >= start + 10,
-                         what="ten turns of the reaper's loop")
+    async def idle() -> None:
+        await eventually(lambda: asyncio.sleep(0, task._idle), lambda i: i,
+                         what="the reaper's loop waiting without a timer")
 
     try:
-        await turns_after(0)
+        await idle()
         assert store.lease_reads == 1  # once at start: "reaper active" (or paused) is known
         assert kinds(task.step(*open_book(), 0)) == []
-        await turns_after(queue.turns)
-        assert store.lease_reads == 1  # a stop on an open position needs no lease
+        turns = queue.turns
+        for _ in range(50):  # the loop gets every chance to turn: it has no reason to
+            await asyncio.sleep(0)
+        assert (queue.turns, store.lease_reads) == (turns, 1)  # a stop on an open position needs no lease
         task.step(*flat_book(), 0)  # a candidate: leases are read again, every turn
         await eventually(lambda: asyncio.sleep(0, store.lease_reads), lambda n: n >= 4,
                          what="lease reads while a candidate waits")
         task.step(*open_book(), 0)  # the position reopened: no verdict needs leases
         reads = store.lease_reads
-        await turns_after(queue.turns)
+        await idle()
         assert store.lease_reads <= reads + 1  # at most the read already under way
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+
+async def test_an_idle_run_loop_waits_without_a_timer_until_a_need_begins(
+        publisher: RedisPublisher) -> None:
+    """Session 7: it woke every lease_refresh_s (5 times a second) to look at the need; now the
+    core loop's poke after each batch wakes it, at once, when a need began there."""
+    store = CountingStore(publisher)
+    guard_needs = False
+    task = ReaperTask(Exchange(), store, no_event, SystemClock(), ReaperConfig(grace_ms=0),  # type: ignore[arg-type]
+                      read_positions=None, lease_refresh_s=0.01,
+                      also_needs_leases=lambda: guard_needs)
+    queue = CountingQueue()
+    task._queue = queue  # type: ignore[assignment]
+    runner = asyncio.create_task(task.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, task._idle), lambda i: i, what="idle")
+        turns, reads = queue.turns, store.lease_reads
+        loop = asyncio.get_running_loop()
+        # No turn for a long while (10 lease_refresh_s) with no need: no timer is armed.
+        waited = loop.create_future()
+        loop.call_later(0.1, waited.set_result, None)
+        await waited
+        assert (queue.turns, store.lease_reads) == (turns, reads)
+        task.poke()  # a batch without a need: nothing happens
+        await asyncio.sleep(0)
+        assert queue.turns == turns
+        guard_needs = True  # the guard's step began a need (a run not yet alerted)
+        task.poke()  # what CoreLoop does after the batch
+        await eventually(lambda: asyncio.sleep(0, store.lease_reads), lambda n: n > reads,
+                         what="the lease read the guard's need asks for")
+        guard_needs = False
+        await eventually(lambda: asyncio.sleep(0, task._idle), lambda i: i, what="idle again")
     finally:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -169,6 +169,33 @@ async def test_flushall_is_detected_by_the_next_heartbeat(publisher: RedisPublis
     assert all(await r.script_exists(*(await r.hmget(KEYS.health, "sha_check", "sha_begin"))))
 
 
+async def _command_calls(r: redis.asyncio.Redis) -> dict[str, int]:
+    stats = await r.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def test_a_steady_beat_is_one_round_trip_without_script_exists(
+        publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+    """Session 7: the beat's own EVALSHA is the scripts' check (a NOSCRIPT reloads them all)."""
+    await publisher.heartbeat({})
+    await r.config_resetstat()
+    await publisher.heartbeat({})
+    calls = await _command_calls(r)  # the script's own commands are counted too
+    assert calls["evalsha"] == 1
+    assert not {name for name in calls if name.startswith("script")}
+
+
+async def test_a_script_flush_reloads_the_bots_scripts_within_the_next_beat(
+        publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
+    await publisher.heartbeat({})
+    await r.script_flush()
+    assert not any(await r.script_exists(*(await r.hmget(KEYS.health, "sha_check", "sha_begin",
+                                                         "sha_confirm", "sha_end"))))
+    assert not await publisher.heartbeat({})  # the data is still there: no republish
+    assert all(await r.script_exists(*(await r.hmget(KEYS.health, "sha_check", "sha_begin",
+                                                     "sha_confirm", "sha_end"))))
+
+
 async def test_unreachable_redis_is_store_unavailable(redis_server: RedisServer) -> None:
     url = dead_redis_url()
     pub = RedisPublisher.from_url(url, account=ACCOUNT, health_ttl_ms=1000,

@@ -130,6 +130,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -288,6 +289,13 @@ class PositionBook:
         """Every published view, sorted by key."""
         return [e.published for e in sorted(self._entries.values(), key=_ENTRY_ORDER)
                 if e.published is not None]
+
+    def state_counts(self) -> Counter[PositionState]:
+        """How many published views are in each state: ``views()`` counted, without its sort
+        (the heartbeat asks every second; sorting 300 keys for a count was a tenth of an idle
+        daemon's beat, docs/BENCHMARKS.md "the CPU floor")."""
+        return Counter(e.published.state for e in self._entries.values()
+                       if e.published is not None)
 
     def key_count(self) -> int:
         """How many keys the book holds; never decreases (no key is ever forgotten)."""

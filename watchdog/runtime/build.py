@@ -222,6 +222,7 @@ class Pipeline:
         now_ms = self.clock.wall_ms()
         done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
         self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
+        self.reaper.poke()  # the guard may need leases now (its unalerted runs)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                     self.config.redis.account, store.fence, done)
 
@@ -237,13 +238,15 @@ class Pipeline:
             "ticker": run_ticker(self.inbox, config.service.tick_interval_s),
             "heartbeat": run_heartbeat(store, runner, self.vitals, self.clock,
                                        interval_s=r.heartbeat_interval_s,
-                                       timeout_s=4 * r.socket_timeout_s),
+                                       timeout_s=4 * r.socket_timeout_s,
+                                       grid_s=config.service.tick_interval_s),
             "reaper": self.reaper.run(),
             "lead": run_lead(store, self.take_over, self.clock, timeout_s=4 * r.socket_timeout_s,
                              on_other_leader=lambda leader: runner.drop_deferred(
                                  f"{leader} leads account {r.account} now"),
                              on_lapse=runner.lead_lapsed,
-                             share=self.shared.share if self.shared is not None else None),
+                             share=self.shared.share if self.shared is not None else None,
+                             grid_s=config.service.tick_interval_s),
             "guard": self.guard_task.run(),
         }
         if self.canary is not None:
@@ -419,7 +422,8 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                        *(() if metrics is None else (metrics.observe_event,)), *ends.observers)
     core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                     status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
-                    observers=event_observers, triggers=triggers, guard_step=guard_task.step)
+                    observers=event_observers, triggers=triggers, guard_step=guard_task.step,
+                    after_batch=reaper.poke)
     return Pipeline(config=config, clock=clock, rest=rest, store=store, book=book, orders=orders,
                     vitals=vitals, inbox=inbox, poller=poller, stream=stream, market=market,
                     guard=guard, guard_task=guard_task, reaper=reaper, triggers=triggers,

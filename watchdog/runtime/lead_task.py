@@ -8,6 +8,8 @@ for a whole TTL the instance steps down locally: its lease has lapsed in Redis, 
 lead, and the reaper must not decide on a belief (it proves the lead before each cancel anyway).
 That step-down is told to ``on_lapse`` (the effects runner defers what the core produces from
 then on: until it leads again or sees another leader, nothing it was told is lost).
+Each wait ends on a point of the daemon's tick grid (``beat.py``), never later than the third
+(or sixth) of the TTL after the round: the renewal wakes with the ticker and the heartbeat.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from loguru import logger
 from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.errors import StoreError
+from watchdog.runtime.beat import beat_at
 
 if TYPE_CHECKING:
     from watchdog.runtime.share import FairShare
@@ -56,13 +59,15 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
                    *, timeout_s: float,
                    on_other_leader: Callable[[str], None] | None = None,
                    on_lapse: Callable[[str], None] | None = None,
-                   share: FairShare | None = None) -> NoReturn:
+                   share: FairShare | None = None, grid_s: float = 0.0) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
     (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading;
     ``on_lapse`` when it steps down because the lease could not be renewed for a whole TTL.
     ``share``: several accounts in this process (runtime/share.py): acquire only under the
-    fair share, hand the lead on when over it. Never returns; Redis errors are logged and
-    retried."""
+    fair share, hand the lead on when over it. ``grid_s``: the beat shared with the ticker
+    and the heartbeat (runtime/beat.py: a round never later than unaligned). Never returns;
+    Redis errors are logged and retried."""
+    loop = asyncio.get_running_loop()
     ttl_s = store.lead_ttl_ms / 1000
     renew_s, standby_s = ttl_s / 3, ttl_s / 6
     proven_at = clock.monotonic()
@@ -101,7 +106,8 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]],
             if on_lapse is not None:
                 on_lapse(why)
         try:
-            async with asyncio.timeout(renew_s if store.leading else standby_s):
+            wait_s = renew_s if store.leading else standby_s
+            async with asyncio.timeout_at(beat_at(loop.time(), wait_s, grid_s)):
                 await store.lead_changed.wait()
         except TimeoutError as exc:
             raise_if_cancelling(exc)

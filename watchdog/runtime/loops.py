@@ -10,6 +10,11 @@ Rules of this module:
 3. The systemd keepalive (``WATCHDOG=1``) is sent only from the core loop, after it handled a
    ``Tick``, and only while every loop reports progress (see ``vitals.py`` for why an outage
    degrades instead of stopping the keepalive).
+4. The ticker and the heartbeat (and the lead task, ``lead_task.py``) sleep until a point of
+   one grid, ``[service] tick_interval_s`` (``beat.py``): never later than their own period,
+   and due together, they wake the event loop once instead of once each. After every batch
+   the core loop calls ``after_batch`` (the reaper's ``poke``): a task idle without a timer
+   hears there that it is needed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from watchdog.core.firing import FiringWatch
 from watchdog.core.order_blindness import OrderBlindness
 from watchdog.core.orders import OrderBook
 from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
+from watchdog.runtime.beat import beat_at, sleep_until
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.trigger_task import TriggerTask
@@ -109,7 +115,8 @@ class CoreLoop:
                  reaper_step: ReaperStep | None = None,
                  observers: Iterable[Callable[[Event], None]] = (),
                  triggers: TriggerTask | None = None,
-                 guard_step: ReaperStep | None = None) -> None:
+                 guard_step: ReaperStep | None = None,
+                 after_batch: Callable[[], None] | None = None) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -121,6 +128,7 @@ class CoreLoop:
         self._reaper_step = reaper_step
         self._triggers = triggers
         self._guard_step = guard_step  # once per batch, after its events (core/guard.py)
+        self._after_batch = after_batch  # e.g. the reaper's poke: a need for leases began
         self._observers = tuple(observers)
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
@@ -177,6 +185,8 @@ class CoreLoop:
             effects += self._firing.update(self._orders, crossed)
         if self._guard_step is not None:
             effects += self._guard_step(self._book, self._orders, stamps[-1])
+        if self._after_batch is not None:
+            self._after_batch()
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)
@@ -212,15 +222,19 @@ class CoreLoop:
 
 
 async def run_ticker(inbox: Inbox, interval_s: float) -> NoReturn:
-    """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic."""
+    """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic.
+    Every ``interval_s`` on the beat's grid (runtime/beat.py: never later than unaligned)."""
+    loop = asyncio.get_running_loop()
     while True:
         await inbox.emit(Tick())  # a burst may fill the inbox: wait, as the stream does
-        await asyncio.sleep(interval_s)
+        await sleep_until(beat_at(loop.time(), interval_s, interval_s))
 
 
 async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vitals, clock: Clock,
-                        *, interval_s: float, timeout_s: float) -> NoReturn:
-    """Write the health hash every ``interval_s``; after a Redis outage, write what was deferred."""
+                        *, interval_s: float, timeout_s: float, grid_s: float = 0.0) -> NoReturn:
+    """Write the health hash every ``interval_s``; after a Redis outage, write what was deferred.
+    ``grid_s``: the beat shared with the ticker and the lead task (runtime/beat.py)."""
+    loop = asyncio.get_running_loop()
     while True:
         now_ms = clock.wall_ms()
         try:
@@ -239,4 +253,4 @@ async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vi
                 logger.warning("redis heartbeat failed: {}", reason)
             vitals.store_result(reason)
         vitals.progressed("heartbeat", clock.monotonic())
-        await asyncio.sleep(interval_s)
+        await sleep_until(beat_at(loop.time(), interval_s, grid_s))

@@ -14,6 +14,8 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    (``core.reaper.LEASE_DEPENDENT``): a decision with such an order is taken only on leases
    read since that need began, or within the last ``lease_refresh_s``; until then ``step``
    returns nothing, as while leases are unknown. Other verdicts do not depend on leases.
+   While no verdict and no guard judgment needs them, ``run`` waits without a timer; the core
+   loop's ``poke`` after each batch (and the takeover's) wakes it at once when a need began.
 2. The cancel itself (endpoint, re-query, what counts as gone) is ``orphan_cancel.py``.
    Where the other rules live: this module decides (``step``, rule 8's queue, the run loop);
    ``reaper_leases.py`` reads the leases (rule 1); ``reaper_cancel.py`` runs the pre-cancel
@@ -139,7 +141,9 @@ class ReaperTask:
                                   also_needs_leases=also_needs_leases)
         self._reaping = Reaping(exchange, store, clock, self._policy,
                                 read_positions or bracketed_reader(exchange, emit), lead=lead)
-        self._queue: asyncio.Queue[CancelOrder] = asyncio.Queue()
+        # ``None`` is the wake-up ``poke`` sends an idle run loop (no timer while idle).
+        self._queue: asyncio.Queue[CancelOrder | None] = asyncio.Queue()
+        self._idle = False  # ``run`` waits for an orphan or a poke, without a timer
         self._pending: set[_Ident] = set()
         self._due_ms: dict[_Ident, int] = {}  # rule 8: exchange ms its proving read may go
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
@@ -184,7 +188,9 @@ class ReaperTask:
                           self._exchange.exchange_time_ms(), self._policy)
         now_s = self._clock.monotonic()
         depends = any(a.why in LEASE_DEPENDENT for a in decision.assessments)
-        if not self._leases.fresh_for(depends, now_s):
+        fresh = self._leases.fresh_for(depends, now_s)
+        self.poke()  # a need for leases that began here wakes an idle run loop
+        if not fresh:
             return []  # rule 1: not decided on a lease set older than the need for it
         self.last_decision = decision
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
@@ -240,18 +246,40 @@ class ReaperTask:
 
     # ------------------------------------------------------------ its own task
 
+    def poke(self) -> None:
+        """Called after every core batch (and a takeover): a need for leases that began there
+        (``step``'s verdicts, the guard's ``needs_leases``) wakes an idle ``run`` at once.
+        Those are the only places a need begins outside ``run`` itself, so an idle reaper
+        waits without a timer (it woke every ``lease_refresh_s``, 5 times a second, to look:
+        docs/BENCHMARKS.md, "the CPU floor") and reads no later than it did."""
+        if self._idle and self._leases.needed():
+            self._idle = False
+            self._queue.put_nowait(None)
+
     async def run(self) -> NoReturn:
         """Refresh leases while ``step`` needs them (or they are unknown) and remove queued
-        orphans, one at a time, forever."""
+        orphans, one at a time, forever. Idle (no need for leases): waits for an orphan or a
+        ``poke``, without a timer."""
         while True:
-            if self._leases.needed():
+            needed = self._leases.needed()
+            if needed:
                 await self.refresh_leases()
+                needed = self._leases.needed()  # the read may end the need (no await below)
             try:
-                async with asyncio.timeout(self._leases.refresh_s):
-                    cancel = await self._queue.get()
+                if needed:
+                    async with asyncio.timeout(self._leases.refresh_s):
+                        cancel = await self._queue.get()
+                else:
+                    self._idle = True
+                    try:
+                        cancel = await self._queue.get()
+                    finally:
+                        self._idle = False
             except TimeoutError as exc:
                 raise_if_cancelling(exc)  # a stop lost earlier must not be waited through
                 continue
+            if cancel is None:
+                continue  # poked: a need for leases began
             batch = [cancel, *self._same_position(cancel.key)]
             try:
                 await self._until_due(batch)
@@ -274,6 +302,8 @@ class ReaperTask:
         others: list[CancelOrder] = []
         while not self._queue.empty():
             queued = self._queue.get_nowait()
+            if queued is None:
+                continue  # a poke: the loop looks at the need for leases on its next turn anyway
             (same if queued.key == key else others).append(queued)
         for queued in others:
             self._queue.put_nowait(queued)

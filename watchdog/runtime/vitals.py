@@ -147,4 +147,4 @@ class Vitals:
         )
 
     def _states(self) -> Counter[PositionState]:
-        return Counter(view.state for view in self.book.views())
+        return self.book.state_counts()

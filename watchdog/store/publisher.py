@@ -30,9 +30,8 @@ from typing import Any
 import redis.asyncio
 from loguru import logger
 
-from poswatch.calls import ScriptCall, WatchdogCalls, sha_of
+from poswatch.calls import ScriptCall, WatchdogCalls
 from poswatch.keys import PositionKeys
-from poswatch.scripts import BOT_SCRIPTS
 from watchdog import __version__
 from watchdog.core.effects import (
     Firing,
@@ -465,11 +464,8 @@ class RedisPublisher(Leadership):
             done = await self.take_over(health, wall_ms=now)
             logger.info("republished {} position(s) to Redis", done)
             return True
-        with map_redis_errors("heartbeat", self._url):
-            loaded = await self._redis.script_exists(*(sha_of(n) for n in BOT_SCRIPTS))
-        if not all(loaded):
-            logger.warning("Redis lost the veto scripts (SCRIPT FLUSH or restart): loading them again")
-            await self._load_scripts()
+        # No SCRIPT EXISTS here: a Redis that lost the scripts answered this beat's EVALSHA
+        # with NOSCRIPT, and the runner loaded every script again, the bots' too (runner.py).
         if self._dirty:
             done = await self.republish(now, set(self._dirty))
             logger.info("rewrote {} position(s) whose write failed earlier", done)

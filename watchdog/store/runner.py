@@ -4,6 +4,14 @@ The publisher decides what to write and fences it; this module only carries
 :class:`poswatch.calls.ScriptCall` values (imperative shell, no decisions). Errors are redis-py's:
 the caller maps them once (``watchdog.store.connection.map_redis_errors``).
 
+Redis losing the scripts (SCRIPT FLUSH, a restart, a failover to a replica that never
+loaded them) shows as a NOSCRIPT reply to the next call, whichever it is: the heartbeat's
+own EVALSHA finds it within a beat. Every script is then loaded again at once, the bots' too
+(they call them by the SHAs the health hash names), logged, and the calls retried once.
+Scripts cannot be removed one by one in Redis, so any of ours answering means the bots' are
+there too: no ``SCRIPT EXISTS`` round trip per beat (it was one of the idle daemon's four
+Redis round trips a second, docs/BENCHMARKS.md, session 7).
+
 A single call goes under the client's retry policy (``poswatch.connection``): packed by hiredis
 and carried on a pooled connection by :meth:`ScriptRunner.one`, or, without hiredis, by the
 client's own ``evalsha``. (redis-py's command path encodes every argument in Python: a
@@ -24,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio
+from loguru import logger
 from redis import exceptions as redis_errors
 from redis._parsers import _AsyncHiredisParser
 from redis.asyncio.connection import DefaultParser
@@ -56,6 +65,13 @@ class ScriptRunner:
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
         self.hiredis_packs = _packs_with_hiredis(client)
+        self.reloads = 0  # NOSCRIPT replies answered by loading every script again
+
+    async def _reload(self, where: str) -> None:
+        self.reloads += 1
+        logger.warning("Redis lost the scripts (SCRIPT FLUSH, restart or failover; seen by {}): "
+                       "loading every script again, the bots' too", where)
+        await self.load()
 
     async def load(self) -> None:
         """Load every script (bots may call them by SHA only)."""
@@ -69,7 +85,7 @@ class ScriptRunner:
             return [await self.one(calls[0])]
         replies = await self._pipeline(calls)
         if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
-            await self.load()
+            await self._reload(f"a pipeline of {len(calls)}")
             redo = [i for i, r in enumerate(replies) if isinstance(r, redis_errors.NoScriptError)]
             again = await self._pipeline([calls[i] for i in redo])
             for i, reply in zip(redo, again, strict=True):
@@ -84,7 +100,7 @@ class ScriptRunner:
         try:
             return await self._one(call)
         except redis_errors.NoScriptError:
-            await self.load()
+            await self._reload(call.script)
             return await self._one(call)
 
     async def _one(self, call: ScriptCall) -> Any:
