@@ -30,9 +30,12 @@ KEY = position_key("BASUSDT")
 KEYS = AccountKeys(ACCOUNT)
 
 
-def publisher(redis_url: str) -> RedisPublisher:
+def publisher(redis_url: str, instance: str | None = None) -> RedisPublisher:
+    """``instance``: another connection of that instance (its other path to the lease)."""
+    extra = {} if instance is None else {"instance": instance}
     return RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
-                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3)
+                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3,
+                                   **extra)
 
 
 @pytest.fixture
@@ -161,9 +164,7 @@ async def test_a_deferred_event_refused_as_fenced_stays_deferred_until_it_leads_
     assert await leader.acquire(announce=True)
     await leader.take_over({})
     # The same instance's other path takes its own lease again: a newer token.
-    same = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
-                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3,
-                                   instance=leader.instance)
+    same = publisher(redis_url, leader.instance)
     await same.start()
     try:
         assert await same.acquire()

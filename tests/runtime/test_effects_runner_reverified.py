@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio
 
 from tests.runtime.test_effects_runner import Sinks, make_runner
-from tests.runtime.test_effects_runner_lead import ACCOUNT, leader  # noqa: F401
+from tests.runtime.test_effects_runner_lead import ACCOUNT, leader, publisher  # noqa: F401
 from tests.support.store import make_view, now_ms, position_key
 from watchdog.core.effects import Publish, Reverified
 from watchdog.core.model import PositionState
@@ -54,9 +54,7 @@ async def test_a_deferred_reverification_survives_a_lapse_and_a_fenced_refusal(
     await client.aclose()
     # The same instance's other path takes its own lease again: the deferred write carries
     # the older token, is refused, and stays deferred (rule 5).
-    same = RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=5000, closed_ttl_s=60,
-                                   events_maxlen=1000, veto_max_age_ms=3000, socket_timeout_s=0.3,
-                                   instance=leader.instance)
+    same = publisher(redis_url, leader.instance)
     await same.start()
     try:
         assert await same.acquire()
