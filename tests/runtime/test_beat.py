@@ -23,7 +23,10 @@ def test_rule_1_never_later_than_unaligned_and_after_the_start(start: float, int
     assert start < at <= start + interval
     if grid > 0 and interval >= grid:
         assert at > start + interval - grid - 1e-6 * max(1.0, start)  # loses less than a grid
-        assert at == math.floor((start + interval) / grid) * grid  # on the grid
+        point = math.floor((start + interval) / grid) * grid
+        # On the grid; or, when rounding put the point at the start (2.0 + 0.01 floors to 2.0),
+        # unaligned: rule 1's fallback, never later.
+        assert at == point or (point <= start and at == start + interval)
 
 
 @given(starts, st.floats(min_value=0.0, max_value=0.2499), st.sampled_from([0.25, 0.5, 1.0]))
