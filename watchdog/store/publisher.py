@@ -22,7 +22,7 @@ the dirty set and the firing markers are one state that ``publish``, ``run_many`
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -300,9 +300,13 @@ class RedisPublisher(Leadership):
                     calls.append(self._protection_call(effect))
         if touch:
             flush()
+
+        def reverified_keys() -> Iterator[PositionKey]:  # kept out of ``touched``: 300 a poll
+            return (view.key for views in reverified for view in views)
+
         if not self.writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
-            self._dirty.update(view.key for views in reverified for view in views)
+            self._dirty.update(reverified_keys())
             return
         if not calls:
             return
@@ -315,11 +319,11 @@ class RedisPublisher(Leadership):
                     await self._publish(view)
         except StoreError:
             self._dirty |= touched
-            self._dirty.update(view.key for views in reverified for view in views)
+            self._dirty.update(reverified_keys())
             raise
         self._dirty -= touched
         if self._dirty:
-            self._dirty.difference_update(view.key for views in reverified for view in views)
+            self._dirty.difference_update(reverified_keys())
         self._firing_synced |= syncing
 
     def _touch_call(self, views: Sequence[PositionView], verified_ms: int) -> ScriptCall:
