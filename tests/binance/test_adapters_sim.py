@@ -284,6 +284,20 @@ async def test_5xx_burst_makes_unknown_never_closed_then_recovers(
         await w.until_state(PositionState.OPEN, "recovers by itself", timeout_s=30)
 
 
+async def test_5xx_burst_through_a_sweep_leaves_the_positions_poll_its_room(
+        sim: Simulator, redis_url: str) -> None:
+    """The CI failure of 2026-12-07: the start's sweep went late, into the burst, and its
+    in-call retries (weight 40 each) spent the share, so the position stayed unknown for 30 s
+    after the burst. The sweep is sent once (rest rule 3) and backs off in the poller."""
+    async with watching(sim, redis_url) as w:
+        await open_position(w)
+        sim.set_faults(rest_errors={"status": 503, "count": 20})
+        w.poller.schedule.sweep_soon(w.poller._clock.monotonic())
+        await w.until(lambda w: w.poller.sweep_failures >= 1, "the sweep fails in the burst")
+        await w.until_state(PositionState.OPEN, "recovers by itself", timeout_s=30)
+        assert w.poller.sweep_failures == 1
+
+
 async def test_429_retry_after_degrades_then_recovers(sim: Simulator, redis_url: str) -> None:
     async with watching(sim, redis_url) as w:
         await open_position(w)

@@ -197,11 +197,13 @@ class _OrdersRest(_BudgetRest):
         self._id += 1
         return self._id
 
-    async def fetch_open_algo_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+    async def fetch_open_algo_orders(self, symbol: Symbol, *, priority: object,
+                                     retry: bool = True) -> tuple[()]:
         self.calls.append((symbol, priority))
         return ()
 
-    async def fetch_open_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+    async def fetch_open_orders(self, symbol: Symbol, *, priority: object,
+                                retry: bool = True) -> tuple[()]:
         self.calls.append((symbol, priority))
         return ()
 

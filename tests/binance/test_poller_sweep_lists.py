@@ -24,14 +24,16 @@ class _Lists(_OrdersRest):
         self.lists: list[str] = []
         self.fail_algo = False
 
-    async def fetch_open_algo_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+    async def fetch_open_algo_orders(self, symbol: Symbol, *, priority: object,
+                                     retry: bool = True) -> tuple[()]:
         if symbol is None:
             self.lists.append("algo")
             if self.fail_algo:
                 raise ExchangeUnavailable("503 from the test", status=503)
         return await super().fetch_open_algo_orders(symbol, priority=priority)
 
-    async def fetch_open_orders(self, symbol: Symbol, *, priority: object) -> tuple[()]:
+    async def fetch_open_orders(self, symbol: Symbol, *, priority: object,
+                                retry: bool = True) -> tuple[()]:
         if symbol is None:
             self.lists.append("regular")
         return await super().fetch_open_orders(symbol, priority=priority)

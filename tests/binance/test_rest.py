@@ -213,6 +213,27 @@ async def test_get_retries_5xx_then_succeeds_and_logs_no_secrets() -> None:
         assert secret not in text
 
 
+@pytest.mark.parametrize("path", ["/fapi/v1/openOrders", "/fapi/v1/openAlgoOrders"])
+async def test_the_sweeps_read_is_sent_once_through_a_5xx(path: str) -> None:
+    """Rule 3: the sweep's weight-40 read is never retried in the call (eight attempts would
+    spend 320 of the 360 share); other reads of the same list still are."""
+    sent: list[str | None] = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.params.get("symbol"))
+        return err(503, -1001, "Service Unavailable.")
+
+    rest, rec, _ = make(server({f"GET {path}": route}))
+    fetch = rest.fetch_open_orders if path.endswith("openOrders") else rest.fetch_open_algo_orders
+    with pytest.raises(ExchangeUnavailable):
+        await fetch(None, retry=False)
+    assert sent == [None] and rec.sleeps == []
+    assert rest.budget.own_used_1m(rest._clock.monotonic()) == 40 + 1  # and the time sync
+    with pytest.raises(ExchangeUnavailable):
+        await fetch(Symbol("BTCUSDT"))
+    assert sent.count("BTCUSDT") > 1
+
+
 async def test_get_gives_up_after_policy_delay_with_the_error() -> None:
     clock = rest_clock()
     rec = Recorder()

@@ -11,7 +11,11 @@ Rules of this module:
    mapped once below.
 2. Every answer is classified once, by ``classify.py``; only ``watchdog.errors`` types leave.
 3. Only idempotent GETs are retried (``retry.retrying_for``); a mutation is sent once and an
-   uncertain outcome surfaces as ``OutcomeUnknown`` for the caller to re-query.
+   uncertain outcome surfaces as ``OutcomeUnknown`` for the caller to re-query. The
+   poller's sweep (an all-symbols order read, weight 40) is sent once too (``retry=False``):
+   eight attempts through a 503 burst would spend 320 of our 360 share and hold the positions
+   poll back for most of a minute, and the poller backs a failed sweep off itself (30 s,
+   doubling).
 4. Signed requests carry ``timestamp`` on Binance's clock (local wall clock + the offset from
    ``GET /fapi/v1/time``); a -1021 answer re-syncs the offset and resends once.
 5. Logs name ``METHOD /path`` only: queries carry signatures, headers the API key, and listen
@@ -216,25 +220,27 @@ class BinanceRest:
                                         received_time_ms=self.exchange_time_ms())
 
     async def fetch_open_orders(self, symbol: Symbol | None, *,
-                                priority: Priority = Priority.ROUTINE
+                                priority: Priority = Priority.ROUTINE, retry: bool = True
                                 ) -> tuple[OpenOrder, ...]:
         """Open regular orders of one symbol (weight 1; algo orders are not in here).
 
-        ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
+        ``symbol=None`` reads every symbol at weight 40: for the poller's sweep (sent once,
+        ``retry=False``; rule 3), the stream's post-connect read and ``orphans``.
         """
         params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
-        data = await self._get("/fapi/v1/openOrders", params, priority=priority)
+        data = await self._get("/fapi/v1/openOrders", params, priority=priority, retry=retry)
         return wire_rest.parse_open_orders(data)
 
     async def fetch_open_algo_orders(self, symbol: Symbol | None, *,
-                                     priority: Priority = Priority.ROUTINE
+                                     priority: Priority = Priority.ROUTINE, retry: bool = True
                                      ) -> tuple[OpenAlgoOrder, ...]:
         """Open algo (conditional) orders of one symbol (weight 1; docs/BINANCE.md §3.2).
 
-        ``symbol=None`` reads every symbol at weight 40: for the poller's sweep only.
+        ``symbol=None`` reads every symbol at weight 40: for the poller's sweep (sent once,
+        ``retry=False``; rule 3), the stream's post-connect read and ``orphans``.
         """
         params: dict[str, ParamValue] = {} if symbol is None else {"symbol": symbol}
-        data = await self._get("/fapi/v1/openAlgoOrders", params, priority=priority)
+        data = await self._get("/fapi/v1/openAlgoOrders", params, priority=priority, retry=retry)
         return wire_rest.parse_open_algo_orders(data)
 
     async def get_order(self, symbol: Symbol, order_id: OrderId) -> OpenOrder:
@@ -352,8 +358,13 @@ class BinanceRest:
     # -------------------------------------------------------------- plumbing
 
     async def _get(self, path: str, params: Mapping[str, ParamValue] | None = None, *,
-                   signed: bool = True, priority: Priority = Priority.ROUTINE) -> Any:
-        """An idempotent GET, retried on ``ExchangeUnavailable`` only."""
+                   signed: bool = True, priority: Priority = Priority.ROUTINE,
+                   retry: bool = True) -> Any:
+        """An idempotent GET, retried on ``ExchangeUnavailable`` only (``retry=False``: sent
+        once, rule 3)."""
+        if not retry:
+            return await self._call("GET", path, params, signed=signed, priority=priority,
+                                    idempotent=True, api_key=signed)
         async for attempt in retrying_for(self._retry_policy, sleep=self._sleep):
             with attempt:
                 return await self._call("GET", path, params, signed=signed, priority=priority,

@@ -123,10 +123,11 @@ async def sweep_list(rest: BinanceRest, emit: Emit, *, algo: bool, reason: str,
     orders: tuple[OpenOrder, ...] = ()
     algo_orders: tuple[OpenAlgoOrder, ...] = ()
     try:
+        # Sent once: the poller backs a failed sweep off itself (rest rule 3).
         if algo:
-            algo_orders = await rest.fetch_open_algo_orders(None, priority=priority)
+            algo_orders = await rest.fetch_open_algo_orders(None, priority=priority, retry=False)
         else:
-            orders = await rest.fetch_open_orders(None, priority=priority)
+            orders = await rest.fetch_open_orders(None, priority=priority, retry=False)
     except ExchangeError as exc:
         logger.log(_level(exc), "all-symbols orders sweep ({} list) failed reason={} error={}",
                    kind, reason, exc)
