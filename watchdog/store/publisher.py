@@ -342,7 +342,9 @@ class RedisPublisher(Leadership):
     async def _write(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Every write goes here: fenced (a ``FENCED`` reply makes this instance a standby),
         then carried by :class:`ScriptRunner` (one EVALSHA, or all in one round trip)."""
-        with self._fenced(calls[0].script if len(calls) == 1 else "pipeline"):
+        # The calls were built with the token held now (no await since): the refusal of an
+        # older token of ours steps nothing down (lead.py rule 1).
+        with self._fenced(calls[0].script if len(calls) == 1 else "pipeline", self._fence):
             return await self._runner.run(calls)
 
     def _names_of(self, key: PositionKey) -> PositionKeys:
@@ -453,11 +455,18 @@ class RedisPublisher(Leadership):
             shown = dict(await self.last_shown(frozenset(keys)))
             if not self._announced:  # another beat may have gone first meanwhile
                 self._untold = shown
+        token = self._fence
         try:
-            await self._write([self.calls.heartbeat(self._health_ttl_ms, self._fence, now,
+            await self._write([self.calls.heartbeat(self._health_ttl_ms, token, now,
                                                     fields.items())])
-            self._announced = True
+            if token == self._fence:  # not a newer acquisition's: its own beat announces it
+                self._announced = True
         except Fenced:
+            if self._fence and self._fence != token:
+                # The refused beat carried an older token of ours: the lead task took the
+                # lease again meanwhile. Beat again under the newer one (lead.py rule 1; a
+                # third token here would only refuse that one's writes in turn).
+                return await self.heartbeat(health, wall_ms=now)
             # Refused: a newer leader holds the lease (acquire fails: stay a standby), or Redis
             # lost our data, the fence and the lease with it (restart without persistence,
             # FLUSHALL, failover): lead again at once and republish, within this beat.
