@@ -360,3 +360,30 @@ async def test_a_protection_dropped_on_seeing_another_leader_is_never_written_la
     runner.lead_lapsed("test: another outage")  # and it passes before the lease lapses
     assert await runner.recover()
     assert await protection_of(redis_url) == "covered", "an old answer written as if current"
+
+
+async def test_a_closure_deferred_by_a_refusal_is_told_once_when_redis_kept_its_data(
+        leader: RedisPublisher, redis_url: str) -> None:
+    """A batch refused as FENCED (the same instance's other path took the lease: a newer
+    token) is deferred, and its store already holds the closed view. The takeover compares
+    what Redis shows (open) with that view and would tell the closure, and the core's own
+    deferred ``position_closed`` would tell it again: the takeover leaves it to the core."""
+    runner, _ = observed_runner(leader)
+    now_ms = int(time.time() * 1000)
+    await runner.run([Publish(make_view(KEY, verified_ms=now_ms, version=1)),
+                      Notify("position_opened", KEY)])
+    same = publisher(redis_url, leader.instance)
+    await same.start()
+    try:
+        assert await same.acquire()
+    finally:
+        await same.close()
+    closed = make_view(KEY, state=PositionState.CLOSED, verified_ms=now_ms + 10, version=2)
+    await runner.run([Publish(closed), Notify("position_closed", KEY)])
+    assert runner.store_down
+    assert await leader.acquire(announce=True)
+    await leader.take_over({})
+    assert await runner.recover()
+    kinds, state = await stored(redis_url)
+    assert state == "closed"
+    assert kinds.count("position_closed") == 1, kinds

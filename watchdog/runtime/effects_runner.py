@@ -33,7 +33,9 @@ Rules of this module:
    takeover's comparison with Redis, its alerts and other events were lost. (A pipeline cut
    by a fence moving in the middle of it may have written its first events: they may appear
    twice, never not at all.) A standby's batch is not written and not deferred: the leader
-   tells its own.
+   tells its own. A deferred ``position_opened``/``position_closed`` is the core's to tell:
+   the store's takeover comparison leaves its key alone (``will_tell``), or a store that
+   held the batch's view would tell the change too, and bots would read it twice.
 7. Dropping what was deferred (another instance leads) hands the views, firing markers and
    protections to the store to hold, as a standby's store holds what it is handed: a later
    takeover republishes them as the latest this instance knew. Kept here (protections were),
