@@ -299,7 +299,8 @@ async def test_a_batch_refused_by_another_leaders_fence_is_dropped_when_it_is_se
 async def protection_of(redis_url: str) -> str | None:
     client = redis.asyncio.from_url(redis_url, decode_responses=True)
     try:
-        return await client.hget(KEYS.position(KEY), "protection")
+        value = await client.hget(KEYS.position(KEY), "protection")
+        return None if value is None else str(value)
     finally:
         await client.aclose()
 
