@@ -81,10 +81,11 @@ class Recorder(PositionBook):
 
 class LegacyPublisher(RedisPublisher):
     """The old path's store, as it was at b7481cc: ``run_many`` (copied, unchanged but for the
-    legacy call) and touch_verified as it was (member, re-verified version, version,
-    verified_ms and state an entry)."""
+    legacy call and the written flag it returns now, runtime/effects_runner.py rule 6) and
+    touch_verified as it was (member, re-verified version, version, verified_ms and state an
+    entry)."""
 
-    async def run_many(self, effects: Sequence[StoreEffect]) -> None:
+    async def run_many(self, effects: Sequence[StoreEffect]) -> bool:
         assert not any(isinstance(e, Reverified) for e in effects)
         calls: list[ScriptCall] = []
         touched: set[PositionKey] = set()
@@ -145,9 +146,9 @@ class LegacyPublisher(RedisPublisher):
             calls += refresh_told
         if not self.writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
-            return
+            return False
         if not calls:
-            return
+            return True
         try:
             replies = await self._write(calls)
             for index, entries in refresh_calls.items():
@@ -158,6 +159,7 @@ class LegacyPublisher(RedisPublisher):
             raise
         self._dirty -= touched
         self._firing_synced |= syncing
+        return True
 
     def _legacy_touch_call(self, refreshes: Sequence[tuple[PositionView, int]]) -> ScriptCall:
         k = self.keys

@@ -185,13 +185,14 @@ class _GatedStore(RedisPublisher):
 
     publishing = True
 
-    async def run(self, effect: StoreEffect) -> None:
+    async def run(self, effect: StoreEffect) -> bool:
         if self.publishing or not isinstance(effect, Publish | Reverified):
-            await super().run(effect)
+            return await super().run(effect)
+        return True  # dropped on purpose, as if written (the tests' gate)
 
-    async def run_many(self, effects: Sequence[StoreEffect]) -> None:
-        await super().run_many([e for e in effects
-                                if self.publishing or not isinstance(e, Publish | Reverified)])
+    async def run_many(self, effects: Sequence[StoreEffect]) -> bool:
+        return await super().run_many([e for e in effects
+                                       if self.publishing or not isinstance(e, Publish | Reverified)])
 
 
 def rig_config(sim: Simulator, redis_url: str, *, poll_interval_s: float = 0.25,

@@ -221,6 +221,9 @@ class Pipeline:
         told = await self.guard_task.told()  # before our own view is republished over it
         now_ms = self.clock.wall_ms()
         done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+        # What the core ran before that first beat was deferred (effects_runner.py rule 6):
+        # written now, not a heartbeat later.
+        await self.runner.recover()
         self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
         self.reaper.poke()  # the guard may need leases now (its unalerted runs)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",

@@ -25,6 +25,23 @@ Rules of this module:
    back, so the refused token may be this instance's own older one, and a newer acquisition
    leaves the store unannounced for a moment, when the publisher would drop an event without a
    word. What was deferred is dropped only when another instance is seen leading.
+6. A batch is reported written (the observer's ``written``) only when it reached Redis. One the
+   store would not write while this instance leads (a takeover's first beat not written yet),
+   or one refused as ``FENCED``, is deferred as in rule 2 and written once the store is
+   writable (:meth:`recover`, run by the takeover and by each beat), exactly once. Without it
+   such a batch was dropped yet reported written: its position events were told again by the
+   takeover's comparison with Redis, its alerts and other events were lost. (A pipeline cut
+   by a fence moving in the middle of it may have written its first events: they may appear
+   twice, never not at all.) A standby's batch is not written and not deferred: the leader
+   tells its own. A deferred ``position_opened``/``position_closed`` is the core's to tell:
+   the store's takeover comparison leaves its key alone (``will_tell``), or a store that
+   held the batch's view would tell the change too, and bots would read it twice.
+7. Dropping what was deferred (another instance leads) hands the views, firing markers and
+   protections to the store to hold, as a standby's store holds what it is handed: a later
+   takeover republishes them as the latest this instance knew. Kept here (protections were),
+   they were written over newer state at the next outage's recovery; thrown away, a takeover
+   republished older ones while the guard believed the newer published (it publishes a
+   protection only when it changes).
 """
 
 from __future__ import annotations
@@ -122,6 +139,9 @@ class EffectsRunner:
         self._protections: dict[PositionKey, PublishProtection] = {}  # the guard's, deferred
         self._events: deque[Notify | RaiseAlert] = deque(maxlen=_MAX_DEFERRED_EVENTS)
         self._events_dropped = 0
+        # One recovery at a time: the heartbeat task's and the takeover's (rule 6) would
+        # otherwise interleave the deferred events.
+        self._recovering = asyncio.Lock()
 
     @property
     def store_down(self) -> bool:
@@ -184,14 +204,19 @@ class EffectsRunner:
             try:
                 started = time.perf_counter()
                 async with asyncio.timeout(self._timeout_s):
-                    await self._store.run_many(writes)
+                    written = await self._store.run_many(writes)
+                if written:
+                    if self._observer is not None:
+                        self._observer.store_written(time.perf_counter() - started)
+                    return True
                 if not self._store.leading:
                     return False  # a standby writes nothing: the leader's writes are what bots see
-                if self._observer is not None:
-                    self._observer.store_written(time.perf_counter() - started)
-                return True
-            except Fenced:
-                return False  # no longer the leader (the publisher logged it and holds the views)
+                self._hold_back("INFO", "this instance leads, its takeover's first beat is not "
+                                "written yet")  # rule 6
+                return self._defer_all(writes)
+            except Fenced as exc:  # rule 6: kept until it leads again or sees another leader
+                self._hold_back("WARNING", f"refused: {exc}")
+                return self._defer_all(writes)
             except TimeoutError as exc:
                 raise_if_cancelling(exc)
                 error = StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s")
@@ -201,12 +226,27 @@ class EffectsRunner:
             self._down = True
             self._vitals.store_result(str(error))
             logger.warning("redis write failed, deferring writes until it answers: {}", error)
+        return self._defer_all(writes)
+
+    def _defer_all(self, writes: list[StoreEffect]) -> bool:
         for effect in writes:  # some may have landed: rewriting them is safe (CAS on version)
             self._defer(effect)
         return False
 
+    def _hold_back(self, level: str, why: str) -> None:
+        """Defer from now on (rule 6): not an outage, so no store error in the health hash
+        (a takeover's first beat would carry it)."""
+        self._down = True
+        logger.log(level, "deferring writes until this instance's store writes again: {}", why)
+
     async def recover(self) -> bool:
         """Write what was deferred while Redis was down; True when the store is writable again."""
+        if not self._down:
+            return True
+        async with self._recovering:
+            return await self._recover()
+
+    async def _recover(self) -> bool:
         if not self._down:
             return True
         if not self._store.writable:
@@ -255,7 +295,7 @@ class EffectsRunner:
                 self._vitals.store_result(str(exc))
                 return False
             if self._positions:
-                return await self.recover()  # a position changed meanwhile: it goes first
+                return await self._recover()  # a position changed meanwhile: it goes first
         if self._events_dropped:
             logger.warning("redis was down: {} event(s) could not be kept for the events stream",
                            self._events_dropped)
@@ -280,13 +320,19 @@ class EffectsRunner:
         leader tells its own events; a takeover tells what bots missed, docs/HA.md)."""
         if not self._down:
             return
-        count = len(self._positions) + len(self._firing) + len(self._events)
+        held: list[StoreEffect] = [*self._positions.values(), *self._firing.values(),
+                                   *self._protections.values()]
+        count = len(held) + len(self._events)
+        self._store.hold(held)  # rule 7: the latest this instance knew, for a later takeover
         self._positions.clear()
         self._firing.clear()
+        self._protections.clear()
         self._events.clear()
+        self._events_dropped = 0
         self._down = False
         self._vitals.store_result("")
-        logger.warning("dropped {} deferred write(s): {}", count, why)
+        logger.warning("dropped {} deferred write(s), its views held for a takeover: {}", count,
+                       why)
 
     async def _call(self, effect: StoreEffect) -> None:
         """One deferred write; ``Fenced`` is raised on: the caller keeps the effect (rule 5)."""
@@ -295,10 +341,12 @@ class EffectsRunner:
                                "takeover's first beat is not written yet")
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._store.run(effect)
+                written = await self._store.run(effect)
         except TimeoutError as exc:
             raise_if_cancelling(exc)
             raise StoreUnavailable(f"redis write timed out after {self._timeout_s:.1f}s") from exc
+        if not written:  # pragma: no cover - writable was checked with nothing awaited since
+            raise _NotWritable("deferred write not written: the store stopped writing")
 
     def _defer(self, effect: StoreEffect) -> None:
         match effect:
@@ -319,6 +367,9 @@ class EffectsRunner:
                 self._protections.pop(key, None)
                 self._protections[key] = effect
             case Notify() | RaiseAlert():
+                if type(effect) is Notify and effect.key is not None \
+                        and effect.kind in ("position_opened", "position_closed"):
+                    self._store.will_tell(effect.key)  # a takeover must not tell it too
                 if len(self._events) == self._events.maxlen:
                     self._events_dropped += 1
                 self._events.append(effect)

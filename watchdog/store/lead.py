@@ -4,6 +4,16 @@ Every write of the publisher is fenced: it carries the token this instance got w
 the account's leader, and Lua refuses it when the token is not the account's any more. A
 refused write (``Fenced``) makes the instance a standby at once (:meth:`Leadership._fenced`).
 :class:`Leadership` is the publisher's base class: the state its writes check, apart from them.
+
+Rules of this module:
+1. Only a refusal of the current token steps this instance down. After Redis lost its data the
+   refused-heartbeat path and the lead task may each take the lease again (this instance's own
+   live lease is taken again with a new token, ``acquire_lead.lua``): a write, a renewal or
+   an acquisition's reply carrying the older of the two tokens is refused, or answered, while
+   the newer one already leads. Without this rule that refusal stepped the newer, valid lead
+   down for a round (250 ms, then a third token and a second republish).
+2. The token only grows locally: an acquisition's reply older than the token held is ignored
+   (the later reply of two concurrent acquisitions may carry the earlier token).
 """
 
 from __future__ import annotations
@@ -72,13 +82,19 @@ class Leadership(StoreReads):
         self.lead_changed.set()
 
     @contextmanager
-    def _fenced(self, operation: str) -> Iterator[None]:
-        """``map_redis_errors`` for a fenced write: a refusal makes this instance a standby."""
+    def _fenced(self, operation: str, token: int) -> Iterator[None]:
+        """``map_redis_errors`` for a fenced write of ``token``: a refusal makes this instance a
+        standby if ``token`` is still its own (rule 1). ``Fenced`` is raised either way: the
+        write did not land."""
         try:
             with map_redis_errors(operation, self._url):
                 yield
         except Fenced as exc:
-            self.step_down(str(exc))
+            if token == self._fence:
+                self.step_down(str(exc))
+            else:
+                logger.info("a write under this instance's older token {} was refused; it leads "
+                            "with fence {} now (not stepping down): {}", token, self._fence, exc)
             raise
 
     async def acquire(self, *, announce: bool = False) -> bool:
@@ -87,17 +103,26 @@ class Leadership(StoreReads):
         ok, token, holder = await self._read(self.calls.acquire_lead(self._instance, self.lead_ttl_ms))
         self.leader = self._instance if ok else str(holder)
         if ok:
+            if int(token) < self._fence:  # rule 2: a concurrent acquisition's newer token holds
+                logger.info("acquired fence {} of account {} after its newer fence {}: kept the "
+                            "newer", token, self.keys.account, self._fence)
+                return True
             self._fence = int(token)
             self._announced = not announce
         return bool(ok)
 
     async def renew(self) -> bool:
         """Extend the lease while the fence is still ours; False (and a standby now) if not."""
-        if not self._fence:
+        token = self._fence
+        if not token:
             return False
-        ok, holder = await self._read(self.calls.renew_lead(self._instance, self._fence,
+        ok, holder = await self._read(self.calls.renew_lead(self._instance, token,
                                                             self.lead_ttl_ms))
         if not ok:
+            if token != self._fence:  # rule 1: a newer token of ours took the lease meanwhile
+                logger.info("renewal of this instance's older fence {} refused; it leads with "
+                            "fence {} now (not stepping down)", token, self._fence)
+                return False  # not proven by this call (confirm_lead: no cancel on a doubt)
             self.leader = str(holder)
             self.step_down(f"the lease is {holder or 'nobody'}'s and the fence moved on")
             return False

@@ -56,6 +56,8 @@ __all__ = ["RedisPublisher", "StoreEffect"]
 
 StoreEffect = Publish | Reverified | Retract | Notify | RaiseAlert | MarkFiring | PublishProtection
 
+_CORE_TELLS = ("position_opened", "position_closed")  # the changes a takeover tells otherwise
+
 
 def _plain(number: Decimal) -> str:
     """A Decimal as bots parse it: never exponent notation ('0E-8' → '0.00000000')."""
@@ -110,6 +112,9 @@ class RedisPublisher(Leadership):
         self._init_lead(lead_ttl_ms, instance)
         self.republished_total = 0
         self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
+        # Keys whose open/closed event the core told and its runner deferred (will_tell): the
+        # takeover tells no change of theirs, or it would be told twice.
+        self._telling: set[PositionKey] = set()
 
     @classmethod
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
@@ -210,12 +215,16 @@ class RedisPublisher(Leadership):
                                       status=firing.status, since_ms=firing.since_ms,
                                       child_id="" if firing.child_id is None else firing.child_id)
 
-    async def run(self, effect: StoreEffect) -> None:
+    async def run(self, effect: StoreEffect) -> bool:
         """Run one store effect of the core (:meth:`run_many` of one)."""
-        await self.run_many([effect])
+        return await self.run_many([effect])
 
-    async def run_many(self, effects: Sequence[StoreEffect]) -> None:
+    async def run_many(self, effects: Sequence[StoreEffect]) -> bool:
         """Run store effects in order in ONE pipelined round trip (one call alone: one EVALSHA).
+        True when written; False when not writable (a standby, or a takeover whose first beat
+        is not written yet): views, firing markers and protections are then held for the
+        takeover's republish, events are NOT written (the caller defers them when this instance
+        leads: runtime/effects_runner.py rule 6).
 
         Why: at stream rates one round trip per change caps ingest at Redis latency
         (docs/BENCHMARKS.md, End to end). Redis runs pipelined scripts one after another, in this
@@ -227,10 +236,12 @@ class RedisPublisher(Leadership):
         calls: list[ScriptCall] = []
         touched: set[PositionKey] = set()
         syncing: set[PositionKey] = set()  # firing markers written with this batch
+        told_keys: list[PositionKey] = []
         for effect in effects:  # the core tells these itself: no takeover event for them
             if isinstance(effect, Notify) and effect.key is not None \
-                    and effect.kind in ("position_opened", "position_closed"):
+                    and effect.kind in _CORE_TELLS:
                 self._untold.pop(effect.key, None)
+                told_keys.append(effect.key)
         # Consecutive re-verifications of one verified_ms go as one touch_verified call, in
         # their place (refresh.py): a Reverified's views (the core's, one per positions read),
         # and Publish refreshes (one each, e.g. deferred while Redis was down).
@@ -307,9 +318,9 @@ class RedisPublisher(Leadership):
         if not self.writable:
             self._dirty |= touched  # a standby: held for a takeover, which republishes them all
             self._dirty.update(reverified_keys())
-            return
+            return False
         if not calls:
-            return
+            return True
         try:
             replies = await self._write(calls)
             for index, entries in touch_calls.items():
@@ -325,6 +336,43 @@ class RedisPublisher(Leadership):
         if self._dirty:
             self._dirty.difference_update(reverified_keys())
         self._firing_synced |= syncing
+        if self._telling and told_keys:
+            self._telling.difference_update(told_keys)
+        return True
+
+    def will_tell(self, key: PositionKey) -> None:
+        """The core's open/closed event of ``key`` was deferred by its runner, to be written
+        through :meth:`run_many` once writable: a takeover before that tells no change of
+        ``key`` (``_tell``), or bots would read the change twice."""
+        self._telling.add(key)
+
+    def hold(self, effects: Sequence[StoreEffect]) -> None:
+        """Keep ``effects`` as a standby's :meth:`run_many` keeps what it is handed, writing
+        nothing: the latest view, firing marker and protection per position, for a takeover's
+        republish; events are not kept (the leader tells its own), so none is owed any more
+        (:meth:`will_tell`). For what an instance had deferred when it finds another leader
+        (runtime/effects_runner.py rule 7)."""
+        self._telling.clear()
+        for effect in effects:
+            match effect:
+                case Reverified(views=views):
+                    for view in views:
+                        self._hold(view)
+                        self._dirty.add(view.key)
+                case Publish(view=view):
+                    self._hold(view)
+                    self._dirty.add(view.key)
+                case Retract(key=key, reason=reason):
+                    self._hold_retracted(key, reason)
+                    self._dirty.add(key)
+                case MarkFiring(key=key, firing=firing):
+                    self._remember_firing(key, firing)
+                    self._dirty.add(key)
+                case PublishProtection(key=key):
+                    self._remember_protection(effect)
+                    self._dirty.add(key)
+                case Notify() | RaiseAlert():
+                    pass
 
     def _touch_call(self, views: Sequence[PositionView], verified_ms: int) -> ScriptCall:
         """One touch_verified call: each view re-verifies the version before its own, and all
@@ -342,7 +390,9 @@ class RedisPublisher(Leadership):
     async def _write(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Every write goes here: fenced (a ``FENCED`` reply makes this instance a standby),
         then carried by :class:`ScriptRunner` (one EVALSHA, or all in one round trip)."""
-        with self._fenced(calls[0].script if len(calls) == 1 else "pipeline"):
+        # The calls were built with the token held now (no await since): the refusal of an
+        # older token of ours steps nothing down (lead.py rule 1).
+        with self._fenced(calls[0].script if len(calls) == 1 else "pipeline", self._fence):
             return await self._runner.run(calls)
 
     def _names_of(self, key: PositionKey) -> PositionKeys:
@@ -352,13 +402,16 @@ class RedisPublisher(Leadership):
             names = self._names[key] = self.keys.of(key)
         return names
 
-    def _protection_call(self, effect: PublishProtection) -> ScriptCall:
-        """The guard's fields on the position hash (``set_protection.lua``); remembered so a
-        Redis that lost its data gets them back with the position (``republish``)."""
+    def _remember_protection(self, effect: PublishProtection) -> None:
         if effect.protection:
             self._protection[effect.key] = effect
         else:
             self._protection.pop(effect.key, None)
+
+    def _protection_call(self, effect: PublishProtection) -> ScriptCall:
+        """The guard's fields on the position hash (``set_protection.lua``); remembered so a
+        Redis that lost its data gets them back with the position (``republish``)."""
+        self._remember_protection(effect)
         return self.calls.set_protection(self._names_of(effect.key), effect.protection,
                                          effect.unprotected_since_ms, effect.guard_order, self._fence)
 
@@ -452,12 +505,19 @@ class RedisPublisher(Leadership):
             keys = set(self._held) | set(await self.published_keys())
             shown = dict(await self.last_shown(frozenset(keys)))
             if not self._announced:  # another beat may have gone first meanwhile
-                self._untold = shown
+                self._untold = {key: was for key, was in shown.items() if key not in self._telling}
+        token = self._fence
         try:
-            await self._write([self.calls.heartbeat(self._health_ttl_ms, self._fence, now,
+            await self._write([self.calls.heartbeat(self._health_ttl_ms, token, now,
                                                     fields.items())])
-            self._announced = True
+            if token == self._fence:  # not a newer acquisition's: its own beat announces it
+                self._announced = True
         except Fenced:
+            if self._fence and self._fence != token:
+                # The refused beat carried an older token of ours: the lead task took the
+                # lease again meanwhile. Beat again under the newer one (lead.py rule 1; a
+                # third token here would only refuse that one's writes in turn).
+                return await self.heartbeat(health, wall_ms=now)
             # Refused: a newer leader holds the lease (acquire fails: stay a standby), or Redis
             # lost our data, the fence and the lease with it (restart without persistence,
             # FLUSHALL, failover): lead again at once and republish, within this beat.
@@ -493,8 +553,8 @@ class RedisPublisher(Leadership):
     def _tell(self, view: PositionView) -> ScriptCall | None:
         """The event owed for ``view`` after a takeover (see :meth:`take_over`), at most once."""
         if not self._untold or view.knowledge is not Knowledge.CONFIRMED \
-                or view.state is PositionState.UNKNOWN:
-            return None
+                or view.state is PositionState.UNKNOWN or view.key in self._telling:
+            return None  # (a change the core's deferred event tells: will_tell)
         shown = self._untold.pop(view.key, None)
         if shown is None or shown[0] is view.state:
             return None
