@@ -28,7 +28,7 @@ from watchdog.core.orders import OrderBook
 T0 = 1_000_000
 KEYS = (KEY, LONG, SHORT)
 LATE = PositionKey(Symbol("ETHUSDT"), PositionSide.BOTH)  # a key the book holds later
-SIDE = {KEY: "SELL", LONG: "SELL", SHORT: "BUY"}
+SIDE = {KEY: "SELL", LONG: "SELL", SHORT: "BUY", LATE: "SELL"}  # LATE: the guard may stop it too
 POLICY = GuardPolicy(alert_ms=2000, emergency_stop_pct=Decimal(3), emergency_after_ms=3000,
                      orders_max_age_ms=5000, leases_max_age_ms=1000, max_orders_per_min=3,
                      retry_ms=2000, doubt_ms=4000)
