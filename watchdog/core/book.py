@@ -126,6 +126,12 @@ Rules of this module:
    whose held fact moved since it was published, goes the complete way. Why: an idle account
    re-verifies every position on every poll (300 rows each 0.9 s), and that path was most of
    the daemon's idle CPU (docs/BENCHMARKS.md, session 6).
+   A read with the same rows (equal, in order, same scope) as the last read, in which every
+   key took this path, is *replayed* when nothing a re-verification depends on changed since
+   (any fact, knowledge move, crossing, gap, clock step, expected key or complete publish
+   forgets that read): each of its keys re-verifies again without asking what cannot have
+   moved, with the same result as the short path key by key (whether a crossing is lifted is
+   asked anew; a test compares the replay with the complete path on random histories).
 """
 
 from __future__ import annotations
