@@ -4,6 +4,8 @@ complete path leaves: the same effects, views, flat runs and bookkeeping, on any
 
 The reference is the same book with the short path switched off; both are fed the random
 histories of ``test_book_properties`` (plus stop crossings), and compared after every event.
+The short path's replay (a read with the rows of the last read that only re-verified, nothing
+changed since) is part of the short path: the reference takes neither.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ from tests.core.test_book_properties import (
     POLICY,
     SYMBOLS,
     World,
+    _advance,
+    _answer,
     _blind_scripts,
+    _change,
     _reconnect_scripts,
+    _request,
     _run_scripts,
     _scripts,
     _standby_scripts,
@@ -71,10 +77,19 @@ class Twin(PositionBook):
         super().__init__(POLICY)
         self.reference = CompleteBook(POLICY)
         self.short_paths = 0
+        self.replays = 0
+        self.replayed: list[tuple[int, int, int]] = []  # (flat, crossed, all) keys of each
 
     def _reverified(self, *args: Any, **kwargs: Any) -> bool:
         taken = super()._reverified(*args, **kwargs)
         self.short_paths += taken
+        return taken
+
+    def _replay_calm(self, calm: Any, *args: Any, **kwargs: Any) -> bool:
+        taken = super()._replay_calm(calm, *args, **kwargs)
+        self.replays += taken
+        if taken:
+            self.replayed.append((len(calm.flat), len(calm.crossed), len(calm.entries)))
         return taken
 
     def apply(self, event: Event, now_ms: int) -> list[Effect]:
@@ -119,6 +134,21 @@ _cross = st.tuples(st.just("cross"), st.integers(0, len(KEYS) - 1))
 _steady = [("request", len(SYMBOLS), 0, 0), ("answer", 0, False), ("advance", 900)]
 _crossing_scripts = st.lists(st.one_of(_cross, st.sampled_from(_steady), st.sampled_from(_steady)),
                              max_size=40).map(lambda ops: [("gap", 1), *_steady, *ops])
+# Random operations between bursts of alike all-symbols reads (v3 style, v2's flat rows, or
+# timed flat rows): where a read may replay the last one (rule 13's replay), or must not.
+# A burst's reads are answered at once (the newest pending); a crossing is lifted by a read
+# requested max_rest_lag_ms after it: the fourth of a burst.
+_burst = st.tuples(st.integers(0, 2), st.integers(3, 8)).map(
+    lambda t: [("request", len(SYMBOLS), 0, t[0]), ("answer", -1, False), ("advance", 900)] * t[1])
+_replay_operations = st.one_of(_advance, _change, _change, _request, _answer, _cross,
+                               st.tuples(st.sampled_from(["mute", "late"]), st.booleans()),
+                               st.tuples(st.just("deliver")),
+                               st.tuples(st.just("gap"), st.integers(0, 2)))
+_replay_scripts = st.tuples(
+    st.lists(_change, min_size=1, max_size=8),  # positions first, so that reads have keys
+    st.lists(st.one_of(_replay_operations.map(lambda op: [op]), _burst, _burst), min_size=2,
+             max_size=12)).map(
+    lambda t: [("gap", 1), *t[0], *[op for part in t[1] for op in part]])
 _SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -142,6 +172,12 @@ def test_the_short_path_equals_the_complete_one_around_crossings(
     _run(ops)
 
 
+@_SETTINGS
+@given(_replay_scripts)
+def test_the_replay_equals_the_complete_path(ops: list[tuple[object, ...]]) -> None:
+    _run(ops)
+
+
 def test_the_examples_take_the_short_path() -> None:
     """The comparison means something only if the short path is taken: steady polls of an open
     and of a flat key, after the property tests' own examples."""
@@ -150,6 +186,18 @@ def test_the_examples_take_the_short_path() -> None:
     for script in (_FLOOR_TIE, _OPENED_WHILE_DOWN, ops):
         twin = _run([*script, *(_steady * 3)])
         assert twin.short_paths > 0
+        assert twin.replays > 0
+
+
+def test_the_replay_histories_replay_flat_crossed_and_many_keys() -> None:
+    """The replay's random histories reach what it must get right: scripts of their kind
+    replay reads with a flat key (its run grows), a crossed key (asked anew) and many keys."""
+    reads = [("request", len(SYMBOLS), 0, 1), ("answer", -1, False), ("advance", 900)]
+    opened = [("gap", 1), ("change", KEYS[0], 1, False), ("change", KEYS[1], 2, False)]
+    flat = _run([*opened, ("change", KEYS[1], 0, False), *reads * 3]).replayed
+    crossed = _run([*opened, ("cross", 0), *reads * 6]).replayed
+    assert any(f and n > 1 for f, _, n in flat)
+    assert any(c for _, c, _ in crossed)
 
 
 # ---------------------------------------------------------------- what a re-verification is
@@ -294,3 +342,40 @@ def test_three_hundred_steady_rows_take_the_short_path() -> None:
     assert isinstance(bulk, Reverified)
     assert [v.key for v in bulk.views] == [r.key for r in rows]
     assert bulk.verified_ms == 1900
+    # The next reads with these rows replay it (the twin compares each with the complete path)
+    for at_ms in (2800, 3700):
+        (bulk,) = h.poll(at_ms, *rows)
+        assert isinstance(bulk, Reverified)
+        assert [v.key for v in bulk.views] == [r.key for r in rows]
+    assert (twin.replays, twin.short_paths - before) == (2, 300)
+
+
+def test_a_change_between_alike_reads_is_not_replayed() -> None:
+    """Red team for the replay: the same rows again, but the book moved between the reads (a
+    stream fact, a crossing, a gap, an aged key): each goes the complete way (the twin checks
+    the result), and the read after it may replay again."""
+    twin = Twin()
+    h = Harness()
+    h.book = twin
+    h.apply(StreamConnected(1), 0)
+    rows = [amount(key(f"S{i:03d}USDT"), 10, 900) for i in range(3)]
+    h.poll(1000, *rows)
+    h.poll(1900, *rows)           # re-verifies: the calm read
+    h.poll(2800, *rows)           # replayed
+    assert twin.replays == 1
+    h.apply(StopCrossed(rows[1].key, OrderId(7), True, Decimal(1), Decimal(1), 2850), 2850)
+    for at_ms in (3700, 4600, 5500):  # the last one lifts the crossing, the complete way
+        h.poll(at_ms, *rows)
+    h.poll(6400, *rows)           # re-verifies: a calm read again, with a crossed key
+    h.poll(7300, *rows)           # replayed, whether the crossing is lifted asked anew
+    assert twin.replays == 2
+    h.apply(stream(rows[0].key, 11, 7400), 7400)
+    h.poll(8200, *rows)           # REST lags the stream fact: not a re-verification
+    h.apply(StreamLost(1, "x"), 8300)
+    h.apply(StreamConnected(2), 8400)
+    h.poll(9100, *rows)
+    h.poll(16000, *rows)          # every key aged out before this read
+    assert twin.replays == 2
+    view = twin.view(rows[2].key)
+    assert view is not None
+    assert view.knowledge is Knowledge.CONFIRMED

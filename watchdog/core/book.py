@@ -126,6 +126,12 @@ Rules of this module:
    whose held fact moved since it was published, goes the complete way. Why: an idle account
    re-verifies every position on every poll (300 rows each 0.9 s), and that path was most of
    the daemon's idle CPU (docs/BENCHMARKS.md, session 6).
+   A read with the same rows (equal, in order, same scope) as the last read, in which every
+   key took this path, is *replayed* when nothing a re-verification depends on changed since
+   (any fact, knowledge move, crossing, gap, clock step, expected key or complete publish
+   forgets that read): each of its keys re-verifies again without asking what cannot have
+   moved, with the same result as the short path key by key (whether a crossing is lifted is
+   asked anew; a test compares the replay with the complete path on random histories).
 """
 
 from __future__ import annotations
@@ -180,6 +186,7 @@ from watchdog.core.model import (
     PositionState,
     PositionView,
     Source,
+    Symbol,
 )
 from watchdog.core.reactions import asks
 from watchdog.core.requests import Request, RequestLedger
@@ -233,6 +240,18 @@ class _Entry:
     while_down_from_ms: int | None = None
 
 
+@dataclass(slots=True)
+class _Calm:
+    """Rule 13's replay: the last read whose every row re-verified its key (the loop's keys in
+    order), valid until anything a re-verification depends on changes (``_calm = None``)."""
+
+    positions: tuple[PositionAmount, ...]
+    symbols: frozenset[Symbol] | None
+    entries: list[_Entry]
+    flat: list[_Entry]     # those held flat: their runs grow (rule 9)
+    crossed: list[_Entry]  # those with a crossing: whether a read lifts it is asked anew
+
+
 class PositionBook:
     """Fuses position facts into published views. Single writer: call ``apply`` from one task."""
 
@@ -259,6 +278,7 @@ class PositionBook:
         self._ageing = Ageing(max_age_ms=self._policy.max_age_ms)  # rule 5
         self._dirty: set[PositionKey] = set()
         self._reverifying: list[_Entry] = []  # rule 13: published after the apply, in order
+        self._calm: _Calm | None = None  # rule 13: the last read that only re-verified
         self._view_generation = 0  # counts views replaced or first published (not refreshes)
         # Vitals, read by runtime/vitals.py for the health hash. Kept here: the book is the one
         # writer that sees every event with its now_ms, and events_applied is also the book's
@@ -406,6 +426,7 @@ class PositionBook:
 
     def _on_stop_crossed(self, event: StopCrossed, now_ms: int) -> RequestSnapshot:
         """Rule 12: doubt the key now; only a read requested after this lifts the doubt."""
+        self._calm = None
         entry = self._entries.get(event.key)
         if entry is not None:
             entry.crossing = Crossing(self.events_applied, event.price_time_ms, entry.amount)
@@ -424,6 +445,7 @@ class PositionBook:
 
     def _on_gap(self, *, connected: bool, reason: str, keep_standby: bool) -> list[Effect]:
         # Rule 9: the shadow runs since the standby's mark are not broken by this gap.
+        self._calm = None
         shadows = {key: entry.flat.take_standby() for key, entry in self._entries.items()}
         all_shadow = self._all_flat.take_standby()
         was_connected = self._stream.gap(connected=connected)
@@ -459,6 +481,7 @@ class PositionBook:
     def _exchange_clock_stepped(self) -> None:
         """Rule 11: the ledger saw a request dated on a stepped exchange clock (and forgot the
         read order): every flat run breaks."""
+        self._calm = None
         self._break_all_run()
         for entry in self._entries.values():
             entry.flat.broken(self.events_applied)
@@ -480,35 +503,82 @@ class PositionBook:
         trusted = request is not None and request.epoch == self._stream.epoch
         blind_watch = trusted and self.stream_state == "live"
         self.last_snapshot_ms = now_ms
+        effects: list[Effect] = []
+        ordered = self._requests.after_every_applied(snap)  # rule 2 skips nothing: not asked
+        # Rule 13's replay: the same rows as the last read, which only re-verified, and nothing
+        # changed since (any change forgets ``_calm``): each key re-verifies again, in order.
+        calm = self._calm
+        short = request is not None and trusted and ordered and not self._blindness.pending
+        if (short and calm is not None and request is not None and snap.symbols == calm.symbols
+                and snap.positions == calm.positions  # one read parses to one tuple: `is`, mostly
+                and self._replay_calm(calm, snap, request.seq, now_ms)):
+            self._requests.applied(snap, (row.key.symbol for row in snap.positions))
+            return self._reconciled(snap, request, now_ms)
+        self._calm = None
         rows = {row.key: row for row in snap.positions}
         in_scope = {k for k in (*self._entries, *self._expected)
                     if snap.symbols is None or k.symbol in snap.symbols}
-        effects: list[Effect] = []
-        ordered = self._requests.after_every_applied(snap)  # rule 2 skips nothing: not asked
         entries = self._entries
+        reverified: list[_Entry] = []
         for key in sorted(in_scope | set(rows), key=_KEY_ORDER):
             if not ordered and self._requests.superseded(snap, key.symbol):
                 continue  # rule 2: requested before a read already applied for this symbol
             row = rows.get(key)
             entry = entries.get(key)
-            if (entry is None or request is None or not trusted
+            if entry is None and row is not None and row.amount == ZERO \
+                    and key not in self._expected:
+                pass  # flat and never held: covered by the all-symbols flat run (nothing to do)
+            elif (entry is None or request is None or not trusted
                     or not self._reverified(entry, row, snap, request.seq, now_ms)):
+                short = False
                 effects.extend(self._apply_rest_row(key, row, snap, request, trusted,
                                                     blind_watch, now_ms))
+            elif short:
+                reverified.append(entry)
             if blind_watch and self._blindness.pending:  # nothing pending: the hot loop
                 effects.extend(self._blindness.check(key, snap.requested_time_ms))
+        if short and reverified:
+            self._calm = _Calm(snap.positions, snap.symbols, reverified,
+                               [e for e in reverified if e.amount == ZERO],
+                               [e for e in reverified if e.crossing is not None])
         if not self._blindness.pending:  # judged in this read already: too late for a standby
             effects = [e for e in effects if not isinstance(e, PrepareStandby)]
-        self._requests.applied(snap, {k.symbol for k in rows})
+        self._requests.applied(snap, (k.symbol for k in rows))
         if request is not None and trusted:
-            became_live = self._stream.reconciled(snap.symbols)
-            if snap.symbols is None:
-                self._all_flat.shown_flat(snap.requested_time_ms, request.seq)
-                self._all_verified_ms, self._all_watched = now_ms, True
-                self._ageing.watch(now_ms)
-                if became_live:
-                    effects.append(Notify("stream_recovered"))
+            effects += self._reconciled(snap, request, now_ms)
         return effects
+
+    def _reconciled(self, snap: PositionSnapshot, request: Request, now_ms: int) -> list[Effect]:
+        """After a trusted read's rows: the stream's reconciliation and the all-symbols run."""
+        became_live = self._stream.reconciled(snap.symbols)
+        if snap.symbols is None:
+            self._all_flat.shown_flat(snap.requested_time_ms, request.seq)
+            self._all_verified_ms, self._all_watched = now_ms, True
+            self._ageing.watch(now_ms)
+            if became_live:
+                return [Notify("stream_recovered")]
+        return []
+
+    def _replay_calm(self, calm: _Calm, snap: PositionSnapshot, request_seq: int,
+                     now_ms: int) -> bool:
+        """Rule 13 for a read with the rows of ``calm``'s, nothing changed since: what
+        ``_reverified`` does for each of its keys, without asking again what cannot have
+        changed. False (nothing done) when a crossing is not lifted by this read."""
+        max_rest_lag_ms = self._policy.max_rest_lag_ms
+        requested_time_ms = snap.requested_time_ms
+        for entry in calm.crossed:
+            if not lifts(entry.crossing, request_seq=request_seq,
+                         requested_time_ms=requested_time_ms, amount=entry.amount,
+                         max_rest_lag_ms=max_rest_lag_ms):
+                return False
+        lag_floor_ms = requested_time_ms - max_rest_lag_ms
+        for entry in calm.entries:
+            entry.true_ms = max(entry.true_ms, entry.as_of_time_ms, lag_floor_ms)
+            entry.verified_ms = now_ms
+        for entry in calm.flat:
+            entry.flat.shown_flat(requested_time_ms, request_seq)  # rule 9
+        self._reverifying.extend(calm.entries)
+        return True
 
     def _reverified(self, entry: _Entry, row: PositionAmount | None, snap: PositionSnapshot,
                     request_seq: int, now_ms: int) -> bool:
@@ -543,6 +613,7 @@ class PositionBook:
     def _apply_rest_row(self, key: PositionKey, row: PositionAmount | None, snap: PositionSnapshot,
                         request: Request | None, trusted: bool, blind_watch: bool,
                         now_ms: int) -> list[Effect]:
+        self._calm = None
         amount = row.amount if row is not None else ZERO
         price = row.entry_price if row is not None else ZERO
         row_time_ms = row.update_time_ms if row is not None else 0
@@ -621,6 +692,7 @@ class PositionBook:
 
     def _store_fact(self, key: PositionKey, amount: Decimal, price: Decimal, source: Source,
                     time_ms: int) -> _Entry:
+        self._calm = None  # what rule 13 compares may have moved: no replay (also below)
         entry = self._entries.get(key)
         if entry is None:
             entry = _Entry(key, amount, price, source, time_ms, true_ms=time_ms,
@@ -642,6 +714,7 @@ class PositionBook:
 
     def _move(self, entry: _Entry, evidence: Evidence, now_ms: int, reason: str) -> None:
         """Run the knowledge machine; ``reason`` explains a non-confirmed result."""
+        self._calm = None
         before = entry.knowledge
         entry.knowledge = transition(before, evidence)
         if entry.knowledge is Knowledge.CONFIRMED:
@@ -689,6 +762,7 @@ class PositionBook:
         Only the keys are taken over, never their old values: REST alone decides.
         ``last_shown``: the OPEN/CLOSED state (and its ``verified_ms``) the earlier run last
         published, only to tell bots of a change that happened meanwhile (rule 10)."""
+        self._calm = None
         self._expected.update(k for k in keys if k not in self._entries)
         for key, (state, verified_ms) in (last_shown or {}).items():
             if key not in self._entries and state is not PositionState.UNKNOWN:
@@ -704,6 +778,8 @@ class PositionBook:
             if not self._dirty:  # the snapshot's loop went in key order
                 return self._publish_reverified(reverifying)
             self._dirty.update(entry.key for entry in reverifying)
+        if self._dirty:
+            self._calm = None
         for key in sorted(self._dirty, key=_KEY_ORDER):
             entry = self._entries[key]
             old = entry.published

@@ -17,9 +17,11 @@ from tests.support.imports import imports_of
 PROTOCOL_DIR = Path(watchdog.binance.protocol.__file__).parent
 PROTOCOL_FILES = sorted(PROTOCOL_DIR.glob("*.py"))
 # Deterministic standard library only. ``random`` is there for the type of an injected
-# ``random.Random`` (reconnect.Backoff); json/re/hmac/hashlib/urllib.parse parse and sign text.
+# ``random.Random`` (reconnect.Backoff); json/re/hmac/hashlib/urllib.parse parse and sign text;
+# ``operator``'s getters read a positionRisk answer column by column (wire_rest).
 STDLIB = {"__future__", "dataclasses", "decimal", "enum", "typing", "collections",
-          "collections.abc", "math", "json", "re", "hmac", "hashlib", "urllib.parse", "random"}
+          "collections.abc", "math", "json", "re", "hmac", "hashlib", "urllib.parse", "random",
+          "operator"}
 WATCHDOG = ("watchdog.binance.protocol", "watchdog.core", "watchdog.errors", "watchdog.config")
 # What must never be loaded by importing the protocol (checked in a fresh interpreter).
 IO_LIBRARIES = {"websockets", "httpx", "httpcore", "redis", "hiredis", "asyncio", "socket",

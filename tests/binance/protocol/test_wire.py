@@ -447,3 +447,35 @@ def test_memoised_keys_and_decimals_still_validate(monkeypatch: pytest.MonkeyPat
     assert event.positions[0].amount == Decimal("12345.678901")
     assert "NEVERSEENUSDT" not in wirefields._KEYS
     assert "12345.678901" not in wirefields._DECIMALS
+
+
+def test_a_real_read_again_with_moved_prices_is_the_same_rows(shared_dir: Path) -> None:
+    """Binance's positionRisk moves markPrice, unRealizedProfit, liquidationPrice and margins
+    on every read of an idle account; none of them is read, so such a read is the very tuple
+    of rows parsed before (no Decimal built). A moved amount, entry price or updateTime, or a
+    row in another place, is parsed anew; a bad row is still refused."""
+    rows = json.loads((shared_dir / "http_futures_account_positions_hedge.json").read_text())
+
+    def parse(body: object) -> tuple[PositionAmount, ...]:
+        return parse_position_risk(body, request_id=1, requested_time_ms=1,
+                                   received_time_ms=2).positions
+
+    first = parse(copy.deepcopy(rows))
+    moved = copy.deepcopy(rows)
+    for row in moved:
+        row.update(markPrice="6701.1", unRealizedProfit="1.5", liquidationPrice="5931.02",
+                   isolatedMargin="15518.1")
+    assert parse(moved) is first
+    for field, value in (("positionAmt", "21.000"), ("entryPrice", "6563.7"),
+                         ("updateTime", 1625474304766)):
+        changed = copy.deepcopy(moved)
+        changed[0][field] = value
+        again = parse(changed)
+        assert again is not first
+        assert again[1] == first[1]
+        assert again[0] != first[0]
+    assert parse(moved[::-1]) == first[::-1]
+    broken = copy.deepcopy(moved)
+    broken[0]["updateTime"] = True
+    with pytest.raises(WireFormatError, match=r"\[0\]\.updateTime"):
+        parse(broken)

@@ -174,6 +174,7 @@ def test_an_unchanged_position_row_parses_as_if_read_first(
     _parsed(_risk_body(first))
     after = _parsed(_risk_body(second))
     wire_rest._LAST_ROWS.clear()
+    wire_rest._LAST_READS.clear()
     alone = _parsed(_risk_body(second))
     assert after == alone
     if isinstance(alone, tuple):  # and a row read again is the object parsed before
@@ -181,3 +182,37 @@ def test_an_unchanged_position_row_parses_as_if_read_first(
         assert isinstance(again, tuple)
         exact = [type(a) is str and type(e) is str and type(t) is int for _, a, e, t in second]
         assert all(a is b for a, b, same in zip(again, alone, exact, strict=True) if same)
+
+
+@SLOW
+@given(_risk_reads, st.sampled_from(["2", "9.5"]))
+@example(([("AUSDT", "1", "1", 1)], [("AUSDT", "1", "1", True)]), "2")
+@example(([("AUSDT", "1", "1", 0)], [("AUSDT", "1", "1", False)]), "2")
+@example(([("AUSDT", "1", "1", 1)], [("AUSDT", "1", "1", 1.0)]), "2")
+@example(([("AUSDT", "1", "1", 1), ("AUSDT", "1", "1", 1)],
+          [("AUSDT", "1", "1", 1), ("AUSDT", "1", "1", 1)]), "2")
+def test_an_unchanged_read_parses_as_if_read_first(
+        reads: tuple[list[tuple[str, object, object, object]],
+                     list[tuple[str, object, object, object]]], mark: str) -> None:
+    """A whole positionRisk read whose read fields equal a remembered read's is that read's
+    tuple of rows: after any earlier reads, a read (its markPrice moved) parses exactly as it
+    would alone, errors included, and a valid read of texts and int times read again (mark
+    price moved) is the very tuple parsed before."""
+    from watchdog.binance.protocol import wire_rest
+
+    def body(rows: list[tuple[str, object, object, object]]) -> list[dict[str, object]]:
+        return [{**row, "markPrice": mark} for row in _risk_body(rows)]
+
+    first, second = reads
+    _parsed(body(first))
+    _parsed(body(second))
+    after = _parsed(body(second))
+    wire_rest._LAST_ROWS.clear()
+    wire_rest._LAST_READS.clear()
+    alone = _parsed(body(second))
+    assert after == alone
+    again = _parsed(_risk_body(second))
+    assert again == alone
+    exact = all(type(a) is str and type(e) is str and type(t) is int for _, a, e, t in second)
+    if isinstance(alone, tuple) and exact:
+        assert again is alone
