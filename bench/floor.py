@@ -49,7 +49,7 @@ def _main_thread(pid: int) -> dict[str, int]:
 
 
 def measure(window_s: float, after_s: float, extra: str, pyspy: str | None,
-            symbols: int = 300) -> dict[str, object]:
+            symbols: int = 300, slow_reads: bool = True) -> dict[str, object]:
     names = [f"S{i:03d}USDT" for i in range(symbols)]
     account = "bench"
     members = f"wd:v1:{{{account}}}:positions"
@@ -57,7 +57,8 @@ def measure(window_s: float, after_s: float, extra: str, pyspy: str | None,
         for name in names:
             sim.control("POST", "fills", {"symbol": name, "side": "BUY", "qty": "10"})
         r = redis.Redis.from_url(rs.url, decode_responses=True)
-        with daemon(sim, rs.url, account, binance_extra=SLOW_READS + extra.replace("|", "\n")) as wd:
+        with daemon(sim, rs.url, account, binance_extra=(SLOW_READS if slow_reads else "")
+                    + extra.replace("|", "\n")) as wd:
             up = time.monotonic()
             wait_until(lambda: r.scard(members) >= symbols, timeout_s=60,
                        what=f"{symbols} positions in Redis", interval_s=0.1)
@@ -82,6 +83,7 @@ def measure(window_s: float, after_s: float, extra: str, pyspy: str | None,
             "wakeups_per_s": round((c1["cs"] - c0["cs"]) / window_s, 1),
             "user_ticks": c1["utime"] - c0["utime"], "sys_ticks": c1["stime"] - c0["stime"],
             "open": states.count("open"), "tracked": len(states), "extra": extra,
+            "reads": "slow" if slow_reads else "default",
             "daemon_root": os.environ.get("WD_BENCH_DAEMON_ROOT", "")}
 
 
@@ -92,10 +94,13 @@ def main() -> None:
     parser.add_argument("--after-s", type=float, default=50.0)
     parser.add_argument("--extra", default="")
     parser.add_argument("--pyspy", default=None)
+    parser.add_argument("--default-reads", action="store_true",
+                        help="keep the default poll settings (the footprint's steady state)")
     args = parser.parse_args()
     if args.daemon_root:
         os.environ["WD_BENCH_DAEMON_ROOT"] = args.daemon_root
-    print(json.dumps(measure(args.window_s, args.after_s, args.extra, args.pyspy)), flush=True)
+    print(json.dumps(measure(args.window_s, args.after_s, args.extra, args.pyspy,
+                                  slow_reads=not args.default_reads)), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ schedule, leave it asleep; the positions poll and every real change still wake i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -150,3 +151,32 @@ def test_plan_lists_due_order_reads_in_the_specified_order(
     assert plan.order_symbols == _reference_due(s, now_s, leased)
     assert plan.orders_urgent == tuple(x for x in plan.order_symbols if x in s._requested_symbols)
     assert plan.positions_wake_in_s >= plan.wake_in_s
+
+
+@settings(max_examples=200, deadline=None)
+@given(opened=st.sets(st.sampled_from(_SYMBOLS)),
+       reads=st.dictionaries(st.sampled_from(_SYMBOLS), st.floats(0, 20)),
+       active=st.dictionaries(st.sampled_from(_SYMBOLS), st.floats(0, 20)),
+       requested=st.sets(st.sampled_from(_SYMBOLS)),
+       leased=st.frozensets(st.sampled_from(_SYMBOLS)),
+       now_s=st.floats(0, 30), calm=st.booleans())
+def test_an_unordered_plan_is_the_same_plan_but_for_the_order_of_its_reads(
+        opened: set[str], reads: dict[str, float], active: dict[str, float], requested: set[str],
+        leased: frozenset[str], now_s: float, calm: bool) -> None:
+    """What the poller's wake-up planning uses (``ordered=False``, no sort) is the sorted plan's
+    content: every field equal, the due order reads the same set."""
+    s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+    s.positions_seen(snap(*sorted(opened)), 0.0)
+    for symbol, at in reads.items():
+        s.orders_read(Symbol(symbol), at)
+    for symbol, at in active.items():
+        s.activity(Symbol(symbol), at)
+    if requested:
+        s.snapshot_requested("fill", {Symbol(x) for x in requested})
+    ordered = s.plan(now_s, leased, calm)
+    unordered = s.plan(now_s, leased, calm, ordered=False)
+    assert sorted(unordered.order_symbols) == sorted(ordered.order_symbols)
+    assert len(unordered.order_symbols) == len(ordered.order_symbols)
+    assert sorted(unordered.orders_urgent) == sorted(ordered.orders_urgent)
+    assert replace(unordered, order_symbols=(), orders_urgent=()) == replace(
+        ordered, order_symbols=(), orders_urgent=())

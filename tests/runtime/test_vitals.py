@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from watchdog.core.book import PositionBook
 from watchdog.core.events import (
     PositionAmount,
@@ -99,3 +102,24 @@ def test_unproven_after_a_blind_verdict_until_rest_corroborates_the_stream() -> 
     v.proof.apply(SnapshotRequested(3, T0 + 7), T0 + 7)
     v.proof.apply(PositionSnapshot(3, T0 + 7, T0 + 8, ()), T0 + 8)
     assert v.health(now_ms=T0 + 9).healthy
+
+
+@settings(max_examples=100, deadline=None)
+@given(beats=st.lists(st.lists(st.sampled_from(["AUSDT", "BUSDT", "CUSDT", "DUSDT"]),
+                               unique=True, max_size=4), max_size=8),
+       fresh=st.booleans())
+def test_the_unprotected_problem_line_names_the_guards_alerted_keys_at_every_beat(
+        beats: list[list[str]], fresh: bool) -> None:
+    """The line kept from beat to beat (``_unprotected_problem``) is the one built afresh,
+    whether the guard hands the very same key objects again or equal new ones."""
+    keys = {s: PositionKey(Symbol(s), PositionSide.BOTH) for s in ["AUSDT", "BUSDT", "CUSDT",
+                                                                    "DUSDT"]}
+    alerted: list[tuple[PositionKey, int]] = []
+    v = Vitals(Identity(pid=1, host="h", version="0", started_ms=1), PositionBook(),
+               weight_budget_1m=360, progress_limit_s=10.0, unprotected=lambda: tuple(alerted))
+    for beat in beats:
+        alerted[:] = [(PositionKey(Symbol(s), PositionSide.BOTH) if fresh else keys[s], 7)
+                      for s in beat]
+        expected = ([f"{len(beat)} position(s) unprotected (no covering stop): "
+                     + ", ".join(f"{s}:BOTH" for s in beat)] if beat else [])
+        assert [p for p in v.problems() if "unprotected (no covering" in p] == expected

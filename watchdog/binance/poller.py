@@ -344,7 +344,8 @@ class Poller:
     def _next_wake_s(self, leased: Collection[str]) -> float:
         """When to look again: the schedule's next item, or when the budget frees what is due."""
         now_s = self._clock.monotonic()
-        plan = self.schedule.plan(now_s, leased, self._calm(now_s))
+        # Unordered: only whether order reads are due matters here, not their order.
+        plan = self.schedule.plan(now_s, leased, self._calm(now_s), ordered=False)
         held_s: list[float] = []
         if plan.read_positions:
             held_s.append(self._positions_wait_s(plan, now_s))

@@ -71,6 +71,8 @@ class Vitals:
     store_error: str = ""
     progress_at: dict[str, float] = field(default_factory=dict)
     proof: StreamProof = field(default_factory=StreamProof)  # fed by the core loop
+    _problem_keys: tuple[PositionKey, ...] = field(default=(), repr=False, compare=False)
+    _problem_line: str = field(default="", repr=False, compare=False)
 
     # ------------------------------------------------------------ observations
 
@@ -117,9 +119,19 @@ class Vitals:
             found.append(f"{unknown} position(s) unknown")
         unprotected = self.unprotected()
         if unprotected:
-            found.append(f"{len(unprotected)} position(s) unprotected (no covering stop): "
-                         + ", ".join(str(key) for key, _ in unprotected))
+            found.append(self._unprotected_problem(tuple(key for key, _ in unprotected)))
         return tuple(found)
+
+    def _unprotected_problem(self, keys: tuple[PositionKey, ...]) -> str:
+        """The problem line naming ``keys``; kept while the same keys are alerted. Why: 300
+        unprotected positions (the footprint bench) made it 300 ``str(key)`` and a join on every
+        heartbeat, ≈ 0.03 % of an idle daemon; the keys are the guard's own objects from beat to
+        beat, so comparing the tuples is a C-level identity check."""
+        if keys != self._problem_keys:
+            self._problem_keys = keys
+            self._problem_line = (f"{len(keys)} position(s) unprotected (no covering stop): "
+                                  + ", ".join(str(key) for key in keys))
+        return self._problem_line
 
     def keepalive_due(self, now_at: float, loops: tuple[str, ...]) -> bool:
         """True when every named loop reported progress within ``progress_limit_s``."""

@@ -426,7 +426,12 @@ class PollSchedule:
             return max(self._next_positions_at, self._last_positions_at + self.idle_poll_interval_s)
         return self._next_positions_at
 
-    def plan(self, now_s: float, leased: Collection[str] = (), calm: bool = False) -> PollPlan:
+    def plan(self, now_s: float, leased: Collection[str] = (), calm: bool = False, *,
+             ordered: bool = True) -> PollPlan:
+        """What to read at ``now_s``. ``ordered=False``: the same plan, its order reads in no
+        particular order, for a caller that only asks whether any is due and when to wake (the
+        poller's ``_next_wake_s``): sorting 300 held-back reads was a third of the planning on
+        an idle 300-symbol account (docs/BENCHMARKS.md, "#13 item 2: the floor with reads")."""
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
@@ -459,7 +464,8 @@ class PollSchedule:
                 wake_at = next_at
         # Requested first, then the longest unread: when the budget cuts the list short, every
         # symbol still gets its turn (the sweep can add many symbols that hold orders).
-        keyed.sort()
+        if ordered:
+            keyed.sort()
         due = tuple(k[2] for k in keyed)
         return PollPlan(read_positions, urgent,
                         ", ".join(self._requested + self._routine_requests) or "scheduled",
