@@ -129,6 +129,20 @@ def _reference_due(s: PollSchedule, now_s: float, leased: frozenset[str]) -> tup
 _SYMBOLS = [f"S{i}USDT" for i in range(6)]
 
 
+def _schedule(opened: set[str], reads: dict[str, float], active: dict[str, float],
+              requested: set[str]) -> PollSchedule:
+    """A schedule that saw these positions, order reads, activity and requested symbols."""
+    s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+    s.positions_seen(snap(*sorted(opened)), 0.0)
+    for symbol, at in reads.items():
+        s.orders_read(Symbol(symbol), at)
+    for symbol, at in active.items():
+        s.activity(Symbol(symbol), at)
+    if requested:
+        s.snapshot_requested("fill", {Symbol(x) for x in requested})
+    return s
+
+
 @settings(max_examples=200, deadline=None)
 @given(opened=st.sets(st.sampled_from(_SYMBOLS)),
        reads=st.dictionaries(st.sampled_from(_SYMBOLS), st.floats(0, 20)),
@@ -139,14 +153,7 @@ _SYMBOLS = [f"S{i}USDT" for i in range(6)]
 def test_plan_lists_due_order_reads_in_the_specified_order(
         opened: set[str], reads: dict[str, float], active: dict[str, float], requested: set[str],
         leased: frozenset[str], now_s: float) -> None:
-    s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
-    s.positions_seen(snap(*sorted(opened)), 0.0)
-    for symbol, at in reads.items():
-        s.orders_read(Symbol(symbol), at)
-    for symbol, at in active.items():
-        s.activity(Symbol(symbol), at)
-    if requested:
-        s.snapshot_requested("fill", {Symbol(x) for x in requested})
+    s = _schedule(opened, reads, active, requested)
     plan = s.plan(now_s, leased)
     assert plan.order_symbols == _reference_due(s, now_s, leased)
     assert plan.orders_urgent == tuple(x for x in plan.order_symbols if x in s._requested_symbols)
@@ -165,14 +172,7 @@ def test_an_unordered_plan_is_the_same_plan_but_for_the_order_of_its_reads(
         leased: frozenset[str], now_s: float, calm: bool) -> None:
     """What the poller's wake-up planning uses (``ordered=False``, no sort) is the sorted plan's
     content: every field equal, the due order reads the same set."""
-    s = PollSchedule(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
-    s.positions_seen(snap(*sorted(opened)), 0.0)
-    for symbol, at in reads.items():
-        s.orders_read(Symbol(symbol), at)
-    for symbol, at in active.items():
-        s.activity(Symbol(symbol), at)
-    if requested:
-        s.snapshot_requested("fill", {Symbol(x) for x in requested})
+    s = _schedule(opened, reads, active, requested)
     ordered = s.plan(now_s, leased, calm)
     unordered = s.plan(now_s, leased, calm, ordered=False)
     assert sorted(unordered.order_symbols) == sorted(ordered.order_symbols)

@@ -61,6 +61,22 @@ async def stored(redis_url: str) -> tuple[list[str], str | None]:
         await client.aclose()
 
 
+async def told_closed_once(redis_url: str) -> list[str]:
+    """The position is published closed and its closure told exactly once; the event kinds."""
+    kinds, state = await stored(redis_url)
+    assert state == "closed"
+    assert kinds.count("position_closed") == 1, kinds
+    return kinds
+
+
+async def take_back_and_recover(leader: RedisPublisher, runner: Any) -> None:
+    """Take the lead back and take over (as run_lead and the daemon's take_over do); then
+    the heartbeat task's recover writes what was deferred."""
+    assert await leader.acquire(announce=True)
+    await leader.take_over({})
+    assert await runner.recover()
+
+
 async def defer_a_closure_then_lose_the_lead(runner: Any, store: RedisPublisher,
                                              redis_server: Any) -> None:
     await runner.run([Publish(make_view(KEY, verified_ms=NOW_MS, version=1))])
@@ -85,12 +101,8 @@ async def test_a_stepped_down_instance_keeps_its_deferred_writes_until_it_leads_
 
     # Nobody else leads: it takes the lead back and takes over (as run_lead and the daemon's
     # take_over do), then the heartbeat task's recover writes what was deferred.
-    assert await leader.acquire(announce=True)
-    await leader.take_over({})
-    assert await runner.recover()
-    kinds, state = await stored(redis_url)
-    assert state == "closed"
-    assert kinds.count("position_closed") == 1, kinds
+    await take_back_and_recover(leader, runner)
+    await told_closed_once(redis_url)
 
 
 async def test_an_instance_that_finds_another_leader_drops_its_deferred_writes(
@@ -152,9 +164,7 @@ async def test_an_event_after_a_step_down_on_a_lapsed_lease_is_written_once_it_l
         lead.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lead
-    kinds, state = await stored(redis_url)
-    assert state == "closed"
-    assert kinds.count("position_closed") == 1, kinds
+    await told_closed_once(redis_url)
 
 
 async def test_a_deferred_event_refused_as_fenced_stays_deferred_until_it_leads_again(
@@ -180,9 +190,7 @@ async def test_a_deferred_event_refused_as_fenced_stays_deferred_until_it_leads_
         assert await runner.recover()
     finally:
         await same.close()
-    kinds, state = await stored(redis_url)
-    assert state == "closed"
-    assert kinds.count("position_closed") == 1, kinds
+    await told_closed_once(redis_url)
 
 
 async def test_deferred_writes_wait_for_the_takeovers_first_beat(
@@ -199,9 +207,7 @@ async def test_deferred_writes_wait_for_the_takeovers_first_beat(
     assert runner.store_down
     await leader.take_over({})
     assert await runner.recover()
-    kinds, state = await stored(redis_url)
-    assert state == "closed"
-    assert kinds.count("position_closed") == 1, kinds
+    await told_closed_once(redis_url)
 
 
 async def _value(value: bool) -> bool:
@@ -247,9 +253,7 @@ async def test_a_batch_run_before_the_takeovers_first_beat_is_deferred_not_dropp
     await leader.take_over({})  # the first beat under the new fence
     assert await runner.recover()
     assert await runner.recover()  # nothing left: written exactly once
-    kinds, state = await stored(redis_url)
-    assert state == "closed"
-    assert kinds.count("position_closed") == 1, kinds
+    kinds = await told_closed_once(redis_url)
     assert kinds.count("alert") == 1, kinds
 
 
@@ -268,9 +272,7 @@ async def test_a_batch_refused_as_fenced_is_deferred_until_it_leads_again(
     assert seen.written[-1] is False
     assert not leader.leading, "refused: its token is gone"
     assert runner.store_down, "deferred, not dropped"
-    assert await leader.acquire(announce=True)
-    await leader.take_over({})
-    assert await runner.recover()
+    await take_back_and_recover(leader, runner)
     kinds, _ = await stored(redis_url)
     assert kinds.count("position_closed") == 1, kinds
     assert kinds.count("alert") == 1, kinds
@@ -382,9 +384,5 @@ async def test_a_closure_deferred_by_a_refusal_is_told_once_when_redis_kept_its_
     closed = make_view(KEY, state=PositionState.CLOSED, verified_ms=now_ms + 10, version=2)
     await runner.run([Publish(closed), Notify("position_closed", KEY)])
     assert runner.store_down
-    assert await leader.acquire(announce=True)
-    await leader.take_over({})
-    assert await runner.recover()
-    kinds, state = await stored(redis_url)
-    assert state == "closed"
-    assert kinds.count("position_closed") == 1, kinds
+    await take_back_and_recover(leader, runner)
+    await told_closed_once(redis_url)

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from watchdog.binance.protocol import wire_rest
 from watchdog.binance.protocol.wire import Ignored, parse_user_event
 from watchdog.binance.protocol.wire_rest import (
     parse_error_body,
@@ -156,6 +157,12 @@ def _parsed(body: object) -> object:
         return str(exc)
 
 
+def _forget_reads() -> None:
+    """Forget the rows and reads the parse remembers: the next read parses as if first."""
+    wire_rest._LAST_ROWS.clear()
+    wire_rest._LAST_READS.clear()
+
+
 @SLOW
 @given(_risk_reads)
 @example(([("AUSDT", "1", "1", 1)], [("AUSDT", "1", "1", True)]))
@@ -168,13 +175,10 @@ def test_an_unchanged_position_row_parses_as_if_read_first(
     """positionRisk rows are remembered per key (the same texts give the same PositionAmount):
     after any earlier read, a read parses exactly as it would alone, errors included (a
     ``True`` or ``5.0`` where ``5`` was is no longer equal)."""
-    from watchdog.binance.protocol import wire_rest
-
     first, second = reads
     _parsed(_risk_body(first))
     after = _parsed(_risk_body(second))
-    wire_rest._LAST_ROWS.clear()
-    wire_rest._LAST_READS.clear()
+    _forget_reads()
     alone = _parsed(_risk_body(second))
     assert after == alone
     if isinstance(alone, tuple):  # and a row read again is the object parsed before
@@ -198,8 +202,6 @@ def test_an_unchanged_read_parses_as_if_read_first(
     tuple of rows: after any earlier reads, a read (its markPrice moved) parses exactly as it
     would alone, errors included, and a valid read of texts and int times read again (mark
     price moved) is the very tuple parsed before."""
-    from watchdog.binance.protocol import wire_rest
-
     def body(rows: list[tuple[str, object, object, object]]) -> list[dict[str, object]]:
         return [{**row, "markPrice": mark} for row in _risk_body(rows)]
 
@@ -207,8 +209,7 @@ def test_an_unchanged_read_parses_as_if_read_first(
     _parsed(body(first))
     _parsed(body(second))
     after = _parsed(body(second))
-    wire_rest._LAST_ROWS.clear()
-    wire_rest._LAST_READS.clear()
+    _forget_reads()
     alone = _parsed(body(second))
     assert after == alone
     again = _parsed(_risk_body(second))
