@@ -45,9 +45,9 @@ CI_SUBSET = (
     "bad_api_key",
     "bad_config",
     "two_bots_racing",
-    # the guard (issue 17): its three cheapest scenarios with margin (about 15–20 s each);
+    # the guard (issue 17): its three cheapest scenarios with margin (about 15-20 s each);
     # guard_close_while_placing joined once the guard removed its own stop on a close
-    # (core/guard.py rule 4b: 0.05–0.23 s of its 5.5 s bound, was 4.4 s)
+    # (core/guard.py rule 4b: 0.05-0.23 s of its 5.5 s bound, was 4.4 s)
     "guard_bot_replaces_in_flight",
     "guard_rest_lag_under_lease",
     "guard_close_while_placing",

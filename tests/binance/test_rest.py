@@ -227,7 +227,8 @@ async def test_the_sweeps_read_is_sent_once_through_a_5xx(path: str) -> None:
     fetch = rest.fetch_open_orders if path.endswith("openOrders") else rest.fetch_open_algo_orders
     with pytest.raises(ExchangeUnavailable):
         await fetch(None, retry=False)
-    assert sent == [None] and rec.sleeps == []
+    assert sent == [None]
+    assert rec.sleeps == []
     assert rest.budget.own_used_1m(rest._clock.monotonic()) == 40 + 1  # and the time sync
     with pytest.raises(ExchangeUnavailable):
         await fetch(Symbol("BTCUSDT"))
