@@ -11,6 +11,14 @@ lost its data (restart without persistence, FLUSHALL, failover), it republishes 
 within that same heartbeat. Republished views keep their original ``verified_ms``: freshness is
 never refreshed by a republish, so an old view reads as stale, never as new truth.
 
+Rules of this module (the republish):
+1. No protection is shown once it is gone. The guard's fields are republished as the latest
+   answer held per position; a cleared one is held as nothing, so a closed position's fields
+   are removed by the write that publishes it closed (``publish_position.lua``): whoever writes
+   the closure (a standby taking over, a restarted watchdog, a write again after a failover
+   lost it) may never have judged the position open, and until session 9 the old leader's
+   ``covered`` stayed beside ``closed`` (docs/HA.md, tests/store/test_protection_cleared.py).
+
 Where the rest lives: each script call is built by :mod:`poswatch.calls` (shared with the
 bots' client), carried by :mod:`watchdog.store.runner` (every write through :meth:`_write`);
 the lead and the fence are :mod:`watchdog.store.lead`, the reads :mod:`watchdog.store.reads`,
