@@ -111,3 +111,36 @@ async def test_an_alert_the_old_leader_sent_is_not_repeated_after_the_takeover(
         assert len(sent) == 1, sent
         assert (await position(rclient))["unprotected_since_ms"] == told["unprotected_since_ms"]
 
+
+
+async def test_a_position_closed_while_the_leader_is_dead_shows_no_protection_after_the_takeover(
+        sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis, tmp_path: Path) -> None:
+    """docs/HA.md, a closure only a standby saw: the dead leader showed the position
+    ``covered``; it closed (its stop became an orphan) before the standby took over. Until
+    session 9 the new leader published it closed and left ``protection: covered`` beside
+    ``state: closed`` for ``closed_ttl_s`` (a day): its guard had cleared the protection as a
+    standby, and a republish wrote only the protections it held."""
+    sim.fill("BASUSDT", "BUY", "1216")
+    place_stop(sim, "BASUSDT", "1216")
+    async with AsyncExitStack() as stack:
+        group = await start_group(stack, sim, redis_url, tmp_path, 2, rclient)
+        await eventually(lambda: position(rclient), lambda h: h.get("protection") == "covered",
+                         timeout_s=60, what="covered under the first leader")
+        old = the_leader(group, await leader_of(rclient))
+        new = next(i for i in group if i is not old)
+        await eventually(sync(new.text), lambda t: "stream_recovered" in t, timeout_s=30,
+                         what="the standby's stream live")
+        old_fence = await rclient.get(KEYS.fence)
+        old.process.kill()
+        await old.process.wait()
+        sim.fill("BASUSDT", "SELL", "1216")  # within the dead leader's lease: a standby's sight
+        await eventually(lambda: position(rclient),
+                         lambda h: h.get("fence") not in (None, old_fence)
+                         and h.get("state") == "closed", timeout_s=60,
+                         what="the new leader published the position closed")
+        await beats_later(rclient)
+        shown = await position(rclient)
+        assert shown["state"] == "closed"
+        assert "protection" not in shown, shown
+        assert "guard_order" not in shown, shown
+        assert "unprotected_since_ms" not in shown, shown

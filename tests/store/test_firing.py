@@ -99,3 +99,47 @@ async def test_a_marker_left_by_an_earlier_run_is_cleared_by_the_next_runs_first
         assert (await client.check("BTCUSDT")).reason == "stop_triggered"  # this run's marker
     finally:
         await restarted.close()
+
+
+async def test_a_marker_another_leader_left_is_cleared_at_a_takeover_of_an_instance_that_led_before(
+        redis_url: str, client: AsyncWatchdogClient) -> None:
+    """B led and published the position, handed the lead on (a fair share's hand-on, or a
+    failover back); A marked a stop firing; the stop finished, seen by B as a standby; A dies
+    and B takes over. B's first complete publish in its earlier term had synced the key, so
+    until session 9 its republish did not drop A's marker: ``begin`` vetoed the bot with
+    ``stop_triggered`` (retry later) on an open position whose stop was long gone, for as long
+    as B led. Each lead term now starts unsynced, as a run does."""
+    def instance() -> RedisPublisher:
+        return RedisPublisher.from_url(redis_url, account=ACCOUNT, health_ttl_ms=10_000,
+                                       closed_ttl_s=60, events_maxlen=1000,
+                                       veto_max_age_ms=5_000, socket_timeout_s=2.0)
+    a, b = instance(), instance()
+    await a.start()
+    await b.start()
+    try:
+        t = now_ms()
+        assert await b.acquire()
+        await b.heartbeat({"stream": "live"}, wall_ms=t)
+        assert await b.run_many([Publish(make_view(BTC, version=1, verified_ms=t))])
+        await b.resign("test: hand-on")
+        assert await a.acquire()
+        await a.heartbeat({"stream": "live"}, wall_ms=t)
+        assert await a.run_many([Publish(make_view(BTC, version=1, verified_ms=t)),
+                                 MarkFiring(BTC, FIRING)])
+        assert (await client.check("BTCUSDT")).reason == "stop_triggered"
+        assert not await b.run_many([MarkFiring(BTC, FIRING)])  # held: a standby
+        assert not await b.run_many([MarkFiring(BTC, None)])  # the stop finished
+        await a._redis.delete(KEYS.leader)  # A killed: its lease deleted, not waited out
+        a.step_down("test: killed")
+        assert await b.acquire(announce=True)
+        await b.take_over({"stream": "live"}, wall_ms=now_ms())
+        assert (await client.check("BTCUSDT")).reason == "ok"
+        assert "firing_algo_id" not in await b._redis.hgetall(KEYS.position(BTC))
+        # A marker the leader knows is written again by its next takeover's republish.
+        assert await b.run_many([MarkFiring(BTC, FIRING)])
+        await b._redis.flushall()
+        assert await b.heartbeat({"stream": "live"})
+        assert (await client.check("BTCUSDT")).reason == "stop_triggered"
+    finally:
+        await a.close()
+        await b.close()

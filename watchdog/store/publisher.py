@@ -11,6 +11,19 @@ lost its data (restart without persistence, FLUSHALL, failover), it republishes 
 within that same heartbeat. Republished views keep their original ``verified_ms``: freshness is
 never refreshed by a republish, so an old view reads as stale, never as new truth.
 
+Rules of this module (the republish):
+1. No protection is shown once it is gone. The guard's fields are republished as the latest
+   answer held per position; a cleared one is held as nothing, so a closed position's fields
+   are removed by the write that publishes it closed (``publish_position.lua``): whoever writes
+   the closure (a standby taking over, a restarted watchdog, a write again after a failover
+   lost it) may never have judged the position open, and until session 9 the old leader's
+   ``covered`` stayed beside ``closed`` (docs/HA.md, tests/store/test_protection_cleared.py).
+2. No firing marker is shown once its stop is done. The first complete publish of a key in
+   each lead term, not only in each run, drops a marker this instance does not hold
+   (``clear_firing``): another leader may have written one since this instance last led. Until
+   session 9 an instance taking the lead back kept that leader's ``stop_triggered`` veto on
+   an open position whose stop it had seen end as a standby (tests/store/test_firing.py).
+
 Where the rest lives: each script call is built by :mod:`poswatch.calls` (shared with the
 bots' client), carried by :mod:`watchdog.store.runner` (every write through :meth:`_write`);
 the lead and the fence are :mod:`watchdog.store.lead`, the reads :mod:`watchdog.store.reads`,
@@ -541,6 +554,8 @@ class RedisPublisher(Leadership):
         health), then every held view republished under the new fence. Returns how many views
         were written."""
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
+        # Rule 2: another leader may have marked stops firing since this instance last wrote.
+        self._firing_synced.clear()
         await self._load_scripts()
         await self.heartbeat(health, wall_ms=now)
         done = await self.republish(now)

@@ -1,6 +1,10 @@
 -- publish_position: compare-and-set on version. A view whose version is not greater than the
 -- stored one is refused, so a late REST answer can never overwrite a newer stream fact.
--- A closed position keeps its hash with a TTL; a closure revokes the live lease atomically.
+-- A closed position keeps its hash with a TTL; a closure revokes the live lease atomically and
+-- drops the guard's fields (protection, unprotected_since_ms, guard_order: set_protection.lua):
+-- a closed position has no protection, and whoever closes it (a takeover's republish, a
+-- restarted watchdog, a write again after a failover lost it) may never have judged it open,
+-- so may never clear them otherwise (docs/HA.md).
 -- A hash written under an older fence (another, earlier leader) is replaced whatever its
 -- version: versions order one writer's views, the fence orders writers (docs/HA.md).
 -- KEYS: 1 position, 2 positions, 3 lease, 4 leases, 5 events, 6 health, 7 fence
@@ -49,6 +53,7 @@ end
 bump_rev(KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 if state == 'closed' then
+  redis.call('HDEL', KEYS[1], 'protection', 'unprotected_since_ms', 'guard_order')
   redis.call('PEXPIRE', KEYS[1], closed_ttl)
   revoke(KEYS[3], KEYS[4], KEYS[5], ARGV[12], events_maxlen(KEYS[6]), ARGV[1], 'position_closed', now)
 else
