@@ -17,7 +17,7 @@ from watchdog.core.effects import (
     PublishProtection,
     RequestSnapshot,
 )
-from watchdog.core.events import SnapshotRequested, StreamConnected
+from watchdog.core.events import OrdersSnapshot, SnapshotRequested, StreamConnected
 from watchdog.core.guard import GUARD_CLIENT_ID_PREFIX, Guard, GuardOutcome, GuardPolicy, Leases, Told
 from watchdog.core.model import ZERO, AlgoStatus, Knowledge, OrderId, PositionKey, PositionView, Symbol
 from watchdog.core.orders import OrderBook
@@ -434,7 +434,12 @@ def test_a_standby_judges_and_alerts_but_never_places_nor_removes_nor_spends_the
         effects = rig2.guard.step(rig2.positions, rig2.orders, no_leases(T0 + t), T0 + t, (),
                                   acting=False)
         assert [e for e in effects if isinstance(e, CancelGuardStop)] == []
-    assert [e for e in rig2.step(T0 + 30_000) if isinstance(e, CancelGuardStop)] != []
+    # Leading again: ours goes only once a read of this lead term shows the bot's stop
+    # (rule 1c: what the stream told a standby is no proof to remove protection on).
+    assert [e for e in rig2.step(T0 + 30_000) if isinstance(e, CancelGuardStop)] == []
+    rig2.feed(snapshot(algos=(algo_row(5), algo_row(77, client_id=cid, close_position=True)),
+                       at_ms=T0 + 30_050, symbols=frozenset({BAS}), request_id=3))
+    assert [e for e in rig2.step(T0 + 30_100) if isinstance(e, CancelGuardStop)] != []
 
 
 # ---------------------------------------------------------------- rule 7: a takeover
@@ -517,7 +522,10 @@ def test_a_position_first_judged_after_a_takeover_continues_the_told_run() -> No
 def test_a_told_alert_ends_with_position_protected_when_the_new_leader_finds_it_covered_or_closed() -> None:
     rig = Rig()  # covered again: the old leader died before telling position_protected
     rig.guard.take_over({KEY: Told(None, alerted=True)})
-    effects = rig.step(T0)
+    effects = rig.step(T0)  # rule 1c: covered only once a read of this lead term shows it
+    assert (kinds(effects), protections(effects)) == ([], [PublishProtection(KEY, "unknown", None, "")])
+    rig.feed(snapshot(algos=(algo_row(1),), at_ms=T0 + 10, symbols=frozenset({BAS}), request_id=2))
+    effects = rig.step(T0 + 50)
     assert kinds(effects) == ["position_protected"]
     assert rig.guard.unprotected() == ()
     closed = Rig()
@@ -690,3 +698,85 @@ def test_the_removal_after_a_close_respects_the_order_budget() -> None:
                                                               OrderId(77)),))) == []
     assert cancels(rig.step(T0 + 63_999)) == []
     assert len(cancels(rig.step(T0 + 64_000))) == 1
+
+
+# ---------------------------------------------------------------- rule 1c: a lead term's reads
+
+
+DOUBTING = GuardPolicy(doubt_ms=15_000)
+
+
+def led_then_stood_by(policy: GuardPolicy = DOUBTING) -> Rig:
+    """Led (its stop read by REST), then a standby whose stream stays live but says nothing
+    (muted: the cancel below never reaches it), as instance A in the HA report."""
+    rig = Rig(policy)
+    assert protections(rig.step(T0)) == [PublishProtection(KEY, "covered", None, "")]
+    held: list[PublishProtection] = []
+    for t in range(500, 20_000, 500):
+        held += protections(rig.guard.step(rig.positions, rig.orders, no_leases(T0 + t), T0 + t,
+                                           (), acting=False))
+    # What it holds for a takeover's republish: never covered from the stream's silence.
+    assert held == [PublishProtection(KEY, "unknown", None, "")]
+    return rig
+
+
+def test_an_instance_that_led_before_does_not_show_covered_from_its_old_reads_at_a_takeover() -> None:
+    """The stop was cancelled while this instance stood by with a muted stream; the other
+    leader found it gone by REST and alerted (Redis shows its start and its alert). Taking
+    the lead back, this instance must neither publish covered nor tell position_protected
+    from a book no read of its lead term shows (on main it did both at its first step)."""
+    rig = led_then_stood_by()
+    told = Told(T0 + 9000, alerted=True)
+    rig.guard.take_over({KEY: told})
+    effects = rig.step(T0 + 20_000)
+    assert kinds(effects) == []
+    assert protections(effects) == []  # unknown already, as held
+    assert [r.symbols for r in requests(effects)] == [frozenset({BAS})]  # asked at once
+    assert "not since taking the lead" in requests(effects)[0].reason
+    assert kinds(rig.step(T0 + 21_000)) == []
+    # The read of this lead term shows the stop gone: the told run goes on, not alerted twice.
+    rig.feed(snapshot(at_ms=T0 + 21_100, symbols=frozenset({BAS}), request_id=2))
+    effects = rig.step(T0 + 21_200)
+    assert protections(effects) == [PublishProtection(KEY, "none", T0 + 9000, "")]
+    assert kinds(effects) == []
+    assert rig.guard.unprotected() == ((KEY, T0 + 9000),)
+
+
+def test_a_lead_lost_and_taken_back_between_two_steps_needs_a_read_too() -> None:
+    """No standby step between the two lead terms (the core did not step meanwhile): the
+    takeover itself starts the term."""
+    rig = Rig(DOUBTING)
+    rig.step(T0)
+    rig.guard.take_over({KEY: Told(T0 + 5000, alerted=True)})
+    effects = rig.step(T0 + 9000)
+    assert (kinds(effects), protections(effects)) == (
+        [], [PublishProtection(KEY, "unknown", None, "")])
+
+
+def test_a_read_applied_before_the_takeover_does_not_count_one_after_it_does() -> None:
+    rig = led_then_stood_by()
+    # The standby's own post-connect read, answered before it took the lead.
+    rig.feed(snapshot(algos=(algo_row(1),), at_ms=T0 + 19_000, symbols=frozenset({BAS}),
+                      request_id=2))
+    rig.guard.step(rig.positions, rig.orders, no_leases(T0 + 19_500), T0 + 19_500, (),
+                   acting=False)
+    rig.guard.take_over({})
+    assert protections(rig.step(T0 + 20_000)) == []  # still unknown
+    # The takeover's algo sweep alone verifies an algo stop (the regular list may come later).
+    rig.feed(OrdersSnapshot(3, T0 + 20_100, (), (algo_row(1),), None, covers_orders=False))
+    assert protections(rig.step(T0 + 20_200)) == [PublishProtection(KEY, "covered", None, "")]
+
+
+def test_after_a_takeover_no_last_resort_stop_before_a_read_and_none_beside_the_old_leaders() -> None:
+    """Rule 1c never adds a stop: unknown places nothing; a stop of ours the old leader
+    placed, shown by the term's read, covers the position (one per side)."""
+    policy = GuardPolicy(alert_ms=1000, emergency_stop_pct=Decimal(5), emergency_after_ms=4000,
+                         doubt_ms=15_000)
+    rig = led_then_stood_by(policy)
+    rig.guard.take_over({KEY: Told(T0 + 9000, alerted=True)})
+    for t in range(20_000, 40_000, 500):
+        assert places(rig.step(T0 + t)) == []
+    theirs = algo_row(9, client_id=f"{GUARD_CLIENT_ID_PREFIX}{T0 + 15_000}-1", close_position=True)
+    rig.feed(snapshot(algos=(theirs,), at_ms=T0 + 40_000, symbols=frozenset({BAS}), request_id=2))
+    for t in range(40_100, 60_000, 500):
+        assert places(rig.step(T0 + t)) == []

@@ -19,6 +19,17 @@ Rules of this module:
    ``covered`` from stale data, never alerted on.
    1b. With the stream down (not connected), a ``none``/``partial`` run is alerted on (and a
    last-resort stop placed) only once an orders read applied after the run began shows it again.
+   1c. ``covered`` needs a read of this lead term: the orders that cover must be of lists read
+   for the symbol (or swept) after this instance last took the lead (``take_over``, or its
+   first step as leader after a step as standby; the start for one that leads from its start).
+   A standby reads no orders and no doubt read bounds its stream's silence (a muted stream is
+   ``live`` to it), so what it knows covered it holds as ``unknown`` for a takeover's
+   republish, and after a takeover a position the book shows covered is ``unknown`` (its run
+   paused, a told alert not ended, nothing of ours removed) until such a read, which rule 8
+   asks at once. ``none``/``partial`` are judged as before: a stop seen gone is evidence.
+   Until session 9 an instance taking the lead back republished ``covered`` and told
+   ``position_protected`` from a book its muted stream had kept since it last led, after the
+   other leader had found the stop gone by REST and alerted.
 2. ``unprotected_since_ms`` is when the guard first saw the position open and ``none`` or
    ``partial`` in the current run; ``covered`` or a closure ends the run; ``unknown`` pauses it
    (the clock is not restarted: what was unprotected before the doubt is probably still so).
@@ -281,6 +292,14 @@ class Guard:
         # takeover), besides the run's start.
         self._lease_floor_ms = 0
         self._floor_at_step = False
+        # Rule 1c: the orders reads applied in this lead term, (symbol, is_algo) and the lists
+        # swept; only they can make a position ``covered``.
+        self._term_open = True  # False on a standby; True from a lead term's first step
+        self._term_from_step = False  # opened by a step as leader since the last take_over
+        self._term_pending: list[OrdersSnapshot] = []
+        self._term_reads: set[tuple[Symbol, bool]] = set()
+        self._term_swept: set[bool] = set()
+        self._unverified: set[PositionKey] = set()  # covered by the book, not by a term read
 
     # ------------------------------------------------------------ reading
 
@@ -323,6 +342,9 @@ class Guard:
                     run.since_ms = shown.since_ms  # the start bots were told
                     run.own_since_ms = own
         self._told.update({k: v for k, v in told.items() if k not in self._runs})
+        if not self._term_from_step:  # rule 1c: the lead may have changed hands unseen
+            self._new_term()
+        self._term_from_step = False
         self._touched_all = True
         self._floor_at_step = True  # rule 3: leases held now may predate the takeover
         self._unalerted = {k for k in self._running
@@ -345,6 +367,8 @@ class Guard:
             case OrdersSnapshot():
                 if f.epoch_from_ms is not None and event.requested_time_ms >= f.epoch_from_ms:
                     f.pending.append(event)
+                    if self._term_open:
+                        self._term_pending.append(event)
             case _:
                 return
 
@@ -415,7 +439,7 @@ class Guard:
                   leases: Leases | None, now_ms: int) -> int | None:
         """Rule 5: the earliest instant after ``now_ms`` at which a time condition of this
         position's judgment can flip (conservative: an early judgment changes nothing)."""
-        p, f, symbol = self.policy, self._fresh, key.symbol
+        p, symbol = self.policy, key.symbol
         times: list[int] = []
         if view is None or view.state is not PositionState.OPEN or view.amount == ZERO:
             if view is None or key not in self._own:
@@ -426,13 +450,13 @@ class Guard:
             if len(self._actions) >= p.max_orders_per_min:
                 times.append(self._actions[0] + 60_000)
             return min((t for t in times if t > now_ms), default=None)
-        read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
-                   default=None)
-        if read is not None:
-            if stream_state != "live":  # freshness; a change of stream state judges all
-                times.append(read + p.orders_max_age_ms + 1)
-            if p.doubt_ms > 0:
-                times.append(read + p.doubt_ms)
+        read = self._doubt_read_ms(symbol)
+        fresh_read = self._read_ms(symbol)
+        if fresh_read is not None and stream_state != "live":
+            # freshness; a change of stream state judges all
+            times.append(fresh_read + p.orders_max_age_ms + 1)
+        if read is not None and p.doubt_ms > 0:
+            times.append(read + p.doubt_ms)
         asked = self._doubt_asked.get(symbol)
         if asked is not None and p.doubt_ms > 0:
             times.append(asked + p.doubt_ms)
@@ -463,6 +487,20 @@ class Guard:
         if len(self._actions) >= p.max_orders_per_min:
             times.append(self._actions[0] + 60_000)
         return min((t for t in times if t > now_ms), default=None)
+
+    def _read_ms(self, symbol: Symbol) -> int | None:
+        """When an orders read covering ``symbol`` was last applied since the gap (rule 1)."""
+        f = self._fresh
+        return max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
+                   default=None)
+
+    def _doubt_read_ms(self, symbol: Symbol) -> int | None:
+        """Rule 8's last read: none while a position of ``symbol`` is covered only by what no
+        read of this lead term shows (rule 1c), so the read is asked at once."""
+        if self._unverified and any(PositionKey(symbol, side) in self._unverified
+                                    for side in PositionSide):
+            return None
+        return self._read_ms(symbol)
 
     def _set_due(self, symbol: Symbol, at: int | None) -> None:
         if at is None:
@@ -500,6 +538,13 @@ class Guard:
         False); returns what to publish, emit, place or remove.
         ``acting`` False (a standby, docs/HA.md): judged and published as usual, but no stop
         is placed or removed and none of the order budget is used (rule 6)."""
+        if not acting:  # rule 1c: a standby holds no read of a lead term
+            if self._term_open:
+                self._new_term()
+            self._term_open, self._term_from_step = False, False
+        elif not self._term_open:
+            self._new_term()
+            self._term_from_step = True
         self._acting = acting
         if self._floor_at_step:
             self._lease_floor_ms, self._floor_at_step = now_ms, False
@@ -603,14 +648,12 @@ class Guard:
         allowance = p.doubt_reads_per_min - len(reads)
         if allowance <= 0:
             return []
-        f = self._fresh
         due: dict[Symbol, int | None] = {}
         for view in views:
             symbol = view.key.symbol
             if view.knowledge is not Knowledge.CONFIRMED or symbol in due:
                 continue
-            read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
-                       default=None)
+            read = self._doubt_read_ms(symbol)
             asked = self._doubt_asked.get(symbol)
             if (read is not None and now_ms - read < p.doubt_ms) or (
                     asked is not None and now_ms - asked < p.doubt_ms):
@@ -626,7 +669,8 @@ class Guard:
             self._doubt_asked[symbol] = now_ms
             reads.append(now_ms)
             read = due[symbol]
-            age = "never" if read is None else f"{now_ms - read} ms ago"
+            age = (f"{now_ms - read} ms ago" if read is not None
+                   else "never" if self._read_ms(symbol) is None else "not since taking the lead")
             effects.append(RequestSnapshot(reason=f"guard: orders of {symbol} last read {age}",
                                            symbols=frozenset({symbol})))
         return effects
@@ -644,6 +688,28 @@ class Guard:
                 for symbol in snap.symbols:
                     f.symbol_read_ms[symbol] = now_ms
         f.pending.clear()
+        if not self._term_open:
+            self._term_pending.clear()
+        for snap in self._term_pending:
+            if snap.symbols is None:
+                self._term_swept.update(lists_of(snap))
+            else:
+                self._term_reads.update((symbol, kind) for symbol in snap.symbols
+                                        for kind in lists_of(snap))
+        self._term_pending.clear()
+
+    def _new_term(self) -> None:
+        """Rule 1c: a lead term starts; reads applied before it no longer make ``covered``."""
+        self._term_open = True
+        self._term_pending.clear()
+        self._term_reads.clear()
+        self._term_swept.clear()
+        self._unverified.clear()
+        self._doubt_asked.clear()  # rule 8: asked anew for this term (the allowance still holds)
+
+    def _term_read(self, symbol: Symbol, is_algo: bool) -> bool:
+        """Rule 1c: the list holding such an order was read for ``symbol`` in this lead term."""
+        return is_algo in self._term_swept or (symbol, is_algo) in self._term_reads
 
     def _judge_open(self, view: PositionView, key_orders: Iterable[TrackedOrder],
                     child_open: _ChildOpen, orders: OrderBook, stream_state: str,
@@ -665,6 +731,14 @@ class Guard:
                 key.symbol, stream_state, now_ms):
             return self._publish(key, run, Protection.UNKNOWN, now_ms, own_book)
         protection = coverage(view.amount, key_orders, child_open)
+        # Rule 1c: covered only by orders of lists read in this lead term.
+        unverified = protection is Protection.COVERED and coverage(
+            view.amount, [o for o in key_orders if self._term_read(key.symbol, o.is_algo)],
+            child_open) is not Protection.COVERED
+        if unverified and self._acting:
+            self._unverified.add(key)
+            return self._publish(key, run, Protection.UNKNOWN, now_ms, own_book)
+        self._unverified.discard(key)
         bot = coverage(view.amount, bot_orders, child_open) if own_book else protection
         effects: list[Effect] = []
         told = self._told.pop(key, None)
@@ -700,10 +774,12 @@ class Guard:
                     ("grace_ms", str(deadline - run.since_ms)))))
         effects += self._emergency(view, run, bot, own_book, leases if lease_ok else None,
                                    stream_state, now_ms)
-        effects += self._publish(key, run, protection, now_ms, own_book)
+        effects += self._publish(key, run, Protection.UNKNOWN if unverified else protection,
+                                 now_ms, own_book)
         return effects
 
     def _judge_unknown(self, key: PositionKey, now_ms: int) -> list[Effect]:
+        self._unverified.discard(key)
         run = self._runs.get(key)
         if run is None:
             run = self._runs[key] = _Run()
@@ -712,6 +788,7 @@ class Guard:
     def _judge_closed(self, key: PositionKey, key_orders: Iterable[TrackedOrder],
                       orders: OrderBook, leases: Leases | None, now_ms: int) -> list[Effect]:
         """Rule 4b: the run ends; a stop of ours still there is removed at once."""
+        self._unverified.discard(key)
         effects = self._end_run(key, now_ms, "closed")
         self._forget_gone_own(key, orders)
         own_book = [o for o in key_orders if o.client_id.startswith(GUARD_CLIENT_ID_PREFIX)
@@ -752,6 +829,7 @@ class Guard:
     def _end(self, key: PositionKey, now_ms: int, why: str) -> list[Effect]:
         """The position is gone from the book (or not known open nor closed): end its run,
         forget our stop."""
+        self._unverified.discard(key)
         self._forget_own(key)
         return self._end_run(key, now_ms, why)
 
