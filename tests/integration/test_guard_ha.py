@@ -7,6 +7,7 @@ health problem raised by the new leader."""
 
 from __future__ import annotations
 
+import signal
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -144,3 +145,71 @@ async def test_a_position_closed_while_the_leader_is_dead_shows_no_protection_af
         assert "protection" not in shown, shown
         assert "guard_order" not in shown, shown
         assert "unprotected_since_ms" not in shown, shown
+
+
+async def kinds_after(r: redis.asyncio.Redis, after: str, kind: str) -> list[dict[str, str]]:
+    """Events of ``kind`` on the position written after the entry ``after``."""
+    return [dict(f) for entry, f in await r.xrange(KEYS.events)
+            if entry > after and f.get("kind") == kind and f.get("position") == MEMBER]
+
+
+async def test_an_instance_taking_the_lead_back_shows_no_covered_from_what_its_muted_stream_kept(
+        sim: Simulator, redis_url: str, rclient: redis.asyncio.Redis, tmp_path: Path) -> None:
+    """core/guard.py rule 1c. A leads (its stop read by REST) and is paused past its lease; B
+    leads. The stream is muted for both; the bot's stop is cancelled while A stands by: only
+    B's REST reads see it, and B publishes ``none`` and alerts. B dies (-9) and A takes the lead
+    back while REST fails (so its takeover's reads cannot race its first judgment, as they do
+    on loopback). On main A republished ``covered`` from the book its muted stream kept (still
+    ``live`` to it) and told ``position_protected`` for the position without a stop."""
+    sim.fill("BASUSDT", "BUY", "1216")
+    stop = place_stop(sim, "BASUSDT", "1216")
+    async with AsyncExitStack() as stack:
+        group = await start_group(stack, sim, redis_url, tmp_path, 2, rclient)
+        await eventually(lambda: position(rclient), lambda h: h.get("protection") == "covered",
+                         timeout_s=60, what="covered under the first leader")
+        first = the_leader(group, await leader_of(rclient))
+        second = next(i for i in group if i is not first)
+        await eventually(sync(second.text), lambda t: "stream_recovered" in t, timeout_s=30,
+                         what="the standby's stream live")
+        first.process.send_signal(signal.SIGSTOP)
+        await eventually(lambda: rclient.hget(KEYS.health, "instance"), second.owns, timeout_s=30,
+                         what="the standby leads while the leader is paused")
+        sim.set_faults(stream="mute")  # connected, pings answered, no events: for both
+        first.process.send_signal(signal.SIGCONT)
+        await eventually(sync(first.text), lambda t: "stepping down" in t, timeout_s=30,
+                         what="the resumed leader steps down")
+        cancel(sim, stop)  # no ALGO_UPDATE reaches either instance
+        await eventually(lambda: position(rclient), lambda h: h.get("protection") == "none",
+                         timeout_s=60, what="the second leader finds the stop gone by REST")
+        told = await eventually(lambda: alerts(rclient), bool, timeout_s=30,
+                                what="the second leader's alert")
+        last = (await rclient.xrevrange(KEYS.events, count=1))[0][0]
+        second_fence = await rclient.get(KEYS.fence)
+        second.process.kill()
+        await second.process.wait()
+        sim.set_faults(rest_errors={"status": 503, "count": 100_000})
+        seen: list[str] = []
+
+        async def under_the_first() -> dict[str, str]:
+            h = await position(rclient)
+            if h.get("fence") not in (None, second_fence):
+                seen.append(h.get("protection", ""))
+            return h
+
+        await eventually(lambda: rclient.hget(KEYS.health, "instance"), first.owns, timeout_s=30,
+                         what="the first instance leads again")
+        await eventually(under_the_first, lambda h: h.get("fence") not in (None, second_fence),
+                         timeout_s=30, what="the takeover's republish")
+        await beats_later(rclient)  # its first judgments written
+        await under_the_first()
+        assert "covered" not in seen, seen
+        assert await kinds_after(rclient, last, "position_protected") == []
+        sim.set_faults(rest_errors=None)
+        await eventually(under_the_first, lambda h: h.get("protection") == "none", timeout_s=60,
+                         what="the first instance, with REST back, judges the position none")
+        await beats_later(rclient)
+        assert "covered" not in seen, seen
+        assert await kinds_after(rclient, last, "position_protected") == []
+        assert len(await alerts(rclient)) == 1  # the second leader's, not repeated
+        assert (await position(rclient))["unprotected_since_ms"] == \
+            told[0]["unprotected_since_ms"]
