@@ -14,9 +14,6 @@ Rules of this module:
    down for a round (250 ms, then a third token and a second republish).
 2. The token only grows locally: an acquisition's reply older than the token held is ignored
    (the later reply of two concurrent acquisitions may carry the earlier token).
-3. A renewal travels with the heartbeat woken on the same beat, in one round trip
-   (store/runner.py rule 2), and is judged on its own reply alone, as before: a lead is
-   proven only by its own ``renew_lead`` reply, never by the heartbeat's.
 """
 
 from __future__ import annotations
@@ -120,7 +117,7 @@ class Leadership(StoreReads):
         if not token:
             return False
         ok, holder = await self._read(self.calls.renew_lead(self._instance, token,
-                                                            self.lead_ttl_ms), join=True)
+                                                            self.lead_ttl_ms))
         if not ok:
             if token != self._fence:  # rule 1: a newer token of ours took the lease meanwhile
                 logger.info("renewal of this instance's older fence {} refused; it leads with "

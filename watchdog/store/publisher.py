@@ -381,15 +381,12 @@ class RedisPublisher(Leadership):
 
     # ---------------------------------------------------------------- the one way to Redis
 
-    async def _write(self, calls: Sequence[ScriptCall], *, join: bool = False) -> list[Any]:
+    async def _write(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Every write goes here: fenced (a ``FENCED`` reply makes this instance a standby),
-        then carried by :class:`ScriptRunner` (one EVALSHA, or all in one round trip).
-        ``join``: one call, with the lead renewal woken with it (runner.py rule 2)."""
+        then carried by :class:`ScriptRunner` (one EVALSHA, or all in one round trip)."""
         # The calls were built with the token held now (no await since): the refusal of an
         # older token of ours steps nothing down (lead.py rule 1).
         with self._fenced(calls[0].script if len(calls) == 1 else "pipeline", self._fence):
-            if join and len(calls) == 1:
-                return [await self._runner.joined(calls[0])]
             return await self._runner.run(calls)
 
     def _names_of(self, key: PositionKey) -> PositionKeys:
@@ -506,7 +503,7 @@ class RedisPublisher(Leadership):
         token = self._fence
         try:
             await self._write([self.calls.heartbeat(self._health_ttl_ms, token, now,
-                                                    fields.items())], join=True)
+                                                    fields.items())])
             if token == self._fence:  # not a newer acquisition's: its own beat announces it
                 self._announced = True
         except Fenced:

@@ -32,11 +32,10 @@ class StoreReads:
     calls: WatchdogCalls
     _odd_members: set[str]  # malformed lease members already reported (once each)
 
-    async def _read(self, call: ScriptCall, *, join: bool = False) -> Any:
-        """A call outside the fence (leadership, reads): errors mapped, never a step down.
-        ``join``: in one round trip with the heartbeat woken with it (runner.py rule 2)."""
+    async def _read(self, call: ScriptCall) -> Any:
+        """A call outside the fence (leadership, reads): errors mapped, never a step down."""
         with map_redis_errors(call.script, self._url):
-            return await (self._runner.joined(call) if join else self._runner.one(call))
+            return await self._runner.one(call)
 
     async def instances(self) -> list[tuple[str, int]]:
         """Every registered instance (leader and standbys) with its registration expiry ms."""

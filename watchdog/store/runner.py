@@ -29,15 +29,6 @@ Rules of this module:
    brings the very same list (``touch_verified``'s, kept by store/refresh.py while a read's run
    of positions is the same: 305 names a read at 300 positions, ≈ a third of its packing).
    Such a list is never changed in place (refresh.py), so the same list is the same bytes.
-2. ``joined`` calls handed in one loop iteration travel in one round trip: the lead renewal
-   and the heartbeat, woken on the same point of the daemon's beat once a second
-   (runtime/beat.py), were two round trips and two replies to wake for. Each caller gets its
-   own call's reply or error, exactly as from ``one`` (its caller maps and judges it: fencing
-   and the lead's proof are unchanged, lead.py); Redis runs the calls in the order handed, and
-   no later than a loop iteration after the last of them. Only calls that may be applied twice
-   join (the renewal, the heartbeat): a batch that meets a connection error or a timeout is
-   sent again whole under the client's retry policy, as ``one`` sends one call again. A caller
-   that stops waiting (its timeout) leaves the others' replies to them.
 """
 
 from __future__ import annotations
@@ -91,9 +82,6 @@ class ScriptRunner:
         self.reloads = 0  # NOSCRIPT replies answered by loading every script again
         self._kept_keys: list[str] | None = None  # rule 1: the last long KEYS list packed
         self._kept_packed = b""  # and its elements packed (no array header)
-        self._joining: list[tuple[ScriptCall, asyncio.Future[Any]]] | None = None  # rule 2
-        self._carriers: set[asyncio.Task[None]] = set()  # the joined batches under way
-        self.joined_batches = 0  # batches of two calls or more (rule 2; tests and benches)
 
     def _packed(self, call: ScriptCall) -> list[bytes]:
         """``call.command()`` packed by hiredis, as chunks to send in order (rule 1)."""
@@ -123,72 +111,6 @@ class ScriptRunner:
         FLUSH, a restart); the first error reply raised after all were read."""
         if len(calls) == 1:
             return [await self.one(calls[0])]
-        replies = await self._replies(calls)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
-
-    async def joined(self, call: ScriptCall) -> Any:
-        """``one(call)``, in one round trip with the other joined calls handed in this loop
-        iteration (rule 2: only calls that may be applied twice)."""
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        if self._joining is None:
-            self._joining = []
-            carrier = loop.create_task(self._carry())  # runs next iteration: the batch closes
-            self._carriers.add(carrier)
-            carrier.add_done_callback(self._carriers.discard)
-        self._joining.append((call, reply))
-        return await reply
-
-    async def _carry(self) -> None:
-        """Send the joined batch, hand each caller its reply or error (rule 2)."""
-        batch, self._joining = self._joining or [], None
-        calls = [call for call, _ in batch]
-        replies: list[Any]
-        try:
-            if len(calls) == 1:
-                replies = [await self.one(calls[0])]  # an error: the caller's, below
-            else:
-                self.joined_batches += 1
-                replies = await self._retried(calls)
-        except BaseException as exc:  # every caller's to map, as from ``one``
-            for _, reply in batch:
-                if not reply.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        reply.cancel()
-                    else:
-                        reply.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, reply), outcome in zip(batch, replies, strict=True):
-            if reply.done():  # its caller stopped waiting
-                continue
-            if isinstance(outcome, Exception):
-                reply.set_exception(outcome)
-            else:
-                reply.set_result(outcome)
-
-    async def _retried(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """``_replies`` under the client's retry policy (connection errors and timeouts: each
-        try on a new connection, ``_pipeline`` drops a failed one), as ``one`` is."""
-        retry = None if isinstance(self.client, redis.asyncio.RedisCluster) else self.client.get_retry()
-        if retry is None:
-            return await self._replies(calls)
-
-        async def attempt() -> list[Any]:
-            return await self._replies(calls)
-
-        async def fail(_error: Exception) -> None:
-            return None  # the connection is dropped already
-
-        replies: list[Any] = await retry.call_with_retry(attempt, fail)
-        return replies
-
-    async def _replies(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Each call's reply or error reply, in order; scripts lost are loaded again once."""
         replies = await self._pipeline(calls)
         if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
             await self._reload(f"a pipeline of {len(calls)}")
@@ -196,6 +118,9 @@ class ScriptRunner:
             again = await self._pipeline([calls[i] for i in redo])
             for i, reply in zip(redo, again, strict=True):
                 replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return replies
 
     async def one(self, call: ScriptCall) -> Any:
