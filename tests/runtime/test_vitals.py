@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.core.test_book_properties import World, _scripts
 from watchdog.core.book import PositionBook
 from watchdog.core.events import (
     PositionAmount,
@@ -123,3 +124,26 @@ def test_the_unprotected_problem_line_names_the_guards_alerted_keys_at_every_bea
         expected = ([f"{len(beat)} position(s) unprotected (no covering stop): "
                      + ", ".join(f"{s}:BOTH" for s in beat)] if beat else [])
         assert [p for p in v.problems() if "unprotected (no covering" in p] == expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_scripts)
+def test_the_kept_state_counts_are_the_books_after_every_step(ops: list[tuple[object, ...]]) -> None:
+    """Rule 1: the counts kept while the view generation stays are the book's own counts after
+    every step of random histories (facts, reads, failures, gaps, ageing), and so is every
+    heartbeat field that uses them."""
+    world = World()
+    v = vitals(world.book)
+    fresh = vitals(world.book)
+    fresh._states = world.book.state_counts  # type: ignore[method-assign]  # the old path
+    for op in ops:
+        name, *args = op
+        if name == "mute":
+            world.muted = bool(args[0])
+        elif name == "late":
+            world.late = bool(args[0])
+        else:
+            getattr(world, str(name))(*args)
+        for _ in range(2):  # a beat that computes, and one that keeps
+            assert v._states() == world.book.state_counts(), op
+            assert v.health(world.now_ms) == fresh.health(world.now_ms), op

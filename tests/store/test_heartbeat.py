@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import fields, replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.store import MAX_AGE_MS
 from watchdog.errors import InvariantViolation
@@ -81,3 +84,39 @@ async def test_a_real_beat_reads_back_through_the_schema(publisher: RedisPublish
     assert stamp.veto_max_age_ms == MAX_AGE_MS
     assert stamp.beat_ms
     assert stamp.clock_offset_ms is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(beats=st.lists(st.lists(st.sampled_from(
+    ["stream", "ready", "api_key", "x_Secret", "trigger_watch", "listenKey", "pid", "problems"]),
+    max_size=5), max_size=6), as_dict=st.booleans())
+def test_names_remembered_clean_never_let_a_secret_through(beats: list[list[str]],
+                                                           as_dict: bool) -> None:
+    """``check_no_secrets`` remembers clean names: every beat still raises exactly when one of
+    its names looks like a secret's, however often the clean ones came before."""
+    for names in beats:
+        secret = [n for n in names if any(w in n.lower() for w in ("secret", "api_key", "listenkey"))]
+        given_names = dict.fromkeys(names, "1") if as_dict else names
+        if secret:
+            with pytest.raises(InvariantViolation, match=repr(secret[0])):
+                check_no_secrets(given_names)
+        else:
+            check_no_secrets(given_names)
+
+
+def test_the_fields_are_the_dataclass_fields_in_order() -> None:
+    health = Health(pid=1, host="h", version="v", started_ms=2, updated_ms=3, ready=True,
+                    problems=("a", "b"), extra=(("trigger_watch", "on"),))
+    old: dict[str, str] = {}
+    for item in fields(health):  # to_fields as it was (c5a007c)
+        value = getattr(health, item.name)
+        if item.name == "extra":
+            continue
+        if isinstance(value, bool):
+            old[item.name] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            old[item.name] = json.dumps(list(value), separators=(",", ":"))
+        else:
+            old[item.name] = str(value)
+    old.update(health.extra)
+    assert list(health.to_fields().items()) == list(old.items())

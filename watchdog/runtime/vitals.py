@@ -13,6 +13,14 @@ The stream state, the last event and the last snapshot are the book's own (``Pos
 sees every event), the stream's proof is ``StreamProof``'s (the core loop feeds it); this module
 adds only what the core cannot see: Redis, loop progress, consecutive REST failures and the
 reaper's count.
+
+Rules of this module:
+1. What a beat asks every second is kept while its inputs stay the same, and only then: the
+   positions counted by state while the book's ``view_generation`` stays (core/book.py: it
+   moves whenever a published view changes in more than ``verified_ms`` and ``version``, and
+   only a view's state is counted), the unprotected problem line while the guard alerts the
+   same keys. The kept value is the one computed afresh (tests/runtime/test_vitals.py compares
+   them after every step of random histories).
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ class Vitals:
     proof: StreamProof = field(default_factory=StreamProof)  # fed by the core loop
     _problem_keys: tuple[PositionKey, ...] = field(default=(), repr=False, compare=False)
     _problem_line: str = field(default="", repr=False, compare=False)
+    _counts: Counter[PositionState] | None = field(default=None, repr=False, compare=False)
+    _counts_of: tuple[PositionBook, int] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------ observations
 
@@ -159,4 +169,11 @@ class Vitals:
         )
 
     def _states(self) -> Counter[PositionState]:
-        return self.book.state_counts()
+        """The book's ``state_counts()``, kept while its view generation stays (rule 1): 300
+        views counted on every beat were half of ``health``. Read only (never changed)."""
+        book = self.book
+        of = (book, book.view_generation())
+        if self._counts is None or self._counts_of is None or self._counts_of[0] is not book \
+                or self._counts_of[1] != of[1]:
+            self._counts, self._counts_of = book.state_counts(), of
+        return self._counts

@@ -62,7 +62,7 @@ from watchdog.store.connection import connect, map_redis_errors
 from watchdog.store.heartbeat import Stamp, check_no_secrets, health_value
 from watchdog.store.keys import AccountKeys, member_of
 from watchdog.store.lead import Leadership
-from watchdog.store.refresh import missed_refreshes
+from watchdog.store.refresh import TouchCalls, missed_refreshes
 from watchdog.store.runner import ScriptRunner
 
 __all__ = ["RedisPublisher", "StoreEffect"]
@@ -122,6 +122,7 @@ class RedisPublisher(Leadership):
         # publish of a key in this run also drops a marker an earlier run may have left (a
         # crash, a restart: publish_position's clear_firing argument), at no extra call.
         self._firing_synced: set[PositionKey] = set()
+        self._touches = TouchCalls(self.calls, self._names_of)
         self._init_lead(lead_ttl_ms, instance)
         self.republished_total = 0
         self._untold: dict[PositionKey, tuple[PositionState, int]] = {}  # see take_over
@@ -388,15 +389,8 @@ class RedisPublisher(Leadership):
                     pass
 
     def _touch_call(self, views: Sequence[PositionView], verified_ms: int) -> ScriptCall:
-        """One touch_verified call: each view re-verifies the version before its own, and all
-        have ``verified_ms`` (core/effects.py rules 2 and 3)."""
-        names = self._names
-        return self.calls.touch_verified(
-            # plain tuples (a TouchEntry each was a Python call per position per poll); the
-            # state's text read from the member (Enum.value is a Python property)
-            [((names.get(view.key) or self._names_of(view.key)), view.version - 1,
-              view.state._value_) for view in views],
-            verified_ms, self._closed_ttl_ms, self._fence)
+        """One touch_verified call (refresh.py: the last run's KEYS kept while it is the same)."""
+        return self._touches.call(views, verified_ms, self._closed_ttl_ms, self._fence)
 
     # ---------------------------------------------------------------- the one way to Redis
 

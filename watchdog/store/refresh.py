@@ -7,17 +7,32 @@ writing 300 complete views to move ``verified_ms`` was most of the daemon's idle
 many positions at once, only where Redis still holds the re-verified version and state; the
 publisher writes the complete view for every entry it reports as not written, so readers see
 exactly what a complete publish would have left. The call itself is built by
-:meth:`poswatch.calls.WatchdogCalls.touch_verified`.
+:meth:`poswatch.calls.WatchdogCalls.touch_verified`, or by :class:`TouchCalls` from the call
+before it.
+
+Rules of this module:
+1. :class:`TouchCalls` gives the call ``WatchdogCalls.touch_verified`` gives, equal in every
+   key and argument; only the KEYS list is the very list of the call before while the run's
+   positions and states are the same, in the same order (the runner then packs it once:
+   runner.py). Why: at 300 positions a read, the keys (305 names) and the states stay the
+   same from read to read, only the versions and ``verified_ms`` move; building and packing
+   the names again was ≈ a third of the read's Redis write (docs/BENCHMARKS.md, session 9).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
-from watchdog.core.model import PositionView
+from poswatch.calls import Arg, ScriptCall, WatchdogCalls
+from poswatch.keys import PositionKeys
+from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation
 
-__all__ = ["missed_refreshes"]
+__all__ = ["TouchCalls", "missed_refreshes"]
+
+_KEY = attrgetter("key")
+_STATE = attrgetter("state")
 
 
 def missed_refreshes(views: Sequence[PositionView], reply: object) -> list[PositionView]:
@@ -25,3 +40,38 @@ def missed_refreshes(views: Sequence[PositionView], reply: object) -> list[Posit
     if not isinstance(reply, list):
         raise InvariantViolation(f"touch_verified replied {reply!r}, expected a list of indexes")
     return [views[int(index) - 1] for index in reply]
+
+
+class TouchCalls:
+    """``touch_verified`` calls for the publisher, the last run's KEYS kept (module rule 1).
+
+    The kept list is never changed in place: a new run gets a new list."""
+
+    def __init__(self, calls: WatchdogCalls, names_of: Callable[[PositionKey], PositionKeys]) -> None:
+        self._calls = calls
+        self._names_of = names_of
+        self._run: list[PositionKey] = []  # the last run's positions, in order
+        self._states: list[PositionState] = []  # and their states
+        self._keys: list[str] = []  # its KEYS
+        self._args: list[Arg] = []  # its ARGV, the versions and the head to fill in
+
+    def call(self, views: Sequence[PositionView], verified_ms: int, closed_ttl_ms: int,
+             fence: int) -> ScriptCall:
+        """One touch_verified call: each view re-verifies the version before its own, and all
+        have ``verified_ms`` (core/effects.py rules 2 and 3)."""
+        run = list(map(_KEY, views))
+        states = list(map(_STATE, views))
+        # List equality: identity first, then ==, in C (the book hands the same key objects).
+        if not self._keys or run != self._run or states != self._states:
+            names_of = self._names_of
+            built = self._calls.touch_verified(
+                # plain tuples (a TouchEntry each was a Python call per position per poll); the
+                # state's text read from the member (Enum.value is a Python property)
+                [(names_of(view.key), view.version - 1, view.state._value_) for view in views],
+                verified_ms, closed_ttl_ms, fence)
+            self._run, self._states, self._keys, self._args = run, states, built.keys, built.args
+            return built
+        args = self._args.copy()
+        args[0], args[2], args[3] = closed_ttl_ms, fence, verified_ms
+        args[4::2] = [view.version - 1 for view in views]
+        return ScriptCall("touch_verified", self._keys, args)
