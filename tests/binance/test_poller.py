@@ -33,8 +33,10 @@ class Leases:
     def __init__(self) -> None:
         self.symbols: set[str] = set()
         self.down = False
+        self.reads = 0  # one per poller round
 
     async def leased_symbols(self) -> frozenset[PositionKey]:
+        self.reads += 1
         if self.down:
             raise StoreUnavailable("redis://127.0.0.1:1: connection refused")
         return frozenset(PositionKey(Symbol(s), PositionSide.BOTH) for s in self.symbols)
@@ -86,6 +88,36 @@ async def test_leased_symbol_orders_are_read_fast(sim: Simulator) -> None:
         # Positions reads stay bracketed: every snapshot has its request before it.
         requested = {e.request_id for e in events if isinstance(e, SnapshotRequested)}
         assert all(e.request_id in requested for e in events if isinstance(e, PositionSnapshot))
+
+
+async def test_a_positions_read_held_by_its_pace_takes_one_round(sim: Simulator) -> None:
+    # Poller rule 8. A minute of reads every 0.95 s and 20 weight of others' calls are in the
+    # window: the pace spaces the next reads a little more than the 0.9 s schedule, as in the
+    # footprint's steady state. Each read was deferred at its due time and read in a second
+    # round (two lease reads, two plans); now the poller wakes when the pace allows.
+    leases = Leases()
+    started: list[Poller] = []
+    async with polling(sim, leases, started=started) as events:
+        poller = started[0]
+        budget = poller._rest.budget
+        now_s = SystemClock().monotonic()
+        for i in range(62):
+            at_s = now_s - 59.5 + i * 0.95
+            budget.answered(budget.record(5, at_s), at_s + 0.01)
+            poller._paced.append((at_s, 5))
+            if i == 31:  # and someone else's calls (budget rule 7)
+                budget.answered(budget.record(20, at_s), at_s + 0.01)
+        poller.schedule.sweep_started(now_s)  # no sweep in the way
+
+        async def reads() -> int:
+            return count(events, PositionSnapshot)
+        await eventually(reads, lambda n: n >= 2, what="the first reads")
+        first, rounds = await reads(), leases.reads
+        start_s = SystemClock().monotonic()
+        await eventually(reads, lambda n: n >= first + 4, what="four paced reads", timeout_s=30)
+        spacing_s = (SystemClock().monotonic() - start_s) / (await reads() - first)
+        assert spacing_s > 0.905  # held by the pace (≈ 0.91 s), not the 0.9 s schedule
+        assert leases.reads - rounds <= await reads() - first + 1  # one round a read
 
 
 async def test_store_outage_does_not_stop_polling(sim: Simulator) -> None:

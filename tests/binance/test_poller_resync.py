@@ -72,6 +72,10 @@ class _Rest:
     class budget:  # mirrors the attribute
         budget_per_min = 360
 
+        @staticmethod
+        def watch(changed: object) -> None:
+            """The poller is told of the budget's changes (budget.py rule 8)."""
+
 
 def test_the_stream_s_order_reads_are_paid_from_the_orders_share() -> None:
     from watchdog.binance.poller import Poller

@@ -4,7 +4,7 @@ Lives in ``binance/`` rather than ``runtime/`` because every decision in it is a
 costs (positionRisk weight 5 for all symbols, order reads weight 1 per symbol) and it talks only
 to ``BinanceRest`` and the core's events; leases come in through an injected callable, so it
 imports nothing from ``store``.
-Just over 400 lines: its rules are stated here once (``schedule.py`` holds their pure half).
+Its rules are stated here once (``schedule.py`` holds their pure half).
 
 Rules of this module:
 1. ``PollSchedule`` (``schedule.py``) is pure (``now_s`` passed in): what to read now, and
@@ -91,6 +91,19 @@ Rules of this module:
    its own: planning only its own made an account waiting for a late slot pay alone for
    the room its sweep needed, 11 s between its polls). Without ``sweep_plan`` (one account)
    nothing changes.
+8. One round per read (issue 13 item 2): the routine positions read is woken for at the time
+   its pace allows (``_paced_at``), not at its due time. At the due time the round only
+   deferred it there (5-20 ms at the steady pace of ~0.91 s) and a second round read it:
+   two lease reads, two plans, one wake-up more per read. The time is the one that round
+   would have computed, projected when the previous round plans (the budget asked about a
+   later time changes nothing: budget rule 8), so the read goes when it went, never later:
+   whatever could make that round answer otherwise wakes us at the due time as before (a
+   429's wait or the IP's line, several pollers on one IP, a stream probe that decides a
+   sweep's room), and every change of the budget while we sleep past a due read wakes us
+   to plan again (``_budget_changed``); a round woken that way after the due time defers
+   the read to the projected time, as that round would have (``_round_begins``). Requests
+   (rule 3), a crossed trigger and every event that wakes the poller are not touched: the
+   projection moves the routine read's wake-up only.
 """
 
 from __future__ import annotations
@@ -199,6 +212,11 @@ class Poller:
         self.sweeps = 0
         self.sweep_failures = 0
         self._sweep_streak = dict.fromkeys(SWEEP_LISTS, 0)  # failed in a row: the retry backs off
+        # Rule 8: the sleep planned past the routine read's due time (due, paced) from the
+        # budget as it was: any change of it (someone else's call, an answer, a priority call
+        # waiting) wakes us to plan again.
+        self._projection: tuple[float, float] | None = None
+        rest.budget.watch(self._budget_changed)
 
     def request_snapshot(self, effect: RequestSnapshot) -> None:
         """Run a ``RequestSnapshot`` effect of the core: read as soon as the budget allows."""
@@ -278,6 +296,7 @@ class Poller:
         while True:
             self._wake.clear()  # before planning: a wake-up during the reads is not lost
             now_s = self._clock.monotonic()
+            self._round_begins(now_s)
             if self._standby is not None and self._standby():
                 await self._standby_round(emit, now_s)
                 continue
@@ -289,6 +308,17 @@ class Poller:
                 continue  # it read every symbol's orders: plan the per-symbol reads afresh
             await self._read_due_orders(plan, emit)
             await self._sleep_unless_woken(self._next_wake_s(leased))
+
+    def _round_begins(self, now_s: float) -> None:
+        """Rule 8: a round woken before the paced time of a read already due does what the
+        round at its due time would have done: defer it to that time (not to a later one
+        the pace says now: that round saw the budget before the change that woke us). Our own
+        calls from here on wake nothing."""
+        if self._projection is not None:
+            due_s, paced_s = self._projection
+            self._projection = None
+            if due_s <= now_s < paced_s:
+                self.schedule.defer_positions(paced_s)
 
     async def _read_due_orders(self, plan: PollPlan, emit: Emit) -> None:
         """Rule 3: the order reads the plan lists, requested ones first; routine ones stop
@@ -344,8 +374,15 @@ class Poller:
     def _next_wake_s(self, leased: Collection[str]) -> float:
         """When to look again: the schedule's next item, or when the budget frees what is due."""
         now_s = self._clock.monotonic()
+        calm = self._calm(now_s)
+        schedule = self.schedule
+        paced_at = -math.inf
+        due_s = schedule.positions_due_at(calm)
+        if now_s < due_s and not schedule.requests_pending:
+            paced_at = self._paced_at(due_s, now_s)  # rule 8: one round per read
+            self._projection = (due_s, paced_at) if paced_at > due_s else None
         # Unordered: only whether order reads are due matters here, not their order.
-        plan = self.schedule.plan(now_s, leased, self._calm(now_s), ordered=False)
+        plan = schedule.plan(now_s, leased, calm, ordered=False, paced_at=paced_at)
         held_s: list[float] = []
         if plan.read_positions:
             held_s.append(self._positions_wait_s(plan, now_s))
@@ -463,11 +500,47 @@ class Poller:
         # the pace like a scheduled read: it takes that read's place, not extra weight.
         return max(0.0, self.schedule.last_positions_at + self._pace_s(now_s) - now_s)
 
+    def _paced_at(self, due_s: float, now_s: float) -> float:
+        """Rule 8: when the routine positions read due at ``due_s`` may go, asked at ``now_s``:
+        where the round at ``due_s`` would defer it to by the pace, if nothing changes until
+        then. ``due_s`` itself (wake then, as before) whenever that round could find another
+        answer: no room now or a 429's wait at ``due_s`` (the IP at its line), several
+        pollers on one IP (their count changes unseen), a stream probe that decides whether a
+        coming sweep is planned for or a due one marked held. A window full at ``due_s`` has
+        no pace (``_pace_from``: 0): ``due_s`` too. Whatever changes the budget after this
+        (a priority call waiting, served, sent or answered, a new IP usage) wakes us
+        (``_budget_changed``)."""
+        budget = self._rest.budget
+        if (self._sweep_plan is not None or budget.sharers != 1
+                or budget.wait_for_s(_POSITIONS_WEIGHT, now_s=now_s) > 0
+                or budget.blocked_for_s(due_s) > 0):
+            return due_s  # (a window full at due_s: no pace, due_s below)
+        trusted = self._trusted()
+        schedule = self.schedule
+        for which in SWEEP_LISTS:
+            if (schedule.sweep_at(which) <= due_s and schedule.sweep_forced_at(which) is None
+                    and not schedule.sweep_goes(due_s, trusted, which)):
+                return due_s  # that round marks the held sweep's wait from its own time (rule 6)
+        sweep = self._sweeps_planned(due_s, trusted, project=True)
+        if trusted is not None:
+            flipped = self._sweeps_planned(due_s, not trusted, project=True)
+            if ([s for s in sweep if s[0] < due_s + 60.0]  # what the pace's minute holds
+                    != [s for s in flipped if s[0] < due_s + 60.0]):
+                return due_s  # a probe flip between now and then changes that round's pace
+        pace_s = self._pace_from(due_s, sweep, self._others_1m(due_s, project=True))
+        return max(due_s, self.schedule.last_positions_at + pace_s)
+
     def _pace_s(self, now_s: float) -> float:
         """Rule 4: the positions poll's spacing that leaves room for the coming sweep and lets
         a spike leave the window without a stop; the sweep is dropped from the plan when even
         that cannot make room (the positions poll goes first, the sweep is held back)."""
-        budget = self._rest.budget
+        return self._pace_from(now_s, self._sweeps_planned(now_s, self._trusted()),
+                               self._others_1m(now_s))
+
+    def _sweeps_planned(self, now_s: float, trusted: bool | None, *,
+                        project: bool = False) -> list[tuple[float, int]]:
+        """The sweeps the pace leaves room for (rules 4, 6 and 7). ``project``: asked ahead of
+        ``now_s`` (rule 8), recording nothing (a due sweep is not marked held from then)."""
         sweep: list[tuple[float, int]] = []
         for which in SWEEP_LISTS:  # rule 4: each list's 40 at its own due time
             if self._sweep_plan is not None and self._slot_at.get(which, -math.inf) > now_s:
@@ -475,14 +548,26 @@ class Poller:
             sweep_at = self.schedule.sweep_at(which)
             if sweep_at == math.inf:
                 continue  # waits for the other list's read under way: not this minute
-            if not self.schedule.sweep_may_go(max(now_s, sweep_at), self._trusted(), which):
+            at_s = max(now_s, sweep_at)
+            if project:
+                goes = self.schedule.sweep_goes(at_s, trusted, which)
+            else:
+                goes = self.schedule.sweep_may_go(at_s, trusted, which)
+            if not goes:
                 forced_at = self.schedule.sweep_forced_at(which)  # rule 6: only a forced one
+                if forced_at is None and project:  # held from at_s by that round
+                    forced_at = at_s + self.schedule.orders_sweep_interval_s
                 sweep_at = now_s if forced_at is None else forced_at
             if sweep_at > now_s:
                 sweep.append((sweep_at, SWEEP_LIST_WEIGHT))
         if self._sweep_plan is not None:  # rule 7: room for every account's sweep on the IP
             sweep += self._sweep_plan.planned(now_s)  # our own claimed slots among them
-        others = spread_over_window(self._others_1m(now_s), now_s)  # budget rule 7
+        return sweep
+
+    def _pace_from(self, now_s: float, sweep: list[tuple[float, int]], others_1m: int) -> float:
+        """``_pace_s`` from the sweeps planned for and the others' spending of the window."""
+        budget = self._rest.budget
+        others = spread_over_window(others_1m, now_s)  # budget rule 7
         pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, sweep + others)
         if sweep and pace_s == math.inf:
             pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s, others)
@@ -490,16 +575,25 @@ class Poller:
             pace_s = budget.pace_s(_POSITIONS_WEIGHT, now_s)
         return 0.0 if pace_s == math.inf else pace_s
 
-    def _others_1m(self, now_s: float) -> int:
+    def _others_1m(self, now_s: float, *, project: bool = False) -> int:
         """Budget rule 7: the weight of our window that was not this poller's paced spending
         (priority reads, order reads, listen keys). Several pollers on one budget pace each
-        other already (``sharers``): none then."""
+        other already (``sharers``): none then. ``project``: asked ahead of ``now_s`` (rule
+        8): nothing is forgotten."""
         budget = self._rest.budget
         if budget.sharers != 1:
             return 0
+        if project:
+            paced = sum(w for at_s, w in self._paced if at_s > now_s - 60.0)
+            return max(0, budget.used_at_s(now_s) - paced)
         while self._paced and self._paced[0][0] <= now_s - 60.0:
             self._paced.popleft()
         return max(0, budget.own_used_1m(now_s) - sum(w for _, w in self._paced))
+
+    def _budget_changed(self) -> None:
+        """Rule 8: the budget changed while we sleep past a due read on its earlier answer."""
+        if self._projection is not None:
+            self._wake.set()
 
     async def _read_positions(self, plan: PollPlan, now_s: float, emit: Emit) -> None:
         """Rule 3: requested reads first, scheduled ones within what routine polls may use."""

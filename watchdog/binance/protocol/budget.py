@@ -34,13 +34,17 @@ Rules of this module:
    those reads came for and then met the cap: a 1.5 to 1.8 s gap in a 0.93 s cadence, where a
    closure waits longest (docs/BENCHMARKS.md, "every weight unit of a minute"). Evenly
    slower is the better trade (rule 5).
+8. Questions about a later time (``pace_s``, ``used_at_s``) change nothing: the poller asks
+   them ahead of time (poller.py rule 8), and a trim at a later time would drop spending that
+   still counts now. Every change of the window or of what limits it is told to ``watch``ers
+   (the poller's wake-up planned from an earlier answer is planned again).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 
 from watchdog.binance.protocol.weights import IP_WEIGHT_LIMIT_PER_MIN
@@ -87,12 +91,21 @@ class WeightBudget:
         self._ip_reset_at_s = float("-inf")  # when Binance's minute of that report ends
         self.blocked_until_s = 0.0
         self.degraded = False
+        self._watchers: list[Callable[[], None]] = []  # told of every change (rule 8)
         # Pollers spending from this budget (several accounts on one IP, runtime/build.py rule
         # 4): each paces its routine calls this many times wider, so together they keep the
         # pace one poller would (rule 5) and take turns instead of racing for freed room.
         self.sharers = 1
 
     # -------------------------------------------------------------- bookkeeping
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Rule 8: call ``changed`` after every change of the window or of what limits it."""
+        self._watchers.append(changed)
+
+    def _changed(self) -> None:
+        for changed in self._watchers:
+            changed()
 
     def record(self, weight: int, now_s: float) -> list[float]:
         """A request of ``weight`` was sent (count it whether or not it succeeded); pass the
@@ -101,20 +114,24 @@ class WeightBudget:
         self._spent.append(entry)
         self._spent_sum += weight
         self._trim(now_s)
+        self._changed()
         return entry
 
     def answered(self, entry: list[float], now_s: float) -> None:
         """Rule 6: the request of ``entry`` got its answer (or gave up) at ``now_s``: Binance
         charged it by then, so it stays in our window until 60 s after that."""
         entry[0] = max(entry[0], now_s)
+        self._changed()
 
     def want(self, weight: int) -> None:
         """A priority call of ``weight`` waits for room: routine calls leave it that room."""
         self._wanted += weight
+        self._changed()
 
     def served(self, weight: int) -> None:
         """A call registered with ``want`` was sent or given up."""
         self._wanted = max(0, self._wanted - weight)
+        self._changed()
 
     @property
     def wanted(self) -> int:
@@ -128,6 +145,7 @@ class WeightBudget:
         self._ip_used_1m = used_1m
         left_ms = _MINUTE_MS if exchange_ms is None else _MINUTE_MS - exchange_ms % _MINUTE_MS
         self._ip_reset_at_s = now_s + left_ms / 1000
+        self._changed()
 
     def block(self, retry_after_s: float, now_s: float) -> None:
         """Binance answered 429/418: no call at all until the wait is over; state is degraded.
@@ -137,6 +155,7 @@ class WeightBudget:
         self.blocked_until_s = max(self.blocked_until_s, now_s + retry_after_s)
         self._ip_reset_at_s = min(self._ip_reset_at_s, self.blocked_until_s)
         self.degraded = True
+        self._changed()
 
     def succeeded(self, now_s: float) -> None:
         """A call got through after any block had ended: no longer degraded."""
@@ -149,6 +168,16 @@ class WeightBudget:
         """Our own weight over the last 60 s."""
         self._trim(now_s)
         return self._spent_sum
+
+    def used_at_s(self, at_s: float) -> int:
+        """Rule 8: what ``own_used_1m(at_s)`` will answer if nothing is spent until then, asked
+        now: nothing is trimmed."""
+        used = self._spent_sum
+        for sent_at_s, weight in self._spent:  # the trim's prefix, in send order
+            if sent_at_s > at_s - _WINDOW_S:
+                break
+            used -= int(weight)
+        return used
 
     def ip_used_1m(self, now_s: float) -> int:
         """The IP's weight as Binance last reported it; 0 once Binance's minute has ended."""
@@ -190,8 +219,9 @@ class WeightBudget:
         same room slows the poll a little (0.9 s → about 1.0 s around one list's sweep at the
         defaults; 1.2 s when both lists' 80 shared a window) and never stops it.
         ``math.inf`` when even one call now would overflow before the window frees (the
-        hard check, ``wait_for_s``, says for how long)."""
-        self._trim(now_s)
+        hard check, ``wait_for_s``, says for how long). Rule 8: nothing is trimmed (it is asked
+        for later times too); what left the window by ``now_s`` frees its weight before the
+        first step (``ahead_s <= 0``), as if trimmed."""
         room = self.limit(Priority.ROUTINE) - self._spent_sum - weight
         steps: list[tuple[float, int]] = [(at_s - now_s, -w) for at_s, w in planned
                                           if at_s - now_s < _WINDOW_S]

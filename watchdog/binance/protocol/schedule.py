@@ -262,6 +262,17 @@ class PollSchedule:
             held_since = self._sweep_held_since[which] = now_s
         return now_s >= held_since + self.orders_sweep_interval_s
 
+    def sweep_goes(self, now_s: float, stream_trusted: bool | None,
+                   which: SweepList = SweepList.ALGO) -> bool:
+        """``sweep_may_go`` asked ahead of time (the poller's projection, poller.py rule 8):
+        the same answer, but a sweep not held yet is not recorded as held from ``now_s``."""
+        if stream_trusted is None or self._sweep_at_once[which]:
+            return True
+        if stream_trusted and now_s - self._gap_at >= CALM_AFTER_S:
+            return True
+        held_since = self._sweep_held_since[which]
+        return now_s >= (now_s if held_since is None else held_since) + self.orders_sweep_interval_s
+
     def sweep_forced_at(self, which: SweepList) -> float | None:
         """When a sweep of ``which`` held back by rule 6 goes whatever the stream (None: none
         held)."""
@@ -395,6 +406,11 @@ class PollSchedule:
         return self._last_positions_at
 
     @property
+    def requests_pending(self) -> bool:
+        """A positions read was asked for (priority or routine) and has not started yet."""
+        return bool(self._requested or self._routine_requests)
+
+    @property
     def next_positions_at(self) -> float:
         """When the next scheduled positions read is due (monotonic seconds)."""
         return self._next_positions_at
@@ -427,11 +443,14 @@ class PollSchedule:
         return self._next_positions_at
 
     def plan(self, now_s: float, leased: Collection[str] = (), calm: bool = False, *,
-             ordered: bool = True) -> PollPlan:
+             ordered: bool = True, paced_at: float = -math.inf) -> PollPlan:
         """What to read at ``now_s``. ``ordered=False``: the same plan, its order reads in no
         particular order, for a caller that only asks whether any is due and when to wake (the
         poller's ``_next_wake_s``): sorting 300 held-back reads was a third of the planning on
-        an idle 300-symbol account (docs/BENCHMARKS.md, "#13 item 2: the floor with reads")."""
+        an idle 300-symbol account (docs/BENCHMARKS.md, "#13 item 2: the floor with reads").
+        ``paced_at``: the routine positions read, due later, is woken for no earlier than this
+        (the time its pace allows, poller.py rule 8); only the wake-up moves, never what is
+        read now, and never a requested read's wake-up."""
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
@@ -440,7 +459,7 @@ class PollSchedule:
             requested_at = max(requested_at, self._gap_hold_until)
         due_at = self.positions_due_at(calm)
         read_positions = now_s >= due_at or (urgent and now_s >= requested_at)
-        wake_at = min(due_at, requested_at) if urgent else due_at
+        wake_at = min(due_at, requested_at) if urgent else max(due_at, paced_at)
         sweep_list = self.due_sweep(now_s)
         if self._positions_known and sweep_list is None:
             wake_at = min(wake_at, self.next_sweep_at)
