@@ -61,7 +61,8 @@ Rules of this module:
    when the book replaced no view since the last step other than by re-verifications (its
    ``view_generation`` unchanged: a view may then be a newer object alike in everything but
    ``verified_ms`` and ``version``), no per-position check at all, instead of 300 judgments;
-   so does the step after a positions poll that only re-verified.
+   so does the step after a positions poll that only re-verified. ``next_due_ms`` is that
+   heap's top: the shell's ticker wakes for it (runtime/ticker.py) instead of every 0.25 s.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
@@ -296,6 +297,13 @@ class Guard:
         metrics read them)."""
         return {key: (run.published[0], run.published[1]) for key, run in self._runs.items()
                 if run.published is not None and run.published[0]}
+
+    def next_due_ms(self) -> int | None:
+        """Rule 5: the earliest ``now_ms`` at which a step judges a position by time alone (the
+        heap's top; a stale entry only makes it earlier), None while no time condition waits.
+        Between steps nothing else moves a judgment but events, leases and outcomes, which the
+        shell delivers with a step of their own (runtime/ticker.py)."""
+        return self._due_heap[0][0] if self._due_heap else None
 
     @property
     def needs_leases(self) -> bool:

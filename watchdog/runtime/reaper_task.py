@@ -61,6 +61,13 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    order's own read, one pre-cancel re-read, the cancels back to back, then one post-cancel
    read (rule 7, requested ``max_rest_lag_ms`` after the last cancel was answered) for all of
    them. Each order still gets its own result, events and, if need be, its own restore.
+10. Ticks only when due (runtime/ticker.py): ``step`` runs on a Tick, and a Tick is needed
+   (``wants_tick``) only while its decision could differ from the last one: the books changed
+   since (``books_changed``, from the core loop after any other event), leases are read or
+   unknown, or the last decision held a verdict past the lease check (``LEASE_DEPENDENT``:
+   grace, leases, budget, the snapshot asks) or a triggering algo (its stuck alert, in
+   exchange time). Every other verdict of ``core.reaper`` reads only the books, so it is the
+   same at every later Tick; a standby decides nothing, and a takeover pokes the ticker.
 """
 
 from __future__ import annotations
@@ -111,6 +118,9 @@ ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be (rule 1)
 SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 PROOF_LOOKAHEAD_MS = 300      # queue an order whose grace a read this soon proves (rule 8)
+# Rule 10: verdicts a later Tick may change without any event: past the lease check (grace,
+# leases, budget, the snapshot asks), and a triggering algo (its stuck alert).
+_TIMED = LEASE_DEPENDENT | {Why.TRIGGERING}
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
@@ -149,6 +159,8 @@ class ReaperTask:
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
         self._asked: dict[frozenset[Symbol] | None, float] = {}
         self.last_decision: ReaperDecision | None = None
+        self._current = False   # rule 10: the last decision was taken on the books as they are
+        self._timeless = False  # rule 10: and no verdict of it can move with time alone
         self.results: deque[CancelResult] = deque(maxlen=100)
 
     @property
@@ -193,6 +205,10 @@ class ReaperTask:
         if not fresh:
             return []  # rule 1: not decided on a lease set older than the need for it
         self.last_decision = decision
+        # Rule 10: a decision without a verdict that time, leases or the budget can move is
+        # the decision of every later Tick, until the books change.
+        self._current = True
+        self._timeless = not any(a.why in _TIMED for a in decision.assessments)
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
         proofs = self._proof_candidates(decision, now_ms=decision.now_ms)
         proved = {c.key.symbol for c in proofs}
@@ -211,6 +227,19 @@ class ReaperTask:
                     self._reaping.selected(cancel, order.create_time_ms)
                 effects.append(cancel)
         return effects
+
+    def books_changed(self) -> None:
+        """The core loop applied an event other than a Tick: the last decision may be stale."""
+        self._current = False
+
+    def wants_tick(self) -> bool:
+        """Rule 10: may ``step`` on a Tick now decide anything else than the last decision
+        did? False lets the ticker skip its grid points for the reaper (runtime/ticker.py)."""
+        if not self._enabled or (self._lead is not None and not self._lead.leading):
+            return False  # nothing decided (a takeover pokes the ticker)
+        if self._leases.needed():
+            return True  # leases are read (or unknown): a decision may wait for them
+        return not (self._current and self._timeless)
 
     def _proof_candidates(self, decision: ReaperDecision, *, now_ms: int) -> list[CancelOrder]:
         """Rule 8: orders kept only because no REST read requested late enough exists yet, and
