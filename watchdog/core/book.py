@@ -348,6 +348,10 @@ class PositionBook:
             return None
         return entry.flat.since_ms
 
+    def unseen_flat_since(self) -> int | None:
+        """``flat_since`` of every key the book never held (the all-symbols run, rule 9)."""
+        return self._all_flat.since_ms
+
     def flat_proven_ms(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the newest trusted REST read of the current flat run
         (rule 9) that showed ``key`` flat; None when ``flat_since(key)`` is None. REST lags:

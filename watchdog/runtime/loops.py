@@ -142,6 +142,7 @@ class CoreLoop:
         self._observers = tuple(observers)
         self._ticker = ticker  # rule 5: told after every batch when the next Tick is due
         self._due = due or TickDue()
+        self._books_seen: tuple[int, int | None] | None = None
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
         self._order_blindness = OrderBlindness(blind_after_ms=policy.blind_after_ms,
@@ -167,7 +168,7 @@ class CoreLoop:
         effects: list[Effect] = []
         stamps: list[int] = []
         order_facts = False
-        changed = False
+        ticks_only = True
         for event in events:
             now_ms = self._clock.wall_ms()
             stamps.append(now_ms)
@@ -184,7 +185,7 @@ class CoreLoop:
             found += self._vitals.proof.apply(event, now_ms, found)
             effects += found
             if type(event) is not Tick:
-                changed = True
+                ticks_only = False
             elif self._reaper_step is not None:
                 effects += self._reaper_step(self._book, self._orders, now_ms)
             if self._triggers is not None:
@@ -200,8 +201,13 @@ class CoreLoop:
             effects += self._firing.update(self._orders, crossed)
         if self._guard_step is not None:
             effects += self._guard_step(self._book, self._orders, stamps[-1])
-        if changed and self._due.books_changed is not None:
-            self._due.books_changed()
+        if not ticks_only and self._due.books_changed is not None:
+            # What a reaper verdict reads beside time: the views (their generation), the run of
+            # never-held keys, the orders (reaper_task.py rule 10).
+            seen = (self._book.view_generation(), self._book.unseen_flat_since())
+            if order_facts or seen != self._books_seen:
+                self._books_seen = seen
+                self._due.books_changed()
         if self._after_batch is not None:
             self._after_batch()
         await self._runner.run(effects)

@@ -62,12 +62,14 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    read (rule 7, requested ``max_rest_lag_ms`` after the last cancel was answered) for all of
    them. Each order still gets its own result, events and, if need be, its own restore.
 10. Ticks only when due (runtime/ticker.py): ``step`` runs on a Tick, and a Tick is needed
-   (``wants_tick``) only while its decision could differ from the last one: the books changed
-   since (``books_changed``, from the core loop after any other event), leases are read or
-   unknown, or the last decision held a verdict past the lease check (``LEASE_DEPENDENT``:
-   grace, leases, budget, the snapshot asks) or a triggering algo (its stuck alert, in
-   exchange time). Every other verdict of ``core.reaper`` reads only the books, so it is the
-   same at every later Tick; a standby decides nothing, and a takeover pokes the ticker.
+   (``wants_tick``) only while its decision could differ from the last one: leases are read
+   or unknown; or the book holds an order (none: every decision is empty) and either the
+   books changed since (``books_changed``: the core loop saw an order fact, a view replaced,
+   or the run of never-held keys move) or the last decision held a verdict past the lease
+   check (``LEASE_DEPENDENT``: grace, leases, budget, the snapshot asks) or a triggering algo
+   (its stuck alert, in exchange time). Every other verdict of ``core.reaper`` reads only the
+   books, so it is the same at every later Tick; a standby decides nothing, and a takeover
+   pokes the ticker.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class ReaperTask:
         self.last_decision: ReaperDecision | None = None
         self._current = False   # rule 10: the last decision was taken on the books as they are
         self._timeless = False  # rule 10: and no verdict of it can move with time alone
+        self._orders: OrderBook | None = None  # the order book it was taken on
         self.results: deque[CancelResult] = deque(maxlen=100)
 
     @property
@@ -207,7 +210,7 @@ class ReaperTask:
         self.last_decision = decision
         # Rule 10: a decision without a verdict that time, leases or the budget can move is
         # the decision of every later Tick, until the books change.
-        self._current = True
+        self._current, self._orders = True, orders
         self._timeless = not any(a.why in _TIMED for a in decision.assessments)
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
         proofs = self._proof_candidates(decision, now_ms=decision.now_ms)
@@ -229,7 +232,8 @@ class ReaperTask:
         return effects
 
     def books_changed(self) -> None:
-        """The core loop applied an event other than a Tick: the last decision may be stale."""
+        """The core loop applied events that changed what a verdict reads beside time (an
+        order fact, a view, the run of never-held keys): the last decision may be stale."""
         self._current = False
 
     def wants_tick(self) -> bool:
@@ -239,6 +243,8 @@ class ReaperTask:
             return False  # nothing decided (a takeover pokes the ticker)
         if self._leases.needed():
             return True  # leases are read (or unknown): a decision may wait for them
+        if self._orders is not None and not len(self._orders):
+            return False  # no order: every decision is empty (an order fact comes as an event)
         return not (self._current and self._timeless)
 
     def _proof_candidates(self, decision: ReaperDecision, *, now_ms: int) -> list[CancelOrder]:
