@@ -109,6 +109,7 @@ if TYPE_CHECKING:
     from watchdog.clock import Clock
 
 __all__ = [
+    "TIMED_VERDICTS",
     "CancelResult",
     "Emit",
     "Outcome",
@@ -122,7 +123,7 @@ SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at 
 PROOF_LOOKAHEAD_MS = 300      # queue an order whose grace a read this soon proves (rule 8)
 # Rule 10: verdicts a later Tick may change without any event: past the lease check (grace,
 # leases, budget, the snapshot asks), and a triggering algo (its stuck alert).
-_TIMED = LEASE_DEPENDENT | {Why.TRIGGERING}
+TIMED_VERDICTS = LEASE_DEPENDENT | {Why.TRIGGERING}
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
@@ -211,7 +212,7 @@ class ReaperTask:
         # Rule 10: a decision without a verdict that time, leases or the budget can move is
         # the decision of every later Tick, until the books change.
         self._current, self._orders = True, orders
-        self._timeless = not any(a.why in _TIMED for a in decision.assessments)
+        self._timeless = not any(a.why in TIMED_VERDICTS for a in decision.assessments)
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
         proofs = self._proof_candidates(decision, now_ms=decision.now_ms)
         proved = {c.key.symbol for c in proofs}

@@ -58,8 +58,10 @@ _EPS_S = 1e-6           # asyncio runs a timer up to its clock's resolution earl
 
 
 def slack_s(delay_s: float) -> float:
-    """How much earlier than a due time ``delay_s`` away the ticker may wake (rule 1)."""
-    return _SLACK_MIN_S + _SLACK_RATE * max(delay_s, 0.0)
+    """How much earlier than a due time ``delay_s`` away the ticker may wake (rule 1): the
+    wall clock's millisecond truncation, and its rate against the monotonic clock over the
+    delay. None for a due time already passed: the next grid point is the one."""
+    return 0.0 if delay_s <= 0 else _SLACK_MIN_S + _SLACK_RATE * delay_s
 
 
 def tick_point(due_s: float, after_s: float, grid_s: float) -> float:
@@ -163,9 +165,8 @@ class Ticker:
             self._due_s = None
             return
         loop = asyncio.get_running_loop()
-        delay_s = max(delay_s, 0.0)
-        self._due_s = loop.time() + delay_s
         self._slack_s = slack_s(delay_s)
+        self._due_s = loop.time() + max(delay_s, 0.0)
         if self._wake is not None:
             point = self._point()
             if point is not None and (self._target is None or point < self._target):
