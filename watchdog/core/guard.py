@@ -53,7 +53,8 @@ Rules of this module:
    only ``verified_ms`` and ``version``, 300 of them after every positions poll, judges
    nothing), a lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
    read itself), and time: after each judgment the earliest instant any of its time conditions
-   can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
+   can flip (grace end, freshness expiry, a doubt read due and the allowance for it free, a
+   lease's end, ``emergency_after_ms``,
    a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
    step judges the symbols whose instant passed. A stream state or lead change, a takeover, or
    a wall clock stepped back judges every position. The outcomes are exactly those of judging
@@ -436,14 +437,18 @@ class Guard:
             return min((t for t in times if t > now_ms), default=None)
         read = max((t for t in (f.symbol_read_ms.get(symbol), f.all_read_ms) if t is not None),
                    default=None)
+        # Rule 8: a doubt read is asked no earlier than the allowance has room again (reads
+        # asked later only make that later): judging before changes nothing.
+        reads, k = self._doubt_reads, p.doubt_reads_per_min
+        room_ms = reads[-k] + 60_000 if len(reads) >= k else 0
         if read is not None:
             if stream_state != "live":  # freshness; a change of stream state judges all
                 times.append(read + p.orders_max_age_ms + 1)
             if p.doubt_ms > 0:
-                times.append(read + p.doubt_ms)
+                times.append(max(read + p.doubt_ms, room_ms))
         asked = self._doubt_asked.get(symbol)
         if asked is not None and p.doubt_ms > 0:
-            times.append(asked + p.doubt_ms)
+            times.append(max(asked + p.doubt_ms, room_ms))
         if p.doubt_ms > 0 and (read is None or now_ms - read >= p.doubt_ms) and (
                 asked is None or now_ms - asked >= p.doubt_ms):
             # A read due but not asked: the allowance was spent; judged again when it frees.

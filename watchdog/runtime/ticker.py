@@ -19,7 +19,7 @@ Rules of this module:
 2. ``due_in(delay_s)`` (the core loop, after every batch) replaces the due time; ``None``: no
    consumer waits on time. ``poke()`` (from outside the core loop: a guard outcome, a
    takeover) asks for a Tick at the next grid point. A due time earlier than the one slept on
-   wakes the ticker; a later one is slept on after the Tick that was due, or at the next wake.
+   wakes the ticker earlier; a later one moves its timer later (no wake-up for nothing).
 3. Wall clock steps: every wake compares ``wall_ms - monotonic`` with the last look; a change
    beyond ``STEP_TOLERANCE_MS`` is a step, and a Tick goes at once, carrying a step back as
    ``wall_stepped_back_ms`` (core/ageing.py rule 3: the book expires what it holds, as a
@@ -155,6 +155,7 @@ class Ticker:
         self._wake: asyncio.Future[None] | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._target: float | None = None  # the loop time slept until (None: no timer)
+        self._look_at: float | None = None  # without a clock-set watch: the next look (rule 3)
         self.ticks = 0  # Ticks sent (a test and the bench read it)
 
     # ------------------------------------------------------------ from the core loop
@@ -169,8 +170,9 @@ class Ticker:
         self._due_s = loop.time() + max(delay_s, 0.0)
         if self._wake is not None:
             point = self._point()
-            if point is not None and (self._target is None or point < self._target):
-                self._sleep_until(point)
+            wake = self._wake_at(point)
+            if wake is not None and wake != self._target:
+                self._sleep_until(wake)  # earlier: in time; later: no wake-up for nothing
 
     def poke(self) -> None:
         """Rule 2: a Tick at the next grid point (something outside the core loop changed)."""
@@ -181,6 +183,7 @@ class Ticker:
     async def run(self) -> NoReturn:
         loop = asyncio.get_running_loop()
         watch = ClockSetWatch.open() if self._use_watch else None
+        self._look_at = None if watch is not None else loop.time()
         if watch is not None:
             loop.add_reader(watch.fd, self._on_clock_set, watch)
         try:
@@ -195,10 +198,11 @@ class Ticker:
                     await self._emit(Tick(wall_stepped_back_ms=back_ms or 0))
                     continue
                 self._wake = loop.create_future()
-                if point is not None:
-                    self._sleep_until(point)
-                elif watch is None:
-                    self._sleep_until(beat_at(now, self._cap_s, self._grid_s))
+                if self._look_at is not None:  # no clock-set watch: look again a cap later
+                    self._look_at = beat_at(now, self._cap_s, self._grid_s)
+                wake = self._wake_at(point)
+                if wake is not None:
+                    self._sleep_until(wake)
                 try:
                     await self._wake
                 finally:
@@ -211,6 +215,12 @@ class Ticker:
             if watch is not None:
                 loop.remove_reader(watch.fd)
                 watch.close()
+
+    def _wake_at(self, point: float | None) -> float | None:
+        """The due point, or the fallback look for clock steps if that comes first (rule 3)."""
+        if self._look_at is None or (point is not None and point < self._look_at):
+            return point
+        return self._look_at
 
     def _point(self) -> float | None:
         """The grid point of the due Tick (rule 1), None when nothing is due."""
