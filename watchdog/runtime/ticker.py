@@ -60,7 +60,7 @@ _EPS_S = 1e-6           # asyncio runs a timer up to its clock's resolution earl
 def slack_s(delay_s: float) -> float:
     """How much earlier than a due time ``delay_s`` away the ticker may wake (rule 1): the
     wall clock's millisecond truncation, and its rate against the monotonic clock over the
-    delay. None for a due time already passed: the next grid point is the one."""
+    delay. 0 for a due time already passed: the next grid point is the one."""
     return 0.0 if delay_s <= 0 else _SLACK_MIN_S + _SLACK_RATE * delay_s
 
 
@@ -68,12 +68,10 @@ def tick_point(due_s: float, after_s: float, grid_s: float) -> float:
     """The first grid point at or after ``due_s`` and strictly after ``after_s`` (rule 1). Pure."""
     if grid_s <= 0:
         return max(due_s, after_s)
-    k = math.ceil(due_s / grid_s)
-    point = k * grid_s
-    while point <= after_s:
+    k = max(math.ceil(due_s / grid_s), math.floor(after_s / grid_s))
+    while k * grid_s <= after_s:  # at most twice: k starts at most one point before after_s
         k += 1
-        point = k * grid_s
-    return point
+    return k * grid_s
 
 
 class ClockSetWatch:
