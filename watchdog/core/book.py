@@ -43,8 +43,10 @@ Rules of this module:
    a snapshot scoped to some symbols only speaks for keys of those symbols.
 5. Knowledge whose ``verified_ms`` is older than ``max_age_ms`` becomes EXPIRED (checked first on
    every apply, Tick included) and is published as UNKNOWN, never as the old value. Views are
-   as of the last ``apply``: the shell sends Tick so that age is noticed without traffic.
-   A ``now_ms`` earlier than the previous one is a wall clock stepped back by an unknown amount:
+   as of the last ``apply``: the shell sends Tick so that age is noticed without traffic, at
+   the latest at the first point of its grid at or after ``next_due_ms()`` (runtime/ticker.py).
+   A ``now_ms`` earlier than the previous one, or a Tick whose ``wall_stepped_back_ms`` says the
+   shell saw one, is a wall clock stepped back by an unknown amount:
    every age is unknown, so all CONFIRMED/SUSPECT knowledge becomes EXPIRED at once, never
    younger than it is (the deadlines and the step back: core/ageing.py).
 6. ``state`` is OPEN/CLOSED only while knowledge is CONFIRMED. ``version`` strictly increases
@@ -328,6 +330,11 @@ class PositionBook:
         before (the guard's calm step, core/guard.py rule 5)."""
         return self._view_generation
 
+    def next_due_ms(self) -> int | None:
+        """The earliest ``now_ms`` at which an apply may age knowledge (rule 5; None: nothing
+        can lapse). Before it, a Tick changes nothing in the book but its event count."""
+        return self._ageing.next_due_ms()
+
     def flat_since(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the first REST snapshot of the current unbroken run that
         showed ``key`` flat while confirmed; None unless the key is flat and confirmed by REST.
@@ -340,6 +347,10 @@ class PositionBook:
         if entry.knowledge is not Knowledge.CONFIRMED or entry.amount != ZERO:
             return None
         return entry.flat.since_ms
+
+    def unseen_flat_since(self) -> int | None:
+        """``flat_since`` of every key the book never held (the all-symbols run, rule 9)."""
+        return self._all_flat.since_ms
 
     def flat_proven_ms(self, key: PositionKey) -> int | None:
         """``requested_time_ms`` of the newest trusted REST read of the current flat run
@@ -363,7 +374,7 @@ class PositionBook:
         """
         self.events_applied += 1
         extra: list[Effect] = []
-        self._age(now_ms)
+        self._age(now_ms, event.wall_stepped_back_ms if type(event) is Tick else 0)
         if isinstance(event, _USER_STREAM_EVENTS):
             self.last_event_ms = now_ms
         match event:
@@ -727,9 +738,9 @@ class PositionBook:
                 entry.reason = reason  # an expired key keeps saying why it expired
         self._dirty.add(entry.key)
 
-    def _age(self, now_ms: int) -> None:
+    def _age(self, now_ms: int, stepped_back_ms: int = 0) -> None:
         """Rule 5. Scans only when some knowledge may have lapsed (core/ageing.py)."""
-        back_ms = self._ageing.due(now_ms)
+        back_ms = self._ageing.due(now_ms, stepped_back_ms)
         if back_ms is None:
             return
         limit_ms = self._policy.max_age_ms

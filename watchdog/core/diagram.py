@@ -158,9 +158,13 @@ delivered; a reconnect proves nothing. The runtime shows it in the health hash, 
 - Bracket every REST position read: `SnapshotRequested(request_id, requested_time_ms, symbols)`
   *before* the HTTP call, then exactly one `PositionSnapshot` or `SnapshotFailed` with the same
   id. Request ids increase; `requested_time_ms` is exchange time (server-time offset applied).
-- Send `Tick` periodically so that age is noticed when nothing else happens.
+- Send `Tick` so that age is noticed when nothing else happens: at the latest when
+  `next_due_ms()` has passed (the daemon's ticker sends one at the first point of its grid after
+  it, and none while nothing is due: runtime/ticker.py).
 - Read the wall clock afresh for every `apply` (never a stamp taken earlier): a `now_ms` smaller
-  than the previous one is taken for a clock stepped back and expires every confirmed position.
+  than the previous one is taken for a clock stepped back and expires every confirmed position;
+  so is a `Tick(wall_stepped_back_ms=…)`, for a step the shell saw between two applies further
+  apart than the step.
 - `flat_since(key)` is exchange time: compare it with order create times and with the exchange
   clock, never with the local one.
 """

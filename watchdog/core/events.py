@@ -318,7 +318,13 @@ class MalformedFrame:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """Time passed; lets the core age knowledge and schedule work."""
+    """Time passed; lets the core age knowledge and schedule work. ``wall_stepped_back_ms``:
+    the shell saw the wall clock step back by this much since its last look (0: none seen);
+    the book then expires what it holds (core/ageing.py rule 3) even when this Tick's
+    ``now_ms`` is not below the previous event's (the shell ticks only when something is due,
+    runtime/ticker.py, so two applies may lie further apart than the step)."""
+
+    wall_stepped_back_ms: int = 0
 
 
 Event = (

@@ -64,7 +64,8 @@ Rules of this module:
    only ``verified_ms`` and ``version``, 300 of them after every positions poll, judges
    nothing), a lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
    read itself), and time: after each judgment the earliest instant any of its time conditions
-   can flip (grace end, freshness expiry, a doubt read due, a lease's end, ``emergency_after_ms``,
+   can flip (grace end, freshness expiry, a doubt read due and the allowance for it free, a
+   lease's end, ``emergency_after_ms``,
    a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
    step judges the symbols whose instant passed. A stream state or lead change, a takeover, or
    a wall clock stepped back judges every position. The outcomes are exactly those of judging
@@ -72,7 +73,8 @@ Rules of this module:
    when the book replaced no view since the last step other than by re-verifications (its
    ``view_generation`` unchanged: a view may then be a newer object alike in everything but
    ``verified_ms`` and ``version``), no per-position check at all, instead of 300 judgments;
-   so does the step after a positions poll that only re-verified.
+   so does the step after a positions poll that only re-verified. ``next_due_ms`` is that
+   heap's top: the shell's ticker wakes for it (runtime/ticker.py) instead of every 0.25 s.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
@@ -316,6 +318,13 @@ class Guard:
         return {key: (run.published[0], run.published[1]) for key, run in self._runs.items()
                 if run.published is not None and run.published[0]}
 
+    def next_due_ms(self) -> int | None:
+        """Rule 5: the earliest ``now_ms`` at which a step judges a position by time alone (the
+        heap's top; a stale entry only makes it earlier), None while no time condition waits.
+        Between steps nothing else moves a judgment but events, leases and outcomes, which the
+        shell delivers with a step of their own (runtime/ticker.py)."""
+        return self._due_heap[0][0] if self._due_heap else None
+
     @property
     def needs_leases(self) -> bool:
         """True while a judgment reads the leases (rule 3): a run not yet alerted, a stop of
@@ -452,14 +461,18 @@ class Guard:
             return min((t for t in times if t > now_ms), default=None)
         read = self._doubt_read_ms(symbol)
         fresh_read = self._read_ms(symbol)
+        # Rule 8: a doubt read is asked no earlier than the allowance has room again (reads
+        # asked later only make that later): judging before changes nothing.
+        reads, k = self._doubt_reads, p.doubt_reads_per_min
+        room_ms = reads[-k] + 60_000 if len(reads) >= k else 0
         if fresh_read is not None and stream_state != "live":
             # freshness; a change of stream state judges all
             times.append(fresh_read + p.orders_max_age_ms + 1)
         if read is not None and p.doubt_ms > 0:
-            times.append(read + p.doubt_ms)
+            times.append(max(read + p.doubt_ms, room_ms))
         asked = self._doubt_asked.get(symbol)
         if asked is not None and p.doubt_ms > 0:
-            times.append(asked + p.doubt_ms)
+            times.append(max(asked + p.doubt_ms, room_ms))
         if p.doubt_ms > 0 and (read is None or now_ms - read >= p.doubt_ms) and (
                 asked is None or now_ms - asked >= p.doubt_ms):
             # A read due but not asked: the allowance was spent; judged again when it frees.

@@ -26,7 +26,8 @@ Rules of this module:
    if no sign that the exchange acted (the algo TRIGGERING/TRIGGERED, or a terminal fact of the
    order; merely vanishing from a REST list is no sign: a stuck trigger does that, docs/BINANCE.md §3.6)
    follows within ``confirm_bound_ms``, one ``trigger_not_acted`` alert is raised: a trigger the
-   exchange did not act on (stuck, price protection) or a blind user stream. The book makes the
+   exchange did not act on (stuck, price protection) or a blind user stream. Both are looked
+   at on a Tick; ``next_due_ms`` asks the shell for every Tick while a crossing is pending. The book makes the
    position suspect (book.py rule 12); the watch only follows up.
 6. *Near its trigger* (issue 13 item 2, the poller's calm rule): a watched stop whose price
    is not known yet, or is within ``NEAR_TRIGGER_FRACTION`` of its trigger (on either side).
@@ -236,6 +237,12 @@ class TriggerWatch:
         self._pending: dict[tuple[bool, OrderId], _Pending] = {}
         self.crossings = 0
         self.not_acted = 0
+
+    def next_due_ms(self, now_ms: int) -> int | None:
+        """When ``on_tick`` may act (rule 5): at once while a crossing is pending (whether the
+        exchange acted is settled on a Tick), else never. The shell's ticker keeps its every
+        grid point while this says ``now_ms`` (runtime/ticker.py)."""
+        return now_ms if self._pending else None
 
     def pending(self) -> tuple[StopCrossed, ...]:
         return tuple(p.event for p in self._pending.values())

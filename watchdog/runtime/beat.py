@@ -6,7 +6,8 @@ Why: the ticker (``[service] tick_interval_s``, 0.25 s), the lead renewal (a thi
 end of their last round, so their phases drifted apart and an idle daemon woke about seven
 times a second for them alone, each wake-up a trip through ``epoll`` and the event loop's
 bookkeeping (docs/BENCHMARKS.md, "the CPU floor", session 7). On one grid they wake together:
-four times a second at the defaults.
+four times a second at the defaults. Since session 9 the ticker wakes only at the grid points
+where a Tick is due (``ticker.py``), the same points it would have ticked at.
 
 Rules of this module:
 1. ``beat_at(start_s, interval_s, grid_s)`` is when a task that wants to run again

@@ -73,13 +73,14 @@ from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.effects_runner import EffectsObserver, EffectsRunner
 from watchdog.runtime.guard_task import GuardTask
 from watchdog.runtime.lead_task import run_lead
-from watchdog.runtime.loops import CoreLoop, Inbox, run_heartbeat, run_ticker
+from watchdog.runtime.loops import CoreLoop, Inbox, TickDue, run_heartbeat, run_ticker
 from watchdog.runtime.metrics import Metrics
 from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
 from watchdog.runtime.share import FairShare, LeadersBudget, SweepSlots
 from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.ticker import Ticker
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Identity, Vitals
 from watchdog.store.lead import new_instance_id
@@ -180,6 +181,7 @@ class Pipeline:
     canary: CanaryTask | None = None
     metrics: Metrics | None = None
     shared: Shared | None = None
+    ticker: Ticker | None = None
 
     async def start(self) -> None:
         """The startup (rule 2): Redis, the lead, positions closed while down, Binance's clock.
@@ -226,6 +228,8 @@ class Pipeline:
         await self.runner.recover()
         self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
         self.reaper.poke()  # the guard may need leases now (its unalerted runs)
+        if self.ticker is not None:
+            self.ticker.poke()  # the reaper and the guard act now: a Tick (loops.py rule 5)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                     self.config.redis.account, store.fence, done)
 
@@ -238,7 +242,8 @@ class Pipeline:
             "stream": self.stream.run(self.inbox.emit),
             "market": self.market.run(self.inbox.emit),
             "poller": self.poller.run(self.inbox.emit),
-            "ticker": run_ticker(self.inbox, config.service.tick_interval_s),
+            "ticker": (self.ticker.run() if self.ticker is not None
+                       else run_ticker(self.inbox, config.service.tick_interval_s)),
             "heartbeat": run_heartbeat(store, runner, self.vitals, self.clock,
                                        interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s,
@@ -423,14 +428,19 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
     event_observers = (poller.observe, guard_task.observe,
                        *(() if canary is None else (canary.observe,)),
                        *(() if metrics is None else (metrics.observe_event,)), *ends.observers)
+    ticker = Ticker(inbox.emit, clock, grid_s=config.service.tick_interval_s)
+    guard_task.on_outcome = ticker.poke
     core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                     status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
                     observers=event_observers, triggers=triggers, guard_step=guard_task.step,
-                    after_batch=reaper.poke)
+                    after_batch=reaper.poke, ticker=ticker,
+                    due=TickDue(wall_ms=(guard_task.next_due_ms,), busy=(reaper.wants_tick,),
+                                books_changed=reaper.books_changed))
     return Pipeline(config=config, clock=clock, rest=rest, store=store, book=book, orders=orders,
                     vitals=vitals, inbox=inbox, poller=poller, stream=stream, market=market,
                     guard=guard, guard_task=guard_task, reaper=reaper, triggers=triggers,
-                    runner=runner, core=core, notifier=notifier, canary=canary, metrics=metrics)
+                    runner=runner, core=core, notifier=notifier, canary=canary, metrics=metrics,
+                    ticker=ticker)
 
 
 class _Observers:

@@ -124,6 +124,7 @@ class GuardTask:
         self._outcomes: list[GuardOutcome] = []
         self._ticks: dict[Symbol, Decimal] = {}
         self.events_maxlen = 10_000  # [redis] events_maxlen: how far back ``told`` reads
+        self.on_outcome: Callable[[], None] = lambda: None  # the ticker's poke (build.py)
 
     # ------------------------------------------------------------ in the core loop
 
@@ -136,6 +137,14 @@ class GuardTask:
             positions = _Unproven(positions)
         acting = self._lead is None or self._lead.leading
         return self.guard.step(positions, orders, self._leases(), now_ms, outcomes, acting=acting)
+
+    def next_due_ms(self, now_ms: int) -> int | None:
+        """When ``step`` may judge something new without an event (runtime/ticker.py): at once
+        while an outcome waits or leases are read (they change outside the core loop), else
+        the guard's own time conditions (core/guard.py rule 5)."""
+        if self._outcomes or self.guard.needs_leases:
+            return now_ms
+        return self.guard.next_due_ms()
 
     async def _proven_lead(self, olog: Logger, what: str) -> bool:
         """Rule 4: right before an irreversible act, the lead proven in Redis."""
@@ -177,6 +186,7 @@ class GuardTask:
             else:
                 outcome = await self.remove(order)
             self._outcomes.append(outcome)
+            self.on_outcome()  # the next step hears it at the next point of the grid
 
     async def place(self, order: PlaceGuardStop) -> GuardOutcome:
         """Rule 2."""

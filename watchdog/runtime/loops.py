@@ -15,12 +15,20 @@ Rules of this module:
    and due together, they wake the event loop once instead of once each. After every batch
    the core loop calls ``after_batch`` (the reaper's ``poke``): a task idle without a timer
    hears there that it is needed.
+5. Ticks only when due: after every batch the core loop tells the ticker (``ticker.py``) when
+   the next Tick is due, the earliest of every consumer's: the book's ageing
+   (``next_due_ms``), the trigger watch (every point while a crossing is pending), the guard's
+   heap and the reaper (``TickDue``: every point while leases are read, an outcome waits, or
+   the reaper's last decision may differ, reaper_task.py rule 10), the keepalive (under
+   systemd) and the status line; every point until READY. A Tick at a point where nothing
+   was due changed nothing, so the Ticks that act go at the very points they went before.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from loguru import logger
@@ -45,12 +53,13 @@ from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
 from watchdog.runtime.beat import beat_at, sleep_until
 from watchdog.runtime.effects_runner import EffectsRunner
 from watchdog.runtime.systemd import Notifier
+from watchdog.runtime.ticker import Ticker
 from watchdog.runtime.trigger_task import TriggerTask
 from watchdog.runtime.vitals import Vitals
 from watchdog.store.heartbeat import summary_line
 from watchdog.store.publisher import RedisPublisher
 
-__all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "run_heartbeat", "run_ticker"]
+__all__ = ["KEEPALIVE_LOOPS", "CoreLoop", "Inbox", "TickDue", "run_heartbeat", "run_ticker"]
 
 # Loops whose progress gates the systemd keepalive: a REST outcome (snapshot or failure) and a
 # Redis write attempt (success or failure) must keep coming; only a hang stops them.
@@ -116,7 +125,8 @@ class CoreLoop:
                  observers: Iterable[Callable[[Event], None]] = (),
                  triggers: TriggerTask | None = None,
                  guard_step: ReaperStep | None = None,
-                 after_batch: Callable[[], None] | None = None) -> None:
+                 after_batch: Callable[[], None] | None = None,
+                 ticker: Ticker | None = None, due: TickDue | None = None) -> None:
         self._inbox = inbox
         self._book = book
         self._orders = orders
@@ -130,6 +140,9 @@ class CoreLoop:
         self._guard_step = guard_step  # once per batch, after its events (core/guard.py)
         self._after_batch = after_batch  # e.g. the reaper's poke: a need for leases began
         self._observers = tuple(observers)
+        self._ticker = ticker  # rule 5: told after every batch when the next Tick is due
+        self._due = due or TickDue()
+        self._books_seen: tuple[int, int | None] | None = None
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
         self._order_blindness = OrderBlindness(blind_after_ms=policy.blind_after_ms,
@@ -155,6 +168,7 @@ class CoreLoop:
         effects: list[Effect] = []
         stamps: list[int] = []
         order_facts = False
+        ticks_only = True
         for event in events:
             now_ms = self._clock.wall_ms()
             stamps.append(now_ms)
@@ -170,7 +184,9 @@ class CoreLoop:
             # The stream's proof hears every blind verdict (book rule 7 and orders) first.
             found += self._vitals.proof.apply(event, now_ms, found)
             effects += found
-            if isinstance(event, Tick) and self._reaper_step is not None:
+            if type(event) is not Tick:
+                ticks_only = False
+            elif self._reaper_step is not None:
                 effects += self._reaper_step(self._book, self._orders, now_ms)
             if self._triggers is not None:
                 effects += self._triggers.step(event, self._orders, now_ms)
@@ -185,11 +201,38 @@ class CoreLoop:
             effects += self._firing.update(self._orders, crossed)
         if self._guard_step is not None:
             effects += self._guard_step(self._book, self._orders, stamps[-1])
+        if not ticks_only and self._due.books_changed is not None:
+            # What a reaper verdict reads beside time: the views (their generation), the run of
+            # never-held keys, the orders (reaper_task.py rule 10).
+            seen = (self._book.view_generation(), self._book.unseen_flat_since())
+            if order_facts or seen != self._books_seen:
+                self._books_seen = seen
+                self._due.books_changed()
         if self._after_batch is not None:
             self._after_batch()
         await self._runner.run(effects)
         for event, now_ms in zip(events, stamps, strict=True):
             self._after(event, now_ms)
+        if self._ticker is not None:
+            self._ticker.due_in(self.next_tick_in())
+
+    def next_tick_in(self) -> float | None:
+        """Rule 5: seconds until the next Tick is due (0: at the next grid point; None: no
+        consumer waits on time). Asks every consumer of Tick; conservative: a Tick it asks
+        for in vain changes nothing."""
+        if not self._vitals.ready:
+            return 0.0  # READY follows the first beat, which no event of ours reports
+        now_ms, now_s = self._clock.wall_ms(), self._clock.monotonic()
+        triggers = None if self._triggers is None else self._triggers.watch.next_due_ms(now_ms)
+        dues = [d for d in (self._book.next_due_ms(), triggers,
+                            *(f(now_ms) for f in self._due.wall_ms)) if d is not None]
+        if any(f() for f in self._due.busy):
+            return 0.0
+        delays = [(d - now_ms) / 1000 for d in dues]
+        if self._notifier.enabled:
+            delays.append(self._keepalive_at + self._notifier.keepalive_interval_s - now_s)
+        delays.append(self._status_at + self._status_interval_s - now_s)
+        return max(min(delays), 0.0)
 
     def _after(self, event: Event, now_ms: int) -> None:
         if isinstance(event, PositionSnapshot | SnapshotFailed):
@@ -221,9 +264,22 @@ class CoreLoop:
             logger.info("{} inbox={}", line, self._inbox.qsize())
 
 
+@dataclass(frozen=True, slots=True)
+class TickDue:
+    """The consumers of Tick outside the core's own books (rule 5), wired by build.py.
+    ``wall_ms``: each returns the wall ms at which a Tick may make it act (None: never by time
+    alone; at most ``now_ms``: at once); ``busy``: each is True while it needs every grid
+    point's Tick (its state moves outside the core loop, e.g. leases being read);
+    ``books_changed``: told after a batch that applied an event other than a Tick."""
+
+    wall_ms: tuple[Callable[[int], int | None], ...] = ()
+    busy: tuple[Callable[[], bool], ...] = ()
+    books_changed: Callable[[], None] | None = None
+
+
 async def run_ticker(inbox: Inbox, interval_s: float) -> NoReturn:
-    """Feed ``Tick`` to the core so knowledge ages and the keepalive flows without traffic.
-    Every ``interval_s`` on the beat's grid (runtime/beat.py: never later than unaligned)."""
+    """A ``Tick`` at every point of the grid: the ticker before runtime/ticker.py (the
+    daemon's ``Ticker`` sends only the due ones); kept for the tests that compare both."""
     loop = asyncio.get_running_loop()
     while True:
         await inbox.emit(Tick())  # a burst may fill the inbox: wait, as the stream does

@@ -61,6 +61,15 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
    order's own read, one pre-cancel re-read, the cancels back to back, then one post-cancel
    read (rule 7, requested ``max_rest_lag_ms`` after the last cancel was answered) for all of
    them. Each order still gets its own result, events and, if need be, its own restore.
+10. Ticks only when due (runtime/ticker.py): ``step`` runs on a Tick, and a Tick is needed
+   (``wants_tick``) only while its decision could differ from the last one: leases are read
+   or unknown; or the book holds an order (none: every decision is empty) and either the
+   books changed since (``books_changed``: the core loop saw an order fact, a view replaced,
+   or the run of never-held keys move) or the last decision held a verdict past the lease
+   check (``LEASE_DEPENDENT``: grace, leases, budget, the snapshot asks) or a triggering algo
+   (its stuck alert, in exchange time). Every other verdict of ``core.reaper`` reads only the
+   books, so it is the same at every later Tick; a standby decides nothing, and a takeover
+   pokes the ticker.
 """
 
 from __future__ import annotations
@@ -100,6 +109,7 @@ if TYPE_CHECKING:
     from watchdog.clock import Clock
 
 __all__ = [
+    "TIMED_VERDICTS",
     "CancelResult",
     "Emit",
     "Outcome",
@@ -111,6 +121,9 @@ ALERT_REPEAT_S = 60.0         # repeat an unchanged alert at most this often
 LEASE_REFRESH_S = 0.2         # how stale the lease set used by ``step`` may be (rule 1)
 SNAPSHOT_ASK_S = 1.0          # ask the poller to confirm a stream-only flat at most this often
 PROOF_LOOKAHEAD_MS = 300      # queue an order whose grace a read this soon proves (rule 8)
+# Rule 10: verdicts a later Tick may change without any event: past the lease check (grace,
+# leases, budget, the snapshot asks), and a triggering algo (its stuck alert).
+TIMED_VERDICTS = LEASE_DEPENDENT | {Why.TRIGGERING}
 
 _Ident = tuple[bool, OrderId]
 Emit = Callable[[Event], Awaitable[None]]
@@ -149,6 +162,9 @@ class ReaperTask:
         self._alerted: dict[tuple[str, PositionKey | None], float] = {}
         self._asked: dict[frozenset[Symbol] | None, float] = {}
         self.last_decision: ReaperDecision | None = None
+        self._current = False   # rule 10: the last decision was taken on the books as they are
+        self._timeless = False  # rule 10: and no verdict of it can move with time alone
+        self._orders: OrderBook | None = None  # the order book it was taken on
         self.results: deque[CancelResult] = deque(maxlen=100)
 
     @property
@@ -193,6 +209,10 @@ class ReaperTask:
         if not fresh:
             return []  # rule 1: not decided on a lease set older than the need for it
         self.last_decision = decision
+        # Rule 10: a decision without a verdict that time, leases or the budget can move is
+        # the decision of every later Tick, until the books change.
+        self._current, self._orders = True, orders
+        self._timeless = not any(a.why in TIMED_VERDICTS for a in decision.assessments)
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
         proofs = self._proof_candidates(decision, now_ms=decision.now_ms)
         proved = {c.key.symbol for c in proofs}
@@ -211,6 +231,22 @@ class ReaperTask:
                     self._reaping.selected(cancel, order.create_time_ms)
                 effects.append(cancel)
         return effects
+
+    def books_changed(self) -> None:
+        """The core loop applied events that changed what a verdict reads beside time (an
+        order fact, a view, the run of never-held keys): the last decision may be stale."""
+        self._current = False
+
+    def wants_tick(self) -> bool:
+        """Rule 10: may ``step`` on a Tick now decide anything else than the last decision
+        did? False lets the ticker skip its grid points for the reaper (runtime/ticker.py)."""
+        if not self._enabled or (self._lead is not None and not self._lead.leading):
+            return False  # nothing decided (a takeover pokes the ticker)
+        if self._leases.needed():
+            return True  # leases are read (or unknown): a decision may wait for them
+        if self._orders is not None and not len(self._orders):
+            return False  # no order: every decision is empty (an order fact comes as an event)
+        return not (self._current and self._timeless)
 
     def _proof_candidates(self, decision: ReaperDecision, *, now_ms: int) -> list[CancelOrder]:
         """Rule 8: orders kept only because no REST read requested late enough exists yet, and
