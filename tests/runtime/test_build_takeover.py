@@ -109,7 +109,8 @@ async def test_a_lead_taken_back_by_the_heartbeat_is_the_pipelines_takeover(
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
-        assert store.leading and store.fence > paused, "the beat's own path took the lead"
+        assert store.leading
+        assert store.fence > paused, "the beat's own path took the lead"
         assert handed == [{key: Told(since_ms, True)}], \
             "the guard is handed the other leader's alert, and starts a new lead term"
         assert polled == [True], "the poller reads at once, as after any takeover"
