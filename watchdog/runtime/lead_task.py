@@ -63,7 +63,8 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
     (it republishes fresh state; a refused beat that takes the lead runs the same one, through
     the store's ``on_take_over``: build.py rule 6); ``on_other_leader`` whenever another
-    instance is seen leading; ``on_lapse`` when it steps down because the lease could not be renewed for a whole TTL.
+    instance is seen leading; ``on_lapse`` when it steps down because the lease could not be
+    renewed for a whole TTL.
     ``share``: several accounts in this process (runtime/share.py): acquire only under the
     fair share, hand the lead on when over it. ``grid_s``: the beat shared with the ticker
     and the heartbeat (runtime/beat.py: a round never later than unaligned). Never returns;
