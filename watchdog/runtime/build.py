@@ -34,6 +34,12 @@ Rules of this module:
    serves it, poller.py rule 2) and goes then if the stream could not connect. A discarded
    check of its own and a first poll 2 ms before the stream's read cost 10 weight in the
    start's minute, the one minute whose detection misses 1.0 s (docs/BENCHMARKS.md, session 7).
+6. One takeover: every acquisition of the lead after the start runs ``Pipeline.take_over``,
+   the lead task's (``on_takeover``) and a refused heartbeat's that found the lease free (the
+   store's ``on_take_over``, store/publisher.py rule 3). Until session 9 the heartbeat's ran
+   only the store's part: the guard was not handed what the other leader told nor started a
+   lead term (core/guard.py rules 1c and 7), and the poller read nothing at once. The start's
+   own acquisition is not a takeover: the guard's term and the reads begin there (rule 5).
 """
 
 from __future__ import annotations
@@ -211,8 +217,10 @@ class Pipeline:
         self.poller.schedule.defer_positions(self.clock.monotonic()
                                              + self.config.binance.poll_interval_s)
 
-    async def take_over(self) -> None:
-        """This instance became the leader: catch up with what an earlier leader published."""
+    async def take_over(self) -> int:
+        """This instance became the leader: catch up with what an earlier leader published.
+        The one takeover (rule 6): the lead task's acquisition and a refused beat's both run
+        it. Returns how many views the store republished."""
         store, book = self.store, self.book
         # Positions an earlier leader published that this instance never saw (it started
         # after they closed): tracked now, as at a restart, so the positions read below
@@ -232,6 +240,7 @@ class Pipeline:
             self.ticker.poke()  # the reaper and the guard act now: a Tick (loops.py rule 5)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                     self.config.redis.account, store.fence, done)
+        return done
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, Any]]:
         """The long-running coroutines by task name (rule 2); call once."""
@@ -301,6 +310,9 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         pipeline = _wire(config, clock, ends, book, vitals, rest, store,
                          sweep_slots=shared.sweep_slots(config) if shared is not None else None)
         pipeline.shared = shared
+        # Rule 6: a beat that takes the lead back runs the same takeover as the lead task.
+        store.on_take_over = pipeline.take_over
+        stack.callback(setattr, store, "on_take_over", None)
         if shared is not None:
             share_stream(shared, config, clock, pipeline.stream)
         yield pipeline

@@ -55,14 +55,16 @@ class LeadStore(Protocol):
     async def resign(self, why: str) -> None: ...
 
 
-async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[None]], clock: Clock,
+async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]], clock: Clock,
                    *, timeout_s: float,
                    on_other_leader: Callable[[str], None] | None = None,
                    on_lapse: Callable[[str], None] | None = None,
                    share: FairShare | None = None, grid_s: float = 0.0) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
-    (it republishes fresh state); ``on_other_leader`` whenever another instance is seen leading;
-    ``on_lapse`` when it steps down because the lease could not be renewed for a whole TTL.
+    (it republishes fresh state; a refused beat that takes the lead runs the same one, through
+    the store's ``on_take_over``: build.py rule 6); ``on_other_leader`` whenever another
+    instance is seen leading; ``on_lapse`` when it steps down because the lease could not be
+    renewed for a whole TTL.
     ``share``: several accounts in this process (runtime/share.py): acquire only under the
     fair share, hand the lead on when over it. ``grid_s``: the beat shared with the ticker
     and the heartbeat (runtime/beat.py: a round never later than unaligned). Never returns;

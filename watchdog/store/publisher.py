@@ -11,7 +11,7 @@ lost its data (restart without persistence, FLUSHALL, failover), it republishes 
 within that same heartbeat. Republished views keep their original ``verified_ms``: freshness is
 never refreshed by a republish, so an old view reads as stale, never as new truth.
 
-Rules of this module (the republish):
+Rules of this module (the republish, the takeover):
 1. No protection is shown once it is gone. The guard's fields are republished as the latest
    answer held per position; a cleared one is held as nothing, so a closed position's fields
    are removed by the write that publishes it closed (``publish_position.lua``): whoever writes
@@ -23,6 +23,12 @@ Rules of this module (the republish):
    (``clear_firing``): another leader may have written one since this instance last led. Until
    session 9 an instance taking the lead back kept that leader's ``stop_triggered`` veto on
    an open position whose stop it had seen end as a standby (tests/store/test_firing.py).
+3. One takeover: a beat refused as ``FENCED`` that finds the lease free takes the lead and
+   runs the owner's whole takeover (``on_take_over``: the guard handed what was told, a new
+   lead term, the poller's read at once), as the lead task does after its own acquisition.
+   Until session 9 it ran only the store's part: an instance paused past its lease whose beat
+   ran first after resuming led on without the guard ever seeing a takeover or a standby step
+   (core/guard.py rules 1c and 7; tests/runtime/test_build_takeover.py).
 
 Where the rest lives: each script call is built by :mod:`poswatch.calls` (shared with the
 bots' client), carried by :mod:`watchdog.store.runner` (every write through :meth:`_write`);
@@ -35,7 +41,7 @@ the dirty set and the firing markers are one state that ``publish``, ``run_many`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -129,6 +135,9 @@ class RedisPublisher(Leadership):
         # Keys whose open/closed event the core told and its runner deferred (will_tell): the
         # takeover tells no change of theirs, or it would be told twice.
         self._telling: set[PositionKey] = set()
+        # Rule 3: the owner's whole takeover (runtime/build.py ``Pipeline.take_over``, which
+        # calls :meth:`take_over`); None: the store's own (a store without a pipeline).
+        self.on_take_over: Callable[[], Awaitable[int]] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, account: str, health_ttl_ms: int, closed_ttl_s: float,
@@ -487,11 +496,13 @@ class RedisPublisher(Leadership):
             wall_ms: the watchdog's wall clock (epoch ms); the verdicts measure age on it.
 
         Returns:
-            True when Redis had lost our data and everything was republished. Views whose write failed earlier
+            True when the beat was refused, the lease was free and this instance took the lead
+            again and republished everything. Views whose write failed earlier
             (``StoreError`` from publish/retract) are rewritten on every beat. Redis losing our
             data shows as a refused beat (``Fenced``: the fence key went with the rest): the
-            instance steps down, takes the lead again at once (:meth:`take_over`) and
-            republishes everything (this replaced the epoch token of earlier versions).
+            instance steps down, takes the lead again at once (``on_take_over``, else
+            :meth:`take_over`: rule 3) and republishes everything (this replaced the epoch
+            token of earlier versions).
         """
         check_no_secrets(health)
         if not self._fence:
@@ -525,14 +536,18 @@ class RedisPublisher(Leadership):
                 # lease again meanwhile. Beat again under the newer one (lead.py rule 1; a
                 # third token here would only refuse that one's writes in turn).
                 return await self.heartbeat(health, wall_ms=now)
-            # Refused: a newer leader holds the lease (acquire fails: stay a standby), or Redis
-            # lost our data, the fence and the lease with it (restart without persistence,
-            # FLUSHALL, failover): lead again at once and republish, within this beat.
-            if not await self.acquire():
+            # Refused: a newer leader holds the lease (acquire fails: stay a standby), or the
+            # lease is free: Redis lost our data, the fence and the lease with it (restart
+            # without persistence, FLUSHALL, failover), or another leader came and went while
+            # this instance was paused past its lease. Lead again at once and take over,
+            # within this beat, by the one takeover (rule 3).
+            if not await self.acquire(announce=True):
                 raise
-            logger.warning("Redis lost the watchdog's data (restart, FLUSHALL or failover): "
-                           "leading again with fence {}, republishing", self._fence)
-            done = await self.take_over(health, wall_ms=now)
+            logger.warning("the lead was free when this beat was refused (Redis lost the "
+                           "watchdog's data, or another leader came and went): leading again "
+                           "with fence {}, taking over", self._fence)
+            done = await (self.take_over(health, wall_ms=now) if self.on_take_over is None
+                          else self.on_take_over())
             logger.info("republished {} position(s) to Redis", done)
             return True
         # No SCRIPT EXISTS here: a Redis that lost the scripts answered this beat's EVALSHA
