@@ -30,13 +30,6 @@ GUARD_FIELDS = ("protection", "unprotected_since_ms", "guard_order")
 
 
 @pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def standby(redis_url: str) -> AsyncIterator[RedisPublisher]:
     """A second instance of the same account, not leading."""
     pub = publisher_on(redis_url)

@@ -3,9 +3,6 @@ redis-server: added fields only, never a hash created, kept across position writ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 import redis.asyncio
 
 from tests.support.store import ACCOUNT, make_view, now_ms, position_key
@@ -17,13 +14,6 @@ from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
 BTC, ETH = position_key("BTCUSDT"), position_key("ETHUSDT")
-
-
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_fields_are_added_kept_by_later_writes_and_removed_on_close(

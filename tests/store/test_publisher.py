@@ -21,13 +21,6 @@ from watchdog.store.publisher import RedisPublisher
 KEYS = AccountKeys(ACCOUNT)
 
 
-@pytest.fixture
-async def r(redis_url: str) -> redis.asyncio.Redis:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
 async def test_publish_writes_every_field(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:
     view = make_view(version=3, verified_ms=1_700_000_000_123)
     assert await publisher.publish(view)

@@ -40,13 +40,6 @@ async def pure(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[
     await pub.close()
 
 
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
 async def test_a_batch_is_written_in_order_and_bots_read_it(
         pure: RedisPublisher, r: redis.asyncio.Redis, client: AsyncWatchdogClient) -> None:
     btc, eth = position_key("BTCUSDT"), position_key("ETHUSDT")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio
 from redis._parsers import _AsyncRESP2Parser, _AsyncRESP3Parser
@@ -24,13 +22,6 @@ from watchdog.store.keys import AccountKeys
 from watchdog.store.publisher import RedisPublisher
 
 KEYS = AccountKeys(ACCOUNT)
-
-
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_batch_writes_in_order(publisher: RedisPublisher, r: redis.asyncio.Redis) -> None:

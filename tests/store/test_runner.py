@@ -33,13 +33,6 @@ async def pub(redis_url: str) -> AsyncIterator[RedisPublisher]:
     await publisher.close()
 
 
-@pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
 async def test_a_single_call_after_redis_dropped_the_connection_is_written(
         pub: RedisPublisher, r: redis.asyncio.Redis) -> None:
     assert await pub.heartbeat({"stream": "live"}) is False

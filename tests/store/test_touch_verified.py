@@ -29,13 +29,6 @@ def refresh(view: PositionView, verified_ms: int) -> Publish:
 
 
 @pytest.fixture
-async def r(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def reference(redis_url: str) -> AsyncIterator[RedisPublisher]:
     """A second account written with complete publishes only, to compare against."""
     pub = RedisPublisher.from_url(redis_url, account="ref", health_ttl_ms=10_000, closed_ttl_s=60,
