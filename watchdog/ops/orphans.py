@@ -103,7 +103,8 @@ async def collect(config: Config, credentials: Credentials, *,
                                           endpoint="GET /fapi/v3/positionRisk" if snapshot is None
                                           else "GET /fapi/v1/openOrders")
             seen.update(row.key.symbol for row in snapshot.positions)
-            seen.update(o.symbol for o in (*swept.orders, *swept.algo_orders))
+            seen.update(o.symbol for o in swept.orders)
+            seen.update(o.symbol for o in swept.algo_orders)
             for event in events:
                 book.apply(event, clock.wall_ms())
                 orders.apply(event)

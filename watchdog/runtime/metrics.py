@@ -99,7 +99,7 @@ class Metrics:
         self._connects = 0
         # ``*_created`` series (one more per counter and histogram) say nothing a scrape of a
         # restarted daemon does not: Prometheus handles counter resets. Process-wide switch.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = CollectorRegistry()
         r = self.registry
         self.closure_detection = Histogram(
@@ -257,11 +257,11 @@ def _positions(views: Sequence[PositionView], now_ms: int,
         # Issue 17: the guard's answer (``protection`` covered | partial | none | unknown and
         # ``unprotected_since_ms``), or the same names on the view when it carries them.
         answer = (answers or {}).get(view.key)
-        state = answer[0] if answer is not None else getattr(view, "protection", None)
-        if view.state is not PositionState.OPEN or state is None:
+        shown = answer[0] if answer is not None else getattr(view, "protection", None)
+        if view.state is not PositionState.OPEN or shown is None:
             continue
-        for option in (*PROTECTION_STATES, *(() if str(state) in PROTECTION_STATES else (str(state),))):
-            protection.add_metric([*labels, option], 1 if option == str(state) else 0)
+        for option in (*PROTECTION_STATES, *(() if str(shown) in PROTECTION_STATES else (str(shown),))):
+            protection.add_metric([*labels, option], 1 if option == str(shown) else 0)
         since_ms = (answer[1] if answer is not None
                     else getattr(view, "unprotected_since_ms", 0)) or 0
         if since_ms > 0:
