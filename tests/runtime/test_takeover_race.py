@@ -7,6 +7,8 @@ nested beat would deadlock on it):
 - the second one read what was told (``GuardTask.told``) after the first had republished this
   instance's own standby answers over it, and handed the guard its own start as the one bots
   were told (core/guard.py rule 7: the run takes the told start);
+- the second one's first beat read what bots were told (open/closed) after the first one's
+  republish, so a stale view this instance republished was told changed a second time;
 - a flush between the first one's read of what was told and its first beat: the nested one
   handed the guard what Redis shows after the loss (nothing), then the outer one handed it the
   alert read before the loss, last: the alert lost with the data was never sent again.
@@ -31,12 +33,13 @@ from watchdog.clock import SystemClock
 from watchdog.config import Config, Credentials, RedisConfig
 from watchdog.core.effects import Publish, PublishProtection
 from watchdog.core.guard import Told
-from watchdog.core.model import PositionKey
+from watchdog.core.model import Knowledge, PositionKey, PositionState
 from watchdog.runtime.build import Endpoints, Pipeline, build, store_of
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher
 
 KEY = position_key("BASUSDT")
+GONE = position_key("ETHUSDT")  # closed while this instance stood by; it holds it open, stale
 
 
 @dataclass
@@ -78,7 +81,9 @@ async def paused_instance(redis_url: str) -> AsyncIterator[Paused]:
             other_since, own_since = now_ms - 60_000, now_ms - 20_000
             # What this instance's core and guard handed it as a standby (written by nobody).
             store.hold([Publish(make_view(KEY, verified_ms=now_ms)),
-                        PublishProtection(KEY, "none", own_since)])
+                        PublishProtection(KEY, "none", own_since),
+                        Publish(make_view(GONE, verified_ms=now_ms - 30_000,
+                                          knowledge=Knowledge.SUSPECT))])
             await store._redis.delete(store.keys.leader)  # paused past its lease
             assert await other.acquire()
             assert not await other.heartbeat({"pid": 2})
@@ -86,6 +91,8 @@ async def paused_instance(redis_url: str) -> AsyncIterator[Paused]:
             assert await other.run_many([PublishProtection(KEY, "none", other_since)])
             assert await other.emit("position_unprotected", {"position": member_of(KEY),
                                                              "unprotected_since_ms": other_since})
+            await other.publish(make_view(GONE, state=PositionState.CLOSED, verified_ms=now_ms))
+            assert await other.emit("position_closed", {"position": member_of(GONE)})
             assert await other.mark_stopped() == "removed"
             state = Paused(pipeline, store, client, heartbeat, paused, other_since, own_since)
             guard_take_over, poller_take_over = pipeline.guard.take_over, pipeline.poller.take_over
@@ -128,7 +135,9 @@ async def test_the_lead_tasks_takeover_during_the_heartbeats_joins_it(redis_url:
     """The heartbeat's takeover has republished this instance's own answers and waits on a
     write; the lead task's acquisition (issued while it saw no lead) lands then and asks for
     the takeover again. Handing the guard what Redis shows now would hand it this instance's
-    own start (``own_since_ms``) as the one bots were told: it must stay the other leader's."""
+    own start (``own_since_ms``) as the one bots were told: it must stay the other leader's.
+    Nor may the newer token's first beat read this instance's republished stale view of a
+    position the other leader told closed as what bots were told (told closed again)."""
     async with paused_instance(redis_url) as paused:
         pipeline, store = paused.pipeline, paused.store
         recover = pipeline.runner.recover
@@ -177,6 +186,13 @@ async def test_the_lead_tasks_takeover_during_the_heartbeats_joins_it(redis_url:
         position = await paused.client.hgetall(store.keys.position(KEY))
         assert health["fence"] == str(store.fence) and position["fence"] == str(store.fence), \
             "health and the position are written under the newer token"
+        # The core confirms what the other leader told (closed): told once, by that leader.
+        assert await store.publish(make_view(GONE, state=PositionState.CLOSED, version=2,
+                                             verified_ms=pipeline.clock.wall_ms()))
+        entries: Any = await paused.client.xrange(store.keys.events)
+        closed = [fields for _, fields in entries if fields["kind"] == "position_closed"]
+        assert [fields["position"] for fields in closed] == [member_of(GONE)], \
+            f"the closure is not told a second time after the second pass's republish: {closed}"
 
 
 async def test_a_flush_inside_the_takeover_sends_the_lost_alert_again(redis_url: str) -> None:

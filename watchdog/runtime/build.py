@@ -314,13 +314,20 @@ class Pipeline:
         published = await store.published_keys()
         book.expect(published, await store.last_shown(published))
         self.poller.take_over()
-        told = await self.guard_task.told()  # before our own view is republished over it
-        handed = told if first is None else told_again(first, told)
+        if first is None:
+            told = await self.guard_task.told()  # before our own view is republished over it
         now_ms = self.clock.wall_ms()
-        done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+        done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms,
+                                     again=first is not None)
         # What the core ran before that first beat was deferred (effects_runner.py rule 6):
         # written now, not a heartbeat later.
         await self.runner.recover()
+        if first is None:
+            handed = told
+        else:  # rule 7: alerts as Redis shows them after what this instance wrote (its own
+            # deferred ones included: read before, they would be sent again), starts as first read
+            told = await self.guard_task.told()
+            handed = told_again(first, told)
         self.guard_task.take_over(handed)  # alerts computed as a standby (core/guard.py rule 7)
         self.reaper.poke()  # the guard may need leases now (its unalerted runs)
         if self.ticker is not None:
