@@ -34,6 +34,7 @@ from watchdog.config import Config, Credentials, RedisConfig
 from watchdog.core.effects import Publish, PublishProtection
 from watchdog.core.guard import Told
 from watchdog.core.model import Knowledge, PositionKey, PositionState
+from watchdog.errors import StoreError
 from watchdog.runtime.build import Endpoints, Pipeline, build, store_of
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher
@@ -225,3 +226,44 @@ async def test_a_flush_inside_the_takeover_sends_the_lost_alert_again(redis_url:
         position = await paused.client.hgetall(store.keys.position(KEY))
         assert health["fence"] == str(store.fence) and position["fence"] == str(store.fence)
         assert position["state"] == "open" and position["protection"] == "none"
+
+
+async def test_a_takeover_that_does_not_finish_fails_its_joiners_and_frees_the_next(
+        redis_url: str) -> None:
+    """The running takeover is cancelled (the lead task's round timed out): whoever joined it
+    learns it did not finish (a ``StoreError`` the heartbeat logs and retries, never a bare
+    cancellation that would end its task silently), and the next acquisition runs its own."""
+    async with paused_instance(redis_url) as paused:
+        paused.heartbeat.close()  # the test plays the lead task's rounds only
+        pipeline, store = paused.pipeline, paused.store
+        recover = pipeline.runner.recover
+        at_gate, never = asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def gated_recover() -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                at_gate.set()
+                await never.wait()
+            return await recover()
+
+        pipeline.runner.recover = gated_recover  # type: ignore[method-assign]
+        assert await store.acquire(announce=True)
+        owner = asyncio.create_task(pipeline.take_over())
+        await asyncio.wait_for(at_gate.wait(), 10)
+        assert await store.acquire(announce=True)
+        joiner = asyncio.create_task(pipeline.take_over())
+        await eventually(lambda: asyncio.sleep(0, pipeline.takeovers_joined), lambda n: n >= 1,
+                         what="the second acquisition joined")
+        owner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await owner
+        try:
+            await asyncio.wait_for(joiner, 10)
+        except StoreError as exc:
+            assert "did not finish" in str(exc)
+        else:
+            raise AssertionError("the joiner was told the takeover finished")
+        assert await pipeline.take_over() == 2, "the next takeover runs (nothing left running)"
+        assert store.writable
