@@ -35,7 +35,7 @@ from watchdog.core.effects import Publish, PublishProtection
 from watchdog.core.guard import Told
 from watchdog.core.model import Knowledge, PositionKey, PositionState
 from watchdog.errors import StoreError
-from watchdog.runtime.build import Endpoints, Pipeline, build, store_of
+from watchdog.runtime.build import Endpoints, Pipeline, build, store_of, told_again
 from watchdog.store.keys import member_of
 from watchdog.store.publisher import RedisPublisher
 
@@ -267,3 +267,19 @@ async def test_a_takeover_that_does_not_finish_fails_its_joiners_and_frees_the_n
             raise AssertionError("the joiner was told the takeover finished")
         assert await pipeline.take_over() == 2, "the next takeover runs (nothing left running)"
         assert store.writable
+
+
+def test_a_pass_again_hands_the_first_start_and_the_alert_redis_shows_now() -> None:
+    """``told_again`` (runtime/build.py rule 7), pure: each case of what the first pass read
+    and what Redis shows after this instance wrote."""
+    a, b, c, d = (position_key(symbol) for symbol in ("AUSDT", "BUSDT", "CUSDT", "DUSDT"))
+    first = {a: Told(100, True), b: Told(200, False), c: Told(None, True)}
+    now = {a: Told(900, True),  # its own republished start over the told one: the told start
+           b: Told(950, True),  # alerted by this instance since: not sent again
+           d: Told(700, False)}  # judged by this instance only: its own start
+    assert told_again(first, now) == {
+        a: Told(100, True), b: Told(200, True),
+        # c: the alert (no start shown) is gone with the data: sent again, nothing to hand
+        d: Told(700, False)}
+    assert told_again(first, {}) == {a: Told(100, False), b: Told(200, False)}, \
+        "all lost: every alert sent again, from the starts bots saw"
