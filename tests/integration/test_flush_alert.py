@@ -1,5 +1,6 @@
 """After a Redis flush, an alert lost with the data is sent again: repeated, never lost
-(docs/RULES.md rule 3; docs/HA.md, failure table "Redis restarted empty / FLUSHALL"; runtime/build.py rules 6 and 7).
+(docs/RULES.md rule 3; docs/HA.md, failure table "Redis restart … / FLUSHALL"; runtime/build.py
+rules 6 and 7).
 
 The daemon (``run()``) leads against the simulator over real sockets and a real redis-server,
 with an open position that has no stop: it publishes ``protection=none`` and alerts. FLUSHALL
