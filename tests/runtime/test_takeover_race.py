@@ -1,8 +1,8 @@
 """Red team (docs/RULES.md rule 3; docs/HA.md, "one takeover at a time"): the heartbeat and
 the lead task may both take the lease back at once (after Redis lost its data each may
 acquire: ``store/lead.py`` rule 1), and a refused beat inside a takeover's own first beat
-takes it again: ``Pipeline.take_over`` can be asked twice while it runs. Until session 10 it ran twice, interleaved (no lock: the
-nested beat would deadlock on it):
+takes it again: ``Pipeline.take_over`` can be asked twice while it runs. Until session 10 it
+ran twice, interleaved (no lock: the nested beat would deadlock on it):
 
 - the second one read what was told (``GuardTask.told``) after the first had republished this
   instance's own standby answers over it, and handed the guard its own start as the one bots
