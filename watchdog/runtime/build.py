@@ -40,10 +40,24 @@ Rules of this module:
    only the store's part: the guard was not handed what the other leader told nor started a
    lead term (core/guard.py rules 1c and 7), and the poller read nothing at once. The start's
    own acquisition is not a takeover: the guard's term and the reads begin there (rule 5).
+7. One takeover at a time. After Redis lost its data the heartbeat and the lead task may both
+   take the lease back (store/lead.py rule 1), and a beat refused inside a takeover's own first
+   beat takes it again: a takeover asked for while one runs joins it (awaits its end), and the
+   running one then runs once more, under the newest token; the nested beat's (same task, which
+   a lock would deadlock) runs the store's part at once (the health hash names the new token
+   before anything else is written) and leaves the rest to that pass. A pass again reads what
+   is told again but hands the guard the first pass's start of each run (``told_again``): what
+   Redis shows now may be this instance's own standby answer, republished by the first pass.
+   Until session 10 two takeovers ran interleaved: the second read what was told after the
+   first's republish and handed the guard this instance's own start as the one bots were told;
+   and after a flush inside a takeover the outer one handed the guard, last, an alert read
+   before the loss, so the alert lost with the data was never sent again
+   (tests/runtime/test_takeover_race.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -69,12 +83,12 @@ from watchdog.config import Config, Credentials, calm_poll_interval_s
 from watchdog.core.book import BookPolicy, PositionBook
 from watchdog.core.effects import Effect
 from watchdog.core.events import Event
-from watchdog.core.guard import Guard, GuardPolicy, Leases
+from watchdog.core.guard import Guard, GuardPolicy, Leases, Told
 from watchdog.core.model import PositionKey
 from watchdog.core.orders import OrderBook
 from watchdog.core.proof import StreamProof
 from watchdog.core.reaper import ReaperDecision
-from watchdog.errors import ExchangeError, StoreError
+from watchdog.errors import ExchangeError, StoreError, StoreUnavailable
 from watchdog.runtime.canary_task import CanaryTask, canary_policy
 from watchdog.runtime.effects_runner import EffectsObserver, EffectsRunner
 from watchdog.runtime.guard_task import GuardTask
@@ -163,6 +177,33 @@ class Shared:
 
 
 @dataclass
+class _TakeOver:
+    """The takeover running (rule 7): the task running it, its result for whoever joins it,
+    and whether the lead was taken again meanwhile (it then runs once more)."""
+
+    owner: asyncio.Task[Any] | None
+    done: asyncio.Future[int]
+    again: bool = False
+
+
+def told_again(first: Mapping[PositionKey, Told], now: Mapping[PositionKey, Told]
+               ) -> dict[PositionKey, Told]:
+    """Rule 7: what a takeover's pass again hands the guard. Whether an alert stands is what
+    Redis shows now (one lost with the data is not shown: it is sent again); a run's start is
+    the one the first pass read, before this instance wrote anything (what Redis shows now
+    may be this instance's own republished standby answer)."""
+    handed: dict[PositionKey, Told] = {}
+    for key in first.keys() | now.keys():
+        was, shown = first.get(key), now.get(key)
+        since = was.since_ms if was is not None and was.since_ms is not None else (
+            None if shown is None else shown.since_ms)
+        alerted = shown is not None and shown.alerted
+        if since is not None or alerted:
+            handed[key] = Told(since, alerted)
+    return handed
+
+
+@dataclass
 class Pipeline:
     """The wired watchdog: its parts (read by status, tests and benchmarks) and its tasks."""
 
@@ -188,6 +229,8 @@ class Pipeline:
     metrics: Metrics | None = None
     shared: Shared | None = None
     ticker: Ticker | None = None
+    takeovers_joined: int = 0  # rule 7: acquisitions that joined a takeover already running
+    _taking: _TakeOver | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         """The startup (rule 2): Redis, the lead, positions closed while down, Binance's clock.
@@ -220,7 +263,50 @@ class Pipeline:
     async def take_over(self) -> int:
         """This instance became the leader: catch up with what an earlier leader published.
         The one takeover (rule 6): the lead task's acquisition and a refused beat's both run
-        it. Returns how many views the store republished."""
+        it, one at a time (rule 7). Returns how many views the store republished."""
+        running = self._taking
+        if running is not None:
+            running.again = True
+            if asyncio.current_task() is running.owner:
+                # Rule 7: a refused beat inside this takeover's own first beat took the lead
+                # again (Redis lost its data meanwhile). Its store part now, so nothing is
+                # written before the health hash names the new token; the rest once more
+                # when the running pass ends (what was read as told before the loss is gone).
+                logger.warning("the lead was taken again during the takeover of account {} "
+                               "(fence {}): it runs once more", self.config.redis.account,
+                               self.store.fence)
+                now_ms = self.clock.wall_ms()
+                return await self.store.take_over(self.vitals.health(now_ms).to_fields(),
+                                                  wall_ms=now_ms)
+            self.takeovers_joined += 1
+            logger.info("a takeover of account {} runs already: this acquisition (fence {}) "
+                        "joins it", self.config.redis.account, self.store.fence)
+            return await asyncio.shield(running.done)
+        running = self._taking = _TakeOver(asyncio.current_task(),
+                                           asyncio.get_running_loop().create_future())
+        try:
+            done, first = await self._take_over_once(None)
+            while running.again:
+                running.again = False
+                done, _ = await self._take_over_once(first)
+        except BaseException as exc:
+            # The joiners learn it as the owner does; a cancelled (timed out) owner is a
+            # takeover not finished, which the heartbeat and the lead task log and retry.
+            running.done.set_exception(exc if isinstance(exc, StoreError) else StoreUnavailable(
+                f"the takeover of account {self.config.redis.account} did not finish: "
+                f"{type(exc).__name__} {exc}"))
+            running.done.exception()  # retrieved: there may be no joiner
+            raise
+        else:
+            running.done.set_result(done)
+        finally:
+            self._taking = None
+        return done
+
+    async def _take_over_once(self, first: Mapping[PositionKey, Told] | None
+                              ) -> tuple[int, dict[PositionKey, Told]]:
+        """One pass of the takeover; ``first``: what the first pass read as told, when this is
+        a pass again (rule 7). Returns the views republished and what was read as told."""
         store, book = self.store, self.book
         # Positions an earlier leader published that this instance never saw (it started
         # after they closed): tracked now, as at a restart, so the positions read below
@@ -228,19 +314,27 @@ class Pipeline:
         published = await store.published_keys()
         book.expect(published, await store.last_shown(published))
         self.poller.take_over()
-        told = await self.guard_task.told()  # before our own view is republished over it
+        if first is None:
+            told = await self.guard_task.told()  # before our own view is republished over it
         now_ms = self.clock.wall_ms()
-        done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms)
+        done = await store.take_over(self.vitals.health(now_ms).to_fields(), wall_ms=now_ms,
+                                     again=first is not None)
         # What the core ran before that first beat was deferred (effects_runner.py rule 6):
         # written now, not a heartbeat later.
         await self.runner.recover()
-        self.guard_task.take_over(told)  # alerts computed as a standby (core/guard.py rule 7)
+        if first is None:
+            handed = told
+        else:  # rule 7: alerts as Redis shows them after what this instance wrote (its own
+            # deferred ones included: read before, they would be sent again), starts as first read
+            told = await self.guard_task.told()
+            handed = told_again(first, told)
+        self.guard_task.take_over(handed)  # alerts computed as a standby (core/guard.py rule 7)
         self.reaper.poke()  # the guard may need leases now (its unalerted runs)
         if self.ticker is not None:
             self.ticker.poke()  # the reaper and the guard act now: a Tick (loops.py rule 5)
         logger.info("took the lead of account {} (fence {}): republished {} position(s)",
                     self.config.redis.account, store.fence, done)
-        return done
+        return done, told
 
     def tasks(self) -> dict[str, Coroutine[Any, Any, Any]]:
         """The long-running coroutines by task name (rule 2); call once."""

@@ -62,7 +62,8 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]
                    share: FairShare | None = None, grid_s: float = 0.0) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
     (it republishes fresh state; a refused beat that takes the lead runs the same one, through
-    the store's ``on_take_over``: build.py rule 6); ``on_other_leader`` whenever another
+    the store's ``on_take_over``: build.py rule 6; one at a time, the later joining the running
+    one: build.py rule 7); ``on_other_leader`` whenever another
     instance is seen leading; ``on_lapse`` when it steps down because the lease could not be
     renewed for a whole TTL.
     ``share``: several accounts in this process (runtime/share.py): acquire only under the

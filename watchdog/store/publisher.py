@@ -29,6 +29,12 @@ Rules of this module (the republish, the takeover):
    Until session 9 it ran only the store's part: an instance paused past its lease whose beat
    ran first after resuming led on without the guard ever seeing a takeover or a standby step
    (core/guard.py rules 1c and 7; tests/runtime/test_build_takeover.py).
+4. A takeover asked for while one runs joins it, and the running one passes once more under
+   the newest token (runtime/build.py rule 7). That pass's first beat, when the newer token
+   must be announced again, reads what Redis shows after the first pass's republish: the
+   open/closed states the first pass read and did not tell yet are kept over it (``again``),
+   or a position this instance republished from a stale view would be told changed a second
+   time once confirmed (``position_closed`` after the other leader's).
 
 Where the rest lives: each script call is built by :mod:`poswatch.calls` (shared with the
 bots' client), carried by :mod:`watchdog.store.runner` (every write through :meth:`_write`);
@@ -135,6 +141,7 @@ class RedisPublisher(Leadership):
         # Keys whose open/closed event the core told and its runner deferred (will_tell): the
         # takeover tells no change of theirs, or it would be told twice.
         self._telling: set[PositionKey] = set()
+        self._untold_kept = False  # rule 4: a takeover's pass again keeps the first pass's
         # Rule 3: the owner's whole takeover (runtime/build.py ``Pipeline.take_over``, which
         # calls :meth:`take_over`); None: the store's own (a store without a pipeline).
         self.on_take_over: Callable[[], Awaitable[int]] | None = None
@@ -523,7 +530,10 @@ class RedisPublisher(Leadership):
             keys = set(self._held) | set(await self.published_keys())
             shown = dict(await self.last_shown(frozenset(keys)))
             if not self._announced:  # another beat may have gone first meanwhile
-                self._untold = {key: was for key, was in shown.items() if key not in self._telling}
+                untold = {key: was for key, was in shown.items() if key not in self._telling}
+                # Rule 4: a takeover's pass again reads this instance's own republish; what
+                # the first pass read and did not tell yet is still what bots were told.
+                self._untold = {**untold, **self._untold} if self._untold_kept else untold
         token = self._fence
         try:
             await self._write([self.calls.heartbeat(self._health_ttl_ms, token, now,
@@ -557,16 +567,21 @@ class RedisPublisher(Leadership):
             logger.info("rewrote {} position(s) whose write failed earlier", done)
         return False
 
-    async def take_over(self, health: Mapping[str, object], *, wall_ms: int | None = None) -> int:
+    async def take_over(self, health: Mapping[str, object], *, wall_ms: int | None = None,
+                        again: bool = False) -> int:
         """Just became leader: scripts loaded again (Redis may be new), the health hash naming
         this instance (first: a bot never reads a new leader's position beside the old one's
         health), then every held view republished under the new fence. Returns how many views
-        were written."""
+        were written. ``again``: a pass again of a takeover that ran already (rule 4)."""
         now = int(time.time() * 1000) if wall_ms is None else wall_ms
         # Rule 2: another leader may have marked stops firing since this instance last wrote.
         self._firing_synced.clear()
         await self._load_scripts()
-        await self.heartbeat(health, wall_ms=now)
+        self._untold_kept = again
+        try:
+            await self.heartbeat(health, wall_ms=now)
+        finally:
+            self._untold_kept = False
         done = await self.republish(now)
         for view in [v for v in self._held.values() if isinstance(v, PositionView)]:
             call = self._tell(view)
