@@ -17,7 +17,7 @@ import time
 import pytest
 import redis.asyncio
 
-from tests.integration.test_guard import BAS, KEYS, daemon, events, hash_of
+from tests.integration.test_guard import KEYS, daemon, events, hash_of
 from tests.support.waiting import eventually
 from watchdog.sim import Simulator
 
@@ -33,7 +33,8 @@ async def test_an_alert_lost_in_a_flush_is_sent_again_and_the_hash_comes_back(
         alerts = await eventually(lambda: events(rclient, "position_unprotected"), bool,
                                   timeout_s=30, what="position_unprotected before the flush")
         before = await hash_of(rclient)
-        assert before["state"] == "open" and before["protection"] == "none"
+        assert before["state"] == "open"
+        assert before["protection"] == "none"
         since = before["unprotected_since_ms"]
         assert alerts[0]["unprotected_since_ms"] == since
         fence_before = int(await rclient.get(KEYS.fence) or 0)
@@ -65,7 +66,8 @@ async def test_an_alert_lost_in_a_flush_is_sent_again_and_the_hash_comes_back(
         fresh = await eventually(lambda: hash_of(rclient),
                                  lambda h: int(h.get("verified_ms", 0)) >= flushed_ms,
                                  timeout_s=10, what="the position verified after the flush")
-        assert fresh["protection"] == "none" and fresh["unprotected_since_ms"] == since
+        assert fresh["protection"] == "none"
+        assert fresh["unprotected_since_ms"] == since
         assert [alert["position"] for alert in await events(rclient, "position_unprotected")] \
             == ["BASUSDT:BOTH"], "not told a third time"
         assert await events(rclient, "position_protected") == []

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio
 
 from tests.support.store import ACCOUNT, make_view, position_key
@@ -177,16 +178,19 @@ async def test_the_lead_tasks_takeover_during_the_heartbeats_joins_it(redis_url:
                 gate.set()
             await asyncio.wait_for(second, 10)
             await until_beat_after(paused, resumed)
-        assert store.leading and store.writable
+        assert store.leading
+        assert store.writable
         assert store.fence > first, "the newer acquisition leads"
         told = {KEY: Told(paused.other_since_ms, True)}
-        assert paused.handed and all(handed == told for handed in paused.handed), \
+        assert paused.handed
+        assert all(handed == told for handed in paused.handed), \
             f"the guard is handed the other leader's start and alert, never its own: {paused.handed}"
         assert paused.polled >= 1
         health = await paused.client.hgetall(store.keys.health)
         position = await paused.client.hgetall(store.keys.position(KEY))
-        assert health["fence"] == str(store.fence) and position["fence"] == str(store.fence), \
-            "health and the position are written under the newer token"
+        assert health["fence"] == str(store.fence), "health is written under the newer token"
+        assert position["fence"] == str(store.fence), \
+            "the position is written under the newer token"
         # The core confirms what the other leader told (closed): told once, by that leader.
         assert await store.publish(make_view(GONE, state=PositionState.CLOSED, version=2,
                                              verified_ms=pipeline.clock.wall_ms()))
@@ -218,14 +222,17 @@ async def test_a_flush_inside_the_takeover_sends_the_lost_alert_again(redis_url:
         async with beating(paused):
             await until_beat_after(paused, resumed)
         assert reads[0] == {KEY: Told(paused.other_since_ms, True)}
-        assert store.leading and store.writable
+        assert store.leading
+        assert store.writable
         assert paused.handed, "the guard is handed what was told"
         assert paused.handed[-1] == {KEY: Told(paused.other_since_ms, False)}, \
             f"the alert lost with the data is sent again, from the start bots saw: {paused.handed}"
         health = await paused.client.hgetall(store.keys.health)
         position = await paused.client.hgetall(store.keys.position(KEY))
-        assert health["fence"] == str(store.fence) and position["fence"] == str(store.fence)
-        assert position["state"] == "open" and position["protection"] == "none"
+        assert health["fence"] == str(store.fence)
+        assert position["fence"] == str(store.fence)
+        assert position["state"] == "open"
+        assert position["protection"] == "none"
 
 
 async def test_a_takeover_that_does_not_finish_fails_its_joiners_and_frees_the_next(
@@ -259,12 +266,8 @@ async def test_a_takeover_that_does_not_finish_fails_its_joiners_and_frees_the_n
         owner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await owner
-        try:
+        with pytest.raises(StoreError, match="did not finish"):  # never told it finished
             await asyncio.wait_for(joiner, 10)
-        except StoreError as exc:
-            assert "did not finish" in str(exc)
-        else:
-            raise AssertionError("the joiner was told the takeover finished")
         assert await pipeline.take_over() == 2, "the next takeover runs (nothing left running)"
         assert store.writable
 
