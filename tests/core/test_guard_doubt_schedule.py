@@ -85,7 +85,8 @@ def asked(effects: list[Effect], now_ms: int) -> list[tuple[int, Symbol]]:
     out: list[tuple[int, Symbol]] = []
     for e in effects:
         if isinstance(e, RequestSnapshot) and e.reason.startswith("guard: orders of"):
-            assert e.symbols is not None and len(e.symbols) == 1
+            assert e.symbols is not None
+            assert len(e.symbols) == 1
             out.append((now_ms, next(iter(e.symbols))))
     return out
 
@@ -116,7 +117,8 @@ def test_a_doubt_read_is_asked_when_the_old_schedule_asked_it(
         orders.apply(event)  # type: ignore[arg-type]
 
     def step() -> None:
-        got.extend(asked(guard.step(positions, orders, None, now, acting=acting), now))
+        got.extend(asked(guard.step(positions, orders, None, now, acting=acting),  # type: ignore[arg-type]
+                         now))
         want.extend(old.step(positions, now, acting))
 
     def read(symbols: frozenset[Symbol] | None) -> None:
@@ -143,7 +145,8 @@ def test_a_doubt_read_is_asked_when_the_old_schedule_asked_it(
             now = point  # the ticker: a Tick at a grid point once the guard's due time passed
             if (due := guard.next_due_ms()) is not None and due <= now:
                 feed(Tick())
-                got.extend(asked(guard.step(positions, orders, None, now, acting=acting), now))
+                got.extend(asked(guard.step(positions, orders, None, now,  # type: ignore[arg-type]
+                                            acting=acting), now))
             want.extend(old.step(positions, now, acting))  # the old grid: every point
             point += GRID_MS
         now = until
@@ -180,22 +183,22 @@ def test_routine_orders_reads_leave_the_ticker_idle() -> None:
     keys = [PositionKey(Symbol(f"S{i:03d}USDT"), PositionSide.BOTH) for i in range(300)]
     positions = Positions({k: view(k, amount=Decimal(10)) for k in keys})
     for event in (StreamConnected(1), SnapshotRequested(1, T0), snapshot(at_ms=T0)):
-        guard.observe(event)  # type: ignore[arg-type]
-        orders.apply(event)  # type: ignore[arg-type]
-    guard.step(positions, orders, None, T0)
+        guard.observe(event)
+        orders.apply(event)
+    guard.step(positions, orders, None, T0)  # type: ignore[arg-type]
     ticks, doubt = 0, []
     for ms in range(T0 + 50, T0 + 180_000, 50):
         if ms % 200 == 0:  # a routine read: the next symbol of the rotation
             symbol = keys[(ms - T0) // 200 % 300].symbol
             for event in (SnapshotRequested(ms, ms),
                           snapshot(at_ms=ms, symbols=frozenset({symbol}), request_id=ms)):
-                guard.observe(event)  # type: ignore[arg-type]
-                orders.apply(event)  # type: ignore[arg-type]
-            doubt += asked(guard.step(positions, orders, None, ms), ms)
+                guard.observe(event)
+                orders.apply(event)
+            doubt += asked(guard.step(positions, orders, None, ms), ms)  # type: ignore[arg-type]
         elif ms % GRID_MS == 0 and (due := guard.next_due_ms()) is not None and due <= ms:
             ticks += 1
             guard.observe(Tick())
-            doubt += asked(guard.step(positions, orders, None, ms), ms)
+            doubt += asked(guard.step(positions, orders, None, ms), ms)  # type: ignore[arg-type]
     # The allowance: 4 at 15 s (every symbol unread since the start's sweep), 4 a minute on.
     assert sorted({t - T0 for t, _ in doubt}) == [15_000, 75_000, 135_000]
     assert len(doubt) == 12

@@ -67,9 +67,10 @@ Rules of this module:
    can flip (grace end, freshness expiry, a lease's end, ``emergency_after_ms``, a hold, the
    order budget freeing) is kept per symbol in a heap, and a step judges the symbols whose
    instant passed. Rule 8's doubt reads are no judgment's condition: they have one schedule
-   for all symbols (rule 8), and a step asks them whatever it judges. A stream state or lead change, a takeover, or
-   a wall clock stepped back judges every position. The outcomes are exactly those of judging
-   every position on every step (a property test compares both); a Tick costs a heap look and,
+   for all symbols (rule 8b), and a step asks them whatever it judges. A stream state or lead
+   change, a takeover, or a wall clock stepped back judges every position. The outcomes are
+   exactly those of judging every position on every step (a property test compares both, and
+   that nothing is due before ``next_due_ms``); a Tick costs a heap look and,
    when the book replaced no view since the last step other than by re-verifications (its
    ``view_generation`` unchanged: a view may then be a newer object alike in everything but
    ``verified_ms`` and ``version``), no per-position check at all, instead of 300 judgments;
