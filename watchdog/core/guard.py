@@ -104,10 +104,10 @@ Rules of this module:
    doubt read is due at the later of that heap's top and the allowance's next room
    (``next_due_ms``). A step looks over the candidates only then, so at most once per read
    asked, and the reads are those judging every position on every step would ask, at the same
-   instants. A routine orders read only moves its symbol's instant later, so it wakes nothing:
-   until session 10 every read (300 a minute at the defaults) set its symbol's judgment due
-   ``doubt_ms`` later although the allowance had room for 4 a minute, and the ticker sent a
-   Tick at almost every grid point.
+   instants. A routine orders read only moves its own symbol's instant, so it judges and wakes
+   nothing else: until session 10 every read set a judgment of its symbol due ``doubt_ms``
+   later, though the allowance has room for 4 a minute, and a doubt instant judged every
+   symbol then due (300 after a sweep) for nothing.
 """
 
 from __future__ import annotations
