@@ -141,9 +141,11 @@ def test_judging_what_changed_equals_judging_everything(
 
     feed(StreamConnected(1))
     read(None)
+    due: int | None = now  # the first step judges all
     for action, which, dt in script:
         key = KEYS[which]
         now += dt
+        stepped_leases = leases
         outcomes: tuple[GuardOutcome, ...] = ()
         match action:
             case "tick":
@@ -227,6 +229,11 @@ def test_judging_what_changed_equals_judging_everything(
         got = quick.step(positions, orders, leases, now, outcomes, acting=acting)
         want = full.step(positions, orders, leases, now, outcomes, acting=acting)
         assert got == want, (action, now)
+        if action in ("tick", "quiet") and leases is stepped_leases and (due is None or due > now):
+            # Nothing but time moved, and not to the due instant: the ticker would have sent no
+            # Tick (runtime/ticker.py), so judging every position must find nothing to do.
+            assert want == [], (action, now, due)
+        due = quick.next_due_ms()
         assert quick.unprotected() == full.unprotected()
         assert quick.answers() == full.answers()
         assert quick.needs_leases == full.needs_leases == needs_leases(quick)
@@ -274,15 +281,18 @@ def alerted_300() -> tuple[Guard, OrderBook, Positions]:
 
 
 def test_a_calm_tick_judges_no_position() -> None:
-    """300 open, alerted positions and nothing happening: ticks judge none of them until a
-    time condition (here the doubt read) comes due."""
+    """300 open, alerted positions and nothing happening: ticks judge none of them, and the
+    doubt reads coming due (rule 8, one schedule for all symbols) judge none either."""
     guard, orders, positions = alerted_300()
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 3000, 40)
     assert effects == []
     assert judged == 0  # 10 s of ticks
+    assert guard.next_due_ms() == T0 + 15_000  # the doubt reads, 15 s after the read applied
     effects, judged = effects_of_quiet_ticks(guard, positions, orders, T0 + 13_000, 40)
-    assert judged == 300  # each doubt read due once, 15 s after the last read
+    assert judged == 0  # a doubt read reads no judgment
     assert len(effects) == 4  # rule 8: doubt_reads_per_min; the rest when it frees
+    asked = T0 + 15_000  # a grid point
+    assert guard.next_due_ms() == asked + 60_000  # the allowance's room, nothing before
 
 
 

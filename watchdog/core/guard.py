@@ -64,17 +64,19 @@ Rules of this module:
    only ``verified_ms`` and ``version``, 300 of them after every positions poll, judges
    nothing), a lease of it (or, for a run not yet alerted or a position with a stop of ours, the lease
    read itself), and time: after each judgment the earliest instant any of its time conditions
-   can flip (grace end, freshness expiry, a doubt read due and the allowance for it free, a
-   lease's end, ``emergency_after_ms``,
-   a hold, the order budget or rule 8's allowance freeing) is kept per symbol in a heap, and a
-   step judges the symbols whose instant passed. A stream state or lead change, a takeover, or
-   a wall clock stepped back judges every position. The outcomes are exactly those of judging
-   every position on every step (a property test compares both); a Tick costs a heap look and,
+   can flip (grace end, freshness expiry, a lease's end, ``emergency_after_ms``, a hold, the
+   order budget freeing) is kept per symbol in a heap, and a step judges the symbols whose
+   instant passed. Rule 8's doubt reads are no judgment's condition: they have one schedule
+   for all symbols (rule 8b), and a step asks them whatever it judges. A stream state or lead
+   change, a takeover, or a wall clock stepped back judges every position. The outcomes are
+   exactly those of judging every position on every step (a property test compares both, and
+   that nothing is due before ``next_due_ms``); a Tick costs a heap look and,
    when the book replaced no view since the last step other than by re-verifications (its
    ``view_generation`` unchanged: a view may then be a newer object alike in everything but
    ``verified_ms`` and ``version``), no per-position check at all, instead of 300 judgments;
-   so does the step after a positions poll that only re-verified. ``next_due_ms`` is that
-   heap's top: the shell's ticker wakes for it (runtime/ticker.py) instead of every 0.25 s.
+   so does the step after a positions poll that only re-verified. ``next_due_ms`` is the
+   earlier of that heap's top and rule 8's next doubt read: the shell's ticker wakes for it
+   (runtime/ticker.py) instead of every 0.25 s.
 6. Only the leader acts (docs/HA.md): a standby (``step(acting=False)``) judges and publishes
    (its writes are dropped by the fenced publisher) but never places or removes a stop, and
    spends none of ``max_orders_per_min``; the shell proves the lead again right before each
@@ -97,6 +99,15 @@ Rules of this module:
    first: with many open positions doubt must not buy more weight than the positions poll (a
    read per symbol every 15 s for 300 symbols is ~8,000 weight/min; it starved the positions
    poll and every position aged to ``unknown``).
+   8b. One schedule for all symbols: each candidate's instant (``doubt_ms`` after both its
+   last read and its last ask; never read: at once) is kept in a heap of its own, and the next
+   doubt read is due at the later of that heap's top and the allowance's next room
+   (``next_due_ms``). A step looks over the candidates only then, so at most once per read
+   asked, and the reads are those judging every position on every step would ask, at the same
+   instants. A routine orders read only moves its own symbol's instant, so it judges and wakes
+   nothing else: until session 10 every read set a judgment of its symbol due ``doubt_ms``
+   later, though the allowance has room for 4 a minute, and a doubt instant judged every
+   symbol then due (300 after a sweep) for nothing.
 """
 
 from __future__ import annotations
@@ -159,6 +170,8 @@ __all__ = [
 
 # Binance client ids match ^[.A-Z:/a-z0-9_-]{1,36}$: prefix (9) + ms (13) + '-' + seq.
 GUARD_CLIENT_ID_PREFIX = "wd-guard-"
+
+_AT_ONCE = -(1 << 62)  # rule 8: a doubt read due whenever the allowance has room
 
 
 class PositionsView(Protocol):
@@ -290,6 +303,11 @@ class Guard:
         self._last_leases: Leases | None = None
         self._last_now: int | None = None
         self._doubt_reads: deque[int] = deque()  # rule 8: when each of the last reads was asked
+        # Rule 8's one schedule: each open, CONFIRMED symbol's instant its doubt read comes due
+        # (its last read's or ask's ``doubt_ms`` elapsed), and a heap of them (stale entries
+        # are popped at each step's end, so its top is the earliest).
+        self._doubt_at: dict[Symbol, int] = {}
+        self._doubt_heap: list[tuple[int, Symbol]] = []
         # Rule 3: alerts wait for a lease read taken at or after this (the first step after a
         # takeover), besides the run's start.
         self._lease_floor_ms = 0
@@ -319,11 +337,27 @@ class Guard:
                 if run.published is not None and run.published[0]}
 
     def next_due_ms(self) -> int | None:
-        """Rule 5: the earliest ``now_ms`` at which a step judges a position by time alone (the
-        heap's top; a stale entry only makes it earlier), None while no time condition waits.
-        Between steps nothing else moves a judgment but events, leases and outcomes, which the
-        shell delivers with a step of their own (runtime/ticker.py)."""
-        return self._due_heap[0][0] if self._due_heap else None
+        """Rule 5: the earliest ``now_ms`` at which a step acts by time alone: the judgments'
+        heap's top (a stale entry only makes it earlier) or rule 8's next doubt read, None while
+        no time condition waits. Between steps nothing else moves a judgment but events, leases
+        and outcomes, which the shell delivers with a step of their own (runtime/ticker.py)."""
+        at = self._due_heap[0][0] if self._due_heap else None
+        doubt = self._doubt_due_ms()
+        return doubt if at is None else at if doubt is None else min(at, doubt)
+
+    def _doubt_due_ms(self) -> int | None:
+        """Rule 8: when the next doubt read can be asked: the earliest instant a symbol's comes
+        due and the allowance has room (whichever is later; never before the last step: a
+        ``take_over`` may have made one due at once). None: none can be (off, a standby, no
+        open CONFIRMED position)."""
+        p = self.policy
+        if p.doubt_ms <= 0 or not self._acting or not self._doubt_heap:
+            return None
+        at = self._doubt_heap[0][0]
+        reads, k = self._doubt_reads, p.doubt_reads_per_min
+        if len(reads) >= k:
+            at = max(at, reads[-k] + 60_000)
+        return at if self._last_now is None else max(at, self._last_now)
 
     @property
     def needs_leases(self) -> bool:
@@ -459,26 +493,12 @@ class Guard:
             if len(self._actions) >= p.max_orders_per_min:
                 times.append(self._actions[0] + 60_000)
             return min((t for t in times if t > now_ms), default=None)
-        read = self._doubt_read_ms(symbol)
+        # Rule 8's doubt reads are not here: no judgment reads them (one schedule for all
+        # symbols, ``_doubt_due_ms``).
         fresh_read = self._read_ms(symbol)
-        # Rule 8: a doubt read is asked no earlier than the allowance has room again (reads
-        # asked later only make that later): judging before changes nothing.
-        reads, k = self._doubt_reads, p.doubt_reads_per_min
-        room_ms = reads[-k] + 60_000 if len(reads) >= k else 0
         if fresh_read is not None and stream_state != "live":
             # freshness; a change of stream state judges all
             times.append(fresh_read + p.orders_max_age_ms + 1)
-        if read is not None and p.doubt_ms > 0:
-            times.append(max(read + p.doubt_ms, room_ms))
-        asked = self._doubt_asked.get(symbol)
-        if asked is not None and p.doubt_ms > 0:
-            times.append(max(asked + p.doubt_ms, room_ms))
-        if p.doubt_ms > 0 and (read is None or now_ms - read >= p.doubt_ms) and (
-                asked is None or now_ms - asked >= p.doubt_ms):
-            # A read due but not asked: the allowance was spent; judged again when it frees.
-            recent = [t for t in self._doubt_reads if now_ms - t < 60_000]
-            if len(recent) >= p.doubt_reads_per_min:
-                times.append(recent[0] + 60_000)
         run = self._runs.get(key)
         running = run is not None and run.since_ms is not None
         if run is not None and run.since_ms is not None:
@@ -581,7 +601,7 @@ class Guard:
         # From here every seen view is made the book's current one (compared above, or judged
         # and noted below), so the next step may skip the comparison at this generation.
         self._seen_generation = generation
-        if scope is not None and not scope:
+        if scope is not None and not scope and not self._doubt_now(now_ms):
             return []
         by_key: dict[PositionKey, list[TrackedOrder]] = defaultdict(list)
         for order in orders.unsorted(scope):
@@ -617,7 +637,8 @@ class Guard:
         for key in [k for k in self._runs
                     if k not in seen and (scope is None or k.symbol in scope)]:
             effects += self._end(key, now_ms, "closed")
-        effects += self._doubt(doubted, now_ms)
+        self._note_doubt(doubted, scope)
+        effects += self._doubt(now_ms)
         self._note_judged(views, scope, stream_state, leases, now_ms)
         return effects
 
@@ -649,29 +670,66 @@ class Guard:
         for symbol, at in due.items():
             self._set_due(symbol, at)
 
-    def _doubt(self, views: Sequence[PositionView], now_ms: int) -> list[Effect]:
-        """Rule 8: the symbols whose orders are due a read, longest unread first, within the
-        per-minute allowance."""
+    def _doubt_now(self, now_ms: int) -> bool:
+        """Rule 8: a step at ``now_ms`` asks a doubt read (``_doubt_due_ms`` passed)."""
+        at = self._doubt_due_ms()
+        return at is not None and at <= now_ms
+
+    def _note_doubt(self, opened: Sequence[PositionView], scope: set[Symbol] | None) -> None:
+        """Rule 8's schedule, for the symbols just judged (all when ``scope`` is None): whether
+        each is a candidate (an open, CONFIRMED position) and when its read comes due. Nothing
+        else moves those: a read, a gap, a judgment of ``_unverified`` name the symbol (or
+        all), a read asked is noted by ``_doubt``, a new term judges all."""
+        if self.policy.doubt_ms <= 0:
+            return
+        candidates = {v.key.symbol for v in opened if v.knowledge is Knowledge.CONFIRMED}
+        if scope is None:
+            self._doubt_at.clear()
+            self._doubt_heap.clear()
+        else:
+            for symbol in scope - candidates:
+                self._doubt_at.pop(symbol, None)
+        for symbol in candidates:
+            self._set_doubt(symbol)
+
+    def _set_doubt(self, symbol: Symbol) -> None:
+        """Rule 8: when ``symbol``'s doubt read comes due: ``doubt_ms`` after both its last
+        read (none: at once) and its last ask."""
         p = self.policy
+        read, asked = self._doubt_read_ms(symbol), self._doubt_asked.get(symbol)
+        at = max(_AT_ONCE if read is None else read + p.doubt_ms,
+                 _AT_ONCE if asked is None else asked + p.doubt_ms)
+        if self._doubt_at.get(symbol) != at:
+            self._doubt_at[symbol] = at
+            heapq.heappush(self._doubt_heap, (at, symbol))
+
+    def _tidy_doubt(self) -> None:
+        """Rule 8: the heap's top is a current entry (stale ones are earlier: popped); rebuilt
+        when stale entries outnumber the current ones (every routine read pushes one)."""
+        heap, at = self._doubt_heap, self._doubt_at
+        if len(heap) > 2 * len(at) + 64:
+            self._doubt_heap = heap = [(t, s) for s, t in at.items()]
+            heapq.heapify(heap)
+        while heap and at.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+
+    def _doubt(self, now_ms: int) -> list[Effect]:
+        """Rule 8: the symbols whose orders are due a read, longest unread first, within the
+        per-minute allowance. Looks at every candidate only when one is due and the allowance
+        has room, so at most as often as a read is asked."""
+        p = self.policy
+        self._tidy_doubt()
         if p.doubt_ms <= 0 or not self._acting:
             return []
         reads = self._doubt_reads
         while reads and now_ms - reads[0] >= 60_000:
             reads.popleft()
         allowance = p.doubt_reads_per_min - len(reads)
-        if allowance <= 0:
+        if allowance <= 0 or not self._doubt_heap or self._doubt_heap[0][0] > now_ms:
             return []
-        due: dict[Symbol, int | None] = {}
-        for view in views:
-            symbol = view.key.symbol
-            if view.knowledge is not Knowledge.CONFIRMED or symbol in due:
-                continue
-            read = self._doubt_read_ms(symbol)
-            asked = self._doubt_asked.get(symbol)
-            if (read is not None and now_ms - read < p.doubt_ms) or (
-                    asked is not None and now_ms - asked < p.doubt_ms):
-                continue
-            due[symbol] = read
+        due = {symbol: self._doubt_read_ms(symbol)
+               for symbol, at in self._doubt_at.items() if at <= now_ms}
+
         def unread_longest(symbol: Symbol) -> tuple[int, int, str]:
             read, asked = due[symbol], self._doubt_asked.get(symbol)
             return (-1 if read is None else read, -1 if asked is None else asked, symbol)
@@ -680,12 +738,14 @@ class Guard:
         effects: list[Effect] = []
         for symbol in chosen:
             self._doubt_asked[symbol] = now_ms
+            self._set_doubt(symbol)
             reads.append(now_ms)
             read = due[symbol]
             age = (f"{now_ms - read} ms ago" if read is not None
                    else "never" if self._read_ms(symbol) is None else "not since taking the lead")
             effects.append(RequestSnapshot(reason=f"guard: orders of {symbol} last read {age}",
                                            symbols=frozenset({symbol})))
+        self._tidy_doubt()
         return effects
 
     def _stamp_reads(self, now_ms: int) -> None:
@@ -719,6 +779,8 @@ class Guard:
         self._term_swept.clear()
         self._unverified.clear()
         self._doubt_asked.clear()  # rule 8: asked anew for this term (the allowance still holds)
+        for symbol in list(self._doubt_at):
+            self._set_doubt(symbol)
 
     def _term_read(self, symbol: Symbol, is_algo: bool) -> bool:
         """Rule 1c: the list holding such an order was read for ``symbol`` in this lead term."""
