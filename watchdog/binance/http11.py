@@ -57,7 +57,12 @@ from watchdog.cancel import raise_if_cancelling
 
 __all__ = ["Answer", "Http11Client", "RestAnswer", "RestHttp", "rest_http"]
 
-_READ_BYTES = 64 * 1024          # as httpcore
+# One read takes what asyncio's transport received (it reads 256 KiB at a time), and its
+# buffer holds that much before it pauses the socket. httpcore's 64 KiB cut a 300-row
+# positionRisk (~140 kB, every 0.9 s) into three reads, each with its own timeout, h11 ``Data``
+# event and a pause and resume of the socket (two epoll calls): ~8 % of a read's CPU
+# (docs/BENCHMARKS.md, "#13 item 2: the Binance shell of a read").
+_READ_BYTES = 256 * 1024
 _MAX_HEADER_BYTES = 100 * 1024   # as httpcore (h11's max_incomplete_event_size)
 
 
@@ -258,7 +263,7 @@ class Http11Client:
         while True:
             body = await self._next(conn, t.read)
             if isinstance(body, h11.Data):
-                parts.append(bytes(body.data))
+                parts.append(body.data)  # joined into bytes once below
             elif isinstance(body, h11.EndOfMessage):
                 break
         answer_headers = _Headers()
