@@ -472,18 +472,15 @@ class PollSchedule:
         fast_s, slow_s = self.fast_poll_interval_s, self.orders_poll_interval_s
         due: list[Symbol] = []
         due_urgent: list[Symbol] = []
-        last_read: dict[Symbol, float] = {}
         for symbol in self.tracked(now_s, leased):
-            last_at = orders_at.get(symbol, -1e18)
             if symbol in requested:
                 due.append(symbol)
                 due_urgent.append(symbol)
-                last_read[symbol] = last_at
                 continue
-            next_at = last_at + (fast_s if symbol in leased or symbol in after_event else slow_s)
+            next_at = orders_at.get(symbol, -1e18) + (
+                fast_s if symbol in leased or symbol in after_event else slow_s)
             if next_at <= now_s:
                 due.append(symbol)
-                last_read[symbol] = last_at
             elif next_at < wake_at:
                 wake_at = next_at
         # Requested first, then the longest unread, then by name: when the budget cuts the list
@@ -492,6 +489,7 @@ class PollSchedule:
         # the last key to the first: each key alone compares in C's fast paths (str, float),
         # where 300 tuples whose first items all tie compared item by item (half the plan).
         if ordered:
+            last_read = {symbol: orders_at.get(symbol, -1e18) for symbol in due}
             due.sort()
             due.sort(key=last_read.__getitem__)
             if due_urgent:
