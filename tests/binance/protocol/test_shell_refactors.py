@@ -178,3 +178,55 @@ def test_pace_is_the_reference_pace(history: list[tuple[float, int, float]], bud
     at_s = now_s + ahead  # asked ahead of time too (the poller's projection)
     plan = [(at_s + offset_s, w) for offset_s, w in planned]
     assert b.pace_s(weight, at_s, plan) == reference_pace_s(b, weight, at_s, plan)
+
+
+def reference_positions_seen(self: PollSchedule, snapshot: PositionSnapshot, now_s: float) -> bool:
+    """``PollSchedule.positions_seen`` as of f357c8c."""
+    if snapshot is self._last_seen:
+        return False
+    self._last_seen = snapshot
+    held = {p.key.symbol for p in snapshot.positions if p.amount != 0}
+    if self._positions_known and held == self._open:
+        return False
+    if self._positions_known:
+        self._doubt_at = now_s
+    for symbol in self._open - held:
+        self._closed_at[symbol] = now_s
+        self._requested_symbols.add(symbol)
+    self._open = held
+    self._positions_known = True
+    return True
+
+
+def _rows(holders: frozenset[Symbol], flat: frozenset[Symbol]) -> tuple[PositionAmount, ...]:
+    return tuple(PositionAmount(PositionKey(s, PositionSide.BOTH),
+                                Decimal(0 if s in flat else 1), Decimal(100), 1)
+                 for s in sorted(holders | flat))
+
+
+@settings(max_examples=300, deadline=None)
+@given(answers=st.lists(st.tuples(st.integers(0, 5), symbols_st, symbols_st,
+                                  st.sampled_from(["new", "same rows", "same snapshot"])),
+                        max_size=30))
+def test_positions_seen_is_the_reference(
+        answers: list[tuple[int, frozenset[Symbol], frozenset[Symbol], str]]) -> None:
+    """An answer with the very rows of the last one (wire_rest's cached tuple) is known
+    without a pass over its rows: the same return, the same state, as the f357c8c code."""
+    kw = dict(poll_interval_s=0.9, orders_poll_interval_s=5.0, fast_poll_interval_s=0.25)
+    new, old = PollSchedule(**kw), PollSchedule(**kw)  # type: ignore[arg-type]
+    now_s = 1000.0
+    last: PositionSnapshot | None = None
+    for step, holders, flat, kind in answers:
+        now_s += step
+        if last is None or kind == "new":
+            snapshot = PositionSnapshot(1, 1, 2, _rows(holders, flat - holders), None)
+        elif kind == "same rows":
+            snapshot = PositionSnapshot(2, 1, 2, last.positions, None)
+        else:
+            snapshot = last
+        last = snapshot
+        assert new.positions_seen(snapshot, now_s) == reference_positions_seen(old, snapshot,
+                                                                               now_s)
+        assert (new._open, new._closed_at, new._requested_symbols, new._doubt_at,
+                new._positions_known) == (old._open, old._closed_at, old._requested_symbols,
+                                          old._doubt_at, old._positions_known)
