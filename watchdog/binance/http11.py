@@ -57,7 +57,13 @@ from watchdog.cancel import raise_if_cancelling
 
 __all__ = ["Answer", "Http11Client", "RestAnswer", "RestHttp", "rest_http"]
 
-_READ_BYTES = 64 * 1024          # as httpcore
+# One read takes what asyncio's transport received (it reads 256 KiB at a time), and its
+# buffer holds that much before it pauses the socket. httpcore's 64 KiB cut a 300-row
+# positionRisk (~140 kB, every 0.9 s) into three reads, each with its own timeout, h11 ``Data``
+# event and a pause and resume of the socket (two epoll calls): ~8 % of a read's CPU
+# (docs/BENCHMARKS.md, "#13 item 2: the Binance shell of a read").
+_READ_BYTES = 256 * 1024
+_HEADER_SETS = 8  # validated header lists kept (rest.py uses two)
 _MAX_HEADER_BYTES = 100 * 1024   # as httpcore (h11's max_incomplete_event_size)
 
 
@@ -158,6 +164,10 @@ class Http11Client:
         self._expiry_s = keepalive_expiry_s
         self._busy: set[_Conn] = set()
         self.connections_opened = 0  # for tests and benchmarks: reuse is visible
+        # The request headers as h11 validated them, per set of extra headers (rest.py sends
+        # two: with the API key and without): h11 checks every name and value of a list on
+        # each request, and takes its own ``Headers`` as they are.
+        self._headers: dict[tuple[tuple[str, str], ...], Any] = {}
 
     async def __aenter__(self) -> Http11Client:
         return self
@@ -177,12 +187,15 @@ class Http11Client:
                       ) -> Answer:
         """Send one request (``url``: path and query) and read its whole answer."""
         t = timeout or self.timeout
-        try:
-            async with asyncio.timeout(t.pool):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise_if_cancelling(exc)  # a stop asked meanwhile is not a timeout
-            raise httpx.PoolTimeout("") from None
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot is taken at once: no timeout to arm
+        else:
+            try:
+                async with asyncio.timeout(t.pool):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise_if_cancelling(exc)  # a stop asked meanwhile is not a timeout
+                raise httpx.PoolTimeout("") from None
         try:
             conn = self._take_idle()
             if conn is None:
@@ -237,8 +250,12 @@ class Http11Client:
     async def _exchange(self, conn: _Conn, method: str, url: str, headers: Mapping[str, str],
                         t: httpx.Timeout) -> Answer:
         try:
+            extra = tuple(headers.items())
+            known = self._headers.get(extra)
             request = h11.Request(method=method, target=self._prefix + url,
-                                  headers=[*self._base_headers, *headers.items()])
+                                  headers=known or [*self._base_headers, *extra])
+            if known is None and len(self._headers) < _HEADER_SETS:
+                self._headers[extra] = request.headers
             data = conn.h11.send(request) + conn.h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc)) from exc
@@ -258,7 +275,7 @@ class Http11Client:
         while True:
             body = await self._next(conn, t.read)
             if isinstance(body, h11.Data):
-                parts.append(bytes(body.data))
+                parts.append(body.data)  # joined into bytes once below
             elif isinstance(body, h11.EndOfMessage):
                 break
         answer_headers = _Headers()

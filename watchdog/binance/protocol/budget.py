@@ -229,12 +229,15 @@ class WeightBudget:
         steps.append((_WINDOW_S, 0))  # the horizon: what we send now leaves the window then
         steps.sort()  # at equal times, planned spending (negative) before expiry
         pace = 0.0
-        for ahead_s, freed in steps:
+        per_call = max(1, weight)
+        for ahead_s, freed in steps:  # ~100 steps, twice a positions read: no calls inside
             if ahead_s > 0:  # just before this step: ``room`` must hold our calls up to here
                 if room < 0:
                     return math.inf
                 # n calls fit before this step when spaced ahead_s / n (a hair more: floats)
-                pace = max(pace, ahead_s / (room // max(1, weight) + 1) * (1 + 1e-9))
+                step_pace = ahead_s / (room // per_call + 1) * (1 + 1e-9)
+                if step_pace > pace:
+                    pace = step_pace
             room += freed
         return pace * self.sharers
 

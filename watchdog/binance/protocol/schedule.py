@@ -17,7 +17,7 @@ from watchdog.binance.protocol.weights import (
     SWEEP_LIST_WEIGHT,
     SWEEP_WEIGHT,
 )
-from watchdog.core.events import OrdersSnapshot, PositionSnapshot
+from watchdog.core.events import OrdersSnapshot, PositionAmount, PositionSnapshot
 from watchdog.core.model import ZERO, Symbol
 from watchdog.core.orders import lists_of
 
@@ -161,6 +161,7 @@ class PollSchedule:
         self._reread: set[Symbol] = set()  # read once as soon as the budget allows (after a gap)
         self._positions_known = False  # the first sweep waits for the first positions answer
         self._last_seen: PositionSnapshot | None = None
+        self._last_rows: tuple[PositionAmount, ...] | None = None  # its rows: _open came of them
         self._next_sweep_at: dict[SweepList, float] = dict.fromkeys(SWEEP_LISTS, 0.0)
         self._gap_hold_until = -1e18  # a gap's read waits for the reconnect's until then
         self._lost_at = math.inf  # the last stream loss (a read started since serves its request)
@@ -217,6 +218,11 @@ class PollSchedule:
         if snapshot is self._last_seen:
             return False  # the poller's own read, seen again when the core applies it
         self._last_seen = snapshot
+        if self._positions_known and snapshot.positions is self._last_rows:
+            # The very rows of the last answer (wire_rest keeps an unchanged read's tuple, the
+            # usual case every 0.9 s): the same holders, already ``_open``; no 300-row pass.
+            return False
+        self._last_rows = snapshot.positions
         held = {p.key.symbol for p in snapshot.positions if p.amount != ZERO}  # already Symbols
         if self._positions_known and held == self._open:
             return False
@@ -464,30 +470,39 @@ class PollSchedule:
         if self._positions_known and sweep_list is None:
             wake_at = min(wake_at, self.next_sweep_at)
         positions_wake_at = wake_at
-        # Inlined ``orders_interval_s`` and one C-level sort of (not requested, last read,
-        # symbol) tuples: this runs on every wake-up over every tracked symbol (300+).
+        # Inlined ``orders_interval_s``: this runs on every wake-up over every tracked symbol
+        # (300+), and on an idle account with its order reads held by the budget all are due.
         requested = self._requested_symbols
         orders_at = self._orders_at
         after_event = self._orders_after_event
         fast_s, slow_s = self.fast_poll_interval_s, self.orders_poll_interval_s
-        keyed: list[tuple[bool, float, Symbol]] = []
+        due: list[Symbol] = []
+        due_urgent: list[Symbol] = []
         for symbol in self.tracked(now_s, leased):
-            last_at = orders_at.get(symbol, -1e18)
             if symbol in requested:
-                keyed.append((False, last_at, symbol))
+                due.append(symbol)
+                due_urgent.append(symbol)
                 continue
-            next_at = last_at + (fast_s if symbol in leased or symbol in after_event else slow_s)
+            next_at = orders_at.get(symbol, -1e18) + (
+                fast_s if symbol in leased or symbol in after_event else slow_s)
             if next_at <= now_s:
-                keyed.append((True, last_at, symbol))
+                due.append(symbol)
             elif next_at < wake_at:
                 wake_at = next_at
-        # Requested first, then the longest unread: when the budget cuts the list short, every
-        # symbol still gets its turn (the sweep can add many symbols that hold orders).
+        # Requested first, then the longest unread, then by name: when the budget cuts the list
+        # short, every symbol still gets its turn (the sweep can add many symbols that hold
+        # orders). The order of (not requested, last read, symbol) tuples, as stable sorts from
+        # the last key to the first: each key alone compares in C's fast paths (str, float),
+        # where 300 tuples whose first items all tie compared item by item (half the plan).
         if ordered:
-            keyed.sort()
-        due = tuple(k[2] for k in keyed)
+            last_read = {symbol: orders_at.get(symbol, -1e18) for symbol in due}
+            due.sort()
+            due.sort(key=last_read.__getitem__)
+            if due_urgent:
+                due.sort(key=requested.__contains__, reverse=True)  # stable under reverse too
+                due_urgent = due[:len(due_urgent)]
         return PollPlan(read_positions, urgent,
                         ", ".join(self._requested + self._routine_requests) or "scheduled",
-                        due, tuple(k[2] for k in keyed if not k[0]),
+                        tuple(due), tuple(due_urgent),
                         max(0.0, wake_at - now_s), sweep_list is not None,
                         max(0.0, positions_wake_at - now_s), bool(self._requested), sweep_list)
