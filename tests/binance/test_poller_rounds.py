@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from watchdog.binance.poller import Poller, PollSchedule
@@ -128,6 +128,8 @@ history = dict(
 
 
 @settings(max_examples=800, deadline=None)
+@example(gap_s=1.0, others=[(0.0, 2)], sweeps=(2.0, 61.0), trusted=None, latency_s=0.03125,
+         limits=(0.5, 0, 5), events=[])  # fewer rounds, not the same (found in session 10)
 @given(**history, events=st.lists(st.tuples(st.floats(0.0, 1.5), st.integers(1, 40)),
                                   max_size=2))
 def test_a_routine_read_is_never_later_nor_in_more_rounds_than_with_a_round_at_its_due_time(
@@ -148,8 +150,9 @@ def test_a_routine_read_is_never_later_nor_in_more_rounds_than_with_a_round_at_i
         if after.first_projected:  # not one of the cases that wake at the due time
             assert after.rounds < before.rounds
             event(f"{after.rounds} round(s) instead of {before.rounds}")
-        else:
-            assert after.rounds == before.rounds
+        else:  # woken at the due time: no more rounds (fewer when a wake-up finds the pace
+            # already past, e.g. gap_s=1.0 with others=[(0.0, 2)] and limits=(0.5, 0, 5): 2 vs 3)
+            assert after.rounds <= before.rounds
 
 
 def steady() -> Setup:
