@@ -203,9 +203,10 @@ class CoreLoop:
             effects += self._guard_step(self._book, self._orders, stamps[-1])
         if not ticks_only and self._due.books_changed is not None:
             # What a reaper verdict reads beside time: the views (their generation), the run of
-            # never-held keys, the orders (reaper_task.py rule 10).
+            # never-held keys (reaper_task.py rule 10; the orders: their book's revision,
+            # which the reaper compares itself, so a read that changed nothing asks no Tick).
             seen = (self._book.view_generation(), self._book.unseen_flat_since())
-            if order_facts or seen != self._books_seen:
+            if seen != self._books_seen:
                 self._books_seen = seen
                 self._due.books_changed()
         if self._after_batch is not None:
