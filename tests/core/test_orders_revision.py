@@ -4,7 +4,8 @@ it may have changed, and stays when a read shows every order as it was.
 The property drives the book with random histories of orders reads (the same rows again, rows
 added, removed or changed, per symbol or swept, one list or both, late or lagging), stream facts
 and fills, and demands after every event: an unchanged revision means an unchanged content (every
-field of every open order but ``seen_time_ms``, the tombstones, the lists read, the opening fills).
+field of every open order but ``seen_time_ms``, the tombstones, the lists read, the opening fills,
+and so the watched trigger levels and the firing stops the shell keeps while it stays).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from tests.core.reaper_support import (
     snapshot,
 )
 from watchdog.core.events import Event, OrdersSnapshot, TradeLite
+from watchdog.core.firing import firing_stops
 from watchdog.core.model import AlgoStatus, OrderId, PositionKey, Symbol
 from watchdog.core.orders import OrderBook, TrackedOrder
+from watchdog.core.triggers import levels_of
 
 KEYS = (KEY, LONG)
 IDS = range(1, 6)
@@ -40,7 +43,9 @@ def content(book: OrderBook) -> tuple[object, ...]:
     symbols = sorted({k.symbol for k in KEYS})
     gone = tuple(book.is_gone(OrderId(i), is_algo=a) for i in IDS for a in (False, True))
     return (orders, gone, tuple(book.lists_read(s) for s in symbols),
-            tuple(book.last_opening_fill_ms(s) for s in symbols))
+            tuple(book.last_opening_fill_ms(s) for s in symbols),
+            # what the shell recomputes only when the revision moved (trigger_task.py, loops.py)
+            levels_of(book), firing_stops(book))
 
 
 def trade(symbol: Symbol, at_ms: int) -> TradeLite:

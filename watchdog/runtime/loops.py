@@ -143,6 +143,7 @@ class CoreLoop:
         self._ticker = ticker  # rule 5: told after every batch when the next Tick is due
         self._due = due or TickDue()
         self._books_seen: tuple[int, int | None] | None = None
+        self._firing_revision = -1  # the order book's revision the firing marks were taken at
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
         self._order_blindness = OrderBlindness(blind_after_ms=policy.blind_after_ms,
@@ -193,7 +194,10 @@ class CoreLoop:
         if self._triggers is not None:
             self._triggers.after_batch(self._orders)  # the market stream follows new stops
         crossings = self._triggers is not None and self._triggers.marks_dirty
-        if order_facts or crossings:
+        # The firing stops read only the order book's content (core/orders.py rule 8) and the
+        # crossings: an orders read that changed nothing changes no mark.
+        if (order_facts and self._orders.revision != self._firing_revision) or crossings:
+            self._firing_revision = self._orders.revision
             # A crossing not yet answered by the exchange marks the position firing too.
             crossed = None if self._triggers is None else self._triggers.watch.firing()
             if self._triggers is not None:
