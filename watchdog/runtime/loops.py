@@ -275,7 +275,8 @@ class TickDue:
     ``wall_ms``: each returns the wall ms at which a Tick may make it act (None: never by time
     alone; at most ``now_ms``: at once); ``busy``: each is True while it needs every grid
     point's Tick (its state moves outside the core loop, e.g. leases being read);
-    ``books_changed``: told after a batch that applied an event other than a Tick."""
+    ``books_changed``: told after a batch that replaced a view or moved the run of never-held
+    keys (the order book's changes: its ``revision``, read by the consumer itself)."""
 
     wall_ms: tuple[Callable[[int], int | None], ...] = ()
     busy: tuple[Callable[[], bool], ...] = ()
