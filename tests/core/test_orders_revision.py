@@ -72,7 +72,7 @@ def history(script: list[tuple[str, int, int]]) -> list[Event]:
         is_algo = which % 3 != 0
 
         def read(symbols: frozenset[Symbol] | None = None, algo: bool = True,
-                 regular: bool = True) -> OrdersSnapshot:
+                 regular: bool = True, now: int = now, which: int = which) -> OrdersSnapshot:
             nonlocal rid
             rid += 1
             algos = tuple(algo_row(j, key=k, status=status.get(j, AlgoStatus.NEW),
@@ -159,7 +159,8 @@ def test_a_read_that_removes_adds_or_changes_an_order_moves_the_revision() -> No
     book.apply(snapshot(algos=(algo_row(1), algo_row(2, key=LONG)), at_ms=1_500))
     seen = book.revision
     book.apply(snapshot(algos=(algo_row(1),), at_ms=2_500, request_id=2))  # 2 gone
-    assert book.get(OrderId(2), is_algo=True) is None and book.revision > seen
+    assert book.get(OrderId(2), is_algo=True) is None
+    assert book.revision > seen
     seen = book.revision
     book.apply(snapshot(algos=(algo_row(1), algo_row(4)), at_ms=3_500, request_id=3))  # 4 new
     assert book.revision > seen
@@ -177,10 +178,12 @@ def test_a_first_read_of_a_list_a_tombstone_retired_and_a_fill_move_the_revision
     assert book.revision > seen
     seen = book.revision
     book.apply(algo_update(1, AlgoStatus.CANCELED, at_ms=1_700))
-    assert book.revision > seen and book.is_gone(OrderId(1), is_algo=True)
+    assert book.revision > seen
+    assert book.is_gone(OrderId(1), is_algo=True)
     seen = book.revision
     book.apply(snapshot(at_ms=1_800, symbols=frozenset({KEY.symbol}), request_id=3))
-    assert book.revision > seen and not book.is_gone(OrderId(1), is_algo=True)
+    assert book.revision > seen
+    assert not book.is_gone(OrderId(1), is_algo=True)
     seen = book.revision
     book.apply(trade(KEY.symbol, 1_900))
     assert book.revision > seen
