@@ -136,8 +136,10 @@ POSITION_ACTIONS = ("open", "flat", "flat", "prove", "suspect", "forget")
 ACTIONS = (*ORDER_ACTIONS, *POSITION_ACTIONS, "lease", "wait")
 
 
-def run(script: list[tuple[str, int, int]]) -> tuple[int, int]:
-    """Both reapers over one history; returns (reference steps, steps taken by rule 10)."""
+def run(script: list[tuple[str, int, int]],
+        log: list[tuple[int, Effect]] | None = None) -> tuple[int, int]:
+    """Both reapers over one history; returns (reference steps, steps taken by rule 10).
+    ``log``: the effects of the reaper ticked only when due, with their instants."""
     clock = ManualClock(now_s=1000.0, now_ms=T0_MS)
     leases = Leases()
     every, due = reaper(clock, leases), reaper(clock, leases)
@@ -237,6 +239,8 @@ def run(script: list[tuple[str, int, int]]) -> tuple[int, int]:
                         task.submit(effect)  # the effects runner's hand-over
                 got.append(effects)
             assert got[1] == got[0], (now, action)
+            if log is not None:
+                log += [(now, e) for e in got[1]]
             if len(orders):  # none: every decision is empty, the last one kept or not
                 assert verdicts(due.last_decision) == verdicts(every.last_decision), (now, action)
     return steps[0], steps[1]
@@ -287,3 +291,18 @@ def test_reads_that_change_nothing_ask_no_tick_a_read_that_drops_an_order_does()
     task.step(positions, orders, clock.wall_ms())
     assert [a.order.order_id for a in task.last_decision.assessments] == [1]  # type: ignore[union-attr]
     assert not task.wants_tick()
+
+
+def test_a_positions_read_whose_time_completes_the_proof_cancels_at_the_same_point() -> None:
+    """Red team: a stop on a flat position, unchanged orders reads all along, the grace proven
+    only by a later positions read (no view replaced, no order moved): the orphan is selected
+    at the very grid point a reaper ticked at every point selects it, and a read that drops
+    a second order is decided at once."""
+    script = [("add", 1, 0), ("add", 4, 0), ("flat", 1, 0), ("read", 0, 2),
+              ("read_same", 0, 2), ("read_same", 0, 2), ("prove", 1, 1), ("read_same", 0, 1),
+              ("drop", 4, 0), ("read", 0, 6)]
+    log: list[tuple[int, Effect]] = []
+    every, due = run(script, log)
+    cancels = [(t, e.order_id) for t, e in log if isinstance(e, CancelOrder)]
+    assert {order_id for _, order_id in cancels} == {OrderId(2), OrderId(5)}, log
+    assert due == every  # a grace running is a timed verdict: every point is ticked (rule 10)
