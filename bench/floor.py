@@ -16,9 +16,11 @@ the main thread (each one an event-loop wake-up that found nothing ready), user/
 the load average at the window's start. ``--pyspy`` records ``py-spy --nonblocking`` over the
 window (raw format). ``--extra`` adds config lines (``|`` for a newline) at the end of
 ``[binance]``: ``[service]|tick_interval_s = 5.0`` measures the Ticks' share. ``--stops``
-places a closePosition STOP_MARKET (far from the price) on every position before the daemon
-starts, as a bot protecting its positions would: the order book then holds 300 orders and the
-per-symbol orders reads list them (the reaper's and the guard's idle cost with orders).
+places a closePosition STOP_MARKET (far from the price) on the first 200 positions before the
+daemon starts (200: the account's limit of conditional orders, -4045 "Reach max stop order
+limit", which the simulator enforces), as a bot protecting its positions would: the order book
+then holds 200 orders and the per-symbol orders reads list them (the reaper's, the trigger
+levels' and the guard's idle cost with orders).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 import redis
 from infra import daemon, proc_stat, redis_server, simulator, wait_until
 
+MAX_STOPS = 200  # conditional orders an account may hold (-4045)
 SLOW_READS = ("poll_interval_s = 15.0\nidle_poll_interval_s = 15.0\nweight_budget_pct = 2\n"
               "[core]\nmax_age_ms = 120000\n[veto]\nmax_age_ms = 60000\n")
 
@@ -62,7 +65,7 @@ def measure(window_s: float, after_s: float, extra: str, pyspy: str | None,
         if stops:
             from sections import _signed_post
             prices = sim.control("GET", "state")["prices"]
-            for name in names:
+            for name in names[:MAX_STOPS]:
                 price = float(prices[name]["contract_price"])
                 _signed_post(sim, "/fapi/v1/algoOrder", {
                     "algoType": "CONDITIONAL", "symbol": name, "side": "SELL",
@@ -109,7 +112,7 @@ def main() -> None:
     parser.add_argument("--default-reads", action="store_true",
                         help="keep the default poll settings (the footprint's steady state)")
     parser.add_argument("--stops", action="store_true",
-                        help="a closePosition stop on every position (placed before the start)")
+                        help="a closePosition stop on 200 positions (placed before the start)")
     args = parser.parse_args()
     if args.daemon_root:
         os.environ["WD_BENCH_DAEMON_ROOT"] = args.daemon_root
