@@ -15,7 +15,12 @@ Prints one JSON line: CPU % over the window (/proc), voluntary context switches 
 the main thread (each one an event-loop wake-up that found nothing ready), user/system ticks,
 the load average at the window's start. ``--pyspy`` records ``py-spy --nonblocking`` over the
 window (raw format). ``--extra`` adds config lines (``|`` for a newline) at the end of
-``[binance]``: ``[service]|tick_interval_s = 5.0`` measures the Ticks' share.
+``[binance]``: ``[service]|tick_interval_s = 5.0`` measures the Ticks' share. ``--stops``
+places a closePosition STOP_MARKET (far from the price) on the first 200 positions before the
+daemon starts (200: the account's limit of conditional orders, -4045 "Reach max stop order
+limit", which the simulator enforces), as a bot protecting its positions would: the order book
+then holds 200 orders and the per-symbol orders reads list them (the reaper's, the trigger
+levels' and the guard's idle cost with orders).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 import redis
 from infra import daemon, proc_stat, redis_server, simulator, wait_until
 
+MAX_STOPS = 200  # conditional orders an account may hold (-4045)
 SLOW_READS = ("poll_interval_s = 15.0\nidle_poll_interval_s = 15.0\nweight_budget_pct = 2\n"
               "[core]\nmax_age_ms = 120000\n[veto]\nmax_age_ms = 60000\n")
 
@@ -49,13 +55,22 @@ def _main_thread(pid: int) -> dict[str, int]:
 
 
 def measure(window_s: float, after_s: float, extra: str, pyspy: str | None,
-            symbols: int = 300, slow_reads: bool = True) -> dict[str, object]:
+            symbols: int = 300, slow_reads: bool = True, stops: bool = False) -> dict[str, object]:
     names = [f"S{i:03d}USDT" for i in range(symbols)]
     account = "bench"
     members = f"wd:v1:{{{account}}}:positions"
     with redis_server() as rs, simulator(names) as sim:
         for name in names:
             sim.control("POST", "fills", {"symbol": name, "side": "BUY", "qty": "10"})
+        if stops:
+            from sections import _signed_post
+            prices = sim.control("GET", "state")["prices"]
+            for name in names[:MAX_STOPS]:
+                price = float(prices[name]["contract_price"])
+                _signed_post(sim, "/fapi/v1/algoOrder", {
+                    "algoType": "CONDITIONAL", "symbol": name, "side": "SELL",
+                    "type": "STOP_MARKET", "triggerPrice": f"{price / 2:.4f}",
+                    "closePosition": "true"})
         r = redis.Redis.from_url(rs.url, decode_responses=True)
         with daemon(sim, rs.url, account, binance_extra=(SLOW_READS if slow_reads else "")
                     + extra.replace("|", "\n")) as wd:
@@ -83,7 +98,7 @@ def measure(window_s: float, after_s: float, extra: str, pyspy: str | None,
             "wakeups_per_s": round((c1["cs"] - c0["cs"]) / window_s, 1),
             "user_ticks": c1["utime"] - c0["utime"], "sys_ticks": c1["stime"] - c0["stime"],
             "open": states.count("open"), "tracked": len(states), "extra": extra,
-            "reads": "slow" if slow_reads else "default",
+            "reads": "slow" if slow_reads else "default", "stops": stops,
             "daemon_root": os.environ.get("WD_BENCH_DAEMON_ROOT", "")}
 
 
@@ -96,11 +111,14 @@ def main() -> None:
     parser.add_argument("--pyspy", default=None)
     parser.add_argument("--default-reads", action="store_true",
                         help="keep the default poll settings (the footprint's steady state)")
+    parser.add_argument("--stops", action="store_true",
+                        help="a closePosition stop on 200 positions (placed before the start)")
     args = parser.parse_args()
     if args.daemon_root:
         os.environ["WD_BENCH_DAEMON_ROOT"] = args.daemon_root
     print(json.dumps(measure(args.window_s, args.after_s, args.extra, args.pyspy,
-                                  slow_reads=not args.default_reads)), flush=True)
+                                  slow_reads=not args.default_reads, stops=args.stops)),
+          flush=True)
 
 
 if __name__ == "__main__":

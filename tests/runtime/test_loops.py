@@ -224,3 +224,46 @@ async def test_an_unprotected_position_degrades_health_but_never_stops_the_keepa
         assert not health.healthy
         assert any("unprotected" in p and str(KEY) in p for p in health.problems)
         clock.advance(1.5)
+
+
+async def test_an_orders_read_that_changes_nothing_leaves_the_reapers_decision_standing(
+        store: RedisPublisher, notify: tuple[Notifier, socket.socket]) -> None:
+    """reaper_task.py rule 10 as wired by build.py: the order book's revision (core/orders.py
+    rule 8), not the arrival of an orders read, says the reaper's last decision may be stale.
+    Until session 10 every orders read (~5 a second at the defaults) asked a Tick in which the
+    reaper decided again over every order, to the same verdicts."""
+    from tests.core.reaper_support import algo_row
+    from tests.core.reaper_support import snapshot as orders_snapshot
+    from tests.runtime.test_reaper_revision import Leases, reaper, run_now
+    from watchdog.runtime.loops import TickDue
+
+    clock = start_clock()
+    book = PositionBook()
+    vitals = Vitals(Identity(1, "h", "0", 0), book, weight_budget_1m=360, progress_limit_s=10.0)
+    runner = EffectsRunner(store, Sinks(), Sinks(), vitals, store_timeout_s=2.0)
+    task = reaper(clock, Leases())
+    loop = CoreLoop(Inbox(100), book, OrderBook(), runner, vitals, notify[0], clock,
+                    status_interval_s=3600.0, reaper_step=task.step,
+                    due=TickDue(busy=(task.wants_tick,), books_changed=task.books_changed))
+    now = clock.wall_ms()
+    row = PositionAmount(KEY, Decimal(1), Decimal(1), now - 100)
+    await loop.handle(StreamConnected(1))
+    await loop.handle(SnapshotRequested(1, now))
+    await loop.handle(PositionSnapshot(1, now, now + 10, (row,)))
+    stop = algo_row(7, key=KEY, created_ms=now - 5_000)
+    stops = (stop, algo_row(8, key=KEY, created_ms=now - 4_000))
+    await loop.handle(orders_snapshot(algos=stops, at_ms=now + 20, request_id=2))
+    run_now(task.refresh_leases())
+    await loop.handle(Tick())
+    decision = task.last_decision
+    assert decision is not None
+    assert [a.why.value for a in decision.assessments] == ["position_open"] * 2
+    assert not task.wants_tick()
+    for rid in range(3, 8):  # the stops read again, unchanged: no Tick asked, the decision stands
+        clock.advance(0.2)
+        await loop.handle(orders_snapshot(algos=stops, at_ms=clock.wall_ms(), request_id=rid))
+        assert not task.wants_tick()
+    clock.advance(2.0)  # a read that no longer lists one (past the lag bound): decide again
+    await loop.handle(orders_snapshot(algos=(stop,), at_ms=clock.wall_ms(), request_id=8))
+    assert len(loop._orders) == 1
+    assert task.wants_tick()

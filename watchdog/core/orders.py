@@ -37,6 +37,16 @@ Rules of this module:
    per-symbol read, or by a sweep of each list). Until then an order of the other kind may
    rest there unseen (an entry placed while no watchdog ran): the reaper keeps every order of
    such a symbol (core/reaper.py rule 1, ``LISTS_UNREAD``).
+8. ``revision``: a count that moves whenever anything a decision reads of this book may have
+   changed: an order added or removed, any field of an open order but ``seen_time_ms`` (status,
+   its ``status_since_ms``, creation time, quantity, the child/parent link, …), a tombstone
+   set or retired (``is_gone``), the lists read (rule 7), an opening fill (rule 5). A read
+   that shows every order as it was moves only ``seen_time_ms`` (the time rule 2 measures a
+   later read's lag floor against, read by nothing outside this book): the revision stays,
+   and a consumer that decided at this revision may keep its decision (the reaper,
+   runtime/reaper_task.py rule 10). Conservative: a change that restores what was there before
+   moves it too. Not a freshness: when an orders read was requested is told by the read's own
+   events (the guard's rule 1 counts them), never by this count.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 
 from watchdog.core.events import (
@@ -102,6 +112,11 @@ def lists_of(snapshot: OrdersSnapshot) -> frozenset[bool]:
 _BOTH_LISTS = frozenset({False, True})
 
 
+def _same_content(a: TrackedOrder, b: TrackedOrder) -> bool:
+    """Rule 8: ``a`` and ``b`` differ at most in ``seen_time_ms``."""
+    return a is b or all(getattr(a, f) == getattr(b, f) for f in _CONTENT_FIELDS)
+
+
 def _rank(status: str) -> int:
     """Position of an open algo status in its lifecycle: statuses never go backwards."""
     return _ALGO_RANK.get(status, 3)
@@ -151,6 +166,11 @@ class TrackedOrder:
         return f"{kind} {self.order_id} {self.order_type} {self.side} on {self.key} [{self.status}]"
 
 
+# Rule 8: the fields of an order a decision may read; ``seen_time_ms`` (rule 2's bookkeeping)
+# is the one left out, so a read that shows the order as it was moves no revision.
+_CONTENT_FIELDS = tuple(f.name for f in fields(TrackedOrder) if f.name != "seen_time_ms")
+
+
 class OrderBook:
     """Open regular and algo orders per position key, fused from REST and the stream."""
 
@@ -167,6 +187,12 @@ class OrderBook:
         self._opening_fills: dict[Symbol, int] = {}  # rule 5
         self._swept: frozenset[bool] = frozenset()  # rule 7: lists read for every symbol
         self._lists_read: dict[Symbol, frozenset[bool]] = {}  # rule 7: ... for one symbol
+        self._revision = 0  # rule 8
+
+    @property
+    def revision(self) -> int:
+        """Rule 8: moves whenever what a decision reads of this book may have changed."""
+        return self._revision
 
     # ------------------------------------------------------------ reading
 
@@ -237,7 +263,9 @@ class OrderBook:
                 return
 
     def _note_opening_fill(self, symbol: Symbol, time_ms: int) -> None:
-        self._opening_fills[symbol] = max(time_ms, self._opening_fills.get(symbol, time_ms))
+        if time_ms > self._opening_fills.get(symbol, time_ms - 1):
+            self._opening_fills[symbol] = time_ms
+            self._revision += 1
 
     def _apply_algo_update(self, u: AlgoUpdate) -> None:
         ident: _Ident = (True, u.algo_id)
@@ -254,17 +282,17 @@ class OrderBook:
             return
         status = u.status.value
         if current is None:
-            self._orders[ident] = TrackedOrder(
+            self._put(ident, TrackedOrder(
                 key=PositionKey(u.symbol, u.position_side), order_id=u.algo_id, is_algo=True,
                 client_id=u.client_algo_id, side=u.side, order_type=u.order_type, status=status,
                 reduce_only=u.reduce_only, close_position=u.close_position, create_time_ms=t,
                 status_since_ms=t, seen_time_ms=t, child_order_id=u.actual_order_id,
-                trigger_price=u.trigger_price, working_type=u.working_type, quantity=u.quantity)
+                trigger_price=u.trigger_price, working_type=u.working_type, quantity=u.quantity))
         else:
-            self._orders[ident] = replace(
+            self._put(ident, replace(
                 current, status=status, seen_time_ms=t, quantity=u.quantity,
                 status_since_ms=current.status_since_ms if current.status == status else t,
-                child_order_id=u.actual_order_id or current.child_order_id)
+                child_order_id=u.actual_order_id or current.child_order_id))
         if u.actual_order_id is not None:
             self._link_child(u.algo_id, u.actual_order_id, u.client_algo_id)
 
@@ -284,17 +312,17 @@ class OrderBook:
         if ident in self._tombstones:
             return
         if current is None:
-            self._orders[ident] = TrackedOrder(
+            self._put(ident, TrackedOrder(
                 key=PositionKey(u.symbol, u.position_side), order_id=u.order_id, is_algo=False,
                 client_id=u.client_order_id, side=u.side, order_type=u.order_type,
                 status=u.status, reduce_only=u.reduce_only, close_position=u.close_position,
                 create_time_ms=t, status_since_ms=t, seen_time_ms=t,
                 parent_algo_id=self._parent_of(u.order_id, u.client_order_id),
-                trigger_price=u.stop_price, working_type=u.working_type, quantity=u.quantity)
+                trigger_price=u.stop_price, working_type=u.working_type, quantity=u.quantity))
         else:
-            self._orders[ident] = replace(
+            self._put(ident, replace(
                 current, status=u.status, seen_time_ms=t, quantity=u.quantity,
-                status_since_ms=current.status_since_ms if current.status == u.status else t)
+                status_since_ms=current.status_since_ms if current.status == u.status else t))
 
     def _apply_snapshot(self, s: OrdersSnapshot) -> None:
         lists = lists_of(s)  # rule 6: authoritative for these lists only
@@ -312,21 +340,23 @@ class OrderBook:
             listed.add(ident)
             if ident in self._tombstones or algo.status in ALGO_TERMINAL:
                 continue
-            self._orders[ident] = self._merge_algo_row(self._orders.get(ident), algo, s)
+            self._put(ident, self._merge_algo_row(self._orders.get(ident), algo, s))
         for row in s.orders:
             ident = (False, row.order_id)
             listed.add(ident)
             if ident in self._tombstones or row.status in ORDER_TERMINAL:
                 continue
-            self._orders[ident] = self._merge_order_row(self._orders.get(ident), row, s)
+            self._put(ident, self._merge_order_row(self._orders.get(ident), row, s))
         for ident, order in list(self._orders.items()):
             if (covered(order.key.symbol, ident[0]) and ident not in listed
                     and not order.in_trigger and order.seen_time_ms < as_of_ms):
                 del self._orders[ident]
+                self._revision += 1
         # A tombstone is needed only until a snapshot that shows the state after the end.
         for ident, (symbol, ended_ms) in list(self._tombstones.items()):
             if covered(symbol, ident[0]) and ident not in listed and ended_ms < as_of_ms:
                 del self._tombstones[ident]
+                self._revision += 1
         for algo in s.algo_orders:
             if algo.actual_order_id is not None and (True, algo.algo_id) in self._orders:
                 self._link_child(algo.algo_id, algo.actual_order_id, algo.client_algo_id)
@@ -373,21 +403,34 @@ class OrderBook:
 
     # ------------------------------------------------------------ helpers
 
+    def _put(self, ident: _Ident, order: TrackedOrder) -> None:
+        """Store ``order``; rule 8: the revision moves unless only ``seen_time_ms`` did."""
+        current = self._orders.get(ident)
+        if current is None or not _same_content(current, order):
+            self._revision += 1
+        self._orders[ident] = order
+
     def _note_lists_read(self, symbols: frozenset[Symbol] | None, lists: frozenset[bool]) -> None:
         """Rule 7: remember which lists were read, for every symbol or for these."""
         if self._swept == _BOTH_LISTS:
             return
         if symbols is None:
-            self._swept |= lists
+            if not lists <= self._swept:
+                self._swept |= lists
+                self._revision += 1
             if self._swept == _BOTH_LISTS:
                 self._lists_read.clear()  # every symbol's lists are read: no need per symbol
             return
         for symbol in symbols:
-            self._lists_read[symbol] = self._lists_read.get(symbol, frozenset()) | lists
+            read = self._lists_read.get(symbol, frozenset())
+            if not lists <= read:
+                self._lists_read[symbol] = read | lists
+                self._revision += 1
 
     def _end(self, ident: _Ident, symbol: Symbol, t: int) -> None:
         self._orders.pop(ident, None)
         self._tombstones[ident] = (symbol, t)
+        self._revision += 1  # rule 8: an order or a tombstone changed (a re-end: conservative)
         heapq.heappush(self._tomb_heap, (t, next(self._tomb_seq), ident))
         if len(self._tombstones) > MAX_TOMBSTONES:
             self._drop_oldest_tombstone()
@@ -403,6 +446,7 @@ class OrderBook:
             held = self._tombstones.get(ident)
             if held is not None and held[1] == ended_ms:
                 del self._tombstones[ident]
+                self._revision += 1
                 return
 
     def _parent_of(self, order_id: OrderId, client_id: str) -> OrderId | None:
@@ -416,7 +460,7 @@ class OrderBook:
     def _link_child(self, algo_id: OrderId, child_id: OrderId, client_id: str) -> None:
         child = self._orders.get((False, child_id))
         if child is not None and child.parent_algo_id is None:
-            self._orders[(False, child_id)] = replace(child, parent_algo_id=algo_id)
+            self._put((False, child_id), replace(child, parent_algo_id=algo_id))
         if (False, child_id) in self._tombstones and (True, algo_id) in self._orders:
             # The child already ended (fill seen before TRIGGERED/FINISHED): the algo is done.
             self._end((True, algo_id), self._orders[(True, algo_id)].key.symbol,

@@ -143,6 +143,7 @@ class CoreLoop:
         self._ticker = ticker  # rule 5: told after every batch when the next Tick is due
         self._due = due or TickDue()
         self._books_seen: tuple[int, int | None] | None = None
+        self._firing_revision = -1  # the order book's revision the firing marks were taken at
         self._firing = FiringWatch()  # stops firing, for begin's stop_triggered (core/firing.py)
         policy = book.policy
         self._order_blindness = OrderBlindness(blind_after_ms=policy.blind_after_ms,
@@ -193,7 +194,10 @@ class CoreLoop:
         if self._triggers is not None:
             self._triggers.after_batch(self._orders)  # the market stream follows new stops
         crossings = self._triggers is not None and self._triggers.marks_dirty
-        if order_facts or crossings:
+        # The firing stops read only the order book's content (core/orders.py rule 8) and the
+        # crossings: an orders read that changed nothing changes no mark.
+        if (order_facts and self._orders.revision != self._firing_revision) or crossings:
+            self._firing_revision = self._orders.revision
             # A crossing not yet answered by the exchange marks the position firing too.
             crossed = None if self._triggers is None else self._triggers.watch.firing()
             if self._triggers is not None:
@@ -203,9 +207,10 @@ class CoreLoop:
             effects += self._guard_step(self._book, self._orders, stamps[-1])
         if not ticks_only and self._due.books_changed is not None:
             # What a reaper verdict reads beside time: the views (their generation), the run of
-            # never-held keys, the orders (reaper_task.py rule 10).
+            # never-held keys (reaper_task.py rule 10; the orders: their book's revision,
+            # which the reaper compares itself, so a read that changed nothing asks no Tick).
             seen = (self._book.view_generation(), self._book.unseen_flat_since())
-            if order_facts or seen != self._books_seen:
+            if seen != self._books_seen:
                 self._books_seen = seen
                 self._due.books_changed()
         if self._after_batch is not None:
@@ -270,7 +275,8 @@ class TickDue:
     ``wall_ms``: each returns the wall ms at which a Tick may make it act (None: never by time
     alone; at most ``now_ms``: at once); ``busy``: each is True while it needs every grid
     point's Tick (its state moves outside the core loop, e.g. leases being read);
-    ``books_changed``: told after a batch that applied an event other than a Tick."""
+    ``books_changed``: told after a batch that replaced a view or moved the run of never-held
+    keys (the order book's changes: its ``revision``, read by the consumer itself)."""
 
     wall_ms: tuple[Callable[[int], int | None], ...] = ()
     busy: tuple[Callable[[], bool], ...] = ()

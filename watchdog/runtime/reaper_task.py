@@ -64,12 +64,16 @@ Rules of this module (the decision itself is ``core/reaper.py``; nothing here de
 10. Ticks only when due (runtime/ticker.py): ``step`` runs on a Tick, and a Tick is needed
    (``wants_tick``) only while its decision could differ from the last one: leases are read
    or unknown; or the book holds an order (none: every decision is empty) and either the
-   books changed since (``books_changed``: the core loop saw an order fact, a view replaced,
-   or the run of never-held keys move) or the last decision held a verdict past the lease
-   check (``LEASE_DEPENDENT``: grace, leases, budget, the snapshot asks) or a triggering algo
-   (its stuck alert, in exchange time). Every other verdict of ``core.reaper`` reads only the
+   books changed since (``books_changed``: the core loop saw a view replaced or the run of
+   never-held keys move; the order book's ``revision`` moved since the decision,
+   core/orders.py rule 8) or the last decision held a verdict past the lease check
+   (``LEASE_DEPENDENT``: grace, leases, budget, the snapshot asks) or a triggering algo (its
+   stuck alert, in exchange time). Every other verdict of ``core.reaper`` reads only the
    books, so it is the same at every later Tick; a standby decides nothing, and a takeover
-   pokes the ticker.
+   pokes the ticker. An orders read that shows every order as it was (at the defaults ~5 a
+   second, one per symbol with orders) moves no revision, so it asks no Tick: what a read's
+   *time* proves is read from the positions book (``flat_proven_ms``, rule 8's proofs), and
+   only past the lease check, whose verdicts are timed and ticked at every point anyway.
 """
 
 from __future__ import annotations
@@ -165,6 +169,7 @@ class ReaperTask:
         self._current = False   # rule 10: the last decision was taken on the books as they are
         self._timeless = False  # rule 10: and no verdict of it can move with time alone
         self._orders: OrderBook | None = None  # the order book it was taken on
+        self._revision = -1  # rule 10: that book's revision then (core/orders.py rule 8)
         self.results: deque[CancelResult] = deque(maxlen=100)
 
     @property
@@ -211,7 +216,7 @@ class ReaperTask:
         self.last_decision = decision
         # Rule 10: a decision without a verdict that time, leases or the budget can move is
         # the decision of every later Tick, until the books change.
-        self._current, self._orders = True, orders
+        self._current, self._orders, self._revision = True, orders, orders.revision
         self._timeless = not any(a.why in TIMED_VERDICTS for a in decision.assessments)
         effects: list[Effect] = [*self._fresh_alerts(decision.alerts)]
         proofs = self._proof_candidates(decision, now_ms=decision.now_ms)
@@ -233,8 +238,9 @@ class ReaperTask:
         return effects
 
     def books_changed(self) -> None:
-        """The core loop applied events that changed what a verdict reads beside time (an
-        order fact, a view, the run of never-held keys): the last decision may be stale."""
+        """The core loop applied events that changed what a verdict reads beside time and the
+        order book (a view, the run of never-held keys): the last decision may be stale. The
+        order book says so itself (its ``revision``, rule 10)."""
         self._current = False
 
     def wants_tick(self) -> bool:
@@ -244,9 +250,12 @@ class ReaperTask:
             return False  # nothing decided (a takeover pokes the ticker)
         if self._leases.needed():
             return True  # leases are read (or unknown): a decision may wait for them
-        if self._orders is not None and not len(self._orders):
+        if self._orders is None:
+            return True
+        if not len(self._orders):
             return False  # no order: every decision is empty (an order fact comes as an event)
-        return not (self._current and self._timeless)
+        return not (self._current and self._timeless
+                    and self._orders.revision == self._revision)
 
     def _proof_candidates(self, decision: ReaperDecision, *, now_ms: int) -> list[CancelOrder]:
         """Rule 8: orders kept only because no REST read requested late enough exists yet, and

@@ -1,7 +1,9 @@
 """Trigger watching in the core loop: the market stream's levels and the crossings' follow-up.
 
 The core loop (single writer of the books) calls ``step`` for every event and ``after_batch``
-once a batch is applied. After order facts the watched stops are recomputed
+once a batch is applied. After order facts that moved the order book's revision (core/orders.py
+rule 8: an orders read showing every order as it was moves none, and the levels read nothing
+else) the watched stops are recomputed
 (``core.triggers.levels_of``) and, when they changed, handed to the market stream, which then
 subscribes and filters prices accordingly. ``StopCrossed`` and ``Tick`` go to the pure
 ``TriggerWatch`` (core/triggers.py rule 5); the book makes the position suspect itself (book.py
@@ -43,6 +45,7 @@ class TriggerTask:
         self.watch = watch or TriggerWatch()
         self._levels: dict[Symbol, tuple[TriggerLevel, ...]] = {}
         self._dirty = False
+        self._revision = -1  # the order book's revision the levels were computed at
         self.marks_dirty = False  # the pending crossings changed: the firing marks follow
 
     def step(self, event: Event, orders: OrderBook, now_ms: int) -> list[Effect]:
@@ -63,6 +66,9 @@ class TriggerTask:
         if not self._dirty:
             return
         self._dirty = False
+        if orders.revision == self._revision:
+            return  # the same content: the same levels (300 stops re-sorted per orders read)
+        self._revision = orders.revision
         levels = levels_of(orders)
         if levels != self._levels:
             self._levels = levels
