@@ -1,15 +1,20 @@
 """``TouchCalls`` (watchdog/store/refresh.py rule 1): the call ``WatchdogCalls.touch_verified``
 builds, equal in every key and argument, with the KEYS list of the call before kept while the
-run of positions and states is the same; a kept list is never changed afterwards."""
+run of positions and states is the same; a kept list is never changed afterwards. Rule 2: the
+entries packed ahead are the bytes ``pack_command`` makes of them."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
+from hiredis import pack_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poswatch.calls import ScriptCall, WatchdogCalls
-from tests.support.store import make_view, position_key
+from tests.support.store import make_view, position_key, publisher_on
 from watchdog.core.model import PositionKey, PositionState, PositionView
+from watchdog.store import runner as runner_module
 from watchdog.store.keys import AccountKeys
 from watchdog.store.refresh import TouchCalls
 
@@ -79,3 +84,42 @@ def test_the_same_positions_in_another_state_are_another_run() -> None:
     for state in (PositionState.OPEN, PositionState.CLOSED, PositionState.CLOSED, PositionState.OPEN):
         views = [make_view(key, state=state, version=3, verified_ms=10) for key in _KEYS[:2]]
         assert touches.call(views, 10, 60_000, 1) == _old(calls, views, 10, 60_000, 1)
+
+
+# ---------------------------------------------------------------- rule 2: the entries packed
+
+# Version bases next to a change of digit count (and the daemon's 16-digit ones), so that runs
+# and reads cross one: within a run (no template fits) and between two reads of one run.
+_bases = st.sampled_from([1, 7, 95, 996, 99_990, 1_795_573_638_050_040, 9_999_999_999_999_990])
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.tuples(st.one_of(st.none(), _run), st.integers(0, 6),
+                                st.sampled_from([1, 5, 10**6]), st.integers(1, 10**13)),
+                      min_size=1, max_size=10),
+       base=_bases, spread=st.sampled_from([0, 1, 3, 11]))
+def test_the_runner_sends_pack_commands_bytes_for_every_touch_call(
+        steps: list[tuple[list[tuple[int, PositionState]] | None, int, int, int]], base: int,
+        spread: int) -> None:
+    """Whatever the versions' digits, within a run and from read to read: the bytes the runner
+    sends for each call are ``pack_command(call.command())``'s, and the pairs were packed
+    ahead whenever every version has the same digit count."""
+    runner = publisher_on("redis://127.0.0.1:1/0")._runner  # packs only: never connects
+    account = AccountKeys("test")
+    calls = WatchdogCalls(account)
+    names: dict[PositionKey, object] = {}
+    touches = TouchCalls(calls, lambda key: names.setdefault(key, account.of(key)))  # type: ignore[arg-type,return-value]
+    run: list[tuple[int, PositionState]] = [(0, PositionState.OPEN)]
+    version = base
+    for new_run, bump, fence, verified_ms in steps:
+        run = run if new_run is None else new_run
+        version += bump
+        views = [make_view(_KEYS[i], state=state, version=version + spread * j, verified_ms=verified_ms)
+                 for j, (i, state) in enumerate(run)]
+        call = touches.call(views, verified_ms, 60_000, fence)
+        assert call == _old(calls, views, verified_ms, 60_000, fence)
+        with patch.object(runner_module, "_KEPT_KEYS", 0):  # the long-KEYS path, short runs
+            assert b"".join(runner._packed(call)) == pack_command(call.command())  # type: ignore[arg-type]
+        versions = [view.version - 1 for view in views]
+        same_digits = len({len(str(v)) for v in versions}) == 1
+        assert (call.args.pairs is not None) is same_digits  # type: ignore[attr-defined]

@@ -282,6 +282,7 @@ class RedisPublisher(Leadership):
         refresh_told: list[ScriptCall] = []  # after their touch call
         telling = self.writable
         held = self._held
+        held_get = held.get
 
         def flush() -> None:
             nonlocal touch, refresh_told
@@ -304,9 +305,10 @@ class RedisPublisher(Leadership):
                     flush()
                 touch_ms = verified_ms
                 for view in views:
-                    last = held.get(view.key)
+                    key = view.key
+                    last = held_get(key)
                     if last is None or view.version > last.version:  # _hold, inline
-                        held[view.key] = view
+                        held[key] = view
                 touch.extend(views)
                 reverified.append(views)
                 if telling and self._untold:

@@ -17,6 +17,16 @@ Rules of this module:
    runner.py). Why: at 300 positions a read, the keys (305 names) and the states stay the
    same from read to read, only the versions and ``verified_ms`` move; building and packing
    the names again was ≈ a third of the read's Redis write (docs/BENCHMARKS.md, session 9).
+2. Its ARGV is a :class:`TouchArgs`: a plain list of the same values, which also carries
+   ``pairs``, the entries' part of the ARGV (a version, a state each) packed as
+   ``hiredis.pack_command`` packs those elements, byte for byte, or None. It is made by one
+   bytes ``%`` over a template of the run's states, built when the run changes, and kept only
+   while every version has the digits the template was built for (non-negative, the same
+   count: the least and the greatest version tell); anything else leaves ``pairs`` None and
+   the runner packs the list (runner.py rule 1). Why: packing 600 arguments an int or a str
+   at a time was the largest part of the read's Redis write left after rule 1 (about a tenth
+   of the core's and the store's CPU per read, docs/BENCHMARKS.md, session 10). Like the KEYS,
+   the list is never changed in place once made.
 """
 
 from __future__ import annotations
@@ -29,10 +39,32 @@ from poswatch.keys import PositionKeys
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.errors import InvariantViolation
 
-__all__ = ["TouchCalls", "missed_refreshes"]
+__all__ = ["TouchArgs", "TouchCalls", "missed_refreshes"]
 
 _KEY = attrgetter("key")
 _STATE = attrgetter("state")
+
+
+class TouchArgs(list):  # type: ignore[type-arg]
+    """A ``touch_verified`` ARGV list, with its entries' elements packed (module rule 2):
+    ``pairs`` is the packed elements of ``self[HEAD:]``, or None."""
+
+    __slots__ = ("pairs",)
+    HEAD = 4  # closed_ttl_ms, channel, fencing token, verified_ms
+
+    def __init__(self, values: list[Arg], pairs: bytes | None) -> None:
+        super().__init__(values)
+        self.pairs = pairs
+
+
+def _pairs_template(states: Sequence[str], digits: int) -> bytes:
+    """The packed elements of (version, state) pairs, each version a ``%d`` of ``digits``
+    digits: what ``hiredis.pack_command`` makes of them (``$<bytes>\r\n<text>\r\n``)."""
+    parts = []
+    for state in states:
+        text = state.encode().replace(b"%", b"%%")
+        parts.append(b"$%d\r\n%%d\r\n$%d\r\n%s\r\n" % (digits, len(state.encode()), text))
+    return b"".join(parts)
 
 
 def missed_refreshes(views: Sequence[PositionView], reply: object) -> list[PositionView]:
@@ -54,6 +86,7 @@ class TouchCalls:
         self._states: list[PositionState] = []  # and their states
         self._keys: list[str] = []  # its KEYS
         self._args: list[Arg] = []  # its ARGV, the versions and the head to fill in
+        self._templates: dict[int, bytes] = {}  # rule 2: the run's by version digits
 
     def call(self, views: Sequence[PositionView], verified_ms: int, closed_ttl_ms: int,
              fence: int) -> ScriptCall:
@@ -70,8 +103,24 @@ class TouchCalls:
                 [(names_of(view.key), view.version - 1, view.state._value_) for view in views],
                 verified_ms, closed_ttl_ms, fence)
             self._run, self._states, self._keys, self._args = run, states, built.keys, built.args
-            return built
+            self._templates = {}
+            return ScriptCall("touch_verified", built.keys, self._with_pairs(built.args))
         args = self._args.copy()
         args[0], args[2], args[3] = closed_ttl_ms, fence, verified_ms
         args[4::2] = [view.version - 1 for view in views]
-        return ScriptCall("touch_verified", self._keys, args)
+        return ScriptCall("touch_verified", self._keys, self._with_pairs(args))
+
+    def _with_pairs(self, args: list[Arg]) -> TouchArgs:
+        """``args`` as a :class:`TouchArgs`, its entries packed when the template fits (rule 2)."""
+        versions = args[4::2]
+        pairs = None
+        if versions:
+            low, high = min(versions), max(versions)  # type: ignore[type-var]
+            if low >= 0 and (digits := len(str(low))) == len(str(high)) \
+                    and set(map(type, versions)) == {int}:  # %d packs an int as hiredis does
+                template = self._templates.get(digits)
+                if template is None:
+                    template = self._templates[digits] = _pairs_template(
+                        [str(state) for state in args[5::2]], digits)
+                pairs = template % tuple(versions)
+        return TouchArgs(args, pairs)

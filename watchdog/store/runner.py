@@ -29,6 +29,8 @@ Rules of this module:
    brings the very same list (``touch_verified``'s, kept by store/refresh.py while a read's run
    of positions is the same: 305 names a read at 300 positions, ≈ a third of its packing).
    Such a list is never changed in place (refresh.py), so the same list is the same bytes.
+   A ``TouchArgs`` ARGV (refresh.py rule 2) whose ``pairs`` are packed already is sent as its
+   head packed here and those bytes: the same bytes again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from redis.asyncio.connection import DefaultParser
 
 from poswatch.calls import ScriptCall, sha_of
 from poswatch.scripts import BOT_SCRIPTS, WATCHDOG_SCRIPTS, script_source
+from watchdog.store.refresh import TouchArgs
 
 __all__ = ["ScriptRunner"]
 
@@ -91,9 +94,13 @@ class ScriptRunner:
         if keys is not self._kept_keys:
             self._kept_keys, self._kept_packed = keys, _elements(_pack(tuple(keys)))  # type: ignore[misc]
         args = call.args
-        return [b"*%d\r\n" % (3 + len(keys) + len(args)),
+        head = [b"*%d\r\n" % (3 + len(keys) + len(args)),
                 _elements(_pack(("EVALSHA", sha_of(call.script), len(keys)))),  # type: ignore[misc]
-                self._kept_packed, _elements(_pack(tuple(args)))]  # type: ignore[misc]
+                self._kept_packed]
+        pairs = getattr(args, "pairs", None)  # refresh.py rule 2: the entries packed already
+        if pairs is not None:
+            return [*head, _elements(_pack(tuple(args[:TouchArgs.HEAD]))), pairs]  # type: ignore[misc]
+        return [*head, _elements(_pack(tuple(args)))]  # type: ignore[misc]
 
     async def _reload(self, where: str) -> None:
         self.reloads += 1
