@@ -40,6 +40,7 @@ from tests.core.test_book_properties import (
     _startup,
 )
 from tests.runtime.test_effects_runner import Sinks
+from tests.support.waiting import eventually
 from watchdog.core.book import PositionBook
 from watchdog.core.effects import (
     Effect,
@@ -317,6 +318,15 @@ class Pair:
         seconds, micros = await self.r.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
+    async def next_ms(self) -> int:
+        """A millisecond of Redis' clock that began after every earlier write: what an earlier
+        step wrote in the same millisecond would otherwise count as "now" for one account and
+        "before" for the other (seen once the read path got faster, session 10)."""
+        since_ms = await self.now_ms() + 1
+        await eventually(self.now_ms, lambda now_ms: now_ms >= since_ms, timeout_s=5, interval_s=0.0005,
+                         what="Redis' clock past the last step's millisecond")
+        return since_ms
+
     async def compare(self, where: object, since_ms: int) -> None:
         new, old = self.stores
         assert await contents(self.r, "bulk", self.fences[0], since_ms) == await contents(
@@ -343,7 +353,7 @@ async def _compare(redis_url: str, ops: list[tuple[object, ...]]) -> tuple[int, 
         book = Recorder()
         world = World(book=book)
         for step, op in enumerate(ops):
-            since_ms = await pair.now_ms()
+            since_ms = await pair.next_ms()
             name, *args = op
             if name == "steady":
                 for part in _steady:
