@@ -59,6 +59,7 @@ from watchdog.core.effects import (
     CancelGuardStop,
     CancelOrder,
     Effect,
+    Firing,
     MarkFiring,
     Notify,
     PlaceGuardStop,
@@ -393,7 +394,7 @@ def _log(effect: StoreEffect) -> None:
             logger.info("retract {}: {}", key, reason)
         case MarkFiring(key=key, firing=None):
             logger.info("stop no longer firing position={}", key)
-        case MarkFiring(key=key, firing=firing):
+        case MarkFiring(key=key, firing=Firing() as firing):
             logger.info("stop firing position={} algo={} status={} since_ms={} child={}", key,
                         firing.algo_id, firing.status, firing.since_ms, firing.child_id)
         case PublishProtection(key=key, protection=protection, unprotected_since_ms=since):

@@ -211,8 +211,8 @@ class GuardTask:
                       "trigger_price": price, "mark_price": mark, "stop_pct": order.stop_pct,
                       "working_type": "MARK_PRICE", "reason": order.reason}
             try:
-                algo_id = await self._exchange.place_close_stop(key, order.side, price,
-                                                                order.client_id)
+                algo_id: int | None = await self._exchange.place_close_stop(
+                    key, order.side, price, order.client_id)
             except OutcomeUnknown as exc:
                 olog.warning("last-resort stop: placement outcome unknown ({}): re-querying", exc)
                 algo_id = await self._requery(order, olog)

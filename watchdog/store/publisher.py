@@ -305,10 +305,10 @@ class RedisPublisher(Leadership):
                     flush()
                 touch_ms = verified_ms
                 for view in views:
-                    key = view.key
-                    last = held_get(key)
+                    held_key = view.key
+                    last = held_get(held_key)
                     if last is None or view.version > last.version:  # _hold, inline
-                        held[key] = view
+                        held[held_key] = view
                 touch.extend(views)
                 reverified.append(views)
                 if telling and self._untold:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from operator import attrgetter
+from typing import cast
 
 from poswatch.calls import Arg, ScriptCall, WatchdogCalls
 from poswatch.keys import PositionKeys
@@ -114,10 +115,10 @@ class TouchCalls:
         """``args`` as a :class:`TouchArgs`, its entries packed when the template fits (rule 2)."""
         versions = args[4::2]
         pairs = None
-        if versions:
-            low, high = min(versions), max(versions)  # type: ignore[type-var]
-            if low >= 0 and (digits := len(str(low))) == len(str(high)) \
-                    and set(map(type, versions)) == {int}:  # %d packs an int as hiredis does
+        if versions and set(map(type, versions)) == {int}:  # %d packs an int as hiredis does
+            ints = cast("list[int]", versions)
+            low, high = min(ints), max(ints)
+            if low >= 0 and (digits := len(str(low))) == len(str(high)):
                 template = self._templates.get(digits)
                 if template is None:
                     template = self._templates[digits] = _pairs_template(
