@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -44,9 +44,8 @@ class Leases:
 
 @contextlib.asynccontextmanager
 async def polling(sim: Simulator, leases: Leases, *, orders_poll_interval_s: float = 60.0,
-                  book: OrderBook | None = None, started: list[Poller] | None = None,
-                  on_event: Callable[[Event], None] | None = None,
-                  ) -> AsyncIterator[list[Event]]:
+                  book: OrderBook | None = None,
+                  started: list[Poller] | None = None) -> AsyncIterator[list[Event]]:
     # The default weight share and positions pace (issue 12: no 50 % share for 0.3 s polls).
     cfg = BinanceConfig(rest_url=sim.rest_url, ws_url=sim.ws_url,
                         orders_poll_interval_s=orders_poll_interval_s, fast_poll_interval_s=0.1)
@@ -58,8 +57,6 @@ async def polling(sim: Simulator, leases: Leases, *, orders_poll_interval_s: flo
         events.append(event)
         if book is not None:
             book.apply(event)
-        if on_event is not None:
-            on_event(event)
 
     poller = Poller(rest, schedule_of(Config(binance=cfg)), clock=SystemClock(),
                     leased_symbols=leased_symbols_of(leases))
@@ -121,39 +118,6 @@ async def test_a_positions_read_held_by_its_pace_takes_one_round(sim: Simulator)
         spacing_s = (SystemClock().monotonic() - start_s) / (await reads() - first)
         assert spacing_s > 0.905  # held by the pace (≈ 0.91 s), not the 0.9 s schedule
         assert leases.reads - rounds <= await reads() - first + 1  # one round a read
-
-
-async def test_a_lease_taken_while_positions_are_read_is_seen_in_that_round(
-        sim: Simulator) -> None:
-    # Poller rule 9: a round that reads positions reads the leases after the answer, so a bot
-    # that takes a lease while that read is under way gets its symbol's fast order read in the
-    # same round, before the next positions request. d069f7b read the leases before the
-    # request: that lease waited for the next round (the next positions read, ~0.9 s later).
-    leases = Leases()
-    armed: list[int] = []
-
-    def take_lease(event: Event) -> None:
-        if armed and armed[0] == 0 and isinstance(event, SnapshotRequested):
-            armed[0] = event.request_id
-            leases.symbols.add("ETHUSDT")  # the bot's begin, while the read is under way
-
-    async with polling(sim, leases, on_event=take_lease) as events:
-        async def reads() -> int:
-            return count(events, PositionSnapshot)
-        await eventually(reads, lambda n: n >= 2, what="the first reads")
-        assert count(events, OrdersSnapshot, "ETHUSDT") == 0  # no lease, no fast reads
-        armed.append(0)
-
-        async def eth_read() -> int:
-            return count(events, OrdersSnapshot, "ETHUSDT")
-        await eventually(eth_read, lambda n: n >= 1, what="ETHUSDT's orders read")
-        at = next(i for i, e in enumerate(events)
-                  if isinstance(e, SnapshotRequested) and e.request_id == armed[0])
-        later = events[at + 1:]
-        first_eth = next(i for i, e in enumerate(later) if isinstance(e, OrdersSnapshot)
-                         and e.symbols == frozenset({"ETHUSDT"}))
-        assert isinstance(later[0], PositionSnapshot)  # the answer of that request came first
-        assert not any(isinstance(e, SnapshotRequested) for e in later[:first_eth])
 
 
 async def test_store_outage_does_not_stop_polling(sim: Simulator) -> None:

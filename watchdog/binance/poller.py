@@ -104,16 +104,6 @@ Rules of this module:
    the read to the projected time, as that round would have (``_round_begins``). Requests
    (rule 3), a crossed trigger and every event that wakes the poller are not touched: the
    projection moves the routine read's wake-up only.
-9. The leases after the positions answer (issue 13 item 2): whether a round reads positions
-   (and sweeps) does not depend on the leases, so a round that reads positions reads the
-   leases after that answer (and after the sweep, when one goes), then plans its order reads
-   with them, from the round's ``now_s`` and the schedule as that answer left it. The lease
-   read then leaves with the core's write of the same answer (effects of one batch), and
-   both replies come back on one wake-up instead of two, about one a read. The leases an
-   order read or a wake-up is planned with are never older than before (read after the
-   positions answer instead of before the request), and a Redis that does not answer delays
-   the order reads, never the positions read. A round without a positions read due reads
-   the leases first, as before (a request that comes meanwhile is read in that round).
 """
 
 from __future__ import annotations
@@ -310,21 +300,12 @@ class Poller:
             if self._standby is not None and self._standby():
                 await self._standby_round(emit, now_s)
                 continue
-            calm = self._calm(now_s)
-            first = self.schedule.plan(now_s, (), calm, orders=False)  # leases change neither
-            if first.read_positions:  # rule 9: the leases after the answer
-                await self._read_positions(first, now_s, emit)
-                if first.sweep and await self._sweep(emit):
-                    continue  # it read every symbol's orders: plan the per-symbol reads afresh
-                leased = await self._leases()
-                plan = self.schedule.plan(now_s, leased, calm)
-            else:
-                leased = await self._leases()
-                plan = self.schedule.plan(now_s, leased, self._calm(now_s))
-                if plan.read_positions:  # a request came during the lease read
-                    await self._read_positions(plan, now_s, emit)
-                if plan.sweep and await self._sweep(emit):
-                    continue
+            leased = await self._leases()
+            plan = self.schedule.plan(now_s, leased, self._calm(now_s))
+            if plan.read_positions:
+                await self._read_positions(plan, now_s, emit)
+            if plan.sweep and await self._sweep(emit):
+                continue  # it read every symbol's orders: plan the per-symbol reads afresh
             await self._read_due_orders(plan, emit)
             await self._sleep_unless_woken(self._next_wake_s(leased))
 

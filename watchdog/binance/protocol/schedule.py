@@ -449,18 +449,14 @@ class PollSchedule:
         return self._next_positions_at
 
     def plan(self, now_s: float, leased: Collection[str] = (), calm: bool = False, *,
-             ordered: bool = True, paced_at: float = -math.inf,
-             orders: bool = True) -> PollPlan:
+             ordered: bool = True, paced_at: float = -math.inf) -> PollPlan:
         """What to read at ``now_s``. ``ordered=False``: the same plan, its order reads in no
         particular order, for a caller that only asks whether any is due and when to wake (the
         poller's ``_next_wake_s``): sorting 300 held-back reads was a third of the planning on
         an idle 300-symbol account (docs/BENCHMARKS.md, "#13 item 2: the floor with reads").
         ``paced_at``: the routine positions read, due later, is woken for no earlier than this
         (the time its pace allows, poller.py rule 8); only the wake-up moves, never what is
-        read now, and never a requested read's wake-up. ``orders=False``: the positions read
-        and the sweep only, the same as in the whole plan (neither depends on ``leased``), no
-        order read listed and ``wake_in_s`` without the order timers (poller.py rule 9: the
-        round decides on the positions read before it reads the leases)."""
+        read now, and never a requested read's wake-up."""
         # A requested read goes at once, but never closer than fast_poll_interval_s to the
         # previous read: the core asks again after every fill and every ambiguous answer.
         requested_at = self._last_positions_at + self.fast_poll_interval_s
@@ -474,12 +470,6 @@ class PollSchedule:
         if self._positions_known and sweep_list is None:
             wake_at = min(wake_at, self.next_sweep_at)
         positions_wake_at = wake_at
-        if not orders:
-            return PollPlan(read_positions, urgent,
-                            ", ".join(self._requested + self._routine_requests) or "scheduled",
-                            (), (), max(0.0, wake_at - now_s), sweep_list is not None,
-                            max(0.0, positions_wake_at - now_s), bool(self._requested),
-                            sweep_list)
         # Inlined ``orders_interval_s``: this runs on every wake-up over every tracked symbol
         # (300+), and on an idle account with its order reads held by the budget all are due.
         requested = self._requested_symbols
