@@ -57,7 +57,9 @@ def test_exported_names_cover_the_issue_list() -> None:
                    "stream_state", "stream_blind_total", "stream_reconnects_total",
                    "orphans_removed_total", "protections_restored_total", "rest_weight_used_1m",
                    "rest_weight_budget_1m", "redis_publish_seconds_bucket", "position_age_seconds",
-                   "position_protection", "position_unprotected_seconds", "reaper_orders"):
+                   "position_protection", "position_unprotected_seconds", "reaper_orders",
+                   "loop_stalls_total", "loop_lateness_max_seconds",
+                   "loop_lateness_seconds_bucket"):
         assert PREFIX + wanted in names
 
 

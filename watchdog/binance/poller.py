@@ -104,6 +104,9 @@ Rules of this module:
    the read to the projected time, as that round would have (``_round_begins``). Requests
    (rule 3), a crossed trigger and every event that wakes the poller are not touched: the
    projection moves the routine read's wake-up only.
+9. A paced wait ended by its timer (not by a wake-up) tells ``woke`` the loop time it asked
+   for: the event-loop stall watch (runtime/stalls.py rule 1) rides on this wake-up instead
+   of adding one.
 """
 
 from __future__ import annotations
@@ -180,8 +183,10 @@ class Poller:
                  leased_symbols: LeasedSymbols | None = None,
                  order_symbols: OrderSymbols | None = None, standby: Standby | None = None,
                  stream_trusted: Probe | None = None, stops_far: Probe | None = None,
-                 sweep_plan: SweepPlan | None = None) -> None:
+                 sweep_plan: SweepPlan | None = None,
+                 woke: Callable[[str, float], None] | None = None) -> None:
         self._rest = rest
+        self._woke = woke  # rule 9: told when the paced wait's timer woke us
         # Rule 7: several accounts on one IP: the sweep's slot, claimed when it is first due.
         self._sweep_plan = sweep_plan
         self._slot_at: dict[SweepList, float] = {}
@@ -476,11 +481,15 @@ class Poller:
 
     async def _sleep_unless_woken(self, wait_s: float) -> bool:
         """Sleep ``wait_s``, or less when an event or a snapshot request wakes us."""
+        timeout = asyncio.timeout(wait_s)
         try:
-            async with asyncio.timeout(wait_s):
+            async with timeout:
                 await self._wake.wait()
         except TimeoutError as exc:
             raise_if_cancelling(exc)  # a stop lost earlier must not be slept through (cancel.py)
+            when_s = timeout.when()
+            if self._woke is not None and when_s is not None:
+                self._woke("poller", when_s)  # rule 9
             return False
         return True
 

@@ -23,7 +23,8 @@ Rules of this module:
    gave them (then they are the caller's).
 4. Several accounts in one process (``[[accounts]]``): one ``build`` per account, all given the
    same ``Shared``: one weight budget per REST URL (Binance's limit is the IP's), one instance id
-   and the fair share of leads (runtime/share.py), and the user-data connections per WebSocket
+   and the fair share of leads (runtime/share.py), one event-loop stall watch (runtime/stalls.py:
+   one stall, one WARNING), and the user-data connections per WebSocket
    URL (``binance/shared_stream.py``: several listen keys on one connection; its ``run`` is a
    task of the caller's, ``shared_tasks``). Without it a pipeline is alone, as before.
 5. The start reads positions once: the stream's post-connect snapshot (requested after its
@@ -99,6 +100,7 @@ from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
 from watchdog.runtime.share import FairShare, LeadersBudget, SweepSlots
+from watchdog.runtime.stalls import LoopStalls
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.ticker import Ticker
 from watchdog.runtime.trigger_task import TriggerTask
@@ -149,6 +151,7 @@ class Shared:
     share: FairShare | None = None
     stores: dict[str, list[RedisPublisher]] = field(default_factory=dict)  # by rest_url
     sweeps: dict[str, SweepSlots] = field(default_factory=dict)  # by rest_url
+    stalls: LoopStalls = field(default_factory=LoopStalls)  # one per process (stalls.py rule 5)
 
     def budget(self, config: Config) -> WeightBudget:
         """The one budget of ``[binance] rest_url`` (its size from the first account's config:
@@ -229,6 +232,7 @@ class Pipeline:
     metrics: Metrics | None = None
     shared: Shared | None = None
     ticker: Ticker | None = None
+    stalls: LoopStalls | None = None  # the event-loop stall watch (runtime/stalls.py)
     takeovers_joined: int = 0  # rule 7: acquisitions that joined a takeover already running
     _taking: _TakeOver | None = field(default=None, repr=False)
 
@@ -340,6 +344,7 @@ class Pipeline:
         """The long-running coroutines by task name (rule 2); call once."""
         config, r = self.config, self.config.redis
         runner, store = self.runner, self.store
+        woke = None if self.stalls is None else self.stalls.woke
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": self.core.run(),
             "stream": self.stream.run(self.inbox.emit),
@@ -350,14 +355,14 @@ class Pipeline:
             "heartbeat": run_heartbeat(store, runner, self.vitals, self.clock,
                                        interval_s=r.heartbeat_interval_s,
                                        timeout_s=4 * r.socket_timeout_s,
-                                       grid_s=config.service.tick_interval_s),
+                                       grid_s=config.service.tick_interval_s, woke=woke),
             "reaper": self.reaper.run(),
             "lead": run_lead(store, self.take_over, self.clock, timeout_s=4 * r.socket_timeout_s,
                              on_other_leader=lambda leader: runner.drop_deferred(
                                  f"{leader} leads account {r.account} now"),
                              on_lapse=runner.lead_lapsed,
                              share=self.shared.share if self.shared is not None else None,
-                             grid_s=config.service.tick_interval_s),
+                             grid_s=config.service.tick_interval_s, woke=woke),
             "guard": self.guard_task.run(),
         }
         if self.canary is not None:
@@ -402,7 +407,8 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
         if shared is not None:
             shared.join(config, store)
         pipeline = _wire(config, clock, ends, book, vitals, rest, store,
-                         sweep_slots=shared.sweep_slots(config) if shared is not None else None)
+                         sweep_slots=shared.sweep_slots(config) if shared is not None else None,
+                         stalls=shared.stalls if shared is not None else LoopStalls())
         pipeline.shared = shared
         # Rule 6: a beat that takes the lead back runs the same takeover as the lead task.
         store.on_take_over = pipeline.take_over
@@ -468,8 +474,8 @@ def _weight_budget_1m(config: Config) -> int:
 
 
 def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
-          rest: BinanceRest, store: RedisPublisher, sweep_slots: SweepSlots | None = None
-          ) -> Pipeline:
+          rest: BinanceRest, store: RedisPublisher, sweep_slots: SweepSlots | None = None,
+          stalls: LoopStalls | None = None) -> Pipeline:
     b, r = config.binance, config.redis
     inbox = Inbox(INBOX_SIZE)
     orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
@@ -485,7 +491,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     stream_trusted=lambda: (book.stream_state == "live"
                                             and vitals.proof.state == "proven"),
                     stops_far=lambda: not market.near_trigger(),
-                    sweep_plan=sweep_slots)
+                    sweep_plan=sweep_slots, woke=None if stalls is None else stalls.woke)
 
     stream = UserDataStream(
         rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
@@ -518,7 +524,8 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
         "market_streams": str(len(market.subscribed)),
         "trigger_crossings": str(triggers.watch.crossings),
         "triggers_not_acted": str(triggers.watch.not_acted)}
-    metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision, guard.answers)
+    metrics = _metrics_of(config, vitals, clock, lambda: reaper.last_decision, guard.answers,
+                          stalls)
     observers: list[EffectsObserver] = [o for o in (metrics, ends.effects) if o is not None]
     runner = EffectsRunner(store, poller, reaper, vitals, store_timeout_s=2 * r.socket_timeout_s,
                            reconnect=stream.request_blind_reconnect,
@@ -534,7 +541,8 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
     event_observers = (poller.observe, guard_task.observe,
                        *(() if canary is None else (canary.observe,)),
                        *(() if metrics is None else (metrics.observe_event,)), *ends.observers)
-    ticker = Ticker(inbox.emit, clock, grid_s=config.service.tick_interval_s)
+    ticker = Ticker(inbox.emit, clock, grid_s=config.service.tick_interval_s,
+                    woke=None if stalls is None else stalls.woke)
     guard_task.on_outcome = ticker.poke
     core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                     status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
@@ -546,7 +554,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     vitals=vitals, inbox=inbox, poller=poller, stream=stream, market=market,
                     guard=guard, guard_task=guard_task, reaper=reaper, triggers=triggers,
                     runner=runner, core=core, notifier=notifier, canary=canary, metrics=metrics,
-                    ticker=ticker)
+                    ticker=ticker, stalls=stalls)
 
 
 class _Observers:
@@ -607,12 +615,12 @@ def _progress_limit_s(config: Config) -> float:
 def _metrics_of(config: Config, vitals: Vitals, clock: Clock,
                 reaper_decision: Callable[[], ReaperDecision | None],
                 protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]] = dict,
-                ) -> Metrics | None:
+                stalls: LoopStalls | None = None) -> Metrics | None:
     """The metrics observer when ``[metrics]`` exports somewhere; None costs nothing at all."""
     if not (config.metrics.listen or config.metrics.textfile_path):
         return None
     return Metrics(vitals, clock, account=config.redis.account, reaper_decision=reaper_decision,
-                   protection=protection)
+                   protection=protection, stalls=None if stalls is None else stalls.watch)
 
 
 def _reaper_mode(config: Config) -> str:

@@ -61,7 +61,8 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]
                    *, timeout_s: float,
                    on_other_leader: Callable[[str], None] | None = None,
                    on_lapse: Callable[[str], None] | None = None,
-                   share: FairShare | None = None, grid_s: float = 0.0) -> NoReturn:
+                   share: FairShare | None = None, grid_s: float = 0.0,
+                   woke: Callable[[str, float], None] | None = None) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
     (it republishes fresh state; a refused beat that takes the lead runs the same one, through
     the store's ``on_take_over``: build.py rule 6; one at a time, the later joining the running
@@ -70,7 +71,8 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]
     renewed for a whole TTL.
     ``share``: several accounts in this process (runtime/share.py): acquire only under the
     fair share, hand the lead on when over it. ``grid_s``: the beat shared with the ticker
-    and the heartbeat (runtime/beat.py: a round never later than unaligned). Never returns;
+    and the heartbeat (runtime/beat.py: a round never later than unaligned); ``woke``: told
+    when a round's timer woke it (runtime/stalls.py rule 1). Never returns;
     Redis errors are logged and retried."""
     loop = asyncio.get_running_loop()
     ttl_s = store.lead_ttl_ms / 1000
@@ -112,7 +114,10 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]
                 on_lapse(why)
         try:
             wait_s = renew_s if store.leading else standby_s
-            async with asyncio.timeout_at(beat_at(loop.time(), wait_s, grid_s)):
+            when_s = beat_at(loop.time(), wait_s, grid_s)
+            async with asyncio.timeout_at(when_s):
                 await store.lead_changed.wait()
         except TimeoutError as exc:
             raise_if_cancelling(exc)
+            if woke is not None:
+                woke("lead", when_s)

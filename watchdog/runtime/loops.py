@@ -114,6 +114,7 @@ class Inbox:
 
 
 ReaperStep = Callable[[PositionBook, OrderBook, int], list[Effect]]
+Woke = Callable[[str, float], None]  # a timer woke: its name, the loop time it asked for
 
 
 class CoreLoop:
@@ -293,9 +294,11 @@ async def run_ticker(inbox: Inbox, interval_s: float) -> NoReturn:
 
 
 async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vitals, clock: Clock,
-                        *, interval_s: float, timeout_s: float, grid_s: float = 0.0) -> NoReturn:
+                        *, interval_s: float, timeout_s: float, grid_s: float = 0.0,
+                        woke: Woke | None = None) -> NoReturn:
     """Write the health hash every ``interval_s``; after a Redis outage, write what was deferred.
-    ``grid_s``: the beat shared with the ticker and the lead task (runtime/beat.py)."""
+    ``grid_s``: the beat shared with the ticker and the lead task (runtime/beat.py); ``woke``:
+    told when each beat's timer woke (runtime/stalls.py rule 1)."""
     loop = asyncio.get_running_loop()
     while True:
         now_ms = clock.wall_ms()
@@ -315,4 +318,7 @@ async def run_heartbeat(store: RedisPublisher, runner: EffectsRunner, vitals: Vi
                 logger.warning("redis heartbeat failed: {}", reason)
             vitals.store_result(reason)
         vitals.progressed("heartbeat", clock.monotonic())
-        await sleep_until(beat_at(loop.time(), interval_s, grid_s))
+        when_s = beat_at(loop.time(), interval_s, grid_s)  # always after now (beat.py rule 1)
+        await sleep_until(when_s)
+        if woke is not None:
+            woke("heartbeat", when_s)

@@ -9,8 +9,9 @@ No adapter calls a metric. Three feeds, each an existing flow the daemon already
   bots and the reaper write there: unprotected windows (``lease``/``end`` entries) and
   ``protection_restored``.
 
-Everything else (stream state, REST weight, positions and their ages, health, orphans removed)
-is read at collection time from ``Vitals`` and the book. Collection runs on the event loop
+Everything else (stream state, REST weight, positions and their ages, health, orphans removed,
+the event loop's stalls and timer lateness kept by ``runtime/stalls.py``) is read at collection
+time from ``Vitals``, the book and the stall watch. Collection runs on the event loop
 (the HTTP endpoint and the textfile writer live on it), so it never races the core, and a hung
 loop shows as a failed scrape (``up == 0``), not as frozen numbers.
 
@@ -23,7 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from watchdog.clock import Clock
@@ -31,6 +37,7 @@ from watchdog.core.effects import Effect, Notify, Publish, RaiseAlert
 from watchdog.core.events import Event, StreamConnected
 from watchdog.core.model import PositionKey, PositionState, PositionView
 from watchdog.core.reaper import ReaperDecision, Why
+from watchdog.runtime.stalls import LATENESS_BUCKETS, StallWatch
 from watchdog.runtime.vitals import Vitals
 
 __all__ = ["CLOSURE_PATHS", "PREFIX", "STREAM_STATES", "Metrics", "closure_detections",
@@ -89,8 +96,9 @@ class Metrics:
     def __init__(self, vitals: Vitals, clock: Clock, *, account: str,
                  reaper_decision: Callable[[], ReaperDecision | None] = lambda: None,
                  protection: Callable[[], Mapping[PositionKey, tuple[str, int | None]]]
-                 = dict) -> None:
+                 = dict, stalls: StallWatch | None = None) -> None:
         self._vitals = vitals
+        self._stalls = stalls or StallWatch()  # runtime/stalls.py: read at collection
         self._protection = protection  # the guard's answers (core/guard.py), issue 17
         self._reaper_decision = reaper_decision
         self._clock = clock
@@ -201,6 +209,7 @@ class Metrics:
                      0 if vitals.store_error else 1)
         yield CounterMetricFamily(PREFIX + "orphans_removed",
                                   "Orphaned stop orders the reaper removed", value=health.orphans_removed)
+        yield from _loop_lateness(self._stalls)
         yield from _positions(vitals.book.views(), now_ms, self._protection())
         decision = self._reaper_decision()
         if decision is not None:
@@ -227,6 +236,28 @@ def _gauge(name: str, documentation: str, value: float, **labels: str) -> GaugeM
     family = GaugeMetricFamily(PREFIX + name, documentation, labels=list(labels))
     family.add_metric(list(labels.values()), value)
     return family
+
+
+def _loop_lateness(watch: StallWatch) -> Iterator[Metric]:
+    """runtime/stalls.py rule 3: stalls, the worst lateness, every watched wake's lateness."""
+    yield CounterMetricFamily(PREFIX + "loop_stalls",
+                              "Event-loop stalls: a timer woke at least the stall threshold late",
+                              value=watch.stalls)
+    yield _gauge("loop_lateness_max_seconds",
+                 "The worst lateness of a timer wake of the event loop since the start",
+                 watch.worst_s)
+    cumulative, buckets = 0, []
+    for bound, count in zip((*LATENESS_BUCKETS, float("inf")), watch.counts, strict=True):
+        cumulative += count
+        buckets.append((_bound(bound), cumulative))
+    yield HistogramMetricFamily(PREFIX + "loop_lateness_seconds",
+                                "How late the event loop woke its timers (heartbeat, lead, "
+                                "poller, ticker) against when they asked",
+                                buckets=buckets, sum_value=watch.late_sum_s)
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 def _positions(views: Sequence[PositionView], now_ms: int,

@@ -29,6 +29,8 @@ Rules of this module:
    clock is set (``ClockSetWatch``); where it cannot be armed, the ticker wakes at least every
    ``fallback_cap_s`` (1 s, a point of the grid) to look.
 4. The first Tick goes at once (startup), as the old ticker's did.
+5. When its timer (not a ``due_in``, a ``poke`` or a clock set) wakes it, ``woke`` hears the
+   loop time it asked for (runtime/stalls.py rule 1).
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ class Ticker:
     """Sends ``Tick`` to the core when it is due (module rules)."""
 
     def __init__(self, emit: Callable[[Event], Awaitable[None]], clock: Clock, *, grid_s: float,
-                 clock_watch: bool = True, fallback_cap_s: float = FALLBACK_CAP_S) -> None:
+                 clock_watch: bool = True, fallback_cap_s: float = FALLBACK_CAP_S,
+                 woke: Callable[[str, float], None] | None = None) -> None:
         self._emit = emit
         self._clock = clock
         self._grid_s = grid_s
@@ -154,6 +157,8 @@ class Ticker:
         self._handle: asyncio.TimerHandle | None = None
         self._target: float | None = None  # the loop time slept until (None: no timer)
         self._look_at: float | None = None  # without a clock-set watch: the next look (rule 3)
+        self._woke = woke  # rule 5
+        self._fired: float | None = None  # the target of the timer that woke us (rule 5)
         self.ticks = 0  # Ticks sent (a test and the bench read it)
 
     # ------------------------------------------------------------ from the core loop
@@ -209,6 +214,9 @@ class Ticker:
                     if self._handle is not None:
                         self._handle.cancel()
                         self._handle = None
+                fired, self._fired = self._fired, None
+                if fired is not None and self._woke is not None:
+                    self._woke("ticker", fired)
         finally:
             if watch is not None:
                 loop.remove_reader(watch.fd)
@@ -242,7 +250,12 @@ class Ticker:
         if self._handle is not None:
             self._handle.cancel()
         self._target = when_s
-        self._handle = asyncio.get_running_loop().call_at(when_s, self._wake_up)
+        self._handle = asyncio.get_running_loop().call_at(when_s, self._timer_fired, when_s)
+
+    def _timer_fired(self, when_s: float) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._fired = when_s  # rule 5: the timer, not an event, woke us
+        self._wake_up()
 
     def _wake_up(self) -> None:
         if self._wake is not None and not self._wake.done():
