@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.simulator",
     "tests.support.store",
     "tests.support.reaper_rig",
+    "tests.support.ordering",
 ]
