@@ -6,5 +6,4 @@ pytest_plugins = [
     "tests.support.simulator",
     "tests.support.store",
     "tests.support.reaper_rig",
-    "tests.support.ordering",
 ]
