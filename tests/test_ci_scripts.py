@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import subprocess
@@ -43,3 +44,13 @@ def test_bootstrap_installs_prometheus_for_tests_only_and_only_when_missing() ->
     guard = re.search(r'if \[ "\$job" = test \] && \{ ! command -v prometheus .*! command -v promtool'
                       r'[^\n]*\n\s+apt_install prometheus\n', script)
     assert guard is not None
+
+
+def test_bootstrap_runs_the_suite_on_every_core_with_xdist_from_the_test_extras() -> None:
+    """The README's test command runs pytest-xdist (-n auto), and CI installs it (test extras)."""
+    script = (REPO / ".ci/bootstrap").read_text(encoding="utf-8")
+    assert re.search(r'^\s+test\) exec "\$venv/bin/python" -m pytest -n auto "\$@" ;;$', script, re.MULTILINE)
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg", encoding="utf-8")
+    extras = [line.split("#")[0].strip() for line in setup["options.extras_require"]["test"].splitlines()]
+    assert any(re.fullmatch(r"pytest-xdist>=[\d.]+", extra) for extra in extras), extras

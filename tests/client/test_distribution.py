@@ -68,14 +68,20 @@ def build_wheel(source: Path, out: Path) -> Path:
     return wheel
 
 
-def test_the_client_wheel_holds_the_client_only(tmp_path: Path) -> None:
-    names = zipfile.ZipFile(build_wheel(REPO / "client", tmp_path)).namelist()
+@pytest.fixture(scope="module")
+def client_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The client's wheel, built once for this module's tests (they only read it)."""
+    return build_wheel(REPO / "client", tmp_path_factory.mktemp("client-wheel"))
+
+
+def test_the_client_wheel_holds_the_client_only(client_wheel: Path) -> None:
+    names = zipfile.ZipFile(client_wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.startswith("position_watchdog_client-")} == {"poswatch"}
     for script in ("check", "begin", "confirm", "end", "_prelude", "heartbeat"):
         assert f"poswatch/lua/{script}.lua" in names
     assert "poswatch/py.typed" in names
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
-    text = zipfile.ZipFile(build_wheel(REPO / "client", tmp_path / "again")).read(metadata).decode()
+    text = zipfile.ZipFile(client_wheel).read(metadata).decode()
     requires = [line for line in text.splitlines() if line.startswith("Requires-Dist:")]
     assert requires == ["Requires-Dist: redis<9,>=5"]
 
@@ -90,8 +96,8 @@ def test_the_daemon_wheel_carries_the_same_client_package(tmp_path: Path) -> Non
 
 
 async def test_installed_alone_next_to_pypis_watchdog_it_runs_the_veto_protocol(
-        tmp_path: Path, redis_url: str, publisher: RedisPublisher) -> None:
-    wheel = build_wheel(REPO / "client", tmp_path / "wheel")
+        tmp_path: Path, client_wheel: Path, redis_url: str, publisher: RedisPublisher) -> None:
+    wheel = client_wheel
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"

@@ -1,7 +1,12 @@
-"""A real redis-server on a free loopback port, started once per session (no fakeredis)."""
+"""A real redis-server on a free loopback port, started once per session (no fakeredis).
+
+Once per session means once per pytest-xdist worker too: every worker owns its own server, and
+``start`` checks that the server answering on the port is the process it started (two workers,
+or anything else on the machine, can be handed the same just-freed port)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +21,11 @@ import redis.asyncio
 
 from watchdog.demo.processes import free_port
 
-__all__ = ["RedisServer", "dead_redis_url", "free_port", "rclient", "redis_server", "redis_url"]
+__all__ = ["PortTaken", "RedisServer", "dead_redis_url", "free_port", "rclient", "redis_server", "redis_url"]
+
+
+class PortTaken(RuntimeError):
+    """The port given to a new redis-server was not free after all (it is raced for)."""
 
 
 @dataclass
@@ -42,13 +51,27 @@ class RedisServer:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:  # could not listen: the port is someone else's
+                self.process = None
+                raise PortTaken(f"redis-server exited at start on port {self.port}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
+                    s.sendall(b"INFO server\r\n")
+                    answer = b""
+                    while b"process_id:" not in answer or not answer.endswith(b"\r\n"):
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                    pid = re.search(rb"process_id:(\d+)", answer)
+                    if pid is not None:
+                        if int(pid.group(1)) == self.process.pid:
+                            return
+                        self.stop()  # another server answers on this port: not ours to use
+                        raise PortTaken(f"another redis-server answers on port {self.port}")
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         raise RuntimeError(f"redis-server did not answer on port {self.port} within 10 s")
 
     def stop(self) -> None:
@@ -65,8 +88,14 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="wd-redis-") as tmp:
-        server = RedisServer(port=free_port(), workdir=Path(tmp))
-        server.start()
+        for attempt in range(5):
+            server = RedisServer(port=free_port(), workdir=Path(tmp))
+            try:
+                server.start()
+                break
+            except PortTaken:
+                if attempt == 4:
+                    raise
         try:
             yield server
         finally:
