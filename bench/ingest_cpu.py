@@ -6,9 +6,16 @@ ORDER_TRADE_UPDATE placing then cancelling an order), fed in order through the s
 stream and the core loop run, cumulatively: ``loads`` (orjson), ``+dedup`` (the rotation
 duplicate filter), ``+parse`` (wire → core events), ``+core`` (OrderBook + PositionBook),
 ``+pack`` (``RedisPublisher.run_many`` building and packing the EVALSHAs of each 256-event batch;
-no socket). websockets' frame parsing and the event loop are not in it (about 11 µs per frame
-on the 2-core machine, the same with uvloop: bare client, same flood). ``cap_order_us`` is the
-cost of one order (placed, then cancelled) once ``OrderBook`` holds ``MAX_TOMBSTONES`` tombstones.
+no socket; the publisher leads, or since HA fencing it writes nothing and packs nothing).
+``daemon_core`` is the daemon's own core instead of those two stages: loads, dedup and parse
+as above, then ``CoreLoop.handle_many`` of the pipeline ``runtime.build`` wires (the books, the
+order blindness, the stream's proof, the poller's and the guard's observers, trigger watching,
+the firing stops, the guard's step, the effects runner and the publisher's packing; no socket)
+on batches of up to 512 events, as the core loop takes them in a flood (None for a checkout
+without ``runtime.build``). websockets' frame parsing and the event loop are in neither (about
+11 µs per frame on the 2-core machine, the same with uvloop: bare client, same flood).
+``cap_order_us`` is the cost of one order (placed, then cancelled) once ``OrderBook`` holds
+``MAX_TOMBSTONES`` tombstones.
 
 Usage (from the repository root)::
 
@@ -87,6 +94,8 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
         return [1] * len(calls)
 
     publisher._runner._pipeline = no_socket  # type: ignore[method-assign]
+    if hasattr(publisher, "_fence"):  # HA fencing: only the leader writes (and packs)
+        publisher._fence, publisher._announced = 1, True
 
     def run(stage: int) -> float:
         recent, book, orders = RecentEvents(), PositionBook(), OrderBook()
@@ -137,7 +146,63 @@ def measure(count: int, repeats: int) -> dict[str, Any]:
         book.apply(event)
     result["cap_order_us"] = round((time.process_time() - started) / (len(parsed[2 * cap:]) / 2)
                                       * 1e6, 2)
+    result["daemon_core"] = daemon_core(texts, repeats)
     return result
+
+
+def daemon_core(texts: list[str], repeats: int) -> float | None:
+    """µs per frame through the daemon's wired core (module docstring), best of ``repeats``."""
+    try:
+        from watchdog.runtime.build import build
+    except ImportError:  # a checkout from before runtime/build.py
+        return None
+    from watchdog.binance.protocol import wire
+    from watchdog.binance.protocol.reconnect import RecentEvents, event_identity
+    from watchdog.binance.stream import _loads
+    from watchdog.clock import SystemClock
+    from watchdog.config import BinanceConfig, Config, Credentials, RedisConfig
+    from watchdog.core.events import PositionSnapshot, SnapshotRequested, StreamConnected
+    from watchdog.logs import configure_logging
+
+    configure_logging("INFO")  # the daemon's default: debug lines are built, not written
+    config = Config(binance=BinanceConfig(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9"),
+                    redis=RedisConfig(url="redis://127.0.0.1:9", account="bench"))
+
+    async def once() -> float:
+        async with build(config, Credentials("key", "secret"), SystemClock()) as pipeline:
+            store, runner = pipeline.store, pipeline.store._runner
+            store._fence, store._announced = 1, True  # leading: every batch is packed
+
+            async def pipelined(calls: list[Any]) -> list[object]:
+                for call in calls:
+                    runner._packed(call)
+                return [[1, 0]] * len(calls)
+
+            async def one(call: Any) -> object:
+                runner._packed(call)
+                return [1, 0]
+
+            runner._pipeline, runner._one = pipelined, one  # type: ignore[method-assign]
+            core, now_ms = pipeline.core, pipeline.clock.wall_ms()
+            await core.handle_many([StreamConnected(1), SnapshotRequested(1, now_ms),
+                                    PositionSnapshot(1, now_ms, now_ms, ())])
+            recent = RecentEvents()
+            gc.collect()
+            batch: list[Any] = []
+            started = time.process_time()
+            for text in texts:
+                raw = _loads(text)
+                if not recent.first_time(event_identity(raw, text)):
+                    raise RuntimeError("a flood frame was taken for a duplicate")
+                batch += wire.parse_user_event(raw)
+                if len(batch) >= 512:
+                    await core.handle_many(batch)
+                    batch = []
+            if batch:
+                await core.handle_many(batch)
+            return (time.process_time() - started) / len(texts) * 1e6
+
+    return round(min(asyncio.run(once()) for _ in range(repeats)), 2)
 
 
 def main() -> None:

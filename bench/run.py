@@ -79,36 +79,71 @@ def _flush(url: str) -> None:
     client.close()
 
 
-def _ingest(consumer: Any, sim: Sim, url: str, count: int, out: dict[str, Any]) -> None:
-    """Latency first (kept even if the full-speed flood then kills the consumer), then throughput."""
-    lat = ingest.latency(sim, url, ACCOUNT, FLOOD_SYMBOLS[0], rate=1000.0, count=3000)
-    out.update({"events_per_s": None, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"]})
+def _ingest(consumer: Any, sim: Sim, url: str, count: int, out: dict[str, Any],
+            latency: bool = True) -> None:
+    """Latency first (kept even if the full-speed flood then kills the consumer), then throughput.
+    ``latency`` False: the throughput alone (a later round, ``_rounds``)."""
+    if latency:
+        lat = ingest.latency(sim, url, ACCOUNT, FLOOD_SYMBOLS[0], rate=1000.0, count=3000)
+        out.update({"events_per_s": None, "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"]})
     out.update(ingest.throughput(sim, url, ACCOUNT, FLOOD_SYMBOLS, count, consumer.alive))
 
 
-def section_ingest(url: str, count: int, details: dict[str, Any]) -> None:
+def section_ingest(url: str, count: int, details: dict[str, Any], latency: bool = True) -> None:
+    """The daemon on a fresh simulator and a flushed Redis: latency (unless ``latency`` is False),
+    then one full-speed flood, whose figures go to ``details["daemon"]``."""
     with simulator(FLOOD_SYMBOLS) as sim:
         _flush(url)
         with daemon(sim, url, ACCOUNT) as consumer:
             try:
-                _ingest(consumer, sim, url, count, details.setdefault("daemon", {}))
+                _ingest(consumer, sim, url, count, details.setdefault("daemon", {}), latency)
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n{consumer.log_tail()}") from exc
 
 
-def section_peer(count: int, details: dict[str, Any]) -> None:
+def section_peer(count: int, details: dict[str, Any], latency: bool = True) -> None:
+    """ccxt.pro on a fresh simulator: one full-speed flood, then latency (unless ``latency`` is
+    False); figures to ``details["ccxt"]``."""
     with simulator(FLOOD_SYMBOLS) as sim:
         base = [PYTHON, str(HERE / "peer_ccxt.py"), "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
                 "--control-url", sim.control_url, "--symbols", *FLOOD_SYMBOLS]
         out = {}
-        for name, extra in (("throughput", ["--count", str(count)]),
-                            ("latency", ["--count", "3000", "--rate", "1000", "--symbols", "BTCUSDT"])):
+        parts = [("throughput", ["--count", str(count)])]
+        if latency:
+            parts.append(("latency", ["--count", "3000", "--rate", "1000", "--symbols", "BTCUSDT"]))
+        for name, extra in parts:
             done = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=240)
             if done.returncode != 0:
                 raise RuntimeError(f"peer_ccxt.py {name} failed:\n{done.stderr[-1500:]}")
             out[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    details["ccxt"] = {"events_per_s": out["throughput"]["events_per_s"],
-                       "p50_ms": out["latency"]["age_p50_ms"], "p99_ms": out["latency"]["age_p99_ms"]}
+    ccxt = details.setdefault("ccxt", {})
+    ccxt["events_per_s"] = out["throughput"]["events_per_s"]
+    if latency:
+        ccxt.update({"p50_ms": out["latency"]["age_p50_ms"], "p99_ms": out["latency"]["age_p99_ms"]})
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _rounds(details: dict[str, Any], name: str, round_: int, step: Callable[[bool], None]) -> None:
+    """One round of a full-speed flood of ``name`` ("daemon" or "ccxt"): round 0 also measures
+    latency. Each round's events/s goes to ``rounds_events_per_s``; ``events_per_s`` is their
+    median (the key's meaning: the throughput of this checkout on this machine, now the median
+    of the rounds, which alternate with the other consumer's so both meet the same load)."""
+    kept = details.get(name, {}).get("rounds_events_per_s", [])
+    step(round_ == 0)
+    out = details[name]
+    rate = out.get("events_per_s")
+    kept = [*kept, rate]
+    out["rounds_events_per_s"] = kept
+    rates = [r for r in kept if r]
+    out["events_per_s"] = round(_median(rates), 1) if rates else None
+    if name == "daemon":  # this round's drain figures, per round
+        for field in ("elapsed_s", "sim_send_per_s", "drain_lag_ms"):
+            out.setdefault(f"rounds_{field}", []).append(out.get(field))
 
 
 def section_detection(trials: int, steady_s: float) -> dict[str, Any]:
@@ -175,6 +210,22 @@ def _ha_accounts_rows(runs: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def _flood_steps(args: argparse.Namespace, url: str,
+                 details: dict[str, Any]) -> list[tuple[str, Callable[[], None]]]:
+    """``--rounds`` full-speed floods of the daemon and of ccxt.pro, alternating (daemon, ccxt,
+    daemon, ccxt, …): the two meet the same load on a shared machine, and the medians stand
+    where one flood each made ``ingest_vs_ccxt`` a coin flip (docs/BENCHMARKS.md, session 11).
+    Step names carry ``#round`` after the first; ``--only`` and errors use the section name."""
+    steps: list[tuple[str, Callable[[], None]]] = []
+    for r in range(max(1, args.rounds)):
+        tag = "" if r == 0 else f"#{r}"
+        steps.append((f"ingest{tag}", lambda r=r: _rounds(
+            details, "daemon", r, lambda lat: section_ingest(url, args.count, details, lat))))
+        steps.append((f"peer{tag}", lambda r=r: _rounds(
+            details, "ccxt", r, lambda lat: section_peer(args.count, details, lat))))
+    return steps
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     load_start = round(os.getloadavg()[0], 2)
@@ -182,8 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     errors: dict[str, str] = {}
     with redis_server() as rs:
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("ingest", lambda: section_ingest(rs.url, args.count, details)),
-            ("peer", lambda: section_peer(args.count, details)),
+            *_flood_steps(args, rs.url, details),
             ("veto", lambda: details.__setitem__("veto", sections.veto(rs.url))),
             ("detection", lambda: details.__setitem__("detection", section_detection(
                 args.core_trials, args.steady_s))),
@@ -202,7 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.ha_accounts, 10))),
         ]
         for name, step in steps:
-            section = "ha" if name == "ha_accounts" else name  # --only ha runs both parts
+            section = "ha" if name == "ha_accounts" else name.split("#")[0]  # --only ha: both
             if ((args.only and section not in args.only) or (name == "detection_e2e" and args.no_e2e)
                     or (name == "detection_steady" and args.no_steady)):  # a headline: +3 min
                 continue
@@ -211,10 +261,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - one section failing must not hide the others
-                errors[name] = f"{type(exc).__name__}: {exc}"
+                errors.setdefault(name.split("#")[0], f"{type(exc).__name__}: {exc}")
                 if args.verbose:
                     traceback.print_exc()
-            details.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 1)
+            seconds = details.setdefault("seconds", {})
+            base = name.split("#")[0]  # the rounds of a flood add up under its section's name
+            seconds[base] = round(seconds.get(base, 0.0) + time.monotonic() - t0, 1)
     result = _summary(details)
     result["details"] = details
     result["errors"] = errors
@@ -286,12 +338,19 @@ def table(result: dict[str, Any]) -> str:
         x = d.get(name)
         if x:
             rate = _fmt(x["events_per_s"]) if x.get("events_per_s") else "failed"
-            rows.append(f"| {label} | {rate} | {x['p50_ms']} ms | {x['p99_ms']} ms | "
+            rows.append(f"| {label} | {rate} | {x.get('p50_ms', '—')} ms | {x.get('p99_ms', '—')} ms | "
                         f"{_fmt(x.get('sim_send_per_s'))} | {_fmt(x.get('drain_lag_ms'))} ms |")
     if d.get("ccxt"):
         c = d["ccxt"]
         rows.append(f"| ccxt.pro watch_positions (publishes nothing; age on handling) | "
-                    f"{_fmt(c['events_per_s'])} | {c['p50_ms']} ms | {c['p99_ms']} ms | — | — |")
+                    f"{_fmt(c.get('events_per_s'))} | {c.get('p50_ms', '—')} ms | "
+                    f"{c.get('p99_ms', '—')} ms | — | — |")
+    rounds = [(name, d[name]["rounds_events_per_s"]) for name in ("daemon", "ccxt")
+              if len(d.get(name, {}).get("rounds_events_per_s", ())) > 1]
+    if rounds:
+        rows += ["", "Full-speed floods, alternating (events/s is their median): " + "; ".join(
+            f"{name} {', '.join(_fmt(r) if r else 'failed' for r in rates)}"
+            for name, rates in rounds)]
     rows += _detection_rows(d)
     if d.get("ha"):
         h = d["ha"]
@@ -365,6 +424,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     parser.add_argument("--write-docs", action="store_true", help="refresh docs/BENCHMARKS.md")
     parser.add_argument("--count", type=int, default=40_000, help="frames per full-speed flood")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="full-speed floods of the daemon and of ccxt.pro, alternating; "
+                        "events/s is the median of the rounds (latency: the first round)")
     parser.add_argument("--trials", type=int, default=20,
                         help="detection trials through the daemon (>= 20; the headline)")
     parser.add_argument("--core-trials", type=int, default=10,

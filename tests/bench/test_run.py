@@ -59,3 +59,61 @@ def test_no_steady_section_leaves_the_key_empty_not_missing(run: ModuleType) -> 
     assert "detection_steady_p95_ms" in summary
     assert summary["detection_steady_p95_ms"] is None
     assert "| `detection_steady_p95_ms` | — |" in run.table(summary)
+
+
+def test_floods_alternate_and_the_headline_is_the_median_of_the_rounds(
+        run: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--rounds: daemon, ccxt, daemon, ccxt, …; latency only in the first round of each;
+    events_per_s the median of the rounds (each kept in rounds_events_per_s)."""
+    order: list[tuple[str, bool]] = []
+    daemon_rates, ccxt_rates = iter([20_000.0, 30_000.0, 10_000.0]), iter([9_000.0, 15_000.0,
+                                                                           11_000.0])
+
+    def ingest(url: str, count: int, details: dict, latency: bool = True) -> None:
+        order.append(("daemon", latency))
+        out = details.setdefault("daemon", {})
+        if latency:
+            out.update({"p50_ms": 1.5, "p99_ms": 3.0})
+        out.update({"events_per_s": next(daemon_rates), "elapsed_s": 2.0,
+                    "sim_send_per_s": 90_000.0, "drain_lag_ms": 300.0})
+
+    def peer(count: int, details: dict, latency: bool = True) -> None:
+        order.append(("ccxt", latency))
+        out = details.setdefault("ccxt", {})
+        out["events_per_s"] = next(ccxt_rates)
+        if latency:
+            out.update({"p50_ms": 1.0, "p99_ms": 1.6})
+
+    monkeypatch.setattr(run, "section_ingest", ingest)
+    monkeypatch.setattr(run, "section_peer", peer)
+    args = run.argparse.Namespace(rounds=3, count=40_000)
+    details: dict = {}
+    steps = run._flood_steps(args, "redis://unused", details)
+    assert [name for name, _ in steps] == ["ingest", "peer", "ingest#1", "peer#1", "ingest#2",
+                                           "peer#2"]
+    for _, step in steps:
+        step()
+    assert order == [("daemon", True), ("ccxt", True), ("daemon", False), ("ccxt", False),
+                     ("daemon", False), ("ccxt", False)]
+    assert details["daemon"]["rounds_events_per_s"] == [20_000.0, 30_000.0, 10_000.0]
+    assert details["daemon"]["events_per_s"] == 20_000.0
+    assert details["ccxt"]["events_per_s"] == 11_000.0
+    assert details["daemon"]["p99_ms"] == 3.0  # the first round's latency stays
+    summary = run._summary(details)
+    assert summary["ingest_events_per_s"] == 20_000.0
+    assert summary["ingest_vs_ccxt"] == round(20_000 / 11_000, 2)  # median ÷ median
+    assert "daemon 20,000, 30,000, 10,000; ccxt 9,000, 15,000, 11,000" in run.table(
+        summary | {"details": details})
+
+
+def test_a_failed_round_is_left_out_of_the_median(run: ModuleType) -> None:
+    details: dict = {}
+    rates = iter([12_000.0, None])
+
+    def step(latency: bool) -> None:
+        details.setdefault("daemon", {})["events_per_s"] = next(rates)
+
+    run._rounds(details, "daemon", 0, step)
+    run._rounds(details, "daemon", 1, step)
+    assert details["daemon"]["rounds_events_per_s"] == [12_000.0, None]
+    assert details["daemon"]["events_per_s"] == 12_000.0

@@ -4,6 +4,7 @@ schedule, leave it asleep; the positions poll and every real change still wake i
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from decimal import Decimal
 
@@ -180,3 +181,27 @@ def test_an_unordered_plan_is_the_same_plan_but_for_the_order_of_its_reads(
     assert sorted(unordered.orders_urgent) == sorted(ordered.orders_urgent)
     assert replace(unordered, order_symbols=(), orders_urgent=()) == replace(
         ordered, order_symbols=(), orders_urgent=())
+
+
+
+def test_the_streams_own_facts_leave_the_poller_as_it_was() -> None:
+    """observe() returns at once for the stream's facts (the hot case of a flood): no wake-up,
+    nothing in the schedule moves; their reads come as ReadNow effects of the core."""
+    from watchdog.core.events import AlgoUpdate, OrderUpdate, StreamPositions, TradeLite
+    from watchdog.core.model import AlgoStatus, OrderId
+
+    poller, schedule, _ = idle_poller(["BTCUSDT"])
+    poller._wake.clear()
+    before = (copy.deepcopy(vars(schedule)), poller._stream_orders_until)
+    symbol, one = Symbol("BTCUSDT"), Decimal(1)
+    key = PositionKey(symbol, PositionSide.BOTH)
+    for event in (
+            StreamPositions(1, 1, "ORDER", (PositionAmount(key, Decimal(2), one, 1),)),
+            OrderUpdate(1, 1, symbol, PositionSide.BOTH, OrderId(7), "c", "BUY", "LIMIT", "LIMIT",
+                        "TRADE", "FILLED", False, False, one, one, one, one, one),
+            AlgoUpdate(1, 1, symbol, PositionSide.BOTH, OrderId(8), "a", "SELL", "STOP_MARKET",
+                       AlgoStatus.NEW, None, True, False, one, one, 0, ""),
+            TradeLite(1, 1, symbol, OrderId(7), "c", "BUY", one, one)):
+        poller.observe(event)
+    assert not poller._wake.is_set()
+    assert (vars(schedule), poller._stream_orders_until) == before

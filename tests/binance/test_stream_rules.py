@@ -6,6 +6,8 @@ import random
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.frames import Close
@@ -15,7 +17,13 @@ from watchdog.binance.connection import classify_stream_error, user_stream_url
 from watchdog.binance.poller import PollSchedule
 from watchdog.binance.protocol.budget import Priority, WeightBudget
 from watchdog.binance.protocol.classify import classify_response, parse_retry_after_s
-from watchdog.binance.protocol.reconnect import Backoff, RecentEvents, StreamFailure, event_identity
+from watchdog.binance.protocol.reconnect import (
+    _ORDER_KEYS,
+    Backoff,
+    RecentEvents,
+    StreamFailure,
+    event_identity,
+)
 from watchdog.binance.protocol.wire import USER_EVENT_TYPES
 from watchdog.core.events import PositionAmount, PositionSnapshot
 from watchdog.core.model import PositionKey, PositionSide, Symbol
@@ -183,3 +191,19 @@ def test_schedule_orders_for_open_recently_closed_leased_and_active_symbols() ->
     assert "BTCUSDT" in s.plan(18.0).order_symbols  # still watched: closed recently
     s.orders_read(Symbol("BTCUSDT"), 18.0)
     assert "BTCUSDT" not in s.plan(80.0).order_symbols  # forgotten after the window
+
+
+_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=4), st.booleans(),
+                    st.floats(allow_nan=False))
+
+
+@settings(deadline=None)  # no timed assertions: a busy machine is no failure
+@given(order=st.dictionaries(st.sampled_from(["i", "x", "X", "t", "z", "l", "s", "c"]), _VALUES),
+       big_e=st.integers(0, 2**45), big_t=st.integers(0, 2**45))
+def test_the_order_identity_spelled_out_is_the_one_of_its_key_list(order: dict, big_e: int,
+                                                                   big_t: int) -> None:
+    """event_identity names the six ORDER_TRADE_UPDATE fields one by one (no generator per
+    frame): the same identity as over ``_ORDER_KEYS``, missing fields included."""
+    raw = {"e": "ORDER_TRADE_UPDATE", "E": big_e, "T": big_t, "o": order}
+    assert event_identity(raw, "text") == ("ORDER_TRADE_UPDATE", big_e, big_t,
+                                           *(str(order.get(k)) for k in _ORDER_KEYS))

@@ -139,15 +139,19 @@ from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.core.effects import ReadNow, RequestSnapshot
 from watchdog.core.events import (
+    AlgoUpdate,
     Event,
     ListenKeyExpired,
     OrdersSnapshot,
+    OrderUpdate,
     PositionSnapshot,
     SnapshotFailed,
     SnapshotRequested,
     StopCrossed,
     StreamConnected,
     StreamLost,
+    StreamPositions,
+    TradeLite,
 )
 from watchdog.core.model import Symbol
 
@@ -174,6 +178,9 @@ STANDBY_POSITIONS_S = 10.0
 # Rule 4: after a connect, how long the sweep waits for the stream's post-connect orders read,
 # which reads every symbol at once on a big account (stream.py rule 7) and then is the sweep.
 RESYNC_ORDERS_WAIT_S = 5.0
+# The stream's own facts: ``Poller.observe`` has nothing to count for them (they ask their reads
+# as ``ReadNow`` effects of the core), so it returns before reading the clock.
+_STREAM_FACTS = frozenset({StreamPositions, OrderUpdate, AlgoUpdate, TradeLite})
 
 
 class Poller:
@@ -237,6 +244,8 @@ class Poller:
     def observe(self, event: Event) -> None:
         """Feed every event the core gets: the REST reads others made (the stream's resync)
         count in the schedule and the budget; symbols to read now come as ``ReadNow``."""
+        if type(event) in _STREAM_FACTS:
+            return  # the hot case (every stream event): none of the cases below
         now_s = self._clock.monotonic()
         match event:
             case PositionSnapshot() if event.symbols is None:

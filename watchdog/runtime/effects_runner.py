@@ -152,7 +152,11 @@ class EffectsRunner:
     async def run(self, effects: list[Effect]) -> None:
         """Run ``effects`` in order. Raises only what is not a store outage."""
         writes: list[StoreEffect] = []
+        read_now = self._snapshots.read_now
         for effect in effects:
+            if type(effect) is ReadNow:  # one per stream event: the hot case of a flood
+                read_now(effect)
+                continue
             if type(effect) is Reverified or (type(effect) is Publish and effect.refresh_of):
                 writes.append(effect)  # re-verifications (300 a poll): nothing to log (_log)
                 continue

@@ -107,7 +107,9 @@ def event_identity(raw: Mapping[str, object], text: str | bytes | None = None) -
     e, big_e, big_t = raw.get("e"), raw.get("E"), raw.get("T")
     order = raw.get("o")
     if e == "ORDER_TRADE_UPDATE" and isinstance(order, Mapping):
-        return (e, big_e, big_t, *(str(order.get(k)) for k in _ORDER_KEYS))
+        get = order.get  # _ORDER_KEYS, spelled out: a generator per frame cost ~1 µs of ~35
+        return (e, big_e, big_t, str(get("i")), str(get("x")), str(get("X")), str(get("t")),
+                str(get("z")), str(get("l")))
     if e == "ALGO_UPDATE" and isinstance(order, Mapping):
         return (e, big_e, big_t, *(str(order.get(k)) for k in _ALGO_KEYS))
     if e == "TRADE_LITE":
