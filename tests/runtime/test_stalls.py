@@ -172,6 +172,19 @@ async def test_a_late_wake_is_one_warning_after_its_round(warnings: list[str]) -
     assert stalls.watch.stalls == 1
 
 
+async def test_several_accounts_name_their_timers(warnings: list[str]) -> None:
+    """Rule 5: one watch for the process, each account's timers named with it."""
+    stalls = LoopStalls()
+    loop = asyncio.get_running_loop()
+    now_s = loop.time()
+    stalls.labelled("sub-1")("heartbeat", now_s - 2.0)
+    stalls.labelled("sub-2")("heartbeat", now_s - 2.2)
+    await asyncio.sleep(0)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("event loop stalled: heartbeat[sub-2] woke 2.2"), warnings[0]
+    assert "late: heartbeat[sub-1], heartbeat[sub-2]" in warnings[0]
+
+
 def test_process_usage_moves_forward() -> None:
     before = process_usage()
     sum(i * i for i in range(200_000))

@@ -233,6 +233,7 @@ class Pipeline:
     shared: Shared | None = None
     ticker: Ticker | None = None
     stalls: LoopStalls | None = None  # the event-loop stall watch (runtime/stalls.py)
+    stall_label: str = ""  # this account, when the process runs several (stalls.py rule 5)
     takeovers_joined: int = 0  # rule 7: acquisitions that joined a takeover already running
     _taking: _TakeOver | None = field(default=None, repr=False)
 
@@ -344,7 +345,7 @@ class Pipeline:
         """The long-running coroutines by task name (rule 2); call once."""
         config, r = self.config, self.config.redis
         runner, store = self.runner, self.store
-        woke = None if self.stalls is None else self.stalls.woke
+        woke = _woke_of(self.stalls, self.stall_label)
         tasks: dict[str, Coroutine[Any, Any, Any]] = {
             "core": self.core.run(),
             "stream": self.stream.run(self.inbox.emit),
@@ -408,7 +409,8 @@ async def build(config: Config, credentials: Credentials, clock: Clock,
             shared.join(config, store)
         pipeline = _wire(config, clock, ends, book, vitals, rest, store,
                          sweep_slots=shared.sweep_slots(config) if shared is not None else None,
-                         stalls=shared.stalls if shared is not None else LoopStalls())
+                         stalls=shared.stalls if shared is not None else LoopStalls(),
+                         stall_label=config.redis.account if shared is not None else "")
         pipeline.shared = shared
         # Rule 6: a beat that takes the lead back runs the same takeover as the lead task.
         store.on_take_over = pipeline.take_over
@@ -469,13 +471,21 @@ def schedule_of(config: Config) -> PollSchedule:
                         idle_poll_interval_s=calm_poll_interval_s(config))
 
 
+def _woke_of(stalls: LoopStalls | None,
+             label: str) -> Callable[[str, float], None] | None:
+    """What a timer tells the stall watch; with several accounts, each names its own."""
+    if stalls is None:
+        return None
+    return stalls.labelled(label) if label else stalls.woke
+
+
 def _weight_budget_1m(config: Config) -> int:
     return IP_WEIGHT_LIMIT_PER_MIN * config.binance.weight_budget_pct // 100
 
 
 def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vitals: Vitals,
           rest: BinanceRest, store: RedisPublisher, sweep_slots: SweepSlots | None = None,
-          stalls: LoopStalls | None = None) -> Pipeline:
+          stalls: LoopStalls | None = None, stall_label: str = "") -> Pipeline:
     b, r = config.binance, config.redis
     inbox = Inbox(INBOX_SIZE)
     orders = OrderBook(max_rest_lag_ms=config.core.max_rest_lag_ms)
@@ -491,7 +501,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     stream_trusted=lambda: (book.stream_state == "live"
                                             and vitals.proof.state == "proven"),
                     stops_far=lambda: not market.near_trigger(),
-                    sweep_plan=sweep_slots, woke=None if stalls is None else stalls.woke)
+                    sweep_plan=sweep_slots, woke=_woke_of(stalls, stall_label))
 
     stream = UserDataStream(
         rest, ws_url=b.ws_url, clock=clock, keepalive_interval_s=b.keepalive_interval_s,
@@ -542,7 +552,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                        *(() if canary is None else (canary.observe,)),
                        *(() if metrics is None else (metrics.observe_event,)), *ends.observers)
     ticker = Ticker(inbox.emit, clock, grid_s=config.service.tick_interval_s,
-                    woke=None if stalls is None else stalls.woke)
+                    woke=_woke_of(stalls, stall_label))
     guard_task.on_outcome = ticker.poke
     core = CoreLoop(inbox, book, orders, runner, vitals, notifier, clock,
                     status_interval_s=_STATUS_INTERVAL_S, reaper_step=reaper.step,
@@ -554,7 +564,7 @@ def _wire(config: Config, clock: Clock, ends: Endpoints, book: PositionBook, vit
                     vitals=vitals, inbox=inbox, poller=poller, stream=stream, market=market,
                     guard=guard, guard_task=guard_task, reaper=reaper, triggers=triggers,
                     runner=runner, core=core, notifier=notifier, canary=canary, metrics=metrics,
-                    ticker=ticker, stalls=stalls)
+                    ticker=ticker, stalls=stalls, stall_label=stall_label)
 
 
 class _Observers:

@@ -39,7 +39,8 @@ Rules of this module:
    on data as fresh as any; the WARNING and the counter are how it surfaces.
 5. ``StallWatch`` is pure (times and usage are passed in); ``LoopStalls`` is the glue on the
    running loop (its clock, ``getrusage``, ``gc.get_stats``, the log). One per process:
-   several accounts share it (build.py ``Shared``), so one stall is one WARNING.
+   several accounts share it (build.py ``Shared``), so one stall is one WARNING; there each
+   account's timers are named with it (``heartbeat[sub-1]``, ``LoopStalls.labelled``).
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ class LoopStalls:
                  usage: Callable[[], Usage] = process_usage) -> None:
         self.watch = watch or StallWatch()
         self._usage = usage
+
+    def labelled(self, label: str) -> Callable[[str, float], None]:
+        """``woke`` for one account's timers in a process of several (rule 5): the WARNING
+        names ``heartbeat[ACCOUNT]``, not a bare ``heartbeat`` once per account."""
+        return lambda timer, asked_s: self.woke(f"{timer}[{label}]", asked_s)
 
     def woke(self, timer: str, asked_s: float) -> None:
         loop = asyncio.get_running_loop()
