@@ -100,7 +100,7 @@ from watchdog.runtime.metrics_serve import serve_metrics, tail_events
 from watchdog.runtime.reaper_after_cancel import ReadPositions
 from watchdog.runtime.reaper_task import ReaperTask, bracketed_reader
 from watchdog.runtime.share import FairShare, LeadersBudget, SweepSlots
-from watchdog.runtime.stalls import LoopStalls
+from watchdog.runtime.stalls import LoopStalls, Woke
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.ticker import Ticker
 from watchdog.runtime.trigger_task import TriggerTask
@@ -472,7 +472,7 @@ def schedule_of(config: Config) -> PollSchedule:
 
 
 def _woke_of(stalls: LoopStalls | None,
-             label: str) -> Callable[[str, float], None] | None:
+             label: str) -> Woke | None:
     """What a timer tells the stall watch; with several accounts, each names its own."""
     if stalls is None:
         return None

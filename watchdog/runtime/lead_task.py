@@ -24,6 +24,7 @@ from watchdog.cancel import raise_if_cancelling
 from watchdog.clock import Clock
 from watchdog.errors import StoreError
 from watchdog.runtime.beat import beat_at
+from watchdog.runtime.stalls import Woke
 
 if TYPE_CHECKING:
     from watchdog.runtime.share import FairShare
@@ -62,7 +63,7 @@ async def run_lead(store: LeadStore, on_takeover: Callable[[], Awaitable[object]
                    on_other_leader: Callable[[str], None] | None = None,
                    on_lapse: Callable[[str], None] | None = None,
                    share: FairShare | None = None, grid_s: float = 0.0,
-                   woke: Callable[[str, float], None] | None = None) -> NoReturn:
+                   woke: Woke | None = None) -> NoReturn:
     """Renew while leading, try to acquire while not; ``on_takeover`` runs after each acquisition
     (it republishes fresh state; a refused beat that takes the lead runs the same one, through
     the store's ``on_take_over``: build.py rule 6; one at a time, the later joining the running

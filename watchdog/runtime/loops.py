@@ -52,6 +52,7 @@ from watchdog.core.orders import OrderBook
 from watchdog.errors import Fenced, InvariantViolation, StoreUnavailable
 from watchdog.runtime.beat import beat_at, sleep_until
 from watchdog.runtime.effects_runner import EffectsRunner
+from watchdog.runtime.stalls import Woke
 from watchdog.runtime.systemd import Notifier
 from watchdog.runtime.ticker import Ticker
 from watchdog.runtime.trigger_task import TriggerTask
@@ -114,7 +115,6 @@ class Inbox:
 
 
 ReaperStep = Callable[[PositionBook, OrderBook, int], list[Effect]]
-Woke = Callable[[str, float], None]  # a timer woke: its name, the loop time it asked for
 
 
 class CoreLoop:

@@ -55,6 +55,9 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+# What a timer tells the watch (rule 1): its name and the loop time it asked to wake at.
+Woke = Callable[[str, float], None]
+
 __all__ = ["LATENESS_BUCKETS", "NOTE_S", "STALL_S", "LoopStalls", "Stall", "StallWatch", "Usage",
            "process_usage"]
 
@@ -178,7 +181,7 @@ class LoopStalls:
         self.watch = watch or StallWatch()
         self._usage = usage
 
-    def labelled(self, label: str) -> Callable[[str, float], None]:
+    def labelled(self, label: str) -> Woke:
         """``woke`` for one account's timers in a process of several (rule 5): the WARNING
         names ``heartbeat[ACCOUNT]``, not a bare ``heartbeat`` once per account."""
         return lambda timer, asked_s: self.woke(f"{timer}[{label}]", asked_s)

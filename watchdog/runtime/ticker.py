@@ -49,6 +49,7 @@ from loguru import logger
 from watchdog.clock import Clock
 from watchdog.core.events import Event, Tick
 from watchdog.runtime.beat import beat_at
+from watchdog.runtime.stalls import Woke
 
 __all__ = ["STEP_TOLERANCE_MS", "ClockSetWatch", "Ticker", "slack_s", "tick_point"]
 
@@ -143,7 +144,7 @@ class Ticker:
 
     def __init__(self, emit: Callable[[Event], Awaitable[None]], clock: Clock, *, grid_s: float,
                  clock_watch: bool = True, fallback_cap_s: float = FALLBACK_CAP_S,
-                 woke: Callable[[str, float], None] | None = None) -> None:
+                 woke: Woke | None = None) -> None:
         self._emit = emit
         self._clock = clock
         self._grid_s = grid_s
